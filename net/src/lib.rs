@@ -1,0 +1,2 @@
+//! `net`: the wire protocol.
+#![forbid(unsafe_code)]
