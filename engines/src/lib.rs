@@ -4,3 +4,5 @@
 //! Dependencies: `nvme` only. This crate must never depend on `net`, `ds-node` or tokio.
 //! Threading: every structure here is owned by one shard (one thread); nothing is `Sync`.
 #![deny(unsafe_code)]
+
+pub mod masstree;
