@@ -1,2 +1,62 @@
-//! `net`: the wire protocol.
-#![forbid(unsafe_code)]
+//! `net`: the one protocol for proxy ↔ DS, DS ↔ DS and anything ↔ master
+//! (`docs/format/wire.md`).
+//!
+//! Modules, bottom up:
+//! - [`codec`]: the payload encoding (fixed little-endian layouts) and a bounds-checked reader.
+//! - [`ids`]: newtypes for every identifier.
+//! - [`frame`]: `len | kind | flags | request id | payload | crc32c` frames; a sans-IO decoder.
+//! - [`message`]: the typed messages and their frame kinds; [`error`]: errors with stable codes.
+//! - [`conn`]: the sans-IO connection state (handshake, frames in, messages out) that both
+//!   transports drive.
+//! - `tokio_transport` (feature `tokio`) and `glommio_transport` (feature `glommio`): TCP
+//!   transports with many requests in flight per connection, pools, timeouts and backpressure.
+//!
+//! Dependencies: no workspace crate. This crate must not depend on `engines` or `nvme`.
+//! Threading: the codec is plain data; the tokio transport is `Send`, the glommio transport
+//! lives on one executor (shard) and is `!Send`.
+#![deny(missing_docs)]
+#![deny(unsafe_code)]
+
+pub mod codec;
+pub mod conn;
+pub mod error;
+pub mod frame;
+pub mod ids;
+pub mod message;
+pub mod transport;
+
+#[cfg(feature = "glommio")]
+pub mod glommio_transport;
+#[cfg(feature = "tokio")]
+pub mod tokio_transport;
+
+pub use error::RpcError;
+pub use frame::{DEFAULT_MAX_FRAME_BYTES, Frame, FrameDecoder, FrameError};
+pub use ids::*;
+pub use message::Message;
+
+/// Strategies for property tests of messages.
+#[cfg(test)]
+mod arb {
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    pub fn bytes() -> impl Strategy<Value = Bytes> {
+        prop::collection::vec(any::<u8>(), 0..48).prop_map(Bytes::from)
+    }
+    pub fn opt_bytes() -> impl Strategy<Value = Option<Bytes>> {
+        prop::option::of(bytes())
+    }
+    pub fn bytes_vec() -> impl Strategy<Value = Vec<Bytes>> {
+        prop::collection::vec(bytes(), 0..6)
+    }
+    pub fn opt_bytes_vec() -> impl Strategy<Value = Vec<Option<Bytes>>> {
+        prop::collection::vec(opt_bytes(), 0..6)
+    }
+    pub fn pairs() -> impl Strategy<Value = Vec<(Bytes, Bytes)>> {
+        prop::collection::vec((bytes(), bytes()), 0..6)
+    }
+    pub fn small_vec<T: Arbitrary>() -> impl Strategy<Value = Vec<T>> {
+        prop::collection::vec(any::<T>(), 0..4)
+    }
+}

@@ -1,0 +1,171 @@
+//! The TCP transport for DS shards (glommio): the same drivers as the tokio transport, on the
+//! shard's own executor. Everything here is `!Send` and lives on one shard.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_util::future::{Either, select};
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::message::Message;
+use crate::message::handshake::{Acceptor, Hello, HelloAck};
+use crate::transport::{
+    CallError, ClientHandle, TransportConfig, client_channel, client_handshake, drive_client,
+    log_close, serve_connection,
+};
+
+/// Runs `fut` with a time limit on the current glommio executor.
+async fn with_timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T> {
+    match select(pin!(fut), pin!(glommio::timer::sleep(d))).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}
+
+/// A connection to one peer; clones share it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    handle: ClientHandle,
+    ack: HelloAck,
+    cfg: TransportConfig,
+}
+
+impl Client {
+    /// Connects, handshakes and spawns the connection's task on this executor.
+    pub async fn connect(
+        addr: &str,
+        hello: Hello,
+        cfg: TransportConfig,
+    ) -> Result<Client, CallError> {
+        let connect = async {
+            let mut stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
+            let (ack, reader) = client_handshake(&mut stream, hello, &cfg)
+                .await
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
+            Ok::<_, CallError>((stream, ack, reader))
+        };
+        let (stream, ack, reader) = with_timeout(cfg.connect_timeout, connect)
+            .await
+            .ok_or_else(|| CallError::Connect(format!("{addr}: connect timed out")))??;
+        let (handle, calls) = client_channel(&cfg);
+        let peer = addr.to_string();
+        let driver_cfg = cfg.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = drive_client(stream, reader, calls, driver_cfg).await {
+                tracing::info!(peer, "connection closed: {e}");
+            }
+        })
+        .detach();
+        Ok(Client { handle, ack, cfg })
+    }
+
+    /// Sends a request and waits for the reply, within the request timeout.
+    pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
+        with_timeout(self.cfg.request_timeout, self.handle.call(msg))
+            .await
+            .ok_or(CallError::Timeout)?
+    }
+
+    /// Sends a one-way message.
+    pub async fn send(&self, msg: Message) -> Result<(), CallError> {
+        with_timeout(self.cfg.request_timeout, self.handle.send(msg))
+            .await
+            .ok_or(CallError::Timeout)?
+    }
+
+    /// The peer's handshake answer.
+    pub fn peer(&self) -> &HelloAck {
+        &self.ack
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
+/// One connection per peer address, re-opened when closed (a DS shard batches its Raft
+/// traffic per destination, so one connection per peer is enough).
+#[derive(Debug)]
+pub struct Pool {
+    hello: Hello,
+    cfg: TransportConfig,
+    conns: RefCell<HashMap<String, Client>>,
+}
+
+impl Pool {
+    /// An empty pool.
+    pub fn new(hello: Hello, cfg: TransportConfig) -> Rc<Self> {
+        Rc::new(Self {
+            hello,
+            cfg,
+            conns: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// A live connection to `addr`, connecting if needed.
+    pub async fn get(&self, addr: &str) -> Result<Client, CallError> {
+        let existing = self.conns.borrow().get(addr).cloned();
+        if let Some(c) = existing.filter(|c| !c.is_closed()) {
+            return Ok(c);
+        }
+        let client = Client::connect(addr, self.hello, self.cfg.clone()).await?;
+        self.conns
+            .borrow_mut()
+            .insert(addr.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// Calls `addr` over the pooled connection.
+    pub async fn call(&self, addr: &str, msg: Message) -> Result<Message, CallError> {
+        self.get(addr).await?.call(msg).await
+    }
+}
+
+/// Accepts connections on `listener` forever (until the listener fails), serving each on
+/// this executor with `handler`; at most `max_connections` at once.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    acceptor: Acceptor,
+    cfg: TransportConfig,
+    max_connections: usize,
+    handler: Rc<H>,
+) -> std::io::Result<()>
+where
+    H: Fn(Message) -> F + 'static,
+    F: Future<Output = Option<Message>> + 'static,
+{
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let stream = listener
+            .accept()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let peer = stream
+            .peer_addr()
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        if live.get() >= max_connections.max(1) {
+            tracing::warn!(%peer, "connection refused: {} connections open", live.get());
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        live.set(live.get() + 1);
+        let (handler, cfg, live) = (handler.clone(), cfg.clone(), live.clone());
+        glommio::spawn_local(async move {
+            let result = serve_connection(stream, acceptor, &cfg, |m| handler(m)).await;
+            live.set(live.get() - 1);
+            log_close(peer, result);
+        })
+        .detach();
+    }
+}

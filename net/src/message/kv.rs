@@ -1,0 +1,537 @@
+//! Client operations on a range (`docs/format/wire.md` §4.2): plain KV operations and the
+//! type-aware Redis operations that the range's state machine executes at apply time.
+
+use bytes::Bytes;
+
+use crate::codec::{wire_enum, wire_struct};
+use crate::error::RpcError;
+use crate::message::route::RouteCtx;
+
+/// What a write does to the key's expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Expiry {
+    /// Keep the current expiry (Redis `KEEPTTL`; for a new key: none).
+    Keep {},
+    /// Remove any expiry (plain `SET`, `PERSIST`).
+    Persist {},
+    /// Expire at this Unix time in milliseconds.
+    At {
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+}
+impl Default for Expiry {
+    fn default() -> Self {
+        Self::Keep {}
+    }
+}
+
+wire_enum!(Expiry: u8, "expiry" { 0 => Keep {}, 1 => Persist {}, 2 => At { at_ms } });
+
+/// The condition a write depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Cond {
+    /// Write unconditionally.
+    Always {},
+    /// Only if the key does not exist (`NX`).
+    IfAbsent {},
+    /// Only if the key exists (`XX`).
+    IfPresent {},
+}
+impl Default for Cond {
+    fn default() -> Self {
+        Self::Always {}
+    }
+}
+
+wire_enum!(Cond: u8, "write condition" { 0 => Always {}, 1 => IfAbsent {}, 2 => IfPresent {} });
+
+/// The condition of an `EXPIRE` family command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum ExpireCond {
+    /// Always set.
+    Always {},
+    /// Only if the key has no expiry (`NX`).
+    IfNone {},
+    /// Only if the key has an expiry (`XX`).
+    IfSome {},
+    /// Only if the new expiry is later (`GT`).
+    IfGreater {},
+    /// Only if the new expiry is earlier (`LT`).
+    IfLess {},
+}
+impl Default for ExpireCond {
+    fn default() -> Self {
+        Self::Always {}
+    }
+}
+
+wire_enum!(ExpireCond: u8, "expire condition" {
+    0 => Always {}, 1 => IfNone {}, 2 => IfSome {}, 3 => IfGreater {}, 4 => IfLess {},
+});
+
+/// The Redis type of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum KeyType {
+    /// The key does not exist.
+    None {},
+    /// A string.
+    String {},
+    /// A hash.
+    Hash {},
+}
+wire_enum!(KeyType: u8, "key type" { 0 => None {}, 1 => String {}, 2 => Hash {} });
+
+/// One write of a [`KvOp::BatchWrite`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum WriteOp {
+    /// Put a value.
+    Put {
+        /// The key.
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        /// The value.
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        value: Bytes,
+        /// Its expiry.
+        expiry: Expiry,
+    },
+    /// Delete a key.
+    Delete {
+        /// The key.
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+}
+wire_enum!(WriteOp: u8, "write op" {
+    0 => Put { key: key, value, expiry },
+    1 => Delete { key: key },
+});
+
+/// An operation on one range. Keys of the Redis operations are user keys; the shard derives
+/// the internal keys (metadata entry and sub-keys) itself.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[allow(missing_docs)] // the fields are described in docs/format/wire.md §4.2
+pub enum KvOp {
+    /// Read a raw key.
+    Get {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Read several raw keys of one range.
+    BatchGet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        keys: Vec<Bytes>,
+    },
+    /// Write a raw key, optionally conditionally, optionally returning the old value.
+    Put {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        value: Bytes,
+        expiry: Expiry,
+        cond: Cond,
+        return_old: bool,
+    },
+    /// Delete a raw key.
+    Delete {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Apply several writes atomically (all keys in the range).
+    BatchWrite {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+        ops: Vec<WriteOp>,
+    },
+    /// Scan `[start, end)` (end empty: to the range's end), at most `limit` entries.
+    Scan {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        start: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        end: Bytes,
+        limit: u32,
+        reverse: bool,
+        keys_only: bool,
+    },
+    /// Replace the value if it equals `expected` (`None`: the key must be absent).
+    CompareAndSet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        expected: Option<Bytes>,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        new: Option<Bytes>,
+        expiry: Expiry,
+    },
+    /// Add `delta` to a raw key holding a decimal integer (absent = 0).
+    Increment {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        delta: i64,
+    },
+    /// Redis `GET`.
+    StrGet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `SET` with its options.
+    StrSet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        value: Bytes,
+        expiry: Expiry,
+        cond: Cond,
+        get_old: bool,
+    },
+    /// Redis `GETDEL`.
+    StrGetDel {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `GETEX`.
+    StrGetEx {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        expiry: Expiry,
+    },
+    /// Redis `INCRBY` (and `INCR`, `DECR`, `DECRBY`).
+    StrIncrBy {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        delta: i64,
+    },
+    /// Redis `INCRBYFLOAT`.
+    StrIncrByFloat {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        delta: f64,
+    },
+    /// Redis `APPEND`.
+    StrAppend {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        value: Bytes,
+    },
+    /// Redis `STRLEN`.
+    StrLen {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `GETRANGE`.
+    StrGetRange {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        start: i64,
+        end: i64,
+    },
+    /// Redis `SETRANGE`.
+    StrSetRange {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        offset: u64,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        value: Bytes,
+    },
+    /// Redis `DEL`/`UNLINK` of one key (any type; a hash is dropped in O(1) by version bump).
+    KeyDel {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `EXISTS` of one key.
+    KeyExists {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `PEXPIREAT` (the other `EXPIRE` forms are converted by the proxy).
+    KeyExpire {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        at_ms: u64,
+        cond: ExpireCond,
+    },
+    /// Redis `PERSIST`.
+    KeyPersist {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `PTTL`/`TTL`/`PEXPIRETIME`.
+    KeyTtl {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `TYPE`.
+    KeyType {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// One step of Redis `SCAN` within the range: user keys after `cursor`.
+    KeyScan {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        cursor: Bytes,
+        count: u32,
+        type_filter: Option<KeyType>,
+    },
+    /// Redis `HSET`/`HMSET` (`only_new`: `HSETNX`).
+    HSet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::pairs()"))]
+        pairs: Vec<(Bytes, Bytes)>,
+        only_new: bool,
+    },
+    /// Redis `HGET`.
+    HGet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        field: Bytes,
+    },
+    /// Redis `HMGET`.
+    HMGet {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        fields: Vec<Bytes>,
+    },
+    /// Redis `HDEL`.
+    HDel {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        fields: Vec<Bytes>,
+    },
+    /// Redis `HEXISTS`.
+    HExists {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        field: Bytes,
+    },
+    /// Redis `HLEN`.
+    HLen {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `HGETALL` (also `HKEYS`, `HVALS`).
+    HGetAll {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+    /// Redis `HINCRBY`.
+    HIncrBy {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        field: Bytes,
+        delta: i64,
+    },
+    /// Redis `HINCRBYFLOAT`.
+    HIncrByFloat {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        field: Bytes,
+        delta: f64,
+    },
+    /// Redis `HSTRLEN`.
+    HStrLen {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        field: Bytes,
+    },
+    /// One step of Redis `HSCAN`: fields after `cursor`.
+    HScan {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        cursor: Bytes,
+        count: u32,
+    },
+}
+
+wire_enum!(KvOp: u8, "kv op" {
+    0 => Get { key: key },
+    1 => BatchGet { keys: keys },
+    2 => Put { key: key, value, expiry, cond, return_old },
+    3 => Delete { key: key },
+    4 => BatchWrite { ops },
+    5 => Scan { start: key, end: key, limit, reverse, keys_only },
+    6 => CompareAndSet { key: key, expected, new, expiry },
+    7 => Increment { key: key, delta },
+    16 => StrGet { key: key },
+    17 => StrSet { key: key, value, expiry, cond, get_old },
+    18 => StrGetDel { key: key },
+    19 => StrGetEx { key: key, expiry },
+    20 => StrIncrBy { key: key, delta },
+    21 => StrIncrByFloat { key: key, delta },
+    22 => StrAppend { key: key, value },
+    23 => StrLen { key: key },
+    24 => StrGetRange { key: key, start, end },
+    25 => StrSetRange { key: key, offset, value },
+    32 => KeyDel { key: key },
+    33 => KeyExists { key: key },
+    34 => KeyExpire { key: key, at_ms, cond },
+    35 => KeyPersist { key: key },
+    36 => KeyTtl { key: key },
+    37 => KeyType { key: key },
+    38 => KeyScan { cursor: key, count, type_filter },
+    48 => HSet { key: key, pairs, only_new },
+    49 => HGet { key: key, field },
+    50 => HMGet { key: key, fields },
+    51 => HDel { key: key, fields },
+    52 => HExists { key: key, field },
+    53 => HLen { key: key },
+    54 => HGetAll { key: key },
+    55 => HIncrBy { key: key, field, delta },
+    56 => HIncrByFloat { key: key, field, delta },
+    57 => HStrLen { key: key, field },
+    58 => HScan { key: key, cursor, count },
+});
+
+impl KvOp {
+    /// Whether the operation changes state (goes through Raft) or only reads.
+    pub fn is_write(&self) -> bool {
+        !matches!(
+            self,
+            Self::Get { .. }
+                | Self::BatchGet { .. }
+                | Self::Scan { .. }
+                | Self::StrGet { .. }
+                | Self::StrLen { .. }
+                | Self::StrGetRange { .. }
+                | Self::KeyExists { .. }
+                | Self::KeyTtl { .. }
+                | Self::KeyType { .. }
+                | Self::KeyScan { .. }
+                | Self::HGet { .. }
+                | Self::HMGet { .. }
+                | Self::HExists { .. }
+                | Self::HLen { .. }
+                | Self::HGetAll { .. }
+                | Self::HStrLen { .. }
+                | Self::HScan { .. }
+        )
+    }
+}
+
+/// A request to a range: where it was routed, and what to do.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct KvRequest {
+    /// The range and epoch the sender routed with.
+    pub ctx: RouteCtx,
+    /// The operation.
+    pub op: KvOp,
+}
+wire_struct!(KvRequest { ctx, op });
+
+/// The time-to-live state of a key (`PTTL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum TtlState {
+    /// The key does not exist (`-2`).
+    NoKey {},
+    /// The key has no expiry (`-1`).
+    Persistent {},
+    /// The key expires at this Unix time in milliseconds.
+    ExpiresAt {
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+}
+wire_enum!(TtlState: u8, "ttl state" { 0 => NoKey {}, 1 => Persistent {}, 2 => ExpiresAt { at_ms } });
+
+/// The result of a [`KvOp`].
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[allow(missing_docs)] // described in docs/format/wire.md §4.2
+pub enum OpResult {
+    /// Nothing to return.
+    Unit {},
+    /// A yes/no answer.
+    Bool { value: bool },
+    /// An integer.
+    Int { value: i64 },
+    /// A value, or none when the key is absent.
+    Value {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        value: Option<Bytes>,
+    },
+    /// One value per requested key.
+    Values {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes_vec()"))]
+        values: Vec<Option<Bytes>>,
+    },
+    /// Key/value (or field/value) pairs.
+    Pairs {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::pairs()"))]
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    /// Pairs of a scan, and the key to resume after (none: the scan reached its end).
+    Scan {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::pairs()"))]
+        pairs: Vec<(Bytes, Bytes)>,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        next: Option<Bytes>,
+    },
+    /// Whether a conditional write happened.
+    Written { written: bool },
+    /// Whether a compare-and-set swapped, and the value now current.
+    Cas {
+        swapped: bool,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        current: Option<Bytes>,
+    },
+    /// The expiry state of a key.
+    Ttl { ttl: TtlState },
+    /// The type of a key.
+    Type { key_type: KeyType },
+    /// User keys of a `SCAN` step and the cursor to resume after (none: done).
+    KeyScan {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        keys: Vec<Bytes>,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        next: Option<Bytes>,
+    },
+}
+
+wire_enum!(OpResult: u8, "op result" {
+    0 => Unit {},
+    1 => Bool { value },
+    2 => Int { value },
+    3 => Value { value },
+    4 => Values { values },
+    5 => Pairs { pairs },
+    6 => Scan { pairs, next },
+    7 => Written { written },
+    8 => Cas { swapped, current },
+    9 => Ttl { ttl },
+    10 => Type { key_type },
+    11 => KeyScan { keys, next },
+});
+
+/// The answer to a [`KvRequest`].
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum KvResponse {
+    /// The operation ran.
+    Ok {
+        /// Its result.
+        result: OpResult,
+    },
+    /// The operation was refused or failed.
+    Err {
+        /// Why.
+        error: RpcError,
+    },
+}
+wire_enum!(KvResponse: u8, "kv response" { 0 => Ok { result }, 1 => Err { error } });

@@ -1,0 +1,219 @@
+//! The TCP transport for tokio services (proxy, master): connect with a timeout, a client with
+//! many requests in flight, a pool of connections per address, and a server.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use tokio::io::ReadBuf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::message::Message;
+use crate::message::handshake::{Acceptor, Hello, HelloAck};
+use crate::transport::{
+    CallError, ClientHandle, TransportConfig, client_channel, client_handshake, drive_client,
+    log_close, serve_connection,
+};
+
+/// A tokio `TcpStream` seen through the `futures-io` traits the drivers are written against.
+#[derive(Debug)]
+pub struct Compat(pub TcpStream);
+
+impl futures_util::io::AsyncRead for Compat {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut rb = ReadBuf::new(buf);
+        match tokio::io::AsyncRead::poll_read(Pin::new(&mut self.0), cx, &mut rb) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl futures_util::io::AsyncWrite for Compat {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        tokio::io::AsyncWrite::poll_write(Pin::new(&mut self.0), cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::io::AsyncWrite::poll_flush(Pin::new(&mut self.0), cx)
+    }
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        tokio::io::AsyncWrite::poll_shutdown(Pin::new(&mut self.0), cx)
+    }
+}
+
+/// A connection to one peer; clones share it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    handle: ClientHandle,
+    ack: HelloAck,
+    cfg: TransportConfig,
+}
+
+impl Client {
+    /// Connects, handshakes and spawns the connection's task, all within the connect timeout.
+    pub async fn connect(
+        addr: &str,
+        hello: Hello,
+        cfg: TransportConfig,
+    ) -> Result<Client, CallError> {
+        let connect = async {
+            let stream = TcpStream::connect(addr)
+                .await
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
+            stream
+                .set_nodelay(true)
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
+            let mut stream = Compat(stream);
+            let (ack, reader) = client_handshake(&mut stream, hello, &cfg)
+                .await
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
+            Ok::<_, CallError>((stream, ack, reader))
+        };
+        let (stream, ack, reader) = tokio::time::timeout(cfg.connect_timeout, connect)
+            .await
+            .map_err(|_| CallError::Connect(format!("{addr}: connect timed out")))??;
+        let (handle, calls) = client_channel(&cfg);
+        let peer = addr.to_string();
+        let driver_cfg = cfg.clone();
+        tokio::spawn(async move {
+            if let Err(e) = drive_client(stream, reader, calls, driver_cfg).await {
+                tracing::info!(peer, "connection closed: {e}");
+            }
+        });
+        Ok(Client { handle, ack, cfg })
+    }
+
+    /// Sends a request and waits for the reply, within the request timeout.
+    pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
+        tokio::time::timeout(self.cfg.request_timeout, self.handle.call(msg))
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
+    /// Sends a one-way message.
+    pub async fn send(&self, msg: Message) -> Result<(), CallError> {
+        tokio::time::timeout(self.cfg.request_timeout, self.handle.send(msg))
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
+    /// The peer's handshake answer.
+    pub fn peer(&self) -> &HelloAck {
+        &self.ack
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
+/// Connections to many peers, `per_addr` each, used round-robin and re-opened when closed.
+#[derive(Debug)]
+pub struct Pool {
+    hello: Hello,
+    cfg: TransportConfig,
+    per_addr: usize,
+    conns: Mutex<HashMap<String, (Vec<Client>, usize)>>,
+}
+
+impl Pool {
+    /// A pool that opens up to `per_addr` connections to each address.
+    pub fn new(hello: Hello, cfg: TransportConfig, per_addr: usize) -> Self {
+        Self {
+            hello,
+            cfg,
+            per_addr: per_addr.max(1),
+            conns: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A live connection to `addr`, connecting if needed.
+    pub async fn get(&self, addr: &str) -> Result<Client, CallError> {
+        if let Some(c) = self.pick(addr) {
+            return Ok(c);
+        }
+        let client = Client::connect(addr, self.hello, self.cfg.clone()).await?;
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let (list, _) = conns.entry(addr.to_string()).or_default();
+        list.retain(|c| !c.is_closed());
+        if list.len() < self.per_addr {
+            list.push(client.clone());
+        }
+        Ok(client)
+    }
+
+    fn pick(&self, addr: &str) -> Option<Client> {
+        let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let (list, next) = conns.get_mut(addr)?;
+        list.retain(|c| !c.is_closed());
+        if list.len() < self.per_addr {
+            return None;
+        }
+        *next = (*next + 1) % list.len();
+        list.get(*next).cloned()
+    }
+
+    /// Calls `addr` over a pooled connection.
+    pub async fn call(&self, addr: &str, msg: Message) -> Result<Message, CallError> {
+        self.get(addr).await?.call(msg).await
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` completes, serving each with `handler`
+/// (at most `max_connections` at once; more wait in the listen backlog). On shutdown, stops
+/// accepting and ends every connection task before returning.
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    acceptor: Acceptor,
+    cfg: TransportConfig,
+    max_connections: usize,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Message) -> F + Send + Sync + 'static,
+    F: Future<Output = Option<Message>> + Send + 'static,
+{
+    let limit = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = limit.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let handler = handler.clone();
+        let cfg = cfg.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            let _ = stream.set_nodelay(true);
+            let result = serve_connection(Compat(stream), acceptor, &cfg, |m| handler(m)).await;
+            log_close(peer, result);
+        });
+    }
+    tasks.shutdown().await;
+}
