@@ -1,0 +1,441 @@
+//! `uring`: the default backend — io_uring with `O_DIRECT` on a preallocated file or a raw
+//! block device, through glommio 0.9's `DmaFile`.
+//!
+//! This is the only module that names glommio types, so the runtime can be swapped (compio
+//! is the maintained alternative) without touching the rest of the crate. Completions are
+//! reaped by the io_uring of the glommio executor the device was opened on: a `UringDevice`
+//! must be used only on that executor (it is not `Send`).
+//!
+//! Workarounds for what `NOTES.md` measured on this machine, all applied here:
+//! 1. glommio probes polled-I/O support with a read at offset 0 of the first `DmaFile` opened
+//!    on a device in each executor; on a sparse or fallocated file the read never reaches the
+//!    disk, the probe wrongly succeeds, and later reads fail with EOPNOTSUPP. [`UringDevice`]'s
+//!    constructors first open a small seed file written with `std::fs` + `sync_all` in the same
+//!    directory, in every executor, so the probe reads real blocks.
+//! 2. On a raw block device glommio does not add `O_DIRECT` by itself: we pass it explicitly.
+//! 3. Registered buffers count against `RLIMIT_MEMLOCK` (8 MiB by default):
+//!    [`raise_memlock`] raises it (as root) before executors start.
+//!
+//! Files are created at their full size with `fallocate` and never grown on the write path.
+//! Polled I/O and SQPOLL are not used (not supported here / costs a core).
+
+use std::cell::Cell;
+use std::fmt;
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use glommio::io::{DmaBuffer, DmaFile, OpenOptions, ReadResult};
+use glommio::sync::Semaphore;
+
+use crate::buf::IoBuf;
+use crate::device::{BlockDevice, check_io};
+use crate::error::{Error, Result};
+
+/// Name of the seed file written next to device files (workaround 1 above).
+pub const SEED_FILE_NAME: &str = ".tierkv-nvme-seed";
+
+/// Options for opening a [`UringDevice`].
+#[derive(Debug, Clone, Copy)]
+pub struct UringOptions {
+    /// Most I/Os in flight on this device. Default 128; valid 1..=4096.
+    pub queue_depth: usize,
+    /// Smallest alignment to enforce, bytes (power of two). Default 4096: the physical block
+    /// size of the disks we run on, even where the logical block size is 512.
+    pub min_alignment: usize,
+}
+
+impl Default for UringOptions {
+    fn default() -> Self {
+        Self {
+            queue_depth: 128,
+            min_alignment: 4096,
+        }
+    }
+}
+
+/// A write buffer: a glommio DMA buffer (from the executor's registered I/O memory when it
+/// has room).
+pub struct UringBuf(DmaBuffer);
+
+impl fmt::Debug for UringBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringBuf")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+impl IoBuf for UringBuf {
+    fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        self.0.as_bytes_mut()
+    }
+}
+
+/// The bytes of a completed read, in glommio's buffer (no copy).
+pub struct UringReadBuf(ReadResult);
+
+impl fmt::Debug for UringReadBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringReadBuf")
+            .field("len", &self.0.len())
+            .finish()
+    }
+}
+
+impl std::ops::Deref for UringReadBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// An io_uring block device on one glommio executor.
+pub struct UringDevice {
+    file: DmaFile,
+    path: PathBuf,
+    capacity: u64,
+    alignment: usize,
+    queue_depth: usize,
+    slots: Semaphore,
+    poisoned: Cell<bool>,
+    raw_device: bool,
+}
+
+impl fmt::Debug for UringDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UringDevice")
+            .field("path", &self.path)
+            .field("capacity", &self.capacity)
+            .field("alignment", &self.alignment)
+            .field("queue_depth", &self.queue_depth)
+            .field("raw_device", &self.raw_device)
+            .field("poisoned", &self.poisoned.get())
+            .finish()
+    }
+}
+
+fn gio<T>(op: &'static str) -> impl FnOnce(glommio::GlommioError<T>) -> Error {
+    move |e| Error::io(op, io::Error::from(e))
+}
+
+impl UringDevice {
+    /// Creates (or replaces) the regular file `path` at its full `size` (a multiple of the
+    /// alignment) with `fallocate`, and opens it. Must run inside a glommio executor.
+    pub async fn create_file(path: &Path, size: u64, opts: UringOptions) -> Result<Self> {
+        check_options(&opts)?;
+        if size == 0 || size % opts.min_alignment as u64 != 0 {
+            return Err(Error::InvalidArgument(
+                "file size must be a non-zero multiple of the alignment",
+            ));
+        }
+        seed_probe(path).await?;
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .dma_open(path)
+            .await
+            .map_err(gio("create device file"))?;
+        f.pre_allocate(size, false)
+            .await
+            .map_err(gio("fallocate device file"))?;
+        f.fdatasync().await.map_err(gio("sync device file"))?;
+        f.close().await.map_err(gio("close device file"))?;
+        sync_parent_dir(path)?;
+        Self::open(path, opts).await
+    }
+
+    /// Opens an existing preallocated file or raw block device read-write with `O_DIRECT`.
+    /// The capacity is the file's size (or the device's), rounded down to the alignment.
+    /// Must run inside a glommio executor.
+    pub async fn open(path: &Path, opts: UringOptions) -> Result<Self> {
+        check_options(&opts)?;
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("stat device", e))?;
+        let raw_device = meta.file_type().is_block_device();
+        let size = if raw_device {
+            std::fs::File::open(path)
+                .and_then(|mut f| f.seek(SeekFrom::End(0)))
+                .map_err(|e| Error::io("size block device", e))?
+        } else if meta.is_file() {
+            seed_probe(path).await?;
+            meta.len()
+        } else {
+            return Err(Error::InvalidArgument(
+                "device path is neither a regular file nor a block device",
+            ));
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .dma_open(path)
+            .await
+            .map_err(gio("open device"))?;
+        let alignment = (file.alignment() as usize).max(opts.min_alignment);
+        let capacity = size / alignment as u64 * alignment as u64;
+        if capacity == 0 {
+            return Err(Error::InvalidArgument("device is smaller than one block"));
+        }
+        Ok(Self {
+            file,
+            path: path.to_path_buf(),
+            capacity,
+            alignment,
+            queue_depth: opts.queue_depth,
+            slots: Semaphore::new(opts.queue_depth as u64),
+            poisoned: Cell::new(false),
+            raw_device,
+        })
+    }
+
+    /// Returns true if the device is a raw block device (not a file).
+    pub fn is_raw_device(&self) -> bool {
+        self.raw_device
+    }
+
+    /// Returns the path the device was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes the device.
+    pub async fn close(self) -> Result<()> {
+        self.file.close().await.map_err(gio("close device"))
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.poisoned.get() {
+            Err(Error::DeviceFailed)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn check_options(opts: &UringOptions) -> Result<()> {
+    if !(1..=4096).contains(&opts.queue_depth) {
+        return Err(Error::InvalidArgument("queue depth must be in 1..=4096"));
+    }
+    if !opts.min_alignment.is_power_of_two() || opts.min_alignment < 512 {
+        return Err(Error::InvalidArgument(
+            "alignment must be a power of two >= 512",
+        ));
+    }
+    Ok(())
+}
+
+impl BlockDevice for UringDevice {
+    type Buf = UringBuf;
+    type ReadBuf = UringReadBuf;
+
+    fn alignment(&self) -> usize {
+        self.alignment
+    }
+
+    fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.queue_depth
+    }
+
+    fn alloc_buf(&self, len: usize) -> Result<UringBuf> {
+        if len == 0 || len % self.alignment != 0 {
+            return Err(Error::Unaligned {
+                offset: 0,
+                len,
+                alignment: self.alignment,
+            });
+        }
+        let mut b = self.file.alloc_dma_buffer(len);
+        b.as_bytes_mut().fill(0);
+        Ok(UringBuf(b))
+    }
+
+    async fn read(&self, offset: u64, len: usize) -> Result<UringReadBuf> {
+        self.check_poisoned()?;
+        check_io(offset, len, self.alignment, self.capacity)?;
+        let _permit = self
+            .slots
+            .acquire_permit(1)
+            .await
+            .map_err(gio("queue slot"))?;
+        let r = self
+            .file
+            .read_at_aligned(offset, len)
+            .await
+            .map_err(gio("read"))?;
+        if r.len() != len {
+            return Err(Error::io(
+                "read",
+                io::Error::new(io::ErrorKind::UnexpectedEof, "short read"),
+            ));
+        }
+        Ok(UringReadBuf(r))
+    }
+
+    async fn write(&self, offset: u64, buf: UringBuf) -> (Result<()>, UringBuf) {
+        if let Err(e) = self
+            .check_poisoned()
+            .and_then(|()| check_io(offset, buf.len(), self.alignment, self.capacity))
+        {
+            return (Err(e), buf);
+        }
+        let len = buf.len();
+        let _permit = match self.slots.acquire_permit(1).await {
+            Ok(p) => p,
+            Err(e) => return (Err(gio("queue slot")(e)), buf),
+        };
+        // glommio keeps the buffer alive while the kernel uses it; sharing it through an `Rc`
+        // lets us take it back once the write completed and glommio dropped its reference.
+        let shared = Rc::new(buf.0);
+        let res = self.file.write_rc_at(Rc::clone(&shared), offset).await;
+        let buf = match Rc::try_unwrap(shared) {
+            Ok(b) => UringBuf(b),
+            Err(still_shared) => {
+                // Not expected with glommio 0.9: copy rather than lose the buffer.
+                let mut b = self.file.alloc_dma_buffer(len);
+                b.as_bytes_mut().copy_from_slice(still_shared.as_bytes());
+                UringBuf(b)
+            }
+        };
+        let res = match res {
+            Ok(n) if n == len => Ok(()),
+            Ok(_) => Err(Error::io(
+                "write",
+                io::Error::new(io::ErrorKind::WriteZero, "short write"),
+            )),
+            Err(e) => Err(gio("write")(e)),
+        };
+        (res, buf)
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.check_poisoned()?;
+        let res = self.file.fdatasync().await.map_err(gio("flush"));
+        if res.is_err() {
+            // Never retry an fsync: the kernel may have dropped the dirty state already.
+            self.poisoned.set(true);
+        }
+        res
+    }
+}
+
+/// Works around glommio's polled-I/O probe (module docs, item 1): makes sure a 4 KiB seed file
+/// with real blocks exists beside `device_path`, then opens and closes it with `DmaFile` so
+/// this executor's probe for that disk reads real data. Cheap after the first call per
+/// executor. Runs a few blocking `std::fs` calls the first time the seed file is created.
+pub async fn seed_probe(device_path: &Path) -> Result<()> {
+    let dir = match device_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let seed = dir.join(SEED_FILE_NAME);
+    let ok = std::fs::metadata(&seed).is_ok_and(|m| m.len() == 4096);
+    if !ok {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&seed).map_err(|e| Error::io("create seed file", e))?;
+        f.write_all(&[0xa5; 4096])
+            .and_then(|()| f.sync_all())
+            .map_err(|e| Error::io("write seed file", e))?;
+        sync_parent_dir(&seed)?;
+    }
+    let f = DmaFile::open(&seed).await.map_err(gio("open seed file"))?;
+    f.close().await.map_err(gio("close seed file"))?;
+    Ok(())
+}
+
+fn sync_parent_dir(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", e))
+}
+
+/// What [`raise_memlock`] found and did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemlockOutcome {
+    /// The soft limit before, bytes (`u64::MAX` = unlimited).
+    pub before: u64,
+    /// The soft limit after, bytes.
+    pub after: u64,
+}
+
+/// Raises `RLIMIT_MEMLOCK` to at least `bytes` (needs root or `CAP_SYS_RESOURCE` beyond the
+/// hard limit) so glommio can register `executors × io_memory` bytes with io_uring. Call it
+/// before starting executors; log the outcome. With too low a limit glommio silently falls
+/// back to unregistered buffers.
+pub fn raise_memlock(bytes: u64) -> io::Result<MemlockOutcome> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    #[expect(unsafe_code, reason = "getrlimit has no safe std wrapper")]
+    // SAFETY: `lim` is a valid, writable `rlimit` for the duration of the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let before = lim.rlim_cur;
+    if before == libc::RLIM_INFINITY || before >= bytes {
+        return Ok(MemlockOutcome {
+            before,
+            after: before,
+        });
+    }
+    let new = libc::rlimit {
+        rlim_cur: bytes,
+        rlim_max: lim.rlim_max.max(bytes),
+    };
+    #[expect(unsafe_code, reason = "setrlimit has no safe std wrapper")]
+    // SAFETY: `new` is a valid `rlimit` that outlives the call.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &new) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(MemlockOutcome {
+        before,
+        after: bytes,
+    })
+}
+
+/// Settings for [`run_local`].
+#[derive(Debug, Clone, Copy)]
+pub struct ExecutorConfig {
+    /// Registered I/O memory of the executor, bytes. Default 16 MiB.
+    pub io_memory: usize,
+    /// io_uring ring depth. Default 256.
+    pub ring_depth: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            io_memory: 16 << 20,
+            ring_depth: 256,
+        }
+    }
+}
+
+/// Runs `fut` to completion on a new glommio executor on this thread (for tests, benches and
+/// tools; ds-node builds its own pinned executors). Raises `RLIMIT_MEMLOCK` to fit
+/// `io_memory` first when it can.
+pub fn run_local<T>(cfg: ExecutorConfig, fut: impl std::future::Future<Output = T>) -> Result<T> {
+    let _ = raise_memlock(cfg.io_memory as u64 * 2);
+    let ex = glommio::LocalExecutorBuilder::default()
+        .io_memory(cfg.io_memory)
+        .ring_depth(cfg.ring_depth)
+        .make()
+        .map_err(gio("start executor"))?;
+    Ok(ex.run(fut))
+}
