@@ -1,0 +1,229 @@
+//! The tokio transport over loopback TCP: pipelining with out-of-order replies, bad peers
+//! disconnected without harming others, timeouts, handshake refusal, backpressure.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use net::message::handshake::{Hello, Role};
+use net::message::{Message, Ping};
+use net::tokio_transport::{Client, serve};
+use net::transport::{CallError, TransportConfig};
+use net::{ClusterId, NodeId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Starts a server whose handler answers `get(i)` after `delay_us(i)` and records the order in
+/// which it finished requests. Returns its address and that record.
+async fn start_server(cfg: TransportConfig) -> (String, Arc<Mutex<Vec<u32>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let finished = Arc::new(Mutex::new(Vec::new()));
+    let record = finished.clone();
+    let handler = Arc::new(move |msg: Message| {
+        let record = record.clone();
+        async move {
+            if let Some(p) = pong(&msg) {
+                return Some(p);
+            }
+            let i = key_of(&msg)?;
+            if i == u32::MAX {
+                std::future::pending::<()>().await; // never answers
+            }
+            tokio::time::sleep(Duration::from_micros(delay_us(i))).await;
+            record.lock().unwrap().push(i);
+            Some(answer(i))
+        }
+    });
+    tokio::spawn(serve(
+        listener,
+        acceptor(),
+        cfg,
+        64,
+        handler,
+        std::future::pending(),
+    ));
+    (addr, finished)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_pipelined_requests_on_one_connection_get_their_own_replies() {
+    let (addr, finished) = start_server(TransportConfig::default()).await;
+    let client = Client::connect(&addr, hello(), TransportConfig::default())
+        .await
+        .unwrap();
+    let n = 5000u32;
+    let mut calls: FuturesUnordered<_> = (0..n)
+        .map(|i| {
+            let c = client.clone();
+            async move { (i, c.call(get(i)).await) }
+        })
+        .collect();
+    let mut seen = 0;
+    while let Some((i, reply)) = calls.next().await {
+        assert_eq!(reply.unwrap(), answer(i), "reply for request {i}");
+        seen += 1;
+    }
+    assert_eq!(seen, n);
+    let order = finished.lock().unwrap().clone();
+    assert_eq!(order.len(), n as usize);
+    assert!(
+        order.windows(2).any(|w| w[0] > w[1]),
+        "the handler's delays should have reordered the replies"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_peer_is_disconnected_while_others_keep_working() {
+    let (addr, _) = start_server(TransportConfig::default()).await;
+    let good = Client::connect(&addr, hello(), TransportConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(good.call(get(1)).await.unwrap(), answer(1));
+
+    // A Redis client on the wrong port, an HTTP request, random bytes, an oversized length.
+    let garbage: [&[u8]; 4] = [
+        b"*1\r\n$4\r\nPING\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[0x5a; 300],
+        &[0xff, 0xff, 0xff, 0x7f, 1, 0, 0, 0],
+    ];
+    for bytes in garbage {
+        let mut raw = TcpStream::connect(&addr).await.unwrap();
+        raw.write_all(bytes).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+            .await
+            .expect("server must close a garbage connection, not wait")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "garbage {bytes:?} got an answer instead of a close");
+        assert_eq!(good.call(get(2)).await.unwrap(), answer(2));
+    }
+
+    // A peer that handshakes correctly and then sends a frame with a bad checksum.
+    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    let mut out = bytes::BytesMut::new();
+    net::conn::encode_hello(hello(), &mut out);
+    get(3).encode_frame(net::RequestId(1), &mut out);
+    let last = out.len() - 1;
+    out[last] ^= 0xff;
+    raw.write_all(&out).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut total = 0;
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+            .await
+            .expect("server must close after a bad frame")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        total += n;
+    }
+    assert!(total > 0, "the handshake was answered before the bad frame");
+    assert_eq!(good.call(get(4)).await.unwrap(), answer(4));
+}
+
+#[tokio::test]
+async fn a_request_without_reply_times_out_and_the_connection_stays_usable() {
+    let (addr, _) = start_server(TransportConfig::default()).await;
+    let cfg = TransportConfig {
+        request_timeout: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let client = Client::connect(&addr, hello(), cfg).await.unwrap();
+    assert_eq!(
+        client.call(get(u32::MAX)).await.unwrap_err(),
+        CallError::Timeout
+    );
+    assert_eq!(client.call(get(5)).await.unwrap(), answer(5));
+}
+
+#[tokio::test]
+async fn handshake_from_another_cluster_is_refused() {
+    let (addr, _) = start_server(TransportConfig::default()).await;
+    let stranger = Hello::new(Role::DsNode {}, ClusterId(7), NodeId(9));
+    let err = Client::connect(&addr, stranger, TransportConfig::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Connect(m) if m.contains("cluster")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn connect_to_a_closed_port_fails_fast() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = Client::connect(
+        &format!("127.0.0.1:{port}"),
+        hello(),
+        TransportConfig::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, CallError::Connect(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_in_flight_bounds_apply_backpressure_without_failing_requests() {
+    let tight = TransportConfig {
+        max_in_flight: 4,
+        queue_depth: 8,
+        ..Default::default()
+    };
+    let (addr, _) = start_server(tight.clone()).await;
+    let client = Client::connect(&addr, hello(), tight).await.unwrap();
+    let calls: FuturesUnordered<_> = (0..500u32)
+        .map(|i| {
+            let c = client.clone();
+            async move { (i, c.call(get(i)).await) }
+        })
+        .collect();
+    let results: Vec<_> = calls.collect().await;
+    for (i, r) in results {
+        assert_eq!(r.unwrap(), answer(i));
+    }
+}
+
+#[tokio::test]
+async fn in_flight_calls_fail_when_the_server_goes_away() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handler = Arc::new(|_m: Message| async {
+        std::future::pending::<()>().await;
+        None
+    });
+    let server = tokio::spawn(serve(
+        listener,
+        acceptor(),
+        TransportConfig::default(),
+        4,
+        handler,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let client = Client::connect(&addr, hello(), TransportConfig::default())
+        .await
+        .unwrap();
+    let call = tokio::spawn({
+        let c = client.clone();
+        async move { c.call(Message::Ping(Ping { nonce: 1 })).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stop_tx.send(()).unwrap();
+    server.await.unwrap();
+    let err = call.await.unwrap().unwrap_err();
+    assert!(matches!(err, CallError::Closed(_)), "{err}");
+    assert!(client.is_closed() || client.call(get(1)).await.is_err());
+}
