@@ -1,5 +1,6 @@
 //! Helpers shared by the transport tests: a handler that answers out of order, and a raw
 //! socket that speaks garbage.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
 #![allow(dead_code)]
 
 use bytes::Bytes;
