@@ -170,7 +170,7 @@ mod glommio_side {
         f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
     ) -> T {
         LocalExecutorBuilder::new(Placement::Unbound)
-            .spawn(move || f())
+            .spawn(f)
             .unwrap()
             .join()
             .unwrap()
