@@ -416,6 +416,9 @@ pub struct ExecutorConfig {
     pub io_memory: usize,
     /// io_uring ring depth. Default 256.
     pub ring_depth: usize,
+    /// How long the executor polls for completions before sleeping when idle. Default zero
+    /// (sleep at once): spinning lowers QD1 latency but takes a core.
+    pub spin_before_park: std::time::Duration,
 }
 
 impl Default for ExecutorConfig {
@@ -423,18 +426,52 @@ impl Default for ExecutorConfig {
         Self {
             io_memory: 16 << 20,
             ring_depth: 256,
+            spin_before_park: std::time::Duration::ZERO,
         }
     }
 }
 
+/// Returns the soft `RLIMIT_MEMLOCK` in bytes (`u64::MAX` if unlimited).
+pub fn memlock_limit() -> io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    #[expect(unsafe_code, reason = "getrlimit has no safe std wrapper")]
+    // SAFETY: `lim` is a valid, writable `rlimit` for the duration of the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if lim.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        lim.rlim_cur
+    })
+}
+
+/// Returns the registered I/O memory to ask glommio for: `wanted`, after trying to raise
+/// `RLIMIT_MEMLOCK` to twice that, capped at a quarter of the limit if it could not be raised
+/// (several executors may share it), and never below glommio's minimum of 512 KiB.
+pub fn fit_io_memory(wanted: usize) -> usize {
+    let _ = raise_memlock(wanted as u64 * 2);
+    match memlock_limit() {
+        Ok(limit) if limit < wanted as u64 * 2 => usize::try_from(limit / 4)
+            .unwrap_or(wanted)
+            .clamp(512 << 10, wanted.max(512 << 10)),
+        _ => wanted,
+    }
+}
+
 /// Runs `fut` to completion on a new glommio executor on this thread (for tests, benches and
-/// tools; ds-node builds its own pinned executors). Raises `RLIMIT_MEMLOCK` to fit
-/// `io_memory` first when it can.
+/// tools; ds-node builds its own pinned executors). Sizes `io_memory` with
+/// [`fit_io_memory`], so it is registered with io_uring rather than silently falling back to
+/// unregistered buffers.
 pub fn run_local<T>(cfg: ExecutorConfig, fut: impl std::future::Future<Output = T>) -> Result<T> {
-    let _ = raise_memlock(cfg.io_memory as u64 * 2);
     let ex = glommio::LocalExecutorBuilder::default()
-        .io_memory(cfg.io_memory)
+        .io_memory(fit_io_memory(cfg.io_memory))
         .ring_depth(cfg.ring_depth)
+        .spin_before_park(cfg.spin_before_park)
         .make()
         .map_err(gio("start executor"))?;
     Ok(ex.run(fut))

@@ -14,8 +14,8 @@ const MIB: u64 = 1 << 20;
 
 fn cfg() -> ExecutorConfig {
     ExecutorConfig {
-        io_memory: 4 << 20,
-        ring_depth: 256,
+        io_memory: 1 << 20,
+        ..ExecutorConfig::default()
     }
 }
 
