@@ -18,6 +18,8 @@ pub(crate) struct Arena<T> {
     pages: Vec<Box<[T]>>,
     /// Slots released by `free`, reused last-in first-out.
     free: Vec<u32>,
+    /// One bit per slot ever handed out: set while the slot is free.
+    free_bits: Vec<u64>,
     /// Slots handed out at least once (the high-water mark).
     next: u32,
     /// Slots currently live.
@@ -30,6 +32,7 @@ impl<T: Default> Arena<T> {
         Self {
             pages: Vec::new(),
             free: Vec::new(),
+            free_bits: Vec::new(),
             next: 0,
             live: 0,
         }
@@ -39,12 +42,16 @@ impl<T: Default> Arena<T> {
     pub(crate) fn alloc(&mut self, value: T) -> u32 {
         self.live += 1;
         if let Some(id) = self.free.pop() {
+            self.free_bits[id as usize / 64] &= !(1 << (id % 64));
             *self.get_mut(id) = value;
             return id;
         }
         let id = self.next;
         assert!(id < NIL >> 1, "arena full");
         self.next += 1;
+        if id % 64 == 0 {
+            self.free_bits.push(0);
+        }
         if (id as usize) >> PAGE_SHIFT == self.pages.len() {
             let mut page = Vec::with_capacity(PAGE_SLOTS);
             page.resize_with(PAGE_SLOTS, T::default);
@@ -56,7 +63,8 @@ impl<T: Default> Arena<T> {
 
     /// Releases slot `id`, returning what it held; the slot is reset to `T::default()`.
     pub(crate) fn free(&mut self, id: u32) -> T {
-        debug_assert!(!self.free.contains(&id), "double free of arena slot {id}");
+        assert!(!self.is_free(id), "double free of arena slot {id}");
+        self.free_bits[id as usize / 64] |= 1 << (id % 64);
         self.live -= 1;
         self.free.push(id);
         std::mem::take(self.get_mut(id))
@@ -69,12 +77,14 @@ impl<T: Default> Arena<T> {
 
     /// Returns the bytes held by pages and the free list, live or not.
     pub(crate) fn reserved_bytes(&self) -> usize {
-        self.pages.len() * PAGE_SLOTS * size_of::<T>() + self.free.capacity() * size_of::<u32>()
+        self.pages.len() * PAGE_SLOTS * size_of::<T>()
+            + self.free.capacity() * size_of::<u32>()
+            + self.free_bits.capacity() * size_of::<u64>()
     }
 
-    /// Returns whether `id` is on the free list (a slow check for `verify`).
+    /// Returns whether slot `id` is not live.
     pub(crate) fn is_free(&self, id: u32) -> bool {
-        id >= self.next || self.free.contains(&id)
+        id >= self.next || self.free_bits[id as usize / 64] & (1 << (id % 64)) != 0
     }
 }
 
