@@ -86,28 +86,58 @@ pub struct OwnedEntry {
     pub accessed: bool,
 }
 
-/// The stored form of an entry (56 bytes, in its own arena). `data` holds the key suffix (the
-/// key bytes after this layer's slice, when the key is longer) followed by the inline value, in
-/// one allocation.
+/// Bytes of an encoded [`LogPointer`] inside an entry's data.
+const POINTER_BYTES: usize = 20;
+
+/// The stored form of an entry (32 bytes, inline in its border node). `data` holds, in one
+/// allocation: the key suffix (the key bytes after this layer's slice, when the key is longer),
+/// then the log pointer when there is one (20 bytes: segment, offset, len, checksum,
+/// little-endian), then the inline value.
 #[derive(Debug, Default)]
 pub(crate) struct Entry {
     pub(crate) data: Box<[u8]>,
-    pub(crate) pointer: LogPointer,
     /// 0 = never expires.
     pub(crate) expire_at_ms: u64,
     pub(crate) suffix_len: u32,
     pub(crate) flags: u8,
 }
 
-const _: () = assert!(size_of::<Entry>() == 56);
+const _: () = assert!(size_of::<Entry>() == 32);
+
+fn encode_pointer(p: &LogPointer, out: &mut Vec<u8>) {
+    out.extend_from_slice(&p.segment.0.to_le_bytes());
+    out.extend_from_slice(&p.offset.to_le_bytes());
+    out.extend_from_slice(&p.len.to_le_bytes());
+    out.extend_from_slice(&p.checksum.to_le_bytes());
+}
+
+fn decode_pointer(b: &[u8]) -> LogPointer {
+    let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+    let mut offset = [0u8; 8];
+    offset.copy_from_slice(&b[4..12]);
+    LogPointer {
+        segment: SegmentId(u32_at(0)),
+        offset: u64::from_le_bytes(offset),
+        len: u32_at(12),
+        checksum: u32_at(16),
+    }
+}
+
+/// Returns `suffix ++ pointer ++ value` as one boxed slice.
+fn build(suffix: &[u8], pointer: Option<&LogPointer>, value: &[u8]) -> Box<[u8]> {
+    let plen = if pointer.is_some() { POINTER_BYTES } else { 0 };
+    let mut data = Vec::with_capacity(suffix.len() + plen + value.len());
+    data.extend_from_slice(suffix);
+    if let Some(p) = pointer {
+        encode_pointer(p, &mut data);
+    }
+    data.extend_from_slice(value);
+    data.into_boxed_slice()
+}
 
 impl Entry {
     /// Builds an entry for `value` with key suffix `suffix`.
     pub(crate) fn new(suffix: &[u8], value: &Value<'_>) -> Self {
-        let inline = value.inline.unwrap_or(&[]);
-        let mut data = Vec::with_capacity(suffix.len() + inline.len());
-        data.extend_from_slice(suffix);
-        data.extend_from_slice(inline);
         let mut flags = 0;
         if value.inline.is_some() {
             flags |= FLAG_INLINE;
@@ -119,8 +149,7 @@ impl Entry {
             flags |= FLAG_DIRTY;
         }
         Self {
-            data: data.into_boxed_slice(),
-            pointer: value.pointer.unwrap_or_default(),
+            data: build(suffix, value.pointer.as_ref(), value.inline.unwrap_or(&[])),
             expire_at_ms: value.expire_at_ms.unwrap_or(0),
             suffix_len: u32::try_from(suffix.len()).expect("keys are at most 64 KiB"),
             flags,
@@ -133,26 +162,57 @@ impl Entry {
         &self.data[..self.suffix_len as usize]
     }
 
+    fn pointer_len(&self) -> usize {
+        if self.has_pointer() { POINTER_BYTES } else { 0 }
+    }
+
     /// Returns the bytes of the inline value (empty when there is none).
     #[inline(always)]
     pub(crate) fn value_bytes(&self) -> &[u8] {
-        &self.data[self.suffix_len as usize..]
+        &self.data[self.suffix_len as usize + self.pointer_len()..]
     }
 
-    /// Replaces the key suffix, keeping the value.
-    pub(crate) fn set_suffix(&mut self, suffix: &[u8]) {
-        let mut data = Vec::with_capacity(suffix.len() + self.value_bytes().len());
-        data.extend_from_slice(suffix);
-        data.extend_from_slice(self.value_bytes());
-        self.data = data.into_boxed_slice();
+    /// Returns the log pointer, if any.
+    pub(crate) fn pointer(&self) -> Option<LogPointer> {
+        let at = self.suffix_len as usize;
+        self.has_pointer()
+            .then(|| decode_pointer(&self.data[at..at + POINTER_BYTES]))
+    }
+
+    /// Returns the heap bytes held for the pointer.
+    pub(crate) fn pointer_bytes(&self) -> usize {
+        self.pointer_len()
+    }
+
+    /// Rebuilds `data` from its parts.
+    fn rebuild(&mut self, suffix: &[u8], pointer: Option<LogPointer>, value: &[u8]) {
+        self.data = build(suffix, pointer.as_ref(), value);
         self.suffix_len = u32::try_from(suffix.len()).expect("keys are at most 64 KiB");
+        self.set_flag(FLAG_POINTER, pointer.is_some());
+    }
+
+    /// Replaces the key suffix, keeping the pointer and value.
+    pub(crate) fn set_suffix(&mut self, suffix: &[u8]) {
+        let value = self.value_bytes().to_vec();
+        self.rebuild(suffix, self.pointer(), &value);
+    }
+
+    fn set_flag(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
     }
 
     /// Turns the entry into its owned form.
     pub(crate) fn into_owned(self) -> OwnedEntry {
-        let pointer = self.has_pointer().then_some(self.pointer);
+        let pointer = self.pointer();
         let (flags, expire_at_ms) = (self.flags, self.expire_at_ms);
-        let inline = match (self.has_inline(), self.suffix_len) {
+        let inline = match (
+            self.has_inline(),
+            self.suffix_len as usize + self.pointer_len(),
+        ) {
             (false, _) => None,
             (true, 0) => Some(self.data.into_vec()),
             (true, _) => Some(self.value_bytes().to_vec()),
@@ -179,17 +239,20 @@ impl Entry {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct HeapBytes {
     pub(crate) suffix: usize,
+    pub(crate) pointer: usize,
     pub(crate) value: usize,
 }
 
 impl HeapBytes {
     pub(crate) fn add(&mut self, e: &Entry) {
         self.suffix += e.suffix_len as usize;
+        self.pointer += e.pointer_bytes();
         self.value += e.value_bytes().len();
     }
 
     pub(crate) fn sub(&mut self, e: &Entry) {
         self.suffix -= e.suffix_len as usize;
+        self.pointer -= e.pointer_bytes();
         self.value -= e.value_bytes().len();
     }
 }
@@ -206,7 +269,7 @@ impl<'a> EntryRef<'a> {
 
     /// Returns the log pointer, if the entry has one.
     pub fn pointer(&self) -> Option<LogPointer> {
-        self.0.has_pointer().then_some(self.0.pointer)
+        self.0.pointer()
     }
 
     /// Returns the expiry time in milliseconds since the Unix epoch.
@@ -238,22 +301,14 @@ impl EntryMut<'_> {
         EntryRef(self.entry)
     }
 
-    fn set_flag(&mut self, flag: u8, on: bool) {
-        if on {
-            self.entry.flags |= flag;
-        } else {
-            self.entry.flags &= !flag;
-        }
-    }
-
     /// Sets or clears the dirty bit.
     pub fn set_dirty(&mut self, dirty: bool) {
-        self.set_flag(FLAG_DIRTY, dirty);
+        self.entry.set_flag(FLAG_DIRTY, dirty);
     }
 
     /// Sets or clears the access bit.
     pub fn set_accessed(&mut self, accessed: bool) {
-        self.set_flag(FLAG_ACCESSED, accessed);
+        self.entry.set_flag(FLAG_ACCESSED, accessed);
     }
 
     /// Sets the expiry time (`None`: never expires).
@@ -263,24 +318,27 @@ impl EntryMut<'_> {
 
     /// Records where the value lives in the log.
     pub fn set_pointer(&mut self, pointer: LogPointer) {
-        self.entry.pointer = pointer;
-        self.set_flag(FLAG_POINTER, true);
+        self.heap.sub(self.entry);
+        let (suffix, value) = (
+            self.entry.suffix().to_vec(),
+            self.entry.value_bytes().to_vec(),
+        );
+        self.entry.rebuild(&suffix, Some(pointer), &value);
+        self.heap.add(self.entry);
     }
 
     /// Demotes a hot entry: drops the inline value and keeps the log pointer. Returns the
     /// number of value bytes freed, or `None` (and changes nothing) when the entry has no log
     /// pointer, because then the value would be lost.
     pub fn demote(&mut self) -> Option<usize> {
-        if !self.entry.has_pointer() {
-            return None;
-        }
+        let pointer = self.entry.pointer()?;
         let freed = self.entry.value_bytes().len();
         if self.entry.has_inline() {
             self.heap.sub(self.entry);
             let suffix = self.entry.suffix().to_vec();
-            self.entry.data = suffix.into_boxed_slice();
+            self.entry.rebuild(&suffix, Some(pointer), &[]);
+            self.entry.set_flag(FLAG_INLINE, false);
             self.heap.add(self.entry);
-            self.set_flag(FLAG_INLINE, false);
         }
         Some(freed)
     }
@@ -288,11 +346,9 @@ impl EntryMut<'_> {
     /// Promotes a cold entry: keeps `value` inline again (the log pointer stays).
     pub fn promote(&mut self, value: &[u8]) {
         self.heap.sub(self.entry);
-        let mut data = Vec::with_capacity(self.entry.suffix_len as usize + value.len());
-        data.extend_from_slice(self.entry.suffix());
-        data.extend_from_slice(value);
-        self.entry.data = data.into_boxed_slice();
+        let suffix = self.entry.suffix().to_vec();
+        self.entry.rebuild(&suffix, self.entry.pointer(), value);
+        self.entry.set_flag(FLAG_INLINE, true);
         self.heap.add(self.entry);
-        self.set_flag(FLAG_INLINE, true);
     }
 }

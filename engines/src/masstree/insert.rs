@@ -11,8 +11,8 @@ use super::node::{
 };
 use super::{Error, LayerLink, MAX_KEY_LEN, Masstree};
 
-/// One key of a border node being split: slice, `keylen` field, `lv` field.
-type Item = (u64, u8, u32);
+/// One key of a border node being split: slice, `keylen` field, `lv` field, entry.
+type Item = (u64, u8, u32, Entry);
 
 impl Masstree {
     /// Inserts `value` under `key`, returning the entry it replaced.
@@ -40,13 +40,12 @@ impl Masstree {
                 let suffix = if rest.len() > 8 { &rest[8..] } else { &[][..] };
                 let entry = Entry::new(suffix, &value);
                 self.heap.add(&entry);
-                let eid = self.entries.alloc(entry);
                 let kl = if rest.len() > 8 {
                     KLEN_SUFFIX
                 } else {
                     rest.len() as u8
                 };
-                self.insert_into_border(bid, pos, (slice, kl, eid), link);
+                self.insert_into_border(bid, pos, (slice, kl, NIL, entry), link);
                 self.len += 1;
                 return Ok(None);
             }
@@ -58,12 +57,12 @@ impl Masstree {
                 depth += 8;
                 continue;
             }
-            if kl != KLEN_SUFFIX || self.entries.get(lv).suffix() == &rest[8..] {
-                return Ok(Some(self.replace_entry(lv, &value)));
+            if kl != KLEN_SUFFIX || border.entries[slot].suffix() == &rest[8..] {
+                return Ok(Some(self.replace_entry(bid, slot, &value)));
             }
             // Two keys share this full slice: move the stored key into a new layer below it,
             // then insert the new key into that layer (which may nest again).
-            let layer_root = self.push_down(lv);
+            let layer_root = self.push_down(bid, slot);
             let b = self.borders.get_mut(bid);
             b.keylen[slot] = KLEN_LAYER;
             b.lv[slot] = layer_root;
@@ -73,20 +72,21 @@ impl Masstree {
         }
     }
 
-    /// Replaces the value of entry `eid` (whose key suffix stays), returning the old entry.
-    fn replace_entry(&mut self, eid: u32, value: &Value<'_>) -> OwnedEntry {
-        let old = self.entries.get_mut(eid);
+    /// Replaces the value of the entry in `slot` of border `bid` (its key suffix stays),
+    /// returning the old entry.
+    fn replace_entry(&mut self, bid: u32, slot: usize, value: &Value<'_>) -> OwnedEntry {
+        let old = &mut self.borders.get_mut(bid).entries[slot];
         let fresh = Entry::new(old.suffix(), value);
         self.heap.sub(old);
         self.heap.add(&fresh);
         std::mem::replace(old, fresh).into_owned()
     }
 
-    /// Makes a one-key layer holding entry `eid`, whose suffix becomes its key in the new layer.
-    /// Returns the new layer's root.
-    fn push_down(&mut self, eid: u32) -> u32 {
-        let entry = self.entries.get_mut(eid);
-        self.heap.sub(entry);
+    /// Makes a one-key layer holding the entry in `slot` of border `bid`, whose suffix becomes
+    /// its key in the new layer. Returns the new layer's root.
+    fn push_down(&mut self, bid: u32, slot: usize) -> u32 {
+        let mut entry = std::mem::take(&mut self.borders.get_mut(bid).entries[slot]);
+        self.heap.sub(&entry);
         let rest = entry.suffix().to_vec();
         let kl = if rest.len() > 8 {
             entry.set_suffix(&rest[8..]);
@@ -95,14 +95,14 @@ impl Masstree {
             entry.set_suffix(&[]);
             rest.len() as u8
         };
-        self.heap.add(entry);
+        self.heap.add(&entry);
         let mut b = Border {
             permutation: Permutation::sorted(1),
             ..Border::default()
         };
         b.keyslice[0] = slice_of(&rest);
         b.keylen[0] = kl;
-        b.lv[0] = eid;
+        b.entries[0] = entry;
         self.borders.alloc(b)
     }
 
@@ -114,6 +114,7 @@ impl Masstree {
             b.keyslice[slot] = item.0;
             b.keylen[slot] = item.1;
             b.lv[slot] = item.2;
+            b.entries[slot] = item.3;
             return;
         }
         self.split_border(bid, pos, item, link);
@@ -122,27 +123,21 @@ impl Masstree {
     /// Splits full border `bid` while adding `item` at position `pos`. Keys with the same slice
     /// stay in one node (so interior nodes route by slice alone).
     fn split_border(&mut self, bid: u32, pos: usize, item: Item, link: LayerLink) {
-        let b = self.borders.get(bid);
-        let mut items = [(0u64, 0u8, 0u32); WIDTH + 1];
-        let mut k = 0;
+        let b = self.borders.get_mut(bid);
+        let mut items: Vec<Item> = Vec::with_capacity(WIDTH + 1);
         for i in 0..WIDTH {
-            if i == pos {
-                items[k] = item;
-                k += 1;
-            }
             let s = b.permutation.slot(i);
-            items[k] = (b.keyslice[s], b.keylen[s], b.lv[s]);
-            k += 1;
+            let entry = std::mem::take(&mut b.entries[s]);
+            items.push((b.keyslice[s], b.keylen[s], b.lv[s], entry));
         }
-        if pos == WIDTH {
-            items[WIDTH] = item;
-        }
+        items.insert(pos, item);
         let m = if pos == WIDTH && b.next == NIL && items[WIDTH - 1].0 != items[WIDTH].0 {
             // Appending past the rightmost key (sequential inserts): leave this node full.
             WIDTH
         } else {
             split_point(&items)
         };
+        let separator = items[m].0;
         let (parent, next) = (b.parent, b.next);
         let mut right = Border {
             parent,
@@ -150,7 +145,7 @@ impl Masstree {
             next,
             ..Border::default()
         };
-        fill(&mut right, &items[m..]);
+        fill(&mut right, items.drain(m..));
         let rid = self.borders.alloc(right);
         if next != NIL {
             self.borders.get_mut(next).prev = rid;
@@ -162,8 +157,8 @@ impl Masstree {
             next: rid,
             ..Border::default()
         };
-        fill(left, &items[..m]);
-        self.insert_into_parent(bid, items[m].0, rid, link);
+        fill(left, items.into_iter());
+        self.insert_into_parent(bid, separator, rid, link);
     }
 
     /// Adds separator `key` with right child `right` next to `left` in their parent, splitting
@@ -258,20 +253,21 @@ impl Masstree {
     }
 }
 
-/// Writes `items` (sorted) into slots `0..items.len()` of `b`.
-fn fill(b: &mut Border, items: &[Item]) {
+/// Moves `items` (sorted) into slots `0..` of empty border `b`.
+fn fill(b: &mut Border, items: impl ExactSizeIterator<Item = Item>) {
     b.permutation = Permutation::sorted(items.len());
-    for (s, &(slice, kl, lv)) in items.iter().enumerate() {
+    for (s, (slice, kl, lv, entry)) in items.enumerate() {
         b.keyslice[s] = slice;
         b.keylen[s] = kl;
         b.lv[s] = lv;
+        b.entries[s] = entry;
     }
 }
 
 /// Returns the split position closest to the middle of 16 sorted items that does not separate
 /// two items with the same slice. At most 10 keys share a slice (lengths 0..=8 are at most 9 of
 /// them, plus one longer key), so such a position always exists.
-fn split_point(items: &[Item; WIDTH + 1]) -> usize {
+fn split_point(items: &[Item]) -> usize {
     let mid = items.len() / 2;
     (0..mid)
         .flat_map(|d| [mid - d, mid + d + 1])

@@ -91,7 +91,7 @@ mod scan;
 mod verify;
 
 use arena::Arena;
-use entry::{Entry, HeapBytes};
+use entry::HeapBytes;
 pub use entry::{EntryMut, EntryRef, LogPointer, OwnedEntry, SegmentId, Value};
 use node::{Border, INTERIOR_TAG, Interior, KLEN_LAYER, KLEN_SUFFIX, class_of_len, slice_of};
 pub use scan::{Cursor, Direction};
@@ -147,10 +147,12 @@ pub struct MemoryStats {
     pub interior_nodes: usize,
     /// Live entries.
     pub entries: usize,
-    /// Bytes of live nodes and entries in the arenas.
+    /// Bytes of live nodes in the arenas (entries live inside border nodes).
     pub node_bytes: usize,
     /// Bytes of key suffixes.
     pub suffix_bytes: usize,
+    /// Bytes of log pointers (held next to the suffix, only by entries that have one).
+    pub pointer_bytes: usize,
     /// Bytes of inline values.
     pub value_bytes: usize,
     /// Bytes of all arena pages (live or free slots) and free lists.
@@ -162,7 +164,6 @@ pub struct MemoryStats {
 pub struct Masstree {
     borders: Arena<Border>,
     interiors: Arena<Interior>,
-    entries: Arena<Entry>,
     /// The root node of layer 0.
     root: u32,
     len: usize,
@@ -183,7 +184,6 @@ impl Masstree {
         Self {
             borders,
             interiors: Arena::new(),
-            entries: Arena::new(),
             root,
             len: 0,
             heap: HeapBytes::default(),
@@ -205,7 +205,7 @@ impl Masstree {
     /// [`Masstree::EMPTY_BYTES`].
     pub fn memory_bytes(&self) -> usize {
         let s = self.memory_stats();
-        s.node_bytes + s.suffix_bytes + s.value_bytes
+        s.node_bytes + s.suffix_bytes + s.pointer_bytes + s.value_bytes
     }
 
     /// The memory an empty tree uses: one border node.
@@ -216,29 +216,28 @@ impl Masstree {
         MemoryStats {
             border_nodes: self.borders.live(),
             interior_nodes: self.interiors.live(),
-            entries: self.entries.live(),
+            entries: self.len,
             node_bytes: self.borders.live() * size_of::<Border>()
-                + self.interiors.live() * size_of::<Interior>()
-                + self.entries.live() * size_of::<Entry>(),
+                + self.interiors.live() * size_of::<Interior>(),
             suffix_bytes: self.heap.suffix,
+            pointer_bytes: self.heap.pointer,
             value_bytes: self.heap.value,
-            reserved_bytes: self.borders.reserved_bytes()
-                + self.interiors.reserved_bytes()
-                + self.entries.reserved_bytes(),
+            reserved_bytes: self.borders.reserved_bytes() + self.interiors.reserved_bytes(),
         }
     }
 
     /// Returns the entry of `key`, if present.
     pub fn get(&self, key: &[u8]) -> Option<EntryRef<'_>> {
-        self.find(key).map(|eid| EntryRef(self.entries.get(eid)))
+        self.find(key)
+            .map(|(b, s)| EntryRef(&self.borders.get(b).entries[s]))
     }
 
     /// Returns a mutable view of the entry of `key` (to set its bits, expiry or pointer, or to
     /// demote or promote it), if present.
     pub fn get_mut(&mut self, key: &[u8]) -> Option<EntryMut<'_>> {
-        let eid = self.find(key)?;
+        let (b, s) = self.find(key)?;
         Some(EntryMut {
-            entry: self.entries.get_mut(eid),
+            entry: &mut self.borders.get_mut(b).entries[s],
             heap: &mut self.heap,
         })
     }
@@ -248,29 +247,29 @@ impl Masstree {
         self.find(key).is_some()
     }
 
-    /// Returns the entry id of `key`.
+    /// Returns the border node and slot of `key`'s entry.
     #[inline]
-    fn find(&self, key: &[u8]) -> Option<u32> {
+    fn find(&self, key: &[u8]) -> Option<(u32, usize)> {
         let mut root = self.root;
         let mut rest = key;
         loop {
             let slice = slice_of(rest);
-            let border = self.borders.get(self.descend(root, slice));
+            let bid = self.descend(root, slice);
+            let border = self.borders.get(bid);
             let (pos, eq) = border.lower_bound(slice, class_of_len(rest.len()));
             if !eq {
                 return None;
             }
             let slot = border.permutation.slot(pos);
-            let lv = border.lv[slot];
             match border.keylen[slot] {
                 KLEN_LAYER => {
-                    root = lv;
+                    root = border.lv[slot];
                     rest = &rest[8..];
                 }
                 KLEN_SUFFIX => {
-                    return (self.entries.get(lv).suffix() == &rest[8..]).then_some(lv);
+                    return (border.entries[slot].suffix() == &rest[8..]).then_some((bid, slot));
                 }
-                _ => return Some(lv),
+                _ => return Some((bid, slot)),
             }
         }
     }

@@ -2,6 +2,7 @@
 //! that cut a key into 8-byte slices. See the module docs of `masstree` for the diagram.
 
 use super::arena::NIL;
+use super::entry::Entry;
 
 /// Keys per node (border and interior), as in the paper.
 pub(crate) const WIDTH: usize = 15;
@@ -142,14 +143,15 @@ impl Permutation {
 }
 
 /// A border (leaf) node: up to 15 keys of one layer, each a slice plus a `keylen` field, and
-/// for each key either an entry (`lv` = entry id) or the root of the next layer.
+/// for each key either its entry (in `entries`, same slot) or the root of the next layer (`lv`).
 ///
-/// Layout (256 bytes, four cache lines):
+/// Layout (704 bytes, eleven cache lines):
 /// ```text
-///  0 permutation u64 | 8 keylen [u8; 15] | 23 pad | 24 keyslice [u64; 15] ...
-///  144 lv [u32; 15] | 204 parent u32 | 208 prev u32 | 212 next u32 | 216..256 unused
+///  0 permutation u64 | 8 keylen [u8; 15] | 23 pad | 24 keyslice [u64; 15]
+///  144 lv [u32; 15] | 204 parent u32 | 208 prev u32 | 212 next u32
+///  216 entries [Entry; 15] (32 bytes each) | 696..704 pad
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 #[repr(C, align(64))]
 pub(crate) struct Border {
     pub(crate) permutation: Permutation,
@@ -162,6 +164,8 @@ pub(crate) struct Border {
     pub(crate) prev: u32,
     /// Right neighbour in this layer, or `NIL`.
     pub(crate) next: u32,
+    /// The entries of the slots that hold a key of this layer (default in every other slot).
+    pub(crate) entries: [Entry; WIDTH],
 }
 
 impl Default for Border {
@@ -174,6 +178,7 @@ impl Default for Border {
             parent: NIL,
             prev: NIL,
             next: NIL,
+            entries: std::array::from_fn(|_| Entry::default()),
         }
     }
 }
@@ -251,7 +256,7 @@ impl Interior {
     }
 }
 
-const _: () = assert!(size_of::<Border>() == 256);
+const _: () = assert!(size_of::<Border>() == 704);
 const _: () = assert!(size_of::<Interior>() == 192);
 const _: () = assert!(align_of::<Border>() == 64 && align_of::<Interior>() == 64);
 

@@ -24,18 +24,19 @@ impl Masstree {
                 return None;
             }
             let slot = border.permutation.slot(pos);
-            let (kl, lv) = (border.keylen[slot], border.lv[slot]);
+            let kl = border.keylen[slot];
             if kl == KLEN_LAYER {
                 path.push((bid, slot));
-                root = lv;
+                root = border.lv[slot];
                 rest = &rest[8..];
                 continue;
             }
-            if kl == KLEN_SUFFIX && self.entries.get(lv).suffix() != &rest[8..] {
+            if kl == KLEN_SUFFIX && border.entries[slot].suffix() != &rest[8..] {
                 return None;
             }
-            self.borders.get_mut(bid).permutation.remove_at(pos);
-            let entry = self.entries.free(lv);
+            let b = self.borders.get_mut(bid);
+            b.permutation.remove_at(pos);
+            let entry = std::mem::take(&mut b.entries[slot]);
             self.heap.sub(&entry);
             self.len -= 1;
             self.compact_after_remove(bid, &mut path);
@@ -77,28 +78,29 @@ impl Masstree {
             if is_interior(root) {
                 break;
             }
-            let lower = self.borders.get(root);
+            let lower = self.borders.get_mut(root);
             if lower.permutation.len() != 1 {
                 break;
             }
             let s = lower.permutation.slot(0);
-            let (kl, slice, eid) = (lower.keylen[s], lower.keyslice[s], lower.lv[s]);
+            let (kl, slice) = (lower.keylen[s], lower.keyslice[s]);
             if kl == KLEN_LAYER {
                 break;
             }
-            let entry = self.entries.get_mut(eid);
-            self.heap.sub(entry);
+            let mut entry = std::mem::take(&mut lower.entries[s]);
+            self.heap.sub(&entry);
             let head = slice.to_be_bytes();
             let mut suffix = head[..kl.min(8) as usize].to_vec();
             if kl == KLEN_SUFFIX {
                 suffix.extend_from_slice(entry.suffix());
             }
             entry.set_suffix(&suffix);
-            self.heap.add(entry);
+            self.heap.add(&entry);
             self.borders.free(root);
             let upper = self.borders.get_mut(ub);
             upper.keylen[us] = KLEN_SUFFIX;
-            upper.lv[us] = eid;
+            upper.lv[us] = NIL;
+            upper.entries[us] = entry;
             path.pop();
         }
     }

@@ -182,7 +182,7 @@ impl<'a> Walker<'a> {
                     rest = &rest[8..];
                 }
                 KLEN_SUFFIX => {
-                    let stored = self.tree.entries.get(b.lv[s]).suffix();
+                    let stored = b.entries[s].suffix();
                     return match stored.cmp(&rest[8..]) {
                         std::cmp::Ordering::Less => (self.step_forward(), false),
                         std::cmp::Ordering::Equal => (true, true),
@@ -229,7 +229,7 @@ impl<'a> Walker<'a> {
         let b = self.border(last.border);
         let s = b.permutation.slot(last.pos);
         let kl = b.keylen[s];
-        let entry = self.tree.entries.get(b.lv[s]);
+        let entry = &b.entries[s];
         out.extend_from_slice(&b.keyslice[s].to_be_bytes()[..kl.min(8) as usize]);
         if kl == KLEN_SUFFIX {
             out.extend_from_slice(entry.suffix());

@@ -36,6 +36,7 @@ struct Tally {
     interiors: usize,
     entries: usize,
     suffix_bytes: usize,
+    pointer_bytes: usize,
     value_bytes: usize,
 }
 
@@ -69,18 +70,16 @@ impl Masstree {
             s.interior_nodes,
             s.entries
         );
+        let found = (tally.suffix_bytes, tally.pointer_bytes, tally.value_bytes);
+        let counted = (s.suffix_bytes, s.pointer_bytes, s.value_bytes);
         check!(
-            (tally.suffix_bytes, tally.value_bytes) == (s.suffix_bytes, s.value_bytes),
-            "walk found {} suffix and {} value bytes, counters say {} and {}",
-            tally.suffix_bytes,
-            tally.value_bytes,
-            s.suffix_bytes,
-            s.value_bytes
+            found == counted,
+            "walk found {found:?} suffix/pointer/value bytes, counters say {counted:?}"
         );
         let walked = tally.borders * size_of::<Border>()
             + tally.interiors * size_of::<super::Interior>()
-            + tally.entries * size_of::<super::Entry>()
             + tally.suffix_bytes
+            + tally.pointer_bytes
             + tally.value_bytes;
         check!(
             walked == self.memory_bytes(),
@@ -246,7 +245,7 @@ impl Masstree {
         let mut prev: Option<(u64, u8)> = None;
         for i in 0..n {
             let s = perm.slot(i);
-            let (slice, kl, lv) = (b.keyslice[s], b.keylen[s], b.lv[s]);
+            let (slice, kl) = (b.keyslice[s], b.keylen[s]);
             check!(
                 in_bounds(slice),
                 "border {node} slice {slice:#x} out of bounds"
@@ -257,13 +256,20 @@ impl Masstree {
                 "border {node} keys unsorted at {i}"
             );
             prev = Some(key);
+            let e = &b.entries[s];
+            let lv = format!("{node}/{s}");
             match kl {
-                KLEN_LAYER => layers.push((lv, false)),
+                KLEN_LAYER => {
+                    check!(
+                        e.data.is_empty() && e.flags == 0,
+                        "layer link {lv} has an entry"
+                    );
+                    layers.push((b.lv[s], false));
+                }
                 0..=8 | KLEN_SUFFIX => {
-                    check!(!self.entries.is_free(lv), "entry {lv} is free but linked");
-                    let e = self.entries.get(lv);
                     tally.entries += 1;
                     tally.suffix_bytes += e.suffix_len as usize;
+                    tally.pointer_bytes += e.pointer_bytes();
                     tally.value_bytes += e.value_bytes().len();
                     check!(e.has_inline() || e.has_pointer(), "entry {lv} has no value");
                     check!(
@@ -280,6 +286,14 @@ impl Masstree {
                 }
                 _ => check!(false, "border {node} keylen {kl} invalid"),
             }
+        }
+        for i in n..WIDTH {
+            let e = &b.entries[perm.slot(i)];
+            check!(
+                e.data.is_empty() && e.flags == 0,
+                "free slot {} of {node} holds an entry",
+                { perm.slot(i) }
+            );
         }
         Ok(())
     }
