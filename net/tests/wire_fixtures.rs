@@ -1,0 +1,283 @@
+//! Byte-level fixtures of protocol version 1: one frame per message kind, committed under
+//! `tests/fixtures/v1/`. A change that alters the bytes of an existing message breaks this
+//! test — which is the point: a layout change needs a new protocol version
+//! (`docs/format/wire.md` §6). New messages add new fixtures with `TIERKV_BLESS=1`.
+#![allow(clippy::unwrap_used)] // a test fails by panicking
+
+use std::path::PathBuf;
+
+use bytes::{Bytes, BytesMut};
+use net::message::handshake::{Hello, HelloAck, Magic, Role};
+use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
+use net::message::*;
+use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
+use net::{ShardId, StoreId, Timestamp};
+
+fn b(s: &'static [u8]) -> Bytes {
+    Bytes::from_static(s)
+}
+
+fn range() -> RangeDescriptor {
+    RangeDescriptor {
+        id: RangeId(3),
+        start: b(b"r\x00\x01"),
+        end: b(b"r\x3f\xff"),
+        epoch: Epoch {
+            conf_ver: 2,
+            version: 5,
+        },
+        replicas: vec![Replica {
+            replica_id: ReplicaId(11),
+            store_id: StoreId(1),
+            shard_id: ShardId(0),
+            role: ReplicaRole::Voter {},
+        }],
+        leader: Some(ReplicaId(11)),
+    }
+}
+
+/// One sample of every message kind, with names used as fixture file names.
+fn samples() -> Vec<(&'static str, Message)> {
+    let ctx = RouteCtx {
+        range_id: RangeId(3),
+        epoch: Epoch {
+            conf_ver: 2,
+            version: 5,
+        },
+    };
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(7))),
+        ),
+        (
+            "hello_ack",
+            Message::HelloAck(HelloAck {
+                magic: Magic,
+                version: 1,
+                role: Role::DsNode {},
+                cluster_id: ClusterId(42),
+                node_id: NodeId(1),
+            }),
+        ),
+        ("ping", Message::Ping(Ping { nonce: 99 })),
+        ("pong", Message::Pong(Pong { nonce: 99 })),
+        (
+            "error_not_leader",
+            Message::Error(RpcError::NotLeader { hint: None }),
+        ),
+        (
+            "kv_set",
+            Message::KvRequest(KvRequest {
+                ctx,
+                op: KvOp::StrSet {
+                    key: b(b"user:1"),
+                    value: b(b"alice"),
+                    expiry: Expiry::At {
+                        at_ms: 1_800_000_000_000,
+                    },
+                    cond: Cond::IfAbsent {},
+                    get_old: true,
+                },
+            }),
+        ),
+        (
+            "kv_batch_write",
+            Message::KvRequest(KvRequest {
+                ctx,
+                op: KvOp::BatchWrite {
+                    ops: vec![
+                        WriteOp::Put {
+                            key: b(b"a"),
+                            value: b(b"1"),
+                            expiry: Expiry::Keep {},
+                        },
+                        WriteOp::Delete { key: b(b"b") },
+                    ],
+                },
+            }),
+        ),
+        (
+            "kv_expire",
+            Message::KvRequest(KvRequest {
+                ctx,
+                op: KvOp::KeyExpire {
+                    key: b(b"k"),
+                    at_ms: 5,
+                    cond: ExpireCond::IfGreater {},
+                },
+            }),
+        ),
+        (
+            "kv_hset",
+            Message::KvRequest(KvRequest {
+                ctx,
+                op: KvOp::HSet {
+                    key: b(b"h"),
+                    pairs: vec![(b(b"f"), b(b"v"))],
+                    only_new: false,
+                },
+            }),
+        ),
+        (
+            "kv_response_values",
+            Message::KvResponse(KvResponse::Ok {
+                result: OpResult::Values {
+                    values: vec![Some(b(b"x")), None],
+                },
+            }),
+        ),
+        (
+            "kv_response_epoch_mismatch",
+            Message::KvResponse(KvResponse::Err {
+                error: RpcError::EpochMismatch {
+                    ranges: vec![range()],
+                },
+            }),
+        ),
+        (
+            "raft_batch",
+            Message::RaftBatch(RaftBatch {
+                from_store: StoreId(1),
+                messages: vec![RaftEnvelope {
+                    range_id: RangeId(3),
+                    from_replica: ReplicaId(11),
+                    to_replica: ReplicaId(12),
+                    message: b(b"\x08\x03\x10\x01"),
+                }],
+            }),
+        ),
+        (
+            "snapshot_chunk",
+            Message::SnapshotChunk(SnapshotChunk {
+                range_id: RangeId(3),
+                to_replica: ReplicaId(12),
+                snapshot_id: 4,
+                seq: 0,
+                last: true,
+                data: b(b"snap"),
+            }),
+        ),
+        (
+            "snapshot_ack",
+            Message::SnapshotAck(SnapshotAck {
+                range_id: RangeId(3),
+                snapshot_id: 4,
+                seq: 0,
+                accepted: true,
+            }),
+        ),
+        (
+            "store_heartbeat",
+            Message::StoreHeartbeat(StoreHeartbeat {
+                store: StoreInfo {
+                    store_id: StoreId(1),
+                    addr: "127.0.0.1:7000".into(),
+                    shard_addrs: vec!["127.0.0.1:7001".into()],
+                    labels: vec![("zone".into(), "a".into())],
+                },
+                stats: StoreStats {
+                    ops_per_sec: 10,
+                    shards: vec![ShardStats::default()],
+                    ..Default::default()
+                },
+            }),
+        ),
+        (
+            "store_heartbeat_resp",
+            Message::StoreHeartbeatResp(StoreHeartbeatResp {
+                cluster_id: ClusterId(42),
+                route_version: 8,
+            }),
+        ),
+        (
+            "range_heartbeat",
+            Message::RangeHeartbeat(RangeHeartbeat {
+                range: range(),
+                leader: ReplicaId(11),
+                stats: RangeStats::default(),
+                pending: vec![],
+                down: vec![ReplicaId(13)],
+            }),
+        ),
+        (
+            "range_heartbeat_resp",
+            Message::RangeHeartbeatResp(RangeHeartbeatResp {
+                operator: Some(Operator::Split {
+                    split_key: b(b"r\x10\x00"),
+                    new_range_id: RangeId(4),
+                    new_replica_ids: vec![ReplicaId(14)],
+                }),
+            }),
+        ),
+        (
+            "route_by_key",
+            Message::RouteByKey(RouteByKey {
+                key: b(b"r\x00\x05"),
+            }),
+        ),
+        (
+            "route_by_id",
+            Message::RouteById(RouteById {
+                range_id: RangeId(3),
+            }),
+        ),
+        (
+            "route",
+            Message::Route(Route {
+                route_version: 8,
+                range: Some(range()),
+                leader_addr: Some("127.0.0.1:7001".into()),
+            }),
+        ),
+        ("alloc_ids", Message::AllocIds(AllocIds { count: 16 })),
+        (
+            "id_block",
+            Message::IdBlock(IdBlock {
+                first: 100,
+                count: 16,
+            }),
+        ),
+        ("tso_request", Message::TsoRequest(TsoRequest { count: 64 })),
+        (
+            "tso_batch",
+            Message::TsoBatch(TsoBatch {
+                first: Timestamp(1 << 40),
+                count: 64,
+            }),
+        ),
+    ]
+}
+
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+#[test]
+fn version_1_fixtures_decode_to_the_same_messages_and_bytes() {
+    let bless = std::env::var_os("TIERKV_BLESS").is_some();
+    let dir = fixture_dir();
+    for (name, msg) in samples() {
+        let mut wire = BytesMut::new();
+        msg.encode_frame(RequestId(5), &mut wire);
+        let path = dir.join(format!("{name}.bin"));
+        if bless && !path.exists() {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(&path, &wire).unwrap();
+        }
+        let stored = std::fs::read(&path)
+            .unwrap_or_else(|e| panic!("fixture {path:?} missing ({e}); run with TIERKV_BLESS=1"));
+        assert_eq!(&stored[..], &wire[..], "encoding of {name} changed");
+        let mut buf = BytesMut::from(&stored[..]);
+        let frame = FrameDecoder::default().decode(&mut buf).unwrap().unwrap();
+        let (id, back) = Message::from_frame(frame).unwrap();
+        assert_eq!((id, back), (RequestId(5), msg), "decoding {name}");
+    }
+}
+
+#[test]
+fn every_message_kind_has_a_fixture() {
+    let kinds: std::collections::BTreeSet<u16> = samples().iter().map(|(_, m)| m.kind()).collect();
+    // 21 kinds in version 1 (docs/format/wire.md §4); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 21, "kinds with fixtures: {kinds:x?}");
+}
