@@ -1,6 +1,32 @@
 //! `master`: the cluster's metadata, TSO, routes and scheduler (a tokio service).
 //!
-//! Dependencies: `net` only. This crate must never depend on glommio or `ds-node`.
+//! Modules, bottom up:
+//! - [`state`]: the deterministic state machine (stores, ranges, id and TSO high-water marks,
+//!   config) and its [`state::Command`]s. No clock, no I/O.
+//! - [`log`]: the durable command log + snapshot (`docs/format/master-log.md`) and recovery.
+//! - [`tso`]: timestamp allocation against a persisted high-water mark (pure; time is a
+//!   parameter).
+//! - [`schedule`]: the pure scheduler: cluster view in, operator proposals with explanations
+//!   out; checkers plug in through [`schedule::Checker`].
+//! - [`core`]: the master's synchronous core: state + log + allocators + soft state
+//!   (heartbeat stats, operators in flight); one `&mut` entry point per RPC.
+//! - [`service`]: the tokio side: the `net` handler, the server loop, the timer that runs the
+//!   scheduler, TSO pre-allocation and snapshots; [`metrics`]: RPC counters and latencies.
 //!
-//! Status: not built yet (issue 6). The crate exists so that the workspace has its final shape.
+//! Dependencies: `net` (tokio transport only). This crate must never depend on glommio,
+//! `ds-node`, `engines` or `nvme` (checked by `scripts/check-deps`).
+//!
+//! Threading: [`core::Core`] sits behind one `std::sync::Mutex`; operations that write the
+//! log (fsync) run under `spawn_blocking`, reads are served inline. The TSO fast path takes
+//! only the allocator's own lock.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod codec;
+pub mod core;
+pub mod log;
+pub mod metrics;
+pub mod schedule;
+pub mod service;
+pub mod state;
+pub mod tso;

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::codec::{wire_enum, wire_struct};
-use crate::ids::{ClusterId, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
+use crate::ids::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
 use crate::message::route::RangeDescriptor;
 
 /// A storage node's identity and addresses.
@@ -163,7 +163,9 @@ pub enum Operator {
     RemoveReplica { replica_id: ReplicaId },
     /// Hand leadership to another replica.
     TransferLeader { to_replica: ReplicaId },
-    /// Split the range at a key.
+    /// Split the range at a key; an empty `split_key` asks the leader to pick one (the
+    /// approximate middle, on a user-key boundary). `new_replica_ids` has one id per replica, in
+    /// the order of the range's replica list.
     Split {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         split_key: Bytes,
@@ -264,3 +266,152 @@ pub struct TsoBatch {
     pub count: u32,
 }
 wire_struct!(TsoBatch { first, count });
+
+/// Register a storage node (or update its addresses and labels). A `store_id` of 0 asks the
+/// master to allocate one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StoreRegister {
+    /// Identity, addresses and labels (`store_id` 0: allocate one).
+    pub store: StoreInfo,
+    /// Memory the store may use for values, bytes (0: the cluster default `maxmemory`).
+    pub mem_capacity: u64,
+    /// Disk the store may use, bytes (0: the cluster default `maxdisksize`).
+    pub disk_capacity: u64,
+}
+wire_struct!(StoreRegister {
+    store,
+    mem_capacity,
+    disk_capacity
+});
+
+/// The master's answer to [`StoreRegister`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct StoreRegisterResp {
+    /// The cluster the store now belongs to.
+    pub cluster_id: ClusterId,
+    /// The store's id (allocated if the request carried 0).
+    pub store_id: StoreId,
+    /// Whether the cluster has its first range already.
+    pub bootstrapped: bool,
+}
+wire_struct!(StoreRegisterResp {
+    cluster_id,
+    store_id,
+    bootstrapped
+});
+
+/// Create the first range, covering the whole keyspace, with one voter on `store`/`shard`.
+/// Idempotent: a cluster that is already bootstrapped answers with its current first range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Bootstrap {
+    /// A registered store.
+    pub store_id: StoreId,
+    /// The shard of that store that hosts the first replica.
+    pub shard_id: ShardId,
+}
+wire_struct!(Bootstrap { store_id, shard_id });
+
+/// The master's answer to [`Bootstrap`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct BootstrapResp {
+    /// The cluster.
+    pub cluster_id: ClusterId,
+    /// The range that holds the empty key (the first range if just created).
+    pub range: RangeDescriptor,
+    /// Whether this request created it (false: the cluster was already bootstrapped).
+    pub created: bool,
+}
+wire_struct!(BootstrapResp {
+    cluster_id,
+    range,
+    created
+});
+
+/// Ask for the whole route table unless the caller's copy (`known_version`) is current.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct GetRouteTable {
+    /// The version the caller holds (0: none).
+    pub known_version: u64,
+}
+wire_struct!(GetRouteTable { known_version });
+
+/// The route table: every range and every store, at one version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct RouteTable {
+    /// The version; it grows with every change of a range or a store address.
+    pub route_version: u64,
+    /// True when `known_version` was current: `ranges` and `stores` are then empty.
+    pub unchanged: bool,
+    /// Every range, ordered by start key.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+    pub ranges: Vec<RangeDescriptor>,
+    /// Every store, with its shard addresses.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+    pub stores: Vec<StoreInfo>,
+}
+wire_struct!(RouteTable {
+    route_version,
+    unchanged,
+    ranges,
+    stores
+});
+
+/// A range leader asks for the ids of a split at `split_key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SplitRequest {
+    /// The range to split.
+    pub range_id: RangeId,
+    /// Its epoch as the leader knows it; a stale epoch is refused.
+    pub epoch: Epoch,
+    /// The first key of the new right-hand range; strictly inside the range.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+    pub split_key: Bytes,
+}
+wire_struct!(SplitRequest {
+    range_id,
+    epoch,
+    split_key: key
+});
+
+/// The ids of a split: the new range and one new replica id per replica of the old range, in
+/// the order of its replica list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SplitIds {
+    /// The id of the new right-hand range.
+    pub new_range_id: RangeId,
+    /// Replica ids of the new range.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+    pub new_replica_ids: Vec<ReplicaId>,
+}
+wire_struct!(SplitIds {
+    new_range_id,
+    new_replica_ids
+});
+
+/// A range leader reports a split it applied: the old range shrank to `left`, `right` is new.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SplitReport {
+    /// The old range after the split (same id, newer epoch).
+    pub left: RangeDescriptor,
+    /// The new range.
+    pub right: RangeDescriptor,
+}
+wire_struct!(SplitReport { left, right });
+
+/// The master's answer to [`SplitReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SplitReportResp {
+    /// The route table version after recording the split.
+    pub route_version: u64,
+}
+wire_struct!(SplitReportResp { route_version });

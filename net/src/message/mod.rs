@@ -112,6 +112,16 @@ messages! {
     0x0308 => IdBlock(IdBlock),
     0x0309 => TsoRequest(TsoRequest),
     0x030A => TsoBatch(TsoBatch),
+    0x030B => StoreRegister(StoreRegister),
+    0x030C => StoreRegisterResp(StoreRegisterResp),
+    0x030D => Bootstrap(Bootstrap),
+    0x030E => BootstrapResp(BootstrapResp),
+    0x030F => GetRouteTable(GetRouteTable),
+    0x0310 => RouteTable(RouteTable),
+    0x0311 => SplitRequest(SplitRequest),
+    0x0312 => SplitIds(SplitIds),
+    0x0313 => SplitReport(SplitReport),
+    0x0314 => SplitReportResp(SplitReportResp),
 }
 
 impl Message {
@@ -285,6 +295,16 @@ mod tests {
         kind::IdBlock,
         kind::TsoRequest,
         kind::TsoBatch,
+        kind::StoreRegister,
+        kind::StoreRegisterResp,
+        kind::Bootstrap,
+        kind::BootstrapResp,
+        kind::GetRouteTable,
+        kind::RouteTable,
+        kind::SplitRequest,
+        kind::SplitIds,
+        kind::SplitReport,
+        kind::SplitReportResp,
     ];
 
     #[test]

@@ -1,0 +1,621 @@
+//! The master's synchronous core: the durable state, the id allocator, heartbeat soft state
+//! and the operators in flight. One method per RPC; time is a parameter, errors are the
+//! `RpcError`s the peer sees. The tokio service (`crate::service`) puts it behind a mutex.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use net::message::{
+    Bootstrap, BootstrapResp, GetRouteTable, IdBlock, Operator, RangeDescriptor, RangeHeartbeat,
+    RangeHeartbeatResp, Replica, ReplicaRole, Route, RouteTable, SplitIds, SplitReport,
+    SplitReportResp, SplitRequest, StoreHeartbeat, StoreHeartbeatResp, StoreRegister,
+    StoreRegisterResp,
+};
+use net::{ClusterId, Epoch, RangeId, ReplicaId, RpcError, StoreId, Timestamp};
+
+use crate::log::{DurableState, LogError, ProposeError, RecoveryReport};
+use crate::schedule::{
+    Checker, Proposal, RangeLoad, ScheduleConfig, ScheduleInput, Step, StoreLoad, default_checkers,
+    schedule,
+};
+use crate::state::{
+    ClusterConfig, ClusterState, Command, CommandError, StoreMeta, StoreState, is_stale,
+};
+
+/// The largest `AllocIds` count.
+pub const MAX_ID_BATCH: u32 = 1_000_000;
+
+/// Master settings.
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    /// Where the log and snapshots live.
+    pub data_dir: PathBuf,
+    /// Cluster id for a new data dir (`None`: derived from the clock). Ignored on restart.
+    pub cluster_id: Option<ClusterId>,
+    /// Config of a new cluster. Ignored on restart.
+    pub cluster: ClusterConfig,
+    /// How far ahead of the clock the TSO limit is persisted, ms. Default 3,000.
+    pub tso_window_ms: u64,
+    /// Ids reserved per log write. Default 1,000.
+    pub id_reserve_step: u64,
+    /// Snapshot after this many commands. Default 10,000.
+    pub snapshot_every: u64,
+    /// An operator not finished after this long is dropped, ms. Default 60,000.
+    pub operator_timeout_ms: u64,
+    /// Scheduler period, ms. Default 1,000.
+    pub schedule_interval_ms: u64,
+    /// Scheduler settings.
+    pub schedule: ScheduleConfig,
+}
+
+impl MasterConfig {
+    /// Defaults with the given data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            cluster_id: None,
+            cluster: ClusterConfig::default(),
+            tso_window_ms: 3000,
+            id_reserve_step: 1000,
+            snapshot_every: 10_000,
+            operator_timeout_ms: 60_000,
+            schedule_interval_ms: 1000,
+            schedule: ScheduleConfig::default(),
+        }
+    }
+}
+
+/// An operator being executed: steps sent one at a time in range heartbeat responses.
+#[derive(Debug, Clone)]
+pub struct RunningOperator {
+    /// The steps.
+    pub steps: Vec<Operator>,
+    /// Index of the current step.
+    pub current: usize,
+    /// Stores involved (count against the per-store limit).
+    pub stores: Vec<StoreId>,
+    /// When it was created, ms.
+    pub created_ms: u64,
+    /// The range's epoch when it was created.
+    pub epoch: Epoch,
+    /// Why.
+    pub reason: String,
+}
+
+fn bad(msg: impl Into<String>) -> RpcError {
+    RpcError::BadRequest {
+        message: msg.into(),
+    }
+}
+
+fn rpc_error(e: ProposeError) -> RpcError {
+    match e {
+        ProposeError::Rejected(c) => match c {
+            CommandError::UnknownRange(range_id) => RpcError::RangeNotFound { range_id },
+            CommandError::StaleEpoch { current } => RpcError::EpochMismatch {
+                ranges: vec![*current],
+            },
+            other => bad(other.to_string()),
+        },
+        ProposeError::Log(e) => RpcError::Internal {
+            code: 1,
+            message: format!("master log: {e}"),
+        },
+    }
+}
+
+/// The master's state and the work it has in flight.
+#[derive(Debug)]
+pub struct Core {
+    cfg: MasterConfig,
+    durable: DurableState,
+    next_id: u64,
+    store_loads: BTreeMap<StoreId, StoreLoad>,
+    range_loads: BTreeMap<RangeId, RangeLoad>,
+    operators: BTreeMap<RangeId, RunningOperator>,
+    checkers: Vec<Box<dyn Checker>>,
+}
+
+impl Core {
+    /// Opens the data dir, recovers, and initialises a new cluster if it is empty.
+    pub fn open(cfg: MasterConfig, now_ms: u64) -> Result<(Self, RecoveryReport), LogError> {
+        let (mut durable, report) = DurableState::open(&cfg.data_dir)?;
+        if durable.state().cluster_id() == ClusterId(0) {
+            let cluster_id = cfg.cluster_id.unwrap_or(ClusterId(
+                (now_ms << 16) | u64::from(std::process::id() & 0xffff),
+            ));
+            let init = Command::Init {
+                cluster_id,
+                config: cfg.cluster,
+            };
+            durable.propose(&init).map_err(|e| match e {
+                ProposeError::Log(e) => e,
+                ProposeError::Rejected(c) => LogError::Corruption {
+                    file: cfg.data_dir.clone(),
+                    offset: 0,
+                    reason: format!("init refused: {c}"),
+                },
+            })?;
+        }
+        let next_id = durable.state().id_end().max(1);
+        Ok((
+            Self {
+                cfg,
+                durable,
+                next_id,
+                store_loads: BTreeMap::new(),
+                range_loads: BTreeMap::new(),
+                operators: BTreeMap::new(),
+                checkers: default_checkers(),
+            },
+            report,
+        ))
+    }
+
+    /// The durable state.
+    pub fn state(&self) -> &ClusterState {
+        self.durable.state()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MasterConfig {
+        &self.cfg
+    }
+
+    /// Operators in flight.
+    pub fn operators(&self) -> &BTreeMap<RangeId, RunningOperator> {
+        &self.operators
+    }
+
+    /// Last heartbeat of each store.
+    pub fn store_loads(&self) -> &BTreeMap<StoreId, StoreLoad> {
+        &self.store_loads
+    }
+
+    fn propose(&mut self, cmd: &Command) -> Result<(), RpcError> {
+        self.durable.propose(cmd).map_err(|e| {
+            if matches!(e, ProposeError::Log(_)) {
+                tracing::error!(command = cmd.name(), "master log write failed: {e}");
+            }
+            rpc_error(e)
+        })
+    }
+
+    /// Hands out `count` consecutive ids; persists a new reservation first when needed.
+    pub fn alloc_ids(&mut self, count: u32) -> Result<IdBlock, RpcError> {
+        if !(1..=MAX_ID_BATCH).contains(&count) {
+            return Err(bad(format!("id count {count} not in 1..={MAX_ID_BATCH}")));
+        }
+        let end = self.next_id + u64::from(count);
+        if end > self.state().id_end() {
+            let reserve = end + self.cfg.id_reserve_step;
+            self.propose(&Command::ReserveIds { end: reserve })?;
+        }
+        let first = self.next_id;
+        self.next_id = end;
+        debug_assert!(end <= self.state().id_end());
+        Ok(IdBlock { first, count })
+    }
+
+    fn alloc_one(&mut self) -> Result<u64, RpcError> {
+        self.alloc_ids(1).map(|b| b.first)
+    }
+
+    /// Persists a TSO limit (the allocator itself lives in the service).
+    pub fn persist_tso_limit(&mut self, limit: Timestamp) -> Result<(), RpcError> {
+        if limit <= self.state().tso_limit() {
+            return Ok(());
+        }
+        self.propose(&Command::SetTsoLimit { limit })
+    }
+
+    /// Registers (or updates) a store.
+    pub fn register_store(
+        &mut self,
+        req: StoreRegister,
+        now_ms: u64,
+    ) -> Result<StoreRegisterResp, RpcError> {
+        let mut info = req.store;
+        if info.shard_addrs.is_empty() {
+            return Err(bad("a store needs at least one shard address"));
+        }
+        let existing = self.state().store(info.store_id).cloned();
+        if info.store_id == StoreId(0) {
+            info.store_id = StoreId(self.alloc_one()?);
+        } else if existing.is_none() && info.store_id.0 >= self.next_id {
+            return Err(bad(format!(
+                "store id {} was not allocated by this master; register with id 0",
+                info.store_id
+            )));
+        }
+        let config = *self.state().config();
+        let meta = StoreMeta {
+            info,
+            mem_capacity: if req.mem_capacity == 0 {
+                config.default_max_memory_bytes
+            } else {
+                req.mem_capacity
+            },
+            disk_capacity: if req.disk_capacity == 0 {
+                config.default_max_disk_bytes
+            } else {
+                req.disk_capacity
+            },
+            state: existing.as_ref().map_or(StoreState::Up, |e| e.state),
+            registered_ms: existing.as_ref().map_or(now_ms, |e| e.registered_ms),
+        };
+        let store_id = meta.info.store_id;
+        if existing.as_ref() != Some(&meta) {
+            self.propose(&Command::PutStore { meta })?;
+            tracing::info!(store = %store_id, "store registered");
+        }
+        self.store_loads.entry(store_id).or_default().heartbeat_ms = now_ms;
+        Ok(StoreRegisterResp {
+            cluster_id: self.state().cluster_id(),
+            store_id,
+            bootstrapped: self.state().is_bootstrapped(),
+        })
+    }
+
+    /// Creates the first range (idempotent).
+    pub fn bootstrap(&mut self, req: Bootstrap) -> Result<BootstrapResp, RpcError> {
+        let cluster_id = self.state().cluster_id();
+        if let Some(range) = self.state().range_by_key(b"") {
+            return Ok(BootstrapResp {
+                cluster_id,
+                range: range.clone(),
+                created: false,
+            });
+        }
+        let store = self
+            .state()
+            .store(req.store_id)
+            .ok_or_else(|| bad(format!("store {} is not registered", req.store_id)))?;
+        if req.shard_id.0 as usize >= store.info.shard_addrs.len() {
+            return Err(bad(format!(
+                "store {} has no shard {}",
+                req.store_id, req.shard_id
+            )));
+        }
+        let block = self.alloc_ids(2)?;
+        let replica_id = ReplicaId(block.first + 1);
+        let range = RangeDescriptor {
+            id: RangeId(block.first),
+            start: Bytes::new(),
+            end: Bytes::new(),
+            epoch: Epoch {
+                conf_ver: 1,
+                version: 1,
+            },
+            replicas: vec![Replica {
+                replica_id,
+                store_id: req.store_id,
+                shard_id: req.shard_id,
+                role: ReplicaRole::Voter {},
+            }],
+            leader: Some(replica_id),
+        };
+        self.propose(&Command::Bootstrap {
+            range: range.clone(),
+        })?;
+        tracing::info!(range = %range.id, store = %req.store_id, "cluster bootstrapped");
+        Ok(BootstrapResp {
+            cluster_id,
+            range,
+            created: true,
+        })
+    }
+
+    /// Records a store heartbeat.
+    pub fn store_heartbeat(
+        &mut self,
+        hb: StoreHeartbeat,
+        now_ms: u64,
+    ) -> Result<StoreHeartbeatResp, RpcError> {
+        let id = hb.store.store_id;
+        if self.state().store(id).is_none() {
+            return Err(bad(format!("heartbeat from unregistered store {id}")));
+        }
+        self.store_loads.insert(
+            id,
+            StoreLoad {
+                heartbeat_ms: now_ms,
+                stats: hb.stats,
+            },
+        );
+        Ok(StoreHeartbeatResp {
+            cluster_id: self.state().cluster_id(),
+            route_version: self.state().route_version(),
+        })
+    }
+
+    /// Records a range heartbeat, updates the descriptor if it is newer, advances the range's
+    /// operator and returns its current step.
+    pub fn range_heartbeat(
+        &mut self,
+        hb: RangeHeartbeat,
+        now_ms: u64,
+    ) -> Result<RangeHeartbeatResp, RpcError> {
+        let id = hb.range.id;
+        let current = self
+            .state()
+            .range(id)
+            .ok_or(RpcError::RangeNotFound { range_id: id })?;
+        if is_stale(hb.range.epoch, current.epoch) {
+            return Err(RpcError::EpochMismatch {
+                ranges: vec![current.clone()],
+            });
+        }
+        if !hb.range.replicas.iter().any(|r| r.replica_id == hb.leader) {
+            return Err(bad(format!(
+                "range {id}: leader {} is not one of its replicas",
+                hb.leader
+            )));
+        }
+        let mut desc = hb.range;
+        desc.leader = Some(hb.leader);
+        if &desc != current {
+            self.propose(&Command::PutRange {
+                range: desc.clone(),
+            })?;
+        }
+        self.range_loads.insert(
+            id,
+            RangeLoad {
+                heartbeat_ms: now_ms,
+                stats: hb.stats,
+                pending: hb.pending,
+                down: hb.down,
+            },
+        );
+        Ok(RangeHeartbeatResp {
+            operator: self.advance_operator(&desc, now_ms),
+        })
+    }
+
+    /// Moves the range's operator past the steps `desc` shows done; returns the next step.
+    fn advance_operator(&mut self, desc: &RangeDescriptor, now_ms: u64) -> Option<Operator> {
+        let op = self.operators.get_mut(&desc.id)?;
+        while let Some(step) = op.steps.get(op.current) {
+            if !step_done(step, desc, op.epoch) {
+                break;
+            }
+            op.current += 1;
+        }
+        let timed_out = now_ms.saturating_sub(op.created_ms) > self.cfg.operator_timeout_ms;
+        if op.current >= op.steps.len() || timed_out {
+            let op = self.operators.remove(&desc.id)?;
+            if timed_out && op.current < op.steps.len() {
+                tracing::warn!(range = %desc.id, reason = op.reason, "operator timed out");
+            } else {
+                tracing::info!(range = %desc.id, reason = op.reason, "operator finished");
+            }
+            return None;
+        }
+        op.steps.get(op.current).cloned()
+    }
+
+    /// The route of the range holding `key`.
+    pub fn route_by_key(&self, key: &[u8]) -> Route {
+        self.route(self.state().range_by_key(key))
+    }
+
+    /// The route of range `id`.
+    pub fn route_by_id(&self, id: RangeId) -> Route {
+        self.route(self.state().range(id))
+    }
+
+    fn route(&self, range: Option<&RangeDescriptor>) -> Route {
+        Route {
+            route_version: self.state().route_version(),
+            leader_addr: range.and_then(|r| self.state().leader_addr(r)),
+            range: range.cloned(),
+        }
+    }
+
+    /// The whole route table, unless the caller's version is current.
+    pub fn route_table(&self, req: GetRouteTable) -> RouteTable {
+        let state = self.state();
+        let version = state.route_version();
+        if req.known_version == version {
+            return RouteTable {
+                route_version: version,
+                unchanged: true,
+                ranges: vec![],
+                stores: vec![],
+            };
+        }
+        RouteTable {
+            route_version: version,
+            unchanged: false,
+            ranges: state.ranges().cloned().collect(),
+            stores: state
+                .stores()
+                .filter(|s| s.state != StoreState::Tombstone)
+                .map(|s| s.info.clone())
+                .collect(),
+        }
+    }
+
+    /// Allocates the ids of a split at a key the leader chose.
+    pub fn split_request(&mut self, req: SplitRequest) -> Result<SplitIds, RpcError> {
+        let range = self
+            .state()
+            .range(req.range_id)
+            .ok_or(RpcError::RangeNotFound {
+                range_id: req.range_id,
+            })?;
+        if is_stale(req.epoch, range.epoch) {
+            return Err(RpcError::EpochMismatch {
+                ranges: vec![range.clone()],
+            });
+        }
+        let inside =
+            req.split_key > range.start && (range.end.is_empty() || req.split_key < range.end);
+        if !inside {
+            return Err(bad(format!(
+                "split key is not strictly inside range {}",
+                req.range_id
+            )));
+        }
+        let n = range.replicas.len() as u32;
+        let block = self.alloc_ids(n + 1)?;
+        Ok(SplitIds {
+            new_range_id: RangeId(block.first),
+            new_replica_ids: (1..=u64::from(n))
+                .map(|i| ReplicaId(block.first + i))
+                .collect(),
+        })
+    }
+
+    /// Records a split the leader applied.
+    pub fn split_report(&mut self, rep: SplitReport) -> Result<SplitReportResp, RpcError> {
+        if rep.right.id.0 >= self.next_id {
+            return Err(bad(format!(
+                "range id {} was not allocated by this master",
+                rep.right.id
+            )));
+        }
+        let left_id = rep.left.id;
+        self.propose(&Command::Split {
+            left: rep.left,
+            right: rep.right,
+        })?;
+        tracing::info!(range = %left_id, "split recorded");
+        Ok(SplitReportResp {
+            route_version: self.state().route_version(),
+        })
+    }
+
+    /// Runs the scheduler: drops timed-out operators, turns proposals into operators
+    /// (allocating their ids) and logs each with its reason. Returns the proposals accepted.
+    pub fn schedule(&mut self, now_ms: u64) -> Vec<Proposal> {
+        let timeout = self.cfg.operator_timeout_ms;
+        self.operators.retain(|range, op| {
+            let keep = now_ms.saturating_sub(op.created_ms) <= timeout;
+            if !keep {
+                tracing::warn!(range = %range, reason = op.reason, "operator timed out");
+            }
+            keep
+        });
+        let busy: BTreeMap<RangeId, Vec<StoreId>> = self
+            .operators
+            .iter()
+            .map(|(r, op)| (*r, op.stores.clone()))
+            .collect();
+        let input = ScheduleInput {
+            state: self.durable.state(),
+            stores: &self.store_loads,
+            ranges: &self.range_loads,
+            busy: &busy,
+            config: &self.cfg.schedule,
+            now_ms,
+        };
+        let proposals = schedule(input, &self.checkers);
+        let mut accepted = Vec::new();
+        for p in proposals {
+            match self.materialize(&p, now_ms) {
+                Ok(op) => {
+                    tracing::info!(
+                        checker = p.checker,
+                        operator = %p,
+                        "scheduled: {}",
+                        p.reason
+                    );
+                    self.operators.insert(p.range_id, op);
+                    accepted.push(p);
+                }
+                Err(e) => tracing::warn!(operator = %p, "could not schedule: {e}"),
+            }
+        }
+        accepted
+    }
+
+    fn materialize(&mut self, p: &Proposal, now_ms: u64) -> Result<RunningOperator, RpcError> {
+        let range = self
+            .state()
+            .range(p.range_id)
+            .cloned()
+            .ok_or(RpcError::RangeNotFound {
+                range_id: p.range_id,
+            })?;
+        let mut steps = Vec::with_capacity(p.steps.len());
+        let mut added = None;
+        for step in &p.steps {
+            let op = match step {
+                Step::AddLearner { store, shard } => {
+                    let replica_id = ReplicaId(self.alloc_one()?);
+                    added = Some(replica_id);
+                    Operator::AddLearner {
+                        store: *store,
+                        shard: *shard,
+                        replica_id,
+                    }
+                }
+                Step::PromoteAdded => Operator::PromoteLearner {
+                    replica_id: added.ok_or_else(|| bad("promote before add"))?,
+                },
+                Step::Promote { replica_id } => Operator::PromoteLearner {
+                    replica_id: *replica_id,
+                },
+                Step::Remove { replica_id } => Operator::RemoveReplica {
+                    replica_id: *replica_id,
+                },
+                Step::TransferLeader { to } => Operator::TransferLeader { to_replica: *to },
+                Step::Split => {
+                    let n = range.replicas.len() as u32;
+                    let block = self.alloc_ids(n + 1)?;
+                    Operator::Split {
+                        split_key: Bytes::new(),
+                        new_range_id: RangeId(block.first),
+                        new_replica_ids: (1..=u64::from(n))
+                            .map(|i| ReplicaId(block.first + i))
+                            .collect(),
+                    }
+                }
+            };
+            steps.push(op);
+        }
+        Ok(RunningOperator {
+            steps,
+            current: 0,
+            stores: p.stores.clone(),
+            created_ms: now_ms,
+            epoch: range.epoch,
+            reason: p.reason.clone(),
+        })
+    }
+
+    /// Writes a snapshot if enough commands accumulated.
+    pub fn maybe_snapshot(&mut self) -> Result<bool, LogError> {
+        if self.durable.commands_since_snapshot() < self.cfg.snapshot_every {
+            return Ok(false);
+        }
+        self.durable.snapshot()?;
+        Ok(true)
+    }
+
+    /// Marks a store offline (drain) or up again.
+    pub fn set_store_state(
+        &mut self,
+        store_id: StoreId,
+        state: StoreState,
+    ) -> Result<(), RpcError> {
+        self.propose(&Command::SetStoreState { store_id, state })
+    }
+}
+
+/// Whether `desc` shows `step` done.
+fn step_done(step: &Operator, desc: &RangeDescriptor, start: Epoch) -> bool {
+    let find = |id: ReplicaId| desc.replicas.iter().find(|r| r.replica_id == id);
+    match step {
+        Operator::AddLearner { replica_id, .. } => find(*replica_id).is_some(),
+        Operator::PromoteLearner { replica_id } => {
+            find(*replica_id).is_some_and(|r| r.role == ReplicaRole::Voter {})
+        }
+        Operator::RemoveReplica { replica_id } => find(*replica_id).is_none(),
+        Operator::TransferLeader { to_replica } => desc.leader == Some(*to_replica),
+        Operator::Split { .. } => desc.epoch.version > start.version,
+    }
+}

@@ -1,0 +1,338 @@
+//! Table-driven scheduling cases: a cluster written compactly, the operators expected.
+//!
+//! A range is written `"s1* s2 s3"`: its replicas' stores in order (replica ids are
+//! `range * 10 + position`, so the first replica of range 2 is `p21`), `*` marks the leader,
+//! `~` a learner. Ranges get consecutive key intervals. Each store has two shards.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use net::message::{RangeDescriptor, RangeStats, Replica, ReplicaRole, StoreInfo};
+use net::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId};
+
+use super::*;
+use crate::state::{ClusterConfig, ClusterState, Command, StoreMeta, StoreState};
+
+struct Case {
+    name: &'static str,
+    rf: u32,
+    /// `(store, zone, state)`; zone "" means no label.
+    stores: &'static [(u64, &'static str, StoreState)],
+    ranges: &'static [&'static str],
+    /// `(range, size MiB)`.
+    sizes: &'static [(u64, u64)],
+    /// Stores whose last heartbeat is older than the down timeout.
+    silent: &'static [u64],
+    /// Ranges with an operator in flight.
+    busy: &'static [u64],
+    max_ops_per_store: usize,
+    expect: &'static [&'static str],
+}
+
+const UP: StoreState = StoreState::Up;
+const OFF: StoreState = StoreState::Offline;
+
+const BASE: Case = Case {
+    name: "",
+    rf: 3,
+    stores: &[],
+    ranges: &[],
+    sizes: &[],
+    silent: &[],
+    busy: &[],
+    max_ops_per_store: 4,
+    expect: &[],
+};
+
+fn key(i: usize) -> Bytes {
+    if i == 0 {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("k{i:03}"))
+    }
+}
+
+fn build(case: &Case) -> ClusterState {
+    let mut s = ClusterState::default();
+    let mut cmds = vec![Command::Init {
+        cluster_id: ClusterId(1),
+        config: ClusterConfig {
+            replication_factor: case.rf,
+            ..ClusterConfig::default()
+        },
+    }];
+    for (id, zone, state) in case.stores {
+        let labels = if zone.is_empty() {
+            vec![]
+        } else {
+            vec![("zone".to_string(), zone.to_string())]
+        };
+        cmds.push(Command::PutStore {
+            meta: StoreMeta {
+                info: StoreInfo {
+                    store_id: StoreId(*id),
+                    addr: format!("h{id}:1"),
+                    shard_addrs: vec![format!("h{id}:2"), format!("h{id}:3")],
+                    labels,
+                },
+                mem_capacity: 1,
+                disk_capacity: 1,
+                state: *state,
+                registered_ms: 0,
+            },
+        });
+    }
+    let n = case.ranges.len();
+    let mut descs = Vec::new();
+    for (i, spec) in case.ranges.iter().enumerate() {
+        let rid = i as u64 + 1;
+        let mut replicas = Vec::new();
+        let mut leader = None;
+        for (pos, tok) in spec.split_whitespace().enumerate() {
+            let replica_id = ReplicaId(rid * 10 + pos as u64 + 1);
+            let store: u64 = tok.trim_matches(['s', '*', '~']).parse().unwrap();
+            if tok.ends_with('*') {
+                leader = Some(replica_id);
+            }
+            replicas.push(Replica {
+                replica_id,
+                store_id: StoreId(store),
+                shard_id: ShardId(0),
+                role: if tok.ends_with('~') {
+                    ReplicaRole::Learner {}
+                } else {
+                    ReplicaRole::Voter {}
+                },
+            });
+        }
+        descs.push(RangeDescriptor {
+            id: RangeId(rid),
+            start: key(i),
+            end: if i + 1 == n { Bytes::new() } else { key(i + 1) },
+            epoch: Epoch {
+                conf_ver: 1,
+                version: 1,
+            },
+            replicas,
+            leader,
+        });
+    }
+    // Bootstrap the first range over everything, then split off the rest.
+    if let Some(first) = descs.first() {
+        let mut whole = first.clone();
+        whole.end = Bytes::new();
+        cmds.push(Command::Bootstrap { range: whole });
+    }
+    let mut version = 1;
+    for i in 1..descs.len() {
+        version += 1;
+        let mut left = descs[i - 1].clone();
+        left.epoch.version = version;
+        let mut right = descs[i].clone();
+        right.end = Bytes::new();
+        cmds.push(Command::Split { left, right });
+    }
+    if let Some(last) = descs.last() {
+        if descs.len() > 1 {
+            let mut fixed = last.clone();
+            fixed.epoch.version = version + 1;
+            cmds.push(Command::PutRange { range: fixed });
+        }
+    }
+    for (i, c) in cmds.iter().enumerate() {
+        s.apply(i as u64 + 1, c)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    }
+    s
+}
+
+fn run(case: &Case) -> Vec<String> {
+    let state = build(case);
+    let now = 1_000_000;
+    let stores: BTreeMap<StoreId, StoreLoad> = case
+        .silent
+        .iter()
+        .map(|s| {
+            (
+                StoreId(*s),
+                StoreLoad {
+                    heartbeat_ms: 0,
+                    ..StoreLoad::default()
+                },
+            )
+        })
+        .collect();
+    let ranges: BTreeMap<RangeId, RangeLoad> = case
+        .sizes
+        .iter()
+        .map(|(r, mib)| {
+            (
+                RangeId(*r),
+                RangeLoad {
+                    heartbeat_ms: now,
+                    stats: RangeStats {
+                        size_bytes: mib << 20,
+                        ..RangeStats::default()
+                    },
+                    ..RangeLoad::default()
+                },
+            )
+        })
+        .collect();
+    let busy: BTreeMap<RangeId, Vec<StoreId>> =
+        case.busy.iter().map(|r| (RangeId(*r), vec![])).collect();
+    let config = ScheduleConfig {
+        max_ops_per_store: case.max_ops_per_store,
+        ..ScheduleConfig::default()
+    };
+    let input = ScheduleInput {
+        state: &state,
+        stores: &stores,
+        ranges: &ranges,
+        busy: &busy,
+        config: &config,
+        now_ms: now,
+    };
+    let out = schedule(input, &default_checkers());
+    for p in &out {
+        assert!(!p.reason.is_empty());
+    }
+    out.iter().map(|p| p.to_string()).collect()
+}
+
+#[test]
+fn scheduling_cases() {
+    let cases = [
+        Case {
+            name: "a lone store cannot reach the replication factor",
+            stores: &[(1, "", UP)],
+            ranges: &["s1*"],
+            ..BASE
+        },
+        Case {
+            name: "new stores get replicas until the factor is reached, one step per range",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1*", "s1*"],
+            expect: &[
+                "r1: add-learner s2/0, promote",
+                "r2: add-learner s3/0, promote",
+            ],
+            ..BASE
+        },
+        Case {
+            name: "the new replica goes to a zone the range does not use yet",
+            stores: &[(1, "a", UP), (2, "a", UP), (3, "b", UP)],
+            ranges: &["s1*"],
+            expect: &["r1: add-learner s3/0, promote"],
+            ..BASE
+        },
+        Case {
+            name: "the least-loaded shard of the target store is chosen",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP)],
+            ranges: &["s1* s2", "s1*"],
+            // s1 leads both ranges and s2 none: leader balance moves one.
+            expect: &["r2: add-learner s2/1, promote", "r1: transfer-leader p12"],
+            ..BASE
+        },
+        Case {
+            name: "an extra replica is removed, never the leader first",
+            rf: 1,
+            stores: &[(1, "", UP), (2, "", UP)],
+            ranges: &["s1 s2*"],
+            expect: &["r1: transfer-leader p11, remove p12"],
+            ..BASE
+        },
+        Case {
+            name: "the extra replica comes out of the most crowded zone",
+            rf: 2,
+            stores: &[(1, "a", UP), (2, "a", UP), (3, "b", UP)],
+            ranges: &["s1* s2 s3"],
+            expect: &["r1: remove p12"],
+            ..BASE
+        },
+        Case {
+            name: "a replica on an offline store is replaced, then removed",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", OFF), (4, "", UP)],
+            ranges: &["s1* s2 s3"],
+            expect: &["r1: add-learner s4/0, promote, remove p13"],
+            ..BASE
+        },
+        Case {
+            name: "a silent store receives no replica",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1*"],
+            silent: &[2],
+            expect: &["r1: add-learner s3/0, promote"],
+            ..BASE
+        },
+        Case {
+            name: "a caught-up learner without an operator is promoted",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP)],
+            ranges: &["s1* s2~"],
+            expect: &["r1: promote p12"],
+            ..BASE
+        },
+        Case {
+            name: "ranges above 96 MiB are split",
+            rf: 1,
+            stores: &[(1, "", UP)],
+            ranges: &["s1*", "s1*"],
+            sizes: &[(1, 96), (2, 97)],
+            expect: &["r2: split"],
+            ..BASE
+        },
+        Case {
+            name: "ranges with an operator in flight are left alone",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1*", "s1*"],
+            busy: &[1],
+            expect: &["r2: add-learner s2/0, promote"],
+            ..BASE
+        },
+        Case {
+            name: "concurrent operators per store are limited",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1*", "s2*", "s3*"],
+            max_ops_per_store: 1,
+            // r3 would need s1 or s2, each already at its one operator.
+            expect: &[
+                "r1: add-learner s2/1, promote",
+                "r2: add-learner s1/1, promote",
+            ],
+            ..BASE
+        },
+        Case {
+            name: "replicas move from the fullest store to an empty one, then leaders even out",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1* s2", "s1* s2", "s1* s2", "s1* s2"],
+            expect: &[
+                "r1: transfer-leader p12, add-learner s3/0, promote, remove p11",
+                "r2: add-learner s3/0, promote, remove p22",
+                "r3: transfer-leader p32",
+            ],
+            ..BASE
+        },
+        Case {
+            name: "a balanced cluster needs nothing",
+            stores: &[(1, "a", UP), (2, "b", UP), (3, "c", UP)],
+            ranges: &["s1* s2 s3", "s1 s2* s3", "s1 s2 s3*"],
+            ..BASE
+        },
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        let got = run(case);
+        if got != case.expect {
+            failures.push(format!(
+                "{}:\n  expected {:?}\n  got      {:?}",
+                case.name, case.expect, got
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,789 @@
+//! The master's deterministic state machine: stores, ranges, the id allocator's and the TSO's
+//! high-water marks, and the cluster config. Every change is a [`Command`], validated and then
+//! applied in log order; the state machine reads no clock and does no I/O (time arrives inside
+//! commands), so three masters replaying the same commands reach the same state.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use bytes::{Bytes, BytesMut};
+use net::codec::{DecodeError, Reader, Wire};
+use net::message::{RangeDescriptor, StoreInfo};
+use net::{ClusterId, Epoch, RangeId, ReplicaId, StoreId, Timestamp};
+
+use crate::codec::{disk_enum, disk_struct};
+
+/// Cluster-wide settings, changed by [`Command::SetConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Voters per range. Default 3, valid 1 ..= 7.
+    pub replication_factor: u32,
+    /// `maxmemory` of a store that registers without one, bytes. Default 4 GiB.
+    pub default_max_memory_bytes: u64,
+    /// `maxdisksize` of a store that registers without one, bytes. Default 256 GiB.
+    pub default_max_disk_bytes: u64,
+}
+disk_struct!(ClusterConfig {
+    replication_factor,
+    default_max_memory_bytes,
+    default_max_disk_bytes
+});
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            replication_factor: 3,
+            default_max_memory_bytes: 4 << 30,
+            default_max_disk_bytes: 256 << 30,
+        }
+    }
+}
+
+/// The life cycle of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StoreState {
+    /// Serving; may receive replicas.
+    Up,
+    /// Being drained: receives no new replicas, its replicas move away.
+    Offline,
+    /// Gone for good; its id is never reused.
+    Tombstone,
+}
+
+impl Wire for StoreState {
+    fn encode(&self, buf: &mut BytesMut) {
+        let tag: u8 = match self {
+            Self::Up => 0,
+            Self::Offline => 1,
+            Self::Tombstone => 2,
+        };
+        tag.encode(buf);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        match r.u8("store state")? {
+            0 => Ok(Self::Up),
+            1 => Ok(Self::Offline),
+            2 => Ok(Self::Tombstone),
+            tag => Err(DecodeError::UnknownTag {
+                what: "store state",
+                tag: tag.into(),
+            }),
+        }
+    }
+}
+
+/// What the master knows durably about a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreMeta {
+    /// Identity, node and shard addresses, labels.
+    pub info: StoreInfo,
+    /// `maxmemory`, bytes.
+    pub mem_capacity: u64,
+    /// `maxdisksize`, bytes.
+    pub disk_capacity: u64,
+    /// Life cycle state.
+    pub state: StoreState,
+    /// When it first registered (master clock, unix ms).
+    pub registered_ms: u64,
+}
+disk_struct!(StoreMeta {
+    info,
+    mem_capacity,
+    disk_capacity,
+    state,
+    registered_ms
+});
+
+impl StoreMeta {
+    /// The value of label `key` (`zone`, `rack`), if set.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.info
+            .labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A change to the cluster state (`docs/format/master-log.md` §4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// First command of a new cluster.
+    Init {
+        /// The cluster id; never 0.
+        cluster_id: ClusterId,
+        /// Initial config.
+        config: ClusterConfig,
+    },
+    /// Adds or replaces a store.
+    PutStore {
+        /// The store.
+        meta: StoreMeta,
+    },
+    /// Changes a store's life cycle state.
+    SetStoreState {
+        /// The store.
+        store_id: StoreId,
+        /// New state.
+        state: StoreState,
+    },
+    /// Creates the first range.
+    Bootstrap {
+        /// It must cover the whole keyspace.
+        range: RangeDescriptor,
+    },
+    /// Replaces the descriptor of a known range with a newer one.
+    PutRange {
+        /// The new descriptor.
+        range: RangeDescriptor,
+    },
+    /// Records a split.
+    Split {
+        /// The old range after the split.
+        left: RangeDescriptor,
+        /// The new range.
+        right: RangeDescriptor,
+    },
+    /// Ids below `end` may be handed out.
+    ReserveIds {
+        /// Exclusive high-water mark.
+        end: u64,
+    },
+    /// Timestamps below `limit` may be served.
+    SetTsoLimit {
+        /// Exclusive high-water mark.
+        limit: Timestamp,
+    },
+    /// Replaces the config.
+    SetConfig {
+        /// New config.
+        config: ClusterConfig,
+    },
+}
+disk_enum!(Command, "command" {
+    0 => Init { cluster_id, config },
+    1 => PutStore { meta },
+    2 => SetStoreState { store_id, state },
+    3 => Bootstrap { range },
+    4 => PutRange { range },
+    5 => Split { left, right },
+    6 => ReserveIds { end },
+    7 => SetTsoLimit { limit },
+    8 => SetConfig { config },
+});
+
+impl Command {
+    /// Short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Init { .. } => "init",
+            Self::PutStore { .. } => "put_store",
+            Self::SetStoreState { .. } => "set_store_state",
+            Self::Bootstrap { .. } => "bootstrap",
+            Self::PutRange { .. } => "put_range",
+            Self::Split { .. } => "split",
+            Self::ReserveIds { .. } => "reserve_ids",
+            Self::SetTsoLimit { .. } => "set_tso_limit",
+            Self::SetConfig { .. } => "set_config",
+        }
+    }
+}
+
+/// Why a command does not apply. The state is unchanged when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The cluster has no `Init` yet.
+    #[error("cluster not initialised")]
+    NotInitialized,
+    /// `Init` on an initialised cluster.
+    #[error("cluster already initialised")]
+    AlreadyInitialized,
+    /// `Bootstrap` when ranges exist.
+    #[error("cluster already bootstrapped")]
+    AlreadyBootstrapped,
+    /// The store is not registered.
+    #[error("store {0} is not registered")]
+    UnknownStore(StoreId),
+    /// The range is not known.
+    #[error("range {0} not found")]
+    UnknownRange(RangeId),
+    /// The descriptor is older than the master's.
+    #[error("stale epoch for range {}", current.id)]
+    StaleEpoch {
+        /// The master's descriptor.
+        current: Box<RangeDescriptor>,
+    },
+    /// The key interval would overlap another range.
+    #[error("range {range} would overlap range {other}")]
+    Overlap {
+        /// The range being changed.
+        range: RangeId,
+        /// The range it would overlap.
+        other: RangeId,
+    },
+    /// Anything else that makes the command invalid.
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+fn invalid(msg: impl Into<String>) -> CommandError {
+    CommandError::Invalid(msg.into())
+}
+
+/// The replicated cluster state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterState {
+    applied_index: u64,
+    cluster_id: ClusterId,
+    config: ClusterConfig,
+    route_version: u64,
+    id_end: u64,
+    tso_limit: Timestamp,
+    stores: BTreeMap<StoreId, StoreMeta>,
+    ranges: BTreeMap<RangeId, RangeDescriptor>,
+    /// Start key → range id; ranges never overlap.
+    starts: BTreeMap<Bytes, RangeId>,
+}
+
+impl ClusterState {
+    /// Index of the last applied command (0: none).
+    pub fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+    /// The cluster id (0 before `Init`).
+    pub fn cluster_id(&self) -> ClusterId {
+        self.cluster_id
+    }
+    /// The cluster config.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+    /// Grows with every change of a range or a store's addresses.
+    pub fn route_version(&self) -> u64 {
+        self.route_version
+    }
+    /// Ids below this may have been handed out; the allocator resumes here.
+    pub fn id_end(&self) -> u64 {
+        self.id_end
+    }
+    /// Timestamps below this may have been served; the TSO resumes here.
+    pub fn tso_limit(&self) -> Timestamp {
+        self.tso_limit
+    }
+    /// Whether the first range exists.
+    pub fn is_bootstrapped(&self) -> bool {
+        !self.ranges.is_empty()
+    }
+    /// A store.
+    pub fn store(&self, id: StoreId) -> Option<&StoreMeta> {
+        self.stores.get(&id)
+    }
+    /// Every store, by id.
+    pub fn stores(&self) -> impl Iterator<Item = &StoreMeta> {
+        self.stores.values()
+    }
+    /// A range by id.
+    pub fn range(&self, id: RangeId) -> Option<&RangeDescriptor> {
+        self.ranges.get(&id)
+    }
+    /// Every range, in key order.
+    pub fn ranges(&self) -> impl Iterator<Item = &RangeDescriptor> {
+        self.starts.values().filter_map(|id| self.ranges.get(id))
+    }
+    /// Number of ranges.
+    pub fn range_count(&self) -> usize {
+        self.ranges.len()
+    }
+    /// The range holding `key`, if any (there can be a gap while a split is reported).
+    pub fn range_by_key(&self, key: &[u8]) -> Option<&RangeDescriptor> {
+        let (_, id) = self
+            .starts
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
+        self.ranges.get(id).filter(|r| r.contains(key))
+    }
+    /// `host:port` of the shard that holds the leader of `range`, if known.
+    pub fn leader_addr(&self, range: &RangeDescriptor) -> Option<String> {
+        let leader = range.leader?;
+        let rep = range.replicas.iter().find(|r| r.replica_id == leader)?;
+        let store = self.stores.get(&rep.store_id)?;
+        store.info.shard_addrs.get(rep.shard_id.0 as usize).cloned()
+    }
+
+    /// Checks that `cmd` applies, without changing anything.
+    pub fn check(&self, cmd: &Command) -> Result<(), CommandError> {
+        if !matches!(cmd, Command::Init { .. }) && self.cluster_id == ClusterId(0) {
+            return Err(CommandError::NotInitialized);
+        }
+        match cmd {
+            Command::Init { cluster_id, config } => {
+                if self.cluster_id != ClusterId(0) {
+                    return Err(CommandError::AlreadyInitialized);
+                }
+                if *cluster_id == ClusterId(0) {
+                    return Err(invalid("cluster id 0"));
+                }
+                check_config(config)
+            }
+            Command::PutStore { meta } => {
+                if meta.info.store_id == StoreId(0) {
+                    return Err(invalid("store id 0"));
+                }
+                if meta.info.shard_addrs.is_empty() {
+                    return Err(invalid("a store needs at least one shard address"));
+                }
+                match self.stores.get(&meta.info.store_id) {
+                    Some(old) if old.state == StoreState::Tombstone => Err(invalid(format!(
+                        "store {} is a tombstone",
+                        old.info.store_id
+                    ))),
+                    _ => Ok(()),
+                }
+            }
+            Command::SetStoreState { store_id, .. } => self
+                .stores
+                .get(store_id)
+                .map(|_| ())
+                .ok_or(CommandError::UnknownStore(*store_id)),
+            Command::Bootstrap { range } => {
+                if self.is_bootstrapped() {
+                    return Err(CommandError::AlreadyBootstrapped);
+                }
+                if !range.start.is_empty() || !range.end.is_empty() {
+                    return Err(invalid("the first range must cover the whole keyspace"));
+                }
+                self.check_descriptor(range)
+            }
+            Command::PutRange { range } => {
+                let old = self
+                    .ranges
+                    .get(&range.id)
+                    .ok_or(CommandError::UnknownRange(range.id))?;
+                if is_stale(range.epoch, old.epoch) {
+                    return Err(CommandError::StaleEpoch {
+                        current: Box::new(old.clone()),
+                    });
+                }
+                self.check_descriptor(range)?;
+                self.check_no_overlap(range, &[range.id])
+            }
+            Command::Split { left, right } => self.check_split(left, right),
+            Command::ReserveIds { .. } | Command::SetTsoLimit { .. } => Ok(()),
+            Command::SetConfig { config } => check_config(config),
+        }
+    }
+
+    /// Applies the command at log index `index` (must be `applied_index() + 1`). The state is
+    /// unchanged if it returns an error.
+    pub fn apply(&mut self, index: u64, cmd: &Command) -> Result<(), CommandError> {
+        assert_eq!(index, self.applied_index + 1, "commands apply in order");
+        self.check(cmd)?;
+        self.applied_index = index;
+        match cmd {
+            Command::Init { cluster_id, config } => {
+                self.cluster_id = *cluster_id;
+                self.config = *config;
+            }
+            Command::PutStore { meta } => {
+                let id = meta.info.store_id;
+                let changed = self.stores.get(&id).is_none_or(|old| old.info != meta.info);
+                self.stores.insert(id, meta.clone());
+                if changed {
+                    self.route_version += 1;
+                }
+            }
+            Command::SetStoreState { store_id, state } => {
+                if let Some(s) = self.stores.get_mut(store_id) {
+                    s.state = *state;
+                }
+                self.route_version += 1;
+            }
+            Command::Bootstrap { range } => {
+                self.insert_range(range.clone());
+                self.route_version += 1;
+            }
+            Command::PutRange { range } => {
+                if let Some(old) = self.ranges.remove(&range.id) {
+                    self.starts.remove(&old.start);
+                }
+                self.insert_range(range.clone());
+                self.route_version += 1;
+            }
+            Command::Split { left, right } => {
+                if let Some(old) = self.ranges.remove(&left.id) {
+                    self.starts.remove(&old.start);
+                }
+                self.insert_range(left.clone());
+                self.insert_range(right.clone());
+                self.route_version += 1;
+            }
+            Command::ReserveIds { end } => self.id_end = self.id_end.max(*end),
+            Command::SetTsoLimit { limit } => self.tso_limit = self.tso_limit.max(*limit),
+            Command::SetConfig { config } => self.config = *config,
+        }
+        #[cfg(debug_assertions)]
+        self.verify();
+        Ok(())
+    }
+
+    fn insert_range(&mut self, range: RangeDescriptor) {
+        let previous = self.starts.insert(range.start.clone(), range.id);
+        assert!(previous.is_none(), "two ranges start at the same key");
+        self.ranges.insert(range.id, range);
+    }
+
+    fn check_descriptor(&self, range: &RangeDescriptor) -> Result<(), CommandError> {
+        if range.id == RangeId(0) {
+            return Err(invalid("range id 0"));
+        }
+        if !range.end.is_empty() && range.start >= range.end {
+            return Err(invalid(format!("range {} has start >= end", range.id)));
+        }
+        let mut stores: Vec<StoreId> = Vec::with_capacity(range.replicas.len());
+        let mut ids: Vec<ReplicaId> = Vec::with_capacity(range.replicas.len());
+        for rep in &range.replicas {
+            let store = self
+                .stores
+                .get(&rep.store_id)
+                .ok_or(CommandError::UnknownStore(rep.store_id))?;
+            if rep.shard_id.0 as usize >= store.info.shard_addrs.len() {
+                return Err(invalid(format!(
+                    "store {} has no shard {}",
+                    rep.store_id, rep.shard_id
+                )));
+            }
+            if stores.contains(&rep.store_id) {
+                return Err(invalid(format!(
+                    "range {} has two replicas on store {}",
+                    range.id, rep.store_id
+                )));
+            }
+            if ids.contains(&rep.replica_id) || rep.replica_id == ReplicaId(0) {
+                return Err(invalid(format!("range {} repeats a replica id", range.id)));
+            }
+            stores.push(rep.store_id);
+            ids.push(rep.replica_id);
+        }
+        if let Some(leader) = range.leader {
+            if !ids.contains(&leader) {
+                return Err(invalid(format!(
+                    "range {}: leader {leader} is not a replica",
+                    range.id
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fails if `[range.start, range.end)` overlaps a range not in `except`.
+    fn check_no_overlap(
+        &self,
+        range: &RangeDescriptor,
+        except: &[RangeId],
+    ) -> Result<(), CommandError> {
+        let before = self
+            .starts
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(&range.start[..])))
+            .next_back();
+        let end = if range.end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(&range.end[..])
+        };
+        let inside = self
+            .starts
+            .range::<[u8], _>((Bound::Excluded(&range.start[..]), end));
+        for (_, id) in before.into_iter().chain(inside) {
+            if except.contains(id) {
+                continue;
+            }
+            let other = &self.ranges[id];
+            let disjoint = (!other.end.is_empty() && other.end <= range.start)
+                || (!range.end.is_empty() && range.end <= other.start);
+            if !disjoint {
+                return Err(CommandError::Overlap {
+                    range: range.id,
+                    other: *id,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_split(
+        &self,
+        left: &RangeDescriptor,
+        right: &RangeDescriptor,
+    ) -> Result<(), CommandError> {
+        let old = self
+            .ranges
+            .get(&left.id)
+            .ok_or(CommandError::UnknownRange(left.id))?;
+        if is_stale(left.epoch, old.epoch) || left.epoch.version <= old.epoch.version {
+            return Err(CommandError::StaleEpoch {
+                current: Box::new(old.clone()),
+            });
+        }
+        if self.ranges.contains_key(&right.id) || right.id == left.id {
+            return Err(invalid(format!("split: range {} already exists", right.id)));
+        }
+        if left.start != old.start || right.end != old.end || left.end != right.start {
+            return Err(invalid(
+                "split: left and right must exactly cover the old range",
+            ));
+        }
+        if left.end.is_empty() || left.end <= left.start {
+            return Err(invalid("split: the split key must be inside the range"));
+        }
+        self.check_descriptor(left)?;
+        self.check_descriptor(right)?;
+        self.check_no_overlap(right, &[left.id])
+    }
+
+    /// Walks the whole state and asserts its invariants (tests and debug builds).
+    pub fn verify(&self) {
+        assert_eq!(self.starts.len(), self.ranges.len());
+        let mut prev_end: Option<&Bytes> = None;
+        for (start, id) in &self.starts {
+            let r = &self.ranges[id];
+            assert_eq!(&r.start, start);
+            if let Some(end) = prev_end {
+                assert!(!end.is_empty() && end <= start, "ranges overlap");
+            }
+            prev_end = Some(&r.end);
+        }
+    }
+
+    /// Encodes the state for a snapshot (`docs/format/master-log.md` §3).
+    pub fn encode_snapshot(&self, buf: &mut BytesMut) {
+        self.cluster_id.encode(buf);
+        self.config.encode(buf);
+        self.route_version.encode(buf);
+        self.id_end.encode(buf);
+        self.tso_limit.encode(buf);
+        let stores: Vec<StoreMeta> = self.stores.values().cloned().collect();
+        stores.encode(buf);
+        let ranges: Vec<RangeDescriptor> = self.ranges().cloned().collect();
+        ranges.encode(buf);
+    }
+
+    /// Decodes a snapshot's state taken at `applied_index`, checking its invariants.
+    pub fn decode_snapshot(applied_index: u64, r: &mut Reader) -> Result<Self, DecodeError> {
+        let mut s = Self {
+            applied_index,
+            cluster_id: Wire::decode(r)?,
+            config: Wire::decode(r)?,
+            route_version: Wire::decode(r)?,
+            id_end: Wire::decode(r)?,
+            tso_limit: Wire::decode(r)?,
+            ..Self::default()
+        };
+        let stores: Vec<StoreMeta> = Wire::decode(r)?;
+        for st in stores {
+            s.stores.insert(st.info.store_id, st);
+        }
+        let ranges: Vec<RangeDescriptor> = Wire::decode(r)?;
+        for range in ranges {
+            if s.ranges.contains_key(&range.id) || s.starts.contains_key(&range.start) {
+                return Err(DecodeError::InvalidValue("snapshot ranges"));
+            }
+            s.check_no_overlap(&range, &[])
+                .map_err(|_| DecodeError::InvalidValue("snapshot ranges overlap"))?;
+            s.insert_range(range);
+        }
+        Ok(s)
+    }
+}
+
+/// Whether `new` is older than `old` in either counter.
+pub fn is_stale(new: Epoch, old: Epoch) -> bool {
+    new.conf_ver < old.conf_ver || new.version < old.version
+}
+
+fn check_config(c: &ClusterConfig) -> Result<(), CommandError> {
+    if !(1..=7).contains(&c.replication_factor) {
+        return Err(invalid("replication factor must be 1 ..= 7"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use net::ShardId;
+    use net::message::{Replica, ReplicaRole};
+
+    pub(crate) fn store(id: u64) -> StoreMeta {
+        StoreMeta {
+            info: StoreInfo {
+                store_id: StoreId(id),
+                addr: format!("10.0.0.{id}:7000"),
+                shard_addrs: vec![format!("10.0.0.{id}:7001"), format!("10.0.0.{id}:7002")],
+                labels: vec![],
+            },
+            mem_capacity: 1 << 30,
+            disk_capacity: 1 << 40,
+            state: StoreState::Up,
+            registered_ms: 0,
+        }
+    }
+
+    fn voter(id: u64, store: u64) -> Replica {
+        Replica {
+            replica_id: ReplicaId(id),
+            store_id: StoreId(store),
+            shard_id: ShardId(0),
+            role: ReplicaRole::Voter {},
+        }
+    }
+
+    fn range(id: u64, start: &'static [u8], end: &'static [u8], ver: u64) -> RangeDescriptor {
+        RangeDescriptor {
+            id: RangeId(id),
+            start: Bytes::from_static(start),
+            end: Bytes::from_static(end),
+            epoch: Epoch {
+                conf_ver: 1,
+                version: ver,
+            },
+            replicas: vec![voter(id * 10, 1)],
+            leader: Some(ReplicaId(id * 10)),
+        }
+    }
+
+    fn booted() -> ClusterState {
+        let mut s = ClusterState::default();
+        let cmds = [
+            Command::Init {
+                cluster_id: ClusterId(7),
+                config: ClusterConfig::default(),
+            },
+            Command::PutStore { meta: store(1) },
+            Command::Bootstrap {
+                range: range(1, b"", b"", 1),
+            },
+        ];
+        for (i, c) in cmds.iter().enumerate() {
+            s.apply(i as u64 + 1, c).unwrap();
+        }
+        s
+    }
+
+    #[test]
+    fn commands_round_trip_through_their_encoding() {
+        let cmds = [
+            Command::Init {
+                cluster_id: ClusterId(9),
+                config: ClusterConfig::default(),
+            },
+            Command::PutStore { meta: store(3) },
+            Command::SetStoreState {
+                store_id: StoreId(3),
+                state: StoreState::Offline,
+            },
+            Command::Split {
+                left: range(1, b"", b"m", 2),
+                right: range(2, b"m", b"", 2),
+            },
+            Command::ReserveIds { end: 1000 },
+            Command::SetTsoLimit {
+                limit: Timestamp(77 << 18),
+            },
+        ];
+        for c in cmds {
+            let bytes = net::codec::encode_to_bytes(&c);
+            assert_eq!(net::codec::decode_exact::<Command>(bytes).unwrap(), c);
+        }
+    }
+
+    #[test]
+    fn split_then_lookup_by_key_finds_each_half() {
+        let mut s = booted();
+        s.apply(
+            4,
+            &Command::Split {
+                left: range(1, b"", b"m", 2),
+                right: range(2, b"m", b"", 2),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.range_by_key(b"a").unwrap().id, RangeId(1));
+        assert_eq!(s.range_by_key(b"m").unwrap().id, RangeId(2));
+        assert_eq!(s.range_by_key(b"zzz").unwrap().id, RangeId(2));
+        // put store, bootstrap, split
+        assert_eq!(s.route_version(), 3);
+    }
+
+    #[test]
+    fn stale_or_overlapping_descriptors_are_refused_without_change() {
+        let mut s = booted();
+        s.apply(
+            4,
+            &Command::Split {
+                left: range(1, b"", b"m", 3),
+                right: range(2, b"m", b"", 3),
+            },
+        )
+        .unwrap();
+        let before = s.clone();
+        let stale = Command::PutRange {
+            range: range(1, b"", b"m", 2),
+        };
+        assert!(matches!(
+            s.apply(5, &stale),
+            Err(CommandError::StaleEpoch { .. })
+        ));
+        let overlap = Command::PutRange {
+            range: range(1, b"", b"p", 4),
+        };
+        assert!(matches!(
+            s.apply(5, &overlap),
+            Err(CommandError::Overlap { .. })
+        ));
+        let unknown_split = Command::Split {
+            left: range(9, b"", b"c", 9),
+            right: range(10, b"c", b"m", 9),
+        };
+        assert_eq!(
+            s.apply(5, &unknown_split),
+            Err(CommandError::UnknownRange(RangeId(9)))
+        );
+        assert_eq!(s, before);
+    }
+
+    #[test]
+    fn snapshot_encoding_restores_the_same_state() {
+        let mut s = booted();
+        s.apply(4, &Command::ReserveIds { end: 5000 }).unwrap();
+        let mut buf = BytesMut::new();
+        s.encode_snapshot(&mut buf);
+        let mut r = Reader::new(buf.freeze());
+        let back = ClusterState::decode_snapshot(4, &mut r).unwrap();
+        r.finish().unwrap();
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn high_water_marks_never_go_back() {
+        let mut s = booted();
+        s.apply(4, &Command::ReserveIds { end: 100 }).unwrap();
+        s.apply(5, &Command::ReserveIds { end: 50 }).unwrap();
+        assert_eq!(s.id_end(), 100);
+        s.apply(
+            6,
+            &Command::SetTsoLimit {
+                limit: Timestamp(9),
+            },
+        )
+        .unwrap();
+        s.apply(
+            7,
+            &Command::SetTsoLimit {
+                limit: Timestamp(3),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.tso_limit(), Timestamp(9));
+    }
+}
