@@ -12,10 +12,21 @@
 use std::collections::BTreeMap;
 use std::ops::{Bound, ControlFlow};
 
-use engines::masstree::{Cursor, Direction, Masstree, Value};
+use std::collections::BTreeSet;
+
+use engines::masstree::{Cursor, Direction, LogPointer, Masstree, SegmentId, Value};
 use proptest::prelude::*;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
+
+fn pointer(seed: u32) -> LogPointer {
+    LogPointer {
+        segment: SegmentId(seed),
+        offset: u64::from(seed) * 4096,
+        len: seed,
+        checksum: !seed,
+    }
+}
 
 /// Prefixes chosen so that keys share 0, 8, 16 or 24 bytes (with zero bytes inside).
 const PREFIXES: [&[u8]; 5] = [
@@ -45,6 +56,12 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
 #[derive(Clone, Debug)]
 enum Op {
     Insert(Vec<u8>, u8, u8),
+    /// Insert a value that is both inline and in the log.
+    InsertLogged(Vec<u8>, u8, u8, u32),
+    /// Record a log pointer for an existing key.
+    SetPointer(Vec<u8>, u32),
+    /// Drop the inline value of a key that has a pointer.
+    Demote(Vec<u8>),
     Remove(Vec<u8>),
     Get(Vec<u8>),
     Scan {
@@ -67,6 +84,10 @@ fn op() -> impl Strategy<Value = Op> {
     let dir = prop_oneof![Just(Direction::Forward), Just(Direction::Reverse)];
     prop_oneof![
         6 => (key(), any::<u8>(), 0u8..24).prop_map(|(k, v, n)| Op::Insert(k, v, n)),
+        1 => (key(), any::<u8>(), 0u8..24, any::<u32>())
+            .prop_map(|(k, v, n, p)| Op::InsertLogged(k, v, n, p)),
+        1 => (key(), any::<u32>()).prop_map(|(k, p)| Op::SetPointer(k, p)),
+        1 => key().prop_map(Op::Demote),
         3 => key().prop_map(Op::Remove),
         2 => key().prop_map(Op::Get),
         2 => (bound(), dir, 0usize..40).prop_map(|(from, dir, limit)| Op::Scan { from, dir, limit }),
@@ -97,17 +118,63 @@ fn model_scan(m: &Model, from: &Bound<Vec<u8>>, dir: Direction, limit: usize) ->
     }
 }
 
-/// Returns what the tree yields for a scan, checking each value against the model.
+/// The reference: inline values, log pointers, and the keys whose inline value was dropped.
+#[derive(Default)]
+struct Reference {
+    values: Model,
+    pointers: BTreeMap<Vec<u8>, LogPointer>,
+    cold: BTreeSet<Vec<u8>>,
+}
+
+impl Reference {
+    /// Returns the inline value the tree must return for `k`.
+    fn inline(&self, k: &[u8]) -> Option<&[u8]> {
+        self.values
+            .get(k)
+            .filter(|_| !self.cold.contains(k))
+            .map(Vec::as_slice)
+    }
+
+    /// Stores `val` (and `ptr`), returning the (inline, pointer) it replaced.
+    fn insert(
+        &mut self,
+        k: &[u8],
+        val: Vec<u8>,
+        ptr: Option<LogPointer>,
+    ) -> (Option<Vec<u8>>, Option<LogPointer>) {
+        let was_cold = self.cold.remove(k);
+        let old = self.values.insert(k.to_vec(), val).filter(|_| !was_cold);
+        let old_ptr = match ptr {
+            Some(p) => self.pointers.insert(k.to_vec(), p),
+            None => self.pointers.remove(k),
+        };
+        (old, old_ptr)
+    }
+
+    /// Removes `k`, returning whether it was present, its inline value and pointer.
+    fn remove(&mut self, k: &[u8]) -> (bool, Option<Vec<u8>>, Option<LogPointer>) {
+        let was_cold = self.cold.remove(k);
+        let v = self.values.remove(k);
+        (
+            v.is_some(),
+            v.filter(|_| !was_cold),
+            self.pointers.remove(k),
+        )
+    }
+}
+
+/// Returns what the tree yields for a scan, checking each entry against the reference.
 fn tree_scan(
     t: &Masstree,
-    m: &Model,
+    r: &Reference,
     from: &Bound<Vec<u8>>,
     dir: Direction,
     limit: usize,
 ) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     t.scan(from.as_ref().map(Vec::as_slice), dir, limit, |k, e| {
-        assert_eq!(e.value(), m.get(k).map(Vec::as_slice), "value of {k:?}");
+        assert_eq!(e.value(), r.inline(k), "value of {k:?}");
+        assert_eq!(e.pointer(), r.pointers.get(k).copied(), "pointer of {k:?}");
         out.push(k.to_vec());
         ControlFlow::Continue(())
     });
@@ -117,41 +184,84 @@ fn tree_scan(
 /// Runs `ops` on both and compares every step; `verify` after each step when `check` is set.
 fn run(ops: &[Op], check: bool) {
     let mut t = Masstree::new();
-    let mut m = Model::new();
+    let mut r = Reference::default();
     for (step, op) in ops.iter().enumerate() {
         match op {
-            Op::Insert(k, v, n) => {
+            Op::Insert(k, v, n) | Op::InsertLogged(k, v, n, _) => {
                 let val = value(*v, *n);
-                let old = t.insert(k, Value::inline(&val)).expect("key within limit");
+                let ptr = match op {
+                    Op::InsertLogged(.., p) => Some(pointer(*p)),
+                    _ => None,
+                };
+                let new = Value {
+                    pointer: ptr,
+                    ..Value::inline(&val)
+                };
+                let old = t.insert(k, new).expect("key within limit");
+                let (inline, old_ptr) = r.insert(k, val, ptr);
                 assert_eq!(
-                    old.and_then(|o| o.inline),
-                    m.insert(k.clone(), val),
+                    old.as_ref().and_then(|o| o.inline.clone()),
+                    inline,
                     "step {step}"
                 );
+                assert_eq!(old.and_then(|o| o.pointer), old_ptr, "step {step}");
+            }
+            Op::SetPointer(k, p) => {
+                let found = t
+                    .get_mut(k)
+                    .map(|mut e| e.set_pointer(pointer(*p)))
+                    .is_some();
+                assert_eq!(found, r.values.contains_key(k), "step {step}");
+                if found {
+                    r.pointers.insert(k.clone(), pointer(*p));
+                }
+            }
+            Op::Demote(k) => {
+                let freed = t.get_mut(k).and_then(|mut e| e.demote());
+                let want = r
+                    .pointers
+                    .contains_key(k)
+                    .then(|| r.inline(k).map_or(0, <[u8]>::len));
+                assert_eq!(freed, want, "step {step}: demote {k:?}");
+                if want.is_some() {
+                    r.cold.insert(k.clone());
+                }
             }
             Op::Remove(k) => {
-                let old = t.remove(k).and_then(|o| o.inline);
-                assert_eq!(old, m.remove(k), "step {step}: remove {k:?}");
+                let old = t.remove(k);
+                let (present, inline, ptr) = r.remove(k);
+                assert_eq!(old.is_some(), present, "step {step}: remove {k:?}");
+                assert_eq!(
+                    old.as_ref().and_then(|o| o.inline.clone()),
+                    inline,
+                    "step {step}"
+                );
+                assert_eq!(old.and_then(|o| o.pointer), ptr, "step {step}");
             }
             Op::Get(k) => {
-                let got = t.get(k).and_then(|e| e.value());
-                assert_eq!(got, m.get(k).map(Vec::as_slice), "step {step}: get {k:?}");
-                assert_eq!(t.contains_key(k), m.contains_key(k));
+                let got = t.get(k);
+                assert_eq!(
+                    got.and_then(|e| e.value()),
+                    r.inline(k),
+                    "step {step}: get {k:?}"
+                );
+                assert_eq!(got.and_then(|e| e.pointer()), r.pointers.get(k).copied());
+                assert_eq!(t.contains_key(k), r.values.contains_key(k));
             }
             Op::Scan { from, dir, limit } => {
-                let want = model_scan(&m, from, *dir, *limit);
-                assert_eq!(
-                    tree_scan(&t, &m, from, *dir, *limit),
-                    want,
-                    "step {step}: {op:?}"
-                );
+                let want = model_scan(&r.values, from, *dir, *limit);
+                let got = tree_scan(&t, &r, from, *dir, *limit);
+                assert_eq!(got, want, "step {step}: {op:?}");
             }
             Op::Ends => {
-                assert_eq!(t.first().map(|(k, _)| k), m.keys().next().cloned());
-                assert_eq!(t.last().map(|(k, _)| k), m.keys().next_back().cloned());
+                assert_eq!(t.first().map(|(k, _)| k), r.values.keys().next().cloned());
+                assert_eq!(
+                    t.last().map(|(k, _)| k),
+                    r.values.keys().next_back().cloned()
+                );
             }
         }
-        assert_eq!(t.len(), m.len(), "step {step}");
+        assert_eq!(t.len(), r.values.len(), "step {step}");
         if check {
             t.verify()
                 .unwrap_or_else(|e| panic!("step {step} ({op:?}): {e}"));
@@ -159,7 +269,7 @@ fn run(ops: &[Op], check: bool) {
     }
     t.verify().unwrap();
     // Empty it in key order, checking the tree shrinks back to one empty border node.
-    let keys: Vec<Vec<u8>> = m.keys().cloned().collect();
+    let keys: Vec<Vec<u8>> = r.values.keys().cloned().collect();
     for k in keys {
         assert!(t.remove(&k).is_some());
     }

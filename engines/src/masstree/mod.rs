@@ -28,27 +28,35 @@
 //!
 //! # Node layout
 //!
-//! Nodes live in a page arena ([`arena`]): pages of 1024 fixed-size slots, addressed by a `u32`
+//! Nodes live in a page arena (module `arena`): pages of 1024 fixed-size slots, addressed by a `u32`
 //! slot number; a node names another by that number (bit 31 set for an interior node), never by
 //! a pointer. Both node kinds are `#[repr(C, align(64))]`, so a node starts on a cache line:
 //!
 //! ```text
-//!  border node, 256 B = 4 cache lines
+//!  border node, 704 B = 11 cache lines
 //!  +0   permutation u64: nibble 0 = count n, nibble i+1 = slot of the i-th smallest key
 //!  +8   keylen [u8; 15]: 0..=8 = key length here; 64 = longer, suffix in entry; 128 = layer link
 //!  +24  keyslice [u64; 15]: the slices, in slot order (unsorted; the permutation sorts them)
-//!  +144 lv [u32; 15]: entry id, or the next layer's root node when keylen = 128
+//!  +144 lv [u32; 15]: the next layer's root node when keylen = 128 (unused otherwise)
 //!  +204 parent u32 | +208 prev u32 | +212 next u32   (neighbours within the layer)
+//!  +216 entries [Entry; 15], 32 B each, same slot numbers as keyslice
 //!
 //!  interior node, 192 B = 3 cache lines
 //!  +0   nkeys u8 | +4 parent u32
 //!  +8   keyslice [u64; 15]   (sorted; child i covers [keyslice[i-1], keyslice[i]))
 //!  +128 child [u32; 16]
 //!
-//!  entry, 56 B (own arena): data Box<[u8]> = key suffix ++ inline value,
-//!  LogPointer { segment u32, offset u64, len u32, checksum u32 }, expire_at_ms u64,
-//!  suffix_len u32, flags u8 (inline, pointer, dirty, accessed)
+//!  entry, 32 B: data Box<[u8]> | expire_at_ms u64 | suffix_len u32 | flags u8
+//!  data (one heap allocation) = key suffix ++ [LogPointer, 20 B, if flags.pointer] ++ value
+//!  flags: inline, pointer, dirty, accessed
 //! ```
+//!
+//! A lookup reads the interior nodes (one `u64` compare per key), then the border's first three
+//! lines (permutation, keylen, keyslice), then the entry in the same node, then the entry's data
+//! (suffix compare and value) — one heap allocation per key, none for a key of at most 8 bytes
+//! with an empty value and no pointer. Entries sit inside the border so a lookup or a scan does
+//! not chase a separate entry record; a cold entry keeps its 20-byte pointer on the heap, so
+//! hot entries do not pay for it.
 //!
 //! An insert takes a free slot from the permutation and rewrites the permutation word; the
 //! keys themselves never move until a split (this is what lets a later persistent version make
@@ -65,8 +73,8 @@
 //!    at least one key.
 //! 5. A layer other than layer 0 holds at least two keys, or exactly one key that is itself a
 //!    layer link (removal collapses a layer left with one plain key back into its parent slot).
-//! 6. `memory_bytes()` equals the node, entry, suffix and inline-value bytes found by a walk,
-//!    and every allocated arena slot is reachable (no leaks).
+//! 6. `memory_bytes()` equals the node, suffix, pointer and inline-value bytes found by a walk,
+//!    every allocated arena slot is reachable (no leaks), and free slots hold no entry.
 //!
 //! Removal frees empty borders and interior nodes left with one child, but does not merge
 //! under-full siblings (as in the paper).
@@ -79,6 +87,8 @@
 //! - Single writer, single reader at a time (`&mut self` for writes): the optimistic
 //!   concurrency of the paper (version words) is not needed under thread-per-core.
 //! - Arena pages are never returned to the allocator; freed slots are reused.
+//! - An entry's suffix, pointer and value live in a heap allocation (`Box<[u8]>`), not in the
+//!   arena; a file-backed arena will need its own allocator for them.
 
 // perf-critical: the read and write path of every shard.
 

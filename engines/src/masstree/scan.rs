@@ -31,6 +31,12 @@ struct Frame {
 struct Walker<'a> {
     tree: &'a Masstree,
     stack: Vec<Frame>,
+    /// The key under the walker, once `current` has built it.
+    key: Vec<u8>,
+    /// How many frames below the top have their slice at the front of `key` already.
+    prefix_frames: usize,
+    /// The border whose entries were last touched (see `touch`).
+    touched: u32,
 }
 
 impl<'a> Walker<'a> {
@@ -38,6 +44,9 @@ impl<'a> Walker<'a> {
         Self {
             tree,
             stack: Vec::new(),
+            key: Vec::new(),
+            prefix_frames: 0,
+            touched: NIL,
         }
     }
 
@@ -98,6 +107,7 @@ impl<'a> Walker<'a> {
                 continue;
             }
             self.stack.pop();
+            self.prefix_frames = self.prefix_frames.min(self.stack.len().saturating_sub(1));
             if let Some(up) = self.stack.last_mut() {
                 up.pos += 1;
             }
@@ -135,6 +145,7 @@ impl<'a> Walker<'a> {
                 break;
             }
             self.stack.pop();
+            self.prefix_frames = self.prefix_frames.min(self.stack.len().saturating_sub(1));
         }
         self.enter_layers(true);
         true
@@ -143,6 +154,7 @@ impl<'a> Walker<'a> {
     /// Positions on the first key. Returns `false` when the tree is empty.
     fn seek_first(&mut self) -> bool {
         self.stack.clear();
+        self.prefix_frames = 0;
         let border = self.edge_border(self.tree.root, false);
         self.stack.push(Frame { border, pos: 0 });
         self.settle_forward()
@@ -151,6 +163,7 @@ impl<'a> Walker<'a> {
     /// Positions on the last key. Returns `false` when the tree is empty.
     fn seek_last(&mut self) -> bool {
         self.stack.clear();
+        self.prefix_frames = 0;
         let border = self.edge_border(self.tree.root, true);
         let n = self.border(border).permutation.len();
         if n == 0 {
@@ -164,6 +177,7 @@ impl<'a> Walker<'a> {
     /// Positions on the first key `>= key`. Returns `(on a key, that key equals key)`.
     fn seek_ge(&mut self, key: &[u8]) -> (bool, bool) {
         self.stack.clear();
+        self.prefix_frames = 0;
         let mut root = self.tree.root;
         let mut rest = key;
         loop {
@@ -217,22 +231,29 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// Writes the key under the walker into `out` and returns its entry.
-    fn current(&self, out: &mut Vec<u8>) -> EntryRef<'a> {
-        out.clear();
+    /// Builds the key under the walker in `self.key` and returns its entry.
+    fn current(&mut self) -> EntryRef<'a> {
         let (last, upper) = self.stack.split_last().expect("walker is on a key");
-        for f in upper {
-            let b = self.border(f.border);
+        // The slices of the upper layers change only when the walker leaves a layer; reuse them.
+        self.key.truncate(8 * self.prefix_frames);
+        for f in &upper[self.prefix_frames..] {
+            let b = self.tree.borders.get(f.border);
             let s = b.permutation.slot(f.pos);
-            out.extend_from_slice(&b.keyslice[s].to_be_bytes());
+            self.key.extend_from_slice(&b.keyslice[s].to_be_bytes());
         }
-        let b = self.border(last.border);
+        self.prefix_frames = upper.len();
+        let b = self.tree.borders.get(last.border);
+        if self.touched != last.border {
+            self.touched = last.border;
+            touch(b);
+        }
         let s = b.permutation.slot(last.pos);
         let kl = b.keylen[s];
         let entry = &b.entries[s];
-        out.extend_from_slice(&b.keyslice[s].to_be_bytes()[..kl.min(8) as usize]);
+        self.key
+            .extend_from_slice(&b.keyslice[s].to_be_bytes()[..kl.min(8) as usize]);
         if kl == KLEN_SUFFIX {
-            out.extend_from_slice(entry.suffix());
+            self.key.extend_from_slice(entry.suffix());
         }
         EntryRef(entry)
     }
@@ -243,6 +264,17 @@ impl<'a> Walker<'a> {
             Direction::Reverse => self.step_back(),
         }
     }
+}
+
+/// Loads the first data byte of every entry of `b` in one pass, so that the cache misses of a
+/// scan through this border overlap instead of coming one after another.
+#[inline]
+fn touch(b: &Border) {
+    let mut acc = 0u8;
+    for e in &b.entries {
+        acc ^= e.data.first().copied().unwrap_or(0);
+    }
+    std::hint::black_box(acc);
 }
 
 impl Masstree {
@@ -257,13 +289,12 @@ impl Masstree {
             return 0;
         }
         let mut walker = Walker::new(self);
-        let mut key = Vec::new();
         let mut on = walker.seek(from, dir);
         let mut visited = 0;
         while on {
-            let entry = walker.current(&mut key);
+            let entry = walker.current();
             visited += 1;
-            if f(&key, entry).is_break() || visited == limit {
+            if f(&walker.key, entry).is_break() || visited == limit {
                 break;
             }
             on = walker.step(dir);
@@ -286,9 +317,8 @@ impl Masstree {
         if !walker.seek(Bound::Unbounded, dir) {
             return None;
         }
-        let mut key = Vec::new();
-        let entry = walker.current(&mut key);
-        Some((key, entry))
+        let entry = walker.current();
+        Some((walker.key, entry))
     }
 }
 
