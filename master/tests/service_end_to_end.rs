@@ -1,0 +1,387 @@
+//! End to end over loopback TCP: a master on 127.0.0.1:0 driven with
+//! `net::tokio_transport::Client` the way DS nodes and proxies will drive it — register,
+//! bootstrap, heartbeats and operators, routes, splits, ids, TSO — then restarted on the same
+//! data dir: ids and timestamps keep increasing, the routes survive.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ::master::core::MasterConfig;
+use ::master::service::{Master, SystemClock};
+use bytes::Bytes;
+use net::message::handshake::{Hello, Role};
+use net::message::*;
+use net::tokio_transport::Client;
+use net::transport::TransportConfig;
+use net::{ClusterId, Epoch, NodeId, RangeId, ReplicaId, RpcError, ShardId, StoreId};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+struct Running {
+    master: Arc<Master>,
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(dir: &std::path::Path) -> Running {
+    let mut cfg = MasterConfig::new(dir);
+    cfg.schedule_interval_ms = 3_600_000; // the test runs the scheduler itself
+    let (master, _) = Master::open(cfg, Arc::new(SystemClock)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let m = master.clone();
+    let task = tokio::spawn(async move {
+        m.serve(listener, TransportConfig::default(), 64, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    Running {
+        master,
+        addr,
+        stop,
+        task,
+    }
+}
+
+async fn stop(r: Running) {
+    let _ = r.stop.send(());
+    r.task.await.unwrap();
+    drop(r.master);
+}
+
+async fn connect(addr: SocketAddr) -> Client {
+    let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(0));
+    Client::connect(&addr.to_string(), hello, TransportConfig::default())
+        .await
+        .unwrap()
+}
+
+async fn must_call(c: &Client, m: impl Into<Message>) -> Message {
+    let reply = c.call(m.into()).await.unwrap();
+    assert!(!matches!(reply, Message::Error(_)), "{reply:?}");
+    reply
+}
+
+async fn must_fail(c: &Client, m: impl Into<Message>) -> RpcError {
+    match c.call(m.into()).await.unwrap() {
+        Message::Error(e) => e,
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn store_info(n: u64) -> StoreInfo {
+    StoreInfo {
+        store_id: StoreId(0),
+        addr: format!("127.0.0.{n}:7000"),
+        shard_addrs: vec![format!("127.0.0.{n}:7001"), format!("127.0.0.{n}:7002")],
+        labels: vec![("zone".into(), format!("z{n}"))],
+    }
+}
+
+async fn tso(c: &Client, count: u32) -> u64 {
+    match must_call(c, TsoRequest { count }).await {
+        Message::TsoBatch(b) => {
+            assert_eq!(b.count, count);
+            b.first.0
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn heartbeat(c: &Client, range: &RangeDescriptor) -> Message {
+    c.call(
+        RangeHeartbeat {
+            range: range.clone(),
+            leader: range.leader.unwrap(),
+            stats: RangeStats::default(),
+            pending: vec![],
+            down: vec![],
+        }
+        .into(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn master_serves_stores_and_proxies_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(dir.path()).await;
+    let c = connect(run.addr).await;
+    assert_eq!(c.peer().cluster_id, run.master.cluster_id());
+
+    // Register three stores; the master allocates their ids.
+    let mut stores = Vec::new();
+    for n in 1..=3 {
+        let Message::StoreRegisterResp(r) = must_call(
+            &c,
+            StoreRegister {
+                store: store_info(n),
+                mem_capacity: 0,
+                disk_capacity: 0,
+            },
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert!(!r.bootstrapped);
+        stores.push(r.store_id);
+    }
+    assert!(stores.windows(2).all(|w| w[0] < w[1]));
+
+    // Bad input gets errors and the master keeps serving.
+    let mut stranger = store_info(9);
+    stranger.store_id = StoreId(999_999);
+    let e = must_fail(
+        &c,
+        StoreHeartbeat {
+            store: stranger,
+            stats: StoreStats::default(),
+        },
+    )
+    .await;
+    assert!(matches!(e, RpcError::BadRequest { .. }), "{e}");
+    let e = must_fail(&c, TsoRequest { count: 0 }).await;
+    assert!(matches!(e, RpcError::BadRequest { .. }), "{e}");
+
+    // Bootstrap: the first range covers everything, with one voter on store 1, shard 0.
+    let boot = Bootstrap {
+        store_id: stores[0],
+        shard_id: ShardId(0),
+    };
+    let Message::BootstrapResp(b) = must_call(&c, boot).await else {
+        panic!()
+    };
+    assert!(b.created);
+    let first = b.range;
+    assert!(first.start.is_empty() && first.end.is_empty());
+    let Message::BootstrapResp(again) = must_call(&c, boot).await else {
+        panic!()
+    };
+    assert!(!again.created, "bootstrap is idempotent");
+    assert_eq!(again.range, first);
+
+    // Store heartbeat.
+    let mut info = store_info(1);
+    info.store_id = stores[0];
+    let Message::StoreHeartbeatResp(h) = must_call(
+        &c,
+        StoreHeartbeat {
+            store: info,
+            stats: StoreStats::default(),
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(h.cluster_id, run.master.cluster_id());
+
+    // Route lookups.
+    let Message::Route(route) = must_call(
+        &c,
+        RouteByKey {
+            key: Bytes::from_static(b"anything"),
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(route.range.as_ref().unwrap().id, first.id);
+    assert_eq!(route.leader_addr.as_deref(), Some("127.0.0.1:7001"));
+    let Message::Route(none) = must_call(
+        &c,
+        RouteById {
+            range_id: RangeId(424_242),
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert!(none.range.is_none());
+
+    // The scheduler adds a replica: learner first, promoted once the leader reports it.
+    let scheduled = run.master.tick().await;
+    assert_eq!(scheduled.len(), 1, "{scheduled:?}");
+    let Message::RangeHeartbeatResp(r) = heartbeat(&c, &first).await else {
+        panic!()
+    };
+    let Some(Operator::AddLearner {
+        store,
+        shard,
+        replica_id,
+    }) = r.operator
+    else {
+        panic!("{r:?}")
+    };
+    assert!(store == stores[1] || store == stores[2]);
+    let mut grown = first.clone();
+    grown.epoch.conf_ver += 1;
+    grown.replicas.push(Replica {
+        replica_id,
+        store_id: store,
+        shard_id: shard,
+        role: ReplicaRole::Learner {},
+    });
+    let Message::RangeHeartbeatResp(r) = heartbeat(&c, &grown).await else {
+        panic!()
+    };
+    assert_eq!(r.operator, Some(Operator::PromoteLearner { replica_id }));
+    grown.epoch.conf_ver += 1;
+    grown.replicas[1].role = ReplicaRole::Voter {};
+    let Message::RangeHeartbeatResp(r) = heartbeat(&c, &grown).await else {
+        panic!()
+    };
+    assert_eq!(r.operator, None, "the operator is done");
+
+    // A heartbeat with an older epoch is refused with the current descriptor.
+    let Message::Error(RpcError::EpochMismatch { ranges }) = heartbeat(&c, &first).await else {
+        panic!()
+    };
+    assert_eq!(ranges, vec![grown.clone()]);
+
+    // The full route table, and "unchanged" for a current copy.
+    let Message::RouteTable(t) = must_call(&c, GetRouteTable { known_version: 0 }).await else {
+        panic!()
+    };
+    assert_eq!(t.ranges, vec![grown.clone()]);
+    assert_eq!(t.stores.len(), 3);
+    let Message::RouteTable(t2) = must_call(
+        &c,
+        GetRouteTable {
+            known_version: t.route_version,
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert!(t2.unchanged && t2.ranges.is_empty());
+
+    // Split at "m": ids first, then the report.
+    let Message::SplitIds(ids) = must_call(
+        &c,
+        SplitRequest {
+            range_id: grown.id,
+            epoch: grown.epoch,
+            split_key: Bytes::from_static(b"m"),
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(ids.new_replica_ids.len(), 2);
+    let mut left = grown.clone();
+    left.end = Bytes::from_static(b"m");
+    left.epoch.version += 1;
+    let right = RangeDescriptor {
+        id: ids.new_range_id,
+        start: Bytes::from_static(b"m"),
+        end: Bytes::new(),
+        epoch: left.epoch,
+        replicas: grown
+            .replicas
+            .iter()
+            .zip(&ids.new_replica_ids)
+            .map(|(r, id)| Replica {
+                replica_id: *id,
+                ..*r
+            })
+            .collect(),
+        leader: Some(ids.new_replica_ids[0]),
+    };
+    must_call(
+        &c,
+        SplitReport {
+            left: left.clone(),
+            right: right.clone(),
+        },
+    )
+    .await;
+    let Message::Route(r) = must_call(
+        &c,
+        RouteByKey {
+            key: Bytes::from_static(b"zebra"),
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    assert_eq!(r.range.unwrap().id, right.id);
+    // The same split again, and splits of unknown ranges, are refused.
+    let e = must_fail(
+        &c,
+        SplitReport {
+            left: left.clone(),
+            right: right.clone(),
+        },
+    )
+    .await;
+    assert!(matches!(e, RpcError::EpochMismatch { .. }), "{e}");
+    let e = must_fail(
+        &c,
+        SplitRequest {
+            range_id: RangeId(777_777),
+            epoch: Epoch::default(),
+            split_key: Bytes::from_static(b"q"),
+        },
+    )
+    .await;
+    assert_eq!(
+        e,
+        RpcError::RangeNotFound {
+            range_id: RangeId(777_777)
+        }
+    );
+    let e = must_fail(
+        &c,
+        SplitRequest {
+            range_id: left.id,
+            epoch: left.epoch,
+            split_key: Bytes::from_static(b"z"),
+        },
+    )
+    .await;
+    assert!(matches!(e, RpcError::BadRequest { .. }), "key outside: {e}");
+
+    // Ids and timestamps before the restart.
+    let Message::IdBlock(ids_before) = must_call(&c, AllocIds { count: 10 }).await else {
+        panic!()
+    };
+    let mut last_ts = 0;
+    for n in [1, 100, 1, 1000] {
+        let ts = tso(&c, n).await;
+        assert!(ts > last_ts);
+        last_ts = ts + u64::from(n) - 1;
+    }
+    drop(c);
+    stop(run).await;
+
+    // Restart on the same dir.
+    let run = start(dir.path()).await;
+    let c = connect(run.addr).await;
+    let ts = tso(&c, 1).await;
+    assert!(ts > last_ts, "timestamp went back across a restart");
+    let Message::IdBlock(ids_after) = must_call(&c, AllocIds { count: 10 }).await else {
+        panic!()
+    };
+    assert!(ids_after.first >= ids_before.first + 10, "id reused");
+    let Message::RouteTable(t) = must_call(&c, GetRouteTable { known_version: 0 }).await else {
+        panic!()
+    };
+    assert_eq!(t.ranges, vec![left, right]);
+    let replica_ids: Vec<ReplicaId> = t.ranges[1].replicas.iter().map(|r| r.replica_id).collect();
+    assert_eq!(replica_ids, ids.new_replica_ids);
+    let m = run.master.metrics().render();
+    assert!(m.contains("master_rpc_total{kind=\"TsoRequest\"} 1"), "{m}");
+    stop(run).await;
+}
