@@ -2,7 +2,7 @@
 //! and the operators in flight. One method per RPC; time is a parameter, errors are the
 //! `RpcError`s the peer sees. The tokio service (`crate::service`) puts it behind a mutex.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
 use bytes::Bytes;
@@ -115,6 +115,23 @@ pub struct Core {
     range_loads: BTreeMap<RangeId, RangeLoad>,
     operators: BTreeMap<RangeId, RunningOperator>,
     checkers: Vec<Box<dyn Checker>>,
+    decisions: VecDeque<Decision>,
+}
+
+/// How many scheduler decisions [`Core::decisions`] keeps.
+pub const DECISIONS_KEPT: usize = 128;
+
+/// A scheduler decision, kept for the admin page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    /// When, ms.
+    pub at_ms: u64,
+    /// Which checker.
+    pub checker: &'static str,
+    /// The operator, e.g. `r7: add-learner s3/0, promote`.
+    pub operator: String,
+    /// Why.
+    pub reason: String,
 }
 
 impl Core {
@@ -148,6 +165,7 @@ impl Core {
                 range_loads: BTreeMap::new(),
                 operators: BTreeMap::new(),
                 checkers: default_checkers(),
+                decisions: VecDeque::new(),
             },
             report,
         ))
@@ -166,6 +184,16 @@ impl Core {
     /// Operators in flight.
     pub fn operators(&self) -> &BTreeMap<RangeId, RunningOperator> {
         &self.operators
+    }
+
+    /// The latest scheduler decisions, oldest first.
+    pub fn decisions(&self) -> &VecDeque<Decision> {
+        &self.decisions
+    }
+
+    /// Last heartbeat of each range.
+    pub fn range_loads(&self) -> &BTreeMap<RangeId, RangeLoad> {
+        &self.range_loads
     }
 
     /// Last heartbeat of each store.
@@ -524,6 +552,15 @@ impl Core {
                         p.reason
                     );
                     self.operators.insert(p.range_id, op);
+                    if self.decisions.len() == DECISIONS_KEPT {
+                        self.decisions.pop_front();
+                    }
+                    self.decisions.push_back(Decision {
+                        at_ms: now_ms,
+                        checker: p.checker,
+                        operator: p.to_string(),
+                        reason: p.reason.clone(),
+                    });
                     accepted.push(p);
                 }
                 Err(e) => tracing::warn!(operator = %p, "could not schedule: {e}"),

@@ -11,7 +11,9 @@
 //! - [`core`]: the master's synchronous core: state + log + allocators + soft state
 //!   (heartbeat stats, operators in flight); one `&mut` entry point per RPC.
 //! - [`service`]: the tokio side: the `net` handler, the server loop, the timer that runs the
-//!   scheduler, TSO pre-allocation and snapshots; [`metrics`]: RPC counters and latencies.
+//!   scheduler, TSO pre-allocation and snapshots; [`metrics`]: RPC counters and latencies;
+//!   [`admin`]: the HTTP admin endpoint (`/health`, `/status`, `/stores`, `/ranges`,
+//!   `/metrics`).
 //!
 //! Dependencies: `net` (tokio transport only). This crate must never depend on glommio,
 //! `ds-node`, `engines` or `nvme` (checked by `scripts/check-deps`).
@@ -22,6 +24,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 mod codec;
 pub mod core;
 pub mod log;

@@ -1,0 +1,275 @@
+//! The admin endpoint: a minimal HTTP/1.1 server (GET only, one request per connection) with
+//! `/health`, `/status`, `/stores`, `/ranges` (JSON) and `/metrics` (Prometheus text).
+//!
+//! Hand-written to keep the master's dependencies small; it is for operators and scrapers,
+//! not for the request path.
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use net::message::ReplicaRole;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+use crate::core::Core;
+use crate::service::Master;
+use crate::state::StoreState;
+
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
+
+/// Appends `s` as a JSON string.
+fn json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter()
+        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
+            let _ = write!(s, "{x:02x}");
+            s
+        })
+}
+
+/// `/status`: cluster id, indexes, counts, operators in flight and recent decisions.
+pub fn status_json(core: &Core) -> String {
+    let s = core.state();
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "{{\"cluster_id\":{},\"bootstrapped\":{},\"applied_index\":{},\"route_version\":{},\"id_end\":{},\"tso_limit\":{},\"replication_factor\":{},\"stores\":{},\"ranges\":{},\"operators\":[",
+        s.cluster_id(),
+        s.is_bootstrapped(),
+        s.applied_index(),
+        s.route_version(),
+        s.id_end(),
+        s.tso_limit(),
+        s.config().replication_factor,
+        s.stores().count(),
+        s.range_count()
+    );
+    for (i, (range, op)) in core.operators().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let step = op
+            .steps
+            .get(op.current)
+            .map_or_else(String::new, |s| format!("{s:?}"));
+        let _ = write!(
+            out,
+            "{{\"range\":{range},\"step\":{},\"of\":{},\"current\":",
+            op.current,
+            op.steps.len()
+        );
+        json_str(&mut out, &step);
+        out.push_str(",\"reason\":");
+        json_str(&mut out, &op.reason);
+        out.push('}');
+    }
+    out.push_str("],\"decisions\":[");
+    for (i, d) in core.decisions().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{{\"at_ms\":{},\"checker\":", d.at_ms);
+        json_str(&mut out, d.checker);
+        out.push_str(",\"operator\":");
+        json_str(&mut out, &d.operator);
+        out.push_str(",\"reason\":");
+        json_str(&mut out, &d.reason);
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `/stores`: every store with its addresses, labels, state, capacity and last heartbeat.
+pub fn stores_json(core: &Core) -> String {
+    let mut out = String::from("[");
+    for (i, st) in core.state().stores().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let state = match st.state {
+            StoreState::Up => "up",
+            StoreState::Offline => "offline",
+            StoreState::Tombstone => "tombstone",
+        };
+        let _ = write!(out, "{{\"id\":{},\"addr\":", st.info.store_id);
+        json_str(&mut out, &st.info.addr);
+        out.push_str(",\"shards\":[");
+        for (j, a) in st.info.shard_addrs.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            json_str(&mut out, a);
+        }
+        out.push_str("],\"labels\":{");
+        for (j, (k, v)) in st.info.labels.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            json_str(&mut out, k);
+            out.push(':');
+            json_str(&mut out, v);
+        }
+        let load = core.store_loads().get(&st.info.store_id);
+        let _ = write!(
+            out,
+            "}},\"state\":\"{state}\",\"mem_capacity\":{},\"disk_capacity\":{},\"last_heartbeat_ms\":{},\"ops_per_sec\":{},\"mem_used\":{},\"disk_used\":{}}}",
+            st.mem_capacity,
+            st.disk_capacity,
+            load.map_or(0, |l| l.heartbeat_ms),
+            load.map_or(0, |l| l.stats.ops_per_sec),
+            load.map_or(0, |l| l.stats.mem_used),
+            load.map_or(0, |l| l.stats.disk_used),
+        );
+    }
+    out.push(']');
+    out
+}
+
+/// `/ranges`: every range in key order (keys in hex) with epoch, replicas, leader and load.
+pub fn ranges_json(core: &Core) -> String {
+    let mut out = String::from("[");
+    for (i, r) in core.state().ranges().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"id\":{},\"start\":\"{}\",\"end\":\"{}\",\"conf_ver\":{},\"version\":{},\"leader\":{},\"replicas\":[",
+            r.id,
+            hex(&r.start),
+            hex(&r.end),
+            r.epoch.conf_ver,
+            r.epoch.version,
+            r.leader.map_or("null".to_string(), |l| l.to_string())
+        );
+        for (j, rep) in r.replicas.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let role = if rep.role == (ReplicaRole::Voter {}) {
+                "voter"
+            } else {
+                "learner"
+            };
+            let _ = write!(
+                out,
+                "{{\"id\":{},\"store\":{},\"shard\":{},\"role\":\"{role}\"}}",
+                rep.replica_id, rep.store_id, rep.shard_id
+            );
+        }
+        let load = core.range_loads().get(&r.id);
+        let _ = write!(
+            out,
+            "],\"size_bytes\":{},\"keys\":{},\"read_qps\":{},\"write_qps\":{}}}",
+            load.map_or(0, |l| l.stats.size_bytes),
+            load.map_or(0, |l| l.stats.keys),
+            load.map_or(0, |l| l.stats.read_qps),
+            load.map_or(0, |l| l.stats.write_qps),
+        );
+    }
+    out.push(']');
+    out
+}
+
+/// The response to `GET path`: (status, content type, body).
+pub fn respond(master: &Master, path: &str) -> (u16, &'static str, String) {
+    const JSON: &str = "application/json";
+    match path {
+        "/health" => (200, "text/plain", "ok\n".into()),
+        "/status" => (200, JSON, master.with_core(|c| status_json(c))),
+        "/stores" => (200, JSON, master.with_core(|c| stores_json(c))),
+        "/ranges" => (200, JSON, master.with_core(|c| ranges_json(c))),
+        "/metrics" => (200, "text/plain; version=0.0.4", master.metrics().render()),
+        _ => (404, "text/plain", "not found\n".into()),
+    }
+}
+
+async fn serve_one(master: Arc<Master>, mut stream: TcpStream) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || buf.len() + n > MAX_REQUEST_BYTES {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let line = buf.split(|b| *b == b'\r').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split(' ');
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = if method == "GET" {
+        let m = master.clone();
+        let p = path.to_string();
+        tokio::task::spawn_blocking(move || respond(&m, &p))
+            .await
+            .map_err(std::io::Error::other)?
+    } else {
+        (405, "text/plain", "method not allowed\n".into())
+    };
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+/// Serves the admin endpoint on `listener` until `shutdown` completes.
+pub async fn serve_admin(
+    master: Arc<Master>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("admin accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        if tasks.len() >= 64 {
+            continue; // dropping the stream closes it: the admin port is not for load
+        }
+        let m = master.clone();
+        tasks.spawn(async move {
+            let r = tokio::time::timeout(Duration::from_secs(5), serve_one(m, stream)).await;
+            if let Ok(Err(e)) = r {
+                tracing::debug!(%peer, "admin connection: {e}");
+            }
+        });
+    }
+    tasks.shutdown().await;
+}
