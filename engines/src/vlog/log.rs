@@ -1,0 +1,1020 @@
+// perf-critical: the append path (submit, commit) runs for every Raft write of a shard.
+//! The shard log: group-commit appends, reads, truncation and segment reclamation.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
+
+use super::device::SharedDevice;
+use super::metrics::VlogMetrics;
+use super::record::{
+    EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, SegmentHeader, TruncateMode,
+    decode_record,
+};
+use super::state::{CheckpointInfo, SegmentUsage, State};
+use super::types::{LogIndex, RangeId, Seq, Term};
+use super::{Error, Result, VlogConfig};
+use crate::masstree::{LogPointer, SegmentId};
+
+/// Where a value lies inside a record's data (the entry payload, the relocated value, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ValueSpan {
+    /// Byte offset inside the data.
+    pub offset: u32,
+    /// Length in bytes.
+    pub len: u32,
+}
+
+/// A record to append, and optionally where a value lies in it (a pointer to the value is
+/// returned with the record's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppendRecord {
+    /// The record.
+    pub record: LogRecord,
+    /// The value inside the record's data, if the caller wants a pointer to it.
+    pub value: Option<ValueSpan>,
+}
+
+impl From<LogRecord> for AppendRecord {
+    fn from(record: LogRecord) -> Self {
+        Self {
+            record,
+            value: None,
+        }
+    }
+}
+
+/// What an acknowledged append returns for one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's sequence number.
+    pub seq: Seq,
+    /// The whole record (checksum = the record's crc32c).
+    pub record: LogPointer,
+    /// The value the caller named (checksum = crc32c of the value's bytes).
+    pub value: Option<LogPointer>,
+}
+
+/// The segment being appended to and its tail.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub seg: Segment,
+    pub segment_seq: u64,
+    /// Offset (inside the segment) where the next record goes.
+    pub tail: u64,
+    /// The bytes of the tail's block before `tail` (rewritten unchanged by the next batch).
+    pub tail_block: Vec<u8>,
+}
+
+struct Pending {
+    ticket: u64,
+    rec: AppendRecord,
+}
+
+#[derive(Default)]
+struct Ticket {
+    remaining: usize,
+    out: Vec<Appended>,
+    err: Option<Error>,
+    started: Option<Instant>,
+    /// Internal (relocation) tickets have no waiter; they are dropped when done.
+    internal: bool,
+}
+
+#[derive(Default)]
+struct Queue {
+    pending: VecDeque<Pending>,
+    tickets: HashMap<u64, Ticket>,
+    next_ticket: u64,
+}
+
+#[derive(Default)]
+struct Lock {
+    busy: bool,
+    waiters: Vec<Waker>,
+}
+
+/// Mutable log state besides the index.
+pub(crate) struct Core {
+    pub poisoned: bool,
+    pub next_seq: Seq,
+    pub head: Option<Head>,
+    pub spare: Option<Segment>,
+    pub state: State,
+}
+
+/// A shard log on a segment store. Single-threaded: share it between the tasks of one
+/// executor with `Rc`. See the module docs and `docs/format/shard-log.md`.
+pub struct Vlog<D: BlockDevice> {
+    pub(crate) dev: Rc<D>,
+    pub(crate) owner: OwnerTag,
+    pub(crate) cfg: VlogConfig,
+    pub(crate) block: usize,
+    pub(crate) seg_size: u64,
+    /// The store; taken out while an allocation or free is awaited (only under the lock).
+    pub(crate) store: RefCell<Option<SegmentStore<SharedDevice<D>>>>,
+    pub(crate) core: RefCell<Core>,
+    queue: RefCell<Queue>,
+    lock: RefCell<Lock>,
+    pub(crate) metrics: RefCell<VlogMetrics>,
+    /// Device offset of segment 0.
+    data_offset: u64,
+}
+
+impl<D: BlockDevice> std::fmt::Debug for Vlog<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let c = self.core.borrow();
+        f.debug_struct("Vlog")
+            .field("owner", &self.owner)
+            .field("next_seq", &c.next_seq)
+            .field("poisoned", &c.poisoned)
+            .field("segments", &c.state.segments.len())
+            .finish()
+    }
+}
+
+/// Holds the log's commit lock; releases it (and wakes waiters) when dropped.
+struct LockGuard<'a, D: BlockDevice>(&'a Vlog<D>);
+
+impl<D: BlockDevice> Drop for LockGuard<'_, D> {
+    fn drop(&mut self) {
+        let mut l = self.0.lock.borrow_mut();
+        l.busy = false;
+        for w in l.waiters.drain(..) {
+            w.wake();
+        }
+    }
+}
+
+/// Poisons the log if a commit is dropped between its first write and its completion: what
+/// reached the device is unknown and the batch's waiters can no longer be answered.
+struct InFlight<'a, D: BlockDevice> {
+    log: &'a Vlog<D>,
+    armed: bool,
+}
+
+impl<D: BlockDevice> Drop for InFlight<'_, D> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.log.core.borrow_mut().poisoned = true;
+        }
+    }
+}
+
+/// One segment's share of a batch: a block-aligned write.
+struct SegWrite<B> {
+    seg: Segment,
+    /// Offset inside the segment where the write starts (block-aligned).
+    start: u64,
+    buf: B,
+}
+
+impl<D: BlockDevice> Vlog<D> {
+    pub(crate) fn from_parts(
+        dev: Rc<D>,
+        owner: OwnerTag,
+        cfg: VlogConfig,
+        store: SegmentStore<SharedDevice<D>>,
+        core: Core,
+    ) -> Self {
+        let block = dev.alignment();
+        let seg_size = store.superblock().segment_size;
+        let data_offset = store.superblock().data_offset;
+        Self {
+            dev,
+            owner,
+            cfg,
+            block,
+            seg_size,
+            store: RefCell::new(Some(store)),
+            core: RefCell::new(core),
+            queue: RefCell::new(Queue::default()),
+            lock: RefCell::new(Lock::default()),
+            metrics: RefCell::new(VlogMetrics::default()),
+            data_offset,
+        }
+    }
+
+    // ---------------------------------------------------------------- append
+
+    /// Appends `records` with group commit and returns, in order, each record's sequence
+    /// number and pointers once they are durable.
+    ///
+    /// Every append handed to the log during one executor turn shares one batch of writes and
+    /// one flush. Errors: `InvalidArgument` (record too large, bad value span) before anything
+    /// is queued; `Io` if this batch's write or flush failed; `DeviceFailed` once the log is
+    /// poisoned. Not cancellation-safe: dropping the future of the append that is committing
+    /// poisons the log (its batch's outcome is unknown).
+    pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<Appended>> {
+        let t = self.submit(records, false)?;
+        loop {
+            if let Some(r) = self.take_result(t) {
+                return r;
+            }
+            let _g = self.lock().await;
+            if let Some(r) = self.take_result(t) {
+                return r;
+            }
+            // Let every other task of this turn hand its records in before the batch is cut.
+            futures_lite::future::yield_now().await;
+            while !self.is_done(t) {
+                self.commit_batch().await;
+            }
+            self.after_commit().await;
+        }
+    }
+
+    /// Appends one record; see [`append`](Self::append).
+    pub async fn append_one(&self, record: impl Into<AppendRecord>) -> Result<Appended> {
+        let mut v = self.append(vec![record.into()]).await?;
+        v.pop().ok_or(Error::InvalidArgument("empty append result"))
+    }
+
+    /// Makes the log durable up to everything queued now (a commit even with nothing
+    /// pending is a no-op). Fails if the log is poisoned.
+    pub async fn sync(&self) -> Result<()> {
+        let _g = self.lock().await;
+        self.check_poisoned()?;
+        while !self.queue.borrow().pending.is_empty() {
+            self.commit_batch().await;
+            self.check_poisoned()?;
+        }
+        Ok(())
+    }
+
+    fn check_poisoned(&self) -> Result<()> {
+        if self.core.borrow().poisoned {
+            Err(Error::DeviceFailed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn check_record(&self, r: &AppendRecord) -> Result<()> {
+        let len = r.record.encoded_len();
+        if len > self.cfg.batch_bytes_max {
+            return Err(Error::InvalidArgument("record longer than batch-bytes-max"));
+        }
+        if let Some(v) = r.value {
+            let Some(data_off) = r.record.data_offset() else {
+                return Err(Error::InvalidArgument("record kind has no value data"));
+            };
+            let end = u64::from(v.offset) + u64::from(v.len);
+            if end > (r.record.body_len() + RECORD_HEADER_LEN - data_off) as u64 {
+                return Err(Error::InvalidArgument(
+                    "value span outside the record's data",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn submit(&self, records: Vec<AppendRecord>, internal: bool) -> Result<u64> {
+        self.check_poisoned()?;
+        if records.is_empty() {
+            return Err(Error::InvalidArgument("append of no records"));
+        }
+        for r in &records {
+            self.check_record(r)?;
+        }
+        let mut q = self.queue.borrow_mut();
+        let t = q.next_ticket;
+        q.next_ticket += 1;
+        q.tickets.insert(
+            t,
+            Ticket {
+                remaining: records.len(),
+                out: Vec::with_capacity(records.len()),
+                err: None,
+                started: Some(Instant::now()),
+                internal,
+            },
+        );
+        q.pending
+            .extend(records.into_iter().map(|rec| Pending { ticket: t, rec }));
+        Ok(t)
+    }
+
+    fn is_done(&self, t: u64) -> bool {
+        let q = self.queue.borrow();
+        match q.tickets.get(&t) {
+            Some(k) => k.remaining == 0 || k.err.is_some() || self.core.borrow().poisoned,
+            None => true,
+        }
+    }
+
+    fn take_result(&self, t: u64) -> Option<Result<Vec<Appended>>> {
+        let mut q = self.queue.borrow_mut();
+        let k = q.tickets.get(&t)?;
+        let poisoned = self.core.borrow().poisoned;
+        if k.remaining != 0 && k.err.is_none() && !poisoned {
+            return None;
+        }
+        let k = q.tickets.remove(&t)?;
+        if let Some(e) = k.err {
+            return Some(Err(e));
+        }
+        if k.remaining != 0 {
+            return Some(Err(Error::DeviceFailed));
+        }
+        if let Some(s) = k.started {
+            let ns = u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            VlogMetrics::record(&mut self.metrics.borrow_mut().append_latency_ns, ns);
+        }
+        Some(Ok(k.out))
+    }
+
+    async fn lock(&self) -> LockGuard<'_, D> {
+        poll_fn(|cx| {
+            let mut l = self.lock.borrow_mut();
+            if l.busy {
+                l.waiters.push(cx.waker().clone());
+                Poll::Pending
+            } else {
+                l.busy = true;
+                Poll::Ready(())
+            }
+        })
+        .await;
+        LockGuard(self)
+    }
+
+    /// Takes the next batch off the queue: records up to `batch-bytes-max` (at least one).
+    fn take_batch(&self) -> Vec<Pending> {
+        let mut q = self.queue.borrow_mut();
+        let mut bytes = 0;
+        let mut out = Vec::new();
+        while let Some(p) = q.pending.front() {
+            let len = p.rec.record.encoded_len();
+            if !out.is_empty() && bytes + len > self.cfg.batch_bytes_max {
+                break;
+            }
+            bytes += len;
+            if let Some(p) = q.pending.pop_front() {
+                out.push(p);
+            }
+        }
+        out
+    }
+
+    /// Fails every ticket in `batch` with `err` and every queued one with `DeviceFailed`.
+    fn fail_all(&self, batch: &[Pending], err: Error) {
+        let mut q = self.queue.borrow_mut();
+        let mut err = Some(err);
+        for p in batch {
+            if let Some(k) = q.tickets.get_mut(&p.ticket) {
+                if k.err.is_none() {
+                    k.err = Some(err.take().unwrap_or(Error::DeviceFailed));
+                }
+            }
+        }
+        let queued: Vec<u64> = q.pending.drain(..).map(|p| p.ticket).collect();
+        for t in queued {
+            if let Some(k) = q.tickets.get_mut(&t) {
+                k.err.get_or_insert(Error::DeviceFailed);
+            }
+        }
+        q.tickets.retain(|_, k| !k.internal);
+    }
+
+    /// Returns a segment to append into after the head: the spare, or a new allocation.
+    async fn next_segment(&self) -> Result<Segment> {
+        if let Some(s) = self.core.borrow_mut().spare.take() {
+            return Ok(s);
+        }
+        self.allocate().await
+    }
+
+    async fn allocate(&self) -> Result<Segment> {
+        let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
+        let res = store.allocate(self.owner).await;
+        *self.store.borrow_mut() = Some(store);
+        let seg = res.map_err(Error::from_nvme)?;
+        self.metrics.borrow_mut().segments_allocated_total += 1;
+        Ok(seg)
+    }
+
+    /// Commits one batch: layout, encode, write, flush, apply, complete. On failure the log is
+    /// poisoned and the batch's waiters get the error (running out of segments fails the
+    /// batch without poisoning: nothing was written).
+    async fn commit_batch(&self) {
+        let batch = self.take_batch();
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.check_poisoned() {
+            self.fail_all(&batch, e);
+            return;
+        }
+        let new_seg = match self.needs_segment(&batch) {
+            false => None,
+            true => match self.next_segment().await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    if e.is_device_failure() {
+                        self.core.borrow_mut().poisoned = true;
+                    }
+                    self.fail_batch(&batch, e);
+                    return;
+                }
+            },
+        };
+        let mut guard = InFlight {
+            log: self,
+            armed: true,
+        };
+        let res = match self.encode_batch(&batch, new_seg) {
+            Ok((head, done, writes)) => self.write_and_flush(writes).await.map(|()| (head, done)),
+            Err(e) => Err(e),
+        };
+        guard.armed = false;
+        match res {
+            Ok(done) => {
+                let mut m = self.metrics.borrow_mut();
+                let total: usize = done.1.iter().map(|(_, l)| l).sum();
+                VlogMetrics::record(&mut m.batch_records, batch.len() as u64);
+                VlogMetrics::record(&mut m.batch_bytes, total as u64);
+                drop(m);
+                self.complete(batch, done);
+            }
+            Err(e) => {
+                self.core.borrow_mut().poisoned = true;
+                self.metrics.borrow_mut().failed_batches_total += 1;
+                self.fail_all(&batch, e);
+            }
+        }
+    }
+
+    /// Fails the tickets of `batch` only (the log stays usable).
+    fn fail_batch(&self, batch: &[Pending], err: Error) {
+        let mut q = self.queue.borrow_mut();
+        let mut err = Some(err);
+        for p in batch {
+            if let Some(k) = q.tickets.get_mut(&p.ticket) {
+                if k.err.is_none() {
+                    k.err = Some(err.take().unwrap_or(Error::DeviceFailed));
+                }
+                if k.internal {
+                    q.tickets.remove(&p.ticket);
+                }
+            }
+        }
+    }
+
+    /// Returns true if `batch` does not fit in the head segment (or there is no head).
+    fn needs_segment(&self, batch: &[Pending]) -> bool {
+        let c = self.core.borrow();
+        let Some(h) = &c.head else { return true };
+        let mut tail = h.tail;
+        for p in batch {
+            tail += p.rec.record.encoded_len() as u64;
+            if tail > self.seg_size {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Lays out and encodes a batch into block-aligned buffers (one per segment touched).
+    /// Returns the new head and, per record, its pointers and encoded length.
+    #[allow(clippy::type_complexity)]
+    fn encode_batch(
+        &self,
+        batch: &[Pending],
+        new_seg: Option<Segment>,
+    ) -> Result<(Head, Vec<(Appended, usize)>, Vec<SegWrite<D::Buf>>)> {
+        let bs = self.block as u64;
+        let c = self.core.borrow();
+        let first_seq = c.next_seq;
+        // Spans: (segment, segment seq, write start, end, fresh).
+        let mut spans: Vec<(Segment, u64, u64, u64, bool)> = Vec::with_capacity(2);
+        if let Some(h) = &c.head {
+            spans.push((h.seg, h.segment_seq, h.tail - h.tail % bs, h.tail, false));
+        }
+        let mut plan = Vec::with_capacity(batch.len()); // (span, offset)
+        let mut new_first = None;
+        for (i, p) in batch.iter().enumerate() {
+            let len = p.rec.record.encoded_len() as u64;
+            let fits = spans.last().is_some_and(|s| s.3 + len <= self.seg_size);
+            if !fits {
+                let seg = new_seg.ok_or(Error::InvalidArgument("batch needs a new segment"))?;
+                if new_first.is_some() {
+                    return Err(Error::InvalidArgument("batch spans more than two segments"));
+                }
+                let seg_seq = spans.last().map_or(0, |s| s.1 + 1);
+                new_first = Some(Seq(first_seq.0 + i as u64));
+                spans.push((seg, seg_seq, 0, bs, true));
+            }
+            let k = spans.len() - 1;
+            let span = &mut spans[k];
+            plan.push((k, span.3));
+            span.3 += len;
+        }
+        let head_tail_block = c
+            .head
+            .as_ref()
+            .map(|h| h.tail_block.clone())
+            .unwrap_or_default();
+        drop(c);
+        let mut writes = Vec::with_capacity(spans.len());
+        for (k, (seg, seg_seq, start, end, fresh)) in spans.iter().enumerate() {
+            if !plan.iter().any(|(pk, _)| *pk == k) {
+                writes.push(None); // the old head, untouched by this batch
+                continue;
+            }
+            let len = (end.div_ceil(bs) * bs - start) as usize;
+            let mut buf = self.dev.alloc_buf(len).map_err(Error::from_nvme)?;
+            let b = buf.as_bytes_mut();
+            b.fill(0);
+            if *fresh {
+                SegmentHeader {
+                    owner: self.owner.0,
+                    generation: seg.generation.0,
+                    segment_seq: *seg_seq,
+                    first_seq: new_first.unwrap_or(first_seq),
+                    batch_seq: first_seq,
+                }
+                .encode(b);
+            } else {
+                b[..head_tail_block.len()].copy_from_slice(&head_tail_block);
+            }
+            writes.push(Some(SegWrite {
+                seg: *seg,
+                start: *start,
+                buf,
+            }));
+        }
+        let mut done = Vec::with_capacity(batch.len());
+        for (i, (p, (k, off))) in batch.iter().zip(&plan).enumerate() {
+            let rec = &p.rec.record;
+            let len = rec.encoded_len();
+            let s = Seq(first_seq.0 + i as u64);
+            let w = writes[*k].as_mut().ok_or(Error::InvalidArgument(
+                "record planned into an untouched span",
+            ))?;
+            let at = (off - w.start) as usize;
+            let out = &mut w.buf.as_bytes_mut()[at..at + len];
+            let crc = rec.encode(s, i as u32, out);
+            let seg = SegmentId(w.seg.id.0);
+            let value = match (p.rec.value, rec.data_offset()) {
+                (Some(v), Some(d)) => {
+                    let vs = d + v.offset as usize;
+                    Some(LogPointer {
+                        segment: seg,
+                        offset: off + vs as u64,
+                        len: v.len,
+                        checksum: crc32c::crc32c(&out[vs..vs + v.len as usize]),
+                    })
+                }
+                _ => None,
+            };
+            let record = LogPointer {
+                segment: seg,
+                offset: *off,
+                len: (RECORD_HEADER_LEN + rec.body_len()) as u32,
+                checksum: crc,
+            };
+            done.push((
+                Appended {
+                    seq: s,
+                    record,
+                    value,
+                },
+                len,
+            ));
+        }
+        let (seg, seg_seq, _, end, _) = *spans.last().ok_or(Error::InvalidArgument("no span"))?;
+        let w = writes
+            .last()
+            .and_then(Option::as_ref)
+            .ok_or(Error::InvalidArgument("no write"))?;
+        let tb = end - end % bs;
+        let tail_block =
+            w.buf.as_bytes()[(tb - w.start) as usize..(end - w.start) as usize].to_vec();
+        let head = Head {
+            seg,
+            segment_seq: seg_seq,
+            tail: end,
+            tail_block,
+        };
+        Ok((head, done, writes.into_iter().flatten().collect()))
+    }
+
+    /// Issues the batch's writes (in order) and one flush.
+    async fn write_and_flush(&self, writes: Vec<SegWrite<D::Buf>>) -> Result<()> {
+        let mut written = 0;
+        for w in writes {
+            written += w.buf.len() as u64;
+            let (res, _buf) = self.dev.write(w.seg.offset + w.start, w.buf).await;
+            res.map_err(Error::from_nvme)?;
+        }
+        self.dev.flush().await.map_err(Error::from_nvme)?;
+        let mut m = self.metrics.borrow_mut();
+        m.flushes_total += 1;
+        m.written_bytes_total += written;
+        Ok(())
+    }
+
+    /// Applies a durable batch and completes its waiters.
+    fn complete(&self, batch: Vec<Pending>, (head, done): (Head, Vec<(Appended, usize)>)) {
+        let mut c = self.core.borrow_mut();
+        c.state
+            .segments
+            .entry(head.seg.id.0)
+            .or_default()
+            .segment_seq = head.segment_seq;
+        c.head = Some(head);
+        c.next_seq = Seq(c.next_seq.0 + batch.len() as u64);
+        let mut q = self.queue.borrow_mut();
+        let mut m = self.metrics.borrow_mut();
+        for (p, (a, len)) in batch.into_iter().zip(done) {
+            c.state.apply(&p.rec.record, a.seq, a.record, len);
+            m.appended_records_total += 1;
+            m.appended_bytes_total += len as u64;
+            if let LogRecord::Entry(e) = p.rec.record {
+                let indexed = c.state.ranges.get(&e.range).and_then(|r| r.get(e.index.0));
+                if indexed.is_some_and(|l| l.ptr == a.record) {
+                    c.state.cache.insert(Rc::new(e));
+                }
+            }
+            let remove = match q.tickets.get_mut(&p.ticket) {
+                Some(k) => {
+                    k.out.push(a);
+                    k.remaining -= 1;
+                    k.internal && k.remaining == 0
+                }
+                None => false,
+            };
+            if remove {
+                q.tickets.remove(&p.ticket);
+            }
+        }
+    }
+
+    /// Housekeeping after commits, under the lock: automatic reclamation and the spare.
+    async fn after_commit(&self) {
+        if self.core.borrow().poisoned {
+            return;
+        }
+        if self.cfg.auto_reclaim {
+            let _ = self.reclaim_unneeded().await;
+        }
+        if self.cfg.preallocate && self.core.borrow().spare.is_none() {
+            match self.allocate().await {
+                Ok(s) => self.core.borrow_mut().spare = Some(s),
+                Err(_) => self.core.borrow_mut().poisoned = true,
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- reads
+
+    async fn read_span(&self, ptr: &LogPointer) -> Result<(D::ReadBuf, usize)> {
+        let bs = self.block as u64;
+        let seg_off = self.segment_offset(ptr.segment.0)?;
+        let start = ptr.offset - ptr.offset % bs;
+        let end = (ptr.offset + u64::from(ptr.len)).div_ceil(bs) * bs;
+        if ptr.len == 0 || end > self.seg_size {
+            return Err(Error::InvalidArgument("pointer outside its segment"));
+        }
+        let t = Instant::now();
+        let buf = self
+            .dev
+            .read(seg_off + start, (end - start) as usize)
+            .await
+            .map_err(Error::from_nvme)?;
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        VlogMetrics::record(&mut self.metrics.borrow_mut().read_latency_ns, ns);
+        Ok((buf, (ptr.offset - start) as usize))
+    }
+
+    fn segment_offset(&self, id: u32) -> Result<u64> {
+        Ok(self.data_offset + u64::from(id) * self.seg_size)
+    }
+
+    /// Reads the record a record pointer names (one aligned read; checksum checked).
+    pub async fn read_record(&self, ptr: &LogPointer) -> Result<LogRecord> {
+        let (buf, at) = self.read_span(ptr).await?;
+        let corrupt = |detail| Error::Corruption {
+            segment: ptr.segment.0,
+            offset: ptr.offset,
+            detail,
+        };
+        let bytes = buf
+            .get(at..at + ptr.len as usize)
+            .ok_or(corrupt("short read"))?;
+        let max = self.cfg.batch_bytes_max;
+        let (h, rec) = decode_record(bytes, max).map_err(|e| corrupt(e.detail()))?;
+        if h.crc != ptr.checksum || h.record_len() != ptr.len as usize {
+            return Err(corrupt("record does not match its pointer"));
+        }
+        Ok(rec)
+    }
+
+    /// Reads the value a value pointer names (one aligned read; crc32c of the bytes checked).
+    pub async fn read_value(&self, ptr: &LogPointer) -> Result<Vec<u8>> {
+        let (buf, at) = self.read_span(ptr).await?;
+        let corrupt = |detail| Error::Corruption {
+            segment: ptr.segment.0,
+            offset: ptr.offset,
+            detail,
+        };
+        let bytes = buf
+            .get(at..at + ptr.len as usize)
+            .ok_or(corrupt("short read"))?;
+        if crc32c::crc32c(bytes) != ptr.checksum {
+            return Err(corrupt("value checksum mismatch"));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Returns the Raft entry `index` of `range`, from the cache or the device; `None` if the
+    /// range does not retain it.
+    pub async fn entry(&self, range: RangeId, index: LogIndex) -> Result<Option<Rc<EntryRecord>>> {
+        let ptr = {
+            let c = self.core.borrow();
+            if let Some(e) = c.state.cache.get(range, index.0) {
+                self.metrics.borrow_mut().cache_hits_total += 1;
+                return Ok(Some(e));
+            }
+            match c.state.ranges.get(&range).and_then(|r| r.get(index.0)) {
+                Some(l) => l.ptr,
+                None => return Ok(None),
+            }
+        };
+        self.metrics.borrow_mut().cache_misses_total += 1;
+        match self.read_record(&ptr).await? {
+            LogRecord::Entry(e) if e.range == range && e.index == index => Ok(Some(Rc::new(e))),
+            _ => Err(Error::Corruption {
+                segment: ptr.segment.0,
+                offset: ptr.offset,
+                detail: "indexed record is not the entry",
+            }),
+        }
+    }
+
+    /// Returns entries `[lo, hi)` of `range`, stopping early once `max_bytes` of payload are
+    /// collected (at least one entry is returned). Reads missing from the cache are issued
+    /// concurrently. Errors with `InvalidArgument` if the range does not retain all of them.
+    pub async fn entries(
+        &self,
+        range: RangeId,
+        lo: LogIndex,
+        hi: LogIndex,
+        max_bytes: usize,
+    ) -> Result<Vec<Rc<EntryRecord>>> {
+        let mut out = Vec::new();
+        let mut idx = lo.0;
+        let mut bytes = 0;
+        while idx < hi.0 {
+            let n = (hi.0 - idx).min(64);
+            let futs: Vec<_> = (idx..idx + n)
+                .map(|i| self.entry(range, LogIndex(i)))
+                .collect();
+            let got = join_all(futs).await;
+            for e in got {
+                let e = e?.ok_or(Error::InvalidArgument("entry not retained"))?;
+                bytes += e.payload.len();
+                out.push(e);
+                if bytes > max_bytes {
+                    return Ok(out);
+                }
+            }
+            idx += n;
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- Raft queries
+
+    /// Returns the first and last retained index of `range` (`last < first` when empty), or
+    /// `None` if the log knows nothing of the range.
+    pub fn bounds(&self, range: RangeId) -> Option<(LogIndex, LogIndex)> {
+        let c = self.core.borrow();
+        let r = c.state.ranges.get(&range)?;
+        let last = (r.first + r.entries.len() as u64).checked_sub(1);
+        Some((LogIndex(r.first), LogIndex(last.unwrap_or(0))))
+    }
+
+    /// Returns the term of entry `index` of `range`, if retained.
+    pub fn term(&self, range: RangeId, index: LogIndex) -> Option<Term> {
+        let c = self.core.borrow();
+        c.state.ranges.get(&range)?.get(index.0).map(|l| l.term)
+    }
+
+    /// Returns the record pointer of entry `index` of `range`, if retained.
+    pub fn entry_pointer(&self, range: RangeId, index: LogIndex) -> Option<LogPointer> {
+        let c = self.core.borrow();
+        c.state.ranges.get(&range)?.get(index.0).map(|l| l.ptr)
+    }
+
+    /// Returns the latest hard state of `range`.
+    pub fn hard_state(&self, range: RangeId) -> Option<HardState> {
+        let c = self.core.borrow();
+        c.state.ranges.get(&range)?.hard_state.map(|(h, _)| h)
+    }
+
+    /// Returns the latest conf state of `range` (as the caller encoded it).
+    pub fn conf_state(&self, range: RangeId) -> Option<Vec<u8>> {
+        let c = self.core.borrow();
+        c.state
+            .ranges
+            .get(&range)?
+            .conf_state
+            .as_ref()
+            .map(|(d, _)| d.clone())
+    }
+
+    /// Returns every range the log holds something for.
+    pub fn ranges(&self) -> Vec<RangeId> {
+        self.core.borrow().state.ranges.keys().copied().collect()
+    }
+
+    /// Returns the last checkpoint record.
+    pub fn last_checkpoint(&self) -> Option<CheckpointInfo> {
+        self.core.borrow().state.last_checkpoint.clone()
+    }
+
+    /// Returns the sequence number the next record will get.
+    pub fn next_seq(&self) -> Seq {
+        self.core.borrow().next_seq
+    }
+
+    /// Returns true once a write or flush failed (until reopen).
+    pub fn is_poisoned(&self) -> bool {
+        self.core.borrow().poisoned
+    }
+
+    /// Returns a copy of the counters and histograms.
+    pub fn metrics(&self) -> VlogMetrics {
+        self.metrics.borrow().clone()
+    }
+
+    /// Returns the bytes held by the entry cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.core.borrow().state.cache.bytes()
+    }
+
+    // ---------------------------------------------------------------- truncation
+
+    /// Drops the entries of `range` below `index` (durably: a truncation record is appended).
+    pub async fn compact(&self, range: RangeId, index: LogIndex) -> Result<Appended> {
+        self.append_one(LogRecord::Truncate {
+            range,
+            mode: TruncateMode::Compact,
+            index,
+        })
+        .await
+    }
+
+    /// Drops the entries of `range` at and above `index` (conflicting uncommitted suffix).
+    /// Appending an entry at `index` does this implicitly.
+    pub async fn truncate_suffix(&self, range: RangeId, index: LogIndex) -> Result<Appended> {
+        self.append_one(LogRecord::Truncate {
+            range,
+            mode: TruncateMode::Suffix,
+            index,
+        })
+        .await
+    }
+
+    // ---------------------------------------------------------------- reclamation
+
+    /// Returns the chain's segments with their liveness counts, and whether each is the head.
+    pub fn segment_usage(&self) -> Vec<(SegmentId, SegmentUsage, bool)> {
+        let c = self.core.borrow();
+        let head = c.head.as_ref().map(|h| h.seg.id.0);
+        c.state
+            .segments
+            .iter()
+            .map(|(id, u)| (SegmentId(*id), *u, Some(*id) == head))
+            .collect()
+    }
+
+    /// Returns the segments no range's Raft log needs any more (no retained entry; not the
+    /// head). Their latest metadata records are moved by [`release_segment`](Self::release_segment).
+    /// The value GC relocates the live values of such a segment and then releases it.
+    pub fn raft_unneeded_segments(&self) -> Vec<SegmentId> {
+        self.segment_usage()
+            .into_iter()
+            .filter(|(_, u, head)| !head && u.live_entries == 0)
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    /// Frees segment `id`: re-appends the latest hard state, conf state and truncation
+    /// records of ranges that lie in it, then gives it back to the store (durable when it
+    /// returns). Refused (`SegmentInUse`) if a range still retains an entry in it or it is the
+    /// head. The caller must no longer need the values in it.
+    pub async fn release_segment(&self, id: SegmentId) -> Result<()> {
+        let _g = self.lock().await;
+        self.check_poisoned()?;
+        self.release_locked(id.0).await
+    }
+
+    async fn release_locked(&self, id: u32) -> Result<()> {
+        let metas = {
+            let c = self.core.borrow();
+            let head = c.head.as_ref().map(|h| h.seg.id.0);
+            match c.state.segments.get(&id) {
+                None => return Err(Error::InvalidArgument("segment is not in the log")),
+                Some(u) if u.live_entries > 0 || Some(id) == head => {
+                    return Err(Error::SegmentInUse(id));
+                }
+                Some(_) => c.state.metas_in(id),
+            }
+        };
+        if !metas.is_empty() {
+            let n = metas.len();
+            let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
+            while !self.is_done(t) {
+                self.commit_batch().await;
+            }
+            self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
+            let c = self.core.borrow();
+            let left = c.state.segments.get(&id).map_or(0, |u| u.meta_records);
+            debug_assert_eq!(left, 0, "{n} meta records moved");
+        }
+        let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
+        let res = store.free(nvme::SegmentId(id)).await;
+        *self.store.borrow_mut() = Some(store);
+        if let Err(e) = res {
+            self.core.borrow_mut().poisoned = true;
+            return Err(Error::from_nvme(e));
+        }
+        self.core.borrow_mut().state.segments.remove(&id);
+        self.metrics.borrow_mut().segments_freed_total += 1;
+        Ok(())
+    }
+
+    /// Frees every segment Raft no longer needs (automatic reclamation, for logs whose values
+    /// nobody points at). Returns how many were freed.
+    pub async fn reclaim(&self) -> Result<usize> {
+        let _g = self.lock().await;
+        self.check_poisoned()?;
+        self.reclaim_unneeded().await
+    }
+
+    async fn reclaim_unneeded(&self) -> Result<usize> {
+        let ids = self.raft_unneeded_segments();
+        let mut n = 0;
+        for id in ids {
+            self.release_locked(id.0).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Closes the log and returns the device. Call it when no append is in flight (pending
+    /// records are dropped unacknowledged).
+    pub fn into_device(self) -> Result<D> {
+        let store = self.store.borrow_mut().take();
+        drop(store);
+        let Self { dev, .. } = self;
+        Rc::try_unwrap(dev).map_err(|_| Error::InvalidArgument("device handle still shared"))
+    }
+
+    /// Returns the device (for tests and tools: reading raw bytes, checking fault counts).
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// Appends a checkpoint marker with the caller's data.
+    pub async fn checkpoint(&self, data: Vec<u8>) -> Result<Appended> {
+        self.append_one(LogRecord::Checkpoint { data }).await
+    }
+
+    /// Appends the hard state of `range`.
+    pub async fn set_hard_state(&self, range: RangeId, state: HardState) -> Result<Appended> {
+        self.append_one(LogRecord::HardState { range, state }).await
+    }
+}
+
+/// Polls futures concurrently on the current task and returns their outputs in order.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}

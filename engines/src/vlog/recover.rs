@@ -1,0 +1,345 @@
+//! Opening a shard log: find the chain of segments, scan it, tell a torn tail from mid-log
+//! corruption, cut the torn tail (`docs/format/shard-log.md` §5).
+
+use std::rc::Rc;
+
+use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
+
+use super::device::SharedDevice;
+use super::log::{Core, Head, Vlog};
+use super::record::{
+    RECORD_HEADER_LEN, SegmentHeader, check_crc, decode_header, decode_record, padded,
+};
+use super::state::{CheckpointInfo, EntryCache, State};
+use super::types::Seq;
+use super::{Error, Result, VlogConfig};
+use crate::masstree::{LogPointer, SegmentId};
+
+/// What recovery found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments in the log's chain after recovery.
+    pub segments: usize,
+    /// Records scanned and applied.
+    pub records: u64,
+    /// Where the next record goes (segment, offset), if the log has a head segment.
+    pub tail: Option<(SegmentId, u64)>,
+    /// The sequence number of the next record.
+    pub next_seq: Seq,
+    /// True if bytes after the tail were not zero and were cut (a torn or unacknowledged
+    /// batch).
+    pub cut: bool,
+    /// Bytes zeroed after the tail.
+    pub cut_bytes: u64,
+    /// Segments given back to the store (chain segments after the tail, extra spares).
+    pub freed_segments: usize,
+    /// The last checkpoint record.
+    pub last_checkpoint: Option<CheckpointInfo>,
+}
+
+/// Reads a segment in large aligned chunks and serves byte ranges out of them.
+struct SegReader<'a, D: BlockDevice> {
+    dev: &'a D,
+    seg: Segment,
+    block: u64,
+    chunk: u64,
+    buf: Option<D::ReadBuf>,
+    start: u64,
+}
+
+impl<'a, D: BlockDevice> SegReader<'a, D> {
+    fn new(dev: &'a D, seg: Segment, block: usize, chunk: usize) -> Self {
+        Self {
+            dev,
+            seg,
+            block: block as u64,
+            chunk: (chunk as u64).max(block as u64),
+            buf: None,
+            start: 0,
+        }
+    }
+
+    /// Returns bytes `[off, off + len)` of the segment, `None` if they lie past its end.
+    async fn get(&mut self, off: u64, len: usize) -> Result<Option<&[u8]>> {
+        let end = off + len as u64;
+        if end > self.seg.len {
+            return Ok(None);
+        }
+        let covered = self
+            .buf
+            .as_ref()
+            .is_some_and(|b| off >= self.start && end <= self.start + b.len() as u64);
+        if !covered {
+            let start = off - off % self.block;
+            let want = end.max(start + self.chunk).div_ceil(self.block) * self.block;
+            let stop = want.min(self.seg.len);
+            let b = self
+                .dev
+                .read(self.seg.offset + start, (stop - start) as usize)
+                .await
+                .map_err(Error::from_nvme)?;
+            self.buf = Some(b);
+            self.start = start;
+        }
+        let b = self.buf.as_ref().ok_or(Error::InvalidArgument("reader"))?;
+        let at = (off - self.start) as usize;
+        Ok(b.get(at..at + len))
+    }
+}
+
+impl<D: BlockDevice> Vlog<D> {
+    /// Opens the shard log owned by `owner` on the segment store on `dev` (formatted with
+    /// `nvme::SegmentStore::format`), running recovery: rebuilds the per-range entry index,
+    /// cuts a torn tail, and reports where the log ends. A bad record followed by records of
+    /// a later batch is `Corruption`, never skipped.
+    pub async fn open(dev: D, owner: OwnerTag, cfg: VlogConfig) -> Result<(Self, RecoveryReport)> {
+        let dev = Rc::new(dev);
+        let mut store = SegmentStore::open(SharedDevice(Rc::clone(&dev)))
+            .await
+            .map_err(Error::from_nvme)?;
+        let block = dev.alignment();
+        let seg_size = store.superblock().segment_size;
+        if cfg.batch_bytes_max < 64 || cfg.batch_bytes_max as u64 + block as u64 > seg_size {
+            return Err(Error::InvalidArgument(
+                "batch-bytes-max must be 64 B ..= segment size - 1 block",
+            ));
+        }
+        // 1. The chain: owned segments with a valid header of their current generation.
+        let owned: Vec<Segment> = store.segments().filter(|s| s.owner == owner).collect();
+        let mut chain: Vec<(Segment, SegmentHeader)> = Vec::new();
+        let mut spares = Vec::new();
+        for s in owned {
+            let b = dev.read(s.offset, block).await.map_err(Error::from_nvme)?;
+            match SegmentHeader::decode(&b) {
+                Ok(h) if h.owner == owner.0 && h.generation == s.generation.0 => chain.push((s, h)),
+                _ => spares.push(s),
+            }
+        }
+        chain.sort_by_key(|(_, h)| h.segment_seq);
+        let mut state = State {
+            cache: EntryCache::new(cfg.cache_bytes_max),
+            ..State::default()
+        };
+        let mut report = RecoveryReport {
+            segments: 0,
+            records: 0,
+            tail: None,
+            next_seq: Seq(1),
+            cut: false,
+            cut_bytes: 0,
+            freed_segments: 0,
+            last_checkpoint: None,
+        };
+        // 2. Scan.
+        let mut head = None;
+        if let Some((_, first)) = chain.first() {
+            let mut expected = first.first_seq;
+            let (ci, pos) = scan(
+                &*dev,
+                &cfg,
+                block,
+                &chain,
+                &mut state,
+                &mut expected,
+                &mut report,
+            )
+            .await?;
+            // 3. The hole at (ci, pos): torn tail, or corruption?
+            if evidence(&*dev, &cfg, block, &chain, ci, pos, expected).await? {
+                return Err(Error::Corruption {
+                    segment: chain[ci].0.id.0,
+                    offset: pos,
+                    detail: "bad record followed by records of a later batch",
+                });
+            }
+            // 4. Cut: zero what follows the tail, free later chain segments.
+            let (seg, hdr) = chain[ci];
+            let tail_block = cut(&*dev, &cfg, block, seg, pos, &mut report).await?;
+            for (s, _) in &chain[ci + 1..] {
+                store.free(s.id).await.map_err(Error::from_nvme)?;
+                report.freed_segments += 1;
+            }
+            for (s, h) in &chain[..=ci] {
+                state.segments.entry(s.id.0).or_default().segment_seq = h.segment_seq;
+            }
+            report.segments = ci + 1;
+            report.tail = Some((SegmentId(seg.id.0), pos));
+            report.next_seq = expected;
+            head = Some(Head {
+                seg,
+                segment_seq: hdr.segment_seq,
+                tail: pos,
+                tail_block,
+            });
+        }
+        // 5. Spares: keep one, give the others back.
+        let mut spare = None;
+        for s in spares {
+            if spare.is_none() && cfg.preallocate {
+                spare = Some(s);
+            } else {
+                store.free(s.id).await.map_err(Error::from_nvme)?;
+                report.freed_segments += 1;
+            }
+        }
+        report.last_checkpoint = state.last_checkpoint.clone();
+        let core = Core {
+            poisoned: false,
+            next_seq: report.next_seq,
+            head,
+            spare,
+            state,
+        };
+        Ok((Vlog::from_parts(dev, owner, cfg, store, core), report))
+    }
+}
+
+/// Scans the chain from its first record, applying records, until it cannot go on.
+/// Returns the chain index and offset of the hole (the tail if the log is sound).
+async fn scan<D: BlockDevice>(
+    dev: &D,
+    cfg: &VlogConfig,
+    block: usize,
+    chain: &[(Segment, SegmentHeader)],
+    state: &mut State,
+    expected: &mut Seq,
+    report: &mut RecoveryReport,
+) -> Result<(usize, u64)> {
+    let max_body = cfg.batch_bytes_max;
+    let mut prev_end = block as u64;
+    for (i, (seg, hdr)) in chain.iter().enumerate() {
+        if i > 0
+            && (hdr.first_seq != *expected || hdr.segment_seq != chain[i - 1].1.segment_seq + 1)
+        {
+            return Ok((i - 1, prev_end));
+        }
+        let mut rd = SegReader::new(dev, *seg, block, cfg.recovery_read_bytes);
+        let mut pos = block as u64;
+        loop {
+            let Some(hb) = rd.get(pos, RECORD_HEADER_LEN).await? else {
+                break;
+            };
+            let Ok(h) = decode_header(hb, max_body) else {
+                break;
+            };
+            if h.seq != *expected {
+                break;
+            }
+            let Some(rb) = rd.get(pos, h.record_len()).await? else {
+                break;
+            };
+            let Ok((h, rec)) = decode_record(rb, max_body) else {
+                break;
+            };
+            let ptr = LogPointer {
+                segment: SegmentId(seg.id.0),
+                offset: pos,
+                len: h.record_len() as u32,
+                checksum: h.crc,
+            };
+            let n = padded(h.record_len());
+            state.apply(&rec, h.seq, ptr, n);
+            *expected = Seq(expected.0 + 1);
+            report.records += 1;
+            pos += n as u64;
+        }
+        prev_end = pos;
+    }
+    Ok((chain.len() - 1, prev_end))
+}
+
+/// Looks for records of a batch later than the one holding `expected` after the hole at
+/// (`ci`, `pos`): in the window after it and at the start of later chain segments.
+async fn evidence<D: BlockDevice>(
+    dev: &D,
+    cfg: &VlogConfig,
+    block: usize,
+    chain: &[(Segment, SegmentHeader)],
+    ci: usize,
+    pos: u64,
+    expected: Seq,
+) -> Result<bool> {
+    let max_body = cfg.batch_bytes_max;
+    let later = |h: &super::record::RecordHeader| h.seq > expected && h.batch_seq() > expected;
+    let (seg, _) = chain[ci];
+    let wend = seg.len.min(pos + 2 * cfg.batch_bytes_max as u64);
+    let mut rd = SegReader::new(dev, seg, block, cfg.recovery_read_bytes);
+    let mut q = pos + 8;
+    while q + RECORD_HEADER_LEN as u64 <= wend {
+        let hit = match rd.get(q, RECORD_HEADER_LEN).await? {
+            Some(hb) => decode_header(hb, max_body).ok().filter(later),
+            None => None,
+        };
+        if let Some(h) = hit {
+            if let Some(rb) = rd.get(q, h.record_len()).await? {
+                if check_crc(rb, &h).is_ok() {
+                    return Ok(true);
+                }
+            }
+        }
+        q += 8;
+    }
+    for (seg, hdr) in &chain[ci + 1..] {
+        if hdr.batch_seq > expected {
+            return Ok(true);
+        }
+        let mut rd = SegReader::new(dev, *seg, block, cfg.recovery_read_bytes);
+        if let Some(hb) = rd.get(block as u64, RECORD_HEADER_LEN).await? {
+            if let Ok(h) = decode_header(hb, max_body) {
+                if later(&h) {
+                    if let Some(rb) = rd.get(block as u64, h.record_len()).await? {
+                        if check_crc(rb, &h).is_ok() {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Zeroes the bytes after the tail `pos` of `seg` up to the evidence window's end, if any is
+/// not zero, and flushes. Returns the tail block's bytes before `pos`.
+async fn cut<D: BlockDevice>(
+    dev: &D,
+    cfg: &VlogConfig,
+    block: usize,
+    seg: Segment,
+    pos: u64,
+    report: &mut RecoveryReport,
+) -> Result<Vec<u8>> {
+    let bs = block as u64;
+    let start = pos - pos % bs;
+    let end = seg
+        .len
+        .min((pos + 2 * cfg.batch_bytes_max as u64).div_ceil(bs) * bs)
+        .max(start + bs)
+        .min(seg.len);
+    if end <= start {
+        return Ok(Vec::new());
+    }
+    let old = dev
+        .read(seg.offset + start, (end - start) as usize)
+        .await
+        .map_err(Error::from_nvme)?;
+    let keep = (pos - start) as usize;
+    let prefix = old.get(..keep).unwrap_or_default().to_vec();
+    if old
+        .get(keep..)
+        .is_some_and(|rest| rest.iter().any(|&b| b != 0))
+    {
+        let mut buf = dev
+            .alloc_buf((end - start) as usize)
+            .map_err(Error::from_nvme)?;
+        let b = buf.as_bytes_mut();
+        b.fill(0);
+        b[..keep].copy_from_slice(&prefix);
+        let (res, _) = dev.write(seg.offset + start, buf).await;
+        res.map_err(Error::from_nvme)?;
+        dev.flush().await.map_err(Error::from_nvme)?;
+        report.cut = true;
+        report.cut_bytes = end - pos;
+    }
+    Ok(prefix)
+}
