@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::pin;
 use std::time::Duration;
 
@@ -72,6 +73,28 @@ pub enum CallError {
 
 type Reply = oneshot::Sender<Result<Message, CallError>>;
 
+/// Pending replies by request id. Ids are a counter, so a multiplicative hash spreads them;
+/// SipHash would cost more than the rest of the lookup.
+type PendingMap = HashMap<u64, Reply, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing of a `u64` request id.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, id: u64) {
+        self.0 = id.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A request handed to a client connection's driver.
 #[derive(Debug)]
 pub struct Call {
@@ -94,22 +117,27 @@ impl ClientHandle {
             msg,
             reply: Some(reply),
         };
-        self.tx
-            .clone()
-            .send(call)
-            .await
-            .map_err(|_| CallError::Closed("connection task ended".into()))?;
+        self.enqueue(call).await?;
         rx.await
             .map_err(|_| CallError::Closed("connection task ended".into()))?
     }
 
+    /// Queues a call: without waiting when there is room (the common case), else waits.
+    async fn enqueue(&self, call: Call) -> Result<(), CallError> {
+        let mut tx = self.tx.clone();
+        match tx.try_send(call) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_full() => tx
+                .send(e.into_inner())
+                .await
+                .map_err(|_| CallError::Closed("connection task ended".into())),
+            Err(_) => Err(CallError::Closed("connection task ended".into())),
+        }
+    }
+
     /// Sends a one-way message (request id 0, no reply), waiting only for queue space.
     pub async fn send(&self, msg: Message) -> Result<(), CallError> {
-        self.tx
-            .clone()
-            .send(Call { msg, reply: None })
-            .await
-            .map_err(|_| CallError::Closed("connection task ended".into()))
+        self.enqueue(Call { msg, reply: None }).await
     }
 
     /// Whether the connection task has ended.
@@ -170,7 +198,7 @@ pub async fn drive_client<S: AsyncRead + AsyncWrite + Unpin>(
     mut calls: mpsc::Receiver<Call>,
     cfg: TransportConfig,
 ) -> Result<(), ConnError> {
-    let mut pending: HashMap<u64, Reply> = HashMap::with_capacity(cfg.max_in_flight);
+    let mut pending = PendingMap::with_capacity_and_hasher(cfg.max_in_flight, Default::default());
     let result = client_loop(&mut stream, &mut reader, &mut calls, &mut pending, &cfg).await;
     let reason = match &result {
         Ok(()) => "connection closed".to_string(),
@@ -192,7 +220,7 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     reader: &mut ConnReader,
     calls: &mut mpsc::Receiver<Call>,
-    pending: &mut HashMap<u64, Reply>,
+    pending: &mut PendingMap,
     cfg: &TransportConfig,
 ) -> Result<(), ConnError> {
     let mut next_id: u64 = 1;
@@ -241,14 +269,14 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Whether another call may be sent; when full, forget calls whose caller gave up.
-fn has_room(pending: &mut HashMap<u64, Reply>, max: usize) -> bool {
+fn has_room(pending: &mut PendingMap, max: usize) -> bool {
     if pending.len() >= max {
         pending.retain(|_, reply| !reply.is_canceled());
     }
     pending.len() < max
 }
 
-fn enqueue(call: Call, next_id: &mut u64, pending: &mut HashMap<u64, Reply>, out: &mut BytesMut) {
+fn enqueue(call: Call, next_id: &mut u64, pending: &mut PendingMap, out: &mut BytesMut) {
     match call.reply {
         None => call.msg.encode_frame(RequestId(0), out),
         Some(reply) => {
