@@ -307,8 +307,11 @@ fn main() {
         }
     }
     println!();
-    println!("| workload | nvme | fio | nvme / fio | nvme p50 / p99 µs | fio p50 / p99 µs |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "| workload | nvme | fio | nvme / fio (of medians) | per-round ratio: median [min–max] \
+         | nvme p50 / p99 µs | fio p50 / p99 µs |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (i, w) in workloads.iter().enumerate() {
         let (n, f) = &results[i];
         if n.is_empty() || f.is_empty() {
@@ -330,10 +333,21 @@ fn main() {
             )
         };
         let ((n50, n99), (f50, f99)) = (lat(n), lat(f));
+        // Each round ran nvme and fio back to back: their ratio is the least noisy figure.
+        let ratios: Vec<f64> = n
+            .iter()
+            .zip(f)
+            .map(|(a, b)| unit(std::slice::from_ref(a)) / unit(std::slice::from_ref(b)))
+            .collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
         println!(
-            "| {} | {nu:.0}{suffix} | {fu:.0}{suffix} | {:.2} | {n50:.0} / {n99:.0} | {f50:.0} / {f99:.0} |",
+            "| {} | {nu:.0}{suffix} | {fu:.0}{suffix} | {:.2} | {:.2} [{lo:.2}–{hi:.2}] \
+             | {n50:.0} / {n99:.0} | {f50:.0} / {f99:.0} |",
             w.name(),
-            nu / fu
+            nu / fu,
+            median(ratios.clone()),
         );
     }
 }
