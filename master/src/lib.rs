@@ -14,6 +14,8 @@
 //!   scheduler, TSO pre-allocation and snapshots; [`metrics`]: RPC counters and latencies;
 //!   [`admin`]: the HTTP admin endpoint (`/health`, `/status`, `/stores`, `/ranges`,
 //!   `/metrics`).
+//! - [`config`]: the `master.toml` file and its defaults; [`run`]: a whole master process
+//!   (bind, serve, graceful shutdown on SIGTERM) for the `tierkv master` subcommand.
 //!
 //! Dependencies: `net` (tokio transport only). This crate must never depend on glommio,
 //! `ds-node`, `engines` or `nvme` (checked by `scripts/check-deps`).
@@ -26,9 +28,11 @@
 
 pub mod admin;
 mod codec;
+pub mod config;
 pub mod core;
 pub mod log;
 pub mod metrics;
+pub mod run;
 pub mod schedule;
 pub mod service;
 pub mod state;

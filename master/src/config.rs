@@ -1,0 +1,256 @@
+//! The master's config file (`master.toml`, kebab-case keys) and its defaults. Every key is
+//! optional; a missing key takes the default documented on the field (and in
+//! `docs/guides/master.md`, whose example is [`EXAMPLE`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::core::MasterConfig;
+use crate::schedule::ScheduleConfig;
+use crate::state::ClusterConfig;
+
+/// The example config of `docs/guides/master.md`: every key, at its default.
+pub const EXAMPLE: &str = r#"
+# Where the command log and snapshots live.
+data-dir = "master-data"
+# The RPC port (net protocol) and the HTTP admin port ("" disables it).
+listen = "127.0.0.1:7400"
+admin-listen = "127.0.0.1:7401"
+# Connections served at once; more wait in the listen backlog.
+max-connections = 1024
+# How far ahead of the clock the TSO high-water mark is persisted.
+tso-window-ms = 3000
+# Ids reserved per log write.
+id-reserve-step = 1000
+# Snapshot after this many commands.
+snapshot-every = 10000
+# Drop an operator that has not finished after this long.
+operator-timeout-ms = 60000
+# Scheduler period.
+schedule-interval-ms = 1000
+
+# Used only when the data dir is new.
+[cluster]
+replication-factor = 3
+default-max-memory-bytes = 4294967296
+default-max-disk-bytes = 274877906944
+
+[schedule]
+max-ops-per-store = 4
+split-size-bytes = 100663296
+split-qps = 30000
+store-down-after-ms = 30000
+replica-imbalance = 2
+leader-imbalance = 2
+balance-moves-per-run = 4
+"#;
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has an unknown key.
+    #[error("parse config: {0}")]
+    Parse(String),
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+/// A master process: the state machine's settings and where to listen.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// State machine, TSO and scheduler settings.
+    pub master: MasterConfig,
+    /// RPC listen address. Default `127.0.0.1:7400`.
+    pub listen: String,
+    /// Admin HTTP listen address; `None` disables it. Default `127.0.0.1:7401`.
+    pub admin_listen: Option<String>,
+    /// Connections served at once. Default 1,024.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+struct FileConfig {
+    data_dir: PathBuf,
+    listen: String,
+    admin_listen: String,
+    max_connections: usize,
+    tso_window_ms: u64,
+    id_reserve_step: u64,
+    snapshot_every: u64,
+    operator_timeout_ms: u64,
+    schedule_interval_ms: u64,
+    cluster: FileCluster,
+    schedule: FileSchedule,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+struct FileCluster {
+    replication_factor: u32,
+    default_max_memory_bytes: u64,
+    default_max_disk_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+struct FileSchedule {
+    max_ops_per_store: usize,
+    split_size_bytes: u64,
+    split_qps: u64,
+    store_down_after_ms: u64,
+    replica_imbalance: usize,
+    leader_imbalance: usize,
+    balance_moves_per_run: usize,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        let m = MasterConfig::new("master-data");
+        Self {
+            data_dir: m.data_dir,
+            listen: "127.0.0.1:7400".into(),
+            admin_listen: "127.0.0.1:7401".into(),
+            max_connections: 1024,
+            tso_window_ms: m.tso_window_ms,
+            id_reserve_step: m.id_reserve_step,
+            snapshot_every: m.snapshot_every,
+            operator_timeout_ms: m.operator_timeout_ms,
+            schedule_interval_ms: m.schedule_interval_ms,
+            cluster: FileCluster::default(),
+            schedule: FileSchedule::default(),
+        }
+    }
+}
+
+impl Default for FileCluster {
+    fn default() -> Self {
+        let c = ClusterConfig::default();
+        Self {
+            replication_factor: c.replication_factor,
+            default_max_memory_bytes: c.default_max_memory_bytes,
+            default_max_disk_bytes: c.default_max_disk_bytes,
+        }
+    }
+}
+
+impl Default for FileSchedule {
+    fn default() -> Self {
+        let s = ScheduleConfig::default();
+        Self {
+            max_ops_per_store: s.max_ops_per_store,
+            split_size_bytes: s.split_size_bytes,
+            split_qps: s.split_qps,
+            store_down_after_ms: s.store_down_after_ms,
+            replica_imbalance: s.replica_imbalance,
+            leader_imbalance: s.leader_imbalance,
+            balance_moves_per_run: s.balance_moves_per_run,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Parses a config file's text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let f: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        let invalid = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if !(1..=7).contains(&f.cluster.replication_factor) {
+            return invalid("cluster.replication-factor must be 1 ..= 7");
+        }
+        if f.tso_window_ms < 50 {
+            return invalid("tso-window-ms must be at least 50");
+        }
+        if f.id_reserve_step == 0 || f.snapshot_every == 0 || f.max_connections == 0 {
+            return invalid("id-reserve-step, snapshot-every and max-connections must be > 0");
+        }
+        let mut master = MasterConfig::new(f.data_dir);
+        master.tso_window_ms = f.tso_window_ms;
+        master.id_reserve_step = f.id_reserve_step;
+        master.snapshot_every = f.snapshot_every;
+        master.operator_timeout_ms = f.operator_timeout_ms;
+        master.schedule_interval_ms = f.schedule_interval_ms.max(1);
+        master.cluster = ClusterConfig {
+            replication_factor: f.cluster.replication_factor,
+            default_max_memory_bytes: f.cluster.default_max_memory_bytes,
+            default_max_disk_bytes: f.cluster.default_max_disk_bytes,
+        };
+        let s = f.schedule;
+        master.schedule = ScheduleConfig {
+            max_ops_per_store: s.max_ops_per_store,
+            split_size_bytes: s.split_size_bytes,
+            split_qps: s.split_qps,
+            store_down_after_ms: s.store_down_after_ms,
+            replica_imbalance: s.replica_imbalance.max(1),
+            leader_imbalance: s.leader_imbalance.max(1),
+            balance_moves_per_run: s.balance_moves_per_run,
+        };
+        Ok(Self {
+            master,
+            listen: f.listen,
+            admin_listen: (!f.admin_listen.is_empty()).then_some(f.admin_listen),
+            max_connections: f.max_connections,
+        })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(c: &ServerConfig) -> String {
+        format!("{c:?}")
+    }
+
+    #[test]
+    fn the_documented_example_is_the_default() {
+        let example = ServerConfig::parse(EXAMPLE).unwrap();
+        let empty = ServerConfig::parse("").unwrap();
+        assert_eq!(summary(&example), summary(&empty));
+        assert_eq!(example.master.schedule.split_size_bytes, 96 << 20);
+        assert_eq!(example.admin_listen.as_deref(), Some("127.0.0.1:7401"));
+    }
+
+    #[test]
+    fn the_guide_shows_the_example() {
+        let guide = include_str!("../../docs/guides/master.md");
+        assert!(
+            guide.contains(EXAMPLE.trim()),
+            "docs/guides/master.md drifted from EXAMPLE"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(matches!(
+            ServerConfig::parse("tso-windw-ms = 5"),
+            Err(ConfigError::Parse(_))
+        ));
+        assert!(matches!(
+            ServerConfig::parse("[cluster]\nreplication-factor = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
+        let c = ServerConfig::parse("admin-listen = \"\"\nlisten = \"0.0.0.0:1\"").unwrap();
+        assert_eq!(c.admin_listen, None);
+        assert_eq!(c.listen, "0.0.0.0:1");
+    }
+}

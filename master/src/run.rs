@@ -1,0 +1,121 @@
+//! Runs a master process: open the data dir, bind the RPC and admin ports, serve until the
+//! shutdown future completes (SIGTERM or Ctrl-C in the binary: [`shutdown_signal`]), then
+//! stop accepting and wait for every connection and the timer to finish.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use net::transport::TransportConfig;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::admin::serve_admin;
+use crate::config::ServerConfig;
+use crate::log::LogError;
+use crate::service::{Clock, Master};
+
+/// Why the master could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The data dir could not be opened or recovered.
+    #[error("open master data dir: {0}")]
+    Open(#[from] LogError),
+    /// A port could not be bound.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, RunError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Runs the master described by `cfg` until `shutdown` completes. `ready` is called with the
+/// bound RPC and admin addresses once both listen (useful with port 0).
+pub async fn run(
+    cfg: ServerConfig,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
+) -> Result<(), RunError> {
+    let (master, report) = Master::open(cfg.master.clone(), clock)?;
+    let rpc = bind(&cfg.listen).await?;
+    let admin = match &cfg.admin_listen {
+        Some(a) => Some(bind(a).await?),
+        None => None,
+    };
+    let rpc_addr = rpc.local_addr().map_err(|source| RunError::Bind {
+        addr: cfg.listen.clone(),
+        source,
+    })?;
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
+    tracing::info!(
+        %rpc_addr,
+        ?admin_addr,
+        cluster = %master.cluster_id(),
+        replayed = report.replayed,
+        "master listening"
+    );
+    ready(rpc_addr, admin_addr);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let wait = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let admin_task =
+        admin.map(|l| tokio::spawn(serve_admin(master.clone(), l, wait(stop_rx.clone()))));
+    let serve = master.clone().serve(
+        rpc,
+        TransportConfig::default(),
+        cfg.max_connections,
+        wait(stop_rx),
+    );
+    let mut serve = std::pin::pin!(serve);
+    tokio::select! {
+        () = &mut serve => {}
+        () = shutdown => {
+            tracing::info!("master shutting down");
+            let _ = stop_tx.send(true);
+            serve.await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    tracing::info!("master stopped");
+    Ok(())
+}
