@@ -382,7 +382,23 @@ impl Core {
             )));
         }
         let mut desc = hb.range;
+        if desc.epoch == current.epoch
+            && (desc.replicas != current.replicas
+                || desc.start != current.start
+                || desc.end != current.end)
+        {
+            // Same epoch, different content: ours wins (only a newer epoch may change the
+            // membership or the interval); the leader is still taken from the heartbeat.
+            tracing::warn!(range = %id, "range heartbeat disagrees with the master at the same epoch");
+            desc = current.clone();
+        }
         desc.leader = Some(hb.leader);
+        if !desc.replicas.iter().any(|r| r.replica_id == hb.leader) {
+            return Err(bad(format!(
+                "range {id}: leader {} is not one of its replicas",
+                hb.leader
+            )));
+        }
         if &desc != current {
             self.propose(&Command::PutRange {
                 range: desc.clone(),
@@ -506,6 +522,14 @@ impl Core {
             )));
         }
         let left_id = rep.left.id;
+        let state = self.state();
+        if state.range(left_id) == Some(&rep.left) && state.range(rep.right.id) == Some(&rep.right)
+        {
+            // A retry of a report that was recorded (its reply was lost).
+            return Ok(SplitReportResp {
+                route_version: state.route_version(),
+            });
+        }
         self.propose(&Command::Split {
             left: rep.left,
             right: rep.right,

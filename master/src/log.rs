@@ -365,8 +365,8 @@ fn replay(path: &Path, last: bool, state: &mut ClusterState) -> Result<(u64, u64
         && le_u32(&data, 8) == Some(FORMAT_VERSION)
         && le_u32(&data, 20) == Some(crc32c::crc32c(&data[..20]));
     if !header_ok {
-        if last && data.len() < LOG_HEADER_BYTES && data.iter().all(|&b| b == 0) {
-            // A crash while the file was being created: it holds nothing.
+        if last && data.len() <= LOG_HEADER_BYTES {
+            // A crash while the file was being created: it holds no record.
             rewrite_header(path, state.applied_index() + 1)?;
             return Ok((0, data.len() as u64));
         }
@@ -534,6 +534,23 @@ mod tests {
         assert_eq!(report.snapshot_index, 2);
         assert_eq!(report.replayed, 1);
         assert_eq!(d.state(), &expected);
+    }
+
+    #[test]
+    fn log_file_torn_while_being_created_is_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut d, _) = DurableState::open(dir.path()).unwrap();
+        d.propose(&init()).unwrap();
+        d.snapshot().unwrap();
+        drop(d);
+        let path = only_log(dir.path());
+        fs::write(&path, &LOG_MAGIC[..5]).unwrap();
+        let (mut d, report) = DurableState::open(dir.path()).unwrap();
+        assert_eq!(report.torn_bytes, 5);
+        d.propose(&Command::ReserveIds { end: 7 }).unwrap();
+        drop(d);
+        let (d, _) = DurableState::open(dir.path()).unwrap();
+        assert_eq!(d.state().id_end(), 7);
     }
 
     #[test]
