@@ -30,16 +30,23 @@ async fn connect(addr: &str) -> Client {
         .unwrap()
 }
 
-/// Runs `clients` closed-loop clients for `secs`; returns (requests, items, latency µs).
+/// Runs `clients` closed-loop clients over `conns` connections (shared round-robin, so
+/// several calls are in flight on one connection) for `secs`; returns (requests, items,
+/// latency µs).
 async fn drive(
     addr: &str,
     clients: usize,
+    conns: usize,
     secs: u64,
     make: impl Fn(u64) -> (Message, u64) + Send + Sync + Clone + 'static,
 ) -> (u64, u64, Histogram<u64>) {
+    let mut pool = Vec::new();
+    for _ in 0..conns {
+        pool.push(connect(addr).await);
+    }
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let client = connect(addr).await;
+        let client = pool[c % conns].clone();
         let make = make.clone();
         tasks.push(tokio::spawn(async move {
             let mut h = Histogram::<u64>::new_with_bounds(1, 10_000_000, 3).unwrap();
@@ -75,7 +82,7 @@ async fn drive(
 
 fn report(name: &str, secs: u64, (reqs, items, h): &(u64, u64, Histogram<u64>)) {
     println!(
-        "{name:<40} {:>12.0} items/s {:>10.0} req/s  p50 {:>6} µs  p99 {:>6} µs  p999 {:>6} µs",
+        "{name:<48} {:>12.0} items/s {:>10.0} req/s  p50 {:>6} µs  p99 {:>6} µs  p999 {:>6} µs",
         *items as f64 / secs as f64,
         *reqs as f64 / secs as f64,
         h.value_at_quantile(0.5),
@@ -196,20 +203,36 @@ fn main() {
             "master bench: {CLIENTS} clients, {secs} s per run, {} cores",
             std::thread::available_parallelism().map_or(0, |n| n.get())
         );
-        for batch in [1u32, 100] {
-            let r = drive(&addr, CLIENTS, secs, move |_| {
-                (TsoRequest { count: batch }.into(), u64::from(batch))
-            })
-            .await;
-            report(&format!("tso batch {batch}, {CLIENTS} clients"), secs, &r);
+        for (conns, how) in [(CLIENTS, "64 conns"), (1, "1 conn, pipelined")] {
+            for batch in [1u32, 100] {
+                let r = drive(&addr, CLIENTS, conns, secs, move |_| {
+                    (TsoRequest { count: batch }.into(), u64::from(batch))
+                })
+                .await;
+                report(
+                    &format!("tso batch {batch}, {CLIENTS} clients, {how}"),
+                    secs,
+                    &r,
+                );
+            }
         }
         let lookup = |i: u64| {
             let key = Bytes::from(format!("k{:04}x", i % 1000));
             (RouteByKey { key }.into(), 1)
         };
-        let r = drive(&addr, CLIENTS, secs, lookup).await;
-        report(&format!("route by key, {CLIENTS} clients"), secs, &r);
-        let r = drive(&addr, 1, secs, lookup).await;
+        let r = drive(&addr, CLIENTS, CLIENTS, secs, lookup).await;
+        report(
+            &format!("route by key, {CLIENTS} clients, 64 conns"),
+            secs,
+            &r,
+        );
+        let r = drive(&addr, CLIENTS, 1, secs, lookup).await;
+        report(
+            &format!("route by key, {CLIENTS} clients, 1 conn"),
+            secs,
+            &r,
+        );
+        let r = drive(&addr, 1, 1, secs, lookup).await;
         report("route by key, 1 client (idle latency)", secs, &r);
         let _ = stop.send(());
         server.await.unwrap();
