@@ -902,18 +902,24 @@ impl<D: BlockDevice> Vlog<D> {
     /// Returns the segments no range's Raft log needs any more (no retained entry; not the
     /// head). Their latest metadata records are moved by [`release_segment`](Self::release_segment).
     /// The value GC relocates the live values of such a segment and then releases it.
+    ///
+    /// Segments are freed from the oldest end only (recovery relies on the chain of segments
+    /// being contiguous), so this is the longest run of unneeded segments starting at the
+    /// oldest, in log order.
     pub fn raft_unneeded_segments(&self) -> Vec<SegmentId> {
-        self.segment_usage()
+        let mut usage = self.segment_usage();
+        usage.sort_by_key(|(_, u, _)| u.segment_seq);
+        usage
             .into_iter()
-            .filter(|(_, u, head)| !head && u.live_entries == 0)
+            .take_while(|(_, u, head)| !head && u.live_entries == 0)
             .map(|(id, _, _)| id)
             .collect()
     }
 
     /// Frees segment `id`: re-appends the latest hard state, conf state and truncation
     /// records of ranges that lie in it, then gives it back to the store (durable when it
-    /// returns). Refused (`SegmentInUse`) if a range still retains an entry in it or it is the
-    /// head. The caller must no longer need the values in it.
+    /// returns). Refused (`SegmentInUse`) if a range still retains an entry in it, it is the
+    /// head, or it is not the oldest segment of the log. The caller must no longer need the values in it.
     pub async fn release_segment(&self, id: SegmentId) -> Result<()> {
         let _g = self.lock().await;
         self.check_poisoned()?;
@@ -926,7 +932,14 @@ impl<D: BlockDevice> Vlog<D> {
             let head = c.head.as_ref().map(|h| h.seg.id.0);
             match c.state.segments.get(&id) {
                 None => return Err(Error::InvalidArgument("segment is not in the log")),
-                Some(u) if u.live_entries > 0 || Some(id) == head => {
+                Some(u)
+                    if u.live_entries > 0
+                        || Some(id) == head
+                        || c.state
+                            .segments
+                            .values()
+                            .any(|o| o.segment_seq < u.segment_seq) =>
+                {
                     return Err(Error::SegmentInUse(id));
                 }
                 Some(_) => c.state.metas_in(id),

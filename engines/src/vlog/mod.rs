@@ -61,7 +61,7 @@ pub enum Error {
         /// What check failed.
         detail: &'static str,
     },
-    /// The segment still holds something a range needs, or is the head.
+    /// The segment still holds something a range needs, is the head, or is not the oldest.
     #[error("segment {0} is still needed by the shard log")]
     SegmentInUse(u32),
     /// A caller mistake.

@@ -189,12 +189,19 @@ impl State {
         let r = self.ranges.entry(range).or_default();
         let mut dropped = Vec::new();
         if r.entries.is_empty() {
-            if index < r.first {
-                return; // below the compaction point: not part of the retained log
-            }
             r.first = index;
         } else if index < r.first {
-            return;
+            // Below the retained log: the range restarts here. (Raft never does this; the
+            // rule makes replay from any segment on converge to the live state, see the
+            // format doc, invariant 6.)
+            let first = r.first;
+            dropped.extend(
+                r.entries
+                    .drain(..)
+                    .enumerate()
+                    .map(|(i, l)| (first + i as u64, l)),
+            );
+            r.first = index;
         } else if index <= r.last() {
             // Raft §5.3: a conflicting entry replaces the suffix from its index on.
             while r.last() >= index {
@@ -214,9 +221,10 @@ impl State {
         }
         r.entries.push_back(EntryLoc { term, ptr });
         debug_assert_eq!(r.last(), index);
-        // An append at or below a suffix truncation drops everything it dropped: the
-        // truncation record is no longer needed to rebuild this range.
-        let superseded = r.suffix.take_if(|(s, _)| index <= s.0).map(|(_, p)| p);
+        // Once an entry is appended after a suffix truncation, the truncation record is no
+        // longer needed to rebuild the range (the append itself dropped or follows everything
+        // it dropped), and re-appending it later (relocation) would wrongly drop new entries.
+        let superseded = r.suffix.take().map(|(_, p)| p);
         if let Some(p) = superseded {
             self.seg(&p).meta_records -= 1;
         }
