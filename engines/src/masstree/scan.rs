@@ -37,6 +37,8 @@ struct Walker<'a> {
     prefix_frames: usize,
     /// The border whose entries were last touched (see `touch`).
     touched: u32,
+    /// The direction of the last `seek`: which neighbour border to load ahead.
+    dir: Direction,
 }
 
 impl<'a> Walker<'a> {
@@ -47,6 +49,7 @@ impl<'a> Walker<'a> {
             key: Vec::new(),
             prefix_frames: 0,
             touched: NIL,
+            dir: Direction::Forward,
         }
     }
 
@@ -211,6 +214,7 @@ impl<'a> Walker<'a> {
     /// Positions on the first key after `bound` going in `dir` (for `Reverse`, the last key
     /// before it). Returns `false` when there is none.
     fn seek(&mut self, bound: Bound<&[u8]>, dir: Direction) -> bool {
+        self.dir = dir;
         match (bound, dir) {
             (Bound::Unbounded, Direction::Forward) => self.seek_first(),
             (Bound::Unbounded, Direction::Reverse) => self.seek_last(),
@@ -245,7 +249,11 @@ impl<'a> Walker<'a> {
         let b = self.tree.borders.get(last.border);
         if self.touched != last.border {
             self.touched = last.border;
-            touch(b);
+            let ahead = match self.dir {
+                Direction::Forward => b.next,
+                Direction::Reverse => b.prev,
+            };
+            touch(b, (ahead != NIL).then(|| self.tree.borders.get(ahead)));
         }
         let s = b.permutation.slot(last.pos);
         let kl = b.keylen[s];
@@ -266,13 +274,20 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// Loads the first data byte of every entry of `b` in one pass, so that the cache misses of a
-/// scan through this border overlap instead of coming one after another.
+/// Loads the first data byte of every entry of `b`, and the lines of the border `ahead` that a
+/// scan reaches next, in one pass: the cache misses of a scan then overlap instead of coming one
+/// after another (there is no prefetch instruction in safe Rust; plain loads do the same).
 #[inline]
-fn touch(b: &Border) {
+fn touch(b: &Border, ahead: Option<&Border>) {
     let mut acc = 0u8;
     for e in &b.entries {
         acc ^= e.data.first().copied().unwrap_or(0);
+    }
+    if let Some(n) = ahead {
+        acc ^= n.permutation.0 as u8;
+        for e in &n.entries {
+            acc ^= e.data.len() as u8;
+        }
     }
     std::hint::black_box(acc);
 }
