@@ -1,6 +1,14 @@
 //! `proxy`: the stateless Redis front end (tokio) that routes commands to DS shards.
 //!
-//! Dependencies: `net` only. This crate must never depend on `engines`, `nvme` or glommio.
+//! Modules:
+//! - [`resp`]: RESP2/RESP3 request parsing (multibulk and inline, with Redis 7's limits) and
+//!   reply encoding for either protocol version. Sans-IO: bytes in, commands out.
 //!
-//! Status: not built yet (issue 8). The crate exists so that the workspace has its final shape.
+//! Still to come (issue 8): the connection loop, command translation to `net` operations,
+//! routing with a cached route table, and the multi-range commands.
+//!
+//! Dependencies: `net` only. This crate must never depend on `engines`, `nvme` or glommio.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod resp;

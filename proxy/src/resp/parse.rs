@@ -1,0 +1,462 @@
+//! Request parsing as Redis 7 does it (`networking.c`: `processInlineBuffer`,
+//! `processMultibulkBuffer`): multibulk (`*N\r\n$len\r\n…`) and inline commands, the same
+//! limits and the same protocol error strings. A protocol error is answered with
+//! `-ERR Protocol error: …` and the connection is closed after the reply; the error never
+//! affects another connection.
+//!
+//! The parser is incremental: bytes that do not yet form a whole command stay in the buffer
+//! and `Ok(None)` asks for more. Arguments are zero-copy slices of the receive buffer.
+// perf-critical: every command passes through here.
+
+use std::borrow::Cow;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+/// Longest inline command, and longest `*N` / `$N` header line: 64 KiB (`PROTO_INLINE_MAX_SIZE`).
+pub const INLINE_MAX_BYTES: usize = 64 * 1024;
+/// At most this many argument slots are allocated up front, whatever `*N` claims.
+pub const PREALLOC_ARGS_MAX: usize = 1024;
+/// Before authentication: at most this many arguments …
+pub const UNAUTH_ARGS_MAX: i64 = 10;
+/// … and bulk strings of at most this many bytes.
+pub const UNAUTH_BULK_MAX: i64 = 16 * 1024;
+
+/// Limits of one connection's parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest bulk string (`proto-max-bulk-len`). Default 512 MiB, as Redis.
+    pub max_bulk_bytes: i64,
+    /// Largest query buffer: a command that needs more is a protocol error
+    /// (`client-query-buffer-limit`). Default 1 GiB, as Redis.
+    pub max_query_buffer_bytes: usize,
+    /// Query buffer limit before authentication (when a password is set). 1 MiB.
+    pub unauth_query_buffer_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_bulk_bytes: 512 * 1024 * 1024,
+            max_query_buffer_bytes: 1024 * 1024 * 1024,
+            unauth_query_buffer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+/// A request the connection must refuse; the text is Redis's, after `-ERR `.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Protocol error: {0}")]
+pub struct ParseError(pub Cow<'static, str>);
+
+fn perr(msg: &'static str) -> ParseError {
+    ParseError(Cow::Borrowed(msg))
+}
+
+/// Where a multibulk command is in its parse, so a command split across reads is not
+/// re-scanned from its start.
+#[derive(Debug, Default)]
+struct Multibulk {
+    /// Arguments still to read.
+    remaining: usize,
+    args: Vec<Bytes>,
+}
+
+/// An incremental request parser for one connection.
+#[derive(Debug)]
+pub struct RequestParser {
+    limits: Limits,
+    partial: Option<Multibulk>,
+}
+
+impl RequestParser {
+    /// A parser with these limits.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            partial: None,
+        }
+    }
+
+    /// Takes the next whole command off the front of `buf`. `Ok(None)`: more bytes are needed.
+    /// An empty command (`*0`, a blank inline line) is skipped. `authenticated` is false while
+    /// a password is set and the connection has not authenticated: the stricter limits apply.
+    pub fn next(
+        &mut self,
+        buf: &mut BytesMut,
+        authenticated: bool,
+    ) -> Result<Option<Vec<Bytes>>, ParseError> {
+        loop {
+            let limit = if authenticated {
+                self.limits.max_query_buffer_bytes
+            } else {
+                self.limits.unauth_query_buffer_bytes
+            };
+            let result = if self.partial.is_some() || buf.first() == Some(&b'*') {
+                self.multibulk(buf, authenticated)?
+            } else if buf.is_empty() {
+                None
+            } else {
+                inline(buf)?
+            };
+            match result {
+                Some(args) if args.is_empty() => continue,
+                Some(args) => return Ok(Some(args)),
+                None if buf.len() > limit => return Err(perr("query buffer limit exceeded")),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    fn multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        authenticated: bool,
+    ) -> Result<Option<Vec<Bytes>>, ParseError> {
+        if self.partial.is_none() {
+            let Some(line_end) = find_crlf(buf, INLINE_MAX_BYTES, "too big mbulk count string")?
+            else {
+                return Ok(None);
+            };
+            let n = parse_int(&buf[1..line_end]).ok_or(perr("invalid multibulk length"))?;
+            if n > i64::from(i32::MAX) {
+                return Err(perr("invalid multibulk length"));
+            }
+            if !authenticated && n > UNAUTH_ARGS_MAX {
+                return Err(perr("unauthenticated multibulk length"));
+            }
+            buf.advance(line_end + 2);
+            if n <= 0 {
+                return Ok(Some(Vec::new()));
+            }
+            let n = usize::try_from(n).map_err(|_| perr("invalid multibulk length"))?;
+            self.partial = Some(Multibulk {
+                remaining: n,
+                args: Vec::with_capacity(n.min(PREALLOC_ARGS_MAX)),
+            });
+        }
+        let state = self.partial.as_mut().expect("set above");
+        while state.remaining > 0 {
+            let Some(&first) = buf.first() else {
+                return Ok(None);
+            };
+            if first != b'$' {
+                let got = char::from(first);
+                return Err(ParseError(Cow::Owned(format!("expected '$', got '{got}'"))));
+            }
+            let Some(line_end) = find_crlf(buf, INLINE_MAX_BYTES, "too big bulk count string")?
+            else {
+                return Ok(None);
+            };
+            let len = parse_int(&buf[1..line_end]).ok_or(perr("invalid bulk length"))?;
+            if !authenticated && len > UNAUTH_BULK_MAX {
+                return Err(perr("unauthenticated bulk length"));
+            }
+            if len < 0 || len > self.limits.max_bulk_bytes {
+                return Err(perr("invalid bulk length"));
+            }
+            let len = usize::try_from(len).map_err(|_| perr("invalid bulk length"))?;
+            let total = line_end + 2 + len + 2;
+            if buf.len() < total {
+                // Make room for the bulk in large steps instead of read by read, but never
+                // more than 1 MiB ahead of what has arrived: a claimed length alone must not
+                // make us allocate.
+                buf.reserve((total - buf.len()).min(1 << 20));
+                return Ok(None);
+            }
+            if &buf[total - 2..total] != b"\r\n" {
+                return Err(perr("bulk string not terminated by CRLF"));
+            }
+            buf.advance(line_end + 2);
+            let arg = buf.split_to(len).freeze();
+            buf.advance(2);
+            state.args.push(arg);
+            state.remaining -= 1;
+        }
+        Ok(self.partial.take().map(|s| s.args))
+    }
+}
+
+/// Position of the `\r` of the first `\r\n`, or `None` if there is none yet; a line longer
+/// than `max` is the error `what`.
+fn find_crlf(buf: &[u8], max: usize, what: &'static str) -> Result<Option<usize>, ParseError> {
+    let window = &buf[..buf.len().min(max + 2)];
+    match window.windows(2).position(|w| w == b"\r\n") {
+        Some(i) => Ok(Some(i)),
+        None if buf.len() > max => Err(perr(what)),
+        None => Ok(None),
+    }
+}
+
+/// Parses a decimal `i64` the way Redis's `string2ll` does: optional `-`, digits, no `+`,
+/// no spaces, no leading zeros except "0".
+fn parse_int(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
+    }
+    Some(v)
+}
+
+/// An inline command: one line (`\n` or `\r\n` terminated) split like `sdssplitargs`.
+fn inline(buf: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ParseError> {
+    let window = &buf[..buf.len().min(INLINE_MAX_BYTES + 1)];
+    let Some(nl) = window.iter().position(|&b| b == b'\n') else {
+        if buf.len() > INLINE_MAX_BYTES {
+            return Err(perr("too big inline request"));
+        }
+        return Ok(None);
+    };
+    let line_end = if nl > 0 && buf[nl - 1] == b'\r' {
+        nl - 1
+    } else {
+        nl
+    };
+    let args = split_args(&buf[..line_end]).ok_or(perr("unbalanced quotes in request"))?;
+    buf.advance(nl + 1);
+    Ok(Some(args))
+}
+
+/// `sdssplitargs`: whitespace-separated words; `"…"` with `\n \r \t \b \a \\ \" \xHH`
+/// escapes; `'…'` with `\'`; a closing quote must be followed by a space or the end.
+/// `None` on unbalanced quotes.
+pub fn split_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    loop {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            return Some(args);
+        }
+        let mut cur = Vec::new();
+        let (mut in_dq, mut in_sq) = (false, false); // inside "…" / '…'
+        loop {
+            let Some(&c) = line.get(i) else {
+                if in_dq || in_sq {
+                    return None;
+                }
+                break;
+            };
+            if in_dq {
+                if c == b'\\' && line.get(i + 1) == Some(&b'x') && hex_pair(line, i + 2).is_some() {
+                    cur.push(hex_pair(line, i + 2)?);
+                    i += 3;
+                } else if c == b'\\' && i + 1 < line.len() {
+                    i += 1;
+                    cur.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else if in_sq {
+                if c == b'\\' && line.get(i + 1) == Some(&b'\'') {
+                    i += 1;
+                    cur.push(b'\'');
+                } else if c == b'\'' {
+                    if line.get(i + 1).is_some_and(|b| !b.is_ascii_whitespace()) {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    cur.push(c);
+                }
+            } else if c.is_ascii_whitespace() {
+                break;
+            } else if c == b'"' {
+                in_dq = true;
+            } else if c == b'\'' {
+                in_sq = true;
+            } else {
+                cur.push(c);
+            }
+            i += 1;
+        }
+        args.push(Bytes::from(cur));
+    }
+}
+
+fn hex_pair(line: &[u8], at: usize) -> Option<u8> {
+    let hi = (*line.get(at)? as char).to_digit(16)?;
+    let lo = (*line.get(at + 1)? as char).to_digit(16)?;
+    u8::try_from(hi * 16 + lo).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(input: &[u8], authenticated: bool) -> Result<Vec<Vec<Bytes>>, ParseError> {
+        let mut p = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        while let Some(cmd) = p.next(&mut buf, authenticated)? {
+            out.push(cmd);
+        }
+        Ok(out)
+    }
+
+    fn multibulk(args: &[&[u8]]) -> Vec<u8> {
+        let mut v = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            v.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            v.extend_from_slice(a);
+            v.extend_from_slice(b"\r\n");
+        }
+        v
+    }
+
+    #[test]
+    fn multibulk_and_inline_commands_parse_in_sequence() {
+        let mut input = multibulk(&[b"SET", b"k", b"v\r\nwith crlf"]);
+        input.extend_from_slice(b"PING\r\n");
+        input.extend_from_slice(b"get \"a b\" 'c\\'d'\n");
+        let cmds = parse_all(&input, true).unwrap();
+        assert_eq!(cmds.len(), 3);
+        assert_eq!(cmds[0][2], Bytes::from_static(b"v\r\nwith crlf"));
+        assert_eq!(cmds[1], vec![Bytes::from_static(b"PING")]);
+        assert_eq!(
+            cmds[2],
+            vec![
+                Bytes::from_static(b"get"),
+                Bytes::from_static(b"a b"),
+                Bytes::from_static(b"c'd")
+            ]
+        );
+    }
+
+    #[test]
+    fn inline_escapes_follow_sdssplitargs() {
+        let args = split_args(b"set \"\\x41\\n\\t\" x").unwrap();
+        assert_eq!(args[1], Bytes::from_static(b"A\n\t"));
+        assert!(split_args(b"set \"abc").is_none());
+        assert!(split_args(b"set \"abc\"def").is_none());
+        assert!(split_args(b"   ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn empty_commands_are_skipped() {
+        let cmds = parse_all(b"*0\r\n\r\n*-1\r\nPING\r\n", true).unwrap();
+        assert_eq!(cmds, vec![vec![Bytes::from_static(b"PING")]]);
+    }
+
+    #[test]
+    fn protocol_errors_carry_redis_messages() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"*abc\r\n", "invalid multibulk length"),
+            (b"*3000000000\r\n", "invalid multibulk length"),
+            (b"*1\r\n+x\r\n", "expected '$', got '+'"),
+            (b"*1\r\n$-5\r\n", "invalid bulk length"),
+            (b"*1\r\n$600000000\r\n", "invalid bulk length"),
+            (b"*1\r\n$1\r\nabc\r\n", "bulk string not terminated by CRLF"),
+            (b"set \"unbalanced\r\n", "unbalanced quotes in request"),
+        ];
+        for (input, msg) in cases {
+            assert_eq!(parse_all(input, true), Err(perr(msg)), "{input:?}");
+            assert_eq!(
+                parse_all(input, true).unwrap_err().to_string(),
+                format!("Protocol error: {msg}")
+            );
+        }
+    }
+
+    #[test]
+    fn unauthenticated_clients_get_tight_limits() {
+        let many: Vec<&[u8]> = vec![b"x"; 11];
+        assert_eq!(
+            parse_all(&multibulk(&many), false),
+            Err(perr("unauthenticated multibulk length"))
+        );
+        assert_eq!(
+            parse_all(b"*1\r\n$16385\r\n", false),
+            Err(perr("unauthenticated bulk length"))
+        );
+        let big = vec![b'a'; 2 * 1024 * 1024];
+        assert_eq!(parse_all(&big, false), Err(perr("too big inline request")));
+    }
+
+    #[test]
+    fn oversized_header_lines_are_refused_without_waiting_for_crlf() {
+        let mut line = b"*".to_vec();
+        line.extend(std::iter::repeat_n(b'1', INLINE_MAX_BYTES + 10));
+        assert_eq!(
+            parse_all(&line, true),
+            Err(perr("too big mbulk count string"))
+        );
+    }
+
+    #[test]
+    fn huge_claimed_argument_count_allocates_a_bounded_vector() {
+        let mut p = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::from(&b"*2000000000\r\n$1\r\na\r\n"[..]);
+        assert_eq!(p.next(&mut buf, true), Ok(None));
+        let state = p.partial.as_ref().unwrap();
+        assert!(state.args.capacity() <= PREALLOC_ARGS_MAX);
+    }
+
+    proptest! {
+        /// Any command, split at any points across reads, parses to the same arguments.
+        #[test]
+        fn commands_split_anywhere_reassemble(
+            cmds in prop::collection::vec(prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..6), 1..6),
+            cuts in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            let mut wire = Vec::new();
+            for c in &cmds {
+                let refs: Vec<&[u8]> = c.iter().map(|a| &a[..]).collect();
+                wire.extend(multibulk(&refs));
+            }
+            let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(wire.len() + 1)).collect();
+            cuts.push(wire.len());
+            cuts.sort_unstable();
+            let mut p = RequestParser::new(Limits::default());
+            let mut buf = BytesMut::new();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for cut in cuts {
+                buf.extend_from_slice(&wire[at..cut]);
+                at = cut;
+                while let Some(cmd) = p.next(&mut buf, true).unwrap() {
+                    got.push(cmd.iter().map(|b| b.to_vec()).collect::<Vec<_>>());
+                }
+            }
+            prop_assert_eq!(got, cmds);
+        }
+
+        /// Random bytes never panic the parser, authenticated or not.
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512), auth in any::<bool>()) {
+            let _ = parse_all(&bytes, auth);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Reply encoding for RESP2 and RESP3. A [`Reply`] is written in the protocol the connection
+//! chose with `HELLO`: RESP3 types (null, map, set, double, boolean) fall back to their RESP2
+//! forms as Redis does (`$-1`/`*-1`, flat arrays, bulk strings, integers).
+// perf-critical: every reply passes through here.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// The protocol version of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2, the default until `HELLO 3`.
+    #[default]
+    Resp2,
+    /// RESP3.
+    Resp3,
+}
+
+/// A reply to a command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// `+OK`-style status.
+    Simple(&'static str),
+    /// An error; the text includes its prefix (`ERR …`, `WRONGTYPE …`).
+    Error(String),
+    /// An integer.
+    Int(i64),
+    /// A bulk string.
+    Bulk(Bytes),
+    /// The null reply (`$-1` in RESP2, `_` in RESP3).
+    Nil,
+    /// The null array (`*-1` in RESP2, `_` in RESP3).
+    NilArray,
+    /// An array.
+    Array(Vec<Reply>),
+    /// A map (a flat array of key, value in RESP2).
+    Map(Vec<(Reply, Reply)>),
+    /// A set (an array in RESP2).
+    Set(Vec<Reply>),
+    /// A double (a bulk string in RESP2).
+    Double(f64),
+    /// A boolean (the integer 1 or 0 in RESP2).
+    Bool(bool),
+}
+
+impl Reply {
+    /// `+OK`.
+    pub const OK: Reply = Reply::Simple("OK");
+
+    /// An error reply with the `ERR ` prefix.
+    pub fn err(msg: impl std::fmt::Display) -> Reply {
+        Reply::Error(format!("ERR {msg}"))
+    }
+
+    /// A bulk string copied from a slice.
+    pub fn bulk(b: &[u8]) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(b))
+    }
+
+    /// Appends the encoding of this reply in `proto`.
+    pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
+        match self {
+            Reply::Simple(s) => line(out, b'+', s.as_bytes()),
+            Reply::Error(e) => {
+                // An error line cannot hold CR or LF: Redis replaces them with spaces.
+                out.put_u8(b'-');
+                out.extend(
+                    e.bytes()
+                        .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+                );
+                out.put_slice(b"\r\n");
+            }
+            Reply::Int(i) => int_line(out, b':', *i),
+            Reply::Bulk(b) => {
+                int_line(out, b'$', len_i64(b.len()));
+                out.put_slice(b);
+                out.put_slice(b"\r\n");
+            }
+            Reply::Nil => match proto {
+                Protocol::Resp2 => out.put_slice(b"$-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::NilArray => match proto {
+                Protocol::Resp2 => out.put_slice(b"*-1\r\n"),
+                Protocol::Resp3 => out.put_slice(b"_\r\n"),
+            },
+            Reply::Array(items) => {
+                int_line(out, b'*', len_i64(items.len()));
+                items.iter().for_each(|r| r.encode(proto, out));
+            }
+            Reply::Set(items) => {
+                let tag = if proto == Protocol::Resp3 { b'~' } else { b'*' };
+                int_line(out, tag, len_i64(items.len()));
+                items.iter().for_each(|r| r.encode(proto, out));
+            }
+            Reply::Map(pairs) => {
+                match proto {
+                    Protocol::Resp2 => int_line(out, b'*', len_i64(pairs.len() * 2)),
+                    Protocol::Resp3 => int_line(out, b'%', len_i64(pairs.len())),
+                }
+                for (k, v) in pairs {
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
+            Reply::Double(d) => {
+                let text = format_double(*d);
+                match proto {
+                    Protocol::Resp2 => Reply::Bulk(Bytes::from(text)).encode(proto, out),
+                    Protocol::Resp3 => line(out, b',', text.as_bytes()),
+                }
+            }
+            Reply::Bool(b) => match proto {
+                Protocol::Resp2 => int_line(out, b':', i64::from(*b)),
+                Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
+            },
+        }
+    }
+}
+
+fn len_i64(n: usize) -> i64 {
+    i64::try_from(n).expect("a reply length fits in i64")
+}
+
+fn line(out: &mut BytesMut, tag: u8, body: &[u8]) {
+    out.put_u8(tag);
+    out.put_slice(body);
+    out.put_slice(b"\r\n");
+}
+
+fn int_line(out: &mut BytesMut, tag: u8, v: i64) {
+    out.put_u8(tag);
+    let mut digits = itoa_buf(v);
+    out.put_slice(digits.as_bytes_mut());
+    out.put_slice(b"\r\n");
+}
+
+/// Formats an integer without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(v: i64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    Digits { buf, start: i }
+}
+
+/// Formats a double as Redis does for RESP3 doubles and `INCRBYFLOAT`: shortest
+/// round-tripping decimal, `inf`/`-inf`, `nan`.
+pub fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        "nan".into()
+    } else if d.is_infinite() {
+        if d > 0.0 { "inf".into() } else { "-inf".into() }
+    } else if d == d.trunc() && d.abs() < 1e17 {
+        format!("{d:.0}")
+    } else {
+        format!("{d}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: &Reply, p: Protocol) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        r.encode(p, &mut out);
+        out.to_vec()
+    }
+
+    #[test]
+    fn resp2_and_resp3_encodings_match_redis() {
+        use Protocol::*;
+        let map = Reply::Map(vec![(Reply::bulk(b"f"), Reply::Int(1))]);
+        let cases: Vec<(Reply, &[u8], &[u8])> = vec![
+            (Reply::OK, b"+OK\r\n", b"+OK\r\n"),
+            (Reply::Int(-42), b":-42\r\n", b":-42\r\n"),
+            (
+                Reply::Int(i64::MIN),
+                b":-9223372036854775808\r\n",
+                b":-9223372036854775808\r\n",
+            ),
+            (Reply::bulk(b"hi"), b"$2\r\nhi\r\n", b"$2\r\nhi\r\n"),
+            (Reply::Nil, b"$-1\r\n", b"_\r\n"),
+            (Reply::NilArray, b"*-1\r\n", b"_\r\n"),
+            (map, b"*2\r\n$1\r\nf\r\n:1\r\n", b"%1\r\n$1\r\nf\r\n:1\r\n"),
+            (Reply::Double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n"),
+            (Reply::Bool(true), b":1\r\n", b"#t\r\n"),
+            (
+                Reply::Set(vec![Reply::Int(1)]),
+                b"*1\r\n:1\r\n",
+                b"~1\r\n:1\r\n",
+            ),
+        ];
+        for (r, two, three) in cases {
+            assert_eq!(enc(&r, Resp2), two, "{r:?} in RESP2");
+            assert_eq!(enc(&r, Resp3), three, "{r:?} in RESP3");
+        }
+    }
+
+    #[test]
+    fn error_lines_never_contain_line_breaks() {
+        let r = Reply::err("bad\r\ninput");
+        assert_eq!(enc(&r, Protocol::Resp2), b"-ERR bad  input\r\n");
+    }
+
+    #[test]
+    fn doubles_format_like_redis() {
+        assert_eq!(format_double(10.0), "10");
+        assert_eq!(format_double(3.0e-5), "0.00003");
+        assert_eq!(format_double(f64::INFINITY), "inf");
+    }
+}
