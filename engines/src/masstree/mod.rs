@@ -266,11 +266,7 @@ impl Masstree {
             let slice = slice_of(rest);
             let bid = self.descend(root, slice);
             let border = self.borders.get(bid);
-            let (pos, eq) = border.lower_bound(slice, class_of_len(rest.len()));
-            if !eq {
-                return None;
-            }
-            let slot = border.permutation.slot(pos);
+            let slot = border.find_exact(slice, class_of_len(rest.len()))?;
             match border.keylen[slot] {
                 KLEN_LAYER => {
                     root = border.lv[slot];

@@ -12,6 +12,9 @@ pub(crate) const KLEN_SUFFIX: u8 = 64;
 /// `keylen` marker: several keys share this full 8-byte slice; `lv` is the next layer's root.
 pub(crate) const KLEN_LAYER: u8 = 128;
 
+/// `keylen` of a free slot: matches no key, so lookups can test all 15 slots unordered.
+pub(crate) const KLEN_FREE: u8 = 32;
+
 /// Tag bit of a `NodeRef` that names an interior node (clear: a border node).
 pub(crate) const INTERIOR_TAG: u32 = 1 << 31;
 
@@ -172,7 +175,7 @@ impl Default for Border {
     fn default() -> Self {
         Self {
             permutation: Permutation::empty(),
-            keylen: [0; WIDTH],
+            keylen: [KLEN_FREE; WIDTH],
             keyslice: [0; WIDTH],
             lv: [NIL; WIDTH],
             parent: NIL,
@@ -184,6 +187,19 @@ impl Default for Border {
 }
 
 impl Border {
+    /// Returns the slot holding exactly `(slice, class)`, testing all slots in slot order
+    /// (free slots have `keylen` `KLEN_FREE`, which matches nothing): no permutation decoding
+    /// on the lookup path.
+    #[inline(always)]
+    pub(crate) fn find_exact(&self, slice: u64, class: u8) -> Option<usize> {
+        (0..WIDTH).find(|&s| {
+            self.keyslice[s] == slice && {
+                let kl = self.keylen[s];
+                kl == class || (class == 9 && kl & (KLEN_SUFFIX | KLEN_LAYER) != 0)
+            }
+        })
+    }
+
     /// Returns the first sorted position whose `(slice, class)` is at least the target's, and
     /// whether that position holds exactly the target's `(slice, class)`.
     #[inline(always)]

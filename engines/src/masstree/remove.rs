@@ -5,7 +5,9 @@
 
 use super::arena::NIL;
 use super::entry::OwnedEntry;
-use super::node::{INTERIOR_TAG, KLEN_LAYER, KLEN_SUFFIX, class_of_len, is_interior, slice_of};
+use super::node::{
+    INTERIOR_TAG, KLEN_FREE, KLEN_LAYER, KLEN_SUFFIX, class_of_len, is_interior, slice_of,
+};
 use super::{LayerLink, Masstree};
 
 impl Masstree {
@@ -36,6 +38,7 @@ impl Masstree {
             }
             let b = self.borders.get_mut(bid);
             b.permutation.remove_at(pos);
+            b.keylen[slot] = KLEN_FREE;
             let entry = std::mem::take(&mut b.entries[slot]);
             self.heap.sub(&entry);
             self.len -= 1;
@@ -70,6 +73,7 @@ impl Masstree {
                 .position_of(us)
                 .expect("layer link slot is live");
             upper.permutation.remove_at(pos);
+            upper.keylen[us] = KLEN_FREE;
             bid = ub;
         }
         // Fold layers that hold one plain key into their parent slot, bottom up.

@@ -5,7 +5,7 @@ use std::ops::{Bound, ControlFlow};
 
 use super::arena::NIL;
 use super::node::{
-    Border, INTERIOR_TAG, KLEN_LAYER, KLEN_SUFFIX, WIDTH, class_of_keylen, is_interior,
+    Border, INTERIOR_TAG, KLEN_FREE, KLEN_LAYER, KLEN_SUFFIX, WIDTH, class_of_keylen, is_interior,
 };
 use super::{Direction, Masstree, MemoryStats};
 
@@ -288,6 +288,12 @@ impl Masstree {
             }
         }
         for i in n..WIDTH {
+            let kl = b.keylen[perm.slot(i)];
+            check!(
+                kl == KLEN_FREE,
+                "free slot {} of {node} has keylen {kl}",
+                perm.slot(i)
+            );
             let e = &b.entries[perm.slot(i)];
             check!(
                 e.data.is_empty() && e.flags == 0,
