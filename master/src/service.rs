@@ -64,6 +64,15 @@ impl Clock for ManualClock {
     }
 }
 
+/// What [`Master::handle_now`] did with a request.
+#[derive(Debug)]
+pub enum Handling {
+    /// Answered: the reply.
+    Done(Message),
+    /// Needs the log or a wait: pass it to [`Master::handle`].
+    Later(Message),
+}
+
 /// A running master: the core, the TSO and the metrics.
 #[derive(Debug)]
 pub struct Master {
@@ -213,11 +222,43 @@ impl Master {
         }
     }
 
-    /// Handles one request.
-    pub async fn handle(self: Arc<Self>, msg: Message) -> Option<Message> {
+    /// Answers `msg` at once if it needs neither the log nor a wait (lookups, pings, store
+    /// heartbeats, a TSO batch within the persisted window); otherwise gives it back for
+    /// [`Master::handle`]. For a transport fast path that answers without spawning a future.
+    pub fn handle_now(&self, msg: Message) -> Handling {
         let start = Instant::now();
         let name = msg.name();
-        let reply = self.dispatch(msg).await;
+        let reply = match msg {
+            Message::Ping(p) => Ok(Pong { nonce: p.nonce }.into()),
+            Message::TsoRequest(r) if (1..=MAX_BATCH).contains(&r.count) => {
+                let served = self.lock_tso().serve(self.clock.now_ms(), r.count);
+                match served {
+                    Ok(first) => Ok(TsoBatch {
+                        first,
+                        count: r.count,
+                    }
+                    .into()),
+                    Err(_) => return Handling::Later(Message::TsoRequest(r)),
+                }
+            }
+            Message::RouteByKey(r) => Ok(self.lock_core().route_by_key(&r.key).into()),
+            Message::RouteById(r) => Ok(self.lock_core().route_by_id(r.range_id).into()),
+            Message::GetRouteTable(r) => Ok(self.lock_core().route_table(r).into()),
+            Message::StoreHeartbeat(hb) => {
+                let now = self.clock.now_ms();
+                self.lock_core().store_heartbeat(hb, now).map(Message::from)
+            }
+            other => return Handling::Later(other),
+        };
+        Handling::Done(self.finish(name, start, reply))
+    }
+
+    fn finish(
+        &self,
+        name: &'static str,
+        start: Instant,
+        reply: Result<Message, RpcError>,
+    ) -> Message {
         let reply = match reply {
             Ok(m) => m,
             Err(e) => {
@@ -227,7 +268,15 @@ impl Master {
         };
         self.metrics
             .record(name, start.elapsed(), matches!(reply, Message::Error(_)));
-        Some(reply)
+        reply
+    }
+
+    /// Handles one request.
+    pub async fn handle(self: Arc<Self>, msg: Message) -> Option<Message> {
+        let start = Instant::now();
+        let name = msg.name();
+        let reply = self.dispatch(msg).await;
+        Some(self.finish(name, start, reply))
     }
 
     async fn dispatch(self: &Arc<Self>, msg: Message) -> Result<Message, RpcError> {
