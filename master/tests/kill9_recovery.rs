@@ -13,8 +13,12 @@ use std::time::Duration;
 
 use ::master::core::MasterConfig;
 use ::master::service::{Master, SystemClock};
-use net::message::{AllocIds, Message, StoreInfo, StoreRegister, TsoRequest};
-use net::{RpcError, StoreId};
+use bytes::Bytes;
+use net::message::{
+    AllocIds, Bootstrap, Message, RangeDescriptor, SplitReport, SplitRequest, StoreInfo,
+    StoreRegister, TsoRequest,
+};
+use net::{RangeId, RpcError, ShardId, StoreId};
 use rand::Rng;
 
 const CHILD_ENV: &str = "MASTER_KILL9_CHILD_DIR";
@@ -73,6 +77,10 @@ fn crash_child() {
                 5 => {
                     m.tick().await;
                 }
+                9 => {
+                    let right = must_split_last_range(&m).await;
+                    writeln!(out, "ack split {right} 0").unwrap();
+                }
                 n if n % 2 == 0 => {
                     let count = (i % 37 + 1) as u32;
                     let Ok(Message::IdBlock(b)) = call(&m, AllocIds { count }).await else {
@@ -93,6 +101,42 @@ fn crash_child() {
     });
 }
 
+/// Bootstraps if needed (on the first store) and splits the last range at a fresh key;
+/// returns the new range's id.
+async fn must_split_last_range(m: &Arc<Master>) -> u64 {
+    let first_store = m.with_core(|c| c.state().stores().next().map(|s| s.info.store_id));
+    let boot = Bootstrap {
+        store_id: first_store.unwrap(),
+        shard_id: ShardId(0),
+    };
+    call(m, boot).await.unwrap();
+    let last: RangeDescriptor = m.with_core(|c| c.state().ranges().last().cloned().unwrap());
+    let key = Bytes::from(format!("k{:020}", last.id.0));
+    let req = SplitRequest {
+        range_id: last.id,
+        epoch: last.epoch,
+        split_key: key.clone(),
+    };
+    let Ok(Message::SplitIds(ids)) = call(m, req).await else {
+        panic!("split request failed")
+    };
+    let mut left = last.clone();
+    left.end = key.clone();
+    left.epoch.version += 1;
+    let mut right = left.clone();
+    right.id = ids.new_range_id;
+    right.start = key;
+    right.end = Bytes::new();
+    for (r, id) in right.replicas.iter_mut().zip(&ids.new_replica_ids) {
+        r.replica_id = *id;
+    }
+    right.leader = right.replicas.first().map(|r| r.replica_id);
+    let Ok(Message::SplitReportResp(_)) = call(m, SplitReport { left, right }).await else {
+        panic!("split report failed")
+    };
+    ids.new_range_id.0
+}
+
 #[derive(Default)]
 struct Seen {
     /// Highest id acknowledged so far (ids only grow).
@@ -101,6 +145,8 @@ struct Seen {
     max_ts: u64,
     /// Stores acknowledged: (id, mem capacity).
     stores: Vec<(u64, u64)>,
+    /// Ranges created by acknowledged splits.
+    splits: Vec<u64>,
     acks: usize,
 }
 
@@ -125,6 +171,11 @@ impl Seen {
                 assert!(a > self.max_id, "store id {a} handed out twice");
                 self.max_id = a;
                 self.stores.push((a, b));
+            }
+            "split" => {
+                assert!(a > self.max_id, "range id {a} handed out twice");
+                self.max_id = a;
+                self.splits.push(a);
             }
             other => panic!("unknown ack {other}"),
         }
@@ -189,6 +240,13 @@ fn acknowledged_changes_survive_kill_9() {
                     });
                     assert_eq!(s.mem_capacity, *mem);
                 }
+                for id in &seen.splits {
+                    assert!(
+                        state.range(RangeId(*id)).is_some(),
+                        "round {round}: acknowledged split (range {id}) lost"
+                    );
+                }
+                state.verify();
             });
             let Ok(Message::IdBlock(b)) = call(&m, AllocIds { count: 1 }).await else {
                 panic!()
@@ -205,5 +263,10 @@ fn acknowledged_changes_survive_kill_9() {
         "the child did too little: {} acks",
         seen.acks
     );
-    eprintln!("{} acknowledged results over {rounds} kills", seen.acks);
+    assert!(!seen.splits.is_empty());
+    eprintln!(
+        "{} acknowledged results ({} splits) over {rounds} kills",
+        seen.acks,
+        seen.splits.len()
+    );
 }
