@@ -151,6 +151,31 @@ impl UringDevice {
         Self::open(path, opts).await
     }
 
+    /// Like [`create_file`](Self::create_file), then writes zeros over the whole file and
+    /// syncs it once. `fallocate` leaves *unwritten* extents: the first write to each one
+    /// changes file-system metadata, so the flush after it commits the ext4 journal (measured
+    /// here: ~0.6–1.2k instead of ~2.7k write+flush/s). Zeroing up front moves that cost to
+    /// creation time (about size / 1.5 GiB/s on our disks).
+    pub async fn create_file_zeroed(path: &Path, size: u64, opts: UringOptions) -> Result<Self> {
+        let dev = Self::create_file(path, size, opts).await?;
+        let chunk = (1u64 << 20).min(size) as usize / dev.alignment * dev.alignment;
+        let mut buf = Some(dev.alloc_buf(chunk)?);
+        let mut off = 0;
+        while off < size {
+            let len = chunk.min((size - off) as usize);
+            let b = match buf.take() {
+                Some(b) if b.len() == len => b,
+                _ => dev.alloc_buf(len)?,
+            };
+            let (res, b) = dev.write(off, b).await;
+            res?;
+            buf = Some(b);
+            off += len as u64;
+        }
+        dev.flush().await?;
+        Ok(dev)
+    }
+
     /// Opens an existing preallocated file or raw block device read-write with `O_DIRECT`.
     /// The capacity is the file's size (or the device's), rounded down to the alignment.
     /// Must run inside a glommio executor.

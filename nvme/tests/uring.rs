@@ -135,6 +135,23 @@ fn preallocated_file_passes_device_checks() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 64 * MIB);
 }
 
+/// `create_file_zeroed` leaves a file of written zero blocks at its full size.
+#[test]
+fn zeroed_file_reads_zeros() {
+    let dir = test_dir("zeroed");
+    let path = dir.join("dev.img");
+    run_local(cfg(), async {
+        let dev = UringDevice::create_file_zeroed(&path, 3 * MIB + 8192, UringOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(dev.capacity(), 3 * MIB + 8192);
+        let r = dev.read(3 * MIB, 8192).await.unwrap();
+        assert!(r.iter().all(|&b| b == 0));
+    })
+    .unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 3 * MIB + 8192);
+}
+
 /// A brand-new file is readable from a second executor (thread) too: the probe happens per
 /// executor, so the workaround must run in each.
 #[test]
