@@ -13,7 +13,10 @@ use net::ids::{ClusterId, NodeId};
 use net::message::Message;
 use net::message::handshake::{Acceptor, Hello, Role};
 use net::message::kv::{KvOp, KvRequest, KvResponse, OpResult};
-use net::transport::TransportConfig;
+use net::transport::{Handled, TransportConfig};
+
+/// The (unused) future type of a handler that always answers at once.
+type Ready = std::future::Ready<Option<Message>>;
 
 fn request() -> Message {
     Message::KvRequest(KvRequest {
@@ -86,8 +89,8 @@ mod tokio_side {
                     echo.local_addr().unwrap().to_string(),
                 ))
                 .unwrap();
-                let handler = Arc::new(|_m: Message| async { Some(reply()) });
-                tokio::spawn(net::tokio_transport::serve(
+                let handler = Arc::new(|_m: Message| Handled::<Ready>::Now(Some(reply())));
+                tokio::spawn(net::tokio_transport::serve_handled(
                     proto,
                     acceptor(),
                     TransportConfig::default(),
@@ -142,6 +145,22 @@ mod tokio_side {
         })
     }
 
+    pub fn run_proto_batch(addr: &str, depth: usize, batches: usize) -> Duration {
+        rt().block_on(async {
+            let c =
+                net::tokio_transport::Client::connect(addr, hello(), TransportConfig::default())
+                    .await
+                    .unwrap();
+            let start = Instant::now();
+            for _ in 0..batches {
+                for r in c.call_batch(vec![request(); depth]).await.unwrap() {
+                    r.unwrap();
+                }
+            }
+            start.elapsed()
+        })
+    }
+
     pub fn run_echo(addr: &str, depth: usize, batches: usize) -> Duration {
         rt().block_on(async {
             let mut s = TcpStream::connect(addr).await.unwrap();
@@ -188,8 +207,8 @@ mod glommio_side {
                         echo.local_addr().unwrap().to_string(),
                     ))
                     .unwrap();
-                    let handler = Rc::new(|_m: Message| async { Some(reply()) });
-                    glommio::spawn_local(net::glommio_transport::serve(
+                    let handler = Rc::new(|_m: Message| Handled::<Ready>::Now(Some(reply())));
+                    glommio::spawn_local(net::glommio_transport::serve_handled(
                         proto,
                         acceptor(),
                         TransportConfig::default(),
@@ -254,6 +273,28 @@ mod glommio_side {
         })
     }
 
+    pub fn run_proto_batch(addr: &str, depth: usize, batches: usize) -> Duration {
+        let addr = addr.to_string();
+        on_executor(move || {
+            Box::pin(async move {
+                let c = net::glommio_transport::Client::connect(
+                    &addr,
+                    hello(),
+                    TransportConfig::default(),
+                )
+                .await
+                .unwrap();
+                let start = Instant::now();
+                for _ in 0..batches {
+                    for r in c.call_batch(vec![request(); depth]).await.unwrap() {
+                        r.unwrap();
+                    }
+                }
+                start.elapsed()
+            })
+        })
+    }
+
     pub fn run_echo(addr: &str, depth: usize, batches: usize) -> Duration {
         let addr = addr.to_string();
         on_executor(move || {
@@ -295,7 +336,7 @@ fn main() {
     for depth in [1usize, 64] {
         let b = if depth == 1 { batches } else { batches / 8 };
         type Run = fn(&str, usize, usize) -> Duration;
-        let sides: [(&str, Run, Run, &str, &str); 2] = [
+        let sides: [(&str, Run, Run, &str, &str); 4] = [
             (
                 "tokio",
                 tokio_side::run_proto,
@@ -304,8 +345,22 @@ fn main() {
                 &te,
             ),
             (
+                "tokio-batch",
+                tokio_side::run_proto_batch,
+                tokio_side::run_echo,
+                &tp,
+                &te,
+            ),
+            (
                 "glommio",
                 glommio_side::run_proto,
+                glommio_side::run_echo,
+                &gp,
+                &ge,
+            ),
+            (
+                "glommio-batch",
+                glommio_side::run_proto_batch,
                 glommio_side::run_echo,
                 &gp,
                 &ge,
@@ -326,7 +381,7 @@ fn main() {
                 ratios.push(p / e);
             }
             println!(
-                "{name:8} {depth:5}  {:18.1}  {:17.1}  {:17.3}",
+                "{name:13} {depth:5}  {:18.1}  {:17.1}  {:17.3}",
                 median(&mut ps),
                 median(&mut es),
                 median(&mut ratios)

@@ -14,8 +14,8 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello, HelloAck};
 use crate::transport::{
-    CallError, ClientHandle, TransportConfig, client_channel, client_handshake, drive_client,
-    log_close, serve_connection,
+    CallError, ClientHandle, Handled, TransportConfig, client_channel, client_handshake,
+    drive_client, log_close, serve_connection,
 };
 
 /// Runs `fut` with a time limit on the current glommio executor.
@@ -71,6 +71,17 @@ impl Client {
     /// Sends a request and waits for the reply, within the request timeout.
     pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
         with_timeout(self.cfg.request_timeout, self.handle.call(msg))
+            .await
+            .ok_or(CallError::Timeout)?
+    }
+
+    /// Sends several requests in one write; replies in request order, all within the request
+    /// timeout.
+    pub async fn call_batch(
+        &self,
+        msgs: Vec<Message>,
+    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
+        with_timeout(self.cfg.request_timeout, self.handle.call_batch(msgs))
             .await
             .ok_or(CallError::Timeout)?
     }
@@ -142,6 +153,23 @@ pub async fn serve<H, F>(
 ) -> std::io::Result<()>
 where
     H: Fn(Message) -> F + 'static,
+    F: Future<Output = Option<Message>> + 'static,
+{
+    let handled = Rc::new(move |m| Handled::Later(handler(m)));
+    serve_handled(listener, acceptor, cfg, max_connections, handled).await
+}
+
+/// [`serve`] with a handler that may answer at once ([`Handled::Now`]) without a future: how
+/// a shard serves an in-memory read.
+pub async fn serve_handled<H, F>(
+    listener: TcpListener,
+    acceptor: Acceptor,
+    cfg: TransportConfig,
+    max_connections: usize,
+    handler: Rc<H>,
+) -> std::io::Result<()>
+where
+    H: Fn(Message) -> Handled<F> + 'static,
     F: Future<Output = Option<Message>> + 'static,
 {
     let live = Rc::new(std::cell::Cell::new(0usize));

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello, HelloAck};
 use crate::transport::{
-    CallError, ClientHandle, TransportConfig, client_channel, client_handshake, drive_client,
-    log_close, serve_connection,
+    CallError, ClientHandle, Handled, TransportConfig, client_channel, client_handshake,
+    drive_client, log_close, serve_connection,
 };
 
 /// A tokio `TcpStream` seen through the `futures-io` traits the drivers are written against.
@@ -103,6 +103,17 @@ impl Client {
             .map_err(|_| CallError::Timeout)?
     }
 
+    /// Sends several requests in one write; replies in request order, all within the request
+    /// timeout.
+    pub async fn call_batch(
+        &self,
+        msgs: Vec<Message>,
+    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
+        tokio::time::timeout(self.cfg.request_timeout, self.handle.call_batch(msgs))
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
     /// Sends a one-way message.
     pub async fn send(&self, msg: Message) -> Result<(), CallError> {
         tokio::time::timeout(self.cfg.request_timeout, self.handle.send(msg))
@@ -185,6 +196,22 @@ pub async fn serve<H, F>(
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Message) -> F + Send + Sync + 'static,
+    F: Future<Output = Option<Message>> + Send + 'static,
+{
+    let handled = Arc::new(move |m| Handled::Later(handler(m)));
+    serve_handled(listener, acceptor, cfg, max_connections, handled, shutdown).await;
+}
+
+/// [`serve`] with a handler that may answer at once ([`Handled::Now`]) without a future.
+pub async fn serve_handled<H, F>(
+    listener: TcpListener,
+    acceptor: Acceptor,
+    cfg: TransportConfig,
+    max_connections: usize,
+    handler: Arc<H>,
+    shutdown: impl Future<Output = ()>,
+) where
+    H: Fn(Message) -> Handled<F> + Send + Sync + 'static,
     F: Future<Output = Option<Message>> + Send + 'static,
 {
     let limit = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));

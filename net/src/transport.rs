@@ -72,10 +72,46 @@ pub enum CallError {
 }
 
 type Reply = oneshot::Sender<Result<Message, CallError>>;
+type BatchReply = oneshot::Sender<Vec<Result<Message, CallError>>>;
+
+/// A request handed to a client connection's driver.
+#[derive(Debug)]
+pub struct Call {
+    kind: CallKind,
+}
+
+#[derive(Debug)]
+enum CallKind {
+    /// One request, one reply.
+    One(Message, Reply),
+    /// Many requests sent together; one answer when every reply is in.
+    Batch(Vec<Message>, BatchReply),
+    /// A one-way message (request id 0).
+    OneWay(Message),
+}
+
+/// Where the reply to a request id goes.
+#[derive(Debug)]
+enum Waiter {
+    One(Reply),
+    /// Position `pos` of the batch in slot `slot` of the batch table.
+    Batch {
+        slot: usize,
+        pos: usize,
+    },
+}
+
+/// A batch whose replies are still arriving.
+#[derive(Debug)]
+struct PendingBatch {
+    results: Vec<Option<Result<Message, CallError>>>,
+    missing: usize,
+    reply: BatchReply,
+}
 
 /// Pending replies by request id. Ids are a counter, so a multiplicative hash spreads them;
 /// SipHash would cost more than the rest of the lookup.
-type PendingMap = HashMap<u64, Reply, BuildHasherDefault<IdHasher>>;
+type PendingMap = HashMap<u64, Waiter, BuildHasherDefault<IdHasher>>;
 
 /// Fibonacci hashing of a `u64` request id.
 #[derive(Debug, Default, Clone, Copy)]
@@ -95,49 +131,52 @@ impl Hasher for IdHasher {
     }
 }
 
-/// A request handed to a client connection's driver.
-#[derive(Debug)]
-pub struct Call {
-    msg: Message,
-    /// `None` for one-way messages.
-    reply: Option<Reply>,
-}
-
 /// The caller's side of a client connection: cheap to clone, usable from many tasks.
 #[derive(Debug, Clone)]
 pub struct ClientHandle {
     tx: mpsc::Sender<Call>,
 }
 
+fn ended() -> CallError {
+    CallError::Closed("connection task ended".into())
+}
+
 impl ClientHandle {
     /// Sends a request and waits for its reply (no timeout: the transports add it).
     pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
         let (reply, rx) = oneshot::channel();
-        let call = Call {
-            msg,
-            reply: Some(reply),
-        };
-        self.enqueue(call).await?;
-        rx.await
-            .map_err(|_| CallError::Closed("connection task ended".into()))?
+        self.enqueue(CallKind::One(msg, reply)).await?;
+        rx.await.map_err(|_| ended())?
     }
 
-    /// Queues a call: without waiting when there is room (the common case), else waits.
-    async fn enqueue(&self, call: Call) -> Result<(), CallError> {
-        let mut tx = self.tx.clone();
-        match tx.try_send(call) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_full() => tx
-                .send(e.into_inner())
-                .await
-                .map_err(|_| CallError::Closed("connection task ended".into())),
-            Err(_) => Err(CallError::Closed("connection task ended".into())),
+    /// Sends several requests in one write and waits until every reply is in; replies come
+    /// back in request order. This is how a pipeline of commands travels: one queue entry,
+    /// one wake-up and one timer for all of them.
+    pub async fn call_batch(
+        &self,
+        msgs: Vec<Message>,
+    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
+        if msgs.is_empty() {
+            return Ok(Vec::new());
         }
+        let (reply, rx) = oneshot::channel();
+        self.enqueue(CallKind::Batch(msgs, reply)).await?;
+        rx.await.map_err(|_| ended())
     }
 
     /// Sends a one-way message (request id 0, no reply), waiting only for queue space.
     pub async fn send(&self, msg: Message) -> Result<(), CallError> {
-        self.enqueue(Call { msg, reply: None }).await
+        self.enqueue(CallKind::OneWay(msg)).await
+    }
+
+    /// Queues a call: without waiting when there is room (the common case), else waits.
+    async fn enqueue(&self, kind: CallKind) -> Result<(), CallError> {
+        let mut tx = self.tx.clone();
+        match tx.try_send(Call { kind }) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_full() => tx.send(e.into_inner()).await.map_err(|_| ended()),
+            Err(_) => Err(ended()),
+        }
     }
 
     /// Whether the connection task has ended.
@@ -190,6 +229,111 @@ pub fn client_channel(cfg: &TransportConfig) -> (ClientHandle, mpsc::Receiver<Ca
     (ClientHandle { tx }, rx)
 }
 
+/// The client driver's bookkeeping: request ids, waiters, batches in flight.
+#[derive(Debug)]
+struct Pending {
+    next_id: u64,
+    waiters: PendingMap,
+    batches: Vec<Option<PendingBatch>>,
+    free_batch_slots: Vec<usize>,
+}
+
+impl Pending {
+    fn new(capacity: usize) -> Self {
+        Self {
+            next_id: 1,
+            waiters: PendingMap::with_capacity_and_hasher(capacity, Default::default()),
+            batches: Vec::new(),
+            free_batch_slots: Vec::new(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.waiters.is_empty()
+    }
+
+    /// Whether another call may be sent; when full, forget single calls whose caller gave up.
+    fn has_room(&mut self, max: usize) -> bool {
+        if self.waiters.len() >= max {
+            self.waiters.retain(|_, w| match w {
+                Waiter::One(reply) => !reply.is_canceled(),
+                Waiter::Batch { .. } => true,
+            });
+        }
+        self.waiters.len() < max
+    }
+
+    fn id(&mut self) -> RequestId {
+        let id = self.next_id;
+        // Id 0 is reserved for one-way messages; ids wrap after 2^64 requests.
+        self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+        RequestId(id)
+    }
+
+    /// Encodes a call's frames into `out` and records who waits for the replies.
+    fn start(&mut self, call: Call, out: &mut BytesMut) {
+        match call.kind {
+            CallKind::OneWay(msg) => msg.encode_frame(RequestId(0), out),
+            CallKind::One(msg, reply) => {
+                if reply.is_canceled() {
+                    return;
+                }
+                let id = self.id();
+                msg.encode_frame(id, out);
+                self.waiters.insert(id.0, Waiter::One(reply));
+            }
+            CallKind::Batch(msgs, reply) => {
+                let slot = self.free_batch_slots.pop().unwrap_or(self.batches.len());
+                if slot == self.batches.len() {
+                    self.batches.push(None);
+                }
+                for (pos, msg) in msgs.iter().enumerate() {
+                    let id = self.id();
+                    msg.encode_frame(id, out);
+                    self.waiters.insert(id.0, Waiter::Batch { slot, pos });
+                }
+                self.batches[slot] = Some(PendingBatch {
+                    results: (0..msgs.len()).map(|_| None).collect(),
+                    missing: msgs.len(),
+                    reply,
+                });
+            }
+        }
+    }
+
+    /// Delivers the reply (or failure) of request `id`.
+    fn finish(&mut self, id: u64, result: Result<Message, CallError>) {
+        match self.waiters.remove(&id) {
+            Some(Waiter::One(reply)) => {
+                let _ = reply.send(result);
+            }
+            Some(Waiter::Batch { slot, pos }) => {
+                let Some(Some(batch)) = self.batches.get_mut(slot) else {
+                    return;
+                };
+                batch.results[pos] = Some(result);
+                batch.missing -= 1;
+                if batch.missing == 0 {
+                    let done = self.batches[slot].take().expect("checked above");
+                    self.free_batch_slots.push(slot);
+                    let results = done.results.into_iter().flatten().collect();
+                    let _ = done.reply.send(results);
+                }
+            }
+            // A reply to a call that timed out (receiver dropped) or an unknown id.
+            None => tracing::debug!(request_id = id, "reply to no pending call dropped"),
+        }
+    }
+
+    /// Fails every pending request.
+    fn fail_all(&mut self, reason: &str) {
+        let ids: Vec<u64> = self.waiters.keys().copied().collect();
+        for id in ids {
+            self.finish(id, Err(CallError::Closed(reason.to_string())));
+        }
+    }
+}
+
 /// Drives a client connection after its handshake until the stream fails or every handle is
 /// dropped and every reply has arrived. Every pending call is failed when it ends.
 pub async fn drive_client<S: AsyncRead + AsyncWrite + Unpin>(
@@ -198,21 +342,19 @@ pub async fn drive_client<S: AsyncRead + AsyncWrite + Unpin>(
     mut calls: mpsc::Receiver<Call>,
     cfg: TransportConfig,
 ) -> Result<(), ConnError> {
-    let mut pending = PendingMap::with_capacity_and_hasher(cfg.max_in_flight, Default::default());
+    let mut pending = Pending::new(cfg.max_in_flight);
     let result = client_loop(&mut stream, &mut reader, &mut calls, &mut pending, &cfg).await;
     let reason = match &result {
         Ok(()) => "connection closed".to_string(),
         Err(e) => e.to_string(),
     };
-    for (_, reply) in pending.drain() {
-        let _ = reply.send(Err(CallError::Closed(reason.clone())));
-    }
+    pending.fail_all(&reason);
     calls.close();
+    let mut sink = BytesMut::new();
     while let Ok(call) = calls.try_recv() {
-        if let Some(reply) = call.reply {
-            let _ = reply.send(Err(CallError::Closed(reason.clone())));
-        }
+        pending.start(call, &mut sink);
     }
+    pending.fail_all(&reason);
     result
 }
 
@@ -220,17 +362,16 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     reader: &mut ConnReader,
     calls: &mut mpsc::Receiver<Call>,
-    pending: &mut PendingMap,
+    pending: &mut Pending,
     cfg: &TransportConfig,
 ) -> Result<(), ConnError> {
-    let mut next_id: u64 = 1;
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut callers_gone = false;
     loop {
         // Take every queued call that fits, then write them in one go.
-        while !callers_gone && has_room(pending, cfg.max_in_flight) {
+        while !callers_gone && pending.has_room(cfg.max_in_flight) {
             match calls.try_recv() {
-                Ok(call) => enqueue(call, &mut next_id, pending, &mut out),
+                Ok(call) => pending.start(call, &mut out),
                 Err(mpsc::TryRecvError::Closed) => callers_gone = true,
                 Err(mpsc::TryRecvError::Empty) => break,
             }
@@ -244,7 +385,7 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
             return Ok(());
         }
         // Wait for replies, and for new calls while there is room.
-        let event = if callers_gone || !has_room(pending, cfg.max_in_flight) {
+        let event = if callers_gone || !pending.has_room(cfg.max_in_flight) {
             Either::Left(fill(stream, reader).await)
         } else {
             match select(pin!(fill(stream, reader)), calls.next()).await {
@@ -254,47 +395,30 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match event {
             Either::Left(read) => read?,
-            Either::Right(Some(call)) => enqueue(call, &mut next_id, pending, &mut out),
+            Either::Right(Some(call)) => pending.start(call, &mut out),
             Either::Right(None) => callers_gone = true,
         }
         while let Some((id, msg)) = reader.next_message()? {
-            // A reply to a call that timed out (receiver dropped) or unknown id: drop it.
-            if let Some(reply) = pending.remove(&id.0) {
-                let _ = reply.send(Ok(msg));
-            } else {
-                tracing::debug!(request_id = id.0, "reply to no pending call dropped");
-            }
+            pending.finish(id.0, Ok(msg));
         }
     }
 }
 
-/// Whether another call may be sent; when full, forget calls whose caller gave up.
-fn has_room(pending: &mut PendingMap, max: usize) -> bool {
-    if pending.len() >= max {
-        pending.retain(|_, reply| !reply.is_canceled());
-    }
-    pending.len() < max
-}
-
-fn enqueue(call: Call, next_id: &mut u64, pending: &mut PendingMap, out: &mut BytesMut) {
-    match call.reply {
-        None => call.msg.encode_frame(RequestId(0), out),
-        Some(reply) => {
-            if reply.is_canceled() {
-                return;
-            }
-            let id = *next_id;
-            // Id 0 is reserved for one-way messages; ids wrap after 2^64 calls.
-            *next_id = next_id.checked_add(1).unwrap_or(1);
-            call.msg.encode_frame(RequestId(id), out);
-            pending.insert(id, reply);
-        }
-    }
+/// What a server handler does with a request: answer now (an in-memory read: no task, no
+/// allocation), or later when its future completes.
+#[derive(Debug)]
+pub enum Handled<F> {
+    /// The reply (`None`: no reply, e.g. for a one-way message).
+    Now(Option<Message>),
+    /// A future that yields the reply.
+    Later(F),
 }
 
 /// Serves one accepted connection: handshake, then up to `max_in_flight` requests at a time,
-/// replies written in completion order. A request with id 0 is one-way: its handler's output
-/// is dropped. Returns when the peer closes or breaks the protocol; the caller logs why.
+/// replies written in completion order. A handler that answers [`Handled::Now`] costs no task
+/// and no allocation; [`Handled::Later`] futures run concurrently on this task. A request with
+/// id 0 is one-way: its reply is dropped. Returns when the peer closes or breaks the
+/// protocol; the caller logs why.
 pub async fn serve_connection<S, H, F>(
     mut stream: S,
     acceptor: Acceptor,
@@ -303,7 +427,7 @@ pub async fn serve_connection<S, H, F>(
 ) -> Result<(), ConnError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
-    H: Fn(Message) -> F,
+    H: Fn(Message) -> Handled<F>,
     F: Future<Output = Option<Message>>,
 {
     let mut reader = ConnReader::new(cfg.max_frame_bytes);
@@ -324,41 +448,45 @@ where
 
     let mut running = FuturesUnordered::new();
     loop {
-        while running.len() < cfg.max_in_flight {
+        while running.len() < cfg.max_in_flight && out.len() < cfg.write_batch_bytes {
             let Some((id, msg)) = reader.next_message()? else {
                 break;
             };
-            let fut = handler(msg);
-            running.push(async move { (id, fut.await) });
-        }
-        // Collect every reply that is ready now; quick handlers finish on their first poll.
-        while let Some(Some((id, reply))) = running.next().now_or_never() {
-            if let (RequestId(1..), Some(reply)) = (id, reply) {
-                reply.encode_frame(id, &mut out);
+            match handler(msg) {
+                Handled::Now(reply) => write_reply(id, reply, &mut out),
+                Handled::Later(fut) => running.push(async move { (id, fut.await) }),
             }
-            if out.len() >= cfg.write_batch_bytes {
-                break;
+        }
+        // Collect every reply that is ready now.
+        while out.len() < cfg.write_batch_bytes {
+            match running.next().now_or_never() {
+                Some(Some((id, reply))) => write_reply(id, reply, &mut out),
+                _ => break,
             }
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
             stream.flush().await?;
             out.clear();
+            continue; // more requests may be buffered already
         }
         if running.is_empty() {
             fill(&mut stream, &mut reader).await?;
         } else if running.len() < cfg.max_in_flight {
             match select(pin!(fill(&mut stream, &mut reader)), running.next()).await {
                 Either::Left((read, _)) => read?,
-                Either::Right((done, _)) => {
-                    if let Some((id @ RequestId(1..), Some(reply))) = done {
-                        reply.encode_frame(id, &mut out);
-                    }
-                }
+                Either::Right((Some((id, reply)), _)) => write_reply(id, reply, &mut out),
+                Either::Right((None, _)) => {}
             }
-        } else if let Some((id @ RequestId(1..), Some(reply))) = running.next().await {
-            reply.encode_frame(id, &mut out);
+        } else if let Some((id, reply)) = running.next().await {
+            write_reply(id, reply, &mut out);
         }
+    }
+}
+
+fn write_reply(id: RequestId, reply: Option<Message>, out: &mut BytesMut) {
+    if let (RequestId(1..), Some(reply)) = (id, reply) {
+        reply.encode_frame(id, out);
     }
 }
 

@@ -228,3 +228,60 @@ async fn in_flight_calls_fail_when_the_server_goes_away() {
     assert!(matches!(err, CallError::Closed(_)), "{err}");
     assert!(client.is_closed() || client.call(get(1)).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_gets_every_reply_in_request_order_despite_reordering() {
+    let (addr, finished) = start_server(TransportConfig::default()).await;
+    let client = Client::connect(&addr, hello(), TransportConfig::default())
+        .await
+        .unwrap();
+    let batch: Vec<Message> = (0..200u32).map(get).collect();
+    let replies = client.call_batch(batch).await.unwrap();
+    assert_eq!(replies.len(), 200);
+    for (i, r) in replies.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), answer(i as u32));
+    }
+    let order = finished.lock().unwrap().clone();
+    assert!(
+        order.windows(2).any(|w| w[0] > w[1]),
+        "server finished out of order"
+    );
+    assert!(client.call_batch(vec![]).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn handlers_that_answer_at_once_and_later_share_a_connection() {
+    use net::transport::Handled;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    // Even keys are answered synchronously, odd keys after a delay.
+    let handler = Arc::new(|msg: Message| {
+        let i = key_of(&msg).unwrap();
+        if i % 2 == 0 {
+            Handled::Now(Some(answer(i)))
+        } else {
+            Handled::Later(async move {
+                tokio::time::sleep(Duration::from_micros(delay_us(i))).await;
+                Some(answer(i))
+            })
+        }
+    });
+    tokio::spawn(net::tokio_transport::serve_handled(
+        listener,
+        acceptor(),
+        TransportConfig::default(),
+        4,
+        handler,
+        std::future::pending(),
+    ));
+    let client = Client::connect(&addr, hello(), TransportConfig::default())
+        .await
+        .unwrap();
+    let replies = client
+        .call_batch((0..500u32).map(get).collect())
+        .await
+        .unwrap();
+    for (i, r) in replies.into_iter().enumerate() {
+        assert_eq!(r.unwrap(), answer(i as u32));
+    }
+}
