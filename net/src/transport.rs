@@ -407,6 +407,7 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
 /// What a server handler does with a request: answer now (an in-memory read: no task, no
 /// allocation), or later when its future completes.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a return value moved once; boxing would allocate
 pub enum Handled<F> {
     /// The reply (`None`: no reply, e.g. for a one-way message).
     Now(Option<Message>),
