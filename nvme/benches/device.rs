@@ -53,6 +53,7 @@ struct Result {
     mib_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    p999_us: f64,
 }
 
 struct Args {
@@ -166,6 +167,7 @@ async fn run_nvme(dev: Rc<UringDevice>, w: Workload, runtime: Duration) -> Resul
         mib_per_s: ops as f64 * bs as f64 / secs / (1 << 20) as f64,
         p50_us: hist.value_at_quantile(0.5) as f64,
         p99_us: hist.value_at_quantile(0.99) as f64,
+        p999_us: hist.value_at_quantile(0.999) as f64,
     }
 }
 
@@ -212,6 +214,7 @@ fn run_fio(file: &Path, size: u64, w: Workload, runtime: Duration) -> Result {
         mib_per_s: j["bw_bytes"].as_f64().unwrap() / (1 << 20) as f64,
         p50_us: pct("50.000000"),
         p99_us: pct("99.000000"),
+        p999_us: pct("99.900000"),
     }
 }
 

@@ -226,6 +226,41 @@ fn segment_store_on_uring_file_survives_reopen() {
     .unwrap();
 }
 
+/// `faulty` wraps the real backend too: on a preallocated file, an unflushed table update is
+/// dropped by a crash and the store reopens to the flushed state.
+#[test]
+fn faulty_over_uring_drops_unflushed_update() {
+    use nvme::{CrashMode, Fault, FaultAction, FaultyDevice, OpKind};
+    let dir = test_dir("faulty");
+    let path = dir.join("dev.img");
+    run_local(cfg(), async move {
+        let dev = UringDevice::create_file(&path, 16 * MIB, UringOptions::default())
+            .await
+            .unwrap();
+        let opts = FormatOptions {
+            segment_size: MIB,
+            uuid: None,
+        };
+        let mut s = SegmentStore::format(dev, opts).await.unwrap();
+        let kept = s.allocate(OwnerTag(1)).await.unwrap();
+        let dev = FaultyDevice::new(s.into_device());
+        // After open (4 reads, 1 flush) the next flush is the allocate's commit: halt there.
+        dev.schedule(Fault {
+            kind: OpKind::Flush,
+            nth: 1,
+            action: FaultAction::Halt,
+        });
+        let mut s = SegmentStore::open(dev).await.unwrap();
+        assert!(s.allocate(OwnerTag(2)).await.is_err());
+        let dev = s.into_device();
+        assert_eq!(dev.unflushed_blocks(), 1);
+        let dev = dev.crash(CrashMode::DropUnflushed).await.unwrap();
+        let s = SegmentStore::open(dev).await.unwrap();
+        assert_eq!(s.segments().collect::<Vec<_>>(), vec![kept]);
+    })
+    .unwrap();
+}
+
 /// Detaches the loop device when the test ends, pass or fail.
 struct LoopDev(String);
 
