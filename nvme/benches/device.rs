@@ -312,7 +312,7 @@ fn main() {
     println!();
     println!(
         "| workload | nvme | fio | nvme / fio (of medians) | per-round ratio: median [min–max] \
-         | nvme p50 / p99 µs | fio p50 / p99 µs |"
+         | nvme p50 / p99 / p99.9 µs | fio p50 / p99 / p99.9 µs |"
     );
     println!("|---|---|---|---|---|---|---|");
     for (i, w) in workloads.iter().enumerate() {
@@ -333,9 +333,10 @@ fn main() {
             (
                 median(r.iter().map(|x| x.p50_us).collect()),
                 median(r.iter().map(|x| x.p99_us).collect()),
+                median(r.iter().map(|x| x.p999_us).collect()),
             )
         };
-        let ((n50, n99), (f50, f99)) = (lat(n), lat(f));
+        let ((n50, n99, n999), (f50, f99, f999)) = (lat(n), lat(f));
         // Each round ran nvme and fio back to back: their ratio is the least noisy figure.
         let ratios: Vec<f64> = n
             .iter()
@@ -347,7 +348,7 @@ fn main() {
             .fold((f64::MAX, f64::MIN), |(l, h), &r| (l.min(r), h.max(r)));
         println!(
             "| {} | {nu:.0}{suffix} | {fu:.0}{suffix} | {:.2} | {:.2} [{lo:.2}–{hi:.2}] \
-             | {n50:.0} / {n99:.0} | {f50:.0} / {f99:.0} |",
+             | {n50:.0} / {n99:.0} / {n999:.0} | {f50:.0} / {f99:.0} / {f999:.0} |",
             w.name(),
             nu / fu,
             median(ratios.clone()),
