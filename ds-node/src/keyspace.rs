@@ -1,0 +1,168 @@
+//! Internal keys of Redis data (DESIGN §2).
+//!
+//! ```text
+//! metadata entry:  'r' | slot u16 BE | len(key) u32 BE | key | 'M'
+//! hash field:      'r' | slot u16 BE | len(key) u32 BE | key | 'F' | version u64 BE | field
+//! ```
+//!
+//! `slot` is the Redis Cluster hash slot (CRC16/XMODEM of the key, or of its `{hash tag}`,
+//! mod 16384), so ranges of Redis data cover slot intervals and keys spread evenly. The
+//! length prefix makes the key's bytes self-delimiting: every internal key of one user key
+//! shares the prefix `'r' | slot | len | key`, no other user key's entries fall between
+//! them, and a range split point can always be placed between two user keys. Fields of a
+//! hash sort before its metadata entry (`'F'` < `'M'`).
+// perf-critical: every Redis command encodes its keys here.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Number of Redis Cluster hash slots.
+pub const SLOTS: u16 = 16384;
+/// First byte of every internal key of Redis data.
+pub const REDIS_PREFIX: u8 = b'r';
+const META: u8 = b'M';
+const FIELD: u8 = b'F';
+
+/// The Redis Cluster hash slot of `key`: CRC16 of the first non-empty `{…}` tag, if any,
+/// else of the whole key.
+pub fn slot(key: &[u8]) -> u16 {
+    let tagged = key
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let rest = &key[open + 1..];
+            let close = rest.iter().position(|&b| b == b'}')?;
+            (close > 0).then(|| &rest[..close])
+        })
+        .unwrap_or(key);
+    crc16_xmodem(tagged) % SLOTS
+}
+
+/// CRC16/XMODEM (polynomial 0x1021, initial 0), as Redis Cluster uses.
+pub fn crc16_xmodem(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &b in data {
+        crc ^= u16::from(b) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
+    let mut out = BytesMut::with_capacity(1 + 2 + 4 + key.len() + extra);
+    out.put_u8(REDIS_PREFIX);
+    out.put_u16(slot(key));
+    out.put_u32(u32::try_from(key.len()).expect("keys are at most 64 KiB (net::codec)"));
+    out.put_slice(key);
+    out
+}
+
+/// The metadata entry of `key`.
+pub fn meta_key(key: &[u8]) -> Bytes {
+    let mut k = user_prefix(key, 1);
+    k.put_u8(META);
+    k.freeze()
+}
+
+/// The sub-key of `field` in version `version` of hash `key`.
+pub fn field_key(key: &[u8], version: u64, field: &[u8]) -> Bytes {
+    let mut k = field_prefix(key, version, field.len());
+    k.put_slice(field);
+    k.freeze()
+}
+
+/// The prefix shared by every field of version `version` of hash `key`.
+pub fn field_prefix_bytes(key: &[u8], version: u64) -> Bytes {
+    field_prefix(key, version, 0).freeze()
+}
+
+fn field_prefix(key: &[u8], version: u64, extra: usize) -> BytesMut {
+    let mut k = user_prefix(key, 1 + 8 + extra);
+    k.put_u8(FIELD);
+    k.put_u64(version);
+    k
+}
+
+/// The smallest key greater than every key starting with `prefix` (for an exclusive scan
+/// end); `None` if there is none (all bytes are 0xff).
+pub fn prefix_end(prefix: &[u8]) -> Option<Bytes> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(Bytes::from(end));
+        }
+    }
+    None
+}
+
+/// If `internal` is a metadata entry, the user key it belongs to.
+pub fn user_key_of_meta(internal: &[u8]) -> Option<&[u8]> {
+    let rest = internal.strip_prefix(&[REDIS_PREFIX])?;
+    let len = u32::from_be_bytes(rest.get(2..6)?.try_into().ok()?) as usize;
+    let key = rest.get(6..6 + len)?;
+    (rest.get(6 + len..)? == [META]).then_some(key)
+}
+
+/// If `internal` is a field sub-key, its field name (the caller knows key and version).
+pub fn field_of(internal: &[u8], prefix: &[u8]) -> Option<Bytes> {
+    internal.strip_prefix(prefix).map(Bytes::copy_from_slice)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_match_redis_cluster() {
+        // Values from `CLUSTER KEYSLOT` in Redis 7.
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"bar"), 5061);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+        assert_eq!(slot(b"{}foo"), crc16_xmodem(b"{}foo") % SLOTS);
+        assert_eq!(crc16_xmodem(b"123456789"), 0x31C3);
+    }
+
+    #[test]
+    fn every_internal_key_of_a_user_key_is_contiguous() {
+        // "ab" and "a" share a slot only by chance; force the slot with a hash tag.
+        let (a, ab) = (&b"{t}a"[..], &b"{t}ab"[..]);
+        let mut keys = [
+            meta_key(a),
+            field_key(a, 1, b"zzz"),
+            meta_key(ab),
+            field_key(ab, 1, b""),
+        ];
+        keys.sort();
+        let owner = |k: &Bytes| {
+            if k.starts_with(&user_prefix(a, 0)) {
+                "a"
+            } else {
+                "ab"
+            }
+        };
+        let owners: Vec<_> = keys.iter().map(owner).collect();
+        assert_eq!(owners, ["a", "a", "ab", "ab"]);
+        assert!(field_key(a, 1, b"zzz") < meta_key(a));
+    }
+
+    #[test]
+    fn metadata_keys_decode_back_to_user_keys() {
+        let k = b"user:\x00\xff:1";
+        assert_eq!(user_key_of_meta(&meta_key(k)), Some(&k[..]));
+        assert_eq!(user_key_of_meta(&field_key(k, 3, b"f")), None);
+        assert_eq!(user_key_of_meta(b"r\x00"), None);
+    }
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(Bytes::from_static(b"ac")));
+        assert_eq!(prefix_end(b"a\xff"), Some(Bytes::from_static(b"b")));
+        assert_eq!(prefix_end(b"\xff\xff"), None);
+    }
+}

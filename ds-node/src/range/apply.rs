@@ -1,0 +1,973 @@
+//! Executes client operations against a [`KvStore`] — the range state machine's apply step.
+//!
+//! Deterministic: the result depends only on the store, the operation and the [`ApplyCtx`]
+//! (the Raft index of the entry and the leader's clock reading carried in it), never on the
+//! local clock, so every replica applying the same log reaches the same state. Reads run
+//! through the same code with the leader's current time and change nothing.
+//!
+//! Redis data (DESIGN §2, [`crate::keyspace`]): a string is one metadata entry holding a type
+//! byte and the value; a hash is a metadata entry (type, version, field count) plus one
+//! sub-key per field under that version. Deleting or overwriting a hash drops only its
+//! metadata entry — O(1) whatever its size; the fields of the old version are garbage, found
+//! by version and reclaimed in the background (not built yet). Expiry lives on the metadata
+//! entry; an expired key reads as absent and is removed by the next write that meets it.
+//!
+//! Error strings follow Redis 7 (`t_string.c`, `t_hash.c`, `expire.c`).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use net::RpcError;
+use net::message::RangeDescriptor;
+use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlState, WriteOp};
+
+use super::store::{Entry, KvStore};
+use crate::keyspace::{self, REDIS_PREFIX};
+
+/// Largest string value, as Redis's `proto-max-bulk-len` default: 512 MiB.
+pub const MAX_STRING_BYTES: u64 = 512 * 1024 * 1024;
+
+const TYPE_STRING: u8 = 1;
+const TYPE_HASH: u8 = 2;
+
+/// What an operation is applied with.
+#[derive(Debug, Clone, Copy)]
+pub struct ApplyCtx<'a> {
+    /// The leader's clock when it proposed the entry (reads: its clock now), Unix ms.
+    pub now_ms: u64,
+    /// The Raft index of the entry (reads: the applied index).
+    pub index: u64,
+    /// The range the operation runs in; keys outside it are refused.
+    pub range: &'a RangeDescriptor,
+}
+
+/// The decoded metadata entry of a Redis key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Meta {
+    Str(Bytes),
+    Hash { version: u64, count: u64 },
+}
+
+/// A live (unexpired) Redis key.
+#[derive(Debug, Clone)]
+struct Live {
+    meta: Meta,
+    expire_at_ms: u64,
+}
+
+fn corrupt(what: &str) -> RpcError {
+    RpcError::Internal {
+        code: 1,
+        message: format!("corrupt metadata entry: {what}"),
+    }
+}
+
+fn decode_meta(value: &Bytes) -> Result<Meta, RpcError> {
+    match value.first() {
+        Some(&TYPE_STRING) => Ok(Meta::Str(value.slice(1..))),
+        Some(&TYPE_HASH) => {
+            let body = value.get(1..17).ok_or_else(|| corrupt("short hash"))?;
+            let version = u64::from_be_bytes(body[..8].try_into().map_err(|_| corrupt("hash"))?);
+            let count = u64::from_be_bytes(body[8..].try_into().map_err(|_| corrupt("hash"))?);
+            Ok(Meta::Hash { version, count })
+        }
+        _ => Err(corrupt("unknown type")),
+    }
+}
+
+fn encode_meta(meta: &Meta) -> Bytes {
+    match meta {
+        Meta::Str(v) => {
+            let mut b = BytesMut::with_capacity(1 + v.len());
+            b.put_u8(TYPE_STRING);
+            b.put_slice(v);
+            b.freeze()
+        }
+        Meta::Hash { version, count } => {
+            let mut b = BytesMut::with_capacity(17);
+            b.put_u8(TYPE_HASH);
+            b.put_u64(*version);
+            b.put_u64(*count);
+            b.freeze()
+        }
+    }
+}
+
+/// Parses an integer as Redis's `string2ll`: optional `-`, digits, no leading zeros, no
+/// spaces, no `+`.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?;
+        let d = i64::from(d - b'0');
+        v = if neg {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
+    }
+    Some(v)
+}
+
+/// Parses a float as Redis's `string2ld`: no surrounding spaces, not NaN.
+pub fn parse_f64(s: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(s).ok()?;
+    if text.is_empty() || text.trim() != text {
+        return None;
+    }
+    let v: f64 = text.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// Formats a float result as Redis does for `INCRBYFLOAT`: no exponent, no trailing zeros.
+pub fn format_f64(v: f64) -> Bytes {
+    let s = if v == v.trunc() && v.abs() < 1e17 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    };
+    Bytes::from(s)
+}
+
+fn new_version(ctx: &ApplyCtx<'_>) -> u64 {
+    // Unique per creating entry (index) and increasing with time across range splits, whose
+    // children restart their own Raft indexes.
+    (ctx.now_ms << 20) | (ctx.index & 0xF_FFFF)
+}
+
+fn ok_int(v: i64) -> Result<OpResult, RpcError> {
+    Ok(OpResult::Int { value: v })
+}
+
+fn len_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn value(v: Option<Bytes>) -> Result<OpResult, RpcError> {
+    Ok(OpResult::Value { value: v })
+}
+
+fn string_too_long() -> RpcError {
+    RpcError::BadRequest {
+        message: "string exceeds maximum allowed size (proto-max-bulk-len)".into(),
+    }
+}
+
+/// Executes `op` in the range of `ctx` against `store`.
+pub fn execute<S: KvStore>(
+    store: &mut S,
+    op: &KvOp,
+    ctx: &ApplyCtx<'_>,
+) -> Result<OpResult, RpcError> {
+    let mut a = Apply { store, ctx: *ctx };
+    a.check_keys(op)?;
+    a.run(op)
+}
+
+struct Apply<'s, 'c, S> {
+    store: &'s mut S,
+    ctx: ApplyCtx<'c>,
+}
+
+impl<S: KvStore> Apply<'_, '_, S> {
+    /// Every key of the operation must be in the range.
+    fn check_keys(&self, op: &KvOp) -> Result<(), RpcError> {
+        let range = self.ctx.range;
+        let not_here = || RpcError::RangeNotFound { range_id: range.id };
+        let raw_ok = |k: &Bytes| range.contains(k);
+        let redis_ok = |k: &Bytes| range.contains(&keyspace::meta_key(k));
+        let ok = match op {
+            KvOp::Get { key }
+            | KvOp::Put { key, .. }
+            | KvOp::Delete { key }
+            | KvOp::CompareAndSet { key, .. }
+            | KvOp::Increment { key, .. } => raw_ok(key),
+            KvOp::BatchGet { keys } => keys.iter().all(raw_ok),
+            KvOp::BatchWrite { ops } => ops.iter().all(|w| match w {
+                WriteOp::Put { key, .. } | WriteOp::Delete { key } => raw_ok(key),
+            }),
+            KvOp::Scan { .. } | KvOp::KeyScan { .. } => true, // clamped to the range
+            KvOp::StrGet { key }
+            | KvOp::StrSet { key, .. }
+            | KvOp::StrGetDel { key }
+            | KvOp::StrGetEx { key, .. }
+            | KvOp::StrIncrBy { key, .. }
+            | KvOp::StrIncrByFloat { key, .. }
+            | KvOp::StrAppend { key, .. }
+            | KvOp::StrLen { key }
+            | KvOp::StrGetRange { key, .. }
+            | KvOp::StrSetRange { key, .. }
+            | KvOp::KeyDel { key }
+            | KvOp::KeyExists { key }
+            | KvOp::KeyExpire { key, .. }
+            | KvOp::KeyPersist { key }
+            | KvOp::KeyTtl { key }
+            | KvOp::KeyType { key }
+            | KvOp::HSet { key, .. }
+            | KvOp::HGet { key, .. }
+            | KvOp::HMGet { key, .. }
+            | KvOp::HDel { key, .. }
+            | KvOp::HExists { key, .. }
+            | KvOp::HLen { key }
+            | KvOp::HGetAll { key }
+            | KvOp::HIncrBy { key, .. }
+            | KvOp::HIncrByFloat { key, .. }
+            | KvOp::HStrLen { key, .. }
+            | KvOp::HScan { key, .. } => redis_ok(key),
+        };
+        if ok { Ok(()) } else { Err(not_here()) }
+    }
+
+    fn run(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
+        match op {
+            KvOp::Get { key } => value(self.raw_get(key).map(|e| e.value)),
+            KvOp::BatchGet { keys } => Ok(OpResult::Values {
+                values: keys
+                    .iter()
+                    .map(|k| self.raw_get(k).map(|e| e.value))
+                    .collect(),
+            }),
+            KvOp::Put {
+                key,
+                value: v,
+                expiry,
+                cond,
+                return_old,
+            } => self.raw_put(key, v, *expiry, *cond, *return_old),
+            KvOp::Delete { key } => {
+                let existed = self.raw_get(key).is_some();
+                self.store.delete(key);
+                Ok(OpResult::Bool { value: existed })
+            }
+            KvOp::BatchWrite { ops } => {
+                for w in ops {
+                    match w {
+                        WriteOp::Put {
+                            key,
+                            value: v,
+                            expiry,
+                        } => {
+                            let expire = self.expire_for(*expiry, self.raw_get(key).as_ref());
+                            self.raw_store(key.clone(), v.clone(), expire);
+                        }
+                        WriteOp::Delete { key } => {
+                            self.store.delete(key);
+                        }
+                    }
+                }
+                Ok(OpResult::Unit {})
+            }
+            KvOp::Scan {
+                start,
+                end,
+                limit,
+                reverse,
+                keys_only,
+            } => Ok(self.raw_scan(start, end, *limit, *reverse, *keys_only)),
+            KvOp::CompareAndSet {
+                key,
+                expected,
+                new,
+                expiry,
+            } => {
+                let cur = self.raw_get(key);
+                let current = cur.as_ref().map(|e| e.value.clone());
+                if current != *expected {
+                    return Ok(OpResult::Cas {
+                        swapped: false,
+                        current,
+                    });
+                }
+                match new {
+                    Some(v) => {
+                        let expire = self.expire_for(*expiry, cur.as_ref());
+                        self.raw_store(key.clone(), v.clone(), expire);
+                    }
+                    None => {
+                        self.store.delete(key);
+                    }
+                }
+                Ok(OpResult::Cas {
+                    swapped: true,
+                    current: new.clone(),
+                })
+            }
+            KvOp::Increment { key, delta } => {
+                let cur = self.raw_get(key);
+                let old = match &cur {
+                    None => 0,
+                    Some(e) => parse_i64(&e.value).ok_or(RpcError::NotAnInteger {})?,
+                };
+                let new = old.checked_add(*delta).ok_or(RpcError::Overflow {})?;
+                let expire = cur.map_or(0, |e| e.expire_at_ms);
+                self.raw_store(key.clone(), Bytes::from(new.to_string()), expire);
+                ok_int(new)
+            }
+            KvOp::StrGet { key } => value(self.string(key)?),
+            KvOp::StrSet {
+                key,
+                value: v,
+                expiry,
+                cond,
+                get_old,
+            } => self.str_set(key, v, *expiry, *cond, *get_old),
+            KvOp::StrGetDel { key } => {
+                let v = self.string(key)?;
+                if v.is_some() {
+                    self.store.delete(&keyspace::meta_key(key));
+                }
+                value(v)
+            }
+            KvOp::StrGetEx { key, expiry } => {
+                let Some(live) = self.live(key)? else {
+                    return value(None);
+                };
+                let Meta::Str(v) = &live.meta else {
+                    return Err(RpcError::WrongType {});
+                };
+                if !matches!(expiry, Expiry::Keep {}) {
+                    let expire = self.expire_for_live(*expiry, &live);
+                    self.write_meta(key, &live.meta, expire);
+                }
+                value(Some(v.clone()))
+            }
+            KvOp::StrIncrBy { key, delta } => {
+                let (old, expire) =
+                    self.string_number(key, parse_i64, RpcError::NotAnInteger {})?;
+                let new = old
+                    .unwrap_or(0)
+                    .checked_add(*delta)
+                    .ok_or(RpcError::Overflow {})?;
+                self.write_meta(key, &Meta::Str(Bytes::from(new.to_string())), expire);
+                ok_int(new)
+            }
+            KvOp::StrIncrByFloat { key, delta } => {
+                let (old, expire) = self.string_number(key, parse_f64, RpcError::NotAFloat {})?;
+                let new = old.unwrap_or(0.0) + delta;
+                if !new.is_finite() {
+                    return Err(RpcError::BadRequest {
+                        message: "increment would produce NaN or Infinity".into(),
+                    });
+                }
+                let text = format_f64(new);
+                self.write_meta(key, &Meta::Str(text.clone()), expire);
+                value(Some(text))
+            }
+            KvOp::StrAppend { key, value: v } => {
+                let (old, expire) = self.string_with_expiry(key)?;
+                let mut s = BytesMut::from(&old.unwrap_or_default()[..]);
+                if (s.len() + v.len()) as u64 > MAX_STRING_BYTES {
+                    return Err(string_too_long());
+                }
+                s.put_slice(v);
+                let len = s.len();
+                self.write_meta(key, &Meta::Str(s.freeze()), expire);
+                ok_int(len_i64(len))
+            }
+            KvOp::StrLen { key } => ok_int(self.string(key)?.map_or(0, |v| len_i64(v.len()))),
+            KvOp::StrGetRange { key, start, end } => {
+                let v = self.string(key)?.unwrap_or_default();
+                value(Some(get_range(&v, *start, *end)))
+            }
+            KvOp::StrSetRange {
+                key,
+                offset,
+                value: v,
+            } => {
+                let (old, expire) = self.string_with_expiry(key)?;
+                let old = old.unwrap_or_default();
+                if v.is_empty() {
+                    return ok_int(len_i64(old.len()));
+                }
+                let end = offset.saturating_add(v.len() as u64);
+                if end > MAX_STRING_BYTES {
+                    return Err(string_too_long());
+                }
+                let end = usize::try_from(end).map_err(|_| string_too_long())?;
+                let start = end - v.len();
+                let mut s = BytesMut::from(&old[..]);
+                if s.len() < end {
+                    s.resize(end, 0);
+                }
+                s[start..end].copy_from_slice(v);
+                let len = s.len();
+                self.write_meta(key, &Meta::Str(s.freeze()), expire);
+                ok_int(len_i64(len))
+            }
+            KvOp::KeyDel { key } => {
+                let existed = self.live(key)?.is_some();
+                self.store.delete(&keyspace::meta_key(key));
+                Ok(OpResult::Bool { value: existed })
+            }
+            KvOp::KeyExists { key } => Ok(OpResult::Bool {
+                value: self.live(key)?.is_some(),
+            }),
+            KvOp::KeyExpire { key, at_ms, cond } => self.expire(key, *at_ms, *cond),
+            KvOp::KeyPersist { key } => {
+                let Some(live) = self.live(key)? else {
+                    return Ok(OpResult::Bool { value: false });
+                };
+                if live.expire_at_ms == 0 {
+                    return Ok(OpResult::Bool { value: false });
+                }
+                self.write_meta(key, &live.meta, 0);
+                Ok(OpResult::Bool { value: true })
+            }
+            KvOp::KeyTtl { key } => Ok(OpResult::Ttl {
+                ttl: match self.live(key)? {
+                    None => TtlState::NoKey {},
+                    Some(l) if l.expire_at_ms == 0 => TtlState::Persistent {},
+                    Some(l) => TtlState::ExpiresAt {
+                        at_ms: l.expire_at_ms,
+                    },
+                },
+            }),
+            KvOp::KeyType { key } => Ok(OpResult::Type {
+                key_type: match self.live(key)?.map(|l| l.meta) {
+                    None => KeyType::None {},
+                    Some(Meta::Str(_)) => KeyType::String {},
+                    Some(Meta::Hash { .. }) => KeyType::Hash {},
+                },
+            }),
+            KvOp::KeyScan {
+                cursor,
+                count,
+                type_filter,
+            } => self.key_scan(cursor, *count, *type_filter),
+            KvOp::HSet {
+                key,
+                pairs,
+                only_new,
+            } => self.hset(key, pairs, *only_new),
+            KvOp::HGet { key, field } => {
+                let Some((version, _, _)) = self.hash(key)? else {
+                    return value(None);
+                };
+                value(self.field(key, version, field))
+            }
+            KvOp::HMGet { key, fields } => {
+                let hash = self.hash(key)?;
+                Ok(OpResult::Values {
+                    values: fields
+                        .iter()
+                        .map(|f| hash.and_then(|(ver, _, _)| self.field(key, ver, f)))
+                        .collect(),
+                })
+            }
+            KvOp::HDel { key, fields } => self.hdel(key, fields),
+            KvOp::HExists { key, field } => {
+                let found = match self.hash(key)? {
+                    Some((version, _, _)) => self.field(key, version, field).is_some(),
+                    None => false,
+                };
+                Ok(OpResult::Bool { value: found })
+            }
+            KvOp::HLen { key } => {
+                let count = self.hash(key)?.map_or(0, |(_, count, _)| count);
+                ok_int(i64::try_from(count).unwrap_or(i64::MAX))
+            }
+            KvOp::HGetAll { key } => {
+                let pairs = match self.hash(key)? {
+                    Some((version, _, _)) => self.fields(key, version, &[], usize::MAX),
+                    None => Vec::new(),
+                };
+                Ok(OpResult::Pairs { pairs })
+            }
+            KvOp::HIncrBy { key, field, delta } => {
+                let not_int = || RpcError::BadRequest {
+                    message: "hash value is not an integer".into(),
+                };
+                let old = self.hash_number(key, field, parse_i64, not_int)?;
+                let new = old
+                    .unwrap_or(0)
+                    .checked_add(*delta)
+                    .ok_or(RpcError::Overflow {})?;
+                self.hset_one(key, field, Bytes::from(new.to_string()))?;
+                ok_int(new)
+            }
+            KvOp::HIncrByFloat { key, field, delta } => {
+                let not_float = || RpcError::BadRequest {
+                    message: "hash value is not a float".into(),
+                };
+                let old = self.hash_number(key, field, parse_f64, not_float)?;
+                let new = old.unwrap_or(0.0) + delta;
+                if !new.is_finite() {
+                    return Err(RpcError::BadRequest {
+                        message: "increment would produce NaN or Infinity".into(),
+                    });
+                }
+                let text = format_f64(new);
+                self.hset_one(key, field, text.clone())?;
+                value(Some(text))
+            }
+            KvOp::HStrLen { key, field } => {
+                let len = match self.hash(key)? {
+                    Some((version, _, _)) => self.field(key, version, field).map_or(0, |v| v.len()),
+                    None => 0,
+                };
+                ok_int(len_i64(len))
+            }
+            KvOp::HScan { key, cursor, count } => {
+                let Some((version, _, _)) = self.hash(key)? else {
+                    return Ok(OpResult::Scan {
+                        pairs: Vec::new(),
+                        next: None,
+                    });
+                };
+                let limit = (*count).max(1) as usize;
+                let pairs = self.fields(key, version, cursor, limit);
+                let next = (pairs.len() == limit)
+                    .then(|| pairs.last().map(|(f, _)| f.clone()))
+                    .flatten();
+                Ok(OpResult::Scan { pairs, next })
+            }
+        }
+    }
+
+    // ---- raw keys -------------------------------------------------------------------
+
+    fn raw_get(&self, key: &[u8]) -> Option<Entry> {
+        self.store
+            .get(key)
+            .filter(|e| !e.is_expired(self.ctx.now_ms))
+    }
+
+    /// Stores a raw value, or deletes it when its expiry is already past.
+    fn raw_store(&mut self, key: Bytes, value: Bytes, expire_at_ms: u64) {
+        if expire_at_ms != 0 && expire_at_ms <= self.ctx.now_ms {
+            self.store.delete(&key);
+        } else {
+            self.store.put(
+                key,
+                Entry {
+                    value,
+                    expire_at_ms,
+                },
+            );
+        }
+    }
+
+    fn expire_for(&self, expiry: Expiry, current: Option<&Entry>) -> u64 {
+        match expiry {
+            Expiry::Keep {} => current.map_or(0, |e| e.expire_at_ms),
+            Expiry::Persist {} => 0,
+            Expiry::At { at_ms } => at_ms.max(1),
+        }
+    }
+
+    fn raw_put(
+        &mut self,
+        key: &Bytes,
+        v: &Bytes,
+        expiry: Expiry,
+        cond: Cond,
+        return_old: bool,
+    ) -> Result<OpResult, RpcError> {
+        let cur = self.raw_get(key);
+        let blocked = match cond {
+            Cond::Always {} => false,
+            Cond::IfAbsent {} => cur.is_some(),
+            Cond::IfPresent {} => cur.is_none(),
+        };
+        let old = cur.as_ref().map(|e| e.value.clone());
+        if !blocked {
+            let expire = self.expire_for(expiry, cur.as_ref());
+            self.raw_store(key.clone(), v.clone(), expire);
+        }
+        if return_old {
+            value(old)
+        } else {
+            Ok(OpResult::Written { written: !blocked })
+        }
+    }
+
+    fn range_bounds(&self, start: &[u8], end: &[u8]) -> (Bytes, Option<Bytes>) {
+        let range = self.ctx.range;
+        let lo = if start > &range.start[..] {
+            Bytes::copy_from_slice(start)
+        } else {
+            range.start.clone()
+        };
+        let hi = match (end.is_empty(), range.end.is_empty()) {
+            (true, true) => None,
+            (true, false) => Some(range.end.clone()),
+            (false, true) => Some(Bytes::copy_from_slice(end)),
+            (false, false) => Some(if end < &range.end[..] {
+                Bytes::copy_from_slice(end)
+            } else {
+                range.end.clone()
+            }),
+        };
+        (lo, hi)
+    }
+
+    fn raw_scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        reverse: bool,
+        keys_only: bool,
+    ) -> OpResult {
+        let (lo, hi) = self.range_bounds(start, end);
+        let limit = limit.max(1) as usize;
+        let mut pairs = Vec::new();
+        let mut next = None;
+        // Expired entries are skipped, so fetch in pages until `limit` live ones are found.
+        let (mut lo, mut hi) = (lo, hi);
+        loop {
+            let page = self.store.scan(&lo, hi.as_deref(), limit, reverse);
+            let full = page.len() == limit;
+            let last = page.last().map(|(k, _)| k.clone());
+            for (k, e) in page {
+                if e.is_expired(self.ctx.now_ms) {
+                    continue;
+                }
+                if pairs.len() == limit {
+                    break;
+                }
+                let v = if keys_only { Bytes::new() } else { e.value };
+                pairs.push((k, v));
+            }
+            let Some(last) = last.filter(|_| full) else {
+                break;
+            };
+            if pairs.len() == limit {
+                next = Some(last);
+                break;
+            }
+            if reverse {
+                hi = Some(last);
+            } else {
+                lo = after(&last);
+            }
+        }
+        if let (Some(n), Some((k, _))) = (&mut next, pairs.last()) {
+            *n = k.clone();
+        }
+        OpResult::Scan { pairs, next }
+    }
+
+    // ---- Redis keys -----------------------------------------------------------------
+
+    /// The live metadata of `key`: expired keys read as absent.
+    fn live(&self, key: &[u8]) -> Result<Option<Live>, RpcError> {
+        let Some(e) = self.store.get(&keyspace::meta_key(key)) else {
+            return Ok(None);
+        };
+        if e.is_expired(self.ctx.now_ms) {
+            return Ok(None);
+        }
+        Ok(Some(Live {
+            meta: decode_meta(&e.value)?,
+            expire_at_ms: e.expire_at_ms,
+        }))
+    }
+
+    fn write_meta(&mut self, key: &[u8], meta: &Meta, expire_at_ms: u64) {
+        let mk = keyspace::meta_key(key);
+        if expire_at_ms != 0 && expire_at_ms <= self.ctx.now_ms {
+            self.store.delete(&mk);
+        } else {
+            self.store.put(
+                mk,
+                Entry {
+                    value: encode_meta(meta),
+                    expire_at_ms,
+                },
+            );
+        }
+    }
+
+    fn expire_for_live(&self, expiry: Expiry, live: &Live) -> u64 {
+        match expiry {
+            Expiry::Keep {} => live.expire_at_ms,
+            Expiry::Persist {} => 0,
+            Expiry::At { at_ms } => at_ms.max(1),
+        }
+    }
+
+    /// The string value of `key`; WRONGTYPE for a hash.
+    fn string(&self, key: &[u8]) -> Result<Option<Bytes>, RpcError> {
+        Ok(self.string_with_expiry(key)?.0)
+    }
+
+    fn string_with_expiry(&self, key: &[u8]) -> Result<(Option<Bytes>, u64), RpcError> {
+        match self.live(key)? {
+            None => Ok((None, 0)),
+            Some(Live {
+                meta: Meta::Str(v),
+                expire_at_ms,
+            }) => Ok((Some(v), expire_at_ms)),
+            Some(_) => Err(RpcError::WrongType {}),
+        }
+    }
+
+    fn string_number<T>(
+        &self,
+        key: &[u8],
+        parse: fn(&[u8]) -> Option<T>,
+        bad: RpcError,
+    ) -> Result<(Option<T>, u64), RpcError> {
+        let (v, expire) = self.string_with_expiry(key)?;
+        match v {
+            None => Ok((None, expire)),
+            Some(v) => Ok((Some(parse(&v).ok_or(bad)?), expire)),
+        }
+    }
+
+    fn str_set(
+        &mut self,
+        key: &Bytes,
+        v: &Bytes,
+        expiry: Expiry,
+        cond: Cond,
+        get_old: bool,
+    ) -> Result<OpResult, RpcError> {
+        let live = self.live(key)?;
+        let old = match (&live, get_old) {
+            (
+                Some(Live {
+                    meta: Meta::Str(s), ..
+                }),
+                true,
+            ) => Some(s.clone()),
+            (Some(_), true) => return Err(RpcError::WrongType {}),
+            _ => None,
+        };
+        let blocked = match cond {
+            Cond::Always {} => false,
+            Cond::IfAbsent {} => live.is_some(),
+            Cond::IfPresent {} => live.is_none(),
+        };
+        if !blocked {
+            let expire = match (expiry, &live) {
+                (Expiry::Keep {}, Some(l)) => l.expire_at_ms,
+                (Expiry::Keep {}, None) | (Expiry::Persist {}, _) => 0,
+                (Expiry::At { at_ms }, _) => at_ms.max(1),
+            };
+            self.write_meta(key, &Meta::Str(v.clone()), expire);
+        }
+        if get_old {
+            value(old)
+        } else {
+            Ok(OpResult::Written { written: !blocked })
+        }
+    }
+
+    fn expire(&mut self, key: &[u8], at_ms: u64, cond: ExpireCond) -> Result<OpResult, RpcError> {
+        let Some(live) = self.live(key)? else {
+            return Ok(OpResult::Bool { value: false });
+        };
+        let cur = live.expire_at_ms;
+        let allowed = match cond {
+            ExpireCond::Always {} => true,
+            ExpireCond::IfNone {} => cur == 0,
+            ExpireCond::IfSome {} => cur != 0,
+            // A key without expiry counts as an infinite TTL.
+            ExpireCond::IfGreater {} => cur != 0 && at_ms > cur,
+            ExpireCond::IfLess {} => cur == 0 || at_ms < cur,
+        };
+        if !allowed {
+            return Ok(OpResult::Bool { value: false });
+        }
+        // A time in the past deletes the key (and still answers 1), as Redis does.
+        self.write_meta(key, &live.meta, at_ms.max(1));
+        Ok(OpResult::Bool { value: true })
+    }
+
+    fn key_scan(
+        &self,
+        cursor: &[u8],
+        count: u32,
+        type_filter: Option<KeyType>,
+    ) -> Result<OpResult, RpcError> {
+        let redis_start = [REDIS_PREFIX];
+        let redis_end = [REDIS_PREFIX + 1];
+        let start = if cursor.is_empty() {
+            Bytes::copy_from_slice(&redis_start)
+        } else {
+            after(cursor)
+        };
+        let (lo, hi) = self.range_bounds(&start, &redis_end);
+        let (lo, hi) = (lo.max(Bytes::copy_from_slice(&redis_start)), hi);
+        let limit = count.max(1) as usize;
+        let page = self.store.scan(&lo, hi.as_deref(), limit, false);
+        let next = (page.len() == limit)
+            .then(|| page.last().map(|(k, _)| k.clone()))
+            .flatten();
+        let mut keys = Vec::new();
+        for (k, e) in page {
+            let Some(user) = keyspace::user_key_of_meta(&k) else {
+                continue; // a hash field
+            };
+            if e.is_expired(self.ctx.now_ms) {
+                continue;
+            }
+            if let Some(want) = type_filter {
+                let kind = match decode_meta(&e.value)? {
+                    Meta::Str(_) => KeyType::String {},
+                    Meta::Hash { .. } => KeyType::Hash {},
+                };
+                if kind != want {
+                    continue;
+                }
+            }
+            keys.push(Bytes::copy_from_slice(user));
+        }
+        Ok(OpResult::KeyScan { keys, next })
+    }
+
+    // ---- hashes ---------------------------------------------------------------------
+
+    /// `(version, count, expiry)` of hash `key`; WRONGTYPE for a string.
+    fn hash(&self, key: &[u8]) -> Result<Option<(u64, u64, u64)>, RpcError> {
+        match self.live(key)? {
+            None => Ok(None),
+            Some(Live {
+                meta: Meta::Hash { version, count },
+                expire_at_ms,
+            }) => Ok(Some((version, count, expire_at_ms))),
+            Some(_) => Err(RpcError::WrongType {}),
+        }
+    }
+
+    fn field(&self, key: &[u8], version: u64, field: &[u8]) -> Option<Bytes> {
+        self.store
+            .get(&keyspace::field_key(key, version, field))
+            .map(|e| e.value)
+    }
+
+    /// Fields after `after_field` (all when empty), up to `limit`.
+    fn fields(
+        &self,
+        key: &[u8],
+        version: u64,
+        after_field: &[u8],
+        limit: usize,
+    ) -> Vec<(Bytes, Bytes)> {
+        let prefix = keyspace::field_prefix_bytes(key, version);
+        let start = if after_field.is_empty() {
+            prefix.clone()
+        } else {
+            after(&keyspace::field_key(key, version, after_field))
+        };
+        let end = keyspace::prefix_end(&prefix);
+        self.store
+            .scan(&start, end.as_deref(), limit, false)
+            .into_iter()
+            .filter_map(|(k, e)| Some((keyspace::field_of(&k, &prefix)?, e.value)))
+            .collect()
+    }
+
+    fn hset(
+        &mut self,
+        key: &[u8],
+        pairs: &[(Bytes, Bytes)],
+        only_new: bool,
+    ) -> Result<OpResult, RpcError> {
+        let (version, mut count, expire) = match self.hash(key)? {
+            Some(h) => h,
+            None => (new_version(&self.ctx), 0, 0),
+        };
+        let mut added = 0i64;
+        for (f, v) in pairs {
+            let fk = keyspace::field_key(key, version, f);
+            let exists = self.store.get(&fk).is_some();
+            if exists && only_new {
+                continue;
+            }
+            if !exists {
+                count += 1;
+                added += 1;
+            }
+            self.store.put(
+                fk,
+                Entry {
+                    value: v.clone(),
+                    expire_at_ms: 0,
+                },
+            );
+        }
+        if count > 0 {
+            self.write_meta(key, &Meta::Hash { version, count }, expire);
+        }
+        ok_int(added)
+    }
+
+    fn hset_one(&mut self, key: &[u8], field: &Bytes, v: Bytes) -> Result<(), RpcError> {
+        self.hset(key, &[(field.clone(), v)], false).map(|_| ())
+    }
+
+    fn hash_number<T>(
+        &self,
+        key: &[u8],
+        field: &[u8],
+        parse: fn(&[u8]) -> Option<T>,
+        bad: impl Fn() -> RpcError,
+    ) -> Result<Option<T>, RpcError> {
+        let Some((version, _, _)) = self.hash(key)? else {
+            return Ok(None);
+        };
+        match self.field(key, version, field) {
+            None => Ok(None),
+            Some(v) => parse(&v).map(Some).ok_or_else(bad),
+        }
+    }
+
+    fn hdel(&mut self, key: &[u8], fields: &[Bytes]) -> Result<OpResult, RpcError> {
+        let Some((version, mut count, expire)) = self.hash(key)? else {
+            return ok_int(0);
+        };
+        let mut removed = 0i64;
+        for f in fields {
+            if self.store.delete(&keyspace::field_key(key, version, f)) {
+                removed += 1;
+                count = count.saturating_sub(1);
+            }
+        }
+        if count == 0 {
+            self.store.delete(&keyspace::meta_key(key));
+        } else if removed > 0 {
+            self.write_meta(key, &Meta::Hash { version, count }, expire);
+        }
+        ok_int(removed)
+    }
+}
+
+/// The smallest key strictly greater than `key`.
+fn after(key: &[u8]) -> Bytes {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.extend_from_slice(key);
+    k.push(0);
+    Bytes::from(k)
+}
+
+/// Redis `GETRANGE` index arithmetic: negative indexes count from the end, both ends
+/// inclusive and clamped.
+fn get_range(v: &[u8], start: i64, end: i64) -> Bytes {
+    let len = len_i64(v.len());
+    if start < 0 && end < 0 && start > end {
+        return Bytes::new();
+    }
+    let mut s = if start < 0 { len + start } else { start };
+    let mut e = if end < 0 { len + end } else { end };
+    s = s.max(0);
+    e = e.max(0);
+    if e >= len {
+        e = len - 1;
+    }
+    if len == 0 || s > e {
+        return Bytes::new();
+    }
+    // 0 <= s <= e < len, so both fit in usize.
+    Bytes::copy_from_slice(&v[s as usize..=e as usize])
+}

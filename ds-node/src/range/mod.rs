@@ -1,0 +1,5 @@
+//! The range state machine, free of any runtime: it receives operations and a context
+//! (the Raft index and the leader's clock reading carried in the entry) and changes a store.
+
+pub mod apply;
+pub mod store;
