@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use net::message::handshake::{Acceptor, Role};
 use net::message::{Message, Pong, TsoBatch};
-use net::transport::TransportConfig;
+use net::transport::{Handled, TransportConfig};
 use net::{ClusterId, NodeId, RpcError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -344,8 +344,13 @@ impl Master {
         let (stop_tx, stop_rx) = watch::channel(false);
         let timer = tokio::spawn(self.clone().run_timer(stop_rx));
         let me = self.clone();
-        let handler = Arc::new(move |msg: Message| me.clone().handle(msg));
-        net::tokio_transport::serve(
+        // Reads and TSO batches within the window are answered on the connection's task
+        // without a future; the rest run as futures (and on blocking threads when they fsync).
+        let handler = Arc::new(move |msg: Message| match me.handle_now(msg) {
+            Handling::Done(reply) => Handled::Now(Some(reply)),
+            Handling::Later(msg) => Handled::Later(me.clone().handle(msg)),
+        });
+        net::tokio_transport::serve_handled(
             listener,
             self.acceptor(),
             cfg,
