@@ -88,6 +88,34 @@ fn appends_in_one_turn_share_one_flush() {
     });
 }
 
+/// Closed-loop appenders (each appends again as soon as its append returns) keep being
+/// grouped: no appender starves behind one that re-takes the commit lock, and flushes carry
+/// many records each.
+#[test]
+fn closed_loop_appenders_are_grouped_and_none_starves() {
+    block_on(async {
+        let log = must_open(must_format(16), cfg()).await;
+        let futs: Vec<_> = (0..8u64)
+            .map(|r| {
+                let log = &log;
+                async move {
+                    for i in 1..=20 {
+                        log.append(vec![entry(r, i, 1, 50)]).await.unwrap();
+                    }
+                }
+            })
+            .collect();
+        join_all(futs).await;
+        let m = log.metrics();
+        assert_eq!(m.appended_records_total, 160);
+        assert!(
+            m.flushes_total <= 40,
+            "{} flushes for 160 records",
+            m.flushes_total
+        );
+    });
+}
+
 /// A batch larger than batch-bytes-max is cut into several batches, each with its own flush,
 /// and every appender still gets its pointers in order.
 #[test]
@@ -304,5 +332,38 @@ fn entry_cache_is_bounded() {
         }
         let m = log.metrics();
         assert!(m.cache_misses_total > 0 && m.cache_hits_total > 0);
+    });
+}
+
+/// The last checkpoint marker is reported after reopen, also after the segment that held it
+/// was reclaimed (it is re-appended first, with its data unchanged).
+#[test]
+fn last_checkpoint_survives_reopen_and_reclamation() {
+    block_on(async {
+        let conf = VlogConfig {
+            auto_reclaim: true,
+            ..cfg()
+        };
+        let log = must_open(must_format(8), conf).await;
+        log.append(vec![entry(1, 1, 1, 100)]).await.unwrap();
+        let c = log.checkpoint(b"covers 1".to_vec()).await.unwrap();
+        assert_eq!(log.last_checkpoint().unwrap().seq, c.seq);
+        let log = must_open(log.into_device().unwrap(), conf).await;
+        assert_eq!(log.last_checkpoint().unwrap().data, b"covers 1");
+        for i in 2..=600u64 {
+            log.append(vec![entry(1, i, 1, 700)]).await.unwrap();
+            if i % 50 == 0 {
+                log.compact(RangeId(1), LogIndex(i - 10)).await.unwrap();
+            }
+        }
+        assert!(log.metrics().segments_freed_total > 2);
+        let cp = log.last_checkpoint().unwrap();
+        assert_eq!(cp.data, b"covers 1");
+        assert_ne!(
+            cp.pointer.segment, c.record.segment,
+            "moved out of a freed segment"
+        );
+        let log = must_open(log.into_device().unwrap(), conf).await;
+        assert_eq!(log.last_checkpoint().unwrap().data, b"covers 1");
     });
 }

@@ -213,13 +213,12 @@ impl<D: BlockDevice> Vlog<D> {
     pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<Appended>> {
         let t = self.submit(records, false)?;
         loop {
-            if let Some(r) = self.take_result(t) {
-                return r;
-            }
-            let _g = self.lock().await;
-            if let Some(r) = self.take_result(t) {
-                return r;
-            }
+            // Wait until a leader committed our records, or lead ourselves. (Checking the
+            // ticket while waiting matters: a leader that finishes and appends again takes
+            // the lock back in the same poll, so waiting for the lock alone starves.)
+            let Some(_g) = self.lock_unless_done(t).await else {
+                return self.take_result(t).unwrap_or(Err(Error::DeviceFailed));
+            };
             // Let every other task of this turn hand its records in before the batch is cut.
             futures_lite::future::yield_now().await;
             while !self.is_done(t) {
@@ -327,6 +326,25 @@ impl<D: BlockDevice> Vlog<D> {
             VlogMetrics::record(&mut self.metrics.borrow_mut().append_latency_ns, ns);
         }
         Some(Ok(k.out))
+    }
+
+    /// Takes the commit lock, or returns `None` as soon as ticket `t` is done.
+    async fn lock_unless_done(&self, t: u64) -> Option<LockGuard<'_, D>> {
+        let got = poll_fn(|cx| {
+            if self.is_done(t) {
+                return Poll::Ready(false);
+            }
+            let mut l = self.lock.borrow_mut();
+            if l.busy {
+                l.waiters.push(cx.waker().clone());
+                Poll::Pending
+            } else {
+                l.busy = true;
+                Poll::Ready(true)
+            }
+        })
+        .await;
+        got.then(|| LockGuard(self))
     }
 
     async fn lock(&self) -> LockGuard<'_, D> {

@@ -173,11 +173,15 @@ impl State {
             }
             LogRecord::Relocated { .. } => self.seg(&ptr).relocated += 1,
             LogRecord::Checkpoint { data } => {
-                self.last_checkpoint = Some(CheckpointInfo {
-                    seq,
-                    pointer: ptr,
-                    data: data.clone(),
-                });
+                let old = self
+                    .last_checkpoint
+                    .replace(CheckpointInfo {
+                        seq,
+                        pointer: ptr,
+                        data: data.clone(),
+                    })
+                    .map(|c| c.pointer);
+                self.replace_meta(old, ptr);
             }
             LogRecord::Truncate { range, mode, index } => {
                 self.apply_truncate(*range, *mode, index.0, ptr);
@@ -267,9 +271,17 @@ impl State {
     }
 
     /// Returns the records that must be re-appended before segment `seg` can be freed: the
-    /// latest hard state, conf state and compaction record of every range that lie in it.
+    /// latest hard state, conf state, compaction and suffix truncation of every range, and the
+    /// last checkpoint, that lie in it.
     pub fn metas_in(&self, seg: u32) -> Vec<LogRecord> {
         let mut out = Vec::new();
+        if let Some(c) = &self.last_checkpoint {
+            if c.pointer.segment.0 == seg {
+                out.push(LogRecord::Checkpoint {
+                    data: c.data.clone(),
+                });
+            }
+        }
         for (range, r) in &self.ranges {
             if let Some((s, p)) = &r.hard_state {
                 if p.segment.0 == seg {
