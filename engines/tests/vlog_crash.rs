@@ -395,3 +395,61 @@ fn crash_recovery_on_small_blocks() {
         }
     });
 }
+
+/// Records of a torn batch that lie after the hole are cut (zeroed), so they never come back.
+/// Records here are exactly 1 KiB, so four fill a block: the torn batch is entries 2..=5 with
+/// its first record broken; after recovery the range re-appends 2..=4 (a new leader's entries
+/// of the same sizes), which end exactly on the block boundary where the stale entry 5 of the
+/// torn batch starts with the very sequence number expected next. After another crash it must
+/// not reappear.
+#[test]
+fn cut_tail_records_never_resurface_after_the_log_moves_on() {
+    const LEN: usize = 1024 - 24 - 32; // record header + entry header + payload = 1 KiB
+    block_on(async {
+        let dev = FaultyDevice::new(must_format(8));
+        let log = vlog_common::must_open(dev, cfg()).await;
+        let a = log.append(vec![entry(5, 1, 1, LEN)]).await.unwrap()[0];
+        assert_eq!(a.record.len, 1024);
+        let flushes = log.device().counts().flushes;
+        log.device().schedule(Fault {
+            kind: OpKind::Flush,
+            nth: flushes,
+            action: FaultAction::Halt,
+        });
+        let torn = log
+            .append((2..=5).map(|i| entry(5, i, 1, LEN)).collect())
+            .await;
+        assert!(torn.is_err());
+        let mem = log
+            .into_device()
+            .unwrap()
+            .crash(CrashMode::KeepUnflushed)
+            .await
+            .unwrap();
+        // Tear the batch's first record only: its later records stay valid after the hole.
+        let store = nvme::SegmentStore::open(mem).await.unwrap();
+        let seg_off = store
+            .segment(nvme::SegmentId(a.record.segment.0))
+            .unwrap()
+            .offset;
+        let mem = store.into_device();
+        let b1 = seg_off + a.record.offset + 1024;
+        mem.with_bytes_mut(|b| b[b1 as usize + 30] ^= 0xFF);
+        let log = vlog_common::must_open(mem, cfg()).await;
+        assert_eq!(log.bounds(RangeId(5)), Some((LogIndex(1), LogIndex(1))));
+        let c = log
+            .append((2..=4).map(|i| entry(5, i, 2, LEN)).collect())
+            .await
+            .unwrap();
+        assert_eq!(
+            (c[2].record.offset + 1024) % BS as u64,
+            0,
+            "ends on a block boundary"
+        );
+        let dev = FaultyDevice::new(log.into_device().unwrap());
+        let mem = dev.crash(CrashMode::DropUnflushed).await.unwrap();
+        let log = vlog_common::must_open(mem, cfg()).await;
+        assert_eq!(log.bounds(RangeId(5)), Some((LogIndex(1), LogIndex(4))));
+        assert_eq!(log.term(RangeId(5), LogIndex(4)), Some(Term(2)));
+    });
+}
