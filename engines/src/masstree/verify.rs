@@ -304,3 +304,65 @@ impl Masstree {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::masstree::Value;
+
+    fn tree(n: u32) -> Masstree {
+        let mut t = Masstree::new();
+        for i in 0..n {
+            let k = format!("{i:08}-key-with-a-suffix");
+            t.insert(k.as_bytes(), Value::inline(b"v")).unwrap();
+        }
+        t.verify().unwrap();
+        t
+    }
+
+    /// Swapping two keys inside a border breaks the order check.
+    #[test]
+    fn reports_keys_out_of_order() {
+        let mut t = tree(10);
+        let leaf = t.root;
+        let b = t.borders.get_mut(leaf);
+        let (s0, s1) = (b.permutation.slot(0), b.permutation.slot(1));
+        b.keyslice.swap(s0, s1);
+        let err = t.verify().unwrap_err();
+        assert!(
+            err.0.contains("unsorted") || err.0.contains("suffix"),
+            "{err}"
+        );
+    }
+
+    /// A counter that drifts from the entries is reported as an accounting error.
+    #[test]
+    fn reports_accounting_drift() {
+        let mut t = tree(100);
+        t.heap.value += 1;
+        assert!(t.verify().unwrap_err().0.contains("counters say"));
+    }
+
+    /// A node allocated but not linked into the tree is reported as a leak.
+    #[test]
+    fn reports_leaked_nodes() {
+        let mut t = tree(100);
+        t.borders.alloc(Border::default());
+        assert!(t.verify().unwrap_err().0.contains("leak"));
+    }
+
+    /// A broken neighbour link is reported.
+    #[test]
+    fn reports_broken_border_chain() {
+        let mut t = tree(100);
+        let first = {
+            let mut n = t.root;
+            while is_interior(n) {
+                n = t.interiors.get(n & !INTERIOR_TAG).child[0];
+            }
+            n
+        };
+        t.borders.get_mut(first).next = NIL;
+        assert!(t.verify().unwrap_err().0.contains("next"));
+    }
+}
