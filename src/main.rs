@@ -1,14 +1,134 @@
 //! `tierkv`: the one binary. It parses the command line and wires the library crates together;
 //! it holds no logic of its own.
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use bench_harness::runner::RunConfig;
+use bench_harness::workload::{Distribution, Workload, parse_size};
+use clap::{Args, Parser, Subcommand};
 
 /// tierkv: a distributed key-value database that unifies a cache and a store.
 #[derive(Debug, Parser)]
 #[command(name = "tierkv", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Benchmark a RESP server (a tierkv proxy, redis-server, …) with YCSB workloads A–F or
+    /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    /// Target `host:port` of a RESP server.
+    #[arg(long, default_value = "127.0.0.1:6379")]
+    target: String,
+    /// A second target: run the same workload on both in alternating rounds and print the
+    /// per-round throughput ratios (target / compare) and their median.
+    #[arg(long)]
+    compare: Option<String>,
+    /// Rounds of `--compare`.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Workload: a, b, c, d, e, f (YCSB core workloads), set or get.
+    #[arg(long, short, default_value = "a")]
+    workload: String,
+    /// Override the workload's key distribution: uniform, zipfian or latest.
+    #[arg(long)]
+    distribution: Option<String>,
+    /// Records loaded before the run.
+    #[arg(long, default_value_t = 100_000)]
+    records: u64,
+    /// Operations in the run.
+    #[arg(long, default_value_t = 100_000)]
+    operations: u64,
+    /// Value size (`100`, `1KiB`, …).
+    #[arg(long, default_value = "100")]
+    value_size: String,
+    /// Connections.
+    #[arg(long, short, default_value_t = 50)]
+    connections: usize,
+    /// Pipeline depth per connection (closed loop).
+    #[arg(long, short = 'P', default_value_t = 1)]
+    pipeline: usize,
+    /// Open loop at this total rate (ops/s); latency counts from each request's intended
+    /// start time. Without it the run is closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Skip the load phase (the records are already there).
+    #[arg(long)]
+    no_load: bool,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Never print the progress bar.
+    #[arg(long)]
+    no_progress: bool,
+    /// Write reports as `<out>.json`, `<out>.svg`, `<out>.hlog`, `<out>.<op>.hgrm`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let mut workload = Workload::named(&args.workload)?;
+    if let Some(d) = &args.distribution {
+        workload.distribution = Distribution::parse(d)?;
+    }
+    let mut cfg = RunConfig::new(&args.target, workload);
+    cfg.records = args.records;
+    cfg.operations = args.operations;
+    cfg.value_size = parse_size(&args.value_size)?;
+    cfg.connections = args.connections;
+    cfg.pipeline = args.pipeline;
+    cfg.rate = args.rate;
+    cfg.seed = args.seed;
+    cfg.progress = cfg.progress && !args.no_progress;
+    let rt = tokio::runtime::Runtime::new().context("start tokio")?;
+    rt.block_on(async {
+        if let Some(other) = &args.compare {
+            let mut b = cfg.clone();
+            b.target = other.clone();
+            let rounds =
+                bench_harness::compare::compare(&cfg, &b, args.rounds, !args.no_load).await?;
+            println!("round  {:>14} {:>14}  ratio", cfg.target, b.target);
+            for (i, r) in rounds.iter().enumerate() {
+                println!("{i:5}  {:>14.0} {:>14.0}  {:.3}", r.a, r.b, r.ratio());
+            }
+            let ratios: Vec<f64> = rounds.iter().map(|r| r.ratio()).collect();
+            println!(
+                "median ratio {:.3}",
+                bench_harness::compare::median(&ratios)
+            );
+            return Ok(());
+        }
+        if !args.no_load {
+            let took = bench_harness::runner::load(&cfg).await?;
+            eprintln!(
+                "loaded {} records in {}",
+                cfg.records,
+                bench_harness::report::secs(took)
+            );
+        }
+        let started = SystemTime::now();
+        let result = bench_harness::runner::run(&cfg).await?;
+        print!("{}", bench_harness::report::summary(&result));
+        if let Some(prefix) = &args.out {
+            for f in bench_harness::report::write_all(&result, prefix, started)? {
+                eprintln!("wrote {}", f.display());
+            }
+        }
+        anyhow::Ok(())
+    })
+}
 
 fn main() -> anyhow::Result<()> {
-    let _cli = Cli::parse();
-    Ok(())
+    match Cli::parse().command {
+        Command::Bench(args) => bench(args),
+    }
 }
