@@ -367,3 +367,36 @@ fn last_checkpoint_survives_reopen_and_reclamation() {
         assert_eq!(log.last_checkpoint().unwrap().data, b"covers 1");
     });
 }
+
+/// When the store has no free segment, appends fail with `NoSpace` without poisoning the log;
+/// once Raft compacts and the segments are released, appends succeed again.
+#[test]
+fn full_log_fails_appends_with_no_space_until_segments_are_released() {
+    block_on(async {
+        let log = must_open(must_format(3), cfg()).await;
+        let mut i = 1u64;
+        let err = loop {
+            match log.append(vec![entry(1, i, 1, 2000)]).await {
+                Ok(_) => i += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(err, Error::NoSpace), "{err:?}");
+        assert!(!log.is_poisoned());
+        let last = i - 1;
+        log.compact(RangeId(1), LogIndex(last)).await.unwrap();
+        for id in log.raft_unneeded_segments() {
+            log.release_segment(id).await.unwrap();
+        }
+        for k in 0..20 {
+            log.append(vec![entry(1, last + 1 + k, 1, 2000)])
+                .await
+                .unwrap();
+        }
+        let log = must_open(log.into_device().unwrap(), cfg()).await;
+        assert_eq!(
+            log.bounds(RangeId(1)),
+            Some((LogIndex(last), LogIndex(last + 20)))
+        );
+    });
+}

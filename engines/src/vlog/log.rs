@@ -685,6 +685,8 @@ impl<D: BlockDevice> Vlog<D> {
         if self.cfg.preallocate && self.core.borrow().spare.is_none() {
             match self.allocate().await {
                 Ok(s) => self.core.borrow_mut().spare = Some(s),
+                // No spare: the next batch that needs a segment reports `NoSpace` itself.
+                Err(Error::NoSpace) => {}
                 Err(_) => self.core.borrow_mut().poisoned = true,
             }
         }
@@ -779,8 +781,8 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
-    /// Returns entries `[lo, hi)` of `range`, stopping early once `max_bytes` of payload are
-    /// collected (at least one entry is returned). Reads missing from the cache are issued
+    /// Returns entries `[lo, hi)` of `range`, stopping before the entry whose payload would
+    /// take the total above `max_bytes` (at least one entry is returned, as raft-rs expects). Reads missing from the cache are issued
     /// concurrently. Errors with `InvalidArgument` if the range does not retain all of them.
     pub async fn entries(
         &self,
@@ -801,10 +803,10 @@ impl<D: BlockDevice> Vlog<D> {
             for e in got {
                 let e = e?.ok_or(Error::InvalidArgument("entry not retained"))?;
                 bytes += e.payload.len();
-                out.push(e);
-                if bytes > max_bytes {
+                if bytes > max_bytes && !out.is_empty() {
                     return Ok(out);
                 }
+                out.push(e);
             }
             idx += n;
         }
