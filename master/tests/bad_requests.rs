@@ -90,6 +90,17 @@ async fn bad_requests_get_errors_and_the_master_keeps_serving() {
     let Ok(Message::StoreRegisterResp(r)) = call(&c, reg(store.clone())).await else {
         panic!()
     };
+    // A second store at the same address is refused; the same store again is fine.
+    assert!(
+        is_bad_request(call(&c, reg(store.clone())).await),
+        "duplicate address"
+    );
+    let mut again = store.clone();
+    again.store_id = r.store_id;
+    assert!(matches!(
+        call(&c, reg(again)).await,
+        Ok(Message::StoreRegisterResp(same)) if same.store_id == r.store_id
+    ));
     let boot = Bootstrap {
         store_id: r.store_id,
         shard_id: ShardId(0),

@@ -60,7 +60,7 @@ fn crash_child() {
                 0 => {
                     let store = StoreInfo {
                         store_id: StoreId(0),
-                        addr: format!("10.1.0.{}:1", i % 250),
+                        addr: format!("child-{}-{i}:1", std::process::id()),
                         shard_addrs: vec![format!("10.1.0.{}:2", i % 250)],
                         labels: vec![],
                     };

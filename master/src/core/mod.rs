@@ -217,6 +217,19 @@ impl Core {
             return Err(bad("a store needs at least one shard address"));
         }
         let existing = self.state().store(info.store_id).cloned();
+        let same_addr = self.state().stores().find(|s| {
+            s.info.addr == info.addr
+                && s.info.store_id != info.store_id
+                && s.state != StoreState::Tombstone
+        });
+        if let Some(other) = same_addr {
+            // As PD does: a second identity at one address would let a new process inherit
+            // (or shadow) replicas it does not have.
+            return Err(bad(format!(
+                "address {} already belongs to store {}",
+                info.addr, other.info.store_id
+            )));
+        }
         if info.store_id == StoreId(0) {
             info.store_id = StoreId(self.alloc_one()?);
         } else if existing.is_none() && info.store_id.0 >= self.next_id {
