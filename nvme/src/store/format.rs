@@ -20,6 +20,9 @@ pub const MIN_BLOCK_SIZE: usize = 512;
 pub const TABLE_HEADER_LEN: usize = 64;
 /// Length of one table entry.
 pub const ENTRY_LEN: usize = 16;
+/// Most segments a device may have (each table update rewrites 16 bytes per segment: 64 MiB at
+/// this bound). 2^22 segments of 64 MiB cover 256 TiB.
+pub const MAX_SEGMENTS: u64 = 1 << 22;
 
 const SB_MAGIC: &[u8; 8] = b"TKVNVMSB";
 const TABLE_MAGIC: &[u8; 8] = b"TKVNVMST";
@@ -95,7 +98,11 @@ impl Superblock {
         }
         let too_small = Error::InvalidArgument("device too small for one segment");
         let upper = device_capacity.saturating_sub(TABLE_OFFSET) / segment_size;
-        let upper = upper.min(u64::from(u32::MAX));
+        if upper > MAX_SEGMENTS {
+            return Err(Error::InvalidArgument(
+                "more than 2^22 segments: use a larger segment size",
+            ));
+        }
         let slot = upper
             .checked_mul(ENTRY_LEN as u64)
             .and_then(|e| e.checked_add(TABLE_HEADER_LEN as u64))
@@ -367,6 +374,18 @@ mod tests {
         let mut out = vec![0; s.table_slot_len as usize];
         encode_table(&s, 9, &entries, &mut out);
         assert_eq!(decode_table(&s, &out, 0).unwrap(), (9, entries));
+    }
+
+    /// Geometry limits: too many segments, too small a device, bad sizes.
+    #[test]
+    fn compute_refuses_unusable_geometry() {
+        let u = DeviceUuid([1; 16]);
+        assert!(Superblock::compute(u, 1 << 40, 4096, 4096).is_err());
+        assert!(Superblock::compute(u, 1 << 40, 4096, 1 << 20).is_ok());
+        assert!(Superblock::compute(u, 128 * 1024, 4096, 4096).is_err());
+        assert!(Superblock::compute(u, 1 << 30, 4096, 6000).is_err());
+        assert!(Superblock::compute(u, 1 << 30, 3000, 6000).is_err());
+        assert!(Superblock::compute(u, 1 << 30, 1 << 17, 1 << 20).is_err());
     }
 
     /// Decoders return errors on arbitrary bytes; they never panic.
