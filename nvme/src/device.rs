@@ -46,6 +46,35 @@ pub trait BlockDevice {
     fn flush(&self) -> impl Future<Output = Result<()>>;
 }
 
+/// A shared handle is a device too: `SegmentStore<Rc<D>>` keeps the table while the shard's
+/// other tasks read and write segment contents through their own clones.
+impl<D: BlockDevice> BlockDevice for std::rc::Rc<D> {
+    type Buf = D::Buf;
+    type ReadBuf = D::ReadBuf;
+
+    fn alignment(&self) -> usize {
+        (**self).alignment()
+    }
+    fn capacity(&self) -> u64 {
+        (**self).capacity()
+    }
+    fn queue_depth(&self) -> usize {
+        (**self).queue_depth()
+    }
+    fn alloc_buf(&self, len: usize) -> Result<Self::Buf> {
+        (**self).alloc_buf(len)
+    }
+    fn read(&self, offset: u64, len: usize) -> impl Future<Output = Result<Self::ReadBuf>> {
+        (**self).read(offset, len)
+    }
+    fn write(&self, offset: u64, buf: Self::Buf) -> impl Future<Output = (Result<()>, Self::Buf)> {
+        (**self).write(offset, buf)
+    }
+    fn flush(&self) -> impl Future<Output = Result<()>> {
+        (**self).flush()
+    }
+}
+
 /// Conveniences on top of any [`BlockDevice`].
 pub trait BlockDeviceExt: BlockDevice {
     /// Builds a pool of `count` buffers of `buf_len` bytes from this device's allocator.

@@ -111,3 +111,23 @@ fn format_refuses_bad_geometry() {
         ));
     });
 }
+
+/// A store on a shared (`Rc`) device: another handle writes and reads segment contents while
+/// the store keeps the table.
+#[test]
+fn store_on_shared_device() {
+    block_on(async {
+        let dev = std::rc::Rc::new(must_format(4));
+        let mut s = SegmentStore::open(std::rc::Rc::clone(&dev)).await.unwrap();
+        let seg = s.allocate(OwnerTag(9)).await.unwrap();
+        nvme::BlockDeviceExt::write_copy(&*dev, seg.offset, b"hello")
+            .await
+            .unwrap();
+        let r = nvme::BlockDevice::read(&dev, seg.offset, 4096)
+            .await
+            .unwrap();
+        assert_eq!(&r[..5], b"hello");
+        s.free(seg.id).await.unwrap();
+        assert_eq!(s.space().used_bytes, 0);
+    });
+}
