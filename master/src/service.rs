@@ -9,7 +9,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use net::message::handshake::{Acceptor, Role};
@@ -19,7 +19,7 @@ use net::{ClusterId, NodeId, RpcError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::core::{Core, MasterConfig};
+use crate::core::{Core, MasterConfig, RouteCache};
 use crate::log::{LogError, RecoveryReport};
 use crate::metrics::Metrics;
 use crate::schedule::Proposal;
@@ -77,6 +77,8 @@ pub enum Handling {
 #[derive(Debug)]
 pub struct Master {
     core: Mutex<Core>,
+    /// Read by lookups without the core's mutex (which may be held across an fsync).
+    routes: Arc<RwLock<RouteCache>>,
     tso: Mutex<TsoAllocator>,
     /// Serialises persisting the TSO limit.
     tso_persist: tokio::sync::Mutex<()>,
@@ -111,6 +113,7 @@ impl Master {
             "master opened"
         );
         let me = Self {
+            routes: core.routes(),
             core: Mutex::new(core),
             tso: Mutex::new(tso),
             tso_persist: tokio::sync::Mutex::new(()),
@@ -148,6 +151,10 @@ impl Master {
 
     fn lock_core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_routes(&self) -> RwLockReadGuard<'_, RouteCache> {
+        self.routes.read().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock_tso(&self) -> MutexGuard<'_, TsoAllocator> {
@@ -241,9 +248,9 @@ impl Master {
                     Err(_) => return Handling::Later(Message::TsoRequest(r)),
                 }
             }
-            Message::RouteByKey(r) => Ok(self.lock_core().route_by_key(&r.key).into()),
-            Message::RouteById(r) => Ok(self.lock_core().route_by_id(r.range_id).into()),
-            Message::GetRouteTable(r) => Ok(self.lock_core().route_table(r).into()),
+            Message::RouteByKey(r) => Ok(self.read_routes().route_by_key(&r.key).into()),
+            Message::RouteById(r) => Ok(self.read_routes().route_by_id(r.range_id).into()),
+            Message::GetRouteTable(r) => Ok(self.read_routes().route_table(r).into()),
             Message::StoreHeartbeat(hb) => {
                 let now = self.clock.now_ms();
                 self.lock_core().store_heartbeat(hb, now).map(Message::from)
@@ -283,9 +290,9 @@ impl Master {
         Ok(match msg {
             Message::Ping(p) => Pong { nonce: p.nonce }.into(),
             Message::TsoRequest(r) => self.tso(r.count).await?.into(),
-            Message::RouteByKey(r) => self.lock_core().route_by_key(&r.key).into(),
-            Message::RouteById(r) => self.lock_core().route_by_id(r.range_id).into(),
-            Message::GetRouteTable(r) => self.lock_core().route_table(r).into(),
+            Message::RouteByKey(r) => self.read_routes().route_by_key(&r.key).into(),
+            Message::RouteById(r) => self.read_routes().route_by_id(r.range_id).into(),
+            Message::GetRouteTable(r) => self.read_routes().route_table(r).into(),
             Message::StoreHeartbeat(hb) => {
                 let now = self.clock.now_ms();
                 self.lock_core().store_heartbeat(hb, now)?.into()

@@ -3,11 +3,14 @@
 //! `RpcError`s the peer sees. The tokio service (`crate::service`) puts it behind a mutex.
 
 mod operator;
+mod routes;
 
 pub use operator::{DECISIONS_KEPT, Decision, RunningOperator};
+pub use routes::RouteCache;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use net::message::{
@@ -100,6 +103,7 @@ pub struct Core {
     operators: BTreeMap<RangeId, RunningOperator>,
     checkers: Vec<Box<dyn Checker>>,
     decisions: VecDeque<Decision>,
+    routes: Arc<RwLock<RouteCache>>,
 }
 
 impl Core {
@@ -124,6 +128,7 @@ impl Core {
             })?;
         }
         let next_id = durable.state().id_end().max(1);
+        let routes = Arc::new(RwLock::new(RouteCache::from_state(durable.state())));
         Ok((
             Self {
                 cfg,
@@ -134,6 +139,7 @@ impl Core {
                 operators: BTreeMap::new(),
                 checkers: default_checkers(),
                 decisions: VecDeque::new(),
+                routes,
             },
             report,
         ))
@@ -175,7 +181,24 @@ impl Core {
                 tracing::error!(command = cmd.name(), "master log write failed: {e}");
             }
             rpc_error(e)
-        })
+        })?;
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        routes.on_applied(cmd, self.durable.state());
+        #[cfg(debug_assertions)]
+        if self.durable.state().range_count() < 4096 {
+            let all = GetRouteTable { known_version: 0 };
+            assert_eq!(
+                routes.route_table(all),
+                self.route_table(all),
+                "route cache drifted"
+            );
+        }
+        Ok(())
+    }
+
+    /// The route cache lookups read (updated after every applied command).
+    pub fn routes(&self) -> Arc<RwLock<RouteCache>> {
+        self.routes.clone()
     }
 
     /// Hands out `count` consecutive ids; persists a new reservation first when needed.
