@@ -87,6 +87,8 @@
 //! - Single writer, single reader at a time (`&mut self` for writes): the optimistic
 //!   concurrency of the paper (version words) is not needed under thread-per-core.
 //! - Arena pages are never returned to the allocator; freed slots are reused.
+//! - Keys that share a long prefix pay one border node (704 B) per shared 8-byte slice beyond
+//!   the first, as in the paper; there is no path compression of one-key layer chains.
 //! - An entry's suffix, pointer and value live in a heap allocation (`Box<[u8]>`), not in the
 //!   arena; a file-backed arena will need its own allocator for them.
 
@@ -170,7 +172,6 @@ pub struct MemoryStats {
 }
 
 /// An ordered map from byte keys (0 to 64 KiB long) to entries, owned by one shard.
-#[derive(Debug)]
 pub struct Masstree {
     borders: Arena<Border>,
     interiors: Arena<Interior>,
@@ -178,6 +179,16 @@ pub struct Masstree {
     root: u32,
     len: usize,
     heap: HeapBytes,
+}
+
+impl std::fmt::Debug for Masstree {
+    /// Prints the size and memory use, not the nodes (a tree may hold millions).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Masstree")
+            .field("len", &self.len)
+            .field("memory", &self.memory_stats())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Masstree {
