@@ -185,6 +185,35 @@ fn recovers_after_flush_eio_at_every_flush_point() {
     }
 }
 
+/// A failed table write (EIO) poisons the store as well; the image reopens to the old or new
+/// state. A failed read during open is an error, not a panic.
+#[test]
+fn recovers_after_write_and_read_eio() {
+    let (image, start) = must_prepare(SMALL);
+    for k in 0..12 {
+        let fault = Fault {
+            kind: OpKind::Write,
+            nth: k,
+            action: FaultAction::Eio,
+        };
+        let (dev, before, after, failed) =
+            run_until_failure(&start, image.clone(), &script(), Some(fault));
+        assert!(failed, "write {k} should have failed the script");
+        let crashed = block_on(dev.crash(CrashMode::Random { seed: 77 + k })).unwrap();
+        let _ = must_recover(crashed, &before, &after, &format!("write EIO {k}"));
+    }
+    for k in 0..4 {
+        let dev = FaultyDevice::new(MemDevice::from_bytes(image.clone(), common::BS).unwrap());
+        dev.schedule(Fault {
+            kind: OpKind::Read,
+            nth: k,
+            action: FaultAction::Eio,
+        });
+        let err = block_on(SegmentStore::open(dev)).unwrap_err();
+        assert!(matches!(err, nvme::Error::Io { op: "read", .. }), "{err}");
+    }
+}
+
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> u64 {
