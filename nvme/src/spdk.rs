@@ -1,7 +1,7 @@
 //! `spdk` (feature `spdk`): SPDK's user-space NVMe driver as a [`BlockDevice`].
 //!
 //! **Never run.** SPDK cannot be installed on the machines this was written on (no package,
-//! no VFIO/UIO in the kernel). The code follows SPDK v24.x's public API (`spdk/env.h`,
+//! no VFIO/UIO in the kernel). The code follows the public API of SPDK v24.09 or later (`spdk/env.h`,
 //! `spdk/nvme.h`) and was only type-checked against hand-written declarations
 //! (`NVME_SPDK_STUB_BINDINGS=1 cargo check -p nvme --features spdk`). Treat it as reviewed
 //! but untested until it has run on a machine with SPDK and an NVMe device bound to vfio-pci.
@@ -124,6 +124,8 @@ pub fn init_env(app_name: &str) -> Result<()> {
     // SAFETY: `opts` is a valid, writable struct; `name` outlives `spdk_env_init`, which copies
     // what it needs.
     let rc = unsafe {
+        // SPDK ≥ 24.09 reads `opts_size` (set before and by `spdk_env_opts_init`).
+        opts.opts_size = std::mem::size_of::<ffi::spdk_env_opts>();
         ffi::spdk_env_opts_init(&mut opts);
         opts.name = name.as_ptr();
         ffi::spdk_env_init(&opts)
