@@ -400,3 +400,29 @@ fn full_log_fails_appends_with_no_space_until_segments_are_released() {
         );
     });
 }
+
+/// Reopening with a smaller `batch-bytes-max` than the log was written with still reads
+/// every record (decoders bound records by the segment size, not by today's configuration).
+#[test]
+fn reopen_with_a_smaller_batch_limit_reads_larger_records() {
+    block_on(async {
+        let log = must_open(must_format(8), cfg()).await;
+        for i in 1..=20u64 {
+            log.append(vec![entry(2, i, 1, 6000)]).await.unwrap();
+        }
+        let small = VlogConfig {
+            batch_bytes_max: 1024,
+            ..cfg()
+        };
+        let (log, rep) = Vlog::open(log.into_device().unwrap(), vlog_common::OWNER, small)
+            .await
+            .unwrap();
+        assert_eq!(rep.records, 20);
+        assert_eq!(must_entry(&log, 2, 20).payload, payload(2, 20, 1, 6000));
+        assert!(matches!(
+            log.append(vec![entry(2, 21, 1, 6000)]).await,
+            Err(Error::InvalidArgument(_))
+        ));
+        log.append(vec![entry(2, 21, 1, 500)]).await.unwrap();
+    });
+}

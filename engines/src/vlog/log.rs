@@ -553,6 +553,7 @@ impl<D: BlockDevice> Vlog<D> {
                 SegmentHeader {
                     owner: self.owner.0,
                     generation: seg.generation.0,
+                    batch_max: self.cfg.batch_bytes_max as u32,
                     segment_seq: *seg_seq,
                     first_seq: new_first.unwrap_or(first_seq),
                     batch_seq: first_seq,
@@ -728,7 +729,7 @@ impl<D: BlockDevice> Vlog<D> {
         let bytes = buf
             .get(at..at + ptr.len as usize)
             .ok_or(corrupt("short read"))?;
-        let max = self.cfg.batch_bytes_max;
+        let max = self.seg_size as usize - self.block - RECORD_HEADER_LEN;
         let (h, rec) = decode_record(bytes, max).map_err(|e| corrupt(e.detail()))?;
         if h.crc != ptr.checksum || h.record_len() != ptr.len as usize {
             return Err(corrupt("record does not match its pointer"));

@@ -415,6 +415,8 @@ pub struct SegmentHeader {
     pub owner: u64,
     /// The segment's store generation when written.
     pub generation: u32,
+    /// The writer's `batch-bytes-max` (bounds how far a torn batch can reach).
+    pub batch_max: u32,
     /// Position of the segment in the log.
     pub segment_seq: u64,
     /// Seq of the segment's first record.
@@ -432,6 +434,7 @@ impl SegmentHeader {
         out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
         out[16..24].copy_from_slice(&self.owner.to_le_bytes());
         out[24..28].copy_from_slice(&self.generation.to_le_bytes());
+        out[28..32].copy_from_slice(&self.batch_max.to_le_bytes());
         out[32..40].copy_from_slice(&self.segment_seq.to_le_bytes());
         out[40..48].copy_from_slice(&self.first_seq.0.to_le_bytes());
         out[48..56].copy_from_slice(&self.batch_seq.0.to_le_bytes());
@@ -451,7 +454,7 @@ impl SegmentHeader {
         if u32_at(b, 8)? != FORMAT_VERSION {
             return Err(DecodeError::Invalid("unsupported segment format version"));
         }
-        if u32_at(b, 12)? != 0 || u32_at(b, 28)? != 0 || u32_at(b, 60)? != 0 {
+        if u32_at(b, 12)? != 0 || u32_at(b, 60)? != 0 {
             return Err(DecodeError::Invalid(
                 "reserved segment header bytes not zero",
             ));
@@ -459,6 +462,7 @@ impl SegmentHeader {
         let h = Self {
             owner: u64_at(b, 16)?,
             generation: u32_at(b, 24)?,
+            batch_max: u32_at(b, 28)?,
             segment_seq: u64_at(b, 32)?,
             first_seq: Seq(u64_at(b, 40)?),
             batch_seq: Seq(u64_at(b, 48)?),
@@ -550,6 +554,7 @@ mod tests {
         let h = SegmentHeader {
             owner: 0xABCD,
             generation: 3,
+            batch_max: 8192,
             segment_seq: 9,
             first_seq: Seq(1000),
             batch_seq: Seq(990),

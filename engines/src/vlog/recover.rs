@@ -37,6 +37,17 @@ pub struct RecoveryReport {
     pub last_checkpoint: Option<CheckpointInfo>,
 }
 
+/// Bounds recovery works with, independent of how the log was configured when it was
+/// written: records up to the segment size, and a torn batch reaching at most the largest
+/// `batch-bytes-max` of any writer (recorded in the segment headers) past its start.
+#[derive(Clone, Copy)]
+struct Limits {
+    max_body: usize,
+    /// Twice the largest batch: how far after a hole to look for evidence and to zero.
+    window: u64,
+    chunk: usize,
+}
+
 /// Reads a segment in large aligned chunks and serves byte ranges out of them.
 struct SegReader<'a, D: BlockDevice> {
     dev: &'a D,
@@ -99,7 +110,10 @@ impl<D: BlockDevice> Vlog<D> {
             .map_err(Error::from_nvme)?;
         let block = dev.alignment();
         let seg_size = store.superblock().segment_size;
-        if cfg.batch_bytes_max < 64 || cfg.batch_bytes_max as u64 + block as u64 > seg_size {
+        if cfg.batch_bytes_max < 64
+            || cfg.batch_bytes_max as u64 + block as u64 > seg_size
+            || u32::try_from(cfg.batch_bytes_max).is_err()
+        {
             return Err(Error::InvalidArgument(
                 "batch-bytes-max must be 64 B ..= segment size - 1 block",
             ));
@@ -116,6 +130,17 @@ impl<D: BlockDevice> Vlog<D> {
             }
         }
         chain.sort_by_key(|(_, h)| h.segment_seq);
+        let batch_max = chain
+            .iter()
+            .map(|(_, h)| h.batch_max as u64)
+            .chain([cfg.batch_bytes_max as u64])
+            .max()
+            .unwrap_or(cfg.batch_bytes_max as u64);
+        let lim = Limits {
+            max_body: seg_size as usize - block - RECORD_HEADER_LEN,
+            window: 2 * batch_max,
+            chunk: cfg.recovery_read_bytes,
+        };
         let mut state = State {
             cache: EntryCache::new(cfg.cache_bytes_max),
             ..State::default()
@@ -136,7 +161,7 @@ impl<D: BlockDevice> Vlog<D> {
             let mut expected = first.first_seq;
             let (ci, pos) = scan(
                 &*dev,
-                &cfg,
+                lim,
                 block,
                 &chain,
                 &mut state,
@@ -145,7 +170,7 @@ impl<D: BlockDevice> Vlog<D> {
             )
             .await?;
             // 3. The hole at (ci, pos): torn tail, or corruption?
-            if evidence(&*dev, &cfg, block, &chain, ci, pos, expected).await? {
+            if evidence(&*dev, lim, block, &chain, ci, pos, expected).await? {
                 return Err(Error::Corruption {
                     segment: chain[ci].0.id.0,
                     offset: pos,
@@ -154,7 +179,7 @@ impl<D: BlockDevice> Vlog<D> {
             }
             // 4. Cut: zero what follows the tail, free later chain segments.
             let (seg, hdr) = chain[ci];
-            let tail_block = cut(&*dev, &cfg, block, seg, pos, &mut report).await?;
+            let tail_block = cut(&*dev, lim, block, seg, pos, &mut report).await?;
             for (s, _) in &chain[ci + 1..] {
                 store.free(s.id).await.map_err(Error::from_nvme)?;
                 report.freed_segments += 1;
@@ -198,14 +223,14 @@ impl<D: BlockDevice> Vlog<D> {
 /// Returns the chain index and offset of the hole (the tail if the log is sound).
 async fn scan<D: BlockDevice>(
     dev: &D,
-    cfg: &VlogConfig,
+    lim: Limits,
     block: usize,
     chain: &[(Segment, SegmentHeader)],
     state: &mut State,
     expected: &mut Seq,
     report: &mut RecoveryReport,
 ) -> Result<(usize, u64)> {
-    let max_body = cfg.batch_bytes_max;
+    let max_body = lim.max_body;
     let mut prev_end = block as u64;
     for (i, (seg, hdr)) in chain.iter().enumerate() {
         if i > 0
@@ -213,7 +238,7 @@ async fn scan<D: BlockDevice>(
         {
             return Ok((i - 1, prev_end));
         }
-        let mut rd = SegReader::new(dev, *seg, block, cfg.recovery_read_bytes);
+        let mut rd = SegReader::new(dev, *seg, block, lim.chunk);
         let mut pos = block as u64;
         loop {
             let Some(hb) = rd.get(pos, RECORD_HEADER_LEN).await? else {
@@ -252,18 +277,18 @@ async fn scan<D: BlockDevice>(
 /// (`ci`, `pos`): in the window after it and at the start of later chain segments.
 async fn evidence<D: BlockDevice>(
     dev: &D,
-    cfg: &VlogConfig,
+    lim: Limits,
     block: usize,
     chain: &[(Segment, SegmentHeader)],
     ci: usize,
     pos: u64,
     expected: Seq,
 ) -> Result<bool> {
-    let max_body = cfg.batch_bytes_max;
+    let max_body = lim.max_body;
     let later = |h: &super::record::RecordHeader| h.seq > expected && h.batch_seq() > expected;
     let (seg, _) = chain[ci];
-    let wend = seg.len.min(pos + 2 * cfg.batch_bytes_max as u64);
-    let mut rd = SegReader::new(dev, seg, block, cfg.recovery_read_bytes);
+    let wend = seg.len.min(pos + lim.window);
+    let mut rd = SegReader::new(dev, seg, block, lim.chunk);
     let mut q = pos + 8;
     while q + RECORD_HEADER_LEN as u64 <= wend {
         let hit = match rd.get(q, RECORD_HEADER_LEN).await? {
@@ -283,7 +308,7 @@ async fn evidence<D: BlockDevice>(
         if hdr.batch_seq > expected {
             return Ok(true);
         }
-        let mut rd = SegReader::new(dev, *seg, block, cfg.recovery_read_bytes);
+        let mut rd = SegReader::new(dev, *seg, block, lim.chunk);
         if let Some(hb) = rd.get(block as u64, RECORD_HEADER_LEN).await? {
             if let Ok(h) = decode_header(hb, max_body) {
                 if later(&h) {
@@ -303,7 +328,7 @@ async fn evidence<D: BlockDevice>(
 /// not zero, and flushes. Returns the tail block's bytes before `pos`.
 async fn cut<D: BlockDevice>(
     dev: &D,
-    cfg: &VlogConfig,
+    lim: Limits,
     block: usize,
     seg: Segment,
     pos: u64,
@@ -313,7 +338,7 @@ async fn cut<D: BlockDevice>(
     let start = pos - pos % bs;
     let end = seg
         .len
-        .min((pos + 2 * cfg.batch_bytes_max as u64).div_ceil(bs) * bs)
+        .min((pos + lim.window).div_ceil(bs) * bs)
         .max(start + bs)
         .min(seg.len);
     if end <= start {
