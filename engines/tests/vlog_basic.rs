@@ -426,3 +426,27 @@ fn reopen_with_a_smaller_batch_limit_reads_larger_records() {
         log.append(vec![entry(2, 21, 1, 500)]).await.unwrap();
     });
 }
+
+/// An append dropped while it leads (after taking the commit lock, before its batch is cut)
+/// releases the lock; the next append commits and nothing hangs. Its records may still be
+/// written (they were handed in), but it is never acknowledged.
+#[test]
+fn dropped_leading_append_does_not_block_the_log() {
+    block_on(async {
+        let log = must_open(must_format(8), cfg()).await;
+        {
+            let mut a = Box::pin(log.append(vec![entry(1, 1, 1, 100)]));
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            assert!(a.as_mut().poll(&mut cx).is_pending(), "leader yields once");
+        }
+        log.append(vec![entry(2, 1, 1, 100)]).await.unwrap();
+        assert!(!log.is_poisoned());
+        assert_eq!(must_entry(&log, 2, 1).payload, payload(2, 1, 1, 100));
+        assert_eq!(
+            log.waiting_appends(),
+            0,
+            "the dropped append's ticket is forgotten"
+        );
+    });
+}

@@ -151,6 +151,15 @@ impl<D: BlockDevice> Drop for LockGuard<'_, D> {
     }
 }
 
+/// Removes an append's ticket when the append's future goes away (answered or dropped).
+struct TicketGuard<'a, D: BlockDevice>(&'a Vlog<D>, u64);
+
+impl<D: BlockDevice> Drop for TicketGuard<'_, D> {
+    fn drop(&mut self) {
+        self.0.queue.borrow_mut().tickets.remove(&self.1);
+    }
+}
+
 /// Poisons the log if a commit is dropped between its first write and its completion: what
 /// reached the device is unknown and the batch's waiters can no longer be answered.
 struct InFlight<'a, D: BlockDevice> {
@@ -212,6 +221,8 @@ impl<D: BlockDevice> Vlog<D> {
     /// poisons the log (its batch's outcome is unknown).
     pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<Appended>> {
         let t = self.submit(records, false)?;
+        // Forgets the ticket if this future is dropped before it is answered.
+        let _ticket = TicketGuard(self, t);
         loop {
             // Wait until a leader committed our records, or lead ourselves. (Checking the
             // ticket while waiting matters: a leader that finishes and appends again takes
@@ -221,9 +232,7 @@ impl<D: BlockDevice> Vlog<D> {
             };
             // Let every other task of this turn hand its records in before the batch is cut.
             futures_lite::future::yield_now().await;
-            while !self.is_done(t) {
-                self.commit_batch().await;
-            }
+            self.commit_until_done(t).await;
             self.after_commit().await;
         }
     }
@@ -362,6 +371,20 @@ impl<D: BlockDevice> Vlog<D> {
         LockGuard(self)
     }
 
+    /// Commits batches (under the lock) until ticket `t` is done.
+    async fn commit_until_done(&self, t: u64) {
+        while !self.is_done(t) {
+            if self.queue.borrow().pending.is_empty() {
+                // The ticket's records left the queue without completing: only a dropped
+                // commit does that, and it poisons the log. Never spin.
+                debug_assert!(false, "ticket {t} pending with an empty queue");
+                self.core.borrow_mut().poisoned = true;
+                return;
+            }
+            self.commit_batch().await;
+        }
+    }
+
     /// Takes the next batch off the queue: records up to `batch-bytes-max` (at least one).
     fn take_batch(&self) -> Vec<Pending> {
         let mut q = self.queue.borrow_mut();
@@ -429,11 +452,18 @@ impl<D: BlockDevice> Vlog<D> {
             self.fail_all(&batch, e);
             return;
         }
+        // Armed from here: if this future is dropped, the batch's records are gone from the
+        // queue and its waiters must learn it (and a dropped allocation loses the store).
+        let mut guard = InFlight {
+            log: self,
+            armed: true,
+        };
         let new_seg = match self.needs_segment(&batch) {
             false => None,
             true => match self.next_segment().await {
                 Ok(s) => Some(s),
                 Err(e) => {
+                    guard.armed = false;
                     if e.is_device_failure() {
                         self.core.borrow_mut().poisoned = true;
                     }
@@ -441,10 +471,6 @@ impl<D: BlockDevice> Vlog<D> {
                     return;
                 }
             },
-        };
-        let mut guard = InFlight {
-            log: self,
-            armed: true,
         };
         let res = match self.encode_batch(&batch, new_seg) {
             Ok((head, done, writes)) => self.write_and_flush(writes).await.map(|()| (head, done)),
@@ -874,6 +900,11 @@ impl<D: BlockDevice> Vlog<D> {
         self.core.borrow().poisoned
     }
 
+    /// Returns the number of appends waiting for an answer (for tests and metrics).
+    pub fn waiting_appends(&self) -> usize {
+        self.queue.borrow().tickets.len()
+    }
+
     /// Returns a copy of the counters and histograms.
     pub fn metrics(&self) -> VlogMetrics {
         self.metrics.borrow().clone()
@@ -969,9 +1000,7 @@ impl<D: BlockDevice> Vlog<D> {
         if !metas.is_empty() {
             let n = metas.len();
             let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
-            while !self.is_done(t) {
-                self.commit_batch().await;
-            }
+            self.commit_until_done(t).await;
             self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
             let c = self.core.borrow();
             let left = c.state.segments.get(&id).map_or(0, |u| u.meta_records);
