@@ -50,7 +50,7 @@ pub(crate) fn class_of_keylen(kl: u8) -> u8 {
     if kl > 8 { 9 } else { kl }
 }
 
-/// The permutation word of a border node (paper §4.6.2): the low nibble is the number of live
+/// The permutation word of a border node (as in the paper): the low nibble is the number of live
 /// keys `n`; nibble `i + 1` is the slot holding the `i`-th smallest key. Nibbles `n..15` list
 /// the free slots, so the word is always a permutation of `0..15`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
