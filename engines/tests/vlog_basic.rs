@@ -450,3 +450,27 @@ fn dropped_leading_append_does_not_block_the_log() {
         );
     });
 }
+
+/// The queue of records waiting for a commit is bounded: appenders over the bound first help
+/// commit it, and everything still completes in order.
+#[test]
+fn pending_queue_is_bounded() {
+    block_on(async {
+        let conf = VlogConfig {
+            pending_bytes_max: 4096,
+            ..cfg()
+        };
+        let log = must_open(must_format(32), conf).await;
+        let futs: Vec<_> = (0..200u64)
+            .map(|r| log.append(vec![entry(r, 1, 1, 300)]))
+            .collect();
+        for r in join_all(futs).await {
+            r.unwrap();
+        }
+        for r in 0..200u64 {
+            assert_eq!(must_entry(&log, r, 1).payload, payload(r, 1, 1, 300));
+        }
+        let m = log.metrics();
+        assert!(m.batch_bytes.max() <= 8 * 1024, "{}", m.batch_bytes.max());
+    });
+}

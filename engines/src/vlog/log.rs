@@ -89,6 +89,8 @@ struct Ticket {
 #[derive(Default)]
 struct Queue {
     pending: VecDeque<Pending>,
+    /// Encoded bytes of `pending`.
+    pending_bytes: usize,
     tickets: HashMap<u64, Ticket>,
     next_ticket: u64,
 }
@@ -220,6 +222,13 @@ impl<D: BlockDevice> Vlog<D> {
     /// poisoned. Not cancellation-safe: dropping the future of the append that is committing
     /// poisons the log (its batch's outcome is unknown).
     pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<Appended>> {
+        // Backpressure: while the queue holds `pending-bytes-max`, help commit it first.
+        while self.queue.borrow().pending_bytes >= self.cfg.pending_bytes_max {
+            let _g = self.lock().await;
+            self.check_poisoned()?;
+            self.commit_batch().await;
+            self.after_commit().await;
+        }
         let t = self.submit(records, false)?;
         // Forgets the ticket if this future is dropped before it is answered.
         let _ticket = TicketGuard(self, t);
@@ -303,6 +312,10 @@ impl<D: BlockDevice> Vlog<D> {
                 internal,
             },
         );
+        q.pending_bytes += records
+            .iter()
+            .map(|r| r.record.encoded_len())
+            .sum::<usize>();
         q.pending
             .extend(records.into_iter().map(|rec| Pending { ticket: t, rec }));
         Ok(t)
@@ -400,6 +413,7 @@ impl<D: BlockDevice> Vlog<D> {
                 out.push(p);
             }
         }
+        q.pending_bytes -= bytes;
         out
     }
 
@@ -415,6 +429,7 @@ impl<D: BlockDevice> Vlog<D> {
             }
         }
         let queued: Vec<u64> = q.pending.drain(..).map(|p| p.ticket).collect();
+        q.pending_bytes = 0;
         for t in queued {
             if let Some(k) = q.tickets.get_mut(&t) {
                 k.err.get_or_insert(Error::DeviceFailed);

@@ -91,6 +91,9 @@ pub struct VlogConfig {
     /// Most record bytes in one commit batch (one write per segment touched + one flush);
     /// also the largest record. Default 1 MiB; valid 64 B ..= segment size − 1 block.
     pub batch_bytes_max: usize,
+    /// Encoded bytes of records queued for commit above which a new append first helps
+    /// commit the queue (backpressure). Default 64 MiB.
+    pub pending_bytes_max: usize,
     /// Bytes of recent Raft entries kept in memory. Default 16 MiB; 0 disables the cache.
     pub cache_bytes_max: usize,
     /// Size of the reads recovery issues while scanning. Default 1 MiB.
@@ -107,6 +110,7 @@ impl Default for VlogConfig {
     fn default() -> Self {
         Self {
             batch_bytes_max: 1 << 20,
+            pending_bytes_max: 64 << 20,
             cache_bytes_max: 16 << 20,
             recovery_read_bytes: 1 << 20,
             auto_reclaim: false,

@@ -42,6 +42,7 @@ pub fn must_format_with(segments: u64, seg: u64, bs: usize) -> MemDevice {
 pub fn cfg() -> VlogConfig {
     VlogConfig {
         batch_bytes_max: 8 * 1024,
+        pending_bytes_max: 1 << 20,
         cache_bytes_max: 64 * 1024,
         recovery_read_bytes: 16 * 1024,
         auto_reclaim: false,
