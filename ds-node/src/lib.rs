@@ -1,21 +1,33 @@
 //! `ds-node`: the storage node. One pinned glommio executor per core (a *shard*) owning its
-//! ranges, their Raft groups, its shard log and its engine (see `docs/ARCHITECTURE.md`).
+//! ranges, their Raft groups, its shard log and its engine (see `docs/ARCHITECTURE.md` and
+//! `docs/guides/ds-node.md`).
 //!
-//! Modules built so far (issue 7 is in progress):
-//! - [`keyspace`]: how Redis keys map to internal keys — the hash slot prefix, the metadata
-//!   entry and one sub-key per hash field (DESIGN §2).
-//! - [`range`]: the range state machine without a runtime: [`range::apply`] executes every
-//!   client operation (`net::message::kv::KvOp`) against a [`range::store::KvStore`],
-//!   deterministically, so every replica applying the same Raft entries reaches the same
-//!   state.
-//!
-//! Still to come: the shards (glommio executors), Raft groups over the shard log, the
-//! ready loop, listeners and workers.
+//! Modules:
+//! - [`keyspace`]: how Redis keys map to internal keys (DESIGN §2).
+//! - [`range`]: the runtime-free range state machine — [`range::apply`] executes every
+//!   `KvOp` against a [`range::store::KvStore`]; [`range::engine`] is the Masstree-backed
+//!   store; [`range::storage`] the in-memory raft-rs `Storage`; [`range::codec`] the bytes
+//!   ds-node writes into the shard log.
+//! - [`server`]: a shard — recovery, the ready loop (group commit across all Raft groups),
+//!   request handling.
+//! - [`worker`]: master heartbeats and bootstrap.
+//! - [`core`]: glommio glue (the only module naming glommio).
+//! - [`config`], [`node`]: settings and [`run`].
 //!
 //! Dependencies: `net`, `engines`, `nvme`. This crate must never depend on tokio.
-//! Threading: a range belongs to one shard; nothing here is shared between threads.
+//! Threading: a range belongs to one shard; shards share nothing mutable (each talks to peers
+//! and the master over TCP); inside a shard state is `Rc`/`RefCell`, never borrowed across
+//! an `.await`.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod config;
+pub mod core;
 pub mod keyspace;
+pub mod node;
 pub mod range;
+pub mod server;
+pub mod worker;
+
+pub use config::DsConfig;
+pub use node::{NodeHandle, run};

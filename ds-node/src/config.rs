@@ -1,0 +1,157 @@
+//! [`DsConfig`]: the DS node's settings, TOML-ready (`kebab-case` keys, every field optional).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// A store (DS node) and the addresses of its shards, for nodes that run without a master.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PeerStore {
+    /// The store id.
+    pub store_id: u64,
+    /// `host:port` of each shard, by shard index.
+    pub shard_addrs: Vec<String>,
+}
+
+/// One replica of the static initial range (see [`DsConfig::initial_replicas`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct InitialReplica {
+    /// Raft peer id (non-zero, unique in the range).
+    pub replica_id: u64,
+    /// The store that holds it.
+    pub store_id: u64,
+    /// The shard of that store.
+    pub shard_id: u32,
+}
+
+/// Settings of a DS node. `Default` gives the documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct DsConfig {
+    /// Data directory: one shard-log file per shard and the `store-id` file.
+    /// Default `./tierkv-data/ds`.
+    pub data_dir: PathBuf,
+    /// Number of shards (executors). Default 1; valid 1..=256.
+    pub shards: usize,
+    /// Pin shard `i` to CPU `i` when the machine has that many CPUs. Default true.
+    pub pin: bool,
+    /// Host the shards listen on and advertise. Default `127.0.0.1`.
+    pub host: String,
+    /// Port of shard 0; shard `i` listens on `base-port + i`. 0 picks free ports. Default 7400.
+    pub base_port: u16,
+    /// `host:port` of the master; none runs the node stand-alone. Default none.
+    pub master_addr: Option<String>,
+    /// The store id when running without a master (with a master it is assigned at
+    /// registration and kept in `data-dir/store-id`). Default 1.
+    pub store_id: u64,
+    /// Stand-alone only: create range 1 (all keys) with these replicas if no shard holds a
+    /// range yet. Empty = one voter on this store's shard 0. Default empty.
+    pub initial_replicas: Vec<InitialReplica>,
+    /// Stand-alone only: create the initial range at all. Default true.
+    pub bootstrap: bool,
+    /// Stand-alone only: the other stores and their shard addresses. Default empty.
+    pub peers: Vec<PeerStore>,
+    /// Size of each shard's log file in bytes. Default 1 GiB; a multiple of 4 KiB.
+    pub log_file_bytes: u64,
+    /// Segment size of the shard log, bytes. Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Write zeros over a new log file (faster first flushes on ext4). Default true.
+    pub zero_log_file: bool,
+    /// Raft tick interval, milliseconds. Default 100.
+    pub tick_ms: u64,
+    /// Election timeout in ticks. Default 10.
+    pub election_ticks: usize,
+    /// Heartbeat interval in ticks. Default 2.
+    pub heartbeat_ticks: usize,
+    /// Proposals waiting for apply per range before `ServerBusy`. Default 4096.
+    pub max_inflight_proposals: usize,
+    /// Raft entries kept in memory per range after apply. Default 4096.
+    pub cached_entries: usize,
+    /// Connections per shard. Default 1024.
+    pub max_connections: usize,
+    /// Heartbeat interval to the master, milliseconds. Default 1000.
+    pub heartbeat_ms: u64,
+    /// Registered I/O memory per executor, bytes. Default 8 MiB.
+    pub io_memory_bytes: usize,
+}
+
+impl Default for DsConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./tierkv-data/ds"),
+            shards: 1,
+            pin: true,
+            host: "127.0.0.1".into(),
+            base_port: 7400,
+            master_addr: None,
+            store_id: 1,
+            initial_replicas: Vec::new(),
+            bootstrap: true,
+            peers: Vec::new(),
+            log_file_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            zero_log_file: true,
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            max_inflight_proposals: 4096,
+            cached_entries: 4096,
+            max_connections: 1024,
+            heartbeat_ms: 1000,
+            io_memory_bytes: 8 << 20,
+        }
+    }
+}
+
+impl DsConfig {
+    /// Parses a TOML document (missing keys take their defaults).
+    pub fn from_toml(text: &str) -> anyhow::Result<Self> {
+        let c: Self = toml::from_str(text)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks ranges of values.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!((1..=256).contains(&self.shards), "shards must be 1..=256");
+        anyhow::ensure!(
+            self.log_file_bytes % 4096 == 0,
+            "log-file-bytes: multiple of 4 KiB"
+        );
+        anyhow::ensure!(
+            self.segment_bytes >= 1 << 20 && self.segment_bytes * 4 <= self.log_file_bytes,
+            "segment-bytes must be >= 1 MiB and a quarter of log-file-bytes at most"
+        );
+        anyhow::ensure!(self.tick_ms > 0, "tick-ms must be positive");
+        anyhow::ensure!(
+            self.heartbeat_ticks > 0 && self.election_ticks > self.heartbeat_ticks,
+            "election-ticks must exceed heartbeat-ticks > 0"
+        );
+        anyhow::ensure!(
+            self.max_inflight_proposals > 0,
+            "max-inflight-proposals > 0"
+        );
+        Ok(())
+    }
+
+    /// The tick interval.
+    pub fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_is_the_default_and_keys_are_kebab_case() {
+        assert_eq!(DsConfig::from_toml("").unwrap(), DsConfig::default());
+        let c = DsConfig::from_toml("shards = 2\nbase-port = 9000\ntick-ms = 10\n").unwrap();
+        assert_eq!((c.shards, c.base_port, c.tick_ms), (2, 9000, 10));
+        assert!(DsConfig::from_toml("shards = 0").is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! glommio glue — the only module that names glommio types, so the runtime can be swapped
+//! (see `../shared/NOTES.md` on glommio 0.9): executor threads, timers, task spawning and
+//! listeners.
+//!
+//! NOTES.md traps handled here or below: (1) the polled-I/O probe — every shard opens its
+//! device through `nvme::uring::UringDevice`, which opens the 4 KiB seed file with `DmaFile`
+//! first on each executor; (2) `RLIMIT_MEMLOCK` — [`spawn_shard`] sizes `io_memory` with
+//! `nvme::uring::fit_io_memory` (raising the limit when it can) and logs the outcome; (3)
+//! shared channels — shards exchange nothing through glommio channels (each talks to the
+//! master and peers over TCP), so there is no connect ordering to get wrong.
+
+use std::future::Future;
+use std::time::Duration;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+/// A shard's executor thread.
+#[derive(Debug)]
+pub struct ShardThread(glommio::ExecutorJoinHandle<anyhow::Result<()>>);
+
+impl ShardThread {
+    /// Waits for the shard's main future to finish.
+    pub fn join(self) -> anyhow::Result<()> {
+        self.0
+            .join()
+            .map_err(|e| anyhow::anyhow!("shard executor failed: {e}"))?
+    }
+}
+
+/// Starts shard `index` on its own executor thread, pinned to CPU `index` when `pin` and the
+/// machine has that CPU, running `main()`.
+pub fn spawn_shard<G, F>(
+    index: usize,
+    pin: bool,
+    io_memory: usize,
+    main: G,
+) -> anyhow::Result<ShardThread>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = anyhow::Result<()>> + 'static,
+{
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let placement = if pin && index < cpus {
+        Placement::Fixed(index)
+    } else {
+        Placement::Unbound
+    };
+    let before = nvme::uring::memlock_limit().unwrap_or(0);
+    let io = nvme::uring::fit_io_memory(io_memory);
+    let after = nvme::uring::memlock_limit().unwrap_or(0);
+    tracing::info!(
+        shard = index,
+        io_memory = io,
+        memlock_before = before,
+        memlock_after = after,
+        "starting shard executor"
+    );
+    let h = LocalExecutorBuilder::new(placement)
+        .name(&format!("ds-shard-{index}"))
+        .io_memory(io)
+        .spawn(main)
+        .map_err(|e| anyhow::anyhow!("start shard {index}: {e}"))?;
+    Ok(ShardThread(h))
+}
+
+/// Sleeps on the current executor.
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await;
+}
+
+/// Runs `fut` as a detached task on the current executor.
+pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
+    glommio::spawn_local(fut).detach();
+}
+
+/// Yields to other tasks of the executor if this one ran long.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await;
+}
+
+/// A bound TCP listener of the current executor.
+#[derive(Debug)]
+pub struct Listener(glommio::net::TcpListener);
+
+impl Listener {
+    /// Binds `addr` (`host:port`; port 0 picks one).
+    pub fn bind(addr: &str) -> anyhow::Result<Self> {
+        let l = glommio::net::TcpListener::bind(addr)
+            .map_err(|e| anyhow::anyhow!("bind {addr}: {e}"))?;
+        Ok(Self(l))
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        self.0
+            .local_addr()
+            .map_err(|e| anyhow::anyhow!("listener address: {e}"))
+    }
+
+    /// Serves connections with `handler` until the listener fails.
+    pub async fn serve<H, F>(
+        self,
+        acceptor: net::message::handshake::Acceptor,
+        cfg: net::transport::TransportConfig,
+        max_connections: usize,
+        handler: std::rc::Rc<H>,
+    ) -> std::io::Result<()>
+    where
+        H: Fn(net::Message) -> net::transport::Handled<F> + 'static,
+        F: Future<Output = Option<net::Message>> + 'static,
+    {
+        net::glommio_transport::serve_handled(self.0, acceptor, cfg, max_connections, handler).await
+    }
+}
+
+/// Runs `fut` to completion on a temporary executor on this thread (start-up work such as
+/// registering with the master before the shards start).
+pub fn block_on<T: Send + 'static>(
+    fut_gen: impl FnOnce() -> std::pin::Pin<Box<dyn Future<Output = T>>> + Send + 'static,
+) -> anyhow::Result<T> {
+    let h = LocalExecutorBuilder::new(Placement::Unbound)
+        .name("ds-start")
+        .io_memory(512 << 10)
+        .spawn(fut_gen)
+        .map_err(|e| anyhow::anyhow!("start executor: {e}"))?;
+    h.join().map_err(|e| anyhow::anyhow!("start executor: {e}"))
+}

@@ -1,0 +1,247 @@
+//! [`run`]: starts a DS node — registration with the master, one executor per shard — and
+//! returns a [`NodeHandle`].
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use net::message::handshake::{Acceptor, Hello, Role};
+use net::transport::TransportConfig;
+use net::{ClusterId, Message, NodeId};
+
+use crate::config::DsConfig;
+use crate::core::{Listener, ShardThread};
+use crate::server::{Shard, ShardMetrics, handler, ready};
+
+/// A running DS node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    /// This node's store id.
+    pub store_id: u64,
+    /// `host:port` of each shard.
+    pub shard_addrs: Vec<String>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<ShardThread>,
+    metrics: Vec<Arc<Mutex<Option<ShardMetrics>>>>,
+}
+
+impl NodeHandle {
+    /// Stops every shard and waits for them.
+    pub fn shutdown(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads {
+            t.join()?;
+        }
+        Ok(())
+    }
+
+    /// The shards' counters and histograms (published about every 200 ms), merged.
+    pub fn metrics(&self) -> ShardMetrics {
+        let mut all = ShardMetrics::default();
+        for m in &self.metrics {
+            if let Ok(g) = m.lock() {
+                if let Some(s) = g.as_ref() {
+                    all.merge(s);
+                }
+            }
+        }
+        all
+    }
+}
+
+fn store_id_file(cfg: &DsConfig) -> std::path::PathBuf {
+    cfg.data_dir.join("store-id")
+}
+
+/// Registers with the master (when configured) and returns the store id.
+fn register(cfg: &DsConfig, shard_addrs: &[String]) -> anyhow::Result<(u64, bool)> {
+    let Some(master) = cfg.master_addr.clone() else {
+        return Ok((cfg.store_id, true));
+    };
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let known = std::fs::read_to_string(store_id_file(cfg))
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let info = net::message::StoreInfo {
+        store_id: net::StoreId(known),
+        addr: shard_addrs.first().cloned().unwrap_or_default(),
+        shard_addrs: shard_addrs.to_vec(),
+        labels: Vec::new(),
+    };
+    let resp = crate::core::block_on(move || {
+        Box::pin(async move {
+            let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(known));
+            let c =
+                net::glommio_transport::Client::connect(&master, hello, TransportConfig::default())
+                    .await
+                    .map_err(|e| format!("connect master: {e}"))?;
+            let r = c
+                .call(Message::StoreRegister(net::message::StoreRegister {
+                    store: info,
+                    mem_capacity: 0,
+                    disk_capacity: 0,
+                }))
+                .await
+                .map_err(|e| format!("register: {e}"))?;
+            match r {
+                Message::StoreRegisterResp(r) => Ok(r),
+                other => Err(format!("register: unexpected answer {}", other.name())),
+            }
+        })
+    })?
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    std::fs::write(store_id_file(cfg), resp.store_id.0.to_string())?;
+    tracing::info!(store = %resp.store_id, bootstrapped = resp.bootstrapped, "registered with the master");
+    Ok((resp.store_id.0, resp.bootstrapped))
+}
+
+/// Starts a DS node with `cfg` and returns once every shard listens.
+pub fn run(cfg: DsConfig) -> anyhow::Result<NodeHandle> {
+    cfg.validate()?;
+    // Bind listeners first (port 0 picks free ports), each on its shard's executor: here only
+    // the addresses are decided.
+    let shard_addrs: Vec<String> = (0..cfg.shards)
+        .map(|i| {
+            if cfg.base_port == 0 {
+                free_port(&cfg.host)
+            } else {
+                Ok(format!("{}:{}", cfg.host, cfg.base_port as usize + i))
+            }
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (store_id, bootstrapped) = register(&cfg, &shard_addrs)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut metrics = Vec::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    for i in 0..cfg.shards {
+        let (cfg, stop, addr, ready_tx) = (
+            cfg.clone(),
+            stop.clone(),
+            shard_addrs[i].clone(),
+            ready_tx.clone(),
+        );
+        let all_addrs = shard_addrs.clone();
+        let published = Arc::new(Mutex::new(None));
+        metrics.push(published.clone());
+        let t = crate::core::spawn_shard(i, cfg.pin, cfg.io_memory_bytes, move || async move {
+            let r = shard_main(
+                cfg,
+                i as u32,
+                store_id,
+                bootstrapped,
+                addr,
+                all_addrs,
+                stop,
+                published,
+                &ready_tx,
+            )
+            .await;
+            if let Err(e) = &r {
+                let _ = ready_tx.send(Err(anyhow::anyhow!("shard {i}: {e:#}")));
+            }
+            r
+        })?;
+        threads.push(t);
+    }
+    for _ in 0..cfg.shards {
+        ready_rx
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| anyhow::anyhow!("a shard did not start"))??;
+    }
+    Ok(NodeHandle {
+        store_id,
+        shard_addrs,
+        stop,
+        threads,
+        metrics,
+    })
+}
+
+fn free_port(host: &str) -> anyhow::Result<String> {
+    let l = std::net::TcpListener::bind(format!("{host}:0"))?;
+    Ok(l.local_addr()?.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn shard_main(
+    mut cfg: DsConfig,
+    index: u32,
+    store_id: u64,
+    bootstrapped: bool,
+    addr: String,
+    all_addrs: Vec<String>,
+    stop: Arc<AtomicBool>,
+    published: Arc<Mutex<Option<ShardMetrics>>>,
+    ready_tx: &std::sync::mpsc::Sender<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    if cfg.base_port == 0 {
+        // Free ports were picked per shard: record this store's addresses as a peer entry.
+        cfg.peers.retain(|p| p.store_id != store_id);
+        cfg.peers.push(crate::config::PeerStore {
+            store_id,
+            shard_addrs: all_addrs,
+        });
+    }
+    let listener = Listener::bind(&addr)?;
+    let shard = Shard::open(cfg.clone(), index, store_id).await?;
+    // Stand-alone bootstrap: the initial range on every shard named in it.
+    if cfg.master_addr.is_none() && cfg.bootstrap && shard.state.borrow().peers.is_empty() {
+        let desc = shard.initial_descriptor();
+        let here = desc
+            .replicas
+            .iter()
+            .any(|r| r.store_id.0 == store_id && r.shard_id.0 == index);
+        if here {
+            shard.create_range(desc).await?;
+        }
+    }
+    if cfg.master_addr.is_some() && index == 0 && !bootstrapped {
+        crate::worker::heartbeat::bootstrap(&shard).await?;
+    }
+    let acceptor = Acceptor {
+        role: Role::DsNode {},
+        cluster_id: ClusterId(0),
+        node_id: NodeId(store_id),
+    };
+    let h = Rc::clone(&shard);
+    let handler = Rc::new(move |m| handler::handle(&h, m));
+    let max_conn = cfg.max_connections;
+    crate::core::spawn(ready::run(Rc::clone(&shard)));
+    if cfg.master_addr.is_some() {
+        crate::core::spawn(crate::worker::heartbeat::run(Rc::clone(&shard)));
+    }
+    let _ = ready_tx.send(Ok(()));
+    tracing::info!(shard = index, %addr, "shard serving");
+    // The listener lives in this future: it is closed (dropped) when the node stops.
+    let serve = async {
+        if let Err(e) = listener
+            .serve(acceptor, TransportConfig::default(), max_conn, handler)
+            .await
+        {
+            tracing::error!("listener stopped: {e}");
+        }
+    };
+    let watch = async {
+        let mut n = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            crate::core::sleep(Duration::from_millis(20)).await;
+            n += 1;
+            if n % 10 == 0 {
+                if let Ok(mut g) = published.lock() {
+                    *g = Some(shard.metrics.borrow().clone());
+                }
+            }
+        }
+    };
+    futures_lite::future::or(watch, serve).await;
+    if let Ok(mut g) = published.lock() {
+        *g = Some(shard.metrics.borrow().clone());
+    }
+    shard.stop.set(true);
+    shard.wake.notify();
+    tracing::info!(shard = index, "{}", shard.metrics.borrow().summary());
+    Ok(())
+}

@@ -1,0 +1,133 @@
+// perf-critical: every applied write and every read goes through this store.
+//! [`MasstreeStore`]: the shard's [`KvStore`] over the Masstree hot tier.
+//!
+//! Every value is kept inline (hot) together with the [`LogPointer`] of the shard-log record
+//! of the Raft entry that wrote it (set with [`MasstreeStore::set_source`] before an entry is
+//! applied), so the tiering issue can drop the inline copy and keep the pointer. The value
+//! bytes a Redis key stores are derived by the state machine (type byte + value), so the
+//! pointer names the *record* that produced the value, not the value's own bytes: a cold read
+//! re-derives it from that record. Expiry is stored with the entry.
+
+use std::ops::{Bound, ControlFlow};
+
+use bytes::Bytes;
+use engines::masstree::{Direction, LogPointer, Masstree, Value};
+
+use super::store::{Entry, KvStore};
+
+/// The shard's store: one Masstree shared by every range of the shard (their keys are
+/// disjoint).
+#[derive(Debug, Default)]
+pub struct MasstreeStore {
+    tree: Masstree,
+    source: Option<LogPointer>,
+}
+
+impl MasstreeStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the log record the following writes come from (`None`: not known, e.g. reads).
+    pub fn set_source(&mut self, ptr: Option<LogPointer>) {
+        self.source = ptr;
+    }
+
+    /// The log pointer recorded for `key`, if any.
+    pub fn pointer(&self, key: &[u8]) -> Option<LogPointer> {
+        self.tree.get(key).and_then(|e| e.pointer())
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Bytes of memory the tree uses.
+    pub fn memory_bytes(&self) -> usize {
+        self.tree.memory_bytes()
+    }
+}
+
+fn to_entry(e: engines::masstree::EntryRef<'_>) -> Entry {
+    Entry {
+        value: Bytes::copy_from_slice(e.value().unwrap_or_default()),
+        expire_at_ms: e.expire_at_ms().unwrap_or(0),
+    }
+}
+
+impl KvStore for MasstreeStore {
+    fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.tree.get(key).map(to_entry)
+    }
+
+    fn put(&mut self, key: Bytes, entry: Entry) {
+        let mut v = Value::inline(&entry.value);
+        if let Some(p) = self.source {
+            v = v.with_pointer(p);
+        }
+        if entry.expire_at_ms != 0 {
+            v = v.with_expiry_ms(entry.expire_at_ms);
+        }
+        // The only refusal is a key over 64 KiB; the state machine's keys are bounded far
+        // below it by the wire limits, so this is a bug if it fires.
+        let r = self.tree.insert(&key, v);
+        assert!(r.is_ok(), "masstree refused a key of {} bytes", key.len());
+    }
+
+    fn delete(&mut self, key: &[u8]) -> bool {
+        self.tree.remove(key).is_some()
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Vec<(Bytes, Entry)> {
+        let mut out = Vec::new();
+        if limit == 0 || end.is_some_and(|e| e <= start) {
+            return out;
+        }
+        if reverse {
+            let from = end.map_or(Bound::Unbounded, Bound::Excluded);
+            self.tree
+                .scan(from, Direction::Reverse, usize::MAX, |k, e| {
+                    if k < start {
+                        return ControlFlow::Break(());
+                    }
+                    out.push((Bytes::copy_from_slice(k), to_entry(e)));
+                    if out.len() >= limit {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                });
+        } else {
+            self.tree.scan(
+                Bound::Included(start),
+                Direction::Forward,
+                usize::MAX,
+                |k, e| {
+                    if end.is_some_and(|end| k >= end) {
+                        return ControlFlow::Break(());
+                    }
+                    out.push((Bytes::copy_from_slice(k), to_entry(e)));
+                    if out.len() >= limit {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                },
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,111 @@
+//! Counters and hdrhistogram latencies of one shard.
+
+use hdrhistogram::Histogram;
+
+/// A shard's counters and histograms (microseconds; batch sizes in records).
+#[derive(Debug, Clone)]
+pub struct ShardMetrics {
+    /// Proposals accepted (`ds_raft_proposals_total`).
+    pub proposals_total: u64,
+    /// Entries applied (`ds_raft_applied_total`).
+    pub applied_total: u64,
+    /// Reads answered from the lease (`ds_read_lease_total`).
+    pub lease_reads_total: u64,
+    /// Reads that went through ReadIndex (`ds_read_index_total`).
+    pub read_index_total: u64,
+    /// Requests refused with `ServerBusy`.
+    pub busy_total: u64,
+    /// Requests refused with `NotLeader`.
+    pub not_leader_total: u64,
+    /// Raft messages received that could not be decoded or had no range here.
+    pub bad_raft_messages_total: u64,
+    /// Leader changes seen.
+    pub leader_changes_total: u64,
+    /// Group commits (`ds_log_flushes_total`).
+    pub flushes_total: u64,
+    /// Propose → apply latency, µs.
+    pub propose_apply_us: Histogram<u64>,
+    /// ReadIndex read latency, µs.
+    pub read_index_us: Histogram<u64>,
+    /// Group-commit latency (append + flush), µs.
+    pub flush_us: Histogram<u64>,
+    /// Records per group commit.
+    pub flush_batch_records: Histogram<u64>,
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 2).expect("static histogram bounds are valid")
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        Self {
+            proposals_total: 0,
+            applied_total: 0,
+            lease_reads_total: 0,
+            read_index_total: 0,
+            busy_total: 0,
+            not_leader_total: 0,
+            bad_raft_messages_total: 0,
+            leader_changes_total: 0,
+            flushes_total: 0,
+            propose_apply_us: hist(),
+            read_index_us: hist(),
+            flush_us: hist(),
+            flush_batch_records: hist(),
+        }
+    }
+}
+
+impl ShardMetrics {
+    /// Records `v` (saturated into the histogram's range).
+    pub fn record(h: &mut Histogram<u64>, v: u64) {
+        h.saturating_record(v.max(1));
+    }
+
+    /// Adds another shard's figures into these.
+    pub fn merge(&mut self, o: &ShardMetrics) {
+        self.proposals_total += o.proposals_total;
+        self.applied_total += o.applied_total;
+        self.lease_reads_total += o.lease_reads_total;
+        self.read_index_total += o.read_index_total;
+        self.busy_total += o.busy_total;
+        self.not_leader_total += o.not_leader_total;
+        self.bad_raft_messages_total += o.bad_raft_messages_total;
+        self.leader_changes_total += o.leader_changes_total;
+        self.flushes_total += o.flushes_total;
+        let _ = self.propose_apply_us.add(&o.propose_apply_us);
+        let _ = self.read_index_us.add(&o.read_index_us);
+        let _ = self.flush_us.add(&o.flush_us);
+        let _ = self.flush_batch_records.add(&o.flush_batch_records);
+    }
+
+    /// A one-line summary (p50/p99/p999 in µs).
+    pub fn summary(&self) -> String {
+        let q = |h: &Histogram<u64>| {
+            format!(
+                "{}/{}/{}",
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.999)
+            )
+        };
+        format!(
+            "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
+             bad_raft={} leader_changes={} flushes={} propose_apply_us={} flush_us={} \
+             records_per_flush(mean)={:.1}",
+            self.proposals_total,
+            self.applied_total,
+            self.lease_reads_total,
+            self.read_index_total,
+            self.busy_total,
+            self.not_leader_total,
+            self.bad_raft_messages_total,
+            self.leader_changes_total,
+            self.flushes_total,
+            q(&self.propose_apply_us),
+            q(&self.flush_us),
+            self.flush_batch_records.mean()
+        )
+    }
+}

@@ -1,0 +1,109 @@
+//! One range on this shard: its descriptor, Raft group and the requests waiting on it.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use futures_channel::oneshot;
+use net::message::kv::{KvOp, KvResponse};
+use net::message::{RangeDescriptor, ReplicaRole};
+use raft::eraftpb::ConfState;
+use raft::{RawNode, StateRole};
+
+use crate::range::storage::RaftLogCache;
+
+/// Where a request's answer goes.
+pub type Waiter = oneshot::Sender<KvResponse>;
+
+/// A proposal waiting for its entry to apply.
+#[derive(Debug)]
+pub struct Pending {
+    /// The term the entry was proposed in (another term at that index: it was dropped).
+    pub term: u64,
+    /// The answer.
+    pub tx: Waiter,
+    /// When it was proposed.
+    pub at: Instant,
+}
+
+/// A read waiting for its ReadIndex (and then for apply to reach it).
+#[derive(Debug)]
+pub struct WaitingRead {
+    /// The operation.
+    pub op: KvOp,
+    /// The answer.
+    pub tx: Waiter,
+    /// The read index once known.
+    pub index: Option<u64>,
+    /// When it arrived.
+    pub at: Instant,
+}
+
+/// A range replica hosted by this shard.
+pub struct Peer {
+    /// The range descriptor (replicas = the Raft configuration).
+    pub desc: RangeDescriptor,
+    /// This replica's Raft id.
+    pub replica_id: u64,
+    /// The Raft group.
+    pub node: RawNode<RaftLogCache>,
+    /// Proposals by log index.
+    pub pending: BTreeMap<u64, Pending>,
+    /// Reads by ReadIndex context.
+    pub reads: BTreeMap<u64, WaitingRead>,
+    /// Next ReadIndex context.
+    pub next_read: u64,
+    /// The role after the last ready (to count leader changes).
+    pub last_role: StateRole,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("range", &self.desc.id)
+            .field("replica_id", &self.replica_id)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Peer {
+    /// Whether this replica leads its group.
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// Whether a read may be answered from local state now: this replica is leader, has
+    /// committed an entry of its own term (so it knows every earlier commit) and has applied
+    /// everything committed. Leadership itself is guarded by check-quorum: a leader that
+    /// cannot reach a quorum steps down within an election timeout, and a new leader cannot be
+    /// elected before the old lease (election timeout) ran out — the lease assumption of
+    /// raft-rs `ReadOnlyOption::LeaseBased` (clocks drift less than the timeout).
+    pub fn lease_read_ok(&self) -> bool {
+        let r = &self.node.raft;
+        r.state == StateRole::Leader
+            && r.commit_to_current_term()
+            && r.raft_log.applied() >= r.raft_log.committed
+    }
+
+    /// The applied index.
+    pub fn applied(&self) -> u64 {
+        self.node.raft.raft_log.applied()
+    }
+
+    /// The leader's replica id, if known (0 = none).
+    pub fn leader_id(&self) -> u64 {
+        self.node.raft.leader_id
+    }
+}
+
+/// The Raft conf state a descriptor's replicas describe.
+pub fn conf_state_of(desc: &RangeDescriptor) -> ConfState {
+    let mut cs = ConfState::default();
+    for r in &desc.replicas {
+        match r.role {
+            ReplicaRole::Voter {} => cs.voters.push(r.replica_id.0),
+            ReplicaRole::Learner {} => cs.learners.push(r.replica_id.0),
+        }
+    }
+    cs
+}

@@ -1,0 +1,375 @@
+// perf-critical: every write of the shard passes through one turn of this loop.
+//! The shard's one ready loop: for every Raft group with work, take its ready; send the
+//! messages that need nothing durable; append every group's entries and hard states in one
+//! group commit (one flush); then mirror them into the Raft caches, send the messages that
+//! needed them durable, apply committed entries through [`execute`] and answer waiting
+//! requests. Ticks come from a timer.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use engines::vlog::{
+    AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord,
+    RangeId as LogRangeId, Term,
+};
+use net::message::kv::KvResponse;
+use net::message::{RaftBatch, RaftEnvelope};
+use net::{Message as NetMessage, RangeId, ReplicaId, StoreId};
+use raft::StateRole;
+use raft::eraftpb::{Entry, EntryType, Message as RaftMsg};
+
+use super::metrics::ShardMetrics;
+use super::peer::Peer;
+use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_change};
+use crate::range::apply::{ApplyCtx, execute};
+use crate::range::codec::{decode_proposal, encode_meta};
+
+type Outbox = HashMap<String, Vec<RaftEnvelope>>;
+
+/// Runs the ready loop until the shard stops.
+pub async fn run(shard: Rc<Shard>) {
+    let tick = shard.cfg.tick();
+    let mut next_tick = Instant::now() + tick;
+    while !shard.stop.get() {
+        let wait = next_tick.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            futures_lite::future::or(shard.wake.wait(), crate::core::sleep(wait)).await;
+        }
+        if Instant::now() >= next_tick {
+            next_tick = Instant::now() + tick;
+            let mut st = shard.state.borrow_mut();
+            for p in st.peers.values_mut() {
+                p.node.tick();
+            }
+        }
+        if let Err(e) = turn(&shard).await {
+            tracing::error!("shard {} ready loop stopped: {e:#}", shard.index);
+            // The log is poisoned: fail everything that waits and stop serving writes.
+            let mut st = shard.state.borrow_mut();
+            for p in st.peers.values_mut() {
+                fail_all(p);
+            }
+            return;
+        }
+    }
+}
+
+fn fail_all(p: &mut Peer) {
+    let err = || KvResponse::Err {
+        error: net::RpcError::Internal {
+            code: 2,
+            message: "shard log failed".into(),
+        },
+    };
+    for (_, w) in std::mem::take(&mut p.pending) {
+        let _ = w.tx.send(err());
+    }
+    for (_, r) in std::mem::take(&mut p.reads) {
+        let _ = r.tx.send(err());
+    }
+}
+
+struct Work {
+    range: u64,
+    number: u64,
+    persisted_msgs: Vec<RaftMsg>,
+    committed: Vec<Entry>,
+}
+
+/// One turn: collect readies, group-commit, then advance every group.
+async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    let mut out: Outbox = HashMap::new();
+    let mut records: Vec<AppendRecord> = Vec::new();
+    let mut works = Vec::new();
+    {
+        let mut st = shard.state.borrow_mut();
+        records.extend(st.meta_records.drain(..).map(AppendRecord::from));
+        for (&range, p) in st.peers.iter_mut() {
+            if !p.node.has_ready() {
+                continue;
+            }
+            let mut rd = p.node.ready();
+            if let Some(ss) = rd.ss() {
+                if ss.raft_state != p.last_role {
+                    if ss.raft_state == StateRole::Leader || p.last_role == StateRole::Leader {
+                        shard.metrics.borrow_mut().leader_changes_total += 1;
+                    }
+                    p.last_role = ss.raft_state;
+                }
+            }
+            collect(shard, p, rd.take_messages(), &mut out);
+            if !rd.snapshot().is_empty() {
+                tracing::error!(range, "snapshots are not supported yet; ignoring one");
+            }
+            let entries = rd.take_entries();
+            for e in &entries {
+                records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
+                    range: LogRangeId(range),
+                    term: Term(e.term),
+                    index: LogIndex(e.index),
+                    entry_type: e.get_entry_type() as u8,
+                    payload: e.data.to_vec(),
+                })));
+            }
+            if let Some(h) = rd.hs() {
+                records.push(AppendRecord::from(LogRecord::HardState {
+                    range: LogRangeId(range),
+                    state: LogHardState {
+                        term: Term(h.term),
+                        vote: h.vote,
+                        commit: LogIndex(h.commit),
+                    },
+                }));
+            }
+            // raft-rs's asynchronous persistence: the entries are readable through the cache
+            // now, and count as persisted (`on_persist_ready`) only after the group commit.
+            p.node.mut_store().append(&entries);
+            if let Some(h) = rd.hs() {
+                p.node.mut_store().set_hard_state(h.clone());
+            }
+            for rs in rd.take_read_states() {
+                note_read_state(p, &rs.request_ctx, rs.index);
+            }
+            let number = rd.number();
+            let persisted_msgs = rd.take_persisted_messages();
+            let committed = rd.take_committed_entries();
+            p.node.advance_append_async(rd);
+            works.push(Work {
+                range,
+                number,
+                persisted_msgs,
+                committed,
+            });
+        }
+    }
+    flush_outbox(shard, &mut out);
+    if works.is_empty() && records.is_empty() {
+        return Ok(());
+    }
+    if !records.is_empty() {
+        let n = records.len() as u64;
+        let t = Instant::now();
+        shard
+            .log
+            .append(records)
+            .await
+            .map_err(|e| anyhow::anyhow!("group commit: {e}"))?;
+        let mut m = shard.metrics.borrow_mut();
+        m.flushes_total += 1;
+        ShardMetrics::record(&mut m.flush_us, t.elapsed().as_micros() as u64);
+        ShardMetrics::record(&mut m.flush_batch_records, n);
+    }
+    for w in works {
+        let mut st = shard.state.borrow_mut();
+        let ShardState {
+            peers,
+            engine,
+            meta_records,
+        } = &mut *st;
+        let Some(p) = peers.get_mut(&w.range) else {
+            continue;
+        };
+        p.node.on_persist_ready(w.number);
+        collect(shard, p, w.persisted_msgs, &mut out);
+        if let Some(last) = w.committed.last().map(|e| e.index) {
+            apply_entries(shard, p, engine, meta_records, w.committed);
+            p.node.advance_apply_to(last);
+        }
+        answer_reads(shard, p, engine);
+        let applied = p.applied();
+        let keep = shard.cfg.cached_entries as u64;
+        if p.node.store().len() as u64 > keep * 2 {
+            p.node.mut_store().compact_to(applied.saturating_sub(keep));
+        }
+    }
+    flush_outbox(shard, &mut out);
+    // More work may have arrived while the commit was in flight.
+    if shard
+        .state
+        .borrow()
+        .peers
+        .values()
+        .any(|p| p.node.has_ready())
+    {
+        shard.wake.notify();
+    }
+    Ok(())
+}
+
+fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
+    let Some(id) = ctx
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+    else {
+        return;
+    };
+    if let Some(r) = p.reads.get_mut(&id) {
+        r.index = Some(index);
+    }
+}
+
+fn answer_reads(shard: &Shard, p: &mut Peer, engine: &mut crate::range::engine::MasstreeStore) {
+    if p.reads.is_empty() {
+        return;
+    }
+    let applied = p.applied();
+    let ready: Vec<u64> = p
+        .reads
+        .iter()
+        .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+        .map(|(k, _)| *k)
+        .collect();
+    let now = super::shard::now_ms();
+    for k in ready {
+        let Some(r) = p.reads.remove(&k) else {
+            continue;
+        };
+        let ctx = ApplyCtx {
+            now_ms: now,
+            index: applied,
+            range: &p.desc,
+        };
+        let resp = match execute(engine, &r.op, &ctx) {
+            Ok(result) => KvResponse::Ok { result },
+            Err(error) => KvResponse::Err { error },
+        };
+        ShardMetrics::record(
+            &mut shard.metrics.borrow_mut().read_index_us,
+            r.at.elapsed().as_micros() as u64,
+        );
+        let _ = r.tx.send(resp);
+    }
+    // A replica that lost leadership cannot answer its waiting reads.
+    if !p.is_leader() {
+        let hint = None;
+        for (_, r) in std::mem::take(&mut p.reads) {
+            let _ = r.tx.send(KvResponse::Err {
+                error: net::RpcError::NotLeader { hint: hint.clone() },
+            });
+        }
+    }
+}
+
+fn apply_entries(
+    shard: &Shard,
+    p: &mut Peer,
+    engine: &mut crate::range::engine::MasstreeStore,
+    meta_records: &mut Vec<LogRecord>,
+    entries: Vec<Entry>,
+) {
+    let range = p.desc.id.0;
+    let mut applied = 0;
+    for e in entries {
+        applied += 1;
+        let result = match e.get_entry_type() {
+            EntryType::EntryNormal => {
+                if e.data.is_empty() {
+                    None
+                } else if let Some((now, op)) = decode_proposal(&e.data) {
+                    engine.set_source(
+                        shard
+                            .log
+                            .entry_pointer(LogRangeId(range), LogIndex(e.index)),
+                    );
+                    let ctx = ApplyCtx {
+                        now_ms: now,
+                        index: e.index,
+                        range: &p.desc,
+                    };
+                    let r = execute(engine, &op, &ctx);
+                    engine.set_source(None);
+                    Some(match r {
+                        Ok(result) => KvResponse::Ok { result },
+                        Err(error) => KvResponse::Err { error },
+                    })
+                } else {
+                    tracing::error!(range, index = e.index, "undecodable entry skipped");
+                    None
+                }
+            }
+            t => {
+                if let Some(cc) = decode_conf_change(t, &e.data) {
+                    match p.node.apply_conf_change(&cc) {
+                        Ok(cs) => {
+                            p.node.mut_store().set_conf_state(cs);
+                            apply_conf_change_to_desc(&mut p.desc, &cc);
+                            meta_records.push(LogRecord::ConfState {
+                                range: LogRangeId(range),
+                                data: encode_meta(&p.desc),
+                            });
+                        }
+                        Err(err) => tracing::warn!(range, "conf change refused: {err}"),
+                    }
+                }
+                Some(KvResponse::Ok {
+                    result: net::message::kv::OpResult::Unit {},
+                })
+            }
+        };
+        if let Some(w) = p.pending.remove(&e.index) {
+            let resp = if w.term == e.term {
+                ShardMetrics::record(
+                    &mut shard.metrics.borrow_mut().propose_apply_us,
+                    w.at.elapsed().as_micros() as u64,
+                );
+                result.unwrap_or(KvResponse::Ok {
+                    result: net::message::kv::OpResult::Unit {},
+                })
+            } else {
+                KvResponse::Err {
+                    error: net::RpcError::NotLeader { hint: None },
+                }
+            };
+            let _ = w.tx.send(resp);
+        }
+    }
+    shard.metrics.borrow_mut().applied_total += applied;
+}
+
+/// Queues Raft messages per destination shard address.
+fn collect(shard: &Shard, p: &Peer, msgs: Vec<RaftMsg>, out: &mut Outbox) {
+    use protobuf::Message as _;
+    for m in msgs {
+        let Some(r) = p.desc.replicas.iter().find(|r| r.replica_id.0 == m.to) else {
+            continue;
+        };
+        let Some(addr) = shard.replica_addr(r) else {
+            tracing::debug!(to = m.to, "no address for replica");
+            continue;
+        };
+        let Ok(bytes) = m.write_to_bytes() else {
+            continue;
+        };
+        out.entry(addr).or_default().push(RaftEnvelope {
+            range_id: RangeId(p.desc.id.0),
+            from_replica: ReplicaId(p.replica_id),
+            to_replica: ReplicaId(m.to),
+            message: bytes.into(),
+        });
+    }
+}
+
+/// Sends one `RaftBatch` per destination (one-way), each on its own task.
+fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
+    for (addr, messages) in out.drain() {
+        let batch = RaftBatch {
+            from_store: StoreId(shard.store_id),
+            messages,
+        };
+        let pool = Rc::clone(&shard.pool);
+        crate::core::spawn(async move {
+            let sent = match pool.get(&addr).await {
+                Ok(c) => c.send(NetMessage::RaftBatch(batch)).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = sent {
+                tracing::debug!(addr, "raft batch not sent: {e}");
+            }
+        });
+    }
+}
+
+/// How long a request may wait for its proposal or read before it is answered `Timeout`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

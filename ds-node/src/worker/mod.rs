@@ -1,0 +1,3 @@
+//! Background work of a shard: master heartbeats (and, later, value-log GC, checkpoints).
+
+pub mod heartbeat;
