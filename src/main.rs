@@ -19,9 +19,30 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a master: cluster metadata, TSO, routes and the scheduler (`docs/guides/master.md`).
+    Master(MasterArgs),
     /// Benchmark a RESP server (a tierkv proxy, redis-server, …) with YCSB workloads A–F or
     /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct MasterArgs {
+    /// TOML config file (every key optional; defaults in `docs/config/master.toml`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load and check the config, print it, and exit.
+    #[arg(long)]
+    config_check: bool,
+    /// Overrides `data-dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides `listen` (the RPC address).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Overrides `admin-listen` (the HTTP admin address; "" disables it).
+    #[arg(long)]
+    admin_listen: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -127,8 +148,54 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     })
 }
 
+fn master(args: MasterArgs) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => master::config::ServerConfig::load(path)
+            .with_context(|| format!("load {}", path.display()))?,
+        None => master::config::ServerConfig::parse("").context("default master config")?,
+    };
+    if let Some(d) = args.data_dir {
+        cfg.master.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        cfg.listen = l;
+    }
+    if let Some(a) = args.admin_listen {
+        cfg.admin_listen = (!a.is_empty()).then_some(a);
+    }
+    if args.config_check {
+        println!("{cfg:#?}");
+        return Ok(());
+    }
+    let rt = tokio::runtime::Runtime::new().context("start tokio")?;
+    rt.block_on(master::run::run(
+        cfg,
+        std::sync::Arc::new(master::service::SystemClock),
+        master::run::shutdown_signal(),
+        |rpc, admin| {
+            println!("master listening on {rpc}");
+            if let Some(a) = admin {
+                println!("admin pages at http://{a}/status");
+            }
+        },
+    ))
+    .context("run master")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
 fn main() -> anyhow::Result<()> {
+    init_logging();
     match Cli::parse().command {
+        Command::Master(args) => master(args),
         Command::Bench(args) => bench(args),
     }
 }
