@@ -2,7 +2,7 @@
 //! The shard log: group-commit appends, reads, truncation and segment reclamation.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -16,7 +16,7 @@ use super::record::{
     EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, SegmentHeader, TruncateMode,
     decode_record,
 };
-use super::state::{CheckpointInfo, SegmentUsage, State};
+use super::state::{CheckpointInfo, FastMap, SegmentUsage, State};
 use super::types::{LogIndex, RangeId, Seq, Term};
 use super::{Error, Result, VlogConfig};
 use crate::masstree::{LogPointer, SegmentId};
@@ -82,6 +82,8 @@ struct Ticket {
     out: Vec<Appended>,
     err: Option<Error>,
     started: Option<Instant>,
+    /// When the batch completing the ticket became durable (one clock read per batch).
+    done_at: Option<Instant>,
     /// Internal (relocation) tickets have no waiter; they are dropped when done.
     internal: bool,
 }
@@ -91,7 +93,7 @@ struct Queue {
     pending: VecDeque<Pending>,
     /// Encoded bytes of `pending`.
     pending_bytes: usize,
-    tickets: HashMap<u64, Ticket>,
+    tickets: FastMap<u64, Ticket>,
     next_ticket: u64,
 }
 
@@ -309,6 +311,7 @@ impl<D: BlockDevice> Vlog<D> {
                 out: Vec::with_capacity(records.len()),
                 err: None,
                 started: Some(Instant::now()),
+                done_at: None,
                 internal,
             },
         );
@@ -343,8 +346,8 @@ impl<D: BlockDevice> Vlog<D> {
         if k.remaining != 0 {
             return Some(Err(Error::DeviceFailed));
         }
-        if let Some(s) = k.started {
-            let ns = u64::try_from(s.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if let (Some(s), Some(d)) = (k.started, k.done_at) {
+            let ns = u64::try_from(d.duration_since(s).as_nanos()).unwrap_or(u64::MAX);
             VlogMetrics::record(&mut self.metrics.borrow_mut().append_latency_ns, ns);
         }
         Some(Ok(k.out))
@@ -690,6 +693,7 @@ impl<D: BlockDevice> Vlog<D> {
             .segment_seq = head.segment_seq;
         c.head = Some(head);
         c.next_seq = Seq(c.next_seq.0 + batch.len() as u64);
+        let now = Instant::now();
         let mut q = self.queue.borrow_mut();
         let mut m = self.metrics.borrow_mut();
         for (p, (a, len)) in batch.into_iter().zip(done) {
@@ -706,6 +710,7 @@ impl<D: BlockDevice> Vlog<D> {
                 Some(k) => {
                     k.out.push(a);
                     k.remaining -= 1;
+                    k.done_at = Some(now);
                     k.internal && k.remaining == 0
                 }
                 None => false,

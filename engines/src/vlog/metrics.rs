@@ -28,7 +28,9 @@ pub struct VlogMetrics {
     pub batch_records: Histogram<u64>,
     /// Record bytes per commit batch.
     pub batch_bytes: Histogram<u64>,
-    /// Append latency, submit to acknowledgement, nanoseconds.
+    /// Append latency, nanoseconds: from the append handing its records in to the moment the
+    /// batch completing it was durable and applied (one clock read per append and one per
+    /// batch; the wake-up of the appender after that is not included).
     pub append_latency_ns: Histogram<u64>,
     /// Device read latency of pointer and entry reads, nanoseconds.
     pub read_latency_ns: Histogram<u64>,
