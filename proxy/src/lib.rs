@@ -3,12 +3,24 @@
 //! Modules:
 //! - [`resp`]: RESP2/RESP3 request parsing (multibulk and inline, with Redis 7's limits) and
 //!   reply encoding for either protocol version. Sans-IO: bytes in, commands out.
-//!
-//! Still to come (issue 8): the connection loop, command translation to `net` operations,
-//! routing with a cached route table, and the multi-range commands.
+//! - [`server`]: the listener and the per-connection loop (pipelining in batches, replies in
+//!   order, output bounds, max clients, graceful shutdown).
+//! - [`cmd`]: the command table and the translation of each Redis command into `net`
+//!   operations and back into Redis replies; [`scan`]: SCAN/KEYS/DBSIZE/HSCAN.
+//! - [`route`]: the cached route table, shard connection pool and retries.
+//! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
+//! - [`metrics`]: per-command counters and latency histograms for `INFO`.
 //!
 //! Dependencies: `net` only. This crate must never depend on `engines`, `nvme` or glommio.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod cmd;
+pub mod keyspace;
+pub mod metrics;
 pub mod resp;
+pub mod route;
+pub mod scan;
+pub mod server;
+
+pub use server::{ProxyConfig, Shared, serve};

@@ -40,6 +40,8 @@ pub enum Reply {
     Double(f64),
     /// A boolean (the integer 1 or 0 in RESP2).
     Bool(bool),
+    /// A verbatim text string (`=len\r\ntxt:…`; a bulk string in RESP2), as `INFO` replies.
+    Verbatim(Bytes),
 }
 
 impl Reply {
@@ -109,6 +111,15 @@ impl Reply {
                     Protocol::Resp3 => line(out, b',', text.as_bytes()),
                 }
             }
+            Reply::Verbatim(text) => match proto {
+                Protocol::Resp2 => Reply::Bulk(text.clone()).encode(proto, out),
+                Protocol::Resp3 => {
+                    int_line(out, b'=', len_i64(text.len() + 4));
+                    out.put_slice(b"txt:");
+                    out.put_slice(text);
+                    out.put_slice(b"\r\n");
+                }
+            },
             Reply::Bool(b) => match proto {
                 Protocol::Resp2 => int_line(out, b':', i64::from(*b)),
                 Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
@@ -207,6 +218,11 @@ mod tests {
             (map, b"*2\r\n$1\r\nf\r\n:1\r\n", b"%1\r\n$1\r\nf\r\n:1\r\n"),
             (Reply::Double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n"),
             (Reply::Bool(true), b":1\r\n", b"#t\r\n"),
+            (
+                Reply::Verbatim(Bytes::from_static(b"a")),
+                b"$1\r\na\r\n",
+                b"=5\r\ntxt:a\r\n",
+            ),
             (
                 Reply::Set(vec![Reply::Int(1)]),
                 b"*1\r\n:1\r\n",

@@ -1,0 +1,326 @@
+//! Redis commands: the command table (arity, flags, key positions — also what `COMMAND`
+//! answers) and the translation of each command into `net` operations plus a function that
+//! turns their results into the Redis reply.
+//!
+//! A command becomes an [`Action`]: an immediate reply (connection and server commands), a
+//! set of operations run in the connection's pipeline batch ([`Action::Data`]), or a
+//! multi-round command run alone at its place in the pipeline ([`Action::Async`]: SCAN, KEYS,
+//! DBSIZE, HSCAN).
+// perf-critical: every command is dispatched here.
+
+pub mod hashes;
+pub mod keys;
+pub mod server;
+pub mod strings;
+pub mod util;
+
+use bytes::Bytes;
+use net::message::kv::{KeyType, KvOp, OpResult};
+
+use crate::keyspace::meta_key;
+use crate::resp::{Protocol, Reply};
+use crate::route::ExecError;
+use crate::server::Shared;
+
+/// Turns the results of a command's operations (in order) into its reply.
+pub type Finish = Box<dyn FnOnce(Vec<Result<OpResult, ExecError>>) -> Reply + Send>;
+
+/// What the connection does with a command.
+pub enum Action {
+    /// Reply at once.
+    Reply(Reply),
+    /// Run these operations (each with the internal key it routes by), then finish.
+    Data {
+        /// The operations.
+        ops: Vec<(Bytes, KvOp)>,
+        /// Builds the reply from their results.
+        finish: Finish,
+    },
+    /// A multi-round command.
+    Async(AsyncCmd),
+    /// Reply, then close the connection (QUIT).
+    Close(Reply),
+}
+
+impl std::fmt::Debug for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Reply(r) => write!(f, "Reply({r:?})"),
+            Self::Data { ops, .. } => write!(f, "Data({ops:?})"),
+            Self::Async(a) => write!(f, "Async({a:?})"),
+            Self::Close(r) => write!(f, "Close({r:?})"),
+        }
+    }
+}
+
+/// Commands that need several rounds of operations.
+#[derive(Debug, Clone)]
+pub enum AsyncCmd {
+    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`; the cursor is the next hash slot.
+    Scan {
+        /// The slot to start from.
+        slot: u16,
+        /// MATCH pattern.
+        pattern: Option<Bytes>,
+        /// COUNT hint.
+        count: usize,
+        /// TYPE filter (`Some(None)`: a type this proxy never stores, nothing matches).
+        type_filter: Option<Option<KeyType>>,
+    },
+    /// `KEYS pattern`.
+    Keys {
+        /// The pattern.
+        pattern: Bytes,
+    },
+    /// `DBSIZE`.
+    DbSize,
+    /// `HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]`: the whole hash, cursor 0.
+    HScan {
+        /// The key.
+        key: Bytes,
+        /// MATCH pattern.
+        pattern: Option<Bytes>,
+        /// Whether to leave the values out.
+        novalues: bool,
+    },
+}
+
+/// One entry of the command table.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec {
+    /// Lower-case name.
+    pub name: &'static str,
+    /// Redis arity: `n` exactly `n` arguments (name included), `-n` at least `n`.
+    pub arity: i32,
+    /// Flags as `COMMAND` reports them.
+    pub flags: &'static [&'static str],
+    /// First key position (0: none).
+    pub first: i32,
+    /// Last key position (-1: the last argument).
+    pub last: i32,
+    /// Step between keys.
+    pub step: i32,
+}
+
+const W: &[&str] = &["write", "denyoom", "fast"];
+const R: &[&str] = &["readonly", "fast"];
+const RS: &[&str] = &["readonly"];
+const WS: &[&str] = &["write"];
+const C: &[&str] = &["fast", "loading", "stale"];
+const CN: &[&str] = &[
+    "noscript",
+    "loading",
+    "stale",
+    "fast",
+    "no_auth",
+    "allow_busy",
+];
+
+macro_rules! spec {
+    ($name:literal, $arity:expr, $flags:expr, $first:expr, $last:expr, $step:expr) => {
+        Spec {
+            name: $name,
+            arity: $arity,
+            flags: $flags,
+            first: $first,
+            last: $last,
+            step: $step,
+        }
+    };
+}
+
+/// Every supported command, sorted by name.
+pub static TABLE: &[Spec] = &[
+    spec!("append", 3, W, 1, 1, 1),
+    spec!("auth", -2, CN, 0, 0, 0),
+    spec!("client", -2, C, 0, 0, 0),
+    spec!("command", -1, C, 0, 0, 0),
+    spec!("config", -2, C, 0, 0, 0),
+    spec!("dbsize", 1, RS, 0, 0, 0),
+    spec!("decr", 2, W, 1, 1, 1),
+    spec!("decrby", 3, W, 1, 1, 1),
+    spec!("del", -2, WS, 1, -1, 1),
+    spec!("echo", 2, C, 0, 0, 0),
+    spec!("exists", -2, R, 1, -1, 1),
+    spec!("expire", -3, W, 1, 1, 1),
+    spec!("expireat", -3, W, 1, 1, 1),
+    spec!("expiretime", 2, R, 1, 1, 1),
+    spec!("get", 2, R, 1, 1, 1),
+    spec!("getdel", 2, W, 1, 1, 1),
+    spec!("getex", -2, W, 1, 1, 1),
+    spec!("getrange", 4, RS, 1, 1, 1),
+    spec!("getset", 3, W, 1, 1, 1),
+    spec!("hdel", -3, W, 1, 1, 1),
+    spec!("hello", -1, CN, 0, 0, 0),
+    spec!("hexists", 3, R, 1, 1, 1),
+    spec!("hget", 3, R, 1, 1, 1),
+    spec!("hgetall", 2, RS, 1, 1, 1),
+    spec!("hincrby", 4, W, 1, 1, 1),
+    spec!("hincrbyfloat", 4, W, 1, 1, 1),
+    spec!("hkeys", 2, RS, 1, 1, 1),
+    spec!("hlen", 2, R, 1, 1, 1),
+    spec!("hmget", -3, R, 1, 1, 1),
+    spec!("hmset", -4, W, 1, 1, 1),
+    spec!("hscan", -3, RS, 1, 1, 1),
+    spec!("hset", -4, W, 1, 1, 1),
+    spec!("hsetnx", 4, W, 1, 1, 1),
+    spec!("hstrlen", 3, R, 1, 1, 1),
+    spec!("hvals", 2, RS, 1, 1, 1),
+    spec!("incr", 2, W, 1, 1, 1),
+    spec!("incrby", 3, W, 1, 1, 1),
+    spec!("incrbyfloat", 3, W, 1, 1, 1),
+    spec!("info", -1, C, 0, 0, 0),
+    spec!("keys", 2, RS, 0, 0, 0),
+    spec!("mget", -2, R, 1, -1, 1),
+    spec!("mset", -3, W, 1, -1, 2),
+    spec!("persist", 2, W, 1, 1, 1),
+    spec!("pexpire", -3, W, 1, 1, 1),
+    spec!("pexpireat", -3, W, 1, 1, 1),
+    spec!("pexpiretime", 2, R, 1, 1, 1),
+    spec!("ping", -1, C, 0, 0, 0),
+    spec!("psetex", 4, W, 1, 1, 1),
+    spec!("pttl", 2, R, 1, 1, 1),
+    spec!("quit", -1, CN, 0, 0, 0),
+    spec!("scan", -2, RS, 0, 0, 0),
+    spec!("select", 2, C, 0, 0, 0),
+    spec!("set", -3, W, 1, 1, 1),
+    spec!("setex", 4, W, 1, 1, 1),
+    spec!("setnx", 3, W, 1, 1, 1),
+    spec!("setrange", 4, W, 1, 1, 1),
+    spec!("strlen", 2, R, 1, 1, 1),
+    spec!("time", 1, C, 0, 0, 0),
+    spec!("ttl", 2, R, 1, 1, 1),
+    spec!("type", 2, R, 1, 1, 1),
+    spec!("unlink", -2, W, 1, -1, 1),
+];
+
+/// The table entry of a command name (any case).
+pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
+    if name.len() > 16 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    let lower = &mut buf[..name.len()];
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    TABLE
+        .binary_search_by(|s| s.name.as_bytes().cmp(lower))
+        .ok()
+        .map(|i| &TABLE[i])
+}
+
+/// `ERR unknown command '…', with args beginning with: '…' `, as Redis 7 words it.
+pub fn unknown_command(args: &[Bytes]) -> Reply {
+    let mut rest = String::new();
+    for a in args.iter().skip(1) {
+        if rest.len() >= 128 {
+            break;
+        }
+        let room = 128 - rest.len();
+        let s = String::from_utf8_lossy(a);
+        let cut: String = s.chars().take(room).collect();
+        rest.push_str(&format!("'{cut}' "));
+    }
+    let name = String::from_utf8_lossy(&args[0]);
+    let name: String = name.chars().take(128).collect();
+    Reply::err(format_args!(
+        "unknown command '{name}', with args beginning with: {rest}"
+    ))
+}
+
+/// Per-connection state the commands read and change.
+#[derive(Debug)]
+pub struct Session {
+    /// `CLIENT ID`.
+    pub id: u64,
+    /// `CLIENT SETNAME`.
+    pub name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-NAME` / `LIB-VER`.
+    pub lib_name: Option<Bytes>,
+    /// `CLIENT SETINFO LIB-VER`.
+    pub lib_ver: Option<Bytes>,
+    /// RESP2 or RESP3 (`HELLO`).
+    pub protocol: Protocol,
+    /// Authenticated (always, when no password is set).
+    pub authenticated: bool,
+    /// The peer address.
+    pub peer: String,
+    /// When the connection was accepted.
+    pub since: std::time::Instant,
+}
+
+/// Dispatches one command. Arity is checked before authentication, as Redis does.
+pub fn dispatch(
+    shared: &Shared,
+    sess: &mut Session,
+    args: Vec<Bytes>,
+) -> (Option<&'static str>, Action) {
+    let Some(spec) = lookup(&args[0]) else {
+        return (None, Action::Reply(unknown_command(&args)));
+    };
+    let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return (Some(spec.name), Action::Reply(util::arity(spec.name)));
+    }
+    if !sess.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+        return (
+            Some(spec.name),
+            Action::Reply(Reply::Error("NOAUTH Authentication required.".into())),
+        );
+    }
+    let action = match spec.name {
+        "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
+        | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
+        | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::server::now_ms()),
+        "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
+        | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
+        | "dbsize" => keys::dispatch(spec.name, &args, crate::server::now_ms()),
+        "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
+        | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan" => {
+            hashes::dispatch(spec.name, &args)
+        }
+        _ => server::dispatch(shared, sess, spec.name, &args),
+    };
+    (Some(spec.name), action)
+}
+
+/// An operation on one Redis key, routed by its metadata entry.
+pub fn keyed(key: &Bytes, op: KvOp) -> (Bytes, KvOp) {
+    (meta_key(key), op)
+}
+
+/// A one-operation command.
+pub fn single(
+    key: &Bytes,
+    op: KvOp,
+    finish: impl FnOnce(OpResult) -> Reply + Send + 'static,
+) -> Action {
+    Action::Data {
+        ops: vec![keyed(key, op)],
+        finish: Box::new(move |res| match util::one(res) {
+            Ok(r) => finish(r),
+            Err(reply) => reply,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_sorted_and_lookup_ignores_case() {
+        assert!(TABLE.windows(2).all(|w| w[0].name < w[1].name));
+        assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
+        assert!(lookup(b"nosuchcommand").is_none());
+    }
+
+    #[test]
+    fn unknown_command_error_matches_redis() {
+        let args = vec![Bytes::from_static(b"foo"), Bytes::from_static(b"a")];
+        assert_eq!(
+            unknown_command(&args),
+            Reply::Error("ERR unknown command 'foo', with args beginning with: 'a' ".into())
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! Connection and server commands, answered by the proxy itself: PING, ECHO, QUIT, SELECT,
+//! AUTH, HELLO, CLIENT, COMMAND, CONFIG, INFO, TIME.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::util::{arity, int, is, syntax};
+use super::{Action, Session, Spec, TABLE};
+use crate::resp::{Protocol, Reply};
+use crate::server::Shared;
+
+/// The Redis version the proxy reports (clients gate features on it).
+pub const REDIS_VERSION: &str = "7.0.15";
+
+/// Dispatches a connection or server command (arity and auth already checked).
+pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &[Bytes]) -> Action {
+    let reply = match name {
+        "ping" => match args.len() {
+            1 => Reply::Simple("PONG"),
+            2 => Reply::Bulk(args[1].clone()),
+            _ => arity("ping"),
+        },
+        "echo" => Reply::Bulk(args[1].clone()),
+        "quit" => return Action::Close(Reply::OK),
+        "select" => match int(&args[1]) {
+            Ok(0) => Reply::OK,
+            Ok(_) => Reply::err("DB index is out of range"),
+            Err(e) => e,
+        },
+        "auth" => auth(shared, sess, args),
+        "hello" => hello(shared, sess, args),
+        "client" => client(shared, sess, args),
+        "command" => command(args),
+        "config" => config(shared, args),
+        "info" => Reply::Verbatim(Bytes::from(info(shared, args))),
+        "time" => {
+            let us = crate::server::now_us();
+            Reply::Array(vec![
+                Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
+                Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),
+            ])
+        }
+        _ => Reply::err("internal error: not a server command"),
+    };
+    Action::Reply(reply)
+}
+
+/// Checks a user and password against `requirepass` (user `default` only).
+fn check_password(shared: &Shared, user: &[u8], pass: &[u8]) -> bool {
+    let user_ok = user == b"default";
+    match &shared.cfg.requirepass {
+        None => user_ok,
+        Some(p) => {
+            // Compare every byte whatever the first difference.
+            let same_len = p.len() == pass.len();
+            let diff = p
+                .as_bytes()
+                .iter()
+                .zip(pass.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            user_ok && same_len && diff == 0
+        }
+    }
+}
+
+fn wrongpass() -> Reply {
+    Reply::Error("WRONGPASS invalid username-password pair or user is disabled.".into())
+}
+
+fn auth(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
+    let (user, pass): (&[u8], &[u8]) = match args.len() {
+        2 => {
+            if shared.cfg.requirepass.is_none() {
+                return Reply::err(
+                    "AUTH <password> called without any password configured for the default \
+                     user. Are you sure your configuration is correct?",
+                );
+            }
+            (b"default", &args[1])
+        }
+        3 => (&args[1], &args[2]),
+        _ => return syntax(),
+    };
+    if check_password(shared, user, pass) {
+        sess.authenticated = true;
+        Reply::OK
+    } else {
+        wrongpass()
+    }
+}
+
+fn hello(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
+    let mut proto = sess.protocol;
+    if let Some(v) = args.get(1) {
+        match int(v) {
+            Ok(2) => proto = Protocol::Resp2,
+            Ok(3) => proto = Protocol::Resp3,
+            Ok(_) => return Reply::Error("NOPROTO unsupported protocol version".into()),
+            Err(_) => return Reply::err("Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut setname = None;
+    let mut i = 2;
+    while i < args.len() {
+        let more = args.len() - i - 1;
+        if is(&args[i], "auth") && more >= 2 {
+            if !check_password(shared, &args[i + 1], &args[i + 2]) {
+                return wrongpass();
+            }
+            sess.authenticated = true;
+            i += 3;
+        } else if is(&args[i], "setname") && more >= 1 {
+            if !valid_name(&args[i + 1]) {
+                return bad_name();
+            }
+            setname = Some(args[i + 1].clone());
+            i += 2;
+        } else {
+            return Reply::err(format_args!(
+                "Syntax error in HELLO option '{}'",
+                String::from_utf8_lossy(&args[i])
+            ));
+        }
+    }
+    if !sess.authenticated {
+        return Reply::Error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and \
+             select the RESP protocol version at the same time"
+                .into(),
+        );
+    }
+    if let Some(n) = setname {
+        sess.name = (!n.is_empty()).then_some(n);
+    }
+    sess.protocol = proto;
+    let s = |t: &'static str| Reply::Bulk(Bytes::from_static(t.as_bytes()));
+    Reply::Map(vec![
+        (s("server"), s("redis")),
+        (s("version"), s(REDIS_VERSION)),
+        (
+            s("proto"),
+            Reply::Int(if proto == Protocol::Resp3 { 3 } else { 2 }),
+        ),
+        (
+            s("id"),
+            Reply::Int(i64::try_from(sess.id).unwrap_or(i64::MAX)),
+        ),
+        (s("mode"), s("standalone")),
+        (s("role"), s("master")),
+        (s("modules"), Reply::Array(Vec::new())),
+    ])
+}
+
+fn valid_name(n: &[u8]) -> bool {
+    n.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+fn bad_name() -> Reply {
+    Reply::err("Client names cannot contain spaces, newlines or special characters.")
+}
+
+fn unknown_sub(cmd: &str, sub: &[u8]) -> Reply {
+    Reply::err(format_args!(
+        "unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(sub),
+        cmd.to_ascii_uppercase()
+    ))
+}
+
+/// One `CLIENT LIST` / `CLIENT INFO` line.
+fn client_line(sess: &Session) -> String {
+    fn s(b: &Option<Bytes>) -> String {
+        b.as_deref()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    }
+    format!(
+        "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 \
+         multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
+         tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
+        sess.id,
+        sess.peer,
+        s(&sess.name),
+        sess.since.elapsed().as_secs(),
+        if sess.protocol == Protocol::Resp3 {
+            3
+        } else {
+            2
+        },
+        s(&sess.lib_name),
+        s(&sess.lib_ver),
+    )
+}
+
+fn client(_shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
+    let sub = args[1].to_ascii_lowercase();
+    let sub = String::from_utf8_lossy(&sub).into_owned();
+    let want = |n: usize| args.len() == n;
+    let wrong = || arity(&format!("client|{sub}"));
+    match sub.as_str() {
+        "id" if want(2) => Reply::Int(i64::try_from(sess.id).unwrap_or(i64::MAX)),
+        "getname" if want(2) => sess.name.clone().map_or(Reply::Nil, Reply::Bulk),
+        "setname" if want(3) => {
+            if !valid_name(&args[2]) {
+                return bad_name();
+            }
+            sess.name = (!args[2].is_empty()).then(|| args[2].clone());
+            Reply::OK
+        }
+        "setinfo" if want(4) => {
+            if !valid_name(&args[3]) {
+                return Reply::err(format_args!(
+                    "{} cannot contain spaces, newlines or special characters.",
+                    String::from_utf8_lossy(&args[2])
+                ));
+            }
+            if is(&args[2], "lib-name") {
+                sess.lib_name = Some(args[3].clone());
+            } else if is(&args[2], "lib-ver") {
+                sess.lib_ver = Some(args[3].clone());
+            } else {
+                return Reply::err(format_args!(
+                    "Unrecognized option '{}'",
+                    String::from_utf8_lossy(&args[2])
+                ));
+            }
+            Reply::OK
+        }
+        "info" if want(2) => Reply::Verbatim(Bytes::from(client_line(sess))),
+        "list" => Reply::Verbatim(Bytes::from(client_line(sess))),
+        "no-evict" | "no-touch" if want(3) => Reply::OK,
+        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" => wrong(),
+        _ => unknown_sub("client", &args[1]),
+    }
+}
+
+fn command_info(s: &Spec) -> Reply {
+    Reply::Array(vec![
+        Reply::bulk(s.name.as_bytes()),
+        Reply::Int(i64::from(s.arity)),
+        Reply::Set(s.flags.iter().map(|f| Reply::Simple(f)).collect()),
+        Reply::Int(i64::from(s.first)),
+        Reply::Int(i64::from(s.last)),
+        Reply::Int(i64::from(s.step)),
+        Reply::Set(Vec::new()),
+        Reply::Set(Vec::new()),
+        Reply::Array(Vec::new()),
+        Reply::Array(Vec::new()),
+    ])
+}
+
+fn command(args: &[Bytes]) -> Reply {
+    let Some(sub) = args.get(1) else {
+        return Reply::Array(TABLE.iter().map(command_info).collect());
+    };
+    if is(sub, "count") && args.len() == 2 {
+        Reply::Int(i64::try_from(TABLE.len()).unwrap_or(0))
+    } else if is(sub, "docs") {
+        Reply::Map(Vec::new())
+    } else if is(sub, "info") {
+        Reply::Array(
+            args[2..]
+                .iter()
+                .map(|n| super::lookup(n).map_or(Reply::Nil, command_info))
+                .collect(),
+        )
+    } else if is(sub, "list") {
+        Reply::Array(
+            TABLE
+                .iter()
+                .map(|s| Reply::bulk(s.name.as_bytes()))
+                .collect(),
+        )
+    } else {
+        unknown_sub("command", sub)
+    }
+}
+
+/// The parameters `CONFIG GET` knows, with their values.
+fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
+    let c = &shared.cfg;
+    vec![
+        ("appendonly", "no".into()),
+        ("bind", c.listen.clone()),
+        ("databases", "1".into()),
+        ("maxclients", c.max_clients.to_string()),
+        ("maxmemory", "0".into()),
+        (
+            "port",
+            c.listen.rsplit(':').next().unwrap_or("").to_string(),
+        ),
+        ("proto-max-bulk-len", c.limits.max_bulk_bytes.to_string()),
+        ("requirepass", c.requirepass.clone().unwrap_or_default()),
+        ("save", String::new()),
+        ("timeout", "0".into()),
+        (
+            "client-output-buffer-limit",
+            format!("normal {} 0 0", c.max_output_bytes),
+        ),
+        ("cluster-enabled", "no".into()),
+    ]
+}
+
+fn config(shared: &Shared, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    if is(sub, "get") {
+        if args.len() < 3 {
+            return arity("config|get");
+        }
+        let params = config_params(shared);
+        let mut out = Vec::new();
+        for (name, value) in &params {
+            if args[2..]
+                .iter()
+                .any(|p| super::util::glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+            {
+                out.push((Reply::bulk(name.as_bytes()), Reply::bulk(value.as_bytes())));
+            }
+        }
+        Reply::Map(out)
+    } else if is(sub, "set") {
+        Reply::err(format_args!(
+            "Unknown option or number of arguments for CONFIG SET - '{}'",
+            args.get(2)
+                .map(|a| String::from_utf8_lossy(a))
+                .unwrap_or_default()
+        ))
+    } else if is(sub, "resetstat") {
+        shared.metrics.reset();
+        Reply::OK
+    } else {
+        unknown_sub("config", sub)
+    }
+}
+
+/// The `INFO` text for the requested sections (default: server, clients, memory, stats,
+/// keyspace; `all`/`everything` add commandstats, latencystats and errorstats).
+pub fn info(shared: &Shared, args: &[Bytes]) -> String {
+    let wanted: Vec<String> = args[1..]
+        .iter()
+        .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
+        .collect();
+    let all = wanted.iter().any(|w| w == "all" || w == "everything");
+    let default = wanted.is_empty() || wanted.iter().any(|w| w == "default");
+    let show = |s: &str| {
+        all || wanted.iter().any(|w| w == s)
+            || (default && matches!(s, "server" | "clients" | "memory" | "stats" | "keyspace"))
+    };
+    let mut out = String::new();
+    let uptime = shared.started.elapsed().as_secs();
+    if show("server") {
+        let _ = write!(
+            out,
+            "# Server\r\nredis_version:{REDIS_VERSION}\r\nredis_mode:standalone\r\n\
+             tierkv_component:proxy\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\n\
+             tcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n\
+             cluster_enabled:0\r\n\r\n",
+            std::env::consts::OS,
+            std::process::id(),
+            shared.cfg.listen.rsplit(':').next().unwrap_or(""),
+            uptime / 86400,
+        );
+    }
+    if show("clients") {
+        let _ = write!(
+            out,
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            shared.clients.load(Ordering::Relaxed),
+            shared.cfg.max_clients,
+        );
+    }
+    if show("memory") {
+        out.push_str(
+            "# Memory\r\nused_memory:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n",
+        );
+    }
+    if show("stats") {
+        let r = &shared.router.stats;
+        let _ = write!(
+            out,
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
+             rejected_connections:{}\r\nroute_retries:{}\r\nroute_refreshes:{}\r\n\
+             route_failures:{}\r\nroute_table_version:{}\r\n\r\n",
+            shared.metrics.connections.load(Ordering::Relaxed),
+            shared.metrics.commands.load(Ordering::Relaxed),
+            shared.metrics.rejected.load(Ordering::Relaxed),
+            r.retries.load(Ordering::Relaxed),
+            r.refreshes.load(Ordering::Relaxed),
+            r.failures.load(Ordering::Relaxed),
+            shared.router.version(),
+        );
+    }
+    if show("keyspace") {
+        // Key counts need a full scan (DBSIZE); the proxy reports the ranges it routes to.
+        let _ = write!(
+            out,
+            "# Keyspace\r\nranges:{}\r\n\r\n",
+            shared.router.ranges().len()
+        );
+    }
+    if show("commandstats") {
+        out.push_str("# Commandstats\r\n");
+        shared.metrics.write_commandstats(&mut out);
+        out.push_str("\r\n");
+    }
+    if show("errorstats") {
+        out.push_str("# Errorstats\r\n");
+        shared.metrics.write_errorstats(&mut out);
+        out.push_str("\r\n");
+    }
+    if show("latencystats") {
+        out.push_str("# Latencystats\r\n");
+        shared.metrics.write_latencystats(&mut out);
+        out.push_str("\r\n");
+    }
+    if out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    out
+}

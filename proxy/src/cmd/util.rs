@@ -1,0 +1,243 @@
+//! Argument parsing and reply helpers shared by the command modules, with Redis 7's error
+//! strings.
+
+use bytes::Bytes;
+use net::RpcError;
+use net::message::kv::OpResult;
+
+use crate::resp::Reply;
+use crate::route::ExecError;
+
+/// `ERR syntax error`.
+pub fn syntax() -> Reply {
+    Reply::err("syntax error")
+}
+
+/// `ERR value is not an integer or out of range`.
+pub fn not_int() -> Reply {
+    Reply::err("value is not an integer or out of range")
+}
+
+/// `ERR wrong number of arguments for '<name>' command`.
+pub fn arity(name: &str) -> Reply {
+    Reply::err(format_args!(
+        "wrong number of arguments for '{name}' command"
+    ))
+}
+
+/// Parses a decimal `i64` as Redis's `string2ll` (no `+`, no spaces, no leading zeros).
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let (neg, digits) = match s.split_first() {
+        Some((b'-', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || (neg && digits == b"0") {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        let d = i64::from(d - b'0');
+        v = v.checked_mul(10)?;
+        v = if neg {
+            v.checked_sub(d)?
+        } else {
+            v.checked_add(d)?
+        };
+    }
+    Some(v)
+}
+
+/// An integer argument, or the Redis error reply.
+pub fn int(s: &[u8]) -> Result<i64, Reply> {
+    parse_i64(s).ok_or_else(not_int)
+}
+
+/// A float argument as `strtold` would take it (no spaces, no NaN), or `ERR value is not a
+/// valid float`.
+pub fn float(s: &[u8]) -> Result<f64, Reply> {
+    let bad = || Reply::err("value is not a valid float");
+    let text = std::str::from_utf8(s).map_err(|_| bad())?;
+    if text.is_empty()
+        || text.starts_with(|c: char| c.is_whitespace() || c == '+')
+        || text.ends_with(char::is_whitespace)
+    {
+        return Err(bad());
+    }
+    let v: f64 = text.parse().map_err(|_| bad())?;
+    if v.is_nan() {
+        return Err(bad());
+    }
+    Ok(v)
+}
+
+/// Case-insensitive comparison of an argument with an ASCII keyword.
+pub fn is(arg: &[u8], kw: &str) -> bool {
+    arg.eq_ignore_ascii_case(kw.as_bytes())
+}
+
+/// The reply for a failed operation.
+pub fn exec_error(e: &ExecError) -> Reply {
+    match e {
+        ExecError::Rpc(e) => rpc_error(e),
+        other => Reply::err(other),
+    }
+}
+
+/// Redis's text for the errors a shard returns.
+pub fn rpc_error(e: &RpcError) -> Reply {
+    match e {
+        RpcError::WrongType {} => {
+            Reply::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
+        }
+        RpcError::NotAnInteger {} => not_int(),
+        RpcError::NotAFloat {} => Reply::err("value is not a valid float"),
+        RpcError::Overflow {} => Reply::err("increment or decrement would overflow"),
+        RpcError::BadRequest { message } => Reply::err(message),
+        RpcError::ValueTooLarge { .. } => {
+            Reply::err("string exceeds maximum allowed size (proto-max-bulk-len)")
+        }
+        RpcError::KeyTooLarge { len, max } => Reply::err(format_args!(
+            "key of {len} bytes exceeds the limit of {max} bytes"
+        )),
+        RpcError::ServerBusy {} => Reply::Error("BUSY the cluster is busy, retry later".into()),
+        RpcError::DiskFull {} => {
+            Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
+        }
+        other => Reply::err(other),
+    }
+}
+
+/// The single result of a one-operation command, or its error reply.
+pub fn one(mut results: Vec<Result<OpResult, ExecError>>) -> Result<OpResult, Reply> {
+    match results.pop() {
+        Some(Ok(r)) => Ok(r),
+        Some(Err(e)) => Err(exec_error(&e)),
+        None => Err(Reply::err("internal error: no result")),
+    }
+}
+
+/// An unexpected result shape (a shard/proxy version mismatch).
+pub fn unexpected(r: &OpResult) -> Reply {
+    Reply::err(format_args!("internal error: unexpected result {r:?}"))
+}
+
+/// A bulk reply of an optional value.
+pub fn opt_bulk(v: Option<Bytes>) -> Reply {
+    v.map_or(Reply::Nil, Reply::Bulk)
+}
+
+/// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with `^` and ranges, `\`.
+pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
+    glob(pattern, s, 0)
+}
+
+fn glob(p: &[u8], s: &[u8], depth: u32) -> bool {
+    if depth > 1000 {
+        return false;
+    }
+    let (mut pi, mut si) = (0, 0);
+    while pi < p.len() {
+        match p[pi] {
+            b'*' => {
+                while pi + 1 < p.len() && p[pi + 1] == b'*' {
+                    pi += 1;
+                }
+                if pi + 1 == p.len() {
+                    return true;
+                }
+                return (si..=s.len()).any(|k| glob(&p[pi + 1..], &s[k..], depth + 1));
+            }
+            b'?' => {
+                if si >= s.len() {
+                    return false;
+                }
+                si += 1;
+            }
+            b'[' => {
+                if si >= s.len() {
+                    return false;
+                }
+                pi += 1;
+                let not = p.get(pi) == Some(&b'^');
+                if not {
+                    pi += 1;
+                }
+                let mut matched = false;
+                loop {
+                    match p.get(pi) {
+                        None => {
+                            pi -= 1; // Redis treats an unterminated class as ending here
+                            break;
+                        }
+                        Some(b']') => break,
+                        Some(b'\\') if pi + 1 < p.len() => {
+                            pi += 1;
+                            matched |= p[pi] == s[si];
+                        }
+                        Some(&lo) if p.get(pi + 1) == Some(&b'-') && pi + 2 < p.len() => {
+                            let hi = p[pi + 2];
+                            let (lo, hi) = if lo > hi { (hi, lo) } else { (lo, hi) };
+                            matched |= (lo..=hi).contains(&s[si]);
+                            pi += 2;
+                        }
+                        Some(&c) => matched |= c == s[si],
+                    }
+                    pi += 1;
+                }
+                if matched == not {
+                    return false;
+                }
+                si += 1;
+            }
+            b'\\' if pi + 1 < p.len() => {
+                pi += 1;
+                if si >= s.len() || p[pi] != s[si] {
+                    return false;
+                }
+                si += 1;
+            }
+            c => {
+                if si >= s.len() || c != s[si] {
+                    return false;
+                }
+                si += 1;
+            }
+        }
+        pi += 1;
+    }
+    si == s.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_parse_like_string2ll() {
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b"+1"[..], b" 1", b"01", b"", b"-", b"-0", b"1.0"] {
+            assert_eq!(parse_i64(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn glob_matches_like_redis() {
+        assert!(glob_match(b"*", b""));
+        assert!(glob_match(b"h?llo", b"hello"));
+        assert!(glob_match(b"h*llo", b"heeeello"));
+        assert!(glob_match(b"h[ae]llo", b"hallo"));
+        assert!(!glob_match(b"h[^e]llo", b"hello"));
+        assert!(glob_match(b"h[a-b]llo", b"hbllo"));
+        assert!(glob_match(b"key:\\*", b"key:*"));
+        assert!(!glob_match(b"key:\\*", b"key:a"));
+        assert!(glob_match(b"user:*:name", b"user:42:name"));
+        assert!(!glob_match(b"a*b", b"acd"));
+    }
+}

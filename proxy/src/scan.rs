@@ -1,0 +1,190 @@
+//! Multi-round commands: SCAN (cursor = next hash slot), KEYS and DBSIZE (full scans), and
+//! HSCAN (the whole hash in one reply, cursor 0, as Redis does for small hashes).
+//!
+//! A SCAN step walks ranges in key order from the first key of its start slot with `KeyScan`
+//! operations, and always stops at a slot boundary: once COUNT keys are gathered it finishes
+//! the current slot and answers with the next slot as the cursor. Slots outlive splits and
+//! moves of ranges, so a scan stays correct across them and any proxy can continue it.
+
+use bytes::Bytes;
+use net::message::kv::{KeyType, KvOp, OpResult};
+
+use crate::cmd::AsyncCmd;
+use crate::cmd::util::{exec_error, glob_match, unexpected};
+use crate::keyspace::{SLOTS, slot, slot_of_internal, slot_start};
+use crate::resp::Reply;
+use crate::route::{ExecError, Router};
+
+/// Keys asked of a shard per `KeyScan` step.
+const STEP: u32 = 256;
+
+/// Runs a multi-round command.
+pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
+    match cmd {
+        AsyncCmd::Scan {
+            slot,
+            pattern,
+            count,
+            type_filter,
+        } => match scan(router, slot, count, type_filter).await {
+            Ok((keys, next)) => {
+                let keys = filter(keys, pattern.as_deref());
+                Reply::Array(vec![
+                    Reply::Bulk(Bytes::from(next.to_string())),
+                    Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+                ])
+            }
+            Err(e) => exec_error(&e),
+        },
+        AsyncCmd::Keys { pattern } => match scan(router, 0, usize::MAX, None).await {
+            Ok((keys, _)) => {
+                let pat = (&pattern[..] != b"*").then_some(&pattern[..]);
+                Reply::Array(filter(keys, pat).into_iter().map(Reply::Bulk).collect())
+            }
+            Err(e) => exec_error(&e),
+        },
+        AsyncCmd::DbSize => match scan(router, 0, usize::MAX, None).await {
+            Ok((keys, _)) => Reply::Int(i64::try_from(keys.len()).unwrap_or(i64::MAX)),
+            Err(e) => exec_error(&e),
+        },
+        AsyncCmd::HScan {
+            key,
+            pattern,
+            novalues,
+        } => hscan(router, key, pattern, novalues).await,
+    }
+}
+
+fn filter(keys: Vec<Bytes>, pattern: Option<&[u8]>) -> Vec<Bytes> {
+    match pattern {
+        None => keys,
+        Some(p) => keys.into_iter().filter(|k| glob_match(p, k)).collect(),
+    }
+}
+
+/// Keys from slot `from` on, stopping at the first slot boundary after `count` keys; returns
+/// them and the next slot (0: the scan is complete).
+async fn scan(
+    router: &Router,
+    from: u16,
+    count: usize,
+    type_filter: Option<Option<KeyType>>,
+) -> Result<(Vec<Bytes>, u64), ExecError> {
+    let type_filter = match type_filter {
+        Some(None) => return Ok((Vec::new(), 0)), // a type this store never holds
+        Some(Some(t)) => Some(t),
+        None => None,
+    };
+    let mut keys = Vec::new();
+    // `pos` routes (a key of the range to scan next); `cursor` is what KeyScan starts after
+    // (the range clamps it to its own start).
+    let mut pos = slot_start(from);
+    let mut cursor = pos.clone();
+    let end = slot_start(SLOTS);
+    // Once enough keys are in, the slot to finish; keys past it are dropped.
+    let mut stop_after: Option<u16> = None;
+    loop {
+        if pos >= end {
+            return Ok((keys, 0));
+        }
+        let op = KvOp::KeyScan {
+            cursor: cursor.clone(),
+            count: u32::try_from(count.saturating_add(16))
+                .unwrap_or(STEP)
+                .min(STEP),
+            type_filter,
+        };
+        let mut res = router.exec(vec![(pos.clone(), op)]).await;
+        let result = res
+            .pop()
+            .unwrap_or(Err(ExecError::Unavailable("no result".into())))?;
+        let OpResult::KeyScan { keys: page, next } = result else {
+            return Err(ExecError::Unavailable(format!("{:?}", unexpected(&result))));
+        };
+        for k in page {
+            let s = slot(&k);
+            if let Some(stop) = stop_after {
+                if s > stop {
+                    return Ok((keys, next_cursor(stop)));
+                }
+            }
+            keys.push(k);
+            if stop_after.is_none() && keys.len() >= count {
+                stop_after = Some(s);
+            }
+        }
+        let past =
+            |k: &[u8]| stop_after.is_some_and(|stop| slot_of_internal(k).is_none_or(|s| s > stop));
+        match next {
+            Some(n) => {
+                if past(&n) {
+                    return Ok((keys, next_cursor(stop_after.unwrap_or(0))));
+                }
+                pos = n.clone();
+                cursor = n;
+            }
+            None => {
+                // This range is exhausted: continue at the next one. The range is looked up
+                // after the step so a refresh the step caused is seen.
+                let range = router.range_of(&pos).await?;
+                if range.end.is_empty() || range.end >= end {
+                    return Ok((keys, 0));
+                }
+                if past(&range.end) {
+                    return Ok((keys, next_cursor(stop_after.unwrap_or(0))));
+                }
+                pos = range.end.clone();
+                cursor = before(&range.end);
+            }
+        }
+    }
+}
+
+fn next_cursor(stop: u16) -> u64 {
+    let n = u64::from(stop) + 1;
+    if n >= u64::from(SLOTS) { 0 } else { n }
+}
+
+/// A key that sorts before `k` but after every key before `k`'s predecessor that matters:
+/// `k` without its last byte (a prefix sorts first). Used only as a KeyScan cursor, which the
+/// range then clamps to its own start.
+fn before(k: &Bytes) -> Bytes {
+    k.slice(..k.len().saturating_sub(1))
+}
+
+async fn hscan(router: &Router, key: Bytes, pattern: Option<Bytes>, novalues: bool) -> Reply {
+    let mut cursor = Bytes::new();
+    let mut out = Vec::new();
+    loop {
+        let op = KvOp::HScan {
+            key: key.clone(),
+            cursor: cursor.clone(),
+            count: 1024,
+        };
+        let mut res = router.exec(vec![crate::cmd::keyed(&key, op)]).await;
+        let pairs = match res.pop() {
+            Some(Ok(OpResult::Scan { pairs, next })) => {
+                let done = next.is_none();
+                if let Some(n) = next {
+                    cursor = n;
+                }
+                (pairs, done)
+            }
+            Some(Ok(other)) => return unexpected(&other),
+            Some(Err(e)) => return exec_error(&e),
+            None => return Reply::err("internal error: no result"),
+        };
+        for (f, v) in pairs.0 {
+            if pattern.as_deref().is_none_or(|p| glob_match(p, &f)) {
+                out.push(Reply::Bulk(f));
+                if !novalues {
+                    out.push(Reply::Bulk(v));
+                }
+            }
+        }
+        if pairs.1 {
+            break;
+        }
+    }
+    Reply::Array(vec![Reply::bulk(b"0"), Reply::Array(out)])
+}

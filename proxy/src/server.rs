@@ -1,0 +1,444 @@
+//! The proxy server: accepts Redis clients (at most `max_clients`), and runs one task per
+//! connection: read → parse → dispatch → execute → write, replies strictly in order.
+//!
+//! A connection's pipeline becomes batches: every data command parsed from what has arrived
+//! (up to `max_pipeline` commands) is translated to operations, and the whole batch runs
+//! through [`Router::exec`] — one `call_batch` per destination shard — before the replies are
+//! encoded in order, each in the protocol the connection had when the command was read (so a
+//! `HELLO 3` in the middle of a pipeline switches exactly the replies after it). Commands
+//! that change connection state (AUTH, HELLO, CLIENT SETNAME) take effect for the commands
+//! parsed after them; multi-round commands (SCAN, KEYS, DBSIZE, HSCAN) first complete the
+//! batch before them, so they see its writes.
+//!
+//! Output is bounded: a batch whose replies exceed `max_output_bytes` disconnects the client
+//! (unless it is a single reply), and a write that makes no progress for `output_stall`
+//! (a client that pipelines without reading) disconnects it too. Memory per connection is
+//! therefore bounded by the parser's query-buffer limit plus one batch.
+// perf-critical: the per-connection loop.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use net::message::kv::{KvOp, OpResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cmd::{self, Action, Finish, Session};
+use crate::metrics::{Metrics, Sample, error_class};
+use crate::resp::{Limits, Protocol, Reply, RequestParser};
+use crate::route::{ExecError, Router, RouterConfig};
+
+/// Proxy settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The listen address, as reported by `INFO`/`CONFIG GET port`.
+    pub listen: String,
+    /// `requirepass`: clients must `AUTH` first when set.
+    pub requirepass: Option<String>,
+    /// Connected clients at most; more are answered `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// Parser limits (`proto-max-bulk-len`, query buffer limits).
+    pub limits: Limits,
+    /// Largest output of one batch before the client is disconnected. Default 256 MiB.
+    pub max_output_bytes: usize,
+    /// A write that makes no progress this long disconnects the client. Default 30 s.
+    pub output_stall: Duration,
+    /// Commands per batch at most. Default 1,024.
+    pub max_pipeline: usize,
+    /// How long shutdown waits for connections to finish their batch. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Routing and shard connections.
+    pub router: RouterConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6379".into(),
+            requirepass: None,
+            max_clients: 10_000,
+            limits: Limits::default(),
+            max_output_bytes: 256 * 1024 * 1024,
+            output_stall: Duration::from_secs(30),
+            max_pipeline: 1024,
+            shutdown_grace: Duration::from_secs(5),
+            router: RouterConfig::default(),
+        }
+    }
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    /// Settings.
+    pub cfg: ProxyConfig,
+    /// Routing.
+    pub router: Router,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Connected clients.
+    pub clients: AtomicUsize,
+    next_id: AtomicU64,
+    /// When the proxy started.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Shared state for `cfg`.
+    pub fn new(cfg: ProxyConfig) -> Arc<Self> {
+        let router = Router::new(cfg.router.clone());
+        Arc::new(Self {
+            cfg,
+            router,
+            metrics: Metrics::default(),
+            clients: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+}
+
+/// Unix time in milliseconds (the clock relative expiries are computed from).
+pub fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// Unix time in microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Serves Redis clients on `listener` until `shutdown` completes; then stops accepting, lets
+/// each connection finish the batch it is running (within `shutdown_grace`) and returns.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        shared.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        if shared.clients.fetch_add(1, Ordering::AcqRel) >= shared.cfg.max_clients {
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+            shared.metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            tasks.spawn(async move {
+                let mut stream = stream;
+                let _ = stream
+                    .write_all(b"-ERR max number of clients reached\r\n")
+                    .await;
+            });
+            continue;
+        }
+        let shared = shared.clone();
+        let stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _ = stream.set_nodelay(true);
+            connection(stream, peer.to_string(), &shared, stop).await;
+            shared.clients.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+    let _ = stop_tx.send(true);
+    let grace = shared.cfg.shutdown_grace;
+    if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
+        .await
+        .is_err()
+    {
+        tasks.abort_all();
+    }
+}
+
+/// Why a connection ends.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// Keep going.
+    No,
+    /// Close after writing what is pending.
+    AfterWrite,
+    /// Close now, dropping pending output.
+    Now,
+}
+
+/// One command waiting in a batch for its reply.
+struct Item {
+    name: Option<&'static str>,
+    proto: Protocol,
+    start: Instant,
+    what: ItemKind,
+}
+
+enum ItemKind {
+    Ready(Reply),
+    Data {
+        first: usize,
+        len: usize,
+        finish: Finish,
+    },
+}
+
+struct Conn<'a> {
+    shared: &'a Shared,
+    sess: Session,
+    wr: OwnedWriteHalf,
+    out: BytesMut,
+    ops: Vec<(Bytes, KvOp)>,
+    items: Vec<Item>,
+    samples: Vec<Sample>,
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: String,
+    shared: &Shared,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, wr) = stream.into_split();
+    let mut conn = Conn {
+        shared,
+        sess: Session {
+            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            name: None,
+            lib_name: None,
+            lib_ver: None,
+            protocol: Protocol::Resp2,
+            authenticated: shared.cfg.requirepass.is_none(),
+            peer,
+            since: Instant::now(),
+        },
+        wr,
+        out: BytesMut::with_capacity(16 * 1024),
+        ops: Vec::new(),
+        items: Vec::new(),
+        samples: Vec::new(),
+    };
+    let mut parser = RequestParser::new(shared.cfg.limits);
+    let mut inbuf = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if inbuf.capacity() - inbuf.len() < 4096 {
+            inbuf.reserve(16 * 1024);
+        }
+        let n = tokio::select! {
+            r = rd.read_buf(&mut inbuf) => match r {
+                Ok(n) => n,
+                Err(_) => return,
+            },
+            _ = stop.changed() => return,
+        };
+        if n == 0 {
+            return;
+        }
+        let end = conn.process(&mut parser, &mut inbuf).await;
+        if end == End::Now {
+            return;
+        }
+        if conn.write_out().await.is_err() || end == End::AfterWrite {
+            let _ = conn.wr.shutdown().await;
+            return;
+        }
+    }
+}
+
+impl Conn<'_> {
+    /// Runs every whole command in `inbuf`.
+    async fn process(&mut self, parser: &mut RequestParser, inbuf: &mut BytesMut) -> End {
+        loop {
+            if self.items.len() >= self.shared.cfg.max_pipeline {
+                let end = self.flush().await;
+                if end != End::No {
+                    return end;
+                }
+            }
+            let args = match parser.next(inbuf, self.sess.authenticated) {
+                Ok(Some(args)) => args,
+                Ok(None) => break,
+                Err(e) => {
+                    self.shared.metrics.record_error("ERR");
+                    self.push_ready(None, Reply::err(e));
+                    let end = self.flush().await;
+                    return if end == End::Now {
+                        end
+                    } else {
+                        End::AfterWrite
+                    };
+                }
+            };
+            // Cross-protocol scripting (an HTTP request sent to Redis): close at once.
+            if args[0].eq_ignore_ascii_case(b"post") || args[0].eq_ignore_ascii_case(b"host:") {
+                tracing::warn!(peer = %self.sess.peer, "possible SECURITY ATTACK: HTTP request on the Redis port; closing");
+                let end = self.flush().await;
+                return if end == End::Now {
+                    end
+                } else {
+                    End::AfterWrite
+                };
+            }
+            let start = Instant::now();
+            let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
+            if name.is_none() {
+                self.shared.metrics.record_error("ERR");
+            }
+            match action {
+                Action::Reply(r) => self.push_ready(name, r),
+                Action::Data { ops, finish } => {
+                    let first = self.ops.len();
+                    let len = ops.len();
+                    self.ops.extend(ops);
+                    self.items.push(Item {
+                        name,
+                        proto: self.sess.protocol,
+                        start,
+                        what: ItemKind::Data { first, len, finish },
+                    });
+                }
+                Action::Async(a) => {
+                    let end = self.flush().await;
+                    if end != End::No {
+                        return end;
+                    }
+                    let shared = self.shared;
+                    let reply = crate::scan::run(&shared.router, a).await;
+                    self.items.push(Item {
+                        name,
+                        proto: self.sess.protocol,
+                        start,
+                        what: ItemKind::Ready(reply),
+                    });
+                }
+                Action::Close(r) => {
+                    self.push_ready(name, r);
+                    let end = self.flush().await;
+                    return if end == End::Now {
+                        end
+                    } else {
+                        End::AfterWrite
+                    };
+                }
+            }
+        }
+        self.flush().await
+    }
+
+    fn push_ready(&mut self, name: Option<&'static str>, r: Reply) {
+        self.items.push(Item {
+            name,
+            proto: self.sess.protocol,
+            start: Instant::now(),
+            what: ItemKind::Ready(r),
+        });
+    }
+
+    /// Executes the batch's operations and encodes every reply in order.
+    async fn flush(&mut self) -> End {
+        if self.items.is_empty() {
+            return End::No;
+        }
+        let ops = std::mem::take(&mut self.ops);
+        let mut results: Vec<Option<Result<OpResult, ExecError>>> = if ops.is_empty() {
+            Vec::new()
+        } else {
+            self.shared
+                .router
+                .exec(ops)
+                .await
+                .into_iter()
+                .map(Some)
+                .collect()
+        };
+        let items = std::mem::take(&mut self.items);
+        for item in items {
+            let reply = match item.what {
+                ItemKind::Ready(r) => r,
+                ItemKind::Data { first, len, finish } => {
+                    let res = results[first..first + len]
+                        .iter_mut()
+                        .map(|r| {
+                            r.take()
+                                .unwrap_or(Err(ExecError::Unavailable("no result".into())))
+                        })
+                        .collect();
+                    finish(res)
+                }
+            };
+            if let Some(name) = item.name {
+                let error = match &reply {
+                    Reply::Error(e) => Some(error_class(e)),
+                    _ => None,
+                };
+                let usec = u64::try_from(item.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                self.samples.push(Sample { name, usec, error });
+            }
+            let before = self.out.len();
+            reply.encode(item.proto, &mut self.out);
+            if self.out.len() >= 64 * 1024 && self.try_write().is_err() {
+                self.record();
+                return End::Now;
+            }
+            // What the socket did not take is the output buffer; one reply alone may exceed
+            // the limit (as a big GET must work), an accumulation may not.
+            if before > 0 && self.out.len() > self.shared.cfg.max_output_bytes {
+                tracing::info!(peer = %self.sess.peer, "output buffer limit reached; closing");
+                self.record();
+                return End::Now;
+            }
+        }
+        self.record();
+        End::No
+    }
+
+    fn record(&mut self) {
+        self.shared.metrics.record(&self.samples);
+        self.samples.clear();
+    }
+
+    /// Writes what the socket takes without waiting.
+    fn try_write(&mut self) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            match self.wr.try_write(&self.out) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let _ = self.out.split_to(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the pending output; a write with no progress for `output_stall` fails.
+    async fn write_out(&mut self) -> std::io::Result<()> {
+        while !self.out.is_empty() {
+            let stall = self.shared.cfg.output_stall;
+            match tokio::time::timeout(stall, self.wr.write(&self.out)).await {
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => {
+                    let _ = self.out.split_to(n);
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => {
+                    tracing::info!(peer = %self.sess.peer, "client does not read its replies; closing");
+                    return Err(std::io::ErrorKind::TimedOut.into());
+                }
+            }
+        }
+        self.out.clear();
+        Ok(())
+    }
+}
