@@ -123,3 +123,65 @@ fn redis_benchmark_completes_without_errors() {
     // INCR ran 2 × 20,000 times on one key.
     assert_eq!(cli(&env.addr, &["GET", "counter:__rand_int__"]), "40000\n");
 }
+
+/// `redis-benchmark` against `redis-server` and against the proxy (over fake shards that run
+/// ds-node's state machine on a `ModelStore`), alternating rounds in one run. Prints a table;
+/// run with `cargo test -p proxy --profile ci --test redis_tools -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints figures for docs/benchmarks.md"]
+fn benchmark_proxy_against_redis_server() {
+    if !tool("redis-benchmark") || !tool("redis-server") {
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let env = Env::start(4);
+    let redis_addr = format!("127.0.0.1:{port}");
+    let rps = |addr: &str, test: &str, pipeline: &str| -> f64 {
+        let (h, p) = host_port(addr);
+        let out = Command::new("redis-benchmark")
+            .args(["-h", &h, "-p", &p, "-t", test, "-n", "100000", "-c", "50"])
+            .args(["-P", pipeline, "-q", "-r", "100000", "-d", "100"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.rsplit('\r').next().unwrap_or("").to_string();
+        line.split(": ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0)
+    };
+    println!("| test | pipeline | round | redis-server ops/s | proxy ops/s | proxy ÷ redis |");
+    println!("|---|---|---|---|---|---|");
+    for round in 1..=2 {
+        for pipeline in ["1", "16"] {
+            for test in ["set", "get"] {
+                let r = rps(&redis_addr, test, pipeline);
+                let p = rps(&env.addr, test, pipeline);
+                println!(
+                    "| {test} | {pipeline} | {round} | {r:.0} | {p:.0} | {:.2} |",
+                    p / r.max(1.0)
+                );
+            }
+        }
+    }
+    let _ = redis.kill();
+    let _ = redis.wait();
+}
