@@ -16,6 +16,7 @@
 //! therefore bounded by the parser's query-buffer limit plus one batch.
 // perf-critical: the per-connection loop.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -163,6 +164,34 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     {
         tasks.abort_all();
     }
+}
+
+/// Splits a batch's operations into consecutive waves in which no key is touched by a write
+/// and by any other operation. A shard may complete the operations of one `call_batch` out of
+/// order (a lease read finishes before an earlier write commits), so a pipeline's `SET k` and
+/// later `GET k` must not share a wave; waves run one after the other.
+fn waves(ops: Vec<(Bytes, KvOp)>) -> Vec<Vec<(Bytes, KvOp)>> {
+    let mut waves = Vec::new();
+    let mut cur: Vec<(Bytes, KvOp)> = Vec::new();
+    let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written in this wave
+    for (key, op) in ops {
+        let write = op.is_write();
+        let conflict = match touched.get(&key) {
+            Some(&written) => written || write,
+            None => false,
+        };
+        if conflict {
+            waves.push(std::mem::take(&mut cur));
+            touched.clear();
+        }
+        let w = touched.entry(key.clone()).or_insert(false);
+        *w |= write;
+        cur.push((key, op));
+    }
+    if !cur.is_empty() {
+        waves.push(cur);
+    }
+    waves
 }
 
 /// Why a connection ends.
@@ -350,17 +379,11 @@ impl Conn<'_> {
             return End::No;
         }
         let ops = std::mem::take(&mut self.ops);
-        let mut results: Vec<Option<Result<OpResult, ExecError>>> = if ops.is_empty() {
-            Vec::new()
-        } else {
-            self.shared
-                .router
-                .exec(ops)
-                .await
-                .into_iter()
-                .map(Some)
-                .collect()
-        };
+        let mut results: Vec<Option<Result<OpResult, ExecError>>> = Vec::with_capacity(ops.len());
+        for wave in waves(ops) {
+            let out = self.shared.router.exec(wave).await;
+            results.extend(out.into_iter().map(Some));
+        }
         let items = std::mem::take(&mut self.items);
         for item in items {
             let reply = match item.what {
@@ -440,5 +463,39 @@ impl Conn<'_> {
         }
         self.out.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(key: &str, write: bool) -> (Bytes, KvOp) {
+        let key = Bytes::copy_from_slice(key.as_bytes());
+        let op = if write {
+            KvOp::KeyDel { key: key.clone() }
+        } else {
+            KvOp::StrGet { key: key.clone() }
+        };
+        (key, op)
+    }
+
+    #[test]
+    fn a_write_and_a_later_access_to_its_key_go_in_separate_waves() {
+        let w = waves(vec![
+            op("a", true),
+            op("b", false),
+            op("b", false),
+            op("a", false),
+        ]);
+        assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 1]);
+        let w = waves(vec![
+            op("a", false),
+            op("a", false),
+            op("a", true),
+            op("c", true),
+        ]);
+        assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
+        assert!(waves(vec![]).is_empty());
     }
 }
