@@ -23,4 +23,4 @@ pub mod route;
 pub mod scan;
 pub mod server;
 
-pub use server::{ProxyConfig, Shared, serve};
+pub use server::{ProxyConfig, Shared, serve, serve_metrics};

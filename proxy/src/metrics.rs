@@ -146,6 +146,53 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The Prometheus text exposition of the command figures (`proxy_commands_total`,
+    /// `proxy_command_failures_total`, `proxy_command_duration_seconds` as a summary with
+    /// p50/p99/p99.9, `proxy_errors_total` by class).
+    pub fn write_prometheus(&self, out: &mut String) {
+        let cmds = self.cmds.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# TYPE proxy_commands_total counter\n");
+        for (name, c) in cmds.iter() {
+            let _ = writeln!(out, "proxy_commands_total{{cmd=\"{name}\"}} {}", c.calls);
+        }
+        out.push_str("# TYPE proxy_command_failures_total counter\n");
+        for (name, c) in cmds.iter() {
+            let _ = writeln!(
+                out,
+                "proxy_command_failures_total{{cmd=\"{name}\"}} {}",
+                c.failed
+            );
+        }
+        out.push_str("# TYPE proxy_command_duration_seconds summary\n");
+        for (name, c) in cmds.iter() {
+            for q in [0.5, 0.99, 0.999] {
+                let v = c.hist.value_at_quantile(q) as f64 / 1e6;
+                let _ = writeln!(
+                    out,
+                    "proxy_command_duration_seconds{{cmd=\"{name}\",quantile=\"{q}\"}} {v}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "proxy_command_duration_seconds_sum{{cmd=\"{name}\"}} {}",
+                c.usec as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                "proxy_command_duration_seconds_count{{cmd=\"{name}\"}} {}",
+                c.calls
+            );
+        }
+        drop(cmds);
+        let errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        out.push_str("# TYPE proxy_errors_total counter\n");
+        for (class, n) in errors.iter() {
+            let _ = writeln!(out, "proxy_errors_total{{class=\"{class}\"}} {n}");
+        }
+    }
+}
+
 /// The class of an error reply: its first word if it is one of Redis's, else `ERR`.
 pub fn error_class(text: &str) -> &'static str {
     const CLASSES: &[&str] = &[

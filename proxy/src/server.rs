@@ -194,6 +194,107 @@ fn waves(ops: Vec<(Bytes, KvOp)>) -> Vec<Vec<(Bytes, KvOp)>> {
     waves
 }
 
+/// The Prometheus text of every proxy metric.
+pub fn prometheus_text(shared: &Shared) -> String {
+    let mut out = String::new();
+    shared.metrics.write_prometheus(&mut out);
+    let r = &shared.router.stats;
+    let gauges: [(&str, &str, u64); 7] = [
+        (
+            "proxy_connected_clients",
+            "gauge",
+            shared.clients.load(Ordering::Relaxed) as u64,
+        ),
+        (
+            "proxy_connections_total",
+            "counter",
+            shared.metrics.connections.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_rejected_connections_total",
+            "counter",
+            shared.metrics.rejected.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_route_retries_total",
+            "counter",
+            r.retries.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_route_refreshes_total",
+            "counter",
+            r.refreshes.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_route_failures_total",
+            "counter",
+            r.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_route_table_version",
+            "gauge",
+            shared.router.version(),
+        ),
+    ];
+    for (name, kind, v) in gauges {
+        out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
+    }
+    out
+}
+
+/// Serves `GET /metrics` (Prometheus text format) on `listener` until `shutdown` completes.
+/// Any other path gets 404. Requests are read up to 8 KiB and 5 s; one response per connection.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut tasks = JoinSet::new();
+    loop {
+        let (mut stream, _) = tokio::select! {
+            _ = &mut shutdown => break,
+            a = listener.accept() => match a {
+                Ok(a) => a,
+                Err(_) => continue,
+            },
+        };
+        while tasks.try_join_next().is_some() {}
+        let shared = shared.clone();
+        tasks.spawn(async move {
+            let mut req = Vec::with_capacity(1024);
+            let read = async {
+                let mut chunk = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 8192 {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => req.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            };
+            if tokio::time::timeout(Duration::from_secs(5), read)
+                .await
+                .is_err()
+            {
+                return;
+            }
+            let (status, body) = if req.starts_with(b"GET /metrics ") {
+                ("200 OK", prometheus_text(&shared))
+            } else {
+                ("404 Not Found", String::from("not found\n"))
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(resp.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+    tasks.abort_all();
+}
+
 /// Why a connection ends.
 #[derive(Debug, PartialEq, Eq)]
 enum End {

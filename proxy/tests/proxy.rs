@@ -757,3 +757,35 @@ fn info_reports_command_stats_and_latency() {
     let t = c.cmd("TIME");
     assert!(t.starts_with("*2\r\n$10\r\n"), "{t}");
 }
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    use std::io::Read;
+    let env = Env::start(1);
+    let listener = env
+        .rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    env.rt.spawn(proxy::serve_metrics(
+        listener,
+        env.shared.clone(),
+        std::future::pending(),
+    ));
+    let mut c = env.client();
+    c.cmd("SET k v");
+    c.cmd("GET k");
+    let mut http = std::net::TcpStream::connect(addr).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    http.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200 OK\r\n"), "{body}");
+    assert!(
+        body.contains("proxy_commands_total{cmd=\"get\"} 1\n"),
+        "{body}"
+    );
+    assert!(body.contains("proxy_command_duration_seconds{cmd=\"set\",quantile=\"0.99\"}"));
+    assert!(body.contains("proxy_connected_clients 1\n"), "{body}");
+    assert!(body.contains("proxy_route_refreshes_total"));
+}
