@@ -240,7 +240,7 @@ impl Router {
             let mut table = self.table();
             if table.version == 0 || pending.iter().any(|&i| table.find(&ops[i].0).is_none()) {
                 if let Err(e) = self.refresh(table.version).await {
-                    last_err = e.to_string();
+                    last_err = reason(e);
                 }
                 table = self.table();
             }
@@ -334,7 +334,7 @@ impl Router {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
             if let Err(e) = self.refresh(table.version).await {
-                last_err = e.to_string();
+                last_err = reason(e);
             }
         }
         results
@@ -359,4 +359,12 @@ async fn call(
         return Ok(vec![c.call(m).await]);
     }
     c.call_batch(msgs).await
+}
+
+/// The text of a refresh failure, without repeating its prefix.
+fn reason(e: ExecError) -> String {
+    match e {
+        ExecError::Unavailable(m) => m,
+        other => other.to_string(),
+    }
 }

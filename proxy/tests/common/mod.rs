@@ -283,6 +283,62 @@ impl FakeCluster {
     }
 }
 
+/// A fake master serving `table` to `GetRouteTable`, on the current runtime.
+pub async fn start_master(table: RouteTable) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let table = Arc::new(table);
+    let handler = Arc::new(move |m: Message| {
+        Handled::<Ready>::Now(Some(match m {
+            Message::GetRouteTable(_) => Message::RouteTable((*table).clone()),
+            other => Message::Error(RpcError::BadRequest {
+                message: format!("fake master: {}", other.name()),
+            }),
+        }))
+    });
+    let acceptor = Acceptor {
+        role: net::message::Role::Master {},
+        cluster_id: ClusterId(0),
+        node_id: NodeId(2),
+    };
+    tokio::spawn(net::tokio_transport::serve_handled(
+        listener,
+        acceptor,
+        TransportConfig::default(),
+        100,
+        handler,
+        std::future::pending(),
+    ));
+    addr
+}
+
+/// A route table of one range covering everything, led by `shard` of store 1 at `addrs`.
+pub fn one_range_table(addrs: Vec<String>, shard: u32) -> RouteTable {
+    let mut d = RangeDescriptor {
+        id: RangeId(1),
+        start: Bytes::new(),
+        end: Bytes::new(),
+        epoch: Epoch {
+            conf_ver: 1,
+            version: 1,
+        },
+        replicas: vec![],
+        leader: None,
+    };
+    place(&mut d, shard);
+    RouteTable {
+        route_version: 1,
+        unchanged: false,
+        ranges: vec![d],
+        stores: vec![StoreInfo {
+            store_id: StoreId(1),
+            addr: "127.0.0.1:0".into(),
+            shard_addrs: addrs,
+            labels: vec![],
+        }],
+    }
+}
+
 /// A proxy in front of a fake cluster, on its own runtime.
 pub struct Env {
     pub rt: Runtime,
