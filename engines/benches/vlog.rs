@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! cargo bench -p engines --bench vlog -- [--file PATH] [--size-mib N] [--secs S] [--rounds N]
-//!     [--sizes 100,1024,4096] [--writers 1,16,128,256] [--no-fio] [--mem]
+//!     [--sizes 100,1024,4096] [--writers 1,16,128,256] [--no-fio] [--mem] [--spin-us N]
 //! ```
 //! `--mem` runs on the in-memory device instead (no fio; measures the log's CPU cost).
 #![allow(clippy::unwrap_used)] // benchmark driver: a failure aborts the run
@@ -38,6 +38,7 @@ struct Args {
     writers: Vec<usize>,
     fio: bool,
     mem: bool,
+    spin: Duration,
 }
 
 fn list(s: &str) -> Vec<usize> {
@@ -55,6 +56,7 @@ fn args() -> Args {
         writers: vec![1, 16, 128, 256],
         fio: true,
         mem: false,
+        spin: Duration::ZERO,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -67,6 +69,7 @@ fn args() -> Args {
             "--rounds" => a.rounds = next.parse().unwrap(),
             "--sizes" => a.sizes = list(&next),
             "--writers" => a.writers = list(&next),
+            "--spin-us" => a.spin = Duration::from_micros(next.parse().unwrap()),
             "--no-fio" => {
                 a.fio = false;
                 i += 1;
@@ -233,14 +236,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let a = args();
-    let cfg = ExecutorConfig::default();
+    let cfg = ExecutorConfig {
+        spin_before_park: a.spin,
+        ..ExecutorConfig::default()
+    };
     println!(
-        "# shard log benchmark: {} ({} MiB), {} s per point, {} rounds, device {}",
+        "# shard log benchmark: {} ({} MiB), {} s per point, {} rounds, device {}, spin {:?}",
         a.file.display(),
         a.size >> 20,
         a.secs,
         a.rounds,
-        if a.mem { "mem" } else { "uring" }
+        if a.mem { "mem" } else { "uring" },
+        a.spin
     );
     if !a.mem {
         let (file, size) = (a.file.clone(), a.size);
