@@ -102,3 +102,54 @@ fn redis_commands_work_end_to_end_on_a_real_ds_node() {
     drop(master_thread);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `redis-benchmark` through the proxy to a real DS node (single replica, fsync'd shard log).
+/// Run with `cargo test -p proxy --profile ci --test real_ds -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints figures for docs/benchmarks.md"]
+fn benchmark_redis_benchmark_through_the_proxy_to_a_real_ds_node() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("proxy-real-ds-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let master = rt.block_on(common::start_master(common::one_range_table(
+        node.shard_addrs.clone(),
+        0,
+    )));
+    let _master_thread = std::thread::spawn(move || {
+        rt.block_on(async { tokio::time::sleep(Duration::from_secs(600)).await });
+    });
+    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let mut c = env.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.cmd("SET warm 1") != "+OK\r\n" {
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (h, p) = env.addr.rsplit_once(':').unwrap();
+    println!("| test | pipeline | ops/s | p50 ms |");
+    println!("|---|---|---|---|");
+    for pipeline in ["1", "16"] {
+        for test in ["set", "get"] {
+            let out = Command::new("redis-benchmark")
+                .args(["-h", h, "-p", p, "-t", test, "-n", "50000", "-c", "50"])
+                .args(["-P", pipeline, "-q", "-r", "100000", "-d", "100"])
+                .output();
+            let Ok(out) = out else {
+                eprintln!("SKIPPED: redis-benchmark not available");
+                return;
+            };
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.rsplit('\r').next().unwrap_or("").trim().to_string();
+            println!("| {test} | {pipeline} | {line} |");
+        }
+    }
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
