@@ -12,12 +12,9 @@ use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
 
 use super::device::SharedDevice;
 use super::metrics::VlogMetrics;
-use super::record::{
-    EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, SegmentHeader, TruncateMode,
-    decode_record,
-};
-use super::state::{CheckpointInfo, FastMap, SegmentUsage, State};
-use super::types::{LogIndex, RangeId, Seq, Term};
+use super::record::{LogRecord, RECORD_HEADER_LEN, SegmentHeader};
+use super::state::{FastMap, State};
+use super::types::Seq;
 use super::{Error, Result, VlogConfig};
 use crate::masstree::{LogPointer, SegmentId};
 
@@ -127,7 +124,7 @@ pub struct Vlog<D: BlockDevice> {
     lock: RefCell<Lock>,
     pub(crate) metrics: RefCell<VlogMetrics>,
     /// Device offset of segment 0.
-    data_offset: u64,
+    pub(crate) data_offset: u64,
 }
 
 impl<D: BlockDevice> std::fmt::Debug for Vlog<D> {
@@ -143,7 +140,7 @@ impl<D: BlockDevice> std::fmt::Debug for Vlog<D> {
 }
 
 /// Holds the log's commit lock; releases it (and wakes waiters) when dropped.
-struct LockGuard<'a, D: BlockDevice>(&'a Vlog<D>);
+pub(super) struct LockGuard<'a, D: BlockDevice>(&'a Vlog<D>);
 
 impl<D: BlockDevice> Drop for LockGuard<'_, D> {
     fn drop(&mut self) {
@@ -213,6 +210,11 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
+    /// Returns the number of appends waiting for an answer.
+    pub(super) fn ticket_count(&self) -> usize {
+        self.queue.borrow().tickets.len()
+    }
+
     // ---------------------------------------------------------------- append
 
     /// Appends `records` with group commit and returns, in order, each record's sequence
@@ -266,7 +268,7 @@ impl<D: BlockDevice> Vlog<D> {
         Ok(())
     }
 
-    fn check_poisoned(&self) -> Result<()> {
+    pub(super) fn check_poisoned(&self) -> Result<()> {
         if self.core.borrow().poisoned {
             Err(Error::DeviceFailed)
         } else {
@@ -274,7 +276,7 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
-    fn check_record(&self, r: &AppendRecord) -> Result<()> {
+    pub(super) fn check_record(&self, r: &AppendRecord) -> Result<()> {
         let len = r.record.encoded_len();
         if len > self.cfg.batch_bytes_max {
             return Err(Error::InvalidArgument("record longer than batch-bytes-max"));
@@ -293,7 +295,7 @@ impl<D: BlockDevice> Vlog<D> {
         Ok(())
     }
 
-    fn submit(&self, records: Vec<AppendRecord>, internal: bool) -> Result<u64> {
+    pub(super) fn submit(&self, records: Vec<AppendRecord>, internal: bool) -> Result<u64> {
         self.check_poisoned()?;
         if records.is_empty() {
             return Err(Error::InvalidArgument("append of no records"));
@@ -324,7 +326,7 @@ impl<D: BlockDevice> Vlog<D> {
         Ok(t)
     }
 
-    fn is_done(&self, t: u64) -> bool {
+    pub(super) fn is_done(&self, t: u64) -> bool {
         let q = self.queue.borrow();
         match q.tickets.get(&t) {
             Some(k) => k.remaining == 0 || k.err.is_some() || self.core.borrow().poisoned,
@@ -332,7 +334,7 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
-    fn take_result(&self, t: u64) -> Option<Result<Vec<Appended>>> {
+    pub(super) fn take_result(&self, t: u64) -> Option<Result<Vec<Appended>>> {
         let mut q = self.queue.borrow_mut();
         let k = q.tickets.get(&t)?;
         let poisoned = self.core.borrow().poisoned;
@@ -354,7 +356,7 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     /// Takes the commit lock, or returns `None` as soon as ticket `t` is done.
-    async fn lock_unless_done(&self, t: u64) -> Option<LockGuard<'_, D>> {
+    pub(super) async fn lock_unless_done(&self, t: u64) -> Option<LockGuard<'_, D>> {
         let got = poll_fn(|cx| {
             if self.is_done(t) {
                 return Poll::Ready(false);
@@ -372,7 +374,7 @@ impl<D: BlockDevice> Vlog<D> {
         got.then(|| LockGuard(self))
     }
 
-    async fn lock(&self) -> LockGuard<'_, D> {
+    pub(super) async fn lock(&self) -> LockGuard<'_, D> {
         poll_fn(|cx| {
             let mut l = self.lock.borrow_mut();
             if l.busy {
@@ -388,7 +390,7 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     /// Commits batches (under the lock) until ticket `t` is done.
-    async fn commit_until_done(&self, t: u64) {
+    pub(super) async fn commit_until_done(&self, t: u64) {
         while !self.is_done(t) {
             if self.queue.borrow().pending.is_empty() {
                 // The ticket's records left the queue without completing: only a dropped
@@ -442,14 +444,14 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     /// Returns a segment to append into after the head: the spare, or a new allocation.
-    async fn next_segment(&self) -> Result<Segment> {
+    pub(super) async fn next_segment(&self) -> Result<Segment> {
         if let Some(s) = self.core.borrow_mut().spare.take() {
             return Ok(s);
         }
         self.allocate().await
     }
 
-    async fn allocate(&self) -> Result<Segment> {
+    pub(super) async fn allocate(&self) -> Result<Segment> {
         let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
         let res = store.allocate(self.owner).await;
         *self.store.borrow_mut() = Some(store);
@@ -461,7 +463,7 @@ impl<D: BlockDevice> Vlog<D> {
     /// Commits one batch: layout, encode, write, flush, apply, complete. On failure the log is
     /// poisoned and the batch's waiters get the error (running out of segments fails the
     /// batch without poisoning: nothing was written).
-    async fn commit_batch(&self) {
+    pub(super) async fn commit_batch(&self) {
         let batch = self.take_batch();
         if batch.is_empty() {
             return;
@@ -722,7 +724,7 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     /// Housekeeping after commits, under the lock: automatic reclamation and the spare.
-    async fn after_commit(&self) {
+    pub(super) async fn after_commit(&self) {
         if self.core.borrow().poisoned {
             return;
         }
@@ -738,369 +740,4 @@ impl<D: BlockDevice> Vlog<D> {
             }
         }
     }
-
-    // ---------------------------------------------------------------- reads
-
-    async fn read_span(&self, ptr: &LogPointer) -> Result<(D::ReadBuf, usize)> {
-        let bs = self.block as u64;
-        let seg_off = self.segment_offset(ptr.segment.0)?;
-        let start = ptr.offset - ptr.offset % bs;
-        let end = (ptr.offset + u64::from(ptr.len)).div_ceil(bs) * bs;
-        if ptr.len == 0 || end > self.seg_size {
-            return Err(Error::InvalidArgument("pointer outside its segment"));
-        }
-        let t = Instant::now();
-        let buf = self
-            .dev
-            .read(seg_off + start, (end - start) as usize)
-            .await
-            .map_err(Error::from_nvme)?;
-        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        VlogMetrics::record(&mut self.metrics.borrow_mut().read_latency_ns, ns);
-        Ok((buf, (ptr.offset - start) as usize))
-    }
-
-    fn segment_offset(&self, id: u32) -> Result<u64> {
-        Ok(self.data_offset + u64::from(id) * self.seg_size)
-    }
-
-    /// Reads the record a record pointer names (one aligned read; checksum checked).
-    pub async fn read_record(&self, ptr: &LogPointer) -> Result<LogRecord> {
-        let (buf, at) = self.read_span(ptr).await?;
-        let corrupt = |detail| Error::Corruption {
-            segment: ptr.segment.0,
-            offset: ptr.offset,
-            detail,
-        };
-        let bytes = buf
-            .get(at..at + ptr.len as usize)
-            .ok_or(corrupt("short read"))?;
-        let max = self.seg_size as usize - self.block - RECORD_HEADER_LEN;
-        let (h, rec) = decode_record(bytes, max).map_err(|e| corrupt(e.detail()))?;
-        if h.crc != ptr.checksum || h.record_len() != ptr.len as usize {
-            return Err(corrupt("record does not match its pointer"));
-        }
-        Ok(rec)
-    }
-
-    /// Reads the value a value pointer names (one aligned read; crc32c of the bytes checked).
-    pub async fn read_value(&self, ptr: &LogPointer) -> Result<Vec<u8>> {
-        if ptr.len == 0 && ptr.checksum == crc32c::crc32c(&[]) {
-            return Ok(Vec::new());
-        }
-        let (buf, at) = self.read_span(ptr).await?;
-        let corrupt = |detail| Error::Corruption {
-            segment: ptr.segment.0,
-            offset: ptr.offset,
-            detail,
-        };
-        let bytes = buf
-            .get(at..at + ptr.len as usize)
-            .ok_or(corrupt("short read"))?;
-        if crc32c::crc32c(bytes) != ptr.checksum {
-            return Err(corrupt("value checksum mismatch"));
-        }
-        Ok(bytes.to_vec())
-    }
-
-    /// Returns the Raft entry `index` of `range`, from the cache or the device; `None` if the
-    /// range does not retain it.
-    pub async fn entry(&self, range: RangeId, index: LogIndex) -> Result<Option<Rc<EntryRecord>>> {
-        let ptr = {
-            let c = self.core.borrow();
-            if let Some(e) = c.state.cache.get(range, index.0) {
-                self.metrics.borrow_mut().cache_hits_total += 1;
-                return Ok(Some(e));
-            }
-            match c.state.ranges.get(&range).and_then(|r| r.get(index.0)) {
-                Some(l) => l.ptr,
-                None => return Ok(None),
-            }
-        };
-        self.metrics.borrow_mut().cache_misses_total += 1;
-        match self.read_record(&ptr).await? {
-            LogRecord::Entry(e) if e.range == range && e.index == index => Ok(Some(Rc::new(e))),
-            _ => Err(Error::Corruption {
-                segment: ptr.segment.0,
-                offset: ptr.offset,
-                detail: "indexed record is not the entry",
-            }),
-        }
-    }
-
-    /// Returns entries `[lo, hi)` of `range`, stopping before the entry whose payload would
-    /// take the total above `max_bytes` (at least one entry is returned, as raft-rs expects). Reads missing from the cache are issued
-    /// concurrently. Errors with `InvalidArgument` if the range does not retain all of them.
-    pub async fn entries(
-        &self,
-        range: RangeId,
-        lo: LogIndex,
-        hi: LogIndex,
-        max_bytes: usize,
-    ) -> Result<Vec<Rc<EntryRecord>>> {
-        let mut out = Vec::new();
-        let mut idx = lo.0;
-        let mut bytes = 0;
-        while idx < hi.0 {
-            let n = (hi.0 - idx).min(64);
-            let futs: Vec<_> = (idx..idx + n)
-                .map(|i| self.entry(range, LogIndex(i)))
-                .collect();
-            let got = join_all(futs).await;
-            for e in got {
-                let e = e?.ok_or(Error::InvalidArgument("entry not retained"))?;
-                bytes += e.payload.len();
-                if bytes > max_bytes && !out.is_empty() {
-                    return Ok(out);
-                }
-                out.push(e);
-            }
-            idx += n;
-        }
-        Ok(out)
-    }
-
-    // ---------------------------------------------------------------- Raft queries
-
-    /// Returns the first and last retained index of `range` (`last < first` when empty), or
-    /// `None` if the log knows nothing of the range.
-    pub fn bounds(&self, range: RangeId) -> Option<(LogIndex, LogIndex)> {
-        let c = self.core.borrow();
-        let r = c.state.ranges.get(&range)?;
-        let last = (r.first + r.entries.len() as u64).checked_sub(1);
-        Some((LogIndex(r.first), LogIndex(last.unwrap_or(0))))
-    }
-
-    /// Returns the term of entry `index` of `range`, if retained.
-    pub fn term(&self, range: RangeId, index: LogIndex) -> Option<Term> {
-        let c = self.core.borrow();
-        c.state.ranges.get(&range)?.get(index.0).map(|l| l.term)
-    }
-
-    /// Returns the record pointer of entry `index` of `range`, if retained.
-    pub fn entry_pointer(&self, range: RangeId, index: LogIndex) -> Option<LogPointer> {
-        let c = self.core.borrow();
-        c.state.ranges.get(&range)?.get(index.0).map(|l| l.ptr)
-    }
-
-    /// Returns the latest hard state of `range`.
-    pub fn hard_state(&self, range: RangeId) -> Option<HardState> {
-        let c = self.core.borrow();
-        c.state.ranges.get(&range)?.hard_state.map(|(h, _)| h)
-    }
-
-    /// Returns the latest conf state of `range` (as the caller encoded it).
-    pub fn conf_state(&self, range: RangeId) -> Option<Vec<u8>> {
-        let c = self.core.borrow();
-        c.state
-            .ranges
-            .get(&range)?
-            .conf_state
-            .as_ref()
-            .map(|(d, _)| d.clone())
-    }
-
-    /// Returns every range the log holds something for.
-    pub fn ranges(&self) -> Vec<RangeId> {
-        self.core.borrow().state.ranges.keys().copied().collect()
-    }
-
-    /// Returns the last checkpoint record.
-    pub fn last_checkpoint(&self) -> Option<CheckpointInfo> {
-        self.core.borrow().state.last_checkpoint.clone()
-    }
-
-    /// Returns the sequence number the next record will get.
-    pub fn next_seq(&self) -> Seq {
-        self.core.borrow().next_seq
-    }
-
-    /// Returns true once a write or flush failed (until reopen).
-    pub fn is_poisoned(&self) -> bool {
-        self.core.borrow().poisoned
-    }
-
-    /// Returns the number of appends waiting for an answer (for tests and metrics).
-    pub fn waiting_appends(&self) -> usize {
-        self.queue.borrow().tickets.len()
-    }
-
-    /// Returns a copy of the counters and histograms.
-    pub fn metrics(&self) -> VlogMetrics {
-        self.metrics.borrow().clone()
-    }
-
-    /// Returns the bytes held by the entry cache.
-    pub fn cache_bytes(&self) -> usize {
-        self.core.borrow().state.cache.bytes()
-    }
-
-    // ---------------------------------------------------------------- truncation
-
-    /// Drops the entries of `range` below `index` (durably: a truncation record is appended).
-    pub async fn compact(&self, range: RangeId, index: LogIndex) -> Result<Appended> {
-        self.append_one(LogRecord::Truncate {
-            range,
-            mode: TruncateMode::Compact,
-            index,
-        })
-        .await
-    }
-
-    /// Drops the entries of `range` at and above `index` (conflicting uncommitted suffix).
-    /// Appending an entry at `index` does this implicitly.
-    pub async fn truncate_suffix(&self, range: RangeId, index: LogIndex) -> Result<Appended> {
-        self.append_one(LogRecord::Truncate {
-            range,
-            mode: TruncateMode::Suffix,
-            index,
-        })
-        .await
-    }
-
-    // ---------------------------------------------------------------- reclamation
-
-    /// Returns the chain's segments with their liveness counts, and whether each is the head.
-    pub fn segment_usage(&self) -> Vec<(SegmentId, SegmentUsage, bool)> {
-        let c = self.core.borrow();
-        let head = c.head.as_ref().map(|h| h.seg.id.0);
-        c.state
-            .segments
-            .iter()
-            .map(|(id, u)| (SegmentId(*id), *u, Some(*id) == head))
-            .collect()
-    }
-
-    /// Returns the segments no range's Raft log needs any more (no retained entry; not the
-    /// head). Their latest metadata records are moved by [`release_segment`](Self::release_segment).
-    /// The value GC relocates the live values of such a segment and then releases it.
-    ///
-    /// Segments are freed from the oldest end only (recovery relies on the chain of segments
-    /// being contiguous), so this is the longest run of unneeded segments starting at the
-    /// oldest, in log order.
-    pub fn raft_unneeded_segments(&self) -> Vec<SegmentId> {
-        let mut usage = self.segment_usage();
-        usage.sort_by_key(|(_, u, _)| u.segment_seq);
-        usage
-            .into_iter()
-            .take_while(|(_, u, head)| !head && u.live_entries == 0)
-            .map(|(id, _, _)| id)
-            .collect()
-    }
-
-    /// Frees segment `id`: re-appends the latest hard state, conf state and truncation
-    /// records of ranges that lie in it, then gives it back to the store (durable when it
-    /// returns). Refused (`SegmentInUse`) if a range still retains an entry in it, it is the
-    /// head, or it is not the oldest segment of the log. The caller must no longer need the values in it.
-    pub async fn release_segment(&self, id: SegmentId) -> Result<()> {
-        let _g = self.lock().await;
-        self.check_poisoned()?;
-        self.release_locked(id.0).await
-    }
-
-    async fn release_locked(&self, id: u32) -> Result<()> {
-        let metas = {
-            let c = self.core.borrow();
-            let head = c.head.as_ref().map(|h| h.seg.id.0);
-            match c.state.segments.get(&id) {
-                None => return Err(Error::InvalidArgument("segment is not in the log")),
-                Some(u)
-                    if u.live_entries > 0
-                        || Some(id) == head
-                        || c.state
-                            .segments
-                            .values()
-                            .any(|o| o.segment_seq < u.segment_seq) =>
-                {
-                    return Err(Error::SegmentInUse(id));
-                }
-                Some(_) => c.state.metas_in(id),
-            }
-        };
-        if !metas.is_empty() {
-            let n = metas.len();
-            let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
-            self.commit_until_done(t).await;
-            self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
-            let c = self.core.borrow();
-            let left = c.state.segments.get(&id).map_or(0, |u| u.meta_records);
-            debug_assert_eq!(left, 0, "{n} meta records moved");
-        }
-        let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
-        let res = store.free(nvme::SegmentId(id)).await;
-        *self.store.borrow_mut() = Some(store);
-        if let Err(e) = res {
-            self.core.borrow_mut().poisoned = true;
-            return Err(Error::from_nvme(e));
-        }
-        self.core.borrow_mut().state.segments.remove(&id);
-        self.metrics.borrow_mut().segments_freed_total += 1;
-        Ok(())
-    }
-
-    /// Frees every segment Raft no longer needs (automatic reclamation, for logs whose values
-    /// nobody points at). Returns how many were freed.
-    pub async fn reclaim(&self) -> Result<usize> {
-        let _g = self.lock().await;
-        self.check_poisoned()?;
-        self.reclaim_unneeded().await
-    }
-
-    async fn reclaim_unneeded(&self) -> Result<usize> {
-        let ids = self.raft_unneeded_segments();
-        let mut n = 0;
-        for id in ids {
-            self.release_locked(id.0).await?;
-            n += 1;
-        }
-        Ok(n)
-    }
-
-    /// Closes the log and returns the device. Call it when no append is in flight (pending
-    /// records are dropped unacknowledged).
-    pub fn into_device(self) -> Result<D> {
-        let store = self.store.borrow_mut().take();
-        drop(store);
-        let Self { dev, .. } = self;
-        Rc::try_unwrap(dev).map_err(|_| Error::InvalidArgument("device handle still shared"))
-    }
-
-    /// Returns the device (for tests and tools: reading raw bytes, checking fault counts).
-    pub fn device(&self) -> &D {
-        &self.dev
-    }
-
-    /// Appends a checkpoint marker with the caller's data.
-    pub async fn checkpoint(&self, data: Vec<u8>) -> Result<Appended> {
-        self.append_one(LogRecord::Checkpoint { data }).await
-    }
-
-    /// Appends the hard state of `range`.
-    pub async fn set_hard_state(&self, range: RangeId, state: HardState) -> Result<Appended> {
-        self.append_one(LogRecord::HardState { range, state }).await
-    }
-}
-
-/// Polls futures concurrently on the current task and returns their outputs in order.
-async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
-    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
-    poll_fn(|cx| {
-        let mut pending = false;
-        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(v) => *o = Some(v),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter().flatten().collect()
 }

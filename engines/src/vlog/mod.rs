@@ -4,8 +4,9 @@
 //!
 //! Modules:
 //! - [`record`]: the record and segment-header codec.
-//! - `log`: [`Vlog`] — group-commit appends, reads by pointer and by (range, index), entry
-//!   cache, truncation, segment reclamation.
+//! - `log`: [`Vlog`] — group-commit appends (queue, commit lock, batch encoding, fail-stop).
+//! - `read`: reads by pointer and by (range, index) through the entry cache; Raft queries.
+//! - `reclaim`: Raft truncation and segment reclamation (the value GC's entry point).
 //! - `recover`: [`Vlog::open`] — scan, torn-tail cut, mid-log corruption detection.
 //! - `state`: the per-range entry index and per-segment liveness counts.
 //! - [`metrics`]: counters and hdrhistograms.
@@ -20,6 +21,8 @@
 pub mod device;
 mod log;
 pub mod metrics;
+mod read;
+mod reclaim;
 pub mod record;
 mod recover;
 mod state;

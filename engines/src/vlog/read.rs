@@ -1,0 +1,239 @@
+//! Reads of the shard log: by pointer (one aligned read, checksum checked), by (range,
+//! index) through the entry cache, and the Raft queries on the in-memory index.
+
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use nvme::BlockDevice;
+
+use super::log::Vlog;
+use super::metrics::VlogMetrics;
+use super::record::{EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, decode_record};
+use super::state::CheckpointInfo;
+use super::types::{LogIndex, RangeId, Seq, Term};
+use super::{Error, Result};
+use crate::masstree::LogPointer;
+
+impl<D: BlockDevice> Vlog<D> {
+    // ---------------------------------------------------------------- reads
+
+    pub(super) async fn read_span(&self, ptr: &LogPointer) -> Result<(D::ReadBuf, usize)> {
+        let bs = self.block as u64;
+        let seg_off = self.segment_offset(ptr.segment.0)?;
+        let start = ptr.offset - ptr.offset % bs;
+        let end = (ptr.offset + u64::from(ptr.len)).div_ceil(bs) * bs;
+        if ptr.len == 0 || end > self.seg_size {
+            return Err(Error::InvalidArgument("pointer outside its segment"));
+        }
+        let t = Instant::now();
+        let buf = self
+            .dev
+            .read(seg_off + start, (end - start) as usize)
+            .await
+            .map_err(Error::from_nvme)?;
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        VlogMetrics::record(&mut self.metrics.borrow_mut().read_latency_ns, ns);
+        Ok((buf, (ptr.offset - start) as usize))
+    }
+
+    pub(super) fn segment_offset(&self, id: u32) -> Result<u64> {
+        Ok(self.data_offset + u64::from(id) * self.seg_size)
+    }
+
+    /// Reads the record a record pointer names (one aligned read; checksum checked).
+    pub async fn read_record(&self, ptr: &LogPointer) -> Result<LogRecord> {
+        let (buf, at) = self.read_span(ptr).await?;
+        let corrupt = |detail| Error::Corruption {
+            segment: ptr.segment.0,
+            offset: ptr.offset,
+            detail,
+        };
+        let bytes = buf
+            .get(at..at + ptr.len as usize)
+            .ok_or(corrupt("short read"))?;
+        let max = self.seg_size as usize - self.block - RECORD_HEADER_LEN;
+        let (h, rec) = decode_record(bytes, max).map_err(|e| corrupt(e.detail()))?;
+        if h.crc != ptr.checksum || h.record_len() != ptr.len as usize {
+            return Err(corrupt("record does not match its pointer"));
+        }
+        Ok(rec)
+    }
+
+    /// Reads the value a value pointer names (one aligned read; crc32c of the bytes checked).
+    pub async fn read_value(&self, ptr: &LogPointer) -> Result<Vec<u8>> {
+        if ptr.len == 0 && ptr.checksum == crc32c::crc32c(&[]) {
+            return Ok(Vec::new());
+        }
+        let (buf, at) = self.read_span(ptr).await?;
+        let corrupt = |detail| Error::Corruption {
+            segment: ptr.segment.0,
+            offset: ptr.offset,
+            detail,
+        };
+        let bytes = buf
+            .get(at..at + ptr.len as usize)
+            .ok_or(corrupt("short read"))?;
+        if crc32c::crc32c(bytes) != ptr.checksum {
+            return Err(corrupt("value checksum mismatch"));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Returns the Raft entry `index` of `range`, from the cache or the device; `None` if the
+    /// range does not retain it.
+    pub async fn entry(&self, range: RangeId, index: LogIndex) -> Result<Option<Rc<EntryRecord>>> {
+        let ptr = {
+            let c = self.core.borrow();
+            if let Some(e) = c.state.cache.get(range, index.0) {
+                self.metrics.borrow_mut().cache_hits_total += 1;
+                return Ok(Some(e));
+            }
+            match c.state.ranges.get(&range).and_then(|r| r.get(index.0)) {
+                Some(l) => l.ptr,
+                None => return Ok(None),
+            }
+        };
+        self.metrics.borrow_mut().cache_misses_total += 1;
+        match self.read_record(&ptr).await? {
+            LogRecord::Entry(e) if e.range == range && e.index == index => Ok(Some(Rc::new(e))),
+            _ => Err(Error::Corruption {
+                segment: ptr.segment.0,
+                offset: ptr.offset,
+                detail: "indexed record is not the entry",
+            }),
+        }
+    }
+
+    /// Returns entries `[lo, hi)` of `range`, stopping before the entry whose payload would
+    /// take the total above `max_bytes` (at least one entry is returned, as raft-rs expects). Reads missing from the cache are issued
+    /// concurrently. Errors with `InvalidArgument` if the range does not retain all of them.
+    pub async fn entries(
+        &self,
+        range: RangeId,
+        lo: LogIndex,
+        hi: LogIndex,
+        max_bytes: usize,
+    ) -> Result<Vec<Rc<EntryRecord>>> {
+        let mut out = Vec::new();
+        let mut idx = lo.0;
+        let mut bytes = 0;
+        while idx < hi.0 {
+            let n = (hi.0 - idx).min(64);
+            let futs: Vec<_> = (idx..idx + n)
+                .map(|i| self.entry(range, LogIndex(i)))
+                .collect();
+            let got = join_all(futs).await;
+            for e in got {
+                let e = e?.ok_or(Error::InvalidArgument("entry not retained"))?;
+                bytes += e.payload.len();
+                if bytes > max_bytes && !out.is_empty() {
+                    return Ok(out);
+                }
+                out.push(e);
+            }
+            idx += n;
+        }
+        Ok(out)
+    }
+
+    // ---------------------------------------------------------------- Raft queries
+
+    /// Returns the first and last retained index of `range` (`last < first` when empty), or
+    /// `None` if the log knows nothing of the range.
+    pub fn bounds(&self, range: RangeId) -> Option<(LogIndex, LogIndex)> {
+        let c = self.core.borrow();
+        let r = c.state.ranges.get(&range)?;
+        let last = (r.first + r.entries.len() as u64).checked_sub(1);
+        Some((LogIndex(r.first), LogIndex(last.unwrap_or(0))))
+    }
+
+    /// Returns the term of entry `index` of `range`, if retained.
+    pub fn term(&self, range: RangeId, index: LogIndex) -> Option<Term> {
+        let c = self.core.borrow();
+        c.state.ranges.get(&range)?.get(index.0).map(|l| l.term)
+    }
+
+    /// Returns the record pointer of entry `index` of `range`, if retained.
+    pub fn entry_pointer(&self, range: RangeId, index: LogIndex) -> Option<LogPointer> {
+        let c = self.core.borrow();
+        c.state.ranges.get(&range)?.get(index.0).map(|l| l.ptr)
+    }
+
+    /// Returns the latest hard state of `range`.
+    pub fn hard_state(&self, range: RangeId) -> Option<HardState> {
+        let c = self.core.borrow();
+        c.state.ranges.get(&range)?.hard_state.map(|(h, _)| h)
+    }
+
+    /// Returns the latest conf state of `range` (as the caller encoded it).
+    pub fn conf_state(&self, range: RangeId) -> Option<Vec<u8>> {
+        let c = self.core.borrow();
+        c.state
+            .ranges
+            .get(&range)?
+            .conf_state
+            .as_ref()
+            .map(|(d, _)| d.clone())
+    }
+
+    /// Returns every range the log holds something for.
+    pub fn ranges(&self) -> Vec<RangeId> {
+        self.core.borrow().state.ranges.keys().copied().collect()
+    }
+
+    /// Returns the last checkpoint record.
+    pub fn last_checkpoint(&self) -> Option<CheckpointInfo> {
+        self.core.borrow().state.last_checkpoint.clone()
+    }
+
+    /// Returns the sequence number the next record will get.
+    pub fn next_seq(&self) -> Seq {
+        self.core.borrow().next_seq
+    }
+
+    /// Returns true once a write or flush failed (until reopen).
+    pub fn is_poisoned(&self) -> bool {
+        self.core.borrow().poisoned
+    }
+
+    /// Returns the number of appends waiting for an answer (for tests and metrics).
+    pub fn waiting_appends(&self) -> usize {
+        self.ticket_count()
+    }
+
+    /// Returns a copy of the counters and histograms.
+    pub fn metrics(&self) -> VlogMetrics {
+        self.metrics.borrow().clone()
+    }
+
+    /// Returns the bytes held by the entry cache.
+    pub fn cache_bytes(&self) -> usize {
+        self.core.borrow().state.cache.bytes()
+    }
+}
+
+/// Polls futures concurrently on the current task and returns their outputs in order.
+async fn join_all<F: std::future::Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}

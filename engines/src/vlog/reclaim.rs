@@ -1,0 +1,159 @@
+//! Raft truncation of a range and segment reclamation (the API the value GC plugs into).
+
+use std::rc::Rc;
+
+use nvme::BlockDevice;
+
+use super::log::{AppendRecord, Appended, Vlog};
+use super::record::{HardState, LogRecord, TruncateMode};
+use super::state::SegmentUsage;
+use super::types::{LogIndex, RangeId};
+use super::{Error, Result};
+use crate::masstree::SegmentId;
+
+impl<D: BlockDevice> Vlog<D> {
+    // ---------------------------------------------------------------- truncation
+
+    /// Drops the entries of `range` below `index` (durably: a truncation record is appended).
+    pub async fn compact(&self, range: RangeId, index: LogIndex) -> Result<Appended> {
+        self.append_one(LogRecord::Truncate {
+            range,
+            mode: TruncateMode::Compact,
+            index,
+        })
+        .await
+    }
+
+    /// Drops the entries of `range` at and above `index` (conflicting uncommitted suffix).
+    /// Appending an entry at `index` does this implicitly.
+    pub async fn truncate_suffix(&self, range: RangeId, index: LogIndex) -> Result<Appended> {
+        self.append_one(LogRecord::Truncate {
+            range,
+            mode: TruncateMode::Suffix,
+            index,
+        })
+        .await
+    }
+
+    // ---------------------------------------------------------------- reclamation
+
+    /// Returns the chain's segments with their liveness counts, and whether each is the head.
+    pub fn segment_usage(&self) -> Vec<(SegmentId, SegmentUsage, bool)> {
+        let c = self.core.borrow();
+        let head = c.head.as_ref().map(|h| h.seg.id.0);
+        c.state
+            .segments
+            .iter()
+            .map(|(id, u)| (SegmentId(*id), *u, Some(*id) == head))
+            .collect()
+    }
+
+    /// Returns the segments no range's Raft log needs any more (no retained entry; not the
+    /// head). Their latest metadata records are moved by [`release_segment`](Self::release_segment).
+    /// The value GC relocates the live values of such a segment and then releases it.
+    ///
+    /// Segments are freed from the oldest end only (recovery relies on the chain of segments
+    /// being contiguous), so this is the longest run of unneeded segments starting at the
+    /// oldest, in log order.
+    pub fn raft_unneeded_segments(&self) -> Vec<SegmentId> {
+        let mut usage = self.segment_usage();
+        usage.sort_by_key(|(_, u, _)| u.segment_seq);
+        usage
+            .into_iter()
+            .take_while(|(_, u, head)| !head && u.live_entries == 0)
+            .map(|(id, _, _)| id)
+            .collect()
+    }
+
+    /// Frees segment `id`: re-appends the latest hard state, conf state and truncation
+    /// records of ranges that lie in it, then gives it back to the store (durable when it
+    /// returns). Refused (`SegmentInUse`) if a range still retains an entry in it, it is the
+    /// head, or it is not the oldest segment of the log. The caller must no longer need the values in it.
+    pub async fn release_segment(&self, id: SegmentId) -> Result<()> {
+        let _g = self.lock().await;
+        self.check_poisoned()?;
+        self.release_locked(id.0).await
+    }
+
+    pub(super) async fn release_locked(&self, id: u32) -> Result<()> {
+        let metas = {
+            let c = self.core.borrow();
+            let head = c.head.as_ref().map(|h| h.seg.id.0);
+            match c.state.segments.get(&id) {
+                None => return Err(Error::InvalidArgument("segment is not in the log")),
+                Some(u)
+                    if u.live_entries > 0
+                        || Some(id) == head
+                        || c.state
+                            .segments
+                            .values()
+                            .any(|o| o.segment_seq < u.segment_seq) =>
+                {
+                    return Err(Error::SegmentInUse(id));
+                }
+                Some(_) => c.state.metas_in(id),
+            }
+        };
+        if !metas.is_empty() {
+            let n = metas.len();
+            let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
+            self.commit_until_done(t).await;
+            self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
+            let c = self.core.borrow();
+            let left = c.state.segments.get(&id).map_or(0, |u| u.meta_records);
+            debug_assert_eq!(left, 0, "{n} meta records moved");
+        }
+        let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
+        let res = store.free(nvme::SegmentId(id)).await;
+        *self.store.borrow_mut() = Some(store);
+        if let Err(e) = res {
+            self.core.borrow_mut().poisoned = true;
+            return Err(Error::from_nvme(e));
+        }
+        self.core.borrow_mut().state.segments.remove(&id);
+        self.metrics.borrow_mut().segments_freed_total += 1;
+        Ok(())
+    }
+
+    /// Frees every segment Raft no longer needs (automatic reclamation, for logs whose values
+    /// nobody points at). Returns how many were freed.
+    pub async fn reclaim(&self) -> Result<usize> {
+        let _g = self.lock().await;
+        self.check_poisoned()?;
+        self.reclaim_unneeded().await
+    }
+
+    pub(super) async fn reclaim_unneeded(&self) -> Result<usize> {
+        let ids = self.raft_unneeded_segments();
+        let mut n = 0;
+        for id in ids {
+            self.release_locked(id.0).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Closes the log and returns the device. Call it when no append is in flight (pending
+    /// records are dropped unacknowledged).
+    pub fn into_device(self) -> Result<D> {
+        let store = self.store.borrow_mut().take();
+        drop(store);
+        let Self { dev, .. } = self;
+        Rc::try_unwrap(dev).map_err(|_| Error::InvalidArgument("device handle still shared"))
+    }
+
+    /// Returns the device (for tests and tools: reading raw bytes, checking fault counts).
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// Appends a checkpoint marker with the caller's data.
+    pub async fn checkpoint(&self, data: Vec<u8>) -> Result<Appended> {
+        self.append_one(LogRecord::Checkpoint { data }).await
+    }
+
+    /// Appends the hard state of `range`.
+    pub async fn set_hard_state(&self, range: RangeId, state: HardState) -> Result<Appended> {
+        self.append_one(LogRecord::HardState { range, state }).await
+    }
+}
