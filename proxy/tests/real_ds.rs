@@ -153,3 +153,69 @@ fn benchmark_redis_benchmark_through_the_proxy_to_a_real_ds_node() {
     node.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A whole in-process cluster: the real master service, a real DS node that registers with it
+/// and is bootstrapped by it, and the proxy routing from the master's route table.
+#[test]
+fn a_real_master_ds_and_proxy_cluster_serves_redis() {
+    use std::sync::Arc;
+    let base = std::env::temp_dir().join(format!("proxy-real-cluster-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (master_addr, stop) = rt.block_on(async {
+        let cfg = master::core::MasterConfig::new(base.join("master"));
+        let (m, _) =
+            master::service::Master::open(cfg, Arc::new(master::service::SystemClock)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            m.serve(
+                listener,
+                net::transport::TransportConfig::default(),
+                64,
+                async {
+                    let _ = stopped.await;
+                },
+            )
+            .await;
+        });
+        (addr, stop)
+    });
+    let mut ds = ds_config(&base.join("ds"));
+    ds.master_addr = Some(master_addr.clone());
+    let node = ds_node::run(ds).unwrap();
+    let env = Env::start_with(1, |c| c.router.masters = vec![master_addr.clone()]);
+    let mut c = env.client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.cmd("SET warm 1");
+        if r == "+OK\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster never served: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cases = [
+        ("SET k v", "+OK\r\n"),
+        ("GET k", "$1\r\nv\r\n"),
+        ("HSET h a 1", ":1\r\n"),
+        ("HGET h a", "$1\r\n1\r\n"),
+        ("MSET a 1 b 2", "+OK\r\n"),
+        ("MGET a b k", "*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\nv\r\n"),
+        ("DBSIZE", ":5\r\n"),
+    ];
+    for (cmd, want) in cases {
+        assert_eq!(c.cmd(cmd), want, "{cmd}");
+    }
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+    let _ = stop.send(());
+    drop(rt);
+    let _ = std::fs::remove_dir_all(&base);
+}
