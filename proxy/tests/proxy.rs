@@ -789,3 +789,21 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(body.contains("proxy_connected_clients 1\n"), "{body}");
     assert!(body.contains("proxy_route_refreshes_total"));
 }
+
+#[test]
+fn a_write_with_an_unknown_outcome_is_an_error_and_a_read_is_retried() {
+    let env = Env::start_with(1, |c| {
+        c.router.transport.request_timeout = Duration::from_millis(300);
+    });
+    let mut c = env.client();
+    assert_eq!(c.cmd("SET k 1"), "+OK\r\n");
+    let shard = &env.cluster.shards[0];
+    // The shard applies the INCR but its answer is lost: never silently retried.
+    shard.swallow.store(1, Ordering::Relaxed);
+    let r = c.cmd("INCR k");
+    assert!(r.starts_with("-ERR write outcome unknown"), "{r}");
+    assert_eq!(c.cmd("GET k"), "$1\r\n2\r\n", "applied exactly once");
+    // A read whose answer is lost is retried.
+    shard.swallow.store(1, Ordering::Relaxed);
+    assert_eq!(c.cmd("GET k"), "$1\r\n2\r\n");
+}

@@ -35,6 +35,8 @@ pub struct FakeShard {
     ranges: Mutex<HashMap<RangeId, (RangeDescriptor, ModelStore)>>,
     /// Answer this many requests with `NotLeader`.
     pub fail_not_leader: AtomicU32,
+    /// Execute but never answer this many requests (a reply lost with the connection).
+    pub swallow: AtomicU32,
     pub requests: AtomicU64,
     applied: AtomicU64,
 }
@@ -73,10 +75,18 @@ impl FakeShard {
             index,
             range: desc,
         };
-        Some(Message::KvResponse(match execute(store, &op, &actx) {
+        let reply = match execute(store, &op, &actx) {
             Ok(result) => KvResponse::Ok { result },
             Err(error) => KvResponse::Err { error },
-        }))
+        };
+        if self
+            .swallow
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return None;
+        }
+        Some(Message::KvResponse(reply))
     }
 }
 
@@ -116,6 +126,7 @@ impl FakeCluster {
                 index,
                 ranges: Mutex::new(HashMap::new()),
                 fail_not_leader: AtomicU32::new(0),
+                swallow: AtomicU32::new(0),
                 requests: AtomicU64::new(0),
                 applied: AtomicU64::new(0),
             });
