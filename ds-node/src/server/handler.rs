@@ -68,7 +68,7 @@ fn not_leader(shard: &Shard, p: &Peer) -> RpcError {
         .desc
         .replicas
         .iter()
-        .find(|r| r.replica_id.0 == leader && leader != 0)
+        .find(|r| leader != 0 && r.replica_id.0 == leader)
         .and_then(|r| {
             shard
                 .replica_addr(r)
@@ -105,6 +105,11 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
                 Ok(result) => KvResponse::Ok { result },
                 Err(error) => KvResponse::Err { error },
             });
+        }
+        if !p.node.raft.commit_to_current_term() {
+            // raft-rs drops ReadIndex requests until the leader commits in its term (a few
+            // ms after election): the client retries (hint: this replica).
+            return err(not_leader(shard, p));
         }
         if p.reads.len() >= shard.cfg.max_inflight_proposals {
             shard.metrics.borrow_mut().busy_total += 1;

@@ -145,6 +145,11 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
     }
     flush_outbox(shard, &mut out);
     if works.is_empty() && records.is_empty() {
+        let mut st = shard.state.borrow_mut();
+        let ShardState { peers, engine, .. } = &mut *st;
+        for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
+            answer_reads(shard, p, engine);
+        }
         return Ok(());
     }
     if !records.is_empty() {
@@ -181,6 +186,14 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
         let keep = shard.cfg.cached_entries as u64;
         if p.node.store().len() as u64 > keep * 2 {
             p.node.mut_store().compact_to(applied.saturating_sub(keep));
+        }
+    }
+    {
+        // Reads whose index was learnt in an earlier turn may be answerable now.
+        let mut st = shard.state.borrow_mut();
+        let ShardState { peers, engine, .. } = &mut *st;
+        for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
+            answer_reads(shard, p, engine);
         }
     }
     flush_outbox(shard, &mut out);

@@ -1,0 +1,226 @@
+//! Crash: a single-replica DS node runs as a child process (this test binary re-invoked with
+//! `DS_CHILD_DIR`), takes a concurrent write load, and is killed with SIGKILL mid-load. After
+//! a restart on the same data directory every write that was acknowledged before the kill
+//! must read back (the shard log is replayed into the engine; raft re-commits the tail).
+#![allow(clippy::unwrap_used)]
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ds_node::{DsConfig, run};
+use net::message::RouteCtx;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::transport::TransportConfig;
+use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
+
+fn ctx() -> RouteCtx {
+    RouteCtx {
+        range_id: RangeId(1),
+        epoch: Epoch {
+            conf_ver: 1,
+            version: 1,
+        },
+    }
+}
+
+/// The child: runs a node until killed.
+#[test]
+fn child_process() {
+    let Ok(dir) = std::env::var("DS_CHILD_DIR") else {
+        return;
+    };
+    let port: u16 = std::env::var("DS_CHILD_PORT").unwrap().parse().unwrap();
+    let cfg = DsConfig {
+        data_dir: dir.into(),
+        shards: 1,
+        pin: false,
+        base_port: port,
+        log_file_bytes: 64 << 20,
+        segment_bytes: 4 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        ..DsConfig::default()
+    };
+    let _node = run(cfg).unwrap();
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Kills the child when dropped (also when the test panics).
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(dir: &std::path::Path, port: u16) -> Child {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("DS_CHILD_DIR", dir)
+        .env("DS_CHILD_PORT", port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(out).lines();
+    loop {
+        let l = lines.next().expect("child exited before READY").unwrap();
+        if l.contains("READY") {
+            break;
+        }
+    }
+    child
+}
+
+fn on_executor<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+async fn connect(addr: &str) -> net::glommio_transport::Client {
+    let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+    let cfg = TransportConfig {
+        request_timeout: Duration::from_secs(2),
+        ..TransportConfig::default()
+    };
+    net::glommio_transport::Client::connect(addr, hello, cfg)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn kill9_during_writes_loses_no_acknowledged_write() {
+    if std::env::var("DS_CHILD_DIR").is_ok() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("ds-kill9-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_child(&dir, port);
+    // 32 writers; the parent kills the child after a while.
+    let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
+    let killer = std::thread::spawn(move || {
+        kill_rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(800));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    let a = addr.clone();
+    let acked: Vec<String> = on_executor(move || {
+        Box::pin(async move {
+            let c = connect(&a).await;
+            let acked = Rc::new(RefCell::new(Vec::new()));
+            let mut tasks = Vec::new();
+            let start = Instant::now();
+            for w in 0..32 {
+                let (c, acked) = (c.clone(), acked.clone());
+                tasks.push(glommio::spawn_local(async move {
+                    for i in 0.. {
+                        if start.elapsed() > Duration::from_secs(20) {
+                            break;
+                        }
+                        let key = format!("w{w}-{i}");
+                        let op = KvOp::StrSet {
+                            key: Bytes::from(key.clone()),
+                            value: Bytes::from(format!("value-{key}")),
+                            expiry: Expiry::Persist {},
+                            cond: Cond::Always {},
+                            get_old: false,
+                        };
+                        match c
+                            .call(Message::KvRequest(KvRequest { ctx: ctx(), op }))
+                            .await
+                        {
+                            Ok(Message::KvResponse(KvResponse::Ok { .. })) => {
+                                acked.borrow_mut().push(key)
+                            }
+                            Ok(Message::KvResponse(KvResponse::Err {
+                                error: RpcError::NotLeader { .. },
+                            })) => glommio::timer::sleep(Duration::from_millis(5)).await,
+                            _ => break,
+                        }
+                    }
+                }));
+            }
+            kill_tx.send(()).unwrap();
+            for t in tasks {
+                t.await;
+            }
+            acked.take()
+        })
+    });
+    killer.join().unwrap();
+    assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
+    eprintln!("{} writes acknowledged before kill -9", acked.len());
+    let child = ChildGuard(spawn_child(&dir, port));
+    let n = acked.len();
+    let missing: usize = on_executor(move || {
+        Box::pin(async move {
+            let c = connect(&addr).await;
+            let mut missing = 0;
+            for key in acked {
+                let op = KvOp::StrGet {
+                    key: Bytes::from(key.clone()),
+                };
+                let mut tries = 0;
+                loop {
+                    let r = c
+                        .call(Message::KvRequest(KvRequest {
+                            ctx: ctx(),
+                            op: op.clone(),
+                        }))
+                        .await
+                        .unwrap();
+                    match r {
+                        Message::KvResponse(KvResponse::Ok {
+                            result: OpResult::Value { value },
+                        }) => {
+                            if value != Some(Bytes::from(format!("value-{key}"))) {
+                                missing += 1;
+                            }
+                            break;
+                        }
+                        Message::KvResponse(KvResponse::Err { .. }) if tries < 500 => {
+                            tries += 1;
+                            glommio::timer::sleep(Duration::from_millis(10)).await;
+                        }
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+            }
+            missing
+        })
+    });
+    drop(child);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(missing, 0, "{missing} of {n} acknowledged writes lost");
+}
