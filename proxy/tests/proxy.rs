@@ -807,3 +807,51 @@ fn a_write_with_an_unknown_outcome_is_an_error_and_a_read_is_retried() {
     shard.swallow.store(1, Ordering::Relaxed);
     assert_eq!(c.cmd("GET k"), "$1\r\n2\r\n");
 }
+
+#[test]
+fn splits_and_moves_during_a_pipelined_load_cause_no_errors() {
+    let env = Env::start(2);
+    let cluster = &env.cluster;
+    let mut c = env.client();
+    assert_eq!(c.cmd("PING"), "+PONG\r\n");
+    let rounds = 60;
+    let per_round = 500;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Split the first range repeatedly at growing slots and move halves around.
+            for i in 0..10u16 {
+                std::thread::sleep(Duration::from_millis(15));
+                let ranges = cluster.ranges();
+                let first = ranges[0].clone();
+                let at = proxy::keyspace::slot_start(500 + i * 700);
+                if first.contains(&at) && at != first.start {
+                    let new = cluster.split(first.id, at, usize::from(i % 2 == 0));
+                    if i % 3 == 0 {
+                        cluster.move_range(new, 0);
+                    }
+                }
+            }
+        });
+        for _ in 0..rounds {
+            let mut req = Vec::new();
+            for i in 0..per_round {
+                req.extend(multibulk(&[b"INCR", format!("ctr:{i}").as_bytes()]));
+            }
+            c.send(&req);
+            for _ in 0..per_round {
+                let r = c.read_reply().unwrap();
+                assert!(r.starts_with(b":"), "{}", String::from_utf8_lossy(&r));
+            }
+        }
+    });
+    // Every counter was incremented exactly once per round.
+    for i in (0..per_round).step_by(37) {
+        assert_eq!(
+            c.cmd(&format!("GET ctr:{i}")),
+            format!("$2\r\n{rounds}\r\n")
+        );
+    }
+    assert!(cluster.ranges().len() > 2);
+    let retries = env.shared.router.stats.retries.load(Ordering::Relaxed);
+    assert!(retries > 0, "the splits hit the load");
+}
