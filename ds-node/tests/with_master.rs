@@ -1,0 +1,153 @@
+//! A DS node with a real master (in-process, on tokio): the node registers its shard
+//! addresses, the master assigns the store id, the node asks for the bootstrap and creates the
+//! first range on shard 0; the range then serves writes and reads routed with the
+//! master's descriptor, and the leader's range heartbeats reach the master.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::master::core::MasterConfig;
+use ::master::service::{Master, SystemClock};
+use bytes::Bytes;
+use ds_node::{DsConfig, run};
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::message::{GetRouteTable, RouteCtx};
+use net::transport::TransportConfig;
+use net::{ClusterId, Message, NodeId};
+
+#[test]
+fn registers_bootstraps_and_serves_the_first_range() {
+    let root = std::env::temp_dir().join(format!("ds-master-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("master")).unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let mdir = root.join("master");
+    let master = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (m, _) = Master::open(MasterConfig::new(&mdir), Arc::new(SystemClock)).unwrap();
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(l.local_addr().unwrap().to_string()).unwrap();
+            m.serve(l, TransportConfig::default(), 64, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+    });
+    let maddr: String = addr_rx.recv().unwrap();
+    let node = run(DsConfig {
+        data_dir: root.join("ds"),
+        shards: 2,
+        pin: false,
+        base_port: 0,
+        master_addr: Some(maddr.clone()),
+        log_file_bytes: 64 << 20,
+        segment_bytes: 4 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        heartbeat_ms: 100,
+        io_memory_bytes: 1 << 20,
+        ..DsConfig::default()
+    })
+    .unwrap();
+    let shard0 = node.shard_addrs[0].clone();
+    let store_id = node.store_id;
+    assert_ne!(store_id, 0);
+    let ok = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(move || async move {
+            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+            let m =
+                net::glommio_transport::Client::connect(&maddr, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let table = match m
+                .call(Message::GetRouteTable(GetRouteTable { known_version: 0 }))
+                .await
+                .unwrap()
+            {
+                Message::RouteTable(t) => t,
+                other => panic!("{other:?}"),
+            };
+            let store = table
+                .stores
+                .iter()
+                .find(|s| s.store_id.0 == store_id)
+                .unwrap();
+            assert_eq!(store.shard_addrs.len(), 2);
+            let range = table.ranges.first().unwrap().clone();
+            assert_eq!(range.replicas[0].store_id.0, store_id);
+            let ctx = RouteCtx {
+                range_id: range.id,
+                epoch: range.epoch,
+            };
+            let c =
+                net::glommio_transport::Client::connect(&shard0, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let mut wrote = false;
+            for _ in 0..300 {
+                let op = KvOp::StrSet {
+                    key: Bytes::from_static(b"hello"),
+                    value: Bytes::from_static(b"world"),
+                    expiry: Expiry::Persist {},
+                    cond: Cond::Always {},
+                    get_old: false,
+                };
+                match c
+                    .call(Message::KvRequest(KvRequest { ctx, op }))
+                    .await
+                    .unwrap()
+                {
+                    Message::KvResponse(KvResponse::Ok { .. }) => {
+                        wrote = true;
+                        break;
+                    }
+                    _ => glommio::timer::sleep(Duration::from_millis(10)).await,
+                }
+            }
+            assert!(wrote);
+            let op = KvOp::StrGet {
+                key: Bytes::from_static(b"hello"),
+            };
+            let r = c
+                .call(Message::KvRequest(KvRequest { ctx, op }))
+                .await
+                .unwrap();
+            assert!(matches!(
+                r,
+                Message::KvResponse(KvResponse::Ok {
+                    result: OpResult::Value { value: Some(_) }
+                })
+            ));
+            // Range heartbeats tell the master who leads.
+            for _ in 0..100 {
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+                if let Message::RouteTable(t) = m
+                    .call(Message::GetRouteTable(GetRouteTable { known_version: 0 }))
+                    .await
+                    .unwrap()
+                {
+                    if t.ranges.first().is_some_and(|r| r.leader.is_some()) {
+                        return true;
+                    }
+                }
+            }
+            false
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(ok, "the master never learnt the leader");
+    node.shutdown().unwrap();
+    let _ = stop_tx.send(());
+    master.join().unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
