@@ -9,6 +9,8 @@ use bench_harness::runner::RunConfig;
 use bench_harness::workload::{Distribution, Workload, parse_size};
 use clap::{Args, Parser, Subcommand};
 
+mod dev;
+
 /// tierkv: a distributed key-value database that unifies a cache and a store.
 #[derive(Debug, Parser)]
 #[command(name = "tierkv", version, about, long_about = None)]
@@ -19,11 +21,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a whole cluster in this process — a master, one DS node and the Redis proxy — with
+    /// its data under one directory. Connect with any Redis client.
+    Dev(DevArgs),
     /// Run a master: cluster metadata, TSO, routes and the scheduler (`docs/guides/master.md`).
     Master(MasterArgs),
     /// Benchmark a RESP server (a tierkv proxy, redis-server, …) with YCSB workloads A–F or
     /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+struct DevArgs {
+    /// Data directory.
+    #[arg(long, default_value = "./tierkv-data")]
+    data_dir: PathBuf,
+    /// Redis port.
+    #[arg(long, default_value_t = 6379)]
+    port: u16,
+    /// DS shards (default: one per core).
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +213,13 @@ fn init_logging() {
 fn main() -> anyhow::Result<()> {
     init_logging();
     match Cli::parse().command {
+        Command::Dev(args) => dev::run(dev::DevConfig {
+            data_dir: args.data_dir,
+            port: args.port,
+            shards: args.shards.unwrap_or_else(|| {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }),
+        }),
         Command::Master(args) => master(args),
         Command::Bench(args) => bench(args),
     }

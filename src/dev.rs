@@ -1,0 +1,117 @@
+//! `tierkv dev`: a master, one DS node and the Redis proxy in one process, data under one
+//! directory. Start order: master (so the node can register), node (registers, is
+//! bootstrapped with the first range), proxy (routes from the master's table). Stop order on
+//! Ctrl-C or SIGTERM: proxy (no new commands), node (shards stop after their current turn),
+//! master.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use tokio::sync::{oneshot, watch};
+
+/// Where and how the embedded cluster runs.
+#[derive(Debug, Clone)]
+pub struct DevConfig {
+    /// Data directory (`master/` and `ds/` inside it).
+    pub data_dir: PathBuf,
+    /// Redis port of the proxy.
+    pub port: u16,
+    /// DS shards (one executor per shard).
+    pub shards: usize,
+}
+
+/// Runs the embedded cluster until Ctrl-C / SIGTERM.
+pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
+    let redis_addr = format!("127.0.0.1:{}", cfg.port);
+    // Claim the Redis port first so a clash is reported before anything else starts.
+    let std_listener = std::net::TcpListener::bind(&redis_addr).map_err(|e| {
+        anyhow::anyhow!(
+            "port {} is not available ({e}); is another Redis or tierkv running? Choose one with --port",
+            cfg.port
+        )
+    })?;
+    std_listener.set_nonblocking(true)?;
+    std::fs::create_dir_all(&cfg.data_dir)
+        .with_context(|| format!("create {}", cfg.data_dir.display()))?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start tokio")?;
+    rt.block_on(async move {
+        // 1. Master, on ephemeral ports, one replica per range (there is one node).
+        let mut mcfg = master::config::ServerConfig::parse("").context("master defaults")?;
+        mcfg.master.data_dir = cfg.data_dir.join("master");
+        mcfg.master.cluster.replication_factor = 1;
+        mcfg.listen = "127.0.0.1:0".into();
+        mcfg.admin_listen = Some("127.0.0.1:0".into());
+        let (stop_master, master_stop_rx) = watch::channel(false);
+        let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, Option<SocketAddr>)>();
+        let master_task = tokio::spawn(master::run::run(
+            mcfg,
+            Arc::new(master::service::SystemClock),
+            wait_for(master_stop_rx),
+            move |rpc, admin| {
+                let _ = ready_tx.send((rpc, admin));
+            },
+        ));
+        let Ok((master_addr, admin_addr)) = ready_rx.await else {
+            let err = master_task.await.context("master task")?;
+            bail!("master did not start: {err:?}");
+        };
+
+        // 2. The DS node: registers with the master, which bootstraps the first range on it.
+        let mut dcfg = ds_node::config::DsConfig::default();
+        dcfg.data_dir = cfg.data_dir.join("ds");
+        dcfg.shards = cfg.shards;
+        dcfg.base_port = 0;
+        dcfg.master_addr = Some(master_addr.to_string());
+        dcfg.log_file_bytes = 512 << 20;
+        let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
+            .await
+            .context("start DS node")??;
+
+        // 3. The proxy on the Redis port.
+        let mut pcfg = proxy::server::ProxyConfig::default();
+        pcfg.listen = redis_addr.clone();
+        pcfg.router.masters = vec![master_addr.to_string()];
+        let shared = proxy::server::Shared::new(pcfg);
+        let listener = tokio::net::TcpListener::from_std(std_listener)?;
+        let (stop_proxy, proxy_stop_rx) = watch::channel(false);
+        let proxy_task = tokio::spawn(proxy::server::serve(
+            listener,
+            shared,
+            wait_for(proxy_stop_rx),
+        ));
+
+        println!("tierkv dev is running (data in {})", cfg.data_dir.display());
+        println!("  Redis:   redis-cli -p {}", cfg.port);
+        println!("  shards:  {}", node.shard_addrs.join(", "));
+        println!("  master:  {master_addr}");
+        if let Some(a) = admin_addr {
+            println!("  admin:   http://{a}/status  (/stores, /ranges, /metrics)");
+        }
+        println!("Ctrl-C stops it; starting it again keeps every key.");
+
+        master::run::shutdown_signal().await;
+        eprintln!("stopping: proxy, DS node, master");
+        let _ = stop_proxy.send(true);
+        let _ = proxy_task.await;
+        tokio::task::spawn_blocking(move || node.shutdown())
+            .await
+            .context("stop DS node")??;
+        let _ = stop_master.send(true);
+        master_task
+            .await
+            .context("master task")?
+            .context("master")?;
+        anyhow::Ok(())
+    })
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
