@@ -64,19 +64,23 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         };
 
         // 2. The DS node: registers with the master, which bootstraps the first range on it.
-        let mut dcfg = ds_node::config::DsConfig::default();
-        dcfg.data_dir = cfg.data_dir.join("ds");
-        dcfg.shards = cfg.shards;
-        dcfg.base_port = 0;
-        dcfg.master_addr = Some(master_addr.to_string());
-        dcfg.log_file_bytes = 512 << 20;
+        let dcfg = ds_node::config::DsConfig {
+            data_dir: cfg.data_dir.join("ds"),
+            shards: cfg.shards,
+            base_port: 0,
+            master_addr: Some(master_addr.to_string()),
+            log_file_bytes: 512 << 20,
+            ..Default::default()
+        };
         let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
             .await
             .context("start DS node")??;
 
         // 3. The proxy on the Redis port.
-        let mut pcfg = proxy::server::ProxyConfig::default();
-        pcfg.listen = redis_addr.clone();
+        let mut pcfg = proxy::server::ProxyConfig {
+            listen: redis_addr.clone(),
+            ..Default::default()
+        };
         pcfg.router.masters = vec![master_addr.to_string()];
         let shared = proxy::server::Shared::new(pcfg);
         let listener = tokio::net::TcpListener::from_std(std_listener)?;

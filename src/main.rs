@@ -210,9 +210,20 @@ fn init_logging() {
         .try_init();
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     init_logging();
-    match Cli::parse().command {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole chain of causes, no backtrace: this is for users.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Dev(args) => dev::run(dev::DevConfig {
             data_dir: args.data_dir,
             port: args.port,
