@@ -1,15 +1,20 @@
 //! Talking to the master: bootstrap of the first range, store heartbeats (shard 0) and range
-//! heartbeats for every range this shard leads. Operators returned by the master are logged
-//! and not executed yet (see `docs/guides/ds-node.md`).
+//! heartbeats for every range this shard leads, and the operators the master returns:
+//! transfer leader, add learner / promote / remove (proposed as Raft conf changes). Split is
+//! not executed yet, and a learner added on another store cannot start there yet (that needs
+//! snapshots): see `docs/guides/ds-node.md`.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use net::Message;
+use net::message::Operator;
 use net::message::{
     Bootstrap, RangeHeartbeat, RangeStats, ShardStats, StoreHeartbeat, StoreInfo, StoreStats,
 };
 use net::{ReplicaId, ShardId, StoreId};
+
+use raft::eraftpb::{ConfChange, ConfChangeType};
 
 use crate::server::Shard;
 
@@ -89,7 +94,7 @@ pub async fn run(shard: Rc<Shard>) {
             match shard.pool.call(&m, Message::RangeHeartbeat(hb)).await {
                 Ok(Message::RangeHeartbeatResp(r)) => {
                     if let Some(op) = r.operator {
-                        tracing::warn!(range = %id, ?op, "master operator not executed (not built yet)");
+                        execute_operator(&shard, id.0, op);
                     }
                 }
                 Ok(_) => {}
@@ -125,4 +130,56 @@ fn store_heartbeat(shard: &Shard) -> StoreHeartbeat {
             ..StoreStats::default()
         },
     }
+}
+
+/// Executes a master operator on a range this shard leads (best effort: the master re-sends
+/// operators that did not take effect).
+pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
+    let mut st = shard.state.borrow_mut();
+    let Some(p) = st.peers.get_mut(&range) else {
+        return;
+    };
+    if !p.is_leader() {
+        return;
+    }
+    let change = |t: ConfChangeType, id: u64, context: Vec<u8>| ConfChange {
+        change_type: t,
+        node_id: id,
+        context: context.into(),
+        ..ConfChange::default()
+    };
+    let cc = match op {
+        Operator::TransferLeader { to_replica } => {
+            tracing::info!(range, to = %to_replica, "transferring leadership");
+            p.node.transfer_leader(to_replica.0);
+            drop(st);
+            shard.wake.notify();
+            return;
+        }
+        Operator::AddLearner {
+            store,
+            shard: s,
+            replica_id,
+        } => {
+            let mut ctx = store.0.to_le_bytes().to_vec();
+            ctx.extend_from_slice(&s.0.to_le_bytes());
+            change(ConfChangeType::AddLearnerNode, replica_id.0, ctx)
+        }
+        Operator::PromoteLearner { replica_id } => {
+            change(ConfChangeType::AddNode, replica_id.0, Vec::new())
+        }
+        Operator::RemoveReplica { replica_id } => {
+            change(ConfChangeType::RemoveNode, replica_id.0, Vec::new())
+        }
+        Operator::Split { .. } => {
+            tracing::warn!(range, "split operator not executed (not built yet)");
+            return;
+        }
+    };
+    tracing::info!(range, ?cc, "proposing membership change");
+    if let Err(e) = p.node.propose_conf_change(Vec::new(), cc) {
+        tracing::info!(range, "membership change not proposed: {e}");
+    }
+    drop(st);
+    shard.wake.notify();
 }
