@@ -241,3 +241,54 @@ fn corrupted_raft_messages_and_frames_are_rejected_and_the_node_keeps_serving() 
     node.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// TTL: the leader finds expired keys on its ticks (bounded scan per tick) and proposes their
+/// deletion; the deletes apply (counted), and keys without expiry stay.
+#[test]
+fn leader_deletes_expired_keys_in_the_background() {
+    let dir = std::env::temp_dir().join(format!("ds-ttl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut c = cfg(&dir);
+    c.shards = 1;
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    with_client(addr, |c| {
+        Box::pin(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+            for i in 0..20 {
+                let op = KvOp::StrSet {
+                    key: Bytes::from(format!("t{i}")),
+                    value: Bytes::from_static(b"x"),
+                    expiry: Expiry::At { at_ms: now + 100 },
+                    cond: Cond::Always {},
+                    get_old: false,
+                };
+                assert!(matches!(call(&c, ctx(), op).await, KvResponse::Ok { .. }));
+            }
+            assert!(matches!(
+                call(&c, ctx(), set("keep", "1")).await,
+                KvResponse::Ok { .. }
+            ));
+            glommio::timer::sleep(std::time::Duration::from_millis(700)).await;
+            assert_eq!(value(call(&c, ctx(), get("t3")).await), None);
+            assert_eq!(
+                value(call(&c, ctx(), get("keep")).await),
+                Some(Bytes::from("1"))
+            );
+        })
+    });
+    let mut deleted = 0;
+    for _ in 0..50 {
+        deleted = node.metrics().expired_deleted_total;
+        if deleted >= 20 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(deleted, 20);
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! proposal:   version u8 (=1) | now_ms u64 LE | KvOp (net wire encoding)
+//! TTL sweep:  version u8 (=2) | now_ms u64 LE | count u32 LE | (len u32 LE | key)*
 //! range meta: version u8 (=1) | RangeDescriptor (net wire encoding)
 //! ```
 //! Decoders return `None` on bad bytes and never panic.
@@ -15,6 +16,39 @@ use net::message::kv::KvOp;
 
 const PROPOSAL_V1: u8 = 1;
 const META_V1: u8 = 1;
+const SWEEP_V1: u8 = 2;
+
+/// Encodes a TTL sweep: delete each internal key that is expired at `now_ms` when applied.
+pub fn encode_sweep(now_ms: u64, keys: &[Bytes]) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(16 + keys.iter().map(|k| k.len() + 4).sum::<usize>());
+    b.put_u8(SWEEP_V1);
+    b.put_u64_le(now_ms);
+    b.put_u32_le(keys.len() as u32);
+    for k in keys {
+        b.put_u32_le(k.len() as u32);
+        b.put_slice(k);
+    }
+    b.to_vec()
+}
+
+/// Decodes [`encode_sweep`]'s bytes into `(now_ms, keys)`.
+pub fn decode_sweep(data: &[u8]) -> Option<(u64, Vec<Bytes>)> {
+    let (&v, rest) = data.split_first()?;
+    if v != SWEEP_V1 {
+        return None;
+    }
+    let now_ms = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?);
+    let n = u32::from_le_bytes(rest.get(8..12)?.try_into().ok()?) as usize;
+    let mut at = 12;
+    let mut keys = Vec::with_capacity(n.min(4096));
+    for _ in 0..n {
+        let len = u32::from_le_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize;
+        at += 4;
+        keys.push(Bytes::copy_from_slice(rest.get(at..at.checked_add(len)?)?));
+        at += len;
+    }
+    (at == rest.len()).then_some((now_ms, keys))
+}
 
 /// Encodes a client operation proposed at the leader's `now_ms`.
 pub fn encode_proposal(now_ms: u64, op: &KvOp) -> Vec<u8> {
@@ -77,5 +111,10 @@ mod tests {
         };
         assert_eq!(decode_meta(&encode_meta(&d)), Some(d));
         assert_eq!(decode_meta(&[2, 3]), None);
+        let keys = vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")];
+        let sw = encode_sweep(9, &keys);
+        assert_eq!(decode_sweep(&sw), Some((9, keys)));
+        assert_eq!(decode_sweep(&sw[..sw.len() - 1]), None);
+        assert_eq!(decode_proposal(&sw), None);
     }
 }

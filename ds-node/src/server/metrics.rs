@@ -23,6 +23,8 @@ pub struct ShardMetrics {
     pub leader_changes_total: u64,
     /// Group commits (`ds_log_flushes_total`).
     pub flushes_total: u64,
+    /// Expired keys deleted by TTL sweeps (`ds_ttl_deleted_total`).
+    pub expired_deleted_total: u64,
     /// Propose → apply latency, µs.
     pub propose_apply_us: Histogram<u64>,
     /// ReadIndex read latency, µs.
@@ -49,6 +51,7 @@ impl Default for ShardMetrics {
             bad_raft_messages_total: 0,
             leader_changes_total: 0,
             flushes_total: 0,
+            expired_deleted_total: 0,
             propose_apply_us: hist(),
             read_index_us: hist(),
             flush_us: hist(),
@@ -74,6 +77,7 @@ impl ShardMetrics {
         self.bad_raft_messages_total += o.bad_raft_messages_total;
         self.leader_changes_total += o.leader_changes_total;
         self.flushes_total += o.flushes_total;
+        self.expired_deleted_total += o.expired_deleted_total;
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);
         let _ = self.flush_us.add(&o.flush_us);
@@ -92,7 +96,7 @@ impl ShardMetrics {
         };
         format!(
             "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
-             bad_raft={} leader_changes={} flushes={} propose_apply_us={} flush_us={} \
+             bad_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
              records_per_flush(mean)={:.1}",
             self.proposals_total,
             self.applied_total,
@@ -103,6 +107,7 @@ impl ShardMetrics {
             self.bad_raft_messages_total,
             self.leader_changes_total,
             self.flushes_total,
+            self.expired_deleted_total,
             q(&self.propose_apply_us),
             q(&self.flush_us),
             self.flush_batch_records.mean()

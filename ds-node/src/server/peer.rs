@@ -54,6 +54,10 @@ pub struct Peer {
     pub next_read: u64,
     /// The role after the last ready (to count leader changes).
     pub last_role: StateRole,
+    /// Where the next TTL sweep starts (empty: the range's start).
+    pub sweep_cursor: bytes::Bytes,
+    /// Log index of the last sweep proposed; no new sweep until it applied.
+    pub sweep_in_flight: u64,
 }
 
 impl std::fmt::Debug for Peer {

@@ -23,7 +23,8 @@ use super::metrics::ShardMetrics;
 use super::peer::Peer;
 use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_change};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{decode_proposal, encode_meta};
+use crate::range::codec::{decode_proposal, decode_sweep, encode_meta, encode_sweep};
+use crate::range::store::KvStore;
 
 type Outbox = HashMap<String, Vec<RaftEnvelope>>;
 
@@ -42,6 +43,7 @@ pub async fn run(shard: Rc<Shard>) {
             for p in st.peers.values_mut() {
                 p.node.tick();
             }
+            sweep_expired(&shard, &mut st);
         }
         if let Err(e) = turn(&shard).await {
             tracing::error!("shard {} ready loop stopped: {e:#}", shard.index);
@@ -297,6 +299,10 @@ fn apply_entries(
                         Ok(result) => KvResponse::Ok { result },
                         Err(error) => KvResponse::Err { error },
                     })
+                } else if let Some((now, keys)) = decode_sweep(&e.data) {
+                    let n = apply_sweep(engine, now, &keys);
+                    shard.metrics.borrow_mut().expired_deleted_total += n;
+                    None
                 } else {
                     tracing::error!(range, index = e.index, "undecodable entry skipped");
                     None
@@ -386,3 +392,60 @@ fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
 
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Deletes each key that is expired at `now_ms` (the proposing leader's clock, so every
+/// replica decides the same); returns how many were deleted.
+pub fn apply_sweep<S: KvStore>(store: &mut S, now_ms: u64, keys: &[bytes::Bytes]) -> u64 {
+    let mut n = 0;
+    for k in keys {
+        if store.get(k).is_some_and(|e| e.is_expired(now_ms)) && store.delete(k) {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// Most entries a leader examines per range and tick for expired keys.
+pub const SWEEP_SCAN_PER_TICK: usize = 256;
+
+/// On a tick: every leader looks at the next [`SWEEP_SCAN_PER_TICK`] entries of its range
+/// and proposes the deletion of the expired ones (bounded work per tick).
+fn sweep_expired(shard: &Shard, st: &mut ShardState) {
+    let now = super::shard::now_ms();
+    let ShardState { peers, engine, .. } = st;
+    for p in peers.values_mut() {
+        if !p.is_leader() || p.sweep_in_flight > p.applied() {
+            continue;
+        }
+        let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc.start {
+            p.desc.start.clone()
+        } else {
+            p.sweep_cursor.clone()
+        };
+        let end = (!p.desc.end.is_empty()).then_some(&p.desc.end[..]);
+        let got = engine.scan(&start, end, SWEEP_SCAN_PER_TICK, false);
+        p.sweep_cursor = match got.last() {
+            Some((k, _)) if got.len() == SWEEP_SCAN_PER_TICK => {
+                let mut next = k.to_vec();
+                next.push(0);
+                next.into()
+            }
+            _ => bytes::Bytes::new(),
+        };
+        let expired: Vec<bytes::Bytes> = got
+            .into_iter()
+            .filter(|(_, e)| e.is_expired(now))
+            .map(|(k, _)| k)
+            .collect();
+        if expired.is_empty() {
+            continue;
+        }
+        if p.node
+            .propose(Vec::new(), encode_sweep(now, &expired))
+            .is_ok()
+        {
+            p.sweep_in_flight = p.node.raft.raft_log.last_index();
+            shard.wake.notify();
+        }
+    }
+}

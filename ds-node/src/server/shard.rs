@@ -254,6 +254,9 @@ impl Shard {
         match entry_type_of(e.entry_type) {
             EntryType::EntryNormal => {
                 let Some((now, op)) = decode_proposal(&e.payload) else {
+                    if let Some((now, keys)) = crate::range::codec::decode_sweep(&e.payload) {
+                        super::ready::apply_sweep(&mut st.engine, now, &keys);
+                    }
                     return;
                 };
                 st.engine
@@ -321,6 +324,8 @@ impl Shard {
             reads: BTreeMap::new(),
             next_read: 1,
             last_role: StateRole::Follower,
+            sweep_cursor: bytes::Bytes::new(),
+            sweep_in_flight: 0,
         };
         self.state.borrow_mut().peers.insert(peer.desc.id.0, peer);
         Ok(())
