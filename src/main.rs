@@ -26,6 +26,11 @@ enum Command {
     Dev(DevArgs),
     /// Run a master: cluster metadata, TSO, routes and the scheduler (`docs/guides/master.md`).
     Master(MasterArgs),
+    /// Run a storage (DS) node: one shard per core, each with its own port, Raft groups,
+    /// shard log and Masstree (`docs/guides/ds-node.md`).
+    Ds(DsArgs),
+    /// Run a Redis proxy in front of the cluster (`docs/guides/proxy.md`).
+    Proxy(ProxyArgs),
     /// Benchmark a RESP server (a tierkv proxy, redis-server, …) with YCSB workloads A–F or
     /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
     Bench(BenchArgs),
@@ -61,6 +66,58 @@ struct MasterArgs {
     /// Overrides `admin-listen` (the HTTP admin address; "" disables it).
     #[arg(long)]
     admin_listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct DsArgs {
+    /// TOML config file (every key optional; defaults in `docs/config/ds.toml`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load and check the config, print it, and exit.
+    #[arg(long)]
+    config_check: bool,
+    /// Overrides `data-dir`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Overrides `master-addr`.
+    #[arg(long)]
+    master: Option<String>,
+    /// Overrides `base-port` (shard i listens on base-port + i; 0 picks free ports).
+    #[arg(long)]
+    base_port: Option<u16>,
+    /// Overrides `shards`.
+    #[arg(long)]
+    shards: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct ProxyArgs {
+    /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`
+    /// (`docs/config/proxy.toml`).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Load and check the config, print it, and exit.
+    #[arg(long)]
+    config_check: bool,
+    /// Overrides `listen` (the Redis address).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Overrides `masters` (repeat for several).
+    #[arg(long)]
+    master: Vec<String>,
+    /// Overrides `requirepass`.
+    #[arg(long)]
+    requirepass: Option<String>,
+}
+
+/// The keys of `proxy.toml`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", default, deny_unknown_fields)]
+struct ProxyFile {
+    listen: Option<String>,
+    masters: Vec<String>,
+    requirepass: Option<String>,
+    max_clients: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +257,93 @@ fn master(args: MasterArgs) -> anyhow::Result<()> {
     .context("run master")
 }
 
+fn ds(args: DsArgs) -> anyhow::Result<()> {
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            ds_node::config::DsConfig::from_toml(&text)
+                .with_context(|| format!("parse {}", path.display()))?
+        }
+        None => ds_node::config::DsConfig::default(),
+    };
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(m) = args.master {
+        cfg.master_addr = Some(m);
+    }
+    if let Some(p) = args.base_port {
+        cfg.base_port = p;
+    }
+    if let Some(n) = args.shards {
+        cfg.shards = n;
+    }
+    cfg.validate()?;
+    if args.config_check {
+        println!("{cfg:#?}");
+        return Ok(());
+    }
+    let node = ds_node::node::run(cfg).context("start DS node")?;
+    println!(
+        "DS node (store {}) shards: {}",
+        node.store_id,
+        node.shard_addrs.join(", ")
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start signal runtime")?;
+    rt.block_on(master::run::shutdown_signal());
+    eprintln!("stopping DS node");
+    node.shutdown()
+}
+
+fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
+    let file: ProxyFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parse {}", path.display()))?
+        }
+        None => ProxyFile::default(),
+    };
+    let mut cfg = proxy::server::ProxyConfig::default();
+    if let Some(l) = args.listen.or(file.listen) {
+        cfg.listen = l;
+    }
+    cfg.requirepass = args.requirepass.or(file.requirepass);
+    if let Some(n) = file.max_clients {
+        cfg.max_clients = n;
+    }
+    cfg.router.masters = if args.master.is_empty() {
+        file.masters
+    } else {
+        args.master
+    };
+    if cfg.router.masters.is_empty() {
+        anyhow::bail!("no master address: pass --master HOST:PORT or set `masters` in the config");
+    }
+    if args.config_check {
+        println!("{cfg:#?}");
+        return Ok(());
+    }
+    let rt = tokio::runtime::Runtime::new().context("start tokio")?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("bind {}", cfg.listen))?;
+        println!(
+            "proxy listening on {} (masters: {})",
+            cfg.listen,
+            cfg.router.masters.join(", ")
+        );
+        let shared = proxy::server::Shared::new(cfg);
+        proxy::server::serve(listener, shared, master::run::shutdown_signal()).await;
+        anyhow::Ok(())
+    })
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -232,6 +376,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }),
         }),
         Command::Master(args) => master(args),
+        Command::Ds(args) => ds(args),
+        Command::Proxy(args) => proxy(args),
         Command::Bench(args) => bench(args),
     }
 }

@@ -70,8 +70,14 @@ fn interrupt_and_wait(mut child: Child) {
 }
 
 fn cluster_id(status: &str) -> u64 {
-    let at = status.find("\"cluster_id\":").expect("status names the cluster") + 13;
-    let digits: String = status[at..].chars().take_while(char::is_ascii_digit).collect();
+    let at = status
+        .find("\"cluster_id\":")
+        .expect("status names the cluster")
+        + 13;
+    let digits: String = status[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
     digits.parse().unwrap()
 }
 
