@@ -76,6 +76,8 @@ pub struct DsConfig {
     pub heartbeat_ms: u64,
     /// Registered I/O memory per executor, bytes. Default 8 MiB.
     pub io_memory_bytes: usize,
+    /// `host:port` of the admin endpoint (`GET /metrics`); none = off. Default none.
+    pub admin_addr: Option<String>,
 }
 
 impl Default for DsConfig {
@@ -102,6 +104,7 @@ impl Default for DsConfig {
             max_connections: 1024,
             heartbeat_ms: 1000,
             io_memory_bytes: 8 << 20,
+            admin_addr: None,
         }
     }
 }

@@ -12,7 +12,7 @@
 //!   request handling.
 //! - [`worker`]: master heartbeats and bootstrap.
 //! - [`core`]: glommio glue (the only module naming glommio).
-//! - [`config`], [`node`]: settings and [`run`].
+//! - [`config`], [`node`]: settings and [`run`]; [`admin`]: `GET /metrics`.
 //!
 //! Dependencies: `net`, `engines`, `nvme`. This crate must never depend on tokio.
 //! Threading: a range belongs to one shard; shards share nothing mutable (each talks to peers
@@ -21,6 +21,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod config;
 pub mod core;
 pub mod keyspace;

@@ -21,8 +21,11 @@ pub struct NodeHandle {
     pub store_id: u64,
     /// `host:port` of each shard.
     pub shard_addrs: Vec<String>,
+    /// Bound address of the admin endpoint, if enabled.
+    pub admin_addr: Option<std::net::SocketAddr>,
     stop: Arc<AtomicBool>,
     threads: Vec<ShardThread>,
+    admin: Option<std::thread::JoinHandle<()>>,
     metrics: Vec<Arc<Mutex<Option<ShardMetrics>>>>,
 }
 
@@ -33,20 +36,16 @@ impl NodeHandle {
         for t in self.threads {
             t.join()?;
         }
+        if let Some(a) = self.admin {
+            a.thread().unpark();
+            let _ = a.join();
+        }
         Ok(())
     }
 
     /// The shards' counters and histograms (published about every 200 ms), merged.
     pub fn metrics(&self) -> ShardMetrics {
-        let mut all = ShardMetrics::default();
-        for m in &self.metrics {
-            if let Ok(g) = m.lock() {
-                if let Some(s) = g.as_ref() {
-                    all.merge(s);
-                }
-            }
-        }
-        all
+        crate::admin::merged(&self.metrics)
     }
 }
 
@@ -151,11 +150,25 @@ pub fn run(cfg: DsConfig) -> anyhow::Result<NodeHandle> {
             .recv_timeout(Duration::from_secs(120))
             .map_err(|_| anyhow::anyhow!("a shard did not start"))??;
     }
+    let (admin, admin_addr) = match &cfg.admin_addr {
+        Some(a) => {
+            let l = std::net::TcpListener::bind(a)?;
+            let bound = l.local_addr()?;
+            let (published, stop) = (metrics.clone(), stop.clone());
+            let h = std::thread::Builder::new()
+                .name("ds-admin".into())
+                .spawn(move || crate::admin::serve(l, published, stop))?;
+            (Some(h), Some(bound))
+        }
+        None => (None, None),
+    };
     Ok(NodeHandle {
         store_id,
         shard_addrs,
+        admin_addr,
         stop,
         threads,
+        admin,
         metrics,
     })
 }

@@ -23,6 +23,7 @@ fn cfg(dir: &std::path::Path) -> DsConfig {
         zero_log_file: false,
         tick_ms: 10,
         io_memory_bytes: 1 << 20,
+        admin_addr: Some("127.0.0.1:0".into()),
         ..DsConfig::default()
     }
 }
@@ -167,6 +168,19 @@ fn single_replica_writes_reads_routing_errors_and_restart() {
     });
     let m = node.metrics();
     eprintln!("metrics: {}", m.summary());
+    // The admin endpoint serves the same figures in the Prometheus text format.
+    {
+        use std::io::{Read, Write};
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let mut s = std::net::TcpStream::connect(node.admin_addr.unwrap()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut body = String::new();
+        s.read_to_string(&mut body).unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        assert!(body.contains("ds_raft_proposals_total 264"), "{body}");
+        assert!(body.contains("ds_raft_propose_apply_seconds{quantile=\"0.99\"}"));
+    }
     node.shutdown().unwrap();
     // Restart: the shard log is replayed into the engine.
     let mut c2 = cfg(&dir);
