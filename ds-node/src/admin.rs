@@ -51,6 +51,7 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_raft_leader_changes_total", m.leader_changes_total),
         ("ds_log_flushes_total", m.flushes_total),
         ("ds_ttl_deleted_total", m.expired_deleted_total),
+        ("ds_raft_log_fetches_total", m.log_fetches_total),
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }

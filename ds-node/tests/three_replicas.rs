@@ -1,7 +1,8 @@
 //! Three DS nodes in one process, one range with three voters (static initial
 //! configuration, no master): writes replicate through RaftBatch messages over net; stopping
 //! the leader's node elects a new leader that still has every acknowledged write; the
-//! stopped node restarts from its shard log and catches up.
+//! stopped node restarts from its shard log and catches up (from entries the leader fetches
+//! back from its shard log: the Raft cache keeps only 8-16 entries here).
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -45,6 +46,9 @@ fn node_cfg(root: &std::path::Path, id: u64, ports: &[u16]) -> DsConfig {
         zero_log_file: false,
         tick_ms: 20,
         io_memory_bytes: 1 << 20,
+        // A tiny Raft cache: the restarted node lags by more than it, so the leader must
+        // fetch older entries from its shard log asynchronously.
+        cached_entries: 8,
         initial_replicas: (1..=3)
             .map(|i| InitialReplica {
                 replica_id: i,
@@ -178,12 +182,31 @@ fn three_replicas_replicate_fail_over_and_catch_up() {
             must_read_all(&a, 150).await;
         })
     });
+    // The restarted node applied the 50 writes it missed (plus what it had not seen
+    // committed), and some leader fetched entries back from its shard log.
     let mut applied = Vec::new();
-    std::thread::sleep(Duration::from_millis(500));
+    let mut fetches = 0;
+    for _ in 0..100 {
+        std::thread::sleep(Duration::from_millis(100));
+        applied = nodes
+            .iter()
+            .flatten()
+            .map(|n| n.metrics().applied_total)
+            .collect();
+        fetches = nodes
+            .iter()
+            .flatten()
+            .map(|n| n.metrics().log_fetches_total)
+            .sum::<u64>();
+        if applied[li] >= 50 && fetches > 0 {
+            break;
+        }
+    }
+    eprintln!("applied per node (since its last start): {applied:?}; log fetches {fetches}");
+    assert!(applied[li] >= 50, "restarted node applied {}", applied[li]);
+    assert!(fetches > 0, "no entry was fetched back from a shard log");
     for n in nodes.into_iter().flatten() {
-        applied.push(n.metrics().applied_total);
         n.shutdown().unwrap();
     }
-    eprintln!("applied per node (since its last start): {applied:?}");
     let _ = std::fs::remove_dir_all(&root);
 }

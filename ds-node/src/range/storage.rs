@@ -1,17 +1,39 @@
 //! [`RaftLogCache`]: raft-rs `Storage` for one range, answered from memory.
 //!
 //! The durable copy of every entry and hard state is in the shard log (`engines::vlog`); the
-//! shard's ready loop appends there first (one group commit for all ranges) and then mirrors
-//! the same entries here, so raft-rs never waits on I/O. Entries below `first` were compacted
-//! out of the cache (they stay in the shard log, which recovery replays); raft-rs asks for them
-//! only to catch up a far-behind follower, which needs a snapshot (not built yet: such a
-//! request gets `SnapshotTemporarilyUnavailable`).
+//! shard's ready loop mirrors the same entries here, so raft-rs never waits on I/O. Entries
+//! below the cache were compacted out of memory but stay in the shard log (it is not compacted
+//! in this wave): their terms come from the log's in-memory index, and their bytes are fetched
+//! asynchronously — `entries` answers `LogTemporarilyUnavailable` and queues a
+//! [`FetchRequest`]; the ready loop reads them from the log, parks them in `fetched` and calls
+//! `RawNode::on_entries_fetched`, after which raft-rs asks again and gets them.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
 
+/// Terms of entries below the cache (the shard log's index answers synchronously).
+pub type TermLookup = Rc<dyn Fn(u64) -> Option<u64>>;
+
+/// Entries raft-rs asked for that must be read from the shard log: `[low, high)`.
+#[derive(Debug)]
+pub struct FetchRequest {
+    /// First index.
+    pub low: u64,
+    /// End (exclusive).
+    pub high: u64,
+    /// raft-rs's context, handed back with `on_entries_fetched`.
+    pub context: GetEntriesContext,
+}
+
+/// Most entries fetched from the shard log per request.
+pub const FETCH_MAX: u64 = 256;
+
 /// The in-memory Raft log of one range.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct RaftLogCache {
     hard: HardState,
     conf: ConfState,
@@ -19,6 +41,24 @@ pub struct RaftLogCache {
     offset_index: u64,
     offset_term: u64,
     entries: Vec<Entry>,
+    /// First index the shard log retains (0: nothing below the cache).
+    log_first: u64,
+    /// Terms below the cache.
+    terms: Option<TermLookup>,
+    /// Entries read back from the shard log, waiting for raft-rs to ask again.
+    pub fetched: RefCell<BTreeMap<u64, Entry>>,
+    /// Fetches raft-rs is waiting for.
+    pub fetches: RefCell<Vec<FetchRequest>>,
+}
+
+impl std::fmt::Debug for RaftLogCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftLogCache")
+            .field("offset_index", &self.offset_index)
+            .field("entries", &self.entries.len())
+            .field("log_first", &self.log_first)
+            .finish_non_exhaustive()
+    }
 }
 
 impl RaftLogCache {
@@ -30,7 +70,16 @@ impl RaftLogCache {
             offset_index: index,
             offset_term: term,
             entries: Vec::new(),
+            ..Self::default()
         }
+    }
+
+    /// Lets the cache answer for entries below it from the shard log, which retains
+    /// `log_first..`.
+    pub fn with_log(mut self, log_first: u64, terms: TermLookup) -> Self {
+        self.log_first = log_first;
+        self.terms = Some(terms);
+        self
     }
 
     /// Sets the hard state (after it is durable).
@@ -101,10 +150,39 @@ impl Storage for RaftLogCache {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         if low <= self.offset_index {
-            return Err(raft::Error::Store(StorageError::Compacted));
+            if self.log_first == 0 || low < self.log_first {
+                return Err(raft::Error::Store(StorageError::Compacted));
+            }
+            // Below the cache: from what was fetched, or fetch it.
+            let fetched = self.fetched.borrow();
+            let mut out = Vec::new();
+            let mut i = low;
+            while i < high && i <= self.offset_index {
+                match fetched.get(&i) {
+                    Some(e) => out.push(e.clone()),
+                    None => break,
+                }
+                i += 1;
+            }
+            drop(fetched);
+            if out.is_empty() {
+                if !context.can_async() {
+                    return Err(raft::Error::Store(StorageError::Unavailable));
+                }
+                let hi = high.min(self.offset_index + 1).min(low + FETCH_MAX);
+                self.fetches.borrow_mut().push(FetchRequest {
+                    low,
+                    high: hi,
+                    context,
+                });
+                return Err(raft::Error::Store(StorageError::LogTemporarilyUnavailable));
+            }
+            self.fetched.borrow_mut().retain(|&k, _| k >= i);
+            raft::util::limit_size(&mut out, max_size.into());
+            return Ok(out);
         }
         if high > self.last() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
@@ -121,6 +199,11 @@ impl Storage for RaftLogCache {
             return Ok(self.offset_term);
         }
         if idx < self.offset_index {
+            if idx >= self.log_first && self.log_first != 0 {
+                if let Some(t) = self.terms.as_ref().and_then(|f| f(idx)) {
+                    return Ok(t);
+                }
+            }
             return Err(raft::Error::Store(StorageError::Compacted));
         }
         if idx > self.last() {
@@ -130,6 +213,9 @@ impl Storage for RaftLogCache {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
+        if self.log_first != 0 && self.log_first <= self.offset_index {
+            return Ok(self.log_first);
+        }
         Ok(self.offset_index + 1)
     }
 

@@ -52,7 +52,7 @@ pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
         Message::KvRequest(req) => kv(shard, req),
         Message::RaftBatch(b) => {
             raft_batch(shard, b);
-            Handled::Now(None)
+            Handled::Now(Some(Message::Pong(Pong { nonce: 0 })))
         }
         Message::Ping(p) => Handled::Now(Some(Message::Pong(Pong { nonce: p.nonce }))),
         other => Handled::Now(Some(Message::Error(RpcError::BadRequest {

@@ -25,6 +25,8 @@ pub struct ShardMetrics {
     pub flushes_total: u64,
     /// Expired keys deleted by TTL sweeps (`ds_ttl_deleted_total`).
     pub expired_deleted_total: u64,
+    /// Raft entries fetched back from the shard log for raft-rs (`ds_raft_log_fetches_total`).
+    pub log_fetches_total: u64,
     /// Propose → apply latency, µs.
     pub propose_apply_us: Histogram<u64>,
     /// ReadIndex read latency, µs.
@@ -52,6 +54,7 @@ impl Default for ShardMetrics {
             leader_changes_total: 0,
             flushes_total: 0,
             expired_deleted_total: 0,
+            log_fetches_total: 0,
             propose_apply_us: hist(),
             read_index_us: hist(),
             flush_us: hist(),
@@ -78,6 +81,7 @@ impl ShardMetrics {
         self.leader_changes_total += o.leader_changes_total;
         self.flushes_total += o.flushes_total;
         self.expired_deleted_total += o.expired_deleted_total;
+        self.log_fetches_total += o.log_fetches_total;
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);
         let _ = self.flush_us.add(&o.flush_us);

@@ -86,6 +86,11 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let mut works = Vec::new();
     {
         let mut st = shard.state.borrow_mut();
+        for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
+            if let Some(p) = st.peers.get_mut(&range) {
+                p.node.on_entries_fetched(ctx);
+            }
+        }
         records.extend(st.meta_records.drain(..).map(AppendRecord::from));
         for (&range, p) in st.peers.iter_mut() {
             if !p.node.has_ready() {
@@ -173,6 +178,7 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
             peers,
             engine,
             meta_records,
+            ..
         } = &mut *st;
         let Some(p) = peers.get_mut(&w.range) else {
             continue;
@@ -198,6 +204,7 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
             answer_reads(shard, p, engine);
         }
     }
+    start_fetches(shard);
     flush_outbox(shard, &mut out);
     // More work may have arrived while the commit was in flight.
     if shard
@@ -377,14 +384,37 @@ fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
             from_store: StoreId(shard.store_id),
             messages,
         };
-        let pool = Rc::clone(&shard.pool);
+        let shard = Rc::clone(shard);
         crate::core::spawn(async move {
-            let sent = match pool.get(&addr).await {
-                Ok(c) => c.send(NetMessage::RaftBatch(batch)).await,
-                Err(e) => Err(e),
+            // A call, not a one-way send: a peer that stopped answering (a dead process, or a
+            // stopped in-process node whose socket lingers) shows up as an error, and the
+            // connection is dropped and re-opened on the next batch.
+            let client = shard.peer_conns.borrow().get(&addr).cloned();
+            let client = match client.filter(|c| !c.is_closed()) {
+                Some(c) => c,
+                None => match net::glommio_transport::Client::connect(
+                    &addr,
+                    shard.pool_hello,
+                    shard.peer_transport.clone(),
+                )
+                .await
+                {
+                    Ok(c) => {
+                        shard
+                            .peer_conns
+                            .borrow_mut()
+                            .insert(addr.clone(), c.clone());
+                        c
+                    }
+                    Err(e) => {
+                        tracing::debug!(addr, "raft batch not sent: {e}");
+                        return;
+                    }
+                },
             };
-            if let Err(e) = sent {
-                tracing::debug!(addr, "raft batch not sent: {e}");
+            if let Err(e) = client.call(NetMessage::RaftBatch(batch)).await {
+                tracing::debug!(addr, "raft batch not delivered: {e}");
+                shard.peer_conns.borrow_mut().remove(&addr);
             }
         });
     }
@@ -447,5 +477,58 @@ fn sweep_expired(shard: &Shard, st: &mut ShardState) {
             p.sweep_in_flight = p.node.raft.raft_log.last_index();
             shard.wake.notify();
         }
+    }
+}
+
+/// Reads entries raft-rs asked for from below the cache out of the shard log, on their own
+/// tasks; the ready loop hands raft-rs the context back on its next turn.
+fn start_fetches(shard: &Rc<Shard>) {
+    let mut reqs = Vec::new();
+    {
+        let st = shard.state.borrow();
+        for (&range, p) in &st.peers {
+            for f in p.node.store().fetches.borrow_mut().drain(..) {
+                reqs.push((range, f));
+            }
+        }
+    }
+    shard.metrics.borrow_mut().log_fetches_total += reqs.len() as u64;
+    for (range, f) in reqs {
+        let shard = Rc::clone(shard);
+        crate::core::spawn(async move {
+            let got = shard
+                .log
+                .entries(
+                    LogRangeId(range),
+                    LogIndex(f.low),
+                    LogIndex(f.high),
+                    1 << 20,
+                )
+                .await;
+            let mut st = shard.state.borrow_mut();
+            match got {
+                Ok(es) => {
+                    if let Some(p) = st.peers.get(&range) {
+                        let mut fetched = p.node.store().fetched.borrow_mut();
+                        for e in es.iter() {
+                            fetched.insert(
+                                e.index.0,
+                                Entry {
+                                    entry_type: super::shard::entry_type_of(e.entry_type),
+                                    term: e.term.0,
+                                    index: e.index.0,
+                                    data: e.payload.clone().into(),
+                                    ..Entry::default()
+                                },
+                            );
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(range, "fetching raft entries from the shard log: {e}"),
+            }
+            st.fetched.push((range, f.context));
+            drop(st);
+            shard.wake.notify();
+        });
     }
 }

@@ -72,6 +72,8 @@ pub struct ShardState {
     pub engine: MasstreeStore,
     /// Range metadata records to append with the next group commit.
     pub meta_records: Vec<LogRecord>,
+    /// Finished shard-log fetches: (range, raft-rs context) to hand back.
+    pub fetched: Vec<(u64, raft::GetEntriesContext)>,
 }
 
 /// One shard (core) of a DS node.
@@ -84,13 +86,19 @@ pub struct Shard {
     /// Settings.
     pub cfg: DsConfig,
     /// The shard log (Raft log + value log).
-    pub log: Vlog<Device>,
+    pub log: Rc<Vlog<Device>>,
     /// Ranges and engine.
     pub state: RefCell<ShardState>,
     /// Wakes the ready loop.
     pub wake: Wakeup,
-    /// Connections to peers and the master.
+    /// Connections to the master.
     pub pool: Rc<Pool>,
+    /// Connections to peer shards (Raft traffic), dropped when a batch fails.
+    pub peer_conns: RefCell<HashMap<String, net::glommio_transport::Client>>,
+    /// The hello this shard connects with.
+    pub pool_hello: Hello,
+    /// Transport settings for peer connections (short request timeout).
+    pub peer_transport: TransportConfig,
     /// Counters.
     pub metrics: RefCell<ShardMetrics>,
     /// Shard addresses of every known store.
@@ -176,10 +184,17 @@ impl Shard {
             index,
             store_id,
             cfg,
-            log,
+            log: Rc::new(log),
             state: RefCell::new(ShardState::default()),
             wake: Wakeup::default(),
             pool,
+            peer_conns: RefCell::new(HashMap::new()),
+            pool_hello: hello,
+            peer_transport: TransportConfig {
+                request_timeout: std::time::Duration::from_secs(1),
+                connect_timeout: std::time::Duration::from_millis(500),
+                ..TransportConfig::default()
+            },
             metrics: RefCell::new(ShardMetrics::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
@@ -314,6 +329,13 @@ impl Shard {
             .find(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
             .map(|r| r.replica_id.0)
             .ok_or_else(|| anyhow::anyhow!("range {} has no replica on this shard", desc.id))?;
+        let log = Rc::clone(&self.log);
+        let range = LogRangeId(desc.id.0);
+        let first = self.log.bounds(range).map_or(1, |(f, _)| f.0.max(1));
+        let cache = cache.with_log(
+            first,
+            Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)),
+        );
         let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
         let peer = Peer {
