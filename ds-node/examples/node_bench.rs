@@ -3,7 +3,8 @@
 //! p50/p99/p999. Optionally runs `redis-server --appendonly yes --appendfsync always` +
 //! `redis-benchmark -t set -c 50 -P 1` in the same run as the peer.
 //!
-//! `cargo run -p ds-node --profile ci --example node_bench -- [secs] [shards] [redis]`
+//! `cargo run -p ds-node --profile ci --example node_bench -- [secs] [shards] [redis|three]`
+//! (`three`: three nodes in this process, one 3-voter range, puts to the leader).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::cell::RefCell;
@@ -36,7 +37,9 @@ fn phase(addr: String, secs: u64, write: bool) -> (f64, Histogram<u64>) {
         .io_memory(1 << 20)
         .spawn(move || async move {
             let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let hist = Rc::new(RefCell::new(Histogram::<u64>::new(3).unwrap()));
+            let hist = Rc::new(RefCell::new(
+                Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
+            ));
             let done = Rc::new(RefCell::new(0u64));
             let start = Instant::now();
             let stop = start + Duration::from_secs(secs);
@@ -145,6 +148,10 @@ fn main() {
     let secs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(5);
     let shards: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1);
     let redis = args.get(3).is_some_and(|s| s == "redis");
+    if args.get(3).is_some_and(|s| s == "three") {
+        three(secs);
+        return;
+    }
     let dir = std::env::temp_dir().join(format!("ds-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let node = run(DsConfig {
@@ -186,4 +193,101 @@ fn main() {
             redis_peer()
         );
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Three nodes, one range with three voters; puts go to the leader.
+fn three(secs: u64) {
+    use ds_node::config::{InitialReplica, PeerStore};
+    let root = std::env::temp_dir().join(format!("ds-bench3-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let nodes: Vec<_> = (1..=3u64)
+        .map(|id| {
+            run(DsConfig {
+                data_dir: root.join(format!("n{id}")),
+                shards: 1,
+                pin: false,
+                store_id: id,
+                base_port: ports[id as usize - 1],
+                log_file_bytes: 1 << 30,
+                segment_bytes: 64 << 20,
+                tick_ms: 10,
+                initial_replicas: (1..=3)
+                    .map(|i| InitialReplica {
+                        replica_id: i,
+                        store_id: i,
+                        shard_id: 0,
+                    })
+                    .collect(),
+                peers: (1..=3)
+                    .map(|i| PeerStore {
+                        store_id: i,
+                        shard_addrs: vec![format!("127.0.0.1:{}", ports[i as usize - 1])],
+                    })
+                    .collect(),
+                ..DsConfig::default()
+            })
+            .unwrap()
+        })
+        .collect();
+    // Find the leader: the node that answers a put.
+    let mut leader = None;
+    for _ in 0..200 {
+        for n in &nodes {
+            let addr = n.shard_addrs[0].clone();
+            let ok = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+                .io_memory(512 << 10)
+                .spawn(move || async move {
+                    let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+                    let c = net::glommio_transport::Client::connect(
+                        &addr,
+                        hello,
+                        TransportConfig::default(),
+                    )
+                    .await
+                    .unwrap();
+                    let op = KvOp::StrGet {
+                        key: Bytes::from_static(b"x"),
+                    };
+                    matches!(
+                        c.call(Message::KvRequest(KvRequest { ctx: ctx(), op }))
+                            .await,
+                        Ok(Message::KvResponse(KvResponse::Ok { .. }))
+                    )
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            if ok {
+                leader = Some(n.shard_addrs[0].clone());
+            }
+        }
+        if leader.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let leader = leader.expect("no leader");
+    let (ops, h) = phase(leader, secs, true);
+    println!("| op | replicas | conns | ops/s | p50 µs | p99 µs | p999 µs |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| put (StrSet) | 3 | {CONNS} | {ops:.0} | {} | {} | {} |",
+        h.value_at_quantile(0.5),
+        h.value_at_quantile(0.99),
+        h.value_at_quantile(0.999)
+    );
+    for n in nodes {
+        println!("node {}: {}", n.store_id, n.metrics().summary());
+        n.shutdown().unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&root);
 }
