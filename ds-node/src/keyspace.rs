@@ -15,43 +15,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Number of Redis Cluster hash slots.
-pub const SLOTS: u16 = 16384;
-/// First byte of every internal key of Redis data.
-pub const REDIS_PREFIX: u8 = b'r';
+pub use net::keyspace::{REDIS_PREFIX, SLOTS, crc16_xmodem, meta_key, slot};
+
 const META: u8 = b'M';
 const FIELD: u8 = b'F';
-
-/// The Redis Cluster hash slot of `key`: CRC16 of the first non-empty `{…}` tag, if any,
-/// else of the whole key.
-pub fn slot(key: &[u8]) -> u16 {
-    let tagged = key
-        .iter()
-        .position(|&b| b == b'{')
-        .and_then(|open| {
-            let rest = &key[open + 1..];
-            let close = rest.iter().position(|&b| b == b'}')?;
-            (close > 0).then(|| &rest[..close])
-        })
-        .unwrap_or(key);
-    crc16_xmodem(tagged) % SLOTS
-}
-
-/// CRC16/XMODEM (polynomial 0x1021, initial 0), as Redis Cluster uses.
-pub fn crc16_xmodem(data: &[u8]) -> u16 {
-    let mut crc: u16 = 0;
-    for &b in data {
-        crc ^= u16::from(b) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc
-}
 
 fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
     let mut out = BytesMut::with_capacity(1 + 2 + 4 + key.len() + extra);
@@ -60,13 +27,6 @@ fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
     out.put_u32(u32::try_from(key.len()).expect("keys are at most 64 KiB (net::codec)"));
     out.put_slice(key);
     out
-}
-
-/// The metadata entry of `key`.
-pub fn meta_key(key: &[u8]) -> Bytes {
-    let mut k = user_prefix(key, 1);
-    k.put_u8(META);
-    k.freeze()
 }
 
 /// The sub-key of `field` in version `version` of hash `key`.

@@ -3,7 +3,8 @@
 //!
 //! Modules, bottom up:
 //! - [`codec`]: the payload encoding (fixed little-endian layouts) and a bounds-checked reader.
-//! - [`ids`]: newtypes for every identifier.
+//! - [`ids`]: newtypes for every identifier; [`keyspace`]: hash slots and the internal key a
+//!   Redis key is routed by.
 //! - [`frame`]: `len | kind | flags | request id | payload | crc32c` frames; a sans-IO decoder.
 //! - [`message`]: the typed messages and their frame kinds; [`error`]: errors with stable codes.
 //! - [`conn`]: the sans-IO connection state (handshake, frames in, messages out) that both
@@ -22,6 +23,7 @@ pub mod conn;
 pub mod error;
 pub mod frame;
 pub mod ids;
+pub mod keyspace;
 pub mod message;
 pub mod transport;
 
