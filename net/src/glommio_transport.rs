@@ -12,10 +12,10 @@ use futures_util::future::{Either, select};
 use glommio::net::{TcpListener, TcpStream};
 
 use crate::message::Message;
-use crate::message::handshake::{Acceptor, Hello, HelloAck};
+use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, ClientHandle, Handled, TransportConfig, client_channel, client_handshake,
-    drive_client, log_close, serve_connection,
+    CallError, Handled, TransportConfig, client_channel, client_handshake, drive_client, log_close,
+    serve_connection,
 };
 
 /// Runs `fut` with a time limit on the current glommio executor.
@@ -26,13 +26,18 @@ async fn with_timeout<T>(d: Duration, fut: impl Future<Output = T>) -> Option<T>
     }
 }
 
-/// A connection to one peer; clones share it.
-#[derive(Debug, Clone)]
-pub struct Client {
-    handle: ClientHandle,
-    ack: HelloAck,
-    cfg: TransportConfig,
+/// Timeouts on the glommio timer of the current executor.
+#[derive(Debug, Clone, Copy)]
+pub struct GlommioTimer;
+
+impl crate::transport::Timer for GlommioTimer {
+    async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
+        with_timeout(d, fut).await
+    }
 }
+
+/// A connection to one peer; clones share it.
+pub type Client = crate::transport::Client<GlommioTimer>;
 
 impl Client {
     /// Connects, handshakes and spawns the connection's task on this executor.
@@ -65,42 +70,12 @@ impl Client {
             }
         })
         .detach();
-        Ok(Client { handle, ack, cfg })
-    }
-
-    /// Sends a request and waits for the reply, within the request timeout.
-    pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
-        with_timeout(self.cfg.request_timeout, self.handle.call(msg))
-            .await
-            .ok_or(CallError::Timeout)?
-    }
-
-    /// Sends several requests in one write; replies in request order, all within the request
-    /// timeout.
-    pub async fn call_batch(
-        &self,
-        msgs: Vec<Message>,
-    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
-        with_timeout(self.cfg.request_timeout, self.handle.call_batch(msgs))
-            .await
-            .ok_or(CallError::Timeout)?
-    }
-
-    /// Sends a one-way message.
-    pub async fn send(&self, msg: Message) -> Result<(), CallError> {
-        with_timeout(self.cfg.request_timeout, self.handle.send(msg))
-            .await
-            .ok_or(CallError::Timeout)?
-    }
-
-    /// The peer's handshake answer.
-    pub fn peer(&self) -> &HelloAck {
-        &self.ack
-    }
-
-    /// Whether the connection has closed.
-    pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
+        Ok(Client {
+            handle,
+            ack,
+            cfg,
+            timer: std::marker::PhantomData,
+        })
     }
 }
 

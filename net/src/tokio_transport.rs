@@ -13,10 +13,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::message::Message;
-use crate::message::handshake::{Acceptor, Hello, HelloAck};
+use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, ClientHandle, Handled, TransportConfig, client_channel, client_handshake,
-    drive_client, log_close, serve_connection,
+    CallError, Handled, TransportConfig, client_channel, client_handshake, drive_client, log_close,
+    serve_connection,
 };
 
 /// A tokio `TcpStream` seen through the `futures-io` traits the drivers are written against.
@@ -54,13 +54,18 @@ impl futures_util::io::AsyncWrite for Compat {
     }
 }
 
-/// A connection to one peer; clones share it.
-#[derive(Debug, Clone)]
-pub struct Client {
-    handle: ClientHandle,
-    ack: HelloAck,
-    cfg: TransportConfig,
+/// Timeouts on the tokio timer.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioTimer;
+
+impl crate::transport::Timer for TokioTimer {
+    async fn timeout<F: Future>(d: std::time::Duration, fut: F) -> Option<F::Output> {
+        tokio::time::timeout(d, fut).await.ok()
+    }
 }
+
+/// A connection to one peer; clones share it.
+pub type Client = crate::transport::Client<TokioTimer>;
 
 impl Client {
     /// Connects, handshakes and spawns the connection's task, all within the connect timeout.
@@ -93,42 +98,12 @@ impl Client {
                 tracing::info!(peer, "connection closed: {e}");
             }
         });
-        Ok(Client { handle, ack, cfg })
-    }
-
-    /// Sends a request and waits for the reply, within the request timeout.
-    pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
-        tokio::time::timeout(self.cfg.request_timeout, self.handle.call(msg))
-            .await
-            .map_err(|_| CallError::Timeout)?
-    }
-
-    /// Sends several requests in one write; replies in request order, all within the request
-    /// timeout.
-    pub async fn call_batch(
-        &self,
-        msgs: Vec<Message>,
-    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
-        tokio::time::timeout(self.cfg.request_timeout, self.handle.call_batch(msgs))
-            .await
-            .map_err(|_| CallError::Timeout)?
-    }
-
-    /// Sends a one-way message.
-    pub async fn send(&self, msg: Message) -> Result<(), CallError> {
-        tokio::time::timeout(self.cfg.request_timeout, self.handle.send(msg))
-            .await
-            .map_err(|_| CallError::Timeout)?
-    }
-
-    /// The peer's handshake answer.
-    pub fn peer(&self) -> &HelloAck {
-        &self.ack
-    }
-
-    /// Whether the connection has closed.
-    pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
+        Ok(Client {
+            handle,
+            ack,
+            cfg,
+            timer: std::marker::PhantomData,
+        })
     }
 }
 

@@ -185,6 +185,80 @@ impl ClientHandle {
     }
 }
 
+/// How a runtime bounds a future in time: `None` when `d` passed first.
+pub trait Timer {
+    /// Runs `fut` for at most `d`.
+    fn timeout<F: Future>(
+        d: std::time::Duration,
+        fut: F,
+    ) -> impl Future<Output = Option<F::Output>>;
+}
+
+/// A connection to one peer on runtime `T`; clones share it. Each transport names it
+/// (`tokio_transport::Client`, `glommio_transport::Client`) and adds `connect`.
+pub struct Client<T> {
+    pub(crate) handle: ClientHandle,
+    pub(crate) ack: HelloAck,
+    pub(crate) cfg: TransportConfig,
+    pub(crate) timer: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Client<T> {
+    fn clone(&self) -> Self {
+        Client {
+            handle: self.handle.clone(),
+            ack: self.ack,
+            cfg: self.cfg.clone(),
+            timer: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Client<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("peer", &self.ack)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Timer> Client<T> {
+    /// Sends a request and waits for the reply, within the request timeout.
+    pub async fn call(&self, msg: Message) -> Result<Message, CallError> {
+        T::timeout(self.cfg.request_timeout, self.handle.call(msg))
+            .await
+            .ok_or(CallError::Timeout)?
+    }
+
+    /// Sends several requests in one write; replies in request order, all within the request
+    /// timeout.
+    pub async fn call_batch(
+        &self,
+        msgs: Vec<Message>,
+    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
+        T::timeout(self.cfg.request_timeout, self.handle.call_batch(msgs))
+            .await
+            .ok_or(CallError::Timeout)?
+    }
+
+    /// Sends a one-way message.
+    pub async fn send(&self, msg: Message) -> Result<(), CallError> {
+        T::timeout(self.cfg.request_timeout, self.handle.send(msg))
+            .await
+            .ok_or(CallError::Timeout)?
+    }
+
+    /// The peer's handshake answer.
+    pub fn peer(&self) -> &HelloAck {
+        &self.ack
+    }
+
+    /// Whether the connection has closed.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+}
+
 /// Reads until one whole message is buffered.
 async fn read_message<S: AsyncRead + Unpin>(
     stream: &mut S,
