@@ -22,40 +22,49 @@ impl Drop for RedisServer {
     }
 }
 
+/// Starts a redis-server on a free port. A port picked by binding port 0 can be taken again
+/// before redis binds it (the other test here does the same, in parallel), so a server that
+/// exits at start is retried on a new port, and it is used only once it answers while running.
 fn start_redis() -> Option<RedisServer> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn();
-    let child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIPPED: redis-server not available ({e}); install redis-server");
-            return None;
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let mut child = match child {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("SKIPPED: redis-server not available ({e}); install redis-server");
+                return None;
+            }
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if child.try_wait().ok().flatten().is_some() {
+                break; // exited: the port was taken; try another
+            }
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                if child.try_wait().ok().flatten().is_none() {
+                    return Some(RedisServer { child, addr });
+                }
+                break;
+            }
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
         }
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "redis-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
+        let _ = child.kill();
+        let _ = child.wait();
     }
-    Some(RedisServer { child, addr })
+    panic!("could not start redis-server on a free port in 5 attempts");
 }
 
 /// Commands whose replies must be byte-identical. Hash fields are inserted in sorted order
