@@ -52,6 +52,23 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_log_flushes_total", m.flushes_total),
         ("ds_ttl_deleted_total", m.expired_deleted_total),
         ("ds_raft_log_fetches_total", m.log_fetches_total),
+        ("ds_checkpoints_total", m.checkpoints_total),
+        ("ds_checkpoint_bytes_total", m.checkpoint_bytes_total),
+        ("ds_checkpoint_errors_total", m.checkpoint_errors_total),
+        ("ds_log_segments_freed_total", m.segments_freed_total),
+        ("ds_snapshots_sent_total", m.snapshots_sent_total),
+        (
+            "ds_snapshot_send_failures_total",
+            m.snapshot_send_failures_total,
+        ),
+        ("ds_snapshots_received_total", m.snapshots_received_total),
+        ("ds_snapshots_applied_total", m.snapshots_applied_total),
+        (
+            "ds_snapshot_chunks_refused_total",
+            m.snapshot_chunks_refused_total,
+        ),
+        ("ds_replicas_created_total", m.replicas_created_total),
+        ("ds_replicas_destroyed_total", m.replicas_destroyed_total),
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }
@@ -63,6 +80,7 @@ pub fn render(m: &ShardMetrics) -> String {
     );
     summary(&mut s, "ds_read_index_seconds", &m.read_index_us, 1e-6);
     summary(&mut s, "ds_log_flush_seconds", &m.flush_us, 1e-6);
+    summary(&mut s, "ds_checkpoint_seconds", &m.checkpoint_us, 1e-6);
     summary(
         &mut s,
         "ds_log_flush_batch_records",

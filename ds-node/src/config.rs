@@ -78,6 +78,16 @@ pub struct DsConfig {
     pub io_memory_bytes: usize,
     /// `host:port` of the admin endpoint (`GET /metrics`); none = off. Default none.
     pub admin_addr: Option<String>,
+    /// Entries a range applies between two checkpoints (after a checkpoint the range's Raft
+    /// log below it is compacted). Default 100000.
+    pub checkpoint_entries: u64,
+    /// How often the compaction task looks for ranges to checkpoint, milliseconds. A range
+    /// is also checkpointed when the shard log is half full. Default 1000.
+    pub checkpoint_check_ms: u64,
+    /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
+    pub max_snapshot_bytes: u64,
+    /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl Default for DsConfig {
@@ -105,6 +115,10 @@ impl Default for DsConfig {
             heartbeat_ms: 1000,
             io_memory_bytes: 8 << 20,
             admin_addr: None,
+            checkpoint_entries: 100_000,
+            checkpoint_check_ms: 1000,
+            max_snapshot_bytes: 4 << 30,
+            snapshot_chunk_bytes: 1 << 20,
         }
     }
 }
@@ -136,6 +150,12 @@ impl DsConfig {
         anyhow::ensure!(
             self.max_inflight_proposals > 0,
             "max-inflight-proposals > 0"
+        );
+        anyhow::ensure!(self.checkpoint_entries > 0, "checkpoint-entries > 0");
+        anyhow::ensure!(self.checkpoint_check_ms > 0, "checkpoint-check-ms > 0");
+        anyhow::ensure!(
+            (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),
+            "snapshot-chunk-bytes must be 4 KiB ..= 16 MiB"
         );
         Ok(())
     }

@@ -223,6 +223,7 @@ async fn shard_main(
     let handler = Rc::new(move |m| handler::handle(&h, m));
     let max_conn = cfg.max_connections;
     crate::core::spawn(ready::run(Rc::clone(&shard)));
+    crate::core::spawn(crate::server::checkpoint::run(Rc::clone(&shard)));
     if cfg.master_addr.is_some() {
         crate::core::spawn(crate::worker::heartbeat::run(Rc::clone(&shard)));
     }

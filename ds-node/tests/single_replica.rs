@@ -235,6 +235,7 @@ fn corrupted_raft_messages_and_frames_are_rejected_and_the_node_keeps_serving() 
             };
             let batch = RaftBatch {
                 from_store: StoreId(99),
+                from_shard: net::ShardId(0),
                 messages: vec![
                     env(1, 2, b"\xff\xff\xff garbage"),
                     env(77, 2, b""),

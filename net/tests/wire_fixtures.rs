@@ -139,6 +139,7 @@ fn samples() -> Vec<(&'static str, Message)> {
             "raft_batch",
             Message::RaftBatch(RaftBatch {
                 from_store: StoreId(1),
+                from_shard: ShardId(2),
                 messages: vec![RaftEnvelope {
                     range_id: RangeId(3),
                     from_replica: ReplicaId(11),

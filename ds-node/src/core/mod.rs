@@ -125,3 +125,9 @@ pub fn block_on<T: Send + 'static>(
         .map_err(|e| anyhow::anyhow!("start executor: {e}"))?;
     h.join().map_err(|e| anyhow::anyhow!("start executor: {e}"))
 }
+
+/// Runs blocking work (file system calls that io_uring does not cover: `rename`, directory
+/// `fsync`) on the executor's blocking thread pool, so the shard keeps serving meanwhile.
+pub async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    glommio::executor().spawn_blocking(f).await
+}

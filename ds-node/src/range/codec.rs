@@ -6,6 +6,7 @@
 //! proposal:   version u8 (=1) | now_ms u64 LE | KvOp (net wire encoding)
 //! TTL sweep:  version u8 (=2) | now_ms u64 LE | count u32 LE | (len u32 LE | key)*
 //! range meta: version u8 (=1) | RangeDescriptor (net wire encoding)
+//! tombstone:  version u8 (=0xDE) | replica id u64 LE   (the replica here was destroyed)
 //! ```
 //! Decoders return `None` on bad bytes and never panic.
 
@@ -70,6 +71,23 @@ pub fn decode_proposal(data: &[u8]) -> Option<(u64, KvOp)> {
     Some((now_ms, op))
 }
 
+const TOMBSTONE: u8 = 0xDE;
+
+/// Encodes the meta record of a destroyed replica.
+pub fn encode_tombstone(replica_id: u64) -> Vec<u8> {
+    let mut b = vec![TOMBSTONE];
+    b.extend_from_slice(&replica_id.to_le_bytes());
+    b
+}
+
+/// Decodes [`encode_tombstone`]'s bytes into the replica id.
+pub fn decode_tombstone(data: &[u8]) -> Option<u64> {
+    match data {
+        [TOMBSTONE, rest @ ..] => Some(u64::from_le_bytes(rest.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// Encodes a range descriptor (its replicas are the Raft configuration).
 pub fn encode_meta(desc: &RangeDescriptor) -> Vec<u8> {
     let mut b = BytesMut::with_capacity(128);
@@ -116,5 +134,8 @@ mod tests {
         assert_eq!(decode_sweep(&sw), Some((9, keys)));
         assert_eq!(decode_sweep(&sw[..sw.len() - 1]), None);
         assert_eq!(decode_proposal(&sw), None);
+        assert_eq!(decode_tombstone(&encode_tombstone(9)), Some(9));
+        assert_eq!(decode_tombstone(&encode_tombstone(9)[..8]), None);
+        assert_eq!(decode_meta(&encode_tombstone(9)), None);
     }
 }

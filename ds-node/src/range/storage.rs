@@ -1,12 +1,21 @@
 //! [`RaftLogCache`]: raft-rs `Storage` for one range, answered from memory.
 //!
 //! The durable copy of every entry and hard state is in the shard log (`engines::vlog`); the
-//! shard's ready loop mirrors the same entries here, so raft-rs never waits on I/O. Entries
-//! below the cache were compacted out of memory but stay in the shard log (it is not compacted
-//! in this wave): their terms come from the log's in-memory index, and their bytes are fetched
-//! asynchronously — `entries` answers `LogTemporarilyUnavailable` and queues a
-//! [`FetchRequest`]; the ready loop reads them from the log, parks them in `fetched` and calls
-//! `RawNode::on_entries_fetched`, after which raft-rs asks again and gets them.
+//! shard's ready loop mirrors the same entries here, so raft-rs never waits on I/O. Three
+//! points divide a range's log:
+//! - the *truncation point* `(trunc_index, trunc_term)`: everything at or below it is covered
+//!   by the range's checkpoint and may be gone from the shard log (raft-rs sees `Compacted`
+//!   and sends a snapshot instead);
+//! - the *cache point* `(offset_index, offset_term)` ≥ the truncation point: entries in
+//!   `(trunc, offset]` were dropped from memory but are still in the shard log: their terms
+//!   come from the log's in-memory index, and their bytes are fetched asynchronously —
+//!   `entries` answers `LogTemporarilyUnavailable` and queues a [`FetchRequest`]; the ready
+//!   loop reads them from the log, parks them in `fetched` and calls
+//!   `RawNode::on_entries_fetched`, after which raft-rs asks again and gets them;
+//! - entries above the cache point are in memory.
+//!
+//! `snapshot()` answers from the latest durable checkpoint (only its identity: the bytes are
+//! streamed from the checkpoint file by the sender, see `server::snapshot`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -32,19 +41,36 @@ pub struct FetchRequest {
 /// Most entries fetched from the shard log per request.
 pub const FETCH_MAX: u64 = 256;
 
+/// The latest durable checkpoint of a range: what a snapshot sent now would contain.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SnapshotPoint {
+    /// Applied index of the checkpoint.
+    pub index: u64,
+    /// Term of that entry.
+    pub term: u64,
+    /// The Raft configuration at that index.
+    pub conf: ConfState,
+}
+
 /// The in-memory Raft log of one range.
 #[derive(Default)]
 pub struct RaftLogCache {
     hard: HardState,
     conf: ConfState,
-    /// Index and term of the entry just before `entries[0]` (the compaction point).
+    /// Everything at or below this index is covered by the checkpoint (maybe gone from the
+    /// shard log).
+    trunc_index: u64,
+    trunc_term: u64,
+    /// Index and term of the entry just before `entries[0]` (≥ the truncation point).
     offset_index: u64,
     offset_term: u64,
     entries: Vec<Entry>,
-    /// First index the shard log retains (0: nothing below the cache).
-    log_first: u64,
-    /// Terms below the cache.
+    /// Terms of entries in `(trunc, offset)`, from the shard log's index.
     terms: Option<TermLookup>,
+    /// The latest durable checkpoint.
+    snapshot: Option<SnapshotPoint>,
+    /// Set when raft-rs wanted a snapshot newer than the latest checkpoint.
+    pub want_checkpoint: std::cell::Cell<bool>,
     /// Entries read back from the shard log, waiting for raft-rs to ask again.
     pub fetched: RefCell<BTreeMap<u64, Entry>>,
     /// Fetches raft-rs is waiting for.
@@ -54,37 +80,55 @@ pub struct RaftLogCache {
 impl std::fmt::Debug for RaftLogCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RaftLogCache")
+            .field("trunc_index", &self.trunc_index)
             .field("offset_index", &self.offset_index)
             .field("entries", &self.entries.len())
-            .field("log_first", &self.log_first)
             .finish_non_exhaustive()
     }
 }
 
 impl RaftLogCache {
-    /// A cache that starts after `(index, term)` with the given state.
+    /// A cache whose log starts after the truncation point `(index, term)`.
     pub fn new(hard: HardState, conf: ConfState, index: u64, term: u64) -> Self {
         Self {
             hard,
             conf,
+            trunc_index: index,
+            trunc_term: term,
             offset_index: index,
             offset_term: term,
-            entries: Vec::new(),
             ..Self::default()
         }
     }
 
-    /// Lets the cache answer for entries below it from the shard log, which retains
-    /// `log_first..`.
-    pub fn with_log(mut self, log_first: u64, terms: TermLookup) -> Self {
-        self.log_first = log_first;
+    /// Lets the cache answer terms of entries between the truncation and cache points from
+    /// the shard log.
+    pub fn with_log(mut self, terms: TermLookup) -> Self {
         self.terms = Some(terms);
         self
+    }
+
+    /// Records the latest durable checkpoint.
+    pub fn set_snapshot(&mut self, p: SnapshotPoint) {
+        if self.snapshot.as_ref().is_none_or(|s| s.index <= p.index) {
+            self.snapshot = Some(p);
+            self.want_checkpoint.set(false);
+        }
+    }
+
+    /// The latest durable checkpoint.
+    pub fn snapshot_point(&self) -> Option<&SnapshotPoint> {
+        self.snapshot.as_ref()
     }
 
     /// Sets the hard state (after it is durable).
     pub fn set_hard_state(&mut self, hs: HardState) {
         self.hard = hs;
+    }
+
+    /// The hard state.
+    pub fn hard_state(&self) -> &HardState {
+        &self.hard
     }
 
     /// Sets the conf state.
@@ -97,10 +141,16 @@ impl RaftLogCache {
         let Some(first) = ents.first() else { return };
         let first_idx = first.index;
         assert!(
-            first_idx > self.offset_index,
-            "append at {first_idx} below the compaction point {}",
-            self.offset_index
+            first_idx > self.trunc_index,
+            "append at {first_idx} below the truncation point {}",
+            self.trunc_index
         );
+        if first_idx <= self.offset_index {
+            // Overwrites entries below the cache point: the cache restarts there.
+            self.entries.clear();
+            self.offset_index = first_idx - 1;
+            self.offset_term = self.term(first_idx - 1).unwrap_or(0);
+        }
         let keep = (first_idx - self.offset_index - 1) as usize;
         assert!(
             keep <= self.entries.len(),
@@ -123,6 +173,44 @@ impl RaftLogCache {
         self.offset_index = last.index;
         self.offset_term = last.term;
         self.entries.drain(..n);
+    }
+
+    /// Moves the truncation point to `(index, term)` after the shard log dropped the entries
+    /// at and below `index` (a checkpoint at or above `index` is durable).
+    pub fn truncate_to(&mut self, index: u64, term: u64) {
+        if index <= self.trunc_index {
+            return;
+        }
+        if index >= self.offset_index {
+            let n = ((index - self.offset_index) as usize).min(self.entries.len());
+            self.entries.drain(..n);
+            self.offset_index = index;
+            self.offset_term = term;
+        }
+        self.trunc_index = index;
+        self.trunc_term = term;
+        self.fetched.borrow_mut().retain(|&k, _| k > index);
+    }
+
+    /// Replaces the whole log by a snapshot at `p` (a follower installing a snapshot).
+    pub fn apply_snapshot(&mut self, p: SnapshotPoint) {
+        self.entries.clear();
+        self.trunc_index = p.index;
+        self.trunc_term = p.term;
+        self.offset_index = p.index;
+        self.offset_term = p.term;
+        self.conf = p.conf.clone();
+        if self.hard.commit < p.index {
+            self.hard.commit = p.index;
+        }
+        self.hard.term = self.hard.term.max(p.term);
+        self.fetched.borrow_mut().clear();
+        self.set_snapshot(p);
+    }
+
+    /// The truncation point's index.
+    pub fn truncated_index(&self) -> u64 {
+        self.trunc_index
     }
 
     /// Number of cached entries.
@@ -152,10 +240,10 @@ impl Storage for RaftLogCache {
         max_size: impl Into<Option<u64>>,
         context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
+        if low <= self.trunc_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
         if low <= self.offset_index {
-            if self.log_first == 0 || low < self.log_first {
-                return Err(raft::Error::Store(StorageError::Compacted));
-            }
             // Below the cache: from what was fetched, or fetch it.
             let fetched = self.fetched.borrow();
             let mut out = Vec::new();
@@ -195,16 +283,20 @@ impl Storage for RaftLogCache {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.trunc_index {
+            return Ok(self.trunc_term);
+        }
         if idx == self.offset_index {
             return Ok(self.offset_term);
         }
-        if idx < self.offset_index {
-            if idx >= self.log_first && self.log_first != 0 {
-                if let Some(t) = self.terms.as_ref().and_then(|f| f(idx)) {
-                    return Ok(t);
-                }
-            }
+        if idx < self.trunc_index {
             return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx < self.offset_index {
+            return match self.terms.as_ref().and_then(|f| f(idx)) {
+                Some(t) => Ok(t),
+                None => Err(raft::Error::Store(StorageError::Unavailable)),
+            };
         }
         if idx > self.last() {
             return Err(raft::Error::Store(StorageError::Unavailable));
@@ -213,20 +305,30 @@ impl Storage for RaftLogCache {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        if self.log_first != 0 && self.log_first <= self.offset_index {
-            return Ok(self.log_first);
-        }
-        Ok(self.offset_index + 1)
+        Ok(self.trunc_index + 1)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match &self.snapshot {
+            Some(p) if p.index >= request_index && p.index > 0 => {
+                let mut s = Snapshot::default();
+                let m = s.mut_metadata();
+                m.index = p.index;
+                m.term = p.term;
+                m.set_conf_state(p.conf.clone());
+                Ok(s)
+            }
+            _ => {
+                self.want_checkpoint.set(true);
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
+        }
     }
 }
 
@@ -250,6 +352,9 @@ mod tests {
         assert_eq!(c.last_index().unwrap(), 4);
         assert_eq!(c.term(3).unwrap(), 2);
         c.compact_to(2);
+        assert_eq!(c.first_index().unwrap(), 1);
+        assert_eq!(c.term(2).unwrap(), 1);
+        c.truncate_to(2, 1);
         assert_eq!(c.first_index().unwrap(), 3);
         assert_eq!(c.term(2).unwrap(), 1);
         assert!(c.term(1).is_err());
@@ -261,5 +366,45 @@ mod tests {
             c.entries(2, 4, None, GetEntriesContext::empty(false))
                 .is_err()
         );
+    }
+}
+
+#[cfg(test)]
+mod snapshot_tests {
+    use super::*;
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn snapshot_comes_from_the_latest_checkpoint_and_installing_one_resets_the_log() {
+        let mut c = RaftLogCache::new(HardState::default(), ConfState::default(), 5, 5);
+        c.append(&[ent(6, 5), ent(7, 6)]);
+        assert!(c.snapshot(0, 2).is_err(), "no checkpoint yet");
+        assert!(c.want_checkpoint.get());
+        c.set_snapshot(SnapshotPoint {
+            index: 7,
+            term: 6,
+            conf: ConfState::default(),
+        });
+        assert!(!c.want_checkpoint.get());
+        assert_eq!(c.snapshot(7, 2).unwrap().get_metadata().index, 7);
+        assert!(c.snapshot(8, 2).is_err(), "older than requested");
+        c.apply_snapshot(SnapshotPoint {
+            index: 20,
+            term: 9,
+            conf: ConfState::default(),
+        });
+        assert_eq!(c.first_index().unwrap(), 21);
+        assert_eq!(c.last_index().unwrap(), 20);
+        assert_eq!(c.term(20).unwrap(), 9);
+        assert_eq!(c.hard_state().commit, 20);
+        c.append(&[ent(21, 9)]);
+        assert_eq!(c.last_index().unwrap(), 21);
     }
 }

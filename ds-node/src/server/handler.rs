@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use futures_channel::oneshot;
 use net::message::kv::{KvRequest, KvResponse};
-use net::message::{LeaderHint, Pong, RaftBatch};
+use net::message::{LeaderHint, Pong, RaftBatch, Replica, ReplicaRole};
 use net::transport::Handled;
 use net::{Message, RpcError};
 use raft::eraftpb::Message as RaftMsg;
@@ -54,6 +54,9 @@ pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
             raft_batch(shard, b);
             Handled::Now(Some(Message::Pong(Pong { nonce: 0 })))
         }
+        Message::SnapshotChunk(c) => Handled::Now(Some(Message::SnapshotAck(
+            super::snapshot::on_chunk(shard, c),
+        ))),
         Message::Ping(p) => Handled::Now(Some(Message::Pong(Pong { nonce: p.nonce }))),
         other => Handled::Now(Some(Message::Error(RpcError::BadRequest {
             message: format!("a DS shard does not serve {}", other.name()),
@@ -80,7 +83,7 @@ fn not_leader(shard: &Shard, p: &Peer) -> RpcError {
 fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&req.ctx.range_id.0) else {
+    let Some(p) = peers.get_mut(&req.ctx.range_id.0).filter(|p| p.initialized) else {
         return err(RpcError::RangeNotFound {
             range_id: req.ctx.range_id,
         });
@@ -161,18 +164,90 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
 
 fn raft_batch(shard: &Shard, b: RaftBatch) {
     use protobuf::Message as _;
+    use raft::eraftpb::MessageType;
     let mut st = shard.state.borrow_mut();
     let mut bad = 0;
     for env in b.messages {
-        let Some(p) = st.peers.get_mut(&env.range_id.0) else {
+        let Ok(mut m) = RaftMsg::parse_from_bytes(&env.message) else {
             bad += 1;
             continue;
         };
-        let Ok(m) = RaftMsg::parse_from_bytes(&env.message) else {
+        let range = env.range_id.0;
+        if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
+            bad += 1;
+            continue;
+        }
+        st.reply_to.insert(
+            (range, m.from),
+            Replica {
+                replica_id: env.from_replica,
+                store_id: b.from_store,
+                shard_id: b.from_shard,
+                role: ReplicaRole::Voter {},
+            },
+        );
+        if !st.peers.contains_key(&range) {
+            // A leader talking to a replica this shard does not have yet: a replica being
+            // added. Create it empty; its first snapshot gives it the range. Only a leader's
+            // messages create one, never for a destroyed replica.
+            let from_leader = matches!(
+                m.get_msg_type(),
+                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+            );
+            if !from_leader || m.term == 0 || st.tombstones.contains(&(range, m.to)) {
+                bad += 1;
+                continue;
+            }
+            match shard.new_uninitialized(range, m.to) {
+                Ok(p) => {
+                    st.peers.insert(range, p);
+                    shard.metrics.borrow_mut().replicas_created_total += 1;
+                    tracing::info!(
+                        range,
+                        replica = m.to,
+                        "replica created for a leader's message"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(range, "cannot create replica: {e:#}");
+                    bad += 1;
+                    continue;
+                }
+            }
+        }
+        if m.get_msg_type() == MessageType::MsgSnapshot {
+            // Step it only with its data received whole, and if its range does not overlap
+            // another range of this shard (a stale snapshot would destroy keys).
+            let got = super::snapshot::transfer_id(&m).and_then(|id| st.transfers.take(id, range));
+            let Some(got) = got else {
+                bad += 1;
+                continue;
+            };
+            let d = &got.meta.desc;
+            let overlaps = st.peers.iter().any(|(&id, o)| {
+                id != range
+                    && o.initialized
+                    && (d.end.is_empty() || o.desc.start < d.end)
+                    && (o.desc.end.is_empty() || d.start < o.desc.end)
+            });
+            if overlaps {
+                tracing::warn!(
+                    range,
+                    "snapshot overlaps another range of this shard; dropped"
+                );
+                bad += 1;
+                continue;
+            }
+            m.mut_snapshot().data = Default::default();
+            if let Some(p) = st.peers.get_mut(&range) {
+                p.snapshot_in = Some(got);
+            }
+        }
+        let Some(p) = st.peers.get_mut(&range) else {
             bad += 1;
             continue;
         };
-        if m.to != p.replica_id || m.from != env.from_replica.0 {
+        if m.to != p.replica_id {
             bad += 1;
             continue;
         }

@@ -27,6 +27,30 @@ pub struct ShardMetrics {
     pub expired_deleted_total: u64,
     /// Raft entries fetched back from the shard log for raft-rs (`ds_raft_log_fetches_total`).
     pub log_fetches_total: u64,
+    /// Checkpoints written (`ds_checkpoints_total`).
+    pub checkpoints_total: u64,
+    /// Bytes of checkpoints written (`ds_checkpoint_bytes_total`).
+    pub checkpoint_bytes_total: u64,
+    /// Checkpoints that failed (`ds_checkpoint_errors_total`).
+    pub checkpoint_errors_total: u64,
+    /// Shard-log segments freed after compaction (`ds_log_segments_freed_total`).
+    pub segments_freed_total: u64,
+    /// Snapshots sent to replicas (`ds_snapshots_sent_total`).
+    pub snapshots_sent_total: u64,
+    /// Snapshot transfers that failed (`ds_snapshot_send_failures_total`).
+    pub snapshot_send_failures_total: u64,
+    /// Snapshots received completely (`ds_snapshots_received_total`).
+    pub snapshots_received_total: u64,
+    /// Snapshots installed (`ds_snapshots_applied_total`).
+    pub snapshots_applied_total: u64,
+    /// Snapshot chunks refused (bounds, order, bad bytes) (`ds_snapshot_chunks_refused_total`).
+    pub snapshot_chunks_refused_total: u64,
+    /// Replicas created on this shard for a leader's message (`ds_replicas_created_total`).
+    pub replicas_created_total: u64,
+    /// Replicas removed from this shard (`ds_replicas_destroyed_total`).
+    pub replicas_destroyed_total: u64,
+    /// Checkpoint latency (scan + write + fsync), µs.
+    pub checkpoint_us: Histogram<u64>,
     /// Propose → apply latency, µs.
     pub propose_apply_us: Histogram<u64>,
     /// ReadIndex read latency, µs.
@@ -55,6 +79,18 @@ impl Default for ShardMetrics {
             flushes_total: 0,
             expired_deleted_total: 0,
             log_fetches_total: 0,
+            checkpoints_total: 0,
+            checkpoint_bytes_total: 0,
+            checkpoint_errors_total: 0,
+            segments_freed_total: 0,
+            snapshots_sent_total: 0,
+            snapshot_send_failures_total: 0,
+            snapshots_received_total: 0,
+            snapshots_applied_total: 0,
+            snapshot_chunks_refused_total: 0,
+            replicas_created_total: 0,
+            replicas_destroyed_total: 0,
+            checkpoint_us: hist(),
             propose_apply_us: hist(),
             read_index_us: hist(),
             flush_us: hist(),
@@ -82,6 +118,18 @@ impl ShardMetrics {
         self.flushes_total += o.flushes_total;
         self.expired_deleted_total += o.expired_deleted_total;
         self.log_fetches_total += o.log_fetches_total;
+        self.checkpoints_total += o.checkpoints_total;
+        self.checkpoint_bytes_total += o.checkpoint_bytes_total;
+        self.checkpoint_errors_total += o.checkpoint_errors_total;
+        self.segments_freed_total += o.segments_freed_total;
+        self.snapshots_sent_total += o.snapshots_sent_total;
+        self.snapshot_send_failures_total += o.snapshot_send_failures_total;
+        self.snapshots_received_total += o.snapshots_received_total;
+        self.snapshots_applied_total += o.snapshots_applied_total;
+        self.snapshot_chunks_refused_total += o.snapshot_chunks_refused_total;
+        self.replicas_created_total += o.replicas_created_total;
+        self.replicas_destroyed_total += o.replicas_destroyed_total;
+        let _ = self.checkpoint_us.add(&o.checkpoint_us);
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);
         let _ = self.flush_us.add(&o.flush_us);
@@ -101,7 +149,7 @@ impl ShardMetrics {
         format!(
             "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
              bad_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
-             records_per_flush(mean)={:.1}",
+             records_per_flush(mean)={:.1} checkpoints={} segments_freed={} snapshots_sent={} snapshots_applied={}",
             self.proposals_total,
             self.applied_total,
             self.lease_reads_total,
@@ -114,7 +162,11 @@ impl ShardMetrics {
             self.expired_deleted_total,
             q(&self.propose_apply_us),
             q(&self.flush_us),
-            self.flush_batch_records.mean()
+            self.flush_batch_records.mean(),
+            self.checkpoints_total,
+            self.segments_freed_total,
+            self.snapshots_sent_total,
+            self.snapshots_applied_total
         )
     }
 }

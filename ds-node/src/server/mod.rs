@@ -5,12 +5,16 @@
 //! - `ready`: the one ready loop per shard (group commit across all groups).
 //! - `handler`: requests from clients and peers (`KvRequest`, `RaftBatch`).
 //! - `metrics`: counters and histograms.
+//! - `checkpoint`: range checkpoints on disk, log compaction and segment reclamation.
+//! - `snapshot`: Raft snapshots streamed between nodes, and replicas created for them.
 
+pub mod checkpoint;
 pub mod handler;
 pub mod metrics;
 pub mod peer;
 pub mod ready;
 pub mod shard;
+pub mod snapshot;
 
 pub use metrics::ShardMetrics;
 pub use shard::Shard;

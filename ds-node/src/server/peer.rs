@@ -58,6 +58,13 @@ pub struct Peer {
     pub sweep_cursor: bytes::Bytes,
     /// Log index of the last sweep proposed; no new sweep until it applied.
     pub sweep_in_flight: u64,
+    /// False for a replica created for a leader's message that has not installed its first
+    /// snapshot yet: it has no key range and serves nothing.
+    pub initialized: bool,
+    /// A snapshot stepped into raft-rs, to install when raft-rs hands it back in a ready.
+    pub snapshot_in: Option<super::snapshot::Received>,
+    /// When this replica was created (to give up on a replica that never initializes).
+    pub created: Instant,
 }
 
 impl std::fmt::Debug for Peer {
@@ -66,6 +73,7 @@ impl std::fmt::Debug for Peer {
             .field("range", &self.desc.id)
             .field("replica_id", &self.replica_id)
             .field("pending", &self.pending.len())
+            .field("initialized", &self.initialized)
             .finish_non_exhaustive()
     }
 }

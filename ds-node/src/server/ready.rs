@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use engines::vlog::{
     AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord,
-    RangeId as LogRangeId, Term,
+    RangeId as LogRangeId, Term, TruncateMode,
 };
 use net::message::kv::KvResponse;
 use net::message::{RaftBatch, RaftEnvelope};
-use net::{Message as NetMessage, RangeId, ReplicaId, StoreId};
+use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
 use raft::StateRole;
 use raft::eraftpb::{Entry, EntryType, Message as RaftMsg};
 
@@ -26,7 +26,13 @@ use crate::range::apply::{ApplyCtx, execute};
 use crate::range::codec::{decode_proposal, decode_sweep, encode_meta, encode_sweep};
 use crate::range::store::KvStore;
 
-type Outbox = HashMap<String, Vec<RaftEnvelope>>;
+/// Messages of one turn: Raft batches per destination address, and snapshots to stream.
+#[derive(Default)]
+struct Outbox {
+    batches: HashMap<String, Vec<RaftEnvelope>>,
+    /// (address, range, from replica, the `MsgSnapshot`).
+    snapshots: Vec<(String, u64, u64, RaftMsg)>,
+}
 
 /// Runs the ready loop until the shard stops.
 pub async fn run(shard: Rc<Shard>) {
@@ -77,11 +83,13 @@ struct Work {
     number: u64,
     persisted_msgs: Vec<RaftMsg>,
     committed: Vec<Entry>,
+    snapshot_index: Option<u64>,
 }
 
 /// One turn: collect readies, group-commit, then advance every group.
 async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
-    let mut out: Outbox = HashMap::new();
+    let mut out = Outbox::default();
+    let mut snap_files: Vec<(u64, u64, Rc<Vec<u8>>)> = Vec::new();
     let mut records: Vec<AppendRecord> = Vec::new();
     let mut works = Vec::new();
     {
@@ -91,8 +99,15 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
                 p.node.on_entries_fetched(ctx);
             }
         }
-        records.extend(st.meta_records.drain(..).map(AppendRecord::from));
-        for (&range, p) in st.peers.iter_mut() {
+        let ShardState {
+            peers,
+            engine,
+            meta_records,
+            reply_to,
+            ..
+        } = &mut *st;
+        records.extend(meta_records.drain(..).map(AppendRecord::from));
+        for (&range, p) in peers.iter_mut() {
             if !p.node.has_ready() {
                 continue;
             }
@@ -105,9 +120,13 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
                     p.last_role = ss.raft_state;
                 }
             }
-            collect(shard, p, rd.take_messages(), &mut out);
+            collect(shard, p, rd.take_messages(), reply_to, &mut out);
+            let mut snapshot_index = None;
             if !rd.snapshot().is_empty() {
-                tracing::error!(range, "snapshots are not supported yet; ignoring one");
+                let (index, file) =
+                    install_snapshot(shard, p, engine, rd.snapshot(), &mut records)?;
+                snap_files.push((range, index, file));
+                snapshot_index = Some(index);
             }
             let entries = rd.take_entries();
             for e in &entries {
@@ -147,6 +166,7 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
                 number,
                 persisted_msgs,
                 committed,
+                snapshot_index,
             });
         }
     }
@@ -158,6 +178,10 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
             answer_reads(shard, p, engine);
         }
         return Ok(());
+    }
+    // A snapshot's checkpoint file is durable before the log records that point past it.
+    for (range, index, file) in snap_files {
+        super::checkpoint::write(shard, range, index, file).await?;
     }
     if !records.is_empty() {
         let n = records.len() as u64;
@@ -178,15 +202,20 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
             peers,
             engine,
             meta_records,
+            to_destroy,
+            reply_to,
             ..
         } = &mut *st;
         let Some(p) = peers.get_mut(&w.range) else {
             continue;
         };
         p.node.on_persist_ready(w.number);
-        collect(shard, p, w.persisted_msgs, &mut out);
+        if let Some(i) = w.snapshot_index {
+            p.node.advance_apply_to(i);
+        }
+        collect(shard, p, w.persisted_msgs, reply_to, &mut out);
         if let Some(last) = w.committed.last().map(|e| e.index) {
-            apply_entries(shard, p, engine, meta_records, w.committed);
+            apply_entries(shard, p, engine, meta_records, to_destroy, w.committed);
             p.node.advance_apply_to(last);
         }
         answer_reads(shard, p, engine);
@@ -206,6 +235,10 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
     }
     start_fetches(shard);
     flush_outbox(shard, &mut out);
+    let gone = std::mem::take(&mut shard.state.borrow_mut().to_destroy);
+    for range in gone {
+        shard.destroy_range(range).await?;
+    }
     // More work may have arrived while the commit was in flight.
     if shard
         .state
@@ -279,6 +312,7 @@ fn apply_entries(
     p: &mut Peer,
     engine: &mut crate::range::engine::MasstreeStore,
     meta_records: &mut Vec<LogRecord>,
+    to_destroy: &mut Vec<u64>,
     entries: Vec<Entry>,
 ) {
     let range = p.desc.id.0;
@@ -325,6 +359,14 @@ fn apply_entries(
                                 range: LogRangeId(range),
                                 data: encode_meta(&p.desc),
                             });
+                            if !p
+                                .desc
+                                .replicas
+                                .iter()
+                                .any(|r| r.replica_id.0 == p.replica_id)
+                            {
+                                to_destroy.push(range);
+                            }
                         }
                         Err(err) => tracing::warn!(range, "conf change refused: {err}"),
                     }
@@ -354,21 +396,39 @@ fn apply_entries(
     shard.metrics.borrow_mut().applied_total += applied;
 }
 
-/// Queues Raft messages per destination shard address.
-fn collect(shard: &Shard, p: &Peer, msgs: Vec<RaftMsg>, out: &mut Outbox) {
+/// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
+fn collect(
+    shard: &Shard,
+    p: &Peer,
+    msgs: Vec<RaftMsg>,
+    reply_to: &HashMap<(u64, u64), net::message::Replica>,
+    out: &mut Outbox,
+) {
     use protobuf::Message as _;
+    use raft::eraftpb::MessageType;
     for m in msgs {
-        let Some(r) = p.desc.replicas.iter().find(|r| r.replica_id.0 == m.to) else {
+        let replica = p
+            .desc
+            .replicas
+            .iter()
+            .find(|r| r.replica_id.0 == m.to)
+            .copied()
+            .or_else(|| reply_to.get(&(p.desc.id.0, m.to)).copied());
+        let Some(r) = replica else {
             continue;
         };
-        let Some(addr) = shard.replica_addr(r) else {
+        let Some(addr) = shard.replica_addr(&r) else {
             tracing::debug!(to = m.to, "no address for replica");
             continue;
         };
+        if m.get_msg_type() == MessageType::MsgSnapshot {
+            out.snapshots.push((addr, p.desc.id.0, p.replica_id, m));
+            continue;
+        }
         let Ok(bytes) = m.write_to_bytes() else {
             continue;
         };
-        out.entry(addr).or_default().push(RaftEnvelope {
+        out.batches.entry(addr).or_default().push(RaftEnvelope {
             range_id: RangeId(p.desc.id.0),
             from_replica: ReplicaId(p.replica_id),
             to_replica: ReplicaId(m.to),
@@ -377,11 +437,47 @@ fn collect(shard: &Shard, p: &Peer, msgs: Vec<RaftMsg>, out: &mut Outbox) {
     }
 }
 
-/// Sends one `RaftBatch` per destination (one-way), each on its own task.
+/// A connection to the peer shard at `addr` (re-used; re-opened after a failure).
+pub async fn peer_client(
+    shard: &Rc<Shard>,
+    addr: &str,
+) -> anyhow::Result<net::glommio_transport::Client> {
+    let client = shard.peer_conns.borrow().get(addr).cloned();
+    match client.filter(|c| !c.is_closed()) {
+        Some(c) => Ok(c),
+        None => {
+            let c = net::glommio_transport::Client::connect(
+                addr,
+                shard.pool_hello,
+                shard.peer_transport.clone(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("connect {addr}: {e}"))?;
+            shard
+                .peer_conns
+                .borrow_mut()
+                .insert(addr.to_string(), c.clone());
+            Ok(c)
+        }
+    }
+}
+
+/// Sends one `RaftBatch` per destination (one-way), each on its own task, and starts the
+/// snapshot transfers.
 fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
-    for (addr, messages) in out.drain() {
+    for (addr, range, from, m) in out.snapshots.drain(..) {
+        crate::core::spawn(super::snapshot::send(
+            Rc::clone(shard),
+            addr,
+            range,
+            from,
+            m,
+        ));
+    }
+    for (addr, messages) in out.batches.drain() {
         let batch = RaftBatch {
             from_store: StoreId(shard.store_id),
+            from_shard: ShardId(shard.index),
             messages,
         };
         let shard = Rc::clone(shard);
@@ -389,28 +485,12 @@ fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
             // A call, not a one-way send: a peer that stopped answering (a dead process, or a
             // stopped in-process node whose socket lingers) shows up as an error, and the
             // connection is dropped and re-opened on the next batch.
-            let client = shard.peer_conns.borrow().get(&addr).cloned();
-            let client = match client.filter(|c| !c.is_closed()) {
-                Some(c) => c,
-                None => match net::glommio_transport::Client::connect(
-                    &addr,
-                    shard.pool_hello,
-                    shard.peer_transport.clone(),
-                )
-                .await
-                {
-                    Ok(c) => {
-                        shard
-                            .peer_conns
-                            .borrow_mut()
-                            .insert(addr.clone(), c.clone());
-                        c
-                    }
-                    Err(e) => {
-                        tracing::debug!(addr, "raft batch not sent: {e}");
-                        return;
-                    }
-                },
+            let client = match peer_client(&shard, &addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(addr, "raft batch not sent: {e}");
+                    return;
+                }
             };
             if let Err(e) = client.call(NetMessage::RaftBatch(batch)).await {
                 tracing::debug!(addr, "raft batch not delivered: {e}");
@@ -418,6 +498,61 @@ fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
             }
         });
     }
+}
+
+/// Installs the snapshot raft-rs handed back in a ready (received and stepped earlier, see
+/// `server::snapshot`): the range's keys in the engine are replaced, the Raft cache restarts
+/// at the snapshot, and the log records that make it durable are queued for this turn's group
+/// commit. Returns the snapshot index and the checkpoint bytes to write before that commit.
+fn install_snapshot(
+    shard: &Shard,
+    p: &mut Peer,
+    engine: &mut crate::range::engine::MasstreeStore,
+    snap: &raft::eraftpb::Snapshot,
+    records: &mut Vec<AppendRecord>,
+) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
+    let md = snap.get_metadata();
+    let range = p.desc.id.0;
+    let recv = p
+        .snapshot_in
+        .take()
+        .filter(|r| r.meta.index == md.index)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "range {range}: raft-rs returned a snapshot at {} that was never received",
+                md.index
+            )
+        })?;
+    let c = crate::range::checkpoint::decode(&recv.data)
+        .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
+    if p.initialized {
+        super::checkpoint::clear_range(engine, &p.desc.start, &p.desc.end);
+    }
+    p.desc = c.meta.desc.clone();
+    p.initialized = true;
+    super::checkpoint::load(engine, c);
+    p.node
+        .mut_store()
+        .apply_snapshot(crate::range::storage::SnapshotPoint {
+            index: md.index,
+            term: md.term,
+            conf: md.get_conf_state().clone(),
+        });
+    let lr = LogRangeId(range);
+    records.push(AppendRecord::from(LogRecord::ConfState {
+        range: lr,
+        data: encode_meta(&p.desc),
+    }));
+    for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
+        records.push(AppendRecord::from(LogRecord::Truncate {
+            range: lr,
+            mode,
+            index: LogIndex(md.index + 1),
+        }));
+    }
+    shard.metrics.borrow_mut().snapshots_applied_total += 1;
+    tracing::info!(range, index = md.index, "snapshot installed");
+    Ok((md.index, recv.data))
 }
 
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
@@ -444,7 +579,7 @@ fn sweep_expired(shard: &Shard, st: &mut ShardState) {
     let now = super::shard::now_ms();
     let ShardState { peers, engine, .. } = st;
     for p in peers.values_mut() {
-        if !p.is_leader() || p.sweep_in_flight > p.applied() {
+        if !p.initialized || !p.is_leader() || p.sweep_in_flight > p.applied() {
             continue;
         }
         let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc.start {

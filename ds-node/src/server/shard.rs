@@ -1,7 +1,7 @@
 //! [`Shard`]: everything one core owns, and how it is opened (recovery).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::poll_fn;
 use std::path::Path;
 use std::rc::Rc;
@@ -23,9 +23,15 @@ use super::metrics::ShardMetrics;
 use super::peer::{Peer, conf_state_of};
 use crate::config::DsConfig;
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{decode_meta, decode_proposal, encode_meta};
+use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
+use crate::range::codec::{decode_meta, decode_proposal, decode_tombstone, encode_meta};
 use crate::range::engine::MasstreeStore;
-use crate::range::storage::RaftLogCache;
+use crate::range::storage::{RaftLogCache, SnapshotPoint};
+
+/// Raft index (and term) a new range starts at: its entries `1..=5` count as compacted into
+/// its first (empty) checkpoint, so a replica created later — which has no log and no
+/// configuration — is always caught up by a snapshot first (TiKV's `RAFT_INIT_LOG_INDEX`).
+pub const INIT_INDEX: u64 = 5;
 
 /// The owner tag of a shard log in its segment store.
 pub const LOG_OWNER: OwnerTag = OwnerTag(1);
@@ -74,6 +80,15 @@ pub struct ShardState {
     pub meta_records: Vec<LogRecord>,
     /// Finished shard-log fetches: (range, raft-rs context) to hand back.
     pub fetched: Vec<(u64, raft::GetEntriesContext)>,
+    /// Snapshot transfers in and out.
+    pub transfers: super::snapshot::Transfers,
+    /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
+    /// and shard), so a replica that does not know its range's configuration yet can answer.
+    pub reply_to: HashMap<(u64, u64), Replica>,
+    /// Replicas destroyed on this shard: `(range, replica id)`; messages to them are dropped.
+    pub tombstones: HashSet<(u64, u64)>,
+    /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
+    pub to_destroy: Vec<u64>,
 }
 
 /// One shard (core) of a DS node.
@@ -105,6 +120,8 @@ pub struct Shard {
     pub addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
     pub stop: Cell<bool>,
+    /// Version of the master's route table the store addresses come from.
+    pub route_version: Cell<u64>,
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -198,25 +215,64 @@ impl Shard {
             metrics: RefCell::new(ShardMetrics::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
+            route_version: Cell::new(0),
         });
         shard.recover().await?;
         Ok(shard)
     }
 
-    /// Rebuilds every range from the shard log: descriptor from its last meta record, hard
-    /// state, entries into the Raft cache, and committed entries replayed into the engine.
+    /// Rebuilds every range: its checkpoint into the engine, then the committed entries of the
+    /// shard log after it (descriptor evolving with the conf changes replayed), the entries
+    /// into the Raft cache, the hard state.
     async fn recover(&self) -> anyhow::Result<()> {
-        for range in self.log.ranges() {
-            let Some(mut desc) = self.log.conf_state(range).as_deref().and_then(decode_meta) else {
-                tracing::warn!(%range, "range without a descriptor in the shard log; skipped");
+        let mut ranges = self.log.ranges();
+        ranges.sort();
+        for range in ranges {
+            let Some(meta) = self.log.conf_state(range) else {
+                // Hard state of a replica that never got its first snapshot: nothing to keep.
+                tracing::info!(%range, "range without a descriptor in the shard log; skipped");
                 continue;
             };
+            if let Some(replica) = decode_tombstone(&meta) {
+                self.state
+                    .borrow_mut()
+                    .tombstones
+                    .insert((range.0, replica));
+                super::checkpoint::remove(self, range.0).await;
+                continue;
+            }
+            anyhow::ensure!(
+                decode_meta(&meta).is_some(),
+                "range {range}: undecodable descriptor in the shard log"
+            );
+            let path = super::checkpoint::path(self, range.0);
+            let bytes = super::checkpoint::read(self, range.0)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "range {range} is in the shard log but its checkpoint {} is missing",
+                        path.display()
+                    )
+                })?;
+            let c = ckpt::decode(&bytes)
+                .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", path.display()))?;
+            drop(bytes);
+            let (base, base_term) = (c.meta.index, c.meta.term);
+            let mut desc = c.meta.desc.clone();
+            let snap_conf = conf_state_of(&desc);
+            super::checkpoint::load(&mut self.state.borrow_mut().engine, c);
             let hs = self.log.hard_state(range).unwrap_or_default();
-            let commit = hs.commit.0;
+            let commit = hs.commit.0.max(base);
             let mut cache_entries = Vec::new();
-            let (first, offset_term) = match self.log.bounds(range) {
-                Some((first, last)) if last.0 >= first.0 => {
-                    let mut lo = first.0;
+            if let Some((first, last)) = self.log.bounds(range) {
+                if last.0 > base {
+                    anyhow::ensure!(
+                        first.0 <= base + 1,
+                        "range {range}: the shard log resumes at {} but the checkpoint \
+                         ends at {base}",
+                        first.0
+                    );
+                    let mut lo = base + 1;
                     while lo <= last.0 {
                         let hi = (lo + 1024).min(last.0 + 1);
                         let got = self
@@ -225,6 +281,11 @@ impl Shard {
                             .await
                             .map_err(|e| anyhow::anyhow!("read range {range} entries: {e}"))?;
                         for e in got.iter() {
+                            anyhow::ensure!(
+                                e.index.0 == base + 1 + cache_entries.len() as u64,
+                                "range {range}: gap in the shard log at {}",
+                                e.index.0
+                            );
                             if e.index.0 <= commit {
                                 self.replay(&mut desc, e);
                             }
@@ -236,29 +297,33 @@ impl Shard {
                                 ..Entry::default()
                             });
                         }
+                        anyhow::ensure!(
+                            !got.is_empty(),
+                            "range {range}: entries {lo}.. unreadable"
+                        );
                         lo = hi;
                         crate::core::yield_if_needed().await;
                     }
-                    (first.0, 0)
                 }
-                Some((first, _)) => (first.0, 0),
-                None => (1, 0),
-            };
-            // Entries below `first` were compacted (never done in this wave): their term is
-            // unknown, recorded as 0.
+            }
             let raft_hs = HardState {
-                term: hs.term.0,
+                term: hs.term.0.max(base_term),
                 vote: hs.vote,
                 commit,
                 ..HardState::default()
             };
-            let mut cache =
-                RaftLogCache::new(raft_hs, conf_state_of(&desc), first - 1, offset_term);
+            let mut cache = RaftLogCache::new(raft_hs, conf_state_of(&desc), base, base_term);
             cache.append(&cache_entries);
+            cache.set_snapshot(SnapshotPoint {
+                index: base,
+                term: base_term,
+                conf: snap_conf,
+            });
             let keep = self.cfg.cached_entries as u64;
             cache.compact_to(commit.saturating_sub(keep));
-            tracing::info!(range = %range, commit, entries = cache_entries.len(), "range recovered");
-            self.add_peer(desc, cache, commit)?;
+            tracing::info!(range = %range, checkpoint = base, commit, entries = cache_entries.len(), "range recovered");
+            let peer = self.new_peer(desc, cache, commit, None)?;
+            self.state.borrow_mut().peers.insert(range.0, peer);
         }
         Ok(())
     }
@@ -293,52 +358,100 @@ impl Shard {
     }
 
     /// Creates a new range on this shard (bootstrap or a static initial range): writes its
-    /// descriptor to the log first.
+    /// first (empty) checkpoint, then its descriptor and hard state to the log.
     pub async fn create_range(&self, desc: RangeDescriptor) -> anyhow::Result<()> {
         if self.state.borrow().peers.contains_key(&desc.id.0) {
             return Ok(());
         }
+        let meta = CheckpointMeta {
+            index: INIT_INDEX,
+            term: INIT_INDEX,
+            desc: desc.clone(),
+        };
+        let bytes = ckpt::encode(&meta, std::iter::empty());
+        super::checkpoint::write(self, desc.id.0, INIT_INDEX, Rc::new(bytes)).await?;
+        let range = LogRangeId(desc.id.0);
         self.log
-            .append_one(LogRecord::ConfState {
-                range: LogRangeId(desc.id.0),
-                data: encode_meta(&desc),
-            })
+            .append(vec![
+                LogRecord::ConfState {
+                    range,
+                    data: encode_meta(&desc),
+                }
+                .into(),
+                LogRecord::HardState {
+                    range,
+                    state: engines::vlog::HardState {
+                        term: engines::vlog::Term(INIT_INDEX),
+                        vote: 0,
+                        commit: LogIndex(INIT_INDEX),
+                    },
+                }
+                .into(),
+            ])
             .await
             .map_err(|e| anyhow::anyhow!("persist range {} descriptor: {e}", desc.id))?;
-        let cache = RaftLogCache::new(HardState::default(), conf_state_of(&desc), 0, 0);
+        let hs = HardState {
+            term: INIT_INDEX,
+            commit: INIT_INDEX,
+            ..HardState::default()
+        };
+        let conf = conf_state_of(&desc);
+        let mut cache = RaftLogCache::new(hs, conf.clone(), INIT_INDEX, INIT_INDEX);
+        cache.set_snapshot(SnapshotPoint {
+            index: INIT_INDEX,
+            term: INIT_INDEX,
+            conf,
+        });
         let single = desc.replicas.len() == 1;
-        self.add_peer(desc.clone(), cache, 0)?;
+        let id = desc.id.0;
+        let mut peer = self.new_peer(desc, cache, INIT_INDEX, None)?;
         if single {
-            if let Some(p) = self.state.borrow_mut().peers.get_mut(&desc.id.0) {
-                let _ = p.node.campaign();
-            }
+            let _ = peer.node.campaign();
         }
+        self.state.borrow_mut().peers.insert(id, peer);
         self.wake.notify();
         Ok(())
     }
 
-    fn add_peer(
+    /// A replica of `range` (id `replica`) created for a leader's message: no key range and
+    /// no configuration until its first snapshot installs (nothing is persisted before).
+    pub fn new_uninitialized(&self, range: u64, replica: u64) -> anyhow::Result<Peer> {
+        let desc = RangeDescriptor {
+            id: net::RangeId(range),
+            start: bytes::Bytes::new(),
+            end: bytes::Bytes::new(),
+            epoch: net::Epoch::default(),
+            replicas: Vec::new(),
+            leader: None,
+        };
+        let cache = RaftLogCache::new(HardState::default(), Default::default(), 0, 0);
+        self.new_peer(desc, cache, 0, Some(replica))
+    }
+
+    /// A Raft group for `desc` on this shard (`me`: the replica id when it is not in `desc`).
+    fn new_peer(
         &self,
         desc: RangeDescriptor,
         cache: RaftLogCache,
         applied: u64,
-    ) -> anyhow::Result<()> {
-        let me = desc
-            .replicas
-            .iter()
-            .find(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
-            .map(|r| r.replica_id.0)
-            .ok_or_else(|| anyhow::anyhow!("range {} has no replica on this shard", desc.id))?;
+        me: Option<u64>,
+    ) -> anyhow::Result<Peer> {
+        let initialized = me.is_none();
+        let me = match me {
+            Some(id) => id,
+            None => desc
+                .replicas
+                .iter()
+                .find(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
+                .map(|r| r.replica_id.0)
+                .ok_or_else(|| anyhow::anyhow!("range {} has no replica on this shard", desc.id))?,
+        };
         let log = Rc::clone(&self.log);
         let range = LogRangeId(desc.id.0);
-        let first = self.log.bounds(range).map_or(1, |(f, _)| f.0.max(1));
-        let cache = cache.with_log(
-            first,
-            Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)),
-        );
+        let cache = cache.with_log(Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)));
         let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
-        let peer = Peer {
+        Ok(Peer {
             desc,
             replica_id: me,
             node,
@@ -348,8 +461,58 @@ impl Shard {
             last_role: StateRole::Follower,
             sweep_cursor: bytes::Bytes::new(),
             sweep_in_flight: 0,
+            initialized,
+            snapshot_in: None,
+            created: std::time::Instant::now(),
+        })
+    }
+
+    /// Removes the replica of `range` from this shard after a conf change removed it:
+    /// tombstone record first (so a restart does not bring it back), then its keys, its log
+    /// entries and its checkpoint.
+    pub async fn destroy_range(&self, range: u64) -> anyhow::Result<()> {
+        let Some(mut p) = self.state.borrow_mut().peers.remove(&range) else {
+            return Ok(());
         };
-        self.state.borrow_mut().peers.insert(peer.desc.id.0, peer);
+        let err = || net::message::kv::KvResponse::Err {
+            error: net::RpcError::RangeNotFound {
+                range_id: net::RangeId(range),
+            },
+        };
+        for (_, w) in std::mem::take(&mut p.pending) {
+            let _ = w.tx.send(err());
+        }
+        for (_, r) in std::mem::take(&mut p.reads) {
+            let _ = r.tx.send(err());
+        }
+        self.state
+            .borrow_mut()
+            .tombstones
+            .insert((range, p.replica_id));
+        let lr = LogRangeId(range);
+        self.log
+            .append_one(LogRecord::ConfState {
+                range: lr,
+                data: crate::range::codec::encode_tombstone(p.replica_id),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
+        if p.initialized {
+            super::checkpoint::clear_range(
+                &mut self.state.borrow_mut().engine,
+                &p.desc.start,
+                &p.desc.end,
+            );
+        }
+        if let Some((_, last)) = self.log.bounds(lr) {
+            self.log
+                .compact(lr, LogIndex(last.0 + 1))
+                .await
+                .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
+        }
+        super::checkpoint::remove(self, range).await;
+        self.metrics.borrow_mut().replicas_destroyed_total += 1;
+        tracing::info!(range, replica = p.replica_id, "replica destroyed");
         Ok(())
     }
 

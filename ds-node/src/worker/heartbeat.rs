@@ -1,17 +1,21 @@
 //! Talking to the master: bootstrap of the first range, store heartbeats (shard 0) and range
 //! heartbeats for every range this shard leads, and the operators the master returns:
-//! transfer leader, add learner / promote / remove (proposed as Raft conf changes). Split is
-//! not executed yet, and a learner added on another store cannot start there yet (that needs
-//! snapshots): see `docs/guides/ds-node.md`.
+//! transfer leader, add learner / promote / remove (proposed as Raft conf changes; the new
+//! learner's store creates the replica when the leader's first message arrives and catches it
+//! up by snapshot, see `server::snapshot`). A learner is promoted only once caught up. Each
+//! shard also refreshes the store addresses from the master's route table, so it can reach
+//! replicas on stores that joined after it started. Split is not executed yet: see
+//! `docs/guides/ds-node.md`.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use net::Message;
-use net::message::Operator;
 use net::message::{
-    Bootstrap, RangeHeartbeat, RangeStats, ShardStats, StoreHeartbeat, StoreInfo, StoreStats,
+    Bootstrap, GetRouteTable, RangeHeartbeat, RangeStats, ShardStats, StoreHeartbeat, StoreInfo,
+    StoreStats,
 };
+use net::message::{Operator, ReplicaRole};
 use net::{ReplicaId, ShardId, StoreId};
 
 use raft::eraftpb::{ConfChange, ConfChangeType};
@@ -71,20 +75,45 @@ pub async fn run(shard: Rc<Shard>) {
                 tracing::info!("store heartbeat failed: {e}");
             }
         }
+        let mut route_version = shard.route_version.get();
+        match shard
+            .pool
+            .call(
+                &m,
+                Message::GetRouteTable(GetRouteTable {
+                    known_version: route_version,
+                }),
+            )
+            .await
+        {
+            Ok(Message::RouteTable(t)) if !t.unchanged => {
+                let mut addrs = shard.addrs.borrow_mut();
+                for s in t.stores {
+                    if !s.shard_addrs.is_empty() {
+                        addrs.insert(s.store_id.0, s.shard_addrs);
+                    }
+                }
+                route_version = t.route_version;
+                shard.route_version.set(route_version);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::info!("route table refresh failed: {e}"),
+        }
         let leaders: Vec<RangeHeartbeat> = {
             let st = shard.state.borrow();
             st.peers
                 .values()
-                .filter(|p| p.is_leader())
+                .filter(|p| p.initialized && p.is_leader())
                 .map(|p| {
                     let mut desc = p.desc.clone();
                     desc.leader = Some(ReplicaId(p.replica_id));
+                    let (pending, down) = lagging(p);
                     RangeHeartbeat {
                         range: desc,
                         leader: ReplicaId(p.replica_id),
                         stats: RangeStats::default(),
-                        pending: Vec::new(),
-                        down: Vec::new(),
+                        pending,
+                        down,
                     }
                 })
                 .collect()
@@ -102,6 +131,27 @@ pub async fn run(shard: Rc<Shard>) {
             }
         }
     }
+}
+
+/// Entries a learner may lag behind the leader's last index and still count as caught up.
+pub const CAUGHT_UP_SLACK: u64 = 64;
+
+/// Replicas of a range its leader sees still catching up, and not heard from lately.
+fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
+    let last = p.node.raft.raft_log.last_index();
+    let (mut pending, mut down) = (Vec::new(), Vec::new());
+    for (&id, pr) in p.node.raft.prs().iter() {
+        if id == p.replica_id {
+            continue;
+        }
+        if pr.matched + CAUGHT_UP_SLACK < last {
+            pending.push(ReplicaId(id));
+        }
+        if !pr.recent_active {
+            down.push(ReplicaId(id));
+        }
+    }
+    (pending, down)
 }
 
 fn store_heartbeat(shard: &Shard) -> StoreHeartbeat {
@@ -139,7 +189,7 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
     let Some(p) = st.peers.get_mut(&range) else {
         return;
     };
-    if !p.is_leader() {
+    if !p.initialized || !p.is_leader() {
         return;
     }
     let change = |t: ConfChangeType, id: u64, context: Vec<u8>| ConfChange {
@@ -166,7 +216,32 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
             change(ConfChangeType::AddLearnerNode, replica_id.0, ctx)
         }
         Operator::PromoteLearner { replica_id } => {
+            // Only a caught-up learner becomes a voter: a lagging voter would count in the
+            // quorum and stall writes until it caught up (the master sends it again).
+            if lagging(p).0.contains(&replica_id) {
+                tracing::info!(range, replica = %replica_id, "learner not caught up yet; promotion deferred");
+                return;
+            }
             change(ConfChangeType::AddNode, replica_id.0, Vec::new())
+        }
+        Operator::RemoveReplica { replica_id } if replica_id.0 == p.replica_id => {
+            // A leader does not remove itself: it hands leadership to a caught-up voter, and
+            // the master sends the removal again to the new leader.
+            let (pending, down) = lagging(p);
+            let to = p
+                .desc
+                .replicas
+                .iter()
+                .filter(|r| r.replica_id.0 != p.replica_id && r.role == ReplicaRole::Voter {})
+                .map(|r| r.replica_id)
+                .find(|id| !pending.contains(id) && !down.contains(id));
+            if let Some(to) = to {
+                tracing::info!(range, to = %to, "leader to be removed: transferring leadership first");
+                p.node.transfer_leader(to.0);
+                drop(st);
+                shard.wake.notify();
+            }
+            return;
         }
         Operator::RemoveReplica { replica_id } => {
             change(ConfChangeType::RemoveNode, replica_id.0, Vec::new())

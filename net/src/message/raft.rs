@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use crate::codec::wire_struct;
-use crate::ids::{RangeId, ReplicaId, StoreId};
+use crate::ids::{RangeId, ReplicaId, ShardId, StoreId};
 
 /// One Raft message of one range.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,12 +33,16 @@ wire_struct!(RaftEnvelope {
 pub struct RaftBatch {
     /// The sending node.
     pub from_store: StoreId,
+    /// The sending shard of that node (where replies to its replicas go, even before the
+    /// receiver knows the range's replicas).
+    pub from_shard: ShardId,
     /// The messages.
     #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
     pub messages: Vec<RaftEnvelope>,
 }
 wire_struct!(RaftBatch {
     from_store,
+    from_shard,
     messages
 });
 

@@ -1,0 +1,310 @@
+//! Range checkpoints on disk and shard-log compaction.
+//!
+//! A checkpoint is the state of one range at one applied index (format in
+//! [`crate::range::checkpoint`]), kept as
+//! `data-dir/checkpoints/shard-<i>/range-<id>-<index>.ckpt` (written to a temporary name,
+//! `fsync`ed, renamed, directory `fsync`ed: a crash leaves no torn file under a final name).
+//! The newest index wins; older files are deleted once a newer one is durable, so a
+//! checkpoint written late by the compaction task can never hide a newer snapshot installed
+//! meanwhile. Every range has one from its creation on, so recovery is always "load the
+//! newest checkpoint, replay the shard log after it".
+//!
+//! [`run`] is the shard's compaction task: when a range applied
+//! `checkpoint-entries` entries since its last checkpoint — or the shard log is half full, or
+//! raft-rs asked for a snapshot newer than the last checkpoint — it writes a new checkpoint,
+//! then compacts the range's Raft log below it (keeping a short tail for followers that are
+//! only a little behind) and frees the log segments no range needs any more. Without this a
+//! long-running shard fills its log and stops accepting writes.
+//!
+//! Building a checkpoint scans the range in the Masstree in one go (the tree has no snapshot
+//! isolation, and the scan must see one applied index): it holds the shard for the duration
+//! of the scan, about 100 ns per key. Ranges are kept small by splitting; the LSM (tiering
+//! issue) replaces full checkpoints by incremental ones.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use engines::vlog::{LogIndex, RangeId as LogRangeId};
+
+use super::metrics::ShardMetrics;
+use super::peer::conf_state_of;
+use super::shard::{Shard, ShardState};
+use crate::range::checkpoint::{self, CheckpointMeta};
+use crate::range::engine::MasstreeStore;
+use crate::range::storage::SnapshotPoint;
+use crate::range::store::{Entry, KvStore};
+
+/// The directory of a shard's checkpoints.
+pub fn dir(shard: &Shard) -> PathBuf {
+    shard
+        .cfg
+        .data_dir
+        .join("checkpoints")
+        .join(format!("shard-{}", shard.index))
+}
+
+fn file_name(range: u64, index: u64) -> String {
+    format!("range-{range}-{index:020}.ckpt")
+}
+
+/// The checkpoint files of `range` in `dir`, by index.
+fn list(dir: &Path, range: u64) -> std::io::Result<Vec<(u64, PathBuf)>> {
+    let prefix = format!("range-{range}-");
+    let mut out = Vec::new();
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for ent in rd {
+        let ent = ent?;
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(idx) = name
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".ckpt"))
+            .and_then(|r| r.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        out.push((idx, ent.path()));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A description of where `range`'s checkpoints live, for error messages.
+pub fn path(shard: &Shard, range: u64) -> PathBuf {
+    dir(shard).join(format!("range-{range}-*.ckpt"))
+}
+
+/// Writes `bytes` as the checkpoint of `range` at `index`, atomically and durably, then
+/// deletes the range's older checkpoints.
+pub async fn write(
+    shard: &Shard,
+    range: u64,
+    index: u64,
+    bytes: Rc<Vec<u8>>,
+) -> anyhow::Result<()> {
+    let dir = dir(shard);
+    // The blocking pool needs owned, sendable data: one copy of the checkpoint.
+    let data = bytes.as_ref().clone();
+    crate::core::blocking(move || -> std::io::Result<()> {
+        write_atomic(&dir, &dir.join(file_name(range, index)), &data)?;
+        for (i, p) in list(&dir, range)? {
+            if i < index {
+                std::fs::remove_file(p)?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))
+}
+
+fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads the newest checkpoint of `range` (`None`: there is none).
+pub async fn read(shard: &Shard, range: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    let dir = dir(shard);
+    crate::core::blocking(move || {
+        let newest =
+            list(&dir, range).map_err(|e| anyhow::anyhow!("list {}: {e}", dir.display()))?;
+        match newest.last() {
+            None => Ok(None),
+            Some((_, p)) => std::fs::read(p)
+                .map(Some)
+                .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display())),
+        }
+    })
+    .await
+}
+
+/// Removes every checkpoint of a destroyed range.
+pub async fn remove(shard: &Shard, range: u64) {
+    let dir = dir(shard);
+    let _ = crate::core::blocking(move || -> std::io::Result<()> {
+        for (_, p) in list(&dir, range)? {
+            std::fs::remove_file(p)?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Deletes every key of `[start, end)` from the engine.
+pub fn clear_range(engine: &mut MasstreeStore, start: &[u8], end: &[u8]) {
+    let end = (!end.is_empty()).then_some(end);
+    loop {
+        let got = engine.scan(start, end, 4096, false);
+        if got.is_empty() {
+            return;
+        }
+        for (k, _) in got {
+            engine.delete(&k);
+        }
+    }
+}
+
+/// Replaces the range's keys in the engine by a checkpoint's.
+pub fn load(engine: &mut MasstreeStore, c: checkpoint::Checkpoint) {
+    clear_range(engine, &c.meta.desc.start, &c.meta.desc.end);
+    engine.set_source(None);
+    for (k, e) in c.entries {
+        engine.put(k, e);
+    }
+}
+
+/// Encodes the current state of an initialized range (at its applied index).
+pub fn build(st: &ShardState, range: u64) -> Option<(Vec<u8>, SnapshotPoint)> {
+    let p = st.peers.get(&range).filter(|p| p.initialized)?;
+    let index = p.applied();
+    let term = p.node.raft.raft_log.term(index).ok()?;
+    let desc = p.desc.clone();
+    let end = (!desc.end.is_empty()).then_some(&desc.end[..]);
+    let entries: Vec<(bytes::Bytes, Entry)> = st.engine.scan(&desc.start, end, usize::MAX, false);
+    let conf = conf_state_of(&desc);
+    let bytes = checkpoint::encode(
+        &CheckpointMeta { index, term, desc },
+        entries.iter().map(|(k, e)| (&k[..], e)),
+    );
+    Some((bytes, SnapshotPoint { index, term, conf }))
+}
+
+/// Writes a checkpoint of `range` and compacts its Raft log below it. Returns whether the
+/// log was compacted.
+pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<bool> {
+    let t = Instant::now();
+    let Some((bytes, point)) = build(&shard.state.borrow(), range) else {
+        return Ok(false);
+    };
+    let size = bytes.len() as u64;
+    write(shard, range, point.index, Rc::new(bytes)).await?;
+    let (keep_from, term) = {
+        let mut st = shard.state.borrow_mut();
+        let Some(p) = st.peers.get_mut(&range) else {
+            return Ok(false);
+        };
+        let index = point.index;
+        p.node.mut_store().set_snapshot(point);
+        let mut keep_from = index + 1;
+        if p.is_leader() {
+            // Keep the entries a follower that is only a little behind still needs: it then
+            // catches up from the log instead of by snapshot.
+            let me = p.replica_id;
+            let slack = shard.cfg.cached_entries as u64;
+            let lagging = p
+                .node
+                .raft
+                .prs()
+                .iter()
+                .filter(|(id, pr)| **id != me && pr.recent_active)
+                .map(|(_, pr)| pr.matched)
+                .min();
+            if let Some(m) = lagging {
+                if m < index && index - m <= slack {
+                    keep_from = m + 1;
+                }
+            }
+        }
+        let trunc = p.node.store().truncated_index();
+        if keep_from <= trunc + 1 {
+            drop(st);
+            record(shard, t, size);
+            return Ok(false);
+        }
+        let term = p.node.raft.raft_log.term(keep_from - 1).unwrap_or(0);
+        (keep_from, term)
+    };
+    shard
+        .log
+        .compact(LogRangeId(range), LogIndex(keep_from))
+        .await
+        .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
+        p.node.mut_store().truncate_to(keep_from - 1, term);
+    }
+    record(shard, t, size);
+    Ok(true)
+}
+
+fn record(shard: &Shard, t: Instant, size: u64) {
+    let mut m = shard.metrics.borrow_mut();
+    m.checkpoints_total += 1;
+    m.checkpoint_bytes_total += size;
+    ShardMetrics::record(&mut m.checkpoint_us, t.elapsed().as_micros() as u64);
+}
+
+/// Whether the shard log is at least half full.
+fn log_under_pressure(shard: &Shard) -> bool {
+    let segments = (shard.cfg.log_file_bytes / shard.cfg.segment_bytes).max(2) - 1;
+    (shard.log.segment_usage().len() as u64) * 2 >= segments
+}
+
+/// How long a replica created for a leader's message may wait for its first snapshot.
+pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
+
+/// Drops replicas that were created for a leader's message and never got their snapshot (the
+/// leader went away or the replica was removed before it was caught up). They hold nothing.
+fn forget_stale_uninitialized(shard: &Shard) {
+    let mut st = shard.state.borrow_mut();
+    st.peers
+        .retain(|_, p| p.initialized || p.created.elapsed() < UNINITIALIZED_TTL);
+}
+
+/// The compaction task of a shard (see the module documentation).
+pub async fn run(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.cfg.checkpoint_check_ms);
+    while !shard.stop.get() {
+        crate::core::sleep(every).await;
+        forget_stale_uninitialized(&shard);
+        let pressure = log_under_pressure(&shard);
+        let due: Vec<u64> = {
+            let st = shard.state.borrow();
+            st.peers
+                .iter()
+                .filter(|(_, p)| p.initialized)
+                .filter(|(_, p)| {
+                    let store = p.node.store();
+                    let since = store.snapshot_point().map_or(0, |s| s.index);
+                    let applied = p.applied();
+                    applied > since
+                        && (store.want_checkpoint.get()
+                            || applied - since >= shard.cfg.checkpoint_entries
+                            || (pressure && store.truncated_index() < applied))
+                })
+                .map(|(&id, _)| id)
+                .collect()
+        };
+        let mut compacted = false;
+        for range in due {
+            if shard.stop.get() {
+                return;
+            }
+            match checkpoint_range(&shard, range).await {
+                Ok(c) => compacted |= c,
+                Err(e) => {
+                    tracing::error!(range, "checkpoint failed: {e:#}");
+                    shard.metrics.borrow_mut().checkpoint_errors_total += 1;
+                }
+            }
+        }
+        if compacted {
+            match shard.log.reclaim().await {
+                Ok(n) => shard.metrics.borrow_mut().segments_freed_total += n as u64,
+                Err(e) => tracing::error!("freeing shard log segments failed: {e}"),
+            }
+        }
+    }
+}
