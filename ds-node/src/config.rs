@@ -56,7 +56,7 @@ pub struct DsConfig {
     pub peers: Vec<PeerStore>,
     /// Size of each shard's log file in bytes. Default 1 GiB; a multiple of 4 KiB.
     pub log_file_bytes: u64,
-    /// Segment size of the shard log, bytes. Default 64 MiB.
+    /// Segment size of the shard log, bytes. Default 64 MiB; at least 2 MiB.
     pub segment_bytes: u64,
     /// Write zeros over a new log file (faster first flushes on ext4). Default true.
     pub zero_log_file: bool,
@@ -139,8 +139,9 @@ impl DsConfig {
             "log-file-bytes: multiple of 4 KiB"
         );
         anyhow::ensure!(
-            self.segment_bytes >= 1 << 20 && self.segment_bytes * 4 <= self.log_file_bytes,
-            "segment-bytes must be >= 1 MiB and a quarter of log-file-bytes at most"
+            self.segment_bytes >= 2 << 20 && self.segment_bytes * 4 <= self.log_file_bytes,
+            "segment-bytes must be >= 2 MiB (a commit batch is up to 1 MiB) and a quarter of \
+             log-file-bytes at most"
         );
         anyhow::ensure!(self.tick_ms > 0, "tick-ms must be positive");
         anyhow::ensure!(

@@ -13,6 +13,7 @@
 //! - [`worker`]: master heartbeats and bootstrap.
 //! - [`core`]: glommio glue (the only module naming glommio).
 //! - [`config`], [`node`]: settings and [`run`]; [`admin`]: `GET /metrics`.
+//! - [`offline`]: the contents of a stopped node's data directory (replica comparisons).
 //!
 //! Dependencies: `net`, `engines`, `nvme`. This crate must never depend on tokio.
 //! Threading: a range belongs to one shard; shards share nothing mutable (each talks to peers
@@ -26,6 +27,7 @@ pub mod config;
 pub mod core;
 pub mod keyspace;
 pub mod node;
+pub mod offline;
 pub mod range;
 pub mod server;
 pub mod worker;

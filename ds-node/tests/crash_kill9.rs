@@ -1,7 +1,8 @@
 //! Crash: a single-replica DS node runs as a child process (this test binary re-invoked with
 //! `DS_CHILD_DIR`), takes a concurrent write load, and is killed with SIGKILL mid-load. After
 //! a restart on the same data directory every write that was acknowledged before the kill
-//! must read back (the shard log is replayed into the engine; raft re-commits the tail).
+//! must read back (the newest checkpoint is loaded and the shard log after it replayed into
+//! the engine; raft re-commits the tail). Checkpoints and log compaction run during the load.
 #![allow(clippy::unwrap_used)]
 
 use std::cell::RefCell;
@@ -45,6 +46,10 @@ fn child_process() {
         zero_log_file: false,
         tick_ms: 10,
         io_memory_bytes: 1 << 20,
+        // Checkpoints and log compaction run during the load, so the kill can land in the
+        // middle of one.
+        checkpoint_entries: 200,
+        checkpoint_check_ms: 20,
         ..DsConfig::default()
     };
     let _node = run(cfg).unwrap();

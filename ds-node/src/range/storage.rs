@@ -312,9 +312,12 @@ impl Storage for RaftLogCache {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        // The receiver must be in the snapshot's configuration (raft-rs refuses it
+        // otherwise): a replica added after the last checkpoint needs a newer one.
+        let has = |c: &ConfState| c.voters.contains(&to) || c.learners.contains(&to);
         match &self.snapshot {
-            Some(p) if p.index >= request_index && p.index > 0 => {
+            Some(p) if p.index >= request_index && p.index > 0 && has(&p.conf) => {
                 let mut s = Snapshot::default();
                 let m = s.mut_metadata();
                 m.index = p.index;
@@ -393,6 +396,18 @@ mod snapshot_tests {
             conf: ConfState::default(),
         });
         assert!(!c.want_checkpoint.get());
+        assert!(
+            c.snapshot(7, 2).is_err(),
+            "replica 2 is not in the snapshot's configuration"
+        );
+        assert!(c.want_checkpoint.get());
+        let mut conf = ConfState::default();
+        conf.learners.push(2);
+        c.set_snapshot(SnapshotPoint {
+            index: 7,
+            term: 6,
+            conf,
+        });
         assert_eq!(c.snapshot(7, 2).unwrap().get_metadata().index, 7);
         assert!(c.snapshot(8, 2).is_err(), "older than requested");
         c.apply_snapshot(SnapshotPoint {

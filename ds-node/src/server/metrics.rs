@@ -149,7 +149,8 @@ impl ShardMetrics {
         format!(
             "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
              bad_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
-             records_per_flush(mean)={:.1} checkpoints={} segments_freed={} snapshots_sent={} snapshots_applied={}",
+             records_per_flush(mean)={:.1} checkpoints={} segments_freed={} snapshots_sent={} snapshot_send_failures={} \
+             snapshots_received={} snapshots_applied={} snapshot_chunks_refused={} replicas_created={}",
             self.proposals_total,
             self.applied_total,
             self.lease_reads_total,
@@ -166,7 +167,11 @@ impl ShardMetrics {
             self.checkpoints_total,
             self.segments_freed_total,
             self.snapshots_sent_total,
-            self.snapshots_applied_total
+            self.snapshot_send_failures_total,
+            self.snapshots_received_total,
+            self.snapshots_applied_total,
+            self.snapshot_chunks_refused_total,
+            self.replicas_created_total
         )
     }
 }

@@ -221,6 +221,12 @@ async fn transfer(
         .await?
         .ok_or_else(|| anyhow::anyhow!("range {range} has no checkpoint"))?;
     let meta = checkpoint::decode_meta(&data)?;
+    anyhow::ensure!(
+        meta.desc.replicas.iter().any(|r| r.replica_id.0 == m.to),
+        "the newest checkpoint (index {}) predates replica {}",
+        meta.index,
+        m.to
+    );
     let id = {
         let mut st = shard.state.borrow_mut();
         st.transfers.next_id += 1;

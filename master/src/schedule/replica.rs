@@ -54,10 +54,13 @@ fn propose_for(
 ) -> Option<Proposal> {
     let state = plan.input.state;
     let n_voters = voters(range).count();
+    // Not up (drained or gone) or down (no heartbeat within `store-down-after-ms`): its
+    // replicas are replaced. A store that comes back is then found with an extra replica.
     let bad_store = |r: &Replica| {
-        state
-            .store(r.store_id)
-            .is_none_or(|s| s.state != StoreState::Up)
+        !plan.is_alive(r.store_id)
+            || state
+                .store(r.store_id)
+                .is_none_or(|s| s.state != StoreState::Up)
     };
     let mk = |steps: Vec<Step>, stores: Vec<StoreId>, reason: String| Proposal {
         range_id: range.id,
@@ -185,7 +188,7 @@ fn pick_extra<'r>(plan: &Plan<'_>, range: &'r RangeDescriptor) -> Option<&'r Rep
     }
     voters(range).max_by_key(|r| {
         let store = state.store(r.store_id);
-        let down = store.is_none_or(|s| s.state != StoreState::Up);
+        let down = !plan.is_alive(r.store_id) || store.is_none_or(|s| s.state != StoreState::Up);
         let zone = store.and_then(|s| s.label("zone"));
         let crowd = zone_counts.get(&zone).copied().unwrap_or(0);
         let n = counts.get(&r.store_id).copied().unwrap_or(0);

@@ -259,6 +259,14 @@ fn scheduling_cases() {
             ..BASE
         },
         Case {
+            name: "a voter on a silent (down) store is replaced on a live store, then removed",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP), (4, "", UP)],
+            ranges: &["s1* s2 s3"],
+            silent: &[3],
+            expect: &["r1: add-learner s4/0, promote, remove p13"],
+            ..BASE
+        },
+        Case {
             name: "a silent store receives no replica",
             rf: 2,
             stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],

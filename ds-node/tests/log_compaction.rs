@@ -1,0 +1,175 @@
+//! A long-running shard does not fill its log: with a 32 MiB shard log, 128 MiB of writes
+//! (overwrites of 4,000 keys with 4 KiB values) are all acknowledged, because ranges are
+//! checkpointed, their Raft log is compacted below the checkpoint and the freed segments are
+//! reused. After a restart (newest checkpoint + the log after it) every key has its last value.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use ds_node::{DsConfig, run};
+use net::message::RouteCtx;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::transport::TransportConfig;
+use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
+
+const KEYS: usize = 4000;
+const ROUNDS: usize = 8;
+const WRITERS: usize = 16;
+
+fn cfg(dir: &std::path::Path) -> DsConfig {
+    DsConfig {
+        data_dir: dir.to_path_buf(),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        log_file_bytes: 32 << 20,
+        segment_bytes: 2 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        checkpoint_entries: 1000,
+        checkpoint_check_ms: 20,
+        ..DsConfig::default()
+    }
+}
+
+fn ctx() -> RouteCtx {
+    RouteCtx {
+        range_id: RangeId(1),
+        epoch: Epoch {
+            conf_ver: 1,
+            version: 1,
+        },
+    }
+}
+
+fn value(key: usize, round: usize) -> Bytes {
+    let mut v = format!("{key}:{round}:").into_bytes();
+    v.resize(4096, b'a' + (round % 26) as u8);
+    Bytes::from(v)
+}
+
+fn on_executor<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+async fn call(c: &net::glommio_transport::Client, op: KvOp) -> KvResponse {
+    for _ in 0..2000 {
+        match c
+            .call(Message::KvRequest(KvRequest {
+                ctx: ctx(),
+                op: op.clone(),
+            }))
+            .await
+            .unwrap()
+        {
+            Message::KvResponse(KvResponse::Err {
+                error: RpcError::NotLeader { .. } | RpcError::ServerBusy {},
+            }) => glommio::timer::sleep(Duration::from_millis(5)).await,
+            Message::KvResponse(r) => return r,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    panic!("no answer");
+}
+
+async fn connect(addr: &str) -> net::glommio_transport::Client {
+    let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+    net::glommio_transport::Client::connect(addr, hello, TransportConfig::default())
+        .await
+        .unwrap()
+}
+
+fn check_all(addr: String) {
+    on_executor(move || {
+        Box::pin(async move {
+            let c = connect(&addr).await;
+            for k in 0..KEYS {
+                let r = call(
+                    &c,
+                    KvOp::StrGet {
+                        key: Bytes::from(format!("key{k}")),
+                    },
+                )
+                .await;
+                match r {
+                    KvResponse::Ok {
+                        result: OpResult::Value { value: v },
+                    } => assert_eq!(v, Some(value(k, ROUNDS - 1)), "key{k}"),
+                    other => panic!("key{k}: {other:?}"),
+                }
+            }
+        })
+    });
+}
+
+#[test]
+fn overwriting_four_times_the_log_size_keeps_working_and_survives_a_restart() {
+    let dir = std::env::temp_dir().join(format!("ds-compaction-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = run(cfg(&dir)).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let a = addr.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            let c = connect(&a).await;
+            let mut tasks = Vec::new();
+            for w in 0..WRITERS {
+                let c = c.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    for round in 0..ROUNDS {
+                        for k in (w..KEYS).step_by(WRITERS) {
+                            let r = call(
+                                &c,
+                                KvOp::StrSet {
+                                    key: Bytes::from(format!("key{k}")),
+                                    value: value(k, round),
+                                    expiry: Expiry::Persist {},
+                                    cond: Cond::Always {},
+                                    get_old: false,
+                                },
+                            )
+                            .await;
+                            assert!(matches!(r, KvResponse::Ok { .. }), "key{k}: {r:?}");
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+        })
+    });
+    let m = node.metrics();
+    eprintln!("{}", m.summary());
+    assert!(
+        m.checkpoints_total >= 10,
+        "{} checkpoints",
+        m.checkpoints_total
+    );
+    assert!(
+        m.segments_freed_total >= 32,
+        "{} segments freed",
+        m.segments_freed_total
+    );
+    check_all(addr);
+    node.shutdown().unwrap();
+    let files = std::fs::read_dir(dir.join("checkpoints/shard-0"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1, "older checkpoints are deleted");
+
+    let node = run(cfg(&dir)).unwrap();
+    check_all(node.shard_addrs[0].clone());
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
