@@ -11,8 +11,14 @@
 //! ```text
 //! cargo bench -p engines --bench vlog -- [--file PATH] [--size-mib N] [--secs S] [--rounds N]
 //!     [--sizes 100,1024,4096] [--writers 1,16,128,256] [--no-fio] [--mem] [--spin-us N]
+//!     [--depths 1,2] [--think-us N]
 //! ```
 //! `--mem` runs on the in-memory device instead (no fio; measures the log's CPU cost).
+//! `--depths` runs every point with each `pipeline-depth` (1: strictly sequential commits,
+//! 2: the next batch is written while the previous one's flush runs), alternating their order
+//! between rounds. `--think-us N` makes each appender wait a random 0..=N µs after each
+//! acknowledgement (a client's round trip), so appends also arrive while a flush runs; with
+//! the default 0 every appender is in the batch being flushed and nothing can overlap.
 #![allow(clippy::unwrap_used)] // benchmark driver: a failure aborts the run
 
 use std::path::{Path, PathBuf};
@@ -39,6 +45,8 @@ struct Args {
     fio: bool,
     mem: bool,
     spin: Duration,
+    depths: Vec<usize>,
+    think_us: u64,
 }
 
 fn list(s: &str) -> Vec<usize> {
@@ -57,6 +65,8 @@ fn args() -> Args {
         fio: true,
         mem: false,
         spin: Duration::ZERO,
+        depths: vec![VlogConfig::default().pipeline_depth],
+        think_us: 0,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -70,6 +80,8 @@ fn args() -> Args {
             "--sizes" => a.sizes = list(&next),
             "--writers" => a.writers = list(&next),
             "--spin-us" => a.spin = Duration::from_micros(next.parse().unwrap()),
+            "--depths" => a.depths = list(&next),
+            "--think-us" => a.think_us = next.parse().unwrap(),
             "--no-fio" => {
                 a.fio = false;
                 i += 1;
@@ -123,6 +135,8 @@ async fn run_log<D: BlockDevice + 'static>(
     size: usize,
     writers: usize,
     secs: u64,
+    depth: usize,
+    think_us: u64,
 ) -> Point {
     let store = SegmentStore::format(
         dev,
@@ -137,6 +151,7 @@ async fn run_log<D: BlockDevice + 'static>(
     let cfg = VlogConfig {
         batch_bytes_max: 4 << 20,
         auto_reclaim: true,
+        pipeline_depth: depth,
         ..VlogConfig::default()
     };
     let (log, _) = Vlog::open(dev, OWNER, cfg).await.unwrap();
@@ -149,9 +164,17 @@ async fn run_log<D: BlockDevice + 'static>(
         let (log, done) = (std::rc::Rc::clone(&log), std::rc::Rc::clone(&done));
         tasks.push(glommio_spawn(async move {
             let mut index = 1;
+            let mut rng = w.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             while Instant::now() < stop {
                 log.append(vec![record(w, index, size)]).await.unwrap();
                 done.set(done.get() + 1);
+                if think_us > 0 {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let us = rng % (think_us + 1);
+                    glommio::timer::sleep(Duration::from_micros(us)).await;
+                }
                 if index % 512 == 0 {
                     log.compact(RangeId(w), LogIndex(index - 16)).await.unwrap();
                 }
@@ -241,13 +264,16 @@ fn main() {
         ..ExecutorConfig::default()
     };
     println!(
-        "# shard log benchmark: {} ({} MiB), {} s per point, {} rounds, device {}, spin {:?}",
+        "# shard log benchmark: {} ({} MiB), {} s per point, {} rounds, device {}, spin {:?}, \
+         pipeline depths {:?}, think 0..={} us",
         a.file.display(),
         a.size >> 20,
         a.secs,
         a.rounds,
         if a.mem { "mem" } else { "uring" },
-        a.spin
+        a.spin,
+        a.depths,
+        a.think_us
     );
     if !a.mem {
         let (file, size) = (a.file.clone(), a.size);
@@ -264,28 +290,36 @@ fn main() {
             points.push((s, w));
         }
     }
-    let mut logs: Vec<Vec<Point>> = vec![Vec::new(); points.len()];
+    let nd = a.depths.len();
+    // Per (point, depth): the log's results; per point: fio's.
+    let mut logs: Vec<Vec<Point>> = vec![Vec::new(); points.len() * nd];
     let mut fios: Vec<Vec<(f64, f64)>> = vec![Vec::new(); points.len()];
     for round in 0..a.rounds {
         for (i, &(s, w)) in points.iter().enumerate() {
             let log_first = (round + i) % 2 == 0;
             for k in 0..2 {
                 if (k == 0) == log_first {
-                    let (file, secs, mem, size) = (a.file.clone(), a.secs, a.mem, a.size);
-                    let p = run_local(cfg, async move {
-                        if mem {
-                            let dev = MemDevice::new(size, 4096).unwrap();
-                            run_log(dev, s, w, secs).await
-                        } else {
-                            let dev = UringDevice::open(&file, UringOptions::default())
-                                .await
-                                .unwrap();
-                            run_log(dev, s, w, secs).await
-                        }
-                    })
-                    .unwrap();
-                    println!("round {round} log  {s:>5} B x {w:>3}: {p:?}");
-                    logs[i].push(p);
+                    for j in 0..nd {
+                        // Alternate which depth goes first between rounds and points.
+                        let di = (j + round + i) % nd;
+                        let depth = a.depths[di];
+                        let (file, secs, mem, size) = (a.file.clone(), a.secs, a.mem, a.size);
+                        let think = a.think_us;
+                        let p = run_local(cfg, async move {
+                            if mem {
+                                let dev = MemDevice::new(size, 4096).unwrap();
+                                run_log(dev, s, w, secs, depth, think).await
+                            } else {
+                                let dev = UringDevice::open(&file, UringOptions::default())
+                                    .await
+                                    .unwrap();
+                                run_log(dev, s, w, secs, depth, think).await
+                            }
+                        })
+                        .unwrap();
+                        println!("round {round} log  {s:>5} B x {w:>3} depth {depth}: {p:?}");
+                        logs[i * nd + di].push(p);
+                    }
                 } else if a.fio {
                     let bs = batch_bytes(s, w);
                     let f = run_fio(&a.file, a.size, bs, a.secs);
@@ -297,37 +331,39 @@ fn main() {
     }
     println!();
     println!(
-        "| record | writers | records/s | payload MiB/s | p50 / p99 µs | records/flush \
+        "| record | writers | depth | records/s | payload MiB/s | p50 / p99 µs | records/flush \
          | vs 1 writer | fio bs | fio syncs/s | fio MiB/s | log MiB/s ÷ fio MiB/s \
          | log records/s ÷ (fio syncs/s × writers) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (i, &(s, w)) in points.iter().enumerate() {
-        let l = &logs[i];
-        let rps = median(l.iter().map(|p| p.records_per_s).collect());
-        let mib = median(l.iter().map(|p| p.mib_per_s).collect());
-        let base = points
-            .iter()
-            .position(|&(s2, w2)| s2 == s && w2 == 1)
-            .map(|j| median(logs[j].iter().map(|p| p.records_per_s).collect()));
-        let (fbs, fiops, fmib) = if fios[i].is_empty() {
-            ("-".to_string(), f64::NAN, f64::NAN)
-        } else {
-            (
-                batch_bytes(s, w).to_string(),
-                median(fios[i].iter().map(|f| f.0).collect()),
-                median(fios[i].iter().map(|f| f.1).collect()),
-            )
-        };
-        println!(
-            "| {s} B | {w} | {rps:.0} | {mib:.1} | {:.0} / {:.0} | {:.1} | {} | {fbs} | {fiops:.0} \
-             | {fmib:.1} | {:.2} | {:.2} |",
-            median(l.iter().map(|p| p.p50_us).collect()),
-            median(l.iter().map(|p| p.p99_us).collect()),
-            median(l.iter().map(|p| p.records_per_flush).collect()),
-            base.map_or("-".into(), |b| format!("{:.1}x", rps / b)),
-            mib / fmib,
-            rps / (fiops * w as f64),
-        );
+        for (di, &depth) in a.depths.iter().enumerate() {
+            let l = &logs[i * nd + di];
+            let rps = median(l.iter().map(|p| p.records_per_s).collect());
+            let mib = median(l.iter().map(|p| p.mib_per_s).collect());
+            let base = points
+                .iter()
+                .position(|&(s2, w2)| s2 == s && w2 == 1)
+                .map(|j| median(logs[j * nd + di].iter().map(|p| p.records_per_s).collect()));
+            let (fbs, fiops, fmib) = if fios[i].is_empty() {
+                ("-".to_string(), f64::NAN, f64::NAN)
+            } else {
+                (
+                    batch_bytes(s, w).to_string(),
+                    median(fios[i].iter().map(|f| f.0).collect()),
+                    median(fios[i].iter().map(|f| f.1).collect()),
+                )
+            };
+            println!(
+                "| {s} B | {w} | {depth} | {rps:.0} | {mib:.1} | {:.0} / {:.0} | {:.1} | {} | {fbs} \
+             | {fiops:.0} | {fmib:.1} | {:.2} | {:.2} |",
+                median(l.iter().map(|p| p.p50_us).collect()),
+                median(l.iter().map(|p| p.p99_us).collect()),
+                median(l.iter().map(|p| p.records_per_flush).collect()),
+                base.map_or("-".into(), |b| format!("{:.1}x", rps / b)),
+                mib / fmib,
+                rps / (fiops * w as f64),
+            );
+        }
     }
 }

@@ -3,7 +3,8 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::poll_fn;
+use std::future::{Future, poll_fn};
+use std::pin::pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
@@ -58,7 +59,7 @@ pub struct Appended {
 }
 
 /// The segment being appended to and its tail.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Head {
     pub seg: Segment,
     pub segment_seq: u64,
@@ -92,6 +93,9 @@ struct Queue {
     pending_bytes: usize,
     tickets: FastMap<u64, Ticket>,
     next_ticket: u64,
+    /// The leader waiting for a flush, woken when records arrive (it may write them while
+    /// the flush runs).
+    arrival: Option<Waker>,
 }
 
 #[derive(Default)]
@@ -103,10 +107,24 @@ struct Lock {
 /// Mutable log state besides the index.
 pub(crate) struct Core {
     pub poisoned: bool,
+    /// Seq after the last completed (flushed and applied) batch. Every record below it was
+    /// flushed: it is the durable mark of the next batch written (format §3).
     pub next_seq: Seq,
+    /// Head after the last completed batch.
     pub head: Option<Head>,
+    /// Head and next seq after the newest batch written but not yet completed (its flush in
+    /// flight, or written ahead and waiting for the next leader); `None` when there is none.
+    /// The next batch is laid out from here.
+    pub ahead: Option<(Head, Seq)>,
     pub spare: Option<Segment>,
     pub state: State,
+}
+
+impl Core {
+    /// The head the next batch is laid out from: after the newest written batch.
+    fn write_head(&self) -> Option<&Head> {
+        self.ahead.as_ref().map(|(h, _)| h).or(self.head.as_ref())
+    }
 }
 
 /// A shard log on a segment store. Single-threaded: share it between the tasks of one
@@ -122,6 +140,9 @@ pub struct Vlog<D: BlockDevice> {
     pub(crate) core: RefCell<Core>,
     queue: RefCell<Queue>,
     lock: RefCell<Lock>,
+    /// A batch written while the previous one's flush ran, left by a leader whose own records
+    /// were done: the next leader flushes it first. Only while the lock is free or held.
+    staged: RefCell<Option<Staged>>,
     pub(crate) metrics: RefCell<VlogMetrics>,
     /// Device offset of segment 0.
     pub(crate) data_offset: u64,
@@ -176,6 +197,31 @@ impl<D: BlockDevice> Drop for InFlight<'_, D> {
     }
 }
 
+/// A batch whose writes completed and whose flush has not returned yet.
+struct Staged {
+    batch: Vec<Pending>,
+    head: Head,
+    done: Vec<(Appended, usize)>,
+    /// Bytes written (block padding and the rewritten tail block included).
+    written: u64,
+}
+
+impl Staged {
+    /// Record bytes of the batch.
+    fn bytes(&self) -> usize {
+        self.done.iter().map(|(_, l)| l).sum()
+    }
+
+    /// Appends `more`, written right after this batch, to it (both are flushed together).
+    fn merge(mut self, more: Staged) -> Staged {
+        self.batch.extend(more.batch);
+        self.done.extend(more.done);
+        self.head = more.head;
+        self.written += more.written;
+        self
+    }
+}
+
 /// One segment's share of a batch: a block-aligned write.
 struct SegWrite<B> {
     seg: Segment,
@@ -205,6 +251,7 @@ impl<D: BlockDevice> Vlog<D> {
             core: RefCell::new(core),
             queue: RefCell::new(Queue::default()),
             lock: RefCell::new(Lock::default()),
+            staged: RefCell::new(None),
             metrics: RefCell::new(VlogMetrics::default()),
             data_offset,
         }
@@ -227,10 +274,12 @@ impl<D: BlockDevice> Vlog<D> {
     /// poisons the log (its batch's outcome is unknown).
     pub async fn append(&self, records: Vec<AppendRecord>) -> Result<Vec<Appended>> {
         // Backpressure: while the queue holds `pending-bytes-max`, help commit it first.
-        while self.queue.borrow().pending_bytes >= self.cfg.pending_bytes_max {
+        let max = self.cfg.pending_bytes_max;
+        while self.queue.borrow().pending_bytes >= max {
             let _g = self.lock().await;
             self.check_poisoned()?;
-            self.commit_batch().await;
+            self.pump(&|| self.queue.borrow().pending_bytes < max, false)
+                .await;
             self.after_commit().await;
         }
         let t = self.submit(records, false)?;
@@ -261,11 +310,9 @@ impl<D: BlockDevice> Vlog<D> {
     pub async fn sync(&self) -> Result<()> {
         let _g = self.lock().await;
         self.check_poisoned()?;
-        while !self.queue.borrow().pending.is_empty() {
-            self.commit_batch().await;
-            self.check_poisoned()?;
-        }
-        Ok(())
+        self.pump(&|| self.queue.borrow().pending.is_empty(), true)
+            .await;
+        self.check_poisoned()
     }
 
     pub(super) fn check_poisoned(&self) -> Result<()> {
@@ -323,6 +370,9 @@ impl<D: BlockDevice> Vlog<D> {
             .sum::<usize>();
         q.pending
             .extend(records.into_iter().map(|rec| Pending { ticket: t, rec }));
+        if let Some(w) = q.arrival.take() {
+            w.wake();
+        }
         Ok(t)
     }
 
@@ -391,26 +441,152 @@ impl<D: BlockDevice> Vlog<D> {
 
     /// Commits batches (under the lock) until ticket `t` is done.
     pub(super) async fn commit_until_done(&self, t: u64) {
-        while !self.is_done(t) {
-            if self.queue.borrow().pending.is_empty() {
-                // The ticket's records left the queue without completing: only a dropped
-                // commit does that, and it poisons the log. Never spin.
-                debug_assert!(false, "ticket {t} pending with an empty queue");
-                self.core.borrow_mut().poisoned = true;
-                return;
-            }
-            self.commit_batch().await;
+        self.pump(&|| self.is_done(t), false).await;
+        if !self.is_done(t) {
+            // The ticket's records left the queue without completing: only a dropped commit
+            // does that, and it poisons the log. Never spin.
+            debug_assert!(false, "ticket {t} pending with nothing queued or in flight");
+            self.core.borrow_mut().poisoned = true;
         }
     }
 
-    /// Takes the next batch off the queue: records up to `batch-bytes-max` (at least one).
-    fn take_batch(&self) -> Vec<Pending> {
+    /// The commit pipeline (under the lock). Writes batches off the queue and flushes them,
+    /// one flush at a time; while a flush runs, records that arrive are written as the next
+    /// batch (with `pipeline-depth` 2), whose flush follows. Batches complete in log order.
+    /// Stops writing new batches once `enough()` holds and returns when the flush in flight
+    /// has returned. A batch written ahead is then flushed too with `drain`; without, it is
+    /// left for the next leader (its waiters wait for the lock, and one of them leads).
+    /// Returns early, with `enough()` false, only if nothing is queued or in flight.
+    pub(super) async fn pump(&self, enough: &dyn Fn() -> bool, drain: bool) {
+        // Armed while a batch is held here: if this future is dropped, its waiters must learn
+        // that its outcome is unknown.
+        let mut guard = InFlight {
+            log: self,
+            armed: false,
+        };
+        loop {
+            let staged = self.staged.borrow_mut().take();
+            let cur = match staged {
+                Some(st) if drain || !enough() => st,
+                Some(st) => {
+                    *self.staged.borrow_mut() = Some(st);
+                    return;
+                }
+                None if enough() || self.queue.borrow().pending.is_empty() => return,
+                None => match self.stage(self.cfg.batch_bytes_max).await {
+                    Some(st) => st,
+                    None => continue, // the batch failed and its waiters know
+                },
+            };
+            guard.armed = true;
+            let next = self.flush_and_complete(cur, enough).await;
+            *self.staged.borrow_mut() = next;
+            guard.armed = false;
+        }
+    }
+
+    /// Flushes the written batch `cur` and completes it (or fails it and poisons the log).
+    /// With `pipeline-depth` 2, records that arrive while the flush runs are written
+    /// meanwhile (unless `enough()` held at the start), as one or more batches laid out after
+    /// `cur` — at most `batch-bytes-max` together — and returned unflushed as one `Staged`,
+    /// for the next flush.
+    async fn flush_and_complete(&self, cur: Staged, enough: &dyn Fn() -> bool) -> Option<Staged> {
+        let overlap = self.cfg.pipeline_depth >= 2 && !enough();
+        let max = self.cfg.batch_bytes_max;
+        let mut flush = pin!(self.dev.flush());
+        let mut flushed: Option<nvme::Result<()>> = None;
+        let mut next: Option<Staged> = None;
+        loop {
+            // Room left in the next flush's batch for the first queued record?
+            let room = max - next.as_ref().map_or(0, Staged::bytes);
+            // Wait for the flush, or for records to write while it runs.
+            let arrived = poll_fn(|cx| {
+                if let Poll::Ready(r) = flush.as_mut().poll(cx) {
+                    flushed = Some(r);
+                    return Poll::Ready(false);
+                }
+                let fits = self
+                    .queue
+                    .borrow()
+                    .pending
+                    .front()
+                    .is_some_and(|p| p.rec.record.encoded_len() <= room);
+                if overlap && fits && !self.core.borrow().poisoned {
+                    return Poll::Ready(true);
+                }
+                self.queue.borrow_mut().arrival = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
+            self.queue.borrow_mut().arrival = None;
+            if !arrived {
+                break;
+            }
+            // Let every other task of this turn hand its records in, then write them; the
+            // flush keeps being polled meanwhile.
+            let mut stage = pin!(async {
+                futures_lite::future::yield_now().await;
+                self.stage(room).await
+            });
+            let staged = poll_fn(|cx| {
+                if flushed.is_none() {
+                    if let Poll::Ready(r) = flush.as_mut().poll(cx) {
+                        flushed = Some(r);
+                    }
+                }
+                stage.as_mut().poll(cx)
+            })
+            .await;
+            if let Some(more) = staged {
+                next = Some(match next.take() {
+                    Some(n) => n.merge(more),
+                    None => more,
+                });
+            }
+            if flushed.is_some() {
+                break;
+            }
+        }
+        let res = match flushed {
+            Some(r) => r.map_err(Error::from_nvme),
+            None => Err(Error::DeviceFailed), // unreachable: both loops end with a result
+        };
+        // A poisoned log acknowledges nothing, even a batch whose own flush returned `Ok`
+        // (the next batch's write may have failed meanwhile).
+        let res = res.and_then(|()| self.check_poisoned());
+        match res {
+            Ok(()) => {
+                let mut m = self.metrics.borrow_mut();
+                m.flushes_total += 1;
+                m.written_bytes_total += cur.written;
+                let total = cur.bytes();
+                VlogMetrics::record(&mut m.batch_records, cur.batch.len() as u64);
+                VlogMetrics::record(&mut m.batch_bytes, total as u64);
+                drop(m);
+                self.complete(cur);
+                next
+            }
+            Err(e) => {
+                self.core.borrow_mut().poisoned = true;
+                self.metrics.borrow_mut().failed_batches_total += 1;
+                self.fail_all(&cur.batch, e);
+                if let Some(n) = next {
+                    self.fail_all(&n.batch, Error::DeviceFailed);
+                }
+                None
+            }
+        }
+    }
+
+    /// Takes the next batch off the queue: records up to `budget` bytes (with the whole
+    /// `batch-bytes-max`, at least one: no record is longer).
+    fn take_batch(&self, budget: usize) -> Vec<Pending> {
         let mut q = self.queue.borrow_mut();
         let mut bytes = 0;
         let mut out = Vec::new();
         while let Some(p) = q.pending.front() {
             let len = p.rec.record.encoded_len();
-            if !out.is_empty() && bytes + len > self.cfg.batch_bytes_max {
+            if bytes + len > budget {
                 break;
             }
             bytes += len;
@@ -460,17 +636,18 @@ impl<D: BlockDevice> Vlog<D> {
         Ok(seg)
     }
 
-    /// Commits one batch: layout, encode, write, flush, apply, complete. On failure the log is
-    /// poisoned and the batch's waiters get the error (running out of segments fails the
-    /// batch without poisoning: nothing was written).
-    pub(super) async fn commit_batch(&self) {
-        let batch = self.take_batch();
+    /// Writes the next batch off the queue (layout, encode, write; no flush) and returns it,
+    /// or `None` if the queue is empty or the batch failed: its waiters are answered and the
+    /// log is poisoned (running out of segments fails the batch without poisoning: nothing
+    /// was written).
+    async fn stage(&self, budget: usize) -> Option<Staged> {
+        let batch = self.take_batch(budget);
         if batch.is_empty() {
-            return;
+            return None;
         }
         if let Err(e) = self.check_poisoned() {
             self.fail_all(&batch, e);
-            return;
+            return None;
         }
         // Armed from here: if this future is dropped, the batch's records are gone from the
         // queue and its waiters must learn it (and a dropped allocation loses the store).
@@ -488,28 +665,33 @@ impl<D: BlockDevice> Vlog<D> {
                         self.core.borrow_mut().poisoned = true;
                     }
                     self.fail_batch(&batch, e);
-                    return;
+                    return None;
                 }
             },
         };
         let res = match self.encode_batch(&batch, new_seg) {
-            Ok((head, done, writes)) => self.write_and_flush(writes).await.map(|()| (head, done)),
+            Ok((head, done, writes)) => self.write_all(writes).await.map(|n| (head, done, n)),
             Err(e) => Err(e),
         };
         guard.armed = false;
         match res {
-            Ok(done) => {
-                let mut m = self.metrics.borrow_mut();
-                let total: usize = done.1.iter().map(|(_, l)| l).sum();
-                VlogMetrics::record(&mut m.batch_records, batch.len() as u64);
-                VlogMetrics::record(&mut m.batch_bytes, total as u64);
-                drop(m);
-                self.complete(batch, done);
+            Ok((head, done, written)) => {
+                let mut c = self.core.borrow_mut();
+                let first = c.ahead.as_ref().map_or(c.next_seq, |(_, s)| *s);
+                c.ahead = Some((head.clone(), Seq(first.0 + batch.len() as u64)));
+                drop(c);
+                Some(Staged {
+                    batch,
+                    head,
+                    done,
+                    written,
+                })
             }
             Err(e) => {
                 self.core.borrow_mut().poisoned = true;
                 self.metrics.borrow_mut().failed_batches_total += 1;
                 self.fail_all(&batch, e);
+                None
             }
         }
     }
@@ -533,7 +715,9 @@ impl<D: BlockDevice> Vlog<D> {
     /// Returns true if `batch` does not fit in the head segment (or there is no head).
     fn needs_segment(&self, batch: &[Pending]) -> bool {
         let c = self.core.borrow();
-        let Some(h) = &c.head else { return true };
+        let Some(h) = c.write_head() else {
+            return true;
+        };
         let mut tail = h.tail;
         for p in batch {
             tail += p.rec.record.encoded_len() as u64;
@@ -554,10 +738,13 @@ impl<D: BlockDevice> Vlog<D> {
     ) -> Result<(Head, Vec<(Appended, usize)>, Vec<SegWrite<D::Buf>>)> {
         let bs = self.block as u64;
         let c = self.core.borrow();
-        let first_seq = c.next_seq;
+        // Laid out after the newest written batch; every record below `mark` was flushed.
+        let first_seq = c.ahead.as_ref().map_or(c.next_seq, |(_, s)| *s);
+        let mark = c.next_seq;
+        let write_head = c.write_head();
         // Spans: (segment, segment seq, write start, end, fresh).
         let mut spans: Vec<(Segment, u64, u64, u64, bool)> = Vec::with_capacity(2);
-        if let Some(h) = &c.head {
+        if let Some(h) = write_head {
             spans.push((h.seg, h.segment_seq, h.tail - h.tail % bs, h.tail, false));
         }
         let mut plan = Vec::with_capacity(batch.len()); // (span, offset)
@@ -579,11 +766,7 @@ impl<D: BlockDevice> Vlog<D> {
             plan.push((k, span.3));
             span.3 += len;
         }
-        let head_tail_block = c
-            .head
-            .as_ref()
-            .map(|h| h.tail_block.clone())
-            .unwrap_or_default();
+        let head_tail_block = write_head.map(|h| h.tail_block.clone()).unwrap_or_default();
         drop(c);
         let mut writes = Vec::with_capacity(spans.len());
         for (k, (seg, seg_seq, start, end, fresh)) in spans.iter().enumerate() {
@@ -602,7 +785,7 @@ impl<D: BlockDevice> Vlog<D> {
                     batch_max: self.cfg.batch_bytes_max as u32,
                     segment_seq: *seg_seq,
                     first_seq: new_first.unwrap_or(first_seq),
-                    batch_seq: first_seq,
+                    durable_mark: mark,
                 }
                 .encode(b);
             } else {
@@ -624,7 +807,10 @@ impl<D: BlockDevice> Vlog<D> {
             ))?;
             let at = (off - w.start) as usize;
             let out = &mut w.buf.as_bytes_mut()[at..at + len];
-            let crc = rec.encode(s, i as u32, out);
+            // At most two batches lie between the mark and `s`, each under 2^32 / 24 records.
+            let delta = u32::try_from(s.0 - mark.0)
+                .map_err(|_| Error::InvalidArgument("durable mark too far behind"))?;
+            let crc = rec.encode(s, delta, out);
             let seg = SegmentId(w.seg.id.0);
             let value = match (p.rec.value, rec.data_offset()) {
                 (Some(v), Some(d)) => {
@@ -670,23 +856,22 @@ impl<D: BlockDevice> Vlog<D> {
         Ok((head, done, writes.into_iter().flatten().collect()))
     }
 
-    /// Issues the batch's writes (in order) and one flush.
-    async fn write_and_flush(&self, writes: Vec<SegWrite<D::Buf>>) -> Result<()> {
+    /// Issues the batch's writes, in order. Returns the bytes written.
+    async fn write_all(&self, writes: Vec<SegWrite<D::Buf>>) -> Result<u64> {
         let mut written = 0;
         for w in writes {
             written += w.buf.len() as u64;
             let (res, _buf) = self.dev.write(w.seg.offset + w.start, w.buf).await;
             res.map_err(Error::from_nvme)?;
         }
-        self.dev.flush().await.map_err(Error::from_nvme)?;
-        let mut m = self.metrics.borrow_mut();
-        m.flushes_total += 1;
-        m.written_bytes_total += written;
-        Ok(())
+        Ok(written)
     }
 
     /// Applies a durable batch and completes its waiters.
-    fn complete(&self, batch: Vec<Pending>, (head, done): (Head, Vec<(Appended, usize)>)) {
+    fn complete(&self, st: Staged) {
+        let Staged {
+            batch, head, done, ..
+        } = st;
         let mut c = self.core.borrow_mut();
         c.state
             .segments
@@ -695,6 +880,9 @@ impl<D: BlockDevice> Vlog<D> {
             .segment_seq = head.segment_seq;
         c.head = Some(head);
         c.next_seq = Seq(c.next_seq.0 + batch.len() as u64);
+        if c.ahead.as_ref().is_some_and(|(_, s)| *s == c.next_seq) {
+            c.ahead = None;
+        }
         let now = Instant::now();
         let mut q = self.queue.borrow_mut();
         let mut m = self.metrics.borrow_mut();

@@ -4,7 +4,8 @@
 //!
 //! Modules:
 //! - [`record`]: the record and segment-header codec.
-//! - `log`: [`Vlog`] — group-commit appends (queue, commit lock, batch encoding, fail-stop).
+//! - `log`: [`Vlog`] — group-commit appends (queue, commit lock, batch encoding, the
+//!   two-deep write/flush pipeline, fail-stop).
 //! - `read`: reads by pointer and by (range, index) through the entry cache; Raft queries.
 //! - `reclaim`: Raft truncation and segment reclamation (the value GC's entry point).
 //! - `recover`: [`Vlog::open`] — scan, torn-tail cut, mid-log corruption detection.
@@ -107,7 +108,15 @@ pub struct VlogConfig {
     /// Keep one allocated spare segment so a commit rarely waits for a store update.
     /// Default true.
     pub preallocate: bool,
+    /// Most commit batches in flight (written, flush not yet returned): 1 commits strictly
+    /// one batch after another; 2 writes the next batch while the previous one's flush runs
+    /// (`docs/format/shard-log.md` §4). Default 2; valid 1 ..= [`MAX_PIPELINE_DEPTH`].
+    pub pipeline_depth: usize,
 }
+
+/// The most batches any writer of this format keeps in flight; recovery's evidence window
+/// and torn-tail cut are sized for it (`docs/format/shard-log.md` §5).
+pub const MAX_PIPELINE_DEPTH: usize = 2;
 
 impl Default for VlogConfig {
     fn default() -> Self {
@@ -118,6 +127,7 @@ impl Default for VlogConfig {
             recovery_read_bytes: 1 << 20,
             auto_reclaim: false,
             preallocate: true,
+            pipeline_depth: MAX_PIPELINE_DEPTH,
         }
     }
 }

@@ -76,6 +76,10 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) async fn release_locked(&self, id: u32) -> Result<()> {
+        // Flush a batch written ahead first: the checks below need the head to be durable
+        // (a segment is never freed while a later one may hold only unflushed records).
+        self.pump(&|| true, true).await;
+        self.check_poisoned()?;
         let metas = {
             let c = self.core.borrow();
             let head = c.head.as_ref().map(|h| h.seg.id.0);
@@ -97,7 +101,7 @@ impl<D: BlockDevice> Vlog<D> {
         if !metas.is_empty() {
             let n = metas.len();
             let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
-            self.commit_until_done(t).await;
+            self.pump(&|| self.is_done(t), true).await;
             self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
             let c = self.core.borrow();
             let left = c.state.segments.get(&id).map_or(0, |u| u.meta_records);

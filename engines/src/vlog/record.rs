@@ -14,8 +14,11 @@ pub const RECORD_ALIGN: usize = 8;
 pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Magic bytes of a segment header.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TKVSLOG1";
-/// Format version written and read by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by this build (`docs/format/shard-log.md` §10).
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest format version this build reads. Version 1 differs only in what the `mark delta`
+/// field promises, and its writers kept the version-2 promise too (one batch in flight).
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Length of the fixed part of a Raft entry body (range, term, index, type, reserved).
 pub const ENTRY_FIXED_LEN: usize = 32;
@@ -165,8 +168,8 @@ pub struct RecordHeader {
     pub body_len: u32,
     /// Sequence number.
     pub seq: Seq,
-    /// `seq` minus the first seq of the record's batch.
-    pub batch_delta: u32,
+    /// `seq` minus the record's durable mark (format §3).
+    pub mark_delta: u32,
     /// The record's kind.
     pub kind: RecordKind,
 }
@@ -177,9 +180,11 @@ impl RecordHeader {
         RECORD_HEADER_LEN + self.body_len as usize
     }
 
-    /// Returns the first seq of the record's batch (saturating on a nonsense delta).
-    pub fn batch_seq(&self) -> Seq {
-        Seq(self.seq.0.saturating_sub(u64::from(self.batch_delta)))
+    /// Returns the record's durable mark: every record with a smaller `seq` had been flushed
+    /// before this record's batch was written (saturating on a nonsense delta). In version 1
+    /// logs this is the first seq of the record's batch, which kept the same promise.
+    pub fn durable_mark(&self) -> Seq {
+        Seq(self.seq.0.saturating_sub(u64::from(self.mark_delta)))
     }
 }
 
@@ -234,14 +239,14 @@ impl LogRecord {
     ///
     /// Panics if `out` is shorter than `encoded_len()` or the body is longer than `u32::MAX`
     /// (both are the caller's bugs: the log sizes buffers and checks record lengths first).
-    pub fn encode(&self, seq: Seq, batch_delta: u32, out: &mut [u8]) -> u32 {
+    pub fn encode(&self, seq: Seq, mark_delta: u32, out: &mut [u8]) -> u32 {
         let body_len = self.body_len();
         let total = self.encoded_len();
         let body_len32 = u32::try_from(body_len).expect("record length checked by the log");
         let out = &mut out[..total];
         out[4..8].copy_from_slice(&body_len32.to_le_bytes());
         out[8..16].copy_from_slice(&seq.0.to_le_bytes());
-        out[16..20].copy_from_slice(&batch_delta.to_le_bytes());
+        out[16..20].copy_from_slice(&mark_delta.to_le_bytes());
         out[20] = self.kind() as u8;
         out[21..24].fill(0);
         let body = &mut out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + body_len];
@@ -307,7 +312,7 @@ pub fn decode_header(b: &[u8], max_body: usize) -> Result<RecordHeader, DecodeEr
     let crc = u32_at(b, 0)?;
     let body_len = u32_at(b, 4)?;
     let seq = Seq(u64_at(b, 8)?);
-    let batch_delta = u32_at(b, 16)?;
+    let mark_delta = u32_at(b, 16)?;
     let kind = b.get(20).copied().ok_or(DecodeError::Short)?;
     let kind = RecordKind::from_u8(kind).ok_or(DecodeError::Invalid("unknown record kind"))?;
     if b.get(21..24).ok_or(DecodeError::Short)? != [0, 0, 0] {
@@ -316,14 +321,14 @@ pub fn decode_header(b: &[u8], max_body: usize) -> Result<RecordHeader, DecodeEr
     if body_len as usize > max_body {
         return Err(DecodeError::Invalid("record longer than the maximum"));
     }
-    if seq.0 == 0 || u64::from(batch_delta) >= seq.0 {
+    if seq.0 == 0 || u64::from(mark_delta) >= seq.0 {
         return Err(DecodeError::Invalid("bad sequence number"));
     }
     Ok(RecordHeader {
         crc,
         body_len,
         seq,
-        batch_delta,
+        mark_delta,
         kind,
     })
 }
@@ -421,8 +426,9 @@ pub struct SegmentHeader {
     pub segment_seq: u64,
     /// Seq of the segment's first record.
     pub first_seq: Seq,
-    /// First seq of the batch that wrote the header.
-    pub batch_seq: Seq,
+    /// The durable mark of the batch that wrote the header (every record with a smaller seq
+    /// was flushed before that batch was written; version 1: the batch's first seq).
+    pub durable_mark: Seq,
 }
 
 impl SegmentHeader {
@@ -437,7 +443,7 @@ impl SegmentHeader {
         out[28..32].copy_from_slice(&self.batch_max.to_le_bytes());
         out[32..40].copy_from_slice(&self.segment_seq.to_le_bytes());
         out[40..48].copy_from_slice(&self.first_seq.0.to_le_bytes());
-        out[48..56].copy_from_slice(&self.batch_seq.0.to_le_bytes());
+        out[48..56].copy_from_slice(&self.durable_mark.0.to_le_bytes());
         let crc = crc32c::crc32c(&out[..56]);
         out[56..60].copy_from_slice(&crc.to_le_bytes());
     }
@@ -451,7 +457,7 @@ impl SegmentHeader {
         if u32_at(b, 56)? != crc32c::crc32c(&b[..56]) {
             return Err(DecodeError::Checksum);
         }
-        if u32_at(b, 8)? != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&u32_at(b, 8)?) {
             return Err(DecodeError::Invalid("unsupported segment format version"));
         }
         if u32_at(b, 12)? != 0 || u32_at(b, 60)? != 0 {
@@ -465,9 +471,9 @@ impl SegmentHeader {
             batch_max: u32_at(b, 28)?,
             segment_seq: u64_at(b, 32)?,
             first_seq: Seq(u64_at(b, 40)?),
-            batch_seq: Seq(u64_at(b, 48)?),
+            durable_mark: Seq(u64_at(b, 48)?),
         };
-        if h.first_seq.0 == 0 || h.batch_seq > h.first_seq {
+        if h.first_seq.0 == 0 || h.durable_mark > h.first_seq {
             return Err(DecodeError::Invalid("bad segment sequence numbers"));
         }
         Ok(h)
@@ -525,7 +531,7 @@ mod tests {
             assert_eq!(back, r);
             assert_eq!(h.crc, crc);
             assert_eq!(h.seq, Seq(100 + i as u64));
-            assert_eq!(h.batch_seq(), Seq(100));
+            assert_eq!(h.durable_mark(), Seq(100));
             if let (Some(off), LogRecord::Entry(e)) = (r.data_offset(), &r) {
                 assert_eq!(&buf[off..off + e.payload.len()], &e.payload[..]);
             }
@@ -557,7 +563,7 @@ mod tests {
             batch_max: 8192,
             segment_seq: 9,
             first_seq: Seq(1000),
-            batch_seq: Seq(990),
+            durable_mark: Seq(990),
         };
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         h.encode(&mut b);
@@ -568,6 +574,32 @@ mod tests {
             assert!(SegmentHeader::decode(&c).is_err(), "byte {i}");
         }
         assert!(SegmentHeader::decode(&[0; SEGMENT_HEADER_LEN]).is_err());
+    }
+
+    /// Headers of version 1 logs (same layout, the mark was the batch start) still decode;
+    /// an unknown newer version does not.
+    #[test]
+    fn version_one_segment_headers_decode_and_newer_versions_are_refused() {
+        let h = SegmentHeader {
+            owner: 7,
+            generation: 1,
+            batch_max: 4096,
+            segment_seq: 0,
+            first_seq: Seq(1),
+            durable_mark: Seq(1),
+        };
+        let with_version = |v: u32| {
+            let mut b = [0u8; SEGMENT_HEADER_LEN];
+            h.encode(&mut b);
+            b[8..12].copy_from_slice(&v.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..56]);
+            b[56..60].copy_from_slice(&crc.to_le_bytes());
+            SegmentHeader::decode(&b)
+        };
+        assert_eq!(with_version(1), Ok(h));
+        assert_eq!(with_version(FORMAT_VERSION), Ok(h));
+        assert!(with_version(0).is_err());
+        assert!(with_version(FORMAT_VERSION + 1).is_err());
     }
 
     proptest! {

@@ -12,7 +12,7 @@ use super::record::{
 };
 use super::state::{CheckpointInfo, EntryCache, State};
 use super::types::Seq;
-use super::{Error, Result, VlogConfig};
+use super::{Error, MAX_PIPELINE_DEPTH, Result, VlogConfig};
 use crate::masstree::{LogPointer, SegmentId};
 
 /// What recovery found.
@@ -43,7 +43,8 @@ pub struct RecoveryReport {
 #[derive(Clone, Copy)]
 struct Limits {
     max_body: usize,
-    /// Twice the largest batch: how far after a hole to look for evidence and to zero.
+    /// (most batches in flight + 1) × the largest batch: how far after a hole to look for
+    /// evidence and to zero.
     window: u64,
     chunk: usize,
 }
@@ -101,8 +102,9 @@ impl<'a, D: BlockDevice> SegReader<'a, D> {
 impl<D: BlockDevice> Vlog<D> {
     /// Opens the shard log owned by `owner` on the segment store on `dev` (formatted with
     /// `nvme::SegmentStore::format`), running recovery: rebuilds the per-range entry index,
-    /// cuts a torn tail, and reports where the log ends. A bad record followed by records of
-    /// a later batch is `Corruption`, never skipped.
+    /// cuts a torn tail, and reports where the log ends. A bad record followed by a record
+    /// whose durable mark shows the bad one had been flushed (format §5) is `Corruption`,
+    /// never skipped.
     pub async fn open(dev: D, owner: OwnerTag, cfg: VlogConfig) -> Result<(Self, RecoveryReport)> {
         let dev = Rc::new(dev);
         let mut store = SegmentStore::open(SharedDevice(Rc::clone(&dev)))
@@ -117,6 +119,9 @@ impl<D: BlockDevice> Vlog<D> {
             return Err(Error::InvalidArgument(
                 "batch-bytes-max must be 64 B ..= segment size - 1 block",
             ));
+        }
+        if !(1..=MAX_PIPELINE_DEPTH).contains(&cfg.pipeline_depth) {
+            return Err(Error::InvalidArgument("pipeline-depth must be 1 or 2"));
         }
         // 1. The chain: owned segments with a valid header of their current generation.
         let owned: Vec<Segment> = store.segments().filter(|s| s.owner == owner).collect();
@@ -138,7 +143,7 @@ impl<D: BlockDevice> Vlog<D> {
             .unwrap_or(cfg.batch_bytes_max as u64);
         let lim = Limits {
             max_body: seg_size as usize - block - RECORD_HEADER_LEN,
-            window: 2 * batch_max,
+            window: (MAX_PIPELINE_DEPTH as u64 + 1) * batch_max,
             chunk: cfg.recovery_read_bytes,
         };
         let mut state = State {
@@ -174,7 +179,7 @@ impl<D: BlockDevice> Vlog<D> {
                 return Err(Error::Corruption {
                     segment: chain[ci].0.id.0,
                     offset: pos,
-                    detail: "bad record followed by records of a later batch",
+                    detail: "bad record followed by a record written after it was durable",
                 });
             }
             // 4. Cut: zero what follows the tail, free later chain segments.
@@ -207,11 +212,15 @@ impl<D: BlockDevice> Vlog<D> {
                 report.freed_segments += 1;
             }
         }
+        // Every record accepted above becomes durable before any batch is written with a
+        // durable mark above it (after a process crash, unflushed bytes are still readable).
+        dev.flush().await.map_err(Error::from_nvme)?;
         report.last_checkpoint = state.last_checkpoint.clone();
         let core = Core {
             poisoned: false,
             next_seq: report.next_seq,
             head,
+            ahead: None,
             spare,
             state,
         };
@@ -273,8 +282,10 @@ async fn scan<D: BlockDevice>(
     Ok((chain.len() - 1, prev_end))
 }
 
-/// Looks for records of a batch later than the one holding `expected` after the hole at
-/// (`ci`, `pos`): in the window after it and at the start of later chain segments.
+/// Looks for proof that the record `expected` at the hole (`ci`, `pos`) was flushed: a whole
+/// record with a higher seq whose durable mark is above `expected` (its batch was written
+/// after `expected`'s flush returned), in the window after the hole or at the start of a
+/// later chain segment, or a later chain segment whose header's durable mark is above it.
 async fn evidence<D: BlockDevice>(
     dev: &D,
     lim: Limits,
@@ -284,12 +295,35 @@ async fn evidence<D: BlockDevice>(
     pos: u64,
     expected: Seq,
 ) -> Result<bool> {
-    let max_body = lim.max_body;
-    let later = |h: &super::record::RecordHeader| h.seq > expected && h.batch_seq() > expected;
     let (seg, _) = chain[ci];
-    let wend = seg.len.min(pos + lim.window);
+    if marked_record_in(dev, lim, block, seg, pos + 8, expected).await? {
+        return Ok(true);
+    }
+    for (seg, hdr) in &chain[ci + 1..] {
+        if hdr.durable_mark > expected
+            || marked_record_in(dev, lim, block, *seg, block as u64, expected).await?
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Returns true if a whole record with `seq > expected` and durable mark `> expected` starts
+/// at an 8-byte position in `[from, from + window)` of `seg`.
+async fn marked_record_in<D: BlockDevice>(
+    dev: &D,
+    lim: Limits,
+    block: usize,
+    seg: Segment,
+    from: u64,
+    expected: Seq,
+) -> Result<bool> {
+    let max_body = lim.max_body;
+    let later = |h: &super::record::RecordHeader| h.seq > expected && h.durable_mark() > expected;
+    let wend = seg.len.min(from + lim.window);
     let mut rd = SegReader::new(dev, seg, block, lim.chunk);
-    let mut q = pos + 8;
+    let mut q = from;
     while q + RECORD_HEADER_LEN as u64 <= wend {
         let hit = match rd.get(q, RECORD_HEADER_LEN).await? {
             Some(hb) => decode_header(hb, max_body).ok().filter(later),
@@ -303,23 +337,6 @@ async fn evidence<D: BlockDevice>(
             }
         }
         q += 8;
-    }
-    for (seg, hdr) in &chain[ci + 1..] {
-        if hdr.batch_seq > expected {
-            return Ok(true);
-        }
-        let mut rd = SegReader::new(dev, *seg, block, lim.chunk);
-        if let Some(hb) = rd.get(block as u64, RECORD_HEADER_LEN).await? {
-            if let Ok(h) = decode_header(hb, max_body) {
-                if later(&h) {
-                    if let Some(rb) = rd.get(block as u64, h.record_len()).await? {
-                        if check_crc(rb, &h).is_ok() {
-                            return Ok(true);
-                        }
-                    }
-                }
-            }
-        }
     }
     Ok(false)
 }

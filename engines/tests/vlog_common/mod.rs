@@ -1,6 +1,8 @@
 //! Helpers shared by the shard-log tests: formatted devices, record builders, a join.
 #![allow(dead_code)]
 
+pub mod pipe;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
@@ -47,6 +49,7 @@ pub fn cfg() -> VlogConfig {
         recovery_read_bytes: 16 * 1024,
         auto_reclaim: false,
         preallocate: true,
+        pipeline_depth: 2,
     }
 }
 
