@@ -69,6 +69,7 @@ pub fn render(m: &ShardMetrics) -> String {
         ),
         ("ds_replicas_created_total", m.replicas_created_total),
         ("ds_replicas_destroyed_total", m.replicas_destroyed_total),
+        ("ds_splits_total", m.splits_total),
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }

@@ -5,6 +5,8 @@
 //! ```text
 //! proposal:   version u8 (=1) | now_ms u64 LE | KvOp (net wire encoding)
 //! TTL sweep:  version u8 (=2) | now_ms u64 LE | count u32 LE | (len u32 LE | key)*
+//! split:      version u8 (=3) | conf_ver u64 LE | version u64 LE | new range id u64 LE
+//!             | count u32 LE | new replica id u64 LE * count | key len u32 LE | split key
 //! range meta: version u8 (=1) | RangeDescriptor (net wire encoding)
 //! tombstone:  version u8 (=0xDE) | replica id u64 LE   (the replica here was destroyed)
 //! ```
@@ -18,6 +20,71 @@ use net::message::kv::KvOp;
 const PROPOSAL_V1: u8 = 1;
 const META_V1: u8 = 1;
 const SWEEP_V1: u8 = 2;
+const SPLIT_V1: u8 = 3;
+
+/// A split of a range, proposed by its leader and applied by every replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SplitCmd {
+    /// The range's epoch when proposed (a split proposed against another epoch is ignored).
+    pub epoch: net::Epoch,
+    /// The first key of the new right-hand range.
+    pub split_key: Bytes,
+    /// The new range's id.
+    pub new_range_id: u64,
+    /// The new range's replica ids, one per replica of the old range, in its order.
+    pub new_replica_ids: Vec<u64>,
+}
+
+/// Encodes a split.
+pub fn encode_split(c: &SplitCmd) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(40 + 8 * c.new_replica_ids.len() + c.split_key.len());
+    b.put_u8(SPLIT_V1);
+    b.put_u64_le(c.epoch.conf_ver);
+    b.put_u64_le(c.epoch.version);
+    b.put_u64_le(c.new_range_id);
+    b.put_u32_le(c.new_replica_ids.len() as u32);
+    for id in &c.new_replica_ids {
+        b.put_u64_le(*id);
+    }
+    b.put_u32_le(c.split_key.len() as u32);
+    b.put_slice(&c.split_key);
+    b.to_vec()
+}
+
+/// Decodes [`encode_split`]'s bytes.
+pub fn decode_split(data: &[u8]) -> Option<SplitCmd> {
+    let (&v, rest) = data.split_first()?;
+    if v != SPLIT_V1 {
+        return None;
+    }
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(
+            rest.get(at..at.checked_add(8)?)?.try_into().ok()?,
+        ))
+    };
+    let conf_ver = u64_at(0)?;
+    let version = u64_at(8)?;
+    let new_range_id = u64_at(16)?;
+    let n = u32::from_le_bytes(rest.get(24..28)?.try_into().ok()?) as usize;
+    if n > 64 {
+        return None;
+    }
+    let mut at = 28;
+    let mut new_replica_ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        new_replica_ids.push(u64_at(at)?);
+        at += 8;
+    }
+    let klen = u32::from_le_bytes(rest.get(at..at + 4)?.try_into().ok()?) as usize;
+    at += 4;
+    let key = rest.get(at..at.checked_add(klen)?)?;
+    (at + klen == rest.len()).then(|| SplitCmd {
+        epoch: net::Epoch { conf_ver, version },
+        split_key: Bytes::copy_from_slice(key),
+        new_range_id,
+        new_replica_ids,
+    })
+}
 
 /// Encodes a TTL sweep: delete each internal key that is expired at `now_ms` when applied.
 pub fn encode_sweep(now_ms: u64, keys: &[Bytes]) -> Vec<u8> {
@@ -135,6 +202,22 @@ mod tests {
         assert_eq!(decode_sweep(&sw[..sw.len() - 1]), None);
         assert_eq!(decode_proposal(&sw), None);
         assert_eq!(decode_tombstone(&encode_tombstone(9)), Some(9));
+        let split = SplitCmd {
+            epoch: net::Epoch {
+                conf_ver: 2,
+                version: 3,
+            },
+            split_key: Bytes::from_static(b"m"),
+            new_range_id: 9,
+            new_replica_ids: vec![10, 11, 12],
+        };
+        let e = encode_split(&split);
+        assert_eq!(decode_split(&e), Some(split));
+        for n in 0..e.len() {
+            assert_eq!(decode_split(&e[..n]), None);
+        }
+        assert_eq!(decode_proposal(&e), None);
+        assert_eq!(decode_sweep(&e), None);
         assert_eq!(decode_tombstone(&encode_tombstone(9)[..8]), None);
         assert_eq!(decode_meta(&encode_tombstone(9)), None);
     }

@@ -21,6 +21,10 @@ use super::store::{Entry, KvStore};
 pub struct MasstreeStore {
     tree: Masstree,
     source: Option<LogPointer>,
+    /// Change of (bytes, keys) since the last [`take_delta`](Self::take_delta): the state
+    /// machine charges it to the range whose entry it applied (range size for the master's
+    /// split decisions, without scanning).
+    delta: (i64, i64),
 }
 
 impl MasstreeStore {
@@ -53,6 +57,58 @@ impl MasstreeStore {
     pub fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes()
     }
+
+    /// Returns and resets the change of (key + value bytes, keys) since the last call.
+    pub fn take_delta(&mut self) -> (i64, i64) {
+        std::mem::take(&mut self.delta)
+    }
+
+    /// (key + value bytes, keys) of `[start, end)` (`end` empty: unbounded), without copying.
+    pub fn size_of(&self, start: &[u8], end: &[u8]) -> (u64, u64) {
+        let (mut bytes, mut keys) = (0u64, 0u64);
+        self.walk(start, end, |k, v| {
+            bytes += (k.len() + v) as u64;
+            keys += 1;
+            ControlFlow::Continue(())
+        });
+        (bytes, keys)
+    }
+
+    /// The first key at or after which half of the bytes of `[start, end)` lie (`None` for
+    /// an empty range), without copying values.
+    pub fn middle_key(&self, start: &[u8], end: &[u8]) -> Option<Bytes> {
+        let (total, _) = self.size_of(start, end);
+        let mut seen = 0u64;
+        let mut out = None;
+        self.walk(start, end, |k, v| {
+            seen += (k.len() + v) as u64;
+            if seen * 2 >= total {
+                out = Some(Bytes::copy_from_slice(k));
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        out
+    }
+
+    fn walk(&self, start: &[u8], end: &[u8], mut f: impl FnMut(&[u8], usize) -> ControlFlow<()>) {
+        self.tree.scan(
+            Bound::Included(start),
+            Direction::Forward,
+            usize::MAX,
+            |k, e| {
+                if !end.is_empty() && k >= end {
+                    return ControlFlow::Break(());
+                }
+                f(k, e.value().map_or(0, <[u8]>::len))
+            },
+        );
+    }
+}
+
+fn owned_len(e: &engines::masstree::OwnedEntry) -> i64 {
+    e.inline.as_ref().map_or(0, Vec::len) as i64
 }
 
 fn to_entry(e: engines::masstree::EntryRef<'_>) -> Entry {
@@ -79,10 +135,24 @@ impl KvStore for MasstreeStore {
         // below it by the wire limits, so this is a bug if it fires.
         let r = self.tree.insert(&key, v);
         assert!(r.is_ok(), "masstree refused a key of {} bytes", key.len());
+        match r {
+            Ok(Some(old)) => self.delta.0 += entry.value.len() as i64 - owned_len(&old),
+            _ => {
+                self.delta.0 += (key.len() + entry.value.len()) as i64;
+                self.delta.1 += 1;
+            }
+        }
     }
 
     fn delete(&mut self, key: &[u8]) -> bool {
-        self.tree.remove(key).is_some()
+        match self.tree.remove(key) {
+            Some(old) => {
+                self.delta.0 -= key.len() as i64 + owned_len(&old);
+                self.delta.1 -= 1;
+                true
+            }
+            None => false,
+        }
     }
 
     fn scan(

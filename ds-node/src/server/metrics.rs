@@ -49,6 +49,8 @@ pub struct ShardMetrics {
     pub replicas_created_total: u64,
     /// Replicas removed from this shard (`ds_replicas_destroyed_total`).
     pub replicas_destroyed_total: u64,
+    /// Ranges created on this shard by a split (`ds_splits_total`).
+    pub splits_total: u64,
     /// Checkpoint latency (scan + write + fsync), µs.
     pub checkpoint_us: Histogram<u64>,
     /// Propose → apply latency, µs.
@@ -90,6 +92,7 @@ impl Default for ShardMetrics {
             snapshot_chunks_refused_total: 0,
             replicas_created_total: 0,
             replicas_destroyed_total: 0,
+            splits_total: 0,
             checkpoint_us: hist(),
             propose_apply_us: hist(),
             read_index_us: hist(),
@@ -129,6 +132,7 @@ impl ShardMetrics {
         self.snapshot_chunks_refused_total += o.snapshot_chunks_refused_total;
         self.replicas_created_total += o.replicas_created_total;
         self.replicas_destroyed_total += o.replicas_destroyed_total;
+        self.splits_total += o.splits_total;
         let _ = self.checkpoint_us.add(&o.checkpoint_us);
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);
@@ -150,7 +154,7 @@ impl ShardMetrics {
             "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
              bad_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
              records_per_flush(mean)={:.1} checkpoints={} segments_freed={} snapshots_sent={} snapshot_send_failures={} \
-             snapshots_received={} snapshots_applied={} snapshot_chunks_refused={} replicas_created={}",
+             snapshots_received={} snapshots_applied={} snapshot_chunks_refused={} replicas_created={} splits={}",
             self.proposals_total,
             self.applied_total,
             self.lease_reads_total,
@@ -171,7 +175,8 @@ impl ShardMetrics {
             self.snapshots_received_total,
             self.snapshots_applied_total,
             self.snapshot_chunks_refused_total,
-            self.replicas_created_total
+            self.replicas_created_total,
+            self.splits_total
         )
     }
 }

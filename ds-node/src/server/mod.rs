@@ -7,6 +7,7 @@
 //! - `metrics`: counters and histograms.
 //! - `checkpoint`: range checkpoints on disk, log compaction and segment reclamation.
 //! - `snapshot`: Raft snapshots streamed between nodes, and replicas created for them.
+//! - `split`: range splits.
 
 pub mod checkpoint;
 pub mod handler;
@@ -15,6 +16,7 @@ pub mod peer;
 pub mod ready;
 pub mod shard;
 pub mod snapshot;
+pub mod split;
 
 pub use metrics::ShardMetrics;
 pub use shard::Shard;

@@ -65,6 +65,12 @@ pub struct Peer {
     pub snapshot_in: Option<super::snapshot::Received>,
     /// When this replica was created (to give up on a replica that never initializes).
     pub created: Instant,
+    /// Approximate (key + value bytes, keys) of the range: exact at its last checkpoint or
+    /// snapshot, then moved by every applied entry (reported to the master for splits).
+    pub approx_size: (i64, i64),
+    /// When this leader last proposed a split (the master repeats its operator until the
+    /// split shows in a heartbeat).
+    pub split_proposed_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Peer {

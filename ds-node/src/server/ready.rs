@@ -23,7 +23,7 @@ use super::metrics::ShardMetrics;
 use super::peer::Peer;
 use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_change};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{decode_proposal, decode_sweep, encode_meta, encode_sweep};
+use crate::range::codec::{decode_proposal, decode_split, decode_sweep, encode_meta, encode_sweep};
 use crate::range::store::KvStore;
 
 /// Messages of one turn: Raft batches per destination address, and snapshots to stream.
@@ -204,6 +204,7 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
             meta_records,
             to_destroy,
             reply_to,
+            splits,
             ..
         } = &mut *st;
         let Some(p) = peers.get_mut(&w.range) else {
@@ -215,7 +216,15 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
         }
         collect(shard, p, w.persisted_msgs, reply_to, &mut out);
         if let Some(last) = w.committed.last().map(|e| e.index) {
-            apply_entries(shard, p, engine, meta_records, to_destroy, w.committed);
+            apply_entries(
+                shard,
+                p,
+                engine,
+                meta_records,
+                to_destroy,
+                splits,
+                w.committed,
+            );
             p.node.advance_apply_to(last);
         }
         answer_reads(shard, p, engine);
@@ -235,6 +244,10 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
     }
     start_fetches(shard);
     flush_outbox(shard, &mut out);
+    let splits = std::mem::take(&mut shard.state.borrow_mut().splits);
+    for (right, left) in splits {
+        super::split::create_right(shard, right, left).await?;
+    }
     let gone = std::mem::take(&mut shard.state.borrow_mut().to_destroy);
     for range in gone {
         shard.destroy_range(range).await?;
@@ -313,6 +326,10 @@ fn apply_entries(
     engine: &mut crate::range::engine::MasstreeStore,
     meta_records: &mut Vec<LogRecord>,
     to_destroy: &mut Vec<u64>,
+    splits: &mut Vec<(
+        net::message::RangeDescriptor,
+        Option<net::message::RangeDescriptor>,
+    )>,
     entries: Vec<Entry>,
 ) {
     let range = p.desc.id.0;
@@ -336,6 +353,9 @@ fn apply_entries(
                     };
                     let r = execute(engine, &op, &ctx);
                     engine.set_source(None);
+                    let (db, dk) = engine.take_delta();
+                    p.approx_size.0 += db;
+                    p.approx_size.1 += dk;
                     Some(match r {
                         Ok(result) => KvResponse::Ok { result },
                         Err(error) => KvResponse::Err { error },
@@ -343,7 +363,31 @@ fn apply_entries(
                 } else if let Some((now, keys)) = decode_sweep(&e.data) {
                     let n = apply_sweep(engine, now, &keys);
                     shard.metrics.borrow_mut().expired_deleted_total += n;
+                    let (db, dk) = engine.take_delta();
+                    p.approx_size.0 += db;
+                    p.approx_size.1 += dk;
                     None
+                } else if let Some(cmd) = decode_split(&e.data) {
+                    match super::split::apply_to_desc(&mut p.desc, &cmd) {
+                        Some(right) => {
+                            meta_records.push(LogRecord::ConfState {
+                                range: LogRangeId(range),
+                                data: encode_meta(&p.desc),
+                            });
+                            let left = p.is_leader().then(|| p.desc.clone());
+                            splits.push((right, left));
+                            // The moved keys' size goes with them (measured when created).
+                            let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
+                            p.approx_size = (b as i64, k as i64);
+                            Some(KvResponse::Ok {
+                                result: net::message::kv::OpResult::Unit {},
+                            })
+                        }
+                        None => {
+                            tracing::info!(range, index = e.index, "stale split ignored");
+                            None
+                        }
+                    }
                 } else {
                     tracing::error!(range, index = e.index, "undecodable entry skipped");
                     None
@@ -530,7 +574,11 @@ fn install_snapshot(
     }
     p.desc = c.meta.desc.clone();
     p.initialized = true;
+    p.approx_size = c.entries.iter().fold((0, 0), |(b, k), (key, e)| {
+        (b + (key.len() + e.value.len()) as i64, k + 1)
+    });
     super::checkpoint::load(engine, c);
+    engine.take_delta();
     p.node
         .mut_store()
         .apply_snapshot(crate::range::storage::SnapshotPoint {

@@ -89,6 +89,9 @@ pub struct ShardState {
     pub tombstones: HashSet<(u64, u64)>,
     /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
     pub to_destroy: Vec<u64>,
+    /// Right ranges of splits applied this turn, to create after it (with the left range's
+    /// new descriptor when this replica led it).
+    pub splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
 }
 
 /// One shard (core) of a DS node.
@@ -224,7 +227,7 @@ impl Shard {
     /// Rebuilds every range: its checkpoint into the engine, then the committed entries of the
     /// shard log after it (descriptor evolving with the conf changes replayed), the entries
     /// into the Raft cache, the hard state.
-    async fn recover(&self) -> anyhow::Result<()> {
+    async fn recover(self: &Rc<Self>) -> anyhow::Result<()> {
         let mut ranges = self.log.ranges();
         ranges.sort();
         for range in ranges {
@@ -322,8 +325,24 @@ impl Shard {
             let keep = self.cfg.cached_entries as u64;
             cache.compact_to(commit.saturating_sub(keep));
             tracing::info!(range = %range, checkpoint = base, commit, entries = cache_entries.len(), "range recovered");
-            let peer = self.new_peer(desc, cache, commit, None)?;
+            let mut peer = self.new_peer(desc, cache, commit, None)?;
+            let (b, k) = self
+                .state
+                .borrow()
+                .engine
+                .size_of(&peer.desc.start, &peer.desc.end);
+            peer.approx_size = (b as i64, k as i64);
             self.state.borrow_mut().peers.insert(range.0, peer);
+        }
+        self.state.borrow_mut().engine.take_delta();
+        // Splits whose right range never became durable: create it again (its keys were just
+        // rebuilt by the left range's replay).
+        let splits = std::mem::take(&mut self.state.borrow_mut().splits);
+        for (right, _) in splits {
+            if !self.state.borrow().peers.contains_key(&right.id.0) {
+                tracing::info!(range = %right.id, "re-creating the right range of a replayed split");
+                super::split::create_right(self, right, None).await?;
+            }
         }
         Ok(())
     }
@@ -336,6 +355,10 @@ impl Shard {
                 let Some((now, op)) = decode_proposal(&e.payload) else {
                     if let Some((now, keys)) = crate::range::codec::decode_sweep(&e.payload) {
                         super::ready::apply_sweep(&mut st.engine, now, &keys);
+                    } else if let Some(cmd) = crate::range::codec::decode_split(&e.payload) {
+                        if let Some(right) = super::split::apply_to_desc(desc, &cmd) {
+                            st.splits.push((right, None));
+                        }
                     }
                     return;
                 };
@@ -429,7 +452,7 @@ impl Shard {
     }
 
     /// A Raft group for `desc` on this shard (`me`: the replica id when it is not in `desc`).
-    fn new_peer(
+    pub fn new_peer(
         &self,
         desc: RangeDescriptor,
         cache: RaftLogCache,
@@ -464,6 +487,8 @@ impl Shard {
             initialized,
             snapshot_in: None,
             created: std::time::Instant::now(),
+            approx_size: (0, 0),
+            split_proposed_at: None,
         })
     }
 

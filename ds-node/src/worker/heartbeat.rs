@@ -4,8 +4,8 @@
 //! learner's store creates the replica when the leader's first message arrives and catches it
 //! up by snapshot, see `server::snapshot`). A learner is promoted only once caught up. Each
 //! shard also refreshes the store addresses from the master's route table, so it can reach
-//! replicas on stores that joined after it started. Split is not executed yet: see
-//! `docs/guides/ds-node.md`.
+//! replicas on stores that joined after it started. Range heartbeats carry the range's
+//! approximate size (the master splits ranges above its threshold: see `server::split`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -111,7 +111,11 @@ pub async fn run(shard: Rc<Shard>) {
                     RangeHeartbeat {
                         range: desc,
                         leader: ReplicaId(p.replica_id),
-                        stats: RangeStats::default(),
+                        stats: RangeStats {
+                            size_bytes: p.approx_size.0.max(0) as u64,
+                            keys: p.approx_size.1.max(0) as u64,
+                            ..RangeStats::default()
+                        },
                         pending,
                         down,
                     }
@@ -246,8 +250,19 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
         Operator::RemoveReplica { replica_id } => {
             change(ConfChangeType::RemoveNode, replica_id.0, Vec::new())
         }
-        Operator::Split { .. } => {
-            tracing::warn!(range, "split operator not executed (not built yet)");
+        Operator::Split {
+            split_key,
+            new_range_id,
+            new_replica_ids,
+        } => {
+            drop(st);
+            crate::server::split::propose(
+                shard,
+                range,
+                split_key,
+                new_range_id.0,
+                new_replica_ids.iter().map(|r| r.0).collect(),
+            );
             return;
         }
     };

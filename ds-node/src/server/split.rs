@@ -1,0 +1,318 @@
+//! Range splits.
+//!
+//! The master asks a range's leader to split (`Operator::Split` with the new range's ids; the
+//! leader picks the key when the master leaves it empty). The leader proposes a split entry
+//! ([`SplitCmd`]) carrying the epoch it saw; every replica applies it in log order:
+//!
+//! 1. the left range (same id) ends at the split key and its epoch `version` grows; a split
+//!    proposed against another epoch is ignored, so replicas agree;
+//! 2. the right range is created on the same shard ([`create_right`]): its keys are already in
+//!    the shard's engine, so its first checkpoint (Raft index 5, like a new range) is written
+//!    from them, then its descriptor and hard state go into the next group commit, and its
+//!    Raft group starts. The replica that led the left range campaigns at once, and reports
+//!    the split to the master (`SplitReport`).
+//!
+//! Requests in flight for keys that moved are answered `RangeNotFound` at apply (the proxy
+//! refreshes its routes and retries). Split keys fall between user keys ([`boundary`]), so all
+//! internal keys of a Redis key (a hash's fields and its metadata) stay in one range.
+//!
+//! Crash safety: the split entry is in the left range's log before anything else happens. If
+//! the node stops before the right range's descriptor is durable, recovery replays the split
+//! entry in the left range's log and creates the right range again from the engine (the
+//! left's replay has just rebuilt those keys as of the split). Ranges recover in id order, and
+//! a right range always has a larger id than its left (ids grow), so a right range's own
+//! checkpoint is loaded after the left's replay touched its keys.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use engines::vlog::{LogIndex, LogRecord, RangeId as LogRangeId, Term};
+use net::message::{RangeDescriptor, Replica, SplitReport};
+use net::{Message, ReplicaId};
+use raft::eraftpb::HardState;
+
+use super::peer::conf_state_of;
+use super::shard::{INIT_INDEX, Shard};
+use crate::range::checkpoint::{self, CheckpointMeta};
+use crate::range::codec::{SplitCmd, encode_meta};
+use crate::range::engine::MasstreeStore;
+use crate::range::storage::{RaftLogCache, SnapshotPoint};
+use crate::range::store::KvStore;
+
+/// Applies `cmd` to the left range's descriptor; returns the right range's descriptor, or
+/// `None` (and leaves `left` alone) if the split is stale or malformed.
+pub fn apply_to_desc(left: &mut RangeDescriptor, cmd: &SplitCmd) -> Option<RangeDescriptor> {
+    let inside = cmd.split_key > left.start && (left.end.is_empty() || cmd.split_key < left.end);
+    if cmd.epoch != left.epoch || !inside || cmd.new_replica_ids.len() != left.replicas.len() {
+        return None;
+    }
+    left.epoch.version += 1;
+    let right = RangeDescriptor {
+        id: net::RangeId(cmd.new_range_id),
+        start: cmd.split_key.clone(),
+        end: left.end.clone(),
+        epoch: left.epoch,
+        replicas: left
+            .replicas
+            .iter()
+            .zip(&cmd.new_replica_ids)
+            .map(|(r, id)| Replica {
+                replica_id: ReplicaId(*id),
+                ..*r
+            })
+            .collect(),
+        leader: None,
+    };
+    left.end = cmd.split_key.clone();
+    Some(right)
+}
+
+/// The split point at or before internal key `k` that falls between user keys: for Redis
+/// data the start of `k`'s user key (`'r' | slot | len | key`), otherwise `k` itself.
+pub fn boundary(k: &[u8]) -> Bytes {
+    if let [crate::keyspace::REDIS_PREFIX, _, _, a, b, c, d, ..] = k {
+        let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
+        if let Some(prefix) = k.get(..7 + len) {
+            return Bytes::copy_from_slice(prefix);
+        }
+    }
+    Bytes::copy_from_slice(k)
+}
+
+/// Where to split `desc`: the middle of its bytes, moved to a user-key boundary; `None` if
+/// no such key lies strictly inside the range.
+pub fn pick_key(engine: &MasstreeStore, desc: &RangeDescriptor) -> Option<Bytes> {
+    let mid = engine.middle_key(&desc.start, &desc.end)?;
+    let key = boundary(&mid);
+    (key > desc.start && (desc.end.is_empty() || key < desc.end)).then_some(key)
+}
+
+/// Creates the right range of a split on this shard (see the module documentation);
+/// `leader`: this replica led the left range (it campaigns and reports to the master).
+pub async fn create_right(
+    shard: &Rc<Shard>,
+    right: RangeDescriptor,
+    left: Option<RangeDescriptor>,
+) -> anyhow::Result<()> {
+    let id = right.id.0;
+    let Some(me) = right
+        .replicas
+        .iter()
+        .find(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index)
+        .map(|r| r.replica_id.0)
+    else {
+        anyhow::bail!("split range {id} has no replica on this shard");
+    };
+    let (bytes, size) = {
+        let st = shard.state.borrow();
+        if st.peers.get(&id).is_some_and(|p| p.initialized) || st.tombstones.contains(&(id, me)) {
+            // Already here through a snapshot of the new range, or removed since.
+            return Ok(());
+        }
+        let end = (!right.end.is_empty()).then_some(&right.end[..]);
+        let entries = st.engine.scan(&right.start, end, usize::MAX, false);
+        let size = entries.iter().fold((0i64, 0i64), |(b, k), (key, e)| {
+            (b + (key.len() + e.value.len()) as i64, k + 1)
+        });
+        let meta = CheckpointMeta {
+            index: INIT_INDEX,
+            term: INIT_INDEX,
+            desc: right.clone(),
+        };
+        (
+            checkpoint::encode(&meta, entries.iter().map(|(k, e)| (&k[..], e))),
+            size,
+        )
+    };
+    super::checkpoint::write(shard, id, INIT_INDEX, Rc::new(bytes)).await?;
+    let hs = HardState {
+        term: INIT_INDEX,
+        commit: INIT_INDEX,
+        ..HardState::default()
+    };
+    let conf = conf_state_of(&right);
+    let mut cache = RaftLogCache::new(hs, conf.clone(), INIT_INDEX, INIT_INDEX);
+    cache.set_snapshot(SnapshotPoint {
+        index: INIT_INDEX,
+        term: INIT_INDEX,
+        conf,
+    });
+    let mut peer = shard.new_peer(right.clone(), cache, INIT_INDEX, None)?;
+    peer.approx_size = size;
+    let lead = left.is_some() || right.replicas.len() == 1;
+    if lead {
+        let _ = peer.node.campaign();
+    }
+    {
+        let mut st = shard.state.borrow_mut();
+        let lr = LogRangeId(id);
+        st.meta_records.push(LogRecord::ConfState {
+            range: lr,
+            data: encode_meta(&right),
+        });
+        st.meta_records.push(LogRecord::HardState {
+            range: lr,
+            state: engines::vlog::HardState {
+                term: Term(INIT_INDEX),
+                vote: 0,
+                commit: LogIndex(INIT_INDEX),
+            },
+        });
+        // Replaces a replica created empty for a message of the new range's leader.
+        st.peers.insert(id, peer);
+    }
+    shard.metrics.borrow_mut().splits_total += 1;
+    tracing::info!(range = id, start = ?right.start, "range created by a split");
+    shard.wake.notify();
+    if let Some(left) = left {
+        if shard.cfg.master_addr.is_some() {
+            crate::core::spawn(report(Rc::clone(shard), left, right));
+        }
+    }
+    Ok(())
+}
+
+/// Tells the master about a split this shard's replica led (retried a few times; the range
+/// heartbeats carry the new epochs anyway).
+async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor) {
+    let Some(m) = shard.cfg.master_addr.clone() else {
+        return;
+    };
+    for _ in 0..10 {
+        let r = shard
+            .pool
+            .call(
+                &m,
+                Message::SplitReport(SplitReport {
+                    left: left.clone(),
+                    right: right.clone(),
+                }),
+            )
+            .await;
+        match r {
+            Ok(Message::SplitReportResp(_)) => return,
+            Ok(other) => tracing::info!(range = %left.id, "split report refused: {}", other.name()),
+            Err(e) => tracing::info!(range = %left.id, "split report failed: {e}"),
+        }
+        crate::core::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Proposes a split of `range` (its leader, executing the master's operator).
+pub fn propose(
+    shard: &Shard,
+    range: u64,
+    split_key: Bytes,
+    new_range_id: u64,
+    new_replica_ids: Vec<u64>,
+) {
+    let mut st = shard.state.borrow_mut();
+    let super::shard::ShardState { peers, engine, .. } = &mut *st;
+    let Some(p) = peers.get_mut(&range) else {
+        return;
+    };
+    if !p.initialized || !p.is_leader() {
+        return;
+    }
+    if p.split_proposed_at
+        .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+    {
+        return;
+    }
+    let key = if split_key.is_empty() {
+        match pick_key(engine, &p.desc) {
+            Some(k) => k,
+            None => {
+                tracing::info!(range, "no split key inside the range; split skipped");
+                return;
+            }
+        }
+    } else {
+        split_key
+    };
+    let cmd = SplitCmd {
+        epoch: p.desc.epoch,
+        split_key: key,
+        new_range_id,
+        new_replica_ids,
+    };
+    let mut probe = p.desc.clone();
+    if apply_to_desc(&mut probe, &cmd).is_none() {
+        tracing::info!(range, "split operator does not fit the range; skipped");
+        return;
+    }
+    let data = crate::range::codec::encode_split(&cmd);
+    if p.node.propose(Vec::new(), data).is_ok() {
+        p.split_proposed_at = Some(std::time::Instant::now());
+        tracing::info!(range, key = ?cmd.split_key, new_range = new_range_id, "split proposed");
+        drop(st);
+        shard.wake.notify();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use net::message::ReplicaRole;
+    use net::{Epoch, RangeId, ShardId, StoreId};
+
+    fn desc() -> RangeDescriptor {
+        RangeDescriptor {
+            id: RangeId(1),
+            start: Bytes::new(),
+            end: Bytes::from_static(b"z"),
+            epoch: Epoch {
+                conf_ver: 3,
+                version: 1,
+            },
+            replicas: (1..=3)
+                .map(|i| Replica {
+                    replica_id: ReplicaId(i),
+                    store_id: StoreId(i),
+                    shard_id: ShardId(0),
+                    role: ReplicaRole::Voter {},
+                })
+                .collect(),
+            leader: None,
+        }
+    }
+
+    #[test]
+    fn a_split_shrinks_the_left_and_creates_the_right_with_new_replica_ids() {
+        let mut left = desc();
+        let cmd = SplitCmd {
+            epoch: left.epoch,
+            split_key: Bytes::from_static(b"m"),
+            new_range_id: 9,
+            new_replica_ids: vec![10, 11, 12],
+        };
+        let right = apply_to_desc(&mut left, &cmd).unwrap();
+        assert_eq!((&left.start[..], &left.end[..]), (&b""[..], &b"m"[..]));
+        assert_eq!((&right.start[..], &right.end[..]), (&b"m"[..], &b"z"[..]));
+        assert_eq!(left.epoch.version, 2);
+        assert_eq!(right.epoch, left.epoch);
+        assert_eq!(right.replicas[1].replica_id, ReplicaId(11));
+        assert_eq!(right.replicas[1].store_id, StoreId(2));
+        // The same command again is stale (epoch moved), and so is a key outside.
+        assert!(apply_to_desc(&mut left, &cmd).is_none());
+        let mut d = desc();
+        let outside = SplitCmd {
+            split_key: Bytes::from_static(b"zz"),
+            epoch: d.epoch,
+            ..cmd.clone()
+        };
+        assert!(apply_to_desc(&mut d, &outside).is_none());
+        assert_eq!(d, desc());
+    }
+
+    #[test]
+    fn split_points_fall_between_user_keys() {
+        let field = crate::keyspace::field_key(b"myhash", 7, b"f1");
+        let meta = crate::keyspace::meta_key(b"myhash");
+        assert_eq!(boundary(&field), boundary(&meta));
+        assert!(boundary(&field) <= field && boundary(&meta) <= meta);
+        assert!(meta.starts_with(&boundary(&meta)));
+        assert_eq!(&boundary(b"raw")[..], b"raw");
+    }
+}

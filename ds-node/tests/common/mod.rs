@@ -1,0 +1,182 @@
+//! A master and DS nodes in one test process, and a client that routes by the master's
+//! route table (shared by the multi-node tests).
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::master::core::MasterConfig;
+use ::master::service::{Master, SystemClock};
+use ds_node::DsConfig;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{KvOp, KvRequest, KvResponse};
+use net::message::{GetRouteTable, RangeDescriptor, ReplicaRole, RouteCtx, RouteTable};
+use net::transport::TransportConfig;
+use net::{ClusterId, Message, NodeId, RpcError};
+
+pub fn node_cfg(root: &std::path::Path, name: &str, maddr: &str) -> DsConfig {
+    DsConfig {
+        data_dir: root.join(name),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        master_addr: Some(maddr.to_string()),
+        log_file_bytes: 64 << 20,
+        segment_bytes: 4 << 20,
+        zero_log_file: false,
+        tick_ms: 20,
+        heartbeat_ms: 100,
+        io_memory_bytes: 1 << 20,
+        cached_entries: 16,
+        checkpoint_entries: 100,
+        checkpoint_check_ms: 50,
+        ..DsConfig::default()
+    }
+}
+
+pub fn start_master(
+    dir: std::path::PathBuf,
+    tune: impl FnOnce(&mut MasterConfig) + Send + 'static,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut cfg = MasterConfig::new(&dir);
+            cfg.schedule_interval_ms = 100;
+            cfg.operator_timeout_ms = 20_000;
+            cfg.schedule.store_down_after_ms = 1500;
+            tune(&mut cfg);
+            let (m, _) = Master::open(cfg, Arc::new(SystemClock)).unwrap();
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(l.local_addr().unwrap().to_string()).unwrap();
+            m.serve(l, TransportConfig::default(), 64, async move {
+                let _ = stop_rx.await;
+            })
+            .await;
+        });
+    });
+    (addr_rx.recv().unwrap(), stop_tx)
+}
+
+/// Runs `f` on a temporary glommio executor.
+pub fn on_executor<T: Send + 'static>(
+    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn hello() -> Hello {
+    Hello::new(Role::Client {}, ClusterId(0), NodeId(0))
+}
+
+fn transport() -> TransportConfig {
+    TransportConfig {
+        request_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_millis(300),
+        ..TransportConfig::default()
+    }
+}
+
+pub async fn table(maddr: &str) -> RouteTable {
+    let m = net::glommio_transport::Client::connect(maddr, hello(), transport())
+        .await
+        .unwrap();
+    match m
+        .call(Message::GetRouteTable(GetRouteTable { known_version: 0 }))
+        .await
+        .unwrap()
+    {
+        Message::RouteTable(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+pub fn table_blocking(maddr: &str) -> RouteTable {
+    let m = maddr.to_string();
+    on_executor(move || Box::pin(async move { table(&m).await }))
+}
+
+/// The first range as the master knows it.
+pub fn range1(t: &RouteTable) -> Option<RangeDescriptor> {
+    t.ranges.first().cloned()
+}
+
+pub fn voters(d: &RangeDescriptor) -> Vec<u64> {
+    let mut v: Vec<u64> = d
+        .replicas
+        .iter()
+        .filter(|r| r.role == ReplicaRole::Voter {})
+        .map(|r| r.store_id.0)
+        .collect();
+    v.sort();
+    v
+}
+
+/// Sends `op` to the leader of the range holding `route_key` (an internal key) as the master's
+/// route table describes it, following `NotLeader` and `EpochMismatch`, retrying while
+/// leaders change and ranges split.
+pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let t = table(maddr).await;
+        let Some(d) = t.ranges.iter().find(|r| r.contains(route_key)).cloned() else {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let ctx = RouteCtx {
+            range_id: d.id,
+            epoch: d.epoch,
+        };
+        for r in &d.replicas {
+            let Some(addr) = t
+                .stores
+                .iter()
+                .find(|s| s.store_id == r.store_id)
+                .and_then(|s| s.shard_addrs.get(r.shard_id.0 as usize).cloned())
+            else {
+                continue;
+            };
+            let Ok(c) = net::glommio_transport::Client::connect(&addr, hello(), transport()).await
+            else {
+                continue;
+            };
+            match c
+                .call(Message::KvRequest(KvRequest {
+                    ctx,
+                    op: op.clone(),
+                }))
+                .await
+            {
+                Ok(Message::KvResponse(KvResponse::Err {
+                    error:
+                        e @ (RpcError::NotLeader { .. }
+                        | RpcError::Timeout {}
+                        | RpcError::EpochMismatch { .. }
+                        | RpcError::RangeNotFound { .. }),
+                })) => last = format!("{addr}: {e:?}"),
+                Err(e) => last = format!("{addr}: {e}"),
+                Ok(Message::KvResponse(r)) => return r,
+                Ok(other) => panic!("unexpected {other:?}"),
+            }
+        }
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no leader answered within 60 s; last: {last}");
+}
+
+/// [`must_call_at`] for an operation on Redis key `key`.
+pub async fn must_call(maddr: &str, key: &[u8], op: KvOp) -> KvResponse {
+    must_call_at(maddr, &net::keyspace::meta_key(key), op).await
+}
