@@ -39,6 +39,23 @@ mod vlog {
         }
     }
 
+    /// Records queued with `enqueue` are committed in call order, whichever ticket is waited
+    /// on first (the ready loop keeps two group commits in flight this way).
+    #[test]
+    fn enqueued_batches_commit_in_call_order_whatever_the_wait_order() {
+        block_on(async {
+            let log = must_open(must_format(16), cfg()).await;
+            let a = log.enqueue(vec![entry(1, 1, 1, 100)]).unwrap();
+            let b = log.enqueue(vec![entry(1, 2, 1, 100), entry(2, 1, 1, 50)]).unwrap();
+            let got_b = log.wait(b).await.unwrap();
+            let got_a = log.wait(a).await.unwrap();
+            assert!(got_a[0].seq < got_b[0].seq);
+            assert_eq!(log.bounds(RangeId(1)), Some((LogIndex(1), LogIndex(2))));
+            must_entry(&log, 1, 1);
+            must_entry(&log, 2, 1);
+        });
+    }
+
     /// Appended records read back identical by record pointer, value pointer and (range, index),
     /// and again after a clean reopen (which rebuilds the index by scanning).
     #[test]

@@ -34,13 +34,45 @@ struct Outbox {
     snapshots: Vec<(String, u64, u64, RaftMsg)>,
 }
 
+/// Group commits in flight at once: one flushing while the next is written (the shard log
+/// pipelines them, `engines::vlog`).
+pub const COMMIT_DEPTH: usize = 2;
+
+/// A group commit on its way to the log, with the readies it persists.
+struct InFlight {
+    /// Set when the commit finished (by the task waiting on it).
+    done: Rc<std::cell::RefCell<Option<anyhow::Result<()>>>>,
+    works: Vec<Work>,
+    records: u64,
+    started: Instant,
+}
+
 /// Runs the ready loop until the shard stops.
+///
+/// Each pass: tick if due; finish the oldest group commits that completed (in order:
+/// `on_persist_ready`, persisted messages, apply, answers); then, with fewer than
+/// [`COMMIT_DEPTH`] commits in flight, take every group's ready and queue the next commit.
+/// Readies are persisted in order, and raft-rs lets a group produce its next ready before
+/// the previous one is persisted, so turn N+1 is collected and written while N flushes.
 pub async fn run(shard: Rc<Shard>) {
+    if let Err(e) = pipeline(&shard).await {
+        tracing::error!("shard {} ready loop stopped: {e:#}", shard.index);
+        // The log is poisoned: fail everything that waits and stop serving writes.
+        let mut st = shard.state.borrow_mut();
+        for p in st.peers.values_mut() {
+            fail_all(p);
+        }
+    }
+}
+
+async fn pipeline(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let tick = shard.cfg.tick();
     let mut next_tick = Instant::now() + tick;
+    let mut inflight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     while !shard.stop.get() {
+        let front_done = inflight.front().is_some_and(|f| f.done.borrow().is_some());
         let wait = next_tick.saturating_duration_since(Instant::now());
-        if !wait.is_zero() {
+        if !front_done && !wait.is_zero() {
             futures_lite::future::or(shard.wake.wait(), crate::core::sleep(wait)).await;
         }
         if Instant::now() >= next_tick {
@@ -49,18 +81,31 @@ pub async fn run(shard: Rc<Shard>) {
             for p in st.peers.values_mut() {
                 p.node.tick();
             }
-            sweep_expired(&shard, &mut st);
+            sweep_expired(shard, &mut st);
         }
-        if let Err(e) = turn(&shard).await {
-            tracing::error!("shard {} ready loop stopped: {e:#}", shard.index);
-            // The log is poisoned: fail everything that waits and stop serving writes.
-            let mut st = shard.state.borrow_mut();
-            for p in st.peers.values_mut() {
-                fail_all(p);
+        while let Some(f) = inflight.front() {
+            let Some(res) = f.done.borrow_mut().take() else {
+                break;
+            };
+            let f = inflight
+                .pop_front()
+                .ok_or_else(|| anyhow::anyhow!("lost commit"))?;
+            res?;
+            if f.records > 0 {
+                let mut m = shard.metrics.borrow_mut();
+                m.flushes_total += 1;
+                ShardMetrics::record(&mut m.flush_us, f.started.elapsed().as_micros() as u64);
+                ShardMetrics::record(&mut m.flush_batch_records, f.records);
             }
-            return;
+            finish(shard, f.works).await?;
+        }
+        if inflight.len() < COMMIT_DEPTH {
+            if let Some(next) = prepare(shard).await? {
+                inflight.push_back(next);
+            }
         }
     }
+    Ok(())
 }
 
 fn fail_all(p: &mut Peer) {
@@ -86,8 +131,9 @@ struct Work {
     snapshot_index: Option<u64>,
 }
 
-/// One turn: collect readies, group-commit, then advance every group.
-async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
+/// Takes every group's ready, sends the messages that need nothing durable, and queues the
+/// group commit of their entries and hard states (`None`: nothing to do).
+async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
     let mut out = Outbox::default();
     let mut snap_files: Vec<(u64, u64, Rc<Vec<u8>>)> = Vec::new();
     let mut records: Vec<AppendRecord> = Vec::new();
@@ -171,31 +217,54 @@ async fn turn(shard: &Rc<Shard>) -> anyhow::Result<()> {
         }
     }
     flush_outbox(shard, &mut out);
+    start_fetches(shard);
     if works.is_empty() && records.is_empty() {
         let mut st = shard.state.borrow_mut();
         let ShardState { peers, engine, .. } = &mut *st;
         for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
             answer_reads(shard, p, engine);
         }
-        return Ok(());
+        return Ok(None);
     }
     // A snapshot's checkpoint file is durable before the log records that point past it.
     for (range, index, file) in snap_files {
         super::checkpoint::write(shard, range, index, file).await?;
     }
-    if !records.is_empty() {
-        let n = records.len() as u64;
-        let t = Instant::now();
-        shard
+    let n = records.len() as u64;
+    let done = Rc::new(std::cell::RefCell::new(None));
+    if records.is_empty() {
+        *done.borrow_mut() = Some(Ok(()));
+    } else {
+        // Queued now, so commits reach the log in the order they were prepared.
+        let ticket = shard
             .log
-            .append(records)
-            .await
+            .enqueue(records)
             .map_err(|e| anyhow::anyhow!("group commit: {e}"))?;
-        let mut m = shard.metrics.borrow_mut();
-        m.flushes_total += 1;
-        ShardMetrics::record(&mut m.flush_us, t.elapsed().as_micros() as u64);
-        ShardMetrics::record(&mut m.flush_batch_records, n);
+        let (shard2, slot) = (Rc::clone(shard), Rc::clone(&done));
+        crate::core::spawn(async move {
+            let r = shard2
+                .log
+                .wait(ticket)
+                .await
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("group commit: {e}"));
+            *slot.borrow_mut() = Some(r);
+            shard2.wake.notify();
+        });
     }
+    Ok(Some(InFlight {
+        done,
+        works,
+        records: n,
+        started: Instant::now(),
+    }))
+}
+
+/// After a group commit: marks the readies persisted, sends the messages that needed it,
+/// applies committed entries, answers requests, and creates / destroys ranges that splits and
+/// conf changes asked for.
+async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
+    let mut out = Outbox::default();
     for w in works {
         let mut st = shard.state.borrow_mut();
         let ShardState {

@@ -47,6 +47,11 @@ impl From<LogRecord> for AppendRecord {
     }
 }
 
+/// Records queued by [`Vlog::enqueue`], to wait on with [`Vlog::wait`].
+#[derive(Debug)]
+#[must_use = "records are acknowledged only through `Vlog::wait`"]
+pub struct AppendTicket(u64);
+
 /// What an acknowledged append returns for one record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Appended {
@@ -283,6 +288,22 @@ impl<D: BlockDevice> Vlog<D> {
             self.after_commit().await;
         }
         let t = self.submit(records, false)?;
+        self.wait(AppendTicket(t)).await
+    }
+
+    /// Queues `records` for the next commit batch at once, without backpressure, and returns
+    /// the ticket to [`wait`](Self::wait) on. Records queued by successive calls are committed
+    /// in call order, so a caller can keep several appends in flight and still know their
+    /// order (the shard's ready loop pipelines its group commits this way); it must bound how
+    /// much it queues itself.
+    pub fn enqueue(&self, records: Vec<AppendRecord>) -> Result<AppendTicket> {
+        self.submit(records, false).map(AppendTicket)
+    }
+
+    /// Waits until the records of `ticket` are durable (or failed); the commit work is done by
+    /// whichever waiter leads. Dropping this future forgets the ticket.
+    pub async fn wait(&self, ticket: AppendTicket) -> Result<Vec<Appended>> {
+        let t = ticket.0;
         // Forgets the ticket if this future is dropped before it is answered.
         let _ticket = TicketGuard(self, t);
         loop {

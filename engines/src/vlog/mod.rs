@@ -31,7 +31,7 @@ mod types;
 
 pub use crate::masstree::{LogPointer, SegmentId};
 pub use device::SharedDevice;
-pub use log::{AppendRecord, Appended, ValueSpan, Vlog};
+pub use log::{AppendRecord, AppendTicket, Appended, ValueSpan, Vlog};
 pub use metrics::VlogMetrics;
 pub use record::{EntryRecord, HardState, LogRecord, RecordKind, TruncateMode};
 pub use recover::RecoveryReport;
