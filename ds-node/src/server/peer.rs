@@ -90,17 +90,23 @@ impl Peer {
         self.node.raft.state == StateRole::Leader
     }
 
-    /// Whether a read may be answered from local state now: this replica is leader, has
-    /// committed an entry of its own term (so it knows every earlier commit) and has applied
-    /// everything committed. Leadership itself is guarded by check-quorum: a leader that
-    /// cannot reach a quorum steps down within an election timeout, and a new leader cannot be
-    /// elected before the old lease (election timeout) ran out — the lease assumption of
-    /// raft-rs `ReadOnlyOption::LeaseBased` (clocks drift less than the timeout).
+    /// Whether a read may be answered from local state now: this replica is leader and has
+    /// applied an entry of its own term. That entry (the leader's first, or later) was
+    /// committed after every entry an earlier leader acknowledged, so the applied state holds
+    /// every acknowledged write; entries committed but not applied yet are not acknowledged
+    /// yet either, so a read may miss them (TiKV's `applied_term == term` rule). Requiring
+    /// `applied >= committed` instead sent most reads of a write-heavy range through
+    /// ReadIndex: with pipelined commits the applied index always trails the commit index.
+    /// Leadership itself is guarded by check-quorum: a leader that cannot reach a quorum
+    /// steps down within an election timeout, and a new leader cannot be elected before the
+    /// old lease (election timeout) ran out — the lease assumption of raft-rs
+    /// `ReadOnlyOption::LeaseBased` (clocks drift less than the timeout).
     pub fn lease_read_ok(&self) -> bool {
         let r = &self.node.raft;
         r.state == StateRole::Leader
-            && r.commit_to_current_term()
-            && r.raft_log.applied() >= r.raft_log.committed
+            && r.raft_log
+                .term(r.raft_log.applied())
+                .is_ok_and(|t| t == r.term)
     }
 
     /// The applied index.

@@ -390,7 +390,7 @@ fn answer_reads(shard: &Shard, p: &mut Peer, engine: &mut crate::range::engine::
 }
 
 fn apply_entries(
-    shard: &Shard,
+    shard: &Rc<Shard>,
     p: &mut Peer,
     engine: &mut crate::range::engine::MasstreeStore,
     meta_records: &mut Vec<LogRecord>,
@@ -444,6 +444,11 @@ fn apply_entries(
                                 data: encode_meta(&p.desc),
                             });
                             let left = p.is_leader().then(|| p.desc.clone());
+                            if let Some(l) = &left {
+                                // At once: until the master knows, proxies keep sending
+                                // the left range's old epoch.
+                                super::split::report_later(shard, l.clone(), right.clone());
+                            }
                             splits.push((right, left));
                             // The moved keys' size goes with them (measured when created).
                             let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);

@@ -9,8 +9,9 @@
 //! 2. the right range is created on the same shard ([`create_right`]): its keys are already in
 //!    the shard's engine, so its first checkpoint (Raft index 5, like a new range) is written
 //!    from them, then its descriptor and hard state go into the next group commit, and its
-//!    Raft group starts. The replica that led the left range campaigns at once, and reports
-//!    the split to the master (`SplitReport`).
+//!    Raft group starts. The replica that led the left range reports the split to the master
+//!    (`SplitReport`) as soon as it applies — proxies holding the old epoch get
+//!    `EpochMismatch` until the master knows — and campaigns for the right range at once.
 //!
 //! Requests in flight for keys that moved are answered `RangeNotFound` at apply (the proxy
 //! refreshes its routes and retries). Split keys fall between user keys ([`boundary`]), so all
@@ -165,12 +166,28 @@ pub async fn create_right(
     shard.metrics.borrow_mut().splits_total += 1;
     tracing::info!(range = id, start = ?right.start, "range created by a split");
     shard.wake.notify();
-    if let Some(left) = left {
-        if shard.cfg.master_addr.is_some() {
-            crate::core::spawn(report(Rc::clone(shard), left, right));
+    if left.is_none() && right.replicas.len() == 1 && shard.cfg.master_addr.is_some() {
+        // Re-created during recovery: the master may never have heard of it.
+        let left_desc = shard
+            .state
+            .borrow()
+            .peers
+            .values()
+            .find(|p| p.initialized && p.desc.end == right.start)
+            .map(|p| p.desc.clone());
+        if let Some(l) = left_desc {
+            report_later(shard, l, right);
         }
     }
     Ok(())
+}
+
+/// Reports a split to the master on its own task (the left range's leader does it when the
+/// split applies, before the right range's first checkpoint is written).
+pub fn report_later(shard: &Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor) {
+    if shard.cfg.master_addr.is_some() {
+        crate::core::spawn(report(Rc::clone(shard), left, right));
+    }
 }
 
 /// Tells the master about a split this shard's replica led (retried a few times; the range
