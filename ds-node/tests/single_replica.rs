@@ -205,7 +205,7 @@ fn single_replica_writes_reads_routing_errors_and_restart() {
 fn corrupted_raft_messages_and_frames_are_rejected_and_the_node_keeps_serving() {
     use std::io::{Read, Write};
 
-    use net::message::{RaftBatch, RaftEnvelope};
+    use net::message::{RaftBatch, RaftEnvelope, SnapshotChunk};
     use net::{ReplicaId, StoreId};
 
     let dir = std::env::temp_dir().join(format!("ds-badinput-{}", std::process::id()));
@@ -243,6 +243,52 @@ fn corrupted_raft_messages_and_frames_are_rejected_and_the_node_keeps_serving() 
                 ],
             };
             c.send(Message::RaftBatch(batch)).await.unwrap();
+            // Snapshot transfers: a chunk of an unknown transfer, a chunk out of order, and a
+            // complete transfer whose bytes are not a checkpoint are all refused.
+            let chunk = |id: u64, seq: u32, last: bool, data: &'static [u8]| {
+                Message::SnapshotChunk(SnapshotChunk {
+                    range_id: RangeId(1),
+                    to_replica: ReplicaId(1),
+                    snapshot_id: id,
+                    seq,
+                    last,
+                    data: Bytes::from_static(data),
+                })
+            };
+            let accepted = |m: Message| match m {
+                Message::SnapshotAck(a) => a.accepted,
+                other => panic!("{other:?}"),
+            };
+            assert!(!accepted(c.call(chunk(7, 3, false, b"x")).await.unwrap()));
+            assert!(accepted(c.call(chunk(8, 0, false, b"part")).await.unwrap()));
+            assert!(!accepted(c.call(chunk(8, 2, true, b"gap")).await.unwrap()));
+            assert!(accepted(
+                c.call(chunk(9, 0, false, b"TKVCKPT\0")).await.unwrap()
+            ));
+            assert!(!accepted(
+                c.call(chunk(9, 1, true, b"garbage")).await.unwrap()
+            ));
+            // A MsgSnapshot naming a transfer that never completed is dropped.
+            let mut m = raft::eraftpb::Message::default();
+            m.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+            m.from = 2;
+            m.to = 1;
+            m.term = 99;
+            m.mut_snapshot().data = 9u64.to_le_bytes().to_vec().into();
+            m.mut_snapshot().mut_metadata().index = 1000;
+            let bytes = protobuf::Message::write_to_bytes(&m).unwrap();
+            c.send(Message::RaftBatch(RaftBatch {
+                from_store: StoreId(99),
+                from_shard: net::ShardId(0),
+                messages: vec![RaftEnvelope {
+                    range_id: RangeId(1),
+                    from_replica: ReplicaId(2),
+                    to_replica: ReplicaId(1),
+                    message: bytes.into(),
+                }],
+            }))
+            .await
+            .unwrap();
             assert!(matches!(
                 call(&c, ctx(), set("b", "2")).await,
                 KvResponse::Ok { .. }
@@ -253,6 +299,17 @@ fn corrupted_raft_messages_and_frames_are_rejected_and_the_node_keeps_serving() 
             );
         })
     });
+    // The shards publish their figures about every 200 ms.
+    let mut m = node.metrics();
+    for _ in 0..50 {
+        if m.snapshot_chunks_refused_total >= 3 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        m = node.metrics();
+    }
+    assert!(m.snapshot_chunks_refused_total >= 3, "{}", m.summary());
+    assert_eq!(m.snapshots_applied_total, 0);
     node.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

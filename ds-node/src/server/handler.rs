@@ -89,8 +89,9 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
         });
     };
     if req.ctx.epoch != p.desc.epoch {
+        let desc = p.desc.clone();
         return err(RpcError::EpochMismatch {
-            ranges: vec![p.desc.clone()],
+            ranges: with_split_neighbours(peers, desc),
         });
     }
     if !p.is_leader() {
@@ -160,6 +161,39 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
     shard.metrics.borrow_mut().proposals_total += 1;
     shard.wake.notify();
     later(rx)
+}
+
+/// Most ranges an `EpochMismatch` describes.
+const MISMATCH_RANGES: usize = 8;
+
+/// `desc` and the ranges of this shard that continue it to the right (a range split here
+/// leaves its right part on the same shard), so a client with the old epoch can route the
+/// keys that moved without asking the master, which may not know the split yet.
+fn with_split_neighbours(
+    peers: &std::collections::BTreeMap<u64, super::peer::Peer>,
+    desc: net::message::RangeDescriptor,
+) -> Vec<net::message::RangeDescriptor> {
+    let mut out = vec![desc];
+    while out.len() < MISMATCH_RANGES {
+        let end = out.last().map(|d| d.end.clone()).unwrap_or_default();
+        if end.is_empty() {
+            break;
+        }
+        match peers
+            .values()
+            .find(|p| p.initialized && p.desc.start == end)
+        {
+            Some(p) => {
+                let mut d = p.desc.clone();
+                if p.is_leader() {
+                    d.leader = Some(net::ReplicaId(p.replica_id));
+                }
+                out.push(d);
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 fn raft_batch(shard: &Shard, b: RaftBatch) {
