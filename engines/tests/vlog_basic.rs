@@ -46,7 +46,9 @@ mod vlog {
         block_on(async {
             let log = must_open(must_format(16), cfg()).await;
             let a = log.enqueue(vec![entry(1, 1, 1, 100)]).unwrap();
-            let b = log.enqueue(vec![entry(1, 2, 1, 100), entry(2, 1, 1, 50)]).unwrap();
+            let b = log
+                .enqueue(vec![entry(1, 2, 1, 100), entry(2, 1, 1, 50)])
+                .unwrap();
             let got_b = log.wait(b).await.unwrap();
             let got_a = log.wait(a).await.unwrap();
             assert!(got_a[0].seq < got_b[0].seq);
