@@ -39,7 +39,9 @@ pub enum ExecError {
 pub struct RouterConfig {
     /// Master addresses (`host:port`), tried in order.
     pub masters: Vec<String>,
-    /// Attempts per operation (the first included).
+    /// Attempts per operation (the first included). The default, 30, is about 5 s of
+    /// backoff: long enough for a range to elect a new leader after its leader's node fails
+    /// and for the master to learn of it.
     pub max_attempts: u32,
     /// Backoff before the second attempt; doubles each attempt, capped at 200 ms.
     pub backoff: Duration,
@@ -53,7 +55,7 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             masters: Vec::new(),
-            max_attempts: 8,
+            max_attempts: 30,
             backoff: Duration::from_millis(5),
             conns_per_shard: 2,
             transport: TransportConfig::default(),
@@ -236,6 +238,9 @@ impl Router {
         let mut pending: Vec<usize> = (0..n).collect();
         let mut backoff = self.cfg.backoff;
         let mut last_err = String::new();
+        // A call that failed after it was sent (closed, timed out) may mean its shard is gone:
+        // the route table is refreshed before returning, so later commands do not wait on it.
+        let mut lost_call = false;
         for attempt in 0..self.cfg.max_attempts.max(1) {
             let mut table = self.table();
             if table.version == 0 || pending.iter().any(|&i| table.find(&ops[i].0).is_none()) {
@@ -278,6 +283,7 @@ impl Router {
                         // Nothing was sent (connect failed) or nothing came back.
                         last_err = format!("{addr}: {e}");
                         let sent = !matches!(e, CallError::Connect(_));
+                        lost_call |= sent;
                         for (i, _) in group {
                             if sent && ops[i].1.is_write() {
                                 results[i] = Some(Err(ExecError::Unknown(last_err.clone())));
@@ -311,6 +317,7 @@ impl Router {
                         }
                         Err(e) => {
                             last_err = format!("{addr}: {e}");
+                            lost_call = true;
                             if ops[i].1.is_write() {
                                 results[i] = Some(Err(ExecError::Unknown(last_err.clone())));
                             } else {
@@ -321,6 +328,10 @@ impl Router {
                 }
             }
             if retry.is_empty() {
+                if lost_call {
+                    // Logged by `refresh` if it fails; the results stand either way.
+                    let _ = self.refresh(table.version).await;
+                }
                 break;
             }
             retry.sort_unstable();

@@ -117,9 +117,10 @@ fn ttl_reply(name: &str, ttl: TtlState, now_ms: u64) -> i64 {
             let at = i64::try_from(at_ms).unwrap_or(i64::MAX);
             let left = at.saturating_sub(i64::try_from(now_ms).unwrap_or(0)).max(0);
             match name {
+                // Redis rounds both to the nearest second (`(ms + 500) / 1000`).
                 "ttl" => (left + 500) / 1000,
                 "pttl" => left,
-                "expiretime" => at / 1000,
+                "expiretime" => at.saturating_add(500) / 1000,
                 _ => at,
             }
         }

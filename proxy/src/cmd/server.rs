@@ -256,7 +256,10 @@ fn command(args: &[Bytes]) -> Reply {
     let Some(sub) = args.get(1) else {
         return Reply::Array(TABLE.iter().map(command_info).collect());
     };
-    if is(sub, "count") && args.len() == 2 {
+    if is(sub, "count") {
+        if args.len() != 2 {
+            return arity("command|count");
+        }
         Reply::Int(i64::try_from(TABLE.len()).unwrap_or(0))
     } else if is(sub, "docs") {
         Reply::Map(Vec::new())
