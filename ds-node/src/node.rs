@@ -256,6 +256,14 @@ async fn shard_main(
     }
     shard.stop.set(true);
     shard.wake.notify();
+    // Checkpoint file operations run on glommio's blocking pool: let them finish before the
+    // executor goes (bounded: a stuck file system does not hold shutdown forever).
+    for _ in 0..500 {
+        if shard.file_ops.get() == 0 {
+            break;
+        }
+        crate::core::sleep(Duration::from_millis(10)).await;
+    }
     tracing::info!(shard = index, "{}", shard.metrics.borrow().summary());
     Ok(())
 }

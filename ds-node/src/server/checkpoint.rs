@@ -44,6 +44,23 @@ pub fn dir(shard: &Shard) -> PathBuf {
         .join(format!("shard-{}", shard.index))
 }
 
+/// Counts a file operation on the blocking pool while it runs: the shard waits for them at
+/// shutdown (a blocking thread that finishes after its executor is gone panics in glommio).
+struct FileOp<'a>(&'a Shard);
+
+impl<'a> FileOp<'a> {
+    fn start(shard: &'a Shard) -> Self {
+        shard.file_ops.set(shard.file_ops.get() + 1);
+        FileOp(shard)
+    }
+}
+
+impl Drop for FileOp<'_> {
+    fn drop(&mut self) {
+        self.0.file_ops.set(self.0.file_ops.get() - 1);
+    }
+}
+
 fn file_name(range: u64, index: u64) -> String {
     format!("range-{range}-{index:020}.ckpt")
 }
@@ -87,6 +104,7 @@ pub async fn write(
     index: u64,
     bytes: Rc<Vec<u8>>,
 ) -> anyhow::Result<()> {
+    let _op = FileOp::start(shard);
     let dir = dir(shard);
     // The blocking pool needs owned, sendable data: one copy of the checkpoint.
     let data = bytes.as_ref().clone();
@@ -117,6 +135,7 @@ fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
 
 /// Reads the newest checkpoint of `range` (`None`: there is none).
 pub async fn read(shard: &Shard, range: u64) -> anyhow::Result<Option<Vec<u8>>> {
+    let _op = FileOp::start(shard);
     let dir = dir(shard);
     crate::core::blocking(move || {
         let newest =
@@ -133,6 +152,7 @@ pub async fn read(shard: &Shard, range: u64) -> anyhow::Result<Option<Vec<u8>>> 
 
 /// Removes every checkpoint of a destroyed range.
 pub async fn remove(shard: &Shard, range: u64) {
+    let _op = FileOp::start(shard);
     let dir = dir(shard);
     let _ = crate::core::blocking(move || -> std::io::Result<()> {
         for (_, p) in list(&dir, range)? {

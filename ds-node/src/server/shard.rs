@@ -125,6 +125,8 @@ pub struct Shard {
     pub stop: Cell<bool>,
     /// Version of the master's route table the store addresses come from.
     pub route_version: Cell<u64>,
+    /// File operations running on the blocking pool (waited for at shutdown).
+    pub file_ops: Cell<usize>,
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -219,6 +221,7 @@ impl Shard {
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
             route_version: Cell::new(0),
+            file_ops: Cell::new(0),
         });
         shard.recover().await?;
         Ok(shard)

@@ -204,6 +204,23 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
     };
     let cc = match op {
         Operator::TransferLeader { to_replica } => {
+            // raft-rs drops every proposal while a transfer is pending (up to an election
+            // timeout): transfer only to a voter that is reachable and caught up, and never
+            // restart a pending transfer (the master repeats its operator every heartbeat).
+            let (pending, down) = lagging(p);
+            let voter = p
+                .desc
+                .replicas
+                .iter()
+                .any(|r| r.replica_id == to_replica && r.role == ReplicaRole::Voter {});
+            if !voter
+                || pending.contains(&to_replica)
+                || down.contains(&to_replica)
+                || p.node.raft.lead_transferee.is_some()
+            {
+                tracing::info!(range, to = %to_replica, "leader transfer deferred: target not a caught-up, reachable voter, or a transfer is pending");
+                return;
+            }
             tracing::info!(range, to = %to_replica, "transferring leadership");
             p.node.transfer_leader(to_replica.0);
             drop(st);
