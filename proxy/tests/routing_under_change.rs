@@ -110,19 +110,17 @@ fn load(addr: String, conn: usize, stop: Arc<AtomicBool>) -> Outcome {
 
 #[test]
 fn pipelined_load_survives_splits_and_a_leader_change_without_errors() {
-    // Leader balancing off: see the ignored test below.
+    // Leader balancing off: only the splits and the stopped leader move things.
     load_through_splits_and_a_leader_change("routing-under-change", 1000);
 }
 
-/// The same with the master's leader balancing on. It fails about one run in four: in the
-/// 1.5 s before the master counts the stopped store as down, leader balancing sees it
-/// leading nothing and proposes moving a leader to its replica; the DS leader executes
-/// `TransferLeader` to the dead replica each time the operator is re-sent (every heartbeat,
-/// until the operator times out), and raft-rs drops every proposal while a transfer is
-/// pending, so writes to that range are answered `NotLeader` — hinting at the leader itself —
-/// for longer than the proxy's retry budget, while reads succeed. A master / ds-node issue.
+/// The same with the master's leader balancing on. In the 1.5 s before the master counts the
+/// stopped store as down, leader balancing sees it leading nothing and proposes moving a
+/// leader to its replica, again at every heartbeat. raft-rs drops every proposal while a
+/// transfer is pending, so the DS leader transfers only to a caught-up, reachable voter and
+/// never over a pending transfer (`ds-node/src/worker/heartbeat.rs`); before that, writes
+/// stalled past the proxy's retry budget about one run in four.
 #[test]
-#[ignore = "master leader balancing moves leaders to a just-stopped store; writes stall"]
 fn pipelined_load_survives_a_leader_change_with_leader_balancing_on() {
     load_through_splits_and_a_leader_change("routing-under-change-balanced", 2);
 }
