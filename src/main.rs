@@ -31,7 +31,8 @@ enum Command {
     Ds(DsArgs),
     /// Run a Redis proxy in front of the cluster (`docs/guides/proxy.md`).
     Proxy(ProxyArgs),
-    /// Benchmark a RESP server (a tierkv proxy, redis-server, …) with YCSB workloads A–F or
+    /// Benchmark a RESP server (a tierkv proxy, redis-server, …) or, with
+    /// `--target native://MASTER:PORT`, the DS shards directly, with YCSB workloads A–F or
     /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
     Bench(BenchArgs),
 }
@@ -122,11 +123,13 @@ struct ProxyFile {
 
 #[derive(Debug, Args)]
 struct BenchArgs {
-    /// Target `host:port` of a RESP server.
+    /// Target: `host:port` (or `resp://host:port`) of a RESP server, or
+    /// `native://host:port` of a master: the native protocol straight to the leader shards
+    /// of each key's range, routed by the master's route table.
     #[arg(long, default_value = "127.0.0.1:6379")]
     target: String,
-    /// A second target: run the same workload on both in alternating rounds and print the
-    /// per-round throughput ratios (target / compare) and their median.
+    /// A second target (either kind): run the same workload on both in alternating rounds
+    /// and print the per-round throughput ratios (target / compare) and their median.
     #[arg(long)]
     compare: Option<String>,
     /// Rounds of `--compare`.
@@ -157,6 +160,10 @@ struct BenchArgs {
     /// start time. Without it the run is closed loop.
     #[arg(long)]
     rate: Option<f64>,
+    /// Native targets: connections per shard shared by all `--connections`, as the proxy
+    /// pools them; 0 gives each connection its own connection to each shard.
+    #[arg(long, default_value_t = 2)]
+    shard_conns: usize,
     /// Skip the load phase (the records are already there).
     #[arg(long)]
     no_load: bool,
@@ -184,6 +191,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     cfg.pipeline = args.pipeline;
     cfg.rate = args.rate;
     cfg.seed = args.seed;
+    cfg.shard_conns = args.shard_conns;
     cfg.progress = cfg.progress && !args.no_progress;
     let rt = tokio::runtime::Runtime::new().context("start tokio")?;
     rt.block_on(async {

@@ -5,6 +5,9 @@
 //! target rate): each connection owns an equal share of the rate and a schedule of intended
 //! start times; an operation's latency runs from its **intended** start, so a stall shows up
 //! in every request that should have been sent during it (no coordinated omission).
+//!
+//! Both phases speak to the target through [`crate::target`]: a RESP server or, with
+//! `native://MASTER:PORT`, the DS shards themselves; the measuring is the same for both.
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -13,12 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use bytes::Bytes;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::keys::record_key;
-use crate::resp::{Reply, RespConn};
+use crate::resp::Reply;
+use crate::target::{Op, Target};
 use crate::workload::{OpKind, Workload};
 
 /// Latencies are recorded in microseconds, up to a minute, 3 significant digits.
@@ -29,7 +34,8 @@ pub fn new_histogram() -> Histogram<u64> {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// `host:port` of a RESP server.
+    /// `host:port` (or `resp://host:port`) of a RESP server, or `native://host:port` of a
+    /// master whose DS shards are driven directly.
     pub target: String,
     /// The workload.
     pub workload: Workload,
@@ -51,11 +57,15 @@ pub struct RunConfig {
     pub progress: bool,
     /// Length of one interval of the interval log.
     pub interval: Duration,
+    /// Native targets only: connections per shard shared by all connections, as the proxy
+    /// pools them (0: each connection has its own connection to each shard). Default 2, the
+    /// proxy's default, so that comparing the two isolates the proxy hop.
+    pub shard_conns: usize,
 }
 
 impl RunConfig {
     /// Defaults for `target` and `workload`: 1,000 records and operations of 100 B values,
-    /// 50 connections, no pipelining, closed loop.
+    /// 50 connections, no pipelining, closed loop, 2 shared connections per shard.
     pub fn new(target: &str, workload: Workload) -> Self {
         RunConfig {
             target: target.to_string(),
@@ -69,6 +79,7 @@ impl RunConfig {
             seed: 1,
             progress: std::io::stderr().is_terminal(),
             interval: Duration::from_secs(1),
+            shard_conns: 2,
         }
     }
 }
@@ -101,33 +112,32 @@ impl RunResult {
     }
 }
 
-fn value(rng: &mut StdRng, size: usize) -> Vec<u8> {
+fn value(rng: &mut StdRng, size: usize) -> Bytes {
     (0..size).map(|_| rng.gen_range(b'a'..=b'z')).collect()
 }
 
-/// Inserts records `0..records` with pipelined `SET`s over `connections` connections.
+/// Inserts records `0..records` with pipelined writes (`SET` / `StrSet`) over `connections`
+/// connections.
 pub async fn load(cfg: &RunConfig) -> anyhow::Result<Duration> {
+    let target = Target::open(&cfg.target, cfg.shard_conns).await?;
     let start = Instant::now();
     let conns = cfg.connections.clamp(1, 64) as u64;
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..conns {
-        let (target, size, records, seed) =
-            (cfg.target.clone(), cfg.value_size, cfg.records, cfg.seed);
+        let (target, size, records, seed) = (target.clone(), cfg.value_size, cfg.records, cfg.seed);
         tasks.spawn(async move {
-            let mut conn = RespConn::connect(&target).await?;
+            let mut conn = target.connect().await?;
             let mut rng = StdRng::seed_from_u64(seed ^ (c << 32));
             let mut n = c;
+            let mut batch = Vec::with_capacity(64);
             while n < records {
-                let mut batch = 0;
-                while n < records && batch < 64 {
-                    let v = value(&mut rng, size);
-                    conn.push(&[b"SET", record_key(n).as_bytes(), &v]);
+                batch.clear();
+                while n < records && batch.len() < 64 {
+                    batch.push(Op::Set(record_key(n), value(&mut rng, size)));
                     n += conns;
-                    batch += 1;
                 }
-                conn.flush().await?;
-                for _ in 0..batch {
-                    if let Reply::Error(e) = conn.read_reply().await? {
+                for (reply, _) in conn.exec(&batch).await? {
+                    if let Reply::Error(e) = reply {
                         bail!("load: SET failed: {e}");
                     }
                 }
@@ -161,6 +171,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     if cfg.connections == 0 || cfg.pipeline == 0 {
         bail!("connections and pipeline must be at least 1");
     }
+    let target = Target::open(&cfg.target, cfg.shard_conns).await?;
     let shared = Arc::new(Shared {
         inserted: AtomicU64::new(0),
         done: AtomicU64::new(0),
@@ -170,8 +181,8 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..conns {
         let quota = cfg.operations / conns + u64::from(c < cfg.operations % conns);
-        let (cfg, shared) = (cfg.clone(), shared.clone());
-        tasks.spawn(async move { run_connection(cfg, c, quota, shared, start).await });
+        let (cfg, shared, target) = (cfg.clone(), shared.clone(), target.clone());
+        tasks.spawn(async move { run_connection(cfg, target, c, quota, shared, start).await });
     }
     let progress = cfg.progress.then(|| {
         let (shared, total) = (shared.clone(), cfg.operations);
@@ -227,12 +238,13 @@ fn merge(into: &mut Histograms, from: &Histograms) {
 
 async fn run_connection(
     cfg: RunConfig,
+    target: Target,
     c: u64,
     quota: u64,
     shared: Arc<Shared>,
     start: Instant,
 ) -> anyhow::Result<ConnResult> {
-    let mut conn = RespConn::connect(&cfg.target).await?;
+    let mut conn = target.connect().await?;
     let mut rng = StdRng::seed_from_u64(cfg.seed.wrapping_add(c.wrapping_mul(0x9E37_79B9)));
     let mut chooser = cfg.workload.distribution.chooser(cfg.records);
     let mut out = ConnResult {
@@ -251,6 +263,7 @@ async fn run_connection(
         cfg.pipeline as u64
     };
     let mut sent = 0u64;
+    let (mut ops, mut kinds) = (Vec::new(), Vec::new());
     while sent < quota {
         let n = depth.min(quota - sent);
         let intended = match period {
@@ -261,73 +274,60 @@ async fn run_connection(
             }
             None => Instant::now(),
         };
-        let mut kinds = Vec::with_capacity(n as usize);
+        ops.clear();
+        kinds.clear();
         for _ in 0..n {
             let kind = cfg.workload.pick(rng.r#gen());
             let count = cfg.records + shared.inserted.load(Ordering::Relaxed);
-            match kind {
+            kinds.push(kind);
+            ops.push(match kind {
                 OpKind::Read | OpKind::ReadModifyWrite => {
-                    let k = record_key(chooser.pick(count, &mut rng));
-                    conn.push(&[b"GET", k.as_bytes()]);
-                    kinds.push((kind, k));
+                    Op::Get(record_key(chooser.pick(count, &mut rng)))
                 }
                 OpKind::Update => {
                     let k = record_key(chooser.pick(count, &mut rng));
-                    let v = value(&mut rng, cfg.value_size);
-                    conn.push(&[b"SET", k.as_bytes(), &v]);
-                    kinds.push((kind, k));
+                    Op::Set(k, value(&mut rng, cfg.value_size))
                 }
                 OpKind::Insert => {
                     let n = cfg.records + shared.inserted.fetch_add(1, Ordering::Relaxed);
-                    let k = record_key(n);
-                    let v = value(&mut rng, cfg.value_size);
-                    conn.push(&[b"SET", k.as_bytes(), &v]);
-                    kinds.push((kind, k));
+                    Op::Set(record_key(n), value(&mut rng, cfg.value_size))
                 }
                 OpKind::Scan => {
-                    // RESP has no range scan over YCSB's hashed keys: read a run of
-                    // consecutive records with one MGET (documented in docs/benchmarks.md).
                     let first = chooser.pick(count, &mut rng);
                     let len = rng.gen_range(1..=cfg.workload.max_scan_len);
-                    let keys: Vec<String> =
-                        (first..(first + len).min(count)).map(record_key).collect();
-                    let mut args: Vec<&[u8]> = vec![b"MGET"];
-                    args.extend(keys.iter().map(|k| k.as_bytes()));
-                    conn.push(&args);
-                    kinds.push((kind, String::new()));
+                    Op::Scan {
+                        first,
+                        len: len.min(count - first),
+                    }
                 }
-            }
+            });
         }
-        conn.flush().await?;
+        let replies = conn.exec(&ops).await?;
         let mut rmw = Vec::new();
-        for (kind, key) in kinds {
-            let reply = conn.read_reply().await?;
+        for ((kind, op), (reply, done)) in kinds.iter().zip(&ops).zip(replies) {
             match (&reply, kind) {
                 (Reply::Error(_), _) => out.errors += 1,
                 (Reply::Nil, OpKind::Read | OpKind::ReadModifyWrite) => out.misses += 1,
                 _ => {}
             }
-            if kind == OpKind::ReadModifyWrite {
-                rmw.push(key);
-            } else {
-                record(&mut out, kind, intended, start, cfg.interval);
+            match op {
+                // The read half of a read-modify-write: write the record back next.
+                Op::Get(k) if *kind == OpKind::ReadModifyWrite => {
+                    rmw.push(Op::Set(k.clone(), value(&mut rng, cfg.value_size)));
+                }
+                _ => record(&mut out, *kind, intended, done, start, cfg.interval),
             }
         }
         if !rmw.is_empty() {
-            let count = rmw.len();
-            for k in &rmw {
-                let v = value(&mut rng, cfg.value_size);
-                conn.push(&[b"SET", k.as_bytes(), &v]);
-            }
-            conn.flush().await?;
-            for _ in 0..count {
-                if let Reply::Error(_) = conn.read_reply().await? {
+            for (reply, done) in conn.exec(&rmw).await? {
+                if let Reply::Error(_) = reply {
                     out.errors += 1;
                 }
                 record(
                     &mut out,
                     OpKind::ReadModifyWrite,
                     intended,
+                    done,
                     start,
                     cfg.interval,
                 );
@@ -339,8 +339,15 @@ async fn run_connection(
     Ok(out)
 }
 
-fn record(out: &mut ConnResult, kind: OpKind, since: Instant, start: Instant, interval: Duration) {
-    let now = Instant::now();
+/// Records one operation that started (or should have) at `since` and completed at `now`.
+fn record(
+    out: &mut ConnResult,
+    kind: OpKind,
+    since: Instant,
+    now: Instant,
+    start: Instant,
+    interval: Duration,
+) {
     let us = now
         .saturating_duration_since(since)
         .as_micros()
