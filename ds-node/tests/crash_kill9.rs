@@ -5,6 +5,8 @@
 //! the engine; raft re-commits the tail). Checkpoints and log compaction run during the load.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::cell::RefCell;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::on_executor;
 use ds_node::{DsConfig, run};
 use net::message::RouteCtx;
 use net::message::handshake::{Hello, Role};
@@ -92,17 +95,6 @@ fn spawn_child(dir: &std::path::Path, port: u16) -> Child {
         }
     }
     child
-}
-
-fn on_executor<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 async fn connect(addr: &str) -> net::glommio_transport::Client {

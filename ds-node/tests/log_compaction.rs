@@ -4,9 +4,12 @@
 //! reused. After a restart (newest checkpoint + the log after it) every key has its last value.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::on_executor;
 use ds_node::{DsConfig, run};
 use net::message::RouteCtx;
 use net::message::handshake::{Hello, Role};
@@ -49,17 +52,6 @@ fn value(key: usize, round: usize) -> Bytes {
     let mut v = format!("{key}:{round}:").into_bytes();
     v.resize(4096, b'a' + (round % 26) as u8);
     Bytes::from(v)
-}
-
-fn on_executor<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 async fn call(c: &net::glommio_transport::Client, op: KvOp) -> KvResponse {

@@ -5,9 +5,12 @@
 //! back from its shard log: the Raft cache keeps only 8-16 entries here).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::on_executor;
 use ds_node::config::{InitialReplica, PeerStore};
 use ds_node::{DsConfig, NodeHandle, run};
 use net::message::RouteCtx;
@@ -64,18 +67,6 @@ fn node_cfg(root: &std::path::Path, id: u64, ports: &[u16]) -> DsConfig {
             .collect(),
         ..DsConfig::default()
     }
-}
-
-/// Runs `f` on a temporary glommio executor.
-fn on_executor<T: Send + 'static>(
-    f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
-) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 /// Sends `op` to whichever node leads, following NotLeader hints and retrying; returns the
