@@ -106,8 +106,9 @@ pub async fn write(
 ) -> anyhow::Result<()> {
     let _op = FileOp::start(shard);
     let dir = dir(shard);
-    // The blocking pool needs owned, sendable data: one copy of the checkpoint.
-    let data = bytes.as_ref().clone();
+    // The blocking pool needs owned, sendable data: the caller's bytes when it holds the only
+    // reference (new checkpoints, splits), a copy when a received snapshot is still shared.
+    let data = Rc::try_unwrap(bytes).unwrap_or_else(|shared| shared.as_ref().clone());
     crate::core::blocking(move || -> std::io::Result<()> {
         write_atomic(&dir, &dir.join(file_name(range, index)), &data)?;
         for (i, p) in list(&dir, range)? {
@@ -161,6 +162,13 @@ pub async fn remove(shard: &Shard, range: u64) {
         Ok(())
     })
     .await;
+}
+
+/// (key + value bytes, keys) of entries: the size a range is charged with.
+pub fn entries_size(entries: &[(bytes::Bytes, Entry)]) -> (i64, i64) {
+    entries.iter().fold((0, 0), |(b, k), (key, e)| {
+        (b + (key.len() + e.value.len()) as i64, k + 1)
+    })
 }
 
 /// Deletes every key of `[start, end)` from the engine.

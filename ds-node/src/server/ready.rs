@@ -648,9 +648,7 @@ fn install_snapshot(
     }
     p.desc = c.meta.desc.clone();
     p.initialized = true;
-    p.approx_size = c.entries.iter().fold((0, 0), |(b, k), (key, e)| {
-        (b + (key.len() + e.value.len()) as i64, k + 1)
-    });
+    p.approx_size = super::checkpoint::entries_size(&c.entries);
     super::checkpoint::load(engine, c);
     engine.take_delta();
     p.node

@@ -513,10 +513,12 @@ impl Shard {
         for (_, r) in std::mem::take(&mut p.reads) {
             let _ = r.tx.send(err());
         }
-        self.state
-            .borrow_mut()
-            .tombstones
-            .insert((range, p.replica_id));
+        {
+            let mut st = self.state.borrow_mut();
+            st.tombstones.insert((range, p.replica_id));
+            // The addresses learnt for the range's other replicas are no longer needed.
+            st.reply_to.retain(|(r, _), _| *r != range);
+        }
         let lr = LogRangeId(range);
         self.log
             .append_one(LogRecord::ConfState {

@@ -113,9 +113,7 @@ pub async fn create_right(
         }
         let end = (!right.end.is_empty()).then_some(&right.end[..]);
         let entries = st.engine.scan(&right.start, end, usize::MAX, false);
-        let size = entries.iter().fold((0i64, 0i64), |(b, k), (key, e)| {
-            (b + (key.len() + e.value.len()) as i64, k + 1)
-        });
+        let size = super::checkpoint::entries_size(&entries);
         let meta = CheckpointMeta {
             index: INIT_INDEX,
             term: INIT_INDEX,
