@@ -211,7 +211,9 @@ async fn shard_main(
             shard.create_range(desc).await?;
         }
     }
-    if cfg.master_addr.is_some() && index == 0 && !bootstrapped {
+    // Every shard of an unbootstrapped cluster's first store gets a first range; a shard
+    // with no range at all asks again, in case it stopped before creating its own.
+    if cfg.master_addr.is_some() && (!bootstrapped || shard.state.borrow().peers.is_empty()) {
         crate::worker::heartbeat::bootstrap(&shard).await?;
     }
     let acceptor = Acceptor {

@@ -1,7 +1,8 @@
 //! A DS node with a real master (in-process, on tokio): the node registers its shard
-//! addresses, the master assigns the store id, the node asks for the bootstrap and creates the
-//! first range on shard 0; the range then serves writes and reads routed with the
-//! master's descriptor, and the leader's range heartbeats reach the master.
+//! addresses, the master assigns the store id, the node asks for the bootstrap and every shard
+//! creates its first range; the ranges then serve writes and reads routed with the master's
+//! descriptors, and the leaders' range heartbeats reach the master. A shard whose first range
+//! the master recorded but the node never made durable creates it when it starts again.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
@@ -149,5 +150,132 @@ fn registers_bootstraps_and_serves_the_first_range() {
     node.shutdown().unwrap();
     let _ = stop_tx.send(());
     master.join().unwrap();
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+mod common;
+
+/// A glommio client of the master for the raw RPCs this test sends itself.
+async fn master_client(maddr: &str) -> net::glommio_transport::Client {
+    let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(0));
+    net::glommio_transport::Client::connect(maddr, hello, TransportConfig::default())
+        .await
+        .unwrap()
+}
+
+/// Writes `key = key` through its range's leader and reads it back.
+async fn write_and_read(maddr: &str, key: &[u8]) {
+    let v = Bytes::copy_from_slice(key);
+    let set = KvOp::StrSet {
+        key: v.clone(),
+        value: v.clone(),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    };
+    assert!(matches!(
+        common::must_call(maddr, key, set).await,
+        KvResponse::Ok { .. }
+    ));
+    let got = common::must_call(maddr, key, KvOp::StrGet { key: v.clone() }).await;
+    assert_eq!(
+        got,
+        KvResponse::Ok {
+            result: OpResult::Value { value: Some(v) }
+        }
+    );
+}
+
+/// Keys whose hash slots fall in each half of the slot space.
+fn keys_in_both_halves() -> Vec<Vec<u8>> {
+    let low = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| net::keyspace::slot(k.as_bytes()) < 8192);
+    let high = (0..)
+        .map(|i| format!("k{i}"))
+        .find(|k| net::keyspace::slot(k.as_bytes()) >= 8192);
+    vec![low.unwrap().into_bytes(), high.unwrap().into_bytes()]
+}
+
+#[test]
+fn every_shard_of_the_first_store_leads_one_first_range_even_after_a_lost_bootstrap() {
+    let root = std::env::temp_dir().join(format!("ds-master-spread-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+
+    // A fresh cluster: one range per shard, each led by its own shard.
+    let (maddr, stop_master) = common::start_master(root.join("m1"), |_| {});
+    let mut cfg = common::node_cfg(&root, "ds1", &maddr);
+    cfg.shards = 2;
+    let node = run(cfg).unwrap();
+    let store_id = node.store_id;
+    let m = maddr.clone();
+    common::on_executor(move || {
+        Box::pin(async move {
+            let t = common::table(&m).await;
+            assert_eq!(t.ranges.len(), 2, "{:?}", t.ranges);
+            for (i, r) in t.ranges.iter().enumerate() {
+                assert_eq!(r.replicas.len(), 1);
+                assert_eq!(r.replicas[0].store_id.0, store_id);
+                assert_eq!(r.replicas[0].shard_id.0 as usize, i);
+            }
+            assert_eq!(t.ranges[1].start, net::keyspace::slot_start(8192));
+            for k in keys_in_both_halves() {
+                write_and_read(&m, &k).await;
+            }
+        })
+    });
+    node.shutdown().unwrap();
+    let _ = stop_master.send(());
+
+    // The master recorded the bootstrap but the node stopped before any shard made its
+    // range durable: on restart every shard asks again and creates its own.
+    let (maddr, stop_master) = common::start_master(root.join("m2"), |_| {});
+    let m = maddr.clone();
+    let store = common::on_executor(move || {
+        Box::pin(async move {
+            let c = master_client(&m).await;
+            let info = net::message::StoreInfo {
+                store_id: net::StoreId(0),
+                addr: "127.0.0.1:1".into(),
+                shard_addrs: vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()],
+                labels: Vec::new(),
+            };
+            let Ok(Message::StoreRegisterResp(r)) = c
+                .call(Message::StoreRegister(net::message::StoreRegister {
+                    store: info,
+                    mem_capacity: 0,
+                    disk_capacity: 0,
+                }))
+                .await
+            else {
+                panic!("register")
+            };
+            let boot = net::message::Bootstrap {
+                store_id: r.store_id,
+                shard_id: net::ShardId(0),
+            };
+            let Ok(Message::BootstrapResp(b)) = c.call(Message::Bootstrap(boot)).await else {
+                panic!("bootstrap")
+            };
+            assert!(b.created && b.ranges.len() == 2);
+            r.store_id.0
+        })
+    });
+    let mut cfg = common::node_cfg(&root, "ds2", &maddr);
+    cfg.shards = 2;
+    std::fs::create_dir_all(&cfg.data_dir).unwrap();
+    std::fs::write(cfg.data_dir.join("store-id"), store.to_string()).unwrap();
+    let node = run(cfg).unwrap();
+    assert_eq!(node.store_id, store);
+    let m = maddr.clone();
+    common::on_executor(move || {
+        Box::pin(async move {
+            for k in keys_in_both_halves() {
+                write_and_read(&m, &k).await;
+            }
+        })
+    });
+    node.shutdown().unwrap();
+    let _ = stop_master.send(());
     let _ = std::fs::remove_dir_all(&root);
 }

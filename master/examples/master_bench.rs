@@ -127,7 +127,7 @@ async fn populate(c: &Client, ranges: usize) {
         panic!()
     };
     // Split the last range at increasing keys: k0001, k0002, ...
-    let mut last: RangeDescriptor = b.range;
+    let mut last: RangeDescriptor = b.ranges[0].clone(); // one shard: one first range
     for i in 1..ranges {
         let key = Bytes::from(format!("k{i:04}"));
         let Message::SplitIds(ids) = c

@@ -127,7 +127,8 @@ pub enum Command {
         /// New state.
         state: StoreState,
     },
-    /// Creates the first range.
+    /// Creates the first range (written by builds before `BootstrapRanges`; still applied when
+    /// an old log is replayed).
     Bootstrap {
         /// It must cover the whole keyspace.
         range: RangeDescriptor,
@@ -159,6 +160,11 @@ pub enum Command {
         /// New config.
         config: ClusterConfig,
     },
+    /// Creates the first ranges: in key order, together covering the whole keyspace.
+    BootstrapRanges {
+        /// At least one; each starts where the previous one ends.
+        ranges: Vec<RangeDescriptor>,
+    },
 }
 disk_enum!(Command, "command" {
     0 => Init { cluster_id, config },
@@ -170,6 +176,7 @@ disk_enum!(Command, "command" {
     6 => ReserveIds { end },
     7 => SetTsoLimit { limit },
     8 => SetConfig { config },
+    9 => BootstrapRanges { ranges },
 });
 
 impl Command {
@@ -185,6 +192,7 @@ impl Command {
             Self::ReserveIds { .. } => "reserve_ids",
             Self::SetTsoLimit { .. } => "set_tso_limit",
             Self::SetConfig { .. } => "set_config",
+            Self::BootstrapRanges { .. } => "bootstrap_ranges",
         }
     }
 }
@@ -355,6 +363,13 @@ impl ClusterState {
                 }
                 self.check_descriptor(range)
             }
+            Command::BootstrapRanges { ranges } => {
+                if self.is_bootstrapped() {
+                    return Err(CommandError::AlreadyBootstrapped);
+                }
+                check_tiling(ranges)?;
+                ranges.iter().try_for_each(|r| self.check_descriptor(r))
+            }
             Command::PutRange { range } => {
                 let old = self
                     .ranges
@@ -401,6 +416,12 @@ impl ClusterState {
             }
             Command::Bootstrap { range } => {
                 self.insert_range(range.clone());
+                self.route_version += 1;
+            }
+            Command::BootstrapRanges { ranges } => {
+                for r in ranges {
+                    self.insert_range(r.clone());
+                }
                 self.route_version += 1;
             }
             Command::PutRange { range } => {
@@ -601,6 +622,40 @@ pub fn is_stale(new: Epoch, old: Epoch) -> bool {
     new.conf_ver < old.conf_ver || new.version < old.version
 }
 
+/// Most ranges one bootstrap creates (one per shard of the first store).
+pub const MAX_BOOTSTRAP_RANGES: usize = 1024;
+
+/// Checks that `ranges` are in key order and together cover the whole keyspace, with no gap
+/// and no overlap.
+fn check_tiling(ranges: &[RangeDescriptor]) -> Result<(), CommandError> {
+    let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+        return Err(invalid("bootstrap without ranges"));
+    };
+    if ranges.len() > MAX_BOOTSTRAP_RANGES {
+        return Err(invalid(format!(
+            "bootstrap of {} ranges (at most {MAX_BOOTSTRAP_RANGES})",
+            ranges.len()
+        )));
+    }
+    if !first.start.is_empty() || !last.end.is_empty() {
+        return Err(invalid("the first ranges must cover the whole keyspace"));
+    }
+    for pair in ranges.windows(2) {
+        if pair[0].end.is_empty() || pair[0].end != pair[1].start {
+            return Err(invalid(format!(
+                "range {} does not start where range {} ends",
+                pair[1].id, pair[0].id
+            )));
+        }
+    }
+    let mut ids: Vec<RangeId> = ranges.iter().map(|r| r.id).collect();
+    ids.sort_unstable();
+    if ids.windows(2).any(|w| w[0] == w[1]) {
+        return Err(invalid("two bootstrap ranges share an id"));
+    }
+    Ok(())
+}
+
 fn check_config(c: &ClusterConfig) -> Result<(), CommandError> {
     if !(1..=7).contains(&c.replication_factor) {
         return Err(invalid("replication factor must be 1 ..= 7"));
@@ -690,11 +745,54 @@ mod tests {
             Command::SetTsoLimit {
                 limit: Timestamp(77 << 18),
             },
+            Command::BootstrapRanges {
+                ranges: vec![range(1, b"", b"m", 1), range(2, b"m", b"", 1)],
+            },
         ];
         for c in cmds {
             let bytes = net::codec::encode_to_bytes(&c);
             assert_eq!(net::codec::decode_exact::<Command>(bytes).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn bootstrap_ranges_must_tile_the_keyspace_once() {
+        let mut s = ClusterState::default();
+        let init = [
+            Command::Init {
+                cluster_id: ClusterId(7),
+                config: ClusterConfig::default(),
+            },
+            Command::PutStore { meta: store(1) },
+        ];
+        for (i, c) in init.iter().enumerate() {
+            s.apply(i as u64 + 1, c).unwrap();
+        }
+        let bad = [
+            vec![],
+            vec![range(1, b"a", b"", 1)],
+            vec![range(1, b"", b"m", 1)],
+            vec![range(1, b"", b"m", 1), range(2, b"n", b"", 1)],
+            vec![range(1, b"", b"m", 1), range(1, b"m", b"", 1)],
+            vec![range(1, b"", b"", 1), range(2, b"", b"", 1)],
+        ];
+        for ranges in bad {
+            let cmd = Command::BootstrapRanges {
+                ranges: ranges.clone(),
+            };
+            assert!(
+                matches!(s.apply(3, &cmd), Err(CommandError::Invalid(_))),
+                "{ranges:?}"
+            );
+            assert!(!s.is_bootstrapped());
+        }
+        let good = Command::BootstrapRanges {
+            ranges: vec![range(1, b"", b"m", 1), range(2, b"m", b"", 1)],
+        };
+        s.apply(3, &good).unwrap();
+        assert_eq!(s.range_by_key(b"a").unwrap().id, RangeId(1));
+        assert_eq!(s.range_by_key(b"z").unwrap().id, RangeId(2));
+        assert_eq!(s.apply(4, &good), Err(CommandError::AlreadyBootstrapped));
     }
 
     #[test]

@@ -118,7 +118,7 @@ async fn bad_requests_get_errors_and_the_master_keeps_serving() {
     let Ok(Message::BootstrapResp(b)) = call(&c, boot).await else {
         panic!()
     };
-    let range = b.range;
+    let range = b.ranges[0].clone();
     let range_hb = |d: RangeDescriptor| RangeHeartbeat {
         leader: d.leader.unwrap(),
         range: d,

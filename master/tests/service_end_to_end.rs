@@ -73,11 +73,18 @@ async fn must_fail(c: &Client, m: impl Into<Message>) -> RpcError {
     }
 }
 
+/// A store with one shard (so one first range); `bootstrap_gives_…` covers several shards.
 fn store_info(n: u64) -> StoreInfo {
+    store_with_shards(n, 1)
+}
+
+fn store_with_shards(n: u64, shards: u16) -> StoreInfo {
     StoreInfo {
         store_id: StoreId(0),
         addr: format!("127.0.0.{n}:7000"),
-        shard_addrs: vec![format!("127.0.0.{n}:7001"), format!("127.0.0.{n}:7002")],
+        shard_addrs: (1..=shards)
+            .map(|s| format!("127.0.0.{n}:{}", 7000 + s))
+            .collect(),
         labels: vec![("zone".into(), format!("z{n}"))],
     }
 }
@@ -105,6 +112,97 @@ async fn heartbeat(c: &Client, range: &RangeDescriptor) -> Message {
     )
     .await
     .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_gives_each_shard_of_the_first_store_one_range_of_the_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(dir.path()).await;
+    let c = connect(run.addr).await;
+    let Message::StoreRegisterResp(r) = must_call(
+        &c,
+        StoreRegister {
+            store: store_with_shards(1, 4),
+            mem_capacity: 0,
+            disk_capacity: 0,
+        },
+    )
+    .await
+    else {
+        panic!()
+    };
+    // Any shard may ask; the first ranges go one to each shard.
+    let boot = Bootstrap {
+        store_id: r.store_id,
+        shard_id: ShardId(2),
+    };
+    let Message::BootstrapResp(b) = must_call(&c, boot).await else {
+        panic!()
+    };
+    assert!(b.created);
+    assert_eq!(b.ranges.len(), 4);
+    let starts: Vec<Bytes> = b.ranges.iter().map(|r| r.start.clone()).collect();
+    let expected: Vec<Bytes> = [0u16, 4096, 8192, 12288]
+        .iter()
+        .map(|&s| {
+            if s == 0 {
+                Bytes::new()
+            } else {
+                net::keyspace::slot_start(s)
+            }
+        })
+        .collect();
+    assert_eq!(starts, expected);
+    for (i, range) in b.ranges.iter().enumerate() {
+        let end = b
+            .ranges
+            .get(i + 1)
+            .map_or_else(Bytes::new, |n| n.start.clone());
+        assert_eq!(range.end, end, "the ranges tile the keyspace");
+        assert_eq!(
+            range.epoch,
+            Epoch {
+                conf_ver: 1,
+                version: 1
+            }
+        );
+        assert_eq!(range.replicas.len(), 1);
+        assert_eq!(range.replicas[0].shard_id, ShardId(i as u32));
+        assert_eq!(range.leader, Some(range.replicas[0].replica_id));
+    }
+    // A Redis key routes to the range of its slot, on the shard that owns it.
+    for key in [&b"a"[..], b"user:1", b"{x}y", b"zz"] {
+        let slot = net::keyspace::slot(key);
+        let Message::Route(route) = must_call(
+            &c,
+            RouteByKey {
+                key: net::keyspace::meta_key(key),
+            },
+        )
+        .await
+        else {
+            panic!()
+        };
+        assert_eq!(
+            route.range.unwrap().id,
+            b.ranges[usize::from(slot / 4096)].id
+        );
+        let shard = usize::from(slot / 4096) + 1;
+        assert_eq!(
+            route.leader_addr,
+            Some(format!("127.0.0.1:{}", 7000 + shard))
+        );
+    }
+    // Idempotent, and kept across a restart.
+    stop(run).await;
+    let run = start(dir.path()).await;
+    let c = connect(run.addr).await;
+    let Message::BootstrapResp(again) = must_call(&c, boot).await else {
+        panic!()
+    };
+    assert!(!again.created);
+    assert_eq!(again.ranges, b.ranges);
+    stop(run).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,13 +256,16 @@ async fn master_serves_stores_and_proxies_and_survives_a_restart() {
         panic!()
     };
     assert!(b.created);
-    let first = b.range;
+    let [first] = &b.ranges[..] else {
+        panic!("one shard, one first range: {:?}", b.ranges)
+    };
+    let first = first.clone();
     assert!(first.start.is_empty() && first.end.is_empty());
     let Message::BootstrapResp(again) = must_call(&c, boot).await else {
         panic!()
     };
     assert!(!again.created, "bootstrap is idempotent");
-    assert_eq!(again.range, first);
+    assert_eq!(again.ranges, vec![first.clone()]);
 
     // Store heartbeat.
     let mut info = store_info(1);

@@ -274,7 +274,7 @@ fn samples() -> Vec<(&'static str, Message)> {
             "bootstrap_resp",
             Message::BootstrapResp(BootstrapResp {
                 cluster_id: ClusterId(42),
-                range: range(),
+                ranges: vec![range()],
                 created: true,
             }),
         ),

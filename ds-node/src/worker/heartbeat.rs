@@ -30,7 +30,11 @@ fn master(shard: &Shard) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no master configured"))
 }
 
-/// Asks the master to bootstrap the cluster's first range on this shard, and creates it.
+/// Asks the master for the cluster's first ranges (it creates them on the first call: one
+/// per shard of this store) and creates those placed on this shard that it does not have. A
+/// shard that crashed after the master recorded the bootstrap but before its range was
+/// durable creates it here on restart: a first range still at epoch `(1, 1)` has never
+/// changed, so it can hold no data this shard lost.
 pub async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let m = master(shard)?;
     let r = shard
@@ -44,23 +48,21 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
         )
         .await
         .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
-    match r {
-        Message::BootstrapResp(b) => {
-            let here = b
-                .range
-                .replicas
-                .iter()
-                .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index);
-            if here {
-                shard.create_range(b.range).await?;
-            }
-            Ok(())
+    let Message::BootstrapResp(b) = r else {
+        anyhow::bail!("bootstrap: unexpected answer {}", r.name());
+    };
+    for range in b.ranges {
+        let here = range
+            .replicas
+            .iter()
+            .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index);
+        let known = shard.state.borrow().peers.contains_key(&range.id.0);
+        if here && !known {
+            tracing::info!(range = %range.id, created = b.created, "creating a first range");
+            shard.create_range(range).await?;
         }
-        other => Err(anyhow::anyhow!(
-            "bootstrap: unexpected answer {}",
-            other.name()
-        )),
     }
+    Ok(())
 }
 
 /// Sends heartbeats until the shard stops.

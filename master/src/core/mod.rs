@@ -19,13 +19,24 @@ use net::message::{
     SplitReportResp, SplitRequest, StoreHeartbeat, StoreHeartbeatResp, StoreRegister,
     StoreRegisterResp,
 };
-use net::{ClusterId, Epoch, RangeId, ReplicaId, RpcError, StoreId, Timestamp};
+use net::{ClusterId, Epoch, RangeId, ReplicaId, RpcError, ShardId, StoreId, Timestamp};
 
 use crate::log::{DurableState, LogError, ProposeError, RecoveryReport};
 use crate::schedule::{Checker, RangeLoad, ScheduleConfig, StoreLoad, default_checkers};
 use crate::state::{
     ClusterConfig, ClusterState, Command, CommandError, StoreMeta, StoreState, is_stale,
 };
+
+/// Where the `i`-th of `n` first ranges starts: the empty key for the first, the end of the
+/// keyspace (empty) for `i == n`, else the start of hash slot `SLOTS * i / n`, so Redis keys
+/// spread evenly and a key's entries never straddle two ranges.
+fn slot_boundary(i: usize, n: usize) -> Bytes {
+    if i == 0 || i >= n {
+        return Bytes::new();
+    }
+    let slot = usize::from(net::keyspace::SLOTS) * i / n;
+    net::keyspace::slot_start(u16::try_from(slot).unwrap_or(net::keyspace::SLOTS))
+}
 
 /// The largest `AllocIds` count.
 pub const MAX_ID_BATCH: u32 = 1_000_000;
@@ -290,13 +301,26 @@ impl Core {
         })
     }
 
-    /// Creates the first range (idempotent).
+    /// Creates the first ranges (idempotent): the keyspace cut at hash-slot boundaries into
+    /// one range per shard of the asking store, each with one voter on its shard, so every
+    /// core of the first store takes writes from the start. Once bootstrapped, answers with
+    /// the first ranges that are still as created (a shard that crashed before creating its
+    /// range creates it then).
     pub fn bootstrap(&mut self, req: Bootstrap) -> Result<BootstrapResp, RpcError> {
         let cluster_id = self.state().cluster_id();
-        if let Some(range) = self.state().range_by_key(b"") {
+        if self.state().is_bootstrapped() {
+            let initial = Epoch {
+                conf_ver: 1,
+                version: 1,
+            };
             return Ok(BootstrapResp {
                 cluster_id,
-                range: range.clone(),
+                ranges: self
+                    .state()
+                    .ranges()
+                    .filter(|r| r.epoch == initial)
+                    .cloned()
+                    .collect(),
                 created: false,
             });
         }
@@ -304,37 +328,43 @@ impl Core {
             .state()
             .store(req.store_id)
             .ok_or_else(|| bad(format!("store {} is not registered", req.store_id)))?;
-        if req.shard_id.0 as usize >= store.info.shard_addrs.len() {
+        let shards = store.info.shard_addrs.len();
+        if req.shard_id.0 as usize >= shards {
             return Err(bad(format!(
                 "store {} has no shard {}",
                 req.store_id, req.shard_id
             )));
         }
-        let block = self.alloc_ids(2)?;
-        let replica_id = ReplicaId(block.first + 1);
-        let range = RangeDescriptor {
-            id: RangeId(block.first),
-            start: Bytes::new(),
-            end: Bytes::new(),
-            epoch: Epoch {
-                conf_ver: 1,
-                version: 1,
-            },
-            replicas: vec![Replica {
-                replica_id,
-                store_id: req.store_id,
-                shard_id: req.shard_id,
-                role: ReplicaRole::Voter {},
-            }],
-            leader: Some(replica_id),
-        };
-        self.propose(&Command::Bootstrap {
-            range: range.clone(),
+        let n = shards.min(crate::state::MAX_BOOTSTRAP_RANGES);
+        let block = self.alloc_ids(2 * n as u32)?;
+        let ranges: Vec<RangeDescriptor> = (0..n)
+            .map(|i| {
+                let replica_id = ReplicaId(block.first + 2 * i as u64 + 1);
+                RangeDescriptor {
+                    id: RangeId(block.first + 2 * i as u64),
+                    start: slot_boundary(i, n),
+                    end: slot_boundary(i + 1, n),
+                    epoch: Epoch {
+                        conf_ver: 1,
+                        version: 1,
+                    },
+                    replicas: vec![Replica {
+                        replica_id,
+                        store_id: req.store_id,
+                        shard_id: ShardId(i as u32),
+                        role: ReplicaRole::Voter {},
+                    }],
+                    leader: Some(replica_id),
+                }
+            })
+            .collect();
+        self.propose(&Command::BootstrapRanges {
+            ranges: ranges.clone(),
         })?;
-        tracing::info!(range = %range.id, store = %req.store_id, "cluster bootstrapped");
+        tracing::info!(ranges = n, store = %req.store_id, "cluster bootstrapped");
         Ok(BootstrapResp {
             cluster_id,
-            range,
+            ranges,
             created: true,
         })
     }

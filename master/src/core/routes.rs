@@ -66,6 +66,11 @@ impl RouteCache {
             Command::PutStore { meta } => self.put_store(state, meta.info.store_id),
             Command::SetStoreState { store_id, .. } => self.put_store(state, *store_id),
             Command::Bootstrap { range } | Command::PutRange { range } => put(self, range.id),
+            Command::BootstrapRanges { ranges } => {
+                for r in ranges {
+                    put(self, r.id);
+                }
+            }
             Command::Split { left, right } => {
                 put(self, left.id);
                 put(self, right.id);

@@ -309,7 +309,8 @@ wire_struct!(StoreRegisterResp {
 pub struct Bootstrap {
     /// A registered store.
     pub store_id: StoreId,
-    /// The shard of that store that hosts the first replica.
+    /// The shard that asks (the master checks that the store has it). The first ranges go
+    /// one to each shard of the store, whichever shard asks.
     pub shard_id: ShardId,
 }
 wire_struct!(Bootstrap { store_id, shard_id });
@@ -320,14 +321,16 @@ wire_struct!(Bootstrap { store_id, shard_id });
 pub struct BootstrapResp {
     /// The cluster.
     pub cluster_id: ClusterId,
-    /// The range that holds the empty key (the first range if just created).
-    pub range: RangeDescriptor,
-    /// Whether this request created it (false: the cluster was already bootstrapped).
+    /// The first ranges that are still as the bootstrap made them (epoch `(1, 1)`), in key
+    /// order: all of them when this request created them. Each store shard named in one
+    /// creates it if it does not have it.
+    pub ranges: Vec<RangeDescriptor>,
+    /// Whether this request created them (false: the cluster was already bootstrapped).
     pub created: bool,
 }
 wire_struct!(BootstrapResp {
     cluster_id,
-    range,
+    ranges,
     created
 });
 
