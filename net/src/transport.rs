@@ -443,12 +443,13 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
     let mut callers_gone = false;
     loop {
         // Take every queued call that fits, then write them in one go.
-        while !callers_gone && pending.has_room(cfg.max_in_flight) {
-            match calls.try_recv() {
-                Ok(call) => pending.start(call, &mut out),
-                Err(mpsc::TryRecvError::Closed) => callers_gone = true,
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
+        take_calls(calls, pending, &mut out, &mut callers_gone, cfg);
+        if !out.is_empty() && !callers_gone {
+            // Let the other tasks that are ready now (callers woken by the same poll of the
+            // sockets) queue their calls too, so they share this write: one send and one
+            // wake-up of the peer for all of them instead of one each.
+            yield_once().await;
+            take_calls(calls, pending, &mut out, &mut callers_gone, cfg);
         }
         if !out.is_empty() {
             stream.write_all(&out).await?;
@@ -476,6 +477,39 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
             pending.finish(id.0, Ok(msg));
         }
     }
+}
+
+/// Moves every queued call that fits into `out`.
+fn take_calls(
+    calls: &mut mpsc::Receiver<Call>,
+    pending: &mut Pending,
+    out: &mut BytesMut,
+    callers_gone: &mut bool,
+    cfg: &TransportConfig,
+) {
+    while !*callers_gone && pending.has_room(cfg.max_in_flight) {
+        match calls.try_recv() {
+            Ok(call) => pending.start(call, out),
+            Err(mpsc::TryRecvError::Closed) => *callers_gone = true,
+            Err(mpsc::TryRecvError::Empty) => break,
+        }
+    }
+}
+
+/// Returns `Pending` once after waking itself: every runtime we use (tokio, glommio) runs a
+/// task that woke itself during its poll after the tasks already queued.
+async fn yield_once() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await;
 }
 
 /// What a server handler does with a request: answer now (an in-memory read: no task, no
