@@ -171,6 +171,13 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
 /// order (a lease read finishes before an earlier write commits), so a pipeline's `SET k` and
 /// later `GET k` must not share a wave; waves run one after the other.
 fn waves(ops: Vec<(Bytes, KvOp)>) -> Vec<Vec<(Bytes, KvOp)>> {
+    if ops.is_empty() {
+        return Vec::new();
+    }
+    // Reads alone never conflict: one wave, no key hashed (a pipeline of GETs).
+    if ops.len() == 1 || !ops.iter().any(|(_, op)| op.is_write()) {
+        return vec![ops];
+    }
     let mut waves = Vec::new();
     let mut cur: Vec<(Bytes, KvOp)> = Vec::new();
     let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written in this wave
@@ -331,6 +338,9 @@ struct Conn<'a> {
     ops: Vec<(Bytes, KvOp)>,
     items: Vec<Item>,
     samples: Vec<Sample>,
+    /// When the commands being parsed arrived: read once per batch, not once per command
+    /// (a pipeline of 16 GETs read the clock 32 times, 3 % of the proxy's CPU).
+    batch_start: Instant,
 }
 
 async fn connection(
@@ -357,6 +367,7 @@ async fn connection(
         ops: Vec::new(),
         items: Vec::new(),
         samples: Vec::new(),
+        batch_start: Instant::now(),
     };
     let mut parser = RequestParser::new(shared.cfg.limits);
     let mut inbuf = BytesMut::with_capacity(16 * 1024);
@@ -388,6 +399,7 @@ async fn connection(
 impl Conn<'_> {
     /// Runs every whole command in `inbuf`.
     async fn process(&mut self, parser: &mut RequestParser, inbuf: &mut BytesMut) -> End {
+        self.batch_start = Instant::now();
         loop {
             if self.items.len() >= self.shared.cfg.max_pipeline {
                 let end = self.flush().await;
@@ -419,7 +431,7 @@ impl Conn<'_> {
                     End::AfterWrite
                 };
             }
-            let start = Instant::now();
+            let start = self.batch_start;
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
             if name.is_none() {
                 self.shared.metrics.record_error("ERR");
@@ -469,7 +481,7 @@ impl Conn<'_> {
         self.items.push(Item {
             name,
             proto: self.sess.protocol,
-            start: Instant::now(),
+            start: self.batch_start,
             what: ItemKind::Ready(r),
         });
     }
@@ -486,6 +498,9 @@ impl Conn<'_> {
             results.extend(out.into_iter().map(Some));
         }
         let items = std::mem::take(&mut self.items);
+        let done = Instant::now();
+        // Commands parsed after this flush arrived while it ran.
+        self.batch_start = done;
         for item in items {
             let reply = match item.what {
                 ItemKind::Ready(r) => r,
@@ -505,7 +520,8 @@ impl Conn<'_> {
                     Reply::Error(e) => Some(error_class(e)),
                     _ => None,
                 };
-                let usec = u64::try_from(item.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let usec = u64::try_from(done.saturating_duration_since(item.start).as_micros())
+                    .unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
             }
             let before = self.out.len();
@@ -598,5 +614,8 @@ mod tests {
         ]);
         assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
         assert!(waves(vec![]).is_empty());
+        let reads = waves(vec![op("a", false), op("a", false), op("b", false)]);
+        assert_eq!(reads.iter().map(Vec::len).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(waves(vec![op("a", true)]).len(), 1);
     }
 }
