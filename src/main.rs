@@ -11,6 +11,12 @@ use clap::{Args, Parser, Subcommand};
 
 mod dev;
 
+/// mimalloc instead of glibc malloc: buffers are allocated on one thread and freed on another
+/// (a proxy worker reads a reply a shard's connection task decoded), which contends on glibc's
+/// arena locks; see docs/benchmarks.md (end to end, allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// tierkv: a distributed key-value database that unifies a cache and a store.
 #[derive(Debug, Parser)]
 #[command(name = "tierkv", version, about, long_about = None)]
