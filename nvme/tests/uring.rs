@@ -338,3 +338,72 @@ fn loop_device_passes_device_checks() {
     .unwrap();
     drop(lo);
 }
+
+/// The block device's `stat` file in sysfs for the disk holding `path`, and whether that disk
+/// has a volatile write cache and no FUA (then every durable write needs a cache flush, which
+/// the stat file counts in its 16th field, "flush I/Os"). `None` where sysfs does not say.
+fn flush_counter_for(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(path).ok()?.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let sys = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")).ok()?;
+    // A partition's queue settings live on its parent disk.
+    let disk = if sys.join("partition").exists() {
+        sys.parent()?.to_path_buf()
+    } else {
+        sys.clone()
+    };
+    let cache = std::fs::read_to_string(disk.join("queue/write_cache")).ok()?;
+    let fua = std::fs::read_to_string(disk.join("queue/fua")).ok()?;
+    (cache.trim() == "write back" && fua.trim() == "0").then(|| sys.join("stat"))
+}
+
+fn flushes(stat: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    text.split_whitespace().nth(15)?.parse().ok()
+}
+
+/// A write-through device is opened with `O_DSYNC`, passes the device checks, keeps its data
+/// across a reopen, and each write reaches the disk with a cache flush of its own (checked
+/// where the disk has a volatile cache and no FUA, as here), so `flush` has nothing to add.
+#[test]
+fn write_through_device_flushes_the_disk_cache_on_every_write() {
+    let dir = test_dir("write-through");
+    let path = dir.join("dev.img");
+    let opts = UringOptions {
+        write_through: true,
+        ..UringOptions::default()
+    };
+    let counter = flush_counter_for(&dir);
+    run_local(cfg(), async {
+        let dev = UringDevice::create_file_zeroed(&path, 16 * MIB, opts)
+            .await
+            .unwrap();
+        assert!(dev.is_write_through().unwrap());
+        let before = counter.as_deref().and_then(flushes);
+        for i in 0..20u64 {
+            must_write(&dev, i * 4096, &pattern(i, 4096)).await;
+        }
+        let after = counter.as_deref().and_then(flushes);
+        if let (Some(b), Some(a)) = (before, after) {
+            // Other processes may add flushes, never take them away.
+            assert!(a - b >= 20, "{} disk cache flushes for 20 writes", a - b);
+        } else {
+            eprintln!("no volatile write cache without FUA here: flush count not checked");
+        }
+        dev.flush().await.unwrap();
+        dev.close().await.unwrap();
+        let plain = UringDevice::open(&path, UringOptions::default())
+            .await
+            .unwrap();
+        assert!(!plain.is_write_through().unwrap());
+        for i in 0..20u64 {
+            let r = plain.read(i * 4096, 4096).await.unwrap();
+            assert_eq!(&r[..], &pattern(i, 4096)[..]);
+        }
+        plain.close().await.unwrap();
+        let dev = UringDevice::open(&path, opts).await.unwrap();
+        must_pass_device_checks(Rc::new(dev)).await;
+    })
+    .unwrap();
+}

@@ -158,11 +158,15 @@ fn logger() -> slog::Logger {
 /// Opens (creating and formatting if absent) the shard log file.
 async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, bool)> {
     let fresh = !path.exists();
+    let opts = UringOptions {
+        write_through: cfg.log_write_through,
+        ..UringOptions::default()
+    };
     if fresh {
         let dev = if cfg.zero_log_file {
-            UringDevice::create_file_zeroed(path, cfg.log_file_bytes, UringOptions::default()).await
+            UringDevice::create_file_zeroed(path, cfg.log_file_bytes, opts).await
         } else {
-            UringDevice::create_file(path, cfg.log_file_bytes, UringOptions::default()).await
+            UringDevice::create_file(path, cfg.log_file_bytes, opts).await
         }
         .map_err(|e| anyhow::anyhow!("create shard log {}: {e}", path.display()))?;
         let store = SegmentStore::format(
@@ -180,7 +184,7 @@ async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, 
             .map_err(|e| anyhow::anyhow!("open new shard log: {e}"))?;
         return Ok((log, true));
     }
-    let dev = UringDevice::open(path, UringOptions::default())
+    let dev = UringDevice::open(path, opts)
         .await
         .map_err(|e| anyhow::anyhow!("open shard log {}: {e}", path.display()))?;
     let (log, rep) = Vlog::open(dev, LOG_OWNER, VlogConfig::default())
