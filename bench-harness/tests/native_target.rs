@@ -1,4 +1,4 @@
-//! The native target against a real cluster in this process — a master (`master::run::run`
+//! The native target against a real cluster in this process — a master (`test_support::master`
 //! on tokio, one replica per range) and a DS node (`ds_node::run`, two shards): YCSB A, C, E,
 //! F and the set/get loops load and run over `native://MASTER` with no error (with shared
 //! shard connections, and set/get also with one per connection), every read finds its record,
@@ -6,14 +6,13 @@
 //! native targets too.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bench_harness::compare::compare;
 use bench_harness::runner::{RunConfig, load, run};
 use bench_harness::target::Target;
 use bench_harness::workload::Workload;
-use tokio::sync::{oneshot, watch};
+use test_support::master::RunningMaster;
 
 mod common;
 
@@ -21,8 +20,7 @@ mod common;
 struct Cluster {
     master_addr: String,
     node: Option<ds_node::NodeHandle>,
-    stop_master: watch::Sender<bool>,
-    master_thread: Option<std::thread::JoinHandle<()>>,
+    master: Option<RunningMaster>,
     _dir: tempfile::TempDir,
 }
 
@@ -31,45 +29,16 @@ impl Drop for Cluster {
         if let Some(node) = self.node.take() {
             let _ = node.shutdown();
         }
-        let _ = self.stop_master.send(true);
-        if let Some(t) = self.master_thread.take() {
-            let _ = t.join();
-        }
+        drop(self.master.take()); // stops the master and joins its thread
     }
 }
 
 fn must_start_cluster() -> Cluster {
     let dir = tempfile::tempdir().unwrap();
-    let (stop_master, mut stop_rx) = watch::channel(false);
-    let (ready_tx, ready_rx) = oneshot::channel::<std::net::SocketAddr>();
-    let master_dir = dir.path().join("master");
-    let master_thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut cfg = master::config::ServerConfig::parse("").unwrap();
-            cfg.master.data_dir = master_dir;
-            cfg.master.cluster.replication_factor = 1;
-            cfg.listen = "127.0.0.1:0".into();
-            cfg.admin_listen = None;
-            master::run::run(
-                cfg,
-                Arc::new(master::service::SystemClock),
-                async move {
-                    let _ = stop_rx.wait_for(|stop| *stop).await;
-                },
-                move |rpc, _| {
-                    let _ = ready_tx.send(rpc);
-                },
-            )
-            .await
-            .unwrap();
-        });
+    let master = test_support::master::start(dir.path().join("master"), |c| {
+        c.cluster.replication_factor = 1;
     });
-    let master_addr = ready_rx.blocking_recv().unwrap().to_string();
+    let master_addr = master.addr().to_string();
     let node = ds_node::run(ds_node::DsConfig {
         data_dir: dir.path().join("ds"),
         shards: 2,
@@ -88,8 +57,7 @@ fn must_start_cluster() -> Cluster {
     Cluster {
         master_addr,
         node: Some(node),
-        stop_master,
-        master_thread: Some(master_thread),
+        master: Some(master),
         _dir: dir,
     }
 }

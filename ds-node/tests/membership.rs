@@ -107,7 +107,9 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     let root = std::env::temp_dir().join(format!("ds-membership-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("master")).unwrap();
-    let (maddr, stop_master) = start_master(root.join("master"), |_| {});
+    let master =
+        test_support::master::start(root.join("master"), test_support::master::fast_scheduling);
+    let maddr = master.addr().to_string();
 
     // One node: it bootstraps range 1 alone and takes writes (checkpoints compact its log).
     let mut nodes: Vec<(String, Option<NodeHandle>)> = Vec::new();
@@ -175,7 +177,7 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     for (_, n) in nodes {
         n.unwrap().shutdown().unwrap();
     }
-    let _ = stop_master.send(());
+    master.stop();
     let dumps: Vec<_> = names
         .iter()
         .map(|n| ds_node::offline::dump(&node_cfg(&root, n, &maddr)).unwrap())

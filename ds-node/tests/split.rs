@@ -33,9 +33,11 @@ fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
     let root = std::env::temp_dir().join(format!("ds-split-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("master")).unwrap();
-    let (maddr, stop_master) = start_master(root.join("master"), |c| {
+    let master = test_support::master::start(root.join("master"), |c| {
+        test_support::master::fast_scheduling(c);
         c.schedule.split_size_bytes = 32 << 10;
     });
+    let maddr = master.addr().to_string();
     let names = ["a", "b", "c"];
     let mut nodes: Vec<NodeHandle> = Vec::new();
     for n in names {
@@ -228,7 +230,7 @@ fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
     for n in nodes {
         n.shutdown().unwrap();
     }
-    let _ = stop_master.send(());
+    master.stop();
     let dumps: Vec<_> = names
         .iter()
         .map(|n| ds_node::offline::dump(&node_cfg(&root, n, &maddr)).unwrap())

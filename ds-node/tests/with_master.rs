@@ -5,11 +5,8 @@
 //! the master recorded but the node never made durable creates it when it starts again.
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use ::master::core::MasterConfig;
-use ::master::service::{Master, SystemClock};
 use bytes::Bytes;
 use ds_node::{DsConfig, run};
 use net::message::handshake::{Hello, Role};
@@ -23,26 +20,8 @@ fn registers_bootstraps_and_serves_the_first_range() {
     let root = std::env::temp_dir().join(format!("ds-master-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("master")).unwrap();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let mdir = root.join("master");
-    let master = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let (m, _) = Master::open(MasterConfig::new(&mdir), Arc::new(SystemClock)).unwrap();
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(l.local_addr().unwrap().to_string()).unwrap();
-            m.serve(l, TransportConfig::default(), 64, async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        });
-    });
-    let maddr: String = addr_rx.recv().unwrap();
+    let master = test_support::master::start(root.join("master"), |_| {});
+    let maddr = master.addr().to_string();
     let node = run(DsConfig {
         data_dir: root.join("ds"),
         shards: 2,
@@ -148,8 +127,7 @@ fn registers_bootstraps_and_serves_the_first_range() {
         .unwrap();
     assert!(ok, "the master never learnt the leader");
     node.shutdown().unwrap();
-    let _ = stop_tx.send(());
-    master.join().unwrap();
+    master.stop();
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -203,7 +181,9 @@ fn every_shard_of_the_first_store_leads_one_first_range_even_after_a_lost_bootst
     let _ = std::fs::remove_dir_all(&root);
 
     // A fresh cluster: one range per shard, each led by its own shard.
-    let (maddr, stop_master) = common::start_master(root.join("m1"), |_| {});
+    let master =
+        test_support::master::start(root.join("m1"), test_support::master::fast_scheduling);
+    let maddr = master.addr().to_string();
     let mut cfg = common::node_cfg(&root, "ds1", &maddr);
     cfg.shards = 2;
     let node = run(cfg).unwrap();
@@ -225,11 +205,13 @@ fn every_shard_of_the_first_store_leads_one_first_range_even_after_a_lost_bootst
         })
     });
     node.shutdown().unwrap();
-    let _ = stop_master.send(());
+    master.stop();
 
     // The master recorded the bootstrap but the node stopped before any shard made its
     // range durable: on restart every shard asks again and creates its own.
-    let (maddr, stop_master) = common::start_master(root.join("m2"), |_| {});
+    let master =
+        test_support::master::start(root.join("m2"), test_support::master::fast_scheduling);
+    let maddr = master.addr().to_string();
     let m = maddr.clone();
     let store = common::on_executor(move || {
         Box::pin(async move {
@@ -276,6 +258,6 @@ fn every_shard_of_the_first_store_leads_one_first_range_even_after_a_lost_bootst
         })
     });
     node.shutdown().unwrap();
-    let _ = stop_master.send(());
+    master.stop();
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -158,34 +158,10 @@ fn benchmark_redis_benchmark_through_the_proxy_to_a_real_ds_node() {
 /// and is bootstrapped by it, and the proxy routing from the master's route table.
 #[test]
 fn a_real_master_ds_and_proxy_cluster_serves_redis() {
-    use std::sync::Arc;
     let base = std::env::temp_dir().join(format!("proxy-real-cluster-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&base);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let (master_addr, stop) = rt.block_on(async {
-        let cfg = master::core::MasterConfig::new(base.join("master"));
-        let (m, _) =
-            master::service::Master::open(cfg, Arc::new(master::service::SystemClock)).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            m.serve(
-                listener,
-                net::transport::TransportConfig::default(),
-                64,
-                async {
-                    let _ = stopped.await;
-                },
-            )
-            .await;
-        });
-        (addr, stop)
-    });
+    let master = test_support::master::start(base.join("master"), |_| {});
+    let master_addr = master.addr().to_string();
     let mut ds = ds_config(&base.join("ds"));
     ds.master_addr = Some(master_addr.clone());
     let node = ds_node::run(ds).unwrap();
@@ -215,7 +191,6 @@ fn a_real_master_ds_and_proxy_cluster_serves_redis() {
     drop(c);
     drop(env);
     node.shutdown().unwrap();
-    let _ = stop.send(());
-    drop(rt);
+    master.stop();
     let _ = std::fs::remove_dir_all(&base);
 }

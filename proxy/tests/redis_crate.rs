@@ -13,8 +13,7 @@
 mod cluster;
 
 use std::collections::{BTreeSet, HashMap};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cluster::RealCluster;
 use redis::{Commands, Value};
@@ -1064,70 +1063,14 @@ fn every_command_answers_as_redis_does_through_the_redis_crate_in_resp2_and_resp
 /// the same client library. Skipped (with a message) when `redis-server` is not installed.
 #[test]
 fn the_expected_replies_are_what_redis_server_answers() {
-    let Some(redis) = start_redis() else {
+    let Some(redis) = test_support::redis::start() else {
         return;
     };
-    let diffs = script_and_checks(&redis.addr, Target::RedisServer);
+    let diffs = script_and_checks(redis.addr(), Target::RedisServer);
     assert!(
         diffs.is_empty(),
         "redis-server differs from the script in {} places:\n{}",
         diffs.len(),
         diffs.join("\n")
     );
-}
-
-struct RedisServer {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `redis-server` on a free port (retried when the port was taken meanwhile); `None`
-/// when it is not installed.
-fn start_redis() -> Option<RedisServer> {
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("SKIPPED: redis-server not available ({e}); install redis-server");
-                return None;
-            }
-        };
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if child.try_wait().ok().flatten().is_some() {
-                break;
-            }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                std::thread::sleep(Duration::from_millis(50));
-                if child.try_wait().ok().flatten().is_none() {
-                    return Some(RedisServer { child, addr });
-                }
-                break;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("could not start redis-server on a free port in 5 attempts");
 }

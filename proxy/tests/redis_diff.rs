@@ -5,67 +5,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
 use common::{Client, Env};
-
-struct RedisServer {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts a redis-server on a free port. A port picked by binding port 0 can be taken again
-/// before redis binds it (the other test here does the same, in parallel), so a server that
-/// exits at start is retried on a new port, and it is used only once it answers while running.
-fn start_redis() -> Option<RedisServer> {
-    for _ in 0..5 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("SKIPPED: redis-server not available ({e}); install redis-server");
-                return None;
-            }
-        };
-        let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if child.try_wait().ok().flatten().is_some() {
-                break; // exited: the port was taken; try another
-            }
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                std::thread::sleep(Duration::from_millis(50));
-                if child.try_wait().ok().flatten().is_none() {
-                    return Some(RedisServer { child, addr });
-                }
-                break;
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    panic!("could not start redis-server on a free port in 5 attempts");
-}
 
 /// Commands whose replies must be byte-identical. Hash fields are inserted in sorted order
 /// (Redis answers small hashes in insertion order, the proxy in field order). Known, deliberate
@@ -247,11 +187,11 @@ fn args(line: &str) -> Vec<&[u8]> {
 
 #[test]
 fn replies_are_byte_identical_to_redis_server() {
-    let Some(redis) = start_redis() else {
+    let Some(redis) = test_support::redis::start() else {
         return;
     };
     let env = Env::start(4);
-    let mut r = Client::connect(&redis.addr);
+    let mut r = Client::connect(redis.addr());
     let mut p = env.client();
     let mut diffs = Vec::new();
     for line in SCRIPT {
@@ -276,7 +216,7 @@ fn replies_are_byte_identical_to_redis_server() {
 
 #[test]
 fn pipelined_script_replies_match_redis_server() {
-    let Some(redis) = start_redis() else {
+    let Some(redis) = test_support::redis::start() else {
         return;
     };
     let env = Env::start(4);
@@ -297,7 +237,7 @@ fn pipelined_script_replies_match_redis_server() {
         }
     }
     let mut outs = Vec::new();
-    for addr in [&redis.addr, &env.addr] {
+    for addr in [redis.addr(), env.addr.as_str()] {
         let mut c = Client::connect(addr);
         c.send(&req);
         let replies: Vec<Vec<u8>> = (0..n).map(|_| c.read_reply().unwrap()).collect();

@@ -1,12 +1,9 @@
-//! A master and DS nodes in one test process, and a client that routes by the master's
-//! route table (shared by the multi-node tests).
+//! DS nodes in one test process with a master (`test_support::master`), and a client that
+//! routes by the master's route table (shared by the multi-node tests).
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::master::core::MasterConfig;
-use ::master::service::{Master, SystemClock};
 use ds_node::DsConfig;
 use net::message::handshake::{Hello, Role};
 use net::message::kv::{KvOp, KvRequest, KvResponse};
@@ -32,36 +29,6 @@ pub fn node_cfg(root: &std::path::Path, name: &str, maddr: &str) -> DsConfig {
         checkpoint_check_ms: 50,
         ..DsConfig::default()
     }
-}
-
-pub fn start_master(
-    dir: std::path::PathBuf,
-    tune: impl FnOnce(&mut MasterConfig) + Send + 'static,
-) -> (String, tokio::sync::oneshot::Sender<()>) {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut cfg = MasterConfig::new(&dir);
-            cfg.schedule_interval_ms = 100;
-            cfg.operator_timeout_ms = 20_000;
-            cfg.schedule.store_down_after_ms = 1500;
-            tune(&mut cfg);
-            let (m, _) = Master::open(cfg, Arc::new(SystemClock)).unwrap();
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(l.local_addr().unwrap().to_string()).unwrap();
-            m.serve(l, TransportConfig::default(), 64, async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        });
-    });
-    (addr_rx.recv().unwrap(), stop_tx)
 }
 
 /// Runs `f` on a temporary glommio executor.

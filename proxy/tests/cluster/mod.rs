@@ -17,6 +17,7 @@ use net::message::{GetRouteTable, RangeDescriptor, ReplicaRole, RouteTable};
 use net::transport::TransportConfig;
 use net::{ClusterId, Message, NodeId};
 use proxy::server::{ProxyConfig, Shared};
+use test_support::master::RunningMaster;
 use tokio::runtime::Runtime;
 
 /// A running cluster.
@@ -34,8 +35,7 @@ pub struct RealCluster {
     root: PathBuf,
     stop_proxy: Option<tokio::sync::oneshot::Sender<()>>,
     proxy_task: Option<tokio::task::JoinHandle<()>>,
-    stop_master: Option<tokio::sync::oneshot::Sender<()>>,
-    master_thread: Option<std::thread::JoinHandle<()>>,
+    master: Option<RunningMaster>,
 }
 
 /// DS node settings for tests: unpinned, ephemeral ports, small logs, fast ticks and
@@ -60,41 +60,6 @@ pub fn node_cfg(root: &std::path::Path, name: &str, master: &str, shards: usize)
     }
 }
 
-fn start_master(
-    dir: PathBuf,
-    tune: impl FnOnce(&mut MasterConfig) + Send + 'static,
-) -> (
-    String,
-    tokio::sync::oneshot::Sender<()>,
-    std::thread::JoinHandle<()>,
-) {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut cfg = MasterConfig::new(&dir);
-            cfg.schedule_interval_ms = 100;
-            cfg.operator_timeout_ms = 20_000;
-            cfg.schedule.store_down_after_ms = 1500;
-            tune(&mut cfg);
-            let (m, _) =
-                master::service::Master::open(cfg, Arc::new(master::service::SystemClock)).unwrap();
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(l.local_addr().unwrap().to_string()).unwrap();
-            m.serve(l, TransportConfig::default(), 64, async move {
-                let _ = stop_rx.await;
-            })
-            .await;
-        });
-    });
-    (addr_rx.recv().unwrap(), stop_tx, thread)
-}
-
 impl RealCluster {
     /// A master (tuned by `tune_master`), `nodes` DS nodes of `shards` shards each, and a
     /// proxy (tuned by `tune_proxy`). Returns once the proxy listens; the first range may not
@@ -109,8 +74,11 @@ impl RealCluster {
         let root = std::env::temp_dir().join(format!("proxy-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("master")).unwrap();
-        let (master_addr, stop_master, master_thread) =
-            start_master(root.join("master"), tune_master);
+        let master = test_support::master::start(root.join("master"), |c| {
+            test_support::master::fast_scheduling(c);
+            tune_master(c);
+        });
+        let master_addr = master.addr().to_string();
         let handles = (0..nodes)
             .map(|i| {
                 let cfg = node_cfg(&root, &format!("ds{i}"), &master_addr, shards);
@@ -150,8 +118,7 @@ impl RealCluster {
             root,
             stop_proxy: Some(stop_proxy),
             proxy_task: Some(proxy_task),
-            stop_master: Some(stop_master),
-            master_thread: Some(master_thread),
+            master: Some(master),
         }
     }
 
@@ -270,12 +237,7 @@ impl Drop for RealCluster {
                 let _ = n.shutdown();
             }
         }
-        if let Some(tx) = self.stop_master.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.master_thread.take() {
-            let _ = t.join();
-        }
+        drop(self.master.take()); // stops the master and joins its thread
         if !std::thread::panicking() {
             let _ = std::fs::remove_dir_all(&self.root);
         }

@@ -1,0 +1,10 @@
+//! Test harnesses shared by the tests of ds-node, proxy and bench-harness; a dev-dependency
+//! only, never a normal one.
+//!
+//! - [`master::start`]: the real master service in this process, on a thread and a tokio
+//!   runtime of its own, listening on a free port of 127.0.0.1.
+//! - [`redis::start`]: a `redis-server` child process on a free port, or `None` (with a
+//!   printed reason) where `redis-server` is not installed.
+
+pub mod master;
+pub mod redis;
