@@ -6,6 +6,8 @@
 //! `cargo run -p ds-node --profile ci --example node_bench -- [secs] [shards] [redis|three]`
 //! (`three`: three nodes in this process, one 3-voter range, puts to the leader).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+// The bench's client threads are not shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::cell::RefCell;
 use std::rc::Rc;

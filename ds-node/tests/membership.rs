@@ -8,6 +8,8 @@
 //! Checkpoints are taken every 100 entries here, so the snapshots carry data and the logs are
 //! compacted far below what a new replica needs.
 #![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 

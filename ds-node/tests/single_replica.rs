@@ -3,6 +3,8 @@
 //! reads are lease reads; routing errors are returned; a clean restart recovers every write
 //! from the shard log.
 #![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use bytes::Bytes;
 use ds_node::{DsConfig, run};

@@ -4,6 +4,8 @@
 //! through their leaders are disjoint and cover every key), hashes are never cut in two, and
 //! after a restart of every node the replicas are byte-identical.
 #![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! stopped node restarts from its shard log and catches up (from entries the leader fetches
 //! back from its shard log: the Raft cache keeps only 8-16 entries here).
 #![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 

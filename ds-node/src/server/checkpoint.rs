@@ -122,6 +122,10 @@ pub async fn write(
     .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))
 }
 
+#[allow(
+    clippy::disallowed_types,
+    reason = "runs on the executor's blocking pool (core::blocking), off the reactor"
+)]
 fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
     std::fs::create_dir_all(dir)?;
