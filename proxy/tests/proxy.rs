@@ -293,6 +293,16 @@ fn a_client_whose_output_exceeds_the_limit_is_disconnected() {
         req.extend(multibulk(&[b"GET", b"big"]));
     }
     c.send(&req);
+    // Read nothing until the proxy has dropped the connection: a client that drains its
+    // socket as fast as the proxy writes never accumulates output (30 MB of replies, far more
+    // than the kernel buffers hold, so not reading must end in the disconnect).
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.shared.clients.load(Ordering::Acquire) > 0 {
+        assert!(Instant::now() < deadline, "the proxy kept the client");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(c.is_closed());
     let mut other = env.client();
     assert_eq!(other.cmd("PING"), "+PONG\r\n");
