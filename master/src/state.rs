@@ -503,6 +503,10 @@ impl ClusterState {
         range: &RangeDescriptor,
         except: &[RangeId],
     ) -> Result<(), CommandError> {
+        // An inverted range would make the map lookup below panic (found by fuzzing snapshots).
+        if !range.end.is_empty() && range.start >= range.end {
+            return Err(invalid(format!("range {} has start >= end", range.id)));
+        }
         let before = self
             .starts
             .range::<[u8], _>((Bound::Unbounded, Bound::Included(&range.start[..])))
@@ -600,13 +604,25 @@ impl ClusterState {
             tso_limit: Wire::decode(r)?,
             ..Self::default()
         };
+        // A snapshot lists stores by increasing id and ranges in key order, each once (as
+        // `encode_snapshot` writes them); anything else is corruption, not a state to guess at.
         let stores: Vec<StoreMeta> = Wire::decode(r)?;
         for st in stores {
+            if s.stores
+                .last_key_value()
+                .is_some_and(|(&id, _)| id >= st.info.store_id)
+            {
+                return Err(DecodeError::InvalidValue("snapshot stores out of order"));
+            }
             s.stores.insert(st.info.store_id, st);
         }
         let ranges: Vec<RangeDescriptor> = Wire::decode(r)?;
         for range in ranges {
-            if s.ranges.contains_key(&range.id) || s.starts.contains_key(&range.start) {
+            if s.ranges.contains_key(&range.id)
+                || s.starts
+                    .last_key_value()
+                    .is_some_and(|(k, _)| *k >= range.start)
+            {
                 return Err(DecodeError::InvalidValue("snapshot ranges"));
             }
             s.check_no_overlap(&range, &[])
@@ -753,6 +769,71 @@ mod tests {
             let bytes = net::codec::encode_to_bytes(&c);
             assert_eq!(net::codec::decode_exact::<Command>(bytes).unwrap(), c);
         }
+    }
+
+    #[test]
+    fn a_snapshot_with_an_inverted_range_is_refused_not_a_panic() {
+        let mut s = booted();
+        s.apply(
+            4,
+            &Command::Split {
+                left: range(1, b"", b"m", 2),
+                right: range(2, b"m", b"", 2),
+            },
+        )
+        .unwrap();
+        let mut bytes = BytesMut::new();
+        s.encode_snapshot(&mut bytes);
+        let good = ClusterState::decode_snapshot(4, &mut Reader::new(bytes.freeze())).unwrap();
+        assert_eq!(good, s);
+        // The same state with the right range inverted (start "m", end "c").
+        let mut bad = s.clone();
+        let mut r2 = bad.ranges.remove(&RangeId(2)).unwrap();
+        bad.starts.remove(&r2.start);
+        r2.end = Bytes::from_static(b"c");
+        bad.ranges.insert(r2.id, r2.clone());
+        bad.starts.insert(r2.start.clone(), r2.id);
+        let mut bytes = BytesMut::new();
+        bad.encode_snapshot(&mut bytes);
+        assert!(ClusterState::decode_snapshot(4, &mut Reader::new(bytes.freeze())).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_must_list_stores_and_ranges_once_and_in_order() {
+        let mut s = booted();
+        s.apply(
+            4,
+            &Command::Split {
+                left: range(1, b"", b"m", 2),
+                right: range(2, b"m", b"", 2),
+            },
+        )
+        .unwrap();
+        // The fields of `encode_snapshot`, with the store and range lists given.
+        let snapshot = |stores: Vec<StoreMeta>, ranges: Vec<RangeDescriptor>| {
+            let mut b = BytesMut::new();
+            s.cluster_id.encode(&mut b);
+            s.config.encode(&mut b);
+            s.route_version.encode(&mut b);
+            s.id_end.encode(&mut b);
+            s.tso_limit.encode(&mut b);
+            stores.encode(&mut b);
+            ranges.encode(&mut b);
+            ClusterState::decode_snapshot(4, &mut Reader::new(b.freeze()))
+        };
+        let stores: Vec<StoreMeta> = s.stores.values().cloned().collect();
+        let ranges: Vec<RangeDescriptor> = s.ranges().cloned().collect();
+        assert_eq!(snapshot(stores.clone(), ranges.clone()).unwrap(), s);
+        let twice = vec![stores[0].clone(), stores[0].clone()];
+        assert!(
+            snapshot(twice, ranges.clone()).is_err(),
+            "a store listed twice"
+        );
+        let reversed: Vec<RangeDescriptor> = ranges.iter().rev().cloned().collect();
+        assert!(
+            snapshot(stores, reversed).is_err(),
+            "ranges out of key order"
+        );
     }
 
     #[test]
