@@ -771,69 +771,63 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_snapshot_with_an_inverted_range_is_refused_not_a_panic() {
+    /// A bootstrapped state split in two, and a decoder of snapshots made of its fields
+    /// with the store and range lists given (as `encode_snapshot` writes them).
+    fn split_state() -> ClusterState {
         let mut s = booted();
-        s.apply(
-            4,
-            &Command::Split {
-                left: range(1, b"", b"m", 2),
-                right: range(2, b"m", b"", 2),
-            },
-        )
-        .unwrap();
-        let mut bytes = BytesMut::new();
-        s.encode_snapshot(&mut bytes);
-        let good = ClusterState::decode_snapshot(4, &mut Reader::new(bytes.freeze())).unwrap();
-        assert_eq!(good, s);
-        // The same state with the right range inverted (start "m", end "c").
-        let mut bad = s.clone();
-        let mut r2 = bad.ranges.remove(&RangeId(2)).unwrap();
-        bad.starts.remove(&r2.start);
-        r2.end = Bytes::from_static(b"c");
-        bad.ranges.insert(r2.id, r2.clone());
-        bad.starts.insert(r2.start.clone(), r2.id);
-        let mut bytes = BytesMut::new();
-        bad.encode_snapshot(&mut bytes);
-        assert!(ClusterState::decode_snapshot(4, &mut Reader::new(bytes.freeze())).is_err());
+        let split = Command::Split {
+            left: range(1, b"", b"m", 2),
+            right: range(2, b"m", b"", 2),
+        };
+        s.apply(4, &split).unwrap();
+        s
+    }
+
+    fn decode_with(
+        s: &ClusterState,
+        stores: Vec<StoreMeta>,
+        ranges: Vec<RangeDescriptor>,
+    ) -> Result<ClusterState, DecodeError> {
+        let mut b = BytesMut::new();
+        s.cluster_id.encode(&mut b);
+        s.config.encode(&mut b);
+        s.route_version.encode(&mut b);
+        s.id_end.encode(&mut b);
+        s.tso_limit.encode(&mut b);
+        stores.encode(&mut b);
+        ranges.encode(&mut b);
+        ClusterState::decode_snapshot(s.applied_index, &mut Reader::new(b.freeze()))
     }
 
     #[test]
     fn a_snapshot_must_list_stores_and_ranges_once_and_in_order() {
-        let mut s = booted();
-        s.apply(
-            4,
-            &Command::Split {
-                left: range(1, b"", b"m", 2),
-                right: range(2, b"m", b"", 2),
-            },
-        )
-        .unwrap();
-        // The fields of `encode_snapshot`, with the store and range lists given.
-        let snapshot = |stores: Vec<StoreMeta>, ranges: Vec<RangeDescriptor>| {
-            let mut b = BytesMut::new();
-            s.cluster_id.encode(&mut b);
-            s.config.encode(&mut b);
-            s.route_version.encode(&mut b);
-            s.id_end.encode(&mut b);
-            s.tso_limit.encode(&mut b);
-            stores.encode(&mut b);
-            ranges.encode(&mut b);
-            ClusterState::decode_snapshot(4, &mut Reader::new(b.freeze()))
-        };
+        let s = split_state();
         let stores: Vec<StoreMeta> = s.stores.values().cloned().collect();
         let ranges: Vec<RangeDescriptor> = s.ranges().cloned().collect();
-        assert_eq!(snapshot(stores.clone(), ranges.clone()).unwrap(), s);
+        let mut bytes = BytesMut::new();
+        s.encode_snapshot(&mut bytes);
+        let mut written = Reader::new(bytes.freeze());
+        assert_eq!(ClusterState::decode_snapshot(4, &mut written).unwrap(), s);
+        assert_eq!(decode_with(&s, stores.clone(), ranges.clone()).unwrap(), s);
         let twice = vec![stores[0].clone(), stores[0].clone()];
         assert!(
-            snapshot(twice, ranges.clone()).is_err(),
+            decode_with(&s, twice, ranges.clone()).is_err(),
             "a store listed twice"
         );
         let reversed: Vec<RangeDescriptor> = ranges.iter().rev().cloned().collect();
         assert!(
-            snapshot(stores, reversed).is_err(),
+            decode_with(&s, stores, reversed).is_err(),
             "ranges out of key order"
         );
+    }
+
+    #[test]
+    fn a_snapshot_with_an_inverted_range_is_refused_not_a_panic() {
+        let s = split_state();
+        let stores: Vec<StoreMeta> = s.stores.values().cloned().collect();
+        let mut ranges: Vec<RangeDescriptor> = s.ranges().cloned().collect();
+        ranges[1].end = Bytes::from_static(b"c"); // starts at "m"
+        assert!(decode_with(&s, stores, ranges).is_err());
     }
 
     #[test]
