@@ -27,7 +27,8 @@ use bytes::Bytes;
 use net::keyspace::{SLOTS, meta_key, slot_start};
 use net::message::handshake::{Hello, Role};
 use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
-use net::message::{GetRouteTable, Message, RangeDescriptor, RouteCtx, RouteTable};
+use net::message::{GetRouteTable, Message, RouteCtx};
+use net::route_cache::RouteCache;
 use net::tokio_transport::{Client, Pool};
 use net::transport::{CallError, TransportConfig};
 use net::{ClusterId, NodeId};
@@ -47,64 +48,12 @@ fn hello() -> Hello {
     Hello::new(Role::Client {}, ClusterId(0), NodeId(0))
 }
 
-/// A range and the address of its leader's shard (the first replica's when no leader is
-/// known).
-#[derive(Debug, Clone)]
-struct Route {
-    range: RangeDescriptor,
-    addr: Option<String>,
-}
-
-/// A route table: ranges ordered by start key.
-#[derive(Debug, Default)]
-struct Table {
-    routes: Vec<Route>,
-}
-
-impl Table {
-    fn from_wire(t: RouteTable) -> Self {
-        let shard_addr = |r: &net::message::Replica| {
-            let store = t.stores.iter().find(|s| s.store_id == r.store_id)?;
-            store
-                .shard_addrs
-                .get(usize::try_from(r.shard_id.0).ok()?)
-                .cloned()
-        };
-        let mut routes: Vec<Route> = t
-            .ranges
-            .iter()
-            .map(|range| {
-                let replica = range
-                    .leader
-                    .and_then(|l| range.replicas.iter().find(|r| r.replica_id == l))
-                    .or_else(|| range.replicas.first());
-                Route {
-                    range: range.clone(),
-                    addr: replica.and_then(shard_addr),
-                }
-            })
-            .collect();
-        routes.sort_by(|a, b| a.range.start.cmp(&b.range.start));
-        Table { routes }
-    }
-
-    /// The route of internal key `key`.
-    fn find(&self, key: &[u8]) -> Option<&Route> {
-        let i = self
-            .routes
-            .partition_point(|r| &r.range.start[..] <= key)
-            .checked_sub(1)?;
-        let r = &self.routes[i];
-        r.range.contains(key).then_some(r)
-    }
-}
-
 /// The master's route table as the benchmark last fetched it, shared by connection tasks.
 #[derive(Debug)]
 pub struct Routes {
     master: String,
     transport: TransportConfig,
-    table: RwLock<Arc<Table>>,
+    table: RwLock<Arc<RouteCache>>,
     /// Shard connections shared by every connection task (`None`: each task has its own).
     pool: Option<Pool>,
     /// Serializes refreshes and holds the connection to the master.
@@ -128,7 +77,7 @@ impl Routes {
             master: master.to_string(),
             pool: (shard_conns > 0).then(|| Pool::new(hello(), transport.clone(), shard_conns)),
             transport,
-            table: RwLock::new(Arc::new(Table::default())),
+            table: RwLock::new(Arc::new(RouteCache::default())),
             refresh: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
@@ -142,10 +91,10 @@ impl Routes {
 
     /// The number of ranges in the cached table.
     pub fn ranges(&self) -> usize {
-        self.table().1.routes.len()
+        self.table().1.routes().len()
     }
 
-    fn table(&self) -> (u64, Arc<Table>) {
+    fn table(&self) -> (u64, Arc<RouteCache>) {
         let t = self.table.read().unwrap_or_else(|p| p.into_inner()).clone();
         (self.generation.load(Ordering::Acquire), t)
     }
@@ -193,7 +142,7 @@ impl Routes {
                 ));
             }
         };
-        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Table::from_wire(t));
+        *self.table.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(RouteCache::new(t));
         self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
@@ -316,7 +265,7 @@ impl NativeConn {
     /// Sends operations `pending` once, grouped by leader shard; returns those to retry.
     async fn attempt(
         &mut self,
-        table: &Table,
+        table: &RouteCache,
         reqs: &[(Bytes, KvOp)],
         pending: &[usize],
         results: &mut [Option<(Reply, Instant)>],
@@ -440,48 +389,6 @@ fn outcome(addr: &str, op: &KvOp, reply: &Result<Message, CallError>) -> Outcome
 #[cfg(test)]
 mod tests {
     use super::*;
-    use net::message::{Replica, ReplicaRole, StoreInfo};
-    use net::{Epoch, RangeId, ReplicaId, ShardId, StoreId};
-
-    fn range(id: u64, start: &[u8], end: &[u8], leader: Option<u64>) -> RangeDescriptor {
-        RangeDescriptor {
-            id: RangeId(id),
-            start: Bytes::copy_from_slice(start),
-            end: Bytes::copy_from_slice(end),
-            epoch: Epoch::default(),
-            replicas: (1..=2)
-                .map(|s| Replica {
-                    replica_id: ReplicaId(id * 10 + s),
-                    store_id: StoreId(s),
-                    shard_id: ShardId(1),
-                    role: ReplicaRole::Voter {},
-                })
-                .collect(),
-            leader: leader.map(ReplicaId),
-        }
-    }
-
-    #[test]
-    fn keys_route_to_their_range_leader_shard() {
-        let stores = (1..=2)
-            .map(|s| StoreInfo {
-                store_id: StoreId(s),
-                addr: format!("n{s}:1"),
-                shard_addrs: vec![format!("n{s}:10"), format!("n{s}:11")],
-                labels: vec![],
-            })
-            .collect();
-        let t = Table::from_wire(RouteTable {
-            route_version: 3,
-            unchanged: false,
-            ranges: vec![range(2, b"m", b"", Some(22)), range(1, b"", b"m", None)],
-            stores,
-        });
-        assert_eq!(t.find(b"a").unwrap().range.id, RangeId(1));
-        // No leader known: the first replica's shard.
-        assert_eq!(t.find(b"a").unwrap().addr.as_deref(), Some("n1:11"));
-        assert_eq!(t.find(b"z").unwrap().addr.as_deref(), Some("n2:11"));
-    }
 
     #[test]
     fn operations_map_to_string_commands() {

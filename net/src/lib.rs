@@ -25,6 +25,7 @@ pub mod frame;
 pub mod ids;
 pub mod keyspace;
 pub mod message;
+pub mod route_cache;
 pub mod transport;
 
 #[cfg(feature = "glommio")]

@@ -16,9 +16,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use net::message::kv::{KvOp, KvRequest, KvResponse, OpResult};
 use net::message::{GetRouteTable, Hello, Message, RangeDescriptor, Role, RouteCtx};
+use net::route_cache::RouteCache;
 use net::tokio_transport::{Client, Pool};
 use net::transport::{CallError, TransportConfig};
-use net::{ClusterId, NodeId, RpcError, StoreId};
+use net::{ClusterId, NodeId, RpcError};
 
 /// Why an operation failed, as the proxy reports it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -63,29 +64,11 @@ impl Default for RouterConfig {
     }
 }
 
-/// A range and the address of its leader's shard.
-#[derive(Debug, Clone)]
-struct Route {
-    range: RangeDescriptor,
-    addr: Option<String>,
-}
-
-/// The cached route table: ranges ordered by start key.
+/// The cached route table and its version.
 #[derive(Debug, Default)]
 struct Table {
     version: u64,
-    routes: Vec<Route>,
-}
-
-impl Table {
-    fn find(&self, key: &[u8]) -> Option<&Route> {
-        let i = self
-            .routes
-            .partition_point(|r| &r.range.start[..] <= key)
-            .checked_sub(1)?;
-        let r = &self.routes[i];
-        r.range.contains(key).then_some(r)
-    }
+    cache: RouteCache,
 }
 
 /// Counters of the router, for `INFO`.
@@ -142,7 +125,8 @@ impl Router {
     /// The ranges of the cached table, in key order.
     pub fn ranges(&self) -> Vec<RangeDescriptor> {
         self.table()
-            .routes
+            .cache
+            .routes()
             .iter()
             .map(|r| r.range.clone())
             .collect()
@@ -177,38 +161,16 @@ impl Router {
     }
 
     fn install(&self, t: net::message::RouteTable) {
-        let shard_addr = |store: StoreId, shard: usize| {
-            t.stores
-                .iter()
-                .find(|s| s.store_id == store)
-                .and_then(|s| s.shard_addrs.get(shard).cloned())
-        };
-        let mut routes: Vec<Route> = t
-            .ranges
-            .into_iter()
-            .map(|range| {
-                let replica = range
-                    .leader
-                    .and_then(|l| range.replicas.iter().find(|r| r.replica_id == l))
-                    .or_else(|| range.replicas.first());
-                let addr = replica.and_then(|r| {
-                    shard_addr(
-                        r.store_id,
-                        usize::try_from(r.shard_id.0).unwrap_or(usize::MAX),
-                    )
-                });
-                Route { range, addr }
-            })
-            .collect();
-        routes.sort_by(|a, b| a.range.start.cmp(&b.range.start));
+        let route_version = t.route_version;
+        let cache = RouteCache::new(t);
         // Versions only grow; a table from a lagging master must not replace a newer one.
         let mut cur = self.table.write().unwrap_or_else(|p| p.into_inner());
-        let version = t.route_version.max(cur.version + 1);
-        *cur = Arc::new(Table { version, routes });
+        let version = route_version.max(cur.version + 1);
+        *cur = Arc::new(Table { version, cache });
     }
 
     fn resolve(&self, table: &Table, key: &[u8]) -> Option<Dest> {
-        let r = table.find(key)?;
+        let r = table.cache.find(key)?;
         Some(Dest {
             ctx: RouteCtx {
                 range_id: r.range.id,
@@ -223,7 +185,7 @@ impl Router {
     pub async fn range_of(&self, key: &[u8]) -> Result<RangeDescriptor, ExecError> {
         for _ in 0..2 {
             let table = self.table();
-            if let Some(r) = table.find(key) {
+            if let Some(r) = table.cache.find(key) {
                 return Ok(r.range.clone());
             }
             self.refresh(table.version).await?;
@@ -243,7 +205,11 @@ impl Router {
         let mut lost_call = false;
         for attempt in 0..self.cfg.max_attempts.max(1) {
             let mut table = self.table();
-            if table.version == 0 || pending.iter().any(|&i| table.find(&ops[i].0).is_none()) {
+            if table.version == 0
+                || pending
+                    .iter()
+                    .any(|&i| table.cache.find(&ops[i].0).is_none())
+            {
                 if let Err(e) = self.refresh(table.version).await {
                     last_err = reason(e);
                 }
