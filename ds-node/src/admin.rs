@@ -51,6 +51,8 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_read_index_total", m.read_index_total),
         ("ds_request_busy_total", m.busy_total),
         ("ds_request_not_leader_total", m.not_leader_total),
+        ("ds_request_over_limit_total", m.over_limit_total),
+        ("ds_ranges_stopped_total", m.ranges_stopped_total),
         ("ds_raft_bad_messages_total", m.bad_raft_messages_total),
         ("ds_raft_leader_changes_total", m.leader_changes_total),
         ("ds_log_flushes_total", m.flushes_total),

@@ -14,8 +14,11 @@ use crate::ids::RequestId;
 pub const HEADER_BYTES: usize = 16;
 /// Bytes after the payload (the checksum).
 pub const TRAILER_BYTES: usize = 4;
-/// Default limit on a frame's payload: 64 MiB.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Default limit on a frame's payload: 520 MiB, so that a request carrying the largest value
+/// (`net::limits::DEFAULT_MAX_VALUE_BYTES`, 512 MiB) with its key, and a Raft message carrying
+/// the largest entry, fit. A reader's buffer grows with the bytes that arrive, never with the
+/// length a header announces.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 520 * 1024 * 1024;
 
 /// Why a byte stream is not a valid sequence of frames. Every variant closes the connection.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

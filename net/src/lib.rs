@@ -4,7 +4,7 @@
 //! Modules, bottom up:
 //! - [`codec`]: the payload encoding (fixed little-endian layouts) and a bounds-checked reader.
 //! - [`ids`]: newtypes for every identifier; [`keyspace`]: hash slots and the internal key a
-//!   Redis key is routed by.
+//!   Redis key is routed by; [`limits`]: key, element and value size limits.
 //! - [`frame`]: `len | kind | flags | request id | payload | crc32c` frames; a sans-IO decoder.
 //! - [`message`]: the typed messages and their frame kinds; [`error`]: errors with stable codes.
 //! - [`conn`]: the sans-IO connection state (handshake, frames in, messages out) that both
@@ -24,6 +24,7 @@ pub mod error;
 pub mod frame;
 pub mod ids;
 pub mod keyspace;
+pub mod limits;
 pub mod message;
 pub mod route_cache;
 pub mod transport;

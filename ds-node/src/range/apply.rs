@@ -23,7 +23,10 @@ use super::store::{Entry, KvStore};
 use crate::keyspace::{self, REDIS_PREFIX};
 
 /// Largest string value, as Redis's `proto-max-bulk-len` default: 512 MiB.
-pub const MAX_STRING_BYTES: u64 = 512 * 1024 * 1024;
+pub const MAX_STRING_BYTES: u64 = net::limits::DEFAULT_MAX_VALUE_BYTES as u64;
+
+// Every key `net::limits` admits fits in the Masstree.
+const _: () = assert!(net::limits::MAX_INTERNAL_KEY_BYTES <= engines::masstree::MAX_KEY_LEN);
 
 const TYPE_STRING: u8 = 1;
 const TYPE_HASH: u8 = 2;
@@ -167,6 +170,9 @@ pub fn execute<S: KvStore>(
     op: &KvOp,
     ctx: &ApplyCtx<'_>,
 ) -> Result<OpResult, RpcError> {
+    // Deterministic on every replica: an entry over a limit (proposed by an older build, or
+    // forged) is an error reply, never an engine failure.
+    net::limits::check_op(op, net::limits::DEFAULT_MAX_VALUE_BYTES)?;
     let mut a = Apply { store, ctx: *ctx };
     a.check_keys(op)?;
     a.run(op)

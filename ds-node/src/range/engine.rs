@@ -25,6 +25,12 @@ pub struct MasstreeStore {
     /// machine charges it to the range whose entry it applied (range size for the master's
     /// split decisions, without scanning).
     delta: (i64, i64),
+    /// The first write the tree refused since the last [`take_fault`](Self::take_fault): an
+    /// internal invariant broken (`net::limits` keeps every key the state machine builds
+    /// within the tree's limit). The caller stops the range instead of the process.
+    fault: Option<String>,
+    /// Writes refused by the tree, ever (a metric).
+    faults_total: u64,
 }
 
 impl MasstreeStore {
@@ -56,6 +62,16 @@ impl MasstreeStore {
     /// Bytes of memory the tree uses.
     pub fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes()
+    }
+
+    /// Returns and clears the first write the tree refused since the last call.
+    pub fn take_fault(&mut self) -> Option<String> {
+        self.fault.take()
+    }
+
+    /// Writes the tree refused since the store was created.
+    pub fn faults_total(&self) -> u64 {
+        self.faults_total
     }
 
     /// Returns and resets the change of (key + value bytes, keys) since the last call.
@@ -131,15 +147,18 @@ impl KvStore for MasstreeStore {
         if entry.expire_at_ms != 0 {
             v = v.with_expiry_ms(entry.expire_at_ms);
         }
-        // The only refusal is a key over 64 KiB; the state machine's keys are bounded far
-        // below it by the wire limits, so this is a bug if it fires.
-        let r = self.tree.insert(&key, v);
-        assert!(r.is_ok(), "masstree refused a key of {} bytes", key.len());
-        match r {
+        // The only refusal is a key over 64 KiB; `net::limits` bounds the state machine's
+        // keys below it, so a refusal is a broken invariant: recorded, never a panic.
+        match self.tree.insert(&key, v) {
             Ok(Some(old)) => self.delta.0 += entry.value.len() as i64 - owned_len(&old),
-            _ => {
+            Ok(None) => {
                 self.delta.0 += (key.len() + entry.value.len()) as i64;
                 self.delta.1 += 1;
+            }
+            Err(e) => {
+                self.faults_total += 1;
+                tracing::error!(key_len = key.len(), "engine refused a write: {e}");
+                self.fault.get_or_insert_with(|| e.to_string());
             }
         }
     }

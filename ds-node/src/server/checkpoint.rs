@@ -200,7 +200,10 @@ pub fn load(engine: &mut MasstreeStore, c: checkpoint::Checkpoint) {
 
 /// Encodes the current state of an initialized range (at its applied index).
 pub fn build(st: &ShardState, range: u64) -> Option<(Vec<u8>, SnapshotPoint)> {
-    let p = st.peers.get(&range).filter(|p| p.initialized)?;
+    let p = st
+        .peers
+        .get(&range)
+        .filter(|p| p.initialized && p.stopped.is_none())?;
     let index = p.applied();
     let term = p.node.raft.raft_log.term(index).ok()?;
     let desc = p.desc.clone();

@@ -80,7 +80,18 @@ fn not_leader(shard: &Shard, p: &Peer) -> RpcError {
     RpcError::NotLeader { hint }
 }
 
+/// `RpcError::Internal` code of a request to a stopped range (`Peer::stopped`).
+pub const RANGE_STOPPED: u32 = 3;
+
+/// Largest encoded proposal: a value of the largest size plus its key and framing; a
+/// request whose values add up to more is refused before anything is proposed.
+const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
+
 fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
+    if let Err(e) = net::limits::check_op(&req.op, net::limits::DEFAULT_MAX_VALUE_BYTES) {
+        shard.metrics.borrow_mut().over_limit_total += 1;
+        return err(e.into());
+    }
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
     let Some(p) = peers.get_mut(&req.ctx.range_id.0).filter(|p| p.initialized) else {
@@ -88,6 +99,12 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
             range_id: req.ctx.range_id,
         });
     };
+    if let Some(why) = &p.stopped {
+        return err(RpcError::Internal {
+            code: RANGE_STOPPED,
+            message: format!("range {} stopped: {why}", p.desc.id),
+        });
+    }
     if req.ctx.epoch != p.desc.epoch {
         let desc = p.desc.clone();
         return err(RpcError::EpochMismatch {
@@ -140,8 +157,15 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
         shard.metrics.borrow_mut().busy_total += 1;
         return err(RpcError::ServerBusy {});
     }
-    let before = p.node.raft.raft_log.last_index();
     let data = encode_proposal(now_ms(), &req.op);
+    if data.len() > MAX_PROPOSAL_BYTES {
+        shard.metrics.borrow_mut().over_limit_total += 1;
+        return err(RpcError::ValueTooLarge {
+            len: data.len() as u64,
+            max: MAX_PROPOSAL_BYTES as u64,
+        });
+    }
+    let before = p.node.raft.raft_log.last_index();
     if p.node.propose(Vec::new(), data).is_err() {
         return err(not_leader(shard, p));
     }
@@ -277,7 +301,7 @@ fn raft_batch(shard: &Shard, b: RaftBatch) {
                 p.snapshot_in = Some(got);
             }
         }
-        let Some(p) = st.peers.get_mut(&range) else {
+        let Some(p) = st.peers.get_mut(&range).filter(|p| p.stopped.is_none()) else {
             bad += 1;
             continue;
         };

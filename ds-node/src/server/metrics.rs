@@ -17,6 +17,12 @@ pub struct ShardMetrics {
     pub busy_total: u64,
     /// Requests refused with `NotLeader`.
     pub not_leader_total: u64,
+    /// Requests refused for a key, element or value over `net::limits`
+    /// (`ds_request_over_limit_total`).
+    pub over_limit_total: u64,
+    /// Ranges stopped because applying an entry broke an engine invariant
+    /// (`ds_ranges_stopped_total`).
+    pub ranges_stopped_total: u64,
     /// Raft messages received that could not be decoded or had no range here.
     pub bad_raft_messages_total: u64,
     /// Leader changes seen.
@@ -75,6 +81,8 @@ impl Default for ShardMetrics {
             lease_reads_total: 0,
             read_index_total: 0,
             busy_total: 0,
+            over_limit_total: 0,
+            ranges_stopped_total: 0,
             not_leader_total: 0,
             bad_raft_messages_total: 0,
             leader_changes_total: 0,
@@ -115,6 +123,8 @@ impl ShardMetrics {
         self.lease_reads_total += o.lease_reads_total;
         self.read_index_total += o.read_index_total;
         self.busy_total += o.busy_total;
+        self.over_limit_total += o.over_limit_total;
+        self.ranges_stopped_total += o.ranges_stopped_total;
         self.not_leader_total += o.not_leader_total;
         self.bad_raft_messages_total += o.bad_raft_messages_total;
         self.leader_changes_total += o.leader_changes_total;

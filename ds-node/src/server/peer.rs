@@ -71,6 +71,11 @@ pub struct Peer {
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
     pub split_proposed_at: Option<Instant>,
+    /// Why the range stopped: applying a committed entry broke an engine invariant. A
+    /// stopped replica applies, steps and checkpoints nothing more and answers every request
+    /// with an error; the shard's other ranges go on. Recovery stops it again at the same
+    /// entry (deterministic), so a restart never crash-loops.
+    pub stopped: Option<String>,
 }
 
 impl std::fmt::Debug for Peer {

@@ -78,7 +78,7 @@ async fn pipeline(shard: &Rc<Shard>) -> anyhow::Result<()> {
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + tick;
             let mut st = shard.state.borrow_mut();
-            for p in st.peers.values_mut() {
+            for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
                 p.node.tick();
             }
             sweep_expired(shard, &mut st);
@@ -154,7 +154,7 @@ async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
         } = &mut *st;
         records.extend(meta_records.drain(..).map(AppendRecord::from));
         for (&range, p) in peers.iter_mut() {
-            if !p.node.has_ready() {
+            if p.stopped.is_some() || !p.node.has_ready() {
                 continue;
             }
             let mut rd = p.node.ready();
@@ -284,8 +284,8 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
             p.node.advance_apply_to(i);
         }
         collect(shard, p, w.persisted_msgs, reply_to, &mut out);
-        if let Some(last) = w.committed.last().map(|e| e.index) {
-            apply_entries(
+        if !w.committed.is_empty() {
+            let last = apply_entries(
                 shard,
                 p,
                 engine,
@@ -389,6 +389,8 @@ fn answer_reads(shard: &Shard, p: &mut Peer, engine: &mut crate::range::engine::
     }
 }
 
+/// Applies committed entries and answers their proposers; returns the index of the last
+/// entry applied (the one before an entry that stopped the range, see [`stop_range`]).
 fn apply_entries(
     shard: &Rc<Shard>,
     p: &mut Peer,
@@ -400,10 +402,14 @@ fn apply_entries(
         Option<net::message::RangeDescriptor>,
     )>,
     entries: Vec<Entry>,
-) {
+) -> u64 {
     let range = p.desc.id.0;
     let mut applied = 0;
+    let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
     for e in entries {
+        if p.stopped.is_some() {
+            break;
+        }
         applied += 1;
         let result = match e.get_entry_type() {
             EntryType::EntryNormal => {
@@ -422,6 +428,10 @@ fn apply_entries(
                     };
                     let r = execute(engine, &op, &ctx);
                     engine.set_source(None);
+                    if let Some(fault) = engine.take_fault() {
+                        stop_range(shard, p, e.index, fault);
+                        break;
+                    }
                     let (db, dk) = engine.take_delta();
                     p.approx_size.0 += db;
                     p.approx_size.1 += dk;
@@ -510,8 +520,32 @@ fn apply_entries(
             };
             let _ = w.tx.send(resp);
         }
+        last = e.index;
     }
     shard.metrics.borrow_mut().applied_total += applied;
+    last
+}
+
+/// Stops a range whose entry `index` broke an engine invariant (`Peer::stopped`): the entry
+/// and everything after it stay unapplied, waiting proposers get an error, and the rest of
+/// the shard goes on.
+pub fn stop_range(shard: &Shard, p: &mut Peer, index: u64, why: String) {
+    tracing::error!(
+        range = %p.desc.id,
+        index,
+        "range stopped: applying entry {index} failed in the engine: {why}"
+    );
+    shard.metrics.borrow_mut().ranges_stopped_total += 1;
+    let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
+    for (_, w) in std::mem::take(&mut p.pending) {
+        let _ = w.tx.send(KvResponse::Err {
+            error: net::RpcError::Internal {
+                code: super::handler::RANGE_STOPPED,
+                message: message.clone(),
+            },
+        });
+    }
+    p.stopped = Some(message);
 }
 
 /// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
@@ -592,7 +626,11 @@ fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
             m,
         ));
     }
-    for (addr, messages) in out.batches.drain() {
+    let batches = out
+        .batches
+        .drain()
+        .flat_map(|(addr, messages)| split_batch(messages).map(move |m| (addr.clone(), m)));
+    for (addr, messages) in batches {
         let batch = RaftBatch {
             from_store: StoreId(shard.store_id),
             from_shard: ShardId(shard.index),
@@ -616,6 +654,30 @@ fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
             }
         });
     }
+}
+
+/// Bytes of Raft messages in one `RaftBatch` frame, past which the rest go in the next frame
+/// (a message is never cut: one carrying a large entry travels alone, within the frame
+/// limit that admits the largest entry).
+const RAFT_BATCH_BYTES_MAX: usize = 16 << 20;
+
+/// Cuts one destination's messages into batches of at most [`RAFT_BATCH_BYTES_MAX`] bytes
+/// (or one message each when larger), in order.
+fn split_batch(messages: Vec<RaftEnvelope>) -> impl Iterator<Item = Vec<RaftEnvelope>> {
+    let mut out: Vec<Vec<RaftEnvelope>> = Vec::new();
+    let mut bytes = 0;
+    for m in messages {
+        let len = m.message.len();
+        match out.last_mut() {
+            Some(cur) if bytes + len <= RAFT_BATCH_BYTES_MAX => cur.push(m),
+            _ => {
+                out.push(vec![m]);
+                bytes = 0;
+            }
+        }
+        bytes += len;
+    }
+    out.into_iter()
 }
 
 /// Installs the snapshot raft-rs handed back in a ready (received and stepped earlier, see

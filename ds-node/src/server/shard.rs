@@ -274,6 +274,8 @@ impl Shard {
             let hs = self.log.hard_state(range).unwrap_or_default();
             let commit = hs.commit.0.max(base);
             let mut cache_entries = Vec::new();
+            // The entry that stopped the range (`Peer::stopped`), if one does again.
+            let mut stopped: Option<(u64, String)> = None;
             if let Some((first, last)) = self.log.bounds(range) {
                 if last.0 > base {
                     anyhow::ensure!(
@@ -296,8 +298,10 @@ impl Shard {
                                 "range {range}: gap in the shard log at {}",
                                 e.index.0
                             );
-                            if e.index.0 <= commit {
-                                self.replay(&mut desc, e);
+                            if e.index.0 <= commit && stopped.is_none() {
+                                if let Some(fault) = self.replay(&mut desc, e) {
+                                    stopped = Some((e.index.0, fault));
+                                }
                             }
                             cache_entries.push(Entry {
                                 entry_type: entry_type_of(e.entry_type),
@@ -332,7 +336,11 @@ impl Shard {
             let keep = self.cfg.cached_entries as u64;
             cache.compact_to(commit.saturating_sub(keep));
             tracing::info!(range = %range, checkpoint = base, commit, entries = cache_entries.len(), "range recovered");
-            let mut peer = self.new_peer(desc, cache, commit, None)?;
+            let applied = stopped.as_ref().map_or(commit, |(i, _)| i - 1);
+            let mut peer = self.new_peer(desc, cache, applied, None)?;
+            if let Some((index, fault)) = stopped {
+                super::ready::stop_range(self, &mut peer, index, fault);
+            }
             let (b, k) = self
                 .state
                 .borrow()
@@ -354,8 +362,9 @@ impl Shard {
         Ok(())
     }
 
-    /// Applies one recovered, committed entry to the engine (and conf changes to `desc`).
-    fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) {
+    /// Applies one recovered, committed entry to the engine (and conf changes to `desc`);
+    /// returns the engine's refusal if the entry broke an invariant (the range stops there).
+    fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) -> Option<String> {
         let mut st = self.state.borrow_mut();
         match entry_type_of(e.entry_type) {
             EntryType::EntryNormal => {
@@ -367,7 +376,7 @@ impl Shard {
                             st.splits.push((right, None));
                         }
                     }
-                    return;
+                    return None;
                 };
                 st.engine
                     .set_source(self.log.entry_pointer(e.range, e.index));
@@ -378,11 +387,13 @@ impl Shard {
                 };
                 let _ = execute(&mut st.engine, &op, &ctx);
                 st.engine.set_source(None);
+                st.engine.take_fault()
             }
             t => {
                 if let Some(cc) = decode_conf_change(t, &e.payload) {
                     apply_conf_change_to_desc(desc, &cc);
                 }
+                None
             }
         }
     }
@@ -496,6 +507,7 @@ impl Shard {
             created: std::time::Instant::now(),
             approx_size: (0, 0),
             split_proposed_at: None,
+            stopped: None,
         })
     }
 

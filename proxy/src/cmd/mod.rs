@@ -287,7 +287,25 @@ pub fn dispatch(
         }
         _ => server::dispatch(shared, sess, spec.name, &args),
     };
-    (Some(spec.name), action)
+    (Some(spec.name), within_limits(shared, action))
+}
+
+/// Refuses a command whose keys, elements or values exceed `net::limits` before anything is
+/// sent: the error stays with this command (the shards check again).
+fn within_limits(shared: &Shared, action: Action) -> Action {
+    let Action::Data { ops, .. } = &action else {
+        return action;
+    };
+    let max_value = usize::try_from(shared.cfg.limits.max_bulk_bytes)
+        .unwrap_or(net::limits::DEFAULT_MAX_VALUE_BYTES)
+        .min(net::limits::DEFAULT_MAX_VALUE_BYTES);
+    match ops
+        .iter()
+        .try_for_each(|(_, op)| net::limits::check_op(op, max_value))
+    {
+        Ok(()) => action,
+        Err(e) => Action::Reply(util::rpc_error(&e.into())),
+    }
 }
 
 /// An operation on one Redis key, routed by its metadata entry.

@@ -103,7 +103,7 @@ pub fn rpc_error(e: &RpcError) -> Reply {
             Reply::err("string exceeds maximum allowed size (proto-max-bulk-len)")
         }
         RpcError::KeyTooLarge { len, max } => Reply::err(format_args!(
-            "key of {len} bytes exceeds the limit of {max} bytes"
+            "key too large: {len} bytes with its element (tierkv stores a key plus one field or member up to {max} bytes)"
         )),
         RpcError::ServerBusy {} => Reply::Error("BUSY the cluster is busy, retry later".into()),
         RpcError::DiskFull {} => {

@@ -1,0 +1,118 @@
+//! Requests over a size limit, through the proxy to a real DS node (issue 21, items 1 and 4):
+//! each is refused with a Redis-style error that stays with that request — the connection and
+//! every other client go on — nothing is committed that the engine could refuse, and the node
+//! restarts on the same data and serves it.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Client, Env};
+use net::limits::MAX_KEY_ELEMENT_BYTES;
+
+fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
+    ds_node::DsConfig {
+        data_dir: dir.to_path_buf(),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        log_file_bytes: 64 << 20,
+        segment_bytes: 4 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        ..ds_node::DsConfig::default()
+    }
+}
+
+/// A proxy in front of `node`, routed by a fake master holding one range on shard 0.
+fn proxy_for(node: &ds_node::NodeHandle) -> (Env, std::thread::JoinHandle<()>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let master = rt.block_on(common::start_master(common::one_range_table(
+        node.shard_addrs.clone(),
+        0,
+    )));
+    let master_thread = std::thread::spawn(move || {
+        rt.block_on(async { tokio::time::sleep(Duration::from_secs(60)).await });
+    });
+    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    (env, master_thread)
+}
+
+fn must_serve(c: &mut Client) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c.cmd("SET warm 1");
+        if r == "+OK\r\n" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no leader: {r}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn key(n: usize) -> Vec<u8> {
+    vec![b'k'; n]
+}
+
+#[test]
+fn oversized_keys_are_refused_per_request_and_the_node_restarts_on_its_data() {
+    let dir = std::env::temp_dir().join(format!("proxy-hostile-limits-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let (env, _master) = proxy_for(&node);
+    let mut c = env.client();
+    must_serve(&mut c);
+    let mut other = env.client();
+
+    // The poison pill: every key length that passed the proxy and aborted the apply.
+    for n in 65_529..=65_536 {
+        let r = c.cmd_args(&[b"SET", &key(n), b"v"]);
+        assert!(r.starts_with("-ERR key too large: "), "{n}: {r}");
+        // The same connection and another client go on.
+        assert_eq!(c.cmd("PING"), "+PONG\r\n");
+        assert_eq!(other.cmd(&format!("SET other{n} {n}")), "+OK\r\n");
+    }
+    // Key and field together, and a key past the wire's 64 KiB.
+    let r = c.cmd_args(&[b"HSET", &key(40_000), &vec![b'f'; 25_473], b"v"]);
+    assert!(r.starts_with("-ERR key too large: "), "{r}");
+    let r = c.cmd_args(&[b"GET", &key(70_000)]);
+    assert!(r.starts_with("-ERR key too large: "), "{r}");
+    // In a pipeline, only the oversized command fails.
+    let mut req = common::multibulk(&[b"SET", b"before", b"1"]);
+    req.extend(common::multibulk(&[b"SET", &key(65_536), b"x"]));
+    req.extend(common::multibulk(&[b"SET", b"after", b"2"]));
+    c.send(&req);
+    assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+    assert!(c.read_reply().unwrap().starts_with(b"-ERR key too large"));
+    assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+    // The limit itself is stored.
+    let at_limit = key(MAX_KEY_ELEMENT_BYTES);
+    assert_eq!(c.cmd_args(&[b"SET", &at_limit, b"edge"]), "+OK\r\n");
+    assert_eq!(c.cmd_args(&[b"GET", &at_limit]), "$4\r\nedge\r\n");
+    drop((c, other));
+    drop(env);
+    node.shutdown().unwrap();
+
+    // Restarted on the same data: the log replays without a fault and every key is there.
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let (env, _master) = proxy_for(&node);
+    let mut c = env.client();
+    must_serve(&mut c);
+    assert_eq!(c.cmd_args(&[b"GET", &at_limit]), "$4\r\nedge\r\n");
+    assert_eq!(c.cmd("GET after"), "$1\r\n2\r\n");
+    assert_eq!(c.cmd("GET other65536"), "$5\r\n65536\r\n");
+    let metrics = ds_node::admin::render(&node.metrics());
+    assert!(
+        metrics.contains("ds_ranges_stopped_total 0"),
+        "no range stopped:\n{metrics}"
+    );
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
