@@ -262,6 +262,11 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
+    /// Returns true if no record is queued for commit.
+    pub(super) fn queue_is_empty(&self) -> bool {
+        self.queue.borrow().pending.is_empty()
+    }
+
     /// Returns the number of appends waiting for an answer.
     pub(super) fn ticket_count(&self) -> usize {
         self.queue.borrow().tickets.len()

@@ -76,9 +76,12 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) async fn release_locked(&self, id: u32) -> Result<()> {
-        // Flush a batch written ahead first: the checks below need the head to be durable
-        // (a segment is never freed while a later one may hold only unflushed records).
-        self.pump(&|| true, true).await;
+        // Commit everything queued first, a batch written ahead included: the checks below
+        // need the head to be durable (a segment is never freed while a later one may hold
+        // only unflushed records), and the metadata records re-appended below must be the
+        // latest — a newer hard state still queued would otherwise land before the copy of
+        // the older one and be overridden by it.
+        self.pump(&|| self.queue_is_empty(), true).await;
         self.check_poisoned()?;
         let metas = {
             let c = self.core.borrow();
