@@ -446,11 +446,20 @@ mod vlog {
                 .unwrap();
             assert_eq!(rep.records, 20);
             assert_eq!(must_entry(&log, 2, 20).payload, payload(2, 20, 1, 6000));
+            // A record longer than today's batch is refused, unless it is an entry: that is
+            // written as fragments.
+            let conf_state = LogRecord::ConfState {
+                range: RangeId(2),
+                data: vec![0; 2000],
+            };
             assert!(matches!(
-                log.append(vec![entry(2, 21, 1, 6000)]).await,
+                log.append(vec![conf_state.into()]).await,
                 Err(Error::InvalidArgument(_))
             ));
-            log.append(vec![entry(2, 21, 1, 500)]).await.unwrap();
+            log.append(vec![entry(2, 21, 1, 6000)]).await.unwrap();
+            log.append(vec![entry(2, 22, 1, 500)]).await.unwrap();
+            assert_eq!(log.metrics().fragmented_entries_total, 1);
+            assert_eq!(must_entry(&log, 2, 21).payload, payload(2, 21, 1, 6000));
         });
     }
 
