@@ -726,6 +726,46 @@ mod tests {
         }
     }
 
+    /// A fragment decodes without copying its part; a number outside the count, a part
+    /// longer than the entry or non-zero reserved bytes are refused.
+    #[test]
+    fn fragment_fields_are_checked_at_decode() {
+        let LogRecord::Fragment(f) = sample()[6].clone() else {
+            panic!("sample 6 is a fragment");
+        };
+        let encode = |head: FragmentHead, part: &[u8]| {
+            let mut buf = vec![0; FragmentHead::encoded_len(part.len())];
+            head.encode_record(part, Seq(9), 0, &mut buf);
+            buf
+        };
+        let buf = encode(f.head, &f.part);
+        let (_, head, part) = decode_fragment(&buf, 1 << 20).unwrap();
+        assert_eq!((head, part), (f.head, &f.part[..]));
+        let bad_number = FragmentHead {
+            number: 3,
+            ..f.head
+        };
+        let too_long = FragmentHead {
+            total_len: 12,
+            ..f.head
+        };
+        for h in [bad_number, too_long] {
+            assert!(
+                decode_record(&encode(h, &f.part), 1 << 20).is_err(),
+                "{h:?}"
+            );
+        }
+        let mut reserved = buf.clone();
+        reserved[RECORD_HEADER_LEN + 37] = 1;
+        let crc = crc32c::crc32c(&reserved[4..RECORD_HEADER_LEN + FRAGMENT_FIXED_LEN + 13]);
+        reserved[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode_record(&reserved, 1 << 20).is_err());
+        let entry = &sample()[0];
+        let mut buf = vec![0; entry.encoded_len()];
+        entry.encode(Seq(9), 0, &mut buf);
+        assert!(decode_fragment(&buf, 1 << 20).is_err(), "not a fragment");
+    }
+
     /// Segment headers round-trip and reject any flipped byte.
     #[test]
     fn segment_header_round_trip_and_corruption() {
