@@ -382,6 +382,65 @@ mod vlog {
         );
     }
 
+    /// Running out of segments in the middle of an entry poisons the log (a partial entry
+    /// cannot be followed by other records); the reopened log has dropped the partial entry,
+    /// kept everything acknowledged, and takes appends again.
+    #[test]
+    fn no_space_in_the_middle_of_an_entry_poisons_and_reopen_drops_it() {
+        block_on(async {
+            let conf = VlogConfig {
+                entry_bytes_max: 4 << 20,
+                ..cfg()
+            };
+            let log = must_open(must_format(4), conf).await;
+            log.append(vec![entry(1, 1, 1, 100)]).await.unwrap();
+            let next = log.next_seq();
+            // Far more than the device's segments.
+            let res = log.append(vec![entry(1, 2, 1, 3 << 20)]).await;
+            assert!(matches!(res, Err(Error::NoSpace)), "{res:?}");
+            assert!(log.is_poisoned());
+            assert_eq!(log.waiting_appends(), 0);
+            assert!(log.append(vec![entry(1, 2, 1, 10)]).await.is_err());
+            let (log, rep) = Vlog::open(log.into_device().unwrap(), OWNER, cfg())
+                .await
+                .unwrap();
+            assert_eq!(rep.next_seq, next);
+            assert_eq!(log.bounds(RangeId(1)), Some((LogIndex(1), LogIndex(1))));
+            log.append(vec![entry(1, 2, 1, 100_000)]).await.unwrap();
+            let log = must_open(log.into_device().unwrap(), cfg()).await;
+            must_read(&log, 1, 2, 100_000).await;
+        });
+    }
+
+    /// Figures with production sizes (64 MiB segments, 1 MiB batches, `mem` device): a
+    /// 64 MiB entry appended, read back after reopen, and a 1 MiB + 1 B one. Run with
+    /// `--ignored --nocapture`.
+    #[test]
+    #[ignore = "figures: 64 MiB entries, about 1 GiB of memory"]
+    fn production_sized_entries_figures() {
+        let conf = VlogConfig::default();
+        block_on(async {
+            let dev = vlog_common::must_format_with(4, 64 << 20, BS);
+            let log = must_open(dev, conf).await;
+            for (i, len) in [(1, (1 << 20) + 1), (2, 64 << 20)] {
+                let rec = entry(1, i, 1, len);
+                let t = std::time::Instant::now();
+                log.append(vec![rec]).await.unwrap();
+                println!("append of {len} B: {:?}", t.elapsed());
+            }
+            let m = log.metrics();
+            println!(
+                "fragmented {} entries, {} fragment bytes, {} flushes",
+                m.fragmented_entries_total, m.fragment_bytes_total, m.flushes_total
+            );
+            let log = must_open(log.into_device().unwrap(), conf).await;
+            let t = std::time::Instant::now();
+            let e = log.entry(RangeId(1), LogIndex(2)).await.unwrap().unwrap();
+            println!("read of the 64 MiB entry after reopen: {:?}", t.elapsed());
+            assert!(e.payload == payload(1, 2, 1, 64 << 20));
+        });
+    }
+
     /// An entry several times `pending-bytes-max` is queued and committed while small appends
     /// keep arriving: backpressure never waits for the entry itself.
     #[test]
