@@ -381,11 +381,6 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
-    /// Returns true if no record is queued for commit.
-    pub(super) fn queue_is_empty(&self) -> bool {
-        self.queue.borrow().pending.is_empty()
-    }
-
     /// Returns the number of appends waiting for an answer.
     pub(super) fn ticket_count(&self) -> usize {
         self.queue.borrow().tickets.len()
@@ -543,6 +538,18 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) fn submit(&self, records: Vec<AppendRecord>, internal: bool) -> Result<u64> {
+        self.submit_at(records, internal, false)
+    }
+
+    /// Queues `records` ahead of everything queued, except the rest of an entry whose first
+    /// fragments are written (nothing may come between two fragments of an entry). For
+    /// copies of records the log already holds (metadata re-appended before a segment is
+    /// freed): records queued earlier are newer and must come after them.
+    pub(super) fn submit_ahead(&self, records: Vec<AppendRecord>) -> Result<u64> {
+        self.submit_at(records, false, true)
+    }
+
+    fn submit_at(&self, records: Vec<AppendRecord>, internal: bool, ahead: bool) -> Result<u64> {
         self.check_poisoned()?;
         if records.is_empty() {
             return Err(Error::InvalidArgument("append of no records"));
@@ -570,8 +577,16 @@ impl<D: BlockDevice> Vlog<D> {
             },
         );
         q.pending_bytes += items.iter().map(Item::encoded_len).sum::<usize>();
+        let rest = if ahead {
+            let continuing = |p: &Pending| matches!(&p.item, Item::Fragment(f) if f.continues());
+            let at = q.pending.iter().take_while(|p| continuing(p)).count();
+            q.pending.split_off(at)
+        } else {
+            VecDeque::new()
+        };
         q.pending
             .extend(items.into_iter().map(|item| Pending { ticket: t, item }));
+        q.pending.extend(rest);
         if let Some(w) = q.arrival.take() {
             w.wake();
         }

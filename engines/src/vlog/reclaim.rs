@@ -76,12 +76,9 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) async fn release_locked(&self, id: u32) -> Result<()> {
-        // Commit everything queued first, a batch written ahead included: the checks below
-        // need the head to be durable (a segment is never freed while a later one may hold
-        // only unflushed records), and the metadata records re-appended below must be the
-        // latest — a newer hard state still queued would otherwise land before the copy of
-        // the older one and be overridden by it.
-        self.pump(&|| self.queue_is_empty(), true).await;
+        // Flush a batch written ahead first: the checks below need the head to be durable
+        // (a segment is never freed while a later one may hold only unflushed records).
+        self.pump(&|| true, true).await;
         self.check_poisoned()?;
         let metas = {
             let c = self.core.borrow();
@@ -103,7 +100,9 @@ impl<D: BlockDevice> Vlog<D> {
         };
         if !metas.is_empty() {
             let n = metas.len();
-            let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
+            // Ahead of what is queued: a newer hard state (say) still queued must land after
+            // the copy of the older one, or the copy would override it.
+            let t = self.submit_ahead(metas.into_iter().map(AppendRecord::from).collect())?;
             self.pump(&|| self.is_done(t), true).await;
             self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
             let c = self.core.borrow();
