@@ -428,6 +428,41 @@ mod vlog {
         });
     }
 
+    /// A hard state queued (not yet committed) when the segment holding the range's older
+    /// hard state is released stays the latest: the relocated copy of the old one is
+    /// written before it, not after.
+    #[test]
+    fn a_queued_hard_state_is_not_overridden_by_the_relocated_copy_of_an_older_one() {
+        block_on(async {
+            let log = must_open(must_format(8), cfg()).await;
+            let old = HardState {
+                term: Term(1),
+                vote: 1,
+                commit: LogIndex(1),
+            };
+            let a = log.set_hard_state(RangeId(9), old).await.unwrap();
+            for i in 1..=30 {
+                log.append(vec![entry(1, i, 1, 3000)]).await.unwrap();
+            }
+            log.compact(RangeId(1), LogIndex(31)).await.unwrap();
+            let new = HardState {
+                term: Term(2),
+                vote: 2,
+                commit: LogIndex(5),
+            };
+            let record = LogRecord::HardState {
+                range: RangeId(9),
+                state: new,
+            };
+            let t = log.enqueue(vec![record.into()]).unwrap();
+            log.release_segment(a.record.segment).await.unwrap();
+            log.wait(t).await.unwrap();
+            assert_eq!(log.hard_state(RangeId(9)), Some(new));
+            let log = must_open(log.into_device().unwrap(), cfg()).await;
+            assert_eq!(log.hard_state(RangeId(9)), Some(new));
+        });
+    }
+
     /// Reopening with a smaller `batch-bytes-max` than the log was written with still reads
     /// every record (decoders bound records by the segment size, not by today's configuration).
     #[test]
@@ -446,11 +481,20 @@ mod vlog {
                 .unwrap();
             assert_eq!(rep.records, 20);
             assert_eq!(must_entry(&log, 2, 20).payload, payload(2, 20, 1, 6000));
+            // A record longer than today's batch is refused, unless it is an entry: that is
+            // written as fragments.
+            let conf_state = LogRecord::ConfState {
+                range: RangeId(2),
+                data: vec![0; 2000],
+            };
             assert!(matches!(
-                log.append(vec![entry(2, 21, 1, 6000)]).await,
+                log.append(vec![conf_state.into()]).await,
                 Err(Error::InvalidArgument(_))
             ));
-            log.append(vec![entry(2, 21, 1, 500)]).await.unwrap();
+            log.append(vec![entry(2, 21, 1, 6000)]).await.unwrap();
+            log.append(vec![entry(2, 22, 1, 500)]).await.unwrap();
+            assert_eq!(log.metrics().fragmented_entries_total, 1);
+            assert_eq!(must_entry(&log, 2, 21).payload, payload(2, 21, 1, 6000));
         });
     }
 

@@ -1,6 +1,6 @@
 //! Model test of the shard log against a plain vector log per range: seeded random
 //! interleavings of appends from many ranges (alone and in concurrent groups, with Raft
-//! conflicts and snapshot jumps), hard states, compaction, suffix truncation, reads by index
+//! conflicts and snapshot jumps; some entries longer than a batch, written as fragments), hard states, compaction, suffix truncation, reads by index
 //! and by pointer, segment reclamation, clean reopens and crashes on the `faulty` device
 //! (halting at a random operation, then dropping or tearing unflushed blocks). After a crash
 //! the recovered log must equal the model plus a prefix (in submission order) of the records
@@ -130,7 +130,10 @@ mod vlog {
         let g = m.get(&range).cloned().unwrap_or_default();
         let term = g.entries.last().map_or(1, |e| e.0);
         let len = |rng: &mut StdRng| {
-            if rng.gen_bool(0.1) {
+            if rng.gen_bool(0.03) {
+                // Longer than a batch (8 KiB): written as fragments, across segments too.
+                rng.gen_range(8_000..40_000)
+            } else if rng.gen_bool(0.1) {
                 rng.gen_range(1500..4000)
             } else {
                 rng.gen_range(0..400)

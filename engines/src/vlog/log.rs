@@ -13,7 +13,10 @@ use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
 
 use super::device::SharedDevice;
 use super::metrics::VlogMetrics;
-use super::record::{LogRecord, RECORD_HEADER_LEN, SegmentHeader};
+use super::record::{
+    EntryRecord, FRAGMENT_FIXED_LEN, FragmentHead, LogRecord, RECORD_ALIGN, RECORD_HEADER_LEN,
+    SegmentHeader,
+};
 use super::state::{FastMap, State};
 use super::types::Seq;
 use super::{Error, Result, VlogConfig};
@@ -76,7 +79,84 @@ pub(crate) struct Head {
 
 struct Pending {
     ticket: u64,
-    rec: AppendRecord,
+    item: Item,
+}
+
+/// One record to write: a caller's record, or one fragment of a caller's entry too long for
+/// one record (format §3, kind 7; the fragments of an entry are queued together, in order).
+enum Item {
+    Whole(AppendRecord),
+    Fragment(FragmentItem),
+}
+
+struct FragmentItem {
+    /// The whole entry (shared by its fragments; cached once the last one is durable).
+    entry: Rc<EntryRecord>,
+    head: FragmentHead,
+    /// This fragment's share of the payload.
+    part: std::ops::Range<usize>,
+    /// The caller's value span in the payload.
+    value: Option<ValueSpan>,
+}
+
+impl FragmentItem {
+    fn part(&self) -> &[u8] {
+        self.entry
+            .payload
+            .get(self.part.clone())
+            .unwrap_or_default()
+    }
+
+    /// Returns true for a fragment other than the first (earlier ones were queued before).
+    fn continues(&self) -> bool {
+        self.head.number > 0
+    }
+
+    /// Returns true if the entry has fragments after this one.
+    fn has_more(&self) -> bool {
+        self.head.number.saturating_add(1) < self.head.count
+    }
+}
+
+impl Item {
+    fn encoded_len(&self) -> usize {
+        match self {
+            Self::Whole(r) => r.record.encoded_len(),
+            Self::Fragment(f) => FragmentHead::encoded_len(f.part.len()),
+        }
+    }
+
+    fn body_len(&self) -> usize {
+        match self {
+            Self::Whole(r) => r.record.body_len(),
+            Self::Fragment(f) => FRAGMENT_FIXED_LEN + f.part.len(),
+        }
+    }
+
+    fn encode(&self, seq: Seq, mark_delta: u32, out: &mut [u8]) -> u32 {
+        match self {
+            Self::Whole(r) => r.record.encode(seq, mark_delta, out),
+            Self::Fragment(f) => f.head.encode_record(f.part(), seq, mark_delta, out),
+        }
+    }
+
+    /// Where the caller's value lies in the encoded record `out` (offset inside the record,
+    /// length), if it lies wholly in this record.
+    fn value_in_record(&self) -> Option<(usize, usize)> {
+        match self {
+            Self::Whole(r) => {
+                let v = r.value?;
+                Some((r.record.data_offset()? + v.offset as usize, v.len as usize))
+            }
+            Self::Fragment(f) => {
+                let v = f.value?;
+                let (start, len) = (v.offset as usize, v.len as usize);
+                let inside = start >= f.part.start && start + len <= f.part.end;
+                let at = || RECORD_HEADER_LEN + FRAGMENT_FIXED_LEN + start - f.part.start;
+                inside.then(|| (at(), len))
+            }
+        }
+    }
 }
 
 #[derive(Default)]
@@ -123,6 +203,9 @@ pub(crate) struct Core {
     pub ahead: Option<(Head, Seq)>,
     pub spare: Option<Segment>,
     pub state: State,
+    /// What the fragmented entry being completed will answer (its first fragment's seq and
+    /// record pointer, the value pointer if one fragment holds the value).
+    pub fragment_ack: Option<Appended>,
 }
 
 impl Core {
@@ -225,6 +308,42 @@ impl Staged {
         self.written += more.written;
         self
     }
+}
+
+/// Returns the encoded length of `e` as one entry record.
+fn padded_len(e: &EntryRecord) -> usize {
+    super::record::padded(RECORD_HEADER_LEN + super::record::ENTRY_FIXED_LEN + e.payload.len())
+}
+
+/// Caches entry `e` if the index holds it at `ptr` (a later append may have replaced it).
+fn cache_if_indexed(state: &mut State, e: Rc<EntryRecord>, ptr: LogPointer) {
+    let indexed = state.ranges.get(&e.range).and_then(|r| r.get(e.index.0));
+    if indexed.is_some_and(|l| l.ptr == ptr) {
+        state.cache.insert(e);
+    }
+}
+
+/// Applies a durable fragment; once it is its entry's last, returns what the entry's append
+/// answers: the first fragment's seq and record pointer, and the value pointer if one
+/// fragment holds the whole value (otherwise none: format §3).
+fn complete_fragment(
+    core: &mut Core,
+    f: FragmentItem,
+    a: Appended,
+    len: usize,
+    m: &mut VlogMetrics,
+) -> Option<Appended> {
+    core.state.count(&a.record, len);
+    let ack = core.fragment_ack.get_or_insert(a);
+    ack.value = ack.value.or(a.value);
+    let done = core
+        .state
+        .apply_fragment(&f.head, f.part.len(), a.seq, a.record, len);
+    done?;
+    m.fragmented_entries_total += 1;
+    let ack = core.fragment_ack.take()?;
+    cache_if_indexed(&mut core.state, f.entry, ack.record);
+    Some(ack)
 }
 
 /// One segment's share of a batch: a block-aligned write.
@@ -346,8 +465,25 @@ impl<D: BlockDevice> Vlog<D> {
 
     pub(super) fn check_record(&self, r: &AppendRecord) -> Result<()> {
         let len = r.record.encoded_len();
-        if len > self.cfg.batch_bytes_max {
-            return Err(Error::InvalidArgument("record longer than batch-bytes-max"));
+        match &r.record {
+            LogRecord::Fragment(_) => {
+                return Err(Error::InvalidArgument(
+                    "entry fragments are written by the log",
+                ));
+            }
+            LogRecord::Entry(e) if e.payload.len() > self.cfg.entry_bytes_max => {
+                return Err(Error::InvalidArgument("entry longer than entry-bytes-max"));
+            }
+            LogRecord::Entry(e) if len > self.cfg.batch_bytes_max => {
+                let part = self.fragment_part_max();
+                if part == 0 || e.payload.len().div_ceil(part) > u32::MAX as usize {
+                    return Err(Error::InvalidArgument("entry too long for batch-bytes-max"));
+                }
+            }
+            _ if len > self.cfg.batch_bytes_max => {
+                return Err(Error::InvalidArgument("record longer than batch-bytes-max"));
+            }
+            _ => {}
         }
         if let Some(v) = r.value {
             let Some(data_off) = r.record.data_offset() else {
@@ -363,7 +499,57 @@ impl<D: BlockDevice> Vlog<D> {
         Ok(())
     }
 
+    /// Payload bytes of one entry fragment: a fragment record fills a batch (0: batches too
+    /// small to fragment).
+    fn fragment_part_max(&self) -> usize {
+        let whole = self.cfg.batch_bytes_max / RECORD_ALIGN * RECORD_ALIGN;
+        whole.saturating_sub(RECORD_HEADER_LEN + FRAGMENT_FIXED_LEN)
+    }
+
+    /// Turns a checked record into the items to write: itself, or the fragments of an entry
+    /// longer than `batch-bytes-max`.
+    fn items(&self, r: AppendRecord, out: &mut Vec<Item>) {
+        let AppendRecord { record, value } = r;
+        let e = match record {
+            LogRecord::Entry(e) if padded_len(&e) > self.cfg.batch_bytes_max => e,
+            record => return out.push(Item::Whole(AppendRecord { record, value })),
+        };
+        let part = self.fragment_part_max().max(1);
+        let total = e.payload.len();
+        let count = u32::try_from(total.div_ceil(part)).unwrap_or(u32::MAX);
+        let entry = Rc::new(e);
+        for number in 0..count {
+            let start = number as usize * part;
+            out.push(Item::Fragment(FragmentItem {
+                entry: Rc::clone(&entry),
+                head: FragmentHead {
+                    range: entry.range,
+                    term: entry.term,
+                    index: entry.index,
+                    entry_type: entry.entry_type,
+                    number,
+                    count,
+                    total_len: total as u64,
+                },
+                part: start..(start + part).min(total),
+                value,
+            }));
+        }
+    }
+
     pub(super) fn submit(&self, records: Vec<AppendRecord>, internal: bool) -> Result<u64> {
+        self.submit_at(records, internal, false)
+    }
+
+    /// Queues `records` ahead of everything queued, except the rest of an entry whose first
+    /// fragments are written (nothing may come between two fragments of an entry). For
+    /// copies of records the log already holds (metadata re-appended before a segment is
+    /// freed): records queued earlier are newer and must come after them.
+    pub(super) fn submit_ahead(&self, records: Vec<AppendRecord>) -> Result<u64> {
+        self.submit_at(records, false, true)
+    }
+
+    fn submit_at(&self, records: Vec<AppendRecord>, internal: bool, ahead: bool) -> Result<u64> {
         self.check_poisoned()?;
         if records.is_empty() {
             return Err(Error::InvalidArgument("append of no records"));
@@ -371,26 +557,36 @@ impl<D: BlockDevice> Vlog<D> {
         for r in &records {
             self.check_record(r)?;
         }
+        let n = records.len();
+        let mut items = Vec::with_capacity(n);
+        for r in records {
+            self.items(r, &mut items);
+        }
         let mut q = self.queue.borrow_mut();
         let t = q.next_ticket;
         q.next_ticket += 1;
         q.tickets.insert(
             t,
             Ticket {
-                remaining: records.len(),
-                out: Vec::with_capacity(records.len()),
+                remaining: items.len(),
+                out: Vec::with_capacity(n),
                 err: None,
                 started: Some(Instant::now()),
                 done_at: None,
                 internal,
             },
         );
-        q.pending_bytes += records
-            .iter()
-            .map(|r| r.record.encoded_len())
-            .sum::<usize>();
+        q.pending_bytes += items.iter().map(Item::encoded_len).sum::<usize>();
+        let rest = if ahead {
+            let continuing = |p: &Pending| matches!(&p.item, Item::Fragment(f) if f.continues());
+            let at = q.pending.iter().take_while(|p| continuing(p)).count();
+            q.pending.split_off(at)
+        } else {
+            VecDeque::new()
+        };
         q.pending
-            .extend(records.into_iter().map(|rec| Pending { ticket: t, rec }));
+            .extend(items.into_iter().map(|item| Pending { ticket: t, item }));
+        q.pending.extend(rest);
         if let Some(w) = q.arrival.take() {
             w.wake();
         }
@@ -531,7 +727,7 @@ impl<D: BlockDevice> Vlog<D> {
                     .borrow()
                     .pending
                     .front()
-                    .is_some_and(|p| p.rec.record.encoded_len() <= room);
+                    .is_some_and(|p| p.item.encoded_len() <= room);
                 if overlap && fits && !self.core.borrow().poisoned {
                     return Poll::Ready(true);
                 }
@@ -606,7 +802,7 @@ impl<D: BlockDevice> Vlog<D> {
         let mut bytes = 0;
         let mut out = Vec::new();
         while let Some(p) = q.pending.front() {
-            let len = p.rec.record.encoded_len();
+            let len = p.item.encoded_len();
             if bytes + len > budget {
                 break;
             }
@@ -682,10 +878,15 @@ impl<D: BlockDevice> Vlog<D> {
                 Ok(s) => Some(s),
                 Err(e) => {
                     guard.armed = false;
-                    if e.is_device_failure() {
+                    // Earlier fragments of the batch's first entry are written: its later
+                    // ones can never follow them now, and the log must not go on with a
+                    // partial entry in its middle (format §4).
+                    let mid_entry = matches!(batch.first(), Some(Pending { item: Item::Fragment(f), .. }) if f.continues());
+                    if e.is_device_failure() || mid_entry {
                         self.core.borrow_mut().poisoned = true;
                     }
                     self.fail_batch(&batch, e);
+                    self.drop_rest_of_entry(&batch);
                     return None;
                 }
             },
@@ -733,6 +934,34 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
+    /// Takes the queued fragments that continue the last entry of the failed `batch` off the
+    /// queue (fragments are queued together, so they are at its front).
+    fn drop_rest_of_entry(&self, batch: &[Pending]) {
+        let Some(Pending {
+            item: Item::Fragment(last),
+            ..
+        }) = batch.last()
+        else {
+            return;
+        };
+        if !last.has_more() {
+            return;
+        }
+        let mut q = self.queue.borrow_mut();
+        while let Some(Pending {
+            item: Item::Fragment(f),
+            ..
+        }) = q.pending.front()
+        {
+            if !Rc::ptr_eq(&f.entry, &last.entry) {
+                break;
+            }
+            let len = FragmentHead::encoded_len(f.part.len());
+            q.pending_bytes -= len;
+            q.pending.pop_front();
+        }
+    }
+
     /// Returns true if `batch` does not fit in the head segment (or there is no head).
     fn needs_segment(&self, batch: &[Pending]) -> bool {
         let c = self.core.borrow();
@@ -741,7 +970,7 @@ impl<D: BlockDevice> Vlog<D> {
         };
         let mut tail = h.tail;
         for p in batch {
-            tail += p.rec.record.encoded_len() as u64;
+            tail += p.item.encoded_len() as u64;
             if tail > self.seg_size {
                 return true;
             }
@@ -771,7 +1000,7 @@ impl<D: BlockDevice> Vlog<D> {
         let mut plan = Vec::with_capacity(batch.len()); // (span, offset)
         let mut new_first = None;
         for (i, p) in batch.iter().enumerate() {
-            let len = p.rec.record.encoded_len() as u64;
+            let len = p.item.encoded_len() as u64;
             let fits = spans.last().is_some_and(|s| s.3 + len <= self.seg_size);
             if !fits {
                 let seg = new_seg.ok_or(Error::InvalidArgument("batch needs a new segment"))?;
@@ -820,7 +1049,7 @@ impl<D: BlockDevice> Vlog<D> {
         }
         let mut done = Vec::with_capacity(batch.len());
         for (i, (p, (k, off))) in batch.iter().zip(&plan).enumerate() {
-            let rec = &p.rec.record;
+            let rec = &p.item;
             let len = rec.encoded_len();
             let s = Seq(first_seq.0 + i as u64);
             let w = writes[*k].as_mut().ok_or(Error::InvalidArgument(
@@ -833,18 +1062,12 @@ impl<D: BlockDevice> Vlog<D> {
                 .map_err(|_| Error::InvalidArgument("durable mark too far behind"))?;
             let crc = rec.encode(s, delta, out);
             let seg = SegmentId(w.seg.id.0);
-            let value = match (p.rec.value, rec.data_offset()) {
-                (Some(v), Some(d)) => {
-                    let vs = d + v.offset as usize;
-                    Some(LogPointer {
-                        segment: seg,
-                        offset: off + vs as u64,
-                        len: v.len,
-                        checksum: crc32c::crc32c(&out[vs..vs + v.len as usize]),
-                    })
-                }
-                _ => None,
-            };
+            let value = rec.value_in_record().map(|(vs, vlen)| LogPointer {
+                segment: seg,
+                offset: off + vs as u64,
+                len: vlen as u32,
+                checksum: crc32c::crc32c(&out[vs..vs + vlen]),
+            });
             let record = LogPointer {
                 segment: seg,
                 offset: *off,
@@ -907,19 +1130,26 @@ impl<D: BlockDevice> Vlog<D> {
         let now = Instant::now();
         let mut q = self.queue.borrow_mut();
         let mut m = self.metrics.borrow_mut();
+        let core = &mut *c;
         for (p, (a, len)) in batch.into_iter().zip(done) {
-            c.state.apply(&p.rec.record, a.seq, a.record, len);
             m.appended_records_total += 1;
             m.appended_bytes_total += len as u64;
-            if let LogRecord::Entry(e) = p.rec.record {
-                let indexed = c.state.ranges.get(&e.range).and_then(|r| r.get(e.index.0));
-                if indexed.is_some_and(|l| l.ptr == a.record) {
-                    c.state.cache.insert(Rc::new(e));
+            let answer = match p.item {
+                Item::Whole(r) => {
+                    core.state.apply(&r.record, a.seq, a.record, len);
+                    if let LogRecord::Entry(e) = r.record {
+                        cache_if_indexed(&mut core.state, Rc::new(e), a.record);
+                    }
+                    Some(a)
                 }
-            }
+                Item::Fragment(f) => {
+                    m.fragment_bytes_total += len as u64;
+                    complete_fragment(core, f, a, len, &mut m)
+                }
+            };
             let remove = match q.tickets.get_mut(&p.ticket) {
                 Some(k) => {
-                    k.out.push(a);
+                    k.out.extend(answer);
                     k.remaining -= 1;
                     k.done_at = Some(now);
                     k.internal && k.remaining == 0

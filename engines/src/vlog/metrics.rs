@@ -20,6 +20,12 @@ pub struct VlogMetrics {
     pub cache_hits_total: u64,
     /// Entry reads that went to the device.
     pub cache_misses_total: u64,
+    /// Acknowledged Raft entries written as several fragment records
+    /// (`ds_vlog_fragmented_entries_total`).
+    pub fragmented_entries_total: u64,
+    /// Record bytes of durable entry fragments, headers and padding included
+    /// (`ds_vlog_fragment_bytes_total`).
+    pub fragment_bytes_total: u64,
     /// Segments taken from the store.
     pub segments_allocated_total: u64,
     /// Segments given back to the store.
@@ -50,6 +56,8 @@ impl Default for VlogMetrics {
             failed_batches_total: 0,
             cache_hits_total: 0,
             cache_misses_total: 0,
+            fragmented_entries_total: 0,
+            fragment_bytes_total: 0,
             segments_allocated_total: 0,
             segments_freed_total: 0,
             batch_records: hist(1 << 24),

@@ -33,7 +33,9 @@ pub use crate::masstree::{LogPointer, SegmentId};
 pub use device::SharedDevice;
 pub use log::{AppendRecord, AppendTicket, Appended, ValueSpan, Vlog};
 pub use metrics::VlogMetrics;
-pub use record::{EntryRecord, HardState, LogRecord, RecordKind, TruncateMode};
+pub use record::{
+    EntryRecord, FragmentHead, FragmentRecord, HardState, LogRecord, RecordKind, TruncateMode,
+};
 pub use recover::RecoveryReport;
 pub use state::{CheckpointInfo, SegmentUsage};
 pub use types::{LogIndex, RangeId, Seq, Term};
@@ -93,7 +95,7 @@ impl Error {
 #[derive(Debug, Clone, Copy)]
 pub struct VlogConfig {
     /// Most record bytes in one commit batch (one write per segment touched + one flush);
-    /// also the largest record. Default 1 MiB; valid 64 B ..= segment size − 1 block.
+    /// also the largest record (longer Raft entries are written as fragments). Default 1 MiB; valid 64 B ..= segment size − 1 block.
     pub batch_bytes_max: usize,
     /// Encoded bytes of records queued for commit above which a new append first helps
     /// commit the queue (backpressure). Default 64 MiB.
@@ -108,6 +110,12 @@ pub struct VlogConfig {
     /// Keep one allocated spare segment so a commit rarely waits for a store update.
     /// Default true.
     pub preallocate: bool,
+    /// Longest Raft entry payload accepted. An entry whose record would exceed
+    /// `batch-bytes-max` is written as several fragment records, each at most
+    /// `batch-bytes-max` (`docs/format/shard-log.md` §3); a longer entry is refused with
+    /// `InvalidArgument` before anything is queued. Default 513 MiB (Redis's 512 MiB
+    /// `proto-max-bulk-len` and the command around it).
+    pub entry_bytes_max: usize,
     /// Most commit batches in flight (written, flush not yet returned): 1 commits strictly
     /// one batch after another; 2 writes the next batch while the previous one's flush runs
     /// (`docs/format/shard-log.md` §4). Default 2; valid 1 ..= [`MAX_PIPELINE_DEPTH`].
@@ -128,6 +136,7 @@ impl Default for VlogConfig {
             auto_reclaim: false,
             preallocate: true,
             pipeline_depth: MAX_PIPELINE_DEPTH,
+            entry_bytes_max: 513 << 20,
         }
     }
 }

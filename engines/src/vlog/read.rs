@@ -10,11 +10,16 @@ use nvme::BlockDevice;
 
 use super::log::Vlog;
 use super::metrics::VlogMetrics;
-use super::record::{EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, decode_record};
-use super::state::CheckpointInfo;
+use super::record::{
+    EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, decode_fragment, decode_record,
+};
+use super::state::{CheckpointInfo, Fragments};
 use super::types::{LogIndex, RangeId, Seq, Term};
 use super::{Error, Result};
 use crate::masstree::LogPointer;
+
+/// Fragment reads of one fragmented entry issued at once (each at most `batch-bytes-max`).
+const FRAGMENT_READS_IN_FLIGHT: usize = 4;
 
 impl<D: BlockDevice> Vlog<D> {
     // ---------------------------------------------------------------- reads
@@ -82,20 +87,29 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     /// Returns the Raft entry `index` of `range`, from the cache or the device; `None` if the
-    /// range does not retain it.
+    /// range does not retain it. A fragmented entry is read whole (its fragments'
+    /// reads issued `FRAGMENT_READS_IN_FLIGHT` at a time).
     pub async fn entry(&self, range: RangeId, index: LogIndex) -> Result<Option<Rc<EntryRecord>>> {
-        let ptr = {
+        let (loc, fragments) = {
             let c = self.core.borrow();
             if let Some(e) = c.state.cache.get(range, index.0) {
                 self.metrics.borrow_mut().cache_hits_total += 1;
                 return Ok(Some(e));
             }
-            match c.state.ranges.get(&range).and_then(|r| r.get(index.0)) {
-                Some(l) => l.ptr,
+            let Some(r) = c.state.ranges.get(&range) else {
+                return Ok(None);
+            };
+            match r.get(index.0) {
+                Some(l) => (*l, r.fragmented.get(&index.0).cloned()),
                 None => return Ok(None),
             }
         };
         self.metrics.borrow_mut().cache_misses_total += 1;
+        if let Some(f) = fragments {
+            let e = self.read_fragmented(range, index, loc.term, &f).await?;
+            return Ok(Some(Rc::new(e)));
+        }
+        let ptr = loc.ptr;
         match self.read_record(&ptr).await? {
             LogRecord::Entry(e) if e.range == range && e.index == index => Ok(Some(Rc::new(e))),
             _ => Err(Error::Corruption {
@@ -106,9 +120,66 @@ impl<D: BlockDevice> Vlog<D> {
         }
     }
 
+    /// Reads and joins the fragments of a fragmented entry, checking each against its
+    /// pointer and its place in the entry. Memory: the entry, plus at most
+    /// `FRAGMENT_READS_IN_FLIGHT` fragment reads.
+    async fn read_fragmented(
+        &self,
+        range: RangeId,
+        index: LogIndex,
+        term: Term,
+        f: &Fragments,
+    ) -> Result<EntryRecord> {
+        let total = usize::try_from(f.total).map_err(|_| Error::InvalidArgument("entry size"))?;
+        let mut payload = Vec::with_capacity(total);
+        let mut entry_type = 0;
+        let max = self.seg_size as usize - self.block - RECORD_HEADER_LEN;
+        for (g, group) in f.parts.chunks(FRAGMENT_READS_IN_FLIGHT).enumerate() {
+            let reads = join_all(group.iter().map(|p| self.read_span(p)).collect()).await;
+            for (j, (ptr, read)) in group.iter().zip(reads).enumerate() {
+                let corrupt = |detail| Error::Corruption {
+                    segment: ptr.segment.0,
+                    offset: ptr.offset,
+                    detail,
+                };
+                let (buf, at) = read?;
+                let bytes = buf
+                    .get(at..at + ptr.len as usize)
+                    .ok_or(corrupt("short read"))?;
+                let (h, head, part) =
+                    decode_fragment(bytes, max).map_err(|e| corrupt(e.detail()))?;
+                let number = (g * FRAGMENT_READS_IN_FLIGHT + j) as u64;
+                let fits = h.crc == ptr.checksum
+                    && h.record_len() == ptr.len as usize
+                    && (head.range, head.index, head.term) == (range, index, term)
+                    && u64::from(head.number) == number
+                    && head.count as usize == f.parts.len()
+                    && head.total_len == f.total
+                    && payload.len() + part.len() <= total;
+                if !fits {
+                    return Err(corrupt("fragment does not match its entry"));
+                }
+                entry_type = head.entry_type;
+                payload.extend_from_slice(part);
+            }
+        }
+        if payload.len() != total {
+            return Err(Error::InvalidArgument("fragments shorter than their entry"));
+        }
+        Ok(EntryRecord {
+            range,
+            term,
+            index,
+            entry_type,
+            payload,
+        })
+    }
+
     /// Returns entries `[lo, hi)` of `range`, stopping before the entry whose payload would
-    /// take the total above `max_bytes` (at least one entry is returned, as raft-rs expects). Reads missing from the cache are issued
-    /// concurrently. Errors with `InvalidArgument` if the range does not retain all of them.
+    /// take the total above `max_bytes` (at least one entry is returned, as raft-rs expects;
+    /// sizes come from the index, so nothing past the limit is read). Reads missing from the
+    /// cache are issued concurrently, up to 64 entries at a time, a fragmented entry on its
+    /// own. Errors with `InvalidArgument` if the range does not retain all of them.
     pub async fn entries(
         &self,
         range: RangeId,
@@ -116,26 +187,49 @@ impl<D: BlockDevice> Vlog<D> {
         hi: LogIndex,
         max_bytes: usize,
     ) -> Result<Vec<Rc<EntryRecord>>> {
-        let mut out = Vec::new();
-        let mut idx = lo.0;
-        let mut bytes = 0;
-        while idx < hi.0 {
-            let n = (hi.0 - idx).min(64);
-            let futs: Vec<_> = (idx..idx + n)
+        let plan = self.plan_entries(range, lo, hi, max_bytes)?;
+        let mut out = Vec::with_capacity(plan.len());
+        let mut rest = &plan[..];
+        while let Some(&(first, fragmented)) = rest.first() {
+            let n = if fragmented {
+                1
+            } else {
+                rest.iter().take(64).take_while(|(_, f)| !f).count()
+            };
+            let futs: Vec<_> = (first..first + n as u64)
                 .map(|i| self.entry(range, LogIndex(i)))
                 .collect();
-            let got = join_all(futs).await;
-            for e in got {
-                let e = e?.ok_or(Error::InvalidArgument("entry not retained"))?;
-                bytes += e.payload.len();
-                if bytes > max_bytes && !out.is_empty() {
-                    return Ok(out);
-                }
-                out.push(e);
+            for e in join_all(futs).await {
+                out.push(e?.ok_or(Error::InvalidArgument("entry not retained"))?);
             }
-            idx += n;
+            rest = &rest[n..];
         }
         Ok(out)
+    }
+
+    /// Returns the indices `entries` reads, each with whether it is fragmented.
+    fn plan_entries(
+        &self,
+        range: RangeId,
+        lo: LogIndex,
+        hi: LogIndex,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, bool)>> {
+        let c = self.core.borrow();
+        let r = c.state.ranges.get(&range);
+        let mut plan = Vec::new();
+        let mut bytes = 0u64;
+        for i in lo.0..hi.0 {
+            let len = r.and_then(|r| r.payload_len(i));
+            let len = len.ok_or(Error::InvalidArgument("entry not retained"))?;
+            bytes = bytes.saturating_add(len);
+            if bytes > max_bytes as u64 && !plan.is_empty() {
+                break;
+            }
+            let fragmented = r.is_some_and(|r| r.fragmented.contains_key(&i));
+            plan.push((i, fragmented));
+        }
+        Ok(plan)
     }
 
     // ---------------------------------------------------------------- Raft queries
@@ -155,7 +249,9 @@ impl<D: BlockDevice> Vlog<D> {
         c.state.ranges.get(&range)?.get(index.0).map(|l| l.term)
     }
 
-    /// Returns the record pointer of entry `index` of `range`, if retained.
+    /// Returns the record pointer of entry `index` of `range`, if retained. For an entry
+    /// written as fragments this is its first fragment's record (kind 7, which names the
+    /// entry); read the whole entry with [`entry`](Self::entry).
     pub fn entry_pointer(&self, range: RangeId, index: LogIndex) -> Option<LogPointer> {
         let c = self.core.borrow();
         c.state.ranges.get(&range)?.get(index.0).map(|l| l.ptr)

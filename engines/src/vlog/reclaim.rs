@@ -100,7 +100,9 @@ impl<D: BlockDevice> Vlog<D> {
         };
         if !metas.is_empty() {
             let n = metas.len();
-            let t = self.submit(metas.into_iter().map(AppendRecord::from).collect(), false)?;
+            // Ahead of what is queued: a newer hard state (say) still queued must land after
+            // the copy of the older one, or the copy would override it.
+            let t = self.submit_ahead(metas.into_iter().map(AppendRecord::from).collect())?;
             self.pump(&|| self.is_done(t), true).await;
             self.take_result(t).unwrap_or(Err(Error::DeviceFailed))?;
             let c = self.core.borrow();

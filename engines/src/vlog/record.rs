@@ -15,13 +15,17 @@ pub const SEGMENT_HEADER_LEN: usize = 64;
 /// Magic bytes of a segment header.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"TKVSLOG1";
 /// Format version written by this build (`docs/format/shard-log.md` §10).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest format version this build reads. Version 1 differs only in what the `mark delta`
-/// field promises, and its writers kept the version-2 promise too (one batch in flight).
+/// field promises, and its writers kept the version-2 promise too (one batch in flight);
+/// version 2 lacks only the entry fragment record (kind 7).
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// Length of the fixed part of a Raft entry body (range, term, index, type, reserved).
 pub const ENTRY_FIXED_LEN: usize = 32;
+/// Length of the fixed part of an entry fragment body (range, term, index, type, fragment
+/// number and count, total payload length).
+pub const FRAGMENT_FIXED_LEN: usize = 48;
 
 const _: () = assert!(RECORD_HEADER_LEN % RECORD_ALIGN == 0);
 const _: () = assert!(SEGMENT_HEADER_LEN <= 512);
@@ -42,6 +46,8 @@ pub enum RecordKind {
     Checkpoint = 5,
     /// A Raft log truncation.
     Truncate = 6,
+    /// One part of a Raft entry too long for one record (format §3).
+    Fragment = 7,
 }
 
 impl RecordKind {
@@ -53,6 +59,7 @@ impl RecordKind {
             4 => Self::Relocated,
             5 => Self::Checkpoint,
             6 => Self::Truncate,
+            7 => Self::Fragment,
             _ => return None,
         })
     }
@@ -80,6 +87,85 @@ pub struct EntryRecord {
     pub entry_type: u8,
     /// The entry's data.
     pub payload: Vec<u8>,
+}
+
+/// The fixed fields of an entry fragment: which entry it is part of, and which part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmentHead {
+    /// The entry's range.
+    pub range: RangeId,
+    /// The entry's term.
+    pub term: Term,
+    /// The entry's index.
+    pub index: LogIndex,
+    /// The entry's type (opaque to the log).
+    pub entry_type: u8,
+    /// Position of this fragment in the entry, from 0.
+    pub number: u32,
+    /// Number of fragments of the entry (≥ 1).
+    pub count: u32,
+    /// Length of the entry's whole payload.
+    pub total_len: u64,
+}
+
+impl FragmentHead {
+    /// Returns true if `other` is a fragment of the same entry.
+    pub fn same_entry(&self, other: &FragmentHead) -> bool {
+        (
+            self.range,
+            self.term,
+            self.index,
+            self.entry_type,
+            self.count,
+            self.total_len,
+        ) == (
+            other.range,
+            other.term,
+            other.index,
+            other.entry_type,
+            other.count,
+            other.total_len,
+        )
+    }
+
+    /// Returns the length on the device of a fragment record carrying `part_len` bytes.
+    pub fn encoded_len(part_len: usize) -> usize {
+        padded(RECORD_HEADER_LEN + FRAGMENT_FIXED_LEN + part_len)
+    }
+
+    /// Encodes a fragment record carrying `part` into `out[..encoded_len(part.len())]` and
+    /// returns its crc32c. Panics as [`LogRecord::encode`] does.
+    pub fn encode_record(&self, part: &[u8], seq: Seq, mark_delta: u32, out: &mut [u8]) -> u32 {
+        let body_len = FRAGMENT_FIXED_LEN + part.len();
+        encode_framed(
+            RecordKind::Fragment,
+            body_len,
+            seq,
+            mark_delta,
+            out,
+            |body| {
+                body[0..8].copy_from_slice(&self.range.0.to_le_bytes());
+                body[8..16].copy_from_slice(&self.term.0.to_le_bytes());
+                body[16..24].copy_from_slice(&self.index.0.to_le_bytes());
+                body[24] = self.entry_type;
+                body[25..28].fill(0);
+                body[28..32].copy_from_slice(&self.number.to_le_bytes());
+                body[32..36].copy_from_slice(&self.count.to_le_bytes());
+                body[36..40].fill(0);
+                body[40..48].copy_from_slice(&self.total_len.to_le_bytes());
+                body[FRAGMENT_FIXED_LEN..].copy_from_slice(part);
+            },
+        )
+    }
+}
+
+/// One fragment of a Raft entry as decoded from the device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FragmentRecord {
+    /// Which entry and which part.
+    pub head: FragmentHead,
+    /// This fragment's share of the payload.
+    pub part: Vec<u8>,
 }
 
 /// A Raft hard state (term, vote, commit) of one range.
@@ -135,6 +221,9 @@ pub enum LogRecord {
         /// The index.
         index: LogIndex,
     },
+    /// A fragment of a Raft entry longer than one record. Written by the log itself when an
+    /// entry is appended; appending one directly is refused.
+    Fragment(FragmentRecord),
 }
 
 /// Why bytes do not decode as a record or header.
@@ -203,6 +292,7 @@ impl LogRecord {
             Self::Relocated { .. } => RecordKind::Relocated,
             Self::Checkpoint { .. } => RecordKind::Checkpoint,
             Self::Truncate { .. } => RecordKind::Truncate,
+            Self::Fragment(_) => RecordKind::Fragment,
         }
     }
 
@@ -215,6 +305,7 @@ impl LogRecord {
             Self::Relocated { value, .. } => 16 + value.len(),
             Self::Checkpoint { data } => data.len(),
             Self::Truncate { .. } => 24,
+            Self::Fragment(f) => FRAGMENT_FIXED_LEN + f.part.len(),
         }
     }
 
@@ -231,6 +322,7 @@ impl LogRecord {
             Self::ConfState { .. } => Some(RECORD_HEADER_LEN + 8),
             Self::Relocated { .. } => Some(RECORD_HEADER_LEN + 16),
             Self::Checkpoint { .. } => Some(RECORD_HEADER_LEN),
+            Self::Fragment(_) => Some(RECORD_HEADER_LEN + FRAGMENT_FIXED_LEN),
             Self::HardState { .. } | Self::Truncate { .. } => None,
         }
     }
@@ -240,16 +332,15 @@ impl LogRecord {
     /// Panics if `out` is shorter than `encoded_len()` or the body is longer than `u32::MAX`
     /// (both are the caller's bugs: the log sizes buffers and checks record lengths first).
     pub fn encode(&self, seq: Seq, mark_delta: u32, out: &mut [u8]) -> u32 {
-        let body_len = self.body_len();
-        let total = self.encoded_len();
-        let body_len32 = u32::try_from(body_len).expect("record length checked by the log");
-        let out = &mut out[..total];
-        out[4..8].copy_from_slice(&body_len32.to_le_bytes());
-        out[8..16].copy_from_slice(&seq.0.to_le_bytes());
-        out[16..20].copy_from_slice(&mark_delta.to_le_bytes());
-        out[20] = self.kind() as u8;
-        out[21..24].fill(0);
-        let body = &mut out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + body_len];
+        if let Self::Fragment(f) = self {
+            return f.head.encode_record(&f.part, seq, mark_delta, out);
+        }
+        encode_framed(self.kind(), self.body_len(), seq, mark_delta, out, |body| {
+            self.encode_body(body);
+        })
+    }
+
+    fn encode_body(&self, body: &mut [u8]) {
         match self {
             Self::Entry(e) => {
                 body[0..8].copy_from_slice(&e.range.0.to_le_bytes());
@@ -284,12 +375,35 @@ impl LogRecord {
                 };
                 body[17..24].fill(0);
             }
+            // Encoded by `FragmentHead::encode_record` (see `encode`).
+            Self::Fragment(_) => {}
         }
-        out[RECORD_HEADER_LEN + body_len..].fill(0);
-        let crc = crc32c::crc32c(&out[4..RECORD_HEADER_LEN + body_len]);
-        out[0..4].copy_from_slice(&crc.to_le_bytes());
-        crc
     }
+}
+
+/// Writes a record of `kind` with a `body_len`-byte body (filled by `fill`) into
+/// `out[..padded(24 + body_len)]`, padding included, and returns its crc32c.
+fn encode_framed(
+    kind: RecordKind,
+    body_len: usize,
+    seq: Seq,
+    mark_delta: u32,
+    out: &mut [u8],
+    fill: impl FnOnce(&mut [u8]),
+) -> u32 {
+    let total = padded(RECORD_HEADER_LEN + body_len);
+    let body_len32 = u32::try_from(body_len).expect("record length checked by the log");
+    let out = &mut out[..total];
+    out[4..8].copy_from_slice(&body_len32.to_le_bytes());
+    out[8..16].copy_from_slice(&seq.0.to_le_bytes());
+    out[16..20].copy_from_slice(&mark_delta.to_le_bytes());
+    out[20] = kind as u8;
+    out[21..24].fill(0);
+    fill(&mut out[RECORD_HEADER_LEN..RECORD_HEADER_LEN + body_len]);
+    out[RECORD_HEADER_LEN + body_len..].fill(0);
+    let crc = crc32c::crc32c(&out[4..RECORD_HEADER_LEN + body_len]);
+    out[0..4].copy_from_slice(&crc.to_le_bytes());
+    crc
 }
 
 fn u32_at(b: &[u8], at: usize) -> Result<u32, DecodeError> {
@@ -395,6 +509,13 @@ pub fn decode_body(kind: RecordKind, body: &[u8]) -> Result<LogRecord, DecodeErr
         RecordKind::Checkpoint => LogRecord::Checkpoint {
             data: body.to_vec(),
         },
+        RecordKind::Fragment => {
+            let (head, part) = decode_fragment_body(body)?;
+            LogRecord::Fragment(FragmentRecord {
+                head,
+                part: part.to_vec(),
+            })
+        }
         RecordKind::Truncate => {
             if body.len() != 24 || body[17..24] != [0; 7] {
                 return Err(DecodeError::Invalid("truncate body"));
@@ -411,6 +532,45 @@ pub fn decode_body(kind: RecordKind, body: &[u8]) -> Result<LogRecord, DecodeErr
             }
         }
     })
+}
+
+/// Decodes the body of an entry fragment without copying its part.
+pub fn decode_fragment_body(body: &[u8]) -> Result<(FragmentHead, &[u8]), DecodeError> {
+    let fixed = body.get(..FRAGMENT_FIXED_LEN).ok_or(DecodeError::Short)?;
+    if fixed[25..28] != [0; 3] || fixed[36..40] != [0; 4] {
+        return Err(DecodeError::Invalid("reserved fragment bytes not zero"));
+    }
+    let head = FragmentHead {
+        range: RangeId(u64_at(body, 0)?),
+        term: Term(u64_at(body, 8)?),
+        index: LogIndex(u64_at(body, 16)?),
+        entry_type: fixed[24],
+        number: u32_at(body, 28)?,
+        count: u32_at(body, 32)?,
+        total_len: u64_at(body, 40)?,
+    };
+    let part = &body[FRAGMENT_FIXED_LEN..];
+    if head.number >= head.count || part.len() as u64 > head.total_len {
+        return Err(DecodeError::Invalid("fragment numbering"));
+    }
+    Ok((head, part))
+}
+
+/// Decodes and checks the fragment record at the start of `b` without copying its part.
+pub fn decode_fragment(
+    b: &[u8],
+    max_body: usize,
+) -> Result<(RecordHeader, FragmentHead, &[u8]), DecodeError> {
+    let h = decode_header(b, max_body)?;
+    if h.kind != RecordKind::Fragment {
+        return Err(DecodeError::Invalid("not an entry fragment"));
+    }
+    check_crc(b, &h)?;
+    let body = b
+        .get(RECORD_HEADER_LEN..h.record_len())
+        .ok_or(DecodeError::Short)?;
+    let (head, part) = decode_fragment_body(body)?;
+    Ok((h, head, part))
 }
 
 /// The header at offset 0 of every log segment.
@@ -517,6 +677,18 @@ mod tests {
                 mode: TruncateMode::Suffix,
                 index: LogIndex(10),
             },
+            LogRecord::Fragment(FragmentRecord {
+                head: FragmentHead {
+                    range: RangeId(5),
+                    term: Term(2),
+                    index: LogIndex(11),
+                    entry_type: 0,
+                    number: 1,
+                    count: 3,
+                    total_len: 40,
+                },
+                part: vec![4; 13],
+            }),
         ]
     }
 
@@ -552,6 +724,46 @@ mod tests {
                 assert!(decode_record(&b, 1 << 20).is_err(), "byte {byte} bit {bit}");
             }
         }
+    }
+
+    /// A fragment decodes without copying its part; a number outside the count, a part
+    /// longer than the entry or non-zero reserved bytes are refused.
+    #[test]
+    fn fragment_fields_are_checked_at_decode() {
+        let LogRecord::Fragment(f) = sample()[6].clone() else {
+            panic!("sample 6 is a fragment");
+        };
+        let encode = |head: FragmentHead, part: &[u8]| {
+            let mut buf = vec![0; FragmentHead::encoded_len(part.len())];
+            head.encode_record(part, Seq(9), 0, &mut buf);
+            buf
+        };
+        let buf = encode(f.head, &f.part);
+        let (_, head, part) = decode_fragment(&buf, 1 << 20).unwrap();
+        assert_eq!((head, part), (f.head, &f.part[..]));
+        let bad_number = FragmentHead {
+            number: 3,
+            ..f.head
+        };
+        let too_long = FragmentHead {
+            total_len: 12,
+            ..f.head
+        };
+        for h in [bad_number, too_long] {
+            assert!(
+                decode_record(&encode(h, &f.part), 1 << 20).is_err(),
+                "{h:?}"
+            );
+        }
+        let mut reserved = buf.clone();
+        reserved[RECORD_HEADER_LEN + 37] = 1;
+        let crc = crc32c::crc32c(&reserved[4..RECORD_HEADER_LEN + FRAGMENT_FIXED_LEN + 13]);
+        reserved[0..4].copy_from_slice(&crc.to_le_bytes());
+        assert!(decode_record(&reserved, 1 << 20).is_err());
+        let entry = &sample()[0];
+        let mut buf = vec![0; entry.encoded_len()];
+        entry.encode(Seq(9), 0, &mut buf);
+        assert!(decode_fragment(&buf, 1 << 20).is_err(), "not a fragment");
     }
 
     /// Segment headers round-trip and reject any flipped byte.
@@ -608,7 +820,7 @@ mod tests {
         fn decoders_never_panic_on_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_record(&bytes, 1 << 16);
             let _ = SegmentHeader::decode(&bytes);
-            for k in 1..=6u8 {
+            for k in 1..=7u8 {
                 if let Some(kind) = RecordKind::from_u8(k) {
                     let _ = decode_body(kind, &bytes);
                 }
@@ -619,7 +831,7 @@ mod tests {
         /// changed only the padding.
         #[test]
         fn decoders_never_panic_on_mutated_records(
-            which in 0usize..6,
+            which in 0usize..7,
             muts in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
             cut in any::<usize>(),
         ) {

@@ -8,7 +8,8 @@ use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
 use super::device::SharedDevice;
 use super::log::{Core, Head, Vlog};
 use super::record::{
-    RECORD_HEADER_LEN, SegmentHeader, check_crc, decode_header, decode_record, padded,
+    FragmentHead, LogRecord, RECORD_HEADER_LEN, SegmentHeader, check_crc, decode_header,
+    decode_record, padded,
 };
 use super::state::{CheckpointInfo, EntryCache, State};
 use super::types::Seq;
@@ -174,7 +175,9 @@ impl<D: BlockDevice> Vlog<D> {
                 &mut report,
             )
             .await?;
-            // 3. The hole at (ci, pos): torn tail, or corruption?
+            // 3. The hole at (ci, pos): torn tail, or corruption? (Also when it cuts a
+            // fragmented entry short: the fragments before it are not evidence unless
+            // written after the hole's record was durable.)
             if evidence(&*dev, lim, block, &chain, ci, pos, expected).await? {
                 return Err(Error::Corruption {
                     segment: chain[ci].0.id.0,
@@ -182,13 +185,34 @@ impl<D: BlockDevice> Vlog<D> {
                     detail: "bad record followed by a record written after it was durable",
                 });
             }
-            // 4. Cut: zero what follows the tail, free later chain segments.
-            let (seg, hdr) = chain[ci];
-            let tail_block = cut(&*dev, lim, block, seg, pos, &mut report).await?;
-            for (s, _) in &chain[ci + 1..] {
+            // 4. Cut: zero what follows the tail, free later chain segments (newest first:
+            // the chain stays contiguous if this is interrupted).
+            let (seg, _) = chain[ci];
+            let mut tail_block = cut(&*dev, lim, block, seg, pos, &mut report).await?;
+            for (s, _) in chain[ci + 1..].iter().rev() {
                 store.free(s.id).await.map_err(Error::from_nvme)?;
                 report.freed_segments += 1;
             }
+            // 4a. An entry whose last fragment is not durable was never acknowledged: the
+            // tail moves back to its first fragment.
+            let (mut ci, mut pos) = (ci, pos);
+            if let Some(a) = state.abandon_assembly() {
+                let first = a.parts.first().map(|(p, _)| *p);
+                let first = first.ok_or(Error::InvalidArgument("empty assembly"))?;
+                let fi = chain
+                    .iter()
+                    .position(|(s, _)| s.id.0 == first.segment.0)
+                    .ok_or(Error::InvalidArgument("fragment outside the chain"))?;
+                for (s, _) in chain[fi + 1..=ci].iter().rev() {
+                    store.free(s.id).await.map_err(Error::from_nvme)?;
+                    state.segments.remove(&s.id.0);
+                    report.freed_segments += 1;
+                }
+                tail_block = drop_fragments(&*dev, block, chain[fi].0, &a, &mut report).await?;
+                (ci, pos) = (fi, first.offset);
+                expected = a.first_seq;
+            }
+            let (seg, hdr) = chain[ci];
             for (s, h) in &chain[..=ci] {
                 state.segments.entry(s.id.0).or_default().segment_seq = h.segment_seq;
             }
@@ -223,6 +247,7 @@ impl<D: BlockDevice> Vlog<D> {
             ahead: None,
             spare,
             state,
+            fragment_ack: None,
         };
         Ok((Vlog::from_parts(dev, owner, cfg, store, core), report))
     }
@@ -241,6 +266,10 @@ async fn scan<D: BlockDevice>(
 ) -> Result<(usize, u64)> {
     let max_body = lim.max_body;
     let mut prev_end = block as u64;
+    // Fragments at the very start of the chain whose entry began in a freed segment (the
+    // entry was dropped, or its segments could not have been freed): counted, not indexed.
+    let mut orphan: Option<FragmentHead> = None;
+    let mut started = false;
     for (i, (seg, hdr)) in chain.iter().enumerate() {
         if i > 0
             && (hdr.first_seq != *expected || hdr.segment_seq != chain[i - 1].1.segment_seq + 1)
@@ -272,7 +301,18 @@ async fn scan<D: BlockDevice>(
                 checksum: h.crc,
             };
             let n = padded(h.record_len());
-            state.apply(&rec, h.seq, ptr, n);
+            let part_len = match &rec {
+                LogRecord::Fragment(f) => f.part.len(),
+                _ => 0,
+            };
+            if !started && continues_orphan(&mut orphan, &rec) {
+                state.count(&ptr, n);
+            } else if state.admits(&rec, part_len) {
+                started = true;
+                state.apply(&rec, h.seq, ptr, n);
+            } else {
+                break;
+            }
             *expected = Seq(expected.0 + 1);
             report.records += 1;
             pos += n as u64;
@@ -280,6 +320,69 @@ async fn scan<D: BlockDevice>(
         prev_end = pos;
     }
     Ok((chain.len() - 1, prev_end))
+}
+
+/// Returns true if `rec` is a fragment continuing the entry of the orphan fragments before it
+/// (or, for the chain's first record, any fragment but a first one); tracks it in `orphan`.
+fn continues_orphan(orphan: &mut Option<FragmentHead>, rec: &LogRecord) -> bool {
+    let LogRecord::Fragment(f) = rec else {
+        return false;
+    };
+    let h = f.head;
+    let ok = match orphan {
+        None => h.number > 0,
+        Some(o) => o.same_entry(&h) && o.number.checked_add(1) == Some(h.number),
+    };
+    if ok {
+        *orphan = Some(h);
+    }
+    ok
+}
+
+/// Zeroes the fragments of the incomplete entry `a` that lie in `seg` (the segment of its
+/// first fragment; later segments were freed), last one first, each write flushed before the
+/// next: a crash in between leaves a complete prefix of the fragments followed by zeros, which
+/// is again an incomplete entry at a torn tail (a partial zeroing in any other order could
+/// leave a later fragment, written after an earlier one was durable, looking like evidence).
+/// Returns the bytes of the first fragment's block before it.
+async fn drop_fragments<D: BlockDevice>(
+    dev: &D,
+    block: usize,
+    seg: Segment,
+    a: &super::state::Assembly,
+    report: &mut RecoveryReport,
+) -> Result<Vec<u8>> {
+    let bs = block as u64;
+    let mut prefix = Vec::new();
+    for (p, len) in a
+        .parts
+        .iter()
+        .rev()
+        .filter(|(p, _)| p.segment.0 == seg.id.0)
+    {
+        let start = p.offset - p.offset % bs;
+        let end = (p.offset + *len as u64).div_ceil(bs) * bs;
+        let end = end.min(seg.len);
+        let old = dev
+            .read(seg.offset + start, block)
+            .await
+            .map_err(Error::from_nvme)?;
+        let keep = (p.offset - start) as usize;
+        prefix = old.get(..keep).unwrap_or_default().to_vec();
+        let mut buf = dev
+            .alloc_buf((end - start) as usize)
+            .map_err(Error::from_nvme)?;
+        let b = buf.as_bytes_mut();
+        b.fill(0);
+        b[..keep].copy_from_slice(&prefix);
+        let (res, _) = dev.write(seg.offset + start, buf).await;
+        res.map_err(Error::from_nvme)?;
+        dev.flush().await.map_err(Error::from_nvme)?;
+        report.cut = true;
+        report.cut_bytes += *len as u64;
+    }
+    report.records -= a.parts.len() as u64;
+    Ok(prefix)
 }
 
 /// Looks for proof that the record `expected` at the hole (`ci`, `pos`) was flushed: a whole

@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::rc::Rc;
 
-use super::record::{EntryRecord, HardState, LogRecord, TruncateMode};
+use super::record::{
+    ENTRY_FIXED_LEN, EntryRecord, FragmentHead, HardState, LogRecord, RECORD_HEADER_LEN,
+    TruncateMode,
+};
 use super::types::{LogIndex, RangeId, Seq, Term};
 use crate::masstree::LogPointer;
 
@@ -41,6 +44,28 @@ pub(crate) struct EntryLoc {
     pub ptr: LogPointer,
 }
 
+/// Where the fragments of one fragmented entry live (format §3, kind 7).
+#[derive(Debug)]
+pub(crate) struct Fragments {
+    /// Length of the entry's whole payload.
+    pub total: u64,
+    /// The fragments' record pointers, in fragment order.
+    pub parts: Box<[LogPointer]>,
+}
+
+/// The durable fragments of the entry being assembled (they are contiguous in the log): the
+/// entry joins the index once its last fragment is durable.
+#[derive(Debug)]
+pub(crate) struct Assembly {
+    pub head: FragmentHead,
+    /// Seq of the first fragment.
+    pub first_seq: Seq,
+    /// Record pointers and encoded lengths of the fragments so far.
+    pub parts: Vec<(LogPointer, usize)>,
+    /// Payload bytes so far.
+    pub bytes: u64,
+}
+
 /// The retained Raft log of one range, plus its latest metadata records.
 #[derive(Debug, Default)]
 pub(crate) struct RangeLog {
@@ -53,6 +78,9 @@ pub(crate) struct RangeLog {
     pub compact: Option<(LogIndex, LogPointer)>,
     /// The latest suffix truncation not yet superseded by an entry append at or below it.
     pub suffix: Option<(LogIndex, LogPointer)>,
+    /// The retained entries written as fragments, by index (their `EntryLoc` points at the
+    /// first fragment).
+    pub fragmented: BTreeMap<u64, Rc<Fragments>>,
 }
 
 impl RangeLog {
@@ -64,6 +92,29 @@ impl RangeLog {
     pub fn get(&self, index: u64) -> Option<&EntryLoc> {
         let i = index.checked_sub(self.first)?;
         self.entries.get(usize::try_from(i).ok()?)
+    }
+
+    /// Returns the payload length of retained entry `index`.
+    pub fn payload_len(&self, index: u64) -> Option<u64> {
+        let l = self.get(index)?;
+        Some(match self.fragmented.get(&index) {
+            Some(f) => f.total,
+            None => {
+                u64::from(l.ptr.len).saturating_sub((RECORD_HEADER_LEN + ENTRY_FIXED_LEN) as u64)
+            }
+        })
+    }
+
+    /// Removes and returns the fragments of the dropped entries `dropped` (cheap when the
+    /// range has no fragmented entry).
+    fn take_fragments(&mut self, dropped: &[(u64, EntryLoc)]) -> Vec<Rc<Fragments>> {
+        if self.fragmented.is_empty() {
+            return Vec::new();
+        }
+        dropped
+            .iter()
+            .filter_map(|(i, _)| self.fragmented.remove(i))
+            .collect()
     }
 }
 
@@ -221,6 +272,8 @@ pub(crate) struct State {
     pub segments: BTreeMap<u32, SegmentUsage>,
     pub last_checkpoint: Option<CheckpointInfo>,
     pub cache: EntryCache,
+    /// The fragmented entry whose fragments are being applied, until its last one is.
+    pub assembling: Option<Assembly>,
 }
 
 impl State {
@@ -233,6 +286,87 @@ impl State {
         self.cache.remove(range, index);
     }
 
+    /// Drops the liveness of a dropped fragmented entry's fragments after the first (the
+    /// first is its `EntryLoc`, dropped by `drop_entry`).
+    fn drop_fragments(&mut self, f: &Fragments) {
+        for p in f.parts.iter().skip(1) {
+            self.seg(p).live_entries -= 1;
+        }
+    }
+
+    /// Counts a record of `encoded_len` bytes at `ptr` in its segment.
+    pub fn count(&mut self, ptr: &LogPointer, encoded_len: usize) {
+        let s = self.seg(ptr);
+        s.records += 1;
+        s.bytes += encoded_len as u64;
+    }
+
+    /// Returns true if `rec` may follow the records applied so far: while a fragmented
+    /// entry is being assembled only its next fragment may; otherwise anything but a
+    /// fragment other than the first of an entry. (Recovery checks this before applying.)
+    pub fn admits(&self, rec: &LogRecord, part_len: usize) -> bool {
+        let LogRecord::Fragment(f) = rec else {
+            return self.assembling.is_none();
+        };
+        let (h, part) = (&f.head, part_len as u64);
+        let (done, number) = match &self.assembling {
+            Some(a) if a.head.same_entry(h) => (a.bytes, a.parts.len() as u64),
+            Some(_) => return false,
+            None => (0, 0),
+        };
+        let last = h.number.checked_add(1) == Some(h.count);
+        u64::from(h.number) == number
+            && done + part <= h.total_len
+            && (!last || done + part == h.total_len)
+    }
+
+    /// Applies a durable fragment at `ptr` (its record pointer; the caller counted it with
+    /// [`count`](Self::count)). The fragment is live from now on (its segment is not freed);
+    /// once the entry's last fragment is applied the entry joins the index like any entry.
+    /// Returns the entry's fragments then.
+    pub fn apply_fragment(
+        &mut self,
+        h: &FragmentHead,
+        part_len: usize,
+        seq: Seq,
+        ptr: LogPointer,
+        encoded_len: usize,
+    ) -> Option<Rc<Fragments>> {
+        self.seg(&ptr).live_entries += 1;
+        let a = self.assembling.get_or_insert_with(|| Assembly {
+            head: *h,
+            first_seq: seq,
+            parts: Vec::new(),
+            bytes: 0,
+        });
+        a.parts.push((ptr, encoded_len));
+        a.bytes += part_len as u64;
+        if h.number + 1 < h.count {
+            return None;
+        }
+        let a = self.assembling.take()?;
+        let f = Rc::new(Fragments {
+            total: a.bytes,
+            parts: a.parts.iter().map(|(p, _)| *p).collect(),
+        });
+        let first = *f.parts.first()?;
+        self.index_entry(h.range, h.index.0, h.term, first, Some(Rc::clone(&f)));
+        Some(f)
+    }
+
+    /// Forgets the fragments of an entry whose last fragment never became durable (a torn
+    /// tail), undoing their counts, and returns them.
+    pub fn abandon_assembly(&mut self) -> Option<Assembly> {
+        let a = self.assembling.take()?;
+        for (p, len) in &a.parts {
+            let s = self.seg(p);
+            s.records -= 1;
+            s.bytes -= *len as u64;
+            s.live_entries -= 1;
+        }
+        Some(a)
+    }
+
     fn replace_meta(&mut self, old: Option<LogPointer>, new: LogPointer) {
         if let Some(o) = old {
             self.seg(&o).meta_records -= 1;
@@ -243,13 +377,12 @@ impl State {
     /// Applies one durable record at `ptr` (the record's pointer) with sequence `seq`.
     /// `cached` is the entry to put in the cache, if the caller has it in memory.
     pub fn apply(&mut self, rec: &LogRecord, seq: Seq, ptr: LogPointer, encoded_len: usize) {
-        {
-            let s = self.seg(&ptr);
-            s.records += 1;
-            s.bytes += encoded_len as u64;
-        }
+        self.count(&ptr, encoded_len);
         match rec {
-            LogRecord::Entry(e) => self.apply_entry(e.range, e.index.0, e.term, ptr),
+            LogRecord::Entry(e) => self.index_entry(e.range, e.index.0, e.term, ptr, None),
+            LogRecord::Fragment(f) => {
+                self.apply_fragment(&f.head, f.part.len(), seq, ptr, encoded_len);
+            }
             LogRecord::HardState { range, state } => {
                 let r = self.ranges.entry(*range).or_default();
                 let old = r.hard_state.replace((*state, ptr)).map(|(_, p)| p);
@@ -278,7 +411,17 @@ impl State {
         }
     }
 
-    fn apply_entry(&mut self, range: RangeId, index: u64, term: Term, ptr: LogPointer) {
+    /// Puts an entry into its range's index (Raft's conflict rule drops what it replaces).
+    /// A fragmented entry's fragments were made live as they were applied.
+    fn index_entry(
+        &mut self,
+        range: RangeId,
+        index: u64,
+        term: Term,
+        ptr: LogPointer,
+        fragments: Option<Rc<Fragments>>,
+    ) {
+        let fragmented = fragments.is_some();
         let r = self.ranges.entry(range).or_default();
         let mut dropped = Vec::new();
         if r.entries.is_empty() {
@@ -314,6 +457,10 @@ impl State {
         }
         r.entries.push_back(EntryLoc { term, ptr });
         debug_assert_eq!(r.last(), index);
+        let dropped_fragments = r.take_fragments(&dropped);
+        if let Some(f) = fragments {
+            r.fragmented.insert(index, f);
+        }
         // Once an entry is appended after a suffix truncation, the truncation record is no
         // longer needed to rebuild the range (the append itself dropped or follows everything
         // it dropped), and re-appending it later (relocation) would wrongly drop new entries.
@@ -324,7 +471,12 @@ impl State {
         for (i, l) in dropped {
             self.drop_entry(range, i, l);
         }
-        self.seg(&ptr).live_entries += 1;
+        for f in dropped_fragments {
+            self.drop_fragments(&f);
+        }
+        if !fragmented {
+            self.seg(&ptr).live_entries += 1;
+        }
     }
 
     fn apply_truncate(&mut self, range: RangeId, mode: TruncateMode, index: u64, ptr: LogPointer) {
@@ -354,8 +506,16 @@ impl State {
                 self.replace_meta(old, ptr);
             }
         }
+        let dropped_fragments = self
+            .ranges
+            .get_mut(&range)
+            .map(|r| r.take_fragments(&dropped))
+            .unwrap_or_default();
         for (i, l) in dropped {
             self.drop_entry(range, i, l);
+        }
+        for f in dropped_fragments {
+            self.drop_fragments(&f);
         }
     }
 

@@ -50,6 +50,7 @@ pub fn cfg() -> VlogConfig {
         auto_reclaim: false,
         preallocate: true,
         pipeline_depth: 2,
+        entry_bytes_max: 1 << 20,
     }
 }
 
