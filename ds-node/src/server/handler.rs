@@ -85,7 +85,7 @@ pub const RANGE_STOPPED: u32 = 3;
 
 /// Largest encoded proposal: a value of the largest size plus its key and framing; a
 /// request whose values add up to more is refused before anything is proposed.
-const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
+pub const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
 
 fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
     if let Err(e) = net::limits::check_op(&req.op, net::limits::DEFAULT_MAX_VALUE_BYTES) {

@@ -179,7 +179,7 @@ async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, 
         .await
         .map_err(|e| anyhow::anyhow!("format shard log: {e}"))?;
         let dev = store.into_device();
-        let (log, _) = Vlog::open(dev, LOG_OWNER, VlogConfig::default())
+        let (log, _) = Vlog::open(dev, LOG_OWNER, log_config())
             .await
             .map_err(|e| anyhow::anyhow!("open new shard log: {e}"))?;
         return Ok((log, true));
@@ -187,11 +187,20 @@ async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, 
     let dev = UringDevice::open(path, opts)
         .await
         .map_err(|e| anyhow::anyhow!("open shard log {}: {e}", path.display()))?;
-    let (log, rep) = Vlog::open(dev, LOG_OWNER, VlogConfig::default())
+    let (log, rep) = Vlog::open(dev, LOG_OWNER, log_config())
         .await
         .map_err(|e| anyhow::anyhow!("recover shard log {}: {e}", path.display()))?;
     tracing::info!(path = %path.display(), ?rep, "shard log recovered");
     Ok((log, false))
+}
+
+/// The shard log's settings: entries up to the largest proposal the handler admits (longer
+/// ones are written as fragment records, `docs/format/shard-log.md` §3).
+fn log_config() -> VlogConfig {
+    VlogConfig {
+        entry_bytes_max: super::handler::MAX_PROPOSAL_BYTES,
+        ..VlogConfig::default()
+    }
 }
 
 impl Shard {
