@@ -318,7 +318,7 @@ fn config(shared: &Shared, args: &[Bytes]) -> Reply {
         for (name, value) in &params {
             if args[2..]
                 .iter()
-                .any(|p| super::util::glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+                .any(|p| crate::glob::Pattern::nocase(p).matches(name.as_bytes()))
             {
                 out.push((Reply::bulk(name.as_bytes()), Reply::bulk(value.as_bytes())));
             }
