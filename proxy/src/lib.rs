@@ -24,5 +24,6 @@ pub mod resp;
 pub mod route;
 pub mod scan;
 pub mod server;
+pub mod settings;
 
 pub use server::{ProxyConfig, Shared, serve, serve_metrics};
