@@ -399,7 +399,8 @@ async fn connection(
             since: Instant::now(),
         },
         wr,
-        out: BytesMut::with_capacity(16 * 1024),
+        // Allocated by the first reply: a connection that never gets one costs nothing here.
+        out: BytesMut::new(),
         ops: Vec::new(),
         items: Vec::new(),
         samples: Vec::new(),
