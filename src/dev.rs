@@ -20,6 +20,8 @@ pub struct DevConfig {
     pub port: u16,
     /// DS shards (one executor per shard).
     pub shards: usize,
+    /// The proxy's `requirepass`.
+    pub requirepass: Option<String>,
 }
 
 /// Runs the embedded cluster until Ctrl-C / SIGTERM.
@@ -79,6 +81,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         // 3. The proxy on the Redis port.
         let mut pcfg = proxy::server::ProxyConfig {
             listen: redis_addr.clone(),
+            requirepass: cfg.requirepass.clone(),
             ..Default::default()
         };
         pcfg.router.masters = vec![master_addr.to_string()];

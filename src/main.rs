@@ -54,6 +54,9 @@ struct DevArgs {
     /// DS shards (default: one per core).
     #[arg(long)]
     shards: Option<usize>,
+    /// Clients must AUTH with this password (`CONFIG SET requirepass` changes it).
+    #[arg(long)]
+    requirepass: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -99,8 +102,9 @@ struct DsArgs {
 
 #[derive(Debug, Args)]
 struct ProxyArgs {
-    /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`
-    /// (`docs/config/proxy.toml`).
+    /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`,
+    /// `client-query-buffer-limit`, `timeout`, `partial-request-timeout-ms`,
+    /// `auth-timeout-ms` (`docs/config/proxy.toml`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Load and check the config, print it, and exit.
@@ -125,6 +129,10 @@ struct ProxyFile {
     masters: Vec<String>,
     requirepass: Option<String>,
     max_clients: Option<usize>,
+    client_query_buffer_limit: Option<usize>,
+    timeout: Option<u64>,
+    partial_request_timeout_ms: Option<u64>,
+    auth_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +338,17 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     if let Some(n) = file.max_clients {
         cfg.max_clients = n;
     }
+    if let Some(n) = file.client_query_buffer_limit {
+        cfg.limits.max_query_buffer_bytes = n;
+    }
+    let ms = std::time::Duration::from_millis;
+    cfg.idle_timeout = file
+        .timeout
+        .map_or(cfg.idle_timeout, std::time::Duration::from_secs);
+    cfg.partial_request_timeout = file
+        .partial_request_timeout_ms
+        .map_or(cfg.partial_request_timeout, ms);
+    cfg.auth_timeout = file.auth_timeout_ms.map_or(cfg.auth_timeout, ms);
     cfg.router.masters = if args.master.is_empty() {
         file.masters
     } else {
@@ -388,6 +407,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             shards: args.shards.unwrap_or_else(|| {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             }),
+            requirepass: args.requirepass,
         }),
         Command::Master(args) => master(args),
         Command::Ds(args) => ds(args),

@@ -20,6 +20,10 @@ fn free_port() -> u16 {
 }
 
 fn start(dir: &Path, port: u16) -> Child {
+    start_with(dir, port, &[])
+}
+
+fn start_with(dir: &Path, port: u16, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tierkv"))
         .args([
             "dev",
@@ -30,6 +34,7 @@ fn start(dir: &Path, port: u16) -> Child {
             "--data-dir",
         ])
         .arg(dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -101,6 +106,50 @@ fn interrupt_and_wait(mut child: Child) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn dev_requirepass_flag_requires_auth_and_a_pathological_keys_returns_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = start_with(dir.path(), port, &["--requirepass", "pw"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut c = loop {
+        if let Some(mut c) = Conn::connect(port) {
+            assert_eq!(
+                c.cmd(&["GET", "k"]).unwrap(),
+                "-NOAUTH Authentication required."
+            );
+            assert_eq!(c.cmd(&["AUTH", "pw"]).unwrap(), "+OK");
+            if c.cmd(&["SET", "ready", "1"]).is_ok_and(|r| r == "+OK") {
+                break c;
+            }
+        }
+        assert!(Instant::now() < deadline, "tierkv dev did not become ready");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Issue 21: 20 × `a*` then `b` against a key of 200 a's ran for minutes.
+    let key = "a".repeat(200);
+    assert_eq!(c.cmd(&["SET", &key, "v"]).unwrap(), "+OK");
+    let pattern = format!("{}b", "a*".repeat(20));
+    let started = Instant::now();
+    assert_eq!(c.cmd(&["KEYS", &pattern]).unwrap(), "*0");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // CONFIG SET requirepass: new connections use the new password.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "requirepass", "new"]).unwrap(),
+        "+OK"
+    );
+    let mut fresh = Conn::connect(port).unwrap();
+    assert!(
+        fresh
+            .cmd(&["AUTH", "pw"])
+            .unwrap()
+            .starts_with("-WRONGPASS")
+    );
+    assert_eq!(fresh.cmd(&["AUTH", "new"]).unwrap(), "+OK");
+    assert_eq!(fresh.cmd(&["GET", &key]).unwrap(), "v");
+    interrupt_and_wait(child);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //!   order, output bounds, max clients, graceful shutdown).
 //! - [`cmd`]: the command table and the translation of each Redis command into `net`
 //!   operations and back into Redis replies; [`scan`]: SCAN/KEYS/DBSIZE/HSCAN.
+//! - [`glob`]: Redis's glob patterns (KEYS/SCAN/HSCAN MATCH, CONFIG GET), linear-time.
 //! - [`route`]: the cached route table, shard connection pool and retries.
 //! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
 //! - [`metrics`]: per-command counters and latency histograms for `INFO`.
@@ -16,11 +17,13 @@
 #![deny(missing_docs)]
 
 pub mod cmd;
+pub mod glob;
 pub mod keyspace;
 pub mod metrics;
 pub mod resp;
 pub mod route;
 pub mod scan;
 pub mod server;
+pub mod settings;
 
 pub use server::{ProxyConfig, Shared, serve, serve_metrics};

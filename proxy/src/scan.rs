@@ -10,13 +10,19 @@ use bytes::Bytes;
 use net::message::kv::{KeyType, KvOp, OpResult};
 
 use crate::cmd::AsyncCmd;
-use crate::cmd::util::{exec_error, glob_match, unexpected};
+use crate::cmd::util::{exec_error, unexpected};
+use crate::glob::Pattern;
 use crate::keyspace::{SLOTS, slot, slot_of_internal, slot_start};
 use crate::resp::Reply;
 use crate::route::{ExecError, Router};
 
 /// Keys asked of a shard per `KeyScan` step.
 const STEP: u32 = 256;
+
+/// Matcher steps (about one byte compared each) between two yields to the runtime: a MATCH
+/// over many keys, or one long pattern against long keys (O(|pattern| · |key|)), never holds
+/// the proxy's worker thread for more than about a millisecond at a time.
+const MATCH_SLICE: u64 = 256 * 1024;
 
 /// Runs a multi-round command.
 pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
@@ -28,7 +34,7 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
             type_filter,
         } => match scan(router, slot, count, type_filter).await {
             Ok((keys, next)) => {
-                let keys = filter(keys, pattern.as_deref());
+                let keys = filter(keys, pattern.as_deref()).await;
                 Reply::Array(vec![
                     Reply::Bulk(Bytes::from(next.to_string())),
                     Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
@@ -39,7 +45,8 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
         AsyncCmd::Keys { pattern } => match scan(router, 0, usize::MAX, None).await {
             Ok((keys, _)) => {
                 let pat = (&pattern[..] != b"*").then_some(&pattern[..]);
-                Reply::Array(filter(keys, pat).into_iter().map(Reply::Bulk).collect())
+                let keys = filter(keys, pat).await;
+                Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
             }
             Err(e) => exec_error(&e),
         },
@@ -55,10 +62,58 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
     }
 }
 
-fn filter(keys: Vec<Bytes>, pattern: Option<&[u8]>) -> Vec<Bytes> {
-    match pattern {
-        None => keys,
-        Some(p) => keys.into_iter().filter(|k| glob_match(p, k)).collect(),
+async fn filter(keys: Vec<Bytes>, pattern: Option<&[u8]>) -> Vec<Bytes> {
+    let Some(p) = pattern else {
+        return keys;
+    };
+    let mut m = Matcher::new(Pattern::new(p));
+    let mut out = Vec::new();
+    for k in keys {
+        if m.matches(&k).await {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// Matches many subjects against one pattern, yielding to the runtime every
+/// [`MATCH_SLICE`] steps (each subject costs at least one).
+#[derive(Debug)]
+pub struct Matcher<'p> {
+    pattern: Pattern<'p>,
+    /// Steps left before the next yield.
+    budget: u64,
+    /// Yields so far.
+    pub yields: u64,
+}
+
+impl<'p> Matcher<'p> {
+    /// A matcher for `pattern`.
+    pub fn new(pattern: Pattern<'p>) -> Self {
+        Self {
+            pattern,
+            budget: MATCH_SLICE,
+            yields: 0,
+        }
+    }
+
+    /// Whether `s` matches.
+    pub async fn matches(&mut self, s: &[u8]) -> bool {
+        let mut m = self.pattern.matching(s);
+        loop {
+            let before = m.steps();
+            let done = m.run(self.budget);
+            let used = (m.steps() - before).max(1);
+            self.budget = self.budget.saturating_sub(used);
+            if self.budget == 0 {
+                self.yields += 1;
+                tokio::task::yield_now().await;
+                self.budget = MATCH_SLICE;
+            }
+            if let Some(r) = done {
+                return r;
+            }
+        }
     }
 }
 
@@ -155,6 +210,7 @@ fn before(k: &Bytes) -> Bytes {
 async fn hscan(router: &Router, key: Bytes, pattern: Option<Bytes>, novalues: bool) -> Reply {
     let mut cursor = Bytes::new();
     let mut out = Vec::new();
+    let mut matcher = pattern.as_deref().map(|p| Matcher::new(Pattern::new(p)));
     loop {
         let op = KvOp::HScan {
             key: key.clone(),
@@ -175,7 +231,11 @@ async fn hscan(router: &Router, key: Bytes, pattern: Option<Bytes>, novalues: bo
             None => return Reply::err("internal error: no result"),
         };
         for (f, v) in pairs.0 {
-            if pattern.as_deref().is_none_or(|p| glob_match(p, &f)) {
+            let keep = match matcher.as_mut() {
+                Some(m) => m.matches(&f).await,
+                None => true,
+            };
+            if keep {
                 out.push(Reply::Bulk(f));
                 if !novalues {
                     out.push(Reply::Bulk(v));

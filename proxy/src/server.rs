@@ -12,8 +12,15 @@
 //!
 //! Output is bounded: a batch whose replies exceed `max_output_bytes` disconnects the client
 //! (unless it is a single reply), and a write that makes no progress for `output_stall`
-//! (a client that pipelines without reading) disconnects it too. Memory per connection is
-//! therefore bounded by the parser's query-buffer limit plus one batch.
+//! (a client that pipelines without reading) disconnects it too. Input is bounded: the
+//! receive buffer grows with the bytes that arrived (never with a length a header announces)
+//! up to `client-query-buffer-limit`, and is given back once idle. Memory per connection is
+//! therefore bounded by the query-buffer limit plus one batch.
+//!
+//! Silent clients are closed: a partial request that receives no byte for
+//! `partial_request_timeout`, a connection that has not authenticated `auth_timeout` after it
+//! was accepted (when a password is set), and with Redis's `timeout` any client idle that
+//! long. One timer per connection checks these, at most every 10 s and never on the hot path.
 // perf-critical: the per-connection loop.
 
 use std::collections::HashMap;
@@ -32,20 +39,38 @@ use tokio::task::JoinSet;
 
 use crate::cmd::{self, Action, Finish, Session};
 use crate::metrics::{Metrics, Sample, error_class};
-use crate::resp::{Limits, Protocol, Reply, RequestParser};
+use crate::resp::{Limits, ParseError, Protocol, Reply, RequestParser};
 use crate::route::{ExecError, Router, RouterConfig};
+use crate::settings::Settings;
+
+/// A connection's receive buffer when it is not holding a large request.
+const INBUF_BYTES: usize = 16 * 1024;
+/// An idle receive buffer larger than this is given back (a large request has completed).
+const INBUF_KEEP_BYTES: usize = 64 * 1024;
+/// A connection re-reads the timeout settings at least this often.
+const TIMER_CHECK_MAX: Duration = Duration::from_secs(10);
 
 /// Proxy settings.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// The listen address, as reported by `INFO`/`CONFIG GET port`.
     pub listen: String,
-    /// `requirepass`: clients must `AUTH` first when set.
+    /// `requirepass`: clients must `AUTH` first when set (the starting value; `CONFIG SET
+    /// requirepass` changes it, see [`Settings`]).
     pub requirepass: Option<String>,
     /// Connected clients at most; more are answered `-ERR max number of clients reached`.
     pub max_clients: usize,
-    /// Parser limits (`proto-max-bulk-len`, query buffer limits).
+    /// Parser limits (`proto-max-bulk-len`, query buffer limits; `max_query_buffer_bytes` is
+    /// `client-query-buffer-limit`'s starting value).
     pub limits: Limits,
+    /// Redis's `timeout`: a client idle this long is closed; zero (the default) never.
+    pub idle_timeout: Duration,
+    /// A partial request that receives no byte this long closes the connection. Default
+    /// 30 s; zero: never.
+    pub partial_request_timeout: Duration,
+    /// When a password is set, a connection not authenticated this long after it was
+    /// accepted is closed. Default 10 s; zero: never.
+    pub auth_timeout: Duration,
     /// Largest output of one batch before the client is disconnected. Default 256 MiB.
     pub max_output_bytes: usize,
     /// A write that makes no progress this long disconnects the client. Default 30 s.
@@ -65,6 +90,9 @@ impl Default for ProxyConfig {
             requirepass: None,
             max_clients: 10_000,
             limits: Limits::default(),
+            idle_timeout: Duration::ZERO,
+            partial_request_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(10),
             max_output_bytes: 256 * 1024 * 1024,
             output_stall: Duration::from_secs(30),
             max_pipeline: 1024,
@@ -79,6 +107,8 @@ impl Default for ProxyConfig {
 pub struct Shared {
     /// Settings.
     pub cfg: ProxyConfig,
+    /// The settings `CONFIG SET` changes (they start from `cfg`).
+    pub settings: Settings,
     /// Routing.
     pub router: Router,
     /// Metrics.
@@ -94,8 +124,14 @@ impl Shared {
     /// Shared state for `cfg`.
     pub fn new(cfg: ProxyConfig) -> Arc<Self> {
         let router = Router::new(cfg.router.clone());
+        let settings = Settings::new(
+            cfg.requirepass.as_deref(),
+            cfg.limits.max_query_buffer_bytes,
+            cfg.idle_timeout,
+        );
         Arc::new(Self {
             cfg,
+            settings,
             router,
             metrics: Metrics::default(),
             clients: AtomicUsize::new(0),
@@ -358,22 +394,26 @@ async fn connection(
             lib_name: None,
             lib_ver: None,
             protocol: Protocol::Resp2,
-            authenticated: shared.cfg.requirepass.is_none(),
+            authenticated: shared.settings.requirepass().is_none(),
             peer,
             since: Instant::now(),
         },
         wr,
-        out: BytesMut::with_capacity(16 * 1024),
+        // Allocated by the first reply: a connection that never gets one costs nothing here.
+        out: BytesMut::new(),
         ops: Vec::new(),
         items: Vec::new(),
         samples: Vec::new(),
         batch_start: Instant::now(),
     };
     let mut parser = RequestParser::new(shared.cfg.limits);
-    let mut inbuf = BytesMut::with_capacity(16 * 1024);
+    let mut inbuf = BytesMut::with_capacity(INBUF_BYTES);
+    // When the last bytes arrived (the start of idleness).
+    let mut last_read = conn.batch_start;
+    let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval()));
     loop {
         if inbuf.capacity() - inbuf.len() < 4096 {
-            inbuf.reserve(16 * 1024);
+            inbuf.reserve(INBUF_BYTES);
         }
         let n = tokio::select! {
             r = rd.read_buf(&mut inbuf) => match r {
@@ -381,11 +421,29 @@ async fn connection(
                 Err(_) => return,
             },
             _ = stop.changed() => return,
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                let partial = parser.has_partial(&inbuf);
+                match conn.deadline(partial, last_read) {
+                    Some((at, why)) if at <= now => {
+                        tracing::info!(peer = %conn.sess.peer, "{why}; closing");
+                        return;
+                    }
+                    next => {
+                        let check = now + conn.check_interval();
+                        let at = next.map_or(check, |(at, _)| at.min(check));
+                        timer.as_mut().reset(at.into());
+                        continue;
+                    }
+                }
+            }
         };
         if n == 0 {
             return;
         }
+        parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let end = conn.process(&mut parser, &mut inbuf).await;
+        last_read = conn.batch_start;
         if end == End::Now {
             return;
         }
@@ -393,10 +451,58 @@ async fn connection(
             let _ = conn.wr.shutdown().await;
             return;
         }
+        if inbuf.is_empty() && inbuf.capacity() > INBUF_KEEP_BYTES {
+            inbuf = BytesMut::with_capacity(INBUF_BYTES);
+        }
     }
 }
 
 impl Conn<'_> {
+    /// The earliest time this connection is to be closed at, and why: not authenticated in
+    /// time, a partial request idle too long, or idle past `timeout`.
+    fn deadline(&self, partial: bool, last_read: Instant) -> Option<(Instant, &'static str)> {
+        let cfg = &self.shared.cfg;
+        let candidates = [
+            (
+                !self.sess.authenticated,
+                cfg.auth_timeout,
+                self.sess.since,
+                "not authenticated in time",
+            ),
+            (
+                partial,
+                cfg.partial_request_timeout,
+                last_read,
+                "partial request idle too long",
+            ),
+            (
+                true,
+                self.shared.settings.idle_timeout(),
+                last_read,
+                "idle client timeout",
+            ),
+        ];
+        candidates
+            .into_iter()
+            .filter(|&(applies, after, _, _)| applies && !after.is_zero())
+            .map(|(_, after, from, why)| (from + after, why))
+            .min_by_key(|&(at, _)| at)
+    }
+
+    /// How often the connection's timer looks at its deadlines: the shortest timeout
+    /// configured, at most [`TIMER_CHECK_MAX`].
+    fn check_interval(&self) -> Duration {
+        let cfg = &self.shared.cfg;
+        [
+            cfg.auth_timeout,
+            cfg.partial_request_timeout,
+            self.shared.settings.idle_timeout(),
+        ]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .fold(TIMER_CHECK_MAX, Duration::min)
+    }
+
     /// Runs every whole command in `inbuf`.
     async fn process(&mut self, parser: &mut RequestParser, inbuf: &mut BytesMut) -> End {
         self.batch_start = Instant::now();
@@ -410,6 +516,17 @@ impl Conn<'_> {
             let args = match parser.next(inbuf, self.sess.authenticated) {
                 Ok(Some(args)) => args,
                 Ok(None) => break,
+                Err(ParseError::QueryBufferLimit) => {
+                    // As Redis: the replies before it go out, then the connection is closed
+                    // without one for it.
+                    tracing::warn!(peer = %self.sess.peer, "closing client that reached max query buffer length");
+                    let end = self.flush().await;
+                    return if end == End::Now {
+                        end
+                    } else {
+                        End::AfterWrite
+                    };
+                }
                 Err(e) => {
                     self.shared.metrics.record_error("ERR");
                     self.push_ready(None, Reply::err(e));

@@ -251,3 +251,75 @@ fn pipelined_script_replies_match_redis_server() {
         );
     }
 }
+
+/// The bulk strings of a flat array reply, sorted.
+fn sorted_bulks(reply: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = &reply[reply.iter().position(|&b| b == b'\n').unwrap() + 1..];
+    while !rest.is_empty() {
+        let nl = rest.iter().position(|&b| b == b'\n').unwrap();
+        let len: usize = std::str::from_utf8(&rest[1..nl - 1])
+            .unwrap()
+            .parse()
+            .unwrap();
+        out.push(rest[nl + 1..nl + 1 + len].to_vec());
+        rest = &rest[nl + 1 + len + 2..];
+    }
+    out.sort();
+    out
+}
+
+/// KEYS with ~2,000 generated patterns (every glob construct and Redis's quirks: unterminated
+/// classes, `a-]` ranges, escapes, a trailing backslash) over keys made of the same bytes:
+/// the proxy's linear matcher selects exactly the keys redis-server's `stringmatchlen` does.
+#[test]
+fn keys_patterns_select_what_redis_server_selects() {
+    let Some(redis) = test_support::redis::start() else {
+        return;
+    };
+    let env = Env::start(2);
+    let mut r = Client::connect(redis.addr());
+    let mut p = env.client();
+    // A small deterministic generator (xorshift) over a glob-heavy alphabet.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        usize::try_from(state % n as u64).unwrap()
+    };
+    let mut word = |alphabet: &[u8], max: usize| -> Vec<u8> {
+        let len = next(max + 1);
+        (0..len).map(|_| alphabet[next(alphabet.len())]).collect()
+    };
+    for _ in 0..120 {
+        let key = word(b"ab[]-\\^", 6);
+        if key.is_empty() {
+            continue;
+        }
+        for c in [&mut r, &mut p] {
+            assert_eq!(c.cmd_args(&[b"SET", &key, b"1"]), "+OK\r\n");
+        }
+    }
+    let (mut diffs, mut selecting) = (Vec::new(), 0);
+    for _ in 0..2000 {
+        let pattern = word(b"ab*?[]^-\\", 7);
+        if pattern == b"*" {
+            continue;
+        }
+        let want = r.cmd_args(&[b"KEYS", &pattern]);
+        let got = p.cmd_args(&[b"KEYS", &pattern]);
+        let want = sorted_bulks(want.as_bytes());
+        selecting += usize::from(!want.is_empty());
+        if want != sorted_bulks(got.as_bytes()) {
+            diffs.push(format!("{:?}", String::from_utf8_lossy(&pattern)));
+        }
+    }
+    assert!(
+        diffs.is_empty(),
+        "patterns that differ: {}",
+        diffs.join(", ")
+    );
+    // The comparison means something: many patterns select keys.
+    assert!(selecting > 300, "only {selecting} patterns selected a key");
+}

@@ -32,7 +32,8 @@ impl Drop for RedisServer {
 
 /// Starts `redis-server --port PORT --bind 127.0.0.1 --save '' --appendonly no` on a free
 /// port; `None`, with a `SKIPPED: …` line on stderr, when `redis-server` cannot be run (not
-/// installed). A port picked by binding port 0 can be taken again before redis binds it
+/// installed; under `CI=true` that panics instead, so CI cannot skip the comparison). A port
+/// picked by binding port 0 can be taken again before redis binds it
 /// (other tests do the same, in parallel), so a server that exits at start is retried on a new
 /// port (5 attempts), and it is returned only once it answers while still running.
 ///
@@ -52,6 +53,9 @@ pub fn start() -> Option<RedisServer> {
             .spawn();
         let mut child = match child {
             Ok(c) => c,
+            Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("redis-server is required when CI=true: {e}");
+            }
             Err(e) => {
                 eprintln!(
                     "SKIPPED: redis-server not available ({e}); install redis-server \

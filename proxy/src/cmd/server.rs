@@ -50,13 +50,12 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
 /// Checks a user and password against `requirepass` (user `default` only).
 fn check_password(shared: &Shared, user: &[u8], pass: &[u8]) -> bool {
     let user_ok = user == b"default";
-    match &shared.cfg.requirepass {
+    match shared.settings.requirepass() {
         None => user_ok,
         Some(p) => {
             // Compare every byte whatever the first difference.
             let same_len = p.len() == pass.len();
             let diff = p
-                .as_bytes()
                 .iter()
                 .zip(pass.iter())
                 .fold(0u8, |acc, (a, b)| acc | (a ^ b));
@@ -72,7 +71,7 @@ fn wrongpass() -> Reply {
 fn auth(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
     let (user, pass): (&[u8], &[u8]) = match args.len() {
         2 => {
-            if shared.cfg.requirepass.is_none() {
+            if shared.settings.requirepass().is_none() {
                 return Reply::err(
                     "AUTH <password> called without any password configured for the default \
                      user. Are you sure your configuration is correct?",
@@ -296,9 +295,23 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             c.listen.rsplit(':').next().unwrap_or("").to_string(),
         ),
         ("proto-max-bulk-len", c.limits.max_bulk_bytes.to_string()),
-        ("requirepass", c.requirepass.clone().unwrap_or_default()),
+        (
+            "requirepass",
+            shared
+                .settings
+                .requirepass()
+                .map(|p| String::from_utf8_lossy(&p).into_owned())
+                .unwrap_or_default(),
+        ),
         ("save", String::new()),
-        ("timeout", "0".into()),
+        (
+            "timeout",
+            shared.settings.idle_timeout().as_secs().to_string(),
+        ),
+        (
+            "client-query-buffer-limit",
+            shared.settings.query_buffer_limit().to_string(),
+        ),
         (
             "client-output-buffer-limit",
             format!("normal {} 0 0", c.max_output_bytes),
@@ -318,25 +331,96 @@ fn config(shared: &Shared, args: &[Bytes]) -> Reply {
         for (name, value) in &params {
             if args[2..]
                 .iter()
-                .any(|p| super::util::glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
+                .any(|p| crate::glob::Pattern::nocase(p).matches(name.as_bytes()))
             {
                 out.push((Reply::bulk(name.as_bytes()), Reply::bulk(value.as_bytes())));
             }
         }
         Reply::Map(out)
     } else if is(sub, "set") {
-        Reply::err(format_args!(
-            "Unknown option or number of arguments for CONFIG SET - '{}'",
-            args.get(2)
-                .map(|a| String::from_utf8_lossy(a))
-                .unwrap_or_default()
-        ))
+        config_set(shared, args)
     } else if is(sub, "resetstat") {
         shared.metrics.reset();
         Reply::OK
     } else {
         unknown_sub("config", sub)
     }
+}
+
+/// A value `CONFIG SET` accepted for one of the parameters it can change.
+enum SetValue {
+    Requirepass(Bytes),
+    QueryBufferLimit(usize),
+    Timeout(u64),
+}
+
+/// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
+/// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`.
+fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
+    if args.len() < 4 {
+        return arity("config|set");
+    }
+    if args.len() % 2 != 0 {
+        return syntax();
+    }
+    let mut values: Vec<(String, SetValue)> = Vec::new();
+    for pair in args[2..].chunks_exact(2) {
+        let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let failed = |why: &str| {
+            Reply::err(format_args!(
+                "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+            ))
+        };
+        if values.iter().any(|(n, _)| *n == name) {
+            return failed("duplicate parameter");
+        }
+        let value = match config_value(&name, &pair[1]) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                return Reply::err(format_args!(
+                    "Unknown option or number of arguments for CONFIG SET - '{}'",
+                    String::from_utf8_lossy(&pair[0])
+                ));
+            }
+            Err(why) => return failed(why),
+        };
+        values.push((name, value));
+    }
+    for (_, v) in values {
+        match v {
+            SetValue::Requirepass(p) => shared.settings.set_requirepass(&p),
+            SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
+            SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
+        }
+    }
+    Reply::OK
+}
+
+/// Parses the value of a settable parameter: `Ok(None)` for a parameter `CONFIG SET` cannot
+/// change, `Err` with Redis's reason for a bad value.
+fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, &'static str> {
+    use crate::settings::{QUERY_BUFFER_LIMIT_MIN, TIMEOUT_SECS_MAX, parse_memory};
+    Ok(Some(match name {
+        "requirepass" => SetValue::Requirepass(Bytes::copy_from_slice(v)),
+        "client-query-buffer-limit" => {
+            let n = parse_memory(v).ok_or("argument must be a memory value")?;
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n >= QUERY_BUFFER_LIMIT_MIN && i64::try_from(n).is_ok())
+                .ok_or("argument must be between 1048576 and 9223372036854775807 inclusive")?;
+            SetValue::QueryBufferLimit(n)
+        }
+        "timeout" => {
+            let n =
+                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            let n = u64::try_from(n)
+                .ok()
+                .filter(|&n| n <= TIMEOUT_SECS_MAX)
+                .ok_or("argument must be between 0 and 2147483647 inclusive")?;
+            SetValue::Timeout(n)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// The `INFO` text for the requested sections (default: server, clients, memory, stats,

@@ -133,85 +133,9 @@ pub fn opt_bulk(v: Option<Bytes>) -> Reply {
 }
 
 /// Redis's glob matching (`stringmatchlen`): `*`, `?`, `[...]` with `^` and ranges, `\`.
+/// Linear-time; see [`crate::glob`] (compile a [`crate::glob::Pattern`] once to match many).
 pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
-    glob(pattern, s, 0)
-}
-
-fn glob(p: &[u8], s: &[u8], depth: u32) -> bool {
-    if depth > 1000 {
-        return false;
-    }
-    let (mut pi, mut si) = (0, 0);
-    while pi < p.len() {
-        match p[pi] {
-            b'*' => {
-                while pi + 1 < p.len() && p[pi + 1] == b'*' {
-                    pi += 1;
-                }
-                if pi + 1 == p.len() {
-                    return true;
-                }
-                return (si..=s.len()).any(|k| glob(&p[pi + 1..], &s[k..], depth + 1));
-            }
-            b'?' => {
-                if si >= s.len() {
-                    return false;
-                }
-                si += 1;
-            }
-            b'[' => {
-                if si >= s.len() {
-                    return false;
-                }
-                pi += 1;
-                let not = p.get(pi) == Some(&b'^');
-                if not {
-                    pi += 1;
-                }
-                let mut matched = false;
-                loop {
-                    match p.get(pi) {
-                        None => {
-                            pi -= 1; // Redis treats an unterminated class as ending here
-                            break;
-                        }
-                        Some(b']') => break,
-                        Some(b'\\') if pi + 1 < p.len() => {
-                            pi += 1;
-                            matched |= p[pi] == s[si];
-                        }
-                        Some(&lo) if p.get(pi + 1) == Some(&b'-') && pi + 2 < p.len() => {
-                            let hi = p[pi + 2];
-                            let (lo, hi) = if lo > hi { (hi, lo) } else { (lo, hi) };
-                            matched |= (lo..=hi).contains(&s[si]);
-                            pi += 2;
-                        }
-                        Some(&c) => matched |= c == s[si],
-                    }
-                    pi += 1;
-                }
-                if matched == not {
-                    return false;
-                }
-                si += 1;
-            }
-            b'\\' if pi + 1 < p.len() => {
-                pi += 1;
-                if si >= s.len() || p[pi] != s[si] {
-                    return false;
-                }
-                si += 1;
-            }
-            c => {
-                if si >= s.len() || c != s[si] {
-                    return false;
-                }
-                si += 1;
-            }
-        }
-        pi += 1;
-    }
-    si == s.len()
+    crate::glob::matches(pattern, s)
 }
 
 #[cfg(test)]
@@ -225,19 +149,5 @@ mod tests {
         for bad in [&b"+1"[..], b" 1", b"01", b"", b"-", b"-0", b"1.0"] {
             assert_eq!(parse_i64(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn glob_matches_like_redis() {
-        assert!(glob_match(b"*", b""));
-        assert!(glob_match(b"h?llo", b"hello"));
-        assert!(glob_match(b"h*llo", b"heeeello"));
-        assert!(glob_match(b"h[ae]llo", b"hallo"));
-        assert!(!glob_match(b"h[^e]llo", b"hello"));
-        assert!(glob_match(b"h[a-b]llo", b"hbllo"));
-        assert!(glob_match(b"key:\\*", b"key:*"));
-        assert!(!glob_match(b"key:\\*", b"key:a"));
-        assert!(glob_match(b"user:*:name", b"user:42:name"));
-        assert!(!glob_match(b"a*b", b"acd"));
     }
 }

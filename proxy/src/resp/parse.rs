@@ -6,6 +6,13 @@
 //!
 //! The parser is incremental: bytes that do not yet form a whole command stay in the buffer
 //! and `Ok(None)` asks for more. Arguments are zero-copy slices of the receive buffer.
+//!
+//! Memory follows what arrived, never what a header announces: a partial bulk makes the
+//! buffer grow at most by as many bytes as it already holds (so `$536870912` followed by one
+//! byte keeps the connection's usual 16 KiB buffer), and a request whose bytes so far — arguments
+//! already parsed plus the unparsed rest — exceed the query buffer limit
+//! (`client-query-buffer-limit`) is [`ParseError::QueryBufferLimit`]: the connection is
+//! closed without a reply, as Redis does.
 // perf-critical: every command passes through here.
 
 use std::borrow::Cow;
@@ -43,14 +50,24 @@ impl Default for Limits {
     }
 }
 
-/// A request the connection must refuse; the text is Redis's, after `-ERR `.
+/// A request the connection must refuse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Protocol error: {0}")]
-pub struct ParseError(pub Cow<'static, str>);
+#[non_exhaustive]
+pub enum ParseError {
+    /// Answered with this text after `-ERR `, then the connection is closed.
+    #[error("Protocol error: {0}")]
+    Protocol(Cow<'static, str>),
+    /// The request outgrew the query buffer limit: the connection is closed without a reply.
+    #[error("query buffer limit exceeded")]
+    QueryBufferLimit,
+}
 
 fn perr(msg: &'static str) -> ParseError {
-    ParseError(Cow::Borrowed(msg))
+    ParseError::Protocol(Cow::Borrowed(msg))
 }
+
+/// Largest step by which a partial bulk grows the buffer ahead of what has arrived.
+const BULK_RESERVE_MAX: usize = 1 << 20;
 
 /// Where a multibulk command is in its parse, so a command split across reads is not
 /// re-scanned from its start.
@@ -59,6 +76,8 @@ struct Multibulk {
     /// Arguments still to read.
     remaining: usize,
     args: Vec<Bytes>,
+    /// Bytes of `args`.
+    arg_bytes: usize,
 }
 
 /// An incremental request parser for one connection.
@@ -75,6 +94,16 @@ impl RequestParser {
             limits,
             partial: None,
         }
+    }
+
+    /// Changes the query buffer limit (`CONFIG SET client-query-buffer-limit`).
+    pub fn set_query_buffer_limit(&mut self, bytes: usize) {
+        self.limits.max_query_buffer_bytes = bytes;
+    }
+
+    /// Whether part of a request has been read (in the parser or still in `buf`).
+    pub fn has_partial(&self, buf: &BytesMut) -> bool {
+        self.partial.is_some() || !buf.is_empty()
     }
 
     /// Takes the next whole command off the front of `buf`. `Ok(None)`: more bytes are needed.
@@ -101,10 +130,17 @@ impl RequestParser {
             match result {
                 Some(args) if args.is_empty() => continue,
                 Some(args) => return Ok(Some(args)),
-                None if buf.len() > limit => return Err(perr("query buffer limit exceeded")),
+                None if self.pending_bytes(buf) > limit => {
+                    return Err(ParseError::QueryBufferLimit);
+                }
                 None => return Ok(None),
             }
         }
+    }
+
+    /// Bytes of the request being read: arguments already parsed plus what is unparsed.
+    fn pending_bytes(&self, buf: &BytesMut) -> usize {
+        buf.len() + self.partial.as_ref().map_or(0, |p| p.arg_bytes)
     }
 
     fn multibulk(
@@ -132,6 +168,7 @@ impl RequestParser {
             self.partial = Some(Multibulk {
                 remaining: n,
                 args: Vec::with_capacity(n.min(PREALLOC_ARGS_MAX)),
+                arg_bytes: 0,
             });
         }
         let state = self.partial.as_mut().expect("set above");
@@ -141,7 +178,9 @@ impl RequestParser {
             };
             if first != b'$' {
                 let got = char::from(first);
-                return Err(ParseError(Cow::Owned(format!("expected '$', got '{got}'"))));
+                return Err(ParseError::Protocol(Cow::Owned(format!(
+                    "expected '$', got '{got}'"
+                ))));
             }
             let Some(line_end) = find_crlf(buf, INLINE_MAX_BYTES, "too big bulk count string")?
             else {
@@ -158,9 +197,10 @@ impl RequestParser {
             let total = line_end + 2 + len + 2;
             if buf.len() < total {
                 // Make room for the bulk in large steps instead of read by read, but never
-                // more than 1 MiB ahead of what has arrived: a claimed length alone must not
-                // make us allocate.
-                buf.reserve((total - buf.len()).min(1 << 20));
+                // more than what has arrived (nor 1 MiB) ahead of it: a claimed length alone
+                // must not make us allocate.
+                let ahead = buf.len().min(BULK_RESERVE_MAX);
+                buf.reserve((total - buf.len()).min(ahead));
                 return Ok(None);
             }
             if &buf[total - 2..total] != b"\r\n" {
@@ -169,6 +209,7 @@ impl RequestParser {
             buf.advance(line_end + 2);
             let arg = buf.split_to(len).freeze();
             buf.advance(2);
+            state.arg_bytes += arg.len();
             state.args.push(arg);
             state.remaining -= 1;
         }
@@ -422,6 +463,58 @@ mod tests {
         assert_eq!(p.next(&mut buf, true), Ok(None));
         let state = p.partial.as_ref().unwrap();
         assert!(state.args.capacity() <= PREALLOC_ARGS_MAX);
+    }
+
+    #[test]
+    fn an_announced_huge_bulk_grows_the_buffer_only_with_what_arrived() {
+        let mut p = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::with_capacity(16 * 1024);
+        buf.extend_from_slice(b"*1\r\n$536870912\r\nx");
+        assert_eq!(p.next(&mut buf, true), Ok(None));
+        assert!(buf.capacity() <= 16 * 1024, "{}", buf.capacity());
+        // As bytes arrive the buffer stays within a small factor of them (the reserve ahead and
+        // the Vec doubling).
+        for _ in 0..64 {
+            buf.extend_from_slice(&[b'x'; 32 * 1024]);
+            assert_eq!(p.next(&mut buf, true), Ok(None));
+            assert!(
+                buf.capacity() <= 4 * buf.len() + 64 * 1024,
+                "{} for {}",
+                buf.capacity(),
+                buf.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_past_the_query_buffer_limit_is_refused_counting_parsed_arguments() {
+        let limits = Limits {
+            max_query_buffer_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let mut p = RequestParser::new(limits);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(b"*3\r\n$600000\r\n");
+        buf.extend_from_slice(&[b'a'; 600_000]);
+        buf.extend_from_slice(b"\r\n$600000\r\n");
+        assert_eq!(p.next(&mut buf, true), Ok(None));
+        buf.extend_from_slice(&[b'b'; 500_000]);
+        assert_eq!(p.next(&mut buf, true), Err(ParseError::QueryBufferLimit));
+        // The same request fits a larger limit.
+        let mut p = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&multibulk(&[&[b'a'; 600_000], &[b'b'; 600_000], b"c"]));
+        assert_eq!(
+            p.next(&mut buf, true).map(|a| a.map(|a| a.len())),
+            Ok(Some(3))
+        );
+        // A lowered limit applies from the next call.
+        let mut p = RequestParser::new(Limits::default());
+        let mut buf = BytesMut::from(&b"*1\r\n$2000000\r\n"[..]);
+        buf.extend_from_slice(&[b'x'; 1_100_000]);
+        assert_eq!(p.next(&mut buf, true), Ok(None));
+        p.set_query_buffer_limit(1 << 20);
+        assert_eq!(p.next(&mut buf, true), Err(ParseError::QueryBufferLimit));
     }
 
     proptest! {
