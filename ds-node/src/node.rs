@@ -235,18 +235,22 @@ async fn shard_main(
     }
     let _ = ready_tx.send(Ok(()));
     tracing::info!(shard = index, %addr, "shard serving");
-    // The listener lives in this future: it is closed (dropped) when the node stops.
-    let serve = async {
+    // The listener lives in its own task (see `core::spawn_owned`): it is closed (dropped)
+    // when the node stops; if it fails, the shard stops.
+    let listener_done = Rc::new(std::cell::Cell::new(false));
+    let done = Rc::clone(&listener_done);
+    let serving = crate::core::spawn_owned(async move {
         if let Err(e) = listener
             .serve(acceptor, TransportConfig::default(), max_conn, handler)
             .await
         {
             tracing::error!("listener stopped: {e}");
         }
-    };
+        done.set(true);
+    });
     let watch = async {
         let mut n = 0u64;
-        while !stop.load(Ordering::SeqCst) {
+        while !stop.load(Ordering::SeqCst) && !listener_done.get() {
             crate::core::sleep(Duration::from_millis(20)).await;
             n += 1;
             if n % 10 == 0 {
@@ -256,7 +260,8 @@ async fn shard_main(
             }
         }
     };
-    futures_lite::future::or(watch, serve).await;
+    watch.await;
+    drop(serving);
     if let Ok(mut g) = published.lock() {
         *g = Some(shard.metrics.borrow().clone());
     }

@@ -73,6 +73,21 @@ pub fn spawn<F: Future<Output = ()> + 'static>(fut: F) {
     glommio::spawn_local(fut).detach();
 }
 
+/// A task of the current executor, cancelled (never polled again, its future dropped) when
+/// this handle is dropped.
+#[derive(Debug)]
+#[must_use = "dropping the handle cancels the task"]
+pub struct OwnedTask(#[allow(dead_code)] glommio::Task<()>);
+
+/// Runs `fut` as its own task on the current executor until the returned handle is dropped.
+/// Its own task, so that only its own wake-ups poll it: glommio 0.9 stores one waker clone
+/// per poll of a pending socket or file operation (`Source::collect_rw`) in a task whose
+/// reference count is an `i16`, so a pending `accept` polled by a neighbour's timer 50 times
+/// a second overflowed it after ~11 minutes (issue 21, item 7).
+pub fn spawn_owned<F: Future<Output = ()> + 'static>(fut: F) -> OwnedTask {
+    OwnedTask(glommio::spawn_local(fut))
+}
+
 /// Yields to other tasks of the executor if this one ran long.
 pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
