@@ -121,6 +121,10 @@ impl Reader {
         Ok(out)
     }
 
+    /// Reads `N` raw bytes (a fixed-size field such as a nonce).
+    pub fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
+        self.take(what)
+    }
     /// Reads a `u8`.
     pub fn u8(&mut self, what: &'static str) -> Result<u8, DecodeError> {
         Ok(self.take::<1>(what)?[0])

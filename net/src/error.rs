@@ -96,6 +96,9 @@ pub enum RpcError {
         /// What is wrong with it.
         message: String,
     },
+    /// The peer did not prove knowledge of the cluster secret (handshake).
+    #[error("cluster secret proof failed: the peer does not hold this cluster's secret")]
+    AuthFailed {},
 }
 
 wire_enum!(RpcError: u16, "error code" {
@@ -115,6 +118,7 @@ wire_enum!(RpcError: u16, "error code" {
     14 => ProtocolVersion { min, max },
     15 => ClusterMismatch { cluster_id },
     16 => BadRequest { message },
+    17 => AuthFailed {},
 });
 
 impl RpcError {
@@ -141,7 +145,7 @@ mod tests {
 
     #[test]
     fn error_codes_are_stable() {
-        let cases: [(RpcError, u16); 16] = [
+        let cases: [(RpcError, u16); 17] = [
             (RpcError::NotLeader { hint: None }, 1),
             (RpcError::EpochMismatch { ranges: vec![] }, 2),
             (
@@ -179,6 +183,7 @@ mod tests {
                 },
                 16,
             ),
+            (RpcError::AuthFailed {}, 17),
         ];
         for (e, code) in cases {
             assert_eq!(e.code(), code, "{e:?}");

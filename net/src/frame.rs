@@ -105,8 +105,9 @@ impl FrameDecoder {
         self.max_frame_bytes
     }
 
-    /// How many bytes the frame at the front of `buf` needs in all, once its header is there
-    /// and valid; lets a transport reserve exactly that much.
+    /// How many bytes the frame at the front of `buf` needs in all, once its length is there
+    /// and within the limit. A reader must not reserve that much up front (the length is the
+    /// peer's claim): `ConnReader` grows with the bytes that arrived.
     pub fn needed(&self, buf: &[u8]) -> Result<Option<usize>, FrameError> {
         let Some(len_bytes) = buf.first_chunk::<4>() else {
             return Ok(None);

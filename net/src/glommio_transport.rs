@@ -14,8 +14,8 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, Handled, TransportConfig, client_channel, client_handshake, drive_client, log_close,
-    serve_connection,
+    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_handshake,
+    drive_client, log_close, serve_connection,
 };
 
 /// Runs `fut` with a time limit on the current glommio executor.
@@ -33,6 +33,9 @@ pub struct GlommioTimer;
 impl crate::transport::Timer for GlommioTimer {
     async fn timeout<F: Future>(d: Duration, fut: F) -> Option<F::Output> {
         with_timeout(d, fut).await
+    }
+    async fn sleep(d: Duration) {
+        glommio::timer::sleep(d).await;
     }
 }
 
@@ -118,7 +121,8 @@ impl Pool {
 }
 
 /// Accepts connections on `listener` forever (until the listener fails), serving each on
-/// this executor with `handler`; at most `max_connections` at once.
+/// this executor with `handler`; at most `max_connections` at once and
+/// `cfg.max_connections_per_peer` from one IP address (more are closed at once).
 pub async fn serve<H, F>(
     listener: TcpListener,
     acceptor: Acceptor,
@@ -148,6 +152,7 @@ where
     F: Future<Output = Option<Message>> + 'static,
 {
     let live = Rc::new(std::cell::Cell::new(0usize));
+    let per_peer = Rc::new(RefCell::new(PeerCounts::new(cfg.max_connections_per_peer)));
     loop {
         let stream = listener
             .accept()
@@ -161,12 +166,21 @@ where
             drop(stream);
             continue;
         }
+        if !per_peer.borrow_mut().open(peer.ip()) {
+            tracing::warn!(%peer, "connection refused: too many connections from this address");
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         live.set(live.get() + 1);
-        let (handler, cfg, live) = (handler.clone(), cfg.clone(), live.clone());
+        let (handler, cfg, live, per_peer) =
+            (handler.clone(), cfg.clone(), live.clone(), per_peer.clone());
         glommio::spawn_local(async move {
-            let result = serve_connection(stream, acceptor, &cfg, |m| handler(m)).await;
+            let result =
+                serve_connection::<GlommioTimer, _, _, _>(stream, acceptor, &cfg, |m| handler(m))
+                    .await;
             live.set(live.get() - 1);
+            per_peer.borrow_mut().close(peer.ip());
             log_close(peer, result);
         })
         .detach();

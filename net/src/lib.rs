@@ -7,6 +7,7 @@
 //!   Redis key is routed by; [`limits`]: key, element and value size limits.
 //! - [`frame`]: `len | kind | flags | request id | payload | crc32c` frames; a sans-IO decoder.
 //! - [`message`]: the typed messages and their frame kinds; [`error`]: errors with stable codes.
+//! - [`auth`]: the cluster secret and the handshake's proofs of it.
 //! - [`conn`]: the sans-IO connection state (handshake, frames in, messages out) that both
 //!   transports drive.
 //! - `tokio_transport` (feature `tokio`) and `glommio_transport` (feature `glommio`): TCP
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod auth;
 pub mod codec;
 pub mod conn;
 pub mod error;

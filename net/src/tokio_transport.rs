@@ -15,9 +15,32 @@ use tokio::task::JoinSet;
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, Handled, TransportConfig, client_channel, client_handshake, drive_client, log_close,
-    serve_connection,
+    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_handshake,
+    drive_client, log_close, serve_connection,
 };
+
+/// One connection's place in the per-address count; gives it back when dropped.
+struct PeerSlot {
+    counts: Arc<Mutex<PeerCounts>>,
+    ip: std::net::IpAddr,
+}
+
+impl PeerSlot {
+    fn take(counts: &Arc<Mutex<PeerCounts>>, ip: std::net::IpAddr) -> Option<Self> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.open(ip).then(|| Self {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        c.close(self.ip);
+    }
+}
 
 /// A tokio `TcpStream` seen through the `futures-io` traits the drivers are written against.
 #[derive(Debug)]
@@ -61,6 +84,9 @@ pub struct TokioTimer;
 impl crate::transport::Timer for TokioTimer {
     async fn timeout<F: Future>(d: std::time::Duration, fut: F) -> Option<F::Output> {
         tokio::time::timeout(d, fut).await.ok()
+    }
+    async fn sleep(d: std::time::Duration) {
+        tokio::time::sleep(d).await;
     }
 }
 
@@ -160,8 +186,9 @@ impl Pool {
 }
 
 /// Accepts connections on `listener` until `shutdown` completes, serving each with `handler`
-/// (at most `max_connections` at once; more wait in the listen backlog). On shutdown, stops
-/// accepting and ends every connection task before returning.
+/// (at most `max_connections` at once; more wait in the listen backlog; at most
+/// `cfg.max_connections_per_peer` from one IP address, more are closed at once). On shutdown,
+/// stops accepting and ends every connection task before returning.
 pub async fn serve<H, F>(
     listener: TcpListener,
     acceptor: Acceptor,
@@ -190,6 +217,7 @@ pub async fn serve_handled<H, F>(
     F: Future<Output = Option<Message>> + Send + 'static,
 {
     let limit = Arc::new(tokio::sync::Semaphore::new(max_connections.max(1)));
+    let per_peer = Arc::new(Mutex::new(PeerCounts::new(cfg.max_connections_per_peer)));
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -208,12 +236,21 @@ pub async fn serve_handled<H, F>(
             },
         };
         while tasks.try_join_next().is_some() {}
+        let Some(slot) = PeerSlot::take(&per_peer, peer.ip()) else {
+            tracing::warn!(%peer, "connection refused: too many connections from this address");
+            continue;
+        };
         let handler = handler.clone();
         let cfg = cfg.clone();
         tasks.spawn(async move {
             let _permit = permit;
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
-            let result = serve_connection(Compat(stream), acceptor, &cfg, |m| handler(m)).await;
+            let result =
+                serve_connection::<TokioTimer, _, _, _>(Compat(stream), acceptor, &cfg, |m| {
+                    handler(m)
+                })
+                .await;
             log_close(peer, result);
         });
     }

@@ -19,7 +19,10 @@ use futures_util::future::{Either, FutureExt, select};
 use futures_util::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 
-use crate::conn::{ConnError, ConnReader, check_hello, check_hello_ack, encode_hello};
+use crate::auth::ClusterSecret;
+use crate::conn::{
+    AcceptorHandshake, ConnError, ConnReader, ConnectorHandshake, HANDSHAKE_MAX_FRAME_BYTES,
+};
 use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::ids::RequestId;
 use crate::message::Message;
@@ -41,6 +44,19 @@ pub struct TransportConfig {
     pub connect_timeout: Duration,
     /// Timeout of one request, queueing included. Default 5 s.
     pub request_timeout: Duration,
+    /// The cluster secret both ends of a connection must prove. Default: the insecure
+    /// well-known secret ([`ClusterSecret::insecure`]), which only talks to endpoints that
+    /// have no secret either; services set the real one from their config.
+    pub secret: ClusterSecret,
+    /// Server side: time from accept to a completed handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Server side: a connection on which nothing arrived for this long (between one and two
+    /// times it) while no request was in flight is closed. `Duration::ZERO` disables it.
+    /// Default 10 min.
+    pub idle_timeout: Duration,
+    /// Server side: connections open at once from one IP address; more are refused, so that
+    /// one peer cannot take every connection slot. Default 256.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for TransportConfig {
@@ -52,6 +68,10 @@ impl Default for TransportConfig {
             write_batch_bytes: 256 * 1024,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            secret: ClusterSecret::insecure(),
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(600),
+            max_connections_per_peer: 256,
         }
     }
 }
@@ -192,6 +212,8 @@ pub trait Timer {
         d: std::time::Duration,
         fut: F,
     ) -> impl Future<Output = Option<F::Output>>;
+    /// Completes after `d`.
+    fn sleep(d: std::time::Duration) -> impl Future<Output = ()>;
 }
 
 /// A connection to one peer on runtime `T`; clones share it. Each transport names it
@@ -282,19 +304,58 @@ async fn fill<S: AsyncRead + Unpin>(
     reader.filled(n)
 }
 
-/// Connector side of the handshake: sends `hello`, waits for the ack.
+/// Connector side of the handshake (`Hello`, `Challenge`, `Auth`, `AuthAck`): proves the
+/// cluster secret and checks the acceptor's proof and cluster id. The caller bounds it in
+/// time (the connect timeout).
 pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     hello: Hello,
     cfg: &TransportConfig,
 ) -> Result<(HelloAck, ConnReader), ConnError> {
     let mut out = BytesMut::new();
-    encode_hello(hello, &mut out);
-    stream.write_all(&out).await?;
-    stream.flush().await?;
-    let mut reader = ConnReader::new(cfg.max_frame_bytes);
-    let (_, msg) = read_message(stream, &mut reader).await?;
-    Ok((check_hello_ack(msg)?, reader))
+    let mut hs = ConnectorHandshake::start(hello, cfg.secret.clone(), &mut out);
+    write_out(stream, &mut out).await?;
+    let mut reader = ConnReader::new(HANDSHAKE_MAX_FRAME_BYTES);
+    let (_, challenge) = read_message(stream, &mut reader).await?;
+    hs.on_challenge(challenge, &mut out)?;
+    write_out(stream, &mut out).await?;
+    let (_, ack) = read_message(stream, &mut reader).await?;
+    let ack = hs.on_auth_ack(ack)?;
+    reader.set_max_frame_bytes(cfg.max_frame_bytes);
+    Ok((ack, reader))
+}
+
+/// Acceptor side of the handshake: on success the connector proved the cluster secret and
+/// the reader is switched to the full frame limit. A refusal is sent before the error returns.
+pub async fn server_handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    acceptor: Acceptor,
+    cfg: &TransportConfig,
+) -> Result<(HelloAck, ConnReader), ConnError> {
+    let mut reader = ConnReader::new(HANDSHAKE_MAX_FRAME_BYTES);
+    let mut out = BytesMut::new();
+    let (_, hello) = read_message(stream, &mut reader).await?;
+    let hs = AcceptorHandshake::on_hello(&acceptor, cfg.secret.clone(), hello, &mut out);
+    write_out(stream, &mut out).await?;
+    let hs = hs?;
+    let (_, auth) = read_message(stream, &mut reader).await?;
+    let peer = hs.on_auth(auth, &mut out);
+    write_out(stream, &mut out).await?;
+    let peer = peer?;
+    reader.set_max_frame_bytes(cfg.max_frame_bytes);
+    Ok((peer, reader))
+}
+
+async fn write_out<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    out: &mut BytesMut,
+) -> Result<(), ConnError> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        stream.flush().await?;
+        out.clear();
+    }
+    Ok(())
 }
 
 /// Creates the channel between callers and a client connection's driver.
@@ -523,37 +584,33 @@ pub enum Handled<F> {
     Later(F),
 }
 
-/// Serves one accepted connection: handshake, then up to `max_in_flight` requests at a time,
-/// replies written in completion order. A handler that answers [`Handled::Now`] costs no task
-/// and no allocation; [`Handled::Later`] futures run concurrently on this task. A request with
-/// id 0 is one-way: its reply is dropped. Returns when the peer closes or breaks the
-/// protocol; the caller logs why.
-pub async fn serve_connection<S, H, F>(
+/// Serves one accepted connection: the handshake (within the handshake timeout, with the
+/// small handshake frame limit), then up to `max_in_flight` requests at a time, replies
+/// written in completion order. A handler that answers [`Handled::Now`] costs no task and no
+/// allocation; [`Handled::Later`] futures run concurrently on this task. A request with id 0
+/// is one-way: its reply is dropped. Returns when the peer closes, breaks the protocol or
+/// stays idle past the idle timeout; the caller logs why.
+pub async fn serve_connection<T, S, H, F>(
     mut stream: S,
     acceptor: Acceptor,
     cfg: &TransportConfig,
     handler: H,
 ) -> Result<(), ConnError>
 where
+    T: Timer,
     S: AsyncRead + AsyncWrite + Unpin,
     H: Fn(Message) -> Handled<F>,
     F: Future<Output = Option<Message>>,
 {
-    let mut reader = ConnReader::new(cfg.max_frame_bytes);
-    let (_, first) = read_message(&mut stream, &mut reader).await?;
+    let (_, mut reader) = T::timeout(
+        cfg.handshake_timeout,
+        server_handshake(&mut stream, acceptor, cfg),
+    )
+    .await
+    .ok_or(ConnError::HandshakeTimeout)??;
     let mut out = BytesMut::with_capacity(64 * 1024);
-    match check_hello(&acceptor, first)? {
-        Ok(ack) => Message::HelloAck(ack).encode_frame(RequestId(0), &mut out),
-        Err(refusal) => {
-            Message::Error(refusal.clone()).encode_frame(RequestId(0), &mut out);
-            stream.write_all(&out).await?;
-            stream.flush().await?;
-            return Err(ConnError::Refused(refusal));
-        }
-    }
-    stream.write_all(&out).await?;
-    stream.flush().await?;
-    out.clear();
+    let mut idle = IdleWatch::<T>::new(cfg.idle_timeout);
+    let mut idle_timer = pin!(T::sleep(idle.period()));
 
     let mut running = FuturesUnordered::new();
     loop {
@@ -580,7 +637,19 @@ where
             continue; // more requests may be buffered already
         }
         if running.is_empty() {
-            fill(&mut stream, &mut reader).await?;
+            // Nothing in flight: the only wait where a connection can be idle.
+            match select(pin!(fill(&mut stream, &mut reader)), idle_timer.as_mut()).await {
+                Either::Left((read, _)) => {
+                    read?;
+                    idle.activity();
+                }
+                Either::Right(((), _)) => {
+                    if !idle.rearm() {
+                        return Err(ConnError::IdleTimeout);
+                    }
+                    idle_timer.set(T::sleep(idle.period()));
+                }
+            }
         } else if running.len() < cfg.max_in_flight {
             match select(pin!(fill(&mut stream, &mut reader)), running.next()).await {
                 Either::Left((read, _)) => read?,
@@ -590,6 +659,90 @@ where
         } else if let Some((id, reply)) = running.next().await {
             write_reply(id, reply, &mut out);
         }
+    }
+}
+
+/// Connections open per peer IP address, against a limit: the transports' accept loops
+/// count with it.
+#[derive(Debug)]
+pub struct PeerCounts {
+    max: usize,
+    open: HashMap<std::net::IpAddr, usize>,
+}
+
+impl PeerCounts {
+    /// Counts against a limit of `max` (at least 1) per address.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            open: HashMap::new(),
+        }
+    }
+
+    /// Counts a new connection from `ip`; `false` (and nothing counted) at the limit.
+    pub fn open(&mut self, ip: std::net::IpAddr) -> bool {
+        let n = self.open.entry(ip).or_insert(0);
+        if *n >= self.max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    /// A connection from `ip` ended.
+    pub fn close(&mut self, ip: std::net::IpAddr) {
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.open.entry(ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
+
+    /// Connections open from `ip`.
+    pub fn count(&self, ip: std::net::IpAddr) -> usize {
+        self.open.get(&ip).copied().unwrap_or(0)
+    }
+}
+
+/// Idle detection without a clock read per request: a timer of one period runs; when it
+/// fires, the connection is idle if nothing arrived since it was armed, else it is re-armed.
+/// So an idle connection is closed between one and two periods after its last read.
+struct IdleWatch<T> {
+    period: Duration,
+    reads: u64,
+    reads_at_arm: u64,
+    timer: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T: Timer> IdleWatch<T> {
+    fn new(period: Duration) -> Self {
+        Self {
+            period,
+            reads: 0,
+            reads_at_arm: 0,
+            timer: std::marker::PhantomData,
+        }
+    }
+
+    /// The timer period; a disabled watch (period zero) sleeps for about a century.
+    fn period(&self) -> Duration {
+        if self.period.is_zero() {
+            Duration::from_secs(100 * 365 * 24 * 3600)
+        } else {
+            self.period
+        }
+    }
+
+    fn activity(&mut self) {
+        self.reads = self.reads.wrapping_add(1);
+    }
+
+    /// Called when the timer fired: whether to keep the connection (and re-arm).
+    fn rearm(&mut self) -> bool {
+        let active = self.reads != self.reads_at_arm || self.period.is_zero();
+        self.reads_at_arm = self.reads;
+        active
     }
 }
 
@@ -603,6 +756,7 @@ fn write_reply(id: RequestId, reply: Option<Message>, out: &mut BytesMut) {
 pub fn log_close(peer: std::net::SocketAddr, result: Result<(), ConnError>) {
     match result {
         Ok(()) | Err(ConnError::Closed) => tracing::debug!(%peer, "connection closed"),
+        Err(ConnError::IdleTimeout) => tracing::debug!(%peer, "idle connection closed"),
         Err(ConnError::Io(e)) => tracing::info!(%peer, "connection closed: i/o: {e}"),
         Err(e) => tracing::warn!(%peer, "connection closed: {e}"),
     }

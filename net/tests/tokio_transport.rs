@@ -11,8 +11,8 @@ use common::*;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use net::message::handshake::{Hello, Role};
 use net::message::{Message, Ping};
-use net::tokio_transport::{Client, serve};
-use net::transport::{CallError, TransportConfig};
+use net::tokio_transport::{Client, Compat, serve};
+use net::transport::{CallError, TransportConfig, client_handshake};
 use net::{ClusterId, NodeId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -105,26 +105,22 @@ async fn garbage_peer_is_disconnected_while_others_keep_working() {
     }
 
     // A peer that handshakes correctly and then sends a frame with a bad checksum.
-    let mut raw = TcpStream::connect(&addr).await.unwrap();
+    let mut raw = Compat(TcpStream::connect(&addr).await.unwrap());
+    client_handshake(&mut raw, hello(), &TransportConfig::default())
+        .await
+        .unwrap();
+    let mut raw = raw.0;
     let mut out = bytes::BytesMut::new();
-    net::conn::encode_hello(hello(), &mut out);
     get(3).encode_frame(net::RequestId(1), &mut out);
     let last = out.len() - 1;
     out[last] ^= 0xff;
     raw.write_all(&out).await.unwrap();
     let mut buf = vec![0u8; 4096];
-    let mut total = 0;
-    loop {
-        let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
-            .await
-            .expect("server must close after a bad frame")
-            .unwrap_or(0);
-        if n == 0 {
-            break;
-        }
-        total += n;
-    }
-    assert!(total > 0, "the handshake was answered before the bad frame");
+    let n = tokio::time::timeout(Duration::from_secs(5), raw.read(&mut buf))
+        .await
+        .expect("server must close after a bad frame")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "a bad frame got an answer");
     assert_eq!(good.call(get(4)).await.unwrap(), answer(4));
 }
 
@@ -284,4 +280,129 @@ async fn handlers_that_answer_at_once_and_later_share_a_connection() {
     for (i, r) in replies.into_iter().enumerate() {
         assert_eq!(r.unwrap(), answer(i as u32));
     }
+}
+
+/// Connects from `source_ip` (any 127.0.0.0/8 address is local on Linux).
+async fn connect_from(source_ip: &str, addr: &str) -> TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(format!("{source_ip}:0").parse().unwrap())
+        .unwrap();
+    sock.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// Reads until the server closes the connection, failing after `within`.
+async fn must_be_closed(raw: &mut TcpStream, within: Duration, what: &str) {
+    let mut buf = [0u8; 256];
+    loop {
+        let n = tokio::time::timeout(within, raw.read(&mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the server did not close the connection"))
+            .unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn peers_without_the_cluster_secret_are_refused() {
+    let (addr, _) = start_server(secure_cfg()).await;
+    let good = Client::connect(&addr, hello(), secure_cfg()).await.unwrap();
+    assert_eq!(good.call(get(1)).await.unwrap(), answer(1));
+    for (what, cfg) in [
+        ("wrong secret", wrong_secret_cfg()),
+        ("no secret", TransportConfig::default()),
+    ] {
+        let err = Client::connect(&addr, hello(), cfg).await.unwrap_err();
+        assert!(
+            matches!(&err, CallError::Connect(m) if m.contains("secret")),
+            "{what}: {err}"
+        );
+    }
+    // A server without the secret is refused by a client that has it.
+    let (open_addr, _) = start_server(TransportConfig::default()).await;
+    let err = Client::connect(&open_addr, hello(), secure_cfg())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Connect(m) if m.contains("secret")),
+        "{err}"
+    );
+    assert_eq!(good.call(get(2)).await.unwrap(), answer(2));
+}
+
+#[tokio::test]
+async fn a_zero_or_foreign_cluster_id_on_the_acceptor_is_refused_by_the_connector() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let mut unbootstrapped = acceptor();
+    unbootstrapped.cluster_id = ClusterId(0);
+    let handler = Arc::new(|m: Message| async move { pong(&m) });
+    tokio::spawn(serve(
+        listener,
+        unbootstrapped,
+        secure_cfg(),
+        8,
+        handler,
+        std::future::pending(),
+    ));
+    let err = Client::connect(&addr, hello(), secure_cfg())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, CallError::Connect(m) if m.contains("cluster")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_announced_64_mib_frame_before_the_handshake_is_refused_and_silence_times_out() {
+    let (addr, _) = start_server(secure_cfg()).await;
+    let mut announcer = TcpStream::connect(&addr).await.unwrap();
+    announcer
+        .write_all(&[0xff, 0xff, 0xff, 0x03])
+        .await
+        .unwrap();
+    must_be_closed(&mut announcer, Duration::from_secs(2), "announced 64 MiB").await;
+    // Says nothing at all: closed after the handshake timeout (300 ms here).
+    let started = std::time::Instant::now();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    must_be_closed(&mut silent, Duration::from_secs(3), "silent peer").await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_per_peer_limit_are_refused_while_another_peer_connects() {
+    let cfg = TransportConfig {
+        handshake_timeout: Duration::from_secs(30),
+        ..secure_cfg()
+    };
+    let (addr, _) = start_server(cfg).await;
+    // Three idle sockets from 127.0.0.1 (the limit), then a fourth: closed at once.
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(connect_from("127.0.0.1", &addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut fourth = connect_from("127.0.0.1", &addr).await;
+    must_be_closed(&mut fourth, Duration::from_secs(2), "fourth connection").await;
+    // Another address still handshakes and is served.
+    let mut other = Compat(connect_from("127.0.0.2", &addr).await);
+    client_handshake(&mut other, hello(), &secure_cfg())
+        .await
+        .unwrap();
+    let mut out = bytes::BytesMut::new();
+    Message::Ping(Ping { nonce: 9 }).encode_frame(net::RequestId(1), &mut out);
+    other.0.write_all(&out).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), other.0.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(n > 0, "the other peer got no pong");
+    drop(idle);
 }

@@ -1,13 +1,16 @@
-//! Byte-level fixtures of protocol version 1: one frame per message kind, committed under
-//! `tests/fixtures/v1/`. A change that alters the bytes of an existing message breaks this
-//! test — which is the point: a layout change needs a new protocol version
-//! (`docs/format/wire.md` §6). New messages add new fixtures with `TIERKV_BLESS=1`.
+//! Byte-level fixtures: one frame per message kind, committed under `tests/fixtures/v1/` (the
+//! messages of protocol version 1, whose layouts version 2 keeps) and `tests/fixtures/v2/`
+//! (what version 2 added: the authenticated handshake). A change that alters the bytes of an
+//! existing message breaks this test — which is the point: a layout change needs a new
+//! protocol version (`docs/format/wire.md` §6). New messages add new fixtures with
+//! `TIERKV_BLESS=1`.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
-use net::message::handshake::{Hello, HelloAck, Magic, Role};
+use net::auth::{Nonce, Proof};
+use net::message::handshake::{Auth, AuthAck, Challenge, Hello, HelloAck, Magic, Role};
 use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
 use net::message::*;
 use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
@@ -48,7 +51,11 @@ fn samples() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(7))),
+            Message::Hello(Hello {
+                min_version: 1,
+                max_version: 1,
+                ..Hello::new(Role::Proxy {}, ClusterId(42), NodeId(7))
+            }),
         ),
         (
             "hello_ack",
@@ -332,15 +339,73 @@ fn store_info() -> StoreInfo {
     }
 }
 
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+/// What version 2 added: the hello it sends, the challenge, the proofs, the refusal.
+fn samples_v2() -> Vec<(&'static str, Message)> {
+    let ack = HelloAck {
+        magic: Magic,
+        version: 2,
+        role: Role::DsNode {},
+        cluster_id: ClusterId(42),
+        node_id: NodeId(1),
+    };
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(7))),
+        ),
+        (
+            "challenge",
+            Message::Challenge(Challenge {
+                version: 2,
+                nonce: Nonce([0xa1; 32]),
+            }),
+        ),
+        (
+            "auth",
+            Message::Auth(Auth {
+                nonce: Nonce([0xc2; 32]),
+                proof: Proof([0x5e; 32]),
+            }),
+        ),
+        (
+            "auth_ack",
+            Message::AuthAck(AuthAck {
+                ack,
+                proof: Proof([0x7a; 32]),
+            }),
+        ),
+        ("error_auth_failed", Message::Error(RpcError::AuthFailed {})),
+    ]
+}
+
+fn fixture_dir(version: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version)
 }
 
 #[test]
 fn version_1_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v1", samples());
+}
+
+#[test]
+fn version_2_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v2", samples_v2());
+}
+
+#[test]
+fn the_version_2_hello_offers_only_version_2() {
+    let Message::Hello(h) = &samples_v2()[0].1 else {
+        panic!("first v2 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 2));
+}
+
+fn check_fixtures(version: &str, samples: Vec<(&'static str, Message)>) {
     let bless = std::env::var_os("TIERKV_BLESS").is_some();
-    let dir = fixture_dir();
-    for (name, msg) in samples() {
+    let dir = fixture_dir(version);
+    for (name, msg) in samples {
         let mut wire = BytesMut::new();
         msg.encode_frame(RequestId(5), &mut wire);
         let path = dir.join(format!("{name}.bin"));
@@ -360,7 +425,12 @@ fn version_1_fixtures_decode_to_the_same_messages_and_bytes() {
 
 #[test]
 fn every_message_kind_has_a_fixture() {
-    let kinds: std::collections::BTreeSet<u16> = samples().iter().map(|(_, m)| m.kind()).collect();
-    // 31 kinds in version 1 (docs/format/wire.md §4); a new kind needs a new sample.
-    assert_eq!(kinds.len(), 31, "kinds with fixtures: {kinds:x?}");
+    let kinds: std::collections::BTreeSet<u16> = samples()
+        .iter()
+        .chain(samples_v2().iter())
+        .map(|(_, m)| m.kind())
+        .collect();
+    // 31 kinds in version 1, 3 more in version 2 (docs/format/wire.md §4); a new kind needs a
+    // new sample.
+    assert_eq!(kinds.len(), 34, "kinds with fixtures: {kinds:x?}");
 }

@@ -1,15 +1,17 @@
 //! The connection handshake (`docs/format/wire.md` §2) as a sans-IO state check.
 
+use crate::auth::{Nonce, Proof};
 use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
 use crate::ids::{ClusterId, NodeId};
 
 /// `TKV1` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TKV1");
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
-/// The oldest protocol version this build still speaks.
-pub const MIN_PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks: 2 (the handshake proves the cluster secret).
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The oldest protocol version this build still speaks. Version 1 had no authentication, so
+/// it is no longer spoken.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
 
 /// What the connecting process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +92,41 @@ wire_struct!(HelloAck {
     node_id
 });
 
+/// The acceptor's answer to a [`Hello`] it can serve (version 2): the negotiated version and
+/// the acceptor's fresh nonce, which the connector must prove the secret over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Challenge {
+    /// The version both sides will speak.
+    pub version: u16,
+    /// The acceptor's nonce.
+    pub nonce: Nonce,
+}
+wire_struct!(Challenge { version, nonce });
+
+/// The connector's proof of the cluster secret (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Auth {
+    /// The connector's nonce.
+    pub nonce: Nonce,
+    /// MAC of the transcript so far under the connector label.
+    pub proof: Proof,
+}
+wire_struct!(Auth { nonce, proof });
+
+/// The acceptor's identity and its own proof of the secret: the last handshake message
+/// (version 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct AuthAck {
+    /// Who accepted, and the version.
+    pub ack: HelloAck,
+    /// MAC of the whole transcript under the acceptor label.
+    pub proof: Proof,
+}
+wire_struct!(AuthAck { ack, proof });
+
 impl Hello {
     /// A hello for this build's protocol versions.
     pub fn new(role: Role, cluster_id: ClusterId, node_id: NodeId) -> Self {
@@ -117,8 +154,9 @@ pub struct Acceptor {
 
 impl Acceptor {
     /// Checks a hello: picks the highest common version and checks the cluster id. A
-    /// connector with cluster id 0 (not yet bootstrapped) is accepted by anyone; an acceptor
-    /// with cluster id 0 accepts anyone.
+    /// connector with cluster id 0 (it has not learned the id yet) is accepted (it still has
+    /// to prove the cluster secret); an acceptor with cluster id 0 (a stand-alone DS node)
+    /// accepts any id. Two different non-zero ids are refused.
     pub fn accept(&self, hello: &Hello) -> Result<HelloAck, RpcError> {
         let version = hello.max_version.min(PROTOCOL_VERSION);
         if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {

@@ -11,6 +11,30 @@ use net::message::{Message, Ping, Pong};
 
 pub const CLUSTER: ClusterId = ClusterId(42);
 
+/// The cluster secret of the authentication tests.
+pub fn secret() -> net::auth::ClusterSecret {
+    net::auth::ClusterSecret::from_text(b"net tests: the cluster secret").unwrap()
+}
+
+/// A transport config holding [`secret`], with short server timeouts and a small per-peer
+/// connection limit.
+pub fn secure_cfg() -> net::transport::TransportConfig {
+    net::transport::TransportConfig {
+        secret: secret(),
+        handshake_timeout: std::time::Duration::from_millis(300),
+        max_connections_per_peer: 3,
+        ..Default::default()
+    }
+}
+
+/// A transport config with another secret.
+pub fn wrong_secret_cfg() -> net::transport::TransportConfig {
+    net::transport::TransportConfig {
+        secret: net::auth::ClusterSecret::from_text(b"not the cluster secret at all").unwrap(),
+        ..Default::default()
+    }
+}
+
 pub fn acceptor() -> Acceptor {
     Acceptor {
         role: Role::DsNode {},
