@@ -37,6 +37,11 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
     std_listener.set_nonblocking(true)?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("create {}", cfg.data_dir.display()))?;
+    // One random cluster secret per data dir (created on the first start, mode 0600): the
+    // master, the DS node and the proxy prove it to each other on every connection.
+    let secret_file = cfg.data_dir.join("cluster-secret");
+    let (secret, _) = net::auth::ClusterSecret::load_or_create(&secret_file)
+        .with_context(|| format!("cluster secret {}", secret_file.display()))?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -50,6 +55,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         mcfg.master.cluster.replication_factor = 1;
         mcfg.listen = "127.0.0.1:0".into();
         mcfg.admin_listen = Some("127.0.0.1:0".into());
+        mcfg.cluster_secret_file = Some(secret_file.clone());
         let (stop_master, master_stop_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, Option<SocketAddr>)>();
         let master_task = tokio::spawn(master::run::run(
@@ -72,6 +78,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             base_port: 0,
             master_addr: Some(master_addr.to_string()),
             log_file_bytes: 512 << 20,
+            cluster_secret_file: Some(secret_file.clone()),
             ..Default::default()
         };
         let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
@@ -85,6 +92,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             ..Default::default()
         };
         pcfg.router.masters = vec![master_addr.to_string()];
+        pcfg.router.transport.secret = secret;
         let shared = proxy::server::Shared::new(pcfg);
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let (stop_proxy, proxy_stop_rx) = watch::channel(false);
@@ -98,6 +106,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         println!("  Redis:   redis-cli -p {}", cfg.port);
         println!("  shards:  {}", node.shard_addrs.join(", "));
         println!("  master:  {master_addr}");
+        println!("  secret:  {}  (internal ports)", secret_file.display());
         if let Some(a) = admin_addr {
             println!("  admin:   http://{a}/status  (/stores, /ranges, /metrics)");
         }

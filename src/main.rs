@@ -76,6 +76,10 @@ struct MasterArgs {
     /// Overrides `admin-listen` (the HTTP admin address; "" disables it).
     #[arg(long)]
     admin_listen: Option<String>,
+    /// Overrides `cluster-secret-file`. Without any secret the master creates
+    /// `<data-dir>/cluster-secret` and uses it.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -98,13 +102,17 @@ struct DsArgs {
     /// Overrides `shards`.
     #[arg(long)]
     shards: Option<usize>,
+    /// Overrides `cluster-secret-file` (the master creates `<its data-dir>/cluster-secret`).
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 struct ProxyArgs {
     /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`,
     /// `client-query-buffer-limit`, `timeout`, `partial-request-timeout-ms`,
-    /// `auth-timeout-ms` (`docs/config/proxy.toml`).
+    /// `auth-timeout-ms`, `cluster-secret-file`, `cluster-secret`, `insecure-no-auth`
+    /// (`docs/config/proxy.toml`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Load and check the config, print it, and exit.
@@ -119,6 +127,9 @@ struct ProxyArgs {
     /// Overrides `requirepass`.
     #[arg(long)]
     requirepass: Option<String>,
+    /// Overrides `cluster-secret-file` (the master creates `<its data-dir>/cluster-secret`).
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
 }
 
 /// The keys of `proxy.toml`.
@@ -133,7 +144,15 @@ struct ProxyFile {
     timeout: Option<u64>,
     partial_request_timeout_ms: Option<u64>,
     auth_timeout_ms: Option<u64>,
+    cluster_secret_file: Option<PathBuf>,
+    cluster_secret: Option<String>,
+    insecure_no_auth: bool,
 }
+
+/// What `tierkv ds` and `tierkv proxy` say when started with no cluster secret.
+const NO_SECRET: &str = "no cluster secret: pass --cluster-secret-file FILE (the master creates \
+     <its data-dir>/cluster-secret on first start) or set cluster-secret-file in the config; \
+     `insecure-no-auth = true` runs without authentication";
 
 #[derive(Debug, Args)]
 struct BenchArgs {
@@ -178,6 +197,10 @@ struct BenchArgs {
     /// pools them; 0 gives each connection its own connection to each shard.
     #[arg(long, default_value_t = 2)]
     shard_conns: usize,
+    /// Native targets: the cluster secret file (`tierkv dev` keeps it in
+    /// `<data-dir>/cluster-secret`).
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
     /// Skip the load phase (the records are already there).
     #[arg(long)]
     no_load: bool,
@@ -206,6 +229,10 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     cfg.rate = args.rate;
     cfg.seed = args.seed;
     cfg.shard_conns = args.shard_conns;
+    if let Some(path) = &args.cluster_secret_file {
+        cfg.cluster_secret = net::auth::ClusterSecret::load(path)
+            .with_context(|| format!("cluster secret {}", path.display()))?;
+    }
     cfg.progress = cfg.progress && !args.no_progress;
     let rt = tokio::runtime::Runtime::new().context("start tokio")?;
     rt.block_on(async {
@@ -260,6 +287,10 @@ fn master(args: MasterArgs) -> anyhow::Result<()> {
     if let Some(a) = args.admin_listen {
         cfg.admin_listen = (!a.is_empty()).then_some(a);
     }
+    if let Some(f) = args.cluster_secret_file {
+        cfg.cluster_secret = None;
+        cfg.cluster_secret_file = Some(f);
+    }
     if args.config_check {
         println!("{cfg:#?}");
         return Ok(());
@@ -301,7 +332,14 @@ fn ds(args: DsArgs) -> anyhow::Result<()> {
     if let Some(n) = args.shards {
         cfg.shards = n;
     }
+    if let Some(f) = args.cluster_secret_file {
+        cfg.cluster_secret = None;
+        cfg.cluster_secret_file = Some(f);
+    }
     cfg.validate()?;
+    if !cfg.has_secret() && !cfg.insecure_no_auth {
+        anyhow::bail!("{NO_SECRET}");
+    }
     if args.config_check {
         println!("{cfg:#?}");
         return Ok(());
@@ -357,6 +395,18 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     if cfg.router.masters.is_empty() {
         anyhow::bail!("no master address: pass --master HOST:PORT or set `masters` in the config");
     }
+    cfg.router.transport.secret = match (
+        args.cluster_secret_file.or(file.cluster_secret_file),
+        file.cluster_secret,
+    ) {
+        (Some(path), _) => net::auth::ClusterSecret::load(&path)
+            .with_context(|| format!("cluster secret {}", path.display()))?,
+        (None, Some(text)) => {
+            net::auth::ClusterSecret::from_text(text.as_bytes()).context("cluster-secret")?
+        }
+        (None, None) if file.insecure_no_auth => net::auth::ClusterSecret::insecure(),
+        (None, None) => anyhow::bail!("{NO_SECRET}"),
+    };
     if args.config_check {
         println!("{cfg:#?}");
         return Ok(());

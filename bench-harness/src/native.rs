@@ -71,8 +71,17 @@ impl Routes {
     /// Connects to the master at `master` (`host:port`) and fetches its route table.
     /// `shard_conns`: connections per shard address shared by every connection task; 0 gives
     /// each connection task its own connection to each shard.
-    pub async fn open(master: &str, shard_conns: usize) -> anyhow::Result<Arc<Self>> {
-        let transport = TransportConfig::default();
+    /// `secret`: the cluster secret the connections prove (the insecure empty one for a
+    /// cluster run without).
+    pub async fn open(
+        master: &str,
+        shard_conns: usize,
+        secret: net::auth::ClusterSecret,
+    ) -> anyhow::Result<Arc<Self>> {
+        let transport = TransportConfig {
+            secret,
+            ..TransportConfig::default()
+        };
         let routes = Arc::new(Routes {
             master: master.to_string(),
             pool: (shard_conns > 0).then(|| Pool::new(hello(), transport.clone(), shard_conns)),

@@ -61,6 +61,9 @@ pub struct RunConfig {
     /// pools them (0: each connection has its own connection to each shard). Default 2, the
     /// proxy's default, so that comparing the two isolates the proxy hop.
     pub shard_conns: usize,
+    /// Native targets only: the cluster secret (default: none, for a cluster run with
+    /// `insecure-no-auth`).
+    pub cluster_secret: net::auth::ClusterSecret,
 }
 
 impl RunConfig {
@@ -80,6 +83,7 @@ impl RunConfig {
             progress: std::io::stderr().is_terminal(),
             interval: Duration::from_secs(1),
             shard_conns: 2,
+            cluster_secret: net::auth::ClusterSecret::insecure(),
         }
     }
 }
@@ -119,7 +123,7 @@ fn value(rng: &mut StdRng, size: usize) -> Bytes {
 /// Inserts records `0..records` with pipelined writes (`SET` / `StrSet`) over `connections`
 /// connections.
 pub async fn load(cfg: &RunConfig) -> anyhow::Result<Duration> {
-    let target = Target::open(&cfg.target, cfg.shard_conns).await?;
+    let target = Target::open(&cfg.target, cfg.shard_conns, cfg.cluster_secret.clone()).await?;
     let start = Instant::now();
     let conns = cfg.connections.clamp(1, 64) as u64;
     let mut tasks = tokio::task::JoinSet::new();
@@ -171,7 +175,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     if cfg.connections == 0 || cfg.pipeline == 0 {
         bail!("connections and pipeline must be at least 1");
     }
-    let target = Target::open(&cfg.target, cfg.shard_conns).await?;
+    let target = Target::open(&cfg.target, cfg.shard_conns, cfg.cluster_secret.clone()).await?;
     let shared = Arc::new(Shared {
         inserted: AtomicU64::new(0),
         done: AtomicU64::new(0),

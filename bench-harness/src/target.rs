@@ -48,12 +48,18 @@ impl Target {
     /// Resolves a target string: `native://MASTER:PORT` fetches the master's route table
     /// (`shard_conns`: see [`Routes::open`]); `resp://HOST:PORT` or a bare `HOST:PORT` is a
     /// RESP server.
-    pub async fn open(spec: &str, shard_conns: usize) -> anyhow::Result<Self> {
+    pub async fn open(
+        spec: &str,
+        shard_conns: usize,
+        secret: net::auth::ClusterSecret,
+    ) -> anyhow::Result<Self> {
         if let Some(master) = spec.strip_prefix(NATIVE_SCHEME) {
             if master.is_empty() {
                 bail!("target {spec:?} names no master address (native://HOST:PORT)");
             }
-            return Ok(Target::Native(Routes::open(master, shard_conns).await?));
+            return Ok(Target::Native(
+                Routes::open(master, shard_conns, secret).await?,
+            ));
         }
         let addr = spec.strip_prefix(RESP_SCHEME).unwrap_or(spec);
         if addr.contains("://") {
@@ -124,15 +130,29 @@ mod tests {
 
     #[tokio::test]
     async fn targets_parse_by_scheme() {
-        match Target::open("127.0.0.1:6379", 0).await.unwrap() {
+        match Target::open("127.0.0.1:6379", 0, Default::default())
+            .await
+            .unwrap()
+        {
             Target::Resp(a) => assert_eq!(a, "127.0.0.1:6379"),
             other => panic!("{other:?}"),
         }
-        match Target::open("resp://h:1", 0).await.unwrap() {
+        match Target::open("resp://h:1", 0, Default::default())
+            .await
+            .unwrap()
+        {
             Target::Resp(a) => assert_eq!(a, "h:1"),
             other => panic!("{other:?}"),
         }
-        assert!(Target::open("native://", 0).await.is_err());
-        assert!(Target::open("http://h:1", 0).await.is_err());
+        assert!(
+            Target::open("native://", 0, Default::default())
+                .await
+                .is_err()
+        );
+        assert!(
+            Target::open("http://h:1", 0, Default::default())
+                .await
+                .is_err()
+        );
     }
 }

@@ -3,7 +3,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use net::auth::ClusterSecret;
+use net::transport::TransportConfig;
 use serde::Deserialize;
+
+/// A secret's text from a config file: deserialized as a string, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SecretText(pub String);
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
 
 /// A store (DS node) and the addresses of its shards, for nodes that run without a master.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -92,6 +105,21 @@ pub struct DsConfig {
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
     pub snapshot_chunk_bytes: usize,
+    /// File holding the cluster secret (at least 16 bytes; mode 0600), which every internal
+    /// connection proves (`docs/format/wire.md` §2). Default none.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret itself (prefer `cluster-secret-file`). Default none.
+    pub cluster_secret: Option<SecretText>,
+    /// Run without a cluster secret: any peer that has none either is accepted. `tierkv ds`
+    /// refuses to start with neither a secret nor this set. Default false.
+    pub insecure_no_auth: bool,
+    /// Time an accepted connection has to complete the handshake, milliseconds. Default 5000.
+    pub handshake_timeout_ms: u64,
+    /// An accepted connection with nothing received and no request in flight for this long
+    /// (up to twice it) is closed, milliseconds; 0 never. Default 600000.
+    pub idle_timeout_ms: u64,
+    /// Connections per shard from one IP address. Default 256.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for DsConfig {
@@ -124,6 +152,12 @@ impl Default for DsConfig {
             checkpoint_check_ms: 1000,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
+            cluster_secret_file: None,
+            cluster_secret: None,
+            insecure_no_auth: false,
+            handshake_timeout_ms: 5000,
+            idle_timeout_ms: 600_000,
+            max_connections_per_peer: 256,
         }
     }
 }
@@ -163,12 +197,64 @@ impl DsConfig {
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),
             "snapshot-chunk-bytes must be 4 KiB ..= 16 MiB"
         );
+        anyhow::ensure!(self.handshake_timeout_ms > 0, "handshake-timeout-ms > 0");
+        anyhow::ensure!(
+            self.max_connections_per_peer > 0,
+            "max-connections-per-peer > 0"
+        );
+        if let Some(text) = &self.cluster_secret {
+            ClusterSecret::from_text(text.0.as_bytes())?;
+        }
         Ok(())
     }
 
     /// The tick interval.
     pub fn tick(&self) -> Duration {
         Duration::from_millis(self.tick_ms)
+    }
+
+    /// Whether a cluster secret is configured (inline or as a file).
+    pub fn has_secret(&self) -> bool {
+        self.cluster_secret.is_some() || self.cluster_secret_file.is_some()
+    }
+
+    /// Reads `cluster-secret-file` into `cluster-secret`, so that shards (which must not do
+    /// blocking file I/O) find the secret in their config. Call before starting shards.
+    pub fn resolve_secret(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            !(self.cluster_secret.is_some() && self.cluster_secret_file.is_some()),
+            "set cluster-secret or cluster-secret-file, not both"
+        );
+        if let Some(path) = self.cluster_secret_file.take() {
+            ClusterSecret::load(&path)?;
+            let text = std::fs::read_to_string(&path)?;
+            self.cluster_secret = Some(SecretText(text.trim().to_string()));
+        }
+        Ok(())
+    }
+
+    /// The cluster secret: the inline one, or the insecure empty secret when none is set
+    /// (call [`DsConfig::resolve_secret`] first to use a secret file).
+    pub fn secret(&self) -> anyhow::Result<ClusterSecret> {
+        anyhow::ensure!(
+            self.cluster_secret_file.is_none(),
+            "cluster-secret-file not read yet (resolve_secret)"
+        );
+        Ok(match &self.cluster_secret {
+            Some(text) => ClusterSecret::from_text(text.0.as_bytes())?,
+            None => ClusterSecret::insecure(),
+        })
+    }
+
+    /// The transport settings of this node's connections, the secret included.
+    pub fn transport(&self) -> anyhow::Result<TransportConfig> {
+        Ok(TransportConfig {
+            secret: self.secret()?,
+            handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            max_connections_per_peer: self.max_connections_per_peer,
+            ..TransportConfig::default()
+        })
     }
 }
 
@@ -182,5 +268,20 @@ mod tests {
         let c = DsConfig::from_toml("shards = 2\nbase-port = 9000\ntick-ms = 10\n").unwrap();
         assert_eq!((c.shards, c.base_port, c.tick_ms), (2, 9000, 10));
         assert!(DsConfig::from_toml("shards = 0").is_err());
+    }
+
+    #[test]
+    fn the_cluster_secret_is_never_printed_and_must_be_long_enough() {
+        let c = DsConfig::from_toml("cluster-secret = \"a-secret-of-enough-bytes\"").unwrap();
+        assert!(!format!("{c:?}").contains("a-secret-of-enough-bytes"));
+        assert!(!c.transport().unwrap().secret.is_insecure());
+        assert!(DsConfig::from_toml("cluster-secret = \"short\"").is_err());
+        assert!(
+            DsConfig::default()
+                .transport()
+                .unwrap()
+                .secret
+                .is_insecure()
+        );
     }
 }

@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use net::message::handshake::{Acceptor, Hello, Role};
-use net::transport::TransportConfig;
 use net::{ClusterId, Message, NodeId};
 
 use crate::config::DsConfig;
@@ -57,11 +56,24 @@ fn store_id_file(cfg: &DsConfig) -> std::path::PathBuf {
     cfg.data_dir.join("store-id")
 }
 
-/// Registers with the master (when configured) and returns the store id.
-fn register(cfg: &DsConfig, shard_addrs: &[String]) -> anyhow::Result<(u64, bool)> {
+/// What registration with the master told this node.
+struct Registered {
+    store_id: u64,
+    bootstrapped: bool,
+    /// The cluster's id (learned from the master's handshake answer); 0 stand-alone.
+    cluster_id: ClusterId,
+}
+
+/// Registers with the master (when configured): the store id and the cluster id.
+fn register(cfg: &DsConfig, shard_addrs: &[String]) -> anyhow::Result<Registered> {
     let Some(master) = cfg.master_addr.clone() else {
-        return Ok((cfg.store_id, true));
+        return Ok(Registered {
+            store_id: cfg.store_id,
+            bootstrapped: true,
+            cluster_id: ClusterId(0),
+        });
     };
+    let transport = cfg.transport()?;
     std::fs::create_dir_all(&cfg.data_dir)?;
     let known = std::fs::read_to_string(store_id_file(cfg))
         .ok()
@@ -76,10 +88,10 @@ fn register(cfg: &DsConfig, shard_addrs: &[String]) -> anyhow::Result<(u64, bool
     let resp = crate::core::block_on(move || {
         Box::pin(async move {
             let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(known));
-            let c =
-                net::glommio_transport::Client::connect(&master, hello, TransportConfig::default())
-                    .await
-                    .map_err(|e| format!("connect master: {e}"))?;
+            let c = net::glommio_transport::Client::connect(&master, hello, transport)
+                .await
+                .map_err(|e| format!("connect master: {e}"))?;
+            let cluster_id = c.peer().cluster_id;
             let r = c
                 .call(Message::StoreRegister(net::message::StoreRegister {
                     store: info,
@@ -89,20 +101,29 @@ fn register(cfg: &DsConfig, shard_addrs: &[String]) -> anyhow::Result<(u64, bool
                 .await
                 .map_err(|e| format!("register: {e}"))?;
             match r {
-                Message::StoreRegisterResp(r) => Ok(r),
+                Message::StoreRegisterResp(r) if r.cluster_id == cluster_id => Ok(r),
+                Message::StoreRegisterResp(r) => Err(format!(
+                    "register: the master says cluster {} after a handshake as cluster {cluster_id}",
+                    r.cluster_id
+                )),
                 other => Err(format!("register: unexpected answer {}", other.name())),
             }
         })
     })?
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     std::fs::write(store_id_file(cfg), resp.store_id.0.to_string())?;
-    tracing::info!(store = %resp.store_id, bootstrapped = resp.bootstrapped, "registered with the master");
-    Ok((resp.store_id.0, resp.bootstrapped))
+    tracing::info!(store = %resp.store_id, cluster = %resp.cluster_id, bootstrapped = resp.bootstrapped, "registered with the master");
+    Ok(Registered {
+        store_id: resp.store_id.0,
+        bootstrapped: resp.bootstrapped,
+        cluster_id: resp.cluster_id,
+    })
 }
 
 /// Starts a DS node with `cfg` and returns once every shard listens.
-pub fn run(cfg: DsConfig) -> anyhow::Result<NodeHandle> {
+pub fn run(mut cfg: DsConfig) -> anyhow::Result<NodeHandle> {
     cfg.validate()?;
+    cfg.resolve_secret()?;
     // Bind listeners first (port 0 picks free ports), each on its shard's executor: here only
     // the addresses are decided.
     let shard_addrs: Vec<String> = (0..cfg.shards)
@@ -114,7 +135,11 @@ pub fn run(cfg: DsConfig) -> anyhow::Result<NodeHandle> {
             }
         })
         .collect::<anyhow::Result<_>>()?;
-    let (store_id, bootstrapped) = register(&cfg, &shard_addrs)?;
+    let Registered {
+        store_id,
+        bootstrapped,
+        cluster_id,
+    } = register(&cfg, &shard_addrs)?;
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let mut metrics = Vec::new();
@@ -134,6 +159,7 @@ pub fn run(cfg: DsConfig) -> anyhow::Result<NodeHandle> {
                 cfg,
                 i as u32,
                 store_id,
+                cluster_id,
                 bootstrapped,
                 addr,
                 all_addrs,
@@ -187,6 +213,7 @@ async fn shard_main(
     mut cfg: DsConfig,
     index: u32,
     store_id: u64,
+    cluster_id: ClusterId,
     bootstrapped: bool,
     addr: String,
     all_addrs: Vec<String>,
@@ -203,7 +230,7 @@ async fn shard_main(
         });
     }
     let listener = Listener::bind(&addr)?;
-    let shard = Shard::open(cfg.clone(), index, store_id).await?;
+    let shard = Shard::open(cfg.clone(), index, store_id, cluster_id).await?;
     // Stand-alone bootstrap: the initial range on every shard named in it.
     if cfg.master_addr.is_none() && cfg.bootstrap && shard.state.borrow().peers.is_empty() {
         let desc = shard.initial_descriptor();
@@ -222,9 +249,10 @@ async fn shard_main(
     }
     let acceptor = Acceptor {
         role: Role::DsNode {},
-        cluster_id: ClusterId(0),
+        cluster_id,
         node_id: NodeId(store_id),
     };
+    let transport = cfg.transport()?;
     let h = Rc::clone(&shard);
     let handler = Rc::new(move |m| handler::handle(&h, m));
     let max_conn = cfg.max_connections;
@@ -240,10 +268,7 @@ async fn shard_main(
     let listener_done = Rc::new(std::cell::Cell::new(false));
     let done = Rc::clone(&listener_done);
     let serving = crate::core::spawn_owned(async move {
-        if let Err(e) = listener
-            .serve(acceptor, TransportConfig::default(), max_conn, handler)
-            .await
-        {
+        if let Err(e) = listener.serve(acceptor, transport, max_conn, handler).await {
             tracing::error!("listener stopped: {e}");
         }
         done.set(true);

@@ -19,7 +19,7 @@ pub fn dump(cfg: &DsConfig) -> anyhow::Result<Vec<(Bytes, Entry)>> {
         let cfg = cfg.clone();
         let got = crate::core::block_on(move || {
             Box::pin(async move {
-                let shard = Shard::open(cfg, index as u32, store_id)
+                let shard = Shard::open(cfg, index as u32, store_id, net::ClusterId(0))
                     .await
                     .map_err(|e| format!("open shard {index}: {e:#}"))?;
                 let st = shard.state.borrow();

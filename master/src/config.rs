@@ -3,7 +3,10 @@
 //! `docs/guides/master.md`, whose example is [`EXAMPLE`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use net::auth::ClusterSecret;
+use net::transport::TransportConfig;
 use serde::Deserialize;
 
 use crate::core::MasterConfig;
@@ -29,6 +32,19 @@ snapshot-every = 10000
 operator-timeout-ms = 60000
 # Scheduler period.
 schedule-interval-ms = 1000
+# The cluster secret every internal connection proves (docs/format/wire.md §2): a file
+# (mode 0600, at least 16 bytes) or the text itself. With neither, the master creates
+# <data-dir>/cluster-secret on its first start; give that file to DS nodes and proxies.
+# cluster-secret-file = "/etc/tierkv/cluster-secret"
+# cluster-secret = "..."
+# Accept peers without a secret instead (no authentication; tests only).
+insecure-no-auth = false
+# An accepted connection must finish its handshake within this time; one with nothing
+# received and no request in flight for idle-timeout-ms (up to twice it) is closed (0 never).
+handshake-timeout-ms = 5000
+idle-timeout-ms = 600000
+# Connections from one IP address at once.
+max-connections-per-peer = 256
 
 # Used only when the data dir is new.
 [cluster]
@@ -77,6 +93,19 @@ pub struct ServerConfig {
     pub admin_listen: Option<String>,
     /// Connections served at once. Default 1,024.
     pub max_connections: usize,
+    /// The cluster secret's file. Default none.
+    pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster secret given inline. Default none.
+    pub cluster_secret: Option<ClusterSecret>,
+    /// Run without a secret (any peer without one is accepted). Default false: with no
+    /// secret configured, [`ServerConfig::secret`] creates `<data-dir>/cluster-secret`.
+    pub insecure_no_auth: bool,
+    /// Time to complete a handshake. Default 5 s.
+    pub handshake_timeout: Duration,
+    /// Idle connections are closed after this (up to twice it); zero never. Default 10 min.
+    pub idle_timeout: Duration,
+    /// Connections from one IP address at once. Default 256.
+    pub max_connections_per_peer: usize,
 }
 
 #[derive(Debug, Deserialize)]
@@ -91,6 +120,12 @@ struct FileConfig {
     snapshot_every: u64,
     operator_timeout_ms: u64,
     schedule_interval_ms: u64,
+    cluster_secret_file: Option<PathBuf>,
+    cluster_secret: Option<String>,
+    insecure_no_auth: bool,
+    handshake_timeout_ms: u64,
+    idle_timeout_ms: u64,
+    max_connections_per_peer: usize,
     cluster: FileCluster,
     schedule: FileSchedule,
 }
@@ -128,6 +163,12 @@ impl Default for FileConfig {
             snapshot_every: m.snapshot_every,
             operator_timeout_ms: m.operator_timeout_ms,
             schedule_interval_ms: m.schedule_interval_ms,
+            cluster_secret_file: None,
+            cluster_secret: None,
+            insecure_no_auth: false,
+            handshake_timeout_ms: 5000,
+            idle_timeout_ms: 600_000,
+            max_connections_per_peer: 256,
             cluster: FileCluster::default(),
             schedule: FileSchedule::default(),
         }
@@ -174,6 +215,19 @@ impl ServerConfig {
         if f.id_reserve_step == 0 || f.snapshot_every == 0 || f.max_connections == 0 {
             return invalid("id-reserve-step, snapshot-every and max-connections must be > 0");
         }
+        if f.handshake_timeout_ms == 0 || f.max_connections_per_peer == 0 {
+            return invalid("handshake-timeout-ms and max-connections-per-peer must be > 0");
+        }
+        if f.cluster_secret.is_some() && f.cluster_secret_file.is_some() {
+            return invalid("set cluster-secret or cluster-secret-file, not both");
+        }
+        let cluster_secret = match &f.cluster_secret {
+            Some(text) => Some(
+                ClusterSecret::from_text(text.as_bytes())
+                    .map_err(|e| ConfigError::Invalid(format!("cluster-secret: {e}")))?,
+            ),
+            None => None,
+        };
         let mut master = MasterConfig::new(f.data_dir);
         master.tso_window_ms = f.tso_window_ms;
         master.id_reserve_step = f.id_reserve_step;
@@ -200,7 +254,51 @@ impl ServerConfig {
             listen: f.listen,
             admin_listen: (!f.admin_listen.is_empty()).then_some(f.admin_listen),
             max_connections: f.max_connections,
+            cluster_secret_file: f.cluster_secret_file,
+            cluster_secret,
+            insecure_no_auth: f.insecure_no_auth,
+            handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
+            idle_timeout: Duration::from_millis(f.idle_timeout_ms),
+            max_connections_per_peer: f.max_connections_per_peer,
         })
+    }
+
+    /// The cluster secret: the configured one (inline or file); with none, the insecure
+    /// empty secret if `insecure-no-auth`, else `<data-dir>/cluster-secret`, created with a
+    /// random secret (mode 0600) on first use.
+    pub fn secret(&self) -> Result<ClusterSecret, ConfigError> {
+        let secret_err = |e: net::auth::SecretError| ConfigError::Invalid(e.to_string());
+        if let Some(s) = &self.cluster_secret {
+            return Ok(s.clone());
+        }
+        if let Some(path) = &self.cluster_secret_file {
+            return ClusterSecret::load(path).map_err(secret_err);
+        }
+        if self.insecure_no_auth {
+            return Ok(ClusterSecret::insecure());
+        }
+        let path = self.default_secret_file();
+        let (secret, created) = ClusterSecret::load_or_create(&path).map_err(secret_err)?;
+        if created {
+            tracing::info!(path = %path.display(), "created the cluster secret: give this file to every DS node and proxy (cluster-secret-file)");
+        }
+        Ok(secret)
+    }
+
+    /// Where the master keeps the secret it creates: `<data-dir>/cluster-secret`.
+    pub fn default_secret_file(&self) -> PathBuf {
+        self.master.data_dir.join("cluster-secret")
+    }
+
+    /// The transport settings of the RPC port, with `secret`.
+    pub fn transport(&self, secret: ClusterSecret) -> TransportConfig {
+        TransportConfig {
+            secret,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            max_connections_per_peer: self.max_connections_per_peer,
+            ..TransportConfig::default()
+        }
     }
 
     /// Reads and parses a config file.
@@ -252,5 +350,30 @@ mod tests {
         let c = ServerConfig::parse("admin-listen = \"\"\nlisten = \"0.0.0.0:1\"").unwrap();
         assert_eq!(c.admin_listen, None);
         assert_eq!(c.listen, "0.0.0.0:1");
+        assert!(matches!(
+            ServerConfig::parse("cluster-secret = \"too short\""),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn without_a_secret_the_master_creates_one_in_its_data_dir_and_keeps_it() {
+        let dir = std::env::temp_dir().join(format!("tierkv-master-secret-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let text = format!("data-dir = {:?}", dir.display().to_string());
+        let c = ServerConfig::parse(&text).unwrap();
+        let first = c.secret().unwrap();
+        assert!(!first.is_insecure());
+        assert!(c.default_secret_file().exists());
+        assert_eq!(c.secret().unwrap(), first);
+        let insecure = ServerConfig::parse(&format!("{text}\ninsecure-no-auth = true")).unwrap();
+        assert!(insecure.secret().unwrap().is_insecure());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_inline_secret_is_never_printed() {
+        let c = ServerConfig::parse("cluster-secret = \"the-inline-cluster-secret\"").unwrap();
+        assert!(!format!("{c:?}").contains("the-inline-cluster-secret"));
     }
 }

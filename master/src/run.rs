@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use net::transport::TransportConfig;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -21,6 +20,9 @@ pub enum RunError {
     /// The data dir could not be opened or recovered.
     #[error("open master data dir: {0}")]
     Open(#[from] LogError),
+    /// The cluster secret could not be read or created.
+    #[error("cluster secret: {0}")]
+    Secret(#[from] crate::config::ConfigError),
     /// A port could not be bound.
     #[error("bind {addr}: {source}")]
     Bind {
@@ -72,6 +74,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
 ) -> Result<(), RunError> {
+    let secret = cfg.secret()?;
     let (master, report) = Master::open(cfg.master.clone(), clock)?;
     let rpc = bind(&cfg.listen).await?;
     let admin = match &cfg.admin_listen {
@@ -99,7 +102,7 @@ pub async fn run(
         admin.map(|l| tokio::spawn(serve_admin(master.clone(), l, wait(stop_rx.clone()))));
     let serve = master.clone().serve(
         rpc,
-        TransportConfig::default(),
+        cfg.transport(secret),
         cfg.max_connections,
         wait(stop_rx),
     );

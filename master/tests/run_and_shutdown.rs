@@ -9,6 +9,7 @@ use ::master::run::run;
 use ::master::service::SystemClock;
 use net::ClusterId;
 use net::NodeId;
+use net::auth::ClusterSecret;
 use net::message::handshake::{Hello, Role};
 use net::message::{Message, TsoRequest};
 use net::tokio_transport::Client;
@@ -39,10 +40,17 @@ async fn master_runs_from_a_config_file_and_shuts_down_gracefully() {
     ));
     let (rpc, admin) = addr_rx.await.unwrap();
 
+    // No secret was configured: the master created one in its data dir, and a peer without
+    // it is refused.
     let hello = Hello::new(Role::Proxy {}, ClusterId(0), NodeId(0));
-    let c = Client::connect(&rpc.to_string(), hello, TransportConfig::default())
-        .await
-        .unwrap();
+    let refused = Client::connect(&rpc.to_string(), hello, TransportConfig::default()).await;
+    assert!(refused.is_err(), "a peer without the secret was accepted");
+    let secret = ClusterSecret::load(&dir.path().join("cluster-secret")).unwrap();
+    let cfg = TransportConfig {
+        secret,
+        ..Default::default()
+    };
+    let c = Client::connect(&rpc.to_string(), hello, cfg).await.unwrap();
     let reply = c.call(TsoRequest { count: 3 }.into()).await.unwrap();
     assert!(matches!(reply, Message::TsoBatch(_)), "{reply:?}");
 

@@ -204,13 +204,21 @@ fn log_config() -> VlogConfig {
 }
 
 impl Shard {
-    /// Opens shard `index`: its log (recovering every range in it into the engine).
-    pub async fn open(cfg: DsConfig, index: u32, store_id: u64) -> anyhow::Result<Rc<Self>> {
+    /// Opens shard `index`: its log (recovering every range in it into the engine). Its
+    /// connections to the master and to peers carry `cluster_id` (0 while unknown) and prove
+    /// the cluster secret of `cfg` (resolved: [`DsConfig::resolve_secret`]).
+    pub async fn open(
+        cfg: DsConfig,
+        index: u32,
+        store_id: u64,
+        cluster_id: ClusterId,
+    ) -> anyhow::Result<Rc<Self>> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let path = cfg.data_dir.join(format!("shard-{index}.log"));
         let (log, _fresh) = open_log(&cfg, &path).await?;
-        let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(store_id));
-        let pool = Pool::new(hello, TransportConfig::default());
+        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id));
+        let transport = cfg.transport()?;
+        let pool = Pool::new(hello, transport.clone());
         let mut addrs = HashMap::new();
         for p in &cfg.peers {
             addrs.insert(p.store_id, p.shard_addrs.clone());
@@ -228,7 +236,7 @@ impl Shard {
             peer_transport: TransportConfig {
                 request_timeout: std::time::Duration::from_secs(1),
                 connect_timeout: std::time::Duration::from_millis(500),
-                ..TransportConfig::default()
+                ..transport
             },
             metrics: RefCell::new(ShardMetrics::default()),
             addrs: RefCell::new(addrs),
