@@ -92,6 +92,10 @@ pub struct ShardState {
     /// Right ranges of splits applied this turn, to create after it (with the left range's
     /// new descriptor when this replica led it).
     pub splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+    /// Replicas created for leaders' messages in the current second.
+    pub creations: super::handler::CreationBudget,
+    /// When refused Raft messages were last logged (the log is rate-limited).
+    pub refusals_logged_at: Option<std::time::Instant>,
 }
 
 /// One shard (core) of a DS node.
@@ -123,6 +127,9 @@ pub struct Shard {
     pub addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
     pub stop: Cell<bool>,
+    /// The master's descriptors of the ranges it places on this shard (from its last route
+    /// table): a replica is created for a leader's message only if listed here.
+    pub master_ranges: RefCell<HashMap<u64, RangeDescriptor>>,
     /// Version of the master's route table the store addresses come from.
     pub route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
@@ -233,6 +240,7 @@ impl Shard {
             metrics: RefCell::new(ShardMetrics::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
+            master_ranges: RefCell::new(HashMap::new()),
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
         });

@@ -95,6 +95,18 @@ pub async fn run(shard: Rc<Shard>) {
                         addrs.insert(s.store_id.0, s.shard_addrs);
                     }
                 }
+                // The ranges placed here: a leader's message may create a replica of one.
+                let here = |d: &net::message::RangeDescriptor| {
+                    d.replicas
+                        .iter()
+                        .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index)
+                };
+                *shard.master_ranges.borrow_mut() = t
+                    .ranges
+                    .into_iter()
+                    .filter(here)
+                    .map(|d| (d.id.0, d))
+                    .collect();
                 route_version = t.route_version;
                 shard.route_version.set(route_version);
             }
