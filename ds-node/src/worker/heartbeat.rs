@@ -241,6 +241,21 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
             shard.wake.notify();
             return;
         }
+        // A step already done is not proposed again: a conf change that changes no replica
+        // would move conf_ver without a membership change, which the master refuses.
+        Operator::AddLearner { replica_id, .. }
+            if p.desc.replicas.iter().any(|r| r.replica_id == replica_id) =>
+        {
+            return;
+        }
+        Operator::PromoteLearner { replica_id }
+            if p.desc
+                .replicas
+                .iter()
+                .all(|r| r.replica_id != replica_id || r.role == ReplicaRole::Voter {}) =>
+        {
+            return;
+        }
         Operator::AddLearner {
             store,
             shard: s,
@@ -276,6 +291,11 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
                 drop(st);
                 shard.wake.notify();
             }
+            return;
+        }
+        Operator::RemoveReplica { replica_id }
+            if p.desc.replicas.iter().all(|r| r.replica_id != replica_id) =>
+        {
             return;
         }
         Operator::RemoveReplica { replica_id } => {
