@@ -141,7 +141,10 @@ async fn bad_requests_get_errors_and_the_master_keeps_serving() {
     // one conf change, on another store under an allocated id, is accepted.
     let mut jumped = range.clone();
     jumped.epoch.version = 5;
-    assert!(is_bad_request(call(&c, range_hb(jumped)).await), "version jump");
+    assert!(
+        is_bad_request(call(&c, range_hb(jumped)).await),
+        "version jump"
+    );
     let mut store2 = store.clone();
     store2.addr = "h:3".into();
     let Ok(Message::StoreRegisterResp(r2)) = call(&c, reg(store2)).await else {

@@ -190,12 +190,14 @@ pub fn report_later(shard: &Rc<Shard>, left: RangeDescriptor, right: RangeDescri
 
 /// Tells the master about a split this shard's replica led, until it is recorded (or the
 /// master answers that it knows a newer epoch): a range heartbeat never carries a split, so
-/// this report is how the master learns of it. Backs off from 0.5 s to 10 s.
+/// this report is how the master learns of it. Every 0.5 s for the first 10 tries (a report
+/// can wait on the one before it), then backing off to 5 s.
 async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor) {
     let Some(m) = shard.cfg.master_addr.clone() else {
         return;
     };
     let mut wait = Duration::from_millis(500);
+    let mut tries = 0u32;
     while !shard.stop.get() {
         let r = shard
             .pool
@@ -217,7 +219,10 @@ async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor)
             Err(e) => tracing::info!(range = %left.id, "split report failed: {e}"),
         }
         crate::core::sleep(wait).await;
-        wait = (wait * 2).min(Duration::from_secs(10));
+        tries += 1;
+        if tries >= 10 {
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
     }
 }
 
