@@ -8,7 +8,9 @@ use std::path::PathBuf;
 
 use bytes::{Bytes, BytesMut};
 use net::message::handshake::{Hello, HelloAck, Magic, Role};
-use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
+use net::message::kv::{
+    Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, KvWrite, OpResult, WriteOp,
+};
 use net::message::*;
 use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
 use net::{ShardId, StoreId, Timestamp};
@@ -78,6 +80,20 @@ fn samples() -> Vec<(&'static str, Message)> {
                     },
                     cond: Cond::IfAbsent {},
                     get_old: true,
+                },
+            }),
+        ),
+        (
+            "kv_write",
+            Message::KvWrite(KvWrite {
+                client: 0x1122_3344_5566_7788,
+                seq: 42,
+                request: KvRequest {
+                    ctx,
+                    op: KvOp::StrIncrBy {
+                        key: b(b"counter"),
+                        delta: 7,
+                    },
                 },
             }),
         ),
@@ -361,6 +377,6 @@ fn version_1_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn every_message_kind_has_a_fixture() {
     let kinds: std::collections::BTreeSet<u16> = samples().iter().map(|(_, m)| m.kind()).collect();
-    // 31 kinds in version 1 (docs/format/wire.md §4); a new kind needs a new sample.
-    assert_eq!(kinds.len(), 31, "kinds with fixtures: {kinds:x?}");
+    // 32 kinds in version 1 (docs/format/wire.md §4); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 32, "kinds with fixtures: {kinds:x?}");
 }

@@ -19,7 +19,8 @@ use super::peer::{Peer, Pending, WaitingRead};
 use super::shard::{Shard, ShardState, now_ms};
 use super::validate::{self, Refusal};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::encode_proposal;
+use crate::range::codec::{encode_proposal, encode_write};
+use crate::range::dedup::WriteId;
 
 /// A reply that completes later.
 pub type Reply = Pin<Box<dyn Future<Output = Option<Message>>>>;
@@ -50,7 +51,14 @@ fn later(rx: oneshot::Receiver<KvResponse>) -> Handled<Reply> {
 /// Handles one message for `shard`.
 pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
     match msg {
-        Message::KvRequest(req) => kv(shard, req),
+        Message::KvRequest(req) => kv(shard, req, None),
+        Message::KvWrite(w) => {
+            let id = WriteId {
+                client: w.client,
+                seq: w.seq,
+            };
+            kv(shard, w.request, Some(id))
+        }
         Message::RaftBatch(b) => {
             raft_batch(shard, b);
             Handled::Now(Some(Message::Pong(Pong { nonce: 0 })))
@@ -88,7 +96,8 @@ pub const RANGE_STOPPED: u32 = 3;
 /// request whose values add up to more is refused before anything is proposed.
 pub const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
 
-fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
+/// A request, with its request id for a write that is applied once per id.
+fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
     if let Err(e) = net::limits::check_op(&req.op, net::limits::DEFAULT_MAX_VALUE_BYTES) {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(e.into());
@@ -158,7 +167,10 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
         shard.metrics.borrow_mut().busy_total += 1;
         return err(RpcError::ServerBusy {});
     }
-    let data = encode_proposal(now_ms(), &req.op);
+    let data = match id {
+        Some(id) => encode_write(now_ms(), id, &req.op),
+        None => encode_proposal(now_ms(), &req.op),
+    };
     if data.len() > MAX_PROPOSAL_BYTES {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(RpcError::ValueTooLarge {

@@ -24,7 +24,7 @@ use super::peer::{Peer, conf_state_of};
 use crate::config::DsConfig;
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
-use crate::range::codec::{decode_meta, decode_proposal, decode_tombstone, encode_meta};
+use crate::range::codec::{decode_meta, decode_tombstone, decode_write, encode_meta};
 use crate::range::engine::MasstreeStore;
 use crate::range::storage::{RaftLogCache, SnapshotPoint};
 
@@ -385,7 +385,7 @@ impl Shard {
         let mut st = self.state.borrow_mut();
         match entry_type_of(e.entry_type) {
             EntryType::EntryNormal => {
-                let Some((now, op)) = decode_proposal(&e.payload) else {
+                let Some((now, id, op)) = decode_write(&e.payload) else {
                     if let Some((now, keys)) = crate::range::codec::decode_sweep(&e.payload) {
                         super::ready::apply_sweep(&mut st.engine, now, &keys);
                     } else if let Some(cmd) = crate::range::codec::decode_split(&e.payload) {
@@ -402,7 +402,9 @@ impl Shard {
                     index: e.index.0,
                     range: desc,
                 };
-                let _ = execute(&mut st.engine, &op, &ctx);
+                let _ = crate::range::dedup::apply_once(&mut st.engine, id, &op, now, |s| {
+                    execute(s, &op, &ctx)
+                });
                 st.engine.set_source(None);
                 st.engine.take_fault()
             }
