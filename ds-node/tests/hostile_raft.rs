@@ -172,11 +172,12 @@ fn batch(range: u64, msgs: Vec<RaftMsg>) -> Message {
 }
 
 fn entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = b"forged".to_vec().into();
-    e
+    Entry {
+        index,
+        term,
+        data: b"forged".to_vec().into(),
+        ..Entry::default()
+    }
 }
 
 /// The hostile messages, for replica `to` of range 1 (sender: member 3 unless noted).
