@@ -79,6 +79,14 @@ pub fn render(m: &ShardMetrics) -> String {
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }
+    s.push_str("# TYPE ds_raft_messages_refused_total counter\n");
+    for r in crate::server::validate::Refusal::ALL {
+        s.push_str(&format!(
+            "ds_raft_messages_refused_total{{reason=\"{}\"}} {}\n",
+            r.label(),
+            m.raft_refused_total[r.index()]
+        ));
+    }
     summary(
         &mut s,
         "ds_raft_propose_apply_seconds",

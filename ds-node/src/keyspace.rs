@@ -3,6 +3,7 @@
 //! ```text
 //! metadata entry:  'r' | slot u16 BE | len(key) u32 BE | key | 'M'
 //! hash field:      'r' | slot u16 BE | len(key) u32 BE | key | 'F' | version u64 BE | field
+//! dedup record:    'r' | slot u16 BE | len(key) u32 BE | key | 'D' | client u64 BE | seq u64 BE
 //! ```
 //!
 //! `slot` is the Redis Cluster hash slot (CRC16/XMODEM of the key, or of its `{hash tag}`,
@@ -10,7 +11,9 @@
 //! length prefix makes the key's bytes self-delimiting: every internal key of one user key
 //! shares the prefix `'r' | slot | len | key`, no other user key's entries fall between
 //! them, and a range split point can always be placed between two user keys. Fields of a
-//! hash sort before its metadata entry (`'F'` < `'M'`).
+//! hash sort before its metadata entry (`'F'` < `'M'`). A dedup record
+//! (`range::dedup`) remembers a write to the key by its request id; it is no field and no
+//! metadata, so nothing that lists keys or fields sees it.
 // perf-critical: every Redis command encodes its keys here.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -19,6 +22,7 @@ pub use net::keyspace::{REDIS_PREFIX, SLOTS, crc16_xmodem, meta_key, slot};
 
 const META: u8 = b'M';
 const FIELD: u8 = b'F';
+const DEDUP: u8 = b'D';
 
 fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
     let mut out = BytesMut::with_capacity(1 + 2 + 4 + key.len() + extra);
@@ -27,6 +31,15 @@ fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
     out.put_u32(u32::try_from(key.len()).expect("keys are at most 64 KiB (net::codec)"));
     out.put_slice(key);
     out
+}
+
+/// The dedup record of write `(client, seq)` to `key` (`range::dedup`).
+pub fn dedup_key(key: &[u8], client: u64, seq: u64) -> Bytes {
+    let mut k = user_prefix(key, 1 + 16);
+    k.put_u8(DEDUP);
+    k.put_u64(client);
+    k.put_u64(seq);
+    k.freeze()
 }
 
 /// The sub-key of `field` in version `version` of hash `key`.

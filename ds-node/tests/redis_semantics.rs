@@ -363,7 +363,7 @@ fn getrange_and_setrange_use_redis_index_arithmetic() {
             offset: 512 * 1024 * 1024,
             value: b("x")
         }),
-        Err(RpcError::BadRequest { .. })
+        Err(RpcError::ValueTooLarge { .. })
     ));
 }
 

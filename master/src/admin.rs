@@ -189,6 +189,21 @@ pub fn ranges_json(core: &Core) -> String {
     out
 }
 
+/// The RPC metrics, then `master_reports_refused_total{reason}` (range heartbeats and split
+/// reports refused by `core::validate`).
+fn metrics_text(master: &Master) -> String {
+    let mut out = master.metrics().render();
+    out.push_str("# TYPE master_reports_refused_total counter\n");
+    let counts = master.with_core(|c| c.refused_reports().clone());
+    for (reason, n) in counts {
+        out.push_str(&format!(
+            "master_reports_refused_total{{reason=\"{}\"}} {n}\n",
+            reason.label()
+        ));
+    }
+    out
+}
+
 /// The response to `GET path`: (status, content type, body).
 pub fn respond(master: &Master, path: &str) -> (u16, &'static str, String) {
     const JSON: &str = "application/json";
@@ -197,7 +212,7 @@ pub fn respond(master: &Master, path: &str) -> (u16, &'static str, String) {
         "/status" => (200, JSON, master.with_core(|c| status_json(c))),
         "/stores" => (200, JSON, master.with_core(|c| stores_json(c))),
         "/ranges" => (200, JSON, master.with_core(|c| ranges_json(c))),
-        "/metrics" => (200, "text/plain; version=0.0.4", master.metrics().render()),
+        "/metrics" => (200, "text/plain; version=0.0.4", metrics_text(master)),
         _ => (404, "text/plain", "not found\n".into()),
     }
 }

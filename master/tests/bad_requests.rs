@@ -1,5 +1,6 @@
 //! Malformed and out-of-order RPCs get errors with the right codes, and the master keeps
-//! serving: heartbeats from unknown stores or for unknown ranges, stale epochs, splits of
+//! serving: heartbeats from unknown stores or for unknown ranges, stale epochs, an epoch jump
+//! no membership change explains, splits of
 //! ranges that do not exist or that do not cover the old range, response kinds sent as
 //! requests, counts out of bounds, and a peer that sends garbage bytes.
 #![allow(clippy::unwrap_used)]
@@ -136,8 +137,30 @@ async fn bad_requests_get_errors_and_the_master_keeps_serving() {
             range_id: RangeId(4242)
         })
     );
+    // A jump of version (a split the master never heard of) is refused; a learner added by
+    // one conf change, on another store under an allocated id, is accepted.
+    let mut jumped = range.clone();
+    jumped.epoch.version = 5;
+    assert!(
+        is_bad_request(call(&c, range_hb(jumped)).await),
+        "version jump"
+    );
+    let mut store2 = store.clone();
+    store2.addr = "h:3".into();
+    let Ok(Message::StoreRegisterResp(r2)) = call(&c, reg(store2)).await else {
+        panic!()
+    };
+    let Ok(Message::IdBlock(block)) = call(&c, AllocIds { count: 1 }).await else {
+        panic!()
+    };
     let mut newer = range.clone();
-    newer.epoch.version = 5;
+    newer.epoch.conf_ver += 1;
+    newer.replicas.push(Replica {
+        replica_id: ReplicaId(block.first),
+        store_id: r2.store_id,
+        shard_id: ShardId(0),
+        role: ReplicaRole::Learner {},
+    });
     call(&c, range_hb(newer.clone())).await.unwrap();
     assert_eq!(
         call(&c, range_hb(range.clone())).await,
@@ -244,7 +267,7 @@ async fn bad_requests_get_errors_and_the_master_keeps_serving() {
     };
     assert_eq!(route.range, Some(newer));
     let errors = m.metrics().snapshot()["RangeHeartbeat"].errors;
-    assert_eq!(errors, 4);
+    assert_eq!(errors, 5);
 
     let _ = stop.send(());
     server.await.unwrap();

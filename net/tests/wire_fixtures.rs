@@ -11,7 +11,9 @@ use std::path::PathBuf;
 use bytes::{Bytes, BytesMut};
 use net::auth::{Nonce, Proof};
 use net::message::handshake::{Auth, AuthAck, Challenge, Hello, HelloAck, Magic, Role};
-use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
+use net::message::kv::{
+    Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, KvWrite, OpResult, WriteOp,
+};
 use net::message::*;
 use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
 use net::{ShardId, StoreId, Timestamp};
@@ -85,6 +87,20 @@ fn samples() -> Vec<(&'static str, Message)> {
                     },
                     cond: Cond::IfAbsent {},
                     get_old: true,
+                },
+            }),
+        ),
+        (
+            "kv_write",
+            Message::KvWrite(KvWrite {
+                client: 0x1122_3344_5566_7788,
+                seq: 42,
+                request: KvRequest {
+                    ctx,
+                    op: KvOp::StrIncrBy {
+                        key: b(b"counter"),
+                        delta: 7,
+                    },
                 },
             }),
         ),
@@ -430,7 +446,7 @@ fn every_message_kind_has_a_fixture() {
         .chain(samples_v2().iter())
         .map(|(_, m)| m.kind())
         .collect();
-    // 31 kinds in version 1, 3 more in version 2 (docs/format/wire.md §4); a new kind needs a
-    // new sample.
-    assert_eq!(kinds.len(), 34, "kinds with fixtures: {kinds:x?}");
+    // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite;
+    // docs/format/wire.md §4); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 35, "kinds with fixtures: {kinds:x?}");
 }

@@ -1,6 +1,7 @@
 //! Arbitrary committed entries through the range state machine, as the live apply loop and
 //! recovery both run them: the input is cut into proposals (2-byte little-endian length,
-//! then that many bytes); each one that decodes is executed on a Masstree store and on the
+//! then that many bytes); each one that decodes (with its request id, through the dedup
+//! wrapper, as the apply loop runs it) is executed on a Masstree store and on the
 //! `BTreeMap` model. No panic, no engine fault (`net::limits` keeps every key within the
 //! tree's limit), identical results and identical final contents — and replaying the same
 //! entries on a fresh store (recovery) gives the same contents again.
@@ -8,7 +9,8 @@
 
 use bytes::Bytes;
 use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::codec::decode_proposal;
+use ds_node::range::codec::decode_write;
+use ds_node::range::dedup;
 use ds_node::range::engine::MasstreeStore;
 use ds_node::range::store::{KvStore, ModelStore};
 use libfuzzer_sys::fuzz_target;
@@ -29,13 +31,14 @@ fn entries(mut data: &[u8]) -> Vec<&[u8]> {
 fn apply_all<S: KvStore>(store: &mut S, desc: &RangeDescriptor, data: &[u8]) -> Vec<String> {
     let mut results = Vec::new();
     for (i, e) in entries(data).into_iter().enumerate() {
-        if let Some((now, op)) = decode_proposal(e) {
+        if let Some((now, id, op)) = decode_write(e) {
             let ctx = ApplyCtx {
                 now_ms: now,
                 index: i as u64 + 1,
                 range: desc,
             };
-            results.push(format!("{:?}", execute(store, &op, &ctx)));
+            let r = dedup::apply_once(store, id, &op, now, |s| execute(s, &op, &ctx));
+            results.push(format!("{r:?}"));
         }
     }
     results

@@ -4,12 +4,14 @@
 #![no_main]
 
 use ds_node::range::codec::{
-    decode_meta, decode_proposal, decode_split, decode_sweep, decode_tombstone, encode_split,
+    decode_meta, decode_proposal, decode_split, decode_sweep, decode_tombstone, decode_write,
+    encode_split,
 };
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode_proposal(data);
+    let _ = decode_write(data);
     let _ = decode_sweep(data);
     let _ = decode_meta(data);
     let _ = decode_tombstone(data);

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! proposal:   version u8 (=1) | now_ms u64 LE | KvOp (net wire encoding)
+//! write:      version u8 (=4) | now_ms u64 LE | client u64 LE | seq u64 LE | KvOp
+//!             (a proposal with a request id: applied once per id, `range::dedup`)
 //! TTL sweep:  version u8 (=2) | now_ms u64 LE | count u32 LE | (len u32 LE | key)*
 //! split:      version u8 (=3) | conf_ver u64 LE | version u64 LE | new range id u64 LE
 //!             | count u32 LE | new replica id u64 LE * count | key len u32 LE | split key
@@ -17,10 +19,13 @@ use net::codec::{Wire, decode_exact};
 use net::message::RangeDescriptor;
 use net::message::kv::KvOp;
 
+use super::dedup::WriteId;
+
 const PROPOSAL_V1: u8 = 1;
 const META_V1: u8 = 1;
 const SWEEP_V1: u8 = 2;
 const SPLIT_V1: u8 = 3;
+const WRITE_V1: u8 = 4;
 
 /// A split of a range, proposed by its leader and applied by every replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,15 +132,43 @@ pub fn encode_proposal(now_ms: u64, op: &KvOp) -> Vec<u8> {
     b.to_vec()
 }
 
-/// Decodes [`encode_proposal`]'s bytes into `(now_ms, op)`.
+/// Encodes a client write carrying its request id, proposed at the leader's `now_ms`.
+pub fn encode_write(now_ms: u64, id: WriteId, op: &KvOp) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(80);
+    b.put_u8(WRITE_V1);
+    b.put_u64_le(now_ms);
+    b.put_u64_le(id.client);
+    b.put_u64_le(id.seq);
+    op.encode(&mut b);
+    b.to_vec()
+}
+
+/// Decodes [`encode_proposal`]'s bytes into `(now_ms, op)` (and [`encode_write`]'s, without
+/// the id).
 pub fn decode_proposal(data: &[u8]) -> Option<(u64, KvOp)> {
+    decode_write(data).map(|(now, _, op)| (now, op))
+}
+
+/// Decodes [`encode_proposal`]'s or [`encode_write`]'s bytes into `(now_ms, id, op)`.
+pub fn decode_write(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp)> {
     let (&v, rest) = data.split_first()?;
-    if v != PROPOSAL_V1 || rest.len() < 8 {
-        return None;
-    }
-    let now_ms = u64::from_le_bytes(rest[..8].try_into().ok()?);
-    let op = decode_exact::<KvOp>(Bytes::copy_from_slice(&rest[8..])).ok()?;
-    Some((now_ms, op))
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?))
+    };
+    let now_ms = u64_at(0)?;
+    let (id, op_at) = match v {
+        PROPOSAL_V1 => (None, 8),
+        WRITE_V1 => (
+            Some(WriteId {
+                client: u64_at(8)?,
+                seq: u64_at(16)?,
+            }),
+            24,
+        ),
+        _ => return None,
+    };
+    let op = decode_exact::<KvOp>(Bytes::copy_from_slice(rest.get(op_at..)?)).ok()?;
+    Some((now_ms, id, op))
 }
 
 const TOMBSTONE: u8 = 0xDE;
@@ -220,5 +253,24 @@ mod tests {
         assert_eq!(decode_sweep(&e), None);
         assert_eq!(decode_tombstone(&encode_tombstone(9)[..8]), None);
         assert_eq!(decode_meta(&encode_tombstone(9)), None);
+    }
+
+    #[test]
+    fn write_with_request_id_round_trips_and_truncations_are_refused() {
+        let op = KvOp::StrIncrBy {
+            key: Bytes::from_static(b"k"),
+            delta: 3,
+        };
+        let id = WriteId { client: 5, seq: 9 };
+        let w = encode_write(42, id, &op);
+        assert_eq!(decode_write(&w), Some((42, Some(id), op.clone())));
+        assert_eq!(decode_proposal(&w), Some((42, op.clone())));
+        let p = encode_proposal(42, &op);
+        assert_eq!(decode_write(&p), Some((42, None, op)));
+        for n in 0..w.len() {
+            assert_eq!(decode_write(&w[..n]), None, "{n} bytes");
+        }
+        assert_eq!(decode_sweep(&w), None);
+        assert_eq!(decode_split(&w), None);
     }
 }

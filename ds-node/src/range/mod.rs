@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod checkpoint;
 pub mod codec;
+pub mod dedup;
 pub mod engine;
 pub mod storage;
 pub mod store;

@@ -17,8 +17,10 @@ use raft::eraftpb::Message as RaftMsg;
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, Pending, WaitingRead};
 use super::shard::{Shard, ShardState, now_ms};
+use super::validate::{self, Refusal};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::encode_proposal;
+use crate::range::codec::{encode_proposal, encode_write};
+use crate::range::dedup::WriteId;
 
 /// A reply that completes later.
 pub type Reply = Pin<Box<dyn Future<Output = Option<Message>>>>;
@@ -49,7 +51,14 @@ fn later(rx: oneshot::Receiver<KvResponse>) -> Handled<Reply> {
 /// Handles one message for `shard`.
 pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
     match msg {
-        Message::KvRequest(req) => kv(shard, req),
+        Message::KvRequest(req) => kv(shard, req, None),
+        Message::KvWrite(w) => {
+            let id = WriteId {
+                client: w.client,
+                seq: w.seq,
+            };
+            kv(shard, w.request, Some(id))
+        }
         Message::RaftBatch(b) => {
             raft_batch(shard, b);
             Handled::Now(Some(Message::Pong(Pong { nonce: 0 })))
@@ -87,7 +96,8 @@ pub const RANGE_STOPPED: u32 = 3;
 /// request whose values add up to more is refused before anything is proposed.
 pub const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
 
-fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
+/// A request, with its request id for a write that is applied once per id.
+fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
     if let Err(e) = net::limits::check_op(&req.op, net::limits::DEFAULT_MAX_VALUE_BYTES) {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(e.into());
@@ -157,7 +167,10 @@ fn kv(shard: &Rc<Shard>, req: KvRequest) -> Handled<Reply> {
         shard.metrics.borrow_mut().busy_total += 1;
         return err(RpcError::ServerBusy {});
     }
-    let data = encode_proposal(now_ms(), &req.op);
+    let data = match id {
+        Some(id) => encode_write(now_ms(), id, &req.op),
+        None => encode_proposal(now_ms(), &req.op),
+    };
     if data.len() > MAX_PROPOSAL_BYTES {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(RpcError::ValueTooLarge {
@@ -220,104 +233,225 @@ fn with_split_neighbours(
     out
 }
 
+/// Most replicas of one shard created for a leader's message and still waiting for their
+/// first snapshot.
+pub const MAX_UNINITIALIZED: usize = 32;
+
+/// Most replicas one shard creates for leaders' messages per second.
+pub const CREATIONS_PER_SEC: u32 = 8;
+
+/// The shard's budget of replica creations: [`CREATIONS_PER_SEC`] per one-second window.
+#[derive(Debug, Default)]
+pub struct CreationBudget {
+    window: Option<Instant>,
+    used: u32,
+}
+
+impl CreationBudget {
+    /// Takes one creation at `now`; false when this window's budget is spent.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= std::time::Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= CREATIONS_PER_SEC {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+}
+
+/// How often refused Raft messages are logged (at debug, with counts).
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why one Raft message of a batch was dropped.
+enum Dropped {
+    /// Undecodable, inconsistent with its envelope, or refused by raft-rs.
+    Bad,
+    /// Refused by validation (counted by reason).
+    Refused(Refusal),
+}
+
 fn raft_batch(shard: &Shard, b: RaftBatch) {
-    use protobuf::Message as _;
-    use raft::eraftpb::MessageType;
     let mut st = shard.state.borrow_mut();
     let mut bad = 0;
+    let mut refused = [0u64; Refusal::ALL.len()];
+    let from = (b.from_store, b.from_shard);
     for env in b.messages {
-        let Ok(mut m) = RaftMsg::parse_from_bytes(&env.message) else {
-            bad += 1;
-            continue;
-        };
-        let range = env.range_id.0;
-        if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
-            bad += 1;
-            continue;
+        match raft_message(shard, &mut st, from, env) {
+            Ok(()) => {}
+            Err(Dropped::Bad) => bad += 1,
+            Err(Dropped::Refused(r)) => refused[r.index()] += 1,
         }
-        st.reply_to.insert(
-            (range, m.from),
-            Replica {
-                replica_id: env.from_replica,
-                store_id: b.from_store,
-                shard_id: b.from_shard,
-                role: ReplicaRole::Voter {},
-            },
-        );
-        if !st.peers.contains_key(&range) {
-            // A leader talking to a replica this shard does not have yet: a replica being
-            // added. Create it empty; its first snapshot gives it the range. Only a leader's
-            // messages create one, never for a destroyed replica.
-            let from_leader = matches!(
-                m.get_msg_type(),
-                MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
-            );
-            if !from_leader || m.term == 0 || st.tombstones.contains(&(range, m.to)) {
-                bad += 1;
-                continue;
-            }
-            match shard.new_uninitialized(range, m.to) {
-                Ok(p) => {
-                    st.peers.insert(range, p);
-                    shard.metrics.borrow_mut().replicas_created_total += 1;
-                    tracing::info!(
-                        range,
-                        replica = m.to,
-                        "replica created for a leader's message"
-                    );
-                }
-                Err(e) => {
-                    tracing::warn!(range, "cannot create replica: {e:#}");
-                    bad += 1;
-                    continue;
-                }
-            }
-        }
-        if m.get_msg_type() == MessageType::MsgSnapshot {
-            // Step it only with its data received whole, and if its range does not overlap
-            // another range of this shard (a stale snapshot would destroy keys).
-            let got = super::snapshot::transfer_id(&m).and_then(|id| st.transfers.take(id, range));
-            let Some(got) = got else {
-                bad += 1;
-                continue;
-            };
-            let d = &got.meta.desc;
-            let overlaps = st.peers.iter().any(|(&id, o)| {
-                id != range
-                    && o.initialized
-                    && (d.end.is_empty() || o.desc.start < d.end)
-                    && (o.desc.end.is_empty() || d.start < o.desc.end)
-            });
-            if overlaps {
-                tracing::warn!(
-                    range,
-                    "snapshot overlaps another range of this shard; dropped"
-                );
-                bad += 1;
-                continue;
-            }
-            m.mut_snapshot().data = Default::default();
-            if let Some(p) = st.peers.get_mut(&range) {
-                p.snapshot_in = Some(got);
-            }
-        }
-        let Some(p) = st.peers.get_mut(&range).filter(|p| p.stopped.is_none()) else {
-            bad += 1;
-            continue;
-        };
-        if m.to != p.replica_id {
-            bad += 1;
-            continue;
-        }
-        if p.node.step(m).is_err() {
-            bad += 1;
-        }
+    }
+    let any_refused = refused.iter().any(|&n| n > 0);
+    let log_now = any_refused
+        && st
+            .refusals_logged_at
+            .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY);
+    if log_now {
+        st.refusals_logged_at = Some(Instant::now());
     }
     drop(st);
-    if bad > 0 {
-        shard.metrics.borrow_mut().bad_raft_messages_total += bad;
+    let mut m = shard.metrics.borrow_mut();
+    m.bad_raft_messages_total += bad;
+    for (total, n) in m.raft_refused_total.iter_mut().zip(refused) {
+        *total += n;
+    }
+    drop(m);
+    if log_now {
+        let counts: Vec<(&str, u64)> = Refusal::ALL
+            .iter()
+            .map(|r| (r.label(), refused[r.index()]))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        tracing::debug!(store = %b.from_store, ?counts, "raft messages refused");
     }
     shard.wake.notify();
+}
+
+/// Validates one Raft message and steps it into its range's group (creating the replica
+/// first for a leader's message, if the master places it here).
+fn raft_message(
+    shard: &Shard,
+    st: &mut ShardState,
+    (from_store, from_shard): (net::StoreId, net::ShardId),
+    env: net::message::RaftEnvelope,
+) -> Result<(), Dropped> {
+    use protobuf::Message as _;
+    use raft::eraftpb::MessageType;
+    let mut m = RaftMsg::parse_from_bytes(&env.message).map_err(|_| Dropped::Bad)?;
+    let range = env.range_id.0;
+    if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
+        return Err(Dropped::Bad);
+    }
+    if !st.peers.contains_key(&range) {
+        let p = replica_for(shard, st, range, &m)?;
+        st.peers.insert(range, p);
+        shard.metrics.borrow_mut().replicas_created_total += 1;
+        tracing::info!(
+            range,
+            replica = m.to,
+            "replica created for a leader's message"
+        );
+    }
+    let p = st.peers.get(&range).ok_or(Dropped::Bad)?;
+    if m.to != p.replica_id {
+        return Err(Dropped::Refused(Refusal::Address));
+    }
+    if !p.initialized && !master_places(shard, range, m.from, None) {
+        return Err(Dropped::Refused(Refusal::NotMember));
+    }
+    validate::check(&p.node.raft, p.initialized, &m).map_err(Dropped::Refused)?;
+    if m.get_msg_type() == MessageType::MsgSnapshot {
+        let got = snapshot_in(st, range, &m)?;
+        m.mut_snapshot().data = Default::default();
+        if let Some(p) = st.peers.get_mut(&range) {
+            p.snapshot_in = Some(got);
+        }
+    }
+    // Only now, with the sender a member: bounded by the ranges here and their members.
+    st.reply_to.insert(
+        (range, m.from),
+        Replica {
+            replica_id: env.from_replica,
+            store_id: from_store,
+            shard_id: from_shard,
+            role: ReplicaRole::Voter {},
+        },
+    );
+    // A stopped range (an apply hit an invariant) takes no more Raft traffic.
+    let p = st
+        .peers
+        .get_mut(&range)
+        .filter(|p| p.stopped.is_none())
+        .ok_or(Dropped::Bad)?;
+    p.node.step(m).map_err(|_| Dropped::Bad)
+}
+
+/// A new, empty replica for a leader's message to a range this shard does not have: a
+/// replica being added. Only for a range the master's route table places here under that
+/// replica id with the sender as a member, never for a destroyed replica, and within the
+/// shard's creation budget. Nothing is persisted until its first snapshot installs, and the
+/// message is validated against it before it is kept.
+fn replica_for(
+    shard: &Shard,
+    st: &mut ShardState,
+    range: u64,
+    m: &RaftMsg,
+) -> Result<Peer, Dropped> {
+    use raft::eraftpb::MessageType;
+    let from_leader = matches!(
+        m.get_msg_type(),
+        MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
+    );
+    if !from_leader || m.term == 0 {
+        return Err(Dropped::Refused(Refusal::Type));
+    }
+    if st.tombstones.contains(&(range, m.to)) {
+        return Err(Dropped::Bad);
+    }
+    if !master_places(shard, range, m.from, Some(m.to)) {
+        return Err(Dropped::Refused(Refusal::UnknownRange));
+    }
+    let waiting = st.peers.values().filter(|p| !p.initialized).count();
+    if waiting >= MAX_UNINITIALIZED || !st.creations.take(Instant::now()) {
+        return Err(Dropped::Refused(Refusal::CreationLimit));
+    }
+    let p = shard.new_uninitialized(range, m.to).map_err(|e| {
+        tracing::warn!(range, "cannot create replica: {e:#}");
+        Dropped::Bad
+    })?;
+    validate::check(&p.node.raft, false, m).map_err(Dropped::Refused)?;
+    Ok(p)
+}
+
+/// Whether the master's last route table lists `from` as a replica of `range` and (with
+/// `me`) replica `me` of it on this shard.
+fn master_places(shard: &Shard, range: u64, from: u64, me: Option<u64>) -> bool {
+    let ranges = shard.master_ranges.borrow();
+    let Some(d) = ranges.get(&range) else {
+        return false;
+    };
+    let has = |id: u64| d.replicas.iter().any(|r| r.replica_id.0 == id);
+    let here = me.is_none_or(|me| {
+        d.replicas.iter().any(|r| {
+            r.replica_id.0 == me && r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index
+        })
+    });
+    has(from) && here
+}
+
+/// The snapshot data a `MsgSnapshot` names: stepped only with its data received whole, and
+/// if its range does not overlap another range of this shard (a stale snapshot would
+/// destroy keys).
+fn snapshot_in(
+    st: &mut ShardState,
+    range: u64,
+    m: &RaftMsg,
+) -> Result<super::snapshot::Received, Dropped> {
+    let got = super::snapshot::transfer_id(m)
+        .and_then(|id| st.transfers.take(id, range))
+        .ok_or(Dropped::Bad)?;
+    let d = &got.meta.desc;
+    let overlaps = st.peers.iter().any(|(&id, o)| {
+        id != range
+            && o.initialized
+            && (d.end.is_empty() || o.desc.start < d.end)
+            && (o.desc.end.is_empty() || d.start < o.desc.end)
+    });
+    if overlaps {
+        tracing::warn!(
+            range,
+            "snapshot overlaps another range of this shard; dropped"
+        );
+        return Err(Dropped::Bad);
+    }
+    Ok(got)
 }
 
 /// Records `v` µs (kept for symmetry with the ready loop's figures).

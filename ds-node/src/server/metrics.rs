@@ -2,6 +2,8 @@
 
 use hdrhistogram::Histogram;
 
+use super::validate::Refusal;
+
 /// A shard's counters and histograms (microseconds; batch sizes in records).
 #[derive(Debug, Clone)]
 pub struct ShardMetrics {
@@ -25,6 +27,9 @@ pub struct ShardMetrics {
     pub ranges_stopped_total: u64,
     /// Raft messages received that could not be decoded or had no range here.
     pub bad_raft_messages_total: u64,
+    /// Raft messages refused before raft-rs saw them, by [`Refusal`] slot
+    /// (`ds_raft_messages_refused_total{reason}`).
+    pub raft_refused_total: [u64; Refusal::ALL.len()],
     /// Leader changes seen.
     pub leader_changes_total: u64,
     /// Group commits (`ds_log_flushes_total`).
@@ -85,6 +90,7 @@ impl Default for ShardMetrics {
             ranges_stopped_total: 0,
             not_leader_total: 0,
             bad_raft_messages_total: 0,
+            raft_refused_total: [0; Refusal::ALL.len()],
             leader_changes_total: 0,
             flushes_total: 0,
             expired_deleted_total: 0,
@@ -127,6 +133,9 @@ impl ShardMetrics {
         self.ranges_stopped_total += o.ranges_stopped_total;
         self.not_leader_total += o.not_leader_total;
         self.bad_raft_messages_total += o.bad_raft_messages_total;
+        for (a, b) in self.raft_refused_total.iter_mut().zip(o.raft_refused_total) {
+            *a += b;
+        }
         self.leader_changes_total += o.leader_changes_total;
         self.flushes_total += o.flushes_total;
         self.expired_deleted_total += o.expired_deleted_total;
@@ -162,7 +171,7 @@ impl ShardMetrics {
         };
         format!(
             "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
-             bad_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
+             bad_raft={} refused_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
              records_per_flush(mean)={:.1} checkpoints={} segments_freed={} snapshots_sent={} snapshot_send_failures={} \
              snapshots_received={} snapshots_applied={} snapshot_chunks_refused={} replicas_created={} splits={}",
             self.proposals_total,
@@ -172,6 +181,7 @@ impl ShardMetrics {
             self.busy_total,
             self.not_leader_total,
             self.bad_raft_messages_total,
+            self.raft_refused_total.iter().sum::<u64>(),
             self.leader_changes_total,
             self.flushes_total,
             self.expired_deleted_total,

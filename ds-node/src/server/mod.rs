@@ -8,6 +8,7 @@
 //! - `checkpoint`: range checkpoints on disk, log compaction and segment reclamation.
 //! - `snapshot`: Raft snapshots streamed between nodes, and replicas created for them.
 //! - `split`: range splits.
+//! - `validate`: Raft messages from the network checked before raft-rs sees them.
 
 pub mod checkpoint;
 pub mod handler;
@@ -17,6 +18,7 @@ pub mod ready;
 pub mod shard;
 pub mod snapshot;
 pub mod split;
+pub mod validate;
 
 pub use metrics::ShardMetrics;
 pub use shard::Shard;

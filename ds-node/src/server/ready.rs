@@ -23,7 +23,8 @@ use super::metrics::ShardMetrics;
 use super::peer::Peer;
 use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_change};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{decode_proposal, decode_split, decode_sweep, encode_meta, encode_sweep};
+use crate::range::codec::{decode_split, decode_sweep, decode_write, encode_meta, encode_sweep};
+use crate::range::dedup;
 use crate::range::store::KvStore;
 
 /// Messages of one turn: Raft batches per destination address, and snapshots to stream.
@@ -415,7 +416,7 @@ fn apply_entries(
             EntryType::EntryNormal => {
                 if e.data.is_empty() {
                     None
-                } else if let Some((now, op)) = decode_proposal(&e.data) {
+                } else if let Some((now, id, op)) = decode_write(&e.data) {
                     engine.set_source(
                         shard
                             .log
@@ -426,7 +427,7 @@ fn apply_entries(
                         index: e.index,
                         range: &p.desc,
                     };
-                    let r = execute(engine, &op, &ctx);
+                    let r = dedup::apply_once(engine, id, &op, now, |s| execute(s, &op, &ctx));
                     engine.set_source(None);
                     if let Some(fault) = engine.take_fault() {
                         stop_range(shard, p, e.index, fault);
@@ -435,10 +436,7 @@ fn apply_entries(
                     let (db, dk) = engine.take_delta();
                     p.approx_size.0 += db;
                     p.approx_size.1 += dk;
-                    Some(match r {
-                        Ok(result) => KvResponse::Ok { result },
-                        Err(error) => KvResponse::Err { error },
-                    })
+                    Some(r)
                 } else if let Some((now, keys)) = decode_sweep(&e.data) {
                     let n = apply_sweep(engine, now, &keys);
                     shard.metrics.borrow_mut().expired_deleted_total += n;

@@ -24,7 +24,7 @@ use super::peer::{Peer, conf_state_of};
 use crate::config::DsConfig;
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
-use crate::range::codec::{decode_meta, decode_proposal, decode_tombstone, encode_meta};
+use crate::range::codec::{decode_meta, decode_tombstone, decode_write, encode_meta};
 use crate::range::engine::MasstreeStore;
 use crate::range::storage::{RaftLogCache, SnapshotPoint};
 
@@ -92,6 +92,10 @@ pub struct ShardState {
     /// Right ranges of splits applied this turn, to create after it (with the left range's
     /// new descriptor when this replica led it).
     pub splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+    /// Replicas created for leaders' messages in the current second.
+    pub creations: super::handler::CreationBudget,
+    /// When refused Raft messages were last logged (the log is rate-limited).
+    pub refusals_logged_at: Option<std::time::Instant>,
 }
 
 /// One shard (core) of a DS node.
@@ -123,6 +127,9 @@ pub struct Shard {
     pub addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
     pub stop: Cell<bool>,
+    /// The master's descriptors of the ranges it places on this shard (from its last route
+    /// table): a replica is created for a leader's message only if listed here.
+    pub master_ranges: RefCell<HashMap<u64, RangeDescriptor>>,
     /// Version of the master's route table the store addresses come from.
     pub route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
@@ -241,6 +248,7 @@ impl Shard {
             metrics: RefCell::new(ShardMetrics::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
+            master_ranges: RefCell::new(HashMap::new()),
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
         });
@@ -385,7 +393,7 @@ impl Shard {
         let mut st = self.state.borrow_mut();
         match entry_type_of(e.entry_type) {
             EntryType::EntryNormal => {
-                let Some((now, op)) = decode_proposal(&e.payload) else {
+                let Some((now, id, op)) = decode_write(&e.payload) else {
                     if let Some((now, keys)) = crate::range::codec::decode_sweep(&e.payload) {
                         super::ready::apply_sweep(&mut st.engine, now, &keys);
                     } else if let Some(cmd) = crate::range::codec::decode_split(&e.payload) {
@@ -402,7 +410,9 @@ impl Shard {
                     index: e.index.0,
                     range: desc,
                 };
-                let _ = execute(&mut st.engine, &op, &ctx);
+                let _ = crate::range::dedup::apply_once(&mut st.engine, id, &op, now, |s| {
+                    execute(s, &op, &ctx)
+                });
                 st.engine.set_source(None);
                 st.engine.take_fault()
             }

@@ -188,13 +188,17 @@ pub fn report_later(shard: &Rc<Shard>, left: RangeDescriptor, right: RangeDescri
     }
 }
 
-/// Tells the master about a split this shard's replica led (retried a few times; the range
-/// heartbeats carry the new epochs anyway).
+/// Tells the master about a split this shard's replica led, until it is recorded (or the
+/// master answers that it knows a newer epoch): a range heartbeat never carries a split, so
+/// this report is how the master learns of it. Every 0.5 s for the first 10 tries (a report
+/// can wait on the one before it), then backing off to 5 s.
 async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor) {
     let Some(m) = shard.cfg.master_addr.clone() else {
         return;
     };
-    for _ in 0..10 {
+    let mut wait = Duration::from_millis(500);
+    let mut tries = 0u32;
+    while !shard.stop.get() {
         let r = shard
             .pool
             .call(
@@ -207,10 +211,18 @@ async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor)
             .await;
         match r {
             Ok(Message::SplitReportResp(_)) => return,
+            Ok(Message::Error(net::RpcError::EpochMismatch { .. })) => {
+                tracing::info!(range = %left.id, "split report superseded: the master knows a newer epoch");
+                return;
+            }
             Ok(other) => tracing::info!(range = %left.id, "split report refused: {}", other.name()),
             Err(e) => tracing::info!(range = %left.id, "split report failed: {e}"),
         }
-        crate::core::sleep(Duration::from_millis(500)).await;
+        crate::core::sleep(wait).await;
+        tries += 1;
+        if tries >= 10 {
+            wait = (wait * 2).min(Duration::from_secs(5));
+        }
     }
 }
 

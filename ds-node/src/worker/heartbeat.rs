@@ -95,6 +95,18 @@ pub async fn run(shard: Rc<Shard>) {
                         addrs.insert(s.store_id.0, s.shard_addrs);
                     }
                 }
+                // The ranges placed here: a leader's message may create a replica of one.
+                let here = |d: &net::message::RangeDescriptor| {
+                    d.replicas
+                        .iter()
+                        .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index)
+                };
+                *shard.master_ranges.borrow_mut() = t
+                    .ranges
+                    .into_iter()
+                    .filter(here)
+                    .map(|d| (d.id.0, d))
+                    .collect();
                 route_version = t.route_version;
                 shard.route_version.set(route_version);
             }
@@ -229,6 +241,21 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
             shard.wake.notify();
             return;
         }
+        // A step already done is not proposed again: a conf change that changes no replica
+        // would move conf_ver without a membership change, which the master refuses.
+        Operator::AddLearner { replica_id, .. }
+            if p.desc.replicas.iter().any(|r| r.replica_id == replica_id) =>
+        {
+            return;
+        }
+        Operator::PromoteLearner { replica_id }
+            if p.desc
+                .replicas
+                .iter()
+                .all(|r| r.replica_id != replica_id || r.role == ReplicaRole::Voter {}) =>
+        {
+            return;
+        }
         Operator::AddLearner {
             store,
             shard: s,
@@ -264,6 +291,11 @@ pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
                 drop(st);
                 shard.wake.notify();
             }
+            return;
+        }
+        Operator::RemoveReplica { replica_id }
+            if p.desc.replicas.iter().all(|r| r.replica_id != replica_id) =>
+        {
             return;
         }
         Operator::RemoveReplica { replica_id } => {

@@ -4,6 +4,7 @@
 
 mod operator;
 mod routes;
+pub mod validate;
 
 pub use operator::{DECISIONS_KEPT, Decision, RunningOperator};
 pub use routes::RouteCache;
@@ -115,6 +116,7 @@ pub struct Core {
     checkers: Vec<Box<dyn Checker>>,
     decisions: VecDeque<Decision>,
     routes: Arc<RwLock<RouteCache>>,
+    refused: validate::RefusalCounts,
 }
 
 impl Core {
@@ -151,6 +153,7 @@ impl Core {
                 checkers: default_checkers(),
                 decisions: VecDeque::new(),
                 routes,
+                refused: validate::RefusalCounts::new(),
             },
             report,
         ))
@@ -400,21 +403,14 @@ impl Core {
         now_ms: u64,
     ) -> Result<RangeHeartbeatResp, RpcError> {
         let id = hb.range.id;
-        let current = self
-            .state()
-            .range(id)
-            .ok_or(RpcError::RangeNotFound { range_id: id })?;
-        if is_stale(hb.range.epoch, current.epoch) {
-            return Err(RpcError::EpochMismatch {
-                ranges: vec![current.clone()],
-            });
+        let Some(current) = self.state().range(id) else {
+            self.count_refusal(validate::Refusal::UnknownRange);
+            return Err(RpcError::RangeNotFound { range_id: id });
+        };
+        if let Err(r) = validate::check_heartbeat(self.state(), self.next_id, current, &hb) {
+            return Err(self.refused(r));
         }
-        if !hb.range.replicas.iter().any(|r| r.replica_id == hb.leader) {
-            return Err(bad(format!(
-                "range {id}: leader {} is not one of its replicas",
-                hb.leader
-            )));
-        }
+        let current = current.clone();
         let mut desc = hb.range;
         if desc.epoch == current.epoch
             && (desc.replicas != current.replicas
@@ -427,13 +423,7 @@ impl Core {
             desc = current.clone();
         }
         desc.leader = Some(hb.leader);
-        if !desc.replicas.iter().any(|r| r.replica_id == hb.leader) {
-            return Err(bad(format!(
-                "range {id}: leader {} is not one of its replicas",
-                hb.leader
-            )));
-        }
-        if &desc != current {
+        if desc != current {
             self.propose(&Command::PutRange {
                 range: desc.clone(),
             })?;
@@ -542,6 +532,13 @@ impl Core {
                 route_version: state.route_version(),
             });
         }
+        let Some(old) = state.range(left_id) else {
+            self.count_refusal(validate::Refusal::UnknownRange);
+            return Err(RpcError::RangeNotFound { range_id: left_id });
+        };
+        if let Err(r) = validate::check_split(state, self.next_id, old, &rep.left, &rep.right) {
+            return Err(self.refused(r));
+        }
         self.propose(&Command::Split {
             left: rep.left,
             right: rep.right,
@@ -550,6 +547,22 @@ impl Core {
         Ok(SplitReportResp {
             route_version: self.state().route_version(),
         })
+    }
+
+    /// Range heartbeats and split reports refused, by reason (soft state: since start).
+    pub fn refused_reports(&self) -> &validate::RefusalCounts {
+        &self.refused
+    }
+
+    fn count_refusal(&mut self, reason: validate::Refusal) {
+        *self.refused.entry(reason).or_insert(0) += 1;
+    }
+
+    /// Counts `r` and logs it (debug: a stray peer must not flood the log); its error.
+    fn refused(&mut self, r: validate::Refused) -> RpcError {
+        self.count_refusal(r.reason);
+        tracing::debug!(reason = r.reason.label(), "report refused: {}", r.error);
+        r.error
     }
 
     /// Writes a snapshot if enough commands accumulated.

@@ -434,6 +434,25 @@ pub struct KvRequest {
 }
 wire_struct!(KvRequest { ctx, op });
 
+/// A write carrying its request id: the range applies it once per `(client, seq)` within
+/// its deduplication window, so a replayed or retried copy changes nothing and gets the
+/// first copy's answer (a `KvResponse`). A retry reuses both numbers.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct KvWrite {
+    /// The client: a proxy instance picks a random one at start.
+    pub client: u64,
+    /// The client's request number.
+    pub seq: u64,
+    /// The request.
+    pub request: KvRequest,
+}
+wire_struct!(KvWrite {
+    client,
+    seq,
+    request
+});
+
 /// The time-to-live state of a key (`PTTL`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

@@ -14,7 +14,7 @@ use crate::frame::{Frame, encode_frame};
 use crate::ids::RequestId;
 
 pub use handshake::{Hello, HelloAck, Ping, Pong, Role};
-pub use kv::{KvOp, KvRequest, KvResponse, OpResult};
+pub use kv::{KvOp, KvRequest, KvResponse, KvWrite, OpResult};
 pub use master::*;
 pub use raft::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
 pub use route::{LeaderHint, RangeDescriptor, Replica, ReplicaRole, RouteCtx};
@@ -101,6 +101,7 @@ messages! {
     0x000F => Error(RpcError),
     0x0100 => KvRequest(KvRequest),
     0x0101 => KvResponse(KvResponse),
+    0x0102 => KvWrite(KvWrite),
     0x0200 => RaftBatch(RaftBatch),
     0x0201 => SnapshotChunk(SnapshotChunk),
     0x0202 => SnapshotAck(SnapshotAck),
@@ -284,6 +285,7 @@ mod tests {
         kind::Error,
         kind::KvRequest,
         kind::KvResponse,
+        kind::KvWrite,
         kind::RaftBatch,
         kind::SnapshotChunk,
         kind::SnapshotAck,

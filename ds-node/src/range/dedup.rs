@@ -1,0 +1,232 @@
+//! Write deduplication by request id: a write that carries a [`WriteId`] applies once per id
+//! within [`WINDOW_MS`], so a replayed or retried write (the same `INCRBY` sent twice)
+//! changes the range once and the second copy gets the first one's answer.
+//!
+//! Decided at apply time, from the log only, so every replica decides the same: the first
+//! entry with a given id executes and stores its response in a *dedup record* — an engine
+//! entry under the written key's own prefix (`keyspace::dedup_key`), expiring `WINDOW_MS`
+//! after the entry's time (the leader's clock, carried in the entry). A later entry with the
+//! same id, applied before that expiry, finds the record, changes nothing, and answers with
+//! the stored response. Because the record is an ordinary entry of the range:
+//! - it survives restarts (replayed from the log or loaded from a checkpoint), travels in
+//!   snapshots to new replicas, and stays with its key's range through splits (split points
+//!   fall between user keys, and the record shares its key's prefix);
+//! - expired records are deleted by the leader's TTL sweep like any expired entry, so memory
+//!   is bounded by the writes of one window (about 40 bytes plus the response per write).
+//!
+//! Only Redis writes of one key are deduplicated (their record has a home range); raw
+//! operations and writes without an id apply as before. A key so long that its record key
+//! would pass the engine's key limit is not deduplicated either.
+
+use bytes::{Bytes, BytesMut};
+use net::RpcError;
+use net::codec::{Wire, decode_exact};
+use net::message::kv::{KvOp, KvResponse, OpResult};
+
+use super::checkpoint::MAX_KEY;
+use super::store::{Entry, KvStore};
+use crate::keyspace;
+
+/// How long a write id is remembered, in milliseconds of entry time (the proxy gives up on a
+/// request well within it).
+pub const WINDOW_MS: u64 = 10_000;
+
+/// A write's identity: the client (a proxy instance picks a random one) and its request
+/// sequence number; a retry reuses both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WriteId {
+    /// The client.
+    pub client: u64,
+    /// The client's request number.
+    pub seq: u64,
+}
+
+/// The Redis key a deduplicated write changes (`None`: not deduplicated).
+fn written_key(op: &KvOp) -> Option<&Bytes> {
+    match op {
+        KvOp::StrSet { key, .. }
+        | KvOp::StrGetDel { key }
+        | KvOp::StrGetEx { key, .. }
+        | KvOp::StrIncrBy { key, .. }
+        | KvOp::StrIncrByFloat { key, .. }
+        | KvOp::StrAppend { key, .. }
+        | KvOp::StrSetRange { key, .. }
+        | KvOp::KeyDel { key }
+        | KvOp::KeyExpire { key, .. }
+        | KvOp::KeyPersist { key }
+        | KvOp::HSet { key, .. }
+        | KvOp::HDel { key, .. }
+        | KvOp::HIncrBy { key, .. }
+        | KvOp::HIncrByFloat { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+/// The dedup record's key for `op` written under `id`, if `op` is deduplicated.
+pub fn record_key(op: &KvOp, id: WriteId) -> Option<Bytes> {
+    let key = written_key(op)?;
+    let k = keyspace::dedup_key(key, id.client, id.seq);
+    (k.len() <= MAX_KEY).then_some(k)
+}
+
+/// Applies `op` (through `exec`) unless an entry with the same `id` applied within the
+/// window: then returns that entry's response and changes nothing. `now_ms` is the entry's
+/// time. Deterministic: the same entries in the same order give the same results.
+pub fn apply_once<S: KvStore>(
+    store: &mut S,
+    id: Option<WriteId>,
+    op: &KvOp,
+    now_ms: u64,
+    exec: impl FnOnce(&mut S) -> Result<OpResult, RpcError>,
+) -> KvResponse {
+    let Some(key) = id.and_then(|id| record_key(op, id)) else {
+        return respond(exec(store));
+    };
+    if let Some(e) = store.get(&key).filter(|e| !e.is_expired(now_ms)) {
+        if let Ok(r) = decode_exact::<KvResponse>(e.value) {
+            return r;
+        }
+    }
+    let r = respond(exec(store));
+    let mut b = BytesMut::new();
+    r.encode(&mut b);
+    store.put(
+        key,
+        Entry {
+            value: b.freeze(),
+            expire_at_ms: now_ms.saturating_add(WINDOW_MS),
+        },
+    );
+    r
+}
+
+fn respond(r: Result<OpResult, RpcError>) -> KvResponse {
+    match r {
+        Ok(result) => KvResponse::Ok { result },
+        Err(error) => KvResponse::Err { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The state machine (`execute` on a `ModelStore`) driven through `apply_once`.
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::range::apply::{ApplyCtx, execute};
+    use crate::range::store::ModelStore;
+    use net::message::RangeDescriptor;
+
+    fn desc() -> RangeDescriptor {
+        RangeDescriptor {
+            id: net::RangeId(1),
+            start: Bytes::new(),
+            end: Bytes::new(),
+            epoch: net::Epoch::default(),
+            replicas: vec![],
+            leader: None,
+        }
+    }
+
+    fn incr(store: &mut ModelStore, id: Option<WriteId>, now_ms: u64) -> KvResponse {
+        let op = KvOp::StrIncrBy {
+            key: Bytes::from_static(b"counter"),
+            delta: 5,
+        };
+        let d = desc();
+        let ctx = ApplyCtx {
+            now_ms,
+            index: 1,
+            range: &d,
+        };
+        apply_once(store, id, &op, now_ms, |s| execute(s, &op, &ctx))
+    }
+
+    fn int(r: &KvResponse) -> i64 {
+        match r {
+            KvResponse::Ok {
+                result: OpResult::Int { value },
+            } => *value,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const ID: WriteId = WriteId { client: 7, seq: 1 };
+
+    #[test]
+    fn the_same_write_id_applied_twice_applies_once() {
+        let mut s = ModelStore::default();
+        let first = incr(&mut s, Some(ID), 1_000);
+        let again = incr(&mut s, Some(ID), 1_500);
+        assert_eq!(int(&first), 5);
+        assert_eq!(again, first, "the duplicate gets the first answer");
+        let next = incr(&mut s, Some(WriteId { seq: 2, ..ID }), 1_600);
+        assert_eq!(int(&next), 10, "another id applies");
+    }
+
+    #[test]
+    fn writes_without_an_id_always_apply() {
+        let mut s = ModelStore::default();
+        incr(&mut s, None, 1_000);
+        assert_eq!(int(&incr(&mut s, None, 1_000)), 10);
+    }
+
+    #[test]
+    fn an_id_is_forgotten_after_the_window() {
+        let mut s = ModelStore::default();
+        incr(&mut s, Some(ID), 1_000);
+        let late = incr(&mut s, Some(ID), 1_000 + WINDOW_MS);
+        assert_eq!(int(&late), 10);
+    }
+
+    #[test]
+    fn replicas_applying_the_same_entries_agree() {
+        // Two stores, the same sequence with duplicates interleaved: identical contents.
+        let seq = [
+            (1, 100),
+            (2, 110),
+            (1, 120),
+            (3, 130),
+            (2, 140),
+            (1, 20_000),
+        ];
+        let run = || {
+            let mut s = ModelStore::default();
+            let out: Vec<KvResponse> = seq
+                .iter()
+                .map(|&(n, t)| incr(&mut s, Some(WriteId { seq: n, ..ID }), t))
+                .collect();
+            (s, out)
+        };
+        let (a, ra) = run();
+        let (b, rb) = run();
+        assert_eq!(a, b);
+        assert_eq!(ra, rb);
+        assert_eq!(
+            ra.iter().map(int).collect::<Vec<_>>(),
+            [5, 10, 5, 15, 10, 20]
+        );
+    }
+
+    #[test]
+    fn raw_and_read_operations_are_not_deduplicated() {
+        let get = KvOp::StrGet {
+            key: Bytes::from_static(b"k"),
+        };
+        assert_eq!(record_key(&get, ID), None);
+        let put = KvOp::Increment {
+            key: Bytes::from_static(b"k"),
+            delta: 1,
+        };
+        assert_eq!(record_key(&put, ID), None);
+    }
+
+    #[test]
+    fn a_key_too_long_for_its_record_is_not_deduplicated() {
+        let op = KvOp::StrIncrBy {
+            key: Bytes::from(vec![b'k'; MAX_KEY - 8]),
+            delta: 1,
+        };
+        assert_eq!(record_key(&op, ID), None);
+    }
+}
