@@ -111,6 +111,18 @@ const SCRIPT: &[&str] = &[
     "HGETALL {t}h",
     "UNWATCH",
     "EXEC",
+    "MSETNX {t}m1 a {t}m2 b",
+    "MGET {t}m1 {t}m2",
+    "MSETNX {t}m2 x {t}m3 c",
+    "MGET {t}m2 {t}m3",
+    "MSETNX {t}m3",
+    "MSETNX {t}m3 a {t}m4",
+    "MSETNX {t}m5 a {t}m5 b",
+    "GET {t}m5",
+    "MULTI",
+    "MSETNX {t}m6 a",
+    "GET {t}m6",
+    "EXEC",
 ];
 
 fn args(line: &str) -> Vec<&[u8]> {
@@ -173,6 +185,8 @@ fn exec_whose_keys_span_ranges_is_refused_and_applies_nothing() {
     assert!(r.contains("{hash tag}"), "{r}");
     assert_eq!(c.cmd("MGET a {a}b b"), "*3\r\n$-1\r\n$-1\r\n$-1\r\n");
     assert_eq!(c.cmd("EXEC"), "-ERR EXEC without MULTI\r\n");
+    assert!(c.cmd("MSETNX a 1 b 2").starts_with("-CROSSSLOT"));
+    assert_eq!(c.cmd("MGET a b"), "*2\r\n$-1\r\n$-1\r\n");
 }
 
 #[test]

@@ -191,6 +191,7 @@ pub static TABLE: &[Spec] = &[
     spec!("keys", 2, RS, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
     spec!("mset", -3, WD, 1, -1, 2),
+    spec!("msetnx", -3, WD, 1, -1, 2),
     spec!("multi", 1, TXF, 0, 0, 0),
     spec!("persist", 2, WF, 1, 1, 1),
     spec!("pexpire", -3, WF, 1, 1, 1),
@@ -299,7 +300,7 @@ pub fn dispatch(
     }
     let action = match spec.name {
         "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
-        | "function" => tx::dispatch(sess, spec.name, &args),
+        | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
         "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
         | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
         | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::server::now_ms()),

@@ -11,6 +11,9 @@
 //! answered in place. Multi-round commands (SCAN, KEYS, DBSIZE) and FLUSHALL inside a
 //! transaction run at their place, between atomic segments of the others (not isolated).
 //!
+//! `MSETNX` is a `Multi` of its sets that watches every key as absent: all or none, atomic,
+//! when its keys are in one range (`CROSSSLOT` otherwise).
+//!
 //! `WATCH` reads a digest of each key's state; `EXEC` carries them, and the range applies the
 //! transaction only if none changed (else `EXEC` answers a null array). FLUSHALL/FLUSHDB send
 //! a [`KvOp::RangeFlush`] to every range in key order (only database 0 exists: FLUSHDB is
@@ -19,7 +22,7 @@
 use bytes::Bytes;
 use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
-use super::util::{exec_error, is, syntax, unexpected};
+use super::util::{arity, exec_error, is, syntax, unexpected};
 use super::{Action, Finish, Session};
 use crate::keyspace::meta_key;
 use crate::resp::Reply;
@@ -75,6 +78,8 @@ pub enum TxCmd {
     Watch(Vec<Bytes>),
     /// `FLUSHALL` / `FLUSHDB`.
     Flush,
+    /// `MSETNX key value ...` (pairs).
+    MsetNx(Vec<(Bytes, Bytes)>),
 }
 
 /// Inside `MULTI`, queues every command but the transaction's own (`None`: not queued).
@@ -121,6 +126,14 @@ pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
             _ => syntax(),
         },
         "function" => function(args),
+        "msetnx" if args.len() % 2 == 0 => arity("msetnx"),
+        "msetnx" => {
+            let pairs = args[1..]
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect();
+            return Action::Tx(TxCmd::MsetNx(pairs));
+        }
         _ => Reply::err("internal error: not a transaction command"),
     };
     Action::Reply(reply)
@@ -155,6 +168,61 @@ pub async fn run(shared: &Shared, sess: &mut Session, cmd: TxCmd) -> Reply {
         TxCmd::Exec => exec(shared, sess).await,
         TxCmd::Watch(keys) => watch(&shared.router, sess, keys).await,
         TxCmd::Flush => flush_all(&shared.router).await,
+        TxCmd::MsetNx(pairs) => msetnx(&shared.router, pairs).await,
+    }
+}
+
+/// `MSETNX`: one `Multi` of the sets, watching every key as absent (digest 0), so the range
+/// sets all of them or none, atomically. Keys in several ranges: `CROSSSLOT`.
+async fn msetnx(router: &Router, pairs: Vec<(Bytes, Bytes)>) -> Reply {
+    let Some(first) = pairs.first().map(|(k, _)| meta_key(k)) else {
+        return arity("msetnx");
+    };
+    let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| meta_key(k)).collect();
+    if let Err(r) = one_range(router, &keys).await {
+        return r;
+    }
+    let watches = pairs
+        .iter()
+        .map(|(k, _)| Watch {
+            key: k.clone(),
+            digest: 0,
+        })
+        .collect();
+    let ops = pairs
+        .into_iter()
+        .map(|(key, value)| KvOp::StrSet {
+            key,
+            value,
+            expiry: net::message::kv::Expiry::Persist {},
+            cond: net::message::kv::Cond::Always {},
+            get_old: false,
+        })
+        .collect();
+    match router.exec(vec![(first, KvOp::Multi { watches, ops })]).await.pop() {
+        Some(Ok(OpResult::Multi { results })) => {
+            match results.into_iter().find_map(|r| match r {
+                KvResponse::Err { error } => Some(error),
+                KvResponse::Ok { .. } => None,
+            }) {
+                Some(e) => super::util::rpc_error(&e),
+                None => Reply::Int(1),
+            }
+        }
+        Some(Ok(OpResult::Aborted {})) => Reply::Int(0),
+        Some(Ok(other)) => unexpected(&other),
+        Some(Err(e)) => cross_range_or(&e),
+        None => Reply::err("internal error: no result"),
+    }
+}
+
+/// The reply to a failed `Multi`: the range's `CROSSSLOT` text as is, others as usual.
+fn cross_range_or(e: &ExecError) -> Reply {
+    match e {
+        ExecError::Rpc(net::RpcError::BadRequest { message }) if message.starts_with("CROSSSLOT") => {
+            Reply::Error(message.clone())
+        }
+        other => exec_error(other),
     }
 }
 
@@ -255,6 +323,7 @@ async fn alone(shared: &Shared, action: Action) -> Reply {
     match action {
         Action::Async(a) => crate::scan::run(&shared.router, a).await,
         Action::Tx(TxCmd::Flush) => flush_all(&shared.router).await,
+        Action::Tx(TxCmd::MsetNx(pairs)) => msetnx(&shared.router, pairs).await,
         Action::Tx(TxCmd::Watch(_)) => Reply::err("WATCH inside MULTI is not allowed"),
         Action::Tx(TxCmd::Exec) => Reply::err("EXEC without MULTI"),
         Action::Reply(r) | Action::Close(r) => r,
@@ -296,12 +365,7 @@ async fn atomic(
         Some(Ok(OpResult::Multi { results })) if results.len() == n => results.into_iter(),
         Some(Ok(OpResult::Aborted {})) => return Err(Reply::NilArray),
         Some(Ok(other)) => return Err(unexpected(&other)),
-        Some(Err(ExecError::Rpc(net::RpcError::BadRequest { message })))
-            if message.starts_with("CROSSSLOT") =>
-        {
-            return Err(Reply::Error(message));
-        }
-        Some(Err(e)) => return Err(exec_error(&e)),
+        Some(Err(e)) => return Err(cross_range_or(&e)),
         None => return Err(Reply::err("internal error: no result")),
     };
     for (at, len, finish) in shapes {
