@@ -80,7 +80,10 @@ fn get(k: &str) -> KvOp {
 }
 
 fn incr(k: &str) -> KvOp {
-    KvOp::StrIncrBy { key: b(k), delta: 1 }
+    KvOp::StrIncrBy {
+        key: b(k),
+        delta: 1,
+    }
 }
 
 fn hset(k: &str, f: &str, v: &str) -> KvOp {
@@ -96,9 +99,7 @@ fn ok(result: OpResult) -> KvResponse {
 }
 
 fn value(v: &str) -> KvResponse {
-    ok(OpResult::Value {
-        value: Some(b(v)),
-    })
+    ok(OpResult::Value { value: Some(b(v)) })
 }
 
 #[test]
@@ -136,7 +137,12 @@ fn an_op_that_fails_inside_a_multi_is_its_own_error_and_the_rest_still_run() {
             ]
         })
     );
-    assert_eq!(db.run(get("t")), Ok(OpResult::Value { value: Some(b("x")) }));
+    assert_eq!(
+        db.run(get("t")),
+        Ok(OpResult::Value {
+            value: Some(b("x"))
+        })
+    );
 }
 
 #[test]
@@ -234,13 +240,24 @@ fn a_range_flush_deletes_every_key_of_the_range() {
         db.run(set(&format!("k{i}"), "v")).unwrap();
         db.run(hset(&format!("h{i}"), "f", "v")).unwrap();
     }
-    assert_eq!(db.run(KvOp::RangeFlush {}), Ok(OpResult::Int { value: 7500 }));
+    assert_eq!(
+        db.run(KvOp::RangeFlush {}),
+        Ok(OpResult::Int { value: 7500 })
+    );
     assert!(db.store.is_empty());
     assert_eq!(db.run(get("k1")), Ok(OpResult::Value { value: None }));
     // Inside a transaction, in order with the other operations.
-    let r = db.multi(vec![], vec![set("a", "1"), KvOp::RangeFlush {}, set("b", "2")]);
+    let r = db.multi(
+        vec![],
+        vec![set("a", "1"), KvOp::RangeFlush {}, set("b", "2")],
+    );
     assert!(matches!(r, Ok(OpResult::Multi { .. })), "{r:?}");
     assert_eq!(db.run(get("a")), Ok(OpResult::Value { value: None }));
-    assert_eq!(db.run(get("b")), Ok(OpResult::Value { value: Some(b("2")) }));
+    assert_eq!(
+        db.run(get("b")),
+        Ok(OpResult::Value {
+            value: Some(b("2"))
+        })
+    );
     assert_eq!(db.store.scan(b"", None, 10, false).len(), 1);
 }

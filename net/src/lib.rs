@@ -67,10 +67,8 @@ mod arb {
     }
     pub fn watches() -> impl Strategy<Value = Vec<crate::message::kv::Watch>> {
         prop::collection::vec(
-            (bytes(), any::<u64>()).prop_map(|(key, digest)| crate::message::kv::Watch {
-                key,
-                digest,
-            }),
+            (bytes(), any::<u64>())
+                .prop_map(|(key, digest)| crate::message::kv::Watch { key, digest }),
             0..3,
         )
     }

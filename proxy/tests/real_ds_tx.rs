@@ -99,7 +99,10 @@ fn flushall_and_exec_are_durable_across_a_restart_of_a_real_ds_node() {
     let s = start(&dir);
     let mut c = s.env.client();
     wait_writable(&mut c);
-    assert_eq!(c.cmd("MGET k0 k299 {t}a {t}b"), "*4\r\n$-1\r\n$-1\r\n$1\r\n3\r\n$1\r\n1\r\n");
+    assert_eq!(
+        c.cmd("MGET k0 k299 {t}a {t}b"),
+        "*4\r\n$-1\r\n$-1\r\n$1\r\n3\r\n$1\r\n1\r\n"
+    );
     assert_eq!(c.cmd("HGETALL h7"), "*0\r\n");
     assert_eq!(c.cmd("DBSIZE"), ":3\r\n");
     drop(c);

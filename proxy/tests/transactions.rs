@@ -167,7 +167,13 @@ fn multi_set_incr_exec_sent_in_one_write_applies_once_and_answers_as_redis() {
         .collect();
     assert_eq!(
         replies,
-        ["+OK\r\n", "+QUEUED\r\n", "+QUEUED\r\n", "*2\r\n+OK\r\n:2\r\n", "$1\r\n2\r\n"]
+        [
+            "+OK\r\n",
+            "+QUEUED\r\n",
+            "+QUEUED\r\n",
+            "*2\r\n+OK\r\n:2\r\n",
+            "$1\r\n2\r\n"
+        ]
     );
 }
 
@@ -181,7 +187,10 @@ fn exec_whose_keys_span_ranges_is_refused_and_applies_nothing() {
     assert_eq!(c.cmd("SET {a}b 1"), "+QUEUED\r\n");
     assert_eq!(c.cmd("SET b 1"), "+QUEUED\r\n");
     let r = c.cmd("EXEC");
-    assert!(r.starts_with("-CROSSSLOT Keys in request don't hash to the same range"), "{r}");
+    assert!(
+        r.starts_with("-CROSSSLOT Keys in request don't hash to the same range"),
+        "{r}"
+    );
     assert!(r.contains("{hash tag}"), "{r}");
     assert_eq!(c.cmd("MGET a {a}b b"), "*3\r\n$-1\r\n$-1\r\n$-1\r\n");
     assert_eq!(c.cmd("EXEC"), "-ERR EXEC without MULTI\r\n");
@@ -296,7 +305,10 @@ fn flushall_empties_every_range() {
         .iter()
         .map(|r| env.cluster.len_of(r.id))
         .collect();
-    assert!(per_range.iter().filter(|&&n| n > 0).count() >= 4, "{per_range:?}");
+    assert!(
+        per_range.iter().filter(|&&n| n > 0).count() >= 4,
+        "{per_range:?}"
+    );
     assert_eq!(c.cmd("FLUSHALL"), "+OK\r\n");
     assert_eq!(c.cmd("DBSIZE"), ":0\r\n");
     for r in env.cluster.ranges() {

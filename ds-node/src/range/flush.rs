@@ -63,18 +63,27 @@ mod tests {
             };
             s.put(Bytes::from(k), e);
         }
-        s.put(Bytes::from_static(b"a"), Entry {
-            value: Bytes::new(),
-            expire_at_ms: 0,
-        });
-        s.put(Bytes::from_static(b"z"), Entry {
-            value: Bytes::new(),
-            expire_at_ms: 0,
-        });
+        s.put(
+            Bytes::from_static(b"a"),
+            Entry {
+                value: Bytes::new(),
+                expire_at_ms: 0,
+            },
+        );
+        s.put(
+            Bytes::from_static(b"z"),
+            Entry {
+                value: Bytes::new(),
+                expire_at_ms: 0,
+            },
+        );
         let r = flush_range(&mut s, &range(b"k", b"l"));
         assert_eq!(r, OpResult::Int { value: 3000 });
         assert_eq!(s.len(), 2);
-        assert_eq!(flush_range(&mut s, &range(b"", b"")), OpResult::Int { value: 2 });
+        assert_eq!(
+            flush_range(&mut s, &range(b"", b"")),
+            OpResult::Int { value: 2 }
+        );
         assert!(s.is_empty());
     }
 }

@@ -199,7 +199,11 @@ async fn msetnx(router: &Router, pairs: Vec<(Bytes, Bytes)>) -> Reply {
             get_old: false,
         })
         .collect();
-    match router.exec(vec![(first, KvOp::Multi { watches, ops })]).await.pop() {
+    match router
+        .exec(vec![(first, KvOp::Multi { watches, ops })])
+        .await
+        .pop()
+    {
         Some(Ok(OpResult::Multi { results })) => {
             match results.into_iter().find_map(|r| match r {
                 KvResponse::Err { error } => Some(error),
@@ -219,7 +223,9 @@ async fn msetnx(router: &Router, pairs: Vec<(Bytes, Bytes)>) -> Reply {
 /// The reply to a failed `Multi`: the range's `CROSSSLOT` text as is, others as usual.
 fn cross_range_or(e: &ExecError) -> Reply {
     match e {
-        ExecError::Rpc(net::RpcError::BadRequest { message }) if message.starts_with("CROSSSLOT") => {
+        ExecError::Rpc(net::RpcError::BadRequest { message })
+            if message.starts_with("CROSSSLOT") =>
+        {
             Reply::Error(message.clone())
         }
         other => exec_error(other),
@@ -229,7 +235,7 @@ fn cross_range_or(e: &ExecError) -> Reply {
 async fn watch(router: &Router, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
     let keys: Vec<Bytes> = keys
         .into_iter()
-        .filter(|k| !sess.tx.watched.iter().any(|w| &w.key == k))
+        .filter(|k| !sess.tx.watched.iter().any(|w| w.key == *k))
         .collect();
     let ops = keys
         .iter()
@@ -267,6 +273,10 @@ async fn flush_all(router: &Router) -> Reply {
     }
 }
 
+/// A data command of an atomic segment: its place in the `EXEC` array, its operations (with
+/// their routing keys) and how its reply is built.
+type Queued = (usize, Vec<(Bytes, KvOp)>, Finish);
+
 /// A queued command, translated at `EXEC`.
 enum Part {
     /// Answered without data (PING, ECHO, a syntax error).
@@ -290,7 +300,7 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
         });
     }
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(parts.len());
-    let mut segment: Vec<(usize, Vec<(Bytes, KvOp)>, Finish)> = Vec::new();
+    let mut segment: Vec<Queued> = Vec::new();
     let mut watches = Some(tx.watched);
     for part in parts {
         let at = replies.len();
@@ -300,7 +310,14 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
             Part::Data(ops, finish) => segment.push((at, ops, finish)),
             Part::Alone(action) => {
                 let w = watches.take().unwrap_or_default();
-                if let Err(r) = atomic(&shared.router, w, std::mem::take(&mut segment), &mut replies).await {
+                if let Err(r) = atomic(
+                    &shared.router,
+                    w,
+                    std::mem::take(&mut segment),
+                    &mut replies,
+                )
+                .await
+                {
                     return r;
                 }
                 replies[at] = Some(alone(shared, action).await);
@@ -337,7 +354,7 @@ async fn alone(shared: &Shared, action: Action) -> Reply {
 async fn atomic(
     router: &Router,
     watches: Vec<Watch>,
-    segment: Vec<(usize, Vec<(Bytes, KvOp)>, Finish)>,
+    segment: Vec<Queued>,
     replies: &mut [Option<Reply>],
 ) -> Result<(), Reply> {
     let mut route_keys: Vec<Bytes> = segment
@@ -400,4 +417,3 @@ fn cross_range() -> String {
      range with a {hash tag})"
         .into()
 }
-
