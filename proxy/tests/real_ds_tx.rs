@@ -111,3 +111,38 @@ fn flushall_and_exec_are_durable_across_a_restart_of_a_real_ds_node() {
     node.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// How long FLUSHALL takes on one range of a real DS node, by key count (O(n) at apply).
+/// Run with `cargo test -p proxy --profile ci --test real_ds_tx -- --ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark: prints figures for the proxy guide"]
+fn benchmark_flushall_time_by_key_count() {
+    let dir = std::env::temp_dir().join(format!("proxy-real-ds-flush-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = start(&dir);
+    let mut c = s.env.client();
+    wait_writable(&mut c);
+    for n in [10_000usize, 100_000] {
+        for chunk in 0..n / 1000 {
+            let mut req = Vec::new();
+            for i in 0..1000 {
+                let k = format!("k{}", chunk * 1000 + i);
+                req.extend(multibulk(&[b"SET", k.as_bytes(), b"0123456789abcdef"]));
+            }
+            c.send(&req);
+            for _ in 0..1000 {
+                assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+            }
+        }
+        let t = Instant::now();
+        assert_eq!(c.cmd("FLUSHALL"), "+OK\r\n");
+        let el = t.elapsed();
+        println!("FLUSHALL of {n} keys: {:.1} ms", el.as_secs_f64() * 1e3);
+        assert_eq!(c.cmd("DBSIZE"), ":0\r\n");
+    }
+    drop(c);
+    let Stack { node, env, .. } = s;
+    drop(env);
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
