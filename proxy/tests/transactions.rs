@@ -195,6 +195,13 @@ fn exec_whose_keys_span_ranges_is_refused_and_applies_nothing() {
     assert_eq!(c.cmd("MGET a {a}b b"), "*3\r\n$-1\r\n$-1\r\n$-1\r\n");
     assert_eq!(c.cmd("EXEC"), "-ERR EXEC without MULTI\r\n");
     assert!(c.cmd("MSETNX a 1 b 2").starts_with("-CROSSSLOT"));
+    // A command run alone (DBSIZE) between the two keys does not make it two transactions.
+    assert_eq!(c.cmd("MULTI"), "+OK\r\n");
+    assert_eq!(c.cmd("SET a 1"), "+QUEUED\r\n");
+    assert_eq!(c.cmd("DBSIZE"), "+QUEUED\r\n");
+    assert_eq!(c.cmd("SET b 1"), "+QUEUED\r\n");
+    assert!(c.cmd("EXEC").starts_with("-CROSSSLOT"));
+    assert_eq!(c.cmd("DBSIZE"), ":0\r\n");
     assert_eq!(c.cmd("MGET a b"), "*2\r\n$-1\r\n$-1\r\n");
 }
 

@@ -299,6 +299,20 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
             other => Part::Alone(other),
         });
     }
+    // One range for the whole transaction, checked before anything runs: a later segment
+    // refused after an earlier one applied would be a partial EXEC.
+    let keys: Vec<Bytes> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Data(ops, _) => Some(ops.iter().map(|(k, _)| k.clone())),
+            _ => None,
+        })
+        .flatten()
+        .chain(tx.watched.iter().map(|w| meta_key(&w.key)))
+        .collect();
+    if let Err(r) = one_range(&shared.router, &keys).await {
+        return r;
+    }
     let mut replies: Vec<Option<Reply>> = Vec::with_capacity(parts.len());
     let mut segment: Vec<Queued> = Vec::new();
     let mut watches = Some(tx.watched);
