@@ -95,6 +95,11 @@ impl Reader {
         Self { buf }
     }
 
+    /// The next `n` bytes without consuming them (`None`: fewer are left).
+    pub fn peek(&self, n: usize) -> Option<&[u8]> {
+        self.buf.get(..n)
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.len()
@@ -336,7 +341,9 @@ impl<A: Wire, B: Wire> Wire for (A, B) {
 
 /// Implements [`Wire`] for a struct whose fields are encoded in declaration order.
 ///
-/// A field may be marked `key` to be decoded with the key length limit.
+/// A field may be marked `key` to be decoded with the key length limit, `keys` for a vector
+/// of keys, or with the name of a function `fn(&mut Reader) -> Result<T, DecodeError>` in
+/// scope where the macro is used (a decoder with its own checks).
 macro_rules! wire_struct {
     ($name:ident { $($field:ident $(: $kind:ident)?),* $(,)? }) => {
         impl $crate::codec::Wire for $name {
@@ -350,6 +357,7 @@ macro_rules! wire_struct {
     };
     (@decode $r:ident key) => { $r.key()? };
     (@decode $r:ident keys) => { $crate::codec::decode_keys($r)? };
+    (@decode $r:ident $f:ident) => { $f($r)? };
     (@decode $r:ident) => { $crate::codec::Wire::decode($r)? };
 }
 pub(crate) use wire_struct;

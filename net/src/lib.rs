@@ -65,4 +65,36 @@ mod arb {
     pub fn small_vec<T: Arbitrary>() -> impl Strategy<Value = Vec<T>> {
         prop::collection::vec(any::<T>(), 0..4)
     }
+    pub fn watches() -> impl Strategy<Value = Vec<crate::message::kv::Watch>> {
+        prop::collection::vec(
+            (bytes(), any::<u64>())
+                .prop_map(|(key, digest)| crate::message::kv::Watch { key, digest }),
+            0..3,
+        )
+    }
+    /// Operations of a `Multi` (no nested `Multi`).
+    pub fn leaf_ops() -> impl Strategy<Value = Vec<crate::message::kv::KvOp>> {
+        use crate::message::kv::KvOp;
+        let op = prop_oneof![
+            bytes().prop_map(|key| KvOp::StrGet { key }),
+            (bytes(), any::<i64>()).prop_map(|(key, delta)| KvOp::StrIncrBy { key, delta }),
+            bytes().prop_map(|key| KvOp::KeyDigest { key }),
+            Just(KvOp::RangeFlush {}),
+        ];
+        prop::collection::vec(op, 0..4)
+    }
+    /// Results of a `Multi` (no nested `Multi`).
+    pub fn leaf_responses() -> impl Strategy<Value = Vec<crate::message::kv::KvResponse>> {
+        use crate::message::kv::{KvResponse, OpResult};
+        let r = prop_oneof![
+            any::<i64>().prop_map(|value| KvResponse::Ok {
+                result: OpResult::Int { value }
+            }),
+            opt_bytes().prop_map(|value| KvResponse::Ok {
+                result: OpResult::Value { value }
+            }),
+            any::<crate::RpcError>().prop_map(|error| KvResponse::Err { error }),
+        ];
+        prop::collection::vec(r, 0..4)
+    }
 }

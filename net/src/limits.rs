@@ -122,6 +122,12 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
             }
         }
         KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
+        KvOp::RangeFlush {} => Ok(()),
+        // Operations of a Multi do not nest (refused when decoded): one level of recursion.
+        KvOp::Multi { watches, ops } => {
+            watches.iter().try_for_each(|w| user_key(&w.key, 0))?;
+            ops.iter().try_for_each(|op| check_op(op, max_value_bytes))
+        }
         KvOp::HSet { key, pairs, .. } => pairs.iter().try_for_each(|(f, v)| {
             user_key(key, f.len())?;
             value(v)
@@ -152,7 +158,8 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         | KvOp::HExists { key, .. }
         | KvOp::HLen { key }
         | KvOp::HGetAll { key }
-        | KvOp::HStrLen { key, .. } => user_key(key, 0),
+        | KvOp::HStrLen { key, .. }
+        | KvOp::KeyDigest { key } => user_key(key, 0),
     }
 }
 

@@ -397,6 +397,7 @@ async fn connection(
             authenticated: shared.settings.requirepass().is_none(),
             peer,
             since: Instant::now(),
+            tx: Default::default(),
         },
         wr,
         // Allocated by the first reply: a connection that never gets one costs nothing here.
@@ -573,6 +574,19 @@ impl Conn<'_> {
                     }
                     let shared = self.shared;
                     let reply = crate::scan::run(&shared.router, a).await;
+                    self.items.push(Item {
+                        name,
+                        proto: self.sess.protocol,
+                        start,
+                        what: ItemKind::Ready(reply),
+                    });
+                }
+                Action::Tx(t) => {
+                    let end = self.flush().await;
+                    if end != End::No {
+                        return end;
+                    }
+                    let reply = cmd::tx::run(self.shared, &mut self.sess, t).await;
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,

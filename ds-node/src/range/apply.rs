@@ -175,7 +175,17 @@ pub fn execute<S: KvStore>(
     net::limits::check_op(op, net::limits::DEFAULT_MAX_VALUE_BYTES)?;
     let mut a = Apply { store, ctx: *ctx };
     a.check_keys(op)?;
-    a.run(op)
+    match op {
+        KvOp::RangeFlush {} => Ok(super::flush::flush_range(a.store, ctx.range)),
+        KvOp::Multi { watches, ops } => super::multi::execute(a.store, watches, ops, ctx),
+        KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx),
+        _ => a.run(op),
+    }
+}
+
+/// Whether every key of `op` is in the range of `ctx`.
+pub fn keys_in_range<S: KvStore>(store: &mut S, op: &KvOp, ctx: &ApplyCtx<'_>) -> bool {
+    Apply { store, ctx: *ctx }.check_keys(op).is_ok()
 }
 
 struct Apply<'s, 'c, S> {
@@ -201,6 +211,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 WriteOp::Put { key, .. } | WriteOp::Delete { key } => raw_ok(key),
             }),
             KvOp::Scan { .. } | KvOp::KeyScan { .. } => true, // clamped to the range
+            // Checked by their own modules (flush, multi).
+            KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => true,
             KvOp::StrGet { key }
             | KvOp::StrSet { key, .. }
             | KvOp::StrGetDel { key }
@@ -534,6 +546,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
                     .then(|| pairs.last().map(|(f, _)| f.clone()))
                     .flatten();
                 Ok(OpResult::Scan { pairs, next })
+            }
+            // Dispatched by `execute` before `run`.
+            KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => {
+                Err(RpcError::BadRequest {
+                    message: "operation not applied here".into(),
+                })
             }
         }
     }

@@ -6,5 +6,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod dedup;
 pub mod engine;
+pub mod flush;
+pub mod multi;
 pub mod storage;
 pub mod store;

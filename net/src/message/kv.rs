@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 
-use crate::codec::{wire_enum, wire_struct};
+use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
 use crate::message::route::RouteCtx;
 
@@ -356,6 +356,72 @@ pub enum KvOp {
         cursor: Bytes,
         count: u32,
     },
+    /// Redis `FLUSHALL`/`FLUSHDB` on this range: delete every key of the range (raw keys and
+    /// Redis keys) at apply time, in the one Raft entry.
+    RangeFlush {},
+    /// Redis `MULTI`/`EXEC`: apply `ops` in order in one Raft entry (every key in the range),
+    /// unless a watched key's digest differs from the one its `WATCH` read. Operations do not
+    /// nest: a `Multi` inside `ops` is refused when decoded.
+    Multi {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::watches()"))]
+        watches: Vec<Watch>,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::leaf_ops()"))]
+        ops: Vec<KvOp>,
+    },
+    /// Redis `WATCH` of one key: a digest of its live state (type, value, fields, expiry).
+    KeyDigest {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+    },
+}
+
+/// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Watch {
+    /// The user key.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+    pub key: Bytes,
+    /// Its digest when watched (0: absent).
+    pub digest: u64,
+}
+wire_struct!(Watch { key: key, digest });
+
+/// The tag of [`KvOp::Multi`] and of [`OpResult::Multi`].
+const MULTI_TAG: u8 = 65;
+
+/// Decodes the operations of a [`KvOp::Multi`], refusing a nested `Multi` before decoding it
+/// (nesting would let a forged frame recurse without bound).
+fn sub_ops(r: &mut Reader) -> Result<Vec<KvOp>, DecodeError> {
+    let n = r.count("multi ops", 1)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if r.peek(1) == Some(&[MULTI_TAG]) {
+            return Err(nested());
+        }
+        out.push(KvOp::decode(r)?);
+    }
+    Ok(out)
+}
+
+/// Decodes the results of a [`OpResult::Multi`], refusing a nested `Multi`.
+fn sub_results(r: &mut Reader) -> Result<Vec<KvResponse>, DecodeError> {
+    let n = r.count("multi results", 1)?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        if r.peek(2) == Some(&[0, MULTI_TAG]) {
+            return Err(nested());
+        }
+        out.push(KvResponse::decode(r)?);
+    }
+    Ok(out)
+}
+
+fn nested() -> DecodeError {
+    DecodeError::UnknownTag {
+        what: "nested multi",
+        tag: MULTI_TAG.into(),
+    }
 }
 
 wire_enum!(KvOp: u8, "kv op" {
@@ -395,11 +461,17 @@ wire_enum!(KvOp: u8, "kv op" {
     56 => HIncrByFloat { key: key, field, delta },
     57 => HStrLen { key: key, field },
     58 => HScan { key: key, cursor, count },
+    64 => RangeFlush {},
+    65 => Multi { watches, ops: sub_ops },
+    66 => KeyDigest { key: key },
 });
 
 impl KvOp {
     /// Whether the operation changes state (goes through Raft) or only reads.
     pub fn is_write(&self) -> bool {
+        if let Self::Multi { ops, .. } = self {
+            return ops.iter().any(Self::is_write);
+        }
         !matches!(
             self,
             Self::Get { .. }
@@ -419,6 +491,7 @@ impl KvOp {
                 | Self::HGetAll { .. }
                 | Self::HStrLen { .. }
                 | Self::HScan { .. }
+                | Self::KeyDigest { .. }
         )
     }
 }
@@ -521,6 +594,15 @@ pub enum OpResult {
         #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
         next: Option<Bytes>,
     },
+    /// The result of each operation of a [`KvOp::Multi`], in order (an error is one element).
+    Multi {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::leaf_responses()"))]
+        results: Vec<KvResponse>,
+    },
+    /// A [`KvOp::Multi`] not applied because a watched key changed.
+    Aborted {},
+    /// The digest of a key ([`KvOp::KeyDigest`]; 0: absent).
+    Digest { digest: u64 },
 }
 
 wire_enum!(OpResult: u8, "op result" {
@@ -536,6 +618,9 @@ wire_enum!(OpResult: u8, "op result" {
     9 => Ttl { ttl },
     10 => Type { key_type },
     11 => KeyScan { keys, next },
+    65 => Multi { results: sub_results },
+    66 => Aborted {},
+    67 => Digest { digest },
 });
 
 /// The answer to a [`KvRequest`].
@@ -554,3 +639,58 @@ pub enum KvResponse {
     },
 }
 wire_enum!(KvResponse: u8, "kv response" { 0 => Ok { result }, 1 => Err { error } });
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{decode_exact, encode_to_bytes};
+
+    fn get(k: &'static [u8]) -> KvOp {
+        KvOp::StrGet {
+            key: Bytes::from_static(k),
+        }
+    }
+
+    #[test]
+    fn a_multi_round_trips_and_is_a_write_only_if_one_of_its_ops_is() {
+        let reads = KvOp::Multi {
+            watches: vec![Watch {
+                key: Bytes::from_static(b"w"),
+                digest: 7,
+            }],
+            ops: vec![get(b"a"), KvOp::KeyDigest { key: Bytes::new() }],
+        };
+        assert!(!reads.is_write());
+        assert_eq!(decode_exact::<KvOp>(encode_to_bytes(&reads)), Ok(reads));
+        let writes = KvOp::Multi {
+            watches: vec![],
+            ops: vec![get(b"a"), KvOp::RangeFlush {}],
+        };
+        assert!(writes.is_write());
+    }
+
+    #[test]
+    fn a_nested_multi_is_refused_when_decoded() {
+        let inner = KvOp::Multi {
+            watches: vec![],
+            ops: vec![get(b"a")],
+        };
+        let outer = KvOp::Multi {
+            watches: vec![],
+            ops: vec![inner],
+        };
+        assert!(decode_exact::<KvOp>(encode_to_bytes(&outer)).is_err());
+        let nested = OpResult::Multi {
+            results: vec![KvResponse::Ok {
+                result: OpResult::Multi { results: vec![] },
+            }],
+        };
+        assert!(decode_exact::<OpResult>(encode_to_bytes(&nested)).is_err());
+        let flat = OpResult::Multi {
+            results: vec![KvResponse::Ok {
+                result: OpResult::Aborted {},
+            }],
+        };
+        assert_eq!(decode_exact::<OpResult>(encode_to_bytes(&flat)), Ok(flat));
+    }
+}

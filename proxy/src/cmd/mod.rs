@@ -12,6 +12,7 @@ pub mod hashes;
 pub mod keys;
 pub mod server;
 pub mod strings;
+pub mod tx;
 pub mod util;
 
 use bytes::Bytes;
@@ -40,6 +41,9 @@ pub enum Action {
     Async(AsyncCmd),
     /// Reply, then close the connection (QUIT).
     Close(Reply),
+    /// A command run alone at its place in the pipeline with the session (EXEC, WATCH,
+    /// FLUSHALL: [`tx`]).
+    Tx(tx::TxCmd),
 }
 
 impl std::fmt::Debug for Action {
@@ -49,6 +53,7 @@ impl std::fmt::Debug for Action {
             Self::Data { ops, .. } => write!(f, "Data({ops:?})"),
             Self::Async(a) => write!(f, "Async({a:?})"),
             Self::Close(r) => write!(f, "Close({r:?})"),
+            Self::Tx(t) => write!(f, "Tx({t:?})"),
         }
     }
 }
@@ -113,6 +118,8 @@ const C: &[&str] = &["fast", "loading", "stale"];
 const CL: &[&str] = &["loading", "stale"];
 const F: &[&str] = &["fast"];
 const NONE: &[&str] = &[];
+const TXF: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
+const TXS: &[&str] = &["noscript", "loading", "stale", "skip_slowlog"];
 const CN: &[&str] = &[
     "noscript",
     "loading",
@@ -146,11 +153,16 @@ pub static TABLE: &[Spec] = &[
     spec!("decr", 2, W, 1, 1, 1),
     spec!("decrby", 3, W, 1, 1, 1),
     spec!("del", -2, WS, 1, -1, 1),
+    spec!("discard", 1, TXF, 0, 0, 0),
     spec!("echo", 2, C, 0, 0, 0),
+    spec!("exec", 1, TXS, 0, 0, 0),
     spec!("exists", -2, R, 1, -1, 1),
     spec!("expire", -3, WF, 1, 1, 1),
     spec!("expireat", -3, WF, 1, 1, 1),
     spec!("expiretime", 2, R, 1, 1, 1),
+    spec!("flushall", -1, WS, 0, 0, 0),
+    spec!("flushdb", -1, WS, 0, 0, 0),
+    spec!("function", -2, NONE, 0, 0, 0),
     spec!("get", 2, R, 1, 1, 1),
     spec!("getdel", 2, WF, 1, 1, 1),
     spec!("getex", -2, WF, 1, 1, 1),
@@ -179,6 +191,8 @@ pub static TABLE: &[Spec] = &[
     spec!("keys", 2, RS, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
     spec!("mset", -3, WD, 1, -1, 2),
+    spec!("msetnx", -3, WD, 1, -1, 2),
+    spec!("multi", 1, TXF, 0, 0, 0),
     spec!("persist", 2, WF, 1, 1, 1),
     spec!("pexpire", -3, WF, 1, 1, 1),
     spec!("pexpireat", -3, WF, 1, 1, 1),
@@ -198,6 +212,8 @@ pub static TABLE: &[Spec] = &[
     spec!("ttl", 2, R, 1, 1, 1),
     spec!("type", 2, R, 1, 1, 1),
     spec!("unlink", -2, WF, 1, -1, 1),
+    spec!("unwatch", 1, TXF, 0, 0, 0),
+    spec!("watch", -2, TXF, 1, -1, 1),
 ];
 
 /// The table entry of a command name (any case).
@@ -253,6 +269,8 @@ pub struct Session {
     pub peer: String,
     /// When the connection was accepted.
     pub since: std::time::Instant,
+    /// MULTI / WATCH state.
+    pub tx: tx::Tx,
 }
 
 /// Dispatches one command. Arity is checked before authentication, as Redis does.
@@ -262,19 +280,27 @@ pub fn dispatch(
     args: Vec<Bytes>,
 ) -> (Option<&'static str>, Action) {
     let Some(spec) = lookup(&args[0]) else {
+        sess.tx.flag();
         return (None, Action::Reply(unknown_command(&args)));
     };
     let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
-        return (Some(spec.name), Action::Reply(util::arity(spec.name)));
+        let reply = tx::rejected(sess, spec.name, util::arity(spec.name));
+        return (Some(spec.name), Action::Reply(reply));
     }
     if !sess.authenticated && !matches!(spec.name, "auth" | "hello" | "quit") {
+        let noauth = Reply::Error("NOAUTH Authentication required.".into());
         return (
             Some(spec.name),
-            Action::Reply(Reply::Error("NOAUTH Authentication required.".into())),
+            Action::Reply(tx::rejected(sess, spec.name, noauth)),
         );
     }
+    if let Some(queued) = tx::intercept(sess, spec.name, &args) {
+        return (Some(spec.name), queued);
+    }
     let action = match spec.name {
+        "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
+        | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
         "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
         | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
         | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::server::now_ms()),

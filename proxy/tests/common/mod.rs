@@ -223,6 +223,14 @@ impl FakeCluster {
         }
     }
 
+    /// Entries (raw, expired included) stored in range `id`.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn len_of(&self, id: RangeId) -> usize {
+        let shard = &self.shards[self.shard_of(id)];
+        let ranges = shard.ranges.lock().unwrap();
+        ranges.get(&id).map_or(0, |(_, store)| store.len())
+    }
+
     /// The current route table's ranges.
     pub fn ranges(&self) -> Vec<RangeDescriptor> {
         self.table.lock().unwrap().ranges.clone()

@@ -1,0 +1,245 @@
+//! `MULTI`/`EXEC` and `WATCH` on one range ([`KvOp::Multi`], [`KvOp::KeyDigest`]).
+//!
+//! A `Multi` is one Raft entry: its operations apply in order with nothing of the range in
+//! between, on every replica alike, so the transaction is atomic and isolated. Every key must
+//! be in the range (the first operation's key outside it is a stale route, `RangeNotFound`;
+//! a later one means the keys span ranges: a `CROSSSLOT` error, nothing applied). Each
+//! operation's failure is its own element of the result and the next ones still run, as in
+//! Redis's `EXEC`.
+//!
+//! `WATCH` reads a [`digest`] of the key's live state; `EXEC` carries it, and the `Multi`
+//! applies only if every watched key's digest is unchanged ([`OpResult::Aborted`] otherwise).
+
+use bytes::Bytes;
+use net::RpcError;
+use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
+
+use super::apply::{ApplyCtx, execute as execute_one, keys_in_range};
+use super::store::KvStore;
+use crate::keyspace;
+
+/// The error of a transaction whose keys span ranges.
+pub fn cross_range() -> RpcError {
+    RpcError::BadRequest {
+        message: "CROSSSLOT Keys in request don't hash to the same range (keep a \
+                  transaction's keys in one range with a {hash tag})"
+            .into(),
+    }
+}
+
+/// Applies a `Multi`: checks its keys and watches, then runs each operation.
+pub fn execute<S: KvStore>(
+    store: &mut S,
+    watches: &[Watch],
+    ops: &[KvOp],
+    ctx: &ApplyCtx<'_>,
+) -> Result<OpResult, RpcError> {
+    check_keys(store, watches, ops, ctx)?;
+    for w in watches {
+        if digest(store, &w.key, ctx.now_ms) != w.digest {
+            return Ok(OpResult::Aborted {});
+        }
+    }
+    let mut touched: Vec<&Bytes> = Vec::new();
+    let mut results = Vec::with_capacity(ops.len());
+    for op in ops {
+        if let Some(key) = creates_hash(op) {
+            if touched.contains(&key) {
+                drop_stale_fields(store, key, ctx.now_ms);
+            }
+        }
+        if let Some(key) = redis_key(op) {
+            touched.push(key);
+        }
+        results.push(match execute_one(store, op, ctx) {
+            Ok(result) => KvResponse::Ok { result },
+            Err(error) => KvResponse::Err { error },
+        });
+    }
+    Ok(OpResult::Multi { results })
+}
+
+fn check_keys<S: KvStore>(
+    store: &mut S,
+    watches: &[Watch],
+    ops: &[KvOp],
+    ctx: &ApplyCtx<'_>,
+) -> Result<(), RpcError> {
+    let not_here = || RpcError::RangeNotFound {
+        range_id: ctx.range.id,
+    };
+    for (i, op) in ops.iter().enumerate() {
+        if matches!(op, KvOp::Multi { .. }) {
+            return Err(RpcError::BadRequest {
+                message: "transactions do not nest".into(),
+            });
+        }
+        if !keys_in_range(store, op, ctx) {
+            return Err(if i == 0 { not_here() } else { cross_range() });
+        }
+    }
+    for (i, w) in watches.iter().enumerate() {
+        if !ctx.range.contains(&keyspace::meta_key(&w.key)) {
+            return Err(if i == 0 && ops.is_empty() {
+                not_here()
+            } else {
+                cross_range()
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `KeyDigest`: the digest of `key` (which must be in the range).
+pub fn digest_op<S: KvStore>(
+    store: &S,
+    key: &[u8],
+    ctx: &ApplyCtx<'_>,
+) -> Result<OpResult, RpcError> {
+    if !ctx.range.contains(&keyspace::meta_key(key)) {
+        return Err(RpcError::RangeNotFound {
+            range_id: ctx.range.id,
+        });
+    }
+    Ok(OpResult::Digest {
+        digest: digest(store, key, ctx.now_ms),
+    })
+}
+
+/// The metadata type byte of a hash (DESIGN §2, `apply`'s layout).
+const TYPE_HASH: u8 = 2;
+
+/// FNV-1a 64 of the live state of `key` at `now_ms`: its metadata entry and expiry, and for a
+/// hash every field and value; 0 when absent or expired (never 0 otherwise). Deterministic on
+/// every replica and release (no seeded hasher).
+pub fn digest<S: KvStore>(store: &S, key: &[u8], now_ms: u64) -> u64 {
+    let Some(meta) = store
+        .get(&keyspace::meta_key(key))
+        .filter(|e| !e.is_expired(now_ms))
+    else {
+        return 0;
+    };
+    let mut h = Fnv::new();
+    h.bytes(&meta.value);
+    h.u64(meta.expire_at_ms);
+    if let Some(version) = hash_version(&meta.value) {
+        let prefix = keyspace::field_prefix_bytes(key, version);
+        let end = keyspace::prefix_end(&prefix);
+        let mut start = prefix.clone();
+        loop {
+            let page = store.scan(&start, end.as_deref(), 256, false);
+            let Some((last, _)) = page.last() else {
+                break;
+            };
+            start = after(last);
+            for (k, e) in &page {
+                h.bytes(k);
+                h.bytes(&e.value);
+            }
+        }
+    }
+    h.0.max(1)
+}
+
+fn hash_version(meta: &[u8]) -> Option<u64> {
+    match meta.split_first() {
+        Some((&TYPE_HASH, rest)) => Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+fn after(key: &[u8]) -> Bytes {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.extend_from_slice(key);
+    k.push(0);
+    Bytes::from(k)
+}
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Self(0xcbf2_9ce4_8422_2325)
+    }
+    fn byte(&mut self, b: u8) {
+        self.0 ^= u64::from(b);
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+    fn u64(&mut self, v: u64) {
+        v.to_le_bytes().iter().for_each(|&b| self.byte(b));
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.u64(b.len() as u64);
+        b.iter().for_each(|&x| self.byte(x));
+    }
+}
+
+/// The user key of a Redis operation.
+fn redis_key(op: &KvOp) -> Option<&Bytes> {
+    match op {
+        KvOp::StrGet { key }
+        | KvOp::StrSet { key, .. }
+        | KvOp::StrGetDel { key }
+        | KvOp::StrGetEx { key, .. }
+        | KvOp::StrIncrBy { key, .. }
+        | KvOp::StrIncrByFloat { key, .. }
+        | KvOp::StrAppend { key, .. }
+        | KvOp::StrLen { key }
+        | KvOp::StrGetRange { key, .. }
+        | KvOp::StrSetRange { key, .. }
+        | KvOp::KeyDel { key }
+        | KvOp::KeyExists { key }
+        | KvOp::KeyExpire { key, .. }
+        | KvOp::KeyPersist { key }
+        | KvOp::KeyTtl { key }
+        | KvOp::KeyType { key }
+        | KvOp::KeyDigest { key }
+        | KvOp::HSet { key, .. }
+        | KvOp::HGet { key, .. }
+        | KvOp::HMGet { key, .. }
+        | KvOp::HDel { key, .. }
+        | KvOp::HExists { key, .. }
+        | KvOp::HLen { key }
+        | KvOp::HGetAll { key }
+        | KvOp::HIncrBy { key, .. }
+        | KvOp::HIncrByFloat { key, .. }
+        | KvOp::HStrLen { key, .. }
+        | KvOp::HScan { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+/// The key of an operation that may create a hash.
+fn creates_hash(op: &KvOp) -> Option<&Bytes> {
+    match op {
+        KvOp::HSet { key, .. } | KvOp::HIncrBy { key, .. } | KvOp::HIncrByFloat { key, .. } => {
+            Some(key)
+        }
+        _ => None,
+    }
+}
+
+/// A hash created in a `Multi` gets its version from the entry's index and clock, the same
+/// for every operation of the entry: when an earlier operation of this `Multi` dropped hash
+/// `key` (fields left as garbage) and this one creates it again, the garbage would share the
+/// new version. With no live hash at `key`, every field of `key` is garbage: delete them first.
+fn drop_stale_fields<S: KvStore>(store: &mut S, key: &[u8], now_ms: u64) {
+    let live = store
+        .get(&keyspace::meta_key(key))
+        .is_some_and(|e| !e.is_expired(now_ms));
+    if live {
+        return;
+    }
+    let p = keyspace::field_prefix_bytes(key, 0);
+    let all_versions = p.slice(..p.len().saturating_sub(8));
+    let end = keyspace::prefix_end(&all_versions);
+    loop {
+        let page = store.scan(&all_versions, end.as_deref(), 256, false);
+        if page.is_empty() {
+            break;
+        }
+        for (k, _) in page {
+            store.delete(&k);
+        }
+    }
+}

@@ -1,0 +1,433 @@
+//! Transactions and flushes: MULTI / EXEC / DISCARD / WATCH / UNWATCH, FLUSHALL / FLUSHDB, and
+//! FUNCTION FLUSH.
+//!
+//! `MULTI` queues commands in the session (`+QUEUED`); an unknown command or a wrong arity
+//! while queuing makes `EXEC` answer `EXECABORT`, as Redis does. `EXEC` translates the queued
+//! commands and sends their operations as one [`KvOp::Multi`] — one Raft entry of one range,
+//! atomic and isolated — and builds each command's reply from its operations' results, so a
+//! runtime error (WRONGTYPE) is an element of the array and does not stop the others. When
+//! the keys fall in more than one range `EXEC` answers `CROSSSLOT` and applies nothing (keys
+//! sharing a `{hash tag}` share a slot, hence a range). Commands without keys (PING, ECHO) are
+//! answered in place. Multi-round commands (SCAN, KEYS, DBSIZE) and FLUSHALL inside a
+//! transaction run at their place, between atomic segments of the others (not isolated).
+//!
+//! `MSETNX` is a `Multi` of its sets that watches every key as absent: all or none, atomic,
+//! when its keys are in one range (`CROSSSLOT` otherwise).
+//!
+//! `WATCH` reads a digest of each key's state; `EXEC` carries them, and the range applies the
+//! transaction only if none changed (else `EXEC` answers a null array). FLUSHALL/FLUSHDB send
+//! a [`KvOp::RangeFlush`] to every range in key order (only database 0 exists: FLUSHDB is
+//! FLUSHALL).
+
+use bytes::Bytes;
+use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
+
+use super::util::{arity, exec_error, is, syntax, unexpected};
+use super::{Action, Finish, Session};
+use crate::keyspace::meta_key;
+use crate::resp::Reply;
+use crate::route::{ExecError, Router};
+use crate::server::Shared;
+
+/// Transaction state of a connection.
+#[derive(Debug, Default)]
+pub struct Tx {
+    /// Commands queued since `MULTI` (`None`: not in a transaction).
+    queued: Option<Vec<Vec<Bytes>>>,
+    /// A command was refused while queuing: `EXEC` aborts.
+    dirty: bool,
+    /// Watched keys and their digests.
+    watched: Vec<Watch>,
+}
+
+impl Tx {
+    /// Whether the connection is between `MULTI` and `EXEC`/`DISCARD`.
+    pub fn active(&self) -> bool {
+        self.queued.is_some()
+    }
+
+    /// Records a command refused while queuing (unknown, arity, auth).
+    pub fn flag(&mut self) {
+        if self.active() {
+            self.dirty = true;
+        }
+    }
+}
+
+/// A command refused before it ran (arity, auth): flags the transaction, and for `EXEC`
+/// discards it with Redis's `EXECABORT … because of: <error>` (in a transaction or not).
+pub fn rejected(sess: &mut Session, name: &str, reply: Reply) -> Reply {
+    if name != "exec" {
+        sess.tx.flag();
+        return reply;
+    }
+    sess.tx = Tx::default();
+    let Reply::Error(text) = reply else {
+        return reply;
+    };
+    let why = text.strip_prefix("ERR ").unwrap_or(&text);
+    Reply::Error(format!("EXECABORT Transaction discarded because of: {why}"))
+}
+
+/// A command run alone at its place in the pipeline, with the session.
+#[derive(Debug, Clone)]
+pub enum TxCmd {
+    /// `EXEC` of the queued commands.
+    Exec,
+    /// `WATCH key...`.
+    Watch(Vec<Bytes>),
+    /// `FLUSHALL` / `FLUSHDB`.
+    Flush,
+    /// `MSETNX key value ...` (pairs).
+    MsetNx(Vec<(Bytes, Bytes)>),
+}
+
+/// Inside `MULTI`, queues every command but the transaction's own (`None`: not queued).
+pub fn intercept(sess: &mut Session, name: &str, args: &[Bytes]) -> Option<Action> {
+    let queued = sess.tx.queued.as_mut()?;
+    if matches!(name, "exec" | "discard" | "multi" | "watch" | "quit") {
+        return None;
+    }
+    queued.push(args.to_vec());
+    Some(Action::Reply(Reply::Simple("QUEUED")))
+}
+
+/// Dispatches MULTI, EXEC, DISCARD, WATCH, UNWATCH, FLUSHALL, FLUSHDB, FUNCTION.
+pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
+    let reply = match name {
+        "multi" if sess.tx.active() => Reply::err("MULTI calls can not be nested"),
+        "multi" => {
+            sess.tx.queued = Some(Vec::new());
+            sess.tx.dirty = false;
+            Reply::OK
+        }
+        "exec" if !sess.tx.active() => Reply::err("EXEC without MULTI"),
+        "exec" if sess.tx.dirty => {
+            discard(sess);
+            Reply::Error("EXECABORT Transaction discarded because of previous errors.".into())
+        }
+        "exec" => return Action::Tx(TxCmd::Exec),
+        "discard" if !sess.tx.active() => Reply::err("DISCARD without MULTI"),
+        "discard" => {
+            discard(sess);
+            Reply::OK
+        }
+        "watch" if sess.tx.active() => Reply::err("WATCH inside MULTI is not allowed"),
+        "watch" => return Action::Tx(TxCmd::Watch(args[1..].to_vec())),
+        "unwatch" => {
+            sess.tx.watched.clear();
+            Reply::OK
+        }
+        "flushall" | "flushdb" => match args.get(1..) {
+            Some([]) => return Action::Tx(TxCmd::Flush),
+            Some([mode]) if is(mode, "sync") || is(mode, "async") => {
+                return Action::Tx(TxCmd::Flush);
+            }
+            _ => syntax(),
+        },
+        "function" => function(args),
+        "msetnx" if args.len() % 2 == 0 => arity("msetnx"),
+        "msetnx" => {
+            let pairs = args[1..]
+                .chunks_exact(2)
+                .map(|kv| (kv[0].clone(), kv[1].clone()))
+                .collect();
+            return Action::Tx(TxCmd::MsetNx(pairs));
+        }
+        _ => Reply::err("internal error: not a transaction command"),
+    };
+    Action::Reply(reply)
+}
+
+fn discard(sess: &mut Session) {
+    sess.tx = Tx::default();
+}
+
+/// `FUNCTION FLUSH [ASYNC|SYNC]`: there are no functions, so there is nothing to flush.
+fn function(args: &[Bytes]) -> Reply {
+    if !is(&args[1], "flush") {
+        let sub = String::from_utf8_lossy(&args[1]);
+        return Reply::err(format_args!(
+            "unknown subcommand '{sub}'. Try FUNCTION HELP."
+        ));
+    }
+    match &args[2..] {
+        [] => Reply::OK,
+        [mode] if is(mode, "sync") || is(mode, "async") => Reply::OK,
+        [_] => Reply::err("FUNCTION FLUSH only supports SYNC|ASYNC option"),
+        _ => Reply::err(format_args!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
+            String::from_utf8_lossy(&args[1])
+        )),
+    }
+}
+
+/// Runs a command that needs the session and the router.
+pub async fn run(shared: &Shared, sess: &mut Session, cmd: TxCmd) -> Reply {
+    match cmd {
+        TxCmd::Exec => exec(shared, sess).await,
+        TxCmd::Watch(keys) => watch(&shared.router, sess, keys).await,
+        TxCmd::Flush => flush_all(&shared.router).await,
+        TxCmd::MsetNx(pairs) => msetnx(&shared.router, pairs).await,
+    }
+}
+
+/// `MSETNX`: one `Multi` of the sets, watching every key as absent (digest 0), so the range
+/// sets all of them or none, atomically. Keys in several ranges: `CROSSSLOT`.
+async fn msetnx(router: &Router, pairs: Vec<(Bytes, Bytes)>) -> Reply {
+    let Some(first) = pairs.first().map(|(k, _)| meta_key(k)) else {
+        return arity("msetnx");
+    };
+    let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| meta_key(k)).collect();
+    if let Err(r) = one_range(router, &keys).await {
+        return r;
+    }
+    let watches = pairs
+        .iter()
+        .map(|(k, _)| Watch {
+            key: k.clone(),
+            digest: 0,
+        })
+        .collect();
+    let ops = pairs
+        .into_iter()
+        .map(|(key, value)| KvOp::StrSet {
+            key,
+            value,
+            expiry: net::message::kv::Expiry::Persist {},
+            cond: net::message::kv::Cond::Always {},
+            get_old: false,
+        })
+        .collect();
+    match router
+        .exec(vec![(first, KvOp::Multi { watches, ops })])
+        .await
+        .pop()
+    {
+        Some(Ok(OpResult::Multi { results })) => {
+            match results.into_iter().find_map(|r| match r {
+                KvResponse::Err { error } => Some(error),
+                KvResponse::Ok { .. } => None,
+            }) {
+                Some(e) => super::util::rpc_error(&e),
+                None => Reply::Int(1),
+            }
+        }
+        Some(Ok(OpResult::Aborted {})) => Reply::Int(0),
+        Some(Ok(other)) => unexpected(&other),
+        Some(Err(e)) => cross_range_or(&e),
+        None => Reply::err("internal error: no result"),
+    }
+}
+
+/// The reply to a failed `Multi`: the range's `CROSSSLOT` text as is, others as usual.
+fn cross_range_or(e: &ExecError) -> Reply {
+    match e {
+        ExecError::Rpc(net::RpcError::BadRequest { message })
+            if message.starts_with("CROSSSLOT") =>
+        {
+            Reply::Error(message.clone())
+        }
+        other => exec_error(other),
+    }
+}
+
+async fn watch(router: &Router, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
+    let keys: Vec<Bytes> = keys
+        .into_iter()
+        .filter(|k| !sess.tx.watched.iter().any(|w| w.key == *k))
+        .collect();
+    let ops = keys
+        .iter()
+        .map(|k| super::keyed(k, KvOp::KeyDigest { key: k.clone() }))
+        .collect();
+    let results = router.exec(ops).await;
+    let mut watched = Vec::with_capacity(keys.len());
+    for (key, r) in keys.into_iter().zip(results) {
+        match r {
+            Ok(OpResult::Digest { digest }) => watched.push(Watch { key, digest }),
+            Ok(other) => return unexpected(&other),
+            Err(e) => return exec_error(&e),
+        }
+    }
+    sess.tx.watched.extend(watched);
+    Reply::OK
+}
+
+/// Deletes every key: a `RangeFlush` on each range, walking them in key order (a range that
+/// split meanwhile is followed by its new end).
+async fn flush_all(router: &Router) -> Reply {
+    let mut pos = Bytes::new();
+    loop {
+        let mut res = router.exec(vec![(pos.clone(), KvOp::RangeFlush {})]).await;
+        match res.pop() {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return exec_error(&e),
+            None => return Reply::err("internal error: no result"),
+        }
+        match router.range_of(&pos).await {
+            Ok(r) if r.end.is_empty() => return Reply::OK,
+            Ok(r) => pos = r.end,
+            Err(e) => return exec_error(&e),
+        }
+    }
+}
+
+/// A data command of an atomic segment: its place in the `EXEC` array, its operations (with
+/// their routing keys) and how its reply is built.
+type Queued = (usize, Vec<(Bytes, KvOp)>, Finish);
+
+/// A queued command, translated at `EXEC`.
+enum Part {
+    /// Answered without data (PING, ECHO, a syntax error).
+    Ready(Reply),
+    /// Operations in the transaction.
+    Data(Vec<(Bytes, KvOp)>, Finish),
+    /// Run alone at its place (SCAN, KEYS, DBSIZE, FLUSHALL...).
+    Alone(Action),
+}
+
+async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
+    let tx = std::mem::take(&mut sess.tx);
+    let queued = tx.queued.unwrap_or_default();
+    let mut parts = Vec::with_capacity(queued.len());
+    for args in queued {
+        let (_, action) = super::dispatch(shared, sess, args);
+        parts.push(match action {
+            Action::Reply(r) | Action::Close(r) => Part::Ready(r),
+            Action::Data { ops, finish } => Part::Data(ops, finish),
+            other => Part::Alone(other),
+        });
+    }
+    // One range for the whole transaction, checked before anything runs: a later segment
+    // refused after an earlier one applied would be a partial EXEC.
+    let keys: Vec<Bytes> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Part::Data(ops, _) => Some(ops.iter().map(|(k, _)| k.clone())),
+            _ => None,
+        })
+        .flatten()
+        .chain(tx.watched.iter().map(|w| meta_key(&w.key)))
+        .collect();
+    if let Err(r) = one_range(&shared.router, &keys).await {
+        return r;
+    }
+    let mut replies: Vec<Option<Reply>> = Vec::with_capacity(parts.len());
+    let mut segment: Vec<Queued> = Vec::new();
+    let mut watches = Some(tx.watched);
+    for part in parts {
+        let at = replies.len();
+        replies.push(None);
+        match part {
+            Part::Ready(r) => replies[at] = Some(r),
+            Part::Data(ops, finish) => segment.push((at, ops, finish)),
+            Part::Alone(action) => {
+                let w = watches.take().unwrap_or_default();
+                if let Err(r) = atomic(
+                    &shared.router,
+                    w,
+                    std::mem::take(&mut segment),
+                    &mut replies,
+                )
+                .await
+                {
+                    return r;
+                }
+                replies[at] = Some(alone(shared, action).await);
+            }
+        }
+    }
+    let w = watches.take().unwrap_or_default();
+    if let Err(r) = atomic(&shared.router, w, segment, &mut replies).await {
+        return r;
+    }
+    Reply::Array(
+        replies
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Reply::err("internal error: no reply")))
+            .collect(),
+    )
+}
+
+async fn alone(shared: &Shared, action: Action) -> Reply {
+    match action {
+        Action::Async(a) => crate::scan::run(&shared.router, a).await,
+        Action::Tx(TxCmd::Flush) => flush_all(&shared.router).await,
+        Action::Tx(TxCmd::MsetNx(pairs)) => msetnx(&shared.router, pairs).await,
+        Action::Tx(TxCmd::Watch(_)) => Reply::err("WATCH inside MULTI is not allowed"),
+        Action::Tx(TxCmd::Exec) => Reply::err("EXEC without MULTI"),
+        Action::Reply(r) | Action::Close(r) => r,
+        Action::Data { .. } => Reply::err("internal error: data command run alone"),
+    }
+}
+
+/// Runs one atomic segment of a transaction (and its watches) as a `Multi`, writing each
+/// command's reply at its position; `Err` is the reply of the whole `EXEC` (aborted, keys in
+/// several ranges, the range unavailable).
+async fn atomic(
+    router: &Router,
+    watches: Vec<Watch>,
+    segment: Vec<Queued>,
+    replies: &mut [Option<Reply>],
+) -> Result<(), Reply> {
+    let mut route_keys: Vec<Bytes> = segment
+        .iter()
+        .flat_map(|(_, ops, _)| ops.iter().map(|(k, _)| k.clone()))
+        .collect();
+    route_keys.extend(watches.iter().map(|w| meta_key(&w.key)));
+    let Some(first) = route_keys.first().cloned() else {
+        return Ok(());
+    };
+    one_range(router, &route_keys).await?;
+    let mut all_ops = Vec::new();
+    let mut shapes = Vec::with_capacity(segment.len());
+    for (at, ops, finish) in segment {
+        shapes.push((at, ops.len(), finish));
+        all_ops.extend(ops.into_iter().map(|(_, op)| op));
+    }
+    let n = all_ops.len();
+    let op = KvOp::Multi {
+        watches,
+        ops: all_ops,
+    };
+    let result = router.exec(vec![(first, op)]).await.pop();
+    let mut results = match result {
+        Some(Ok(OpResult::Multi { results })) if results.len() == n => results.into_iter(),
+        Some(Ok(OpResult::Aborted {})) => return Err(Reply::NilArray),
+        Some(Ok(other)) => return Err(unexpected(&other)),
+        Some(Err(e)) => return Err(cross_range_or(&e)),
+        None => return Err(Reply::err("internal error: no result")),
+    };
+    for (at, len, finish) in shapes {
+        let res = results
+            .by_ref()
+            .take(len)
+            .map(|r| match r {
+                KvResponse::Ok { result } => Ok(result),
+                KvResponse::Err { error } => Err(ExecError::Rpc(error)),
+            })
+            .collect();
+        replies[at] = Some(finish(res));
+    }
+    Ok(())
+}
+
+/// `CROSSSLOT` unless every key routes to the same range of the cached table.
+async fn one_range(router: &Router, keys: &[Bytes]) -> Result<(), Reply> {
+    let mut id = None;
+    for k in keys {
+        let r = router.range_of(k).await.map_err(|e| exec_error(&e))?;
+        if *id.get_or_insert(r.id) != r.id {
+            return Err(Reply::Error(cross_range()));
+        }
+    }
+    Ok(())
+}
+
+/// The text of the error for a transaction whose keys span ranges (as the ranges word it).
+fn cross_range() -> String {
+    "CROSSSLOT Keys in request don't hash to the same range (keep a transaction's keys in one \
+     range with a {hash tag})"
+        .into()
+}
