@@ -48,7 +48,7 @@ pub fn execute<S: KvStore>(
                 drop_stale_fields(store, key, ctx.now_ms);
             }
         }
-        if let Some(key) = redis_key(op) {
+        if let Some(key) = op.redis_key() {
             touched.push(key);
         }
         results.push(match execute_one(store, op, ctx) {
@@ -171,41 +171,6 @@ impl Fnv {
     fn bytes(&mut self, b: &[u8]) {
         self.u64(b.len() as u64);
         b.iter().for_each(|&x| self.byte(x));
-    }
-}
-
-/// The user key of a Redis operation.
-fn redis_key(op: &KvOp) -> Option<&Bytes> {
-    match op {
-        KvOp::StrGet { key }
-        | KvOp::StrSet { key, .. }
-        | KvOp::StrGetDel { key }
-        | KvOp::StrGetEx { key, .. }
-        | KvOp::StrIncrBy { key, .. }
-        | KvOp::StrIncrByFloat { key, .. }
-        | KvOp::StrAppend { key, .. }
-        | KvOp::StrLen { key }
-        | KvOp::StrGetRange { key, .. }
-        | KvOp::StrSetRange { key, .. }
-        | KvOp::KeyDel { key }
-        | KvOp::KeyExists { key }
-        | KvOp::KeyExpire { key, .. }
-        | KvOp::KeyPersist { key }
-        | KvOp::KeyTtl { key }
-        | KvOp::KeyType { key }
-        | KvOp::KeyDigest { key }
-        | KvOp::HSet { key, .. }
-        | KvOp::HGet { key, .. }
-        | KvOp::HMGet { key, .. }
-        | KvOp::HDel { key, .. }
-        | KvOp::HExists { key, .. }
-        | KvOp::HLen { key }
-        | KvOp::HGetAll { key }
-        | KvOp::HIncrBy { key, .. }
-        | KvOp::HIncrByFloat { key, .. }
-        | KvOp::HStrLen { key, .. }
-        | KvOp::HScan { key, .. } => Some(key),
-        _ => None,
     }
 }
 

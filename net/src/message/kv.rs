@@ -467,6 +467,41 @@ wire_enum!(KvOp: u8, "kv op" {
 });
 
 impl KvOp {
+    /// The user key of a Redis operation (`None` for raw and range-wide operations).
+    pub fn redis_key(&self) -> Option<&Bytes> {
+        match self {
+            KvOp::StrGet { key }
+            | KvOp::StrSet { key, .. }
+            | KvOp::StrGetDel { key }
+            | KvOp::StrGetEx { key, .. }
+            | KvOp::StrIncrBy { key, .. }
+            | KvOp::StrIncrByFloat { key, .. }
+            | KvOp::StrAppend { key, .. }
+            | KvOp::StrLen { key }
+            | KvOp::StrGetRange { key, .. }
+            | KvOp::StrSetRange { key, .. }
+            | KvOp::KeyDel { key }
+            | KvOp::KeyExists { key }
+            | KvOp::KeyExpire { key, .. }
+            | KvOp::KeyPersist { key }
+            | KvOp::KeyTtl { key }
+            | KvOp::KeyType { key }
+            | KvOp::KeyDigest { key }
+            | KvOp::HSet { key, .. }
+            | KvOp::HGet { key, .. }
+            | KvOp::HMGet { key, .. }
+            | KvOp::HDel { key, .. }
+            | KvOp::HExists { key, .. }
+            | KvOp::HLen { key }
+            | KvOp::HGetAll { key }
+            | KvOp::HIncrBy { key, .. }
+            | KvOp::HIncrByFloat { key, .. }
+            | KvOp::HStrLen { key, .. }
+            | KvOp::HScan { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
     /// Whether the operation changes state (goes through Raft) or only reads.
     pub fn is_write(&self) -> bool {
         if let Self::Multi { ops, .. } = self {
