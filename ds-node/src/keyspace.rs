@@ -3,6 +3,12 @@
 //! ```text
 //! metadata entry:  'r' | slot u16 BE | len(key) u32 BE | key | 'M'
 //! hash field:      'r' | slot u16 BE | len(key) u32 BE | key | 'F' | version u64 BE | field
+//! list element:    'r' | slot u16 BE | len(key) u32 BE | key | 'L' | version u64 BE | index u64 BE
+//! set member:      'r' | slot u16 BE | len(key) u32 BE | key | 'S' | version u64 BE | member
+//! zset member:     'r' | slot u16 BE | len(key) u32 BE | key | 'Z' | version u64 BE | member
+//!                  (value: the score, 8 bytes, `score_bytes`)
+//! zset by score:   'r' | slot u16 BE | len(key) u32 BE | key | 'z' | version u64 BE
+//!                  | score_bytes(score) | member   (value: empty)
 //! dedup record:    'r' | slot u16 BE | len(key) u32 BE | key | 'D' | client u64 BE | seq u64 BE
 //! ```
 //!
@@ -23,6 +29,17 @@ pub use net::keyspace::{REDIS_PREFIX, SLOTS, crc16_xmodem, meta_key, slot};
 const META: u8 = b'M';
 const FIELD: u8 = b'F';
 const DEDUP: u8 = b'D';
+
+/// The tag of a list element.
+pub const LIST_ELEMENT: u8 = b'L';
+/// The tag of a set member.
+pub const SET_MEMBER: u8 = b'S';
+/// The tag of a sorted-set member (value: its score).
+pub const ZSET_MEMBER: u8 = b'Z';
+/// The tag of a sorted set's score index entry.
+pub const ZSET_SCORE: u8 = b'z';
+/// Every element tag: the sub-keys of a collection of any type.
+pub const ELEMENT_TAGS: [u8; 5] = [FIELD, LIST_ELEMENT, SET_MEMBER, ZSET_MEMBER, ZSET_SCORE];
 
 fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
     let mut out = BytesMut::with_capacity(1 + 2 + 4 + key.len() + extra);
@@ -61,6 +78,57 @@ fn field_prefix(key: &[u8], version: u64, extra: usize) -> BytesMut {
     k
 }
 
+/// The sub-key of element `element` of version `version` of collection `key` under `tag`
+/// (one of [`ELEMENT_TAGS`]).
+pub fn element_key(key: &[u8], tag: u8, version: u64, element: &[u8]) -> Bytes {
+    let mut k = user_prefix(key, 1 + 8 + element.len());
+    k.put_u8(tag);
+    k.put_u64(version);
+    k.put_slice(element);
+    k.freeze()
+}
+
+/// The prefix shared by every element of version `version` of `key` under `tag`.
+pub fn element_prefix(key: &[u8], tag: u8, version: u64) -> Bytes {
+    element_key(key, tag, version, &[])
+}
+
+/// The prefix shared by every element of `key` under `tag`, whatever its version.
+pub fn tag_prefix(key: &[u8], tag: u8) -> Bytes {
+    let mut k = user_prefix(key, 1);
+    k.put_u8(tag);
+    k.freeze()
+}
+
+/// The sub-key of list element `index` of version `version` of `key`.
+pub fn list_element_key(key: &[u8], version: u64, index: u64) -> Bytes {
+    element_key(key, LIST_ELEMENT, version, &index.to_be_bytes())
+}
+
+/// A score as 8 bytes whose byte order is the numeric order of the scores (IEEE-754 bits with
+/// the sign bit flipped for positives and every bit flipped for negatives; -0 sorts as +0's
+/// neighbour below it). NaN is never stored.
+pub fn score_bytes(score: f64) -> [u8; 8] {
+    let bits = score.to_bits();
+    let ordered = if bits >> 63 == 0 {
+        bits | (1 << 63)
+    } else {
+        !bits
+    };
+    ordered.to_be_bytes()
+}
+
+/// The score of [`score_bytes`]'s bytes.
+pub fn score_of(bytes: [u8; 8]) -> f64 {
+    let ordered = u64::from_be_bytes(bytes);
+    let bits = if ordered >> 63 == 1 {
+        ordered & !(1 << 63)
+    } else {
+        !ordered
+    };
+    f64::from_bits(bits)
+}
+
 /// The smallest key greater than every key starting with `prefix` (for an exclusive scan
 /// end); `None` if there is none (all bytes are 0xff).
 pub fn prefix_end(prefix: &[u8]) -> Option<Bytes> {
@@ -90,6 +158,30 @@ pub fn field_of(internal: &[u8], prefix: &[u8]) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn score_bytes_sort_as_the_scores_do() {
+        let scores = [
+            f64::NEG_INFINITY,
+            -1e300,
+            -2.5,
+            -1.0,
+            -f64::MIN_POSITIVE,
+            -0.0,
+            0.0,
+            f64::MIN_POSITIVE,
+            1.0,
+            2.5,
+            1e300,
+            f64::INFINITY,
+        ];
+        for w in scores.windows(2) {
+            assert!(score_bytes(w[0]) < score_bytes(w[1]), "{} < {}", w[0], w[1]);
+        }
+        for s in scores {
+            assert_eq!(score_of(score_bytes(s)).to_bits(), s.to_bits());
+        }
+    }
 
     #[test]
     fn slots_match_redis_cluster() {

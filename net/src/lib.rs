@@ -62,6 +62,24 @@ mod arb {
     pub fn pairs() -> impl Strategy<Value = Vec<(Bytes, Bytes)>> {
         prop::collection::vec((bytes(), bytes()), 0..6)
     }
+    pub fn scored() -> impl Strategy<Value = Vec<(Bytes, f64)>> {
+        prop::collection::vec(
+            (
+                bytes(),
+                any::<f64>().prop_filter("not NaN", |f| !f.is_nan()),
+            ),
+            0..6,
+        )
+    }
+    pub fn floats() -> impl Strategy<Value = Vec<Option<f64>>> {
+        prop::collection::vec(
+            prop::option::of(any::<f64>().prop_filter("not NaN", |f| !f.is_nan())),
+            0..6,
+        )
+    }
+    pub fn ints() -> impl Strategy<Value = Vec<i64>> {
+        prop::collection::vec(any::<i64>(), 0..6)
+    }
     pub fn small_vec<T: Arbitrary>() -> impl Strategy<Value = Vec<T>> {
         prop::collection::vec(any::<T>(), 0..4)
     }

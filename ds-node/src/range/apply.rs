@@ -19,6 +19,7 @@ use net::RpcError;
 use net::message::RangeDescriptor;
 use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlState, WriteOp};
 
+use super::meta::{self, Meta};
 use super::store::{Entry, KvStore};
 use crate::keyspace::{self, REDIS_PREFIX};
 
@@ -27,9 +28,6 @@ pub const MAX_STRING_BYTES: u64 = net::limits::DEFAULT_MAX_VALUE_BYTES as u64;
 
 // Every key `net::limits` admits fits in the Masstree.
 const _: () = assert!(net::limits::MAX_INTERNAL_KEY_BYTES <= engines::masstree::MAX_KEY_LEN);
-
-const TYPE_STRING: u8 = 1;
-const TYPE_HASH: u8 = 2;
 
 /// What an operation is applied with.
 #[derive(Debug, Clone, Copy)]
@@ -42,56 +40,11 @@ pub struct ApplyCtx<'a> {
     pub range: &'a RangeDescriptor,
 }
 
-/// The decoded metadata entry of a Redis key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Meta {
-    Str(Bytes),
-    Hash { version: u64, count: u64 },
-}
-
 /// A live (unexpired) Redis key.
 #[derive(Debug, Clone)]
-struct Live {
-    meta: Meta,
-    expire_at_ms: u64,
-}
-
-fn corrupt(what: &str) -> RpcError {
-    RpcError::Internal {
-        code: 1,
-        message: format!("corrupt metadata entry: {what}"),
-    }
-}
-
-fn decode_meta(value: &Bytes) -> Result<Meta, RpcError> {
-    match value.first() {
-        Some(&TYPE_STRING) => Ok(Meta::Str(value.slice(1..))),
-        Some(&TYPE_HASH) => {
-            let body = value.get(1..17).ok_or_else(|| corrupt("short hash"))?;
-            let version = u64::from_be_bytes(body[..8].try_into().map_err(|_| corrupt("hash"))?);
-            let count = u64::from_be_bytes(body[8..].try_into().map_err(|_| corrupt("hash"))?);
-            Ok(Meta::Hash { version, count })
-        }
-        _ => Err(corrupt("unknown type")),
-    }
-}
-
-fn encode_meta(meta: &Meta) -> Bytes {
-    match meta {
-        Meta::Str(v) => {
-            let mut b = BytesMut::with_capacity(1 + v.len());
-            b.put_u8(TYPE_STRING);
-            b.put_slice(v);
-            b.freeze()
-        }
-        Meta::Hash { version, count } => {
-            let mut b = BytesMut::with_capacity(17);
-            b.put_u8(TYPE_HASH);
-            b.put_u64(*version);
-            b.put_u64(*count);
-            b.freeze()
-        }
-    }
+pub(super) struct Live {
+    pub(super) meta: Meta,
+    pub(super) expire_at_ms: u64,
 }
 
 /// Parses an integer as Redis's `string2ll`: optional `-`, digits, no leading zeros, no
@@ -140,21 +93,21 @@ pub fn format_f64(v: f64) -> Bytes {
     Bytes::from(s)
 }
 
-fn new_version(ctx: &ApplyCtx<'_>) -> u64 {
+pub(super) fn new_version(ctx: &ApplyCtx<'_>) -> u64 {
     // Unique per creating entry (index) and increasing with time across range splits, whose
     // children restart their own Raft indexes.
     (ctx.now_ms << 20) | (ctx.index & 0xF_FFFF)
 }
 
-fn ok_int(v: i64) -> Result<OpResult, RpcError> {
+pub(super) fn ok_int(v: i64) -> Result<OpResult, RpcError> {
     Ok(OpResult::Int { value: v })
 }
 
-fn len_i64(n: usize) -> i64 {
+pub(super) fn len_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-fn value(v: Option<Bytes>) -> Result<OpResult, RpcError> {
+pub(super) fn value(v: Option<Bytes>) -> Result<OpResult, RpcError> {
     Ok(OpResult::Value { value: v })
 }
 
@@ -188,9 +141,11 @@ pub fn keys_in_range<S: KvStore>(store: &mut S, op: &KvOp, ctx: &ApplyCtx<'_>) -
     Apply { store, ctx: *ctx }.check_keys(op).is_ok()
 }
 
-struct Apply<'s, 'c, S> {
-    store: &'s mut S,
-    ctx: ApplyCtx<'c>,
+/// An operation being applied: the store and the context. The per-type modules (`list`,
+/// `set`, `zset`) add their methods to it.
+pub(super) struct Apply<'s, 'c, S> {
+    pub(super) store: &'s mut S,
+    pub(super) ctx: ApplyCtx<'c>,
 }
 
 impl<S: KvStore> Apply<'_, '_, S> {
@@ -211,6 +166,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 WriteOp::Put { key, .. } | WriteOp::Delete { key } => raw_ok(key),
             }),
             KvOp::Scan { .. } | KvOp::KeyScan { .. } => true, // clamped to the range
+            KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } => {
+                op.redis_key().is_some_and(redis_ok) && op.other_redis_keys().iter().all(redis_ok)
+            }
             // Checked by their own modules (flush, multi).
             KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => true,
             KvOp::StrGet { key }
@@ -449,11 +407,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 },
             }),
             KvOp::KeyType { key } => Ok(OpResult::Type {
-                key_type: match self.live(key)?.map(|l| l.meta) {
-                    None => KeyType::None {},
-                    Some(Meta::Str(_)) => KeyType::String {},
-                    Some(Meta::Hash { .. }) => KeyType::Hash {},
-                },
+                key_type: self
+                    .live(key)?
+                    .map_or(KeyType::None {}, |l| l.meta.key_type()),
             }),
             KvOp::KeyScan {
                 cursor,
@@ -547,6 +503,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
                     .flatten();
                 Ok(OpResult::Scan { pairs, next })
             }
+            KvOp::List { op } => self.list(op),
+            KvOp::Set { op } => self.set(op),
+            KvOp::ZSet { op } => self.zset(op),
             // Dispatched by `execute` before `run`.
             KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => {
                 Err(RpcError::BadRequest {
@@ -558,7 +517,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     // ---- raw keys -------------------------------------------------------------------
 
-    fn raw_get(&self, key: &[u8]) -> Option<Entry> {
+    pub(super) fn raw_get(&self, key: &[u8]) -> Option<Entry> {
         self.store
             .get(key)
             .filter(|e| !e.is_expired(self.ctx.now_ms))
@@ -683,7 +642,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     // ---- Redis keys -----------------------------------------------------------------
 
     /// The live metadata of `key`: expired keys read as absent.
-    fn live(&self, key: &[u8]) -> Result<Option<Live>, RpcError> {
+    pub(super) fn live(&self, key: &[u8]) -> Result<Option<Live>, RpcError> {
         let Some(e) = self.store.get(&keyspace::meta_key(key)) else {
             return Ok(None);
         };
@@ -691,12 +650,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
             return Ok(None);
         }
         Ok(Some(Live {
-            meta: decode_meta(&e.value)?,
+            meta: meta::decode(&e.value)?,
             expire_at_ms: e.expire_at_ms,
         }))
     }
 
-    fn write_meta(&mut self, key: &[u8], meta: &Meta, expire_at_ms: u64) {
+    pub(super) fn write_meta(&mut self, key: &[u8], meta: &Meta, expire_at_ms: u64) {
         let mk = keyspace::meta_key(key);
         if expire_at_ms != 0 && expire_at_ms <= self.ctx.now_ms {
             self.store.delete(&mk);
@@ -704,14 +663,14 @@ impl<S: KvStore> Apply<'_, '_, S> {
             self.store.put(
                 mk,
                 Entry {
-                    value: encode_meta(meta),
+                    value: meta::encode(meta),
                     expire_at_ms,
                 },
             );
         }
     }
 
-    fn expire_for_live(&self, expiry: Expiry, live: &Live) -> u64 {
+    pub(super) fn expire_for_live(&self, expiry: Expiry, live: &Live) -> u64 {
         match expiry {
             Expiry::Keep {} => live.expire_at_ms,
             Expiry::Persist {} => 0,
@@ -808,7 +767,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         Ok(OpResult::Bool { value: true })
     }
 
-    fn key_scan(
+    pub(super) fn key_scan(
         &self,
         cursor: &[u8],
         count: u32,
@@ -837,11 +796,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 continue;
             }
             if let Some(want) = type_filter {
-                let kind = match decode_meta(&e.value)? {
-                    Meta::Str(_) => KeyType::String {},
-                    Meta::Hash { .. } => KeyType::Hash {},
-                };
-                if kind != want {
+                if meta::decode(&e.value)?.key_type() != want {
                     continue;
                 }
             }
@@ -853,7 +808,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     // ---- hashes ---------------------------------------------------------------------
 
     /// `(version, count, expiry)` of hash `key`; WRONGTYPE for a string.
-    fn hash(&self, key: &[u8]) -> Result<Option<(u64, u64, u64)>, RpcError> {
+    pub(super) fn hash(&self, key: &[u8]) -> Result<Option<(u64, u64, u64)>, RpcError> {
         match self.live(key)? {
             None => Ok(None),
             Some(Live {
@@ -871,7 +826,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 
     /// Fields after `after_field` (all when empty), up to `limit`.
-    fn fields(
+    pub(super) fn fields(
         &self,
         key: &[u8],
         version: u64,
@@ -968,7 +923,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 }
 
 /// The smallest key strictly greater than `key`.
-fn after(key: &[u8]) -> Bytes {
+pub(super) fn after(key: &[u8]) -> Bytes {
     let mut k = Vec::with_capacity(key.len() + 1);
     k.extend_from_slice(key);
     k.push(0);

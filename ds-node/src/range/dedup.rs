@@ -58,6 +58,7 @@ fn written_key(op: &KvOp) -> Option<&Bytes> {
         | KvOp::HDel { key, .. }
         | KvOp::HIncrBy { key, .. }
         | KvOp::HIncrByFloat { key, .. } => Some(key),
+        KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => op.redis_key(),
         _ => None,
     }
 }

@@ -15,6 +15,7 @@ use net::RpcError;
 use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
 use super::apply::{ApplyCtx, execute as execute_one, keys_in_range};
+use super::meta;
 use super::store::KvStore;
 use crate::keyspace;
 
@@ -43,14 +44,13 @@ pub fn execute<S: KvStore>(
     let mut touched: Vec<&Bytes> = Vec::new();
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        if let Some(key) = creates_hash(op) {
+        for key in creates_collection(op) {
             if touched.contains(&key) {
-                drop_stale_fields(store, key, ctx.now_ms);
+                drop_stale_elements(store, key, ctx.now_ms);
             }
         }
-        if let Some(key) = op.redis_key() {
-            touched.push(key);
-        }
+        touched.extend(op.redis_key());
+        touched.extend(op.other_redis_keys());
         results.push(match execute_one(store, op, ctx) {
             Ok(result) => KvResponse::Ok { result },
             Err(error) => KvResponse::Err { error },
@@ -106,12 +106,9 @@ pub fn digest_op<S: KvStore>(
     })
 }
 
-/// The metadata type byte of a hash (DESIGN §2, `apply`'s layout).
-const TYPE_HASH: u8 = 2;
-
 /// FNV-1a 64 of the live state of `key` at `now_ms`: its metadata entry and expiry, and for a
-/// hash every field and value; 0 when absent or expired (never 0 otherwise). Deterministic on
-/// every replica and release (no seeded hasher).
+/// collection every element of its version; 0 when absent or expired (never 0 otherwise).
+/// Deterministic on every replica and release (no seeded hasher).
 pub fn digest<S: KvStore>(store: &S, key: &[u8], now_ms: u64) -> u64 {
     let Some(meta) = store
         .get(&keyspace::meta_key(key))
@@ -122,8 +119,9 @@ pub fn digest<S: KvStore>(store: &S, key: &[u8], now_ms: u64) -> u64 {
     let mut h = Fnv::new();
     h.bytes(&meta.value);
     h.u64(meta.expire_at_ms);
-    if let Some(version) = hash_version(&meta.value) {
-        let prefix = keyspace::field_prefix_bytes(key, version);
+    let version = meta::decode(&meta.value).ok().and_then(|m| m.version());
+    for tag in version.map_or(&[][..], |_| &keyspace::ELEMENT_TAGS[..]) {
+        let prefix = keyspace::element_prefix(key, *tag, version.unwrap_or(0));
         let end = keyspace::prefix_end(&prefix);
         let mut start = prefix.clone();
         loop {
@@ -139,13 +137,6 @@ pub fn digest<S: KvStore>(store: &S, key: &[u8], now_ms: u64) -> u64 {
         }
     }
     h.0.max(1)
-}
-
-fn hash_version(meta: &[u8]) -> Option<u64> {
-    match meta.split_first() {
-        Some((&TYPE_HASH, rest)) => Some(u64::from_be_bytes(rest.get(..8)?.try_into().ok()?)),
-        _ => None,
-    }
 }
 
 fn after(key: &[u8]) -> Bytes {
@@ -174,37 +165,44 @@ impl Fnv {
     }
 }
 
-/// The key of an operation that may create a hash.
-fn creates_hash(op: &KvOp) -> Option<&Bytes> {
+/// The keys of an operation that may create a collection.
+fn creates_collection(op: &KvOp) -> Vec<&Bytes> {
     match op {
         KvOp::HSet { key, .. } | KvOp::HIncrBy { key, .. } | KvOp::HIncrByFloat { key, .. } => {
-            Some(key)
+            vec![key]
         }
-        _ => None,
+        KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => op
+            .redis_key()
+            .into_iter()
+            .chain(op.other_redis_keys())
+            .collect(),
+        _ => Vec::new(),
     }
 }
 
-/// A hash created in a `Multi` gets its version from the entry's index and clock, the same
-/// for every operation of the entry: when an earlier operation of this `Multi` dropped hash
-/// `key` (fields left as garbage) and this one creates it again, the garbage would share the
-/// new version. With no live hash at `key`, every field of `key` is garbage: delete them first.
-fn drop_stale_fields<S: KvStore>(store: &mut S, key: &[u8], now_ms: u64) {
+/// A collection created in a `Multi` gets its version from the entry's index and clock, the
+/// same for every operation of the entry: when an earlier operation of this `Multi` dropped
+/// collection `key` (elements left as garbage) and this one creates it again, the garbage
+/// would share the new version. With no live key at `key`, every element of `key` is garbage:
+/// delete them first.
+fn drop_stale_elements<S: KvStore>(store: &mut S, key: &[u8], now_ms: u64) {
     let live = store
         .get(&keyspace::meta_key(key))
         .is_some_and(|e| !e.is_expired(now_ms));
     if live {
         return;
     }
-    let p = keyspace::field_prefix_bytes(key, 0);
-    let all_versions = p.slice(..p.len().saturating_sub(8));
-    let end = keyspace::prefix_end(&all_versions);
-    loop {
-        let page = store.scan(&all_versions, end.as_deref(), 256, false);
-        if page.is_empty() {
-            break;
-        }
-        for (k, _) in page {
-            store.delete(&k);
+    for tag in keyspace::ELEMENT_TAGS {
+        let all_versions = keyspace::tag_prefix(key, tag);
+        let end = keyspace::prefix_end(&all_versions);
+        loop {
+            let page = store.scan(&all_versions, end.as_deref(), 256, false);
+            if page.is_empty() {
+                break;
+            }
+            for (k, _) in page {
+                store.delete(&k);
+            }
         }
     }
 }

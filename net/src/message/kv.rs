@@ -5,7 +5,10 @@ use bytes::Bytes;
 
 use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
+pub use crate::message::list::ListOp;
 use crate::message::route::RouteCtx;
+pub use crate::message::set::SetOp;
+pub use crate::message::zset::ZSetOp;
 
 /// What a write does to the key's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,8 +86,16 @@ pub enum KeyType {
     String {},
     /// A hash.
     Hash {},
+    /// A list.
+    List {},
+    /// A set.
+    Set {},
+    /// A sorted set.
+    ZSet {},
 }
-wire_enum!(KeyType: u8, "key type" { 0 => None {}, 1 => String {}, 2 => Hash {} });
+wire_enum!(KeyType: u8, "key type" {
+    0 => None {}, 1 => String {}, 2 => Hash {}, 3 => List {}, 4 => Set {}, 5 => ZSet {},
+});
 
 /// One write of a [`KvOp::BatchWrite`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -373,6 +384,12 @@ pub enum KvOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         key: Bytes,
     },
+    /// A list command ([`ListOp`]).
+    List { op: ListOp },
+    /// A set command ([`SetOp`]).
+    Set { op: SetOp },
+    /// A sorted-set command ([`ZSetOp`]).
+    ZSet { op: ZSetOp },
 }
 
 /// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
@@ -464,6 +481,9 @@ wire_enum!(KvOp: u8, "kv op" {
     64 => RangeFlush {},
     65 => Multi { watches, ops: sub_ops },
     66 => KeyDigest { key: key },
+    80 => List { op },
+    81 => Set { op },
+    82 => ZSet { op },
 });
 
 impl KvOp {
@@ -498,14 +518,32 @@ impl KvOp {
             | KvOp::HIncrByFloat { key, .. }
             | KvOp::HStrLen { key, .. }
             | KvOp::HScan { key, .. } => Some(key),
+            KvOp::List { op } => Some(op.key()),
+            KvOp::Set { op } => Some(op.key()),
+            KvOp::ZSet { op } => Some(op.key()),
             _ => None,
+        }
+    }
+
+    /// The user keys of a Redis operation besides [`Self::redis_key`] (a move's destination,
+    /// the sources of a STORE form); all must be in the range of the first.
+    pub fn other_redis_keys(&self) -> &[Bytes] {
+        match self {
+            KvOp::List { op } => op.other_keys(),
+            KvOp::Set { op } => op.other_keys(),
+            KvOp::ZSet { op } => op.other_keys(),
+            _ => &[],
         }
     }
 
     /// Whether the operation changes state (goes through Raft) or only reads.
     pub fn is_write(&self) -> bool {
-        if let Self::Multi { ops, .. } = self {
-            return ops.iter().any(Self::is_write);
+        match self {
+            Self::Multi { ops, .. } => return ops.iter().any(Self::is_write),
+            Self::List { op } => return op.is_write(),
+            Self::Set { op } => return op.is_write(),
+            Self::ZSet { op } => return op.is_write(),
+            _ => {}
         }
         !matches!(
             self,
@@ -638,6 +676,26 @@ pub enum OpResult {
     Aborted {},
     /// The digest of a key ([`KvOp::KeyDigest`]; 0: absent).
     Digest { digest: u64 },
+    /// Members with their scores (sorted sets), in reply order.
+    Scored {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::scored()"))]
+        items: Vec<(Bytes, f64)>,
+    },
+    /// Optional doubles (`ZSCORE`, `ZMSCORE`).
+    Floats {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::floats()"))]
+        values: Vec<Option<f64>>,
+    },
+    /// Integers (`SMISMEMBER`, `LPOS ... COUNT`).
+    Ints {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::ints()"))]
+        values: Vec<i64>,
+    },
+    /// Plain values, in reply order (`LRANGE`, `SMEMBERS`, pops).
+    Bulks {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        values: Vec<Bytes>,
+    },
 }
 
 wire_enum!(OpResult: u8, "op result" {
@@ -656,6 +714,10 @@ wire_enum!(OpResult: u8, "op result" {
     65 => Multi { results: sub_results },
     66 => Aborted {},
     67 => Digest { digest },
+    12 => Scored { items },
+    13 => Floats { values },
+    14 => Ints { values },
+    15 => Bulks { values },
 });
 
 /// The answer to a [`KvRequest`].

@@ -2,9 +2,12 @@
 
 pub mod handshake;
 pub mod kv;
+pub mod list;
 pub mod master;
 pub mod raft;
 pub mod route;
+pub mod set;
+pub mod zset;
 
 use bytes::{Bytes, BytesMut};
 

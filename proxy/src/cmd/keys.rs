@@ -85,11 +85,7 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
         "type" => {
             let key = &args[1];
             single(key, KvOp::KeyType { key: key.clone() }, |r| match r {
-                OpResult::Type { key_type } => Reply::Simple(match key_type {
-                    KeyType::None {} => "none",
-                    KeyType::String {} => "string",
-                    KeyType::Hash {} => "hash",
-                }),
+                OpResult::Type { key_type } => Reply::Simple(type_name(key_type)),
                 other => unexpected(&other),
             })
         }
@@ -213,17 +209,34 @@ pub fn scan_opts(
             }
             count = usize::try_from(n).unwrap_or(usize::MAX);
         } else if with_type && is(&opts[i], "type") {
-            type_filter = Some(if is(v, "string") {
-                Some(KeyType::String {})
-            } else if is(v, "hash") {
-                Some(KeyType::Hash {})
-            } else {
-                None
-            });
+            type_filter = Some(
+                TYPE_NAMES
+                    .iter()
+                    .find(|(_, name)| is(v, name))
+                    .map(|(t, _)| *t),
+            );
         } else {
             return Err(syntax());
         }
         i += 2;
     }
     Ok((pattern, count, type_filter))
+}
+
+/// Every Redis type with its `TYPE` name.
+const TYPE_NAMES: [(KeyType, &str); 6] = [
+    (KeyType::None {}, "none"),
+    (KeyType::String {}, "string"),
+    (KeyType::Hash {}, "hash"),
+    (KeyType::List {}, "list"),
+    (KeyType::Set {}, "set"),
+    (KeyType::ZSet {}, "zset"),
+];
+
+/// The name `TYPE` answers for a type.
+pub fn type_name(t: KeyType) -> &'static str {
+    TYPE_NAMES
+        .iter()
+        .find(|(k, _)| *k == t)
+        .map_or("none", |(_, name)| name)
 }

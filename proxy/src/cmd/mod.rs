@@ -142,7 +142,20 @@ macro_rules! spec {
     };
 }
 
-/// Every supported command, sorted by name.
+// The collection commands keep their own tables, next to their code.
+pub mod lists;
+pub mod sets;
+pub mod zsets;
+
+/// Every command table: the core one here and one per collection type, each sorted by name.
+pub static TABLES: &[&[Spec]] = &[TABLE, lists::SPECS, sets::SPECS, zsets::SPECS];
+
+/// Every supported command, in table order.
+pub fn all_specs() -> impl Iterator<Item = &'static Spec> {
+    TABLES.iter().flat_map(|t| t.iter())
+}
+
+/// The core commands (strings, keys, hashes, server, transactions), sorted by name.
 pub static TABLE: &[Spec] = &[
     spec!("append", 3, W, 1, 1, 1),
     spec!("auth", -2, CN, 0, 0, 0),
@@ -225,10 +238,11 @@ pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
-    TABLE
-        .binary_search_by(|s| s.name.as_bytes().cmp(lower))
-        .ok()
-        .map(|i| &TABLE[i])
+    TABLES.iter().find_map(|t| {
+        t.binary_search_by(|s| s.name.as_bytes().cmp(lower))
+            .ok()
+            .map(|i| &t[i])
+    })
 }
 
 /// `ERR unknown command '…', with args beginning with: '…' `, as Redis 7 words it.
@@ -311,6 +325,9 @@ pub fn dispatch(
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan" => {
             hashes::dispatch(spec.name, &args)
         }
+        name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
+        name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
+        name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
         _ => server::dispatch(shared, sess, spec.name, &args),
     };
     (Some(spec.name), within_limits(shared, action))
@@ -359,8 +376,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_is_sorted_and_lookup_ignores_case() {
-        assert!(TABLE.windows(2).all(|w| w[0].name < w[1].name));
+    fn the_tables_are_sorted_disjoint_and_lookup_ignores_case() {
+        for t in TABLES {
+            assert!(t.windows(2).all(|w| w[0].name < w[1].name));
+        }
+        let mut names: Vec<_> = all_specs().map(|s| s.name).collect();
+        names.sort_unstable();
+        assert!(
+            names.windows(2).all(|w| w[0] != w[1]),
+            "a command in two tables"
+        );
+        for s in all_specs() {
+            assert_eq!(lookup(s.name.as_bytes()).map(|l| l.name), Some(s.name));
+        }
         assert_eq!(lookup(b"GeT").map(|s| s.name), Some("get"));
         assert!(lookup(b"nosuchcommand").is_none());
     }

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::util::{arity, int, is, syntax};
-use super::{Action, Session, Spec, TABLE};
+use super::{Action, Session, Spec, all_specs};
 use crate::resp::{Protocol, Reply};
 use crate::server::Shared;
 
@@ -253,13 +253,13 @@ fn command_info(s: &Spec) -> Reply {
 
 fn command(args: &[Bytes]) -> Reply {
     let Some(sub) = args.get(1) else {
-        return Reply::Array(TABLE.iter().map(command_info).collect());
+        return Reply::Array(all_specs().map(command_info).collect());
     };
     if is(sub, "count") {
         if args.len() != 2 {
             return arity("command|count");
         }
-        Reply::Int(i64::try_from(TABLE.len()).unwrap_or(0))
+        Reply::Int(i64::try_from(all_specs().count()).unwrap_or(0))
     } else if is(sub, "docs") {
         Reply::Map(Vec::new())
     } else if is(sub, "info") {
@@ -271,8 +271,7 @@ fn command(args: &[Bytes]) -> Reply {
         )
     } else if is(sub, "list") {
         Reply::Array(
-            TABLE
-                .iter()
+            all_specs()
                 .map(|s| Reply::bulk(s.name.as_bytes()))
                 .collect(),
         )
