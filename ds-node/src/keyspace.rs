@@ -27,7 +27,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 pub use net::keyspace::{REDIS_PREFIX, SLOTS, crc16_xmodem, meta_key, slot};
 
 const META: u8 = b'M';
-const FIELD: u8 = b'F';
+/// The tag of a hash field.
+pub const FIELD: u8 = b'F';
 const DEDUP: u8 = b'D';
 
 /// The tag of a list element.

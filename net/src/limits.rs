@@ -155,6 +155,7 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         | KvOp::KeyPersist { key }
         | KvOp::KeyTtl { key }
         | KvOp::KeyType { key }
+        | KvOp::KeyObject { key, .. }
         | KvOp::HGet { key, .. }
         | KvOp::HMGet { key, .. }
         | KvOp::HDel { key, .. }

@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 pub mod cmd;
+pub mod encodings;
 pub mod glob;
 pub mod keyspace;
 pub mod metrics;

@@ -18,6 +18,8 @@ pub const TIMEOUT_SECS_MAX: u64 = i32::MAX as u64;
 /// Live settings, shared by every connection.
 #[derive(Debug)]
 pub struct Settings {
+    /// Redis's encoding thresholds (`CONFIG SET hash-max-listpack-entries` …).
+    pub encodings: crate::encodings::Encodings,
     requirepass: RwLock<Option<Arc<[u8]>>>,
     query_buffer_limit: AtomicUsize,
     idle_timeout_secs: AtomicU64,
@@ -31,6 +33,7 @@ impl Settings {
         idle_timeout: Duration,
     ) -> Self {
         Self {
+            encodings: crate::encodings::Encodings::default(),
             requirepass: RwLock::new(requirepass.map(|p| Arc::from(p.as_bytes()))),
             query_buffer_limit: AtomicUsize::new(query_buffer_limit),
             idle_timeout_secs: AtomicU64::new(idle_timeout.as_secs()),

@@ -187,6 +187,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             | KvOp::KeyPersist { key }
             | KvOp::KeyTtl { key }
             | KvOp::KeyType { key }
+            | KvOp::KeyObject { key, .. }
             | KvOp::HSet { key, .. }
             | KvOp::HGet { key, .. }
             | KvOp::HMGet { key, .. }
@@ -416,6 +417,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 count,
                 type_filter,
             } => self.key_scan(cursor, *count, *type_filter),
+            KvOp::KeyObject { key, sample } => self.object(key, *sample),
             KvOp::HSet {
                 key,
                 pairs,

@@ -10,6 +10,7 @@ pub mod flush;
 mod list;
 pub mod meta;
 pub mod multi;
+mod object;
 mod set;
 pub mod storage;
 pub mod store;

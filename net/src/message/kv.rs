@@ -66,6 +66,11 @@ pub enum ExpireCond {
     /// Only if the new expiry is earlier (`LT`).
     IfLess {},
 }
+impl Default for KeyType {
+    fn default() -> Self {
+        Self::None {}
+    }
+}
 impl Default for ExpireCond {
     fn default() -> Self {
         Self::Always {}
@@ -283,6 +288,13 @@ pub enum KvOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         key: Bytes,
     },
+    /// Redis `OBJECT ENCODING` / `MEMORY USAGE`: what a key holds and how large it is,
+    /// examining at most `sample` elements (0: all).
+    KeyObject {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        sample: u32,
+    },
     /// One step of Redis `SCAN` within the range: user keys after `cursor`.
     KeyScan {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
@@ -467,6 +479,7 @@ wire_enum!(KvOp: u8, "kv op" {
     36 => KeyTtl { key: key },
     37 => KeyType { key: key },
     38 => KeyScan { cursor: key, count, type_filter },
+    39 => KeyObject { key: key, sample },
     48 => HSet { key: key, pairs, only_new },
     49 => HGet { key: key, field },
     50 => HMGet { key: key, fields },
@@ -506,6 +519,7 @@ impl KvOp {
             | KvOp::KeyPersist { key }
             | KvOp::KeyTtl { key }
             | KvOp::KeyType { key }
+            | KvOp::KeyObject { key, .. }
             | KvOp::KeyDigest { key }
             | KvOp::HSet { key, .. }
             | KvOp::HGet { key, .. }
@@ -556,6 +570,7 @@ impl KvOp {
                 | Self::KeyExists { .. }
                 | Self::KeyTtl { .. }
                 | Self::KeyType { .. }
+                | Self::KeyObject { .. }
                 | Self::KeyScan { .. }
                 | Self::HGet { .. }
                 | Self::HMGet { .. }
@@ -696,7 +711,38 @@ pub enum OpResult {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         values: Vec<Bytes>,
     },
+    /// What a key holds ([`KvOp::KeyObject`]): enough for the proxy to name Redis's encoding
+    /// under its own thresholds and to estimate the key's memory.
+    Object { object: ObjectInfo },
 }
+
+/// The shape of a key ([`OpResult::Object`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ObjectInfo {
+    /// Its type (`None`: absent).
+    pub key_type: KeyType,
+    /// Elements (a string: 1).
+    pub count: u64,
+    /// Elements examined (all of them when equal to `count`).
+    pub sampled: u64,
+    /// The longest element examined (a hash: field or value; a sorted set: member; a
+    /// string: the value).
+    pub max_element_bytes: u64,
+    /// Whether every element examined is an integer as Redis's `string2ll` takes it.
+    pub all_integers: bool,
+    /// Engine bytes of the entries examined, metadata included (keys, values and a fixed
+    /// per-entry overhead).
+    pub bytes: u64,
+}
+wire_struct!(ObjectInfo {
+    key_type,
+    count,
+    sampled,
+    max_element_bytes,
+    all_integers,
+    bytes
+});
 
 wire_enum!(OpResult: u8, "op result" {
     0 => Unit {},
@@ -718,6 +764,7 @@ wire_enum!(OpResult: u8, "op result" {
     13 => Floats { values },
     14 => Ints { values },
     15 => Bulks { values },
+    28 => Object { object },
 });
 
 /// The answer to a [`KvRequest`].

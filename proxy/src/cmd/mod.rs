@@ -10,6 +10,7 @@
 
 pub mod hashes;
 pub mod keys;
+pub mod object;
 pub mod server;
 pub mod strings;
 pub mod tx;
@@ -202,10 +203,12 @@ pub static TABLE: &[Spec] = &[
     spec!("incrbyfloat", 3, W, 1, 1, 1),
     spec!("info", -1, CL, 0, 0, 0),
     spec!("keys", 2, RS, 0, 0, 0),
+    spec!("memory", -2, NONE, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
     spec!("mset", -3, WD, 1, -1, 2),
     spec!("msetnx", -3, WD, 1, -1, 2),
     spec!("multi", 1, TXF, 0, 0, 0),
+    spec!("object", -2, NONE, 0, 0, 0),
     spec!("persist", 2, WF, 1, 1, 1),
     spec!("pexpire", -3, WF, 1, 1, 1),
     spec!("pexpireat", -3, WF, 1, 1, 1),
@@ -325,6 +328,8 @@ pub fn dispatch(
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan" => {
             hashes::dispatch(spec.name, &args)
         }
+        "object" => object::object(shared, &args),
+        "memory" => object::memory(&args),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),

@@ -283,7 +283,7 @@ fn command(args: &[Bytes]) -> Reply {
 /// The parameters `CONFIG GET` knows, with their values.
 fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     let c = &shared.cfg;
-    vec![
+    let mut params = vec![
         ("appendonly", "no".into()),
         ("bind", c.listen.clone()),
         ("databases", "1".into()),
@@ -316,7 +316,13 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             format!("normal {} 0 0", c.max_output_bytes),
         ),
         ("cluster-enabled", "no".into()),
-    ]
+    ];
+    for (i, p) in crate::encodings::PARAMS.iter().enumerate() {
+        let v = shared.settings.encodings.value_at(i).to_string();
+        params.extend(p.alias.map(|a| (a, v.clone())));
+        params.push((p.name, v));
+    }
+    params
 }
 
 fn config(shared: &Shared, args: &[Bytes]) -> Reply {
@@ -351,6 +357,8 @@ enum SetValue {
     Requirepass(Bytes),
     QueryBufferLimit(usize),
     Timeout(u64),
+    /// An encoding threshold: its index in `encodings::PARAMS` and value.
+    Encoding(usize, i64),
 }
 
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
@@ -365,6 +373,10 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
     let mut values: Vec<(String, SetValue)> = Vec::new();
     for pair in args[2..].chunks_exact(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
+        let name = match crate::encodings::Encodings::find(&name) {
+            Some(i) => crate::encodings::PARAMS[i].name.to_string(),
+            None => name,
+        };
         let failed = |why: &str| {
             Reply::err(format_args!(
                 "CONFIG SET failed (possibly related to argument '{name}') - {why}"
@@ -381,7 +393,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
                     String::from_utf8_lossy(&pair[0])
                 ));
             }
-            Err(why) => return failed(why),
+            Err(why) => return failed(&why),
         };
         values.push((name, value));
     }
@@ -390,6 +402,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::Requirepass(p) => shared.settings.set_requirepass(&p),
             SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
+            SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
         }
     }
     Reply::OK
@@ -397,8 +410,12 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
 
 /// Parses the value of a settable parameter: `Ok(None)` for a parameter `CONFIG SET` cannot
 /// change, `Err` with Redis's reason for a bad value.
-fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, &'static str> {
+fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
+    use crate::encodings::Encodings;
     use crate::settings::{QUERY_BUFFER_LIMIT_MIN, TIMEOUT_SECS_MAX, parse_memory};
+    if let Some(i) = Encodings::find(name) {
+        return Encodings::parse(i, v).map(|n| Some(SetValue::Encoding(i, n)));
+    }
     Ok(Some(match name {
         "requirepass" => SetValue::Requirepass(Bytes::copy_from_slice(v)),
         "client-query-buffer-limit" => {
