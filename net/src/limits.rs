@@ -123,6 +123,10 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         }
         KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
         KvOp::RangeFlush {} => Ok(()),
+        KvOp::KeyRename { key, dst, .. } | KvOp::KeyCopy { key, dst, .. } => {
+            user_key(key, 0)?;
+            user_key(dst, 0)
+        }
         KvOp::List { op } => op.check_limits(max_value_bytes),
         KvOp::Set { op } => op.check_limits(max_value_bytes),
         KvOp::ZSet { op } => op.check_limits(max_value_bytes),

@@ -149,12 +149,21 @@ pub(super) struct Apply<'s, 'c, S> {
 }
 
 impl<S: KvStore> Apply<'_, '_, S> {
-    /// Every key of the operation must be in the range.
+    /// Every key of the operation must be in the range: when its first key is not, the route
+    /// was stale (`RangeNotFound`: refresh and retry); when another is not, its keys span
+    /// ranges (a `CROSSSLOT` error; nothing applied).
     fn check_keys(&self, op: &KvOp) -> Result<(), RpcError> {
         let range = self.ctx.range;
         let not_here = || RpcError::RangeNotFound { range_id: range.id };
         let raw_ok = |k: &Bytes| range.contains(k);
         let redis_ok = |k: &Bytes| range.contains(&keyspace::meta_key(k));
+        if !op.other_redis_keys().iter().all(redis_ok) {
+            return Err(if op.redis_key().is_some_and(redis_ok) {
+                super::multi::cross_range()
+            } else {
+                not_here()
+            });
+        }
         let ok = match op {
             KvOp::Get { key }
             | KvOp::Put { key, .. }
@@ -166,9 +175,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 WriteOp::Put { key, .. } | WriteOp::Delete { key } => raw_ok(key),
             }),
             KvOp::Scan { .. } | KvOp::KeyScan { .. } => true, // clamped to the range
-            KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } => {
-                op.redis_key().is_some_and(redis_ok) && op.other_redis_keys().iter().all(redis_ok)
-            }
+            KvOp::List { .. }
+            | KvOp::Set { .. }
+            | KvOp::ZSet { .. }
+            | KvOp::KeyRename { .. }
+            | KvOp::KeyCopy { .. } => op.redis_key().is_some_and(redis_ok),
             // Checked by their own modules (flush, multi).
             KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => true,
             KvOp::StrGet { key }
@@ -418,6 +429,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 type_filter,
             } => self.key_scan(cursor, *count, *type_filter),
             KvOp::KeyObject { key, sample } => self.object(key, *sample),
+            KvOp::KeyRename { key, dst, nx } => self.rename(key, dst, *nx),
+            KvOp::KeyCopy { key, dst, replace } => self.copy(key, dst, *replace),
             KvOp::HSet {
                 key,
                 pairs,

@@ -57,7 +57,9 @@ fn written_key(op: &KvOp) -> Option<&Bytes> {
         | KvOp::HSet { key, .. }
         | KvOp::HDel { key, .. }
         | KvOp::HIncrBy { key, .. }
-        | KvOp::HIncrByFloat { key, .. } => Some(key),
+        | KvOp::HIncrByFloat { key, .. }
+        | KvOp::KeyRename { key, .. }
+        | KvOp::KeyCopy { key, .. } => Some(key),
         KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => op.redis_key(),
         _ => None,
     }

@@ -11,6 +11,7 @@ mod list;
 pub mod meta;
 pub mod multi;
 mod object;
+mod rename;
 mod set;
 pub mod storage;
 pub mod store;

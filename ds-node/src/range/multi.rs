@@ -171,6 +171,7 @@ fn creates_collection(op: &KvOp) -> Vec<&Bytes> {
         KvOp::HSet { key, .. } | KvOp::HIncrBy { key, .. } | KvOp::HIncrByFloat { key, .. } => {
             vec![key]
         }
+        KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => vec![dst],
         KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => op
             .redis_key()
             .into_iter()

@@ -295,6 +295,22 @@ pub enum KvOp {
         key: Bytes,
         sample: u32,
     },
+    /// Redis `RENAME` (`nx`: `RENAMENX`) of `key` to `dst` (both in the range).
+    KeyRename {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        dst: Bytes,
+        nx: bool,
+    },
+    /// Redis `COPY` of `key` to `dst` (both in the range).
+    KeyCopy {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        dst: Bytes,
+        replace: bool,
+    },
     /// One step of Redis `SCAN` within the range: user keys after `cursor`.
     KeyScan {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
@@ -480,6 +496,8 @@ wire_enum!(KvOp: u8, "kv op" {
     37 => KeyType { key: key },
     38 => KeyScan { cursor: key, count, type_filter },
     39 => KeyObject { key: key, sample },
+    40 => KeyRename { key: key, dst: key, nx },
+    41 => KeyCopy { key: key, dst: key, replace },
     48 => HSet { key: key, pairs, only_new },
     49 => HGet { key: key, field },
     50 => HMGet { key: key, fields },
@@ -520,6 +538,8 @@ impl KvOp {
             | KvOp::KeyTtl { key }
             | KvOp::KeyType { key }
             | KvOp::KeyObject { key, .. }
+            | KvOp::KeyRename { key, .. }
+            | KvOp::KeyCopy { key, .. }
             | KvOp::KeyDigest { key }
             | KvOp::HSet { key, .. }
             | KvOp::HGet { key, .. }
@@ -546,6 +566,7 @@ impl KvOp {
             KvOp::List { op } => op.other_keys(),
             KvOp::Set { op } => op.other_keys(),
             KvOp::ZSet { op } => op.other_keys(),
+            KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => std::slice::from_ref(dst),
             _ => &[],
         }
     }

@@ -1,5 +1,6 @@
 //! Key commands (`db.c`, `expire.c`): DEL, UNLINK, EXISTS, the EXPIRE family, TTL family,
-//! PERSIST, TYPE, and the parsing of SCAN, KEYS and DBSIZE (run by [`crate::scan`]).
+//! PERSIST, TYPE, RENAME, RENAMENX, COPY, and the parsing of SCAN, KEYS and DBSIZE (run by
+//! [`crate::scan`]).
 
 use bytes::Bytes;
 use net::message::kv::{ExpireCond, KeyType, KvOp, OpResult, TtlState};
@@ -82,6 +83,28 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
             let key = &args[1];
             single(key, KvOp::KeyPersist { key: key.clone() }, bool_int)
         }
+        "rename" | "renamenx" => {
+            let nx = name == "renamenx";
+            let op = KvOp::KeyRename {
+                key: args[1].clone(),
+                dst: args[2].clone(),
+                nx,
+            };
+            single(&args[1], op, move |r| match r {
+                OpResult::Unit {} if !nx => Reply::OK,
+                OpResult::Bool { value } if nx => Reply::Int(i64::from(value)),
+                other => unexpected(&other),
+            })
+        }
+        "copy" => {
+            let replace = copy_opts(&args[3..])?;
+            let op = KvOp::KeyCopy {
+                key: args[1].clone(),
+                dst: args[2].clone(),
+                replace,
+            };
+            single(&args[1], op, bool_int)
+        }
         "type" => {
             let key = &args[1];
             single(key, KvOp::KeyType { key: key.clone() }, |r| match r {
@@ -96,6 +119,26 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
         "dbsize" => Action::Async(AsyncCmd::DbSize),
         _ => return Err(Reply::err("internal error: not a key command")),
     })
+}
+
+/// `COPY`'s options: `[DB n] [REPLACE]`; whether REPLACE was given. Only database 0 exists.
+fn copy_opts(opts: &[Bytes]) -> Result<bool, Reply> {
+    let mut replace = false;
+    let mut i = 0;
+    while i < opts.len() {
+        if is(&opts[i], "replace") {
+            replace = true;
+            i += 1;
+        } else if is(&opts[i], "db") && i + 1 < opts.len() {
+            if int(&opts[i + 1])? != 0 {
+                return Err(Reply::err("DB index is out of range"));
+            }
+            i += 2;
+        } else {
+            return Err(syntax());
+        }
+    }
+    Ok(replace)
 }
 
 fn bool_int(r: OpResult) -> Reply {

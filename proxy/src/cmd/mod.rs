@@ -163,6 +163,7 @@ pub static TABLE: &[Spec] = &[
     spec!("client", -2, NONE, 0, 0, 0),
     spec!("command", -1, CL, 0, 0, 0),
     spec!("config", -2, NONE, 0, 0, 0),
+    spec!("copy", -3, WD, 1, 2, 1),
     spec!("dbsize", 1, R, 0, 0, 0),
     spec!("decr", 2, W, 1, 1, 1),
     spec!("decrby", 3, W, 1, 1, 1),
@@ -217,6 +218,8 @@ pub static TABLE: &[Spec] = &[
     spec!("psetex", 4, WD, 1, 1, 1),
     spec!("pttl", 2, R, 1, 1, 1),
     spec!("quit", -1, CN, 0, 0, 0),
+    spec!("rename", 3, WS, 1, 2, 1),
+    spec!("renamenx", 3, WF, 1, 2, 1),
     spec!("scan", -2, RS, 0, 0, 0),
     spec!("select", 2, C, 0, 0, 0),
     spec!("set", -3, WD, 1, 1, 1),
@@ -323,7 +326,9 @@ pub fn dispatch(
         | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::server::now_ms()),
         "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
         | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
-        | "dbsize" => keys::dispatch(spec.name, &args, crate::server::now_ms()),
+        | "dbsize" | "rename" | "renamenx" | "copy" => {
+            keys::dispatch(spec.name, &args, crate::server::now_ms())
+        }
         "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan" => {
             hashes::dispatch(spec.name, &args)
