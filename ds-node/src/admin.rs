@@ -57,6 +57,7 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_raft_leader_changes_total", m.leader_changes_total),
         ("ds_log_flushes_total", m.flushes_total),
         ("ds_ttl_deleted_total", m.expired_deleted_total),
+        ("ds_garbage_deleted_total", m.garbage_deleted_total),
         ("ds_raft_log_fetches_total", m.log_fetches_total),
         ("ds_checkpoints_total", m.checkpoints_total),
         ("ds_checkpoint_bytes_total", m.checkpoint_bytes_total),

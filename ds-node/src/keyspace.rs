@@ -151,6 +151,21 @@ pub fn user_key_of_meta(internal: &[u8]) -> Option<&[u8]> {
     (rest.get(6 + len..)? == [META]).then_some(key)
 }
 
+/// If `internal` is an element of a collection (a tag of [`ELEMENT_TAGS`]), its user key and
+/// version.
+pub fn parse_element(internal: &[u8]) -> Option<(&[u8], u64)> {
+    let rest = internal.strip_prefix(&[REDIS_PREFIX])?;
+    let len = u32::from_be_bytes(rest.get(2..6)?.try_into().ok()?) as usize;
+    let key = rest.get(6..6usize.checked_add(len)?)?;
+    let tail = &rest[6 + len..];
+    let (&tag, tail) = tail.split_first()?;
+    if !ELEMENT_TAGS.contains(&tag) {
+        return None;
+    }
+    let version = u64::from_be_bytes(tail.get(..8)?.try_into().ok()?);
+    Some((key, version))
+}
+
 /// If `internal` is a field sub-key, its field name (the caller knows key and version).
 pub fn field_of(internal: &[u8], prefix: &[u8]) -> Option<Bytes> {
     internal.strip_prefix(prefix).map(Bytes::copy_from_slice)
@@ -159,6 +174,23 @@ pub fn field_of(internal: &[u8], prefix: &[u8]) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elements_parse_back_to_their_key_and_version_and_nothing_else_does() {
+        let key = &b"{t}k"[..];
+        for tag in ELEMENT_TAGS {
+            let k = element_key(key, tag, 42, b"member");
+            assert_eq!(parse_element(&k), Some((key, 42)));
+            assert_eq!(parse_element(&k[..k.len() - 7]), None, "cut in the version");
+        }
+        assert_eq!(parse_element(&meta_key(key)), None);
+        assert_eq!(parse_element(&dedup_key(key, 1, 2)), None);
+        assert_eq!(parse_element(b"raw"), None);
+        assert_eq!(
+            parse_element(&[REDIS_PREFIX, 0, 0, 0xff, 0xff, 0xff, 0xff]),
+            None
+        );
+    }
 
     #[test]
     fn score_bytes_sort_as_the_scores_do() {

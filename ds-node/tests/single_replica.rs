@@ -319,6 +319,51 @@ fn corrupted_raft_messages_and_frames_are_rejected_and_the_node_keeps_serving() 
 /// TTL: the leader finds expired keys on its ticks (bounded scan per tick) and proposes their
 /// deletion; the deletes apply (counted), and keys without expiry stay.
 #[test]
+fn fields_of_a_deleted_hash_are_reclaimed_in_the_background() {
+    let dir = std::env::temp_dir().join(format!("ds-garbage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut c = cfg(&dir);
+    c.shards = 1;
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    with_client(addr, |c| {
+        Box::pin(async move {
+            let pairs = (0..600)
+                .map(|i| (Bytes::from(format!("f{i}")), Bytes::from_static(b"v")))
+                .collect();
+            let hset = |key: &'static str, pairs| KvOp::HSet {
+                key: Bytes::from_static(key.as_bytes()),
+                pairs,
+                only_new: false,
+            };
+            let r = call(&c, ctx(), hset("big", pairs)).await;
+            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+            let keep = vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))];
+            let r = call(&c, ctx(), hset("keep", keep)).await;
+            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+            let del = KvOp::KeyDel {
+                key: Bytes::from_static(b"big"),
+            };
+            assert!(matches!(call(&c, ctx(), del).await, KvResponse::Ok { .. }));
+        })
+    });
+    let mut reclaimed = 0;
+    for _ in 0..200 {
+        reclaimed = node.metrics().garbage_deleted_total;
+        if reclaimed >= 600 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        reclaimed, 600,
+        "every field of the deleted hash, and only those"
+    );
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn leader_deletes_expired_keys_in_the_background() {
     let dir = std::env::temp_dir().join(format!("ds-ttl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

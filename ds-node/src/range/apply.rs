@@ -9,7 +9,7 @@
 //! byte and the value; a hash is a metadata entry (type, version, field count) plus one
 //! sub-key per field under that version. Deleting or overwriting a hash drops only its
 //! metadata entry — O(1) whatever its size; the fields of the old version are garbage, found
-//! by version and reclaimed in the background (not built yet). Expiry lives on the metadata
+//! by version and reclaimed in the background (`range::sweep`). Expiry lives on the metadata
 //! entry; an expired key reads as absent and is removed by the next write that meets it.
 //!
 //! Error strings follow Redis 7 (`t_string.c`, `t_hash.c`, `expire.c`).

@@ -15,4 +15,5 @@ mod rename;
 mod set;
 pub mod storage;
 pub mod store;
+pub mod sweep;
 mod zset;

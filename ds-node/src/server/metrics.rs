@@ -36,6 +36,9 @@ pub struct ShardMetrics {
     pub flushes_total: u64,
     /// Expired keys deleted by TTL sweeps (`ds_ttl_deleted_total`).
     pub expired_deleted_total: u64,
+    /// Elements of deleted, expired or overwritten collections reclaimed by sweeps
+    /// (`ds_garbage_deleted_total`).
+    pub garbage_deleted_total: u64,
     /// Raft entries fetched back from the shard log for raft-rs (`ds_raft_log_fetches_total`).
     pub log_fetches_total: u64,
     /// Checkpoints written (`ds_checkpoints_total`).
@@ -94,6 +97,7 @@ impl Default for ShardMetrics {
             leader_changes_total: 0,
             flushes_total: 0,
             expired_deleted_total: 0,
+            garbage_deleted_total: 0,
             log_fetches_total: 0,
             checkpoints_total: 0,
             checkpoint_bytes_total: 0,
@@ -139,6 +143,7 @@ impl ShardMetrics {
         self.leader_changes_total += o.leader_changes_total;
         self.flushes_total += o.flushes_total;
         self.expired_deleted_total += o.expired_deleted_total;
+        self.garbage_deleted_total += o.garbage_deleted_total;
         self.log_fetches_total += o.log_fetches_total;
         self.checkpoints_total += o.checkpoints_total;
         self.checkpoint_bytes_total += o.checkpoint_bytes_total;

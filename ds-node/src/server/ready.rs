@@ -438,8 +438,10 @@ fn apply_entries(
                     p.approx_size.1 += dk;
                     Some(r)
                 } else if let Some((now, keys)) = decode_sweep(&e.data) {
-                    let n = apply_sweep(engine, now, &keys);
-                    shard.metrics.borrow_mut().expired_deleted_total += n;
+                    let n = crate::range::sweep::apply(engine, now, &keys);
+                    let mut m = shard.metrics.borrow_mut();
+                    m.expired_deleted_total += n.expired;
+                    m.garbage_deleted_total += n.garbage;
                     let (db, dk) = engine.take_delta();
                     p.approx_size.0 += db;
                     p.approx_size.1 += dk;
@@ -738,23 +740,12 @@ fn install_snapshot(
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Deletes each key that is expired at `now_ms` (the proposing leader's clock, so every
-/// replica decides the same); returns how many were deleted.
-pub fn apply_sweep<S: KvStore>(store: &mut S, now_ms: u64, keys: &[bytes::Bytes]) -> u64 {
-    let mut n = 0;
-    for k in keys {
-        if store.get(k).is_some_and(|e| e.is_expired(now_ms)) && store.delete(k) {
-            n += 1;
-        }
-    }
-    n
-}
-
 /// Most entries a leader examines per range and tick for expired keys.
 pub const SWEEP_SCAN_PER_TICK: usize = 256;
 
 /// On a tick: every leader looks at the next [`SWEEP_SCAN_PER_TICK`] entries of its range
-/// and proposes the deletion of the expired ones (bounded work per tick).
+/// and proposes the deletion of the expired ones and of elements of dead collections
+/// (`range::sweep`; bounded work per tick).
 fn sweep_expired(shard: &Shard, st: &mut ShardState) {
     let now = super::shard::now_ms();
     let ShardState { peers, engine, .. } = st;
@@ -777,11 +768,7 @@ fn sweep_expired(shard: &Shard, st: &mut ShardState) {
             }
             _ => bytes::Bytes::new(),
         };
-        let expired: Vec<bytes::Bytes> = got
-            .into_iter()
-            .filter(|(_, e)| e.is_expired(now))
-            .map(|(k, _)| k)
-            .collect();
+        let expired = crate::range::sweep::select(&*engine, got, now);
         if expired.is_empty() {
             continue;
         }

@@ -395,7 +395,7 @@ impl Shard {
             EntryType::EntryNormal => {
                 let Some((now, id, op)) = decode_write(&e.payload) else {
                     if let Some((now, keys)) = crate::range::codec::decode_sweep(&e.payload) {
-                        super::ready::apply_sweep(&mut st.engine, now, &keys);
+                        crate::range::sweep::apply(&mut st.engine, now, &keys);
                     } else if let Some(cmd) = crate::range::codec::decode_split(&e.payload) {
                         if let Some(right) = super::split::apply_to_desc(desc, &cmd) {
                             st.splits.push((right, None));

@@ -1,0 +1,98 @@
+//! The background sweep of a range (DESIGN §2): a leader walks its range a page per tick and
+//! proposes one *sweep* entry naming the keys to delete; every replica deletes each named key
+//! that is still sweepable when the entry applies, so a key re-set or re-created in between
+//! survives and all replicas decide alike (the decision depends only on the store and the
+//! entry's `now_ms`). Two kinds of entries are sweepable:
+//! - **expired** entries (`expire_at_ms` passed), as Redis's active expiry;
+//! - **garbage** elements: an element (hash field, list element, set or sorted-set member)
+//!   whose key's metadata is gone, expired, of another version or of a string — what an O(1)
+//!   `DEL`, expiry or overwrite of a collection leaves behind.
+
+use bytes::Bytes;
+
+use super::meta;
+use super::store::{Entry, KvStore};
+use crate::keyspace;
+
+/// What one sweep entry deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired entries.
+    pub expired: u64,
+    /// Elements of dead collections.
+    pub garbage: u64,
+}
+
+/// Why a key may be swept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Its entry has expired.
+    Expired,
+    /// It is an element of a collection that no longer exists.
+    Garbage,
+}
+
+/// Remembers the last user key's live version while a page is examined (elements of one key
+/// are contiguous), so a page costs one metadata lookup per user key.
+#[derive(Debug, Default)]
+pub struct Judge {
+    last: Option<(Bytes, Option<u64>)>,
+}
+
+impl Judge {
+    /// Whether `key` (holding `entry`) is sweepable at `now_ms`, and why.
+    pub fn reason<S: KvStore>(
+        &mut self,
+        store: &S,
+        key: &[u8],
+        entry: &Entry,
+        now_ms: u64,
+    ) -> Option<Reason> {
+        if entry.is_expired(now_ms) {
+            return Some(Reason::Expired);
+        }
+        let (user, version) = keyspace::parse_element(key)?;
+        let live = match &self.last {
+            Some((k, v)) if k[..] == *user => *v,
+            _ => {
+                let v = live_version(store, user, now_ms);
+                self.last = Some((Bytes::copy_from_slice(user), v));
+                v
+            }
+        };
+        (live != Some(version)).then_some(Reason::Garbage)
+    }
+}
+
+/// The version of the live collection at `user` (`None`: absent, expired or a string).
+fn live_version<S: KvStore>(store: &S, user: &[u8], now_ms: u64) -> Option<u64> {
+    let e = store.get(&keyspace::meta_key(user))?;
+    if e.is_expired(now_ms) {
+        return None;
+    }
+    meta::decode(&e.value).ok()?.version()
+}
+
+/// Applies a sweep entry: deletes each of `keys` still sweepable at `now_ms`.
+pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
+    let mut judge = Judge::default();
+    let mut out = Swept::default();
+    for k in keys {
+        let Some(e) = store.get(k) else { continue };
+        match judge.reason(store, k, &e, now_ms) {
+            Some(Reason::Expired) if store.delete(k) => out.expired += 1,
+            Some(Reason::Garbage) if store.delete(k) => out.garbage += 1,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The sweepable keys among `page` (entries of the store in key order) at `now_ms`.
+pub fn select<S: KvStore>(store: &S, page: Vec<(Bytes, Entry)>, now_ms: u64) -> Vec<Bytes> {
+    let mut judge = Judge::default();
+    page.into_iter()
+        .filter(|(k, e)| judge.reason(store, k, e, now_ms).is_some())
+        .map(|(k, _)| k)
+        .collect()
+}
