@@ -77,6 +77,9 @@ mod arb {
             0..6,
         )
     }
+    pub fn opt_ints() -> impl Strategy<Value = Vec<Option<i64>>> {
+        prop::collection::vec(prop::option::of(any::<i64>()), 0..6)
+    }
     pub fn ints() -> impl Strategy<Value = Vec<i64>> {
         prop::collection::vec(any::<i64>(), 0..6)
     }

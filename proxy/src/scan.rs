@@ -50,6 +50,9 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
             }
             Err(e) => exec_error(&e),
         },
+        AsyncCmd::BitOp { op, dest, sources } => {
+            crate::cmd::bitmaps::bitop(router, op, dest, sources).await
+        }
         AsyncCmd::DbSize => match scan(router, 0, usize::MAX, None).await {
             Ok((keys, _)) => Reply::Int(i64::try_from(keys.len()).unwrap_or(i64::MAX)),
             Err(e) => exec_error(&e),

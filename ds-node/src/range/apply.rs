@@ -179,7 +179,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
             | KvOp::Set { .. }
             | KvOp::ZSet { .. }
             | KvOp::KeyRename { .. }
-            | KvOp::KeyCopy { .. } => op.redis_key().is_some_and(redis_ok),
+            | KvOp::KeyCopy { .. }
+            | KvOp::Bits { .. } => op.redis_key().is_some_and(redis_ok),
             // Checked by their own modules (flush, multi).
             KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => true,
             KvOp::StrGet { key }
@@ -519,6 +520,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 Ok(OpResult::Scan { pairs, next })
             }
             KvOp::List { op } => self.list(op),
+            KvOp::Bits { op } => self.bits(op),
             KvOp::Set { op } => self.set(op),
             KvOp::ZSet { op } => self.zset(op),
             // Dispatched by `execute` before `run`.
@@ -694,11 +696,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 
     /// The string value of `key`; WRONGTYPE for a hash.
-    fn string(&self, key: &[u8]) -> Result<Option<Bytes>, RpcError> {
+    pub(super) fn string(&self, key: &[u8]) -> Result<Option<Bytes>, RpcError> {
         Ok(self.string_with_expiry(key)?.0)
     }
 
-    fn string_with_expiry(&self, key: &[u8]) -> Result<(Option<Bytes>, u64), RpcError> {
+    pub(super) fn string_with_expiry(&self, key: &[u8]) -> Result<(Option<Bytes>, u64), RpcError> {
         match self.live(key)? {
             None => Ok((None, 0)),
             Some(Live {

@@ -2,6 +2,7 @@
 //! (the Raft index and the leader's clock reading carried in the entry) and changes a store.
 
 pub mod apply;
+mod bits;
 pub mod checkpoint;
 pub mod codec;
 pub mod dedup;

@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
+pub use crate::message::bits::BitOp;
 pub use crate::message::list::ListOp;
 use crate::message::route::RouteCtx;
 pub use crate::message::set::SetOp;
@@ -418,6 +419,8 @@ pub enum KvOp {
     Set { op: SetOp },
     /// A sorted-set command ([`ZSetOp`]).
     ZSet { op: ZSetOp },
+    /// A bitmap command on a string ([`BitOp`]).
+    Bits { op: BitOp },
 }
 
 /// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
@@ -515,6 +518,7 @@ wire_enum!(KvOp: u8, "kv op" {
     80 => List { op },
     81 => Set { op },
     82 => ZSet { op },
+    83 => Bits { op },
 });
 
 impl KvOp {
@@ -555,6 +559,7 @@ impl KvOp {
             KvOp::List { op } => Some(op.key()),
             KvOp::Set { op } => Some(op.key()),
             KvOp::ZSet { op } => Some(op.key()),
+            KvOp::Bits { op } => Some(op.key()),
             _ => None,
         }
     }
@@ -578,6 +583,7 @@ impl KvOp {
             Self::List { op } => return op.is_write(),
             Self::Set { op } => return op.is_write(),
             Self::ZSet { op } => return op.is_write(),
+            Self::Bits { op } => return op.is_write(),
             _ => {}
         }
         !matches!(
@@ -732,6 +738,11 @@ pub enum OpResult {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         values: Vec<Bytes>,
     },
+    /// Optional integers (`BITFIELD`: nil where an overflow was refused).
+    OptInts {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_ints()"))]
+        values: Vec<Option<i64>>,
+    },
     /// What a key holds ([`KvOp::KeyObject`]): enough for the proxy to name Redis's encoding
     /// under its own thresholds and to estimate the key's memory.
     Object { object: ObjectInfo },
@@ -786,6 +797,7 @@ wire_enum!(OpResult: u8, "op result" {
     14 => Ints { values },
     15 => Bulks { values },
     28 => Object { object },
+    29 => OptInts { values },
 });
 
 /// The answer to a [`KvRequest`].

@@ -1,5 +1,6 @@
 //! Typed messages and their frame kinds (`docs/format/wire.md` §4).
 
+pub mod bits;
 pub mod handshake;
 pub mod kv;
 pub mod list;

@@ -80,6 +80,15 @@ pub enum AsyncCmd {
     },
     /// `DBSIZE`.
     DbSize,
+    /// `BITOP op dest src…`.
+    BitOp {
+        /// The operation.
+        op: bitmaps::Logic,
+        /// The destination key.
+        dest: Bytes,
+        /// The source keys.
+        sources: Vec<Bytes>,
+    },
     /// `HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]`: the whole hash, cursor 0.
     HScan {
         /// The key.
@@ -144,12 +153,19 @@ macro_rules! spec {
 }
 
 // The collection commands keep their own tables, next to their code.
+pub mod bitmaps;
 pub mod lists;
 pub mod sets;
 pub mod zsets;
 
 /// Every command table: the core one here and one per collection type, each sorted by name.
-pub static TABLES: &[&[Spec]] = &[TABLE, lists::SPECS, sets::SPECS, zsets::SPECS];
+pub static TABLES: &[&[Spec]] = &[
+    TABLE,
+    lists::SPECS,
+    sets::SPECS,
+    zsets::SPECS,
+    bitmaps::SPECS,
+];
 
 /// Every supported command, in table order.
 pub fn all_specs() -> impl Iterator<Item = &'static Spec> {
@@ -335,6 +351,10 @@ pub fn dispatch(
         }
         "object" => object::object(shared, &args),
         "memory" => object::memory(&args),
+        name if bitmaps::SPECS.iter().any(|s| s.name == name) => {
+            let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
+            bitmaps::dispatch(name, &args, max_bulk)
+        }
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
