@@ -140,12 +140,9 @@ fn bulk(v: &[u8]) -> Vec<u8> {
 /// stored as several log records and read back whole, before and after a restart; one over
 /// `proto-max-bulk-len` is refused without breaking the connection.
 fn large_values_round_trip(sizes: &[usize]) {
-    let dir = std::env::temp_dir().join(format!(
-        "proxy-large-values-{}-{}",
-        std::process::id(),
-        sizes.len()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    // Removed when dropped, also when an assertion fails: these runs write GBs.
+    let tmp = test_support::tempdir::TempDir::new("proxy-large-values");
+    let dir = tmp.path().to_path_buf();
     let mut cfg = ds_config(&dir);
     // Production's layout: 64 MiB segments in a zeroed (allocated) file.
     cfg.log_file_bytes = 1 << 30;
@@ -186,7 +183,6 @@ fn large_values_round_trip(sizes: &[usize]) {
     drop(c);
     drop(env);
     node.shutdown().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
