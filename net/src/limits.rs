@@ -168,6 +168,7 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         | KvOp::HLen { key }
         | KvOp::HGetAll { key }
         | KvOp::HStrLen { key, .. }
+        | KvOp::HRandField { key, .. }
         | KvOp::KeyDigest { key } => user_key(key, 0),
     }
 }

@@ -62,6 +62,7 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
             pattern,
             novalues,
         } => hscan(router, key, pattern, novalues).await,
+        AsyncCmd::Sets(op) => crate::cmd::sets::cross::run(router, op).await,
     }
 }
 

@@ -210,7 +210,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
             | KvOp::HIncrBy { key, .. }
             | KvOp::HIncrByFloat { key, .. }
             | KvOp::HStrLen { key, .. }
-            | KvOp::HScan { key, .. } => redis_ok(key),
+            | KvOp::HScan { key, .. }
+            | KvOp::HRandField { key, .. } => redis_ok(key),
         };
         if ok { Ok(()) } else { Err(not_here()) }
     }
@@ -522,6 +523,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
             KvOp::List { op } => self.list(op),
             KvOp::Bits { op } => self.bits(op),
             KvOp::Set { op } => self.set(op),
+            KvOp::HRandField {
+                key,
+                count,
+                with_values,
+                seed,
+            } => self.hrandfield(key, *count, *with_values, *seed),
             KvOp::ZSet { op } => self.zset(op),
             // Dispatched by `execute` before `run`.
             KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => {

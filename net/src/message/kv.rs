@@ -8,7 +8,7 @@ use crate::error::RpcError;
 pub use crate::message::bits::BitOp;
 pub use crate::message::list::ListOp;
 use crate::message::route::RouteCtx;
-pub use crate::message::set::SetOp;
+pub use crate::message::set::{SetAlgebra, SetOp};
 pub use crate::message::zset::ZSetOp;
 
 /// What a write does to the key's expiry.
@@ -396,6 +396,14 @@ pub enum KvOp {
         cursor: Bytes,
         count: u32,
     },
+    /// Redis `HRANDFIELD` (`count` none: one field), chosen with `seed`.
+    HRandField {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        count: Option<i64>,
+        with_values: bool,
+        seed: u64,
+    },
     /// Redis `FLUSHALL`/`FLUSHDB` on this range: delete every key of the range (raw keys and
     /// Redis keys) at apply time, in the one Raft entry.
     RangeFlush {},
@@ -512,6 +520,7 @@ wire_enum!(KvOp: u8, "kv op" {
     56 => HIncrByFloat { key: key, field, delta },
     57 => HStrLen { key: key, field },
     58 => HScan { key: key, cursor, count },
+    59 => HRandField { key: key, count, with_values, seed },
     64 => RangeFlush {},
     65 => Multi { watches, ops: sub_ops },
     66 => KeyDigest { key: key },
@@ -555,7 +564,8 @@ impl KvOp {
             | KvOp::HIncrBy { key, .. }
             | KvOp::HIncrByFloat { key, .. }
             | KvOp::HStrLen { key, .. }
-            | KvOp::HScan { key, .. } => Some(key),
+            | KvOp::HScan { key, .. }
+            | KvOp::HRandField { key, .. } => Some(key),
             KvOp::List { op } => Some(op.key()),
             KvOp::Set { op } => Some(op.key()),
             KvOp::ZSet { op } => Some(op.key()),
@@ -606,6 +616,7 @@ impl KvOp {
                 | Self::HGetAll { .. }
                 | Self::HStrLen { .. }
                 | Self::HScan { .. }
+                | Self::HRandField { .. }
                 | Self::KeyDigest { .. }
         )
     }

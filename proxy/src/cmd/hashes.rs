@@ -152,6 +152,7 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 novalues,
             })
         }
+        "hrandfield" => super::sets::hrandfield(args)?,
         _ => return Err(Reply::err("internal error: not a hash command")),
     })
 }

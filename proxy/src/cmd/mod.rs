@@ -17,7 +17,7 @@ pub mod tx;
 pub mod util;
 
 use bytes::Bytes;
-use net::message::kv::{KeyType, KvOp, OpResult};
+use net::message::kv::{KeyType, KvOp, OpResult, SetOp};
 
 use crate::keyspace::meta_key;
 use crate::resp::{Protocol, Reply};
@@ -98,6 +98,8 @@ pub enum AsyncCmd {
         /// Whether to leave the values out.
         novalues: bool,
     },
+    /// A set command on keys of several hash slots (`sets::cross`).
+    Sets(SetOp),
 }
 
 /// One entry of the command table.
@@ -210,6 +212,7 @@ pub static TABLE: &[Spec] = &[
     spec!("hlen", 2, R, 1, 1, 1),
     spec!("hmget", -3, R, 1, 1, 1),
     spec!("hmset", -4, W, 1, 1, 1),
+    spec!("hrandfield", -2, RS, 1, 1, 1),
     spec!("hscan", -3, RS, 1, 1, 1),
     spec!("hset", -4, W, 1, 1, 1),
     spec!("hsetnx", 4, W, 1, 1, 1),
@@ -346,9 +349,8 @@ pub fn dispatch(
             keys::dispatch(spec.name, &args, crate::server::now_ms())
         }
         "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
-        | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan" => {
-            hashes::dispatch(spec.name, &args)
-        }
+        | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
+        | "hrandfield" => hashes::dispatch(spec.name, &args),
         "object" => object::object(shared, &args),
         "memory" => object::memory(&args),
         name if bitmaps::SPECS.iter().any(|s| s.name == name) => {

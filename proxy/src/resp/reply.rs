@@ -42,6 +42,9 @@ pub enum Reply {
     Bool(bool),
     /// A verbatim text string (`=len\r\ntxt:…`; a bulk string in RESP2), as `INFO` replies.
     Verbatim(Bytes),
+    /// Pairs: a flat array in RESP2, an array of two-element arrays in RESP3 (`HRANDFIELD …
+    /// WITHVALUES`).
+    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
@@ -120,6 +123,17 @@ impl Reply {
                     out.put_slice(b"\r\n");
                 }
             },
+            Reply::Pairs(pairs) => {
+                let flat = proto == Protocol::Resp2;
+                int_line(out, b'*', len_i64(pairs.len() * if flat { 2 } else { 1 }));
+                for (k, v) in pairs {
+                    if !flat {
+                        out.put_slice(b"*2\r\n");
+                    }
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
             Reply::Bool(b) => match proto {
                 Protocol::Resp2 => int_line(out, b':', i64::from(*b)),
                 Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
