@@ -87,7 +87,7 @@ fn sorted(r: R) -> R {
 
 fn bulks(r: &R) -> Vec<String> {
     match r {
-        R::Array(v) | R::Set(v) => v.iter().flat_map(|x| bulks(x)).collect(),
+        R::Array(v) | R::Set(v) => v.iter().flat_map(bulks).collect(),
         R::Bulk(b) => vec![String::from_utf8(b.clone()).unwrap()],
         _ => Vec::new(),
     }

@@ -196,11 +196,11 @@ mod tests {
         let a = set(&["1", "2", "3"]);
         let b = set(&["2", "3", "4"]);
         let inter = algebra_of(SetAlgebra::Inter {}, vec![a.clone(), b.clone()]);
-        assert_eq!(inter, ["2", "3"].map(Bytes::from_static));
+        assert_eq!(inter, [b"2", b"3"].map(|s| Bytes::from_static(s)));
         let union = algebra_of(SetAlgebra::Union {}, vec![a.clone(), set(&[]), b.clone()]);
         assert_eq!(union.len(), 4);
         let diff = algebra_of(SetAlgebra::Diff {}, vec![a.clone(), b]);
-        assert_eq!(diff, ["1"].map(Bytes::from_static));
+        assert_eq!(diff, [b"1"].map(|s| Bytes::from_static(s)));
         assert!(algebra_of(SetAlgebra::Diff {}, vec![a.clone(), a.clone()]).is_empty());
         assert!(algebra_of(SetAlgebra::Inter {}, vec![a, set(&[])]).is_empty());
     }
