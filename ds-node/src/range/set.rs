@@ -67,14 +67,14 @@ impl<S: KvStore> Apply<'_, '_, S> {
             SetOp::Add { key, members } => self.sadd(key, members),
             SetOp::Rem { key, members } => self.srem(key, members),
             SetOp::Members { key } => bulks(match self.set_meta(key)? {
-                Some((version, _, _)) => self.members(key, version),
+                Some((version, _, _)) => self.set_members(key, version),
                 None => Vec::new(),
             }),
             SetOp::IsMember { key, members } => {
                 let version = self.set_meta(key)?.map(|(v, _, _)| v);
                 let values = members
                     .iter()
-                    .map(|m| i64::from(version.is_some_and(|v| self.has(key, v, m))))
+                    .map(|m| i64::from(version.is_some_and(|v| self.set_has(key, v, m))))
                     .collect();
                 Ok(OpResult::Ints { values })
             }
@@ -82,22 +82,24 @@ impl<S: KvStore> Apply<'_, '_, S> {
             SetOp::RandMember { key, count, seed } => self.srandmember(key, *count, *seed),
             SetOp::Move { key, dst, member } => self.smove(key, dst, member),
             SetOp::Combine { algebra, key, keys } => {
-                let sources = self.sources(std::iter::once(key).chain(keys))?;
-                bulks(self.combine(*algebra, &sources, 0))
+                let sources = self.set_sources(std::iter::once(key).chain(keys))?;
+                bulks(self.set_combine(*algebra, &sources, 0))
             }
             SetOp::Store { algebra, key, keys } => {
-                let sources = self.sources(keys.iter())?;
-                let result = self.combine(*algebra, &sources, 0);
-                self.replace(key, result)
+                let sources = self.set_sources(keys.iter())?;
+                let result = self.set_combine(*algebra, &sources, 0);
+                self.set_replace(key, result)
             }
             SetOp::InterCard { key, keys, limit } => {
-                let sources = self.sources(std::iter::once(key).chain(keys))?;
-                let n = self.combine(SetAlgebra::Inter {}, &sources, *limit).len();
+                let sources = self.set_sources(std::iter::once(key).chain(keys))?;
+                let n = self
+                    .set_combine(SetAlgebra::Inter {}, &sources, *limit)
+                    .len();
                 ok_int(len_i64(n))
             }
             SetOp::Replace { key, members } => {
                 let unique: BTreeSet<Bytes> = members.iter().cloned().collect();
-                self.replace(key, unique.into_iter().collect())
+                self.set_replace(key, unique.into_iter().collect())
             }
             SetOp::Scan { key, cursor, count } => self.sscan(key, *cursor, *count),
         }
@@ -117,7 +119,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     /// Whether `member` is in version `version` of set `key` (a member too long to be
     /// stored is in no set).
-    fn has(&self, key: &[u8], version: u64, member: &[u8]) -> bool {
+    fn set_has(&self, key: &[u8], version: u64, member: &[u8]) -> bool {
         net::limits::user_key(key, member.len()).is_ok()
             && self
                 .store
@@ -125,14 +127,14 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 .is_some()
     }
 
-    fn elements(&self, key: &[u8], version: u64, count: u64) -> Elements<'_, S> {
+    fn set_elements(&self, key: &[u8], version: u64, count: u64) -> Elements<'_, S> {
         let prefix = keyspace::element_prefix(key, SET_MEMBER, version);
         Elements::new(&*self.store, prefix, count)
     }
 
     /// Every member of version `version` of set `key`, in byte order.
-    fn members(&self, key: &[u8], version: u64) -> Vec<Bytes> {
-        self.elements(key, version, 0)
+    fn set_members(&self, key: &[u8], version: u64) -> Vec<Bytes> {
+        self.set_elements(key, version, 0)
             .all()
             .into_iter()
             .map(|(m, _)| m)
@@ -194,7 +196,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         let n = count.unwrap_or(1);
         let mut rng = Rng::new(Rng::for_entry(self.ctx.index, self.ctx.now_ms).next() ^ size);
-        let chosen = self.elements(key, version, size).choose(n, false, &mut rng);
+        let chosen = self
+            .set_elements(key, version, size)
+            .choose(n, false, &mut rng);
         let mut popped = Vec::with_capacity(chosen.len());
         for (m, _) in chosen {
             self.store
@@ -218,7 +222,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             repeats_in_range(n)?;
         }
         let chosen = self
-            .elements(key, version, size)
+            .set_elements(key, version, size)
             .choose(n, repeats, &mut Rng::new(seed));
         bulks(chosen.into_iter().map(|(m, _)| m).collect())
     }
@@ -230,7 +234,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         self.set_meta(dst)?; // WRONGTYPE when the destination holds another type
         if src == dst {
-            let value = self.has(src, version, member);
+            let value = self.set_has(src, version, member);
             return Ok(OpResult::Bool { value });
         }
         let k = keyspace::element_key(src, SET_MEMBER, version, member);
@@ -243,7 +247,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 
     /// Looks up every source (WRONGTYPE if any is not a set); absent ones are empty.
-    fn sources<'k>(
+    fn set_sources<'k>(
         &self,
         keys: impl Iterator<Item = &'k Bytes>,
     ) -> Result<Vec<Source<'k>>, RpcError> {
@@ -253,7 +257,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     /// The result of `algebra` over `sources`, in byte order (an intersection stops at
     /// `limit` members when it is not 0).
-    fn combine(&self, algebra: SetAlgebra, sources: &[Source<'_>], limit: u64) -> Vec<Bytes> {
+    fn set_combine(&self, algebra: SetAlgebra, sources: &[Source<'_>], limit: u64) -> Vec<Bytes> {
         match algebra {
             SetAlgebra::Inter {} => {
                 let Some(present) = sources
@@ -268,8 +272,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 };
                 let limit = usize::try_from(limit).unwrap_or(usize::MAX);
                 let mut out = Vec::new();
-                for m in self.members(k0, v0) {
-                    if present.iter().all(|&(k, v, _)| self.has(k, v, &m)) {
+                for m in self.set_members(k0, v0) {
+                    if present.iter().all(|&(k, v, _)| self.set_has(k, v, &m)) {
                         out.push(m);
                         if out.len() == limit {
                             break;
@@ -282,7 +286,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 let mut all = BTreeSet::new();
                 for (k, s) in sources {
                     if let Some((v, _)) = s {
-                        all.extend(self.members(k, *v));
+                        all.extend(self.set_members(k, *v));
                     }
                 }
                 all.into_iter().collect()
@@ -295,9 +299,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
                     .iter()
                     .filter_map(|(k, s)| s.map(|(v, _)| (*k, v)))
                     .collect();
-                self.members(k0, *v0)
+                self.set_members(k0, *v0)
                     .into_iter()
-                    .filter(|m| !rest.iter().any(|&(k, v)| self.has(k, v, m)))
+                    .filter(|m| !rest.iter().any(|&(k, v)| self.set_has(k, v, m)))
                     .collect()
             }
         }
@@ -305,7 +309,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     /// Replaces whatever `key` holds by a set of `members` (sorted, distinct; none: delete
     /// the key). The new set has no expiry, as Redis's `setKey`.
-    fn replace(&mut self, key: &[u8], members: Vec<Bytes>) -> Result<OpResult, RpcError> {
+    fn set_replace(&mut self, key: &[u8], members: Vec<Bytes>) -> Result<OpResult, RpcError> {
         let old = self.live(key)?;
         let version = new_version(&self.ctx);
         if let Some(Live {
@@ -315,7 +319,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         {
             // Only within one entry (a Multi) can the old set share the new version.
             if v == version {
-                for m in self.members(key, v) {
+                for m in self.set_members(key, v) {
                     self.store
                         .delete(&keyspace::element_key(key, SET_MEMBER, v, &m));
                 }
@@ -341,7 +345,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 next: None,
             });
         };
-        let el = self.elements(key, version, size);
+        let el = self.set_elements(key, version, size);
         let prefix = keyspace::element_prefix(key, SET_MEMBER, version);
         let mut start = [&prefix[..], &cursor_start(cursor)].concat();
         let limit = count.max(1) as usize;

@@ -30,13 +30,22 @@ pub async fn run(router: &Router, op: SetOp) -> Reply {
         .await;
     match result.into_iter().next() {
         Some(Ok(r)) => finish(r),
-        // The range split since the table was read: the keys may now span ranges.
-        Some(Err(e @ ExecError::Unavailable(_))) => match one_range(router, &op).await {
+        // The range split since the table was read: the keys may now span ranges (the range
+        // answers CROSSSLOT, or RangeNotFound until the retries run out).
+        Some(Err(e)) if stale_split(&e) => match one_range(router, &op).await {
             Ok(false) => across(router, op).await,
             _ => exec_error(&e),
         },
         Some(Err(e)) => exec_error(&e),
         None => Reply::err("internal error: no result"),
+    }
+}
+
+fn stale_split(e: &ExecError) -> bool {
+    match e {
+        ExecError::Unavailable(_) => true,
+        ExecError::Rpc(net::RpcError::BadRequest { message }) => message.starts_with("CROSSSLOT"),
+        _ => false,
     }
 }
 
