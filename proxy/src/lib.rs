@@ -7,6 +7,7 @@
 //!   order, output bounds, max clients, graceful shutdown).
 //! - [`cmd`]: the command table and the translation of each Redis command into `net`
 //!   operations and back into Redis replies; [`scan`]: SCAN/KEYS/DBSIZE/HSCAN.
+//! - [`blocking`]: blocking commands (BLPOP...): waiters per key, woken by writes and polls.
 //! - [`glob`]: Redis's glob patterns (KEYS/SCAN/HSCAN MATCH, CONFIG GET), linear-time.
 //! - [`route`]: the cached route table, shard connection pool and retries.
 //! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
@@ -16,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod blocking;
 pub mod cmd;
 pub mod encodings;
 pub mod glob;

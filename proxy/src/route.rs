@@ -91,6 +91,8 @@ pub struct Router {
     pool: Pool,
     /// Counters.
     pub stats: RouterStats,
+    /// Waiters of blocking commands, woken by the writes that go through [`Self::exec`].
+    pub blocking: crate::blocking::Registry,
 }
 
 /// A resolved destination of one operation.
@@ -110,6 +112,7 @@ impl Router {
             refresh_lock: tokio::sync::Mutex::new(()),
             pool,
             stats: RouterStats::default(),
+            blocking: crate::blocking::Registry::default(),
         }
     }
 
@@ -314,7 +317,7 @@ impl Router {
                 last_err = reason(e);
             }
         }
-        results
+        let results: Vec<_> = results
             .into_iter()
             .map(|r| {
                 r.unwrap_or_else(|| {
@@ -322,7 +325,9 @@ impl Router {
                     Err(ExecError::Unavailable(last_err.clone()))
                 })
             })
-            .collect()
+            .collect();
+        self.blocking.after_exec(&ops, &results);
+        results
     }
 }
 

@@ -63,6 +63,7 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
             novalues,
         } => hscan(router, key, pattern, novalues).await,
         AsyncCmd::Sets(op) => crate::cmd::sets::cross::run(router, op).await,
+        AsyncCmd::Block(b) => crate::blocking::once(router, &b).await,
     }
 }
 

@@ -89,6 +89,10 @@ pub enum AsyncCmd {
         /// The source keys.
         sources: Vec<Bytes>,
     },
+    /// A blocking command (BLPOP...) or a command that may take several rounds across ranges
+    /// (LMOVE, LMPOP): [`crate::blocking`]. Where blocking is not allowed (in `EXEC`) it
+    /// runs its non-blocking form.
+    Block(crate::blocking::Blocked),
     /// `HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]`: the whole hash, cursor 0.
     HScan {
         /// The key.

@@ -470,9 +470,10 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
     if show("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
             shared.clients.load(Ordering::Relaxed),
             shared.cfg.max_clients,
+            shared.router.blocking.blocked_clients(),
         );
     }
     if show("memory") {

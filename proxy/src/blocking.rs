@@ -1,0 +1,352 @@
+//! Blocking commands (BLPOP, BRPOP, BLMOVE, BRPOPLPUSH, BLMPOP; later BZPOPMIN, BZPOPMAX,
+//! BZMPOP), run by the proxy.
+//!
+//! A blocking command is an [`Attempt`] (the operations of its non-blocking form, run
+//! whenever there may be something to take) and a waiter (its keys and deadline). It first
+//! runs the attempt; when that finds nothing it waits, registered on each of its keys in a
+//! proxy-wide [`Registry`] (FIFO per key), until
+//!
+//! - a write through this proxy that can feed it succeeds on one of its keys ([`feeds`]):
+//!   the router calls [`Registry::after_exec`], which wakes the *first* waiter of the key
+//!   (arrival-order fairness). A woken waiter that finds nothing (another client took the
+//!   element) goes back to the front of the queue; one that is served wakes the next waiter
+//!   of its keys, since elements may remain;
+//! - a poll tick: the attempt is re-run every [`POLL_START`], backing off to [`POLL_MAX`].
+//!   This is what serves a push made through *another* proxy: such a client is served at
+//!   most about [`POLL_MAX`] (plus one round trip) after the push;
+//! - the deadline (timeout 0: never), answered with the command's timeout reply.
+//!
+//! A client that disconnects while blocked drops its waiter, which removes it from every
+//! queue ([`Waiter`]'s `Drop`). Inside `MULTI` (and wherever blocking is not allowed) the
+//! command runs its attempt once and answers the timeout reply when it finds nothing, as
+//! Redis does.
+
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use net::message::kv::{KvOp, KvResponse, ListOp, OpResult};
+use tokio::sync::Notify;
+
+use crate::resp::Reply;
+use crate::route::{ExecError, Router};
+
+/// The first poll interval of a blocked command.
+pub const POLL_START: Duration = Duration::from_millis(10);
+/// The longest poll interval: the bound on how late a push through another proxy is seen.
+pub const POLL_MAX: Duration = Duration::from_millis(100);
+
+/// The non-blocking form of a blocking command.
+pub trait Attempt: Send + Sync + fmt::Debug {
+    /// Runs it once: `Some(reply)` when served (or failed), `None` when there was nothing
+    /// to take. `retry` is false for the first attempt (errors such as WRONGTYPE are then
+    /// final; later, a key of the wrong type is skipped as Redis skips it while blocked).
+    fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>>;
+}
+
+/// A blocking command: its attempt, keys and timeout.
+#[derive(Debug, Clone)]
+pub struct Blocked {
+    /// The user keys it waits on.
+    pub keys: Vec<Bytes>,
+    /// How long it waits (`None`: forever).
+    pub timeout: Option<Duration>,
+    /// The reply when it times out (or finds nothing where it may not block).
+    pub timeout_reply: Reply,
+    /// Whether it may block at all (`LMPOP`: no).
+    pub block: bool,
+    /// Its non-blocking form.
+    pub attempt: Arc<dyn Attempt>,
+}
+
+/// Parses a Redis blocking timeout (seconds, a float; 0: forever), with Redis's errors.
+pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
+    let bad = || Reply::err("timeout is not a float or out of range");
+    let text = std::str::from_utf8(arg).map_err(|_| bad())?;
+    if text.is_empty() || text.trim() != text {
+        return Err(bad());
+    }
+    let secs: f64 = text.parse().map_err(|_| bad())?;
+    if secs.is_nan() {
+        return Err(bad());
+    }
+    // `(long long) ceill(secs * 1000)`: out of range converts to LLONG_MIN on x86, which
+    // Redis then calls negative.
+    let ms = (secs * 1000.0).ceil();
+    if !(ms >= 0.0 && ms < 9.2e18) {
+        return Err(Reply::err("timeout is negative"));
+    }
+    // In range and non-negative: the conversion is exact enough for a timeout.
+    let ms = ms as u64;
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
+}
+
+/// One registered waiter of a key.
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    notify: Arc<Notify>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next_id: u64,
+    by_key: HashMap<Bytes, VecDeque<Slot>>,
+}
+
+/// The proxy-wide waiters of blocking commands, FIFO per user key.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+    /// Registered waiters (the write path skips the registry when 0).
+    waiters: AtomicUsize,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Clients blocked now (`INFO` `blocked_clients`).
+    pub fn blocked_clients(&self) -> usize {
+        self.waiters.load(Ordering::Relaxed)
+    }
+
+    /// The waiters queued on `key` (tests).
+    pub fn queued(&self, key: &[u8]) -> usize {
+        self.lock().by_key.get(key).map_or(0, VecDeque::len)
+    }
+
+    /// Registers a waiter at the back of every key's queue.
+    fn register(&self, keys: &[Bytes]) -> Waiter<'_> {
+        let notify = Arc::new(Notify::new());
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        for k in keys {
+            let q = inner.by_key.entry(k.clone()).or_default();
+            if !q.iter().any(|s| s.id == id) {
+                q.push_back(Slot {
+                    id,
+                    notify: notify.clone(),
+                });
+            }
+        }
+        drop(inner);
+        self.waiters.fetch_add(1, Ordering::Relaxed);
+        Waiter {
+            registry: self,
+            id,
+            keys: keys.to_vec(),
+            notify,
+        }
+    }
+
+    /// Wakes the first waiter of `key` (it leaves that key's queue).
+    pub fn wake(&self, key: &[u8]) {
+        let mut inner = self.lock();
+        let Some(q) = inner.by_key.get_mut(key) else {
+            return;
+        };
+        let first = q.pop_front();
+        if q.is_empty() {
+            inner.by_key.remove(key);
+        }
+        drop(inner);
+        if let Some(s) = first {
+            s.notify.notify_one();
+        }
+    }
+
+    /// Called by the router after it ran `ops`: wakes the waiters of the keys that a
+    /// successful write may have fed.
+    pub fn after_exec(&self, ops: &[(Bytes, KvOp)], results: &[Result<OpResult, ExecError>]) {
+        if self.waiters.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        for ((_, op), r) in ops.iter().zip(results) {
+            let Ok(r) = r else { continue };
+            match (op, r) {
+                (KvOp::Multi { ops, .. }, OpResult::Multi { results }) => {
+                    for (op, r) in ops.iter().zip(results) {
+                        if let KvResponse::Ok { result } = r {
+                            self.wake_fed(op, result);
+                        }
+                    }
+                }
+                _ => self.wake_fed(op, r),
+            }
+        }
+    }
+
+    fn wake_fed(&self, op: &KvOp, result: &OpResult) {
+        if !feeds(op, result) {
+            return;
+        }
+        for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
+            self.wake(k);
+        }
+    }
+}
+
+/// Whether a successful `op` with `result` may have given a blocked command something to
+/// take: a push that added elements, a move that moved one. (Sorted sets add their adds.)
+pub fn feeds(op: &KvOp, result: &OpResult) -> bool {
+    match (op, result) {
+        (KvOp::List { op: ListOp::Push { .. } }, OpResult::Int { value }) => *value > 0,
+        (KvOp::List { op: ListOp::Move { .. } }, OpResult::Value { value }) => value.is_some(),
+        _ => false,
+    }
+}
+
+/// A registered waiter; dropping it removes it from every queue.
+#[derive(Debug)]
+struct Waiter<'r> {
+    registry: &'r Registry,
+    id: u64,
+    keys: Vec<Bytes>,
+    notify: Arc<Notify>,
+}
+
+impl Waiter<'_> {
+    /// Puts the waiter back at the front of the queues it was woken from (it lost the race
+    /// for the element it was woken for).
+    fn rearm_front(&self) {
+        let mut inner = self.registry.lock();
+        for k in &self.keys {
+            let q = inner.by_key.entry(k.clone()).or_default();
+            if !q.iter().any(|s| s.id == self.id) {
+                q.push_front(Slot {
+                    id: self.id,
+                    notify: self.notify.clone(),
+                });
+            }
+        }
+    }
+}
+
+impl Drop for Waiter<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.registry.lock();
+        for k in &self.keys {
+            if let Some(q) = inner.by_key.get_mut(k) {
+                q.retain(|s| s.id != self.id);
+                if q.is_empty() {
+                    inner.by_key.remove(k);
+                }
+            }
+        }
+        drop(inner);
+        self.registry.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs a blocking command to its reply (see the module documentation). Cancel-safe: dropping
+/// the future (the client went away) unregisters it.
+pub async fn run(router: &Router, b: &Blocked) -> Reply {
+    if !b.block {
+        return once(router, b).await;
+    }
+    let registry = &router.blocking;
+    // Registered before the first attempt, so a push that lands between the attempt and the
+    // wait is not missed (its wake-up is kept by the `Notify`).
+    let waiter = registry.register(&b.keys);
+    let deadline = b.timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut poll = POLL_START;
+    let mut retry = false;
+    loop {
+        if let Some(reply) = b.attempt.run(router, retry).await {
+            drop(waiter);
+            // Elements may remain: the next waiter of each key gets its turn.
+            for k in &b.keys {
+                registry.wake(k);
+            }
+            return reply;
+        }
+        retry = true;
+        let sleep = tokio::time::sleep(poll);
+        let woken = tokio::select! {
+            () = waiter.notify.notified() => true,
+            () = sleep => false,
+            () = until(deadline) => return b.timeout_reply.clone(),
+        };
+        if woken {
+            waiter.rearm_front();
+            poll = POLL_START;
+        } else {
+            poll = (poll * 2).min(POLL_MAX);
+        }
+    }
+}
+
+/// The non-blocking form: one attempt, else the timeout reply.
+pub async fn once(router: &Router, b: &Blocked) -> Reply {
+    match b.attempt.run(router, false).await {
+        Some(r) => r,
+        None => b.timeout_reply.clone(),
+    }
+}
+
+async fn until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_parse_as_redis_does() {
+        assert_eq!(parse_timeout(b"0"), Ok(None));
+        assert_eq!(parse_timeout(b"0.1"), Ok(Some(Duration::from_millis(100))));
+        assert_eq!(parse_timeout(b"0.0001"), Ok(Some(Duration::from_millis(1))));
+        assert_eq!(parse_timeout(b"-0.0001"), Ok(None));
+        assert_eq!(
+            parse_timeout(b"-1"),
+            Err(Reply::err("timeout is negative"))
+        );
+        for bad in [&b"abc"[..], b"", b" 1", b"nan"] {
+            assert_eq!(
+                parse_timeout(bad),
+                Err(Reply::err("timeout is not a float or out of range")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn waiters_are_woken_in_arrival_order_and_dropping_unregisters() {
+        let r = Registry::default();
+        let k = Bytes::from_static(b"k");
+        let a = r.register(std::slice::from_ref(&k));
+        let b = r.register(std::slice::from_ref(&k));
+        assert_eq!(r.queued(&k), 2);
+        r.wake(&k);
+        assert_eq!(r.queued(&k), 1);
+        // `a` was first: its permit is stored, `b`'s is not.
+        assert!(a.notify.notified().now_or_never_ready());
+        assert!(!b.notify.notified().now_or_never_ready());
+        a.rearm_front();
+        assert_eq!(r.queued(&k), 2);
+        drop(a);
+        drop(b);
+        assert_eq!(r.queued(&k), 0);
+        assert_eq!(r.blocked_clients(), 0);
+    }
+
+    trait NowOrNever {
+        fn now_or_never_ready(self) -> bool;
+    }
+    impl<F: std::future::Future<Output = ()>> NowOrNever for F {
+        fn now_or_never_ready(self) -> bool {
+            futures_util::FutureExt::now_or_never(self).is_some()
+        }
+    }
+}
