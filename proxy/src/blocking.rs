@@ -11,7 +11,8 @@
 //!   (arrival-order fairness). A woken waiter that finds nothing (another client took the
 //!   element) goes back to the front of the queue; one that is served wakes the next waiter
 //!   of its keys, since elements may remain;
-//! - a poll tick: the attempt is re-run every [`POLL_START`], backing off to [`POLL_MAX`].
+//! - a poll tick: the attempt is re-run every [`POLL_START`], backing off to [`POLL_MAX`],
+//!   by the waiters first in the queue of one of their keys (the others wait their turn).
 //!   This is what serves a push made through *another* proxy: such a client is served at
 //!   most about [`POLL_MAX`] (plus one round trip) after the push;
 //! - the deadline (timeout 0: never), answered with the command's timeout reply.
@@ -213,6 +214,18 @@ struct Waiter<'r> {
 }
 
 impl Waiter<'_> {
+    /// Whether the waiter is first in the queue of one of its keys (or was woken from one):
+    /// only such a waiter polls, so that waiters of this proxy are served in arrival order.
+    fn is_first(&self) -> bool {
+        let inner = self.registry.lock();
+        self.keys.iter().any(|k| {
+            inner
+                .by_key
+                .get(k)
+                .is_none_or(|q| q.front().is_none_or(|s| s.id == self.id) || !q.iter().any(|s| s.id == self.id))
+        })
+    }
+
     /// Puts the waiter back at the front of the queues it was woken from (it lost the race
     /// for the element it was woken for).
     fn rearm_front(&self) {
@@ -258,8 +271,12 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
     let deadline = b.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = POLL_START;
     let mut retry = false;
+    let mut woken = true;
     loop {
-        if let Some(reply) = b.attempt.run(router, retry).await {
+        let turn = woken || waiter.is_first();
+        if !turn {
+            // Not this waiter's turn: nothing to try.
+        } else if let Some(reply) = b.attempt.run(router, retry).await {
             drop(waiter);
             // Elements may remain: the next waiter of each key gets its turn.
             for k in &b.keys {
@@ -267,9 +284,9 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
             }
             return reply;
         }
-        retry = true;
+        retry |= turn;
         let sleep = tokio::time::sleep(poll);
-        let woken = tokio::select! {
+        woken = tokio::select! {
             () = waiter.notify.notified() => true,
             () = sleep => false,
             () = until(deadline) => return b.timeout_reply.clone(),

@@ -412,6 +412,25 @@ impl Env {
         Client::connect(&self.addr)
     }
 
+    /// Starts another proxy over the same cluster (stopped with the runtime); its address
+    /// and shared state.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn another_proxy(&self) -> (String, Arc<Shared>) {
+        let listener = self.rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut cfg = ProxyConfig {
+            listen: addr.clone(),
+            ..ProxyConfig::default()
+        };
+        cfg.router.masters = vec![self.cluster.master_addr.clone()];
+        cfg.router.backoff = Duration::from_millis(1);
+        let shared = Shared::new(cfg);
+        let s = shared.clone();
+        self.rt
+            .spawn(async move { proxy::serve(listener, s, std::future::pending()).await });
+        (addr, shared)
+    }
+
     /// Stops the proxy and waits for it (graceful shutdown).
     pub fn shutdown(&mut self) {
         if let Some(tx) = self.stop.take() {
