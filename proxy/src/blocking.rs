@@ -56,8 +56,10 @@ pub struct Blocked {
     pub keys: Vec<Bytes>,
     /// How long it waits (`None`: forever).
     pub timeout: Option<Duration>,
-    /// The reply when it times out (or finds nothing where it may not block).
+    /// The reply when it times out.
     pub timeout_reply: Reply,
+    /// The reply when it finds nothing where it may not block (in `EXEC`; `LMOVE`).
+    pub empty_reply: Reply,
     /// Whether it may block at all (`LMPOP`: no).
     pub block: bool,
     /// Its non-blocking form.
@@ -300,11 +302,11 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
     }
 }
 
-/// The non-blocking form: one attempt, else the timeout reply.
+/// The non-blocking form: one attempt, else the empty reply.
 pub async fn once(router: &Router, b: &Blocked) -> Reply {
     match b.attempt.run(router, false).await {
         Some(r) => r,
-        None => b.timeout_reply.clone(),
+        None => b.empty_reply.clone(),
     }
 }
 

@@ -51,7 +51,8 @@ fn blpop_times_out_with_a_null_array_in_resp2_and_resp3() {
     let start = Instant::now();
     assert_eq!(c.cmd("BLPOP none 0.1"), "*-1\r\n");
     assert!(start.elapsed() >= Duration::from_millis(100));
-    assert_eq!(c.cmd("BLMOVE none x LEFT RIGHT 0.05"), "$-1\r\n");
+    // A timed-out BLMOVE answers a null array too, as Redis does.
+    assert_eq!(c.cmd("BLMOVE none x LEFT RIGHT 0.05"), "*-1\r\n");
     assert_eq!(c.cmd("BLMPOP 0.05 1 none LEFT"), "*-1\r\n");
     c.cmd("HELLO 3");
     assert_eq!(c.cmd("BRPOP none 0.05"), "_\r\n");

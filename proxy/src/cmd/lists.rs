@@ -208,9 +208,10 @@ fn side(arg: &[u8]) -> Result<bool, Reply> {
     }
 }
 
-/// Redis's `getRangeLongFromObjectOrReply(min, LONG_MAX, msg)`.
+/// Redis's `getRangeLongFromObjectOrReply(min, LONG_MAX, msg)`: `msg` also when the
+/// argument is not an integer.
 fn at_least(arg: &[u8], min: i64, msg: &str) -> Result<i64, Reply> {
-    let v = int(arg)?;
+    let v = super::util::parse_i64(arg).ok_or_else(|| Reply::err(msg))?;
     if v < min {
         return Err(Reply::err(msg));
     }
@@ -306,16 +307,20 @@ fn mpop_args(args: &[Bytes], at: usize) -> Result<MPop, Reply> {
     Ok(attempt)
 }
 
+/// A blocking command (`timeout` some) or a non-blocking one run by the same code. A
+/// blocked list command that times out answers a null array, whatever its shape (Redis's
+/// `replyToBlockedClientTimedOut`); `empty_reply` is its answer where it may not block.
 fn block(
     keys: Vec<Bytes>,
     timeout: Option<Option<std::time::Duration>>,
-    timeout_reply: Reply,
+    empty_reply: Reply,
     attempt: impl Attempt + 'static,
 ) -> Action {
     Action::Async(AsyncCmd::Block(Blocked {
         keys,
         timeout: timeout.flatten(),
-        timeout_reply,
+        timeout_reply: Reply::NilArray,
+        empty_reply,
         block: timeout.is_some(),
         attempt: Arc::new(attempt),
     }))
