@@ -8,9 +8,11 @@
 //!
 //! - a write through this proxy that can feed it succeeds on one of its keys ([`feeds`]):
 //!   the router calls [`Registry::after_exec`], which wakes the *first* waiter of the key
-//!   (arrival-order fairness). A woken waiter that finds nothing (another client took the
-//!   element) goes back to the front of the queue; one that is served wakes the next waiter
-//!   of its keys, since elements may remain;
+//!   (arrival-order fairness). A woken waiter keeps its place: one that finds nothing
+//!   (another client took the element) is still first; one that is served wakes the next
+//!   waiter of its keys, since elements may remain. A command that arrives behind waiters of
+//!   all its keys does not attempt until its turn (only its type errors are answered at
+//!   once, [`Attempt::check`]);
 //! - a poll tick: the attempt is re-run every [`POLL_START`], backing off to [`POLL_MAX`],
 //!   by the waiters first in the queue of one of their keys (the others wait their turn).
 //!   This is what serves a push made through *another* proxy: such a client is served at
@@ -47,6 +49,14 @@ pub trait Attempt: Send + Sync + fmt::Debug {
     /// to take. `retry` is false for the first attempt (errors such as WRONGTYPE are then
     /// final; later, a key of the wrong type is skipped as Redis skips it while blocked).
     fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>>;
+
+    /// What the command answers at once without taking anything, when it arrives behind
+    /// other waiters of its keys and does not attempt yet: the error for a key of another
+    /// type (reads only). `None`: it waits.
+    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+        let _ = router;
+        Box::pin(async { None })
+    }
 }
 
 /// A blocking command: its attempt, keys and timeout.
@@ -93,6 +103,8 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
 struct Slot {
     id: u64,
     notify: Arc<Notify>,
+    /// Woken and not yet back from its attempt: the next wake-up goes to the next waiter.
+    woken: bool,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +148,7 @@ impl Registry {
                 q.push_back(Slot {
                     id,
                     notify: notify.clone(),
+                    woken: false,
                 });
             }
         }
@@ -149,18 +162,15 @@ impl Registry {
         }
     }
 
-    /// Wakes the first waiter of `key` (it leaves that key's queue).
+    /// Wakes the first waiter of `key` not already woken. It keeps its place in the queue
+    /// (first, if it was): one that finds nothing tries again first next time.
     pub fn wake(&self, key: &[u8]) {
-        let mut inner = self.lock();
+        let inner = &mut *self.lock();
         let Some(q) = inner.by_key.get_mut(key) else {
             return;
         };
-        let first = q.pop_front();
-        if q.is_empty() {
-            inner.by_key.remove(key);
-        }
-        drop(inner);
-        if let Some(s) = first {
+        if let Some(s) = q.iter_mut().find(|s| !s.woken) {
+            s.woken = true;
             s.notify.notify_one();
         }
     }
@@ -216,29 +226,28 @@ struct Waiter<'r> {
 }
 
 impl Waiter<'_> {
-    /// Whether the waiter is first in the queue of one of its keys (or was woken from one):
-    /// only such a waiter polls, so that waiters of this proxy are served in arrival order.
+    /// Whether the waiter is first in the queue of one of its keys: only such a waiter
+    /// attempts on its own (at arrival, on a poll), so that the waiters of this proxy are
+    /// served in arrival order.
     fn is_first(&self) -> bool {
         let inner = self.registry.lock();
         self.keys.iter().any(|k| {
             inner
                 .by_key
                 .get(k)
-                .is_none_or(|q| q.front().is_none_or(|s| s.id == self.id) || !q.iter().any(|s| s.id == self.id))
+                .and_then(VecDeque::front)
+                .is_some_and(|s| s.id == self.id)
         })
     }
 
-    /// Puts the waiter back at the front of the queues it was woken from (it lost the race
-    /// for the element it was woken for).
-    fn rearm_front(&self) {
+    /// Clears the waiter's woken marks (its attempt is done; the next wake-up may be its).
+    fn rearm(&self) {
         let mut inner = self.registry.lock();
         for k in &self.keys {
-            let q = inner.by_key.entry(k.clone()).or_default();
-            if !q.iter().any(|s| s.id == self.id) {
-                q.push_front(Slot {
-                    id: self.id,
-                    notify: self.notify.clone(),
-                });
+            if let Some(q) = inner.by_key.get_mut(k) {
+                q.iter_mut()
+                    .filter(|s| s.id == self.id)
+                    .for_each(|s| s.woken = false);
             }
         }
     }
@@ -272,33 +281,40 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
     let waiter = registry.register(&b.keys);
     let deadline = b.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = POLL_START;
-    let mut retry = false;
-    let mut woken = true;
-    loop {
-        let turn = woken || waiter.is_first();
-        if !turn {
-            // Not this waiter's turn: nothing to try.
-        } else if let Some(reply) = b.attempt.run(router, retry).await {
-            drop(waiter);
-            // Elements may remain: the next waiter of each key gets its turn.
-            for k in &b.keys {
-                registry.wake(k);
-            }
+    // Behind other waiters on every key: not this command's turn yet (Redis would have
+    // served them first), only its type errors are answered now.
+    let mut turn = waiter.is_first();
+    if !turn {
+        if let Some(reply) = b.attempt.check(router).await {
             return reply;
         }
-        retry |= turn;
+    }
+    let mut retry = !turn;
+    loop {
+        if turn {
+            if let Some(reply) = b.attempt.run(router, retry).await {
+                drop(waiter);
+                // Elements may remain: the next waiter of each key gets its turn.
+                for k in &b.keys {
+                    registry.wake(k);
+                }
+                return reply;
+            }
+            retry = true;
+            waiter.rearm();
+        }
         let sleep = tokio::time::sleep(poll);
-        woken = tokio::select! {
+        let woken = tokio::select! {
             () = waiter.notify.notified() => true,
             () = sleep => false,
             () = until(deadline) => return b.timeout_reply.clone(),
         };
-        if woken {
-            waiter.rearm_front();
-            poll = POLL_START;
+        poll = if woken {
+            POLL_START
         } else {
-            poll = (poll * 2).min(POLL_MAX);
-        }
+            (poll * 2).min(POLL_MAX)
+        };
+        turn = woken || waiter.is_first();
     }
 }
 
@@ -347,14 +363,20 @@ mod tests {
         let a = r.register(std::slice::from_ref(&k));
         let b = r.register(std::slice::from_ref(&k));
         assert_eq!(r.queued(&k), 2);
+        assert!(a.is_first() && !b.is_first());
         r.wake(&k);
-        assert_eq!(r.queued(&k), 1);
-        // `a` was first: its permit is stored, `b`'s is not.
+        // `a` was first: its permit is stored, `b`'s is not; `a` keeps its place.
         assert!(a.notify.notified().now_or_never_ready());
         assert!(!b.notify.notified().now_or_never_ready());
-        a.rearm_front();
-        assert_eq!(r.queued(&k), 2);
+        assert!(a.is_first());
+        // A second wake-up while `a` is busy goes to `b`.
+        r.wake(&k);
+        assert!(b.notify.notified().now_or_never_ready());
+        a.rearm();
+        r.wake(&k);
+        assert!(a.notify.notified().now_or_never_ready());
         drop(a);
+        assert!(b.is_first());
         drop(b);
         assert_eq!(r.queued(&k), 0);
         assert_eq!(r.blocked_clients(), 0);

@@ -370,6 +370,33 @@ async fn run_one(router: &Router, key: &Bytes, op: ListOp) -> Result<OpResult, E
         .unwrap_or(Err(ExecError::Unavailable("no result".into())))
 }
 
+/// Whether one of `keys` may have something to pop: reads (`LLEN`) of every key in one batch,
+/// so that polls and wake-ups of a blocked command that find nothing propose no write. An
+/// error counts as "maybe" (the attempt then reports or skips it).
+async fn maybe_non_empty(router: &Router, keys: &[Bytes]) -> bool {
+    let ops = keys
+        .iter()
+        .map(|k| keyed(k, list(ListOp::Len { key: k.clone() })))
+        .collect();
+    router.exec(ops).await.into_iter().any(|r| match r {
+        Ok(OpResult::Int { value }) => value > 0,
+        _ => true,
+    })
+}
+
+/// The WRONGTYPE error if one of `keys` holds another type (reads only).
+async fn type_error(router: &Router, keys: &[Bytes]) -> Option<Reply> {
+    let ops = keys
+        .iter()
+        .map(|k| keyed(k, list(ListOp::Len { key: k.clone() })))
+        .collect();
+    router
+        .exec(ops)
+        .await
+        .into_iter()
+        .find_map(|r| r.err().filter(is_wrongtype).map(|e| exec_error(&e)))
+}
+
 fn is_wrongtype(e: &ExecError) -> bool {
     matches!(e, ExecError::Rpc(RpcError::WrongType {}))
 }
@@ -415,7 +442,7 @@ impl MPop {
     }
 
     async fn attempt(&self, router: &Router, retry: bool) -> Option<Reply> {
-        if self.keys.is_empty() {
+        if self.keys.is_empty() || (retry && !maybe_non_empty(router, &self.keys).await) {
             return None;
         }
         match one_range(router, &self.keys).await {
@@ -442,6 +469,10 @@ impl Attempt for MPop {
     fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(self.attempt(router, retry))
     }
+
+    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+        Box::pin(type_error(router, &self.keys))
+    }
 }
 
 /// The non-blocking form of LMOVE, RPOPLPUSH, BLMOVE, BRPOPLPUSH.
@@ -464,6 +495,9 @@ impl Move {
     }
 
     async fn attempt(&self, router: &Router, retry: bool) -> Option<Reply> {
+        if retry && !maybe_non_empty(router, std::slice::from_ref(&self.src)).await {
+            return None;
+        }
         let keys = [self.src.clone(), self.dst.clone()];
         match one_range(router, &keys).await {
             Ok(true) => self.atomic(router, retry).await,
@@ -530,5 +564,9 @@ impl Move {
 impl Attempt for Move {
     fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(self.attempt(router, retry))
+    }
+
+    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+        Box::pin(type_error(router, std::slice::from_ref(&self.src)))
     }
 }
