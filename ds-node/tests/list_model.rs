@@ -93,8 +93,16 @@ fn bad(m: &str) -> RpcError {
 /// `addListRangeReply`'s clamping.
 fn clamp(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
     let len = i64::try_from(len).unwrap();
-    let mut s = if start < 0 { len.saturating_add(start) } else { start };
-    let mut e = if stop < 0 { len.saturating_add(stop) } else { stop };
+    let mut s = if start < 0 {
+        len.saturating_add(start)
+    } else {
+        start
+    };
+    let mut e = if stop < 0 {
+        len.saturating_add(stop)
+    } else {
+        stop
+    };
     s = s.max(0);
     if s > e || s >= len {
         return None;
@@ -105,7 +113,11 @@ fn clamp(len: usize, start: i64, stop: i64) -> Option<(usize, usize)> {
 
 fn position(len: usize, index: i64) -> Option<usize> {
     let len = i64::try_from(len).unwrap();
-    let i = if index < 0 { len.checked_add(index)? } else { index };
+    let i = if index < 0 {
+        len.checked_add(index)?
+    } else {
+        index
+    };
     (0..len).contains(&i).then(|| usize::try_from(i).unwrap())
 }
 
@@ -417,10 +429,7 @@ fn pushes_and_pops_at_both_ends_cross_list_start_and_an_empty_list_is_deleted() 
             stop: -1,
         },
     };
-    assert_eq!(
-        db.run(&range),
-        bulks(vec![b("0"), b("1"), b("2"), b("3")])
-    );
+    assert_eq!(db.run(&range), bulks(vec![b("0"), b("1"), b("2"), b("3")]));
     let pop = |left| KvOp::List {
         op: ListOp::Pop {
             key: b("a"),

@@ -33,7 +33,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use net::message::kv::{KvOp, KvResponse, ListOp, OpResult};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 
 use crate::resp::Reply;
 use crate::route::{ExecError, Router};
@@ -42,6 +42,8 @@ use crate::route::{ExecError, Router};
 pub const POLL_START: Duration = Duration::from_millis(10);
 /// The longest poll interval: the bound on how late a push through another proxy is seen.
 pub const POLL_MAX: Duration = Duration::from_millis(100);
+/// How long a write waits at most for the blocked clients it woke to be served.
+pub const SERVE_WAIT: Duration = Duration::from_millis(500);
 
 /// The non-blocking form of a blocking command.
 pub trait Attempt: Send + Sync + fmt::Debug {
@@ -105,6 +107,9 @@ struct Slot {
     notify: Arc<Notify>,
     /// Woken and not yet back from its attempt: the next wake-up goes to the next waiter.
     woken: bool,
+    /// Dropped by the waiter when the attempt it was woken for is done (the writer that woke
+    /// it waits for that: [`Registry::after_exec`]).
+    done: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Debug, Default)]
@@ -149,6 +154,7 @@ impl Registry {
                     id,
                     notify: notify.clone(),
                     woken: false,
+                    done: None,
                 });
             }
         }
@@ -162,47 +168,59 @@ impl Registry {
         }
     }
 
-    /// Wakes the first waiter of `key` not already woken. It keeps its place in the queue
-    /// (first, if it was): one that finds nothing tries again first next time.
-    pub fn wake(&self, key: &[u8]) {
+    /// Wakes the first waiter of `key` not already woken; the receiver completes when its
+    /// attempt is done. It keeps its place in the queue (first, if it was): one that finds
+    /// nothing tries again first next time.
+    pub fn wake(&self, key: &[u8]) -> Option<oneshot::Receiver<()>> {
         let inner = &mut *self.lock();
-        let Some(q) = inner.by_key.get_mut(key) else {
-            return;
-        };
-        if let Some(s) = q.iter_mut().find(|s| !s.woken) {
-            s.woken = true;
-            s.notify.notify_one();
+        let s = inner.by_key.get_mut(key)?.iter_mut().find(|s| !s.woken)?;
+        let (tx, rx) = oneshot::channel();
+        s.woken = true;
+        s.done = Some(tx);
+        s.notify.notify_one();
+        Some(rx)
+    }
+
+    /// Wakes the first waiter of each key and waits (at most [`SERVE_WAIT`]) until their
+    /// attempts are done.
+    async fn wake_and_wait(&self, keys: impl Iterator<Item = &Bytes>) {
+        let done: Vec<_> = keys.filter_map(|k| self.wake(k)).collect();
+        if !done.is_empty() {
+            let all = futures_util::future::join_all(done);
+            let _ = tokio::time::timeout(SERVE_WAIT, all).await;
         }
     }
 
     /// Called by the router after it ran `ops`: wakes the waiters of the keys that a
-    /// successful write may have fed.
-    pub fn after_exec(&self, ops: &[(Bytes, KvOp)], results: &[Result<OpResult, ExecError>]) {
+    /// successful write may have fed, and returns once they have tried (so that, as in
+    /// Redis, when the write's reply goes out the clients it unblocked have been served —
+    /// through this proxy; chains of moves included).
+    pub async fn after_exec(&self, ops: &[(Bytes, KvOp)], results: &[Result<OpResult, ExecError>]) {
         if self.waiters.load(Ordering::Relaxed) == 0 {
             return;
         }
+        let mut keys = Vec::new();
         for ((_, op), r) in ops.iter().zip(results) {
             let Ok(r) = r else { continue };
             match (op, r) {
                 (KvOp::Multi { ops, .. }, OpResult::Multi { results }) => {
                     for (op, r) in ops.iter().zip(results) {
                         if let KvResponse::Ok { result } = r {
-                            self.wake_fed(op, result);
+                            fed_keys(op, result, &mut keys);
                         }
                     }
                 }
-                _ => self.wake_fed(op, r),
+                _ => fed_keys(op, r, &mut keys),
             }
         }
+        self.wake_and_wait(keys.iter()).await;
     }
+}
 
-    fn wake_fed(&self, op: &KvOp, result: &OpResult) {
-        if !feeds(op, result) {
-            return;
-        }
-        for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
-            self.wake(k);
-        }
+/// The keys a successful `op` may have fed.
+fn fed_keys(op: &KvOp, result: &OpResult, out: &mut Vec<Bytes>) {
+    if feeds(op, result) {
+        out.extend(op.redis_key().into_iter().chain(op.other_redis_keys()).cloned());
     }
 }
 
@@ -210,8 +228,18 @@ impl Registry {
 /// take: a push that added elements, a move that moved one. (Sorted sets add their adds.)
 pub fn feeds(op: &KvOp, result: &OpResult) -> bool {
     match (op, result) {
-        (KvOp::List { op: ListOp::Push { .. } }, OpResult::Int { value }) => *value > 0,
-        (KvOp::List { op: ListOp::Move { .. } }, OpResult::Value { value }) => value.is_some(),
+        (
+            KvOp::List {
+                op: ListOp::Push { .. },
+            },
+            OpResult::Int { value },
+        ) => *value > 0,
+        (
+            KvOp::List {
+                op: ListOp::Move { .. },
+            },
+            OpResult::Value { value },
+        ) => value.is_some(),
         _ => false,
     }
 }
@@ -238,6 +266,19 @@ impl Waiter<'_> {
                 .and_then(VecDeque::front)
                 .is_some_and(|s| s.id == self.id)
         })
+    }
+
+    /// Takes the done signals of the wake-ups it got (dropped when the attempt is done).
+    fn take_done(&self) -> Vec<oneshot::Sender<()>> {
+        let mut inner = self.registry.lock();
+        let mut out = Vec::new();
+        for k in &self.keys {
+            if let Some(q) = inner.by_key.get_mut(k) {
+                let mine = q.iter_mut().filter(|s| s.id == self.id);
+                out.extend(mine.filter_map(|s| s.done.take()));
+            }
+        }
+        out
     }
 
     /// Clears the waiter's woken marks (its attempt is done; the next wake-up may be its).
@@ -290,18 +331,20 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
         }
     }
     let mut retry = !turn;
+    let mut done = Vec::new();
     loop {
         if turn {
             if let Some(reply) = b.attempt.run(router, retry).await {
                 drop(waiter);
-                // Elements may remain: the next waiter of each key gets its turn.
-                for k in &b.keys {
-                    registry.wake(k);
-                }
+                // Elements may remain: the next waiter of each key gets its turn (and the
+                // writer that woke this one waits for those too).
+                registry.wake_and_wait(b.keys.iter()).await;
+                drop(done);
                 return reply;
             }
             retry = true;
             waiter.rearm();
+            done.clear();
         }
         let sleep = tokio::time::sleep(poll);
         let woken = tokio::select! {
@@ -310,6 +353,7 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
             () = until(deadline) => return b.timeout_reply.clone(),
         };
         poll = if woken {
+            done = waiter.take_done();
             POLL_START
         } else {
             (poll * 2).min(POLL_MAX)
@@ -343,10 +387,7 @@ mod tests {
         assert_eq!(parse_timeout(b"0.1"), Ok(Some(Duration::from_millis(100))));
         assert_eq!(parse_timeout(b"0.0001"), Ok(Some(Duration::from_millis(1))));
         assert_eq!(parse_timeout(b"-0.0001"), Ok(None));
-        assert_eq!(
-            parse_timeout(b"-1"),
-            Err(Reply::err("timeout is negative"))
-        );
+        assert_eq!(parse_timeout(b"-1"), Err(Reply::err("timeout is negative")));
         for bad in [&b"abc"[..], b"", b" 1", b"nan"] {
             assert_eq!(
                 parse_timeout(bad),

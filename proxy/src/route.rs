@@ -326,7 +326,7 @@ impl Router {
                 })
             })
             .collect();
-        self.blocking.after_exec(&ops, &results);
+        self.blocking.after_exec(&ops, &results).await;
         results
     }
 }

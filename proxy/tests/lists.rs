@@ -14,15 +14,22 @@ use proxy::keyspace::slot;
 fn eventually(what: &str, cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(5), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out: {what}"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// Two keys in different ranges of a two-range cluster (split at slot 8192).
 fn keys_in_two_ranges() -> (String, String) {
-    let low = (0..).map(|i| format!("src{i}")).find(|k| slot(k.as_bytes()) < 8192);
-    let high = (0..).map(|i| format!("dst{i}")).find(|k| slot(k.as_bytes()) >= 8192);
+    let low = (0..)
+        .map(|i| format!("src{i}"))
+        .find(|k| slot(k.as_bytes()) < 8192);
+    let high = (0..)
+        .map(|i| format!("dst{i}"))
+        .find(|k| slot(k.as_bytes()) >= 8192);
     (low.unwrap(), high.unwrap())
 }
 
@@ -38,9 +45,15 @@ fn blpop_is_served_by_a_push_from_another_client() {
     blocked.send(&common::multibulk(&[b"BLPOP", b"k", b"0"]));
     eventually("the client blocks", || queued(&env, "k") == 1);
     assert_eq!(pusher.cmd("RPUSH k v"), ":1\r\n");
+    // As in Redis, the push replies once the client it unblocked has been served.
+    assert_eq!(pusher.cmd("LLEN k"), ":0\r\n");
     let reply = blocked.read_reply().unwrap();
     assert_eq!(reply, b"*2\r\n$1\r\nk\r\n$1\r\nv\r\n");
-    assert_eq!(pusher.cmd("EXISTS k"), ":0\r\n", "the popped list is deleted");
+    assert_eq!(
+        pusher.cmd("EXISTS k"),
+        ":0\r\n",
+        "the popped list is deleted"
+    );
     assert_eq!(env.shared.router.blocking.blocked_clients(), 0);
 }
 
@@ -79,9 +92,15 @@ fn two_blocked_clients_are_served_in_arrival_order() {
     second.send(&common::multibulk(&[b"BLPOP", b"k", b"0"]));
     eventually("the second blocks", || queued(&env, "k") == 2);
     assert_eq!(pusher.cmd("RPUSH k one"), ":1\r\n");
-    assert_eq!(first.read_reply().unwrap(), b"*2\r\n$1\r\nk\r\n$3\r\none\r\n");
+    assert_eq!(
+        first.read_reply().unwrap(),
+        b"*2\r\n$1\r\nk\r\n$3\r\none\r\n"
+    );
     assert_eq!(pusher.cmd("RPUSH k two"), ":1\r\n");
-    assert_eq!(second.read_reply().unwrap(), b"*2\r\n$1\r\nk\r\n$3\r\ntwo\r\n");
+    assert_eq!(
+        second.read_reply().unwrap(),
+        b"*2\r\n$1\r\nk\r\n$3\r\ntwo\r\n"
+    );
     // One push of two elements serves both waiters.
     first.send(&common::multibulk(&[b"BRPOP", b"k", b"0"]));
     eventually("the first blocks again", || queued(&env, "k") == 1);
@@ -89,7 +108,10 @@ fn two_blocked_clients_are_served_in_arrival_order() {
     eventually("the second blocks again", || queued(&env, "k") == 2);
     assert_eq!(pusher.cmd("RPUSH k a b"), ":2\r\n");
     assert_eq!(first.read_reply().unwrap(), b"*2\r\n$1\r\nk\r\n$1\r\nb\r\n");
-    assert_eq!(second.read_reply().unwrap(), b"*2\r\n$1\r\nk\r\n$1\r\na\r\n");
+    assert_eq!(
+        second.read_reply().unwrap(),
+        b"*2\r\n$1\r\nk\r\n$1\r\na\r\n"
+    );
 }
 
 #[test]
@@ -147,7 +169,10 @@ fn blmove_across_two_ranges_moves_the_element() {
         pusher.cmd(&format!("LRANGE {dst} 0 -1")),
         "*1\r\n$1\r\nv\r\n"
     );
-    assert_eq!(pusher.cmd(&format!("LRANGE {src} 0 -1")), "*1\r\n$1\r\nw\r\n");
+    assert_eq!(
+        pusher.cmd(&format!("LRANGE {src} 0 -1")),
+        "*1\r\n$1\r\nw\r\n"
+    );
     // Non-blocking forms across ranges.
     assert_eq!(pusher.cmd(&format!("RPOPLPUSH {src} {dst}")), "$1\r\nw\r\n");
     assert_eq!(pusher.cmd(&format!("RPOPLPUSH {src} {dst}")), "$-1\r\n");
@@ -157,7 +182,10 @@ fn blmove_across_two_ranges_moves_the_element() {
     );
     assert_eq!(
         pusher.cmd(&format!("LMPOP 2 {src} {dst} RIGHT COUNT 5")),
-        format!("*2\r\n${}\r\n{dst}\r\n*2\r\n$1\r\nv\r\n$1\r\nw\r\n", dst.len())
+        format!(
+            "*2\r\n${}\r\n{dst}\r\n*2\r\n$1\r\nv\r\n$1\r\nw\r\n",
+            dst.len()
+        )
     );
 }
 
@@ -194,7 +222,32 @@ fn blpop_on_one_proxy_is_served_by_a_push_through_another_proxy() {
     eventually("the client blocks", || queued(&env, "k") == 1);
     let pushed = Instant::now();
     assert_eq!(pusher.cmd("LPUSH k v"), ":1\r\n");
-    assert_eq!(blocked.read_reply().unwrap(), b"*2\r\n$1\r\nk\r\n$1\r\nv\r\n");
+    assert_eq!(
+        blocked.read_reply().unwrap(),
+        b"*2\r\n$1\r\nk\r\n$1\r\nv\r\n"
+    );
     // Served by a poll: within the documented bound (100 ms) plus scheduling slack.
-    assert!(pushed.elapsed() < Duration::from_secs(1), "{:?}", pushed.elapsed());
+    assert!(
+        pushed.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        pushed.elapsed()
+    );
+}
+
+#[test]
+fn a_chain_of_blocked_moves_completes_before_the_push_replies() {
+    let env = Env::start(2);
+    let mut first = env.client();
+    let mut second = env.client();
+    let mut c = env.client();
+    first.send(&common::multibulk(&[b"BLMOVE", b"l1", b"l2", b"RIGHT", b"LEFT", b"0"]));
+    eventually("the first blocks", || queued(&env, "l1") == 1);
+    second.send(&common::multibulk(&[b"BLMOVE", b"l2", b"l3", b"LEFT", b"RIGHT", b"0"]));
+    eventually("the second blocks", || queued(&env, "l2") == 1);
+    assert_eq!(c.cmd("RPUSH l1 foo"), ":1\r\n");
+    assert_eq!(c.cmd("LRANGE l1 0 -1"), "*0\r\n");
+    assert_eq!(c.cmd("LRANGE l2 0 -1"), "*0\r\n");
+    assert_eq!(c.cmd("LRANGE l3 0 -1"), "*1\r\n$3\r\nfoo\r\n");
+    assert_eq!(first.read_reply().unwrap(), b"$3\r\nfoo\r\n");
+    assert_eq!(second.read_reply().unwrap(), b"$3\r\nfoo\r\n");
 }

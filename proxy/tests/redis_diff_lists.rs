@@ -124,18 +124,26 @@ fn random_list_commands_reply_byte_identically_to_redis_server() {
         let want = r.cmd_args(&args(&line));
         let got = p.cmd_args(&args(&line));
         // Replies carrying elements: a non-empty array or a bulk string.
-        let elements = (want.starts_with('*') && !want.starts_with("*0") && !want.starts_with("*-"))
-            || (want.starts_with('$') && !want.starts_with("$-"));
+        let elements =
+            (want.starts_with('*') && !want.starts_with("*0") && !want.starts_with("*-"))
+                || (want.starts_with('$') && !want.starts_with("$-"));
         non_empty += usize::from(elements);
         if want != got {
-            diffs.push(format!("#{i} {line:?}\n  redis: {want:?}\n  proxy: {got:?}"));
+            diffs.push(format!(
+                "#{i} {line:?}\n  redis: {want:?}\n  proxy: {got:?}"
+            ));
         }
     }
     assert!(
         diffs.is_empty(),
         "{} differences:\n{}",
         diffs.len(),
-        diffs.iter().take(30).cloned().collect::<Vec<_>>().join("\n")
+        diffs
+            .iter()
+            .take(30)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     // The comparison means something: many replies carry elements.
     assert!(non_empty > 600, "only {non_empty} replies carry elements");

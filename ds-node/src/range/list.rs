@@ -34,7 +34,11 @@ impl ListMeta {
     /// `index` (negative: from the tail) as a 0-based position, if within the list.
     fn position(&self, index: i64) -> Option<u64> {
         let len = i64::try_from(self.count).unwrap_or(i64::MAX);
-        let i = if index < 0 { len.checked_add(index)? } else { index };
+        let i = if index < 0 {
+            len.checked_add(index)?
+        } else {
+            index
+        };
         (0..len).contains(&i).then(|| i.unsigned_abs())
     }
 
@@ -42,8 +46,16 @@ impl ListMeta {
     /// `start..=stop` clamped to the list, `None` when empty.
     fn clamp(&self, start: i64, stop: i64) -> Option<(u64, u64)> {
         let len = i64::try_from(self.count).unwrap_or(i64::MAX);
-        let mut s = if start < 0 { len.saturating_add(start) } else { start };
-        let mut e = if stop < 0 { len.saturating_add(stop) } else { stop };
+        let mut s = if start < 0 {
+            len.saturating_add(start)
+        } else {
+            start
+        };
+        let mut e = if stop < 0 {
+            len.saturating_add(stop)
+        } else {
+            stop
+        };
         s = s.max(0);
         if s > e || s >= len {
             return None;
@@ -383,7 +395,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
         // As Redis: a negative rank searches from the tail (`-LONG_MIN` stays negative).
         let from_tail = rank < 0;
         let rank = if from_tail { rank.wrapping_neg() } else { rank };
-        let scanned = if maxlen == 0 { m.count } else { maxlen.min(m.count) };
+        let scanned = if maxlen == 0 {
+            m.count
+        } else {
+            maxlen.min(m.count)
+        };
         let mut all = if from_tail {
             self.elements(key, &m, m.count - scanned, scanned)
         } else {

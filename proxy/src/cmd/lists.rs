@@ -91,10 +91,17 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
         }
         "lindex" => {
             let index = int(&args[2])?;
-            single(key, list(ListOp::Index { key: key.clone(), index }), |r| match r {
-                OpResult::Value { value } => opt_bulk(value),
-                other => unexpected(&other),
-            })
+            single(
+                key,
+                list(ListOp::Index {
+                    key: key.clone(),
+                    index,
+                }),
+                |r| match r {
+                    OpResult::Value { value } => opt_bulk(value),
+                    other => unexpected(&other),
+                },
+            )
         }
         "lset" => {
             let index = int(&args[2])?;
@@ -177,7 +184,12 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
         "blmpop" => {
             let attempt = mpop_args(args, 2)?;
             let timeout = parse_timeout(&args[1])?;
-            block(attempt.keys.clone(), Some(timeout), Reply::NilArray, attempt)
+            block(
+                attempt.keys.clone(),
+                Some(timeout),
+                Reply::NilArray,
+                attempt,
+            )
         }
         _ => return Err(Reply::err("internal error: not a command of this module")),
     })
