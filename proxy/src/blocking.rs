@@ -92,7 +92,7 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
     // `(long long) ceill(secs * 1000)`: out of range converts to LLONG_MIN on x86, which
     // Redis then calls negative.
     let ms = (secs * 1000.0).ceil();
-    if !(ms >= 0.0 && ms < 9.2e18) {
+    if !(0.0..9.2e18).contains(&ms) {
         return Err(Reply::err("timeout is negative"));
     }
     // In range and non-negative: the conversion is exact enough for a timeout.
