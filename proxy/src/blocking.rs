@@ -220,7 +220,12 @@ impl Registry {
 /// The keys a successful `op` may have fed.
 fn fed_keys(op: &KvOp, result: &OpResult, out: &mut Vec<Bytes>) {
     if feeds(op, result) {
-        out.extend(op.redis_key().into_iter().chain(op.other_redis_keys()).cloned());
+        out.extend(
+            op.redis_key()
+                .into_iter()
+                .chain(op.other_redis_keys())
+                .cloned(),
+        );
     }
 }
 

@@ -240,9 +240,13 @@ fn a_chain_of_blocked_moves_completes_before_the_push_replies() {
     let mut first = env.client();
     let mut second = env.client();
     let mut c = env.client();
-    first.send(&common::multibulk(&[b"BLMOVE", b"l1", b"l2", b"RIGHT", b"LEFT", b"0"]));
+    first.send(&common::multibulk(&[
+        b"BLMOVE", b"l1", b"l2", b"RIGHT", b"LEFT", b"0",
+    ]));
     eventually("the first blocks", || queued(&env, "l1") == 1);
-    second.send(&common::multibulk(&[b"BLMOVE", b"l2", b"l3", b"LEFT", b"RIGHT", b"0"]));
+    second.send(&common::multibulk(&[
+        b"BLMOVE", b"l2", b"l3", b"LEFT", b"RIGHT", b"0",
+    ]));
     eventually("the second blocks", || queued(&env, "l2") == 1);
     assert_eq!(c.cmd("RPUSH l1 foo"), ":1\r\n");
     assert_eq!(c.cmd("LRANGE l1 0 -1"), "*0\r\n");

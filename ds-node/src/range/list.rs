@@ -101,7 +101,10 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 let Some(m) = self.list_meta(key)? else {
                     return value(None);
                 };
-                value(m.position(*index).and_then(|p| self.element(key, &m, p)))
+                value(
+                    m.position(*index)
+                        .and_then(|p| self.list_element(key, &m, p)),
+                )
             }
             ListOp::Set {
                 key,
@@ -178,13 +181,13 @@ impl<S: KvStore> Apply<'_, '_, S> {
         self.write_meta(key, &meta, m.expire_at_ms);
     }
 
-    fn element(&self, key: &[u8], m: &ListMeta, pos: u64) -> Option<Bytes> {
+    fn list_element(&self, key: &[u8], m: &ListMeta, pos: u64) -> Option<Bytes> {
         self.store
             .get(&list_element_key(key, m.version, m.at(pos)))
             .map(|e| e.value)
     }
 
-    fn put_element(&mut self, key: &[u8], m: &ListMeta, pos: u64, v: Bytes) {
+    fn put_list_element(&mut self, key: &[u8], m: &ListMeta, pos: u64, v: Bytes) {
         let entry = Entry {
             value: v,
             expire_at_ms: 0,
@@ -194,20 +197,20 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 
     /// Removes and returns the element at `pos` (the caller adjusts the metadata).
-    fn take_element(&mut self, key: &[u8], m: &ListMeta, pos: u64) -> Option<Bytes> {
+    fn take_list_element(&mut self, key: &[u8], m: &ListMeta, pos: u64) -> Option<Bytes> {
         let k = list_element_key(key, m.version, m.at(pos));
         let v = self.store.get(&k).map(|e| e.value);
         self.store.delete(&k);
         v
     }
 
-    fn drop_element(&mut self, key: &[u8], m: &ListMeta, pos: u64) {
+    fn drop_list_element(&mut self, key: &[u8], m: &ListMeta, pos: u64) {
         self.store
             .delete(&list_element_key(key, m.version, m.at(pos)));
     }
 
     /// The elements at positions `from .. from + n`, in order, by one scan.
-    fn elements(&self, key: &[u8], m: &ListMeta, from: u64, n: u64) -> Vec<Bytes> {
+    fn list_elements(&self, key: &[u8], m: &ListMeta, from: u64, n: u64) -> Vec<Bytes> {
         if n == 0 {
             return Vec::new();
         }
@@ -222,9 +225,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 
     /// Rewrites positions `from ..` with `values` (the caller sets the count).
-    fn write_elements(&mut self, key: &[u8], m: &ListMeta, from: u64, values: Vec<Bytes>) {
+    fn write_list_elements(&mut self, key: &[u8], m: &ListMeta, from: u64, values: Vec<Bytes>) {
         for (i, v) in (from..).zip(values) {
-            self.put_element(key, m, i, v);
+            self.put_list_element(key, m, i, v);
         }
     }
 
@@ -245,31 +248,31 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 expire_at_ms: 0,
             },
         };
-        self.push_into(key, &mut m, elements, left);
+        self.list_push_into(key, &mut m, elements, left);
         self.save_list(key, &m);
         ok_int(i64::try_from(m.count).unwrap_or(i64::MAX))
     }
 
-    fn push_into(&mut self, key: &[u8], m: &mut ListMeta, elements: &[Bytes], left: bool) {
+    fn list_push_into(&mut self, key: &[u8], m: &mut ListMeta, elements: &[Bytes], left: bool) {
         for e in elements {
             if left {
                 m.head = m.head.wrapping_sub(1);
                 m.count += 1;
-                self.put_element(key, m, 0, e.clone());
+                self.put_list_element(key, m, 0, e.clone());
             } else {
                 m.count += 1;
-                self.put_element(key, m, m.count - 1, e.clone());
+                self.put_list_element(key, m, m.count - 1, e.clone());
             }
         }
     }
 
     /// Pops up to `n` elements of a live list from one end (in pop order) and saves it.
-    fn pop_from(&mut self, key: &[u8], m: &mut ListMeta, left: bool, n: u64) -> Vec<Bytes> {
+    fn list_pop_from(&mut self, key: &[u8], m: &mut ListMeta, left: bool, n: u64) -> Vec<Bytes> {
         let n = n.min(m.count);
         let mut out = Vec::with_capacity(usize::try_from(n).unwrap_or(0));
         for _ in 0..n {
             let pos = if left { 0 } else { m.count - 1 };
-            if let Some(v) = self.take_element(key, m, pos) {
+            if let Some(v) = self.take_list_element(key, m, pos) {
                 out.push(v);
             }
             if left {
@@ -286,8 +289,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
             return value(None);
         };
         match count {
-            None => value(self.pop_from(key, &mut m, left, 1).pop()),
-            Some(n) => bulks(self.pop_from(key, &mut m, left, n)),
+            None => value(self.list_pop_from(key, &mut m, left, 1).pop()),
+            Some(n) => bulks(self.list_pop_from(key, &mut m, left, n)),
         }
     }
 
@@ -297,14 +300,14 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         match m.clamp(start, stop) {
             None => bulks(Vec::new()),
-            Some((s, e)) => bulks(self.elements(key, &m, s, e - s + 1)),
+            Some((s, e)) => bulks(self.list_elements(key, &m, s, e - s + 1)),
         }
     }
 
     fn lset(&mut self, key: &[u8], index: i64, element: &Bytes) -> Result<OpResult, RpcError> {
         let m = self.list_meta(key)?.ok_or_else(no_such_key)?;
         let pos = m.position(index).ok_or_else(out_of_range)?;
-        self.put_element(key, &m, pos, element.clone());
+        self.put_list_element(key, &m, pos, element.clone());
         Ok(OpResult::Unit {})
     }
 
@@ -319,7 +322,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         let Some(mut m) = self.list_meta(key)? else {
             return ok_int(0);
         };
-        let all = self.elements(key, &m, 0, m.count);
+        let all = self.list_elements(key, &m, 0, m.count);
         let Some(found) = all.iter().position(|e| e[..] == *pivot) else {
             return ok_int(-1);
         };
@@ -329,13 +332,13 @@ impl<S: KvStore> Apply<'_, '_, S> {
             let moved: Vec<Bytes> = all[..found + usize::from(!before)].to_vec();
             m.head = m.head.wrapping_sub(1);
             m.count += 1;
-            self.write_elements(key, &m, 0, moved);
+            self.write_list_elements(key, &m, 0, moved);
         } else {
             let moved: Vec<Bytes> = all[found + usize::from(!before)..].to_vec();
             m.count += 1;
-            self.write_elements(key, &m, at + 1, moved);
+            self.write_list_elements(key, &m, at + 1, moved);
         }
-        self.put_element(key, &m, at, element.clone());
+        self.put_list_element(key, &m, at, element.clone());
         self.save_list(key, &m);
         ok_int(i64::try_from(m.count).unwrap_or(i64::MAX))
     }
@@ -346,7 +349,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         let Some(mut m) = self.list_meta(key)? else {
             return ok_int(0);
         };
-        let mut all = self.elements(key, &m, 0, m.count);
+        let mut all = self.list_elements(key, &m, 0, m.count);
         let limit = count.unsigned_abs();
         let keep = remove_matches(&mut all, element, limit, count < 0);
         let removed = m.count - keep.len() as u64;
@@ -355,9 +358,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
         }
         let kept = keep.len() as u64;
         for pos in kept..m.count {
-            self.drop_element(key, &m, pos);
+            self.drop_list_element(key, &m, pos);
         }
-        self.write_elements(key, &m, 0, keep);
+        self.write_list_elements(key, &m, 0, keep);
         m.count = kept;
         self.save_list(key, &m);
         ok_int(i64::try_from(removed).unwrap_or(i64::MAX))
@@ -372,7 +375,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             Some((s, e)) => (s, m.count - e - 1),
         };
         for pos in (0..ltrim).chain(m.count - rtrim..m.count) {
-            self.drop_element(key, &m, pos);
+            self.drop_list_element(key, &m, pos);
         }
         m.head = m.head.wrapping_add(ltrim);
         m.count -= ltrim + rtrim;
@@ -401,9 +404,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
             maxlen.min(m.count)
         };
         let mut all = if from_tail {
-            self.elements(key, &m, m.count - scanned, scanned)
+            self.list_elements(key, &m, m.count - scanned, scanned)
         } else {
-            self.elements(key, &m, 0, scanned)
+            self.list_elements(key, &m, 0, scanned)
         };
         if from_tail {
             all.reverse();
@@ -440,7 +443,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         // The destination's type is checked before anything moves, as Redis does.
         self.list_meta(dst)?;
-        let Some(v) = self.pop_from(src, &mut s, from_left, 1).pop() else {
+        let Some(v) = self.list_pop_from(src, &mut s, from_left, 1).pop() else {
             return value(None);
         };
         let mut d = match self.list_meta(dst)? {
@@ -452,7 +455,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 expire_at_ms: 0,
             },
         };
-        self.push_into(dst, &mut d, std::slice::from_ref(&v), to_left);
+        self.list_push_into(dst, &mut d, std::slice::from_ref(&v), to_left);
         self.save_list(dst, &d);
         value(Some(v))
     }
@@ -469,7 +472,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 continue;
             };
             let mut out = vec![k.clone()];
-            out.extend(self.pop_from(k, &mut m, left, count.max(1)));
+            out.extend(self.list_pop_from(k, &mut m, left, count.max(1)));
             return bulks(out);
         }
         bulks(Vec::new())
