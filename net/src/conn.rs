@@ -540,10 +540,21 @@ mod tests {
         let hello = Hello::new(Role::Proxy {}, ClusterId(8), NodeId(2));
         let (c, _) = handshake(hello, s(), &acceptor(0), s());
         assert!(matches!(c, Err(ConnError::Handshake(_))), "{c:?}");
-        // A connector that has not learned the id yet learns it from the acceptor.
+        // A connector that has not learned the id yet learns it from the master.
         let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(2));
-        let (c, _) = handshake(hello, s(), &acceptor(7), s());
+        let master = Acceptor {
+            role: Role::Master {},
+            ..acceptor(7)
+        };
+        let (c, _) = handshake(hello, s(), &master, s());
         assert_eq!(c.unwrap().cluster_id, ClusterId(7));
+        // Another member of the cluster refuses it, though it proves the secret.
+        let (c, a) = handshake(hello, s(), &acceptor(7), s());
+        assert!(matches!(
+            a,
+            Err(ConnError::Refused(RpcError::ClusterMismatch { .. }))
+        ));
+        assert!(c.is_err());
     }
 
     #[test]

@@ -153,10 +153,12 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Checks a hello: picks the highest common version and checks the cluster id. A
-    /// connector with cluster id 0 (it has not learned the id yet) is accepted (it still has
-    /// to prove the cluster secret); an acceptor with cluster id 0 (a stand-alone DS node)
-    /// accepts any id. Two different non-zero ids are refused.
+    /// Checks a hello: picks the highest common version and checks the cluster id. Two
+    /// different non-zero ids are refused. A connector with cluster id 0 (it has not learned
+    /// the id yet) is accepted only by a master, which is where the id is learned (it still
+    /// has to prove the cluster secret); any other acceptor of a cluster refuses it, since
+    /// its members, proxies and tools learn the id from the master first. An acceptor with
+    /// cluster id 0 (a stand-alone DS node) accepts any id.
     pub fn accept(&self, hello: &Hello) -> Result<HelloAck, RpcError> {
         let version = hello.max_version.min(PROTOCOL_VERSION);
         if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {
@@ -166,7 +168,8 @@ impl Acceptor {
             });
         }
         let (ours, theirs) = (self.cluster_id, hello.cluster_id);
-        if ours != ClusterId(0) && theirs != ClusterId(0) && ours != theirs {
+        let unknown_ok = theirs == ClusterId(0) && self.role == (Role::Master {});
+        if ours != ClusterId(0) && ours != theirs && !unknown_ok {
             return Err(RpcError::ClusterMismatch { cluster_id: ours });
         }
         Ok(HelloAck {
@@ -240,8 +243,28 @@ mod tests {
             Err(RpcError::ClusterMismatch { .. })
         ));
         assert!(acceptor(0).accept(&h).is_ok());
+    }
+
+    #[test]
+    fn cluster_id_0_is_accepted_by_a_master_only() {
         let fresh = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(1));
-        assert!(acceptor(7).accept(&fresh).is_ok());
+        let mut master = acceptor(7);
+        master.role = Role::Master {};
+        assert!(master.accept(&fresh).is_ok(), "a new node learns the id");
+        for role in [Role::DsNode {}, Role::Proxy {}, Role::Probe {}] {
+            let mut a = acceptor(7);
+            a.role = role;
+            assert!(
+                matches!(
+                    a.accept(&fresh),
+                    Err(RpcError::ClusterMismatch {
+                        cluster_id: ClusterId(7)
+                    })
+                ),
+                "{role:?}"
+            );
+        }
+        assert!(acceptor(0).accept(&fresh).is_ok(), "stand-alone accepts any");
     }
 
     #[test]
