@@ -44,7 +44,6 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
-
 /// A client that has not learned the cluster id yet.
 fn anonymous() -> Hello {
     Hello::new(Role::Client {}, ClusterId(0), NodeId(0))

@@ -47,7 +47,11 @@ fn a_pipelined_write_whose_reply_was_lost_is_applied_once_and_its_neighbours_too
     let shard = &env.cluster.shards[0];
     shard.swallow.store(1, Ordering::Relaxed);
     let mut pipeline = Vec::new();
-    for cmd in [&["INCR", "a"][..], &["HINCRBY", "h", "f", "5"], &["INCR", "a"]] {
+    for cmd in [
+        &["INCR", "a"][..],
+        &["HINCRBY", "h", "f", "5"],
+        &["INCR", "a"],
+    ] {
         let args: Vec<&[u8]> = cmd.iter().map(|a| a.as_bytes()).collect();
         pipeline.extend(common::multibulk(&args));
     }
@@ -82,7 +86,10 @@ fn a_transaction_whose_reply_was_lost_is_applied_once_when_retried() {
 #[test]
 fn a_write_whose_outcome_stays_unknown_past_the_resend_budget_is_an_error() {
     let env = env(|c| c.router.write_resend = Duration::from_millis(500));
-    assert_eq!(env.shared.router.resend_budget(), Duration::from_millis(500));
+    assert_eq!(
+        env.shared.router.resend_budget(),
+        Duration::from_millis(500)
+    );
     let mut c = env.client();
     assert_eq!(c.cmd("SET k 1"), "+OK\r\n");
     let shard = &env.cluster.shards[0];
@@ -90,7 +97,11 @@ fn a_write_whose_outcome_stays_unknown_past_the_resend_budget_is_an_error() {
     let r = c.cmd("INCR k");
     assert!(r.starts_with("-ERR write outcome unknown"), "{r}");
     shard.swallow.store(0, Ordering::Relaxed);
-    assert_eq!(c.cmd("GET k"), "$1\r\n2\r\n", "every copy applied once in all");
+    assert_eq!(
+        c.cmd("GET k"),
+        "$1\r\n2\r\n",
+        "every copy applied once in all"
+    );
 }
 
 #[test]
