@@ -363,8 +363,8 @@ struct Run<'a> {
     /// Each operation's write sequence number (0: a read); empty when none writes.
     seqs: Vec<u64>,
     results: Vec<Option<Result<OpResult, ExecError>>>,
-    /// Writes a copy of which may have applied (empty until one is).
-    unsure: Vec<bool>,
+    /// For each write a copy of which may have applied, why (empty until one is).
+    unsure: Vec<Option<String>>,
     started: Instant,
     last_err: String,
     /// A call failed after it was sent (closed, timed out): its shard may be gone, so the
@@ -390,8 +390,9 @@ impl<'a> Run<'a> {
         self.seqs.get(i).copied().unwrap_or(0)
     }
 
-    fn is_unsure(&self, i: usize) -> bool {
-        self.unsure.get(i).copied().unwrap_or(false)
+    /// Why write `i` may have applied (`None`: it has not been sent without an answer).
+    fn unsure(&self, i: usize) -> Option<&String> {
+        self.unsure.get(i).and_then(Option::as_ref)
     }
 
     /// Operation `i` for a range: a write with its id, or a read.
@@ -413,10 +414,13 @@ impl<'a> Run<'a> {
     /// Whether write `i` may have applied and its resend budget is spent: then it ends as
     /// `Unknown` instead of being sent again.
     fn too_late_to_resend(&mut self, i: usize) -> bool {
-        if !self.is_unsure(i) || self.started.elapsed() < self.router.resend_budget {
+        let Some(why) = self.unsure(i) else {
+            return false;
+        };
+        if self.started.elapsed() < self.router.resend_budget {
             return false;
         }
-        self.results[i] = Some(Err(ExecError::Unknown(self.last_err.clone())));
+        self.results[i] = Some(Err(ExecError::Unknown(why.clone())));
         true
     }
 
@@ -468,31 +472,31 @@ impl<'a> Run<'a> {
             retry.push(i);
         } else if self.seq(i) != 0 && op.dedup_key().is_some() {
             if self.unsure.is_empty() {
-                self.unsure = vec![false; self.ops.len()];
+                self.unsure = vec![None; self.ops.len()];
             }
-            self.unsure[i] = true;
+            // The first loss names the shard that may have applied it.
+            self.unsure[i].get_or_insert_with(|| self.last_err.clone());
             retry.push(i);
         } else {
             self.results[i] = Some(Err(ExecError::Unknown(self.last_err.clone())));
         }
     }
 
-    /// The results; an operation without one failed for `last_err` (`Unknown` for a write
-    /// that may have applied).
+    /// The results; an operation without one failed for `last_err` (`Unknown`, with the
+    /// loss that made it so, for a write that may have applied).
     fn finish(self) -> Vec<Result<OpResult, ExecError>> {
         let stats = &self.router.stats;
-        let unsure = self.unsure;
+        let mut unsure = self.unsure.into_iter();
         let last_err = self.last_err;
         self.results
             .into_iter()
-            .enumerate()
-            .map(|(i, r)| {
+            .map(|r| {
+                let why = unsure.next().flatten();
                 r.unwrap_or_else(|| {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    if unsure.get(i).copied().unwrap_or(false) {
-                        Err(ExecError::Unknown(last_err.clone()))
-                    } else {
-                        Err(ExecError::Unavailable(last_err.clone()))
+                    match why {
+                        Some(why) => Err(ExecError::Unknown(why)),
+                        None => Err(ExecError::Unavailable(last_err.clone())),
                     }
                 })
             })

@@ -95,7 +95,8 @@ fn a_write_whose_outcome_stays_unknown_past_the_resend_budget_is_an_error() {
     let shard = &env.cluster.shards[0];
     shard.swallow.store(1000, Ordering::Relaxed);
     let r = c.cmd("INCR k");
-    assert!(r.starts_with("-ERR write outcome unknown"), "{r}");
+    let lost_on = format!("-ERR write outcome unknown: {}: ", shard.addr);
+    assert!(r.starts_with(&lost_on), "names the shard that lost it: {r}");
     shard.swallow.store(0, Ordering::Relaxed);
     assert_eq!(
         c.cmd("GET k"),
