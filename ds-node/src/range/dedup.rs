@@ -242,6 +242,26 @@ mod tests {
     }
 
     #[test]
+    fn collection_and_bit_writes_are_deduplicated_and_their_reads_are_not() {
+        let key = Bytes::from_static(b"k");
+        let setbit = KvOp::Bits {
+            op: net::message::kv::BitOp::SetBit {
+                key: key.clone(),
+                offset: 7,
+                value: true,
+            },
+        };
+        assert_eq!(setbit.dedup_key(), Some(&key));
+        let getbit = KvOp::Bits {
+            op: net::message::kv::BitOp::GetBit {
+                key: key.clone(),
+                offset: 7,
+            },
+        };
+        assert_eq!(getbit.dedup_key(), None);
+    }
+
+    #[test]
     fn a_flush_is_not_deduplicated() {
         assert_eq!(record_key(&KvOp::RangeFlush {}, ID), None);
     }

@@ -609,7 +609,9 @@ impl KvOp {
             | KvOp::HIncrByFloat { key, .. }
             | KvOp::KeyRename { key, .. }
             | KvOp::KeyCopy { key, .. } => Some(key),
-            KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if self.is_write() => {
+            KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } | KvOp::Bits { .. }
+                if self.is_write() =>
+            {
                 self.redis_key()
             }
             KvOp::Multi { ops, .. } => ops
