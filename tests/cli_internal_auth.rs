@@ -1,7 +1,8 @@
 //! The internal ports of `tierkv dev` (a DS shard, the master) refuse peers that do not hold
 //! the cluster secret — a native client with no secret or another one, a raw socket that
 //! announces a 64 MiB frame or says nothing — while the cluster keeps serving Redis clients;
-//! a client given `<data-dir>/cluster-secret` is served.
+//! a client given `<data-dir>/cluster-secret` is served (by a shard only with the cluster id
+//! the master announces: cluster id 0 is refused there).
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -107,7 +108,15 @@ fn closed_within(raw: &mut TcpStream, within: Duration) -> bool {
 }
 
 async fn connect(addr: &str, secret: ClusterSecret) -> Result<Client, CallError> {
-    let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+    connect_as(addr, secret, ClusterId(0)).await
+}
+
+async fn connect_as(
+    addr: &str,
+    secret: ClusterSecret,
+    cluster: ClusterId,
+) -> Result<Client, CallError> {
+    let hello = Hello::new(Role::Client {}, cluster, NodeId(0));
     let cfg = TransportConfig {
         secret,
         ..Default::default()
@@ -139,12 +148,14 @@ fn internal_ports_refuse_peers_without_the_cluster_secret_and_the_cluster_keeps_
         let c = connect(&master, secret.clone()).await.unwrap();
         let reply = c.call(TsoRequest { count: 1 }.into()).await.unwrap();
         assert!(matches!(reply, Message::TsoBatch(_)), "{reply:?}");
-        let d = connect(&shard, secret.clone()).await.unwrap();
-        assert_ne!(
-            d.peer().cluster_id,
-            ClusterId(0),
-            "the shard knows its cluster"
-        );
+        let cluster = c.peer().cluster_id;
+        assert_ne!(cluster, ClusterId(0), "the master announces its cluster");
+        // A shard refuses a connector that proves the secret but has no cluster id (only
+        // the master teaches it), and serves one with the cluster's id.
+        let err = connect(&shard, secret.clone()).await.unwrap_err();
+        assert!(err.to_string().contains("cluster"), "{err}");
+        let d = connect_as(&shard, secret.clone(), cluster).await.unwrap();
+        assert_eq!(d.peer().cluster_id, cluster, "the shard knows its cluster");
     });
 
     // Raw sockets: a 64 MiB announcement is refused at once; silence times out (5 s).

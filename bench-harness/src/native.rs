@@ -44,7 +44,8 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 /// The longest wait between two attempts.
 const MAX_BACKOFF: Duration = Duration::from_millis(200);
 
-fn hello() -> Hello {
+/// A client that has not learned the cluster id yet.
+fn anonymous() -> Hello {
     Hello::new(Role::Client {}, ClusterId(0), NodeId(0))
 }
 
@@ -61,6 +62,9 @@ pub struct Routes {
     /// Local count of installed tables: a refresh is skipped when another task installed one
     /// after the caller read the table.
     generation: AtomicU64,
+    /// The cluster id the master announced (0 until then); shards of a cluster refuse
+    /// connectors without it.
+    cluster_id: AtomicU64,
     /// Route table fetches after the first.
     pub refreshes: AtomicU64,
     /// Operations sent again after a stale route or an unreachable shard.
@@ -84,11 +88,12 @@ impl Routes {
         };
         let routes = Arc::new(Routes {
             master: master.to_string(),
-            pool: (shard_conns > 0).then(|| Pool::new(hello(), transport.clone(), shard_conns)),
+            pool: (shard_conns > 0).then(|| Pool::new(anonymous(), transport.clone(), shard_conns)),
             transport,
             table: RwLock::new(Arc::new(RouteCache::default())),
             refresh: tokio::sync::Mutex::new(None),
             generation: AtomicU64::new(0),
+            cluster_id: AtomicU64::new(0),
             refreshes: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         });
@@ -96,6 +101,20 @@ impl Routes {
             bail!("fetch the route table from master {master}: {e}");
         }
         Ok(routes)
+    }
+
+    /// The hello of a connection: a client of the cluster the master announced.
+    fn hello(&self) -> Hello {
+        let id = ClusterId(self.cluster_id.load(Ordering::Acquire));
+        Hello::new(Role::Client {}, id, NodeId(0))
+    }
+
+    /// Adopts the cluster id the master announced.
+    fn learn_cluster_id(&self, id: ClusterId) {
+        self.cluster_id.store(id.0, Ordering::Release);
+        if let Some(pool) = &self.pool {
+            pool.learn_cluster_id(id);
+        }
     }
 
     /// The number of ranges in the cached table.
@@ -129,9 +148,10 @@ impl Routes {
         let client = match master.as_ref().filter(|c| !c.is_closed()) {
             Some(c) => c.clone(),
             None => {
-                let c = Client::connect(&self.master, hello(), self.transport.clone())
+                let c = Client::connect(&self.master, self.hello(), self.transport.clone())
                     .await
                     .map_err(|e| format!("master {}: {e}", self.master))?;
+                self.learn_cluster_id(c.peer().cluster_id);
                 *master = Some(c.clone());
                 c
             }
@@ -226,7 +246,7 @@ impl NativeConn {
         if let Some(c) = self.clients.get(addr).filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let c = Client::connect(addr, hello(), self.routes.transport.clone()).await?;
+        let c = Client::connect(addr, self.routes.hello(), self.routes.transport.clone()).await?;
         self.clients.insert(addr.to_string(), c.clone());
         Ok(c)
     }

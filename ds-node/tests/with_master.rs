@@ -68,6 +68,11 @@ fn registers_bootstraps_and_serves_the_first_range() {
                 range_id: range.id,
                 epoch: range.epoch,
             };
+            // A shard of the cluster refuses a connector without the cluster's id.
+            let hello = Hello {
+                cluster_id: m.peer().cluster_id,
+                ..hello
+            };
             let c =
                 net::glommio_transport::Client::connect(&shard0, hello, TransportConfig::default())
                     .await

@@ -217,6 +217,9 @@ pub struct AcceptorHandshake {
     ack: HelloAck,
     secret: ClusterSecret,
     transcript: BytesMut,
+    /// The connector sent cluster id 0 and this acceptor serves only members that know it:
+    /// refused once its proof is checked.
+    refuse_unknown_cluster: bool,
 }
 
 impl AcceptorHandshake {
@@ -245,6 +248,7 @@ impl AcceptorHandshake {
             ack,
             secret,
             transcript,
+            refuse_unknown_cluster: acceptor.refuses_unknown_cluster(&hello),
         })
     }
 
@@ -261,6 +265,10 @@ impl AcceptorHandshake {
             .verify(&auth.proof, CONNECTOR_LABEL, &[&self.transcript])
         {
             return Err(refuse(RpcError::AuthFailed {}, out));
+        }
+        if self.refuse_unknown_cluster {
+            let cluster_id = self.ack.cluster_id;
+            return Err(refuse(RpcError::ClusterMismatch { cluster_id }, out));
         }
         let mut ack_bytes = BytesMut::new();
         self.ack.encode(&mut ack_bytes);
@@ -540,10 +548,31 @@ mod tests {
         let hello = Hello::new(Role::Proxy {}, ClusterId(8), NodeId(2));
         let (c, _) = handshake(hello, s(), &acceptor(0), s());
         assert!(matches!(c, Err(ConnError::Handshake(_))), "{c:?}");
-        // A connector that has not learned the id yet learns it from the acceptor.
+        // A connector that has not learned the id yet learns it from the master.
         let hello = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(2));
-        let (c, _) = handshake(hello, s(), &acceptor(7), s());
+        let master = Acceptor {
+            role: Role::Master {},
+            ..acceptor(7)
+        };
+        let (c, _) = handshake(hello, s(), &master, s());
         assert_eq!(c.unwrap().cluster_id, ClusterId(7));
+        // Another member of the cluster refuses it once it proved the secret...
+        let (c, a) = handshake(hello, s(), &acceptor(7), s());
+        assert!(matches!(
+            a,
+            Err(ConnError::Refused(RpcError::ClusterMismatch { .. }))
+        ));
+        assert!(matches!(
+            c,
+            Err(ConnError::Refused(RpcError::ClusterMismatch { .. }))
+        ));
+        // ... and a stranger without the secret learns only that its proof failed.
+        let other = secret("another secret, not this cluster's");
+        let (_, a) = handshake(hello, other, &acceptor(7), s());
+        assert!(matches!(
+            a,
+            Err(ConnError::Refused(RpcError::AuthFailed {}))
+        ));
     }
 
     #[test]

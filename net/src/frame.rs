@@ -73,6 +73,39 @@ pub fn encode_frame(
     let payload_len = buf.len() - start - HEADER_BYTES;
     let len =
         u32::try_from(payload_len).expect("payloads are bounded by the frame limit (< 4 GiB)");
+    seal(buf, start, len, kind, request_id);
+}
+
+/// [`encode_frame`] for a peer that accepts payloads of at most `max` bytes: a larger payload
+/// is not appended (`buf` is left as it was) and is reported as [`FrameError::Oversized`].
+pub fn encode_frame_within(
+    buf: &mut BytesMut,
+    kind: u16,
+    request_id: RequestId,
+    max: usize,
+    write_payload: impl FnOnce(&mut BytesMut),
+) -> Result<(), FrameError> {
+    let start = buf.len();
+    buf.put_bytes(0, HEADER_BYTES);
+    write_payload(buf);
+    let payload_len = buf.len() - start - HEADER_BYTES;
+    match u32::try_from(payload_len) {
+        Ok(len) if payload_len <= max => {
+            seal(buf, start, len, kind, request_id);
+            Ok(())
+        }
+        _ => {
+            buf.truncate(start);
+            Err(FrameError::Oversized {
+                len: payload_len,
+                max,
+            })
+        }
+    }
+}
+
+/// Fills in the header of the frame starting at `start` and appends its checksum.
+fn seal(buf: &mut BytesMut, start: usize, len: u32, kind: u16, request_id: RequestId) {
     let header = &mut buf[start..start + HEADER_BYTES];
     header[0..4].copy_from_slice(&len.to_le_bytes());
     header[4..6].copy_from_slice(&kind.to_le_bytes());
@@ -204,6 +237,25 @@ mod tests {
                 "finish after cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_frame_within_the_limit_is_appended_and_a_larger_one_leaves_the_buffer_unchanged() {
+        let mut buf = one_frame(b"before");
+        let kept = buf.clone();
+        let put = |b: &mut BytesMut| b.put_slice(&[7u8; 1025]);
+        assert_eq!(
+            encode_frame_within(&mut buf, 0x0100, RequestId(1), 1024, put),
+            Err(FrameError::Oversized {
+                len: 1025,
+                max: 1024
+            })
+        );
+        assert_eq!(buf, kept);
+        encode_frame_within(&mut buf, 0x0100, RequestId(1), 1025, put).unwrap();
+        let d = FrameDecoder::new(1025);
+        d.decode(&mut buf).unwrap().unwrap();
+        assert_eq!(d.decode(&mut buf).unwrap().unwrap().payload.len(), 1025);
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -12,6 +13,7 @@ use tokio::io::ReadBuf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
+use crate::ids::ClusterId;
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
@@ -134,9 +136,15 @@ impl Client {
 }
 
 /// Connections to many peers, `per_addr` each, used round-robin and re-opened when closed.
+///
+/// A pool whose hello has no cluster id (0) learns it from the first acceptor that announces
+/// one (the master) and sends it from then on: members of a cluster other than the master
+/// refuse a connector with id 0.
 #[derive(Debug)]
 pub struct Pool {
     hello: Hello,
+    /// The cluster id learned from an acceptor (0: none yet).
+    learned: AtomicU64,
     cfg: TransportConfig,
     per_addr: usize,
     conns: Mutex<HashMap<String, (Vec<Client>, usize)>>,
@@ -147,10 +155,28 @@ impl Pool {
     pub fn new(hello: Hello, cfg: TransportConfig, per_addr: usize) -> Self {
         Self {
             hello,
+            learned: AtomicU64::new(0),
             cfg,
             per_addr: per_addr.max(1),
             conns: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The hello new connections send: with the learned cluster id if the pool's has none.
+    pub fn hello(&self) -> Hello {
+        let mut hello = self.hello;
+        if hello.cluster_id == ClusterId(0) {
+            hello.cluster_id = ClusterId(self.learned.load(Ordering::Acquire));
+        }
+        hello
+    }
+
+    /// Adopts `id` (announced by a peer that proved the cluster secret, e.g. the master) for
+    /// connections opened from now on, if the pool has no cluster id yet.
+    pub fn learn_cluster_id(&self, id: ClusterId) {
+        let _ = self
+            .learned
+            .compare_exchange(0, id.0, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// A live connection to `addr`, connecting if needed.
@@ -158,7 +184,8 @@ impl Pool {
         if let Some(c) = self.pick(addr) {
             return Ok(c);
         }
-        let client = Client::connect(addr, self.hello, self.cfg.clone()).await?;
+        let client = Client::connect(addr, self.hello(), self.cfg.clone()).await?;
+        self.learn_cluster_id(client.peer().cluster_id);
         let mut conns = self.conns.lock().unwrap_or_else(|p| p.into_inner());
         let (list, _) = conns.entry(addr.to_string()).or_default();
         list.retain(|c| !c.is_closed());

@@ -89,6 +89,30 @@ pub enum CallError {
     /// Could not connect or handshake.
     #[error("connect failed: {0}")]
     Connect(String),
+    /// Not sent: the request's frame is larger than the peer accepts (the configured
+    /// `max_frame_bytes`). The connection and its other requests are unaffected.
+    #[error("request of {len} bytes not sent: over the {max} byte frame limit")]
+    TooLarge {
+        /// The request's payload length.
+        len: usize,
+        /// The frame limit.
+        max: usize,
+    },
+}
+
+impl CallError {
+    /// Whether the request may have reached the peer (its outcome is unknown): not for a
+    /// failed connect or a request too large to send.
+    pub fn maybe_sent(&self) -> bool {
+        !matches!(self, Self::Connect(_) | Self::TooLarge { .. })
+    }
+}
+
+fn too_large(e: crate::frame::FrameError) -> CallError {
+    match e {
+        crate::frame::FrameError::Oversized { len, max } => CallError::TooLarge { len, max },
+        other => CallError::Closed(other.to_string()),
+    }
 }
 
 type Reply = oneshot::Sender<Result<Message, CallError>>;
@@ -405,33 +429,50 @@ impl Pending {
         RequestId(id)
     }
 
-    /// Encodes a call's frames into `out` and records who waits for the replies.
-    fn start(&mut self, call: Call, out: &mut BytesMut) {
+    /// Encodes a call's frames into `out` and records who waits for the replies. A call
+    /// whose caller gave up (timed out) is not sent; a request whose frame is over `max`
+    /// bytes is not sent and fails alone with [`CallError::TooLarge`].
+    fn start(&mut self, call: Call, out: &mut BytesMut, max: usize) {
         match call.kind {
-            CallKind::OneWay(msg) => msg.encode_frame(RequestId(0), out),
+            CallKind::OneWay(msg) => {
+                if let Err(e) = msg.encode_frame_within(RequestId(0), max, out) {
+                    tracing::warn!("one-way {} not sent: {e}", msg.name());
+                }
+            }
             CallKind::One(msg, reply) => {
                 if reply.is_canceled() {
                     return;
                 }
                 let id = self.id();
-                msg.encode_frame(id, out);
-                self.waiters.insert(id.0, Waiter::One(reply));
+                match msg.encode_frame_within(id, max, out) {
+                    Ok(()) => {
+                        self.waiters.insert(id.0, Waiter::One(reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(too_large(e)));
+                    }
+                }
             }
             CallKind::Batch(msgs, reply) => {
+                if reply.is_canceled() {
+                    return;
+                }
                 let slot = self.free_batch_slots.pop().unwrap_or(self.batches.len());
                 if slot == self.batches.len() {
                     self.batches.push(None);
-                }
-                for (pos, msg) in msgs.iter().enumerate() {
-                    let id = self.id();
-                    msg.encode_frame(id, out);
-                    self.waiters.insert(id.0, Waiter::Batch { slot, pos });
                 }
                 self.batches[slot] = Some(PendingBatch {
                     results: (0..msgs.len()).map(|_| None).collect(),
                     missing: msgs.len(),
                     reply,
                 });
+                for (pos, msg) in msgs.iter().enumerate() {
+                    let id = self.id();
+                    self.waiters.insert(id.0, Waiter::Batch { slot, pos });
+                    if let Err(e) = msg.encode_frame_within(id, max, out) {
+                        self.finish(id.0, Err(too_large(e)));
+                    }
+                }
             }
         }
     }
@@ -487,7 +528,7 @@ pub async fn drive_client<S: AsyncRead + AsyncWrite + Unpin>(
     calls.close();
     let mut sink = BytesMut::new();
     while let Ok(call) = calls.try_recv() {
-        pending.start(call, &mut sink);
+        pending.start(call, &mut sink, cfg.max_frame_bytes);
     }
     pending.fail_all(&reason);
     result
@@ -531,7 +572,7 @@ async fn client_loop<S: AsyncRead + AsyncWrite + Unpin>(
         };
         match event {
             Either::Left(read) => read?,
-            Either::Right(Some(call)) => pending.start(call, &mut out),
+            Either::Right(Some(call)) => pending.start(call, &mut out, cfg.max_frame_bytes),
             Either::Right(None) => callers_gone = true,
         }
         while let Some((id, msg)) = reader.next_message()? {
@@ -550,7 +591,7 @@ fn take_calls(
 ) {
     while !*callers_gone && pending.has_room(cfg.max_in_flight) {
         match calls.try_recv() {
-            Ok(call) => pending.start(call, out),
+            Ok(call) => pending.start(call, out, cfg.max_frame_bytes),
             Err(mpsc::TryRecvError::Closed) => *callers_gone = true,
             Err(mpsc::TryRecvError::Empty) => break,
         }

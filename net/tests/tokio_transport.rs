@@ -245,6 +245,48 @@ async fn a_batch_gets_every_reply_in_request_order_despite_reordering() {
     assert!(client.call_batch(vec![]).await.unwrap().is_empty());
 }
 
+/// A request whose payload is `len` bytes of value (plus a few bytes of framing).
+fn put_of(len: usize) -> Message {
+    Message::KvRequest(net::message::kv::KvRequest {
+        ctx: Default::default(),
+        op: net::message::kv::KvOp::Put {
+            key: bytes::Bytes::from_static(b"k"),
+            value: bytes::Bytes::from(vec![b'v'; len]),
+            expiry: Default::default(),
+            cond: Default::default(),
+            return_old: false,
+        },
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_over_the_frame_limit_fails_alone_and_the_connection_stays_up() {
+    let (addr, _) = start_server(TransportConfig::default()).await;
+    let cfg = TransportConfig {
+        max_frame_bytes: 4096,
+        ..TransportConfig::default()
+    };
+    let client = Client::connect(&addr, hello(), cfg).await.unwrap();
+    let err = client.call(put_of(5000)).await.unwrap_err();
+    assert!(
+        matches!(err, CallError::TooLarge { len, max: 4096 } if len > 5000),
+        "{err}"
+    );
+    assert!(!err.maybe_sent(), "an oversized request is never sent");
+    assert_eq!(client.call(get(3)).await.unwrap(), answer(3));
+    // In a batch, only the oversized request fails; the others are answered in order.
+    let batch = vec![get(1), put_of(5000), get(2)];
+    let replies = client.call_batch(batch).await.unwrap();
+    assert_eq!(replies[0], Ok(answer(1)));
+    assert!(matches!(replies[1], Err(CallError::TooLarge { .. })));
+    assert_eq!(replies[2], Ok(answer(2)));
+    assert!(!client.is_closed());
+    // A batch made only of oversized requests completes too.
+    let replies = client.call_batch(vec![put_of(9000)]).await.unwrap();
+    assert!(matches!(replies[..], [Err(CallError::TooLarge { .. })]));
+    assert_eq!(client.call(get(4)).await.unwrap(), answer(4));
+}
+
 #[tokio::test]
 async fn handlers_that_answer_at_once_and_later_share_a_connection() {
     use net::transport::Handled;

@@ -4,17 +4,21 @@
 //! (`NotLeader`, `EpochMismatch`, `RangeNotFound`, `ServerBusy`, a failed connect) after a
 //! route refresh, with bounded, backed-off attempts.
 //!
-//! A write whose outcome is unknown (the connection closed or the call timed out after it was
-//! sent) is never retried: it is reported as an error. Reads are retried.
+//! Every write carries this proxy's write id (`KvWrite`: a random client id chosen at start
+//! and a sequence number from a counter), the same in every copy, so that its range applies
+//! it once however often it arrives. A write whose outcome is unknown (the connection closed
+//! or the call timed out after it was sent) is therefore re-sent like a read, if its range
+//! deduplicates it and within [`Router::resend_budget`]; otherwise (raw operations,
+//! `RangeFlush`, a spent budget) it is reported as an error. Reads are retried.
 // perf-critical: every data command goes through `exec`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use net::message::kv::{KvOp, KvRequest, KvResponse, OpResult};
+use net::message::kv::{DEDUP_WINDOW_MS, KvOp, KvRequest, KvResponse, KvWrite, OpResult};
 use net::message::{GetRouteTable, Hello, Message, RangeDescriptor, Role, RouteCtx};
 use net::route_cache::RouteCache;
 use net::tokio_transport::{Client, Pool};
@@ -48,6 +52,9 @@ pub struct RouterConfig {
     pub backoff: Duration,
     /// Connections per shard.
     pub conns_per_shard: usize,
+    /// How long after a command started a write whose outcome is unknown may still be
+    /// re-sent with its write id (capped: [`Router::resend_budget`]). Default 3 s.
+    pub write_resend: Duration,
     /// Transport bounds and timeouts.
     pub transport: TransportConfig,
 }
@@ -59,6 +66,7 @@ impl Default for RouterConfig {
             max_attempts: 30,
             backoff: Duration::from_millis(5),
             conns_per_shard: 2,
+            write_resend: Duration::from_secs(3),
             transport: TransportConfig::default(),
         }
     }
@@ -93,6 +101,11 @@ pub struct Router {
     pub stats: RouterStats,
     /// Waiters of blocking commands, woken by the writes that go through [`Self::exec`].
     pub blocking: crate::blocking::Registry,
+    /// The write client id of this proxy.
+    client: u64,
+    /// The last write sequence number handed out.
+    next_seq: AtomicU64,
+    resend_budget: Duration,
 }
 
 /// A resolved destination of one operation.
@@ -107,12 +120,15 @@ impl Router {
         let hello = Hello::new(Role::Proxy {}, ClusterId(0), NodeId(0));
         let pool = Pool::new(hello, cfg.transport.clone(), cfg.conns_per_shard);
         Self {
+            resend_budget: resend_budget(&cfg),
             cfg,
             table: RwLock::new(Arc::new(Table::default())),
             refresh_lock: tokio::sync::Mutex::new(()),
             pool,
             stats: RouterStats::default(),
             blocking: crate::blocking::Registry::default(),
+            client: random_client_id(),
+            next_seq: AtomicU64::new(0),
         }
     }
 
@@ -197,15 +213,16 @@ impl Router {
     }
 
     /// Runs `ops` (each with the internal key it routes by); results in the same order.
+    ///
+    /// Writes travel as `KvWrite`s with this proxy's write id, the same for every copy. A
+    /// write whose copy may have applied (its call was sent, then the connection closed or
+    /// the call timed out) is re-sent only if its range deduplicates it
+    /// ([`KvOp::dedup_key`]) and only within [`Router::resend_budget`] of the start;
+    /// otherwise it ends as [`ExecError::Unknown`].
     pub async fn exec(&self, ops: Vec<(Bytes, KvOp)>) -> Vec<Result<OpResult, ExecError>> {
-        let n = ops.len();
-        let mut results: Vec<Option<Result<OpResult, ExecError>>> = vec![None; n];
-        let mut pending: Vec<usize> = (0..n).collect();
+        let mut run = Run::new(self, &ops);
+        let mut pending: Vec<usize> = (0..ops.len()).collect();
         let mut backoff = self.cfg.backoff;
-        let mut last_err = String::new();
-        // A call that failed after it was sent (closed, timed out) may mean its shard is gone:
-        // the route table is refreshed before returning, so later commands do not wait on it.
-        let mut lost_call = false;
         for attempt in 0..self.cfg.max_attempts.max(1) {
             let mut table = self.table();
             if table.version == 0
@@ -214,7 +231,7 @@ impl Router {
                     .any(|&i| table.cache.find(&ops[i].0).is_none())
             {
                 if let Err(e) = self.refresh(table.version).await {
-                    last_err = reason(e);
+                    run.last_err = reason(e);
                 }
                 table = self.table();
             }
@@ -222,20 +239,19 @@ impl Router {
             let mut groups: HashMap<String, Vec<(usize, RouteCtx)>> = HashMap::new();
             let mut retry = Vec::new();
             for &i in &pending {
+                if run.too_late_to_resend(i) {
+                    continue;
+                }
                 match self.resolve(&table, &ops[i].0) {
                     Some(d) => groups.entry(d.addr).or_default().push((i, d.ctx)),
                     None => retry.push(i),
                 }
             }
+            let run_ref = &run;
             let calls = groups.into_iter().map(|(addr, group)| {
                 let msgs: Vec<Message> = group
                     .iter()
-                    .map(|&(i, ctx)| {
-                        Message::KvRequest(KvRequest {
-                            ctx,
-                            op: ops[i].1.clone(),
-                        })
-                    })
+                    .map(|&(i, ctx)| run_ref.message(i, ctx))
                     .collect();
                 async move {
                     let replies = match self.pool.get(&addr).await {
@@ -246,58 +262,21 @@ impl Router {
                 }
             });
             for (addr, group, replies) in futures_util::future::join_all(calls).await {
-                let replies = match replies {
-                    Ok(r) => r,
-                    Err(e) => {
-                        // Nothing was sent (connect failed) or nothing came back.
-                        last_err = format!("{addr}: {e}");
-                        let sent = !matches!(e, CallError::Connect(_));
-                        lost_call |= sent;
-                        for (i, _) in group {
-                            if sent && ops[i].1.is_write() {
-                                results[i] = Some(Err(ExecError::Unknown(last_err.clone())));
-                            } else {
-                                retry.push(i);
-                            }
+                match replies {
+                    Ok(replies) => {
+                        for ((i, _), reply) in group.into_iter().zip(replies) {
+                            run.reply(i, &addr, reply, &mut retry);
                         }
-                        continue;
                     }
-                };
-                for ((i, _), reply) in group.into_iter().zip(replies) {
-                    match reply {
-                        Ok(Message::KvResponse(KvResponse::Ok { result })) => {
-                            results[i] = Some(Ok(result));
-                        }
-                        Ok(Message::KvResponse(KvResponse::Err { error }))
-                            if error.is_retryable() =>
-                        {
-                            last_err = format!("{addr}: {error}");
-                            retry.push(i);
-                        }
-                        Ok(Message::KvResponse(KvResponse::Err { error }))
-                        | Ok(Message::Error(error)) => {
-                            results[i] = Some(Err(ExecError::Rpc(error)))
-                        }
-                        Ok(other) => {
-                            results[i] = Some(Err(ExecError::Unavailable(format!(
-                                "{addr}: unexpected {}",
-                                other.name()
-                            ))));
-                        }
-                        Err(e) => {
-                            last_err = format!("{addr}: {e}");
-                            lost_call = true;
-                            if ops[i].1.is_write() {
-                                results[i] = Some(Err(ExecError::Unknown(last_err.clone())));
-                            } else {
-                                retry.push(i);
-                            }
+                    Err(e) => {
+                        for (i, _) in group {
+                            run.failed(i, &addr, &e, &mut retry);
                         }
                     }
                 }
             }
             if retry.is_empty() {
-                if lost_call {
+                if run.lost_call {
                     // Logged by `refresh` if it fails; the results stand either way.
                     let _ = self.refresh(table.version).await;
                 }
@@ -314,20 +293,219 @@ impl Router {
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
             if let Err(e) = self.refresh(table.version).await {
-                last_err = reason(e);
+                run.last_err = reason(e);
             }
         }
-        let results: Vec<_> = results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or_else(|| {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    Err(ExecError::Unavailable(last_err.clone()))
-                })
-            })
-            .collect();
+        let results = run.finish();
         self.blocking.after_exec(&ops, &results).await;
         results
+    }
+
+    /// How long after a command started a write whose outcome is unknown may still be
+    /// re-sent: `write_resend`, capped at the range's deduplication window minus the
+    /// request timeout and [`CLOCK_SKEW_MARGIN`]. Every copy is written to its connection
+    /// within this budget or not at all (a call is not written after its timeout), so every
+    /// copy is proposed within `budget + request_timeout` (plus transit) of the first: inside
+    /// the window, with the margin left for the clocks of two leaders proposing copies.
+    pub fn resend_budget(&self) -> Duration {
+        self.resend_budget
+    }
+
+    /// This proxy's write client id (random, non-zero, chosen at start).
+    pub fn client_id(&self) -> u64 {
+        self.client
+    }
+
+    /// A sequence number for each write of `ops` (empty when none writes).
+    fn write_seqs(&self, ops: &[(Bytes, KvOp)]) -> Vec<u64> {
+        let writes = ops.iter().filter(|(_, op)| op.is_write()).count() as u64;
+        if writes == 0 {
+            return Vec::new();
+        }
+        let mut next = self.next_seq.fetch_add(writes, Ordering::Relaxed);
+        ops.iter()
+            .map(|(_, op)| {
+                if op.is_write() {
+                    next = next.wrapping_add(1);
+                    next
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+}
+
+/// Clock difference allowed between the leaders that propose two copies of one write.
+pub const CLOCK_SKEW_MARGIN: Duration = Duration::from_secs(2);
+
+fn resend_budget(cfg: &RouterConfig) -> Duration {
+    Duration::from_millis(DEDUP_WINDOW_MS)
+        .saturating_sub(cfg.transport.request_timeout)
+        .saturating_sub(CLOCK_SKEW_MARGIN)
+        .min(cfg.write_resend)
+}
+
+/// A random non-zero write client id: from the OS random source, or (if it fails) from the
+/// clock and process id through the std hasher's random keys.
+fn random_client_id() -> u64 {
+    let os = net::auth::Nonce::random()
+        .ok()
+        .and_then(|n| n.0.first_chunk::<8>().copied())
+        .map(u64::from_le_bytes);
+    let id = os.unwrap_or_else(|| {
+        use std::hash::BuildHasher;
+        let now = std::time::SystemTime::now();
+        std::collections::hash_map::RandomState::new().hash_one((now, std::process::id()))
+    });
+    id.max(1)
+}
+
+/// One `exec`: its operations' write ids, results so far, and what went wrong.
+struct Run<'a> {
+    router: &'a Router,
+    ops: &'a [(Bytes, KvOp)],
+    /// Each operation's write sequence number (0: a read); empty when none writes.
+    seqs: Vec<u64>,
+    results: Vec<Option<Result<OpResult, ExecError>>>,
+    /// For each write a copy of which may have applied, why (empty until one is).
+    unsure: Vec<Option<String>>,
+    started: Instant,
+    last_err: String,
+    /// A call failed after it was sent (closed, timed out): its shard may be gone, so the
+    /// route table is refreshed before returning and later commands do not wait on it.
+    lost_call: bool,
+}
+
+impl<'a> Run<'a> {
+    fn new(router: &'a Router, ops: &'a [(Bytes, KvOp)]) -> Self {
+        Self {
+            router,
+            ops,
+            seqs: router.write_seqs(ops),
+            results: vec![None; ops.len()],
+            unsure: Vec::new(),
+            started: Instant::now(),
+            last_err: String::new(),
+            lost_call: false,
+        }
+    }
+
+    fn seq(&self, i: usize) -> u64 {
+        self.seqs.get(i).copied().unwrap_or(0)
+    }
+
+    /// Why write `i` may have applied (`None`: it has not been sent without an answer).
+    fn unsure(&self, i: usize) -> Option<&String> {
+        self.unsure.get(i).and_then(Option::as_ref)
+    }
+
+    /// Operation `i` for a range: a write with its id, or a read.
+    fn message(&self, i: usize, ctx: RouteCtx) -> Message {
+        let request = KvRequest {
+            ctx,
+            op: self.ops[i].1.clone(),
+        };
+        match self.seq(i) {
+            0 => Message::KvRequest(request),
+            seq => Message::KvWrite(KvWrite {
+                client: self.router.client,
+                seq,
+                request,
+            }),
+        }
+    }
+
+    /// Whether write `i` may have applied and its resend budget is spent: then it ends as
+    /// `Unknown` instead of being sent again.
+    fn too_late_to_resend(&mut self, i: usize) -> bool {
+        let Some(why) = self.unsure(i) else {
+            return false;
+        };
+        if self.started.elapsed() < self.router.resend_budget {
+            return false;
+        }
+        self.results[i] = Some(Err(ExecError::Unknown(why.clone())));
+        true
+    }
+
+    /// Takes the reply to operation `i` from `addr`.
+    fn reply(
+        &mut self,
+        i: usize,
+        addr: &str,
+        reply: Result<Message, CallError>,
+        retry: &mut Vec<usize>,
+    ) {
+        let result = match reply {
+            Ok(Message::KvResponse(KvResponse::Ok { result })) => Ok(result),
+            Ok(Message::KvResponse(KvResponse::Err { error })) if error.is_retryable() => {
+                self.last_err = format!("{addr}: {error}");
+                retry.push(i);
+                return;
+            }
+            Ok(Message::KvResponse(KvResponse::Err { error })) | Ok(Message::Error(error)) => {
+                Err(ExecError::Rpc(error))
+            }
+            Ok(other) => Err(ExecError::Unavailable(format!(
+                "{addr}: unexpected {}",
+                other.name()
+            ))),
+            Err(e) => return self.failed(i, addr, &e, retry),
+        };
+        self.results[i] = Some(result);
+    }
+
+    /// Operation `i` got no reply from `addr`: retried if it was not sent, is a read, or is
+    /// a write its range deduplicates; else its outcome is unknown.
+    fn failed(&mut self, i: usize, addr: &str, e: &CallError, retry: &mut Vec<usize>) {
+        if let CallError::TooLarge { len, max } = e {
+            self.results[i] = Some(Err(ExecError::Rpc(RpcError::ValueTooLarge {
+                len: *len as u64,
+                max: *max as u64,
+            })));
+            return;
+        }
+        self.last_err = format!("{addr}: {e}");
+        let op = &self.ops[i].1;
+        if !e.maybe_sent() {
+            retry.push(i);
+            return;
+        }
+        self.lost_call = true;
+        if !op.is_write() {
+            retry.push(i);
+        } else if self.seq(i) != 0 && op.dedup_key().is_some() {
+            if self.unsure.is_empty() {
+                self.unsure = vec![None; self.ops.len()];
+            }
+            // The first loss names the shard that may have applied it.
+            self.unsure[i].get_or_insert_with(|| self.last_err.clone());
+            retry.push(i);
+        } else {
+            self.results[i] = Some(Err(ExecError::Unknown(self.last_err.clone())));
+        }
+    }
+
+    /// The results; an operation without one failed for `last_err` (`Unknown`, with the
+    /// loss that made it so, for a write that may have applied).
+    fn finish(self) -> Vec<Result<OpResult, ExecError>> {
+        let stats = &self.router.stats;
+        let mut unsure = self.unsure.into_iter();
+        let last_err = self.last_err;
+        self.results
+            .into_iter()
+            .map(|r| {
+                let why = unsure.next().flatten();
+                r.unwrap_or_else(|| {
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    match why {
+                        Some(why) => Err(ExecError::Unknown(why)),
+                        None => Err(ExecError::Unavailable(last_err.clone())),
+                    }
+                })
+            })
+            .collect()
     }
 }
 

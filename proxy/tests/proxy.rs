@@ -801,24 +801,6 @@ fn metrics_endpoint_serves_prometheus_text() {
 }
 
 #[test]
-fn a_write_with_an_unknown_outcome_is_an_error_and_a_read_is_retried() {
-    let env = Env::start_with(1, |c| {
-        c.router.transport.request_timeout = Duration::from_millis(300);
-    });
-    let mut c = env.client();
-    assert_eq!(c.cmd("SET k 1"), "+OK\r\n");
-    let shard = &env.cluster.shards[0];
-    // The shard applies the INCR but its answer is lost: never silently retried.
-    shard.swallow.store(1, Ordering::Relaxed);
-    let r = c.cmd("INCR k");
-    assert!(r.starts_with("-ERR write outcome unknown"), "{r}");
-    assert_eq!(c.cmd("GET k"), "$1\r\n2\r\n", "applied exactly once");
-    // A read whose answer is lost is retried.
-    shard.swallow.store(1, Ordering::Relaxed);
-    assert_eq!(c.cmd("GET k"), "$1\r\n2\r\n");
-}
-
-#[test]
 fn splits_and_moves_during_a_pipelined_load_cause_no_errors() {
     let env = Env::start(2);
     let cluster = &env.cluster;

@@ -302,18 +302,20 @@ fn diagnose(cluster: &RealCluster, errors: &[&String]) {
             let op = KvOp::StrGet {
                 key: k.clone().into(),
             };
+            let maddr = cluster.master_addr.clone();
             let r = cluster.rt.block_on(async move {
-                let hello = net::message::handshake::Hello::new(
-                    net::message::handshake::Role::Client {},
-                    net::ClusterId(0),
-                    net::NodeId(0),
-                );
-                let c = net::tokio_transport::Client::connect(
-                    &addr,
-                    hello,
+                // Pooled: learns the cluster id from the master, which shards require.
+                let pool = net::tokio_transport::Pool::new(
+                    net::message::handshake::Hello::new(
+                        net::message::handshake::Role::Client {},
+                        net::ClusterId(0),
+                        net::NodeId(0),
+                    ),
                     net::transport::TransportConfig::default(),
-                )
-                .await?;
+                    1,
+                );
+                pool.get(&maddr).await?;
+                let c = pool.get(&addr).await?;
                 c.call(net::Message::KvRequest(KvRequest { ctx, op })).await
             });
             eprintln!("  store {} at {:?}: {r:?}", s.store_id, s.shard_addrs);

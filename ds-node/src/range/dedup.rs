@@ -14,8 +14,9 @@
 //! - expired records are deleted by the leader's TTL sweep like any expired entry, so memory
 //!   is bounded by the writes of one window (about 40 bytes plus the response per write).
 //!
-//! Only Redis writes of one key are deduplicated (their record has a home range); raw
-//! operations and writes without an id apply as before. A key so long that its record key
+//! Only Redis writes of one key and `Multi`s that write are deduplicated (their record has a
+//! home range: the key, or the `Multi`'s first written key, `KvOp::dedup_key`); raw
+//! operations, `RangeFlush` and writes without an id apply as before. A key so long that its record key
 //! would pass the engine's key limit is not deduplicated either.
 
 use bytes::{Bytes, BytesMut};
@@ -29,7 +30,7 @@ use crate::keyspace;
 
 /// How long a write id is remembered, in milliseconds of entry time (the proxy gives up on a
 /// request well within it).
-pub const WINDOW_MS: u64 = 10_000;
+pub const WINDOW_MS: u64 = net::message::kv::DEDUP_WINDOW_MS;
 
 /// A write's identity: the client (a proxy instance picks a random one) and its request
 /// sequence number; a retry reuses both.
@@ -41,33 +42,9 @@ pub struct WriteId {
     pub seq: u64,
 }
 
-/// The Redis key a deduplicated write changes (`None`: not deduplicated).
-fn written_key(op: &KvOp) -> Option<&Bytes> {
-    match op {
-        KvOp::StrSet { key, .. }
-        | KvOp::StrGetDel { key }
-        | KvOp::StrGetEx { key, .. }
-        | KvOp::StrIncrBy { key, .. }
-        | KvOp::StrIncrByFloat { key, .. }
-        | KvOp::StrAppend { key, .. }
-        | KvOp::StrSetRange { key, .. }
-        | KvOp::KeyDel { key }
-        | KvOp::KeyExpire { key, .. }
-        | KvOp::KeyPersist { key }
-        | KvOp::HSet { key, .. }
-        | KvOp::HDel { key, .. }
-        | KvOp::HIncrBy { key, .. }
-        | KvOp::HIncrByFloat { key, .. }
-        | KvOp::KeyRename { key, .. }
-        | KvOp::KeyCopy { key, .. } => Some(key),
-        KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => op.redis_key(),
-        _ => None,
-    }
-}
-
 /// The dedup record's key for `op` written under `id`, if `op` is deduplicated.
 pub fn record_key(op: &KvOp, id: WriteId) -> Option<Bytes> {
-    let key = written_key(op)?;
+    let key = op.dedup_key()?;
     let k = keyspace::dedup_key(key, id.client, id.seq);
     (k.len() <= MAX_KEY).then_some(k)
 }
@@ -222,6 +199,71 @@ mod tests {
             delta: 1,
         };
         assert_eq!(record_key(&put, ID), None);
+    }
+
+    #[test]
+    fn a_multi_that_writes_applies_once_per_id() {
+        let op = KvOp::Multi {
+            watches: vec![],
+            ops: vec![
+                KvOp::StrGet {
+                    key: Bytes::from_static(b"a"),
+                },
+                KvOp::StrIncrBy {
+                    key: Bytes::from_static(b"b"),
+                    delta: 2,
+                },
+            ],
+        };
+        let d = desc();
+        let mut s = ModelStore::default();
+        let mut run = |now_ms| {
+            let ctx = ApplyCtx {
+                now_ms,
+                index: 1,
+                range: &d,
+            };
+            apply_once(&mut s, Some(ID), &op, now_ms, |s| execute(s, &op, &ctx))
+        };
+        let first = run(1_000);
+        assert_eq!(run(1_200), first, "the copy gets the first answer");
+        let incr = KvOp::StrIncrBy {
+            key: Bytes::from_static(b"b"),
+            delta: 1,
+        };
+        assert_eq!(op.dedup_key(), Some(&Bytes::from_static(b"b")));
+        let ctx = ApplyCtx {
+            now_ms: 1_300,
+            index: 2,
+            range: &d,
+        };
+        let after = apply_once(&mut s, None, &incr, 1_300, |s| execute(s, &incr, &ctx));
+        assert_eq!(int(&after), 3, "the Multi's INCRBY applied once");
+    }
+
+    #[test]
+    fn collection_and_bit_writes_are_deduplicated_and_their_reads_are_not() {
+        let key = Bytes::from_static(b"k");
+        let setbit = KvOp::Bits {
+            op: net::message::kv::BitOp::SetBit {
+                key: key.clone(),
+                offset: 7,
+                value: true,
+            },
+        };
+        assert_eq!(setbit.dedup_key(), Some(&key));
+        let getbit = KvOp::Bits {
+            op: net::message::kv::BitOp::GetBit {
+                key: key.clone(),
+                offset: 7,
+            },
+        };
+        assert_eq!(getbit.dedup_key(), None);
+    }
+
+    #[test]
+    fn a_flush_is_not_deduplicated() {
+        assert_eq!(record_key(&KvOp::RangeFlush {}, ID), None);
     }
 
     #[test]

@@ -95,6 +95,14 @@ pub fn voters(d: &RangeDescriptor) -> Vec<u64> {
 /// leaders change and ranges split.
 pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse {
     let deadline = Instant::now() + Duration::from_secs(60);
+    // Shards of a cluster refuse a connector without the cluster's id: learn it first.
+    let master = net::glommio_transport::Client::connect(maddr, hello(), transport())
+        .await
+        .unwrap();
+    let member = Hello {
+        cluster_id: master.peer().cluster_id,
+        ..hello()
+    };
     let mut last = String::new();
     while Instant::now() < deadline {
         let t = table(maddr).await;
@@ -115,7 +123,7 @@ pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse
             else {
                 continue;
             };
-            let Ok(c) = net::glommio_transport::Client::connect(&addr, hello(), transport()).await
+            let Ok(c) = net::glommio_transport::Client::connect(&addr, member, transport()).await
             else {
                 continue;
             };

@@ -153,10 +153,11 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Checks a hello: picks the highest common version and checks the cluster id. A
-    /// connector with cluster id 0 (it has not learned the id yet) is accepted (it still has
-    /// to prove the cluster secret); an acceptor with cluster id 0 (a stand-alone DS node)
-    /// accepts any id. Two different non-zero ids are refused.
+    /// Checks a hello: picks the highest common version and checks the cluster id. Two
+    /// different non-zero ids are refused. A connector with cluster id 0 (it has not learned
+    /// the id yet) passes this check; it must still prove the cluster secret, and then only a
+    /// master serves it ([`Self::refuses_unknown_cluster`]). An acceptor with cluster id 0 (a
+    /// stand-alone DS node) accepts any id.
     pub fn accept(&self, hello: &Hello) -> Result<HelloAck, RpcError> {
         let version = hello.max_version.min(PROTOCOL_VERSION);
         if version < hello.min_version.max(MIN_PROTOCOL_VERSION) {
@@ -176,6 +177,17 @@ impl Acceptor {
             cluster_id: self.cluster_id,
             node_id: self.node_id,
         })
+    }
+
+    /// Whether a connector that sent `hello` is refused, once it has proven the cluster
+    /// secret, for having no cluster id: only a master, where the id is learned, serves a
+    /// connector with id 0; any other acceptor of a cluster (a DS shard) refuses it with
+    /// `ClusterMismatch`, as its members, proxies and tools learn the id from the master first.
+    /// Checked after the proof, so that a stranger learns nothing but `AuthFailed`.
+    pub fn refuses_unknown_cluster(&self, hello: &Hello) -> bool {
+        hello.cluster_id == ClusterId(0)
+            && self.cluster_id != ClusterId(0)
+            && self.role != (Role::Master {})
     }
 }
 
@@ -240,8 +252,26 @@ mod tests {
             Err(RpcError::ClusterMismatch { .. })
         ));
         assert!(acceptor(0).accept(&h).is_ok());
+    }
+
+    #[test]
+    fn cluster_id_0_is_served_by_a_master_only() {
         let fresh = Hello::new(Role::DsNode {}, ClusterId(0), NodeId(1));
-        assert!(acceptor(7).accept(&fresh).is_ok());
+        let mut master = acceptor(7);
+        master.role = Role::Master {};
+        assert!(
+            !master.refuses_unknown_cluster(&fresh),
+            "a new node learns the id"
+        );
+        for role in [Role::DsNode {}, Role::Proxy {}, Role::Probe {}] {
+            let mut a = acceptor(7);
+            a.role = role;
+            assert!(a.accept(&fresh).is_ok(), "passes the hello check");
+            assert!(a.refuses_unknown_cluster(&fresh), "{role:?}");
+        }
+        assert!(!acceptor(0).refuses_unknown_cluster(&fresh), "stand-alone");
+        let member = Hello::new(Role::DsNode {}, ClusterId(7), NodeId(1));
+        assert!(!acceptor(7).refuses_unknown_cluster(&member));
     }
 
     #[test]

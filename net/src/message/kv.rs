@@ -586,6 +586,42 @@ impl KvOp {
         }
     }
 
+    /// The user key under which a range remembers this write's id when it comes in a
+    /// [`KvWrite`], so that a second copy applies nothing (`None`: the range does not
+    /// deduplicate it). Redis writes of one key, and a [`KvOp::Multi`] that writes (by its
+    /// first written key; its keys share one range); not raw operations, reads or
+    /// `RangeFlush`. A client may re-send only these when a copy's outcome is unknown.
+    pub fn dedup_key(&self) -> Option<&Bytes> {
+        match self {
+            KvOp::StrSet { key, .. }
+            | KvOp::StrGetDel { key }
+            | KvOp::StrGetEx { key, .. }
+            | KvOp::StrIncrBy { key, .. }
+            | KvOp::StrIncrByFloat { key, .. }
+            | KvOp::StrAppend { key, .. }
+            | KvOp::StrSetRange { key, .. }
+            | KvOp::KeyDel { key }
+            | KvOp::KeyExpire { key, .. }
+            | KvOp::KeyPersist { key }
+            | KvOp::HSet { key, .. }
+            | KvOp::HDel { key, .. }
+            | KvOp::HIncrBy { key, .. }
+            | KvOp::HIncrByFloat { key, .. }
+            | KvOp::KeyRename { key, .. }
+            | KvOp::KeyCopy { key, .. } => Some(key),
+            KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } | KvOp::Bits { .. }
+                if self.is_write() =>
+            {
+                self.redis_key()
+            }
+            KvOp::Multi { ops, .. } => ops
+                .iter()
+                .filter(|o| o.is_write())
+                .find_map(KvOp::redis_key),
+            _ => None,
+        }
+    }
+
     /// Whether the operation changes state (goes through Raft) or only reads.
     pub fn is_write(&self) -> bool {
         match self {
@@ -632,6 +668,10 @@ pub struct KvRequest {
     pub op: KvOp,
 }
 wire_struct!(KvRequest { ctx, op });
+
+/// How long a range remembers a write id, in milliseconds of entry time (the proposing
+/// leader's clock): a copy of a [`KvWrite`] proposed within this of the first applies nothing.
+pub const DEDUP_WINDOW_MS: u64 = 10_000;
 
 /// A write carrying its request id: the range applies it once per `(client, seq)` within
 /// its deduplication window, so a replayed or retried copy changes nothing and gets the

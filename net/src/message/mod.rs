@@ -14,7 +14,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::codec::{DecodeError, Wire, decode_exact};
 use crate::error::RpcError;
-use crate::frame::{Frame, encode_frame};
+use crate::frame::{Frame, FrameError, encode_frame, encode_frame_within};
 use crate::ids::RequestId;
 
 pub use handshake::{Hello, HelloAck, Ping, Pong, Role};
@@ -136,6 +136,19 @@ impl Message {
     /// Appends this message as one frame.
     pub fn encode_frame(&self, request_id: RequestId, buf: &mut BytesMut) {
         encode_frame(buf, self.kind(), request_id, |b| self.encode_payload(b));
+    }
+
+    /// Appends this message as one frame if its payload fits the peer's limit of `max`
+    /// bytes; otherwise appends nothing and returns [`FrameError::Oversized`].
+    pub fn encode_frame_within(
+        &self,
+        request_id: RequestId,
+        max: usize,
+        buf: &mut BytesMut,
+    ) -> Result<(), FrameError> {
+        encode_frame_within(buf, self.kind(), request_id, max, |b| {
+            self.encode_payload(b)
+        })
     }
 
     /// Decodes a frame's payload.

@@ -1,9 +1,10 @@
 //! Test cluster: a fake master and fake DS shards over real sockets, and a raw RESP client.
 //!
 //! Each fake shard is a `net::tokio_transport::serve_handled` server holding a `ModelStore`
-//! per range and answering `KvRequest`s with ds-node's real apply step
-//! (`ds_node::range::apply::execute`), so replies have the exact Redis semantics of the
-//! range state machine. The fake master answers `GetRouteTable`. Tests can split ranges,
+//! per range and answering `KvRequest`s and `KvWrite`s with ds-node's real apply step
+//! (`ds_node::range::apply::execute`, through `range::dedup::apply_once` for a write's id),
+//! so replies have the exact Redis semantics of the range state machine, and a write sent
+//! twice with one id applies once. The fake master answers `GetRouteTable`. Tests can split ranges,
 //! move them between shards and inject `NotLeader` answers.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ds_node::range::apply::{ApplyCtx, execute};
+use ds_node::range::dedup::{self, WriteId};
 use ds_node::range::store::{KvStore, ModelStore};
 use net::message::handshake::Acceptor;
 use net::message::kv::{KvRequest, KvResponse};
@@ -38,15 +40,27 @@ pub struct FakeShard {
     /// Execute but never answer this many requests (a reply lost with the connection).
     pub swallow: AtomicU32,
     pub requests: AtomicU64,
+    /// `KvWrite`s executed (each copy counted).
+    pub writes: AtomicU64,
     applied: AtomicU64,
 }
 
 impl FakeShard {
     fn handle(&self, msg: Message) -> Option<Message> {
-        let Message::KvRequest(KvRequest { ctx, op }) = msg else {
-            return Some(Message::Error(RpcError::BadRequest {
-                message: "fake shard: KvRequest only".into(),
-            }));
+        let (KvRequest { ctx, op }, id) = match msg {
+            Message::KvRequest(r) => (r, None),
+            Message::KvWrite(w) => {
+                let id = WriteId {
+                    client: w.client,
+                    seq: w.seq,
+                };
+                (w.request, Some(id))
+            }
+            _ => {
+                return Some(Message::Error(RpcError::BadRequest {
+                    message: "fake shard: KvRequest and KvWrite only".into(),
+                }));
+            }
         };
         self.requests.fetch_add(1, Ordering::Relaxed);
         let err = |error| Some(Message::KvResponse(KvResponse::Err { error }));
@@ -75,10 +89,10 @@ impl FakeShard {
             index,
             range: desc,
         };
-        let reply = match execute(store, &op, &actx) {
-            Ok(result) => KvResponse::Ok { result },
-            Err(error) => KvResponse::Err { error },
-        };
+        let reply = dedup::apply_once(store, id, &op, now_ms, |s| execute(s, &op, &actx));
+        if id.is_some() {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
         if self
             .swallow
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
@@ -128,6 +142,7 @@ impl FakeCluster {
                 fail_not_leader: AtomicU32::new(0),
                 swallow: AtomicU32::new(0),
                 requests: AtomicU64::new(0),
+                writes: AtomicU64::new(0),
                 applied: AtomicU64::new(0),
             });
             let s = shard.clone();
