@@ -62,6 +62,7 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
             pattern,
             novalues,
         } => hscan(router, key, pattern, novalues).await,
+        AsyncCmd::ZSet(z) => crate::cmd::zsets::run(router, z).await,
     }
 }
 

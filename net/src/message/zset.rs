@@ -10,6 +10,8 @@ use bytes::Bytes;
 use crate::codec::wire_enum;
 use crate::limits::{LimitError, user_key};
 
+pub mod algebra;
+
 /// `ZADD` flag bits ([`ZSetOp::Add`]).
 pub mod add_flags {
     /// `NX`: only add new members.

@@ -98,6 +98,8 @@ pub enum AsyncCmd {
         /// Whether to leave the values out.
         novalues: bool,
     },
+    /// Sorted-set commands of several keys, and ZSCAN ([`zsets::ZAsync`]).
+    ZSet(zsets::ZAsync),
 }
 
 /// One entry of the command table.
