@@ -90,7 +90,13 @@ fn finish(op: &ZSetOp, withscores: bool, res: Result<OpResult, ExecError>) -> Re
             let mut it = items.into_iter();
             match it.next() {
                 None => Reply::NilArray,
-                Some((key, _)) => Reply::Array(vec![Reply::Bulk(key), scored(it.collect(), true)]),
+                Some((key, _)) => {
+                    // Nested pairs in RESP2 as well.
+                    let pairs = it
+                        .map(|(m, s)| Reply::Array(vec![Reply::Bulk(m), Reply::Double(s)]))
+                        .collect();
+                    Reply::Array(vec![Reply::Bulk(key), Reply::Array(pairs)])
+                }
             }
         }
         (_, OpResult::Scored { items }) => scored(items, withscores),
