@@ -155,6 +155,16 @@ impl<S: KvStore> Apply<'_, '_, S> {
     ) -> Vec<(f64, Bytes)> {
         let (lo, hi) = self.index_bounds(key, z.version);
         let all = self.walk(lo, hi, rev, 0, usize::MAX);
+        // `zzlIsInLexRange`: an empty range, a last member below min or a first member above
+        // max (in score order) select nothing.
+        let (first, last) = match (all.first(), all.last()) {
+            (Some(a), Some(b)) if rev => (&b.1, &a.1),
+            (Some(a), Some(b)) => (&a.1, &b.1),
+            _ => return Vec::new(),
+        };
+        if empty_lex(min, max) || !min.below(last) || !max.above(first) {
+            return Vec::new();
+        }
         let (enter, stay): (&dyn Fn(&[u8]) -> bool, &dyn Fn(&[u8]) -> bool) = if rev {
             (&|m| max.above(m), &|m| min.below(m))
         } else {
@@ -193,6 +203,22 @@ impl<S: KvStore> Apply<'_, '_, S> {
         }
         items
     }
+}
+
+/// `zslParseLexRange`'s always-empty ranges: min above max, or equal with an exclusive end.
+fn empty_lex(min: &LexBound, max: &LexBound) -> bool {
+    use std::cmp::Ordering::{Equal, Greater};
+    let rank = |b: &LexBound| match b {
+        LexBound::Min => 0,
+        LexBound::Member { .. } => 1,
+        LexBound::Max => 2,
+    };
+    let exclusive = |b: &LexBound| matches!(b, LexBound::Member { exclusive: true, .. });
+    let cmp = match (min, max) {
+        (LexBound::Member { member: a, .. }, LexBound::Member { member: b, .. }) => a.cmp(b),
+        _ => rank(min).cmp(&rank(max)),
+    };
+    cmp == Greater || (cmp == Equal && (exclusive(min) || exclusive(max)))
 }
 
 fn with_score(prefix: &[u8], score: f64) -> Vec<u8> {
