@@ -158,7 +158,11 @@ fn model_add(z: &mut Zset, flags: u8, pairs: &[(f64, Bytes)]) -> Result<OpResult
             }
             Some(_) if has(add_flags::NX) => {}
             Some(cur) => {
-                let new = if has(add_flags::INCR) { cur + score } else { *score };
+                let new = if has(add_flags::INCR) {
+                    cur + score
+                } else {
+                    *score
+                };
                 if new.is_nan() {
                     return Err(RpcError::BadRequest {
                         message: "resulting score is not a number (NaN)".into(),
@@ -290,7 +294,10 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
         }
         Cmd::Rem(k, ms) => {
             let members: Vec<Bytes> = ms.iter().map(|m| b(MEMBERS[*m])).collect();
-            let n = members.iter().filter(|m| model[k].remove(*m).is_some()).count();
+            let n = members
+                .iter()
+                .filter(|m| model[k].remove(*m).is_some())
+                .count();
             let op = ZSetOp::Rem {
                 key: key(k),
                 members,
@@ -408,7 +415,11 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
         Cmd::Store(d, a, z, kind, agg, (w1, w2)) => {
             let ws = [1.0, 2.0, -1.0];
             let w = [ws[w1], ws[w2]];
-            let weights = if kind == combine::DIFF { vec![] } else { w.to_vec() };
+            let weights = if kind == combine::DIFF {
+                vec![]
+            } else {
+                w.to_vec()
+            };
             let w = if kind == combine::DIFF { [1.0, 1.0] } else { w };
             let out = combine_model([&model[a], &model[z]], kind, agg, w);
             let n = out.len() as i64;
@@ -427,7 +438,13 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
     assert_eq!(show(&got), show(&want), "{c:?}");
     for (k, z) in model.iter().enumerate() {
         let card = db.run(ZSetOp::Card { key: key(k) }).unwrap();
-        assert_eq!(card, OpResult::Int { value: z.len() as i64 }, "ZCARD {k} after {c:?}");
+        assert_eq!(
+            card,
+            OpResult::Int {
+                value: z.len() as i64
+            },
+            "ZCARD {k} after {c:?}"
+        );
         let all = db
             .run(ZSetOp::Range {
                 key: key(k),
@@ -439,7 +456,11 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 count: -1,
             })
             .unwrap();
-        assert_eq!(show(&Ok(all)), show(&Ok(scored(ordered(z)))), "{k} after {c:?}");
+        assert_eq!(
+            show(&Ok(all)),
+            show(&Ok(scored(ordered(z)))),
+            "{k} after {c:?}"
+        );
     }
 }
 
@@ -504,12 +525,22 @@ fn negative_zero_is_stored_as_zero_but_incr_answers_it() {
         scores: vec![-0.0],
         members: vec![b("m")],
     });
-    assert_eq!(show(&r), show(&Ok(OpResult::Floats { values: vec![Some(-0.0)] })));
+    assert_eq!(
+        show(&r),
+        show(&Ok(OpResult::Floats {
+            values: vec![Some(-0.0)]
+        }))
+    );
     let s = db.run(ZSetOp::Scores {
         key: b("z"),
         members: vec![b("m")],
     });
-    assert_eq!(show(&s), show(&Ok(OpResult::Floats { values: vec![Some(0.0)] })));
+    assert_eq!(
+        show(&s),
+        show(&Ok(OpResult::Floats {
+            values: vec![Some(0.0)]
+        }))
+    );
 }
 
 #[test]

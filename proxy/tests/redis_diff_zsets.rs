@@ -28,7 +28,18 @@ const SCORES: &[&str] = &[
 /// `{t}…` share a range; the plain names spread over ranges (four ranges over the slots).
 const KEYS: &[&str] = &["{t}x", "{t}y", "{t}z", "p", "q", "r", "s"];
 const BOUNDS: &[&str] = &[
-    "-inf", "+inf", "0", "(0", "1.5", "(1.5", "-0", "(-0", "2", "(3.0000000000000004", "x", "1e-300",
+    "-inf",
+    "+inf",
+    "0",
+    "(0",
+    "1.5",
+    "(1.5",
+    "-0",
+    "(-0",
+    "2",
+    "(3.0000000000000004",
+    "x",
+    "1e-300",
 ];
 const LEX: &[&str] = &["-", "+", "[a", "(a", "[c", "(c", "[f", "(z", "c"];
 const RANKS: &[&str] = &["0", "1", "-1", "-2", "2", "5", "-7", "x"];
@@ -60,10 +71,7 @@ fn pairs(rng: &mut Rng, n: u64) -> String {
 }
 
 fn keys(rng: &mut Rng, n: u64) -> String {
-    (0..n)
-        .map(|_| rng.pick(KEYS))
-        .collect::<Vec<_>>()
-        .join(" ")
+    (0..n).map(|_| rng.pick(KEYS)).collect::<Vec<_>>().join(" ")
 }
 
 /// One random command.
@@ -82,16 +90,32 @@ fn command(rng: &mut Rng) -> String {
     let agg = [" AGGREGATE SUM", " AGGREGATE MIN", " AGGREGATE MAX", ""][rng.below(4) as usize];
     let n = 1 + rng.below(3);
     let weights = if rng.below(3) == 0 {
-        let w: Vec<&str> = (0..n).map(|_| rng.pick(&["1", "2", "-1", "0", "inf"])).collect();
+        let w: Vec<&str> = (0..n)
+            .map(|_| rng.pick(&["1", "2", "-1", "0", "inf"]))
+            .collect();
         format!(" WEIGHTS {}", w.join(" "))
     } else {
         String::new()
     };
-    let flags = ["", "NX ", "XX ", "GT ", "LT ", "CH ", "XX GT CH ", "INCR ", "NX INCR "];
+    let flags = [
+        "",
+        "NX ",
+        "XX ",
+        "GT ",
+        "LT ",
+        "CH ",
+        "XX GT CH ",
+        "INCR ",
+        "NX INCR ",
+    ];
     match rng.below(34) {
         0..=5 => {
             let f = rng.pick(&flags);
-            let count = if f.contains("INCR") { 1 } else { 1 + rng.below(3) };
+            let count = if f.contains("INCR") {
+                1
+            } else {
+                1 + rng.below(3)
+            };
             format!("ZADD {k} {f}{}", pairs(rng, count))
         }
         6 => format!("ZINCRBY {k} {} {m}", rng.pick(SCORES)),
@@ -111,7 +135,11 @@ fn command(rng: &mut Rng) -> String {
         20 => format!("ZREVRANGE {k} {r1} {r2}{ws}"),
         21 => format!("ZCOUNT {k} {lo} {hi}"),
         22 => format!("ZLEXCOUNT {k} {llo} {lhi}"),
-        23 => format!("ZPOP{} {k}{}", rng.pick(&["MIN", "MAX"]), rng.pick(&["", " 0", " 2", " 9"])),
+        23 => format!(
+            "ZPOP{} {k}{}",
+            rng.pick(&["MIN", "MAX"]),
+            rng.pick(&["", " 0", " 2", " 9"])
+        ),
         24 => format!(
             "ZMPOP {n} {} {}{}",
             keys(rng, n),
@@ -119,7 +147,10 @@ fn command(rng: &mut Rng) -> String {
             rng.pick(&["", " COUNT 2"])
         ),
         25 => format!("ZRANGESTORE {k} {} {r1} {r2}", rng.pick(KEYS)),
-        26 => format!("ZRANGESTORE {k} {} {lo} {hi} BYSCORE{limit}", rng.pick(KEYS)),
+        26 => format!(
+            "ZRANGESTORE {k} {} {lo} {hi} BYSCORE{limit}",
+            rng.pick(KEYS)
+        ),
         27 => format!("ZUNION {n} {}{weights}{agg}{ws}", keys(rng, n)),
         28 => format!("ZINTER {n} {}{weights}{agg}{ws}", keys(rng, n)),
         29 => format!("ZDIFF {n} {}{ws}", keys(rng, n)),
@@ -129,18 +160,28 @@ fn command(rng: &mut Rng) -> String {
             keys(rng, n)
         ),
         31 => format!("ZDIFFSTORE {k} {n} {}", keys(rng, n)),
-        32 => format!("ZINTERCARD {n} {}{}", keys(rng, n), rng.pick(&["", " LIMIT 1"])),
+        32 => format!(
+            "ZINTERCARD {n} {}{}",
+            keys(rng, n),
+            rng.pick(&["", " LIMIT 1"])
+        ),
         _ => match rng.below(4) {
             0 => format!("ZREMRANGEBYSCORE {k} {lo} {hi}"),
             1 => format!("ZREMRANGEBYRANK {k} {r1} {r2}"),
             2 => format!("ZREMRANGEBYLEX {k} {llo} {lhi}"),
-            _ => format!("ZRANDMEMBER {k} {}", rng.pick(&["", "2", "-3", "0", "9 WITHSCORES"])),
+            _ => format!(
+                "ZRANDMEMBER {k} {}",
+                rng.pick(&["", "2", "-3", "0", "9 WITHSCORES"])
+            ),
         },
     }
 }
 
 fn args(line: &str) -> Vec<&[u8]> {
-    line.split(' ').filter(|a| !a.is_empty()).map(str::as_bytes).collect()
+    line.split(' ')
+        .filter(|a| !a.is_empty())
+        .map(str::as_bytes)
+        .collect()
 }
 
 /// The bulk strings of a reply, in order (nesting ignored).
@@ -209,7 +250,10 @@ fn run_script(seed: u64, protocol3: bool, n: usize) {
         // Now and then, the whole of every key (ZSCAN, and the order with scores).
         if rng.below(50) == 0 {
             for k in KEYS {
-                for line in [format!("ZRANGE {k} 0 -1 WITHSCORES"), format!("ZSCAN {k} 0")] {
+                for line in [
+                    format!("ZRANGE {k} 0 -1 WITHSCORES"),
+                    format!("ZSCAN {k} 0"),
+                ] {
                     let want = r.cmd_args(&args(&line));
                     let got = p.cmd_args(&args(&line));
                     if comparable(&line, &want) != comparable(&line, &got) {
@@ -223,7 +267,12 @@ fn run_script(seed: u64, protocol3: bool, n: usize) {
         diffs.is_empty(),
         "{} differences in {n} commands:\n{}",
         diffs.len(),
-        diffs.iter().take(20).cloned().collect::<Vec<_>>().join("\n")
+        diffs
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }
 

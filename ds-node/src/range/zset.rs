@@ -87,8 +87,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 scores,
                 members,
             } => {
-                let items: Vec<(f64, Bytes)> =
-                    scores.iter().copied().zip(members.iter().cloned()).collect();
+                let items: Vec<(f64, Bytes)> = scores
+                    .iter()
+                    .copied()
+                    .zip(members.iter().cloned())
+                    .collect();
                 ok_int(self.zreplace(key, &items))
             }
             ZSetOp::Range { .. }
@@ -140,7 +143,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
             element_key(key, ZSET_MEMBER, version, member),
             entry(Bytes::copy_from_slice(&sb)),
         );
-        self.store.put(index_key(key, version, sb, member), entry(Bytes::new()));
+        self.store
+            .put(index_key(key, version, sb, member), entry(Bytes::new()));
     }
 
     /// Removes `member`, whose score is `score` (both entries).
@@ -267,7 +271,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 None => Vec::new(),
                 Some(score) => {
                     let target = index_key(key, z.version, keyspace::score_bytes(score), member);
-                    let before = self.count_keys(&element_prefix(key, ZSET_SCORE, z.version), &target);
+                    let before =
+                        self.count_keys(&element_prefix(key, ZSET_SCORE, z.version), &target);
                     let rank = if rev {
                         z.count.saturating_sub(before + 1)
                     } else {
@@ -454,7 +459,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
             if hi.as_ref().is_some_and(|h| *h <= lo) {
                 break;
             }
-            let want = if offset > 0 { offset.min(PAGE * 16) } else { (limit - out.len()).min(PAGE) };
+            let want = if offset > 0 {
+                offset.min(PAGE * 16)
+            } else {
+                (limit - out.len()).min(PAGE)
+            };
             let page = self.store.scan(&lo, hi.as_deref(), want, rev);
             let full = page.len() == want;
             let last = page.last().map(|(k, _)| k.clone());
@@ -509,7 +518,10 @@ pub(super) fn decode_index(k: &[u8]) -> Option<(f64, Bytes)> {
     let len = u32::from_be_bytes(k.get(3..7)?.try_into().ok()?) as usize;
     let at = 7 + len + 1 + 8;
     let sb: [u8; 8] = k.get(at..at + 8)?.try_into().ok()?;
-    Some((keyspace::score_of(sb), Bytes::copy_from_slice(k.get(at + 8..)?)))
+    Some((
+        keyspace::score_of(sb),
+        Bytes::copy_from_slice(k.get(at + 8..)?),
+    ))
 }
 
 /// A deterministic generator for ZRANDMEMBER (seeded by the proxy).

@@ -69,7 +69,10 @@ pub enum ZSetOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         key: Bytes,
         flags: u8,
-        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(-1e9f64..1e9, 0..4)"))]
+        #[cfg_attr(
+            test,
+            proptest(strategy = "proptest::collection::vec(-1e9f64..1e9, 0..4)")
+        )]
         scores: Vec<f64>,
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         members: Vec<Bytes>,
@@ -165,7 +168,10 @@ pub enum ZSetOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         keys: Vec<Bytes>,
         kind: u8,
-        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(-1e9f64..1e9, 0..4)"))]
+        #[cfg_attr(
+            test,
+            proptest(strategy = "proptest::collection::vec(-1e9f64..1e9, 0..4)")
+        )]
         weights: Vec<f64>,
         aggregate: u8,
         store: bool,
@@ -199,7 +205,10 @@ pub enum ZSetOp {
     Replace {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         key: Bytes,
-        #[cfg_attr(test, proptest(strategy = "proptest::collection::vec(-1e9f64..1e9, 0..4)"))]
+        #[cfg_attr(
+            test,
+            proptest(strategy = "proptest::collection::vec(-1e9f64..1e9, 0..4)")
+        )]
         scores: Vec<f64>,
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         members: Vec<Bytes>,

@@ -141,7 +141,10 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 offset: r.offset,
                 count: r.count,
             };
-            Action::Async(AsyncCmd::ZSet(ZAsync::Multi { op, withscores: false }))
+            Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+                op,
+                withscores: false,
+            }))
         }
         "zcount" | "zlexcount" => {
             let op = ZSetOp::Count {
@@ -176,7 +179,10 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 count,
                 named: true,
             };
-            Action::Async(AsyncCmd::ZSet(ZAsync::Multi { op, withscores: true }))
+            Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+                op,
+                withscores: true,
+            }))
         }
         "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore"
         | "zintercard" => combine_cmd(name, args)?,

@@ -213,7 +213,11 @@ fn format_g17(d: f64) -> String {
     };
     let exp: i32 = exp.parse().unwrap_or(0);
     if d == 0.0 {
-        return if d.is_sign_negative() { "-0".into() } else { "0".into() };
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
     }
     if !(-4..17).contains(&exp) {
         let m = trim_zeros(mantissa);

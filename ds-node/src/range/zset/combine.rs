@@ -77,11 +77,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
                     .store
                     .scan(&prefix, end.as_deref(), usize::MAX, false)
                     .into_iter()
-                    .filter_map(|(k, _)| Some((Bytes::copy_from_slice(k.get(prefix.len()..)?), 1.0)))
+                    .filter_map(|(k, _)| {
+                        Some((Bytes::copy_from_slice(k.get(prefix.len()..)?), 1.0))
+                    })
                     .collect())
             }
             Some(_) => Err(RpcError::WrongType {}),
         }
     }
 }
-

@@ -44,7 +44,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 offset,
                 count,
             } => {
-                let src = keys.first().ok_or_else(|| bad("ZRANGESTORE needs a source"))?;
+                let src = keys
+                    .first()
+                    .ok_or_else(|| bad("ZRANGESTORE needs a source"))?;
                 let spec = spec::parse(*by, min, max)?;
                 let items = match self.zget(src)? {
                     None => Vec::new(),
@@ -165,7 +167,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         if empty_lex(min, max) || !min.below(last) || !max.above(first) {
             return Vec::new();
         }
-        let (enter, stay): (&dyn Fn(&[u8]) -> bool, &dyn Fn(&[u8]) -> bool) = if rev {
+        let (enter, stay): (&MemberTest<'_>, &MemberTest<'_>) = if rev {
             (&|m| max.above(m), &|m| min.below(m))
         } else {
             (&|m| min.below(m), &|m| max.above(m))
@@ -205,6 +207,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 }
 
+/// A test on a member.
+type MemberTest<'a> = dyn Fn(&[u8]) -> bool + 'a;
+
 /// `zslParseLexRange`'s always-empty ranges: min above max, or equal with an exclusive end.
 fn empty_lex(min: &LexBound, max: &LexBound) -> bool {
     use std::cmp::Ordering::{Equal, Greater};
@@ -213,7 +218,15 @@ fn empty_lex(min: &LexBound, max: &LexBound) -> bool {
         LexBound::Member { .. } => 1,
         LexBound::Max => 2,
     };
-    let exclusive = |b: &LexBound| matches!(b, LexBound::Member { exclusive: true, .. });
+    let exclusive = |b: &LexBound| {
+        matches!(
+            b,
+            LexBound::Member {
+                exclusive: true,
+                ..
+            }
+        )
+    };
     let cmp = match (min, max) {
         (LexBound::Member { member: a, .. }, LexBound::Member { member: b, .. }) => a.cmp(b),
         _ => rank(min).cmp(&rank(max)),
@@ -256,7 +269,11 @@ fn lex_lo(base: &[u8], min: &LexBound) -> Option<Bytes> {
         LexBound::Member { member, exclusive } => {
             let mut k = base.to_vec();
             k.extend_from_slice(member);
-            Some(if *exclusive { after(&k) } else { Bytes::from(k) })
+            Some(if *exclusive {
+                after(&k)
+            } else {
+                Bytes::from(k)
+            })
         }
     }
 }
@@ -268,7 +285,11 @@ fn lex_hi(base: &[u8], max: &LexBound) -> Option<Bytes> {
         LexBound::Member { member, exclusive } => {
             let mut k = base.to_vec();
             k.extend_from_slice(member);
-            Some(if *exclusive { Bytes::from(k) } else { after(&k) })
+            Some(if *exclusive {
+                Bytes::from(k)
+            } else {
+                after(&k)
+            })
         }
     }
 }

@@ -270,7 +270,10 @@ async fn zscan(router: &Router, key: Bytes, pattern: Option<Bytes>) -> Reply {
             None => break,
         }
     }
-    Reply::Array(vec![Reply::Bulk(Bytes::from_static(b"0")), Reply::Array(out)])
+    Reply::Array(vec![
+        Reply::Bulk(Bytes::from_static(b"0")),
+        Reply::Array(out),
+    ])
 }
 
 /// Redis's `d2string` (how a listpack keeps a score, and so what ZSCAN shows): an integer

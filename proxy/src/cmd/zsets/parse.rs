@@ -63,7 +63,7 @@ pub fn zadd(args: &[Bytes]) -> Result<(u8, Vec<f64>, Vec<Bytes>), Reply> {
         ));
     }
     let (gt, lt, nx) = (has(add_flags::GT), has(add_flags::LT), has(add_flags::NX));
-    if (gt && nx) || (lt && nx) || (gt && lt) {
+    if [gt, lt, nx].iter().filter(|f| **f).count() > 1 {
         return Err(Reply::err(
             "GT, LT, and/or NX options at the same time are not compatible",
         ));
