@@ -2,7 +2,7 @@
 //!
 //! Keys in one range (by the cached route table): one operation carrying all of them,
 //! applied atomically by the range. Keys across ranges (or a stale table that the range
-//! refuses with `RangeNotFound`): the proxy reads every source (`Combine` of one source, which
+//! refuses with `RangeNotFound` or `CROSSSLOT`): the proxy reads every source (`Combine` of one source, which
 //! reads sorted sets and sets alike), computes the result with the shards' own algebra, and
 //! writes the destination with one `Replace`. That path is not atomic: a source written
 //! between the reads and the write is seen or not, and `ZMPOP` pops from the first non-empty
@@ -47,7 +47,7 @@ pub async fn run(router: &Router, cmd: ZAsync) -> Reply {
         ZAsync::Multi { op, withscores } => {
             if one_range(router, &op).await {
                 match exec(router, op.clone()).await {
-                    Err(ExecError::Rpc(RpcError::RangeNotFound { .. })) => {}
+                    Err(ExecError::Rpc(e)) if spans_ranges(&e) => {}
                     res => return finish(&op, withscores, res),
                 }
             }
@@ -65,6 +65,16 @@ async fn exec(router: &Router, op: ZSetOp) -> Result<OpResult, ExecError> {
     let mut res = router.exec(vec![keyed(&key, KvOp::ZSet { op })]).await;
     res.pop()
         .unwrap_or_else(|| Err(ExecError::Unavailable("no result".into())))
+}
+
+/// Whether the range refused the one-operation form because its keys are not all there
+/// (a stale table: `RangeNotFound`, or `CROSSSLOT` for a later key).
+fn spans_ranges(e: &RpcError) -> bool {
+    match e {
+        RpcError::RangeNotFound { .. } => true,
+        RpcError::BadRequest { message } => message.starts_with("CROSSSLOT"),
+        _ => false,
+    }
 }
 
 /// Whether every key of `op` is in one range of the cached table.
