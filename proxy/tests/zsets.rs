@@ -206,6 +206,19 @@ fn option_errors_match_redis_texts() {
             "-ERR value is out of range, must be positive\r\n",
         ),
         (
+            "ZPOPMIN z x",
+            "-ERR value is out of range, must be positive\r\n",
+        ),
+        ("ZMPOP x z MIN", "-ERR numkeys should be greater than 0\r\n"),
+        (
+            "ZMPOP 1 z MIN COUNT x",
+            "-ERR count should be greater than 0\r\n",
+        ),
+        (
+            "ZRANDMEMBER z -9223372036854775808",
+            "-ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807\r\n",
+        ),
+        (
             "ZINTERCARD 1 z LIMIT -1",
             "-ERR LIMIT can't be negative\r\n",
         ),

@@ -232,8 +232,9 @@ fn pop_cmd(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
     let count = match args.get(2) {
         None => None,
         Some(c) => Some(
-            u64::try_from(int(c)?)
-                .map_err(|_| Reply::err("value is out of range, must be positive"))?,
+            super::util::parse_i64(c)
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| Reply::err("value is out of range, must be positive"))?,
         ),
     };
     let op = ZSetOp::Pop {
@@ -311,7 +312,9 @@ fn randmember_cmd(args: &[Bytes]) -> Result<Action, Reply> {
     };
     let count = int(c)?;
     if count == i64::MIN {
-        return Err(Reply::err("value is out of range"));
+        return Err(Reply::err(
+            "value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+        ));
     }
     let withscores = match args.get(3) {
         None => false,

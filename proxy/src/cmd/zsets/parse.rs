@@ -240,10 +240,10 @@ pub fn combine_args(
 
 /// A `ZMPOP numkeys key ... MIN|MAX [COUNT n]`: keys, max, count.
 pub fn zmpop(args: &[Bytes]) -> Result<(Vec<Bytes>, bool, u64), Reply> {
+    // `getRangeLongFromObjectOrReply` with a message: the same text for a non-integer.
     let positive = |s: &[u8], msg: &str| -> Result<u64, Reply> {
-        let v = int(s)?;
-        u64::try_from(v)
-            .ok()
+        crate::cmd::util::parse_i64(s)
+            .and_then(|v| u64::try_from(v).ok())
             .filter(|v| *v >= 1)
             .ok_or_else(|| Reply::err(msg))
     };
