@@ -24,6 +24,9 @@ use crate::keyspace::{self, ZSET_MEMBER, ZSET_SCORE, element_key, element_prefix
 /// Index entries read per engine scan.
 const PAGE: usize = 1024;
 
+/// The most members ZRANDMEMBER with a negative count draws (its reply is built in memory).
+const MAX_RANDOM_DRAWS: u64 = 1 << 24;
+
 /// A live sorted set.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Z {
@@ -383,6 +386,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
         let Some(z) = self.zget(key)? else {
             return Ok(OpResult::Scored { items: Vec::new() });
         };
+        if count < 0 && count.unsigned_abs() > MAX_RANDOM_DRAWS {
+            // Redis streams such a reply; a shard builds it in memory, so it is bounded.
+            return Err(bad(
+                "ZRANDMEMBER count too large (tierkv draws at most 16777216 with repetition)",
+            ));
+        }
         let (lo, hi) = self.index_bounds(key, z.version);
         let all = self.walk(lo, hi, false, 0, usize::MAX);
         let mut rng = SplitMix(seed);
