@@ -64,6 +64,7 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
         } => hscan(router, key, pattern, novalues).await,
         AsyncCmd::Sets(op) => crate::cmd::sets::cross::run(router, op).await,
         AsyncCmd::Block(b) => crate::blocking::once(router, &b).await,
+        AsyncCmd::ZSet(z) => crate::cmd::zsets::run(router, z).await,
     }
 }
 

@@ -104,6 +104,8 @@ pub enum AsyncCmd {
     },
     /// A set command on keys of several hash slots (`sets::cross`).
     Sets(SetOp),
+    /// Sorted-set commands of several keys, and ZSCAN ([`zsets::ZAsync`]).
+    ZSet(zsets::ZAsync),
 }
 
 /// One entry of the command table.

@@ -40,11 +40,11 @@ pub enum Reply {
     Double(f64),
     /// A boolean (the integer 1 or 0 in RESP2).
     Bool(bool),
+    /// Pairs in order (`WITHSCORES`, `HRANDFIELD … WITHVALUES`): a flat array in RESP2, an
+    /// array of two-element arrays in RESP3.
+    Pairs(Vec<(Reply, Reply)>),
     /// A verbatim text string (`=len\r\ntxt:…`; a bulk string in RESP2), as `INFO` replies.
     Verbatim(Bytes),
-    /// Pairs: a flat array in RESP2, an array of two-element arrays in RESP3 (`HRANDFIELD …
-    /// WITHVALUES`).
-    Pairs(Vec<(Reply, Reply)>),
 }
 
 impl Reply {
@@ -107,6 +107,19 @@ impl Reply {
                     v.encode(proto, out);
                 }
             }
+            Reply::Pairs(pairs) => {
+                match proto {
+                    Protocol::Resp2 => int_line(out, b'*', len_i64(pairs.len() * 2)),
+                    Protocol::Resp3 => int_line(out, b'*', len_i64(pairs.len())),
+                }
+                for (k, v) in pairs {
+                    if proto == Protocol::Resp3 {
+                        out.put_slice(b"*2\r\n");
+                    }
+                    k.encode(proto, out);
+                    v.encode(proto, out);
+                }
+            }
             Reply::Double(d) => {
                 let text = format_double(*d);
                 match proto {
@@ -123,17 +136,6 @@ impl Reply {
                     out.put_slice(b"\r\n");
                 }
             },
-            Reply::Pairs(pairs) => {
-                let flat = proto == Protocol::Resp2;
-                int_line(out, b'*', len_i64(pairs.len() * if flat { 2 } else { 1 }));
-                for (k, v) in pairs {
-                    if !flat {
-                        out.put_slice(b"*2\r\n");
-                    }
-                    k.encode(proto, out);
-                    v.encode(proto, out);
-                }
-            }
             Reply::Bool(b) => match proto {
                 Protocol::Resp2 => int_line(out, b':', i64::from(*b)),
                 Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
@@ -190,17 +192,47 @@ fn itoa_buf(v: i64) -> Digits {
     Digits { buf, start: i }
 }
 
-/// Formats a double as Redis does for RESP3 doubles and `INCRBYFLOAT`: shortest
-/// round-tripping decimal, `inf`/`-inf`, `nan`.
+/// Formats a double as Redis 7.0's `addReplyDouble` does (RESP2 bulk and RESP3 double alike):
+/// `printf("%.17g")`, with `inf`/`-inf` (and `nan`).
 pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         "nan".into()
     } else if d.is_infinite() {
         if d > 0.0 { "inf".into() } else { "-inf".into() }
-    } else if d == d.trunc() && d.abs() < 1e17 {
-        format!("{d:.0}")
     } else {
-        format!("{d}")
+        format_g17(d)
+    }
+}
+
+/// `%.17g` of a finite double: 17 significant digits, exponent form below 1e-4 or from 1e17,
+/// trailing zeros removed.
+fn format_g17(d: f64) -> String {
+    let sci = format!("{d:.16e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return sci;
+    };
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if d == 0.0 {
+        return if d.is_sign_negative() {
+            "-0".into()
+        } else {
+            "0".into()
+        };
+    }
+    if !(-4..17).contains(&exp) {
+        let m = trim_zeros(mantissa);
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{m}e{sign}{:02}", exp.unsigned_abs());
+    }
+    let decimals = usize::try_from(16 - exp).unwrap_or(0);
+    trim_zeros(&format!("{d:.decimals$}")).to_string()
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        s
     }
 }
 
@@ -231,6 +263,11 @@ mod tests {
             (Reply::NilArray, b"*-1\r\n", b"_\r\n"),
             (map, b"*2\r\n$1\r\nf\r\n:1\r\n", b"%1\r\n$1\r\nf\r\n:1\r\n"),
             (Reply::Double(1.5), b"$3\r\n1.5\r\n", b",1.5\r\n"),
+            (
+                Reply::Pairs(vec![(Reply::bulk(b"m"), Reply::Double(1.0))]),
+                b"*2\r\n$1\r\nm\r\n$1\r\n1\r\n",
+                b"*1\r\n*2\r\n$1\r\nm\r\n,1\r\n",
+            ),
             (Reply::Bool(true), b":1\r\n", b"#t\r\n"),
             (
                 Reply::Verbatim(Bytes::from_static(b"a")),
@@ -257,8 +294,26 @@ mod tests {
 
     #[test]
     fn doubles_format_like_redis() {
-        assert_eq!(format_double(10.0), "10");
-        assert_eq!(format_double(3.0e-5), "0.00003");
-        assert_eq!(format_double(f64::INFINITY), "inf");
+        // Each as redis-server 7.0.15 answers `ZSCORE` for it.
+        let cases = [
+            (10.0, "10"),
+            (1.5, "1.5"),
+            (0.1, "0.10000000000000001"),
+            (3.0000000000000004, "3.0000000000000004"),
+            (1e-300, "1e-300"),
+            (-0.0, "-0"),
+            (1e16, "10000000000000000"),
+            (1e17, "1e+17"),
+            (123456789012345678.0, "1.2345678901234568e+17"),
+            (1e300, "1.0000000000000001e+300"),
+            (2.5e-5, "2.5000000000000001e-05"),
+            (0.30000000000000004, "0.30000000000000004"),
+            (0.0001, "0.0001"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+        ];
+        for (d, text) in cases {
+            assert_eq!(format_double(d), text, "{d:e}");
+        }
     }
 }
