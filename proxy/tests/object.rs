@@ -81,3 +81,16 @@ fn memory_usage_grows_with_the_contents_and_is_nil_for_a_missing_key() {
         "-ERR syntax error\r\n"
     );
 }
+
+#[test]
+fn config_set_save_accepts_only_the_empty_schedule() {
+    let env = Env::start(1);
+    let mut c = env.client();
+    assert_eq!(c.cmd_args(&[b"CONFIG", b"SET", b"save", b""]), "+OK\r\n");
+    let r = c.cmd_args(&[b"CONFIG", b"SET", b"save", b"900 1"]);
+    assert!(
+        r.starts_with("-ERR CONFIG SET failed (possibly related to argument 'save') - tierkv takes no RDB snapshots"),
+        "{r}"
+    );
+    assert_eq!(c.cmd("CONFIG GET save"), "*2\r\n$4\r\nsave\r\n$0\r\n\r\n");
+}

@@ -359,6 +359,8 @@ enum SetValue {
     Timeout(u64),
     /// An encoding threshold: its index in `encodings::PARAMS` and value.
     Encoding(usize, i64),
+    /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
+    NoSave,
 }
 
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
@@ -403,6 +405,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
+            SetValue::NoSave => {}
         }
     }
     Reply::OK
@@ -417,6 +420,12 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
         return Encodings::parse(i, v).map(|n| Some(SetValue::Encoding(i, n)));
     }
     Ok(Some(match name {
+        // tierkv has no RDB snapshots (every write is durable in the Raft log): `save ""`
+        // states that and is accepted; a schedule cannot be honoured and is refused.
+        "save" if v.is_empty() => SetValue::NoSave,
+        "save" => {
+            return Err("tierkv takes no RDB snapshots (every write is durable in its log); only save \"\" is accepted".into());
+        }
         "requirepass" => SetValue::Requirepass(Bytes::copy_from_slice(v)),
         "client-query-buffer-limit" => {
             let n = parse_memory(v).ok_or("argument must be a memory value")?;
