@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use net::message::kv::{KvOp, KvResponse, ListOp, OpResult};
+use net::message::kv::{KvOp, KvResponse, ListOp, OpResult, ZSetOp};
 use tokio::sync::{Notify, oneshot};
 
 use crate::resp::Reply;
@@ -245,6 +245,17 @@ pub fn feeds(op: &KvOp, result: &OpResult) -> bool {
             },
             OpResult::Value { value },
         ) => value.is_some(),
+        // Writes that may leave members in a sorted set (BZPOPMIN, BZMPOP).
+        (
+            KvOp::ZSet {
+                op:
+                    ZSetOp::Add { .. }
+                    | ZSetOp::Combine { .. }
+                    | ZSetOp::RangeStore { .. }
+                    | ZSetOp::Replace { .. },
+            },
+            _,
+        ) => true,
         _ => false,
     }
 }

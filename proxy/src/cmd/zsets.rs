@@ -3,6 +3,7 @@
 //! several keys (`ZUNION`…, `ZRANGESTORE`, `ZMPOP`) are one operation when their keys share a
 //! range (atomic) and a read-compute-write across ranges otherwise ([`multi`]).
 
+mod blocking;
 mod multi;
 pub mod parse;
 
@@ -19,12 +20,17 @@ use crate::resp::Reply;
 pub use multi::{ZAsync, run};
 
 const RM: &[&str] = &["readonly", "movablekeys"];
+const WNBF: &[&str] = &["write", "noscript", "blocking", "fast"];
+const WBM: &[&str] = &["write", "blocking", "movablekeys"];
 const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
 const WM: &[&str] = &["write", "movablekeys"];
 
 /// The commands of this module, sorted by name (arity, flags and key positions as Redis 7.0
 /// reports them).
 pub static SPECS: &[Spec] = &[
+    spec!("bzmpop", -5, WBM, 0, 0, 0),
+    spec!("bzpopmax", -3, WNBF, 1, -2, 1),
+    spec!("bzpopmin", -3, WNBF, 1, -2, 1),
     spec!("zadd", -4, W, 1, 1, 1),
     spec!("zcard", 2, R, 1, 1, 1),
     spec!("zcount", 4, R, 1, 1, 1),
@@ -170,6 +176,29 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
             single(key, zop(op), int_reply)
         }
         "zpopmin" | "zpopmax" => pop_cmd(name, args)?,
+        "bzpopmin" | "bzpopmax" => {
+            let timeout = crate::blocking::parse_timeout(&args[args.len() - 1])?;
+            let pop = blocking::ZPop {
+                keys: args[1..args.len() - 1].to_vec(),
+                max: name == "bzpopmax",
+                count: None,
+            };
+            blocking::block(pop, timeout)
+        }
+        "bzmpop" => {
+            let timeout = crate::blocking::parse_timeout(&args[1])?;
+            // ZMPOP's arguments are BZMPOP's without the timeout.
+            let rest: Vec<Bytes> = std::iter::once(args[0].clone())
+                .chain(args[2..].iter().cloned())
+                .collect();
+            let (keys, max, count) = parse::zmpop(&rest)?;
+            let pop = blocking::ZPop {
+                keys,
+                max,
+                count: Some(count),
+            };
+            blocking::block(pop, timeout)
+        }
         "zmpop" => {
             let (keys, max, count) = parse::zmpop(args)?;
             let op = ZSetOp::Pop {
