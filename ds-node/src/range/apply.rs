@@ -16,9 +16,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use net::RpcError;
-use net::message::RangeDescriptor;
 use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlState, WriteOp};
 
+pub use super::ctx::ApplyCtx;
 use super::meta::{self, Meta};
 use super::store::{Entry, KvStore};
 use crate::keyspace::{self, REDIS_PREFIX};
@@ -28,17 +28,6 @@ pub const MAX_STRING_BYTES: u64 = net::limits::DEFAULT_MAX_VALUE_BYTES as u64;
 
 // Every key `net::limits` admits fits in the Masstree.
 const _: () = assert!(net::limits::MAX_INTERNAL_KEY_BYTES <= engines::masstree::MAX_KEY_LEN);
-
-/// What an operation is applied with.
-#[derive(Debug, Clone, Copy)]
-pub struct ApplyCtx<'a> {
-    /// The leader's clock when it proposed the entry (reads: its clock now), Unix ms.
-    pub now_ms: u64,
-    /// The Raft index of the entry (reads: the applied index).
-    pub index: u64,
-    /// The range the operation runs in; keys outside it are refused.
-    pub range: &'a RangeDescriptor,
-}
 
 /// A live (unexpired) Redis key.
 #[derive(Debug, Clone)]
@@ -126,19 +115,16 @@ pub fn execute<S: KvStore>(
     // Deterministic on every replica: an entry over a limit (proposed by an older build, or
     // forged) is an error reply, never an engine failure.
     net::limits::check_op(op, net::limits::DEFAULT_MAX_VALUE_BYTES)?;
+    super::keys::check(op, ctx.range)?;
     let mut a = Apply { store, ctx: *ctx };
-    a.check_keys(op)?;
     match op {
         KvOp::RangeFlush {} => Ok(super::flush::flush_range(a.store, ctx.range)),
-        KvOp::Multi { watches, ops } => super::multi::execute(a.store, watches, ops, ctx),
+        KvOp::Multi { watches, ops } => {
+            super::multi::execute(a.store, watches, ops, ctx, execute::<S>)
+        }
         KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx),
         _ => a.run(op),
     }
-}
-
-/// Whether every key of `op` is in the range of `ctx`.
-pub fn keys_in_range<S: KvStore>(store: &mut S, op: &KvOp, ctx: &ApplyCtx<'_>) -> bool {
-    Apply { store, ctx: *ctx }.check_keys(op).is_ok()
 }
 
 /// An operation being applied: the store and the context. The per-type modules (`list`,
@@ -149,73 +135,6 @@ pub(super) struct Apply<'s, 'c, S> {
 }
 
 impl<S: KvStore> Apply<'_, '_, S> {
-    /// Every key of the operation must be in the range: when its first key is not, the route
-    /// was stale (`RangeNotFound`: refresh and retry); when another is not, its keys span
-    /// ranges (a `CROSSSLOT` error; nothing applied).
-    fn check_keys(&self, op: &KvOp) -> Result<(), RpcError> {
-        let range = self.ctx.range;
-        let not_here = || RpcError::RangeNotFound { range_id: range.id };
-        let raw_ok = |k: &Bytes| range.contains(k);
-        let redis_ok = |k: &Bytes| range.contains(&keyspace::meta_key(k));
-        if !op.other_redis_keys().iter().all(redis_ok) {
-            return Err(if op.redis_key().is_some_and(redis_ok) {
-                super::multi::cross_range()
-            } else {
-                not_here()
-            });
-        }
-        let ok = match op {
-            KvOp::Get { key }
-            | KvOp::Put { key, .. }
-            | KvOp::Delete { key }
-            | KvOp::CompareAndSet { key, .. }
-            | KvOp::Increment { key, .. } => raw_ok(key),
-            KvOp::BatchGet { keys } => keys.iter().all(raw_ok),
-            KvOp::BatchWrite { ops } => ops.iter().all(|w| match w {
-                WriteOp::Put { key, .. } | WriteOp::Delete { key } => raw_ok(key),
-            }),
-            KvOp::Scan { .. } | KvOp::KeyScan { .. } => true, // clamped to the range
-            KvOp::List { .. }
-            | KvOp::Set { .. }
-            | KvOp::ZSet { .. }
-            | KvOp::KeyRename { .. }
-            | KvOp::KeyCopy { .. }
-            | KvOp::Bits { .. } => op.redis_key().is_some_and(redis_ok),
-            // Checked by their own modules (flush, multi).
-            KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => true,
-            KvOp::StrGet { key }
-            | KvOp::StrSet { key, .. }
-            | KvOp::StrGetDel { key }
-            | KvOp::StrGetEx { key, .. }
-            | KvOp::StrIncrBy { key, .. }
-            | KvOp::StrIncrByFloat { key, .. }
-            | KvOp::StrAppend { key, .. }
-            | KvOp::StrLen { key }
-            | KvOp::StrGetRange { key, .. }
-            | KvOp::StrSetRange { key, .. }
-            | KvOp::KeyDel { key }
-            | KvOp::KeyExists { key }
-            | KvOp::KeyExpire { key, .. }
-            | KvOp::KeyPersist { key }
-            | KvOp::KeyTtl { key }
-            | KvOp::KeyType { key }
-            | KvOp::KeyObject { key, .. }
-            | KvOp::HSet { key, .. }
-            | KvOp::HGet { key, .. }
-            | KvOp::HMGet { key, .. }
-            | KvOp::HDel { key, .. }
-            | KvOp::HExists { key, .. }
-            | KvOp::HLen { key }
-            | KvOp::HGetAll { key }
-            | KvOp::HIncrBy { key, .. }
-            | KvOp::HIncrByFloat { key, .. }
-            | KvOp::HStrLen { key, .. }
-            | KvOp::HScan { key, .. }
-            | KvOp::HRandField { key, .. } => redis_ok(key),
-        };
-        if ok { Ok(()) } else { Err(not_here()) }
-    }
-
     fn run(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
         match op {
             KvOp::Get { key } => value(self.raw_get(key).map(|e| e.value)),

@@ -14,28 +14,26 @@ use bytes::Bytes;
 use net::RpcError;
 use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
-use super::apply::{ApplyCtx, execute as execute_one, keys_in_range};
+use super::ctx::ApplyCtx;
+use super::keys;
+pub use super::keys::cross_range;
 use super::meta;
 use super::store::KvStore;
 use crate::keyspace;
 
-/// The error of a transaction whose keys span ranges.
-pub fn cross_range() -> RpcError {
-    RpcError::BadRequest {
-        message: "CROSSSLOT Keys in request don't hash to the same range (keep a \
-                  transaction's keys in one range with a {hash tag})"
-            .into(),
-    }
-}
+/// The function that applies one operation of a `Multi` (`apply::execute`; passed in so that
+/// this module does not import its caller).
+pub type Leaf<S> = fn(&mut S, &KvOp, &ApplyCtx<'_>) -> Result<OpResult, RpcError>;
 
-/// Applies a `Multi`: checks its keys and watches, then runs each operation.
+/// Applies a `Multi`: checks its keys and watches, then runs each operation with `leaf`.
 pub fn execute<S: KvStore>(
     store: &mut S,
     watches: &[Watch],
     ops: &[KvOp],
     ctx: &ApplyCtx<'_>,
+    leaf: Leaf<S>,
 ) -> Result<OpResult, RpcError> {
-    check_keys(store, watches, ops, ctx)?;
+    check_keys(watches, ops, ctx)?;
     for w in watches {
         if digest(store, &w.key, ctx.now_ms) != w.digest {
             return Ok(OpResult::Aborted {});
@@ -51,7 +49,7 @@ pub fn execute<S: KvStore>(
         }
         touched.extend(op.redis_key());
         touched.extend(op.other_redis_keys());
-        results.push(match execute_one(store, op, ctx) {
+        results.push(match leaf(store, op, ctx) {
             Ok(result) => KvResponse::Ok { result },
             Err(error) => KvResponse::Err { error },
         });
@@ -59,12 +57,7 @@ pub fn execute<S: KvStore>(
     Ok(OpResult::Multi { results })
 }
 
-fn check_keys<S: KvStore>(
-    store: &mut S,
-    watches: &[Watch],
-    ops: &[KvOp],
-    ctx: &ApplyCtx<'_>,
-) -> Result<(), RpcError> {
+fn check_keys(watches: &[Watch], ops: &[KvOp], ctx: &ApplyCtx<'_>) -> Result<(), RpcError> {
     let not_here = || RpcError::RangeNotFound {
         range_id: ctx.range.id,
     };
@@ -74,7 +67,7 @@ fn check_keys<S: KvStore>(
                 message: "transactions do not nest".into(),
             });
         }
-        if !keys_in_range(store, op, ctx) {
+        if keys::check(op, ctx.range).is_err() {
             return Err(if i == 0 { not_here() } else { cross_range() });
         }
     }
