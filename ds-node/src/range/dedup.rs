@@ -67,7 +67,14 @@ pub fn apply_once<S: KvStore>(
             return r;
         }
     }
-    let r = respond(exec(store));
+    let r = exec(store);
+    if r.as_ref().is_err_and(RpcError::is_retryable) {
+        // Refused before anything applied (its key is no longer in this range, after a
+        // split): the retry must apply, so nothing is recorded — a record would answer every
+        // retry with this refusal, and would sit under a key of another range.
+        return respond(r);
+    }
+    let r = respond(r);
     let mut b = BytesMut::new();
     r.encode(&mut b);
     store.put(
@@ -142,6 +149,35 @@ mod tests {
         assert_eq!(again, first, "the duplicate gets the first answer");
         let next = incr(&mut s, Some(WriteId { seq: 2, ..ID }), 1_600);
         assert_eq!(int(&next), 10, "another id applies");
+    }
+
+    #[test]
+    fn a_write_refused_because_its_key_left_the_range_is_not_recorded_and_its_retry_applies() {
+        let mut s = ModelStore::default();
+        let op = KvOp::StrIncrBy {
+            key: Bytes::from_static(b"counter"),
+            delta: 5,
+        };
+        let mut elsewhere = desc();
+        // A range that ends before every Redis key: the key is not in it.
+        elsewhere.end = Bytes::from_static(b"a");
+        let ctx = ApplyCtx {
+            now_ms: 1_000,
+            index: 1,
+            range: &elsewhere,
+        };
+        let refused = apply_once(&mut s, Some(ID), &op, 1_000, |st| execute(st, &op, &ctx));
+        assert!(
+            matches!(
+                refused,
+                KvResponse::Err {
+                    error: RpcError::RangeNotFound { .. }
+                }
+            ),
+            "{refused:?}"
+        );
+        assert!(s.is_empty(), "nothing recorded");
+        assert_eq!(int(&incr(&mut s, Some(ID), 1_100)), 5, "the retry applies");
     }
 
     #[test]
