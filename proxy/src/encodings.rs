@@ -134,27 +134,8 @@ impl Encodings {
         self.values[i].load(Ordering::Relaxed)
     }
 
-    /// Sets the value at index `i` of [`PARAMS`] (checked by [`Self::parse`]).
+    /// Sets the value at index `i` of [`PARAMS`] (checked by `CONFIG SET` first).
     pub fn set_at(&self, i: usize, v: i64) {
         self.values[i].store(v, Ordering::Relaxed);
-    }
-
-    /// Parses a value for `PARAMS[i]` with Redis's error reasons.
-    pub fn parse(i: usize, v: &[u8]) -> Result<i64, String> {
-        let p = &PARAMS[i];
-        let n = if p.memory {
-            crate::settings::parse_memory(v)
-                .and_then(|n| i64::try_from(n).ok())
-                .ok_or("argument must be a memory value")?
-        } else {
-            crate::cmd::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?
-        };
-        if n < p.min || n > p.max {
-            return Err(format!(
-                "argument must be between {} and {} inclusive",
-                p.min, p.max
-            ));
-        }
-        Ok(n)
     }
 }

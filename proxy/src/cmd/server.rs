@@ -411,13 +411,32 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
     Reply::OK
 }
 
+/// Parses a value for encoding threshold `PARAMS[i]` with Redis's error reasons.
+fn encoding_value(i: usize, v: &[u8]) -> Result<i64, String> {
+    let p = &crate::encodings::PARAMS[i];
+    let n = if p.memory {
+        crate::settings::parse_memory(v)
+            .and_then(|n| i64::try_from(n).ok())
+            .ok_or("argument must be a memory value")?
+    } else {
+        super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?
+    };
+    if n < p.min || n > p.max {
+        return Err(format!(
+            "argument must be between {} and {} inclusive",
+            p.min, p.max
+        ));
+    }
+    Ok(n)
+}
+
 /// Parses the value of a settable parameter: `Ok(None)` for a parameter `CONFIG SET` cannot
 /// change, `Err` with Redis's reason for a bad value.
 fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
     use crate::encodings::Encodings;
     use crate::settings::{QUERY_BUFFER_LIMIT_MIN, TIMEOUT_SECS_MAX, parse_memory};
     if let Some(i) = Encodings::find(name) {
-        return Encodings::parse(i, v).map(|n| Some(SetValue::Encoding(i, n)));
+        return encoding_value(i, v).map(|n| Some(SetValue::Encoding(i, n)));
     }
     Ok(Some(match name {
         // tierkv has no RDB snapshots (every write is durable in the Raft log): `save ""`
