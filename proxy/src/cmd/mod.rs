@@ -162,6 +162,7 @@ macro_rules! spec {
 
 // The collection commands keep their own tables, next to their code.
 pub mod bitmaps;
+pub mod lcs;
 pub mod lists;
 pub mod sets;
 pub mod zsets;
@@ -173,6 +174,7 @@ pub static TABLES: &[&[Spec]] = &[
     sets::SPECS,
     zsets::SPECS,
     bitmaps::SPECS,
+    lcs::SPECS,
 ];
 
 /// Every supported command, in table order.
@@ -363,6 +365,10 @@ pub fn dispatch(
             let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
             bitmaps::dispatch(name, &args, max_bulk)
         }
+        "lcs" => lcs::dispatch(
+            &args,
+            u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0),
+        ),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
