@@ -65,6 +65,7 @@ pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
         AsyncCmd::Sets(op) => crate::cmd::sets::cross::run(router, op).await,
         AsyncCmd::Block(b) => crate::blocking::once(router, &b).await,
         AsyncCmd::ZSet(z) => crate::cmd::zsets::run(router, z).await,
+        AsyncCmd::Sort(c) => crate::cmd::sort::run(router, c).await,
     }
 }
 

@@ -106,6 +106,8 @@ pub enum AsyncCmd {
     Sets(SetOp),
     /// Sorted-set commands of several keys, and ZSCAN ([`zsets::ZAsync`]).
     ZSet(zsets::ZAsync),
+    /// `SORT` / `SORT_RO` ([`sort`]).
+    Sort(sort::SortCmd),
 }
 
 /// One entry of the command table.
@@ -165,6 +167,7 @@ pub mod bitmaps;
 pub mod lcs;
 pub mod lists;
 pub mod sets;
+pub mod sort;
 pub mod zsets;
 
 /// Every command table: the core one here and one per collection type, each sorted by name.
@@ -175,6 +178,7 @@ pub static TABLES: &[&[Spec]] = &[
     zsets::SPECS,
     bitmaps::SPECS,
     lcs::SPECS,
+    sort::SPECS,
 ];
 
 /// Every supported command, in table order.
@@ -369,6 +373,7 @@ pub fn dispatch(
             &args,
             u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0),
         ),
+        "sort" | "sort_ro" => sort::dispatch(spec.name, &args),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
