@@ -28,5 +28,6 @@ pub mod route;
 pub mod scan;
 pub mod server;
 pub mod settings;
+pub mod unblock;
 
 pub use server::{ProxyConfig, Shared, serve, serve_metrics};

@@ -115,6 +115,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Connected clients.
     pub clients: AtomicUsize,
+    /// Clients blocked now (`CLIENT UNBLOCK`).
+    pub blocked: crate::unblock::Blocked,
     next_id: AtomicU64,
     /// When the proxy started.
     pub started: Instant,
@@ -135,6 +137,7 @@ impl Shared {
             router,
             metrics: Metrics::default(),
             clients: AtomicUsize::new(0),
+            blocked: crate::unblock::Blocked::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         })
@@ -454,11 +457,19 @@ async fn connection(
             if conn.write_out().await.is_err() {
                 return;
             }
+            let mut guard = shared.blocked.register(conn.sess.id);
             let reply = tokio::select! {
                 r = crate::blocking::run(&shared.router, &b) => r,
+                m = &mut guard.unblocked => match m {
+                    Ok(crate::unblock::Mode::Error) => {
+                        Reply::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+                    }
+                    _ => b.timeout_reply.clone(),
+                },
                 () = closed(&mut rd, &mut inbuf) => return,
                 _ = stop.changed() => return,
             };
+            drop(guard);
             conn.items.push(Item {
                 name,
                 proto: conn.sess.protocol,

@@ -194,7 +194,7 @@ fn client_line(sess: &Session) -> String {
     )
 }
 
-fn client(_shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
+fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
     let sub = args[1].to_ascii_lowercase();
     let sub = String::from_utf8_lossy(&sub).into_owned();
     let want = |n: usize| args.len() == n;
@@ -231,9 +231,29 @@ fn client(_shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         "info" if want(2) => Reply::Verbatim(Bytes::from(client_line(sess))),
         "list" => Reply::Verbatim(Bytes::from(client_line(sess))),
         "no-evict" | "no-touch" if want(3) => Reply::OK,
-        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" => wrong(),
+        "unblock" if want(3) || want(4) => client_unblock(shared, &args[2..]),
+        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock" => {
+            wrong()
+        }
         _ => unknown_sub("client", &args[1]),
     }
+}
+
+/// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: 1 when the client was blocked (its command ends now),
+/// else 0.
+fn client_unblock(shared: &Shared, args: &[Bytes]) -> Reply {
+    let id = match super::util::int(&args[0]) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    let mode = match args.get(1) {
+        None => crate::unblock::Mode::Timeout,
+        Some(m) if is(m, "timeout") => crate::unblock::Mode::Timeout,
+        Some(m) if is(m, "error") => crate::unblock::Mode::Error,
+        Some(_) => return Reply::err("CLIENT UNBLOCK reason should be TIMEOUT or ERROR"),
+    };
+    let done = u64::try_from(id).is_ok_and(|id| shared.blocked.unblock(id, mode));
+    Reply::Int(i64::from(done))
 }
 
 fn command_info(s: &Spec) -> Reply {
@@ -269,6 +289,14 @@ fn command(args: &[Bytes]) -> Reply {
                 .map(|n| super::lookup(n).map_or(Reply::Nil, command_info))
                 .collect(),
         )
+    } else if is(sub, "getkeys") {
+        if args.len() < 4 {
+            return arity("command|getkeys");
+        }
+        match getkeys(&args[2..]) {
+            Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+            Err(e) => Reply::err(e),
+        }
     } else if is(sub, "list") {
         Reply::Array(
             all_specs()
@@ -278,6 +306,88 @@ fn command(args: &[Bytes]) -> Reply {
     } else {
         unknown_sub("command", sub)
     }
+}
+
+/// `COMMAND GETKEYS`: the key arguments of a command line, from its key positions, or for the
+/// commands with movable keys from their own syntax (`sortGetKeys`, the `numkeys` forms).
+fn getkeys(cmd: &[Bytes]) -> Result<Vec<Bytes>, &'static str> {
+    let spec = super::lookup(&cmd[0]).ok_or("Invalid command specified")?;
+    let n = i32::try_from(cmd.len()).unwrap_or(i32::MAX);
+    if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+        return Err("Invalid number of arguments specified for command");
+    }
+    let positions = match spec.name {
+        "sort" | "sort_ro" => sort_keys(cmd),
+        // numkeys first
+        "zunion" | "zinter" | "zdiff" | "sintercard" | "zintercard" | "lmpop" | "zmpop" => {
+            numkeys(cmd, 1, &[])?
+        }
+        // destination, then numkeys
+        "zunionstore" | "zinterstore" | "zdiffstore" => numkeys(cmd, 2, &[1])?,
+        // timeout, then numkeys
+        "blmpop" | "bzmpop" => numkeys(cmd, 2, &[])?,
+        _ if spec.first == 0 => return Err("The command has no key arguments"),
+        _ => stepped(spec, cmd.len())?,
+    };
+    if positions.is_empty() {
+        return Err("Invalid arguments specified for command");
+    }
+    Ok(positions.into_iter().map(|i| cmd[i].clone()).collect())
+}
+
+/// Positions `first..=last` by `step` (a negative `last` counts from the end).
+fn stepped(spec: &super::Spec, argc: usize) -> Result<Vec<usize>, &'static str> {
+    let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+    let (first, step) = (i64::from(spec.first), i64::from(spec.step).max(1));
+    let last = if spec.last < 0 {
+        argc + i64::from(spec.last)
+    } else {
+        i64::from(spec.last)
+    };
+    if last >= argc {
+        return Err("Invalid arguments specified for command");
+    }
+    let mut out = Vec::new();
+    let mut i = first;
+    while i <= last {
+        out.push(usize::try_from(i).unwrap_or(0));
+        i += step;
+    }
+    Ok(out)
+}
+
+/// `extra` positions, then the `numkeys` keys after the count at `at`.
+fn numkeys(cmd: &[Bytes], at: usize, extra: &[usize]) -> Result<Vec<usize>, &'static str> {
+    let bad = "Invalid arguments specified for command";
+    let count = cmd
+        .get(at)
+        .and_then(|c| std::str::from_utf8(c).ok()?.parse::<usize>().ok())
+        .ok_or(bad)?;
+    if count == 0 || at + count >= cmd.len() {
+        return Err(bad);
+    }
+    Ok(extra.iter().copied().chain(at + 1..=at + count).collect())
+}
+
+/// `sortGetKeys`: the sorted key, and the last `STORE` destination (skipping the arguments
+/// of LIMIT, GET and BY).
+fn sort_keys(cmd: &[Bytes]) -> Vec<usize> {
+    let mut out = vec![1];
+    let mut store = None;
+    let mut i = 2;
+    while i < cmd.len() {
+        let a = &cmd[i];
+        if is(a, "limit") {
+            i += 2;
+        } else if is(a, "get") || is(a, "by") {
+            i += 1;
+        } else if is(a, "store") && i + 1 < cmd.len() {
+            store = Some(i + 1);
+        }
+        i += 1;
+    }
+    out.extend(store);
+    out
 }
 
 /// The parameters `CONFIG GET` knows, with their values.
