@@ -23,6 +23,7 @@ pub mod encodings;
 pub mod glob;
 pub mod keyspace;
 pub mod metrics;
+pub mod rdb;
 pub mod resp;
 pub mod route;
 pub mod scan;

@@ -120,6 +120,9 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
         }
         "hincrbyfloat" => {
             let delta = float(&args[3])?;
+            if delta.is_infinite() {
+                return Err(Reply::err("value is NaN or Infinity"));
+            }
             let op = KvOp::HIncrByFloat {
                 key: k,
                 field: args[2].clone(),

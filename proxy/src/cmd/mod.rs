@@ -164,6 +164,7 @@ macro_rules! spec {
 
 // The collection commands keep their own tables, next to their code.
 pub mod bitmaps;
+pub mod dump;
 pub mod lcs;
 pub mod lists;
 pub mod sets;
@@ -178,6 +179,7 @@ pub static TABLES: &[&[Spec]] = &[
     zsets::SPECS,
     bitmaps::SPECS,
     lcs::SPECS,
+    dump::SPECS,
     sort::SPECS,
 ];
 
@@ -374,6 +376,7 @@ pub fn dispatch(
             u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0),
         ),
         "sort" | "sort_ro" => sort::dispatch(spec.name, &args),
+        "dump" | "restore" => dump::dispatch(spec.name, &args, crate::server::now_ms()),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),

@@ -58,13 +58,13 @@ pub fn int(s: &[u8]) -> Result<i64, Reply> {
     parse_i64(s).ok_or_else(not_int)
 }
 
-/// A float argument as `strtold` would take it (no spaces, no NaN), or `ERR value is not a
-/// valid float`.
+/// A float argument as `string2ld` takes it (`strtold` over the whole string: a sign, `inf`,
+/// no leading or trailing space, no NaN), or `ERR value is not a valid float`.
 pub fn float(s: &[u8]) -> Result<f64, Reply> {
     let bad = || Reply::err("value is not a valid float");
     let text = std::str::from_utf8(s).map_err(|_| bad())?;
     if text.is_empty()
-        || text.starts_with(|c: char| c.is_whitespace() || c == '+')
+        || text.starts_with(char::is_whitespace)
         || text.ends_with(char::is_whitespace)
     {
         return Err(bad());
