@@ -99,6 +99,13 @@ pub enum RpcError {
     /// The peer did not prove knowledge of the cluster secret (handshake).
     #[error("cluster secret proof failed: the peer does not hold this cluster's secret")]
     AuthFailed {},
+    /// A Redis error reply with its own prefix (`INVALIDOBJ …`, or a `WRONGTYPE` text other
+    /// than the standard one), answered to the client as it is.
+    #[error("{message}")]
+    Redis {
+        /// The whole error text, prefix included.
+        message: String,
+    },
 }
 
 wire_enum!(RpcError: u16, "error code" {
@@ -119,6 +126,7 @@ wire_enum!(RpcError: u16, "error code" {
     15 => ClusterMismatch { cluster_id },
     16 => BadRequest { message },
     17 => AuthFailed {},
+    20 => Redis { message },
 });
 
 impl RpcError {

@@ -131,6 +131,7 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         KvOp::Set { op } => op.check_limits(max_value_bytes),
         KvOp::ZSet { op } => op.check_limits(max_value_bytes),
         KvOp::Bits { op } => op.check_limits(max_value_bytes),
+        KvOp::Hll { op } => op.check_limits(),
         // Operations of a Multi do not nest (refused when decoded): one level of recursion.
         KvOp::Multi { watches, ops } => {
             watches.iter().try_for_each(|w| user_key(&w.key, 0))?;

@@ -441,6 +441,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             }
             KvOp::List { op } => self.list(op),
             KvOp::Bits { op } => self.bits(op),
+            KvOp::Hll { op } => self.hll(op),
             KvOp::Set { op } => self.set(op),
             KvOp::HRandField {
                 key,

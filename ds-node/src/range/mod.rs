@@ -10,6 +10,7 @@ pub mod dedup;
 pub mod engine;
 pub mod flush;
 mod hash_rand;
+mod hll;
 pub mod keys;
 mod list;
 pub mod meta;

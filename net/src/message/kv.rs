@@ -6,6 +6,7 @@ use bytes::Bytes;
 use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
 pub use crate::message::bits::BitOp;
+pub use crate::message::hll::HllOp;
 pub use crate::message::list::ListOp;
 use crate::message::route::RouteCtx;
 pub use crate::message::set::{SetAlgebra, SetOp};
@@ -429,6 +430,8 @@ pub enum KvOp {
     ZSet { op: ZSetOp },
     /// A bitmap command on a string ([`BitOp`]).
     Bits { op: BitOp },
+    /// A HyperLogLog command ([`HllOp`]).
+    Hll { op: HllOp },
 }
 
 /// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
@@ -528,6 +531,7 @@ wire_enum!(KvOp: u8, "kv op" {
     81 => Set { op },
     82 => ZSet { op },
     83 => Bits { op },
+    84 => Hll { op },
 });
 
 impl KvOp {
@@ -570,6 +574,7 @@ impl KvOp {
             KvOp::Set { op } => Some(op.key()),
             KvOp::ZSet { op } => Some(op.key()),
             KvOp::Bits { op } => Some(op.key()),
+            KvOp::Hll { op } => Some(op.key()),
             _ => None,
         }
     }
@@ -581,6 +586,7 @@ impl KvOp {
             KvOp::List { op } => op.other_keys(),
             KvOp::Set { op } => op.other_keys(),
             KvOp::ZSet { op } => op.other_keys(),
+            KvOp::Hll { op } => op.other_keys(),
             KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => std::slice::from_ref(dst),
             _ => &[],
         }
@@ -609,7 +615,11 @@ impl KvOp {
             | KvOp::HIncrByFloat { key, .. }
             | KvOp::KeyRename { key, .. }
             | KvOp::KeyCopy { key, .. } => Some(key),
-            KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } | KvOp::Bits { .. }
+            KvOp::List { .. }
+            | KvOp::Set { .. }
+            | KvOp::ZSet { .. }
+            | KvOp::Bits { .. }
+            | KvOp::Hll { .. }
                 if self.is_write() =>
             {
                 self.redis_key()
@@ -630,6 +640,7 @@ impl KvOp {
             Self::Set { op } => return op.is_write(),
             Self::ZSet { op } => return op.is_write(),
             Self::Bits { op } => return op.is_write(),
+            Self::Hll { op } => return op.is_write(),
             _ => {}
         }
         !matches!(

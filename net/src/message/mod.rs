@@ -2,6 +2,7 @@
 
 pub mod bits;
 pub mod handshake;
+pub mod hll;
 pub mod kv;
 pub mod list;
 pub mod master;

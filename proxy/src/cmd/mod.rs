@@ -165,6 +165,7 @@ macro_rules! spec {
 // The collection commands keep their own tables, next to their code.
 pub mod bitmaps;
 pub mod dump;
+pub mod hll;
 pub mod lcs;
 pub mod lists;
 pub mod sets;
@@ -180,6 +181,7 @@ pub static TABLES: &[&[Spec]] = &[
     bitmaps::SPECS,
     lcs::SPECS,
     dump::SPECS,
+    hll::SPECS,
     sort::SPECS,
 ];
 
@@ -376,6 +378,7 @@ pub fn dispatch(
             u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0),
         ),
         "sort" | "sort_ro" => sort::dispatch(spec.name, &args),
+        "pfadd" | "pfcount" | "pfmerge" => hll::dispatch(spec.name, &args),
         "dump" | "restore" => dump::dispatch(spec.name, &args, crate::server::now_ms()),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),

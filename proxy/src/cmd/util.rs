@@ -99,6 +99,7 @@ pub fn rpc_error(e: &RpcError) -> Reply {
         RpcError::NotAFloat {} => Reply::err("value is not a valid float"),
         RpcError::Overflow {} => Reply::err("increment or decrement would overflow"),
         RpcError::BadRequest { message } => Reply::err(message),
+        RpcError::Redis { message } => Reply::Error(message.clone()),
         RpcError::ValueTooLarge { .. } => {
             Reply::err("string exceeds maximum allowed size (proto-max-bulk-len)")
         }
