@@ -73,8 +73,11 @@ impl Bloom {
 
     /// Returns false if the key with this [`key_hash`] is certainly absent.
     pub fn may_contain(&self, hash: u64) -> bool {
-        self.probes(hash)
-            .all(|bit| self.bytes.get((bit / 8) as usize).is_some_and(|b| b & (1 << (bit % 8)) != 0))
+        self.probes(hash).all(|bit| {
+            self.bytes
+                .get((bit / 8) as usize)
+                .is_some_and(|b| b & (1 << (bit % 8)) != 0)
+        })
     }
 
     /// Returns the filter's bytes.

@@ -126,7 +126,8 @@ impl<D: BlockDevice> KeyIndex<D> {
         };
         let _flag = CompactingFlag(self);
         let expected: u64 = inputs.iter().map(|r| r.desc.entries).sum();
-        let mut writer = RunWriter::new(self.store.clone(), &self.cfg, self.next_run_id(), expected);
+        let mut writer =
+            RunWriter::new(self.store.clone(), &self.cfg, self.next_run_id(), expected);
         let merged = self.merge_into(&inputs, bottom, &mut writer).await;
         let run = match merged {
             Ok(()) => writer.finish().await,
@@ -213,7 +214,17 @@ mod tests {
         assert_eq!(pick_compaction(&p, &[10, 12, 30, 40]), Some(0..4));
         assert_eq!(pick_compaction(&p, &[1, 100, 100, 100, 100]), Some(1..5));
         assert_eq!(pick_compaction(&p, &[1, 100, 1000, 10000, 100000]), None);
-        let many = [1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000];
+        let many = [
+            1,
+            10,
+            100,
+            1000,
+            10_000,
+            100_000,
+            1_000_000,
+            10_000_000,
+            100_000_000,
+        ];
         assert_eq!(pick_compaction(&p, &many), Some(0..9));
     }
 }

@@ -329,7 +329,10 @@ impl<'a> Reader<'a> {
 
     /// Returns the next `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Res<&'a [u8]> {
-        let end = self.at.checked_add(n).ok_or(DecodeError("length overflow"))?;
+        let end = self
+            .at
+            .checked_add(n)
+            .ok_or(DecodeError("length overflow"))?;
         let s = self.b.get(self.at..end).ok_or(DecodeError("truncated"))?;
         self.at = end;
         Ok(s)
@@ -383,7 +386,14 @@ mod tests {
     fn arb_entry() -> impl Strategy<Value = IndexEntry> {
         prop_oneof![
             Just(IndexEntry::Tombstone),
-            (any::<u8>(), any::<u64>(), any::<u32>(), any::<u64>(), any::<u32>(), any::<u32>())
+            (
+                any::<u8>(),
+                any::<u64>(),
+                any::<u32>(),
+                any::<u64>(),
+                any::<u32>(),
+                any::<u32>()
+            )
                 .prop_map(|(t, e, s, o, l, c)| IndexEntry::Value(IndexValue {
                     value_type: t,
                     expire_at_ms: e,
@@ -473,7 +483,10 @@ mod tests {
         for i in 0..FRAME_HEADER_LEN + payload.len() {
             let mut f = frame.clone();
             f[i] ^= 0x10;
-            assert!(decode_frame(&f, FrameKind::Data, RunId(3)).is_err(), "byte {i}");
+            assert!(
+                decode_frame(&f, FrameKind::Data, RunId(3)).is_err(),
+                "byte {i}"
+            );
         }
     }
 }

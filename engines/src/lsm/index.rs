@@ -125,7 +125,13 @@ impl<D: BlockDevice> KeyIndex<D> {
             if let Some(m) = r.newest
                 && best.as_ref().is_none_or(|(b, _)| m.seq > b.seq)
             {
-                best = Some((m, ManifestHead { seg: *seg, pos: r.end }));
+                best = Some((
+                    m,
+                    ManifestHead {
+                        seg: *seg,
+                        pos: r.end,
+                    },
+                ));
             }
         }
         let (manifest, head) = match best {

@@ -175,7 +175,9 @@ pub fn record_len(bytes: &[u8]) -> Option<usize> {
 /// Decodes one record copy read from segment `seg_id` of generation `gen`.
 pub fn decode_record(bytes: &[u8], seg_id: u32, generation: u32) -> Result<Manifest, DecodeError> {
     let len = record_len(bytes).ok_or(DecodeError("no manifest record here"))?;
-    let b = bytes.get(..len).ok_or(DecodeError("truncated manifest record"))?;
+    let b = bytes
+        .get(..len)
+        .ok_or(DecodeError("truncated manifest record"))?;
     let mut r = Reader::new(b);
     r.bytes(4)?;
     let crc = r.u32()?;
@@ -188,7 +190,9 @@ pub fn decode_record(bytes: &[u8], seg_id: u32, generation: u32) -> Result<Manif
         return Err(DecodeError("bad manifest header"));
     }
     if sid != seg_id || g != generation {
-        return Err(DecodeError("manifest record of another segment or generation"));
+        return Err(DecodeError(
+            "manifest record of another segment or generation",
+        ));
     }
     Manifest::decode_payload(b.get(MANIFEST_HEADER_LEN..).unwrap_or_default(), seq)
 }
@@ -246,7 +250,10 @@ async fn read_record<D: BlockDevice>(
     pos: u64,
 ) -> Result<Option<(Manifest, u64)>> {
     let block = dev.alignment();
-    let head = dev.read(seg.offset + pos, block).await.map_err(Error::from_nvme)?;
+    let head = dev
+        .read(seg.offset + pos, block)
+        .await
+        .map_err(Error::from_nvme)?;
     let Some(len) = record_len(&head) else {
         return Ok(None);
     };

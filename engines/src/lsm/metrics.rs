@@ -35,7 +35,8 @@ pub struct LsmMetrics {
 }
 
 fn hist() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+        .expect("constant histogram bounds are valid")
 }
 
 impl Default for LsmMetrics {
@@ -60,7 +61,9 @@ impl Default for LsmMetrics {
 impl LsmMetrics {
     /// Records a duration in a histogram, clamping it into the histogram's range.
     pub(crate) fn record(h: &mut Histogram<u64>, d: std::time::Duration) {
-        let v = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).clamp(1, h.high());
+        let v = u64::try_from(d.as_nanos())
+            .unwrap_or(u64::MAX)
+            .clamp(1, h.high());
         h.saturating_record(v);
     }
 }

@@ -6,9 +6,9 @@ use nvme::{BlockDevice, OwnerTag, SegmentId};
 
 use super::bloom::{Bloom, key_hash};
 use super::format::{
-    self, BlockLoc, FRAME_HEADER_LEN, FrameKind, Footer, MAX_KEY_LEN, decode_block,
-    decode_frame, decode_index_chunk, encode_frame, encode_index_chunk, entry_len, frame_len,
-    index_entry_len, put_entry,
+    self, BlockLoc, FRAME_HEADER_LEN, Footer, FrameKind, MAX_KEY_LEN, decode_block, decode_frame,
+    decode_index_chunk, encode_frame, encode_index_chunk, entry_len, frame_len, index_entry_len,
+    put_entry,
 };
 use super::manifest::RunDesc;
 use super::{Error, IndexEntry, LsmConfig, Result, RunId};
@@ -40,7 +40,12 @@ pub(super) struct Run {
 }
 
 /// Builds a `Corruption` error for a frame of `run`.
-fn corrupt(what: &'static str, seg: Option<&RunSeg>, loc: &BlockLoc, detail: &'static str) -> Error {
+fn corrupt(
+    what: &'static str,
+    seg: Option<&RunSeg>,
+    loc: &BlockLoc,
+    detail: &'static str,
+) -> Error {
     Error::Corruption {
         what,
         segment: seg.map_or(u32::MAX, |s| s.id),
@@ -80,7 +85,12 @@ impl Run {
         let a = dev.alignment() as u64;
         let end = loc.offset.checked_add(u64::from(loc.len));
         if loc.offset % a != 0 || u64::from(loc.len) % a != 0 || end.is_none_or(|e| e > seg_len) {
-            return Err(corrupt(what, seg, loc, "frame location outside its segment"));
+            return Err(corrupt(
+                what,
+                seg,
+                loc,
+                "frame location outside its segment",
+            ));
         }
         let bytes = dev
             .read(s.offset + loc.offset, loc.len as usize)
@@ -144,19 +154,41 @@ impl Run {
     }
 
     /// Reads and decodes data block `i`, checking it belongs where the index says.
-    pub async fn read_block<D: BlockDevice>(&self, dev: &D, seg_len: u64, i: usize) -> Result<Block> {
+    pub async fn read_block<D: BlockDevice>(
+        &self,
+        dev: &D,
+        seg_len: u64,
+        i: usize,
+    ) -> Result<Block> {
         let (last, loc) = self
             .index
             .get(i)
             .ok_or(Error::InvalidArgument("block index out of range"))?;
-        let p = Self::read_frame(dev, &self.segs, seg_len, self.id(), loc, FrameKind::Data, "data block")
-            .await?;
+        let p = Self::read_frame(
+            dev,
+            &self.segs,
+            seg_len,
+            self.id(),
+            loc,
+            FrameKind::Data,
+            "data block",
+        )
+        .await?;
         let seg = self.segs.get(loc.part as usize);
         let block = decode_block(&p).map_err(|e| corrupt("data block", seg, loc, e.0))?;
-        let prev_last = i.checked_sub(1).and_then(|j| self.index.get(j)).map(|(k, _)| k);
+        let prev_last = i
+            .checked_sub(1)
+            .and_then(|j| self.index.get(j))
+            .map(|(k, _)| k);
         let first = block.first().map(|(k, _)| k);
-        if block.last().map(|(k, _)| k) != Some(last) || (prev_last.is_some() && prev_last >= first) {
-            return Err(corrupt("data block", seg, loc, "keys differ from the block index"));
+        if block.last().map(|(k, _)| k) != Some(last) || (prev_last.is_some() && prev_last >= first)
+        {
+            return Err(corrupt(
+                "data block",
+                seg,
+                loc,
+                "keys differ from the block index",
+            ));
         }
         Ok(block)
     }
@@ -274,7 +306,9 @@ impl<D: BlockDevice> RunWriter<D> {
             return Err(Error::InvalidArgument("key length must be 1 ..= 64 KiB"));
         }
         if self.footer.entries > 0 && key <= &self.last_key[..] {
-            return Err(Error::InvalidArgument("checkpoint keys must be strictly increasing"));
+            return Err(Error::InvalidArgument(
+                "checkpoint keys must be strictly increasing",
+            ));
         }
         let len = entry_len(key, entry);
         if self.blk_count > 0 && FRAME_HEADER_LEN + self.blk.len() + len > self.target {
@@ -317,7 +351,11 @@ impl<D: BlockDevice> RunWriter<D> {
         let end = self.seg_pos + (self.buf.len() + flen) as u64;
         if self.segs.is_empty() || end > self.seg_len {
             self.write_buf().await?;
-            let s = self.store.allocate(self.owner).await.map_err(Error::from_nvme)?;
+            let s = self
+                .store
+                .allocate(self.owner)
+                .await
+                .map_err(Error::from_nvme)?;
             self.segs.push(RunSeg {
                 id: s.id.0,
                 generation: s.generation.0,
@@ -373,7 +411,8 @@ impl<D: BlockDevice> RunWriter<D> {
         while start < self.index.len() {
             let mut size = 4;
             let mut end = start;
-            while end < self.index.len() && size + index_entry_len(&self.index[end].0) <= chunk_max {
+            while end < self.index.len() && size + index_entry_len(&self.index[end].0) <= chunk_max
+            {
                 size += index_entry_len(&self.index[end].0);
                 end += 1;
             }
@@ -395,7 +434,11 @@ impl<D: BlockDevice> RunWriter<D> {
         }
         let footer = self.put_frame(FrameKind::Footer, &payload).await?;
         self.write_buf().await?;
-        self.store.device().flush().await.map_err(Error::from_nvme)?;
+        self.store
+            .device()
+            .flush()
+            .await
+            .map_err(Error::from_nvme)?;
         let desc = RunDesc {
             id: self.id,
             entries: self.footer.entries,

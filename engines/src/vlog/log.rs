@@ -11,7 +11,6 @@ use std::time::Instant;
 
 use nvme::{BlockDevice, IoBuf, OwnerTag, Segment};
 
-use crate::segments::SharedStore;
 use super::metrics::VlogMetrics;
 use super::record::{
     EntryRecord, FRAGMENT_FIXED_LEN, FragmentHead, LogRecord, RECORD_ALIGN, RECORD_HEADER_LEN,
@@ -21,6 +20,7 @@ use super::state::{FastMap, State};
 use super::types::Seq;
 use super::{Error, Result, VlogConfig};
 use crate::masstree::{LogPointer, SegmentId};
+use crate::segments::SharedStore;
 
 /// Where a value lies inside a record's data (the entry payload, the relocated value, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
