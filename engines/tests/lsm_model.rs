@@ -201,3 +201,39 @@ fn bad_checkpoint_input_is_refused() {
         assert_eq!(ix.get(b"c").await.unwrap(), None);
     });
 }
+
+/// A checkpoint that runs while a compaction merges older runs (their writes interleave: each
+/// yields after every device write) lands newest first either way, and the result equals the
+/// model; a second compaction meanwhile is refused with `Busy`.
+#[test]
+fn a_checkpoint_during_a_compaction_stays_newest() {
+    block_on(async {
+        let ix = must_open(must_format(120)).await;
+        let mut r = rng(21);
+        let mut model = Model::default();
+        for i in 0..4 {
+            let b = batch(&mut r, 3000, 4000);
+            let applied = [(RangeId(1), LogIndex(i))];
+            checkpoint(&ix, &b, &applied).await.unwrap();
+            model.apply(&b, &applied);
+        }
+        let b = batch(&mut r, 3000, 4000);
+        let applied = [(RangeId(1), LogIndex(10))];
+        let both = futures_lite::future::zip(ix.compact_all(), async {
+            futures_lite::future::yield_now().await;
+            assert!(matches!(
+                ix.compact().await,
+                Err(engines::lsm::Error::Busy(_))
+            ));
+            checkpoint(&ix, &b, &applied).await
+        });
+        let (c, k) = both.await;
+        c.unwrap().unwrap();
+        k.unwrap();
+        model.apply(&b, &applied);
+        assert_eq!(ix.runs().len(), 2);
+        must_equal(&ix, &model, "after the overlap").await;
+        let ix = must_open(close(ix)).await;
+        must_equal(&ix, &model, "reopened").await;
+    });
+}

@@ -10,7 +10,8 @@
 //!
 //! Modules (imports point down this list only):
 //! - `checkpoint`, `compact`, `iter`: the operations, each an `impl KeyIndex` block.
-//! - `index`: [`KeyIndex`] itself — open/recovery, point gets, manifest edits, freeing runs.
+//! - `open`: [`KeyIndex::open`] — recovery: the newest manifest, its runs, freeing leaks.
+//! - `index`: [`KeyIndex`] itself — state, point gets, manifest edits, freeing runs.
 //! - `run`: a run in memory (block index, bloom filter), its writer and its block reads.
 //! - [`manifest`]: the manifest record codec and the manifest log scan.
 //! - [`bloom`], [`format`]: the bloom filter and the frame/block/footer codecs (pure).
@@ -29,6 +30,7 @@ mod index;
 mod iter;
 pub mod manifest;
 pub mod metrics;
+mod open;
 mod run;
 
 use std::fmt;
@@ -38,10 +40,11 @@ pub use crate::segments::SharedStore;
 pub use crate::vlog::{LogIndex, RangeId};
 pub use checkpoint::{CheckpointReport, CheckpointWriter};
 pub use compact::{CompactionPolicy, CompactionReport, pick_compaction};
-pub use index::{KeyIndex, OpenReport, RunInfo};
+pub use index::{KeyIndex, RunInfo};
 pub use iter::RangeIter;
 pub use metrics::LsmMetrics;
 use nvme::OwnerTag;
+pub use open::OpenReport;
 
 /// Identifies a run of the index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
