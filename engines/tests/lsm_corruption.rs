@@ -246,3 +246,60 @@ fn falling_back_to_a_manifest_whose_runs_were_freed_is_an_error() {
     let e = res.expect_err("the previous manifest's runs are gone");
     assert!(is_corruption(&e), "{e}");
 }
+
+/// Right after a manifest rotation the new segment holds one record; the old segment is kept
+/// until a second record is written there, so damage to both copies of that one record falls
+/// back to the previous record in the old segment (exactly its state). After a second record
+/// the old segment is freed.
+#[test]
+fn the_first_record_of_a_new_manifest_segment_has_a_fallback() {
+    block_on(async {
+        let ix = must_open(must_format(40)).await;
+        let mut model = Model::default();
+        let mut prev = model.clone();
+        let mut r = rng(12);
+        let mut i = 0;
+        while ix.store().segments_of(MANIFEST).await.unwrap().len() < 2 {
+            i += 1;
+            assert!(i < 100, "the manifest never rotated");
+            let b = batch(&mut r, 5, 100);
+            let applied = [(RangeId(3), LogIndex(i))];
+            prev = model.clone();
+            checkpoint(&ix, &b, &applied).await.unwrap();
+            model.apply(&b, &applied);
+        }
+        let dev = close(ix);
+        let image = dev.into_bytes();
+        // Damage both copies of the one record in the newest segment: the previous record
+        // (in the old segment) is the state.
+        let damaged = {
+            let dev = MemDevice::from_bytes(image.clone(), BS).unwrap();
+            let store = SharedStore::open(dev).await.unwrap();
+            let mut newest = None;
+            for seg in store.segments_of(MANIFEST).await.unwrap() {
+                let r = scan_segment(&**store.device(), &seg).await.unwrap();
+                let seq = r.newest.unwrap().seq;
+                if newest.is_none_or(|(s, _)| seq > s) {
+                    newest = Some((seq, seg));
+                }
+                assert!(r.copies > 0);
+            }
+            let seg = newest.unwrap().1;
+            let head = store.device().read(seg.offset, BS).await.unwrap();
+            let padded = record_len(&head).unwrap().div_ceil(BS) * BS;
+            let dev = store.into_device().unwrap();
+            flip(&dev, seg.offset + 40);
+            flip(&dev, seg.offset + padded as u64 + 40);
+            dev
+        };
+        let ix = must_open(damaged).await;
+        must_equal(&ix, &prev, "fallback to the old manifest segment").await;
+        // Undamaged: the newest state; two more writes free the old segment.
+        let ix2 = must_open(MemDevice::from_bytes(image, BS).unwrap()).await;
+        must_equal(&ix2, &model, "newest").await;
+        checkpoint(&ix2, &batch(&mut r, 5, 100), &[]).await.unwrap();
+        checkpoint(&ix2, &batch(&mut r, 5, 100), &[]).await.unwrap();
+        assert_eq!(ix2.store().segments_of(MANIFEST).await.unwrap().len(), 1);
+        drop(ix);
+    });
+}

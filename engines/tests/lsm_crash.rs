@@ -112,7 +112,8 @@ fn must_recover(mem: MemDevice, out: &Outcome, reuse: bool, ctx: &str) -> bool {
                 false
             }
         };
-        // Nothing leaked: every run segment is named, at most one manifest segment is left.
+        // Nothing leaked: every run segment is named; the current manifest segment and at most
+        // one fallback (format doc §4, rotation) are left.
         let named: BTreeSet<u32> = ix.runs().iter().map(|r| r.segments as u32).collect();
         let owned = store.segments_of(RUNS).await.unwrap().len();
         let in_runs: usize = ix.runs().iter().map(|r| r.segments).sum();

@@ -34,6 +34,8 @@ pub struct RunInfo {
 pub(super) struct ManifestHead {
     pub seg: Segment,
     pub pos: u64,
+    /// Manifest writes (records) in `seg`.
+    pub records: u64,
 }
 
 /// Mutable state of the index.
@@ -45,8 +47,11 @@ pub(super) struct State {
     pub runs: Vec<Rc<Run>>,
     /// Taken out while a manifest write is in flight.
     pub head: Option<ManifestHead>,
-    /// Older manifest segments, freed after the next manifest write.
+    /// Older manifest segments, freed once the current one holds two records (until then
+    /// they hold the previous record, the fallback if the newest is damaged).
     pub old_manifest_segs: Vec<SegmentId>,
+    /// Sequence number of the next manifest write.
+    pub next_seq: u64,
     /// Runs no manifest names any more, freed once no reader holds them.
     pub retired: Vec<Rc<Run>>,
     /// Segments of abandoned runs, to free.
@@ -240,7 +245,11 @@ impl<D: BlockDevice> KeyIndex<D> {
             (s.manifest.clone(), s.runs.clone(), head)
         };
         f(&mut m, &mut runs);
-        m.seq += 1;
+        m.seq = {
+            let mut s = self.state.borrow_mut();
+            s.next_seq += 1;
+            s.next_seq - 1
+        };
         m.next_run_id = self.state.borrow().next_run_id;
         m.runs = runs.iter().map(|r| r.desc.clone()).collect();
         let res = self.write_manifest(&m, head).await;
@@ -282,15 +291,15 @@ impl<D: BlockDevice> KeyIndex<D> {
         let block = dev.alignment();
         let probe = encode_record(m, 0, 0, block)?;
         let need = 2 * probe.len() as u64;
-        let (seg, pos, old) = match head {
-            Some(h) if h.pos + need <= h.seg.len => (h.seg, h.pos, None),
+        let (seg, pos, records, old) = match head {
+            Some(h) if h.pos + need <= h.seg.len => (h.seg, h.pos, h.records, None),
             other => {
                 let s = self
                     .store
                     .allocate(self.cfg.manifest_owner)
                     .await
                     .map_err(Error::from_nvme)?;
-                (s, 0, other.map(|h| h.seg.id))
+                (s, 0, 0, other.map(|h| h.seg.id))
             }
         };
         if need > seg.len {
@@ -304,13 +313,12 @@ impl<D: BlockDevice> KeyIndex<D> {
             .map_err(Error::from_nvme)?;
         dev.flush().await.map_err(Error::from_nvme)?;
         self.metrics.borrow_mut().written_bytes_total += two.len() as u64;
-        Ok((
-            ManifestHead {
-                seg,
-                pos: pos + need,
-            },
-            old,
-        ))
+        let head = ManifestHead {
+            seg,
+            pos: pos + need,
+            records: records + 1,
+        };
+        Ok((head, old))
     }
 
     /// Frees what no durable manifest names any more: retired runs no lookup or iterator
@@ -330,7 +338,9 @@ impl<D: BlockDevice> KeyIndex<D> {
                 .flat_map(|r| r.segs.iter().map(|g| SegmentId(g.id)))
                 .collect();
             ids.append(&mut s.orphans);
-            ids.append(&mut s.old_manifest_segs);
+            if s.head.is_some_and(|h| h.records >= 2) {
+                ids.append(&mut s.old_manifest_segs);
+            }
             ids
         };
         for id in &doomed {

@@ -206,6 +206,8 @@ pub struct ScanResult {
     pub end: u64,
     /// Invalid positions skipped before a later valid record (damage, not a torn tail).
     pub skipped: u64,
+    /// Valid record copies found.
+    pub copies: u64,
 }
 
 /// Reads a manifest segment and returns its newest valid record (rules: format doc §4).
@@ -216,6 +218,7 @@ pub async fn scan_segment<D: BlockDevice>(dev: &D, seg: &Segment) -> Result<Scan
         newest: None,
         end: 0,
         skipped: 0,
+        copies: 0,
     };
     let mut pos = 0u64;
     let mut miss_from: Option<u64> = None;
@@ -228,6 +231,7 @@ pub async fn scan_segment<D: BlockDevice>(dev: &D, seg: &Segment) -> Result<Scan
                 if miss_from.take().is_some() {
                     res.skipped += 1;
                 }
+                res.copies += 1;
                 if res.newest.as_ref().is_none_or(|n| m.seq > n.seq) {
                     res.newest = Some(m);
                 }

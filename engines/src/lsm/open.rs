@@ -52,25 +52,39 @@ impl<D: BlockDevice> KeyIndex<D> {
             .await
             .map_err(Error::from_nvme)?;
         let mut report = OpenReport::default();
-        let mut best: Option<(Manifest, ManifestHead)> = None;
+        // Per segment: its newest valid record, where its log ends, how many records it has.
+        let mut found: Vec<(Manifest, ManifestHead)> = Vec::new();
         for seg in &msegs {
             let r = scan_segment(&*dev, seg).await?;
             report.damaged_manifest_records += r.skipped;
-            if let Some(m) = r.newest
-                && best.as_ref().is_none_or(|(b, _)| m.seq > b.seq)
-            {
-                best = Some((
+            if let Some(m) = r.newest {
+                let records = r.copies.div_ceil(2);
+                found.push((
                     m,
                     ManifestHead {
                         seg: *seg,
                         pos: r.end,
+                        records,
                     },
                 ));
             }
         }
-        let (manifest, head) = match best {
+        found.sort_by_key(|(m, _)| std::cmp::Reverse(m.seq));
+        let mut found = found.into_iter();
+        let (manifest, head) = match found.next() {
             Some((m, h)) => (m, Some(h)),
             None => (Manifest::default(), None),
+        };
+        // While the current segment holds one record, the segment with the previous one stays.
+        let fallback = found
+            .next()
+            .filter(|_| head.is_some_and(|h| h.records < 2))
+            .map(|(_, h)| h.seg.id);
+        // Records past the readable end of a damaged log may carry seqs above the current
+        // one: new records start above any seq one segment can hold (format doc §4).
+        let next_seq = match &head {
+            Some(h) => manifest.seq + h.seg.len / (2 * dev.alignment() as u64) + 1,
+            None => 1,
         };
         let runs = load_runs(&store, &cfg, &manifest, seg_len).await?;
         let index = Self {
@@ -82,6 +96,8 @@ impl<D: BlockDevice> KeyIndex<D> {
                 manifest,
                 runs,
                 head,
+                old_manifest_segs: fallback.into_iter().collect(),
+                next_seq,
                 ..State::default()
             }),
             editing: Cell::new(false),
@@ -100,16 +116,22 @@ impl<D: BlockDevice> KeyIndex<D> {
     }
 
     /// Frees run segments the manifest does not name and manifest segments other than the
-    /// current one (format doc §5, open).
+    /// current one and its fallback (format doc §5, open).
     async fn free_unnamed(&self, msegs: &[Segment]) -> Result<usize> {
-        let (named, current) = {
+        let (named, keep) = {
             let s = self.state.borrow();
             let named: BTreeSet<u32> = s
                 .runs
                 .iter()
                 .flat_map(|r| r.segs.iter().map(|g| g.id))
                 .collect();
-            (named, s.head.map(|h| h.seg.id))
+            let keep: Vec<SegmentId> = s
+                .head
+                .map(|h| h.seg.id)
+                .into_iter()
+                .chain(s.old_manifest_segs.iter().copied())
+                .collect();
+            (named, keep)
         };
         let runs = self
             .store
@@ -121,7 +143,7 @@ impl<D: BlockDevice> KeyIndex<D> {
             .filter(|s| !named.contains(&s.id.0))
             .map(|s| s.id)
             .collect();
-        doomed.extend(msegs.iter().map(|s| s.id).filter(|&id| Some(id) != current));
+        doomed.extend(msegs.iter().map(|s| s.id).filter(|id| !keep.contains(id)));
         for id in &doomed {
             self.free_segment(*id).await?;
         }
