@@ -135,22 +135,38 @@ pub fn put_entry(out: &mut Vec<u8>, key: &[u8], entry: &IndexEntry) {
 
 /// Decodes a data block's payload into its entries (keys strictly increasing).
 pub fn decode_block(payload: &[u8]) -> Res<Vec<(Box<[u8]>, IndexEntry)>> {
+    let mut out = Vec::new();
+    visit_block(payload, |k, e| out.push((k.into(), e)))?;
+    Ok(out)
+}
+
+/// Checks a data block's payload and hands each entry to `f` in key order without copying
+/// (the point-get path). Returns the block's first and last keys. The whole payload is checked
+/// (count, order, exact length) whatever `f` does.
+pub fn visit_block<'a>(
+    payload: &'a [u8],
+    mut f: impl FnMut(&'a [u8], IndexEntry),
+) -> Res<(&'a [u8], &'a [u8])> {
     let mut r = Reader::new(payload);
     let count = r.u32()? as usize;
     // Each entry takes at least 6 bytes: refuse counts the payload cannot hold.
     if count == 0 || count > payload.len() / 6 {
         return Err(DecodeError("bad entry count"));
     }
-    let mut out: Vec<(Box<[u8]>, IndexEntry)> = Vec::with_capacity(count);
-    for _ in 0..count {
+    let mut first: &[u8] = &[];
+    let mut last: &[u8] = &[];
+    for i in 0..count {
         let (key, entry) = read_entry(&mut r)?;
-        if out.last().is_some_and(|(k, _)| **k >= *key) {
+        if i == 0 {
+            first = key;
+        } else if last >= key {
             return Err(DecodeError("keys out of order"));
         }
-        out.push((key.into(), entry));
+        last = key;
+        f(key, entry);
     }
     r.finish()?;
-    Ok(out)
+    Ok((first, last))
 }
 
 fn read_key<'a>(r: &mut Reader<'a>, len: usize) -> Res<&'a [u8]> {

@@ -8,6 +8,19 @@
 //! and writes one sorted run plus a manifest record; **compaction** ([`KeyIndex::compact`])
 //! merges runs; **lookups** ([`KeyIndex::get`], [`KeyIndex::range`]) read the runs newest first.
 //!
+//! Plugging it into a shard (what ds-node does once the index replaces range checkpoints):
+//!
+//! ```text
+//! let store = SharedStore::open(device).await?;            // one per device
+//! let (log, _) = Vlog::open_on(store.clone(), LOG_OWNER, log_cfg).await?;
+//! let (index, _) = KeyIndex::open(store, LsmConfig::new(RUNS_OWNER, MANIFEST_OWNER)).await?;
+//! // recovery: for each range, index.range(start, end) → Masstree (keys + pointers), then the
+//! // log tail after index.applied(range)
+//! // checkpoint: let mut w = index.checkpoint(dirty_count)?; w.push(key, entry).await? for
+//! // each dirty entry in key order; w.finish(&applied).await?; then, if
+//! // index.compaction_needed(), index.compact().await? (both off the request path)
+//! ```
+//!
 //! Modules (imports point down this list only):
 //! - `checkpoint`, `compact`, `iter`: the operations, each an `impl KeyIndex` block.
 //! - `open`: [`KeyIndex::open`] — recovery: the newest manifest, its runs, freeing leaks.

@@ -6,9 +6,9 @@ use nvme::{BlockDevice, OwnerTag, SegmentId};
 
 use super::bloom::{Bloom, key_hash};
 use super::format::{
-    self, BlockLoc, FRAME_HEADER_LEN, Footer, FrameKind, MAX_KEY_LEN, decode_block, decode_frame,
+    self, BlockLoc, FRAME_HEADER_LEN, Footer, FrameKind, MAX_KEY_LEN, decode_frame,
     decode_index_chunk, encode_frame, encode_index_chunk, entry_len, frame_len, index_entry_len,
-    put_entry,
+    put_entry, visit_block,
 };
 use super::manifest::RunDesc;
 use super::{Error, IndexEntry, LsmConfig, Result, RunId};
@@ -70,7 +70,7 @@ impl Run {
         idx + self.bloom.bytes().len() + self.segs.len() * std::mem::size_of::<RunSeg>()
     }
 
-    /// Reads the frame at `loc` and returns its checked payload.
+    /// Reads the frame at `loc` and returns it with its payload checked (no copy).
     pub async fn read_frame<D: BlockDevice>(
         dev: &D,
         segs: &[RunSeg],
@@ -79,7 +79,7 @@ impl Run {
         loc: &BlockLoc,
         kind: FrameKind,
         what: &'static str,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<Frame<D::ReadBuf>> {
         let seg = segs.get(loc.part as usize);
         let s = seg.ok_or_else(|| corrupt(what, None, loc, "segment index out of range"))?;
         let a = dev.alignment() as u64;
@@ -96,9 +96,10 @@ impl Run {
             .read(s.offset + loc.offset, loc.len as usize)
             .await
             .map_err(Error::from_nvme)?;
-        decode_frame(&bytes, kind, run)
-            .map(<[u8]>::to_vec)
-            .map_err(|e| corrupt(what, seg, loc, e.0))
+        let len = decode_frame(&bytes, kind, run)
+            .map_err(|e| corrupt(what, seg, loc, e.0))?
+            .len();
+        Ok(Frame { bytes, len })
     }
 
     /// Loads a run the manifest names: its footer, index chunks and bloom chunks.
@@ -112,14 +113,15 @@ impl Run {
         let rd = |loc, kind, what| Self::read_frame(dev, &segs, seg_len, id, loc, kind, what);
         let p = rd(&desc.footer, FrameKind::Footer, "run footer").await?;
         let bad = |d| corrupt("run footer", segs.first(), &desc.footer, d);
-        let f = Footer::decode(&p).map_err(|e| bad(e.0))?;
+        let f = Footer::decode(p.payload()).map_err(|e| bad(e.0))?;
         if f.entries != desc.entries || f.tombstones != desc.tombstones {
             return Err(bad("footer counts differ from the manifest"));
         }
         let mut index = Vec::new();
         for loc in &f.index_chunks {
             let p = rd(loc, FrameKind::Index, "run index").await?;
-            let chunk = decode_index_chunk(&p).map_err(|e| corrupt("run index", None, loc, e.0))?;
+            let chunk = decode_index_chunk(p.payload())
+                .map_err(|e| corrupt("run index", None, loc, e.0))?;
             if let (Some((prev, _)), Some((first, _))) = (index.last(), chunk.first())
                 && prev >= first
             {
@@ -133,10 +135,10 @@ impl Run {
         let mut bits = Vec::with_capacity((f.bloom_bits / 8) as usize);
         for loc in &f.bloom_chunks {
             let p = rd(loc, FrameKind::Bloom, "run bloom filter").await?;
-            if bits.len() + p.len() > (f.bloom_bits / 8) as usize {
+            if bits.len() + p.payload().len() > (f.bloom_bits / 8) as usize {
                 return Err(bad("bloom chunks longer than the filter"));
             }
-            bits.extend_from_slice(&p);
+            bits.extend_from_slice(p.payload());
         }
         let bloom = Bloom::from_parts(bits, f.bloom_bits, f.bloom_k).map_err(|e| bad(e.0))?;
         Ok(Run {
@@ -153,48 +155,59 @@ impl Run {
         (i < self.index.len()).then_some(i)
     }
 
-    /// Reads and decodes data block `i`, checking it belongs where the index says.
-    pub async fn read_block<D: BlockDevice>(
+    /// Reads data block `i`, checks it, and hands each entry to `f` (no copies). The block
+    /// must hold exactly the keys the index says: its last key is the index's, its first is
+    /// above the previous block's last.
+    async fn visit<D: BlockDevice>(
         &self,
         dev: &D,
         seg_len: u64,
         i: usize,
-    ) -> Result<Block> {
+        f: impl FnMut(&[u8], IndexEntry),
+    ) -> Result<()> {
         let (last, loc) = self
             .index
             .get(i)
             .ok_or(Error::InvalidArgument("block index out of range"))?;
-        let p = Self::read_frame(
+        let id = self.id();
+        let frame = Self::read_frame(
             dev,
             &self.segs,
             seg_len,
-            self.id(),
+            id,
             loc,
             FrameKind::Data,
             "data block",
         )
         .await?;
         let seg = self.segs.get(loc.part as usize);
-        let block = decode_block(&p).map_err(|e| corrupt("data block", seg, loc, e.0))?;
+        let bad = |d| corrupt("data block", seg, loc, d);
+        let (first, got_last) = visit_block(frame.payload(), f).map_err(|e| bad(e.0))?;
         let prev_last = i
             .checked_sub(1)
             .and_then(|j| self.index.get(j))
-            .map(|(k, _)| k);
-        let first = block.first().map(|(k, _)| k);
-        if block.last().map(|(k, _)| k) != Some(last) || (prev_last.is_some() && prev_last >= first)
-        {
-            return Err(corrupt(
-                "data block",
-                seg,
-                loc,
-                "keys differ from the block index",
-            ));
+            .map(|(k, _)| &**k);
+        if got_last != &**last || prev_last.is_some_and(|p| p >= first) {
+            return Err(bad("keys differ from the block index"));
         }
+        Ok(())
+    }
+
+    /// Reads and decodes data block `i` (see [`Self::visit`] for the checks).
+    pub async fn read_block<D: BlockDevice>(
+        &self,
+        dev: &D,
+        seg_len: u64,
+        i: usize,
+    ) -> Result<Block> {
+        let mut block = Vec::new();
+        self.visit(dev, seg_len, i, |k, e| block.push((k.into(), e)))
+            .await?;
         Ok(block)
     }
 
-    /// Looks `key` up: bloom filter, block index, one block read. `Ok(None)` if the run does
-    /// not have it; `bloom_negative` tells whether the filter answered without I/O.
+    /// Looks `key` up: bloom filter, block index, one block read (checked as a whole, the key
+    /// found in place without copying the block).
     pub async fn get<D: BlockDevice>(
         &self,
         dev: &D,
@@ -208,11 +221,29 @@ impl Run {
         let Some(i) = self.block_for(key) else {
             return Ok(Probe::Absent);
         };
-        let block = self.read_block(dev, seg_len, i).await?;
-        Ok(match block.binary_search_by(|(k, _)| (**k).cmp(key)) {
-            Ok(j) => Probe::Found(block[j].1),
-            Err(_) => Probe::AbsentAfterRead,
+        let mut found = None;
+        self.visit(dev, seg_len, i, |k, e| {
+            if k == key {
+                found = Some(e);
+            }
         })
+        .await?;
+        Ok(found.map_or(Probe::AbsentAfterRead, Probe::Found))
+    }
+}
+
+/// A frame read from the device: its bytes and the length of its checked payload.
+pub(super) struct Frame<B> {
+    bytes: B,
+    len: usize,
+}
+
+impl<B: std::ops::Deref<Target = [u8]>> Frame<B> {
+    /// Returns the payload.
+    pub fn payload(&self) -> &[u8] {
+        self.bytes
+            .get(FRAME_HEADER_LEN..FRAME_HEADER_LEN + self.len)
+            .unwrap_or_default()
     }
 }
 
