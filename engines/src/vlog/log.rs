@@ -9,9 +9,8 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
-use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
+use nvme::{BlockDevice, IoBuf, OwnerTag, Segment};
 
-use super::device::SharedDevice;
 use super::metrics::VlogMetrics;
 use super::record::{
     EntryRecord, FRAGMENT_FIXED_LEN, FragmentHead, LogRecord, RECORD_ALIGN, RECORD_HEADER_LEN,
@@ -21,6 +20,7 @@ use super::state::{FastMap, State};
 use super::types::Seq;
 use super::{Error, Result, VlogConfig};
 use crate::masstree::{LogPointer, SegmentId};
+use crate::segments::SharedStore;
 
 /// Where a value lies inside a record's data (the entry payload, the relocated value, …).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,8 +223,8 @@ pub struct Vlog<D: BlockDevice> {
     pub(crate) cfg: VlogConfig,
     pub(crate) block: usize,
     pub(crate) seg_size: u64,
-    /// The store; taken out while an allocation or free is awaited (only under the lock).
-    pub(crate) store: RefCell<Option<SegmentStore<SharedDevice<D>>>>,
+    /// The segment store, shared with the shard's key index.
+    pub(crate) store: SharedStore<D>,
     pub(crate) core: RefCell<Core>,
     queue: RefCell<Queue>,
     lock: RefCell<Lock>,
@@ -359,7 +359,7 @@ impl<D: BlockDevice> Vlog<D> {
         dev: Rc<D>,
         owner: OwnerTag,
         cfg: VlogConfig,
-        store: SegmentStore<SharedDevice<D>>,
+        store: SharedStore<D>,
         core: Core,
     ) -> Self {
         let block = dev.alignment();
@@ -371,7 +371,7 @@ impl<D: BlockDevice> Vlog<D> {
             cfg,
             block,
             seg_size,
-            store: RefCell::new(Some(store)),
+            store,
             core: RefCell::new(core),
             queue: RefCell::new(Queue::default()),
             lock: RefCell::new(Lock::default()),
@@ -845,10 +845,11 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) async fn allocate(&self) -> Result<Segment> {
-        let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
-        let res = store.allocate(self.owner).await;
-        *self.store.borrow_mut() = Some(store);
-        let seg = res.map_err(Error::from_nvme)?;
+        let seg = self
+            .store
+            .allocate(self.owner)
+            .await
+            .map_err(Error::from_nvme)?;
         self.metrics.borrow_mut().segments_allocated_total += 1;
         Ok(seg)
     }

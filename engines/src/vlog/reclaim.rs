@@ -109,9 +109,7 @@ impl<D: BlockDevice> Vlog<D> {
             let left = c.state.segments.get(&id).map_or(0, |u| u.meta_records);
             debug_assert_eq!(left, 0, "{n} meta records moved");
         }
-        let mut store = self.store.borrow_mut().take().ok_or(Error::DeviceFailed)?;
-        let res = store.free(nvme::SegmentId(id)).await;
-        *self.store.borrow_mut() = Some(store);
+        let res = self.store.free(nvme::SegmentId(id)).await;
         if let Err(e) = res {
             self.core.borrow_mut().poisoned = true;
             return Err(Error::from_nvme(e));
@@ -142,9 +140,8 @@ impl<D: BlockDevice> Vlog<D> {
     /// Closes the log and returns the device. Call it when no append is in flight (pending
     /// records are dropped unacknowledged).
     pub fn into_device(self) -> Result<D> {
-        let store = self.store.borrow_mut().take();
+        let Self { dev, store, .. } = self;
         drop(store);
-        let Self { dev, .. } = self;
         Rc::try_unwrap(dev).map_err(|_| Error::InvalidArgument("device handle still shared"))
     }
 

@@ -3,9 +3,8 @@
 
 use std::rc::Rc;
 
-use nvme::{BlockDevice, IoBuf, OwnerTag, Segment, SegmentStore};
+use nvme::{BlockDevice, IoBuf, OwnerTag, Segment};
 
-use super::device::SharedDevice;
 use super::log::{Core, Head, Vlog};
 use super::record::{
     FragmentHead, LogRecord, RECORD_HEADER_LEN, SegmentHeader, check_crc, decode_header,
@@ -15,6 +14,7 @@ use super::state::{CheckpointInfo, EntryCache, State};
 use super::types::Seq;
 use super::{Error, MAX_PIPELINE_DEPTH, Result, VlogConfig};
 use crate::masstree::{LogPointer, SegmentId};
+use crate::segments::SharedStore;
 
 /// What recovery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,12 +107,20 @@ impl<D: BlockDevice> Vlog<D> {
     /// whose durable mark shows the bad one had been flushed (format §5) is `Corruption`,
     /// never skipped.
     pub async fn open(dev: D, owner: OwnerTag, cfg: VlogConfig) -> Result<(Self, RecoveryReport)> {
-        let dev = Rc::new(dev);
-        let mut store = SegmentStore::open(SharedDevice(Rc::clone(&dev)))
-            .await
-            .map_err(Error::from_nvme)?;
+        let store = SharedStore::open(dev).await.map_err(Error::from_nvme)?;
+        Self::open_on(store, owner, cfg).await
+    }
+
+    /// Opens the shard log owned by `owner` on a segment store shared with other owners (the
+    /// shard's key index), running recovery as [`Vlog::open`] does.
+    pub async fn open_on(
+        store: SharedStore<D>,
+        owner: OwnerTag,
+        cfg: VlogConfig,
+    ) -> Result<(Self, RecoveryReport)> {
+        let dev = Rc::clone(store.device());
         let block = dev.alignment();
-        let seg_size = store.superblock().segment_size;
+        let seg_size = store.segment_size();
         if cfg.batch_bytes_max < 64
             || cfg.batch_bytes_max as u64 + block as u64 > seg_size
             || u32::try_from(cfg.batch_bytes_max).is_err()
@@ -125,7 +133,7 @@ impl<D: BlockDevice> Vlog<D> {
             return Err(Error::InvalidArgument("pipeline-depth must be 1 or 2"));
         }
         // 1. The chain: owned segments with a valid header of their current generation.
-        let owned: Vec<Segment> = store.segments().filter(|s| s.owner == owner).collect();
+        let owned: Vec<Segment> = store.segments_of(owner).await.map_err(Error::from_nvme)?;
         let mut chain: Vec<(Segment, SegmentHeader)> = Vec::new();
         let mut spares = Vec::new();
         for s in owned {

@@ -1,0 +1,230 @@
+//! Compaction: the policy that picks runs (size-tiered with a bound on the number of runs,
+//! `docs/format/key-index.md` §7) and the merge that replaces them by one run.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::Instant;
+
+use nvme::BlockDevice;
+
+use super::index::KeyIndex;
+use super::iter::RangeIter;
+use super::metrics::LsmMetrics;
+use super::run::{Run, RunWriter};
+use super::{Error, IndexEntry, Result, RunId};
+
+/// When to compact (format doc §7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionPolicy {
+    /// Runs merged by a tiered compaction. Default 4; valid 2 ..= `max_runs`.
+    pub fan_in: usize,
+    /// A window of `fan_in` runs is merged when its largest run is at most this many times
+    /// its smallest (by data bytes). Default 4; valid ≥ 1.
+    pub size_ratio: u64,
+    /// Above this many runs, every run is merged into one. Default 8; valid ≥ `fan_in`.
+    pub max_runs: usize,
+}
+
+impl Default for CompactionPolicy {
+    fn default() -> Self {
+        Self {
+            fan_in: 4,
+            size_ratio: 4,
+            max_runs: 8,
+        }
+    }
+}
+
+impl CompactionPolicy {
+    pub(super) fn check(&self) -> Result<()> {
+        if self.fan_in < 2 || self.max_runs < self.fan_in || self.size_ratio == 0 {
+            return Err(Error::InvalidArgument(
+                "compaction: fan-in ≥ 2, max-runs ≥ fan-in, size-ratio ≥ 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Picks the runs to merge given their data sizes, newest first; returns the window as
+/// `start..end` indexes into `sizes`, or `None` if nothing needs merging.
+pub fn pick_compaction(p: &CompactionPolicy, sizes: &[u64]) -> Option<std::ops::Range<usize>> {
+    if sizes.len() > p.max_runs {
+        return Some(0..sizes.len());
+    }
+    (0..=sizes.len().checked_sub(p.fan_in)?).find_map(|start| {
+        let w = &sizes[start..start + p.fan_in];
+        let max = w.iter().copied().max().unwrap_or(0);
+        let min = w.iter().copied().min().unwrap_or(0).max(1);
+        (max <= min.saturating_mul(p.size_ratio)).then_some(start..start + p.fan_in)
+    })
+}
+
+/// What a compaction did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// The merged runs, newest first.
+    pub inputs: Vec<RunId>,
+    /// The new run (`None` if nothing survived the merge).
+    pub output: Option<RunId>,
+    /// Entries read from the inputs.
+    pub entries_in: u64,
+    /// Entries written.
+    pub entries_out: u64,
+    /// Bytes of run frames written.
+    pub written_bytes: u64,
+}
+
+impl<D: BlockDevice> KeyIndex<D> {
+    /// Returns true if the policy would merge runs now.
+    pub fn compaction_needed(&self) -> bool {
+        let sizes: Vec<u64> = self.runs().iter().map(|r| r.data_bytes).collect();
+        pick_compaction(&self.cfg.compaction, &sizes).is_some()
+    }
+
+    /// Merges the runs the policy picks, if any (see [`Self::compact_runs`]).
+    pub async fn compact(&self) -> Result<Option<CompactionReport>> {
+        let sizes: Vec<u64> = self.runs().iter().map(|r| r.data_bytes).collect();
+        match pick_compaction(&self.cfg.compaction, &sizes) {
+            Some(w) => self.compact_runs(w).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Merges every live run into one (tombstones dropped). `None` with fewer than two runs
+    /// and no tombstones to drop.
+    pub async fn compact_all(&self) -> Result<Option<CompactionReport>> {
+        let runs = self.runs();
+        if runs.len() < 2 && runs.iter().all(|r| r.tombstones == 0) {
+            return Ok(None);
+        }
+        self.compact_runs(0..runs.len()).await.map(Some)
+    }
+
+    /// Merges the live runs at positions `window` (newest first) into one run: newest version
+    /// of each key wins; tombstones are dropped if the window reaches the oldest run. Writes
+    /// and flushes the run, writes the manifest, then frees the inputs once no reader holds
+    /// them. One compaction at a time (`Busy`); checkpoints may run meanwhile.
+    pub async fn compact_runs(&self, window: std::ops::Range<usize>) -> Result<CompactionReport> {
+        self.check_poisoned()?;
+        let started = Instant::now();
+        let (inputs, bottom) = {
+            let mut s = self.state.borrow_mut();
+            if s.compacting {
+                return Err(Error::Busy("compaction"));
+            }
+            let inputs: Vec<Rc<Run>> = s
+                .runs
+                .get(window.clone())
+                .ok_or(Error::InvalidArgument("compaction window out of range"))?
+                .to_vec();
+            if inputs.is_empty() {
+                return Err(Error::InvalidArgument("empty compaction window"));
+            }
+            s.compacting = true;
+            (inputs, window.end == s.runs.len())
+        };
+        let _flag = CompactingFlag(self);
+        let expected: u64 = inputs.iter().map(|r| r.desc.entries).sum();
+        let mut writer =
+            RunWriter::new(self.store.clone(), &self.cfg, self.next_run_id(), expected);
+        let merged = self.merge_into(&inputs, bottom, &mut writer).await;
+        let run = match merged {
+            Ok(()) => writer.finish().await,
+            Err(e) => Err(e),
+        };
+        let run = match run {
+            Ok(r) => r.map(Rc::new),
+            Err(e) => {
+                let mut s = self.state.borrow_mut();
+                s.poisoned |= e.is_device_failure();
+                s.orphans.extend(writer.segments());
+                return Err(e);
+            }
+        };
+        let ids: Vec<RunId> = inputs.iter().map(|r| r.id()).collect();
+        let gone: BTreeSet<RunId> = ids.iter().copied().collect();
+        let new = run.clone();
+        self.edit(move |_, runs| {
+            let at = runs.iter().position(|r| gone.contains(&r.id()));
+            debug_assert!(at.is_some(), "compaction inputs vanished");
+            let at = at.unwrap_or(runs.len());
+            runs.retain(|r| !gone.contains(&r.id()));
+            if let Some(r) = new {
+                runs.insert(at.min(runs.len()), r);
+            }
+        })
+        .await?;
+        drop(inputs);
+        let report = CompactionReport {
+            inputs: ids,
+            output: run.as_ref().map(|r| r.id()),
+            entries_in: expected,
+            entries_out: writer.entries(),
+            written_bytes: writer.written_bytes,
+        };
+        drop(run);
+        {
+            let mut m = self.metrics.borrow_mut();
+            m.compactions_total += 1;
+            m.written_bytes_total += report.written_bytes;
+            LsmMetrics::record(&mut m.compaction_duration_ns, started.elapsed());
+        }
+        self.reclaim().await?;
+        Ok(report)
+    }
+
+    /// Streams the merge of `inputs` into `writer` (tombstones dropped at the bottom).
+    async fn merge_into(
+        &self,
+        inputs: &[Rc<Run>],
+        bottom: bool,
+        writer: &mut RunWriter<D>,
+    ) -> Result<()> {
+        let mut it = RangeIter::new(self, inputs.to_vec(), &[], None, true);
+        while let Some((key, entry)) = it.next_entry().await? {
+            if bottom && entry == IndexEntry::Tombstone {
+                continue;
+            }
+            writer.push(&key, &entry).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Clears the index's compaction flag when the compaction ends, however it ends.
+struct CompactingFlag<'a, D: BlockDevice>(&'a KeyIndex<D>);
+
+impl<D: BlockDevice> Drop for CompactingFlag<'_, D> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().compacting = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The policy: nothing below `fan_in` runs; a similar-sized window merges; more than
+    /// `max_runs` runs merge whole.
+    #[test]
+    fn policy_picks_similar_windows_and_bounds_the_run_count() {
+        let p = CompactionPolicy::default();
+        assert_eq!(pick_compaction(&p, &[10, 10, 10]), None);
+        assert_eq!(pick_compaction(&p, &[10, 12, 30, 40]), Some(0..4));
+        assert_eq!(pick_compaction(&p, &[1, 100, 100, 100, 100]), Some(1..5));
+        assert_eq!(pick_compaction(&p, &[1, 100, 1000, 10000, 100000]), None);
+        let many = [
+            1,
+            10,
+            100,
+            1000,
+            10_000,
+            100_000,
+            1_000_000,
+            10_000_000,
+            100_000_000,
+        ];
+        assert_eq!(pick_compaction(&p, &many), Some(0..9));
+    }
+}
