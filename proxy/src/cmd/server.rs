@@ -577,8 +577,22 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
     }))
 }
 
+/// This process's CPU seconds `[user, system, children's user, children's system]`, from
+/// `/proc/self/stat` (fields 14–17, in USER_HZ = 100 ticks per second on Linux); `None`
+/// where there is no procfs.
+fn cpu_times() -> Option<[f64; 4]> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let tick = |i: usize| fields.get(i)?.parse::<f64>().ok().map(|t| t / 100.0);
+    // `rest` starts at field 3, so field n is at index n - 3.
+    Some([tick(11)?, tick(12)?, tick(13)?, tick(14)?])
+}
+
 /// The `INFO` text for the requested sections (default: server, clients, memory, stats,
-/// keyspace; `all`/`everything` add commandstats, latencystats and errorstats).
+/// replication, cpu, keyspace; `all`/`everything` add commandstats, latencystats and
+/// errorstats).
 pub fn info(shared: &Shared, args: &[Bytes]) -> String {
     let wanted: Vec<String> = args[1..]
         .iter()
@@ -588,7 +602,11 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
     let default = wanted.is_empty() || wanted.iter().any(|w| w == "default");
     let show = |s: &str| {
         all || wanted.iter().any(|w| w == s)
-            || (default && matches!(s, "server" | "clients" | "memory" | "stats" | "keyspace"))
+            || (default
+                && matches!(
+                    s,
+                    "server" | "clients" | "memory" | "stats" | "replication" | "cpu" | "keyspace"
+                ))
     };
     let mut out = String::new();
     let uptime = shared.started.elapsed().as_secs();
@@ -633,6 +651,23 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             r.refreshes.load(Ordering::Relaxed),
             r.failures.load(Ordering::Relaxed),
             shared.router.version(),
+        );
+    }
+    if show("replication") {
+        // Clients see one writable endpoint; data is replicated per range by Raft inside the
+        // cluster, not by Redis replication, so there are no Redis replicas and no offset.
+        out.push_str(
+            "# Replication\r\nrole:master\r\nconnected_slaves:0\r\nmaster_repl_offset:0\r\n\
+             tierkv_replication:raft\r\n\r\n",
+        );
+    }
+    if show("cpu") {
+        let t = cpu_times().unwrap_or_default();
+        let _ = write!(
+            out,
+            "# CPU\r\nused_cpu_sys:{:.6}\r\nused_cpu_user:{:.6}\r\nused_cpu_sys_children:{:.6}\r\n\
+             used_cpu_user_children:{:.6}\r\n\r\n",
+            t[1], t[0], t[3], t[2]
         );
     }
     if show("keyspace") {
