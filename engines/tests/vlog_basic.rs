@@ -250,6 +250,50 @@ mod vlog {
         });
     }
 
+    /// `reclaim_except` frees what Raft no longer needs but stops at the first segment the
+    /// caller pins (one a live value pointer points into): the demoted values in it and in
+    /// every newer segment stay readable; once unpinned, the segment is freed.
+    #[test]
+    fn reclaim_keeps_segments_pinned_by_live_value_pointers() {
+        use engines::vlog::{SegmentId, ValueSpan};
+        block_on(async {
+            let log = must_open(must_format(16), cfg()).await;
+            for i in 1..=40u64 {
+                log.append(vec![entry(1, i, 1, 700)]).await.unwrap();
+            }
+            let value = vec![7u8; 300];
+            let demoted = log
+                .append_one(AppendRecord {
+                    record: LogRecord::Relocated {
+                        range: RangeId(1),
+                        tag: 0,
+                        value: value.clone(),
+                    },
+                    value: Some(ValueSpan { offset: 0, len: 300 }),
+                })
+                .await
+                .unwrap()
+                .value
+                .unwrap();
+            for i in 41..=300u64 {
+                log.append(vec![entry(1, i, 1, 700)]).await.unwrap();
+            }
+            log.compact(RangeId(1), LogIndex(290)).await.unwrap();
+            let unneeded = log.raft_unneeded_segments();
+            assert!(unneeded.contains(&demoted.segment), "{unneeded:?}");
+            let pinned = |s: SegmentId| s == demoted.segment;
+            let freed = log.reclaim_except(&pinned).await.unwrap();
+            let kept: Vec<SegmentId> = log.segment_usage().iter().map(|u| u.0).collect();
+            assert!(kept.contains(&demoted.segment), "freed {freed}, kept {kept:?}");
+            assert_eq!(log.read_value(&demoted).await.unwrap(), value);
+            let log = must_open(log.into_device().unwrap(), cfg()).await;
+            assert_eq!(log.read_value(&demoted).await.unwrap(), value);
+            assert!(log.reclaim_except(&|_| false).await.unwrap() > 0);
+            let kept: Vec<SegmentId> = log.segment_usage().iter().map(|u| u.0).collect();
+            assert!(!kept.contains(&demoted.segment), "{kept:?}");
+        });
+    }
+
     /// Without automatic reclamation the caller (the future value GC) releases segments; a
     /// segment Raft still needs is refused.
     #[test]

@@ -128,9 +128,23 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) async fn reclaim_unneeded(&self) -> Result<usize> {
+        self.reclaim_unpinned(&|_| false).await
+    }
+
+    /// Frees every segment Raft no longer needs, from the oldest on, stopping at the first one
+    /// `pinned` keeps (the engine pins the segments that live value pointers point into:
+    /// segments are freed from the oldest end only, so a pinned segment keeps every newer
+    /// one too). Returns how many were freed.
+    pub async fn reclaim_except(&self, pinned: &dyn Fn(SegmentId) -> bool) -> Result<usize> {
+        let _g = self.lock().await;
+        self.check_poisoned()?;
+        self.reclaim_unpinned(pinned).await
+    }
+
+    async fn reclaim_unpinned(&self, pinned: &dyn Fn(SegmentId) -> bool) -> Result<usize> {
         let ids = self.raft_unneeded_segments();
         let mut n = 0;
-        for id in ids {
+        for id in ids.into_iter().take_while(|id| !pinned(*id)) {
             self.release_locked(id.0).await?;
             n += 1;
         }
