@@ -1,5 +1,7 @@
-//! The node's admin endpoint: `GET /metrics` in the Prometheus text format, served by one
-//! plain thread (off the shards' data path) from the figures the shards publish.
+//! The node's admin endpoint, served by one plain thread (off the shards' data path):
+//! `GET /metrics` in the Prometheus text format from the figures the shards publish, and
+//! `POST /demote?shard=N&fraction=F` (both optional), which makes that share of the shards'
+//! hot value bytes cold (`server::demote`) and answers once they are done.
 #![allow(
     clippy::disallowed_types,
     reason = "the admin thread is not a shard; each shard locks its publication slot once per 200 ms"
@@ -14,6 +16,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use crate::server::ShardMetrics;
+use crate::server::demote::{Request as DemoteRequest, Requests};
 
 /// Published figures of each shard.
 pub type Published = Vec<Arc<Mutex<Option<ShardMetrics>>>>;
@@ -103,11 +106,112 @@ pub fn render(m: &ShardMetrics) -> String {
         &m.flush_batch_records,
         1.0,
     );
+    render_cold(&mut s, &m.cold);
     s
 }
 
-/// Serves `GET /metrics` on `listener` until `stop` is set.
-pub fn serve(listener: TcpListener, published: Published, stop: Arc<AtomicBool>) {
+fn render_cold(s: &mut String, c: &crate::server::metrics::ColdMetrics) {
+    for (name, v) in [
+        ("ds_cold_reads_total", c.reads_total),
+        ("ds_cold_read_bytes_total", c.read_bytes_total),
+        ("ds_cold_read_errors_total", c.read_errors_total),
+        ("ds_cold_checksum_failures_total", c.checksum_failures_total),
+        ("ds_cold_misses_total", c.misses_total),
+        ("ds_demotions_total", c.demotions_total),
+        (
+            "ds_demoted_bytes_written_total",
+            c.demoted_bytes_written_total,
+        ),
+        ("ds_demotion_errors_total", c.demotion_errors_total),
+    ] {
+        s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
+    }
+    s.push_str("# TYPE ds_value_bytes gauge\n");
+    s.push_str(&format!(
+        "ds_value_bytes{{tier=\"hot\"}} {}\n",
+        c.hot_value_bytes
+    ));
+    s.push_str(&format!(
+        "ds_value_bytes{{tier=\"cold\"}} {}\n",
+        c.cold_value_bytes
+    ));
+    s.push_str(&format!(
+        "# TYPE ds_cold_entries gauge\nds_cold_entries {}\n",
+        c.cold_entries
+    ));
+    s.push_str("# TYPE ds_log_segment_live_bytes gauge\n");
+    for (shard, seg, bytes) in &c.segment_live_bytes {
+        s.push_str(&format!(
+            "ds_log_segment_live_bytes{{shard=\"{shard}\",segment=\"{seg}\"}} {bytes}\n"
+        ));
+    }
+    summary(s, "ds_cold_read_seconds", &c.read_us, 1e-6);
+}
+
+/// How long `POST /demote` waits for the shards.
+const DEMOTE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// `POST /demote?shard=N&fraction=F` (both optional: every shard, everything): queues a
+/// demotion on the shards and waits for their reports.
+fn demote(target: &str, demotes: &[Requests]) -> (&'static str, String) {
+    let mut shard: Option<usize> = None;
+    let mut fraction = 1.0f64;
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    for kv in query.split('&').filter(|s| !s.is_empty()) {
+        match kv.split_once('=') {
+            Some(("shard", v)) => match v.parse() {
+                Ok(n) if n < demotes.len() => shard = Some(n),
+                _ => return ("400 Bad Request", format!("no shard {v}\n")),
+            },
+            Some(("fraction", v)) => match v.parse::<f64>() {
+                Ok(f) if f > 0.0 && f <= 1.0 => fraction = f,
+                _ => {
+                    return (
+                        "400 Bad Request",
+                        format!("fraction must be in (0, 1]: {v}\n"),
+                    );
+                }
+            },
+            _ => return ("400 Bad Request", format!("unknown parameter {kv}\n")),
+        }
+    }
+    let shards: Vec<usize> = shard.map_or_else(|| (0..demotes.len()).collect(), |s| vec![s]);
+    let mut waits = Vec::new();
+    for i in shards {
+        let (reply, rx) = std::sync::mpsc::channel();
+        if let Ok(mut q) = demotes[i].lock() {
+            q.push_back(DemoteRequest { fraction, reply });
+        }
+        waits.push((i, rx));
+    }
+    let mut body = String::new();
+    let mut status = "200 OK";
+    for (i, rx) in waits {
+        match rx.recv_timeout(DEMOTE_TIMEOUT) {
+            Ok(Ok(r)) => body.push_str(&format!(
+                "shard={i} entries={} bytes={} written_bytes={} steps={}\n",
+                r.entries, r.bytes, r.written_bytes, r.steps
+            )),
+            Ok(Err(e)) => {
+                status = "500 Internal Server Error";
+                body.push_str(&format!("shard={i} error={e}\n"));
+            }
+            Err(_) => {
+                status = "504 Gateway Timeout";
+                body.push_str(&format!("shard={i} error=no answer\n"));
+            }
+        }
+    }
+    (status, body)
+}
+
+/// Serves `GET /metrics` and `POST /demote` on `listener` until `stop` is set.
+pub fn serve(
+    listener: TcpListener,
+    published: Published,
+    demotes: Vec<Requests>,
+    stop: Arc<AtomicBool>,
+) {
     let _ = listener.set_nonblocking(true);
     while !stop.load(Ordering::SeqCst) {
         let Ok((mut s, _)) = listener.accept() else {
@@ -123,6 +227,9 @@ pub fn serve(listener: TcpListener, published: Published, stop: Arc<AtomicBool>)
         }
         let (status, body) = if line.starts_with("GET /metrics") {
             ("200 OK", render(&merged(&published)))
+        } else if let Some(rest) = line.strip_prefix("POST /demote") {
+            let target = rest.split_whitespace().next().unwrap_or("");
+            demote(target, &demotes)
         } else {
             ("404 Not Found", "not found\n".to_string())
         };

@@ -101,6 +101,14 @@ pub struct DsConfig {
     /// How often the compaction task looks for ranges to checkpoint, milliseconds. A range
     /// is also checkpointed when the shard log is half full. Default 1000.
     pub checkpoint_check_ms: u64,
+    /// Every this many milliseconds each shard demotes `demote-percent` % of its hot value
+    /// bytes to the shard log (cold values, for tests and benchmarks until the memory policy
+    /// exists; the admin endpoint's `POST /demote` does the same on demand); 0 never.
+    /// Default 0.
+    pub demote_every_ms: u64,
+    /// Share of the hot value bytes one periodic demotion makes cold, percent. Default 100;
+    /// valid 1..=100.
+    pub demote_percent: u32,
     /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
@@ -150,6 +158,8 @@ impl Default for DsConfig {
             admin_addr: None,
             checkpoint_entries: 100_000,
             checkpoint_check_ms: 1000,
+            demote_every_ms: 0,
+            demote_percent: 100,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
             cluster_secret_file: None,
@@ -193,6 +203,10 @@ impl DsConfig {
         );
         anyhow::ensure!(self.checkpoint_entries > 0, "checkpoint-entries > 0");
         anyhow::ensure!(self.checkpoint_check_ms > 0, "checkpoint-check-ms > 0");
+        anyhow::ensure!(
+            (1..=100).contains(&self.demote_percent),
+            "demote-percent must be 1..=100"
+        );
         anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),
             "snapshot-chunk-bytes must be 4 KiB ..= 16 MiB"

@@ -143,6 +143,7 @@ pub fn run(mut cfg: DsConfig) -> anyhow::Result<NodeHandle> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     let mut metrics = Vec::new();
+    let mut demotes: Vec<crate::server::demote::Requests> = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
     for i in 0..cfg.shards {
         let (cfg, stop, addr, ready_tx) = (
@@ -154,6 +155,8 @@ pub fn run(mut cfg: DsConfig) -> anyhow::Result<NodeHandle> {
         let all_addrs = shard_addrs.clone();
         let published = Arc::new(Mutex::new(None));
         metrics.push(published.clone());
+        let requests = crate::server::demote::Requests::default();
+        demotes.push(requests.clone());
         let t = crate::core::spawn_shard(i, cfg.pin, cfg.io_memory_bytes, move || async move {
             let r = shard_main(
                 cfg,
@@ -164,7 +167,7 @@ pub fn run(mut cfg: DsConfig) -> anyhow::Result<NodeHandle> {
                 addr,
                 all_addrs,
                 stop,
-                published,
+                (published, requests),
                 &ready_tx,
             )
             .await;
@@ -187,7 +190,7 @@ pub fn run(mut cfg: DsConfig) -> anyhow::Result<NodeHandle> {
             let (published, stop) = (metrics.clone(), stop.clone());
             let h = std::thread::Builder::new()
                 .name("ds-admin".into())
-                .spawn(move || crate::admin::serve(l, published, stop))?;
+                .spawn(move || crate::admin::serve(l, published, demotes, stop))?;
             (Some(h), Some(bound))
         }
         None => (None, None),
@@ -218,7 +221,10 @@ async fn shard_main(
     addr: String,
     all_addrs: Vec<String>,
     stop: Arc<AtomicBool>,
-    published: Arc<Mutex<Option<ShardMetrics>>>,
+    (published, demotes): (
+        Arc<Mutex<Option<ShardMetrics>>>,
+        crate::server::demote::Requests,
+    ),
     ready_tx: &std::sync::mpsc::Sender<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     if cfg.base_port == 0 {
@@ -258,6 +264,7 @@ async fn shard_main(
     let max_conn = cfg.max_connections;
     crate::core::spawn(ready::run(Rc::clone(&shard)));
     crate::core::spawn(crate::server::checkpoint::run(Rc::clone(&shard)));
+    crate::core::spawn(crate::server::demote::run_periodic(Rc::clone(&shard)));
     if cfg.master_addr.is_some() {
         crate::core::spawn(crate::worker::heartbeat::run(Rc::clone(&shard)));
     }
@@ -277,19 +284,16 @@ async fn shard_main(
         let mut n = 0u64;
         while !stop.load(Ordering::SeqCst) && !listener_done.get() {
             crate::core::sleep(Duration::from_millis(20)).await;
+            crate::server::demote::serve_requests(&shard, &demotes);
             n += 1;
             if n % 10 == 0 {
-                if let Ok(mut g) = published.lock() {
-                    *g = Some(shard.metrics.borrow().clone());
-                }
+                publish(&shard, &published);
             }
         }
     };
     watch.await;
     drop(serving);
-    if let Ok(mut g) = published.lock() {
-        *g = Some(shard.metrics.borrow().clone());
-    }
+    publish(&shard, &published);
     shard.stop.set(true);
     shard.wake.notify();
     // Checkpoint file operations run on glommio's blocking pool: let them finish before the
@@ -302,4 +306,25 @@ async fn shard_main(
     }
     tracing::info!(shard = index, "{}", shard.metrics.borrow().summary());
     Ok(())
+}
+
+/// Publishes the shard's figures (with the engine's hot/cold gauges) for the admin thread.
+fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
+    let mut m = shard.metrics.borrow().clone();
+    {
+        let st = shard.state.borrow();
+        let c = st.engine.cold_stats();
+        m.cold.hot_value_bytes = c.hot_value_bytes;
+        m.cold.cold_value_bytes = c.cold_value_bytes;
+        m.cold.cold_entries = c.cold_entries;
+        m.cold.segment_live_bytes = st
+            .engine
+            .live_bytes()
+            .iter()
+            .map(|(seg, b)| (shard.index, seg.0, *b))
+            .collect();
+    }
+    if let Ok(mut g) = published.lock() {
+        *g = Some(m);
+    }
 }

@@ -269,7 +269,10 @@ mod vlog {
                         tag: 0,
                         value: value.clone(),
                     },
-                    value: Some(ValueSpan { offset: 0, len: 300 }),
+                    value: Some(ValueSpan {
+                        offset: 0,
+                        len: 300,
+                    }),
                 })
                 .await
                 .unwrap()
@@ -284,7 +287,10 @@ mod vlog {
             let pinned = |s: SegmentId| s == demoted.segment;
             let freed = log.reclaim_except(&pinned).await.unwrap();
             let kept: Vec<SegmentId> = log.segment_usage().iter().map(|u| u.0).collect();
-            assert!(kept.contains(&demoted.segment), "freed {freed}, kept {kept:?}");
+            assert!(
+                kept.contains(&demoted.segment),
+                "freed {freed}, kept {kept:?}"
+            );
             assert_eq!(log.read_value(&demoted).await.unwrap(), value);
             let log = must_open(log.into_device().unwrap(), cfg()).await;
             assert_eq!(log.read_value(&demoted).await.unwrap(), value);

@@ -4,11 +4,19 @@
 //! behind (streamed in chunks, see `server::snapshot`).
 //!
 //! ```text
-//! magic "TKVCKPT\0" | version u32 LE (=1) | range id u64 LE | index u64 LE | term u64 LE
+//! magic "TKVCKPT\0" | version u32 LE (1 or 2) | range id u64 LE | index u64 LE | term u64 LE
 //! | desc len u32 LE | RangeDescriptor (net wire encoding)
 //! | count u64 LE | count × (key len u32 LE | key | value len u32 LE | value | expire_at_ms u64 LE)
+//! | version 2 only: cold count u64 LE | cold count × (key len u32 LE | key | segment u32 LE
+//!   | offset u64 LE | len u32 LE | crc32c u32 LE | expire_at_ms u64 LE)
 //! | crc32c u32 LE of every byte before it
 //! ```
+//!
+//! Version 2 (`docs/format/checkpoint.md`) adds the *cold* entries: a key whose value lives
+//! only in this node's shard log, named by its pointer. Each section is in key order and no
+//! key is in both. A writer writes version 1 when it has no cold entry, so a checkpoint sent
+//! as a snapshot (always without cold entries: pointers are local to a node) is read by
+//! builds that know only version 1.
 //!
 //! The checksum is checked before anything is parsed, every length is checked against the
 //! bytes left, and the whole input must be consumed: [`decode`] returns an error for every
@@ -18,10 +26,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use net::codec::{Wire, decode_exact};
 use net::message::RangeDescriptor;
 
+use engines::masstree::{LogPointer, SegmentId};
+
 use super::store::Entry;
 
 const MAGIC: &[u8; 8] = b"TKVCKPT\0";
-const VERSION: u32 = 1;
+/// The version without cold entries.
+const VERSION_HOT: u32 = 1;
+/// The version with a cold section.
+const VERSION_COLD: u32 = 2;
+/// Bytes of a cold entry besides its key: key len, pointer (20), expiry.
+const COLD_FIXED: usize = 4 + 20 + 8;
 /// Bytes before the descriptor: magic, version, range, index, term, descriptor length.
 const HEAD: usize = 8 + 4 + 8 + 8 + 8 + 4;
 /// Longest key a checkpoint may hold (the wire limit of keys).
@@ -44,8 +59,19 @@ pub struct CheckpointMeta {
 pub struct Checkpoint {
     /// Identity.
     pub meta: CheckpointMeta,
-    /// Every entry of the range, in key order.
+    /// Every hot entry of the range, in key order.
     pub entries: Vec<(Bytes, Entry)>,
+    /// Every cold entry of the range (version 2), in key order.
+    pub cold: Vec<(Bytes, ColdEntry)>,
+}
+
+/// An entry whose value lives only in the shard log of the node that wrote the checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ColdEntry {
+    /// The durable copy of the value.
+    pub pointer: LogPointer,
+    /// Expiry in Unix milliseconds; 0 = never.
+    pub expire_at_ms: u64,
 }
 
 /// Why bytes are not a checkpoint.
@@ -68,14 +94,28 @@ pub enum CheckpointError {
     Malformed(&'static str),
 }
 
-/// Encodes a checkpoint of `entries` (in key order) at `meta`.
+/// Encodes a checkpoint of `entries` (in key order) at `meta` (version 1).
 pub fn encode<'a>(
     meta: &CheckpointMeta,
     entries: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)>,
 ) -> Vec<u8> {
+    encode_with_cold(meta, entries, std::iter::empty())
+}
+
+/// Encodes a checkpoint of hot `entries` and `cold` entries (each in key order, disjoint) at
+/// `meta`: version 2 if there is a cold entry, else version 1.
+pub fn encode_with_cold<'a>(
+    meta: &CheckpointMeta,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)>,
+    cold: impl ExactSizeIterator<Item = (&'a [u8], &'a ColdEntry)>,
+) -> Vec<u8> {
     let mut b = BytesMut::with_capacity(256);
     b.put_slice(MAGIC);
-    b.put_u32_le(VERSION);
+    b.put_u32_le(if cold.len() == 0 {
+        VERSION_HOT
+    } else {
+        VERSION_COLD
+    });
     b.put_u64_le(meta.desc.id.0);
     b.put_u64_le(meta.index);
     b.put_u64_le(meta.term);
@@ -91,6 +131,19 @@ pub fn encode<'a>(
         b.put_u32_le(e.value.len() as u32);
         b.put_slice(&e.value);
         b.put_u64_le(e.expire_at_ms);
+    }
+    if cold.len() > 0 {
+        b.put_u64_le(cold.len() as u64);
+        for (k, c) in cold {
+            b.reserve(COLD_FIXED + k.len());
+            b.put_u32_le(k.len() as u32);
+            b.put_slice(k);
+            b.put_u32_le(c.pointer.segment.0);
+            b.put_u64_le(c.pointer.offset);
+            b.put_u32_le(c.pointer.len);
+            b.put_u32_le(c.pointer.checksum);
+            b.put_u64_le(c.expire_at_ms);
+        }
     }
     let crc = crc32c::crc32c(&b);
     b.put_u32_le(crc);
@@ -126,7 +179,7 @@ impl<'a> Reader<'a> {
 }
 
 /// Checks the envelope (magic, version, checksum) and returns the bytes the checksum covers.
-fn verified(data: &[u8]) -> Result<&[u8], CheckpointError> {
+fn verified(data: &[u8]) -> Result<(&[u8], u32), CheckpointError> {
     if data.len() < HEAD + 8 + 4 {
         return Err(CheckpointError::Truncated);
     }
@@ -134,14 +187,14 @@ fn verified(data: &[u8]) -> Result<&[u8], CheckpointError> {
         return Err(CheckpointError::BadMagic);
     }
     let v = u32::from_le_bytes([data[8], data[9], data[10], data[11]]);
-    if v != VERSION {
+    if v != VERSION_HOT && v != VERSION_COLD {
         return Err(CheckpointError::Version(v));
     }
     let (body, crc) = data.split_at(data.len() - 4);
     if crc32c::crc32c(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
         return Err(CheckpointError::Checksum);
     }
-    Ok(body)
+    Ok((body, v))
 }
 
 fn read_meta(r: &mut Reader<'_>) -> Result<CheckpointMeta, CheckpointError> {
@@ -158,37 +211,79 @@ fn read_meta(r: &mut Reader<'_>) -> Result<CheckpointMeta, CheckpointError> {
     Ok(CheckpointMeta { index, term, desc })
 }
 
+/// Whether `data` claims to be a checkpoint with cold entries (version 2; not verified).
+pub fn has_cold(data: &[u8]) -> bool {
+    data.len() >= 12 && &data[..8] == MAGIC && data[8..12] == VERSION_COLD.to_le_bytes()
+}
+
 /// Decodes only the identity of a checkpoint (the checksum of the whole is still checked).
 pub fn decode_meta(data: &[u8]) -> Result<CheckpointMeta, CheckpointError> {
-    let body = verified(data)?;
+    let (body, _) = verified(data)?;
     read_meta(&mut Reader { b: body, at: 0 })
 }
 
 /// Decodes a checkpoint.
 pub fn decode(data: &[u8]) -> Result<Checkpoint, CheckpointError> {
-    let body = verified(data)?;
+    let (body, version) = verified(data)?;
     let mut r = Reader { b: body, at: 0 };
     let meta = read_meta(&mut r)?;
+    let entries = read_hot(&mut r, &meta.desc)?;
+    let cold = if version == VERSION_COLD {
+        read_cold(&mut r, &meta.desc)?
+    } else {
+        Vec::new()
+    };
+    if r.at != body.len() {
+        return Err(CheckpointError::Malformed("trailing bytes"));
+    }
+    if !disjoint(&entries, &cold) {
+        return Err(CheckpointError::Malformed("a key both hot and cold"));
+    }
+    Ok(Checkpoint {
+        meta,
+        entries,
+        cold,
+    })
+}
+
+/// Reads a key of a section: bounded, after `prev`, inside the range.
+fn read_key<'a>(
+    r: &mut Reader<'a>,
+    prev: Option<&[u8]>,
+    desc: &RangeDescriptor,
+) -> Result<&'a [u8], CheckpointError> {
+    let klen = r.u32()? as usize;
+    if klen > MAX_KEY {
+        return Err(CheckpointError::Malformed("key too long"));
+    }
+    let key = r.take(klen)?;
+    if prev.is_some_and(|p| p >= key) {
+        return Err(CheckpointError::Malformed("keys out of order"));
+    }
+    if !desc.contains(key) {
+        return Err(CheckpointError::Malformed("key outside the range"));
+    }
+    Ok(key)
+}
+
+/// Reads a count of entries of at least `min` bytes each: a forged count cannot make us
+/// allocate.
+fn read_count(r: &mut Reader<'_>, min: usize) -> Result<usize, CheckpointError> {
     let count = r.u64()?;
-    // Each entry takes at least 16 bytes: a forged count cannot make us allocate.
-    if count > ((body.len() - r.at) / 16) as u64 {
+    if count > ((r.b.len() - r.at) / min) as u64 {
         return Err(CheckpointError::Malformed("entry count exceeds the bytes"));
     }
-    let mut entries = Vec::with_capacity(count as usize);
-    let mut prev: Option<&[u8]> = None;
+    Ok(count as usize)
+}
+
+fn read_hot(
+    r: &mut Reader<'_>,
+    desc: &RangeDescriptor,
+) -> Result<Vec<(Bytes, Entry)>, CheckpointError> {
+    let count = read_count(r, 16)?;
+    let mut entries: Vec<(Bytes, Entry)> = Vec::with_capacity(count);
     for _ in 0..count {
-        let klen = r.u32()? as usize;
-        if klen > MAX_KEY {
-            return Err(CheckpointError::Malformed("key too long"));
-        }
-        let key = r.take(klen)?;
-        if prev.is_some_and(|p| p >= key) {
-            return Err(CheckpointError::Malformed("keys out of order"));
-        }
-        if !meta.desc.contains(key) {
-            return Err(CheckpointError::Malformed("key outside the range"));
-        }
-        prev = Some(key);
+        let key = read_key(r, entries.last().map(|(k, _)| &k[..]), desc)?;
         let vlen = r.u32()? as usize;
         let value = Bytes::copy_from_slice(r.take(vlen)?);
         let expire_at_ms = r.u64()?;
@@ -200,10 +295,49 @@ pub fn decode(data: &[u8]) -> Result<Checkpoint, CheckpointError> {
             },
         ));
     }
-    if r.at != body.len() {
-        return Err(CheckpointError::Malformed("trailing bytes"));
+    Ok(entries)
+}
+
+fn read_cold(
+    r: &mut Reader<'_>,
+    desc: &RangeDescriptor,
+) -> Result<Vec<(Bytes, ColdEntry)>, CheckpointError> {
+    let count = read_count(r, COLD_FIXED)?;
+    if count == 0 {
+        return Err(CheckpointError::Malformed("version 2 without a cold entry"));
     }
-    Ok(Checkpoint { meta, entries })
+    let mut cold: Vec<(Bytes, ColdEntry)> = Vec::with_capacity(count);
+    for _ in 0..count {
+        let key = read_key(r, cold.last().map(|(k, _)| &k[..]), desc)?;
+        let pointer = LogPointer {
+            segment: SegmentId(r.u32()?),
+            offset: r.u64()?,
+            len: r.u32()?,
+            checksum: r.u32()?,
+        };
+        let expire_at_ms = r.u64()?;
+        cold.push((
+            Bytes::copy_from_slice(key),
+            ColdEntry {
+                pointer,
+                expire_at_ms,
+            },
+        ));
+    }
+    Ok(cold)
+}
+
+/// Whether no key is in both sorted sections.
+fn disjoint(hot: &[(Bytes, Entry)], cold: &[(Bytes, ColdEntry)]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < hot.len() && j < cold.len() {
+        match hot[i].0.cmp(&cold[j].0) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -303,11 +437,102 @@ mod tests {
         );
     }
 
+    fn cold_sample() -> Vec<(Bytes, ColdEntry)> {
+        let p = |seg: u32| LogPointer {
+            segment: SegmentId(seg),
+            offset: 4096 + u64::from(seg),
+            len: 100,
+            checksum: 0xdead_beef,
+        };
+        vec![
+            (
+                Bytes::from_static(b"banana"),
+                ColdEntry {
+                    pointer: p(3),
+                    expire_at_ms: 0,
+                },
+            ),
+            (
+                Bytes::from_static(b"cherry"),
+                ColdEntry {
+                    pointer: p(4),
+                    expire_at_ms: 7,
+                },
+            ),
+        ]
+    }
+
+    fn enc_cold(meta: &CheckpointMeta, e: &[(Bytes, Entry)], c: &[(Bytes, ColdEntry)]) -> Vec<u8> {
+        encode_with_cold(
+            meta,
+            e.iter().map(|(k, e)| (&k[..], e)),
+            c.iter().map(|(k, c)| (&k[..], c)),
+        )
+    }
+
+    #[test]
+    fn cold_entries_round_trip_in_version_2_and_version_1_is_written_without_them() {
+        let (meta, entries) = sample();
+        let cold = cold_sample();
+        let b = enc_cold(&meta, &entries, &cold);
+        assert_eq!(u32::from_le_bytes([b[8], b[9], b[10], b[11]]), 2);
+        let c = decode(&b).unwrap();
+        assert_eq!((c.entries, c.cold), (entries.clone(), cold));
+        let v1 = enc_cold(&meta, &entries, &[]);
+        assert_eq!(u32::from_le_bytes([v1[8], v1[9], v1[10], v1[11]]), 1);
+        assert!(decode(&v1).unwrap().cold.is_empty());
+    }
+
+    #[test]
+    fn a_key_both_hot_and_cold_is_refused() {
+        let (meta, entries) = sample();
+        let mut cold = cold_sample();
+        cold[0].0 = Bytes::from_static(b"apple");
+        assert_eq!(
+            decode(&enc_cold(&meta, &entries, &cold)),
+            Err(CheckpointError::Malformed("a key both hot and cold"))
+        );
+        for i in 0..enc_cold(&meta, &entries, &cold_sample()).len() {
+            let mut c = enc_cold(&meta, &entries, &cold_sample());
+            c[i] ^= 0x40;
+            assert!(decode(&c).is_err(), "flipped byte {i}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn hot_and_cold_sections_round_trip(
+            keys in proptest::collection::btree_map(
+                proptest::collection::vec(b'a'..b'y', 1..12),
+                (any::<bool>(), proptest::collection::vec(any::<u8>(), 0..40), any::<u32>(), any::<u64>()),
+                0..40,
+            )
+        ) {
+            let (meta, _) = sample();
+            let (mut hot, mut cold) = (Vec::new(), Vec::new());
+            for (k, (is_cold, v, n, exp)) in keys {
+                let k = Bytes::from(k);
+                if is_cold {
+                    let pointer = LogPointer { segment: SegmentId(n), offset: exp, len: n / 3, checksum: n ^ 5 };
+                    cold.push((k, ColdEntry { pointer, expire_at_ms: exp }));
+                } else {
+                    hot.push((k, Entry { value: Bytes::from(v), expire_at_ms: exp }));
+                }
+            }
+            let c = decode(&enc_cold(&meta, &hot, &cold)).unwrap();
+            prop_assert_eq!(c.entries, hot);
+            prop_assert_eq!(c.cold, cold);
+        }
+
         #[test]
         fn random_bytes_never_panic(data in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode(&data);
             let mut d = b"TKVCKPT\0\x01\0\0\0".to_vec();
+            d.extend_from_slice(&data);
+            let crc = crc32c::crc32c(&d);
+            d.extend_from_slice(&crc.to_le_bytes());
+            let _ = decode(&d);
+            let mut d = b"TKVCKPT\0\x02\0\0\0".to_vec();
             d.extend_from_slice(&data);
             let crc = crc32c::crc32c(&d);
             d.extend_from_slice(&crc.to_le_bytes());

@@ -21,11 +21,11 @@ pub fn flush_range<S: KvStore>(store: &mut S, range: &RangeDescriptor) -> OpResu
     let mut deleted: i64 = 0;
     loop {
         // Each page starts at the range's start again: the previous page is gone.
-        let page = store.scan(&range.start, end, PAGE, false);
+        let page = store.scan_keys(&range.start, end, PAGE);
         if page.is_empty() {
             break;
         }
-        for (k, _) in &page {
+        for k in &page {
             if store.delete(k) {
                 deleted = deleted.saturating_add(1);
             }

@@ -5,8 +5,8 @@
 //! engine keeps it per entry (Masstree entries, the LSM key index) and can drop expired values
 //! without reading them.
 //!
-//! This interface is synchronous: the hot tier answers from memory. When the tiering issue
-//! makes cold values possible, `get` becomes asynchronous (one aligned read from the log).
+//! This interface is synchronous: the hot tier answers from memory. Cold entries are loaded
+//! before an operation is applied (`server::cold`), so the state machine never waits.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -46,6 +46,18 @@ pub trait KvStore {
         limit: usize,
         reverse: bool,
     ) -> Vec<(Bytes, Entry)>;
+    /// Whether `key`'s value is only on the device (never, for a store without cold entries).
+    fn is_cold(&self, _key: &[u8]) -> bool {
+        false
+    }
+    /// Up to `limit` keys in `[start, end)` in key order, without their values (a store with
+    /// cold entries answers without loading them).
+    fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
+        self.scan(start, end, limit, false)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
+    }
 }
 
 /// The reference store: a `BTreeMap`.

@@ -88,10 +88,16 @@ pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
     out
 }
 
-/// The sweepable keys among `page` (entries of the store in key order) at `now_ms`.
+/// The sweepable keys among `page` (entries of the store in key order; values are not
+/// needed) at `now_ms`. An element whose collection's metadata is cold is left for a later
+/// pass (the leader does not load values to propose a sweep).
 pub fn select<S: KvStore>(store: &S, page: Vec<(Bytes, Entry)>, now_ms: u64) -> Vec<Bytes> {
     let mut judge = Judge::default();
+    let meta_cold = |k: &[u8]| {
+        keyspace::parse_element(k).is_some_and(|(user, _)| store.is_cold(&keyspace::meta_key(user)))
+    };
     page.into_iter()
+        .filter(|(k, e)| e.is_expired(now_ms) || !meta_cold(k))
         .filter(|(k, e)| judge.reason(store, k, e, now_ms).is_some())
         .map(|(k, _)| k)
         .collect()

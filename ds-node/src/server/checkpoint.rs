@@ -21,17 +21,18 @@
 //! of the scan, about 100 ns per key. Ranges are kept small by splitting; the LSM (tiering
 //! issue) replaces full checkpoints by incremental ones.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use engines::vlog::{LogIndex, RangeId as LogRangeId};
+use engines::vlog::{LogIndex, RangeId as LogRangeId, SegmentId};
 
 use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
 use super::shard::{Shard, ShardState};
 use crate::range::checkpoint::{self, CheckpointMeta};
-use crate::range::engine::MasstreeStore;
+use crate::range::engine::{MasstreeStore, Stored};
 use crate::range::storage::SnapshotPoint;
 use crate::range::store::{Entry, KvStore};
 
@@ -179,27 +180,88 @@ pub fn entries_size(entries: &[(bytes::Bytes, Entry)]) -> (i64, i64) {
 pub fn clear_range(engine: &mut MasstreeStore, start: &[u8], end: &[u8]) {
     let end = (!end.is_empty()).then_some(end);
     loop {
-        let got = engine.scan(start, end, 4096, false);
+        let got = engine.scan_keys(start, end, 4096);
         if got.is_empty() {
             return;
         }
-        for (k, _) in got {
+        for k in got {
             engine.delete(&k);
         }
     }
 }
 
-/// Replaces the range's keys in the engine by a checkpoint's.
+/// Replaces the range's keys in the engine by a checkpoint's (cold entries stay cold: their
+/// pointers name this node's shard log).
 pub fn load(engine: &mut MasstreeStore, c: checkpoint::Checkpoint) {
     clear_range(engine, &c.meta.desc.start, &c.meta.desc.end);
-    engine.set_source(None);
     for (k, e) in c.entries {
         engine.put(k, e);
     }
+    for (k, c) in c.cold {
+        engine.put_cold(k, c.pointer, c.expire_at_ms);
+    }
+}
+
+/// A checkpoint encoded from the engine.
+#[derive(Debug)]
+pub struct Encoded {
+    /// The checkpoint bytes.
+    pub bytes: Vec<u8>,
+    /// (key + value bytes, keys) of its entries.
+    pub size: (i64, i64),
+    /// The shard-log segments its cold entries point into (kept while it is the newest).
+    pub segments: BTreeSet<SegmentId>,
+}
+
+/// Encodes `[start, end)` of the engine at `meta`: hot entries with their values, cold ones
+/// by pointer.
+pub fn encode_stored(engine: &MasstreeStore, meta: &CheckpointMeta) -> Encoded {
+    let stored = engine.scan_stored(&meta.desc.start, &meta.desc.end);
+    let (mut hot, mut cold) = (Vec::new(), Vec::new());
+    let mut size = (0i64, 0i64);
+    let mut segments = BTreeSet::new();
+    for (k, s) in stored {
+        match s {
+            Stored::Hot(e) => {
+                size.0 += (k.len() + e.value.len()) as i64;
+                hot.push((k, e));
+            }
+            Stored::Cold {
+                pointer,
+                expire_at_ms,
+            } => {
+                size.0 += k.len() as i64 + i64::from(pointer.len);
+                segments.insert(pointer.segment);
+                cold.push((
+                    k,
+                    checkpoint::ColdEntry {
+                        pointer,
+                        expire_at_ms,
+                    },
+                ));
+            }
+        }
+        size.1 += 1;
+    }
+    let bytes = checkpoint::encode_with_cold(
+        meta,
+        hot.iter().map(|(k, e)| (&k[..], e)),
+        cold.iter().map(|(k, c)| (&k[..], c)),
+    );
+    Encoded {
+        bytes,
+        size,
+        segments,
+    }
+}
+
+/// The segments the cold entries of a decoded checkpoint point into.
+pub fn segments_of(c: &checkpoint::Checkpoint) -> BTreeSet<SegmentId> {
+    c.cold.iter().map(|(_, e)| e.pointer.segment).collect()
 }
 
 /// Encodes the current state of an initialized range (at its applied index).
-pub fn build(st: &ShardState, range: u64) -> Option<(Vec<u8>, SnapshotPoint)> {
+pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
     let p = st
         .peers
         .get(&range)
@@ -207,25 +269,25 @@ pub fn build(st: &ShardState, range: u64) -> Option<(Vec<u8>, SnapshotPoint)> {
     let index = p.applied();
     let term = p.node.raft.raft_log.term(index).ok()?;
     let desc = p.desc.clone();
-    let end = (!desc.end.is_empty()).then_some(&desc.end[..]);
-    let entries: Vec<(bytes::Bytes, Entry)> = st.engine.scan(&desc.start, end, usize::MAX, false);
     let conf = conf_state_of(&desc);
-    let bytes = checkpoint::encode(
-        &CheckpointMeta { index, term, desc },
-        entries.iter().map(|(k, e)| (&k[..], e)),
-    );
-    Some((bytes, SnapshotPoint { index, term, conf }))
+    let encoded = encode_stored(&st.engine, &CheckpointMeta { index, term, desc });
+    Some((encoded, SnapshotPoint { index, term, conf }))
 }
 
 /// Writes a checkpoint of `range` and compacts its Raft log below it. Returns whether the
 /// log was compacted.
 pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<bool> {
     let t = Instant::now();
-    let Some((bytes, point)) = build(&shard.state.borrow(), range) else {
+    let Some((encoded, point)) = build(&shard.state.borrow(), range) else {
         return Ok(false);
     };
-    let size = bytes.len() as u64;
-    write(shard, range, point.index, Rc::new(bytes)).await?;
+    let size = encoded.bytes.len() as u64;
+    write(shard, range, point.index, Rc::new(encoded.bytes)).await?;
+    shard
+        .state
+        .borrow_mut()
+        .checkpoint_segments
+        .insert(range, encoded.segments);
     let (keep_from, term) = {
         let mut st = shard.state.borrow_mut();
         let Some(p) = st.peers.get_mut(&range) else {
@@ -287,6 +349,17 @@ fn log_under_pressure(shard: &Shard) -> bool {
     (shard.log.segment_usage().len() as u64) * 2 >= segments
 }
 
+/// Frees the shard-log segments no range needs and no live value pointer points into — of
+/// the engine, or of a range's newest checkpoint (recovery loads it, then replays entries
+/// that may read those values before overwriting them).
+pub async fn reclaim(shard: &Shard) -> engines::vlog::Result<usize> {
+    let pinned = |seg| {
+        let st = shard.state.borrow();
+        st.engine.is_pinned(seg) || st.checkpoint_segments.values().any(|s| s.contains(&seg))
+    };
+    shard.log.reclaim_except(&pinned).await
+}
+
 /// How long a replica created for a leader's message may wait for its first snapshot.
 pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
 
@@ -336,7 +409,7 @@ pub async fn run(shard: Rc<Shard>) {
             }
         }
         if compacted {
-            match shard.log.reclaim().await {
+            match reclaim(&shard).await {
                 Ok(n) => shard.metrics.borrow_mut().segments_freed_total += n as u64,
                 Err(e) => tracing::error!("freeing shard log segments failed: {e}"),
             }

@@ -127,12 +127,24 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
     if !req.op.is_write() {
         if p.lease_read_ok() {
             shard.metrics.borrow_mut().lease_reads_total += 1;
+            let now = now_ms();
+            if super::cold::read_needs_load(engine, &req.op, &p.desc, now) {
+                // Loaded and answered by its own task: hot reads do not wait for it.
+                let (tx, rx) = oneshot::channel();
+                super::cold::spawn_read(shard, p.desc.id.0, req.op, None, tx);
+                return later(rx);
+            }
             let ctx = ApplyCtx {
-                now_ms: now_ms(),
+                now_ms: now,
                 index: p.applied(),
                 range: &p.desc,
             };
-            return now_reply(match execute(engine, &req.op, &ctx) {
+            let r = execute(engine, &req.op, &ctx);
+            if engine.take_cold_misses() > 0 {
+                shard.metrics.borrow_mut().cold.misses_total += 1;
+                return err(super::cold::ColdError::Unstable.to_rpc());
+            }
+            return now_reply(match r {
                 Ok(result) => KvResponse::Ok { result },
                 Err(error) => KvResponse::Err { error },
             });

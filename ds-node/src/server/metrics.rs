@@ -75,6 +75,79 @@ pub struct ShardMetrics {
     pub flush_us: Histogram<u64>,
     /// Records per group commit.
     pub flush_batch_records: Histogram<u64>,
+    /// Cold values: reads, demotions, hot and cold bytes.
+    pub cold: ColdMetrics,
+}
+
+/// Figures of cold values (`server::cold`, `server::demote`).
+#[derive(Debug, Clone)]
+pub struct ColdMetrics {
+    /// Cold values read from the shard log (`ds_cold_reads_total`).
+    pub reads_total: u64,
+    /// Bytes of those values (`ds_cold_read_bytes_total`).
+    pub read_bytes_total: u64,
+    /// Cold reads that failed: device error or checksum (`ds_cold_read_errors_total`).
+    pub read_errors_total: u64,
+    /// Cold reads whose bytes did not match their checksum (`ds_cold_checksum_failures_total`).
+    pub checksum_failures_total: u64,
+    /// Cold entries the state machine reached without a load (a bug; `ds_cold_misses_total`).
+    pub misses_total: u64,
+    /// Entries made cold (`ds_demotions_total`).
+    pub demotions_total: u64,
+    /// Bytes written to the shard log as demoted values (`ds_demoted_bytes_written_total`).
+    pub demoted_bytes_written_total: u64,
+    /// Demotion steps that failed (`ds_demotion_errors_total`).
+    pub demotion_errors_total: u64,
+    /// Cold read latency (one device read, checksum included), µs (`ds_cold_read_seconds`).
+    pub read_us: Histogram<u64>,
+    /// Value bytes held in memory (gauge, `ds_value_bytes{tier="hot"}`).
+    pub hot_value_bytes: u64,
+    /// Value bytes held only on the device (gauge, `ds_value_bytes{tier="cold"}`).
+    pub cold_value_bytes: u64,
+    /// Entries held only on the device (gauge, `ds_cold_entries`).
+    pub cold_entries: u64,
+    /// Live bytes per shard-log segment: (shard, segment, bytes) (gauge,
+    /// `ds_log_segment_live_bytes{shard,segment}`).
+    pub segment_live_bytes: Vec<(u32, u32, u64)>,
+}
+
+impl Default for ColdMetrics {
+    fn default() -> Self {
+        Self {
+            reads_total: 0,
+            read_bytes_total: 0,
+            read_errors_total: 0,
+            checksum_failures_total: 0,
+            misses_total: 0,
+            demotions_total: 0,
+            demoted_bytes_written_total: 0,
+            demotion_errors_total: 0,
+            read_us: hist(),
+            hot_value_bytes: 0,
+            cold_value_bytes: 0,
+            cold_entries: 0,
+            segment_live_bytes: Vec::new(),
+        }
+    }
+}
+
+impl ColdMetrics {
+    fn merge(&mut self, o: &ColdMetrics) {
+        self.reads_total += o.reads_total;
+        self.read_bytes_total += o.read_bytes_total;
+        self.read_errors_total += o.read_errors_total;
+        self.checksum_failures_total += o.checksum_failures_total;
+        self.misses_total += o.misses_total;
+        self.demotions_total += o.demotions_total;
+        self.demoted_bytes_written_total += o.demoted_bytes_written_total;
+        self.demotion_errors_total += o.demotion_errors_total;
+        let _ = self.read_us.add(&o.read_us);
+        self.hot_value_bytes += o.hot_value_bytes;
+        self.cold_value_bytes += o.cold_value_bytes;
+        self.cold_entries += o.cold_entries;
+        self.segment_live_bytes
+            .extend_from_slice(&o.segment_live_bytes);
+    }
 }
 
 fn hist() -> Histogram<u64> {
@@ -116,6 +189,7 @@ impl Default for ShardMetrics {
             read_index_us: hist(),
             flush_us: hist(),
             flush_batch_records: hist(),
+            cold: ColdMetrics::default(),
         }
     }
 }
@@ -162,6 +236,7 @@ impl ShardMetrics {
         let _ = self.read_index_us.add(&o.read_index_us);
         let _ = self.flush_us.add(&o.flush_us);
         let _ = self.flush_batch_records.add(&o.flush_batch_records);
+        self.cold.merge(&o.cold);
     }
 
     /// A one-line summary (p50/p99/p999 in µs).

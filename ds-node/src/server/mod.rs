@@ -11,6 +11,8 @@
 //! - `validate`: Raft messages from the network checked before raft-rs sees them.
 
 pub mod checkpoint;
+pub mod cold;
+pub mod demote;
 pub mod handler;
 pub mod metrics;
 pub mod peer;

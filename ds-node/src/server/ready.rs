@@ -25,7 +25,6 @@ use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_cha
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::codec::{decode_split, decode_sweep, decode_write, encode_meta, encode_sweep};
 use crate::range::dedup;
-use crate::range::store::KvStore;
 
 /// Messages of one turn: Raft batches per destination address, and snapshots to stream.
 #[derive(Default)]
@@ -266,6 +265,8 @@ async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
 /// conf changes asked for.
 async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
     let mut out = Outbox::default();
+    let failed = prefetch_committed(shard, &works).await;
+    // No `.await` from here to the applies below: nothing can demote what was loaded.
     for w in works {
         let mut st = shard.state.borrow_mut();
         let ShardState {
@@ -285,6 +286,12 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
             p.node.advance_apply_to(i);
         }
         collect(shard, p, w.persisted_msgs, reply_to, &mut out);
+        if let Some((range, e)) = failed.as_ref().filter(|(r, _)| *r == w.range) {
+            if p.stopped.is_none() {
+                let index = w.committed.first().map_or(0, |e| e.index);
+                stop_range(shard, p, index, format!("range {range}: {e}"));
+            }
+        }
         if !w.committed.is_empty() {
             let last = apply_entries(
                 shard,
@@ -335,6 +342,60 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Loads the cold entries the committed entries of `works` touch (`server::cold`). A range
+/// whose load failed is returned with the error: it stops (its entries cannot be applied
+/// without the values).
+async fn prefetch_committed(
+    shard: &Rc<Shard>,
+    works: &[Work],
+) -> Option<(u64, super::cold::ColdError)> {
+    if shard.state.borrow().engine.cold_stats().cold_entries == 0 {
+        return None;
+    }
+    for w in works.iter().filter(|w| !w.committed.is_empty()) {
+        let Some(desc) = shard
+            .state
+            .borrow()
+            .peers
+            .get(&w.range)
+            .map(|p| p.desc.clone())
+        else {
+            continue;
+        };
+        let plan = |engine: &crate::range::engine::MasstreeStore, out: &mut Vec<_>| {
+            for e in &w.committed {
+                if e.get_entry_type() == EntryType::EntryNormal {
+                    super::cold::plan_payload(engine, &desc, &e.data, out);
+                }
+            }
+        };
+        if let Err(e) = super::cold::load_until_hot(shard, plan).await {
+            tracing::error!(
+                range = w.range,
+                "loading cold values for committed entries: {e}"
+            );
+            return Some((w.range, e));
+        }
+    }
+    // A later range's load may have let the demotion task run: check every range again
+    // (nothing is demoted while nothing awaits, so this check holds until the applies).
+    let again = works.iter().any(|w| {
+        let st = shard.state.borrow();
+        let Some(p) = st.peers.get(&w.range) else {
+            return false;
+        };
+        let mut v = Vec::new();
+        for e in &w.committed {
+            super::cold::plan_payload(&st.engine, &p.desc, &e.data, &mut v);
+        }
+        !v.is_empty()
+    });
+    if again {
+        return Box::pin(prefetch_committed(shard, works)).await;
+    }
+    None
+}
+
 fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
     let Some(id) = ctx
         .get(..8)
@@ -348,7 +409,7 @@ fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
     }
 }
 
-fn answer_reads(shard: &Shard, p: &mut Peer, engine: &mut crate::range::engine::MasstreeStore) {
+fn answer_reads(shard: &Rc<Shard>, p: &mut Peer, engine: &mut crate::range::engine::MasstreeStore) {
     if p.reads.is_empty() {
         return;
     }
@@ -364,6 +425,11 @@ fn answer_reads(shard: &Shard, p: &mut Peer, engine: &mut crate::range::engine::
         let Some(r) = p.reads.remove(&k) else {
             continue;
         };
+        if super::cold::read_needs_load(engine, &r.op, &p.desc, now) {
+            // Answered by its own task once loaded: hot reads do not wait for it.
+            super::cold::spawn_read(shard, p.desc.id.0, r.op, Some(applied), r.tx);
+            continue;
+        }
         let ctx = ApplyCtx {
             now_ms: now,
             index: applied,
@@ -417,19 +483,15 @@ fn apply_entries(
                 if e.data.is_empty() {
                     None
                 } else if let Some((now, id, op)) = decode_write(&e.data) {
-                    engine.set_source(
-                        shard
-                            .log
-                            .entry_pointer(LogRangeId(range), LogIndex(e.index)),
-                    );
                     let ctx = ApplyCtx {
                         now_ms: now,
                         index: e.index,
                         range: &p.desc,
                     };
                     let r = dedup::apply_once(engine, id, &op, now, |s| execute(s, &op, &ctx));
-                    engine.set_source(None);
-                    if let Some(fault) = engine.take_fault() {
+                    if let Some(fault) =
+                        super::cold::miss_fault(engine).or_else(|| engine.take_fault())
+                    {
                         stop_range(shard, p, e.index, fault);
                         break;
                     }
@@ -759,7 +821,7 @@ fn sweep_expired(shard: &Shard, st: &mut ShardState) {
             p.sweep_cursor.clone()
         };
         let end = (!p.desc.end.is_empty()).then_some(&p.desc.end[..]);
-        let got = engine.scan(&start, end, SWEEP_SCAN_PER_TICK, false);
+        let got = engine.scan_expiry(&start, end.unwrap_or_default(), SWEEP_SCAN_PER_TICK);
         p.sweep_cursor = match got.last() {
             Some((k, _)) if got.len() == SWEEP_SCAN_PER_TICK => {
                 let mut next = k.to_vec();

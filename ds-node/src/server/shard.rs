@@ -96,6 +96,11 @@ pub struct ShardState {
     pub creations: super::handler::CreationBudget,
     /// When refused Raft messages were last logged (the log is rate-limited).
     pub refusals_logged_at: Option<std::time::Instant>,
+    /// Per range, the shard-log segments its newest checkpoint's cold entries point into
+    /// (never released while it is the newest).
+    pub checkpoint_segments: BTreeMap<u64, std::collections::BTreeSet<engines::vlog::SegmentId>>,
+    /// A demotion is running (`server::demote`; one at a time).
+    pub demoting: bool,
 }
 
 /// One shard (core) of a DS node.
@@ -295,7 +300,12 @@ impl Shard {
             let (base, base_term) = (c.meta.index, c.meta.term);
             let mut desc = c.meta.desc.clone();
             let snap_conf = conf_state_of(&desc);
-            super::checkpoint::load(&mut self.state.borrow_mut().engine, c);
+            {
+                let mut st = self.state.borrow_mut();
+                st.checkpoint_segments
+                    .insert(range.0, super::checkpoint::segments_of(&c));
+                super::checkpoint::load(&mut st.engine, c);
+            }
             let hs = self.log.hard_state(range).unwrap_or_default();
             let commit = hs.commit.0.max(base);
             let mut cache_entries = Vec::new();
@@ -324,6 +334,14 @@ impl Shard {
                                 e.index.0
                             );
                             if e.index.0 <= commit && stopped.is_none() {
+                                super::cold::prefetch_entry(self, &desc, &e.payload)
+                                    .await
+                                    .map_err(|err| {
+                                        anyhow::anyhow!(
+                                            "range {range}: load cold values for entry {}: {err}",
+                                            e.index.0
+                                        )
+                                    })?;
                                 if let Some(fault) = self.replay(&mut desc, e) {
                                     stopped = Some((e.index.0, fault));
                                 }
@@ -403,8 +421,6 @@ impl Shard {
                     }
                     return None;
                 };
-                st.engine
-                    .set_source(self.log.entry_pointer(e.range, e.index));
                 let ctx = ApplyCtx {
                     now_ms: now,
                     index: e.index.0,
@@ -413,8 +429,7 @@ impl Shard {
                 let _ = crate::range::dedup::apply_once(&mut st.engine, id, &op, now, |s| {
                     execute(s, &op, &ctx)
                 });
-                st.engine.set_source(None);
-                st.engine.take_fault()
+                super::cold::miss_fault(&st.engine).or_else(|| st.engine.take_fault())
             }
             t => {
                 if let Some(cc) = decode_conf_change(t, &e.payload) {
@@ -584,6 +599,7 @@ impl Shard {
                 .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
         }
         super::checkpoint::remove(self, range).await;
+        self.state.borrow_mut().checkpoint_segments.remove(&range);
         self.metrics.borrow_mut().replicas_destroyed_total += 1;
         tracing::info!(range, replica = p.replica_id, "replica destroyed");
         Ok(())

@@ -148,6 +148,10 @@ pub fn on_chunk(shard: &Shard, c: SnapshotChunk) -> SnapshotAck {
     let Some(inc) = t.incoming.remove(&id) else {
         return refuse(t, "unknown transfer");
     };
+    if checkpoint::has_cold(&inc.data) {
+        // Pointers name the sender's shard log: a snapshot must carry values.
+        return refuse(t, "snapshot with cold entries");
+    }
     match checkpoint::decode_meta(&inc.data) {
         Ok(meta) if meta.desc.id.0 == inc.range => {
             t.received.insert(
@@ -209,6 +213,31 @@ pub async fn send(shard: Rc<Shard>, addr: String, range: u64, from: u64, mut m: 
     report(&shard, range, to, ok);
 }
 
+/// The checkpoint `data` with every cold entry's value read from the shard log (checksums
+/// checked), as a checkpoint without cold entries: what a replica elsewhere can load.
+async fn with_cold_values(shard: &Shard, data: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+    if !checkpoint::has_cold(&data) {
+        return Ok(data);
+    }
+    let c = checkpoint::decode(&data)?;
+    drop(data);
+    let pointers: Vec<_> = c.cold.iter().map(|(_, e)| e.pointer).collect();
+    let values = super::cold::read_values(shard, &pointers).await?;
+    let mut all: Vec<(bytes::Bytes, crate::range::store::Entry)> = c.entries;
+    all.extend(c.cold.into_iter().zip(values).map(|((k, e), v)| {
+        let entry = crate::range::store::Entry {
+            value: v.into(),
+            expire_at_ms: e.expire_at_ms,
+        };
+        (k, entry)
+    }));
+    all.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    Ok(checkpoint::encode(
+        &c.meta,
+        all.iter().map(|(k, e)| (&k[..], e)),
+    ))
+}
+
 async fn transfer(
     shard: &Rc<Shard>,
     addr: &str,
@@ -220,6 +249,7 @@ async fn transfer(
     let data = super::checkpoint::read(shard, range)
         .await?
         .ok_or_else(|| anyhow::anyhow!("range {range} has no checkpoint"))?;
+    let data = with_cold_values(shard, data).await?;
     let meta = checkpoint::decode_meta(&data)?;
     anyhow::ensure!(
         meta.desc.replicas.iter().any(|r| r.replica_id.0 == m.to),

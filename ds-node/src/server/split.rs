@@ -35,11 +35,10 @@ use raft::eraftpb::HardState;
 
 use super::peer::conf_state_of;
 use super::shard::{INIT_INDEX, Shard};
-use crate::range::checkpoint::{self, CheckpointMeta};
+use crate::range::checkpoint::CheckpointMeta;
 use crate::range::codec::{SplitCmd, encode_meta};
 use crate::range::engine::MasstreeStore;
 use crate::range::storage::{RaftLogCache, SnapshotPoint};
-use crate::range::store::KvStore;
 
 /// Applies `cmd` to the left range's descriptor; returns the right range's descriptor, or
 /// `None` (and leaves `left` alone) if the split is stale or malformed.
@@ -111,20 +110,21 @@ pub async fn create_right(
             // Already here through a snapshot of the new range, or removed since.
             return Ok(());
         }
-        let end = (!right.end.is_empty()).then_some(&right.end[..]);
-        let entries = st.engine.scan(&right.start, end, usize::MAX, false);
-        let size = super::checkpoint::entries_size(&entries);
         let meta = CheckpointMeta {
             index: INIT_INDEX,
             term: INIT_INDEX,
             desc: right.clone(),
         };
-        (
-            checkpoint::encode(&meta, entries.iter().map(|(k, e)| (&k[..], e))),
-            size,
-        )
+        let e = super::checkpoint::encode_stored(&st.engine, &meta);
+        ((e.bytes, e.segments), e.size)
     };
+    let (bytes, segments) = bytes;
     super::checkpoint::write(shard, id, INIT_INDEX, Rc::new(bytes)).await?;
+    shard
+        .state
+        .borrow_mut()
+        .checkpoint_segments
+        .insert(id, segments);
     let hs = HardState {
         term: INIT_INDEX,
         commit: INIT_INDEX,

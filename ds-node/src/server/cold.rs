@@ -1,0 +1,489 @@
+//! Cold reads: **prefetch, then apply**.
+//!
+//! The state machine (`range::apply`) is synchronous and reads entries from memory; an entry
+//! may be cold (only a pointer into the shard log, `range::engine`). So before an operation
+//! runs, the shard
+//!
+//! 1. **plans** ([`plan`]): finds the cold entries the operation can touch, from the
+//!    operation alone and the tree's current shape — for each Redis key it names, every
+//!    cold entry under the key's prefix (metadata, elements, dedup records); raw keys
+//!    exactly; a key scan the page it will visit; a raw scan the pages it will visit; a
+//!    transaction the union of its operations and watched keys; a sweep entry its keys and
+//!    their collections' metadata. A range flush deletes without reading values and loads
+//!    nothing.
+//! 2. **loads** them ([`load`]): [`READS_IN_FLIGHT`] device reads at a time through the
+//!    shard log (`Vlog::read_value`: one aligned read of the value's blocks, crc32c of the
+//!    bytes checked), and puts each value back in memory next to its pointer
+//!    (`MasstreeStore::load`; demoting it again costs no write);
+//! 3. **re-plans**, because the demotion task may run while the reads are in flight, until
+//!    nothing is missing (at most [`ROUNDS`] rounds), and then applies in the same
+//!    synchronous step — no `.await` between the last plan and the apply, so nothing can
+//!    demote in between.
+//!
+//! Where this runs:
+//! - committed entries: the ready loop loads for every entry of a turn before applying any
+//!   (`ready::finish`); recovery before each replayed entry (`Shard::recover`). An entry
+//!   only ever *adds* hot entries, so the union planned before the turn covers what later
+//!   entries of the turn reach. A load that fails (device error, checksum) stops the range
+//!   on this replica (its clients get an error; other replicas are unaffected): a write
+//!   cannot be applied without the value, and must not be applied differently.
+//! - reads (lease reads in `handler`, ReadIndex reads in `ready`): a read that needs no
+//!   load is answered at once, in place; one that does is handed to its own task, which
+//!   loads, re-checks the range (still here, still leader) and answers. So a hot read never
+//!   waits behind a cold one. A failed load is an error reply ([`COLD_READ_FAILED`]) and a
+//!   counter, never a value.
+//!
+//! A cold entry reached by the state machine without having been loaded is a bug of the
+//! plan: a debug assertion fails (tests), and in release the store counts it
+//! (`take_cold_misses`): a read answers an error, a write stops the range.
+//!
+//! Bounded: one operation loads at most [`MAX_LOAD_BYTES`] (else it fails with an error);
+//! reads in flight per load are [`READS_IN_FLIGHT`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::Instant;
+
+use bytes::Bytes;
+use engines::masstree::LogPointer;
+use engines::vlog::Error as LogError;
+use futures_channel::oneshot;
+use net::RpcError;
+use net::message::RangeDescriptor;
+use net::message::kv::{KvOp, KvResponse, WriteOp};
+
+use super::metrics::ShardMetrics;
+use super::shard::Shard;
+use crate::keyspace;
+use crate::range::apply::{ApplyCtx, execute};
+use crate::range::engine::MasstreeStore;
+
+/// Device reads one load keeps in flight.
+pub const READS_IN_FLIGHT: usize = 32;
+/// Plan-load rounds before giving up (the demotion task kept making entries cold).
+pub const ROUNDS: usize = 8;
+/// Most value bytes one operation (or one turn of committed entries) loads.
+pub const MAX_LOAD_BYTES: u64 = 1 << 30;
+/// `RpcError::Internal` code of a read whose cold value could not be loaded.
+pub const COLD_READ_FAILED: u32 = 4;
+
+/// Why cold entries could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ColdError {
+    /// The device failed or the bytes did not match their checksum.
+    #[error("cold value read failed: {0}")]
+    Read(#[source] LogError),
+    /// More than [`MAX_LOAD_BYTES`] to load for one operation.
+    #[error("operation would load {0} bytes of cold values (limit {MAX_LOAD_BYTES})")]
+    TooLarge(u64),
+    /// The entries kept turning cold while they were loaded.
+    #[error("cold entries kept being demoted while they were loaded")]
+    Unstable,
+}
+
+impl ColdError {
+    /// The error a client sees.
+    pub fn to_rpc(&self) -> RpcError {
+        RpcError::Internal {
+            code: COLD_READ_FAILED,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The user-key prefix shared by every internal key of Redis key `key` (its metadata key
+/// without the trailing tag byte; `keyspace` keeps every entry of a key under it).
+fn user_prefix(key: &[u8]) -> Bytes {
+    let m = keyspace::meta_key(key);
+    m.slice(..m.len() - 1)
+}
+
+/// Appends the cold entries `op` can touch in `range` at `now_ms` to `out` (see the module
+/// documentation).
+pub fn plan(
+    engine: &MasstreeStore,
+    op: &KvOp,
+    range: &RangeDescriptor,
+    now_ms: u64,
+    out: &mut Vec<(Bytes, LogPointer)>,
+) {
+    let exact = |k: &[u8], out: &mut Vec<(Bytes, LogPointer)>| {
+        if let Some(p) = engine.cold_pointer(k) {
+            out.push((Bytes::copy_from_slice(k), p));
+        }
+    };
+    match op {
+        KvOp::Get { key }
+        | KvOp::Put { key, .. }
+        | KvOp::Delete { key }
+        | KvOp::CompareAndSet { key, .. }
+        | KvOp::Increment { key, .. } => exact(key, out),
+        KvOp::BatchGet { keys } => keys.iter().for_each(|k| exact(k, out)),
+        KvOp::BatchWrite { ops } => {
+            for w in ops {
+                let (WriteOp::Put { key, .. } | WriteOp::Delete { key }) = w;
+                exact(key, out);
+            }
+        }
+        KvOp::Scan {
+            start,
+            end,
+            limit,
+            reverse,
+            ..
+        } => plan_raw_scan(engine, range, (start, end), *limit, *reverse, now_ms, out),
+        KvOp::KeyScan { cursor, count, .. } => plan_key_scan(engine, range, cursor, *count, out),
+        KvOp::Multi { watches, ops } => {
+            for w in watches {
+                plan_user_key(engine, &w.key, out);
+            }
+            for o in ops {
+                plan(engine, o, range, now_ms, out);
+            }
+        }
+        KvOp::RangeFlush {} => {}
+        _ => {
+            for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
+                plan_user_key(engine, k, out);
+            }
+        }
+    }
+}
+
+fn plan_user_key(engine: &MasstreeStore, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
+    let prefix = user_prefix(key);
+    let end = keyspace::prefix_end(&prefix).unwrap_or_default();
+    engine.cold_in(&prefix, &end, false, |_| true, out);
+}
+
+/// `range::apply::key_scan` reads one page of `count` entries from after the cursor.
+fn plan_key_scan(
+    engine: &MasstreeStore,
+    range: &RangeDescriptor,
+    cursor: &[u8],
+    count: u32,
+    out: &mut Vec<(Bytes, LogPointer)>,
+) {
+    let mut start = cursor.to_vec();
+    if !start.is_empty() {
+        start.push(0);
+    }
+    let start = start
+        .max(range.start.to_vec())
+        .max(vec![net::keyspace::REDIS_PREFIX]);
+    let redis_end = [net::keyspace::REDIS_PREFIX + 1];
+    let end = if range.end.is_empty() || range.end[..] > redis_end[..] {
+        &redis_end[..]
+    } else {
+        &range.end[..]
+    };
+    let mut left = count.max(1) as usize;
+    engine.cold_in(
+        &start,
+        end,
+        false,
+        |_| {
+            left = left.saturating_sub(1);
+            left > 0
+        },
+        out,
+    );
+}
+
+/// `range::apply::raw_scan` reads pages of `limit` entries until `limit` live ones are found.
+fn plan_raw_scan(
+    engine: &MasstreeStore,
+    range: &RangeDescriptor,
+    (start, end): (&[u8], &[u8]),
+    limit: u32,
+    reverse: bool,
+    now_ms: u64,
+    out: &mut Vec<(Bytes, LogPointer)>,
+) {
+    let lo = if start > &range.start[..] {
+        start
+    } else {
+        &range.start[..]
+    };
+    let hi = match (end.is_empty(), range.end.is_empty()) {
+        (true, _) => &range.end[..],
+        (false, true) => end,
+        (false, false) => end.min(&range.end[..]),
+    };
+    let limit = limit.max(1) as usize;
+    let (mut seen, mut live) = (0usize, 0usize);
+    engine.cold_in(
+        lo,
+        hi,
+        reverse,
+        |expire_at_ms| {
+            seen += 1;
+            if expire_at_ms == 0 || expire_at_ms > now_ms {
+                live += 1;
+            }
+            !(live >= limit && seen % limit == 0)
+        },
+        out,
+    );
+}
+
+/// Appends the cold entries a sweep entry of `keys` reads: each key, and the metadata of the
+/// collection an element belongs to.
+pub fn plan_sweep(engine: &MasstreeStore, keys: &[Bytes], out: &mut Vec<(Bytes, LogPointer)>) {
+    for k in keys {
+        if let Some(p) = engine.cold_pointer(k) {
+            out.push((k.clone(), p));
+        }
+        if let Some((user, _)) = keyspace::parse_element(k) {
+            let m = keyspace::meta_key(user);
+            if let Some(p) = engine.cold_pointer(&m) {
+                out.push((m, p));
+            }
+        }
+    }
+}
+
+/// Appends the cold entries a committed entry's payload touches (client writes and sweeps).
+pub fn plan_payload(
+    engine: &MasstreeStore,
+    range: &RangeDescriptor,
+    payload: &[u8],
+    out: &mut Vec<(Bytes, LogPointer)>,
+) {
+    if engine.cold_stats().cold_entries == 0 {
+        return;
+    }
+    if let Some((now, _, op)) = crate::range::codec::decode_write(payload) {
+        plan(engine, &op, range, now, out);
+    } else if let Some((_, keys)) = crate::range::codec::decode_sweep(payload) {
+        plan_sweep(engine, &keys, out);
+    }
+}
+
+/// Runs the futures, all at once, and returns their outputs in order.
+async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(outs.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter().flatten().collect()
+}
+
+/// Reads `wanted` from the shard log ([`READS_IN_FLIGHT`] at a time, checksums checked) and
+/// puts the values back in memory (entries demoted again or changed meanwhile are left as
+/// they are; the caller re-plans).
+pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result<(), ColdError> {
+    wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    wanted.dedup_by(|a, b| a.0 == b.0);
+    let bytes: u64 = wanted.iter().map(|(_, p)| u64::from(p.len)).sum();
+    if bytes > MAX_LOAD_BYTES {
+        return Err(ColdError::TooLarge(bytes));
+    }
+    for chunk in wanted.chunks(READS_IN_FLIGHT) {
+        let reads = chunk.iter().map(|(_, p)| async move {
+            let t = Instant::now();
+            let r = shard.log.read_value(p).await;
+            (r, t.elapsed())
+        });
+        let got = join_all(reads.collect()).await;
+        let mut m = shard.metrics.borrow_mut();
+        let mut st = shard.state.borrow_mut();
+        for ((key, p), (r, took)) in chunk.iter().zip(got) {
+            match r {
+                Ok(v) => {
+                    m.cold.reads_total += 1;
+                    m.cold.read_bytes_total += v.len() as u64;
+                    ShardMetrics::record(&mut m.cold.read_us, took.as_micros() as u64);
+                    st.engine.load(key, *p, &v);
+                }
+                Err(e) => {
+                    m.cold.read_errors_total += 1;
+                    if matches!(e, LogError::Corruption { .. }) {
+                        m.cold.checksum_failures_total += 1;
+                    }
+                    tracing::warn!(key_len = key.len(), "cold value read failed: {e}");
+                    return Err(ColdError::Read(e));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads the values `pointers` name ([`READS_IN_FLIGHT`] at a time, checksums checked),
+/// without putting them in the engine (snapshots). At most [`MAX_LOAD_BYTES`] per call.
+pub async fn read_values(
+    shard: &Shard,
+    pointers: &[LogPointer],
+) -> Result<Vec<Vec<u8>>, ColdError> {
+    let mut out = Vec::with_capacity(pointers.len());
+    for chunk in pointers.chunks(READS_IN_FLIGHT) {
+        let got = join_all(chunk.iter().map(|p| shard.log.read_value(p)).collect()).await;
+        let mut m = shard.metrics.borrow_mut();
+        for r in got {
+            match r {
+                Ok(v) => {
+                    m.cold.reads_total += 1;
+                    m.cold.read_bytes_total += v.len() as u64;
+                    out.push(v);
+                }
+                Err(e) => {
+                    m.cold.read_errors_total += 1;
+                    if matches!(e, LogError::Corruption { .. }) {
+                        m.cold.checksum_failures_total += 1;
+                    }
+                    return Err(ColdError::Read(e));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Loads until `plan` finds nothing cold (at most [`ROUNDS`] rounds). When it returns `Ok`,
+/// the caller must apply before its next `.await`.
+pub async fn load_until_hot(
+    shard: &Shard,
+    mut plan: impl FnMut(&MasstreeStore, &mut Vec<(Bytes, LogPointer)>),
+) -> Result<(), ColdError> {
+    for _ in 0..ROUNDS {
+        let mut wanted = Vec::new();
+        plan(&shard.state.borrow().engine, &mut wanted);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        load(shard, wanted).await?;
+    }
+    Err(ColdError::Unstable)
+}
+
+/// Loads what the committed entry `payload` of the range described by `desc` touches.
+pub async fn prefetch_entry(
+    shard: &Shard,
+    desc: &RangeDescriptor,
+    payload: &[u8],
+) -> Result<(), ColdError> {
+    load_until_hot(shard, |e, out| plan_payload(e, desc, payload, out)).await
+}
+
+/// The fault a write that reached a cold entry without a load stops its range with.
+pub fn miss_fault(engine: &MasstreeStore) -> Option<String> {
+    let n = engine.take_cold_misses();
+    (n > 0).then(|| format!("{n} cold entries reached without being loaded (prefetch bug)"))
+}
+
+/// Whether read `op` of `range` needs a load first.
+pub fn read_needs_load(
+    engine: &MasstreeStore,
+    op: &KvOp,
+    range: &RangeDescriptor,
+    now_ms: u64,
+) -> bool {
+    if engine.cold_stats().cold_entries == 0 {
+        return false;
+    }
+    let mut v = Vec::new();
+    plan(engine, op, range, now_ms, &mut v);
+    !v.is_empty()
+}
+
+/// Answers read `op` of `range` on its own task: loads its cold entries, checks the range
+/// is still here and led by this replica (a lease read) or applied past `min_index` (a
+/// ReadIndex read), executes, and sends the response.
+pub fn spawn_read(
+    shard: &Rc<Shard>,
+    range: u64,
+    op: KvOp,
+    min_index: Option<u64>,
+    tx: oneshot::Sender<KvResponse>,
+) {
+    let shard = Rc::clone(shard);
+    crate::core::spawn(async move {
+        let resp = read_after_load(&shard, range, &op, min_index).await;
+        let _ = tx.send(resp);
+    });
+}
+
+async fn read_after_load(
+    shard: &Shard,
+    range: u64,
+    op: &KvOp,
+    min_index: Option<u64>,
+) -> KvResponse {
+    let err = |error| KvResponse::Err { error };
+    let desc = match shard.state.borrow().peers.get(&range) {
+        Some(p) => p.desc.clone(),
+        None => {
+            return err(RpcError::RangeNotFound {
+                range_id: net::RangeId(range),
+            });
+        }
+    };
+    let now = super::shard::now_ms();
+    let loaded = load_until_hot(shard, |e, out| plan(e, op, &desc, now, out)).await;
+    if let Err(e) = loaded {
+        return err(e.to_rpc());
+    }
+    let mut st = shard.state.borrow_mut();
+    let super::shard::ShardState { peers, engine, .. } = &mut *st;
+    let Some(p) = peers.get_mut(&range) else {
+        return err(RpcError::RangeNotFound {
+            range_id: net::RangeId(range),
+        });
+    };
+    let still_valid = match min_index {
+        None => p.is_leader() && p.lease_read_ok(),
+        Some(i) => p.applied() >= i,
+    };
+    if !still_valid || p.desc.epoch != desc.epoch {
+        return err(RpcError::NotLeader { hint: None });
+    }
+    let ctx = ApplyCtx {
+        now_ms: now,
+        index: p.applied(),
+        range: &p.desc,
+    };
+    let r = execute(engine, op, &ctx);
+    if engine.take_cold_misses() > 0 {
+        shard.metrics.borrow_mut().cold.misses_total += 1;
+        return err(ColdError::Unstable.to_rpc());
+    }
+    match r {
+        Ok(result) => KvResponse::Ok { result },
+        Err(error) => KvResponse::Err { error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_internal_key_of_a_user_key_shares_its_prefix() {
+        let p = user_prefix(b"user:1");
+        assert!(keyspace::meta_key(b"user:1").starts_with(&p));
+        assert!(keyspace::field_key(b"user:1", 3, b"f").starts_with(&p));
+        assert!(keyspace::dedup_key(b"user:1", 1, 2).starts_with(&p));
+        for tag in keyspace::ELEMENT_TAGS {
+            assert!(keyspace::element_prefix(b"user:1", tag, 9).starts_with(&p));
+        }
+        assert!(!keyspace::meta_key(b"user:10").starts_with(&p));
+    }
+}
