@@ -427,6 +427,8 @@ async fn read_after_load(
     op: &KvOp,
     min_index: Option<u64>,
 ) -> KvResponse {
+    // The spawner may still hold the shard state (a request handler): start next turn.
+    futures_lite::future::yield_now().await;
     let err = |error| KvResponse::Err { error };
     let desc = match shard.state.borrow().peers.get(&range) {
         Some(p) => p.desc.clone(),

@@ -1,0 +1,517 @@
+//! Cold values end to end on a single-replica DS node (real stack: glommio, uring shard log,
+//! raft-rs, net): values of every type demoted through the admin endpoint's `POST /demote`
+//! read back identical, through single reads, multi-key reads and scans; writes to cold
+//! entries apply to the right values; a corrupted cold value is an error reply and a
+//! counter, never data; a restart keeps every acknowledged write with the demoted values
+//! still cold (checkpoint pointers); segments holding live values survive log compaction
+//! while cold reads run concurrently.
+#![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ds_node::{DsConfig, run};
+use net::message::RouteCtx;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::message::list::ListOp;
+use net::message::set::SetOp;
+use net::message::zset::ZSetOp;
+use net::transport::TransportConfig;
+use net::{ClusterId, Epoch, Message, NodeId, RangeId};
+
+fn cfg(dir: &std::path::Path) -> DsConfig {
+    DsConfig {
+        data_dir: dir.to_path_buf(),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        log_file_bytes: 64 << 20,
+        segment_bytes: 2 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        admin_addr: Some("127.0.0.1:0".into()),
+        checkpoint_check_ms: 50,
+        ..DsConfig::default()
+    }
+}
+
+fn ctx() -> RouteCtx {
+    RouteCtx {
+        range_id: RangeId(1),
+        epoch: Epoch {
+            conf_ver: 1,
+            version: 1,
+        },
+    }
+}
+
+fn b(s: impl Into<String>) -> Bytes {
+    Bytes::from(s.into())
+}
+
+fn set(k: &str, v: &str) -> KvOp {
+    KvOp::StrSet {
+        key: b(k),
+        value: b(v),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    }
+}
+
+fn get(k: &str) -> KvOp {
+    KvOp::StrGet { key: b(k) }
+}
+
+/// Runs `ops` in order against the node at `addr` (waiting out leader election) and returns
+/// each response.
+fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
+    let addr = addr.to_string();
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(move || async move {
+            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+            let c =
+                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let r = c
+                        .call(Message::KvRequest(KvRequest {
+                            ctx: ctx(),
+                            op: op.clone(),
+                        }))
+                        .await
+                        .unwrap();
+                    let Message::KvResponse(r) = r else {
+                        panic!("{r:?}")
+                    };
+                    let retry = matches!(
+                        &r,
+                        KvResponse::Err {
+                            error: net::RpcError::NotLeader { .. }
+                        }
+                    );
+                    if retry && Instant::now() < deadline {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    out.push(r);
+                    break;
+                }
+            }
+            out
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn must_ok(r: &[KvResponse]) {
+    for x in r {
+        assert!(matches!(x, KvResponse::Ok { .. }), "{x:?}");
+    }
+}
+
+/// One HTTP request to the admin endpoint; the status line and body.
+fn http(admin: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+fn demote_all(admin: std::net::SocketAddr) -> String {
+    let (status, body) = http(admin, "POST", "/demote?shard=0&fraction=1");
+    assert!(status.contains("200"), "{status}: {body}");
+    body
+}
+
+/// The value of metric `name` (first sample) once published (the shard publishes every
+/// 200 ms): waits until `ok` holds for it.
+fn metric_until(admin: std::net::SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = http(admin, "GET", "/metrics");
+        let v = body
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        if ok(v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn hash_field(i: usize) -> (Bytes, Bytes) {
+    (
+        b(format!("field-{i:03}")),
+        b(format!("hash-value-{i}-{}", "h".repeat(i % 50))),
+    )
+}
+
+/// Writes of every type: strings, a hash, a list, a set, a sorted set.
+fn load_ops() -> Vec<KvOp> {
+    let mut ops: Vec<KvOp> = (0..300)
+        .map(|i| {
+            set(
+                &format!("str-{i:03}"),
+                &format!("value-{i}-{}", "x".repeat(i % 90)),
+            )
+        })
+        .collect();
+    ops.push(KvOp::HSet {
+        key: b("hash"),
+        pairs: (0..200).map(hash_field).collect(),
+        only_new: false,
+    });
+    ops.push(KvOp::List {
+        op: ListOp::Push {
+            key: b("list"),
+            elements: (0..100).map(|i| b(format!("element-{i}"))).collect(),
+            left: false,
+            only_existing: false,
+        },
+    });
+    ops.push(KvOp::Set {
+        op: SetOp::Add {
+            key: b("set"),
+            members: (0..100).map(|i| b(format!("member-{i}"))).collect(),
+        },
+    });
+    ops.push(KvOp::ZSet {
+        op: ZSetOp::Add {
+            key: b("zset"),
+            flags: 0,
+            scores: (0..100).map(|i| i as f64 * 1.5).collect(),
+            members: (0..100).map(|i| b(format!("z-{i}"))).collect(),
+        },
+    });
+    ops
+}
+
+/// Reads that cover every value written by [`load_ops`], one by one and many at once.
+fn read_ops() -> Vec<KvOp> {
+    let mut ops: Vec<KvOp> = (0..300).map(|i| get(&format!("str-{i:03}"))).collect();
+    ops.push(KvOp::Multi {
+        watches: vec![],
+        ops: (0..300)
+            .step_by(7)
+            .map(|i| get(&format!("str-{i:03}")))
+            .collect(),
+    });
+    ops.push(KvOp::HGetAll { key: b("hash") });
+    ops.push(KvOp::HGet {
+        key: b("hash"),
+        field: hash_field(17).0,
+    });
+    ops.push(KvOp::List {
+        op: ListOp::Range {
+            key: b("list"),
+            start: 0,
+            stop: -1,
+        },
+    });
+    ops.push(KvOp::Set {
+        op: SetOp::Members { key: b("set") },
+    });
+    ops.push(KvOp::ZSet {
+        op: ZSetOp::Scores {
+            key: b("zset"),
+            members: (0..100).map(|i| b(format!("z-{i}"))).collect(),
+        },
+    });
+    ops.push(KvOp::KeyScan {
+        cursor: Bytes::new(),
+        count: 5000,
+        type_filter: None,
+    });
+    ops
+}
+
+/// Key scans of the whole keyspace, following cursors, with every page's keys.
+fn scan_all(addr: &str) -> Vec<Bytes> {
+    let mut keys = Vec::new();
+    let mut cursor = Bytes::new();
+    loop {
+        let r = run_ops(
+            addr,
+            vec![KvOp::KeyScan {
+                cursor: cursor.clone(),
+                count: 64,
+                type_filter: None,
+            }],
+        );
+        match &r[0] {
+            KvResponse::Ok {
+                result: OpResult::KeyScan { keys: k, next },
+            } => {
+                keys.extend(k.iter().cloned());
+                match next {
+                    Some(n) => cursor = n.clone(),
+                    None => return keys,
+                }
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
+fn demoted_values_of_every_type_read_back_identical() {
+    let dir = test_support::tempdir::TempDir::new("cold-read-back");
+    let node = run(cfg(dir.path())).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    must_ok(&run_ops(&addr, load_ops()));
+    let before = run_ops(&addr, read_ops());
+    let keys_before = scan_all(&addr);
+    assert!(keys_before.len() >= 304, "{}", keys_before.len());
+    let report = demote_all(admin);
+    assert!(report.contains("entries="), "{report}");
+    let cold = metric_until(admin, "ds_cold_entries", |v| v >= 300.0 + 200.0 + 300.0);
+    assert!(cold >= 800.0, "cold entries {cold}");
+    let hot = metric_until(admin, "ds_value_bytes{tier=\"hot\"}", |v| v < 4096.0);
+    assert!(hot < 4096.0, "hot value bytes left: {hot}");
+    // Scans over cold metadata (every key's entry is cold now) see the same keys.
+    assert_eq!(scan_all(&addr), keys_before);
+    // Demote again between each read: every read loads its values from the device.
+    let mut after = Vec::new();
+    for op in read_ops() {
+        demote_all(admin);
+        after.extend(run_ops(&addr, vec![op]));
+    }
+    assert_eq!(after, before);
+    let reads = metric_until(admin, "ds_cold_reads_total", |v| v >= 800.0);
+    assert!(reads >= 800.0, "cold reads {reads}");
+    assert_eq!(
+        metric_until(admin, "ds_cold_read_errors_total", |v| v == 0.0),
+        0.0
+    );
+}
+
+#[test]
+fn writes_to_cold_entries_apply_to_their_values() {
+    let dir = test_support::tempdir::TempDir::new("cold-writes");
+    let node = run(cfg(dir.path())).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    must_ok(&run_ops(
+        &addr,
+        vec![
+            set("counter", "41"),
+            set("text", "hello"),
+            KvOp::HSet {
+                key: b("h"),
+                pairs: vec![(b("n"), b("10")), (b("s"), b("abc"))],
+                only_new: false,
+            },
+        ],
+    ));
+    demote_all(admin);
+    let r = run_ops(
+        &addr,
+        vec![
+            KvOp::StrIncrBy {
+                key: b("counter"),
+                delta: 1,
+            },
+            KvOp::StrAppend {
+                key: b("text"),
+                value: b(" world"),
+            },
+            KvOp::HIncrBy {
+                key: b("h"),
+                field: b("n"),
+                delta: 5,
+            },
+        ],
+    );
+    must_ok(&r);
+    demote_all(admin);
+    let r = run_ops(
+        &addr,
+        vec![get("counter"), get("text"), KvOp::HGetAll { key: b("h") }],
+    );
+    let value = |r: &KvResponse| match r {
+        KvResponse::Ok {
+            result: OpResult::Value { value },
+        } => value.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(value(&r[0]), Some(b("42")));
+    assert_eq!(value(&r[1]), Some(b("hello world")));
+    match &r[2] {
+        KvResponse::Ok {
+            result: OpResult::Pairs { pairs },
+        } => assert_eq!(pairs, &vec![(b("n"), b("15")), (b("s"), b("abc"))]),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Flips one byte in every copy of `needle` in the shard log file (the Raft entry that
+/// carried it and the demoted copy): O_DIRECT reads see buffered writes once synced.
+fn corrupt_in_log(dir: &std::path::Path, needle: &[u8]) -> usize {
+    let path = dir.join("shard-0.log");
+    let mut data = std::fs::read(&path).unwrap();
+    let mut hits = 0;
+    let mut i = 0;
+    while let Some(at) = data[i..].windows(needle.len()).position(|w| w == needle) {
+        let p = i + at + needle.len() / 2;
+        data[p] ^= 0x55;
+        hits += 1;
+        i = p + 1;
+    }
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&data, 0).unwrap();
+    f.sync_all().unwrap();
+    hits
+}
+
+#[test]
+fn a_corrupted_cold_value_is_an_error_reply_not_data() {
+    let dir = test_support::tempdir::TempDir::new("cold-corrupt");
+    let node = run(cfg(dir.path())).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    let needle = format!("precious-{}-{}", std::process::id(), "p".repeat(200));
+    must_ok(&run_ops(
+        &addr,
+        vec![set("victim", &needle), set("bystander", "fine")],
+    ));
+    demote_all(admin);
+    assert!(corrupt_in_log(dir.path(), needle.as_bytes()) >= 1);
+    let r = run_ops(&addr, vec![get("victim"), get("bystander"), get("victim")]);
+    for i in [0, 2] {
+        match &r[i] {
+            KvResponse::Err {
+                error: net::RpcError::Internal { code, message },
+            } => {
+                assert_eq!(*code, 4, "{message}");
+                assert!(message.contains("checksum"), "{message}");
+            }
+            other => panic!("a corrupted value must not read back: {other:?}"),
+        }
+    }
+    assert_eq!(
+        r[1],
+        KvResponse::Ok {
+            result: OpResult::Value {
+                value: Some(b("fine"))
+            }
+        }
+    );
+    let failures = metric_until(admin, "ds_cold_checksum_failures_total", |v| v >= 2.0);
+    assert!(failures >= 2.0, "checksum failures {failures}");
+}
+
+#[test]
+fn restart_keeps_acknowledged_writes_and_demoted_values_stay_cold() {
+    let dir = test_support::tempdir::TempDir::new("cold-restart");
+    let c = DsConfig {
+        checkpoint_entries: 50,
+        ..cfg(dir.path())
+    };
+    let expected: Vec<KvResponse>;
+    {
+        let node = run(c.clone()).unwrap();
+        let addr = node.shard_addrs[0].clone();
+        let admin = node.admin_addr.unwrap();
+        must_ok(&run_ops(&addr, load_ops()));
+        demote_all(admin);
+        // Writes after the demotion (some overwrite cold values), then a checkpoint that
+        // names the cold ones by pointer, then more writes only in the log's tail.
+        let mut more: Vec<KvOp> = (0..100)
+            .map(|i| set(&format!("str-{:03}", i * 3), &format!("rewritten-{i}")))
+            .collect();
+        more.push(KvOp::StrAppend {
+            key: b("str-001"),
+            value: b("-appended"),
+        });
+        must_ok(&run_ops(&addr, more));
+        metric_until(admin, "ds_checkpoints_total", |v| v >= 2.0);
+        demote_all(admin);
+        must_ok(&run_ops(&addr, vec![set("str-002", "tail-write")]));
+        expected = run_ops(&addr, read_ops());
+        drop(node);
+    }
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    let cold = metric_until(admin, "ds_cold_entries", |v| v >= 500.0);
+    assert!(cold >= 500.0, "cold entries after restart: {cold}");
+    assert_eq!(run_ops(&addr, read_ops()), expected);
+}
+
+#[test]
+fn segments_with_live_values_survive_compaction_while_cold_reads_run() {
+    let dir = test_support::tempdir::TempDir::new("cold-compaction");
+    let c = DsConfig {
+        checkpoint_entries: 200,
+        ..cfg(dir.path())
+    };
+    let node = run(c.clone()).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    let filler = |round: usize| -> Vec<KvOp> {
+        (0..400)
+            .map(|i| {
+                set(
+                    &format!("fill-{i}"),
+                    &format!("{round}-{}", "f".repeat(4000)),
+                )
+            })
+            .collect()
+    };
+    // Old segments full of overwritten values, then the demoted values, then more.
+    for round in 0..3 {
+        must_ok(&run_ops(&addr, filler(round)));
+    }
+    must_ok(&run_ops(&addr, load_ops()));
+    let expected = run_ops(&addr, read_ops());
+    demote_all(admin);
+    let freed_before = metric_until(admin, "ds_log_segments_freed_total", |_| true);
+    let reader = {
+        let (addr, admin, expected) = (addr.clone(), admin, expected.clone());
+        std::thread::spawn(move || {
+            let mut rounds = 0;
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(4) {
+                demote_all(admin);
+                assert_eq!(run_ops(&addr, read_ops()), expected);
+                rounds += 1;
+            }
+            rounds
+        })
+    };
+    for round in 3..12 {
+        must_ok(&run_ops(&addr, filler(round)));
+    }
+    let rounds = reader.join().unwrap();
+    assert!(rounds >= 1);
+    let freed = metric_until(admin, "ds_log_segments_freed_total", |v| v > freed_before);
+    assert!(freed > freed_before, "no segment was freed ({freed})");
+    let live = http(admin, "GET", "/metrics").1;
+    assert!(
+        live.contains("ds_log_segment_live_bytes{shard=\"0\""),
+        "{live}"
+    );
+    drop(node);
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    assert_eq!(run_ops(&addr, read_ops()), expected);
+}
