@@ -555,7 +555,7 @@ impl Drop for ChildGuard {
 
 fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
             "cold_child_process",
@@ -570,12 +570,13 @@ fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) ->
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let out = child.stdout.take().unwrap();
+    let mut guard = ChildGuard(child);
+    let out = guard.0.stdout.take().unwrap();
     let mut lines = std::io::BufReader::new(out).lines();
     loop {
         let l = lines.next().expect("child exited before READY").unwrap();
         if l.contains("READY") {
-            return ChildGuard(child);
+            return guard;
         }
     }
 }
