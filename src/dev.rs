@@ -79,6 +79,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             master_addr: Some(master_addr.to_string()),
             log_file_bytes: 512 << 20,
             cluster_secret_file: Some(secret_file.clone()),
+            admin_addr: Some("127.0.0.1:0".into()),
             ..Default::default()
         };
         let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
@@ -109,6 +110,9 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         println!("  secret:  {}  (internal ports)", secret_file.display());
         if let Some(a) = admin_addr {
             println!("  admin:   http://{a}/status  (/stores, /ranges, /metrics)");
+        }
+        if let Some(a) = node.admin_addr {
+            println!("  DS node: http://{a}/metrics  (POST /demote makes values cold)");
         }
         println!("Ctrl-C stops it; starting it again keeps every key.");
 

@@ -139,6 +139,10 @@ fn render_cold(s: &mut String, c: &crate::server::metrics::ColdMetrics) {
         "# TYPE ds_cold_entries gauge\nds_cold_entries {}\n",
         c.cold_entries
     ));
+    s.push_str(&format!(
+        "# TYPE ds_engine_memory_bytes gauge\nds_engine_memory_bytes {}\n",
+        c.engine_memory_bytes
+    ));
     s.push_str("# TYPE ds_log_segment_live_bytes gauge\n");
     for (shard, seg, bytes) in &c.segment_live_bytes {
         s.push_str(&format!(

@@ -317,6 +317,7 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
         m.cold.hot_value_bytes = c.hot_value_bytes;
         m.cold.cold_value_bytes = c.cold_value_bytes;
         m.cold.cold_entries = c.cold_entries;
+        m.cold.engine_memory_bytes = st.engine.memory_bytes() as u64;
         m.cold.segment_live_bytes = st
             .engine
             .live_bytes()

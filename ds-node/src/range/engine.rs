@@ -541,6 +541,10 @@ impl KvStore for MasstreeStore {
         out
     }
 
+    fn expiry(&self, key: &[u8]) -> Option<u64> {
+        self.tree.get(key).map(|e| e.expire_at_ms().unwrap_or(0))
+    }
+
     fn is_cold(&self, key: &[u8]) -> bool {
         self.cold_pointer(key).is_some()
     }

@@ -46,6 +46,10 @@ pub trait KvStore {
         limit: usize,
         reverse: bool,
     ) -> Vec<(Bytes, Entry)>;
+    /// The expiry of `key` (0 = none) if present, without its value.
+    fn expiry(&self, key: &[u8]) -> Option<u64> {
+        self.get(key).map(|e| e.expire_at_ms)
+    }
     /// Whether `key`'s value is only on the device (never, for a store without cold entries).
     fn is_cold(&self, _key: &[u8]) -> bool {
         false

@@ -78,7 +78,14 @@ pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
     let mut judge = Judge::default();
     let mut out = Swept::default();
     for k in keys {
-        let Some(e) = store.get(k) else { continue };
+        // Only the expiry is needed (not the value: a cold value is not loaded to delete it).
+        let Some(expire_at_ms) = store.expiry(k) else {
+            continue;
+        };
+        let e = Entry {
+            value: Bytes::new(),
+            expire_at_ms,
+        };
         match judge.reason(store, k, &e, now_ms) {
             Some(Reason::Expired) if store.delete(k) => out.expired += 1,
             Some(Reason::Garbage) if store.delete(k) => out.garbage += 1,

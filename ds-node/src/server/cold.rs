@@ -7,7 +7,8 @@
 //! 1. **plans** ([`plan`]): finds the cold entries the operation can touch, from the
 //!    operation alone and the tree's current shape — for each Redis key it names, every
 //!    cold entry under the key's prefix (metadata, elements, dedup records); raw keys
-//!    exactly; a key scan the page it will visit; a raw scan the pages it will visit; a
+//!    (strings and metadata-only operations: the metadata entry alone; a write's dedup
+//!    record by its exact key); raw keys exactly; a key scan the page it will visit; a raw scan the pages it will visit; a
 //!    transaction the union of its operations and watched keys; a sweep entry its keys and
 //!    their collections' metadata. A range flush deletes without reading values and loads
 //!    nothing.
@@ -144,6 +145,11 @@ pub fn plan(
             }
         }
         KvOp::RangeFlush {} => {}
+        _ if reads_metadata_only(op) => {
+            for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
+                exact(&keyspace::meta_key(k), out);
+            }
+        }
         _ => {
             for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
                 plan_user_key(engine, k, out);
@@ -152,10 +158,45 @@ pub fn plan(
     }
 }
 
+/// Operations on strings and on a key's metadata read the metadata entry of their keys and
+/// nothing else (the string is in it).
+fn reads_metadata_only(op: &KvOp) -> bool {
+    matches!(
+        op,
+        KvOp::StrGet { .. }
+            | KvOp::StrSet { .. }
+            | KvOp::StrGetDel { .. }
+            | KvOp::StrGetEx { .. }
+            | KvOp::StrIncrBy { .. }
+            | KvOp::StrIncrByFloat { .. }
+            | KvOp::StrAppend { .. }
+            | KvOp::StrLen { .. }
+            | KvOp::StrGetRange { .. }
+            | KvOp::StrSetRange { .. }
+            | KvOp::KeyExists { .. }
+            | KvOp::KeyTtl { .. }
+            | KvOp::KeyType { .. }
+            | KvOp::KeyExpire { .. }
+            | KvOp::KeyPersist { .. }
+    )
+}
+
+/// Every cold entry of user key `key` — metadata and elements — except its dedup records,
+/// which only their own write reads (by exact key, [`plan_payload`]).
 fn plan_user_key(engine: &MasstreeStore, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
     let prefix = user_prefix(key);
     let end = keyspace::prefix_end(&prefix).unwrap_or_default();
+    let from = out.len();
     engine.cold_in(&prefix, &end, false, |_| true, out);
+    let mut i = from;
+    while i < out.len() {
+        let k = &out[i].0;
+        if keyspace::user_key_of_meta(k).is_none() && keyspace::parse_element(k).is_none() {
+            out.swap_remove(i);
+        } else {
+            i += 1;
+        }
+    }
 }
 
 /// `range::apply::key_scan` reads one page of `count` entries from after the cursor.
@@ -229,13 +270,10 @@ fn plan_raw_scan(
     );
 }
 
-/// Appends the cold entries a sweep entry of `keys` reads: each key, and the metadata of the
-/// collection an element belongs to.
+/// Appends the cold entries a sweep entry of `keys` reads: the metadata of the collection
+/// an element belongs to (a key's own value is not read: `range::sweep` needs its expiry).
 pub fn plan_sweep(engine: &MasstreeStore, keys: &[Bytes], out: &mut Vec<(Bytes, LogPointer)>) {
     for k in keys {
-        if let Some(p) = engine.cold_pointer(k) {
-            out.push((k.clone(), p));
-        }
         if let Some((user, _)) = keyspace::parse_element(k) {
             let m = keyspace::meta_key(user);
             if let Some(p) = engine.cold_pointer(&m) {
@@ -255,8 +293,12 @@ pub fn plan_payload(
     if engine.cold_stats().cold_entries == 0 {
         return;
     }
-    if let Some((now, _, op)) = crate::range::codec::decode_write(payload) {
+    if let Some((now, id, op)) = crate::range::codec::decode_write(payload) {
         plan(engine, &op, range, now, out);
+        let record = id.and_then(|id| crate::range::dedup::record_key(&op, id));
+        if let Some(p) = record.as_ref().and_then(|k| engine.cold_pointer(k)) {
+            out.extend(record.map(|k| (k, p)));
+        }
     } else if let Some((_, keys)) = crate::range::codec::decode_sweep(payload) {
         plan_sweep(engine, &keys, out);
     }
@@ -476,6 +518,120 @@ async fn read_after_load(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::range::store::{Entry, KvStore};
+    use engines::masstree::SegmentId;
+    use net::message::kv::{Cond, Expiry};
+
+    fn cold_store(keys: &[Bytes]) -> MasstreeStore {
+        let mut s = MasstreeStore::new();
+        for (i, k) in keys.iter().enumerate() {
+            let v = Bytes::from(format!("v{i}"));
+            s.put(
+                k.clone(),
+                Entry {
+                    value: v.clone(),
+                    expire_at_ms: 0,
+                },
+            );
+            let p = LogPointer {
+                segment: SegmentId(1),
+                offset: 64 * i as u64,
+                len: v.len() as u32,
+                checksum: crc32c::crc32c(&v),
+            };
+            assert!(s.demote(k, &v, p));
+        }
+        s
+    }
+
+    fn everything() -> RangeDescriptor {
+        RangeDescriptor {
+            id: net::RangeId(1),
+            start: Bytes::new(),
+            end: Bytes::new(),
+            epoch: net::Epoch::default(),
+            replicas: vec![],
+            leader: None,
+        }
+    }
+
+    fn planned(s: &MasstreeStore, op: &KvOp) -> Vec<Bytes> {
+        let range = everything();
+        let mut out = Vec::new();
+        plan(s, op, &range, 0, &mut out);
+        let mut keys: Vec<Bytes> = out.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn a_string_read_loads_its_metadata_entry_only() {
+        let meta = keyspace::meta_key(b"k");
+        let dedup = keyspace::dedup_key(b"k", 1, 2);
+        let field = keyspace::field_key(b"k", 1, b"f");
+        let s = cold_store(&[meta.clone(), dedup, field]);
+        assert_eq!(
+            planned(
+                &s,
+                &KvOp::StrGet {
+                    key: Bytes::from_static(b"k")
+                }
+            ),
+            vec![meta]
+        );
+    }
+
+    #[test]
+    fn a_collection_read_loads_metadata_and_elements_but_not_dedup_records() {
+        let meta = keyspace::meta_key(b"h");
+        let f1 = keyspace::field_key(b"h", 1, b"a");
+        let f2 = keyspace::field_key(b"h", 1, b"b");
+        let other = keyspace::meta_key(b"h2");
+        let s = cold_store(&[
+            meta.clone(),
+            f1.clone(),
+            f2.clone(),
+            keyspace::dedup_key(b"h", 1, 1),
+            other,
+        ]);
+        let mut want = vec![meta, f1, f2];
+        want.sort();
+        assert_eq!(
+            planned(
+                &s,
+                &KvOp::HGetAll {
+                    key: Bytes::from_static(b"h")
+                }
+            ),
+            want
+        );
+    }
+
+    #[test]
+    fn a_write_loads_its_own_dedup_record_by_exact_key() {
+        let id = crate::range::dedup::WriteId { client: 7, seq: 9 };
+        let op = KvOp::StrSet {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            expiry: Expiry::Persist {},
+            cond: Cond::Always {},
+            get_old: false,
+        };
+        let record = crate::range::dedup::record_key(&op, id).unwrap();
+        let s = cold_store(&[
+            keyspace::meta_key(b"k"),
+            record.clone(),
+            keyspace::dedup_key(b"k", 7, 8),
+        ]);
+        let payload = crate::range::codec::encode_write(5, id, &op);
+        let mut out = Vec::new();
+        plan_payload(&s, &everything(), &payload, &mut out);
+        let mut keys: Vec<Bytes> = out.into_iter().map(|(k, _)| k).collect();
+        keys.sort();
+        let mut want = vec![keyspace::meta_key(b"k"), record];
+        want.sort();
+        assert_eq!(keys, want);
+    }
 
     #[test]
     fn every_internal_key_of_a_user_key_shares_its_prefix() {

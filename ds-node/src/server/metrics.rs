@@ -106,6 +106,9 @@ pub struct ColdMetrics {
     pub cold_value_bytes: u64,
     /// Entries held only on the device (gauge, `ds_cold_entries`).
     pub cold_entries: u64,
+    /// Bytes the engine's tree holds: nodes, key suffixes, pointers, inline values (gauge,
+    /// `ds_engine_memory_bytes`).
+    pub engine_memory_bytes: u64,
     /// Live bytes per shard-log segment: (shard, segment, bytes) (gauge,
     /// `ds_log_segment_live_bytes{shard,segment}`).
     pub segment_live_bytes: Vec<(u32, u32, u64)>,
@@ -126,6 +129,7 @@ impl Default for ColdMetrics {
             hot_value_bytes: 0,
             cold_value_bytes: 0,
             cold_entries: 0,
+            engine_memory_bytes: 0,
             segment_live_bytes: Vec::new(),
         }
     }
@@ -145,6 +149,7 @@ impl ColdMetrics {
         self.hot_value_bytes += o.hot_value_bytes;
         self.cold_value_bytes += o.cold_value_bytes;
         self.cold_entries += o.cold_entries;
+        self.engine_memory_bytes += o.engine_memory_bytes;
         self.segment_live_bytes
             .extend_from_slice(&o.segment_live_bytes);
     }
