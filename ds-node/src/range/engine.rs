@@ -288,13 +288,15 @@ impl MasstreeStore {
     /// Up to `max_entries` hot entries from `from` on (key order, at most 8 × `max_entries`
     /// entries visited), holding about `max_bytes` of values, that demotion may make cold,
     /// and the key to continue at (`None`: the end of the store was reached). Values longer
-    /// than `max_value` stay hot.
+    /// than `max_value` stay hot, and so do entries expiring before `expiring_before_ms`
+    /// (they are about to be deleted: a copy would only pin log space).
     pub fn demotion_candidates(
         &self,
         from: &[u8],
         max_entries: usize,
         max_bytes: usize,
         max_value: usize,
+        expiring_before_ms: u64,
     ) -> (Vec<Candidate>, Option<Bytes>) {
         let (mut out, mut bytes, mut last) = (Vec::new(), 0usize, None);
         let (mut reached_end, mut visited) = (true, 0usize);
@@ -307,7 +309,8 @@ impl MasstreeStore {
                 return ControlFlow::Break(());
             }
             last = Some(k.to_vec());
-            if let Some(v) = e.value().filter(|v| v.len() <= max_value) {
+            let expiring = e.expire_at_ms().is_some_and(|t| t < expiring_before_ms);
+            if let Some(v) = e.value().filter(|v| v.len() <= max_value && !expiring) {
                 bytes += v.len();
                 out.push(Candidate {
                     key: Bytes::copy_from_slice(k),
@@ -591,7 +594,7 @@ mod tests {
         let mut s = MasstreeStore::new();
         s.put(Bytes::from_static(b"a"), hot(b"alpha"));
         s.put(Bytes::from_static(b"b"), hot(b"beta"));
-        let (c, next) = s.demotion_candidates(b"", 10, 1 << 20, 1 << 20);
+        let (c, next) = s.demotion_candidates(b"", 10, 1 << 20, 1 << 20, 0);
         assert_eq!((c.len(), next), (2, None));
         assert!(s.demote(b"a", b"alpha", ptr(3, 100, b"alpha")));
         assert!(s.demote(b"b", b"beta", ptr(4, 100, b"beta")));
@@ -605,6 +608,29 @@ mod tests {
         assert!(!s.is_pinned(SegmentId(4)));
         assert_eq!(s.cold_stats().cold_entries, 0);
         assert_eq!(s.get(b"a"), Some(hot(b"new")));
+    }
+
+    #[test]
+    fn entries_about_to_expire_and_long_values_stay_hot() {
+        let mut s = MasstreeStore::new();
+        s.put(
+            Bytes::from_static(b"soon"),
+            Entry {
+                value: Bytes::from_static(b"x"),
+                expire_at_ms: 1000,
+            },
+        );
+        s.put(
+            Bytes::from_static(b"later"),
+            Entry {
+                value: Bytes::from_static(b"y"),
+                expire_at_ms: 9000,
+            },
+        );
+        s.put(Bytes::from_static(b"long"), hot(b"0123456789"));
+        let (c, _) = s.demotion_candidates(b"", 10, 1 << 20, 4, 5000);
+        let keys: Vec<&[u8]> = c.iter().map(|c| &c.key[..]).collect();
+        assert_eq!(keys, vec![&b"later"[..]]);
     }
 
     #[test]
@@ -629,7 +655,7 @@ mod tests {
         assert_eq!(s.cold_pointer(b"k"), Some(p));
         assert!(s.load(b"k", p, b"value"));
         assert_eq!(s.get(b"k"), Some(hot(b"value")));
-        let (c, _) = s.demotion_candidates(b"", 10, 1 << 20, 1 << 20);
+        let (c, _) = s.demotion_candidates(b"", 10, 1 << 20, 1 << 20, 0);
         assert_eq!(c[0].pointer, Some(p));
         assert!(s.demote(b"k", b"value", p));
         assert_eq!(s.live_bytes().get(&SegmentId(2)), Some(&5));

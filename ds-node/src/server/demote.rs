@@ -35,6 +35,8 @@ pub const STEP_ENTRIES: usize = 1024;
 pub const STEP_BYTES: usize = 512 << 10;
 /// Longest value demoted: a record must fit in one batch (longer values stay hot).
 pub const MAX_VALUE: usize = STEP_BYTES;
+/// Entries expiring within this many milliseconds stay hot (dedup records, short TTLs).
+pub const EXPIRING_SOON_MS: u64 = 60_000;
 
 /// What a demotion did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -94,6 +96,7 @@ async fn demote_steps(shard: &Shard, fraction: f64) -> Result<DemoteReport, Stri
             STEP_ENTRIES,
             STEP_BYTES.min((target - rep.bytes) as usize),
             MAX_VALUE,
+            super::shard::now_ms().saturating_add(EXPIRING_SOON_MS),
         );
         step(shard, candidates, &mut rep).await?;
         match next {
