@@ -355,6 +355,10 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
                     ShardMetrics::record(&mut m.cold.read_us, took.as_micros() as u64);
                     st.engine.load(key, *p, &v);
                 }
+                // The entry changed while its value was read (a read task races the ready
+                // loop): its segment may have been released and reused meanwhile; the
+                // caller re-plans.
+                Err(_) if st.engine.cold_pointer(key) != Some(*p) => {}
                 Err(e) => {
                     m.cold.read_errors_total += 1;
                     if matches!(e, LogError::Corruption { .. }) {
