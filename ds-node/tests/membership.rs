@@ -6,7 +6,9 @@
 //! snapshot; in the end every replica holds byte-identical data (offline full scans).
 //!
 //! Checkpoints are taken every 100 entries here, so the snapshots carry data and the logs are
-//! compacted far below what a new replica needs.
+//! compacted far below what a new replica needs. Every node demotes all its values every
+//! 50 ms, so checkpoints name cold entries and snapshots are sent with values read from the
+//! sender's log.
 #![allow(clippy::unwrap_used)]
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -104,6 +106,15 @@ fn wait_for_three_voters(
     }
 }
 
+/// Every node demotes all its values every 50 ms: snapshots are built from checkpoints whose
+/// entries are mostly cold (the sender reads them from its log), writes and reads load them.
+fn cold_cfg(root: &std::path::Path, name: &str, maddr: &str) -> ds_node::DsConfig {
+    ds_node::DsConfig {
+        demote_every_ms: 50,
+        ..node_cfg(root, name, maddr)
+    }
+}
+
 #[test]
 fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot() {
     let root = std::env::temp_dir().join(format!("ds-membership-{}", std::process::id()));
@@ -115,14 +126,14 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
 
     // One node: it bootstraps range 1 alone and takes writes (checkpoints compact its log).
     let mut nodes: Vec<(String, Option<NodeHandle>)> = Vec::new();
-    nodes.push(("a".into(), Some(run(node_cfg(&root, "a", &maddr)).unwrap())));
+    nodes.push(("a".into(), Some(run(cold_cfg(&root, "a", &maddr)).unwrap())));
     write(&maddr, 0..400);
 
     // Two more: the master adds them as learners, they are caught up by snapshot, promoted.
     for name in ["b", "c"] {
         nodes.push((
             name.into(),
-            Some(run(node_cfg(&root, name, &maddr)).unwrap()),
+            Some(run(cold_cfg(&root, name, &maddr)).unwrap()),
         ));
     }
     let d = wait_for_three_voters(&maddr, None, &nodes);
@@ -138,6 +149,12 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
         snaps >= 2,
         "the two new replicas installed {snaps} snapshots"
     );
+    let cold_reads: u64 = nodes
+        .iter()
+        .filter_map(|(_, n)| n.as_ref())
+        .map(|n| n.metrics().cold.reads_total)
+        .sum();
+    assert!(cold_reads > 0, "no cold value was read");
 
     // Stop the leader's node: a new leader has every acknowledged write.
     let t = table_blocking(&maddr);
@@ -160,7 +177,7 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     // Wipe it and start it again: a new store; the master replaces the lost replica on it
     // (the logs were compacted long ago: only a snapshot can catch it up).
     std::fs::remove_dir_all(root.join(&name)).unwrap();
-    let fresh = run(node_cfg(&root, &name, &maddr)).unwrap();
+    let fresh = run(cold_cfg(&root, &name, &maddr)).unwrap();
     let fresh_store = fresh.store_id;
     assert_ne!(fresh_store, leader_store);
     nodes[li].1 = Some(fresh);
