@@ -11,6 +11,7 @@ use net::message::{RangeDescriptor, RangeStats, Replica, ReplicaRole, StoreInfo}
 use net::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId};
 
 use super::*;
+use crate::detector::Health;
 use crate::state::{ClusterConfig, ClusterState, Command, StoreMeta, StoreState};
 
 struct Case {
@@ -23,6 +24,9 @@ struct Case {
     sizes: &'static [(u64, u64)],
     /// Stores whose last heartbeat is older than the down timeout.
     silent: &'static [u64],
+    /// Stores the failure detector declared dead / suspect.
+    dead: &'static [u64],
+    suspect: &'static [u64],
     /// Ranges with an operator in flight.
     busy: &'static [u64],
     max_ops_per_store: usize,
@@ -39,6 +43,8 @@ const BASE: Case = Case {
     ranges: &[],
     sizes: &[],
     silent: &[],
+    dead: &[],
+    suspect: &[],
     busy: &[],
     max_ops_per_store: 4,
     expect: &[],
@@ -185,11 +191,18 @@ fn run(case: &Case) -> Vec<String> {
         max_ops_per_store: case.max_ops_per_store,
         ..ScheduleConfig::default()
     };
+    let health: BTreeMap<StoreId, Health> = case
+        .dead
+        .iter()
+        .map(|s| (StoreId(*s), Health::Dead))
+        .chain(case.suspect.iter().map(|s| (StoreId(*s), Health::Suspect)))
+        .collect();
     let input = ScheduleInput {
         state: &state,
         stores: &stores,
         ranges: &ranges,
         busy: &busy,
+        health: &health,
         config: &config,
         now_ms: now,
     };
@@ -264,6 +277,31 @@ fn scheduling_cases() {
             ranges: &["s1* s2 s3"],
             silent: &[3],
             expect: &["r1: add-learner s4/0, promote, remove p13"],
+            ..BASE
+        },
+        Case {
+            name: "a voter on a store the detector declared dead is replaced, then removed",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP), (4, "", UP)],
+            ranges: &["s1* s2 s3"],
+            dead: &[3],
+            expect: &["r1: add-learner s4/0, promote, remove p13"],
+            ..BASE
+        },
+        Case {
+            name: "the detector's verdict overrides the heartbeat rule: a silent store a probe reaches keeps its replicas",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP), (4, "", UP)],
+            ranges: &["s1* s2 s3"],
+            silent: &[3],
+            suspect: &[3],
+            ..BASE
+        },
+        Case {
+            name: "a suspect store keeps its replicas but receives no new one",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1*"],
+            suspect: &[2],
+            expect: &["r1: add-learner s3/0, promote"],
             ..BASE
         },
         Case {
