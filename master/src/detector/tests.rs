@@ -195,3 +195,54 @@ fn probes_are_bounded_and_the_longest_silent_is_forgotten() {
     assert_eq!(d.probes().len(), MAX_PROBES);
     assert!(!d.probes().contains_key("p0"));
 }
+
+mod random {
+    //! Random rounds of random probes: the rules hold at every evaluation.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// `(probe 0..5, results [(store 1..=4, reachable)], advance ms, heartbeats alive mask)`.
+    fn step() -> impl Strategy<Value = (u8, Vec<(u64, bool)>, u64, u8)> {
+        (
+            0u8..5,
+            prop::collection::vec((1u64..=4, any::<bool>()), 0..6),
+            0u64..2500,
+            any::<u8>(),
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn the_verdicts_follow_the_rules(steps in prop::collection::vec(step(), 1..80)) {
+            let mut d = Detector::new(CFG);
+            let mut now = 0;
+            let mut hb: BTreeMap<StoreId, Option<u64>> = (1..=4).map(|s| (StoreId(s), None)).collect();
+            for (probe, results, advance, alive) in steps {
+                now += advance;
+                for s in 1..=4u64 {
+                    if alive & (1 << s) != 0 {
+                        hb.insert(StoreId(s), Some(now));
+                    }
+                }
+                d.on_report(&report(&format!("p{probe}"), &results), |s| s.0 <= 3, now).unwrap();
+                for t in d.evaluate(&hb, now) {
+                    prop_assert_ne!(t.from, t.to.health);
+                }
+                for (store, v) in d.verdicts() {
+                    prop_assert!(store.0 <= 4);
+                    let reached = v.votes.iter().any(|(_, x)| *x == Vote::Reached);
+                    let silent = v.heartbeat_age_ms.is_some_and(|a| a >= CFG.down_after_ms);
+                    if reached || (!silent && v.votes.is_empty()) {
+                        prop_assert_eq!(v.health, Health::Healthy);
+                    }
+                    if v.health == Health::Dead {
+                        prop_assert!(silent, "dead needs stopped heartbeats: {}", v);
+                        let down = v.votes.iter().filter(|(_, x)| matches!(x, Vote::Unreachable(ms) if *ms >= CFG.down_after_ms)).count();
+                        prop_assert!(v.votes.is_empty() || 2 * down > v.votes.len(), "{}", v);
+                    }
+                }
+            }
+        }
+    }
+}
