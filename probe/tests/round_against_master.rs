@@ -15,13 +15,11 @@ use probe::round::{RoundState, round};
 use probe::{NetPinger, PingError, Pinger, ProbeConfig, ProbeStats};
 use test_support::tempdir::TempDir;
 
-/// A `net` endpoint that answers pings, like a DS shard.
-async fn pong_server() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap().to_string();
+/// Serves `l` as a `net` endpoint of cluster `cluster` that answers pings, like a DS shard.
+fn pong_server(l: tokio::net::TcpListener, cluster: ClusterId) {
     let acceptor = Acceptor {
         role: Role::DsNode {},
-        cluster_id: ClusterId(0),
+        cluster_id: cluster,
         node_id: NodeId(1),
     };
     let handler = Arc::new(|m: Message| async move {
@@ -38,7 +36,6 @@ async fn pong_server() -> String {
         handler,
         std::future::pending(),
     ));
-    addr
 }
 
 fn closed_port() -> String {
@@ -62,7 +59,7 @@ impl Pinger for Cut {
     }
 }
 
-async fn register(pinger: &NetPinger, master: &str, shards: Vec<String>) -> StoreId {
+async fn register(pinger: &NetPinger, master: &str, shards: Vec<String>) -> (StoreId, ClusterId) {
     let req = StoreRegister {
         store: StoreInfo {
             store_id: StoreId(0),
@@ -74,7 +71,7 @@ async fn register(pinger: &NetPinger, master: &str, shards: Vec<String>) -> Stor
         disk_capacity: 0,
     };
     match pinger.pool().call(master, Message::StoreRegister(req)).await.unwrap() {
-        Message::StoreRegisterResp(r) => r.store_id,
+        Message::StoreRegisterResp(r) => (r.store_id, r.cluster_id),
         other => panic!("{other:?}"),
     }
 }
@@ -83,24 +80,26 @@ async fn register(pinger: &NetPinger, master: &str, shards: Vec<String>) -> Stor
 async fn a_round_reports_which_shards_answered_within_the_deadline() {
     let dir = TempDir::new("probe-round");
     let m = test_support::master::start(dir.path().to_path_buf(), |_| {});
-    let up = pong_server().await;
+    let up_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = up_listener.local_addr().unwrap().to_string();
     let closed = closed_port();
     // Accepts TCP but never completes a handshake: a stopped (SIGSTOP) node.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_addr = silent.local_addr().unwrap().to_string();
 
     let cfg = ProbeConfig {
-        deadline: Duration::from_millis(300),
+        deadline: Duration::from_millis(2000),
         ..ProbeConfig::new("p1", "zone-a", m.addr())
     };
     let pinger = Arc::new(NetPinger::new(cfg.transport.clone()));
-    let store = register(&pinger, m.addr(), vec![up.clone(), closed, silent_addr]).await;
+    let (store, cluster) = register(&pinger, m.addr(), vec![up.clone(), closed, silent_addr]).await;
+    pong_server(up_listener, cluster);
     let stats = ProbeStats::default();
     let mut state = RoundState::default();
     let start = Instant::now();
     let pool = pinger.pool().clone();
     let report = round(&cfg, &pool, &pinger, &mut state, &stats).await.unwrap();
-    assert!(start.elapsed() < Duration::from_secs(3), "pings ran with a deadline");
+    assert!(start.elapsed() < Duration::from_secs(8), "pings ran with a deadline");
     assert_eq!(state.targets().len(), 3);
     let seen: Vec<(StoreId, u32, bool)> = report
         .results
