@@ -108,11 +108,18 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         let (stop_probes, probes_stop_rx) = watch::channel(false);
         let mut probe_tasks = tokio::task::JoinSet::new();
         for i in 0..cfg.probes {
-            let mut pc = probe::ProbeConfig::new(format!("dev-probe-{i}"), "dev", master_addr.to_string());
+            let mut pc =
+                probe::ProbeConfig::new(format!("dev-probe-{i}"), "dev", master_addr.to_string());
             pc.transport.secret = secret.clone();
             let pinger = Arc::new(probe::NetPinger::new(pc.transport.clone()));
             let pool = pinger.pool().clone();
-            probe_tasks.spawn(probe::run(pc, pool, pinger, Arc::default(), wait_for(probes_stop_rx.clone())));
+            probe_tasks.spawn(probe::run(
+                pc,
+                pool,
+                pinger,
+                Arc::default(),
+                wait_for(probes_stop_rx.clone()),
+            ));
         }
 
         println!("tierkv dev is running (data in {})", cfg.data_dir.display());

@@ -487,7 +487,10 @@ fn probe(args: ProbeArgs) -> anyhow::Result<()> {
         let pinger = std::sync::Arc::new(probe::NetPinger::new(cfg.transport.clone()));
         let pool = pinger.pool().clone();
         let stats = std::sync::Arc::default();
-        println!("probe {} (zone {}) reporting to {}", cfg.name, cfg.zone, cfg.master);
+        println!(
+            "probe {} (zone {}) reporting to {}",
+            cfg.name, cfg.zone, cfg.master
+        );
         probe::run(cfg, pool, pinger, stats, master::run::shutdown_signal()).await;
     });
     Ok(())

@@ -78,13 +78,31 @@ fn http_get(port: u16, path: &str) -> Option<serde_json::Value> {
     serde_json::from_str(body).ok()
 }
 
-fn wait_until<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+/// The last lines of every process log under `dir`, for a failure message.
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(&p).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {}\n", p.display()));
+            for l in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn wait_until<T>(dir: &Path, what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", logs(dir));
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -113,7 +131,12 @@ fn connect(port: u16) -> Option<BufReader<TcpStream>> {
 }
 
 /// Writes `key` until the proxy acknowledges it (new connection after an error).
-fn must_set(conn: &mut Option<BufReader<TcpStream>>, port: u16, key: &str, stop: &AtomicBool) -> bool {
+fn must_set(
+    conn: &mut Option<BufReader<TcpStream>>,
+    port: u16,
+    key: &str,
+    stop: &AtomicBool,
+) -> bool {
     while !stop.load(Ordering::Relaxed) {
         if conn.is_none() {
             *conn = connect(port);
@@ -163,7 +186,12 @@ fn topology(admin: u16) -> Option<(Vec<(u64, String)>, Vec<u64>, u64)> {
     let addrs = stores
         .as_array()?
         .iter()
-        .map(|s| (s["id"].as_u64().unwrap(), s["shards"][0].as_str().unwrap().to_string()))
+        .map(|s| {
+            (
+                s["id"].as_u64().unwrap(),
+                s["shards"][0].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let r = &ranges.as_array()?[0];
     let voters: Vec<u64> = r["replicas"]
@@ -209,7 +237,10 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
     let mut procs = Procs(Vec::new());
     let mut ds_ports = Vec::new();
     let m = d.join("master.toml");
-    procs.add(tierkv(&["master", "--config", m.to_str().unwrap()], &d.join("master.log")));
+    procs.add(tierkv(
+        &["master", "--config", m.to_str().unwrap()],
+        &d.join("master.log"),
+    ));
     let mut ds = Vec::new();
     for i in 0..4 {
         let data = d.join(format!("ds{i}"));
@@ -234,8 +265,9 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         )));
         if i == 0 {
             // The first node bootstraps the cluster's range; the others join it.
-            wait_until("the first node", Duration::from_secs(20), || {
-                http_get(admin, "/ranges").filter(|r| !r.as_array()?.is_empty()).map(|_| ())
+            wait_until(d, "the first node", Duration::from_secs(20), || {
+                let r = http_get(admin, "/ranges")?;
+                (!r.as_array()?.is_empty()).then_some(())
             });
         }
     }
@@ -251,7 +283,7 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         ],
         &d.join("proxy.log"),
     ));
-    let (addrs, voters, leader) = wait_until("3 voters", Duration::from_secs(30), || {
+    let (addrs, voters, leader) = wait_until(d, "3 voters", Duration::from_secs(30), || {
         topology(admin).filter(|(a, v, _)| a.len() == 4 && v.len() == 3)
     });
     eprintln!("stores {addrs:?}, voters {voters:?}, leader on store {leader}");
@@ -267,7 +299,11 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         cfg.transport.secret = secret.clone();
         let inner = NetPinger::new(cfg.transport.clone());
         let pool = inner.pool().clone();
-        let cut = if name == "p1" { cut.clone() } else { Arc::default() };
+        let cut = if name == "p1" {
+            cut.clone()
+        } else {
+            Arc::default()
+        };
         let mut stop = stop_rx.clone();
         rt.spawn(probe::run(
             cfg,
@@ -279,9 +315,14 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
             },
         ));
     }
-    wait_until("three probes reporting", Duration::from_secs(10), || {
+    wait_until(d, "three probes reporting", Duration::from_secs(10), || {
         let p = http_get(admin, "/probes")?;
-        (p.as_array()?.iter().filter(|x| x["reporting"] == true).count() == 3).then_some(())
+        (p.as_array()?
+            .iter()
+            .filter(|x| x["reporting"] == true)
+            .count()
+            == 3)
+            .then_some(())
     });
 
     // A writer through the proxy for the whole test.
@@ -300,7 +341,7 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
             }
         })
     };
-    wait_until("first writes", Duration::from_secs(20), || {
+    wait_until(d, "first writes", Duration::from_secs(20), || {
         (acked.lock().unwrap().len() >= 20).then_some(())
     });
 
@@ -313,11 +354,22 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
     while Instant::now() < until {
         let stores = http_get(admin, "/stores").unwrap();
         assert_eq!(store_health(&stores, blind), "healthy", "{stores}");
-        let s = stores.as_array().unwrap().iter().find(|s| s["id"] == blind).unwrap();
-        saw_p1_unreachable |= s["votes"]["p1"].as_str().unwrap_or("").starts_with("unreachable");
+        let s = stores
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == blind)
+            .unwrap();
+        saw_p1_unreachable |= s["votes"]["p1"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("unreachable");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(saw_p1_unreachable, "the blind probe's vote shows on /stores");
+    assert!(
+        saw_p1_unreachable,
+        "the blind probe's vote shows on /stores"
+    );
 
     // 2. Kill the leader's node: dead after down-after, its replica replaced on the spare.
     let before_kill = acked.lock().unwrap().len();
@@ -325,19 +377,25 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
     let victim = ds_ports.iter().position(|a| a == leader_addr).unwrap();
     let killed_at = Instant::now();
     procs.kill(ds[victim]);
-    wait_until("the killed node declared dead", Duration::from_secs(15), || {
-        (store_health(&http_get(admin, "/stores")?, leader) == "dead").then_some(())
-    });
+    wait_until(
+        d,
+        "the killed node declared dead",
+        Duration::from_secs(15),
+        || (store_health(&http_get(admin, "/stores")?, leader) == "dead").then_some(()),
+    );
     let detect = killed_at.elapsed();
     eprintln!("kill -9 to dead: {detect:?}");
     assert!(detect >= Duration::from_millis(DOWN_AFTER_MS), "{detect:?}");
     // The blind probe still cannot reach `blind`, but the others do.
-    assert_eq!(store_health(&http_get(admin, "/stores").unwrap(), blind), "healthy");
-    let (_, voters_after, _) = wait_until("the replica replaced", Duration::from_secs(30), || {
+    assert_eq!(
+        store_health(&http_get(admin, "/stores").unwrap(), blind),
+        "healthy"
+    );
+    let (_, voters_after, _) = wait_until(d, "the replica replaced", Duration::from_secs(30), || {
         topology(admin).filter(|(_, v, _)| v.len() == 3 && !v.contains(&leader))
     });
     eprintln!("voters after: {voters_after:?}");
-    wait_until("writes after the failover", Duration::from_secs(20), || {
+    wait_until(d, "writes after the failover", Duration::from_secs(20), || {
         (acked.lock().unwrap().len() >= before_kill + 50).then_some(())
     });
     stop.store(true, Ordering::Relaxed);
@@ -347,9 +405,17 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
     let acked = acked.lock().unwrap().clone();
     let mut conn = connect(redis_port).unwrap();
     for key in &acked {
-        assert_eq!(redis(&mut conn, &["GET", key]).unwrap(), format!("v-{key}"), "{key}");
+        assert_eq!(
+            redis(&mut conn, &["GET", key]).unwrap(),
+            format!("v-{key}"),
+            "{key}"
+        );
     }
-    eprintln!("{} acknowledged writes read back ({} after the kill)", acked.len(), acked.len() - before_kill);
+    eprintln!(
+        "{} acknowledged writes read back ({} after the kill)",
+        acked.len(),
+        acked.len() - before_kill
+    );
     let metrics = {
         let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
         s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
@@ -358,7 +424,9 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         out
     };
     assert!(
-        metrics.contains(&format!("master_store_health{{store=\"{leader}\",state=\"dead\"}} 1")),
+        metrics.contains(&format!(
+            "master_store_health{{store=\"{leader}\",state=\"dead\"}} 1"
+        )),
         "{metrics}"
     );
     let _ = stop_tx.send(true);

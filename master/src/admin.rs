@@ -201,7 +201,8 @@ fn health_json(out: &mut String, v: Option<&Verdict>) {
         out,
         ",\"health\":\"{}\",\"heartbeat_age_ms\":{},\"votes\":{{",
         v.health.label(),
-        v.heartbeat_age_ms.map_or("null".to_string(), |a| a.to_string())
+        v.heartbeat_age_ms
+            .map_or("null".to_string(), |a| a.to_string())
     );
     for (i, (probe, vote)) in v.votes.iter().enumerate() {
         if i > 0 {
@@ -349,15 +350,26 @@ fn health_metrics(out: &mut String, core: &Core, now_ms: u64) {
         );
     }
     out.push_str("# TYPE master_probes_reporting gauge\n");
-    let _ = writeln!(out, "master_probes_reporting {}", d.reporting(now_ms).count());
+    let _ = writeln!(
+        out,
+        "master_probes_reporting {}",
+        d.reporting(now_ms).count()
+    );
     out.push_str("# TYPE master_probe_reports_total counter\n");
     out.push_str("# TYPE master_probe_reaches gauge\n");
     for (name, p) in d.probes() {
         let mut label = String::new();
         json_str(&mut label, name);
-        let _ = writeln!(out, "master_probe_reports_total{{probe={label}}} {}", p.reports_total);
+        let _ = writeln!(
+            out,
+            "master_probe_reports_total{{probe={label}}} {}",
+            p.reports_total
+        );
         for (store, v) in d.verdicts() {
-            let reached = v.votes.iter().any(|(n, vote)| n == name && *vote == Vote::Reached);
+            let reached = v
+                .votes
+                .iter()
+                .any(|(n, vote)| n == name && *vote == Vote::Reached);
             let _ = writeln!(
                 out,
                 "master_probe_reaches{{probe={label},store=\"{store}\"}} {}",
@@ -403,7 +415,11 @@ fn load_metrics(out: &mut String, core: &Core) {
     for (name, f) in fields {
         let _ = writeln!(out, "# TYPE master_range_{name} gauge");
         for (range, l) in core.range_loads() {
-            let _ = writeln!(out, "master_range_{name}{{range=\"{range}\"}} {}", f(&l.stats));
+            let _ = writeln!(
+                out,
+                "master_range_{name}{{range=\"{range}\"}} {}",
+                f(&l.stats)
+            );
         }
     }
 }

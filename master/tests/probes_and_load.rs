@@ -103,7 +103,10 @@ async fn probes_decide_health_and_shard_loads_show_on_the_admin_pages() {
         for s in &stores {
             if Some(*s) != dead {
                 for shard in 0..2 {
-                    assert!(matches!(now(&m, shard_hb(*s, shard, 40)), Message::StoreHeartbeatResp(_)));
+                    assert!(matches!(
+                        now(&m, shard_hb(*s, shard, 40)),
+                        Message::StoreHeartbeatResp(_)
+                    ));
                 }
             }
         }
@@ -112,7 +115,10 @@ async fn probes_decide_health_and_shard_loads_show_on_the_admin_pages() {
                 .iter()
                 .map(|s| (*s, Some(*s) != dead && !(p == "p1" && *s == b)))
                 .collect();
-            assert!(matches!(now(&m, probe(p, &reach)), Message::ProbeReportResp(_)));
+            assert!(matches!(
+                now(&m, probe(p, &reach)),
+                Message::ProbeReportResp(_)
+            ));
         }
     };
     let health = |s: StoreId| m.with_core(|c| c.detector().health(s));
@@ -121,21 +127,42 @@ async fn probes_decide_health_and_shard_loads_show_on_the_admin_pages() {
         t += 500;
         round(t, None);
         m.tick().await;
-        assert_eq!(health(b), Some(Health::Healthy), "a blind probe kills nothing");
+        assert_eq!(
+            health(b),
+            Some(Health::Healthy),
+            "a blind probe kills nothing"
+        );
     }
     let stores_page = respond(&m, "/stores").2;
-    assert!(stores_page.contains("\"health\":\"healthy\""), "{stores_page}");
-    assert!(stores_page.contains("\"p1\":\"unreachable"), "{stores_page}");
-    assert!(stores_page.contains("\"write_ops_per_sec\":40"), "{stores_page}");
-    assert!(stores_page.contains("\"ops_per_sec\":94"), "two shards summed: {stores_page}");
+    assert!(
+        stores_page.contains("\"health\":\"healthy\""),
+        "{stores_page}"
+    );
+    assert!(
+        stores_page.contains("\"p1\":\"unreachable"),
+        "{stores_page}"
+    );
+    assert!(
+        stores_page.contains("\"write_ops_per_sec\":40"),
+        "{stores_page}"
+    );
+    assert!(
+        stores_page.contains("\"ops_per_sec\":94"),
+        "two shards summed: {stores_page}"
+    );
     let metrics = respond(&m, "/metrics").2;
     assert!(
-        metrics.contains(&format!("master_shard_write_ops_per_sec{{store=\"{a}\",shard=\"1\"}} 40")),
+        metrics.contains(&format!(
+            "master_shard_write_ops_per_sec{{store=\"{a}\",shard=\"1\"}} 40"
+        )),
         "{metrics}"
     );
     assert!(metrics.contains("master_probes_reporting 3"), "{metrics}");
     let probes_page = respond(&m, "/probes").2;
-    assert!(probes_page.contains("\"zone\":\"zone-p2\""), "{probes_page}");
+    assert!(
+        probes_page.contains("\"zone\":\"zone-p2\""),
+        "{probes_page}"
+    );
 
     // `c` dies: no probe reaches it, its shards stop heartbeating. Suspect, then dead.
     let killed = t;
@@ -150,11 +177,27 @@ async fn probes_decide_health_and_shard_loads_show_on_the_admin_pages() {
         assert_eq!(health(d), Some(Health::Healthy));
     }
     let dead_at = dead_at.expect("c declared dead");
-    assert!(dead_at >= killed + 3000, "dead {} ms after the last heartbeat", dead_at - killed);
-    assert!(dead_at <= killed + 4000, "dead {} ms after the last heartbeat", dead_at - killed);
+    assert!(
+        dead_at >= killed + 3000,
+        "dead {} ms after the last heartbeat",
+        dead_at - killed
+    );
+    assert!(
+        dead_at <= killed + 4000,
+        "dead {} ms after the last heartbeat",
+        dead_at - killed
+    );
     let metrics = respond(&m, "/metrics").2;
-    assert!(metrics.contains(&format!("master_store_health{{store=\"{c}\",state=\"dead\"}} 1")), "{metrics}");
-    assert!(metrics.contains("master_store_health_transitions_total{from=\"suspect\",to=\"dead\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "master_store_health{{store=\"{c}\",state=\"dead\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("master_store_health_transitions_total{from=\"suspect\",to=\"dead\"} 1"),
+        "{metrics}"
+    );
 
     // It answers again: healthy at once.
     t += 500;

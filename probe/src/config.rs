@@ -26,7 +26,11 @@ pub struct ProbeConfig {
 
 impl ProbeConfig {
     /// Defaults for a probe named `name` in `zone` reporting to `master`.
-    pub fn new(name: impl Into<String>, zone: impl Into<String>, master: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        zone: impl Into<String>,
+        master: impl Into<String>,
+    ) -> Self {
         Self {
             name: name.into(),
             zone: zone.into(),

@@ -186,7 +186,9 @@ async fn ping_all<P: Pinger>(
         .collect();
     while let Some(done) = set.join_next().await {
         let Ok((i, outcome)) = done else { continue };
-        let Some(r) = results.get_mut(i) else { continue };
+        let Some(r) = results.get_mut(i) else {
+            continue;
+        };
         match outcome {
             Ok(rtt) => {
                 r.reachable = true;

@@ -70,7 +70,12 @@ async fn register(pinger: &NetPinger, master: &str, shards: Vec<String>) -> (Sto
         mem_capacity: 0,
         disk_capacity: 0,
     };
-    match pinger.pool().call(master, Message::StoreRegister(req)).await.unwrap() {
+    match pinger
+        .pool()
+        .call(master, Message::StoreRegister(req))
+        .await
+        .unwrap()
+    {
         Message::StoreRegisterResp(r) => (r.store_id, r.cluster_id),
         other => panic!("{other:?}"),
     }
@@ -98,8 +103,13 @@ async fn a_round_reports_which_shards_answered_within_the_deadline() {
     let mut state = RoundState::default();
     let start = Instant::now();
     let pool = pinger.pool().clone();
-    let report = round(&cfg, &pool, &pinger, &mut state, &stats).await.unwrap();
-    assert!(start.elapsed() < Duration::from_secs(8), "pings ran with a deadline");
+    let report = round(&cfg, &pool, &pinger, &mut state, &stats)
+        .await
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(8),
+        "pings ran with a deadline"
+    );
     assert_eq!(state.targets().len(), 3);
     let seen: Vec<(StoreId, u32, bool)> = report
         .results
@@ -113,7 +123,9 @@ async fn a_round_reports_which_shards_answered_within_the_deadline() {
     assert!(report.results[0].rtt_us > 0);
     assert!(report.master_rtt_us > 0);
     assert_eq!(
-        stats.reports_total.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .reports_total
+            .load(std::sync::atomic::Ordering::Relaxed),
         1
     );
 
@@ -137,9 +149,15 @@ async fn a_report_with_a_bad_name_is_refused_by_the_master() {
     let cfg = ProbeConfig::new("", "zone-a", m.addr());
     let pinger = Arc::new(NetPinger::new(cfg.transport.clone()));
     let pool = pinger.pool().clone();
-    let err = round(&cfg, &pool, &pinger, &mut RoundState::default(), &ProbeStats::default())
-        .await
-        .unwrap_err();
+    let err = round(
+        &cfg,
+        &pool,
+        &pinger,
+        &mut RoundState::default(),
+        &ProbeStats::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, probe::ProbeError::Refused(_)), "{err}");
     m.stop();
 }

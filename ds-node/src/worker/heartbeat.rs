@@ -27,8 +27,8 @@ use net::{ReplicaId, ShardId, StoreId};
 
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
-use crate::server::Shard;
 use crate::load::{Rates, Window};
+use crate::server::Shard;
 
 fn master(shard: &Shard) -> anyhow::Result<String> {
     shard
@@ -221,7 +221,12 @@ async fn send_shard_heartbeat(shard: &Shard, master: &str, window: &Window) {
 /// This shard's load: the window's rates, its replicas' keys and bytes, its engine's memory
 /// and its log's bytes on disk.
 pub fn shard_load(shard: &Shard, window: &Window) -> ShardLoad {
-    let disk_used = shard.log.segment_usage().iter().map(|(_, u, _)| u.bytes).sum();
+    let disk_used = shard
+        .log
+        .segment_usage()
+        .iter()
+        .map(|(_, u, _)| u.bytes)
+        .sum();
     let st = shard.state.borrow();
     let initialized = || st.peers.values().filter(|p| p.initialized);
     ShardLoad {

@@ -16,8 +16,8 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use net::message::{
     Bootstrap, BootstrapResp, GetRouteTable, IdBlock, ProbeReport, ProbeReportResp,
-    RangeDescriptor, RangeHeartbeat, RangeHeartbeatResp, Replica, ReplicaRole, Route,
-    RouteTable, ShardHeartbeat, ShardLoad, SplitIds, SplitReport, SplitReportResp, SplitRequest,
+    RangeDescriptor, RangeHeartbeat, RangeHeartbeatResp, Replica, ReplicaRole, Route, RouteTable,
+    ShardHeartbeat, ShardLoad, SplitIds, SplitReport, SplitReportResp, SplitRequest,
     StoreHeartbeat, StoreHeartbeatResp, StoreRegister, StoreRegisterResp,
 };
 use net::{ClusterId, Epoch, RangeId, ReplicaId, RpcError, ShardId, StoreId, Timestamp};
@@ -443,7 +443,8 @@ impl Core {
             return Err(bad(format!("store {id} has no shard {}", hb.shard_id)));
         }
         let shards = store.info.shard_addrs.len() as u32;
-        self.shard_loads.retain(|(s, sh), _| *s != id || sh.0 < shards);
+        self.shard_loads
+            .retain(|(s, sh), _| *s != id || sh.0 < shards);
         self.shard_loads.insert(
             (id, hb.shard_id),
             ShardLoadSeen {

@@ -275,13 +275,19 @@ impl Detector {
             .map(|(name, p)| (name.clone(), self.vote(p, store, now_ms)))
             .collect();
         let health = if votes.is_empty() {
-            if silent { Health::Dead } else { Health::Healthy }
+            if silent {
+                Health::Dead
+            } else {
+                Health::Healthy
+            }
         } else if votes.iter().any(|(_, v)| *v == Vote::Reached) {
             Health::Healthy
         } else {
             let down = votes
                 .iter()
-                .filter(|(_, v)| matches!(v, Vote::Unreachable(ms) if *ms >= self.cfg.down_after_ms))
+                .filter(
+                    |(_, v)| matches!(v, Vote::Unreachable(ms) if *ms >= self.cfg.down_after_ms),
+                )
                 .count();
             if 2 * down > votes.len() && silent {
                 Health::Dead
@@ -302,7 +308,9 @@ impl Detector {
         };
         // A success within the window counts even if the latest round failed: one lost ping
         // does not make a node suspect.
-        if r.last_ok_ms.is_some_and(|t| now_ms.saturating_sub(t) <= self.cfg.probe_window_ms) {
+        if r.last_ok_ms
+            .is_some_and(|t| now_ms.saturating_sub(t) <= self.cfg.probe_window_ms)
+        {
             return Vote::Reached;
         }
         match r.unreachable_since_ms {

@@ -120,7 +120,8 @@ fn a_minority_of_probes_cannot_kill() {
     // Two of three probes have no news (never pinged node 2); one sees it down.
     let mut d = Detector::new(CFG);
     for t in (0..=10_000).step_by(500) {
-        d.on_report(&report("p1", &[(2, false)]), |_| true, t).unwrap();
+        d.on_report(&report("p1", &[(2, false)]), |_| true, t)
+            .unwrap();
         d.on_report(&report("p2", &[]), |_| true, t).unwrap();
         d.on_report(&report("p3", &[]), |_| true, t).unwrap();
         d.evaluate(&stores([Some(t), Some(0), Some(t)]), t);
@@ -131,7 +132,10 @@ fn a_minority_of_probes_cannot_kill() {
 #[test]
 fn without_probes_the_heartbeat_rule_holds() {
     let mut d = Detector::new(CFG);
-    assert!(d.evaluate(&stores([Some(0), Some(0), None]), 2999).is_empty());
+    assert!(
+        d.evaluate(&stores([Some(0), Some(0), None]), 2999)
+            .is_empty()
+    );
     let tr = d.evaluate(&stores([Some(0), Some(2500), None]), 3000);
     assert_eq!(tr.len(), 1);
     assert_eq!((tr[0].store, tr[0].to.health), (StoreId(1), Health::Dead));
@@ -143,7 +147,8 @@ fn without_probes_the_heartbeat_rule_holds() {
 #[test]
 fn probes_that_stop_reporting_stop_voting() {
     let mut d = Detector::new(CFG);
-    d.on_report(&report("p1", &[(1, true)]), |_| true, 0).unwrap();
+    d.on_report(&report("p1", &[(1, true)]), |_| true, 0)
+        .unwrap();
     d.evaluate(&stores([Some(0); 3]), 0);
     assert_eq!(d.reporting(4999).count(), 1);
     assert_eq!(d.reporting(5000).count(), 0);
@@ -163,7 +168,10 @@ fn a_node_that_answers_again_is_healthy_again() {
         },
     );
     assert_eq!(d.health(StoreId(2)), Some(Health::Healthy));
-    assert_eq!(seen.last().map(|(t, tr)| (*t, tr.to.health)), Some((8000, Health::Healthy)));
+    assert_eq!(
+        seen.last().map(|(t, tr)| (*t, tr.to.health)),
+        Some((8000, Health::Healthy))
+    );
 }
 
 #[test]
@@ -190,7 +198,8 @@ fn bad_reports_are_refused_and_unknown_stores_ignored() {
 fn probes_are_bounded_and_the_longest_silent_is_forgotten() {
     let mut d = Detector::new(CFG);
     for i in 0..=MAX_PROBES as u64 {
-        d.on_report(&report(&format!("p{i}"), &[]), |_| true, i).unwrap();
+        d.on_report(&report(&format!("p{i}"), &[]), |_| true, i)
+            .unwrap();
     }
     assert_eq!(d.probes().len(), MAX_PROBES);
     assert!(!d.probes().contains_key("p0"));
