@@ -2,6 +2,8 @@
 //! nodes (one shard each; replication factor 3, so one node is the spare) and a
 //! `tierkv proxy`, with three probes in this process reporting to the master.
 //!
+//! 0. Every shard reports its load: the leader's writes show per shard on `/stores` and per
+//!    range on `/ranges`.
 //! 1. One probe is cut off from a healthy node that holds a replica (its pings to that node's
 //!    shard time out, as in a partition between that probe and the node): for longer than
 //!    `store-down-after-ms` the node stays healthy on every poll of `/stores`, and the votes
@@ -102,7 +104,11 @@ fn wait_until<T>(dir: &Path, what: &str, within: Duration, mut f: impl FnMut() -
         if let Some(v) = f() {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", logs(dir));
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            logs(dir)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -241,6 +247,9 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         &["master", "--config", m.to_str().unwrap()],
         &d.join("master.log"),
     ));
+    wait_until(d, "the master", Duration::from_secs(20), || {
+        http_get(admin, "/status").map(|_| ())
+    });
     let mut ds = Vec::new();
     for i in 0..4 {
         let data = d.join(format!("ds{i}"));
@@ -345,6 +354,29 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         (acked.lock().unwrap().len() >= 20).then_some(())
     });
 
+    // Load: every node's shard reports (protocol 3); the leader's shows the writes, per shard
+    // and per range.
+    wait_until(
+        d,
+        "load on /stores and /ranges",
+        Duration::from_secs(10),
+        || {
+            let stores = http_get(admin, "/stores")?;
+            let ranges = http_get(admin, "/ranges")?;
+            let all_report = stores
+                .as_array()?
+                .iter()
+                .all(|s| s["shard_loads"].as_array().is_some_and(|l| l.len() == 1));
+            let leader_writes = stores
+            .as_array()?
+            .iter()
+            .find(|s| s["id"] == leader)?["shard_loads"][0]["write_ops_per_sec"]
+            .as_u64()?;
+            let range_writes = ranges[0]["write_qps"].as_u64()?;
+            (all_report && leader_writes > 0 && range_writes > 0).then_some(())
+        },
+    );
+
     // 1. p1 cannot reach a healthy follower for longer than down-after: it stays healthy.
     let blind = *voters.iter().find(|s| **s != leader).unwrap();
     let blind_addr = addrs.iter().find(|(s, _)| *s == blind).unwrap().1.clone();
@@ -391,13 +423,17 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         store_health(&http_get(admin, "/stores").unwrap(), blind),
         "healthy"
     );
-    let (_, voters_after, _) = wait_until(d, "the replica replaced", Duration::from_secs(30), || {
-        topology(admin).filter(|(_, v, _)| v.len() == 3 && !v.contains(&leader))
-    });
+    let (_, voters_after, _) =
+        wait_until(d, "the replica replaced", Duration::from_secs(30), || {
+            topology(admin).filter(|(_, v, _)| v.len() == 3 && !v.contains(&leader))
+        });
     eprintln!("voters after: {voters_after:?}");
-    wait_until(d, "writes after the failover", Duration::from_secs(20), || {
-        (acked.lock().unwrap().len() >= before_kill + 50).then_some(())
-    });
+    wait_until(
+        d,
+        "writes after the failover",
+        Duration::from_secs(20),
+        || (acked.lock().unwrap().len() >= before_kill + 50).then_some(()),
+    );
     stop.store(true, Ordering::Relaxed);
     writer.join().unwrap();
 
