@@ -185,8 +185,10 @@ fn store_health(stores: &serde_json::Value, id: u64) -> String {
         .unwrap_or_default()
 }
 
-/// `(store, shard address)` of every store, and the range's voters' stores and leader store.
-fn topology(admin: u16) -> Option<(Vec<(u64, String)>, Vec<u64>, u64)> {
+/// `(store, shard address)` of every store, the range's voters' stores and its leader's store.
+type Topology = (Vec<(u64, String)>, Vec<u64>, u64);
+
+fn topology(admin: u16) -> Option<Topology> {
     let stores = http_get(admin, "/stores")?;
     let ranges = http_get(admin, "/ranges")?;
     let addrs = stores
