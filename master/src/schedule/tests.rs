@@ -22,6 +22,8 @@ struct Case {
     ranges: &'static [&'static str],
     /// `(range, size MiB)`.
     sizes: &'static [(u64, u64)],
+    /// `(range, reads/s, writes/s)` its leader reported.
+    load: &'static [(u64, u64, u64)],
     /// Stores whose last heartbeat is older than the down timeout.
     silent: &'static [u64],
     /// Stores the failure detector declared dead / suspect.
@@ -42,6 +44,7 @@ const BASE: Case = Case {
     stores: &[],
     ranges: &[],
     sizes: &[],
+    load: &[],
     silent: &[],
     dead: &[],
     suspect: &[],
@@ -168,23 +171,24 @@ fn run(case: &Case) -> Vec<String> {
             )
         })
         .collect();
-    let ranges: BTreeMap<RangeId, RangeLoad> = case
-        .sizes
-        .iter()
-        .map(|(r, mib)| {
-            (
-                RangeId(*r),
-                RangeLoad {
-                    heartbeat_ms: now,
-                    stats: RangeStats {
-                        size_bytes: mib << 20,
-                        ..RangeStats::default()
-                    },
-                    ..RangeLoad::default()
-                },
-            )
-        })
-        .collect();
+    let mut ranges: BTreeMap<RangeId, RangeLoad> = BTreeMap::new();
+    fn stats(ranges: &mut BTreeMap<RangeId, RangeLoad>, r: u64, now: u64) -> &mut RangeStats {
+        &mut ranges
+            .entry(RangeId(r))
+            .or_insert_with(|| RangeLoad {
+                heartbeat_ms: now,
+                ..RangeLoad::default()
+            })
+            .stats
+    }
+    for (r, mib) in case.sizes {
+        stats(&mut ranges, *r, now).size_bytes = mib << 20;
+    }
+    for (r, reads, writes) in case.load {
+        let s = stats(&mut ranges, *r, now);
+        s.read_qps = *reads;
+        s.write_qps = *writes;
+    }
     let busy: BTreeMap<RangeId, Vec<StoreId>> =
         case.busy.iter().map(|r| (RangeId(*r), vec![])).collect();
     let config = ScheduleConfig {
@@ -319,6 +323,15 @@ fn scheduling_cases() {
             stores: &[(1, "", UP), (2, "", UP)],
             ranges: &["s1* s2~"],
             expect: &["r1: promote p12"],
+            ..BASE
+        },
+        Case {
+            name: "a range serving more than split-qps reads + writes is split (load from the leader's heartbeat)",
+            rf: 1,
+            stores: &[(1, "", UP)],
+            ranges: &["s1*", "s1*"],
+            load: &[(1, 20_000, 10_001), (2, 20_000, 10_000)],
+            expect: &["r1: split"],
             ..BASE
         },
         Case {
