@@ -80,6 +80,10 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_replicas_created_total", m.replicas_created_total),
         ("ds_replicas_destroyed_total", m.replicas_destroyed_total),
         ("ds_splits_total", m.splits_total),
+        ("ds_load_reads_total", m.load.reads),
+        ("ds_load_writes_total", m.load.writes),
+        ("ds_load_read_bytes_total", m.load.read_bytes),
+        ("ds_load_write_bytes_total", m.load.write_bytes),
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }

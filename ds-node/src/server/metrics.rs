@@ -65,6 +65,10 @@ pub struct ShardMetrics {
     pub replicas_destroyed_total: u64,
     /// Ranges created on this shard by a split (`ds_splits_total`).
     pub splits_total: u64,
+    /// Load counted by `crate::load`, added at each heartbeat: read and write requests
+    /// (`ds_load_reads_total`, `ds_load_writes_total`) and their bytes
+    /// (`ds_load_read_bytes_total`, `ds_load_write_bytes_total`).
+    pub load: crate::load::Counts,
     /// Checkpoint latency (scan + write + fsync), µs.
     pub checkpoint_us: Histogram<u64>,
     /// Propose → apply latency, µs.
@@ -189,6 +193,7 @@ impl Default for ShardMetrics {
             replicas_created_total: 0,
             replicas_destroyed_total: 0,
             splits_total: 0,
+            load: crate::load::Counts::default(),
             checkpoint_us: hist(),
             propose_apply_us: hist(),
             read_index_us: hist(),
@@ -236,6 +241,7 @@ impl ShardMetrics {
         self.replicas_created_total += o.replicas_created_total;
         self.replicas_destroyed_total += o.replicas_destroyed_total;
         self.splits_total += o.splits_total;
+        self.load.add(&o.load);
         let _ = self.checkpoint_us.add(&o.checkpoint_us);
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);

@@ -128,6 +128,8 @@ pub struct Shard {
     pub peer_transport: TransportConfig,
     /// Counters.
     pub metrics: RefCell<ShardMetrics>,
+    /// Reads and writes per range since the last heartbeat (`crate::load`).
+    pub load: RefCell<crate::load::LoadTracker>,
     /// Shard addresses of every known store.
     pub addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
@@ -251,6 +253,7 @@ impl Shard {
                 ..transport
             },
             metrics: RefCell::new(ShardMetrics::default()),
+            load: RefCell::new(crate::load::LoadTracker::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
             master_ranges: RefCell::new(HashMap::new()),
