@@ -633,9 +633,10 @@ impl KvOp {
         }
     }
 
-    /// `op` in database `db`: wrapped in [`KvOp::InDb`] unless `db` is 0.
+    /// `op` in database `db`: wrapped in [`KvOp::InDb`] unless `db` is 0 or it already
+    /// names its database.
     pub fn into_db(self, db: Db) -> KvOp {
-        if db == Db::ZERO {
+        if db == Db::ZERO || matches!(self, KvOp::InDb { .. }) {
             self
         } else {
             KvOp::InDb {
