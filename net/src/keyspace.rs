@@ -283,11 +283,12 @@ mod tests {
                 proptest::prop_assert_eq!(b.0, a.0);
             }
             // Databases sort in order within a slot, and inside [db_start, next db_start).
-            proptest::prop_assert!(db_start(slot(b"{t}"), a.0) <= ka);
+            let s = slot(b"{t}");
+            proptest::prop_assert!(db_start(s, a.0) <= ka);
             if let Some(next) = Db::new(a.0.get() + 1) {
-                proptest::prop_assert!(ka < db_start(slot(b"{t}"), next));
+                proptest::prop_assert!(ka < db_start(s, next));
             }
-            proptest::prop_assert!(ka < slot_start(slot(b"{t}") + 1));
+            proptest::prop_assert!(ka < slot_start(s + 1));
         }
     }
 }
