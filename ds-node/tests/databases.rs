@@ -384,7 +384,10 @@ fn a_checkpoint_of_the_previous_release_reads_as_database_0() {
     set_meta.extend_from_slice(&2u64.to_be_bytes());
     let member = |m: &[u8]| old(b"s", &[&b"S"[..], &9u64.to_be_bytes(), m].concat());
     let mut entries = vec![
-        (old(b"greeting", b"M"), entry(&[&[1u8][..], b"hello"].concat())),
+        (
+            old(b"greeting", b"M"),
+            entry(&[&[1u8][..], b"hello"].concat()),
+        ),
         (old(b"s", b"M"), entry(&set_meta)),
         (member(b"x"), entry(b"")),
         (member(b"y"), entry(b"")),

@@ -342,7 +342,7 @@ pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     if !b.block {
         return once(router, b).await;
     }
-    let registry = &router.blocking;
+    let registry = &router.raw().blocking;
     // Registered before the first attempt, so a push that lands between the attempt and the
     // wait is not missed (its wake-up is kept by the `Notify`).
     let waiter = registry.register(router.db(), &b.keys);

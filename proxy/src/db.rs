@@ -8,8 +8,6 @@
 //! [`DbRouter`] is the router as a multi-round command of a connection sees it: the same
 //! `exec` and `range_of`, in its database.
 
-use std::ops::Deref;
-
 use bytes::Bytes;
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, OpResult};
@@ -63,14 +61,6 @@ impl<'a> DbRouter<'a> {
     pub async fn range_of(&self, route: &[u8]) -> Result<RangeDescriptor, ExecError> {
         let route = meta_in_db(&Bytes::copy_from_slice(route), self.db);
         self.router.range_of(&route).await
-    }
-}
-
-impl Deref for DbRouter<'_> {
-    type Target = Router;
-
-    fn deref(&self) -> &Router {
-        self.router
     }
 }
 
