@@ -383,7 +383,7 @@ fn a_checkpoint_of_the_previous_release_reads_as_database_0() {
     set_meta.extend_from_slice(&9u64.to_be_bytes());
     set_meta.extend_from_slice(&2u64.to_be_bytes());
     let member = |m: &[u8]| old(b"s", &[&b"S"[..], &9u64.to_be_bytes(), m].concat());
-    let mut entries = vec![
+    let mut entries = [
         (
             old(b"greeting", b"M"),
             entry(&[&[1u8][..], b"hello"].concat()),
