@@ -19,7 +19,7 @@
 //! `slot` is the Redis Cluster hash slot (CRC16/XMODEM of the key, or of its `{hash tag}`,
 //! mod 16384), so ranges of Redis data cover slot intervals and keys spread evenly. The
 //! length prefix makes the key's bytes self-delimiting: every internal key of one user key
-//! shares the prefix `'r' | slot | len | key`, no other user key's entries fall between
+//! shares the prefix `'r' | slot | db | len | key`, no other user key's entries fall between
 //! them, and a range split point can always be placed between two user keys. Fields of a
 //! hash sort before its metadata entry (`'F'` < `'M'`). A dedup record
 //! (`range::dedup`) remembers a write to the key by its request id; it is no field and no
