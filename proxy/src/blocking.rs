@@ -19,6 +19,9 @@
 //!   most about [`POLL_MAX`] (plus one round trip) after the push;
 //! - the deadline (timeout 0: never), answered with the command's timeout reply.
 //!
+//! Waiters are keyed by database and key: a push to `k` in database 0 does not wake a waiter
+//! of `k` in database 1.
+//!
 //! A client that disconnects while blocked drops its waiter, which removes it from every
 //! queue ([`Waiter`]'s `Drop`). Inside `MULTI` (and wherever blocking is not allowed) the
 //! command runs its attempt once and answers the timeout reply when it finds nothing, as
@@ -35,8 +38,10 @@ use futures_util::future::BoxFuture;
 use net::message::kv::{KvOp, KvResponse, ListOp, OpResult, ZSetOp};
 use tokio::sync::{Notify, oneshot};
 
+use crate::db::DbRouter;
+use crate::keyspace::Db;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 
 /// The first poll interval of a blocked command.
 pub const POLL_START: Duration = Duration::from_millis(10);
@@ -50,12 +55,12 @@ pub trait Attempt: Send + Sync + fmt::Debug {
     /// Runs it once: `Some(reply)` when served (or failed), `None` when there was nothing
     /// to take. `retry` is false for the first attempt (errors such as WRONGTYPE are then
     /// final; later, a key of the wrong type is skipped as Redis skips it while blocked).
-    fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>>;
+    fn run<'a>(&'a self, router: &'a DbRouter<'a>, retry: bool) -> BoxFuture<'a, Option<Reply>>;
 
     /// What the command answers at once without taking anything, when it arrives behind
     /// other waiters of its keys and does not attempt yet: the error for a key of another
     /// type (reads only). `None`: it waits.
-    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+    fn check<'a>(&'a self, router: &'a DbRouter<'a>) -> BoxFuture<'a, Option<Reply>> {
         let _ = router;
         Box::pin(async { None })
     }
@@ -115,7 +120,7 @@ struct Slot {
 #[derive(Debug, Default)]
 struct Inner {
     next_id: u64,
-    by_key: HashMap<Bytes, VecDeque<Slot>>,
+    by_key: HashMap<(Db, Bytes), VecDeque<Slot>>,
 }
 
 /// The proxy-wide waiters of blocking commands, FIFO per user key.
@@ -136,18 +141,25 @@ impl Registry {
         self.waiters.load(Ordering::Relaxed)
     }
 
-    /// The waiters queued on `key` (tests).
+    /// The waiters queued on `key` of database 0 (tests).
     pub fn queued(&self, key: &[u8]) -> usize {
-        self.lock().by_key.get(key).map_or(0, VecDeque::len)
+        self.queued_in(Db::ZERO, key)
     }
 
-    /// Registers a waiter at the back of every key's queue.
-    fn register(&self, keys: &[Bytes]) -> Waiter<'_> {
+    /// The waiters queued on `key` of database `db` (tests).
+    pub fn queued_in(&self, db: Db, key: &[u8]) -> usize {
+        let k = (db, Bytes::copy_from_slice(key));
+        self.lock().by_key.get(&k).map_or(0, VecDeque::len)
+    }
+
+    /// Registers a waiter at the back of the queue of every key (of database `db`).
+    fn register(&self, db: Db, keys: &[Bytes]) -> Waiter<'_> {
+        let keys: Vec<(Db, Bytes)> = keys.iter().map(|k| (db, k.clone())).collect();
         let notify = Arc::new(Notify::new());
         let mut inner = self.lock();
         inner.next_id += 1;
         let id = inner.next_id;
-        for k in keys {
+        for k in &keys {
             let q = inner.by_key.entry(k.clone()).or_default();
             if !q.iter().any(|s| s.id == id) {
                 q.push_back(Slot {
@@ -163,7 +175,7 @@ impl Registry {
         Waiter {
             registry: self,
             id,
-            keys: keys.to_vec(),
+            keys,
             notify,
         }
     }
@@ -171,7 +183,7 @@ impl Registry {
     /// Wakes the first waiter of `key` not already woken; the receiver completes when its
     /// attempt is done. It keeps its place in the queue (first, if it was): one that finds
     /// nothing tries again first next time.
-    pub fn wake(&self, key: &[u8]) -> Option<oneshot::Receiver<()>> {
+    pub fn wake(&self, key: &(Db, Bytes)) -> Option<oneshot::Receiver<()>> {
         let inner = &mut *self.lock();
         let s = inner.by_key.get_mut(key)?.iter_mut().find(|s| !s.woken)?;
         let (tx, rx) = oneshot::channel();
@@ -183,7 +195,7 @@ impl Registry {
 
     /// Wakes the first waiter of each key and waits (at most [`SERVE_WAIT`]) until their
     /// attempts are done.
-    async fn wake_and_wait(&self, keys: impl Iterator<Item = &Bytes>) {
+    async fn wake_and_wait(&self, keys: impl Iterator<Item = &(Db, Bytes)>) {
         let done: Vec<_> = keys.filter_map(|k| self.wake(k)).collect();
         if !done.is_empty() {
             let all = futures_util::future::join_all(done);
@@ -202,30 +214,28 @@ impl Registry {
         let mut keys = Vec::new();
         for ((_, op), r) in ops.iter().zip(results) {
             let Ok(r) = r else { continue };
+            let (db, op) = op.in_db(Db::ZERO);
             match (op, r) {
                 (KvOp::Multi { ops, .. }, OpResult::Multi { results }) => {
                     for (op, r) in ops.iter().zip(results) {
                         if let KvResponse::Ok { result } = r {
-                            fed_keys(op, result, &mut keys);
+                            fed_keys(db, op, result, &mut keys);
                         }
                     }
                 }
-                _ => fed_keys(op, r, &mut keys),
+                _ => fed_keys(db, op, r, &mut keys),
             }
         }
         self.wake_and_wait(keys.iter()).await;
     }
 }
 
-/// The keys a successful `op` may have fed.
-fn fed_keys(op: &KvOp, result: &OpResult, out: &mut Vec<Bytes>) {
-    if feeds(op, result) {
-        out.extend(
-            op.redis_key()
-                .into_iter()
-                .chain(op.other_redis_keys())
-                .cloned(),
-        );
+/// The keys (with their database; `db`: the database around `op`) a successful `op` may
+/// have fed.
+fn fed_keys(db: Db, op: &KvOp, result: &OpResult, out: &mut Vec<(Db, Bytes)>) {
+    let (_, inner) = op.in_db(db);
+    if feeds(inner, result) {
+        out.extend(op.keys_in_db(db).into_iter().map(|(d, k)| (d, k.clone())));
     }
 }
 
@@ -265,7 +275,7 @@ pub fn feeds(op: &KvOp, result: &OpResult) -> bool {
 struct Waiter<'r> {
     registry: &'r Registry,
     id: u64,
-    keys: Vec<Bytes>,
+    keys: Vec<(Db, Bytes)>,
     notify: Arc<Notify>,
 }
 
@@ -328,14 +338,14 @@ impl Drop for Waiter<'_> {
 
 /// Runs a blocking command to its reply (see the module documentation). Cancel-safe: dropping
 /// the future (the client went away) unregisters it.
-pub async fn run(router: &Router, b: &Blocked) -> Reply {
+pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     if !b.block {
         return once(router, b).await;
     }
-    let registry = &router.blocking;
+    let registry = &router.raw().blocking;
     // Registered before the first attempt, so a push that lands between the attempt and the
     // wait is not missed (its wake-up is kept by the `Notify`).
-    let waiter = registry.register(&b.keys);
+    let waiter = registry.register(router.db(), &b.keys);
     let deadline = b.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = POLL_START;
     // Behind other waiters on every key: not this command's turn yet (Redis would have
@@ -351,10 +361,11 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
     loop {
         if turn {
             if let Some(reply) = b.attempt.run(router, retry).await {
+                let waiter_keys = waiter.keys.clone();
                 drop(waiter);
                 // Elements may remain: the next waiter of each key gets its turn (and the
                 // writer that woke this one waits for those too).
-                registry.wake_and_wait(b.keys.iter()).await;
+                registry.wake_and_wait(waiter_keys.iter()).await;
                 drop(done);
                 return reply;
             }
@@ -379,7 +390,7 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
 }
 
 /// The non-blocking form: one attempt, else the empty reply.
-pub async fn once(router: &Router, b: &Blocked) -> Reply {
+pub async fn once(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     match b.attempt.run(router, false).await {
         Some(r) => r,
         None => b.empty_reply.clone(),
@@ -417,26 +428,60 @@ mod tests {
     fn waiters_are_woken_in_arrival_order_and_dropping_unregisters() {
         let r = Registry::default();
         let k = Bytes::from_static(b"k");
-        let a = r.register(std::slice::from_ref(&k));
-        let b = r.register(std::slice::from_ref(&k));
+        let a = r.register(Db::ZERO, std::slice::from_ref(&k));
+        let b = r.register(Db::ZERO, std::slice::from_ref(&k));
+        let k0 = (Db::ZERO, k.clone());
         assert_eq!(r.queued(&k), 2);
         assert!(a.is_first() && !b.is_first());
-        r.wake(&k);
+        r.wake(&k0);
         // `a` was first: its permit is stored, `b`'s is not; `a` keeps its place.
         assert!(a.notify.notified().now_or_never_ready());
         assert!(!b.notify.notified().now_or_never_ready());
         assert!(a.is_first());
         // A second wake-up while `a` is busy goes to `b`.
-        r.wake(&k);
+        r.wake(&k0);
         assert!(b.notify.notified().now_or_never_ready());
         a.rearm();
-        r.wake(&k);
+        r.wake(&k0);
         assert!(a.notify.notified().now_or_never_ready());
         drop(a);
         assert!(b.is_first());
         drop(b);
         assert_eq!(r.queued(&k), 0);
         assert_eq!(r.blocked_clients(), 0);
+    }
+
+    #[test]
+    fn a_waiter_is_woken_only_by_its_own_database() {
+        let r = Registry::default();
+        let k = Bytes::from_static(b"k");
+        let one = Db::new(1).expect("a database");
+        let w = r.register(one, std::slice::from_ref(&k));
+        assert_eq!((r.queued(&k), r.queued_in(one, &k)), (0, 1));
+        assert!(r.wake(&(Db::ZERO, k.clone())).is_none());
+        assert!(!w.notify.notified().now_or_never_ready());
+        assert!(r.wake(&(one, k.clone())).is_some());
+        assert!(w.notify.notified().now_or_never_ready());
+        // A push to `k` of database 1, as the router reports it, feeds the waiter's key.
+        let push = KvOp::List {
+            op: ListOp::Push {
+                key: k.clone(),
+                elements: vec![Bytes::from_static(b"v")],
+                left: true,
+                only_existing: false,
+            },
+        };
+        let mut fed = Vec::new();
+        fed_keys(
+            Db::ZERO,
+            &push.clone().into_db(one),
+            &OpResult::Int { value: 1 },
+            &mut fed,
+        );
+        assert_eq!(fed, vec![(one, k.clone())]);
+        fed.clear();
+        fed_keys(Db::ZERO, &push, &OpResult::Int { value: 1 }, &mut fed);
+        assert_eq!(fed, vec![(Db::ZERO, k)]);
     }
 
     trait NowOrNever {

@@ -9,6 +9,7 @@
 //!   operations and back into Redis replies; [`scan`]: SCAN/KEYS/DBSIZE/HSCAN.
 //! - [`blocking`]: blocking commands (BLPOP...): waiters per key, woken by writes and polls.
 //! - [`glob`]: Redis's glob patterns (KEYS/SCAN/HSCAN MATCH, CONFIG GET), linear-time.
+//! - [`db`]: the connection's database (`SELECT`) applied to the operations it sends.
 //! - [`route`]: the cached route table, shard connection pool and retries.
 //! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
 //! - [`metrics`]: per-command counters and latency histograms for `INFO`.
@@ -19,6 +20,7 @@
 
 pub mod blocking;
 pub mod cmd;
+pub mod db;
 pub mod encodings;
 pub mod glob;
 pub mod keyspace;

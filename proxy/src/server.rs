@@ -403,6 +403,7 @@ async fn connection(
             peer,
             since: Instant::now(),
             tx: Default::default(),
+            db: crate::keyspace::Db::ZERO,
         },
         wr,
         // Allocated by the first reply: a connection that never gets one costs nothing here.
@@ -458,8 +459,9 @@ async fn connection(
                 return;
             }
             let mut guard = shared.blocked.register(conn.sess.id);
+            let router = crate::db::DbRouter::new(&shared.router, conn.sess.db);
             let reply = tokio::select! {
-                r = crate::blocking::run(&shared.router, &b) => r,
+                r = crate::blocking::run(&router, &b) => r,
                 m = &mut guard.unblocked => match m {
                     Ok(crate::unblock::Mode::Error) => {
                         Reply::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
@@ -628,7 +630,8 @@ impl Conn<'_> {
                         return end;
                     }
                     let shared = self.shared;
-                    let reply = crate::scan::run(&shared.router, a).await;
+                    let router = crate::db::DbRouter::new(&shared.router, self.sess.db);
+                    let reply = crate::scan::run(&router, a).await;
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,

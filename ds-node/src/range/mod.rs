@@ -6,6 +6,7 @@ mod bits;
 pub mod checkpoint;
 pub mod codec;
 pub mod ctx;
+pub mod db_walk;
 pub mod dedup;
 pub mod engine;
 pub mod flush;

@@ -8,6 +8,7 @@
 //! DBSIZE, HSCAN).
 // perf-critical: every command is dispatched here.
 
+pub mod dbs;
 pub mod hashes;
 pub mod keys;
 pub mod object;
@@ -19,7 +20,7 @@ pub mod util;
 use bytes::Bytes;
 use net::message::kv::{KeyType, KvOp, OpResult, SetOp};
 
-use crate::keyspace::meta_key;
+use crate::keyspace::{Db, meta_key};
 use crate::resp::{Protocol, Reply};
 use crate::route::ExecError;
 use crate::server::Shared;
@@ -241,6 +242,7 @@ pub static TABLE: &[Spec] = &[
     spec!("keys", 2, RS, 0, 0, 0),
     spec!("memory", -2, NONE, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
+    spec!("move", 3, WF, 1, 1, 1),
     spec!("mset", -3, WD, 1, -1, 2),
     spec!("msetnx", -3, WD, 1, -1, 2),
     spec!("multi", 1, TXF, 0, 0, 0),
@@ -255,6 +257,7 @@ pub static TABLE: &[Spec] = &[
     spec!("quit", -1, CN, 0, 0, 0),
     spec!("rename", 3, WS, 1, 2, 1),
     spec!("renamenx", 3, WF, 1, 2, 1),
+    spec!("reset", 1, CN, 0, 0, 0),
     spec!("scan", -2, RS, 0, 0, 0),
     spec!("select", 2, C, 0, 0, 0),
     spec!("set", -3, WD, 1, 1, 1),
@@ -262,6 +265,7 @@ pub static TABLE: &[Spec] = &[
     spec!("setnx", 3, W, 1, 1, 1),
     spec!("setrange", 4, WD, 1, 1, 1),
     spec!("strlen", 2, R, 1, 1, 1),
+    spec!("swapdb", 3, WF, 0, 0, 0),
     spec!("time", 1, C, 0, 0, 0),
     spec!("ttl", 2, R, 1, 1, 1),
     spec!("type", 2, R, 1, 1, 1),
@@ -326,6 +330,8 @@ pub struct Session {
     pub since: std::time::Instant,
     /// MULTI / WATCH state.
     pub tx: tx::Tx,
+    /// The database (`SELECT`): every command's operations are moved to it ([`crate::db`]).
+    pub db: Db,
 }
 
 /// Dispatches one command. Arity is checked before authentication, as Redis does.
@@ -367,6 +373,7 @@ pub fn dispatch(
         "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
         | "hrandfield" => hashes::dispatch(spec.name, &args),
+        "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
         "object" => object::object(shared, &args),
         "memory" => object::memory(&args),
         name if bitmaps::SPECS.iter().any(|s| s.name == name) => {
@@ -384,6 +391,15 @@ pub fn dispatch(
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
         _ => server::dispatch(shared, sess, spec.name, &args),
+    };
+    // Operations of database 0 moved to the connection's (read after the command: SELECT
+    // and RESET change it, and answer at once).
+    let action = match action {
+        Action::Data { ops, finish } => Action::Data {
+            ops: crate::db::scope(ops, sess.db),
+            finish,
+        },
+        other => other,
     };
     (Some(spec.name), within_limits(shared, action))
 }
@@ -406,9 +422,10 @@ fn within_limits(shared: &Shared, action: Action) -> Action {
     }
 }
 
-/// An operation on one Redis key, routed by its metadata entry.
+/// An operation on one Redis key, routed by its metadata entry in database 0 (moved to the
+/// connection's database by [`dispatch`] or [`crate::db::DbRouter`]).
 pub fn keyed(key: &Bytes, op: KvOp) -> (Bytes, KvOp) {
-    (meta_key(key), op)
+    (meta_key(Db::ZERO, key), op)
 }
 
 /// A one-operation command.

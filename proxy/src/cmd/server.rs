@@ -24,11 +24,6 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         },
         "echo" => Reply::Bulk(args[1].clone()),
         "quit" => return Action::Close(Reply::OK),
-        "select" => match int(&args[1]) {
-            Ok(0) => Reply::OK,
-            Ok(_) => Reply::err("DB index is out of range"),
-            Err(e) => e,
-        },
         "auth" => auth(shared, sess, args),
         "hello" => hello(shared, sess, args),
         "client" => client(shared, sess, args),
@@ -177,13 +172,14 @@ fn client_line(sess: &Session) -> String {
             .unwrap_or_default()
     }
     format!(
-        "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 \
+        "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db={} sub=0 psub=0 ssub=0 \
          multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
          tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
         sess.id,
         sess.peer,
         s(&sess.name),
         sess.since.elapsed().as_secs(),
+        sess.db,
         if sess.protocol == Protocol::Resp3 {
             3
         } else {
@@ -396,7 +392,7 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     let mut params = vec![
         ("appendonly", "no".into()),
         ("bind", c.listen.clone()),
-        ("databases", "1".into()),
+        ("databases", net::keyspace::DATABASES.to_string()),
         ("maxclients", c.max_clients.to_string()),
         ("maxmemory", "0".into()),
         (
