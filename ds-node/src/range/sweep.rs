@@ -101,7 +101,8 @@ pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
 pub fn select<S: KvStore>(store: &S, page: Vec<(Bytes, Entry)>, now_ms: u64) -> Vec<Bytes> {
     let mut judge = Judge::default();
     let meta_cold = |k: &[u8]| {
-        keyspace::parse_element(k).is_some_and(|(user, _)| store.is_cold(&keyspace::meta_key(user)))
+        keyspace::parse_element(k)
+            .is_some_and(|(db, user, _)| store.is_cold(&keyspace::meta_key(db, user)))
     };
     page.into_iter()
         .filter(|(k, e)| e.is_expired(now_ms) || !meta_cold(k))

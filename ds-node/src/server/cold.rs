@@ -57,7 +57,7 @@ use net::message::kv::{KvOp, KvResponse, WriteOp};
 
 use super::metrics::ShardMetrics;
 use super::shard::Shard;
-use crate::keyspace;
+use crate::keyspace::{self, Db};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::engine::MasstreeStore;
 
@@ -96,8 +96,8 @@ impl ColdError {
 
 /// The user-key prefix shared by every internal key of Redis key `key` (its metadata key
 /// without the trailing tag byte; `keyspace` keeps every entry of a key under it).
-fn user_prefix(key: &[u8]) -> Bytes {
-    let m = keyspace::meta_key(key);
+fn user_prefix(db: Db, key: &[u8]) -> Bytes {
+    let m = keyspace::meta_key(db, key);
     m.slice(..m.len() - 1)
 }
 
@@ -105,6 +105,18 @@ fn user_prefix(key: &[u8]) -> Bytes {
 /// documentation).
 pub fn plan(
     engine: &MasstreeStore,
+    op: &KvOp,
+    range: &RangeDescriptor,
+    now_ms: u64,
+    out: &mut Vec<(Bytes, LogPointer)>,
+) {
+    plan_in(engine, Db::ZERO, op, range, now_ms, out);
+}
+
+/// [`plan`] for an operation running in database `db` (an `InDb` sets it for what it wraps).
+fn plan_in(
+    engine: &MasstreeStore,
+    db: Db,
     op: &KvOp,
     range: &RangeDescriptor,
     now_ms: u64,
@@ -138,21 +150,28 @@ pub fn plan(
         KvOp::KeyScan { cursor, count, .. } => plan_key_scan(engine, range, cursor, *count, out),
         KvOp::Multi { watches, ops } => {
             for w in watches {
-                plan_user_key(engine, &w.key, out);
+                plan_user_key(engine, db, &w.key, out);
             }
             for o in ops {
-                plan(engine, o, range, now_ms, out);
+                plan_in(engine, db, o, range, now_ms, out);
             }
         }
-        KvOp::RangeFlush {} => {}
+        KvOp::InDb { db, op } => plan_in(engine, *db, op, range, now_ms, out),
+        KvOp::KeyCopyDb {
+            key, dst, dst_db, ..
+        } => {
+            plan_user_key(engine, db, key, out);
+            plan_user_key(engine, *dst_db, dst, out);
+        }
+        KvOp::RangeFlush {} | KvOp::DbFlush {} => {}
         _ if reads_metadata_only(op) => {
             for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
-                exact(&keyspace::meta_key(k), out);
+                exact(&keyspace::meta_key(db, k), out);
             }
         }
         _ => {
             for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
-                plan_user_key(engine, k, out);
+                plan_user_key(engine, db, k, out);
             }
         }
     }
@@ -183,8 +202,8 @@ fn reads_metadata_only(op: &KvOp) -> bool {
 
 /// Every cold entry of user key `key` — metadata and elements — except its dedup records,
 /// which only their own write reads (by exact key, [`plan_payload`]).
-fn plan_user_key(engine: &MasstreeStore, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
-    let prefix = user_prefix(key);
+fn plan_user_key(engine: &MasstreeStore, db: Db, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
+    let prefix = user_prefix(db, key);
     let end = keyspace::prefix_end(&prefix).unwrap_or_default();
     let from = out.len();
     engine.cold_in(&prefix, &end, false, |_| true, out);
@@ -274,8 +293,8 @@ fn plan_raw_scan(
 /// an element belongs to (a key's own value is not read: `range::sweep` needs its expiry).
 pub fn plan_sweep(engine: &MasstreeStore, keys: &[Bytes], out: &mut Vec<(Bytes, LogPointer)>) {
     for k in keys {
-        if let Some((user, _)) = keyspace::parse_element(k) {
-            let m = keyspace::meta_key(user);
+        if let Some((db, user, _)) = keyspace::parse_element(k) {
+            let m = keyspace::meta_key(db, user);
             if let Some(p) = engine.cold_pointer(&m) {
                 out.push((m, p));
             }
