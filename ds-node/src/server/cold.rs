@@ -589,9 +589,9 @@ mod tests {
 
     #[test]
     fn a_string_read_loads_its_metadata_entry_only() {
-        let meta = keyspace::meta_key(b"k");
-        let dedup = keyspace::dedup_key(b"k", 1, 2);
-        let field = keyspace::field_key(b"k", 1, b"f");
+        let meta = keyspace::meta_key(Db::ZERO, b"k");
+        let dedup = keyspace::dedup_key(Db::ZERO, b"k", 1, 2);
+        let field = keyspace::field_key(Db::ZERO, b"k", 1, b"f");
         let s = cold_store(&[meta.clone(), dedup, field]);
         assert_eq!(
             planned(
@@ -606,15 +606,15 @@ mod tests {
 
     #[test]
     fn a_collection_read_loads_metadata_and_elements_but_not_dedup_records() {
-        let meta = keyspace::meta_key(b"h");
-        let f1 = keyspace::field_key(b"h", 1, b"a");
-        let f2 = keyspace::field_key(b"h", 1, b"b");
-        let other = keyspace::meta_key(b"h2");
+        let meta = keyspace::meta_key(Db::ZERO, b"h");
+        let f1 = keyspace::field_key(Db::ZERO, b"h", 1, b"a");
+        let f2 = keyspace::field_key(Db::ZERO, b"h", 1, b"b");
+        let other = keyspace::meta_key(Db::ZERO, b"h2");
         let s = cold_store(&[
             meta.clone(),
             f1.clone(),
             f2.clone(),
-            keyspace::dedup_key(b"h", 1, 1),
+            keyspace::dedup_key(Db::ZERO, b"h", 1, 1),
             other,
         ]);
         let mut want = vec![meta, f1, f2];
@@ -642,29 +642,29 @@ mod tests {
         };
         let record = crate::range::dedup::record_key(&op, id).unwrap();
         let s = cold_store(&[
-            keyspace::meta_key(b"k"),
+            keyspace::meta_key(Db::ZERO, b"k"),
             record.clone(),
-            keyspace::dedup_key(b"k", 7, 8),
+            keyspace::dedup_key(Db::ZERO, b"k", 7, 8),
         ]);
         let payload = crate::range::codec::encode_write(5, id, &op);
         let mut out = Vec::new();
         plan_payload(&s, &everything(), &payload, &mut out);
         let mut keys: Vec<Bytes> = out.into_iter().map(|(k, _)| k).collect();
         keys.sort();
-        let mut want = vec![keyspace::meta_key(b"k"), record];
+        let mut want = vec![keyspace::meta_key(Db::ZERO, b"k"), record];
         want.sort();
         assert_eq!(keys, want);
     }
 
     #[test]
     fn every_internal_key_of_a_user_key_shares_its_prefix() {
-        let p = user_prefix(b"user:1");
-        assert!(keyspace::meta_key(b"user:1").starts_with(&p));
-        assert!(keyspace::field_key(b"user:1", 3, b"f").starts_with(&p));
-        assert!(keyspace::dedup_key(b"user:1", 1, 2).starts_with(&p));
+        let p = user_prefix(Db::ZERO, b"user:1");
+        assert!(keyspace::meta_key(Db::ZERO, b"user:1").starts_with(&p));
+        assert!(keyspace::field_key(Db::ZERO, b"user:1", 3, b"f").starts_with(&p));
+        assert!(keyspace::dedup_key(Db::ZERO, b"user:1", 1, 2).starts_with(&p));
         for tag in keyspace::ELEMENT_TAGS {
-            assert!(keyspace::element_prefix(b"user:1", tag, 9).starts_with(&p));
+            assert!(keyspace::element_prefix(Db::ZERO, b"user:1", tag, 9).starts_with(&p));
         }
-        assert!(!keyspace::meta_key(b"user:10").starts_with(&p));
+        assert!(!keyspace::meta_key(Db::ZERO, b"user:10").starts_with(&p));
     }
 }
