@@ -22,7 +22,7 @@ use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlSta
 pub use super::ctx::ApplyCtx;
 use super::meta::{self, Meta};
 use super::store::{Entry, KvStore};
-use crate::keyspace::{self, REDIS_PREFIX};
+use crate::keyspace;
 
 /// Largest string value, as Redis's `proto-max-bulk-len` default: 512 MiB.
 pub const MAX_STRING_BYTES: u64 = net::limits::DEFAULT_MAX_VALUE_BYTES as u64;
@@ -753,59 +753,41 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     /// One `SCAN` step in this operation's database: metadata entries after `cursor`,
     /// examining at most `count` entries (entries of other databases are skipped by seeking,
-    /// `range::db_walk`); `next` is the last entry examined when the budget ran out.
+    /// `range::db_walk`); `next` is the last entry examined when the budget ran out. Values
+    /// are read only to filter by type.
     pub(super) fn key_scan(
         &self,
         cursor: &[u8],
         count: u32,
         type_filter: Option<KeyType>,
     ) -> Result<OpResult, RpcError> {
-        let redis_start = [REDIS_PREFIX];
-        let redis_end = [REDIS_PREFIX + 1];
-        let start = if cursor.is_empty() {
-            Bytes::copy_from_slice(&redis_start)
-        } else {
-            after(cursor)
-        };
-        let (lo, hi) = self.range_bounds(&start, &redis_end);
-        let mut lo = lo.max(Bytes::copy_from_slice(&redis_start));
-        let mut budget = count.max(1) as usize;
+        let range = self.ctx.range;
+        let (lo, hi) = super::db_walk::scan_bounds(&range.start, &range.end, cursor);
+        let page =
+            super::db_walk::scan_db(&*self.store, self.db, lo, hi.as_deref(), count as usize);
         let mut keys = Vec::new();
-        loop {
-            let page = self.store.scan(&lo, hi.as_deref(), budget, false);
-            let full = page.len() == budget;
-            let mut seek = None;
-            let mut last = None;
-            for (k, e) in page {
-                budget -= 1;
-                if let Some(to) = super::db_walk::skip_to(&k, self.db) {
-                    seek = Some(to);
-                    last = Some(k);
-                    break;
-                }
-                if let Some((_, user)) = keyspace::user_key_of_meta(&k) {
-                    let wanted = match type_filter {
-                        _ if e.is_expired(self.ctx.now_ms) => false,
-                        Some(want) => meta::decode(&e.value)?.key_type() == want,
-                        None => true,
-                    };
-                    if wanted {
-                        keys.push(Bytes::copy_from_slice(user));
-                    }
-                }
-                last = Some(k);
-            }
-            let next = match seek {
-                Some(to) if hi.as_ref().is_none_or(|h| to < *h) => to,
-                Some(_) => return Ok(OpResult::KeyScan { keys, next: None }),
-                None if full => after(last.as_deref().unwrap_or_default()),
-                None => return Ok(OpResult::KeyScan { keys, next: None }),
+        for k in page.keys {
+            let Some((_, user)) = keyspace::user_key_of_meta(&k) else {
+                continue;
             };
-            if budget == 0 {
-                return Ok(OpResult::KeyScan { keys, next: last });
+            let expiry = self.store.expiry(&k).unwrap_or(0);
+            if expiry != 0 && expiry <= self.ctx.now_ms {
+                continue;
             }
-            lo = next;
+            if let Some(want) = type_filter {
+                let Some(e) = self.store.get(&k) else {
+                    continue;
+                };
+                if meta::decode(&e.value)?.key_type() != want {
+                    continue;
+                }
+            }
+            keys.push(Bytes::copy_from_slice(user));
         }
+        Ok(OpResult::KeyScan {
+            keys,
+            next: page.next,
+        })
     }
 
     // ---- hashes ---------------------------------------------------------------------

@@ -5,7 +5,80 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::store::KvStore;
 use crate::keyspace::{Db, REDIS_PREFIX, SLOTS, db_start};
+
+/// The keys one `SCAN` step examined in its database, without their values.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct DbPage {
+    /// Entries of the database, in key order (metadata and element entries alike).
+    pub keys: Vec<Bytes>,
+    /// The last entry examined when the budget ran out (the cursor to continue after);
+    /// `None` when the walk reached the end of the range's Redis data.
+    pub next: Option<Bytes>,
+}
+
+/// The part of range `[range_start, range_end)` (`range_end` empty: unbounded) that a `SCAN`
+/// continuing after `cursor` (empty: from the start) walks: Redis data only.
+pub fn scan_bounds(range_start: &[u8], range_end: &[u8], cursor: &[u8]) -> (Bytes, Option<Bytes>) {
+    let redis_end: &[u8] = &[REDIS_PREFIX + 1];
+    let from = if cursor.is_empty() {
+        Bytes::from_static(&[REDIS_PREFIX])
+    } else {
+        after(cursor)
+    };
+    let lo = from
+        .max(Bytes::copy_from_slice(range_start))
+        .max(Bytes::from_static(&[REDIS_PREFIX]));
+    let hi = if range_end.is_empty() || range_end > redis_end {
+        redis_end
+    } else {
+        range_end
+    };
+    (lo, Some(Bytes::copy_from_slice(hi)))
+}
+
+/// One `SCAN` step over database `db` in `[lo, hi)`: examines at most `count` entries
+/// (an entry of another database costs one and is followed by a seek past its database),
+/// reading keys only — which values the step needs is the caller's business, and the cold
+/// planner walks exactly these keys to know what to load.
+pub fn scan_db<S: KvStore + ?Sized>(
+    store: &S,
+    db: Db,
+    mut lo: Bytes,
+    hi: Option<&[u8]>,
+    count: usize,
+) -> DbPage {
+    let mut budget = count.max(1);
+    let mut page = DbPage::default();
+    loop {
+        let keys = store.scan_keys(&lo, hi, budget);
+        let full = keys.len() == budget;
+        let mut seek = None;
+        let mut last = None;
+        for k in keys {
+            budget -= 1;
+            if let Some(to) = skip_to(&k, db) {
+                seek = Some(to);
+                last = Some(k);
+                break;
+            }
+            page.keys.push(k.clone());
+            last = Some(k);
+        }
+        let next = match seek {
+            Some(to) if hi.is_none_or(|h| to[..] < *h) => to,
+            Some(_) => return page,
+            None if full => after(last.as_deref().unwrap_or_default()),
+            None => return page,
+        };
+        if budget == 0 {
+            page.next = last;
+            return page;
+        }
+        lo = next;
+    }
+}
 
 /// `None` if internal key `k` is an entry of database `db`; otherwise where the next entry
 /// of `db` can be, at or after that key: a key greater than `k`, or the end of Redis data

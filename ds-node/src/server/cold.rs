@@ -59,6 +59,7 @@ use super::metrics::ShardMetrics;
 use super::shard::Shard;
 use crate::keyspace::{self, Db};
 use crate::range::apply::{ApplyCtx, execute};
+use crate::range::db_walk;
 use crate::range::engine::MasstreeStore;
 
 /// Device reads one load keeps in flight.
@@ -147,7 +148,17 @@ fn plan_in(
             reverse,
             ..
         } => plan_raw_scan(engine, range, (start, end), *limit, *reverse, now_ms, out),
-        KvOp::KeyScan { cursor, count, .. } => plan_key_scan(engine, range, cursor, *count, out),
+        KvOp::KeyScan {
+            cursor,
+            count,
+            type_filter,
+        } => plan_key_scan(
+            engine,
+            range,
+            db,
+            (cursor, *count, type_filter.is_some()),
+            out,
+        ),
         KvOp::Multi { watches, ops } => {
             for w in watches {
                 plan_user_key(engine, db, &w.key, out);
@@ -218,38 +229,27 @@ fn plan_user_key(engine: &MasstreeStore, db: Db, key: &[u8], out: &mut Vec<(Byte
     }
 }
 
-/// `range::apply::key_scan` reads one page of `count` entries from after the cursor.
+/// `range::apply::key_scan` walks keys only; it reads the metadata values of its database's
+/// keys when it filters by type.
 fn plan_key_scan(
     engine: &MasstreeStore,
     range: &RangeDescriptor,
-    cursor: &[u8],
-    count: u32,
+    db: Db,
+    (cursor, count, typed): (&[u8], u32, bool),
     out: &mut Vec<(Bytes, LogPointer)>,
 ) {
-    let mut start = cursor.to_vec();
-    if !start.is_empty() {
-        start.push(0);
+    if !typed {
+        return;
     }
-    let start = start
-        .max(range.start.to_vec())
-        .max(vec![net::keyspace::REDIS_PREFIX]);
-    let redis_end = [net::keyspace::REDIS_PREFIX + 1];
-    let end = if range.end.is_empty() || range.end[..] > redis_end[..] {
-        &redis_end[..]
-    } else {
-        &range.end[..]
-    };
-    let mut left = count.max(1) as usize;
-    engine.cold_in(
-        &start,
-        end,
-        false,
-        |_| {
-            left = left.saturating_sub(1);
-            left > 0
-        },
-        out,
-    );
+    let (lo, hi) = db_walk::scan_bounds(&range.start, &range.end, cursor);
+    let page = db_walk::scan_db(engine, db, lo, hi.as_deref(), count as usize);
+    for k in page.keys {
+        if keyspace::user_key_of_meta(&k).is_some() {
+            if let Some(p) = engine.cold_pointer(&k) {
+                out.push((k, p));
+            }
+        }
+    }
 }
 
 /// `range::apply::raw_scan` reads pages of `limit` entries until `limit` live ones are found.
@@ -541,6 +541,7 @@ async fn read_after_load(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::range::meta;
     use crate::range::store::{Entry, KvStore};
     use engines::masstree::SegmentId;
     use net::message::kv::{Cond, Expiry};
@@ -666,5 +667,87 @@ mod tests {
             assert!(keyspace::element_prefix(Db::ZERO, b"user:1", tag, 9).starts_with(&p));
         }
         assert!(!keyspace::meta_key(Db::ZERO, b"user:10").starts_with(&p));
+    }
+
+    /// A store of string and hash keys in databases 0–3 (a few keys share a slot), every
+    /// entry cold, and the same store with every entry hot.
+    fn cold_and_hot(keys: &[(u8, u8, bool)]) -> (MasstreeStore, MasstreeStore) {
+        let mut cold = MasstreeStore::new();
+        let mut hot = MasstreeStore::new();
+        for (i, &(db, name, is_hash)) in keys.iter().enumerate() {
+            let db = Db::new(db).expect("a database");
+            let key = format!("{{t{}}}k{name}", name % 3);
+            let mut entries = Vec::new();
+            if is_hash {
+                let m = meta::Meta::Hash {
+                    version: 1,
+                    count: 1,
+                };
+                entries.push((keyspace::meta_key(db, key.as_bytes()), meta::encode(&m)));
+                let f = keyspace::field_key(db, key.as_bytes(), 1, b"f");
+                entries.push((f, Bytes::from_static(b"fv")));
+            } else {
+                let m = meta::Meta::Str(Bytes::from(format!("v{i}")));
+                entries.push((keyspace::meta_key(db, key.as_bytes()), meta::encode(&m)));
+            }
+            for (j, (k, v)) in entries.into_iter().enumerate() {
+                let e = Entry {
+                    value: v.clone(),
+                    expire_at_ms: 0,
+                };
+                hot.put(k.clone(), e.clone());
+                cold.put(k.clone(), e);
+                let p = LogPointer {
+                    segment: SegmentId(1),
+                    offset: 4096 * (2 * i + j) as u64,
+                    len: v.len() as u32,
+                    checksum: crc32c::crc32c(&v),
+                };
+                cold.demote(&k, &v, p);
+            }
+        }
+        (cold, hot)
+    }
+
+    proptest::proptest! {
+        /// Whatever the databases, cursor, count and type filter, a SCAN step run after
+        /// loading what the plan names reaches no cold entry (a miss panics in debug
+        /// builds) and answers what it answers with everything hot.
+        #[test]
+        fn a_scan_step_after_its_plan_reaches_no_cold_entry_and_matches_the_hot_answer(
+            keys in proptest::collection::vec((0u8..4, 0u8..8, proptest::bool::ANY), 0..24),
+            db in 0u8..4,
+            cursor_of in proptest::option::of(0usize..24),
+            count in 1u32..12,
+            typed in 0u8..3,
+        ) {
+            let (mut cold, mut hot) = cold_and_hot(&keys);
+            let cursor = match cursor_of {
+                Some(i) if !keys.is_empty() => {
+                    hot.scan_keys(&[], None, usize::MAX)[i % keys.len()].clone()
+                }
+                _ => Bytes::new(),
+            };
+            let type_filter = match typed {
+                0 => None,
+                1 => Some(net::message::kv::KeyType::String {}),
+                _ => Some(net::message::kv::KeyType::Hash {}),
+            };
+            let op = KvOp::InDb {
+                db: Db::new(db).expect("a database"),
+                op: Box::new(KvOp::KeyScan { cursor, count, type_filter }),
+            };
+            let range = everything();
+            let mut wanted = Vec::new();
+            plan(&cold, &op, &range, 0, &mut wanted);
+            for (k, p) in wanted {
+                let v = hot.get(&k).expect("planned entries exist").value;
+                assert!(cold.load(&k, p, &v));
+            }
+            let ctx = ApplyCtx { now_ms: 0, index: 1, range: &range };
+            let from_cold = execute(&mut cold, &op, &ctx);
+            proptest::prop_assert_eq!(cold.take_cold_misses(), 0);
+            proptest::prop_assert_eq!(from_cold, execute(&mut hot, &op, &ctx));
+        }
     }
 }
