@@ -25,6 +25,7 @@ pub mod encodings;
 pub mod glob;
 pub mod keyspace;
 pub mod metrics;
+pub mod pubsub;
 pub mod rdb;
 pub mod resp;
 pub mod route;

@@ -117,6 +117,8 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Clients blocked now (`CLIENT UNBLOCK`).
     pub blocked: crate::unblock::Blocked,
+    /// Pub/sub subscriptions of this proxy's clients.
+    pub pubsub: Arc<crate::pubsub::Hub>,
     next_id: AtomicU64,
     /// When the proxy started.
     pub started: Instant,
@@ -138,6 +140,7 @@ impl Shared {
             metrics: Metrics::default(),
             clients: AtomicUsize::new(0),
             blocked: crate::unblock::Blocked::default(),
+            pubsub: Arc::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         })
@@ -356,6 +359,8 @@ enum End {
 struct Item {
     name: Option<&'static str>,
     proto: Protocol,
+    /// `CLIENT REPLY OFF|SKIP`: the reply is not sent (RESP3 pushes still are).
+    silent: bool,
     start: Instant,
     what: ItemKind,
 }
@@ -381,7 +386,12 @@ struct Conn<'a> {
     /// (a pipeline of 16 GETs read the clock 32 times, 3 % of the proxy's CPU).
     batch_start: Instant,
     /// A blocking command to run before the rest of the input ([`crate::blocking`]).
-    blocked: Option<(Option<&'static str>, Instant, crate::blocking::Blocked)>,
+    blocked: Option<(
+        Option<&'static str>,
+        Instant,
+        bool,
+        crate::blocking::Blocked,
+    )>,
 }
 
 async fn connection(
@@ -404,6 +414,8 @@ async fn connection(
             since: Instant::now(),
             tx: Default::default(),
             db: crate::keyspace::Db::ZERO,
+            pubsub: None,
+            reply_mode: cmd::ReplyMode::On,
         },
         wr,
         // Allocated by the first reply: a connection that never gets one costs nothing here.
@@ -429,6 +441,12 @@ async fn connection(
                 Err(_) => return,
             },
             _ = stop.changed() => return,
+            m = next_message(&mut conn.sess.pubsub) => {
+                if conn.deliver(m).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             () = timer.as_mut() => {
                 let now = Instant::now();
                 let partial = parser.has_partial(&inbuf);
@@ -452,7 +470,7 @@ async fn connection(
         parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let mut end = conn.process(&mut parser, &mut inbuf).await;
         while end == End::No {
-            let Some((name, start, b)) = conn.blocked.take() else {
+            let Some((name, start, silent, b)) = conn.blocked.take() else {
                 break;
             };
             if conn.write_out().await.is_err() {
@@ -475,6 +493,7 @@ async fn connection(
             conn.items.push(Item {
                 name,
                 proto: conn.sess.protocol,
+                silent,
                 start,
                 what: ItemKind::Ready(reply),
             });
@@ -491,6 +510,17 @@ async fn connection(
         if inbuf.is_empty() && inbuf.capacity() > INBUF_KEEP_BYTES {
             inbuf = BytesMut::with_capacity(INBUF_BYTES);
         }
+    }
+}
+
+/// The next pub/sub message of a subscribed connection (never, for any other); `None` when
+/// its mailbox overflowed.
+async fn next_message(
+    sub: &mut Option<crate::pubsub::Subscriber>,
+) -> Option<crate::pubsub::Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -580,7 +610,7 @@ impl Conn<'_> {
                 }
                 Err(e) => {
                     self.shared.metrics.record_error("ERR");
-                    self.push_ready(None, Reply::err(e));
+                    self.push_ready(None, false, Reply::err(e));
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -601,11 +631,12 @@ impl Conn<'_> {
             }
             let start = self.batch_start;
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
+            let silent = self.sess.reply_mode.next_silent();
             if name.is_none() {
                 self.shared.metrics.record_error("ERR");
             }
             match action {
-                Action::Reply(r) => self.push_ready(name, r),
+                Action::Reply(r) => self.push_ready(name, silent, r),
                 Action::Data { ops, finish } => {
                     let first = self.ops.len();
                     let len = ops.len();
@@ -613,6 +644,7 @@ impl Conn<'_> {
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
+                        silent,
                         start,
                         what: ItemKind::Data { first, len, finish },
                     });
@@ -621,7 +653,7 @@ impl Conn<'_> {
                     // Run by `connection` while it watches the socket (a client that goes
                     // away while blocked is dropped); the rest of the input waits.
                     let end = self.flush().await;
-                    self.blocked = Some((name, start, b));
+                    self.blocked = Some((name, start, silent, b));
                     return end;
                 }
                 Action::Async(a) => {
@@ -635,6 +667,7 @@ impl Conn<'_> {
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
+                        silent,
                         start,
                         what: ItemKind::Ready(reply),
                     });
@@ -648,12 +681,13 @@ impl Conn<'_> {
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
+                        silent,
                         start,
                         what: ItemKind::Ready(reply),
                     });
                 }
                 Action::Close(r) => {
-                    self.push_ready(name, r);
+                    self.push_ready(name, silent, r);
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -666,10 +700,37 @@ impl Conn<'_> {
         self.flush().await
     }
 
-    fn push_ready(&mut self, name: Option<&'static str>, r: Reply) {
+    /// Writes pub/sub message `first` and whatever else is queued (up to a batch's worth);
+    /// an error closes the connection (a write failed or the mailbox overflowed).
+    async fn deliver(&mut self, first: Option<crate::pubsub::Message>) -> std::io::Result<()> {
+        let overflow = || std::io::Error::other("pub/sub mailbox overflowed");
+        let mut next = first;
+        for _ in 0..self.shared.cfg.max_pipeline {
+            let Some(m) = next else {
+                tracing::info!(peer = %self.sess.peer, "pub/sub client output buffer limit reached; closing");
+                return Err(overflow());
+            };
+            m.reply().encode(self.sess.protocol, &mut self.out);
+            let Some(sub) = self.sess.pubsub.as_mut() else {
+                break;
+            };
+            if sub.overflowed() {
+                next = None;
+                continue;
+            }
+            match sub.try_next() {
+                Some(m) => next = Some(m),
+                None => break,
+            }
+        }
+        self.write_out().await
+    }
+
+    fn push_ready(&mut self, name: Option<&'static str>, silent: bool, r: Reply) {
         self.items.push(Item {
             name,
             proto: self.sess.protocol,
+            silent,
             start: self.batch_start,
             what: ItemKind::Ready(r),
         });
@@ -712,6 +773,9 @@ impl Conn<'_> {
                 let usec = u64::try_from(done.saturating_duration_since(item.start).as_micros())
                     .unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
+            }
+            if item.silent && !(item.proto == Protocol::Resp3 && reply.is_push()) {
+                continue;
             }
             let before = self.out.len();
             reply.encode(item.proto, &mut self.out);

@@ -54,6 +54,8 @@ fn out_of_range() -> Reply {
 fn reset(shared: &Shared, sess: &mut Session) {
     sess.tx = super::tx::Tx::default();
     sess.db = Db::ZERO;
+    sess.pubsub = None;
+    sess.reply_mode = super::ReplyMode::On;
     sess.protocol = Protocol::Resp2;
     sess.name = None;
     sess.authenticated = shared.settings.requirepass().is_none();

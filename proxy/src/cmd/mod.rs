@@ -169,6 +169,7 @@ pub mod dump;
 pub mod hll;
 pub mod lcs;
 pub mod lists;
+pub mod pubsub;
 pub mod sets;
 pub mod sort;
 pub mod zsets;
@@ -184,6 +185,7 @@ pub static TABLES: &[&[Spec]] = &[
     dump::SPECS,
     hll::SPECS,
     sort::SPECS,
+    pubsub::SPECS,
 ];
 
 /// Every supported command, in table order.
@@ -332,6 +334,42 @@ pub struct Session {
     pub tx: tx::Tx,
     /// The database (`SELECT`): every command's operations are moved to it ([`crate::db`]).
     pub db: Db,
+    /// Pub/sub subscriptions and mailbox, from the first `(P|S)SUBSCRIBE` on.
+    pub pubsub: Option<crate::pubsub::Subscriber>,
+    /// `CLIENT REPLY`.
+    pub reply_mode: ReplyMode,
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`: whether the replies of the next commands are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    #[default]
+    On,
+    /// No reply is sent until `CLIENT REPLY ON`.
+    Off,
+    /// `CLIENT REPLY SKIP` itself ran (no reply); the next command's reply is dropped too.
+    SkipNext,
+    /// This command's reply is dropped, then replies are sent again.
+    Skip,
+}
+
+impl ReplyMode {
+    /// Called once after each command: whether its reply is dropped.
+    pub fn next_silent(&mut self) -> bool {
+        match *self {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
+                *self = ReplyMode::Skip;
+                true
+            }
+            ReplyMode::Skip => {
+                *self = ReplyMode::On;
+                true
+            }
+        }
+    }
 }
 
 /// Dispatches one command. Arity is checked before authentication, as Redis does.
@@ -355,6 +393,16 @@ pub fn dispatch(
             Some(spec.name),
             Action::Reply(tx::rejected(sess, spec.name, noauth)),
         );
+    }
+    if pubsub::in_pubsub_mode(sess) {
+        if !pubsub::allowed_while_subscribed(spec.name) {
+            let full = util::full_name(spec.name, &args);
+            let reply = tx::rejected(sess, spec.name, pubsub::not_allowed(&full));
+            return (Some(spec.name), Action::Reply(reply));
+        }
+        if spec.name == "ping" {
+            return (Some(spec.name), Action::Reply(pubsub::ping(&args)));
+        }
     }
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);
@@ -386,6 +434,9 @@ pub fn dispatch(
         ),
         "sort" | "sort_ro" => sort::dispatch(spec.name, &args),
         "pfadd" | "pfcount" | "pfmerge" => hll::dispatch(spec.name, &args),
+        name if pubsub::SPECS.iter().any(|s| s.name == name) => {
+            Action::Reply(pubsub::dispatch(shared, sess, name, &args))
+        }
         "dump" | "restore" => dump::dispatch(spec.name, &args, crate::server::now_ms()),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),

@@ -227,10 +227,19 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         "info" if want(2) => Reply::Verbatim(Bytes::from(client_line(sess))),
         "list" => Reply::Verbatim(Bytes::from(client_line(sess))),
         "no-evict" | "no-touch" if want(3) => Reply::OK,
-        "unblock" if want(3) || want(4) => client_unblock(shared, &args[2..]),
-        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock" => {
-            wrong()
+        "reply" if want(3) => {
+            let mode = String::from_utf8_lossy(&args[2]).to_ascii_lowercase();
+            sess.reply_mode = match mode.as_str() {
+                "on" => super::ReplyMode::On,
+                "off" => super::ReplyMode::Off,
+                "skip" => super::ReplyMode::SkipNext,
+                _ => return Reply::err("syntax error"),
+            };
+            Reply::OK
         }
+        "unblock" if want(3) || want(4) => client_unblock(shared, &args[2..]),
+        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock"
+        | "reply" => wrong(),
         _ => unknown_sub("client", &args[1]),
     }
 }
@@ -639,7 +648,9 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              rejected_connections:{}\r\nroute_retries:{}\r\nroute_refreshes:{}\r\n\
-             route_failures:{}\r\nroute_table_version:{}\r\n\r\n",
+             route_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
+             pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
+             tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -647,6 +658,17 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             r.refreshes.load(Ordering::Relaxed),
             r.failures.load(Ordering::Relaxed),
             shared.router.version(),
+            shared
+                .pubsub
+                .channels(crate::pubsub::Kind::Channel, None)
+                .len(),
+            shared.pubsub.numpat(),
+            shared
+                .pubsub
+                .channels(crate::pubsub::Kind::Shard, None)
+                .len(),
+            shared.pubsub.stats.delivered.load(Ordering::Relaxed),
+            shared.pubsub.stats.overflows.load(Ordering::Relaxed),
         );
     }
     if show("replication") {

@@ -139,6 +139,23 @@ pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
     crate::glob::matches(pattern, s)
 }
 
+/// Redis's full name of a command: `container|sub` for the commands with subcommands
+/// (`client|id`), as its error texts name them.
+pub fn full_name(name: &str, args: &[Bytes]) -> String {
+    const CONTAINERS: &[&str] = &[
+        "client", "command", "config", "function", "memory", "object", "pubsub",
+    ];
+    match args.get(1) {
+        Some(sub) if CONTAINERS.contains(&name) => {
+            format!(
+                "{name}|{}",
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )
+        }
+        _ => name.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
