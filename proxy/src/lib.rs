@@ -33,5 +33,6 @@ pub mod scan;
 pub mod server;
 pub mod settings;
 pub mod unblock;
+pub mod waiters;
 
 pub use server::{ProxyConfig, Shared, serve, serve_metrics};

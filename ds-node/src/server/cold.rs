@@ -722,10 +722,9 @@ mod tests {
             typed in 0u8..3,
         ) {
             let (mut cold, mut hot) = cold_and_hot(&keys);
+            let all = hot.scan_keys(&[], None, usize::MAX);
             let cursor = match cursor_of {
-                Some(i) if !keys.is_empty() => {
-                    hot.scan_keys(&[], None, usize::MAX)[i % keys.len()].clone()
-                }
+                Some(i) if !all.is_empty() => all[i % all.len()].clone(),
                 _ => Bytes::new(),
             };
             let type_filter = match typed {
