@@ -34,8 +34,8 @@ use net::transport::{CallError, TransportConfig};
 use net::{ClusterId, NodeId};
 
 use crate::keys::record_key;
+use crate::op::Op;
 use crate::resp::Reply;
-use crate::target::Op;
 
 /// Attempts per operation, the first included.
 const MAX_ATTEMPTS: u32 = 10;
