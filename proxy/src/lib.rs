@@ -32,6 +32,7 @@ pub mod route;
 pub mod scan;
 pub mod server;
 pub mod settings;
+pub mod shared;
 pub mod unblock;
 pub mod waiters;
 

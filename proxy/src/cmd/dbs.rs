@@ -15,7 +15,7 @@ use super::util::{int, unexpected};
 use super::{Action, Session, single};
 use crate::keyspace::Db;
 use crate::resp::{Protocol, Reply};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Dispatches SELECT, RESET, MOVE, SWAPDB.
 pub fn dispatch(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes]) -> Action {

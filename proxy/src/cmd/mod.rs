@@ -23,7 +23,7 @@ use net::message::kv::{KeyType, KvOp, OpResult, SetOp};
 use crate::keyspace::{Db, meta_key};
 use crate::resp::{Protocol, Reply};
 use crate::route::ExecError;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Turns the results of a command's operations (in order) into its reply.
 pub type Finish = Box<dyn FnOnce(Vec<Result<OpResult, ExecError>>) -> Reply + Send>;
@@ -412,11 +412,11 @@ pub fn dispatch(
         | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
         "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
         | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
-        | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::server::now_ms()),
+        | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::shared::now_ms()),
         "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
         | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
         | "dbsize" | "rename" | "renamenx" | "copy" => {
-            keys::dispatch(spec.name, &args, crate::server::now_ms())
+            keys::dispatch(spec.name, &args, crate::shared::now_ms())
         }
         "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
@@ -437,7 +437,7 @@ pub fn dispatch(
         name if pubsub::SPECS.iter().any(|s| s.name == name) => {
             Action::Reply(pubsub::dispatch(shared, sess, name, &args))
         }
-        "dump" | "restore" => dump::dispatch(spec.name, &args, crate::server::now_ms()),
+        "dump" | "restore" => dump::dispatch(spec.name, &args, crate::shared::now_ms()),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),

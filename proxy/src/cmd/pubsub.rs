@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::{Session, Spec};
 use crate::pubsub::Kind;
 use crate::resp::{Protocol, Reply};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 const SUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
 const PUBF: &[&str] = &["pubsub", "loading", "stale", "fast"];

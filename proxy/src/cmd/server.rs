@@ -9,7 +9,7 @@ use bytes::Bytes;
 use super::util::{arity, int, is, syntax};
 use super::{Action, Session, Spec, all_specs};
 use crate::resp::{Protocol, Reply};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// The Redis version the proxy reports (clients gate features on it).
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -31,7 +31,7 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "config" => config(shared, args),
         "info" => Reply::Verbatim(Bytes::from(info(shared, args))),
         "time" => {
-            let us = crate::server::now_us();
+            let us = crate::shared::now_us();
             Reply::Array(vec![
                 Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
                 Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),

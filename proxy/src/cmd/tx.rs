@@ -34,7 +34,7 @@ use crate::db::DbRouter;
 use crate::keyspace::{Db, meta_key};
 use crate::resp::Reply;
 use crate::route::{ExecError, Router};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Transaction state of a connection.
 #[derive(Debug, Default)]
