@@ -19,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+pub mod clients;
 pub mod cmd;
 pub mod db;
 pub mod encodings;

@@ -331,6 +331,11 @@ impl Subscriber {
         self.subs[slot(kind)].iter().cloned().collect()
     }
 
+    /// Subscriptions of `kind` alone (`CLIENT LIST` `sub=`, `psub=`, `ssub=`).
+    pub fn names_len(&self, kind: Kind) -> usize {
+        self.subs[slot(kind)].len()
+    }
+
     /// The count a (un)subscribe reply of `kind` reports.
     pub fn count(&self, kind: Kind) -> usize {
         match kind {

@@ -47,6 +47,8 @@ pub use crate::shared::{ProxyConfig, Shared, now_ms, now_us};
 const INBUF_BYTES: usize = 16 * 1024;
 /// An idle receive buffer larger than this is given back (a large request has completed).
 const INBUF_KEEP_BYTES: usize = 64 * 1024;
+/// A client idle this long gives its receive buffer back (Redis: 2 s, in `clientsCron`).
+const QBUF_IDLE: Duration = Duration::from_secs(2);
 /// A connection re-reads the timeout settings at least this often.
 const TIMER_CHECK_MAX: Duration = Duration::from_secs(10);
 
@@ -283,6 +285,8 @@ struct Conn<'a> {
         bool,
         crate::blocking::Blocked,
     )>,
+    /// The last command run (`CLIENT LIST` `cmd=`).
+    last_cmd: Option<&'static str>,
 }
 
 async fn connection(
@@ -291,11 +295,18 @@ async fn connection(
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) {
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let (mut rd, wr) = stream.into_split();
+    let id = shared.next_client_id();
+    let registration = shared.client_table.register(id, peer.clone(), laddr);
+    let me = std::sync::Arc::clone(&registration.info);
     let mut conn = Conn {
         shared,
         sess: Session {
-            id: shared.next_client_id(),
+            id,
             name: None,
             lib_name: None,
             lib_ver: None,
@@ -316,14 +327,17 @@ async fn connection(
         samples: Vec::new(),
         batch_start: Instant::now(),
         blocked: None,
+        last_cmd: None,
     };
     let mut parser = RequestParser::new(shared.cfg.limits);
     let mut inbuf = BytesMut::with_capacity(INBUF_BYTES);
     // When the last bytes arrived (the start of idleness).
     let mut last_read = conn.batch_start;
-    let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval()));
+    let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval().min(QBUF_IDLE)));
+    conn.publish(&me, &inbuf);
     loop {
-        if inbuf.capacity() - inbuf.len() < 4096 {
+        // A buffer released while idle (capacity 0) is grown by the read itself.
+        if inbuf.capacity() > 0 && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(INBUF_BYTES);
         }
         let n = tokio::select! {
@@ -332,6 +346,7 @@ async fn connection(
                 Err(_) => return,
             },
             _ = stop.changed() => return,
+            () = me.kill.notified() => return,
             m = next_message(&mut conn.sess.pubsub) => {
                 if conn.deliver(m).await.is_err() {
                     return;
@@ -340,6 +355,13 @@ async fn connection(
             }
             () = timer.as_mut() => {
                 let now = Instant::now();
+                // As Redis's clientsCron: the receive buffer of a client idle this long is
+                // given back entirely.
+                let release_at = last_read + QBUF_IDLE;
+                if inbuf.is_empty() && inbuf.capacity() > 0 && release_at <= now {
+                    inbuf = BytesMut::new();
+                    me.publish_qbuf(0, 0);
+                }
                 let partial = parser.has_partial(&inbuf);
                 match conn.deadline(partial, last_read) {
                     Some((at, why)) if at <= now => {
@@ -347,7 +369,10 @@ async fn connection(
                         return;
                     }
                     next => {
-                        let check = now + conn.check_interval();
+                        let mut check = now + conn.check_interval();
+                        if inbuf.capacity() > 0 {
+                            check = check.min(release_at.max(now + Duration::from_millis(10)));
+                        }
                         let at = next.map_or(check, |(at, _)| at.min(check));
                         timer.as_mut().reset(at.into());
                         continue;
@@ -357,6 +382,13 @@ async fn connection(
         };
         if n == 0 {
             return;
+        }
+        // The last batch held a large request: give its buffer back now that more input
+        // came (kept until then, so that `CLIENT LIST` shows what the batch held).
+        if inbuf.len() == n && inbuf.capacity() > INBUF_KEEP_BYTES && n < INBUF_BYTES {
+            let mut fresh = BytesMut::with_capacity(INBUF_BYTES);
+            fresh.extend_from_slice(&inbuf);
+            inbuf = fresh;
         }
         parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let mut end = conn.process(&mut parser, &mut inbuf).await;
@@ -398,9 +430,12 @@ async fn connection(
             let _ = conn.wr.shutdown().await;
             return;
         }
-        if inbuf.is_empty() && inbuf.capacity() > INBUF_KEEP_BYTES {
-            inbuf = BytesMut::with_capacity(INBUF_BYTES);
+        // Parsed bytes were split off the front: take that room back (no allocation), so
+        // the buffer is whole again for the next input and for `CLIENT LIST`.
+        if inbuf.is_empty() && inbuf.capacity() > 0 {
+            inbuf.reserve(INBUF_BYTES);
         }
+        conn.publish(&me, &inbuf);
     }
 }
 
@@ -523,6 +558,7 @@ impl Conn<'_> {
             let start = self.batch_start;
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
             let silent = self.sess.reply_mode.next_silent();
+            self.last_cmd = name.or(self.last_cmd);
             if name.is_none() {
                 self.shared.metrics.record_error("ERR");
             }
@@ -589,6 +625,49 @@ impl Conn<'_> {
             }
         }
         self.flush().await
+    }
+
+    /// Publishes this connection's state for `CLIENT LIST` (once per batch).
+    fn publish(&self, me: &crate::clients::ClientInfo, inbuf: &BytesMut) {
+        let sess = &self.sess;
+        let subs = sess.pubsub.as_ref().map_or([0; 3], |s| {
+            [
+                crate::pubsub::Kind::Channel,
+                crate::pubsub::Kind::Pattern,
+                crate::pubsub::Kind::Shard,
+            ]
+            .map(|k| s.names_len(k))
+        });
+        me.publish(crate::clients::State {
+            db: sess.db.get(),
+            resp: if sess.protocol == Protocol::Resp3 {
+                3
+            } else {
+                2
+            },
+            qbuf: inbuf.len(),
+            qbuf_free: inbuf.capacity() - inbuf.len(),
+            obl: self.out.len(),
+            subs,
+            multi: sess
+                .tx
+                .queued_len()
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        });
+        let mut names = me.names();
+        if names.name != sess.name {
+            names.name.clone_from(&sess.name);
+        }
+        if names.lib_name != sess.lib_name || names.lib_ver != sess.lib_ver {
+            names.lib_name.clone_from(&sess.lib_name);
+            names.lib_ver.clone_from(&sess.lib_ver);
+        }
+        if let Some(c) = self.last_cmd
+            && names.cmd != c
+        {
+            names.cmd.clear();
+            names.cmd.push_str(c);
+        }
     }
 
     /// Writes pub/sub message `first` and whatever else is queued (up to a batch's worth);

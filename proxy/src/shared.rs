@@ -78,6 +78,8 @@ pub struct Shared {
     pub clients: AtomicUsize,
     /// Clients blocked now (`CLIENT UNBLOCK`).
     pub blocked: crate::unblock::Blocked,
+    /// The connected clients (`CLIENT LIST`, `CLIENT KILL`).
+    pub client_table: crate::clients::Clients,
     /// Pub/sub subscriptions of this proxy's clients.
     pub pubsub: Arc<crate::pubsub::Hub>,
     next_id: AtomicU64,
@@ -101,6 +103,7 @@ impl Shared {
             metrics: Metrics::default(),
             clients: AtomicUsize::new(0),
             blocked: crate::unblock::Blocked::default(),
+            client_table: crate::clients::Clients::default(),
             pubsub: Arc::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),

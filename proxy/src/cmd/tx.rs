@@ -48,6 +48,11 @@ pub struct Tx {
 }
 
 impl Tx {
+    /// Commands queued since `MULTI`, or `None` outside a transaction.
+    pub fn queued_len(&self) -> Option<usize> {
+        self.queued.as_ref().map(Vec::len)
+    }
+
     /// Whether the connection is between `MULTI` and `EXEC`/`DISCARD`.
     pub fn active(&self) -> bool {
         self.queued.is_some()
