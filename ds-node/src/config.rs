@@ -109,6 +109,21 @@ pub struct DsConfig {
     /// Share of the hot value bytes one periodic demotion makes cold, percent. Default 100;
     /// valid 1..=100.
     pub demote_percent: u32,
+    /// Memory the node's shards may hold, bytes, split evenly among them (`server::policy`):
+    /// above its share a shard demotes its coldest values to the shard log. What is counted:
+    /// the tree (arena pages, key suffixes, pointers, inline values, a per-entry allocator
+    /// overhead); not counted: log and network buffers, Raft's cached entries, the process's
+    /// code and allocator slack. 0 = unlimited. Default 0 (`tierkv dev` sets a share of RAM).
+    pub maxmemory: u64,
+    /// Cold values read twice within `promote-window-ms` come back into memory while the
+    /// shard holds less than this percentage of its share of `maxmemory`. Default 70; 0..=100.
+    pub promote_below_percent: u32,
+    /// Window of the two reads that promote a cold value, milliseconds. Default 60000; at
+    /// most 65535 seconds.
+    pub promote_window_ms: u64,
+    /// How often the memory policy checks a shard under its share, milliseconds (above it, it
+    /// works step after step). Default 100.
+    pub policy_tick_ms: u64,
     /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
@@ -160,6 +175,10 @@ impl Default for DsConfig {
             checkpoint_check_ms: 1000,
             demote_every_ms: 0,
             demote_percent: 100,
+            maxmemory: 0,
+            promote_below_percent: 70,
+            promote_window_ms: 60_000,
+            policy_tick_ms: 100,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
             cluster_secret_file: None,
@@ -206,6 +225,18 @@ impl DsConfig {
         anyhow::ensure!(
             (1..=100).contains(&self.demote_percent),
             "demote-percent must be 1..=100"
+        );
+        anyhow::ensure!(
+            self.promote_below_percent <= 100,
+            "promote-below-percent must be 0..=100"
+        );
+        anyhow::ensure!(
+            (1000..=65_535_000).contains(&self.promote_window_ms),
+            "promote-window-ms must be 1000..=65535000"
+        );
+        anyhow::ensure!(
+            (1..=60_000).contains(&self.policy_tick_ms),
+            "policy-tick-ms must be 1..=60000"
         );
         anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),

@@ -265,6 +265,7 @@ async fn shard_main(
     crate::core::spawn(ready::run(Rc::clone(&shard)));
     crate::core::spawn(crate::server::checkpoint::run(Rc::clone(&shard)));
     crate::core::spawn(crate::server::demote::run_periodic(Rc::clone(&shard)));
+    crate::core::spawn(crate::server::policy::run(Rc::clone(&shard)));
     if cfg.master_addr.is_some() {
         crate::core::spawn(crate::worker::heartbeat::run(Rc::clone(&shard)));
     }
@@ -318,6 +319,9 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
         m.cold.cold_value_bytes = c.cold_value_bytes;
         m.cold.cold_entries = c.cold_entries;
         m.cold.engine_memory_bytes = st.engine.memory_bytes() as u64;
+        m.policy.accounted_bytes = st.engine.accounted().total();
+        m.policy.budget_bytes = shard.policy.budget.get();
+        m.policy.behind = u64::from(shard.policy.behind.get());
         m.cold.segment_live_bytes = st
             .engine
             .live_bytes()

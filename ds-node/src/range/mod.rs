@@ -4,6 +4,7 @@
 pub mod apply;
 mod bits;
 pub mod checkpoint;
+pub mod clock;
 pub mod codec;
 pub mod ctx;
 pub mod db_walk;

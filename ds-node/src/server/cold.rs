@@ -60,7 +60,7 @@ use super::shard::Shard;
 use crate::keyspace::{self, Db};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::db_walk;
-use crate::range::engine::MasstreeStore;
+use crate::range::engine::{Loaded, MasstreeStore};
 
 /// Device reads one load keeps in flight.
 pub const READS_IN_FLIGHT: usize = 32;
@@ -349,14 +349,20 @@ async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
 
 /// Reads `wanted` from the shard log ([`READS_IN_FLIGHT`] at a time, checksums checked) and
 /// puts the values back in memory (entries demoted again or changed meanwhile are left as
-/// they are; the caller re-plans).
-pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result<(), ColdError> {
+/// they are; the caller re-plans). A value read twice within the policy's window is promoted
+/// (`server::policy`); the others are loaded *transient* and returned, for the caller to drop
+/// after its operation (else the clock takes them first).
+pub async fn load(
+    shard: &Shard,
+    mut wanted: Vec<(Bytes, LogPointer)>,
+) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
     wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     wanted.dedup_by(|a, b| a.0 == b.0);
     let bytes: u64 = wanted.iter().map(|(_, p)| u64::from(p.len)).sum();
     if bytes > MAX_LOAD_BYTES {
         return Err(ColdError::TooLarge(bytes));
     }
+    let mut transient = Vec::new();
     for chunk in wanted.chunks(READS_IN_FLIGHT) {
         let reads = chunk.iter().map(|(_, p)| async move {
             let t = Instant::now();
@@ -364,6 +370,7 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
             (r, t.elapsed())
         });
         let got = join_all(reads.collect()).await;
+        let promotion = shard.policy.promotion();
         let mut m = shard.metrics.borrow_mut();
         let mut st = shard.state.borrow_mut();
         for ((key, p), (r, took)) in chunk.iter().zip(got) {
@@ -372,7 +379,14 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
                     m.cold.reads_total += 1;
                     m.cold.read_bytes_total += v.len() as u64;
                     ShardMetrics::record(&mut m.cold.read_us, took.as_micros() as u64);
-                    st.engine.load(key, *p, &v);
+                    match st.engine.load_with(key, *p, &v, &promotion) {
+                        Loaded::Promoted => m.policy.promotions_total += 1,
+                        Loaded::Transient => {
+                            m.policy.transient_loads_total += 1;
+                            transient.push((key.clone(), *p));
+                        }
+                        Loaded::Stale => {}
+                    }
                 }
                 // The entry changed while its value was read (a read task races the ready
                 // loop): its segment may have been released and reused meanwhile; the
@@ -389,7 +403,7 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
             }
         }
     }
-    Ok(())
+    Ok(transient)
 }
 
 /// Reads the values `pointers` name ([`READS_IN_FLIGHT`] at a time, checksums checked),
@@ -422,19 +436,21 @@ pub async fn read_values(
     Ok(out)
 }
 
-/// Loads until `plan` finds nothing cold (at most [`ROUNDS`] rounds). When it returns `Ok`,
-/// the caller must apply before its next `.await`.
+/// Loads until `plan` finds nothing cold (at most [`ROUNDS`] rounds); returns the entries
+/// loaded transient ([`load`]). When it returns `Ok`, the caller must apply before its next
+/// `.await`.
 pub async fn load_until_hot(
     shard: &Shard,
     mut plan: impl FnMut(&MasstreeStore, &mut Vec<(Bytes, LogPointer)>),
-) -> Result<(), ColdError> {
+) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
+    let mut transient = Vec::new();
     for _ in 0..ROUNDS {
         let mut wanted = Vec::new();
         plan(&shard.state.borrow().engine, &mut wanted);
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(transient);
         }
-        load(shard, wanted).await?;
+        transient.extend(load(shard, wanted).await?);
     }
     Err(ColdError::Unstable)
 }
@@ -445,7 +461,9 @@ pub async fn prefetch_entry(
     desc: &RangeDescriptor,
     payload: &[u8],
 ) -> Result<(), ColdError> {
-    load_until_hot(shard, |e, out| plan_payload(e, desc, payload, out)).await
+    load_until_hot(shard, |e, out| plan_payload(e, desc, payload, out))
+        .await
+        .map(drop)
 }
 
 /// The fault a write that reached a cold entry without a load stops its range with.
@@ -504,10 +522,32 @@ async fn read_after_load(
         }
     };
     let now = super::shard::now_ms();
-    let loaded = load_until_hot(shard, |e, out| plan(e, op, &desc, now, out)).await;
-    if let Err(e) = loaded {
-        return err(e.to_rpc());
-    }
+    let transient = match load_until_hot(shard, |e, out| plan(e, op, &desc, now, out)).await {
+        Ok(t) => t,
+        Err(e) => return err(e.to_rpc()),
+    };
+    let resp = answer_loaded(shard, range, op, min_index, &desc, now);
+    // Values loaded for this read only go back to the device (no I/O: they have a copy).
+    let mut st = shard.state.borrow_mut();
+    let dropped = transient
+        .iter()
+        .filter(|(k, p)| st.engine.drop_transient(k, *p))
+        .count();
+    shard.metrics.borrow_mut().policy.transient_drops_total += dropped as u64;
+    resp
+}
+
+/// Executes read `op` once its cold entries are loaded (no `.await`: nothing is demoted
+/// in between).
+fn answer_loaded(
+    shard: &Shard,
+    range: u64,
+    op: &KvOp,
+    min_index: Option<u64>,
+    desc: &RangeDescriptor,
+    now: u64,
+) -> KvResponse {
+    let err = |error| KvResponse::Err { error };
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
     let Some(p) = peers.get_mut(&range) else {

@@ -16,6 +16,7 @@ pub mod demote;
 pub mod handler;
 pub mod metrics;
 pub mod peer;
+pub mod policy;
 pub mod ready;
 pub mod shard;
 pub mod snapshot;

@@ -141,6 +141,8 @@ pub struct Shard {
     pub route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
     pub file_ops: Cell<usize>,
+    /// The memory policy's state (`server::policy`).
+    pub policy: super::policy::PolicyState,
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -237,6 +239,7 @@ impl Shard {
         for p in &cfg.peers {
             addrs.insert(p.store_id, p.shard_addrs.clone());
         }
+        let policy = super::policy::PolicyState::new(&cfg);
         let shard = Rc::new(Self {
             index,
             store_id,
@@ -259,6 +262,7 @@ impl Shard {
             master_ranges: RefCell::new(HashMap::new()),
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
+            policy,
         });
         shard.recover().await?;
         Ok(shard)
