@@ -195,10 +195,7 @@ mod tests {
     #[test]
     fn one_sweep_is_bounded_and_resumes_where_it_stopped() {
         let s = store(100, 10);
-        let limits = SweepLimits {
-            visits: 30,
-            ..ALL
-        };
+        let limits = SweepLimits { visits: 30, ..ALL };
         let a = sweep(&s, b"", &limits);
         assert_eq!(a.visited, 30);
         assert_eq!(a.next, Some(key(30)));
@@ -263,8 +260,16 @@ mod tests {
         };
         assert!(s.demote(&key(0), &[0; 5], p));
         assert_eq!(read(&mut s, 100, true), Loaded::Transient);
-        assert_eq!(read(&mut s, 120, true), Loaded::Transient, "outside the window");
-        assert_eq!(read(&mut s, 125, false), Loaded::Transient, "over promote-below");
+        assert_eq!(
+            read(&mut s, 120, true),
+            Loaded::Transient,
+            "outside the window"
+        );
+        assert_eq!(
+            read(&mut s, 125, false),
+            Loaded::Transient,
+            "over promote-below"
+        );
         assert_eq!(read(&mut s, 126, true), Loaded::Promoted);
         assert!(!s.is_cold(&key(0)));
         assert!(!s.drop_transient(&key(0), p), "a promoted value stays hot");

@@ -240,14 +240,26 @@ mod tests {
             decide(950, 1000, false, 70),
             Decision::Idle { promote: false }
         );
-        assert_eq!(decide(890, 1000, true, 70), Decision::Idle { promote: false });
+        assert_eq!(
+            decide(890, 1000, true, 70),
+            Decision::Idle { promote: false }
+        );
     }
 
     #[test]
     fn promotion_only_below_the_threshold_and_always_without_a_budget() {
-        assert_eq!(decide(690, 1000, false, 70), Decision::Idle { promote: true });
-        assert_eq!(decide(700, 1000, false, 70), Decision::Idle { promote: false });
-        assert_eq!(decide(u64::MAX, 0, true, 70), Decision::Idle { promote: true });
+        assert_eq!(
+            decide(690, 1000, false, 70),
+            Decision::Idle { promote: true }
+        );
+        assert_eq!(
+            decide(700, 1000, false, 70),
+            Decision::Idle { promote: false }
+        );
+        assert_eq!(
+            decide(u64::MAX, 0, true, 70),
+            Decision::Idle { promote: true }
+        );
     }
 
     #[test]
