@@ -24,6 +24,8 @@ pub struct DevConfig {
     pub requirepass: Option<String>,
     /// Failure-detection probes to run in this process.
     pub probes: usize,
+    /// The DS node's `maxmemory`, bytes (0 = unlimited).
+    pub maxmemory: u64,
 }
 
 /// Runs the embedded cluster until Ctrl-C / SIGTERM.
@@ -82,6 +84,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             log_file_bytes: 512 << 20,
             cluster_secret_file: Some(secret_file.clone()),
             admin_addr: Some("127.0.0.1:0".into()),
+            maxmemory: cfg.maxmemory,
             ..Default::default()
         };
         let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
@@ -129,6 +132,15 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         println!("  master:  {master_addr}");
         println!("  secret:  {}  (internal ports)", secret_file.display());
         println!("  probes:  {}", cfg.probes);
+        if cfg.maxmemory == 0 {
+            println!("  maxmemory: unlimited (--maxmemory sets it)");
+        } else {
+            println!(
+                "  maxmemory: {} MiB over {} shards; colder values move to disk (--maxmemory)",
+                cfg.maxmemory >> 20,
+                cfg.shards
+            );
+        }
         if let Some(a) = admin_addr {
             println!("  admin:   http://{a}/status  (/stores, /ranges, /probes, /metrics)");
         }

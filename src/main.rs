@@ -63,6 +63,27 @@ struct DevArgs {
     /// Failure-detection probes run in this process (named dev-probe-0.., zone "dev").
     #[arg(long, default_value_t = 1)]
     probes: usize,
+    /// Memory the DS node's shards may hold (Redis units: 32mb, 1gb; 0 = unlimited); above
+    /// it the coldest values move to the shard log. Default: a quarter of the machine's RAM.
+    #[arg(long, value_parser = parse_memory_flag)]
+    maxmemory: Option<u64>,
+}
+
+/// Parses a size flag in Redis's units (`32mb`, `1gb`, bytes without a unit).
+fn parse_memory_flag(s: &str) -> Result<u64, String> {
+    proxy::settings::parse_memory(s.as_bytes())
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 268435456, 256mb, 4gb)"))
+}
+
+/// A quarter of the machine's RAM (`MemTotal` in `/proc/meminfo`); 0 (unlimited) where it
+/// cannot be read.
+fn default_maxmemory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024 / 4)
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +152,9 @@ struct DsArgs {
     /// Overrides `shards`.
     #[arg(long)]
     shards: Option<usize>,
+    /// Overrides `maxmemory` (Redis units: 32mb, 1gb; 0 = unlimited).
+    #[arg(long, value_parser = parse_memory_flag)]
+    maxmemory: Option<u64>,
     /// Overrides `cluster-secret-file` (the master creates `<its data-dir>/cluster-secret`).
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
@@ -361,6 +385,9 @@ fn ds(args: DsArgs) -> anyhow::Result<()> {
     if let Some(n) = args.shards {
         cfg.shards = n;
     }
+    if let Some(m) = args.maxmemory {
+        cfg.maxmemory = m;
+    }
     if let Some(f) = args.cluster_secret_file {
         cfg.cluster_secret = None;
         cfg.cluster_secret_file = Some(f);
@@ -528,6 +555,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }),
             requirepass: args.requirepass,
             probes: args.probes,
+            maxmemory: args.maxmemory.unwrap_or_else(default_maxmemory),
         }),
         Command::Master(args) => master(args),
         Command::Ds(args) => ds(args),

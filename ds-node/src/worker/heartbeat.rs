@@ -238,7 +238,7 @@ pub fn shard_load(shard: &Shard, window: &Window) -> ShardLoad {
         write_bytes_per_sec: window.shard.write_bytes,
         keys: initialized().map(|p| p.approx_size.1.max(0) as u64).sum(),
         size_bytes: initialized().map(|p| p.approx_size.0.max(0) as u64).sum(),
-        mem_used: st.engine.memory_bytes() as u64,
+        mem_used: st.engine.accounted().total(),
         disk_used,
     }
 }
@@ -259,7 +259,8 @@ fn store_heartbeat(shard: &Shard, window: &Window) -> StoreHeartbeat {
             labels: Vec::new(),
         },
         stats: StoreStats {
-            mem_used: st.engine.memory_bytes() as u64,
+            mem_used: st.engine.accounted().total(),
+            mem_capacity: shard.cfg.maxmemory,
             ops_per_sec: window.shard.reads + window.shard.writes,
             shards: vec![ShardStats {
                 shard_id: ShardId(shard.index),
