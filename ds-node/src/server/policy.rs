@@ -15,9 +15,9 @@
 //!   a lease read, or first for the clock); a second cold read within `promote-window-ms`
 //!   keeps it hot, while the shard is under `promote-below-percent` % of its budget and
 //!   demotion is not behind.
-//! - **Stuck**: when a whole lap of the hand finds nothing to demote and clears no access bit
-//!   (keys and nodes alone exceed the budget), the task counts it and waits a tick: cold keys
-//!   leaving memory is not built yet.
+//! - **Stuck**: a step that finds nothing to demote and clears no access bit waits a tick;
+//!   a whole lap like that (keys and nodes alone exceed the budget) is counted
+//!   (`ds_policy_stuck_total`): cold keys leaving memory is not built yet.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -202,6 +202,7 @@ async fn step(shard: &Shard, hand: &mut Hand) -> bool {
     hand.lap_taken += sweep.candidates.len();
     hand.lap_second_chances += sweep.second_chances;
     let mut rep = DemoteReport::default();
+    let taken = sweep.candidates.len();
     let r = demote::step(shard, sweep.candidates, &mut rep).await;
     let mut m = shard.metrics.borrow_mut();
     m.policy.steps_total += 1;
@@ -216,16 +217,19 @@ async fn step(shard: &Shard, hand: &mut Hand) -> bool {
         tracing::warn!(shard = shard.index, "policy demotion failed: {e}");
         return false;
     }
+    // A step that neither took nor cleared anything (cold entries only) waits a tick, so a
+    // shard whose keys alone exceed the budget does not spin.
+    let progress = taken > 0 || sweep.second_chances > 0;
     let Some(next) = sweep.next else {
         let stuck = hand.lap_taken == 0 && hand.lap_second_chances == 0;
         *hand = Hand::default();
         if stuck {
             m.policy.stuck_total += 1;
         }
-        return !stuck;
+        return progress && !stuck;
     };
     hand.cursor = next;
-    true
+    progress
 }
 
 #[cfg(test)]
