@@ -256,3 +256,195 @@ fn twelve_times_maxmemory_stays_bounded_and_every_key_reads_back() {
     assert_eq!(metric(admin, "ds_cold_misses_total"), 0);
     node.shutdown().unwrap();
 }
+
+fn set(k: &str, v: String) -> KvOp {
+    KvOp::StrSet {
+        key: Bytes::from(k.to_string()),
+        value: Bytes::from(v),
+        expiry: Expiry::Persist {},
+        cond: net::message::kv::Cond::Always {},
+        get_old: false,
+    }
+}
+
+/// Runs `ops` one after the other on one stream; the responses.
+fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
+    let addr = addr.to_string();
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(move || async move {
+            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+            let c =
+                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(call(&c, op).await);
+            }
+            out
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Budget of the crash test's node: just over an empty tree's arena page (720,896 bytes),
+/// so that a few hundred KiB of values keep the policy demoting.
+const CHILD_MAXMEMORY: u64 = 1 << 20;
+
+/// The child of [`kill9_while_the_policy_demotes_loses_no_acknowledged_write`]: a node with
+/// a 1 MiB `maxmemory` that checkpoints every 100 entries, until killed.
+#[test]
+#[ignore = "a helper run by its parent test"]
+fn maxmemory_child_process() {
+    let dir = std::env::var("MM_CHILD_DIR").unwrap();
+    let port: u16 = std::env::var("MM_CHILD_PORT").unwrap().parse().unwrap();
+    let c = DsConfig {
+        base_port: port,
+        admin_addr: Some(std::env::var("MM_CHILD_ADMIN").unwrap()),
+        log_file_bytes: 256 << 20,
+        checkpoint_entries: 100,
+        checkpoint_check_ms: 20,
+        maxmemory: CHILD_MAXMEMORY,
+        ..cfg(std::path::Path::new(&dir))
+    };
+    let _node = run(c).unwrap();
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
+    use std::io::BufRead;
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "maxmemory_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MM_CHILD_DIR", dir)
+        .env("MM_CHILD_PORT", port.to_string())
+        .env("MM_CHILD_ADMIN", admin.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let out = guard.0.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        let l = lines.next().expect("child exited before READY").unwrap();
+        if l.contains("READY") {
+            return guard;
+        }
+    }
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Sets, overwrites and appends (appends load values the policy made cold) run while the
+/// policy demotes to stay under 1 MiB; the node is killed with SIGKILL while a batch is in
+/// flight; after a restart every acknowledged write reads back.
+#[test]
+fn kill9_while_the_policy_demotes_loses_no_acknowledged_write() {
+    let dir = test_support::tempdir::TempDir::new("maxmemory-kill9");
+    let (port, admin) = (free_port().port(), free_port());
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_child(dir.path(), port, admin);
+    let mut model = std::collections::BTreeMap::new();
+    let start = Instant::now();
+    let mut round = 0usize;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let mut ops = Vec::new();
+        for i in 0..40 {
+            let key = format!("k{}", (round * 13 + i) % 400);
+            if i % 3 == 0 {
+                ops.push(KvOp::StrAppend {
+                    key: Bytes::from(key),
+                    value: Bytes::from(format!("+{round}")),
+                });
+            } else {
+                ops.push(set(
+                    &key,
+                    format!("v{round}-{i}-{}", "y".repeat(1000 + i * 40)),
+                ));
+            }
+        }
+        let r = run_ops(&addr, ops.clone());
+        for (op, r) in ops.iter().zip(&r) {
+            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+            match op {
+                KvOp::StrSet { key, value, .. } => {
+                    model.insert(key.clone(), value.to_vec());
+                }
+                KvOp::StrAppend { key, value } => {
+                    model
+                        .entry(key.clone())
+                        .or_insert_with(Vec::new)
+                        .extend_from_slice(value);
+                }
+                _ => unreachable!(),
+            }
+        }
+        round += 1;
+    }
+    assert!(metric(admin, "ds_policy_demotions_total") > 100);
+    assert!(metric(admin, "ds_cold_reads_total") > 10);
+    // Kill while a last batch is in flight (its outcome is unknown: not in the model).
+    let a = addr.clone();
+    let last = std::thread::spawn(move || {
+        let ops = (0..200)
+            .map(|i| set(&format!("late-{i}"), "x".into()))
+            .collect();
+        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let _ = last.join();
+    let _child = spawn_child(dir.path(), port, admin);
+    let keys: Vec<Bytes> = model.keys().cloned().collect();
+    let got = run_ops(
+        &addr,
+        keys.iter()
+            .map(|k| KvOp::StrGet { key: k.clone() })
+            .collect(),
+    );
+    let mut lost = 0;
+    for (k, r) in keys.iter().zip(got) {
+        let want = KvResponse::Ok {
+            result: OpResult::Value {
+                value: Some(Bytes::from(model[k].clone())),
+            },
+        };
+        if r != want {
+            lost += 1;
+            eprintln!("{k:?}: {r:?}");
+        }
+    }
+    assert!(round > 5, "only {round} rounds");
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} keys differ after kill -9",
+        keys.len()
+    );
+}
