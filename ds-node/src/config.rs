@@ -118,8 +118,8 @@ pub struct DsConfig {
     /// Cold values read twice within `promote-window-ms` come back into memory while the
     /// shard holds less than this percentage of its share of `maxmemory`. Default 70; 0..=100.
     pub promote_below_percent: u32,
-    /// Window of the two reads that promote a cold value, milliseconds. Default 60000; at
-    /// most 65535 seconds.
+    /// Window of the two reads that promote a cold value, milliseconds. Default 60000;
+    /// 1000..=3000000.
     pub promote_window_ms: u64,
     /// How often the memory policy checks a shard under its share, milliseconds (above it, it
     /// works step after step). Default 100.
@@ -231,8 +231,8 @@ impl DsConfig {
             "promote-below-percent must be 0..=100"
         );
         anyhow::ensure!(
-            (1000..=65_535_000).contains(&self.promote_window_ms),
-            "promote-window-ms must be 1000..=65535000"
+            (1000..=3_000_000).contains(&self.promote_window_ms),
+            "promote-window-ms must be 1000..=3000000"
         );
         anyhow::ensure!(
             (1..=60_000).contains(&self.policy_tick_ms),

@@ -3,7 +3,8 @@
 //! The hand walks the store in key order from a cursor (wrapping at the end) and looks at
 //! each entry's access state, kept in spare bits of the Masstree entry (no side map):
 //! - a hot entry loaded for one operation only (*transient*) is taken first: it has a durable
-//!   copy, so dropping it costs no I/O;
+//!   copy, so dropping it costs no I/O (but none while a load is in flight: the operation
+//!   it prepares may need it);
 //! - a hot entry whose access bit is set (written, or read since the hand last passed) loses
 //!   the bit and stays: its second chance;
 //! - a hot entry without the bit is taken, unless its value is longer than `max_value` or it
@@ -36,6 +37,10 @@ pub struct SweepLimits {
     pub max_value: usize,
     /// Entries expiring before this Unix time (ms) stay hot.
     pub expiring_before_ms: u64,
+    /// Transient entries are taken only if loaded before this policy tick (`Some`: the
+    /// start of the oldest load in flight, whose operation may need what it loaded,
+    /// `server::cold`); `None`: all are.
+    pub transient_before: Option<u16>,
 }
 
 /// What one sweep found.
@@ -49,6 +54,16 @@ pub struct Sweep {
     pub visited: usize,
     /// Access bits cleared (second chances given).
     pub second_chances: usize,
+}
+
+/// Whether a transient entry whose load was stamped `stamp` was loaded before tick `before`
+/// (`None`: no bound). Ticks wrap: "before" means up to half the tick space earlier.
+pub fn loaded_before(stamp: Option<u16>, before: Option<u16>) -> bool {
+    match (stamp, before) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(s), Some(b)) => (1..=u16::MAX / 2).contains(&b.wrapping_sub(s)),
+    }
 }
 
 /// Moves the hand from `from` within `limits` (see the module documentation).
@@ -68,8 +83,8 @@ pub fn sweep(store: &MasstreeStore, from: &[u8], limits: &SweepLimits) -> Sweep 
         let Some(v) = e.value() else {
             return ControlFlow::Continue(());
         };
-        let take = if e.is_transient() && e.pointer().is_some() {
-            true
+        let take = if e.is_transient() {
+            e.pointer().is_some() && loaded_before(e.cold_read_stamp(), limits.transient_before)
         } else if e.take_accessed() {
             out.second_chances += 1;
             false
@@ -108,6 +123,7 @@ mod tests {
         bytes: 1 << 20,
         max_value: 1 << 20,
         expiring_before_ms: 0,
+        transient_before: None,
     };
 
     fn key(i: usize) -> Bytes {
@@ -166,7 +182,7 @@ mod tests {
             let v = vec![i as u8; p.len as usize];
             assert_ne!(s.load_with(&key(i), p, &v, promote), Loaded::Stale);
             assert_eq!(s.get(&key(i)).map(|e| e.value), Some(Bytes::from(v)));
-            s.drop_transient(&key(i), p);
+            s.drop_transient(&key(i), p, None);
         } else {
             assert!(s.get(&key(i)).is_some());
         }
@@ -190,6 +206,41 @@ mod tests {
         let taken: Vec<Bytes> = second.candidates.iter().map(|c| c.key.clone()).collect();
         assert_eq!(taken, vec![key(0), key(1), key(3)]);
         assert_eq!(second.second_chances, 1);
+    }
+
+    #[test]
+    fn transient_entries_are_taken_first_but_not_while_a_load_is_in_flight() {
+        let mut s = store(3, 10);
+        let p = LogPointer {
+            segment: SegmentId(1),
+            offset: 0,
+            len: 10,
+            checksum: crc32c::crc32c(&[1; 10]),
+        };
+        assert!(s.demote(&key(1), &[1; 10], p));
+        assert_eq!(
+            s.load_with(&key(1), p, &[1; 10], &Promotion::NEVER),
+            Loaded::Transient
+        );
+        // Loaded at tick 0 (`Promotion::NEVER`): a load in flight since tick 0 may need it.
+        let busy = SweepLimits {
+            transient_before: Some(0),
+            ..ALL
+        };
+        let none = sweep(&s, b"", &busy);
+        assert!(none.candidates.is_empty(), "{:?}", none.candidates);
+        assert!(loaded_before(Some(0), Some(1)) && loaded_before(Some(65_535), Some(3)));
+        assert!(!loaded_before(Some(5), Some(5)) && !loaded_before(Some(6), Some(5)));
+        s.get(&key(0));
+        s.get(&key(2));
+        let first = sweep(&s, b"", &ALL);
+        let taken: Vec<Bytes> = first.candidates.iter().map(|c| c.key.clone()).collect();
+        assert_eq!(
+            taken,
+            vec![key(1)],
+            "referenced entries get their second chance"
+        );
+        assert_eq!(first.candidates[0].pointer, Some(p));
     }
 
     #[test]
@@ -254,7 +305,7 @@ mod tests {
             };
             let r = s.load_with(&key(0), p, &[0; 5], &promote);
             if r == Loaded::Transient {
-                assert!(s.drop_transient(&key(0), p));
+                assert!(s.drop_transient(&key(0), p, None));
             }
             r
         };
@@ -272,7 +323,10 @@ mod tests {
         );
         assert_eq!(read(&mut s, 126, true), Loaded::Promoted);
         assert!(!s.is_cold(&key(0)));
-        assert!(!s.drop_transient(&key(0), p), "a promoted value stays hot");
+        assert!(
+            !s.drop_transient(&key(0), p, None),
+            "a promoted value stays hot"
+        );
     }
 
     proptest! {

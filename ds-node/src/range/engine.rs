@@ -369,13 +369,17 @@ impl MasstreeStore {
     }
 
     /// Makes `key` cold again if it is still the transient copy loaded with `pointer` (no
-    /// I/O: the pointer names a durable copy); returns whether it did.
-    pub fn drop_transient(&mut self, key: &[u8], pointer: LogPointer) -> bool {
+    /// I/O: the pointer names a durable copy) before policy tick `before` (`None`: any
+    /// time); returns whether it did.
+    pub fn drop_transient(&mut self, key: &[u8], pointer: LogPointer, before: Option<u16>) -> bool {
         let Some(mut e) = self.tree.get_mut(key) else {
             return false;
         };
         let g = e.get();
         if !g.is_transient() || g.value().is_none() || g.pointer() != Some(pointer) {
+            return false;
+        }
+        if !super::clock::loaded_before(g.cold_read_stamp(), before) {
             return false;
         }
         if e.demote().is_none() {

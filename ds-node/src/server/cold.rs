@@ -443,6 +443,7 @@ pub async fn load_until_hot(
     shard: &Shard,
     mut plan: impl FnMut(&MasstreeStore, &mut Vec<(Bytes, LogPointer)>),
 ) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
+    let _counted = super::policy::LoadInFlight::new(&shard.policy);
     let mut transient = Vec::new();
     for _ in 0..ROUNDS {
         let mut wanted = Vec::new();
@@ -527,11 +528,14 @@ async fn read_after_load(
         Err(e) => return err(e.to_rpc()),
     };
     let resp = answer_loaded(shard, range, op, min_index, &desc, now);
-    // Values loaded for this read only go back to the device (no I/O: they have a copy).
+    // Values loaded for this read only go back to the device (no I/O: they have a copy),
+    // unless a load in flight started before they were loaded (its operation may need
+    // them: the hand takes them later).
+    let before = shard.policy.transient_before();
     let mut st = shard.state.borrow_mut();
     let dropped = transient
         .iter()
-        .filter(|(k, p)| st.engine.drop_transient(k, *p))
+        .filter(|(k, p)| st.engine.drop_transient(k, *p, before))
         .count();
     shard.metrics.borrow_mut().policy.transient_drops_total += dropped as u64;
     resp

@@ -19,7 +19,8 @@
 //!   a whole lap like that (keys and nodes alone exceed the budget) is counted
 //!   (`ds_policy_stuck_total`): cold keys leaving memory is not built yet.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +36,9 @@ use crate::range::engine::Promotion;
 pub const LOW_WATER_PERCENT: u64 = 90;
 /// Most entries one step of the clock hand looks at.
 pub const STEP_VISITS: usize = 8 * STEP_ENTRIES;
-/// The policy clock's unit (cold-read stamps and the promotion window).
-pub const TICK: Duration = Duration::from_secs(1);
+/// The policy clock's unit (cold-read stamps, the promotion window, and the load epochs that
+/// keep transient entries for the loads in flight): 16-bit stamps wrap after 109 minutes.
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// What the policy decides for one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,12 @@ pub struct PolicyState {
     pub behind: Cell<bool>,
     /// Whether cold reads may promote now.
     pub promote: Cell<bool>,
+    /// Start ticks of the cold loads in flight (`cold::load_until_hot`), with their count:
+    /// transient entries loaded since the oldest started are neither taken by the hand nor
+    /// dropped after reads, so that the operation a load prepares finds what it loaded
+    /// (else it re-plans, and a write gives up after `cold::ROUNDS`). Bounded by the
+    /// operations in flight.
+    loads_in_flight: RefCell<BTreeMap<u64, u32>>,
     started: Instant,
     window_ticks: u16,
 }
@@ -87,17 +95,29 @@ impl PolicyState {
             budget: Cell::new(cfg.maxmemory / cfg.shards.max(1) as u64),
             behind: Cell::new(false),
             promote: Cell::new(cfg.maxmemory == 0),
+            loads_in_flight: RefCell::new(BTreeMap::new()),
             started: Instant::now(),
             window_ticks: u16::try_from(window).unwrap_or(u16::MAX),
         }
     }
 
+    fn now_ticks(&self) -> u64 {
+        (self.started.elapsed().as_millis() / TICK.as_millis()) as u64
+    }
+
+    /// Transient entries loaded before this tick may go (`None`: all): the start of the
+    /// oldest load in flight.
+    pub fn transient_before(&self) -> Option<u16> {
+        let first = self.loads_in_flight.borrow().keys().next().copied();
+        first.map(|t| t as u16)
+    }
+
     /// What a cold read loaded now does.
     pub fn promotion(&self) -> Promotion {
         Promotion {
-            // Wraps every 18 hours: a false "twice within the window" then is one extra
+            // Wraps every 109 minutes: a false "twice within the window" then is one extra
             // promotion, harmless.
-            tick: (self.started.elapsed().as_secs() / TICK.as_secs()) as u16,
+            tick: self.now_ticks() as u16,
             window: self.window_ticks,
             allowed: self.promote.get() && !self.behind.get(),
         }
@@ -151,6 +171,38 @@ impl PolicyMetrics {
     }
 }
 
+/// Records a cold load in flight for as long as it lives (also when its future is dropped).
+#[derive(Debug)]
+pub struct LoadInFlight<'a> {
+    policy: &'a PolicyState,
+    started: u64,
+}
+
+impl<'a> LoadInFlight<'a> {
+    /// Starts recording.
+    pub fn new(policy: &'a PolicyState) -> Self {
+        let started = policy.now_ticks();
+        *policy
+            .loads_in_flight
+            .borrow_mut()
+            .entry(started)
+            .or_default() += 1;
+        Self { policy, started }
+    }
+}
+
+impl Drop for LoadInFlight<'_> {
+    fn drop(&mut self) {
+        let mut m = self.policy.loads_in_flight.borrow_mut();
+        if let Some(n) = m.get_mut(&self.started) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.started);
+            }
+        }
+    }
+}
+
 /// Where the hand is and what its current lap did.
 #[derive(Debug, Default)]
 struct Hand {
@@ -197,6 +249,7 @@ async fn step(shard: &Shard, hand: &mut Hand) -> bool {
         bytes: STEP_BYTES,
         max_value: MAX_VALUE,
         expiring_before_ms: super::shard::now_ms().saturating_add(EXPIRING_SOON_MS),
+        transient_before: shard.policy.transient_before(),
     };
     let sweep = clock::sweep(&shard.state.borrow().engine, &hand.cursor, &limits);
     hand.lap_taken += sweep.candidates.len();
@@ -277,6 +330,6 @@ mod tests {
         assert!(p.promotion().allowed);
         p.behind.set(true);
         assert!(!p.promotion().allowed);
-        assert_eq!(p.promotion().window, 60);
+        assert_eq!(p.promotion().window, 600);
     }
 }
