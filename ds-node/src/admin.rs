@@ -111,6 +111,8 @@ pub fn render(m: &ShardMetrics) -> String {
         1.0,
     );
     render_cold(&mut s, &m.cold);
+    m.gc.render(&mut s);
+    summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
     s
 }
 

@@ -109,6 +109,18 @@ pub struct DsConfig {
     /// Share of the hot value bytes one periodic demotion makes cold, percent. Default 100;
     /// valid 1..=100.
     pub demote_percent: u32,
+    /// How often each shard's log garbage collector looks for work, milliseconds; 0 never.
+    /// Default 1000.
+    pub gc_every_ms: u64,
+    /// Device traffic (reads + writes) one shard's collector may cause, bytes per second.
+    /// Default 64 MiB.
+    pub gc_bytes_per_sec: u64,
+    /// A pass runs when the shard log's segments take more than this percentage of the
+    /// bytes live pointers name (and at least one segment more). Default 150; valid
+    /// 105 ..= 10000.
+    pub gc_space_percent: u32,
+    /// Most segments one pass collects. Default 4; valid 1 ..= 1024.
+    pub gc_max_victims: usize,
     /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
@@ -160,6 +172,10 @@ impl Default for DsConfig {
             checkpoint_check_ms: 1000,
             demote_every_ms: 0,
             demote_percent: 100,
+            gc_every_ms: 1000,
+            gc_bytes_per_sec: 64 << 20,
+            gc_space_percent: 150,
+            gc_max_victims: 4,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
             cluster_secret_file: None,
@@ -206,6 +222,15 @@ impl DsConfig {
         anyhow::ensure!(
             (1..=100).contains(&self.demote_percent),
             "demote-percent must be 1..=100"
+        );
+        anyhow::ensure!(self.gc_bytes_per_sec > 0, "gc-bytes-per-sec > 0");
+        anyhow::ensure!(
+            (105..=10_000).contains(&self.gc_space_percent),
+            "gc-space-percent must be 105 ..= 10000"
+        );
+        anyhow::ensure!(
+            (1..=1024).contains(&self.gc_max_victims),
+            "gc-max-victims must be 1 ..= 1024"
         );
         anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),

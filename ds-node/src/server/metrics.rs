@@ -81,6 +81,8 @@ pub struct ShardMetrics {
     pub flush_batch_records: Histogram<u64>,
     /// Cold values: reads, demotions, hot and cold bytes.
     pub cold: ColdMetrics,
+    /// The log garbage collector and log space.
+    pub gc: super::gc_metrics::GcMetrics,
 }
 
 /// Figures of cold values (`server::cold`, `server::demote`).
@@ -200,6 +202,7 @@ impl Default for ShardMetrics {
             flush_us: hist(),
             flush_batch_records: hist(),
             cold: ColdMetrics::default(),
+            gc: super::gc_metrics::GcMetrics::default(),
         }
     }
 }
@@ -248,6 +251,7 @@ impl ShardMetrics {
         let _ = self.flush_us.add(&o.flush_us);
         let _ = self.flush_batch_records.add(&o.flush_batch_records);
         self.cold.merge(&o.cold);
+        self.gc.merge(&o.gc);
     }
 
     /// A one-line summary (p50/p99/p999 in µs).

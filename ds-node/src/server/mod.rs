@@ -13,6 +13,9 @@
 pub mod checkpoint;
 pub mod cold;
 pub mod demote;
+pub mod gc;
+pub mod gc_metrics;
+pub mod gc_move;
 pub mod handler;
 pub mod metrics;
 pub mod peer;

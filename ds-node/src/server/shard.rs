@@ -101,6 +101,10 @@ pub struct ShardState {
     pub checkpoint_segments: BTreeMap<u64, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
     pub demoting: bool,
+    /// A garbage-collection pass is running (`server::gc`; one at a time).
+    pub collecting: bool,
+    /// Ranges whose checkpoint is being written (one at a time per range).
+    pub checkpointing: std::collections::BTreeSet<u64>,
 }
 
 /// One shard (core) of a DS node.
