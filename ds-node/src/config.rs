@@ -121,6 +121,10 @@ pub struct DsConfig {
     pub gc_space_percent: u32,
     /// Most segments one pass collects. Default 4; valid 1 ..= 1024.
     pub gc_max_victims: usize,
+    /// No pass while the shard log's segments take less than this percentage of
+    /// `log-file-bytes` (copying values of a small log early copies values about to be
+    /// overwritten). Default 25; valid 0 ..= 90.
+    pub gc_start_percent: u32,
     /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
@@ -176,6 +180,7 @@ impl Default for DsConfig {
             gc_bytes_per_sec: 64 << 20,
             gc_space_percent: 150,
             gc_max_victims: 4,
+            gc_start_percent: 25,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
             cluster_secret_file: None,
@@ -231,6 +236,10 @@ impl DsConfig {
         anyhow::ensure!(
             (1..=1024).contains(&self.gc_max_victims),
             "gc-max-victims must be 1 ..= 1024"
+        );
+        anyhow::ensure!(
+            self.gc_start_percent <= 90,
+            "gc-start-percent must be 0 ..= 90"
         );
         anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),

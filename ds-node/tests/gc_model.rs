@@ -64,6 +64,7 @@ const POLICY: GcPolicy = GcPolicy {
     segment_bytes: SEG,
     space_ratio: 1.5,
     max_victims: 3,
+    min_used_bytes: 4 * SEG,
 };
 
 const WALK: GcWalk = GcWalk {
@@ -183,7 +184,8 @@ impl Node {
                 .0
                 .borrow()
                 .demotion_candidates(b"", usize::MAX, usize::MAX, 4096, 0);
-        let (free, to_write): (Vec<_>, Vec<_>) = cands.into_iter().partition(|c| c.pointer.is_some());
+        let (free, to_write): (Vec<_>, Vec<_>) =
+            cands.into_iter().partition(|c| c.pointer.is_some());
         for c in free {
             self.engine
                 .0
@@ -265,7 +267,9 @@ async fn must_match(node: &Node, model: &BTreeMap<Bytes, Bytes>, ctx: &str) {
     let stored = node.engine.0.borrow().scan_stored(b"", b"");
     assert_eq!(stored.len(), model.len(), "{ctx}: key count");
     for (k, s) in stored {
-        let want = model.get(&k).unwrap_or_else(|| panic!("{ctx}: extra key {k:?}"));
+        let want = model
+            .get(&k)
+            .unwrap_or_else(|| panic!("{ctx}: extra key {k:?}"));
         let got = match s {
             Stored::Hot(e) => e.value.to_vec(),
             Stored::Cold { pointer, .. } => node
@@ -296,7 +300,9 @@ async fn must_crash_and_recover(node: Node, seed: u64) -> Node {
         _ => CrashMode::Random { seed },
     };
     let mem = log.into_device().unwrap().crash(mode).await.unwrap();
-    let (log, _) = Vlog::open(FaultyDevice::new(mem), OWNER, cfg()).await.unwrap();
+    let (log, _) = Vlog::open(FaultyDevice::new(mem), OWNER, cfg())
+        .await
+        .unwrap();
     let mut engine = MasstreeStore::new();
     for (k, s) in &durable.checkpoint {
         match s {
@@ -341,14 +347,24 @@ async fn run(seed: u64, steps: u64) {
             0..=49 => {
                 let k = key(rng.below(KEYS));
                 let v = value(&mut rng, step);
-                let exp = if rng.chance(10) { now + 1 + rng.below(50) } else { 0 };
+                let exp = if rng.chance(10) {
+                    now + 1 + rng.below(50)
+                } else {
+                    0
+                };
                 if exp == 0 {
                     expiring.remove(&k);
                 } else {
                     expiring.insert(k.clone(), exp);
                 }
                 model.insert(k.clone(), v.clone());
-                node.write(Write::Put(k, Entry { value: v, expire_at_ms: exp }));
+                node.write(Write::Put(
+                    k,
+                    Entry {
+                        value: v,
+                        expire_at_ms: exp,
+                    },
+                ));
             }
             50..=57 => {
                 let k = key(rng.below(KEYS));
@@ -370,7 +386,10 @@ async fn run(seed: u64, steps: u64) {
                     node.write(Write::Delete(k));
                 }
             }
-            63..=77 => node.demote().await.unwrap_or_else(|e| panic!("{ctx}: demote: {e}")),
+            63..=77 => node
+                .demote()
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: demote: {e}")),
             78..=87 => {
                 freed += node
                     .collect(rng.chance(20))

@@ -196,7 +196,11 @@ fn disk_use_settles_under_overwrites_with_continuous_demotion() {
     let freed = metric_until(admin, "ds_gc_segments_freed_total", |v| v > 0.0);
     let moved = metric_until(admin, "ds_gc_moved_bytes_total", |v| v > 0.0);
     let demoted = metric_until(admin, "ds_demotions_total", |v| v > 0.0);
-    eprintln!("log used at most {most_used} B in the second half; gc freed {freed} segments, moved {moved} B; {demoted} demotions");
+    let wa = metric_until(admin, "ds_log_write_amplification", |_| true);
+    eprintln!(
+        "log used at most {most_used} B in the second half; gc freed {freed} segments, \
+         moved {moved} B; {demoted} demotions; write amplification {wa}"
+    );
     assert!(freed > 0.0 && moved > 0.0 && demoted > 0.0);
     assert!(
         most_used <= (LOG_BYTES / 2) as f64,
@@ -204,7 +208,12 @@ fn disk_use_settles_under_overwrites_with_continuous_demotion() {
     );
     assert_eq!(count_lost(&addr, &model), 0);
     let m = http_get(admin, "/metrics");
-    for name in ["ds_gc_passes_total", "ds_log_live_bytes", "ds_log_write_amplification", "ds_gc_pass_seconds_count"] {
+    for name in [
+        "ds_gc_passes_total",
+        "ds_log_live_bytes",
+        "ds_log_write_amplification",
+        "ds_gc_pass_seconds_count",
+    ] {
         assert!(m.contains(name), "{name} missing from /metrics");
     }
     drop(node);
@@ -223,6 +232,7 @@ fn gc_child_process() {
         base_port: port,
         admin_addr: Some(std::env::var("GC_CHILD_ADMIN").unwrap()),
         gc_bytes_per_sec: 8 << 20,
+        gc_start_percent: 0,
         ..cfg(std::path::Path::new(&dir))
     };
     let _node = run(c).unwrap();
@@ -243,7 +253,13 @@ impl Drop for ChildGuard {
 
 fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
     let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "gc_child_process", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "gc_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("GC_CHILD_DIR", dir)
         .env("GC_CHILD_PORT", port.to_string())
         .env("GC_CHILD_ADMIN", admin.to_string())
@@ -278,7 +294,11 @@ fn kill9_while_collecting_loses_no_acknowledged_write() {
     for attempt in 0..2 {
         let mut child = spawn_child(dir.path(), port, admin);
         if attempt > 0 {
-            assert_eq!(count_lost(&addr, &model), 0, "after kill -9 number {attempt}");
+            assert_eq!(
+                count_lost(&addr, &model),
+                0,
+                "after kill -9 number {attempt}"
+            );
         }
         let mut round = attempt * 100;
         let start = Instant::now();
@@ -291,7 +311,9 @@ fn kill9_while_collecting_loses_no_acknowledged_write() {
         assert!(passes > 0.0, "no collection pass ran");
         let a = addr.clone();
         let last = std::thread::spawn(move || {
-            let ops = (0..200).map(|i| set(&format!("late-{i}"), vec![b'x'; 100])).collect();
+            let ops = (0..200)
+                .map(|i| set(&format!("late-{i}"), vec![b'x'; 100]))
+                .collect();
             std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
         });
         std::thread::sleep(Duration::from_millis(30));

@@ -3,7 +3,7 @@
 //! [`engines::vlog::gc`], the format in `docs/format/shard-log.md` §3 "Relocated values").
 //!
 //! A pass, every `gc-every-ms` when the log's segments take more than `gc-space-percent` %
-//! of the live bytes:
+//! of the live bytes and `gc-start-percent` % of the log file:
 //! 1. frees the segments nothing pins any more (`checkpoint::reclaim`);
 //! 2. picks the victims: the oldest segments no range needs for Raft, at most
 //!    `gc-max-victims`;
@@ -86,6 +86,7 @@ pub fn gc_policy(shard: &Shard) -> GcPolicy {
         segment_bytes: shard.cfg.segment_bytes,
         space_ratio: f64::from(shard.cfg.gc_space_percent) / 100.0,
         max_victims: shard.cfg.gc_max_victims,
+        min_used_bytes: shard.cfg.log_file_bytes / 100 * u64::from(shard.cfg.gc_start_percent),
     }
 }
 
@@ -144,7 +145,8 @@ async fn pass_inner(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>
     let freed_first = checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free unpinned segments: {e}"))?;
-    let Some(GcPlan { victims, .. }) = policy::plan(&segment_views(shard), &gc_policy(shard), force)
+    let Some(GcPlan { victims, .. }) =
+        policy::plan(&segment_views(shard), &gc_policy(shard), force)
     else {
         shard.metrics.borrow_mut().segments_freed_total += freed_first as u64;
         return Ok(None);

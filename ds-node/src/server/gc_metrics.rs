@@ -109,10 +109,7 @@ impl GcMetrics {
                 "ds_log_device_written_bytes_total",
                 self.device_written_bytes,
             ),
-            (
-                "ds_log_user_appended_bytes_total",
-                self.user_appended_bytes,
-            ),
+            ("ds_log_user_appended_bytes_total", self.user_appended_bytes),
         ] {
             s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
         }

@@ -21,7 +21,7 @@ use engines::vlog::{
 };
 use nvme::BlockDevice;
 
-use super::cold::{join_all, READS_IN_FLIGHT};
+use super::cold::{READS_IN_FLIGHT, join_all};
 use crate::range::engine::{GcItem, GcWalk};
 
 /// The engine as the collector needs it.
@@ -105,10 +105,7 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
             }),
         })
         .collect();
-    rep.written_bytes = records
-        .iter()
-        .map(|r| r.record.encoded_len() as u64)
-        .sum();
+    rep.written_bytes = records.iter().map(|r| r.record.encoded_len() as u64).sum();
     let appended = log.append(records).await.map_err(GcError::Write)?;
     for (it, a) in items.iter().zip(appended) {
         let new = a.value.ok_or(GcError::NoPointer)?;

@@ -52,6 +52,9 @@ pub struct GcPolicy {
     pub space_ratio: f64,
     /// Most segments one pass collects.
     pub max_victims: usize,
+    /// No pass while the segments take less than this (the log may use this much space
+    /// freely: collecting a small log early would copy values that are about to die).
+    pub min_used_bytes: u64,
 }
 
 /// What one pass collects.
@@ -68,12 +71,14 @@ pub fn used_bytes(segments: &[SegmentView], policy: &GcPolicy) -> u64 {
     segments.len() as u64 * policy.segment_bytes
 }
 
-/// Whether the log holds enough garbage for a pass: its segments take more than
-/// `space_ratio` × the live bytes and at least one segment more than the live bytes.
+/// Whether the log holds enough garbage for a pass: its segments take at least
+/// `min_used_bytes`, more than `space_ratio` × the live bytes, and at least one segment more
+/// than the live bytes.
 pub fn wants_collection(segments: &[SegmentView], policy: &GcPolicy) -> bool {
     let used = used_bytes(segments, policy);
     let live: u64 = segments.iter().map(|s| s.live_bytes).sum();
-    used as f64 > policy.space_ratio * live as f64
+    used >= policy.min_used_bytes
+        && used as f64 > policy.space_ratio * live as f64
         && used.saturating_sub(live) >= policy.segment_bytes
 }
 
@@ -108,6 +113,7 @@ mod tests {
         segment_bytes: 100,
         space_ratio: 1.5,
         max_victims: 2,
+        min_used_bytes: 0,
     };
 
     fn seg(id: u32, seq: u64, live: u64) -> SegmentView {
@@ -125,10 +131,26 @@ mod tests {
         let mut segs = vec![seg(7, 3, 10), seg(4, 1, 90), seg(9, 2, 0), seg(1, 4, 0)];
         segs[0].raft_needed = true;
         segs[3].head = true;
-        let p = plan(&segs, &GcPolicy { max_victims: 9, ..POLICY }, false).expect("a plan");
+        let p = plan(
+            &segs,
+            &GcPolicy {
+                max_victims: 9,
+                ..POLICY
+            },
+            false,
+        )
+        .expect("a plan");
         assert_eq!(p.victims, vec![SegmentId(4), SegmentId(9)]);
         assert_eq!(p.live_bytes, 90);
-        let p = plan(&segs, &GcPolicy { max_victims: 1, ..POLICY }, false).expect("a plan");
+        let p = plan(
+            &segs,
+            &GcPolicy {
+                max_victims: 1,
+                ..POLICY
+            },
+            false,
+        )
+        .expect("a plan");
         assert_eq!(p.victims, vec![SegmentId(4)]);
     }
 
@@ -140,6 +162,12 @@ mod tests {
         assert!(plan(&segs, &POLICY, true).is_some());
         let sparse = vec![seg(1, 1, 30), seg(2, 2, 20), seg(3, 3, 60)];
         assert!(wants_collection(&sparse, &POLICY));
+        let roomy = GcPolicy {
+            min_used_bytes: 400,
+            ..POLICY
+        };
+        assert!(!wants_collection(&sparse, &roomy));
+        assert!(plan(&sparse, &roomy, true).is_some());
     }
 
     #[test]
@@ -152,7 +180,10 @@ mod tests {
     #[test]
     fn demoted_and_collected_tags_are_told_apart() {
         assert_eq!(relocated_from(0), None);
-        assert_eq!(relocated_from(relocation_tag(SegmentId(0))), Some(SegmentId(0)));
+        assert_eq!(
+            relocated_from(relocation_tag(SegmentId(0))),
+            Some(SegmentId(0))
+        );
         assert_eq!(
             relocated_from(relocation_tag(SegmentId(u32::MAX))),
             Some(SegmentId(u32::MAX))

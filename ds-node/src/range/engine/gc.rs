@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 use engines::masstree::{LogPointer, SegmentId};
 
-use super::{pin, unpin, MasstreeStore};
+use super::{MasstreeStore, pin, unpin};
 
 /// An entry whose pointer names a segment being collected.
 #[derive(Debug, Clone, PartialEq, Eq)]
