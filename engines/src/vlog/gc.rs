@@ -24,8 +24,7 @@ pub fn relocation_tag(from: SegmentId) -> u64 {
 
 /// The segment a relocated record's value was copied from, if the collector wrote it.
 pub fn relocated_from(tag: u64) -> Option<SegmentId> {
-    (tag & RELOCATED_BY_GC != 0 && tag >> 32 == RELOCATED_BY_GC >> 32)
-        .then(|| SegmentId(tag as u32))
+    (tag >> 32 == RELOCATED_BY_GC >> 32).then_some(SegmentId(tag as u32))
 }
 
 /// What the collector knows of one segment of the chain.
