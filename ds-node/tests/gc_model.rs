@@ -223,7 +223,11 @@ impl Node {
     /// references, reclamation. Returns the victims freed.
     async fn collect(&mut self, force: bool) -> Result<usize, String> {
         self.reclaim().await.map_err(|e| e.to_string())?;
-        let Some(plan) = policy::plan(&self.views(), &POLICY, force) else {
+        let data = {
+            let c = self.engine.0.borrow().cold_stats();
+            c.hot_value_bytes + c.cold_value_bytes
+        };
+        let Some(plan) = policy::plan(&self.views(), &POLICY, data, force) else {
             return Ok(0);
         };
         let victims: BTreeSet<SegmentId> = plan.victims.iter().copied().collect();

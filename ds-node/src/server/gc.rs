@@ -145,9 +145,12 @@ async fn pass_inner(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>
     let freed_first = checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free unpinned segments: {e}"))?;
-    let Some(GcPlan { victims, .. }) =
-        policy::plan(&segment_views(shard), &gc_policy(shard), force)
-    else {
+    let data = {
+        let c = shard.state.borrow().engine.cold_stats();
+        c.hot_value_bytes + c.cold_value_bytes
+    };
+    let views = segment_views(shard);
+    let Some(GcPlan { victims, .. }) = policy::plan(&views, &gc_policy(shard), data, force) else {
         shard.metrics.borrow_mut().segments_freed_total += freed_first as u64;
         return Ok(None);
     };

@@ -72,19 +72,28 @@ pub fn used_bytes(segments: &[SegmentView], policy: &GcPolicy) -> u64 {
 
 /// Whether the log holds enough garbage for a pass: its segments take at least
 /// `min_used_bytes`, more than `space_ratio` × the live bytes, and at least one segment more
-/// than the live bytes.
-pub fn wants_collection(segments: &[SegmentView], policy: &GcPolicy) -> bool {
+/// than the live bytes. `data_bytes` is what the engine's values will take in the log once
+/// all are demoted (hot and cold value bytes): the live bytes are taken as at least that, so
+/// that a burst of writes still in memory does not look like a log full of garbage (the
+/// collector would copy the few cold values again and again).
+pub fn wants_collection(segments: &[SegmentView], policy: &GcPolicy, data_bytes: u64) -> bool {
     let used = used_bytes(segments, policy);
-    let live: u64 = segments.iter().map(|s| s.live_bytes).sum();
+    let pointed: u64 = segments.iter().map(|s| s.live_bytes).sum();
+    let live = pointed.max(data_bytes);
     used >= policy.min_used_bytes
         && used as f64 > policy.space_ratio * live as f64
         && used.saturating_sub(live) >= policy.segment_bytes
 }
 
-/// The pass to run now (`None`: nothing to collect). `force` skips the space-ratio check
-/// (the disk is full, or an operator asked).
-pub fn plan(segments: &[SegmentView], policy: &GcPolicy, force: bool) -> Option<GcPlan> {
-    if !force && !wants_collection(segments, policy) {
+/// The pass to run now (`None`: nothing to collect). `force` skips the space checks (the
+/// disk is full, or an operator asked); `data_bytes` as for [`wants_collection`].
+pub fn plan(
+    segments: &[SegmentView],
+    policy: &GcPolicy,
+    data_bytes: u64,
+    force: bool,
+) -> Option<GcPlan> {
+    if !force && !wants_collection(segments, policy, data_bytes) {
         return None;
     }
     let mut by_seq: Vec<&SegmentView> = segments.iter().collect();
@@ -136,6 +145,7 @@ mod tests {
                 max_victims: 9,
                 ..POLICY
             },
+            0,
             false,
         )
         .expect("a plan");
@@ -147,6 +157,7 @@ mod tests {
                 max_victims: 1,
                 ..POLICY
             },
+            0,
             false,
         )
         .expect("a plan");
@@ -156,24 +167,26 @@ mod tests {
     #[test]
     fn no_pass_while_the_log_holds_little_garbage_unless_forced() {
         let segs = vec![seg(1, 1, 90), seg(2, 2, 80), seg(3, 3, 60)];
-        assert!(!wants_collection(&segs, &POLICY));
-        assert_eq!(plan(&segs, &POLICY, false), None);
-        assert!(plan(&segs, &POLICY, true).is_some());
+        assert!(!wants_collection(&segs, &POLICY, 0));
+        assert_eq!(plan(&segs, &POLICY, 0, false), None);
+        assert!(plan(&segs, &POLICY, 0, true).is_some());
         let sparse = vec![seg(1, 1, 30), seg(2, 2, 20), seg(3, 3, 60)];
-        assert!(wants_collection(&sparse, &POLICY));
+        assert!(wants_collection(&sparse, &POLICY, 0));
+        // Values still in memory will need the space: no pass yet.
+        assert!(!wants_collection(&sparse, &POLICY, 200));
         let roomy = GcPolicy {
             min_used_bytes: 400,
             ..POLICY
         };
-        assert!(!wants_collection(&sparse, &roomy));
-        assert!(plan(&sparse, &roomy, true).is_some());
+        assert!(!wants_collection(&sparse, &roomy, 0));
+        assert!(plan(&sparse, &roomy, 0, true).is_some());
     }
 
     #[test]
     fn the_head_is_never_a_victim() {
         let mut segs = vec![seg(1, 1, 0)];
         segs[0].head = true;
-        assert_eq!(plan(&segs, &POLICY, true), None);
+        assert_eq!(plan(&segs, &POLICY, 0, true), None);
     }
 
     #[test]
@@ -207,7 +220,7 @@ mod tests {
                     head: *head,
                 })
                 .collect();
-            if let Some(p) = plan(&views, &POLICY, force) {
+            if let Some(p) = plan(&views, &POLICY, 0, force) {
                 prop_assert!(!p.victims.is_empty() && p.victims.len() <= POLICY.max_victims);
                 for (i, v) in p.victims.iter().enumerate() {
                     prop_assert_eq!(*v, views[i].id);
