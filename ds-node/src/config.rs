@@ -125,6 +125,12 @@ pub struct DsConfig {
     /// `log-file-bytes` (copying values of a small log early copies values about to be
     /// overwritten). Default 25; valid 0 ..= 90.
     pub gc_start_percent: u32,
+    /// Bytes of shard-log segments the node may use, divided equally among its shards; when
+    /// a shard's log stays at its share after a forced collection pass, writes that could
+    /// add data are refused (`-OOM command not allowed when used disk > 'maxdisksize'.`)
+    /// while reads, deletes and expiry go on. 0: no limit (`log-file-bytes` bounds the log).
+    /// Default 0.
+    pub maxdisksize: u64,
     /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
@@ -181,6 +187,7 @@ impl Default for DsConfig {
             gc_space_percent: 150,
             gc_max_victims: 4,
             gc_start_percent: 25,
+            maxdisksize: 0,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
             cluster_secret_file: None,

@@ -29,6 +29,7 @@ use engines::vlog::gc::{self as policy, GcPlan, GcPolicy, SegmentView};
 use engines::vlog::{LogPointer, SegmentId};
 
 use super::checkpoint;
+use super::disk_limit;
 use super::gc_move::{self, GcEngine, StepReport};
 use super::metrics::ShardMetrics;
 use super::shard::Shard;
@@ -250,7 +251,9 @@ impl Pacer {
     }
 }
 
-/// The collector task of a shard: a pass every `gc-every-ms` (0: never).
+/// The collector task of a shard: a pass every `gc-every-ms` (0: never), forced while the
+/// log is at `maxdisksize`, after which the shard's full state is updated
+/// ([`disk_limit::update`]).
 pub async fn run(shard: Rc<Shard>) {
     let every = shard.cfg.gc_every_ms;
     if every == 0 {
@@ -258,8 +261,10 @@ pub async fn run(shard: Rc<Shard>) {
     }
     while !shard.stop.get() {
         crate::core::sleep(Duration::from_millis(every)).await;
-        if let Err(e) = pass(&shard, false).await {
+        let force = disk_limit::over_limit(&shard);
+        if let Err(e) = pass(&shard, force).await {
             tracing::warn!(shard = shard.index, "log garbage collection failed: {e}");
         }
+        disk_limit::update(&shard);
     }
 }

@@ -37,6 +37,11 @@ pub struct GcMetrics {
     /// Record bytes appended by the write path: everything but demoted and relocated
     /// values (`ds_log_user_appended_bytes_total`).
     pub user_appended_bytes: u64,
+    /// Writes refused because the shard log reached `maxdisksize`
+    /// (`ds_disk_full_refusals_total`).
+    pub disk_full_refusals_total: u64,
+    /// Shards refusing writes for `maxdisksize` now (gauge, `ds_disk_full_shards`).
+    pub disk_full_shards: u64,
 }
 
 impl Default for GcMetrics {
@@ -58,6 +63,8 @@ impl Default for GcMetrics {
             log_live_bytes: 0,
             device_written_bytes: 0,
             user_appended_bytes: 0,
+            disk_full_refusals_total: 0,
+            disk_full_shards: 0,
         }
     }
 }
@@ -80,6 +87,8 @@ impl GcMetrics {
         self.log_live_bytes += o.log_live_bytes;
         self.device_written_bytes += o.device_written_bytes;
         self.user_appended_bytes += o.user_appended_bytes;
+        self.disk_full_refusals_total += o.disk_full_refusals_total;
+        self.disk_full_shards += o.disk_full_shards;
     }
 
     /// Device bytes written per byte the write path appended (0 before any write).
@@ -110,12 +119,14 @@ impl GcMetrics {
                 self.device_written_bytes,
             ),
             ("ds_log_user_appended_bytes_total", self.user_appended_bytes),
+            ("ds_disk_full_refusals_total", self.disk_full_refusals_total),
         ] {
             s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
         }
         for (name, v) in [
             ("ds_log_used_bytes", self.log_used_bytes),
             ("ds_log_live_bytes", self.log_live_bytes),
+            ("ds_disk_full_shards", self.disk_full_shards),
         ] {
             s.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
         }

@@ -103,6 +103,9 @@ pub struct ShardState {
     pub demoting: bool,
     /// A garbage-collection pass is running (`server::gc`; one at a time).
     pub collecting: bool,
+    /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
+    /// refused.
+    pub disk_full: bool,
     /// Ranges whose checkpoint is being written (one at a time per range).
     pub checkpointing: std::collections::BTreeSet<u64>,
 }
