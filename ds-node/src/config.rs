@@ -249,6 +249,12 @@ impl DsConfig {
             "gc-start-percent must be 0 ..= 90"
         );
         anyhow::ensure!(
+            self.maxdisksize == 0
+                || (self.gc_every_ms > 0
+                    && self.maxdisksize / self.shards as u64 >= 4 * self.segment_bytes),
+            "maxdisksize needs gc-every-ms > 0 and at least 4 segments per shard"
+        );
+        anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),
             "snapshot-chunk-bytes must be 4 KiB ..= 16 MiB"
         );
