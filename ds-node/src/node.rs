@@ -326,7 +326,7 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
             .map(|(seg, b)| (shard.index, seg.0, *b))
             .collect();
         m.gc.log_live_bytes = st.engine.live_bytes_total();
-        m.gc.disk_full_shards = u64::from(st.disk_full);
+        m.gc.disk_full_shards = u64::from(shard.disk_full.get());
     }
     {
         let lm = shard.log.metrics();

@@ -324,3 +324,83 @@ fn kill9_while_collecting_loses_no_acknowledged_write() {
     let _child = spawn_child(dir.path(), port, admin);
     assert_eq!(count_lost(&addr, &model), 0, "after the last kill -9");
 }
+
+fn is_disk_full(r: &KvResponse) -> bool {
+    matches!(
+        r,
+        KvResponse::Err {
+            error: net::RpcError::DiskFull {}
+        }
+    )
+}
+
+#[test]
+fn maxdisksize_refuses_writes_then_accepts_them_after_deletes() {
+    let dir = test_support::tempdir::TempDir::new("gc-maxdisksize");
+    let c = DsConfig {
+        maxdisksize: 12 << 20,
+        ..cfg(dir.path())
+    };
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    // New keys until the node refuses: the live data outgrows the limit.
+    let mut model = BTreeMap::new();
+    let mut refused = None;
+    'fill: for batch in 0..100 {
+        let ops: Vec<KvOp> = (0..100)
+            .map(|i| set(&format!("key-{:04}", batch * 100 + i), value(i, batch)))
+            .collect();
+        for (i, r) in run_ops(&addr, ops).into_iter().enumerate() {
+            if is_disk_full(&r) {
+                refused = Some(batch * 100 + i);
+                break 'fill;
+            }
+            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+            model.insert(format!("key-{:04}", batch * 100 + i), value(i, batch));
+        }
+    }
+    let refused = refused.expect("writes past maxdisksize were refused");
+    eprintln!("refused after {refused} keys of 4000 B");
+    assert!(metric_until(admin, "ds_disk_full_refusals_total", |v| v >= 1.0) >= 1.0);
+    // Reads and deletes keep working on the full node.
+    assert_eq!(count_lost(&addr, &model), 0);
+    let doomed: Vec<String> = model.keys().filter(|_| true).cloned().collect();
+    let doomed: Vec<String> = doomed
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 0)
+        .map(|(_, k)| k)
+        .collect();
+    let dels = doomed
+        .iter()
+        .map(|k| KvOp::KeyDel {
+            key: Bytes::from(k.clone()),
+        })
+        .collect();
+    for r in run_ops(&addr, dels) {
+        assert!(
+            matches!(r, KvResponse::Ok { .. }),
+            "a delete on a full node: {r:?}"
+        );
+    }
+    for k in &doomed {
+        model.remove(k);
+    }
+    // Collection frees the space: writes are accepted again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = run_ops(&addr, vec![set("after", b"again".to_vec())]).remove(0);
+        if matches!(r, KvResponse::Ok { .. }) {
+            break;
+        }
+        assert!(is_disk_full(&r), "{r:?}");
+        assert!(
+            Instant::now() < deadline,
+            "writes still refused after the deletes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    model.insert("after".into(), b"again".to_vec());
+    assert_eq!(count_lost(&addr, &model), 0);
+}

@@ -41,7 +41,7 @@ pub fn over_limit(shard: &Shard) -> bool {
 /// Records whether the shard is full (checked after a collection pass).
 pub fn update(shard: &Shard) {
     let full = over_limit(shard);
-    let was = std::mem::replace(&mut shard.state.borrow_mut().disk_full, full);
+    let was = shard.disk_full.replace(full);
     if full != was {
         tracing::warn!(
             shard = shard.index,
@@ -59,7 +59,7 @@ pub fn update(shard: &Shard) {
 
 /// The error for `op` if the shard is full and `op` could add data.
 pub fn refusal(shard: &Shard, op: &KvOp) -> Option<RpcError> {
-    if !shard.state.borrow().disk_full || only_frees(op) {
+    if !shard.disk_full.get() || only_frees(op) {
         return None;
     }
     shard.metrics.borrow_mut().gc.disk_full_refusals_total += 1;
