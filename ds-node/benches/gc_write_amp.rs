@@ -134,7 +134,7 @@ fn main() {
     println!(
         "dataset {keys} keys x {value_bytes} B = {} MiB; log {} MiB in {} MiB segments; \
          gc-space-percent {}, gc-start-percent {}, gc-bytes-per-sec {}",
-        keys * value_bytes >> 20,
+        (keys * value_bytes) >> 20,
         cfg.log_file_bytes >> 20,
         cfg.segment_bytes >> 20,
         cfg.gc_space_percent,
