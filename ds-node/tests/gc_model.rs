@@ -6,7 +6,8 @@
 //! is rebuilt as a DS node does it (newest checkpoint, then the writes after it, which stand
 //! for the Raft log tail) and every acknowledged key must read back, cold ones from the
 //! device with their checksums. The device is small: without collection the log runs out of
-//! segments after a fraction of the run.
+//! segments after a fraction of the run. A second test crashes at every device operation of
+//! one pass in turn, then checks that the next pass collects what the crash left.
 #![allow(clippy::unwrap_used)]
 
 use std::cell::RefCell;
@@ -436,4 +437,94 @@ fn collected_log_matches_a_btreemap_through_crashes_mid_pass() {
     for seed in 1..=16 {
         block_on(run(seed, 4000));
     }
+}
+
+/// A node whose oldest segments hold live demoted values, some of them named by the newest
+/// checkpoint and some only by the engine, and some dead: a forced pass has work of every kind.
+async fn prepared() -> (Node, BTreeMap<Bytes, Bytes>) {
+    let (log, _) = Vlog::open(FaultyDevice::new(must_format()), OWNER, cfg())
+        .await
+        .unwrap();
+    let mut node = Node {
+        log,
+        engine: Engine(RefCell::new(MasstreeStore::new())),
+        durable: Durable::default(),
+    };
+    let mut model = BTreeMap::new();
+    let mut rng = Rng(0x5EED_0F_6C);
+    for round in 0..6u64 {
+        for i in 0..KEYS {
+            if (i + round) % 3 == 0 || round == 0 {
+                let (k, v) = (key(i), value(&mut rng, round * 1000 + i));
+                model.insert(k.clone(), v.clone());
+                node.write(Write::Put(
+                    k,
+                    Entry {
+                        value: v,
+                        expire_at_ms: 0,
+                    },
+                ));
+            }
+        }
+        node.demote().await.unwrap();
+        if round % 2 == 0 {
+            node.checkpoint();
+        }
+    }
+    // Hot entries with a pointer into the oldest segments too (loaded back).
+    let cold: Vec<(Bytes, LogPointer)> = {
+        let e = node.engine.0.borrow();
+        model
+            .keys()
+            .filter_map(|k| e.cold_pointer(k).map(|p| (k.clone(), p)))
+            .take(10)
+            .collect()
+    };
+    for (k, p) in cold {
+        let v = node.log.read_value(&p).await.unwrap();
+        assert!(node.engine.0.borrow_mut().load(&k, p, &v));
+    }
+    (node, model)
+}
+
+#[test]
+fn a_crash_at_every_device_operation_of_a_pass_loses_nothing() {
+    block_on(async {
+        // How many device operations a whole pass takes.
+        let (mut node, model) = prepared().await;
+        let before = node.log.device().counts().total();
+        let freed = node.collect(true).await.unwrap();
+        let ops = node.log.device().counts().total() - before;
+        assert!(
+            freed > 0 && ops > 10,
+            "the pass has work: {freed} freed, {ops} ops"
+        );
+        must_match(&node, &model, "no crash").await;
+        eprintln!("a pass frees {freed} segments in {ops} device operations");
+        for nth in 0..=ops {
+            let ctx = format!("crash at operation {nth} of {ops}");
+            let (mut node, model) = prepared().await;
+            let at = node.log.device().counts().total() + nth;
+            node.log.device().schedule(Fault {
+                kind: OpKind::Any,
+                nth: at,
+                action: FaultAction::Halt,
+            });
+            let _ = node.collect(true).await;
+            let segments = node.log.segment_usage().len();
+            let mut node = must_crash_and_recover(node, nth).await;
+            must_match(&node, &model, &ctx).await;
+            // The next pass collects what the crash left behind.
+            node.collect(true)
+                .await
+                .unwrap_or_else(|e| panic!("{ctx}: next pass: {e}"));
+            node.checkpoint();
+            node.reclaim().await.unwrap();
+            must_match(&node, &model, &format!("{ctx}, next pass")).await;
+            assert!(
+                node.log.segment_usage().len() <= segments + 1,
+                "{ctx}: leaked segments stay leaked"
+            );
+        }
+    });
 }
