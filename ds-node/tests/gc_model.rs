@@ -451,8 +451,8 @@ async fn prepared() -> (Node, BTreeMap<Bytes, Bytes>) {
         durable: Durable::default(),
     };
     let mut model = BTreeMap::new();
-    let mut rng = Rng(0x5EED_0F_6C);
-    for round in 0..6u64 {
+    let mut rng = Rng(0x5EED_0F6C);
+    for round in 0..12u64 {
         for i in 0..KEYS {
             if (i + round) % 3 == 0 || round == 0 {
                 let (k, v) = (key(i), value(&mut rng, round * 1000 + i));
