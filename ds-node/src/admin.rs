@@ -112,6 +112,8 @@ pub fn render(m: &ShardMetrics) -> String {
     );
     render_cold(&mut s, &m.cold);
     render_policy(&mut s, &m.policy);
+    m.gc.render(&mut s);
+    summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
     s
 }
 

@@ -47,11 +47,17 @@ fn client_list_shows_other_clients_names_databases_and_subscriptions() {
             .to_string()
     };
     let worker = line("worker");
-    assert!(worker.contains(" db=3 ") && worker.contains(" flags=N "), "{worker}");
+    assert!(
+        worker.contains(" db=3 ") && worker.contains(" flags=N "),
+        "{worker}"
+    );
     assert!(worker.contains(" cmd=select "), "{worker}");
     let pubsub = a.cmd("CLIENT LIST TYPE pubsub");
     assert_eq!(pubsub.matches("id=").count(), 1, "{pubsub}");
-    assert!(pubsub.contains(" flags=P ") && pubsub.contains(" sub=1 psub=0 "), "{pubsub}");
+    assert!(
+        pubsub.contains(" flags=P ") && pubsub.contains(" sub=1 psub=0 "),
+        "{pubsub}"
+    );
     let normal = a.cmd("CLIENT LIST TYPE normal");
     assert_eq!(normal.matches("id=").count(), 2, "{normal}");
     assert_eq!(a.cmd("CLIENT LIST TYPE replica"), "$0\r\n\r\n");
@@ -96,7 +102,11 @@ fn an_idle_client_gives_its_receive_buffer_back() {
     assert_eq!(b.cmd("CLIENT SETNAME idler"), "+OK\r\n");
     let qbuf = |a: &mut Client| {
         let all = a.cmd("CLIENT LIST");
-        let l = all.lines().find(|l| l.contains("name=idler")).unwrap().to_string();
+        let l = all
+            .lines()
+            .find(|l| l.contains("name=idler"))
+            .unwrap()
+            .to_string();
         let field = |f: &str| -> usize {
             let v = l.split(' ').find_map(|kv| kv.strip_prefix(f)).unwrap();
             v.parse().unwrap()
@@ -106,7 +116,10 @@ fn an_idle_client_gives_its_receive_buffer_back() {
     assert!(qbuf(&mut a) >= 16384);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while qbuf(&mut a) != 0 {
-        assert!(std::time::Instant::now() < deadline, "the idle buffer was kept");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle buffer was kept"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert_eq!(b.cmd("PING"), "+PONG\r\n");

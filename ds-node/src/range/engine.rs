@@ -30,6 +30,9 @@ use engines::masstree::{Direction, EntryRef, LogPointer, Masstree, OwnedEntry, S
 
 use super::store::{Entry, KvStore};
 
+mod gc;
+pub use gc::{GcItem, GcWalk};
+
 /// An entry as stored: its bytes, or where they are in the shard log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {

@@ -324,7 +324,7 @@ pub fn plan_payload(
 }
 
 /// Runs the futures, all at once, and returns their outputs in order.
-async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
     let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
     let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {

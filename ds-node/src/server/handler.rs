@@ -181,6 +181,9 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
         shard.metrics.borrow_mut().busy_total += 1;
         return err(RpcError::ServerBusy {});
     }
+    if let Some(e) = super::disk_limit::refusal(shard, &req.op) {
+        return err(e);
+    }
     let data = match id {
         Some(id) => encode_write(now_ms(), id, &req.op),
         None => encode_proposal(now_ms(), &req.op),

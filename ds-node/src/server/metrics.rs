@@ -83,6 +83,8 @@ pub struct ShardMetrics {
     pub cold: ColdMetrics,
     /// The memory policy (`server::policy`).
     pub policy: super::policy::PolicyMetrics,
+    /// The log garbage collector and log space.
+    pub gc: super::gc_metrics::GcMetrics,
 }
 
 /// Figures of cold values (`server::cold`, `server::demote`).
@@ -203,6 +205,7 @@ impl Default for ShardMetrics {
             flush_batch_records: hist(),
             cold: ColdMetrics::default(),
             policy: super::policy::PolicyMetrics::default(),
+            gc: super::gc_metrics::GcMetrics::default(),
         }
     }
 }
@@ -252,6 +255,7 @@ impl ShardMetrics {
         let _ = self.flush_batch_records.add(&o.flush_batch_records);
         self.cold.merge(&o.cold);
         self.policy.merge(&o.policy);
+        self.gc.merge(&o.gc);
     }
 
     /// A one-line summary (p50/p99/p999 in µs).

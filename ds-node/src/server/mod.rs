@@ -13,6 +13,10 @@
 pub mod checkpoint;
 pub mod cold;
 pub mod demote;
+pub mod disk_limit;
+pub mod gc;
+pub mod gc_metrics;
+pub mod gc_move;
 pub mod handler;
 pub mod metrics;
 pub mod peer;

@@ -101,6 +101,10 @@ pub struct ShardState {
     pub checkpoint_segments: BTreeMap<u64, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
     pub demoting: bool,
+    /// A garbage-collection pass is running (`server::gc`; one at a time).
+    pub collecting: bool,
+    /// Ranges whose checkpoint is being written (one at a time per range).
+    pub checkpointing: std::collections::BTreeSet<u64>,
 }
 
 /// One shard (core) of a DS node.
@@ -134,6 +138,9 @@ pub struct Shard {
     pub addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
     pub stop: Cell<bool>,
+    /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
+    /// refused (a `Cell`: the request handler checks it while it holds the state).
+    pub disk_full: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
     pub master_ranges: RefCell<HashMap<u64, RangeDescriptor>>,
@@ -259,6 +266,7 @@ impl Shard {
             load: RefCell::new(crate::load::LoadTracker::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
+            disk_full: Cell::new(false),
             master_ranges: RefCell::new(HashMap::new()),
             route_version: Cell::new(0),
             file_ops: Cell::new(0),

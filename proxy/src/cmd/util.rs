@@ -108,7 +108,7 @@ pub fn rpc_error(e: &RpcError) -> Reply {
         )),
         RpcError::ServerBusy {} => Reply::Error("BUSY the cluster is busy, retry later".into()),
         RpcError::DiskFull {} => {
-            Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
+            Reply::Error("OOM command not allowed when used disk > 'maxdisksize'.".into())
         }
         other => Reply::err(other),
     }
