@@ -1,8 +1,8 @@
-//! `tierkv dev`: a master, one DS node and the Redis proxy in one process, data under one
-//! directory. Start order: master (so the node can register), node (registers, is
-//! bootstrapped with the first range), proxy (routes from the master's table). Stop order on
-//! Ctrl-C or SIGTERM: proxy (no new commands), node (shards stop after their current turn),
-//! master.
+//! `tierkv dev`: a master, one DS node, the Redis proxy and `--probes` failure-detection
+//! probes (default 1) in one process, data under one directory. Start order: master (so the
+//! node can register), node (registers, is bootstrapped with the first range), proxy (routes
+//! from the master's table), probes. Stop order on Ctrl-C or SIGTERM: probes, proxy (no new
+//! commands), node (shards stop after their current turn), master.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +22,10 @@ pub struct DevConfig {
     pub shards: usize,
     /// The proxy's `requirepass`.
     pub requirepass: Option<String>,
+    /// Failure-detection probes to run in this process.
+    pub probes: usize,
+    /// The DS node's `maxmemory`, bytes (0 = unlimited).
+    pub maxmemory: u64,
 }
 
 /// Runs the embedded cluster until Ctrl-C / SIGTERM.
@@ -80,6 +84,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             log_file_bytes: 512 << 20,
             cluster_secret_file: Some(secret_file.clone()),
             admin_addr: Some("127.0.0.1:0".into()),
+            maxmemory: cfg.maxmemory,
             ..Default::default()
         };
         let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
@@ -93,7 +98,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             ..Default::default()
         };
         pcfg.router.masters = vec![master_addr.to_string()];
-        pcfg.router.transport.secret = secret;
+        pcfg.router.transport.secret = secret.clone();
         let shared = proxy::server::Shared::new(pcfg);
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let (stop_proxy, proxy_stop_rx) = watch::channel(false);
@@ -103,13 +108,41 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             wait_for(proxy_stop_rx),
         ));
 
+        // 4. The probes: they report to the master, whose failure detector then uses them.
+        let (stop_probes, probes_stop_rx) = watch::channel(false);
+        let mut probe_tasks = tokio::task::JoinSet::new();
+        for i in 0..cfg.probes {
+            let mut pc =
+                probe::ProbeConfig::new(format!("dev-probe-{i}"), "dev", master_addr.to_string());
+            pc.transport.secret = secret.clone();
+            let pinger = Arc::new(probe::NetPinger::new(pc.transport.clone()));
+            let pool = pinger.pool().clone();
+            probe_tasks.spawn(probe::run(
+                pc,
+                pool,
+                pinger,
+                Arc::default(),
+                wait_for(probes_stop_rx.clone()),
+            ));
+        }
+
         println!("tierkv dev is running (data in {})", cfg.data_dir.display());
         println!("  Redis:   redis-cli -p {}", cfg.port);
         println!("  shards:  {}", node.shard_addrs.join(", "));
         println!("  master:  {master_addr}");
         println!("  secret:  {}  (internal ports)", secret_file.display());
+        println!("  probes:  {}", cfg.probes);
+        if cfg.maxmemory == 0 {
+            println!("  maxmemory: unlimited (--maxmemory sets it)");
+        } else {
+            println!(
+                "  maxmemory: {} MiB over {} shards; colder values move to disk (--maxmemory)",
+                cfg.maxmemory >> 20,
+                cfg.shards
+            );
+        }
         if let Some(a) = admin_addr {
-            println!("  admin:   http://{a}/status  (/stores, /ranges, /metrics)");
+            println!("  admin:   http://{a}/status  (/stores, /ranges, /probes, /metrics)");
         }
         if let Some(a) = node.admin_addr {
             println!("  DS node: http://{a}/metrics  (POST /demote makes values cold)");
@@ -117,7 +150,9 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         println!("Ctrl-C stops it; starting it again keeps every key.");
 
         master::run::shutdown_signal().await;
-        eprintln!("stopping: proxy, DS node, master");
+        eprintln!("stopping: probes, proxy, DS node, master");
+        let _ = stop_probes.send(true);
+        while probe_tasks.join_next().await.is_some() {}
         let _ = stop_proxy.send(true);
         let _ = proxy_task.await;
         tokio::task::spawn_blocking(move || node.shutdown())

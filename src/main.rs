@@ -37,6 +37,9 @@ enum Command {
     Ds(DsArgs),
     /// Run a Redis proxy in front of the cluster (`docs/guides/proxy.md`).
     Proxy(ProxyArgs),
+    /// Run a failure-detection probe: pings every DS shard and the master each round and
+    /// reports reachability to the master (`docs/guides/master.md`, failure detection).
+    Probe(ProbeArgs),
     /// Benchmark a RESP server (a tierkv proxy, redis-server, …) or, with
     /// `--target native://MASTER:PORT`, the DS shards directly, with YCSB workloads A–F or
     /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
@@ -57,6 +60,53 @@ struct DevArgs {
     /// Clients must AUTH with this password (`CONFIG SET requirepass` changes it).
     #[arg(long)]
     requirepass: Option<String>,
+    /// Failure-detection probes run in this process (named dev-probe-0.., zone "dev").
+    #[arg(long, default_value_t = 1)]
+    probes: usize,
+    /// Memory the DS node's shards may hold (Redis units: 32mb, 1gb; 0 = unlimited); above
+    /// it the coldest values move to the shard log. Default: a quarter of the machine's RAM.
+    #[arg(long, value_parser = parse_memory_flag)]
+    maxmemory: Option<u64>,
+}
+
+/// Parses a size flag in Redis's units (`32mb`, `1gb`, bytes without a unit).
+fn parse_memory_flag(s: &str) -> Result<u64, String> {
+    proxy::settings::parse_memory(s.as_bytes())
+        .ok_or_else(|| format!("{s:?} is not a size (e.g. 268435456, 256mb, 4gb)"))
+}
+
+/// A quarter of the machine's RAM (`MemTotal` in `/proc/meminfo`); 0 (unlimited) where it
+/// cannot be read.
+fn default_maxmemory() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024 / 4)
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// The master's RPC address.
+    #[arg(long)]
+    master: String,
+    /// The probe's zone label (1..=64 bytes).
+    #[arg(long)]
+    zone: String,
+    /// The probe's name, unique in the cluster and stable across restarts (default
+    /// `probe-<zone>-<host name>`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The cluster secret's file (the master creates `<its data-dir>/cluster-secret`).
+    #[arg(long)]
+    cluster_secret_file: PathBuf,
+    /// Time between rounds, ms.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: u64,
+    /// A shard that does not answer a ping within this is unreachable, ms.
+    #[arg(long, default_value_t = 500)]
+    deadline_ms: u64,
 }
 
 #[derive(Debug, Args)]
@@ -102,6 +152,9 @@ struct DsArgs {
     /// Overrides `shards`.
     #[arg(long)]
     shards: Option<usize>,
+    /// Overrides `maxmemory` (Redis units: 32mb, 1gb; 0 = unlimited).
+    #[arg(long, value_parser = parse_memory_flag)]
+    maxmemory: Option<u64>,
     /// Overrides `cluster-secret-file` (the master creates `<its data-dir>/cluster-secret`).
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
@@ -332,6 +385,9 @@ fn ds(args: DsArgs) -> anyhow::Result<()> {
     if let Some(n) = args.shards {
         cfg.shards = n;
     }
+    if let Some(m) = args.maxmemory {
+        cfg.maxmemory = m;
+    }
     if let Some(f) = args.cluster_secret_file {
         cfg.cluster_secret = None;
         cfg.cluster_secret_file = Some(f);
@@ -427,6 +483,46 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
     })
 }
 
+fn probe(args: ProbeArgs) -> anyhow::Result<()> {
+    let name = match args.name {
+        Some(n) => n,
+        None => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_else(|_| "localhost".into());
+            format!("probe-{}-{host}", args.zone)
+        }
+    };
+    let ok = |s: &str| (1..=master::detector::MAX_PROBE_NAME_BYTES).contains(&s.len());
+    if !ok(&name) || !ok(&args.zone) {
+        anyhow::bail!("--name and --zone must be 1..=64 bytes");
+    }
+    if args.interval_ms == 0 || args.deadline_ms == 0 {
+        anyhow::bail!("--interval-ms and --deadline-ms must be > 0");
+    }
+    let mut cfg = probe::ProbeConfig::new(name, args.zone, args.master);
+    cfg.interval = std::time::Duration::from_millis(args.interval_ms);
+    cfg.deadline = std::time::Duration::from_millis(args.deadline_ms);
+    cfg.transport.secret = net::auth::ClusterSecret::load(&args.cluster_secret_file)
+        .with_context(|| format!("cluster secret {}", args.cluster_secret_file.display()))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("start tokio")?;
+    rt.block_on(async move {
+        let pinger = std::sync::Arc::new(probe::NetPinger::new(cfg.transport.clone()));
+        let pool = pinger.pool().clone();
+        let stats = std::sync::Arc::default();
+        println!(
+            "probe {} (zone {}) reporting to {}",
+            cfg.name, cfg.zone, cfg.master
+        );
+        probe::run(cfg, pool, pinger, stats, master::run::shutdown_signal()).await;
+    });
+    Ok(())
+}
+
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -458,10 +554,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
             }),
             requirepass: args.requirepass,
+            probes: args.probes,
+            maxmemory: args.maxmemory.unwrap_or_else(default_maxmemory),
         }),
         Command::Master(args) => master(args),
         Command::Ds(args) => ds(args),
         Command::Proxy(args) => proxy(args),
+        Command::Probe(args) => probe(args),
         Command::Bench(args) => bench(args),
     }
 }

@@ -26,6 +26,7 @@
 pub mod compare;
 pub mod keys;
 pub mod native;
+pub mod op;
 pub mod report;
 pub mod resp;
 pub mod runner;

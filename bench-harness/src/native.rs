@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use bytes::Bytes;
-use net::keyspace::{SLOTS, meta_key, slot_start};
+use net::keyspace::{Db, SLOTS, meta_key, slot_start};
 use net::message::handshake::{Hello, Role};
 use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
 use net::message::{GetRouteTable, Message, RouteCtx};
@@ -34,8 +34,8 @@ use net::transport::{CallError, TransportConfig};
 use net::{ClusterId, NodeId};
 
 use crate::keys::record_key;
+use crate::op::Op;
 use crate::resp::Reply;
-use crate::target::Op;
 
 /// Attempts per operation, the first included.
 const MAX_ATTEMPTS: u32 = 10;
@@ -182,7 +182,7 @@ fn request_of(op: &Op) -> (Bytes, KvOp) {
     match op {
         Op::Get(k) => {
             let key = Bytes::copy_from_slice(k.as_bytes());
-            (meta_key(&key), KvOp::StrGet { key })
+            (meta_key(Db::ZERO, &key), KvOp::StrGet { key })
         }
         Op::Set(k, v) => {
             let key = Bytes::copy_from_slice(k.as_bytes());
@@ -193,10 +193,10 @@ fn request_of(op: &Op) -> (Bytes, KvOp) {
                 cond: Cond::Always {},
                 get_old: false,
             };
-            (meta_key(&key), op)
+            (meta_key(Db::ZERO, &key), op)
         }
         Op::Scan { first, len } => {
-            let start = meta_key(record_key(*first).as_bytes());
+            let start = meta_key(Db::ZERO, record_key(*first).as_bytes());
             let op = KvOp::Scan {
                 start: start.clone(),
                 end: slot_start(SLOTS),
@@ -422,7 +422,7 @@ mod tests {
     #[test]
     fn operations_map_to_string_commands() {
         let (route, op) = request_of(&Op::Get("k".into()));
-        assert_eq!(route, meta_key(b"k"));
+        assert_eq!(route, meta_key(Db::ZERO, b"k"));
         assert_eq!(op, KvOp::StrGet { key: "k".into() });
         let (_, op) = request_of(&Op::Set("k".into(), Bytes::from_static(b"v")));
         assert!(matches!(
@@ -433,7 +433,7 @@ mod tests {
             }
         ));
         let (route, op) = request_of(&Op::Scan { first: 3, len: 7 });
-        assert_eq!(route, meta_key(record_key(3).as_bytes()));
+        assert_eq!(route, meta_key(Db::ZERO, record_key(3).as_bytes()));
         assert!(matches!(op, KvOp::Scan { limit: 7, .. }));
         assert_eq!(
             reply_of(&OpResult::Value { value: None }),

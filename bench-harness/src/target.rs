@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
-use bytes::Bytes;
 
 use crate::keys::record_key;
 use crate::native::{NativeConn, Routes};
@@ -18,22 +17,7 @@ pub const NATIVE_SCHEME: &str = "native://";
 /// The optional prefix of a RESP target.
 pub const RESP_SCHEME: &str = "resp://";
 
-/// One benchmark operation, independent of the protocol.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Read one key (RESP `GET`, native `StrGet`).
-    Get(String),
-    /// Write one key (RESP `SET`, native `StrSet`).
-    Set(String, Bytes),
-    /// Read `len` records starting with record `first` (RESP: `MGET` of records
-    /// `first..first + len`; native: a `Scan` of `len` entries from the first record's key).
-    Scan {
-        /// The first record number.
-        first: u64,
-        /// How many records.
-        len: u64,
-    },
-}
+pub use crate::op::Op;
 
 /// A target, resolved once per phase and shared by its connection tasks.
 #[derive(Debug, Clone)]

@@ -80,6 +80,10 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_replicas_created_total", m.replicas_created_total),
         ("ds_replicas_destroyed_total", m.replicas_destroyed_total),
         ("ds_splits_total", m.splits_total),
+        ("ds_load_reads_total", m.load.reads),
+        ("ds_load_writes_total", m.load.writes),
+        ("ds_load_read_bytes_total", m.load.read_bytes),
+        ("ds_load_write_bytes_total", m.load.write_bytes),
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }
@@ -107,7 +111,33 @@ pub fn render(m: &ShardMetrics) -> String {
         1.0,
     );
     render_cold(&mut s, &m.cold);
+    render_policy(&mut s, &m.policy);
+    m.gc.render(&mut s);
+    summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
     s
+}
+
+fn render_policy(s: &mut String, p: &crate::server::policy::PolicyMetrics) {
+    for (name, v) in [
+        ("ds_policy_demotions_total", p.demotions_total),
+        ("ds_policy_demoted_bytes_total", p.demoted_bytes_total),
+        ("ds_policy_steps_total", p.steps_total),
+        ("ds_policy_second_chances_total", p.second_chances_total),
+        ("ds_policy_stuck_total", p.stuck_total),
+        ("ds_policy_errors_total", p.errors_total),
+        ("ds_promotions_total", p.promotions_total),
+        ("ds_cold_hits_total", p.transient_loads_total),
+        ("ds_transient_drops_total", p.transient_drops_total),
+    ] {
+        s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
+    }
+    for (name, v) in [
+        ("ds_maxmemory_bytes", p.budget_bytes),
+        ("ds_memory_accounted_bytes", p.accounted_bytes),
+        ("ds_policy_behind", p.behind),
+    ] {
+        s.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
+    }
 }
 
 fn render_cold(s: &mut String, c: &crate::server::metrics::ColdMetrics) {

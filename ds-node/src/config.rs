@@ -109,6 +109,43 @@ pub struct DsConfig {
     /// Share of the hot value bytes one periodic demotion makes cold, percent. Default 100;
     /// valid 1..=100.
     pub demote_percent: u32,
+    /// Memory the node's shards may hold, bytes, split evenly among them (`server::policy`):
+    /// above its share a shard demotes its coldest values to the shard log. What is counted:
+    /// the tree (arena pages, key suffixes, pointers, inline values, a per-entry allocator
+    /// overhead); not counted: log and network buffers, Raft's cached entries, the process's
+    /// code and allocator slack. 0 = unlimited. Default 0 (`tierkv dev` sets a share of RAM).
+    pub maxmemory: u64,
+    /// Cold values read twice within `promote-window-ms` come back into memory while the
+    /// shard holds less than this percentage of its share of `maxmemory`. Default 70; 0..=100.
+    pub promote_below_percent: u32,
+    /// Window of the two reads that promote a cold value, milliseconds. Default 60000;
+    /// 1000..=3000000.
+    pub promote_window_ms: u64,
+    /// How often the memory policy checks a shard under its share, milliseconds (above it, it
+    /// works step after step). Default 100.
+    pub policy_tick_ms: u64,
+    /// How often each shard's log garbage collector looks for work, milliseconds; 0 never.
+    /// Default 1000.
+    pub gc_every_ms: u64,
+    /// Device traffic (reads + writes) one shard's collector may cause, bytes per second.
+    /// Default 64 MiB.
+    pub gc_bytes_per_sec: u64,
+    /// A pass runs when the shard log's segments take more than this percentage of the
+    /// bytes live pointers name (and at least one segment more). Default 150; valid
+    /// 105 ..= 10000.
+    pub gc_space_percent: u32,
+    /// Most segments one pass collects. Default 4; valid 1 ..= 1024.
+    pub gc_max_victims: usize,
+    /// No pass while the shard log's segments take less than this percentage of
+    /// `log-file-bytes` (copying values of a small log early copies values about to be
+    /// overwritten). Default 25; valid 0 ..= 90.
+    pub gc_start_percent: u32,
+    /// Bytes of shard-log segments the node may use, divided equally among its shards; when
+    /// a shard's log stays at its share after a forced collection pass, writes that could
+    /// add data are refused (`-OOM command not allowed when used disk > 'maxdisksize'.`)
+    /// while reads, deletes and expiry go on. 0: no limit (`log-file-bytes` bounds the log).
+    /// Default 0.
+    pub maxdisksize: u64,
     /// Largest snapshot a replica accepts, bytes. Default 4 GiB.
     pub max_snapshot_bytes: u64,
     /// Bytes per snapshot chunk on the wire (one chunk in flight per transfer). Default 1 MiB.
@@ -160,6 +197,16 @@ impl Default for DsConfig {
             checkpoint_check_ms: 1000,
             demote_every_ms: 0,
             demote_percent: 100,
+            maxmemory: 0,
+            promote_below_percent: 70,
+            promote_window_ms: 60_000,
+            policy_tick_ms: 100,
+            gc_every_ms: 1000,
+            gc_bytes_per_sec: 64 << 20,
+            gc_space_percent: 150,
+            gc_max_victims: 4,
+            gc_start_percent: 25,
+            maxdisksize: 0,
             max_snapshot_bytes: 4 << 30,
             snapshot_chunk_bytes: 1 << 20,
             cluster_secret_file: None,
@@ -206,6 +253,37 @@ impl DsConfig {
         anyhow::ensure!(
             (1..=100).contains(&self.demote_percent),
             "demote-percent must be 1..=100"
+        );
+        anyhow::ensure!(self.gc_bytes_per_sec > 0, "gc-bytes-per-sec > 0");
+        anyhow::ensure!(
+            (105..=10_000).contains(&self.gc_space_percent),
+            "gc-space-percent must be 105 ..= 10000"
+        );
+        anyhow::ensure!(
+            (1..=1024).contains(&self.gc_max_victims),
+            "gc-max-victims must be 1 ..= 1024"
+        );
+        anyhow::ensure!(
+            self.gc_start_percent <= 90,
+            "gc-start-percent must be 0 ..= 90"
+        );
+        anyhow::ensure!(
+            self.maxdisksize == 0
+                || (self.gc_every_ms > 0
+                    && self.maxdisksize / self.shards as u64 >= 4 * self.segment_bytes),
+            "maxdisksize needs gc-every-ms > 0 and at least 4 segments per shard"
+        );
+        anyhow::ensure!(
+            self.promote_below_percent <= 100,
+            "promote-below-percent must be 0..=100"
+        );
+        anyhow::ensure!(
+            (1000..=3_000_000).contains(&self.promote_window_ms),
+            "promote-window-ms must be 1000..=3000000"
+        );
+        anyhow::ensure!(
+            (1..=60_000).contains(&self.policy_tick_ms),
+            "policy-tick-ms must be 1..=60000"
         );
         anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),

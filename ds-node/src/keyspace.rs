@@ -1,21 +1,25 @@
 //! Internal keys of Redis data (DESIGN §2).
 //!
 //! ```text
-//! metadata entry:  'r' | slot u16 BE | len(key) u32 BE | key | 'M'
-//! hash field:      'r' | slot u16 BE | len(key) u32 BE | key | 'F' | version u64 BE | field
-//! list element:    'r' | slot u16 BE | len(key) u32 BE | key | 'L' | version u64 BE | index u64 BE
-//! set member:      'r' | slot u16 BE | len(key) u32 BE | key | 'S' | version u64 BE | member
-//! zset member:     'r' | slot u16 BE | len(key) u32 BE | key | 'Z' | version u64 BE | member
+//! prefix P:        'r' | slot u16 BE | db u8 | len(key) u24 BE | key
+//! metadata entry:  P | 'M'
+//! hash field:      P | 'F' | version u64 BE | field
+//! list element:    P | 'L' | version u64 BE | index u64 BE
+//! set member:      P | 'S' | version u64 BE | member
+//! zset member:     P | 'Z' | version u64 BE | member
 //!                  (value: the score, 8 bytes, `score_bytes`)
-//! zset by score:   'r' | slot u16 BE | len(key) u32 BE | key | 'z' | version u64 BE
+//! zset by score:   P | 'z' | version u64 BE
 //!                  | score_bytes(score) | member   (value: empty)
-//! dedup record:    'r' | slot u16 BE | len(key) u32 BE | key | 'D' | client u64 BE | seq u64 BE
+//! dedup record:    P | 'D' | client u64 BE | seq u64 BE
 //! ```
 //!
+//! `db` is the Redis database (`net::keyspace::Db`); the previous release's prefix was
+//! `'r' | slot | len u32 | key`, whose high length byte is always 0, so its keys are the same
+//! keys in database 0 (`docs/format/redis-keys.md`).
 //! `slot` is the Redis Cluster hash slot (CRC16/XMODEM of the key, or of its `{hash tag}`,
 //! mod 16384), so ranges of Redis data cover slot intervals and keys spread evenly. The
 //! length prefix makes the key's bytes self-delimiting: every internal key of one user key
-//! shares the prefix `'r' | slot | len | key`, no other user key's entries fall between
+//! shares the prefix `'r' | slot | db | len | key`, no other user key's entries fall between
 //! them, and a range split point can always be placed between two user keys. Fields of a
 //! hash sort before its metadata entry (`'F'` < `'M'`). A dedup record
 //! (`range::dedup`) remembers a write to the key by its request id; it is no field and no
@@ -24,7 +28,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-pub use net::keyspace::{REDIS_PREFIX, SLOTS, crc16_xmodem, meta_key, slot};
+pub use net::keyspace::{
+    DATABASES, Db, REDIS_PREFIX, SLOTS, USER_PREFIX_BYTES, crc16_xmodem, db_start, meta_key,
+    parse_user, slot, slot_start,
+};
 
 const META: u8 = b'M';
 /// The tag of a hash field.
@@ -42,18 +49,13 @@ pub const ZSET_SCORE: u8 = b'z';
 /// Every element tag: the sub-keys of a collection of any type.
 pub const ELEMENT_TAGS: [u8; 5] = [FIELD, LIST_ELEMENT, SET_MEMBER, ZSET_MEMBER, ZSET_SCORE];
 
-fn user_prefix(key: &[u8], extra: usize) -> BytesMut {
-    let mut out = BytesMut::with_capacity(1 + 2 + 4 + key.len() + extra);
-    out.put_u8(REDIS_PREFIX);
-    out.put_u16(slot(key));
-    out.put_u32(u32::try_from(key.len()).expect("keys are at most 64 KiB (net::codec)"));
-    out.put_slice(key);
-    out
+fn user_prefix(db: Db, key: &[u8], extra: usize) -> BytesMut {
+    net::keyspace::user_prefix(db, key, extra)
 }
 
 /// The dedup record of write `(client, seq)` to `key` (`range::dedup`).
-pub fn dedup_key(key: &[u8], client: u64, seq: u64) -> Bytes {
-    let mut k = user_prefix(key, 1 + 16);
+pub fn dedup_key(db: Db, key: &[u8], client: u64, seq: u64) -> Bytes {
+    let mut k = user_prefix(db, key, 1 + 16);
     k.put_u8(DEDUP);
     k.put_u64(client);
     k.put_u64(seq);
@@ -61,19 +63,19 @@ pub fn dedup_key(key: &[u8], client: u64, seq: u64) -> Bytes {
 }
 
 /// The sub-key of `field` in version `version` of hash `key`.
-pub fn field_key(key: &[u8], version: u64, field: &[u8]) -> Bytes {
-    let mut k = field_prefix(key, version, field.len());
+pub fn field_key(db: Db, key: &[u8], version: u64, field: &[u8]) -> Bytes {
+    let mut k = field_prefix(db, key, version, field.len());
     k.put_slice(field);
     k.freeze()
 }
 
 /// The prefix shared by every field of version `version` of hash `key`.
-pub fn field_prefix_bytes(key: &[u8], version: u64) -> Bytes {
-    field_prefix(key, version, 0).freeze()
+pub fn field_prefix_bytes(db: Db, key: &[u8], version: u64) -> Bytes {
+    field_prefix(db, key, version, 0).freeze()
 }
 
-fn field_prefix(key: &[u8], version: u64, extra: usize) -> BytesMut {
-    let mut k = user_prefix(key, 1 + 8 + extra);
+fn field_prefix(db: Db, key: &[u8], version: u64, extra: usize) -> BytesMut {
+    let mut k = user_prefix(db, key, 1 + 8 + extra);
     k.put_u8(FIELD);
     k.put_u64(version);
     k
@@ -81,8 +83,8 @@ fn field_prefix(key: &[u8], version: u64, extra: usize) -> BytesMut {
 
 /// The sub-key of element `element` of version `version` of collection `key` under `tag`
 /// (one of [`ELEMENT_TAGS`]).
-pub fn element_key(key: &[u8], tag: u8, version: u64, element: &[u8]) -> Bytes {
-    let mut k = user_prefix(key, 1 + 8 + element.len());
+pub fn element_key(db: Db, key: &[u8], tag: u8, version: u64, element: &[u8]) -> Bytes {
+    let mut k = user_prefix(db, key, 1 + 8 + element.len());
     k.put_u8(tag);
     k.put_u64(version);
     k.put_slice(element);
@@ -90,20 +92,20 @@ pub fn element_key(key: &[u8], tag: u8, version: u64, element: &[u8]) -> Bytes {
 }
 
 /// The prefix shared by every element of version `version` of `key` under `tag`.
-pub fn element_prefix(key: &[u8], tag: u8, version: u64) -> Bytes {
-    element_key(key, tag, version, &[])
+pub fn element_prefix(db: Db, key: &[u8], tag: u8, version: u64) -> Bytes {
+    element_key(db, key, tag, version, &[])
 }
 
 /// The prefix shared by every element of `key` under `tag`, whatever its version.
-pub fn tag_prefix(key: &[u8], tag: u8) -> Bytes {
-    let mut k = user_prefix(key, 1);
+pub fn tag_prefix(db: Db, key: &[u8], tag: u8) -> Bytes {
+    let mut k = user_prefix(db, key, 1);
     k.put_u8(tag);
     k.freeze()
 }
 
 /// The sub-key of list element `index` of version `version` of `key`.
-pub fn list_element_key(key: &[u8], version: u64, index: u64) -> Bytes {
-    element_key(key, LIST_ELEMENT, version, &index.to_be_bytes())
+pub fn list_element_key(db: Db, key: &[u8], version: u64, index: u64) -> Bytes {
+    element_key(db, key, LIST_ELEMENT, version, &index.to_be_bytes())
 }
 
 /// A score as 8 bytes whose byte order is the numeric order of the scores (IEEE-754 bits with
@@ -143,27 +145,22 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Bytes> {
     None
 }
 
-/// If `internal` is a metadata entry, the user key it belongs to.
-pub fn user_key_of_meta(internal: &[u8]) -> Option<&[u8]> {
-    let rest = internal.strip_prefix(&[REDIS_PREFIX])?;
-    let len = u32::from_be_bytes(rest.get(2..6)?.try_into().ok()?) as usize;
-    let key = rest.get(6..6 + len)?;
-    (rest.get(6 + len..)? == [META]).then_some(key)
+/// If `internal` is a metadata entry, its database and the user key it belongs to.
+pub fn user_key_of_meta(internal: &[u8]) -> Option<(Db, &[u8])> {
+    let (db, key, rest) = parse_user(internal)?;
+    (rest == [META]).then_some((db, key))
 }
 
-/// If `internal` is an element of a collection (a tag of [`ELEMENT_TAGS`]), its user key and
-/// version.
-pub fn parse_element(internal: &[u8]) -> Option<(&[u8], u64)> {
-    let rest = internal.strip_prefix(&[REDIS_PREFIX])?;
-    let len = u32::from_be_bytes(rest.get(2..6)?.try_into().ok()?) as usize;
-    let key = rest.get(6..6usize.checked_add(len)?)?;
-    let tail = &rest[6 + len..];
+/// If `internal` is an element of a collection (a tag of [`ELEMENT_TAGS`]), its database,
+/// user key and version.
+pub fn parse_element(internal: &[u8]) -> Option<(Db, &[u8], u64)> {
+    let (db, key, tail) = parse_user(internal)?;
     let (&tag, tail) = tail.split_first()?;
     if !ELEMENT_TAGS.contains(&tag) {
         return None;
     }
     let version = u64::from_be_bytes(tail.get(..8)?.try_into().ok()?);
-    Some((key, version))
+    Some((db, key, version))
 }
 
 /// If `internal` is a field sub-key, its field name (the caller knows key and version).
@@ -178,13 +175,14 @@ mod tests {
     #[test]
     fn elements_parse_back_to_their_key_and_version_and_nothing_else_does() {
         let key = &b"{t}k"[..];
+        let db = Db::new(9).expect("a database");
         for tag in ELEMENT_TAGS {
-            let k = element_key(key, tag, 42, b"member");
-            assert_eq!(parse_element(&k), Some((key, 42)));
+            let k = element_key(db, key, tag, 42, b"member");
+            assert_eq!(parse_element(&k), Some((db, key, 42)));
             assert_eq!(parse_element(&k[..k.len() - 7]), None, "cut in the version");
         }
-        assert_eq!(parse_element(&meta_key(key)), None);
-        assert_eq!(parse_element(&dedup_key(key, 1, 2)), None);
+        assert_eq!(parse_element(&meta_key(db, key)), None);
+        assert_eq!(parse_element(&dedup_key(db, key, 1, 2)), None);
         assert_eq!(parse_element(b"raw"), None);
         assert_eq!(
             parse_element(&[REDIS_PREFIX, 0, 0, 0xff, 0xff, 0xff, 0xff]),
@@ -230,15 +228,16 @@ mod tests {
     fn every_internal_key_of_a_user_key_is_contiguous() {
         // "ab" and "a" share a slot only by chance; force the slot with a hash tag.
         let (a, ab) = (&b"{t}a"[..], &b"{t}ab"[..]);
+        let z = Db::ZERO;
         let mut keys = [
-            meta_key(a),
-            field_key(a, 1, b"zzz"),
-            meta_key(ab),
-            field_key(ab, 1, b""),
+            meta_key(z, a),
+            field_key(z, a, 1, b"zzz"),
+            meta_key(z, ab),
+            field_key(z, ab, 1, b""),
         ];
         keys.sort();
         let owner = |k: &Bytes| {
-            if k.starts_with(&user_prefix(a, 0)) {
+            if k.starts_with(&user_prefix(z, a, 0)) {
                 "a"
             } else {
                 "ab"
@@ -246,15 +245,70 @@ mod tests {
         };
         let owners: Vec<_> = keys.iter().map(owner).collect();
         assert_eq!(owners, ["a", "a", "ab", "ab"]);
-        assert!(field_key(a, 1, b"zzz") < meta_key(a));
+        assert!(field_key(z, a, 1, b"zzz") < meta_key(z, a));
     }
 
     #[test]
     fn metadata_keys_decode_back_to_user_keys() {
         let k = b"user:\x00\xff:1";
-        assert_eq!(user_key_of_meta(&meta_key(k)), Some(&k[..]));
-        assert_eq!(user_key_of_meta(&field_key(k, 3, b"f")), None);
+        let db = Db::new(15).expect("a database");
+        assert_eq!(user_key_of_meta(&meta_key(db, k)), Some((db, &k[..])));
+        assert_eq!(user_key_of_meta(&field_key(db, k, 3, b"f")), None);
         assert_eq!(user_key_of_meta(b"r\x00"), None);
+    }
+
+    /// The previous release's prefix, written out byte by byte.
+    fn old_prefix(key: &[u8]) -> Vec<u8> {
+        let mut k = vec![REDIS_PREFIX];
+        k.extend_from_slice(&slot(key).to_be_bytes());
+        k.extend_from_slice(&(key.len() as u32).to_be_bytes());
+        k.extend_from_slice(key);
+        k
+    }
+
+    #[test]
+    fn every_old_layout_entry_is_the_same_entry_in_db_0() {
+        let key = &b"user:1"[..];
+        let old = |tail: &[u8]| [&old_prefix(key)[..], tail].concat();
+        let z = Db::ZERO;
+        assert_eq!(meta_key(z, key)[..], old(b"M")[..]);
+        assert_eq!(
+            field_key(z, key, 5, b"f")[..],
+            old(&[&b"F"[..], &5u64.to_be_bytes(), b"f"].concat())[..]
+        );
+        assert_eq!(
+            list_element_key(z, key, 5, 9)[..],
+            old(&[&b"L"[..], &5u64.to_be_bytes(), &9u64.to_be_bytes()].concat())[..]
+        );
+        assert_eq!(
+            dedup_key(z, key, 1, 2)[..],
+            old(&[&b"D"[..], &1u64.to_be_bytes(), &2u64.to_be_bytes()].concat())[..]
+        );
+        let element = old(&[&b"S"[..], &5u64.to_be_bytes(), b"m"].concat());
+        assert_eq!(parse_element(&element), Some((z, key, 5)));
+        assert_eq!(user_key_of_meta(&old(b"M")), Some((z, key)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn elements_round_trip_their_database_key_and_version(
+            db in 0u8..DATABASES,
+            key in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+            tag in proptest::sample::select(&ELEMENT_TAGS[..]),
+            version: u64,
+            element in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+        ) {
+            let db = Db::new(db).expect("below DATABASES");
+            let k = element_key(db, &key, tag, version, &element);
+            proptest::prop_assert_eq!(parse_element(&k), Some((db, &key[..], version)));
+            let m = meta_key(db, &key);
+            proptest::prop_assert_eq!(user_key_of_meta(&m), Some((db, &key[..])));
+            // Every entry of (slot, db) lies in [db_start, next db_start).
+            let s = slot(&key);
+            proptest::prop_assert!(db_start(s, db) <= k && db_start(s, db) <= m);
+            let next = Db::new(db.get() + 1).map_or_else(|| slot_start(s + 1), |n| db_start(s, n));
+            proptest::prop_assert!(k < next && m < next);
+        }
     }
 
     #[test]

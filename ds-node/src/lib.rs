@@ -10,7 +10,8 @@
 //!   ds-node writes into the shard log.
 //! - [`server`]: a shard — recovery, the ready loop (group commit across all Raft groups),
 //!   request handling.
-//! - [`worker`]: master heartbeats and bootstrap.
+//! - [`worker`]: master heartbeats and bootstrap; [`load`]: the reads and writes per range
+//!   the heartbeats report (a leaf: no imports from this crate).
 //! - [`core`]: glommio glue (the only module naming glommio).
 //! - [`config`], [`node`]: settings and [`run`]; [`admin`]: `GET /metrics`.
 //! - [`offline`]: the contents of a stopped node's data directory (replica comparisons).
@@ -26,6 +27,7 @@ pub mod admin;
 pub mod config;
 pub mod core;
 pub mod keyspace;
+pub mod load;
 pub mod node;
 pub mod offline;
 pub mod range;

@@ -265,6 +265,8 @@ async fn shard_main(
     crate::core::spawn(ready::run(Rc::clone(&shard)));
     crate::core::spawn(crate::server::checkpoint::run(Rc::clone(&shard)));
     crate::core::spawn(crate::server::demote::run_periodic(Rc::clone(&shard)));
+    crate::core::spawn(crate::server::policy::run(Rc::clone(&shard)));
+    crate::core::spawn(crate::server::gc::run(Rc::clone(&shard)));
     if cfg.master_addr.is_some() {
         crate::core::spawn(crate::worker::heartbeat::run(Rc::clone(&shard)));
     }
@@ -318,12 +320,25 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
         m.cold.cold_value_bytes = c.cold_value_bytes;
         m.cold.cold_entries = c.cold_entries;
         m.cold.engine_memory_bytes = st.engine.memory_bytes() as u64;
+        m.policy.accounted_bytes = st.engine.accounted().total();
+        m.policy.budget_bytes = shard.policy.budget.get();
+        m.policy.behind = u64::from(shard.policy.behind.get());
         m.cold.segment_live_bytes = st
             .engine
             .live_bytes()
             .iter()
             .map(|(seg, b)| (shard.index, seg.0, *b))
             .collect();
+        m.gc.log_live_bytes = st.engine.live_bytes_total();
+        m.gc.disk_full_shards = u64::from(shard.disk_full.get());
+    }
+    {
+        let lm = shard.log.metrics();
+        m.gc.log_used_bytes = shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes;
+        m.gc.device_written_bytes = lm.written_bytes_total;
+        m.gc.user_appended_bytes = lm
+            .appended_bytes_total
+            .saturating_sub(m.cold.demoted_bytes_written_total + m.gc.written_bytes_total);
     }
     if let Ok(mut g) = published.lock() {
         *g = Some(m);

@@ -314,7 +314,7 @@ fn expired_keys_read_as_absent_and_expire_conditions_follow_redis() {
         }),
         OpResult::Bool { value: true }
     ));
-    let p_meta = ds_node::keyspace::meta_key(b"p");
+    let p_meta = ds_node::keyspace::meta_key(ds_node::keyspace::Db::ZERO, b"p");
     assert!(
         db.store.get(&p_meta).is_none(),
         "the key is deleted, not left to expire"

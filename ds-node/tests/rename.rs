@@ -203,8 +203,8 @@ fn a_destination_outside_the_range_is_a_crossslot_error_and_changes_nothing() {
     let mut db = Db::new();
     let op = db.hset("a", "f", "v");
     db.run(op).unwrap();
-    let a_meta = net::keyspace::meta_key(b"a");
-    let b_meta = net::keyspace::meta_key(b"b");
+    let a_meta = net::keyspace::meta_key(net::keyspace::Db::ZERO, b"a");
+    let b_meta = net::keyspace::meta_key(net::keyspace::Db::ZERO, b"b");
     // A range holding "a" but not "b".
     if a_meta < b_meta {
         db.range.end = b_meta.clone();

@@ -148,7 +148,7 @@ fn an_op_that_fails_inside_a_multi_is_its_own_error_and_the_rest_still_run() {
 #[test]
 fn a_multi_whose_keys_span_ranges_applies_nothing() {
     // The range holds "{a}..." keys' slot only: find a key of another slot.
-    let inside = meta_key(b"{a}x");
+    let inside = meta_key(net::keyspace::Db::ZERO, b"{a}x");
     let mut end = inside.to_vec();
     end.push(0xff);
     let mut db = Db::with_range(inside.clone(), Bytes::from(end));

@@ -176,7 +176,7 @@ fn entry_bits_expiry_and_pointer_round_trip() {
     )
     .unwrap();
     let e = t.get(b"k").unwrap();
-    assert!(e.is_dirty() && !e.is_accessed());
+    assert!(e.is_dirty() && e.is_accessed(), "a write is an access");
     assert_eq!((e.pointer(), e.expire_at_ms()), (Some(ptr), Some(1234)));
     let mut m = t.get_mut(b"k").unwrap();
     m.set_dirty(false);
@@ -198,6 +198,50 @@ fn entry_bits_expiry_and_pointer_round_trip() {
 
 /// Demoting drops the inline value (memory goes down by exactly its length) and keeps the
 /// pointer; an entry without a pointer refuses demotion; promotion brings the bytes back.
+/// The access state (clock bit, transient bit, cold-read stamp) lives in the entry's spare
+/// bits: it is set through a shared reference, survives demotion and promotion, costs no
+/// memory, and a rewrite of the key resets it.
+#[test]
+fn access_state_is_kept_in_spare_entry_bits_without_memory() {
+    let mut t = Masstree::new();
+    let ptr = LogPointer {
+        segment: SegmentId(1),
+        offset: 0,
+        len: 5,
+        checksum: 9,
+    };
+    t.insert(
+        b"key-with-a-suffix",
+        Value::inline(b"hello").with_pointer(ptr),
+    )
+    .unwrap();
+    let before = t.memory_bytes();
+    let e = t.get(b"key-with-a-suffix").unwrap();
+    assert!(e.take_accessed(), "a write sets the access bit");
+    assert!(!e.take_accessed(), "the hand cleared it");
+    e.touch();
+    e.set_cold_read_stamp(Some(65_535));
+    assert!(e.is_accessed() && !e.is_transient());
+    let mut m = t.get_mut(b"key-with-a-suffix").unwrap();
+    m.set_transient(true);
+    assert!(m.get().is_transient());
+    assert_eq!(m.demote(), Some(5));
+    let e = t.get(b"key-with-a-suffix").unwrap();
+    assert!(!e.is_transient(), "demotion clears the transient bit");
+    assert_eq!(
+        e.cold_read_stamp(),
+        Some(65_535),
+        "the stamp stays while cold"
+    );
+    t.get_mut(b"key-with-a-suffix").unwrap().promote(b"hello");
+    assert_eq!(t.memory_bytes(), before, "the state costs no memory");
+    t.insert(b"key-with-a-suffix", Value::inline(b"new"))
+        .unwrap();
+    let e = t.get(b"key-with-a-suffix").unwrap();
+    assert_eq!(e.cold_read_stamp(), None);
+    assert!(e.is_accessed());
+}
+
 #[test]
 fn demote_drops_inline_value_and_keeps_pointer() {
     let mut t = Masstree::new();

@@ -1,5 +1,6 @@
 //! The admin endpoint: a minimal HTTP/1.1 server (GET only, one request per connection) with
-//! `/health`, `/status`, `/stores`, `/ranges` (JSON) and `/metrics` (Prometheus text).
+//! `/health`, `/status`, `/stores` (with each store's health, the probes' votes and its
+//! shards' load), `/ranges`, `/probes` (JSON) and `/metrics` (Prometheus text).
 //!
 //! Hand-written to keep the master's dependencies small; it is for operators and scrapers,
 //! not for the request path.
@@ -9,12 +10,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use net::message::ReplicaRole;
+use net::ShardId;
+use net::message::{RangeStats, ReplicaRole, ShardLoad};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::core::Core;
+use crate::core::{Core, ShardLoadSeen};
+use crate::detector::{Health, Verdict, Vote};
 use crate::service::Master;
 use crate::state::StoreState;
 
@@ -127,17 +130,127 @@ pub fn stores_json(core: &Core) -> String {
             out.push(':');
             json_str(&mut out, v);
         }
-        let load = core.store_loads().get(&st.info.store_id);
+        let id = st.info.store_id;
+        let load = core.store_loads().get(&id);
+        let shards: Vec<_> = core
+            .shard_loads()
+            .range((id, ShardId(0))..=(id, ShardId(u32::MAX)))
+            .collect();
+        // With shard heartbeats (protocol 3) the store's figures are the sum of its shards'.
+        let sum = |f: fn(&ShardLoad) -> u64| shards.iter().map(|(_, l)| f(&l.load)).sum::<u64>();
+        let (ops, mem, disk) = if shards.is_empty() {
+            (
+                load.map_or(0, |l| l.stats.ops_per_sec),
+                load.map_or(0, |l| l.stats.mem_used),
+                load.map_or(0, |l| l.stats.disk_used),
+            )
+        } else {
+            (
+                sum(|l| l.read_ops_per_sec + l.write_ops_per_sec),
+                sum(|l| l.mem_used),
+                sum(|l| l.disk_used),
+            )
+        };
         let _ = write!(
             out,
-            "}},\"state\":\"{state}\",\"mem_capacity\":{},\"disk_capacity\":{},\"last_heartbeat_ms\":{},\"ops_per_sec\":{},\"mem_used\":{},\"disk_used\":{}}}",
+            "}},\"state\":\"{state}\",\"mem_capacity\":{},\"disk_capacity\":{},\"last_heartbeat_ms\":{},\"ops_per_sec\":{ops},\"mem_used\":{mem},\"disk_used\":{disk},\"shard_loads\":[",
             st.mem_capacity,
             st.disk_capacity,
             load.map_or(0, |l| l.heartbeat_ms),
-            load.map_or(0, |l| l.stats.ops_per_sec),
-            load.map_or(0, |l| l.stats.mem_used),
-            load.map_or(0, |l| l.stats.disk_used),
         );
+        for (j, ((_, shard), l)) in shards.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            shard_load_json(&mut out, *shard, l);
+        }
+        out.push(']');
+        health_json(&mut out, core.detector().verdicts().get(&id));
+        out.push('}');
+    }
+    out.push(']');
+    out
+}
+
+fn shard_load_json(out: &mut String, shard: ShardId, l: &ShardLoadSeen) {
+    let x = &l.load;
+    let _ = write!(
+        out,
+        "{{\"shard\":{shard},\"heartbeat_ms\":{},\"ranges\":{},\"leaders\":{},\"read_ops_per_sec\":{},\"write_ops_per_sec\":{},\"read_bytes_per_sec\":{},\"write_bytes_per_sec\":{},\"keys\":{},\"size_bytes\":{},\"mem_used\":{},\"disk_used\":{}}}",
+        l.heartbeat_ms,
+        x.ranges,
+        x.leaders,
+        x.read_ops_per_sec,
+        x.write_ops_per_sec,
+        x.read_bytes_per_sec,
+        x.write_bytes_per_sec,
+        x.keys,
+        x.size_bytes,
+        x.mem_used,
+        x.disk_used
+    );
+}
+
+/// `,"health":…,"heartbeat_age_ms":…,"votes":{probe: vote}` of one store.
+fn health_json(out: &mut String, v: Option<&Verdict>) {
+    let Some(v) = v else {
+        out.push_str(",\"health\":null,\"votes\":{}");
+        return;
+    };
+    let _ = write!(
+        out,
+        ",\"health\":\"{}\",\"heartbeat_age_ms\":{},\"votes\":{{",
+        v.health.label(),
+        v.heartbeat_age_ms
+            .map_or("null".to_string(), |a| a.to_string())
+    );
+    for (i, (probe, vote)) in v.votes.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        json_str(out, probe);
+        out.push(':');
+        json_str(out, &vote.to_string());
+    }
+    out.push('}');
+}
+
+/// `/probes`: every probe the master remembers: zone, last report, whether it still votes,
+/// its round-trip time to the master and what it last saw of each store.
+pub fn probes_json(core: &Core, now_ms: u64) -> String {
+    let d = core.detector();
+    let expiry = d.config().probe_expiry_ms;
+    let mut out = String::from("[");
+    for (i, (name, p)) in d.probes().iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"probe\":");
+        json_str(&mut out, name);
+        out.push_str(",\"zone\":");
+        json_str(&mut out, &p.zone);
+        let _ = write!(
+            out,
+            ",\"last_report_ms\":{},\"reporting\":{},\"reports\":{},\"master_rtt_us\":{},\"stores\":{{",
+            p.last_report_ms,
+            now_ms.saturating_sub(p.last_report_ms) < expiry,
+            p.reports_total,
+            p.master_rtt_us
+        );
+        for (j, (store, r)) in p.reach.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            let opt = |x: Option<u64>| x.map_or("null".to_string(), |v| v.to_string());
+            let _ = write!(
+                out,
+                "\"{store}\":{{\"last_ok_ms\":{},\"unreachable_since_ms\":{},\"rtt_us\":{}}}",
+                opt(r.last_ok_ms),
+                opt(r.unreachable_since_ms),
+                r.rtt_us
+            );
+        }
+        out.push_str("}}");
     }
     out.push(']');
     out
@@ -178,11 +291,14 @@ pub fn ranges_json(core: &Core) -> String {
         let load = core.range_loads().get(&r.id);
         let _ = write!(
             out,
-            "],\"size_bytes\":{},\"keys\":{},\"read_qps\":{},\"write_qps\":{}}}",
+            "],\"size_bytes\":{},\"keys\":{},\"read_qps\":{},\"write_qps\":{},\"read_bytes_per_sec\":{},\"write_bytes_per_sec\":{},\"last_heartbeat_ms\":{}}}",
             load.map_or(0, |l| l.stats.size_bytes),
             load.map_or(0, |l| l.stats.keys),
             load.map_or(0, |l| l.stats.read_qps),
             load.map_or(0, |l| l.stats.write_qps),
+            load.map_or(0, |l| l.stats.read_bytes_per_sec),
+            load.map_or(0, |l| l.stats.write_bytes_per_sec),
+            load.map_or(0, |l| l.heartbeat_ms),
         );
     }
     out.push(']');
@@ -201,7 +317,111 @@ fn metrics_text(master: &Master) -> String {
             reason.label()
         ));
     }
+    let now = master.now_ms();
+    master.with_core(|c| {
+        health_metrics(&mut out, c, now);
+        load_metrics(&mut out, c);
+    });
     out
+}
+
+/// `master_store_health{store,state}` (1 for the current state), health transitions,
+/// probes reporting, and each probe's votes.
+fn health_metrics(out: &mut String, core: &Core, now_ms: u64) {
+    let d = core.detector();
+    out.push_str("# TYPE master_store_health gauge\n");
+    for (store, v) in d.verdicts() {
+        for h in Health::ALL {
+            let _ = writeln!(
+                out,
+                "master_store_health{{store=\"{store}\",state=\"{}\"}} {}",
+                h.label(),
+                u8::from(v.health == h)
+            );
+        }
+    }
+    out.push_str("# TYPE master_store_health_transitions_total counter\n");
+    for ((from, to), n) in d.transitions_total() {
+        let _ = writeln!(
+            out,
+            "master_store_health_transitions_total{{from=\"{}\",to=\"{}\"}} {n}",
+            from.label(),
+            to.label()
+        );
+    }
+    out.push_str("# TYPE master_probes_reporting gauge\n");
+    let _ = writeln!(
+        out,
+        "master_probes_reporting {}",
+        d.reporting(now_ms).count()
+    );
+    out.push_str("# TYPE master_probe_reports_total counter\n");
+    out.push_str("# TYPE master_probe_reaches gauge\n");
+    for (name, p) in d.probes() {
+        let mut label = String::new();
+        json_str(&mut label, name);
+        let _ = writeln!(
+            out,
+            "master_probe_reports_total{{probe={label}}} {}",
+            p.reports_total
+        );
+        for (store, v) in d.verdicts() {
+            let reached = v
+                .votes
+                .iter()
+                .any(|(n, vote)| n == name && *vote == Vote::Reached);
+            let _ = writeln!(
+                out,
+                "master_probe_reaches{{probe={label},store=\"{store}\"}} {}",
+                u8::from(reached)
+            );
+        }
+    }
+}
+
+/// Per-shard load (`master_shard_*`) and per-range load of the range leaders
+/// (`master_range_*`).
+fn load_metrics(out: &mut String, core: &Core) {
+    type Field = fn(&ShardLoad) -> u64;
+    let fields: [(&str, Field); 8] = [
+        ("read_ops_per_sec", |l| l.read_ops_per_sec),
+        ("write_ops_per_sec", |l| l.write_ops_per_sec),
+        ("read_bytes_per_sec", |l| l.read_bytes_per_sec),
+        ("write_bytes_per_sec", |l| l.write_bytes_per_sec),
+        ("keys", |l| l.keys),
+        ("size_bytes", |l| l.size_bytes),
+        ("mem_used_bytes", |l| l.mem_used),
+        ("disk_used_bytes", |l| l.disk_used),
+    ];
+    for (name, f) in fields {
+        let _ = writeln!(out, "# TYPE master_shard_{name} gauge");
+        for ((store, shard), l) in core.shard_loads() {
+            let _ = writeln!(
+                out,
+                "master_shard_{name}{{store=\"{store}\",shard=\"{shard}\"}} {}",
+                f(&l.load)
+            );
+        }
+    }
+    type RangeField = fn(&RangeStats) -> u64;
+    let fields: [(&str, RangeField); 6] = [
+        ("read_ops_per_sec", |l| l.read_qps),
+        ("write_ops_per_sec", |l| l.write_qps),
+        ("read_bytes_per_sec", |l| l.read_bytes_per_sec),
+        ("write_bytes_per_sec", |l| l.write_bytes_per_sec),
+        ("keys", |l| l.keys),
+        ("size_bytes", |l| l.size_bytes),
+    ];
+    for (name, f) in fields {
+        let _ = writeln!(out, "# TYPE master_range_{name} gauge");
+        for (range, l) in core.range_loads() {
+            let _ = writeln!(
+                out,
+                "master_range_{name}{{range=\"{range}\"}} {}",
+                f(&l.stats)
+            );
+        }
+    }
 }
 
 /// The response to `GET path`: (status, content type, body).
@@ -212,6 +432,10 @@ pub fn respond(master: &Master, path: &str) -> (u16, &'static str, String) {
         "/status" => (200, JSON, master.with_core(|c| status_json(c))),
         "/stores" => (200, JSON, master.with_core(|c| stores_json(c))),
         "/ranges" => (200, JSON, master.with_core(|c| ranges_json(c))),
+        "/probes" => {
+            let now = master.now_ms();
+            (200, JSON, master.with_core(|c| probes_json(c, now)))
+        }
         "/metrics" => (200, "text/plain; version=0.0.4", metrics_text(master)),
         _ => (404, "text/plain", "not found\n".into()),
     }

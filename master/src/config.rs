@@ -56,7 +56,13 @@ default-max-disk-bytes = 274877906944
 max-ops-per-store = 4
 split-size-bytes = 100663296
 split-qps = 30000
+# Failure detection (docs/guides/master.md): a store silent this long -- and, when probes
+# report, unreachable by a majority of them this long -- is dead and its replicas are
+# replaced; a store any probe reached within probe-window-ms is healthy; a probe silent for
+# probe-expiry-ms no longer votes (with no probe reporting, heartbeats alone decide).
 store-down-after-ms = 30000
+probe-window-ms = 5000
+probe-expiry-ms = 15000
 replica-imbalance = 2
 leader-imbalance = 2
 balance-moves-per-run = 4
@@ -145,6 +151,8 @@ struct FileSchedule {
     split_size_bytes: u64,
     split_qps: u64,
     store_down_after_ms: u64,
+    probe_window_ms: u64,
+    probe_expiry_ms: u64,
     replica_imbalance: usize,
     leader_imbalance: usize,
     balance_moves_per_run: usize,
@@ -194,6 +202,8 @@ impl Default for FileSchedule {
             split_size_bytes: s.split_size_bytes,
             split_qps: s.split_qps,
             store_down_after_ms: s.store_down_after_ms,
+            probe_window_ms: s.probe_window_ms,
+            probe_expiry_ms: s.probe_expiry_ms,
             replica_imbalance: s.replica_imbalance,
             leader_imbalance: s.leader_imbalance,
             balance_moves_per_run: s.balance_moves_per_run,
@@ -217,6 +227,10 @@ impl ServerConfig {
         }
         if f.handshake_timeout_ms == 0 || f.max_connections_per_peer == 0 {
             return invalid("handshake-timeout-ms and max-connections-per-peer must be > 0");
+        }
+        let sc = &f.schedule;
+        if sc.probe_window_ms == 0 || sc.probe_expiry_ms <= sc.probe_window_ms {
+            return invalid("schedule.probe-window-ms must be > 0 and below probe-expiry-ms");
         }
         if f.cluster_secret.is_some() && f.cluster_secret_file.is_some() {
             return invalid("set cluster-secret or cluster-secret-file, not both");
@@ -245,6 +259,8 @@ impl ServerConfig {
             split_size_bytes: s.split_size_bytes,
             split_qps: s.split_qps,
             store_down_after_ms: s.store_down_after_ms,
+            probe_window_ms: s.probe_window_ms,
+            probe_expiry_ms: s.probe_expiry_ms,
             replica_imbalance: s.replica_imbalance.max(1),
             leader_imbalance: s.leader_imbalance.max(1),
             balance_moves_per_run: s.balance_moves_per_run,

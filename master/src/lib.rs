@@ -6,6 +6,8 @@
 //! - [`log`]: the durable command log + snapshot (`docs/format/master-log.md`) and recovery.
 //! - [`tso`]: timestamp allocation against a persisted high-water mark (pure; time is a
 //!   parameter).
+//! - [`detector`]: the failure detector: node health from probe reports and heartbeats (pure;
+//!   time is a parameter).
 //! - [`schedule`]: the pure scheduler: cluster view in, operator proposals with explanations
 //!   out; checkers plug in through [`schedule::Checker`].
 //! - [`core`]: the master's synchronous core: state + log + allocators + soft state
@@ -30,6 +32,7 @@ pub mod admin;
 mod codec;
 pub mod config;
 pub mod core;
+pub mod detector;
 pub mod log;
 pub mod metrics;
 pub mod run;

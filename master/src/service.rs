@@ -139,6 +139,11 @@ impl Master {
         }
     }
 
+    /// The master's clock, ms.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
     /// RPC statistics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
@@ -255,6 +260,14 @@ impl Master {
                 let now = self.clock.now_ms();
                 self.lock_core().store_heartbeat(hb, now).map(Message::from)
             }
+            Message::ShardHeartbeat(hb) => {
+                let now = self.clock.now_ms();
+                self.lock_core().shard_heartbeat(hb, now).map(Message::from)
+            }
+            Message::ProbeReport(r) => {
+                let now = self.clock.now_ms();
+                self.lock_core().probe_report(r, now).map(Message::from)
+            }
             other => return Handling::Later(other),
         };
         Handling::Done(self.finish(name, start, reply))
@@ -296,6 +309,14 @@ impl Master {
             Message::StoreHeartbeat(hb) => {
                 let now = self.clock.now_ms();
                 self.lock_core().store_heartbeat(hb, now)?.into()
+            }
+            Message::ShardHeartbeat(hb) => {
+                let now = self.clock.now_ms();
+                self.lock_core().shard_heartbeat(hb, now)?.into()
+            }
+            Message::ProbeReport(r) => {
+                let now = self.clock.now_ms();
+                self.lock_core().probe_report(r, now)?.into()
             }
             Message::StoreRegister(r) => self
                 .blocking(move |c, now| c.register_store(r, now))

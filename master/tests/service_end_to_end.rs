@@ -176,7 +176,7 @@ async fn bootstrap_gives_each_shard_of_the_first_store_one_range_of_the_slots() 
         let Message::Route(route) = must_call(
             &c,
             RouteByKey {
-                key: net::keyspace::meta_key(key),
+                key: net::keyspace::meta_key(net::keyspace::Db::ZERO, key),
             },
         )
         .await

@@ -311,6 +311,15 @@ impl<T: Wire> Wire for Option<T> {
     }
 }
 
+impl<T: Wire> Wire for Box<T> {
+    fn encode(&self, buf: &mut BytesMut) {
+        T::encode(self, buf);
+    }
+    fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+        T::decode(r).map(Box::new)
+    }
+}
+
 impl<T: Wire> Wire for Vec<T> {
     fn encode(&self, buf: &mut BytesMut) {
         put_count(buf, self.len());

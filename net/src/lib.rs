@@ -93,6 +93,19 @@ mod arb {
             0..3,
         )
     }
+    /// The operation of an `InDb` (no `InDb` inside).
+    pub fn boxed_leaf_op() -> impl Strategy<Value = Box<crate::message::kv::KvOp>> {
+        use crate::message::kv::KvOp;
+        prop_oneof![
+            bytes().prop_map(|key| KvOp::StrGet { key }),
+            Just(KvOp::DbFlush {}),
+            leaf_ops().prop_map(|ops| KvOp::Multi {
+                watches: vec![],
+                ops
+            }),
+        ]
+        .prop_map(Box::new)
+    }
     /// Operations of a `Multi` (no nested `Multi`).
     pub fn leaf_ops() -> impl Strategy<Value = Vec<crate::message::kv::KvOp>> {
         use crate::message::kv::KvOp;
@@ -101,6 +114,10 @@ mod arb {
             (bytes(), any::<i64>()).prop_map(|(key, delta)| KvOp::StrIncrBy { key, delta }),
             bytes().prop_map(|key| KvOp::KeyDigest { key }),
             Just(KvOp::RangeFlush {}),
+            (any::<crate::keyspace::Db>(), bytes()).prop_map(|(db, key)| KvOp::InDb {
+                db,
+                op: Box::new(KvOp::KeyDel { key })
+            }),
         ];
         prop::collection::vec(op, 0..4)
     }

@@ -122,8 +122,10 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
             }
         }
         KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
-        KvOp::RangeFlush {} => Ok(()),
-        KvOp::KeyRename { key, dst, .. } | KvOp::KeyCopy { key, dst, .. } => {
+        KvOp::RangeFlush {} | KvOp::DbFlush {} => Ok(()),
+        KvOp::KeyRename { key, dst, .. }
+        | KvOp::KeyCopy { key, dst, .. }
+        | KvOp::KeyCopyDb { key, dst, .. } => {
             user_key(key, 0)?;
             user_key(dst, 0)
         }
@@ -132,7 +134,8 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         KvOp::ZSet { op } => op.check_limits(max_value_bytes),
         KvOp::Bits { op } => op.check_limits(max_value_bytes),
         KvOp::Hll { op } => op.check_limits(),
-        // Operations of a Multi do not nest (refused when decoded): one level of recursion.
+        // Neither `InDb` nor `Multi` nests (refused when decoded): bounded recursion.
+        KvOp::InDb { op, .. } => check_op(op, max_value_bytes),
         KvOp::Multi { watches, ops } => {
             watches.iter().try_for_each(|w| user_key(&w.key, 0))?;
             ops.iter().try_for_each(|op| check_op(op, max_value_bytes))

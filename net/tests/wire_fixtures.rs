@@ -1,6 +1,7 @@
 //! Byte-level fixtures: one frame per message kind, committed under `tests/fixtures/v1/` (the
 //! messages of protocol version 1, whose layouts version 2 keeps) and `tests/fixtures/v2/`
-//! (what version 2 added: the authenticated handshake). A change that alters the bytes of an
+//! (what version 2 added: the authenticated handshake) and `tests/fixtures/v3/` (what version 3
+//! added: the shard heartbeat and probe reports). A change that alters the bytes of an
 //! existing message breaks this test — which is the point: a layout change needs a new
 //! protocol version (`docs/format/wire.md` §6). New messages add new fixtures with
 //! `TIERKV_BLESS=1`.
@@ -367,7 +368,10 @@ fn samples_v2() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(7))),
+            Message::Hello(Hello {
+                max_version: 2,
+                ..Hello::new(Role::Proxy {}, ClusterId(42), NodeId(7))
+            }),
         ),
         (
             "challenge",
@@ -394,6 +398,61 @@ fn samples_v2() -> Vec<(&'static str, Message)> {
     ]
 }
 
+/// What version 3 added: the hello that offers 2..=3, the shard heartbeat and probe reports.
+fn samples_v3() -> Vec<(&'static str, Message)> {
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Probe {}, ClusterId(42), NodeId(0))),
+        ),
+        (
+            "shard_heartbeat",
+            Message::ShardHeartbeat(ShardHeartbeat {
+                store_id: StoreId(1),
+                shard_id: ShardId(1),
+                load: ShardLoad {
+                    ranges: 3,
+                    leaders: 2,
+                    read_ops_per_sec: 1000,
+                    write_ops_per_sec: 500,
+                    read_bytes_per_sec: 16_000,
+                    write_bytes_per_sec: 64_000,
+                    keys: 12_345,
+                    size_bytes: 1 << 20,
+                    mem_used: 2 << 20,
+                    disk_used: 8 << 20,
+                },
+            }),
+        ),
+        (
+            "probe_report",
+            Message::ProbeReport(ProbeReport {
+                probe: "probe-a".into(),
+                zone: "a".into(),
+                master_rtt_us: 120,
+                results: vec![
+                    ProbeResult {
+                        store_id: StoreId(1),
+                        shard_id: ShardId(0),
+                        reachable: true,
+                        rtt_us: 80,
+                    },
+                    ProbeResult {
+                        store_id: StoreId(2),
+                        shard_id: ShardId(1),
+                        reachable: false,
+                        rtt_us: 0,
+                    },
+                ],
+            }),
+        ),
+        (
+            "probe_report_resp",
+            Message::ProbeReportResp(ProbeReportResp { route_version: 9 }),
+        ),
+    ]
+}
+
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -408,6 +467,19 @@ fn version_1_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn version_2_fixtures_decode_to_the_same_messages_and_bytes() {
     check_fixtures("v2", samples_v2());
+}
+
+#[test]
+fn version_3_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v3", samples_v3());
+}
+
+#[test]
+fn the_version_3_hello_offers_versions_2_and_3() {
+    let Message::Hello(h) = &samples_v3()[0].1 else {
+        panic!("first v3 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 3));
 }
 
 #[test]
@@ -444,9 +516,11 @@ fn every_message_kind_has_a_fixture() {
     let kinds: std::collections::BTreeSet<u16> = samples()
         .iter()
         .chain(samples_v2().iter())
+        .chain(samples_v3().iter())
         .map(|(_, m)| m.kind())
         .collect();
-    // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite;
-    // docs/format/wire.md §4); a new kind needs a new sample.
-    assert_eq!(kinds.len(), 35, "kinds with fixtures: {kinds:x?}");
+    // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite), 3 more
+    // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4); a
+    // new kind needs a new sample.
+    assert_eq!(kinds.len(), 38, "kinds with fixtures: {kinds:x?}");
 }

@@ -4,10 +4,11 @@
 //! A blocking command is an [`Attempt`] (the operations of its non-blocking form, run
 //! whenever there may be something to take) and a waiter (its keys and deadline). It first
 //! runs the attempt; when that finds nothing it waits, registered on each of its keys in a
-//! proxy-wide [`Registry`] (FIFO per key), until
+//! proxy-wide [`Registry`] ([`crate::waiters`], FIFO per key), until
 //!
-//! - a write through this proxy that can feed it succeeds on one of its keys ([`feeds`]):
-//!   the router calls [`Registry::after_exec`], which wakes the *first* waiter of the key
+//! - a write through this proxy that can feed it succeeds on one of its keys
+//!   ([`crate::waiters::feeds`]):
+//!   the router calls [`Registry::after_exec`](crate::waiters::Registry::after_exec), which wakes the *first* waiter of the key
 //!   (arrival-order fairness). A woken waiter keeps its place: one that finds nothing
 //!   (another client took the element) is still first; one that is served wakes the next
 //!   waiter of its keys, since elements may remain. A command that arrives behind waiters of
@@ -19,43 +20,40 @@
 //!   most about [`POLL_MAX`] (plus one round trip) after the push;
 //! - the deadline (timeout 0: never), answered with the command's timeout reply.
 //!
+//! Waiters are keyed by database and key: a push to `k` in database 0 does not wake a waiter
+//! of `k` in database 1.
+//!
 //! A client that disconnects while blocked drops its waiter, which removes it from every
 //! queue ([`Waiter`]'s `Drop`). Inside `MULTI` (and wherever blocking is not allowed) the
 //! command runs its attempt once and answers the timeout reply when it finds nothing, as
 //! Redis does.
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use net::message::kv::{KvOp, KvResponse, ListOp, OpResult, ZSetOp};
-use tokio::sync::{Notify, oneshot};
 
+use crate::db::DbRouter;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
 
 /// The first poll interval of a blocked command.
 pub const POLL_START: Duration = Duration::from_millis(10);
 /// The longest poll interval: the bound on how late a push through another proxy is seen.
 pub const POLL_MAX: Duration = Duration::from_millis(100);
-/// How long a write waits at most for the blocked clients it woke to be served.
-pub const SERVE_WAIT: Duration = Duration::from_millis(500);
 
 /// The non-blocking form of a blocking command.
 pub trait Attempt: Send + Sync + fmt::Debug {
     /// Runs it once: `Some(reply)` when served (or failed), `None` when there was nothing
     /// to take. `retry` is false for the first attempt (errors such as WRONGTYPE are then
     /// final; later, a key of the wrong type is skipped as Redis skips it while blocked).
-    fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>>;
+    fn run<'a>(&'a self, router: &'a DbRouter<'a>, retry: bool) -> BoxFuture<'a, Option<Reply>>;
 
     /// What the command answers at once without taking anything, when it arrives behind
     /// other waiters of its keys and does not attempt yet: the error for a key of another
     /// type (reads only). `None`: it waits.
-    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+    fn check<'a>(&'a self, router: &'a DbRouter<'a>) -> BoxFuture<'a, Option<Reply>> {
         let _ = router;
         Box::pin(async { None })
     }
@@ -100,242 +98,16 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
     Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
-/// One registered waiter of a key.
-#[derive(Debug)]
-struct Slot {
-    id: u64,
-    notify: Arc<Notify>,
-    /// Woken and not yet back from its attempt: the next wake-up goes to the next waiter.
-    woken: bool,
-    /// Dropped by the waiter when the attempt it was woken for is done (the writer that woke
-    /// it waits for that: [`Registry::after_exec`]).
-    done: Option<oneshot::Sender<()>>,
-}
-
-#[derive(Debug, Default)]
-struct Inner {
-    next_id: u64,
-    by_key: HashMap<Bytes, VecDeque<Slot>>,
-}
-
-/// The proxy-wide waiters of blocking commands, FIFO per user key.
-#[derive(Debug, Default)]
-pub struct Registry {
-    inner: Mutex<Inner>,
-    /// Registered waiters (the write path skips the registry when 0).
-    waiters: AtomicUsize,
-}
-
-impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Clients blocked now (`INFO` `blocked_clients`).
-    pub fn blocked_clients(&self) -> usize {
-        self.waiters.load(Ordering::Relaxed)
-    }
-
-    /// The waiters queued on `key` (tests).
-    pub fn queued(&self, key: &[u8]) -> usize {
-        self.lock().by_key.get(key).map_or(0, VecDeque::len)
-    }
-
-    /// Registers a waiter at the back of every key's queue.
-    fn register(&self, keys: &[Bytes]) -> Waiter<'_> {
-        let notify = Arc::new(Notify::new());
-        let mut inner = self.lock();
-        inner.next_id += 1;
-        let id = inner.next_id;
-        for k in keys {
-            let q = inner.by_key.entry(k.clone()).or_default();
-            if !q.iter().any(|s| s.id == id) {
-                q.push_back(Slot {
-                    id,
-                    notify: notify.clone(),
-                    woken: false,
-                    done: None,
-                });
-            }
-        }
-        drop(inner);
-        self.waiters.fetch_add(1, Ordering::Relaxed);
-        Waiter {
-            registry: self,
-            id,
-            keys: keys.to_vec(),
-            notify,
-        }
-    }
-
-    /// Wakes the first waiter of `key` not already woken; the receiver completes when its
-    /// attempt is done. It keeps its place in the queue (first, if it was): one that finds
-    /// nothing tries again first next time.
-    pub fn wake(&self, key: &[u8]) -> Option<oneshot::Receiver<()>> {
-        let inner = &mut *self.lock();
-        let s = inner.by_key.get_mut(key)?.iter_mut().find(|s| !s.woken)?;
-        let (tx, rx) = oneshot::channel();
-        s.woken = true;
-        s.done = Some(tx);
-        s.notify.notify_one();
-        Some(rx)
-    }
-
-    /// Wakes the first waiter of each key and waits (at most [`SERVE_WAIT`]) until their
-    /// attempts are done.
-    async fn wake_and_wait(&self, keys: impl Iterator<Item = &Bytes>) {
-        let done: Vec<_> = keys.filter_map(|k| self.wake(k)).collect();
-        if !done.is_empty() {
-            let all = futures_util::future::join_all(done);
-            let _ = tokio::time::timeout(SERVE_WAIT, all).await;
-        }
-    }
-
-    /// Called by the router after it ran `ops`: wakes the waiters of the keys that a
-    /// successful write may have fed, and returns once they have tried (so that, as in
-    /// Redis, when the write's reply goes out the clients it unblocked have been served —
-    /// through this proxy; chains of moves included).
-    pub async fn after_exec(&self, ops: &[(Bytes, KvOp)], results: &[Result<OpResult, ExecError>]) {
-        if self.waiters.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut keys = Vec::new();
-        for ((_, op), r) in ops.iter().zip(results) {
-            let Ok(r) = r else { continue };
-            match (op, r) {
-                (KvOp::Multi { ops, .. }, OpResult::Multi { results }) => {
-                    for (op, r) in ops.iter().zip(results) {
-                        if let KvResponse::Ok { result } = r {
-                            fed_keys(op, result, &mut keys);
-                        }
-                    }
-                }
-                _ => fed_keys(op, r, &mut keys),
-            }
-        }
-        self.wake_and_wait(keys.iter()).await;
-    }
-}
-
-/// The keys a successful `op` may have fed.
-fn fed_keys(op: &KvOp, result: &OpResult, out: &mut Vec<Bytes>) {
-    if feeds(op, result) {
-        out.extend(
-            op.redis_key()
-                .into_iter()
-                .chain(op.other_redis_keys())
-                .cloned(),
-        );
-    }
-}
-
-/// Whether a successful `op` with `result` may have given a blocked command something to
-/// take: a push that added elements, a move that moved one. (Sorted sets add their adds.)
-pub fn feeds(op: &KvOp, result: &OpResult) -> bool {
-    match (op, result) {
-        (
-            KvOp::List {
-                op: ListOp::Push { .. },
-            },
-            OpResult::Int { value },
-        ) => *value > 0,
-        (
-            KvOp::List {
-                op: ListOp::Move { .. },
-            },
-            OpResult::Value { value },
-        ) => value.is_some(),
-        // Writes that may leave members in a sorted set (BZPOPMIN, BZMPOP).
-        (
-            KvOp::ZSet {
-                op:
-                    ZSetOp::Add { .. }
-                    | ZSetOp::Combine { .. }
-                    | ZSetOp::RangeStore { .. }
-                    | ZSetOp::Replace { .. },
-            },
-            _,
-        ) => true,
-        _ => false,
-    }
-}
-
-/// A registered waiter; dropping it removes it from every queue.
-#[derive(Debug)]
-struct Waiter<'r> {
-    registry: &'r Registry,
-    id: u64,
-    keys: Vec<Bytes>,
-    notify: Arc<Notify>,
-}
-
-impl Waiter<'_> {
-    /// Whether the waiter is first in the queue of one of its keys: only such a waiter
-    /// attempts on its own (at arrival, on a poll), so that the waiters of this proxy are
-    /// served in arrival order.
-    fn is_first(&self) -> bool {
-        let inner = self.registry.lock();
-        self.keys.iter().any(|k| {
-            inner
-                .by_key
-                .get(k)
-                .and_then(VecDeque::front)
-                .is_some_and(|s| s.id == self.id)
-        })
-    }
-
-    /// Takes the done signals of the wake-ups it got (dropped when the attempt is done).
-    fn take_done(&self) -> Vec<oneshot::Sender<()>> {
-        let mut inner = self.registry.lock();
-        let mut out = Vec::new();
-        for k in &self.keys {
-            if let Some(q) = inner.by_key.get_mut(k) {
-                let mine = q.iter_mut().filter(|s| s.id == self.id);
-                out.extend(mine.filter_map(|s| s.done.take()));
-            }
-        }
-        out
-    }
-
-    /// Clears the waiter's woken marks (its attempt is done; the next wake-up may be its).
-    fn rearm(&self) {
-        let mut inner = self.registry.lock();
-        for k in &self.keys {
-            if let Some(q) = inner.by_key.get_mut(k) {
-                q.iter_mut()
-                    .filter(|s| s.id == self.id)
-                    .for_each(|s| s.woken = false);
-            }
-        }
-    }
-}
-
-impl Drop for Waiter<'_> {
-    fn drop(&mut self) {
-        let mut inner = self.registry.lock();
-        for k in &self.keys {
-            if let Some(q) = inner.by_key.get_mut(k) {
-                q.retain(|s| s.id != self.id);
-                if q.is_empty() {
-                    inner.by_key.remove(k);
-                }
-            }
-        }
-        drop(inner);
-        self.registry.waiters.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Runs a blocking command to its reply (see the module documentation). Cancel-safe: dropping
 /// the future (the client went away) unregisters it.
-pub async fn run(router: &Router, b: &Blocked) -> Reply {
+pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     if !b.block {
         return once(router, b).await;
     }
-    let registry = &router.blocking;
+    let registry = &router.raw().blocking;
     // Registered before the first attempt, so a push that lands between the attempt and the
     // wait is not missed (its wake-up is kept by the `Notify`).
-    let waiter = registry.register(&b.keys);
+    let waiter = registry.register(router.db(), &b.keys);
     let deadline = b.timeout.map(|t| tokio::time::Instant::now() + t);
     let mut poll = POLL_START;
     // Behind other waiters on every key: not this command's turn yet (Redis would have
@@ -351,10 +123,11 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
     loop {
         if turn {
             if let Some(reply) = b.attempt.run(router, retry).await {
+                let waiter_keys = waiter.keys.clone();
                 drop(waiter);
                 // Elements may remain: the next waiter of each key gets its turn (and the
                 // writer that woke this one waits for those too).
-                registry.wake_and_wait(b.keys.iter()).await;
+                registry.wake_and_wait(waiter_keys.iter()).await;
                 drop(done);
                 return reply;
             }
@@ -379,7 +152,7 @@ pub async fn run(router: &Router, b: &Blocked) -> Reply {
 }
 
 /// The non-blocking form: one attempt, else the empty reply.
-pub async fn once(router: &Router, b: &Blocked) -> Reply {
+pub async fn once(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     match b.attempt.run(router, false).await {
         Some(r) => r,
         None => b.empty_reply.clone(),
@@ -410,41 +183,6 @@ mod tests {
                 Err(Reply::err("timeout is not a float or out of range")),
                 "{bad:?}"
             );
-        }
-    }
-
-    #[test]
-    fn waiters_are_woken_in_arrival_order_and_dropping_unregisters() {
-        let r = Registry::default();
-        let k = Bytes::from_static(b"k");
-        let a = r.register(std::slice::from_ref(&k));
-        let b = r.register(std::slice::from_ref(&k));
-        assert_eq!(r.queued(&k), 2);
-        assert!(a.is_first() && !b.is_first());
-        r.wake(&k);
-        // `a` was first: its permit is stored, `b`'s is not; `a` keeps its place.
-        assert!(a.notify.notified().now_or_never_ready());
-        assert!(!b.notify.notified().now_or_never_ready());
-        assert!(a.is_first());
-        // A second wake-up while `a` is busy goes to `b`.
-        r.wake(&k);
-        assert!(b.notify.notified().now_or_never_ready());
-        a.rearm();
-        r.wake(&k);
-        assert!(a.notify.notified().now_or_never_ready());
-        drop(a);
-        assert!(b.is_first());
-        drop(b);
-        assert_eq!(r.queued(&k), 0);
-        assert_eq!(r.blocked_clients(), 0);
-    }
-
-    trait NowOrNever {
-        fn now_or_never_ready(self) -> bool;
-    }
-    impl<F: std::future::Future<Output = ()>> NowOrNever for F {
-        fn now_or_never_ready(self) -> bool {
-            futures_util::FutureExt::now_or_never(self).is_some()
         }
     }
 }

@@ -9,6 +9,7 @@
 //!   operations and back into Redis replies; [`scan`]: SCAN/KEYS/DBSIZE/HSCAN.
 //! - [`blocking`]: blocking commands (BLPOP...): waiters per key, woken by writes and polls.
 //! - [`glob`]: Redis's glob patterns (KEYS/SCAN/HSCAN MATCH, CONFIG GET), linear-time.
+//! - [`db`]: the connection's database (`SELECT`) applied to the operations it sends.
 //! - [`route`]: the cached route table, shard connection pool and retries.
 //! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
 //! - [`metrics`]: per-command counters and latency histograms for `INFO`.
@@ -18,17 +19,22 @@
 #![deny(missing_docs)]
 
 pub mod blocking;
+pub mod clients;
 pub mod cmd;
+pub mod db;
 pub mod encodings;
 pub mod glob;
 pub mod keyspace;
 pub mod metrics;
+pub mod pubsub;
 pub mod rdb;
 pub mod resp;
 pub mod route;
 pub mod scan;
 pub mod server;
 pub mod settings;
+pub mod shared;
 pub mod unblock;
+pub mod waiters;
 
 pub use server::{ProxyConfig, Shared, serve, serve_metrics};

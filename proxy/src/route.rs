@@ -100,7 +100,7 @@ pub struct Router {
     /// Counters.
     pub stats: RouterStats,
     /// Waiters of blocking commands, woken by the writes that go through [`Self::exec`].
-    pub blocking: crate::blocking::Registry,
+    pub blocking: crate::waiters::Registry,
     /// The write client id of this proxy.
     client: u64,
     /// The last write sequence number handed out.
@@ -126,7 +126,7 @@ impl Router {
             refresh_lock: tokio::sync::Mutex::new(()),
             pool,
             stats: RouterStats::default(),
-            blocking: crate::blocking::Registry::default(),
+            blocking: crate::waiters::Registry::default(),
             client: random_client_id(),
             next_seq: AtomicU64::new(0),
         }
@@ -297,7 +297,11 @@ impl Router {
             }
         }
         let results = run.finish();
-        self.blocking.after_exec(&ops, &results).await;
+        let done = ops
+            .iter()
+            .zip(&results)
+            .filter_map(|((_, op), r)| Some((op, r.as_ref().ok()?)));
+        self.blocking.after_exec(done).await;
         results
     }
 

@@ -1,6 +1,9 @@
 //! Multi-round commands: SCAN (cursor = next hash slot), KEYS and DBSIZE (full scans), and
 //! HSCAN (the whole hash in one reply, cursor 0, as Redis does for small hashes).
 //!
+//! Each runs in the connection's database ([`DbRouter`]); a range's `KeyScan` returns only
+//! that database's keys.
+//!
 //! A SCAN step walks ranges in key order from the first key of its start slot with `KeyScan`
 //! operations, and always stops at a slot boundary: once COUNT keys are gathered it finishes
 //! the current slot and answers with the next slot as the cursor. Slots outlive splits and
@@ -11,10 +14,11 @@ use net::message::kv::{KeyType, KvOp, OpResult};
 
 use crate::cmd::AsyncCmd;
 use crate::cmd::util::{exec_error, unexpected};
+use crate::db::DbRouter;
 use crate::glob::Pattern;
-use crate::keyspace::{SLOTS, slot, slot_of_internal, slot_start};
+use crate::keyspace::{SLOTS, db_start, slot, slot_of_internal, slot_start};
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 
 /// Keys asked of a shard per `KeyScan` step.
 const STEP: u32 = 256;
@@ -25,7 +29,7 @@ const STEP: u32 = 256;
 const MATCH_SLICE: u64 = 256 * 1024;
 
 /// Runs a multi-round command.
-pub async fn run(router: &Router, cmd: AsyncCmd) -> Reply {
+pub async fn run(router: &DbRouter<'_>, cmd: AsyncCmd) -> Reply {
     match cmd {
         AsyncCmd::Scan {
             slot,
@@ -127,7 +131,7 @@ impl<'p> Matcher<'p> {
 /// Keys from slot `from` on, stopping at the first slot boundary after `count` keys; returns
 /// them and the next slot (0: the scan is complete).
 async fn scan(
-    router: &Router,
+    router: &DbRouter<'_>,
     from: u16,
     count: usize,
     type_filter: Option<Option<KeyType>>,
@@ -139,8 +143,11 @@ async fn scan(
     };
     let mut keys = Vec::new();
     // `pos` routes (a key of the range to scan next); `cursor` is what KeyScan starts after
-    // (the range clamps it to its own start).
-    let mut pos = slot_start(from);
+    // (the range clamps it to its own start). Both are internal keys, routed as they are;
+    // the operation runs in the connection's database (the range skips the others).
+    let db = router.db();
+    let router = router.raw();
+    let mut pos = db_start(from, db);
     let mut cursor = pos.clone();
     let end = slot_start(SLOTS);
     // Once enough keys are in, the slot to finish; keys past it are dropped.
@@ -155,7 +162,8 @@ async fn scan(
                 .unwrap_or(STEP)
                 .min(STEP),
             type_filter,
-        };
+        }
+        .into_db(db);
         let mut res = router.exec(vec![(pos.clone(), op)]).await;
         let result = res
             .pop()
@@ -214,7 +222,7 @@ fn before(k: &Bytes) -> Bytes {
     k.slice(..k.len().saturating_sub(1))
 }
 
-async fn hscan(router: &Router, key: Bytes, pattern: Option<Bytes>, novalues: bool) -> Reply {
+async fn hscan(router: &DbRouter<'_>, key: Bytes, pattern: Option<Bytes>, novalues: bool) -> Reply {
     let mut cursor = Bytes::new();
     let mut out = Vec::new();
     let mut matcher = pattern.as_deref().map(|p| Matcher::new(Pattern::new(p)));

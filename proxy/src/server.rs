@@ -26,8 +26,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use net::message::kv::{KvOp, OpResult};
@@ -38,123 +38,19 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cmd::{self, Action, Finish, Session};
-use crate::metrics::{Metrics, Sample, error_class};
-use crate::resp::{Limits, ParseError, Protocol, Reply, RequestParser};
-use crate::route::{ExecError, Router, RouterConfig};
-use crate::settings::Settings;
+use crate::metrics::{Sample, error_class};
+use crate::resp::{ParseError, Protocol, Reply, RequestParser};
+use crate::route::ExecError;
+pub use crate::shared::{ProxyConfig, Shared, now_ms, now_us};
 
 /// A connection's receive buffer when it is not holding a large request.
 const INBUF_BYTES: usize = 16 * 1024;
 /// An idle receive buffer larger than this is given back (a large request has completed).
 const INBUF_KEEP_BYTES: usize = 64 * 1024;
+/// A client idle this long gives its receive buffer back (Redis: 2 s, in `clientsCron`).
+const QBUF_IDLE: Duration = Duration::from_secs(2);
 /// A connection re-reads the timeout settings at least this often.
 const TIMER_CHECK_MAX: Duration = Duration::from_secs(10);
-
-/// Proxy settings.
-#[derive(Debug, Clone)]
-pub struct ProxyConfig {
-    /// The listen address, as reported by `INFO`/`CONFIG GET port`.
-    pub listen: String,
-    /// `requirepass`: clients must `AUTH` first when set (the starting value; `CONFIG SET
-    /// requirepass` changes it, see [`Settings`]).
-    pub requirepass: Option<String>,
-    /// Connected clients at most; more are answered `-ERR max number of clients reached`.
-    pub max_clients: usize,
-    /// Parser limits (`proto-max-bulk-len`, query buffer limits; `max_query_buffer_bytes` is
-    /// `client-query-buffer-limit`'s starting value).
-    pub limits: Limits,
-    /// Redis's `timeout`: a client idle this long is closed; zero (the default) never.
-    pub idle_timeout: Duration,
-    /// A partial request that receives no byte this long closes the connection. Default
-    /// 30 s; zero: never.
-    pub partial_request_timeout: Duration,
-    /// When a password is set, a connection not authenticated this long after it was
-    /// accepted is closed. Default 10 s; zero: never.
-    pub auth_timeout: Duration,
-    /// Largest output of one batch before the client is disconnected. Default 256 MiB.
-    pub max_output_bytes: usize,
-    /// A write that makes no progress this long disconnects the client. Default 30 s.
-    pub output_stall: Duration,
-    /// Commands per batch at most. Default 1,024.
-    pub max_pipeline: usize,
-    /// How long shutdown waits for connections to finish their batch. Default 5 s.
-    pub shutdown_grace: Duration,
-    /// Routing and shard connections.
-    pub router: RouterConfig,
-}
-
-impl Default for ProxyConfig {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:6379".into(),
-            requirepass: None,
-            max_clients: 10_000,
-            limits: Limits::default(),
-            idle_timeout: Duration::ZERO,
-            partial_request_timeout: Duration::from_secs(30),
-            auth_timeout: Duration::from_secs(10),
-            max_output_bytes: 256 * 1024 * 1024,
-            output_stall: Duration::from_secs(30),
-            max_pipeline: 1024,
-            shutdown_grace: Duration::from_secs(5),
-            router: RouterConfig::default(),
-        }
-    }
-}
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub struct Shared {
-    /// Settings.
-    pub cfg: ProxyConfig,
-    /// The settings `CONFIG SET` changes (they start from `cfg`).
-    pub settings: Settings,
-    /// Routing.
-    pub router: Router,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Connected clients.
-    pub clients: AtomicUsize,
-    /// Clients blocked now (`CLIENT UNBLOCK`).
-    pub blocked: crate::unblock::Blocked,
-    next_id: AtomicU64,
-    /// When the proxy started.
-    pub started: Instant,
-}
-
-impl Shared {
-    /// Shared state for `cfg`.
-    pub fn new(cfg: ProxyConfig) -> Arc<Self> {
-        let router = Router::new(cfg.router.clone());
-        let settings = Settings::new(
-            cfg.requirepass.as_deref(),
-            cfg.limits.max_query_buffer_bytes,
-            cfg.idle_timeout,
-        );
-        Arc::new(Self {
-            cfg,
-            settings,
-            router,
-            metrics: Metrics::default(),
-            clients: AtomicUsize::new(0),
-            blocked: crate::unblock::Blocked::default(),
-            next_id: AtomicU64::new(1),
-            started: Instant::now(),
-        })
-    }
-}
-
-/// Unix time in milliseconds (the clock relative expiries are computed from).
-pub fn now_ms() -> u64 {
-    now_us() / 1000
-}
-
-/// Unix time in microseconds.
-pub fn now_us() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-}
 
 /// Serves Redis clients on `listener` until `shutdown` completes; then stops accepting, lets
 /// each connection finish the batch it is running (within `shutdown_grace`) and returns.
@@ -356,6 +252,8 @@ enum End {
 struct Item {
     name: Option<&'static str>,
     proto: Protocol,
+    /// `CLIENT REPLY OFF|SKIP`: the reply is not sent (RESP3 pushes still are).
+    silent: bool,
     start: Instant,
     what: ItemKind,
 }
@@ -381,7 +279,14 @@ struct Conn<'a> {
     /// (a pipeline of 16 GETs read the clock 32 times, 3 % of the proxy's CPU).
     batch_start: Instant,
     /// A blocking command to run before the rest of the input ([`crate::blocking`]).
-    blocked: Option<(Option<&'static str>, Instant, crate::blocking::Blocked)>,
+    blocked: Option<(
+        Option<&'static str>,
+        Instant,
+        bool,
+        crate::blocking::Blocked,
+    )>,
+    /// The last command run (`CLIENT LIST` `cmd=`).
+    last_cmd: Option<&'static str>,
 }
 
 async fn connection(
@@ -390,11 +295,18 @@ async fn connection(
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
 ) {
+    let laddr = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let (mut rd, wr) = stream.into_split();
+    let id = shared.next_client_id();
+    let registration = shared.client_table.register(id, peer.clone(), laddr);
+    let me = std::sync::Arc::clone(&registration.info);
     let mut conn = Conn {
         shared,
         sess: Session {
-            id: shared.next_id.fetch_add(1, Ordering::Relaxed),
+            id,
             name: None,
             lib_name: None,
             lib_ver: None,
@@ -403,6 +315,9 @@ async fn connection(
             peer,
             since: Instant::now(),
             tx: Default::default(),
+            db: crate::keyspace::Db::ZERO,
+            pubsub: None,
+            reply_mode: cmd::ReplyMode::On,
         },
         wr,
         // Allocated by the first reply: a connection that never gets one costs nothing here.
@@ -412,14 +327,17 @@ async fn connection(
         samples: Vec::new(),
         batch_start: Instant::now(),
         blocked: None,
+        last_cmd: None,
     };
     let mut parser = RequestParser::new(shared.cfg.limits);
     let mut inbuf = BytesMut::with_capacity(INBUF_BYTES);
     // When the last bytes arrived (the start of idleness).
     let mut last_read = conn.batch_start;
-    let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval()));
+    let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval().min(QBUF_IDLE)));
+    conn.publish(&me, &inbuf);
     loop {
-        if inbuf.capacity() - inbuf.len() < 4096 {
+        // A buffer released while idle (capacity 0) is grown by the read itself.
+        if inbuf.capacity() > 0 && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(INBUF_BYTES);
         }
         let n = tokio::select! {
@@ -428,8 +346,22 @@ async fn connection(
                 Err(_) => return,
             },
             _ = stop.changed() => return,
+            () = me.kill.notified() => return,
+            m = next_message(&mut conn.sess.pubsub) => {
+                if conn.deliver(m).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             () = timer.as_mut() => {
                 let now = Instant::now();
+                // As Redis's clientsCron: the receive buffer of a client idle this long is
+                // given back entirely.
+                let release_at = last_read + QBUF_IDLE;
+                if inbuf.is_empty() && inbuf.capacity() > 0 && release_at <= now {
+                    inbuf = BytesMut::new();
+                    me.publish_qbuf(0, 0);
+                }
                 let partial = parser.has_partial(&inbuf);
                 match conn.deadline(partial, last_read) {
                     Some((at, why)) if at <= now => {
@@ -437,7 +369,10 @@ async fn connection(
                         return;
                     }
                     next => {
-                        let check = now + conn.check_interval();
+                        let mut check = now + conn.check_interval();
+                        if inbuf.capacity() > 0 {
+                            check = check.min(release_at.max(now + Duration::from_millis(10)));
+                        }
                         let at = next.map_or(check, |(at, _)| at.min(check));
                         timer.as_mut().reset(at.into());
                         continue;
@@ -448,18 +383,26 @@ async fn connection(
         if n == 0 {
             return;
         }
+        // The last batch held a large request: give its buffer back now that more input
+        // came (kept until then, so that `CLIENT LIST` shows what the batch held).
+        if inbuf.len() == n && inbuf.capacity() > INBUF_KEEP_BYTES && n < INBUF_BYTES {
+            let mut fresh = BytesMut::with_capacity(INBUF_BYTES);
+            fresh.extend_from_slice(&inbuf);
+            inbuf = fresh;
+        }
         parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let mut end = conn.process(&mut parser, &mut inbuf).await;
         while end == End::No {
-            let Some((name, start, b)) = conn.blocked.take() else {
+            let Some((name, start, silent, b)) = conn.blocked.take() else {
                 break;
             };
             if conn.write_out().await.is_err() {
                 return;
             }
             let mut guard = shared.blocked.register(conn.sess.id);
+            let router = crate::db::DbRouter::new(&shared.router, conn.sess.db);
             let reply = tokio::select! {
-                r = crate::blocking::run(&shared.router, &b) => r,
+                r = crate::blocking::run(&router, &b) => r,
                 m = &mut guard.unblocked => match m {
                     Ok(crate::unblock::Mode::Error) => {
                         Reply::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
@@ -473,6 +416,7 @@ async fn connection(
             conn.items.push(Item {
                 name,
                 proto: conn.sess.protocol,
+                silent,
                 start,
                 what: ItemKind::Ready(reply),
             });
@@ -486,9 +430,23 @@ async fn connection(
             let _ = conn.wr.shutdown().await;
             return;
         }
-        if inbuf.is_empty() && inbuf.capacity() > INBUF_KEEP_BYTES {
-            inbuf = BytesMut::with_capacity(INBUF_BYTES);
+        // Parsed bytes were split off the front: take that room back (no allocation), so
+        // the buffer is whole again for the next input and for `CLIENT LIST`.
+        if inbuf.is_empty() && inbuf.capacity() > 0 {
+            inbuf.reserve(INBUF_BYTES);
         }
+        conn.publish(&me, &inbuf);
+    }
+}
+
+/// The next pub/sub message of a subscribed connection (never, for any other); `None` when
+/// its mailbox overflowed.
+async fn next_message(
+    sub: &mut Option<crate::pubsub::Subscriber>,
+) -> Option<crate::pubsub::Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -578,7 +536,7 @@ impl Conn<'_> {
                 }
                 Err(e) => {
                     self.shared.metrics.record_error("ERR");
-                    self.push_ready(None, Reply::err(e));
+                    self.push_ready(None, false, Reply::err(e));
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -599,11 +557,13 @@ impl Conn<'_> {
             }
             let start = self.batch_start;
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
+            let silent = self.sess.reply_mode.next_silent();
+            self.last_cmd = name.or(self.last_cmd);
             if name.is_none() {
                 self.shared.metrics.record_error("ERR");
             }
             match action {
-                Action::Reply(r) => self.push_ready(name, r),
+                Action::Reply(r) => self.push_ready(name, silent, r),
                 Action::Data { ops, finish } => {
                     let first = self.ops.len();
                     let len = ops.len();
@@ -611,6 +571,7 @@ impl Conn<'_> {
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
+                        silent,
                         start,
                         what: ItemKind::Data { first, len, finish },
                     });
@@ -619,7 +580,7 @@ impl Conn<'_> {
                     // Run by `connection` while it watches the socket (a client that goes
                     // away while blocked is dropped); the rest of the input waits.
                     let end = self.flush().await;
-                    self.blocked = Some((name, start, b));
+                    self.blocked = Some((name, start, silent, b));
                     return end;
                 }
                 Action::Async(a) => {
@@ -628,10 +589,12 @@ impl Conn<'_> {
                         return end;
                     }
                     let shared = self.shared;
-                    let reply = crate::scan::run(&shared.router, a).await;
+                    let router = crate::db::DbRouter::new(&shared.router, self.sess.db);
+                    let reply = crate::scan::run(&router, a).await;
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
+                        silent,
                         start,
                         what: ItemKind::Ready(reply),
                     });
@@ -645,12 +608,13 @@ impl Conn<'_> {
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
+                        silent,
                         start,
                         what: ItemKind::Ready(reply),
                     });
                 }
                 Action::Close(r) => {
-                    self.push_ready(name, r);
+                    self.push_ready(name, silent, r);
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -663,10 +627,80 @@ impl Conn<'_> {
         self.flush().await
     }
 
-    fn push_ready(&mut self, name: Option<&'static str>, r: Reply) {
+    /// Publishes this connection's state for `CLIENT LIST` (once per batch).
+    fn publish(&self, me: &crate::clients::ClientInfo, inbuf: &BytesMut) {
+        let sess = &self.sess;
+        let subs = sess.pubsub.as_ref().map_or([0; 3], |s| {
+            [
+                crate::pubsub::Kind::Channel,
+                crate::pubsub::Kind::Pattern,
+                crate::pubsub::Kind::Shard,
+            ]
+            .map(|k| s.names_len(k))
+        });
+        me.publish(crate::clients::State {
+            db: sess.db.get(),
+            resp: if sess.protocol == Protocol::Resp3 {
+                3
+            } else {
+                2
+            },
+            qbuf: inbuf.len(),
+            qbuf_free: inbuf.capacity() - inbuf.len(),
+            obl: self.out.len(),
+            subs,
+            multi: sess
+                .tx
+                .queued_len()
+                .map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX)),
+        });
+        let mut names = me.names();
+        if names.name != sess.name {
+            names.name.clone_from(&sess.name);
+        }
+        if names.lib_name != sess.lib_name || names.lib_ver != sess.lib_ver {
+            names.lib_name.clone_from(&sess.lib_name);
+            names.lib_ver.clone_from(&sess.lib_ver);
+        }
+        if let Some(c) = self.last_cmd
+            && names.cmd != c
+        {
+            names.cmd.clear();
+            names.cmd.push_str(c);
+        }
+    }
+
+    /// Writes pub/sub message `first` and whatever else is queued (up to a batch's worth);
+    /// an error closes the connection (a write failed or the mailbox overflowed).
+    async fn deliver(&mut self, first: Option<crate::pubsub::Message>) -> std::io::Result<()> {
+        let overflow = || std::io::Error::other("pub/sub mailbox overflowed");
+        let mut next = first;
+        for _ in 0..self.shared.cfg.max_pipeline {
+            let Some(m) = next else {
+                tracing::info!(peer = %self.sess.peer, "pub/sub client output buffer limit reached; closing");
+                return Err(overflow());
+            };
+            m.reply().encode(self.sess.protocol, &mut self.out);
+            let Some(sub) = self.sess.pubsub.as_mut() else {
+                break;
+            };
+            if sub.overflowed() {
+                next = None;
+                continue;
+            }
+            match sub.try_next() {
+                Some(m) => next = Some(m),
+                None => break,
+            }
+        }
+        self.write_out().await
+    }
+
+    fn push_ready(&mut self, name: Option<&'static str>, silent: bool, r: Reply) {
         self.items.push(Item {
             name,
             proto: self.sess.protocol,
+            silent,
             start: self.batch_start,
             what: ItemKind::Ready(r),
         });
@@ -709,6 +743,9 @@ impl Conn<'_> {
                 let usec = u64::try_from(done.saturating_duration_since(item.start).as_micros())
                     .unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
+            }
+            if item.silent && !(item.proto == Protocol::Resp3 && reply.is_push()) {
+                continue;
             }
             let before = self.out.len();
             reply.encode(item.proto, &mut self.out);

@@ -14,10 +14,12 @@ use common::{Client, Env, multibulk};
 #[test]
 fn proxy_keyspace_matches_ds_node() {
     for key in [&b"foo"[..], b"", b"{user}:1", b"\r\n\x00bin", &[0xff; 300]] {
-        assert_eq!(
-            proxy::keyspace::meta_key(key),
-            ds_node::keyspace::meta_key(key)
-        );
+        for db in proxy::keyspace::Db::all() {
+            assert_eq!(
+                proxy::keyspace::meta_key(db, key),
+                ds_node::keyspace::meta_key(db, key)
+            );
+        }
         assert_eq!(proxy::keyspace::slot(key), ds_node::keyspace::slot(key));
     }
 }
@@ -38,7 +40,9 @@ fn inline_and_multibulk_commands_get_redis_replies() {
     assert_eq!(c.cmd_args(&[b"GET", key]), "$3\r\nv\r\n\r\n");
     assert_eq!(c.cmd("ECHO hi"), "$2\r\nhi\r\n");
     assert_eq!(c.cmd("SELECT 0"), "+OK\r\n");
-    assert_eq!(c.cmd("SELECT 1"), "-ERR DB index is out of range\r\n");
+    assert_eq!(c.cmd("SELECT 16"), "-ERR DB index is out of range\r\n");
+    assert_eq!(c.cmd("SELECT 1"), "+OK\r\n");
+    assert_eq!(c.cmd("GET k"), "$-1\r\n");
 }
 
 #[test]

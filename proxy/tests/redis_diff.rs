@@ -9,7 +9,7 @@ use common::{Client, Env};
 
 /// Commands whose replies must be byte-identical. Hash fields are inserted in sorted order
 /// (Redis answers small hashes in insertion order, the proxy in field order). Known, deliberate
-/// differences left out: `SELECT n` for n > 0 (one database), `CLIENT SETINFO` (Redis 7.2's,
+/// differences left out: `CLIENT SETINFO` (Redis 7.2's,
 /// while we report 7.0.15), and `INCRBYFLOAT` results that need more than `f64` precision
 /// (Redis computes in `long double`: `INCRBYFLOAT f 3.0e3` on 5.6 gives
 /// `3005.60000000000000009`, the range state machine `3005.6`).

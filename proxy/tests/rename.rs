@@ -20,7 +20,8 @@ fn rename_renamenx_and_copy_answer_as_redis() {
     );
     assert_eq!(c.cmd("COPY a b DB 0"), ":1\r\n");
     assert_eq!(c.cmd("COPY a b"), ":0\r\n");
-    assert_eq!(c.cmd("COPY a b DB 1"), "-ERR DB index is out of range\r\n");
+    assert_eq!(c.cmd("COPY a b DB 16"), "-ERR DB index is out of range\r\n");
+    assert_eq!(c.cmd("COPY a b DB 1"), ":1\r\n");
     assert_eq!(
         c.cmd("COPY a b DB x"),
         "-ERR value is not an integer or out of range\r\n"

@@ -287,7 +287,7 @@ fn diagnose(cluster: &RealCluster, errors: &[&String]) {
         else {
             continue;
         };
-        let mk = proxy::keyspace::meta_key(k.as_bytes());
+        let mk = proxy::keyspace::meta_key(proxy::keyspace::Db::ZERO, k.as_bytes());
         let Some(d) = t.ranges.iter().find(|d| d.contains(&mk)) else {
             eprintln!("{k}: no range in the master's table");
             continue;

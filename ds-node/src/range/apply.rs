@@ -16,12 +16,13 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use net::RpcError;
+use net::keyspace::Db;
 use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlState, WriteOp};
 
 pub use super::ctx::ApplyCtx;
 use super::meta::{self, Meta};
 use super::store::{Entry, KvStore};
-use crate::keyspace::{self, REDIS_PREFIX};
+use crate::keyspace;
 
 /// Largest string value, as Redis's `proto-max-bulk-len` default: 512 MiB.
 pub const MAX_STRING_BYTES: u64 = net::limits::DEFAULT_MAX_VALUE_BYTES as u64;
@@ -106,32 +107,51 @@ fn string_too_long() -> RpcError {
     }
 }
 
-/// Executes `op` in the range of `ctx` against `store`.
+/// Executes `op` in the range of `ctx` against `store` (its Redis keys in database 0 unless
+/// it is a [`KvOp::InDb`]).
 pub fn execute<S: KvStore>(
     store: &mut S,
     op: &KvOp,
     ctx: &ApplyCtx<'_>,
 ) -> Result<OpResult, RpcError> {
+    execute_in(store, op, ctx, Db::ZERO)
+}
+
+/// Executes `op` with its Redis keys in database `db` (a [`KvOp::InDb`] names its own).
+pub fn execute_in<S: KvStore>(
+    store: &mut S,
+    op: &KvOp,
+    ctx: &ApplyCtx<'_>,
+    db: Db,
+) -> Result<OpResult, RpcError> {
     // Deterministic on every replica: an entry over a limit (proposed by an older build, or
     // forged) is an error reply, never an engine failure.
     net::limits::check_op(op, net::limits::DEFAULT_MAX_VALUE_BYTES)?;
-    super::keys::check(op, ctx.range)?;
-    let mut a = Apply { store, ctx: *ctx };
+    let (db, op) = op.in_db(db);
+    super::keys::check(op, ctx.range, db)?;
+    let mut a = Apply {
+        store,
+        ctx: *ctx,
+        db,
+    };
     match op {
         KvOp::RangeFlush {} => Ok(super::flush::flush_range(a.store, ctx.range)),
+        KvOp::DbFlush {} => Ok(super::flush::flush_db(a.store, ctx.range, db)),
         KvOp::Multi { watches, ops } => {
-            super::multi::execute(a.store, watches, ops, ctx, execute::<S>)
+            super::multi::execute(a.store, watches, ops, ctx, db, execute_in::<S>)
         }
-        KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx),
+        KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx, db),
         _ => a.run(op),
     }
 }
 
-/// An operation being applied: the store and the context. The per-type modules (`list`,
-/// `set`, `zset`) add their methods to it.
+/// An operation being applied: the store, the context and the database of its keys. The
+/// per-type modules (`list`, `set`, `zset`) add their methods to it.
 pub(super) struct Apply<'s, 'c, S> {
     pub(super) store: &'s mut S,
     pub(super) ctx: ApplyCtx<'c>,
+    /// The Redis database every internal key is built in.
+    pub(super) db: Db,
 }
 
 impl<S: KvStore> Apply<'_, '_, S> {
@@ -231,7 +251,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             KvOp::StrGetDel { key } => {
                 let v = self.string(key)?;
                 if v.is_some() {
-                    self.store.delete(&keyspace::meta_key(key));
+                    self.store.delete(&keyspace::meta_key(self.db, key));
                 }
                 value(v)
             }
@@ -313,7 +333,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             }
             KvOp::KeyDel { key } => {
                 let existed = self.live(key)?.is_some();
-                self.store.delete(&keyspace::meta_key(key));
+                self.store.delete(&keyspace::meta_key(self.db, key));
                 Ok(OpResult::Bool { value: existed })
             }
             KvOp::KeyExists { key } => Ok(OpResult::Bool {
@@ -352,6 +372,13 @@ impl<S: KvStore> Apply<'_, '_, S> {
             KvOp::KeyObject { key, sample } => self.object(key, *sample),
             KvOp::KeyRename { key, dst, nx } => self.rename(key, dst, *nx),
             KvOp::KeyCopy { key, dst, replace } => self.copy(key, dst, *replace),
+            KvOp::KeyCopyDb {
+                key,
+                dst,
+                dst_db,
+                replace,
+                remove,
+            } => self.copy_db(key, dst, *dst_db, *replace, *remove),
             KvOp::HSet {
                 key,
                 pairs,
@@ -450,12 +477,15 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 seed,
             } => self.hrandfield(key, *count, *with_values, *seed),
             KvOp::ZSet { op } => self.zset(op),
-            // Dispatched by `execute` before `run`.
-            KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => {
-                Err(RpcError::BadRequest {
-                    message: "operation not applied here".into(),
-                })
-            }
+            // Dispatched by `execute` before `run` (an `InDb` here was nested: the decoder
+            // refuses that).
+            KvOp::RangeFlush {}
+            | KvOp::DbFlush {}
+            | KvOp::Multi { .. }
+            | KvOp::KeyDigest { .. }
+            | KvOp::InDb { .. } => Err(RpcError::BadRequest {
+                message: "operation not applied here".into(),
+            }),
         }
     }
 
@@ -587,7 +617,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     /// The live metadata of `key`: expired keys read as absent.
     pub(super) fn live(&self, key: &[u8]) -> Result<Option<Live>, RpcError> {
-        let Some(e) = self.store.get(&keyspace::meta_key(key)) else {
+        self.live_in(self.db, key)
+    }
+
+    /// The live metadata of `key` in database `db`.
+    pub(super) fn live_in(&self, db: Db, key: &[u8]) -> Result<Option<Live>, RpcError> {
+        let Some(e) = self.store.get(&keyspace::meta_key(db, key)) else {
             return Ok(None);
         };
         if e.is_expired(self.ctx.now_ms) {
@@ -600,7 +635,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
     }
 
     pub(super) fn write_meta(&mut self, key: &[u8], meta: &Meta, expire_at_ms: u64) {
-        let mk = keyspace::meta_key(key);
+        self.write_meta_in(self.db, key, meta, expire_at_ms);
+    }
+
+    /// [`Self::write_meta`] in database `db`.
+    pub(super) fn write_meta_in(&mut self, db: Db, key: &[u8], meta: &Meta, expire_at_ms: u64) {
+        let mk = keyspace::meta_key(db, key);
         if expire_at_ms != 0 && expire_at_ms <= self.ctx.now_ms {
             self.store.delete(&mk);
         } else {
@@ -711,42 +751,43 @@ impl<S: KvStore> Apply<'_, '_, S> {
         Ok(OpResult::Bool { value: true })
     }
 
+    /// One `SCAN` step in this operation's database: metadata entries after `cursor`,
+    /// examining at most `count` entries (entries of other databases are skipped by seeking,
+    /// `range::db_walk`); `next` is the last entry examined when the budget ran out. Values
+    /// are read only to filter by type.
     pub(super) fn key_scan(
         &self,
         cursor: &[u8],
         count: u32,
         type_filter: Option<KeyType>,
     ) -> Result<OpResult, RpcError> {
-        let redis_start = [REDIS_PREFIX];
-        let redis_end = [REDIS_PREFIX + 1];
-        let start = if cursor.is_empty() {
-            Bytes::copy_from_slice(&redis_start)
-        } else {
-            after(cursor)
-        };
-        let (lo, hi) = self.range_bounds(&start, &redis_end);
-        let (lo, hi) = (lo.max(Bytes::copy_from_slice(&redis_start)), hi);
-        let limit = count.max(1) as usize;
-        let page = self.store.scan(&lo, hi.as_deref(), limit, false);
-        let next = (page.len() == limit)
-            .then(|| page.last().map(|(k, _)| k.clone()))
-            .flatten();
+        let range = self.ctx.range;
+        let (lo, hi) = super::db_walk::scan_bounds(&range.start, &range.end, cursor);
+        let page =
+            super::db_walk::scan_db(&*self.store, self.db, lo, hi.as_deref(), count as usize);
         let mut keys = Vec::new();
-        for (k, e) in page {
-            let Some(user) = keyspace::user_key_of_meta(&k) else {
-                continue; // a hash field
+        for k in page.keys {
+            let Some((_, user)) = keyspace::user_key_of_meta(&k) else {
+                continue;
             };
-            if e.is_expired(self.ctx.now_ms) {
+            let expiry = self.store.expiry(&k).unwrap_or(0);
+            if expiry != 0 && expiry <= self.ctx.now_ms {
                 continue;
             }
             if let Some(want) = type_filter {
+                let Some(e) = self.store.get(&k) else {
+                    continue;
+                };
                 if meta::decode(&e.value)?.key_type() != want {
                     continue;
                 }
             }
             keys.push(Bytes::copy_from_slice(user));
         }
-        Ok(OpResult::KeyScan { keys, next })
+        Ok(OpResult::KeyScan {
+            keys,
+            next: page.next,
+        })
     }
 
     // ---- hashes ---------------------------------------------------------------------
@@ -765,7 +806,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     fn field(&self, key: &[u8], version: u64, field: &[u8]) -> Option<Bytes> {
         self.store
-            .get(&keyspace::field_key(key, version, field))
+            .get(&keyspace::field_key(self.db, key, version, field))
             .map(|e| e.value)
     }
 
@@ -777,11 +818,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
         after_field: &[u8],
         limit: usize,
     ) -> Vec<(Bytes, Bytes)> {
-        let prefix = keyspace::field_prefix_bytes(key, version);
+        let prefix = keyspace::field_prefix_bytes(self.db, key, version);
         let start = if after_field.is_empty() {
             prefix.clone()
         } else {
-            after(&keyspace::field_key(key, version, after_field))
+            after(&keyspace::field_key(self.db, key, version, after_field))
         };
         let end = keyspace::prefix_end(&prefix);
         self.store
@@ -803,7 +844,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         let mut added = 0i64;
         for (f, v) in pairs {
-            let fk = keyspace::field_key(key, version, f);
+            let fk = keyspace::field_key(self.db, key, version, f);
             let exists = self.store.get(&fk).is_some();
             if exists && only_new {
                 continue;
@@ -852,13 +893,16 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         let mut removed = 0i64;
         for f in fields {
-            if self.store.delete(&keyspace::field_key(key, version, f)) {
+            if self
+                .store
+                .delete(&keyspace::field_key(self.db, key, version, f))
+            {
                 removed += 1;
                 count = count.saturating_sub(1);
             }
         }
         if count == 0 {
-            self.store.delete(&keyspace::meta_key(key));
+            self.store.delete(&keyspace::meta_key(self.db, key));
         } else if removed > 0 {
             self.write_meta(key, &Meta::Hash { version, count }, expire);
         }

@@ -44,8 +44,8 @@ pub struct WriteId {
 
 /// The dedup record's key for `op` written under `id`, if `op` is deduplicated.
 pub fn record_key(op: &KvOp, id: WriteId) -> Option<Bytes> {
-    let key = op.dedup_key()?;
-    let k = keyspace::dedup_key(key, id.client, id.seq);
+    let (db, key) = op.dedup_target(keyspace::Db::ZERO)?;
+    let k = keyspace::dedup_key(db, key, id.client, id.seq);
     (k.len() <= MAX_KEY).then_some(k)
 }
 

@@ -30,6 +30,9 @@ use engines::masstree::{Direction, EntryRef, LogPointer, Masstree, OwnedEntry, S
 
 use super::store::{Entry, KvStore};
 
+mod gc;
+pub use gc::{GcItem, GcWalk};
+
 /// An entry as stored: its bytes, or where they are in the shard log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stored {
@@ -54,6 +57,65 @@ pub struct Candidate {
     pub value: Bytes,
     /// A durable copy it already has.
     pub pointer: Option<LogPointer>,
+}
+
+/// Allocator bytes counted per entry for its heap allocation (suffix, pointer, value): the
+/// allocator's header and rounding (glibc: 8 B header, 16 B granularity, so 8–23 B).
+pub const ALLOC_OVERHEAD: usize = 16;
+
+/// The memory a store accounts for, which `maxmemory` bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accounted {
+    /// Arena pages of the tree's nodes, live and free slots (entries live in border nodes).
+    pub arena_bytes: u64,
+    /// Heap bytes of key suffixes, log pointers and inline values.
+    pub heap_bytes: u64,
+    /// [`ALLOC_OVERHEAD`] per entry.
+    pub alloc_overhead_bytes: u64,
+}
+
+impl Accounted {
+    /// The sum.
+    pub fn total(&self) -> u64 {
+        self.arena_bytes + self.heap_bytes + self.alloc_overhead_bytes
+    }
+}
+
+/// Whether a cold read promotes its value: when reads are allowed to (below `promote-below`,
+/// demotion not behind) and the entry's previous cold read was at most `window` ticks
+/// before `tick`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Promotion {
+    /// The policy clock now (wrapping).
+    pub tick: u16,
+    /// Most ticks between two cold reads that promote.
+    pub window: u16,
+    /// Whether promotion is allowed at all now.
+    pub allowed: bool,
+}
+
+impl Promotion {
+    /// Never promotes.
+    pub const NEVER: Promotion = Promotion {
+        tick: 0,
+        window: 0,
+        allowed: false,
+    };
+
+    fn allows(&self, previous: Option<u16>) -> bool {
+        self.allowed && previous.is_some_and(|t| self.tick.wrapping_sub(t) <= self.window)
+    }
+}
+
+/// What [`MasstreeStore::load_with`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// The entry was no longer cold with that pointer: nothing changed.
+    Stale,
+    /// Loaded for the operation only.
+    Transient,
+    /// Loaded to stay hot.
+    Promoted,
 }
 
 /// Figures of the store for `/metrics`.
@@ -211,7 +273,7 @@ impl MasstreeStore {
         out
     }
 
-    fn walk(
+    pub(crate) fn walk(
         &self,
         start: &[u8],
         end: &[u8],
@@ -270,19 +332,75 @@ impl MasstreeStore {
     }
 
     /// Puts the loaded bytes of cold entry `key` back in memory (its pointer stays), if the
-    /// entry is still cold with `pointer`; returns whether it was.
+    /// entry is still cold with `pointer`; returns whether it was. The entry is promoted
+    /// (stays hot, referenced) when `promote` says so for its previous cold read, else it is
+    /// *transient*: loaded for this operation only, dropped by [`drop_transient`] or first
+    /// in line for the clock.
+    ///
+    /// [`drop_transient`]: Self::drop_transient
+    pub fn load_with(
+        &mut self,
+        key: &[u8],
+        pointer: LogPointer,
+        bytes: &[u8],
+        promote: &Promotion,
+    ) -> Loaded {
+        let Some(mut e) = self.tree.get_mut(key) else {
+            return Loaded::Stale;
+        };
+        let g = e.get();
+        if g.value().is_some() || g.pointer() != Some(pointer) {
+            return Loaded::Stale;
+        }
+        let promoted = promote.allows(g.cold_read_stamp());
+        g.set_cold_read_stamp((!promoted).then_some(promote.tick));
+        e.promote(bytes);
+        e.set_transient(!promoted);
+        e.set_accessed(promoted);
+        self.cold_entries -= 1;
+        self.cold_bytes -= u64::from(pointer.len);
+        if promoted {
+            Loaded::Promoted
+        } else {
+            Loaded::Transient
+        }
+    }
+
+    /// [`load_with`](Self::load_with) without promotion (the entry is transient).
     pub fn load(&mut self, key: &[u8], pointer: LogPointer, bytes: &[u8]) -> bool {
+        self.load_with(key, pointer, bytes, &Promotion::NEVER) != Loaded::Stale
+    }
+
+    /// Makes `key` cold again if it is still the transient copy loaded with `pointer` (no
+    /// I/O: the pointer names a durable copy) before policy tick `before` (`None`: any
+    /// time); returns whether it did.
+    pub fn drop_transient(&mut self, key: &[u8], pointer: LogPointer, before: Option<u16>) -> bool {
         let Some(mut e) = self.tree.get_mut(key) else {
             return false;
         };
         let g = e.get();
-        if g.value().is_some() || g.pointer() != Some(pointer) {
+        if !g.is_transient() || g.value().is_none() || g.pointer() != Some(pointer) {
             return false;
         }
-        e.promote(bytes);
-        self.cold_entries -= 1;
-        self.cold_bytes -= u64::from(pointer.len);
+        if !super::clock::loaded_before(g.cold_read_stamp(), before) {
+            return false;
+        }
+        if e.demote().is_none() {
+            return false;
+        }
+        self.cold_entries += 1;
+        self.cold_bytes += u64::from(pointer.len);
         true
+    }
+
+    /// The memory the store accounts for ([`Accounted`]).
+    pub fn accounted(&self) -> Accounted {
+        let s = self.tree.memory_stats();
+        Accounted {
+            arena_bytes: s.reserved_bytes as u64,
+            heap_bytes: (s.suffix_bytes + s.pointer_bytes + s.value_bytes) as u64,
+            alloc_overhead_bytes: (s.entries * ALLOC_OVERHEAD) as u64,
+        }
     }
 
     /// Up to `max_entries` hot entries from `from` on (key order, at most 8 × `max_entries`
@@ -454,6 +572,7 @@ impl MasstreeStore {
     }
 
     fn entry_of(&self, e: EntryRef<'_>) -> Entry {
+        e.touch();
         let value = match e.value() {
             Some(v) => Bytes::copy_from_slice(v),
             None => {

@@ -29,7 +29,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         if repeats {
             repeats_in_range(n)?;
         }
-        let prefix = keyspace::field_prefix_bytes(key, version);
+        let prefix = keyspace::field_prefix_bytes(self.db, key, version);
         let mut pairs =
             Elements::new(&*self.store, prefix, size).choose(n, repeats, &mut Rng::new(seed));
         if !with_values {

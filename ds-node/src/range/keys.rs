@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use net::RpcError;
+use net::keyspace::Db;
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, WriteOp};
 
@@ -16,15 +17,21 @@ pub fn cross_range() -> RpcError {
     }
 }
 
-/// Every key of `op` must be in `range`: when its first key is not, the route was stale
-/// (`RangeNotFound`: refresh and retry); when another is not, its keys span ranges (a
-/// `CROSSSLOT` error; nothing applied). Range-wide operations are checked by their own
-/// modules (flush, multi); scans are clamped to the range.
-pub fn check(op: &KvOp, range: &RangeDescriptor) -> Result<(), RpcError> {
+/// Every key of `op` (its Redis keys in database `db`) must be in `range`: when its first
+/// key is not, the route was stale (`RangeNotFound`: refresh and retry); when another is not,
+/// its keys span ranges (a `CROSSSLOT` error; nothing applied). Range-wide operations are
+/// checked by their own modules (flush, multi); scans are clamped to the range.
+pub fn check(op: &KvOp, range: &RangeDescriptor, db: Db) -> Result<(), RpcError> {
     let not_here = || RpcError::RangeNotFound { range_id: range.id };
     let raw_ok = |k: &Bytes| range.contains(k);
-    let redis_ok = |k: &Bytes| range.contains(&keyspace::meta_key(k));
-    if !op.other_redis_keys().iter().all(redis_ok) {
+    let in_db_ok = |db: Db, k: &Bytes| range.contains(&keyspace::meta_key(db, k));
+    let redis_ok = |k: &Bytes| in_db_ok(db, k);
+    let others_ok = match op {
+        // The destination is in its own database (MOVE, COPY … DB).
+        KvOp::KeyCopyDb { dst, dst_db, .. } => in_db_ok(*dst_db, dst),
+        _ => op.other_redis_keys().iter().all(redis_ok),
+    };
+    if !others_ok {
         return Err(if op.redis_key().is_some_and(redis_ok) {
             cross_range()
         } else {
@@ -42,7 +49,11 @@ pub fn check(op: &KvOp, range: &RangeDescriptor) -> Result<(), RpcError> {
             WriteOp::Put { key, .. } | WriteOp::Delete { key } => raw_ok(key),
         }),
         KvOp::Scan { .. } | KvOp::KeyScan { .. } => true,
-        KvOp::RangeFlush {} | KvOp::Multi { .. } | KvOp::KeyDigest { .. } => true,
+        KvOp::RangeFlush {}
+        | KvOp::DbFlush {}
+        | KvOp::Multi { .. }
+        | KvOp::KeyDigest { .. }
+        | KvOp::InDb { .. } => true,
         // Every Redis operation names its user key; one without is refused.
         _ => op.redis_key().is_some_and(redis_ok),
     };

@@ -170,7 +170,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     /// Writes the metadata of `key`, or deletes the key when the list is empty.
     fn save_list(&mut self, key: &[u8], m: &ListMeta) {
         if m.count == 0 {
-            self.store.delete(&meta_key(key));
+            self.store.delete(&meta_key(self.db, key));
             return;
         }
         let meta = Meta::List {
@@ -183,7 +183,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     fn list_element(&self, key: &[u8], m: &ListMeta, pos: u64) -> Option<Bytes> {
         self.store
-            .get(&list_element_key(key, m.version, m.at(pos)))
+            .get(&list_element_key(self.db, key, m.version, m.at(pos)))
             .map(|e| e.value)
     }
 
@@ -193,12 +193,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
             expire_at_ms: 0,
         };
         self.store
-            .put(list_element_key(key, m.version, m.at(pos)), entry);
+            .put(list_element_key(self.db, key, m.version, m.at(pos)), entry);
     }
 
     /// Removes and returns the element at `pos` (the caller adjusts the metadata).
     fn take_list_element(&mut self, key: &[u8], m: &ListMeta, pos: u64) -> Option<Bytes> {
-        let k = list_element_key(key, m.version, m.at(pos));
+        let k = list_element_key(self.db, key, m.version, m.at(pos));
         let v = self.store.get(&k).map(|e| e.value);
         self.store.delete(&k);
         v
@@ -206,7 +206,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     fn drop_list_element(&mut self, key: &[u8], m: &ListMeta, pos: u64) {
         self.store
-            .delete(&list_element_key(key, m.version, m.at(pos)));
+            .delete(&list_element_key(self.db, key, m.version, m.at(pos)));
     }
 
     /// The elements at positions `from .. from + n`, in order, by one scan.
@@ -214,8 +214,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
         if n == 0 {
             return Vec::new();
         }
-        let start = list_element_key(key, m.version, m.at(from));
-        let end = list_element_key(key, m.version, m.at(from.saturating_add(n)));
+        let start = list_element_key(self.db, key, m.version, m.at(from));
+        let end = list_element_key(self.db, key, m.version, m.at(from.saturating_add(n)));
         let limit = usize::try_from(n).unwrap_or(usize::MAX);
         self.store
             .scan(&start, Some(&end), limit, false)

@@ -4,8 +4,10 @@
 pub mod apply;
 mod bits;
 pub mod checkpoint;
+pub mod clock;
 pub mod codec;
 pub mod ctx;
+pub mod db_walk;
 pub mod dedup;
 pub mod engine;
 pub mod flush;

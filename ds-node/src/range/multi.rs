@@ -9,9 +9,14 @@
 //!
 //! `WATCH` reads a [`digest`] of the key's live state; `EXEC` carries it, and the `Multi`
 //! applies only if every watched key's digest is unchanged ([`OpResult::Aborted`] otherwise).
+//!
+//! Databases: the watches and the operations not wrapped in a `KvOp::InDb` are in the
+//! database the `Multi` runs in (its own `InDb`, else 0); each wrapped operation in its own
+//! (`SELECT` inside `MULTI`).
 
 use bytes::Bytes;
 use net::RpcError;
+use net::keyspace::Db;
 use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
 use super::ctx::ApplyCtx;
@@ -23,33 +28,34 @@ use crate::keyspace;
 
 /// The function that applies one operation of a `Multi` (`apply::execute`; passed in so that
 /// this module does not import its caller).
-pub type Leaf<S> = fn(&mut S, &KvOp, &ApplyCtx<'_>) -> Result<OpResult, RpcError>;
+pub type Leaf<S> = fn(&mut S, &KvOp, &ApplyCtx<'_>, Db) -> Result<OpResult, RpcError>;
 
-/// Applies a `Multi`: checks its keys and watches, then runs each operation with `leaf`.
+/// Applies a `Multi` in database `db`: checks its keys and watches, then runs each operation
+/// with `leaf`.
 pub fn execute<S: KvStore>(
     store: &mut S,
     watches: &[Watch],
     ops: &[KvOp],
     ctx: &ApplyCtx<'_>,
+    db: Db,
     leaf: Leaf<S>,
 ) -> Result<OpResult, RpcError> {
-    check_keys(watches, ops, ctx)?;
+    check_keys(watches, ops, ctx, db)?;
     for w in watches {
-        if digest(store, &w.key, ctx.now_ms) != w.digest {
+        if digest(store, db, &w.key, ctx.now_ms) != w.digest {
             return Ok(OpResult::Aborted {});
         }
     }
-    let mut touched: Vec<&Bytes> = Vec::new();
+    let mut touched: Vec<(Db, &Bytes)> = Vec::new();
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        for key in creates_collection(op) {
+        for key in creates_collection(op, db) {
             if touched.contains(&key) {
-                drop_stale_elements(store, key, ctx.now_ms);
+                drop_stale_elements(store, key.0, key.1, ctx.now_ms);
             }
         }
-        touched.extend(op.redis_key());
-        touched.extend(op.other_redis_keys());
-        results.push(match leaf(store, op, ctx) {
+        touched.extend(op.keys_in_db(db));
+        results.push(match leaf(store, op, ctx, db) {
             Ok(result) => KvResponse::Ok { result },
             Err(error) => KvResponse::Err { error },
         });
@@ -57,22 +63,23 @@ pub fn execute<S: KvStore>(
     Ok(OpResult::Multi { results })
 }
 
-fn check_keys(watches: &[Watch], ops: &[KvOp], ctx: &ApplyCtx<'_>) -> Result<(), RpcError> {
+fn check_keys(watches: &[Watch], ops: &[KvOp], ctx: &ApplyCtx<'_>, db: Db) -> Result<(), RpcError> {
     let not_here = || RpcError::RangeNotFound {
         range_id: ctx.range.id,
     };
     for (i, op) in ops.iter().enumerate() {
-        if matches!(op, KvOp::Multi { .. }) {
+        let (op_db, op) = op.in_db(db);
+        if matches!(op, KvOp::Multi { .. } | KvOp::InDb { .. }) {
             return Err(RpcError::BadRequest {
                 message: "transactions do not nest".into(),
             });
         }
-        if keys::check(op, ctx.range).is_err() {
+        if keys::check(op, ctx.range, op_db).is_err() {
             return Err(if i == 0 { not_here() } else { cross_range() });
         }
     }
     for (i, w) in watches.iter().enumerate() {
-        if !ctx.range.contains(&keyspace::meta_key(&w.key)) {
+        if !ctx.range.contains(&keyspace::meta_key(db, &w.key)) {
             return Err(if i == 0 && ops.is_empty() {
                 not_here()
             } else {
@@ -83,28 +90,29 @@ fn check_keys(watches: &[Watch], ops: &[KvOp], ctx: &ApplyCtx<'_>) -> Result<(),
     Ok(())
 }
 
-/// `KeyDigest`: the digest of `key` (which must be in the range).
+/// `KeyDigest`: the digest of `key` in database `db` (which must be in the range).
 pub fn digest_op<S: KvStore>(
     store: &S,
     key: &[u8],
     ctx: &ApplyCtx<'_>,
+    db: Db,
 ) -> Result<OpResult, RpcError> {
-    if !ctx.range.contains(&keyspace::meta_key(key)) {
+    if !ctx.range.contains(&keyspace::meta_key(db, key)) {
         return Err(RpcError::RangeNotFound {
             range_id: ctx.range.id,
         });
     }
     Ok(OpResult::Digest {
-        digest: digest(store, key, ctx.now_ms),
+        digest: digest(store, db, key, ctx.now_ms),
     })
 }
 
 /// FNV-1a 64 of the live state of `key` at `now_ms`: its metadata entry and expiry, and for a
 /// collection every element of its version; 0 when absent or expired (never 0 otherwise).
 /// Deterministic on every replica and release (no seeded hasher).
-pub fn digest<S: KvStore>(store: &S, key: &[u8], now_ms: u64) -> u64 {
+pub fn digest<S: KvStore>(store: &S, db: Db, key: &[u8], now_ms: u64) -> u64 {
     let Some(meta) = store
-        .get(&keyspace::meta_key(key))
+        .get(&keyspace::meta_key(db, key))
         .filter(|e| !e.is_expired(now_ms))
     else {
         return 0;
@@ -114,7 +122,7 @@ pub fn digest<S: KvStore>(store: &S, key: &[u8], now_ms: u64) -> u64 {
     h.u64(meta.expire_at_ms);
     let version = meta::decode(&meta.value).ok().and_then(|m| m.version());
     for tag in version.map_or(&[][..], |_| &keyspace::ELEMENT_TAGS[..]) {
-        let prefix = keyspace::element_prefix(key, *tag, version.unwrap_or(0));
+        let prefix = keyspace::element_prefix(db, key, *tag, version.unwrap_or(0));
         let end = keyspace::prefix_end(&prefix);
         let mut start = prefix.clone();
         loop {
@@ -158,18 +166,19 @@ impl Fnv {
     }
 }
 
-/// The keys of an operation that may create a collection.
-fn creates_collection(op: &KvOp) -> Vec<&Bytes> {
+/// The keys of an operation (in database `db` unless it names its own) that may create a
+/// collection.
+fn creates_collection(op: &KvOp, db: Db) -> Vec<(Db, &Bytes)> {
+    let (db, op) = op.in_db(db);
     match op {
         KvOp::HSet { key, .. } | KvOp::HIncrBy { key, .. } | KvOp::HIncrByFloat { key, .. } => {
-            vec![key]
+            vec![(db, key)]
         }
-        KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => vec![dst],
-        KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => op
-            .redis_key()
-            .into_iter()
-            .chain(op.other_redis_keys())
-            .collect(),
+        KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => vec![(db, dst)],
+        KvOp::KeyCopyDb { dst, dst_db, .. } => vec![(*dst_db, dst)],
+        KvOp::List { .. } | KvOp::Set { .. } | KvOp::ZSet { .. } if op.is_write() => {
+            op.keys_in_db(db)
+        }
         _ => Vec::new(),
     }
 }
@@ -179,15 +188,15 @@ fn creates_collection(op: &KvOp) -> Vec<&Bytes> {
 /// collection `key` (elements left as garbage) and this one creates it again, the garbage
 /// would share the new version. With no live key at `key`, every element of `key` is garbage:
 /// delete them first.
-fn drop_stale_elements<S: KvStore>(store: &mut S, key: &[u8], now_ms: u64) {
+fn drop_stale_elements<S: KvStore>(store: &mut S, db: Db, key: &[u8], now_ms: u64) {
     let live = store
-        .get(&keyspace::meta_key(key))
+        .get(&keyspace::meta_key(db, key))
         .is_some_and(|e| !e.is_expired(now_ms));
     if live {
         return;
     }
     for tag in keyspace::ELEMENT_TAGS {
-        let all_versions = keyspace::tag_prefix(key, tag);
+        let all_versions = keyspace::tag_prefix(db, key, tag);
         let end = keyspace::prefix_end(&all_versions);
         loop {
             let page = store.scan(&all_versions, end.as_deref(), 256, false);

@@ -27,7 +27,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 object: ObjectInfo::default(),
             });
         };
-        let meta_bytes = entry_bytes(keyspace::meta_key(key).len(), 0);
+        let meta_bytes = entry_bytes(keyspace::meta_key(self.db, key).len(), 0);
         let mut info = ObjectInfo {
             key_type: live.meta.key_type(),
             all_integers: true,
@@ -90,7 +90,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         info: &mut ObjectInfo,
     ) {
         info.count = count;
-        let prefix = keyspace::element_prefix(key, tag, version);
+        let prefix = keyspace::element_prefix(self.db, key, tag, version);
         let end = keyspace::prefix_end(&prefix);
         let want = if sample == 0 {
             u64::MAX

@@ -6,6 +6,7 @@
 
 use bytes::Bytes;
 use net::RpcError;
+use net::keyspace::Db;
 use net::message::kv::OpResult;
 
 use super::apply::{Apply, Live, after, new_version};
@@ -42,7 +43,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         if nx && self.live(dst)?.is_some() {
             return Ok(OpResult::Bool { value: false });
         }
-        self.duplicate(key, dst, &live, true)?;
+        self.duplicate(key, dst, self.db, &live, true)?;
         Ok(if nx {
             OpResult::Bool { value: true }
         } else {
@@ -68,17 +69,43 @@ impl<S: KvStore> Apply<'_, '_, S> {
         if !replace && self.live(dst)?.is_some() {
             return Ok(OpResult::Bool { value: false });
         }
-        self.duplicate(key, dst, &live, false)?;
+        self.duplicate(key, dst, self.db, &live, false)?;
         Ok(OpResult::Bool { value: true })
     }
 
-    /// Writes `live` (the key at `key`) at `dst` with its expiry, replacing whatever is there;
-    /// `remove`: delete the source. Every new key is checked against the engine's limit before
-    /// anything is written.
+    /// `MOVE key db` (`remove`) and `COPY key dst DB db [REPLACE]`: `key` of this operation's
+    /// database written at `dst` of `dst_db` (both in the range: `range::keys`).
+    pub(super) fn copy_db(
+        &mut self,
+        key: &[u8],
+        dst: &[u8],
+        dst_db: Db,
+        replace: bool,
+        remove: bool,
+    ) -> Result<OpResult, RpcError> {
+        if key == dst && dst_db == self.db {
+            return Err(RpcError::BadRequest {
+                message: "source and destination objects are the same".into(),
+            });
+        }
+        let Some(live) = self.live(key)? else {
+            return Ok(OpResult::Bool { value: false });
+        };
+        if !replace && self.live_in(dst_db, dst)?.is_some() {
+            return Ok(OpResult::Bool { value: false });
+        }
+        self.duplicate(key, dst, dst_db, &live, remove)?;
+        Ok(OpResult::Bool { value: true })
+    }
+
+    /// Writes `live` (the key at `key`) at `dst` of database `dst_db` with its expiry,
+    /// replacing whatever is there; `remove`: delete the source. Every new key is checked
+    /// against the engine's limit before anything is written.
     fn duplicate(
         &mut self,
         key: &[u8],
         dst: &[u8],
+        dst_db: Db,
         live: &Live,
         remove: bool,
     ) -> Result<(), RpcError> {
@@ -86,10 +113,10 @@ impl<S: KvStore> Apply<'_, '_, S> {
             None => (live.meta.clone(), Vec::new()),
             Some(old) => {
                 let version = new_version(&self.ctx);
-                self.clear_version(dst, version)?;
+                self.clear_version(dst_db, dst, version)?;
                 (
                     with_version(&live.meta, version),
-                    self.elements(key, dst, old, version)?,
+                    self.elements(key, (dst_db, dst), old, version)?,
                 )
             }
         };
@@ -106,21 +133,21 @@ impl<S: KvStore> Apply<'_, '_, S> {
             );
         }
         if remove {
-            self.store.delete(&keyspace::meta_key(key));
+            self.store.delete(&keyspace::meta_key(self.db, key));
         }
-        self.write_meta(dst, &meta, live.expire_at_ms);
+        self.write_meta_in(dst_db, dst, &meta, live.expire_at_ms);
         Ok(())
     }
 
     /// A collection created earlier in this same entry (a `MULTI`) has the version a copy
     /// made now would get: delete its elements so that they cannot mix with the copy's.
-    fn clear_version(&mut self, dst: &[u8], version: u64) -> Result<(), RpcError> {
-        let same = self.live(dst)?.and_then(|l| l.meta.version()) == Some(version);
+    fn clear_version(&mut self, db: Db, dst: &[u8], version: u64) -> Result<(), RpcError> {
+        let same = self.live_in(db, dst)?.and_then(|l| l.meta.version()) == Some(version);
         if !same {
             return Ok(());
         }
         for tag in keyspace::ELEMENT_TAGS {
-            let prefix = keyspace::element_prefix(dst, tag, version);
+            let prefix = keyspace::element_prefix(db, dst, tag, version);
             let end = keyspace::prefix_end(&prefix);
             loop {
                 let page = self.store.scan(&prefix, end.as_deref(), PAGE, false);
@@ -135,27 +162,29 @@ impl<S: KvStore> Apply<'_, '_, S> {
         Ok(())
     }
 
-    /// Every element of `key`'s version `old`, with its key under `dst`'s version `version`.
+    /// Every element of `key`'s version `old`, with its key under `dst`'s version `version`
+    /// (`dst` in its database).
     fn elements(
         &self,
         key: &[u8],
-        dst: &[u8],
+        (dst_db, dst): (Db, &[u8]),
         old: u64,
         version: u64,
     ) -> Result<Vec<Moved>, RpcError> {
         let mut out = Vec::new();
         for tag in keyspace::ELEMENT_TAGS {
-            let prefix = keyspace::element_prefix(key, tag, old);
+            let prefix = keyspace::element_prefix(self.db, key, tag, old);
             let end = keyspace::prefix_end(&prefix);
             let mut start = prefix.clone();
             loop {
                 let page = self.store.scan(&start, end.as_deref(), PAGE, false);
                 for (k, e) in &page {
-                    let to = keyspace::element_key(dst, tag, version, &k[prefix.len()..]);
+                    let to = keyspace::element_key(dst_db, dst, tag, version, &k[prefix.len()..]);
                     if to.len() > net::limits::MAX_INTERNAL_KEY_BYTES {
                         return Err(net::limits::LimitError::KeyTooLarge {
                             len: to.len()
-                                - (keyspace::element_prefix(dst, tag, version).len() - dst.len()),
+                                - (keyspace::element_prefix(dst_db, dst, tag, version).len()
+                                    - dst.len()),
                             max: net::limits::MAX_KEY_ELEMENT_BYTES,
                         }
                         .into());

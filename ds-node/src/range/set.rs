@@ -123,12 +123,14 @@ impl<S: KvStore> Apply<'_, '_, S> {
         net::limits::user_key(key, member.len()).is_ok()
             && self
                 .store
-                .get(&keyspace::element_key(key, SET_MEMBER, version, member))
+                .get(&keyspace::element_key(
+                    self.db, key, SET_MEMBER, version, member,
+                ))
                 .is_some()
     }
 
     fn set_elements(&self, key: &[u8], version: u64, count: u64) -> Elements<'_, S> {
-        let prefix = keyspace::element_prefix(key, SET_MEMBER, version);
+        let prefix = keyspace::element_prefix(self.db, key, SET_MEMBER, version);
         Elements::new(&*self.store, prefix, count)
     }
 
@@ -144,7 +146,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     /// Writes the metadata of a set of `count` members, or deletes it when empty.
     fn set_count(&mut self, key: &[u8], version: u64, count: u64, expire: u64) {
         if count == 0 {
-            self.store.delete(&keyspace::meta_key(key));
+            self.store.delete(&keyspace::meta_key(self.db, key));
         } else {
             self.write_meta(key, &Meta::Set { version, count }, expire);
         }
@@ -157,7 +159,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         let mut added = 0u64;
         for m in members {
-            let k = keyspace::element_key(key, SET_MEMBER, version, m);
+            let k = keyspace::element_key(self.db, key, SET_MEMBER, version, m);
             if self.store.get(&k).is_none() {
                 self.store.put(k, empty());
                 added += 1;
@@ -178,7 +180,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             if net::limits::user_key(key, m.len()).is_ok()
                 && self
                     .store
-                    .delete(&keyspace::element_key(key, SET_MEMBER, version, m))
+                    .delete(&keyspace::element_key(self.db, key, SET_MEMBER, version, m))
             {
                 removed += 1;
             }
@@ -201,8 +203,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
             .choose(n, false, &mut rng);
         let mut popped = Vec::with_capacity(chosen.len());
         for (m, _) in chosen {
-            self.store
-                .delete(&keyspace::element_key(key, SET_MEMBER, version, &m));
+            self.store.delete(&keyspace::element_key(
+                self.db, key, SET_MEMBER, version, &m,
+            ));
             popped.push(m);
         }
         if !popped.is_empty() {
@@ -237,7 +240,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             let value = self.set_has(src, version, member);
             return Ok(OpResult::Bool { value });
         }
-        let k = keyspace::element_key(src, SET_MEMBER, version, member);
+        let k = keyspace::element_key(self.db, src, SET_MEMBER, version, member);
         if !self.store.delete(&k) {
             return Ok(OpResult::Bool { value: false });
         }
@@ -321,14 +324,16 @@ impl<S: KvStore> Apply<'_, '_, S> {
             if v == version {
                 for m in self.set_members(key, v) {
                     self.store
-                        .delete(&keyspace::element_key(key, SET_MEMBER, v, &m));
+                        .delete(&keyspace::element_key(self.db, key, SET_MEMBER, v, &m));
                 }
             }
         }
-        self.store.delete(&keyspace::meta_key(key));
+        self.store.delete(&keyspace::meta_key(self.db, key));
         for m in &members {
-            self.store
-                .put(keyspace::element_key(key, SET_MEMBER, version, m), empty());
+            self.store.put(
+                keyspace::element_key(self.db, key, SET_MEMBER, version, m),
+                empty(),
+            );
         }
         let n = members.len() as u64;
         self.set_count(key, version, n, 0);
@@ -346,7 +351,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             });
         };
         let el = self.set_elements(key, version, size);
-        let prefix = keyspace::element_prefix(key, SET_MEMBER, version);
+        let prefix = keyspace::element_prefix(self.db, key, SET_MEMBER, version);
         let mut start = [&prefix[..], &cursor_start(cursor)].concat();
         let limit = count.max(1) as usize;
         let page_len = limit.saturating_add(1).min(1024);

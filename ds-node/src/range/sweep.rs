@@ -36,7 +36,7 @@ pub enum Reason {
 /// are contiguous), so a page costs one metadata lookup per user key.
 #[derive(Debug, Default)]
 pub struct Judge {
-    last: Option<(Bytes, Option<u64>)>,
+    last: Option<(keyspace::Db, Bytes, Option<u64>)>,
 }
 
 impl Judge {
@@ -51,12 +51,12 @@ impl Judge {
         if entry.is_expired(now_ms) {
             return Some(Reason::Expired);
         }
-        let (user, version) = keyspace::parse_element(key)?;
+        let (db, user, version) = keyspace::parse_element(key)?;
         let live = match &self.last {
-            Some((k, v)) if k[..] == *user => *v,
+            Some((d, k, v)) if *d == db && k[..] == *user => *v,
             _ => {
-                let v = live_version(store, user, now_ms);
-                self.last = Some((Bytes::copy_from_slice(user), v));
+                let v = live_version(store, db, user, now_ms);
+                self.last = Some((db, Bytes::copy_from_slice(user), v));
                 v
             }
         };
@@ -65,8 +65,8 @@ impl Judge {
 }
 
 /// The version of the live collection at `user` (`None`: absent, expired or a string).
-fn live_version<S: KvStore>(store: &S, user: &[u8], now_ms: u64) -> Option<u64> {
-    let e = store.get(&keyspace::meta_key(user))?;
+fn live_version<S: KvStore>(store: &S, db: keyspace::Db, user: &[u8], now_ms: u64) -> Option<u64> {
+    let e = store.get(&keyspace::meta_key(db, user))?;
     if e.is_expired(now_ms) {
         return None;
     }
@@ -101,7 +101,8 @@ pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
 pub fn select<S: KvStore>(store: &S, page: Vec<(Bytes, Entry)>, now_ms: u64) -> Vec<Bytes> {
     let mut judge = Judge::default();
     let meta_cold = |k: &[u8]| {
-        keyspace::parse_element(k).is_some_and(|(user, _)| store.is_cold(&keyspace::meta_key(user)))
+        keyspace::parse_element(k)
+            .is_some_and(|(db, user, _)| store.is_cold(&keyspace::meta_key(db, user)))
     };
     page.into_iter()
         .filter(|(k, e)| e.is_expired(now_ms) || !meta_cold(k))

@@ -130,7 +130,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
     pub(super) fn zscore(&self, key: &[u8], version: u64, member: &[u8]) -> Option<f64> {
         let e = self
             .store
-            .get(&element_key(key, ZSET_MEMBER, version, member))?;
+            .get(&element_key(self.db, key, ZSET_MEMBER, version, member))?;
         let bytes: [u8; 8] = e.value.as_ref().try_into().ok()?;
         Some(keyspace::score_of(bytes))
     }
@@ -143,25 +143,28 @@ impl<S: KvStore> Apply<'_, '_, S> {
             expire_at_ms: 0,
         };
         self.store.put(
-            element_key(key, ZSET_MEMBER, version, member),
+            element_key(self.db, key, ZSET_MEMBER, version, member),
             entry(Bytes::copy_from_slice(&sb)),
         );
-        self.store
-            .put(index_key(key, version, sb, member), entry(Bytes::new()));
+        self.store.put(
+            index_key(self.db, key, version, sb, member),
+            entry(Bytes::new()),
+        );
     }
 
     /// Removes `member`, whose score is `score` (both entries).
     pub(super) fn zdelete(&mut self, key: &[u8], version: u64, member: &[u8], score: f64) {
         self.store
-            .delete(&element_key(key, ZSET_MEMBER, version, member));
+            .delete(&element_key(self.db, key, ZSET_MEMBER, version, member));
         let sb = keyspace::score_bytes(stored(score));
-        self.store.delete(&index_key(key, version, sb, member));
+        self.store
+            .delete(&index_key(self.db, key, version, sb, member));
     }
 
     /// Writes the metadata of `z` with `count` members, or deletes the key when empty.
     pub(super) fn zset_count(&mut self, key: &[u8], z: Z, count: u64) {
         if count == 0 {
-            self.store.delete(&keyspace::meta_key(key));
+            self.store.delete(&keyspace::meta_key(self.db, key));
         } else {
             let meta = Meta::ZSet {
                 version: z.version,
@@ -273,9 +276,17 @@ impl<S: KvStore> Apply<'_, '_, S> {
             Some(z) => match self.zscore(key, z.version, member) {
                 None => Vec::new(),
                 Some(score) => {
-                    let target = index_key(key, z.version, keyspace::score_bytes(score), member);
-                    let before =
-                        self.count_keys(&element_prefix(key, ZSET_SCORE, z.version), &target);
+                    let target = index_key(
+                        self.db,
+                        key,
+                        z.version,
+                        keyspace::score_bytes(score),
+                        member,
+                    );
+                    let before = self.count_keys(
+                        &element_prefix(self.db, key, ZSET_SCORE, z.version),
+                        &target,
+                    );
                     let rank = if rev {
                         z.count.saturating_sub(before + 1)
                     } else {
@@ -351,11 +362,11 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 next: None,
             });
         };
-        let prefix = element_prefix(key, ZSET_MEMBER, z.version);
+        let prefix = element_prefix(self.db, key, ZSET_MEMBER, z.version);
         let start = if cursor.is_empty() {
             prefix.clone()
         } else {
-            super::apply::after(&element_key(key, ZSET_MEMBER, z.version, cursor))
+            super::apply::after(&element_key(self.db, key, ZSET_MEMBER, z.version, cursor))
         };
         let end = keyspace::prefix_end(&prefix);
         let limit = count.max(1) as usize;
@@ -448,7 +459,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
 
     /// The score index of version `version` of `key`: `[lo, hi)`.
     pub(super) fn index_bounds(&self, key: &[u8], version: u64) -> (Bytes, Option<Bytes>) {
-        let prefix = element_prefix(key, ZSET_SCORE, version);
+        let prefix = element_prefix(self.db, key, ZSET_SCORE, version);
         let end = keyspace::prefix_end(&prefix);
         (prefix, end)
     }
@@ -514,22 +525,28 @@ fn add_reply(incr: bool, flags: u8, last: Option<f64>, added: i64, updated: i64)
 }
 
 /// The score index key of `member` with score bytes `sb`.
-pub(super) fn index_key(key: &[u8], version: u64, sb: [u8; 8], member: &[u8]) -> Bytes {
+pub(super) fn index_key(
+    db: keyspace::Db,
+    key: &[u8],
+    version: u64,
+    sb: [u8; 8],
+    member: &[u8],
+) -> Bytes {
     let mut element = Vec::with_capacity(8 + member.len());
     element.extend_from_slice(&sb);
     element.extend_from_slice(member);
-    element_key(key, ZSET_SCORE, version, &element)
+    element_key(db, key, ZSET_SCORE, version, &element)
 }
 
 /// `(score, member)` of a score index key: the 8 score bytes and the member follow the
 /// `'z' | version` prefix, whose length is fixed by the user key's length prefix.
 pub(super) fn decode_index(k: &[u8]) -> Option<(f64, Bytes)> {
-    let len = u32::from_be_bytes(k.get(3..7)?.try_into().ok()?) as usize;
-    let at = 7 + len + 1 + 8;
-    let sb: [u8; 8] = k.get(at..at + 8)?.try_into().ok()?;
+    let (_, _, tail) = keyspace::parse_user(k)?;
+    let at = 1 + 8;
+    let sb: [u8; 8] = tail.get(at..at + 8)?.try_into().ok()?;
     Some((
         keyspace::score_of(sb),
-        Bytes::copy_from_slice(k.get(at + 8..)?),
+        Bytes::copy_from_slice(tail.get(at + 8..)?),
     ))
 }
 

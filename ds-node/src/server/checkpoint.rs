@@ -277,6 +277,16 @@ pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
 /// Writes a checkpoint of `range` and compacts its Raft log below it. Returns whether the
 /// log was compacted.
 pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<bool> {
+    // One checkpoint of a range at a time (the compaction task and the garbage collector
+    // both write them): two writers of the same index would share a temporary file, and
+    // the slower one could leave `checkpoint_segments` naming the older file's segments.
+    while shard.state.borrow().checkpointing.contains(&range) {
+        if shard.stop.get() {
+            return Ok(false);
+        }
+        crate::core::sleep(Duration::from_millis(5)).await;
+    }
+    let _one = OneCheckpoint::start(shard, range);
     let t = Instant::now();
     let Some((encoded, point)) = build(&shard.state.borrow(), range) else {
         return Ok(false);
@@ -334,6 +344,22 @@ pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<b
     }
     record(shard, t, size);
     Ok(true)
+}
+
+/// Marks a range's checkpoint as being written while it lives.
+struct OneCheckpoint<'a>(&'a Shard, u64);
+
+impl<'a> OneCheckpoint<'a> {
+    fn start(shard: &'a Shard, range: u64) -> Self {
+        shard.state.borrow_mut().checkpointing.insert(range);
+        Self(shard, range)
+    }
+}
+
+impl Drop for OneCheckpoint<'_> {
+    fn drop(&mut self) {
+        self.0.state.borrow_mut().checkpointing.remove(&self.1);
+    }
 }
 
 fn record(shard: &Shard, t: Instant, size: u64) {

@@ -57,9 +57,10 @@ use net::message::kv::{KvOp, KvResponse, WriteOp};
 
 use super::metrics::ShardMetrics;
 use super::shard::Shard;
-use crate::keyspace;
+use crate::keyspace::{self, Db};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::engine::MasstreeStore;
+use crate::range::db_walk;
+use crate::range::engine::{Loaded, MasstreeStore};
 
 /// Device reads one load keeps in flight.
 pub const READS_IN_FLIGHT: usize = 32;
@@ -96,8 +97,8 @@ impl ColdError {
 
 /// The user-key prefix shared by every internal key of Redis key `key` (its metadata key
 /// without the trailing tag byte; `keyspace` keeps every entry of a key under it).
-fn user_prefix(key: &[u8]) -> Bytes {
-    let m = keyspace::meta_key(key);
+fn user_prefix(db: Db, key: &[u8]) -> Bytes {
+    let m = keyspace::meta_key(db, key);
     m.slice(..m.len() - 1)
 }
 
@@ -105,6 +106,18 @@ fn user_prefix(key: &[u8]) -> Bytes {
 /// documentation).
 pub fn plan(
     engine: &MasstreeStore,
+    op: &KvOp,
+    range: &RangeDescriptor,
+    now_ms: u64,
+    out: &mut Vec<(Bytes, LogPointer)>,
+) {
+    plan_in(engine, Db::ZERO, op, range, now_ms, out);
+}
+
+/// [`plan`] for an operation running in database `db` (an `InDb` sets it for what it wraps).
+fn plan_in(
+    engine: &MasstreeStore,
+    db: Db,
     op: &KvOp,
     range: &RangeDescriptor,
     now_ms: u64,
@@ -135,24 +148,41 @@ pub fn plan(
             reverse,
             ..
         } => plan_raw_scan(engine, range, (start, end), *limit, *reverse, now_ms, out),
-        KvOp::KeyScan { cursor, count, .. } => plan_key_scan(engine, range, cursor, *count, out),
+        KvOp::KeyScan {
+            cursor,
+            count,
+            type_filter,
+        } => plan_key_scan(
+            engine,
+            range,
+            db,
+            (cursor, *count, type_filter.is_some()),
+            out,
+        ),
         KvOp::Multi { watches, ops } => {
             for w in watches {
-                plan_user_key(engine, &w.key, out);
+                plan_user_key(engine, db, &w.key, out);
             }
             for o in ops {
-                plan(engine, o, range, now_ms, out);
+                plan_in(engine, db, o, range, now_ms, out);
             }
         }
-        KvOp::RangeFlush {} => {}
+        KvOp::InDb { db, op } => plan_in(engine, *db, op, range, now_ms, out),
+        KvOp::KeyCopyDb {
+            key, dst, dst_db, ..
+        } => {
+            plan_user_key(engine, db, key, out);
+            plan_user_key(engine, *dst_db, dst, out);
+        }
+        KvOp::RangeFlush {} | KvOp::DbFlush {} => {}
         _ if reads_metadata_only(op) => {
             for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
-                exact(&keyspace::meta_key(k), out);
+                exact(&keyspace::meta_key(db, k), out);
             }
         }
         _ => {
             for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
-                plan_user_key(engine, k, out);
+                plan_user_key(engine, db, k, out);
             }
         }
     }
@@ -183,8 +213,8 @@ fn reads_metadata_only(op: &KvOp) -> bool {
 
 /// Every cold entry of user key `key` — metadata and elements — except its dedup records,
 /// which only their own write reads (by exact key, [`plan_payload`]).
-fn plan_user_key(engine: &MasstreeStore, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
-    let prefix = user_prefix(key);
+fn plan_user_key(engine: &MasstreeStore, db: Db, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
+    let prefix = user_prefix(db, key);
     let end = keyspace::prefix_end(&prefix).unwrap_or_default();
     let from = out.len();
     engine.cold_in(&prefix, &end, false, |_| true, out);
@@ -199,38 +229,27 @@ fn plan_user_key(engine: &MasstreeStore, key: &[u8], out: &mut Vec<(Bytes, LogPo
     }
 }
 
-/// `range::apply::key_scan` reads one page of `count` entries from after the cursor.
+/// `range::apply::key_scan` walks keys only; it reads the metadata values of its database's
+/// keys when it filters by type.
 fn plan_key_scan(
     engine: &MasstreeStore,
     range: &RangeDescriptor,
-    cursor: &[u8],
-    count: u32,
+    db: Db,
+    (cursor, count, typed): (&[u8], u32, bool),
     out: &mut Vec<(Bytes, LogPointer)>,
 ) {
-    let mut start = cursor.to_vec();
-    if !start.is_empty() {
-        start.push(0);
+    if !typed {
+        return;
     }
-    let start = start
-        .max(range.start.to_vec())
-        .max(vec![net::keyspace::REDIS_PREFIX]);
-    let redis_end = [net::keyspace::REDIS_PREFIX + 1];
-    let end = if range.end.is_empty() || range.end[..] > redis_end[..] {
-        &redis_end[..]
-    } else {
-        &range.end[..]
-    };
-    let mut left = count.max(1) as usize;
-    engine.cold_in(
-        &start,
-        end,
-        false,
-        |_| {
-            left = left.saturating_sub(1);
-            left > 0
-        },
-        out,
-    );
+    let (lo, hi) = db_walk::scan_bounds(&range.start, &range.end, cursor);
+    let page = db_walk::scan_db(engine, db, lo, hi.as_deref(), count as usize);
+    for k in page.keys {
+        if keyspace::user_key_of_meta(&k).is_some() {
+            if let Some(p) = engine.cold_pointer(&k) {
+                out.push((k, p));
+            }
+        }
+    }
 }
 
 /// `range::apply::raw_scan` reads pages of `limit` entries until `limit` live ones are found.
@@ -274,8 +293,8 @@ fn plan_raw_scan(
 /// an element belongs to (a key's own value is not read: `range::sweep` needs its expiry).
 pub fn plan_sweep(engine: &MasstreeStore, keys: &[Bytes], out: &mut Vec<(Bytes, LogPointer)>) {
     for k in keys {
-        if let Some((user, _)) = keyspace::parse_element(k) {
-            let m = keyspace::meta_key(user);
+        if let Some((db, user, _)) = keyspace::parse_element(k) {
+            let m = keyspace::meta_key(db, user);
             if let Some(p) = engine.cold_pointer(&m) {
                 out.push((m, p));
             }
@@ -305,7 +324,7 @@ pub fn plan_payload(
 }
 
 /// Runs the futures, all at once, and returns their outputs in order.
-async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
+pub(crate) async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
     let mut futs: Vec<Pin<Box<F>>> = futs.into_iter().map(Box::pin).collect();
     let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
@@ -330,14 +349,20 @@ async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
 
 /// Reads `wanted` from the shard log ([`READS_IN_FLIGHT`] at a time, checksums checked) and
 /// puts the values back in memory (entries demoted again or changed meanwhile are left as
-/// they are; the caller re-plans).
-pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result<(), ColdError> {
+/// they are; the caller re-plans). A value read twice within the policy's window is promoted
+/// (`server::policy`); the others are loaded *transient* and returned, for the caller to drop
+/// after its operation (else the clock takes them first).
+pub async fn load(
+    shard: &Shard,
+    mut wanted: Vec<(Bytes, LogPointer)>,
+) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
     wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     wanted.dedup_by(|a, b| a.0 == b.0);
     let bytes: u64 = wanted.iter().map(|(_, p)| u64::from(p.len)).sum();
     if bytes > MAX_LOAD_BYTES {
         return Err(ColdError::TooLarge(bytes));
     }
+    let mut transient = Vec::new();
     for chunk in wanted.chunks(READS_IN_FLIGHT) {
         let reads = chunk.iter().map(|(_, p)| async move {
             let t = Instant::now();
@@ -345,6 +370,7 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
             (r, t.elapsed())
         });
         let got = join_all(reads.collect()).await;
+        let promotion = shard.policy.promotion();
         let mut m = shard.metrics.borrow_mut();
         let mut st = shard.state.borrow_mut();
         for ((key, p), (r, took)) in chunk.iter().zip(got) {
@@ -353,7 +379,14 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
                     m.cold.reads_total += 1;
                     m.cold.read_bytes_total += v.len() as u64;
                     ShardMetrics::record(&mut m.cold.read_us, took.as_micros() as u64);
-                    st.engine.load(key, *p, &v);
+                    match st.engine.load_with(key, *p, &v, &promotion) {
+                        Loaded::Promoted => m.policy.promotions_total += 1,
+                        Loaded::Transient => {
+                            m.policy.transient_loads_total += 1;
+                            transient.push((key.clone(), *p));
+                        }
+                        Loaded::Stale => {}
+                    }
                 }
                 // The entry changed while its value was read (a read task races the ready
                 // loop): its segment may have been released and reused meanwhile; the
@@ -370,7 +403,7 @@ pub async fn load(shard: &Shard, mut wanted: Vec<(Bytes, LogPointer)>) -> Result
             }
         }
     }
-    Ok(())
+    Ok(transient)
 }
 
 /// Reads the values `pointers` name ([`READS_IN_FLIGHT`] at a time, checksums checked),
@@ -403,19 +436,22 @@ pub async fn read_values(
     Ok(out)
 }
 
-/// Loads until `plan` finds nothing cold (at most [`ROUNDS`] rounds). When it returns `Ok`,
-/// the caller must apply before its next `.await`.
+/// Loads until `plan` finds nothing cold (at most [`ROUNDS`] rounds); returns the entries
+/// loaded transient ([`load`]). When it returns `Ok`, the caller must apply before its next
+/// `.await`.
 pub async fn load_until_hot(
     shard: &Shard,
     mut plan: impl FnMut(&MasstreeStore, &mut Vec<(Bytes, LogPointer)>),
-) -> Result<(), ColdError> {
+) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
+    let _counted = super::policy::LoadInFlight::new(&shard.policy);
+    let mut transient = Vec::new();
     for _ in 0..ROUNDS {
         let mut wanted = Vec::new();
         plan(&shard.state.borrow().engine, &mut wanted);
         if wanted.is_empty() {
-            return Ok(());
+            return Ok(transient);
         }
-        load(shard, wanted).await?;
+        transient.extend(load(shard, wanted).await?);
     }
     Err(ColdError::Unstable)
 }
@@ -426,7 +462,9 @@ pub async fn prefetch_entry(
     desc: &RangeDescriptor,
     payload: &[u8],
 ) -> Result<(), ColdError> {
-    load_until_hot(shard, |e, out| plan_payload(e, desc, payload, out)).await
+    load_until_hot(shard, |e, out| plan_payload(e, desc, payload, out))
+        .await
+        .map(drop)
 }
 
 /// The fault a write that reached a cold entry without a load stops its range with.
@@ -485,10 +523,35 @@ async fn read_after_load(
         }
     };
     let now = super::shard::now_ms();
-    let loaded = load_until_hot(shard, |e, out| plan(e, op, &desc, now, out)).await;
-    if let Err(e) = loaded {
-        return err(e.to_rpc());
-    }
+    let transient = match load_until_hot(shard, |e, out| plan(e, op, &desc, now, out)).await {
+        Ok(t) => t,
+        Err(e) => return err(e.to_rpc()),
+    };
+    let resp = answer_loaded(shard, range, op, min_index, &desc, now);
+    // Values loaded for this read only go back to the device (no I/O: they have a copy),
+    // unless a load in flight started before they were loaded (its operation may need
+    // them: the hand takes them later).
+    let before = shard.policy.transient_before();
+    let mut st = shard.state.borrow_mut();
+    let dropped = transient
+        .iter()
+        .filter(|(k, p)| st.engine.drop_transient(k, *p, before))
+        .count();
+    shard.metrics.borrow_mut().policy.transient_drops_total += dropped as u64;
+    resp
+}
+
+/// Executes read `op` once its cold entries are loaded (no `.await`: nothing is demoted
+/// in between).
+fn answer_loaded(
+    shard: &Shard,
+    range: u64,
+    op: &KvOp,
+    min_index: Option<u64>,
+    desc: &RangeDescriptor,
+    now: u64,
+) -> KvResponse {
+    let err = |error| KvResponse::Err { error };
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
     let Some(p) = peers.get_mut(&range) else {
@@ -522,6 +585,7 @@ async fn read_after_load(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::range::meta;
     use crate::range::store::{Entry, KvStore};
     use engines::masstree::SegmentId;
     use net::message::kv::{Cond, Expiry};
@@ -570,9 +634,9 @@ mod tests {
 
     #[test]
     fn a_string_read_loads_its_metadata_entry_only() {
-        let meta = keyspace::meta_key(b"k");
-        let dedup = keyspace::dedup_key(b"k", 1, 2);
-        let field = keyspace::field_key(b"k", 1, b"f");
+        let meta = keyspace::meta_key(Db::ZERO, b"k");
+        let dedup = keyspace::dedup_key(Db::ZERO, b"k", 1, 2);
+        let field = keyspace::field_key(Db::ZERO, b"k", 1, b"f");
         let s = cold_store(&[meta.clone(), dedup, field]);
         assert_eq!(
             planned(
@@ -587,15 +651,15 @@ mod tests {
 
     #[test]
     fn a_collection_read_loads_metadata_and_elements_but_not_dedup_records() {
-        let meta = keyspace::meta_key(b"h");
-        let f1 = keyspace::field_key(b"h", 1, b"a");
-        let f2 = keyspace::field_key(b"h", 1, b"b");
-        let other = keyspace::meta_key(b"h2");
+        let meta = keyspace::meta_key(Db::ZERO, b"h");
+        let f1 = keyspace::field_key(Db::ZERO, b"h", 1, b"a");
+        let f2 = keyspace::field_key(Db::ZERO, b"h", 1, b"b");
+        let other = keyspace::meta_key(Db::ZERO, b"h2");
         let s = cold_store(&[
             meta.clone(),
             f1.clone(),
             f2.clone(),
-            keyspace::dedup_key(b"h", 1, 1),
+            keyspace::dedup_key(Db::ZERO, b"h", 1, 1),
             other,
         ]);
         let mut want = vec![meta, f1, f2];
@@ -623,29 +687,110 @@ mod tests {
         };
         let record = crate::range::dedup::record_key(&op, id).unwrap();
         let s = cold_store(&[
-            keyspace::meta_key(b"k"),
+            keyspace::meta_key(Db::ZERO, b"k"),
             record.clone(),
-            keyspace::dedup_key(b"k", 7, 8),
+            keyspace::dedup_key(Db::ZERO, b"k", 7, 8),
         ]);
         let payload = crate::range::codec::encode_write(5, id, &op);
         let mut out = Vec::new();
         plan_payload(&s, &everything(), &payload, &mut out);
         let mut keys: Vec<Bytes> = out.into_iter().map(|(k, _)| k).collect();
         keys.sort();
-        let mut want = vec![keyspace::meta_key(b"k"), record];
+        let mut want = vec![keyspace::meta_key(Db::ZERO, b"k"), record];
         want.sort();
         assert_eq!(keys, want);
     }
 
     #[test]
     fn every_internal_key_of_a_user_key_shares_its_prefix() {
-        let p = user_prefix(b"user:1");
-        assert!(keyspace::meta_key(b"user:1").starts_with(&p));
-        assert!(keyspace::field_key(b"user:1", 3, b"f").starts_with(&p));
-        assert!(keyspace::dedup_key(b"user:1", 1, 2).starts_with(&p));
+        let p = user_prefix(Db::ZERO, b"user:1");
+        assert!(keyspace::meta_key(Db::ZERO, b"user:1").starts_with(&p));
+        assert!(keyspace::field_key(Db::ZERO, b"user:1", 3, b"f").starts_with(&p));
+        assert!(keyspace::dedup_key(Db::ZERO, b"user:1", 1, 2).starts_with(&p));
         for tag in keyspace::ELEMENT_TAGS {
-            assert!(keyspace::element_prefix(b"user:1", tag, 9).starts_with(&p));
+            assert!(keyspace::element_prefix(Db::ZERO, b"user:1", tag, 9).starts_with(&p));
         }
-        assert!(!keyspace::meta_key(b"user:10").starts_with(&p));
+        assert!(!keyspace::meta_key(Db::ZERO, b"user:10").starts_with(&p));
+    }
+
+    /// A store of string and hash keys in databases 0–3 (a few keys share a slot), every
+    /// entry cold, and the same store with every entry hot.
+    fn cold_and_hot(keys: &[(u8, u8, bool)]) -> (MasstreeStore, MasstreeStore) {
+        let mut cold = MasstreeStore::new();
+        let mut hot = MasstreeStore::new();
+        for (i, &(db, name, is_hash)) in keys.iter().enumerate() {
+            let db = Db::new(db).expect("a database");
+            let key = format!("{{t{}}}k{name}", name % 3);
+            let mut entries = Vec::new();
+            if is_hash {
+                let m = meta::Meta::Hash {
+                    version: 1,
+                    count: 1,
+                };
+                entries.push((keyspace::meta_key(db, key.as_bytes()), meta::encode(&m)));
+                let f = keyspace::field_key(db, key.as_bytes(), 1, b"f");
+                entries.push((f, Bytes::from_static(b"fv")));
+            } else {
+                let m = meta::Meta::Str(Bytes::from(format!("v{i}")));
+                entries.push((keyspace::meta_key(db, key.as_bytes()), meta::encode(&m)));
+            }
+            for (j, (k, v)) in entries.into_iter().enumerate() {
+                let e = Entry {
+                    value: v.clone(),
+                    expire_at_ms: 0,
+                };
+                hot.put(k.clone(), e.clone());
+                cold.put(k.clone(), e);
+                let p = LogPointer {
+                    segment: SegmentId(1),
+                    offset: 4096 * (2 * i + j) as u64,
+                    len: v.len() as u32,
+                    checksum: crc32c::crc32c(&v),
+                };
+                cold.demote(&k, &v, p);
+            }
+        }
+        (cold, hot)
+    }
+
+    proptest::proptest! {
+        /// Whatever the databases, cursor, count and type filter, a SCAN step run after
+        /// loading what the plan names reaches no cold entry (a miss panics in debug
+        /// builds) and answers what it answers with everything hot.
+        #[test]
+        fn a_scan_step_after_its_plan_reaches_no_cold_entry_and_matches_the_hot_answer(
+            keys in proptest::collection::vec((0u8..4, 0u8..8, proptest::bool::ANY), 0..24),
+            db in 0u8..4,
+            cursor_of in proptest::option::of(0usize..24),
+            count in 1u32..12,
+            typed in 0u8..3,
+        ) {
+            let (mut cold, mut hot) = cold_and_hot(&keys);
+            let all = hot.scan_keys(&[], None, usize::MAX);
+            let cursor = match cursor_of {
+                Some(i) if !all.is_empty() => all[i % all.len()].clone(),
+                _ => Bytes::new(),
+            };
+            let type_filter = match typed {
+                0 => None,
+                1 => Some(net::message::kv::KeyType::String {}),
+                _ => Some(net::message::kv::KeyType::Hash {}),
+            };
+            let op = KvOp::InDb {
+                db: Db::new(db).expect("a database"),
+                op: Box::new(KvOp::KeyScan { cursor, count, type_filter }),
+            };
+            let range = everything();
+            let mut wanted = Vec::new();
+            plan(&cold, &op, &range, 0, &mut wanted);
+            for (k, p) in wanted {
+                let v = hot.get(&k).expect("planned entries exist").value;
+                assert!(cold.load(&k, p, &v));
+            }
+            let ctx = ApplyCtx { now_ms: 0, index: 1, range: &range };
+            let from_cold = execute(&mut cold, &op, &ctx);
+            proptest::prop_assert_eq!(cold.take_cold_misses(), 0);
+            proptest::prop_assert_eq!(from_cold, execute(&mut hot, &op, &ctx));
+        }
     }
 }

@@ -108,8 +108,9 @@ async fn demote_steps(shard: &Shard, fraction: f64) -> Result<DemoteReport, Stri
     Ok(rep)
 }
 
-/// One step: free demotions first, then one append of the others' bytes.
-async fn step(
+/// One step: free demotions first, then one append of the others' bytes (also the memory
+/// policy's step, `server::policy`).
+pub(crate) async fn step(
     shard: &Shard,
     candidates: Vec<Candidate>,
     rep: &mut DemoteReport,

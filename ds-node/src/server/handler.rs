@@ -125,6 +125,8 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
         return err(not_leader(shard, p));
     }
     if !req.op.is_write() {
+        let key_bytes = req.op.redis_key().map_or(0, |k| k.len());
+        shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
         if p.lease_read_ok() {
             shard.metrics.borrow_mut().lease_reads_total += 1;
             let now = now_ms();
@@ -179,6 +181,9 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
         shard.metrics.borrow_mut().busy_total += 1;
         return err(RpcError::ServerBusy {});
     }
+    if let Some(e) = super::disk_limit::refusal(shard, &req.op) {
+        return err(e);
+    }
     let data = match id {
         Some(id) => encode_write(now_ms(), id, &req.op),
         None => encode_proposal(now_ms(), &req.op),
@@ -191,6 +196,7 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
         });
     }
     let before = p.node.raft.raft_log.last_index();
+    let write_bytes = data.len();
     if p.node.propose(Vec::new(), data).is_err() {
         return err(not_leader(shard, p));
     }
@@ -208,6 +214,7 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
         },
     );
     shard.metrics.borrow_mut().proposals_total += 1;
+    shard.load.borrow_mut().write(p.desc.id.0, write_bytes);
     shard.wake.notify();
     later(rx)
 }

@@ -65,6 +65,10 @@ pub struct ShardMetrics {
     pub replicas_destroyed_total: u64,
     /// Ranges created on this shard by a split (`ds_splits_total`).
     pub splits_total: u64,
+    /// Load counted by `crate::load`, added at each heartbeat: read and write requests
+    /// (`ds_load_reads_total`, `ds_load_writes_total`) and their bytes
+    /// (`ds_load_read_bytes_total`, `ds_load_write_bytes_total`).
+    pub load: crate::load::Counts,
     /// Checkpoint latency (scan + write + fsync), µs.
     pub checkpoint_us: Histogram<u64>,
     /// Propose → apply latency, µs.
@@ -77,6 +81,10 @@ pub struct ShardMetrics {
     pub flush_batch_records: Histogram<u64>,
     /// Cold values: reads, demotions, hot and cold bytes.
     pub cold: ColdMetrics,
+    /// The memory policy (`server::policy`).
+    pub policy: super::policy::PolicyMetrics,
+    /// The log garbage collector and log space.
+    pub gc: super::gc_metrics::GcMetrics,
 }
 
 /// Figures of cold values (`server::cold`, `server::demote`).
@@ -189,12 +197,15 @@ impl Default for ShardMetrics {
             replicas_created_total: 0,
             replicas_destroyed_total: 0,
             splits_total: 0,
+            load: crate::load::Counts::default(),
             checkpoint_us: hist(),
             propose_apply_us: hist(),
             read_index_us: hist(),
             flush_us: hist(),
             flush_batch_records: hist(),
             cold: ColdMetrics::default(),
+            policy: super::policy::PolicyMetrics::default(),
+            gc: super::gc_metrics::GcMetrics::default(),
         }
     }
 }
@@ -236,12 +247,15 @@ impl ShardMetrics {
         self.replicas_created_total += o.replicas_created_total;
         self.replicas_destroyed_total += o.replicas_destroyed_total;
         self.splits_total += o.splits_total;
+        self.load.add(&o.load);
         let _ = self.checkpoint_us.add(&o.checkpoint_us);
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);
         let _ = self.flush_us.add(&o.flush_us);
         let _ = self.flush_batch_records.add(&o.flush_batch_records);
         self.cold.merge(&o.cold);
+        self.policy.merge(&o.policy);
+        self.gc.merge(&o.gc);
     }
 
     /// A one-line summary (p50/p99/p999 in µs).

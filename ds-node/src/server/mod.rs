@@ -13,9 +13,14 @@
 pub mod checkpoint;
 pub mod cold;
 pub mod demote;
+pub mod disk_limit;
+pub mod gc;
+pub mod gc_metrics;
+pub mod gc_move;
 pub mod handler;
 pub mod metrics;
 pub mod peer;
+pub mod policy;
 pub mod ready;
 pub mod shard;
 pub mod snapshot;

@@ -101,6 +101,10 @@ pub struct ShardState {
     pub checkpoint_segments: BTreeMap<u64, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
     pub demoting: bool,
+    /// A garbage-collection pass is running (`server::gc`; one at a time).
+    pub collecting: bool,
+    /// Ranges whose checkpoint is being written (one at a time per range).
+    pub checkpointing: std::collections::BTreeSet<u64>,
 }
 
 /// One shard (core) of a DS node.
@@ -128,10 +132,15 @@ pub struct Shard {
     pub peer_transport: TransportConfig,
     /// Counters.
     pub metrics: RefCell<ShardMetrics>,
+    /// Reads and writes per range since the last heartbeat (`crate::load`).
+    pub load: RefCell<crate::load::LoadTracker>,
     /// Shard addresses of every known store.
     pub addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
     pub stop: Cell<bool>,
+    /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
+    /// refused (a `Cell`: the request handler checks it while it holds the state).
+    pub disk_full: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
     pub master_ranges: RefCell<HashMap<u64, RangeDescriptor>>,
@@ -139,6 +148,8 @@ pub struct Shard {
     pub route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
     pub file_ops: Cell<usize>,
+    /// The memory policy's state (`server::policy`).
+    pub policy: super::policy::PolicyState,
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -235,6 +246,7 @@ impl Shard {
         for p in &cfg.peers {
             addrs.insert(p.store_id, p.shard_addrs.clone());
         }
+        let policy = super::policy::PolicyState::new(&cfg);
         let shard = Rc::new(Self {
             index,
             store_id,
@@ -251,11 +263,14 @@ impl Shard {
                 ..transport
             },
             metrics: RefCell::new(ShardMetrics::default()),
+            load: RefCell::new(crate::load::LoadTracker::default()),
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
+            disk_full: Cell::new(false),
             master_ranges: RefCell::new(HashMap::new()),
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
+            policy,
         });
         shard.recover().await?;
         Ok(shard)

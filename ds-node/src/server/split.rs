@@ -69,13 +69,10 @@ pub fn apply_to_desc(left: &mut RangeDescriptor, cmd: &SplitCmd) -> Option<Range
 }
 
 /// The split point at or before internal key `k` that falls between user keys: for Redis
-/// data the start of `k`'s user key (`'r' | slot | len | key`), otherwise `k` itself.
+/// data the start of `k`'s user key (`'r' | slot | db | len | key`), otherwise `k` itself.
 pub fn boundary(k: &[u8]) -> Bytes {
-    if let [crate::keyspace::REDIS_PREFIX, _, _, a, b, c, d, ..] = k {
-        let len = u32::from_be_bytes([*a, *b, *c, *d]) as usize;
-        if let Some(prefix) = k.get(..7 + len) {
-            return Bytes::copy_from_slice(prefix);
-        }
+    if let Some((_, key, _)) = crate::keyspace::parse_user(k) {
+        return Bytes::copy_from_slice(&k[..crate::keyspace::USER_PREFIX_BYTES + key.len()]);
     }
     Bytes::copy_from_slice(k)
 }
@@ -335,8 +332,9 @@ mod tests {
 
     #[test]
     fn split_points_fall_between_user_keys() {
-        let field = crate::keyspace::field_key(b"myhash", 7, b"f1");
-        let meta = crate::keyspace::meta_key(b"myhash");
+        let z = crate::keyspace::Db::ZERO;
+        let field = crate::keyspace::field_key(z, b"myhash", 7, b"f1");
+        let meta = crate::keyspace::meta_key(z, b"myhash");
         assert_eq!(boundary(&field), boundary(&meta));
         assert!(boundary(&field) <= field && boundary(&meta) <= meta);
         assert!(meta.starts_with(&boundary(&meta)));

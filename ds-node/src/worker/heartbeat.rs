@@ -1,25 +1,33 @@
-//! Talking to the master: bootstrap of the first range, store heartbeats (shard 0) and range
-//! heartbeats for every range this shard leads, and the operators the master returns:
-//! transfer leader, add learner / promote / remove (proposed as Raft conf changes; the new
-//! learner's store creates the replica when the leader's first message arrives and catches it
-//! up by snapshot, see `server::snapshot`). A learner is promoted only once caught up. Each
-//! shard also refreshes the store addresses from the master's route table, so it can reach
-//! replicas on stores that joined after it started. Range heartbeats carry the range's
-//! approximate size (the master splits ranges above its threshold: see `server::split`).
+//! Talking to the master: bootstrap of the first range, heartbeats and the operators the
+//! master returns. Every heartbeat interval each shard sends:
+//! - shard 0 only: a store heartbeat (addresses, memory; protocol 2, as before);
+//! - every shard, when its master connection speaks protocol 3: a shard heartbeat with the
+//!   load of the window since its previous one (reads/writes and their bytes per second from
+//!   `crate::load`, keys and bytes of its ranges, memory, disk);
+//! - a range heartbeat for every range it leads, with that range's load (size, keys and the
+//!   same rates; the master splits ranges above its thresholds: see `server::split`).
+//!
+//! Operators: transfer leader, add learner / promote / remove (proposed as Raft conf changes;
+//! the new learner's store creates the replica when the leader's first message arrives and
+//! catches it up by snapshot, see `server::snapshot`). A learner is promoted only once caught
+//! up. Each shard also refreshes the store addresses from the master's route table, so it can
+//! reach replicas on stores that joined after it started.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use net::Message;
+use net::message::handshake::LOAD_AND_PROBES_VERSION;
 use net::message::{
-    Bootstrap, GetRouteTable, RangeHeartbeat, RangeStats, ShardStats, StoreHeartbeat, StoreInfo,
-    StoreStats,
+    Bootstrap, GetRouteTable, RangeHeartbeat, RangeStats, ShardHeartbeat, ShardLoad, ShardStats,
+    StoreHeartbeat, StoreInfo, StoreStats,
 };
 use net::message::{Operator, ReplicaRole};
 use net::{ReplicaId, ShardId, StoreId};
 
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
+use crate::load::{Rates, Window};
 use crate::server::Shard;
 
 fn master(shard: &Shard) -> anyhow::Result<String> {
@@ -69,14 +77,20 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
 pub async fn run(shard: Rc<Shard>) {
     let Ok(m) = master(&shard) else { return };
     let every = Duration::from_millis(shard.cfg.heartbeat_ms);
+    let mut window_start = Instant::now();
     while !shard.stop.get() {
         crate::core::sleep(every).await;
+        let window_ms = u64::try_from(window_start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        window_start = Instant::now();
+        let window = shard.load.borrow_mut().take(window_ms);
+        shard.metrics.borrow_mut().load.add(&window.counts);
         if shard.index == 0 {
-            let hb = store_heartbeat(&shard);
+            let hb = store_heartbeat(&shard, &window);
             if let Err(e) = shard.pool.call(&m, Message::StoreHeartbeat(hb)).await {
                 tracing::info!("store heartbeat failed: {e}");
             }
         }
+        send_shard_heartbeat(&shard, &m, &window).await;
         let mut route_version = shard.route_version.get();
         match shard
             .pool
@@ -125,11 +139,7 @@ pub async fn run(shard: Rc<Shard>) {
                     RangeHeartbeat {
                         range: desc,
                         leader: ReplicaId(p.replica_id),
-                        stats: RangeStats {
-                            size_bytes: p.approx_size.0.max(0) as u64,
-                            keys: p.approx_size.1.max(0) as u64,
-                            ..RangeStats::default()
-                        },
+                        stats: range_stats(p, window.ranges.get(&p.desc.id.0)),
                         pending,
                         down,
                     }
@@ -172,7 +182,68 @@ fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
     (pending, down)
 }
 
-fn store_heartbeat(shard: &Shard) -> StoreHeartbeat {
+/// A range's size and its load in the last window.
+fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeStats {
+    let r = rates.copied().unwrap_or_default();
+    RangeStats {
+        size_bytes: p.approx_size.0.max(0) as u64,
+        keys: p.approx_size.1.max(0) as u64,
+        read_qps: r.reads,
+        write_qps: r.writes,
+        read_bytes_per_sec: r.read_bytes,
+        write_bytes_per_sec: r.write_bytes,
+    }
+}
+
+/// Sends this shard's load, if the master speaks protocol 3 (a master of the previous
+/// release would close the connection on the unknown message kind).
+async fn send_shard_heartbeat(shard: &Shard, master: &str, window: &Window) {
+    let client = match shard.pool.get(master).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("shard heartbeat: no master connection: {e}");
+            return;
+        }
+    };
+    if client.peer().version < LOAD_AND_PROBES_VERSION {
+        return;
+    }
+    let hb = ShardHeartbeat {
+        store_id: StoreId(shard.store_id),
+        shard_id: ShardId(shard.index),
+        load: shard_load(shard, window),
+    };
+    if let Err(e) = client.call(Message::ShardHeartbeat(hb)).await {
+        tracing::info!("shard heartbeat failed: {e}");
+    }
+}
+
+/// This shard's load: the window's rates, its replicas' keys and bytes, its engine's memory
+/// and its log's bytes on disk.
+pub fn shard_load(shard: &Shard, window: &Window) -> ShardLoad {
+    let disk_used = shard
+        .log
+        .segment_usage()
+        .iter()
+        .map(|(_, u, _)| u.bytes)
+        .sum();
+    let st = shard.state.borrow();
+    let initialized = || st.peers.values().filter(|p| p.initialized);
+    ShardLoad {
+        ranges: st.peers.len() as u32,
+        leaders: st.peers.values().filter(|p| p.is_leader()).count() as u32,
+        read_ops_per_sec: window.shard.reads,
+        write_ops_per_sec: window.shard.writes,
+        read_bytes_per_sec: window.shard.read_bytes,
+        write_bytes_per_sec: window.shard.write_bytes,
+        keys: initialized().map(|p| p.approx_size.1.max(0) as u64).sum(),
+        size_bytes: initialized().map(|p| p.approx_size.0.max(0) as u64).sum(),
+        mem_used: st.engine.accounted().total(),
+        disk_used,
+    }
+}
+
+fn store_heartbeat(shard: &Shard, window: &Window) -> StoreHeartbeat {
     let st = shard.state.borrow();
     let shard_addrs = shard
         .addrs
@@ -188,11 +259,14 @@ fn store_heartbeat(shard: &Shard) -> StoreHeartbeat {
             labels: Vec::new(),
         },
         stats: StoreStats {
-            mem_used: st.engine.memory_bytes() as u64,
+            mem_used: st.engine.accounted().total(),
+            mem_capacity: shard.cfg.maxmemory,
+            ops_per_sec: window.shard.reads + window.shard.writes,
             shards: vec![ShardStats {
                 shard_id: ShardId(shard.index),
                 ranges: st.peers.len() as u32,
                 leaders: st.peers.values().filter(|p| p.is_leader()).count() as u32,
+                ops_per_sec: window.shard.reads + window.shard.writes,
                 ..ShardStats::default()
             }],
             ..StoreStats::default()

@@ -1,3 +1,4 @@
-//! Background work of a shard: master heartbeats (and, later, value-log GC, checkpoints).
+//! Background work of a shard: master heartbeats (with the shard's and its ranges' load from
+//! [`crate::load`]).
 
 pub mod heartbeat;

@@ -153,5 +153,10 @@ pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse
 
 /// [`must_call_at`] for an operation on Redis key `key`.
 pub async fn must_call(maddr: &str, key: &[u8], op: KvOp) -> KvResponse {
-    must_call_at(maddr, &net::keyspace::meta_key(key), op).await
+    must_call_at(
+        maddr,
+        &net::keyspace::meta_key(net::keyspace::Db::ZERO, key),
+        op,
+    )
+    .await
 }

@@ -1,5 +1,16 @@
 //! Entries: what a key maps to — an inline value (hot), a log pointer (cold, or both while a
-//! hot value is also on the log), an expiry time, and the dirty and access bits.
+//! hot value is also on the log), an expiry time, and the dirty and access state.
+//!
+//! The access state (for the memory policy's clock, `ds-node` `server::policy`) lives in the
+//! entry's spare bits, so it costs no memory and no allocation: the *access bit* (set by every
+//! write and by [`EntryRef::touch`] on reads, cleared by the clock hand), the *transient* bit
+//! (a cold value loaded for one read only, to be dropped again after it) and a 16-bit
+//! *cold-read stamp* (the policy's clock tick of the last cold read, to promote a value read
+//! twice within a window). The bits are `Cell`s: a read sets them through `&self`, which is
+//! sound because a tree is owned by one thread (a shard) and never shared (`Masstree` is not
+//! `Sync`).
+
+use std::cell::Cell;
 
 /// Identifies a segment of the shard log.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -23,6 +34,10 @@ const FLAG_INLINE: u8 = 1;
 const FLAG_POINTER: u8 = 2;
 const FLAG_DIRTY: u8 = 4;
 const FLAG_ACCESSED: u8 = 8;
+/// A cold value loaded for one operation only (not promoted): dropped again after it.
+const FLAG_TRANSIENT: u8 = 16;
+/// `stamp` holds the clock tick of the last cold read.
+const FLAG_STAMPED: u8 = 32;
 
 /// What to store under a key. At least one of `inline` and `pointer` must be set.
 #[derive(Clone, Copy, Debug)]
@@ -93,13 +108,21 @@ const POINTER_BYTES: usize = 20;
 /// allocation: the key suffix (the key bytes after this layer's slice, when the key is longer),
 /// then the log pointer when there is one (20 bytes: segment, offset, len, checksum,
 /// little-endian), then the inline value.
+///
+/// ```text
+///  +0  data Box<[u8]> (16) | +16 expire_at_ms u64 | +24 suffix_len u32 | +28 flags u8
+///  +29 (padding) | +30 stamp u16
+///  flags: 1 inline | 2 pointer | 4 dirty | 8 accessed | 16 transient | 32 stamped
+/// ```
 #[derive(Debug, Default)]
 pub(crate) struct Entry {
     pub(crate) data: Box<[u8]>,
     /// 0 = never expires.
     pub(crate) expire_at_ms: u64,
     pub(crate) suffix_len: u32,
-    pub(crate) flags: u8,
+    pub(crate) flags: Cell<u8>,
+    /// Clock tick of the last cold read (valid when `FLAG_STAMPED` is set).
+    stamp: Cell<u16>,
 }
 
 const _: () = assert!(size_of::<Entry>() == 32);
@@ -138,7 +161,8 @@ fn build(suffix: &[u8], pointer: Option<&LogPointer>, value: &[u8]) -> Box<[u8]>
 impl Entry {
     /// Builds an entry for `value` with key suffix `suffix`.
     pub(crate) fn new(suffix: &[u8], value: &Value<'_>) -> Self {
-        let mut flags = 0;
+        // A write is an access: a new entry starts referenced.
+        let mut flags = FLAG_ACCESSED;
         if value.inline.is_some() {
             flags |= FLAG_INLINE;
         }
@@ -152,7 +176,8 @@ impl Entry {
             data: build(suffix, value.pointer.as_ref(), value.inline.unwrap_or(&[])),
             expire_at_ms: value.expire_at_ms.unwrap_or(0),
             suffix_len: u32::try_from(suffix.len()).expect("keys are at most 64 KiB"),
-            flags,
+            flags: Cell::new(flags),
+            stamp: Cell::new(0),
         }
     }
 
@@ -197,18 +222,19 @@ impl Entry {
         self.rebuild(suffix, self.pointer(), &value);
     }
 
-    fn set_flag(&mut self, flag: u8, on: bool) {
-        if on {
-            self.flags |= flag;
-        } else {
-            self.flags &= !flag;
-        }
+    fn set_flag(&self, flag: u8, on: bool) {
+        let f = self.flags.get();
+        self.flags.set(if on { f | flag } else { f & !flag });
+    }
+
+    fn flag(&self, flag: u8) -> bool {
+        self.flags.get() & flag != 0
     }
 
     /// Turns the entry into its owned form.
     pub(crate) fn into_owned(self) -> OwnedEntry {
         let pointer = self.pointer();
-        let (flags, expire_at_ms) = (self.flags, self.expire_at_ms);
+        let (flags, expire_at_ms) = (self.flags.get(), self.expire_at_ms);
         let inline = match (
             self.has_inline(),
             self.suffix_len as usize + self.pointer_len(),
@@ -227,11 +253,11 @@ impl Entry {
     }
 
     pub(crate) fn has_inline(&self) -> bool {
-        self.flags & FLAG_INLINE != 0
+        self.flag(FLAG_INLINE)
     }
 
     pub(crate) fn has_pointer(&self) -> bool {
-        self.flags & FLAG_POINTER != 0
+        self.flag(FLAG_POINTER)
     }
 }
 
@@ -279,12 +305,41 @@ impl<'a> EntryRef<'a> {
 
     /// Returns the dirty bit (index entry not yet checkpointed).
     pub fn is_dirty(&self) -> bool {
-        self.0.flags & FLAG_DIRTY != 0
+        self.0.flag(FLAG_DIRTY)
     }
 
     /// Returns the access bit (used since the clock hand last cleared it).
     pub fn is_accessed(&self) -> bool {
-        self.0.flags & FLAG_ACCESSED != 0
+        self.0.flag(FLAG_ACCESSED)
+    }
+
+    /// Sets the access bit (a read), without allocating and through a shared reference.
+    #[inline]
+    pub fn touch(&self) {
+        self.0.set_flag(FLAG_ACCESSED, true);
+    }
+
+    /// The clock hand's visit: returns the access bit and clears it (second chance).
+    pub fn take_accessed(&self) -> bool {
+        let was = self.is_accessed();
+        self.0.set_flag(FLAG_ACCESSED, false);
+        was
+    }
+
+    /// Returns the transient bit (a cold value loaded for one operation, not promoted).
+    pub fn is_transient(&self) -> bool {
+        self.0.flag(FLAG_TRANSIENT)
+    }
+
+    /// Returns the clock tick of the last cold read recorded, if any.
+    pub fn cold_read_stamp(&self) -> Option<u16> {
+        self.0.flag(FLAG_STAMPED).then(|| self.0.stamp.get())
+    }
+
+    /// Records (`Some`) or forgets (`None`) the clock tick of a cold read.
+    pub fn set_cold_read_stamp(&self, tick: Option<u16>) {
+        self.0.set_flag(FLAG_STAMPED, tick.is_some());
+        self.0.stamp.set(tick.unwrap_or(0));
     }
 }
 
@@ -309,6 +364,11 @@ impl EntryMut<'_> {
     /// Sets or clears the access bit.
     pub fn set_accessed(&mut self, accessed: bool) {
         self.entry.set_flag(FLAG_ACCESSED, accessed);
+    }
+
+    /// Sets or clears the transient bit (a cold value loaded for one operation only).
+    pub fn set_transient(&mut self, transient: bool) {
+        self.entry.set_flag(FLAG_TRANSIENT, transient);
     }
 
     /// Sets the expiry time (`None`: never expires).
@@ -338,6 +398,7 @@ impl EntryMut<'_> {
             let suffix = self.entry.suffix().to_vec();
             self.entry.rebuild(&suffix, Some(pointer), &[]);
             self.entry.set_flag(FLAG_INLINE, false);
+            self.entry.set_flag(FLAG_TRANSIENT, false);
             self.heap.add(self.entry);
         }
         Some(freed)

@@ -46,9 +46,10 @@
 //!  +8   keyslice [u64; 15]   (sorted; child i covers [keyslice[i-1], keyslice[i]))
 //!  +128 child [u32; 16]
 //!
-//!  entry, 32 B: data Box<[u8]> | expire_at_ms u64 | suffix_len u32 | flags u8
+//!  entry, 32 B: data Box<[u8]> | expire_at_ms u64 | suffix_len u32 | flags u8 | pad u8
+//!               | stamp u16
 //!  data (one heap allocation) = key suffix ++ [LogPointer, 20 B, if flags.pointer] ++ value
-//!  flags: inline, pointer, dirty, accessed
+//!  flags: inline, pointer, dirty, accessed, transient, stamped (access state: `entry`)
 //! ```
 //!
 //! A lookup reads the interior nodes (one `u64` compare per key), then the border's first three

@@ -261,7 +261,7 @@ impl Masstree {
             match kl {
                 KLEN_LAYER => {
                     check!(
-                        e.data.is_empty() && e.flags == 0,
+                        e.data.is_empty() && e.flags.get() == 0,
                         "layer link {lv} has an entry"
                     );
                     layers.push((b.lv[s], false));
@@ -296,7 +296,7 @@ impl Masstree {
             );
             let e = &b.entries[perm.slot(i)];
             check!(
-                e.data.is_empty() && e.flags == 0,
+                e.data.is_empty() && e.flags.get() == 0,
                 "free slot {} of {node} holds an entry",
                 { perm.slot(i) }
             );

@@ -7,6 +7,7 @@
 //! - `log`: [`Vlog`] — group-commit appends (queue, commit lock, batch encoding, the
 //!   two-deep write/flush pipeline, fail-stop).
 //! - `read`: reads by pointer and by (range, index) through the entry cache; Raft queries.
+//! - [`gc`]: the value garbage collector's policy (victims, relocation tags).
 //! - `reclaim`: Raft truncation and segment reclamation (the value GC's entry point).
 //! - `recover`: [`Vlog::open`] — scan, torn-tail cut, mid-log corruption detection.
 //! - `state`: the per-range entry index and per-segment liveness counts.
@@ -20,6 +21,7 @@
 //! [`LogPointer`] is the Masstree module's (segment, offset, length, crc32c).
 
 pub mod device;
+pub mod gc;
 mod log;
 pub mod metrics;
 mod read;

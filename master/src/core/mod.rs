@@ -15,13 +15,14 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use net::message::{
-    Bootstrap, BootstrapResp, GetRouteTable, IdBlock, RangeDescriptor, RangeHeartbeat,
-    RangeHeartbeatResp, Replica, ReplicaRole, Route, RouteTable, SplitIds, SplitReport,
-    SplitReportResp, SplitRequest, StoreHeartbeat, StoreHeartbeatResp, StoreRegister,
-    StoreRegisterResp,
+    Bootstrap, BootstrapResp, GetRouteTable, IdBlock, ProbeReport, ProbeReportResp,
+    RangeDescriptor, RangeHeartbeat, RangeHeartbeatResp, Replica, ReplicaRole, Route, RouteTable,
+    ShardHeartbeat, ShardLoad, SplitIds, SplitReport, SplitReportResp, SplitRequest,
+    StoreHeartbeat, StoreHeartbeatResp, StoreRegister, StoreRegisterResp,
 };
 use net::{ClusterId, Epoch, RangeId, ReplicaId, RpcError, ShardId, StoreId, Timestamp};
 
+use crate::detector::{Detector, DetectorConfig};
 use crate::log::{DurableState, LogError, ProposeError, RecoveryReport};
 use crate::schedule::{Checker, RangeLoad, ScheduleConfig, StoreLoad, default_checkers};
 use crate::state::{
@@ -104,6 +105,23 @@ fn rpc_error(e: ProposeError) -> RpcError {
     }
 }
 
+/// A shard's last heartbeat (protocol version 3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ShardLoadSeen {
+    /// When it arrived (master clock, ms).
+    pub heartbeat_ms: u64,
+    /// What it said.
+    pub load: ShardLoad,
+}
+
+fn detector_config(s: &ScheduleConfig) -> DetectorConfig {
+    DetectorConfig {
+        down_after_ms: s.store_down_after_ms,
+        probe_window_ms: s.probe_window_ms,
+        probe_expiry_ms: s.probe_expiry_ms,
+    }
+}
+
 /// The master's state and the work it has in flight.
 #[derive(Debug)]
 pub struct Core {
@@ -111,7 +129,9 @@ pub struct Core {
     durable: DurableState,
     next_id: u64,
     store_loads: BTreeMap<StoreId, StoreLoad>,
+    shard_loads: BTreeMap<(StoreId, ShardId), ShardLoadSeen>,
     range_loads: BTreeMap<RangeId, RangeLoad>,
+    detector: Detector,
     operators: BTreeMap<RangeId, RunningOperator>,
     checkers: Vec<Box<dyn Checker>>,
     decisions: VecDeque<Decision>,
@@ -142,13 +162,16 @@ impl Core {
         }
         let next_id = durable.state().id_end().max(1);
         let routes = Arc::new(RwLock::new(RouteCache::from_state(durable.state())));
+        let detector = Detector::new(detector_config(&cfg.schedule));
         Ok((
             Self {
                 cfg,
                 durable,
                 next_id,
                 store_loads: BTreeMap::new(),
+                shard_loads: BTreeMap::new(),
                 range_loads: BTreeMap::new(),
+                detector,
                 operators: BTreeMap::new(),
                 checkers: default_checkers(),
                 decisions: VecDeque::new(),
@@ -187,6 +210,16 @@ impl Core {
     /// Last heartbeat of each store.
     pub fn store_loads(&self) -> &BTreeMap<StoreId, StoreLoad> {
         &self.store_loads
+    }
+
+    /// Last heartbeat of each shard (from stores that speak protocol version 3).
+    pub fn shard_loads(&self) -> &BTreeMap<(StoreId, ShardId), ShardLoadSeen> {
+        &self.shard_loads
+    }
+
+    /// The failure detector: probes, votes and each store's health.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
     }
 
     fn propose(&mut self, cmd: &Command) -> Result<(), RpcError> {
@@ -393,6 +426,74 @@ impl Core {
             cluster_id: self.state().cluster_id(),
             route_version: self.state().route_version(),
         })
+    }
+
+    /// Records one shard's heartbeat; it also counts as a heartbeat of its store (so a store
+    /// whose shard 0 is stuck but whose other shards report is not silent).
+    pub fn shard_heartbeat(
+        &mut self,
+        hb: ShardHeartbeat,
+        now_ms: u64,
+    ) -> Result<StoreHeartbeatResp, RpcError> {
+        let id = hb.store_id;
+        let Some(store) = self.state().store(id) else {
+            return Err(bad(format!("heartbeat from unregistered store {id}")));
+        };
+        if hb.shard_id.0 as usize >= store.info.shard_addrs.len() {
+            return Err(bad(format!("store {id} has no shard {}", hb.shard_id)));
+        }
+        let shards = store.info.shard_addrs.len() as u32;
+        self.shard_loads
+            .retain(|(s, sh), _| *s != id || sh.0 < shards);
+        self.shard_loads.insert(
+            (id, hb.shard_id),
+            ShardLoadSeen {
+                heartbeat_ms: now_ms,
+                load: hb.load,
+            },
+        );
+        self.store_loads.entry(id).or_default().heartbeat_ms = now_ms;
+        Ok(StoreHeartbeatResp {
+            cluster_id: self.state().cluster_id(),
+            route_version: self.state().route_version(),
+        })
+    }
+
+    /// Records a probe's round (soft state: the detector evaluates it on the next scheduler
+    /// run).
+    pub fn probe_report(
+        &mut self,
+        r: ProbeReport,
+        now_ms: u64,
+    ) -> Result<ProbeReportResp, RpcError> {
+        let state = self.durable.state();
+        self.detector
+            .on_report(&r, |s| state.store(s).is_some(), now_ms)
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(ProbeReportResp {
+            route_version: state.route_version(),
+        })
+    }
+
+    /// Re-evaluates every store's health and logs each change with the probes' votes.
+    pub fn detect(&mut self, now_ms: u64) {
+        let stores: BTreeMap<StoreId, Option<u64>> = self
+            .state()
+            .stores()
+            .filter(|s| s.state != StoreState::Tombstone)
+            .map(|s| {
+                let id = s.info.store_id;
+                (id, self.store_loads.get(&id).map(|l| l.heartbeat_ms))
+            })
+            .collect();
+        for t in self.detector.evaluate(&stores, now_ms) {
+            let (from, to) = (t.from.label(), t.to.health.label());
+            if t.to.health == crate::detector::Health::Dead {
+                tracing::warn!(store = %t.store, from, to, "store declared dead: {}", t.to);
+            } else {
+                tracing::info!(store = %t.store, from, to, "store health changed: {}", t.to);
+            }
+        }
     }
 
     /// Records a range heartbeat, updates the descriptor if it is newer, advances the range's

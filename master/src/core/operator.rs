@@ -80,6 +80,13 @@ impl Core {
             }
             keep
         });
+        self.detect(now_ms);
+        let health: BTreeMap<StoreId, crate::detector::Health> = self
+            .detector
+            .verdicts()
+            .iter()
+            .map(|(s, v)| (*s, v.health))
+            .collect();
         let busy: BTreeMap<RangeId, Vec<StoreId>> = self
             .operators
             .iter()
@@ -90,6 +97,7 @@ impl Core {
             stores: &self.store_loads,
             ranges: &self.range_loads,
             busy: &busy,
+            health: &health,
             config: &self.cfg.schedule,
             now_ms,
         };

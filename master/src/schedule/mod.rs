@@ -4,8 +4,8 @@
 //! [`schedule`] runs every [`Checker`] in order over a [`Plan`]; a checker looks at the
 //! [`ScheduleInput`] and calls [`Plan::propose`], which refuses a proposal for a range that
 //! already has an operator or that would push a store over its concurrent-operator limit.
-//! Probes, failover and autoscaling plug in as more checkers (and as more fields of the
-//! input: store liveness already comes from heartbeats through [`StoreLoad`]).
+//! Store liveness comes from the failure detector ([`ScheduleInput::health`], probes and
+//! heartbeats); autoscaling will plug in as more checkers.
 
 mod balance;
 mod replica;
@@ -17,6 +17,7 @@ use std::fmt;
 use net::message::{RangeDescriptor, RangeStats, ReplicaRole, StoreStats};
 use net::{RangeId, ReplicaId, ShardId, StoreId};
 
+use crate::detector::Health;
 use crate::state::{ClusterState, StoreMeta, StoreState};
 
 pub use balance::{LeaderBalance, ReplicaBalance};
@@ -32,8 +33,13 @@ pub struct ScheduleConfig {
     pub split_size_bytes: u64,
     /// Split a range above this many reads + writes per second. Default 30,000.
     pub split_qps: u64,
-    /// A store silent for this long gets no new replicas, ms. Default 30,000.
+    /// A store silent for this long (and, with probes, unreachable by a majority of them for
+    /// as long) is dead: its replicas are replaced, ms. Default 30,000.
     pub store_down_after_ms: u64,
+    /// A store reached by any probe within this is healthy, ms. Default 5,000.
+    pub probe_window_ms: u64,
+    /// A probe silent for this long no longer votes, ms. Default 15,000.
+    pub probe_expiry_ms: u64,
     /// Balance replicas when the fullest and emptiest stores differ by at least this. Default 2.
     pub replica_imbalance: usize,
     /// Balance leaders when the stores with most and fewest leaders differ by at least this.
@@ -50,6 +56,8 @@ impl Default for ScheduleConfig {
             split_size_bytes: 96 << 20,
             split_qps: 30_000,
             store_down_after_ms: 30_000,
+            probe_window_ms: 5_000,
+            probe_expiry_ms: 15_000,
             replica_imbalance: 2,
             leader_imbalance: 2,
             balance_moves_per_run: 4,
@@ -90,6 +98,9 @@ pub struct ScheduleInput<'a> {
     pub ranges: &'a BTreeMap<RangeId, RangeLoad>,
     /// Ranges with an operator in flight, and the stores each involves.
     pub busy: &'a BTreeMap<RangeId, Vec<StoreId>>,
+    /// The failure detector's verdict per store (a store missing here falls back to the
+    /// heartbeat rule).
+    pub health: &'a BTreeMap<StoreId, Health>,
     /// Settings.
     pub config: &'a ScheduleConfig,
     /// Master clock, ms.
@@ -227,14 +238,23 @@ impl<'a> Plan<'a> {
         &self.out
     }
 
-    /// Whether `store` may receive a new replica: up and heard from recently (a store not
-    /// heard from since this master started counts as alive).
+    /// Whether `store` may receive a new replica: up and healthy (a suspect store keeps its
+    /// replicas but gets no new ones; a store not heard from since this master started counts
+    /// as alive).
     pub fn is_target(&self, store: &StoreMeta) -> bool {
-        store.state == StoreState::Up && self.is_alive(store.info.store_id)
+        let id = store.info.store_id;
+        store.state == StoreState::Up
+            && self.is_alive(id)
+            && self.input.health.get(&id) != Some(&Health::Suspect)
     }
 
-    /// Whether `store` sent a heartbeat within the down timeout (or none was expected yet).
+    /// Whether `store` is not dead: the detector's verdict, or without one, whether it sent a
+    /// heartbeat within the down timeout (or none was expected yet). A dead store's replicas
+    /// are replaced.
     pub fn is_alive(&self, store: StoreId) -> bool {
+        if let Some(h) = self.input.health.get(&store) {
+            return *h != Health::Dead;
+        }
         match self.input.stores.get(&store) {
             Some(l) => {
                 self.input.now_ms.saturating_sub(l.heartbeat_ms)

@@ -11,6 +11,7 @@ use net::message::{RangeDescriptor, RangeStats, Replica, ReplicaRole, StoreInfo}
 use net::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId};
 
 use super::*;
+use crate::detector::Health;
 use crate::state::{ClusterConfig, ClusterState, Command, StoreMeta, StoreState};
 
 struct Case {
@@ -21,8 +22,13 @@ struct Case {
     ranges: &'static [&'static str],
     /// `(range, size MiB)`.
     sizes: &'static [(u64, u64)],
+    /// `(range, reads/s, writes/s)` its leader reported.
+    load: &'static [(u64, u64, u64)],
     /// Stores whose last heartbeat is older than the down timeout.
     silent: &'static [u64],
+    /// Stores the failure detector declared dead / suspect.
+    dead: &'static [u64],
+    suspect: &'static [u64],
     /// Ranges with an operator in flight.
     busy: &'static [u64],
     max_ops_per_store: usize,
@@ -38,7 +44,10 @@ const BASE: Case = Case {
     stores: &[],
     ranges: &[],
     sizes: &[],
+    load: &[],
     silent: &[],
+    dead: &[],
+    suspect: &[],
     busy: &[],
     max_ops_per_store: 4,
     expect: &[],
@@ -162,34 +171,42 @@ fn run(case: &Case) -> Vec<String> {
             )
         })
         .collect();
-    let ranges: BTreeMap<RangeId, RangeLoad> = case
-        .sizes
-        .iter()
-        .map(|(r, mib)| {
-            (
-                RangeId(*r),
-                RangeLoad {
-                    heartbeat_ms: now,
-                    stats: RangeStats {
-                        size_bytes: mib << 20,
-                        ..RangeStats::default()
-                    },
-                    ..RangeLoad::default()
-                },
-            )
-        })
-        .collect();
+    let mut ranges: BTreeMap<RangeId, RangeLoad> = BTreeMap::new();
+    fn stats(ranges: &mut BTreeMap<RangeId, RangeLoad>, r: u64, now: u64) -> &mut RangeStats {
+        &mut ranges
+            .entry(RangeId(r))
+            .or_insert_with(|| RangeLoad {
+                heartbeat_ms: now,
+                ..RangeLoad::default()
+            })
+            .stats
+    }
+    for (r, mib) in case.sizes {
+        stats(&mut ranges, *r, now).size_bytes = mib << 20;
+    }
+    for (r, reads, writes) in case.load {
+        let s = stats(&mut ranges, *r, now);
+        s.read_qps = *reads;
+        s.write_qps = *writes;
+    }
     let busy: BTreeMap<RangeId, Vec<StoreId>> =
         case.busy.iter().map(|r| (RangeId(*r), vec![])).collect();
     let config = ScheduleConfig {
         max_ops_per_store: case.max_ops_per_store,
         ..ScheduleConfig::default()
     };
+    let health: BTreeMap<StoreId, Health> = case
+        .dead
+        .iter()
+        .map(|s| (StoreId(*s), Health::Dead))
+        .chain(case.suspect.iter().map(|s| (StoreId(*s), Health::Suspect)))
+        .collect();
     let input = ScheduleInput {
         state: &state,
         stores: &stores,
         ranges: &ranges,
         busy: &busy,
+        health: &health,
         config: &config,
         now_ms: now,
     };
@@ -267,6 +284,31 @@ fn scheduling_cases() {
             ..BASE
         },
         Case {
+            name: "a voter on a store the detector declared dead is replaced, then removed",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP), (4, "", UP)],
+            ranges: &["s1* s2 s3"],
+            dead: &[3],
+            expect: &["r1: add-learner s4/0, promote, remove p13"],
+            ..BASE
+        },
+        Case {
+            name: "the detector's verdict overrides the heartbeat rule: a silent store a probe reaches keeps its replicas",
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP), (4, "", UP)],
+            ranges: &["s1* s2 s3"],
+            silent: &[3],
+            suspect: &[3],
+            ..BASE
+        },
+        Case {
+            name: "a suspect store keeps its replicas but receives no new one",
+            rf: 2,
+            stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
+            ranges: &["s1*"],
+            suspect: &[2],
+            expect: &["r1: add-learner s3/0, promote"],
+            ..BASE
+        },
+        Case {
             name: "a silent store receives no replica",
             rf: 2,
             stores: &[(1, "", UP), (2, "", UP), (3, "", UP)],
@@ -281,6 +323,15 @@ fn scheduling_cases() {
             stores: &[(1, "", UP), (2, "", UP)],
             ranges: &["s1* s2~"],
             expect: &["r1: promote p12"],
+            ..BASE
+        },
+        Case {
+            name: "a range serving more than split-qps reads + writes is split (load from the leader's heartbeat)",
+            rf: 1,
+            stores: &[(1, "", UP)],
+            ranges: &["s1*", "s1*"],
+            load: &[(1, 20_000, 10_001), (2, 20_000, 10_000)],
+            expect: &["r1: split"],
             ..BASE
         },
         Case {

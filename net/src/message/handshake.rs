@@ -7,8 +7,13 @@ use crate::ids::{ClusterId, NodeId};
 
 /// `TKV1` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TKV1");
-/// The protocol version this build speaks: 2 (the handshake proves the cluster secret).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this build speaks: 3 (version 2 plus the shard heartbeat and probe
+/// reports, `docs/format/wire.md` §7).
+pub const PROTOCOL_VERSION: u16 = 3;
+/// The first protocol version with [`ShardHeartbeat`](crate::message::ShardHeartbeat) and
+/// [`ProbeReport`](crate::message::ProbeReport): a sender checks the connection's negotiated
+/// version against it before sending either.
+pub const LOAD_AND_PROBES_VERSION: u16 = 3;
 /// The oldest protocol version this build still speaks. Version 1 had no authentication, so
 /// it is no longer spoken.
 pub const MIN_PROTOCOL_VERSION: u16 = 2;
@@ -231,6 +236,13 @@ mod tests {
         let mut h = Hello::new(Role::Proxy {}, ClusterId(7), NodeId(1));
         h.max_version = 9;
         assert_eq!(acceptor(7).accept(&h).unwrap().version, PROTOCOL_VERSION);
+    }
+
+    #[test]
+    fn a_version_2_peer_is_served_version_2() {
+        let mut h = Hello::new(Role::DsNode {}, ClusterId(7), NodeId(1));
+        h.max_version = 2;
+        assert_eq!(acceptor(7).accept(&h).unwrap().version, 2);
     }
 
     #[test]

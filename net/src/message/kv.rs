@@ -5,6 +5,7 @@ use bytes::Bytes;
 
 use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
+use crate::keyspace::Db;
 pub use crate::message::bits::BitOp;
 pub use crate::message::hll::HllOp;
 pub use crate::message::list::ListOp;
@@ -422,6 +423,29 @@ pub enum KvOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         key: Bytes,
     },
+    /// `op` in Redis database `db` (`SELECT`): every Redis key of `op` (and a `Multi`'s
+    /// watches) is in that database. An operation not wrapped runs in database 0, so the
+    /// requests of database 0 are byte-identical to the previous release's. Does not nest:
+    /// an `InDb` inside `op` is refused when decoded.
+    InDb {
+        db: Db,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::boxed_leaf_op()"))]
+        op: Box<KvOp>,
+    },
+    /// Redis `FLUSHDB` on this range: delete every Redis key of the operation's database.
+    DbFlush {},
+    /// Redis `MOVE key db` (`remove`) and `COPY key dst DB db [REPLACE]`: write the key at
+    /// `dst` in database `dst_db` unless a key is there (and not `replace`); `remove` deletes
+    /// the source. Both keys must be in the range.
+    KeyCopyDb {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        key: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        dst: Bytes,
+        dst_db: Db,
+        replace: bool,
+        remove: bool,
+    },
     /// A list command ([`ListOp`]).
     List { op: ListOp },
     /// A set command ([`SetOp`]).
@@ -448,6 +472,19 @@ wire_struct!(Watch { key: key, digest });
 
 /// The tag of [`KvOp::Multi`] and of [`OpResult::Multi`].
 const MULTI_TAG: u8 = 65;
+/// The tag of [`KvOp::InDb`].
+const IN_DB_TAG: u8 = 67;
+
+/// Decodes the operation of a [`KvOp::InDb`], refusing a nested `InDb` before decoding it.
+fn in_db_op(r: &mut Reader) -> Result<Box<KvOp>, DecodeError> {
+    if r.peek(1) == Some(&[IN_DB_TAG]) {
+        return Err(DecodeError::UnknownTag {
+            what: "nested database",
+            tag: IN_DB_TAG.into(),
+        });
+    }
+    KvOp::decode(r).map(Box::new)
+}
 
 /// Decodes the operations of a [`KvOp::Multi`], refusing a nested `Multi` before decoding it
 /// (nesting would let a forged frame recurse without bound).
@@ -455,7 +492,10 @@ fn sub_ops(r: &mut Reader) -> Result<Vec<KvOp>, DecodeError> {
     let n = r.count("multi ops", 1)?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        if r.peek(1) == Some(&[MULTI_TAG]) {
+        // `InDb | db | op`: the wrapped operation may not be a `Multi` either.
+        if r.peek(1) == Some(&[MULTI_TAG])
+            || (r.peek(1) == Some(&[IN_DB_TAG]) && r.peek(3).is_some_and(|p| p[2] == MULTI_TAG))
+        {
             return Err(nested());
         }
         out.push(KvOp::decode(r)?);
@@ -527,6 +567,9 @@ wire_enum!(KvOp: u8, "kv op" {
     64 => RangeFlush {},
     65 => Multi { watches, ops: sub_ops },
     66 => KeyDigest { key: key },
+    67 => InDb { db, op: in_db_op },
+    68 => DbFlush {},
+    69 => KeyCopyDb { key: key, dst: key, dst_db, replace, remove },
     80 => List { op },
     81 => Set { op },
     82 => ZSet { op },
@@ -570,13 +613,50 @@ impl KvOp {
             | KvOp::HStrLen { key, .. }
             | KvOp::HScan { key, .. }
             | KvOp::HRandField { key, .. } => Some(key),
+            KvOp::KeyCopyDb { key, .. } => Some(key),
             KvOp::List { op } => Some(op.key()),
             KvOp::Set { op } => Some(op.key()),
             KvOp::ZSet { op } => Some(op.key()),
             KvOp::Bits { op } => Some(op.key()),
             KvOp::Hll { op } => Some(op.key()),
+            KvOp::InDb { op, .. } => op.redis_key(),
             _ => None,
         }
+    }
+
+    /// The database `op` runs in (`outer`: the database of the operation around it, 0 at
+    /// the top) and the operation itself, unwrapped from [`KvOp::InDb`].
+    pub fn in_db(&self, outer: Db) -> (Db, &KvOp) {
+        match self {
+            KvOp::InDb { db, op } => (*db, op),
+            other => (outer, other),
+        }
+    }
+
+    /// `op` in database `db`: wrapped in [`KvOp::InDb`] unless `db` is 0 or it already
+    /// names its database.
+    pub fn into_db(self, db: Db) -> KvOp {
+        if db == Db::ZERO || matches!(self, KvOp::InDb { .. }) {
+            self
+        } else {
+            KvOp::InDb {
+                db,
+                op: Box::new(self),
+            }
+        }
+    }
+
+    /// Every Redis key of the operation with its database (`outer`: the database of the
+    /// operation around it): the first key, then the others (a `KeyCopyDb` destination is
+    /// in its own database).
+    pub fn keys_in_db(&self, outer: Db) -> Vec<(Db, &Bytes)> {
+        let (db, op) = self.in_db(outer);
+        let mut out: Vec<(Db, &Bytes)> = op.redis_key().map(|k| (db, k)).into_iter().collect();
+        match op {
+            KvOp::KeyCopyDb { dst, dst_db, .. } => out.push((*dst_db, dst)),
+            _ => out.extend(op.other_redis_keys().iter().map(|k| (db, k))),
+        }
+        out
     }
 
     /// The user keys of a Redis operation besides [`Self::redis_key`] (a move's destination,
@@ -588,6 +668,7 @@ impl KvOp {
             KvOp::ZSet { op } => op.other_keys(),
             KvOp::Hll { op } => op.other_keys(),
             KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => std::slice::from_ref(dst),
+            KvOp::InDb { op, .. } => op.other_redis_keys(),
             _ => &[],
         }
     }
@@ -614,7 +695,9 @@ impl KvOp {
             | KvOp::HIncrBy { key, .. }
             | KvOp::HIncrByFloat { key, .. }
             | KvOp::KeyRename { key, .. }
-            | KvOp::KeyCopy { key, .. } => Some(key),
+            | KvOp::KeyCopy { key, .. }
+            | KvOp::KeyCopyDb { key, .. } => Some(key),
+            KvOp::InDb { op, .. } => op.dedup_key(),
             KvOp::List { .. }
             | KvOp::Set { .. }
             | KvOp::ZSet { .. }
@@ -632,6 +715,20 @@ impl KvOp {
         }
     }
 
+    /// The key a range records this write's id under, with its database (`outer`: the
+    /// database of the operation around it, 0 at the top): [`Self::dedup_key`] in the
+    /// database it is written in.
+    pub fn dedup_target(&self, outer: Db) -> Option<(Db, &Bytes)> {
+        match self {
+            KvOp::InDb { db, op } => op.dedup_target(*db),
+            KvOp::Multi { ops, .. } => ops.iter().filter(|o| o.is_write()).find_map(|o| {
+                let (db, op) = o.in_db(outer);
+                op.redis_key().map(|k| (db, k))
+            }),
+            _ => self.dedup_key().map(|k| (outer, k)),
+        }
+    }
+
     /// Whether the operation changes state (goes through Raft) or only reads.
     pub fn is_write(&self) -> bool {
         match self {
@@ -641,6 +738,7 @@ impl KvOp {
             Self::ZSet { op } => return op.is_write(),
             Self::Bits { op } => return op.is_write(),
             Self::Hll { op } => return op.is_write(),
+            Self::InDb { op, .. } => return op.is_write(),
             _ => {}
         }
         !matches!(

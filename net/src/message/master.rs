@@ -418,3 +418,101 @@ pub struct SplitReportResp {
     pub route_version: u64,
 }
 wire_struct!(SplitReportResp { route_version });
+
+/// Load of one shard and of the ranges it leads, measured over the shard's last heartbeat
+/// interval (rates are per second; protocol version 3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+#[allow(missing_docs)] // self-describing counters (bytes, operations per second)
+pub struct ShardLoad {
+    pub ranges: u32,
+    pub leaders: u32,
+    pub read_ops_per_sec: u64,
+    pub write_ops_per_sec: u64,
+    pub read_bytes_per_sec: u64,
+    pub write_bytes_per_sec: u64,
+    pub keys: u64,
+    pub size_bytes: u64,
+    pub mem_used: u64,
+    pub disk_used: u64,
+}
+wire_struct!(ShardLoad {
+    ranges,
+    leaders,
+    read_ops_per_sec,
+    write_ops_per_sec,
+    read_bytes_per_sec,
+    write_bytes_per_sec,
+    keys,
+    size_bytes,
+    mem_used,
+    disk_used
+});
+
+/// Periodic report of one shard of a storage node (every shard sends its own; protocol
+/// version 3). Answered with [`StoreHeartbeatResp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ShardHeartbeat {
+    /// The node.
+    pub store_id: StoreId,
+    /// The shard.
+    pub shard_id: ShardId,
+    /// Its load.
+    pub load: ShardLoad,
+}
+wire_struct!(ShardHeartbeat {
+    store_id,
+    shard_id,
+    load
+});
+
+/// Whether one probe reached one DS shard in its last round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProbeResult {
+    /// The node.
+    pub store_id: StoreId,
+    /// The shard pinged.
+    pub shard_id: ShardId,
+    /// Whether a `Pong` came back within the probe's deadline.
+    pub reachable: bool,
+    /// Round-trip time of the ping, µs (0 when unreachable).
+    pub rtt_us: u64,
+}
+wire_struct!(ProbeResult {
+    store_id,
+    shard_id,
+    reachable,
+    rtt_us
+});
+
+/// One probe's round: every DS shard it pinged (protocol version 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProbeReport {
+    /// The probe's name, stable across its rounds (at most 64 bytes).
+    pub probe: String,
+    /// The probe's zone label (at most 64 bytes).
+    pub zone: String,
+    /// Round-trip time of the probe's last ping of the master, µs.
+    pub master_rtt_us: u64,
+    /// One result per DS shard (at most 4,096).
+    #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+    pub results: Vec<ProbeResult>,
+}
+wire_struct!(ProbeReport {
+    probe,
+    zone,
+    master_rtt_us,
+    results
+});
+
+/// The master's answer to [`ProbeReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProbeReportResp {
+    /// Current version of the route table (a probe refreshes its targets when it moved).
+    pub route_version: u64,
+}
+wire_struct!(ProbeReportResp { route_version });

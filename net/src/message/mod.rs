@@ -131,6 +131,9 @@ messages! {
     0x0312 => SplitIds(SplitIds),
     0x0313 => SplitReport(SplitReport),
     0x0314 => SplitReportResp(SplitReportResp),
+    0x0315 => ShardHeartbeat(ShardHeartbeat),
+    0x0316 => ProbeReport(ProbeReport),
+    0x0317 => ProbeReportResp(ProbeReportResp),
 }
 
 impl Message {
@@ -328,6 +331,9 @@ mod tests {
         kind::SplitIds,
         kind::SplitReport,
         kind::SplitReportResp,
+        kind::ShardHeartbeat,
+        kind::ProbeReport,
+        kind::ProbeReportResp,
     ];
 
     #[test]

@@ -8,8 +8,8 @@ use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
 use super::util::{exec_error, int, is, syntax, unexpected};
 use super::{Action, AsyncCmd, R, RS, Spec, WD, keyed, single};
+use crate::db::DbRouter;
 use crate::resp::Reply;
-use crate::route::Router;
 
 /// The commands of this module, sorted by name.
 pub static SPECS: &[Spec] = &[
@@ -251,7 +251,7 @@ pub enum Logic {
 /// the destination (deleted when the result is empty); answers the result's length. The
 /// sources are read together, then the destination written: across ranges this is not one
 /// atomic step (a write to a source between them is not seen).
-pub async fn bitop(router: &Router, op: Logic, dest: Bytes, sources: Vec<Bytes>) -> Reply {
+pub async fn bitop(router: &DbRouter<'_>, op: Logic, dest: Bytes, sources: Vec<Bytes>) -> Reply {
     let reads = sources
         .iter()
         .map(|k| keyed(k, KvOp::StrGet { key: k.clone() }))

@@ -97,11 +97,18 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
             })
         }
         "copy" => {
-            let replace = copy_opts(&args[3..])?;
-            let op = KvOp::KeyCopy {
-                key: args[1].clone(),
-                dst: args[2].clone(),
-                replace,
+            let (replace, db) = copy_opts(&args[3..])?;
+            let (key, dst) = (args[1].clone(), args[2].clone());
+            let op = match db {
+                // Into another database (or the connection's, named): `range::rename`.
+                Some(dst_db) => KvOp::KeyCopyDb {
+                    key,
+                    dst,
+                    dst_db,
+                    replace,
+                    remove: false,
+                },
+                None => KvOp::KeyCopy { key, dst, replace },
             };
             single(&args[1], op, bool_int)
         }
@@ -121,24 +128,23 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
     })
 }
 
-/// `COPY`'s options: `[DB n] [REPLACE]`; whether REPLACE was given. Only database 0 exists.
-fn copy_opts(opts: &[Bytes]) -> Result<bool, Reply> {
+/// `COPY`'s options: `[DB n] [REPLACE]`; whether REPLACE was given, and the database.
+fn copy_opts(opts: &[Bytes]) -> Result<(bool, Option<crate::keyspace::Db>), Reply> {
     let mut replace = false;
+    let mut db = None;
     let mut i = 0;
     while i < opts.len() {
         if is(&opts[i], "replace") {
             replace = true;
             i += 1;
         } else if is(&opts[i], "db") && i + 1 < opts.len() {
-            if int(&opts[i + 1])? != 0 {
-                return Err(Reply::err("DB index is out of range"));
-            }
+            db = Some(super::dbs::database(&opts[i + 1])?);
             i += 2;
         } else {
             return Err(syntax());
         }
     }
-    Ok(replace)
+    Ok((replace, db))
 }
 
 fn bool_int(r: OpResult) -> Reply {

@@ -17,9 +17,10 @@ use net::message::kv::{KvOp, ListOp, OpResult};
 use super::util::{exec_error, int, is, opt_bulk, syntax, unexpected};
 use super::{Action, AsyncCmd, R, RS, Spec, W, WD, WF, WS, keyed, single};
 use crate::blocking::{Attempt, Blocked, parse_timeout};
+use crate::db::DbRouter;
 use crate::keyspace::meta_key;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 
 // Flag sets of the blocking and movable-key commands, as Redis 7.0 reports them.
 const WDB: &[&str] = &["write", "denyoom", "noscript", "blocking"];
@@ -363,10 +364,12 @@ fn moving(
 }
 
 /// Whether every key routes to one range (one key: trivially).
-async fn one_range(router: &Router, keys: &[Bytes]) -> Result<bool, ExecError> {
+async fn one_range(router: &DbRouter<'_>, keys: &[Bytes]) -> Result<bool, ExecError> {
     let mut id = None;
     for k in keys {
-        let r = router.range_of(&meta_key(k)).await?;
+        let r = router
+            .range_of(&meta_key(crate::keyspace::Db::ZERO, k))
+            .await?;
         if *id.get_or_insert(r.id) != r.id {
             return Ok(false);
         }
@@ -374,7 +377,7 @@ async fn one_range(router: &Router, keys: &[Bytes]) -> Result<bool, ExecError> {
     Ok(true)
 }
 
-async fn run_one(router: &Router, key: &Bytes, op: ListOp) -> Result<OpResult, ExecError> {
+async fn run_one(router: &DbRouter<'_>, key: &Bytes, op: ListOp) -> Result<OpResult, ExecError> {
     router
         .exec(vec![keyed(key, list(op))])
         .await
@@ -385,7 +388,7 @@ async fn run_one(router: &Router, key: &Bytes, op: ListOp) -> Result<OpResult, E
 /// Whether one of `keys` may have something to pop: reads (`LLEN`) of every key in one batch,
 /// so that polls and wake-ups of a blocked command that find nothing propose no write. An
 /// error counts as "maybe" (the attempt then reports or skips it).
-async fn maybe_non_empty(router: &Router, keys: &[Bytes]) -> bool {
+async fn maybe_non_empty(router: &DbRouter<'_>, keys: &[Bytes]) -> bool {
     let ops = keys
         .iter()
         .map(|k| keyed(k, list(ListOp::Len { key: k.clone() })))
@@ -397,7 +400,7 @@ async fn maybe_non_empty(router: &Router, keys: &[Bytes]) -> bool {
 }
 
 /// The WRONGTYPE error if one of `keys` holds another type (reads only).
-async fn type_error(router: &Router, keys: &[Bytes]) -> Option<Reply> {
+async fn type_error(router: &DbRouter<'_>, keys: &[Bytes]) -> Option<Reply> {
     let ops = keys
         .iter()
         .map(|k| keyed(k, list(ListOp::Len { key: k.clone() })))
@@ -444,7 +447,7 @@ impl MPop {
         })
     }
 
-    async fn try_keys(&self, router: &Router, keys: &[Bytes], retry: bool) -> Option<Reply> {
+    async fn try_keys(&self, router: &DbRouter<'_>, keys: &[Bytes], retry: bool) -> Option<Reply> {
         match run_one(router, &keys[0], self.op(keys)).await {
             Ok(OpResult::Bulks { values }) => self.reply(values),
             Ok(other) => Some(unexpected(&other)),
@@ -453,7 +456,7 @@ impl MPop {
         }
     }
 
-    async fn attempt(&self, router: &Router, retry: bool) -> Option<Reply> {
+    async fn attempt(&self, router: &DbRouter<'_>, retry: bool) -> Option<Reply> {
         if self.keys.is_empty() || (retry && !maybe_non_empty(router, &self.keys).await) {
             return None;
         }
@@ -478,11 +481,11 @@ impl MPop {
 }
 
 impl Attempt for MPop {
-    fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>> {
+    fn run<'a>(&'a self, router: &'a DbRouter<'a>, retry: bool) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(self.attempt(router, retry))
     }
 
-    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+    fn check<'a>(&'a self, router: &'a DbRouter<'a>) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(type_error(router, &self.keys))
     }
 }
@@ -506,7 +509,7 @@ impl Move {
         }
     }
 
-    async fn attempt(&self, router: &Router, retry: bool) -> Option<Reply> {
+    async fn attempt(&self, router: &DbRouter<'_>, retry: bool) -> Option<Reply> {
         if retry && !maybe_non_empty(router, std::slice::from_ref(&self.src)).await {
             return None;
         }
@@ -519,7 +522,7 @@ impl Move {
     }
 
     /// Both keys in one range: one operation.
-    async fn atomic(&self, router: &Router, retry: bool) -> Option<Reply> {
+    async fn atomic(&self, router: &DbRouter<'_>, retry: bool) -> Option<Reply> {
         match run_one(router, &self.src, self.op()).await {
             Ok(OpResult::Value { value }) => value.map(Reply::Bulk),
             Ok(other) => Some(unexpected(&other)),
@@ -538,7 +541,7 @@ impl Move {
     }
 
     /// Keys in two ranges: pop, then push; a failed push puts the element back.
-    async fn across(&self, router: &Router, retry: bool) -> Option<Reply> {
+    async fn across(&self, router: &DbRouter<'_>, retry: bool) -> Option<Reply> {
         let pop = ListOp::Pop {
             key: self.src.clone(),
             left: self.from_left,
@@ -574,11 +577,11 @@ impl Move {
 }
 
 impl Attempt for Move {
-    fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>> {
+    fn run<'a>(&'a self, router: &'a DbRouter<'a>, retry: bool) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(self.attempt(router, retry))
     }
 
-    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+    fn check<'a>(&'a self, router: &'a DbRouter<'a>) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(type_error(router, std::slice::from_ref(&self.src)))
     }
 }

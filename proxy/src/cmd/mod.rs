@@ -8,6 +8,7 @@
 //! DBSIZE, HSCAN).
 // perf-critical: every command is dispatched here.
 
+pub mod dbs;
 pub mod hashes;
 pub mod keys;
 pub mod object;
@@ -19,10 +20,10 @@ pub mod util;
 use bytes::Bytes;
 use net::message::kv::{KeyType, KvOp, OpResult, SetOp};
 
-use crate::keyspace::meta_key;
+use crate::keyspace::{Db, meta_key};
 use crate::resp::{Protocol, Reply};
 use crate::route::ExecError;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Turns the results of a command's operations (in order) into its reply.
 pub type Finish = Box<dyn FnOnce(Vec<Result<OpResult, ExecError>>) -> Reply + Send>;
@@ -168,6 +169,7 @@ pub mod dump;
 pub mod hll;
 pub mod lcs;
 pub mod lists;
+pub mod pubsub;
 pub mod sets;
 pub mod sort;
 pub mod zsets;
@@ -183,6 +185,7 @@ pub static TABLES: &[&[Spec]] = &[
     dump::SPECS,
     hll::SPECS,
     sort::SPECS,
+    pubsub::SPECS,
 ];
 
 /// Every supported command, in table order.
@@ -241,6 +244,7 @@ pub static TABLE: &[Spec] = &[
     spec!("keys", 2, RS, 0, 0, 0),
     spec!("memory", -2, NONE, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
+    spec!("move", 3, WF, 1, 1, 1),
     spec!("mset", -3, WD, 1, -1, 2),
     spec!("msetnx", -3, WD, 1, -1, 2),
     spec!("multi", 1, TXF, 0, 0, 0),
@@ -255,6 +259,7 @@ pub static TABLE: &[Spec] = &[
     spec!("quit", -1, CN, 0, 0, 0),
     spec!("rename", 3, WS, 1, 2, 1),
     spec!("renamenx", 3, WF, 1, 2, 1),
+    spec!("reset", 1, CN, 0, 0, 0),
     spec!("scan", -2, RS, 0, 0, 0),
     spec!("select", 2, C, 0, 0, 0),
     spec!("set", -3, WD, 1, 1, 1),
@@ -262,6 +267,7 @@ pub static TABLE: &[Spec] = &[
     spec!("setnx", 3, W, 1, 1, 1),
     spec!("setrange", 4, WD, 1, 1, 1),
     spec!("strlen", 2, R, 1, 1, 1),
+    spec!("swapdb", 3, WF, 0, 0, 0),
     spec!("time", 1, C, 0, 0, 0),
     spec!("ttl", 2, R, 1, 1, 1),
     spec!("type", 2, R, 1, 1, 1),
@@ -326,6 +332,44 @@ pub struct Session {
     pub since: std::time::Instant,
     /// MULTI / WATCH state.
     pub tx: tx::Tx,
+    /// The database (`SELECT`): every command's operations are moved to it ([`crate::db`]).
+    pub db: Db,
+    /// Pub/sub subscriptions and mailbox, from the first `(P|S)SUBSCRIBE` on.
+    pub pubsub: Option<crate::pubsub::Subscriber>,
+    /// `CLIENT REPLY`.
+    pub reply_mode: ReplyMode,
+}
+
+/// `CLIENT REPLY ON|OFF|SKIP`: whether the replies of the next commands are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReplyMode {
+    /// Replies are sent.
+    #[default]
+    On,
+    /// No reply is sent until `CLIENT REPLY ON`.
+    Off,
+    /// `CLIENT REPLY SKIP` itself ran (no reply); the next command's reply is dropped too.
+    SkipNext,
+    /// This command's reply is dropped, then replies are sent again.
+    Skip,
+}
+
+impl ReplyMode {
+    /// Called once after each command: whether its reply is dropped.
+    pub fn next_silent(&mut self) -> bool {
+        match *self {
+            ReplyMode::On => false,
+            ReplyMode::Off => true,
+            ReplyMode::SkipNext => {
+                *self = ReplyMode::Skip;
+                true
+            }
+            ReplyMode::Skip => {
+                *self = ReplyMode::On;
+                true
+            }
+        }
+    }
 }
 
 /// Dispatches one command. Arity is checked before authentication, as Redis does.
@@ -350,6 +394,16 @@ pub fn dispatch(
             Action::Reply(tx::rejected(sess, spec.name, noauth)),
         );
     }
+    if pubsub::in_pubsub_mode(sess) {
+        if !pubsub::allowed_while_subscribed(spec.name) {
+            let full = util::full_name(spec.name, &args);
+            let reply = tx::rejected(sess, spec.name, pubsub::not_allowed(&full));
+            return (Some(spec.name), Action::Reply(reply));
+        }
+        if spec.name == "ping" {
+            return (Some(spec.name), Action::Reply(pubsub::ping(&args)));
+        }
+    }
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);
     }
@@ -358,15 +412,16 @@ pub fn dispatch(
         | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
         "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
         | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
-        | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::server::now_ms()),
+        | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::shared::now_ms()),
         "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
         | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
         | "dbsize" | "rename" | "renamenx" | "copy" => {
-            keys::dispatch(spec.name, &args, crate::server::now_ms())
+            keys::dispatch(spec.name, &args, crate::shared::now_ms())
         }
         "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
         | "hrandfield" => hashes::dispatch(spec.name, &args),
+        "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
         "object" => object::object(shared, &args),
         "memory" => object::memory(&args),
         name if bitmaps::SPECS.iter().any(|s| s.name == name) => {
@@ -379,11 +434,23 @@ pub fn dispatch(
         ),
         "sort" | "sort_ro" => sort::dispatch(spec.name, &args),
         "pfadd" | "pfcount" | "pfmerge" => hll::dispatch(spec.name, &args),
-        "dump" | "restore" => dump::dispatch(spec.name, &args, crate::server::now_ms()),
+        name if pubsub::SPECS.iter().any(|s| s.name == name) => {
+            Action::Reply(pubsub::dispatch(shared, sess, name, &args))
+        }
+        "dump" | "restore" => dump::dispatch(spec.name, &args, crate::shared::now_ms()),
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
         _ => server::dispatch(shared, sess, spec.name, &args),
+    };
+    // Operations of database 0 moved to the connection's (read after the command: SELECT
+    // and RESET change it, and answer at once).
+    let action = match action {
+        Action::Data { ops, finish } => Action::Data {
+            ops: crate::db::scope(ops, sess.db),
+            finish,
+        },
+        other => other,
     };
     (Some(spec.name), within_limits(shared, action))
 }
@@ -406,9 +473,10 @@ fn within_limits(shared: &Shared, action: Action) -> Action {
     }
 }
 
-/// An operation on one Redis key, routed by its metadata entry.
+/// An operation on one Redis key, routed by its metadata entry in database 0 (moved to the
+/// connection's database by [`dispatch`] or [`crate::db::DbRouter`]).
 pub fn keyed(key: &Bytes, op: KvOp) -> (Bytes, KvOp) {
-    (meta_key(key), op)
+    (meta_key(Db::ZERO, key), op)
 }
 
 /// A one-operation command.

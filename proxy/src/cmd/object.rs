@@ -10,7 +10,7 @@ use super::util::{arity, int, is, syntax, unexpected};
 use super::{Action, single};
 use crate::encodings::{Encodings, Threshold};
 use crate::resp::Reply;
-use crate::server::Shared;
+use crate::shared::Shared;
 
 const OBJECT_HELP: &[&str] = &[
     "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

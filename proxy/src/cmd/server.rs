@@ -8,8 +8,9 @@ use bytes::Bytes;
 
 use super::util::{arity, int, is, syntax};
 use super::{Action, Session, Spec, all_specs};
+use crate::clients::Filter;
 use crate::resp::{Protocol, Reply};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// The Redis version the proxy reports (clients gate features on it).
 pub const REDIS_VERSION: &str = "7.0.15";
@@ -24,11 +25,6 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         },
         "echo" => Reply::Bulk(args[1].clone()),
         "quit" => return Action::Close(Reply::OK),
-        "select" => match int(&args[1]) {
-            Ok(0) => Reply::OK,
-            Ok(_) => Reply::err("DB index is out of range"),
-            Err(e) => e,
-        },
         "auth" => auth(shared, sess, args),
         "hello" => hello(shared, sess, args),
         "client" => client(shared, sess, args),
@@ -36,7 +32,7 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "config" => config(shared, args),
         "info" => Reply::Verbatim(Bytes::from(info(shared, args))),
         "time" => {
-            let us = crate::server::now_us();
+            let us = crate::shared::now_us();
             Reply::Array(vec![
                 Reply::Bulk(Bytes::from((us / 1_000_000).to_string())),
                 Reply::Bulk(Bytes::from((us % 1_000_000).to_string())),
@@ -169,29 +165,147 @@ fn unknown_sub(cmd: &str, sub: &[u8]) -> Reply {
     ))
 }
 
-/// One `CLIENT LIST` / `CLIENT INFO` line.
-fn client_line(sess: &Session) -> String {
-    fn s(b: &Option<Bytes>) -> String {
-        b.as_deref()
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
+/// The `CLIENT LIST` / `CLIENT INFO` line of the calling connection: its table entry, with
+/// what this batch changed (name, library) and `cmd` the command running.
+fn client_line(shared: &Shared, sess: &Session, args: &[Bytes]) -> String {
+    let cmd = super::util::full_name("client", args);
+    match shared.client_table.get(sess.id) {
+        Some(me) => {
+            me.running(request_len(args));
+            {
+                let mut n = me.names();
+                n.name.clone_from(&sess.name);
+                n.lib_name.clone_from(&sess.lib_name);
+                n.lib_ver.clone_from(&sess.lib_ver);
+            }
+            format!("{}\n", me.line(Some(&cmd)))
+        }
+        None => String::new(),
     }
-    format!(
-        "id={} addr={} laddr= fd=0 name={} age={} idle=0 flags=N db=0 sub=0 psub=0 ssub=0 \
-         multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 \
-         tot-mem=0 events=r cmd=client|info user=default redir=-1 resp={} lib-name={} lib-ver={}\n",
-        sess.id,
-        sess.peer,
-        s(&sess.name),
-        sess.since.elapsed().as_secs(),
-        if sess.protocol == Protocol::Resp3 {
-            3
+}
+
+/// The bytes of `args` as a multibulk request.
+fn request_len(args: &[Bytes]) -> usize {
+    let digits = |n: usize| n.to_string().len();
+    let items: usize = args
+        .iter()
+        .map(|a| 1 + digits(a.len()) + 2 + a.len() + 2)
+        .sum();
+    1 + digits(args.len()) + 2 + items
+}
+
+/// `CLIENT LIST [TYPE normal|master|replica|pubsub] [ID id…]`.
+fn client_list(shared: &Shared, sess: &Session, all: &[Bytes]) -> Reply {
+    let args = &all[2..];
+    let mut filter = Filter::default();
+    let mut i = 0;
+    while i < args.len() {
+        if is(&args[i], "type") && i + 1 < args.len() {
+            match client_type(&args[i + 1]) {
+                Ok(f) => {
+                    filter.pubsub = f.pubsub;
+                    filter.ids = f.ids.or(filter.ids);
+                }
+                Err(r) => return r,
+            }
+            i += 2;
+        } else if is(&args[i], "id") && i + 1 < args.len() {
+            let mut ids = Vec::new();
+            for a in &args[i + 1..] {
+                match super::util::int(a) {
+                    Ok(id) if id > 0 => ids.push(id.unsigned_abs()),
+                    Ok(_) => {}
+                    Err(_) => return Reply::err("Invalid client ID"),
+                }
+            }
+            filter.ids = Some(ids);
+            i = args.len();
         } else {
-            2
-        },
-        s(&sess.lib_name),
-        s(&sess.lib_ver),
-    )
+            return Reply::err("syntax error");
+        }
+    }
+    let mut out = String::new();
+    for c in shared.client_table.matching(&filter) {
+        if c.id == sess.id {
+            out.push_str(&client_line(shared, sess, all));
+        } else {
+            out.push_str(&c.line(None));
+            out.push('\n');
+        }
+    }
+    Reply::Verbatim(Bytes::from(out))
+}
+
+/// A `TYPE` argument: `pubsub`, `normal`, or a replica/master type (no such client connects
+/// to a proxy: it matches no one).
+fn client_type(t: &[u8]) -> Result<Filter, Reply> {
+    let t = String::from_utf8_lossy(t).to_ascii_lowercase();
+    match t.as_str() {
+        "normal" => Ok(Filter {
+            pubsub: Some(false),
+            ..Filter::default()
+        }),
+        "pubsub" => Ok(Filter {
+            pubsub: Some(true),
+            ..Filter::default()
+        }),
+        "master" | "replica" | "slave" => Ok(Filter {
+            ids: Some(Vec::new()),
+            ..Filter::default()
+        }),
+        _ => Err(Reply::err(format_args!("Unknown client type '{t}'"))),
+    }
+}
+
+/// `CLIENT KILL ip:port` (OK or "No such client") or `CLIENT KILL <filter> <value> …` with
+/// ID, TYPE, USER, ADDR, LADDR and SKIPME (the number killed).
+fn client_kill(shared: &Shared, sess: &Session, args: &[Bytes]) -> Reply {
+    if let [addr] = args {
+        let filter = Filter {
+            addr: Some(String::from_utf8_lossy(addr).into_owned()),
+            ..Filter::default()
+        };
+        return if shared.client_table.kill(&filter) > 0 {
+            Reply::OK
+        } else {
+            Reply::err("No such client")
+        };
+    }
+    if args.len() % 2 != 0 {
+        return Reply::err("syntax error");
+    }
+    let mut filter = Filter {
+        skip: Some(sess.id),
+        ..Filter::default()
+    };
+    for pair in args.chunks(2) {
+        let value = String::from_utf8_lossy(&pair[1]).into_owned();
+        match String::from_utf8_lossy(&pair[0])
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "id" => match super::util::int(&pair[1]) {
+                Ok(id) if id > 0 => filter.ids = Some(vec![id.unsigned_abs()]),
+                _ => return Reply::err("client-id should be greater than 0"),
+            },
+            "type" => match client_type(&pair[1]) {
+                Ok(f) => {
+                    filter.pubsub = f.pubsub;
+                    filter.ids = f.ids.or(filter.ids);
+                }
+                Err(r) => return r,
+            },
+            "addr" => filter.addr = Some(value),
+            "laddr" => filter.laddr = Some(value),
+            "user" if value == "default" => filter.user = Some(value),
+            "user" => return Reply::err(format_args!("No such user '{value}'")),
+            "skipme" if value.eq_ignore_ascii_case("yes") => filter.skip = Some(sess.id),
+            "skipme" if value.eq_ignore_ascii_case("no") => filter.skip = None,
+            _ => return Reply::err("syntax error"),
+        }
+    }
+    let n = shared.client_table.kill(&filter);
+    Reply::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
@@ -228,13 +342,23 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
             }
             Reply::OK
         }
-        "info" if want(2) => Reply::Verbatim(Bytes::from(client_line(sess))),
-        "list" => Reply::Verbatim(Bytes::from(client_line(sess))),
+        "info" if want(2) => Reply::Verbatim(Bytes::from(client_line(shared, sess, args))),
+        "list" => client_list(shared, sess, args),
+        "kill" if args.len() >= 3 => client_kill(shared, sess, &args[2..]),
         "no-evict" | "no-touch" if want(3) => Reply::OK,
-        "unblock" if want(3) || want(4) => client_unblock(shared, &args[2..]),
-        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock" => {
-            wrong()
+        "reply" if want(3) => {
+            let mode = String::from_utf8_lossy(&args[2]).to_ascii_lowercase();
+            sess.reply_mode = match mode.as_str() {
+                "on" => super::ReplyMode::On,
+                "off" => super::ReplyMode::Off,
+                "skip" => super::ReplyMode::SkipNext,
+                _ => return Reply::err("syntax error"),
+            };
+            Reply::OK
         }
+        "unblock" if want(3) || want(4) => client_unblock(shared, &args[2..]),
+        "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock"
+        | "reply" | "kill" => wrong(),
         _ => unknown_sub("client", &args[1]),
     }
 }
@@ -396,7 +520,7 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     let mut params = vec![
         ("appendonly", "no".into()),
         ("bind", c.listen.clone()),
-        ("databases", "1".into()),
+        ("databases", net::keyspace::DATABASES.to_string()),
         ("maxclients", c.max_clients.to_string()),
         ("maxmemory", "0".into()),
         (
@@ -643,7 +767,9 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              rejected_connections:{}\r\nroute_retries:{}\r\nroute_refreshes:{}\r\n\
-             route_failures:{}\r\nroute_table_version:{}\r\n\r\n",
+             route_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
+             pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
+             tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -651,6 +777,17 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             r.refreshes.load(Ordering::Relaxed),
             r.failures.load(Ordering::Relaxed),
             shared.router.version(),
+            shared
+                .pubsub
+                .channels(crate::pubsub::Kind::Channel, None)
+                .len(),
+            shared.pubsub.numpat(),
+            shared
+                .pubsub
+                .channels(crate::pubsub::Kind::Shard, None)
+                .len(),
+            shared.pubsub.stats.delivered.load(Ordering::Relaxed),
+            shared.pubsub.stats.overflows.load(Ordering::Relaxed),
         );
     }
     if show("replication") {

@@ -189,7 +189,7 @@ fn multi_key(op: SetOp) -> Action {
 pub fn seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(crate::server::now_us());
+    h.write_u64(crate::shared::now_us());
     h.finish()
 }
 

@@ -21,8 +21,9 @@ use net::message::zset::{ZSetOp, by};
 
 use super::util::{exec_error, int, is, syntax, unexpected};
 use super::{Action, AsyncCmd, Spec, keyed};
+use crate::db::DbRouter;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 
 const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
 const RM: &[&str] = &["readonly", "movablekeys"];
@@ -101,7 +102,7 @@ fn parse(args: &[Bytes], readonly: bool) -> Result<SortCmd, Reply> {
 }
 
 /// Runs a parsed `SORT`.
-pub async fn run(router: &Router, mut c: SortCmd) -> Reply {
+pub async fn run(router: &DbRouter<'_>, mut c: SortCmd) -> Reply {
     let (kind, elements) = match read_source(router, &c.key).await {
         Ok(src) => src,
         Err(r) => return r,
@@ -134,7 +135,7 @@ pub async fn run(router: &Router, mut c: SortCmd) -> Reply {
 
 /// Reads the source's type and elements in one atomic step: list order, set member order,
 /// sorted-set rank order. An absent key is an empty list.
-async fn read_source(router: &Router, key: &Bytes) -> Result<(KeyType, Vec<Bytes>), Reply> {
+async fn read_source(router: &DbRouter<'_>, key: &Bytes) -> Result<(KeyType, Vec<Bytes>), Reply> {
     let ops = vec![
         KvOp::KeyType { key: key.clone() },
         KvOp::List {
@@ -195,7 +196,7 @@ async fn read_source(router: &Router, key: &Bytes) -> Result<(KeyType, Vec<Bytes
     }
 }
 
-async fn one(router: &Router, key: &Bytes, op: KvOp) -> Result<OpResult, Reply> {
+async fn one(router: &DbRouter<'_>, key: &Bytes, op: KvOp) -> Result<OpResult, Reply> {
     match router.exec(vec![keyed(key, op)]).await.pop() {
         Some(Ok(r)) => Ok(r),
         Some(Err(e)) => Err(exec_error(&e)),
@@ -227,7 +228,7 @@ fn window(n: usize, limit: Option<(i64, i64)>) -> std::ops::Range<usize> {
 
 /// The elements in output order, `LIMIT` applied.
 async fn order(
-    router: &Router,
+    router: &DbRouter<'_>,
     c: &SortCmd,
     kind: KeyType,
     mut elements: Vec<Bytes>,
@@ -411,7 +412,7 @@ fn target(pattern: &[u8], element: &Bytes) -> Target {
 /// The value `pattern` leads to for each element (`None`: no such key, a key of another
 /// type, no such field), read in batches.
 async fn lookup(
-    router: &Router,
+    router: &DbRouter<'_>,
     pattern: &[u8],
     elements: &[Bytes],
 ) -> Result<Vec<Option<Bytes>>, Reply> {
@@ -458,7 +459,7 @@ async fn lookup(
 
 /// The output: each element, or for each element the value of every `GET` pattern.
 async fn project(
-    router: &Router,
+    router: &DbRouter<'_>,
     c: &SortCmd,
     ordered: Vec<Bytes>,
 ) -> Result<Vec<Option<Bytes>>, Reply> {
@@ -480,7 +481,7 @@ async fn project(
 
 /// `STORE`: the destination becomes a list of the output (a missing `GET` value stored as an
 /// empty string), or is deleted when the output is empty; replies its length.
-async fn store(router: &Router, dest: Bytes, output: Vec<Option<Bytes>>) -> Reply {
+async fn store(router: &DbRouter<'_>, dest: Bytes, output: Vec<Option<Bytes>>) -> Reply {
     let len = i64::try_from(output.len()).unwrap_or(i64::MAX);
     let mut ops = vec![KvOp::KeyDel { key: dest.clone() }];
     if !output.is_empty() {

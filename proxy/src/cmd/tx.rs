@@ -15,19 +15,26 @@
 //! when its keys are in one range (`CROSSSLOT` otherwise).
 //!
 //! `WATCH` reads a digest of each key's state; `EXEC` carries them, and the range applies the
-//! transaction only if none changed (else `EXEC` answers a null array). FLUSHALL/FLUSHDB send
-//! a [`KvOp::RangeFlush`] to every range in key order (only database 0 exists: FLUSHDB is
-//! FLUSHALL).
+//! transaction only if none changed (else `EXEC` answers a null array). FLUSHALL sends a
+//! [`KvOp::RangeFlush`] to every range in key order, FLUSHDB a [`KvOp::DbFlush`] in the
+//! connection's database.
+//!
+//! Databases: each queued command's operations are built in the database current when it is
+//! translated at `EXEC`, so a `SELECT` inside `MULTI` applies to the commands after it (and
+//! stays selected after `EXEC`, as in Redis; not when the transaction is aborted). The
+//! `Multi` runs in the database of its watches, with every operation naming its own; watches
+//! of several databases in one transaction are refused with an error (nothing applied).
 
 use bytes::Bytes;
 use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
 use super::util::{arity, exec_error, is, syntax, unexpected};
 use super::{Action, Finish, Session};
-use crate::keyspace::meta_key;
+use crate::db::DbRouter;
+use crate::keyspace::{Db, meta_key};
 use crate::resp::Reply;
 use crate::route::{ExecError, Router};
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// Transaction state of a connection.
 #[derive(Debug, Default)]
@@ -36,11 +43,16 @@ pub struct Tx {
     queued: Option<Vec<Vec<Bytes>>>,
     /// A command was refused while queuing: `EXEC` aborts.
     dirty: bool,
-    /// Watched keys and their digests.
-    watched: Vec<Watch>,
+    /// Watched keys (with their database) and their digests.
+    watched: Vec<(Db, Watch)>,
 }
 
 impl Tx {
+    /// Commands queued since `MULTI`, or `None` outside a transaction.
+    pub fn queued_len(&self) -> Option<usize> {
+        self.queued.as_ref().map(Vec::len)
+    }
+
     /// Whether the connection is between `MULTI` and `EXEC`/`DISCARD`.
     pub fn active(&self) -> bool {
         self.queued.is_some()
@@ -76,8 +88,11 @@ pub enum TxCmd {
     Exec,
     /// `WATCH key...`.
     Watch(Vec<Bytes>),
-    /// `FLUSHALL` / `FLUSHDB`.
-    Flush,
+    /// `FLUSHALL` (`all`) / `FLUSHDB`.
+    Flush {
+        /// Every database, or the connection's.
+        all: bool,
+    },
     /// `MSETNX key value ...` (pairs).
     MsetNx(Vec<(Bytes, Bytes)>),
 }
@@ -119,9 +134,15 @@ pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
             Reply::OK
         }
         "flushall" | "flushdb" => match args.get(1..) {
-            Some([]) => return Action::Tx(TxCmd::Flush),
+            Some([]) => {
+                return Action::Tx(TxCmd::Flush {
+                    all: name == "flushall",
+                });
+            }
             Some([mode]) if is(mode, "sync") || is(mode, "async") => {
-                return Action::Tx(TxCmd::Flush);
+                return Action::Tx(TxCmd::Flush {
+                    all: name == "flushall",
+                });
             }
             _ => syntax(),
         },
@@ -162,24 +183,28 @@ fn function(args: &[Bytes]) -> Reply {
     }
 }
 
-/// Runs a command that needs the session and the router.
+/// Runs a command that needs the session and the router (in the session's database).
 pub async fn run(shared: &Shared, sess: &mut Session, cmd: TxCmd) -> Reply {
+    let router = DbRouter::new(&shared.router, sess.db);
     match cmd {
         TxCmd::Exec => exec(shared, sess).await,
-        TxCmd::Watch(keys) => watch(&shared.router, sess, keys).await,
-        TxCmd::Flush => flush_all(&shared.router).await,
-        TxCmd::MsetNx(pairs) => msetnx(&shared.router, pairs).await,
+        TxCmd::Watch(keys) => watch(&router, sess, keys).await,
+        TxCmd::Flush { all } => flush(&router, all).await,
+        TxCmd::MsetNx(pairs) => msetnx(&router, pairs).await,
     }
 }
 
 /// `MSETNX`: one `Multi` of the sets, watching every key as absent (digest 0), so the range
 /// sets all of them or none, atomically. Keys in several ranges: `CROSSSLOT`.
-async fn msetnx(router: &Router, pairs: Vec<(Bytes, Bytes)>) -> Reply {
-    let Some(first) = pairs.first().map(|(k, _)| meta_key(k)) else {
+async fn msetnx(router: &DbRouter<'_>, pairs: Vec<(Bytes, Bytes)>) -> Reply {
+    let Some(first) = pairs.first().map(|(k, _)| meta_key(Db::ZERO, k)) else {
         return arity("msetnx");
     };
-    let keys: Vec<Bytes> = pairs.iter().map(|(k, _)| meta_key(k)).collect();
-    if let Err(r) = one_range(router, &keys).await {
+    let keys: Vec<Bytes> = pairs
+        .iter()
+        .map(|(k, _)| meta_key(router.db(), k))
+        .collect();
+    if let Err(r) = one_range(router.raw(), &keys).await {
         return r;
     }
     let watches = pairs
@@ -232,10 +257,11 @@ fn cross_range_or(e: &ExecError) -> Reply {
     }
 }
 
-async fn watch(router: &Router, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
+async fn watch(router: &DbRouter<'_>, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
+    let db = router.db();
     let keys: Vec<Bytes> = keys
         .into_iter()
-        .filter(|k| !sess.tx.watched.iter().any(|w| w.key == *k))
+        .filter(|k| !sess.tx.watched.iter().any(|(d, w)| *d == db && w.key == *k))
         .collect();
     let ops = keys
         .iter()
@@ -245,7 +271,7 @@ async fn watch(router: &Router, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
     let mut watched = Vec::with_capacity(keys.len());
     for (key, r) in keys.into_iter().zip(results) {
         match r {
-            Ok(OpResult::Digest { digest }) => watched.push(Watch { key, digest }),
+            Ok(OpResult::Digest { digest }) => watched.push((db, Watch { key, digest })),
             Ok(other) => return unexpected(&other),
             Err(e) => return exec_error(&e),
         }
@@ -254,12 +280,19 @@ async fn watch(router: &Router, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
     Reply::OK
 }
 
-/// Deletes every key: a `RangeFlush` on each range, walking them in key order (a range that
-/// split meanwhile is followed by its new end).
-async fn flush_all(router: &Router) -> Reply {
+/// Deletes every key (`all`) or every key of the connection's database: a `RangeFlush` (a
+/// `DbFlush`) on each range, walking them in key order (a range that split meanwhile is
+/// followed by its new end).
+async fn flush(router: &DbRouter<'_>, all: bool) -> Reply {
+    let op = if all {
+        KvOp::RangeFlush {}
+    } else {
+        KvOp::DbFlush {}.into_db(router.db())
+    };
+    let router = router.raw();
     let mut pos = Bytes::new();
     loop {
-        let mut res = router.exec(vec![(pos.clone(), KvOp::RangeFlush {})]).await;
+        let mut res = router.exec(vec![(pos.clone(), op.clone())]).await;
         match res.pop() {
             Some(Ok(_)) => {}
             Some(Err(e)) => return exec_error(&e),
@@ -283,11 +316,23 @@ enum Part {
     Ready(Reply),
     /// Operations in the transaction.
     Data(Vec<(Bytes, KvOp)>, Finish),
-    /// Run alone at its place (SCAN, KEYS, DBSIZE, FLUSHALL...).
-    Alone(Action),
+    /// Run alone at its place (SCAN, KEYS, DBSIZE, FLUSHALL...), in the database current
+    /// when it was translated.
+    Alone(Action, Db),
 }
 
 async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
+    let db_before = sess.db;
+    let reply = exec_queued(shared, sess).await;
+    if matches!(reply, Reply::NilArray | Reply::Error(_)) {
+        // Aborted (a watched key changed, keys in several ranges): nothing ran, so neither
+        // did a queued SELECT.
+        sess.db = db_before;
+    }
+    reply
+}
+
+async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
     let tx = std::mem::take(&mut sess.tx);
     let queued = tx.queued.unwrap_or_default();
     let mut parts = Vec::with_capacity(queued.len());
@@ -296,7 +341,7 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
         parts.push(match action {
             Action::Reply(r) | Action::Close(r) => Part::Ready(r),
             Action::Data { ops, finish } => Part::Data(ops, finish),
-            other => Part::Alone(other),
+            other => Part::Alone(other, sess.db),
         });
     }
     // One range for the whole transaction, checked before anything runs: a later segment
@@ -308,7 +353,7 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
             _ => None,
         })
         .flatten()
-        .chain(tx.watched.iter().map(|w| meta_key(&w.key)))
+        .chain(tx.watched.iter().map(|(db, w)| meta_key(*db, &w.key)))
         .collect();
     if let Err(r) = one_range(&shared.router, &keys).await {
         return r;
@@ -322,7 +367,7 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
         match part {
             Part::Ready(r) => replies[at] = Some(r),
             Part::Data(ops, finish) => segment.push((at, ops, finish)),
-            Part::Alone(action) => {
+            Part::Alone(action, db) => {
                 let w = watches.take().unwrap_or_default();
                 if let Err(r) = atomic(
                     &shared.router,
@@ -334,7 +379,7 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
                 {
                     return r;
                 }
-                replies[at] = Some(alone(shared, action).await);
+                replies[at] = Some(alone(shared, action, db).await);
             }
         }
     }
@@ -350,11 +395,12 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
     )
 }
 
-async fn alone(shared: &Shared, action: Action) -> Reply {
+async fn alone(shared: &Shared, action: Action, db: Db) -> Reply {
+    let router = DbRouter::new(&shared.router, db);
     match action {
-        Action::Async(a) => crate::scan::run(&shared.router, a).await,
-        Action::Tx(TxCmd::Flush) => flush_all(&shared.router).await,
-        Action::Tx(TxCmd::MsetNx(pairs)) => msetnx(&shared.router, pairs).await,
+        Action::Async(a) => crate::scan::run(&router, a).await,
+        Action::Tx(TxCmd::Flush { all }) => flush(&router, all).await,
+        Action::Tx(TxCmd::MsetNx(pairs)) => msetnx(&router, pairs).await,
         Action::Tx(TxCmd::Watch(_)) => Reply::err("WATCH inside MULTI is not allowed"),
         Action::Tx(TxCmd::Exec) => Reply::err("EXEC without MULTI"),
         Action::Reply(r) | Action::Close(r) => r,
@@ -367,7 +413,7 @@ async fn alone(shared: &Shared, action: Action) -> Reply {
 /// several ranges, the range unavailable).
 async fn atomic(
     router: &Router,
-    watches: Vec<Watch>,
+    watches: Vec<(Db, Watch)>,
     segment: Vec<Queued>,
     replies: &mut [Option<Reply>],
 ) -> Result<(), Reply> {
@@ -375,22 +421,38 @@ async fn atomic(
         .iter()
         .flat_map(|(_, ops, _)| ops.iter().map(|(k, _)| k.clone()))
         .collect();
-    route_keys.extend(watches.iter().map(|w| meta_key(&w.key)));
+    route_keys.extend(watches.iter().map(|(db, w)| meta_key(*db, &w.key)));
     let Some(first) = route_keys.first().cloned() else {
         return Ok(());
     };
+    let db = watches.first().map_or(Db::ZERO, |(db, _)| *db);
+    if watches.iter().any(|(d, _)| *d != db) {
+        return Err(Reply::err(
+            "WATCH of keys in more than one database is not supported in one transaction \
+             (tierkv checks a transaction's watches in one database)",
+        ));
+    }
     one_range(router, &route_keys).await?;
     let mut all_ops = Vec::new();
     let mut shapes = Vec::with_capacity(segment.len());
     for (at, ops, finish) in segment {
         shapes.push((at, ops.len(), finish));
-        all_ops.extend(ops.into_iter().map(|(_, op)| op));
+        // Inside a `Multi` of database `db`, an operation of database 0 names it.
+        all_ops.extend(ops.into_iter().map(|(_, op)| match op {
+            KvOp::InDb { .. } => op,
+            op if db == Db::ZERO => op,
+            op => KvOp::InDb {
+                db: Db::ZERO,
+                op: Box::new(op),
+            },
+        }));
     }
     let n = all_ops.len();
     let op = KvOp::Multi {
-        watches,
+        watches: watches.into_iter().map(|(_, w)| w).collect(),
         ops: all_ops,
-    };
+    }
+    .into_db(db);
     let result = router.exec(vec![(first, op)]).await.pop();
     let mut results = match result {
         Some(Ok(OpResult::Multi { results })) if results.len() == n => results.into_iter(),

@@ -108,7 +108,7 @@ pub fn rpc_error(e: &RpcError) -> Reply {
         )),
         RpcError::ServerBusy {} => Reply::Error("BUSY the cluster is busy, retry later".into()),
         RpcError::DiskFull {} => {
-            Reply::Error("OOM command not allowed when used memory > 'maxmemory'.".into())
+            Reply::Error("OOM command not allowed when used disk > 'maxdisksize'.".into())
         }
         other => Reply::err(other),
     }
@@ -137,6 +137,23 @@ pub fn opt_bulk(v: Option<Bytes>) -> Reply {
 /// Linear-time; see [`crate::glob`] (compile a [`crate::glob::Pattern`] once to match many).
 pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
     crate::glob::matches(pattern, s)
+}
+
+/// Redis's full name of a command: `container|sub` for the commands with subcommands
+/// (`client|id`), as its error texts name them.
+pub fn full_name(name: &str, args: &[Bytes]) -> String {
+    const CONTAINERS: &[&str] = &[
+        "client", "command", "config", "function", "memory", "object", "pubsub",
+    ];
+    match args.get(1) {
+        Some(sub) if CONTAINERS.contains(&name) => {
+            format!(
+                "{name}|{}",
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            )
+        }
+        _ => name.to_string(),
+    }
 }
 
 #[cfg(test)]

@@ -369,7 +369,7 @@ fn randmember_cmd(args: &[Bytes]) -> Result<Action, Reply> {
 fn next_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    crate::server::now_ms() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    crate::shared::now_ms() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Members, with their scores when `withscores` (pairs: nested in RESP3).

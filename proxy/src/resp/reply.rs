@@ -45,6 +45,12 @@ pub enum Reply {
     Pairs(Vec<(Reply, Reply)>),
     /// A verbatim text string (`=len\r\ntxt:…`; a bulk string in RESP2), as `INFO` replies.
     Verbatim(Bytes),
+    /// An out-of-band push (`>n` in RESP3, an array in RESP2): pub/sub messages and
+    /// (un)subscribe confirmations.
+    Push(Vec<Reply>),
+    /// Several replies to one command, one after the other (`SUBSCRIBE a b` answers one
+    /// confirmation per channel).
+    Seq(Vec<Reply>),
 }
 
 impl Reply {
@@ -54,6 +60,16 @@ impl Reply {
     /// An error reply with the `ERR ` prefix.
     pub fn err(msg: impl std::fmt::Display) -> Reply {
         Reply::Error(format!("ERR {msg}"))
+    }
+
+    /// Whether this is a push (or a sequence of them): sent even under `CLIENT REPLY OFF`
+    /// in RESP3, as Redis does.
+    pub fn is_push(&self) -> bool {
+        match self {
+            Reply::Push(_) => true,
+            Reply::Seq(all) => !all.is_empty() && all.iter().all(Reply::is_push),
+            _ => false,
+        }
     }
 
     /// A bulk string copied from a slice.
@@ -140,6 +156,12 @@ impl Reply {
                 Protocol::Resp2 => int_line(out, b':', i64::from(*b)),
                 Protocol::Resp3 => out.put_slice(if *b { b"#t\r\n" } else { b"#f\r\n" }),
             },
+            Reply::Push(items) => {
+                let tag = if proto == Protocol::Resp3 { b'>' } else { b'*' };
+                int_line(out, tag, len_i64(items.len()));
+                items.iter().for_each(|r| r.encode(proto, out));
+            }
+            Reply::Seq(replies) => replies.iter().for_each(|r| r.encode(proto, out)),
         }
     }
 }

@@ -71,7 +71,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 meta: Meta::Set { version, .. },
                 ..
             }) => {
-                let prefix = element_prefix(key, SET_MEMBER, version);
+                let prefix = element_prefix(self.db, key, SET_MEMBER, version);
                 let end = keyspace::prefix_end(&prefix);
                 Ok(self
                     .store

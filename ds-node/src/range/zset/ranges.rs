@@ -118,13 +118,13 @@ impl<S: KvStore> Apply<'_, '_, S> {
     /// `[lo, hi)` of the index entries of a score range, or of a member range when every
     /// score is equal (`Some(None)`: empty); `None`: a member range over unequal scores.
     fn seek_bounds(&self, key: &[u8], z: Z, spec: &Spec) -> Option<Option<(Bytes, Bytes)>> {
-        let prefix = element_prefix(key, ZSET_SCORE, z.version);
+        let prefix = element_prefix(self.db, key, ZSET_SCORE, z.version);
         let (lo, hi) = match spec {
             Spec::Rank(..) => return None,
             Spec::Score(min, max) => (score_lo(&prefix, *min), score_hi(&prefix, *max)),
             Spec::Lex(min, max) => {
                 let score = self.uniform_score(key, z)?;
-                let base = index_key(key, z.version, keyspace::score_bytes(score), &[]);
+                let base = index_key(self.db, key, z.version, keyspace::score_bytes(score), &[]);
                 match (lex_lo(&base, min), lex_hi(&base, max)) {
                     (Some(lo), Some(hi)) => (lo, hi),
                     _ => return Some(None),

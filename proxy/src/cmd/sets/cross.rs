@@ -12,12 +12,13 @@ use net::message::kv::{KeyType, KvOp, OpResult, SetAlgebra, SetOp};
 use super::finish_of;
 use crate::cmd::keyed;
 use crate::cmd::util::{exec_error, rpc_error, unexpected};
+use crate::db::DbRouter;
 use crate::keyspace::meta_key;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 
 /// Runs a multi-key set operation, atomically when its keys share a range.
-pub async fn run(router: &Router, op: SetOp) -> Reply {
+pub async fn run(router: &DbRouter<'_>, op: SetOp) -> Reply {
     match one_range(router, &op).await {
         Ok(true) => {}
         Ok(false) => return across(router, op).await,
@@ -50,17 +51,25 @@ fn stale_split(e: &ExecError) -> bool {
 }
 
 /// Whether every key of `op` is in one range of the cached route table.
-async fn one_range(router: &Router, op: &SetOp) -> Result<bool, ExecError> {
-    let first = router.range_of(&meta_key(op.key())).await?.id;
+async fn one_range(router: &DbRouter<'_>, op: &SetOp) -> Result<bool, ExecError> {
+    let first = router
+        .range_of(&meta_key(crate::keyspace::Db::ZERO, op.key()))
+        .await?
+        .id;
     for k in op.other_keys() {
-        if router.range_of(&meta_key(k)).await?.id != first {
+        if router
+            .range_of(&meta_key(crate::keyspace::Db::ZERO, k))
+            .await?
+            .id
+            != first
+        {
             return Ok(false);
         }
     }
     Ok(true)
 }
 
-async fn across(router: &Router, op: SetOp) -> Reply {
+async fn across(router: &DbRouter<'_>, op: SetOp) -> Reply {
     match op {
         SetOp::Combine { algebra, key, keys } => {
             let sources: Vec<Bytes> = std::iter::once(key).chain(keys).collect();
@@ -95,7 +104,7 @@ async fn across(router: &Router, op: SetOp) -> Reply {
 }
 
 /// Runs one set operation; its error as the reply.
-async fn one(router: &Router, op: SetOp) -> Result<OpResult, Reply> {
+async fn one(router: &DbRouter<'_>, op: SetOp) -> Result<OpResult, Reply> {
     let key = op.key().clone();
     match router.exec(vec![keyed(&key, KvOp::Set { op })]).await.pop() {
         Some(Ok(r)) => Ok(r),
@@ -106,7 +115,7 @@ async fn one(router: &Router, op: SetOp) -> Result<OpResult, Reply> {
 
 /// Reads every source in parallel (WRONGTYPE if one is not a set) and computes `algebra`.
 async fn combine(
-    router: &Router,
+    router: &DbRouter<'_>,
     algebra: SetAlgebra,
     sources: &[Bytes],
 ) -> Result<Vec<Bytes>, Reply> {
@@ -148,7 +157,7 @@ pub fn algebra_of(algebra: SetAlgebra, sets: Vec<BTreeSet<Bytes>>) -> Vec<Bytes>
 
 /// SMOVE across ranges: the types of both keys, then SREM from the source and, if the
 /// member was there, SADD to the destination.
-async fn smove(router: &Router, src: Bytes, dst: Bytes, member: Bytes) -> Reply {
+async fn smove(router: &DbRouter<'_>, src: Bytes, dst: Bytes, member: Bytes) -> Reply {
     let types = router
         .exec(vec![
             keyed(&src, KvOp::KeyType { key: src.clone() }),

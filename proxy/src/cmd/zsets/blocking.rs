@@ -12,8 +12,9 @@ use net::message::kv::{KvOp, OpResult, ZSetOp};
 use super::super::util::{exec_error, unexpected};
 use super::super::{Action, AsyncCmd, keyed};
 use crate::blocking::{Attempt, Blocked};
+use crate::db::DbRouter;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 
 /// A pop from the first non-empty of `keys`.
 #[derive(Debug)]
@@ -57,7 +58,7 @@ impl ZPop {
         })
     }
 
-    async fn try_key(&self, router: &Router, key: &Bytes, retry: bool) -> Option<Reply> {
+    async fn try_key(&self, router: &DbRouter<'_>, key: &Bytes, retry: bool) -> Option<Reply> {
         let op = ZSetOp::Pop {
             key: key.clone(),
             keys: Vec::new(),
@@ -73,7 +74,7 @@ impl ZPop {
         }
     }
 
-    async fn attempt(&self, router: &Router, retry: bool) -> Option<Reply> {
+    async fn attempt(&self, router: &DbRouter<'_>, retry: bool) -> Option<Reply> {
         if retry && !self.maybe_non_empty(router).await {
             return None;
         }
@@ -87,7 +88,7 @@ impl ZPop {
 
     /// `ZCARD` of every key in one batch (reads: a poll that finds nothing writes nothing);
     /// an error counts as "maybe".
-    async fn maybe_non_empty(&self, router: &Router) -> bool {
+    async fn maybe_non_empty(&self, router: &DbRouter<'_>) -> bool {
         let ops = self.cards();
         router.exec(ops).await.into_iter().any(|r| match r {
             Ok(OpResult::Int { value }) => value > 0,
@@ -106,7 +107,7 @@ impl ZPop {
     }
 
     /// The WRONGTYPE error if one of the keys holds another type (reads only).
-    async fn type_error(&self, router: &Router) -> Option<Reply> {
+    async fn type_error(&self, router: &DbRouter<'_>) -> Option<Reply> {
         router
             .exec(self.cards())
             .await
@@ -116,16 +117,16 @@ impl ZPop {
 }
 
 impl Attempt for ZPop {
-    fn run<'a>(&'a self, router: &'a Router, retry: bool) -> BoxFuture<'a, Option<Reply>> {
+    fn run<'a>(&'a self, router: &'a DbRouter<'a>, retry: bool) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(self.attempt(router, retry))
     }
 
-    fn check<'a>(&'a self, router: &'a Router) -> BoxFuture<'a, Option<Reply>> {
+    fn check<'a>(&'a self, router: &'a DbRouter<'a>) -> BoxFuture<'a, Option<Reply>> {
         Box::pin(self.type_error(router))
     }
 }
 
-async fn exec(router: &Router, key: &Bytes, op: ZSetOp) -> Result<OpResult, ExecError> {
+async fn exec(router: &DbRouter<'_>, key: &Bytes, op: ZSetOp) -> Result<OpResult, ExecError> {
     router
         .exec(vec![keyed(key, KvOp::ZSet { op })])
         .await

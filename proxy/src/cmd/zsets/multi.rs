@@ -17,9 +17,10 @@ use net::message::zset::combine;
 use super::scored;
 use crate::cmd::keyed;
 use crate::cmd::util::{exec_error, unexpected};
+use crate::db::DbRouter;
 use crate::glob::Pattern;
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
+use crate::route::ExecError;
 use crate::scan::Matcher;
 
 /// A multi-round sorted-set command.
@@ -42,7 +43,7 @@ pub enum ZAsync {
 }
 
 /// Runs a multi-round sorted-set command.
-pub async fn run(router: &Router, cmd: ZAsync) -> Reply {
+pub async fn run(router: &DbRouter<'_>, cmd: ZAsync) -> Reply {
     match cmd {
         ZAsync::Multi { op, withscores } => {
             if one_range(router, &op).await {
@@ -60,7 +61,7 @@ pub async fn run(router: &Router, cmd: ZAsync) -> Reply {
     }
 }
 
-async fn exec(router: &Router, op: ZSetOp) -> Result<OpResult, ExecError> {
+async fn exec(router: &DbRouter<'_>, op: ZSetOp) -> Result<OpResult, ExecError> {
     let key = op.key().clone();
     let mut res = router.exec(vec![keyed(&key, KvOp::ZSet { op })]).await;
     res.pop()
@@ -78,10 +79,13 @@ fn spans_ranges(e: &RpcError) -> bool {
 }
 
 /// Whether every key of `op` is in one range of the cached table.
-async fn one_range(router: &Router, op: &ZSetOp) -> bool {
+async fn one_range(router: &DbRouter<'_>, op: &ZSetOp) -> bool {
     let mut id = None;
     for k in std::iter::once(op.key()).chain(op.other_keys()) {
-        match router.range_of(&crate::keyspace::meta_key(k)).await {
+        match router
+            .range_of(&crate::keyspace::meta_key(crate::keyspace::Db::ZERO, k))
+            .await
+        {
             Ok(r) if *id.get_or_insert(r.id) == r.id => {}
             _ => return false,
         }
@@ -116,7 +120,7 @@ fn finish(op: &ZSetOp, withscores: bool, res: Result<OpResult, ExecError>) -> Re
 }
 
 /// The read-compute-write path for keys across ranges.
-async fn across(router: &Router, op: &ZSetOp) -> Result<OpResult, ExecError> {
+async fn across(router: &DbRouter<'_>, op: &ZSetOp) -> Result<OpResult, ExecError> {
     match op {
         ZSetOp::Combine {
             key,
@@ -200,7 +204,7 @@ async fn across(router: &Router, op: &ZSetOp) -> Result<OpResult, ExecError> {
 }
 
 /// Every source as a member → score map (sets: score 1), in argument order.
-async fn read_sources(router: &Router, keys: &[Bytes]) -> Result<Vec<Source>, ExecError> {
+async fn read_sources(router: &DbRouter<'_>, keys: &[Bytes]) -> Result<Vec<Source>, ExecError> {
     let ops = keys
         .iter()
         .map(|k| {
@@ -231,7 +235,7 @@ async fn read_sources(router: &Router, keys: &[Bytes]) -> Result<Vec<Source>, Ex
 
 /// Writes `items` as the whole of `key` (`Replace`): the number stored.
 async fn replace(
-    router: &Router,
+    router: &DbRouter<'_>,
     key: &Bytes,
     items: Vec<(Bytes, f64)>,
 ) -> Result<OpResult, ExecError> {
@@ -245,7 +249,7 @@ async fn replace(
 }
 
 /// ZSCAN: the whole sorted set in pages, cursor 0 (as Redis answers for a small one).
-async fn zscan(router: &Router, key: Bytes, pattern: Option<Bytes>) -> Reply {
+async fn zscan(router: &DbRouter<'_>, key: Bytes, pattern: Option<Bytes>) -> Reply {
     let mut cursor = Bytes::new();
     let mut out = Vec::new();
     let mut matcher = pattern.as_deref().map(|p| Matcher::new(Pattern::new(p)));

@@ -1,0 +1,124 @@
+//! `maxdisksize`: the shard log's share of the node's disk limit.
+//!
+//! Each shard may use `maxdisksize / shards` bytes of shard-log segments. The collector task
+//! (`server::gc::run`) checks every `gc-every-ms`: above the limit it runs a forced pass
+//! (victims regardless of the space ratio), and if the log is still at or above the limit
+//! after it, the shard is *full*: a write that could add data is refused with
+//! [`RpcError::DiskFull`] (the proxy answers `-OOM command not allowed when used disk >
+//! 'maxdisksize'.`), before anything is proposed. Reads, deletes (DEL, HDEL, pops, removes,
+//! FLUSHDB…), EXPIRE/PERSIST and the leader's expiry sweeps keep working: they let the
+//! collector free space, and the next check that finds the log below the limit lifts the
+//! refusal. Nothing acknowledged is dropped: only new writes are refused.
+//!
+//! The limit is checked once per collector tick, so writes accepted during one tick can
+//! take the log past it by what a tick writes; the log file itself (`log-file-bytes`) is the
+//! hard bound (a full log answers `NoSpace` to the appends that need a segment).
+
+use net::RpcError;
+use net::message::kv::KvOp;
+use net::message::list::ListOp;
+use net::message::set::SetOp;
+use net::message::zset::ZSetOp;
+
+use super::shard::Shard;
+
+/// The shard's limit in bytes (0: none).
+pub fn limit_bytes(shard: &Shard) -> u64 {
+    shard.cfg.maxdisksize / shard.cfg.shards.max(1) as u64
+}
+
+/// Bytes the shard log's segments take.
+pub fn used_bytes(shard: &Shard) -> u64 {
+    shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes
+}
+
+/// Whether the log is at or above the limit.
+pub fn over_limit(shard: &Shard) -> bool {
+    let limit = limit_bytes(shard);
+    limit > 0 && used_bytes(shard) >= limit
+}
+
+/// Records whether the shard is full (checked after a collection pass).
+pub fn update(shard: &Shard) {
+    let full = over_limit(shard);
+    let was = shard.disk_full.replace(full);
+    if full != was {
+        tracing::warn!(
+            shard = shard.index,
+            used = used_bytes(shard),
+            limit = limit_bytes(shard),
+            "{}",
+            if full {
+                "maxdisksize reached: refusing writes that add data"
+            } else {
+                "below maxdisksize again: accepting writes"
+            }
+        );
+    }
+}
+
+/// The error for `op` if the shard is full and `op` could add data.
+pub fn refusal(shard: &Shard, op: &KvOp) -> Option<RpcError> {
+    if !shard.disk_full.get() || only_frees(op) {
+        return None;
+    }
+    shard.metrics.borrow_mut().gc.disk_full_refusals_total += 1;
+    Some(RpcError::DiskFull {})
+}
+
+/// Whether `op` can only remove data or change expiry (allowed on a full shard).
+pub fn only_frees(op: &KvOp) -> bool {
+    match op {
+        KvOp::Delete { .. }
+        | KvOp::KeyDel { .. }
+        | KvOp::StrGetDel { .. }
+        | KvOp::HDel { .. }
+        | KvOp::KeyExpire { .. }
+        | KvOp::KeyPersist { .. }
+        | KvOp::RangeFlush {}
+        | KvOp::DbFlush {} => true,
+        KvOp::InDb { op, .. } => only_frees(op),
+        KvOp::Multi { ops, .. } => ops.iter().all(only_frees),
+        KvOp::List { op } => matches!(
+            op,
+            ListOp::Pop { .. } | ListOp::Rem { .. } | ListOp::MPop { .. }
+        ),
+        KvOp::Set { op } => matches!(op, SetOp::Rem { .. } | SetOp::Pop { .. }),
+        KvOp::ZSet { op } => matches!(op, ZSetOp::Rem { .. } | ZSetOp::Pop { .. }),
+        _ => !op.is_write(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use net::message::kv::{Cond, Expiry};
+
+    use super::*;
+
+    fn key() -> Bytes {
+        Bytes::from_static(b"k")
+    }
+
+    #[test]
+    fn deletes_and_reads_pass_a_full_shard_and_writes_that_add_data_do_not() {
+        let set = KvOp::StrSet {
+            key: key(),
+            value: Bytes::from_static(b"v"),
+            expiry: Expiry::Persist {},
+            cond: Cond::Always {},
+            get_old: false,
+        };
+        assert!(!only_frees(&set));
+        assert!(only_frees(&KvOp::KeyDel { key: key() }));
+        assert!(only_frees(&KvOp::StrGet { key: key() }));
+        assert!(!only_frees(&KvOp::Multi {
+            watches: Vec::new(),
+            ops: vec![KvOp::KeyDel { key: key() }, set.clone()],
+        }));
+        assert!(only_frees(&KvOp::Multi {
+            watches: Vec::new(),
+            ops: vec![KvOp::KeyDel { key: key() }],
+        }));
+    }
+}

@@ -1,0 +1,270 @@
+//! The shard log's garbage collector: a background task per shard that moves the live
+//! values out of the oldest segments and frees them (DESIGN §4 "Log space", the policy in
+//! [`engines::vlog::gc`], the format in `docs/format/shard-log.md` §3 "Relocated values").
+//!
+//! A pass, every `gc-every-ms` when the log's segments take more than `gc-space-percent` %
+//! of the live bytes and `gc-start-percent` % of the log file:
+//! 1. frees the segments nothing pins any more (`checkpoint::reclaim`);
+//! 2. picks the victims: the oldest segments no range needs for Raft, at most
+//!    `gc-max-victims`;
+//! 3. walks the engine in bounded steps ([`gc_move::step`]): each step copies the live values
+//!    it finds in the victims to the head of the log (one group commit) and swaps the
+//!    pointers of the entries that still hold the old ones; steps are paced to
+//!    `gc-bytes-per-sec` of device traffic (reads + writes);
+//! 4. checkpoints every range whose newest checkpoint still points into a victim (recovery
+//!    loads that checkpoint, so its pointers must stay valid until a newer one exists);
+//! 5. frees the victims nothing pins any more.
+//!
+//! Crash safety: a copy is acknowledged (durable) before any pointer names it; a victim is
+//! freed only when no engine pointer and no newest checkpoint names it. A crash before step
+//! 4 finishes recovers the old checkpoint, whose victims were not freed; copies no pointer
+//! names are garbage that a later pass frees with their segment.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use engines::vlog::gc::{self as policy, GcPlan, GcPolicy, SegmentView};
+use engines::vlog::{LogPointer, SegmentId};
+
+use super::checkpoint;
+use super::disk_limit;
+use super::gc_move::{self, GcEngine, StepReport};
+use super::metrics::ShardMetrics;
+use super::shard::Shard;
+use crate::range::engine::{GcItem, GcWalk};
+
+/// Bounds of one step: entries visited, entries found, bytes found (one group commit).
+pub const STEP: GcWalk = GcWalk {
+    max_items: 1024,
+    max_bytes: 512 << 10,
+    max_visits: 16 * 1024,
+};
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    /// The victims, oldest first.
+    pub victims: Vec<SegmentId>,
+    /// What the steps did, summed.
+    pub moved: StepReport,
+    /// Checkpoints written to drop references to victims.
+    pub checkpoints: u64,
+    /// Segments freed by the pass.
+    pub segments_freed: u64,
+}
+
+/// The shard's engine as [`gc_move`] sees it.
+struct ShardEngine<'a>(&'a Shard);
+
+impl GcEngine for ShardEngine<'_> {
+    fn items(
+        &self,
+        from: &[u8],
+        victims: &BTreeSet<SegmentId>,
+        walk: GcWalk,
+    ) -> (Vec<GcItem>, Option<Bytes>) {
+        self.0.state.borrow().engine.gc_items(from, victims, walk)
+    }
+
+    fn range_of(&self, key: &[u8]) -> u64 {
+        let st = self.0.state.borrow();
+        st.peers
+            .values()
+            .find(|p| p.desc.contains(key))
+            .map_or(0, |p| p.desc.id.0)
+    }
+
+    fn relocate(&self, key: &[u8], old: LogPointer, new: LogPointer) -> bool {
+        self.0.state.borrow_mut().engine.relocate(key, old, new)
+    }
+}
+
+/// The collector's settings from the shard's configuration.
+pub fn gc_policy(shard: &Shard) -> GcPolicy {
+    GcPolicy {
+        segment_bytes: shard.cfg.segment_bytes,
+        space_ratio: f64::from(shard.cfg.gc_space_percent) / 100.0,
+        max_victims: shard.cfg.gc_max_victims,
+        min_used_bytes: shard.cfg.log_file_bytes / 100 * u64::from(shard.cfg.gc_start_percent),
+    }
+}
+
+/// The log's segments with the engine's live bytes.
+pub fn segment_views(shard: &Shard) -> Vec<SegmentView> {
+    let st = shard.state.borrow();
+    let live = st.engine.live_bytes();
+    shard
+        .log
+        .segment_usage()
+        .into_iter()
+        .map(|(id, u, head)| SegmentView {
+            id,
+            seq: u.segment_seq,
+            live_bytes: live.get(&id).copied().unwrap_or(0),
+            raft_needed: u.live_entries > 0,
+            head,
+        })
+        .collect()
+}
+
+/// Runs one pass (`force`: even if the log holds little garbage). `Ok(None)`: nothing to
+/// collect, or a pass is already running.
+pub async fn pass(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>, String> {
+    if std::mem::replace(&mut shard.state.borrow_mut().collecting, true) {
+        return Ok(None);
+    }
+    let t = Instant::now();
+    let r = pass_inner(shard, force).await;
+    shard.state.borrow_mut().collecting = false;
+    let mut m = shard.metrics.borrow_mut();
+    match &r {
+        Ok(Some(rep)) => record(&mut m, rep, shard.cfg.segment_bytes, t),
+        Ok(None) => {}
+        Err(_) => m.gc.errors_total += 1,
+    }
+    r
+}
+
+fn record(m: &mut ShardMetrics, rep: &PassReport, segment_bytes: u64, t: Instant) {
+    let g = &mut m.gc;
+    g.passes_total += 1;
+    g.victims_total += rep.victims.len() as u64;
+    g.moved_bytes_total += rep.moved.moved_bytes;
+    g.read_bytes_total += rep.moved.read_bytes;
+    g.written_bytes_total += rep.moved.written_bytes;
+    g.lost_races_total += rep.moved.lost_races;
+    g.checkpoints_total += rep.checkpoints;
+    g.segments_freed_total += rep.segments_freed;
+    g.freed_bytes_total += rep.segments_freed * segment_bytes;
+    let _ = g.pass_us.record(t.elapsed().as_micros().max(1) as u64);
+    m.segments_freed_total += rep.segments_freed;
+}
+
+async fn pass_inner(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>, String> {
+    let freed_first = checkpoint::reclaim(shard)
+        .await
+        .map_err(|e| format!("free unpinned segments: {e}"))?;
+    let data = {
+        let c = shard.state.borrow().engine.cold_stats();
+        c.hot_value_bytes + c.cold_value_bytes
+    };
+    let views = segment_views(shard);
+    let Some(GcPlan { victims, .. }) = policy::plan(&views, &gc_policy(shard), data, force) else {
+        shard.metrics.borrow_mut().segments_freed_total += freed_first as u64;
+        return Ok(None);
+    };
+    let mut rep = PassReport {
+        victims: victims.clone(),
+        segments_freed: freed_first as u64,
+        ..PassReport::default()
+    };
+    let set: BTreeSet<SegmentId> = victims.into_iter().collect();
+    move_live(shard, &set, &mut rep.moved).await?;
+    rep.checkpoints = checkpoint_referencing(shard, &set).await?;
+    rep.segments_freed += checkpoint::reclaim(shard)
+        .await
+        .map_err(|e| format!("free collected segments: {e}"))? as u64;
+    Ok(Some(rep))
+}
+
+/// Walks the whole engine once, step by step, moving what points into `victims`.
+async fn move_live(
+    shard: &Rc<Shard>,
+    victims: &BTreeSet<SegmentId>,
+    total: &mut StepReport,
+) -> Result<(), String> {
+    let mut pacer = Pacer::new(shard.cfg.gc_bytes_per_sec);
+    let mut from = Bytes::new();
+    loop {
+        if shard.stop.get() {
+            return Err("the shard is stopping".into());
+        }
+        let (r, next) = gc_move::step(&*shard.log, &ShardEngine(shard), victims, &from, STEP)
+            .await
+            .map_err(|e| e.to_string())?;
+        add(total, &r);
+        pacer.pace(r.read_bytes + r.written_bytes).await;
+        match next {
+            Some(n) => from = n,
+            None => return Ok(()),
+        }
+        crate::core::yield_if_needed().await;
+    }
+}
+
+fn add(total: &mut StepReport, r: &StepReport) {
+    total.items += r.items;
+    total.relocated += r.relocated;
+    total.lost_races += r.lost_races;
+    total.read_bytes += r.read_bytes;
+    total.moved_bytes += r.moved_bytes;
+    total.written_bytes += r.written_bytes;
+}
+
+/// Checkpoints the ranges whose newest checkpoint points into a victim; returns how many.
+async fn checkpoint_referencing(
+    shard: &Rc<Shard>,
+    victims: &BTreeSet<SegmentId>,
+) -> Result<u64, String> {
+    let ranges: Vec<u64> = shard
+        .state
+        .borrow()
+        .checkpoint_segments
+        .iter()
+        .filter(|(_, segs)| !segs.is_disjoint(victims))
+        .map(|(r, _)| *r)
+        .collect();
+    let mut n = 0;
+    for range in ranges {
+        checkpoint::checkpoint_range(shard, range)
+            .await
+            .map_err(|e| format!("checkpoint range {range}: {e:#}"))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Spreads device traffic to a rate: after each step, sleeps until the bytes so far fit.
+struct Pacer {
+    bytes_per_sec: u64,
+    start: Instant,
+    bytes: u64,
+}
+
+impl Pacer {
+    fn new(bytes_per_sec: u64) -> Self {
+        Self {
+            bytes_per_sec: bytes_per_sec.max(1),
+            start: Instant::now(),
+            bytes: 0,
+        }
+    }
+
+    async fn pace(&mut self, bytes: u64) {
+        self.bytes += bytes;
+        let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_sec as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            crate::core::sleep(wait).await;
+        }
+    }
+}
+
+/// The collector task of a shard: a pass every `gc-every-ms` (0: never), forced while the
+/// log is at `maxdisksize`, after which the shard's full state is updated
+/// ([`disk_limit::update`]).
+pub async fn run(shard: Rc<Shard>) {
+    let every = shard.cfg.gc_every_ms;
+    if every == 0 {
+        return;
+    }
+    while !shard.stop.get() {
+        crate::core::sleep(Duration::from_millis(every)).await;
+        let force = disk_limit::over_limit(&shard);
+        if let Err(e) = pass(&shard, force).await {
+            tracing::warn!(shard = shard.index, "log garbage collection failed: {e}");
+        }
+        disk_limit::update(&shard);
+    }
+}

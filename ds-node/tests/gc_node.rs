@@ -1,0 +1,406 @@
+//! The log garbage collector end to end on a single-replica DS node (glommio, uring shard
+//! log, raft-rs): with demotion running continuously under an overwrite workload, the shard
+//! log's disk use settles instead of growing (a log that only grew would run out of
+//! segments several times over), every key reads back, and a kill -9 while passes run loses
+//! no acknowledged write.
+#![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Read, Write};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ds_node::{DsConfig, run};
+use net::message::RouteCtx;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::transport::TransportConfig;
+use net::{ClusterId, Epoch, Message, NodeId, RangeId};
+
+const LOG_BYTES: u64 = 32 << 20;
+const SEGMENT_BYTES: u64 = 2 << 20;
+
+fn cfg(dir: &std::path::Path) -> DsConfig {
+    DsConfig {
+        data_dir: dir.to_path_buf(),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        log_file_bytes: LOG_BYTES,
+        segment_bytes: SEGMENT_BYTES,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        admin_addr: Some("127.0.0.1:0".into()),
+        checkpoint_entries: 300,
+        checkpoint_check_ms: 20,
+        demote_every_ms: 20,
+        gc_every_ms: 20,
+        gc_bytes_per_sec: 256 << 20,
+        ..DsConfig::default()
+    }
+}
+
+fn ctx() -> RouteCtx {
+    RouteCtx {
+        range_id: RangeId(1),
+        epoch: Epoch {
+            conf_ver: 1,
+            version: 1,
+        },
+    }
+}
+
+fn set(k: &str, v: Vec<u8>) -> KvOp {
+    KvOp::StrSet {
+        key: Bytes::from(k.to_string()),
+        value: Bytes::from(v),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    }
+}
+
+/// Runs `ops` in order against the node at `addr` (waiting out leader election).
+fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
+    let addr = addr.to_string();
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(move || async move {
+            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+            let c =
+                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let r = c
+                        .call(Message::KvRequest(KvRequest {
+                            ctx: ctx(),
+                            op: op.clone(),
+                        }))
+                        .await
+                        .unwrap();
+                    let Message::KvResponse(r) = r else {
+                        panic!("{r:?}")
+                    };
+                    let retry = matches!(
+                        &r,
+                        KvResponse::Err {
+                            error: net::RpcError::NotLeader { .. }
+                        }
+                    );
+                    if retry && Instant::now() < deadline {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    out.push(r);
+                    break;
+                }
+            }
+            out
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn http_get(admin: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+/// The value of metric `name` once `ok` holds for it (or after 10 s).
+fn metric_until(admin: std::net::SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = http_get(admin, "/metrics");
+        let v = body
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN);
+        if ok(v) || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn value(key: usize, round: usize) -> Vec<u8> {
+    let mut v = format!("{key}/{round}/").into_bytes();
+    v.resize(4000, b'a' + (round % 26) as u8);
+    v
+}
+
+/// One round of overwrites of every key; records the acknowledged values in `model`.
+fn must_overwrite(addr: &str, keys: usize, round: usize, model: &mut BTreeMap<String, Vec<u8>>) {
+    let ops: Vec<KvOp> = (0..keys)
+        .map(|k| set(&format!("key-{k:04}"), value(k, round)))
+        .collect();
+    for (k, r) in run_ops(addr, ops).into_iter().enumerate() {
+        assert!(matches!(r, KvResponse::Ok { .. }), "round {round}: {r:?}");
+        model.insert(format!("key-{k:04}"), value(k, round));
+    }
+}
+
+/// Every key of `model` reads back its value; returns how many differ.
+fn count_lost(addr: &str, model: &BTreeMap<String, Vec<u8>>) -> usize {
+    let keys: Vec<&String> = model.keys().collect();
+    let ops = keys
+        .iter()
+        .map(|k| KvOp::StrGet {
+            key: Bytes::from(k.to_string()),
+        })
+        .collect();
+    let mut lost = 0;
+    for (k, r) in keys.iter().zip(run_ops(addr, ops)) {
+        let want = KvResponse::Ok {
+            result: OpResult::Value {
+                value: Some(Bytes::from(model[*k].clone())),
+            },
+        };
+        if r != want {
+            lost += 1;
+            eprintln!("{k}: {r:?}");
+        }
+    }
+    lost
+}
+
+#[test]
+fn disk_use_settles_under_overwrites_with_continuous_demotion() {
+    let dir = test_support::tempdir::TempDir::new("gc-settles");
+    let node = run(cfg(dir.path())).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    let mut model = BTreeMap::new();
+    let keys = 400; // ~1.6 MB of live values
+    let mut most_used = 0f64;
+    // 24 rounds write ~38 MB of values, and demotion copies most of them again: several
+    // times the 32 MiB log.
+    for round in 0..24 {
+        must_overwrite(&addr, keys, round, &mut model);
+        if round >= 12 {
+            most_used = most_used.max(metric_until(admin, "ds_log_used_bytes", |_| true));
+        }
+    }
+    let freed = metric_until(admin, "ds_gc_segments_freed_total", |v| v > 0.0);
+    let moved = metric_until(admin, "ds_gc_moved_bytes_total", |v| v > 0.0);
+    let demoted = metric_until(admin, "ds_demotions_total", |v| v > 0.0);
+    let wa = metric_until(admin, "ds_log_write_amplification", |_| true);
+    eprintln!(
+        "log used at most {most_used} B in the second half; gc freed {freed} segments, \
+         moved {moved} B; {demoted} demotions; write amplification {wa}"
+    );
+    assert!(freed > 0.0 && moved > 0.0 && demoted > 0.0);
+    assert!(
+        most_used <= (LOG_BYTES / 2) as f64,
+        "disk use did not settle: {most_used} bytes of a {LOG_BYTES}-byte log"
+    );
+    assert_eq!(count_lost(&addr, &model), 0);
+    let m = http_get(admin, "/metrics");
+    for name in [
+        "ds_gc_passes_total",
+        "ds_log_live_bytes",
+        "ds_log_write_amplification",
+        "ds_gc_pass_seconds_count",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics");
+    }
+    drop(node);
+    let node = run(cfg(dir.path())).unwrap();
+    assert_eq!(count_lost(&node.shard_addrs[0], &model), 0, "after restart");
+}
+
+/// The child of [`kill9_while_collecting_loses_no_acknowledged_write`]: a node that demotes
+/// and collects continuously, with collection paced slowly so passes are long, until killed.
+#[test]
+#[ignore = "a helper run by its parent test"]
+fn gc_child_process() {
+    let dir = std::env::var("GC_CHILD_DIR").unwrap();
+    let port: u16 = std::env::var("GC_CHILD_PORT").unwrap().parse().unwrap();
+    let c = DsConfig {
+        base_port: port,
+        admin_addr: Some(std::env::var("GC_CHILD_ADMIN").unwrap()),
+        gc_bytes_per_sec: 8 << 20,
+        gc_start_percent: 0,
+        ..cfg(std::path::Path::new(&dir))
+    };
+    let _node = run(c).unwrap();
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "gc_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GC_CHILD_DIR", dir)
+        .env("GC_CHILD_PORT", port.to_string())
+        .env("GC_CHILD_ADMIN", admin.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let out = guard.0.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        let l = lines.next().expect("child exited before READY").unwrap();
+        if l.contains("READY") {
+            return guard;
+        }
+    }
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn kill9_while_collecting_loses_no_acknowledged_write() {
+    let dir = test_support::tempdir::TempDir::new("gc-kill9");
+    let (port, admin) = (free_port().port(), free_port());
+    let addr = format!("127.0.0.1:{port}");
+    let mut model = BTreeMap::new();
+    for attempt in 0..2 {
+        let mut child = spawn_child(dir.path(), port, admin);
+        if attempt > 0 {
+            assert_eq!(
+                count_lost(&addr, &model),
+                0,
+                "after kill -9 number {attempt}"
+            );
+        }
+        let mut round = attempt * 100;
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(2500) {
+            must_overwrite(&addr, 200, round, &mut model);
+            round += 1;
+        }
+        // Kill while passes run (they are paced to 8 MiB/s) and a last batch is in flight.
+        let passes = metric_until(admin, "ds_gc_passes_total", |v| v > 0.0);
+        assert!(passes > 0.0, "no collection pass ran");
+        let a = addr.clone();
+        let last = std::thread::spawn(move || {
+            let ops = (0..200)
+                .map(|i| set(&format!("late-{i}"), vec![b'x'; 100]))
+                .collect();
+            std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
+        });
+        std::thread::sleep(Duration::from_millis(30));
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        let _ = last.join();
+    }
+    let _child = spawn_child(dir.path(), port, admin);
+    assert_eq!(count_lost(&addr, &model), 0, "after the last kill -9");
+}
+
+fn is_disk_full(r: &KvResponse) -> bool {
+    matches!(
+        r,
+        KvResponse::Err {
+            error: net::RpcError::DiskFull {}
+        }
+    )
+}
+
+#[test]
+fn maxdisksize_refuses_writes_then_accepts_them_after_deletes() {
+    let dir = test_support::tempdir::TempDir::new("gc-maxdisksize");
+    let c = DsConfig {
+        maxdisksize: 12 << 20,
+        ..cfg(dir.path())
+    };
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    // New keys until the node refuses: the live data outgrows the limit.
+    let mut model = BTreeMap::new();
+    let mut refused = None;
+    'fill: for batch in 0..100 {
+        let ops: Vec<KvOp> = (0..100)
+            .map(|i| set(&format!("key-{:04}", batch * 100 + i), value(i, batch)))
+            .collect();
+        for (i, r) in run_ops(&addr, ops).into_iter().enumerate() {
+            if is_disk_full(&r) {
+                refused = Some(batch * 100 + i);
+                break 'fill;
+            }
+            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+            model.insert(format!("key-{:04}", batch * 100 + i), value(i, batch));
+        }
+    }
+    let refused = refused.expect("writes past maxdisksize were refused");
+    eprintln!("refused after {refused} keys of 4000 B");
+    assert!(metric_until(admin, "ds_disk_full_refusals_total", |v| v >= 1.0) >= 1.0);
+    // Reads and deletes keep working on the full node.
+    assert_eq!(count_lost(&addr, &model), 0);
+    let doomed: Vec<String> = model.keys().filter(|_| true).cloned().collect();
+    let doomed: Vec<String> = doomed
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 10 != 0)
+        .map(|(_, k)| k)
+        .collect();
+    let dels = doomed
+        .iter()
+        .map(|k| KvOp::KeyDel {
+            key: Bytes::from(k.clone()),
+        })
+        .collect();
+    for r in run_ops(&addr, dels) {
+        assert!(
+            matches!(r, KvResponse::Ok { .. }),
+            "a delete on a full node: {r:?}"
+        );
+    }
+    for k in &doomed {
+        model.remove(k);
+    }
+    // Collection frees the space: writes are accepted again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = run_ops(&addr, vec![set("after", b"again".to_vec())]).remove(0);
+        if matches!(r, KvResponse::Ok { .. }) {
+            break;
+        }
+        assert!(is_disk_full(&r), "{r:?}");
+        assert!(
+            Instant::now() < deadline,
+            "writes still refused after the deletes"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    model.insert("after".into(), b"again".to_vec());
+    assert_eq!(count_lost(&addr, &model), 0);
+}

@@ -1,0 +1,468 @@
+//! `maxmemory` end to end on a single-replica DS node (real stack: glommio, uring shard log,
+//! raft-rs, net): twelve times `maxmemory` of 4 KiB values is written through Raft while the
+//! memory policy demotes; the shard's accounted memory and the process's RSS stay bounded;
+//! the shard ends under its budget; every key reads back with its value (cold ones from the
+//! device).
+#![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ds_node::{DsConfig, run};
+use net::message::RouteCtx;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
+use net::transport::TransportConfig;
+use net::{ClusterId, Epoch, Message, NodeId, RangeId};
+
+const MAXMEMORY: u64 = 8 << 20;
+const VALUE: usize = 4096;
+/// 12 × `MAXMEMORY` of values.
+const KEYS: usize = (12 * MAXMEMORY as usize) / VALUE;
+const BATCH: usize = 32;
+const STREAMS: usize = 4;
+
+fn cfg(dir: &std::path::Path) -> DsConfig {
+    DsConfig {
+        data_dir: dir.to_path_buf(),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        log_file_bytes: 320 << 20,
+        segment_bytes: 8 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        cached_entries: 16,
+        admin_addr: Some("127.0.0.1:0".into()),
+        checkpoint_check_ms: 50,
+        maxmemory: MAXMEMORY,
+        policy_tick_ms: 10,
+        ..DsConfig::default()
+    }
+}
+
+fn ctx() -> RouteCtx {
+    RouteCtx {
+        range_id: RangeId(1),
+        epoch: Epoch {
+            conf_ver: 1,
+            version: 1,
+        },
+    }
+}
+
+fn key(i: usize) -> Bytes {
+    Bytes::from(format!("k{i:07}"))
+}
+
+/// The value of key `i`: its number, then a byte pattern of it.
+fn value(i: usize) -> Bytes {
+    let mut v = format!("{i:07}:").into_bytes();
+    v.resize(VALUE, (i % 251) as u8);
+    Bytes::from(v)
+}
+
+/// Runs batches `0..n` (made by `make`, answers checked by `check`) on `STREAMS` concurrent
+/// streams, each op retried while there is no leader yet; nothing is kept (the test's own
+/// memory stays out of the RSS figures).
+fn run_batches(addr: &str, n: usize, make: fn(usize) -> KvOp, check: fn(usize, KvResponse)) {
+    let addr = addr.to_string();
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(move || async move {
+            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+            let c =
+                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let mut tasks = Vec::new();
+            for s in 0..STREAMS {
+                let c = c.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    for i in (s..n).step_by(STREAMS) {
+                        check(i, call(&c, make(i)).await);
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+fn batch_keys(b: usize) -> std::ops::Range<usize> {
+    b * BATCH..((b + 1) * BATCH).min(KEYS)
+}
+
+fn write_batch(b: usize) -> KvOp {
+    KvOp::BatchWrite {
+        ops: batch_keys(b)
+            .map(|i| WriteOp::Put {
+                key: key(i),
+                value: value(i),
+                expiry: Expiry::Persist {},
+            })
+            .collect(),
+    }
+}
+
+fn must_ok(_: usize, r: KvResponse) {
+    assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+}
+
+fn read_batch(b: usize) -> KvOp {
+    KvOp::BatchGet {
+        keys: batch_keys(b).map(key).collect(),
+    }
+}
+
+fn must_read_back(b: usize, r: KvResponse) {
+    let KvResponse::Ok {
+        result: OpResult::Values { values },
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    assert_eq!(values.len(), batch_keys(b).len());
+    for (i, v) in batch_keys(b).zip(values) {
+        assert_eq!(v.as_deref(), Some(&value(i)[..]), "key {i}");
+    }
+}
+
+async fn call(c: &net::glommio_transport::Client, op: KvOp) -> KvResponse {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = c
+            .call(Message::KvRequest(KvRequest {
+                ctx: ctx(),
+                op: op.clone(),
+            }))
+            .await
+            .unwrap();
+        let Message::KvResponse(r) = r else {
+            panic!("{r:?}")
+        };
+        let retry = matches!(
+            &r,
+            KvResponse::Err {
+                error: net::RpcError::NotLeader { .. }
+            }
+        );
+        if retry && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        return r;
+    }
+}
+
+fn http_get(admin: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
+    http_get(admin, "/metrics")
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN) as u64
+}
+
+/// Metric `name` once it reaches `at_least` (the shard publishes every 200 ms), or its
+/// value after 5 s.
+fn metric_until(admin: std::net::SocketAddr, name: &str, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = metric(admin, name);
+        if v >= at_least || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// Samples the accounted memory and RSS every 20 ms until stopped: (peak accounted, peak RSS).
+fn sampler(admin: std::net::SocketAddr) -> (Arc<AtomicBool>, std::thread::JoinHandle<(u64, u64)>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let h = std::thread::spawn(move || {
+        let (mut acc, mut rss) = (0u64, 0u64);
+        while !s.load(Ordering::Relaxed) {
+            acc = acc.max(metric(admin, "ds_memory_accounted_bytes"));
+            rss = rss.max(rss_bytes());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (acc, rss)
+    });
+    (stop, h)
+}
+
+#[test]
+fn twelve_times_maxmemory_stays_bounded_and_every_key_reads_back() {
+    let dir = test_support::tempdir::TempDir::new("maxmemory");
+    let node = run(cfg(dir.path())).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let admin = node.admin_addr.unwrap();
+    let rss_start = rss_bytes();
+    let (stop, samples) = sampler(admin);
+    let t = Instant::now();
+    let batches = KEYS.div_ceil(BATCH);
+    run_batches(&addr, batches, write_batch, must_ok);
+    let wrote = t.elapsed();
+    // The shard ends under its budget.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while metric(admin, "ds_memory_accounted_bytes") > MAXMEMORY && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let settled = metric(admin, "ds_memory_accounted_bytes");
+    // Every key reads back (most from the device).
+    run_batches(&addr, batches, read_batch, must_read_back);
+    stop.store(true, Ordering::Relaxed);
+    let (peak_accounted, peak_rss) = samples.join().unwrap();
+    let demoted = metric_until(admin, "ds_policy_demotions_total", KEYS as u64 / 2);
+    let cold_reads = metric_until(admin, "ds_cold_reads_total", KEYS as u64 / 2);
+    let stuck = metric(admin, "ds_policy_stuck_total");
+    let data = (KEYS * VALUE) as u64;
+    eprintln!(
+        "maxmemory {} MiB, data {} MiB in {wrote:?}: accounted peak {} KiB, settled {} KiB; \
+         RSS start {} MiB, peak {} MiB; demoted {demoted}, cold reads {cold_reads}, stuck {stuck}",
+        MAXMEMORY >> 20,
+        data >> 20,
+        peak_accounted >> 10,
+        settled >> 10,
+        rss_start >> 20,
+        peak_rss >> 20,
+    );
+    assert!(settled <= MAXMEMORY, "settled at {settled}");
+    // Writes get no backpressure: a burst runs ahead of demotion by what arrives between
+    // steps (1.1–1.7 × the budget measured here).
+    assert!(
+        peak_accounted <= 3 * MAXMEMORY,
+        "accounted memory peaked at {peak_accounted}"
+    );
+    // RSS also holds what maxmemory does not count (the log's buffers, checkpoints the
+    // half-full log triggers, Raft's cache, the test's client, glibc's kept blocks): 47–86
+    // MiB measured; bounded well below the data.
+    assert!(
+        peak_rss < rss_start + data,
+        "RSS peaked at {peak_rss} (start {rss_start}) for {data} bytes of data"
+    );
+    assert!(demoted as usize >= KEYS / 2, "demoted {demoted}");
+    assert!(cold_reads as usize >= KEYS / 2, "cold reads {cold_reads}");
+    assert_eq!(metric(admin, "ds_cold_read_errors_total"), 0);
+    assert_eq!(metric(admin, "ds_cold_misses_total"), 0);
+    node.shutdown().unwrap();
+}
+
+fn set(k: &str, v: String) -> KvOp {
+    KvOp::StrSet {
+        key: Bytes::from(k.to_string()),
+        value: Bytes::from(v),
+        expiry: Expiry::Persist {},
+        cond: net::message::kv::Cond::Always {},
+        get_old: false,
+    }
+}
+
+/// Runs `ops` one after the other on one stream; the responses.
+fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
+    let addr = addr.to_string();
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+        .io_memory(512 << 10)
+        .spawn(move || async move {
+            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
+            let c =
+                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
+                    .await
+                    .unwrap();
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(call(&c, op).await);
+            }
+            out
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+/// Budget of the crash test's node: just over an empty tree's arena page (720,896 bytes),
+/// so that a few hundred KiB of values keep the policy demoting.
+const CHILD_MAXMEMORY: u64 = 1 << 20;
+
+/// The child of [`kill9_while_the_policy_demotes_loses_no_acknowledged_write`]: a node with
+/// a 1 MiB `maxmemory` that checkpoints every 100 entries, until killed.
+#[test]
+#[ignore = "a helper run by its parent test"]
+fn maxmemory_child_process() {
+    let dir = std::env::var("MM_CHILD_DIR").unwrap();
+    let port: u16 = std::env::var("MM_CHILD_PORT").unwrap().parse().unwrap();
+    let c = DsConfig {
+        base_port: port,
+        admin_addr: Some(std::env::var("MM_CHILD_ADMIN").unwrap()),
+        log_file_bytes: 256 << 20,
+        checkpoint_entries: 100,
+        checkpoint_check_ms: 20,
+        maxmemory: CHILD_MAXMEMORY,
+        ..cfg(std::path::Path::new(&dir))
+    };
+    let _node = run(c).unwrap();
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
+    use std::io::BufRead;
+    let child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "maxmemory_child_process",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("MM_CHILD_DIR", dir)
+        .env("MM_CHILD_PORT", port.to_string())
+        .env("MM_CHILD_ADMIN", admin.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut guard = ChildGuard(child);
+    let out = guard.0.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    loop {
+        let l = lines.next().expect("child exited before READY").unwrap();
+        if l.contains("READY") {
+            return guard;
+        }
+    }
+}
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Sets, overwrites and appends (appends load values the policy made cold) run while the
+/// policy demotes to stay under 1 MiB; the node is killed with SIGKILL while a batch is in
+/// flight; after a restart every acknowledged write reads back.
+#[test]
+fn kill9_while_the_policy_demotes_loses_no_acknowledged_write() {
+    let dir = test_support::tempdir::TempDir::new("maxmemory-kill9");
+    let (port, admin) = (free_port().port(), free_port());
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = spawn_child(dir.path(), port, admin);
+    let mut model = std::collections::BTreeMap::new();
+    let start = Instant::now();
+    let mut round = 0usize;
+    while start.elapsed() < Duration::from_millis(2500) {
+        let mut ops = Vec::new();
+        for i in 0..40 {
+            let key = format!("k{}", (round * 13 + i) % 400);
+            if i % 3 == 0 {
+                ops.push(KvOp::StrAppend {
+                    key: Bytes::from(key),
+                    value: Bytes::from(format!("+{round}")),
+                });
+            } else {
+                ops.push(set(
+                    &key,
+                    format!("v{round}-{i}-{}", "y".repeat(1000 + i * 40)),
+                ));
+            }
+        }
+        let r = run_ops(&addr, ops.clone());
+        for (op, r) in ops.iter().zip(&r) {
+            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+            match op {
+                KvOp::StrSet { key, value, .. } => {
+                    model.insert(key.clone(), value.to_vec());
+                }
+                KvOp::StrAppend { key, value } => {
+                    model
+                        .entry(key.clone())
+                        .or_insert_with(Vec::new)
+                        .extend_from_slice(value);
+                }
+                _ => unreachable!(),
+            }
+        }
+        round += 1;
+    }
+    assert!(metric_until(admin, "ds_policy_demotions_total", 101) > 100);
+    assert!(metric_until(admin, "ds_cold_reads_total", 11) > 10);
+    // Kill while a last batch is in flight (its outcome is unknown: not in the model).
+    let a = addr.clone();
+    let last = std::thread::spawn(move || {
+        let ops = (0..200)
+            .map(|i| set(&format!("late-{i}"), "x".into()))
+            .collect();
+        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
+    });
+    std::thread::sleep(Duration::from_millis(30));
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+    let _ = last.join();
+    let _child = spawn_child(dir.path(), port, admin);
+    let keys: Vec<Bytes> = model.keys().cloned().collect();
+    let got = run_ops(
+        &addr,
+        keys.iter()
+            .map(|k| KvOp::StrGet { key: k.clone() })
+            .collect(),
+    );
+    let mut lost = 0;
+    for (k, r) in keys.iter().zip(got) {
+        let want = KvResponse::Ok {
+            result: OpResult::Value {
+                value: Some(Bytes::from(model[k].clone())),
+            },
+        };
+        if r != want {
+            lost += 1;
+            eprintln!("{k:?}: {r:?}");
+        }
+    }
+    assert!(round > 5, "only {round} rounds");
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} keys differ after kill -9",
+        keys.len()
+    );
+}

@@ -1,0 +1,129 @@
+//! What every connection of the proxy shares: its settings, the router, metrics, blocked
+//! clients and pub/sub subscriptions, and the clock. Below the commands and the connection
+//! loop, which both read it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::metrics::Metrics;
+use crate::resp::Limits;
+use crate::route::{Router, RouterConfig};
+use crate::settings::Settings;
+
+/// Proxy settings.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The listen address, as reported by `INFO`/`CONFIG GET port`.
+    pub listen: String,
+    /// `requirepass`: clients must `AUTH` first when set (the starting value; `CONFIG SET
+    /// requirepass` changes it, see [`Settings`]).
+    pub requirepass: Option<String>,
+    /// Connected clients at most; more are answered `-ERR max number of clients reached`.
+    pub max_clients: usize,
+    /// Parser limits (`proto-max-bulk-len`, query buffer limits; `max_query_buffer_bytes` is
+    /// `client-query-buffer-limit`'s starting value).
+    pub limits: Limits,
+    /// Redis's `timeout`: a client idle this long is closed; zero (the default) never.
+    pub idle_timeout: Duration,
+    /// A partial request that receives no byte this long closes the connection. Default
+    /// 30 s; zero: never.
+    pub partial_request_timeout: Duration,
+    /// When a password is set, a connection not authenticated this long after it was
+    /// accepted is closed. Default 10 s; zero: never.
+    pub auth_timeout: Duration,
+    /// Largest output of one batch before the client is disconnected. Default 256 MiB.
+    pub max_output_bytes: usize,
+    /// A write that makes no progress this long disconnects the client. Default 30 s.
+    pub output_stall: Duration,
+    /// Commands per batch at most. Default 1,024.
+    pub max_pipeline: usize,
+    /// How long shutdown waits for connections to finish their batch. Default 5 s.
+    pub shutdown_grace: Duration,
+    /// Routing and shard connections.
+    pub router: RouterConfig,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:6379".into(),
+            requirepass: None,
+            max_clients: 10_000,
+            limits: Limits::default(),
+            idle_timeout: Duration::ZERO,
+            partial_request_timeout: Duration::from_secs(30),
+            auth_timeout: Duration::from_secs(10),
+            max_output_bytes: 256 * 1024 * 1024,
+            output_stall: Duration::from_secs(30),
+            max_pipeline: 1024,
+            shutdown_grace: Duration::from_secs(5),
+            router: RouterConfig::default(),
+        }
+    }
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    /// Settings.
+    pub cfg: ProxyConfig,
+    /// The settings `CONFIG SET` changes (they start from `cfg`).
+    pub settings: Settings,
+    /// Routing.
+    pub router: Router,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Connected clients.
+    pub clients: AtomicUsize,
+    /// Clients blocked now (`CLIENT UNBLOCK`).
+    pub blocked: crate::unblock::Blocked,
+    /// The connected clients (`CLIENT LIST`, `CLIENT KILL`).
+    pub client_table: crate::clients::Clients,
+    /// Pub/sub subscriptions of this proxy's clients.
+    pub pubsub: Arc<crate::pubsub::Hub>,
+    next_id: AtomicU64,
+    /// When the proxy started.
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Shared state for `cfg`.
+    pub fn new(cfg: ProxyConfig) -> Arc<Self> {
+        let router = Router::new(cfg.router.clone());
+        let settings = Settings::new(
+            cfg.requirepass.as_deref(),
+            cfg.limits.max_query_buffer_bytes,
+            cfg.idle_timeout,
+        );
+        Arc::new(Self {
+            cfg,
+            settings,
+            router,
+            metrics: Metrics::default(),
+            clients: AtomicUsize::new(0),
+            blocked: crate::unblock::Blocked::default(),
+            client_table: crate::clients::Clients::default(),
+            pubsub: Arc::default(),
+            next_id: AtomicU64::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    /// A new connection's `CLIENT ID`.
+    pub fn next_client_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Unix time in milliseconds (the clock relative expiries are computed from).
+pub fn now_ms() -> u64 {
+    now_us() / 1000
+}
+
+/// Unix time in microseconds.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
