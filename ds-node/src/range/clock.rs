@@ -22,7 +22,7 @@ use std::ops::ControlFlow;
 
 use bytes::Bytes;
 
-use super::engine::{Candidate, MasstreeStore};
+use super::engine::{Candidate, MasstreeStore, loaded_before};
 
 /// Bounds of one sweep.
 #[derive(Debug, Clone, Copy)]
@@ -54,16 +54,6 @@ pub struct Sweep {
     pub visited: usize,
     /// Access bits cleared (second chances given).
     pub second_chances: usize,
-}
-
-/// Whether a transient entry whose load was stamped `stamp` was loaded before tick `before`
-/// (`None`: no bound). Ticks wrap: "before" means up to half the tick space earlier.
-pub fn loaded_before(stamp: Option<u16>, before: Option<u16>) -> bool {
-    match (stamp, before) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(s), Some(b)) => (1..=u16::MAX / 2).contains(&b.wrapping_sub(s)),
-    }
 }
 
 /// Moves the hand from `from` within `limits` (see the module documentation).

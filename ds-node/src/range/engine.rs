@@ -382,7 +382,7 @@ impl MasstreeStore {
         if !g.is_transient() || g.value().is_none() || g.pointer() != Some(pointer) {
             return false;
         }
-        if !super::clock::loaded_before(g.cold_read_stamp(), before) {
+        if !loaded_before(g.cold_read_stamp(), before) {
             return false;
         }
         if e.demote().is_none() {
@@ -685,6 +685,16 @@ impl KvStore for MasstreeStore {
             }
         });
         out
+    }
+}
+
+/// Whether a transient entry whose load was stamped `stamp` was loaded before tick `before`
+/// (`None`: no bound). Ticks wrap: "before" means up to half the tick space earlier.
+pub fn loaded_before(stamp: Option<u16>, before: Option<u16>) -> bool {
+    match (stamp, before) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(s), Some(b)) => (1..=u16::MAX / 2).contains(&b.wrapping_sub(s)),
     }
 }
 
