@@ -134,6 +134,13 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         KvOp::ZSet { op } => op.check_limits(max_value_bytes),
         KvOp::Bits { op } => op.check_limits(max_value_bytes),
         KvOp::Hll { op } => op.check_limits(),
+        KvOp::Eval {
+            body, keys, args, ..
+        } => {
+            keys.iter().try_for_each(|k| user_key(k, 0))?;
+            value(body)?;
+            args.iter().try_for_each(|a| value(a))
+        }
         // Neither `InDb` nor `Multi` nests (refused when decoded): bounded recursion.
         KvOp::InDb { op, .. } => check_op(op, max_value_bytes),
         KvOp::Multi { watches, ops } => {

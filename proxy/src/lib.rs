@@ -31,6 +31,8 @@ pub mod rdb;
 pub mod resp;
 pub mod route;
 pub mod scan;
+pub mod script_cache;
+pub mod script_value;
 pub mod server;
 pub mod settings;
 pub mod shared;

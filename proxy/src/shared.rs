@@ -82,6 +82,8 @@ pub struct Shared {
     pub client_table: crate::clients::Clients,
     /// Pub/sub subscriptions of this proxy's clients.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Scripts by SHA1 (`SCRIPT LOAD`, `EVALSHA`).
+    pub scripts: crate::script_cache::ScriptCache,
     next_id: AtomicU64,
     /// When the proxy started.
     pub started: Instant,
@@ -105,6 +107,7 @@ impl Shared {
             blocked: crate::unblock::Blocked::default(),
             client_table: crate::clients::Clients::default(),
             pubsub: Arc::default(),
+            scripts: crate::script_cache::ScriptCache::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         })

@@ -8,9 +8,9 @@
 //! script can observe is deterministic: no wall clock, `math.random` seeded by the caller, and
 //! an instruction budget instead of a time limit.
 
-mod value;
+pub mod commands;
 
-pub use value::Value;
+pub use net::message::script::Value;
 
 use bytes::Bytes;
 

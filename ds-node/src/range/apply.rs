@@ -141,6 +141,20 @@ pub fn execute_in<S: KvStore>(
             super::multi::execute(a.store, watches, ops, ctx, db, execute_in::<S>)
         }
         KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx, db),
+        KvOp::Eval {
+            body,
+            keys,
+            args,
+            read_only,
+        } => {
+            let script = super::script::Script {
+                body,
+                keys,
+                args,
+                read_only: *read_only,
+            };
+            super::script::execute(a.store, script, ctx, db, execute_in::<S>)
+        }
         _ => a.run(op),
     }
 }
@@ -482,6 +496,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             KvOp::RangeFlush {}
             | KvOp::DbFlush {}
             | KvOp::Multi { .. }
+            | KvOp::Eval { .. }
             | KvOp::KeyDigest { .. }
             | KvOp::InDb { .. } => Err(RpcError::BadRequest {
                 message: "operation not applied here".into(),

@@ -20,6 +20,7 @@ pub mod multi;
 mod object;
 mod rename;
 mod sample;
+pub mod script;
 mod set;
 pub mod storage;
 pub mod store;

@@ -46,15 +46,10 @@ pub fn execute<S: KvStore>(
             return Ok(OpResult::Aborted {});
         }
     }
-    let mut touched: Vec<(Db, &Bytes)> = Vec::new();
+    let mut entry = SameEntry::default();
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        for key in creates_collection(op, db) {
-            if touched.contains(&key) {
-                drop_stale_elements(store, key.0, key.1, ctx.now_ms);
-            }
-        }
-        touched.extend(op.keys_in_db(db));
+        entry.before(store, op, db, ctx.now_ms);
         results.push(match leaf(store, op, ctx, db) {
             Ok(result) => KvResponse::Ok { result },
             Err(error) => KvResponse::Err { error },
@@ -163,6 +158,30 @@ impl Fnv {
     fn bytes(&mut self, b: &[u8]) {
         self.u64(b.len() as u64);
         b.iter().for_each(|&x| self.byte(x));
+    }
+}
+
+/// The keys the operations of one entry (a `Multi`, a script) have touched so far.
+#[derive(Debug, Default)]
+pub(super) struct SameEntry {
+    touched: Vec<(Db, Bytes)>,
+}
+
+impl SameEntry {
+    /// Call before applying each operation of the entry, in order: drops the garbage a
+    /// collection dropped earlier in the entry would share with `op`'s new one
+    /// ([`drop_stale_elements`]).
+    pub(super) fn before<S: KvStore>(&mut self, store: &mut S, op: &KvOp, db: Db, now_ms: u64) {
+        for (key_db, key) in creates_collection(op, db) {
+            if self.touched.iter().any(|(d, k)| *d == key_db && k == key) {
+                drop_stale_elements(store, key_db, key, now_ms);
+            }
+        }
+        for (d, k) in op.keys_in_db(db) {
+            if !self.touched.iter().any(|(td, tk)| *td == d && tk == k) {
+                self.touched.push((d, k.clone()));
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use crate::keyspace::Db;
 pub use crate::message::bits::BitOp;
 pub use crate::message::hll::HllOp;
 pub use crate::message::list::ListOp;
+pub use crate::message::script::Value as ScriptValue;
 use crate::message::route::RouteCtx;
 pub use crate::message::set::{SetAlgebra, SetOp};
 pub use crate::message::zset::ZSetOp;
@@ -456,6 +457,19 @@ pub enum KvOp {
     Bits { op: BitOp },
     /// A HyperLogLog command ([`HllOp`]).
     Hll { op: HllOp },
+    /// `EVAL` and friends: a Lua script run by the range's state machine, atomically, with
+    /// `keys` as `KEYS` and `args` as `ARGV` (`docs/scripting.md`). Every key the script
+    /// touches must be one of `keys`, all in the range; a read-only script (`EVAL_RO`, the
+    /// `no-writes` flag) may not write and is served without a Raft round trip.
+    Eval {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        body: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        keys: Vec<Bytes>,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+        args: Vec<Bytes>,
+        read_only: bool,
+    },
 }
 
 /// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
@@ -575,6 +589,7 @@ wire_enum!(KvOp: u8, "kv op" {
     82 => ZSet { op },
     83 => Bits { op },
     84 => Hll { op },
+    85 => Eval { body, keys: keys, args, read_only },
 });
 
 impl KvOp {
@@ -619,6 +634,7 @@ impl KvOp {
             KvOp::ZSet { op } => Some(op.key()),
             KvOp::Bits { op } => Some(op.key()),
             KvOp::Hll { op } => Some(op.key()),
+            KvOp::Eval { keys, .. } => keys.first(),
             KvOp::InDb { op, .. } => op.redis_key(),
             _ => None,
         }
@@ -667,6 +683,7 @@ impl KvOp {
             KvOp::Set { op } => op.other_keys(),
             KvOp::ZSet { op } => op.other_keys(),
             KvOp::Hll { op } => op.other_keys(),
+            KvOp::Eval { keys, .. } => keys.get(1..).unwrap_or_default(),
             KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => std::slice::from_ref(dst),
             KvOp::InDb { op, .. } => op.other_redis_keys(),
             _ => &[],
@@ -703,6 +720,7 @@ impl KvOp {
             | KvOp::ZSet { .. }
             | KvOp::Bits { .. }
             | KvOp::Hll { .. }
+            | KvOp::Eval { .. }
                 if self.is_write() =>
             {
                 self.redis_key()
@@ -738,6 +756,7 @@ impl KvOp {
             Self::ZSet { op } => return op.is_write(),
             Self::Bits { op } => return op.is_write(),
             Self::Hll { op } => return op.is_write(),
+            Self::Eval { read_only, .. } => return !read_only,
             Self::InDb { op, .. } => return op.is_write(),
             _ => {}
         }
@@ -903,6 +922,11 @@ pub enum OpResult {
         #[cfg_attr(test, proptest(strategy = "crate::arb::opt_ints()"))]
         values: Vec<Option<i64>>,
     },
+    /// The reply of a script ([`KvOp::Eval`]).
+    Script {
+        #[cfg_attr(test, proptest(strategy = "crate::message::script::arb_value()"))]
+        value: ScriptValue,
+    },
     /// What a key holds ([`KvOp::KeyObject`]): enough for the proxy to name Redis's encoding
     /// under its own thresholds and to estimate the key's memory.
     Object { object: ObjectInfo },
@@ -958,6 +982,7 @@ wire_enum!(OpResult: u8, "op result" {
     15 => Bulks { values },
     28 => Object { object },
     29 => OptInts { values },
+    30 => Script { value },
 });
 
 /// The answer to a [`KvRequest`].

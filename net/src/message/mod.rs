@@ -8,6 +8,7 @@ pub mod list;
 pub mod master;
 pub mod raft;
 pub mod route;
+pub mod script;
 pub mod set;
 pub mod zset;
 

@@ -170,6 +170,8 @@ pub mod hll;
 pub mod lcs;
 pub mod lists;
 pub mod pubsub;
+pub mod script_table;
+pub mod scripting;
 pub mod sets;
 pub mod sort;
 pub mod zsets;
@@ -186,6 +188,7 @@ pub static TABLES: &[&[Spec]] = &[
     hll::SPECS,
     sort::SPECS,
     pubsub::SPECS,
+    scripting::SPECS,
 ];
 
 /// Every supported command, in table order.
@@ -407,41 +410,26 @@ pub fn dispatch(
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);
     }
-    let action = match spec.name {
-        "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
-        | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
-        "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
-        | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
-        | "getrange" | "setrange" => strings::dispatch(spec.name, &args, crate::shared::now_ms()),
-        "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
-        | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
-        | "dbsize" | "rename" | "renamenx" | "copy" => {
-            keys::dispatch(spec.name, &args, crate::shared::now_ms())
-        }
-        "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
-        | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
-        | "hrandfield" => hashes::dispatch(spec.name, &args),
-        "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
-        "object" => object::object(shared, &args),
-        "memory" => object::memory(&args),
-        name if bitmaps::SPECS.iter().any(|s| s.name == name) => {
-            let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
-            bitmaps::dispatch(name, &args, max_bulk)
-        }
-        "lcs" => lcs::dispatch(
-            &args,
-            u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0),
-        ),
-        "sort" | "sort_ro" => sort::dispatch(spec.name, &args),
-        "pfadd" | "pfcount" | "pfmerge" => hll::dispatch(spec.name, &args),
-        name if pubsub::SPECS.iter().any(|s| s.name == name) => {
-            Action::Reply(pubsub::dispatch(shared, sess, name, &args))
-        }
-        "dump" | "restore" => dump::dispatch(spec.name, &args, crate::shared::now_ms()),
-        name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, &args),
-        name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, &args),
-        name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, &args),
-        _ => server::dispatch(shared, sess, spec.name, &args),
+    let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
+    let now = crate::shared::now_ms();
+    let action = match data_command(spec.name, &args, now, max_bulk) {
+        Some(action) => action,
+        None => match spec.name {
+            "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
+            | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
+            "move" | "swapdb" | "select" | "reset" => {
+                dbs::dispatch(shared, sess, spec.name, &args)
+            }
+            "object" => object::object(shared, &args),
+            "memory" => object::memory(&args),
+            name if pubsub::SPECS.iter().any(|s| s.name == name) => {
+                Action::Reply(pubsub::dispatch(shared, sess, name, &args))
+            }
+            name if scripting::SPECS.iter().any(|s| s.name == name) => {
+                scripting::dispatch(shared, sess, name, &args)
+            }
+            _ => server::dispatch(shared, sess, spec.name, &args),
+        },
     };
     // Operations of database 0 moved to the connection's (read after the command: SELECT
     // and RESET change it, and answer at once).
@@ -453,6 +441,38 @@ pub fn dispatch(
         other => other,
     };
     (Some(spec.name), within_limits(shared, action))
+}
+
+/// The commands that are operations on keys alone — no session, no proxy state; what a
+/// script's `redis.call` can run ([`crate::script_table`]). `None`: not one of them.
+pub fn data_command(
+    name: &'static str,
+    args: &[Bytes],
+    now_ms: u64,
+    max_bulk: u64,
+) -> Option<Action> {
+    Some(match name {
+        "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
+        | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
+        | "getrange" | "setrange" => strings::dispatch(name, args, now_ms),
+        "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
+        | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
+        | "dbsize" | "rename" | "renamenx" | "copy" => keys::dispatch(name, args, now_ms),
+        "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
+        | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
+        | "hrandfield" => hashes::dispatch(name, args),
+        name if bitmaps::SPECS.iter().any(|s| s.name == name) => {
+            bitmaps::dispatch(name, args, max_bulk)
+        }
+        "lcs" => lcs::dispatch(args, max_bulk),
+        "sort" | "sort_ro" => sort::dispatch(name, args),
+        "pfadd" | "pfcount" | "pfmerge" => hll::dispatch(name, args),
+        "dump" | "restore" => dump::dispatch(name, args, now_ms),
+        name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, args),
+        name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, args),
+        name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, args),
+        _ => return None,
+    })
 }
 
 /// Refuses a command whose keys, elements or values exceed `net::limits` before anything is

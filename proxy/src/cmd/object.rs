@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use net::message::kv::{KeyType, KvOp, ObjectInfo, OpResult};
 
-use super::util::{arity, int, is, syntax, unexpected};
+use super::util::{arity, help, int, is, syntax, unexpected, unknown_sub};
 use super::{Action, single};
 use crate::encodings::{Encodings, Threshold};
 use crate::resp::Reply;
@@ -39,17 +39,7 @@ const MEMORY_HELP: &[&str] = &[
 /// Elements sampled by default by `MEMORY USAGE`, as Redis.
 const DEFAULT_SAMPLES: u32 = 5;
 
-fn help(lines: &[&'static str]) -> Reply {
-    Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
-}
 
-fn unknown_sub(cmd: &str, sub: &Bytes) -> Reply {
-    Reply::err(format_args!(
-        "unknown subcommand '{}'. Try {} HELP.",
-        String::from_utf8_lossy(sub),
-        cmd.to_ascii_uppercase()
-    ))
-}
 
 /// `OBJECT subcommand [key]`.
 pub fn object(shared: &Shared, args: &[Bytes]) -> Action {

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::util::{arity, int, is, syntax};
+use super::util::{arity, int, is, syntax, unknown_sub};
 use super::{Action, Session, Spec, all_specs};
 use crate::clients::Filter;
 use crate::resp::{Protocol, Reply};
@@ -157,13 +157,6 @@ fn bad_name() -> Reply {
     Reply::err("Client names cannot contain spaces, newlines or special characters.")
 }
 
-fn unknown_sub(cmd: &str, sub: &[u8]) -> Reply {
-    Reply::err(format_args!(
-        "unknown subcommand '{}'. Try {} HELP.",
-        String::from_utf8_lossy(sub),
-        cmd.to_ascii_uppercase()
-    ))
-}
 
 /// The `CLIENT LIST` / `CLIENT INFO` line of the calling connection: its table entry, with
 /// what this batch changed (name, library) and `cmd` the command running.

@@ -20,6 +20,10 @@ pub enum Protocol {
 pub enum Reply {
     /// `+OK`-style status.
     Simple(&'static str),
+    /// A status whose text is made at run time (a script's `{ok = ...}`).
+    Status(String),
+    /// A RESP3 big number, in decimal (a bulk string in RESP2).
+    BigNumber(String),
     /// An error; the text includes its prefix (`ERR …`, `WRONGTYPE …`).
     Error(String),
     /// An integer.
@@ -81,6 +85,18 @@ impl Reply {
     pub fn encode(&self, proto: Protocol, out: &mut BytesMut) {
         match self {
             Reply::Simple(s) => line(out, b'+', s.as_bytes()),
+            Reply::Status(s) => {
+                // A status line cannot hold CR or LF (Redis replaces them with spaces).
+                let clean: Vec<u8> = s
+                    .bytes()
+                    .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b })
+                    .collect();
+                line(out, b'+', &clean);
+            }
+            Reply::BigNumber(n) => match proto {
+                Protocol::Resp2 => Reply::Bulk(Bytes::from(n.clone())).encode(proto, out),
+                Protocol::Resp3 => line(out, b'(', n.as_bytes()),
+            },
             Reply::Error(e) => {
                 // An error line cannot hold CR or LF: Redis replaces them with spaces.
                 out.put_u8(b'-');

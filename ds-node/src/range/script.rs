@@ -1,0 +1,180 @@
+//! `EVAL` inside the range ([`KvOp::Eval`]): the script runs at apply time, on every replica
+//! alike, and its `redis.call`s are applied to the range as they come (`docs/scripting.md`).
+//!
+//! Every replica runs the same script on the same state with the same clock (the entry's)
+//! and the same `math.random` seed (the entry's index), under an instruction budget rather
+//! than a time limit, so every replica reaches the same state and reply. The command table
+//! a script calls into is the proxy's ([`script::commands::Commands`]), installed once per
+//! process by whoever links both ([`install`]); a node without it answers every script with
+//! the same error on every replica.
+//!
+//! A call may touch only the script's declared `KEYS`, in the script's database: those are
+//! the keys whose cold entries were loaded before the entry applied, and the only ones the
+//! proxy routed by; anything else would make replicas with different hot sets diverge.
+
+use std::cell::RefCell;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use net::RpcError;
+use net::keyspace::Db;
+use net::message::kv::{KvOp, OpResult};
+use script::commands::{CallEnv, Commands, Plan};
+use script::{Host, Limits, Resp, Run, Value, Vm};
+
+use super::ctx::ApplyCtx;
+use super::multi::{Leaf, SameEntry};
+use super::store::KvStore;
+
+static COMMANDS: OnceLock<Arc<dyn Commands>> = OnceLock::new();
+
+thread_local! {
+    /// The shard's VM (a shard is one thread): built on first use, reused by every script
+    /// of every range of the shard (nothing of a run survives into the next).
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+}
+
+/// Installs the command table scripts call into (once per process; later calls are
+/// ignored). The `tierkv` binary installs the proxy's at start.
+pub fn install(commands: Arc<dyn Commands>) {
+    let _ = COMMANDS.set(commands);
+}
+
+/// A script run by [`KvOp::Eval`].
+#[derive(Debug, Clone, Copy)]
+pub struct Script<'a> {
+    /// The Lua source.
+    pub body: &'a [u8],
+    /// `KEYS`: the only keys the script may touch.
+    pub keys: &'a [Bytes],
+    /// `ARGV`.
+    pub args: &'a [Bytes],
+    /// Whether writes are refused (`EVAL_RO`, `no-writes`).
+    pub read_only: bool,
+}
+
+/// Runs `script` in database `db` of the range of `ctx`, its calls applied with `leaf`.
+pub fn execute<S: KvStore>(
+    store: &mut S,
+    script: Script<'_>,
+    ctx: &ApplyCtx<'_>,
+    db: Db,
+    leaf: Leaf<S>,
+) -> Result<OpResult, RpcError> {
+    let Some(commands) = COMMANDS.get() else {
+        return Ok(reply(Value::Error(
+            "ERR scripting is not available: this node has no command table".into(),
+        )));
+    };
+    let mut host = RangeHost {
+        store,
+        ctx,
+        db,
+        script,
+        leaf,
+        commands: commands.as_ref(),
+        entry: SameEntry::default(),
+    };
+    let run = Run {
+        keys: script.keys,
+        argv: script.args,
+        seed: ctx.index,
+    };
+    let value = VM.with(|cell| {
+        // A script's calls never run a script (EVAL is refused inside one), so the VM is
+        // never borrowed twice; if it were, the error below is the answer, not a panic.
+        let Ok(mut slot) = cell.try_borrow_mut() else {
+            return Value::Error("ERR This Redis command is not allowed from script".into());
+        };
+        if slot.is_none() {
+            match Vm::new(Limits::default()) {
+                Ok(vm) => *slot = Some(vm),
+                Err(e) => return Value::Error(format!("ERR scripting unavailable: {e}")),
+            }
+        }
+        match slot.as_mut() {
+            Some(vm) => vm.eval(script.body, run, &mut host),
+            None => Value::Error("ERR scripting unavailable".into()),
+        }
+    });
+    Ok(reply(bounded(value)))
+}
+
+fn reply(value: Value) -> OpResult {
+    OpResult::Script { value }
+}
+
+/// A reply nested deeper than the wire carries becomes an error (on every replica alike).
+fn bounded(value: Value) -> Value {
+    if value.depth() > net::message::script::MAX_DEPTH {
+        Value::Error("ERR reached lua stack limit".into())
+    } else {
+        value
+    }
+}
+
+/// What a script's calls run against.
+struct RangeHost<'a, 'c, S> {
+    store: &'a mut S,
+    ctx: &'a ApplyCtx<'c>,
+    db: Db,
+    script: Script<'a>,
+    leaf: Leaf<S>,
+    commands: &'a dyn Commands,
+    entry: SameEntry,
+}
+
+impl<S: KvStore> Host for RangeHost<'_, '_, S> {
+    fn call(&mut self, argv: &[Bytes], resp: Resp) -> Value {
+        if argv.is_empty() {
+            return Value::Error(
+                "ERR Please specify at least one argument for this redis lib call".into(),
+            );
+        }
+        let env = CallEnv {
+            db: self.db,
+            now_ms: self.ctx.now_ms,
+            resp,
+        };
+        let (ops, finish) = match self.commands.plan(argv, env) {
+            Plan::Reply(v) => return v,
+            Plan::Ops { ops, finish } => (ops, finish),
+        };
+        if let Some(refusal) = ops.iter().find_map(|op| self.refusal(op)) {
+            return refusal;
+        }
+        let mut results = Vec::with_capacity(ops.len());
+        for op in &ops {
+            self.entry.before(self.store, op, self.db, self.ctx.now_ms);
+            results.push((self.leaf)(self.store, op, self.ctx, self.db));
+        }
+        finish(results)
+    }
+}
+
+impl<S> RangeHost<'_, '_, S> {
+    /// Why `op` may not run in this script (`None`: it may).
+    fn refusal(&self, op: &KvOp) -> Option<Value> {
+        let (_, inner) = op.in_db(self.db);
+        if inner.redis_key().is_none() || matches!(inner, KvOp::Eval { .. } | KvOp::Multi { .. })
+        {
+            return Some(Value::Error(
+                "ERR This Redis command is not allowed from script".into(),
+            ));
+        }
+        if self.script.read_only && op.is_write() {
+            return Some(Value::Error(
+                "ERR Write commands are not allowed from read-only scripts.".into(),
+            ));
+        }
+        let declared = |(db, key): (Db, &Bytes)| db == self.db && self.script.keys.contains(key);
+        if !op.keys_in_db(self.db).into_iter().all(declared) {
+            return Some(Value::Error(
+                "ERR Script attempted to access a key not declared in KEYS (a script runs \
+                 where its keys live: declare every key it touches)"
+                    .into(),
+            ));
+        }
+        None
+    }
+}

@@ -1,0 +1,109 @@
+//! The command table scripts call into ([`script::commands::Commands`]): the proxy's own
+//! translation of Redis commands ([`super::data_command`]), so a command means the same
+//! inside a script as outside it. ds-node runs scripts at apply time with it; the proxy runs
+//! scripts without keys with it too ([`KeylessHost`]).
+
+use bytes::Bytes;
+use net::keyspace::Db;
+use net::message::kv::KvOp;
+use script::commands::{CallEnv, Commands, Plan};
+use script::{Resp, Value};
+
+use super::{Action, data_command, lookup};
+use crate::resp::Reply;
+use crate::route::ExecError;
+use crate::script_value::to_value;
+
+/// The proxy's command table, as scripts see it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProxyCommands;
+
+impl Commands for ProxyCommands {
+    fn plan(&self, argv: &[Bytes], env: CallEnv) -> Plan {
+        let refuse = |text: &str| Plan::Reply(Value::Error(text.into()));
+        let Some(spec) = argv.first().and_then(|name| lookup(name)) else {
+            return refuse("ERR Unknown Redis command called from script");
+        };
+        let n = i32::try_from(argv.len()).unwrap_or(i32::MAX);
+        if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
+            return refuse("ERR Wrong number of args calling Redis command from script");
+        }
+        if spec.flags.contains(&"noscript") {
+            return refuse("ERR This Redis command is not allowed from script");
+        }
+        if let Some(reply) = keyless(spec.name, argv, env.now_ms) {
+            return Plan::Reply(to_value(reply, env.resp));
+        }
+        let max_bulk = net::limits::DEFAULT_MAX_VALUE_BYTES as u64;
+        match data_command(spec.name, argv, env.now_ms, max_bulk) {
+            Some(Action::Reply(reply)) => Plan::Reply(to_value(reply, env.resp)),
+            Some(Action::Data { ops, finish }) => {
+                let ops: Vec<KvOp> = crate::db::scope(ops, env.db)
+                    .into_iter()
+                    .map(|(_, op)| op)
+                    .collect();
+                let resp = env.resp;
+                Plan::Ops {
+                    ops,
+                    finish: Box::new(move |results| {
+                        let results = results
+                            .into_iter()
+                            .map(|r| r.map_err(ExecError::Rpc))
+                            .collect();
+                        to_value(finish(results), resp)
+                    }),
+                }
+            }
+            Some(_) => refuse(&format!(
+                "ERR '{}' cannot run inside a script on tierkv (it needs several rounds)",
+                spec.name
+            )),
+            None => refuse("ERR This Redis command is not allowed from script"),
+        }
+    }
+}
+
+/// The commands without keys a script may call, answered at once.
+fn keyless(name: &str, argv: &[Bytes], now_ms: u64) -> Option<Reply> {
+    Some(match name {
+        "ping" => match argv.get(1) {
+            Some(msg) => Reply::Bulk(msg.clone()),
+            None => Reply::Simple("PONG"),
+        },
+        "echo" => Reply::Bulk(argv.get(1)?.clone()),
+        // The entry's clock: the same on every replica.
+        "time" => Reply::Array(vec![
+            Reply::Bulk(Bytes::from((now_ms / 1000).to_string())),
+            Reply::Bulk(Bytes::from(((now_ms % 1000) * 1000).to_string())),
+        ]),
+        _ => return None,
+    })
+}
+
+/// What a script without keys calls: commands without keys only (a key it touches would have
+/// to be declared in `KEYS`).
+#[derive(Debug)]
+pub struct KeylessHost {
+    /// The database of the script's client.
+    pub db: Db,
+    /// The proxy's clock when the script started.
+    pub now_ms: u64,
+}
+
+impl script::Host for KeylessHost {
+    fn call(&mut self, argv: &[Bytes], resp: Resp) -> Value {
+        let env = CallEnv {
+            db: self.db,
+            now_ms: self.now_ms,
+            resp,
+        };
+        match ProxyCommands.plan(argv, env) {
+            Plan::Reply(v) => v,
+            Plan::Ops { .. } => Value::Error(
+                "ERR Script attempted to access a key not declared in KEYS (a script runs \
+                 where its keys live: declare every key it touches)"
+                    .into(),
+            ),
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! `EVAL`, `EVALSHA`, their `_RO` forms and `SCRIPT` (`docs/scripting.md`).
+//!
+//! A script with keys runs inside the range of its keys, at apply time, atomically
+//! ([`KvOp::Eval`]); the proxy only checks its arguments, caches its body by SHA1 and routes
+//! it by its first key. A script without keys cannot touch any key (every key a script
+//! touches must be declared), so the proxy runs it itself.
+
+use bytes::Bytes;
+use net::message::kv::{KvOp, OpResult};
+use script::Run;
+
+use super::script_table::KeylessHost;
+use super::util::{arity, help, is, one, unexpected, unknown_sub};
+use super::{Action, Session, Spec, keyed};
+use crate::resp::Reply;
+use crate::script_value::{to_reply, with_vm};
+use crate::shared::Shared;
+
+// Flag sets as Redis 7.0 reports them.
+const EVAL: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const EVAL_RO: &[&str] = &[
+    "readonly",
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+
+/// The scripting commands, sorted by name.
+pub static SPECS: &[Spec] = &[
+    spec!("eval", -3, EVAL, 0, 0, 0),
+    spec!("eval_ro", -3, EVAL_RO, 0, 0, 0),
+    spec!("evalsha", -3, EVAL, 0, 0, 0),
+    spec!("evalsha_ro", -3, EVAL_RO, 0, 0, 0),
+    spec!("script", -2, &[], 0, 0, 0),
+];
+
+const SCRIPT_HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// Dispatches a scripting command.
+pub fn dispatch(shared: &Shared, sess: &Session, name: &str, args: &[Bytes]) -> Action {
+    let read_only = name.ends_with("_ro");
+    match name {
+        "eval" | "eval_ro" => {
+            let body = args[1].clone();
+            shared.scripts.insert(script::sha1_hex(&body), body.clone());
+            eval(sess, body, &args[2..], read_only)
+        }
+        "evalsha" | "evalsha_ro" => match shared.scripts.get(&args[1]) {
+            Some(body) => eval(sess, body, &args[2..], read_only),
+            None => Action::Reply(Reply::Error(
+                "NOSCRIPT No matching script. Please use EVAL.".into(),
+            )),
+        },
+        _ => Action::Reply(script_command(shared, args)),
+    }
+}
+
+/// `numkeys key... arg...` of `body`.
+fn eval(sess: &Session, body: Bytes, rest: &[Bytes], ro_command: bool) -> Action {
+    let reply = |r: Reply| Action::Reply(r);
+    let numkeys = match super::util::parse_i64(&rest[0]) {
+        None => return reply(Reply::err("value is not an integer or out of range")),
+        Some(n) if n < 0 => return reply(Reply::err("Number of keys can't be negative")),
+        Some(n) => n,
+    };
+    let args = &rest[1..];
+    let Some(numkeys) = usize::try_from(numkeys).ok().filter(|&n| n <= args.len()) else {
+        return reply(Reply::err(
+            "Number of keys can't be greater than number of args",
+        ));
+    };
+    let flags = match script::flags(&body) {
+        Ok(flags) => flags,
+        Err(text) => return reply(Reply::Error(text)),
+    };
+    if ro_command && flags.shebang && !flags.no_writes {
+        return reply(Reply::err(
+            "Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    let (keys, argv) = args.split_at(numkeys);
+    if keys.is_empty() {
+        return reply(keyless(sess, &body, argv));
+    }
+    let op = KvOp::Eval {
+        body,
+        keys: keys.to_vec(),
+        args: argv.to_vec(),
+        read_only: ro_command || flags.no_writes,
+    };
+    Action::Data {
+        ops: vec![keyed(&keys[0], op)],
+        finish: Box::new(|results| match one(results) {
+            Ok(OpResult::Script { value }) => to_reply(value),
+            Ok(other) => unexpected(&other),
+            Err(reply) => reply,
+        }),
+    }
+}
+
+/// Runs a script without keys here: it can call commands without keys only.
+fn keyless(sess: &Session, body: &[u8], argv: &[Bytes]) -> Reply {
+    let now_ms = crate::shared::now_ms();
+    let mut host = KeylessHost {
+        db: sess.db,
+        now_ms,
+    };
+    let run = Run {
+        keys: &[],
+        argv,
+        seed: now_ms,
+    };
+    match with_vm(|vm| vm.eval(body, run, &mut host)) {
+        Ok(value) => to_reply(value),
+        Err(reply) => reply,
+    }
+}
+
+/// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.
+fn script_command(shared: &Shared, args: &[Bytes]) -> Reply {
+    let sub = &args[1];
+    let n = args.len();
+    if is(sub, "help") && n == 2 {
+        help(SCRIPT_HELP)
+    } else if is(sub, "load") && n == 3 {
+        load(shared, &args[2])
+    } else if is(sub, "exists") && n >= 3 {
+        Reply::Array(
+            args[2..]
+                .iter()
+                .map(|sha| Reply::Int(i64::from(shared.scripts.contains(sha))))
+                .collect(),
+        )
+    } else if is(sub, "flush") && n <= 3 {
+        match args.get(2) {
+            Some(mode) if !is(mode, "sync") && !is(mode, "async") => {
+                Reply::err("SCRIPT FLUSH only support SYNC|ASYNC option")
+            }
+            _ => {
+                shared.scripts.flush();
+                Reply::OK
+            }
+        }
+    } else if is(sub, "kill") && n == 2 {
+        // A script runs inside its range, atomically, to its end or its instruction budget.
+        Reply::Error("NOTBUSY No scripts in execution right now.".into())
+    } else if ["load", "exists", "flush", "kill", "help"]
+        .iter()
+        .any(|s| is(sub, s))
+    {
+        let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+        arity(&format!("script|{sub}"))
+    } else {
+        unknown_sub("script", sub)
+    }
+}
+
+/// `SCRIPT LOAD body`: compiled here (a script that does not compile is refused), cached.
+fn load(shared: &Shared, body: &Bytes) -> Reply {
+    if let Err(text) = script::flags(body) {
+        return Reply::Error(text);
+    }
+    match with_vm(|vm| vm.load(body)) {
+        Ok(Ok(())) => {
+            let sha = script::sha1_hex(body);
+            shared.scripts.insert(sha.clone(), body.clone());
+            Reply::Bulk(Bytes::from(sha))
+        }
+        Ok(Err(error)) => to_reply(error),
+        Err(reply) => reply,
+    }
+}
