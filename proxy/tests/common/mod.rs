@@ -131,6 +131,8 @@ impl FakeCluster {
     /// `shards` shards; the Redis keyspace split into `ranges` ranges at slot boundaries,
     /// range `i` on shard `i % shards`.
     pub async fn start(shards: u32, ranges: u16) -> FakeCluster {
+        // Scripts run in the fake shards call the proxy's command table, as in `tierkv`.
+        ds_node::range::script::install(Arc::new(proxy::cmd::script_table::ProxyCommands));
         let mut shard_list = Vec::new();
         for index in 0..shards {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
