@@ -113,6 +113,13 @@ pub fn render(m: &ShardMetrics) -> String {
     render_cold(&mut s, &m.cold);
     render_policy(&mut s, &m.policy);
     m.gc.render(&mut s);
+    for (name, v) in [
+        ("ds_scripts_total", m.scripts.runs_total),
+        ("ds_script_errors_total", m.scripts.errors_total),
+    ] {
+        s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
+    }
+    summary(&mut s, "ds_script_seconds", &m.scripts.run_us, 1e-6);
     summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
     s
 }

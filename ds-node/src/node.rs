@@ -313,6 +313,7 @@ async fn shard_main(
 /// Publishes the shard's figures (with the engine's hot/cold gauges) for the admin thread.
 fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
     let mut m = shard.metrics.borrow().clone();
+    m.scripts = crate::range::script::metrics();
     {
         let st = shard.state.borrow();
         let c = st.engine.cold_stats();

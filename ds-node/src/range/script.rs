@@ -14,8 +14,10 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
+use hdrhistogram::Histogram;
 use net::RpcError;
 use net::keyspace::Db;
 use net::message::kv::{KvOp, OpResult};
@@ -32,6 +34,54 @@ thread_local! {
     /// The shard's VM (a shard is one thread): built on first use, reused by every script
     /// of every range of the shard (nothing of a run survives into the next).
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+    /// The shard's script figures (read by the shard when it publishes its metrics).
+    static METRICS: RefCell<ScriptMetrics> = RefCell::new(ScriptMetrics::default());
+}
+
+/// Scripts run by one shard (`ds_scripts_*` on `/metrics`).
+#[derive(Debug, Clone)]
+pub struct ScriptMetrics {
+    /// Scripts run, writes and reads (`ds_scripts_total`).
+    pub runs_total: u64,
+    /// Scripts whose reply was an error (`ds_script_errors_total`).
+    pub errors_total: u64,
+    /// How long each run took, µs (`ds_script_seconds`).
+    pub run_us: Histogram<u64>,
+}
+
+impl Default for ScriptMetrics {
+    fn default() -> Self {
+        Self {
+            runs_total: 0,
+            errors_total: 0,
+            run_us: Histogram::new_with_bounds(1, 60_000_000, 2)
+                .expect("static histogram bounds are valid"),
+        }
+    }
+}
+
+impl ScriptMetrics {
+    /// Adds another shard's figures into these.
+    pub fn merge(&mut self, o: &ScriptMetrics) {
+        self.runs_total += o.runs_total;
+        self.errors_total += o.errors_total;
+        let _ = self.run_us.add(&o.run_us);
+    }
+}
+
+/// This shard's script figures so far.
+pub fn metrics() -> ScriptMetrics {
+    METRICS.with(|m| m.borrow().clone())
+}
+
+fn count(value: &Value, started: Instant) {
+    let us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    METRICS.with(|m| {
+        let mut m = m.borrow_mut();
+        m.runs_total += 1;
+        m.errors_total += u64::from(matches!(value, Value::Error(_)));
+        m.run_us.saturating_record(us.max(1));
+    });
 }
 
 /// Installs the command table scripts call into (once per process; later calls are
@@ -80,6 +130,7 @@ pub fn execute<S: KvStore>(
         argv: script.args,
         seed: ctx.index,
     };
+    let started = Instant::now();
     let value = VM.with(|cell| {
         // A script's calls never run a script (EVAL is refused inside one), so the VM is
         // never borrowed twice; if it were, the error below is the answer, not a panic.
@@ -97,6 +148,7 @@ pub fn execute<S: KvStore>(
             None => Value::Error("ERR scripting unavailable".into()),
         }
     });
+    count(&value, started);
     Ok(reply(bounded(value)))
 }
 

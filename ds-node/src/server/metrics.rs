@@ -85,6 +85,8 @@ pub struct ShardMetrics {
     pub policy: super::policy::PolicyMetrics,
     /// The log garbage collector and log space.
     pub gc: super::gc_metrics::GcMetrics,
+    /// Scripts run at apply time and on the read path.
+    pub scripts: crate::range::script::ScriptMetrics,
 }
 
 /// Figures of cold values (`server::cold`, `server::demote`).
@@ -206,6 +208,7 @@ impl Default for ShardMetrics {
             cold: ColdMetrics::default(),
             policy: super::policy::PolicyMetrics::default(),
             gc: super::gc_metrics::GcMetrics::default(),
+            scripts: crate::range::script::ScriptMetrics::default(),
         }
     }
 }
@@ -256,6 +259,7 @@ impl ShardMetrics {
         self.cold.merge(&o.cold);
         self.policy.merge(&o.policy);
         self.gc.merge(&o.gc);
+        self.scripts.merge(&o.scripts);
     }
 
     /// A one-line summary (p50/p99/p999 in µs).

@@ -750,8 +750,11 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
         );
     }
     if show("memory") {
-        out.push_str(
-            "# Memory\r\nused_memory:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\r\n",
+        let (scripts, script_bytes) = shared.scripts.stats();
+        let _ = write!(
+            out,
+            "# Memory\r\nused_memory:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\
+             number_of_cached_scripts:{scripts}\r\nused_memory_scripts_eval:{script_bytes}\r\n\r\n",
         );
     }
     if show("stats") {
