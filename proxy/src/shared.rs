@@ -84,6 +84,8 @@ pub struct Shared {
     pub pubsub: Arc<crate::pubsub::Hub>,
     /// Scripts by SHA1 (`SCRIPT LOAD`, `EVALSHA`).
     pub scripts: crate::script_cache::ScriptCache,
+    /// This proxy's copy of the function libraries.
+    pub functions: crate::functions::Registry,
     next_id: AtomicU64,
     /// When the proxy started.
     pub started: Instant,
@@ -108,6 +110,7 @@ impl Shared {
             client_table: crate::clients::Clients::default(),
             pubsub: Arc::default(),
             scripts: crate::script_cache::ScriptCache::default(),
+            functions: crate::functions::Registry::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
         })

@@ -9,6 +9,9 @@
 //! an instruction budget instead of a time limit.
 
 pub mod commands;
+mod library;
+
+pub use library::{Function, Library};
 
 pub use net::message::script::Value;
 

@@ -146,12 +146,14 @@ pub fn execute_in<S: KvStore>(
             keys,
             args,
             read_only,
+            function,
         } => {
             let script = super::script::Script {
                 body,
                 keys,
                 args,
                 read_only: *read_only,
+                function: function.as_deref(),
             };
             super::script::execute(a.store, script, ctx, db, execute_in::<S>)
         }

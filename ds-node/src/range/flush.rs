@@ -1,6 +1,7 @@
-//! `FLUSHALL` on one range ([`KvOp::RangeFlush`](net::message::kv::KvOp)): every entry of
-//! the range — raw keys, Redis metadata entries, elements (live or garbage) — is deleted when
-//! the entry applies, on every replica alike. `FLUSHDB` (`KvOp::DbFlush`): every Redis entry
+//! `FLUSHALL` on one range ([`KvOp::RangeFlush`](net::message::kv::KvOp)): every Redis entry
+//! of the range (`'r' | …`: metadata entries, elements live or garbage, write ids) is deleted
+//! when the entry applies, on every replica alike; raw keys and function libraries (`'f' | …`,
+//! which Redis's `FLUSHALL` keeps too) stay. `FLUSHDB` (`KvOp::DbFlush`): every Redis entry
 //! of one database (`'r' | slot | db | …`), the others' entries skipped by seeking
 //! (`range::db_walk`).
 //!
@@ -20,13 +21,19 @@ use super::store::KvStore;
 /// Entries fetched per page of the walk.
 const PAGE: usize = 1024;
 
-/// Deletes every entry in `range`; the result counts them.
+/// Deletes every Redis entry in `range`; the result counts them.
 pub fn flush_range<S: KvStore>(store: &mut S, range: &RangeDescriptor) -> OpResult {
-    let end = (!range.end.is_empty()).then_some(&range.end[..]);
+    let redis_end = Bytes::from_static(&[REDIS_PREFIX + 1]);
+    let end = if range.end.is_empty() || range.end > redis_end {
+        redis_end
+    } else {
+        range.end.clone()
+    };
+    let start = range.start.clone().max(Bytes::from_static(&[REDIS_PREFIX]));
     let mut deleted: i64 = 0;
-    loop {
-        // Each page starts at the range's start again: the previous page is gone.
-        let page = store.scan_keys(&range.start, end, PAGE);
+    while start < end {
+        // Each page starts at the same place again: the previous page is gone.
+        let page = store.scan_keys(&start, Some(&end), PAGE);
         if page.is_empty() {
             break;
         }

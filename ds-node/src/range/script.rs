@@ -101,6 +101,8 @@ pub struct Script<'a> {
     pub args: &'a [Bytes],
     /// Whether writes are refused (`EVAL_RO`, `no-writes`).
     pub read_only: bool,
+    /// `FCALL`: `body` is a library's code and this the function to call.
+    pub function: Option<&'a [u8]>,
 }
 
 /// Runs `script` in database `db` of the range of `ctx`, its calls applied with `leaf`.
@@ -143,9 +145,10 @@ pub fn execute<S: KvStore>(
                 Err(e) => return Value::Error(format!("ERR scripting unavailable: {e}")),
             }
         }
-        match slot.as_mut() {
-            Some(vm) => vm.eval(script.body, run, &mut host),
-            None => Value::Error("ERR scripting unavailable".into()),
+        match (slot.as_mut(), script.function) {
+            (Some(vm), None) => vm.eval(script.body, run, &mut host),
+            (Some(vm), Some(f)) => vm.fcall(script.body, f, run, &mut host),
+            (None, _) => Value::Error("ERR scripting unavailable".into()),
         }
     });
     count(&value, started);

@@ -457,7 +457,7 @@ pub enum KvOp {
     Bits { op: BitOp },
     /// A HyperLogLog command ([`HllOp`]).
     Hll { op: HllOp },
-    /// `EVAL` and friends: a Lua script run by the range's state machine, atomically, with
+    /// `EVAL`, `FCALL` and friends: a Lua script run by the range's state machine, atomically, with
     /// `keys` as `KEYS` and `args` as `ARGV` (`docs/scripting.md`). Every key the script
     /// touches must be one of `keys`, all in the range; a read-only script (`EVAL_RO`, the
     /// `no-writes` flag) may not write and is served without a Raft round trip.
@@ -469,6 +469,9 @@ pub enum KvOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         args: Vec<Bytes>,
         read_only: bool,
+        /// `FCALL`: `body` is a function library's code and this the function to call.
+        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
+        function: Option<Bytes>,
     },
 }
 
@@ -589,7 +592,7 @@ wire_enum!(KvOp: u8, "kv op" {
     82 => ZSet { op },
     83 => Bits { op },
     84 => Hll { op },
-    85 => Eval { body, keys: keys, args, read_only },
+    85 => Eval { body, keys: keys, args, read_only, function },
 });
 
 impl KvOp {

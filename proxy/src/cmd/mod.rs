@@ -166,6 +166,7 @@ macro_rules! spec {
 // The collection commands keep their own tables, next to their code.
 pub mod bitmaps;
 pub mod dump;
+pub mod functions;
 pub mod hll;
 pub mod lcs;
 pub mod lists;
@@ -189,6 +190,7 @@ pub static TABLES: &[&[Spec]] = &[
     sort::SPECS,
     pubsub::SPECS,
     scripting::SPECS,
+    functions::SPECS,
 ];
 
 /// Every supported command, in table order.
@@ -416,7 +418,8 @@ pub fn dispatch(
         Some(action) => action,
         None => match spec.name {
             "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
-            | "function" | "msetnx" => tx::dispatch(sess, spec.name, &args),
+            | "msetnx" => tx::dispatch(sess, spec.name, &args),
+            "function" | "fcall" | "fcall_ro" => functions::dispatch(shared, spec.name, &args),
             "move" | "swapdb" | "select" | "reset" => {
                 dbs::dispatch(shared, sess, spec.name, &args)
             }

@@ -113,6 +113,7 @@ fn eval(sess: &Session, body: Bytes, rest: &[Bytes], ro_command: bool) -> Action
         keys: keys.to_vec(),
         args: argv.to_vec(),
         read_only: ro_command || flags.no_writes,
+        function: None,
     };
     Action::Data {
         ops: vec![keyed(&keys[0], op)],

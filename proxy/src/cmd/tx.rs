@@ -1,5 +1,4 @@
-//! Transactions and flushes: MULTI / EXEC / DISCARD / WATCH / UNWATCH, FLUSHALL / FLUSHDB, and
-//! FUNCTION FLUSH.
+//! Transactions and flushes: MULTI / EXEC / DISCARD / WATCH / UNWATCH, FLUSHALL / FLUSHDB.
 //!
 //! `MULTI` queues commands in the session (`+QUEUED`); an unknown command or a wrong arity
 //! while queuing makes `EXEC` answer `EXECABORT`, as Redis does. `EXEC` translates the queued
@@ -95,6 +94,8 @@ pub enum TxCmd {
     },
     /// `MSETNX key value ...` (pairs).
     MsetNx(Vec<(Bytes, Bytes)>),
+    /// `FUNCTION …` and `FCALL` of a function not known here yet.
+    Function(super::functions::FunctionCmd),
 }
 
 /// Inside `MULTI`, queues every command but the transaction's own (`None`: not queued).
@@ -107,7 +108,7 @@ pub fn intercept(sess: &mut Session, name: &str, args: &[Bytes]) -> Option<Actio
     Some(Action::Reply(Reply::Simple("QUEUED")))
 }
 
-/// Dispatches MULTI, EXEC, DISCARD, WATCH, UNWATCH, FLUSHALL, FLUSHDB, FUNCTION.
+/// Dispatches MULTI, EXEC, DISCARD, WATCH, UNWATCH, FLUSHALL, FLUSHDB.
 pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
     let reply = match name {
         "multi" if sess.tx.active() => Reply::err("MULTI calls can not be nested"),
@@ -146,7 +147,6 @@ pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
             }
             _ => syntax(),
         },
-        "function" => function(args),
         "msetnx" if args.len() % 2 == 0 => arity("msetnx"),
         "msetnx" => {
             let pairs = args[1..]
@@ -164,25 +164,6 @@ fn discard(sess: &mut Session) {
     sess.tx = Tx::default();
 }
 
-/// `FUNCTION FLUSH [ASYNC|SYNC]`: there are no functions, so there is nothing to flush.
-fn function(args: &[Bytes]) -> Reply {
-    if !is(&args[1], "flush") {
-        let sub = String::from_utf8_lossy(&args[1]);
-        return Reply::err(format_args!(
-            "unknown subcommand '{sub}'. Try FUNCTION HELP."
-        ));
-    }
-    match &args[2..] {
-        [] => Reply::OK,
-        [mode] if is(mode, "sync") || is(mode, "async") => Reply::OK,
-        [_] => Reply::err("FUNCTION FLUSH only supports SYNC|ASYNC option"),
-        _ => Reply::err(format_args!(
-            "unknown subcommand or wrong number of arguments for '{}'. Try FUNCTION HELP.",
-            String::from_utf8_lossy(&args[1])
-        )),
-    }
-}
-
 /// Runs a command that needs the session and the router (in the session's database).
 pub async fn run(shared: &Shared, sess: &mut Session, cmd: TxCmd) -> Reply {
     let router = DbRouter::new(&shared.router, sess.db);
@@ -191,6 +172,7 @@ pub async fn run(shared: &Shared, sess: &mut Session, cmd: TxCmd) -> Reply {
         TxCmd::Watch(keys) => watch(&router, sess, keys).await,
         TxCmd::Flush { all } => flush(&router, all).await,
         TxCmd::MsetNx(pairs) => msetnx(&router, pairs).await,
+        TxCmd::Function(f) => super::functions::run(shared, &router, f).await,
     }
 }
 
@@ -401,6 +383,7 @@ async fn alone(shared: &Shared, action: Action, db: Db) -> Reply {
         Action::Async(a) => crate::scan::run(&router, a).await,
         Action::Tx(TxCmd::Flush { all }) => flush(&router, all).await,
         Action::Tx(TxCmd::MsetNx(pairs)) => msetnx(&router, pairs).await,
+        Action::Tx(TxCmd::Function(f)) => super::functions::run(shared, &router, f).await,
         Action::Tx(TxCmd::Watch(_)) => Reply::err("WATCH inside MULTI is not allowed"),
         Action::Tx(TxCmd::Exec) => Reply::err("EXEC without MULTI"),
         Action::Reply(r) | Action::Close(r) => r,

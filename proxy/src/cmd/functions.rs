@@ -1,0 +1,445 @@
+//! `FUNCTION` and `FCALL` / `FCALL_RO` (Redis 7 functions; `docs/scripting.md`).
+//!
+//! Libraries live in the cluster ([`crate::functions`]); `FCALL` finds its function's
+//! library in this proxy's copy (re-read when older than a second) and sends the library's
+//! code with the call to the range of its keys, where it runs like an `EVAL`.
+
+use bytes::Bytes;
+use net::message::kv::{Cond, Expiry, KvOp, OpResult};
+
+use super::tx::TxCmd;
+use super::util::{arity, exec_error, help, is, one, unexpected, unknown_sub};
+use super::{Action, Spec, keyed};
+use crate::db::DbRouter;
+use crate::functions::{self, Loaded, RefreshError};
+use crate::resp::Reply;
+use crate::script_value::to_reply;
+use crate::shared::Shared;
+
+const FCALL: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const FCALL_RO: &[&str] = &[
+    "readonly",
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+
+/// The function commands, sorted by name (`FUNCTION` itself is in the core table).
+pub static SPECS: &[Spec] = &[
+    spec!("fcall", -3, FCALL, 0, 0, 0),
+    spec!("fcall_ro", -3, FCALL_RO, 0, 0, 0),
+];
+
+const FUNCTION_HELP: &[&str] = &[
+    "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LOAD [REPLACE] <FUNCTION CODE>",
+    "    Create a new library with the given library name and code.",
+    "DELETE <LIBRARY NAME>",
+    "    Delete the given library.",
+    "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+    "    Return general information on all the libraries:",
+    "    * Library name",
+    "    * The engine used to run the Library",
+    "    * Library description",
+    "    * Functions list",
+    "    * Library code (if WITHCODE is given)",
+    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+    "STATS",
+    "    Return information about the current function running:",
+    "    * Function name",
+    "    * Command used to run the function",
+    "    * Duration in MS that the function is running",
+    "    If no function is running, return nil",
+    "    In addition, returns a list of available engines.",
+    "KILL",
+    "    Kill the current running function.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Delete all the libraries.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the libraries.",
+    "    * SYNC: Synchronously flush the libraries.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// A function command run with the router ([`TxCmd::Function`]).
+#[derive(Debug, Clone)]
+pub enum FunctionCmd {
+    /// `FUNCTION LOAD [REPLACE] code`.
+    Load {
+        /// The library's code.
+        code: Bytes,
+        /// Whether an existing library of that name is replaced.
+        replace: bool,
+    },
+    /// `FUNCTION DELETE name`.
+    Delete(Bytes),
+    /// `FUNCTION FLUSH`.
+    Flush,
+    /// `FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]`.
+    List {
+        /// Library names to list.
+        pattern: Option<Bytes>,
+        /// Whether each library's code is included.
+        with_code: bool,
+    },
+    /// `FUNCTION STATS`.
+    Stats,
+    /// `FCALL` / `FCALL_RO` of a function this proxy's copy did not have fresh.
+    Call {
+        /// `FCALL`'s arguments after the command name.
+        args: Vec<Bytes>,
+        /// `FCALL_RO`.
+        read_only: bool,
+    },
+}
+
+/// Dispatches `FUNCTION`, `FCALL` and `FCALL_RO`.
+pub fn dispatch(shared: &Shared, name: &str, args: &[Bytes]) -> Action {
+    match name {
+        "fcall" | "fcall_ro" => {
+            let read_only = name == "fcall_ro";
+            match shared.functions.fresh(&args[1]) {
+                Some((loaded, flags)) => call(&loaded, flags, &args[1..], read_only),
+                None => Action::Tx(TxCmd::Function(FunctionCmd::Call {
+                    args: args[1..].to_vec(),
+                    read_only,
+                })),
+            }
+        }
+        _ => function(args),
+    }
+}
+
+fn function(args: &[Bytes]) -> Action {
+    let sub = &args[1];
+    let n = args.len();
+    let tx = |f: FunctionCmd| Action::Tx(TxCmd::Function(f));
+    if is(sub, "load") && (n == 3 || (n == 4 && is(&args[2], "replace"))) {
+        tx(FunctionCmd::Load {
+            code: args[n - 1].clone(),
+            replace: n == 4,
+        })
+    } else if is(sub, "load") && n == 4 {
+        Action::Reply(Reply::err(format_args!(
+            "Unknown option given: {}",
+            String::from_utf8_lossy(&args[2])
+        )))
+    } else if is(sub, "delete") && n == 3 {
+        tx(FunctionCmd::Delete(args[2].clone()))
+    } else if is(sub, "flush") && n <= 3 {
+        match args.get(2) {
+            Some(mode) if !is(mode, "sync") && !is(mode, "async") => Action::Reply(Reply::err(
+                "FUNCTION FLUSH only supports SYNC|ASYNC option",
+            )),
+            _ => tx(FunctionCmd::Flush),
+        }
+    } else if is(sub, "list") {
+        list_args(&args[2..]).map_or_else(Action::Reply, tx)
+    } else if is(sub, "stats") && n == 2 {
+        tx(FunctionCmd::Stats)
+    } else if is(sub, "kill") && n == 2 {
+        // A function runs inside its range, atomically, to its end or its instruction budget.
+        Action::Reply(Reply::Error(
+            "NOTBUSY No scripts in execution right now.".into(),
+        ))
+    } else if is(sub, "help") && n == 2 {
+        Action::Reply(help(FUNCTION_HELP))
+    } else if ["load", "delete", "flush", "stats", "kill", "help"]
+        .iter()
+        .any(|s| is(sub, s))
+    {
+        let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
+        Action::Reply(arity(&format!("function|{sub}")))
+    } else {
+        Action::Reply(unknown_sub("function", sub))
+    }
+}
+
+fn list_args(args: &[Bytes]) -> Result<FunctionCmd, Reply> {
+    let mut pattern = None;
+    let mut with_code = false;
+    let mut i = 0;
+    while i < args.len() {
+        if is(&args[i], "withcode") && !with_code {
+            with_code = true;
+        } else if is(&args[i], "libraryname") && pattern.is_none() {
+            let Some(p) = args.get(i + 1) else {
+                return Err(Reply::err("library name argument was not given"));
+            };
+            pattern = Some(p.clone());
+            i += 1;
+        } else {
+            return Err(Reply::err(format_args!(
+                "Unknown argument {}",
+                String::from_utf8_lossy(&args[i])
+            )));
+        }
+        i += 1;
+    }
+    Ok(FunctionCmd::List { pattern, with_code })
+}
+
+/// `FCALL function numkeys key... arg...` of a library this proxy knows.
+fn call(loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_command: bool) -> Action {
+    let reply = |r: Reply| Action::Reply(r);
+    let numkeys = match super::util::parse_i64(&rest[1]) {
+        None => return reply(Reply::err("value is not an integer or out of range")),
+        Some(n) if n < 0 => return reply(Reply::err("Number of keys can't be negative")),
+        Some(n) => n,
+    };
+    let args = &rest[2..];
+    let Some(numkeys) = usize::try_from(numkeys).ok().filter(|&n| n <= args.len()) else {
+        return reply(Reply::err(
+            "Number of keys can't be greater than number of args",
+        ));
+    };
+    if ro_command && !flags.no_writes {
+        return reply(Reply::err(
+            "Can not execute a script with write flag using *_ro command.",
+        ));
+    }
+    let (keys, argv) = args.split_at(numkeys);
+    let op = KvOp::Eval {
+        body: loaded.code.clone(),
+        keys: keys.to_vec(),
+        args: argv.to_vec(),
+        read_only: ro_command || flags.no_writes,
+        function: Some(rest[0].clone()),
+    };
+    // Without keys, any range runs it (it can touch no key): the one of the library itself.
+    let route = match keys.first() {
+        Some(k) => keyed(k, op),
+        None => (functions::library_key(&loaded.library.name), op),
+    };
+    Action::Data {
+        ops: vec![route],
+        finish: Box::new(|results| match one(results) {
+            Ok(OpResult::Script { value }) => to_reply(value),
+            Ok(other) => unexpected(&other),
+            Err(reply) => reply,
+        }),
+    }
+}
+
+/// Runs a function command that needs the cluster.
+pub async fn run(shared: &Shared, router: &DbRouter<'_>, cmd: FunctionCmd) -> Reply {
+    let registry = &shared.functions;
+    match cmd {
+        FunctionCmd::Call { args, read_only } => {
+            if let Err(e) = functions::refresh(router.raw(), registry).await {
+                // The copy this proxy has still serves when the cluster cannot be read.
+                if registry.any(&args[0]).is_none() {
+                    return refresh_error(e);
+                }
+            }
+            let Some((loaded, flags)) = registry.any(&args[0]) else {
+                return Reply::err("Function not found");
+            };
+            match call(&loaded, flags, &args, read_only) {
+                Action::Data { ops, finish } => finish(router.exec(ops).await),
+                Action::Reply(r) => r,
+                _ => Reply::err("internal error: FCALL planned no operation"),
+            }
+        }
+        FunctionCmd::Load { code, replace } => load(shared, router, code, replace).await,
+        FunctionCmd::Delete(name) => delete(shared, router, name).await,
+        FunctionCmd::Flush => flush(shared, router).await,
+        FunctionCmd::List { pattern, with_code } => {
+            if let Err(e) = functions::refresh(router.raw(), registry).await {
+                return refresh_error(e);
+            }
+            list(&registry.all(), pattern.as_deref(), with_code)
+        }
+        FunctionCmd::Stats => {
+            if let Err(e) = functions::refresh(router.raw(), registry).await {
+                return refresh_error(e);
+            }
+            stats(&registry.all())
+        }
+    }
+}
+
+fn refresh_error(e: RefreshError) -> Reply {
+    match e {
+        RefreshError::Read(e) => exec_error(&e),
+        RefreshError::Load(reply) => reply,
+    }
+}
+
+async fn load(shared: &Shared, router: &DbRouter<'_>, code: Bytes, replace: bool) -> Reply {
+    let loaded = match functions::parse(&code) {
+        Ok(l) => l,
+        Err(reply) => return reply,
+    };
+    if let Err(e) = functions::refresh(router.raw(), &shared.functions).await {
+        return refresh_error(e);
+    }
+    let name = loaded.library.name.clone();
+    // A function name belongs to one library (the one being replaced may keep it).
+    for other in shared.functions.all() {
+        if other.library.name == name {
+            if !replace {
+                return Reply::err(format_args!("Library '{name}' already exists"));
+            }
+            continue;
+        }
+        for f in &loaded.library.functions {
+            if other.library.functions.iter().any(|g| g.name == f.name) {
+                return Reply::err(format_args!("Function {} already exists", f.name));
+            }
+        }
+    }
+    let key = functions::library_key(&name);
+    let put = KvOp::Put {
+        key: key.clone(),
+        value: code,
+        expiry: Expiry::Persist {},
+        cond: if replace { Cond::Always {} } else { Cond::IfAbsent {} },
+        return_old: false,
+    };
+    match router.raw().exec(vec![(key, put)]).await.pop() {
+        Some(Ok(OpResult::Written { written: false })) => {
+            Reply::err(format_args!("Library '{name}' already exists"))
+        }
+        Some(Ok(_)) => {
+            shared.functions.put(loaded);
+            Reply::Bulk(Bytes::from(name))
+        }
+        Some(Err(e)) => exec_error(&e),
+        None => Reply::err("internal error: no result"),
+    }
+}
+
+async fn delete(shared: &Shared, router: &DbRouter<'_>, name: Bytes) -> Reply {
+    let Ok(name) = std::str::from_utf8(&name) else {
+        return Reply::err("Library not found");
+    };
+    let key = functions::library_key(name);
+    let get = KvOp::Get { key: key.clone() };
+    match router.raw().exec(vec![(key.clone(), get)]).await.pop() {
+        Some(Ok(OpResult::Value { value: Some(_) })) => {}
+        Some(Ok(_)) => return Reply::err("Library not found"),
+        Some(Err(e)) => return exec_error(&e),
+        None => return Reply::err("internal error: no result"),
+    }
+    match router
+        .raw()
+        .exec(vec![(key.clone(), KvOp::Delete { key })])
+        .await
+        .pop()
+    {
+        Some(Ok(_)) => {
+            shared.functions.remove(name);
+            Reply::OK
+        }
+        Some(Err(e)) => exec_error(&e),
+        None => Reply::err("internal error: no result"),
+    }
+}
+
+async fn flush(shared: &Shared, router: &DbRouter<'_>) -> Reply {
+    let codes = match functions::read_all(router.raw()).await {
+        Ok(c) => c,
+        Err(e) => return exec_error(&e),
+    };
+    for code in &codes {
+        // Each stored library names itself in its shebang; one that no longer parses is
+        // found by its key instead.
+        let Ok(loaded) = functions::parse(code) else {
+            continue;
+        };
+        let key = functions::library_key(&loaded.library.name);
+        if let Some(Err(e)) = router
+            .raw()
+            .exec(vec![(key.clone(), KvOp::Delete { key })])
+            .await
+            .pop()
+        {
+            return exec_error(&e);
+        }
+    }
+    shared.functions.set_all(Vec::new());
+    Reply::OK
+}
+
+fn list(libraries: &[Loaded], pattern: Option<&[u8]>, with_code: bool) -> Reply {
+    let status = |s: &str| Reply::Status(s.into());
+    Reply::Array(
+        libraries
+            .iter()
+            .filter(|l| pattern.is_none_or(|p| crate::glob::Pattern::new(p).matches(l.library.name.as_bytes())))
+            .map(|l| {
+                let functions = l
+                    .library
+                    .functions
+                    .iter()
+                    .map(|f| {
+                        Reply::Map(vec![
+                            (Reply::bulk(b"name"), Reply::Bulk(Bytes::from(f.name.clone()))),
+                            (
+                                Reply::bulk(b"description"),
+                                f.description
+                                    .clone()
+                                    .map_or(Reply::Nil, |d| Reply::Bulk(Bytes::from(d))),
+                            ),
+                            (Reply::bulk(b"flags"), Reply::Set(flag_names(f.flags).map(status).collect())),
+                        ])
+                    })
+                    .collect();
+                let mut fields = vec![
+                    (
+                        Reply::bulk(b"library_name"),
+                        Reply::Bulk(Bytes::from(l.library.name.clone())),
+                    ),
+                    (Reply::bulk(b"engine"), Reply::bulk(b"LUA")),
+                    (Reply::bulk(b"functions"), Reply::Array(functions)),
+                ];
+                if with_code {
+                    fields.push((Reply::bulk(b"library_code"), Reply::Bulk(l.code.clone())));
+                }
+                Reply::Map(fields)
+            })
+            .collect(),
+    )
+}
+
+/// The names of `flags`, in Redis's order.
+fn flag_names(flags: script::Flags) -> impl Iterator<Item = &'static str> {
+    [
+        (flags.no_writes, "no-writes"),
+        (flags.allow_oom, "allow-oom"),
+        (flags.allow_stale, "allow-stale"),
+        (flags.no_cluster, "no-cluster"),
+        (flags.allow_cross_slot_keys, "allow-cross-slot-keys"),
+    ]
+    .into_iter()
+    .filter_map(|(set, name)| set.then_some(name))
+}
+
+fn stats(libraries: &[Loaded]) -> Reply {
+    let functions: usize = libraries.iter().map(|l| l.library.functions.len()).sum();
+    let count = |n: usize| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX));
+    Reply::Map(vec![
+        (Reply::bulk(b"running_script"), Reply::Nil),
+        (
+            Reply::bulk(b"engines"),
+            Reply::Map(vec![(
+                Reply::bulk(b"LUA"),
+                Reply::Map(vec![
+                    (Reply::bulk(b"libraries_count"), count(libraries.len())),
+                    (Reply::bulk(b"functions_count"), count(functions)),
+                ]),
+            )]),
+        ),
+    ])
+}
