@@ -27,6 +27,7 @@ pub mod functions;
 pub mod glob;
 pub mod keyspace;
 pub mod metrics;
+pub mod monitor;
 pub mod pubsub;
 pub mod rdb;
 pub mod resp;

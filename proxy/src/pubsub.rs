@@ -69,11 +69,16 @@ pub struct Message {
     pub payload: Bytes,
     /// Published with `SPUBLISH`.
     pub shard: bool,
+    /// A `MONITOR` line (`payload`), not a published message.
+    pub monitor: bool,
 }
 
 impl Message {
     /// The frame Redis sends: `message`, `pmessage` or `smessage` (a push in RESP3).
     pub fn reply(&self) -> Reply {
+        if self.monitor {
+            return Reply::Status(String::from_utf8_lossy(&self.payload).into_owned());
+        }
         let mut items = Vec::with_capacity(4);
         match (&self.pattern, self.shard) {
             (Some(p), _) => {
@@ -153,6 +158,8 @@ struct Registry {
     channels: Subscribers,
     patterns: Subscribers,
     shard: Subscribers,
+    /// `MONITOR` clients.
+    monitors: HashMap<u64, Mailbox>,
 }
 
 impl Registry {
@@ -178,6 +185,8 @@ pub struct HubStats {
 #[derive(Debug, Default)]
 pub struct Hub {
     registry: Mutex<Registry>,
+    /// `MONITOR` clients now (read without the lock on every command).
+    monitoring: AtomicUsize,
     /// Counters.
     pub stats: HubStats,
 }
@@ -200,6 +209,7 @@ impl Hub {
                 channel: channel.clone(),
                 payload: payload.clone(),
                 shard,
+                monitor: false,
             };
             sent += usize::from(self.post(mailbox, m));
         }
@@ -214,12 +224,33 @@ impl Hub {
                         channel: channel.clone(),
                         payload: payload.clone(),
                         shard,
+                        monitor: false,
                     };
                     sent += usize::from(self.post(mailbox, m));
                 }
             }
         }
         sent
+    }
+
+    /// Whether any client is in `MONITOR` mode.
+    pub fn monitoring(&self) -> bool {
+        self.monitoring.load(Ordering::Relaxed) > 0
+    }
+
+    /// Sends `line` to every `MONITOR` client.
+    pub fn feed_monitors(&self, line: &Bytes) {
+        let reg = self.lock();
+        for mailbox in reg.monitors.values() {
+            let m = Message {
+                pattern: None,
+                channel: Bytes::new(),
+                payload: line.clone(),
+                shard: false,
+                monitor: true,
+            };
+            self.post(mailbox, m);
+        }
     }
 
     fn post(&self, mailbox: &Mailbox, m: Message) -> bool {
@@ -297,6 +328,15 @@ pub struct Subscriber {
 }
 
 impl Subscriber {
+    /// Puts the client in `MONITOR` mode: every command this proxy runs from now on is sent
+    /// to it ([`Hub::feed_monitors`]).
+    pub fn monitor(&mut self) {
+        let mut reg = self.hub.lock();
+        if reg.monitors.insert(self.id, self.mailbox.clone()).is_none() {
+            self.hub.monitoring.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Subscribes to `name`; the client's count afterwards (channels and patterns together;
     /// shard channels counted apart, as Redis does).
     pub fn subscribe(&mut self, kind: Kind, name: &Bytes) -> usize {
@@ -380,6 +420,9 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let mut reg = self.hub.lock();
+        if reg.monitors.remove(&self.id).is_some() {
+            self.hub.monitoring.fetch_sub(1, Ordering::Relaxed);
+        }
         for kind in [Kind::Channel, Kind::Pattern, Kind::Shard] {
             let subs = reg.of(kind);
             for name in &self.subs[slot(kind)] {

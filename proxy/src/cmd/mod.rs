@@ -383,6 +383,25 @@ pub fn dispatch(
     sess: &mut Session,
     args: Vec<Bytes>,
 ) -> (Option<&'static str>, Action) {
+    dispatch_fed(shared, sess, args, true)
+}
+
+/// Dispatches a command queued by `MULTI` at `EXEC` (already shown to `MONITOR` clients when
+/// it was queued, in the order Redis shows it).
+pub fn dispatch_queued(
+    shared: &Shared,
+    sess: &mut Session,
+    args: Vec<Bytes>,
+) -> (Option<&'static str>, Action) {
+    dispatch_fed(shared, sess, args, false)
+}
+
+fn dispatch_fed(
+    shared: &Shared,
+    sess: &mut Session,
+    args: Vec<Bytes>,
+    feed: bool,
+) -> (Option<&'static str>, Action) {
     let Some(spec) = lookup(&args[0]) else {
         sess.tx.flag();
         return (None, Action::Reply(unknown_command(&args)));
@@ -408,6 +427,10 @@ pub fn dispatch(
         if spec.name == "ping" {
             return (Some(spec.name), Action::Reply(pubsub::ping(&args)));
         }
+    }
+    if feed && shared.pubsub.monitoring() && !spec.flags.contains(&"admin") {
+        let line = crate::monitor::line(sess.db, &sess.peer, &args);
+        shared.pubsub.feed_monitors(&line);
     }
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);

@@ -11,10 +11,12 @@ use crate::resp::{Protocol, Reply};
 use crate::shared::Shared;
 
 const SUB: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const MONITOR: &[&str] = &["admin", "noscript", "loading", "stale"];
 const PUBF: &[&str] = &["pubsub", "loading", "stale", "fast"];
 
 /// The pub/sub commands, sorted by name.
 pub static SPECS: &[Spec] = &[
+    spec!("monitor", 1, MONITOR, 0, 0, 0),
     spec!("psubscribe", -2, SUB, 0, 0, 0),
     spec!("publish", 3, PUBF, 0, 0, 0),
     spec!("pubsub", -2, super::NONE, 0, 0, 0),
@@ -74,6 +76,12 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes])
         "punsubscribe" => unsubscribe(sess, Kind::Pattern, &args[1..]),
         "sunsubscribe" => unsubscribe(sess, Kind::Shard, &args[1..]),
         "publish" => count(shared.pubsub.publish(&args[1], &args[2], false)),
+        "monitor" => {
+            sess.pubsub
+                .get_or_insert_with(|| shared.pubsub.subscriber(sess.id))
+                .monitor();
+            Reply::OK
+        }
         "spublish" => count(shared.pubsub.publish(&args[1], &args[2], true)),
         _ => pubsub(shared, args),
     }

@@ -319,7 +319,7 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
     let queued = tx.queued.unwrap_or_default();
     let mut parts = Vec::with_capacity(queued.len());
     for args in queued {
-        let (_, action) = super::dispatch(shared, sess, args);
+        let (_, action) = super::dispatch_queued(shared, sess, args);
         parts.push(match action {
             Action::Reply(r) | Action::Close(r) => Part::Ready(r),
             Action::Data { ops, finish } => Part::Data(ops, finish),
