@@ -117,6 +117,51 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// The RDB opcode of a function library (Redis 7.0's `RDB_OPCODE_FUNCTION2`: its code as a
+/// string).
+const OPCODE_FUNCTION2: u8 = 245;
+
+/// The payload `FUNCTION DUMP` answers for libraries of code `codes`.
+pub fn encode_functions<'a>(codes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for code in codes {
+        out.push(OPCODE_FUNCTION2);
+        put_string(&mut out, code);
+    }
+    out.extend_from_slice(&RDB_VERSION.to_le_bytes());
+    let crc = crc64(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// Why a `FUNCTION RESTORE` payload was refused (the texts are Redis's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FunctionsError {
+    /// Too short, a later RDB version, or a checksum mismatch.
+    #[error("DUMP payload version or checksum are wrong")]
+    Checksum,
+    /// An opcode that is not a function library.
+    #[error("given type is not a function")]
+    NotAFunction,
+    /// A library whose code does not decode.
+    #[error("failed loading the given functions payload")]
+    BadLibrary,
+}
+
+/// The library codes of a `FUNCTION DUMP` payload, in order.
+pub fn decode_functions(payload: &[u8]) -> std::result::Result<Vec<Bytes>, FunctionsError> {
+    let body = verify(payload).map_err(|_| FunctionsError::Checksum)?;
+    let mut r = Reader { b: body, pos: 0 };
+    let mut codes = Vec::new();
+    while r.left() > 0 {
+        if r.u8().map_err(|_| FunctionsError::BadLibrary)? != OPCODE_FUNCTION2 {
+            return Err(FunctionsError::NotAFunction);
+        }
+        codes.push(r.string().map_err(|_| FunctionsError::BadLibrary)?);
+    }
+    Ok(codes)
+}
+
 /// Checks the version and checksum (`verifyDumpPayload`) and decodes the object.
 pub fn decode(payload: &[u8]) -> Result<Object> {
     let body = verify(payload)?;
@@ -584,6 +629,20 @@ mod tests {
         let crc = crc64(0, &object);
         object.extend_from_slice(&crc.to_le_bytes());
         object
+    }
+
+    #[test]
+    fn function_payloads_round_trip_and_refuse_other_types() {
+        let codes: [&[u8]; 2] = [b"#!lua name=a\nreturn 1", b"#!lua name=b\nreturn 2"];
+        let payload = encode_functions(codes);
+        let back = decode_functions(&payload).unwrap();
+        assert_eq!(back, codes.iter().map(|c| Bytes::copy_from_slice(c)).collect::<Vec<_>>());
+        let not_functions = encode(&Object::String(Bytes::from_static(b"x")));
+        assert_eq!(decode_functions(&not_functions), Err(FunctionsError::NotAFunction));
+        let mut bad = payload.clone();
+        bad[3] ^= 1;
+        assert_eq!(decode_functions(&bad), Err(FunctionsError::Checksum));
+        assert_eq!(decode_functions(&encode_functions([])), Ok(vec![]));
     }
 
     #[test]

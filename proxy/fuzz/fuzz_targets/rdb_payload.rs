@@ -1,10 +1,10 @@
-//! `RESTORE` payloads (`proxy::rdb::decode`): any bytes, with the footer made valid half of
-//! the time so the object decoder itself is reached; never a panic, and what decodes
-//! re-encodes to a payload that decodes to the same value.
+//! `RESTORE` and `FUNCTION RESTORE` payloads (`proxy::rdb::decode`, `decode_functions`): any
+//! bytes, with the footer made valid half of the time so the decoders themselves are reached;
+//! never a panic, and what decodes re-encodes to a payload that decodes to the same value.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use proxy::rdb::{RDB_VERSION, crc64, decode, encode};
+use proxy::rdb::{RDB_VERSION, crc64, decode, decode_functions, encode, encode_functions};
 
 fuzz_target!(|data: &[u8]| {
     let mut payload = data.to_vec();
@@ -15,5 +15,9 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(obj) = decode(&payload) {
         assert_eq!(decode(&encode(&obj)).ok(), Some(obj));
+    }
+    if let Ok(codes) = decode_functions(&payload) {
+        let again = encode_functions(codes.iter().map(|c| &c[..]));
+        assert_eq!(decode_functions(&again).ok(), Some(codes));
     }
 });

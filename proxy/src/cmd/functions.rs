@@ -67,6 +67,16 @@ const FUNCTION_HELP: &[&str] = &[
     "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
     "    * ASYNC: Asynchronously flush the libraries.",
     "    * SYNC: Synchronously flush the libraries.",
+    "DUMP",
+    "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+    "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+    "    control how to handle existing libraries (default APPEND):",
+    "    * FLUSH: delete all existing libraries.",
+    "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+    "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+    "      in case of functions name collision with another library).",
     "HELP",
     "    Prints this help.",
 ];
@@ -94,6 +104,15 @@ pub enum FunctionCmd {
     },
     /// `FUNCTION STATS`.
     Stats,
+    /// `FUNCTION DUMP`.
+    Dump,
+    /// `FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE]`.
+    Restore {
+        /// The payload.
+        payload: Bytes,
+        /// What happens to existing libraries.
+        policy: Policy,
+    },
     /// `FCALL` / `FCALL_RO` of a function this proxy's copy did not have fresh.
     Call {
         /// `FCALL`'s arguments after the command name.
@@ -101,6 +120,17 @@ pub enum FunctionCmd {
         /// `FCALL_RO`.
         read_only: bool,
     },
+}
+
+/// `FUNCTION RESTORE`'s policy for the libraries already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Every existing library is deleted first.
+    Flush,
+    /// A library of the same name is an error (nothing restored).
+    Append,
+    /// A library of the same name is replaced.
+    Replace,
 }
 
 /// Dispatches `FUNCTION`, `FCALL` and `FCALL_RO`.
@@ -147,6 +177,24 @@ fn function(args: &[Bytes]) -> Action {
         list_args(&args[2..]).map_or_else(Action::Reply, tx)
     } else if is(sub, "stats") && n == 2 {
         tx(FunctionCmd::Stats)
+    } else if is(sub, "dump") && n == 2 {
+        tx(FunctionCmd::Dump)
+    } else if is(sub, "restore") && (n == 3 || n == 4) {
+        let policy = match args.get(3) {
+            None => Policy::Append,
+            Some(p) if is(p, "append") => Policy::Append,
+            Some(p) if is(p, "replace") => Policy::Replace,
+            Some(p) if is(p, "flush") => Policy::Flush,
+            Some(_) => {
+                return Action::Reply(Reply::err(
+                    "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+                ));
+            }
+        };
+        tx(FunctionCmd::Restore {
+            payload: args[2].clone(),
+            policy,
+        })
     } else if is(sub, "kill") && n == 2 {
         // A function runs inside its range, atomically, to its end or its instruction budget.
         Action::Reply(Reply::Error(
@@ -154,7 +202,7 @@ fn function(args: &[Bytes]) -> Action {
         ))
     } else if is(sub, "help") && n == 2 {
         Action::Reply(help(FUNCTION_HELP))
-    } else if ["load", "delete", "flush", "stats", "kill", "help"]
+    } else if ["load", "delete", "flush", "stats", "kill", "help", "dump", "restore"]
         .iter()
         .any(|s| is(sub, s))
     {
@@ -266,6 +314,16 @@ pub async fn run(shared: &Shared, router: &DbRouter<'_>, cmd: FunctionCmd) -> Re
             }
             stats(&registry.all())
         }
+        FunctionCmd::Dump => {
+            if let Err(e) = functions::refresh(router.raw(), registry).await {
+                return refresh_error(e);
+            }
+            let all = registry.all();
+            Reply::Bulk(Bytes::from(crate::rdb::encode_functions(
+                all.iter().map(|l| &l.code[..]),
+            )))
+        }
+        FunctionCmd::Restore { payload, policy } => restore(shared, router, &payload, policy).await,
     }
 }
 
@@ -318,6 +376,89 @@ async fn load(shared: &Shared, router: &DbRouter<'_>, code: Bytes, replace: bool
         Some(Err(e)) => exec_error(&e),
         None => Reply::err("internal error: no result"),
     }
+}
+
+/// `FUNCTION RESTORE`: every library of the payload is parsed and checked against the ones
+/// there before anything is written; then they are written one by one (a crash in between
+/// leaves some restored: each library is whole).
+async fn restore(shared: &Shared, router: &DbRouter<'_>, payload: &[u8], policy: Policy) -> Reply {
+    let codes = match crate::rdb::decode_functions(payload) {
+        Ok(c) => c,
+        Err(e) => return Reply::err(format_args!("{e}")),
+    };
+    let mut incoming = Vec::with_capacity(codes.len());
+    for code in &codes {
+        match functions::parse(code) {
+            Ok(l) => incoming.push(l),
+            Err(reply) => return reply,
+        }
+    }
+    if let Err(e) = functions::refresh(router.raw(), &shared.functions).await {
+        return refresh_error(e);
+    }
+    let existing = if policy == Policy::Flush {
+        Vec::new()
+    } else {
+        shared.functions.all()
+    };
+    if let Err(reply) = check_join(&existing, &incoming, policy == Policy::Replace) {
+        return reply;
+    }
+    if policy == Policy::Flush {
+        let reply = flush(shared, router).await;
+        if reply != Reply::OK {
+            return reply;
+        }
+    }
+    for loaded in incoming {
+        let key = functions::library_key(&loaded.library.name);
+        let put = KvOp::Put {
+            key: key.clone(),
+            value: loaded.code.clone(),
+            expiry: Expiry::Persist {},
+            cond: Cond::Always {},
+            return_old: false,
+        };
+        match router.raw().exec(vec![(key, put)]).await.pop() {
+            Some(Ok(_)) => shared.functions.put(loaded),
+            Some(Err(e)) => return exec_error(&e),
+            None => return Reply::err("internal error: no result"),
+        }
+    }
+    Reply::OK
+}
+
+/// Redis's `libraryJoin`: a library name already there is an error unless `replace`; a
+/// function name may belong to one library only.
+fn check_join(existing: &[Loaded], incoming: &[Loaded], replace: bool) -> Result<(), Reply> {
+    let kept: Vec<&Loaded> = existing
+        .iter()
+        .filter(|e| {
+            let clash = incoming.iter().any(|i| i.library.name == e.library.name);
+            !(clash && replace)
+        })
+        .collect();
+    for i in incoming {
+        if kept.iter().any(|e| e.library.name == i.library.name) {
+            return Err(Reply::err(format_args!(
+                "Library {} already exists",
+                i.library.name
+            )));
+        }
+    }
+    let mut seen: Vec<&str> = kept
+        .iter()
+        .flat_map(|l| l.library.functions.iter().map(|f| f.name.as_str()))
+        .collect();
+    for i in incoming {
+        for f in &i.library.functions {
+            if seen.contains(&f.name.as_str()) {
+                return Err(Reply::err(format_args!("Function {} already exists", f.name)));
+            }
+            seen.push(&f.name);
+        }
+    }
+    Ok(())
 }
 
 async fn delete(shared: &Shared, router: &DbRouter<'_>, name: Bytes) -> Reply {
