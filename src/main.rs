@@ -536,9 +536,7 @@ fn init_logging() {
 fn main() -> std::process::ExitCode {
     init_logging();
     // Scripts run inside ranges call the proxy's command table (the same on every node).
-    ds_node::range::script::install(std::sync::Arc::new(
-        proxy::cmd::script_table::ProxyCommands,
-    ));
+    ds_node::range::script::install(std::sync::Arc::new(proxy::cmd::script_table::ProxyCommands));
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -33,7 +33,14 @@ fn free_port() -> u16 {
 
 fn start(dir: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tierkv"))
-        .args(["dev", "--shards", "1", "--port", &port.to_string(), "--data-dir"])
+        .args([
+            "dev",
+            "--shards",
+            "1",
+            "--port",
+            &port.to_string(),
+            "--data-dir",
+        ])
         .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -108,7 +115,9 @@ fn wait_ready(port: u16) -> Conn {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(mut c) = Conn::connect(port) {
-            if c.cmd(&["SET", "ready", "1"]).is_ok_and(|r| r == V::Status("OK".into())) {
+            if c.cmd(&["SET", "ready", "1"])
+                .is_ok_and(|r| r == V::Status("OK".into()))
+            {
                 return c;
             }
         }
@@ -127,7 +136,10 @@ fn scripts_survive_kill_9_whole_and_replay_to_the_same_state() {
         c.cmd(&["FUNCTION", "LOAD", LIBRARY]).unwrap(),
         V::Bulk(Some("counters".into()))
     );
-    assert_eq!(c.cmd(&["FCALL", "bump", "1", "{f}n", "5"]).unwrap(), V::Int(5));
+    assert_eq!(
+        c.cmd(&["FCALL", "bump", "1", "{f}n", "5"]).unwrap(),
+        V::Int(5)
+    );
     // Two writers; each remembers the last (counter, random) its scripts acknowledged.
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..2)
@@ -135,7 +147,11 @@ fn scripts_survive_kill_9_whole_and_replay_to_the_same_state() {
             let stop = stop.clone();
             std::thread::spawn(move || {
                 let mut c = Conn::connect(port).unwrap();
-                let keys = [format!("{{w{w}}}c"), format!("{{w{w}}}l"), format!("{{w{w}}}r")];
+                let keys = [
+                    format!("{{w{w}}}c"),
+                    format!("{{w{w}}}l"),
+                    format!("{{w{w}}}r"),
+                ];
                 let mut last = None;
                 while !stop.load(Ordering::Relaxed) {
                     let args = ["EVAL", STEP, "3", &keys[0], &keys[1], &keys[2]];
@@ -165,9 +181,14 @@ fn scripts_survive_kill_9_whole_and_replay_to_the_same_state() {
             V::Bulk(Some(s)) => s.parse::<i64>().unwrap(),
             other => panic!("{other:?}"),
         };
-        assert!(count >= n, "acknowledged script {n} of writer {w} lost (counter {count})");
+        assert!(
+            count >= n,
+            "acknowledged script {n} of writer {w} lost (counter {count})"
+        );
         // Every script's writes are whole: the list holds 1..=counter, in order.
-        let list = c.cmd(&["LRANGE", &format!("{{w{w}}}l"), "0", "-1"]).unwrap();
+        let list = c
+            .cmd(&["LRANGE", &format!("{{w{w}}}l"), "0", "-1"])
+            .unwrap();
         let want: Vec<V> = (1..=count).map(|i| V::Bulk(Some(i.to_string()))).collect();
         assert_eq!(list, V::Array(want), "writer {w}");
         if count == n {
@@ -180,7 +201,10 @@ fn scripts_survive_kill_9_whole_and_replay_to_the_same_state() {
             );
         }
     }
-    assert_eq!(c.cmd(&["FCALL", "bump", "1", "{f}n", "1"]).unwrap(), V::Int(6));
+    assert_eq!(
+        c.cmd(&["FCALL", "bump", "1", "{f}n", "1"]).unwrap(),
+        V::Int(6)
+    );
     child.kill().unwrap();
     child.wait().unwrap();
 }

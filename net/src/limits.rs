@@ -139,7 +139,7 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         } => {
             keys.iter().try_for_each(|k| user_key(k, 0))?;
             value(body)?;
-            args.iter().try_for_each(|a| value(a))
+            args.iter().try_for_each(&value)
         }
         // Neither `InDb` nor `Multi` nests (refused when decoded): bounded recursion.
         KvOp::InDb { op, .. } => check_op(op, max_value_bytes),

@@ -143,7 +143,9 @@ pub async fn read_all(router: &Router) -> Result<Vec<Bytes>, ExecError> {
         let (pairs, next) = match result {
             Some(Ok(OpResult::Scan { pairs, next })) => (pairs, next),
             Some(Ok(other)) => {
-                return Err(ExecError::Unavailable(format!("unexpected scan result {other:?}")));
+                return Err(ExecError::Unavailable(format!(
+                    "unexpected scan result {other:?}"
+                )));
             }
             Some(Err(e)) => return Err(e),
             None => return Err(ExecError::Unavailable("no scan result".into())),

@@ -80,18 +80,32 @@ mod tests {
 
     #[test]
     fn a_line_quotes_and_escapes_like_sdscatrepr() {
-        let l = line(Db::ZERO, "127.0.0.1:5000", &args(&[b"set", b"k\"\n\x01", b"v\\"]));
+        let l = line(
+            Db::ZERO,
+            "127.0.0.1:5000",
+            &args(&[b"set", b"k\"\n\x01", b"v\\"]),
+        );
         let l = String::from_utf8(l.to_vec()).unwrap();
         let (stamp, rest) = l.split_once(' ').unwrap();
-        assert!(stamp.split_once('.').is_some_and(|(_, us)| us.len() == 6), "{l}");
-        assert_eq!(rest, "[0 127.0.0.1:5000] \"set\" \"k\\\"\\n\\x01\" \"v\\\\\"");
+        assert!(
+            stamp.split_once('.').is_some_and(|(_, us)| us.len() == 6),
+            "{l}"
+        );
+        assert_eq!(
+            rest,
+            "[0 127.0.0.1:5000] \"set\" \"k\\\"\\n\\x01\" \"v\\\\\""
+        );
     }
 
     #[test]
     fn passwords_are_redacted() {
         let l = line(Db::ZERO, "a", &args(&[b"AUTH", b"user", b"pw"]));
         assert!(l.ends_with(b"\"AUTH\" \"(redacted)\" \"(redacted)\""));
-        let l = line(Db::ZERO, "a", &args(&[b"hello", b"2", b"AUTH", b"u", b"p", b"SETNAME", b"n"]));
+        let l = line(
+            Db::ZERO,
+            "a",
+            &args(&[b"hello", b"2", b"AUTH", b"u", b"p", b"SETNAME", b"n"]),
+        );
         assert!(l.ends_with(b"\"AUTH\" \"(redacted)\" \"(redacted)\" \"SETNAME\" \"n\""));
     }
 }

@@ -636,9 +636,18 @@ mod tests {
         let codes: [&[u8]; 2] = [b"#!lua name=a\nreturn 1", b"#!lua name=b\nreturn 2"];
         let payload = encode_functions(codes);
         let back = decode_functions(&payload).unwrap();
-        assert_eq!(back, codes.iter().map(|c| Bytes::copy_from_slice(c)).collect::<Vec<_>>());
+        assert_eq!(
+            back,
+            codes
+                .iter()
+                .map(|c| Bytes::copy_from_slice(c))
+                .collect::<Vec<_>>()
+        );
         let not_functions = encode(&Object::String(Bytes::from_static(b"x")));
-        assert_eq!(decode_functions(&not_functions), Err(FunctionsError::NotAFunction));
+        assert_eq!(
+            decode_functions(&not_functions),
+            Err(FunctionsError::NotAFunction)
+        );
         let mut bad = payload.clone();
         bad[3] ^= 1;
         assert_eq!(decode_functions(&bad), Err(FunctionsError::Checksum));

@@ -106,4 +106,3 @@ pub fn with_vm<R>(f: impl FnOnce(&mut Vm) -> R) -> Result<R, Reply> {
         }
     })
 }
-

@@ -35,7 +35,15 @@ fn monitor_receives_every_command_of_other_clients() {
     }
     let tails: Vec<&str> = lines
         .iter()
-        .map(|l| l.split_once(" [").unwrap().1.split_once("] ").unwrap().1.trim_end())
+        .map(|l| {
+            l.split_once(" [")
+                .unwrap()
+                .1
+                .split_once("] ")
+                .unwrap()
+                .1
+                .trim_end()
+        })
         .collect();
     assert_eq!(
         tails,

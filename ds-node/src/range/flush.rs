@@ -31,7 +31,10 @@ pub fn flush_range<S: KvStore>(store: &mut S, range: &RangeDescriptor) -> OpResu
     };
     let start = range.start.clone().max(Bytes::from_static(&[REDIS_PREFIX]));
     let mut deleted: i64 = 0;
-    while start < end {
+    if start >= end {
+        return OpResult::Int { value: 0 };
+    }
+    loop {
         // Each page starts at the same place again: the previous page is gone.
         let page = store.scan_keys(&start, Some(&end), PAGE);
         if page.is_empty() {

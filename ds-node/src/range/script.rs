@@ -211,8 +211,7 @@ impl<S> RangeHost<'_, '_, S> {
     /// Why `op` may not run in this script (`None`: it may).
     fn refusal(&self, op: &KvOp) -> Option<Value> {
         let (_, inner) = op.in_db(self.db);
-        if inner.redis_key().is_none() || matches!(inner, KvOp::Eval { .. } | KvOp::Multi { .. })
-        {
+        if inner.redis_key().is_none() || matches!(inner, KvOp::Eval { .. } | KvOp::Multi { .. }) {
             return Some(Value::Error(
                 "ERR This Redis command is not allowed from script".into(),
             ));

@@ -9,8 +9,8 @@ use crate::keyspace::Db;
 pub use crate::message::bits::BitOp;
 pub use crate::message::hll::HllOp;
 pub use crate::message::list::ListOp;
-pub use crate::message::script::Value as ScriptValue;
 use crate::message::route::RouteCtx;
+pub use crate::message::script::Value as ScriptValue;
 pub use crate::message::set::{SetAlgebra, SetOp};
 pub use crate::message::zset::ZSetOp;
 

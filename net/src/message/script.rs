@@ -101,7 +101,11 @@ impl Wire for Value {
                 put_bytes(buf, s.as_bytes());
             }
             Value::Array(items) | Value::Set(items) => {
-                buf.put_u8(if matches!(self, Value::Array(_)) { ARRAY } else { SET });
+                buf.put_u8(if matches!(self, Value::Array(_)) {
+                    ARRAY
+                } else {
+                    SET
+                });
                 put_count(buf, items.len());
                 items.iter().for_each(|i| i.encode(buf));
             }
@@ -158,7 +162,11 @@ fn decode_at(r: &mut Reader, depth: usize) -> Result<Value, DecodeError> {
             for _ in 0..n {
                 items.push(decode_at(r, depth + 1)?);
             }
-            if tag == ARRAY { Value::Array(items) } else { Value::Set(items) }
+            if tag == ARRAY {
+                Value::Array(items)
+            } else {
+                Value::Set(items)
+            }
         }
         MAP => {
             let n = nested(r)?;
@@ -235,7 +243,10 @@ mod tests {
         }
         buf.put_u8(NIL);
         let err = decode_exact::<Value>(buf.freeze()).unwrap_err();
-        assert_eq!(err, DecodeError::InvalidValue("script value nested too deeply"));
+        assert_eq!(
+            err,
+            DecodeError::InvalidValue("script value nested too deeply")
+        );
         let mut ok = Value::Nil;
         for _ in 0..MAX_DEPTH {
             ok = Value::Array(vec![ok]);

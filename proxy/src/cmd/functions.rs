@@ -168,9 +168,9 @@ fn function(args: &[Bytes]) -> Action {
         tx(FunctionCmd::Delete(args[2].clone()))
     } else if is(sub, "flush") && n <= 3 {
         match args.get(2) {
-            Some(mode) if !is(mode, "sync") && !is(mode, "async") => Action::Reply(Reply::err(
-                "FUNCTION FLUSH only supports SYNC|ASYNC option",
-            )),
+            Some(mode) if !is(mode, "sync") && !is(mode, "async") => {
+                Action::Reply(Reply::err("FUNCTION FLUSH only supports SYNC|ASYNC option"))
+            }
             _ => tx(FunctionCmd::Flush),
         }
     } else if is(sub, "list") {
@@ -202,9 +202,11 @@ fn function(args: &[Bytes]) -> Action {
         ))
     } else if is(sub, "help") && n == 2 {
         Action::Reply(help(FUNCTION_HELP))
-    } else if ["load", "delete", "flush", "stats", "kill", "help", "dump", "restore"]
-        .iter()
-        .any(|s| is(sub, s))
+    } else if [
+        "load", "delete", "flush", "stats", "kill", "help", "dump", "restore",
+    ]
+    .iter()
+    .any(|s| is(sub, s))
     {
         let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
         Action::Reply(arity(&format!("function|{sub}")))
@@ -362,7 +364,11 @@ async fn load(shared: &Shared, router: &DbRouter<'_>, code: Bytes, replace: bool
         key: key.clone(),
         value: code,
         expiry: Expiry::Persist {},
-        cond: if replace { Cond::Always {} } else { Cond::IfAbsent {} },
+        cond: if replace {
+            Cond::Always {}
+        } else {
+            Cond::IfAbsent {}
+        },
         return_old: false,
     };
     match router.raw().exec(vec![(key, put)]).await.pop() {
@@ -453,7 +459,10 @@ fn check_join(existing: &[Loaded], incoming: &[Loaded], replace: bool) -> Result
     for i in incoming {
         for f in &i.library.functions {
             if seen.contains(&f.name.as_str()) {
-                return Err(Reply::err(format_args!("Function {} already exists", f.name)));
+                return Err(Reply::err(format_args!(
+                    "Function {} already exists",
+                    f.name
+                )));
             }
             seen.push(&f.name);
         }
@@ -518,7 +527,10 @@ fn list(libraries: &[Loaded], pattern: Option<&[u8]>, with_code: bool) -> Reply 
     Reply::Array(
         libraries
             .iter()
-            .filter(|l| pattern.is_none_or(|p| crate::glob::Pattern::new(p).matches(l.library.name.as_bytes())))
+            .filter(|l| {
+                pattern
+                    .is_none_or(|p| crate::glob::Pattern::new(p).matches(l.library.name.as_bytes()))
+            })
             .map(|l| {
                 let functions = l
                     .library
@@ -526,14 +538,20 @@ fn list(libraries: &[Loaded], pattern: Option<&[u8]>, with_code: bool) -> Reply 
                     .iter()
                     .map(|f| {
                         Reply::Map(vec![
-                            (Reply::bulk(b"name"), Reply::Bulk(Bytes::from(f.name.clone()))),
+                            (
+                                Reply::bulk(b"name"),
+                                Reply::Bulk(Bytes::from(f.name.clone())),
+                            ),
                             (
                                 Reply::bulk(b"description"),
                                 f.description
                                     .clone()
                                     .map_or(Reply::Nil, |d| Reply::Bulk(Bytes::from(d))),
                             ),
-                            (Reply::bulk(b"flags"), Reply::Set(flag_names(f.flags).map(status).collect())),
+                            (
+                                Reply::bulk(b"flags"),
+                                Reply::Set(flag_names(f.flags).map(status).collect()),
+                            ),
                         ])
                     })
                     .collect();

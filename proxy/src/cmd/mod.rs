@@ -443,9 +443,7 @@ fn dispatch_fed(
             "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
             | "msetnx" => tx::dispatch(sess, spec.name, &args),
             "function" | "fcall" | "fcall_ro" => functions::dispatch(shared, spec.name, &args),
-            "move" | "swapdb" | "select" | "reset" => {
-                dbs::dispatch(shared, sess, spec.name, &args)
-            }
+            "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
             "object" => object::object(shared, &args),
             "memory" => object::memory(&args),
             name if pubsub::SPECS.iter().any(|s| s.name == name) => {

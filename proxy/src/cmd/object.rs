@@ -39,8 +39,6 @@ const MEMORY_HELP: &[&str] = &[
 /// Elements sampled by default by `MEMORY USAGE`, as Redis.
 const DEFAULT_SAMPLES: u32 = 5;
 
-
-
 /// `OBJECT subcommand [key]`.
 pub fn object(shared: &Shared, args: &[Bytes]) -> Action {
     let sub = &args[1];

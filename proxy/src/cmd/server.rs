@@ -157,7 +157,6 @@ fn bad_name() -> Reply {
     Reply::err("Client names cannot contain spaces, newlines or special characters.")
 }
 
-
 /// The `CLIENT LIST` / `CLIENT INFO` line of the calling connection: its table entry, with
 /// what this batch changed (name, library) and `cmd` the command running.
 fn client_line(shared: &Shared, sess: &Session, args: &[Bytes]) -> String {

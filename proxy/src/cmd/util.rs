@@ -156,6 +156,20 @@ pub fn full_name(name: &str, args: &[Bytes]) -> String {
     }
 }
 
+/// A `HELP` reply: one status line per line of text.
+pub fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
+}
+
+/// Redis's error for an unknown subcommand of `cmd`.
+pub fn unknown_sub(cmd: &str, sub: &[u8]) -> Reply {
+    Reply::err(format_args!(
+        "unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(sub),
+        cmd.to_ascii_uppercase()
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,16 +184,3 @@ mod tests {
     }
 }
 
-/// A `HELP` reply: one status line per line of text.
-pub fn help(lines: &[&'static str]) -> Reply {
-    Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
-}
-
-/// Redis's error for an unknown subcommand of `cmd`.
-pub fn unknown_sub(cmd: &str, sub: &[u8]) -> Reply {
-    Reply::err(format_args!(
-        "unknown subcommand '{}'. Try {} HELP.",
-        String::from_utf8_lossy(sub),
-        cmd.to_ascii_uppercase()
-    ))
-}
