@@ -135,8 +135,13 @@ pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
         KvOp::Bits { op } => op.check_limits(max_value_bytes),
         KvOp::Hll { op } => op.check_limits(),
         KvOp::Eval {
-            body, keys, args, ..
+            anchor,
+            body,
+            keys,
+            args,
+            ..
         } => {
+            user_key(anchor, 0)?;
             keys.iter().try_for_each(|k| user_key(k, 0))?;
             value(body)?;
             args.iter().try_for_each(&value)

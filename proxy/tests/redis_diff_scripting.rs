@@ -3,8 +3,9 @@
 //! every reply must be identical — results of every type, RESP2 and RESP3, errors raised by
 //! `redis.call` with the script's SHA in their text, `pcall`, read-only scripts, the script
 //! cache, argument errors, and the recipes applications use (redis-py's lock release, a
-//! compare-and-set, a rate limiter). Then what tierkv does differently, on its own: a key not
-//! in `KEYS`, keys of several ranges, and atomicity under concurrent clients. Skipped, with a
+//! compare-and-set, a rate limiter). Then Redis Cluster's rules, on their own: keys of the
+//! script's slot but not in `KEYS`, another slot, keys of several ranges; and atomicity under
+//! concurrent clients. Skipped, with a
 //! printed reason, when `redis-server` is not installed (a failure under `CI=true`).
 #![allow(clippy::unwrap_used)]
 
@@ -262,23 +263,38 @@ fn scripts_reply_as_redis_server_does() {
 }
 
 #[test]
-fn a_script_may_touch_only_the_keys_it_declares() {
+fn a_script_may_touch_its_keys_and_keys_of_its_slot_only() {
     let env = Env::start(4);
     let mut c = env.client();
+    // A key of the declared key's slot (same hash tag) need not be declared (BullMQ's way).
     let reply = c.cmd_args(&[
         b"EVAL",
-        b"return redis.call('set', 'undeclared', 1)",
+        b"redis.call('set', '{q}:job:' .. ARGV[1], 'x') return redis.call('get', '{q}:job:7')",
         b"1",
-        b"declared",
+        b"{q}:wait",
+        b"7",
+    ]);
+    assert_eq!(reply, "$1\r\nx\r\n");
+    // Another slot is refused, with Redis Cluster's error, and nothing of it is written.
+    let reply = c.cmd_args(&[
+        b"EVAL",
+        b"return redis.call('set', 'elsewhere', 1)",
+        b"1",
+        b"{q}:wait",
     ]);
     assert!(
-        reply.starts_with("-ERR Script attempted to access a key not declared in KEYS"),
+        reply.starts_with("-ERR Script attempted to access keys that do not hash to the same slot"),
         "{reply:?}"
     );
-    assert_eq!(c.cmd("EXISTS undeclared"), ":0\r\n");
-    // Without keys, the proxy runs it, and it cannot touch a key either.
-    let reply = c.cmd_args(&[b"EVAL", b"return redis.call('get', 'k')", b"0"]);
-    assert!(reply.contains("not declared in KEYS"), "{reply:?}");
+    assert_eq!(c.cmd("EXISTS elsewhere"), ":0\r\n");
+    // Without keys, the first key touched routes the script.
+    let reply = c.cmd_args(&[
+        b"EVAL",
+        b"redis.call('set', 'nokeys', 'v') return redis.call('get', 'nokeys')",
+        b"0",
+    ]);
+    assert_eq!(reply, "$1\r\nv\r\n");
+    assert_eq!(c.cmd("GET nokeys"), "$1\r\nv\r\n");
 }
 
 #[test]

@@ -142,6 +142,7 @@ pub fn execute_in<S: KvStore>(
         }
         KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx, db),
         KvOp::Eval {
+            anchor,
             body,
             keys,
             args,
@@ -149,6 +150,7 @@ pub fn execute_in<S: KvStore>(
             function,
         } => {
             let script = super::script::Script {
+                anchor,
                 body,
                 keys,
                 args,

@@ -8,9 +8,11 @@
 //! process by whoever links both ([`install`]); a node without it answers every script with
 //! the same error on every replica.
 //!
-//! A call may touch only the script's declared `KEYS`, in the script's database: those are
-//! the keys whose cold entries were loaded before the entry applied, and the only ones the
-//! proxy routed by; anything else would make replicas with different hot sets diverge.
+//! A call may touch the script's declared `KEYS` and any key of its anchor's hash slot (Redis
+//! Cluster's rule), in the script's database and in the range: before the entry applies,
+//! every replica loads the cold entries of exactly those (`server::cold`), so replicas with
+//! different hot sets still see the same data. Anything else is refused with Redis Cluster's
+//! errors.
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
@@ -27,6 +29,7 @@ use script::{Host, Limits, Resp, Run, Value, Vm};
 use super::ctx::ApplyCtx;
 use super::multi::{Leaf, SameEntry};
 use super::store::KvStore;
+use crate::keyspace;
 
 static COMMANDS: OnceLock<Arc<dyn Commands>> = OnceLock::new();
 
@@ -93,6 +96,8 @@ pub fn install(commands: Arc<dyn Commands>) {
 /// A script run by [`KvOp::Eval`].
 #[derive(Debug, Clone, Copy)]
 pub struct Script<'a> {
+    /// The key that routed it: the script may touch any key of its hash slot.
+    pub anchor: &'a [u8],
     /// The Lua source.
     pub body: &'a [u8],
     /// `KEYS`: the only keys the script may touch.
@@ -221,13 +226,20 @@ impl<S> RangeHost<'_, '_, S> {
                 "ERR Write commands are not allowed from read-only scripts.".into(),
             ));
         }
-        let declared = |(db, key): (Db, &Bytes)| db == self.db && self.script.keys.contains(key);
-        if !op.keys_in_db(self.db).into_iter().all(declared) {
-            return Some(Value::Error(
-                "ERR Script attempted to access a key not declared in KEYS (a script runs \
-                 where its keys live: declare every key it touches)"
-                    .into(),
-            ));
+        let slot = net::keyspace::slot(self.script.anchor);
+        for (db, key) in op.keys_in_db(self.db) {
+            let declared = self.script.keys.contains(key);
+            if db != self.db || !(declared || net::keyspace::slot(key) == slot) {
+                return Some(Value::Error(
+                    "ERR Script attempted to access keys that do not hash to the same slot"
+                        .into(),
+                ));
+            }
+            if !self.ctx.range.contains(&keyspace::meta_key(db, key)) {
+                return Some(Value::Error(
+                    "ERR Script attempted to access a non local key in a cluster node".into(),
+                ));
+            }
         }
         None
     }

@@ -175,6 +175,14 @@ fn plan_in(
             plan_user_key(engine, *dst_db, dst, out);
         }
         KvOp::RangeFlush {} | KvOp::DbFlush {} => {}
+        KvOp::Eval { anchor, keys, .. } => {
+            // A script may touch its keys and any key of its anchor's slot.
+            let slot = net::keyspace::slot(anchor);
+            for k in keys.iter().filter(|k| net::keyspace::slot(k) != slot) {
+                plan_user_key(engine, db, k, out);
+            }
+            plan_slot(engine, db, slot, out);
+        }
         _ if reads_metadata_only(op) => {
             for k in op.redis_key().into_iter().chain(op.other_redis_keys()) {
                 exact(&keyspace::meta_key(db, k), out);
@@ -214,10 +222,22 @@ fn reads_metadata_only(op: &KvOp) -> bool {
 /// Every cold entry of user key `key` — metadata and elements — except its dedup records,
 /// which only their own write reads (by exact key, [`plan_payload`]).
 fn plan_user_key(engine: &MasstreeStore, db: Db, key: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
-    let prefix = user_prefix(db, key);
-    let end = keyspace::prefix_end(&prefix).unwrap_or_default();
+    plan_prefix(engine, &user_prefix(db, key), out);
+}
+
+/// Every cold entry of every key of hash slot `slot` in database `db` (a script's anchor
+/// slot), dedup records excepted.
+fn plan_slot(engine: &MasstreeStore, db: Db, slot: u16, out: &mut Vec<(Bytes, LogPointer)>) {
+    let mut prefix = net::keyspace::slot_start(slot).to_vec();
+    prefix.push(db.get());
+    plan_prefix(engine, &prefix, out);
+}
+
+/// Every cold metadata and element entry under `prefix`.
+fn plan_prefix(engine: &MasstreeStore, prefix: &[u8], out: &mut Vec<(Bytes, LogPointer)>) {
+    let end = keyspace::prefix_end(prefix).unwrap_or_default();
     let from = out.len();
-    engine.cold_in(&prefix, &end, false, |_| true, out);
+    engine.cold_in(prefix, &end, false, |_| true, out);
     let mut i = from;
     while i < out.len() {
         let k = &out[i].0;

@@ -457,11 +457,15 @@ pub enum KvOp {
     Bits { op: BitOp },
     /// A HyperLogLog command ([`HllOp`]).
     Hll { op: HllOp },
-    /// `EVAL`, `FCALL` and friends: a Lua script run by the range's state machine, atomically, with
-    /// `keys` as `KEYS` and `args` as `ARGV` (`docs/scripting.md`). Every key the script
-    /// touches must be one of `keys`, all in the range; a read-only script (`EVAL_RO`, the
-    /// `no-writes` flag) may not write and is served without a Raft round trip.
+    /// `EVAL`, `FCALL` and friends: a Lua script run by the range's state machine, atomically,
+    /// with `keys` as `KEYS` and `args` as `ARGV` (`docs/scripting.md`). `anchor` is the key
+    /// that routes it (the first of `keys`, or for a script without keys the first key it
+    /// touches); the script may touch its `keys` and any key of the anchor's hash slot, all
+    /// in the range. A read-only script (`EVAL_RO`, the `no-writes` flag) may not write and is
+    /// served without a Raft round trip.
     Eval {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        anchor: Bytes,
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
         body: Bytes,
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
@@ -592,7 +596,7 @@ wire_enum!(KvOp: u8, "kv op" {
     82 => ZSet { op },
     83 => Bits { op },
     84 => Hll { op },
-    85 => Eval { body, keys: keys, args, read_only, function },
+    85 => Eval { anchor: key, body, keys: keys, args, read_only, function },
 });
 
 impl KvOp {
@@ -637,7 +641,7 @@ impl KvOp {
             KvOp::ZSet { op } => Some(op.key()),
             KvOp::Bits { op } => Some(op.key()),
             KvOp::Hll { op } => Some(op.key()),
-            KvOp::Eval { keys, .. } => keys.first(),
+            KvOp::Eval { anchor, .. } => Some(anchor),
             KvOp::InDb { op, .. } => op.redis_key(),
             _ => None,
         }
@@ -686,7 +690,7 @@ impl KvOp {
             KvOp::Set { op } => op.other_keys(),
             KvOp::ZSet { op } => op.other_keys(),
             KvOp::Hll { op } => op.other_keys(),
-            KvOp::Eval { keys, .. } => keys.get(1..).unwrap_or_default(),
+            KvOp::Eval { keys, .. } => keys,
             KvOp::KeyRename { dst, .. } | KvOp::KeyCopy { dst, .. } => std::slice::from_ref(dst),
             KvOp::InDb { op, .. } => op.other_redis_keys(),
             _ => &[],

@@ -8,12 +8,13 @@ use bytes::Bytes;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
 use super::tx::TxCmd;
-use super::util::{arity, exec_error, help, is, one, unexpected, unknown_sub};
-use super::{Action, Spec, keyed};
+use super::util::{arity, exec_error, help, is, unknown_sub};
+use super::scripting::Script;
+use super::{Action, Session, Spec};
 use crate::db::DbRouter;
 use crate::functions::{self, Loaded, RefreshError};
+use crate::keyspace::Db;
 use crate::resp::Reply;
-use crate::script_value::to_reply;
 use crate::shared::Shared;
 
 const FCALL: &[&str] = &[
@@ -134,12 +135,12 @@ pub enum Policy {
 }
 
 /// Dispatches `FUNCTION`, `FCALL` and `FCALL_RO`.
-pub fn dispatch(shared: &Shared, name: &str, args: &[Bytes]) -> Action {
+pub fn dispatch(shared: &Shared, sess: &Session, name: &str, args: &[Bytes]) -> Action {
     match name {
         "fcall" | "fcall_ro" => {
             let read_only = name == "fcall_ro";
             match shared.functions.fresh(&args[1]) {
-                Some((loaded, flags)) => call(&loaded, flags, &args[1..], read_only),
+                Some((loaded, flags)) => call(sess.db, &loaded, flags, &args[1..], read_only),
                 None => Action::Tx(TxCmd::Function(FunctionCmd::Call {
                     args: args[1..].to_vec(),
                     read_only,
@@ -240,7 +241,13 @@ fn list_args(args: &[Bytes]) -> Result<FunctionCmd, Reply> {
 }
 
 /// `FCALL function numkeys key... arg...` of a library this proxy knows.
-fn call(loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_command: bool) -> Action {
+fn call(
+    db: Db,
+    loaded: &Loaded,
+    flags: script::Flags,
+    rest: &[Bytes],
+    ro_command: bool,
+) -> Action {
     let reply = |r: Reply| Action::Reply(r);
     let numkeys = match super::util::parse_i64(&rest[1]) {
         None => return reply(Reply::err("value is not an integer or out of range")),
@@ -259,26 +266,14 @@ fn call(loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_command: bool)
         ));
     }
     let (keys, argv) = args.split_at(numkeys);
-    let op = KvOp::Eval {
-        body: loaded.code.clone(),
-        keys: keys.to_vec(),
-        args: argv.to_vec(),
-        read_only: ro_command || flags.no_writes,
+    let script = Script {
+        code: loaded.code.clone(),
         function: Some(rest[0].clone()),
+        keys,
+        argv,
+        read_only: ro_command || flags.no_writes,
     };
-    // Without keys, any range runs it (it can touch no key): the one of the library itself.
-    let route = match keys.first() {
-        Some(k) => keyed(k, op),
-        None => (functions::library_key(&loaded.library.name), op),
-    };
-    Action::Data {
-        ops: vec![route],
-        finish: Box::new(|results| match one(results) {
-            Ok(OpResult::Script { value }) => to_reply(value),
-            Ok(other) => unexpected(&other),
-            Err(reply) => reply,
-        }),
-    }
+    super::scripting::run(db, script)
 }
 
 /// Runs a function command that needs the cluster.
@@ -295,7 +290,7 @@ pub async fn run(shared: &Shared, router: &DbRouter<'_>, cmd: FunctionCmd) -> Re
             let Some((loaded, flags)) = registry.any(&args[0]) else {
                 return Reply::err("Function not found");
             };
-            match call(&loaded, flags, &args, read_only) {
+            match call(router.db(), &loaded, flags, &args, read_only) {
                 Action::Data { ops, finish } => finish(router.exec(ops).await),
                 Action::Reply(r) => r,
                 _ => Reply::err("internal error: FCALL planned no operation"),

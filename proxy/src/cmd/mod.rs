@@ -442,7 +442,9 @@ fn dispatch_fed(
         None => match spec.name {
             "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
             | "msetnx" => tx::dispatch(sess, spec.name, &args),
-            "function" | "fcall" | "fcall_ro" => functions::dispatch(shared, spec.name, &args),
+            "function" | "fcall" | "fcall_ro" => {
+                functions::dispatch(shared, sess, spec.name, &args)
+            }
             "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
             "object" => object::object(shared, &args),
             "memory" => object::memory(&args),

@@ -80,18 +80,26 @@ fn keyless(name: &str, argv: &[Bytes], now_ms: u64) -> Option<Reply> {
     })
 }
 
-/// What a script without keys calls: commands without keys only (a key it touches would have
-/// to be declared in `KEYS`).
+/// What a script without keys calls when the proxy runs it to find where it must run:
+/// commands without keys are answered; the first call on a key is remembered (it decides the
+/// script's range and hash slot) and ends the run with an error, since the script will run
+/// again, for real, in that range.
 #[derive(Debug)]
 pub struct KeylessHost {
     /// The database of the script's client.
     pub db: Db,
     /// The proxy's clock when the script started.
     pub now_ms: u64,
+    /// The first key a call touched.
+    pub first_key: Option<Bytes>,
 }
 
 impl script::Host for KeylessHost {
     fn call(&mut self, argv: &[Bytes], resp: Resp) -> Value {
+        let stop = || Value::Error("ERR the script continues where its keys live".into());
+        if self.first_key.is_some() {
+            return stop();
+        }
         let env = CallEnv {
             db: self.db,
             now_ms: self.now_ms,
@@ -99,11 +107,12 @@ impl script::Host for KeylessHost {
         };
         match ProxyCommands.plan(argv, env) {
             Plan::Reply(v) => v,
-            Plan::Ops { .. } => Value::Error(
-                "ERR Script attempted to access a key not declared in KEYS (a script runs \
-                 where its keys live: declare every key it touches)"
-                    .into(),
-            ),
+            Plan::Ops { ops, .. } => {
+                self.first_key = ops
+                    .iter()
+                    .find_map(|op| op.keys_in_db(self.db).first().map(|(_, k)| (*k).clone()));
+                stop()
+            }
         }
     }
 }

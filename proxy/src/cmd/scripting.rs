@@ -1,9 +1,9 @@
 //! `EVAL`, `EVALSHA`, their `_RO` forms and `SCRIPT` (`docs/scripting.md`).
 //!
-//! A script with keys runs inside the range of its keys, at apply time, atomically
-//! ([`KvOp::Eval`]); the proxy only checks its arguments, caches its body by SHA1 and routes
-//! it by its first key. A script without keys cannot touch any key (every key a script
-//! touches must be declared), so the proxy runs it itself.
+//! A script runs inside the range of its keys, at apply time, atomically ([`KvOp::Eval`]);
+//! the proxy checks its arguments, caches its body by SHA1 and routes it by its first key —
+//! or, for a script without keys, by the first key it touches, found by running it here up to
+//! that call ([`run`]).
 
 use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult};
@@ -12,6 +12,7 @@ use script::Run;
 use super::script_table::KeylessHost;
 use super::util::{arity, help, is, one, unexpected, unknown_sub};
 use super::{Action, Session, Spec, keyed};
+use crate::keyspace::Db;
 use crate::resp::Reply;
 use crate::script_value::{to_reply, with_vm};
 use crate::shared::Shared;
@@ -105,18 +106,52 @@ fn eval(sess: &Session, body: Bytes, rest: &[Bytes], ro_command: bool) -> Action
         ));
     }
     let (keys, argv) = args.split_at(numkeys);
-    if keys.is_empty() {
-        return reply(keyless(sess, &body, argv));
-    }
-    let op = KvOp::Eval {
-        body,
-        keys: keys.to_vec(),
-        args: argv.to_vec(),
-        read_only: ro_command || flags.no_writes,
+    let script = Script {
+        code: body,
         function: None,
+        keys,
+        argv,
+        read_only: ro_command || flags.no_writes,
+    };
+    run(sess.db, script)
+}
+
+/// A script to run: `EVAL`'s body, or `FCALL`'s library and function.
+#[derive(Debug)]
+pub struct Script<'a> {
+    /// The body, or the library's code.
+    pub code: Bytes,
+    /// `FCALL`: the function to call.
+    pub function: Option<Bytes>,
+    /// `KEYS`.
+    pub keys: &'a [Bytes],
+    /// `ARGV`.
+    pub argv: &'a [Bytes],
+    /// Whether writes are refused.
+    pub read_only: bool,
+}
+
+/// Runs `script` where its keys live: routed by its first key, or — without keys — by the
+/// first key it touches, found by running it here until that call (a script that touches no
+/// key is answered from that run).
+pub fn run(db: Db, script: Script<'_>) -> Action {
+    let anchor = match script.keys.first() {
+        Some(k) => k.clone(),
+        None => match discover(db, &script) {
+            Ok(anchor) => anchor,
+            Err(reply) => return Action::Reply(reply),
+        },
+    };
+    let op = KvOp::Eval {
+        anchor: anchor.clone(),
+        body: script.code,
+        keys: script.keys.to_vec(),
+        args: script.argv.to_vec(),
+        read_only: script.read_only,
+        function: script.function,
     };
     Action::Data {
-        ops: vec![keyed(&keys[0], op)],
+        ops: vec![keyed(&anchor, op)],
         finish: Box::new(|results| match one(results) {
             Ok(OpResult::Script { value }) => to_reply(value),
             Ok(other) => unexpected(&other),
@@ -125,21 +160,27 @@ fn eval(sess: &Session, body: Bytes, rest: &[Bytes], ro_command: bool) -> Action
     }
 }
 
-/// Runs a script without keys here: it can call commands without keys only.
-fn keyless(sess: &Session, body: &[u8], argv: &[Bytes]) -> Reply {
+/// Runs a script without keys here up to its first call on a key: `Ok` is that key, `Err` the
+/// reply of a script that touched none.
+fn discover(db: Db, script: &Script<'_>) -> Result<Bytes, Reply> {
     let now_ms = crate::shared::now_ms();
     let mut host = KeylessHost {
-        db: sess.db,
+        db,
         now_ms,
+        first_key: None,
     };
     let run = Run {
         keys: &[],
-        argv,
+        argv: script.argv,
         seed: now_ms,
     };
-    match with_vm(|vm| vm.eval(body, run, &mut host)) {
-        Ok(value) => to_reply(value),
-        Err(reply) => reply,
+    let value = with_vm(|vm| match &script.function {
+        None => vm.eval(&script.code, run, &mut host),
+        Some(f) => vm.fcall(&script.code, f, run, &mut host),
+    })?;
+    match host.first_key {
+        Some(key) => Ok(key),
+        None => Err(to_reply(value)),
     }
 }
 
