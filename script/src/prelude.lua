@@ -1,0 +1,168 @@
+-- The sandbox of tierkv's script VM (see docs/scripting.md, "The Lua environment").
+-- Run once when the VM starts, with `raw`: the Rust functions and the real globals table.
+-- Everything here holds what it needs in locals (upvalues), never in globals, so that a
+-- script's setfenv cannot change what these functions see.
+local raw = ...
+local G = raw.G
+local error, type, tostring, select, next = error, type, tostring, select, next
+local rawget, rawset_, setmetatable_, getmetatable_ = rawget, rawset, setmetatable, getmetatable
+local getfenv_, setfenv_, xpcall_, pcall_ = getfenv, setfenv, xpcall, pcall
+local loadstring_, string_byte, table_concat = loadstring, string.byte, table.concat
+local READONLY = "Attempt to modify a readonly table"
+
+-- Tables a script may read but not change (Redis 7 makes them readonly).
+local protected = {} -- proxy -> the table it shows
+local function ro_err() error(READONLY, 2) end
+local function readonly(real)
+  local proxy = setmetatable_({}, { __index = real, __newindex = ro_err, __metatable = false })
+  protected[proxy] = real
+  return proxy
+end
+
+local host = raw.host
+local R = {
+  call = raw.call,
+  pcall = raw.pcall,
+  sha1hex = raw.sha1hex,
+  error_reply = raw.error_reply,
+  status_reply = raw.status_reply,
+  log = raw.log,
+  setresp = raw.setresp,
+  set_repl = raw.set_repl,
+  replicate_commands = function() return true end,
+  breakpoint = function() return false end,
+  debug = function() end,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REPL_NONE = 0, REPL_AOF = 1, REPL_SLAVE = 2, REPL_REPLICA = 2, REPL_ALL = 3,
+  REDIS_VERSION = raw.version, REDIS_VERSION_NUM = raw.version_num,
+}
+
+local math = G.math
+math.random = raw.random
+math.randomseed = raw.randomseed
+
+-- Redis's pcall: an error table with an `err` string comes back as that string; errors of
+-- the Rust functions come back as Redis's would.
+local translate = raw.translate
+local function pcall_result(ok, ...)
+  if ok then return ok, ... end
+  local e = translate((...), false)
+  if type(e) == "table" then
+    local m = rawget(e, "err")
+    if type(m) == "string" or type(m) == "number" then return false, m end
+  end
+  return false, e
+end
+
+-- Binary chunks could break the VM: only source is loaded.
+local BINARY = "attempt to load a binary chunk"
+local function loadstring(s, name)
+  if type(s) == "string" and string_byte(s, 1) == 27 then return nil, BINARY end
+  return loadstring_(s, name)
+end
+local function load(reader, name)
+  local parts = {}
+  if type(reader) ~= "function" then error("bad argument #1 to 'load' (function expected, got " .. type(reader) .. ")", 2) end
+  while true do
+    local piece = reader()
+    if piece == nil or piece == "" then break end
+    if type(piece) ~= "string" then return nil, "reader function must return a string" end
+    parts[#parts + 1] = piece
+  end
+  return loadstring(table_concat(parts), name or "=(load)")
+end
+
+-- getfenv/setfenv: levels count from the caller; the real globals never leak out.
+local GP
+local envs_dirty = false
+local function level(f)
+  if f == nil then return 2 end
+  if type(f) == "number" and f > 0 then return f + 1 end
+  return f
+end
+local function getfenv(f)
+  local e = getfenv_(level(f))
+  if e == G then return GP end
+  return e
+end
+local function setfenv(f, t)
+  if protected[f] then error(READONLY, 2) end
+  envs_dirty = true
+  local r = setfenv_(level(f), t)
+  if r == G then return GP end
+  return r
+end
+local function rawset(t, k, v)
+  if protected[t] then error(READONLY, 0) end
+  return rawset_(t, k, v)
+end
+local function setmetatable(t, mt)
+  if protected[t] then error(READONLY, 0) end
+  return setmetatable_(t, mt)
+end
+
+-- The globals a script sees: Redis's allow list.
+local keep = {
+  xpcall = true, tostring = true, next = true, assert = true, tonumber = true,
+  rawequal = true, collectgarbage = true, getmetatable = true, type = true, select = true,
+  unpack = true, gcinfo = true, pairs = true, rawget = true, ipairs = true, _VERSION = true,
+  error = true, newproxy = true, coroutine = true, string = true, math = true, table = true,
+}
+for k in next, G do
+  if not keep[k] then rawset_(G, k, nil) end
+end
+G.pcall = function(f, ...) return pcall_result(pcall_(f, ...)) end
+G.xpcall = function(f, h)
+  return xpcall_(f, function(e) return h(translate(e, true)) end)
+end
+G.loadstring, G.load = loadstring, load
+G.getfenv, G.setfenv, G.rawset, G.setmetatable = getfenv, setfenv, rawset, setmetatable
+local LIBS = { "string", "math", "table", "coroutine", "redis" }
+for name, lib in next, raw.libs do
+  G[name] = lib
+  LIBS[#LIBS + 1] = name
+end
+if G.cjson then G.cjson.null = raw.libs.cjson.null end
+G.redis = R
+for _, name in next, LIBS do
+  rawset_(G, name, readonly(G[name]))
+end
+local string_mt = getmetatable_("")
+string_mt.__index = G.string
+string_mt.__metatable = readonly({ __index = G.string })
+
+-- Reading a global that does not exist is an error; so is creating one.
+GP = readonly(G)
+rawset_(G, "_G", GP)
+setmetatable_(G, { __index = function(_, k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+end })
+setfenv_(0, GP)
+
+-- The environment every builtin function starts with, to undo a script's setfenv.
+local fenvs = {}
+local function remember_envs(t)
+  for _, v in next, t do
+    if type(v) == "function" then fenvs[v] = getfenv_(v) end
+  end
+end
+remember_envs(G)
+for _, name in next, LIBS do
+  remember_envs(protected[G[name]])
+end
+
+local handler = raw.handler
+local function run(fn, keys, argv)
+  rawset_(G, "KEYS", keys)
+  rawset_(G, "ARGV", argv)
+  setfenv_(fn, GP)
+  return xpcall_(fn, handler)
+end
+local function cleanup()
+  setfenv_(0, GP)
+  if envs_dirty then
+    for f, e in next, fenvs do setfenv_(f, e) end
+    envs_dirty = false
+  end
+end
+return run, cleanup

@@ -1,0 +1,360 @@
+//! The VM: one Lua state with the sandbox, a bounded cache of compiled scripts, and runs.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use mlua::chunk::ChunkMode;
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value as Lv, VmState,
+};
+
+use crate::api::{self, RunState};
+use crate::convert::lua_to_reply;
+use crate::errors::{ScriptError, script_error};
+use crate::rand48::Rand48;
+use crate::{Host, Limits, Resp, Run, Value, VmError, libs, sha1, shebang};
+
+/// Chunk name of the sandbox's own Lua code; error positions skip its frames.
+const PRELUDE_NAME: &str = "=tierkv";
+/// How often the instruction hook fires (fewer fires, cheaper; the budget is rounded up to it).
+const HOOK_STEP: u64 = 1000;
+/// Runs between two incremental GC steps (Redis's `LUA_GC_CYCLE_PERIOD`).
+const GC_PERIOD: u64 = 50;
+
+struct Cached {
+    func: Function,
+    last_used: u64,
+}
+
+/// The Lua state and what the VM keeps between runs.
+pub(crate) struct Engine {
+    lua: Lua,
+    run: Function,
+    cleanup: Function,
+    slot: Table,
+    state: Rc<RunState>,
+    cache: HashMap<String, Cached>,
+    limits: Limits,
+    clock: u64,
+    runs: u64,
+}
+
+fn lua_err(e: mlua::Error) -> VmError {
+    VmError::Lua(e.to_string())
+}
+
+impl Engine {
+    pub(crate) fn new(limits: Limits) -> Result<Self, VmError> {
+        let libs = StdLib::TABLE | StdLib::STRING | StdLib::MATH;
+        let lua = Lua::new_with(libs, LuaOptions::default()).map_err(lua_err)?;
+        let state = Rc::new(RunState::new());
+        let raw = lua.create_table().map_err(lua_err)?;
+        let slot = lua.create_table().map_err(lua_err)?;
+        let (run, cleanup) = Self::install(&lua, &raw, &slot, &state).map_err(lua_err)?;
+        lua.set_memory_limit(limits.max_memory).map_err(lua_err)?;
+        Ok(Self {
+            lua,
+            run,
+            cleanup,
+            slot,
+            state,
+            cache: HashMap::new(),
+            limits,
+            clock: 0,
+            runs: 0,
+        })
+    }
+
+    fn install(
+        lua: &Lua,
+        raw: &Table,
+        slot: &Table,
+        state: &Rc<RunState>,
+    ) -> mlua::Result<(Function, Function)> {
+        raw.set("G", lua.globals())?;
+        let tostring: Function = lua.globals().get("tostring")?;
+        raw.set(
+            "handler",
+            lua.create_function(move |lua, e: Lv| error_handler(lua, &tostring, e))?,
+        )?;
+        // redis.call / redis.pcall go through the host of the run under way (set per run).
+        for (name, raise) in [("call", true), ("pcall", false)] {
+            let slot = slot.clone();
+            raw.set(
+                name,
+                lua.create_function(move |_, args: MultiValue| {
+                    let f: Function = slot.raw_get("host")?;
+                    let mut args = args;
+                    args.push_front(Lv::Boolean(raise));
+                    f.call::<Lv>(args)
+                })?,
+            )?;
+        }
+        api::register(lua, raw, state)?;
+        libs::register(lua, raw)?;
+        lua.load(include_str!("prelude.lua"))
+            .set_name(PRELUDE_NAME)
+            .set_mode(ChunkMode::Text)
+            .call::<(Function, Function)>(raw.clone())
+    }
+
+    pub(crate) fn flush(&mut self) {
+        self.cache.clear();
+        let _ = self.lua.gc_collect();
+    }
+
+    pub(crate) fn is_cached(&self, sha: &str) -> bool {
+        self.cache.contains_key(sha)
+    }
+
+    pub(crate) fn cached(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub(crate) fn logged(&self) -> u64 {
+        self.state.logged.get()
+    }
+
+    pub(crate) fn memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// The compiled function of `body`, compiling and caching it if needed.
+    pub(crate) fn function(&mut self, body: &[u8]) -> Result<(String, Function), Value> {
+        let sha = sha1::sha1_hex(body);
+        self.clock += 1;
+        if let Some(c) = self.cache.get_mut(&sha) {
+            c.last_used = self.clock;
+            return Ok((sha, c.func.clone()));
+        }
+        let (_, start) = shebang::parse(body).map_err(Value::Error)?;
+        let func = self.compile(&body[start..])?;
+        self.evict_to(self.limits.max_cached.saturating_sub(1));
+        if self.limits.max_cached > 0 {
+            self.cache.insert(
+                sha.clone(),
+                Cached {
+                    func: func.clone(),
+                    last_used: self.clock,
+                },
+            );
+        }
+        Ok((sha, func))
+    }
+
+    fn compile(&self, code: &[u8]) -> Result<Function, Value> {
+        let chunk = self
+            .lua
+            .load(code)
+            .set_name("@user_script")
+            .set_mode(ChunkMode::Text);
+        match chunk.into_function() {
+            Ok(f) => Ok(f),
+            Err(mlua::Error::SyntaxError { message, .. }) => Err(Value::Error(format!(
+                "ERR Error compiling script (new function): {message}"
+            ))),
+            Err(mlua::Error::MemoryError(_)) => Err(self.memory_error()),
+            Err(e) => Err(Value::Error(format!(
+                "ERR Error compiling script (new function): {e}"
+            ))),
+        }
+    }
+
+    fn evict_to(&mut self, keep: usize) {
+        while self.cache.len() > keep {
+            let Some(oldest) = self
+                .cache
+                .iter()
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                return;
+            };
+            self.cache.remove(&oldest);
+        }
+    }
+
+    fn memory_error(&self) -> Value {
+        Value::Error(format!(
+            "ERR Script killed: exceeded the memory limit ({} bytes)",
+            self.limits.max_memory
+        ))
+    }
+
+    fn budget_error(&self) -> Value {
+        Value::Error(format!(
+            "ERR Script killed: exceeded the instruction budget ({})",
+            self.limits.max_instructions
+        ))
+    }
+
+    pub(crate) fn eval(&mut self, body: &[u8], run: Run<'_>, host: &mut dyn Host) -> Value {
+        let (sha, func) = match self.function(body) {
+            Ok(f) => f,
+            Err(e) => return e,
+        };
+        self.prepare(run.seed);
+        let outcome = self.call(&func, run, host);
+        let reply = self.finish(&sha, outcome);
+        self.after_run();
+        reply
+    }
+
+    fn prepare(&mut self, seed: u64) {
+        let s = &self.state;
+        s.resp.set(Resp::Two);
+        s.rand.set(Rand48::new((seed ^ (seed >> 32)) as u32));
+        s.instructions.set(0);
+        s.killed.set(false);
+        let step = HOOK_STEP.min(self.limits.max_instructions.max(1));
+        let _ = self.lua.set_hook(
+            HookTriggers::new().every_nth_instruction(step as u32),
+            budget_hook(Rc::clone(&self.state), step, self.limits.max_instructions),
+        );
+    }
+
+    fn call(&self, func: &Function, run: Run<'_>, host: &mut dyn Host) -> mlua::Result<(bool, Lv)> {
+        let keys = self.array(run.keys)?;
+        let argv = self.array(run.argv)?;
+        let state = Rc::clone(&self.state);
+        self.lua.scope(|scope| {
+            let f = scope.create_function_mut(move |lua, args: MultiValue| {
+                api::host_call(lua, &mut *host, &state, args)
+            })?;
+            self.slot.raw_set("host", f)?;
+            let out = self.run.call::<(bool, Lv)>((func.clone(), keys, argv));
+            self.slot.raw_set("host", Lv::Nil)?;
+            out
+        })
+    }
+
+    fn array(&self, items: &[Bytes]) -> mlua::Result<Table> {
+        let t = self.lua.create_table_with_capacity(items.len(), 0)?;
+        for (i, item) in items.iter().enumerate() {
+            t.raw_set(i + 1, self.lua.create_string(item)?)?;
+        }
+        Ok(t)
+    }
+
+    fn finish(&self, sha: &str, outcome: mlua::Result<(bool, Lv)>) -> Value {
+        if self.state.killed.get() {
+            return self.budget_error();
+        }
+        match outcome {
+            Ok((true, v)) => lua_to_reply(&v, self.state.resp.get()),
+            Ok((false, Lv::Table(e))) => error_reply(sha, &e),
+            Ok((false, Lv::String(s))) if s.as_bytes().as_ref() == b"not enough memory" => {
+                self.memory_error()
+            }
+            Ok((false, other)) => {
+                let msg = match &other {
+                    Lv::String(s) => String::from_utf8_lossy(&s.as_bytes()).into_owned(),
+                    _ => "execution failure".into(),
+                };
+                Value::Error(format!("ERR Error running script f_{sha}, {msg:.100}"))
+            }
+            Err(mlua::Error::MemoryError(_)) => self.memory_error(),
+            Err(e) => Value::Error(format!("ERR Error running script f_{sha}, {e}")),
+        }
+    }
+
+    fn after_run(&mut self) {
+        self.lua.remove_hook();
+        if self.cleanup.call::<()>(()).is_err() {
+            // Only memory can fail here: collect and try once more.
+            let _ = self.lua.gc_collect();
+            let _ = self.cleanup.call::<()>(());
+        }
+        self.runs += 1;
+        if self.lua.used_memory() > self.limits.max_memory / 2 {
+            let _ = self.lua.gc_collect();
+        } else if self.runs % GC_PERIOD == 0 {
+            let _ = self.lua.gc_step();
+        }
+    }
+}
+
+/// Stops a script once it has run `max` instructions. After that it fires on every
+/// instruction, so that a script catching the error with `pcall` cannot go on.
+fn budget_hook(
+    state: Rc<RunState>,
+    step: u64,
+    max: u64,
+) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result<VmState> + 'static {
+    move |lua, _| {
+        if !state.killed.get() {
+            let n = state.instructions.get() + step;
+            state.instructions.set(n);
+            if n <= max {
+                return Ok(VmState::Continue);
+            }
+            state.killed.set(true);
+            let _ = lua.set_hook(
+                HookTriggers::new().every_nth_instruction(1),
+                budget_hook(Rc::clone(&state), 1, max),
+            );
+        }
+        Err(mlua::Error::RuntimeError(
+            "Script killed: exceeded the instruction budget".into(),
+        ))
+    }
+}
+
+/// The reply of a failed run (`luaCallFunction`): the error's text, then where it happened.
+fn error_reply(sha: &str, e: &Table) -> Value {
+    let text = |k: &str| match e.raw_get::<Lv>(k) {
+        Ok(Lv::String(s)) => Some(String::from_utf8_lossy(&s.as_bytes()).into_owned()),
+        Ok(Lv::Integer(i)) => Some(i.to_string()),
+        Ok(Lv::Number(n)) => Some(crate::numfmt::fmt_g(n, 14)),
+        _ => None,
+    };
+    let msg = text("err").unwrap_or_else(|| "ERR unknown error".into());
+    match (text("source"), text("line")) {
+        (Some(source), Some(line)) => {
+            Value::Error(format!("{msg} script: {sha}, on {source}:{line}."))
+        }
+        _ => Value::Error(msg),
+    }
+}
+
+/// `__redis__err__handler`: turns any error into `{err=, source=, line=}`, with the position
+/// of the innermost frame of the user's code.
+fn error_handler(lua: &Lua, tostring: &Function, e: Lv) -> mlua::Result<Table> {
+    let out = lua.create_table()?;
+    match &e {
+        Lv::Table(t) => out.raw_set("err", t.raw_get::<Lv>("err")?)?,
+        Lv::Error(err) => {
+            let text = match script_error(err) {
+                Some(ScriptError::Reply(text)) => text.clone(),
+                Some(ScriptError::Message(msg)) => format!("ERR {msg}"),
+                None => format!("ERR {err}"),
+            };
+            out.raw_set("err", text)?;
+        }
+        _ => {
+            let s: mlua::LuaString = tostring.call(e.clone())?;
+            let mut text = b"ERR ".to_vec();
+            text.extend_from_slice(&s.as_bytes());
+            out.raw_set("err", lua.create_string(&text)?)?;
+        }
+    }
+    for level in 1..200 {
+        let Some(found) = lua.inspect_stack(level, |d| {
+            let src = d.source();
+            let source = src.source.as_deref().unwrap_or("").to_string();
+            let user = src.what != "C" && source != PRELUDE_NAME && source != "=(tail call)";
+            user.then(|| (source, d.current_line()))
+        }) else {
+            break;
+        };
+        if let Some((source, line)) = found {
+            out.raw_set("source", source)?;
+            if let Some(line) = line {
+                out.raw_set("line", line)?;
+            }
+            break;
+        }
+    }
+    Ok(out)
+}
