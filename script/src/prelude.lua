@@ -122,7 +122,6 @@ for name, lib in next, raw.libs do
   G[name] = lib
   LIBS[#LIBS + 1] = name
 end
-if G.cjson then G.cjson.null = raw.libs.cjson.null end
 G.redis = R
 for _, name in next, LIBS do
   rawset_(G, name, readonly(G[name]))

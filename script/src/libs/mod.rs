@@ -2,6 +2,7 @@
 //! Each is a table of Rust functions; their errors read as Redis's (`luaL_error` texts).
 
 mod bit;
+mod cjson;
 
 use mlua::{Lua, MultiValue, Table, Value as Lv};
 
@@ -12,6 +13,7 @@ pub(crate) type LibResult = Result<Vec<Lv>, String>;
 pub(crate) fn register(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     let libs = lua.create_table()?;
     libs.set("bit", bit::table(lua)?)?;
+    libs.set("cjson", cjson::table(lua)?)?;
     raw.set("libs", libs)
 }
 
