@@ -3,6 +3,7 @@
 
 mod bit;
 mod cjson;
+mod structlib;
 
 use mlua::{Lua, MultiValue, Table, Value as Lv};
 
@@ -14,6 +15,7 @@ pub(crate) fn register(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     let libs = lua.create_table()?;
     libs.set("bit", bit::table(lua)?)?;
     libs.set("cjson", cjson::table(lua)?)?;
+    libs.set("struct", structlib::table(lua)?)?;
     raw.set("libs", libs)
 }
 

@@ -347,3 +347,51 @@ fn bit_matches_redis() {
     ];
     check(cases);
 }
+
+#[test]
+fn struct_matches_redis() {
+    let cases: &[(&str, Value)] = &[
+        ("return struct.pack('>I2', 258)", Value::Bulk(Bytes::from_static(b"\x01\x02"))),
+        ("return struct.pack('<i4', -2)", Value::Bulk(Bytes::from_static(b"\xfe\xff\xff\xff"))),
+        ("return struct.pack('>i8', -2)", Value::Bulk(Bytes::from_static(b"\xff\xff\xff\xff\xff\xff\xff\xfe"))),
+        ("return struct.pack('bBhHlLT', -1, 255, -300, 65535, -5, 5, 7)", Value::Bulk(Bytes::from_static(b"\xff\xff\xd4\xfe\xff\xff\xfb\xff\xff\xff\xff\xff\xff\xff\x05\x00\x00\x00\x00\x00\x00\x00\x07\x00\x00\x00\x00\x00\x00\x00"))),
+        ("return struct.pack('!4 b i', 1, 2)", Value::Bulk(Bytes::from_static(b"\x01\x00\x00\x00\x02\x00\x00\x00"))),
+        ("return struct.pack('!8 b d', 1, 1.5)", Value::Bulk(Bytes::from_static(b"\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf8?"))),
+        ("return struct.pack('>d', 0.1)", Value::Bulk(Bytes::from_static(b"?\xb9\x99\x99\x99\x99\x99\x9a"))),
+        ("return struct.pack('<f', 0.5)", Value::Bulk(Bytes::from_static(b"\x00\x00\x00?"))),
+        ("return struct.pack('c3', 'abcdef')", Value::Bulk(Bytes::from_static(b"abc"))),
+        ("return struct.pack('c0', 'abcdef')", Value::Bulk(Bytes::from_static(b"abcdef"))),
+        ("return struct.pack('s', 'hi')", Value::Bulk(Bytes::from_static(b"hi\x00"))),
+        ("return struct.pack('x')", Value::Bulk(Bytes::from_static(b"\x00"))),
+        ("return struct.pack('c5', 'ab')", err("ERR user_script:1: bad argument #3 to 'pack' (string too short) script: cec53901ab5000b5eccda51f64e59e716bdfd4ba, on @user_script:1.")),
+        ("return struct.pack('q', 1)", err("ERR user_script:1: bad argument #1 to 'pack' (invalid format option 'q') script: 49599a2466f241bd45a2bd4f631df3a1a1ec9790, on @user_script:1.")),
+        ("return struct.pack('!3', 1)", err("ERR user_script:1: alignment 3 is not a power of 2 script: 015083070625e0c8535172e55b13a94acdf4c3c6, on @user_script:1.")),
+        ("return struct.pack('i33', 1)", err("ERR user_script:1: integral size 33 is larger than limit of 32 script: 0a76c071d82805e752befa6958961c98c39f358f, on @user_script:1.")),
+        ("return struct.pack('i', 'x')", err("ERR user_script:1: bad argument #2 to 'pack' (number expected, got string) script: 72d01f23645269179316b093775c7fa64478554a, on @user_script:1.")),
+        ("return struct.pack()", err("ERR user_script:1: bad argument #1 to 'pack' (string expected, got no value) script: c9b8aed4f0633591e6252db264bf8b86b82828d5, on @user_script:1.")),
+        ("return struct.pack('>I16', 1)", Value::Bulk(Bytes::from_static(b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"))),
+        ("return {struct.unpack('<i4', 'abcd')}", Value::Array(vec![Value::Int(1684234849), Value::Int(5)])),
+        ("return {struct.unpack('>i2', '\\255\\254')}", Value::Array(vec![Value::Int(-2), Value::Int(3)])),
+        ("return {struct.unpack('>I2', '\\255\\254')}", Value::Array(vec![Value::Int(65534), Value::Int(3)])),
+        ("return {struct.unpack('B', 'ab', 2)}", Value::Array(vec![Value::Int(98), Value::Int(3)])),
+        ("return {struct.unpack('B', 'ab', 3)}", err("ERR user_script:1: bad argument #2 to 'unpack' (data string too short) script: b307c3dfaa50c9ce7818e1df647891f2af6cda5b, on @user_script:1.")),
+        ("return {struct.unpack('B', 'ab', 0)}", err("ERR user_script:1: bad argument #3 to 'unpack' (offset must be 1 or greater) script: f2d55419a2064e2d347b8a96509fdbe1911e9d85, on @user_script:1.")),
+        ("return {struct.unpack('s', 'ab\\0cd')}", Value::Array(vec![Value::Bulk(Bytes::from_static(b"ab")), Value::Int(4)])),
+        ("return {struct.unpack('s', 'abcd')}", err("ERR user_script:1: unfinished string in data script: 6411263da149c14568c13a05bab1d051f37d7ef6, on @user_script:1.")),
+        ("return {struct.unpack('b c0', '\\3abcdef')}", Value::Array(vec![Value::Bulk(Bytes::from_static(b"abc")), Value::Int(5)])),
+        ("return {struct.unpack('c0', 'abc')}", err("ERR user_script:1: format 'c0' needs a previous size script: b3fd8e7c8bb6ee20854fafea5b84014791ec5cf5, on @user_script:1.")),
+        ("return {struct.unpack('>d', struct.pack('>d', 2.25))}", Value::Array(vec![Value::Int(2), Value::Int(9)])),
+        ("return {struct.unpack('<f', struct.pack('<f', 0.5))}", Value::Array(vec![Value::Int(0), Value::Int(5)])),
+        ("return {struct.unpack('!4 b i', struct.pack('!4 b i', 1, 2))}", Value::Array(vec![Value::Int(1), Value::Int(2), Value::Int(9)])),
+        ("return {struct.unpack('>i16', struct.pack('>i16', -3))}", Value::Array(vec![Value::Int(-3), Value::Int(17)])),
+        ("return {struct.unpack('i', 'ab')}", err("ERR user_script:1: bad argument #2 to 'unpack' (data string too short) script: 4ea259654b1cfa6b1fc999f3ae72bb6f48d476f4, on @user_script:1.")),
+        ("return struct.size('!8 b d')", Value::Int(16)),
+        ("return struct.size('i i3 c7')", Value::Int(14)),
+        ("return struct.size('s')", err("ERR user_script:1: bad argument #1 to 'size' (option 's' has no fixed size) script: a2a0525826ab7939ccd3f54427a862205642f28f, on @user_script:1.")),
+        ("return struct.size('c0')", err("ERR user_script:1: bad argument #1 to 'size' (option 'c0' has no fixed size) script: 18f217e7d560de92703dc71e9797e043b536e0e6, on @user_script:1.")),
+        ("return struct.size('q')", Value::Int(0)),
+        ("return {struct.unpack('xxb', 'ab' .. string.char(5))}", Value::Array(vec![Value::Int(5), Value::Int(4)])),
+        ("return struct.unpack('B', 'a', -1)", err("ERR user_script:1: bad argument #2 to 'unpack' (data string too short) script: aa8d767b521b73a293179bb2351208d01a094145, on @user_script:1.")),
+    ];
+    check(cases);
+}
