@@ -30,6 +30,11 @@ pub(crate) fn message_error(lua: &Lua, msg: &str) -> mlua::Error {
     )))
 }
 
+/// Raises `msg` as it is.
+pub(crate) fn plain_error(msg: &str) -> mlua::Error {
+    mlua::Error::external(ScriptError::Message(msg.to_string()))
+}
+
 /// `luaL_where(L, 1)`: `user_script:3: ` when the caller is Lua code, else nothing.
 fn caller_position(lua: &Lua) -> String {
     lua.inspect_stack(1, |d| {

@@ -1,11 +1,16 @@
-//! The libraries Redis loads besides Lua's own: `bit`, `cjson` (and, where built, more).
+//! The libraries Redis loads besides Lua's own: `bit`, `cjson`, `struct`, `cmsgpack`.
 //! Each is a table of Rust functions; their errors read as Redis's (`luaL_error` texts).
 
 mod bit;
 mod cjson;
+mod cmsgpack;
 mod structlib;
 
 use mlua::{Lua, MultiValue, Table, Value as Lv};
+
+/// An error message starting with this is raised without the caller's position (as Lua's
+/// own errors from inside a C function are).
+pub(crate) const UNPOSITIONED: char = '\u{1}';
 
 /// A library function: its results, or the error message Lua raises.
 pub(crate) type LibResult = Result<Vec<Lv>, String>;
@@ -16,6 +21,7 @@ pub(crate) fn register(lua: &Lua, raw: &Table) -> mlua::Result<()> {
     libs.set("bit", bit::table(lua)?)?;
     libs.set("cjson", cjson::table(lua)?)?;
     libs.set("struct", structlib::table(lua)?)?;
+    libs.set("cmsgpack", cmsgpack::table(lua)?)?;
     raw.set("libs", libs)
 }
 
@@ -26,7 +32,10 @@ pub(crate) fn lib_fn(
 ) -> mlua::Result<mlua::Function> {
     lua.create_function(move |lua, args: MultiValue| match f(lua, args)? {
         Ok(values) => Ok(MultiValue::from_vec(values)),
-        Err(msg) => Err(crate::errors::message_error(lua, &msg)),
+        Err(msg) => match msg.strip_prefix(UNPOSITIONED) {
+            Some(plain) => Err(crate::errors::plain_error(plain)),
+            None => Err(crate::errors::message_error(lua, &msg)),
+        },
     })
 }
 

@@ -395,3 +395,45 @@ fn struct_matches_redis() {
     ];
     check(cases);
 }
+
+#[test]
+fn cmsgpack_matches_redis() {
+    let cases: &[(&str, Value)] = &[
+        ("return cmsgpack.pack(1, 127, 128, 255, 256, 65535, 65536, 4294967295, 4294967296)", Value::Bulk(Bytes::from_static(b"\x01\x7f\xcc\x80\xcc\xff\xcd\x01\x00\xcd\xff\xff\xce\x00\x01\x00\x00\xce\xff\xff\xff\xff\xcf\x00\x00\x00\x01\x00\x00\x00\x00"))),
+        ("return cmsgpack.pack(-1, -32, -33, -128, -129, -32768, -32769, -2147483648, -2147483649)", Value::Bulk(Bytes::from_static(b"\xff\xe0\xd0\xdf\xd0\x80\xd1\xff\x7f\xd1\x80\x00\xd2\xff\xff\x7f\xff\xd2\x80\x00\x00\x00\xd3\xff\xff\xff\xff\x7f\xff\xff\xff"))),
+        ("return cmsgpack.pack(0.5, 0.1, -1.5e300, 1/0, 0/0)", Value::Bulk(Bytes::from_static(b"\xca?\x00\x00\x00\xcb?\xb9\x99\x99\x99\x99\x99\x9a\xcb\xfeA\xeb-f\x00X5\xca\x7f\x80\x00\x00\xcb\xff\xf8\x00\x00\x00\x00\x00\x00"))),
+        ("return cmsgpack.pack('', 'abc', string.rep('x', 31), string.rep('y', 32))", Value::Bulk(Bytes::from_static(b"\xa0\xa3abc\xbfxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\xd9 yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy"))),
+        ("return #cmsgpack.pack(string.rep('z', 300)) .. ',' .. #cmsgpack.pack(string.rep('z', 70000))", Value::Bulk(Bytes::from_static(b"303,70005"))),
+        ("return cmsgpack.pack(true, false, nil, cjson.null, function() end)", Value::Bulk(Bytes::from_static(b"\xc3\xc2\xc0\xc0\xc0"))),
+        ("return cmsgpack.pack({1, 2, 3}, {a = 1}, {}, {[1] = 1, [3] = 3})", Value::Bulk(Bytes::from_static(b"\x93\x01\x02\x03\x81\xa1a\x01\x90\x82\x01\x01\x03\x03"))),
+        ("return #cmsgpack.pack({1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16})", Value::Int(19)),
+        ("local t = {} local c = t for i = 1, 20 do c[1] = {} c = c[1] end return cmsgpack.pack(t)", Value::Bulk(Bytes::from_static(b"\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\x91\xc0"))),
+        ("return cmsgpack.pack()", err("ERR user_script:1: bad argument #0 to 'pack' (MessagePack pack needs input.) script: 6bc235afa55de88253e203cc5fe5844792e25209, on @user_script:1.")),
+        ("return cmsgpack.pack(2^63)", Value::Bulk(Bytes::from_static(b"\xca_\x00\x00\x00"))),
+        ("return cmsgpack.pack(-2^63)", Value::Bulk(Bytes::from_static(b"\xd3\x80\x00\x00\x00\x00\x00\x00\x00"))),
+        ("return cmsgpack.pack(2^53 + 1.5)", Value::Bulk(Bytes::from_static(b"\xcf\x00 \x00\x00\x00\x00\x00\x02"))),
+        ("return {cmsgpack.unpack(cmsgpack.pack(1, -2, 'x', true, 0.5 * 4))}", Value::Array(vec![Value::Int(1), Value::Int(-2), Value::Bulk(Bytes::from_static(b"x")), Value::Int(1), Value::Int(2)])),
+        ("return cmsgpack.unpack(cmsgpack.pack({1, {2, {3}}}))[2][2][1]", Value::Int(3)),
+        ("return cmsgpack.unpack(cmsgpack.pack({a = {b = 'c'}})).a.b", Value::Bulk(Bytes::from_static(b"c"))),
+        ("return {cmsgpack.unpack('')}", Value::Array(vec![])),
+        ("return {cmsgpack.unpack('\\205\\1')}", err("ERR user_script:1: Missing bytes in input. script: 4da9fbd31d226f226d552ab0f5198a12ec27f96b, on @user_script:1.")),
+        ("return {cmsgpack.unpack('\\193')}", err("ERR user_script:1: Bad data format in input. script: 4370c4369e4c339c56b8ad64adc652c10d7953b5, on @user_script:1.")),
+        ("return {cmsgpack.unpack('\\196\\1x')}", err("ERR user_script:1: Bad data format in input. script: f20b18065151da3a4d127ee00ce1467bc512413e, on @user_script:1.")),
+        ("return {cmsgpack.unpack('\\207\\255\\255\\255\\255\\255\\255\\255\\255')}", Value::Array(vec![Value::Int(-1)])),
+        ("return {cmsgpack.unpack('\\209\\255\\254')}", Value::Array(vec![Value::Int(-2)])),
+        ("return {cmsgpack.unpack('\\202\\63\\0\\0\\0')}", Value::Array(vec![Value::Int(0)])),
+        ("return {cmsgpack.unpack('\\219\\0\\0\\0\\2ab')}", Value::Array(vec![Value::Bulk(Bytes::from_static(b"ab"))])),
+        ("return {cmsgpack.unpack('\\220\\0\\2\\1\\2')}", Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Int(2)])])),
+        ("return {cmsgpack.unpack('\\221\\255\\255\\255\\255\\1')}", err("ERR user_script:1: Missing bytes in input. script: e94712df26f7713bc1aa1694c5d7fae5d126187f, on @user_script:1.")),
+        ("return {cmsgpack.unpack('\\129\\192\\1')}", err("ERR table index is nil script: b57640c96e3674704b8e4c9127630b3cf5524843, on @user_script:1.")),
+        ("return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3))}", Value::Array(vec![Value::Int(1), Value::Int(1)])),
+        ("return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 2)}", Value::Array(vec![Value::Int(-1), Value::Int(3)])),
+        ("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}", Value::Array(vec![Value::Int(2), Value::Int(1), Value::Int(2)])),
+        ("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 5, 1)}", Value::Array(vec![Value::Int(-1), Value::Int(2), Value::Int(3)])),
+        ("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), -1)}", err("ERR user_script:1: Invalid request to unpack with offset of 0 and limit of 3. script: 904ef98de3d07bdcce4edb4999a9cba196b865d9, on @user_script:1.")),
+        ("return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 10)}", err("ERR user_script:1: Start offset 10 greater than input length 3. script: f7c0820be0e26025196c4aa3a637ef9d9b186c16, on @user_script:1.")),
+        ("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3))}", err("ERR user_script:1: bad argument #2 to 'unpack_limit' (number expected, got no value) script: 9fb580b81f364c5bfe8eeaa027c7621293fff949, on @user_script:1.")),
+        ("return {cmsgpack.unpack()}", err("ERR user_script:1: bad argument #1 to 'unpack' (string expected, got no value) script: 293064d82f29cbcbd9e806b28d1d580edad8d5a8, on @user_script:1.")),
+    ];
+    check(cases);
+}
