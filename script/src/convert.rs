@@ -92,7 +92,7 @@ fn to_reply(v: &Lv, resp: Resp, depth: usize) -> Value {
             (Resp::Two, false) => Value::Nil,
             (Resp::Three, b) => Value::Bool(*b),
         },
-        Lv::Integer(i) => Value::Int(*i as i64),
+        Lv::Integer(i) => Value::Int(*i),
         Lv::Number(n) => Value::Int(*n as i64),
         Lv::Table(t) => table_to_reply(t, resp, depth),
         _ => Value::Nil,

@@ -54,6 +54,6 @@ mod tests {
         assert_eq!(fmt_g(f64::INFINITY, 14), "inf");
         assert_eq!(fmt_g(f64::NEG_INFINITY, 17), "-inf");
         assert_eq!(fmt_g(0.0, 17), "0");
-        assert_eq!(fmt_g(9.999999999999999e22, 14), "1e+23");
+        assert_eq!(fmt_g(99_999_999_999_999_990_000_000.0, 14), "1e+23");
     }
 }

@@ -5,6 +5,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use mlua::chunk::ChunkMode;
+use mlua::state::{GcIncParams, GcMode};
 use mlua::{
     Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value as Lv, VmState,
 };
@@ -261,6 +262,11 @@ impl Engine {
 
     fn after_run(&mut self) {
         self.lua.remove_hook();
+        // A script may have stopped or retuned the collector (`collectgarbage`): undo it.
+        self.lua.gc_restart();
+        self.lua.gc_set_mode(GcMode::Incremental(
+            GcIncParams::default().pause(200).step_multiplier(200),
+        ));
         if self.cleanup.call::<()>(()).is_err() {
             // Only memory can fail here: collect and try once more.
             let _ = self.lua.gc_collect();

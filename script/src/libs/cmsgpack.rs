@@ -44,7 +44,7 @@ fn encode(out: &mut Vec<u8>, v: &Lv, level: usize) -> mlua::Result<()> {
     match v {
         Lv::String(s) => encode_bytes(out, &s.as_bytes()),
         Lv::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        Lv::Integer(i) => encode_int(out, *i as i64),
+        Lv::Integer(i) => encode_int(out, *i),
         Lv::Number(n) => encode_number(out, *n),
         Lv::Table(t) if level < MAX_NESTING => encode_table(out, t, level)?,
         _ => out.push(0xc0),
@@ -70,12 +70,8 @@ fn encode_bytes(out: &mut Vec<u8>, s: &[u8]) {
 
 fn encode_number(out: &mut Vec<u8>, n: f64) {
     // IS_INT64_EQUIVALENT, with x86-64's conversion (out of range gives i64::MIN).
-    let as_int =
-        if n.is_nan() || n >= 9.223_372_036_854_775_808e18 || n < -9.223_372_036_854_775_808e18 {
-            i64::MIN
-        } else {
-            n as i64
-        };
+    const TWO_63: f64 = 9_223_372_036_854_775_808.0;
+    let as_int = if (-TWO_63..TWO_63).contains(&n) { n as i64 } else { i64::MIN };
     if n.is_finite() && as_int as f64 == n {
         encode_int(out, as_int);
     } else if f64::from(n as f32) == n {
