@@ -71,7 +71,11 @@ fn encode_bytes(out: &mut Vec<u8>, s: &[u8]) {
 fn encode_number(out: &mut Vec<u8>, n: f64) {
     // IS_INT64_EQUIVALENT, with x86-64's conversion (out of range gives i64::MIN).
     const TWO_63: f64 = 9_223_372_036_854_775_808.0;
-    let as_int = if (-TWO_63..TWO_63).contains(&n) { n as i64 } else { i64::MIN };
+    let as_int = if (-TWO_63..TWO_63).contains(&n) {
+        n as i64
+    } else {
+        i64::MIN
+    };
     if n.is_finite() && as_int as f64 == n {
         encode_int(out, as_int);
     } else if f64::from(n as f32) == n {

@@ -3,6 +3,7 @@
 
 mod api;
 mod libs;
+mod props;
 mod sandbox;
 
 use std::collections::HashMap;
