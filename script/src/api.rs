@@ -77,7 +77,16 @@ pub(crate) fn host_call(
 }
 
 /// Registers the functions `prelude.lua` takes from `raw`.
-pub(crate) fn register(lua: &Lua, raw: &Table, state: &Rc<RunState>) -> mlua::Result<()> {
+pub(crate) fn register(
+    lua: &Lua,
+    raw: &Table,
+    state: &Rc<RunState>,
+    max_memory: usize,
+) -> mlua::Result<()> {
+    raw.set(
+        "rep",
+        lua.create_function(move |lua, args: MultiValue| rep(lua, &args, max_memory))?,
+    )?;
     raw.set("sha1hex", lua.create_function(sha1hex)?)?;
     raw.set("error_reply", lua.create_function(error_reply)?)?;
     raw.set("status_reply", lua.create_function(status_reply)?)?;
@@ -261,4 +270,26 @@ fn randomseed(lua: &Lua, state: &RunState, args: MultiValue) -> mlua::Result<Lv>
             Lv::Nil
         }),
     )
+}
+
+/// `string.rep(s, n)` without its one unbounded loop: Lua 5.1 appends an empty `s` `n` times
+/// inside C, where the instruction budget cannot stop it. A result larger than the memory
+/// limit fails at once instead of after filling memory.
+fn rep(lua: &Lua, args: &MultiValue, max_memory: usize) -> mlua::Result<Lv> {
+    let s = lua_to_arg_str(args.front().unwrap_or(&Lv::Nil)).ok_or_else(|| {
+        let got = args.front().map_or("no value", Lv::type_name);
+        message_error(
+            lua,
+            &format!("bad argument #1 to 'rep' (string expected, got {got})"),
+        )
+    })?;
+    let n = check_int(args, 1, "rep").map_err(|e| message_error(lua, &e))?;
+    if s.is_empty() || n <= 0 {
+        return Ok(Lv::String(lua.create_string("")?));
+    }
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    match s.len().checked_mul(n) {
+        Some(total) if total <= max_memory => Ok(Lv::String(lua.create_string(s.repeat(n))?)),
+        _ => Err(message_error(lua, "not enough memory")),
+    }
 }

@@ -38,6 +38,7 @@ local R = {
 }
 
 local math = G.math
+G.string.rep = raw.rep
 math.random = raw.random
 math.randomseed = raw.randomseed
 

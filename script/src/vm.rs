@@ -52,7 +52,8 @@ impl Engine {
         let state = Rc::new(RunState::new());
         let raw = lua.create_table().map_err(lua_err)?;
         let slot = lua.create_table().map_err(lua_err)?;
-        let (run, cleanup) = Self::install(&lua, &raw, &slot, &state).map_err(lua_err)?;
+        let (run, cleanup) =
+            Self::install(&lua, &raw, &slot, &state, limits.max_memory).map_err(lua_err)?;
         lua.set_memory_limit(limits.max_memory).map_err(lua_err)?;
         Ok(Self {
             lua,
@@ -72,6 +73,7 @@ impl Engine {
         raw: &Table,
         slot: &Table,
         state: &Rc<RunState>,
+        max_memory: usize,
     ) -> mlua::Result<(Function, Function)> {
         raw.set("G", lua.globals())?;
         let tostring: Function = lua.globals().get("tostring")?;
@@ -92,7 +94,7 @@ impl Engine {
                 })?,
             )?;
         }
-        api::register(lua, raw, state)?;
+        api::register(lua, raw, state, max_memory)?;
         libs::register(lua, raw)?;
         lua.load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)

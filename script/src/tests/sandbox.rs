@@ -368,3 +368,23 @@ fn a_script_stopping_the_collector_does_not_affect_the_next_run() {
     let body = "for i = 1, 500000 do local s = string.rep('x', 100) .. i end return 1";
     assert_eq!(eval_on(&mut vm, body, &mut host), Value::Int(1));
 }
+
+#[test]
+fn string_rep_of_an_empty_string_does_not_spin_outside_the_budget() {
+    assert_eq!(eval("return string.rep('', 1e12)"), bulk(""));
+    assert_eq!(eval("return ('ab'):rep(3)"), bulk("ababab"));
+    assert_eq!(eval("return string.rep('x', 0)"), bulk(""));
+    let Value::Error(e) = eval("return string.rep('x', 1e12)") else {
+        panic!()
+    };
+    assert!(e.starts_with("ERR user_script:1: not enough memory"), "{e}");
+    let Value::Error(e) = eval("return string.rep()") else {
+        panic!()
+    };
+    assert!(
+        e.starts_with(
+            "ERR user_script:1: bad argument #1 to 'rep' (string expected, got no value)"
+        ),
+        "{e}"
+    );
+}
