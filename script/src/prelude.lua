@@ -9,6 +9,8 @@ local rawget, rawset_, setmetatable_, getmetatable_ = rawget, rawset, setmetatab
 local getfenv_, setfenv_, xpcall_, pcall_ = getfenv, setfenv, xpcall, pcall
 local loadstring_, string_byte, table_concat = loadstring, string.byte, table.concat
 local READONLY = "Attempt to modify a readonly table"
+-- The environment of this chunk's functions (mlua may give the chunk its own table).
+local PRELUDE_ENV = getfenv_(1)
 
 -- Tables a script may read but not change (Redis 7 makes them readonly).
 local protected = {} -- proxy -> the table it shows
@@ -83,14 +85,14 @@ local function level(f)
 end
 local function getfenv(f)
   local e = getfenv_(level(f))
-  if e == G then return GP end
+  if e == G or e == PRELUDE_ENV then return GP end
   return e
 end
 local function setfenv(f, t)
   if protected[f] then error(READONLY, 2) end
   envs_dirty = true
   local r = setfenv_(level(f), t)
-  if r == G then return GP end
+  if r == G or r == PRELUDE_ENV then return GP end
   return r
 end
 local function rawset(t, k, v)
@@ -107,10 +109,43 @@ local keep = {
   xpcall = true, tostring = true, next = true, assert = true, tonumber = true,
   rawequal = true, collectgarbage = true, getmetatable = true, type = true, select = true,
   unpack = true, gcinfo = true, pairs = true, rawget = true, ipairs = true, _VERSION = true,
-  error = true, newproxy = true, coroutine = true, string = true, math = true, table = true,
+  error = true, coroutine = true, string = true, math = true, table = true,
 }
 for k in next, G do
   if not keep[k] then rawset_(G, k, nil) end
+end
+-- What a replica could see differently is hidden, so that every replica runs a script the
+-- same way: heap figures read as 0, a collector step as unfinished, and objects print with a
+-- per-run number instead of their address. (`newproxy` is gone: its finalizers would run
+-- whenever the collector decides, in some later run.)
+local collectgarbage_, tostring_, string_format = collectgarbage, tostring, string.format
+local function weak() return setmetatable_({}, { __mode = "k" }) end
+local ids, last_id = weak(), 0
+G.collectgarbage = function(opt, arg)
+  if opt == nil or opt == "count" then return 0 end
+  local r = collectgarbage_(opt, arg)
+  if opt == "step" then return false end
+  return r
+end
+G.gcinfo = function() return 0 end
+local ADDRESSED = { table = true, ["function"] = true, thread = true, userdata = true }
+G.tostring = function(...)
+  if select("#", ...) == 0 then error("bad argument #1 to 'tostring' (value expected)", 2) end
+  local v = ...
+  local t = type(v)
+  if ADDRESSED[t] then
+    local mt = getmetatable_(v)
+    if not (type(mt) == "table" and rawget(mt, "__tostring") ~= nil) then
+      local id = ids[v]
+      if not id then
+        last_id = last_id + 1
+        id = last_id
+        ids[v] = id
+      end
+      return t .. ": 0x" .. string_format("%08x", id)
+    end
+  end
+  return tostring_(v)
 end
 G.pcall = function(f, ...) return pcall_result(pcall_(f, ...)) end
 G.xpcall = function(f, h)
@@ -160,8 +195,10 @@ local function run(fn, keys, argv)
 end
 local function cleanup()
   setfenv_(0, GP)
+  ids, last_id = weak(), 0
   if envs_dirty then
-    for f, e in next, fenvs do setfenv_(f, e) end
+    -- (Lua refuses setfenv on C functions, so only Lua functions can have changed.)
+    for f, e in next, fenvs do pcall_(setfenv_, f, e) end
     envs_dirty = false
   end
 end

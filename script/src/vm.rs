@@ -211,7 +211,9 @@ impl Engine {
         s.instructions.set(0);
         s.killed.set(false);
         let step = HOOK_STEP.min(self.limits.max_instructions.max(1));
-        let _ = self.lua.set_hook(
+        // A global hook: coroutines a script creates inherit it (a per-thread hook of mlua
+        // would not follow them, and a coroutine could loop past the budget).
+        let _ = self.lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(step as u32),
             budget_hook(Rc::clone(&self.state), step, self.limits.max_instructions),
         );
@@ -263,7 +265,7 @@ impl Engine {
     }
 
     fn after_run(&mut self) {
-        self.lua.remove_hook();
+        self.lua.remove_global_hook();
         // A script may have stopped or retuned the collector (`collectgarbage`): undo it.
         self.lua.gc_restart();
         self.lua.gc_set_mode(GcMode::Incremental(
@@ -298,7 +300,7 @@ fn budget_hook(
                 return Ok(VmState::Continue);
             }
             state.killed.set(true);
-            let _ = lua.set_hook(
+            let _ = lua.set_global_hook(
                 HookTriggers::new().every_nth_instruction(1),
                 budget_hook(Rc::clone(&state), 1, max),
             );

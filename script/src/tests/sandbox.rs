@@ -388,3 +388,56 @@ fn string_rep_of_an_empty_string_does_not_spin_outside_the_budget() {
         "{e}"
     );
 }
+
+#[test]
+fn what_differs_between_replicas_is_hidden() {
+    assert_eq!(
+        eval("return {collectgarbage('count'), gcinfo(), tostring(collectgarbage('step'))}"),
+        Value::Array(vec![Value::Int(0), Value::Int(0), bulk("false")])
+    );
+    let body = "local a, b = {}, function() end return {tostring(a), tostring(b), tostring(a), tostring(setmetatable({}, {__tostring = function() return 'x' end}))}";
+    let want = Value::Array(vec![
+        bulk("table: 0x00000001"),
+        bulk("function: 0x00000002"),
+        bulk("table: 0x00000001"),
+        bulk("x"),
+    ]);
+    let mut vm = vm();
+    let mut host = FakeHost::default();
+    assert_eq!(eval_on(&mut vm, body, &mut host), want);
+    assert_eq!(
+        eval_on(&mut vm, body, &mut host),
+        want,
+        "numbering starts again each run"
+    );
+    let Value::Error(e) = eval("return newproxy(true)") else {
+        panic!()
+    };
+    assert!(e.contains("nonexistent global variable 'newproxy'"), "{e}");
+}
+
+#[test]
+fn coroutines_are_under_the_budget_too() {
+    let mut vm = Vm::new(Limits {
+        max_instructions: 100_000,
+        ..Limits::default()
+    })
+    .unwrap();
+    let mut host = FakeHost::default();
+    assert_eq!(
+        eval_on(
+            &mut vm,
+            "local co = coroutine.wrap(function() while true do end end) co()",
+            &mut host
+        ),
+        err("ERR Script killed: exceeded the instruction budget (100000)")
+    );
+    assert_eq!(
+        eval_on(
+            &mut vm,
+            "local co = coroutine.wrap(function(a) coroutine.yield(a + 1) end) return co(1)",
+            &mut host
+        ),
+        Value::Int(2)
+    );
+}
