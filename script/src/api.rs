@@ -51,11 +51,9 @@ pub(crate) fn host_call(
     lua: &Lua,
     host: &mut dyn Host,
     state: &RunState,
+    raise: bool,
     args: MultiValue,
 ) -> mlua::Result<Lv> {
-    let mut args = args.into_iter();
-    let raise = matches!(args.next(), Some(Lv::Boolean(true)));
-    let args: Vec<Lv> = args.collect();
     let argv = if args.is_empty() {
         Err("Please specify at least one argument for this redis lib call")
     } else {

@@ -21,7 +21,6 @@ local function readonly(real)
   return proxy
 end
 
-local host = raw.host
 local R = {
   call = raw.call,
   pcall = raw.pcall,
@@ -121,8 +120,10 @@ end
 local collectgarbage_, tostring_, string_format = collectgarbage, tostring, string.format
 local function weak() return setmetatable_({}, { __mode = "k" }) end
 local ids, last_id = weak(), 0
+local gc_touched = false
 G.collectgarbage = function(opt, arg)
   if opt == nil or opt == "count" then return 0 end
+  gc_touched = true
   local r = collectgarbage_(opt, arg)
   if opt == "step" then return false end
   return r
@@ -193,13 +194,17 @@ local function run(fn, keys, argv)
   setfenv_(fn, GP)
   return xpcall_(fn, handler)
 end
+-- After each run; returns whether the script used `collectgarbage` (Rust then resets it).
 local function cleanup()
   setfenv_(0, GP)
-  ids, last_id = weak(), 0
+  if last_id > 0 then ids, last_id = weak(), 0 end
   if envs_dirty then
     -- (Lua refuses setfenv on C functions, so only Lua functions can have changed.)
     for f, e in next, fenvs do pcall_(setfenv_, f, e) end
     envs_dirty = false
   end
+  local touched = gc_touched
+  gc_touched = false
+  return touched
 end
-return run, cleanup
+return run, cleanup, R

@@ -1,5 +1,6 @@
 //! The VM: one Lua state with the sandbox, a bounded cache of compiled scripts, and runs.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -33,7 +34,10 @@ pub(crate) struct Engine {
     lua: Lua,
     run: Function,
     cleanup: Function,
-    slot: Table,
+    /// The real `redis` table (scripts see a readonly proxy of it).
+    redis: Table,
+    /// `redis.call`/`redis.pcall` between runs.
+    placeholders: Table,
     state: Rc<RunState>,
     cache: HashMap<String, Cached>,
     limits: Limits,
@@ -51,15 +55,15 @@ impl Engine {
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(lua_err)?;
         let state = Rc::new(RunState::new());
         let raw = lua.create_table().map_err(lua_err)?;
-        let slot = lua.create_table().map_err(lua_err)?;
-        let (run, cleanup) =
-            Self::install(&lua, &raw, &slot, &state, limits.max_memory).map_err(lua_err)?;
+        let (run, cleanup, redis) =
+            Self::install(&lua, &raw, &state, limits.max_memory).map_err(lua_err)?;
         lua.set_memory_limit(limits.max_memory).map_err(lua_err)?;
         Ok(Self {
             lua,
             run,
             cleanup,
-            slot,
+            redis,
+            placeholders: raw,
             state,
             cache: HashMap::new(),
             limits,
@@ -71,26 +75,24 @@ impl Engine {
     fn install(
         lua: &Lua,
         raw: &Table,
-        slot: &Table,
         state: &Rc<RunState>,
         max_memory: usize,
-    ) -> mlua::Result<(Function, Function)> {
+    ) -> mlua::Result<(Function, Function, Table)> {
         raw.set("G", lua.globals())?;
         let tostring: Function = lua.globals().get("tostring")?;
         raw.set(
             "handler",
             lua.create_function(move |lua, e: Lv| error_handler(lua, &tostring, e))?,
         )?;
-        // redis.call / redis.pcall go through the host of the run under way (set per run).
-        for (name, raise) in [("call", true), ("pcall", false)] {
-            let slot = slot.clone();
+        // redis.call / redis.pcall are bound to the host of each run (see `call`); between
+        // runs they answer as Redis's do outside a script.
+        for name in ["call", "pcall"] {
             raw.set(
                 name,
-                lua.create_function(move |_, args: MultiValue| {
-                    let f: Function = slot.raw_get("host")?;
-                    let mut args = args;
-                    args.push_front(Lv::Boolean(raise));
-                    f.call::<Lv>(args)
+                lua.create_function(|_, _: MultiValue| -> mlua::Result<Lv> {
+                    Err(crate::errors::reply_error(
+                        "ERR redis.call/pcall can only be called inside a script invocation".into(),
+                    ))
                 })?,
             )?;
         }
@@ -99,7 +101,7 @@ impl Engine {
         lua.load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .set_mode(ChunkMode::Text)
-            .call::<(Function, Function)>(raw.clone())
+            .call::<(Function, Function, Table)>(raw.clone())
     }
 
     pub(crate) fn flush(&mut self) {
@@ -223,13 +225,24 @@ impl Engine {
         let keys = self.array(run.keys)?;
         let argv = self.array(run.argv)?;
         let state = Rc::clone(&self.state);
+        let host = RefCell::new(host);
         self.lua.scope(|scope| {
-            let f = scope.create_function_mut(move |lua, args: MultiValue| {
-                api::host_call(lua, &mut *host, &state, args)
-            })?;
-            self.slot.raw_set("host", f)?;
+            let (host, state) = (&host, &state);
+            for (name, raise) in [("call", true), ("pcall", false)] {
+                let f = scope.create_function(move |lua, args: MultiValue| {
+                    // A host never calls back into Lua, so this borrow is never taken twice.
+                    let mut host = host
+                        .try_borrow_mut()
+                        .map_err(|_| mlua::Error::RecursiveMutCallback)?;
+                    api::host_call(lua, &mut **host, state, raise, args)
+                })?;
+                self.redis.raw_set(name, f)?;
+            }
             let out = self.run.call::<(bool, Lv)>((func.clone(), keys, argv));
-            self.slot.raw_set("host", Lv::Nil)?;
+            for name in ["call", "pcall"] {
+                self.redis
+                    .raw_set(name, self.placeholders.raw_get::<Lv>(name)?)?;
+            }
             out
         })
     }
@@ -266,15 +279,20 @@ impl Engine {
 
     fn after_run(&mut self) {
         self.lua.remove_global_hook();
-        // A script may have stopped or retuned the collector (`collectgarbage`): undo it.
-        self.lua.gc_restart();
-        self.lua.gc_set_mode(GcMode::Incremental(
-            GcIncParams::default().pause(200).step_multiplier(200),
-        ));
-        if self.cleanup.call::<()>(()).is_err() {
-            // Only memory can fail here: collect and try once more.
-            let _ = self.lua.gc_collect();
-            let _ = self.cleanup.call::<()>(());
+        let gc_touched = match self.cleanup.call::<bool>(()) {
+            Ok(touched) => touched,
+            Err(_) => {
+                // Only memory can fail here: collect and try once more.
+                let _ = self.lua.gc_collect();
+                self.cleanup.call::<bool>(()).unwrap_or(true)
+            }
+        };
+        if gc_touched {
+            // The script stopped or retuned the collector (`collectgarbage`): undo it.
+            self.lua.gc_restart();
+            self.lua.gc_set_mode(GcMode::Incremental(
+                GcIncParams::default().pause(200).step_multiplier(200),
+            ));
         }
         self.runs += 1;
         if self.lua.used_memory() > self.limits.max_memory / 2 {
