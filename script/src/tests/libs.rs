@@ -437,3 +437,36 @@ fn cmsgpack_matches_redis() {
     ];
     check(cases);
 }
+
+#[test]
+fn deeply_nested_input_is_refused_before_the_native_stack_runs_out() {
+    // Redis's own bound is its Lua stack (about 4000 levels); ours is 1000.
+    let Value::Error(e) =
+        eval("return #{cmsgpack.unpack(string.rep(string.char(0x91), 5000) .. string.char(1))}")
+    else {
+        panic!()
+    };
+    assert!(
+        e.starts_with("ERR user_script:1: stack overflow (in function mp_decode_to_lua_array)"),
+        "{e}"
+    );
+    assert_eq!(
+        eval("return #{cmsgpack.unpack(string.rep(string.char(0x91), 900) .. string.char(1))}"),
+        Value::Int(1)
+    );
+    let Value::Error(e) = eval("return cjson.decode(string.rep('[', 100000))") else {
+        panic!()
+    };
+    assert!(
+        e.starts_with("ERR user_script:1: Found too many nested data structures (1001)"),
+        "{e}"
+    );
+    let Value::Error(e) = eval("return #{cmsgpack.unpack(string.rep(string.char(1), 8000))}")
+    else {
+        panic!()
+    };
+    assert!(
+        e.starts_with("ERR user_script:1: stack overflow (too many return values at once"),
+        "{e}"
+    );
+}

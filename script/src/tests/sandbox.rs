@@ -441,3 +441,21 @@ fn coroutines_are_under_the_budget_too() {
         Value::Int(2)
     );
 }
+
+#[test]
+fn deep_recursion_is_a_lua_error_not_a_crash() {
+    assert_eq!(
+        eval("local function f() f() end f()"),
+        err(
+            "ERR user_script:1: stack overflow script: ef5b65872cb582371ecea142590f46b7afc00f55, on @user_script:1."
+        )
+    );
+    assert_eq!(
+        eval(
+            "local t = setmetatable({}, {}) getmetatable(t).__index = function(t, k) return t[k] end return t.x"
+        ),
+        err(
+            "ERR user_script:1: C stack overflow script: 7afb2f26bfdf9cbc2d4661517d0b2a646aa7b34f, on @user_script:1."
+        )
+    );
+}
