@@ -158,7 +158,11 @@ impl Vm {
         self.engine.eval(body, run, host)
     }
 
-    /// Drops every cached script (`SCRIPT FLUSH`).
+    fn engine_mut(&mut self) -> &mut vm::Engine {
+        &mut self.engine
+    }
+
+    /// Drops every cached script and loaded library (`SCRIPT FLUSH`).
     pub fn flush(&mut self) {
         self.engine.flush();
     }

@@ -187,6 +187,120 @@ for _, name in next, LIBS do
   remember_envs(protected[G[name]])
 end
 
+
+-- Function libraries (`FUNCTION LOAD`, `FCALL`), as Redis 7's function engine: while a
+-- library loads, its globals are only `redis` = {register_function, log, LOG_*, versions};
+-- when its functions are called, the full API (and no KEYS/ARGV: they are arguments).
+local loading = nil -- the functions registered so far while a library loads
+local function nonexistent(k)
+  error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 3)
+end
+local LIB_REDIS = {
+  log = raw.log,
+  LOG_DEBUG = 0, LOG_VERBOSE = 1, LOG_NOTICE = 2, LOG_WARNING = 3,
+  REDIS_VERSION = raw.version, REDIS_VERSION_NUM = raw.version_num,
+}
+local FLAG_NAMES = {
+  ["no-writes"] = true, ["allow-oom"] = true, ["allow-stale"] = true, ["no-cluster"] = true,
+  ["allow-cross-slot-keys"] = true,
+}
+local string_find, string_lower = string.find, string.lower
+local function reg_fail(msg) error({ err = "ERR " .. msg }, 0) end
+local function is_string(v) return type(v) == "string" or type(v) == "number" end
+local function read_flags(t)
+  local flags, j = {}, 1
+  while true do
+    local f = t[j]
+    if f == nil then return flags end
+    if not is_string(f) then return nil end
+    f = string_lower(tostring_(f))
+    if not FLAG_NAMES[f] then return nil end
+    flags[#flags + 1] = f
+    j = j + 1
+  end
+end
+local function named_args(t)
+  if type(t) ~= "table" then
+    reg_fail("calling redis.register_function with a single argument is only applicable to Lua table (representing named arguments).")
+  end
+  local name, desc, callback, flags
+  for k, v in next, t do
+    if not is_string(k) then reg_fail("named argument key given to redis.register_function is not a string") end
+    local key = string_lower(tostring_(k))
+    if key == "function_name" then
+      if not is_string(v) then reg_fail("function_name argument given to redis.register_function must be a string") end
+      name = tostring_(v)
+    elseif key == "description" then
+      if not is_string(v) then reg_fail("description argument given to redis.register_function must be a string") end
+      desc = tostring_(v)
+    elseif key == "callback" then
+      if type(v) ~= "function" then reg_fail("callback argument given to redis.register_function must be a function") end
+      callback = v
+    elseif key == "flags" then
+      if type(v) ~= "table" then reg_fail("flags argument to redis.register_function must be a table representing function flags") end
+      flags = read_flags(v)
+      if not flags then reg_fail("unknown flag given") end
+    else
+      reg_fail("unknown argument given to redis.register_function")
+    end
+  end
+  if not name then reg_fail("redis.register_function must get a function name argument") end
+  if not callback then reg_fail("redis.register_function must get a callback argument") end
+  return name, desc, callback, flags or {}
+end
+LIB_REDIS.register_function = function(...)
+  if not loading then reg_fail("redis.register_function can only be called on FUNCTION LOAD command") end
+  local n = select("#", ...)
+  local name, desc, callback, flags
+  if n < 1 or n > 2 then
+    reg_fail("wrong number of arguments to redis.register_function")
+  elseif n == 1 then
+    name, desc, callback, flags = named_args((...))
+  else
+    local a, b = ...
+    if not is_string(a) then reg_fail("first argument to redis.register_function must be a string") end
+    if type(b) ~= "function" then reg_fail("second argument to redis.register_function must be a function") end
+    name, callback, flags = tostring_(a), b, {}
+  end
+  if name == "" or string_find(name, "[^%w_]") then
+    reg_fail("Library names can only contain letters, numbers, or underscores(_) and must be at least one character long")
+  end
+  for _, f in next, loading do
+    if f.name == name then reg_fail("Function already exists in the library") end
+  end
+  loading[#loading + 1] = { name = name, description = desc, callback = callback, flags = flags }
+end
+setmetatable_(LIB_REDIS, { __index = function(_, k) nonexistent(k) end })
+local LIB_REDIS_P = readonly(LIB_REDIS)
+local LIBENV = setmetatable_({}, {
+  __index = function(_, k)
+    if loading then
+      if k == "redis" then return LIB_REDIS_P end
+    elseif k ~= "KEYS" and k ~= "ARGV" then
+      local v = rawget(G, k)
+      if v ~= nil then return v end
+    end
+    nonexistent(k)
+  end,
+  __newindex = ro_err,
+  __metatable = false,
+})
+protected[LIBENV] = G
+
+-- Runs a library's code; returns ok, error, the functions it registered.
+local function load_library(fn)
+  loading = {}
+  setfenv_(fn, LIBENV)
+  local ok, e = xpcall_(fn, raw.handler)
+  local registered = loading
+  loading = nil
+  return ok, e, registered
+end
+-- Calls one function of a library with KEYS and ARGV as its arguments.
+local function call_function(fn, keys, argv)
+  return xpcall_(function() return fn(keys, argv) end, raw.handler)
+end
+
 local handler = raw.handler
 local function run(fn, keys, argv)
   rawset_(G, "KEYS", keys)
@@ -207,4 +321,4 @@ local function cleanup()
   gc_touched = false
   return touched
 end
-return run, cleanup, R
+return run, cleanup, R, load_library, call_function

@@ -14,6 +14,7 @@ use mlua::{
 use crate::api::{self, RunState};
 use crate::convert::lua_to_reply;
 use crate::errors::{ScriptError, script_error};
+use crate::library::{self, Library};
 use crate::rand48::Rand48;
 use crate::{Host, Limits, Resp, Run, Value, VmError, libs, sha1, shebang};
 
@@ -23,6 +24,13 @@ const PRELUDE_NAME: &str = "=tierkv";
 const HOOK_STEP: u64 = 1000;
 /// Runs between two incremental GC steps (Redis's `LUA_GC_CYCLE_PERIOD`).
 const GC_PERIOD: u64 = 50;
+
+struct CachedLibrary {
+    library: Library,
+    /// Function name → its callback.
+    callbacks: Table,
+    last_used: u64,
+}
 
 struct Cached {
     func: Function,
@@ -34,6 +42,11 @@ pub(crate) struct Engine {
     lua: Lua,
     run: Function,
     cleanup: Function,
+    /// `prelude.lua`'s `load_library` and `call_function` (function libraries).
+    load_library: Function,
+    call_function: Function,
+    /// Loaded function libraries, by the SHA1 of their code (bounded like `cache`).
+    libraries: HashMap<String, CachedLibrary>,
     /// The real `redis` table (scripts see a readonly proxy of it).
     redis: Table,
     /// `redis.call`/`redis.pcall` between runs.
@@ -55,7 +68,7 @@ impl Engine {
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(lua_err)?;
         let state = Rc::new(RunState::new());
         let raw = lua.create_table().map_err(lua_err)?;
-        let (run, cleanup, redis) =
+        let (run, cleanup, redis, load_library, call_function) =
             Self::install(&lua, &raw, &state, limits.max_memory).map_err(lua_err)?;
         lua.set_memory_limit(limits.max_memory).map_err(lua_err)?;
         Ok(Self {
@@ -64,6 +77,9 @@ impl Engine {
             cleanup,
             redis,
             placeholders: raw,
+            load_library,
+            call_function,
+            libraries: HashMap::new(),
             state,
             cache: HashMap::new(),
             limits,
@@ -77,7 +93,7 @@ impl Engine {
         raw: &Table,
         state: &Rc<RunState>,
         max_memory: usize,
-    ) -> mlua::Result<(Function, Function, Table)> {
+    ) -> mlua::Result<(Function, Function, Table, Function, Function)> {
         raw.set("G", lua.globals())?;
         let tostring: Function = lua.globals().get("tostring")?;
         raw.set(
@@ -101,11 +117,12 @@ impl Engine {
         lua.load(include_str!("prelude.lua"))
             .set_name(PRELUDE_NAME)
             .set_mode(ChunkMode::Text)
-            .call::<(Function, Function, Table)>(raw.clone())
+            .call::<(Function, Function, Table, Function, Function)>(raw.clone())
     }
 
     pub(crate) fn flush(&mut self) {
         self.cache.clear();
+        self.libraries.clear();
         let _ = self.lua.gc_collect();
     }
 
@@ -224,6 +241,17 @@ impl Engine {
     fn call(&self, func: &Function, run: Run<'_>, host: &mut dyn Host) -> mlua::Result<(bool, Lv)> {
         let keys = self.array(run.keys)?;
         let argv = self.array(run.argv)?;
+        self.with_host(host, || {
+            self.run.call::<(bool, Lv)>((func.clone(), keys, argv))
+        })
+    }
+
+    /// Runs `f` with `redis.call`/`redis.pcall` bound to `host`.
+    fn with_host<R>(
+        &self,
+        host: &mut dyn Host,
+        f: impl FnOnce() -> mlua::Result<R>,
+    ) -> mlua::Result<R> {
         let state = Rc::clone(&self.state);
         let host = RefCell::new(host);
         self.lua.scope(|scope| {
@@ -238,13 +266,128 @@ impl Engine {
                 })?;
                 self.redis.raw_set(name, f)?;
             }
-            let out = self.run.call::<(bool, Lv)>((func.clone(), keys, argv));
+            let out = f();
             for name in ["call", "pcall"] {
                 self.redis
                     .raw_set(name, self.placeholders.raw_get::<Lv>(name)?)?;
             }
             out
         })
+    }
+
+    /// `FUNCTION LOAD`: the library `code` defines (loaded once, cached by its SHA1).
+    pub(crate) fn load_library(&mut self, code: &[u8]) -> Result<Library, Value> {
+        self.library(code).map(|(library, _)| library)
+    }
+
+    fn library(&mut self, code: &[u8]) -> Result<(Library, Table), Value> {
+        let sha = sha1::sha1_hex(code);
+        self.clock += 1;
+        if let Some(c) = self.libraries.get_mut(&sha) {
+            c.last_used = self.clock;
+            return Ok((c.library.clone(), c.callbacks.clone()));
+        }
+        let (name, start) = library::metadata(code).map_err(Value::Error)?;
+        let chunk = self
+            .lua
+            .load(&code[start..])
+            .set_name("@user_function")
+            .set_mode(ChunkMode::Text);
+        let func = match chunk.into_function() {
+            Ok(f) => f,
+            Err(mlua::Error::SyntaxError { message, .. }) => {
+                return Err(Value::Error(format!(
+                    "ERR Error compiling function: {message}"
+                )));
+            }
+            Err(mlua::Error::MemoryError(_)) => return Err(self.memory_error()),
+            Err(e) => return Err(Value::Error(format!("ERR Error compiling function: {e}"))),
+        };
+        self.prepare(0);
+        let loaded = self.load_library.call::<(bool, Lv, Table)>(func);
+        let killed = self.state.killed.get();
+        self.after_run();
+        if killed {
+            return Err(self.budget_error());
+        }
+        let (ok, err, registered) = match loaded {
+            Ok(r) => r,
+            Err(mlua::Error::MemoryError(_)) => return Err(self.memory_error()),
+            Err(e) => {
+                return Err(Value::Error(format!(
+                    "ERR Error registering functions: {e}"
+                )));
+            }
+        };
+        if !ok {
+            let msg = match &err {
+                Lv::Table(t) => t.raw_get::<Option<mlua::LuaString>>("err").ok().flatten(),
+                _ => None,
+            }
+            .map_or_else(|| "ERR unknown error".to_string(), |s| s.to_string_lossy());
+            return Err(Value::Error(format!(
+                "ERR Error registering functions: {msg}"
+            )));
+        }
+        let (library, callbacks) = library::collect(&self.lua, name, &registered)
+            .map_err(|e| Value::Error(format!("ERR Error registering functions: {e}")))?;
+        if library.functions.is_empty() {
+            return Err(Value::Error("ERR No functions registered".into()));
+        }
+        self.evict_libraries_to(self.limits.max_cached.saturating_sub(1));
+        if self.limits.max_cached > 0 {
+            let cached = CachedLibrary {
+                library: library.clone(),
+                callbacks: callbacks.clone(),
+                last_used: self.clock,
+            };
+            self.libraries.insert(sha, cached);
+        }
+        Ok((library, callbacks))
+    }
+
+    fn evict_libraries_to(&mut self, keep: usize) {
+        while self.libraries.len() > keep {
+            let Some(oldest) = self
+                .libraries
+                .iter()
+                .min_by_key(|(_, c)| c.last_used)
+                .map(|(k, _)| k.clone())
+            else {
+                return;
+            };
+            self.libraries.remove(&oldest);
+        }
+    }
+
+    /// `FCALL`: calls `function` of the library `code` with `run`'s keys and arguments.
+    pub(crate) fn fcall(
+        &mut self,
+        code: &[u8],
+        function: &[u8],
+        run: Run<'_>,
+        host: &mut dyn Host,
+    ) -> Value {
+        let callbacks = match self.library(code) {
+            Ok((_, callbacks)) => callbacks,
+            Err(e) => return e,
+        };
+        let Ok(Lv::Function(func)) = callbacks.raw_get::<Lv>(self.lua.create_string(function).ok())
+        else {
+            return Value::Error("ERR Function not found".into());
+        };
+        let name = String::from_utf8_lossy(function).into_owned();
+        self.prepare(run.seed);
+        let outcome = (|| {
+            let keys = self.array(run.keys)?;
+            let argv = self.array(run.argv)?;
+            self.with_host(host, || {
+                self.call_function.call::<(bool, Lv)>((func, keys, argv))
+            })
+        })();
+        let reply = self.finish(&name, outcome);
+        self.after_run();
+        reply
     }
 
     fn array(&self, items: &[Bytes]) -> mlua::Result<Table> {

@@ -2,6 +2,7 @@
 //! redis-server 7.0.15.
 
 mod api;
+mod functions;
 mod libs;
 mod props;
 mod sandbox;
