@@ -8,8 +8,17 @@
 //! script can observe is deterministic: no wall clock, `math.random` seeded by the caller, and
 //! an instruction budget instead of a time limit.
 
+mod api;
 pub mod commands;
+mod convert;
+mod errors;
 mod library;
+mod libs;
+mod numfmt;
+mod rand48;
+mod sha1;
+mod shebang;
+mod vm;
 
 pub use library::{Function, Library};
 
@@ -96,47 +105,88 @@ pub enum VmError {
 
 /// The SHA1 of a script body, as 40 lower-case hex digits (`EVALSHA`, `SCRIPT LOAD`).
 pub fn sha1_hex(body: &[u8]) -> String {
-    let _ = body;
-    String::new()
+    sha1::sha1_hex(body)
 }
 
 /// Parses the shebang of `body`, if any. `Err` is the Redis error reply text
 /// (`ERR Unexpected flag in script shebang: …`, `ERR Unexpected engine in script shebang: …`).
 pub fn flags(body: &[u8]) -> Result<Flags, String> {
-    let _ = body;
-    Ok(Flags::default())
+    shebang::parse(body).map(|(flags, _)| flags)
 }
 
 /// A Lua VM with Redis's sandbox and a bounded cache of compiled scripts.
+///
+/// A VM is reused across runs: compiled scripts stay in its cache (least recently used
+/// dropped past [`Limits::max_cached`]); nothing a script does is visible to the next run.
 pub struct Vm {
     limits: Limits,
+    engine: vm::Engine,
 }
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("limits", &self.limits).finish()
+        f.debug_struct("Vm")
+            .field("limits", &self.limits)
+            .field("cached", &self.engine.cached())
+            .finish()
     }
 }
 
 impl Vm {
     /// A VM with these limits.
     pub fn new(limits: Limits) -> Result<Self, VmError> {
-        Ok(Self { limits })
+        Ok(Self {
+            limits,
+            engine: vm::Engine::new(limits)?,
+        })
     }
 
     /// Compiles `body` (and caches it); `Err` is the Redis error reply for a script that does
-    /// not compile (`ERR Error compiling script (new function): user_script:1: …`).
+    /// not compile (`ERR Error compiling script (new function): user_script:1: …`) or whose
+    /// shebang is wrong.
     pub fn load(&mut self, body: &[u8]) -> Result<(), Value> {
-        let _ = body;
-        Ok(())
+        self.engine.function(body).map(|_| ())
     }
 
     /// Runs `body` with `run`'s `KEYS`, `ARGV` and seed, its commands through `host`, and
     /// returns its reply converted by Redis's Lua → reply rules (an error is
     /// [`Value::Error`], with Redis's text: `ERR user_script:1: … script: <sha>, on
-    /// @user_script:1.`).
+    /// @user_script:1.`). A script over its instruction budget gets `ERR Script killed:
+    /// exceeded the instruction budget (N)`; over the memory limit, `ERR Script killed:
+    /// exceeded the memory limit (N bytes)`. The VM stays usable either way.
     pub fn eval(&mut self, body: &[u8], run: Run<'_>, host: &mut dyn Host) -> Value {
-        let _ = (body, run, host);
-        Value::Error("ERR scripting is not built yet".into())
+        self.engine.eval(body, run, host)
+    }
+
+    fn engine_mut(&mut self) -> &mut vm::Engine {
+        &mut self.engine
+    }
+
+    /// Drops every cached script and loaded library (`SCRIPT FLUSH`).
+    pub fn flush(&mut self) {
+        self.engine.flush();
+    }
+
+    /// Whether `sha` (40 lower-case hex digits) is in the cache (`SCRIPT EXISTS`).
+    pub fn is_cached(&self, sha: &str) -> bool {
+        self.engine.is_cached(sha)
+    }
+
+    /// Scripts in the cache.
+    pub fn cached(&self) -> usize {
+        self.engine.cached()
+    }
+
+    /// `redis.log` calls made so far (they are counted, not written anywhere).
+    pub fn logged(&self) -> u64 {
+        self.engine.logged()
+    }
+
+    /// Bytes the Lua state has allocated.
+    pub fn memory(&self) -> usize {
+        self.engine.memory()
     }
 }
+
+#[cfg(test)]
+mod tests;
