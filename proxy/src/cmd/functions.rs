@@ -8,7 +8,7 @@ use bytes::Bytes;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
 use super::tx::TxCmd;
-use super::util::{arity, exec_error, help, is, unknown_sub};
+use super::util::{arity, exec_error, help, is, syntax_error, unknown_sub};
 use super::scripting::Script;
 use super::{Action, Session, Spec};
 use crate::db::DbRouter;
@@ -151,68 +151,76 @@ pub fn dispatch(shared: &Shared, sess: &Session, name: &str, args: &[Bytes]) -> 
     }
 }
 
+/// `FUNCTION` subcommands with Redis's arities (negative: at least).
+const SUBCOMMANDS: &[(&str, i32)] = &[
+    ("delete", 3),
+    ("dump", 2),
+    ("flush", -2),
+    ("help", 2),
+    ("kill", 2),
+    ("list", -2),
+    ("load", -3),
+    ("restore", -3),
+    ("stats", 2),
+];
+
 fn function(args: &[Bytes]) -> Action {
     let sub = &args[1];
-    let n = args.len();
+    let Some(&(name, arity_n)) = SUBCOMMANDS.iter().find(|(s, _)| is(sub, s)) else {
+        return Action::Reply(unknown_sub("function", sub));
+    };
+    let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
+    if (arity_n > 0 && n != arity_n) || (arity_n < 0 && n < -arity_n) {
+        return Action::Reply(arity(&format!("function|{name}")));
+    }
     let tx = |f: FunctionCmd| Action::Tx(TxCmd::Function(f));
-    if is(sub, "load") && (n == 3 || (n == 4 && is(&args[2], "replace"))) {
-        tx(FunctionCmd::Load {
-            code: args[n - 1].clone(),
-            replace: n == 4,
-        })
-    } else if is(sub, "load") && n == 4 {
-        Action::Reply(Reply::err(format_args!(
-            "Unknown option given: {}",
-            String::from_utf8_lossy(&args[2])
-        )))
-    } else if is(sub, "delete") && n == 3 {
-        tx(FunctionCmd::Delete(args[2].clone()))
-    } else if is(sub, "flush") && n <= 3 {
-        match args.get(2) {
-            Some(mode) if !is(mode, "sync") && !is(mode, "async") => {
-                Action::Reply(Reply::err("FUNCTION FLUSH only supports SYNC|ASYNC option"))
+    match name {
+        "load" => {
+            let options = &args[2..args.len() - 1];
+            if let Some(bad) = options.iter().find(|o| !is(o, "replace")) {
+                return Action::Reply(Reply::err(format_args!(
+                    "Unknown option given: {}",
+                    String::from_utf8_lossy(bad)
+                )));
             }
-            _ => tx(FunctionCmd::Flush),
+            tx(FunctionCmd::Load {
+                code: args[args.len() - 1].clone(),
+                replace: !options.is_empty(),
+            })
         }
-    } else if is(sub, "list") {
-        list_args(&args[2..]).map_or_else(Action::Reply, tx)
-    } else if is(sub, "stats") && n == 2 {
-        tx(FunctionCmd::Stats)
-    } else if is(sub, "dump") && n == 2 {
-        tx(FunctionCmd::Dump)
-    } else if is(sub, "restore") && (n == 3 || n == 4) {
-        let policy = match args.get(3) {
-            None => Policy::Append,
-            Some(p) if is(p, "append") => Policy::Append,
-            Some(p) if is(p, "replace") => Policy::Replace,
-            Some(p) if is(p, "flush") => Policy::Flush,
-            Some(_) => {
-                return Action::Reply(Reply::err(
-                    "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
-                ));
-            }
-        };
-        tx(FunctionCmd::Restore {
-            payload: args[2].clone(),
-            policy,
-        })
-    } else if is(sub, "kill") && n == 2 {
+        "delete" => tx(FunctionCmd::Delete(args[2].clone())),
+        "flush" => match &args[2..] {
+            [] => tx(FunctionCmd::Flush),
+            [mode] if is(mode, "sync") || is(mode, "async") => tx(FunctionCmd::Flush),
+            [_] => Action::Reply(Reply::err("FUNCTION FLUSH only supports SYNC|ASYNC option")),
+            _ => Action::Reply(syntax_error("function", sub)),
+        },
+        "list" => list_args(&args[2..]).map_or_else(Action::Reply, tx),
+        "stats" => tx(FunctionCmd::Stats),
+        "dump" => tx(FunctionCmd::Dump),
+        "restore" => {
+            let policy = match &args[3..] {
+                [] => Policy::Append,
+                [p] if is(p, "append") => Policy::Append,
+                [p] if is(p, "replace") => Policy::Replace,
+                [p] if is(p, "flush") => Policy::Flush,
+                [_] => {
+                    return Action::Reply(Reply::err(
+                        "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.",
+                    ));
+                }
+                _ => return Action::Reply(syntax_error("function", sub)),
+            };
+            tx(FunctionCmd::Restore {
+                payload: args[2].clone(),
+                policy,
+            })
+        }
         // A function runs inside its range, atomically, to its end or its instruction budget.
-        Action::Reply(Reply::Error(
+        "kill" => Action::Reply(Reply::Error(
             "NOTBUSY No scripts in execution right now.".into(),
-        ))
-    } else if is(sub, "help") && n == 2 {
-        Action::Reply(help(FUNCTION_HELP))
-    } else if [
-        "load", "delete", "flush", "stats", "kill", "help", "dump", "restore",
-    ]
-    .iter()
-    .any(|s| is(sub, s))
-    {
-        let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
-        Action::Reply(arity(&format!("function|{sub}")))
-    } else {
-        Action::Reply(unknown_sub("function", sub))
+        )),
+        _ => Action::Reply(help(FUNCTION_HELP)),
     }
 }
 

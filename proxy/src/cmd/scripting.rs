@@ -10,7 +10,7 @@ use net::message::kv::{KvOp, OpResult};
 use script::Run;
 
 use super::script_table::KeylessHost;
-use super::util::{arity, help, is, one, unexpected, unknown_sub};
+use super::util::{arity, help, is, one, syntax_error, unexpected, unknown_sub};
 use super::{Action, Session, Spec, keyed};
 use crate::keyspace::Db;
 use crate::resp::Reply;
@@ -184,42 +184,46 @@ fn discover(db: Db, script: &Script<'_>) -> Result<Bytes, Reply> {
     }
 }
 
+/// `SCRIPT` subcommands with Redis's arities (negative: at least).
+const SUBCOMMANDS: &[(&str, i32)] = &[
+    ("exists", -3),
+    ("flush", -2),
+    ("help", 2),
+    ("kill", 2),
+    ("load", 3),
+];
+
 /// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.
 fn script_command(shared: &Shared, args: &[Bytes]) -> Reply {
     let sub = &args[1];
-    let n = args.len();
-    if is(sub, "help") && n == 2 {
-        help(SCRIPT_HELP)
-    } else if is(sub, "load") && n == 3 {
-        load(shared, &args[2])
-    } else if is(sub, "exists") && n >= 3 {
-        Reply::Array(
+    let Some(&(name, arity_n)) = SUBCOMMANDS.iter().find(|(s, _)| is(sub, s)) else {
+        return unknown_sub("script", sub);
+    };
+    let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
+    if (arity_n > 0 && n != arity_n) || (arity_n < 0 && n < -arity_n) {
+        return arity(&format!("script|{name}"));
+    }
+    match name {
+        "load" => load(shared, &args[2]),
+        "exists" => Reply::Array(
             args[2..]
                 .iter()
                 .map(|sha| Reply::Int(i64::from(shared.scripts.contains(sha))))
                 .collect(),
-        )
-    } else if is(sub, "flush") && n <= 3 {
-        match args.get(2) {
-            Some(mode) if !is(mode, "sync") && !is(mode, "async") => {
+        ),
+        "flush" => match &args[2..] {
+            [mode] if !is(mode, "sync") && !is(mode, "async") => {
                 Reply::err("SCRIPT FLUSH only support SYNC|ASYNC option")
             }
-            _ => {
+            [] | [_] => {
                 shared.scripts.flush();
                 Reply::OK
             }
-        }
-    } else if is(sub, "kill") && n == 2 {
+            _ => syntax_error("script", sub),
+        },
         // A script runs inside its range, atomically, to its end or its instruction budget.
-        Reply::Error("NOTBUSY No scripts in execution right now.".into())
-    } else if ["load", "exists", "flush", "kill", "help"]
-        .iter()
-        .any(|s| is(sub, s))
-    {
-        let sub = String::from_utf8_lossy(sub).to_ascii_lowercase();
-        arity(&format!("script|{sub}"))
-    } else {
-        unknown_sub("script", sub)
+        "kill" => Reply::Error("NOTBUSY No scripts in execution right now.".into()),
+        _ => help(SCRIPT_HELP),
     }
 }
 

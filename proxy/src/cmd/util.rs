@@ -98,6 +98,10 @@ pub fn rpc_error(e: &RpcError) -> Reply {
         RpcError::NotAnInteger {} => not_int(),
         RpcError::NotAFloat {} => Reply::err("value is not a valid float"),
         RpcError::Overflow {} => Reply::err("increment or decrement would overflow"),
+        // Redis Cluster's error code, as the range words it.
+        RpcError::BadRequest { message } if message.starts_with("CROSSSLOT ") => {
+            Reply::Error(message.clone())
+        }
         RpcError::BadRequest { message } => Reply::err(message),
         RpcError::Redis { message } => Reply::Error(message.clone()),
         RpcError::ValueTooLarge { .. } => {
@@ -165,6 +169,15 @@ pub fn help(lines: &[&'static str]) -> Reply {
 pub fn unknown_sub(cmd: &str, sub: &[u8]) -> Reply {
     Reply::err(format_args!(
         "unknown subcommand '{}'. Try {} HELP.",
+        String::from_utf8_lossy(sub),
+        cmd.to_ascii_uppercase()
+    ))
+}
+
+/// Redis's `addReplySubcommandSyntaxError`: too many arguments for a subcommand.
+pub fn syntax_error(cmd: &str, sub: &[u8]) -> Reply {
+    Reply::err(format_args!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try {} HELP.",
         String::from_utf8_lossy(sub),
         cmd.to_ascii_uppercase()
     ))
