@@ -5,8 +5,11 @@
 //!   runtime of its own, listening on a free port of 127.0.0.1.
 //! - [`redis::start`]: a `redis-server` child process on a free port, or `None` (with a
 //!   printed reason) where `redis-server` is not installed.
+//! - [`lincheck`]: a per-key linearizability checker (register and counter models) for the
+//!   histories of the Jepsen-style harness (`tests/jepsen.rs` of the root package).
 //! - [`tempdir::TempDir`]: a data directory removed when dropped, even by a failing test.
 
+pub mod lincheck;
 pub mod master;
 pub mod redis;
 pub mod tempdir;
