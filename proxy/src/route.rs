@@ -127,7 +127,6 @@ impl Router {
         let pool = Pool::new(hello, cfg.transport.clone(), cfg.conns_per_shard);
         Self {
             resend_budget: resend_budget(&cfg),
-            cfg,
             table: RwLock::new(Arc::new(Table::default())),
             refresh_lock: tokio::sync::Mutex::new(()),
             pool,
@@ -138,6 +137,7 @@ impl Router {
             fault: cfg
                 .test_only_drop_acked_sets
                 .then(crate::fault::DropAckedSets::default),
+            cfg,
         }
     }
 

@@ -25,6 +25,9 @@ pub struct Workload {
     pub timeout: Duration,
     /// Operations all clients together invoke, at most.
     pub ops: u64,
+    /// Each client invokes at most one operation per `pace` (so a run of `ops` operations
+    /// lasts about `ops × pace / clients`, long enough for the nemesis); zero: no pause.
+    pub pace: Duration,
     /// The clients' common time origin.
     pub start: Instant,
 }
@@ -150,7 +153,14 @@ pub fn run_client(
     let mut conn: Option<Conn> = None;
     let mut seq: i64 = 0;
     let keys = (w.registers + w.counters) as u64;
+    let mut next_at = Instant::now();
     while !stop.load(Ordering::Relaxed) && invoked.fetch_add(1, Ordering::Relaxed) < w.ops {
+        let now = Instant::now();
+        if next_at > now {
+            std::thread::sleep(next_at - now);
+        }
+        // A client that fell behind (a stalled operation) does not catch up in a burst.
+        next_at = next_at.max(now) + w.pace;
         let c = match conn.as_mut() {
             Some(c) => c,
             None => match Conn::connect(&w.addr, w.timeout) {
