@@ -43,7 +43,7 @@ const COUNTERS: usize = 3;
 /// or more faults.
 const PACE: Duration = Duration::from_millis(10);
 /// How long one client operation may take before its outcome is unknown.
-const OP_TIMEOUT: Duration = Duration::from_secs(3);
+const OP_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One test at a time: each runs a cluster of five processes on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
