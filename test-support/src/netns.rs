@@ -19,6 +19,40 @@ pub struct Lab {
     prefix: String,
 }
 
+/// Names of everything a lab makes start with this, then `<pid>-<n>` (at most 13 characters,
+/// and a veth `…v<i>` at most 15, Linux's limit).
+const PREFIX: &str = "tkvj";
+
+/// Removes the namespaces and bridges of labs whose process is gone (killed before its
+/// `Drop` ran).
+fn remove_orphans() {
+    let list = |args: &[&str]| {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    };
+    let orphan = |name: &str| {
+        name.strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('-'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    for line in list(&["netns", "list"]).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if orphan(name) {
+            let _ = ip(&["netns", "del", name]);
+        }
+    }
+    for line in list(&["-o", "link", "show", "type", "bridge"]).lines() {
+        let name = line.split(':').nth(1).unwrap_or("").trim();
+        if orphan(name) {
+            let _ = ip(&["link", "del", name]);
+        }
+    }
+}
+
 fn ip(args: &[&str]) -> Result<(), String> {
     let out = Command::new("ip")
         .args(args)
@@ -36,15 +70,14 @@ fn ip(args: &[&str]) -> Result<(), String> {
 }
 
 impl Lab {
-    /// Builds a lab of `nodes` namespaces (at most 200) named after this process.
+    /// Builds a lab of `nodes` namespaces (at most 200) named after this process (first
+    /// removing what labs of dead processes left).
     pub fn new(nodes: usize) -> Result<Lab, String> {
         assert!(nodes <= 200, "at most 200 nodes");
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let id = format!(
-            "tkvj{}{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed) % 10
-        );
+        remove_orphans();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed) % 10;
+        let id = format!("{PREFIX}{}-{n}", std::process::id());
         let mut lab = Lab {
             id: id.clone(),
             bridge: id,

@@ -175,7 +175,8 @@ pub fn run_client(
         let read = rng.below(2) == 0;
         let alive = if k < w.registers {
             seq += 1;
-            let value = (i64::from(client) << 32) | seq;
+            // Unique per write, and readable: client 7's 42nd is 7_000_000_042.
+            let value = i64::from(client) * 1_000_000_000 + seq;
             let write = if read { None } else { Some(value) };
             register_op(c, w, client, k, write, &mut h)
         } else {

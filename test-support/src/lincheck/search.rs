@@ -267,12 +267,15 @@ impl<'a, M: Model> Search<'a, M> {
         for &j in &around {
             let o = &self.ops[self.kept[j]];
             let mark = if j == k { ">>" } else { "  " };
-            let done = match &o.outcome {
-                Outcome::Ok(r) => format!("{:>12.3} ms  ok {r:?}", o.complete_ns as f64 / 1e6),
-                _ => format!("{:>12}     unknown", "?"),
+            let (done, outcome) = match &o.outcome {
+                Outcome::Ok(r) => (
+                    format!("{:.3}", o.complete_ns as f64 / 1e6),
+                    format!("ok {r:?}"),
+                ),
+                _ => ("?".to_string(), "unknown".to_string()),
             };
             text.push_str(&format!(
-                "{mark} op {:>6} client {:>3}  {:>12.3} ms .. {done}  {:?}\n",
+                "{mark} op {:>6}  client {:>3}  {:>12.3} .. {done:>12} ms  {:?} -> {outcome}\n",
                 self.kept[j],
                 o.client,
                 o.invoke_ns as f64 / 1e6,
