@@ -311,7 +311,10 @@ pub fn final_reads(w: &Workload, h: &mut History, within: Duration) -> Vec<Strin
                 Some(c) => c,
                 None => match Conn::connect(&w.addr, w.timeout) {
                     Ok(c) => conn.insert(c),
-                    Err(_) => continue,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
                 },
             };
             let before = if is_register {
