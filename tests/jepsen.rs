@@ -49,10 +49,11 @@ const OP_TIMEOUT: Duration = Duration::from_secs(1);
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// The cluster's processes and how to restart and partition its DS nodes.
+/// Fields drop in order: the processes are killed before their namespaces and data go.
 struct Cluster {
-    dir: tempfile::TempDir,
-    lab: Option<Lab>,
     procs: Procs,
+    lab: Option<Lab>,
+    dir: tempfile::TempDir,
     /// Slot in `procs` and command-line arguments of each DS node.
     ds: Vec<(usize, Vec<String>)>,
     /// `ip:port` each DS node's shard listens on.
@@ -84,9 +85,9 @@ impl Cluster {
         )
         .unwrap();
         let mut c = Cluster {
-            dir,
-            lab,
             procs: Procs::default(),
+            lab,
+            dir,
             ds: Vec::new(),
             ds_addrs: Vec::new(),
             admin,

@@ -154,7 +154,55 @@ pub fn read_reply(r: &mut impl BufRead, depth: usize) -> io::Result<Reply> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    fn encode(r: &Reply, out: &mut Vec<u8>) {
+        match r {
+            Reply::Status(s) => out.extend_from_slice(format!("+{s}\r\n").as_bytes()),
+            Reply::Error(s) => out.extend_from_slice(format!("-{s}\r\n").as_bytes()),
+            Reply::Int(n) => out.extend_from_slice(format!(":{n}\r\n").as_bytes()),
+            Reply::Bulk(None) => out.extend_from_slice(b"$-1\r\n"),
+            Reply::Bulk(Some(b)) => {
+                out.extend_from_slice(format!("${}\r\n", b.len()).as_bytes());
+                out.extend_from_slice(b);
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Array(None) => out.extend_from_slice(b"*-1\r\n"),
+            Reply::Array(Some(items)) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                items.iter().for_each(|i| encode(i, out));
+            }
+        }
+    }
+
+    fn reply() -> impl Strategy<Value = Reply> {
+        let line = "[a-zA-Z0-9 ]{0,20}";
+        let leaf = prop_oneof![
+            line.prop_map(Reply::Status),
+            line.prop_map(Reply::Error),
+            any::<i64>().prop_map(Reply::Int),
+            prop::option::of(prop::collection::vec(any::<u8>(), 0..40)).prop_map(Reply::Bulk),
+        ];
+        leaf.prop_recursive(3, 20, 4, |inner| {
+            prop::option::of(prop::collection::vec(inner, 0..4)).prop_map(Reply::Array)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn an_encoded_reply_reads_back_the_same(r in reply()) {
+            let mut bytes = Vec::new();
+            encode(&r, &mut bytes);
+            prop_assert_eq!(parse(&bytes).unwrap(), r);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = parse(&bytes);
+        }
+    }
 
     fn parse(bytes: &[u8]) -> io::Result<Reply> {
         read_reply(&mut io::Cursor::new(bytes), 0)
