@@ -14,9 +14,10 @@
 //!   acknowledged write missing from the final state.
 //!
 //! The CI run does `JEPSEN_OPS` operations (default 20,000); set it higher for a longer run
-//! (results in `docs/reliability.md`). A second test proves the harness can fail: a proxy
-//! started with the test-only fault of `proxy::fault` (every 8th acknowledged SET dropped)
-//! must be caught. Partitions need root (network namespaces); without them the test runs
+//! (results in `docs/reliability.md`). `JEPSEN_SEED`, `JEPSEN_TIMEOUT_MS` and
+//! `JEPSEN_FAULT_MS` set the seed, the clients' timeout (1 s) and how long a fault lasts
+//! (2 s). A second test proves the harness can fail: a proxy started with the test-only fault
+//! of `proxy::fault` (every 8th acknowledged SET dropped) must be caught. Partitions need root (network namespaces); without them the test runs
 //! kills and pauses only and says so, except under `CI=true`, where it fails.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -42,8 +43,47 @@ const COUNTERS: usize = 3;
 /// 20,000 operations of the CI run last about 20 s (more with the faults' stalls), for six
 /// or more faults.
 const PACE: Duration = Duration::from_millis(10);
-/// How long one client operation may take before its outcome is unknown.
+/// How long one client operation may take before its outcome is unknown (by default;
+/// `JEPSEN_TIMEOUT_MS`); also the timeout of the readiness checks.
 const OP_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long each fault lasts (by default; `JEPSEN_FAULT_MS`).
+const FAULT_HOLD: Duration = Duration::from_secs(2);
+
+/// A run's knobs, from the environment.
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// `JEPSEN_OPS`: operations (default 20,000).
+    ops: u64,
+    /// `JEPSEN_SEED`: the clients' and nemesis's seed (default: the clock).
+    seed: u64,
+    /// `JEPSEN_TIMEOUT_MS`: a client operation's timeout.
+    timeout: Duration,
+    /// `JEPSEN_FAULT_MS`: how long a fault lasts.
+    hold: Duration,
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
+}
+
+impl Settings {
+    fn from_env(default_ops: u64) -> Settings {
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        let ms = Duration::from_millis;
+        Settings {
+            ops: env_u64("JEPSEN_OPS").unwrap_or(default_ops),
+            seed: env_u64("JEPSEN_SEED").unwrap_or(clock),
+            timeout: env_u64("JEPSEN_TIMEOUT_MS").map_or(OP_TIMEOUT, ms),
+            hold: env_u64("JEPSEN_FAULT_MS").map_or(FAULT_HOLD, ms),
+        }
+    }
+}
 
 /// One test at a time: each runs a cluster of five processes on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -255,11 +295,11 @@ fn nemesis(
     c: &mut Cluster,
     stop: &AtomicBool,
     start: Instant,
-    seed: u64,
+    s: &Settings,
     timeline: &mut Timeline,
 ) -> [usize; 3] {
-    let (hold, quiet) = (Duration::from_millis(2000), Duration::from_millis(1000));
-    let mut rng = Rng::new(seed);
+    let (hold, quiet) = (s.hold, Duration::from_millis(1000));
+    let mut rng = Rng::new(s.seed);
     let mut done = [0; 3];
     let mut note = |what: String| timeline.0.push((start.elapsed().as_millis() as u64, what));
     for round in 0.. {
@@ -314,17 +354,18 @@ fn pause_unless(stop: &AtomicBool, d: Duration) {
 
 /// Runs the clients (and, with `faults`, the nemesis) for `ops` operations, reads every key
 /// at the end and returns the history with the nemesis's counts and timeline.
-fn run(c: &mut Cluster, ops: u64, faults: bool, seed: u64) -> (History, [usize; 3], Timeline) {
+fn run(c: &mut Cluster, s: &Settings, faults: bool) -> (History, [usize; 3], Timeline) {
     let start = Instant::now();
     let w = Workload {
         addr: c.proxy_addr.clone(),
         registers: REGISTERS,
         counters: COUNTERS,
-        timeout: OP_TIMEOUT,
-        ops,
+        timeout: s.timeout,
+        ops: s.ops,
         pace: PACE,
         start,
     };
+    let seed = s.seed;
     let invoked = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..CLIENTS)
@@ -338,14 +379,14 @@ fn run(c: &mut Cluster, ops: u64, faults: bool, seed: u64) -> (History, [usize; 
     let all_done = || clients.iter().all(|t| t.is_finished());
     if faults {
         let nemesis_stop = AtomicBool::new(false);
-        std::thread::scope(|s| {
-            let watcher = s.spawn(|| {
+        std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
                 while !all_done() {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 nemesis_stop.store(true, Ordering::Relaxed);
             });
-            done = nemesis(c, &nemesis_stop, start, seed, &mut timeline);
+            done = nemesis(c, &nemesis_stop, start, s, &mut timeline);
             watcher.join().unwrap();
         });
     }
@@ -429,28 +470,14 @@ fn lab() -> Option<Lab> {
     }
 }
 
-fn seed() -> u64 {
-    std::env::var("JEPSEN_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
-}
-
 #[test]
 fn histories_under_kills_pauses_and_partitions_are_linearizable_and_lose_no_acknowledged_write() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let ops = std::env::var("JEPSEN_OPS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(20_000);
-    let seed = seed();
-    eprintln!("JEPSEN_SEED={seed} JEPSEN_OPS={ops}");
+    let s = Settings::from_env(20_000);
+    eprintln!("{s:?}");
+    let (ops, seed) = (s.ops, s.seed);
     let mut c = Cluster::start(lab(), &[]);
-    let (h, done, timeline) = run(&mut c, ops, true, seed);
+    let (h, done, timeline) = run(&mut c, &s, true);
     eprintln!("faults applied (partition, kill, pause): {done:?}");
     eprintln!("nemesis (ms, event): {:?}", timeline.0);
     eprintln!("{}", latencies(&h));
@@ -476,11 +503,14 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable_and_lose_no_ackn
 #[test]
 fn a_proxy_that_drops_acknowledged_writes_is_caught_by_the_checker() {
     let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    let seed = seed();
-    eprintln!("JEPSEN_SEED={seed}");
+    let s = Settings {
+        ops: 2_000,
+        ..Settings::from_env(2_000)
+    };
+    eprintln!("{s:?}");
     let fault = [(proxy::fault::ENV, proxy::fault::DROP_ACKED_SETS)];
     let mut c = Cluster::start(None, &fault);
-    let (h, _, _) = run(&mut c, 2_000, false, seed);
+    let (h, _, _) = run(&mut c, &s, false);
     let a = analyse(&h, &Limits::default());
     eprintln!("{}", a.report());
     assert!(
