@@ -463,6 +463,14 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         (None, None) if file.insecure_no_auth => net::auth::ClusterSecret::insecure(),
         (None, None) => anyhow::bail!("{NO_SECRET}"),
     };
+    let fault = std::env::var(proxy::fault::ENV).ok();
+    cfg.router.test_only_drop_acked_sets = proxy::fault::from_env_value(fault.as_deref())?;
+    if cfg.router.test_only_drop_acked_sets {
+        eprintln!(
+            "WARNING: {}: this proxy LOSES acknowledged writes on purpose (test only)",
+            proxy::fault::ENV
+        );
+    }
     if args.config_check {
         println!("{cfg:#?}");
         return Ok(());

@@ -14,142 +14,38 @@
 //!    write acknowledged before, during and after is read back.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use probe::{NetPinger, PingError, Pinger, ProbeConfig, ProbeStats};
+use test_support::http::{get_json as http_get, get_text};
+use test_support::procs::{Procs, free_port, spawn, wait_until};
+use test_support::resp::Conn;
 
 const DOWN_AFTER_MS: u64 = 3000;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Child processes killed (SIGKILL) when dropped, so a failing test leaves nothing behind.
-struct Procs(Vec<Option<Child>>);
-
-impl Procs {
-    fn add(&mut self, c: Child) -> usize {
-        self.0.push(Some(c));
-        self.0.len() - 1
-    }
-    fn kill(&mut self, i: usize) {
-        if let Some(mut c) = self.0[i].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Procs {
-    fn drop(&mut self) {
-        for c in self.0.iter_mut().flatten() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn tierkv(args: &[&str], log: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tierkv"))
-        .args(args)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap()
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tierkv"));
+    c.args(args);
+    spawn(c, log)
 }
 
-fn http_get(port: u16, path: &str) -> Option<serde_json::Value> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let body = out.split("\r\n\r\n").nth(1)?;
-    serde_json::from_str(body).ok()
-}
-
-/// The last lines of every process log under `dir`, for a failure message.
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.extension().is_some_and(|x| x == "log") {
-            let text = std::fs::read_to_string(&p).unwrap_or_default();
-            let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("--- {}\n", p.display()));
-            for l in &lines[lines.len().saturating_sub(15)..] {
-                out.push_str(l);
-                out.push('\n');
-            }
-        }
-    }
-    out
-}
-
-fn wait_until<T>(dir: &Path, what: &str, within: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}\n{}",
-            logs(dir)
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// One RESP command; the first line of the reply (and the bulk line for `$n`).
-fn redis(s: &mut BufReader<TcpStream>, args: &[&str]) -> std::io::Result<String> {
-    let mut cmd = format!("*{}\r\n", args.len());
-    for a in args {
-        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    s.get_mut().write_all(cmd.as_bytes())?;
-    let mut line = String::new();
-    s.read_line(&mut line)?;
-    if line.starts_with('$') && line.trim_end() != "$-1" {
-        let mut v = String::new();
-        s.read_line(&mut v)?;
-        return Ok(v.trim_end().to_string());
-    }
-    Ok(line.trim_end().to_string())
-}
-
-fn connect(port: u16) -> Option<BufReader<TcpStream>> {
-    let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    Some(BufReader::new(s))
+fn connect(port: u16) -> Option<Conn> {
+    Conn::connect(("127.0.0.1", port), Duration::from_secs(5)).ok()
 }
 
 /// Writes `key` until the proxy acknowledges it (new connection after an error).
-fn must_set(
-    conn: &mut Option<BufReader<TcpStream>>,
-    port: u16,
-    key: &str,
-    stop: &AtomicBool,
-) -> bool {
+fn must_set(conn: &mut Option<Conn>, port: u16, key: &str, stop: &AtomicBool) -> bool {
     while !stop.load(Ordering::Relaxed) {
         if conn.is_none() {
             *conn = connect(port);
         }
         if let Some(c) = conn.as_mut() {
-            match redis(c, &["SET", key, &format!("v-{key}")]) {
-                Ok(r) if r == "+OK" => return true,
+            match c.call(&["SET", key, &format!("v-{key}")]) {
+                Ok(r) if r.is_ok() => return true,
                 Ok(_) => std::thread::sleep(Duration::from_millis(50)),
                 Err(_) => *conn = None,
             }
@@ -242,7 +138,7 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         "shards = 1\npin = false\nheartbeat-ms = 200\nlog-file-bytes = 67108864\nsegment-bytes = 8388608\n",
     )
     .unwrap();
-    let mut procs = Procs(Vec::new());
+    let mut procs = Procs::default();
     let mut ds_ports = Vec::new();
     let m = d.join("master.toml");
     procs.add(tierkv(
@@ -444,8 +340,8 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
     let mut conn = connect(redis_port).unwrap();
     for key in &acked {
         assert_eq!(
-            redis(&mut conn, &["GET", key]).unwrap(),
-            format!("v-{key}"),
+            conn.call(&["GET", key]).unwrap().text(),
+            Some(format!("v-{key}")),
             "{key}"
         );
     }
@@ -454,13 +350,7 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
         acked.len(),
         acked.len() - before_kill
     );
-    let metrics = {
-        let mut s = TcpStream::connect(("127.0.0.1", admin)).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    };
+    let metrics = get_text(admin, "/metrics").unwrap();
     assert!(
         metrics.contains(&format!(
             "master_store_health{{store=\"{leader}\",state=\"dead\"}} 1"

@@ -23,6 +23,7 @@ pub mod clients;
 pub mod cmd;
 pub mod db;
 pub mod encodings;
+pub mod fault;
 pub mod functions;
 pub mod glob;
 pub mod keyspace;

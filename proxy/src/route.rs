@@ -57,6 +57,9 @@ pub struct RouterConfig {
     pub write_resend: Duration,
     /// Transport bounds and timeouts.
     pub transport: TransportConfig,
+    /// **Test only** ([`crate::fault`]): acknowledge every 8th plain SET without sending it.
+    /// Default false; set only by `tierkv proxy` from its environment.
+    pub test_only_drop_acked_sets: bool,
 }
 
 impl Default for RouterConfig {
@@ -68,6 +71,7 @@ impl Default for RouterConfig {
             conns_per_shard: 2,
             write_resend: Duration::from_secs(3),
             transport: TransportConfig::default(),
+            test_only_drop_acked_sets: false,
         }
     }
 }
@@ -106,6 +110,8 @@ pub struct Router {
     /// The last write sequence number handed out.
     next_seq: AtomicU64,
     resend_budget: Duration,
+    /// The test-only fault, when `cfg.test_only_drop_acked_sets` is on.
+    fault: Option<crate::fault::DropAckedSets>,
 }
 
 /// A resolved destination of one operation.
@@ -121,7 +127,6 @@ impl Router {
         let pool = Pool::new(hello, cfg.transport.clone(), cfg.conns_per_shard);
         Self {
             resend_budget: resend_budget(&cfg),
-            cfg,
             table: RwLock::new(Arc::new(Table::default())),
             refresh_lock: tokio::sync::Mutex::new(()),
             pool,
@@ -129,6 +134,10 @@ impl Router {
             blocking: crate::waiters::Registry::default(),
             client: random_client_id(),
             next_seq: AtomicU64::new(0),
+            fault: cfg
+                .test_only_drop_acked_sets
+                .then(crate::fault::DropAckedSets::default),
+            cfg,
         }
     }
 
@@ -222,6 +231,15 @@ impl Router {
     pub async fn exec(&self, ops: Vec<(Bytes, KvOp)>) -> Vec<Result<OpResult, ExecError>> {
         let mut run = Run::new(self, &ops);
         let mut pending: Vec<usize> = (0..ops.len()).collect();
+        if let Some(fault) = &self.fault {
+            pending.retain(|&i| {
+                let drop = fault.drops(&ops[i].1);
+                if drop {
+                    run.results[i] = Some(Ok(OpResult::Written { written: true }));
+                }
+                !drop
+            });
+        }
         let mut backoff = self.cfg.backoff;
         for attempt in 0..self.cfg.max_attempts.max(1) {
             let mut table = self.table();
