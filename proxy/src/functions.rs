@@ -64,8 +64,8 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The library defining `function` and the function's flags, if this proxy's copy is
-    /// younger than [`MAX_AGE`] and has it.
+    /// The library defining `function` (its name in any case, as Redis) and the function's
+    /// flags, if this proxy's copy is younger than [`MAX_AGE`] and has it.
     pub fn fresh(&self, function: &[u8]) -> Option<(Loaded, script::Flags)> {
         let copy = self.lock();
         copy.read_at.filter(|t| t.elapsed() < MAX_AGE)?;
@@ -110,7 +110,7 @@ fn find(libraries: &BTreeMap<String, Loaded>, function: &[u8]) -> Option<(Loaded
         l.library
             .functions
             .iter()
-            .find(|f| f.name.as_bytes() == function)
+            .find(|f| f.name.as_bytes().eq_ignore_ascii_case(function))
             .map(|f| (l.clone(), f.flags))
     })
 }

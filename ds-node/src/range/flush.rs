@@ -141,37 +141,35 @@ mod tests {
     }
 
     #[test]
-    fn a_flush_deletes_every_entry_of_its_range_and_nothing_outside() {
+    fn a_flush_deletes_every_redis_entry_of_its_range_and_keeps_raw_keys_and_libraries() {
         let mut s = ModelStore::default();
-        for i in 0..3000u32 {
-            let k = format!("k{i:05}");
+        let put = |s: &mut ModelStore, k: Vec<u8>, expire_at_ms: u64| {
             let e = Entry {
                 value: Bytes::from_static(b"v"),
-                expire_at_ms: u64::from(i % 2),
+                expire_at_ms,
             };
             s.put(Bytes::from(k), e);
+        };
+        for i in 0..3000u32 {
+            let mut k = vec![REDIS_PREFIX];
+            k.extend_from_slice(format!("k{i:05}").as_bytes());
+            put(&mut s, k, u64::from(i % 2));
         }
-        s.put(
-            Bytes::from_static(b"a"),
-            Entry {
-                value: Bytes::new(),
-                expire_at_ms: 0,
-            },
-        );
-        s.put(
-            Bytes::from_static(b"z"),
-            Entry {
-                value: Bytes::new(),
-                expire_at_ms: 0,
-            },
-        );
-        let r = flush_range(&mut s, &range(b"k", b"l"));
-        assert_eq!(r, OpResult::Int { value: 3000 });
-        assert_eq!(s.len(), 2);
+        // A raw key below, a function library and a raw key above the Redis prefix.
+        for raw in [&b"a"[..], b"flib", b"z"] {
+            put(&mut s, raw.to_vec(), 0);
+        }
+        let r = flush_range(&mut s, &range(b"r", b"rk01000"));
+        assert_eq!(r, OpResult::Int { value: 1000 });
+        assert_eq!(s.len(), 2003);
         assert_eq!(
             flush_range(&mut s, &range(b"", b"")),
-            OpResult::Int { value: 2 }
+            OpResult::Int { value: 2000 }
         );
-        assert!(s.is_empty());
+        assert_eq!(s.len(), 3, "raw keys and libraries stay");
+        assert_eq!(
+            flush_range(&mut s, &range(b"s", b"")),
+            OpResult::Int { value: 0 }
+        );
     }
 }

@@ -231,8 +231,7 @@ impl<S> RangeHost<'_, '_, S> {
             let declared = self.script.keys.contains(key);
             if db != self.db || !(declared || net::keyspace::slot(key) == slot) {
                 return Some(Value::Error(
-                    "ERR Script attempted to access keys that do not hash to the same slot"
-                        .into(),
+                    "ERR Script attempted to access keys that do not hash to the same slot".into(),
                 ));
             }
             if !self.ctx.range.contains(&keyspace::meta_key(db, key)) {

@@ -7,9 +7,9 @@
 use bytes::Bytes;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
+use super::scripting::Script;
 use super::tx::TxCmd;
 use super::util::{arity, exec_error, help, is, syntax_error, unknown_sub};
-use super::scripting::Script;
 use super::{Action, Session, Spec};
 use crate::db::DbRouter;
 use crate::functions::{self, Loaded, RefreshError};
@@ -249,16 +249,10 @@ fn list_args(args: &[Bytes]) -> Result<FunctionCmd, Reply> {
 }
 
 /// `FCALL function numkeys key... arg...` of a library this proxy knows.
-fn call(
-    db: Db,
-    loaded: &Loaded,
-    flags: script::Flags,
-    rest: &[Bytes],
-    ro_command: bool,
-) -> Action {
+fn call(db: Db, loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_command: bool) -> Action {
     let reply = |r: Reply| Action::Reply(r);
     let numkeys = match super::util::parse_i64(&rest[1]) {
-        None => return reply(Reply::err("value is not an integer or out of range")),
+        None => return reply(Reply::err("Bad number of keys provided")),
         Some(n) if n < 0 => return reply(Reply::err("Number of keys can't be negative")),
         Some(n) => n,
     };
@@ -274,9 +268,16 @@ fn call(
         ));
     }
     let (keys, argv) = args.split_at(numkeys);
+    // The name as registered (callers may write it in any case).
+    let name = loaded
+        .library
+        .functions
+        .iter()
+        .find(|f| f.name.as_bytes().eq_ignore_ascii_case(&rest[0]))
+        .map_or_else(|| rest[0].clone(), |f| Bytes::from(f.name.clone()));
     let script = Script {
         code: loaded.code.clone(),
-        function: Some(rest[0].clone()),
+        function: Some(name),
         keys,
         argv,
         read_only: ro_command || flags.no_writes,

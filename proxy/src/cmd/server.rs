@@ -442,6 +442,14 @@ fn getkeys(cmd: &[Bytes]) -> Result<Vec<Bytes>, &'static str> {
         "zunionstore" | "zinterstore" | "zdiffstore" => numkeys(cmd, 2, &[1])?,
         // timeout, then numkeys
         "blmpop" | "bzmpop" => numkeys(cmd, 2, &[])?,
+        // script or function, then numkeys (none is an empty answer, as Redis's
+        // `evalGetKeys`)
+        "eval" | "eval_ro" | "evalsha" | "evalsha_ro" | "fcall" | "fcall_ro" => {
+            if cmd.get(2).is_some_and(|c| &c[..] == b"0") {
+                return Ok(Vec::new());
+            }
+            numkeys(cmd, 2, &[])?
+        }
         _ if spec.first == 0 => return Err("The command has no key arguments"),
         _ => stepped(spec, cmd.len())?,
     };
