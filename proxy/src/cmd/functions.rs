@@ -8,7 +8,8 @@ use bytes::Bytes;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
 use super::scripting::Script;
-use super::tx::TxCmd;
+use super::tx_cmd::TxCmd;
+pub use super::tx_cmd::{FunctionCmd, Policy};
 use super::util::{arity, exec_error, help, is, syntax_error, unknown_sub};
 use super::{Action, Session, Spec};
 use crate::db::DbRouter;
@@ -81,58 +82,6 @@ const FUNCTION_HELP: &[&str] = &[
     "HELP",
     "    Prints this help.",
 ];
-
-/// A function command run with the router ([`TxCmd::Function`]).
-#[derive(Debug, Clone)]
-pub enum FunctionCmd {
-    /// `FUNCTION LOAD [REPLACE] code`.
-    Load {
-        /// The library's code.
-        code: Bytes,
-        /// Whether an existing library of that name is replaced.
-        replace: bool,
-    },
-    /// `FUNCTION DELETE name`.
-    Delete(Bytes),
-    /// `FUNCTION FLUSH`.
-    Flush,
-    /// `FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]`.
-    List {
-        /// Library names to list.
-        pattern: Option<Bytes>,
-        /// Whether each library's code is included.
-        with_code: bool,
-    },
-    /// `FUNCTION STATS`.
-    Stats,
-    /// `FUNCTION DUMP`.
-    Dump,
-    /// `FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE]`.
-    Restore {
-        /// The payload.
-        payload: Bytes,
-        /// What happens to existing libraries.
-        policy: Policy,
-    },
-    /// `FCALL` / `FCALL_RO` of a function this proxy's copy did not have fresh.
-    Call {
-        /// `FCALL`'s arguments after the command name.
-        args: Vec<Bytes>,
-        /// `FCALL_RO`.
-        read_only: bool,
-    },
-}
-
-/// `FUNCTION RESTORE`'s policy for the libraries already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Every existing library is deleted first.
-    Flush,
-    /// A library of the same name is an error (nothing restored).
-    Append,
-    /// A library of the same name is replaced.
-    Replace,
-}
 
 /// Dispatches `FUNCTION`, `FCALL` and `FCALL_RO`.
 pub fn dispatch(shared: &Shared, sess: &Session, name: &str, args: &[Bytes]) -> Action {

@@ -15,6 +15,7 @@ pub mod object;
 pub mod server;
 pub mod strings;
 pub mod tx;
+pub mod tx_cmd;
 pub mod util;
 
 use bytes::Bytes;

@@ -80,23 +80,7 @@ pub fn rejected(sess: &mut Session, name: &str, reply: Reply) -> Reply {
     Reply::Error(format!("EXECABORT Transaction discarded because of: {why}"))
 }
 
-/// A command run alone at its place in the pipeline, with the session.
-#[derive(Debug, Clone)]
-pub enum TxCmd {
-    /// `EXEC` of the queued commands.
-    Exec,
-    /// `WATCH key...`.
-    Watch(Vec<Bytes>),
-    /// `FLUSHALL` (`all`) / `FLUSHDB`.
-    Flush {
-        /// Every database, or the connection's.
-        all: bool,
-    },
-    /// `MSETNX key value ...` (pairs).
-    MsetNx(Vec<(Bytes, Bytes)>),
-    /// `FUNCTION …` and `FCALL` of a function not known here yet.
-    Function(super::functions::FunctionCmd),
-}
+pub use super::tx_cmd::TxCmd;
 
 /// Inside `MULTI`, queues every command but the transaction's own (`None`: not queued).
 pub fn intercept(sess: &mut Session, name: &str, args: &[Bytes]) -> Option<Action> {
