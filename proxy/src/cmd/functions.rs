@@ -7,7 +7,8 @@
 use bytes::Bytes;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
-use super::scripting::Script;
+// FCALL and FCALL_RO have EVAL's and EVAL_RO's flags (Redis 7.0's COMMAND INFO).
+use super::scripting::{EVAL, EVAL_RO, Script};
 use super::tx_cmd::TxCmd;
 pub use super::tx_cmd::{FunctionCmd, Policy};
 use super::util::{arity, exec_error, help, is, syntax_error, unknown_sub};
@@ -18,26 +19,10 @@ use crate::keyspace::Db;
 use crate::resp::Reply;
 use crate::shared::Shared;
 
-const FCALL: &[&str] = &[
-    "noscript",
-    "stale",
-    "skip_monitor",
-    "no_mandatory_keys",
-    "movablekeys",
-];
-const FCALL_RO: &[&str] = &[
-    "readonly",
-    "noscript",
-    "stale",
-    "skip_monitor",
-    "no_mandatory_keys",
-    "movablekeys",
-];
-
 /// The function commands, sorted by name (`FUNCTION` itself is in the core table).
 pub static SPECS: &[Spec] = &[
-    spec!("fcall", -3, FCALL, 0, 0, 0),
-    spec!("fcall_ro", -3, FCALL_RO, 0, 0, 0),
+    spec!("fcall", -3, EVAL, 0, 0, 0),
+    spec!("fcall_ro", -3, EVAL_RO, 0, 0, 0),
 ];
 
 const FUNCTION_HELP: &[&str] = &[

@@ -18,14 +18,16 @@ use crate::script_value::{to_reply, with_vm};
 use crate::shared::Shared;
 
 // Flag sets as Redis 7.0 reports them.
-const EVAL: &[&str] = &[
+/// `EVAL`'s flags (also `FCALL`'s).
+pub const EVAL: &[&str] = &[
     "noscript",
     "stale",
     "skip_monitor",
     "no_mandatory_keys",
     "movablekeys",
 ];
-const EVAL_RO: &[&str] = &[
+/// `EVAL_RO`'s flags (also `FCALL_RO`'s).
+pub const EVAL_RO: &[&str] = &[
     "readonly",
     "noscript",
     "stale",
