@@ -326,6 +326,22 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
             topology(admin).filter(|(_, v, _)| v.len() == 3 && !v.contains(&leader))
         });
     eprintln!("voters after: {voters_after:?}");
+    // The master pushed the changed routes to the proxy through its route watch.
+    wait_until(
+        d,
+        "a route push to the proxy",
+        Duration::from_secs(10),
+        || {
+            let info = connect(redis_port)?.call(&["INFO", "stats"]).ok()?.text()?;
+            let pushes: u64 = info
+                .lines()
+                .find_map(|l| l.strip_prefix("route_pushes:"))?
+                .trim()
+                .parse()
+                .ok()?;
+            (pushes > 0).then_some(())
+        },
+    );
     wait_until(
         d,
         "writes after the failover",

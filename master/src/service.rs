@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use net::message::handshake::{Acceptor, Role};
-use net::message::{Message, Pong, TsoBatch};
+use net::message::{
+    GetRouteTable, Message, Pong, ROUTE_WATCH_MAX_WAIT_MS, RouteTable, TsoBatch, WatchRouteTable,
+};
 use net::transport::{Handled, TransportConfig};
 use net::{ClusterId, NodeId, RpcError};
 use tokio::net::TcpListener;
@@ -79,6 +81,8 @@ pub struct Master {
     core: Mutex<Core>,
     /// Read by lookups without the core's mutex (which may be held across an fsync).
     routes: Arc<RwLock<RouteCache>>,
+    /// The route version as it changes (`WatchRouteTable` waits on it).
+    route_watch: Arc<tokio::sync::watch::Sender<u64>>,
     tso: Mutex<TsoAllocator>,
     /// Serialises persisting the TSO limit.
     tso_persist: tokio::sync::Mutex<()>,
@@ -114,6 +118,7 @@ impl Master {
         );
         let me = Self {
             routes: core.routes(),
+            route_watch: core.route_watch(),
             core: Mutex::new(core),
             tso: Mutex::new(tso),
             tso_persist: tokio::sync::Mutex::new(()),
@@ -299,6 +304,29 @@ impl Master {
         Some(self.finish(name, start, reply))
     }
 
+    /// Answers a route-table watch: the table as soon as its version differs from the
+    /// caller's, or `unchanged` when the (capped) wait ends first.
+    async fn watch_route_table(&self, w: WatchRouteTable) -> RouteTable {
+        let known = GetRouteTable {
+            known_version: w.known_version,
+        };
+        // Subscribe before reading the table: a change between the two wakes the wait.
+        let mut changes = self.route_watch.subscribe();
+        let wait = Duration::from_millis(u64::from(w.wait_ms.min(ROUTE_WATCH_MAX_WAIT_MS)));
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let table = self.read_routes().route_table(known);
+            if !table.unchanged {
+                return table;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => continue,
+                // The deadline passed, or the master is shutting down.
+                Ok(Err(_)) | Err(_) => return table,
+            }
+        }
+    }
+
     async fn dispatch(self: &Arc<Self>, msg: Message) -> Result<Message, RpcError> {
         Ok(match msg {
             Message::Ping(p) => Pong { nonce: p.nonce }.into(),
@@ -306,6 +334,7 @@ impl Master {
             Message::RouteByKey(r) => self.read_routes().route_by_key(&r.key).into(),
             Message::RouteById(r) => self.read_routes().route_by_id(r.range_id).into(),
             Message::GetRouteTable(r) => self.read_routes().route_table(r).into(),
+            Message::WatchRouteTable(w) => self.watch_route_table(w).await.into(),
             Message::StoreHeartbeat(hb) => {
                 let now = self.clock.now_ms();
                 self.lock_core().store_heartbeat(hb, now)?.into()

@@ -500,3 +500,76 @@ async fn master_serves_stores_and_proxies_and_survives_a_restart() {
     assert!(m.contains("master_rpc_total{kind=\"TsoRequest\"} 1"), "{m}");
     stop(run).await;
 }
+
+async fn watch(c: &Client, known_version: u64, wait_ms: u32) -> RouteTable {
+    match must_call(
+        c,
+        WatchRouteTable {
+            known_version,
+            wait_ms,
+        },
+    )
+    .await
+    {
+        Message::RouteTable(t) => t,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_watch_answers_at_the_change_and_otherwise_when_its_wait_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(dir.path()).await;
+    let c = connect(run.addr).await;
+    let first = watch(&c, u64::MAX, 4_000).await;
+    assert!(!first.unchanged, "a caller without a table gets it at once");
+
+    // Nothing changes: the watch waits its whole (short) wait, then says so.
+    let t = std::time::Instant::now();
+    let quiet = watch(&c, first.route_version, 300).await;
+    assert!(quiet.unchanged && quiet.ranges.is_empty());
+    assert_eq!(quiet.route_version, first.route_version);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(290),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A store registers while a watch waits: the watch answers with the new table at once,
+    // and other requests on the same connection are served meanwhile.
+    let pending = {
+        let c = connect(run.addr).await;
+        tokio::spawn(async move {
+            let t = std::time::Instant::now();
+            (watch(&c, first.route_version, 4_000).await, t.elapsed())
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let other = tso(&c, 1).await;
+    assert!(other > 0);
+    must_call(
+        &c,
+        StoreRegister {
+            store: store_info(7),
+            mem_capacity: 0,
+            disk_capacity: 0,
+        },
+    )
+    .await;
+    let (pushed, waited) = pending.await.unwrap();
+    assert!(!pushed.unchanged);
+    assert!(pushed.route_version > first.route_version);
+    assert!(pushed.stores.iter().any(|s| s.addr == "127.0.0.7:7000"));
+    assert!(
+        waited < std::time::Duration::from_millis(2_000),
+        "the watch answered the change after {waited:?}, not at it"
+    );
+
+    // A wait above the cap is cut to the cap (below the 5 s request timeout).
+    let t = std::time::Instant::now();
+    let capped = watch(&c, pushed.route_version, u32::MAX).await;
+    assert!(capped.unchanged);
+    let took = t.elapsed();
+    assert!(took < std::time::Duration::from_millis(4_900), "{took:?}");
+    stop(run).await;
+}

@@ -1,7 +1,8 @@
 //! Byte-level fixtures: one frame per message kind, committed under `tests/fixtures/v1/` (the
 //! messages of protocol version 1, whose layouts version 2 keeps) and `tests/fixtures/v2/`
 //! (what version 2 added: the authenticated handshake) and `tests/fixtures/v3/` (what version 3
-//! added: the shard heartbeat and probe reports). A change that alters the bytes of an
+//! added: the shard heartbeat and probe reports) and `tests/fixtures/v4/` (the route-table
+//! watch). A change that alters the bytes of an
 //! existing message breaks this test — which is the point: a layout change needs a new
 //! protocol version (`docs/format/wire.md` §6). New messages add new fixtures with
 //! `TIERKV_BLESS=1`.
@@ -403,7 +404,11 @@ fn samples_v3() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Probe {}, ClusterId(42), NodeId(0))),
+            Message::Hello(Hello {
+                min_version: 2,
+                max_version: 3,
+                ..Hello::new(Role::Probe {}, ClusterId(42), NodeId(0))
+            }),
         ),
         (
             "shard_heartbeat",
@@ -453,6 +458,23 @@ fn samples_v3() -> Vec<(&'static str, Message)> {
     ]
 }
 
+/// What version 4 added: the route-table watch.
+fn samples_v4() -> Vec<(&'static str, Message)> {
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+        ),
+        (
+            "watch_route_table",
+            Message::WatchRouteTable(WatchRouteTable {
+                known_version: 17,
+                wait_ms: 4_000,
+            }),
+        ),
+    ]
+}
+
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -472,6 +494,19 @@ fn version_2_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn version_3_fixtures_decode_to_the_same_messages_and_bytes() {
     check_fixtures("v3", samples_v3());
+}
+
+#[test]
+fn version_4_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v4", samples_v4());
+}
+
+#[test]
+fn the_version_4_hello_offers_versions_2_to_4() {
+    let Message::Hello(h) = &samples_v4()[0].1 else {
+        panic!("first v4 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 4));
 }
 
 #[test]
@@ -517,10 +552,11 @@ fn every_message_kind_has_a_fixture() {
         .iter()
         .chain(samples_v2().iter())
         .chain(samples_v3().iter())
+        .chain(samples_v4().iter())
         .map(|(_, m)| m.kind())
         .collect();
     // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite), 3 more
-    // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4); a
-    // new kind needs a new sample.
-    assert_eq!(kinds.len(), 38, "kinds with fixtures: {kinds:x?}");
+    // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4), one
+    // more in version 4 (WatchRouteTable); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 39, "kinds with fixtures: {kinds:x?}");
 }

@@ -18,8 +18,12 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use net::message::handshake::ROUTE_WATCH_VERSION;
 use net::message::kv::{DEDUP_WINDOW_MS, KvOp, KvRequest, KvResponse, KvWrite, OpResult};
-use net::message::{GetRouteTable, Hello, Message, RangeDescriptor, Role, RouteCtx};
+use net::message::{
+    GetRouteTable, Hello, Message, ROUTE_WATCH_MAX_WAIT_MS, RangeDescriptor, Role, RouteCtx,
+    WatchRouteTable,
+};
 use net::route_cache::RouteCache;
 use net::tokio_transport::{Client, Pool};
 use net::transport::{CallError, TransportConfig};
@@ -38,6 +42,10 @@ pub enum ExecError {
     #[error("write outcome unknown: {0}")]
     Unknown(String),
 }
+
+/// Pause after a failed route watch, and the polling period towards a master that predates
+/// the watch.
+const WATCH_RETRY: Duration = Duration::from_secs(1);
 
 /// Routing knobs.
 #[derive(Debug, Clone)]
@@ -90,6 +98,8 @@ pub struct RouterStats {
     pub retries: AtomicU64,
     /// Route table fetches from the master.
     pub refreshes: AtomicU64,
+    /// Route tables the master pushed through the watch (each a routing change).
+    pub pushes: AtomicU64,
     /// Operations that ended in `ExecError::Unavailable` / `Unknown`.
     pub failures: AtomicU64,
 }
@@ -186,6 +196,82 @@ impl Router {
         }
         tracing::warn!("route refresh failed: {last}");
         Err(ExecError::Unavailable(last))
+    }
+
+    /// Keeps one route-table watch in flight to the master until `stop` turns true, installing
+    /// every table it pushes: a split, a leader move or a replaced replica reaches this proxy
+    /// within one round trip, before any client request meets the stale route. Over a
+    /// connection that predates the watch (protocol < 4) it polls once a second instead.
+    pub async fn watch_routes(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // No table yet: `u64::MAX` is never a route version, so the first answer is the table.
+        let mut known = u64::MAX;
+        while !*stop.borrow() {
+            let step = async {
+                match self.watch_once(known).await {
+                    Ok(version) => known = version,
+                    Err(e) => {
+                        tracing::debug!("route watch: {e}");
+                        tokio::time::sleep(WATCH_RETRY).await;
+                    }
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => return,
+                () = step => {}
+            }
+        }
+    }
+
+    /// One watch (or poll) of the first master that answers; the master's route version.
+    async fn watch_once(&self, known: u64) -> Result<u64, String> {
+        let mut last = String::from("no master address configured");
+        for addr in &self.cfg.masters {
+            let client = match self.pool.get(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = format!("master {addr}: {e}");
+                    continue;
+                }
+            };
+            let msg: Message = if client.peer().version >= ROUTE_WATCH_VERSION {
+                WatchRouteTable {
+                    known_version: known,
+                    wait_ms: self.watch_wait_ms(),
+                }
+                .into()
+            } else {
+                tokio::time::sleep(WATCH_RETRY).await;
+                GetRouteTable {
+                    known_version: known,
+                }
+                .into()
+            };
+            match client.call(msg).await {
+                Ok(Message::RouteTable(t)) => {
+                    let version = t.route_version;
+                    if !t.unchanged {
+                        if known != u64::MAX {
+                            self.stats.pushes.fetch_add(1, Ordering::Relaxed);
+                        }
+                        self.install(t);
+                    }
+                    return Ok(version);
+                }
+                Ok(Message::Error(e)) => last = format!("master {addr}: {e}"),
+                Ok(other) => last = format!("master {addr}: unexpected {}", other.name()),
+                Err(e) => last = format!("master {addr}: {e}"),
+            }
+        }
+        Err(last)
+    }
+
+    /// How long a watch may wait: the master's cap, and well inside the request timeout.
+    fn watch_wait_ms(&self) -> u32 {
+        let timeout = self.cfg.transport.request_timeout.as_millis();
+        let within = timeout.saturating_sub(1000).max(timeout / 2);
+        u32::try_from(within)
+            .unwrap_or(u32::MAX)
+            .min(ROUTE_WATCH_MAX_WAIT_MS)
     }
 
     fn install(&self, t: net::message::RouteTable) {

@@ -58,6 +58,11 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
+    let watcher = {
+        let shared = shared.clone();
+        let stop = stop_rx.clone();
+        tokio::spawn(async move { shared.router.watch_routes(stop).await })
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -92,6 +97,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         });
     }
     let _ = stop_tx.send(true);
+    let _ = watcher.await;
     let grace = shared.cfg.shutdown_grace;
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
         .await
@@ -141,7 +147,7 @@ pub fn prometheus_text(shared: &Shared) -> String {
     let mut out = String::new();
     shared.metrics.write_prometheus(&mut out);
     let r = &shared.router.stats;
-    let gauges: [(&str, &str, u64); 7] = [
+    let gauges: [(&str, &str, u64); 8] = [
         (
             "proxy_connected_clients",
             "gauge",
@@ -166,6 +172,11 @@ pub fn prometheus_text(shared: &Shared) -> String {
             "proxy_route_refreshes_total",
             "counter",
             r.refreshes.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_route_pushes_total",
+            "counter",
+            r.pushes.load(Ordering::Relaxed),
         ),
         (
             "proxy_route_failures_total",

@@ -136,6 +136,8 @@ pub struct Core {
     checkers: Vec<Box<dyn Checker>>,
     decisions: VecDeque<Decision>,
     routes: Arc<RwLock<RouteCache>>,
+    /// The route version, for route-table watches (`WatchRouteTable`) to wait on.
+    route_watch: Arc<tokio::sync::watch::Sender<u64>>,
     refused: validate::RefusalCounts,
 }
 
@@ -162,6 +164,9 @@ impl Core {
         }
         let next_id = durable.state().id_end().max(1);
         let routes = Arc::new(RwLock::new(RouteCache::from_state(durable.state())));
+        let route_watch = Arc::new(tokio::sync::watch::Sender::new(
+            durable.state().route_version(),
+        ));
         let detector = Detector::new(detector_config(&cfg.schedule));
         Ok((
             Self {
@@ -176,6 +181,7 @@ impl Core {
                 checkers: default_checkers(),
                 decisions: VecDeque::new(),
                 routes,
+                route_watch,
                 refused: validate::RefusalCounts::new(),
             },
             report,
@@ -231,6 +237,12 @@ impl Core {
         })?;
         let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
         routes.on_applied(cmd, self.durable.state());
+        let version = self.durable.state().route_version();
+        self.route_watch.send_if_modified(|seen| {
+            let changed = *seen != version;
+            *seen = version;
+            changed
+        });
         #[cfg(debug_assertions)]
         if self.durable.state().range_count() < 4096 {
             let all = GetRouteTable { known_version: 0 };
@@ -246,6 +258,11 @@ impl Core {
     /// The route cache lookups read (updated after every applied command).
     pub fn routes(&self) -> Arc<RwLock<RouteCache>> {
         self.routes.clone()
+    }
+
+    /// The route version as it changes: route-table watches subscribe to it.
+    pub fn route_watch(&self) -> Arc<tokio::sync::watch::Sender<u64>> {
+        self.route_watch.clone()
     }
 
     /// Hands out `count` consecutive ids; persists a new reservation first when needed.

@@ -7,13 +7,17 @@ use crate::ids::{ClusterId, NodeId};
 
 /// `TKV1` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TKV1");
-/// The protocol version this build speaks: 3 (version 2 plus the shard heartbeat and probe
-/// reports, `docs/format/wire.md` §7).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// The protocol version this build speaks: 4 (version 3 plus the route-table watch,
+/// `docs/format/wire.md` §7).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// The first protocol version with [`ShardHeartbeat`](crate::message::ShardHeartbeat) and
 /// [`ProbeReport`](crate::message::ProbeReport): a sender checks the connection's negotiated
 /// version against it before sending either.
 pub const LOAD_AND_PROBES_VERSION: u16 = 3;
+/// The first protocol version with [`WatchRouteTable`](crate::message::WatchRouteTable): a
+/// proxy on an older connection to the master polls [`GetRouteTable`](crate::message::GetRouteTable)
+/// instead.
+pub const ROUTE_WATCH_VERSION: u16 = 4;
 /// The oldest protocol version this build still speaks. Version 1 had no authentication, so
 /// it is no longer spoken.
 pub const MIN_PROTOCOL_VERSION: u16 = 2;

@@ -343,6 +343,29 @@ pub struct GetRouteTable {
 }
 wire_struct!(GetRouteTable { known_version });
 
+/// Longest a [`WatchRouteTable`] waits; below the transport's default request timeout (5 s),
+/// so that a watch never looks like a lost call.
+pub const ROUTE_WATCH_MAX_WAIT_MS: u32 = 4_000;
+
+/// Ask for the whole route table as soon as its version differs from `known_version`, waiting
+/// up to `wait_ms` (capped at [`ROUTE_WATCH_MAX_WAIT_MS`]) for a change: a long poll by which
+/// the master pushes routing changes (splits, leader moves, replicas replaced) to proxies.
+/// The answer is a [`RouteTable`], `unchanged` when the wait ended without a change.
+/// Protocol version 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct WatchRouteTable {
+    /// The version the caller holds; `u64::MAX` (never a version) when it holds none, so that
+    /// the answer comes at once even from a master still at version 0.
+    pub known_version: u64,
+    /// How long to wait for a change, in milliseconds.
+    pub wait_ms: u32,
+}
+wire_struct!(WatchRouteTable {
+    known_version,
+    wait_ms
+});
+
 /// The route table: every range and every store, at one version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

@@ -135,6 +135,7 @@ messages! {
     0x0315 => ShardHeartbeat(ShardHeartbeat),
     0x0316 => ProbeReport(ProbeReport),
     0x0317 => ProbeReportResp(ProbeReportResp),
+    0x0318 => WatchRouteTable(WatchRouteTable),
 }
 
 impl Message {
@@ -335,6 +336,7 @@ mod tests {
         kind::ShardHeartbeat,
         kind::ProbeReport,
         kind::ProbeReportResp,
+        kind::WatchRouteTable,
     ];
 
     #[test]

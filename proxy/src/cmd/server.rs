@@ -770,7 +770,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              rejected_connections:{}\r\nroute_retries:{}\r\nroute_refreshes:{}\r\n\
-             route_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
+             route_pushes:{}\r\nroute_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
              pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
@@ -778,6 +778,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             shared.metrics.rejected.load(Ordering::Relaxed),
             r.retries.load(Ordering::Relaxed),
             r.refreshes.load(Ordering::Relaxed),
+            r.pushes.load(Ordering::Relaxed),
             r.failures.load(Ordering::Relaxed),
             shared.router.version(),
             shared
