@@ -1,10 +1,11 @@
 //! Engine conformance: every [`Engine`] behaves as an ordered map with per-entry expiry.
 //!
-//! One generic function, [`run`], applies a random sequence of operations (put, delete, get,
-//! expiry, forward and reverse scans with bounds and limits, key scans, and demotion of an
-//! entry to the shard log) to an engine and to an oracle — a plain `BTreeMap` whose scans
-//! filter every key, written apart from [`ModelEngine`] so that the model is checked too — and
-//! compares every answer step by step. It runs on the model engine and on the Masstree engine.
+//! One generic function, [`run`], applies a random sequence of operations — put, delete, get,
+//! expiry, forward and reverse scans with bounds and limits, key scans, demotion of an entry
+//! to the shard log, and puts of values that already have a durable copy (as recovery makes
+//! them) — to an engine and to an oracle, and compares every answer step by step. The oracle
+//! is a plain `BTreeMap` whose scans filter every key, written apart from [`ModelEngine`] so
+//! that the model is checked too. It runs on the model engine and on the Masstree engine.
 //!
 //! An engine with cold entries ([`Conformance::TIERED`]) is driven the way the shard drives
 //! it (prefetch-then-apply): a read first declares its keys (a point or a bounded span), the
@@ -30,6 +31,12 @@ use proptest::test_runner::{Config, TestRunner};
 trait Conformance: Engine + Default {
     /// Whether the engine keeps cold entries (only a pointer into the shard log).
     const TIERED: bool;
+    /// Inserts `key` as recovery does when a checkpoint names a durable copy of its value:
+    /// cold, with `pointer` (an engine without cold entries stores `bytes`).
+    fn put_cold(&mut self, key: Bytes, pointer: LogPointer, bytes: &[u8], expire_at_ms: u64) {
+        let _ = pointer;
+        self.put(key, entry(bytes, expire_at_ms));
+    }
     /// Makes `key` cold with `pointer`, a durable copy of `bytes`; whether it did.
     fn demote(&mut self, _key: &[u8], _bytes: &[u8], _pointer: LogPointer) -> bool {
         false
@@ -66,6 +73,9 @@ impl Conformance for ModelEngine {
 
 impl Conformance for MasstreeEngine {
     const TIERED: bool = true;
+    fn put_cold(&mut self, key: Bytes, pointer: LogPointer, _bytes: &[u8], expire_at_ms: u64) {
+        MasstreeEngine::put_cold(self, key, pointer, expire_at_ms);
+    }
     fn demote(&mut self, key: &[u8], bytes: &[u8], pointer: LogPointer) -> bool {
         MasstreeEngine::demote(self, key, bytes, pointer)
     }
@@ -130,6 +140,12 @@ enum Op {
         value: Vec<u8>,
         expire_at_ms: u64,
     },
+    /// A put of a value that already has a durable copy (recovery from a checkpoint).
+    PutCold {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expire_at_ms: u64,
+    },
     Delete(Vec<u8>),
     /// A read of one key; `keep` keeps the loaded copies in memory.
     Get {
@@ -177,8 +193,11 @@ fn span() -> impl Strategy<Value = Span> {
 fn op() -> impl Strategy<Value = Op> {
     let expiry = prop_oneof![3 => Just(0u64), 1 => 1u64..5, 1 => Just(u64::MAX)];
     prop_oneof![
-        6 => (key(), prop::collection::vec(any::<u8>(), 0..40), expiry).prop_map(
+        6 => (key(), prop::collection::vec(any::<u8>(), 0..40), expiry.clone()).prop_map(
             |(key, value, expire_at_ms)| Op::Put { key, value, expire_at_ms }
+        ),
+        1 => (key(), prop::collection::vec(any::<u8>(), 0..40), expiry).prop_map(
+            |(key, value, expire_at_ms)| Op::PutCold { key, value, expire_at_ms }
         ),
         2 => key().prop_map(Op::Delete),
         3 => (key(), any::<bool>()).prop_map(|(key, keep)| Op::Get { key, keep }),
@@ -348,16 +367,12 @@ fn apply<E: Conformance>(e: &mut E, o: &mut Oracle, op: &Op, step: usize) -> Res
             key,
             value,
             expire_at_ms,
-        } => {
-            let old = o.map.insert(key.clone(), (value.clone(), *expire_at_ms));
-            o.forget(key);
-            e.put(Bytes::from(key.clone()), entry(value, *expire_at_ms));
-            let want = match old {
-                Some((v, _)) => (value.len() as i64 - v.len() as i64, 0),
-                None => ((key.len() + value.len()) as i64, 1),
-            };
-            check_delta(e, step, want)
-        }
+        } => put(e, o, key, value, *expire_at_ms, false, step),
+        Op::PutCold {
+            key,
+            value,
+            expire_at_ms,
+        } => put(e, o, key, value, *expire_at_ms, true, step),
         Op::Delete(key) => {
             let old = o.map.remove(key);
             o.forget(key);
@@ -390,6 +405,36 @@ fn apply<E: Conformance>(e: &mut E, o: &mut Oracle, op: &Op, step: usize) -> Res
         }
         Op::Demote(key) => demote(e, o, key, step),
     }
+}
+
+/// Puts `key`, hot or (`cold`: a durable copy exists) cold; checks the size change.
+fn put<E: Conformance>(
+    e: &mut E,
+    o: &mut Oracle,
+    key: &[u8],
+    value: &[u8],
+    expire_at_ms: u64,
+    cold: bool,
+    step: usize,
+) -> Result<(), String> {
+    let old = o.map.insert(key.to_vec(), (value.to_vec(), expire_at_ms));
+    o.forget(key);
+    let k = Bytes::copy_from_slice(key);
+    if cold {
+        let pointer = o.append(value);
+        e.put_cold(k, pointer, value, expire_at_ms);
+        if E::TIERED {
+            o.pointers.insert(key.to_vec(), pointer);
+            o.cold.insert(key.to_vec());
+        }
+    } else {
+        e.put(k, entry(value, expire_at_ms));
+    }
+    let want = match old {
+        Some((v, _)) => (value.len() as i64 - v.len() as i64, 0),
+        None => ((key.len() + value.len()) as i64, 1),
+    };
+    check_delta(e, step, want)
 }
 
 /// Demotes `key` if it is hot: with the pointer it already has (a loaded entry), else with a
@@ -433,6 +478,7 @@ fn check_delta<E: Conformance>(e: &mut E, step: usize, want: (i64, i64)) -> Resu
 fn check_state<E: Conformance>(e: &E, o: &Oracle, op: &Op, step: usize) -> Result<(), String> {
     let key = match op {
         Op::Put { key, .. }
+        | Op::PutCold { key, .. }
         | Op::Delete(key)
         | Op::Get { key, .. }
         | Op::Expiry(key)
