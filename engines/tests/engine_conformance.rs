@@ -33,8 +33,7 @@ trait Conformance: Engine + Default {
     const TIERED: bool;
     /// Inserts `key` as recovery does when a checkpoint names a durable copy of its value:
     /// cold, with `pointer` (an engine without cold entries stores `bytes`).
-    fn put_cold(&mut self, key: Bytes, pointer: LogPointer, bytes: &[u8], expire_at_ms: u64) {
-        let _ = pointer;
+    fn put_cold(&mut self, key: Bytes, _pointer: LogPointer, bytes: &[u8], expire_at_ms: u64) {
         self.put(key, entry(bytes, expire_at_ms));
     }
     /// Makes `key` cold with `pointer`, a durable copy of `bytes`; whether it did.

@@ -26,7 +26,9 @@
 //! [`cold_in`]: MasstreeEngine::cold_in
 //! [`load`]: MasstreeEngine::load
 
-// perf-critical: every applied write and every read goes through this engine.
+// perf-critical: every applied write and every read goes through this engine. The point
+// operations are `#[inline]` so that ds-node, which calls them through generic apply code,
+// inlines them as it did when this engine lived in ds-node (no LTO in release).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -310,6 +312,7 @@ impl MasstreeEngine {
     }
 
     /// Inserts `v` (of `len` stored bytes) and keeps the accounting; whether it went in.
+    #[inline]
     fn insert(&mut self, key: &[u8], v: Value<'_>, len: i64) -> bool {
         // The only refusal is a key over 64 KiB; `net::limits` bounds the state machine's
         // keys below it, so a refusal is a broken invariant: recorded, never a panic.
@@ -335,6 +338,7 @@ impl MasstreeEngine {
     }
 
     /// Drops the accounting of an entry taken out of the tree.
+    #[inline]
     fn forget(&mut self, old: &OwnedEntry) {
         if let Some(p) = old.pointer {
             unpin(&mut self.live, &p);
@@ -345,6 +349,7 @@ impl MasstreeEngine {
         }
     }
 
+    #[inline]
     fn entry_of(&self, e: EntryRef<'_>) -> Entry {
         e.touch();
         let value = match e.value() {
@@ -379,10 +384,12 @@ fn unpin(live: &mut BTreeMap<SegmentId, u64>, p: &LogPointer) {
 }
 
 impl Engine for MasstreeEngine {
+    #[inline]
     fn get(&self, key: &[u8]) -> Option<Entry> {
         self.tree.get(key).map(|e| self.entry_of(e))
     }
 
+    #[inline]
     fn put(&mut self, key: Bytes, entry: Entry) {
         let mut v = Value::inline(&entry.value);
         if entry.expire_at_ms != 0 {
@@ -391,6 +398,7 @@ impl Engine for MasstreeEngine {
         self.insert(&key, v, entry.value.len() as i64);
     }
 
+    #[inline]
     fn delete(&mut self, key: &[u8]) -> bool {
         match self.tree.remove(key) {
             Some(old) => {
@@ -437,10 +445,12 @@ impl Engine for MasstreeEngine {
         out
     }
 
+    #[inline]
     fn expiry(&self, key: &[u8]) -> Option<u64> {
         self.tree.get(key).map(|e| e.expire_at_ms().unwrap_or(0))
     }
 
+    #[inline]
     fn is_cold(&self, key: &[u8]) -> bool {
         self.cold_pointer(key).is_some()
     }
