@@ -15,122 +15,19 @@
 //! reports, the live bytes per pointer, the cold figures, and that no read reached a cold
 //! entry. An engine without cold entries must refuse every demotion.
 //!
+//! The engine side (the `Conformance` trait, the oracle) is in `conformance/`.
+//!
 //! The suite must be able to fail: `a_wrong_engine_is_caught_by_random_operations` runs it on
 //! an engine whose scans include their end bound and expects a divergence.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod conformance;
 
 use bytes::Bytes;
+use conformance::{Conformance, Oracle, Span, entry};
 use engines::engine::{Engine, Entry, MasstreeEngine, ModelEngine};
-use engines::pointer::{LogPointer, SegmentId};
+use engines::pointer::LogPointer;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
-
-/// What the suite uses of an engine beyond [`Engine`]: its tiering and accounting, where it
-/// has them. The defaults are those of an engine without cold entries.
-trait Conformance: Engine + Default {
-    /// Whether the engine keeps cold entries (only a pointer into the shard log).
-    const TIERED: bool;
-    /// Inserts `key` as recovery does when a checkpoint names a durable copy of its value:
-    /// cold, with `pointer` (an engine without cold entries stores `bytes`).
-    fn put_cold(&mut self, key: Bytes, _pointer: LogPointer, bytes: &[u8], expire_at_ms: u64) {
-        self.put(key, entry(bytes, expire_at_ms));
-    }
-    /// Makes `key` cold with `pointer`, a durable copy of `bytes`; whether it did.
-    fn demote(&mut self, _key: &[u8], _bytes: &[u8], _pointer: LogPointer) -> bool {
-        false
-    }
-    /// The cold entries among the first `limit` entries of `[start, end)` in scan order.
-    fn cold_in(&self, _span: &Span) -> Vec<(Bytes, LogPointer)> {
-        Vec::new()
-    }
-    /// Loads the bytes of cold entry `key`; whether it was still cold with `pointer`.
-    fn load(&mut self, _key: &[u8], _pointer: LogPointer, _bytes: &[u8]) -> bool {
-        false
-    }
-    /// Makes a loaded entry cold again; whether it did.
-    fn drop_loaded(&mut self, _key: &[u8], _pointer: LogPointer) -> bool {
-        false
-    }
-    /// The change of (key + value bytes, keys) since the last call, if the engine counts it.
-    fn take_size_delta(&mut self) -> Option<(i64, i64)> {
-        None
-    }
-    /// (cold entries, their value bytes, live bytes of all pointers), if the engine has them.
-    fn cold_figures(&self) -> Option<(u64, u64, u64)> {
-        None
-    }
-    /// Cold entries reached by a read that was not prefetched.
-    fn cold_misses(&self) -> u64 {
-        0
-    }
-}
-
-impl Conformance for ModelEngine {
-    const TIERED: bool = false;
-}
-
-impl Conformance for MasstreeEngine {
-    const TIERED: bool = true;
-    fn put_cold(&mut self, key: Bytes, pointer: LogPointer, _bytes: &[u8], expire_at_ms: u64) {
-        MasstreeEngine::put_cold(self, key, pointer, expire_at_ms);
-    }
-    fn demote(&mut self, key: &[u8], bytes: &[u8], pointer: LogPointer) -> bool {
-        MasstreeEngine::demote(self, key, bytes, pointer)
-    }
-    fn cold_in(&self, span: &Span) -> Vec<(Bytes, LogPointer)> {
-        let (mut out, mut visited) = (Vec::new(), 0usize);
-        let end = span.end.as_deref().unwrap_or_default();
-        if span.limit == 0 || span.end.as_ref().is_some_and(|e| *e <= span.start) {
-            return out;
-        }
-        let more = |_expiry: u64| {
-            visited += 1;
-            visited < span.limit
-        };
-        MasstreeEngine::cold_in(self, &span.start, end, span.reverse, more, &mut out);
-        out
-    }
-    fn load(&mut self, key: &[u8], pointer: LogPointer, bytes: &[u8]) -> bool {
-        MasstreeEngine::load(self, key, pointer, bytes)
-    }
-    fn drop_loaded(&mut self, key: &[u8], pointer: LogPointer) -> bool {
-        self.drop_transient(key, pointer, None)
-    }
-    fn take_size_delta(&mut self) -> Option<(i64, i64)> {
-        Some(self.take_delta())
-    }
-    fn cold_figures(&self) -> Option<(u64, u64, u64)> {
-        let s = self.cold_stats();
-        Some((s.cold_entries, s.cold_value_bytes, self.live_bytes_total()))
-    }
-    fn cold_misses(&self) -> u64 {
-        self.take_cold_misses()
-    }
-}
-
-/// The keys a read declares before it runs: the first `limit` keys of `[start, end)` (`end`
-/// `None`: unbounded), from the end when `reverse`. A point read is a span of one key.
-#[derive(Clone, Debug)]
-struct Span {
-    start: Vec<u8>,
-    end: Option<Vec<u8>>,
-    limit: usize,
-    reverse: bool,
-}
-
-impl Span {
-    fn point(key: &[u8]) -> Span {
-        let mut end = key.to_vec();
-        end.push(0);
-        Span {
-            start: key.to_vec(),
-            end: Some(end),
-            limit: 1,
-            reverse: false,
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -205,98 +102,6 @@ fn op() -> impl Strategy<Value = Op> {
         1 => span().prop_map(|s| Op::ScanKeys(Span { reverse: false, ..s })),
         3 => key().prop_map(Op::Demote),
     ]
-}
-
-/// The oracle: key → (value, expiry), and what the suite expects of a tiered engine.
-#[derive(Default)]
-struct Oracle {
-    map: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
-    /// Pointers the entries hold (cold, or loaded back), per key.
-    pointers: BTreeMap<Vec<u8>, LogPointer>,
-    /// Keys whose value is only in the log.
-    cold: BTreeSet<Vec<u8>>,
-    /// The harness's shard log: durable copies of demoted values, 4 KiB a segment.
-    log: Vec<u8>,
-}
-
-const SEGMENT_BYTES: u64 = 4096;
-
-impl Oracle {
-    /// The first `limit` entries of `span`, found by filtering every key (no range query, so
-    /// that the oracle shares no code path with the model engine).
-    fn scan(&self, span: &Span) -> Vec<(Bytes, Entry)> {
-        let inside = |k: &Vec<u8>| {
-            k.as_slice() >= span.start.as_slice()
-                && span
-                    .end
-                    .as_ref()
-                    .is_none_or(|e| k.as_slice() < e.as_slice())
-        };
-        let mut all: Vec<_> = self.map.iter().filter(|(k, _)| inside(k)).collect();
-        if span.reverse {
-            all.reverse();
-        }
-        all.into_iter()
-            .take(span.limit)
-            .map(|(k, (v, t))| (Bytes::from(k.clone()), entry(v, *t)))
-            .collect()
-    }
-
-    /// Appends a durable copy of `bytes` to the log (never across a segment boundary).
-    fn append(&mut self, bytes: &[u8]) -> LogPointer {
-        let used = self.log.len() as u64 % SEGMENT_BYTES;
-        if used + bytes.len() as u64 > SEGMENT_BYTES {
-            let pad = (SEGMENT_BYTES - used) as usize;
-            self.log.resize(self.log.len() + pad, 0);
-        }
-        let at = self.log.len() as u64;
-        self.log.extend_from_slice(bytes);
-        LogPointer {
-            segment: SegmentId((at / SEGMENT_BYTES) as u32),
-            offset: at % SEGMENT_BYTES,
-            len: bytes.len() as u32,
-            checksum: crc32c::crc32c(bytes),
-        }
-    }
-
-    /// The bytes `p` names, checked against its crc32c as a cold read checks them.
-    fn read(&self, p: &LogPointer) -> Result<Vec<u8>, String> {
-        let at = u64::from(p.segment.0) * SEGMENT_BYTES + p.offset;
-        let bytes = usize::try_from(at)
-            .ok()
-            .and_then(|at| self.log.get(at..at + p.len as usize))
-            .ok_or_else(|| format!("{p:?} points outside the log"))?;
-        if crc32c::crc32c(bytes) != p.checksum {
-            return Err(format!("{p:?} names bytes that fail its checksum"));
-        }
-        Ok(bytes.to_vec())
-    }
-
-    /// Forgets the tiering state of `key` (a write replaced or removed its entry).
-    fn forget(&mut self, key: &[u8]) {
-        self.pointers.remove(key);
-        self.cold.remove(key);
-    }
-
-    /// (cold entries, their value bytes, live bytes of all pointers), as a tiered engine must
-    /// count them (an empty value still pins its segment: one byte).
-    fn cold_figures(&self) -> (u64, u64, u64) {
-        let len = |k: &Vec<u8>| self.pointers.get(k).map_or(0, |p| u64::from(p.len));
-        let cold_bytes = self.cold.iter().map(len).sum();
-        let live = self
-            .pointers
-            .values()
-            .map(|p| u64::from(p.len).max(1))
-            .sum();
-        (self.cold.len() as u64, cold_bytes, live)
-    }
-}
-
-fn entry(value: &[u8], expire_at_ms: u64) -> Entry {
-    Entry {
-        value: Bytes::copy_from_slice(value),
-        expire_at_ms,
-    }
 }
 
 /// Returns an error naming the step and both answers unless they are equal.
