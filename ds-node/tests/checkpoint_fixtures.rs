@@ -147,8 +147,11 @@ fn hot_checkpoint() -> Vec<u8> {
     encode(&meta(), e.iter().map(|(k, v)| (&k[..], v)))
 }
 
+/// Entries with their keys, in key order.
+type Keyed<T> = Vec<(Bytes, T)>;
+
 /// The first two entries in key order are cold (named by pointers into a shard log).
-fn cold_split() -> (Vec<(Bytes, Entry)>, Vec<(Bytes, ColdEntry)>) {
+fn cold_split() -> (Keyed<Entry>, Keyed<ColdEntry>) {
     let mut hot = entries(&state());
     let cold = hot
         .drain(..2)

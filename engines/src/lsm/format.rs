@@ -3,7 +3,7 @@
 //! panic on any input (they are fuzzed: `engines/fuzz/fuzz_targets/lsm_decoders.rs`).
 
 use super::{IndexEntry, IndexValue, RunId};
-use crate::masstree::{LogPointer, SegmentId};
+use crate::pointer::{LogPointer, SegmentId};
 
 /// Length of a frame header.
 pub const FRAME_HEADER_LEN: usize = 24;

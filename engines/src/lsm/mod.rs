@@ -48,7 +48,7 @@ mod run;
 
 use std::fmt;
 
-pub use crate::masstree::LogPointer;
+pub use crate::pointer::LogPointer;
 pub use crate::segments::SharedStore;
 pub use crate::vlog::{LogIndex, RangeId};
 pub use checkpoint::{CheckpointReport, CheckpointWriter};

@@ -12,23 +12,7 @@
 
 use std::cell::Cell;
 
-/// Identifies a segment of the shard log.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct SegmentId(pub u32);
-
-/// Where a value's bytes live in the shard log: segment, byte offset inside it, length, and the
-/// checksum (crc32c) of the bytes, checked when they are read back.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct LogPointer {
-    /// The log segment holding the value.
-    pub segment: SegmentId,
-    /// Byte offset of the value inside the segment.
-    pub offset: u64,
-    /// Length of the value in bytes.
-    pub len: u32,
-    /// crc32c of the value's bytes.
-    pub checksum: u32,
-}
+pub use crate::pointer::{LogPointer, SegmentId};
 
 const FLAG_INLINE: u8 = 1;
 const FLAG_POINTER: u8 = 2;

@@ -11,7 +11,7 @@
 //!
 //! Pure functions, no I/O: the shard's collector (`ds-node::server::gc`) applies them.
 
-use crate::masstree::SegmentId;
+use crate::pointer::SegmentId;
 
 /// The high bit of a relocated record's tag marks a copy made by the garbage collector; the
 /// low 32 bits name the segment the value was copied from. Tag 0 is a demoted value.

@@ -19,7 +19,7 @@ use super::record::{
 use super::state::{FastMap, State};
 use super::types::Seq;
 use super::{Error, Result, VlogConfig};
-use crate::masstree::{LogPointer, SegmentId};
+use crate::pointer::{LogPointer, SegmentId};
 use crate::segments::SharedStore;
 
 /// Where a value lies inside a record's data (the entry payload, the relocated value, …).

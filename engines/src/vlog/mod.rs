@@ -31,7 +31,7 @@ mod recover;
 mod state;
 mod types;
 
-pub use crate::masstree::{LogPointer, SegmentId};
+pub use crate::pointer::{LogPointer, SegmentId};
 pub use device::SharedDevice;
 pub use log::{AppendRecord, AppendTicket, Appended, ValueSpan, Vlog};
 pub use metrics::VlogMetrics;

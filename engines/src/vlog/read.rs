@@ -16,7 +16,7 @@ use super::record::{
 use super::state::{CheckpointInfo, Fragments};
 use super::types::{LogIndex, RangeId, Seq, Term};
 use super::{Error, Result};
-use crate::masstree::LogPointer;
+use crate::pointer::LogPointer;
 
 /// Fragment reads of one fragmented entry issued at once (each at most `batch-bytes-max`).
 const FRAGMENT_READS_IN_FLIGHT: usize = 4;

@@ -9,7 +9,7 @@ use super::record::{HardState, LogRecord, TruncateMode};
 use super::state::SegmentUsage;
 use super::types::{LogIndex, RangeId};
 use super::{Error, Result};
-use crate::masstree::SegmentId;
+use crate::pointer::SegmentId;
 
 impl<D: BlockDevice> Vlog<D> {
     // ---------------------------------------------------------------- truncation

@@ -13,7 +13,7 @@ use super::record::{
 use super::state::{CheckpointInfo, EntryCache, State};
 use super::types::Seq;
 use super::{Error, MAX_PIPELINE_DEPTH, Result, VlogConfig};
-use crate::masstree::{LogPointer, SegmentId};
+use crate::pointer::{LogPointer, SegmentId};
 use crate::segments::SharedStore;
 
 /// What recovery found.

@@ -11,7 +11,7 @@ use super::record::{
     TruncateMode,
 };
 use super::types::{LogIndex, RangeId, Seq, Term};
-use crate::masstree::LogPointer;
+use crate::pointer::LogPointer;
 
 /// An Fx-style hasher for the log's internal integer keys (ticket ids, (range, index)):
 /// SipHash showed up at 15–20 % of the append path. The keys are not attacker-chosen.

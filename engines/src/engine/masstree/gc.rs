@@ -1,16 +1,16 @@
 //! The garbage collector's view of the store: which entries point into the segments being
 //! collected, and the pointer swap that moves them (`server::gc`).
 //!
-//! Both keep the live-byte accounting of [`MasstreeStore`] exact: a swap unpins the old
+//! Both keep the live-byte accounting of [`MasstreeEngine`] exact: a swap unpins the old
 //! segment and pins the new one by the same length.
 
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
+use crate::pointer::{LogPointer, SegmentId};
 use bytes::Bytes;
-use engines::masstree::{LogPointer, SegmentId};
 
-use super::{MasstreeStore, pin, unpin};
+use super::{MasstreeEngine, pin, unpin};
 
 /// An entry whose pointer names a segment being collected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub struct GcItem {
     pub inline: Option<Bytes>,
 }
 
-/// Bounds of one [`MasstreeStore::gc_items`] walk.
+/// Bounds of one [`MasstreeEngine::gc_items`] walk.
 #[derive(Debug, Clone, Copy)]
 pub struct GcWalk {
     /// Most items returned.
@@ -34,7 +34,7 @@ pub struct GcWalk {
     pub max_visits: usize,
 }
 
-impl MasstreeStore {
+impl MasstreeEngine {
     /// Entries from `from` on (key order) whose pointer names one of `victims`, within
     /// `walk`'s bounds, and the key to continue at (`None`: the end of the store).
     pub fn gc_items(
@@ -96,7 +96,7 @@ impl MasstreeStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::range::store::{Entry, KvStore};
+    use crate::engine::{Engine, Entry};
 
     fn ptr(seg: u32, offset: u64, v: &[u8]) -> LogPointer {
         LogPointer {
@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn items_are_the_entries_pointing_into_victims_hot_or_cold() {
-        let mut s = MasstreeStore::new();
+        let mut s = MasstreeEngine::new();
         for (k, v, seg) in [(b"a", b"aa", 1), (b"b", b"bb", 2), (b"c", b"cc", 1)] {
             s.put(Bytes::copy_from_slice(k), hot(v));
             assert!(s.demote(k, v, ptr(seg, 8, v)));
@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn a_walk_stops_at_its_bounds_and_resumes_where_it_stopped() {
-        let mut s = MasstreeStore::new();
+        let mut s = MasstreeEngine::new();
         for i in 0..10u8 {
             let k = [b'k', i];
             s.put(Bytes::copy_from_slice(&k), hot(b"v"));
@@ -176,7 +176,7 @@ mod tests {
 
     #[test]
     fn relocation_moves_the_live_bytes_and_a_write_in_between_wins() {
-        let mut s = MasstreeStore::new();
+        let mut s = MasstreeEngine::new();
         s.put(Bytes::from_static(b"a"), hot(b"alpha"));
         s.put(Bytes::from_static(b"b"), hot(b"beta"));
         let (pa, pb) = (ptr(1, 8, b"alpha"), ptr(1, 64, b"beta"));

@@ -1,0 +1,526 @@
+//! [`MasstreeEngine`]: the shard's [`Engine`] over the Masstree hot tier, with cold entries.
+//!
+//! An entry is *hot* (its stored bytes inline), *cold* (only a [`LogPointer`] to a durable
+//! copy of exactly those bytes in the shard log: segment, offset, length, crc32c), or both
+//! (a cold entry loaded back by a read keeps its pointer, so demoting it again costs no
+//! write). A write always stores a hot entry without a pointer: the bytes an entry stores are
+//! derived by the state machine (type byte + value), so they are no slice of the Raft entry
+//! that carried the command. Demotion (ds-node `server::demote`) gives them a durable copy first.
+//!
+//! The state machine is synchronous and reads values from memory, so a cold entry must be
+//! loaded (ds-node `server::cold`, with [`cold_in`] and [`load`]) before an operation that touches it is applied. Reaching a cold
+//! entry through [`Engine::get`] or [`Engine::scan`] anyway is a bug of that prefetch: a
+//! debug assertion fails, and in release the read is counted ([`take_cold_misses`]) and
+//! answered with an empty value, which the caller turns into an error (a read) or a stopped
+//! range (a write), never into a silent empty value.
+//!
+//! The store counts the live bytes each segment of the shard log holds for its pointers, so
+//! that no segment a pointer points into is released ([`is_pinned`]).
+//!
+//! Submodules: `cold` (demotion, loads and promotion), `gc` (the garbage collector's walk and
+//! pointer swap), `clock` (the memory policy's clock hand). Each adds methods to
+//! [`MasstreeEngine`] or reads it; none imports another.
+//!
+//! [`take_cold_misses`]: MasstreeEngine::take_cold_misses
+//! [`is_pinned`]: MasstreeEngine::is_pinned
+//! [`cold_in`]: MasstreeEngine::cold_in
+//! [`load`]: MasstreeEngine::load
+
+// perf-critical: every applied write and every read goes through this engine. The point
+// operations are `#[inline]` so that ds-node, which calls them through generic apply code,
+// inlines them as it did when this engine lived in ds-node (no LTO in release).
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::ops::{Bound, ControlFlow};
+
+use bytes::Bytes;
+
+use super::{Engine, Entry};
+use crate::masstree::{Direction, EntryRef, Masstree, OwnedEntry, Value};
+use crate::pointer::{LogPointer, SegmentId};
+
+pub mod clock;
+mod cold;
+mod gc;
+
+pub use cold::{Candidate, Loaded, Promotion, loaded_before};
+pub use gc::{GcItem, GcWalk};
+
+/// An entry as stored: its bytes, or where they are in the shard log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// In memory.
+    Hot(Entry),
+    /// Only in the shard log.
+    Cold {
+        /// The durable copy of the entry's bytes.
+        pointer: LogPointer,
+        /// Expiry in Unix milliseconds; 0 = never.
+        expire_at_ms: u64,
+    },
+}
+
+/// Allocator bytes counted per entry for its heap allocation (suffix, pointer, value): the
+/// allocator's header and rounding (glibc: 8 B header, 16 B granularity, so 8–23 B).
+pub const ALLOC_OVERHEAD: usize = 16;
+
+/// The memory a store accounts for, which `maxmemory` bounds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Accounted {
+    /// Arena pages of the tree's nodes, live and free slots (entries live in border nodes).
+    pub arena_bytes: u64,
+    /// Heap bytes of key suffixes, log pointers and inline values.
+    pub heap_bytes: u64,
+    /// [`ALLOC_OVERHEAD`] per entry.
+    pub alloc_overhead_bytes: u64,
+}
+
+impl Accounted {
+    /// The sum.
+    pub fn total(&self) -> u64 {
+        self.arena_bytes + self.heap_bytes + self.alloc_overhead_bytes
+    }
+}
+
+/// Figures of the store for `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ColdStats {
+    /// Entries held only as a pointer.
+    pub cold_entries: u64,
+    /// Value bytes of those entries (on the device).
+    pub cold_value_bytes: u64,
+    /// Value bytes held in memory.
+    pub hot_value_bytes: u64,
+}
+
+/// The shard's store: one Masstree shared by every range of the shard (their keys are
+/// disjoint).
+#[derive(Debug, Default)]
+pub struct MasstreeEngine {
+    tree: Masstree,
+    /// Change of (bytes, keys) since the last [`take_delta`](Self::take_delta): the state
+    /// machine charges it to the range whose entry it applied (range size for the master's
+    /// split decisions, without scanning).
+    delta: (i64, i64),
+    /// The first write the tree refused since the last [`take_fault`](Self::take_fault): an
+    /// internal invariant broken (`net::limits` keeps every key the state machine builds
+    /// within the tree's limit). The caller stops the range instead of the process.
+    fault: Option<String>,
+    /// Writes refused by the tree, ever (a metric).
+    faults_total: u64,
+    /// Bytes pointed at by live entries, per shard-log segment.
+    live: BTreeMap<SegmentId, u64>,
+    cold_entries: u64,
+    cold_bytes: u64,
+    /// Cold entries read through `get`/`scan` since the last `take_cold_misses`.
+    cold_misses: Cell<u64>,
+}
+
+fn stored_len(e: &EntryRef<'_>) -> usize {
+    match e.value() {
+        Some(v) => v.len(),
+        None => e.pointer().map_or(0, |p| p.len as usize),
+    }
+}
+
+fn owned_len(e: &OwnedEntry) -> i64 {
+    match (&e.inline, e.pointer) {
+        (Some(v), _) => v.len() as i64,
+        (None, Some(p)) => i64::from(p.len),
+        (None, None) => 0,
+    }
+}
+
+impl MasstreeEngine {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The log pointer recorded for `key`, if any.
+    pub fn pointer(&self, key: &[u8]) -> Option<LogPointer> {
+        self.tree.get(key).and_then(|e| e.pointer())
+    }
+
+    /// The pointer of `key` if its entry is cold (not in memory).
+    pub fn cold_pointer(&self, key: &[u8]) -> Option<LogPointer> {
+        let e = self.tree.get(key)?;
+        if e.value().is_some() {
+            None
+        } else {
+            e.pointer()
+        }
+    }
+
+    /// Number of keys.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether the store is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Bytes of memory the tree uses.
+    pub fn memory_bytes(&self) -> usize {
+        self.tree.memory_bytes()
+    }
+
+    /// Hot and cold figures.
+    pub fn cold_stats(&self) -> ColdStats {
+        ColdStats {
+            cold_entries: self.cold_entries,
+            cold_value_bytes: self.cold_bytes,
+            hot_value_bytes: self.tree.memory_stats().value_bytes as u64,
+        }
+    }
+
+    /// Live bytes per segment: what the store's pointers name.
+    pub fn live_bytes(&self) -> &BTreeMap<SegmentId, u64> {
+        &self.live
+    }
+
+    /// Whether a live pointer points into `segment` (it must not be released).
+    pub fn is_pinned(&self, segment: SegmentId) -> bool {
+        self.live.contains_key(&segment)
+    }
+
+    /// Returns and clears the first write the tree refused since the last call.
+    pub fn take_fault(&mut self) -> Option<String> {
+        self.fault.take()
+    }
+
+    /// Writes the tree refused since the store was created.
+    pub fn faults_total(&self) -> u64 {
+        self.faults_total
+    }
+
+    /// Returns and resets the count of cold entries read through `get`/`scan` (a prefetch
+    /// bug: see the module documentation).
+    pub fn take_cold_misses(&self) -> u64 {
+        self.cold_misses.replace(0)
+    }
+
+    /// Returns and resets the change of (key + value bytes, keys) since the last call.
+    pub fn take_delta(&mut self) -> (i64, i64) {
+        std::mem::take(&mut self.delta)
+    }
+
+    /// (key + value bytes, keys) of `[start, end)` (`end` empty: unbounded), without copying;
+    /// a cold entry counts its value's length on the device.
+    pub fn size_of(&self, start: &[u8], end: &[u8]) -> (u64, u64) {
+        let (mut bytes, mut keys) = (0u64, 0u64);
+        self.walk(start, end, |k, e| {
+            bytes += (k.len() + stored_len(&e)) as u64;
+            keys += 1;
+            ControlFlow::Continue(())
+        });
+        (bytes, keys)
+    }
+
+    /// The first key at or after which half of the bytes of `[start, end)` lie (`None` for
+    /// an empty range), without copying values.
+    pub fn middle_key(&self, start: &[u8], end: &[u8]) -> Option<Bytes> {
+        let (total, _) = self.size_of(start, end);
+        let mut seen = 0u64;
+        let mut out = None;
+        self.walk(start, end, |k, e| {
+            seen += (k.len() + stored_len(&e)) as u64;
+            if seen * 2 >= total {
+                out = Some(Bytes::copy_from_slice(k));
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        out
+    }
+
+    fn walk(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut f: impl FnMut(&[u8], EntryRef<'_>) -> ControlFlow<()>,
+    ) {
+        self.tree.scan(
+            Bound::Included(start),
+            Direction::Forward,
+            usize::MAX,
+            |k, e| {
+                if !end.is_empty() && k >= end {
+                    return ControlFlow::Break(());
+                }
+                f(k, e)
+            },
+        );
+    }
+
+    /// The memory the store accounts for ([`Accounted`]).
+    pub fn accounted(&self) -> Accounted {
+        let s = self.tree.memory_stats();
+        Accounted {
+            arena_bytes: s.reserved_bytes as u64,
+            heap_bytes: (s.suffix_bytes + s.pointer_bytes + s.value_bytes) as u64,
+            alloc_overhead_bytes: (s.entries * ALLOC_OVERHEAD) as u64,
+        }
+    }
+    /// Every entry of `[start, end)` (`end` empty: unbounded) as stored, in key order.
+    pub fn scan_stored(&self, start: &[u8], end: &[u8]) -> Vec<(Bytes, Stored)> {
+        let mut out = Vec::new();
+        self.walk(start, end, |k, e| {
+            let expire_at_ms = e.expire_at_ms().unwrap_or(0);
+            let s = match (e.value(), e.pointer()) {
+                (Some(v), _) => Stored::Hot(Entry {
+                    value: Bytes::copy_from_slice(v),
+                    expire_at_ms,
+                }),
+                (None, Some(pointer)) => Stored::Cold {
+                    pointer,
+                    expire_at_ms,
+                },
+                (None, None) => Stored::Hot(Entry {
+                    value: Bytes::new(),
+                    expire_at_ms,
+                }),
+            };
+            out.push((Bytes::copy_from_slice(k), s));
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Up to `limit` entries of `[start, end)` with their expiry but *without values* (cold
+    /// ones are not loaded): for the leader's expiry sweep, which needs only keys and expiry.
+    pub fn scan_expiry(&self, start: &[u8], end: &[u8], limit: usize) -> Vec<(Bytes, Entry)> {
+        let mut out = Vec::new();
+        self.walk(start, end, |k, e| {
+            if out.len() >= limit {
+                return ControlFlow::Break(());
+            }
+            out.push((
+                Bytes::copy_from_slice(k),
+                Entry {
+                    value: Bytes::new(),
+                    expire_at_ms: e.expire_at_ms().unwrap_or(0),
+                },
+            ));
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Inserts `v` (of `len` stored bytes) and keeps the accounting; whether it went in.
+    #[inline]
+    fn insert(&mut self, key: &[u8], v: Value<'_>, len: i64) -> bool {
+        // The only refusal is a key over 64 KiB; `net::limits` bounds the state machine's
+        // keys below it, so a refusal is a broken invariant: recorded, never a panic.
+        match self.tree.insert(key, v) {
+            Ok(Some(old)) => {
+                self.delta.0 += len - owned_len(&old);
+                self.forget(&old);
+                true
+            }
+            Ok(None) => {
+                self.delta.0 += key.len() as i64 + len;
+                self.delta.1 += 1;
+                true
+            }
+            Err(e) => {
+                // Not logged here: the caller logs it where it handles it (it stops the range).
+                self.faults_total += 1;
+                self.fault
+                    .get_or_insert_with(|| format!("key of {} bytes: {e}", key.len()));
+                false
+            }
+        }
+    }
+
+    /// Drops the accounting of an entry taken out of the tree.
+    #[inline]
+    fn forget(&mut self, old: &OwnedEntry) {
+        if let Some(p) = old.pointer {
+            unpin(&mut self.live, &p);
+            if old.inline.is_none() {
+                self.cold_entries -= 1;
+                self.cold_bytes -= u64::from(p.len);
+            }
+        }
+    }
+
+    #[inline]
+    fn entry_of(&self, e: EntryRef<'_>) -> Entry {
+        e.touch();
+        let value = match e.value() {
+            Some(v) => Bytes::copy_from_slice(v),
+            None => {
+                debug_assert!(
+                    e.pointer().is_none(),
+                    "a cold entry was reached without being loaded first (prefetch bug)"
+                );
+                self.cold_misses.set(self.cold_misses.get() + 1);
+                Bytes::new()
+            }
+        };
+        Entry {
+            value,
+            expire_at_ms: e.expire_at_ms().unwrap_or(0),
+        }
+    }
+}
+
+fn pin(live: &mut BTreeMap<SegmentId, u64>, p: &LogPointer) {
+    *live.entry(p.segment).or_default() += u64::from(p.len).max(1);
+}
+
+fn unpin(live: &mut BTreeMap<SegmentId, u64>, p: &LogPointer) {
+    if let Some(n) = live.get_mut(&p.segment) {
+        *n = n.saturating_sub(u64::from(p.len).max(1));
+        if *n == 0 {
+            live.remove(&p.segment);
+        }
+    }
+}
+
+impl Engine for MasstreeEngine {
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.tree.get(key).map(|e| self.entry_of(e))
+    }
+
+    #[inline]
+    fn put(&mut self, key: Bytes, entry: Entry) {
+        let mut v = Value::inline(&entry.value);
+        if entry.expire_at_ms != 0 {
+            v = v.with_expiry_ms(entry.expire_at_ms);
+        }
+        self.insert(&key, v, entry.value.len() as i64);
+    }
+
+    #[inline]
+    fn delete(&mut self, key: &[u8]) -> bool {
+        match self.tree.remove(key) {
+            Some(old) => {
+                self.delta.0 -= key.len() as i64 + owned_len(&old);
+                self.delta.1 -= 1;
+                self.forget(&old);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Vec<(Bytes, Entry)> {
+        let mut out = Vec::new();
+        if limit == 0 || end.is_some_and(|e| e <= start) {
+            return out;
+        }
+        let mut push = |k: &[u8], e: EntryRef<'_>| {
+            out.push((Bytes::copy_from_slice(k), self.entry_of(e)));
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        if reverse {
+            let from = end.map_or(Bound::Unbounded, Bound::Excluded);
+            self.tree
+                .scan(from, Direction::Reverse, usize::MAX, |k, e| {
+                    if k < start {
+                        return ControlFlow::Break(());
+                    }
+                    push(k, e)
+                });
+        } else {
+            self.walk(start, end.unwrap_or_default(), push);
+        }
+        out
+    }
+
+    #[inline]
+    fn expiry(&self, key: &[u8]) -> Option<u64> {
+        self.tree.get(key).map(|e| e.expire_at_ms().unwrap_or(0))
+    }
+
+    #[inline]
+    fn is_cold(&self, key: &[u8]) -> bool {
+        self.cold_pointer(key).is_some()
+    }
+
+    fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if limit == 0 || end.is_some_and(|e| e <= start) {
+            return out;
+        }
+        self.walk(start, end.unwrap_or_default(), |k, _| {
+            out.push(Bytes::copy_from_slice(k));
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ptr(seg: u32, offset: u64, v: &[u8]) -> LogPointer {
+        LogPointer {
+            segment: SegmentId(seg),
+            offset,
+            len: v.len() as u32,
+            checksum: crc32c::crc32c(v),
+        }
+    }
+
+    fn hot(v: &'static [u8]) -> Entry {
+        Entry {
+            value: Bytes::from_static(v),
+            expire_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn sizes_count_cold_values_by_their_pointer() {
+        let mut s = MasstreeEngine::new();
+        s.put(Bytes::from_static(b"k"), hot(b"12345"));
+        s.take_delta();
+        assert!(s.demote(b"k", b"12345", ptr(1, 0, b"12345")));
+        assert_eq!(s.size_of(b"", b""), (6, 1));
+        assert!(s.delete(b"k"));
+        assert_eq!(s.take_delta(), (-6, -1));
+    }
+
+    #[test]
+    fn scans_report_cold_entries_by_pointer_and_keys_without_loading() {
+        let mut s = MasstreeEngine::new();
+        s.put(Bytes::from_static(b"a"), hot(b"1"));
+        s.put_cold(Bytes::from_static(b"b"), ptr(7, 8, b"22"), 99);
+        assert_eq!(
+            s.scan_keys(b"", None, 10),
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")]
+        );
+        let st = s.scan_stored(b"", b"");
+        assert_eq!(
+            st[1].1,
+            Stored::Cold {
+                pointer: ptr(7, 8, b"22"),
+                expire_at_ms: 99
+            }
+        );
+        assert_eq!(s.scan_expiry(b"", b"", 10)[1].1.expire_at_ms, 99);
+        assert_eq!(s.take_cold_misses(), 0);
+    }
+}
