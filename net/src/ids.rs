@@ -1,4 +1,5 @@
-//! Newtypes for every identifier that crosses a module or process boundary.
+//! Newtypes for every identifier that crosses a module or process boundary (those the shard
+//! log shares come from the `ids` crate).
 
 use bytes::BytesMut;
 
@@ -28,22 +29,26 @@ macro_rules! id_newtype {
     };
 }
 
-id_newtype!(
-    /// A range (one Raft group), unique in the cluster.
-    RangeId(u64)
-);
-id_newtype!(
-    /// A storage node (DS process), unique in the cluster.
-    StoreId(u64)
-);
-id_newtype!(
-    /// A shard (core) of a storage node: 0-based index.
-    ShardId(u32)
-);
-id_newtype!(
-    /// A replica of a range; the Raft peer id.
-    ReplicaId(u64)
-);
+pub use ids::{RangeId, ReplicaId, ShardId, StoreId};
+
+macro_rules! wire_id {
+    ($($name:ident($t:ty)),* $(,)?) => {
+        $(
+            impl Wire for $name {
+                fn encode(&self, buf: &mut BytesMut) {
+                    self.0.encode(buf);
+                }
+                fn decode(r: &mut Reader) -> Result<Self, DecodeError> {
+                    Ok(Self(<$t>::decode(r)?))
+                }
+            }
+        )*
+    };
+}
+
+// The ids the shard log shares (crate `ids`) get their wire encoding here.
+wire_id!(RangeId(u64), StoreId(u64), ShardId(u32), ReplicaId(u64));
+
 id_newtype!(
     /// The cluster, chosen at bootstrap; 0 means "not bootstrapped yet".
     ClusterId(u64)

@@ -2,9 +2,8 @@
 
 use std::fmt;
 
-/// Identifies a range (one Raft group).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RangeId(pub u64);
+/// Identifies a range (one Raft group): the cluster-wide id, the same type `net` speaks.
+pub use ids::RangeId;
 
 /// A Raft term.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -17,12 +16,6 @@ pub struct LogIndex(pub u64);
 /// A record's log-wide sequence number (1, 2, 3 … along the log).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Seq(pub u64);
-
-impl fmt::Display for RangeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "r{}", self.0)
-    }
-}
 
 impl fmt::Display for Seq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
