@@ -15,8 +15,8 @@ use net::{Message, RpcError};
 use raft::eraftpb::Message as RaftMsg;
 
 use super::metrics::ShardMetrics;
-use super::peer::{Peer, Pending, WaitingRead};
-use super::shard::{Shard, ShardState, now_ms};
+use super::peer::{Peer, Pending, RANGE_STOPPED, REQUEST_TIMEOUT, WaitingRead};
+use super::shard::{MAX_PROPOSAL_BYTES, MAX_UNINITIALIZED, Shard, ShardState, now_ms};
 use super::validate::{self, Refusal};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::codec::{encode_proposal, encode_write};
@@ -35,7 +35,7 @@ fn err(e: RpcError) -> Handled<Reply> {
 
 fn later(rx: oneshot::Receiver<KvResponse>) -> Handled<Reply> {
     Handled::Later(Box::pin(async move {
-        let timeout = crate::core::sleep(super::ready::REQUEST_TIMEOUT);
+        let timeout = crate::core::sleep(REQUEST_TIMEOUT);
         let r = futures_lite::future::or(async { rx.await.ok() }, async {
             timeout.await;
             None
@@ -88,13 +88,6 @@ fn not_leader(shard: &Shard, p: &Peer) -> RpcError {
         });
     RpcError::NotLeader { hint }
 }
-
-/// `RpcError::Internal` code of a request to a stopped range (`Peer::stopped`).
-pub const RANGE_STOPPED: u32 = 3;
-
-/// Largest encoded proposal: a value of the largest size plus its key and framing; a
-/// request whose values add up to more is refused before anything is proposed.
-pub const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
 
 /// A request, with its request id for a write that is applied once per id.
 fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
@@ -250,38 +243,6 @@ fn with_split_neighbours(
         }
     }
     out
-}
-
-/// Most replicas of one shard created for a leader's message and still waiting for their
-/// first snapshot.
-pub const MAX_UNINITIALIZED: usize = 32;
-
-/// Most replicas one shard creates for leaders' messages per second.
-pub const CREATIONS_PER_SEC: u32 = 8;
-
-/// The shard's budget of replica creations: [`CREATIONS_PER_SEC`] per one-second window.
-#[derive(Debug, Default)]
-pub struct CreationBudget {
-    window: Option<Instant>,
-    used: u32,
-}
-
-impl CreationBudget {
-    /// Takes one creation at `now`; false when this window's budget is spent.
-    pub fn take(&mut self, now: Instant) -> bool {
-        if self
-            .window
-            .is_none_or(|w| now.saturating_duration_since(w) >= std::time::Duration::from_secs(1))
-        {
-            self.window = Some(now);
-            self.used = 0;
-        }
-        if self.used >= CREATIONS_PER_SEC {
-            return false;
-        }
-        self.used += 1;
-        true
-    }
 }
 
 /// How often refused Raft messages are logged (at debug, with counts).
@@ -452,8 +413,8 @@ fn snapshot_in(
     st: &mut ShardState,
     range: u64,
     m: &RaftMsg,
-) -> Result<super::snapshot::Received, Dropped> {
-    let got = super::snapshot::transfer_id(m)
+) -> Result<super::transfers::Received, Dropped> {
+    let got = super::transfers::transfer_id(m)
         .and_then(|id| st.transfers.take(id, range))
         .ok_or(Dropped::Bad)?;
     let d = &got.meta.desc;

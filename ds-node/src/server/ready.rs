@@ -5,33 +5,38 @@
 //! needed them durable, apply committed entries through [`execute`] and answer waiting
 //! requests. Ticks come from a timer.
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use engines::vlog::{
     AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord,
-    RangeId as LogRangeId, Term, TruncateMode,
+    RangeId as LogRangeId, Term,
 };
 use net::message::kv::KvResponse;
-use net::message::{RaftBatch, RaftEnvelope};
-use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
 use raft::StateRole;
 use raft::eraftpb::{Entry, EntryType, Message as RaftMsg};
 
+use super::apply::Effects;
+use super::conf_change::entry_type_of;
 use super::metrics::ShardMetrics;
 use super::peer::Peer;
-use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_change};
+use super::shard::{Shard, ShardState, now_ms, stop_range};
+use super::transport::{Outbox, collect};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{decode_split, decode_sweep, decode_write, encode_meta, encode_sweep};
-use crate::range::dedup;
+use crate::range::codec::encode_sweep;
 
-/// Messages of one turn: Raft batches per destination address, and snapshots to stream.
-#[derive(Default)]
-struct Outbox {
-    batches: HashMap<String, Vec<RaftEnvelope>>,
-    /// (address, range, from replica, the `MsgSnapshot`).
-    snapshots: Vec<(String, u64, u64, RaftMsg)>,
+/// Sends the turn's Raft batches and starts its snapshot transfers.
+fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
+    for (addr, range, from, m) in out.snapshots.drain(..) {
+        crate::core::spawn(super::snapshot::send(
+            Rc::clone(shard),
+            addr,
+            range,
+            from,
+            m,
+        ));
+    }
+    super::transport::send_batches(shard, out);
 }
 
 /// Group commits in flight at once: one flushing while the next is written (the shard log
@@ -170,7 +175,7 @@ async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
             let mut snapshot_index = None;
             if !rd.snapshot().is_empty() {
                 let (index, file) =
-                    install_snapshot(shard, p, engine, rd.snapshot(), &mut records)?;
+                    super::snapshot::install(shard, p, engine, rd.snapshot(), &mut records)?;
                 snap_files.push((range, index, file));
                 snapshot_index = Some(index);
             }
@@ -293,15 +298,12 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
             }
         }
         if !w.committed.is_empty() {
-            let last = apply_entries(
-                shard,
-                p,
-                engine,
+            let mut fx = Effects {
                 meta_records,
                 to_destroy,
                 splits,
-                w.committed,
-            );
+            };
+            let last = super::apply::entries(shard, p, engine, &mut fx, w.committed);
             p.node.advance_apply_to(last);
         }
         answer_reads(shard, p, engine);
@@ -420,7 +422,7 @@ fn answer_reads(shard: &Rc<Shard>, p: &mut Peer, engine: &mut crate::range::engi
         .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
         .map(|(k, _)| *k)
         .collect();
-    let now = super::shard::now_ms();
+    let now = now_ms();
     for k in ready {
         let Some(r) = p.reads.remove(&k) else {
             continue;
@@ -456,352 +458,6 @@ fn answer_reads(shard: &Rc<Shard>, p: &mut Peer, engine: &mut crate::range::engi
     }
 }
 
-/// Applies committed entries and answers their proposers; returns the index of the last
-/// entry applied (the one before an entry that stopped the range, see [`stop_range`]).
-fn apply_entries(
-    shard: &Rc<Shard>,
-    p: &mut Peer,
-    engine: &mut crate::range::engine::MasstreeStore,
-    meta_records: &mut Vec<LogRecord>,
-    to_destroy: &mut Vec<u64>,
-    splits: &mut Vec<(
-        net::message::RangeDescriptor,
-        Option<net::message::RangeDescriptor>,
-    )>,
-    entries: Vec<Entry>,
-) -> u64 {
-    let range = p.desc.id.0;
-    let mut applied = 0;
-    let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
-    for e in entries {
-        if p.stopped.is_some() {
-            break;
-        }
-        applied += 1;
-        let result = match e.get_entry_type() {
-            EntryType::EntryNormal => {
-                if e.data.is_empty() {
-                    None
-                } else if let Some((now, id, op)) = decode_write(&e.data) {
-                    let ctx = ApplyCtx {
-                        now_ms: now,
-                        index: e.index,
-                        range: &p.desc,
-                    };
-                    let r = dedup::apply_once(engine, id, &op, now, |s| execute(s, &op, &ctx));
-                    if let Some(fault) =
-                        super::cold::miss_fault(engine).or_else(|| engine.take_fault())
-                    {
-                        stop_range(shard, p, e.index, fault);
-                        break;
-                    }
-                    let (db, dk) = engine.take_delta();
-                    p.approx_size.0 += db;
-                    p.approx_size.1 += dk;
-                    Some(r)
-                } else if let Some((now, keys)) = decode_sweep(&e.data) {
-                    let n = crate::range::sweep::apply(engine, now, &keys);
-                    let mut m = shard.metrics.borrow_mut();
-                    m.expired_deleted_total += n.expired;
-                    m.garbage_deleted_total += n.garbage;
-                    let (db, dk) = engine.take_delta();
-                    p.approx_size.0 += db;
-                    p.approx_size.1 += dk;
-                    None
-                } else if let Some(cmd) = decode_split(&e.data) {
-                    match super::split::apply_to_desc(&mut p.desc, &cmd) {
-                        Some(right) => {
-                            meta_records.push(LogRecord::ConfState {
-                                range: LogRangeId(range),
-                                data: encode_meta(&p.desc),
-                            });
-                            let left = p.is_leader().then(|| p.desc.clone());
-                            if let Some(l) = &left {
-                                // At once: until the master knows, proxies keep sending
-                                // the left range's old epoch.
-                                super::split::report_later(shard, l.clone(), right.clone());
-                            }
-                            splits.push((right, left));
-                            // The moved keys' size goes with them (measured when created).
-                            let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
-                            p.approx_size = (b as i64, k as i64);
-                            Some(KvResponse::Ok {
-                                result: net::message::kv::OpResult::Unit {},
-                            })
-                        }
-                        None => {
-                            tracing::info!(range, index = e.index, "stale split ignored");
-                            None
-                        }
-                    }
-                } else {
-                    tracing::error!(range, index = e.index, "undecodable entry skipped");
-                    None
-                }
-            }
-            t => {
-                if let Some(cc) = decode_conf_change(t, &e.data) {
-                    match p.node.apply_conf_change(&cc) {
-                        Ok(cs) => {
-                            p.node.mut_store().set_conf_state(cs);
-                            apply_conf_change_to_desc(&mut p.desc, &cc);
-                            meta_records.push(LogRecord::ConfState {
-                                range: LogRangeId(range),
-                                data: encode_meta(&p.desc),
-                            });
-                            if !p
-                                .desc
-                                .replicas
-                                .iter()
-                                .any(|r| r.replica_id.0 == p.replica_id)
-                            {
-                                to_destroy.push(range);
-                            }
-                        }
-                        Err(err) => tracing::warn!(range, "conf change refused: {err}"),
-                    }
-                }
-                Some(KvResponse::Ok {
-                    result: net::message::kv::OpResult::Unit {},
-                })
-            }
-        };
-        if let Some(w) = p.pending.remove(&e.index) {
-            let resp = if w.term == e.term {
-                ShardMetrics::record(
-                    &mut shard.metrics.borrow_mut().propose_apply_us,
-                    w.at.elapsed().as_micros() as u64,
-                );
-                result.unwrap_or(KvResponse::Ok {
-                    result: net::message::kv::OpResult::Unit {},
-                })
-            } else {
-                KvResponse::Err {
-                    error: net::RpcError::NotLeader { hint: None },
-                }
-            };
-            let _ = w.tx.send(resp);
-        }
-        last = e.index;
-    }
-    shard.metrics.borrow_mut().applied_total += applied;
-    last
-}
-
-/// Stops a range whose entry `index` broke an engine invariant (`Peer::stopped`): the entry
-/// and everything after it stay unapplied, waiting proposers get an error, and the rest of
-/// the shard goes on.
-pub fn stop_range(shard: &Shard, p: &mut Peer, index: u64, why: String) {
-    tracing::error!(
-        range = %p.desc.id,
-        index,
-        "range stopped: applying entry {index} failed in the engine: {why}"
-    );
-    shard.metrics.borrow_mut().ranges_stopped_total += 1;
-    let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
-    for (_, w) in std::mem::take(&mut p.pending) {
-        let _ = w.tx.send(KvResponse::Err {
-            error: net::RpcError::Internal {
-                code: super::handler::RANGE_STOPPED,
-                message: message.clone(),
-            },
-        });
-    }
-    p.stopped = Some(message);
-}
-
-/// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
-fn collect(
-    shard: &Shard,
-    p: &Peer,
-    msgs: Vec<RaftMsg>,
-    reply_to: &HashMap<(u64, u64), net::message::Replica>,
-    out: &mut Outbox,
-) {
-    use protobuf::Message as _;
-    use raft::eraftpb::MessageType;
-    for m in msgs {
-        let replica = p
-            .desc
-            .replicas
-            .iter()
-            .find(|r| r.replica_id.0 == m.to)
-            .copied()
-            .or_else(|| reply_to.get(&(p.desc.id.0, m.to)).copied());
-        let Some(r) = replica else {
-            continue;
-        };
-        let Some(addr) = shard.replica_addr(&r) else {
-            tracing::debug!(to = m.to, "no address for replica");
-            continue;
-        };
-        if m.get_msg_type() == MessageType::MsgSnapshot {
-            out.snapshots.push((addr, p.desc.id.0, p.replica_id, m));
-            continue;
-        }
-        let Ok(bytes) = m.write_to_bytes() else {
-            continue;
-        };
-        out.batches.entry(addr).or_default().push(RaftEnvelope {
-            range_id: RangeId(p.desc.id.0),
-            from_replica: ReplicaId(p.replica_id),
-            to_replica: ReplicaId(m.to),
-            message: bytes.into(),
-        });
-    }
-}
-
-/// A connection to the peer shard at `addr` (re-used; re-opened after a failure).
-pub async fn peer_client(
-    shard: &Rc<Shard>,
-    addr: &str,
-) -> anyhow::Result<net::glommio_transport::Client> {
-    let client = shard.peer_conns.borrow().get(addr).cloned();
-    match client.filter(|c| !c.is_closed()) {
-        Some(c) => Ok(c),
-        None => {
-            let c = net::glommio_transport::Client::connect(
-                addr,
-                shard.pool_hello,
-                shard.peer_transport.clone(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("connect {addr}: {e}"))?;
-            shard
-                .peer_conns
-                .borrow_mut()
-                .insert(addr.to_string(), c.clone());
-            Ok(c)
-        }
-    }
-}
-
-/// Sends one `RaftBatch` per destination (one-way), each on its own task, and starts the
-/// snapshot transfers.
-fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
-    for (addr, range, from, m) in out.snapshots.drain(..) {
-        crate::core::spawn(super::snapshot::send(
-            Rc::clone(shard),
-            addr,
-            range,
-            from,
-            m,
-        ));
-    }
-    let batches = out
-        .batches
-        .drain()
-        .flat_map(|(addr, messages)| split_batch(messages).map(move |m| (addr.clone(), m)));
-    for (addr, messages) in batches {
-        let batch = RaftBatch {
-            from_store: StoreId(shard.store_id),
-            from_shard: ShardId(shard.index),
-            messages,
-        };
-        let shard = Rc::clone(shard);
-        crate::core::spawn(async move {
-            // A call, not a one-way send: a peer that stopped answering (a dead process, or a
-            // stopped in-process node whose socket lingers) shows up as an error, and the
-            // connection is dropped and re-opened on the next batch.
-            let client = match peer_client(&shard, &addr).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(addr, "raft batch not sent: {e}");
-                    return;
-                }
-            };
-            if let Err(e) = client.call(NetMessage::RaftBatch(batch)).await {
-                tracing::debug!(addr, "raft batch not delivered: {e}");
-                shard.peer_conns.borrow_mut().remove(&addr);
-            }
-        });
-    }
-}
-
-/// Bytes of Raft messages in one `RaftBatch` frame, past which the rest go in the next frame
-/// (a message is never cut: one carrying a large entry travels alone, within the frame
-/// limit that admits the largest entry).
-const RAFT_BATCH_BYTES_MAX: usize = 16 << 20;
-
-/// Cuts one destination's messages into batches of at most [`RAFT_BATCH_BYTES_MAX`] bytes
-/// (or one message each when larger), in order.
-fn split_batch(messages: Vec<RaftEnvelope>) -> impl Iterator<Item = Vec<RaftEnvelope>> {
-    let mut out: Vec<Vec<RaftEnvelope>> = Vec::new();
-    let mut bytes = 0;
-    for m in messages {
-        let len = m.message.len();
-        match out.last_mut() {
-            Some(cur) if bytes + len <= RAFT_BATCH_BYTES_MAX => cur.push(m),
-            _ => {
-                out.push(vec![m]);
-                bytes = 0;
-            }
-        }
-        bytes += len;
-    }
-    out.into_iter()
-}
-
-/// Installs the snapshot raft-rs handed back in a ready (received and stepped earlier, see
-/// `server::snapshot`): the range's keys in the engine are replaced, the Raft cache restarts
-/// at the snapshot, and the log records that make it durable are queued for this turn's group
-/// commit. Returns the snapshot index and the checkpoint bytes to write before that commit.
-fn install_snapshot(
-    shard: &Shard,
-    p: &mut Peer,
-    engine: &mut crate::range::engine::MasstreeStore,
-    snap: &raft::eraftpb::Snapshot,
-    records: &mut Vec<AppendRecord>,
-) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
-    let md = snap.get_metadata();
-    let range = p.desc.id.0;
-    let recv = p
-        .snapshot_in
-        .take()
-        .filter(|r| r.meta.index == md.index)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "range {range}: raft-rs returned a snapshot at {} that was never received",
-                md.index
-            )
-        })?;
-    let c = crate::range::checkpoint::decode(&recv.data)
-        .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
-    if p.initialized {
-        super::checkpoint::clear_range(engine, &p.desc.start, &p.desc.end);
-    }
-    p.desc = c.meta.desc.clone();
-    p.initialized = true;
-    p.approx_size = super::checkpoint::entries_size(&c.entries);
-    super::checkpoint::load(engine, c);
-    engine.take_delta();
-    p.node
-        .mut_store()
-        .apply_snapshot(crate::range::storage::SnapshotPoint {
-            index: md.index,
-            term: md.term,
-            conf: md.get_conf_state().clone(),
-        });
-    let lr = LogRangeId(range);
-    records.push(AppendRecord::from(LogRecord::ConfState {
-        range: lr,
-        data: encode_meta(&p.desc),
-    }));
-    for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
-        records.push(AppendRecord::from(LogRecord::Truncate {
-            range: lr,
-            mode,
-            index: LogIndex(md.index + 1),
-        }));
-    }
-    shard.metrics.borrow_mut().snapshots_applied_total += 1;
-    tracing::info!(range, index = md.index, "snapshot installed");
-    Ok((md.index, recv.data))
-}
-
-/// How long a request may wait for its proposal or read before it is answered `Timeout`.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Most entries a leader examines per range and tick for expired keys.
 pub const SWEEP_SCAN_PER_TICK: usize = 256;
 
@@ -809,7 +465,7 @@ pub const SWEEP_SCAN_PER_TICK: usize = 256;
 /// and proposes the deletion of the expired ones and of elements of dead collections
 /// (`range::sweep`; bounded work per tick).
 fn sweep_expired(shard: &Shard, st: &mut ShardState) {
-    let now = super::shard::now_ms();
+    let now = now_ms();
     let ShardState { peers, engine, .. } = st;
     for p in peers.values_mut() {
         if !p.initialized || !p.is_leader() || p.sweep_in_flight > p.applied() {
@@ -878,7 +534,7 @@ fn start_fetches(shard: &Rc<Shard>) {
                             fetched.insert(
                                 e.index.0,
                                 Entry {
-                                    entry_type: super::shard::entry_type_of(e.entry_type),
+                                    entry_type: entry_type_of(e.entry_type),
                                     term: e.term.0,
                                     index: e.index.0,
                                     data: e.payload.clone().into(),
