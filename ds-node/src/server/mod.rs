@@ -16,7 +16,8 @@
 //!    (making entries cold; the memory policy's task), `disk_limit` (`maxdisksize`),
 //!    `gc_move` and `gc` (the log garbage collector), `transport` (peer connections and
 //!    Raft batches), `snapshot` (snapshots streamed and installed), `split` (range splits),
-//!    `conf_change` (membership changes, replica destruction), `apply` (committed entries
+//!    `conf_change` (membership changes, replica destruction), `read` (lease and ReadIndex
+//!    reads), `write` (proposals), `ttl` (expiry sweeps), `apply` (committed entries
 //!    applied by kind, for the ready loop and recovery), `recover` (opening a shard,
 //!    recovering and creating ranges). Within the layer an operation may call one listed
 //!    before it, never one after it (e.g. `snapshot` uses `transport`, `cold` and
@@ -41,6 +42,7 @@ pub mod metrics;
 pub mod peer;
 pub mod policy;
 pub mod policy_state;
+pub mod read;
 pub mod ready;
 pub mod recover;
 pub mod shard;
@@ -48,7 +50,9 @@ pub mod snapshot;
 pub mod split;
 pub mod transfers;
 pub mod transport;
+pub mod ttl;
 pub mod validate;
+pub mod write;
 
 pub use metrics::ShardMetrics;
 pub use shard::Shard;

@@ -2,9 +2,10 @@
 //! The shard's one ready loop: for every Raft group with work, take its ready; send the
 //! messages that need nothing durable; append every group's entries and hard states in one
 //! group commit (one flush); then mirror them into the Raft caches, send the messages that
-//! needed them durable, apply committed entries through [`execute`] and answer waiting
-//! requests. Ticks come from a timer.
+//! needed them durable, apply committed entries (`server::apply`) and answer waiting
+//! requests (`server::read`). Ticks come from a timer.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use engines::vlog::{
     AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord,
     RangeId as LogRangeId, Term,
 };
+use net::message::Replica;
 use net::message::kv::KvResponse;
 use raft::StateRole;
 use raft::eraftpb::{Entry, EntryType, Message as RaftMsg};
@@ -20,10 +22,9 @@ use super::apply::Effects;
 use super::conf_change::entry_type_of;
 use super::metrics::ShardMetrics;
 use super::peer::Peer;
-use super::shard::{Shard, ShardState, now_ms, stop_range};
+use super::shard::{Shard, ShardState, stop_range};
 use super::transport::{Outbox, collect};
-use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::encode_sweep;
+use crate::range::engine::MasstreeStore;
 
 /// Sends the turn's Raft batches and starts its snapshot transfers.
 fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
@@ -86,7 +87,7 @@ async fn pipeline(shard: &Rc<Shard>) -> anyhow::Result<()> {
             for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
                 p.node.tick();
             }
-            sweep_expired(shard, &mut st);
+            super::ttl::sweep_expired(shard, &mut st);
         }
         while let Some(f) = inflight.front() {
             let Some(res) = f.done.borrow_mut().take() else {
@@ -139,108 +140,164 @@ struct Work {
 /// Takes every group's ready, sends the messages that need nothing durable, and queues the
 /// group commit of their entries and hard states (`None`: nothing to do).
 async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
-    let mut out = Outbox::default();
-    let mut snap_files: Vec<(u64, u64, Rc<Vec<u8>>)> = Vec::new();
-    let mut records: Vec<AppendRecord> = Vec::new();
-    let mut works = Vec::new();
-    {
-        let mut st = shard.state.borrow_mut();
-        for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
-            if let Some(p) = st.peers.get_mut(&range) {
-                p.node.on_entries_fetched(ctx);
-            }
-        }
-        let ShardState {
-            peers,
-            engine,
-            meta_records,
-            reply_to,
-            ..
-        } = &mut *st;
-        records.extend(meta_records.drain(..).map(AppendRecord::from));
-        for (&range, p) in peers.iter_mut() {
-            if p.stopped.is_some() || !p.node.has_ready() {
-                continue;
-            }
-            let mut rd = p.node.ready();
-            if let Some(ss) = rd.ss() {
-                if ss.raft_state != p.last_role {
-                    if ss.raft_state == StateRole::Leader || p.last_role == StateRole::Leader {
-                        shard.metrics.borrow_mut().leader_changes_total += 1;
-                    }
-                    p.last_role = ss.raft_state;
-                }
-            }
-            collect(shard, p, rd.take_messages(), reply_to, &mut out);
-            let mut snapshot_index = None;
-            if !rd.snapshot().is_empty() {
-                let (index, file) =
-                    super::snapshot::install(shard, p, engine, rd.snapshot(), &mut records)?;
-                snap_files.push((range, index, file));
-                snapshot_index = Some(index);
-            }
-            let entries = rd.take_entries();
-            for e in &entries {
-                records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
-                    range: LogRangeId(range),
-                    term: Term(e.term),
-                    index: LogIndex(e.index),
-                    entry_type: e.get_entry_type() as u8,
-                    payload: e.data.to_vec(),
-                })));
-            }
-            if let Some(h) = rd.hs() {
-                records.push(AppendRecord::from(LogRecord::HardState {
-                    range: LogRangeId(range),
-                    state: LogHardState {
-                        term: Term(h.term),
-                        vote: h.vote,
-                        commit: LogIndex(h.commit),
-                    },
-                }));
-            }
-            // raft-rs's asynchronous persistence: the entries are readable through the cache
-            // now, and count as persisted (`on_persist_ready`) only after the group commit.
-            p.node.mut_store().append(&entries);
-            if let Some(h) = rd.hs() {
-                p.node.mut_store().set_hard_state(h.clone());
-            }
-            for rs in rd.take_read_states() {
-                note_read_state(p, &rs.request_ctx, rs.index);
-            }
-            let number = rd.number();
-            let persisted_msgs = rd.take_persisted_messages();
-            let committed = rd.take_committed_entries();
-            p.node.advance_append_async(rd);
-            works.push(Work {
-                range,
-                number,
-                persisted_msgs,
-                committed,
-                snapshot_index,
-            });
-        }
-    }
+    let Turn {
+        mut out,
+        snap_files,
+        records,
+        works,
+    } = collect_readies(shard)?;
     flush_outbox(shard, &mut out);
     start_fetches(shard);
     if works.is_empty() && records.is_empty() {
-        let mut st = shard.state.borrow_mut();
-        let ShardState { peers, engine, .. } = &mut *st;
-        for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
-            answer_reads(shard, p, engine);
-        }
+        answer_waiting_reads(shard);
         return Ok(None);
     }
     // A snapshot's checkpoint file is durable before the log records that point past it.
     for (range, index, file) in snap_files {
         super::checkpoint::write(shard, range, index, file).await?;
     }
+    queue_commit(shard, records, works).map(Some)
+}
+
+/// What one turn collects from the groups' readies.
+#[derive(Default)]
+struct Turn {
+    /// Messages that need nothing durable.
+    out: Outbox,
+    /// Checkpoint files of the snapshots installed: (range, index, bytes).
+    snap_files: Vec<(u64, u64, Rc<Vec<u8>>)>,
+    /// The group commit's records.
+    records: Vec<AppendRecord>,
+    /// Per group, what to do once the commit is durable.
+    works: Vec<Work>,
+}
+
+/// Hands raft-rs the entries fetched from the log, then takes the ready of every group that
+/// has one (stopped ranges excepted).
+fn collect_readies(shard: &Rc<Shard>) -> anyhow::Result<Turn> {
+    let mut turn = Turn::default();
+    let mut st = shard.state.borrow_mut();
+    for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
+        if let Some(p) = st.peers.get_mut(&range) {
+            p.node.on_entries_fetched(ctx);
+        }
+    }
+    let ShardState {
+        peers,
+        engine,
+        meta_records,
+        reply_to,
+        ..
+    } = &mut *st;
+    turn.records
+        .extend(meta_records.drain(..).map(AppendRecord::from));
+    for (&range, p) in peers.iter_mut() {
+        if p.stopped.is_some() || !p.node.has_ready() {
+            continue;
+        }
+        let work = take_ready(shard, range, p, engine, reply_to, &mut turn)?;
+        turn.works.push(work);
+    }
+    Ok(turn)
+}
+
+/// Takes one group's ready into the turn: messages queued, a received snapshot installed,
+/// entries and hard state queued for the group commit and mirrored into the Raft cache,
+/// read indexes noted; returns what to do once the commit is durable.
+fn take_ready(
+    shard: &Rc<Shard>,
+    range: u64,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    reply_to: &HashMap<(u64, u64), Replica>,
+    turn: &mut Turn,
+) -> anyhow::Result<Work> {
+    let mut rd = p.node.ready();
+    if let Some(ss) = rd.ss() {
+        note_role(shard, p, ss.raft_state);
+    }
+    collect(shard, p, rd.take_messages(), reply_to, &mut turn.out);
+    let mut snapshot_index = None;
+    if !rd.snapshot().is_empty() {
+        let (index, file) =
+            super::snapshot::install(shard, p, engine, rd.snapshot(), &mut turn.records)?;
+        turn.snap_files.push((range, index, file));
+        snapshot_index = Some(index);
+    }
+    let entries = rd.take_entries();
+    log_records(range, &entries, rd.hs(), &mut turn.records);
+    // raft-rs's asynchronous persistence: the entries are readable through the cache now,
+    // and count as persisted (`on_persist_ready`) only after the group commit.
+    p.node.mut_store().append(&entries);
+    if let Some(h) = rd.hs() {
+        p.node.mut_store().set_hard_state(h.clone());
+    }
+    for rs in rd.take_read_states() {
+        super::read::note_read_state(p, &rs.request_ctx, rs.index);
+    }
+    let number = rd.number();
+    let persisted_msgs = rd.take_persisted_messages();
+    let committed = rd.take_committed_entries();
+    p.node.advance_append_async(rd);
+    Ok(Work {
+        range,
+        number,
+        persisted_msgs,
+        committed,
+        snapshot_index,
+    })
+}
+
+/// Counts a leader change when the group's role moved to or from leader.
+fn note_role(shard: &Shard, p: &mut Peer, role: StateRole) {
+    if role != p.last_role {
+        if role == StateRole::Leader || p.last_role == StateRole::Leader {
+            shard.metrics.borrow_mut().leader_changes_total += 1;
+        }
+        p.last_role = role;
+    }
+}
+
+/// The shard-log records of a group's new entries and hard state.
+fn log_records(
+    range: u64,
+    entries: &[Entry],
+    hs: Option<&raft::eraftpb::HardState>,
+    records: &mut Vec<AppendRecord>,
+) {
+    for e in entries {
+        records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
+            range: LogRangeId(range),
+            term: Term(e.term),
+            index: LogIndex(e.index),
+            entry_type: e.get_entry_type() as u8,
+            payload: e.data.to_vec(),
+        })));
+    }
+    if let Some(h) = hs {
+        records.push(AppendRecord::from(LogRecord::HardState {
+            range: LogRangeId(range),
+            state: LogHardState {
+                term: Term(h.term),
+                vote: h.vote,
+                commit: LogIndex(h.commit),
+            },
+        }));
+    }
+}
+
+/// Queues the turn's records in the shard log (so commits reach it in the order they were
+/// prepared) and waits for them on a task that wakes the loop when they are durable.
+fn queue_commit(
+    shard: &Rc<Shard>,
+    records: Vec<AppendRecord>,
+    works: Vec<Work>,
+) -> anyhow::Result<InFlight> {
     let n = records.len() as u64;
     let done = Rc::new(std::cell::RefCell::new(None));
     if records.is_empty() {
         *done.borrow_mut() = Some(Ok(()));
     } else {
-        // Queued now, so commits reach the log in the order they were prepared.
         let ticket = shard
             .log
             .enqueue(records)
@@ -257,12 +314,21 @@ async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
             shard2.wake.notify();
         });
     }
-    Ok(Some(InFlight {
+    Ok(InFlight {
         done,
         works,
         records: n,
         started: Instant::now(),
-    }))
+    })
+}
+
+/// Answers the reads whose index is known and applied, on every range that has some.
+fn answer_waiting_reads(shard: &Rc<Shard>) {
+    let mut st = shard.state.borrow_mut();
+    let ShardState { peers, engine, .. } = &mut *st;
+    for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
+        super::read::answer_ready(shard, p, engine);
+    }
 }
 
 /// After a group commit: marks the readies persisted, sends the messages that needed it,
@@ -306,21 +372,15 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
             let last = super::apply::entries(shard, p, engine, &mut fx, w.committed);
             p.node.advance_apply_to(last);
         }
-        answer_reads(shard, p, engine);
+        super::read::answer_ready(shard, p, engine);
         let applied = p.applied();
         let keep = shard.cfg.cached_entries as u64;
         if p.node.store().len() as u64 > keep * 2 {
             p.node.mut_store().compact_to(applied.saturating_sub(keep));
         }
     }
-    {
-        // Reads whose index was learnt in an earlier turn may be answerable now.
-        let mut st = shard.state.borrow_mut();
-        let ShardState { peers, engine, .. } = &mut *st;
-        for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
-            answer_reads(shard, p, engine);
-        }
-    }
+    // Reads whose index was learnt in an earlier turn may be answerable now.
+    answer_waiting_reads(shard);
     start_fetches(shard);
     flush_outbox(shard, &mut out);
     let splits = std::mem::take(&mut shard.state.borrow_mut().splits);
@@ -396,108 +456,6 @@ async fn prefetch_committed(
         return Box::pin(prefetch_committed(shard, works)).await;
     }
     None
-}
-
-fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
-    let Some(id) = ctx
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-    else {
-        return;
-    };
-    if let Some(r) = p.reads.get_mut(&id) {
-        r.index = Some(index);
-    }
-}
-
-fn answer_reads(shard: &Rc<Shard>, p: &mut Peer, engine: &mut crate::range::engine::MasstreeStore) {
-    if p.reads.is_empty() {
-        return;
-    }
-    let applied = p.applied();
-    let ready: Vec<u64> = p
-        .reads
-        .iter()
-        .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
-        .map(|(k, _)| *k)
-        .collect();
-    let now = now_ms();
-    for k in ready {
-        let Some(r) = p.reads.remove(&k) else {
-            continue;
-        };
-        if super::cold::read_needs_load(engine, &r.op, &p.desc, now) {
-            // Answered by its own task once loaded: hot reads do not wait for it.
-            super::cold::spawn_read(shard, p.desc.id.0, r.op, Some(applied), r.tx);
-            continue;
-        }
-        let ctx = ApplyCtx {
-            now_ms: now,
-            index: applied,
-            range: &p.desc,
-        };
-        let resp = match execute(engine, &r.op, &ctx) {
-            Ok(result) => KvResponse::Ok { result },
-            Err(error) => KvResponse::Err { error },
-        };
-        ShardMetrics::record(
-            &mut shard.metrics.borrow_mut().read_index_us,
-            r.at.elapsed().as_micros() as u64,
-        );
-        let _ = r.tx.send(resp);
-    }
-    // A replica that lost leadership cannot answer its waiting reads.
-    if !p.is_leader() {
-        let hint = None;
-        for (_, r) in std::mem::take(&mut p.reads) {
-            let _ = r.tx.send(KvResponse::Err {
-                error: net::RpcError::NotLeader { hint: hint.clone() },
-            });
-        }
-    }
-}
-
-/// Most entries a leader examines per range and tick for expired keys.
-pub const SWEEP_SCAN_PER_TICK: usize = 256;
-
-/// On a tick: every leader looks at the next [`SWEEP_SCAN_PER_TICK`] entries of its range
-/// and proposes the deletion of the expired ones and of elements of dead collections
-/// (`range::sweep`; bounded work per tick).
-fn sweep_expired(shard: &Shard, st: &mut ShardState) {
-    let now = now_ms();
-    let ShardState { peers, engine, .. } = st;
-    for p in peers.values_mut() {
-        if !p.initialized || !p.is_leader() || p.sweep_in_flight > p.applied() {
-            continue;
-        }
-        let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc.start {
-            p.desc.start.clone()
-        } else {
-            p.sweep_cursor.clone()
-        };
-        let end = (!p.desc.end.is_empty()).then_some(&p.desc.end[..]);
-        let got = engine.scan_expiry(&start, end.unwrap_or_default(), SWEEP_SCAN_PER_TICK);
-        p.sweep_cursor = match got.last() {
-            Some((k, _)) if got.len() == SWEEP_SCAN_PER_TICK => {
-                let mut next = k.to_vec();
-                next.push(0);
-                next.into()
-            }
-            _ => bytes::Bytes::new(),
-        };
-        let expired = crate::range::sweep::select(&*engine, got, now);
-        if expired.is_empty() {
-            continue;
-        }
-        if p.node
-            .propose(Vec::new(), encode_sweep(now, &expired))
-            .is_ok()
-        {
-            p.sweep_in_flight = p.node.raft.raft_log.last_index();
-            shard.wake.notify();
-        }
-    }
 }
 
 /// Reads entries raft-rs asked for from below the cache out of the shard log, on their own

@@ -299,6 +299,23 @@ impl Shard {
         })
     }
 
+    /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a
+    /// hint when known.
+    pub fn not_leader(&self, p: &Peer) -> net::RpcError {
+        self.metrics.borrow_mut().not_leader_total += 1;
+        let leader = p.leader_id();
+        let hint = p
+            .desc
+            .replicas
+            .iter()
+            .find(|r| leader != 0 && r.replica_id.0 == leader)
+            .and_then(|r| {
+                self.replica_addr(r)
+                    .map(|addr| net::message::LeaderHint { replica: *r, addr })
+            });
+        net::RpcError::NotLeader { hint }
+    }
+
     /// The address of a replica's shard, if known.
     pub fn replica_addr(&self, r: &Replica) -> Option<String> {
         if r.store_id.0 == self.store_id {
