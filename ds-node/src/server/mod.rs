@@ -9,8 +9,9 @@
 //!    addresses, the clock edge), `peer` (one range's Raft group and waiting requests),
 //!    `metrics` and `gc_metrics` (figures), `policy_state` (the memory policy's budget and
 //!    loads in flight), `transfers` (snapshot transfers in and out), `validate` (Raft
-//!    messages checked before raft-rs sees them). They import `range` and each other, no
-//!    operation.
+//!    messages checked before raft-rs sees them). They import `range`, `config`, `load` and
+//!    lower leaves only (`shard` → `peer` → `transfers`; `metrics` → `policy_state`,
+//!    `gc_metrics`, `validate`), never an operation.
 //! 2. **Operations**, each taking the state it needs: `checkpoint` (checkpoints on disk, log
 //!    compaction), `cold` (loads of cold values before an apply), `demote` and `policy`
 //!    (making entries cold; the memory policy's task), `disk_limit` (`maxdisksize`),
@@ -22,11 +23,11 @@
 //!    recovering and creating ranges). Within the layer an operation may call one listed
 //!    before it, never one after it (e.g. `snapshot` uses `transport`, `cold` and
 //!    `checkpoint`; `recover` uses `split` and `conf_change`). An operation that must tell
-//!    the layer above something returns it (e.g. `split::create_right` is called by the
-//!    ready loop with what the apply returned).
+//!    the layer above something returns it (`apply::Effects`: the ready loop appends the
+//!    records, creates the right ranges of splits and destroys removed replicas).
 //! 3. **Drivers** (the top): `ready` (the one ready loop per shard: group commit across all
 //!    groups, apply, answers) and `handler` (requests from clients and peers). Nothing in
-//!    `server` imports them; `node` and `worker` do.
+//!    `server` imports them; `crate::node` starts them.
 
 pub mod apply;
 pub mod checkpoint;
