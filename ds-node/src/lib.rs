@@ -9,7 +9,8 @@
 //!   store; [`range::storage`] the in-memory raft-rs `Storage`; [`range::codec`] the bytes
 //!   ds-node writes into the shard log.
 //! - [`server`]: a shard — recovery, the ready loop (group commit across all Raft groups),
-//!   request handling.
+//!   request handling — in three layers whose imports point down only: the shard state,
+//!   one module per operation, the ready loop and the handler on top (its header).
 //! - [`worker`]: master heartbeats and bootstrap; [`load`]: the reads and writes per range
 //!   the heartbeats report (a leaf: no imports from this crate).
 //! - [`core`]: glommio glue (the only module naming glommio).

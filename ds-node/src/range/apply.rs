@@ -101,6 +101,14 @@ pub(super) fn value(v: Option<Bytes>) -> Result<OpResult, RpcError> {
     Ok(OpResult::Value { value: v })
 }
 
+/// The error of an operation dispatched to the wrong apply step (never in a sound build:
+/// `execute` and `Apply::run` route every operation).
+fn not_applied_here() -> RpcError {
+    RpcError::BadRequest {
+        message: "operation not applied here".into(),
+    }
+}
+
 fn string_too_long() -> RpcError {
     RpcError::BadRequest {
         message: "string exceeds maximum allowed size (proto-max-bulk-len)".into(),
@@ -174,6 +182,67 @@ pub(super) struct Apply<'s, 'c, S> {
 
 impl<S: KvStore> Apply<'_, '_, S> {
     fn run(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
+        match op {
+            KvOp::Get { .. }
+            | KvOp::BatchGet { .. }
+            | KvOp::Put { .. }
+            | KvOp::Delete { .. }
+            | KvOp::BatchWrite { .. }
+            | KvOp::Scan { .. }
+            | KvOp::CompareAndSet { .. }
+            | KvOp::Increment { .. } => self.run_raw(op),
+            KvOp::StrGet { .. }
+            | KvOp::StrSet { .. }
+            | KvOp::StrGetDel { .. }
+            | KvOp::StrGetEx { .. }
+            | KvOp::StrIncrBy { .. }
+            | KvOp::StrIncrByFloat { .. }
+            | KvOp::StrAppend { .. }
+            | KvOp::StrLen { .. }
+            | KvOp::StrGetRange { .. }
+            | KvOp::StrSetRange { .. } => self.run_string(op),
+            KvOp::KeyDel { .. }
+            | KvOp::KeyExists { .. }
+            | KvOp::KeyExpire { .. }
+            | KvOp::KeyPersist { .. }
+            | KvOp::KeyTtl { .. }
+            | KvOp::KeyType { .. }
+            | KvOp::KeyScan { .. }
+            | KvOp::KeyObject { .. }
+            | KvOp::KeyRename { .. }
+            | KvOp::KeyCopy { .. }
+            | KvOp::KeyCopyDb { .. } => self.run_key(op),
+            KvOp::HSet { .. }
+            | KvOp::HGet { .. }
+            | KvOp::HMGet { .. }
+            | KvOp::HDel { .. }
+            | KvOp::HExists { .. }
+            | KvOp::HLen { .. }
+            | KvOp::HGetAll { .. }
+            | KvOp::HIncrBy { .. }
+            | KvOp::HIncrByFloat { .. }
+            | KvOp::HStrLen { .. }
+            | KvOp::HScan { .. }
+            | KvOp::HRandField { .. } => self.run_hash(op),
+            KvOp::List { op } => self.list(op),
+            KvOp::Bits { op } => self.bits(op),
+            KvOp::Hll { op } => self.hll(op),
+            KvOp::Set { op } => self.set(op),
+            KvOp::ZSet { op } => self.zset(op),
+            // Dispatched by `execute` before `run` (an `InDb` here was nested: the decoder
+            // refuses that).
+            KvOp::RangeFlush {}
+            | KvOp::DbFlush {}
+            | KvOp::Multi { .. }
+            | KvOp::Eval { .. }
+            | KvOp::KeyDigest { .. }
+            | KvOp::InDb { .. } => Err(not_applied_here()),
+        }
+    }
+
+    /// Raw keys (no Redis type): get, put, delete, their batches, scans, compare-and-set and
+    /// increment.
+    fn run_raw(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
         match op {
             KvOp::Get { key } => value(self.raw_get(key).map(|e| e.value)),
             KvOp::BatchGet { keys } => Ok(OpResult::Values {
@@ -258,6 +327,13 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 self.raw_store(key.clone(), Bytes::from(new.to_string()), expire);
                 ok_int(new)
             }
+            _ => Err(not_applied_here()),
+        }
+    }
+
+    /// Redis strings (`t_string.c`).
+    fn run_string(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
+        match op {
             KvOp::StrGet { key } => value(self.string(key)?),
             KvOp::StrSet {
                 key,
@@ -328,27 +404,14 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 key,
                 offset,
                 value: v,
-            } => {
-                let (old, expire) = self.string_with_expiry(key)?;
-                let old = old.unwrap_or_default();
-                if v.is_empty() {
-                    return ok_int(len_i64(old.len()));
-                }
-                let end = offset.saturating_add(v.len() as u64);
-                if end > MAX_STRING_BYTES {
-                    return Err(string_too_long());
-                }
-                let end = usize::try_from(end).map_err(|_| string_too_long())?;
-                let start = end - v.len();
-                let mut s = BytesMut::from(&old[..]);
-                if s.len() < end {
-                    s.resize(end, 0);
-                }
-                s[start..end].copy_from_slice(v);
-                let len = s.len();
-                self.write_meta(key, &Meta::Str(s.freeze()), expire);
-                ok_int(len_i64(len))
-            }
+            } => self.str_set_range(key, *offset, v),
+            _ => Err(not_applied_here()),
+        }
+    }
+
+    /// Operations on any Redis key: delete, existence, expiry, type, scan, object, rename, copy.
+    fn run_key(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
+        match op {
             KvOp::KeyDel { key } => {
                 let existed = self.live(key)?.is_some();
                 self.store.delete(&keyspace::meta_key(self.db, key));
@@ -397,6 +460,13 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 replace,
                 remove,
             } => self.copy_db(key, dst, *dst_db, *replace, *remove),
+            _ => Err(not_applied_here()),
+        }
+    }
+
+    /// Redis hashes (`t_hash.c`): a metadata entry plus one sub-key per field.
+    fn run_hash(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
+        match op {
             KvOp::HSet {
                 key,
                 pairs,
@@ -436,33 +506,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 };
                 Ok(OpResult::Pairs { pairs })
             }
-            KvOp::HIncrBy { key, field, delta } => {
-                let not_int = || RpcError::BadRequest {
-                    message: "hash value is not an integer".into(),
-                };
-                let old = self.hash_number(key, field, parse_i64, not_int)?;
-                let new = old
-                    .unwrap_or(0)
-                    .checked_add(*delta)
-                    .ok_or(RpcError::Overflow {})?;
-                self.hset_one(key, field, Bytes::from(new.to_string()))?;
-                ok_int(new)
-            }
-            KvOp::HIncrByFloat { key, field, delta } => {
-                let not_float = || RpcError::BadRequest {
-                    message: "hash value is not a float".into(),
-                };
-                let old = self.hash_number(key, field, parse_f64, not_float)?;
-                let new = old.unwrap_or(0.0) + delta;
-                if !new.is_finite() {
-                    return Err(RpcError::BadRequest {
-                        message: "increment would produce NaN or Infinity".into(),
-                    });
-                }
-                let text = format_f64(new);
-                self.hset_one(key, field, text.clone())?;
-                value(Some(text))
-            }
+            KvOp::HIncrBy { key, field, delta } => self.hincr_by(key, field, *delta),
+            KvOp::HIncrByFloat { key, field, delta } => self.hincr_by_float(key, field, *delta),
             KvOp::HStrLen { key, field } => {
                 let len = match self.hash(key)? {
                     Some((version, _, _)) => self.field(key, version, field).map_or(0, |v| v.len()),
@@ -484,28 +529,73 @@ impl<S: KvStore> Apply<'_, '_, S> {
                     .flatten();
                 Ok(OpResult::Scan { pairs, next })
             }
-            KvOp::List { op } => self.list(op),
-            KvOp::Bits { op } => self.bits(op),
-            KvOp::Hll { op } => self.hll(op),
-            KvOp::Set { op } => self.set(op),
             KvOp::HRandField {
                 key,
                 count,
                 with_values,
                 seed,
             } => self.hrandfield(key, *count, *with_values, *seed),
-            KvOp::ZSet { op } => self.zset(op),
-            // Dispatched by `execute` before `run` (an `InDb` here was nested: the decoder
-            // refuses that).
-            KvOp::RangeFlush {}
-            | KvOp::DbFlush {}
-            | KvOp::Multi { .. }
-            | KvOp::Eval { .. }
-            | KvOp::KeyDigest { .. }
-            | KvOp::InDb { .. } => Err(RpcError::BadRequest {
-                message: "operation not applied here".into(),
-            }),
+            _ => Err(not_applied_here()),
         }
+    }
+
+    /// `SETRANGE`: overwrites `v` at `offset`, zero-padding a shorter string.
+    fn str_set_range(&mut self, key: &[u8], offset: u64, v: &[u8]) -> Result<OpResult, RpcError> {
+        let (old, expire) = self.string_with_expiry(key)?;
+        let old = old.unwrap_or_default();
+        if v.is_empty() {
+            return ok_int(len_i64(old.len()));
+        }
+        let end = offset.saturating_add(v.len() as u64);
+        if end > MAX_STRING_BYTES {
+            return Err(string_too_long());
+        }
+        let end = usize::try_from(end).map_err(|_| string_too_long())?;
+        let start = end - v.len();
+        let mut s = BytesMut::from(&old[..]);
+        if s.len() < end {
+            s.resize(end, 0);
+        }
+        s[start..end].copy_from_slice(v);
+        let len = s.len();
+        self.write_meta(key, &Meta::Str(s.freeze()), expire);
+        ok_int(len_i64(len))
+    }
+
+    /// `HINCRBY`.
+    fn hincr_by(&mut self, key: &[u8], field: &Bytes, delta: i64) -> Result<OpResult, RpcError> {
+        let not_int = || RpcError::BadRequest {
+            message: "hash value is not an integer".into(),
+        };
+        let old = self.hash_number(key, field, parse_i64, not_int)?;
+        let new = old
+            .unwrap_or(0)
+            .checked_add(delta)
+            .ok_or(RpcError::Overflow {})?;
+        self.hset_one(key, field, Bytes::from(new.to_string()))?;
+        ok_int(new)
+    }
+
+    /// `HINCRBYFLOAT`.
+    fn hincr_by_float(
+        &mut self,
+        key: &[u8],
+        field: &Bytes,
+        delta: f64,
+    ) -> Result<OpResult, RpcError> {
+        let not_float = || RpcError::BadRequest {
+            message: "hash value is not a float".into(),
+        };
+        let old = self.hash_number(key, field, parse_f64, not_float)?;
+        let new = old.unwrap_or(0.0) + delta;
+        if !new.is_finite() {
+            return Err(RpcError::BadRequest {
+                message: "increment would produce NaN or Infinity".into(),
+            });
+        }
+        let text = format_f64(new);
+        self.hset_one(key, field, text.clone())?;
+        value(Some(text))
     }
 
     // ---- raw keys -------------------------------------------------------------------

@@ -463,7 +463,7 @@ pub async fn load_until_hot(
     shard: &Shard,
     mut plan: impl FnMut(&MasstreeStore, &mut Vec<(Bytes, LogPointer)>),
 ) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
-    let _counted = super::policy::LoadInFlight::new(&shard.policy);
+    let _counted = super::policy_state::LoadInFlight::new(&shard.policy);
     let mut transient = Vec::new();
     for _ in 0..ROUNDS {
         let mut wanted = Vec::new();

@@ -9,17 +9,16 @@ use std::time::Instant;
 
 use futures_channel::oneshot;
 use net::message::kv::{KvRequest, KvResponse};
-use net::message::{LeaderHint, Pong, RaftBatch, Replica, ReplicaRole};
+use net::message::{Pong, RaftBatch, Replica, ReplicaRole};
 use net::transport::Handled;
 use net::{Message, RpcError};
 use raft::eraftpb::Message as RaftMsg;
 
 use super::metrics::ShardMetrics;
-use super::peer::{Peer, Pending, WaitingRead};
-use super::shard::{Shard, ShardState, now_ms};
+use super::peer::{Peer, RANGE_STOPPED, REQUEST_TIMEOUT};
+use super::read::Answer;
+use super::shard::{MAX_UNINITIALIZED, Shard, ShardState};
 use super::validate::{self, Refusal};
-use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{encode_proposal, encode_write};
 use crate::range::dedup::WriteId;
 
 /// A reply that completes later.
@@ -35,7 +34,7 @@ fn err(e: RpcError) -> Handled<Reply> {
 
 fn later(rx: oneshot::Receiver<KvResponse>) -> Handled<Reply> {
     Handled::Later(Box::pin(async move {
-        let timeout = crate::core::sleep(super::ready::REQUEST_TIMEOUT);
+        let timeout = crate::core::sleep(REQUEST_TIMEOUT);
         let r = futures_lite::future::or(async { rx.await.ok() }, async {
             timeout.await;
             None
@@ -73,30 +72,9 @@ pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
     }
 }
 
-fn not_leader(shard: &Shard, p: &Peer) -> RpcError {
-    shard.metrics.borrow_mut().not_leader_total += 1;
-    let leader = p.leader_id();
-    let hint = p
-        .desc
-        .replicas
-        .iter()
-        .find(|r| leader != 0 && r.replica_id.0 == leader)
-        .and_then(|r| {
-            shard
-                .replica_addr(r)
-                .map(|addr| LeaderHint { replica: *r, addr })
-        });
-    RpcError::NotLeader { hint }
-}
-
-/// `RpcError::Internal` code of a request to a stopped range (`Peer::stopped`).
-pub const RANGE_STOPPED: u32 = 3;
-
-/// Largest encoded proposal: a value of the largest size plus its key and framing; a
-/// request whose values add up to more is refused before anything is proposed.
-pub const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
-
-/// A request, with its request id for a write that is applied once per id.
+/// A request, with its request id for a write that is applied once per id: checked against
+/// the limits and the range (here, running, same epoch, led by this replica), then read or
+/// proposed.
 fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
     if let Err(e) = net::limits::check_op(&req.op, net::limits::DEFAULT_MAX_VALUE_BYTES) {
         shard.metrics.borrow_mut().over_limit_total += 1;
@@ -122,101 +100,20 @@ fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> 
         });
     }
     if !p.is_leader() {
-        return err(not_leader(shard, p));
+        return err(shard.not_leader(p));
     }
-    if !req.op.is_write() {
-        let key_bytes = req.op.redis_key().map_or(0, |k| k.len());
-        shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
-        if p.lease_read_ok() {
-            shard.metrics.borrow_mut().lease_reads_total += 1;
-            let now = now_ms();
-            if super::cold::read_needs_load(engine, &req.op, &p.desc, now) {
-                // Loaded and answered by its own task: hot reads do not wait for it.
-                let (tx, rx) = oneshot::channel();
-                super::cold::spawn_read(shard, p.desc.id.0, req.op, None, tx);
-                return later(rx);
-            }
-            let ctx = ApplyCtx {
-                now_ms: now,
-                index: p.applied(),
-                range: &p.desc,
-            };
-            let r = execute(engine, &req.op, &ctx);
-            if engine.take_cold_misses() > 0 {
-                shard.metrics.borrow_mut().cold.misses_total += 1;
-                return err(super::cold::ColdError::Unstable.to_rpc());
-            }
-            return now_reply(match r {
-                Ok(result) => KvResponse::Ok { result },
-                Err(error) => KvResponse::Err { error },
-            });
+    if req.op.is_write() {
+        match super::write::propose(shard, p, req.op, id) {
+            Ok(rx) => later(rx),
+            Err(e) => err(e),
         }
-        if !p.node.raft.commit_to_current_term() {
-            // raft-rs drops ReadIndex requests until the leader commits in its term (a few
-            // ms after election): the client retries (hint: this replica).
-            return err(not_leader(shard, p));
+    } else {
+        match super::read::start(shard, p, engine, req.op) {
+            Ok(Answer::Now(r)) => now_reply(r),
+            Ok(Answer::Later(rx)) => later(rx),
+            Err(e) => err(e),
         }
-        if p.reads.len() >= shard.cfg.max_inflight_proposals {
-            shard.metrics.borrow_mut().busy_total += 1;
-            return err(RpcError::ServerBusy {});
-        }
-        shard.metrics.borrow_mut().read_index_total += 1;
-        let id = p.next_read;
-        p.next_read += 1;
-        let (tx, rx) = oneshot::channel();
-        p.reads.insert(
-            id,
-            WaitingRead {
-                op: req.op,
-                tx,
-                index: None,
-                at: Instant::now(),
-            },
-        );
-        p.node.read_index(id.to_le_bytes().to_vec());
-        shard.wake.notify();
-        return later(rx);
     }
-    if p.pending.len() >= shard.cfg.max_inflight_proposals {
-        shard.metrics.borrow_mut().busy_total += 1;
-        return err(RpcError::ServerBusy {});
-    }
-    if let Some(e) = super::disk_limit::refusal(shard, &req.op) {
-        return err(e);
-    }
-    let data = match id {
-        Some(id) => encode_write(now_ms(), id, &req.op),
-        None => encode_proposal(now_ms(), &req.op),
-    };
-    if data.len() > MAX_PROPOSAL_BYTES {
-        shard.metrics.borrow_mut().over_limit_total += 1;
-        return err(RpcError::ValueTooLarge {
-            len: data.len() as u64,
-            max: MAX_PROPOSAL_BYTES as u64,
-        });
-    }
-    let before = p.node.raft.raft_log.last_index();
-    let write_bytes = data.len();
-    if p.node.propose(Vec::new(), data).is_err() {
-        return err(not_leader(shard, p));
-    }
-    let index = p.node.raft.raft_log.last_index();
-    if index <= before {
-        return err(not_leader(shard, p));
-    }
-    let (tx, rx) = oneshot::channel();
-    p.pending.insert(
-        index,
-        Pending {
-            term: p.node.raft.term,
-            tx,
-            at: Instant::now(),
-        },
-    );
-    shard.metrics.borrow_mut().proposals_total += 1;
-    shard.load.borrow_mut().write(p.desc.id.0, write_bytes);
-    shard.wake.notify();
-    later(rx)
 }
 
 /// Most ranges an `EpochMismatch` describes.
@@ -250,38 +147,6 @@ fn with_split_neighbours(
         }
     }
     out
-}
-
-/// Most replicas of one shard created for a leader's message and still waiting for their
-/// first snapshot.
-pub const MAX_UNINITIALIZED: usize = 32;
-
-/// Most replicas one shard creates for leaders' messages per second.
-pub const CREATIONS_PER_SEC: u32 = 8;
-
-/// The shard's budget of replica creations: [`CREATIONS_PER_SEC`] per one-second window.
-#[derive(Debug, Default)]
-pub struct CreationBudget {
-    window: Option<Instant>,
-    used: u32,
-}
-
-impl CreationBudget {
-    /// Takes one creation at `now`; false when this window's budget is spent.
-    pub fn take(&mut self, now: Instant) -> bool {
-        if self
-            .window
-            .is_none_or(|w| now.saturating_duration_since(w) >= std::time::Duration::from_secs(1))
-        {
-            self.window = Some(now);
-            self.used = 0;
-        }
-        if self.used >= CREATIONS_PER_SEC {
-            return false;
-        }
-        self.used += 1;
-        true
-    }
 }
 
 /// How often refused Raft messages are logged (at debug, with counts).
@@ -452,8 +317,8 @@ fn snapshot_in(
     st: &mut ShardState,
     range: u64,
     m: &RaftMsg,
-) -> Result<super::snapshot::Received, Dropped> {
-    let got = super::snapshot::transfer_id(m)
+) -> Result<super::transfers::Received, Dropped> {
+    let got = super::transfers::transfer_id(m)
         .and_then(|id| st.transfers.take(id, range))
         .ok_or(Dropped::Bad)?;
     let d = &got.meta.desc;

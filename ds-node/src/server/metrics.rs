@@ -82,7 +82,7 @@ pub struct ShardMetrics {
     /// Cold values: reads, demotions, hot and cold bytes.
     pub cold: ColdMetrics,
     /// The memory policy (`server::policy`).
-    pub policy: super::policy::PolicyMetrics,
+    pub policy: super::policy_state::PolicyMetrics,
     /// The log garbage collector and log space.
     pub gc: super::gc_metrics::GcMetrics,
     /// Scripts run at apply time and on the read path.
@@ -206,7 +206,7 @@ impl Default for ShardMetrics {
             flush_us: hist(),
             flush_batch_records: hist(),
             cold: ColdMetrics::default(),
-            policy: super::policy::PolicyMetrics::default(),
+            policy: super::policy_state::PolicyMetrics::default(),
             gc: super::gc_metrics::GcMetrics::default(),
             scripts: crate::range::script::ScriptMetrics::default(),
         }

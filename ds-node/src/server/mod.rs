@@ -1,17 +1,38 @@
 //! A shard: its ranges (Raft groups), shard log, engine, listener, ready loop and workers.
 //!
-//! - `shard`: [`Shard`] — state, opening and recovery (replay of the shard log).
-//! - `peer`: one range's Raft group and its waiting requests.
-//! - `ready`: the one ready loop per shard (group commit across all groups).
-//! - `handler`: requests from clients and peers (`KvRequest`, `RaftBatch`).
-//! - `metrics`: counters and histograms.
-//! - `checkpoint`: range checkpoints on disk, log compaction and segment reclamation.
-//! - `snapshot`: Raft snapshots streamed between nodes, and replicas created for them.
-//! - `split`: range splits.
-//! - `validate`: Raft messages from the network checked before raft-rs sees them.
+//! # Layers
+//!
+//! Imports point one way, down this list (TiKV raftstore-v2 style); a module imports only
+//! modules of its own or a lower layer, never one above it:
+//!
+//! 1. **Shard state** (leaves): `shard` ([`Shard`], `ShardState`, new Raft groups, replica
+//!    addresses, the clock edge), `peer` (one range's Raft group and waiting requests),
+//!    `metrics` and `gc_metrics` (figures), `policy_state` (the memory policy's budget and
+//!    loads in flight), `transfers` (snapshot transfers in and out), `validate` (Raft
+//!    messages checked before raft-rs sees them). They import `range`, `config`, `load` and
+//!    lower leaves only (`shard` → `peer` → `transfers`; `metrics` → `policy_state`,
+//!    `gc_metrics`, `validate`), never an operation.
+//! 2. **Operations**, each taking the state it needs: `checkpoint` (checkpoints on disk, log
+//!    compaction), `cold` (loads of cold values before an apply), `demote` and `policy`
+//!    (making entries cold; the memory policy's task), `disk_limit` (`maxdisksize`),
+//!    `gc_move` and `gc` (the log garbage collector), `transport` (peer connections and
+//!    Raft batches), `snapshot` (snapshots streamed and installed), `split` (range splits),
+//!    `conf_change` (membership changes, replica destruction), `read` (lease and ReadIndex
+//!    reads), `write` (proposals), `ttl` (expiry sweeps), `apply` (committed entries
+//!    applied by kind, for the ready loop and recovery), `recover` (opening a shard,
+//!    recovering and creating ranges). Within the layer an operation may call one listed
+//!    before it, never one after it (e.g. `snapshot` uses `transport`, `cold` and
+//!    `checkpoint`; `recover` uses `split` and `conf_change`). An operation that must tell
+//!    the layer above something returns it (`apply::Effects`: the ready loop appends the
+//!    records, creates the right ranges of splits and destroys removed replicas).
+//! 3. **Drivers** (the top): `ready` (the one ready loop per shard: group commit across all
+//!    groups, apply, answers) and `handler` (requests from clients and peers). Nothing in
+//!    `server` imports them; `crate::node` starts them.
 
+pub mod apply;
 pub mod checkpoint;
 pub mod cold;
+pub mod conf_change;
 pub mod demote;
 pub mod disk_limit;
 pub mod gc;
@@ -21,11 +42,18 @@ pub mod handler;
 pub mod metrics;
 pub mod peer;
 pub mod policy;
+pub mod policy_state;
+pub mod read;
 pub mod ready;
+pub mod recover;
 pub mod shard;
 pub mod snapshot;
 pub mod split;
+pub mod transfers;
+pub mod transport;
+pub mod ttl;
 pub mod validate;
+pub mod write;
 
 pub use metrics::ShardMetrics;
 pub use shard::Shard;

@@ -1,7 +1,8 @@
 //! One range on this shard: its descriptor, Raft group and the requests waiting on it.
+//! Part of the shard state (a leaf: imports no `server` module but `transfers`).
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use net::message::kv::{KvOp, KvResponse};
@@ -10,6 +11,12 @@ use raft::eraftpb::ConfState;
 use raft::{RawNode, StateRole};
 
 use crate::range::storage::RaftLogCache;
+
+/// How long a request may wait for its proposal or read before it is answered `Timeout`.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `RpcError::Internal` code of a request to a stopped range ([`Peer::stopped`]).
+pub const RANGE_STOPPED: u32 = 3;
 
 /// Where a request's answer goes.
 pub type Waiter = oneshot::Sender<KvResponse>;
@@ -62,7 +69,7 @@ pub struct Peer {
     /// snapshot yet: it has no key range and serves nothing.
     pub initialized: bool,
     /// A snapshot stepped into raft-rs, to install when raft-rs hands it back in a ready.
-    pub snapshot_in: Option<super::snapshot::Received>,
+    pub snapshot_in: Option<super::transfers::Received>,
     /// When this replica was created (to give up on a replica that never initializes).
     pub created: Instant,
     /// Approximate (key + value bytes, keys) of the range: exact at its last checkpoint or

@@ -2,36 +2,42 @@
 //! The shard's one ready loop: for every Raft group with work, take its ready; send the
 //! messages that need nothing durable; append every group's entries and hard states in one
 //! group commit (one flush); then mirror them into the Raft caches, send the messages that
-//! needed them durable, apply committed entries through [`execute`] and answer waiting
-//! requests. Ticks come from a timer.
+//! needed them durable, apply committed entries (`server::apply`) and answer waiting
+//! requests (`server::read`). Ticks come from a timer.
 
 use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use engines::vlog::{
     AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord,
-    RangeId as LogRangeId, Term, TruncateMode,
+    RangeId as LogRangeId, Term,
 };
+use net::message::Replica;
 use net::message::kv::KvResponse;
-use net::message::{RaftBatch, RaftEnvelope};
-use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
 use raft::StateRole;
 use raft::eraftpb::{Entry, EntryType, Message as RaftMsg};
 
+use super::apply::Effects;
+use super::conf_change::entry_type_of;
 use super::metrics::ShardMetrics;
 use super::peer::Peer;
-use super::shard::{Shard, ShardState, apply_conf_change_to_desc, decode_conf_change};
-use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{decode_split, decode_sweep, decode_write, encode_meta, encode_sweep};
-use crate::range::dedup;
+use super::shard::{Shard, ShardState, stop_range};
+use super::transport::{Outbox, collect};
+use crate::range::engine::MasstreeStore;
 
-/// Messages of one turn: Raft batches per destination address, and snapshots to stream.
-#[derive(Default)]
-struct Outbox {
-    batches: HashMap<String, Vec<RaftEnvelope>>,
-    /// (address, range, from replica, the `MsgSnapshot`).
-    snapshots: Vec<(String, u64, u64, RaftMsg)>,
+/// Sends the turn's Raft batches and starts its snapshot transfers.
+fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
+    for (addr, range, from, m) in out.snapshots.drain(..) {
+        crate::core::spawn(super::snapshot::send(
+            Rc::clone(shard),
+            addr,
+            range,
+            from,
+            m,
+        ));
+    }
+    super::transport::send_batches(shard, out);
 }
 
 /// Group commits in flight at once: one flushing while the next is written (the shard log
@@ -81,7 +87,7 @@ async fn pipeline(shard: &Rc<Shard>) -> anyhow::Result<()> {
             for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
                 p.node.tick();
             }
-            sweep_expired(shard, &mut st);
+            super::ttl::sweep_expired(shard, &mut st);
         }
         while let Some(f) = inflight.front() {
             let Some(res) = f.done.borrow_mut().take() else {
@@ -134,108 +140,164 @@ struct Work {
 /// Takes every group's ready, sends the messages that need nothing durable, and queues the
 /// group commit of their entries and hard states (`None`: nothing to do).
 async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
-    let mut out = Outbox::default();
-    let mut snap_files: Vec<(u64, u64, Rc<Vec<u8>>)> = Vec::new();
-    let mut records: Vec<AppendRecord> = Vec::new();
-    let mut works = Vec::new();
-    {
-        let mut st = shard.state.borrow_mut();
-        for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
-            if let Some(p) = st.peers.get_mut(&range) {
-                p.node.on_entries_fetched(ctx);
-            }
-        }
-        let ShardState {
-            peers,
-            engine,
-            meta_records,
-            reply_to,
-            ..
-        } = &mut *st;
-        records.extend(meta_records.drain(..).map(AppendRecord::from));
-        for (&range, p) in peers.iter_mut() {
-            if p.stopped.is_some() || !p.node.has_ready() {
-                continue;
-            }
-            let mut rd = p.node.ready();
-            if let Some(ss) = rd.ss() {
-                if ss.raft_state != p.last_role {
-                    if ss.raft_state == StateRole::Leader || p.last_role == StateRole::Leader {
-                        shard.metrics.borrow_mut().leader_changes_total += 1;
-                    }
-                    p.last_role = ss.raft_state;
-                }
-            }
-            collect(shard, p, rd.take_messages(), reply_to, &mut out);
-            let mut snapshot_index = None;
-            if !rd.snapshot().is_empty() {
-                let (index, file) =
-                    install_snapshot(shard, p, engine, rd.snapshot(), &mut records)?;
-                snap_files.push((range, index, file));
-                snapshot_index = Some(index);
-            }
-            let entries = rd.take_entries();
-            for e in &entries {
-                records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
-                    range: LogRangeId(range),
-                    term: Term(e.term),
-                    index: LogIndex(e.index),
-                    entry_type: e.get_entry_type() as u8,
-                    payload: e.data.to_vec(),
-                })));
-            }
-            if let Some(h) = rd.hs() {
-                records.push(AppendRecord::from(LogRecord::HardState {
-                    range: LogRangeId(range),
-                    state: LogHardState {
-                        term: Term(h.term),
-                        vote: h.vote,
-                        commit: LogIndex(h.commit),
-                    },
-                }));
-            }
-            // raft-rs's asynchronous persistence: the entries are readable through the cache
-            // now, and count as persisted (`on_persist_ready`) only after the group commit.
-            p.node.mut_store().append(&entries);
-            if let Some(h) = rd.hs() {
-                p.node.mut_store().set_hard_state(h.clone());
-            }
-            for rs in rd.take_read_states() {
-                note_read_state(p, &rs.request_ctx, rs.index);
-            }
-            let number = rd.number();
-            let persisted_msgs = rd.take_persisted_messages();
-            let committed = rd.take_committed_entries();
-            p.node.advance_append_async(rd);
-            works.push(Work {
-                range,
-                number,
-                persisted_msgs,
-                committed,
-                snapshot_index,
-            });
-        }
-    }
+    let Turn {
+        mut out,
+        snap_files,
+        records,
+        works,
+    } = collect_readies(shard)?;
     flush_outbox(shard, &mut out);
     start_fetches(shard);
     if works.is_empty() && records.is_empty() {
-        let mut st = shard.state.borrow_mut();
-        let ShardState { peers, engine, .. } = &mut *st;
-        for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
-            answer_reads(shard, p, engine);
-        }
+        answer_waiting_reads(shard);
         return Ok(None);
     }
     // A snapshot's checkpoint file is durable before the log records that point past it.
     for (range, index, file) in snap_files {
         super::checkpoint::write(shard, range, index, file).await?;
     }
+    queue_commit(shard, records, works).map(Some)
+}
+
+/// What one turn collects from the groups' readies.
+#[derive(Default)]
+struct Turn {
+    /// Messages that need nothing durable.
+    out: Outbox,
+    /// Checkpoint files of the snapshots installed: (range, index, bytes).
+    snap_files: Vec<(u64, u64, Rc<Vec<u8>>)>,
+    /// The group commit's records.
+    records: Vec<AppendRecord>,
+    /// Per group, what to do once the commit is durable.
+    works: Vec<Work>,
+}
+
+/// Hands raft-rs the entries fetched from the log, then takes the ready of every group that
+/// has one (stopped ranges excepted).
+fn collect_readies(shard: &Rc<Shard>) -> anyhow::Result<Turn> {
+    let mut turn = Turn::default();
+    let mut st = shard.state.borrow_mut();
+    for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
+        if let Some(p) = st.peers.get_mut(&range) {
+            p.node.on_entries_fetched(ctx);
+        }
+    }
+    let ShardState {
+        peers,
+        engine,
+        meta_records,
+        reply_to,
+        ..
+    } = &mut *st;
+    turn.records
+        .extend(meta_records.drain(..).map(AppendRecord::from));
+    for (&range, p) in peers.iter_mut() {
+        if p.stopped.is_some() || !p.node.has_ready() {
+            continue;
+        }
+        let work = take_ready(shard, range, p, engine, reply_to, &mut turn)?;
+        turn.works.push(work);
+    }
+    Ok(turn)
+}
+
+/// Takes one group's ready into the turn: messages queued, a received snapshot installed,
+/// entries and hard state queued for the group commit and mirrored into the Raft cache,
+/// read indexes noted; returns what to do once the commit is durable.
+fn take_ready(
+    shard: &Rc<Shard>,
+    range: u64,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    reply_to: &HashMap<(u64, u64), Replica>,
+    turn: &mut Turn,
+) -> anyhow::Result<Work> {
+    let mut rd = p.node.ready();
+    if let Some(ss) = rd.ss() {
+        note_role(shard, p, ss.raft_state);
+    }
+    collect(shard, p, rd.take_messages(), reply_to, &mut turn.out);
+    let mut snapshot_index = None;
+    if !rd.snapshot().is_empty() {
+        let (index, file) =
+            super::snapshot::install(shard, p, engine, rd.snapshot(), &mut turn.records)?;
+        turn.snap_files.push((range, index, file));
+        snapshot_index = Some(index);
+    }
+    let entries = rd.take_entries();
+    log_records(range, &entries, rd.hs(), &mut turn.records);
+    // raft-rs's asynchronous persistence: the entries are readable through the cache now,
+    // and count as persisted (`on_persist_ready`) only after the group commit.
+    p.node.mut_store().append(&entries);
+    if let Some(h) = rd.hs() {
+        p.node.mut_store().set_hard_state(h.clone());
+    }
+    for rs in rd.take_read_states() {
+        super::read::note_read_state(p, &rs.request_ctx, rs.index);
+    }
+    let number = rd.number();
+    let persisted_msgs = rd.take_persisted_messages();
+    let committed = rd.take_committed_entries();
+    p.node.advance_append_async(rd);
+    Ok(Work {
+        range,
+        number,
+        persisted_msgs,
+        committed,
+        snapshot_index,
+    })
+}
+
+/// Counts a leader change when the group's role moved to or from leader.
+fn note_role(shard: &Shard, p: &mut Peer, role: StateRole) {
+    if role != p.last_role {
+        if role == StateRole::Leader || p.last_role == StateRole::Leader {
+            shard.metrics.borrow_mut().leader_changes_total += 1;
+        }
+        p.last_role = role;
+    }
+}
+
+/// The shard-log records of a group's new entries and hard state.
+fn log_records(
+    range: u64,
+    entries: &[Entry],
+    hs: Option<&raft::eraftpb::HardState>,
+    records: &mut Vec<AppendRecord>,
+) {
+    for e in entries {
+        records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
+            range: LogRangeId(range),
+            term: Term(e.term),
+            index: LogIndex(e.index),
+            entry_type: e.get_entry_type() as u8,
+            payload: e.data.to_vec(),
+        })));
+    }
+    if let Some(h) = hs {
+        records.push(AppendRecord::from(LogRecord::HardState {
+            range: LogRangeId(range),
+            state: LogHardState {
+                term: Term(h.term),
+                vote: h.vote,
+                commit: LogIndex(h.commit),
+            },
+        }));
+    }
+}
+
+/// Queues the turn's records in the shard log (so commits reach it in the order they were
+/// prepared) and waits for them on a task that wakes the loop when they are durable.
+fn queue_commit(
+    shard: &Rc<Shard>,
+    records: Vec<AppendRecord>,
+    works: Vec<Work>,
+) -> anyhow::Result<InFlight> {
     let n = records.len() as u64;
     let done = Rc::new(std::cell::RefCell::new(None));
     if records.is_empty() {
         *done.borrow_mut() = Some(Ok(()));
     } else {
-        // Queued now, so commits reach the log in the order they were prepared.
         let ticket = shard
             .log
             .enqueue(records)
@@ -252,12 +314,21 @@ async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
             shard2.wake.notify();
         });
     }
-    Ok(Some(InFlight {
+    Ok(InFlight {
         done,
         works,
         records: n,
         started: Instant::now(),
-    }))
+    })
+}
+
+/// Answers the reads whose index is known and applied, on every range that has some.
+fn answer_waiting_reads(shard: &Rc<Shard>) {
+    let mut st = shard.state.borrow_mut();
+    let ShardState { peers, engine, .. } = &mut *st;
+    for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
+        super::read::answer_ready(shard, p, engine);
+    }
 }
 
 /// After a group commit: marks the readies persisted, sends the messages that needed it,
@@ -293,32 +364,23 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
             }
         }
         if !w.committed.is_empty() {
-            let last = apply_entries(
-                shard,
-                p,
-                engine,
+            let mut fx = Effects {
                 meta_records,
                 to_destroy,
                 splits,
-                w.committed,
-            );
+            };
+            let last = super::apply::entries(shard, p, engine, &mut fx, w.committed);
             p.node.advance_apply_to(last);
         }
-        answer_reads(shard, p, engine);
+        super::read::answer_ready(shard, p, engine);
         let applied = p.applied();
         let keep = shard.cfg.cached_entries as u64;
         if p.node.store().len() as u64 > keep * 2 {
             p.node.mut_store().compact_to(applied.saturating_sub(keep));
         }
     }
-    {
-        // Reads whose index was learnt in an earlier turn may be answerable now.
-        let mut st = shard.state.borrow_mut();
-        let ShardState { peers, engine, .. } = &mut *st;
-        for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
-            answer_reads(shard, p, engine);
-        }
-    }
+    // Reads whose index was learnt in an earlier turn may be answerable now.
+    answer_waiting_reads(shard);
     start_fetches(shard);
     flush_outbox(shard, &mut out);
     let splits = std::mem::take(&mut shard.state.borrow_mut().splits);
@@ -396,454 +458,6 @@ async fn prefetch_committed(
     None
 }
 
-fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
-    let Some(id) = ctx
-        .get(..8)
-        .and_then(|b| b.try_into().ok())
-        .map(u64::from_le_bytes)
-    else {
-        return;
-    };
-    if let Some(r) = p.reads.get_mut(&id) {
-        r.index = Some(index);
-    }
-}
-
-fn answer_reads(shard: &Rc<Shard>, p: &mut Peer, engine: &mut crate::range::engine::MasstreeStore) {
-    if p.reads.is_empty() {
-        return;
-    }
-    let applied = p.applied();
-    let ready: Vec<u64> = p
-        .reads
-        .iter()
-        .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
-        .map(|(k, _)| *k)
-        .collect();
-    let now = super::shard::now_ms();
-    for k in ready {
-        let Some(r) = p.reads.remove(&k) else {
-            continue;
-        };
-        if super::cold::read_needs_load(engine, &r.op, &p.desc, now) {
-            // Answered by its own task once loaded: hot reads do not wait for it.
-            super::cold::spawn_read(shard, p.desc.id.0, r.op, Some(applied), r.tx);
-            continue;
-        }
-        let ctx = ApplyCtx {
-            now_ms: now,
-            index: applied,
-            range: &p.desc,
-        };
-        let resp = match execute(engine, &r.op, &ctx) {
-            Ok(result) => KvResponse::Ok { result },
-            Err(error) => KvResponse::Err { error },
-        };
-        ShardMetrics::record(
-            &mut shard.metrics.borrow_mut().read_index_us,
-            r.at.elapsed().as_micros() as u64,
-        );
-        let _ = r.tx.send(resp);
-    }
-    // A replica that lost leadership cannot answer its waiting reads.
-    if !p.is_leader() {
-        let hint = None;
-        for (_, r) in std::mem::take(&mut p.reads) {
-            let _ = r.tx.send(KvResponse::Err {
-                error: net::RpcError::NotLeader { hint: hint.clone() },
-            });
-        }
-    }
-}
-
-/// Applies committed entries and answers their proposers; returns the index of the last
-/// entry applied (the one before an entry that stopped the range, see [`stop_range`]).
-fn apply_entries(
-    shard: &Rc<Shard>,
-    p: &mut Peer,
-    engine: &mut crate::range::engine::MasstreeStore,
-    meta_records: &mut Vec<LogRecord>,
-    to_destroy: &mut Vec<u64>,
-    splits: &mut Vec<(
-        net::message::RangeDescriptor,
-        Option<net::message::RangeDescriptor>,
-    )>,
-    entries: Vec<Entry>,
-) -> u64 {
-    let range = p.desc.id.0;
-    let mut applied = 0;
-    let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
-    for e in entries {
-        if p.stopped.is_some() {
-            break;
-        }
-        applied += 1;
-        let result = match e.get_entry_type() {
-            EntryType::EntryNormal => {
-                if e.data.is_empty() {
-                    None
-                } else if let Some((now, id, op)) = decode_write(&e.data) {
-                    let ctx = ApplyCtx {
-                        now_ms: now,
-                        index: e.index,
-                        range: &p.desc,
-                    };
-                    let r = dedup::apply_once(engine, id, &op, now, |s| execute(s, &op, &ctx));
-                    if let Some(fault) =
-                        super::cold::miss_fault(engine).or_else(|| engine.take_fault())
-                    {
-                        stop_range(shard, p, e.index, fault);
-                        break;
-                    }
-                    let (db, dk) = engine.take_delta();
-                    p.approx_size.0 += db;
-                    p.approx_size.1 += dk;
-                    Some(r)
-                } else if let Some((now, keys)) = decode_sweep(&e.data) {
-                    let n = crate::range::sweep::apply(engine, now, &keys);
-                    let mut m = shard.metrics.borrow_mut();
-                    m.expired_deleted_total += n.expired;
-                    m.garbage_deleted_total += n.garbage;
-                    let (db, dk) = engine.take_delta();
-                    p.approx_size.0 += db;
-                    p.approx_size.1 += dk;
-                    None
-                } else if let Some(cmd) = decode_split(&e.data) {
-                    match super::split::apply_to_desc(&mut p.desc, &cmd) {
-                        Some(right) => {
-                            meta_records.push(LogRecord::ConfState {
-                                range: LogRangeId(range),
-                                data: encode_meta(&p.desc),
-                            });
-                            let left = p.is_leader().then(|| p.desc.clone());
-                            if let Some(l) = &left {
-                                // At once: until the master knows, proxies keep sending
-                                // the left range's old epoch.
-                                super::split::report_later(shard, l.clone(), right.clone());
-                            }
-                            splits.push((right, left));
-                            // The moved keys' size goes with them (measured when created).
-                            let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
-                            p.approx_size = (b as i64, k as i64);
-                            Some(KvResponse::Ok {
-                                result: net::message::kv::OpResult::Unit {},
-                            })
-                        }
-                        None => {
-                            tracing::info!(range, index = e.index, "stale split ignored");
-                            None
-                        }
-                    }
-                } else {
-                    tracing::error!(range, index = e.index, "undecodable entry skipped");
-                    None
-                }
-            }
-            t => {
-                if let Some(cc) = decode_conf_change(t, &e.data) {
-                    match p.node.apply_conf_change(&cc) {
-                        Ok(cs) => {
-                            p.node.mut_store().set_conf_state(cs);
-                            apply_conf_change_to_desc(&mut p.desc, &cc);
-                            meta_records.push(LogRecord::ConfState {
-                                range: LogRangeId(range),
-                                data: encode_meta(&p.desc),
-                            });
-                            if !p
-                                .desc
-                                .replicas
-                                .iter()
-                                .any(|r| r.replica_id.0 == p.replica_id)
-                            {
-                                to_destroy.push(range);
-                            }
-                        }
-                        Err(err) => tracing::warn!(range, "conf change refused: {err}"),
-                    }
-                }
-                Some(KvResponse::Ok {
-                    result: net::message::kv::OpResult::Unit {},
-                })
-            }
-        };
-        if let Some(w) = p.pending.remove(&e.index) {
-            let resp = if w.term == e.term {
-                ShardMetrics::record(
-                    &mut shard.metrics.borrow_mut().propose_apply_us,
-                    w.at.elapsed().as_micros() as u64,
-                );
-                result.unwrap_or(KvResponse::Ok {
-                    result: net::message::kv::OpResult::Unit {},
-                })
-            } else {
-                KvResponse::Err {
-                    error: net::RpcError::NotLeader { hint: None },
-                }
-            };
-            let _ = w.tx.send(resp);
-        }
-        last = e.index;
-    }
-    shard.metrics.borrow_mut().applied_total += applied;
-    last
-}
-
-/// Stops a range whose entry `index` broke an engine invariant (`Peer::stopped`): the entry
-/// and everything after it stay unapplied, waiting proposers get an error, and the rest of
-/// the shard goes on.
-pub fn stop_range(shard: &Shard, p: &mut Peer, index: u64, why: String) {
-    tracing::error!(
-        range = %p.desc.id,
-        index,
-        "range stopped: applying entry {index} failed in the engine: {why}"
-    );
-    shard.metrics.borrow_mut().ranges_stopped_total += 1;
-    let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
-    for (_, w) in std::mem::take(&mut p.pending) {
-        let _ = w.tx.send(KvResponse::Err {
-            error: net::RpcError::Internal {
-                code: super::handler::RANGE_STOPPED,
-                message: message.clone(),
-            },
-        });
-    }
-    p.stopped = Some(message);
-}
-
-/// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
-fn collect(
-    shard: &Shard,
-    p: &Peer,
-    msgs: Vec<RaftMsg>,
-    reply_to: &HashMap<(u64, u64), net::message::Replica>,
-    out: &mut Outbox,
-) {
-    use protobuf::Message as _;
-    use raft::eraftpb::MessageType;
-    for m in msgs {
-        let replica = p
-            .desc
-            .replicas
-            .iter()
-            .find(|r| r.replica_id.0 == m.to)
-            .copied()
-            .or_else(|| reply_to.get(&(p.desc.id.0, m.to)).copied());
-        let Some(r) = replica else {
-            continue;
-        };
-        let Some(addr) = shard.replica_addr(&r) else {
-            tracing::debug!(to = m.to, "no address for replica");
-            continue;
-        };
-        if m.get_msg_type() == MessageType::MsgSnapshot {
-            out.snapshots.push((addr, p.desc.id.0, p.replica_id, m));
-            continue;
-        }
-        let Ok(bytes) = m.write_to_bytes() else {
-            continue;
-        };
-        out.batches.entry(addr).or_default().push(RaftEnvelope {
-            range_id: RangeId(p.desc.id.0),
-            from_replica: ReplicaId(p.replica_id),
-            to_replica: ReplicaId(m.to),
-            message: bytes.into(),
-        });
-    }
-}
-
-/// A connection to the peer shard at `addr` (re-used; re-opened after a failure).
-pub async fn peer_client(
-    shard: &Rc<Shard>,
-    addr: &str,
-) -> anyhow::Result<net::glommio_transport::Client> {
-    let client = shard.peer_conns.borrow().get(addr).cloned();
-    match client.filter(|c| !c.is_closed()) {
-        Some(c) => Ok(c),
-        None => {
-            let c = net::glommio_transport::Client::connect(
-                addr,
-                shard.pool_hello,
-                shard.peer_transport.clone(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("connect {addr}: {e}"))?;
-            shard
-                .peer_conns
-                .borrow_mut()
-                .insert(addr.to_string(), c.clone());
-            Ok(c)
-        }
-    }
-}
-
-/// Sends one `RaftBatch` per destination (one-way), each on its own task, and starts the
-/// snapshot transfers.
-fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
-    for (addr, range, from, m) in out.snapshots.drain(..) {
-        crate::core::spawn(super::snapshot::send(
-            Rc::clone(shard),
-            addr,
-            range,
-            from,
-            m,
-        ));
-    }
-    let batches = out
-        .batches
-        .drain()
-        .flat_map(|(addr, messages)| split_batch(messages).map(move |m| (addr.clone(), m)));
-    for (addr, messages) in batches {
-        let batch = RaftBatch {
-            from_store: StoreId(shard.store_id),
-            from_shard: ShardId(shard.index),
-            messages,
-        };
-        let shard = Rc::clone(shard);
-        crate::core::spawn(async move {
-            // A call, not a one-way send: a peer that stopped answering (a dead process, or a
-            // stopped in-process node whose socket lingers) shows up as an error, and the
-            // connection is dropped and re-opened on the next batch.
-            let client = match peer_client(&shard, &addr).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::debug!(addr, "raft batch not sent: {e}");
-                    return;
-                }
-            };
-            if let Err(e) = client.call(NetMessage::RaftBatch(batch)).await {
-                tracing::debug!(addr, "raft batch not delivered: {e}");
-                shard.peer_conns.borrow_mut().remove(&addr);
-            }
-        });
-    }
-}
-
-/// Bytes of Raft messages in one `RaftBatch` frame, past which the rest go in the next frame
-/// (a message is never cut: one carrying a large entry travels alone, within the frame
-/// limit that admits the largest entry).
-const RAFT_BATCH_BYTES_MAX: usize = 16 << 20;
-
-/// Cuts one destination's messages into batches of at most [`RAFT_BATCH_BYTES_MAX`] bytes
-/// (or one message each when larger), in order.
-fn split_batch(messages: Vec<RaftEnvelope>) -> impl Iterator<Item = Vec<RaftEnvelope>> {
-    let mut out: Vec<Vec<RaftEnvelope>> = Vec::new();
-    let mut bytes = 0;
-    for m in messages {
-        let len = m.message.len();
-        match out.last_mut() {
-            Some(cur) if bytes + len <= RAFT_BATCH_BYTES_MAX => cur.push(m),
-            _ => {
-                out.push(vec![m]);
-                bytes = 0;
-            }
-        }
-        bytes += len;
-    }
-    out.into_iter()
-}
-
-/// Installs the snapshot raft-rs handed back in a ready (received and stepped earlier, see
-/// `server::snapshot`): the range's keys in the engine are replaced, the Raft cache restarts
-/// at the snapshot, and the log records that make it durable are queued for this turn's group
-/// commit. Returns the snapshot index and the checkpoint bytes to write before that commit.
-fn install_snapshot(
-    shard: &Shard,
-    p: &mut Peer,
-    engine: &mut crate::range::engine::MasstreeStore,
-    snap: &raft::eraftpb::Snapshot,
-    records: &mut Vec<AppendRecord>,
-) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
-    let md = snap.get_metadata();
-    let range = p.desc.id.0;
-    let recv = p
-        .snapshot_in
-        .take()
-        .filter(|r| r.meta.index == md.index)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "range {range}: raft-rs returned a snapshot at {} that was never received",
-                md.index
-            )
-        })?;
-    let c = crate::range::checkpoint::decode(&recv.data)
-        .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
-    if p.initialized {
-        super::checkpoint::clear_range(engine, &p.desc.start, &p.desc.end);
-    }
-    p.desc = c.meta.desc.clone();
-    p.initialized = true;
-    p.approx_size = super::checkpoint::entries_size(&c.entries);
-    super::checkpoint::load(engine, c);
-    engine.take_delta();
-    p.node
-        .mut_store()
-        .apply_snapshot(crate::range::storage::SnapshotPoint {
-            index: md.index,
-            term: md.term,
-            conf: md.get_conf_state().clone(),
-        });
-    let lr = LogRangeId(range);
-    records.push(AppendRecord::from(LogRecord::ConfState {
-        range: lr,
-        data: encode_meta(&p.desc),
-    }));
-    for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
-        records.push(AppendRecord::from(LogRecord::Truncate {
-            range: lr,
-            mode,
-            index: LogIndex(md.index + 1),
-        }));
-    }
-    shard.metrics.borrow_mut().snapshots_applied_total += 1;
-    tracing::info!(range, index = md.index, "snapshot installed");
-    Ok((md.index, recv.data))
-}
-
-/// How long a request may wait for its proposal or read before it is answered `Timeout`.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Most entries a leader examines per range and tick for expired keys.
-pub const SWEEP_SCAN_PER_TICK: usize = 256;
-
-/// On a tick: every leader looks at the next [`SWEEP_SCAN_PER_TICK`] entries of its range
-/// and proposes the deletion of the expired ones and of elements of dead collections
-/// (`range::sweep`; bounded work per tick).
-fn sweep_expired(shard: &Shard, st: &mut ShardState) {
-    let now = super::shard::now_ms();
-    let ShardState { peers, engine, .. } = st;
-    for p in peers.values_mut() {
-        if !p.initialized || !p.is_leader() || p.sweep_in_flight > p.applied() {
-            continue;
-        }
-        let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc.start {
-            p.desc.start.clone()
-        } else {
-            p.sweep_cursor.clone()
-        };
-        let end = (!p.desc.end.is_empty()).then_some(&p.desc.end[..]);
-        let got = engine.scan_expiry(&start, end.unwrap_or_default(), SWEEP_SCAN_PER_TICK);
-        p.sweep_cursor = match got.last() {
-            Some((k, _)) if got.len() == SWEEP_SCAN_PER_TICK => {
-                let mut next = k.to_vec();
-                next.push(0);
-                next.into()
-            }
-            _ => bytes::Bytes::new(),
-        };
-        let expired = crate::range::sweep::select(&*engine, got, now);
-        if expired.is_empty() {
-            continue;
-        }
-        if p.node
-            .propose(Vec::new(), encode_sweep(now, &expired))
-            .is_ok()
-        {
-            p.sweep_in_flight = p.node.raft.raft_log.last_index();
-            shard.wake.notify();
-        }
-    }
-}
-
 /// Reads entries raft-rs asked for from below the cache out of the shard log, on their own
 /// tasks; the ready loop hands raft-rs the context back on its next turn.
 fn start_fetches(shard: &Rc<Shard>) {
@@ -878,7 +492,7 @@ fn start_fetches(shard: &Rc<Shard>) {
                             fetched.insert(
                                 e.index.0,
                                 Entry {
-                                    entry_type: super::shard::entry_type_of(e.entry_type),
+                                    entry_type: entry_type_of(e.entry_type),
                                     term: e.term.0,
                                     index: e.index.0,
                                     data: e.payload.clone().into(),

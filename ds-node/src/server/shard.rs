@@ -1,32 +1,36 @@
-//! [`Shard`]: everything one core owns, and how it is opened (recovery).
+//! [`Shard`]: everything one core owns — the shard state every operation works on — and
+//! the small helpers over it (new Raft groups, replica addresses, the clock edge).
+//!
+//! A leaf of the `server` layering (see `server/mod.rs`): it imports the other state modules
+//! (`peer`, `metrics`, `policy_state`, `transfers`) and `range`, never an operation module.
+//! Opening and recovery are in `recover`, destroying a replica in `conf_change`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::poll_fn;
-use std::path::Path;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
-use engines::vlog::{EntryRecord, LogIndex, LogRecord, RangeId as LogRangeId, Vlog, VlogConfig};
+use engines::vlog::{LogIndex, LogRecord, RangeId as LogRangeId, Vlog};
 use net::glommio_transport::Pool;
-use net::message::handshake::{Hello, Role};
+use net::message::handshake::Hello;
+use net::message::kv::KvResponse;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::transport::TransportConfig;
-use net::{ClusterId, NodeId, ReplicaId, StoreId};
-use nvme::uring::{UringDevice, UringOptions};
-use nvme::{FormatOptions, OwnerTag, SegmentStore};
-use raft::eraftpb::{ConfChangeType, ConfChangeV2, Entry, EntryType, HardState};
+use net::{ReplicaId, StoreId};
+use nvme::OwnerTag;
+use nvme::uring::UringDevice;
+use raft::eraftpb::HardState;
 use raft::{RawNode, StateRole};
-use raft_proto::ConfChangeI;
 
 use super::metrics::ShardMetrics;
-use super::peer::{Peer, conf_state_of};
+use super::peer::{Peer, RANGE_STOPPED};
+use super::policy_state::PolicyState;
+use super::transfers::Transfers;
 use crate::config::DsConfig;
-use crate::range::apply::{ApplyCtx, execute};
-use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
-use crate::range::codec::{decode_meta, decode_tombstone, decode_write, encode_meta};
 use crate::range::engine::MasstreeStore;
-use crate::range::storage::{RaftLogCache, SnapshotPoint};
+use crate::range::storage::RaftLogCache;
 
 /// Raft index (and term) a new range starts at: its entries `1..=5` count as compacted into
 /// its first (empty) checkpoint, so a replica created later — which has no log and no
@@ -38,6 +42,43 @@ pub const LOG_OWNER: OwnerTag = OwnerTag(1);
 
 /// The device a shard log runs on.
 pub type Device = UringDevice;
+
+/// Largest encoded proposal: a value of the largest size plus its key and framing; a
+/// request whose values add up to more is refused before anything is proposed (and the
+/// shard log's entries go up to it, `docs/format/shard-log.md` §3).
+pub const MAX_PROPOSAL_BYTES: usize = net::limits::DEFAULT_MAX_VALUE_BYTES + (1 << 20);
+
+/// Most replicas of one shard created for a leader's message and still waiting for their
+/// first snapshot.
+pub const MAX_UNINITIALIZED: usize = 32;
+
+/// Most replicas one shard creates for leaders' messages per second.
+pub const CREATIONS_PER_SEC: u32 = 8;
+
+/// The shard's budget of replica creations: [`CREATIONS_PER_SEC`] per one-second window.
+#[derive(Debug, Default)]
+pub struct CreationBudget {
+    window: Option<Instant>,
+    used: u32,
+}
+
+impl CreationBudget {
+    /// Takes one creation at `now`; false when this window's budget is spent.
+    pub fn take(&mut self, now: Instant) -> bool {
+        if self
+            .window
+            .is_none_or(|w| now.saturating_duration_since(w) >= Duration::from_secs(1))
+        {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used >= CREATIONS_PER_SEC {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+}
 
 /// Wakes the ready loop.
 #[derive(Debug, Default)]
@@ -81,7 +122,7 @@ pub struct ShardState {
     /// Finished shard-log fetches: (range, raft-rs context) to hand back.
     pub fetched: Vec<(u64, raft::GetEntriesContext)>,
     /// Snapshot transfers in and out.
-    pub transfers: super::snapshot::Transfers,
+    pub transfers: Transfers,
     /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
     /// and shard), so a replica that does not know its range's configuration yet can answer.
     pub reply_to: HashMap<(u64, u64), Replica>,
@@ -93,7 +134,7 @@ pub struct ShardState {
     /// new descriptor when this replica led it).
     pub splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
     /// Replicas created for leaders' messages in the current second.
-    pub creations: super::handler::CreationBudget,
+    pub creations: CreationBudget,
     /// When refused Raft messages were last logged (the log is rate-limited).
     pub refusals_logged_at: Option<std::time::Instant>,
     /// Per range, the shard-log segments its newest checkpoint's cold entries point into
@@ -149,7 +190,7 @@ pub struct Shard {
     /// File operations running on the blocking pool (waited for at shutdown).
     pub file_ops: Cell<usize>,
     /// The memory policy's state (`server::policy`).
-    pub policy: super::policy::PolicyState,
+    pub policy: PolicyState,
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -157,6 +198,28 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Stops a range whose entry `index` broke an engine invariant (`Peer::stopped`): the entry
+/// and everything after it stay unapplied, waiting proposers get an error, and the rest of
+/// the shard goes on.
+pub fn stop_range(shard: &Shard, p: &mut Peer, index: u64, why: String) {
+    tracing::error!(
+        range = %p.desc.id,
+        index,
+        "range stopped: applying entry {index} failed in the engine: {why}"
+    );
+    shard.metrics.borrow_mut().ranges_stopped_total += 1;
+    let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
+    for (_, w) in std::mem::take(&mut p.pending) {
+        let _ = w.tx.send(KvResponse::Err {
+            error: net::RpcError::Internal {
+                code: RANGE_STOPPED,
+                message: message.clone(),
+            },
+        });
+    }
+    p.stopped = Some(message);
 }
 
 fn raft_config(cfg: &DsConfig, id: u64, applied: u64) -> raft::Config {
@@ -178,339 +241,7 @@ fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-/// Opens (creating and formatting if absent) the shard log file.
-async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, bool)> {
-    let fresh = !path.exists();
-    let opts = UringOptions {
-        write_through: cfg.log_write_through,
-        ..UringOptions::default()
-    };
-    if fresh {
-        let dev = if cfg.zero_log_file {
-            UringDevice::create_file_zeroed(path, cfg.log_file_bytes, opts).await
-        } else {
-            UringDevice::create_file(path, cfg.log_file_bytes, opts).await
-        }
-        .map_err(|e| anyhow::anyhow!("create shard log {}: {e}", path.display()))?;
-        let store = SegmentStore::format(
-            dev,
-            FormatOptions {
-                segment_size: cfg.segment_bytes,
-                ..FormatOptions::default()
-            },
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("format shard log: {e}"))?;
-        let dev = store.into_device();
-        let (log, _) = Vlog::open(dev, LOG_OWNER, log_config())
-            .await
-            .map_err(|e| anyhow::anyhow!("open new shard log: {e}"))?;
-        return Ok((log, true));
-    }
-    let dev = UringDevice::open(path, opts)
-        .await
-        .map_err(|e| anyhow::anyhow!("open shard log {}: {e}", path.display()))?;
-    let (log, rep) = Vlog::open(dev, LOG_OWNER, log_config())
-        .await
-        .map_err(|e| anyhow::anyhow!("recover shard log {}: {e}", path.display()))?;
-    tracing::info!(path = %path.display(), ?rep, "shard log recovered");
-    Ok((log, false))
-}
-
-/// The shard log's settings: entries up to the largest proposal the handler admits (longer
-/// ones are written as fragment records, `docs/format/shard-log.md` §3).
-fn log_config() -> VlogConfig {
-    VlogConfig {
-        entry_bytes_max: super::handler::MAX_PROPOSAL_BYTES,
-        ..VlogConfig::default()
-    }
-}
-
 impl Shard {
-    /// Opens shard `index`: its log (recovering every range in it into the engine). Its
-    /// connections to the master and to peers carry `cluster_id` (0 while unknown) and prove
-    /// the cluster secret of `cfg` (resolved: [`DsConfig::resolve_secret`]).
-    pub async fn open(
-        cfg: DsConfig,
-        index: u32,
-        store_id: u64,
-        cluster_id: ClusterId,
-    ) -> anyhow::Result<Rc<Self>> {
-        std::fs::create_dir_all(&cfg.data_dir)?;
-        let path = cfg.data_dir.join(format!("shard-{index}.log"));
-        let (log, _fresh) = open_log(&cfg, &path).await?;
-        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id));
-        let transport = cfg.transport()?;
-        let pool = Pool::new(hello, transport.clone());
-        let mut addrs = HashMap::new();
-        for p in &cfg.peers {
-            addrs.insert(p.store_id, p.shard_addrs.clone());
-        }
-        let policy = super::policy::PolicyState::new(&cfg);
-        let shard = Rc::new(Self {
-            index,
-            store_id,
-            cfg,
-            log: Rc::new(log),
-            state: RefCell::new(ShardState::default()),
-            wake: Wakeup::default(),
-            pool,
-            peer_conns: RefCell::new(HashMap::new()),
-            pool_hello: hello,
-            peer_transport: TransportConfig {
-                request_timeout: std::time::Duration::from_secs(1),
-                connect_timeout: std::time::Duration::from_millis(500),
-                ..transport
-            },
-            metrics: RefCell::new(ShardMetrics::default()),
-            load: RefCell::new(crate::load::LoadTracker::default()),
-            addrs: RefCell::new(addrs),
-            stop: Cell::new(false),
-            disk_full: Cell::new(false),
-            master_ranges: RefCell::new(HashMap::new()),
-            route_version: Cell::new(0),
-            file_ops: Cell::new(0),
-            policy,
-        });
-        shard.recover().await?;
-        Ok(shard)
-    }
-
-    /// Rebuilds every range: its checkpoint into the engine, then the committed entries of the
-    /// shard log after it (descriptor evolving with the conf changes replayed), the entries
-    /// into the Raft cache, the hard state.
-    async fn recover(self: &Rc<Self>) -> anyhow::Result<()> {
-        let mut ranges = self.log.ranges();
-        ranges.sort();
-        for range in ranges {
-            let Some(meta) = self.log.conf_state(range) else {
-                // Hard state of a replica that never got its first snapshot: nothing to keep.
-                tracing::info!(%range, "range without a descriptor in the shard log; skipped");
-                continue;
-            };
-            if let Some(replica) = decode_tombstone(&meta) {
-                self.state
-                    .borrow_mut()
-                    .tombstones
-                    .insert((range.0, replica));
-                super::checkpoint::remove(self, range.0).await;
-                continue;
-            }
-            anyhow::ensure!(
-                decode_meta(&meta).is_some(),
-                "range {range}: undecodable descriptor in the shard log"
-            );
-            let path = super::checkpoint::path(self, range.0);
-            let bytes = super::checkpoint::read(self, range.0)
-                .await?
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "range {range} is in the shard log but its checkpoint {} is missing",
-                        path.display()
-                    )
-                })?;
-            let c = ckpt::decode(&bytes)
-                .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", path.display()))?;
-            drop(bytes);
-            let (base, base_term) = (c.meta.index, c.meta.term);
-            let mut desc = c.meta.desc.clone();
-            let snap_conf = conf_state_of(&desc);
-            {
-                let mut st = self.state.borrow_mut();
-                st.checkpoint_segments
-                    .insert(range.0, super::checkpoint::segments_of(&c));
-                super::checkpoint::load(&mut st.engine, c);
-            }
-            let hs = self.log.hard_state(range).unwrap_or_default();
-            let commit = hs.commit.0.max(base);
-            let mut cache_entries = Vec::new();
-            // The entry that stopped the range (`Peer::stopped`), if one does again.
-            let mut stopped: Option<(u64, String)> = None;
-            if let Some((first, last)) = self.log.bounds(range) {
-                if last.0 > base {
-                    anyhow::ensure!(
-                        first.0 <= base + 1,
-                        "range {range}: the shard log resumes at {} but the checkpoint \
-                         ends at {base}",
-                        first.0
-                    );
-                    let mut lo = base + 1;
-                    while lo <= last.0 {
-                        let hi = (lo + 1024).min(last.0 + 1);
-                        let got = self
-                            .log
-                            .entries(range, LogIndex(lo), LogIndex(hi), usize::MAX)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("read range {range} entries: {e}"))?;
-                        for e in got.iter() {
-                            anyhow::ensure!(
-                                e.index.0 == base + 1 + cache_entries.len() as u64,
-                                "range {range}: gap in the shard log at {}",
-                                e.index.0
-                            );
-                            if e.index.0 <= commit && stopped.is_none() {
-                                super::cold::prefetch_entry(self, &desc, &e.payload)
-                                    .await
-                                    .map_err(|err| {
-                                        anyhow::anyhow!(
-                                            "range {range}: load cold values for entry {}: {err}",
-                                            e.index.0
-                                        )
-                                    })?;
-                                if let Some(fault) = self.replay(&mut desc, e) {
-                                    stopped = Some((e.index.0, fault));
-                                }
-                            }
-                            cache_entries.push(Entry {
-                                entry_type: entry_type_of(e.entry_type),
-                                term: e.term.0,
-                                index: e.index.0,
-                                data: e.payload.clone().into(),
-                                ..Entry::default()
-                            });
-                        }
-                        anyhow::ensure!(
-                            !got.is_empty(),
-                            "range {range}: entries {lo}.. unreadable"
-                        );
-                        lo = hi;
-                        crate::core::yield_if_needed().await;
-                    }
-                }
-            }
-            let raft_hs = HardState {
-                term: hs.term.0.max(base_term),
-                vote: hs.vote,
-                commit,
-                ..HardState::default()
-            };
-            let mut cache = RaftLogCache::new(raft_hs, conf_state_of(&desc), base, base_term);
-            cache.append(&cache_entries);
-            cache.set_snapshot(SnapshotPoint {
-                index: base,
-                term: base_term,
-                conf: snap_conf,
-            });
-            let keep = self.cfg.cached_entries as u64;
-            cache.compact_to(commit.saturating_sub(keep));
-            tracing::info!(range = %range, checkpoint = base, commit, entries = cache_entries.len(), "range recovered");
-            let applied = stopped.as_ref().map_or(commit, |(i, _)| i - 1);
-            let mut peer = self.new_peer(desc, cache, applied, None)?;
-            if let Some((index, fault)) = stopped {
-                super::ready::stop_range(self, &mut peer, index, fault);
-            }
-            let (b, k) = self
-                .state
-                .borrow()
-                .engine
-                .size_of(&peer.desc.start, &peer.desc.end);
-            peer.approx_size = (b as i64, k as i64);
-            self.state.borrow_mut().peers.insert(range.0, peer);
-        }
-        self.state.borrow_mut().engine.take_delta();
-        // Splits whose right range never became durable: create it again (its keys were just
-        // rebuilt by the left range's replay).
-        let splits = std::mem::take(&mut self.state.borrow_mut().splits);
-        for (right, _) in splits {
-            if !self.state.borrow().peers.contains_key(&right.id.0) {
-                tracing::info!(range = %right.id, "re-creating the right range of a replayed split");
-                super::split::create_right(self, right, None).await?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Applies one recovered, committed entry to the engine (and conf changes to `desc`);
-    /// returns the engine's refusal if the entry broke an invariant (the range stops there).
-    fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) -> Option<String> {
-        let mut st = self.state.borrow_mut();
-        match entry_type_of(e.entry_type) {
-            EntryType::EntryNormal => {
-                let Some((now, id, op)) = decode_write(&e.payload) else {
-                    if let Some((now, keys)) = crate::range::codec::decode_sweep(&e.payload) {
-                        crate::range::sweep::apply(&mut st.engine, now, &keys);
-                    } else if let Some(cmd) = crate::range::codec::decode_split(&e.payload) {
-                        if let Some(right) = super::split::apply_to_desc(desc, &cmd) {
-                            st.splits.push((right, None));
-                        }
-                    }
-                    return None;
-                };
-                let ctx = ApplyCtx {
-                    now_ms: now,
-                    index: e.index.0,
-                    range: desc,
-                };
-                let _ = crate::range::dedup::apply_once(&mut st.engine, id, &op, now, |s| {
-                    execute(s, &op, &ctx)
-                });
-                super::cold::miss_fault(&st.engine).or_else(|| st.engine.take_fault())
-            }
-            t => {
-                if let Some(cc) = decode_conf_change(t, &e.payload) {
-                    apply_conf_change_to_desc(desc, &cc);
-                }
-                None
-            }
-        }
-    }
-
-    /// Creates a new range on this shard (bootstrap or a static initial range): writes its
-    /// first (empty) checkpoint, then its descriptor and hard state to the log.
-    pub async fn create_range(&self, desc: RangeDescriptor) -> anyhow::Result<()> {
-        if self.state.borrow().peers.contains_key(&desc.id.0) {
-            return Ok(());
-        }
-        let meta = CheckpointMeta {
-            index: INIT_INDEX,
-            term: INIT_INDEX,
-            desc: desc.clone(),
-        };
-        let bytes = ckpt::encode(&meta, std::iter::empty());
-        super::checkpoint::write(self, desc.id.0, INIT_INDEX, Rc::new(bytes)).await?;
-        let range = LogRangeId(desc.id.0);
-        self.log
-            .append(vec![
-                LogRecord::ConfState {
-                    range,
-                    data: encode_meta(&desc),
-                }
-                .into(),
-                LogRecord::HardState {
-                    range,
-                    state: engines::vlog::HardState {
-                        term: engines::vlog::Term(INIT_INDEX),
-                        vote: 0,
-                        commit: LogIndex(INIT_INDEX),
-                    },
-                }
-                .into(),
-            ])
-            .await
-            .map_err(|e| anyhow::anyhow!("persist range {} descriptor: {e}", desc.id))?;
-        let hs = HardState {
-            term: INIT_INDEX,
-            commit: INIT_INDEX,
-            ..HardState::default()
-        };
-        let conf = conf_state_of(&desc);
-        let mut cache = RaftLogCache::new(hs, conf.clone(), INIT_INDEX, INIT_INDEX);
-        cache.set_snapshot(SnapshotPoint {
-            index: INIT_INDEX,
-            term: INIT_INDEX,
-            conf,
-        });
-        let single = desc.replicas.len() == 1;
-        let id = desc.id.0;
-        let mut peer = self.new_peer(desc, cache, INIT_INDEX, None)?;
-        if single {
-            let _ = peer.node.campaign();
-        }
-        self.state.borrow_mut().peers.insert(id, peer);
-        self.wake.notify();
-        Ok(())
-    }
-
     /// A replica of `range` (id `replica`) created for a leader's message: no key range and
     /// no configuration until its first snapshot installs (nothing is persisted before).
     pub fn new_uninitialized(&self, range: u64, replica: u64) -> anyhow::Result<Peer> {
@@ -568,56 +299,21 @@ impl Shard {
         })
     }
 
-    /// Removes the replica of `range` from this shard after a conf change removed it:
-    /// tombstone record first (so a restart does not bring it back), then its keys, its log
-    /// entries and its checkpoint.
-    pub async fn destroy_range(&self, range: u64) -> anyhow::Result<()> {
-        let Some(mut p) = self.state.borrow_mut().peers.remove(&range) else {
-            return Ok(());
-        };
-        let err = || net::message::kv::KvResponse::Err {
-            error: net::RpcError::RangeNotFound {
-                range_id: net::RangeId(range),
-            },
-        };
-        for (_, w) in std::mem::take(&mut p.pending) {
-            let _ = w.tx.send(err());
-        }
-        for (_, r) in std::mem::take(&mut p.reads) {
-            let _ = r.tx.send(err());
-        }
-        {
-            let mut st = self.state.borrow_mut();
-            st.tombstones.insert((range, p.replica_id));
-            // The addresses learnt for the range's other replicas are no longer needed.
-            st.reply_to.retain(|(r, _), _| *r != range);
-        }
-        let lr = LogRangeId(range);
-        self.log
-            .append_one(LogRecord::ConfState {
-                range: lr,
-                data: crate::range::codec::encode_tombstone(p.replica_id),
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
-        if p.initialized {
-            super::checkpoint::clear_range(
-                &mut self.state.borrow_mut().engine,
-                &p.desc.start,
-                &p.desc.end,
-            );
-        }
-        if let Some((_, last)) = self.log.bounds(lr) {
-            self.log
-                .compact(lr, LogIndex(last.0 + 1))
-                .await
-                .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
-        }
-        super::checkpoint::remove(self, range).await;
-        self.state.borrow_mut().checkpoint_segments.remove(&range);
-        self.metrics.borrow_mut().replicas_destroyed_total += 1;
-        tracing::info!(range, replica = p.replica_id, "replica destroyed");
-        Ok(())
+    /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a
+    /// hint when known.
+    pub fn not_leader(&self, p: &Peer) -> net::RpcError {
+        self.metrics.borrow_mut().not_leader_total += 1;
+        let leader = p.leader_id();
+        let hint = p
+            .desc
+            .replicas
+            .iter()
+            .find(|r| leader != 0 && r.replica_id.0 == leader)
+            .and_then(|r| {
+                self.replica_addr(r)
+                    .map(|addr| net::message::LeaderHint { replica: *r, addr })
+            });
+        net::RpcError::NotLeader { hint }
     }
 
     /// The address of a replica's shard, if known.
@@ -667,71 +363,4 @@ impl Shard {
             leader: None,
         }
     }
-}
-
-/// The raft-rs entry type of a log record's type byte.
-pub fn entry_type_of(b: u8) -> EntryType {
-    match b {
-        1 => EntryType::EntryConfChange,
-        2 => EntryType::EntryConfChangeV2,
-        _ => EntryType::EntryNormal,
-    }
-}
-
-/// Decodes a conf-change entry's data.
-pub fn decode_conf_change(t: EntryType, data: &[u8]) -> Option<ConfChangeV2> {
-    use protobuf::Message as _;
-    match t {
-        EntryType::EntryConfChange => raft::eraftpb::ConfChange::parse_from_bytes(data)
-            .ok()
-            .map(ConfChangeI::into_v2),
-        EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(data).ok(),
-        EntryType::EntryNormal => None,
-    }
-}
-
-/// Applies simple (non-joint) membership changes to a descriptor. The replica's store and
-/// shard travel in the change's context as `store_id u64 LE | shard_id u32 LE`.
-pub fn apply_conf_change_to_desc(desc: &mut RangeDescriptor, cc: &ConfChangeV2) {
-    for ch in &cc.changes {
-        let id = ch.node_id;
-        let pos = desc.replicas.iter().position(|r| r.replica_id.0 == id);
-        match ch.get_change_type() {
-            ConfChangeType::RemoveNode => {
-                if let Some(p) = pos {
-                    desc.replicas.remove(p);
-                }
-            }
-            t => {
-                let role = if t == ConfChangeType::AddLearnerNode {
-                    ReplicaRole::Learner {}
-                } else {
-                    ReplicaRole::Voter {}
-                };
-                match pos {
-                    Some(p) => desc.replicas[p].role = role,
-                    None => {
-                        let c = &cc.context;
-                        let store = c
-                            .get(..8)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u64::from_le_bytes);
-                        let shard = c
-                            .get(8..12)
-                            .and_then(|b| b.try_into().ok())
-                            .map(u32::from_le_bytes);
-                        if let (Some(store), Some(shard)) = (store, shard) {
-                            desc.replicas.push(Replica {
-                                replica_id: ReplicaId(id),
-                                store_id: StoreId(store),
-                                shard_id: net::ShardId(shard),
-                                role,
-                            });
-                        }
-                    }
-                }
-            }
-        }
-    }
-    desc.epoch.conf_ver += 1;
 }

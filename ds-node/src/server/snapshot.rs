@@ -14,159 +14,58 @@
 //!    receiver steps it only if the transfer it names arrived complete and checked, and does
 //!    not overlap another range of the shard;
 //! 4. raft-rs on the receiver returns the snapshot in a ready: the ready loop installs it
-//!    ([`super::ready`]): checkpoint file first, engine range replaced, then the range's
+//!    ([`install`]): checkpoint file first, engine range replaced, then the range's
 //!    descriptor and log truncation in the same group commit as its hard state;
 //! 5. the sender reports `Finish` (or `Failure` at any error) to raft-rs.
 //!
-//! Bounds: at most [`MAX_SENDS`] transfers out and [`MAX_INCOMING`] in per shard; a
-//! transfer larger than `max-snapshot-bytes` is refused; unfinished transfers are dropped
-//! after [`TRANSFER_TTL`].
+//! Bounds: at most [`MAX_SENDS`] transfers out and [`super::transfers::MAX_INCOMING`] in per
+//! shard; a transfer larger than `max-snapshot-bytes` is refused; unfinished transfers are
+//! dropped after [`super::transfers::TRANSFER_TTL`]. The transfers' state lives in
+//! [`super::transfers`] (part of the shard state); this module is the operation.
 
-use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
 
+use engines::vlog::{AppendRecord, LogIndex, LogRecord, RangeId as LogRangeId, TruncateMode};
 use net::message::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
 use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
 use raft::SnapshotStatus;
 use raft::eraftpb::Message as RaftMsg;
 
-use super::peer::conf_state_of;
-use super::shard::Shard;
-use crate::range::checkpoint::{self, CheckpointMeta};
+use super::peer::{Peer, conf_state_of};
+use super::shard::{Shard, now_ms};
+use super::transfers::Accepted;
+use super::transport::peer_client;
+use crate::range::checkpoint;
+use crate::range::codec::encode_meta;
+use crate::range::engine::MasstreeStore;
 
 /// Most snapshot transfers a shard sends at once.
 pub const MAX_SENDS: usize = 2;
-/// Most snapshot transfers a shard receives at once (including complete ones not yet used).
-pub const MAX_INCOMING: usize = 4;
-/// How long an unfinished or unused transfer is kept.
-pub const TRANSFER_TTL: Duration = Duration::from_secs(60);
 
-/// A transfer being received.
-#[derive(Debug)]
-pub struct Incoming {
-    range: u64,
-    next_seq: u32,
-    data: Vec<u8>,
-    started: Instant,
-}
-
-/// A complete, checked transfer waiting for its `MsgSnapshot`.
-#[derive(Debug, Clone)]
-pub struct Received {
-    /// The checkpoint bytes (checksum verified).
-    pub data: Rc<Vec<u8>>,
-    /// Its identity.
-    pub meta: CheckpointMeta,
-    at: Instant,
-}
-
-/// Snapshot transfers of one shard.
-#[derive(Debug, Default)]
-pub struct Transfers {
-    incoming: HashMap<u64, Incoming>,
-    received: HashMap<u64, Received>,
-    /// Transfers being sent.
-    pub sending: usize,
-    next_id: u64,
-}
-
-impl Transfers {
-    fn expire(&mut self) {
-        let now = Instant::now();
-        self.incoming
-            .retain(|_, t| now.duration_since(t.started) < TRANSFER_TTL);
-        self.received
-            .retain(|_, t| now.duration_since(t.at) < TRANSFER_TTL);
-    }
-
-    /// Takes the complete transfer `id` of `range`.
-    pub fn take(&mut self, id: u64, range: u64) -> Option<Received> {
-        match self.received.get(&id) {
-            Some(r) if r.meta.desc.id.0 == range => self.received.remove(&id),
-            _ => None,
-        }
-    }
-}
-
-/// The transfer id a `MsgSnapshot`'s data names.
-pub fn transfer_id(m: &RaftMsg) -> Option<u64> {
-    let d = &m.get_snapshot().data;
-    (d.len() == 8).then(|| {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(d);
-        u64::from_le_bytes(a)
-    })
-}
-
-/// Handles one chunk of an incoming transfer.
+/// Handles one chunk of an incoming transfer ([`super::transfers::Transfers::accept`]).
 pub fn on_chunk(shard: &Shard, c: SnapshotChunk) -> SnapshotAck {
-    let mut st = shard.state.borrow_mut();
-    let t = &mut st.transfers;
-    t.expire();
-    let id = c.snapshot_id;
-    let ack = |accepted| SnapshotAck {
+    let got = shard
+        .state
+        .borrow_mut()
+        .transfers
+        .accept(&c, shard.cfg.max_snapshot_bytes);
+    let accepted = match got {
+        Ok(Accepted::Partial) => true,
+        Ok(Accepted::Complete) => {
+            shard.metrics.borrow_mut().snapshots_received_total += 1;
+            true
+        }
+        Err(why) => {
+            tracing::warn!(range = %c.range_id, id = c.snapshot_id, seq = c.seq, "snapshot chunk refused: {why}");
+            shard.metrics.borrow_mut().snapshot_chunks_refused_total += 1;
+            false
+        }
+    };
+    SnapshotAck {
         range_id: c.range_id,
-        snapshot_id: id,
+        snapshot_id: c.snapshot_id,
         seq: c.seq,
         accepted,
-    };
-    let refuse = |t: &mut Transfers, why: &str| {
-        t.incoming.remove(&id);
-        tracing::warn!(range = %c.range_id, id, seq = c.seq, "snapshot chunk refused: {why}");
-        shard.metrics.borrow_mut().snapshot_chunks_refused_total += 1;
-        ack(false)
-    };
-    if c.seq == 0 {
-        if t.incoming.len() + t.received.len() >= MAX_INCOMING || t.incoming.contains_key(&id) {
-            return refuse(t, "too many transfers");
-        }
-        t.incoming.insert(
-            id,
-            Incoming {
-                range: c.range_id.0,
-                next_seq: 0,
-                data: Vec::new(),
-                started: Instant::now(),
-            },
-        );
-    }
-    let Some(inc) = t.incoming.get_mut(&id) else {
-        return refuse(t, "unknown transfer");
-    };
-    if inc.next_seq != c.seq || inc.range != c.range_id.0 {
-        return refuse(t, "out of order");
-    }
-    if (inc.data.len() + c.data.len()) as u64 > shard.cfg.max_snapshot_bytes {
-        return refuse(t, "larger than max-snapshot-bytes");
-    }
-    inc.data.extend_from_slice(&c.data);
-    inc.next_seq += 1;
-    if !c.last {
-        return ack(true);
-    }
-    let Some(inc) = t.incoming.remove(&id) else {
-        return refuse(t, "unknown transfer");
-    };
-    if checkpoint::has_cold(&inc.data) {
-        // Pointers name the sender's shard log: a snapshot must carry values.
-        return refuse(t, "snapshot with cold entries");
-    }
-    match checkpoint::decode_meta(&inc.data) {
-        Ok(meta) if meta.desc.id.0 == inc.range => {
-            t.received.insert(
-                id,
-                Received {
-                    data: Rc::new(inc.data),
-                    meta,
-                    at: Instant::now(),
-                },
-            );
-            shard.metrics.borrow_mut().snapshots_received_total += 1;
-            ack(true)
-        }
-        Ok(_) => refuse(t, "snapshot of another range"),
-        Err(e) => refuse(t, &e.to_string()),
     }
 }
 
@@ -258,14 +157,10 @@ async fn transfer(
         m.to
     );
     let id = {
-        let mut st = shard.state.borrow_mut();
-        st.transfers.next_id += 1;
-        (shard.store_id << 40)
-            ^ (u64::from(shard.index) << 32)
-            ^ st.transfers.next_id
-            ^ (super::shard::now_ms() << 20)
+        let n = shard.state.borrow_mut().transfers.next_send_number();
+        (shard.store_id << 40) ^ (u64::from(shard.index) << 32) ^ n ^ (now_ms() << 20)
     };
-    let client = super::ready::peer_client(shard, addr).await?;
+    let client = peer_client(shard, addr).await?;
     let chunk = shard.cfg.snapshot_chunk_bytes;
     let n = data.len().div_ceil(chunk).max(1);
     for seq in 0..n {
@@ -314,4 +209,61 @@ async fn transfer(
         "snapshot sent"
     );
     Ok(())
+}
+
+/// Installs the snapshot raft-rs handed back in a ready (received and stepped earlier, see
+/// above): the range's keys in the engine are replaced, the Raft cache restarts
+/// at the snapshot, and the log records that make it durable are queued for this turn's group
+/// commit. Returns the snapshot index and the checkpoint bytes to write before that commit.
+pub fn install(
+    shard: &Shard,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    snap: &raft::eraftpb::Snapshot,
+    records: &mut Vec<AppendRecord>,
+) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
+    let md = snap.get_metadata();
+    let range = p.desc.id.0;
+    let recv = p
+        .snapshot_in
+        .take()
+        .filter(|r| r.meta.index == md.index)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "range {range}: raft-rs returned a snapshot at {} that was never received",
+                md.index
+            )
+        })?;
+    let c = crate::range::checkpoint::decode(&recv.data)
+        .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
+    if p.initialized {
+        super::checkpoint::clear_range(engine, &p.desc.start, &p.desc.end);
+    }
+    p.desc = c.meta.desc.clone();
+    p.initialized = true;
+    p.approx_size = super::checkpoint::entries_size(&c.entries);
+    super::checkpoint::load(engine, c);
+    engine.take_delta();
+    p.node
+        .mut_store()
+        .apply_snapshot(crate::range::storage::SnapshotPoint {
+            index: md.index,
+            term: md.term,
+            conf: md.get_conf_state().clone(),
+        });
+    let lr = LogRangeId(range);
+    records.push(AppendRecord::from(LogRecord::ConfState {
+        range: lr,
+        data: encode_meta(&p.desc),
+    }));
+    for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
+        records.push(AppendRecord::from(LogRecord::Truncate {
+            range: lr,
+            mode,
+            index: LogIndex(md.index + 1),
+        }));
+    }
+    shard.metrics.borrow_mut().snapshots_applied_total += 1;
+    tracing::info!(range, index = md.index, "snapshot installed");
+    Ok((md.index, recv.data))
 }

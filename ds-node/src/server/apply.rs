@@ -1,0 +1,273 @@
+// perf-critical: every committed entry of the shard is applied here.
+//! Committed entries applied on this replica: decoded once ([`decode`]) and applied by kind —
+//! client writes ([`write`], through `range::apply`), TTL sweeps, splits and conf changes.
+//! The ready loop applies a turn's entries with [`entries`] (answering proposers); recovery
+//! replays the shard log through the same [`decode`] and [`write`].
+//!
+//! An operation module: imports the shard state and the operations an entry runs (`cold`,
+//! `split`, `conf_change`); what the ready loop must do after the turn (records to append,
+//! right ranges to create, replicas to destroy) is handed back in [`Effects`].
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use engines::vlog::{LogRecord, RangeId as LogRangeId};
+use net::message::RangeDescriptor;
+use net::message::kv::{KvOp, KvResponse, OpResult};
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
+
+use super::conf_change::{apply_conf_change_to_desc, decode_conf_change};
+use super::metrics::ShardMetrics;
+use super::peer::Peer;
+use super::shard::{Shard, stop_range};
+use crate::range::apply::{ApplyCtx, execute};
+use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write, encode_meta};
+use crate::range::dedup::{self, WriteId};
+use crate::range::engine::MasstreeStore;
+
+/// A committed entry, decoded.
+#[derive(Debug)]
+pub enum Committed {
+    /// No data (a new leader's first entry).
+    Empty,
+    /// A client write, with its request id when it is applied once per id.
+    Write {
+        /// The leader's clock when it was proposed.
+        now_ms: u64,
+        /// The request id.
+        id: Option<WriteId>,
+        /// The operation.
+        op: KvOp,
+    },
+    /// A TTL sweep of the listed keys.
+    Sweep {
+        /// The leader's clock when it was proposed.
+        now_ms: u64,
+        /// The keys it deletes if still expired or dead.
+        keys: Vec<Bytes>,
+    },
+    /// A range split.
+    Split(SplitCmd),
+    /// A membership change (`None`: undecodable, ignored).
+    ConfChange(Option<ConfChangeV2>),
+    /// A normal entry no decoder accepts (skipped).
+    Undecodable,
+}
+
+/// Decodes a committed entry of type `t`.
+pub fn decode(t: EntryType, data: &[u8]) -> Committed {
+    if t != EntryType::EntryNormal {
+        return Committed::ConfChange(decode_conf_change(t, data));
+    }
+    if data.is_empty() {
+        Committed::Empty
+    } else if let Some((now_ms, id, op)) = decode_write(data) {
+        Committed::Write { now_ms, id, op }
+    } else if let Some((now_ms, keys)) = decode_sweep(data) {
+        Committed::Sweep { now_ms, keys }
+    } else if let Some(cmd) = decode_split(data) {
+        Committed::Split(cmd)
+    } else {
+        Committed::Undecodable
+    }
+}
+
+/// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
+/// request id. Returns its answer, and the engine's refusal if it broke an invariant or
+/// reached a cold entry that was not loaded (the range stops at this entry).
+pub fn write(
+    engine: &mut MasstreeStore,
+    desc: &RangeDescriptor,
+    index: u64,
+    now_ms: u64,
+    id: Option<WriteId>,
+    op: &KvOp,
+) -> (KvResponse, Option<String>) {
+    let ctx = ApplyCtx {
+        now_ms,
+        index,
+        range: desc,
+    };
+    let r = dedup::apply_once(engine, id, op, now_ms, |s| execute(s, op, &ctx));
+    let fault = super::cold::miss_fault(engine).or_else(|| engine.take_fault());
+    (r, fault)
+}
+
+/// What applying entries asks the ready loop to do after its turn.
+#[derive(Debug)]
+pub struct Effects<'a> {
+    /// Range metadata records for the next group commit.
+    pub meta_records: &'a mut Vec<LogRecord>,
+    /// Ranges whose replica here a conf change removed.
+    pub to_destroy: &'a mut Vec<u64>,
+    /// Right ranges of splits to create (with the left's descriptor when this replica led).
+    pub splits: &'a mut Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+}
+
+/// What one entry did.
+enum Outcome {
+    /// Applied; the proposer's answer (`None`: `Unit`).
+    Applied(Option<KvResponse>),
+    /// The entry broke an engine invariant: the range stopped before it.
+    Stopped,
+}
+
+fn unit() -> KvResponse {
+    KvResponse::Ok {
+        result: OpResult::Unit {},
+    }
+}
+
+/// Applies committed entries and answers their proposers; returns the index of the last
+/// entry applied (the one before an entry that stopped the range, see [`stop_range`]).
+pub fn entries(
+    shard: &Rc<Shard>,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    fx: &mut Effects<'_>,
+    entries: Vec<Entry>,
+) -> u64 {
+    let mut applied = 0;
+    let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
+    for e in entries {
+        if p.stopped.is_some() {
+            break;
+        }
+        applied += 1;
+        let Outcome::Applied(result) = entry(shard, p, engine, fx, &e) else {
+            break;
+        };
+        answer_proposer(shard, p, &e, result);
+        last = e.index;
+    }
+    shard.metrics.borrow_mut().applied_total += applied;
+    last
+}
+
+/// Applies one committed entry by kind.
+fn entry(
+    shard: &Rc<Shard>,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    fx: &mut Effects<'_>,
+    e: &Entry,
+) -> Outcome {
+    match decode(e.get_entry_type(), &e.data) {
+        Committed::Empty => Outcome::Applied(None),
+        Committed::Write { now_ms, id, op } => {
+            let (r, fault) = write(engine, &p.desc, e.index, now_ms, id, &op);
+            if let Some(fault) = fault {
+                stop_range(shard, p, e.index, fault);
+                return Outcome::Stopped;
+            }
+            add_delta(p, engine);
+            Outcome::Applied(Some(r))
+        }
+        Committed::Sweep { now_ms, keys } => {
+            let n = crate::range::sweep::apply(engine, now_ms, &keys);
+            let mut m = shard.metrics.borrow_mut();
+            m.expired_deleted_total += n.expired;
+            m.garbage_deleted_total += n.garbage;
+            add_delta(p, engine);
+            Outcome::Applied(None)
+        }
+        Committed::Split(cmd) => Outcome::Applied(split(shard, p, engine, fx, &cmd, e.index)),
+        Committed::ConfChange(cc) => {
+            if let Some(cc) = cc {
+                conf_change(p, fx, &cc);
+            }
+            Outcome::Applied(Some(unit()))
+        }
+        Committed::Undecodable => {
+            tracing::error!(
+                range = p.desc.id.0,
+                index = e.index,
+                "undecodable entry skipped"
+            );
+            Outcome::Applied(None)
+        }
+    }
+}
+
+/// Moves the range's approximate size by what the engine's last operation changed.
+fn add_delta(p: &mut Peer, engine: &mut MasstreeStore) {
+    let (db, dk) = engine.take_delta();
+    p.approx_size.0 += db;
+    p.approx_size.1 += dk;
+}
+
+/// Applies a split to the left range (this one); the right range is created after the
+/// turn ([`Effects::splits`]). `None` for a stale split.
+fn split(
+    shard: &Rc<Shard>,
+    p: &mut Peer,
+    engine: &MasstreeStore,
+    fx: &mut Effects<'_>,
+    cmd: &SplitCmd,
+    index: u64,
+) -> Option<KvResponse> {
+    let range = p.desc.id.0;
+    let Some(right) = super::split::apply_to_desc(&mut p.desc, cmd) else {
+        tracing::info!(range, index, "stale split ignored");
+        return None;
+    };
+    fx.meta_records.push(LogRecord::ConfState {
+        range: LogRangeId(range),
+        data: encode_meta(&p.desc),
+    });
+    let left = p.is_leader().then(|| p.desc.clone());
+    if let Some(l) = &left {
+        // At once: until the master knows, proxies keep sending the left range's old epoch.
+        super::split::report_later(shard, l.clone(), right.clone());
+    }
+    fx.splits.push((right, left));
+    // The moved keys' size goes with them (measured when created).
+    let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
+    p.approx_size = (b as i64, k as i64);
+    Some(unit())
+}
+
+/// Applies a membership change to the Raft group and the descriptor; a replica it removed
+/// from this shard is destroyed after the turn ([`Effects::to_destroy`]).
+fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
+    let range = p.desc.id.0;
+    match p.node.apply_conf_change(cc) {
+        Ok(cs) => {
+            p.node.mut_store().set_conf_state(cs);
+            apply_conf_change_to_desc(&mut p.desc, cc);
+            fx.meta_records.push(LogRecord::ConfState {
+                range: LogRangeId(range),
+                data: encode_meta(&p.desc),
+            });
+            if !p
+                .desc
+                .replicas
+                .iter()
+                .any(|r| r.replica_id.0 == p.replica_id)
+            {
+                fx.to_destroy.push(range);
+            }
+        }
+        Err(err) => tracing::warn!(range, "conf change refused: {err}"),
+    }
+}
+
+/// Answers the proposer of entry `e`, if it waits here: its result when the entry is the
+/// one it proposed (same term), `NotLeader` when another leader's entry took its index.
+fn answer_proposer(shard: &Shard, p: &mut Peer, e: &Entry, result: Option<KvResponse>) {
+    let Some(w) = p.pending.remove(&e.index) else {
+        return;
+    };
+    let resp = if w.term == e.term {
+        ShardMetrics::record(
+            &mut shard.metrics.borrow_mut().propose_apply_us,
+            w.at.elapsed().as_micros() as u64,
+        );
+        result.unwrap_or_else(unit)
+    } else {
+        KvResponse::Err {
+            error: net::RpcError::NotLeader { hint: None },
+        }
+    };
+    let _ = w.tx.send(resp);
+}

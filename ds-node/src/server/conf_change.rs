@@ -1,0 +1,134 @@
+//! Membership changes: conf-change entries decoded and applied to a range's descriptor, and
+//! the replica destroyed when a change removed it from this shard.
+//!
+//! An operation module: imports the shard state and `checkpoint`, never the ready loop or
+//! the request handler.
+
+use engines::vlog::{LogIndex, LogRecord, RangeId as LogRangeId};
+use net::message::{RangeDescriptor, Replica, ReplicaRole};
+use net::{ReplicaId, StoreId};
+use raft::eraftpb::{ConfChangeType, ConfChangeV2, EntryType};
+use raft_proto::ConfChangeI;
+
+use super::shard::Shard;
+
+impl Shard {
+    /// Removes the replica of `range` from this shard after a conf change removed it:
+    /// tombstone record first (so a restart does not bring it back), then its keys, its log
+    /// entries and its checkpoint.
+    pub async fn destroy_range(&self, range: u64) -> anyhow::Result<()> {
+        let Some(mut p) = self.state.borrow_mut().peers.remove(&range) else {
+            return Ok(());
+        };
+        let err = || net::message::kv::KvResponse::Err {
+            error: net::RpcError::RangeNotFound {
+                range_id: net::RangeId(range),
+            },
+        };
+        for (_, w) in std::mem::take(&mut p.pending) {
+            let _ = w.tx.send(err());
+        }
+        for (_, r) in std::mem::take(&mut p.reads) {
+            let _ = r.tx.send(err());
+        }
+        {
+            let mut st = self.state.borrow_mut();
+            st.tombstones.insert((range, p.replica_id));
+            // The addresses learnt for the range's other replicas are no longer needed.
+            st.reply_to.retain(|(r, _), _| *r != range);
+        }
+        let lr = LogRangeId(range);
+        self.log
+            .append_one(LogRecord::ConfState {
+                range: lr,
+                data: crate::range::codec::encode_tombstone(p.replica_id),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
+        if p.initialized {
+            super::checkpoint::clear_range(
+                &mut self.state.borrow_mut().engine,
+                &p.desc.start,
+                &p.desc.end,
+            );
+        }
+        if let Some((_, last)) = self.log.bounds(lr) {
+            self.log
+                .compact(lr, LogIndex(last.0 + 1))
+                .await
+                .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
+        }
+        super::checkpoint::remove(self, range).await;
+        self.state.borrow_mut().checkpoint_segments.remove(&range);
+        self.metrics.borrow_mut().replicas_destroyed_total += 1;
+        tracing::info!(range, replica = p.replica_id, "replica destroyed");
+        Ok(())
+    }
+}
+
+/// The raft-rs entry type of a log record's type byte.
+pub fn entry_type_of(b: u8) -> EntryType {
+    match b {
+        1 => EntryType::EntryConfChange,
+        2 => EntryType::EntryConfChangeV2,
+        _ => EntryType::EntryNormal,
+    }
+}
+
+/// Decodes a conf-change entry's data.
+pub fn decode_conf_change(t: EntryType, data: &[u8]) -> Option<ConfChangeV2> {
+    use protobuf::Message as _;
+    match t {
+        EntryType::EntryConfChange => raft::eraftpb::ConfChange::parse_from_bytes(data)
+            .ok()
+            .map(ConfChangeI::into_v2),
+        EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(data).ok(),
+        EntryType::EntryNormal => None,
+    }
+}
+
+/// Applies simple (non-joint) membership changes to a descriptor. The replica's store and
+/// shard travel in the change's context as `store_id u64 LE | shard_id u32 LE`.
+pub fn apply_conf_change_to_desc(desc: &mut RangeDescriptor, cc: &ConfChangeV2) {
+    for ch in &cc.changes {
+        let id = ch.node_id;
+        let pos = desc.replicas.iter().position(|r| r.replica_id.0 == id);
+        match ch.get_change_type() {
+            ConfChangeType::RemoveNode => {
+                if let Some(p) = pos {
+                    desc.replicas.remove(p);
+                }
+            }
+            t => {
+                let role = if t == ConfChangeType::AddLearnerNode {
+                    ReplicaRole::Learner {}
+                } else {
+                    ReplicaRole::Voter {}
+                };
+                match pos {
+                    Some(p) => desc.replicas[p].role = role,
+                    None => {
+                        let c = &cc.context;
+                        let store = c
+                            .get(..8)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u64::from_le_bytes);
+                        let shard = c
+                            .get(8..12)
+                            .and_then(|b| b.try_into().ok())
+                            .map(u32::from_le_bytes);
+                        if let (Some(store), Some(shard)) = (store, shard) {
+                            desc.replicas.push(Replica {
+                                replica_id: ReplicaId(id),
+                                store_id: StoreId(store),
+                                shard_id: net::ShardId(shard),
+                                role,
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    desc.epoch.conf_ver += 1;
+}

@@ -1,0 +1,169 @@
+// perf-critical: every read of the shard passes here.
+//! Reads: answered from the lease at once, or through ReadIndex (the ready loop answers them
+//! once apply reaches their index). A read that must load cold values first is answered by
+//! its own task (`server::cold`), so a hot read never waits behind a cold one.
+//!
+//! An operation module: imports the shard state and `cold`; the request handler starts
+//! reads, the ready loop answers the waiting ones.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use futures_channel::oneshot;
+use net::RpcError;
+use net::message::kv::{KvOp, KvResponse};
+
+use super::metrics::ShardMetrics;
+use super::peer::{Peer, WaitingRead};
+use super::shard::{Shard, now_ms};
+use crate::range::apply::{ApplyCtx, execute};
+use crate::range::engine::MasstreeStore;
+
+/// How a read is answered.
+#[derive(Debug)]
+pub enum Answer {
+    /// Now, from local state.
+    Now(KvResponse),
+    /// Later, on this receiver.
+    Later(oneshot::Receiver<KvResponse>),
+}
+
+/// Starts a read on this range's leader: from the lease when it holds, else through
+/// ReadIndex.
+pub fn start(
+    shard: &Rc<Shard>,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    op: KvOp,
+) -> Result<Answer, RpcError> {
+    let key_bytes = op.redis_key().map_or(0, |k| k.len());
+    shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
+    if p.lease_read_ok() {
+        lease(shard, p, engine, op)
+    } else {
+        read_index(shard, p, op)
+    }
+}
+
+/// A read answered from local state now, or by its own task when it must load cold values
+/// first (hot reads do not wait for it).
+fn lease(
+    shard: &Rc<Shard>,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+    op: KvOp,
+) -> Result<Answer, RpcError> {
+    shard.metrics.borrow_mut().lease_reads_total += 1;
+    let now = now_ms();
+    if super::cold::read_needs_load(engine, &op, &p.desc, now) {
+        let (tx, rx) = oneshot::channel();
+        super::cold::spawn_read(shard, p.desc.id.0, op, None, tx);
+        return Ok(Answer::Later(rx));
+    }
+    let ctx = ApplyCtx {
+        now_ms: now,
+        index: p.applied(),
+        range: &p.desc,
+    };
+    let r = execute(engine, &op, &ctx);
+    if engine.take_cold_misses() > 0 {
+        shard.metrics.borrow_mut().cold.misses_total += 1;
+        return Err(super::cold::ColdError::Unstable.to_rpc());
+    }
+    Ok(Answer::Now(match r {
+        Ok(result) => KvResponse::Ok { result },
+        Err(error) => KvResponse::Err { error },
+    }))
+}
+
+/// A read that waits for a ReadIndex (and for apply to reach it; the ready loop answers).
+fn read_index(shard: &Rc<Shard>, p: &mut Peer, op: KvOp) -> Result<Answer, RpcError> {
+    if !p.node.raft.commit_to_current_term() {
+        // raft-rs drops ReadIndex requests until the leader commits in its term (a few ms
+        // after election): the client retries (hint: this replica).
+        return Err(shard.not_leader(p));
+    }
+    if p.reads.len() >= shard.cfg.max_inflight_proposals {
+        shard.metrics.borrow_mut().busy_total += 1;
+        return Err(RpcError::ServerBusy {});
+    }
+    shard.metrics.borrow_mut().read_index_total += 1;
+    let id = p.next_read;
+    p.next_read += 1;
+    let (tx, rx) = oneshot::channel();
+    p.reads.insert(
+        id,
+        WaitingRead {
+            op,
+            tx,
+            index: None,
+            at: Instant::now(),
+        },
+    );
+    p.node.read_index(id.to_le_bytes().to_vec());
+    shard.wake.notify();
+    Ok(Answer::Later(rx))
+}
+
+/// Notes the index raft-rs returned for the ReadIndex request `ctx` of this range.
+pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
+    let Some(id) = ctx
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+    else {
+        return;
+    };
+    if let Some(r) = p.reads.get_mut(&id) {
+        r.index = Some(index);
+    }
+}
+
+/// Answers the range's reads whose index is known and applied (by their own task when they
+/// must load cold values first); a replica that lost leadership fails the rest.
+pub fn answer_ready(shard: &Rc<Shard>, p: &mut Peer, engine: &mut MasstreeStore) {
+    if p.reads.is_empty() {
+        return;
+    }
+    let applied = p.applied();
+    let ready: Vec<u64> = p
+        .reads
+        .iter()
+        .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+        .map(|(k, _)| *k)
+        .collect();
+    let now = now_ms();
+    for k in ready {
+        let Some(r) = p.reads.remove(&k) else {
+            continue;
+        };
+        if super::cold::read_needs_load(engine, &r.op, &p.desc, now) {
+            // Answered by its own task once loaded: hot reads do not wait for it.
+            super::cold::spawn_read(shard, p.desc.id.0, r.op, Some(applied), r.tx);
+            continue;
+        }
+        let ctx = ApplyCtx {
+            now_ms: now,
+            index: applied,
+            range: &p.desc,
+        };
+        let resp = match execute(engine, &r.op, &ctx) {
+            Ok(result) => KvResponse::Ok { result },
+            Err(error) => KvResponse::Err { error },
+        };
+        ShardMetrics::record(
+            &mut shard.metrics.borrow_mut().read_index_us,
+            r.at.elapsed().as_micros() as u64,
+        );
+        let _ = r.tx.send(resp);
+    }
+    // A replica that lost leadership cannot answer its waiting reads.
+    if !p.is_leader() {
+        let hint = None;
+        for (_, r) in std::mem::take(&mut p.reads) {
+            let _ = r.tx.send(KvResponse::Err {
+                error: net::RpcError::NotLeader { hint: hint.clone() },
+            });
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Opening a shard: its log (created and formatted when absent), every range recovered from
+//! its newest checkpoint and the committed entries after it, and new ranges created.
+//!
+//! An operation module: imports the shard state and the operations recovery replays
+//! (`checkpoint`, `cold`, `split`, `conf_change`), never the ready loop or the handler.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::Path;
+use std::rc::Rc;
+
+use engines::vlog::{EntryRecord, LogIndex, LogRecord, RangeId as LogRangeId, Vlog, VlogConfig};
+use net::glommio_transport::Pool;
+use net::message::RangeDescriptor;
+use net::message::handshake::{Hello, Role};
+use net::transport::TransportConfig;
+use net::{ClusterId, NodeId};
+use nvme::uring::{UringDevice, UringOptions};
+use nvme::{FormatOptions, SegmentStore};
+use raft::eraftpb::{Entry, HardState};
+
+use super::apply::{self, Committed};
+use super::conf_change::{apply_conf_change_to_desc, entry_type_of};
+use super::metrics::ShardMetrics;
+use super::peer::conf_state_of;
+use super::policy_state::PolicyState;
+use super::shard::{
+    Device, INIT_INDEX, LOG_OWNER, MAX_PROPOSAL_BYTES, Shard, ShardState, Wakeup, stop_range,
+};
+use crate::config::DsConfig;
+use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
+use crate::range::codec::{decode_meta, decode_tombstone, encode_meta};
+use crate::range::storage::{RaftLogCache, SnapshotPoint};
+
+/// Opens (creating and formatting if absent) the shard log file.
+async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, bool)> {
+    let fresh = !path.exists();
+    let opts = UringOptions {
+        write_through: cfg.log_write_through,
+        ..UringOptions::default()
+    };
+    if fresh {
+        let dev = if cfg.zero_log_file {
+            UringDevice::create_file_zeroed(path, cfg.log_file_bytes, opts).await
+        } else {
+            UringDevice::create_file(path, cfg.log_file_bytes, opts).await
+        }
+        .map_err(|e| anyhow::anyhow!("create shard log {}: {e}", path.display()))?;
+        let store = SegmentStore::format(
+            dev,
+            FormatOptions {
+                segment_size: cfg.segment_bytes,
+                ..FormatOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("format shard log: {e}"))?;
+        let dev = store.into_device();
+        let (log, _) = Vlog::open(dev, LOG_OWNER, log_config())
+            .await
+            .map_err(|e| anyhow::anyhow!("open new shard log: {e}"))?;
+        return Ok((log, true));
+    }
+    let dev = UringDevice::open(path, opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("open shard log {}: {e}", path.display()))?;
+    let (log, rep) = Vlog::open(dev, LOG_OWNER, log_config())
+        .await
+        .map_err(|e| anyhow::anyhow!("recover shard log {}: {e}", path.display()))?;
+    tracing::info!(path = %path.display(), ?rep, "shard log recovered");
+    Ok((log, false))
+}
+
+/// The shard log's settings: entries up to the largest proposal the handler admits (longer
+/// ones are written as fragment records, `docs/format/shard-log.md` §3).
+fn log_config() -> VlogConfig {
+    VlogConfig {
+        entry_bytes_max: MAX_PROPOSAL_BYTES,
+        ..VlogConfig::default()
+    }
+}
+
+/// The log after a range's checkpoint, replayed.
+#[derive(Debug, Default)]
+struct Replayed {
+    /// Every entry after the checkpoint (for the Raft cache).
+    entries: Vec<Entry>,
+    /// The entry that stopped the range (`Peer::stopped`), if one does again.
+    stopped: Option<(u64, String)>,
+}
+
+impl Shard {
+    /// Opens shard `index`: its log (recovering every range in it into the engine). Its
+    /// connections to the master and to peers carry `cluster_id` (0 while unknown) and prove
+    /// the cluster secret of `cfg` (resolved: [`DsConfig::resolve_secret`]).
+    pub async fn open(
+        cfg: DsConfig,
+        index: u32,
+        store_id: u64,
+        cluster_id: ClusterId,
+    ) -> anyhow::Result<Rc<Self>> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let path = cfg.data_dir.join(format!("shard-{index}.log"));
+        let (log, _fresh) = open_log(&cfg, &path).await?;
+        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id));
+        let transport = cfg.transport()?;
+        let pool = Pool::new(hello, transport.clone());
+        let mut addrs = HashMap::new();
+        for p in &cfg.peers {
+            addrs.insert(p.store_id, p.shard_addrs.clone());
+        }
+        let policy = PolicyState::new(&cfg);
+        let shard = Rc::new(Self {
+            index,
+            store_id,
+            cfg,
+            log: Rc::new(log),
+            state: RefCell::new(ShardState::default()),
+            wake: Wakeup::default(),
+            pool,
+            peer_conns: RefCell::new(HashMap::new()),
+            pool_hello: hello,
+            peer_transport: TransportConfig {
+                request_timeout: std::time::Duration::from_secs(1),
+                connect_timeout: std::time::Duration::from_millis(500),
+                ..transport
+            },
+            metrics: RefCell::new(ShardMetrics::default()),
+            load: RefCell::new(crate::load::LoadTracker::default()),
+            addrs: RefCell::new(addrs),
+            stop: Cell::new(false),
+            disk_full: Cell::new(false),
+            master_ranges: RefCell::new(HashMap::new()),
+            route_version: Cell::new(0),
+            file_ops: Cell::new(0),
+            policy,
+        });
+        shard.recover().await?;
+        Ok(shard)
+    }
+
+    /// Rebuilds every range: its checkpoint into the engine, then the committed entries of the
+    /// shard log after it (descriptor evolving with the conf changes replayed), the entries
+    /// into the Raft cache, the hard state.
+    async fn recover(self: &Rc<Self>) -> anyhow::Result<()> {
+        let mut ranges = self.log.ranges();
+        ranges.sort();
+        for range in ranges {
+            self.recover_range(range).await?;
+        }
+        self.state.borrow_mut().engine.take_delta();
+        // Splits whose right range never became durable: create it again (its keys were just
+        // rebuilt by the left range's replay).
+        let splits = std::mem::take(&mut self.state.borrow_mut().splits);
+        for (right, _) in splits {
+            if !self.state.borrow().peers.contains_key(&right.id.0) {
+                tracing::info!(range = %right.id, "re-creating the right range of a replayed split");
+                super::split::create_right(self, right, None).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Rebuilds one range of the shard log (a destroyed one leaves its tombstone).
+    async fn recover_range(&self, range: LogRangeId) -> anyhow::Result<()> {
+        let Some(meta) = self.log.conf_state(range) else {
+            // Hard state of a replica that never got its first snapshot: nothing to keep.
+            tracing::info!(%range, "range without a descriptor in the shard log; skipped");
+            return Ok(());
+        };
+        if let Some(replica) = decode_tombstone(&meta) {
+            self.state
+                .borrow_mut()
+                .tombstones
+                .insert((range.0, replica));
+            super::checkpoint::remove(self, range.0).await;
+            return Ok(());
+        }
+        anyhow::ensure!(
+            decode_meta(&meta).is_some(),
+            "range {range}: undecodable descriptor in the shard log"
+        );
+        let base = self.load_checkpoint(range).await?;
+        let hs = self.log.hard_state(range).unwrap_or_default();
+        let commit = hs.commit.0.max(base.index);
+        let mut desc = base.desc.clone();
+        let replayed = self
+            .replay_log(range, &mut desc, base.index, commit)
+            .await?;
+        let raft_hs = HardState {
+            term: hs.term.0.max(base.term),
+            vote: hs.vote,
+            commit,
+            ..HardState::default()
+        };
+        let mut cache = RaftLogCache::new(raft_hs, conf_state_of(&desc), base.index, base.term);
+        cache.append(&replayed.entries);
+        cache.set_snapshot(SnapshotPoint {
+            index: base.index,
+            term: base.term,
+            conf: conf_state_of(&base.desc),
+        });
+        let keep = self.cfg.cached_entries as u64;
+        cache.compact_to(commit.saturating_sub(keep));
+        tracing::info!(range = %range, checkpoint = base.index, commit, entries = replayed.entries.len(), "range recovered");
+        let applied = replayed.stopped.as_ref().map_or(commit, |(i, _)| i - 1);
+        let mut peer = self.new_peer(desc, cache, applied, None)?;
+        if let Some((index, fault)) = replayed.stopped {
+            stop_range(self, &mut peer, index, fault);
+        }
+        let (b, k) = self
+            .state
+            .borrow()
+            .engine
+            .size_of(&peer.desc.start, &peer.desc.end);
+        peer.approx_size = (b as i64, k as i64);
+        self.state.borrow_mut().peers.insert(range.0, peer);
+        Ok(())
+    }
+
+    /// Loads the newest checkpoint of `range` into the engine; returns its identity.
+    async fn load_checkpoint(&self, range: LogRangeId) -> anyhow::Result<CheckpointMeta> {
+        let path = super::checkpoint::path(self, range.0);
+        let bytes = super::checkpoint::read(self, range.0)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "range {range} is in the shard log but its checkpoint {} is missing",
+                    path.display()
+                )
+            })?;
+        let c = ckpt::decode(&bytes)
+            .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", path.display()))?;
+        drop(bytes);
+        let meta = c.meta.clone();
+        let mut st = self.state.borrow_mut();
+        st.checkpoint_segments
+            .insert(range.0, super::checkpoint::segments_of(&c));
+        super::checkpoint::load(&mut st.engine, c);
+        Ok(meta)
+    }
+
+    /// Reads the range's entries after its checkpoint at `base` and replays those up to
+    /// `commit` (each after loading the cold values it touches), evolving `desc` with the
+    /// splits and conf changes replayed.
+    async fn replay_log(
+        &self,
+        range: LogRangeId,
+        desc: &mut RangeDescriptor,
+        base: u64,
+        commit: u64,
+    ) -> anyhow::Result<Replayed> {
+        let mut out = Replayed::default();
+        let Some((first, last)) = self.log.bounds(range) else {
+            return Ok(out);
+        };
+        if last.0 <= base {
+            return Ok(out);
+        }
+        anyhow::ensure!(
+            first.0 <= base + 1,
+            "range {range}: the shard log resumes at {} but the checkpoint ends at {base}",
+            first.0
+        );
+        let mut lo = base + 1;
+        while lo <= last.0 {
+            let hi = (lo + 1024).min(last.0 + 1);
+            let got = self
+                .log
+                .entries(range, LogIndex(lo), LogIndex(hi), usize::MAX)
+                .await
+                .map_err(|e| anyhow::anyhow!("read range {range} entries: {e}"))?;
+            for e in got.iter() {
+                anyhow::ensure!(
+                    e.index.0 == base + 1 + out.entries.len() as u64,
+                    "range {range}: gap in the shard log at {}",
+                    e.index.0
+                );
+                if e.index.0 <= commit && out.stopped.is_none() {
+                    super::cold::prefetch_entry(self, desc, &e.payload)
+                        .await
+                        .map_err(|err| {
+                            anyhow::anyhow!(
+                                "range {range}: load cold values for entry {}: {err}",
+                                e.index.0
+                            )
+                        })?;
+                    if let Some(fault) = self.replay(desc, e) {
+                        out.stopped = Some((e.index.0, fault));
+                    }
+                }
+                out.entries.push(Entry {
+                    entry_type: entry_type_of(e.entry_type),
+                    term: e.term.0,
+                    index: e.index.0,
+                    data: e.payload.clone().into(),
+                    ..Entry::default()
+                });
+            }
+            anyhow::ensure!(!got.is_empty(), "range {range}: entries {lo}.. unreadable");
+            lo = hi;
+            crate::core::yield_if_needed().await;
+        }
+        Ok(out)
+    }
+
+    /// Applies one recovered, committed entry to the engine (and splits and conf changes to
+    /// `desc`) through the live loop's decoder and write apply (`server::apply`); returns the
+    /// engine's refusal if the entry broke an invariant (the range stops there).
+    fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) -> Option<String> {
+        let mut st = self.state.borrow_mut();
+        match apply::decode(entry_type_of(e.entry_type), &e.payload) {
+            Committed::Write { now_ms, id, op } => {
+                apply::write(&mut st.engine, desc, e.index.0, now_ms, id, &op).1
+            }
+            Committed::Sweep { now_ms, keys } => {
+                crate::range::sweep::apply(&mut st.engine, now_ms, &keys);
+                None
+            }
+            Committed::Split(cmd) => {
+                if let Some(right) = super::split::apply_to_desc(desc, &cmd) {
+                    st.splits.push((right, None));
+                }
+                None
+            }
+            Committed::ConfChange(Some(cc)) => {
+                apply_conf_change_to_desc(desc, &cc);
+                None
+            }
+            Committed::ConfChange(None) | Committed::Empty | Committed::Undecodable => None,
+        }
+    }
+
+    /// Creates a new range on this shard (bootstrap or a static initial range): writes its
+    /// first (empty) checkpoint, then its descriptor and hard state to the log.
+    pub async fn create_range(&self, desc: RangeDescriptor) -> anyhow::Result<()> {
+        if self.state.borrow().peers.contains_key(&desc.id.0) {
+            return Ok(());
+        }
+        let meta = CheckpointMeta {
+            index: INIT_INDEX,
+            term: INIT_INDEX,
+            desc: desc.clone(),
+        };
+        let bytes = ckpt::encode(&meta, std::iter::empty());
+        super::checkpoint::write(self, desc.id.0, INIT_INDEX, Rc::new(bytes)).await?;
+        let range = LogRangeId(desc.id.0);
+        self.log
+            .append(vec![
+                LogRecord::ConfState {
+                    range,
+                    data: encode_meta(&desc),
+                }
+                .into(),
+                LogRecord::HardState {
+                    range,
+                    state: engines::vlog::HardState {
+                        term: engines::vlog::Term(INIT_INDEX),
+                        vote: 0,
+                        commit: LogIndex(INIT_INDEX),
+                    },
+                }
+                .into(),
+            ])
+            .await
+            .map_err(|e| anyhow::anyhow!("persist range {} descriptor: {e}", desc.id))?;
+        let hs = HardState {
+            term: INIT_INDEX,
+            commit: INIT_INDEX,
+            ..HardState::default()
+        };
+        let conf = conf_state_of(&desc);
+        let mut cache = RaftLogCache::new(hs, conf.clone(), INIT_INDEX, INIT_INDEX);
+        cache.set_snapshot(SnapshotPoint {
+            index: INIT_INDEX,
+            term: INIT_INDEX,
+            conf,
+        });
+        let single = desc.replicas.len() == 1;
+        let id = desc.id.0;
+        let mut peer = self.new_peer(desc, cache, INIT_INDEX, None)?;
+        if single {
+            let _ = peer.node.campaign();
+        }
+        self.state.borrow_mut().peers.insert(id, peer);
+        self.wake.notify();
+        Ok(())
+    }
+}

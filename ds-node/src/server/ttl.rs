@@ -1,0 +1,50 @@
+//! TTL: on every tick, each leader looks at the next entries of its range and proposes the
+//! deletion of the expired ones and of the elements of dead collections (`range::sweep`;
+//! bounded work per tick). The sweep entry applies like any other (`server::apply`).
+//!
+//! An operation module: imports the shard state only.
+
+use super::shard::{Shard, ShardState, now_ms};
+use crate::range::codec::encode_sweep;
+
+/// Most entries a leader examines per range and tick for expired keys.
+pub const SWEEP_SCAN_PER_TICK: usize = 256;
+
+/// On a tick: every leader looks at the next [`SWEEP_SCAN_PER_TICK`] entries of its range
+/// and proposes the deletion of the expired ones and of elements of dead collections
+/// (`range::sweep`; bounded work per tick).
+pub fn sweep_expired(shard: &Shard, st: &mut ShardState) {
+    let now = now_ms();
+    let ShardState { peers, engine, .. } = st;
+    for p in peers.values_mut() {
+        if !p.initialized || !p.is_leader() || p.sweep_in_flight > p.applied() {
+            continue;
+        }
+        let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc.start {
+            p.desc.start.clone()
+        } else {
+            p.sweep_cursor.clone()
+        };
+        let end = (!p.desc.end.is_empty()).then_some(&p.desc.end[..]);
+        let got = engine.scan_expiry(&start, end.unwrap_or_default(), SWEEP_SCAN_PER_TICK);
+        p.sweep_cursor = match got.last() {
+            Some((k, _)) if got.len() == SWEEP_SCAN_PER_TICK => {
+                let mut next = k.to_vec();
+                next.push(0);
+                next.into()
+            }
+            _ => bytes::Bytes::new(),
+        };
+        let expired = crate::range::sweep::select(&*engine, got, now);
+        if expired.is_empty() {
+            continue;
+        }
+        if p.node
+            .propose(Vec::new(), encode_sweep(now, &expired))
+            .is_ok()
+        {
+            p.sweep_in_flight = p.node.raft.raft_log.last_index();
+            shard.wake.notify();
+        }
+    }
+}

@@ -1,0 +1,67 @@
+// perf-critical: every write of the shard is proposed here.
+//! Writes: a client operation encoded as a log entry and proposed to its range's Raft group;
+//! its proposer waits until the entry applies (`server::apply` answers it).
+//!
+//! An operation module: imports the shard state and `disk_limit`.
+
+use std::time::Instant;
+
+use futures_channel::oneshot;
+use net::RpcError;
+use net::message::kv::{KvOp, KvResponse};
+
+use super::peer::{Peer, Pending};
+use super::shard::{MAX_PROPOSAL_BYTES, Shard, now_ms};
+use crate::range::codec::{encode_proposal, encode_write};
+use crate::range::dedup::WriteId;
+
+/// Proposes write `op` to the range's group; the receiver gets the answer when its entry
+/// applies (`server::apply`). Refused when the range has too many proposals in flight, the
+/// disk is full (`server::disk_limit`) or the entry would be too large.
+pub fn propose(
+    shard: &Shard,
+    p: &mut Peer,
+    op: KvOp,
+    id: Option<WriteId>,
+) -> Result<oneshot::Receiver<KvResponse>, RpcError> {
+    if p.pending.len() >= shard.cfg.max_inflight_proposals {
+        shard.metrics.borrow_mut().busy_total += 1;
+        return Err(RpcError::ServerBusy {});
+    }
+    if let Some(e) = super::disk_limit::refusal(shard, &op) {
+        return Err(e);
+    }
+    let data = match id {
+        Some(id) => encode_write(now_ms(), id, &op),
+        None => encode_proposal(now_ms(), &op),
+    };
+    if data.len() > MAX_PROPOSAL_BYTES {
+        shard.metrics.borrow_mut().over_limit_total += 1;
+        return Err(RpcError::ValueTooLarge {
+            len: data.len() as u64,
+            max: MAX_PROPOSAL_BYTES as u64,
+        });
+    }
+    let before = p.node.raft.raft_log.last_index();
+    let write_bytes = data.len();
+    if p.node.propose(Vec::new(), data).is_err() {
+        return Err(shard.not_leader(p));
+    }
+    let index = p.node.raft.raft_log.last_index();
+    if index <= before {
+        return Err(shard.not_leader(p));
+    }
+    let (tx, rx) = oneshot::channel();
+    p.pending.insert(
+        index,
+        Pending {
+            term: p.node.raft.term,
+            tx,
+            at: Instant::now(),
+        },
+    );
+    shard.metrics.borrow_mut().proposals_total += 1;
+    shard.load.borrow_mut().write(p.desc.id.0, write_bytes);
+    shard.wake.notify();
+    Ok(rx)
+}
