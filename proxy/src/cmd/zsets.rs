@@ -13,11 +13,13 @@ use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult, ZSetOp};
 use net::message::zset::{add_flags, by, combine};
 
+use super::action::{Action, single};
+use super::opts::scan_opts;
+use super::spec::{R, RS, Spec, W, WD, WF, WS, spec};
 use super::util::{int, is, syntax, unexpected};
-use super::{Action, AsyncCmd, R, RS, Spec, W, WD, WF, WS, single};
 use crate::resp::Reply;
 
-pub use multi::{ZAsync, run};
+pub use multi::ZAsync;
 
 const RM: &[&str] = &["readonly", "movablekeys"];
 const WNBF: &[&str] = &["write", "noscript", "blocking", "fast"];
@@ -147,10 +149,10 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 offset: r.offset,
                 count: r.count,
             };
-            Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+            Action::rounds(ZAsync::Multi {
                 op,
                 withscores: false,
-            }))
+            })
         }
         "zcount" | "zlexcount" => {
             let op = ZSetOp::Count {
@@ -208,10 +210,10 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 count,
                 named: true,
             };
-            Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+            Action::rounds(ZAsync::Multi {
                 op,
                 withscores: true,
-            }))
+            })
         }
         "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore"
         | "zintercard" => combine_cmd(name, args)?,
@@ -221,8 +223,8 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| Reply::err("invalid cursor"))?;
-            let (pattern, _count, _) = super::keys::scan_opts(&args[3..], false)?;
-            Action::Async(AsyncCmd::ZSet(ZAsync::Scan { key: k, pattern }))
+            let (pattern, _count, _) = scan_opts(&args[3..], false)?;
+            Action::rounds(ZAsync::Scan { key: k, pattern })
         }
         _ => return Err(Reply::err("internal error: not a command of this module")),
     })
@@ -316,10 +318,10 @@ fn combine_cmd(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
             store,
         }
     };
-    Ok(Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+    Ok(Action::rounds(ZAsync::Multi {
         op,
         withscores: c.withscores,
-    })))
+    }))
 }
 
 fn randmember_cmd(args: &[Bytes]) -> Result<Action, Reply> {
