@@ -5,6 +5,7 @@
 //! ([`cross`]; `docs/guides/proxy.md`, "Sets").
 
 pub mod cross;
+mod reply;
 
 use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult, SetAlgebra, SetOp};
@@ -14,6 +15,7 @@ use super::opts::{long_count, scan_opts, seed};
 use super::spec::{R, RS, Spec, W, WD, WF, spec};
 use super::util::{glob_match, is, syntax, unexpected};
 use crate::resp::Reply;
+use reply::{array_reply, finish_of, first_int, int_reply, one_or_nil, set_reply};
 
 /// `SINTERCARD`'s flags (its keys follow `numkeys`).
 const RM: &[&str] = &["readonly", "movablekeys"];
@@ -123,51 +125,6 @@ fn algebra(name: &str) -> SetAlgebra {
         "sinter" => SetAlgebra::Inter {},
         "sunion" => SetAlgebra::Union {},
         _ => SetAlgebra::Diff {},
-    }
-}
-
-fn int_reply(r: OpResult) -> Reply {
-    match r {
-        OpResult::Int { value } => Reply::Int(value),
-        OpResult::Bool { value } => Reply::Int(i64::from(value)),
-        other => unexpected(&other),
-    }
-}
-
-fn first_int(r: OpResult) -> Reply {
-    match r {
-        OpResult::Ints { values } => Reply::Int(values.first().copied().unwrap_or(0)),
-        other => unexpected(&other),
-    }
-}
-
-/// Members as a RESP3 set (an array in RESP2).
-fn set_reply(r: OpResult) -> Reply {
-    match r {
-        OpResult::Bulks { values } => Reply::Set(values.into_iter().map(Reply::Bulk).collect()),
-        other => unexpected(&other),
-    }
-}
-
-fn array_reply(r: OpResult) -> Reply {
-    match r {
-        OpResult::Bulks { values } => Reply::Array(values.into_iter().map(Reply::Bulk).collect()),
-        other => unexpected(&other),
-    }
-}
-
-fn one_or_nil(r: OpResult) -> Reply {
-    match r {
-        OpResult::Bulks { mut values } => values.pop().map_or(Reply::Nil, Reply::Bulk),
-        other => unexpected(&other),
-    }
-}
-
-/// The reply of a multi-key operation's result.
-fn finish_of(op: &SetOp) -> fn(OpResult) -> Reply {
-    match op {
-        SetOp::Combine { .. } => set_reply,
-        _ => int_reply,
     }
 }
 

@@ -6,6 +6,7 @@
 mod blocking;
 mod multi;
 pub mod parse;
+mod reply;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +19,7 @@ use super::opts::scan_opts;
 use super::spec::{R, RS, Spec, W, WD, WF, WS, spec};
 use super::util::{int, is, syntax, unexpected};
 use crate::resp::Reply;
+use reply::scored;
 
 pub use multi::ZAsync;
 
@@ -372,20 +374,6 @@ fn next_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     crate::shared::now_ms() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Members, with their scores when `withscores` (pairs: nested in RESP3).
-pub fn scored(items: Vec<(Bytes, f64)>, withscores: bool) -> Reply {
-    if withscores {
-        Reply::Pairs(
-            items
-                .into_iter()
-                .map(|(m, s)| (Reply::Bulk(m), Reply::Double(s)))
-                .collect(),
-        )
-    } else {
-        Reply::Array(items.into_iter().map(|(m, _)| Reply::Bulk(m)).collect())
-    }
 }
 
 fn opt_double(v: Option<f64>) -> Reply {

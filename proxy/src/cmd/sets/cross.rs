@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use net::message::kv::{KeyType, KvOp, OpResult, SetAlgebra, SetOp};
 
-use super::finish_of;
+use super::reply::{finish_of, int_reply};
 use crate::cmd::action::{AsyncCommand, keyed};
 use crate::cmd::util::{exec_error, rpc_error, unexpected};
 use crate::db::DbRouter;
@@ -104,7 +104,7 @@ async fn across(router: &DbRouter<'_>, op: SetOp) -> Reply {
         SetOp::Store { algebra, key, keys } => match combine(router, algebra, &keys).await {
             Ok(members) => {
                 let op = SetOp::Replace { key, members };
-                one(router, op).await.map_or_else(|r| r, super::int_reply)
+                one(router, op).await.map_or_else(|r| r, int_reply)
             }
             Err(r) => r,
         },

@@ -15,7 +15,7 @@ use net::message::kv::{KvOp, OpResult, ZSetOp};
 use net::message::zset::algebra::{Source, compute, inter};
 use net::message::zset::combine;
 
-use super::scored;
+use super::reply::scored;
 use crate::cmd::action::{AsyncCommand, keyed};
 use crate::cmd::scan::Matcher;
 use crate::cmd::util::{exec_error, unexpected};
