@@ -1,6 +1,6 @@
 //! Key commands (`db.c`, `expire.c`): DEL, UNLINK, EXISTS, the EXPIRE family, TTL family,
 //! PERSIST, TYPE, RENAME, RENAMENX, COPY, and the parsing of SCAN, KEYS and DBSIZE (run by
-//! [`crate::scan`]).
+//! [`super::scan`]).
 
 use bytes::Bytes;
 use net::message::kv::{ExpireCond, KvOp, OpResult, TtlState};

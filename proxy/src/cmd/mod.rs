@@ -17,8 +17,8 @@
 //! 1. `mod.rs` (this file): [`dispatch`] — the command table lookup, arity, authentication,
 //!    pub/sub mode, MULTI queuing, MONITOR, limits — handing each command down to its
 //!    family. It re-exports what the rest of the crate uses.
-//! 2. `server` (CLIENT, COMMAND, INFO, CONFIG...) and `functions` (FUNCTION, FCALL), above
-//!    `scripting` (EVAL, SCRIPT), above `script_table` (what a script's `redis.call` runs).
+//! 2. `server` (CLIENT, COMMAND, INFO, CONFIG...), and `functions` (FUNCTION, FCALL) above
+//!    `scripting` (EVAL, SCRIPT) above `script_table` (what a script's `redis.call` runs).
 //! 3. `data` (the data commands: what a pipeline batch and a script run) and `table` (every
 //!    command's [`Spec`], [`lookup`]).
 //! 4. The command families, one module (and its children) per kind of command: `strings`,
@@ -27,11 +27,11 @@
 //!    imports no other family.
 //! 5. `scan`: the multi-round SCAN, KEYS, DBSIZE, HSCAN, and the MATCH [`scan::Matcher`]
 //!    (`keys`, `hashes` and `zsets` build or use them).
-//! 6. Leaves, which import no other command module but `util`: `action` ([`Action`], the
-//!    [`AsyncCommand`] trait each family implements for its multi-round commands, [`keyed`],
-//!    [`single`]), `session` ([`Session`], [`Tx`], [`ReplyMode`]), `spec` ([`Spec`], the flag
-//!    sets, `spec!`), `opts` (arguments several families parse alike), `tx_cmd` ([`TxCmd`])
-//!    and `util` (reply and number helpers).
+//! 6. Leaves, which import only one another (`action` → `tx_cmd`, `util`; `opts` →
+//!    `util`): `action` ([`Action`], the [`AsyncCommand`] trait each family implements for
+//!    its multi-round commands, [`keyed`], [`single`]), `session` ([`Session`], [`Tx`],
+//!    [`ReplyMode`]), `spec` ([`Spec`], the flag sets, `spec!`), `opts` (arguments several
+//!    families parse alike), `tx_cmd` ([`TxCmd`]) and `util` (reply and number helpers).
 //!
 //! Around `cmd`: the connection loop (`crate::server`) and [`crate::exec`] (EXEC and the
 //! other commands run alone, which dispatch queued commands) stand above it; the rest of the
