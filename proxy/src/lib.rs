@@ -6,7 +6,9 @@
 //! - [`server`]: the listener and the per-connection loop (pipelining in batches, replies in
 //!   order, output bounds, max clients, graceful shutdown).
 //! - [`cmd`]: the command table and the translation of each Redis command into `net`
-//!   operations and back into Redis replies; [`scan`]: SCAN/KEYS/DBSIZE/HSCAN.
+//!   operations and back into Redis replies (its layers: the header of `cmd`).
+//! - [`exec`]: the commands a connection runs alone with its session (EXEC, WATCH,
+//!   FLUSHALL, MSETNX, FUNCTION) and the multi-round ones inside `EXEC`; above `cmd`.
 //! - [`blocking`]: blocking commands (BLPOP...): waiters per key, woken by writes and polls.
 //! - [`glob`]: Redis's glob patterns (KEYS/SCAN/HSCAN MATCH, CONFIG GET), linear-time.
 //! - [`db`]: the connection's database (`SELECT`) applied to the operations it sends.
@@ -23,6 +25,7 @@ pub mod clients;
 pub mod cmd;
 pub mod db;
 pub mod encodings;
+pub mod exec;
 pub mod fault;
 pub mod functions;
 pub mod glob;
@@ -33,7 +36,6 @@ pub mod pubsub;
 pub mod rdb;
 pub mod resp;
 pub mod route;
-pub mod scan;
 pub mod script_cache;
 pub mod script_value;
 pub mod server;

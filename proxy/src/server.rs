@@ -587,21 +587,19 @@ impl Conn<'_> {
                         what: ItemKind::Data { first, len, finish },
                     });
                 }
-                Action::Async(crate::cmd::AsyncCmd::Block(b)) if b.block => {
+                Action::Block(b) if b.block => {
                     // Run by `connection` while it watches the socket (a client that goes
                     // away while blocked is dropped); the rest of the input waits.
                     let end = self.flush().await;
                     self.blocked = Some((name, start, silent, b));
                     return end;
                 }
-                Action::Async(a) => {
+                rounds @ (Action::Async(_) | Action::Block(_)) => {
                     let end = self.flush().await;
                     if end != End::No {
                         return end;
                     }
-                    let shared = self.shared;
-                    let router = crate::db::DbRouter::new(&shared.router, self.sess.db);
-                    let reply = crate::scan::run(&router, a).await;
+                    let reply = crate::exec::alone(self.shared, rounds, self.sess.db).await;
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
@@ -615,7 +613,7 @@ impl Conn<'_> {
                     if end != End::No {
                         return end;
                     }
-                    let reply = cmd::tx::run(self.shared, &mut self.sess, t).await;
+                    let reply = crate::exec::run(self.shared, &mut self.sess, t).await;
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,

@@ -3,11 +3,13 @@
 //! and writes its destination from the proxy ([`bitop`]).
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use net::message::bits::{BitOp, BitRange, FieldOp, Overflow};
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
+use super::action::{Action, AsyncCommand, keyed, single};
+use super::spec::{R, RS, Spec, WD, spec};
 use super::util::{exec_error, int, is, syntax, unexpected};
-use super::{Action, AsyncCmd, R, RS, Spec, WD, keyed, single};
 use crate::db::DbRouter;
 use crate::resp::Reply;
 
@@ -115,7 +117,7 @@ fn build(name: &'static str, args: &[Bytes], max_bulk: u64) -> Result<Action, Re
                     "BITOP NOT must be called with a single source key.",
                 ));
             }
-            Action::Async(AsyncCmd::BitOp {
+            Action::rounds(BitOpCmd {
                 op,
                 dest: args[2].clone(),
                 sources: args[3..].to_vec(),
@@ -247,11 +249,29 @@ pub enum Logic {
     Not,
 }
 
+/// `BITOP op dest src…`.
+#[derive(Debug, Clone)]
+pub struct BitOpCmd {
+    /// The operation.
+    pub op: Logic,
+    /// The destination key.
+    pub dest: Bytes,
+    /// The source keys.
+    pub sources: Vec<Bytes>,
+}
+
+impl AsyncCommand for BitOpCmd {
+    fn run<'a>(self: Box<Self>, router: &'a DbRouter<'_>) -> BoxFuture<'a, Reply> {
+        let BitOpCmd { op, dest, sources } = *self;
+        Box::pin(bitop(router, op, dest, sources))
+    }
+}
+
 /// Runs BITOP: reads every source (a missing one is an empty string), computes, and writes
 /// the destination (deleted when the result is empty); answers the result's length. The
 /// sources are read together, then the destination written: across ranges this is not one
 /// atomic step (a write to a source between them is not seen).
-pub async fn bitop(router: &DbRouter<'_>, op: Logic, dest: Bytes, sources: Vec<Bytes>) -> Reply {
+async fn bitop(router: &DbRouter<'_>, op: Logic, dest: Bytes, sources: Vec<Bytes>) -> Reply {
     let reads = sources
         .iter()
         .map(|k| keyed(k, KvOp::StrGet { key: k.clone() }))

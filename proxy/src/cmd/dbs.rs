@@ -11,8 +11,10 @@
 use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult};
 
+use super::action::{Action, single};
+use super::opts::{database, db_out_of_range};
+use super::session::{ReplyMode, Session, Tx};
 use super::util::{int, unexpected};
-use super::{Action, Session, single};
 use crate::keyspace::Db;
 use crate::resp::{Protocol, Reply};
 use crate::shared::Shared;
@@ -38,24 +40,14 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes])
     Action::Reply(reply)
 }
 
-/// A database argument, with Redis's errors (`ERR value is not an integer or out of range`,
-/// `ERR DB index is out of range`).
-pub fn database(arg: &[u8]) -> Result<Db, Reply> {
-    Db::from_i64(int(arg)?).ok_or_else(out_of_range)
-}
-
-fn out_of_range() -> Reply {
-    Reply::err("DB index is out of range")
-}
-
 /// `RESET`: the connection back to its state at connect (Redis's `clearClientConnectionState`):
 /// no transaction or watches, database 0, RESP2, no name, authenticated only if no password
 /// is required.
 fn reset(shared: &Shared, sess: &mut Session) {
-    sess.tx = super::tx::Tx::default();
+    sess.tx = Tx::default();
     sess.db = Db::ZERO;
     sess.pubsub = None;
-    sess.reply_mode = super::ReplyMode::On;
+    sess.reply_mode = ReplyMode::On;
     sess.protocol = Protocol::Resp2;
     sess.name = None;
     sess.authenticated = shared.settings.requirepass().is_none();
@@ -100,6 +92,6 @@ fn swapdb(args: &[Bytes]) -> Reply {
              encoding (spread over all ranges), so swapping two databases would rewrite all \
              their keys instead of swapping two pointers",
         ),
-        _ => out_of_range(),
+        _ => db_out_of_range(),
     }
 }

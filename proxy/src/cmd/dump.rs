@@ -14,8 +14,9 @@ use net::message::list::ListOp;
 use net::message::set::SetOp;
 use net::message::zset::{ZSetOp, by};
 
+use super::action::{Action, keyed, single};
+use super::spec::{RS, Spec, WD, spec};
 use super::util::{exec_error, int, is, syntax, unexpected};
-use super::{Action, RS, Spec, WD, keyed, single};
 use crate::rdb::{self, Object};
 use crate::resp::Reply;
 use crate::route::ExecError;

@@ -7,23 +7,17 @@
 use bytes::Bytes;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
-// FCALL and FCALL_RO have EVAL's and EVAL_RO's flags (Redis 7.0's COMMAND INFO).
-use super::scripting::{EVAL, EVAL_RO, Script};
+use super::action::Action;
+use super::scripting::Script;
+use super::session::Session;
 use super::tx_cmd::TxCmd;
 pub use super::tx_cmd::{FunctionCmd, Policy};
 use super::util::{arity, exec_error, help, is, syntax_error, unknown_sub};
-use super::{Action, Session, Spec};
 use crate::db::DbRouter;
 use crate::functions::{self, Loaded, RefreshError};
 use crate::keyspace::Db;
 use crate::resp::Reply;
 use crate::shared::Shared;
-
-/// The function commands, sorted by name (`FUNCTION` itself is in the core table).
-pub static SPECS: &[Spec] = &[
-    spec!("fcall", -3, EVAL, 0, 0, 0),
-    spec!("fcall_ro", -3, EVAL_RO, 0, 0, 0),
-];
 
 const FUNCTION_HELP: &[&str] = &[
     "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

@@ -4,8 +4,10 @@
 use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult};
 
-use super::util::{arity, float, int, is, opt_bulk, unexpected};
-use super::{Action, AsyncCmd, single};
+use super::action::{Action, single};
+use super::opts::{long_count, scan_opts, seed};
+use super::scan::HScan;
+use super::util::{arity, float, int, is, opt_bulk, syntax, unexpected};
 use crate::resp::Reply;
 
 /// Dispatches a hash command (arity already checked).
@@ -148,14 +150,14 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 })
                 .cloned()
                 .collect();
-            let (pattern, _count, _) = super::keys::scan_opts(&opts, false)?;
-            Action::Async(AsyncCmd::HScan {
+            let (pattern, _count, _) = scan_opts(&opts, false)?;
+            Action::rounds(HScan {
                 key: k,
                 pattern,
                 novalues,
             })
         }
-        "hrandfield" => super::sets::hrandfield(args)?,
+        "hrandfield" => hrandfield(args)?,
         _ => return Err(Reply::err("internal error: not a hash command")),
     })
 }
@@ -168,4 +170,48 @@ fn int_result(r: OpResult) -> Reply {
         }
         other => unexpected(&other),
     }
+}
+
+/// `HRANDFIELD key [count [WITHVALUES]]` (its sampling is shared with SRANDMEMBER:
+/// [`long_count`], [`seed`]).
+fn hrandfield(args: &[Bytes]) -> Result<Action, Reply> {
+    let key = args[1].clone();
+    let count = match args.get(2) {
+        Some(arg) => Some(long_count(arg)?),
+        None => None,
+    };
+    let with_values = match args.get(3) {
+        None => false,
+        Some(a) if args.len() == 4 && is(a, "withvalues") => true,
+        Some(_) => return Err(syntax()),
+    };
+    if with_values && count.is_some_and(|c| !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&c)) {
+        return Err(Reply::err("value is out of range"));
+    }
+    let op = KvOp::HRandField {
+        key: key.clone(),
+        count,
+        with_values,
+        seed: seed(),
+    };
+    Ok(single(&key, op, move |r| {
+        let OpResult::Pairs { pairs } = r else {
+            return unexpected(&r);
+        };
+        match (count, with_values) {
+            (None, _) => pairs
+                .into_iter()
+                .next()
+                .map_or(Reply::Nil, |(f, _)| Reply::Bulk(f)),
+            (Some(_), false) => {
+                Reply::Array(pairs.into_iter().map(|(f, _)| Reply::Bulk(f)).collect())
+            }
+            (Some(_), true) => Reply::Pairs(
+                pairs
+                    .into_iter()
+                    .map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v)))
+                    .collect(),
+            ),
+        }
+    }))
 }

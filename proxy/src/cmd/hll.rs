@@ -8,8 +8,9 @@ use bytes::Bytes;
 use net::message::hll::HllOp;
 use net::message::kv::{KvOp, OpResult};
 
+use super::action::{Action, single};
+use super::spec::{RS, Spec, W, WD, spec};
 use super::util::unexpected;
-use super::{Action, RS, Spec, W, WD, single};
 use crate::resp::Reply;
 
 /// The commands of this module, sorted by name.

@@ -1,12 +1,14 @@
 //! Key commands (`db.c`, `expire.c`): DEL, UNLINK, EXISTS, the EXPIRE family, TTL family,
 //! PERSIST, TYPE, RENAME, RENAMENX, COPY, and the parsing of SCAN, KEYS and DBSIZE (run by
-//! [`crate::scan`]).
+//! [`super::scan`]).
 
 use bytes::Bytes;
-use net::message::kv::{ExpireCond, KeyType, KvOp, OpResult, TtlState};
+use net::message::kv::{ExpireCond, KvOp, OpResult, TtlState};
 
+use super::action::{Action, keyed, single};
+use super::opts::{database, scan_opts, type_name};
+use super::scan::Keyspace;
 use super::util::{exec_error, int, is, syntax, unexpected};
-use super::{Action, AsyncCmd, keyed, single};
 use crate::keyspace::SLOTS;
 use crate::resp::Reply;
 
@@ -120,10 +122,10 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
             })
         }
         "scan" => scan_args(args)?,
-        "keys" => Action::Async(AsyncCmd::Keys {
+        "keys" => Action::rounds(Keyspace::Keys {
             pattern: args[1].clone(),
         }),
-        "dbsize" => Action::Async(AsyncCmd::DbSize),
+        "dbsize" => Action::rounds(Keyspace::DbSize),
         _ => return Err(Reply::err("internal error: not a key command")),
     })
 }
@@ -138,7 +140,7 @@ fn copy_opts(opts: &[Bytes]) -> Result<(bool, Option<crate::keyspace::Db>), Repl
             replace = true;
             i += 1;
         } else if is(&opts[i], "db") && i + 1 < opts.len() {
-            db = Some(super::dbs::database(&opts[i + 1])?);
+            db = Some(database(&opts[i + 1])?);
             i += 2;
         } else {
             return Err(syntax());
@@ -229,63 +231,10 @@ fn scan_args(args: &[Bytes]) -> Result<Action, Reply> {
             Reply::Array(Vec::new()),
         ]));
     }
-    Ok(Action::Async(AsyncCmd::Scan {
+    Ok(Action::rounds(Keyspace::Scan {
         slot: u16::try_from(cursor).unwrap_or(0),
         pattern,
         count,
         type_filter,
     }))
-}
-
-/// The options of SCAN (`with_type`) or HSCAN: MATCH, COUNT, TYPE.
-#[allow(clippy::type_complexity)]
-pub fn scan_opts(
-    opts: &[Bytes],
-    with_type: bool,
-) -> Result<(Option<Bytes>, usize, Option<Option<KeyType>>), Reply> {
-    let (mut pattern, mut count, mut type_filter) = (None, 10usize, None);
-    let mut i = 0;
-    while i < opts.len() {
-        let Some(v) = opts.get(i + 1) else {
-            return Err(syntax());
-        };
-        if is(&opts[i], "match") {
-            pattern = (&v[..] != b"*").then(|| v.clone());
-        } else if is(&opts[i], "count") {
-            let n = int(v)?;
-            if n < 1 {
-                return Err(syntax());
-            }
-            count = usize::try_from(n).unwrap_or(usize::MAX);
-        } else if with_type && is(&opts[i], "type") {
-            type_filter = Some(
-                TYPE_NAMES
-                    .iter()
-                    .find(|(_, name)| is(v, name))
-                    .map(|(t, _)| *t),
-            );
-        } else {
-            return Err(syntax());
-        }
-        i += 2;
-    }
-    Ok((pattern, count, type_filter))
-}
-
-/// Every Redis type with its `TYPE` name.
-const TYPE_NAMES: [(KeyType, &str); 6] = [
-    (KeyType::None {}, "none"),
-    (KeyType::String {}, "string"),
-    (KeyType::Hash {}, "hash"),
-    (KeyType::List {}, "list"),
-    (KeyType::Set {}, "set"),
-    (KeyType::ZSet {}, "zset"),
-];
-
-/// The name `TYPE` answers for a type.
-pub fn type_name(t: KeyType) -> &'static str {
-    TYPE_NAMES
-        .iter()
-        .find(|(k, _)| *k == t)
-        .map_or("none", |(_, name)| name)
 }

@@ -11,8 +11,9 @@ use bytes::Bytes;
 use net::RpcError;
 use net::message::kv::{KvOp, OpResult};
 
+use super::action::{Action, keyed};
+use super::spec::{RS, Spec, spec};
 use super::util::{exec_error, int, is, syntax, unexpected};
-use super::{Action, RS, Spec, keyed};
 use crate::resp::Reply;
 use crate::route::ExecError;
 

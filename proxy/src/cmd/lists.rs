@@ -2,7 +2,7 @@
 //! metadata entry, so a one-key command is one operation on one range.
 //!
 //! The commands on two or more keys (LMOVE, RPOPLPUSH, LMPOP and the blocking ones) run as
-//! [`AsyncCmd::Block`] ([`crate::blocking`]): when their keys are in one range they are one
+//! [`Action::Block`] ([`crate::blocking`]): when their keys are in one range they are one
 //! operation (atomic); across ranges LMOVE pops from the source then pushes to the
 //! destination, pushing the element back where it came from if the push fails, and LMPOP
 //! tries its keys in order, one operation each (`docs/guides/proxy.md`, "Lists").
@@ -14,8 +14,9 @@ use futures_util::future::BoxFuture;
 use net::RpcError;
 use net::message::kv::{KvOp, ListOp, OpResult};
 
+use super::action::{Action, keyed, single};
+use super::spec::{R, RS, Spec, W, WD, WF, WS, spec};
 use super::util::{exec_error, int, is, opt_bulk, syntax, unexpected};
-use super::{Action, AsyncCmd, R, RS, Spec, W, WD, WF, WS, keyed, single};
 use crate::blocking::{Attempt, Blocked, parse_timeout};
 use crate::db::DbRouter;
 use crate::keyspace::meta_key;
@@ -329,14 +330,14 @@ fn block(
     empty_reply: Reply,
     attempt: impl Attempt + 'static,
 ) -> Action {
-    Action::Async(AsyncCmd::Block(Blocked {
+    Action::Block(Blocked {
         keys,
         timeout: timeout.flatten(),
         timeout_reply: Reply::NilArray,
         empty_reply,
         block: timeout.is_some(),
         attempt: Arc::new(attempt),
-    }))
+    })
 }
 
 /// LMOVE / RPOPLPUSH (`timeout` none) and BLMOVE / BRPOPLPUSH.

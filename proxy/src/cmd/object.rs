@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use net::message::kv::{KeyType, KvOp, ObjectInfo, OpResult};
 
+use super::action::{Action, single};
 use super::util::{arity, help, int, is, syntax, unexpected, unknown_sub};
-use super::{Action, single};
 use crate::encodings::{Encodings, Threshold};
 use crate::resp::Reply;
 use crate::shared::Shared;

@@ -5,7 +5,8 @@
 
 use bytes::Bytes;
 
-use super::{Session, Spec};
+use super::session::Session;
+use super::spec::{NONE, Spec, spec};
 use crate::pubsub::Kind;
 use crate::resp::{Protocol, Reply};
 use crate::shared::Shared;
@@ -19,7 +20,7 @@ pub static SPECS: &[Spec] = &[
     spec!("monitor", 1, MONITOR, 0, 0, 0),
     spec!("psubscribe", -2, SUB, 0, 0, 0),
     spec!("publish", 3, PUBF, 0, 0, 0),
-    spec!("pubsub", -2, super::NONE, 0, 0, 0),
+    spec!("pubsub", -2, NONE, 0, 0, 0),
     spec!("punsubscribe", -1, SUB, 0, 0, 0),
     spec!("spublish", 3, PUBF, 1, 1, 1),
     spec!("ssubscribe", -2, SUB, 1, -1, 1),

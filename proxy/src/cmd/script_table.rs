@@ -1,5 +1,5 @@
 //! The command table scripts call into ([`script::commands::Commands`]): the proxy's own
-//! translation of Redis commands ([`super::data_command`]), so a command means the same
+//! translation of Redis commands ([`super::data::data_command`]), so a command means the same
 //! inside a script as outside it. ds-node runs scripts at apply time with it; the proxy runs
 //! scripts without keys with it too ([`KeylessHost`]).
 
@@ -9,7 +9,9 @@ use net::message::kv::KvOp;
 use script::commands::{CallEnv, Commands, Plan};
 use script::{Resp, Value};
 
-use super::{Action, data_command, lookup};
+use super::action::Action;
+use super::data::data_command;
+use super::table::lookup;
 use crate::resp::Reply;
 use crate::route::ExecError;
 use crate::script_value::to_value;

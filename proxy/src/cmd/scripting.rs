@@ -9,41 +9,14 @@ use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult};
 use script::Run;
 
+use super::action::{Action, keyed};
 use super::script_table::KeylessHost;
+use super::session::Session;
 use super::util::{arity, help, is, one, syntax_error, unexpected, unknown_sub};
-use super::{Action, Session, Spec, keyed};
 use crate::keyspace::Db;
 use crate::resp::Reply;
 use crate::script_value::{to_reply, with_vm};
 use crate::shared::Shared;
-
-// Flag sets as Redis 7.0 reports them.
-/// `EVAL`'s flags (also `FCALL`'s).
-pub const EVAL: &[&str] = &[
-    "noscript",
-    "stale",
-    "skip_monitor",
-    "no_mandatory_keys",
-    "movablekeys",
-];
-/// `EVAL_RO`'s flags (also `FCALL_RO`'s).
-pub const EVAL_RO: &[&str] = &[
-    "readonly",
-    "noscript",
-    "stale",
-    "skip_monitor",
-    "no_mandatory_keys",
-    "movablekeys",
-];
-
-/// The scripting commands, sorted by name.
-pub static SPECS: &[Spec] = &[
-    spec!("eval", -3, EVAL, 0, 0, 0),
-    spec!("eval_ro", -3, EVAL_RO, 0, 0, 0),
-    spec!("evalsha", -3, EVAL, 0, 0, 0),
-    spec!("evalsha_ro", -3, EVAL_RO, 0, 0, 0),
-    spec!("script", -2, &[], 0, 0, 0),
-];
 
 const SCRIPT_HELP: &[&str] = &[
     "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",

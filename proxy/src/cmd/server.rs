@@ -6,8 +6,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use super::action::Action;
+use super::session::{ReplyMode, Session};
+use super::spec::Spec;
+use super::table::{all_specs, lookup};
 use super::util::{arity, int, is, syntax, unknown_sub};
-use super::{Action, Session, Spec, all_specs};
 use crate::clients::Filter;
 use crate::resp::{Protocol, Reply};
 use crate::shared::Shared;
@@ -341,9 +344,9 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         "reply" if want(3) => {
             let mode = String::from_utf8_lossy(&args[2]).to_ascii_lowercase();
             sess.reply_mode = match mode.as_str() {
-                "on" => super::ReplyMode::On,
-                "off" => super::ReplyMode::Off,
-                "skip" => super::ReplyMode::SkipNext,
+                "on" => ReplyMode::On,
+                "off" => ReplyMode::Off,
+                "skip" => ReplyMode::SkipNext,
                 _ => return Reply::err("syntax error"),
             };
             Reply::OK
@@ -402,7 +405,7 @@ fn command(args: &[Bytes]) -> Reply {
         Reply::Array(
             args[2..]
                 .iter()
-                .map(|n| super::lookup(n).map_or(Reply::Nil, command_info))
+                .map(|n| lookup(n).map_or(Reply::Nil, command_info))
                 .collect(),
         )
     } else if is(sub, "getkeys") {
@@ -427,7 +430,7 @@ fn command(args: &[Bytes]) -> Reply {
 /// `COMMAND GETKEYS`: the key arguments of a command line, from its key positions, or for the
 /// commands with movable keys from their own syntax (`sortGetKeys`, the `numkeys` forms).
 fn getkeys(cmd: &[Bytes]) -> Result<Vec<Bytes>, &'static str> {
-    let spec = super::lookup(&cmd[0]).ok_or("Invalid command specified")?;
+    let spec = lookup(&cmd[0]).ok_or("Invalid command specified")?;
     let n = i32::try_from(cmd.len()).unwrap_or(i32::MAX);
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
         return Err("Invalid number of arguments specified for command");
@@ -460,7 +463,7 @@ fn getkeys(cmd: &[Bytes]) -> Result<Vec<Bytes>, &'static str> {
 }
 
 /// Positions `first..=last` by `step` (a negative `last` counts from the end).
-fn stepped(spec: &super::Spec, argc: usize) -> Result<Vec<usize>, &'static str> {
+fn stepped(spec: &Spec, argc: usize) -> Result<Vec<usize>, &'static str> {
     let argc = i64::try_from(argc).unwrap_or(i64::MAX);
     let (first, step) = (i64::from(spec.first), i64::from(spec.step).max(1));
     let last = if spec.last < 0 {

@@ -5,13 +5,17 @@
 //! ([`cross`]; `docs/guides/proxy.md`, "Sets").
 
 pub mod cross;
+mod reply;
 
 use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult, SetAlgebra, SetOp};
 
-use super::util::{glob_match, int, is, syntax, unexpected};
-use super::{Action, AsyncCmd, R, RS, Spec, W, WD, WF, single};
+use super::action::{Action, single};
+use super::opts::{long_count, scan_opts, seed};
+use super::spec::{R, RS, Spec, W, WD, WF, spec};
+use super::util::{glob_match, is, syntax, unexpected};
 use crate::resp::Reply;
+use reply::{array_reply, finish_of, first_int, int_reply, one_or_nil, set_reply};
 
 /// `SINTERCARD`'s flags (its keys follow `numkeys`).
 const RM: &[&str] = &["readonly", "movablekeys"];
@@ -124,51 +128,6 @@ fn algebra(name: &str) -> SetAlgebra {
     }
 }
 
-fn int_reply(r: OpResult) -> Reply {
-    match r {
-        OpResult::Int { value } => Reply::Int(value),
-        OpResult::Bool { value } => Reply::Int(i64::from(value)),
-        other => unexpected(&other),
-    }
-}
-
-fn first_int(r: OpResult) -> Reply {
-    match r {
-        OpResult::Ints { values } => Reply::Int(values.first().copied().unwrap_or(0)),
-        other => unexpected(&other),
-    }
-}
-
-/// Members as a RESP3 set (an array in RESP2).
-fn set_reply(r: OpResult) -> Reply {
-    match r {
-        OpResult::Bulks { values } => Reply::Set(values.into_iter().map(Reply::Bulk).collect()),
-        other => unexpected(&other),
-    }
-}
-
-fn array_reply(r: OpResult) -> Reply {
-    match r {
-        OpResult::Bulks { values } => Reply::Array(values.into_iter().map(Reply::Bulk).collect()),
-        other => unexpected(&other),
-    }
-}
-
-fn one_or_nil(r: OpResult) -> Reply {
-    match r {
-        OpResult::Bulks { mut values } => values.pop().map_or(Reply::Nil, Reply::Bulk),
-        other => unexpected(&other),
-    }
-}
-
-/// The reply of a multi-key operation's result.
-fn finish_of(op: &SetOp) -> fn(OpResult) -> Reply {
-    match op {
-        SetOp::Combine { .. } => set_reply,
-        _ => int_reply,
-    }
-}
-
 /// A command on several sets: one operation when every key has the same hash slot (so
 /// the same range), else an asynchronous command that checks the ranges ([`cross`]).
 fn multi_key(op: SetOp) -> Action {
@@ -182,28 +141,7 @@ fn multi_key(op: SetOp) -> Action {
         let finish = finish_of(&op);
         return single(&key, KvOp::Set { op }, finish);
     }
-    Action::Async(AsyncCmd::Sets(op))
-}
-
-/// A random seed for a read (SRANDMEMBER, HRANDFIELD): reads run on the leader only.
-pub fn seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(crate::shared::now_us());
-    h.finish()
-}
-
-/// `ERR value is out of range, value must between -LONG_MAX and LONG_MAX` for `i64::MIN`.
-pub fn long_count(arg: &[u8]) -> Result<i64, Reply> {
-    let n = int(arg)?;
-    if n == i64::MIN {
-        return Err(Reply::err(format_args!(
-            "value is out of range, value must between {} and {}",
-            -i64::MAX,
-            i64::MAX
-        )));
-    }
-    Ok(n)
+    Action::rounds(cross::Cross(op))
 }
 
 fn spop(key: Bytes, args: &[Bytes]) -> Result<Action, Reply> {
@@ -284,7 +222,7 @@ fn sscan(key: Bytes, args: &[Bytes]) -> Result<Action, Reply> {
         .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u64>().ok())
         .ok_or_else(|| Reply::err("invalid cursor"))?;
-    let (pattern, count, _) = super::keys::scan_opts(&args[3..], false)?;
+    let (pattern, count, _) = scan_opts(&args[3..], false)?;
     let op = SetOp::Scan {
         key: key.clone(),
         cursor,
@@ -306,49 +244,5 @@ fn sscan(key: Bytes, args: &[Bytes]) -> Result<Action, Reply> {
             Reply::Bulk(Bytes::from(next.to_string())),
             Reply::Array(members),
         ])
-    }))
-}
-
-/// `HRANDFIELD key [count [WITHVALUES]]` (a hash command; its sampling is shared with
-/// SRANDMEMBER).
-pub fn hrandfield(args: &[Bytes]) -> Result<Action, Reply> {
-    let key = args[1].clone();
-    let count = match args.get(2) {
-        Some(arg) => Some(long_count(arg)?),
-        None => None,
-    };
-    let with_values = match args.get(3) {
-        None => false,
-        Some(a) if args.len() == 4 && is(a, "withvalues") => true,
-        Some(_) => return Err(syntax()),
-    };
-    if with_values && count.is_some_and(|c| !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&c)) {
-        return Err(Reply::err("value is out of range"));
-    }
-    let op = KvOp::HRandField {
-        key: key.clone(),
-        count,
-        with_values,
-        seed: seed(),
-    };
-    Ok(single(&key, op, move |r| {
-        let OpResult::Pairs { pairs } = r else {
-            return unexpected(&r);
-        };
-        match (count, with_values) {
-            (None, _) => pairs
-                .into_iter()
-                .next()
-                .map_or(Reply::Nil, |(f, _)| Reply::Bulk(f)),
-            (Some(_), false) => {
-                Reply::Array(pairs.into_iter().map(|(f, _)| Reply::Bulk(f)).collect())
-            }
-            (Some(_), true) => Reply::Pairs(
-                pairs
-                    .into_iter()
-                    .map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v)))
-                    .collect(),
-            ),
-        }
     }))
 }

@@ -13,14 +13,16 @@
 use std::cmp::Ordering;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use net::RpcError;
 use net::message::kv::{KeyType, KvOp, KvResponse, OpResult};
 use net::message::list::ListOp;
 use net::message::set::SetOp;
 use net::message::zset::{ZSetOp, by};
 
+use super::action::{Action, AsyncCommand, keyed};
+use super::spec::{Spec, spec};
 use super::util::{exec_error, int, is, syntax, unexpected};
-use super::{Action, AsyncCmd, Spec, keyed};
 use crate::db::DbRouter;
 use crate::resp::Reply;
 use crate::route::ExecError;
@@ -60,7 +62,7 @@ impl SortCmd {
 /// Dispatches `SORT` / `SORT_RO` (arity already checked).
 pub fn dispatch(name: &str, args: &[Bytes]) -> Action {
     match parse(args, name == "sort_ro") {
-        Ok(cmd) => Action::Async(AsyncCmd::Sort(cmd)),
+        Ok(cmd) => Action::rounds(cmd),
         Err(r) => Action::Reply(r),
     }
 }
@@ -101,8 +103,14 @@ fn parse(args: &[Bytes], readonly: bool) -> Result<SortCmd, Reply> {
     Ok(c)
 }
 
+impl AsyncCommand for SortCmd {
+    fn run<'a>(self: Box<Self>, router: &'a DbRouter<'_>) -> BoxFuture<'a, Reply> {
+        Box::pin(run(router, *self))
+    }
+}
+
 /// Runs a parsed `SORT`.
-pub async fn run(router: &DbRouter<'_>, mut c: SortCmd) -> Reply {
+async fn run(router: &DbRouter<'_>, mut c: SortCmd) -> Reply {
     let (kind, elements) = match read_source(router, &c.key).await {
         Ok(src) => src,
         Err(r) => return r,

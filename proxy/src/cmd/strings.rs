@@ -6,8 +6,8 @@ use bytes::Bytes;
 use net::RpcError;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult};
 
+use super::action::{Action, keyed, single};
 use super::util::{exec_error, float, int, is, opt_bulk, syntax, unexpected};
-use super::{Action, keyed, single};
 use crate::resp::Reply;
 use crate::route::ExecError;
 

@@ -1,69 +1,19 @@
-//! Transactions and flushes: MULTI / EXEC / DISCARD / WATCH / UNWATCH, FLUSHALL / FLUSHDB.
+//! Transactions and flushes, as commands: MULTI / EXEC / DISCARD / WATCH / UNWATCH,
+//! FLUSHALL / FLUSHDB, MSETNX.
 //!
 //! `MULTI` queues commands in the session (`+QUEUED`); an unknown command or a wrong arity
-//! while queuing makes `EXEC` answer `EXECABORT`, as Redis does. `EXEC` translates the queued
-//! commands and sends their operations as one [`KvOp::Multi`] — one Raft entry of one range,
-//! atomic and isolated — and builds each command's reply from its operations' results, so a
-//! runtime error (WRONGTYPE) is an element of the array and does not stop the others. When
-//! the keys fall in more than one range `EXEC` answers `CROSSSLOT` and applies nothing (keys
-//! sharing a `{hash tag}` share a slot, hence a range). Commands without keys (PING, ECHO) are
-//! answered in place. Multi-round commands (SCAN, KEYS, DBSIZE) and FLUSHALL inside a
-//! transaction run at their place, between atomic segments of the others (not isolated).
-//!
-//! `MSETNX` is a `Multi` of its sets that watches every key as absent: all or none, atomic,
-//! when its keys are in one range (`CROSSSLOT` otherwise).
-//!
-//! `WATCH` reads a digest of each key's state; `EXEC` carries them, and the range applies the
-//! transaction only if none changed (else `EXEC` answers a null array). FLUSHALL sends a
-//! [`KvOp::RangeFlush`] to every range in key order, FLUSHDB a [`KvOp::DbFlush`] in the
-//! connection's database.
-//!
-//! Databases: each queued command's operations are built in the database current when it is
-//! translated at `EXEC`, so a `SELECT` inside `MULTI` applies to the commands after it (and
-//! stays selected after `EXEC`, as in Redis; not when the transaction is aborted). The
-//! `Multi` runs in the database of its watches, with every operation naming its own; watches
-//! of several databases in one transaction are refused with an error (nothing applied).
+//! while queuing makes `EXEC` answer `EXECABORT`, as Redis does. This module changes the
+//! session's transaction state ([`Tx`]) and turns the commands that need the router into a
+//! [`TxCmd`]; [`crate::exec`] runs those (how EXEC, WATCH, MSETNX and the flushes work is
+//! told there). EXEC translates its queued commands with the dispatcher, which stands above
+//! this module: so the running is not here.
 
 use bytes::Bytes;
-use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
-use super::util::{arity, exec_error, is, syntax, unexpected};
-use super::{Action, Finish, Session};
-use crate::db::DbRouter;
-use crate::keyspace::{Db, meta_key};
+use super::action::Action;
+use super::session::{Session, Tx};
+use super::util::{arity, is, syntax};
 use crate::resp::Reply;
-use crate::route::{ExecError, Router};
-use crate::shared::Shared;
-
-/// Transaction state of a connection.
-#[derive(Debug, Default)]
-pub struct Tx {
-    /// Commands queued since `MULTI` (`None`: not in a transaction).
-    queued: Option<Vec<Vec<Bytes>>>,
-    /// A command was refused while queuing: `EXEC` aborts.
-    dirty: bool,
-    /// Watched keys (with their database) and their digests.
-    watched: Vec<(Db, Watch)>,
-}
-
-impl Tx {
-    /// Commands queued since `MULTI`, or `None` outside a transaction.
-    pub fn queued_len(&self) -> Option<usize> {
-        self.queued.as_ref().map(Vec::len)
-    }
-
-    /// Whether the connection is between `MULTI` and `EXEC`/`DISCARD`.
-    pub fn active(&self) -> bool {
-        self.queued.is_some()
-    }
-
-    /// Records a command refused while queuing (unknown, arity, auth).
-    pub fn flag(&mut self) {
-        if self.active() {
-            self.dirty = true;
-        }
-    }
-}
 
 /// A command refused before it ran (arity, auth): flags the transaction, and for `EXEC`
 /// discards it with Redis's `EXECABORT … because of: <error>` (in a transaction or not).
@@ -84,11 +34,10 @@ pub use super::tx_cmd::TxCmd;
 
 /// Inside `MULTI`, queues every command but the transaction's own (`None`: not queued).
 pub fn intercept(sess: &mut Session, name: &str, args: &[Bytes]) -> Option<Action> {
-    let queued = sess.tx.queued.as_mut()?;
-    if matches!(name, "exec" | "discard" | "multi" | "watch" | "quit") {
+    if !sess.tx.active() || matches!(name, "exec" | "discard" | "multi" | "watch" | "quit") {
         return None;
     }
-    queued.push(args.to_vec());
+    sess.tx.queue(args.to_vec());
     Some(Action::Reply(Reply::Simple("QUEUED")))
 }
 
@@ -97,12 +46,11 @@ pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
     let reply = match name {
         "multi" if sess.tx.active() => Reply::err("MULTI calls can not be nested"),
         "multi" => {
-            sess.tx.queued = Some(Vec::new());
-            sess.tx.dirty = false;
+            sess.tx.begin();
             Reply::OK
         }
         "exec" if !sess.tx.active() => Reply::err("EXEC without MULTI"),
-        "exec" if sess.tx.dirty => {
+        "exec" if sess.tx.dirty() => {
             discard(sess);
             Reply::Error("EXECABORT Transaction discarded because of previous errors.".into())
         }
@@ -115,7 +63,7 @@ pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
         "watch" if sess.tx.active() => Reply::err("WATCH inside MULTI is not allowed"),
         "watch" => return Action::Tx(TxCmd::Watch(args[1..].to_vec())),
         "unwatch" => {
-            sess.tx.watched.clear();
+            sess.tx.unwatch();
             Reply::OK
         }
         "flushall" | "flushdb" => match args.get(1..) {
@@ -146,317 +94,4 @@ pub fn dispatch(sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
 
 fn discard(sess: &mut Session) {
     sess.tx = Tx::default();
-}
-
-/// Runs a command that needs the session and the router (in the session's database).
-pub async fn run(shared: &Shared, sess: &mut Session, cmd: TxCmd) -> Reply {
-    let router = DbRouter::new(&shared.router, sess.db);
-    match cmd {
-        TxCmd::Exec => exec(shared, sess).await,
-        TxCmd::Watch(keys) => watch(&router, sess, keys).await,
-        TxCmd::Flush { all } => flush(&router, all).await,
-        TxCmd::MsetNx(pairs) => msetnx(&router, pairs).await,
-        TxCmd::Function(f) => super::functions::run(shared, &router, f).await,
-    }
-}
-
-/// `MSETNX`: one `Multi` of the sets, watching every key as absent (digest 0), so the range
-/// sets all of them or none, atomically. Keys in several ranges: `CROSSSLOT`.
-async fn msetnx(router: &DbRouter<'_>, pairs: Vec<(Bytes, Bytes)>) -> Reply {
-    let Some(first) = pairs.first().map(|(k, _)| meta_key(Db::ZERO, k)) else {
-        return arity("msetnx");
-    };
-    let keys: Vec<Bytes> = pairs
-        .iter()
-        .map(|(k, _)| meta_key(router.db(), k))
-        .collect();
-    if let Err(r) = one_range(router.raw(), &keys).await {
-        return r;
-    }
-    let watches = pairs
-        .iter()
-        .map(|(k, _)| Watch {
-            key: k.clone(),
-            digest: 0,
-        })
-        .collect();
-    let ops = pairs
-        .into_iter()
-        .map(|(key, value)| KvOp::StrSet {
-            key,
-            value,
-            expiry: net::message::kv::Expiry::Persist {},
-            cond: net::message::kv::Cond::Always {},
-            get_old: false,
-        })
-        .collect();
-    match router
-        .exec(vec![(first, KvOp::Multi { watches, ops })])
-        .await
-        .pop()
-    {
-        Some(Ok(OpResult::Multi { results })) => {
-            match results.into_iter().find_map(|r| match r {
-                KvResponse::Err { error } => Some(error),
-                KvResponse::Ok { .. } => None,
-            }) {
-                Some(e) => super::util::rpc_error(&e),
-                None => Reply::Int(1),
-            }
-        }
-        Some(Ok(OpResult::Aborted {})) => Reply::Int(0),
-        Some(Ok(other)) => unexpected(&other),
-        Some(Err(e)) => cross_range_or(&e),
-        None => Reply::err("internal error: no result"),
-    }
-}
-
-/// The reply to a failed `Multi`: the range's `CROSSSLOT` text as is, others as usual.
-fn cross_range_or(e: &ExecError) -> Reply {
-    match e {
-        ExecError::Rpc(net::RpcError::BadRequest { message })
-            if message.starts_with("CROSSSLOT") =>
-        {
-            Reply::Error(message.clone())
-        }
-        other => exec_error(other),
-    }
-}
-
-async fn watch(router: &DbRouter<'_>, sess: &mut Session, keys: Vec<Bytes>) -> Reply {
-    let db = router.db();
-    let keys: Vec<Bytes> = keys
-        .into_iter()
-        .filter(|k| !sess.tx.watched.iter().any(|(d, w)| *d == db && w.key == *k))
-        .collect();
-    let ops = keys
-        .iter()
-        .map(|k| super::keyed(k, KvOp::KeyDigest { key: k.clone() }))
-        .collect();
-    let results = router.exec(ops).await;
-    let mut watched = Vec::with_capacity(keys.len());
-    for (key, r) in keys.into_iter().zip(results) {
-        match r {
-            Ok(OpResult::Digest { digest }) => watched.push((db, Watch { key, digest })),
-            Ok(other) => return unexpected(&other),
-            Err(e) => return exec_error(&e),
-        }
-    }
-    sess.tx.watched.extend(watched);
-    Reply::OK
-}
-
-/// Deletes every key (`all`) or every key of the connection's database: a `RangeFlush` (a
-/// `DbFlush`) on each range, walking them in key order (a range that split meanwhile is
-/// followed by its new end).
-async fn flush(router: &DbRouter<'_>, all: bool) -> Reply {
-    let op = if all {
-        KvOp::RangeFlush {}
-    } else {
-        KvOp::DbFlush {}.into_db(router.db())
-    };
-    let router = router.raw();
-    let mut pos = Bytes::new();
-    loop {
-        let mut res = router.exec(vec![(pos.clone(), op.clone())]).await;
-        match res.pop() {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return exec_error(&e),
-            None => return Reply::err("internal error: no result"),
-        }
-        match router.range_of(&pos).await {
-            Ok(r) if r.end.is_empty() => return Reply::OK,
-            Ok(r) => pos = r.end,
-            Err(e) => return exec_error(&e),
-        }
-    }
-}
-
-/// A data command of an atomic segment: its place in the `EXEC` array, its operations (with
-/// their routing keys) and how its reply is built.
-type Queued = (usize, Vec<(Bytes, KvOp)>, Finish);
-
-/// A queued command, translated at `EXEC`.
-enum Part {
-    /// Answered without data (PING, ECHO, a syntax error).
-    Ready(Reply),
-    /// Operations in the transaction.
-    Data(Vec<(Bytes, KvOp)>, Finish),
-    /// Run alone at its place (SCAN, KEYS, DBSIZE, FLUSHALL...), in the database current
-    /// when it was translated.
-    Alone(Action, Db),
-}
-
-async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
-    let db_before = sess.db;
-    let reply = exec_queued(shared, sess).await;
-    if matches!(reply, Reply::NilArray | Reply::Error(_)) {
-        // Aborted (a watched key changed, keys in several ranges): nothing ran, so neither
-        // did a queued SELECT.
-        sess.db = db_before;
-    }
-    reply
-}
-
-async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
-    let tx = std::mem::take(&mut sess.tx);
-    let queued = tx.queued.unwrap_or_default();
-    let mut parts = Vec::with_capacity(queued.len());
-    for args in queued {
-        let (_, action) = super::dispatch_queued(shared, sess, args);
-        parts.push(match action {
-            Action::Reply(r) | Action::Close(r) => Part::Ready(r),
-            Action::Data { ops, finish } => Part::Data(ops, finish),
-            other => Part::Alone(other, sess.db),
-        });
-    }
-    // One range for the whole transaction, checked before anything runs: a later segment
-    // refused after an earlier one applied would be a partial EXEC.
-    let keys: Vec<Bytes> = parts
-        .iter()
-        .filter_map(|p| match p {
-            Part::Data(ops, _) => Some(ops.iter().map(|(k, _)| k.clone())),
-            _ => None,
-        })
-        .flatten()
-        .chain(tx.watched.iter().map(|(db, w)| meta_key(*db, &w.key)))
-        .collect();
-    if let Err(r) = one_range(&shared.router, &keys).await {
-        return r;
-    }
-    let mut replies: Vec<Option<Reply>> = Vec::with_capacity(parts.len());
-    let mut segment: Vec<Queued> = Vec::new();
-    let mut watches = Some(tx.watched);
-    for part in parts {
-        let at = replies.len();
-        replies.push(None);
-        match part {
-            Part::Ready(r) => replies[at] = Some(r),
-            Part::Data(ops, finish) => segment.push((at, ops, finish)),
-            Part::Alone(action, db) => {
-                let w = watches.take().unwrap_or_default();
-                if let Err(r) = atomic(
-                    &shared.router,
-                    w,
-                    std::mem::take(&mut segment),
-                    &mut replies,
-                )
-                .await
-                {
-                    return r;
-                }
-                replies[at] = Some(alone(shared, action, db).await);
-            }
-        }
-    }
-    let w = watches.take().unwrap_or_default();
-    if let Err(r) = atomic(&shared.router, w, segment, &mut replies).await {
-        return r;
-    }
-    Reply::Array(
-        replies
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Reply::err("internal error: no reply")))
-            .collect(),
-    )
-}
-
-async fn alone(shared: &Shared, action: Action, db: Db) -> Reply {
-    let router = DbRouter::new(&shared.router, db);
-    match action {
-        Action::Async(a) => crate::scan::run(&router, a).await,
-        Action::Tx(TxCmd::Flush { all }) => flush(&router, all).await,
-        Action::Tx(TxCmd::MsetNx(pairs)) => msetnx(&router, pairs).await,
-        Action::Tx(TxCmd::Function(f)) => super::functions::run(shared, &router, f).await,
-        Action::Tx(TxCmd::Watch(_)) => Reply::err("WATCH inside MULTI is not allowed"),
-        Action::Tx(TxCmd::Exec) => Reply::err("EXEC without MULTI"),
-        Action::Reply(r) | Action::Close(r) => r,
-        Action::Data { .. } => Reply::err("internal error: data command run alone"),
-    }
-}
-
-/// Runs one atomic segment of a transaction (and its watches) as a `Multi`, writing each
-/// command's reply at its position; `Err` is the reply of the whole `EXEC` (aborted, keys in
-/// several ranges, the range unavailable).
-async fn atomic(
-    router: &Router,
-    watches: Vec<(Db, Watch)>,
-    segment: Vec<Queued>,
-    replies: &mut [Option<Reply>],
-) -> Result<(), Reply> {
-    let mut route_keys: Vec<Bytes> = segment
-        .iter()
-        .flat_map(|(_, ops, _)| ops.iter().map(|(k, _)| k.clone()))
-        .collect();
-    route_keys.extend(watches.iter().map(|(db, w)| meta_key(*db, &w.key)));
-    let Some(first) = route_keys.first().cloned() else {
-        return Ok(());
-    };
-    let db = watches.first().map_or(Db::ZERO, |(db, _)| *db);
-    if watches.iter().any(|(d, _)| *d != db) {
-        return Err(Reply::err(
-            "WATCH of keys in more than one database is not supported in one transaction \
-             (tierkv checks a transaction's watches in one database)",
-        ));
-    }
-    one_range(router, &route_keys).await?;
-    let mut all_ops = Vec::new();
-    let mut shapes = Vec::with_capacity(segment.len());
-    for (at, ops, finish) in segment {
-        shapes.push((at, ops.len(), finish));
-        // Inside a `Multi` of database `db`, an operation of database 0 names it.
-        all_ops.extend(ops.into_iter().map(|(_, op)| match op {
-            KvOp::InDb { .. } => op,
-            op if db == Db::ZERO => op,
-            op => KvOp::InDb {
-                db: Db::ZERO,
-                op: Box::new(op),
-            },
-        }));
-    }
-    let n = all_ops.len();
-    let op = KvOp::Multi {
-        watches: watches.into_iter().map(|(_, w)| w).collect(),
-        ops: all_ops,
-    }
-    .into_db(db);
-    let result = router.exec(vec![(first, op)]).await.pop();
-    let mut results = match result {
-        Some(Ok(OpResult::Multi { results })) if results.len() == n => results.into_iter(),
-        Some(Ok(OpResult::Aborted {})) => return Err(Reply::NilArray),
-        Some(Ok(other)) => return Err(unexpected(&other)),
-        Some(Err(e)) => return Err(cross_range_or(&e)),
-        None => return Err(Reply::err("internal error: no result")),
-    };
-    for (at, len, finish) in shapes {
-        let res = results
-            .by_ref()
-            .take(len)
-            .map(|r| match r {
-                KvResponse::Ok { result } => Ok(result),
-                KvResponse::Err { error } => Err(ExecError::Rpc(error)),
-            })
-            .collect();
-        replies[at] = Some(finish(res));
-    }
-    Ok(())
-}
-
-/// `CROSSSLOT` unless every key routes to the same range of the cached table.
-async fn one_range(router: &Router, keys: &[Bytes]) -> Result<(), Reply> {
-    let mut id = None;
-    for k in keys {
-        let r = router.range_of(k).await.map_err(|e| exec_error(&e))?;
-        if *id.get_or_insert(r.id) != r.id {
-            return Err(Reply::Error(cross_range()));
-        }
-    }
-    Ok(())
-}
-
-/// The text of the error for a transaction whose keys span ranges (as the ranges word it).
-fn cross_range() -> String {
-    "CROSSSLOT Keys in request don't hash to the same range (keep a transaction's keys in one \
-     range with a {hash tag})"
-        .into()
 }

@@ -1,5 +1,5 @@
 //! The commands a connection runs alone at their place in the pipeline, with the session and
-//! the router ([`TxCmd`], run by `tx::run`): data only, so that the modules that build them
+//! the router ([`TxCmd`], run by `crate::exec`): data only, so that the modules that build them
 //! and the one that runs them do not import each other.
 
 use bytes::Bytes;

@@ -6,6 +6,7 @@
 mod blocking;
 mod multi;
 pub mod parse;
+mod reply;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,11 +14,14 @@ use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult, ZSetOp};
 use net::message::zset::{add_flags, by, combine};
 
+use super::action::{Action, single};
+use super::opts::scan_opts;
+use super::spec::{R, RS, Spec, W, WD, WF, WS, spec};
 use super::util::{int, is, syntax, unexpected};
-use super::{Action, AsyncCmd, R, RS, Spec, W, WD, WF, WS, single};
 use crate::resp::Reply;
+use reply::scored;
 
-pub use multi::{ZAsync, run};
+pub use multi::ZAsync;
 
 const RM: &[&str] = &["readonly", "movablekeys"];
 const WNBF: &[&str] = &["write", "noscript", "blocking", "fast"];
@@ -147,10 +151,10 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 offset: r.offset,
                 count: r.count,
             };
-            Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+            Action::rounds(ZAsync::Multi {
                 op,
                 withscores: false,
-            }))
+            })
         }
         "zcount" | "zlexcount" => {
             let op = ZSetOp::Count {
@@ -208,10 +212,10 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 count,
                 named: true,
             };
-            Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+            Action::rounds(ZAsync::Multi {
                 op,
                 withscores: true,
-            }))
+            })
         }
         "zunion" | "zinter" | "zdiff" | "zunionstore" | "zinterstore" | "zdiffstore"
         | "zintercard" => combine_cmd(name, args)?,
@@ -221,8 +225,8 @@ fn build(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
                 .ok_or_else(|| Reply::err("invalid cursor"))?;
-            let (pattern, _count, _) = super::keys::scan_opts(&args[3..], false)?;
-            Action::Async(AsyncCmd::ZSet(ZAsync::Scan { key: k, pattern }))
+            let (pattern, _count, _) = scan_opts(&args[3..], false)?;
+            Action::rounds(ZAsync::Scan { key: k, pattern })
         }
         _ => return Err(Reply::err("internal error: not a command of this module")),
     })
@@ -316,10 +320,10 @@ fn combine_cmd(name: &'static str, args: &[Bytes]) -> Result<Action, Reply> {
             store,
         }
     };
-    Ok(Action::Async(AsyncCmd::ZSet(ZAsync::Multi {
+    Ok(Action::rounds(ZAsync::Multi {
         op,
         withscores: c.withscores,
-    })))
+    }))
 }
 
 fn randmember_cmd(args: &[Bytes]) -> Result<Action, Reply> {
@@ -370,20 +374,6 @@ fn next_seed() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     crate::shared::now_ms() ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Members, with their scores when `withscores` (pairs: nested in RESP3).
-pub fn scored(items: Vec<(Bytes, f64)>, withscores: bool) -> Reply {
-    if withscores {
-        Reply::Pairs(
-            items
-                .into_iter()
-                .map(|(m, s)| (Reply::Bulk(m), Reply::Double(s)))
-                .collect(),
-        )
-    } else {
-        Reply::Array(items.into_iter().map(|(m, _)| Reply::Bulk(m)).collect())
-    }
 }
 
 fn opt_double(v: Option<f64>) -> Reply {

@@ -7,18 +7,30 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use net::message::kv::{KeyType, KvOp, OpResult, SetAlgebra, SetOp};
 
-use super::finish_of;
-use crate::cmd::keyed;
+use super::reply::{finish_of, int_reply};
+use crate::cmd::action::{AsyncCommand, keyed};
 use crate::cmd::util::{exec_error, rpc_error, unexpected};
 use crate::db::DbRouter;
 use crate::keyspace::meta_key;
 use crate::resp::Reply;
 use crate::route::ExecError;
 
+/// A set command on keys of several hash slots (SINTER, SUNION, SDIFF, SINTERCARD, SMOVE and
+/// the STORE forms).
+#[derive(Debug, Clone)]
+pub struct Cross(pub SetOp);
+
+impl AsyncCommand for Cross {
+    fn run<'a>(self: Box<Self>, router: &'a DbRouter<'_>) -> BoxFuture<'a, Reply> {
+        Box::pin(run(router, self.0))
+    }
+}
+
 /// Runs a multi-key set operation, atomically when its keys share a range.
-pub async fn run(router: &DbRouter<'_>, op: SetOp) -> Reply {
+async fn run(router: &DbRouter<'_>, op: SetOp) -> Reply {
     match one_range(router, &op).await {
         Ok(true) => {}
         Ok(false) => return across(router, op).await,
@@ -92,7 +104,7 @@ async fn across(router: &DbRouter<'_>, op: SetOp) -> Reply {
         SetOp::Store { algebra, key, keys } => match combine(router, algebra, &keys).await {
             Ok(members) => {
                 let op = SetOp::Replace { key, members };
-                one(router, op).await.map_or_else(|r| r, super::int_reply)
+                one(router, op).await.map_or_else(|r| r, int_reply)
             }
             Err(r) => r,
         },

@@ -9,9 +9,9 @@ use futures_util::future::BoxFuture;
 use net::RpcError;
 use net::message::kv::{KvOp, OpResult, ZSetOp};
 
-use super::super::util::{exec_error, unexpected};
-use super::super::{Action, AsyncCmd, keyed};
 use crate::blocking::{Attempt, Blocked};
+use crate::cmd::action::{Action, keyed};
+use crate::cmd::util::{exec_error, unexpected};
 use crate::db::DbRouter;
 use crate::resp::Reply;
 use crate::route::ExecError;
@@ -29,14 +29,14 @@ pub struct ZPop {
 
 /// The blocking command (`timeout`: `None` forever).
 pub fn block(pop: ZPop, timeout: Option<std::time::Duration>) -> Action {
-    Action::Async(AsyncCmd::Block(Blocked {
+    Action::Block(Blocked {
         keys: pop.keys.clone(),
         timeout,
         timeout_reply: Reply::NilArray,
         empty_reply: Reply::NilArray,
         block: true,
         attempt: Arc::new(pop),
-    }))
+    })
 }
 
 impl ZPop {

@@ -9,19 +9,20 @@
 //! key in order, one key at a time.
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use net::RpcError;
 use net::message::kv::{KvOp, OpResult, ZSetOp};
 use net::message::zset::algebra::{Source, compute, inter};
 use net::message::zset::combine;
 
-use super::scored;
-use crate::cmd::keyed;
+use super::reply::scored;
+use crate::cmd::action::{AsyncCommand, keyed};
+use crate::cmd::scan::Matcher;
 use crate::cmd::util::{exec_error, unexpected};
 use crate::db::DbRouter;
 use crate::glob::Pattern;
 use crate::resp::Reply;
 use crate::route::ExecError;
-use crate::scan::Matcher;
 
 /// A multi-round sorted-set command.
 #[derive(Debug, Clone)]
@@ -42,8 +43,14 @@ pub enum ZAsync {
     },
 }
 
+impl AsyncCommand for ZAsync {
+    fn run<'a>(self: Box<Self>, router: &'a DbRouter<'_>) -> BoxFuture<'a, Reply> {
+        Box::pin(run(router, *self))
+    }
+}
+
 /// Runs a multi-round sorted-set command.
-pub async fn run(router: &DbRouter<'_>, cmd: ZAsync) -> Reply {
+async fn run(router: &DbRouter<'_>, cmd: ZAsync) -> Reply {
     match cmd {
         ZAsync::Multi { op, withscores } => {
             if one_range(router, &op).await {

@@ -1,5 +1,7 @@
-//! Multi-round commands: SCAN (cursor = next hash slot), KEYS and DBSIZE (full scans), and
-//! HSCAN (the whole hash in one reply, cursor 0, as Redis does for small hashes).
+//! The multi-round commands on the keyspace and on one hash: SCAN (cursor = next hash slot),
+//! KEYS and DBSIZE (full scans) — [`Keyspace`] — and HSCAN (the whole hash in one reply,
+//! cursor 0, as Redis does for small hashes) — [`HScan`]; and the [`Matcher`] that MATCH
+//! patterns of every scan use (ZSCAN's too).
 //!
 //! Each runs in the connection's database ([`DbRouter`]); a range's `KeyScan` returns only
 //! that database's keys.
@@ -8,12 +10,16 @@
 //! operations, and always stops at a slot boundary: once COUNT keys are gathered it finishes
 //! the current slot and answers with the next slot as the cursor. Slots outlive splits and
 //! moves of ranges, so a scan stays correct across them and any proxy can continue it.
+//!
+//! Below the command families that build these (`keys`, `hashes`, `zsets`): it imports the
+//! leaves `action` and `util` only.
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use net::message::kv::{KeyType, KvOp, OpResult};
 
-use crate::cmd::AsyncCmd;
-use crate::cmd::util::{exec_error, unexpected};
+use super::action::{AsyncCommand, keyed};
+use super::util::{exec_error, unexpected};
 use crate::db::DbRouter;
 use crate::glob::Pattern;
 use crate::keyspace::{SLOTS, db_start, slot, slot_of_internal, slot_start};
@@ -28,10 +34,38 @@ const STEP: u32 = 256;
 /// the proxy's worker thread for more than about a millisecond at a time.
 const MATCH_SLICE: u64 = 256 * 1024;
 
-/// Runs a multi-round command.
-pub async fn run(router: &DbRouter<'_>, cmd: AsyncCmd) -> Reply {
+/// The commands that walk the connection's database.
+#[derive(Debug, Clone)]
+pub enum Keyspace {
+    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`; the cursor is the next hash slot.
+    Scan {
+        /// The slot to start from.
+        slot: u16,
+        /// MATCH pattern.
+        pattern: Option<Bytes>,
+        /// COUNT hint.
+        count: usize,
+        /// TYPE filter (`Some(None)`: a type this proxy never stores, nothing matches).
+        type_filter: Option<Option<KeyType>>,
+    },
+    /// `KEYS pattern`.
+    Keys {
+        /// The pattern.
+        pattern: Bytes,
+    },
+    /// `DBSIZE`.
+    DbSize,
+}
+
+impl AsyncCommand for Keyspace {
+    fn run<'a>(self: Box<Self>, router: &'a DbRouter<'_>) -> BoxFuture<'a, Reply> {
+        Box::pin(run_keyspace(router, *self))
+    }
+}
+
+async fn run_keyspace(router: &DbRouter<'_>, cmd: Keyspace) -> Reply {
     match cmd {
-        AsyncCmd::Scan {
+        Keyspace::Scan {
             slot,
             pattern,
             count,
@@ -46,7 +80,7 @@ pub async fn run(router: &DbRouter<'_>, cmd: AsyncCmd) -> Reply {
             }
             Err(e) => exec_error(&e),
         },
-        AsyncCmd::Keys { pattern } => match scan(router, 0, usize::MAX, None).await {
+        Keyspace::Keys { pattern } => match scan(router, 0, usize::MAX, None).await {
             Ok((keys, _)) => {
                 let pat = (&pattern[..] != b"*").then_some(&pattern[..]);
                 let keys = filter(keys, pat).await;
@@ -54,22 +88,32 @@ pub async fn run(router: &DbRouter<'_>, cmd: AsyncCmd) -> Reply {
             }
             Err(e) => exec_error(&e),
         },
-        AsyncCmd::BitOp { op, dest, sources } => {
-            crate::cmd::bitmaps::bitop(router, op, dest, sources).await
-        }
-        AsyncCmd::DbSize => match scan(router, 0, usize::MAX, None).await {
+        Keyspace::DbSize => match scan(router, 0, usize::MAX, None).await {
             Ok((keys, _)) => Reply::Int(i64::try_from(keys.len()).unwrap_or(i64::MAX)),
             Err(e) => exec_error(&e),
         },
-        AsyncCmd::HScan {
+    }
+}
+
+/// `HSCAN key cursor [MATCH p] [COUNT n] [NOVALUES]`: the whole hash, cursor 0.
+#[derive(Debug, Clone)]
+pub struct HScan {
+    /// The key.
+    pub key: Bytes,
+    /// MATCH pattern.
+    pub pattern: Option<Bytes>,
+    /// Whether to leave the values out.
+    pub novalues: bool,
+}
+
+impl AsyncCommand for HScan {
+    fn run<'a>(self: Box<Self>, router: &'a DbRouter<'_>) -> BoxFuture<'a, Reply> {
+        let HScan {
             key,
             pattern,
             novalues,
-        } => hscan(router, key, pattern, novalues).await,
-        AsyncCmd::Sets(op) => crate::cmd::sets::cross::run(router, op).await,
-        AsyncCmd::Block(b) => crate::blocking::once(router, &b).await,
-        AsyncCmd::ZSet(z) => crate::cmd::zsets::run(router, z).await,
-        AsyncCmd::Sort(c) => crate::cmd::sort::run(router, c).await,
+        } = *self;
+        Box::pin(hscan(router, key, pattern, novalues))
     }
 }
 
@@ -232,7 +276,7 @@ async fn hscan(router: &DbRouter<'_>, key: Bytes, pattern: Option<Bytes>, novalu
             cursor: cursor.clone(),
             count: 1024,
         };
-        let mut res = router.exec(vec![crate::cmd::keyed(&key, op)]).await;
+        let mut res = router.exec(vec![keyed(&key, op)]).await;
         let pairs = match res.pop() {
             Some(Ok(OpResult::Scan { pairs, next })) => {
                 let done = next.is_none();
