@@ -28,6 +28,7 @@ pub mod ids;
 pub mod keyspace;
 pub mod limits;
 pub mod message;
+pub mod redis_num;
 pub mod route_cache;
 pub mod transport;
 

@@ -37,51 +37,7 @@ pub(super) struct Live {
     pub(super) expire_at_ms: u64,
 }
 
-/// Parses an integer as Redis's `string2ll`: optional `-`, digits, no leading zeros, no
-/// spaces, no `+`.
-pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    if digits.is_empty() || (digits[0] == b'0' && (digits.len() > 1 || neg)) {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?;
-        let d = i64::from(d - b'0');
-        v = if neg {
-            v.checked_sub(d)?
-        } else {
-            v.checked_add(d)?
-        };
-    }
-    Some(v)
-}
-
-/// Parses a float as Redis's `string2ld`: no surrounding spaces, not NaN.
-pub fn parse_f64(s: &[u8]) -> Option<f64> {
-    let text = std::str::from_utf8(s).ok()?;
-    if text.is_empty() || text.trim() != text {
-        return None;
-    }
-    let v: f64 = text.parse().ok()?;
-    (!v.is_nan()).then_some(v)
-}
-
-/// Formats a float result as Redis does for `INCRBYFLOAT`: no exponent, no trailing zeros.
-pub fn format_f64(v: f64) -> Bytes {
-    let s = if v == v.trunc() && v.abs() < 1e17 {
-        format!("{v:.0}")
-    } else {
-        format!("{v}")
-    };
-    Bytes::from(s)
-}
+pub use net::redis_num::{format_f64, parse_f64, parse_i64};
 
 pub(super) fn new_version(ctx: &ApplyCtx<'_>) -> u64 {
     // Unique per creating entry (index) and increasing with time across range splits, whose

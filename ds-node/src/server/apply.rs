@@ -11,7 +11,8 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use engines::vlog::{LogRecord, RangeId as LogRangeId};
+use engines::vlog::LogRecord;
+use net::RangeId;
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, KvResponse, OpResult};
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
@@ -212,7 +213,7 @@ fn split(
         return None;
     };
     fx.meta_records.push(LogRecord::ConfState {
-        range: LogRangeId(range),
+        range: RangeId(range),
         data: encode_meta(&p.desc),
     });
     let left = p.is_leader().then(|| p.desc.clone());
@@ -236,7 +237,7 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
             p.node.mut_store().set_conf_state(cs);
             apply_conf_change_to_desc(&mut p.desc, cc);
             fx.meta_records.push(LogRecord::ConfState {
-                range: LogRangeId(range),
+                range: RangeId(range),
                 data: encode_meta(&p.desc),
             });
             if !p

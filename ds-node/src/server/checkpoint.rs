@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use engines::vlog::{LogIndex, RangeId as LogRangeId, SegmentId};
+use engines::vlog::{LogIndex, SegmentId};
+use net::RangeId;
 
 use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
@@ -336,7 +337,7 @@ pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<b
     };
     shard
         .log
-        .compact(LogRangeId(range), LogIndex(keep_from))
+        .compact(RangeId(range), LogIndex(keep_from))
         .await
         .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {

@@ -4,7 +4,8 @@
 //! An operation module: imports the shard state and `checkpoint`, never the ready loop or
 //! the request handler.
 
-use engines::vlog::{LogIndex, LogRecord, RangeId as LogRangeId};
+use engines::vlog::{LogIndex, LogRecord};
+use net::RangeId;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::{ReplicaId, StoreId};
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, EntryType};
@@ -37,7 +38,7 @@ impl Shard {
             // The addresses learnt for the range's other replicas are no longer needed.
             st.reply_to.retain(|(r, _), _| *r != range);
         }
-        let lr = LogRangeId(range);
+        let lr = RangeId(range);
         self.log
             .append_one(LogRecord::ConfState {
                 range: lr,

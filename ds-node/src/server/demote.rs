@@ -24,7 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use engines::vlog::{AppendRecord, LogRecord, RangeId as LogRangeId, ValueSpan};
+use engines::vlog::{AppendRecord, LogRecord, ValueSpan};
+use net::RangeId;
 
 use super::shard::Shard;
 use crate::range::engine::Candidate;
@@ -146,7 +147,7 @@ pub(crate) async fn step(
                     .map_or(0, |p| p.desc.id.0);
                 AppendRecord {
                     record: LogRecord::Relocated {
-                        range: LogRangeId(range),
+                        range: RangeId(range),
                         tag: 0,
                         value: c.value.to_vec(),
                     },

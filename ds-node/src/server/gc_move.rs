@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use engines::vlog::gc::relocation_tag;
 use engines::vlog::{
-    AppendRecord, Error as LogError, LogPointer, LogRecord, RangeId as LogRangeId, SegmentId,
-    ValueSpan, Vlog,
+    AppendRecord, Error as LogError, LogPointer, LogRecord, SegmentId, ValueSpan, Vlog,
 };
+use net::RangeId;
 use nvme::BlockDevice;
 
 use super::cold::{READS_IN_FLIGHT, join_all};
@@ -95,7 +95,7 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
         .zip(&values)
         .map(|(it, v)| AppendRecord {
             record: LogRecord::Relocated {
-                range: LogRangeId(engine.range_of(&it.key)),
+                range: RangeId(engine.range_of(&it.key)),
                 tag: relocation_tag(it.pointer.segment),
                 value: v.to_vec(),
             },

@@ -10,9 +10,9 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use engines::vlog::{
-    AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord,
-    RangeId as LogRangeId, Term,
+    AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord, Term,
 };
+use net::RangeId;
 use net::message::Replica;
 use net::message::kv::KvResponse;
 use raft::StateRole;
@@ -267,7 +267,7 @@ fn log_records(
 ) {
     for e in entries {
         records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
-            range: LogRangeId(range),
+            range: RangeId(range),
             term: Term(e.term),
             index: LogIndex(e.index),
             entry_type: e.get_entry_type() as u8,
@@ -276,7 +276,7 @@ fn log_records(
     }
     if let Some(h) = hs {
         records.push(AppendRecord::from(LogRecord::HardState {
-            range: LogRangeId(range),
+            range: RangeId(range),
             state: LogHardState {
                 term: Term(h.term),
                 vote: h.vote,
@@ -476,12 +476,7 @@ fn start_fetches(shard: &Rc<Shard>) {
         crate::core::spawn(async move {
             let got = shard
                 .log
-                .entries(
-                    LogRangeId(range),
-                    LogIndex(f.low),
-                    LogIndex(f.high),
-                    1 << 20,
-                )
+                .entries(RangeId(range), LogIndex(f.low), LogIndex(f.high), 1 << 20)
                 .await;
             let mut st = shard.state.borrow_mut();
             match got {

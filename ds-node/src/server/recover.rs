@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
-use engines::vlog::{EntryRecord, LogIndex, LogRecord, RangeId as LogRangeId, Vlog, VlogConfig};
+use engines::vlog::{EntryRecord, LogIndex, LogRecord, Vlog, VlogConfig};
+use net::RangeId;
 use net::glommio_transport::Pool;
 use net::message::RangeDescriptor;
 use net::message::handshake::{Hello, Role};
@@ -162,7 +163,7 @@ impl Shard {
     }
 
     /// Rebuilds one range of the shard log (a destroyed one leaves its tombstone).
-    async fn recover_range(&self, range: LogRangeId) -> anyhow::Result<()> {
+    async fn recover_range(&self, range: RangeId) -> anyhow::Result<()> {
         let Some(meta) = self.log.conf_state(range) else {
             // Hard state of a replica that never got its first snapshot: nothing to keep.
             tracing::info!(%range, "range without a descriptor in the shard log; skipped");
@@ -219,7 +220,7 @@ impl Shard {
     }
 
     /// Loads the newest checkpoint of `range` into the engine; returns its identity.
-    async fn load_checkpoint(&self, range: LogRangeId) -> anyhow::Result<CheckpointMeta> {
+    async fn load_checkpoint(&self, range: RangeId) -> anyhow::Result<CheckpointMeta> {
         let path = super::checkpoint::path(self, range.0);
         let bytes = super::checkpoint::read(self, range.0)
             .await?
@@ -245,7 +246,7 @@ impl Shard {
     /// splits and conf changes replayed.
     async fn replay_log(
         &self,
-        range: LogRangeId,
+        range: RangeId,
         desc: &mut RangeDescriptor,
         base: u64,
         commit: u64,
@@ -344,7 +345,7 @@ impl Shard {
         };
         let bytes = ckpt::encode(&meta, std::iter::empty());
         super::checkpoint::write(self, desc.id.0, INIT_INDEX, Rc::new(bytes)).await?;
-        let range = LogRangeId(desc.id.0);
+        let range = desc.id;
         self.log
             .append(vec![
                 LogRecord::ConfState {

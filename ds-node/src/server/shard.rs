@@ -12,7 +12,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use engines::vlog::{LogIndex, LogRecord, RangeId as LogRangeId, Vlog};
+use engines::vlog::{LogIndex, LogRecord, Vlog};
 use net::glommio_transport::Pool;
 use net::message::handshake::Hello;
 use net::message::kv::KvResponse;
@@ -276,7 +276,7 @@ impl Shard {
                 .ok_or_else(|| anyhow::anyhow!("range {} has no replica on this shard", desc.id))?,
         };
         let log = Rc::clone(&self.log);
-        let range = LogRangeId(desc.id.0);
+        let range = desc.id;
         let cache = cache.with_log(Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)));
         let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;

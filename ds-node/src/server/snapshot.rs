@@ -25,7 +25,7 @@
 
 use std::rc::Rc;
 
-use engines::vlog::{AppendRecord, LogIndex, LogRecord, RangeId as LogRangeId, TruncateMode};
+use engines::vlog::{AppendRecord, LogIndex, LogRecord, TruncateMode};
 use net::message::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
 use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
 use raft::SnapshotStatus;
@@ -251,7 +251,7 @@ pub fn install(
             term: md.term,
             conf: md.get_conf_state().clone(),
         });
-    let lr = LogRangeId(range);
+    let lr = RangeId(range);
     records.push(AppendRecord::from(LogRecord::ConfState {
         range: lr,
         data: encode_meta(&p.desc),

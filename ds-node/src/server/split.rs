@@ -28,9 +28,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use engines::vlog::{LogIndex, LogRecord, RangeId as LogRangeId, Term};
+use engines::vlog::{LogIndex, LogRecord, Term};
 use net::message::{RangeDescriptor, Replica, SplitReport};
-use net::{Message, ReplicaId};
+use net::{Message, RangeId, ReplicaId};
 use raft::eraftpb::HardState;
 
 use super::peer::conf_state_of;
@@ -49,7 +49,7 @@ pub fn apply_to_desc(left: &mut RangeDescriptor, cmd: &SplitCmd) -> Option<Range
     }
     left.epoch.version += 1;
     let right = RangeDescriptor {
-        id: net::RangeId(cmd.new_range_id),
+        id: RangeId(cmd.new_range_id),
         start: cmd.split_key.clone(),
         end: left.end.clone(),
         epoch: left.epoch,
@@ -142,7 +142,7 @@ pub async fn create_right(
     }
     {
         let mut st = shard.state.borrow_mut();
-        let lr = LogRangeId(id);
+        let lr = RangeId(id);
         st.meta_records.push(LogRecord::ConfState {
             range: lr,
             data: encode_meta(&right),

@@ -25,33 +25,7 @@ pub fn arity(name: &str) -> Reply {
     ))
 }
 
-/// Parses a decimal `i64` as Redis's `string2ll` (no `+`, no spaces, no leading zeros).
-pub fn parse_i64(s: &[u8]) -> Option<i64> {
-    if s.is_empty() || s.len() > 20 {
-        return None;
-    }
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') || (neg && digits == b"0") {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let d = i64::from(d - b'0');
-        v = v.checked_mul(10)?;
-        v = if neg {
-            v.checked_sub(d)?
-        } else {
-            v.checked_add(d)?
-        };
-    }
-    Some(v)
-}
+pub use net::redis_num::parse_i64;
 
 /// An integer argument, or the Redis error reply.
 pub fn int(s: &[u8]) -> Result<i64, Reply> {
