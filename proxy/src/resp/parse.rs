@@ -228,30 +228,9 @@ fn find_crlf(buf: &[u8], max: usize, what: &'static str) -> Result<Option<usize>
     }
 }
 
-/// Parses a decimal `i64` the way Redis's `string2ll` does: optional `-`, digits, no `+`,
-/// no spaces, no leading zeros except "0".
+/// Parses a decimal `i64` the way Redis's `string2ll` does (the one copy in `net`).
 fn parse_int(s: &[u8]) -> Option<i64> {
-    let (neg, digits) = match s.split_first() {
-        Some((b'-', rest)) => (true, rest),
-        _ => (false, s),
-    };
-    if digits.is_empty() || (digits.len() > 1 && digits[0] == b'0') {
-        return None;
-    }
-    let mut v: i64 = 0;
-    for &d in digits {
-        if !d.is_ascii_digit() {
-            return None;
-        }
-        let d = i64::from(d - b'0');
-        v = v.checked_mul(10)?;
-        v = if neg {
-            v.checked_sub(d)?
-        } else {
-            v.checked_add(d)?
-        };
-    }
-    Some(v)
+    net::redis_num::parse_i64(s)
 }
 
 /// An inline command: one line (`\n` or `\r\n` terminated) split like `sdssplitargs`.

@@ -269,21 +269,7 @@ mod tests {
     use crate::engine::{Engine, Entry};
     use crate::pointer::SegmentId;
 
-    fn ptr(seg: u32, offset: u64, v: &[u8]) -> LogPointer {
-        LogPointer {
-            segment: SegmentId(seg),
-            offset,
-            len: v.len() as u32,
-            checksum: crc32c::crc32c(v),
-        }
-    }
-
-    fn hot(v: &'static [u8]) -> Entry {
-        Entry {
-            value: Bytes::from_static(v),
-            expire_at_ms: 0,
-        }
-    }
+    use crate::engine::masstree::test_util::{hot, ptr};
 
     #[test]
     fn demoted_entries_pin_their_segment_until_overwritten_or_deleted() {

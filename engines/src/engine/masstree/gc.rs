@@ -96,23 +96,9 @@ impl MasstreeEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Engine, Entry};
+    use crate::engine::Engine;
 
-    fn ptr(seg: u32, offset: u64, v: &[u8]) -> LogPointer {
-        LogPointer {
-            segment: SegmentId(seg),
-            offset,
-            len: v.len() as u32,
-            checksum: crc32c::crc32c(v),
-        }
-    }
-
-    fn hot(v: &'static [u8]) -> Entry {
-        Entry {
-            value: Bytes::from_static(v),
-            expire_at_ms: 0,
-        }
-    }
+    use crate::engine::masstree::test_util::{hot, ptr};
 
     const ALL: GcWalk = GcWalk {
         max_items: usize::MAX,

@@ -43,6 +43,8 @@ use crate::pointer::{LogPointer, SegmentId};
 pub mod clock;
 mod cold;
 mod gc;
+#[cfg(test)]
+mod test_util;
 
 pub use cold::{Candidate, Loaded, Promotion, loaded_before};
 pub use gc::{GcItem, GcWalk};
@@ -476,21 +478,7 @@ impl Engine for MasstreeEngine {
 mod tests {
     use super::*;
 
-    fn ptr(seg: u32, offset: u64, v: &[u8]) -> LogPointer {
-        LogPointer {
-            segment: SegmentId(seg),
-            offset,
-            len: v.len() as u32,
-            checksum: crc32c::crc32c(v),
-        }
-    }
-
-    fn hot(v: &'static [u8]) -> Entry {
-        Entry {
-            value: Bytes::from_static(v),
-            expire_at_ms: 0,
-        }
-    }
+    use super::test_util::{hot, ptr};
 
     #[test]
     fn sizes_count_cold_values_by_their_pointer() {
