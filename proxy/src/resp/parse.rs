@@ -392,8 +392,13 @@ mod tests {
 
     #[test]
     fn protocol_errors_carry_redis_messages() {
-        let cases: [(&[u8], &str); 7] = [
+        // Lengths are parsed as Redis's string2ll: no "-0", no leading zeros (checked against
+        // redis-server 7.0.15: the same replies).
+        let cases: [(&[u8], &str); 10] = [
             (b"*abc\r\n", "invalid multibulk length"),
+            (b"*-0\r\n", "invalid multibulk length"),
+            (b"*1\r\n$-0\r\n", "invalid bulk length"),
+            (b"*1\r\n$04\r\nPING\r\n", "invalid bulk length"),
             (b"*3000000000\r\n", "invalid multibulk length"),
             (b"*1\r\n+x\r\n", "expected '$', got '+'"),
             (b"*1\r\n$-5\r\n", "invalid bulk length"),
