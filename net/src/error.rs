@@ -5,7 +5,8 @@
 
 use crate::codec::wire_enum;
 use crate::ids::{ClusterId, RangeId};
-use crate::message::route::{LeaderHint, RangeDescriptor};
+use crate::limits::LimitError;
+use crate::route::{LeaderHint, RangeDescriptor};
 
 /// An error returned by a shard or the master in place of a result.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -147,9 +148,34 @@ impl RpcError {
     }
 }
 
+impl From<LimitError> for RpcError {
+    fn from(e: LimitError) -> Self {
+        let u32_of = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match e {
+            LimitError::KeyTooLarge { len, max } | LimitError::RawKeyTooLarge { len, max } => {
+                RpcError::KeyTooLarge {
+                    len: u32_of(len),
+                    max: u32_of(max),
+                }
+            }
+            LimitError::ValueTooLarge { len, max } => RpcError::ValueTooLarge {
+                len: len as u64,
+                max: max as u64,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn limit_errors_keep_their_figures_on_the_wire() {
+        let e: RpcError = LimitError::ValueTooLarge { len: 2, max: 1 }.into();
+        assert_eq!(e, RpcError::ValueTooLarge { len: 2, max: 1 });
+        let e: RpcError = LimitError::KeyTooLarge { len: 9, max: 8 }.into();
+        assert_eq!(e, RpcError::KeyTooLarge { len: 9, max: 8 });
+    }
 
     #[test]
     fn error_codes_are_stable() {

@@ -1,7 +1,8 @@
 //! Size limits of keys, elements and values, checked the same way by the proxy (before it
 //! sends), the DS request handler (before it proposes) and the range state machine (before it
 //! applies), so that no committed entry can fail in the engine (`docs/guides/proxy.md`,
-//! "Limits").
+//! "Limits"). This module knows sizes only; each operation checks its own keys and values
+//! with these functions (`KvOp::check_limits`).
 //!
 //! The engine stores one entry per Redis key (its metadata) and one per element (a hash
 //! field today; list, set and sorted-set elements later). Its keys are at most
@@ -12,11 +13,7 @@
 //! [`LimitError`]; a read of a key or element that cannot exist simply finds nothing.
 // perf-critical: every keyed command is checked here.
 
-use bytes::Bytes;
-
 use crate::codec::MAX_KEY_BYTES;
-use crate::error::RpcError;
-use crate::message::kv::{KvOp, WriteOp};
 
 /// The longest key the engine stores (equal to the wire's key limit and to
 /// `engines::masstree::MAX_KEY_LEN`; ds-node asserts the equality at compile time).
@@ -64,131 +61,6 @@ pub enum LimitError {
     },
 }
 
-impl From<LimitError> for RpcError {
-    fn from(e: LimitError) -> Self {
-        let u32_of = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        match e {
-            LimitError::KeyTooLarge { len, max } | LimitError::RawKeyTooLarge { len, max } => {
-                RpcError::KeyTooLarge {
-                    len: u32_of(len),
-                    max: u32_of(max),
-                }
-            }
-            LimitError::ValueTooLarge { len, max } => RpcError::ValueTooLarge {
-                len: len as u64,
-                max: max as u64,
-            },
-        }
-    }
-}
-
-/// Checks every key, element and value of `op` against the limits (`max_value_bytes`: the
-/// configured `proto-max-bulk-len`).
-pub fn check_op(op: &KvOp, max_value_bytes: usize) -> Result<(), LimitError> {
-    let value = |v: &Bytes| check_value(v.len(), max_value_bytes);
-    match op {
-        KvOp::Get { key }
-        | KvOp::Delete { key }
-        | KvOp::Increment { key, .. }
-        | KvOp::Scan { start: key, .. } => raw_key(key),
-        KvOp::BatchGet { keys } => keys.iter().try_for_each(raw_key),
-        KvOp::Put { key, value: v, .. } => raw_key(key).and_then(|()| value(v)),
-        KvOp::CompareAndSet { key, new, .. } => {
-            raw_key(key)?;
-            new.as_ref().map_or(Ok(()), value)
-        }
-        KvOp::BatchWrite { ops } => ops.iter().try_for_each(|w| match w {
-            WriteOp::Put { key, value: v, .. } => raw_key(key).and_then(|()| value(v)),
-            WriteOp::Delete { key } => raw_key(key),
-        }),
-        KvOp::StrSet { key, value: v, .. } | KvOp::StrAppend { key, value: v } => {
-            user_key(key, 0)?;
-            value(v)
-        }
-        KvOp::StrSetRange {
-            key,
-            offset,
-            value: v,
-        } => {
-            user_key(key, 0)?;
-            let end = usize::try_from(*offset)
-                .ok()
-                .and_then(|o| o.checked_add(v.len()))
-                .unwrap_or(usize::MAX);
-            if v.is_empty() {
-                Ok(())
-            } else {
-                check_value(end, max_value_bytes)
-            }
-        }
-        KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
-        KvOp::RangeFlush {} | KvOp::DbFlush {} => Ok(()),
-        KvOp::KeyRename { key, dst, .. }
-        | KvOp::KeyCopy { key, dst, .. }
-        | KvOp::KeyCopyDb { key, dst, .. } => {
-            user_key(key, 0)?;
-            user_key(dst, 0)
-        }
-        KvOp::List { op } => op.check_limits(max_value_bytes),
-        KvOp::Set { op } => op.check_limits(max_value_bytes),
-        KvOp::ZSet { op } => op.check_limits(max_value_bytes),
-        KvOp::Bits { op } => op.check_limits(max_value_bytes),
-        KvOp::Hll { op } => op.check_limits(),
-        KvOp::Eval {
-            anchor,
-            body,
-            keys,
-            args,
-            ..
-        } => {
-            user_key(anchor, 0)?;
-            keys.iter().try_for_each(|k| user_key(k, 0))?;
-            value(body)?;
-            args.iter().try_for_each(&value)
-        }
-        // Neither `InDb` nor `Multi` nests (refused when decoded): bounded recursion.
-        KvOp::InDb { op, .. } => check_op(op, max_value_bytes),
-        KvOp::Multi { watches, ops } => {
-            watches.iter().try_for_each(|w| user_key(&w.key, 0))?;
-            ops.iter().try_for_each(|op| check_op(op, max_value_bytes))
-        }
-        KvOp::HSet { key, pairs, .. } => pairs.iter().try_for_each(|(f, v)| {
-            user_key(key, f.len())?;
-            value(v)
-        }),
-        KvOp::HIncrBy { key, field, .. } | KvOp::HIncrByFloat { key, field, .. } => {
-            user_key(key, field.len())
-        }
-        KvOp::HScan { key, cursor, .. } => {
-            user_key(key, 0)?;
-            check_len(cursor.len(), MAX_KEY_BYTES)
-        }
-        KvOp::StrGet { key }
-        | KvOp::StrGetDel { key }
-        | KvOp::StrGetEx { key, .. }
-        | KvOp::StrIncrBy { key, .. }
-        | KvOp::StrIncrByFloat { key, .. }
-        | KvOp::StrLen { key }
-        | KvOp::StrGetRange { key, .. }
-        | KvOp::KeyDel { key }
-        | KvOp::KeyExists { key }
-        | KvOp::KeyExpire { key, .. }
-        | KvOp::KeyPersist { key }
-        | KvOp::KeyTtl { key }
-        | KvOp::KeyType { key }
-        | KvOp::KeyObject { key, .. }
-        | KvOp::HGet { key, .. }
-        | KvOp::HMGet { key, .. }
-        | KvOp::HDel { key, .. }
-        | KvOp::HExists { key, .. }
-        | KvOp::HLen { key }
-        | KvOp::HGetAll { key }
-        | KvOp::HStrLen { key, .. }
-        | KvOp::HRandField { key, .. }
-        | KvOp::KeyDigest { key } => user_key(key, 0),
-    }
-}
-
 /// Checks a value length against `max_value_bytes`.
 pub fn check_value(len: usize, max_value_bytes: usize) -> Result<(), LimitError> {
     if len > max_value_bytes {
@@ -212,81 +84,15 @@ pub fn user_key(key: &[u8], element_len: usize) -> Result<(), LimitError> {
     Ok(())
 }
 
-fn raw_key(key: &Bytes) -> Result<(), LimitError> {
+/// Checks a raw (non-Redis) key.
+pub fn raw_key(key: &[u8]) -> Result<(), LimitError> {
     check_len(key.len(), MAX_INTERNAL_KEY_BYTES)
 }
 
-fn check_len(len: usize, max: usize) -> Result<(), LimitError> {
+/// Checks a raw length against `max` (a cursor, a scan bound).
+pub fn check_len(len: usize, max: usize) -> Result<(), LimitError> {
     if len > max {
         return Err(LimitError::RawKeyTooLarge { len, max });
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::kv::{Cond, Expiry};
-
-    fn set(key_len: usize, value_len: usize) -> KvOp {
-        KvOp::StrSet {
-            key: Bytes::from(vec![b'k'; key_len]),
-            value: Bytes::from(vec![b'v'; value_len]),
-            expiry: Expiry::Persist {},
-            cond: Cond::Always {},
-            get_old: false,
-        }
-    }
-
-    #[test]
-    fn keys_up_to_the_limit_pass_and_one_byte_more_is_refused() {
-        assert!(check_op(&set(MAX_KEY_ELEMENT_BYTES, 1), 10).is_ok());
-        assert_eq!(
-            check_op(&set(MAX_KEY_ELEMENT_BYTES + 1, 1), 10),
-            Err(LimitError::KeyTooLarge {
-                len: MAX_KEY_ELEMENT_BYTES + 1,
-                max: MAX_KEY_ELEMENT_BYTES
-            })
-        );
-    }
-
-    #[test]
-    fn key_and_field_count_together() {
-        let op = |f: usize| KvOp::HSet {
-            key: Bytes::from(vec![b'k'; 40_000]),
-            pairs: vec![(Bytes::from(vec![b'f'; f]), Bytes::new())],
-            only_new: false,
-        };
-        assert!(check_op(&op(MAX_KEY_ELEMENT_BYTES - 40_000), 10).is_ok());
-        assert!(check_op(&op(MAX_KEY_ELEMENT_BYTES - 40_000 + 1), 10).is_err());
-    }
-
-    #[test]
-    fn values_over_the_configured_maximum_are_refused() {
-        assert!(check_op(&set(1, 100), 100).is_ok());
-        assert!(matches!(
-            check_op(&set(1, 101), 100),
-            Err(LimitError::ValueTooLarge { len: 101, max: 100 })
-        ));
-        let setrange = |offset: u64, len: usize| KvOp::StrSetRange {
-            key: Bytes::from_static(b"k"),
-            offset,
-            value: Bytes::from(vec![0; len]),
-        };
-        assert!(check_op(&setrange(90, 10), 100).is_ok());
-        assert!(check_op(&setrange(91, 10), 100).is_err());
-        assert!(check_op(&setrange(u64::MAX, 1), 100).is_err());
-        assert!(
-            check_op(&setrange(u64::MAX, 0), 100).is_ok(),
-            "Redis: no-op"
-        );
-    }
-
-    #[test]
-    fn limit_errors_keep_their_figures_on_the_wire() {
-        let e: RpcError = LimitError::ValueTooLarge { len: 2, max: 1 }.into();
-        assert_eq!(e, RpcError::ValueTooLarge { len: 2, max: 1 });
-        let e: RpcError = LimitError::KeyTooLarge { len: 9, max: 8 }.into();
-        assert_eq!(e, RpcError::KeyTooLarge { len: 9, max: 8 });
-    }
 }

@@ -67,8 +67,8 @@ impl RouteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::{Epoch, RangeId, ReplicaId, ShardId, StoreId};
     use crate::message::{ReplicaRole, StoreInfo};
-    use crate::{Epoch, RangeId, ReplicaId, ShardId, StoreId};
     use bytes::Bytes;
 
     fn range(

@@ -17,7 +17,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use net::RpcError;
 use net::keyspace::Db;
-use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlState, WriteOp};
+use net::message::kv::{
+    Cond, ExpireCond, Expiry, KeyType, KvOp, OpFamily, OpResult, TtlState, WriteOp,
+};
 
 pub use super::ctx::ApplyCtx;
 use super::meta::{self, Meta};
@@ -90,7 +92,7 @@ pub fn execute_in<S: KvStore>(
 ) -> Result<OpResult, RpcError> {
     // Deterministic on every replica: an entry over a limit (proposed by an older build, or
     // forged) is an error reply, never an engine failure.
-    net::limits::check_op(op, net::limits::DEFAULT_MAX_VALUE_BYTES)?;
+    op.check_limits(net::limits::DEFAULT_MAX_VALUE_BYTES)?;
     let (db, op) = op.in_db(db);
     super::keys::check(op, ctx.range, db)?;
     let mut a = Apply {
@@ -138,61 +140,19 @@ pub(super) struct Apply<'s, 'c, S> {
 
 impl<S: KvStore> Apply<'_, '_, S> {
     fn run(&mut self, op: &KvOp) -> Result<OpResult, RpcError> {
-        match op {
-            KvOp::Get { .. }
-            | KvOp::BatchGet { .. }
-            | KvOp::Put { .. }
-            | KvOp::Delete { .. }
-            | KvOp::BatchWrite { .. }
-            | KvOp::Scan { .. }
-            | KvOp::CompareAndSet { .. }
-            | KvOp::Increment { .. } => self.run_raw(op),
-            KvOp::StrGet { .. }
-            | KvOp::StrSet { .. }
-            | KvOp::StrGetDel { .. }
-            | KvOp::StrGetEx { .. }
-            | KvOp::StrIncrBy { .. }
-            | KvOp::StrIncrByFloat { .. }
-            | KvOp::StrAppend { .. }
-            | KvOp::StrLen { .. }
-            | KvOp::StrGetRange { .. }
-            | KvOp::StrSetRange { .. } => self.run_string(op),
-            KvOp::KeyDel { .. }
-            | KvOp::KeyExists { .. }
-            | KvOp::KeyExpire { .. }
-            | KvOp::KeyPersist { .. }
-            | KvOp::KeyTtl { .. }
-            | KvOp::KeyType { .. }
-            | KvOp::KeyScan { .. }
-            | KvOp::KeyObject { .. }
-            | KvOp::KeyRename { .. }
-            | KvOp::KeyCopy { .. }
-            | KvOp::KeyCopyDb { .. } => self.run_key(op),
-            KvOp::HSet { .. }
-            | KvOp::HGet { .. }
-            | KvOp::HMGet { .. }
-            | KvOp::HDel { .. }
-            | KvOp::HExists { .. }
-            | KvOp::HLen { .. }
-            | KvOp::HGetAll { .. }
-            | KvOp::HIncrBy { .. }
-            | KvOp::HIncrByFloat { .. }
-            | KvOp::HStrLen { .. }
-            | KvOp::HScan { .. }
-            | KvOp::HRandField { .. } => self.run_hash(op),
-            KvOp::List { op } => self.list(op),
-            KvOp::Bits { op } => self.bits(op),
-            KvOp::Hll { op } => self.hll(op),
-            KvOp::Set { op } => self.set(op),
-            KvOp::ZSet { op } => self.zset(op),
-            // Dispatched by `execute` before `run` (an `InDb` here was nested: the decoder
-            // refuses that).
-            KvOp::RangeFlush {}
-            | KvOp::DbFlush {}
-            | KvOp::Multi { .. }
-            | KvOp::Eval { .. }
-            | KvOp::KeyDigest { .. }
-            | KvOp::InDb { .. } => Err(not_applied_here()),
+        match (op.family(), op) {
+            (OpFamily::Raw, _) => self.run_raw(op),
+            (OpFamily::String, _) => self.run_string(op),
+            (OpFamily::Key, _) => self.run_key(op),
+            (OpFamily::Hash, _) => self.run_hash(op),
+            (_, KvOp::List { op }) => self.list(op),
+            (_, KvOp::Bits { op }) => self.bits(op),
+            (_, KvOp::Hll { op }) => self.hll(op),
+            (_, KvOp::Set { op }) => self.set(op),
+            (_, KvOp::ZSet { op }) => self.zset(op),
+            // `OpFamily::Control`: dispatched by `execute` before `run` (an `InDb` here was
+            // nested: the decoder refuses that).
+            _ => Err(not_applied_here()),
         }
     }
 

@@ -53,7 +53,7 @@ use engines::vlog::Error as LogError;
 use futures_channel::oneshot;
 use net::RpcError;
 use net::message::RangeDescriptor;
-use net::message::kv::{KvOp, KvResponse, WriteOp};
+use net::message::kv::{KvOp, KvResponse, OpFamily, WriteOp};
 
 use super::metrics::ShardMetrics;
 use super::shard::Shard;
@@ -199,24 +199,15 @@ fn plan_in(
 /// Operations on strings and on a key's metadata read the metadata entry of their keys and
 /// nothing else (the string is in it).
 fn reads_metadata_only(op: &KvOp) -> bool {
-    matches!(
-        op,
-        KvOp::StrGet { .. }
-            | KvOp::StrSet { .. }
-            | KvOp::StrGetDel { .. }
-            | KvOp::StrGetEx { .. }
-            | KvOp::StrIncrBy { .. }
-            | KvOp::StrIncrByFloat { .. }
-            | KvOp::StrAppend { .. }
-            | KvOp::StrLen { .. }
-            | KvOp::StrGetRange { .. }
-            | KvOp::StrSetRange { .. }
-            | KvOp::KeyExists { .. }
-            | KvOp::KeyTtl { .. }
-            | KvOp::KeyType { .. }
-            | KvOp::KeyExpire { .. }
-            | KvOp::KeyPersist { .. }
-    )
+    op.family() == OpFamily::String
+        || matches!(
+            op,
+            KvOp::KeyExists { .. }
+                | KvOp::KeyTtl { .. }
+                | KvOp::KeyType { .. }
+                | KvOp::KeyExpire { .. }
+                | KvOp::KeyPersist { .. }
+        )
 }
 
 /// Every cold entry of user key `key` — metadata and elements — except its dedup records,

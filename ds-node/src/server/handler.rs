@@ -76,7 +76,7 @@ pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
 /// the limits and the range (here, running, same epoch, led by this replica), then read or
 /// proposed.
 fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
-    if let Err(e) = net::limits::check_op(&req.op, net::limits::DEFAULT_MAX_VALUE_BYTES) {
+    if let Err(e) = req.op.check_limits(net::limits::DEFAULT_MAX_VALUE_BYTES) {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(e.into());
     }

@@ -3,16 +3,17 @@
 
 use bytes::Bytes;
 
-use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
+use crate::codec::{DecodeError, MAX_KEY_BYTES, Reader, Wire, wire_enum, wire_struct};
 use crate::error::RpcError;
 use crate::keyspace::Db;
+use crate::limits::{LimitError, check_len, check_value, raw_key, user_key};
 pub use crate::message::bits::BitOp;
 pub use crate::message::hll::HllOp;
 pub use crate::message::list::ListOp;
-use crate::message::route::RouteCtx;
 pub use crate::message::script::Value as ScriptValue;
 pub use crate::message::set::{SetAlgebra, SetOp};
 pub use crate::message::zset::ZSetOp;
+use crate::route::RouteCtx;
 
 /// What a write does to the key's expiry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,9 +415,9 @@ pub enum KvOp {
     /// unless a watched key's digest differs from the one its `WATCH` read. Operations do not
     /// nest: a `Multi` inside `ops` is refused when decoded.
     Multi {
-        #[cfg_attr(test, proptest(strategy = "crate::arb::watches()"))]
+        #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::watches()"))]
         watches: Vec<Watch>,
-        #[cfg_attr(test, proptest(strategy = "crate::arb::leaf_ops()"))]
+        #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::leaf_ops()"))]
         ops: Vec<KvOp>,
     },
     /// Redis `WATCH` of one key: a digest of its live state (type, value, fields, expiry).
@@ -430,7 +431,7 @@ pub enum KvOp {
     /// an `InDb` inside `op` is refused when decoded.
     InDb {
         db: Db,
-        #[cfg_attr(test, proptest(strategy = "crate::arb::boxed_leaf_op()"))]
+        #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::boxed_leaf_op()"))]
         op: Box<KvOp>,
     },
     /// Redis `FLUSHDB` on this range: delete every Redis key of the operation's database.
@@ -599,7 +600,94 @@ wire_enum!(KvOp: u8, "kv op" {
     85 => Eval { anchor: key, body, keys: keys, args, read_only, function },
 });
 
+/// Which part of the data model an operation acts on: the apply code dispatches by it, and
+/// the cold-entry planner asks it which entries an operation reads. Every [`KvOp`] variant
+/// belongs to exactly one family ([`KvOp::family`] has no wildcard arm), so a new operation
+/// must be placed before it compiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpFamily {
+    /// Raw keys without a Redis type (get, put, delete, batches, scans, CAS, increment).
+    Raw,
+    /// Redis strings (the value lives in the key's metadata entry).
+    String,
+    /// Whole Redis keys of any type (DEL, EXISTS, EXPIRE, TTL, TYPE, SCAN, RENAME, COPY, ...).
+    Key,
+    /// Redis hashes.
+    Hash,
+    /// Redis lists ([`KvOp::List`]).
+    List,
+    /// Redis sets ([`KvOp::Set`]).
+    Set,
+    /// Redis sorted sets ([`KvOp::ZSet`]).
+    ZSet,
+    /// Bitmap operations on strings ([`KvOp::Bits`]).
+    Bits,
+    /// HyperLogLog operations on strings ([`KvOp::Hll`]).
+    Hll,
+    /// Operations around others or over the whole range: flushes, `Multi`, `Eval`, `InDb`
+    /// and the WATCH digest.
+    Control,
+}
+
 impl KvOp {
+    /// The family of this operation ([`OpFamily`]).
+    pub fn family(&self) -> OpFamily {
+        match self {
+            KvOp::Get { .. }
+            | KvOp::BatchGet { .. }
+            | KvOp::Put { .. }
+            | KvOp::Delete { .. }
+            | KvOp::BatchWrite { .. }
+            | KvOp::Scan { .. }
+            | KvOp::CompareAndSet { .. }
+            | KvOp::Increment { .. } => OpFamily::Raw,
+            KvOp::StrGet { .. }
+            | KvOp::StrSet { .. }
+            | KvOp::StrGetDel { .. }
+            | KvOp::StrGetEx { .. }
+            | KvOp::StrIncrBy { .. }
+            | KvOp::StrIncrByFloat { .. }
+            | KvOp::StrAppend { .. }
+            | KvOp::StrLen { .. }
+            | KvOp::StrGetRange { .. }
+            | KvOp::StrSetRange { .. } => OpFamily::String,
+            KvOp::KeyDel { .. }
+            | KvOp::KeyExists { .. }
+            | KvOp::KeyExpire { .. }
+            | KvOp::KeyPersist { .. }
+            | KvOp::KeyTtl { .. }
+            | KvOp::KeyType { .. }
+            | KvOp::KeyScan { .. }
+            | KvOp::KeyObject { .. }
+            | KvOp::KeyRename { .. }
+            | KvOp::KeyCopy { .. }
+            | KvOp::KeyCopyDb { .. } => OpFamily::Key,
+            KvOp::HSet { .. }
+            | KvOp::HGet { .. }
+            | KvOp::HMGet { .. }
+            | KvOp::HDel { .. }
+            | KvOp::HExists { .. }
+            | KvOp::HLen { .. }
+            | KvOp::HGetAll { .. }
+            | KvOp::HIncrBy { .. }
+            | KvOp::HIncrByFloat { .. }
+            | KvOp::HStrLen { .. }
+            | KvOp::HScan { .. }
+            | KvOp::HRandField { .. } => OpFamily::Hash,
+            KvOp::List { .. } => OpFamily::List,
+            KvOp::Set { .. } => OpFamily::Set,
+            KvOp::ZSet { .. } => OpFamily::ZSet,
+            KvOp::Bits { .. } => OpFamily::Bits,
+            KvOp::Hll { .. } => OpFamily::Hll,
+            KvOp::RangeFlush {}
+            | KvOp::DbFlush {}
+            | KvOp::Multi { .. }
+            | KvOp::Eval { .. }
+            | KvOp::KeyDigest { .. }
+            | KvOp::InDb { .. } => OpFamily::Control,
+        }
+    }
+
     /// The user key of a Redis operation (`None` for raw and range-wide operations).
     pub fn redis_key(&self) -> Option<&Bytes> {
         match self {
@@ -897,7 +985,7 @@ pub enum OpResult {
     },
     /// The result of each operation of a [`KvOp::Multi`], in order (an error is one element).
     Multi {
-        #[cfg_attr(test, proptest(strategy = "crate::arb::leaf_responses()"))]
+        #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::leaf_responses()"))]
         results: Vec<KvResponse>,
     },
     /// A [`KvOp::Multi`] not applied because a watched key changed.
@@ -1009,6 +1097,116 @@ pub enum KvResponse {
 }
 wire_enum!(KvResponse: u8, "kv response" { 0 => Ok { result }, 1 => Err { error } });
 
+impl KvOp {
+    /// Checks every key, element and value of this operation against the size limits
+    /// (`crate::limits`; `max_value_bytes`: the configured `proto-max-bulk-len`).
+    pub fn check_limits(&self, max_value_bytes: usize) -> Result<(), LimitError> {
+        let value = |v: &Bytes| check_value(v.len(), max_value_bytes);
+        match self {
+            KvOp::Get { key }
+            | KvOp::Delete { key }
+            | KvOp::Increment { key, .. }
+            | KvOp::Scan { start: key, .. } => raw_key(key),
+            KvOp::BatchGet { keys } => keys.iter().try_for_each(|k| raw_key(k)),
+            KvOp::Put { key, value: v, .. } => raw_key(key).and_then(|()| value(v)),
+            KvOp::CompareAndSet { key, new, .. } => {
+                raw_key(key)?;
+                new.as_ref().map_or(Ok(()), value)
+            }
+            KvOp::BatchWrite { ops } => ops.iter().try_for_each(|w| match w {
+                WriteOp::Put { key, value: v, .. } => raw_key(key).and_then(|()| value(v)),
+                WriteOp::Delete { key } => raw_key(key),
+            }),
+            KvOp::StrSet { key, value: v, .. } | KvOp::StrAppend { key, value: v } => {
+                user_key(key, 0)?;
+                value(v)
+            }
+            KvOp::StrSetRange {
+                key,
+                offset,
+                value: v,
+            } => {
+                user_key(key, 0)?;
+                let end = usize::try_from(*offset)
+                    .ok()
+                    .and_then(|o| o.checked_add(v.len()))
+                    .unwrap_or(usize::MAX);
+                if v.is_empty() {
+                    Ok(())
+                } else {
+                    check_value(end, max_value_bytes)
+                }
+            }
+            KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
+            KvOp::RangeFlush {} | KvOp::DbFlush {} => Ok(()),
+            KvOp::KeyRename { key, dst, .. }
+            | KvOp::KeyCopy { key, dst, .. }
+            | KvOp::KeyCopyDb { key, dst, .. } => {
+                user_key(key, 0)?;
+                user_key(dst, 0)
+            }
+            KvOp::List { op } => op.check_limits(max_value_bytes),
+            KvOp::Set { op } => op.check_limits(max_value_bytes),
+            KvOp::ZSet { op } => op.check_limits(max_value_bytes),
+            KvOp::Bits { op } => op.check_limits(max_value_bytes),
+            KvOp::Hll { op } => op.check_limits(),
+            KvOp::Eval {
+                anchor,
+                body,
+                keys,
+                args,
+                ..
+            } => {
+                user_key(anchor, 0)?;
+                keys.iter().try_for_each(|k| user_key(k, 0))?;
+                value(body)?;
+                args.iter().try_for_each(&value)
+            }
+            // Neither `InDb` nor `Multi` nests (refused when decoded): bounded recursion.
+            KvOp::InDb { op, .. } => op.check_limits(max_value_bytes),
+            KvOp::Multi { watches, ops } => {
+                watches.iter().try_for_each(|w| user_key(&w.key, 0))?;
+                ops.iter()
+                    .try_for_each(|op| op.check_limits(max_value_bytes))
+            }
+            KvOp::HSet { key, pairs, .. } => pairs.iter().try_for_each(|(f, v)| {
+                user_key(key, f.len())?;
+                value(v)
+            }),
+            KvOp::HIncrBy { key, field, .. } | KvOp::HIncrByFloat { key, field, .. } => {
+                user_key(key, field.len())
+            }
+            KvOp::HScan { key, cursor, .. } => {
+                user_key(key, 0)?;
+                check_len(cursor.len(), MAX_KEY_BYTES)
+            }
+            KvOp::StrGet { key }
+            | KvOp::StrGetDel { key }
+            | KvOp::StrGetEx { key, .. }
+            | KvOp::StrIncrBy { key, .. }
+            | KvOp::StrIncrByFloat { key, .. }
+            | KvOp::StrLen { key }
+            | KvOp::StrGetRange { key, .. }
+            | KvOp::KeyDel { key }
+            | KvOp::KeyExists { key }
+            | KvOp::KeyExpire { key, .. }
+            | KvOp::KeyPersist { key }
+            | KvOp::KeyTtl { key }
+            | KvOp::KeyType { key }
+            | KvOp::KeyObject { key, .. }
+            | KvOp::HGet { key, .. }
+            | KvOp::HMGet { key, .. }
+            | KvOp::HDel { key, .. }
+            | KvOp::HExists { key, .. }
+            | KvOp::HLen { key }
+            | KvOp::HGetAll { key }
+            | KvOp::HStrLen { key, .. }
+            | KvOp::HRandField { key, .. }
+            | KvOp::KeyDigest { key } => user_key(key, 0),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1061,5 +1259,128 @@ mod tests {
             }],
         };
         assert_eq!(decode_exact::<OpResult>(encode_to_bytes(&flat)), Ok(flat));
+    }
+}
+
+/// Strategies for `KvOp`s inside `Multi`/`InDb` (bounded nesting).
+#[cfg(test)]
+mod arb {
+    use proptest::prelude::*;
+
+    use crate::arb::{bytes, opt_bytes};
+
+    pub fn watches() -> impl Strategy<Value = Vec<super::Watch>> {
+        prop::collection::vec(
+            (bytes(), any::<u64>()).prop_map(|(key, digest)| super::Watch { key, digest }),
+            0..3,
+        )
+    }
+    /// The operation of an `InDb` (no `InDb` inside).
+    pub fn boxed_leaf_op() -> impl Strategy<Value = Box<super::KvOp>> {
+        use super::KvOp;
+        prop_oneof![
+            bytes().prop_map(|key| KvOp::StrGet { key }),
+            Just(KvOp::DbFlush {}),
+            leaf_ops().prop_map(|ops| KvOp::Multi {
+                watches: vec![],
+                ops
+            }),
+        ]
+        .prop_map(Box::new)
+    }
+    /// Operations of a `Multi` (no nested `Multi`).
+    pub fn leaf_ops() -> impl Strategy<Value = Vec<super::KvOp>> {
+        use super::KvOp;
+        let op = prop_oneof![
+            bytes().prop_map(|key| KvOp::StrGet { key }),
+            (bytes(), any::<i64>()).prop_map(|(key, delta)| KvOp::StrIncrBy { key, delta }),
+            bytes().prop_map(|key| KvOp::KeyDigest { key }),
+            Just(KvOp::RangeFlush {}),
+            (any::<crate::keyspace::Db>(), bytes()).prop_map(|(db, key)| KvOp::InDb {
+                db,
+                op: Box::new(KvOp::KeyDel { key })
+            }),
+        ];
+        prop::collection::vec(op, 0..4)
+    }
+    /// Results of a `Multi` (no nested `Multi`).
+    pub fn leaf_responses() -> impl Strategy<Value = Vec<super::KvResponse>> {
+        use super::{KvResponse, OpResult};
+        let r = prop_oneof![
+            any::<i64>().prop_map(|value| KvResponse::Ok {
+                result: OpResult::Int { value }
+            }),
+            opt_bytes().prop_map(|value| KvResponse::Ok {
+                result: OpResult::Value { value }
+            }),
+            any::<crate::error::RpcError>().prop_map(|error| KvResponse::Err { error }),
+        ];
+        prop::collection::vec(r, 0..4)
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use bytes::Bytes;
+
+    use super::{Cond, Expiry, KvOp};
+    use crate::limits::{LimitError, MAX_KEY_ELEMENT_BYTES};
+
+    fn set(key_len: usize, value_len: usize) -> KvOp {
+        KvOp::StrSet {
+            key: Bytes::from(vec![b'k'; key_len]),
+            value: Bytes::from(vec![b'v'; value_len]),
+            expiry: Expiry::Persist {},
+            cond: Cond::Always {},
+            get_old: false,
+        }
+    }
+
+    #[test]
+    fn keys_up_to_the_limit_pass_and_one_byte_more_is_refused() {
+        assert!(set(MAX_KEY_ELEMENT_BYTES, 1).check_limits(10).is_ok());
+        assert_eq!(
+            set(MAX_KEY_ELEMENT_BYTES + 1, 1).check_limits(10),
+            Err(LimitError::KeyTooLarge {
+                len: MAX_KEY_ELEMENT_BYTES + 1,
+                max: MAX_KEY_ELEMENT_BYTES
+            })
+        );
+    }
+
+    #[test]
+    fn key_and_field_count_together() {
+        let op = |f: usize| KvOp::HSet {
+            key: Bytes::from(vec![b'k'; 40_000]),
+            pairs: vec![(Bytes::from(vec![b'f'; f]), Bytes::new())],
+            only_new: false,
+        };
+        assert!(op(MAX_KEY_ELEMENT_BYTES - 40_000).check_limits(10).is_ok());
+        assert!(
+            op(MAX_KEY_ELEMENT_BYTES - 40_000 + 1)
+                .check_limits(10)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn values_over_the_configured_maximum_are_refused() {
+        assert!(set(1, 100).check_limits(100).is_ok());
+        assert!(matches!(
+            set(1, 101).check_limits(100),
+            Err(LimitError::ValueTooLarge { len: 101, max: 100 })
+        ));
+        let setrange = |offset: u64, len: usize| KvOp::StrSetRange {
+            key: Bytes::from_static(b"k"),
+            offset,
+            value: Bytes::from(vec![0; len]),
+        };
+        assert!(setrange(90, 10).check_limits(100).is_ok());
+        assert!(setrange(91, 10).check_limits(100).is_err());
+        assert!(setrange(u64::MAX, 1).check_limits(100).is_err());
+        assert!(
+            setrange(u64::MAX, 0).check_limits(100).is_ok(),
+            "Redis: no-op"
+        );
     }
 }

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::codec::{wire_enum, wire_struct};
 use crate::ids::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
-use crate::message::route::RangeDescriptor;
+use crate::route::RangeDescriptor;
 
 /// A storage node's identity and addresses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,7 +7,6 @@ pub mod kv;
 pub mod list;
 pub mod master;
 pub mod raft;
-pub mod route;
 pub mod script;
 pub mod set;
 pub mod zset;
@@ -23,7 +22,9 @@ pub use handshake::{Hello, HelloAck, Ping, Pong, Role};
 pub use kv::{KvOp, KvRequest, KvResponse, KvWrite, OpResult};
 pub use master::*;
 pub use raft::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
-pub use route::{LeaderHint, RangeDescriptor, Replica, ReplicaRole, RouteCtx};
+
+/// The routing structures, named here too as every message that routes carries them.
+pub use crate::route::{LeaderHint, RangeDescriptor, Replica, ReplicaRole, RouteCtx};
 
 /// Why a frame did not become a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

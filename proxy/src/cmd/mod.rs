@@ -187,7 +187,7 @@ fn within_limits(shared: &Shared, action: Action) -> Action {
         .min(net::limits::DEFAULT_MAX_VALUE_BYTES);
     match ops
         .iter()
-        .try_for_each(|(_, op)| net::limits::check_op(op, max_value))
+        .try_for_each(|(_, op)| op.check_limits(max_value))
     {
         Ok(()) => action,
         Err(e) => Action::Reply(util::rpc_error(&e.into())),
