@@ -195,7 +195,10 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
 async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
     let (queued, watched) = std::mem::take(&mut sess.tx).into_parts();
     let mut parts = Vec::with_capacity(queued.len());
+    let flags = shared.settings.notify_flags();
+    let mut notices = Vec::with_capacity(queued.len());
     for args in queued {
+        notices.push(crate::notify::capture(flags, sess.db, &args));
         let (_, action) = cmd::dispatch_queued(shared, sess, args);
         parts.push(match action {
             Action::Reply(r) | Action::Close(r) => Part::Ready(r),
@@ -246,12 +249,16 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
     if let Err(r) = atomic(&shared.router, w, segment, &mut replies).await {
         return r;
     }
-    Reply::Array(
-        replies
-            .into_iter()
-            .map(|r| r.unwrap_or_else(|| Reply::err("internal error: no reply")))
-            .collect(),
-    )
+    let replies: Vec<Reply> = replies
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Reply::err("internal error: no reply")))
+        .collect();
+    for (notice, reply) in notices.iter().zip(&replies) {
+        if let Some(n) = notice {
+            crate::notify::emit(&shared.pubsub, n, reply);
+        }
+    }
+    Reply::Array(replies)
 }
 
 /// Runs a command alone at its place, in database `db`: a multi-round or blocking command (in

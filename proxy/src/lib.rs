@@ -32,6 +32,7 @@ pub mod glob;
 pub mod keyspace;
 pub mod metrics;
 pub mod monitor;
+pub mod notify;
 pub mod pubsub;
 pub mod rdb;
 pub mod resp;

@@ -179,6 +179,8 @@ pub struct HubStats {
     pub delivered: AtomicUsize,
     /// Subscribers disconnected because their mailbox was full.
     pub overflows: AtomicUsize,
+    /// Keyspace notification events published ([`crate::notify`]).
+    pub keyspace_events: AtomicUsize,
 }
 
 /// Every subscription of this proxy.

@@ -260,13 +260,26 @@ enum End {
 }
 
 /// One command waiting in a batch for its reply.
+/// A blocking command waiting its turn: its name, arrival, `CLIENT REPLY` silence, the
+/// command, and its keyspace notifications.
+type Parked = (
+    Option<&'static str>,
+    Instant,
+    bool,
+    crate::blocking::Blocked,
+    Option<Box<crate::notify::Notice>>,
+);
+
 struct Item {
     name: Option<&'static str>,
     proto: Protocol,
-    /// `CLIENT REPLY OFF|SKIP`: the reply is not sent (RESP3 pushes still are).
+    /// `CLIENT REPLY OFF|SKIP`: the reply is not sent (pushes — subscription confirmations —
+    /// still are, in RESP2 too, as Redis marks them `CLIENT_PUSHING`).
     silent: bool,
     start: Instant,
     what: ItemKind,
+    /// Keyspace notifications to publish once the reply is known ([`crate::notify`]).
+    notice: Option<Box<crate::notify::Notice>>,
 }
 
 enum ItemKind {
@@ -290,12 +303,7 @@ struct Conn<'a> {
     /// (a pipeline of 16 GETs read the clock 32 times, 3 % of the proxy's CPU).
     batch_start: Instant,
     /// A blocking command to run before the rest of the input ([`crate::blocking`]).
-    blocked: Option<(
-        Option<&'static str>,
-        Instant,
-        bool,
-        crate::blocking::Blocked,
-    )>,
+    blocked: Option<Parked>,
     /// The last command run (`CLIENT LIST` `cmd=`).
     last_cmd: Option<&'static str>,
 }
@@ -404,7 +412,7 @@ async fn connection(
         parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let mut end = conn.process(&mut parser, &mut inbuf).await;
         while end == End::No {
-            let Some((name, start, silent, b)) = conn.blocked.take() else {
+            let Some((name, start, silent, b, notice)) = conn.blocked.take() else {
                 break;
             };
             if conn.write_out().await.is_err() {
@@ -430,6 +438,7 @@ async fn connection(
                 silent,
                 start,
                 what: ItemKind::Ready(reply),
+                notice,
             });
             end = conn.process(&mut parser, &mut inbuf).await;
         }
@@ -547,7 +556,7 @@ impl Conn<'_> {
                 }
                 Err(e) => {
                     self.shared.metrics.record_error("ERR");
-                    self.push_ready(None, false, Reply::err(e));
+                    self.push_ready(None, false, Reply::err(e), None);
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -567,6 +576,8 @@ impl Conn<'_> {
                 };
             }
             let start = self.batch_start;
+            let flags = self.shared.settings.notify_flags();
+            let notice = crate::notify::capture(flags, self.sess.db, &args);
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
             let silent = self.sess.reply_mode.next_silent();
             self.last_cmd = name.or(self.last_cmd);
@@ -574,7 +585,7 @@ impl Conn<'_> {
                 self.shared.metrics.record_error("ERR");
             }
             match action {
-                Action::Reply(r) => self.push_ready(name, silent, r),
+                Action::Reply(r) => self.push_ready(name, silent, r, notice),
                 Action::Data { ops, finish } => {
                     let first = self.ops.len();
                     let len = ops.len();
@@ -585,13 +596,14 @@ impl Conn<'_> {
                         silent,
                         start,
                         what: ItemKind::Data { first, len, finish },
+                        notice,
                     });
                 }
                 Action::Block(b) if b.block => {
                     // Run by `connection` while it watches the socket (a client that goes
                     // away while blocked is dropped); the rest of the input waits.
                     let end = self.flush().await;
-                    self.blocked = Some((name, start, silent, b));
+                    self.blocked = Some((name, start, silent, b, notice));
                     return end;
                 }
                 rounds @ (Action::Async(_) | Action::Block(_)) => {
@@ -606,6 +618,7 @@ impl Conn<'_> {
                         silent,
                         start,
                         what: ItemKind::Ready(reply),
+                        notice,
                     });
                 }
                 Action::Tx(t) => {
@@ -620,10 +633,11 @@ impl Conn<'_> {
                         silent,
                         start,
                         what: ItemKind::Ready(reply),
+                        notice,
                     });
                 }
                 Action::Close(r) => {
-                    self.push_ready(name, silent, r);
+                    self.push_ready(name, silent, r, None);
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -705,13 +719,20 @@ impl Conn<'_> {
         self.write_out().await
     }
 
-    fn push_ready(&mut self, name: Option<&'static str>, silent: bool, r: Reply) {
+    fn push_ready(
+        &mut self,
+        name: Option<&'static str>,
+        silent: bool,
+        r: Reply,
+        notice: Option<Box<crate::notify::Notice>>,
+    ) {
         self.items.push(Item {
             name,
             proto: self.sess.protocol,
             silent,
             start: self.batch_start,
             what: ItemKind::Ready(r),
+            notice,
         });
     }
 
@@ -744,6 +765,9 @@ impl Conn<'_> {
                     finish(res)
                 }
             };
+            if let Some(n) = &item.notice {
+                crate::notify::emit(&self.shared.pubsub, n, &reply);
+            }
             if let Some(name) = item.name {
                 let error = match &reply {
                     Reply::Error(e) => Some(error_class(e)),
@@ -753,7 +777,7 @@ impl Conn<'_> {
                     .unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
             }
-            if item.silent && !(item.proto == Protocol::Resp3 && reply.is_push()) {
+            if item.silent && !reply.is_push() {
                 continue;
             }
             let before = self.out.len();

@@ -1,12 +1,12 @@
 //! The settings `CONFIG SET` changes while the proxy runs: `requirepass`,
-//! `client-query-buffer-limit` and `timeout`. Each connection reads them when it needs them
+//! `client-query-buffer-limit`, `timeout` and `notify-keyspace-events`. Each connection reads them when it needs them
 //! (a new AUTH, each read, each timer check), so a change applies to connections already open:
 //! - `requirepass`: new AUTHs check the new password and new connections must authenticate;
 //!   connections that already authenticated stay authenticated (as Redis keeps them).
 //! - `client-query-buffer-limit`: from the next read of every connection.
 //! - `timeout`: within [`crate::server`]'s check interval (10 s at most).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ pub struct Settings {
     requirepass: RwLock<Option<Arc<[u8]>>>,
     query_buffer_limit: AtomicUsize,
     idle_timeout_secs: AtomicU64,
+    /// `notify-keyspace-events` ([`crate::notify`] flags; 0: none).
+    notify_flags: AtomicU32,
 }
 
 impl Settings {
@@ -37,6 +39,7 @@ impl Settings {
             requirepass: RwLock::new(requirepass.map(|p| Arc::from(p.as_bytes()))),
             query_buffer_limit: AtomicUsize::new(query_buffer_limit),
             idle_timeout_secs: AtomicU64::new(idle_timeout.as_secs()),
+            notify_flags: AtomicU32::new(0),
         }
     }
 
@@ -70,6 +73,16 @@ impl Settings {
     /// `timeout`: how long a client may stay idle; zero is never.
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs.load(Ordering::Relaxed))
+    }
+
+    /// `notify-keyspace-events` as [`crate::notify`] flags.
+    pub fn notify_flags(&self) -> u32 {
+        self.notify_flags.load(Ordering::Relaxed)
+    }
+
+    /// Sets `notify-keyspace-events`.
+    pub fn set_notify_flags(&self, flags: u32) {
+        self.notify_flags.store(flags, Ordering::Relaxed);
     }
 
     /// Sets `timeout` in seconds.

@@ -553,6 +553,10 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             format!("normal {} 0 0", c.max_output_bytes),
         ),
         ("cluster-enabled", "no".into()),
+        (
+            "notify-keyspace-events",
+            crate::notify::format(shared.settings.notify_flags()),
+        ),
     ];
     for (i, p) in crate::encodings::PARAMS.iter().enumerate() {
         let v = shared.settings.encodings.value_at(i).to_string();
@@ -594,6 +598,8 @@ enum SetValue {
     Requirepass(Bytes),
     QueryBufferLimit(usize),
     Timeout(u64),
+    /// `notify-keyspace-events`, as [`crate::notify`] flags.
+    NotifyFlags(u32),
     /// An encoding threshold: its index in `encodings::PARAMS` and value.
     Encoding(usize, i64),
     /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
@@ -601,7 +607,8 @@ enum SetValue {
 }
 
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
-/// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`.
+/// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`,
+/// `notify-keyspace-events`, the encoding thresholds and `save ""`.
 fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
     if args.len() < 4 {
         return arity("config|set");
@@ -641,6 +648,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::Requirepass(p) => shared.settings.set_requirepass(&p),
             SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
+            SetValue::NotifyFlags(f) => shared.settings.set_notify_flags(f),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
             SetValue::NoSave => {}
         }
@@ -683,6 +691,10 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
             return Err("tierkv takes no RDB snapshots (every write is durable in its log); only save \"\" is accepted".into());
         }
         "requirepass" => SetValue::Requirepass(Bytes::copy_from_slice(v)),
+        "notify-keyspace-events" => SetValue::NotifyFlags(
+            crate::notify::parse(v)
+                .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")?,
+        ),
         "client-query-buffer-limit" => {
             let n = parse_memory(v).ok_or("argument must be a memory value")?;
             let n = usize::try_from(n)
@@ -775,7 +787,8 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
              rejected_connections:{}\r\nroute_retries:{}\r\nroute_refreshes:{}\r\n\
              route_pushes:{}\r\nroute_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
              pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
-             tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\r\n",
+             tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
+             tierkv_keyspace_events_published:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -795,6 +808,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
                 .len(),
             shared.pubsub.stats.delivered.load(Ordering::Relaxed),
             shared.pubsub.stats.overflows.load(Ordering::Relaxed),
+            shared.pubsub.stats.keyspace_events.load(Ordering::Relaxed),
         );
     }
     if show("replication") {
