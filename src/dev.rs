@@ -104,7 +104,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         let (stop_proxy, proxy_stop_rx) = watch::channel(false);
         let proxy_task = tokio::spawn(proxy::server::serve(
             listener,
-            shared,
+            shared.clone(),
             wait_for(proxy_stop_rx),
         ));
 
@@ -147,9 +147,12 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         if let Some(a) = node.admin_addr {
             println!("  DS node: http://{a}/metrics  (POST /demote makes values cold)");
         }
-        println!("Ctrl-C stops it; starting it again keeps every key.");
+        println!("Ctrl-C (or redis-cli SHUTDOWN) stops it; starting it again keeps every key.");
 
-        master::run::shutdown_signal().await;
+        tokio::select! {
+            () = master::run::shutdown_signal() => {}
+            () = shared.shutdown_requested() => eprintln!("SHUTDOWN from a client"),
+        }
         eprintln!("stopping: probes, proxy, DS node, master");
         let _ = stop_probes.send(true);
         while probe_tasks.join_next().await.is_some() {}

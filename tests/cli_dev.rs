@@ -1,5 +1,5 @@
-//! `tierkv dev` as a new user runs it, as a child process: Redis commands work; SIGINT stops
-//! it within seconds; restarted on the same data dir every key is there; and `kill -9` in the
+//! `tierkv dev` as a new user runs it, as a child process: Redis commands work; SIGINT and
+//! `SHUTDOWN` stop it within seconds; restarted on the same data dir every key is there; and `kill -9` in the
 //! middle of a write load loses no acknowledged write.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -169,7 +169,49 @@ fn dev_cluster_serves_redis_stops_on_sigint_and_keeps_keys_across_restarts() {
     assert_eq!(c.cmd(&["GET", "greeting"]).unwrap(), "hello");
     assert_eq!(c.cmd(&["HGET", "h", "f"]).unwrap(), "v");
     assert_eq!(c.cmd(&["INCR", "n"]).unwrap(), ":2");
+    shutdown_and_wait(child, &mut c);
+
+    let child = start(dir.path(), port);
+    let mut c = wait_ready(port);
+    assert_eq!(
+        c.cmd(&["INCR", "n"]).unwrap(),
+        ":3",
+        "SHUTDOWN lost nothing"
+    );
     interrupt_and_wait(child);
+}
+
+/// `SHUTDOWN` as Redis has it: refused inside MULTI and with conflicting options; otherwise
+/// the connection closes without a reply and the whole process exits with status 0.
+fn shutdown_and_wait(mut child: Child, c: &mut Conn) {
+    assert_eq!(
+        c.cmd(&["SHUTDOWN", "SAVE", "NOSAVE"]).unwrap(),
+        "-ERR syntax error"
+    );
+    assert_eq!(
+        c.cmd(&["SHUTDOWN", "ABORT"]).unwrap(),
+        "-ERR No shutdown in progress."
+    );
+    assert_eq!(c.cmd(&["MULTI"]).unwrap(), "+OK");
+    assert_eq!(
+        c.cmd(&["SHUTDOWN"]).unwrap(),
+        "-ERR Command not allowed inside a transaction"
+    );
+    assert!(c.cmd(&["EXEC"]).unwrap().starts_with("-EXECABORT"));
+    let eof = c.cmd(&["SHUTDOWN", "NOSAVE"]);
+    assert!(eof.is_err(), "no reply to SHUTDOWN: {eof:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "tierkv dev exited with {status}");
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tierkv dev did not stop within 15 s of SHUTDOWN"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

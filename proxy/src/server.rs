@@ -66,6 +66,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
+            () = shared.shutdown_requested() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {

@@ -89,6 +89,8 @@ pub struct Shared {
     next_id: AtomicU64,
     /// When the proxy started.
     pub started: Instant,
+    /// Set by `SHUTDOWN`: [`crate::server::serve`] stops, and so does the process around it.
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -113,7 +115,19 @@ impl Shared {
             functions: crate::functions::Registry::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
+            shutdown: tokio::sync::watch::Sender::new(false),
         })
+    }
+
+    /// Asks the proxy, and the process it runs in, to stop (`SHUTDOWN`).
+    pub fn request_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Completes once `SHUTDOWN` was requested.
+    pub async fn shutdown_requested(&self) {
+        let mut rx = self.shutdown.subscribe();
+        let _ = rx.wait_for(|stop| *stop).await;
     }
 
     /// A new connection's `CLIENT ID`.

@@ -139,6 +139,13 @@ fn dispatch_fed(
         let line = crate::monitor::line(sess.db, &sess.peer, &args);
         shared.pubsub.feed_monitors(&line);
     }
+    if sess.tx.active() && spec.flags.contains(&"no_multi") {
+        let reply = Reply::err("Command not allowed inside a transaction");
+        return (
+            Some(spec.name),
+            Action::Reply(tx::rejected(sess, spec.name, reply)),
+        );
+    }
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);
     }

@@ -28,6 +28,7 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         },
         "echo" => Reply::Bulk(args[1].clone()),
         "quit" => return Action::Close(Reply::OK),
+        "shutdown" => return shutdown(shared, sess, args),
         "auth" => auth(shared, sess, args),
         "hello" => hello(shared, sess, args),
         "client" => client(shared, sess, args),
@@ -44,6 +45,32 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         _ => Reply::err("internal error: not a server command"),
     };
     Action::Reply(reply)
+}
+
+/// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: stops the proxy and the process it runs in
+/// (all of `tierkv dev`, cleanly), closing the connection without a reply as Redis does.
+/// Every acknowledged write is already durable in the Raft logs, so `SAVE` and `NOSAVE` stop
+/// alike and lose nothing; a shutdown is immediate, so `ABORT` finds none in progress.
+fn shutdown(shared: &Shared, sess: &Session, args: &[Bytes]) -> Action {
+    let (mut save, mut nosave, mut abort, mut other) = (false, false, false, false);
+    for a in &args[1..] {
+        match a.to_ascii_lowercase().as_slice() {
+            b"save" => save = true,
+            b"nosave" => nosave = true,
+            b"abort" => abort = true,
+            b"now" | b"force" => other = true,
+            _ => return Action::Reply(syntax()),
+        }
+    }
+    if (abort && (save || nosave || other)) || (save && nosave) {
+        return Action::Reply(syntax());
+    }
+    if abort {
+        return Action::Reply(Reply::err("No shutdown in progress."));
+    }
+    tracing::warn!(peer = %sess.peer, "SHUTDOWN requested by a client; stopping");
+    shared.request_shutdown();
+    Action::Close(Reply::Seq(Vec::new()))
 }
 
 /// Checks a user and password against `requirepass` (user `default` only).

@@ -18,6 +18,14 @@ use crate::resp::Reply;
 // Flag sets of the connection and transaction commands.
 const TXF: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 const TXS: &[&str] = &["noscript", "loading", "stale", "skip_slowlog"];
+const SHUTDOWN: &[&str] = &[
+    "admin",
+    "noscript",
+    "loading",
+    "stale",
+    "no_multi",
+    "allow_busy",
+];
 const CN: &[&str] = &[
     "noscript",
     "loading",
@@ -136,6 +144,7 @@ pub static TABLE: &[Spec] = &[
     spec!("setex", 4, WD, 1, 1, 1),
     spec!("setnx", 3, W, 1, 1, 1),
     spec!("setrange", 4, WD, 1, 1, 1),
+    spec!("shutdown", -1, SHUTDOWN, 0, 0, 0),
     spec!("strlen", 2, R, 1, 1, 1),
     spec!("swapdb", 3, WF, 0, 0, 0),
     spec!("time", 1, C, 0, 0, 0),
