@@ -42,6 +42,7 @@ pub mod script_value;
 pub mod server;
 pub mod settings;
 pub mod shared;
+pub mod sockets;
 pub mod unblock;
 pub mod waiters;
 

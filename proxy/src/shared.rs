@@ -89,6 +89,8 @@ pub struct Shared {
     next_id: AtomicU64,
     /// When the proxy started.
     pub started: Instant,
+    /// Connections to `MIGRATE` targets.
+    pub migrate_sockets: Arc<crate::sockets::Sockets>,
     /// Set by `SHUTDOWN`: [`crate::server::serve`] stops, and so does the process around it.
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -115,6 +117,7 @@ impl Shared {
             functions: crate::functions::Registry::default(),
             next_id: AtomicU64::new(1),
             started: Instant::now(),
+            migrate_sockets: Arc::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
         })
     }

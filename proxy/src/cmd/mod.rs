@@ -161,6 +161,7 @@ fn dispatch_fed(
             }
             "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
             "object" => object::object(shared, &args),
+            "migrate" => dump::migrate::dispatch(&shared.migrate_sockets, &args),
             "memory" => object::memory(&args),
             name if pubsub::SPECS.iter().any(|s| s.name == name) => {
                 Action::Reply(pubsub::dispatch(shared, sess, name, &args))

@@ -815,7 +815,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
              route_pushes:{}\r\nroute_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
              pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
-             tierkv_keyspace_events_published:{}\r\n\r\n",
+             tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -836,6 +836,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             shared.pubsub.stats.delivered.load(Ordering::Relaxed),
             shared.pubsub.stats.overflows.load(Ordering::Relaxed),
             shared.pubsub.stats.keyspace_events.load(Ordering::Relaxed),
+            shared.migrate_sockets.count(),
         );
     }
     if show("replication") {

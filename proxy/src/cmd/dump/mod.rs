@@ -12,7 +12,10 @@ use bytes::Bytes;
 use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvResponse, OpResult, Watch};
 use net::message::list::ListOp;
 use net::message::set::SetOp;
-use net::message::zset::{ZSetOp, by};
+use net::message::zset::ZSetOp;
+
+pub mod migrate;
+mod read;
 
 use super::action::{Action, keyed, single};
 use super::spec::{RS, Spec, WD, spec};
@@ -21,9 +24,13 @@ use crate::rdb::{self, Object};
 use crate::resp::Reply;
 use crate::route::ExecError;
 
+/// `MIGRATE`'s flags (key positions are movable with `KEYS`).
+const MIGRATE: &[&str] = &["write", "movablekeys"];
+
 /// The commands of this module, sorted by name.
 pub static SPECS: &[Spec] = &[
     spec!("dump", 2, RS, 1, 1, 1),
+    spec!("migrate", -6, MIGRATE, 3, 3, 1),
     spec!("restore", -4, WD, 1, 1, 1),
 ];
 
@@ -38,68 +45,18 @@ pub fn dispatch(name: &str, args: &[Bytes], now_ms: u64) -> Action {
 }
 
 fn dump(key: &Bytes) -> Action {
-    let k = || key.clone();
-    let ops = vec![
-        KvOp::KeyType { key: k() },
-        KvOp::StrGet { key: k() },
-        KvOp::List {
-            op: ListOp::Range {
-                key: k(),
-                start: 0,
-                stop: -1,
-            },
-        },
-        KvOp::Set {
-            op: SetOp::Members { key: k() },
-        },
-        KvOp::ZSet {
-            op: ZSetOp::Range {
-                key: k(),
-                by: by::RANK,
-                min: Bytes::from_static(b"0"),
-                max: Bytes::from_static(b"-1"),
-                rev: false,
-                offset: 0,
-                count: -1,
-            },
-        },
-        KvOp::HGetAll { key: k() },
-    ];
     let multi = KvOp::Multi {
         watches: Vec::new(),
-        ops,
+        ops: read::value_ops(key),
     };
     single(key, multi, |r| match r {
-        OpResult::Multi { results } => match value_of(results) {
+        OpResult::Multi { results } => match read::value_of(results) {
             Ok(Some(obj)) => Reply::Bulk(Bytes::from(rdb::encode(&obj))),
             Ok(None) => Reply::Nil,
             Err(r) => r,
         },
         other => unexpected(&other),
     })
-}
-
-/// The key's value out of the `DUMP` read: the first operation of its type that answered.
-fn value_of(results: Vec<KvResponse>) -> Result<Option<Object>, Reply> {
-    let mut it = results.into_iter();
-    if let Some(KvResponse::Err { error }) = it.next() {
-        return Err(exec_error(&ExecError::Rpc(error)));
-    }
-    for (i, r) in it.enumerate() {
-        let KvResponse::Ok { result } = r else {
-            continue;
-        };
-        return Ok(Some(match (i, result) {
-            (0, OpResult::Value { value: None }) => continue,
-            (0, OpResult::Value { value: Some(v) }) => Object::String(v),
-            (1, OpResult::Bulks { values }) if !values.is_empty() => Object::List(values),
-            (2, OpResult::Bulks { values }) if !values.is_empty() => Object::Set(values),
-            (3, OpResult::Scored { items }) if !items.is_empty() => Object::ZSet(items),
-            (4, OpResult::Pairs { pairs }) if !pairs.is_empty() => Object::Hash(pairs),
-            _ => continue,
-        }));
-    }
-    Ok(None)
 }
 
 /// `RESTORE`'s options.
