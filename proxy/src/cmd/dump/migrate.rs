@@ -8,9 +8,10 @@
 //! [`crate::sockets::IDLE`] unused, as Redis's `migrate_cached_sockets`; a cached connection that fails
 //! before anything was sent is replaced once. Errors are Redis's: `IOERR` for a connection
 //! that fails or times out, `ERR Target instance replied with error: …` for a refusal,
-//! `+NOKEY` when no key exists. Not atomic: a key changed between its read and its delete
-//! keeps the change at the target's expense, as in Redis Cluster (where MIGRATE is atomic
-//! only because the server is single-threaded).
+//! `+NOKEY` when no key exists. The read and the delete are two steps (Redis's MIGRATE is
+//! atomic because its server is single-threaded): a key written between them is not
+//! deleted — the delete watches the digest read with the value — so the newer write stays
+//! here and the target holds the value as read.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use net::message::kv::{KvOp, KvResponse, OpResult, TtlState};
+use net::message::kv::{KvOp, KvResponse, OpResult, TtlState, Watch};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -108,6 +109,8 @@ struct Dumped {
     key: Bytes,
     payload: Bytes,
     ttl_ms: u64,
+    /// The key's WATCH digest when read: the delete applies only if it is unchanged.
+    digest: u64,
 }
 
 impl AsyncCommand for Migrate {
@@ -128,7 +131,7 @@ impl Migrate {
                 .iter()
                 .zip(&replies)
                 .filter(|(_, r)| r.is_ok())
-                .map(|(d, _)| keyed(&d.key, KvOp::KeyDel { key: d.key.clone() }))
+                .map(|(d, _)| keyed(&d.key, delete_unchanged(d)))
                 .collect();
             for r in router.exec(ops).await {
                 r.map_err(|e| exec_error(&e))?;
@@ -149,6 +152,7 @@ impl Migrate {
             .map(|key| {
                 let mut ops = read::value_ops(key);
                 ops.push(KvOp::KeyTtl { key: key.clone() });
+                ops.push(KvOp::KeyDigest { key: key.clone() });
                 keyed(
                     key,
                     KvOp::Multi {
@@ -166,6 +170,12 @@ impl Migrate {
                     "internal error: unexpected reply to MIGRATE's read",
                 ));
             };
+            let digest = match results.pop() {
+                Some(KvResponse::Ok {
+                    result: OpResult::Digest { digest },
+                }) => digest,
+                _ => return Err(Reply::err("internal error: no digest in MIGRATE's read")),
+            };
             let ttl = match results.pop() {
                 Some(KvResponse::Ok {
                     result:
@@ -180,6 +190,7 @@ impl Migrate {
                     key: key.clone(),
                     payload: Bytes::from(crate::rdb::encode(&obj)),
                     ttl_ms: ttl,
+                    digest,
                 });
             }
         }
@@ -296,6 +307,18 @@ impl Migrate {
             b'-' => Err(text),
             _ => Ok(()),
         })
+    }
+}
+
+/// Deletes a migrated key unless it changed since it was read (then it stays: the target
+/// has the value as read, the source the newer one).
+fn delete_unchanged(d: &Dumped) -> KvOp {
+    KvOp::Multi {
+        watches: vec![Watch {
+            key: d.key.clone(),
+            digest: d.digest,
+        }],
+        ops: vec![KvOp::KeyDel { key: d.key.clone() }],
     }
 }
 
