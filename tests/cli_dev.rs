@@ -89,11 +89,16 @@ fn wait_ready(port: u16) -> Conn {
     }
 }
 
-fn interrupt_and_wait(mut child: Child) {
+fn interrupt_and_wait(child: Child) {
     Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
         .unwrap();
+    wait_exit(child, "SIGINT");
+}
+
+/// Waits for `child` to exit with status 0 within 15 s of `cause`.
+fn wait_exit(mut child: Child, cause: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -102,7 +107,7 @@ fn interrupt_and_wait(mut child: Child) {
         }
         assert!(
             Instant::now() < deadline,
-            "tierkv dev did not stop within 15 s of SIGINT"
+            "tierkv dev did not stop within 15 s of {cause}"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -183,7 +188,7 @@ fn dev_cluster_serves_redis_stops_on_sigint_and_keeps_keys_across_restarts() {
 
 /// `SHUTDOWN` as Redis has it: refused inside MULTI and with conflicting options; otherwise
 /// the connection closes without a reply and the whole process exits with status 0.
-fn shutdown_and_wait(mut child: Child, c: &mut Conn) {
+fn shutdown_and_wait(child: Child, c: &mut Conn) {
     assert_eq!(
         c.cmd(&["SHUTDOWN", "SAVE", "NOSAVE"]).unwrap(),
         "-ERR syntax error"
@@ -200,18 +205,7 @@ fn shutdown_and_wait(mut child: Child, c: &mut Conn) {
     assert!(c.cmd(&["EXEC"]).unwrap().starts_with("-EXECABORT"));
     let eof = c.cmd(&["SHUTDOWN", "NOSAVE"]);
     assert!(eof.is_err(), "no reply to SHUTDOWN: {eof:?}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "tierkv dev exited with {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "tierkv dev did not stop within 15 s of SHUTDOWN"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_exit(child, "SHUTDOWN");
 }
 
 #[test]

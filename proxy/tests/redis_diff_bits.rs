@@ -73,17 +73,7 @@ const SCRIPT: &[&str] = &[
     "BITOP OR d h",
 ];
 
-fn args(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|a| {
-            if a == "\"\"" {
-                Vec::new()
-            } else {
-                a.as_bytes().to_vec()
-            }
-        })
-        .collect()
-}
+use common::script_args as args;
 
 fn compare(r: &mut Client, p: &mut Client, lines: &[String]) -> Vec<String> {
     let mut diffs = Vec::new();

@@ -103,17 +103,7 @@ const SCRIPT: &[&str] = &[
     "SELECT 0",
 ];
 
-fn args(line: &str) -> Vec<Vec<u8>> {
-    line.split(' ')
-        .map(|a| {
-            if a == "\"\"" {
-                Vec::new()
-            } else {
-                a.as_bytes().to_vec()
-            }
-        })
-        .collect()
-}
+use common::script_args as args;
 
 /// Runs the script at `addr` and returns what a `__key*__:*` subscriber received, up to the
 /// `done` marker published at the end.

@@ -570,3 +570,16 @@ pub fn reply_len(buf: &[u8]) -> Option<usize> {
         _ => panic!("not a RESP reply: {:?}", String::from_utf8_lossy(buf)),
     }
 }
+
+/// A script line's arguments, split at spaces; `""` stands for an empty argument.
+pub fn script_args(line: &str) -> Vec<Vec<u8>> {
+    line.split(' ')
+        .map(|a| {
+            if a == "\"\"" {
+                Vec::new()
+            } else {
+                a.as_bytes().to_vec()
+            }
+        })
+        .collect()
+}
