@@ -36,6 +36,7 @@ pub mod core;
 pub mod detector;
 pub mod log;
 pub mod metrics;
+pub mod provision;
 pub mod run;
 pub mod schedule;
 pub mod service;
