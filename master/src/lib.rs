@@ -29,6 +29,7 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod autoscale;
 pub mod capacity;
 mod codec;
 pub mod config;
