@@ -2,6 +2,7 @@
 //! and the operators in flight. One method per RPC; time is a parameter, errors are the
 //! `RpcError`s the peer sees. The tokio service (`crate::service`) puts it behind a mutex.
 
+mod manual;
 mod operator;
 mod routes;
 pub mod scale;

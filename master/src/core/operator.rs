@@ -132,7 +132,11 @@ impl Core {
         accepted
     }
 
-    fn materialize(&mut self, p: &Proposal, now_ms: u64) -> Result<RunningOperator, RpcError> {
+    pub(super) fn materialize(
+        &mut self,
+        p: &Proposal,
+        now_ms: u64,
+    ) -> Result<RunningOperator, RpcError> {
         let range = self
             .state()
             .range(p.range_id)
