@@ -171,7 +171,7 @@ fn provisioner(
             } else {
                 rpc_addr.to_string()
             };
-            Some(Arc::new(LocalSpawner::new(LocalConfig {
+            let spawner = LocalSpawner::new(LocalConfig {
                 exe,
                 master_addr,
                 cluster_secret_file: secret,
@@ -183,7 +183,17 @@ fn provisioner(
                 maxmemory: sc.local_maxmemory,
                 max_nodes: sc.max_stores as usize,
                 stop_timeout: Duration::from_secs(10),
-            })))
+            });
+            let resumed = spawner
+                .resume()
+                .map_err(|e| RunError::Provisioner(e.to_string()))?;
+            if resumed > 0 {
+                tracing::info!(
+                    resumed,
+                    "local provisioner restarted the nodes it had started"
+                );
+            }
+            Some(Arc::new(spawner))
         }
     })
 }

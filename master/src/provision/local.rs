@@ -56,6 +56,34 @@ impl LocalSpawner {
         }
     }
 
+    /// Starts again every node whose data directory is under the data root (the nodes a
+    /// previous run of this master started and did not stop); returns how many.
+    pub fn resume(&self) -> Result<usize, ProvisionError> {
+        let entries = match std::fs::read_dir(&self.cfg.data_root) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(ProvisionError::Spawn {
+                    what: format!("list {}", self.cfg.data_root.display()),
+                    source,
+                });
+            }
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with("node-"))
+            .collect();
+        names.sort();
+        let mut nodes = self.lock();
+        for name in names.iter().take(self.cfg.max_nodes) {
+            let s = self.spawn_one(name.clone())?;
+            nodes.push(s);
+        }
+        Ok(names.len().min(self.cfg.max_nodes))
+    }
+
     /// Process ids of the nodes it runs (tests).
     pub fn pids(&self) -> Vec<u32> {
         self.lock().iter().map(|s| s.child.id()).collect()
@@ -151,7 +179,13 @@ impl Provisioner for LocalSpawner {
             nodes.swap_remove(at)
         };
         tracing::info!(store = %req.store, pid = victim.child.id(), "local provisioner stopping a DS node");
+        let dir = victim.data_dir.clone();
         self.stop(victim);
+        // Drained: it holds no replica, so its data is garbage. Removing it also tells
+        // `resume` not to start it again.
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), "could not remove a stopped node's data: {e}");
+        }
         Ok(())
     }
 
