@@ -439,4 +439,24 @@ mod tests {
         let c = ServerConfig::parse("cluster-secret = \"the-inline-cluster-secret\"").unwrap();
         assert!(!format!("{c:?}").contains("the-inline-cluster-secret"));
     }
+
+    #[test]
+    fn the_kubernetes_example_master_config_is_valid() {
+        let yaml = include_str!("../../deploy/kubernetes/configmap.yaml");
+        let block: String = yaml
+            .split("  master.toml: |\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let c = ServerConfig::parse(&block).unwrap();
+        assert!(c.master.scale.enabled);
+        assert_eq!(
+            c.master.scale.provisioner,
+            crate::autoscale::ProvisionerKind::Command
+        );
+        assert_eq!(c.master.scale.expand_command[0], "kubectl");
+    }
 }

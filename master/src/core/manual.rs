@@ -85,8 +85,8 @@ impl Core {
                 .iter()
                 .find(|r| Some(r.replica_id) == range.leader),
         }
-        .ok_or_else(|| bad(format!("range {id} has no such replica to move")))?
-        .clone();
+        .copied()
+        .ok_or_else(|| bad(format!("range {id} has no such replica to move")))?;
         if old.role != (ReplicaRole::Voter {}) {
             return Err(bad("only a voter is moved"));
         }
