@@ -77,6 +77,8 @@ pub struct ScaleState {
     pub(super) actions: VecDeque<ProvisionAction>,
     /// When the threshold was first crossed, per expansion the autoscaler started.
     pub(super) crossed_ms: BTreeMap<ProvisionId, u64>,
+    /// Shrinks whose stop this master run has queued.
+    pub(super) stopping: std::collections::BTreeSet<ProvisionId>,
     pub(super) stats: ScaleStats,
 }
 
@@ -209,10 +211,13 @@ impl Core {
             deadline_ms: now_ms + timeout,
             reason,
         };
+        // A shrink never leaves fewer stores up than the replication factor: the drained
+        // store's replicas need somewhere to go.
+        let rf = self.state().config().replication_factor;
         let cmd = Command::RequestCapacity {
             record: record.clone(),
             max_stores: self.cfg.scale.max_stores,
-            min_stores: self.cfg.scale.min_stores,
+            min_stores: self.cfg.scale.min_stores.max(rf),
         };
         if let Err(e) = self.propose(&cmd) {
             self.count_request(kind, "refused");
@@ -342,14 +347,30 @@ impl Core {
                 }
                 (ProvisionKind::Expand, ProvisionState::Online) => {
                     let led = p.stores.iter().all(|s| self.replicas_on(*s).1 > 0);
-                    if !led {
+                    let late = now_ms > p.deadline_ms + self.cfg.scale.provision_timeout_ms;
+                    if !led && !late {
                         continue;
                     }
-                    let why = "every new store leads a range";
+                    // The nodes are there either way; a balancer that moved nothing to them
+                    // in a whole timeout must not hold the autoscaler forever.
+                    let why = if led {
+                        "every new store leads a range"
+                    } else {
+                        "online, but not every new store leads a range after a timeout"
+                    };
                     self.update_capacity(&p, ProvisionState::Done, p.stores.clone(), now_ms, why)
                 }
                 (ProvisionKind::Shrink, ProvisionState::Requested) => {
                     self.advance_drain(&p, now_ms)
+                }
+                (ProvisionKind::Shrink, ProvisionState::Online)
+                    if !self.scale.stopping.contains(&p.id) =>
+                {
+                    // Drained, but this master never asked for the stop (it restarted after
+                    // logging `online`): ask again (stopping a node that is gone is refused,
+                    // which fails the request).
+                    self.queue_stop(&p);
+                    continue;
                 }
                 _ => continue,
             };
@@ -363,19 +384,9 @@ impl Core {
         let store = p.stores[0];
         let (replicas, leaders) = self.replicas_on(store);
         if replicas == 0 {
-            let Some(meta) = self.state().store(store).cloned() else {
-                return Ok(());
-            };
             let why = format!("store {store} drained: no replica, no leader left; stopping it");
             self.update_capacity(p, ProvisionState::Online, p.stores.clone(), now_ms, &why)?;
-            self.scale
-                .actions
-                .push_back(ProvisionAction::Stop(StopNode {
-                    id: p.id,
-                    store,
-                    addr: meta.info.addr.clone(),
-                    target_stores: self.state().capacity().up,
-                }));
+            self.queue_stop(p);
             return Ok(());
         }
         if now_ms > p.deadline_ms {
@@ -391,6 +402,22 @@ impl Core {
         Ok(())
     }
 
+    /// Queues the provisioner's stop of a drained shrink's store (once per master run).
+    fn queue_stop(&mut self, p: &Provisioning) {
+        let store = p.stores[0];
+        let Some(meta) = self.state().store(store) else {
+            return;
+        };
+        let stop = StopNode {
+            id: p.id,
+            store,
+            addr: meta.info.addr.clone(),
+            target_stores: self.state().capacity().up,
+        };
+        self.scale.stopping.insert(p.id);
+        self.scale.actions.push_back(ProvisionAction::Stop(stop));
+    }
+
     /// Runs the autoscaler over the current load and acts on its verdict.
     pub(super) fn autoscale(&mut self, now_ms: u64) {
         let load = self.node_load();
@@ -400,7 +427,8 @@ impl Core {
             .provisioning()
             .filter(|p| !p.state.is_final())
             .count();
-        let cfg = self.cfg.scale.clone();
+        let mut cfg = self.cfg.scale.clone();
+        cfg.min_stores = cfg.min_stores.max(self.state().config().replication_factor);
         let verdict = self
             .scale
             .autoscaler
@@ -684,5 +712,48 @@ mod tests {
         );
         c.drain_store(s1, true, 60).unwrap();
         assert_eq!(c.state().store(s1).unwrap().state, StoreState::Offline);
+    }
+
+    #[test]
+    fn a_shrink_never_leaves_fewer_stores_than_the_replication_factor() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = MasterConfig::new(dir.path());
+        cfg.cluster.replication_factor = 2;
+        let mut c = Core::open(cfg, 1).unwrap().0;
+        let s1 = register(&mut c, 1, 10);
+        register(&mut c, 2, 20);
+        let e = c.request_capacity(ProvisionKind::Shrink, Some(s1), "ctl".into(), 30);
+        assert!(e.is_err(), "two stores, replication factor 2");
+        register(&mut c, 3, 40);
+        c.request_capacity(ProvisionKind::Shrink, Some(s1), "ctl".into(), 50)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_restarted_master_asks_again_to_stop_a_drained_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let s2 = {
+            let mut c = core(dir.path());
+            register(&mut c, 1, 10);
+            let s2 = register(&mut c, 2, 20);
+            c.request_capacity(ProvisionKind::Shrink, Some(s2), "ctl".into(), 30)
+                .unwrap();
+            c.schedule(40);
+            let actions = c.take_provision_actions();
+            assert!(matches!(&actions[..], [ProvisionAction::Stop(s)] if s.store == s2));
+            s2
+            // The master stops before the stop's outcome is recorded.
+        };
+        let mut c = core(dir.path());
+        let p = c.state().provisioning().next().unwrap().clone();
+        assert_eq!(p.state, ProvisionState::Online);
+        c.schedule(100);
+        let actions = c.take_provision_actions();
+        assert!(
+            matches!(&actions[..], [ProvisionAction::Stop(s)] if s.store == s2),
+            "{actions:?}"
+        );
+        c.schedule(200);
+        assert!(c.take_provision_actions().is_empty(), "asked once per run");
     }
 }
