@@ -26,6 +26,9 @@ pub struct DevConfig {
     pub probes: usize,
     /// The DS node's `maxmemory`, bytes (0 = unlimited).
     pub maxmemory: u64,
+    /// Elastic: the master starts and stops more `tierkv ds` processes on this machine with
+    /// the load, up to this many nodes in all (`None`: one node, no autoscaling).
+    pub elastic_max_nodes: Option<u32>,
 }
 
 /// Runs the embedded cluster until Ctrl-C / SIGTERM.
@@ -60,6 +63,20 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         mcfg.listen = "127.0.0.1:0".into();
         mcfg.admin_listen = Some("127.0.0.1:0".into());
         mcfg.cluster_secret_file = Some(secret_file.clone());
+        if let Some(max) = cfg.elastic_max_nodes {
+            let sc = &mut mcfg.master.scale;
+            sc.enabled = true;
+            sc.provisioner = master::autoscale::ProvisionerKind::Local;
+            sc.max_stores = max.max(1);
+            sc.local_shards = cfg.shards;
+            sc.local_maxmemory = cfg.maxmemory;
+            sc.local_data_dir = Some(cfg.data_dir.join("elastic"));
+            // A one-machine cluster reacts in seconds, not minutes.
+            sc.sustain_ms = 10_000;
+            sc.shrink_sustain_ms = 60_000;
+            sc.cooldown_ms = 30_000;
+            sc.validate().map_err(anyhow::Error::msg)?;
+        }
         let (stop_master, master_stop_rx) = watch::channel(false);
         let (ready_tx, ready_rx) = oneshot::channel::<(SocketAddr, Option<SocketAddr>)>();
         let master_task = tokio::spawn(master::run::run(
@@ -142,7 +159,13 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             );
         }
         if let Some(a) = admin_addr {
-            println!("  admin:   http://{a}/status  (/stores, /ranges, /probes, /metrics)");
+            println!("  admin:   http://{a}/status  (/stores, /ranges, /probes, /scale, /metrics)");
+            println!("  ctl:     tierkv ctl --master {a} status");
+        }
+        if let Some(max) = cfg.elastic_max_nodes {
+            println!(
+                "  elastic: up to {max} nodes, started and stopped with the load (tierkv ctl scale status)"
+            );
         }
         if let Some(a) = node.admin_addr {
             println!("  DS node: http://{a}/metrics  (POST /demote makes values cold)");

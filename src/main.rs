@@ -9,6 +9,7 @@ use bench_harness::runner::RunConfig;
 use bench_harness::workload::{Distribution, Workload, parse_size};
 use clap::{Args, Parser, Subcommand};
 
+mod ctl;
 mod dev;
 
 /// mimalloc instead of glibc malloc: buffers are allocated on one thread and freed on another
@@ -44,6 +45,9 @@ enum Command {
     /// `--target native://MASTER:PORT`, the DS shards directly, with YCSB workloads A–F or
     /// set/get loops; writes a text summary and .hgrm, .hlog, .json and .svg reports.
     Bench(BenchArgs),
+    /// Operate a running cluster through the master's admin API: status, stores, ranges,
+    /// probes, drain/undrain a store, move or split a range, scale out and in.
+    Ctl(ctl::CtlArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +71,14 @@ struct DevArgs {
     /// it the coldest values move to the shard log. Default: a quarter of the machine's RAM.
     #[arg(long, value_parser = parse_memory_flag)]
     maxmemory: Option<u64>,
+    /// Elastic scaling: the master starts more `tierkv ds` processes on this machine when
+    /// the load per node stays high and drains and stops them when it stays low
+    /// (`tierkv ctl scale` shows and tunes it).
+    #[arg(long)]
+    elastic: bool,
+    /// With `--elastic`: most nodes in all, the embedded one included.
+    #[arg(long, default_value_t = 3)]
+    max_nodes: u32,
 }
 
 /// Parses a size flag in Redis's units (`32mb`, `1gb`, bytes without a unit).
@@ -566,11 +578,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             requirepass: args.requirepass,
             probes: args.probes,
             maxmemory: args.maxmemory.unwrap_or_else(default_maxmemory),
+            elastic_max_nodes: args.elastic.then_some(args.max_nodes),
         }),
         Command::Master(args) => master(args),
         Command::Ds(args) => ds(args),
         Command::Proxy(args) => proxy(args),
         Command::Probe(args) => probe(args),
         Command::Bench(args) => bench(args),
+        Command::Ctl(args) => ctl::run(args),
     }
 }

@@ -1,6 +1,8 @@
-//! The admin endpoint: a minimal HTTP/1.1 server (GET only, one request per connection) with
+//! The admin endpoint: a minimal HTTP/1.1 server (one request per connection) with
 //! `/health`, `/status`, `/stores` (with each store's health, the probes' votes and its
-//! shards' load), `/ranges`, `/probes` (JSON) and `/metrics` (Prometheus text).
+//! shards' load), `/ranges`, `/probes`, `/scale` (JSON) and `/metrics` (Prometheus text);
+//! `POST` serves the operations of [`crate::admin_ops`] (drain, move a range, split, scale)
+//! that `tierkv ctl` calls. It has no authentication: bind it to a trusted interface.
 //!
 //! Hand-written to keep the master's dependencies small; it is for operators and scrapers,
 //! not for the request path.
@@ -24,7 +26,7 @@ use crate::state::StoreState;
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 /// Appends `s` as a JSON string.
-fn json_str(out: &mut String, s: &str) {
+pub(crate) fn json_str(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
@@ -321,6 +323,7 @@ fn metrics_text(master: &Master) -> String {
     master.with_core(|c| {
         health_metrics(&mut out, c, now);
         load_metrics(&mut out, c);
+        crate::admin_ops::scale_metrics(&mut out, c);
     });
     out
 }
@@ -437,6 +440,11 @@ pub fn respond(master: &Master, path: &str) -> (u16, &'static str, String) {
             (200, JSON, master.with_core(|c| probes_json(c, now)))
         }
         "/metrics" => (200, "text/plain; version=0.0.4", metrics_text(master)),
+        "/scale" => (
+            200,
+            JSON,
+            master.with_core(|c| crate::admin_ops::scale_json(c)),
+        ),
         _ => (404, "text/plain", "not found\n".into()),
     }
 }
@@ -455,19 +463,29 @@ async fn serve_one(master: Arc<Master>, mut stream: TcpStream) -> std::io::Resul
     let line = String::from_utf8_lossy(line);
     let mut parts = line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = if method == "GET" {
-        let m = master.clone();
-        let p = path.to_string();
-        tokio::task::spawn_blocking(move || respond(&m, &p))
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let m = master.clone();
+    let p = path.to_string();
+    let (status, ctype, body) = match method {
+        "GET" => tokio::task::spawn_blocking(move || respond(&m, &p))
             .await
-            .map_err(std::io::Error::other)?
-    } else {
-        (405, "text/plain", "method not allowed\n".into())
+            .map_err(std::io::Error::other)?,
+        // Operations (`tierkv ctl`); they may write the log, so they run on a blocking thread.
+        "POST" => {
+            let q = crate::admin_ops::Query::parse(query);
+            let (status, body) =
+                tokio::task::spawn_blocking(move || crate::admin_ops::respond_post(&m, &p, &q))
+                    .await
+                    .map_err(std::io::Error::other)?;
+            (status, "application/json", body)
+        }
+        _ => (405, "text/plain", "method not allowed\n".into()),
     };
     let reason = match status {
         200 => "OK",
+        400 => "Bad Request",
         404 => "Not Found",
+        409 => "Conflict",
         _ => "Method Not Allowed",
     };
     let head = format!(

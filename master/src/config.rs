@@ -66,6 +66,49 @@ probe-expiry-ms = 15000
 replica-imbalance = 2
 leader-imbalance = 2
 balance-moves-per-run = 4
+
+# Elastic scaling (docs/guides/master.md, "Elastic scaling"). With enabled = false the
+# autoscaler only watches; `tierkv ctl scale` and drains work either way.
+[scale]
+enabled = false
+# Stores kept up at least / at most (counting nodes requested and not yet online).
+min-stores = 1
+max-stores = 16
+# Load must stay above expand-above (any figure) this long to add a node, and below
+# shrink-below (every figure set) the longer shrink-sustain-ms to drain and remove one.
+sustain-ms = 60000
+shrink-sustain-ms = 600000
+# No decision this long after one.
+cooldown-ms = 300000
+# An expansion whose nodes have not all registered by then fails (capacity released);
+# a drain not finished by then fails and its store is put back up.
+provision-timeout-ms = 300000
+drain-timeout-ms = 1800000
+# "none", "local" (start `tierkv ds` processes here) or "command" (run the commands below,
+# {replicas} = stores wanted; {store}, {addr} = the drained store).
+provisioner = "none"
+expand-command = []
+shrink-command = []
+command-timeout-ms = 120000
+# local: the tierkv binary (default: this one), where nodes keep their data (default
+# <data-dir>/elastic), shards and maxmemory per node.
+# local-exe = "/usr/local/bin/tierkv"
+# local-data-dir = "/var/lib/tierkv/elastic"
+local-shards = 1
+local-maxmemory = 0
+
+# Per node, 0 turns a figure off.
+[scale.expand-above]
+ops-per-sec = 50000
+mem-percent = 85
+disk-percent = 85
+net-bytes-per-sec = 0
+
+[scale.shrink-below]
+ops-per-sec = 5000
+mem-percent = 30
+disk-percent = 30
+net-bytes-per-sec = 0
 "#;
 
 /// Why a config file was refused.
@@ -134,6 +177,7 @@ struct FileConfig {
     max_connections_per_peer: usize,
     cluster: FileCluster,
     schedule: FileSchedule,
+    scale: crate::autoscale::ScaleConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +223,7 @@ impl Default for FileConfig {
             max_connections_per_peer: 256,
             cluster: FileCluster::default(),
             schedule: FileSchedule::default(),
+            scale: crate::autoscale::ScaleConfig::default(),
         }
     }
 }
@@ -253,6 +298,8 @@ impl ServerConfig {
             default_max_memory_bytes: f.cluster.default_max_memory_bytes,
             default_max_disk_bytes: f.cluster.default_max_disk_bytes,
         };
+        f.scale.validate().map_err(ConfigError::Invalid)?;
+        master.scale = f.scale;
         let s = f.schedule;
         master.schedule = ScheduleConfig {
             max_ops_per_store: s.max_ops_per_store,
@@ -391,5 +438,25 @@ mod tests {
     fn an_inline_secret_is_never_printed() {
         let c = ServerConfig::parse("cluster-secret = \"the-inline-cluster-secret\"").unwrap();
         assert!(!format!("{c:?}").contains("the-inline-cluster-secret"));
+    }
+
+    #[test]
+    fn the_kubernetes_example_master_config_is_valid() {
+        let yaml = include_str!("../../deploy/kubernetes/configmap.yaml");
+        let block: String = yaml
+            .split("  master.toml: |\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .take_while(|l| l.starts_with("    ") || l.is_empty())
+            .map(|l| format!("{}\n", l.trim_start()))
+            .collect();
+        let c = ServerConfig::parse(&block).unwrap();
+        assert!(c.master.scale.enabled);
+        assert_eq!(
+            c.master.scale.provisioner,
+            crate::autoscale::ProvisionerKind::Command
+        );
+        assert_eq!(c.master.scale.expand_command[0], "kubectl");
     }
 }

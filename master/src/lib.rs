@@ -8,6 +8,9 @@
 //!   parameter).
 //! - [`detector`]: the failure detector: node health from probe reports and heartbeats (pure;
 //!   time is a parameter).
+//! - [`capacity`]: capacity requests (`Provisioning` records) and the arithmetic that keeps
+//!   concurrent expansions from over-committing (pure); [`autoscale`]: the autoscaler's
+//!   thresholds, hysteresis and cool-down (pure).
 //! - [`schedule`]: the pure scheduler: cluster view in, operator proposals with explanations
 //!   out; checkers plug in through [`schedule::Checker`].
 //! - [`core`]: the master's synchronous core: state + log + allocators + soft state
@@ -15,7 +18,9 @@
 //! - [`service`]: the tokio side: the `net` handler, the server loop, the timer that runs the
 //!   scheduler, TSO pre-allocation and snapshots; [`metrics`]: RPC counters and latencies;
 //!   [`admin`]: the HTTP admin endpoint (`/health`, `/status`, `/stores`, `/ranges`,
-//!   `/metrics`).
+//!   `/metrics`, `/scale`) and [`admin_ops`], its POST operations for `tierkv ctl`.
+//! - [`provision`]: the `Provisioner` trait, a local `tierkv ds` spawner and an operator
+//!   command hook (blocking calls, made off the core's lock).
 //! - [`config`]: the `master.toml` file and its defaults; [`run`]: a whole master process
 //!   (bind, serve, graceful shutdown on SIGTERM) for the `tierkv master` subcommand.
 //!
@@ -29,12 +34,16 @@
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod admin_ops;
+pub mod autoscale;
+pub mod capacity;
 mod codec;
 pub mod config;
 pub mod core;
 pub mod detector;
 pub mod log;
 pub mod metrics;
+pub mod provision;
 pub mod run;
 pub mod schedule;
 pub mod service;

@@ -13,7 +13,11 @@ use crate::state::{ClusterState, Command, CommandError};
 
 const LOG_MAGIC: &[u8; 8] = b"TKVMLOG1";
 const SNAP_MAGIC: &[u8; 8] = b"TKVMSNP1";
-const FORMAT_VERSION: u32 = 1;
+/// The version this build writes (log header and snapshot): 2 adds capacity requests
+/// (commands 10 and 11, and the snapshot's list). Version 1 files are still read.
+const FORMAT_VERSION: u32 = crate::state::SNAPSHOT_VERSION;
+/// Versions this build reads.
+const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 const LOG_HEADER_BYTES: usize = 24;
 const RECORD_HEADER_BYTES: usize = 8;
 /// The largest record body (`index` + command).
@@ -342,7 +346,8 @@ fn read_snapshot(path: &Path) -> Result<Option<ClusterState>, LogError> {
     if crc32c::crc32c(&data[..crc_at]) != stored {
         return Err(bad("snapshot checksum mismatch"));
     }
-    if le_u32(&data, 8) != Some(FORMAT_VERSION) {
+    let version = le_u32(&data, 8).ok_or_else(|| bad("short snapshot"))?;
+    if !READABLE_VERSIONS.contains(&version) {
         return Err(bad("unknown snapshot version"));
     }
     let index = le_u64(&data, 12).ok_or_else(|| bad("short snapshot"))?;
@@ -351,7 +356,7 @@ fn read_snapshot(path: &Path) -> Result<Option<ClusterState>, LogError> {
         return Err(bad("snapshot length mismatch"));
     }
     let mut r = Reader::new(Bytes::copy_from_slice(&data[28..crc_at]));
-    let state = ClusterState::decode_snapshot(index, &mut r)
+    let state = ClusterState::decode_snapshot_version(version, index, &mut r)
         .and_then(|s| r.finish().map(|()| s))
         .map_err(|e| bad(&format!("snapshot state: {e}")))?;
     Ok(Some(state))
@@ -362,7 +367,7 @@ fn replay(path: &Path, last: bool, state: &mut ClusterState) -> Result<(u64, u64
     let data = fs::read(path).map_err(io_err(format!("read {}", path.display())))?;
     let header_ok = data.len() >= LOG_HEADER_BYTES
         && &data[..8] == LOG_MAGIC
-        && le_u32(&data, 8) == Some(FORMAT_VERSION)
+        && le_u32(&data, 8).is_some_and(|v| READABLE_VERSIONS.contains(&v))
         && le_u32(&data, 20) == Some(crc32c::crc32c(&data[..20]));
     if !header_ok {
         if last && data.len() <= LOG_HEADER_BYTES {

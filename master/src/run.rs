@@ -8,9 +8,15 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use std::time::Duration;
+
 use crate::admin::serve_admin;
+use crate::autoscale::ProvisionerKind;
 use crate::config::ServerConfig;
 use crate::log::LogError;
+use crate::provision::Provisioner;
+use crate::provision::hook::CommandHook;
+use crate::provision::local::{LocalConfig, LocalSpawner};
 use crate::service::{Clock, Master};
 
 /// Why the master could not run.
@@ -23,6 +29,9 @@ pub enum RunError {
     /// The cluster secret could not be read or created.
     #[error("cluster secret: {0}")]
     Secret(#[from] crate::config::ConfigError),
+    /// The provisioner cannot be set up as configured.
+    #[error("provisioner: {0}")]
+    Provisioner(String),
     /// A port could not be bound.
     #[error("bind {addr}: {source}")]
     Bind {
@@ -93,6 +102,8 @@ pub async fn run(
         replayed = report.replayed,
         "master listening"
     );
+    let provisioner = provisioner(&cfg, rpc_addr)?;
+    master.set_provisioner(provisioner.clone());
     ready(rpc_addr, admin_addr);
     let (stop_tx, stop_rx) = watch::channel(false);
     let wait = |mut rx: watch::Receiver<bool>| async move {
@@ -119,6 +130,70 @@ pub async fn run(
     if let Some(t) = admin_task {
         let _ = t.await;
     }
+    if let Some(p) = provisioner {
+        // A local spawner stops the nodes it started.
+        let _ = tokio::task::spawn_blocking(move || p.shutdown()).await;
+    }
     tracing::info!("master stopped");
     Ok(())
+}
+
+/// The provisioner `[scale] provisioner` names, for a master listening on `rpc_addr`.
+fn provisioner(
+    cfg: &ServerConfig,
+    rpc_addr: std::net::SocketAddr,
+) -> Result<Option<Arc<dyn Provisioner>>, RunError> {
+    let sc = &cfg.master.scale;
+    Ok(match sc.provisioner {
+        ProvisionerKind::None => None,
+        ProvisionerKind::Command => Some(Arc::new(CommandHook {
+            expand: sc.expand_command.clone(),
+            shrink: sc.shrink_command.clone(),
+            timeout: Duration::from_millis(sc.command_timeout_ms),
+        })),
+        ProvisionerKind::Local => {
+            if cfg.cluster_secret.is_some() || cfg.insecure_no_auth {
+                return Err(RunError::Provisioner(
+                    "the local provisioner hands nodes a secret file: set cluster-secret-file (or none)".into(),
+                ));
+            }
+            let exe = match &sc.local_exe {
+                Some(e) => e.clone(),
+                None => std::env::current_exe()
+                    .map_err(|e| RunError::Provisioner(format!("find the tierkv binary: {e}")))?,
+            };
+            let secret = cfg
+                .cluster_secret_file
+                .clone()
+                .unwrap_or_else(|| cfg.default_secret_file());
+            let master_addr = if rpc_addr.ip().is_unspecified() {
+                format!("127.0.0.1:{}", rpc_addr.port())
+            } else {
+                rpc_addr.to_string()
+            };
+            let spawner = LocalSpawner::new(LocalConfig {
+                exe,
+                master_addr,
+                cluster_secret_file: secret,
+                data_root: sc
+                    .local_data_dir
+                    .clone()
+                    .unwrap_or_else(|| cfg.master.data_dir.join("elastic")),
+                shards: sc.local_shards,
+                maxmemory: sc.local_maxmemory,
+                max_nodes: sc.max_stores as usize,
+                stop_timeout: Duration::from_secs(10),
+            });
+            let resumed = spawner
+                .resume()
+                .map_err(|e| RunError::Provisioner(e.to_string()))?;
+            if resumed > 0 {
+                tracing::info!(
+                    resumed,
+                    "local provisioner restarted the nodes it had started"
+                );
+            }
+            Some(Arc::new(spawner))
+        }
+    })
 }

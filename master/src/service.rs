@@ -21,9 +21,11 @@ use net::{ClusterId, NodeId, RpcError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::core::scale::ProvisionAction;
 use crate::core::{Core, MasterConfig, RouteCache};
 use crate::log::{LogError, RecoveryReport};
 use crate::metrics::Metrics;
+use crate::provision::Provisioner;
 use crate::schedule::Proposal;
 use crate::tso::{MAX_BATCH, TsoAllocator};
 
@@ -90,6 +92,8 @@ pub struct Master {
     metrics: Metrics,
     cluster_id: ClusterId,
     tick_ms: u64,
+    /// Starts and stops nodes for capacity requests (set once the RPC port is known).
+    provisioner: RwLock<Option<Arc<dyn Provisioner>>>,
 }
 
 fn internal(message: impl Into<String>) -> RpcError {
@@ -126,6 +130,7 @@ impl Master {
             metrics: Metrics::default(),
             cluster_id,
             tick_ms,
+            provisioner: RwLock::new(None),
         };
         Ok((Arc::new(me), report))
     }
@@ -213,8 +218,22 @@ impl Master {
         Ok(())
     }
 
-    /// One timer tick: persist the TSO limit ahead of need, run the scheduler, snapshot if
-    /// due. Returns the operators scheduled.
+    /// Sets the provisioner capacity requests use (none: they fail at once).
+    pub fn set_provisioner(&self, p: Option<Arc<dyn Provisioner>>) {
+        *self.provisioner.write().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// The provisioner, if one is set.
+    pub fn provisioner(&self) -> Option<Arc<dyn Provisioner>> {
+        self.provisioner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// One timer tick: persist the TSO limit ahead of need, run the scheduler (and the
+    /// autoscaler), snapshot if due, then start the provisioner calls that are due. Returns
+    /// the operators scheduled.
     pub async fn tick(self: &Arc<Self>) -> Vec<Proposal> {
         self.tso_tick().await;
         let scheduled = self
@@ -223,10 +242,40 @@ impl Master {
                 if let Err(e) = core.maybe_snapshot() {
                     tracing::error!("master snapshot failed: {e:#}");
                 }
-                p
+                (p, core.take_provision_actions())
             })
             .await;
-        scheduled.unwrap_or_default()
+        let (proposals, actions) = scheduled.unwrap_or_default();
+        for a in actions {
+            tokio::spawn(self.clone().provision(a));
+        }
+        proposals
+    }
+
+    /// Runs a provisioner call on a blocking thread (never under the core's lock) and
+    /// records its outcome.
+    pub async fn provision(self: Arc<Self>, action: ProvisionAction) {
+        let start = Instant::now();
+        let result = match self.provisioner() {
+            None => Err("no provisioner is configured ([scale] provisioner)".to_string()),
+            Some(p) => {
+                let a = action.clone();
+                tokio::task::spawn_blocking(move || match &a {
+                    ProvisionAction::Start(s) => p.start_nodes(s),
+                    ProvisionAction::Stop(s) => p.stop_node(s),
+                })
+                .await
+                .map_err(|e| format!("provisioner task failed: {e}"))
+                .and_then(|r| r.map_err(|e| e.to_string()))
+            }
+        };
+        if let Err(e) = &result {
+            tracing::warn!(id = %action.id(), "provisioner call failed: {e}");
+        }
+        let took_us = start.elapsed().as_micros() as u64;
+        let _ = self
+            .blocking(move |core, now| core.provision_result(&action, result, took_us, now))
+            .await;
     }
 
     async fn tso_tick(self: &Arc<Self>) {

@@ -11,6 +11,9 @@ use net::codec::{DecodeError, Reader, Wire};
 use net::message::{RangeDescriptor, StoreInfo};
 use net::{ClusterId, Epoch, RangeId, ReplicaId, StoreId, Timestamp};
 
+use crate::capacity::{
+    Capacity, FINISHED_KEPT, MAX_ACTIVE, ProvisionId, ProvisionKind, ProvisionState, Provisioning,
+};
 use crate::codec::{disk_enum, disk_struct};
 
 /// Cluster-wide settings, changed by [`Command::SetConfig`].
@@ -165,6 +168,26 @@ pub enum Command {
         /// At least one; each starts where the previous one ends.
         ranges: Vec<RangeDescriptor>,
     },
+    /// Records a new capacity request (state `Requested`), checked against the limits it
+    /// carries: an expansion must keep up + coming nodes ≤ `max_stores`, a shrink must keep
+    /// them ≥ `min_stores`. A shrink also marks its store offline (it starts draining).
+    RequestCapacity {
+        /// The new record.
+        record: Provisioning,
+        /// Most stores the cluster may have (up + coming), checked on apply.
+        max_stores: u32,
+        /// Fewest stores the cluster may keep, checked on apply.
+        min_stores: u32,
+    },
+    /// Moves a capacity request on: new state and the stores it now names.
+    UpdateCapacity {
+        /// The request.
+        id: ProvisionId,
+        /// Its new state (a legal step from the current one).
+        state: ProvisionState,
+        /// Expand: the stores registered for it so far; shrink: unchanged.
+        stores: Vec<StoreId>,
+    },
 }
 disk_enum!(Command, "command" {
     0 => Init { cluster_id, config },
@@ -177,6 +200,8 @@ disk_enum!(Command, "command" {
     7 => SetTsoLimit { limit },
     8 => SetConfig { config },
     9 => BootstrapRanges { ranges },
+    10 => RequestCapacity { record, max_stores, min_stores },
+    11 => UpdateCapacity { id, state, stores },
 });
 
 impl Command {
@@ -193,6 +218,8 @@ impl Command {
             Self::SetTsoLimit { .. } => "set_tso_limit",
             Self::SetConfig { .. } => "set_config",
             Self::BootstrapRanges { .. } => "bootstrap_ranges",
+            Self::RequestCapacity { .. } => "request_capacity",
+            Self::UpdateCapacity { .. } => "update_capacity",
         }
     }
 }
@@ -230,6 +257,20 @@ pub enum CommandError {
         /// The range it would overlap.
         other: RangeId,
     },
+    /// An expansion would take the cluster past its node limit.
+    #[error(
+        "expansion by {asked} refused: {up} stores up + {coming} coming would exceed the limit of {max}"
+    )]
+    OverCommitted {
+        /// Stores up.
+        up: u32,
+        /// Nodes already requested, not online yet.
+        coming: u32,
+        /// Nodes this request asked for.
+        asked: u32,
+        /// The limit.
+        max: u32,
+    },
     /// Anything else that makes the command invalid.
     #[error("invalid command: {0}")]
     Invalid(String),
@@ -252,6 +293,8 @@ pub struct ClusterState {
     ranges: BTreeMap<RangeId, RangeDescriptor>,
     /// Start key → range id; ranges never overlap.
     starts: BTreeMap<Bytes, RangeId>,
+    /// Capacity requests: every active one and the latest finished ones.
+    provisioning: BTreeMap<ProvisionId, Provisioning>,
 }
 
 impl ClusterState {
@@ -319,6 +362,36 @@ impl ClusterState {
         store.info.shard_addrs.get(rep.shard_id.0 as usize).cloned()
     }
 
+    /// Capacity requests (active and recently finished), by id.
+    pub fn provisioning(&self) -> impl Iterator<Item = &Provisioning> {
+        self.provisioning.values()
+    }
+
+    /// A capacity request.
+    pub fn provision(&self, id: ProvisionId) -> Option<&Provisioning> {
+        self.provisioning.get(&id)
+    }
+
+    /// The node count the planner works with: stores up, nodes coming, stores leaving.
+    pub fn capacity(&self) -> Capacity {
+        let up = self
+            .stores
+            .values()
+            .filter(|s| s.state == StoreState::Up)
+            .count() as u32;
+        let mut c = Capacity {
+            up,
+            ..Capacity::default()
+        };
+        for p in self.provisioning.values().filter(|p| !p.state.is_final()) {
+            c.coming += p.coming();
+            if p.kind == ProvisionKind::Shrink {
+                c.leaving += 1;
+            }
+        }
+        c
+    }
+
     /// Checks that `cmd` applies, without changing anything.
     pub fn check(&self, cmd: &Command) -> Result<(), CommandError> {
         if !matches!(cmd, Command::Init { .. }) && self.cluster_id == ClusterId(0) {
@@ -384,6 +457,12 @@ impl ClusterState {
                 self.check_no_overlap(range, &[range.id])
             }
             Command::Split { left, right } => self.check_split(left, right),
+            Command::RequestCapacity {
+                record,
+                max_stores,
+                min_stores,
+            } => self.check_request(record, *max_stores, *min_stores),
+            Command::UpdateCapacity { id, state, stores } => self.check_update(*id, *state, stores),
             Command::ReserveIds { .. } | Command::SetTsoLimit { .. } => Ok(()),
             Command::SetConfig { config } => check_config(config),
         }
@@ -442,9 +521,140 @@ impl ClusterState {
             Command::ReserveIds { end } => self.id_end = self.id_end.max(*end),
             Command::SetTsoLimit { limit } => self.tso_limit = self.tso_limit.max(*limit),
             Command::SetConfig { config } => self.config = *config,
+            Command::RequestCapacity { record, .. } => {
+                if record.kind == ProvisionKind::Shrink {
+                    for s in &record.stores {
+                        if let Some(st) = self.stores.get_mut(s) {
+                            st.state = StoreState::Offline;
+                        }
+                    }
+                    self.route_version += 1;
+                }
+                self.provisioning.insert(record.id, record.clone());
+            }
+            Command::UpdateCapacity { id, state, stores } => {
+                if let Some(p) = self.provisioning.get_mut(id) {
+                    p.state = *state;
+                    p.stores.clone_from(stores);
+                }
+                self.prune_finished();
+            }
         }
         #[cfg(debug_assertions)]
         self.verify();
+        Ok(())
+    }
+
+    /// Drops the oldest final requests beyond [`FINISHED_KEPT`] (deterministic: by id).
+    fn prune_finished(&mut self) {
+        let finished: Vec<ProvisionId> = self
+            .provisioning
+            .values()
+            .filter(|p| p.state.is_final())
+            .map(|p| p.id)
+            .collect();
+        for id in finished
+            .iter()
+            .take(finished.len().saturating_sub(FINISHED_KEPT))
+        {
+            self.provisioning.remove(id);
+        }
+    }
+
+    fn check_request(
+        &self,
+        record: &Provisioning,
+        max_stores: u32,
+        min_stores: u32,
+    ) -> Result<(), CommandError> {
+        record.check_shape().map_err(invalid)?;
+        if record.state != ProvisionState::Requested {
+            return Err(invalid("a new capacity request starts as requested"));
+        }
+        if self.provisioning.contains_key(&record.id) {
+            return Err(invalid(format!("capacity request {} exists", record.id)));
+        }
+        let active = self.provisioning.values().filter(|p| !p.state.is_final());
+        if active.count() >= MAX_ACTIVE {
+            return Err(invalid(format!(
+                "{MAX_ACTIVE} capacity requests are in flight already"
+            )));
+        }
+        let cap = self.capacity();
+        match record.kind {
+            ProvisionKind::Expand => {
+                if !record.stores.is_empty() {
+                    return Err(invalid("a new expansion names no store yet"));
+                }
+                if cap.committed() + record.nodes > max_stores {
+                    return Err(CommandError::OverCommitted {
+                        up: cap.up,
+                        coming: cap.coming,
+                        asked: record.nodes,
+                        max: max_stores,
+                    });
+                }
+            }
+            ProvisionKind::Shrink => {
+                let store = record.stores[0];
+                let meta = self
+                    .stores
+                    .get(&store)
+                    .ok_or(CommandError::UnknownStore(store))?;
+                if meta.state != StoreState::Up {
+                    return Err(invalid(format!("store {store} is not up")));
+                }
+                if cap.up <= min_stores {
+                    return Err(invalid(format!(
+                        "shrink would leave {} stores up, below the minimum {min_stores}",
+                        cap.up.saturating_sub(1)
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_update(
+        &self,
+        id: ProvisionId,
+        state: ProvisionState,
+        stores: &[StoreId],
+    ) -> Result<(), CommandError> {
+        let p = self
+            .provisioning
+            .get(&id)
+            .ok_or_else(|| invalid(format!("capacity request {id} not found")))?;
+        if !p.state.may_become(state) {
+            return Err(invalid(format!(
+                "capacity request {id}: {} may not become {}",
+                p.state.label(),
+                state.label()
+            )));
+        }
+        let next = Provisioning {
+            state,
+            stores: stores.to_vec(),
+            ..p.clone()
+        };
+        next.check_shape().map_err(invalid)?;
+        if p.kind == ProvisionKind::Shrink && stores != p.stores.as_slice() {
+            return Err(invalid("a shrink's store never changes"));
+        }
+        for s in stores {
+            if !self.stores.contains_key(s) {
+                return Err(CommandError::UnknownStore(*s));
+            }
+            let claimed = self
+                .provisioning
+                .values()
+                .any(|o| o.id != id && o.kind == ProvisionKind::Expand && o.stores.contains(s));
+            if p.kind == ProvisionKind::Expand && claimed {
+                return Err(invalid(format!(
+                    "store {s} already counts for another expansion"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -591,10 +801,44 @@ impl ClusterState {
         stores.encode(buf);
         let ranges: Vec<RangeDescriptor> = self.ranges().cloned().collect();
         ranges.encode(buf);
+        let provisioning: Vec<Provisioning> = self.provisioning.values().cloned().collect();
+        provisioning.encode(buf);
     }
 
-    /// Decodes a snapshot's state taken at `applied_index`, checking its invariants.
+    /// Decodes a snapshot's state (current format version) taken at `applied_index`,
+    /// checking its invariants.
     pub fn decode_snapshot(applied_index: u64, r: &mut Reader) -> Result<Self, DecodeError> {
+        Self::decode_snapshot_version(SNAPSHOT_VERSION, applied_index, r)
+    }
+
+    /// Decodes a snapshot's state written by format `version` (1: no capacity requests;
+    /// 2: with them).
+    pub fn decode_snapshot_version(
+        version: u32,
+        applied_index: u64,
+        r: &mut Reader,
+    ) -> Result<Self, DecodeError> {
+        let mut s = Self::decode_v1_fields(applied_index, r)?;
+        if version >= 2 {
+            let provisioning: Vec<Provisioning> = Wire::decode(r)?;
+            for p in provisioning {
+                p.check_shape()
+                    .map_err(|_| DecodeError::InvalidValue("snapshot capacity request"))?;
+                if s.provisioning
+                    .last_key_value()
+                    .is_some_and(|(&id, _)| id >= p.id)
+                {
+                    return Err(DecodeError::InvalidValue(
+                        "snapshot capacity requests out of order",
+                    ));
+                }
+                s.provisioning.insert(p.id, p);
+            }
+        }
+        Ok(s)
+    }
+
+    fn decode_v1_fields(applied_index: u64, r: &mut Reader) -> Result<Self, DecodeError> {
         let mut s = Self {
             applied_index,
             cluster_id: Wire::decode(r)?,
@@ -637,6 +881,9 @@ impl ClusterState {
 pub fn is_stale(new: Epoch, old: Epoch) -> bool {
     new.conf_ver < old.conf_ver || new.version < old.version
 }
+
+/// The snapshot state layout written by this build (`docs/format/master-log.md` §3).
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Most ranges one bootstrap creates (one per shard of the first store).
 pub const MAX_BOOTSTRAP_RANGES: usize = 1024;
@@ -796,6 +1043,7 @@ mod tests {
         s.tso_limit.encode(&mut b);
         stores.encode(&mut b);
         ranges.encode(&mut b);
+        Vec::<Provisioning>::new().encode(&mut b);
         ClusterState::decode_snapshot(s.applied_index, &mut Reader::new(b.freeze()))
     }
 
@@ -958,5 +1206,175 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.tso_limit(), Timestamp(9));
+    }
+
+    fn expand_request(id: u64, nodes: u32) -> Provisioning {
+        Provisioning {
+            id: ProvisionId(id),
+            kind: ProvisionKind::Expand,
+            nodes,
+            stores: vec![],
+            state: ProvisionState::Requested,
+            requested_ms: 10,
+            deadline_ms: 1000,
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn two_expansions_against_a_limit_of_one_extra_node_preallocate_exactly_one() {
+        let mut s = booted();
+        // One store up; the limit is two stores: room for exactly one more node.
+        let first = Command::RequestCapacity {
+            record: expand_request(100, 1),
+            max_stores: 2,
+            min_stores: 1,
+        };
+        let second = Command::RequestCapacity {
+            record: expand_request(101, 1),
+            max_stores: 2,
+            min_stores: 1,
+        };
+        s.apply(4, &first).unwrap();
+        assert_eq!(s.capacity().coming, 1);
+        assert!(matches!(
+            s.apply(5, &second),
+            Err(CommandError::OverCommitted {
+                up: 1,
+                coming: 1,
+                asked: 1,
+                max: 2
+            })
+        ));
+        // The node registers: it is up and no longer coming; still no room for another.
+        s.apply(5, &Command::PutStore { meta: store(2) }).unwrap();
+        let online = Command::UpdateCapacity {
+            id: ProvisionId(100),
+            state: ProvisionState::Online,
+            stores: vec![StoreId(2)],
+        };
+        s.apply(6, &online).unwrap();
+        assert_eq!(
+            s.capacity(),
+            Capacity {
+                up: 2,
+                coming: 0,
+                leaving: 0
+            }
+        );
+        assert!(s.apply(7, &second).is_err());
+    }
+
+    #[test]
+    fn a_failed_expansion_releases_its_preallocated_capacity() {
+        let mut s = booted();
+        let req = |id| Command::RequestCapacity {
+            record: expand_request(id, 1),
+            max_stores: 2,
+            min_stores: 1,
+        };
+        s.apply(4, &req(100)).unwrap();
+        let failed = Command::UpdateCapacity {
+            id: ProvisionId(100),
+            state: ProvisionState::Failed,
+            stores: vec![],
+        };
+        s.apply(5, &failed).unwrap();
+        assert_eq!(s.capacity().coming, 0);
+        s.apply(6, &req(101)).unwrap();
+        // A final request never moves again.
+        let revive = Command::UpdateCapacity {
+            id: ProvisionId(100),
+            state: ProvisionState::Online,
+            stores: vec![],
+        };
+        assert!(s.apply(7, &revive).is_err());
+    }
+
+    #[test]
+    fn a_shrink_drains_its_store_and_respects_the_minimum() {
+        let mut s = booted();
+        s.apply(4, &Command::PutStore { meta: store(2) }).unwrap();
+        let shrink = |id, store_id| Command::RequestCapacity {
+            record: Provisioning {
+                id: ProvisionId(id),
+                kind: ProvisionKind::Shrink,
+                nodes: 1,
+                stores: vec![StoreId(store_id)],
+                state: ProvisionState::Requested,
+                requested_ms: 1,
+                deadline_ms: 2,
+                reason: "idle".into(),
+            },
+            max_stores: 8,
+            min_stores: 1,
+        };
+        s.apply(5, &shrink(200, 2)).unwrap();
+        assert_eq!(s.store(StoreId(2)).unwrap().state, StoreState::Offline);
+        assert_eq!(
+            s.capacity(),
+            Capacity {
+                up: 1,
+                coming: 0,
+                leaving: 1
+            }
+        );
+        assert!(s.apply(6, &shrink(201, 1)).is_err(), "below the minimum");
+        assert!(s.apply(6, &shrink(201, 2)).is_err(), "already draining");
+    }
+
+    #[test]
+    fn capacity_requests_survive_a_snapshot_and_old_snapshots_still_load() {
+        let mut s = booted();
+        s.apply(
+            4,
+            &Command::RequestCapacity {
+                record: expand_request(100, 2),
+                max_stores: 5,
+                min_stores: 1,
+            },
+        )
+        .unwrap();
+        let mut buf = BytesMut::new();
+        s.encode_snapshot(&mut buf);
+        let back = ClusterState::decode_snapshot(4, &mut Reader::new(buf.freeze())).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.capacity().coming, 2);
+        // A version-1 state has no list after the ranges.
+        let old = booted();
+        let mut v1 = BytesMut::new();
+        old.encode_snapshot(&mut v1);
+        v1.truncate(v1.len() - 4); // the empty list's count
+        let mut r = Reader::new(v1.freeze());
+        let back = ClusterState::decode_snapshot_version(1, 3, &mut r).unwrap();
+        r.finish().unwrap();
+        assert_eq!(back, old);
+    }
+
+    #[test]
+    fn finished_requests_are_kept_only_up_to_a_bound() {
+        let mut s = booted();
+        let mut index = 4;
+        for id in 0..(FINISHED_KEPT as u64 + 5) {
+            let pid = 1000 + id;
+            let req = Command::RequestCapacity {
+                record: expand_request(pid, 1),
+                max_stores: 9,
+                min_stores: 1,
+            };
+            s.apply(index, &req).unwrap();
+            let fail = Command::UpdateCapacity {
+                id: ProvisionId(pid),
+                state: ProvisionState::Failed,
+                stores: vec![],
+            };
+            s.apply(index + 1, &fail).unwrap();
+            index += 2;
+        }
+        assert_eq!(s.provisioning().count(), FINISHED_KEPT);
+        assert!(
+            s.provision(ProvisionId(1000)).is_none(),
+            "the oldest went first"
+        );
     }
 }

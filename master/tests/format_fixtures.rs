@@ -1,11 +1,13 @@
 //! Byte-level fixtures of the master's on-disk format, version 1 (docs/format/master-log.md):
 //! a snapshot plus a log written by this release, committed under `tests/fixtures/v1/`, must
-//! recover to the same state forever. Regenerate (only for a new format version, in a new
-//! directory) with `MASTER_WRITE_FIXTURES=1 cargo test -p master --test format_fixtures`.
+//! recover to the same state forever; so must `tests/fixtures/v2/` (capacity requests).
+//! Regenerate the newest (only for a new format version, in a new directory) with
+//! `MASTER_WRITE_FIXTURES=1 cargo test -p master --test format_fixtures`.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 
+use ::master::capacity::{Capacity, ProvisionId, ProvisionKind, ProvisionState, Provisioning};
 use ::master::log::DurableState;
 use ::master::state::{ClusterConfig, Command, StoreMeta, StoreState};
 use bytes::Bytes;
@@ -88,11 +90,7 @@ fn write_fixture(dir: &Path) {
 
 #[test]
 fn version_1_fixture_recovers_to_the_recorded_state() {
-    if std::env::var("MASTER_WRITE_FIXTURES").is_ok() {
-        let dir = fixture_dir();
-        let _ = std::fs::remove_dir_all(&dir);
-        write_fixture(&dir);
-    }
+    // This build writes version 2: the version-1 files are never regenerated.
     // Recover a copy: opening may cut a torn tail, and the fixture must stay as committed.
     let tmp = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(fixture_dir()).unwrap() {
@@ -116,6 +114,136 @@ fn version_1_fixture_recovers_to_the_recorded_state() {
     // And an independent rebuild gives the same state.
     let again = tempfile::tempdir().unwrap();
     write_fixture(again.path());
+    let (d2, _) = DurableState::open(again.path()).unwrap();
+    assert_eq!(d2.state(), s);
+}
+
+fn v2_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2")
+}
+
+fn store_meta(id: u64) -> StoreMeta {
+    StoreMeta {
+        info: StoreInfo {
+            store_id: StoreId(id),
+            addr: format!("10.0.0.{id}:7000"),
+            shard_addrs: vec![format!("10.0.0.{id}:7001")],
+            labels: vec![],
+        },
+        mem_capacity: 1 << 30,
+        disk_capacity: 1 << 40,
+        state: StoreState::Up,
+        registered_ms: 1_700_000_000_000 + id,
+    }
+}
+
+fn expansion() -> Provisioning {
+    Provisioning {
+        id: ProvisionId(500),
+        kind: ProvisionKind::Expand,
+        nodes: 1,
+        stores: vec![],
+        state: ProvisionState::Requested,
+        requested_ms: 1_700_000_001_000,
+        deadline_ms: 1_700_000_061_000,
+        reason: "ops/s per node 900 > 500 for 10s".into(),
+    }
+}
+
+/// Version 2: a snapshot holding a requested expansion, then a log where its node registers,
+/// the expansion goes online and a shrink of the first store starts.
+fn write_v2_fixture(dir: &Path) {
+    let (mut d, _) = DurableState::open(dir).unwrap();
+    let before_snapshot = [
+        Command::Init {
+            cluster_id: ClusterId(43),
+            config: ClusterConfig::default(),
+        },
+        Command::PutStore {
+            meta: store_meta(3),
+        },
+        Command::PutStore {
+            meta: store_meta(4),
+        },
+        Command::Bootstrap {
+            range: range(10, b"", b"", 1),
+        },
+        Command::ReserveIds { end: 1000 },
+        Command::RequestCapacity {
+            record: expansion(),
+            max_stores: 3,
+            min_stores: 1,
+        },
+    ];
+    for c in &before_snapshot {
+        d.propose(c).unwrap();
+    }
+    d.snapshot().unwrap();
+    let shrink = Provisioning {
+        id: ProvisionId(501),
+        kind: ProvisionKind::Shrink,
+        nodes: 1,
+        stores: vec![StoreId(4)],
+        state: ProvisionState::Requested,
+        requested_ms: 1_700_000_090_000,
+        deadline_ms: 1_700_000_690_000,
+        reason: "ctl".into(),
+    };
+    let after_snapshot = [
+        Command::PutStore {
+            meta: store_meta(5),
+        },
+        Command::UpdateCapacity {
+            id: ProvisionId(500),
+            state: ProvisionState::Online,
+            stores: vec![StoreId(5)],
+        },
+        Command::RequestCapacity {
+            record: shrink,
+            max_stores: 3,
+            min_stores: 1,
+        },
+    ];
+    for c in &after_snapshot {
+        d.propose(c).unwrap();
+    }
+}
+
+#[test]
+fn version_2_fixture_recovers_capacity_requests() {
+    if std::env::var("MASTER_WRITE_FIXTURES").is_ok() {
+        let _ = std::fs::remove_dir_all(v2_dir());
+        write_v2_fixture(&v2_dir());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(v2_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let (d, report) = DurableState::open(tmp.path()).unwrap();
+    assert_eq!(report.snapshot_index, 6);
+    assert_eq!(report.replayed, 3);
+    let s = d.state();
+    let e = s.provision(ProvisionId(500)).unwrap();
+    assert_eq!(e.state, ProvisionState::Online);
+    assert_eq!(e.stores, vec![StoreId(5)]);
+    assert_eq!(e.reason, expansion().reason);
+    let sh = s.provision(ProvisionId(501)).unwrap();
+    assert_eq!(
+        (sh.kind, sh.state),
+        (ProvisionKind::Shrink, ProvisionState::Requested)
+    );
+    assert_eq!(s.store(StoreId(4)).unwrap().state, StoreState::Offline);
+    assert_eq!(
+        s.capacity(),
+        Capacity {
+            up: 2,
+            coming: 0,
+            leaving: 1
+        }
+    );
+    let again = tempfile::tempdir().unwrap();
+    write_v2_fixture(again.path());
     let (d2, _) = DurableState::open(again.path()).unwrap();
     assert_eq!(d2.state(), s);
 }

@@ -2,8 +2,10 @@
 //! and the operators in flight. One method per RPC; time is a parameter, errors are the
 //! `RpcError`s the peer sees. The tokio service (`crate::service`) puts it behind a mutex.
 
+mod manual;
 mod operator;
 mod routes;
+pub mod scale;
 pub mod validate;
 
 pub use operator::{DECISIONS_KEPT, Decision, RunningOperator};
@@ -64,6 +66,8 @@ pub struct MasterConfig {
     pub schedule_interval_ms: u64,
     /// Scheduler settings.
     pub schedule: ScheduleConfig,
+    /// Elastic scaling settings.
+    pub scale: crate::autoscale::ScaleConfig,
 }
 
 impl MasterConfig {
@@ -79,6 +83,7 @@ impl MasterConfig {
             operator_timeout_ms: 60_000,
             schedule_interval_ms: 1000,
             schedule: ScheduleConfig::default(),
+            scale: crate::autoscale::ScaleConfig::default(),
         }
     }
 }
@@ -139,6 +144,7 @@ pub struct Core {
     /// The route version, for route-table watches (`WatchRouteTable`) to wait on.
     route_watch: Arc<tokio::sync::watch::Sender<u64>>,
     refused: validate::RefusalCounts,
+    scale: scale::ScaleState,
 }
 
 impl Core {
@@ -183,6 +189,7 @@ impl Core {
                 routes,
                 route_watch,
                 refused: validate::RefusalCounts::new(),
+                scale: scale::ScaleState::default(),
             },
             report,
         ))
@@ -345,6 +352,9 @@ impl Core {
         if existing.as_ref() != Some(&meta) {
             self.propose(&Command::PutStore { meta })?;
             tracing::info!(store = %store_id, "store registered");
+            if existing.is_none() {
+                self.claim_store(store_id, now_ms);
+            }
         }
         self.store_loads.entry(store_id).or_default().heartbeat_ms = now_ms;
         Ok(StoreRegisterResp {

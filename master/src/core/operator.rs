@@ -102,6 +102,8 @@ impl Core {
             now_ms,
         };
         let proposals = schedule(input, &self.checkers);
+        self.autoscale(now_ms);
+        self.advance_provisioning(now_ms);
         let mut accepted = Vec::new();
         for p in proposals {
             match self.materialize(&p, now_ms) {
@@ -130,7 +132,11 @@ impl Core {
         accepted
     }
 
-    fn materialize(&mut self, p: &Proposal, now_ms: u64) -> Result<RunningOperator, RpcError> {
+    pub(super) fn materialize(
+        &mut self,
+        p: &Proposal,
+        now_ms: u64,
+    ) -> Result<RunningOperator, RpcError> {
         let range = self
             .state()
             .range(p.range_id)

@@ -75,7 +75,13 @@ impl RouteCache {
                 put(self, left.id);
                 put(self, right.id);
             }
+            Command::RequestCapacity { record, .. } => {
+                for s in &record.stores {
+                    self.put_store(state, *s);
+                }
+            }
             Command::Init { .. }
+            | Command::UpdateCapacity { .. }
             | Command::ReserveIds { .. }
             | Command::SetTsoLimit { .. }
             | Command::SetConfig { .. } => {}

@@ -69,7 +69,7 @@ impl Checker for ReplicaBalance {
                     && r.replicas.iter().any(|x| x.store_id == from)
                     && !r.replicas.iter().any(|x| x.store_id == to)
                     && keeps_zone_spread(plan, r, from, to)
-                    && voters(r).count() >= 2
+                    && voters(r).count() >= 1
             });
             let Some(range) = candidate else {
                 return;
@@ -78,13 +78,14 @@ impl Checker for ReplicaBalance {
                 return;
             };
             let mut steps = Vec::new();
+            // A lone voter (replication factor 1) keeps leadership until its removal, when
+            // it hands it to the promoted replica first.
             if range.leader == Some(old.replica_id) {
-                let Some(next) = voters(range).find(|x| x.replica_id != old.replica_id) else {
-                    return;
-                };
-                steps.push(Step::TransferLeader {
-                    to: next.replica_id,
-                });
+                if let Some(next) = voters(range).find(|x| x.replica_id != old.replica_id) {
+                    steps.push(Step::TransferLeader {
+                        to: next.replica_id,
+                    });
+                }
             }
             steps.extend([
                 Step::AddLearner {

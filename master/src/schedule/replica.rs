@@ -130,9 +130,13 @@ fn propose_for(
             let (target, why) = plan.pick_target(range, &[old.store_id], counts)?;
             let shard = plan.least_loaded_shard(target);
             let mut steps = Vec::new();
+            // With another voter, hand leadership over first; a lone voter (replication
+            // factor 1) keeps it until its removal, when the leader transfers it to the
+            // promoted replica before removing itself.
             if range.leader == Some(old.replica_id) {
-                let to = voters(range).find(|r| r.replica_id != old.replica_id)?;
-                steps.push(Step::TransferLeader { to: to.replica_id });
+                if let Some(to) = voters(range).find(|r| r.replica_id != old.replica_id) {
+                    steps.push(Step::TransferLeader { to: to.replica_id });
+                }
             }
             steps.extend([
                 Step::AddLearner {

@@ -1,0 +1,180 @@
+//! Operators an operator asks for (`tierkv ctl move-range`, `split`): built like the
+//! scheduler's proposals and run the same way (one step per range heartbeat).
+
+use std::collections::BTreeMap;
+
+use net::message::{Operator, RangeDescriptor, ReplicaRole};
+use net::{RangeId, ReplicaId, RpcError, ShardId, StoreId};
+
+use super::{Core, DECISIONS_KEPT, Decision, RunningOperator, bad};
+use crate::schedule::{Proposal, Step};
+use crate::state::StoreState;
+
+impl Core {
+    fn range_for_manual_op(&self, id: RangeId) -> Result<RangeDescriptor, RpcError> {
+        let range = self
+            .state()
+            .range(id)
+            .cloned()
+            .ok_or(RpcError::RangeNotFound { range_id: id })?;
+        if self.operators.contains_key(&id) {
+            return Err(bad(format!("range {id} has an operator in flight")));
+        }
+        Ok(range)
+    }
+
+    fn start_manual(&mut self, id: RangeId, op: RunningOperator, what: String, now_ms: u64) {
+        tracing::info!(range = %id, "operator requested: {what}");
+        if self.decisions.len() == DECISIONS_KEPT {
+            self.decisions.pop_front();
+        }
+        self.decisions.push_back(Decision {
+            at_ms: now_ms,
+            checker: "ctl",
+            operator: what,
+            reason: op.reason.clone(),
+        });
+        self.operators.insert(id, op);
+    }
+
+    /// The shard of `store` holding the fewest replicas.
+    fn emptiest_shard(&self, store: StoreId, shards: usize) -> ShardId {
+        let mut counts: BTreeMap<u32, usize> = (0..shards as u32).map(|s| (s, 0)).collect();
+        for r in self.state().ranges() {
+            for rep in r.replicas.iter().filter(|x| x.store_id == store) {
+                if let Some(c) = counts.get_mut(&rep.shard_id.0) {
+                    *c += 1;
+                }
+            }
+        }
+        let best = counts
+            .iter()
+            .min_by_key(|(s, c)| (**c, **s))
+            .map_or(0, |(s, _)| *s);
+        ShardId(best)
+    }
+
+    /// Moves the replica of `range` on `from` (default: the leader's) to store `to`: add a
+    /// learner there, promote it, remove the old one (leadership moves first when another
+    /// voter has it to take).
+    pub fn move_range(
+        &mut self,
+        id: RangeId,
+        to: StoreId,
+        from: Option<StoreId>,
+        now_ms: u64,
+    ) -> Result<String, RpcError> {
+        let range = self.range_for_manual_op(id)?;
+        let target = self
+            .state()
+            .store(to)
+            .ok_or_else(|| bad(format!("store {to} is not registered")))?;
+        if target.state != StoreState::Up {
+            return Err(bad(format!("store {to} is not up")));
+        }
+        let shards = target.info.shard_addrs.len();
+        if range.replicas.iter().any(|r| r.store_id == to) {
+            return Err(bad(format!(
+                "range {id} already has a replica on store {to}"
+            )));
+        }
+        let old = match from {
+            Some(f) => range.replicas.iter().find(|r| r.store_id == f),
+            None => range
+                .replicas
+                .iter()
+                .find(|r| Some(r.replica_id) == range.leader),
+        }
+        .copied()
+        .ok_or_else(|| bad(format!("range {id} has no such replica to move")))?;
+        if old.role != (ReplicaRole::Voter {}) {
+            return Err(bad("only a voter is moved"));
+        }
+        let mut steps = Vec::new();
+        if range.leader == Some(old.replica_id) {
+            let other = range
+                .replicas
+                .iter()
+                .find(|r| r.replica_id != old.replica_id && r.role == ReplicaRole::Voter {});
+            if let Some(o) = other {
+                steps.push(Step::TransferLeader { to: o.replica_id });
+            }
+        }
+        steps.extend([
+            Step::AddLearner {
+                store: to,
+                shard: self.emptiest_shard(to, shards),
+            },
+            Step::PromoteAdded,
+            Step::Remove {
+                replica_id: old.replica_id,
+            },
+        ]);
+        let p = Proposal {
+            range_id: id,
+            steps,
+            stores: vec![old.store_id, to],
+            checker: "ctl",
+            reason: format!(
+                "operator: move range {id} from store {} to store {to}",
+                old.store_id
+            ),
+        };
+        let op = self.materialize(&p, now_ms)?;
+        let what = p.to_string();
+        self.start_manual(id, op, what.clone(), now_ms);
+        Ok(what)
+    }
+
+    /// Splits `range` at the start of hash slot `slot` (a boundary between user keys), or
+    /// where its leader chooses when `slot` is `None`.
+    pub fn split_range(
+        &mut self,
+        id: RangeId,
+        slot: Option<u16>,
+        now_ms: u64,
+    ) -> Result<String, RpcError> {
+        let range = self.range_for_manual_op(id)?;
+        let key = match slot {
+            None => bytes::Bytes::new(),
+            Some(s) if s >= net::keyspace::SLOTS => {
+                return Err(bad(format!(
+                    "slot {s} is not below {}",
+                    net::keyspace::SLOTS
+                )));
+            }
+            Some(s) => {
+                let k = net::keyspace::slot_start(s);
+                let inside = k > range.start && (range.end.is_empty() || k < range.end);
+                if !inside {
+                    return Err(bad(format!(
+                        "the start of slot {s} is not strictly inside range {id}"
+                    )));
+                }
+                k
+            }
+        };
+        let n = range.replicas.len() as u32;
+        let block = self.alloc_ids(n + 1)?;
+        let op = RunningOperator {
+            steps: vec![Operator::Split {
+                split_key: key,
+                new_range_id: RangeId(block.first),
+                new_replica_ids: (1..=u64::from(n))
+                    .map(|i| ReplicaId(block.first + i))
+                    .collect(),
+            }],
+            current: 0,
+            stores: range.replicas.iter().map(|r| r.store_id).collect(),
+            created_ms: now_ms,
+            epoch: range.epoch,
+            reason: match slot {
+                Some(s) => format!("operator: split range {id} at slot {s}"),
+                None => format!("operator: split range {id}"),
+            },
+        };
+        let what = format!("r{id}: split -> r{}", block.first);
+        self.start_manual(id, op, what.clone(), now_ms);
+        Ok(what)
+    }
+}
