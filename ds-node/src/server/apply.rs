@@ -138,6 +138,7 @@ pub fn entries<D: ShardDevice>(
         let Outcome::Applied(result) = entry(shard, p, engine, fx, &e) else {
             break;
         };
+        crate::failpoint!("ds_node::shard::write::after_apply");
         answer_proposer(shard, p, &e, result);
         last = e.index;
     }

@@ -283,6 +283,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
     };
     let size = encoded.bytes.len() as u64;
     write(shard, range, point.index, Rc::new(encoded.bytes)).await?;
+    crate::failpoint!("ds_node::shard::checkpoint::before_compact");
     shard
         .state
         .borrow_mut()
@@ -329,6 +330,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
         .compact(RangeId(range), LogIndex(keep_from))
         .await
         .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
+    crate::failpoint!("ds_node::shard::checkpoint::after_compact");
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         p.node.mut_store().truncate_to(keep_from - 1, term);
     }

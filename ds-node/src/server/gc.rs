@@ -168,7 +168,9 @@ async fn pass_inner<D: ShardDevice>(
     };
     let set: BTreeSet<SegmentId> = victims.into_iter().collect();
     move_live(shard, &set, &mut rep.moved).await?;
+    crate::failpoint!("ds_node::shard::gc::after_relocate");
     rep.checkpoints = checkpoint_referencing(shard, &set).await?;
+    crate::failpoint!("ds_node::shard::gc::before_reclaim");
     rep.segments_freed += checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free collected segments: {e}"))? as u64;

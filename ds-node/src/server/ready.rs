@@ -155,6 +155,7 @@ async fn prepare<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Option<
     // A snapshot's checkpoint file is durable before the log records that point past it.
     for (range, index, file) in snap_files {
         super::checkpoint::write(shard, range, index, file).await?;
+        crate::failpoint!("ds_node::shard::snapshot::before_descriptor");
     }
     queue_commit(shard, records, works).map(Some)
 }
@@ -335,6 +336,7 @@ fn answer_waiting_reads<D: ShardDevice>(shard: &Rc<Shard<D>>) {
 /// applies committed entries, answers requests, and creates / destroys ranges that splits and
 /// conf changes asked for.
 async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyhow::Result<()> {
+    crate::failpoint!("ds_node::shard::write::after_append");
     let mut out = Outbox::default();
     let failed = prefetch_committed(shard, &works).await;
     // No `.await` from here to the applies below: nothing can demote what was loaded.

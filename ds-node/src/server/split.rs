@@ -116,6 +116,7 @@ pub async fn create_right<D: ShardDevice>(
         ((e.bytes, e.segments), e.size)
     };
     let (bytes, segments) = bytes;
+    crate::failpoint!("ds_node::shard::split::before_checkpoint");
     super::checkpoint::write(shard, id, INIT_INDEX, Rc::new(bytes)).await?;
     shard
         .state

@@ -65,17 +65,26 @@ impl MemCheckpointStore {
         Self::default()
     }
 
+    /// An empty directory on the power switch `power_off` (shared with a simulated device,
+    /// e.g. `nvme::faulty::FaultyDevice::power_switch`: both stop at the same instant).
+    pub fn with_power_switch(power_off: Arc<AtomicBool>) -> Self {
+        Self {
+            dir: RefCell::default(),
+            halted: power_off,
+        }
+    }
+
     /// The power switch: storing `true` makes every later call fail (a simulated crash at
     /// that instant).
     pub fn power_switch(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.halted)
     }
 
-    /// Simulates a power cut: this store is halted for good and the returned one holds what
-    /// survived. `DropUnflushed` keeps only what was made durable, `KeepUnflushed` keeps
+    /// Simulates a power cut: this store is halted for good and the returned one (on the
+    /// power switch `power_off` of the restarted machine) holds what survived. `DropUnflushed` keeps only what was made durable, `KeepUnflushed` keeps
     /// everything, `Random` decides each unsynced name change independently and keeps each
     /// unsynced file's durable bytes, its new bytes or a torn prefix of them.
-    pub fn crash(&self, mode: CrashMode) -> MemCheckpointStore {
+    pub fn crash(&self, mode: CrashMode, power_off: Arc<AtomicBool>) -> MemCheckpointStore {
         self.halted.store(true, Ordering::SeqCst);
         let d = self.dir.borrow();
         let mut rng = Choices(match mode {
@@ -102,7 +111,7 @@ impl MemCheckpointStore {
                 inodes,
                 next_inode: d.next_inode,
             }),
-            halted: Arc::default(),
+            halted: power_off,
         }
     }
 
@@ -252,7 +261,7 @@ mod tests {
         written(&s, "a", b"durable", true, true);
         written(&s, "b", b"unsynced", false, true);
         written(&s, "c", b"unnamed", true, false);
-        let after = s.crash(CrashMode::DropUnflushed);
+        let after = s.crash(CrashMode::DropUnflushed, Arc::default());
         assert_eq!(
             block_on(after.read("a")).unwrap(),
             Some(b"durable".to_vec())
@@ -266,13 +275,13 @@ mod tests {
         let s = MemCheckpointStore::new();
         written(&s, "x.tmp", b"v1", true, false);
         block_on(s.rename("x.tmp", "x")).unwrap();
-        let lost = s.crash(CrashMode::DropUnflushed);
+        let lost = s.crash(CrashMode::DropUnflushed, Arc::default());
         assert_eq!(block_on(lost.list()).unwrap(), Vec::<String>::new());
         let s = MemCheckpointStore::new();
         written(&s, "x.tmp", b"v1", true, false);
         block_on(s.rename("x.tmp", "x")).unwrap();
         block_on(s.sync_dir()).unwrap();
-        let kept = s.crash(CrashMode::DropUnflushed);
+        let kept = s.crash(CrashMode::DropUnflushed, Arc::default());
         assert_eq!(block_on(kept.read("x")).unwrap(), Some(b"v1".to_vec()));
     }
 
@@ -282,9 +291,12 @@ mod tests {
             let s = MemCheckpointStore::new();
             written(&s, "f", b"old", true, true);
             written(&s, "f", b"new contents", false, false);
-            let got = block_on(s.crash(CrashMode::Random { seed }).read("f"))
-                .unwrap()
-                .unwrap();
+            let got = block_on(
+                s.crash(CrashMode::Random { seed }, Arc::default())
+                    .read("f"),
+            )
+            .unwrap()
+            .unwrap();
             assert!(
                 got == b"old" || b"new contents".starts_with(&got),
                 "{got:?}"
