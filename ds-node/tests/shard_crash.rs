@@ -351,7 +351,7 @@ fn crash_run(what: String, mode: CrashMode, cut: impl FnOnce(&Disk) + Send + 'st
             );
             stop(&shard);
             let after = disk.crash(mode).await;
-            let model = model.borrow();
+            let model = std::mem::take(&mut *model.borrow_mut());
             reopen_and_check(&after, &model, &what).await;
             model.acked
         })
