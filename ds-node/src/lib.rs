@@ -24,6 +24,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+/// A failpoint of the `fail` crate named `name` (`ds_node::shard::<operation>::<point>`,
+/// listed in `docs/guides/ds-node.md`), compiled in with the `failpoints` feature only:
+/// without it the macro expands to nothing.
+macro_rules! failpoint {
+    ($name:literal) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name);
+    };
+}
+pub(crate) use failpoint;
+
 pub mod admin;
 pub mod config;
 pub mod core;

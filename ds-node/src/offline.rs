@@ -8,7 +8,7 @@ use bytes::Bytes;
 use crate::config::DsConfig;
 use crate::range::engine::Stored;
 use crate::range::store::Entry;
-use crate::server::Shard;
+use crate::server::{Shard, ShardDevice};
 
 /// Every entry of every shard of the (stopped) node configured by `cfg`, in key order.
 pub fn dump(cfg: &DsConfig) -> anyhow::Result<Vec<(Bytes, Entry)>> {
@@ -36,8 +36,8 @@ pub fn dump(cfg: &DsConfig) -> anyhow::Result<Vec<(Bytes, Entry)>> {
 }
 
 /// The entries with every cold value read from the shard log (checksums checked).
-async fn entries_of(
-    shard: &Shard,
+async fn entries_of<D: ShardDevice>(
+    shard: &Shard<D>,
     stored: Vec<(Bytes, Stored)>,
 ) -> Result<Vec<(Bytes, Entry)>, String> {
     let pointers: Vec<_> = stored

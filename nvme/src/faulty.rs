@@ -13,6 +13,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::buf::IoBuf;
 use crate::device::{BlockDevice, check_io};
@@ -103,6 +105,10 @@ struct State {
 pub struct FaultyDevice<D> {
     inner: D,
     state: RefCell<State>,
+    /// The power switch: set, every call fails as after a `Halt` fault. Shared (`Send`) so
+    /// code that is not on the device's thread — a failpoint callback — can cut the power at
+    /// an exact point of the program.
+    power_off: Arc<AtomicBool>,
 }
 
 impl<D> fmt::Debug for FaultyDevice<D> {
@@ -123,6 +129,7 @@ impl<D: BlockDevice> FaultyDevice<D> {
         Self {
             inner,
             state: RefCell::new(State::default()),
+            power_off: Arc::default(),
         }
     }
 
@@ -141,9 +148,17 @@ impl<D: BlockDevice> FaultyDevice<D> {
         self.state.borrow().poisoned
     }
 
-    /// Returns true once a `Halt` fault fired.
+    /// Returns true once a `Halt` fault fired or the power was switched off.
     pub fn is_halted(&self) -> bool {
-        self.state.borrow().halted
+        self.state.borrow().halted || self.power_off.load(Ordering::SeqCst)
+    }
+
+    /// Returns the power switch: storing `true` halts the device at once (every later call
+    /// fails with `DeviceFailed`; call [`crash_in_place`](Self::crash_in_place) next). A
+    /// `Halt` fault sets it too, so other simulated hardware sharing the switch (a crashable
+    /// file system) stops at the same instant.
+    pub fn power_switch(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.power_off)
     }
 
     /// Returns the number of blocks written since the last flush.
@@ -165,6 +180,15 @@ impl<D: BlockDevice> FaultyDevice<D> {
     /// flush (see [`CrashMode`]), makes that the inner device's durable content, and returns the
     /// inner device for reopening.
     pub async fn crash(self, mode: CrashMode) -> Result<D> {
+        self.crash_in_place(mode).await?;
+        Ok(self.inner)
+    }
+
+    /// [`crash`](Self::crash) for a device still shared with the code that used it: this
+    /// device stays halted for good (the crashed program can do nothing more to it) and
+    /// [`inner`](Self::inner) holds what survived, to copy into a new device for reopening.
+    pub async fn crash_in_place(&self, mode: CrashMode) -> Result<()> {
+        self.state.borrow_mut().halted = true;
         let undo = std::mem::take(&mut self.state.borrow_mut().undo);
         let mut rng = SplitMix(match mode {
             CrashMode::Random { seed } => seed,
@@ -204,13 +228,13 @@ impl<D: BlockDevice> FaultyDevice<D> {
         if touched {
             self.inner.flush().await?;
         }
-        Ok(self.inner)
+        Ok(())
     }
 
     /// Counts an operation of `kind` and returns the fault it triggers, if any.
     fn gate(&self, kind: OpKind) -> Result<Option<FaultAction>> {
         let mut s = self.state.borrow_mut();
-        if s.halted || s.poisoned {
+        if s.halted || s.poisoned || self.power_off.load(Ordering::SeqCst) {
             return Err(Error::DeviceFailed);
         }
         let (nth_kind, nth_any) = {
@@ -231,6 +255,7 @@ impl<D: BlockDevice> FaultyDevice<D> {
         match hit.map(|f| f.action) {
             Some(FaultAction::Halt) => {
                 s.halted = true;
+                self.power_off.store(true, Ordering::SeqCst);
                 Err(Error::DeviceFailed)
             }
             other => Ok(other),
@@ -357,6 +382,27 @@ mod tests {
             let b = m.to_bytes();
             assert!(b[..4096].iter().all(|&x| x == 1));
             assert!(b[4096..8192].iter().all(|&x| x == 0));
+        });
+    }
+
+    /// The power switch halts the device at once, from any thread; an in-place crash then
+    /// leaves the durable image in the inner device and the device halted for good.
+    #[test]
+    fn power_switch_halts_and_an_in_place_crash_keeps_the_durable_image() {
+        block_on(async {
+            let d = dev();
+            d.write_copy(0, &[1; 4096]).await.unwrap();
+            d.flush().await.unwrap();
+            d.write_copy(0, &[2; 4096]).await.unwrap();
+            let switch = d.power_switch();
+            std::thread::spawn(move || switch.store(true, Ordering::SeqCst))
+                .join()
+                .unwrap();
+            assert!(d.is_halted());
+            assert!(matches!(d.flush().await, Err(Error::DeviceFailed)));
+            d.crash_in_place(CrashMode::DropUnflushed).await.unwrap();
+            assert!(d.inner().to_bytes()[..4096].iter().all(|&x| x == 1));
+            assert!(matches!(d.read(0, 4096).await, Err(Error::DeviceFailed)));
         });
     }
 

@@ -20,7 +20,7 @@ use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
 use super::conf_change::{apply_conf_change_to_desc, decode_conf_change};
 use super::metrics::ShardMetrics;
 use super::peer::Peer;
-use super::shard::{Shard, stop_range};
+use super::shard::{Shard, ShardDevice, stop_range};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write, encode_meta};
 use crate::range::dedup::{self, WriteId};
@@ -121,8 +121,8 @@ fn unit() -> KvResponse {
 
 /// Applies committed entries and answers their proposers; returns the index of the last
 /// entry applied (the one before an entry that stopped the range, see [`stop_range`]).
-pub fn entries(
-    shard: &Rc<Shard>,
+pub fn entries<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     fx: &mut Effects<'_>,
@@ -138,6 +138,7 @@ pub fn entries(
         let Outcome::Applied(result) = entry(shard, p, engine, fx, &e) else {
             break;
         };
+        crate::failpoint!("ds_node::shard::write::after_apply");
         answer_proposer(shard, p, &e, result);
         last = e.index;
     }
@@ -146,8 +147,8 @@ pub fn entries(
 }
 
 /// Applies one committed entry by kind.
-fn entry(
-    shard: &Rc<Shard>,
+fn entry<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     fx: &mut Effects<'_>,
@@ -199,8 +200,8 @@ fn add_delta(p: &mut Peer, engine: &mut MasstreeStore) {
 
 /// Applies a split to the left range (this one); the right range is created after the
 /// turn ([`Effects::splits`]). `None` for a stale split.
-fn split(
-    shard: &Rc<Shard>,
+fn split<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     p: &mut Peer,
     engine: &MasstreeStore,
     fx: &mut Effects<'_>,
@@ -255,7 +256,12 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
 
 /// Answers the proposer of entry `e`, if it waits here: its result when the entry is the
 /// one it proposed (same term), `NotLeader` when another leader's entry took its index.
-fn answer_proposer(shard: &Shard, p: &mut Peer, e: &Entry, result: Option<KvResponse>) {
+fn answer_proposer<D: ShardDevice>(
+    shard: &Shard<D>,
+    p: &mut Peer,
+    e: &Entry,
+    result: Option<KvResponse>,
+) {
     let Some(w) = p.pending.remove(&e.index) else {
         return;
     };

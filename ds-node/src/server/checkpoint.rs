@@ -29,35 +29,34 @@ use std::time::{Duration, Instant};
 use engines::vlog::{LogIndex, SegmentId};
 use net::RangeId;
 
+use super::checkpoint_store::CheckpointStore;
 use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
-use super::shard::{Shard, ShardState};
+use super::shard::{Shard, ShardDevice, ShardState};
 use crate::range::checkpoint::{self, CheckpointMeta};
 use crate::range::engine::{MasstreeStore, Stored};
 use crate::range::storage::SnapshotPoint;
 use crate::range::store::{Entry, KvStore};
 
-/// The directory of a shard's checkpoints.
-pub fn dir(shard: &Shard) -> PathBuf {
-    shard
-        .cfg
-        .data_dir
+/// The directory of a shard's checkpoints (on the file system).
+pub fn dir(cfg: &crate::config::DsConfig, index: u32) -> PathBuf {
+    cfg.data_dir
         .join("checkpoints")
-        .join(format!("shard-{}", shard.index))
+        .join(format!("shard-{index}"))
 }
 
-/// Counts a file operation on the blocking pool while it runs: the shard waits for them at
-/// shutdown (a blocking thread that finishes after its executor is gone panics in glommio).
-struct FileOp<'a>(&'a Shard);
+/// Counts a file operation while it runs: the shard waits for them at shutdown (a blocking
+/// thread that finishes after its executor is gone panics in glommio).
+struct FileOp<'a, D: ShardDevice>(&'a Shard<D>);
 
-impl<'a> FileOp<'a> {
-    fn start(shard: &'a Shard) -> Self {
+impl<'a, D: ShardDevice> FileOp<'a, D> {
+    fn start(shard: &'a Shard<D>) -> Self {
         shard.file_ops.set(shard.file_ops.get() + 1);
         FileOp(shard)
     }
 }
 
-impl Drop for FileOp<'_> {
+impl<D: ShardDevice> Drop for FileOp<'_, D> {
     fn drop(&mut self) {
         self.0.file_ops.set(self.0.file_ops.get() - 1);
     }
@@ -67,107 +66,94 @@ fn file_name(range: u64, index: u64) -> String {
     format!("range-{range}-{index:020}.ckpt")
 }
 
-/// The checkpoint files of `range` in `dir`, by index.
-fn list(dir: &Path, range: u64) -> std::io::Result<Vec<(u64, PathBuf)>> {
+/// The checkpoint files of `range` among `names`, by index.
+fn of_range(names: Vec<String>, range: u64) -> Vec<(u64, String)> {
     let prefix = format!("range-{range}-");
-    let mut out = Vec::new();
-    let rd = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for ent in rd {
-        let ent = ent?;
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(idx) = name
-            .strip_prefix(&prefix)
-            .and_then(|r| r.strip_suffix(".ckpt"))
-            .and_then(|r| r.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        out.push((idx, ent.path()));
-    }
+    let mut out: Vec<(u64, String)> = names
+        .into_iter()
+        .filter_map(|name| {
+            let idx = name
+                .strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(".ckpt"))
+                .and_then(|r| r.parse::<u64>().ok())?;
+            Some((idx, name))
+        })
+        .collect();
     out.sort();
-    Ok(out)
+    out
 }
 
 /// A description of where `range`'s checkpoints live, for error messages.
-pub fn path(shard: &Shard, range: u64) -> PathBuf {
-    dir(shard).join(format!("range-{range}-*.ckpt"))
+pub fn path<D: ShardDevice>(shard: &Shard<D>, range: u64) -> PathBuf {
+    Path::new(&shard.checkpoints.location()).join(format!("range-{range}-*.ckpt"))
 }
 
 /// Writes `bytes` as the checkpoint of `range` at `index`, atomically and durably, then
 /// deletes the range's older checkpoints.
-pub async fn write(
-    shard: &Shard,
+pub async fn write<D: ShardDevice>(
+    shard: &Shard<D>,
     range: u64,
     index: u64,
     bytes: Rc<Vec<u8>>,
 ) -> anyhow::Result<()> {
     let _op = FileOp::start(shard);
-    let dir = dir(shard);
-    // The blocking pool needs owned, sendable data: the caller's bytes when it holds the only
-    // reference (new checkpoints, splits), a copy when a received snapshot is still shared.
+    // The file system store moves owned data to the blocking pool: the caller's bytes when
+    // it holds the only reference (new checkpoints, splits), a copy when a received snapshot
+    // is still shared.
     let data = Rc::try_unwrap(bytes).unwrap_or_else(|shared| shared.as_ref().clone());
-    crate::core::blocking(move || -> std::io::Result<()> {
-        write_atomic(&dir, &dir.join(file_name(range, index)), &data)?;
-        for (i, p) in list(&dir, range)? {
-            if i < index {
-                std::fs::remove_file(p)?;
-            }
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))
+    write_durably(shard.checkpoints.as_ref(), &file_name(range, index), data)
+        .await
+        .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))?;
+    remove_older(shard.checkpoints.as_ref(), range, index)
+        .await
+        .map_err(|e| anyhow::anyhow!("remove old checkpoints of range {range}: {e}"))
 }
 
-#[allow(
-    clippy::disallowed_types,
-    reason = "runs on the executor's blocking pool (core::blocking), off the reactor"
-)]
-fn write_atomic(dir: &Path, path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+/// Writes `name` so that a crash leaves either no file of that name or all of `data`: to a
+/// temporary name, `fsync`ed, renamed, directory `fsync`ed.
+async fn write_durably(
+    store: &dyn CheckpointStore,
+    name: &str,
+    data: Vec<u8>,
+) -> std::io::Result<()> {
+    let tmp = format!("{}.tmp", name.strip_suffix(".ckpt").unwrap_or(name));
+    store.write(&tmp, data).await?;
+    store.sync(&tmp).await?;
+    crate::failpoint!("ds_node::shard::checkpoint::before_rename");
+    store.rename(&tmp, name).await?;
+    store.sync_dir().await
+}
+
+async fn remove_older(store: &dyn CheckpointStore, range: u64, index: u64) -> std::io::Result<()> {
+    for (i, name) in of_range(store.list().await?, range) {
+        if i < index {
+            store.remove(&name).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the newest checkpoint of `range` (`None`: there is none).
-pub async fn read(shard: &Shard, range: u64) -> anyhow::Result<Option<Vec<u8>>> {
+pub async fn read<D: ShardDevice>(shard: &Shard<D>, range: u64) -> anyhow::Result<Option<Vec<u8>>> {
     let _op = FileOp::start(shard);
-    let dir = dir(shard);
-    crate::core::blocking(move || {
-        let newest =
-            list(&dir, range).map_err(|e| anyhow::anyhow!("list {}: {e}", dir.display()))?;
-        match newest.last() {
-            None => Ok(None),
-            Some((_, p)) => std::fs::read(p)
-                .map(Some)
-                .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display())),
-        }
-    })
-    .await
+    let store = shard.checkpoints.as_ref();
+    let names = store
+        .list()
+        .await
+        .map_err(|e| anyhow::anyhow!("list {}: {e}", store.location()))?;
+    let Some((_, newest)) = of_range(names, range).pop() else {
+        return Ok(None);
+    };
+    store
+        .read(&newest)
+        .await
+        .map_err(|e| anyhow::anyhow!("read {newest} in {}: {e}", store.location()))
 }
 
 /// Removes every checkpoint of a destroyed range.
-pub async fn remove(shard: &Shard, range: u64) {
+pub async fn remove<D: ShardDevice>(shard: &Shard<D>, range: u64) {
     let _op = FileOp::start(shard);
-    let dir = dir(shard);
-    let _ = crate::core::blocking(move || -> std::io::Result<()> {
-        for (_, p) in list(&dir, range)? {
-            std::fs::remove_file(p)?;
-        }
-        Ok(())
-    })
-    .await;
+    let _ = remove_older(shard.checkpoints.as_ref(), range, u64::MAX).await;
 }
 
 /// (key + value bytes, keys) of entries: the size a range is charged with.
@@ -277,7 +263,10 @@ pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
 
 /// Writes a checkpoint of `range` and compacts its Raft log below it. Returns whether the
 /// log was compacted.
-pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<bool> {
+pub async fn checkpoint_range<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    range: u64,
+) -> anyhow::Result<bool> {
     // One checkpoint of a range at a time (the compaction task and the garbage collector
     // both write them): two writers of the same index would share a temporary file, and
     // the slower one could leave `checkpoint_segments` naming the older file's segments.
@@ -294,6 +283,7 @@ pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<b
     };
     let size = encoded.bytes.len() as u64;
     write(shard, range, point.index, Rc::new(encoded.bytes)).await?;
+    crate::failpoint!("ds_node::shard::checkpoint::before_compact");
     shard
         .state
         .borrow_mut()
@@ -340,6 +330,7 @@ pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<b
         .compact(RangeId(range), LogIndex(keep_from))
         .await
         .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
+    crate::failpoint!("ds_node::shard::checkpoint::after_compact");
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         p.node.mut_store().truncate_to(keep_from - 1, term);
     }
@@ -348,22 +339,22 @@ pub async fn checkpoint_range(shard: &Rc<Shard>, range: u64) -> anyhow::Result<b
 }
 
 /// Marks a range's checkpoint as being written while it lives.
-struct OneCheckpoint<'a>(&'a Shard, u64);
+struct OneCheckpoint<'a, D: ShardDevice>(&'a Shard<D>, u64);
 
-impl<'a> OneCheckpoint<'a> {
-    fn start(shard: &'a Shard, range: u64) -> Self {
+impl<'a, D: ShardDevice> OneCheckpoint<'a, D> {
+    fn start(shard: &'a Shard<D>, range: u64) -> Self {
         shard.state.borrow_mut().checkpointing.insert(range);
         Self(shard, range)
     }
 }
 
-impl Drop for OneCheckpoint<'_> {
+impl<D: ShardDevice> Drop for OneCheckpoint<'_, D> {
     fn drop(&mut self) {
         self.0.state.borrow_mut().checkpointing.remove(&self.1);
     }
 }
 
-fn record(shard: &Shard, t: Instant, size: u64) {
+fn record<D: ShardDevice>(shard: &Shard<D>, t: Instant, size: u64) {
     let mut m = shard.metrics.borrow_mut();
     m.checkpoints_total += 1;
     m.checkpoint_bytes_total += size;
@@ -371,7 +362,7 @@ fn record(shard: &Shard, t: Instant, size: u64) {
 }
 
 /// Whether the shard log is at least half full.
-fn log_under_pressure(shard: &Shard) -> bool {
+fn log_under_pressure<D: ShardDevice>(shard: &Shard<D>) -> bool {
     let segments = (shard.cfg.log_file_bytes / shard.cfg.segment_bytes).max(2) - 1;
     (shard.log.segment_usage().len() as u64) * 2 >= segments
 }
@@ -379,7 +370,7 @@ fn log_under_pressure(shard: &Shard) -> bool {
 /// Frees the shard-log segments no range needs and no live value pointer points into — of
 /// the engine, or of a range's newest checkpoint (recovery loads it, then replays entries
 /// that may read those values before overwriting them).
-pub async fn reclaim(shard: &Shard) -> engines::vlog::Result<usize> {
+pub async fn reclaim<D: ShardDevice>(shard: &Shard<D>) -> engines::vlog::Result<usize> {
     let pinned = |seg| {
         let st = shard.state.borrow();
         st.engine.is_pinned(seg) || st.checkpoint_segments.values().any(|s| s.contains(&seg))
@@ -392,14 +383,14 @@ pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
 
 /// Drops replicas that were created for a leader's message and never got their snapshot (the
 /// leader went away or the replica was removed before it was caught up). They hold nothing.
-fn forget_stale_uninitialized(shard: &Shard) {
+fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
     let mut st = shard.state.borrow_mut();
     st.peers
         .retain(|_, p| p.initialized || p.created.elapsed() < UNINITIALIZED_TTL);
 }
 
 /// The compaction task of a shard (see the module documentation).
-pub async fn run(shard: Rc<Shard>) {
+pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let every = Duration::from_millis(shard.cfg.checkpoint_check_ms);
     while !shard.stop.get() {
         crate::core::sleep(every).await;

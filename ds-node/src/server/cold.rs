@@ -56,7 +56,7 @@ use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, KvResponse, OpFamily, WriteOp};
 
 use super::metrics::ShardMetrics;
-use super::shard::Shard;
+use super::shard::{Shard, ShardDevice};
 use crate::keyspace::{self, Db};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::db_walk;
@@ -363,8 +363,8 @@ pub(crate) async fn join_all<F: Future>(futs: Vec<F>) -> Vec<F::Output> {
 /// they are; the caller re-plans). A value read twice within the policy's window is promoted
 /// (`server::policy`); the others are loaded *transient* and returned, for the caller to drop
 /// after its operation (else the clock takes them first).
-pub async fn load(
-    shard: &Shard,
+pub async fn load<D: ShardDevice>(
+    shard: &Shard<D>,
     mut wanted: Vec<(Bytes, LogPointer)>,
 ) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
     wanted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
@@ -419,8 +419,8 @@ pub async fn load(
 
 /// Reads the values `pointers` name ([`READS_IN_FLIGHT`] at a time, checksums checked),
 /// without putting them in the engine (snapshots). At most [`MAX_LOAD_BYTES`] per call.
-pub async fn read_values(
-    shard: &Shard,
+pub async fn read_values<D: ShardDevice>(
+    shard: &Shard<D>,
     pointers: &[LogPointer],
 ) -> Result<Vec<Vec<u8>>, ColdError> {
     let mut out = Vec::with_capacity(pointers.len());
@@ -450,8 +450,8 @@ pub async fn read_values(
 /// Loads until `plan` finds nothing cold (at most [`ROUNDS`] rounds); returns the entries
 /// loaded transient ([`load`]). When it returns `Ok`, the caller must apply before its next
 /// `.await`.
-pub async fn load_until_hot(
-    shard: &Shard,
+pub async fn load_until_hot<D: ShardDevice>(
+    shard: &Shard<D>,
     mut plan: impl FnMut(&MasstreeStore, &mut Vec<(Bytes, LogPointer)>),
 ) -> Result<Vec<(Bytes, LogPointer)>, ColdError> {
     let _counted = super::policy_state::LoadInFlight::new(&shard.policy);
@@ -468,8 +468,8 @@ pub async fn load_until_hot(
 }
 
 /// Loads what the committed entry `payload` of the range described by `desc` touches.
-pub async fn prefetch_entry(
-    shard: &Shard,
+pub async fn prefetch_entry<D: ShardDevice>(
+    shard: &Shard<D>,
     desc: &RangeDescriptor,
     payload: &[u8],
 ) -> Result<(), ColdError> {
@@ -502,8 +502,8 @@ pub fn read_needs_load(
 /// Answers read `op` of `range` on its own task: loads its cold entries, checks the range
 /// is still here and led by this replica (a lease read) or applied past `min_index` (a
 /// ReadIndex read), executes, and sends the response.
-pub fn spawn_read(
-    shard: &Rc<Shard>,
+pub fn spawn_read<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     range: u64,
     op: KvOp,
     min_index: Option<u64>,
@@ -516,8 +516,8 @@ pub fn spawn_read(
     });
 }
 
-async fn read_after_load(
-    shard: &Shard,
+async fn read_after_load<D: ShardDevice>(
+    shard: &Shard<D>,
     range: u64,
     op: &KvOp,
     min_index: Option<u64>,
@@ -554,8 +554,8 @@ async fn read_after_load(
 
 /// Executes read `op` once its cold entries are loaded (no `.await`: nothing is demoted
 /// in between).
-fn answer_loaded(
-    shard: &Shard,
+fn answer_loaded<D: ShardDevice>(
+    shard: &Shard<D>,
     range: u64,
     op: &KvOp,
     min_index: Option<u64>,

@@ -11,9 +11,9 @@ use net::{ReplicaId, StoreId};
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, EntryType};
 use raft_proto::ConfChangeI;
 
-use super::shard::Shard;
+use super::shard::{Shard, ShardDevice};
 
-impl Shard {
+impl<D: ShardDevice> Shard<D> {
     /// Removes the replica of `range` from this shard after a conf change removed it:
     /// tombstone record first (so a restart does not bring it back), then its keys, its log
     /// entries and its checkpoint.

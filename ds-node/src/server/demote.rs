@@ -27,7 +27,7 @@ use bytes::Bytes;
 use engines::vlog::{AppendRecord, LogRecord, ValueSpan};
 use net::RangeId;
 
-use super::shard::Shard;
+use super::shard::{Shard, ShardDevice};
 use crate::range::engine::Candidate;
 
 /// Most entries one step looks at.
@@ -66,7 +66,10 @@ pub type Requests = Arc<Mutex<VecDeque<Request>>>;
 
 /// Demotes `fraction` of the shard's hot value bytes (key order), step by step. Only one
 /// demotion runs per shard at a time (a second caller waits for nothing and gets an error).
-pub async fn demote(shard: &Shard, fraction: f64) -> Result<DemoteReport, String> {
+pub async fn demote<D: ShardDevice>(
+    shard: &Shard<D>,
+    fraction: f64,
+) -> Result<DemoteReport, String> {
     if !(fraction > 0.0 && fraction <= 1.0) {
         return Err(format!("fraction must be in (0, 1], got {fraction}"));
     }
@@ -86,7 +89,10 @@ pub async fn demote(shard: &Shard, fraction: f64) -> Result<DemoteReport, String
     r
 }
 
-async fn demote_steps(shard: &Shard, fraction: f64) -> Result<DemoteReport, String> {
+async fn demote_steps<D: ShardDevice>(
+    shard: &Shard<D>,
+    fraction: f64,
+) -> Result<DemoteReport, String> {
     let hot = shard.state.borrow().engine.cold_stats().hot_value_bytes;
     let target = (hot as f64 * fraction).ceil() as u64;
     let mut rep = DemoteReport::default();
@@ -111,8 +117,8 @@ async fn demote_steps(shard: &Shard, fraction: f64) -> Result<DemoteReport, Stri
 
 /// One step: free demotions first, then one append of the others' bytes (also the memory
 /// policy's step, `server::policy`).
-pub(crate) async fn step(
-    shard: &Shard,
+pub(crate) async fn step<D: ShardDevice>(
+    shard: &Shard<D>,
     candidates: Vec<Candidate>,
     rep: &mut DemoteReport,
 ) -> Result<(), String> {
@@ -181,7 +187,7 @@ pub(crate) async fn step(
 }
 
 /// Answers the admin endpoint's queued requests (called by the shard's watch loop).
-pub fn serve_requests(shard: &Rc<Shard>, requests: &Requests) {
+pub fn serve_requests<D: ShardDevice>(shard: &Rc<Shard<D>>, requests: &Requests) {
     let taken: Vec<Request> = match requests.lock() {
         Ok(mut q) => q.drain(..).collect(),
         Err(_) => return,
@@ -196,7 +202,7 @@ pub fn serve_requests(shard: &Rc<Shard>, requests: &Requests) {
 }
 
 /// Demotes `demote-percent` % of the hot value bytes every `demote-every-ms` (when set).
-pub async fn run_periodic(shard: Rc<Shard>) {
+pub async fn run_periodic<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let every = shard.cfg.demote_every_ms;
     if every == 0 {
         return;

@@ -20,26 +20,26 @@ use net::message::list::ListOp;
 use net::message::set::SetOp;
 use net::message::zset::ZSetOp;
 
-use super::shard::Shard;
+use super::shard::{Shard, ShardDevice};
 
 /// The shard's limit in bytes (0: none).
-pub fn limit_bytes(shard: &Shard) -> u64 {
+pub fn limit_bytes<D: ShardDevice>(shard: &Shard<D>) -> u64 {
     shard.cfg.maxdisksize / shard.cfg.shards.max(1) as u64
 }
 
 /// Bytes the shard log's segments take.
-pub fn used_bytes(shard: &Shard) -> u64 {
+pub fn used_bytes<D: ShardDevice>(shard: &Shard<D>) -> u64 {
     shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes
 }
 
 /// Whether the log is at or above the limit.
-pub fn over_limit(shard: &Shard) -> bool {
+pub fn over_limit<D: ShardDevice>(shard: &Shard<D>) -> bool {
     let limit = limit_bytes(shard);
     limit > 0 && used_bytes(shard) >= limit
 }
 
 /// Records whether the shard is full (checked after a collection pass).
-pub fn update(shard: &Shard) {
+pub fn update<D: ShardDevice>(shard: &Shard<D>) {
     let full = over_limit(shard);
     let was = shard.disk_full.replace(full);
     if full != was {
@@ -58,7 +58,7 @@ pub fn update(shard: &Shard) {
 }
 
 /// The error for `op` if the shard is full and `op` could add data.
-pub fn refusal(shard: &Shard, op: &KvOp) -> Option<RpcError> {
+pub fn refusal<D: ShardDevice>(shard: &Shard<D>, op: &KvOp) -> Option<RpcError> {
     if !shard.disk_full.get() || only_frees(op) {
         return None;
     }

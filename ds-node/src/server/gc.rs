@@ -32,7 +32,7 @@ use super::checkpoint;
 use super::disk_limit;
 use super::gc_move::{self, GcEngine, StepReport};
 use super::metrics::ShardMetrics;
-use super::shard::Shard;
+use super::shard::{Shard, ShardDevice};
 use crate::range::engine::{GcItem, GcWalk};
 
 /// Bounds of one step: entries visited, entries found, bytes found (one group commit).
@@ -56,9 +56,9 @@ pub struct PassReport {
 }
 
 /// The shard's engine as [`gc_move`] sees it.
-struct ShardEngine<'a>(&'a Shard);
+struct ShardEngine<'a, D: ShardDevice>(&'a Shard<D>);
 
-impl GcEngine for ShardEngine<'_> {
+impl<D: ShardDevice> GcEngine for ShardEngine<'_, D> {
     fn items(
         &self,
         from: &[u8],
@@ -82,7 +82,7 @@ impl GcEngine for ShardEngine<'_> {
 }
 
 /// The collector's settings from the shard's configuration.
-pub fn gc_policy(shard: &Shard) -> GcPolicy {
+pub fn gc_policy<D: ShardDevice>(shard: &Shard<D>) -> GcPolicy {
     GcPolicy {
         segment_bytes: shard.cfg.segment_bytes,
         space_ratio: f64::from(shard.cfg.gc_space_percent) / 100.0,
@@ -92,7 +92,7 @@ pub fn gc_policy(shard: &Shard) -> GcPolicy {
 }
 
 /// The log's segments with the engine's live bytes.
-pub fn segment_views(shard: &Shard) -> Vec<SegmentView> {
+pub fn segment_views<D: ShardDevice>(shard: &Shard<D>) -> Vec<SegmentView> {
     let st = shard.state.borrow();
     let live = st.engine.live_bytes();
     shard
@@ -111,7 +111,10 @@ pub fn segment_views(shard: &Shard) -> Vec<SegmentView> {
 
 /// Runs one pass (`force`: even if the log holds little garbage). `Ok(None)`: nothing to
 /// collect, or a pass is already running.
-pub async fn pass(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>, String> {
+pub async fn pass<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    force: bool,
+) -> Result<Option<PassReport>, String> {
     if std::mem::replace(&mut shard.state.borrow_mut().collecting, true) {
         return Ok(None);
     }
@@ -142,7 +145,10 @@ fn record(m: &mut ShardMetrics, rep: &PassReport, segment_bytes: u64, t: Instant
     m.segments_freed_total += rep.segments_freed;
 }
 
-async fn pass_inner(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>, String> {
+async fn pass_inner<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    force: bool,
+) -> Result<Option<PassReport>, String> {
     let freed_first = checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free unpinned segments: {e}"))?;
@@ -162,7 +168,9 @@ async fn pass_inner(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>
     };
     let set: BTreeSet<SegmentId> = victims.into_iter().collect();
     move_live(shard, &set, &mut rep.moved).await?;
+    crate::failpoint!("ds_node::shard::gc::after_relocate");
     rep.checkpoints = checkpoint_referencing(shard, &set).await?;
+    crate::failpoint!("ds_node::shard::gc::before_reclaim");
     rep.segments_freed += checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free collected segments: {e}"))? as u64;
@@ -170,8 +178,8 @@ async fn pass_inner(shard: &Rc<Shard>, force: bool) -> Result<Option<PassReport>
 }
 
 /// Walks the whole engine once, step by step, moving what points into `victims`.
-async fn move_live(
-    shard: &Rc<Shard>,
+async fn move_live<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     victims: &BTreeSet<SegmentId>,
     total: &mut StepReport,
 ) -> Result<(), String> {
@@ -204,8 +212,8 @@ fn add(total: &mut StepReport, r: &StepReport) {
 }
 
 /// Checkpoints the ranges whose newest checkpoint points into a victim; returns how many.
-async fn checkpoint_referencing(
-    shard: &Rc<Shard>,
+async fn checkpoint_referencing<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     victims: &BTreeSet<SegmentId>,
 ) -> Result<u64, String> {
     let ranges: Vec<u64> = shard
@@ -254,7 +262,7 @@ impl Pacer {
 /// The collector task of a shard: a pass every `gc-every-ms` (0: never), forced while the
 /// log is at `maxdisksize`, after which the shard's full state is updated
 /// ([`disk_limit::update`]).
-pub async fn run(shard: Rc<Shard>) {
+pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let every = shard.cfg.gc_every_ms;
     if every == 0 {
         return;

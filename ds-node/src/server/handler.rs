@@ -17,7 +17,7 @@ use raft::eraftpb::Message as RaftMsg;
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, RANGE_STOPPED, REQUEST_TIMEOUT};
 use super::read::Answer;
-use super::shard::{MAX_UNINITIALIZED, Shard, ShardState};
+use super::shard::{MAX_UNINITIALIZED, Shard, ShardDevice, ShardState};
 use super::validate::{self, Refusal};
 use crate::range::dedup::WriteId;
 
@@ -48,7 +48,7 @@ fn later(rx: oneshot::Receiver<KvResponse>) -> Handled<Reply> {
 }
 
 /// Handles one message for `shard`.
-pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
+pub fn handle<D: ShardDevice>(shard: &Rc<Shard<D>>, msg: Message) -> Handled<Reply> {
     match msg {
         Message::KvRequest(req) => kv(shard, req, None),
         Message::KvWrite(w) => {
@@ -75,7 +75,7 @@ pub fn handle(shard: &Rc<Shard>, msg: Message) -> Handled<Reply> {
 /// A request, with its request id for a write that is applied once per id: checked against
 /// the limits and the range (here, running, same epoch, led by this replica), then read or
 /// proposed.
-fn kv(shard: &Rc<Shard>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
+fn kv<D: ShardDevice>(shard: &Rc<Shard<D>>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
     if let Err(e) = req.op.check_limits(net::limits::DEFAULT_MAX_VALUE_BYTES) {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(e.into());
@@ -160,7 +160,7 @@ enum Dropped {
     Refused(Refusal),
 }
 
-fn raft_batch(shard: &Shard, b: RaftBatch) {
+fn raft_batch<D: ShardDevice>(shard: &Shard<D>, b: RaftBatch) {
     let mut st = shard.state.borrow_mut();
     let mut bad = 0;
     let mut refused = [0u64; Refusal::ALL.len()];
@@ -200,8 +200,8 @@ fn raft_batch(shard: &Shard, b: RaftBatch) {
 
 /// Validates one Raft message and steps it into its range's group (creating the replica
 /// first for a leader's message, if the master places it here).
-fn raft_message(
-    shard: &Shard,
+fn raft_message<D: ShardDevice>(
+    shard: &Shard<D>,
     st: &mut ShardState,
     (from_store, from_shard): (net::StoreId, net::ShardId),
     env: net::message::RaftEnvelope,
@@ -262,8 +262,8 @@ fn raft_message(
 /// replica id with the sender as a member, never for a destroyed replica, and within the
 /// shard's creation budget. Nothing is persisted until its first snapshot installs, and the
 /// message is validated against it before it is kept.
-fn replica_for(
-    shard: &Shard,
+fn replica_for<D: ShardDevice>(
+    shard: &Shard<D>,
     st: &mut ShardState,
     range: u64,
     m: &RaftMsg,
@@ -296,7 +296,7 @@ fn replica_for(
 
 /// Whether the master's last route table lists `from` as a replica of `range` and (with
 /// `me`) replica `me` of it on this shard.
-fn master_places(shard: &Shard, range: u64, from: u64, me: Option<u64>) -> bool {
+fn master_places<D: ShardDevice>(shard: &Shard<D>, range: u64, from: u64, me: Option<u64>) -> bool {
     let ranges = shard.master_ranges.borrow();
     let Some(d) = ranges.get(&range) else {
         return false;

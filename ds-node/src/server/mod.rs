@@ -6,7 +6,8 @@
 //! modules of its own or a lower layer, never one above it:
 //!
 //! 1. **Shard state** (leaves): `shard` ([`Shard`], `ShardState`, new Raft groups, replica
-//!    addresses, the clock edge), `peer` (one range's Raft group and waiting requests),
+//!    addresses, the clock edge), `checkpoint_store` (the file operations behind
+//!    checkpoints: the file system, or a crashable memory directory for tests), `peer` (one range's Raft group and waiting requests),
 //!    `metrics` and `gc_metrics` (figures), `policy_state` (the memory policy's budget and
 //!    loads in flight), `transfers` (snapshot transfers in and out), `validate` (Raft
 //!    messages checked before raft-rs sees them). They import `range`, `config`, `load` and
@@ -31,6 +32,7 @@
 
 pub mod apply;
 pub mod checkpoint;
+pub mod checkpoint_store;
 pub mod cold;
 pub mod conf_change;
 pub mod demote;
@@ -56,4 +58,4 @@ pub mod validate;
 pub mod write;
 
 pub use metrics::ShardMetrics;
-pub use shard::Shard;
+pub use shard::{Shard, ShardDevice};

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use super::demote::{self, DemoteReport, EXPIRING_SOON_MS, MAX_VALUE, STEP_BYTES, STEP_ENTRIES};
 /// The policy's figures (kept with its state, in the shard's leaf modules).
 pub use super::policy_state::PolicyMetrics;
-use super::shard::{Shard, now_ms};
+use super::shard::{Shard, ShardDevice, now_ms};
 use crate::range::clock::{self, SweepLimits};
 
 /// Demotion stops below this percentage of the budget once it started.
@@ -72,7 +72,7 @@ struct Hand {
 }
 
 /// The policy task of `shard` (see the module documentation).
-pub async fn run(shard: Rc<Shard>) {
+pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let tick = Duration::from_millis(shard.cfg.policy_tick_ms);
     let mut hand = Hand::default();
     while !shard.stop.get() {
@@ -102,7 +102,7 @@ pub async fn run(shard: Rc<Shard>) {
 }
 
 /// One step of the hand; whether to go on at once (false: stuck or failed, wait a tick).
-async fn step(shard: &Shard, hand: &mut Hand) -> bool {
+async fn step<D: ShardDevice>(shard: &Shard<D>, hand: &mut Hand) -> bool {
     let limits = SweepLimits {
         visits: STEP_VISITS,
         entries: STEP_ENTRIES,

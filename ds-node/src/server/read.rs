@@ -15,7 +15,7 @@ use net::message::kv::{KvOp, KvResponse};
 
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, WaitingRead};
-use super::shard::{Shard, now_ms};
+use super::shard::{Shard, ShardDevice, now_ms};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::engine::MasstreeStore;
 
@@ -30,8 +30,8 @@ pub enum Answer {
 
 /// Starts a read on this range's leader: from the lease when it holds, else through
 /// ReadIndex.
-pub fn start(
-    shard: &Rc<Shard>,
+pub fn start<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     op: KvOp,
@@ -47,8 +47,8 @@ pub fn start(
 
 /// A read answered from local state now, or by its own task when it must load cold values
 /// first (hot reads do not wait for it).
-fn lease(
-    shard: &Rc<Shard>,
+fn lease<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     op: KvOp,
@@ -77,7 +77,11 @@ fn lease(
 }
 
 /// A read that waits for a ReadIndex (and for apply to reach it; the ready loop answers).
-fn read_index(shard: &Rc<Shard>, p: &mut Peer, op: KvOp) -> Result<Answer, RpcError> {
+fn read_index<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    p: &mut Peer,
+    op: KvOp,
+) -> Result<Answer, RpcError> {
     if !p.node.raft.commit_to_current_term() {
         // raft-rs drops ReadIndex requests until the leader commits in its term (a few ms
         // after election): the client retries (hint: this replica).
@@ -121,7 +125,11 @@ pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
 
 /// Answers the range's reads whose index is known and applied (by their own task when they
 /// must load cold values first); a replica that lost leadership fails the rest.
-pub fn answer_ready(shard: &Rc<Shard>, p: &mut Peer, engine: &mut MasstreeStore) {
+pub fn answer_ready<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    p: &mut Peer,
+    engine: &mut MasstreeStore,
+) {
     if p.reads.is_empty() {
         return;
     }

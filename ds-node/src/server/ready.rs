@@ -22,12 +22,12 @@ use super::apply::Effects;
 use super::conf_change::entry_type_of;
 use super::metrics::ShardMetrics;
 use super::peer::Peer;
-use super::shard::{Shard, ShardState, stop_range};
+use super::shard::{Shard, ShardDevice, ShardState, stop_range};
 use super::transport::{Outbox, collect};
 use crate::range::engine::MasstreeStore;
 
 /// Sends the turn's Raft batches and starts its snapshot transfers.
-fn flush_outbox(shard: &Rc<Shard>, out: &mut Outbox) {
+fn flush_outbox<D: ShardDevice>(shard: &Rc<Shard<D>>, out: &mut Outbox) {
     for (addr, range, from, m) in out.snapshots.drain(..) {
         crate::core::spawn(super::snapshot::send(
             Rc::clone(shard),
@@ -60,7 +60,7 @@ struct InFlight {
 /// [`COMMIT_DEPTH`] commits in flight, take every group's ready and queue the next commit.
 /// Readies are persisted in order, and raft-rs lets a group produce its next ready before
 /// the previous one is persisted, so turn N+1 is collected and written while N flushes.
-pub async fn run(shard: Rc<Shard>) {
+pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     if let Err(e) = pipeline(&shard).await {
         tracing::error!("shard {} ready loop stopped: {e:#}", shard.index);
         // The log is poisoned: fail everything that waits and stop serving writes.
@@ -71,7 +71,7 @@ pub async fn run(shard: Rc<Shard>) {
     }
 }
 
-async fn pipeline(shard: &Rc<Shard>) -> anyhow::Result<()> {
+async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
     let tick = shard.cfg.tick();
     let mut next_tick = Instant::now() + tick;
     let mut inflight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
@@ -139,7 +139,7 @@ struct Work {
 
 /// Takes every group's ready, sends the messages that need nothing durable, and queues the
 /// group commit of their entries and hard states (`None`: nothing to do).
-async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
+async fn prepare<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Option<InFlight>> {
     let Turn {
         mut out,
         snap_files,
@@ -155,6 +155,7 @@ async fn prepare(shard: &Rc<Shard>) -> anyhow::Result<Option<InFlight>> {
     // A snapshot's checkpoint file is durable before the log records that point past it.
     for (range, index, file) in snap_files {
         super::checkpoint::write(shard, range, index, file).await?;
+        crate::failpoint!("ds_node::shard::snapshot::before_descriptor");
     }
     queue_commit(shard, records, works).map(Some)
 }
@@ -174,7 +175,7 @@ struct Turn {
 
 /// Hands raft-rs the entries fetched from the log, then takes the ready of every group that
 /// has one (stopped ranges excepted).
-fn collect_readies(shard: &Rc<Shard>) -> anyhow::Result<Turn> {
+fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn> {
     let mut turn = Turn::default();
     let mut st = shard.state.borrow_mut();
     for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
@@ -204,8 +205,8 @@ fn collect_readies(shard: &Rc<Shard>) -> anyhow::Result<Turn> {
 /// Takes one group's ready into the turn: messages queued, a received snapshot installed,
 /// entries and hard state queued for the group commit and mirrored into the Raft cache,
 /// read indexes noted; returns what to do once the commit is durable.
-fn take_ready(
-    shard: &Rc<Shard>,
+fn take_ready<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     range: u64,
     p: &mut Peer,
     engine: &mut MasstreeStore,
@@ -249,7 +250,7 @@ fn take_ready(
 }
 
 /// Counts a leader change when the group's role moved to or from leader.
-fn note_role(shard: &Shard, p: &mut Peer, role: StateRole) {
+fn note_role<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, role: StateRole) {
     if role != p.last_role {
         if role == StateRole::Leader || p.last_role == StateRole::Leader {
             shard.metrics.borrow_mut().leader_changes_total += 1;
@@ -288,8 +289,8 @@ fn log_records(
 
 /// Queues the turn's records in the shard log (so commits reach it in the order they were
 /// prepared) and waits for them on a task that wakes the loop when they are durable.
-fn queue_commit(
-    shard: &Rc<Shard>,
+fn queue_commit<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     records: Vec<AppendRecord>,
     works: Vec<Work>,
 ) -> anyhow::Result<InFlight> {
@@ -323,7 +324,7 @@ fn queue_commit(
 }
 
 /// Answers the reads whose index is known and applied, on every range that has some.
-fn answer_waiting_reads(shard: &Rc<Shard>) {
+fn answer_waiting_reads<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
     for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
@@ -334,7 +335,8 @@ fn answer_waiting_reads(shard: &Rc<Shard>) {
 /// After a group commit: marks the readies persisted, sends the messages that needed it,
 /// applies committed entries, answers requests, and creates / destroys ranges that splits and
 /// conf changes asked for.
-async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
+async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyhow::Result<()> {
+    crate::failpoint!("ds_node::shard::write::after_append");
     let mut out = Outbox::default();
     let failed = prefetch_committed(shard, &works).await;
     // No `.await` from here to the applies below: nothing can demote what was loaded.
@@ -407,8 +409,8 @@ async fn finish(shard: &Rc<Shard>, works: Vec<Work>) -> anyhow::Result<()> {
 /// Loads the cold entries the committed entries of `works` touch (`server::cold`). A range
 /// whose load failed is returned with the error: it stops (its entries cannot be applied
 /// without the values).
-async fn prefetch_committed(
-    shard: &Rc<Shard>,
+async fn prefetch_committed<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     works: &[Work],
 ) -> Option<(u64, super::cold::ColdError)> {
     if shard.state.borrow().engine.cold_stats().cold_entries == 0 {
@@ -460,7 +462,7 @@ async fn prefetch_committed(
 
 /// Reads entries raft-rs asked for from below the cache out of the shard log, on their own
 /// tasks; the ready loop hands raft-rs the context back on its next turn.
-fn start_fetches(shard: &Rc<Shard>) {
+fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut reqs = Vec::new();
     {
         let st = shard.state.borrow();

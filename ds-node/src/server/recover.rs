@@ -21,20 +21,22 @@ use nvme::{FormatOptions, SegmentStore};
 use raft::eraftpb::{Entry, HardState};
 
 use super::apply::{self, Committed};
+use super::checkpoint_store::{CheckpointStore, FsCheckpointStore};
 use super::conf_change::{apply_conf_change_to_desc, entry_type_of};
 use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
 use super::policy_state::PolicyState;
 use super::shard::{
-    Device, INIT_INDEX, LOG_OWNER, MAX_PROPOSAL_BYTES, Shard, ShardState, Wakeup, stop_range,
+    Device, INIT_INDEX, LOG_OWNER, MAX_PROPOSAL_BYTES, Shard, ShardDevice, ShardState, Wakeup,
+    stop_range,
 };
 use crate::config::DsConfig;
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
 use crate::range::codec::{decode_meta, decode_tombstone, encode_meta};
 use crate::range::storage::{RaftLogCache, SnapshotPoint};
 
-/// Opens (creating and formatting if absent) the shard log file.
-async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, bool)> {
+/// Opens (creating if absent) the shard log file; true: it was just created (unformatted).
+async fn open_file(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Device, bool)> {
     let fresh = !path.exists();
     let opts = UringOptions {
         write_through: cfg.log_write_through,
@@ -47,6 +49,17 @@ async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, 
             UringDevice::create_file(path, cfg.log_file_bytes, opts).await
         }
         .map_err(|e| anyhow::anyhow!("create shard log {}: {e}", path.display()))?;
+        return Ok((dev, true));
+    }
+    let dev = UringDevice::open(path, opts)
+        .await
+        .map_err(|e| anyhow::anyhow!("open shard log {}: {e}", path.display()))?;
+    Ok((dev, false))
+}
+
+/// Opens the shard log on `dev` (formatting it first when `fresh`), recovering it.
+async fn open_log<D: ShardDevice>(cfg: &DsConfig, dev: D, fresh: bool) -> anyhow::Result<Vlog<D>> {
+    let dev = if fresh {
         let store = SegmentStore::format(
             dev,
             FormatOptions {
@@ -56,20 +69,28 @@ async fn open_log(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Vlog<Device>, 
         )
         .await
         .map_err(|e| anyhow::anyhow!("format shard log: {e}"))?;
-        let dev = store.into_device();
-        let (log, _) = Vlog::open(dev, LOG_OWNER, log_config())
-            .await
-            .map_err(|e| anyhow::anyhow!("open new shard log: {e}"))?;
-        return Ok((log, true));
-    }
-    let dev = UringDevice::open(path, opts)
-        .await
-        .map_err(|e| anyhow::anyhow!("open shard log {}: {e}", path.display()))?;
+        store.into_device()
+    } else {
+        dev
+    };
     let (log, rep) = Vlog::open(dev, LOG_OWNER, log_config())
         .await
-        .map_err(|e| anyhow::anyhow!("recover shard log {}: {e}", path.display()))?;
-    tracing::info!(path = %path.display(), ?rep, "shard log recovered");
-    Ok((log, false))
+        .map_err(|e| anyhow::anyhow!("recover shard log: {e}"))?;
+    if !fresh {
+        tracing::info!(?rep, "shard log recovered");
+    }
+    Ok(log)
+}
+
+/// What a shard stores on: its log device and its checkpoint directory.
+#[derive(Debug)]
+pub struct ShardStorage<D> {
+    /// The shard log's device.
+    pub device: D,
+    /// The device is new: format it before opening the log.
+    pub fresh: bool,
+    /// The ranges' checkpoints.
+    pub checkpoints: Rc<dyn CheckpointStore>,
 }
 
 /// The shard log's settings: entries up to the largest proposal the handler admits (longer
@@ -90,10 +111,9 @@ struct Replayed {
     stopped: Option<(u64, String)>,
 }
 
-impl Shard {
-    /// Opens shard `index`: its log (recovering every range in it into the engine). Its
-    /// connections to the master and to peers carry `cluster_id` (0 while unknown) and prove
-    /// the cluster secret of `cfg` (resolved: [`DsConfig::resolve_secret`]).
+impl Shard<Device> {
+    /// Opens shard `index` of the node whose data directory `cfg` names: its log file and
+    /// checkpoint directory (see [`Shard::open_on`]).
     pub async fn open(
         cfg: DsConfig,
         index: u32,
@@ -102,7 +122,30 @@ impl Shard {
     ) -> anyhow::Result<Rc<Self>> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let path = cfg.data_dir.join(format!("shard-{index}.log"));
-        let (log, _fresh) = open_log(&cfg, &path).await?;
+        let (device, fresh) = open_file(&cfg, &path).await?;
+        let checkpoints = Rc::new(FsCheckpointStore::new(super::checkpoint::dir(&cfg, index)));
+        let storage = ShardStorage {
+            device,
+            fresh,
+            checkpoints,
+        };
+        Self::open_on(cfg, index, store_id, cluster_id, storage).await
+    }
+}
+
+impl<D: ShardDevice> Shard<D> {
+    /// Opens shard `index` on `storage`: its log (recovering every range in it into the
+    /// engine) and checkpoints. Its connections to the master and to peers carry
+    /// `cluster_id` (0 while unknown) and prove the cluster secret of `cfg` (resolved:
+    /// [`DsConfig::resolve_secret`]).
+    pub async fn open_on(
+        cfg: DsConfig,
+        index: u32,
+        store_id: u64,
+        cluster_id: ClusterId,
+        storage: ShardStorage<D>,
+    ) -> anyhow::Result<Rc<Self>> {
+        let log = open_log(&cfg, storage.device, storage.fresh).await?;
         let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id));
         let transport = cfg.transport()?;
         let pool = Pool::new(hello, transport.clone());
@@ -116,6 +159,7 @@ impl Shard {
             store_id,
             cfg,
             log: Rc::new(log),
+            checkpoints: storage.checkpoints,
             state: RefCell::new(ShardState::default()),
             wake: Wakeup::default(),
             pool,

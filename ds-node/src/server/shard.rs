@@ -19,11 +19,12 @@ use net::message::kv::KvResponse;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::transport::TransportConfig;
 use net::{ReplicaId, StoreId};
-use nvme::OwnerTag;
 use nvme::uring::UringDevice;
+use nvme::{BlockDevice, OwnerTag};
 use raft::eraftpb::HardState;
 use raft::{RawNode, StateRole};
 
+use super::checkpoint_store::CheckpointStore;
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, RANGE_STOPPED};
 use super::policy_state::PolicyState;
@@ -40,8 +41,15 @@ pub const INIT_INDEX: u64 = 5;
 /// The owner tag of a shard log in its segment store.
 pub const LOG_OWNER: OwnerTag = OwnerTag(1);
 
-/// The device a shard log runs on.
+/// The device a shard log runs on in production.
 pub type Device = UringDevice;
+
+/// A device a shard log can run on: any [`BlockDevice`] that lives as long as the shard's
+/// tasks. Production shards run on [`Device`] (the default type parameter of [`Shard`]); the
+/// crash tests run a whole shard on `nvme::faulty::FaultyDevice` (monomorphised: no cost).
+pub trait ShardDevice: BlockDevice + 'static {}
+
+impl<D: BlockDevice + 'static> ShardDevice for D {}
 
 /// Largest encoded proposal: a value of the largest size plus its key and framing; a
 /// request whose values add up to more is refused before anything is proposed (and the
@@ -148,9 +156,9 @@ pub struct ShardState {
     pub checkpointing: std::collections::BTreeSet<u64>,
 }
 
-/// One shard (core) of a DS node.
+/// One shard (core) of a DS node, its shard log on a device of type `D`.
 #[derive(Debug)]
-pub struct Shard {
+pub struct Shard<D: ShardDevice = Device> {
     /// Shard index.
     pub index: u32,
     /// This node's store id.
@@ -158,7 +166,9 @@ pub struct Shard {
     /// Settings.
     pub cfg: DsConfig,
     /// The shard log (Raft log + value log).
-    pub log: Rc<Vlog<Device>>,
+    pub log: Rc<Vlog<D>>,
+    /// Where the ranges' checkpoints are written (`server::checkpoint`).
+    pub checkpoints: Rc<dyn CheckpointStore>,
     /// Ranges and engine.
     pub state: RefCell<ShardState>,
     /// Wakes the ready loop.
@@ -203,7 +213,7 @@ pub fn now_ms() -> u64 {
 /// Stops a range whose entry `index` broke an engine invariant (`Peer::stopped`): the entry
 /// and everything after it stay unapplied, waiting proposers get an error, and the rest of
 /// the shard goes on.
-pub fn stop_range(shard: &Shard, p: &mut Peer, index: u64, why: String) {
+pub fn stop_range<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, index: u64, why: String) {
     tracing::error!(
         range = %p.desc.id,
         index,
@@ -241,7 +251,7 @@ fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-impl Shard {
+impl<D: ShardDevice> Shard<D> {
     /// A replica of `range` (id `replica`) created for a leader's message: no key range and
     /// no configuration until its first snapshot installs (nothing is persisted before).
     pub fn new_uninitialized(&self, range: u64, replica: u64) -> anyhow::Result<Peer> {

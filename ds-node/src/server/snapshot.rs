@@ -32,7 +32,7 @@ use raft::SnapshotStatus;
 use raft::eraftpb::Message as RaftMsg;
 
 use super::peer::{Peer, conf_state_of};
-use super::shard::{Shard, now_ms};
+use super::shard::{Shard, ShardDevice, now_ms};
 use super::transfers::Accepted;
 use super::transport::peer_client;
 use crate::range::checkpoint;
@@ -43,7 +43,7 @@ use crate::range::engine::MasstreeStore;
 pub const MAX_SENDS: usize = 2;
 
 /// Handles one chunk of an incoming transfer ([`super::transfers::Transfers::accept`]).
-pub fn on_chunk(shard: &Shard, c: SnapshotChunk) -> SnapshotAck {
+pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotAck {
     let got = shard
         .state
         .borrow_mut()
@@ -69,7 +69,7 @@ pub fn on_chunk(shard: &Shard, c: SnapshotChunk) -> SnapshotAck {
     }
 }
 
-fn report(shard: &Shard, range: u64, to: u64, ok: bool) {
+fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         let status = if ok {
             SnapshotStatus::Finish
@@ -90,7 +90,13 @@ fn report(shard: &Shard, range: u64, to: u64, ok: bool) {
 
 /// Sends the snapshot raft-rs asked for in `m` to the replica at `addr` (see the module
 /// documentation). Runs as its own task.
-pub async fn send(shard: Rc<Shard>, addr: String, range: u64, from: u64, mut m: RaftMsg) {
+pub async fn send<D: ShardDevice>(
+    shard: Rc<Shard<D>>,
+    addr: String,
+    range: u64,
+    from: u64,
+    mut m: RaftMsg,
+) {
     let to = m.to;
     {
         let mut st = shard.state.borrow_mut();
@@ -114,7 +120,10 @@ pub async fn send(shard: Rc<Shard>, addr: String, range: u64, from: u64, mut m: 
 
 /// The checkpoint `data` with every cold entry's value read from the shard log (checksums
 /// checked), as a checkpoint without cold entries: what a replica elsewhere can load.
-async fn with_cold_values(shard: &Shard, data: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+async fn with_cold_values<D: ShardDevice>(
+    shard: &Shard<D>,
+    data: Vec<u8>,
+) -> anyhow::Result<Vec<u8>> {
     if !checkpoint::has_cold(&data) {
         return Ok(data);
     }
@@ -137,8 +146,8 @@ async fn with_cold_values(shard: &Shard, data: Vec<u8>) -> anyhow::Result<Vec<u8
     ))
 }
 
-async fn transfer(
-    shard: &Rc<Shard>,
+async fn transfer<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     addr: &str,
     range: u64,
     from: u64,
@@ -215,8 +224,8 @@ async fn transfer(
 /// above): the range's keys in the engine are replaced, the Raft cache restarts
 /// at the snapshot, and the log records that make it durable are queued for this turn's group
 /// commit. Returns the snapshot index and the checkpoint bytes to write before that commit.
-pub fn install(
-    shard: &Shard,
+pub fn install<D: ShardDevice>(
+    shard: &Shard<D>,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     snap: &raft::eraftpb::Snapshot,

@@ -34,7 +34,7 @@ use net::{Message, RangeId, ReplicaId};
 use raft::eraftpb::HardState;
 
 use super::peer::conf_state_of;
-use super::shard::{INIT_INDEX, Shard};
+use super::shard::{INIT_INDEX, Shard, ShardDevice};
 use crate::range::checkpoint::CheckpointMeta;
 use crate::range::codec::{SplitCmd, encode_meta};
 use crate::range::engine::MasstreeStore;
@@ -87,8 +87,8 @@ pub fn pick_key(engine: &MasstreeStore, desc: &RangeDescriptor) -> Option<Bytes>
 
 /// Creates the right range of a split on this shard (see the module documentation);
 /// `leader`: this replica led the left range (it campaigns and reports to the master).
-pub async fn create_right(
-    shard: &Rc<Shard>,
+pub async fn create_right<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     right: RangeDescriptor,
     left: Option<RangeDescriptor>,
 ) -> anyhow::Result<()> {
@@ -116,6 +116,7 @@ pub async fn create_right(
         ((e.bytes, e.segments), e.size)
     };
     let (bytes, segments) = bytes;
+    crate::failpoint!("ds_node::shard::split::before_checkpoint");
     super::checkpoint::write(shard, id, INIT_INDEX, Rc::new(bytes)).await?;
     shard
         .state
@@ -179,7 +180,11 @@ pub async fn create_right(
 
 /// Reports a split to the master on its own task (the left range's leader does it when the
 /// split applies, before the right range's first checkpoint is written).
-pub fn report_later(shard: &Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor) {
+pub fn report_later<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    left: RangeDescriptor,
+    right: RangeDescriptor,
+) {
     if shard.cfg.master_addr.is_some() {
         crate::core::spawn(report(Rc::clone(shard), left, right));
     }
@@ -189,7 +194,11 @@ pub fn report_later(shard: &Rc<Shard>, left: RangeDescriptor, right: RangeDescri
 /// master answers that it knows a newer epoch): a range heartbeat never carries a split, so
 /// this report is how the master learns of it. Every 0.5 s for the first 10 tries (a report
 /// can wait on the one before it), then backing off to 5 s.
-async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor) {
+async fn report<D: ShardDevice>(
+    shard: Rc<Shard<D>>,
+    left: RangeDescriptor,
+    right: RangeDescriptor,
+) {
     let Some(m) = shard.cfg.master_addr.clone() else {
         return;
     };
@@ -224,8 +233,8 @@ async fn report(shard: Rc<Shard>, left: RangeDescriptor, right: RangeDescriptor)
 }
 
 /// Proposes a split of `range` (its leader, executing the master's operator).
-pub fn propose(
-    shard: &Shard,
+pub fn propose<D: ShardDevice>(
+    shard: &Shard<D>,
     range: u64,
     split_key: Bytes,
     new_range_id: u64,

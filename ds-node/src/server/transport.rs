@@ -12,7 +12,7 @@ use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
 use raft::eraftpb::Message as RaftMsg;
 
 use super::peer::Peer;
-use super::shard::Shard;
+use super::shard::{Shard, ShardDevice};
 
 /// Messages of one turn: Raft batches per destination address, and snapshots to stream.
 #[derive(Debug, Default)]
@@ -24,8 +24,8 @@ pub struct Outbox {
 }
 
 /// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
-pub fn collect(
-    shard: &Shard,
+pub fn collect<D: ShardDevice>(
+    shard: &Shard<D>,
     p: &Peer,
     msgs: Vec<RaftMsg>,
     reply_to: &HashMap<(u64, u64), net::message::Replica>,
@@ -65,8 +65,8 @@ pub fn collect(
 }
 
 /// A connection to the peer shard at `addr` (re-used; re-opened after a failure).
-pub async fn peer_client(
-    shard: &Rc<Shard>,
+pub async fn peer_client<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
     addr: &str,
 ) -> anyhow::Result<net::glommio_transport::Client> {
     let client = shard.peer_conns.borrow().get(addr).cloned();
@@ -91,7 +91,7 @@ pub async fn peer_client(
 
 /// Sends one `RaftBatch` per destination (one-way), each on its own task. The snapshots of
 /// the outbox are left for the caller (`server::snapshot` streams them).
-pub fn send_batches(shard: &Rc<Shard>, out: &mut Outbox) {
+pub fn send_batches<D: ShardDevice>(shard: &Rc<Shard<D>>, out: &mut Outbox) {
     let batches = out
         .batches
         .drain()

@@ -4,7 +4,7 @@
 //!
 //! An operation module: imports the shard state only.
 
-use super::shard::{Shard, ShardState, now_ms};
+use super::shard::{Shard, ShardDevice, ShardState, now_ms};
 use crate::range::codec::encode_sweep;
 
 /// Most entries a leader examines per range and tick for expired keys.
@@ -13,7 +13,7 @@ pub const SWEEP_SCAN_PER_TICK: usize = 256;
 /// On a tick: every leader looks at the next [`SWEEP_SCAN_PER_TICK`] entries of its range
 /// and proposes the deletion of the expired ones and of elements of dead collections
 /// (`range::sweep`; bounded work per tick).
-pub fn sweep_expired(shard: &Shard, st: &mut ShardState) {
+pub fn sweep_expired<D: ShardDevice>(shard: &Shard<D>, st: &mut ShardState) {
     let now = now_ms();
     let ShardState { peers, engine, .. } = st;
     for p in peers.values_mut() {

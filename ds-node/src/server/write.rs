@@ -11,15 +11,15 @@ use net::RpcError;
 use net::message::kv::{KvOp, KvResponse};
 
 use super::peer::{Peer, Pending};
-use super::shard::{MAX_PROPOSAL_BYTES, Shard, now_ms};
+use super::shard::{MAX_PROPOSAL_BYTES, Shard, ShardDevice, now_ms};
 use crate::range::codec::{encode_proposal, encode_write};
 use crate::range::dedup::WriteId;
 
 /// Proposes write `op` to the range's group; the receiver gets the answer when its entry
 /// applies (`server::apply`). Refused when the range has too many proposals in flight, the
 /// disk is full (`server::disk_limit`) or the entry would be too large.
-pub fn propose(
-    shard: &Shard,
+pub fn propose<D: ShardDevice>(
+    shard: &Shard<D>,
     p: &mut Peer,
     op: KvOp,
     id: Option<WriteId>,

@@ -28,9 +28,9 @@ use net::{ReplicaId, ShardId, StoreId};
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
 use crate::load::{Rates, Window};
-use crate::server::Shard;
+use crate::server::{Shard, ShardDevice};
 
-fn master(shard: &Shard) -> anyhow::Result<String> {
+fn master<D: ShardDevice>(shard: &Shard<D>) -> anyhow::Result<String> {
     shard
         .cfg
         .master_addr
@@ -43,7 +43,7 @@ fn master(shard: &Shard) -> anyhow::Result<String> {
 /// shard that crashed after the master recorded the bootstrap but before its range was
 /// durable creates it here on restart: a first range still at epoch `(1, 1)` has never
 /// changed, so it can hold no data this shard lost.
-pub async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
+pub async fn bootstrap<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
     let m = master(shard)?;
     let r = shard
         .pool
@@ -74,7 +74,7 @@ pub async fn bootstrap(shard: &Rc<Shard>) -> anyhow::Result<()> {
 }
 
 /// Sends heartbeats until the shard stops.
-pub async fn run(shard: Rc<Shard>) {
+pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let Ok(m) = master(&shard) else { return };
     let every = Duration::from_millis(shard.cfg.heartbeat_ms);
     let mut window_start = Instant::now();
@@ -197,7 +197,7 @@ fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeSta
 
 /// Sends this shard's load, if the master speaks protocol 3 (a master of the previous
 /// release would close the connection on the unknown message kind).
-async fn send_shard_heartbeat(shard: &Shard, master: &str, window: &Window) {
+async fn send_shard_heartbeat<D: ShardDevice>(shard: &Shard<D>, master: &str, window: &Window) {
     let client = match shard.pool.get(master).await {
         Ok(c) => c,
         Err(e) => {
@@ -220,7 +220,7 @@ async fn send_shard_heartbeat(shard: &Shard, master: &str, window: &Window) {
 
 /// This shard's load: the window's rates, its replicas' keys and bytes, its engine's memory
 /// and its log's bytes on disk.
-pub fn shard_load(shard: &Shard, window: &Window) -> ShardLoad {
+pub fn shard_load<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> ShardLoad {
     let disk_used = shard
         .log
         .segment_usage()
@@ -243,7 +243,7 @@ pub fn shard_load(shard: &Shard, window: &Window) -> ShardLoad {
     }
 }
 
-fn store_heartbeat(shard: &Shard, window: &Window) -> StoreHeartbeat {
+fn store_heartbeat<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> StoreHeartbeat {
     let st = shard.state.borrow();
     let shard_addrs = shard
         .addrs
@@ -276,7 +276,7 @@ fn store_heartbeat(shard: &Shard, window: &Window) -> StoreHeartbeat {
 
 /// Executes a master operator on a range this shard leads (best effort: the master re-sends
 /// operators that did not take effect).
-pub fn execute_operator(shard: &Shard, range: u64, op: Operator) {
+pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operator) {
     let mut st = shard.state.borrow_mut();
     let Some(p) = st.peers.get_mut(&range) else {
         return;
