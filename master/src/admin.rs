@@ -308,7 +308,8 @@ pub fn ranges_json(core: &Core) -> String {
 }
 
 /// The RPC metrics, then `master_reports_refused_total{reason}` (range heartbeats and split
-/// reports refused by `core::validate`).
+/// reports refused by `core::validate`), then health, load, operators scheduled per checker
+/// (`master_schedule_operators_total{checker}`) and scaling.
 fn metrics_text(master: &Master) -> String {
     let mut out = master.metrics().render();
     out.push_str("# TYPE master_reports_refused_total counter\n");
@@ -323,6 +324,13 @@ fn metrics_text(master: &Master) -> String {
     master.with_core(|c| {
         health_metrics(&mut out, c, now);
         load_metrics(&mut out, c);
+        out.push_str("# TYPE master_schedule_operators_total counter\n");
+        for (checker, n) in c.scheduled_total() {
+            let _ = writeln!(
+                out,
+                "master_schedule_operators_total{{checker=\"{checker}\"}} {n}"
+            );
+        }
         crate::admin_ops::scale_metrics(&mut out, c);
     });
     out

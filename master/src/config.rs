@@ -66,6 +66,16 @@ probe-expiry-ms = 15000
 replica-imbalance = 2
 leader-imbalance = 2
 balance-moves-per-run = 4
+# Balance by load (ops/s: reads + writes of the ranges a store leads, writes of the others):
+# when the hottest live store serves more than load-balance-ratio times the coldest and more
+# than load-balance-min-ops, move leadership (else a replica) of its hottest range to a
+# colder store; a moved range stays put for load-balance-cooldown-ms.
+load-balance-ratio = 1.5
+load-balance-min-ops = 1000
+load-balance-cooldown-ms = 120000
+# A range split this many times without its epoch changing (or reporting one key) is not
+# split again; when hot it is moved to a colder store instead (hot-range relief).
+split-attempts-max = 3
 
 # Elastic scaling (docs/guides/master.md, "Elastic scaling"). With enabled = false the
 # autoscaler only watches; `tierkv ctl scale` and drains work either way.
@@ -200,6 +210,10 @@ struct FileSchedule {
     replica_imbalance: usize,
     leader_imbalance: usize,
     balance_moves_per_run: usize,
+    load_balance_ratio: f64,
+    load_balance_min_ops: u64,
+    load_balance_cooldown_ms: u64,
+    split_attempts_max: u32,
 }
 
 impl Default for FileConfig {
@@ -252,6 +266,10 @@ impl Default for FileSchedule {
             replica_imbalance: s.replica_imbalance,
             leader_imbalance: s.leader_imbalance,
             balance_moves_per_run: s.balance_moves_per_run,
+            load_balance_ratio: s.load_balance_ratio,
+            load_balance_min_ops: s.load_balance_min_ops,
+            load_balance_cooldown_ms: s.load_balance_cooldown_ms,
+            split_attempts_max: s.split_attempts_max,
         }
     }
 }
@@ -276,6 +294,12 @@ impl ServerConfig {
         let sc = &f.schedule;
         if sc.probe_window_ms == 0 || sc.probe_expiry_ms <= sc.probe_window_ms {
             return invalid("schedule.probe-window-ms must be > 0 and below probe-expiry-ms");
+        }
+        if !(sc.load_balance_ratio.is_finite() && sc.load_balance_ratio >= 1.0) {
+            return invalid("schedule.load-balance-ratio must be a number >= 1.0");
+        }
+        if sc.split_attempts_max == 0 {
+            return invalid("schedule.split-attempts-max must be > 0");
         }
         if f.cluster_secret.is_some() && f.cluster_secret_file.is_some() {
             return invalid("set cluster-secret or cluster-secret-file, not both");
@@ -311,6 +335,10 @@ impl ServerConfig {
             replica_imbalance: s.replica_imbalance.max(1),
             leader_imbalance: s.leader_imbalance.max(1),
             balance_moves_per_run: s.balance_moves_per_run,
+            load_balance_ratio: s.load_balance_ratio,
+            load_balance_min_ops: s.load_balance_min_ops,
+            load_balance_cooldown_ms: s.load_balance_cooldown_ms,
+            split_attempts_max: s.split_attempts_max,
         };
         Ok(Self {
             master,
@@ -413,6 +441,14 @@ mod tests {
         let c = ServerConfig::parse("admin-listen = \"\"\nlisten = \"0.0.0.0:1\"").unwrap();
         assert_eq!(c.admin_listen, None);
         assert_eq!(c.listen, "0.0.0.0:1");
+        assert!(matches!(
+            ServerConfig::parse("[schedule]\nload-balance-ratio = 0.5"),
+            Err(ConfigError::Invalid(_))
+        ));
+        assert!(matches!(
+            ServerConfig::parse("[schedule]\nsplit-attempts-max = 0"),
+            Err(ConfigError::Invalid(_))
+        ));
         assert!(matches!(
             ServerConfig::parse("cluster-secret = \"too short\""),
             Err(ConfigError::Invalid(_))

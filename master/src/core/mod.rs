@@ -140,6 +140,8 @@ pub struct Core {
     operators: BTreeMap<RangeId, RunningOperator>,
     checkers: Vec<Box<dyn Checker>>,
     decisions: VecDeque<Decision>,
+    /// Operators scheduled since start, per checker.
+    scheduled_total: BTreeMap<&'static str, u64>,
     routes: Arc<RwLock<RouteCache>>,
     /// The route version, for route-table watches (`WatchRouteTable`) to wait on.
     route_watch: Arc<tokio::sync::watch::Sender<u64>>,
@@ -186,6 +188,7 @@ impl Core {
                 operators: BTreeMap::new(),
                 checkers: default_checkers(),
                 decisions: VecDeque::new(),
+                scheduled_total: BTreeMap::new(),
                 routes,
                 route_watch,
                 refused: validate::RefusalCounts::new(),

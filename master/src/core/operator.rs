@@ -115,6 +115,7 @@ impl Core {
                         p.reason
                     );
                     self.operators.insert(p.range_id, op);
+                    *self.scheduled_total.entry(p.checker).or_insert(0) += 1;
                     if self.decisions.len() == DECISIONS_KEPT {
                         self.decisions.pop_front();
                     }
@@ -130,6 +131,11 @@ impl Core {
             }
         }
         accepted
+    }
+
+    /// Operators scheduled since this master started, per checker.
+    pub fn scheduled_total(&self) -> &BTreeMap<&'static str, u64> {
+        &self.scheduled_total
     }
 
     pub(super) fn materialize(
@@ -167,6 +173,9 @@ impl Core {
                     replica_id: *replica_id,
                 },
                 Step::TransferLeader { to } => Operator::TransferLeader { to_replica: *to },
+                Step::TransferLeaderToAdded => Operator::TransferLeader {
+                    to_replica: added.ok_or_else(|| bad("transfer to added before add"))?,
+                },
                 Step::Split => {
                     let n = range.replicas.len() as u32;
                     let block = self.alloc_ids(n + 1)?;

@@ -117,7 +117,12 @@ impl Checker for ReplicaBalance {
 }
 
 /// Whether replacing the replica on `from` by one on `to` keeps as many distinct zones.
-fn keeps_zone_spread(plan: &Plan<'_>, r: &RangeDescriptor, from: StoreId, to: StoreId) -> bool {
+pub(super) fn keeps_zone_spread(
+    plan: &Plan<'_>,
+    r: &RangeDescriptor,
+    from: StoreId,
+    to: StoreId,
+) -> bool {
     let before = zones(plan, r.replicas.iter().map(|x| x.store_id)).len();
     let after = zones(
         plan,

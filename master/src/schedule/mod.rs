@@ -8,6 +8,8 @@
 //! heartbeats); autoscaling will plug in as more checkers.
 
 mod balance;
+mod cooldown;
+mod load;
 mod replica;
 mod split;
 
@@ -21,6 +23,8 @@ use crate::detector::Health;
 use crate::state::{ClusterState, StoreMeta, StoreState};
 
 pub use balance::{LeaderBalance, ReplicaBalance};
+pub use cooldown::Cooldown;
+pub use load::LoadBalance;
 pub use replica::ReplicaChecker;
 pub use split::SplitChecker;
 
@@ -47,6 +51,17 @@ pub struct ScheduleConfig {
     pub leader_imbalance: usize,
     /// Balancing moves proposed per run. Default 4.
     pub balance_moves_per_run: usize,
+    /// Balance by load when the hottest live store serves more than this many times the
+    /// ops/s of the coldest. Default 1.5.
+    pub load_balance_ratio: f64,
+    /// ... and more than this many ops/s (an idle cluster never churns). Default 1,000.
+    pub load_balance_min_ops: u64,
+    /// A range moved by load (or for hot-range relief) is not moved again by load for this
+    /// long, ms. Default 120,000.
+    pub load_balance_cooldown_ms: u64,
+    /// A range split this many times in a row without its epoch changing cannot be split
+    /// (one hot key); it is relieved by a move instead. Default 3.
+    pub split_attempts_max: u32,
 }
 
 impl Default for ScheduleConfig {
@@ -61,6 +76,10 @@ impl Default for ScheduleConfig {
             replica_imbalance: 2,
             leader_imbalance: 2,
             balance_moves_per_run: 4,
+            load_balance_ratio: 1.5,
+            load_balance_min_ops: 1_000,
+            load_balance_cooldown_ms: 120_000,
+            split_attempts_max: 3,
         }
     }
 }
@@ -134,6 +153,8 @@ pub enum Step {
         /// The new leader.
         to: ReplicaId,
     },
+    /// Move leadership to the learner added (and promoted) by an earlier step.
+    TransferLeaderToAdded,
     /// Split; the leader picks the key.
     Split,
 }
@@ -146,6 +167,7 @@ impl fmt::Display for Step {
             Self::Promote { replica_id } => write!(f, "promote p{replica_id}"),
             Self::Remove { replica_id } => write!(f, "remove p{replica_id}"),
             Self::TransferLeader { to } => write!(f, "transfer-leader p{to}"),
+            Self::TransferLeaderToAdded => write!(f, "transfer-leader added"),
             Self::Split => write!(f, "split"),
         }
     }
@@ -340,12 +362,15 @@ pub fn voters(range: &RangeDescriptor) -> impl Iterator<Item = &net::message::Re
         .filter(|r| r.role == ReplicaRole::Voter {})
 }
 
-/// The default checkers, in priority order: repair and replication first, then splits, then
-/// balance.
+/// The default checkers, in priority order: repair and replication first, then splits (and
+/// hot-range relief), then balance by load, then by count.
 pub fn default_checkers() -> Vec<Box<dyn Checker>> {
+    // A range moved for hot-range relief is not moved again by load, and the reverse.
+    let moved = std::sync::Arc::new(Cooldown::default());
     vec![
         Box::new(ReplicaChecker),
-        Box::new(SplitChecker),
+        Box::new(SplitChecker::new(moved.clone())),
+        Box::new(LoadBalance::new(moved)),
         Box::new(ReplicaBalance),
         Box::new(LeaderBalance),
     ]
@@ -363,5 +388,7 @@ pub fn schedule(input: ScheduleInput<'_>, checkers: &[Box<dyn Checker>]) -> Vec<
     plan.out
 }
 
+#[cfg(test)]
+mod load_tests;
 #[cfg(test)]
 mod tests;

@@ -14,37 +14,44 @@ use super::*;
 use crate::detector::Health;
 use crate::state::{ClusterConfig, ClusterState, Command, StoreMeta, StoreState};
 
-struct Case {
-    name: &'static str,
-    rf: u32,
+#[derive(Clone, Copy)]
+pub(super) struct Case {
+    pub(super) name: &'static str,
+    pub(super) rf: u32,
     /// `(store, zone, state)`; zone "" means no label.
-    stores: &'static [(u64, &'static str, StoreState)],
-    ranges: &'static [&'static str],
+    pub(super) stores: &'static [(u64, &'static str, StoreState)],
+    pub(super) ranges: &'static [&'static str],
     /// `(range, size MiB)`.
-    sizes: &'static [(u64, u64)],
+    pub(super) sizes: &'static [(u64, u64)],
     /// `(range, reads/s, writes/s)` its leader reported.
-    load: &'static [(u64, u64, u64)],
+    pub(super) load: &'static [(u64, u64, u64)],
+    /// `(range, keys)` its leader reported.
+    pub(super) keys: &'static [(u64, u64)],
+    /// `load-balance-cooldown-ms`.
+    pub(super) cooldown_ms: u64,
     /// Stores whose last heartbeat is older than the down timeout.
-    silent: &'static [u64],
+    pub(super) silent: &'static [u64],
     /// Stores the failure detector declared dead / suspect.
-    dead: &'static [u64],
-    suspect: &'static [u64],
+    pub(super) dead: &'static [u64],
+    pub(super) suspect: &'static [u64],
     /// Ranges with an operator in flight.
-    busy: &'static [u64],
-    max_ops_per_store: usize,
-    expect: &'static [&'static str],
+    pub(super) busy: &'static [u64],
+    pub(super) max_ops_per_store: usize,
+    pub(super) expect: &'static [&'static str],
 }
 
-const UP: StoreState = StoreState::Up;
+pub(super) const UP: StoreState = StoreState::Up;
 const OFF: StoreState = StoreState::Offline;
 
-const BASE: Case = Case {
+pub(super) const BASE: Case = Case {
     name: "",
     rf: 3,
     stores: &[],
     ranges: &[],
     sizes: &[],
     load: &[],
+    keys: &[],
+    cooldown_ms: 120_000,
     silent: &[],
     dead: &[],
     suspect: &[],
@@ -156,8 +163,12 @@ fn build(case: &Case) -> ClusterState {
 }
 
 fn run(case: &Case) -> Vec<String> {
+    run_with(case, &default_checkers(), 1_000_000)
+}
+
+/// Runs `checkers` (kept by the caller across runs) over `case` at `now`.
+pub(super) fn run_with(case: &Case, checkers: &[Box<dyn Checker>], now: u64) -> Vec<String> {
     let state = build(case);
-    let now = 1_000_000;
     let stores: BTreeMap<StoreId, StoreLoad> = case
         .silent
         .iter()
@@ -189,10 +200,14 @@ fn run(case: &Case) -> Vec<String> {
         s.read_qps = *reads;
         s.write_qps = *writes;
     }
+    for (r, keys) in case.keys {
+        stats(&mut ranges, *r, now).keys = *keys;
+    }
     let busy: BTreeMap<RangeId, Vec<StoreId>> =
         case.busy.iter().map(|r| (RangeId(*r), vec![])).collect();
     let config = ScheduleConfig {
         max_ops_per_store: case.max_ops_per_store,
+        load_balance_cooldown_ms: case.cooldown_ms,
         ..ScheduleConfig::default()
     };
     let health: BTreeMap<StoreId, Health> = case
@@ -210,7 +225,7 @@ fn run(case: &Case) -> Vec<String> {
         config: &config,
         now_ms: now,
     };
-    let out = schedule(input, &default_checkers());
+    let out = schedule(input, checkers);
     for p in &out {
         assert!(!p.reason.is_empty());
     }
