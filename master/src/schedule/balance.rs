@@ -1,20 +1,42 @@
 //! Balance: move replicas from the fullest store to the emptiest, and leadership from the
 //! store with most leaders to the one with fewest, never reducing a range's zone spread.
+//! Ranges moved by load (or hot-range relief) within the cool-down are left alone, so count
+//! balancing does not undo load balancing.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use net::StoreId;
 use net::message::RangeDescriptor;
 
+use super::cooldown::Cooldown;
 use super::{Checker, Plan, Proposal, Step, voters};
 
 /// Evens out replica counts across live stores.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ReplicaBalance;
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaBalance {
+    moved: Arc<Cooldown>,
+}
 
 /// Evens out leader counts across live stores.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LeaderBalance;
+#[derive(Debug, Clone, Default)]
+pub struct LeaderBalance {
+    moved: Arc<Cooldown>,
+}
+
+impl ReplicaBalance {
+    /// A checker leaving alone the ranges `moved` remembers.
+    pub fn new(moved: Arc<Cooldown>) -> Self {
+        Self { moved }
+    }
+}
+
+impl LeaderBalance {
+    /// A checker leaving alone the ranges `moved` remembers.
+    pub fn new(moved: Arc<Cooldown>) -> Self {
+        Self { moved }
+    }
+}
 
 fn zones<'a>(plan: &Plan<'a>, stores: impl Iterator<Item = StoreId>) -> BTreeSet<Option<&'a str>> {
     stores
@@ -66,6 +88,7 @@ impl Checker for ReplicaBalance {
             };
             let candidate = state.ranges().find(|r| {
                 !plan.is_busy(r.id)
+                    && !self.moved.is_cooling(r.id)
                     && r.replicas.iter().any(|x| x.store_id == from)
                     && !r.replicas.iter().any(|x| x.store_id == to)
                     && keeps_zone_spread(plan, r, from, to)
@@ -189,7 +212,9 @@ impl Checker for LeaderBalance {
             // Among the ranges led on `from`, the one whose best other voter is on the store
             // with the fewest leaders.
             let mut best = None;
-            for r in state.ranges().filter(|r| !plan.is_busy(r.id)) {
+            let movable =
+                |r: &&RangeDescriptor| !plan.is_busy(r.id) && !self.moved.is_cooling(r.id);
+            for r in state.ranges().filter(movable) {
                 let Some(leader) = r
                     .leader
                     .and_then(|l| r.replicas.iter().find(|x| x.replica_id == l))

@@ -207,3 +207,24 @@ fn a_range_whose_splits_leave_its_epoch_unchanged_is_relieved_after_the_attempts
         ],
     );
 }
+
+#[test]
+fn count_balancing_leaves_a_range_moved_by_load_alone_for_the_cool_down() {
+    // s1 leads r1 (hot) and r2, s2 leads r3, s3 nothing.
+    let before = Case {
+        name: "r1's leadership moves by load; leader balance then evens counts with r3",
+        stores: THREE_ZONES,
+        ranges: &["s1* s2 s3", "s1* s2 s3", "s2* s1 s3"],
+        load: &[(1, 3000, 0), (2, 500, 0)],
+        expect: &["r1: transfer-leader p12", "r3: transfer-leader p33"],
+        ..BASE
+    };
+    // r1 moved, r3 not yet: s2 leads two ranges, s3 none; r1 would be leader balance's pick.
+    let after = Case {
+        name: "leader balance moves r3, not the cooling r1",
+        ranges: &["s1 s2* s3", "s1* s2 s3", "s2* s1 s3"],
+        expect: &["r3: transfer-leader p33"],
+        ..before
+    };
+    must_schedule_in_turn(&default_checkers(), &[(0, before), (1, after)]);
+}

@@ -365,14 +365,15 @@ pub fn voters(range: &RangeDescriptor) -> impl Iterator<Item = &net::message::Re
 /// The default checkers, in priority order: repair and replication first, then splits (and
 /// hot-range relief), then balance by load, then by count.
 pub fn default_checkers() -> Vec<Box<dyn Checker>> {
-    // A range moved for hot-range relief is not moved again by load, and the reverse.
+    // A range moved by load or for hot-range relief is left alone by every balancer for the
+    // cool-down.
     let moved = std::sync::Arc::new(Cooldown::default());
     vec![
         Box::new(ReplicaChecker),
         Box::new(SplitChecker::new(moved.clone())),
-        Box::new(LoadBalance::new(moved)),
-        Box::new(ReplicaBalance),
-        Box::new(LeaderBalance),
+        Box::new(LoadBalance::new(moved.clone())),
+        Box::new(ReplicaBalance::new(moved.clone())),
+        Box::new(LeaderBalance::new(moved)),
     ]
 }
 
