@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use net::message::RangeDescriptor;
+use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::{RangeId, ReplicaId, StoreId};
 
 use super::balance::keeps_zone_spread;
@@ -109,6 +109,98 @@ fn contribution(plan: &Plan<'_>, range: &RangeDescriptor, store: StoreId) -> u64
     }
 }
 
+/// A range whose load should leave a store, and the figures for the reason.
+struct Source<'p, 'a> {
+    plan: &'p Plan<'a>,
+    loads: &'p Loads,
+    range: &'p RangeDescriptor,
+    from: StoreId,
+    /// `from`'s load.
+    src: u64,
+    checker: &'static str,
+    figures: String,
+}
+
+impl Source<'_, '_> {
+    fn load_of(&self, s: StoreId) -> u64 {
+        self.loads.get(&s).copied().unwrap_or(0)
+    }
+
+    fn target_ok(&self, s: StoreId) -> bool {
+        let plan = self.plan;
+        plan.input
+            .state
+            .store(s)
+            .is_some_and(|m| plan.is_target(m) && plan.has_budget(s))
+    }
+
+    fn proposal(&self, steps: Vec<Step>, to: StoreId, what: &str, after: u64) -> Proposal {
+        let (from, src, lt) = (self.from, self.src, self.load_of(to));
+        Proposal {
+            range_id: self.range.id,
+            steps,
+            stores: vec![from, to],
+            checker: self.checker,
+            reason: format!(
+                "store {from} serves {src} ops/s, store {to} {lt}; move the {what} of {} (store {to} to {after})",
+                self.figures
+            ),
+        }
+    }
+
+    /// Leadership to the coldest voter store that stays below the source's load.
+    fn transfer_leader(&self, reads: u64) -> Option<Proposal> {
+        let (lt, to, to_replica) = voters(self.range)
+            .filter(|v| v.store_id != self.from && self.target_ok(v.store_id))
+            .map(|v| (self.load_of(v.store_id), v.store_id, v.replica_id))
+            .filter(|(lt, _, _)| lt + reads < self.src)
+            .min()?;
+        let steps = vec![Step::TransferLeader { to: to_replica }];
+        Some(self.proposal(steps, to, "leader", lt + reads))
+    }
+
+    /// The source's voter (with leadership if it leads) to the coldest target store that
+    /// stays below the source's load and keeps the zone spread.
+    fn move_replica(&self, old: &Replica, leads: bool) -> Option<Proposal> {
+        let moved = contribution(self.plan, self.range, self.from);
+        if moved == 0 || old.role != (ReplicaRole::Voter {}) {
+            return None;
+        }
+        let range = self.range;
+        let (lt, to_meta) = self
+            .plan
+            .input
+            .state
+            .stores()
+            .filter(|s| s.state == StoreState::Up && self.target_ok(s.info.store_id))
+            .filter(|s| !range.replicas.iter().any(|x| x.store_id == s.info.store_id))
+            .filter(|s| keeps_zone_spread(self.plan, range, self.from, s.info.store_id))
+            .map(|s| (self.load_of(s.info.store_id), s))
+            .filter(|(lt, _)| lt + moved < self.src)
+            .min_by_key(|(lt, s)| (*lt, s.info.store_id))?;
+        let to = to_meta.info.store_id;
+        let mut steps = vec![
+            Step::AddLearner {
+                store: to,
+                shard: self.plan.least_loaded_shard(to_meta),
+            },
+            Step::PromoteAdded,
+        ];
+        if leads {
+            steps.push(Step::TransferLeaderToAdded);
+        }
+        steps.push(Step::Remove {
+            replica_id: old.replica_id,
+        });
+        let what = if leads {
+            "replica and leader"
+        } else {
+            "replica"
+        };
+        Some(self.proposal(steps, to, what, lt + moved))
+    }
+}
+
 /// Moves load of `range` off `from`: leadership to the coldest voter store that stays below
 /// `from`'s load, else `from`'s replica (with leadership if it leads) to the coldest target
 /// store that stays below it and keeps the zone spread. `cause` ends the reason.
@@ -120,82 +212,27 @@ pub(super) fn plan_move(
     checker: &'static str,
     cause: &str,
 ) -> Option<Proposal> {
-    let src = loads.get(&from).copied().unwrap_or(0);
     let (reads, writes) = range_ops(plan, range);
-    let figures = format!(
-        "range {} ({reads} reads/s, {writes} writes/s); {cause}",
-        range.id
-    );
-    let load_of = |s: StoreId| loads.get(&s).copied().unwrap_or(0);
-    let target_ok = |s: StoreId| {
-        plan.input
-            .state
-            .store(s)
-            .is_some_and(|m| plan.is_target(m) && plan.has_budget(s))
+    let source = Source {
+        plan,
+        loads,
+        range,
+        from,
+        src: loads.get(&from).copied().unwrap_or(0),
+        checker,
+        figures: format!(
+            "range {} ({reads} reads/s, {writes} writes/s); {cause}",
+            range.id
+        ),
     };
     let old = range.replicas.iter().find(|x| x.store_id == from)?;
     let leads = range.leader == Some(old.replica_id);
-    if leads && reads > 0 {
-        let best = voters(range)
-            .filter(|v| v.store_id != from && target_ok(v.store_id))
-            .map(|v| (load_of(v.store_id), v.store_id, v.replica_id))
-            .filter(|(lt, _, _)| lt + reads < src)
-            .min();
-        if let Some((lt, to, to_replica)) = best {
-            return Some(Proposal {
-                range_id: range.id,
-                steps: vec![Step::TransferLeader { to: to_replica }],
-                stores: vec![from, to],
-                checker,
-                reason: format!(
-                    "store {from} serves {src} ops/s, store {to} {lt}; move the leader of {figures} (store {to} to {})",
-                    lt + reads
-                ),
-            });
-        }
-    }
-    if old.role != (net::message::ReplicaRole::Voter {}) {
-        return None;
-    }
-    let moved = contribution(plan, range, from);
-    if moved == 0 {
-        return None;
-    }
-    let (lt, to_meta) = plan
-        .input
-        .state
-        .stores()
-        .filter(|s| s.state == StoreState::Up && target_ok(s.info.store_id))
-        .filter(|s| !range.replicas.iter().any(|x| x.store_id == s.info.store_id))
-        .filter(|s| keeps_zone_spread(plan, range, from, s.info.store_id))
-        .map(|s| (load_of(s.info.store_id), s))
-        .filter(|(lt, _)| lt + moved < src)
-        .min_by_key(|(lt, s)| (*lt, s.info.store_id))?;
-    let to = to_meta.info.store_id;
-    let mut steps = vec![
-        Step::AddLearner {
-            store: to,
-            shard: plan.least_loaded_shard(to_meta),
-        },
-        Step::PromoteAdded,
-    ];
-    if leads {
-        steps.push(Step::TransferLeaderToAdded);
-    }
-    steps.push(Step::Remove {
-        replica_id: old.replica_id,
-    });
-    Some(Proposal {
-        range_id: range.id,
-        steps,
-        stores: vec![from, to],
-        checker,
-        reason: format!(
-            "store {from} serves {src} ops/s, store {to} {lt}; move the replica{} of {figures} (store {to} to {})",
-            if leads { " and leader" } else { "" },
-            lt + moved
-        ),
-    })
+    let by_leader = if leads && reads > 0 {
+        source.transfer_leader(reads)
+    } else {
+        None
+    };
+    by_leader.or_else(|| source.move_replica(old, leads))
 }
 
 /// Whether `hot` and `cold` differ enough to move load.

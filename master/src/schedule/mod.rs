@@ -5,7 +5,9 @@
 //! [`ScheduleInput`] and calls [`Plan::propose`], which refuses a proposal for a range that
 //! already has an operator or that would push a store over its concurrent-operator limit.
 //! Store liveness comes from the failure detector ([`ScheduleInput::health`], probes and
-//! heartbeats); autoscaling will plug in as more checkers.
+//! heartbeats); autoscaling will plug in as more checkers. Checkers are pure but for bounded
+//! soft memory kept across runs: the split attempts per range ([`SplitChecker`]) and the
+//! cool-down of ranges moved by load ([`Cooldown`], shared by the balancers).
 
 mod balance;
 mod cooldown;
