@@ -7,6 +7,7 @@ use mlua::{Lua, MultiValue, Table, Value as Lv};
 
 use crate::convert::{error_table, error_text, lua_to_arg, reply_to_lua};
 use crate::errors::{message_error, reply_error};
+use crate::host_slot::HostSlot;
 use crate::rand48::{self, Rand48};
 use crate::{Host, Resp, sha1};
 
@@ -21,6 +22,8 @@ pub(crate) struct RunState {
     pub(crate) killed: Cell<bool>,
     /// `redis.log` lines a script asked for (they are counted, not written).
     pub(crate) logged: Cell<u64>,
+    /// The host `redis.call` runs commands with during a run.
+    pub(crate) host: HostSlot,
 }
 
 impl RunState {
@@ -31,6 +34,7 @@ impl RunState {
             instructions: Cell::new(0),
             killed: Cell::new(false),
             logged: Cell::new(0),
+            host: HostSlot::default(),
         }
     }
 }

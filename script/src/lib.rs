@@ -9,9 +9,11 @@
 //! an instruction budget instead of a time limit.
 
 mod api;
+mod body_cache;
 pub mod commands;
 mod convert;
 mod errors;
+mod host_slot;
 mod library;
 mod libs;
 mod numfmt;

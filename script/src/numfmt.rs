@@ -13,6 +13,16 @@ pub(crate) fn fmt_g(x: f64, prec: usize) -> String {
     if x == 0.0 {
         return if x.is_sign_negative() { "-0" } else { "0" }.to_string();
     }
+    // An integer of at most `prec` digits (and at most 15, all exact in an f64) prints as
+    // itself: the common case (`redis.call('expire', k, 100)`), without the float formatter.
+    if x.fract() == 0.0 && x.abs() < 10f64.powi(prec.min(15) as i32) {
+        return (x as i64).to_string();
+    }
+    general(x, prec)
+}
+
+/// `%.<prec>g` of a finite non-zero `x` by way of the float formatter.
+fn general(x: f64, prec: usize) -> String {
     // Scientific form rounded to `prec` significant digits tells the exponent C uses.
     let sci = format!("{:.*e}", prec - 1, x);
     let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
@@ -37,7 +47,24 @@ fn strip_zeros(s: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use super::fmt_g;
+    use proptest::prelude::*;
+
+    use super::{fmt_g, general};
+
+    proptest! {
+        #[test]
+        fn integers_print_as_the_float_formatter_prints_them(
+            n in -10_000_000_000_000_000i64..10_000_000_000_000_000,
+            small in -100_000i64..100_000,
+            prec in 1usize..=17,
+        ) {
+            for x in [n as f64, small as f64] {
+                if x != 0.0 {
+                    prop_assert_eq!(fmt_g(x, prec), general(x, prec));
+                }
+            }
+        }
+    }
 
     #[test]
     fn formats_like_printf_g() {

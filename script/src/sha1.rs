@@ -63,7 +63,13 @@ fn compress(h: &mut [u32; 5], block: &[u8]) {
 
 /// The digest as 40 lower-case hex digits.
 pub(crate) fn sha1_hex(data: &[u8]) -> String {
-    sha1(data).iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(40);
+    for b in sha1(data) {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]

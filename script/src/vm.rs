@@ -1,7 +1,5 @@
 //! The VM: one Lua state with the sandbox, a bounded cache of compiled scripts, and runs.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -12,6 +10,7 @@ use mlua::{
 };
 
 use crate::api::{self, RunState};
+use crate::body_cache::BodyCache;
 use crate::convert::lua_to_reply;
 use crate::errors::{ScriptError, script_error};
 use crate::library::{self, Library};
@@ -25,16 +24,20 @@ const HOOK_STEP: u64 = 1000;
 /// Runs between two incremental GC steps (Redis's `LUA_GC_CYCLE_PERIOD`).
 const GC_PERIOD: u64 = 50;
 
+/// Bytes of source the script cache and the library cache each keep at most.
+const CACHED_SOURCE_BYTES: usize = 32 << 20;
+
+#[derive(Clone)]
 struct CachedLibrary {
     library: Library,
     /// Function name → its callback.
     callbacks: Table,
-    last_used: u64,
 }
 
+#[derive(Clone)]
 struct Cached {
+    sha: Rc<str>,
     func: Function,
-    last_used: u64,
 }
 
 /// The Lua state and what the VM keeps between runs.
@@ -45,16 +48,12 @@ pub(crate) struct Engine {
     /// `prelude.lua`'s `load_library` and `call_function` (function libraries).
     load_library: Function,
     call_function: Function,
-    /// Loaded function libraries, by the SHA1 of their code (bounded like `cache`).
-    libraries: HashMap<String, CachedLibrary>,
-    /// The real `redis` table (scripts see a readonly proxy of it).
-    redis: Table,
-    /// `redis.call`/`redis.pcall` between runs.
-    placeholders: Table,
+    /// Loaded function libraries, by their code (bounded like `cache`).
+    libraries: BodyCache<CachedLibrary>,
     state: Rc<RunState>,
-    cache: HashMap<String, Cached>,
+    /// Compiled scripts, by their body.
+    cache: BodyCache<Cached>,
     limits: Limits,
-    clock: u64,
     runs: u64,
 }
 
@@ -68,22 +67,19 @@ impl Engine {
         let lua = Lua::new_with(libs, LuaOptions::default()).map_err(lua_err)?;
         let state = Rc::new(RunState::new());
         let raw = lua.create_table().map_err(lua_err)?;
-        let (run, cleanup, redis, load_library, call_function) =
+        let (run, cleanup, _redis, load_library, call_function) =
             Self::install(&lua, &raw, &state, limits.max_memory).map_err(lua_err)?;
         lua.set_memory_limit(limits.max_memory).map_err(lua_err)?;
         Ok(Self {
             lua,
             run,
             cleanup,
-            redis,
-            placeholders: raw,
             load_library,
             call_function,
-            libraries: HashMap::new(),
+            libraries: BodyCache::new(limits.max_cached, CACHED_SOURCE_BYTES),
             state,
-            cache: HashMap::new(),
+            cache: BodyCache::new(limits.max_cached, CACHED_SOURCE_BYTES),
             limits,
-            clock: 0,
             runs: 0,
         })
     }
@@ -100,15 +96,21 @@ impl Engine {
             "handler",
             lua.create_function(move |lua, e: Lv| error_handler(lua, &tostring, e))?,
         )?;
-        // redis.call / redis.pcall are bound to the host of each run (see `call`); between
-        // runs they answer as Redis's do outside a script.
-        for name in ["call", "pcall"] {
+        // redis.call / redis.pcall run commands with the host lent for the run (`with_host`);
+        // between runs they answer as Redis's do outside a script.
+        for (name, raise) in [("call", true), ("pcall", false)] {
+            let state = Rc::clone(state);
             raw.set(
                 name,
-                lua.create_function(|_, _: MultiValue| -> mlua::Result<Lv> {
-                    Err(crate::errors::reply_error(
-                        "ERR redis.call/pcall can only be called inside a script invocation".into(),
-                    ))
+                lua.create_function(move |lua, args: MultiValue| -> mlua::Result<Lv> {
+                    let slot = &state.host;
+                    match slot.with(|host| api::host_call(lua, host, &state, raise, args)) {
+                        Some(out) => out,
+                        None => Err(crate::errors::reply_error(
+                            "ERR redis.call/pcall can only be called inside a script invocation"
+                                .into(),
+                        )),
+                    }
                 })?,
             )?;
         }
@@ -127,7 +129,7 @@ impl Engine {
     }
 
     pub(crate) fn is_cached(&self, sha: &str) -> bool {
-        self.cache.contains_key(sha)
+        self.cache.values().any(|c| &*c.sha == sha)
     }
 
     pub(crate) fn cached(&self) -> usize {
@@ -142,26 +144,19 @@ impl Engine {
         self.lua.used_memory()
     }
 
-    /// The compiled function of `body`, compiling and caching it if needed.
-    pub(crate) fn function(&mut self, body: &[u8]) -> Result<(String, Function), Value> {
-        let sha = sha1::sha1_hex(body);
-        self.clock += 1;
-        if let Some(c) = self.cache.get_mut(&sha) {
-            c.last_used = self.clock;
-            return Ok((sha, c.func.clone()));
+    /// The SHA1 and compiled function of `body`, compiling and caching it if needed.
+    pub(crate) fn function(&mut self, body: &[u8]) -> Result<(Rc<str>, Function), Value> {
+        if let Some(c) = self.cache.get(body) {
+            return Ok((Rc::clone(&c.sha), c.func.clone()));
         }
+        let sha: Rc<str> = sha1::sha1_hex(body).into();
         let (_, start) = shebang::parse(body).map_err(Value::Error)?;
         let func = self.compile(&body[start..])?;
-        self.evict_to(self.limits.max_cached.saturating_sub(1));
-        if self.limits.max_cached > 0 {
-            self.cache.insert(
-                sha.clone(),
-                Cached {
-                    func: func.clone(),
-                    last_used: self.clock,
-                },
-            );
-        }
+        let cached = Cached {
+            sha: Rc::clone(&sha),
+            func: func.clone(),
+        };
+        self.cache.insert(body, cached);
         Ok((sha, func))
     }
 
@@ -180,20 +175,6 @@ impl Engine {
             Err(e) => Err(Value::Error(format!(
                 "ERR Error compiling script (new function): {e}"
             ))),
-        }
-    }
-
-    fn evict_to(&mut self, keep: usize) {
-        while self.cache.len() > keep {
-            let Some(oldest) = self
-                .cache
-                .iter()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                return;
-            };
-            self.cache.remove(&oldest);
         }
     }
 
@@ -252,27 +233,7 @@ impl Engine {
         host: &mut dyn Host,
         f: impl FnOnce() -> mlua::Result<R>,
     ) -> mlua::Result<R> {
-        let state = Rc::clone(&self.state);
-        let host = RefCell::new(host);
-        self.lua.scope(|scope| {
-            let (host, state) = (&host, &state);
-            for (name, raise) in [("call", true), ("pcall", false)] {
-                let f = scope.create_function(move |lua, args: MultiValue| {
-                    // A host never calls back into Lua, so this borrow is never taken twice.
-                    let mut host = host
-                        .try_borrow_mut()
-                        .map_err(|_| mlua::Error::RecursiveMutCallback)?;
-                    api::host_call(lua, &mut **host, state, raise, args)
-                })?;
-                self.redis.raw_set(name, f)?;
-            }
-            let out = f();
-            for name in ["call", "pcall"] {
-                self.redis
-                    .raw_set(name, self.placeholders.raw_get::<Lv>(name)?)?;
-            }
-            out
-        })
+        self.state.host.lend(host, f)
     }
 
     /// `FUNCTION LOAD`: the library `code` defines (loaded once, cached by its SHA1).
@@ -281,10 +242,7 @@ impl Engine {
     }
 
     fn library(&mut self, code: &[u8]) -> Result<(Library, Table), Value> {
-        let sha = sha1::sha1_hex(code);
-        self.clock += 1;
-        if let Some(c) = self.libraries.get_mut(&sha) {
-            c.last_used = self.clock;
+        if let Some(c) = self.libraries.get(code) {
             return Ok((c.library.clone(), c.callbacks.clone()));
         }
         let (name, start) = library::metadata(code).map_err(Value::Error)?;
@@ -334,30 +292,12 @@ impl Engine {
         if library.functions.is_empty() {
             return Err(Value::Error("ERR No functions registered".into()));
         }
-        self.evict_libraries_to(self.limits.max_cached.saturating_sub(1));
-        if self.limits.max_cached > 0 {
-            let cached = CachedLibrary {
-                library: library.clone(),
-                callbacks: callbacks.clone(),
-                last_used: self.clock,
-            };
-            self.libraries.insert(sha, cached);
-        }
+        let cached = CachedLibrary {
+            library: library.clone(),
+            callbacks: callbacks.clone(),
+        };
+        self.libraries.insert(code, cached);
         Ok((library, callbacks))
-    }
-
-    fn evict_libraries_to(&mut self, keep: usize) {
-        while self.libraries.len() > keep {
-            let Some(oldest) = self
-                .libraries
-                .iter()
-                .min_by_key(|(_, c)| c.last_used)
-                .map(|(k, _)| k.clone())
-            else {
-                return;
-            };
-            self.libraries.remove(&oldest);
-        }
     }
 
     /// `FCALL`: calls `function` of the library `code` with `run`'s keys and arguments.
