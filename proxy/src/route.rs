@@ -294,6 +294,12 @@ impl Router {
         })
     }
 
+    /// The id of the range holding internal key `key` in the cached route table, if known
+    /// (no refresh: for `-BUSY`, which only concerns ranges a script was routed to).
+    pub fn cached_range_id(&self, key: &[u8]) -> Option<u64> {
+        self.table().cache.find(key).map(|r| r.range.id.0)
+    }
+
     /// The range containing internal key `key` and its leader address, refreshing once if
     /// the cache has none.
     pub async fn range_of(&self, key: &[u8]) -> Result<RangeDescriptor, ExecError> {

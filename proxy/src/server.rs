@@ -585,8 +585,19 @@ impl Conn<'_> {
             if name.is_none() {
                 self.shared.metrics.record_error("ERR");
             }
+            // One atomic load when no script runs (`-BUSY`, `docs/scripting.md`).
+            let busy = if script::running::any() {
+                self.busy(&action)
+            } else {
+                None
+            };
             match action {
                 Action::Reply(r) => self.push_ready(name, silent, r, notice),
+                Action::Data { .. } if busy.is_some() => {
+                    // Refused: nothing ran, so no keyspace notification either.
+                    let reply = busy.map_or(Reply::OK, cmd::scripting::busy_error);
+                    self.push_ready(name, silent, reply, None);
+                }
                 Action::Data { ops, finish } => {
                     let first = self.ops.len();
                     let len = ops.len();
@@ -649,6 +660,19 @@ impl Conn<'_> {
             }
         }
         self.flush().await
+    }
+
+    /// The kind of script that keeps a range of `action`'s keys busy (`-BUSY`): one running
+    /// longer than `busy-reply-threshold` (`docs/scripting.md`, "Long scripts").
+    fn busy(&self, action: &Action) -> Option<script::running::Kind> {
+        let Action::Data { ops, .. } = action else {
+            return None;
+        };
+        let threshold = self.shared.settings.busy_reply_threshold();
+        ops.iter().find_map(|(key, _)| {
+            let range = self.shared.router.cached_range_id(key)?;
+            script::running::busy(range, threshold)
+        })
     }
 
     /// Publishes this connection's state for `CLIENT LIST` (once per batch).

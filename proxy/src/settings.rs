@@ -25,7 +25,11 @@ pub struct Settings {
     idle_timeout_secs: AtomicU64,
     /// `notify-keyspace-events` ([`crate::notify`] flags; 0: none).
     notify_flags: AtomicU32,
+    busy_reply_threshold_ms: AtomicU64,
 }
+
+/// `busy-reply-threshold` (alias `lua-time-limit`) when not set: Redis's 5000 ms.
+pub const BUSY_REPLY_THRESHOLD_MS: u64 = 5000;
 
 impl Settings {
     /// Settings starting at these values (`idle_timeout` in whole seconds, as Redis keeps it).
@@ -40,6 +44,7 @@ impl Settings {
             query_buffer_limit: AtomicUsize::new(query_buffer_limit),
             idle_timeout_secs: AtomicU64::new(idle_timeout.as_secs()),
             notify_flags: AtomicU32::new(0),
+            busy_reply_threshold_ms: AtomicU64::new(BUSY_REPLY_THRESHOLD_MS),
         }
     }
 
@@ -83,6 +88,17 @@ impl Settings {
     /// Sets `notify-keyspace-events`.
     pub fn set_notify_flags(&self, flags: u32) {
         self.notify_flags.store(flags, Ordering::Relaxed);
+    }
+
+    /// `busy-reply-threshold`: how long a script runs before its range answers `-BUSY` and
+    /// `SCRIPT KILL` may stop it.
+    pub fn busy_reply_threshold(&self) -> Duration {
+        Duration::from_millis(self.busy_reply_threshold_ms.load(Ordering::Relaxed))
+    }
+
+    /// Sets `busy-reply-threshold` in milliseconds.
+    pub fn set_busy_reply_threshold_ms(&self, ms: u64) {
+        self.busy_reply_threshold_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Sets `timeout` in seconds.

@@ -48,6 +48,7 @@ fn main() {
             keys: &keys,
             argv: &[],
             seed: i,
+            kill: None,
         };
         let v = vm.eval(SCRIPT.as_bytes(), run, &mut host);
         assert!(!matches!(v, Value::Error(_)), "{v:?}");

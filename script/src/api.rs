@@ -20,6 +20,8 @@ pub(crate) struct RunState {
     pub(crate) instructions: Cell<u64>,
     /// The run went over its instruction budget.
     pub(crate) killed: Cell<bool>,
+    /// The run was stopped by `SCRIPT KILL` / `FUNCTION KILL`.
+    pub(crate) killed_by_user: Cell<bool>,
     /// `redis.log` lines a script asked for (they are counted, not written).
     pub(crate) logged: Cell<u64>,
     /// The host `redis.call` runs commands with during a run.
@@ -33,6 +35,7 @@ impl RunState {
             rand: Cell::new(Rand48::new(0)),
             instructions: Cell::new(0),
             killed: Cell::new(false),
+            killed_by_user: Cell::new(false),
             logged: Cell::new(0),
             host: HostSlot::default(),
         }

@@ -18,6 +18,7 @@ mod library;
 mod libs;
 mod numfmt;
 mod rand48;
+pub mod running;
 mod sha1;
 mod shebang;
 mod vm;
@@ -78,6 +79,9 @@ pub struct Run<'a> {
     pub argv: &'a [Bytes],
     /// The seed of `math.random` for this run (the same on every replica).
     pub seed: u64,
+    /// Stops the run when set (`SCRIPT KILL`); only for a run that may stop at any instruction
+    /// (it only reads and runs on one replica). `None`: the run cannot be killed.
+    pub kill: Option<&'a running::KillSwitch>,
 }
 
 /// Flags a script declares in its shebang (`#!lua flags=no-writes,allow-oom`, Redis 7).

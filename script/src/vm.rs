@@ -15,6 +15,7 @@ use crate::convert::lua_to_reply;
 use crate::errors::{ScriptError, script_error};
 use crate::library::{self, Library};
 use crate::rand48::Rand48;
+use crate::running::KillSwitch;
 use crate::{Host, Limits, Resp, Run, Value, VmError, libs, sha1, shebang};
 
 /// Chunk name of the sandbox's own Lua code; error positions skip its frames.
@@ -92,9 +93,16 @@ impl Engine {
     ) -> mlua::Result<(Function, Function, Table, Function, Function)> {
         raw.set("G", lua.globals())?;
         let tostring: Function = lua.globals().get("tostring")?;
+        let killed = Rc::clone(state);
         raw.set(
             "handler",
-            lua.create_function(move |lua, e: Lv| error_handler(lua, &tostring, e))?,
+            lua.create_function(move |lua, e: Lv| {
+                if killed.killed_by_user.get() {
+                    // The run is over: the prelude's last instructions must not raise again.
+                    lua.remove_global_hook();
+                }
+                error_handler(lua, &tostring, e)
+            })?,
         )?;
         // redis.call / redis.pcall run commands with the host lent for the run (`with_host`);
         // between runs they answer as Redis's do outside a script.
@@ -197,25 +205,31 @@ impl Engine {
             Ok(f) => f,
             Err(e) => return e,
         };
-        self.prepare(run.seed);
+        self.prepare(run.seed, run.kill);
         let outcome = self.call(&func, run, host);
         let reply = self.finish(&sha, outcome);
         self.after_run();
         reply
     }
 
-    fn prepare(&mut self, seed: u64) {
+    fn prepare(&mut self, seed: u64, kill: Option<&KillSwitch>) {
         let s = &self.state;
         s.resp.set(Resp::Two);
         s.rand.set(Rand48::new((seed ^ (seed >> 32)) as u32));
         s.instructions.set(0);
         s.killed.set(false);
+        s.killed_by_user.set(false);
         let step = HOOK_STEP.min(self.limits.max_instructions.max(1));
         // A global hook: coroutines a script creates inherit it (a per-thread hook of mlua
         // would not follow them, and a coroutine could loop past the budget).
         let _ = self.lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(step as u32),
-            budget_hook(Rc::clone(&self.state), step, self.limits.max_instructions),
+            budget_hook(
+                Rc::clone(&self.state),
+                step,
+                self.limits.max_instructions,
+                kill.cloned(),
+            ),
         );
     }
 
@@ -261,7 +275,7 @@ impl Engine {
             Err(mlua::Error::MemoryError(_)) => return Err(self.memory_error()),
             Err(e) => return Err(Value::Error(format!("ERR Error compiling function: {e}"))),
         };
-        self.prepare(0);
+        self.prepare(0, None);
         let loaded = self.load_library.call::<(bool, Lv, Table)>(func);
         let killed = self.state.killed.get();
         self.after_run();
@@ -317,7 +331,7 @@ impl Engine {
             return Value::Error("ERR Function not found".into());
         };
         let name = String::from_utf8_lossy(function).into_owned();
-        self.prepare(run.seed);
+        self.prepare(run.seed, run.kill);
         let outcome = (|| {
             let keys = self.array(run.keys)?;
             let argv = self.array(run.argv)?;
@@ -341,6 +355,12 @@ impl Engine {
     fn finish(&self, sha: &str, outcome: mlua::Result<(bool, Lv)>) -> Value {
         if self.state.killed.get() {
             return self.budget_error();
+        }
+        if self.state.killed_by_user.get() {
+            return match outcome {
+                Ok((false, Lv::Table(e))) => error_reply(sha, &e),
+                _ => Value::Error(KILLED_BY_USER.into()),
+            };
         }
         match outcome {
             Ok((true, v)) => lua_to_reply(&v, self.state.resp.get()),
@@ -386,25 +406,36 @@ impl Engine {
     }
 }
 
-/// Stops a script once it has run `max` instructions. After that it fires on every
-/// instruction, so that a script catching the error with `pcall` cannot go on.
+/// Redis's error for a script stopped by `SCRIPT KILL` / `FUNCTION KILL` (its position follows).
+const KILLED_BY_USER: &str = "ERR Script killed by user with SCRIPT KILL...";
+
+/// Stops a script once it has run `max` instructions, or once `kill` is set. After that it
+/// fires on every instruction, so that a script catching the error with `pcall` cannot go on.
 fn budget_hook(
     state: Rc<RunState>,
     step: u64,
     max: u64,
+    kill: Option<KillSwitch>,
 ) -> impl Fn(&Lua, &mlua::debug::Debug) -> mlua::Result<VmState> + 'static {
     move |lua, _| {
-        if !state.killed.get() {
-            let n = state.instructions.get() + step;
-            state.instructions.set(n);
-            if n <= max {
-                return Ok(VmState::Continue);
+        if !state.killed.get() && !state.killed_by_user.get() {
+            if kill.as_ref().is_some_and(KillSwitch::is_killed) {
+                state.killed_by_user.set(true);
+            } else {
+                let n = state.instructions.get() + step;
+                state.instructions.set(n);
+                if n <= max {
+                    return Ok(VmState::Continue);
+                }
+                state.killed.set(true);
             }
-            state.killed.set(true);
             let _ = lua.set_global_hook(
                 HookTriggers::new().every_nth_instruction(1),
-                budget_hook(Rc::clone(&state), 1, max),
+                budget_hook(Rc::clone(&state), 1, max, None),
             );
+        }
+        if state.killed_by_user.get() {
+            return Err(crate::errors::reply_error(KILLED_BY_USER.into()));
         }
         Err(mlua::Error::RuntimeError(
             "Script killed: exceeded the instruction budget".into(),

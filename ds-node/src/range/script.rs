@@ -24,7 +24,7 @@ use net::RpcError;
 use net::keyspace::Db;
 use net::message::kv::{KvOp, OpResult};
 use script::commands::{CallEnv, Commands, Plan};
-use script::{Host, Limits, Resp, Run, Value, Vm};
+use script::{Host, Limits, Resp, Run, Value, Vm, running};
 
 use super::ctx::ApplyCtx;
 use super::multi::{Leaf, SameEntry};
@@ -132,10 +132,20 @@ pub fn execute<S: KvStore>(
         commands: commands.as_ref(),
         entry: SameEntry::default(),
     };
+    // Registered for `-BUSY` and `SCRIPT KILL` (`script::running`). Only a read-only run may
+    // be killed: it runs on the leader alone and cannot write, so stopping it anywhere changes
+    // no replica's state; a run that may write is stopped by its instruction budget alone, at
+    // the same instruction on every replica.
+    let kind = match script.function {
+        Some(_) => running::Kind::Function,
+        None => running::Kind::Script,
+    };
+    let registered = running::start(ctx.range.id.0, script.read_only, kind);
     let run = Run {
         keys: script.keys,
         argv: script.args,
         seed: ctx.index,
+        kill: script.read_only.then(|| registered.kill_switch()),
     };
     let started = Instant::now();
     let value = VM.with(|cell| {
@@ -156,6 +166,7 @@ pub fn execute<S: KvStore>(
             (None, _) => Value::Error("ERR scripting unavailable".into()),
         }
     });
+    drop(registered);
     count(&value, started);
     Ok(reply(bounded(value)))
 }

@@ -75,7 +75,7 @@ pub fn dispatch(shared: &Shared, sess: &Session, name: &str, args: &[Bytes]) -> 
                 })),
             }
         }
-        _ => function(args),
+        _ => function(shared, args),
     }
 }
 
@@ -92,7 +92,7 @@ const SUBCOMMANDS: &[(&str, i32)] = &[
     ("stats", 2),
 ];
 
-fn function(args: &[Bytes]) -> Action {
+fn function(shared: &Shared, args: &[Bytes]) -> Action {
     let sub = &args[1];
     let Some(&(name, arity_n)) = SUBCOMMANDS.iter().find(|(s, _)| is(sub, s)) else {
         return Action::Reply(unknown_sub("function", sub));
@@ -144,9 +144,9 @@ fn function(args: &[Bytes]) -> Action {
                 policy,
             })
         }
-        // A function runs inside its range, atomically, to its end or its instruction budget.
-        "kill" => Action::Reply(Reply::Error(
-            "NOTBUSY No scripts in execution right now.".into(),
+        "kill" => Action::Reply(super::scripting::kill(
+            shared,
+            script::running::Kind::Function,
         )),
         _ => Action::Reply(help(FUNCTION_HELP)),
     }

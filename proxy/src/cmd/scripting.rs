@@ -8,6 +8,7 @@
 use bytes::Bytes;
 use net::message::kv::{KvOp, OpResult};
 use script::Run;
+use script::running::{self, KillOutcome, Kind};
 
 use super::action::{Action, keyed};
 use super::script_table::KeylessHost;
@@ -148,6 +149,7 @@ fn discover(db: Db, script: &Script<'_>) -> Result<Bytes, Reply> {
         keys: &[],
         argv: script.argv,
         seed: now_ms,
+        kill: None,
     };
     let value = with_vm(|vm| match &script.function {
         None => vm.eval(&script.code, run, &mut host),
@@ -196,8 +198,7 @@ fn script_command(shared: &Shared, args: &[Bytes]) -> Reply {
             }
             _ => syntax_error("script", sub),
         },
-        // A script runs inside its range, atomically, to its end or its instruction budget.
-        "kill" => Reply::Error("NOTBUSY No scripts in execution right now.".into()),
+        "kill" => kill(shared, Kind::Script),
         _ => help(SCRIPT_HELP),
     }
 }
@@ -215,5 +216,36 @@ fn load(shared: &Shared, body: &Bytes) -> Reply {
         }
         Ok(Err(error)) => to_reply(error),
         Err(reply) => reply,
+    }
+}
+
+/// `-BUSY` for a range running a script (`kind`) longer than `busy-reply-threshold`, naming
+/// the command that stops it, as Redis 7 does.
+pub fn busy_error(kind: Kind) -> Reply {
+    Reply::Error(match kind {
+        Kind::Script => {
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        }
+        Kind::Function => {
+            "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+        }
+    }
+    .into())
+}
+
+/// `SCRIPT KILL` (`kind` [`Kind::Script`]) and `FUNCTION KILL`: stops the read-only scripts
+/// of that kind running longer than `busy-reply-threshold` in this process
+/// (`docs/scripting.md`, "Long scripts").
+pub fn kill(shared: &Shared, kind: Kind) -> Reply {
+    match running::kill(kind, shared.settings.busy_reply_threshold()) {
+        KillOutcome::Killed => Reply::OK,
+        KillOutcome::NotBusy => Reply::Error("NOTBUSY No scripts in execution right now.".into()),
+        KillOutcome::Unkillable => Reply::Error(
+            "UNKILLABLE Sorry the script already executed write commands against the dataset. \
+             You can either wait the script termination or kill the server in a hard way using \
+             the SHUTDOWN NOSAVE command."
+                .into(),
+        ),
+        KillOutcome::OtherKind(other) => busy_error(other),
     }
 }

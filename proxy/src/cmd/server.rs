@@ -584,6 +584,22 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             "notify-keyspace-events",
             crate::notify::format(shared.settings.notify_flags()),
         ),
+        (
+            "busy-reply-threshold",
+            shared
+                .settings
+                .busy_reply_threshold()
+                .as_millis()
+                .to_string(),
+        ),
+        (
+            "lua-time-limit",
+            shared
+                .settings
+                .busy_reply_threshold()
+                .as_millis()
+                .to_string(),
+        ),
     ];
     for (i, p) in crate::encodings::PARAMS.iter().enumerate() {
         let v = shared.settings.encodings.value_at(i).to_string();
@@ -627,6 +643,8 @@ enum SetValue {
     Timeout(u64),
     /// `notify-keyspace-events`, as [`crate::notify`] flags.
     NotifyFlags(u32),
+    /// `busy-reply-threshold` (`lua-time-limit`) in milliseconds.
+    BusyReplyThreshold(u64),
     /// An encoding threshold: its index in `encodings::PARAMS` and value.
     Encoding(usize, i64),
     /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
@@ -648,6 +666,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
         let name = match crate::encodings::Encodings::find(&name) {
             Some(i) => crate::encodings::PARAMS[i].name.to_string(),
+            None if name == "lua-time-limit" => "busy-reply-threshold".to_string(),
             None => name,
         };
         let failed = |why: &str| {
@@ -676,6 +695,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
             SetValue::NotifyFlags(f) => shared.settings.set_notify_flags(f),
+            SetValue::BusyReplyThreshold(ms) => shared.settings.set_busy_reply_threshold_ms(ms),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
             SetValue::NoSave => {}
         }
@@ -738,6 +758,13 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
                 .filter(|&n| n <= TIMEOUT_SECS_MAX)
                 .ok_or("argument must be between 0 and 2147483647 inclusive")?;
             SetValue::Timeout(n)
+        }
+        "busy-reply-threshold" => {
+            let n =
+                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            let n = u64::try_from(n)
+                .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive")?;
+            SetValue::BusyReplyThreshold(n)
         }
         _ => return Ok(None),
     }))

@@ -56,6 +56,7 @@ fn fcall_passes_keys_and_args_and_reaches_the_full_api() {
         keys: &keys,
         argv: &argv,
         seed: 0,
+        kill: None,
     };
     assert_eq!(
         vm.fcall(LIB1.as_bytes(), b"f1", run, &mut host),
@@ -79,6 +80,7 @@ fn function_errors_name_the_function() {
         keys: &[],
         argv: &[],
         seed: 0,
+        kill: None,
     };
     let lib2 = b"#!lua name=lib2\nlocal function h(keys, args) error('oops') end\nredis.register_function('g', h)";
     assert_eq!(

@@ -3,6 +3,7 @@
 
 mod api;
 mod functions;
+mod kill;
 mod libs;
 mod props;
 mod sandbox;
@@ -81,6 +82,7 @@ pub(crate) fn eval_on(vm: &mut Vm, body: &str, host: &mut FakeHost) -> Value {
             keys: &[],
             argv: &[],
             seed: 0,
+            kill: None,
         },
         host,
     )
@@ -107,6 +109,7 @@ pub(crate) fn eval_args(
             keys: &keys,
             argv: &argv,
             seed: 0,
+            kill: None,
         },
         host,
     )

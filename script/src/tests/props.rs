@@ -87,10 +87,10 @@ proptest! {
         let keys: Vec<Bytes> = keys.into_iter().map(Bytes::from).collect();
         let argv: Vec<Bytes> = argv.into_iter().map(Bytes::from).collect();
         for b in [&body, &raw] {
-            let _ = vm.eval(b, Run { keys: &keys, argv: &argv, seed }, &mut Echo);
+            let _ = vm.eval(b, Run { keys: &keys, argv: &argv, seed, kill: None }, &mut Echo);
             let _ = vm.load(b);
         }
-        let run = Run { keys: &keys, argv: &argv, seed };
+        let run = Run { keys: &keys, argv: &argv, seed, kill: None };
         prop_assert_eq!(vm.eval(b"return 1", run, &mut Echo), Value::Int(1));
         let echoed = vm.eval(b"return redis.call('echo', unpack(ARGV))", run, &mut Echo);
         let mut want = vec![Value::Bulk(Bytes::from_static(b"echo"))];

@@ -344,6 +344,7 @@ fn math_random_is_seeded_from_the_run() {
         keys: &[],
         argv: &[],
         seed,
+        kill: None,
     };
     let a = vm.eval(body.as_bytes(), run(7), &mut host);
     assert_eq!(vm.eval(body.as_bytes(), run(7), &mut host), a);

@@ -1,0 +1,222 @@
+//! The scripts running now in this process, for `-BUSY` and `SCRIPT KILL` / `FUNCTION KILL`
+//! (`docs/scripting.md`, "Long scripts").
+//!
+//! A script runs on its shard's thread and cannot be suspended (Lua 5.1), so while it runs its
+//! shard answers nothing; what answers `-BUSY` and takes `SCRIPT KILL` runs on another thread
+//! (the proxy's) and finds the script here. A shard registers each run ([`start`]) and the
+//! registration ends when the returned [`Running`] is dropped. At most one run per shard is
+//! registered at a time, so the registry holds at most as many entries as there are shards.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Tells a run to stop: the instruction hook checks it every 1,000 instructions. Clones share
+/// one flag.
+#[derive(Debug, Clone, Default)]
+pub struct KillSwitch(Arc<AtomicBool>);
+
+impl KillSwitch {
+    /// Asks the run to stop.
+    pub fn kill(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the run was asked to stop.
+    pub fn is_killed(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// What runs: an `EVAL` script or a `FCALL` function (they answer to different commands).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `EVAL`, `EVALSHA` and their `_RO` forms: `SCRIPT KILL` stops them.
+    Script,
+    /// `FCALL`, `FCALL_RO`: `FUNCTION KILL` stops them.
+    Function,
+}
+
+/// What `SCRIPT KILL` / `FUNCTION KILL` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillOutcome {
+    /// No script has run longer than the threshold (`-NOTBUSY`).
+    NotBusy,
+    /// The busy runs may write: they are never stopped (`-UNKILLABLE`).
+    Unkillable,
+    /// The busy runs are of the other kind (a function for `SCRIPT KILL`): the `-BUSY` text
+    /// naming the command that would stop them.
+    OtherKind(Kind),
+    /// The busy runs were told to stop (`+OK`).
+    Killed,
+}
+
+struct Entry {
+    id: u64,
+    range: u64,
+    started: Instant,
+    killable: bool,
+    kind: Kind,
+    kill: KillSwitch,
+}
+
+static REGISTRY: Mutex<Vec<Entry>> = Mutex::new(Vec::new());
+/// Entries in `REGISTRY`: lets the common case (nothing running) skip the lock.
+static COUNT: AtomicUsize = AtomicUsize::new(0);
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+fn registry() -> MutexGuard<'static, Vec<Entry>> {
+    // Nothing panics while holding the lock; a poisoned registry is still consistent.
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A registered run; dropping it ends the registration.
+#[derive(Debug)]
+pub struct Running {
+    id: u64,
+    kill: KillSwitch,
+}
+
+impl Running {
+    /// The switch the run's instruction hook must check (only a killable run's is ever set).
+    pub fn kill_switch(&self) -> &KillSwitch {
+        &self.kill
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut r = registry();
+        if let Some(i) = r.iter().position(|e| e.id == self.id) {
+            r.swap_remove(i);
+            COUNT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Registers a run in range `range`, starting now. `killable`: it only reads and runs on one
+/// replica, so stopping it at any instruction is safe.
+pub fn start(range: u64, killable: bool, kind: Kind) -> Running {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let kill = KillSwitch::default();
+    let entry = Entry {
+        id,
+        range,
+        started: Instant::now(),
+        killable,
+        kind,
+        kill: kill.clone(),
+    };
+    let mut r = registry();
+    r.push(entry);
+    COUNT.fetch_add(1, Ordering::Relaxed);
+    Running { id, kill }
+}
+
+/// The kind of the run in range `range` that has run longer than `threshold`, if any (its
+/// range answers `-BUSY`).
+pub fn busy(range: u64, threshold: Duration) -> Option<Kind> {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let r = registry();
+    r.iter()
+        .find(|e| e.range == range && e.started.elapsed() > threshold)
+        .map(|e| e.kind)
+}
+
+/// Whether any run is registered (one atomic load).
+pub fn any() -> bool {
+    COUNT.load(Ordering::Relaxed) > 0
+}
+
+/// `SCRIPT KILL` (`kind` [`Kind::Script`]) or `FUNCTION KILL`: stops every killable run of
+/// that kind that has run longer than `threshold`, with Redis's order of checks (a run that
+/// may write is unkillable whatever the command; then the kind must match).
+pub fn kill(kind: Kind, threshold: Duration) -> KillOutcome {
+    if !any() {
+        return KillOutcome::NotBusy;
+    }
+    let r = registry();
+    let busy: Vec<&Entry> = r
+        .iter()
+        .filter(|e| e.started.elapsed() > threshold)
+        .collect();
+    if busy.is_empty() {
+        return KillOutcome::NotBusy;
+    }
+    let targets: Vec<&&Entry> = busy.iter().filter(|e| e.killable).collect();
+    if targets.is_empty() {
+        return KillOutcome::Unkillable;
+    }
+    let mine: Vec<&&&Entry> = targets.iter().filter(|e| e.kind == kind).collect();
+    if mine.is_empty() {
+        return KillOutcome::OtherKind(targets[0].kind);
+    }
+    for e in mine {
+        e.kill.kill();
+    }
+    KillOutcome::Killed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use super::{KillOutcome, Kind, busy, kill, start};
+
+    /// The registry is process-wide: these tests take turns.
+    fn serial() -> MutexGuard<'static, ()> {
+        static SERIAL: Mutex<()> = Mutex::new(());
+        SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn a_run_is_busy_only_past_the_threshold_and_until_it_ends() {
+        let _serial = serial();
+        let run = start(9_001, true, Kind::Script);
+        assert_eq!(busy(9_001, Duration::from_secs(3600)), None);
+        assert_eq!(busy(9_001, Duration::ZERO), Some(Kind::Script));
+        assert_eq!(busy(9_002, Duration::ZERO), None);
+        drop(run);
+        assert_eq!(busy(9_001, Duration::ZERO), None);
+    }
+
+    #[test]
+    fn kill_sets_the_switch_of_a_killable_run_of_its_kind() {
+        let _serial = serial();
+        let run = start(9_010, true, Kind::Function);
+        assert_eq!(
+            kill(Kind::Script, Duration::ZERO),
+            KillOutcome::OtherKind(Kind::Function)
+        );
+        assert!(!run.kill_switch().is_killed());
+        assert_eq!(kill(Kind::Function, Duration::ZERO), KillOutcome::Killed);
+        assert!(run.kill_switch().is_killed());
+    }
+
+    #[test]
+    fn a_run_that_may_write_is_unkillable() {
+        let _serial = serial();
+        let run = start(9_020, false, Kind::Script);
+        assert_eq!(kill(Kind::Script, Duration::ZERO), KillOutcome::Unkillable);
+        assert_eq!(
+            kill(Kind::Function, Duration::ZERO),
+            KillOutcome::Unkillable
+        );
+        assert!(!run.kill_switch().is_killed());
+    }
+
+    #[test]
+    fn nothing_past_the_threshold_is_not_busy() {
+        let _serial = serial();
+        let run = start(9_030, true, Kind::Script);
+        assert_eq!(
+            kill(Kind::Script, Duration::from_secs(3600)),
+            KillOutcome::NotBusy
+        );
+        assert!(!run.kill_switch().is_killed());
+    }
+}
