@@ -206,7 +206,10 @@ fn a_write_script_is_unkillable_and_every_replica_applies_it_whole() {
     // replicas register there).
     let deadline = Instant::now() + Duration::from_secs(10);
     while running::any() {
-        assert!(Instant::now() < deadline, "a replica never finished the write script");
+        assert!(
+            Instant::now() < deadline,
+            "a replica never finished the write script"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // A read-only script on the leader is killed with Redis's error.

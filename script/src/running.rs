@@ -125,6 +125,18 @@ pub fn busy(range: u64, threshold: Duration) -> Option<Kind> {
         .map(|e| e.kind)
 }
 
+/// The kind of a run, in any range, that has run longer than `threshold`, if any (commands
+/// without keys answer `-BUSY`, as every command but a few does in Redis).
+pub fn busy_anywhere(threshold: Duration) -> Option<Kind> {
+    if COUNT.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    let r = registry();
+    r.iter()
+        .find(|e| e.started.elapsed() > threshold)
+        .map(|e| e.kind)
+}
+
 /// Whether any run is registered (one atomic load).
 pub fn any() -> bool {
     COUNT.load(Ordering::Relaxed) > 0
@@ -165,7 +177,7 @@ mod tests {
 
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
-    use super::{KillOutcome, Kind, busy, kill, start};
+    use super::{KillOutcome, Kind, busy, busy_anywhere, kill, start};
 
     /// The registry is process-wide: these tests take turns.
     fn serial() -> MutexGuard<'static, ()> {
@@ -180,8 +192,11 @@ mod tests {
         assert_eq!(busy(9_001, Duration::from_secs(3600)), None);
         assert_eq!(busy(9_001, Duration::ZERO), Some(Kind::Script));
         assert_eq!(busy(9_002, Duration::ZERO), None);
+        assert_eq!(busy_anywhere(Duration::ZERO), Some(Kind::Script));
+        assert_eq!(busy_anywhere(Duration::from_secs(3600)), None);
         drop(run);
         assert_eq!(busy(9_001, Duration::ZERO), None);
+        assert_eq!(busy_anywhere(Duration::ZERO), None);
     }
 
     #[test]

@@ -151,7 +151,13 @@ fn dispatch_fed(
     }
     let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
     let now = crate::shared::now_ms();
-    let action = match data_command(spec.name, &args, now, max_bulk) {
+    let translated = data_command(spec.name, &args, now, max_bulk);
+    if translated.is_none()
+        && let Some(kind) = busy_now(shared, spec, &args)
+    {
+        return (Some(spec.name), Action::Reply(scripting::busy_error(kind)));
+    }
+    let action = match translated {
         Some(action) => action,
         None => match spec.name {
             "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
@@ -182,6 +188,29 @@ fn dispatch_fed(
         other => other,
     };
     (Some(spec.name), within_limits(shared, action))
+}
+
+/// While a script in this process has run longer than `busy-reply-threshold`, the kind of
+/// that script, for a command that is not a data command (those are refused only for the
+/// script's range, `server`) and that Redis does not allow while busy (`allow_busy`,
+/// `SCRIPT KILL`, `FUNCTION KILL`, `SHUTDOWN`): `docs/scripting.md`, "Long scripts".
+fn busy_now(shared: &Shared, spec: &Spec, args: &[Bytes]) -> Option<script::running::Kind> {
+    if !script::running::any() || spec.flags.contains(&"allow_busy") {
+        return None;
+    }
+    let kill = |sub: &str| {
+        args.get(1)
+            .is_some_and(|a| a.eq_ignore_ascii_case(sub.as_bytes()))
+    };
+    let allowed = match spec.name {
+        "script" | "function" => kill("kill"),
+        "shutdown" => true,
+        _ => false,
+    };
+    if allowed {
+        return None;
+    }
+    script::running::busy_anywhere(shared.settings.busy_reply_threshold())
 }
 
 /// Refuses a command whose keys, elements or values exceed `net::limits` before anything is
