@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
     let body = if flags & 1 == 1 { [b"redis.setresp(3) ".as_slice(), &body].concat() } else { body };
     VM.with(|vm| {
         let mut vm = vm.borrow_mut();
-        let run = Run { keys: &argv, argv: &argv, seed: u64::from(flags) , kill: None};
+        let run = Run { keys: &argv, argv: &argv, seed: u64::from(flags), kill: None };
         let _ = vm.eval(&body, run, &mut FakeHost);
         assert_eq!(vm.eval(b"return 1", run, &mut FakeHost), Value::Int(1));
     });
