@@ -23,23 +23,9 @@ use crate::detector::{Health, Verdict, Vote};
 use crate::service::Master;
 use crate::state::StoreState;
 
-const MAX_REQUEST_BYTES: usize = 8 * 1024;
+use crate::json::json_str;
 
-/// Appends `s` as a JSON string.
-pub(crate) fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
+const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
 fn hex(b: &[u8]) -> String {
     b.iter()

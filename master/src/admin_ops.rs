@@ -7,10 +7,10 @@ use std::fmt::Write as _;
 
 use net::{RangeId, RpcError, StoreId};
 
-use crate::admin::json_str;
 use crate::autoscale::{ScaleConfig, Verdict};
 use crate::capacity::ProvisionKind;
 use crate::core::Core;
+use crate::json::json_str;
 use crate::service::Master;
 
 /// Query arguments, `k=v&k=v` (no percent-decoding: every value is a number, a word or

@@ -41,6 +41,7 @@ mod codec;
 pub mod config;
 pub mod core;
 pub mod detector;
+pub mod json;
 pub mod log;
 pub mod metrics;
 pub mod provision;
