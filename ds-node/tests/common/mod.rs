@@ -2,6 +2,8 @@
 //! routes by the master's route table (shared by the multi-node tests).
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod trio;
+
 use std::time::{Duration, Instant};
 
 use ds_node::DsConfig;
