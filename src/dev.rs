@@ -119,6 +119,13 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         let shared = proxy::server::Shared::new(pcfg);
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let (stop_proxy, proxy_stop_rx) = watch::channel(false);
+        let metrics = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let proxy_metrics_addr = metrics.local_addr()?;
+        tokio::spawn(proxy::server::serve_metrics(
+            metrics,
+            shared.clone(),
+            wait_for(proxy_stop_rx.clone()),
+        ));
         let proxy_task = tokio::spawn(proxy::server::serve(
             listener,
             shared.clone(),
@@ -167,6 +174,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
                 "  elastic: up to {max} nodes, started and stopped with the load (tierkv ctl scale status)"
             );
         }
+        println!("  proxy:   http://{proxy_metrics_addr}/metrics");
         if let Some(a) = node.admin_addr {
             println!("  DS node: http://{a}/metrics  (POST /demote makes values cold)");
         }

@@ -176,8 +176,8 @@ struct DsArgs {
 struct ProxyArgs {
     /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`,
     /// `client-query-buffer-limit`, `timeout`, `partial-request-timeout-ms`,
-    /// `auth-timeout-ms`, `cluster-secret-file`, `cluster-secret`, `insecure-no-auth`
-    /// (`docs/config/proxy.toml`).
+    /// `auth-timeout-ms`, `cluster-secret-file`, `cluster-secret`, `insecure-no-auth`,
+    /// `metrics-listen` (`docs/config/proxy.toml`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Load and check the config, print it, and exit.
@@ -195,6 +195,9 @@ struct ProxyArgs {
     /// Overrides `cluster-secret-file` (the master creates `<its data-dir>/cluster-secret`).
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    /// Overrides `metrics-listen`: serve the proxy's Prometheus `/metrics` on this address.
+    #[arg(long)]
+    metrics_listen: Option<String>,
 }
 
 /// The keys of `proxy.toml`.
@@ -212,6 +215,7 @@ struct ProxyFile {
     cluster_secret_file: Option<PathBuf>,
     cluster_secret: Option<String>,
     insecure_no_auth: bool,
+    metrics_listen: Option<String>,
 }
 
 /// What `tierkv ds` and `tierkv proxy` say when started with no cluster secret.
@@ -483,8 +487,9 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
             proxy::fault::ENV
         );
     }
+    let metrics_listen = args.metrics_listen.or(file.metrics_listen);
     if args.config_check {
-        println!("{cfg:#?}");
+        println!("{cfg:#?}\nmetrics-listen: {metrics_listen:?}");
         return Ok(());
     }
     let rt = tokio::runtime::Runtime::new().context("start tokio")?;
@@ -498,6 +503,17 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
             cfg.router.masters.join(", ")
         );
         let shared = proxy::server::Shared::new(cfg);
+        if let Some(addr) = metrics_listen {
+            let metrics = tokio::net::TcpListener::bind(&addr)
+                .await
+                .with_context(|| format!("bind metrics-listen {addr}"))?;
+            println!("proxy metrics on http://{addr}/metrics");
+            tokio::spawn(proxy::server::serve_metrics(
+                metrics,
+                shared.clone(),
+                master::run::shutdown_signal(),
+            ));
+        }
         proxy::server::serve(listener, shared, master::run::shutdown_signal()).await;
         anyhow::Ok(())
     })

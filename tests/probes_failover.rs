@@ -121,6 +121,7 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
     let (secret, _) = net::auth::ClusterSecret::load_or_create(&secret_file).unwrap();
     let secret_arg = secret_file.to_str().unwrap();
     let (rpc, admin, redis_port) = (free_port(), free_port(), free_port());
+    let proxy_metrics = free_port();
     let master_addr = format!("127.0.0.1:{rpc}");
     std::fs::write(
         d.join("master.toml"),
@@ -187,6 +188,8 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
             &master_addr,
             "--cluster-secret-file",
             secret_arg,
+            "--metrics-listen",
+            &format!("127.0.0.1:{proxy_metrics}"),
         ],
         &d.join("proxy.log"),
     ));
@@ -342,6 +345,13 @@ fn a_blind_probe_kills_nothing_and_a_killed_node_is_declared_dead_and_replaced()
             (pushes > 0).then_some(())
         },
     );
+    // `tierkv proxy --metrics-listen` serves the same counter to Prometheus.
+    let proxy_text = get_text(proxy_metrics, "/metrics").unwrap();
+    let pushed = proxy_text
+        .lines()
+        .find_map(|l| l.strip_prefix("proxy_route_pushes_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    assert!(pushed.is_some_and(|n| n > 0), "{proxy_text}");
     wait_until(
         d,
         "writes after the failover",
