@@ -51,6 +51,7 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_raft_proposals_total", m.proposals_total),
         ("ds_raft_applied_total", m.applied_total),
         ("ds_read_lease_total", m.lease_reads_total),
+        ("ds_lease_renewals_total", m.lease_renewals_total),
         ("ds_read_index_total", m.read_index_total),
         ("ds_request_busy_total", m.busy_total),
         ("ds_request_not_leader_total", m.not_leader_total),

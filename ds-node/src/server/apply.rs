@@ -266,6 +266,9 @@ fn answer_proposer<D: ShardDevice>(
         return;
     };
     let resp = if w.term == e.term {
+        // Committed in the term it was proposed: a quorum acknowledged an append sent after
+        // `w.at`.
+        p.extend_lease(w.term, w.at);
         ShardMetrics::record(
             &mut shard.metrics.borrow_mut().propose_apply_us,
             w.at.elapsed().as_micros() as u64,

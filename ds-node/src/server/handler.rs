@@ -231,6 +231,14 @@ fn raft_message<D: ShardDevice>(
         return Err(Dropped::Refused(Refusal::NotMember));
     }
     validate::check(&p.node.raft, p.initialized, &m).map_err(Dropped::Refused)?;
+    let vote = matches!(
+        m.get_msg_type(),
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+    );
+    // A vote forced by a leader transfer is safe: that leader fenced its own lease.
+    if vote && m.context != raft::CAMPAIGN_TRANSFER && shard.refuses_votes_after_start() {
+        return Err(Dropped::Refused(Refusal::VoteAfterStart));
+    }
     if m.get_msg_type() == MessageType::MsgSnapshot {
         let got = snapshot_in(st, range, &m)?;
         m.mut_snapshot().data = Default::default();

@@ -13,6 +13,9 @@ pub struct ShardMetrics {
     pub applied_total: u64,
     /// Reads answered from the lease (`ds_read_lease_total`).
     pub lease_reads_total: u64,
+    /// Heartbeat rounds started to renew a leader's read lease before it ran out
+    /// (`ds_lease_renewals_total`).
+    pub lease_renewals_total: u64,
     /// Reads that went through ReadIndex (`ds_read_index_total`).
     pub read_index_total: u64,
     /// Requests refused with `ServerBusy`.
@@ -175,6 +178,7 @@ impl Default for ShardMetrics {
             proposals_total: 0,
             applied_total: 0,
             lease_reads_total: 0,
+            lease_renewals_total: 0,
             read_index_total: 0,
             busy_total: 0,
             over_limit_total: 0,
@@ -224,6 +228,7 @@ impl ShardMetrics {
         self.proposals_total += o.proposals_total;
         self.applied_total += o.applied_total;
         self.lease_reads_total += o.lease_reads_total;
+        self.lease_renewals_total += o.lease_renewals_total;
         self.read_index_total += o.read_index_total;
         self.busy_total += o.busy_total;
         self.over_limit_total += o.over_limit_total;

@@ -7,7 +7,7 @@
 //!
 //! 1. **Shard state** (leaves): `shard` ([`Shard`], `ShardState`, new Raft groups, replica
 //!    addresses, the clock edge), `checkpoint_store` (the file operations behind
-//!    checkpoints: the file system, or a crashable memory directory for tests), `peer` (one range's Raft group and waiting requests),
+//!    checkpoints: the file system, or a crashable memory directory for tests), `peer` (one range's Raft group and waiting requests), `lease` (a leader's read lease),
 //!    `metrics` and `gc_metrics` (figures), `policy_state` (the memory policy's budget and
 //!    loads in flight), `transfers` (snapshot transfers in and out), `validate` (Raft
 //!    messages checked before raft-rs sees them). They import `range`, `config`, `load` and
@@ -41,6 +41,7 @@ pub mod gc;
 pub mod gc_metrics;
 pub mod gc_move;
 pub mod handler;
+pub mod lease;
 pub mod metrics;
 pub mod peer;
 pub mod policy;

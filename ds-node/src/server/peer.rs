@@ -10,6 +10,7 @@ use net::message::{RangeDescriptor, ReplicaRole};
 use raft::eraftpb::ConfState;
 use raft::{RawNode, StateRole};
 
+use super::lease::Lease;
 use crate::range::storage::RaftLogCache;
 
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
@@ -83,6 +84,11 @@ pub struct Peer {
     /// with an error; the shard's other ranges go on. Recovery stops it again at the same
     /// entry (deterministic), so a restart never crash-loops.
     pub stopped: Option<String>,
+    /// The read lease while this replica leads ([`Lease`]).
+    pub lease: Lease,
+    /// A leader transfer was started and may still be running: acknowledgements renew
+    /// nothing until it is seen over ([`Peer::extend_lease`]).
+    pub transferring: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -102,23 +108,50 @@ impl Peer {
         self.node.raft.state == StateRole::Leader
     }
 
-    /// Whether a read may be answered from local state now: this replica is leader and has
-    /// applied an entry of its own term. That entry (the leader's first, or later) was
-    /// committed after every entry an earlier leader acknowledged, so the applied state holds
-    /// every acknowledged write; entries committed but not applied yet are not acknowledged
-    /// yet either, so a read may miss them (TiKV's `applied_term == term` rule). Requiring
-    /// `applied >= committed` instead sent most reads of a write-heavy range through
-    /// ReadIndex: with pipelined commits the applied index always trails the commit index.
-    /// Leadership itself is guarded by check-quorum: a leader that cannot reach a quorum
-    /// steps down within an election timeout, and a new leader cannot be elected before the
-    /// old lease (election timeout) ran out — the lease assumption of raft-rs
-    /// `ReadOnlyOption::LeaseBased` (clocks drift less than the timeout).
+    /// Whether a read may be answered from local state now: this replica is leader, holds
+    /// its read lease ([`Lease`]: a quorum acknowledged a message sent less than the lease
+    /// duration ago, so no other replica can have been elected since), no leader transfer is
+    /// running, and it has applied an entry of its own term. That entry (the leader's first,
+    /// or later) was committed after every entry an earlier leader acknowledged, so the
+    /// applied state holds every acknowledged write; entries committed but not applied yet
+    /// are not acknowledged yet either, so a read may miss them (TiKV's `applied_term ==
+    /// term` rule). A sole voter needs no lease: no one else can be elected.
     pub fn lease_read_ok(&self) -> bool {
         let r = &self.node.raft;
         r.state == StateRole::Leader
+            && r.lead_transferee.is_none()
+            && (r.prs().is_singleton() || self.lease.holds(r.term, Instant::now()))
             && r.raft_log
                 .term(r.raft_log.applied())
                 .is_ok_and(|t| t == r.term)
+    }
+
+    /// A quorum acknowledged a message of `term` this leader sent at `sent_at`: the lease
+    /// runs from then. While a leader transfer runs, and once when it is seen over, the lease
+    /// is fenced instead (the transfer's target may be elected at once).
+    pub fn extend_lease(&mut self, term: u64, sent_at: Instant) {
+        if term != self.node.raft.term || !self.is_leader() {
+            return;
+        }
+        let now = Instant::now();
+        if self.node.raft.lead_transferee.is_some() {
+            self.lease.fence(now);
+            self.transferring = true;
+            return;
+        }
+        if self.transferring {
+            self.lease.fence(now);
+            self.transferring = false;
+        }
+        self.lease.extend(term, sent_at);
+    }
+
+    /// Hands leadership to replica `to`: the lease ends now (its target may be elected
+    /// without waiting for the followers' election timeouts).
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.lease.fence(Instant::now());
+        self.transferring = true;
+        self.node.transfer_leader(to);
     }
 
     /// The applied index.

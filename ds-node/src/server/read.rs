@@ -38,6 +38,7 @@ pub fn start<D: ShardDevice>(
 ) -> Result<Answer, RpcError> {
     let key_bytes = op.redis_key().map_or(0, |k| k.len());
     shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
+    p.lease.note_read(Instant::now());
     if p.lease_read_ok() {
         lease(shard, p, engine, op)
     } else {
@@ -109,7 +110,8 @@ fn read_index<D: ShardDevice>(
     Ok(Answer::Later(rx))
 }
 
-/// Notes the index raft-rs returned for the ReadIndex request `ctx` of this range.
+/// Notes the index raft-rs returned for the ReadIndex request `ctx` of this range: a quorum
+/// acknowledged the heartbeat sent for it, so the lease runs from when it was asked.
 pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
     let Some(id) = ctx
         .get(..8)
@@ -118,9 +120,38 @@ pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
     else {
         return;
     };
-    if let Some(r) = p.reads.get_mut(&id) {
-        r.index = Some(index);
+    let sent_at = match p.reads.get_mut(&id) {
+        Some(r) => {
+            r.index = Some(index);
+            Some(r.at)
+        }
+        None => p.lease.take_renewal(id),
+    };
+    if let Some(at) = sent_at {
+        let term = p.node.raft.term;
+        p.extend_lease(term, at);
     }
+}
+
+/// Starts a heartbeat round that renews the lease of a leader being read, before the
+/// lease runs out (so reads do not stall on a ReadIndex round when it does). Called on
+/// each tick.
+pub fn renew_lease(p: &mut Peer, metrics: &mut ShardMetrics) {
+    let r = &p.node.raft;
+    let now = Instant::now();
+    if r.state != raft::StateRole::Leader
+        || r.lead_transferee.is_some()
+        || r.prs().is_singleton()
+        || !r.commit_to_current_term()
+        || !p.lease.wants_renewal(r.term, now)
+    {
+        return;
+    }
+    let id = p.next_read;
+    p.next_read += 1;
+    p.lease.start_renewal(id, now);
+    metrics.lease_renewals_total += 1;
+    p.node.read_index(id.to_le_bytes().to_vec());
 }
 
 /// Answers the range's reads whose index is known and applied (by their own task when they

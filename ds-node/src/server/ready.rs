@@ -86,6 +86,7 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
             let mut st = shard.state.borrow_mut();
             for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
                 p.node.tick();
+                super::read::renew_lease(p, &mut shard.metrics.borrow_mut());
             }
             super::ttl::sweep_expired(shard, &mut st);
         }

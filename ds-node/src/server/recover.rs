@@ -179,6 +179,7 @@ impl<D: ShardDevice> Shard<D> {
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
             policy,
+            started: std::time::Instant::now(),
         });
         shard.recover().await?;
         Ok(shard)

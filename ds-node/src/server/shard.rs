@@ -25,6 +25,7 @@ use raft::eraftpb::HardState;
 use raft::{RawNode, StateRole};
 
 use super::checkpoint_store::CheckpointStore;
+use super::lease::Lease;
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, RANGE_STOPPED};
 use super::policy_state::PolicyState;
@@ -201,6 +202,9 @@ pub struct Shard<D: ShardDevice = Device> {
     pub file_ops: Cell<usize>,
     /// The memory policy's state (`server::policy`).
     pub policy: PolicyState,
+    /// When this shard started: for an election timeout after it, its replicas refuse
+    /// votes (they forgot which leader they heard from last; see `server::lease`).
+    pub started: Instant,
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -242,7 +246,9 @@ fn raft_config(cfg: &DsConfig, id: u64, applied: u64) -> raft::Config {
         max_inflight_msgs: 256,
         check_quorum: true,
         pre_vote: true,
-        read_only_option: raft::ReadOnlyOption::LeaseBased,
+        // ReadIndex confirms leadership with a heartbeat round; the lease (`server::lease`)
+        // is kept on the monotonic clock here, not by raft-rs's ticks.
+        read_only_option: raft::ReadOnlyOption::Safe,
         ..raft::Config::default()
     }
 }
@@ -306,6 +312,8 @@ impl<D: ShardDevice> Shard<D> {
             approx_size: (0, 0),
             split_proposed_at: None,
             stopped: None,
+            lease: Lease::new(Lease::duration(self.cfg.tick(), self.cfg.election_ticks)),
+            transferring: false,
         })
     }
 
@@ -324,6 +332,17 @@ impl<D: ShardDevice> Shard<D> {
                     .map(|addr| net::message::LeaderHint { replica: *r, addr })
             });
         net::RpcError::NotLeader { hint }
+    }
+
+    /// Whether this shard's replicas still refuse votes because it started less than an
+    /// election timeout ago: before the restart they may have acknowledged a leader whose
+    /// read lease still runs, and raft-rs's `in_lease` refusal does not survive a restart.
+    pub fn refuses_votes_after_start(&self) -> bool {
+        let timeout = self
+            .cfg
+            .tick()
+            .saturating_mul(u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
+        self.started.elapsed() < timeout
     }
 
     /// The address of a replica's shard, if known.

@@ -56,11 +56,15 @@ pub enum Refusal {
     /// A replica would be created, but this shard already waits on too many new replicas'
     /// first snapshots, or created too many in the last second.
     CreationLimit,
+    /// A vote request within an election timeout of this shard's start: before the restart
+    /// its replica may have acknowledged a leader whose read lease still runs
+    /// (`server::lease`).
+    VoteAfterStart,
 }
 
 impl Refusal {
     /// Every refusal, in the order of [`Refusal::index`].
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 11] = [
         Refusal::Type,
         Refusal::Address,
         Refusal::NotMember,
@@ -71,6 +75,7 @@ impl Refusal {
         Refusal::NotLeader,
         Refusal::UnknownRange,
         Refusal::CreationLimit,
+        Refusal::VoteAfterStart,
     ];
 
     /// The metric label.
@@ -86,6 +91,7 @@ impl Refusal {
             Refusal::NotLeader => "not_leader",
             Refusal::UnknownRange => "unknown_range",
             Refusal::CreationLimit => "creation_limit",
+            Refusal::VoteAfterStart => "vote_after_start",
         }
     }
 
