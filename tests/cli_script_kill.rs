@@ -6,12 +6,11 @@
 //! `busy-reply-threshold 100`.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use test_support::dev::Dev;
+use test_support::resp::{Conn, Reply};
 
 const SPIN: &str = "local i = 0 while true do i = i + 1 end";
 const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
@@ -23,122 +22,36 @@ const BUSY_SCRIPT: &str =
 const BUSY_FUNCTION: &str =
     "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+fn ok() -> Reply {
+    Reply::Status("OK".into())
 }
 
-fn start(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_tierkv"))
-        .args(["dev", "--shards", "1", "--probes", "0", "--port"])
-        .arg(port.to_string())
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn error(text: &str) -> Reply {
+    Reply::Error(text.into())
 }
 
-/// A RESP value, parsed.
-#[derive(Debug, Clone, PartialEq)]
-enum V {
-    Status(String),
-    Error(String),
-    Int(i64),
-    Bulk(Option<String>),
-    Array(Vec<V>),
+fn bulk(text: &str) -> Reply {
+    Reply::Bulk(Some(text.into()))
 }
 
-fn ok() -> V {
-    V::Status("OK".into())
-}
-
-fn error(text: &str) -> V {
-    V::Error(text.into())
-}
-
-fn bulk(text: &str) -> V {
-    V::Bulk(Some(text.into()))
-}
-
-struct Conn(BufReader<TcpStream>);
-
-impl Conn {
-    fn connect(port: u16) -> Option<Conn> {
-        let s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        Some(Conn(BufReader::new(s)))
-    }
-
-    fn cmd(&mut self, args: &[&str]) -> V {
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.0.get_mut().write_all(out.as_bytes()).unwrap();
-        self.read()
-    }
-
-    fn read(&mut self) -> V {
-        let mut line = String::new();
-        self.0.read_line(&mut line).unwrap();
-        let (tag, rest) = line.trim_end().split_at(1);
-        match tag {
-            "+" => V::Status(rest.into()),
-            "-" => V::Error(rest.into()),
-            ":" => V::Int(rest.parse().unwrap()),
-            "$" => {
-                let n: i64 = rest.parse().unwrap();
-                if n < 0 {
-                    return V::Bulk(None);
-                }
-                let mut body = vec![0u8; usize::try_from(n).unwrap() + 2];
-                self.0.read_exact(&mut body).unwrap();
-                body.truncate(body.len() - 2);
-                V::Bulk(Some(String::from_utf8(body).unwrap()))
-            }
-            "*" => {
-                let n: i64 = rest.parse().unwrap();
-                V::Array((0..n.max(0)).map(|_| self.read()).collect())
-            }
-            other => panic!("unexpected reply type {other:?}"),
-        }
-    }
-}
-
-fn wait_ready(port: u16) -> Conn {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(mut c) = Conn::connect(port) {
-            if c.cmd(&["SET", "ready", "1"]) == ok() {
-                return c;
-            }
-        }
-        assert!(Instant::now() < deadline, "tierkv dev did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Sends `args` and returns the reply (the test fails on an I/O error).
+fn cmd(c: &mut Conn, args: &[&str]) -> Reply {
+    c.call(args).unwrap()
 }
 
 /// Sends `args` on a connection of its own and returns its reply when it comes.
-fn in_background(port: u16, args: &[&str]) -> JoinHandle<V> {
+fn in_background(dev: &Dev, args: &[&str]) -> JoinHandle<Reply> {
     let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
-    let mut c = Conn::connect(port).unwrap();
-    std::thread::spawn(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        c.cmd(&args)
-    })
+    let mut c = dev.connect();
+    std::thread::spawn(move || c.call(&args).unwrap())
 }
 
 /// Asks `cmd` until the reply is not `-NOTBUSY` (the script has not reached the threshold
 /// yet), for at most 10 s.
-fn once_busy(c: &mut Conn, args: &[&str]) -> V {
+fn once_busy(c: &mut Conn, args: &[&str]) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = c.cmd(args);
+        let r = cmd(c, args);
         if r != error(NOTBUSY) || Instant::now() > deadline {
             return r;
         }
@@ -147,11 +60,11 @@ fn once_busy(c: &mut Conn, args: &[&str]) -> V {
 }
 
 /// Reads `key` until it is not `-BUSY`, for at most 10 s.
-fn get_when_free(c: &mut Conn, key: &str) -> V {
+fn get_when_free(c: &mut Conn, key: &str) -> Reply {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = c.cmd(&["GET", key]);
-        let busy = matches!(&r, V::Error(e) if e.starts_with("BUSY"));
+        let r = cmd(c, &["GET", key]);
+        let busy = matches!(&r, Reply::Error(e) if e.starts_with("BUSY"));
         if !busy || Instant::now() > deadline {
             return r;
         }
@@ -159,64 +72,49 @@ fn get_when_free(c: &mut Conn, key: &str) -> V {
     }
 }
 
-struct Dev {
-    child: Child,
-    _dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// A one-shard `tierkv dev` whose scripts are busy after 100 ms.
 fn dev() -> (Dev, Conn) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let child = start(dir.path(), port);
-    let mut c = wait_ready(port);
-    assert_eq!(c.cmd(&["CONFIG", "SET", "lua-time-limit", "100"]), ok());
-    assert_eq!(
-        c.cmd(&["CONFIG", "GET", "busy-reply-threshold"]),
-        V::Array(vec![bulk("busy-reply-threshold"), bulk("100")])
+    let (dev, mut c) = Dev::start(
+        env!("CARGO_BIN_EXE_tierkv"),
+        "cli-script-kill",
+        &["--shards", "1", "--probes", "0"],
     );
-    (
-        Dev {
-            child,
-            _dir: dir,
-            port,
-        },
-        c,
-    )
+    assert_eq!(
+        cmd(&mut c, &["CONFIG", "SET", "lua-time-limit", "100"]),
+        ok()
+    );
+    assert_eq!(
+        cmd(&mut c, &["CONFIG", "GET", "busy-reply-threshold"]),
+        Reply::Array(Some(vec![bulk("busy-reply-threshold"), bulk("100")]))
+    );
+    (dev, c)
 }
 
 #[test]
 fn a_read_only_script_makes_its_range_busy_until_script_kill_stops_it() {
     let (dev, mut c) = dev();
-    assert_eq!(c.cmd(&["SCRIPT", "KILL"]), error(NOTBUSY));
-    assert_eq!(c.cmd(&["SET", "{k}x", "v"]), ok());
-    let sha = match c.cmd(&["SCRIPT", "LOAD", SPIN]) {
-        V::Bulk(Some(sha)) => sha,
+    assert_eq!(cmd(&mut c, &["SCRIPT", "KILL"]), error(NOTBUSY));
+    assert_eq!(cmd(&mut c, &["SET", "{k}x", "v"]), ok());
+    let sha = match cmd(&mut c, &["SCRIPT", "LOAD", SPIN]) {
+        Reply::Bulk(Some(sha)) => String::from_utf8(sha).unwrap(),
         other => panic!("{other:?}"),
     };
-    let script = in_background(dev.port, &["EVAL_RO", SPIN, "1", "{k}a"]);
+    let script = in_background(&dev, &["EVAL_RO", SPIN, "1", "{k}a"]);
     // Past the threshold (`FUNCTION KILL` tells without stopping an `EVAL`, and without
     // waiting for the shard), another client of the range is refused.
     assert_eq!(once_busy(&mut c, &["FUNCTION", "KILL"]), error(BUSY_SCRIPT));
-    assert_eq!(c.cmd(&["GET", "{k}x"]), error(BUSY_SCRIPT));
+    assert_eq!(cmd(&mut c, &["GET", "{k}x"]), error(BUSY_SCRIPT));
     assert_eq!(
-        c.cmd(&["EVAL_RO", "return 1", "1", "{k}y"]),
+        cmd(&mut c, &["EVAL_RO", "return 1", "1", "{k}y"]),
         error(BUSY_SCRIPT)
     );
     // Commands without keys are refused too, as Redis refuses them; `CONFIG GET` as well.
-    assert_eq!(c.cmd(&["PING"]), error(BUSY_SCRIPT));
+    assert_eq!(cmd(&mut c, &["PING"]), error(BUSY_SCRIPT));
     assert_eq!(
-        c.cmd(&["CONFIG", "GET", "lua-time-limit"]),
+        cmd(&mut c, &["CONFIG", "GET", "lua-time-limit"]),
         error(BUSY_SCRIPT)
     );
-    assert_eq!(c.cmd(&["SCRIPT", "KILL"]), ok());
+    assert_eq!(cmd(&mut c, &["SCRIPT", "KILL"]), ok());
     assert_eq!(
         script.join().unwrap(),
         error(&format!(
@@ -224,17 +122,17 @@ fn a_read_only_script_makes_its_range_busy_until_script_kill_stops_it() {
         ))
     );
     assert_eq!(get_when_free(&mut c, "{k}x"), bulk("v"));
-    assert_eq!(c.cmd(&["PING"]), V::Status("PONG".into()));
-    assert_eq!(c.cmd(&["SCRIPT", "KILL"]), error(NOTBUSY));
+    assert_eq!(cmd(&mut c, &["PING"]), Reply::Status("PONG".into()));
+    assert_eq!(cmd(&mut c, &["SCRIPT", "KILL"]), error(NOTBUSY));
 }
 
 #[test]
 fn a_script_that_may_write_is_unkillable_and_ends_at_its_budget() {
     let (dev, mut c) = dev();
     let body = format!("redis.call('set', KEYS[1], 'written') {SPIN}");
-    let script = in_background(dev.port, &["EVAL", &body, "1", "{w}a"]);
+    let script = in_background(&dev, &["EVAL", &body, "1", "{w}a"]);
     assert_eq!(once_busy(&mut c, &["SCRIPT", "KILL"]), error(UNKILLABLE));
-    assert_eq!(c.cmd(&["FUNCTION", "KILL"]), error(UNKILLABLE));
+    assert_eq!(cmd(&mut c, &["FUNCTION", "KILL"]), error(UNKILLABLE));
     let reply = script.join().unwrap();
     assert_eq!(
         reply,
@@ -250,13 +148,13 @@ fn function_kill_stops_a_read_only_function_and_script_kill_does_not() {
     let lib = "#!lua name=spinlib\nredis.register_function{function_name='spin', \
                callback=function(k, a) local i = 0 while true do i = i + 1 end end, \
                flags={'no-writes'}}";
-    assert_eq!(c.cmd(&["FUNCTION", "LOAD", lib]), bulk("spinlib"));
-    let call = in_background(dev.port, &["FCALL_RO", "spin", "1", "{f}a"]);
+    assert_eq!(cmd(&mut c, &["FUNCTION", "LOAD", lib]), bulk("spinlib"));
+    let call = in_background(&dev, &["FCALL_RO", "spin", "1", "{f}a"]);
     assert_eq!(once_busy(&mut c, &["SCRIPT", "KILL"]), error(BUSY_FUNCTION));
-    assert_eq!(c.cmd(&["FUNCTION", "KILL"]), ok());
+    assert_eq!(cmd(&mut c, &["FUNCTION", "KILL"]), ok());
     assert_eq!(
         call.join().unwrap(),
         error("ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
     );
-    assert_eq!(c.cmd(&["FUNCTION", "KILL"]), error(NOTBUSY));
+    assert_eq!(cmd(&mut c, &["FUNCTION", "KILL"]), error(NOTBUSY));
 }
