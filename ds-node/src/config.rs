@@ -124,6 +124,20 @@ pub struct DsConfig {
     /// How often the memory policy checks a shard under its share, milliseconds (above it, it
     /// works step after step). Default 100.
     pub policy_tick_ms: u64,
+    /// Write backpressure (`server::throttle`): while a shard's accounted memory is above this
+    /// percentage of its share of `maxmemory`, a new write that could add data waits for
+    /// demotion to make room (and the policy demotes in larger steps); past
+    /// `write-throttle-max-wait-ms` it is refused with `-OOM command not allowed when used
+    /// memory > 'maxmemory'.`. Deletes, reads, expiry, FLUSH* and Raft apply never wait.
+    /// Default 110; valid 100..=1000.
+    pub write_throttle_percent: u32,
+    /// Longest a write waits for memory before it is refused, milliseconds; 0 refuses at
+    /// once. Kept well inside the proxy's request timeout (5 s). Default 2000; valid 0..=4000.
+    pub write_throttle_max_wait_ms: u64,
+    /// Value bytes the memory policy may demote per second per shard (a cap on the device
+    /// traffic demotion causes; writes wait longer, or are refused, when it is too low);
+    /// 0 = no cap. Default 0.
+    pub policy_demote_bytes_per_sec: u64,
     /// How often each shard's log garbage collector looks for work, milliseconds; 0 never.
     /// Default 1000.
     pub gc_every_ms: u64,
@@ -201,6 +215,9 @@ impl Default for DsConfig {
             promote_below_percent: 70,
             promote_window_ms: 60_000,
             policy_tick_ms: 100,
+            write_throttle_percent: 110,
+            write_throttle_max_wait_ms: 2000,
+            policy_demote_bytes_per_sec: 0,
             gc_every_ms: 1000,
             gc_bytes_per_sec: 64 << 20,
             gc_space_percent: 150,
@@ -284,6 +301,14 @@ impl DsConfig {
         anyhow::ensure!(
             (1..=60_000).contains(&self.policy_tick_ms),
             "policy-tick-ms must be 1..=60000"
+        );
+        anyhow::ensure!(
+            (100..=1000).contains(&self.write_throttle_percent),
+            "write-throttle-percent must be 100..=1000"
+        );
+        anyhow::ensure!(
+            self.write_throttle_max_wait_ms <= 4000,
+            "write-throttle-max-wait-ms must be 0..=4000"
         );
         anyhow::ensure!(
             (4096..=(16 << 20)).contains(&self.snapshot_chunk_bytes),

@@ -333,6 +333,9 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
         m.gc.log_live_bytes = st.engine.live_bytes_total();
         m.gc.disk_full_shards = u64::from(shard.disk_full.get());
     }
+    m.throttle.waiting = shard.policy.throttle.waiting() as u64;
+    m.throttle.shards_over = u64::from(crate::server::throttle::over_line(shard));
+    m.throttle.peak_accounted_bytes = shard.policy.throttle.peak_accounted();
     {
         let lm = shard.log.metrics();
         m.gc.log_used_bytes = shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes;

@@ -138,9 +138,38 @@ pub(crate) async fn step<D: ShardDevice>(
             }
         }
     }
-    if to_write.is_empty() {
-        return Ok(());
+    // One append (one group commit, within the log's batch) per STEP_BYTES of values: the
+    // policy's urgent steps take more.
+    for chunk in chunks(&to_write, STEP_BYTES) {
+        write_and_demote(shard, chunk, rep).await?;
     }
+    Ok(())
+}
+
+/// Consecutive runs of `cs` holding at most `max_bytes` of values each (a longer value alone).
+fn chunks(cs: &[Candidate], max_bytes: usize) -> Vec<&[Candidate]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, c) in cs.iter().enumerate() {
+        if i > start && bytes + c.value.len() > max_bytes {
+            out.push(&cs[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += c.value.len();
+    }
+    if start < cs.len() {
+        out.push(&cs[start..]);
+    }
+    out
+}
+
+/// Writes the values of `to_write` in one append, then makes each entry that still holds
+/// them cold.
+async fn write_and_demote<D: ShardDevice>(
+    shard: &Shard<D>,
+    to_write: &[Candidate],
+    rep: &mut DemoteReport,
+) -> Result<(), String> {
     let records: Vec<AppendRecord> = {
         let st = shard.state.borrow();
         to_write
@@ -213,5 +242,27 @@ pub async fn run_periodic<D: ShardDevice>(shard: Rc<Shard<D>>) {
         if let Err(e) = demote(&shard, fraction).await {
             tracing::warn!(shard = shard.index, "periodic demotion failed: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn candidate(len: usize) -> Candidate {
+        Candidate {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from(vec![0; len]),
+            pointer: None,
+        }
+    }
+
+    #[test]
+    fn values_are_written_in_appends_of_at_most_the_step_bytes() {
+        let cs: Vec<Candidate> = [4, 4, 4, 10, 1].into_iter().map(candidate).collect();
+        let lens: Vec<usize> = chunks(&cs, 8).iter().map(|c| c.len()).collect();
+        assert_eq!(lens, vec![2, 1, 1, 1]);
+        assert!(chunks(&[], 8).is_empty());
+        assert_eq!(chunks(&cs, 1 << 20).len(), 1);
     }
 }

@@ -50,13 +50,13 @@ fn later(rx: oneshot::Receiver<KvResponse>) -> Handled<Reply> {
 /// Handles one message for `shard`.
 pub fn handle<D: ShardDevice>(shard: &Rc<Shard<D>>, msg: Message) -> Handled<Reply> {
     match msg {
-        Message::KvRequest(req) => kv(shard, req, None),
+        Message::KvRequest(req) => kv(shard, req, None, Memory::MayWait),
         Message::KvWrite(w) => {
             let id = WriteId {
                 client: w.client,
                 seq: w.seq,
             };
-            kv(shard, w.request, Some(id))
+            kv(shard, w.request, Some(id), Memory::MayWait)
         }
         Message::RaftBatch(b) => {
             raft_batch(shard, b);
@@ -72,10 +72,25 @@ pub fn handle<D: ShardDevice>(shard: &Rc<Shard<D>>, msg: Message) -> Handled<Rep
     }
 }
 
+/// Whether a write may still wait for memory (`server::throttle`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Memory {
+    /// First arrival: above the line, it waits.
+    MayWait,
+    /// It waited already and the shard came under the line: proposed now.
+    Waited,
+}
+
 /// A request, with its request id for a write that is applied once per id: checked against
 /// the limits and the range (here, running, same epoch, led by this replica), then read or
-/// proposed.
-fn kv<D: ShardDevice>(shard: &Rc<Shard<D>>, req: KvRequest, id: Option<WriteId>) -> Handled<Reply> {
+/// proposed — a write that could add data to a shard above its memory line first waits
+/// (`server::throttle`), then goes through these checks again.
+fn kv<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    req: KvRequest,
+    id: Option<WriteId>,
+    memory: Memory,
+) -> Handled<Reply> {
     if let Err(e) = req.op.check_limits(net::limits::DEFAULT_MAX_VALUE_BYTES) {
         shard.metrics.borrow_mut().over_limit_total += 1;
         return err(e.into());
@@ -103,6 +118,10 @@ fn kv<D: ShardDevice>(shard: &Rc<Shard<D>>, req: KvRequest, id: Option<WriteId>)
         return err(shard.not_leader(p));
     }
     if req.op.is_write() {
+        if memory == Memory::MayWait && super::throttle::must_wait(shard, &req.op) {
+            drop(st);
+            return throttled(shard, req, id);
+        }
         match super::write::propose(shard, p, req.op, id) {
             Ok(rx) => later(rx),
             Err(e) => err(e),
@@ -114,6 +133,25 @@ fn kv<D: ShardDevice>(shard: &Rc<Shard<D>>, req: KvRequest, id: Option<WriteId>)
             Err(e) => err(e),
         }
     }
+}
+
+/// A write that waits for memory, then is checked and proposed as if it just arrived (the
+/// range may have moved or lost its leader meanwhile), or is refused with the OOM error.
+fn throttled<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    req: KvRequest,
+    id: Option<WriteId>,
+) -> Handled<Reply> {
+    let shard = Rc::clone(shard);
+    Handled::Later(Box::pin(async move {
+        if let Err(e) = super::throttle::wait(&shard).await {
+            return Some(Message::KvResponse(KvResponse::Err { error: e }));
+        }
+        match kv(&shard, req, id, Memory::Waited) {
+            Handled::Now(m) => m,
+            Handled::Later(reply) => reply.await,
+        }
+    }))
 }
 
 /// Most ranges an `EpochMismatch` describes.

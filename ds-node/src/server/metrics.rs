@@ -88,6 +88,8 @@ pub struct ShardMetrics {
     pub policy: super::policy_state::PolicyMetrics,
     /// The log garbage collector and log space.
     pub gc: super::gc_metrics::GcMetrics,
+    /// Write backpressure (`server::throttle`).
+    pub throttle: super::throttle_state::ThrottleMetrics,
     /// Scripts run at apply time and on the read path.
     pub scripts: crate::range::script::ScriptMetrics,
 }
@@ -212,6 +214,7 @@ impl Default for ShardMetrics {
             cold: ColdMetrics::default(),
             policy: super::policy_state::PolicyMetrics::default(),
             gc: super::gc_metrics::GcMetrics::default(),
+            throttle: super::throttle_state::ThrottleMetrics::default(),
             scripts: crate::range::script::ScriptMetrics::default(),
         }
     }
@@ -264,6 +267,7 @@ impl ShardMetrics {
         self.cold.merge(&o.cold);
         self.policy.merge(&o.policy);
         self.gc.merge(&o.gc);
+        self.throttle.merge(&o.throttle);
         self.scripts.merge(&o.scripts);
     }
 

@@ -9,15 +9,17 @@
 //!    addresses, the clock edge), `checkpoint_store` (the file operations behind
 //!    checkpoints: the file system, or a crashable memory directory for tests), `peer` (one range's Raft group and waiting requests), `lease` (a leader's read lease),
 //!    `metrics` and `gc_metrics` (figures), `policy_state` (the memory policy's budget and
-//!    loads in flight), `transfers` (snapshot transfers in and out), `validate` (Raft
+//!    loads in flight), `throttle_state` (writes waiting for memory, their figures),
+//!    `transfers` (snapshot transfers in and out), `validate` (Raft
 //!    messages checked before raft-rs sees them). They import `range`, `config`, `load` and
-//!    lower leaves only (`shard` → `peer` → `transfers`; `metrics` → `policy_state`,
-//!    `gc_metrics`, `validate`), never an operation.
+//!    lower leaves only (`shard` → `peer` → `transfers`, `lease`, `throttle_state`; `metrics` →
+//!    `policy_state` → `throttle_state`; `metrics` → `gc_metrics`, `validate`), never an
+//!    operation.
 //! 2. **Operations**, each taking the state it needs: `checkpoint` (checkpoints on disk, log
-//!    compaction), `cold` (loads of cold values before an apply), `demote` and `policy`
-//!    (making entries cold; the memory policy's task), `disk_limit` (`maxdisksize`),
-//!    `gc_move` and `gc` (the log garbage collector), `transport` (peer connections and
-//!    Raft batches), `snapshot` (snapshots streamed and installed), `split` (range splits),
+//!    compaction), `cold` (loads of cold values before an apply), `demote` (making entries
+//!    cold), `disk_limit` (`maxdisksize`), `throttle` (new writes wait for memory above
+//!    the `maxmemory` line), `policy` (the memory policy's task), `gc_move` and `gc` (the
+//!    log garbage collector), `transport` (peer connections and Raft batches), `snapshot` (snapshots streamed and installed), `split` (range splits),
 //!    `conf_change` (membership changes, replica destruction), `read` (lease and ReadIndex
 //!    reads), `write` (proposals), `ttl` (expiry sweeps), `apply` (committed entries
 //!    applied by kind, for the ready loop and recovery), `recover` (opening a shard,
@@ -52,6 +54,8 @@ pub mod recover;
 pub mod shard;
 pub mod snapshot;
 pub mod split;
+pub mod throttle;
+pub mod throttle_state;
 pub mod transfers;
 pub mod transport;
 pub mod ttl;

@@ -1,5 +1,6 @@
 //! One range on this shard: its descriptor, Raft group and the requests waiting on it.
-//! Part of the shard state (a leaf: imports no `server` module but `transfers`).
+//! Part of the shard state (a leaf: imports no `server` module but `transfers`, `lease` and
+//! `throttle_state`).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use raft::eraftpb::ConfState;
 use raft::{RawNode, StateRole};
 
 use super::lease::Lease;
+use super::throttle_state::Charge;
 use crate::range::storage::RaftLogCache;
 
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
@@ -31,6 +33,9 @@ pub struct Pending {
     pub tx: Waiter,
     /// When it was proposed.
     pub at: Instant,
+    /// Its bytes counted as memory to come (`server::throttle`), for a write that may add
+    /// data; released when this is dropped.
+    pub charge: Option<Charge>,
 }
 
 /// A read waiting for its ReadIndex (and then for apply to reach it).

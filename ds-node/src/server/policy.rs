@@ -15,6 +15,11 @@
 //!   a lease read, or first for the clock); a second cold read within `promote-window-ms`
 //!   keeps it hot, while the shard is under `promote-below-percent` % of its budget and
 //!   demotion is not behind.
+//! - **Backpressure** (`server::throttle`): while writes wait for memory, or the shard is
+//!   above its write line, steps are [`URGENT_FACTOR`] times larger, and waiting writes are
+//!   woken after every step. `policy-demote-bytes-per-sec` (0: none) caps the value bytes
+//!   demoted per second: a step then takes at most a tenth of a second's worth and the task
+//!   sleeps as long as its bytes allow.
 //! - **Stuck**: a step that finds nothing to demote and clears no access bit waits a tick;
 //!   a whole lap like that (keys and nodes alone exceed the budget) is counted
 //!   (`ds_policy_stuck_total`): cold keys leaving memory is not built yet.
@@ -28,12 +33,17 @@ use super::demote::{self, DemoteReport, EXPIRING_SOON_MS, MAX_VALUE, STEP_BYTES,
 /// The policy's figures (kept with its state, in the shard's leaf modules).
 pub use super::policy_state::PolicyMetrics;
 use super::shard::{Shard, ShardDevice, now_ms};
+use super::throttle;
 use crate::range::clock::{self, SweepLimits};
 
 /// Demotion stops below this percentage of the budget once it started.
 pub const LOW_WATER_PERCENT: u64 = 90;
 /// Most entries one step of the clock hand looks at.
 pub const STEP_VISITS: usize = 8 * STEP_ENTRIES;
+/// How much larger a step is while writes wait for memory (`server::throttle`): fewer,
+/// larger steps make room sooner (the demoted values are written in appends of at most
+/// [`STEP_BYTES`] each, `demote::step`).
+pub const URGENT_FACTOR: usize = 4;
 
 /// What the policy decides for one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +97,12 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             Decision::Demote => {
                 p.behind.set(true);
                 p.promote.set(false);
-                if !step(&shard, &mut hand).await {
+                let urgent = p.throttle.waiting() > 0 || throttle::over_line(&shard);
+                let (progress, bytes) = step(&shard, &mut hand, urgent).await;
+                // Writes waiting for memory look again after every step.
+                p.throttle.notify();
+                pace(&shard, bytes).await;
+                if !progress {
                     crate::core::sleep(tick).await;
                 }
                 crate::core::yield_if_needed().await;
@@ -95,18 +110,49 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             Decision::Idle { promote } => {
                 p.behind.set(false);
                 p.promote.set(promote);
+                p.throttle.notify();
                 crate::core::sleep(tick).await;
             }
         }
     }
 }
 
-/// One step of the hand; whether to go on at once (false: stuck or failed, wait a tick).
-async fn step<D: ShardDevice>(shard: &Shard<D>, hand: &mut Hand) -> bool {
+/// Bounds of one step: larger while writes wait for memory ([`URGENT_FACTOR`]), and with a
+/// `policy-demote-bytes-per-sec` cap at most a tenth of a second of it.
+pub fn step_limits(urgent: bool, bytes_per_sec: u64) -> (usize, usize, usize) {
+    let factor = if urgent { URGENT_FACTOR } else { 1 };
+    let mut bytes = STEP_BYTES * factor;
+    if bytes_per_sec > 0 {
+        let tenth = usize::try_from(bytes_per_sec / 10).unwrap_or(usize::MAX);
+        bytes = bytes.min(tenth.max(1));
+    }
+    (STEP_VISITS * factor, STEP_ENTRIES * factor, bytes)
+}
+
+/// With `policy-demote-bytes-per-sec` set, sleeps as long as demoting `bytes` is allowed to
+/// take (in slices, so that the shard can stop).
+async fn pace<D: ShardDevice>(shard: &Shard<D>, bytes: u64) {
+    let rate = shard.cfg.policy_demote_bytes_per_sec;
+    if rate == 0 || bytes == 0 {
+        return;
+    }
+    let mut left = Duration::from_secs_f64(bytes as f64 / rate as f64);
+    let slice = Duration::from_millis(shard.cfg.policy_tick_ms);
+    while !left.is_zero() && !shard.stop.get() {
+        let d = left.min(slice);
+        crate::core::sleep(d).await;
+        left -= d;
+    }
+}
+
+/// One step of the hand: whether to go on at once (false: stuck or failed, wait a tick), and
+/// the value bytes it demoted.
+async fn step<D: ShardDevice>(shard: &Shard<D>, hand: &mut Hand, urgent: bool) -> (bool, u64) {
+    let (visits, entries, bytes) = step_limits(urgent, shard.cfg.policy_demote_bytes_per_sec);
     let limits = SweepLimits {
-        visits: STEP_VISITS,
-        entries: STEP_ENTRIES,
-        bytes: STEP_BYTES,
+        visits,
+        entries,
+        bytes,
         max_value: MAX_VALUE,
         expiring_before_ms: now_ms().saturating_add(EXPIRING_SOON_MS),
         transient_before: shard.policy.transient_before(),
@@ -124,11 +170,14 @@ async fn step<D: ShardDevice>(shard: &Shard<D>, hand: &mut Hand) -> bool {
     m.policy.demoted_bytes_total += rep.bytes;
     m.cold.demotions_total += rep.entries;
     m.cold.demoted_bytes_written_total += rep.written_bytes;
+    if urgent {
+        m.throttle.urgent_steps_total += 1;
+    }
     if let Err(e) = r {
         m.policy.errors_total += 1;
         m.cold.demotion_errors_total += 1;
         tracing::warn!(shard = shard.index, "policy demotion failed: {e}");
-        return false;
+        return (false, rep.bytes);
     }
     // A step that neither took nor cleared anything (cold entries only) waits a tick, so a
     // shard whose keys alone exceed the budget does not spin.
@@ -139,10 +188,10 @@ async fn step<D: ShardDevice>(shard: &Shard<D>, hand: &mut Hand) -> bool {
         if stuck {
             m.policy.stuck_total += 1;
         }
-        return progress && !stuck;
+        return (progress && !stuck, rep.bytes);
     };
     hand.cursor = next;
-    progress
+    (progress, rep.bytes)
 }
 
 #[cfg(test)]
@@ -179,6 +228,24 @@ mod tests {
             decide(u64::MAX, 0, true, 70),
             Decision::Idle { promote: true }
         );
+    }
+
+    #[test]
+    fn steps_grow_while_writes_wait_and_shrink_under_a_rate_cap() {
+        assert_eq!(
+            step_limits(false, 0),
+            (STEP_VISITS, STEP_ENTRIES, STEP_BYTES)
+        );
+        assert_eq!(
+            step_limits(true, 0),
+            (
+                STEP_VISITS * URGENT_FACTOR,
+                STEP_ENTRIES * URGENT_FACTOR,
+                STEP_BYTES * URGENT_FACTOR
+            )
+        );
+        assert_eq!(step_limits(true, 40_960).2, 4096);
+        assert_eq!(step_limits(false, 1).2, 1);
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! A shard's memory-policy state (`server::policy` decides and demotes; `server::cold` loads):
 //! the budget, whether demotion is behind, whether cold reads promote, and the cold loads in
-//! flight; and the policy's figures. A leaf of the shard state: imports no other `server`
-//! module.
+//! flight; and the policy's figures. A leaf of the shard state: imports only the leaf
+//! `throttle_state` (writes waiting for memory).
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::throttle_state::ThrottleState;
 use crate::config::DsConfig;
 use crate::range::engine::Promotion;
 
@@ -29,6 +30,8 @@ pub struct PolicyState {
     /// (else it re-plans, and a write gives up after `cold::ROUNDS`). Bounded by the
     /// operations in flight.
     loads_in_flight: RefCell<BTreeMap<u64, u32>>,
+    /// Writes waiting for memory (`server::throttle`).
+    pub throttle: ThrottleState,
     started: Instant,
     window_ticks: u16,
 }
@@ -42,6 +45,7 @@ impl PolicyState {
             behind: Cell::new(false),
             promote: Cell::new(cfg.maxmemory == 0),
             loads_in_flight: RefCell::new(BTreeMap::new()),
+            throttle: ThrottleState::default(),
             started: Instant::now(),
             window_ticks: u16::try_from(window).unwrap_or(u16::MAX),
         }

@@ -382,6 +382,8 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
             p.node.mut_store().compact_to(applied.saturating_sub(keep));
         }
     }
+    let accounted = shard.state.borrow().engine.accounted().total();
+    shard.policy.throttle.note_accounted(accounted);
     // Reads whose index was learnt in an earlier turn may be answerable now.
     answer_waiting_reads(shard);
     start_fetches(shard);

@@ -2,7 +2,7 @@
 //! Writes: a client operation encoded as a log entry and proposed to its range's Raft group;
 //! its proposer waits until the entry applies (`server::apply` answers it).
 //!
-//! An operation module: imports the shard state and `disk_limit`.
+//! An operation module: imports the shard state, `disk_limit` and `throttle`.
 
 use std::time::Instant;
 
@@ -52,12 +52,20 @@ pub fn propose<D: ShardDevice>(
         return Err(shard.not_leader(p));
     }
     let (tx, rx) = oneshot::channel();
+    // Counted as memory to come until it applies (`server::throttle`).
+    let charge = super::throttle::may_grow(&op).then(|| {
+        shard
+            .policy
+            .throttle
+            .charge(write_bytes as u64)
+    });
     p.pending.insert(
         index,
         Pending {
             term: p.node.raft.term,
             tx,
             at: Instant::now(),
+            charge,
         },
     );
     shard.metrics.borrow_mut().proposals_total += 1;
