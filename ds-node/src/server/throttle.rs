@@ -45,16 +45,18 @@ pub fn line<D: ShardDevice>(shard: &Shard<D>) -> u64 {
     line_bytes(shard.policy.budget.get(), shard.cfg.write_throttle_percent)
 }
 
-/// Memory the shard holds or will hold once its proposals apply, bytes.
-pub fn projected<D: ShardDevice>(shard: &Shard<D>) -> u64 {
-    let accounted = shard.state.borrow().engine.accounted().total();
-    accounted.saturating_add(shard.policy.throttle.unapplied_bytes())
+/// Whether the shard, holding `accounted` bytes now, is above its line once its proposals
+/// apply.
+pub fn above<D: ShardDevice>(shard: &Shard<D>, accounted: u64) -> bool {
+    let line = line(shard);
+    let projected = accounted.saturating_add(shard.policy.throttle.unapplied_bytes());
+    line > 0 && projected > line
 }
 
-/// Whether the shard is above its line.
+/// Whether the shard is above its line (borrows the shard state).
 pub fn over_line<D: ShardDevice>(shard: &Shard<D>) -> bool {
-    let line = line(shard);
-    line > 0 && projected(shard) > line
+    let accounted = shard.state.borrow().engine.accounted().total();
+    above(shard, accounted)
 }
 
 /// Whether `op` may add data (such a proposal is charged and may be throttled).
@@ -62,10 +64,10 @@ pub fn may_grow(op: &KvOp) -> bool {
     op.is_write() && !disk_limit::only_frees(op)
 }
 
-/// Whether write `op` must wait for memory before it is proposed (a full disk refuses at
-/// once instead, `server::disk_limit`).
-pub fn must_wait<D: ShardDevice>(shard: &Shard<D>, op: &KvOp) -> bool {
-    may_grow(op) && !shard.disk_full.get() && over_line(shard)
+/// Whether write `op` must wait for memory before it is proposed, the shard holding
+/// `accounted` bytes (a full disk refuses at once instead, `server::disk_limit`).
+pub fn must_wait<D: ShardDevice>(shard: &Shard<D>, accounted: u64, op: &KvOp) -> bool {
+    may_grow(op) && !shard.disk_full.get() && above(shard, accounted)
 }
 
 /// The error of a write refused for memory.
