@@ -19,9 +19,11 @@
 //! once instead of waiting for memory. At most `max-inflight-proposals` writes wait per
 //! shard; more are refused at once.
 //!
-//! Bound: after an apply, accounted memory ≤ line + the largest single proposal + the tree's
-//! growth for it (arena pages, per-entry overhead). Followers are not throttled: their own
-//! policy bounds them, with the same steps.
+//! Bound: after an apply, accounted memory ≤ line + the last proposal admitted under it (its
+//! entries' overhead included) + one new arena page of each Masstree node kind (the arena
+//! grows a page of 1024 nodes at a time: 720,896 bytes for both, what an empty tree
+//! reserves). Followers are not throttled: their own policy bounds them, with the same
+//! steps, and they apply every committed entry whatever their memory.
 
 use std::time::{Duration, Instant};
 
