@@ -123,7 +123,12 @@ pub fn render(m: &ShardMetrics) -> String {
     summary(&mut s, "ds_script_seconds", &m.scripts.run_us, 1e-6);
     summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
     m.throttle.render(&mut s);
-    summary(&mut s, "ds_write_throttle_seconds", &m.throttle.wait_us, 1e-6);
+    summary(
+        &mut s,
+        "ds_write_throttle_seconds",
+        &m.throttle.wait_us,
+        1e-6,
+    );
     s
 }
 

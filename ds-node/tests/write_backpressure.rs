@@ -17,9 +17,7 @@ use bytes::Bytes;
 use ds_node::{DsConfig, run};
 use net::message::RouteCtx;
 use net::message::handshake::{Hello, Role};
-use net::message::kv::{
-    Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp,
-};
+use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
 use net::transport::TransportConfig;
 use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
 
@@ -254,7 +252,11 @@ fn memory_stays_under_the_line_while_writes_outrun_demotion_and_deletes_still_pa
     let acked: Vec<usize> = (0..n).filter(|&i| outcome[i] == Some(true)).collect();
     let refused: Vec<usize> = (0..n).filter(|&i| outcome[i] == Some(false)).collect();
     assert!(refused.len() >= STREAMS * 8, "refused {}", refused.len());
-    assert!(acked.len() as u64 * VALUE as u64 > MAXMEMORY / 2, "{}", acked.len());
+    assert!(
+        acked.len() as u64 * VALUE as u64 > MAXMEMORY / 2,
+        "{}",
+        acked.len()
+    );
 
     // Still over the line (demotion is stalled): a SET is refused, reads, DEL and EXPIRE pass.
     let (a, b) = (acked[0], acked[1]);
@@ -298,10 +300,16 @@ fn memory_stays_under_the_line_while_writes_outrun_demotion_and_deletes_still_pa
         peak >> 10,
         LINE >> 10,
     );
-    assert!(peak > MAXMEMORY, "the writers never reached maxmemory: {peak}");
+    assert!(
+        peak > MAXMEMORY,
+        "the writers never reached maxmemory: {peak}"
+    );
     assert!(peak <= LINE + SLACK, "peak {peak} above the line {LINE}");
     assert_eq!(oom, refused.len() as u64 + 1);
-    assert!(throttled >= oom && waits == throttled, "{throttled} {oom} {waits}");
+    assert!(
+        throttled >= oom && waits == throttled,
+        "{throttled} {oom} {waits}"
+    );
 
     // Demotion catches up (on demand): writes succeed again.
     http(admin, "POST", "/demote?shard=0&fraction=1");

@@ -64,7 +64,7 @@ fn followers_apply_every_committed_write_above_their_own_line() {
             } else {
                 c.maxmemory = FOLLOWER_MAXMEMORY;
                 c.policy_demote_bytes_per_sec = 1;
-                c.election_ticks = 100 * c.election_ticks;
+                c.election_ticks *= 100;
             }
             run(c).unwrap()
         })

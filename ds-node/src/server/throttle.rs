@@ -120,11 +120,7 @@ async fn wait_under_line<D: ShardDevice>(shard: &Shard<D>, started: Instant) -> 
             return false;
         }
         let generation = t.generation();
-        futures_lite::future::or(
-            t.changed(generation),
-            crate::core::sleep(left.min(slice)),
-        )
-        .await;
+        futures_lite::future::or(t.changed(generation), crate::core::sleep(left.min(slice))).await;
     }
 }
 

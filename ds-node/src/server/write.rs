@@ -53,12 +53,8 @@ pub fn propose<D: ShardDevice>(
     }
     let (tx, rx) = oneshot::channel();
     // Counted as memory to come until it applies (`server::throttle`).
-    let charge = super::throttle::may_grow(&op).then(|| {
-        shard
-            .policy
-            .throttle
-            .charge(write_bytes as u64)
-    });
+    let charge =
+        super::throttle::may_grow(&op).then(|| shard.policy.throttle.charge(write_bytes as u64));
     p.pending.insert(
         index,
         Pending {
