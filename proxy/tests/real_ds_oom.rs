@@ -1,0 +1,82 @@
+//! The proxy answers a write the DS node refuses for memory (`ds_node::server::throttle`)
+//! with Redis 7's own error, and reads and deletes keep working. A real DS node (one shard,
+//! 2 MiB `maxmemory`, demotion capped at 1 byte per second so it cannot keep up, writes
+//! waiting at most 100 ms); only the master is faked.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Env;
+
+const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+
+fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
+    ds_node::DsConfig {
+        data_dir: dir.to_path_buf(),
+        shards: 1,
+        pin: false,
+        base_port: 0,
+        log_file_bytes: 64 << 20,
+        segment_bytes: 4 << 20,
+        zero_log_file: false,
+        tick_ms: 10,
+        io_memory_bytes: 1 << 20,
+        maxmemory: 2 << 20,
+        policy_tick_ms: 10,
+        policy_demote_bytes_per_sec: 1,
+        write_throttle_max_wait_ms: 100,
+        ..ds_node::DsConfig::default()
+    }
+}
+
+#[test]
+fn writes_over_maxmemory_get_redis_oom_error_and_reads_and_deletes_pass() {
+    let dir = std::env::temp_dir().join(format!("proxy-real-ds-oom-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let master = rt.block_on(common::start_master(common::one_range_table(
+        node.shard_addrs.clone(),
+        0,
+    )));
+    let master_thread = std::thread::spawn(move || {
+        rt.block_on(async { tokio::time::sleep(Duration::from_secs(120)).await });
+    });
+    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let mut c = env.client();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.cmd("SET warm 1") != "+OK\r\n" {
+        assert!(Instant::now() < deadline, "no leader");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // 4 KiB values until the node refuses (2 MiB line at 110 %: a few hundred keys).
+    let value = "v".repeat(4096);
+    let mut acked = 0;
+    let refusal = loop {
+        let r = c.cmd_args(&[b"SET", format!("k{acked}").as_bytes(), value.as_bytes()]);
+        if r != "+OK\r\n" {
+            break r;
+        }
+        acked += 1;
+        assert!(acked < 2000, "never refused");
+    };
+    assert_eq!(refusal, OOM);
+    assert!(acked > 256, "refused after {acked} keys");
+    // Reads, deletes and expiry pass; the refused key was not written.
+    assert_eq!(c.cmd("GET k0"), format!("$4096\r\n{value}\r\n"));
+    assert_eq!(c.cmd(&format!("EXISTS k{acked}")), ":0\r\n");
+    assert_eq!(c.cmd("EXPIRE k1 100"), ":1\r\n");
+    assert_eq!(c.cmd("DEL k0 k1"), ":2\r\n");
+    let info = c.cmd("INFO errorstats");
+    assert!(info.contains("errorstat_OOM:count=1"), "{info}");
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+    drop(master_thread);
+    let _ = std::fs::remove_dir_all(&dir);
+}
