@@ -118,8 +118,8 @@ fn kv<D: ShardDevice>(
         return err(shard.not_leader(p));
     }
     if req.op.is_write() {
-        let accounted = || engine.accounted().total();
-        if memory == Memory::MayWait && super::throttle::must_wait(shard, accounted(), &req.op) {
+        let accounted = engine.accounted().total();
+        if memory == Memory::MayWait && super::throttle::must_wait(shard, accounted, &req.op) {
             drop(st);
             return throttled(shard, req, id);
         }

@@ -88,9 +88,8 @@ pub async fn wait<D: ShardDevice>(shard: &Shard<D>) -> Result<(), RpcError> {
     let admitted = if t.waiting() >= shard.cfg.max_inflight_proposals {
         false
     } else {
+        // Counted while it waits: the policy takes larger steps meanwhile.
         let _waiting = t.start_waiting();
-        // Woken at once: the policy demotes in larger steps while writes wait.
-        t.notify();
         wait_under_line(shard, started).await
     };
     let mut m = shard.metrics.borrow_mut();
