@@ -1,7 +1,7 @@
 //! Write backpressure is the leader's alone (`server::throttle`): followers apply every
 //! committed entry, even far above their own `maxmemory` line. Three DS nodes in one process
-//! (`common::trio`); node 1 has a large budget and leads (the others' election timeout is
-//! 100 times longer); nodes 2 and 3 have 1 MiB and a demotion capped at 1 byte per second, so
+//! (`common::trio`) start with a large budget; once a leader is elected, its two followers
+//! are restarted one at a time with 1 MiB and a demotion capped at 1 byte per second, so
 //! they stay above their line. Four times their line is written through the leader: every
 //! write is acknowledged, and both followers apply all of it without throttling anything.
 #![allow(clippy::unwrap_used)]
@@ -10,12 +10,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::on_executor;
 use common::trio::{free_port, must_call, node_cfg};
-use ds_node::run;
+use ds_node::server::ShardMetrics;
+use ds_node::{DsConfig, NodeHandle, run};
 use net::message::kv::{Cond, Expiry, KvOp, KvResponse};
 
 const FOLLOWER_MAXMEMORY: u64 = 1 << 20;
@@ -23,90 +24,97 @@ const VALUE: usize = 8192;
 /// Four times the followers' write line (110 % of their budget) in values.
 const KEYS: usize = (4 * FOLLOWER_MAXMEMORY as usize * 110 / 100) / VALUE;
 
-fn metric(admin: &str, name: &str) -> u64 {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(f64::NAN) as u64
+fn set(i: usize) -> KvOp {
+    KvOp::StrSet {
+        key: Bytes::from(format!("k{i:05}")),
+        value: Bytes::from(vec![(i % 251) as u8; VALUE]),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    }
 }
 
-/// Metric `name` of `admin` once it reaches `at_least`, or its value after 10 s.
-fn metric_until(admin: &str, name: &str, at_least: u64) -> u64 {
+/// Writes keys `range` through whichever node leads; the leader's address (the same for
+/// every write).
+fn must_write(addrs: &[String], range: std::ops::Range<usize>) -> String {
+    let addrs = addrs.to_vec();
+    on_executor(move || {
+        Box::pin(async move {
+            let mut leader: Option<String> = None;
+            for i in range {
+                let (r, at) = must_call(&addrs, set(i)).await;
+                assert!(matches!(r, KvResponse::Ok { .. }), "write {i}: {r:?}");
+                assert!(leader.as_ref().is_none_or(|l| *l == at), "the leader moved");
+                leader = Some(at);
+            }
+            leader.unwrap()
+        })
+    })
+}
+
+/// The node's figures once `done` holds for them, or after 10 s.
+fn metrics_until(n: &NodeHandle, done: impl Fn(&ShardMetrics) -> bool) -> ShardMetrics {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v = metric(admin, name);
-        if v >= at_least || Instant::now() > deadline {
-            return v;
+        let m = n.metrics();
+        if done(&m) || Instant::now() > deadline {
+            return m;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn small(mut c: DsConfig) -> DsConfig {
+    c.maxmemory = FOLLOWER_MAXMEMORY;
+    c.policy_demote_bytes_per_sec = 1;
+    c
 }
 
 #[test]
 fn followers_apply_every_committed_write_above_their_own_line() {
     let root = test_support::tempdir::TempDir::new("write-backpressure-followers");
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let admins: Vec<String> = (0..3)
-        .map(|_| format!("127.0.0.1:{}", free_port()))
-        .collect();
-    let nodes: Vec<_> = (1..=3u64)
-        .map(|i| {
-            let mut c = node_cfg(root.path(), i, &ports);
-            c.admin_addr = Some(admins[i as usize - 1].clone());
-            c.policy_tick_ms = 10;
-            if i == 1 {
-                c.maxmemory = 64 << 20;
-            } else {
-                c.maxmemory = FOLLOWER_MAXMEMORY;
-                c.policy_demote_bytes_per_sec = 1;
-                c.election_ticks *= 100;
-            }
-            run(c).unwrap()
-        })
-        .collect();
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    let leader = addrs[0].clone();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            for i in 0..KEYS {
-                let op = KvOp::StrSet {
-                    key: Bytes::from(format!("k{i:05}")),
-                    value: Bytes::from(vec![(i % 251) as u8; VALUE]),
-                    expiry: Expiry::Persist {},
-                    cond: Cond::Always {},
-                    get_old: false,
-                };
-                let (r, at) = must_call(&addrs, op).await;
-                assert!(matches!(r, KvResponse::Ok { .. }), "write {i}: {r:?}");
-                assert_eq!(at, leader, "node 1 leads");
-            }
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    let cfg = |i: usize| DsConfig {
+        maxmemory: 64 << 20,
+        policy_tick_ms: 10,
+        ..node_cfg(root.path(), i as u64 + 1, &ports)
+    };
+    let mut nodes: Vec<Option<NodeHandle>> = (0..3).map(|i| Some(run(cfg(i)).unwrap())).collect();
+    let leader = must_write(&addrs, 0..1);
+    let li = addrs.iter().position(|a| *a == leader).unwrap();
+    let followers: Vec<usize> = (0..3).filter(|&i| i != li).collect();
+    // One follower at a time, so that the leader keeps its quorum; each has applied a
+    // write since its restart before the next goes.
+    for (round, &f) in followers.iter().enumerate() {
+        nodes[f].take().unwrap().shutdown().unwrap();
+        nodes[f] = Some(run(small(cfg(f))).unwrap());
+        assert_eq!(must_write(&addrs, 1 + round..2 + round), leader);
+        let m = metrics_until(nodes[f].as_ref().unwrap(), |m| m.applied_total > 0);
+        assert!(m.applied_total > 0, "node {f} never caught up");
+    }
+    assert_eq!(must_write(&addrs, 0..KEYS), leader);
     let line = FOLLOWER_MAXMEMORY / 100 * 110;
     let data = (KEYS * VALUE) as u64;
-    let applied = metric(&admins[0], "ds_raft_applied_total");
-    for admin in &admins[1..] {
-        // Every committed entry applied (the followers' count catches up with the leader's).
-        assert!(metric_until(admin, "ds_raft_applied_total", applied) >= applied);
-        let accounted = metric_until(admin, "ds_memory_accounted_bytes", data);
+    for &f in &followers {
+        let m = metrics_until(nodes[f].as_ref().unwrap(), |m| {
+            m.policy.accounted_bytes >= data
+        });
         eprintln!(
-            "follower {admin}: accounted {} KiB, its line {} KiB",
-            accounted >> 10,
+            "follower {f}: accounted {} KiB, its line {} KiB",
+            m.policy.accounted_bytes >> 10,
             line >> 10
         );
-        assert!(accounted >= data && accounted > 3 * line, "{accounted}");
-        assert_eq!(metric(admin, "ds_write_throttled_total"), 0);
+        assert!(
+            m.policy.accounted_bytes >= data,
+            "node {f} did not apply everything"
+        );
+        assert!(data > 3 * line);
+        assert_eq!(m.throttle.throttled_total, 0);
     }
-    assert_eq!(metric(&admins[0], "ds_write_throttled_total"), 0);
-    for n in nodes {
+    let m = nodes[li].as_ref().unwrap().metrics();
+    assert_eq!(m.throttle.throttled_total, 0);
+    for n in nodes.into_iter().flatten() {
         n.shutdown().unwrap();
     }
 }
