@@ -7,8 +7,9 @@
 //!   proxy, each operation bounded by a timeout, and record every invocation and outcome
 //!   (`test_support::jepsen`).
 //! - Meanwhile a nemesis, on a schedule, kills (-9) and restarts a node, pauses one
-//!   (SIGSTOP … SIGCONT), and cuts one off from the other two (blackhole routes both ways);
-//!   half the time it picks the range's leader.
+//!   (SIGSTOP … SIGCONT), cuts one off from the other two (blackhole routes both ways) —
+//!   half the time it picks the range's leader — and kills (-9) and restarts the master and
+//!   the proxy.
 //! - At the end it heals everything, every key is read, and the history is checked: each
 //!   key linearizable (`test_support::lincheck`, register and counter models) and no
 //!   acknowledged write missing from the final state.
@@ -100,6 +101,9 @@ struct Cluster {
     ds_addrs: Vec<String>,
     admin: u16,
     proxy_addr: String,
+    /// The master's and the proxy's slots and arguments (to restart them after a kill).
+    master: (usize, Vec<String>),
+    proxy: (usize, Vec<String>, Vec<(String, String)>),
 }
 
 impl Cluster {
@@ -132,14 +136,17 @@ impl Cluster {
             ds_addrs: Vec::new(),
             admin,
             proxy_addr: format!("127.0.0.1:{redis}"),
+            master: (0, Vec::new()),
+            proxy: (0, Vec::new(), Vec::new()),
         };
-        let mut master = Command::new(env!("CARGO_BIN_EXE_tierkv"));
-        master.args([
+        let master_args = [
             "master",
             "--config",
             d.join("master.toml").to_str().unwrap(),
-        ]);
-        c.procs.add(spawn(master, &d.join("master.log")));
+        ]
+        .map(String::from)
+        .to_vec();
+        c.master = (c.procs.add(c.spawn_master(&master_args)), master_args);
         wait_until(&d, "the master", Duration::from_secs(20), || {
             get_json(admin, "/status")
         });
@@ -181,11 +188,23 @@ impl Cluster {
                 });
             }
         }
-        let mut proxy = Command::new(env!("CARGO_BIN_EXE_tierkv"));
-        proxy.args(["proxy", "--listen", &c.proxy_addr, "--master", &master_addr]);
-        proxy.args(["--cluster-secret-file", &secret]);
-        proxy.envs(proxy_env.iter().copied());
-        c.procs.add(spawn(proxy, &d.join("proxy.log")));
+        let proxy_args = [
+            "proxy",
+            "--listen",
+            &c.proxy_addr,
+            "--master",
+            &master_addr,
+            "--cluster-secret-file",
+            &secret,
+        ]
+        .map(String::from)
+        .to_vec();
+        let env: Vec<(String, String)> = proxy_env
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        let slot = c.procs.add(c.spawn_proxy(&proxy_args, &env));
+        c.proxy = (slot, proxy_args, env);
         wait_until(&d, "3 voters and a leader", Duration::from_secs(30), || {
             c.leader().filter(|_| c.voters() == Some(NODES))
         });
@@ -202,6 +221,38 @@ impl Cluster {
             },
         );
         c
+    }
+
+    fn spawn_master(&self, args: &[String]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierkv"));
+        cmd.args(args);
+        spawn(cmd, &self.dir.path().join("master.log"))
+    }
+
+    fn spawn_proxy(&self, args: &[String], env: &[(String, String)]) -> std::process::Child {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierkv"));
+        cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
+        spawn(cmd, &self.dir.path().join("proxy.log"))
+    }
+
+    /// Kills (-9) the master or the proxy, as the nemesis asks.
+    fn kill_service(&mut self, fault: Fault) {
+        let slot = match fault {
+            Fault::KillMaster => self.master.0,
+            _ => self.proxy.0,
+        };
+        self.procs.kill(slot);
+    }
+
+    /// Starts the master or the proxy again, with the same arguments, ports and data.
+    fn restart_service(&mut self, fault: Fault) {
+        if fault == Fault::KillMaster {
+            let child = self.spawn_master(&self.master.1);
+            self.procs.replace(self.master.0, child);
+        } else {
+            let child = self.spawn_proxy(&self.proxy.1, &self.proxy.2);
+            self.procs.replace(self.proxy.0, child);
+        }
     }
 
     fn ds_log(&self, i: usize) -> std::path::PathBuf {
@@ -281,9 +332,17 @@ enum Fault {
     Partition,
     Kill,
     Pause,
+    KillMaster,
+    KillProxy,
 }
 
-const FAULTS: [Fault; 3] = [Fault::Partition, Fault::Kill, Fault::Pause];
+const FAULTS: [Fault; 5] = [
+    Fault::Partition,
+    Fault::Kill,
+    Fault::Pause,
+    Fault::KillMaster,
+    Fault::KillProxy,
+];
 
 /// What the nemesis did and when (ms since the start), for the report.
 #[derive(Debug, Default)]
@@ -297,10 +356,10 @@ fn nemesis(
     start: Instant,
     s: &Settings,
     timeline: &mut Timeline,
-) -> [usize; 3] {
+) -> [usize; 5] {
     let (hold, quiet) = (s.hold, Duration::from_millis(1000));
     let mut rng = Rng::new(s.seed);
-    let mut done = [0; 3];
+    let mut done = [0; 5];
     let mut note = |what: String| timeline.0.push((start.elapsed().as_millis() as u64, what));
     for round in 0.. {
         pause_unless(stop, quiet);
@@ -337,6 +396,18 @@ fn nemesis(
                 signal(pid, "CONT");
                 note(format!("SIGCONT ds{target}"));
             }
+            Fault::KillMaster | Fault::KillProxy => {
+                let name = if fault == Fault::KillMaster {
+                    "master"
+                } else {
+                    "proxy"
+                };
+                c.kill_service(fault);
+                note(format!("kill -9 {name}"));
+                pause_unless(stop, hold);
+                c.restart_service(fault);
+                note(format!("restart {name}"));
+            }
         }
         done[k] += 1;
         c.assert_alive();
@@ -354,7 +425,7 @@ fn pause_unless(stop: &AtomicBool, d: Duration) {
 
 /// Runs the clients (and, with `faults`, the nemesis) for `ops` operations, reads every key
 /// at the end and returns the history with the nemesis's counts and timeline.
-fn run(c: &mut Cluster, s: &Settings, faults: bool) -> (History, [usize; 3], Timeline) {
+fn run(c: &mut Cluster, s: &Settings, faults: bool) -> (History, [usize; 5], Timeline) {
     let start = Instant::now();
     let w = Workload {
         addr: c.proxy_addr.clone(),
@@ -375,7 +446,7 @@ fn run(c: &mut Cluster, s: &Settings, faults: bool) -> (History, [usize; 3], Tim
         })
         .collect();
     let mut timeline = Timeline::default();
-    let mut done = [0; 3];
+    let mut done = [0; 5];
     let all_done = || clients.iter().all(|t| t.is_finished());
     if faults {
         let nemesis_stop = AtomicBool::new(false);
@@ -478,7 +549,7 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable_and_lose_no_ackn
     let (ops, seed) = (s.ops, s.seed);
     let mut c = Cluster::start(lab(), &[]);
     let (h, done, timeline) = run(&mut c, &s, true);
-    eprintln!("faults applied (partition, kill, pause): {done:?}");
+    eprintln!("faults applied (partition, kill, pause, kill master, kill proxy): {done:?}");
     eprintln!("nemesis (ms, event): {:?}", timeline.0);
     eprintln!("{}", latencies(&h));
     let started = Instant::now();
@@ -495,7 +566,10 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable_and_lose_no_ackn
             logs(c.dir.path(), 20)
         );
     }
-    assert!(done[1] > 0 && done[2] > 0, "kills and pauses ran: {done:?}");
+    assert!(
+        done[1] > 0 && done[2] > 0 && done[3] > 0 && done[4] > 0,
+        "kills of nodes, master and proxy and pauses ran: {done:?}"
+    );
     assert!(c.lab.is_none() || done[0] > 0, "partitions ran: {done:?}");
     assert!(h.counts().0 as u64 >= ops, "{:?}", h.counts());
 }

@@ -140,7 +140,8 @@ fn parse_i64(b: &[u8]) -> Option<i64> {
 
 /// One client: invokes operations on random keys until `w.ops` operations were invoked by
 /// all clients together (`invoked` counts them) or `stop` is set. A connection that failed
-/// or timed out is dropped (its operation is unknown) and a new one is opened for the next.
+/// or timed out is dropped (its operation is unknown) and a new one is opened for the next;
+/// an operation whose connection could not be opened was never sent and does not count.
 pub fn run_client(
     client: u32,
     w: &Workload,
@@ -166,6 +167,8 @@ pub fn run_client(
             None => match Conn::connect(&w.addr, w.timeout) {
                 Ok(c) => conn.insert(c),
                 Err(_) => {
+                    // Nothing was sent: the slot goes back (a proxy being restarted).
+                    invoked.fetch_sub(1, Ordering::Relaxed);
                     std::thread::sleep(Duration::from_millis(50));
                     continue;
                 }
