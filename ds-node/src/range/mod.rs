@@ -8,6 +8,7 @@ pub mod clock;
 pub mod codec;
 pub mod ctx;
 pub mod db_walk;
+pub mod db_keys;
 pub mod dedup;
 pub mod engine;
 pub mod flush;
