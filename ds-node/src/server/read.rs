@@ -86,6 +86,8 @@ fn from_peer(p: &Peer, op: &KvOp) -> Option<KvResponse> {
     match op.in_db(net::keyspace::Db::ZERO).1 {
         KvOp::DbStats {} => Some(KvResponse::Ok {
             result: OpResult::DbStats {
+                start: p.desc.start.clone(),
+                end: p.desc.end.clone(),
                 dbs: p.db_keys.stats(),
             },
         }),

@@ -1034,9 +1034,15 @@ pub enum OpResult {
     /// What a key holds ([`KvOp::KeyObject`]): enough for the proxy to name Redis's encoding
     /// under its own thresholds and to estimate the key's memory.
     Object { object: ObjectInfo },
-    /// The key counts of the range's databases ([`KvOp::DbStats`]): one element per database
-    /// holding at least one key in the range, by database.
+    /// The key counts of the range's databases ([`KvOp::DbStats`]): the range's bounds when
+    /// it answered (`end` empty: unbounded), so that a caller summing over ranges sees a split
+    /// or a merge that happened meanwhile, and one element per database holding at least one
+    /// key in the range, by database.
     DbStats {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        start: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        end: Bytes,
         #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::db_stats()"))]
         dbs: Vec<DbStat>,
     },
@@ -1115,7 +1121,7 @@ wire_enum!(OpResult: u8, "op result" {
     28 => Object { object },
     29 => OptInts { values },
     30 => Script { value },
-    31 => DbStats { dbs },
+    31 => DbStats { start: key, end: key, dbs },
 });
 
 /// The answer to a [`KvRequest`].
