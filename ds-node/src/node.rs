@@ -332,7 +332,10 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
             .collect();
         m.gc.log_live_bytes = st.engine.live_bytes_total();
         for p in st.peers.values().filter(|p| p.initialized) {
-            for (n, db) in (0..net::keyspace::DATABASES).filter_map(net::keyspace::Db::new).enumerate() {
+            for (n, db) in (0..net::keyspace::DATABASES)
+                .filter_map(net::keyspace::Db::new)
+                .enumerate()
+            {
                 let c = p.db_keys.get(db);
                 m.redis_keys[n] += c.keys;
                 m.redis_expires[n] += c.expires;

@@ -51,11 +51,13 @@ enum Step {
 
 /// Few keys, all in one hash slot (so multi-key operations always apply).
 fn key() -> impl Strategy<Value = Bytes> + Clone {
-    prop::sample::select(vec!["{t}a", "{t}b", "{t}c", "{t}d"]).prop_map(|s: &str| Bytes::from_static(s.as_bytes()))
+    prop::sample::select(vec!["{t}a", "{t}b", "{t}c", "{t}d"])
+        .prop_map(|s: &str| Bytes::from_static(s.as_bytes()))
 }
 
 fn small() -> impl Strategy<Value = Bytes> + Clone {
-    prop::sample::select(vec!["1", "x", "y", "2"]).prop_map(|s: &str| Bytes::from_static(s.as_bytes()))
+    prop::sample::select(vec!["1", "x", "y", "2"])
+        .prop_map(|s: &str| Bytes::from_static(s.as_bytes()))
 }
 
 fn expiry() -> impl Strategy<Value = Expiry> + Clone {

@@ -84,7 +84,10 @@ fn every_node_counts(nodes: &[NodeHandle], want: u64) {
             if got == want {
                 break;
             }
-            assert!(Instant::now() < deadline, "node {i}: {got} keys counted, {want} written");
+            assert!(
+                Instant::now() < deadline,
+                "node {i}: {got} keys counted, {want} written"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -75,7 +75,9 @@ pub async fn totals(router: &Router) -> Result<Totals, ExecError> {
         let mut answers = Vec::new();
         for r in router.exec(ops).await {
             match r? {
-                OpResult::DbStats { start, end, dbs } => answers.push(RangeCounts { start, end, dbs }),
+                OpResult::DbStats { start, end, dbs } => {
+                    answers.push(RangeCounts { start, end, dbs })
+                }
                 other => {
                     return Err(ExecError::Unavailable(format!(
                         "unexpected answer to DbStats: {other:?}"
@@ -191,12 +193,18 @@ mod tests {
         assert_eq!(sum_tiling(vec![a(), counts(b"r\x30", b"", vec![])]), None);
         // The old range and its new right half both answered: an overlap.
         assert_eq!(
-            sum_tiling(vec![counts(b"", b"", vec![]), counts(b"r\x20", b"", vec![])]),
+            sum_tiling(vec![
+                counts(b"", b"", vec![]),
+                counts(b"r\x20", b"", vec![])
+            ]),
             None
         );
         assert_eq!(sum_tiling(vec![a()]), None, "the end is not covered");
         assert_eq!(sum_tiling(vec![]), None);
         assert!(sum_tiling(vec![a(), counts(b"r\x20", b"", vec![])]).is_some());
-        assert_eq!(keyspace_section(&Totals::default(), 0), "# Keyspace\r\n\r\n");
+        assert_eq!(
+            keyspace_section(&Totals::default(), 0),
+            "# Keyspace\r\n\r\n"
+        );
     }
 }

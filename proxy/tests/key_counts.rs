@@ -13,7 +13,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::{Client, Env};
 use net::keyspace::{Db, meta_key};
 
@@ -167,7 +166,9 @@ fn dbsize_and_info_keyspace_match_redis_server_on_a_real_ds_node() {
         }
         let (want_size, got_size) = (r.cmd("DBSIZE"), p.cmd("DBSIZE"));
         if want_size != got_size {
-            diffs.push(format!("DBSIZE after {line:?}: redis {want_size:?}, proxy {got_size:?}"));
+            diffs.push(format!(
+                "DBSIZE after {line:?}: redis {want_size:?}, proxy {got_size:?}"
+            ));
         }
         let want = keyspace(&r.cmd("INFO keyspace"));
         let got = keyspace(&p.cmd("INFO keyspace"));
@@ -190,7 +191,10 @@ fn dbsize_and_info_keyspace_match_redis_server_on_a_real_ds_node() {
     }
     assert!(expiring_seen, "the script sets expiring keys");
     // The default INFO carries the section too.
-    assert!(p.cmd("INFO").contains("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n"));
+    assert!(
+        p.cmd("INFO")
+            .contains("# Keyspace\r\ndb0:keys=1,expires=0,avg_ttl=0\r\n")
+    );
     assert!(
         diffs.is_empty(),
         "{} differences:\n{}",
@@ -235,7 +239,7 @@ fn dbsize_stays_exact_over_ranges_that_split_behind_the_proxys_back() {
             .filter(|k| d.contains(k) && *k != d.start)
             .min()
             .unwrap_or_else(|| panic!("range {} holds no key", d.id));
-        env.cluster.split(d.id, Bytes::from(at), 0);
+        env.cluster.split(d.id, at, 0);
     }
     assert_eq!(env.cluster.ranges().len(), 8);
     check(&mut p);

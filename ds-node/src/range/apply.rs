@@ -110,8 +110,7 @@ pub fn execute_in<S: KvStore>(
         // Answered by the shard from the counts apply keeps (`range::db_keys`), never
         // inside a transaction or a script.
         KvOp::DbStats {} => Err(RpcError::BadRequest {
-            message: "DBSTATS is answered by the range itself, not inside MULTI or a script"
-                .into(),
+            message: "DBSTATS is answered by the range itself, not inside MULTI or a script".into(),
         }),
         KvOp::Eval {
             anchor,

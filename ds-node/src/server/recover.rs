@@ -30,10 +30,10 @@ use super::shard::{
     Device, INIT_INDEX, LOG_OWNER, MAX_PROPOSAL_BYTES, Shard, ShardDevice, ShardState, Wakeup,
     stop_range,
 };
-use crate::range::db_keys::{self, DbKeys};
 use crate::config::DsConfig;
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
 use crate::range::codec::{decode_meta, decode_tombstone, encode_meta};
+use crate::range::db_keys::{self, DbKeys};
 use crate::range::storage::{RaftLogCache, SnapshotPoint};
 
 /// Opens (creating if absent) the shard log file; true: it was just created (unformatted).
@@ -261,7 +261,11 @@ impl<D: ShardDevice> Shard<D> {
             .engine
             .size_of(&peer.desc.start, &peer.desc.end);
         peer.approx_size = (b as i64, k as i64);
-        peer.db_keys = db_keys::recount(&self.state.borrow().engine, &peer.desc.start, &peer.desc.end);
+        peer.db_keys = db_keys::recount(
+            &self.state.borrow().engine,
+            &peer.desc.start,
+            &peer.desc.end,
+        );
         self.state.borrow_mut().peers.insert(range.0, peer);
         Ok(())
     }
@@ -361,7 +365,16 @@ impl<D: ShardDevice> Shard<D> {
             Committed::Write { now_ms, id, op } => {
                 // Counted by a walk once the range is rebuilt (`recover_range`).
                 let mut uncounted = DbKeys::default();
-                apply::write(&mut st.engine, &mut uncounted, desc, e.index.0, now_ms, id, &op).1
+                apply::write(
+                    &mut st.engine,
+                    &mut uncounted,
+                    desc,
+                    e.index.0,
+                    now_ms,
+                    id,
+                    &op,
+                )
+                .1
             }
             Committed::Sweep { now_ms, keys } => {
                 crate::range::sweep::apply(&mut st.engine, now_ms, &keys);
