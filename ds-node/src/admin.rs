@@ -88,6 +88,15 @@ pub fn render(m: &ShardMetrics) -> String {
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }
+    for (name, v) in [
+        ("ds_redis_keys", &m.redis_keys),
+        ("ds_redis_expires", &m.redis_expires),
+    ] {
+        s.push_str(&format!("# TYPE {name} gauge\n"));
+        for (db, n) in v.iter().enumerate() {
+            s.push_str(&format!("{name}{{db=\"{db}\"}} {n}\n"));
+        }
+    }
     s.push_str("# TYPE ds_raft_messages_refused_total counter\n");
     for r in crate::server::validate::Refusal::ALL {
         s.push_str(&format!(

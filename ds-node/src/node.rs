@@ -331,6 +331,16 @@ fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
             .map(|(seg, b)| (shard.index, seg.0, *b))
             .collect();
         m.gc.log_live_bytes = st.engine.live_bytes_total();
+        for p in st.peers.values().filter(|p| p.initialized) {
+            for (n, db) in (0..net::keyspace::DATABASES)
+                .filter_map(net::keyspace::Db::new)
+                .enumerate()
+            {
+                let c = p.db_keys.get(db);
+                m.redis_keys[n] += c.keys;
+                m.redis_expires[n] += c.expires;
+            }
+        }
         m.gc.disk_full_shards = u64::from(shard.disk_full.get());
     }
     m.throttle.waiting = shard.policy.throttle.waiting() as u64;

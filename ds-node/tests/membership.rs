@@ -3,7 +3,9 @@
 //! message → snapshot from a checkpoint → promote); writes replicate; stopping the leader's
 //! node elects a new leader that has every acknowledged write; a node wiped and started again
 //! joins as a new store, the master replaces the lost replica on it and it catches up by
-//! snapshot; in the end every replica holds byte-identical data (offline full scans).
+//! snapshot; in the end every replica holds byte-identical data (offline full scans) and
+//! counts the same keys (`ds_redis_keys`: the counts a snapshot install rebuilds, then apply
+//! keeps, on cold entries too).
 //!
 //! Checkpoints are taken every 100 entries here, so the snapshots carry data and the logs are
 //! compacted far below what a new replica needs. Every node demotes all its values every
@@ -189,6 +191,18 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     wait_for_three_voters(&maddr, Some(&want), &nodes);
     write(&maddr, 1000..1100);
     read_all(&maddr, 1100);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (name, n) in &nodes {
+        let n = n.as_ref().unwrap();
+        while n.metrics().redis_keys[0] != 1100 {
+            assert!(
+                Instant::now() < deadline,
+                "node {name} counts {:?} keys, 1100 written",
+                n.metrics().redis_keys
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 
     // Let the last writes reach every replica, stop everything, and compare the replicas.
     std::thread::sleep(Duration::from_millis(1500));

@@ -2,7 +2,10 @@
 //! tiny (32 KiB), so the first range splits again and again while eight writers load it.
 //! Every acknowledged write reads back, every key is in exactly one range (scans of all ranges
 //! through their leaders are disjoint and cover every key), hashes are never cut in two, and
-//! after a restart of every node the replicas are byte-identical.
+//! after a restart of every node the replicas are byte-identical. The ranges' key counts
+//! (`DbStats`, `range::db_keys`) follow the splits: summed over the ranges' leaders they are
+//! the number of keys written, on every node (followers included, `ds_redis_keys`) as well,
+//! before and after the restart (counts rebuilt by recovery).
 #![allow(clippy::unwrap_used)]
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -28,6 +31,66 @@ fn key(w: usize, i: usize) -> String {
 
 fn val(w: usize, i: usize) -> Bytes {
     Bytes::from(format!("{w}-{i}-{}", "v".repeat(150)))
+}
+
+/// Redis keys written: one string per write and one hash per writer, all in database 0.
+const KEYS: u64 = (WRITERS * PER_WRITER + WRITERS) as u64;
+
+/// Database 0's keys summed over every range's `DbStats` answer (through its leader), once
+/// the answers tile the keyspace (the master's table may trail a split that just happened:
+/// then the answering range is smaller than the table's, and the round is asked again).
+async fn keys_by_leaders(maddr: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let t = table(maddr).await;
+        let mut answers = Vec::new();
+        for d in &t.ranges {
+            let r = must_call_at(maddr, &d.start, KvOp::DbStats {}).await;
+            let KvResponse::Ok {
+                result: OpResult::DbStats { start, end, dbs },
+            } = r
+            else {
+                panic!("DbStats of range {}: {r:?}", d.id);
+            };
+            let mut keys = 0;
+            for s in dbs {
+                assert_eq!(s.db.get(), 0, "keys only in database 0: {s:?}");
+                assert_eq!(s.expires, 0);
+                keys += s.keys;
+            }
+            answers.push((start, end, keys));
+        }
+        answers.sort();
+        answers.dedup();
+        let tiles = answers.first().is_some_and(|a| a.0.is_empty())
+            && answers.last().is_some_and(|a| a.1.is_empty())
+            && answers.windows(2).all(|w| w[0].1 == w[1].0);
+        if tiles {
+            return answers.iter().map(|a| a.2).sum();
+        }
+        assert!(Instant::now() < deadline, "answers never tile: {answers:?}");
+        glommio::timer::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Every node holds a replica of every range: the keys its replicas count (published to
+/// `/metrics` about every 200 ms; followers may trail their leader by a few entries) reach
+/// `want` on each.
+fn every_node_counts(nodes: &[NodeHandle], want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (i, n) in nodes.iter().enumerate() {
+        loop {
+            let got = n.metrics().redis_keys[0];
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {i}: {got} keys counted, {want} written"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 #[test]
@@ -192,8 +255,10 @@ fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
             }
             // One metadata entry per string key and per hash, one sub-key per field.
             assert_eq!(seen.len(), WRITERS * PER_WRITER * 2 + WRITERS);
+            assert_eq!(keys_by_leaders(&m).await, KEYS);
         })
     });
+    every_node_counts(&nodes, KEYS);
 
     // Restart every node (recovery replays the splits), then compare the replicas.
     for n in nodes {
@@ -203,9 +268,11 @@ fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
         .iter()
         .map(|n| run(node_cfg(&root, n, &maddr)).unwrap())
         .collect();
+    every_node_counts(&nodes, KEYS);
     let m = maddr.clone();
     on_executor(move || {
         Box::pin(async move {
+            assert_eq!(keys_by_leaders(&m).await, KEYS);
             for w in 0..WRITERS {
                 let k = key(w, PER_WRITER - 1);
                 let r = must_call(

@@ -14,6 +14,7 @@
 //! - [`db`]: the connection's database (`SELECT`) applied to the operations it sends.
 //! - [`route`]: the cached route table, shard connection pool and retries.
 //! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
+//! - [`key_counts`]: keys per database summed over the ranges (`DBSIZE`, `INFO keyspace`).
 //! - [`metrics`]: per-command counters and latency histograms for `INFO`.
 //!
 //! Dependencies: `net` only. This crate must never depend on `engines`, `nvme` or glommio.
@@ -29,6 +30,7 @@ pub mod exec;
 pub mod fault;
 pub mod functions;
 pub mod glob;
+pub mod key_counts;
 pub mod keyspace;
 pub mod metrics;
 pub mod monitor;

@@ -107,6 +107,11 @@ pub fn execute_in<S: KvStore>(
             super::multi::execute(a.store, watches, ops, ctx, db, execute_in::<S>)
         }
         KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx, db),
+        // Answered by the shard from the counts apply keeps (`range::db_keys`), never
+        // inside a transaction or a script.
+        KvOp::DbStats {} => Err(RpcError::BadRequest {
+            message: "DBSTATS is answered by the range itself, not inside MULTI or a script".into(),
+        }),
         KvOp::Eval {
             anchor,
             body,

@@ -51,6 +51,7 @@ pub fn check(op: &KvOp, range: &RangeDescriptor, db: Db) -> Result<(), RpcError>
         KvOp::Scan { .. } | KvOp::KeyScan { .. } => true,
         KvOp::RangeFlush {}
         | KvOp::DbFlush {}
+        | KvOp::DbStats {}
         | KvOp::Multi { .. }
         | KvOp::KeyDigest { .. }
         | KvOp::InDb { .. } => true,

@@ -7,6 +7,7 @@ pub mod checkpoint;
 pub mod clock;
 pub mod codec;
 pub mod ctx;
+pub mod db_keys;
 pub mod db_walk;
 pub mod dedup;
 pub mod engine;

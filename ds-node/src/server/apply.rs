@@ -23,6 +23,7 @@ use super::peer::Peer;
 use super::shard::{Shard, ShardDevice, stop_range};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write, encode_meta};
+use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
 use crate::range::engine::MasstreeStore;
 
@@ -74,10 +75,12 @@ pub fn decode(t: EntryType, data: &[u8]) -> Committed {
 }
 
 /// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
-/// request id. Returns its answer, and the engine's refusal if it broke an invariant or
-/// reached a cold entry that was not loaded (the range stops at this entry).
+/// request id, counting the keys it creates and deletes into `keys`. Returns its answer, and
+/// the engine's refusal if it broke an invariant or reached a cold entry that was not loaded
+/// (the range stops at this entry).
 pub fn write(
     engine: &mut MasstreeStore,
+    keys: &mut DbKeys,
     desc: &RangeDescriptor,
     index: u64,
     now_ms: u64,
@@ -89,7 +92,8 @@ pub fn write(
         index,
         range: desc,
     };
-    let r = dedup::apply_once(engine, id, op, now_ms, |s| execute(s, op, &ctx));
+    let mut counted = Counted::new(engine, keys);
+    let r = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
     let fault = super::cold::miss_fault(engine).or_else(|| engine.take_fault());
     (r, fault)
 }
@@ -157,7 +161,7 @@ fn entry<D: ShardDevice>(
     match decode(e.get_entry_type(), &e.data) {
         Committed::Empty => Outcome::Applied(None),
         Committed::Write { now_ms, id, op } => {
-            let (r, fault) = write(engine, &p.desc, e.index, now_ms, id, &op);
+            let (r, fault) = write(engine, &mut p.db_keys, &p.desc, e.index, now_ms, id, &op);
             if let Some(fault) = fault {
                 stop_range(shard, p, e.index, fault);
                 return Outcome::Stopped;
@@ -166,7 +170,11 @@ fn entry<D: ShardDevice>(
             Outcome::Applied(Some(r))
         }
         Committed::Sweep { now_ms, keys } => {
-            let n = crate::range::sweep::apply(engine, now_ms, &keys);
+            let n = crate::range::sweep::apply(
+                &mut Counted::new(engine, &mut p.db_keys),
+                now_ms,
+                &keys,
+            );
             let mut m = shard.metrics.borrow_mut();
             m.expired_deleted_total += n.expired;
             m.garbage_deleted_total += n.garbage;
@@ -222,6 +230,9 @@ fn split<D: ShardDevice>(
         // At once: until the master knows, proxies keep sending the left range's old epoch.
         super::split::report_later(shard, l.clone(), right.clone());
     }
+    // The moved keys' counts go with them: the right side is walked, the left keeps the rest.
+    let moved = db_keys::recount(engine, &right.start, &right.end);
+    p.db_keys = p.db_keys.minus(&moved);
     fx.splits.push((right, left));
     // The moved keys' size goes with them (measured when created).
     let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);

@@ -68,6 +68,11 @@ pub struct ShardMetrics {
     pub replicas_destroyed_total: u64,
     /// Ranges created on this shard by a split (`ds_splits_total`).
     pub splits_total: u64,
+    /// Redis keys per database in the shard's replicas, leaders and followers alike
+    /// (gauge `ds_redis_keys{db}`; `range::db_keys`).
+    pub redis_keys: [u64; net::keyspace::DATABASES as usize],
+    /// Those of them with an expiry (gauge `ds_redis_expires{db}`).
+    pub redis_expires: [u64; net::keyspace::DATABASES as usize],
     /// Load counted by `crate::load`, added at each heartbeat: read and write requests
     /// (`ds_load_reads_total`, `ds_load_writes_total`) and their bytes
     /// (`ds_load_read_bytes_total`, `ds_load_write_bytes_total`).
@@ -205,6 +210,8 @@ impl Default for ShardMetrics {
             replicas_created_total: 0,
             replicas_destroyed_total: 0,
             splits_total: 0,
+            redis_keys: Default::default(),
+            redis_expires: Default::default(),
             load: crate::load::Counts::default(),
             checkpoint_us: hist(),
             propose_apply_us: hist(),
@@ -258,6 +265,12 @@ impl ShardMetrics {
         self.replicas_created_total += o.replicas_created_total;
         self.replicas_destroyed_total += o.replicas_destroyed_total;
         self.splits_total += o.splits_total;
+        for (a, b) in self.redis_keys.iter_mut().zip(o.redis_keys) {
+            *a += b;
+        }
+        for (a, b) in self.redis_expires.iter_mut().zip(o.redis_expires) {
+            *a += b;
+        }
         self.load.add(&o.load);
         let _ = self.checkpoint_us.add(&o.checkpoint_us);
         let _ = self.propose_apply_us.add(&o.propose_apply_us);

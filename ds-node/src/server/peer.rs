@@ -81,6 +81,9 @@ pub struct Peer {
     /// Approximate (key + value bytes, keys) of the range: exact at its last checkpoint or
     /// snapshot, then moved by every applied entry (reported to the master for splits).
     pub approx_size: (i64, i64),
+    /// Keys and keys with an expiry per database (`DBSIZE`, `INFO keyspace`): exact, kept by
+    /// every applied write and sweep, rebuilt when the range is loaded (`range::db_keys`).
+    pub db_keys: crate::range::db_keys::DbKeys,
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
     pub split_proposed_at: Option<Instant>,

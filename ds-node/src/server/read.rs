@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use futures_channel::oneshot;
 use net::RpcError;
-use net::message::kv::{KvOp, KvResponse};
+use net::message::kv::{KvOp, KvResponse, OpResult};
 
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, WaitingRead};
@@ -55,6 +55,9 @@ fn lease<D: ShardDevice>(
     op: KvOp,
 ) -> Result<Answer, RpcError> {
     shard.metrics.borrow_mut().lease_reads_total += 1;
+    if let Some(resp) = from_peer(p, &op) {
+        return Ok(Answer::Now(resp));
+    }
     let now = now_ms();
     if super::cold::read_needs_load(engine, &op, &p.desc, now) {
         let (tx, rx) = oneshot::channel();
@@ -75,6 +78,21 @@ fn lease<D: ShardDevice>(
         Ok(result) => KvResponse::Ok { result },
         Err(error) => KvResponse::Err { error },
     }))
+}
+
+/// The answer to a read the range's state answers without the engine: `DbStats`, from the
+/// counts apply keeps (`range::db_keys`). `None` for every other read.
+fn from_peer(p: &Peer, op: &KvOp) -> Option<KvResponse> {
+    match op.in_db(net::keyspace::Db::ZERO).1 {
+        KvOp::DbStats {} => Some(KvResponse::Ok {
+            result: OpResult::DbStats {
+                start: p.desc.start.clone(),
+                end: p.desc.end.clone(),
+                dbs: p.db_keys.stats(),
+            },
+        }),
+        _ => None,
+    }
 }
 
 /// A read that waits for a ReadIndex (and for apply to reach it; the ready loop answers).
@@ -176,6 +194,10 @@ pub fn answer_ready<D: ShardDevice>(
         let Some(r) = p.reads.remove(&k) else {
             continue;
         };
+        if let Some(resp) = from_peer(p, &r.op) {
+            let _ = r.tx.send(resp);
+            continue;
+        }
         if super::cold::read_needs_load(engine, &r.op, &p.desc, now) {
             // Answered by its own task once loaded: hot reads do not wait for it.
             super::cold::spawn_read(shard, p.desc.id.0, r.op, Some(applied), r.tx);

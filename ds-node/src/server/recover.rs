@@ -33,6 +33,7 @@ use super::shard::{
 use crate::config::DsConfig;
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
 use crate::range::codec::{decode_meta, decode_tombstone, encode_meta};
+use crate::range::db_keys::{self, DbKeys};
 use crate::range::storage::{RaftLogCache, SnapshotPoint};
 
 /// Opens (creating if absent) the shard log file; true: it was just created (unformatted).
@@ -260,6 +261,11 @@ impl<D: ShardDevice> Shard<D> {
             .engine
             .size_of(&peer.desc.start, &peer.desc.end);
         peer.approx_size = (b as i64, k as i64);
+        peer.db_keys = db_keys::recount(
+            &self.state.borrow().engine,
+            &peer.desc.start,
+            &peer.desc.end,
+        );
         self.state.borrow_mut().peers.insert(range.0, peer);
         Ok(())
     }
@@ -357,7 +363,18 @@ impl<D: ShardDevice> Shard<D> {
         let mut st = self.state.borrow_mut();
         match apply::decode(entry_type_of(e.entry_type), &e.payload) {
             Committed::Write { now_ms, id, op } => {
-                apply::write(&mut st.engine, desc, e.index.0, now_ms, id, &op).1
+                // Counted by a walk once the range is rebuilt (`recover_range`).
+                let mut uncounted = DbKeys::default();
+                apply::write(
+                    &mut st.engine,
+                    &mut uncounted,
+                    desc,
+                    e.index.0,
+                    now_ms,
+                    id,
+                    &op,
+                )
+                .1
             }
             Committed::Sweep { now_ms, keys } => {
                 crate::range::sweep::apply(&mut st.engine, now_ms, &keys);

@@ -310,6 +310,7 @@ impl<D: ShardDevice> Shard<D> {
             snapshot_in: None,
             created: std::time::Instant::now(),
             approx_size: (0, 0),
+            db_keys: Default::default(),
             split_proposed_at: None,
             stopped: None,
             lease: Lease::new(Lease::duration(self.cfg.tick(), self.cfg.election_ticks)),

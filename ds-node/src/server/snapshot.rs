@@ -253,6 +253,7 @@ pub fn install<D: ShardDevice>(
     p.approx_size = super::checkpoint::entries_size(&c.entries);
     super::checkpoint::load(engine, c);
     engine.take_delta();
+    p.db_keys = crate::range::db_keys::recount(engine, &p.desc.start, &p.desc.end);
     p.node
         .mut_store()
         .apply_snapshot(crate::range::storage::SnapshotPoint {

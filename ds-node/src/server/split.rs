@@ -101,7 +101,7 @@ pub async fn create_right<D: ShardDevice>(
     else {
         anyhow::bail!("split range {id} has no replica on this shard");
     };
-    let (bytes, size) = {
+    let (bytes, size, keys) = {
         let st = shard.state.borrow();
         if st.peers.get(&id).is_some_and(|p| p.initialized) || st.tombstones.contains(&(id, me)) {
             // Already here through a snapshot of the new range, or removed since.
@@ -113,7 +113,8 @@ pub async fn create_right<D: ShardDevice>(
             desc: right.clone(),
         };
         let e = super::checkpoint::encode_stored(&st.engine, &meta);
-        ((e.bytes, e.segments), e.size)
+        let keys = crate::range::db_keys::recount(&st.engine, &right.start, &right.end);
+        ((e.bytes, e.segments), e.size, keys)
     };
     let (bytes, segments) = bytes;
     crate::failpoint!("ds_node::shard::split::before_checkpoint");
@@ -137,6 +138,7 @@ pub async fn create_right<D: ShardDevice>(
     });
     let mut peer = shard.new_peer(right.clone(), cache, INIT_INDEX, None)?;
     peer.approx_size = size;
+    peer.db_keys = keys;
     let lead = left.is_some() || right.replicas.len() == 1;
     if lead {
         let _ = peer.node.campaign();

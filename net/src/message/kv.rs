@@ -478,6 +478,12 @@ pub enum KvOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
         function: Option<Bytes>,
     },
+    /// Redis `DBSIZE` and `INFO keyspace` on this range: the number of keys and of keys
+    /// with an expiry of every database in the range ([`OpResult::DbStats`]), kept by the
+    /// range's state machine as it applies (O(databases), no scan). A read: answered from
+    /// the leader's lease or through ReadIndex like any other. An `InDb` around it changes
+    /// nothing (every database is answered).
+    DbStats {},
 }
 
 /// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
@@ -598,6 +604,7 @@ wire_enum!(KvOp: u8, "kv op" {
     83 => Bits { op },
     84 => Hll { op },
     85 => Eval { anchor: key, body, keys: keys, args, read_only, function },
+    86 => DbStats {},
 });
 
 /// Which part of the data model an operation acts on: the apply code dispatches by it, and
@@ -684,6 +691,7 @@ impl KvOp {
             | KvOp::Multi { .. }
             | KvOp::Eval { .. }
             | KvOp::KeyDigest { .. }
+            | KvOp::DbStats {}
             | KvOp::InDb { .. } => OpFamily::Control,
         }
     }
@@ -877,6 +885,7 @@ impl KvOp {
                 | Self::HScan { .. }
                 | Self::HRandField { .. }
                 | Self::KeyDigest { .. }
+                | Self::DbStats {}
         )
     }
 }
@@ -1025,7 +1034,41 @@ pub enum OpResult {
     /// What a key holds ([`KvOp::KeyObject`]): enough for the proxy to name Redis's encoding
     /// under its own thresholds and to estimate the key's memory.
     Object { object: ObjectInfo },
+    /// The key counts of the range's databases ([`KvOp::DbStats`]): the range's bounds when
+    /// it answered (`end` empty: unbounded), so that a caller summing over ranges sees a split
+    /// or a merge that happened meanwhile, and one element per database holding at least one
+    /// key in the range, by database.
+    DbStats {
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        start: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+        end: Bytes,
+        #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::db_stats()"))]
+        dbs: Vec<DbStat>,
+    },
 }
+
+/// The keys of one database in one range ([`OpResult::DbStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct DbStat {
+    /// The database.
+    pub db: Db,
+    /// Its keys in the range (`DBSIZE`; keys whose expiry passed count until they are
+    /// deleted, as in Redis).
+    pub keys: u64,
+    /// Those of them with an expiry.
+    pub expires: u64,
+    /// The mean expiry time of those keys, Unix milliseconds (0 when `expires` is 0): with
+    /// `expires`, what `INFO keyspace`'s `avg_ttl` is computed from over ranges.
+    pub mean_expire_at_ms: u64,
+}
+wire_struct!(DbStat {
+    db,
+    keys,
+    expires,
+    mean_expire_at_ms
+});
 
 /// The shape of a key ([`OpResult::Object`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1078,6 +1121,7 @@ wire_enum!(OpResult: u8, "op result" {
     28 => Object { object },
     29 => OptInts { values },
     30 => Script { value },
+    31 => DbStats { start: key, end: key, dbs },
 });
 
 /// The answer to a [`KvRequest`].
@@ -1138,7 +1182,7 @@ impl KvOp {
                 }
             }
             KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
-            KvOp::RangeFlush {} | KvOp::DbFlush {} => Ok(()),
+            KvOp::RangeFlush {} | KvOp::DbFlush {} | KvOp::DbStats {} => Ok(()),
             KvOp::KeyRename { key, dst, .. }
             | KvOp::KeyCopy { key, dst, .. }
             | KvOp::KeyCopyDb { key, dst, .. } => {
@@ -1302,6 +1346,10 @@ mod arb {
             }),
         ];
         prop::collection::vec(op, 0..4)
+    }
+    /// The databases of a `DbStats` result.
+    pub fn db_stats() -> impl Strategy<Value = Vec<super::DbStat>> {
+        prop::collection::vec(any::<super::DbStat>(), 0..17)
     }
     /// Results of a `Multi` (no nested `Multi`).
     pub fn leaf_responses() -> impl Strategy<Value = Vec<super::KvResponse>> {

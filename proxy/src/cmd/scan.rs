@@ -1,5 +1,5 @@
 //! The multi-round commands on the keyspace and on one hash: SCAN (cursor = next hash slot),
-//! KEYS and DBSIZE (full scans) — [`Keyspace`] — and HSCAN (the whole hash in one reply,
+//! KEYS (a full scan) and DBSIZE (the ranges' key counts, `crate::key_counts`) — [`Keyspace`] — and HSCAN (the whole hash in one reply,
 //! cursor 0, as Redis does for small hashes) — [`HScan`]; and the [`Matcher`] that MATCH
 //! patterns of every scan use (ZSCAN's too).
 //!
@@ -53,7 +53,7 @@ pub enum Keyspace {
         /// The pattern.
         pattern: Bytes,
     },
-    /// `DBSIZE`.
+    /// `DBSIZE`: one `DbStats` read per range, O(ranges).
     DbSize,
 }
 
@@ -88,8 +88,10 @@ async fn run_keyspace(router: &DbRouter<'_>, cmd: Keyspace) -> Reply {
             }
             Err(e) => exec_error(&e),
         },
-        Keyspace::DbSize => match scan(router, 0, usize::MAX, None).await {
-            Ok((keys, _)) => Reply::Int(i64::try_from(keys.len()).unwrap_or(i64::MAX)),
+        Keyspace::DbSize => match crate::key_counts::totals(router.raw()).await {
+            Ok(t) => Reply::Int(
+                i64::try_from(crate::key_counts::keys_of(&t, router.db())).unwrap_or(i64::MAX),
+            ),
             Err(e) => exec_error(&e),
         },
     }

@@ -34,7 +34,7 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "client" => client(shared, sess, args),
         "command" => command(args),
         "config" => config(shared, args),
-        "info" => Reply::Verbatim(Bytes::from(info(shared, args))),
+        "info" => return info_action(shared, args),
         "time" => {
             let us = crate::shared::now_us();
             Reply::Array(vec![
@@ -783,10 +783,57 @@ fn cpu_times() -> Option<[f64; 4]> {
     Some([tick(11)?, tick(12)?, tick(13)?, tick(14)?])
 }
 
+/// `INFO`: the text at once, or, when the keyspace section is asked for, a round of
+/// `DbStats` reads of every range first ([`InfoKeyspace`]).
+fn info_action(shared: &Shared, args: &[Bytes]) -> Action {
+    let (head, tail) = info(shared, args);
+    match tail {
+        None => Action::Reply(Reply::Verbatim(Bytes::from(head))),
+        Some(tail) => Action::rounds(InfoKeyspace { head, tail }),
+    }
+}
+
+/// The `INFO` text around its keyspace section, which needs the ranges' key counts.
+#[derive(Debug)]
+struct InfoKeyspace {
+    head: String,
+    tail: String,
+}
+
+impl super::action::AsyncCommand for InfoKeyspace {
+    fn run<'a>(
+        self: Box<Self>,
+        router: &'a crate::db::DbRouter<'_>,
+    ) -> futures_util::future::BoxFuture<'a, Reply> {
+        Box::pin(async move {
+            let InfoKeyspace { mut head, tail } = *self;
+            match crate::key_counts::totals(router.raw()).await {
+                Ok(t) => head.push_str(&crate::key_counts::keyspace_section(
+                    &t,
+                    crate::shared::now_ms(),
+                )),
+                // INFO still answers (clients poll it while a cluster starts): the section
+                // says why it has no counts.
+                Err(e) => {
+                    let _ = write!(
+                        head,
+                        "# Keyspace\r\ntierkv_keyspace_error:{}\r\n\r\n",
+                        e.to_string().replace(['\r', '\n'], " ")
+                    );
+                }
+            }
+            head.push_str(&tail);
+            trim_last_blank_line(&mut head);
+            Reply::Verbatim(Bytes::from(head))
+        })
+    }
+}
+
 /// The `INFO` text for the requested sections (default: server, clients, memory, stats,
 /// replication, cpu, keyspace; `all`/`everything` add commandstats, latencystats and
-/// errorstats).
-pub fn info(shared: &Shared, args: &[Bytes]) -> String {
+/// errorstats): the whole text, or when the keyspace section is asked for, the text before
+/// it and the text after it (the section itself is the ranges' key counts, `key_counts`).
+pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
     let wanted: Vec<String> = args[1..]
         .iter()
         .map(|a| String::from_utf8_lossy(a).to_ascii_lowercase())
@@ -842,7 +889,8 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
              route_pushes:{}\r\nroute_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
              pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
-             tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\r\n",
+             tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\
+             tierkv_ranges:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -864,6 +912,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             shared.pubsub.stats.overflows.load(Ordering::Relaxed),
             shared.pubsub.stats.keyspace_events.load(Ordering::Relaxed),
             shared.migrate_sockets.count(),
+            shared.router.ranges().len(),
         );
     }
     if show("replication") {
@@ -883,13 +932,10 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
             t[1], t[0], t[3], t[2]
         );
     }
+    // The keyspace section goes between `out` and what follows: the caller fills it in.
+    let mut head = None;
     if show("keyspace") {
-        // Key counts need a full scan (DBSIZE); the proxy reports the ranges it routes to.
-        let _ = write!(
-            out,
-            "# Keyspace\r\nranges:{}\r\n\r\n",
-            shared.router.ranges().len()
-        );
+        head = Some(std::mem::take(&mut out));
     }
     if show("commandstats") {
         out.push_str("# Commandstats\r\n");
@@ -906,8 +952,16 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> String {
         shared.metrics.write_latencystats(&mut out);
         out.push_str("\r\n");
     }
+    trim_last_blank_line(&mut out);
+    match head {
+        None => (out, None),
+        Some(head) => (head, Some(out)),
+    }
+}
+
+/// Drops the blank line after the last section (Redis ends `INFO` with one `\r\n`).
+fn trim_last_blank_line(out: &mut String) {
     if out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
     }
-    out
 }

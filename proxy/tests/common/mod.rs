@@ -17,10 +17,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ds_node::range::apply::{ApplyCtx, execute};
+use ds_node::range::db_keys::recount;
 use ds_node::range::dedup::{self, WriteId};
 use ds_node::range::store::{KvStore, ModelStore};
 use net::message::handshake::Acceptor;
-use net::message::kv::{KvRequest, KvResponse};
+use net::message::kv::{KvOp, KvRequest, KvResponse, OpResult};
 use net::message::{Message, RangeDescriptor, Replica, ReplicaRole, RouteTable, StoreInfo};
 use net::transport::{Handled, TransportConfig};
 use net::{ClusterId, Epoch, NodeId, RangeId, ReplicaId, RpcError, ShardId, StoreId};
@@ -89,7 +90,18 @@ impl FakeShard {
             index,
             range: desc,
         };
-        let reply = dedup::apply_once(store, id, &op, now_ms, |s| execute(s, &op, &actx));
+        let reply = if matches!(op, KvOp::DbStats {}) {
+            // A real shard answers from the counts apply keeps; the fake counts its store.
+            KvResponse::Ok {
+                result: OpResult::DbStats {
+                    start: desc.start.clone(),
+                    end: desc.end.clone(),
+                    dbs: recount(&*store, &desc.start, &desc.end).stats(),
+                },
+            }
+        } else {
+            dedup::apply_once(store, id, &op, now_ms, |s| execute(s, &op, &actx))
+        };
         if id.is_some() {
             self.writes.fetch_add(1, Ordering::Relaxed);
         }
