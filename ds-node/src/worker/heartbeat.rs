@@ -164,7 +164,12 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
 /// Entries a learner may lag behind the leader's last index and still count as caught up.
 pub const CAUGHT_UP_SLACK: u64 = 64;
 
-/// Replicas of a range its leader sees still catching up, and not heard from lately.
+/// Replicas of a range its leader sees still catching up, and not heard from lately. A
+/// replica that has acknowledged nothing yet (`matched` 0: a learner whose replica does not
+/// exist until its first message and snapshot arrive) is catching up however short the log
+/// is: promoted on the slack alone, it made a two-voter group of a leader and a replica that
+/// did not exist, whose leader then stepped down (check-quorum) and could never be elected
+/// again (a vote request cannot create a replica) — seen forming a three-node cluster.
 fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
     let last = p.node.raft.raft_log.last_index();
     let (mut pending, mut down) = (Vec::new(), Vec::new());
@@ -172,7 +177,7 @@ fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
         if id == p.replica_id {
             continue;
         }
-        if pr.matched + CAUGHT_UP_SLACK < last {
+        if pr.matched == 0 || pr.matched + CAUGHT_UP_SLACK < last {
             pending.push(ReplicaId(id));
         }
         if !pr.recent_active {
