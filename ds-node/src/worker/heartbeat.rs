@@ -172,15 +172,28 @@ pub const CAUGHT_UP_SLACK: u64 = 64;
 /// again (a vote request cannot create a replica) — seen forming a three-node cluster.
 fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
     let last = p.node.raft.raft_log.last_index();
+    let others = p
+        .node
+        .raft
+        .prs()
+        .iter()
+        .filter(|(id, _)| **id != p.replica_id)
+        .map(|(&id, pr)| (id, pr.matched, pr.recent_active));
+    classify(last, others)
+}
+
+/// [`lagging`] over (replica, matched index, recently active) of the other replicas, the
+/// leader's last index being `last`.
+fn classify(
+    last: u64,
+    others: impl Iterator<Item = (u64, u64, bool)>,
+) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
     let (mut pending, mut down) = (Vec::new(), Vec::new());
-    for (&id, pr) in p.node.raft.prs().iter() {
-        if id == p.replica_id {
-            continue;
-        }
-        if pr.matched == 0 || pr.matched + CAUGHT_UP_SLACK < last {
+    for (id, matched, recent_active) in others {
+        if matched == 0 || matched + CAUGHT_UP_SLACK < last {
             pending.push(ReplicaId(id));
         }
-        if !pr.recent_active {
+        if !recent_active {
             down.push(ReplicaId(id));
         }
     }
@@ -402,4 +415,36 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
     }
     drop(st);
     shard.wake.notify();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_that_acknowledged_nothing_is_catching_up_even_on_a_short_log() {
+        let (pending, down) = classify(3, [(6, 0, true), (7, 3, true)].into_iter());
+        assert_eq!(
+            pending,
+            vec![ReplicaId(6)],
+            "never promoted before it exists"
+        );
+        assert!(down.is_empty());
+    }
+
+    #[test]
+    fn a_replica_within_the_slack_is_caught_up_and_one_not_heard_from_is_down() {
+        let last = 1000;
+        let (pending, down) = classify(
+            last,
+            [
+                (5, last - CAUGHT_UP_SLACK, true),
+                (6, last - CAUGHT_UP_SLACK - 1, true),
+                (7, last, false),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(pending, vec![ReplicaId(6)]);
+        assert_eq!(down, vec![ReplicaId(7)]);
+    }
 }
