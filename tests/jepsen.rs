@@ -23,20 +23,17 @@
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use test_support::http::get_json;
+use test_support::cluster::{Cluster, NODES, Service};
 use test_support::jepsen::workload::Rng;
 use test_support::jepsen::{History, Workload, analyse, final_reads, run_client};
 use test_support::lincheck::Limits;
 use test_support::netns::Lab;
-use test_support::procs::{Procs, free_port, logs, signal, spawn, wait_until};
-use test_support::resp::Conn;
+use test_support::procs::{logs, signal};
 
-const NODES: usize = 3;
 const CLIENTS: u32 = 10;
 const REGISTERS: usize = 3;
 const COUNTERS: usize = 3;
@@ -88,243 +85,6 @@ impl Settings {
 
 /// One test at a time: each runs a cluster of five processes on a 2-core machine.
 static SERIAL: Mutex<()> = Mutex::new(());
-
-/// The cluster's processes and how to restart and partition its DS nodes.
-/// Fields drop in order: the processes are killed before their namespaces and data go.
-struct Cluster {
-    procs: Procs,
-    lab: Option<Lab>,
-    dir: tempfile::TempDir,
-    /// Slot in `procs` and command-line arguments of each DS node.
-    ds: Vec<(usize, Vec<String>)>,
-    /// `ip:port` each DS node's shard listens on.
-    ds_addrs: Vec<String>,
-    admin: u16,
-    proxy_addr: String,
-    /// The master's and the proxy's slots and arguments (to restart them after a kill).
-    master: (usize, Vec<String>),
-    proxy: (usize, Vec<String>, Vec<(String, String)>),
-}
-
-impl Cluster {
-    /// Starts master, nodes and proxy (with `proxy_env` in the proxy's environment) and
-    /// waits until the range has three voters and a leader and the proxy takes a write.
-    fn start(lab: Option<Lab>, proxy_env: &[(&str, &str)]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path().to_path_buf();
-        let secret = d.join("cluster-secret");
-        net::auth::ClusterSecret::load_or_create(&secret).unwrap();
-        let secret = secret.to_str().unwrap().to_string();
-        let host = lab.as_ref().map_or("127.0.0.1".into(), Lab::host_ip);
-        let master_addr = format!("{host}:{}", free_port());
-        let (admin, redis) = (free_port(), free_port());
-        std::fs::write(
-            d.join("master.toml"),
-            format!(
-                "data-dir = \"{}\"\nlisten = \"{master_addr}\"\nadmin-listen = \"127.0.0.1:{admin}\"\n\
-                 cluster-secret-file = \"{secret}\"\nschedule-interval-ms = 200\n\
-                 [cluster]\nreplication-factor = 3\n[schedule]\nstore-down-after-ms = 30000\n",
-                d.join("master").display()
-            ),
-        )
-        .unwrap();
-        let mut c = Cluster {
-            procs: Procs::default(),
-            lab,
-            dir,
-            ds: Vec::new(),
-            ds_addrs: Vec::new(),
-            admin,
-            proxy_addr: format!("127.0.0.1:{redis}"),
-            master: (0, Vec::new()),
-            proxy: (0, Vec::new(), Vec::new()),
-        };
-        let master_args = [
-            "master",
-            "--config",
-            d.join("master.toml").to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec();
-        c.master = (c.procs.add(c.spawn_master(&master_args)), master_args);
-        wait_until(&d, "the master", Duration::from_secs(20), || {
-            get_json(admin, "/status")
-        });
-        for i in 0..NODES {
-            let ip = c.lab.as_ref().map_or("127.0.0.1".into(), |l| l.node_ip(i));
-            let port = free_port().to_string();
-            let cfg = d.join(format!("ds{i}.toml"));
-            std::fs::write(
-                &cfg,
-                format!(
-                    "host = \"{ip}\"\nshards = 1\npin = false\nheartbeat-ms = 200\n\
-                     log-file-bytes = 67108864\nsegment-bytes = 8388608\n"
-                ),
-            )
-            .unwrap();
-            let args: Vec<String> = [
-                "ds",
-                "--config",
-                cfg.to_str().unwrap(),
-                "--data-dir",
-                d.join(format!("ds{i}")).to_str().unwrap(),
-                "--master",
-                &master_addr,
-                "--base-port",
-                &port,
-                "--cluster-secret-file",
-                &secret,
-            ]
-            .map(String::from)
-            .to_vec();
-            c.ds_addrs.push(format!("{ip}:{port}"));
-            let slot = c.procs.add(spawn(c.ds_command(i, &args), &c.ds_log(i)));
-            c.ds.push((slot, args));
-            if i == 0 {
-                // The first node bootstraps the range; the others join it.
-                wait_until(&d, "the first node", Duration::from_secs(20), || {
-                    let r = get_json(admin, "/ranges")?;
-                    (!r.as_array()?.is_empty()).then_some(())
-                });
-            }
-        }
-        let proxy_args = [
-            "proxy",
-            "--listen",
-            &c.proxy_addr,
-            "--master",
-            &master_addr,
-            "--cluster-secret-file",
-            &secret,
-        ]
-        .map(String::from)
-        .to_vec();
-        let env: Vec<(String, String)> = proxy_env
-            .iter()
-            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-            .collect();
-        let slot = c.procs.add(c.spawn_proxy(&proxy_args, &env));
-        c.proxy = (slot, proxy_args, env);
-        wait_until(&d, "3 voters and a leader", Duration::from_secs(30), || {
-            c.leader().filter(|_| c.voters() == Some(NODES))
-        });
-        wait_until(
-            &d,
-            "a write through the proxy",
-            Duration::from_secs(20),
-            || {
-                let mut conn = Conn::connect(&c.proxy_addr, OP_TIMEOUT).ok()?;
-                conn.call(&["SET", "jepsen-ready", "1"])
-                    .ok()?
-                    .is_ok()
-                    .then_some(())
-            },
-        );
-        c
-    }
-
-    fn spawn_master(&self, args: &[String]) -> std::process::Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierkv"));
-        cmd.args(args);
-        spawn(cmd, &self.dir.path().join("master.log"))
-    }
-
-    fn spawn_proxy(&self, args: &[String], env: &[(String, String)]) -> std::process::Child {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tierkv"));
-        cmd.args(args).envs(env.iter().map(|(k, v)| (k, v)));
-        spawn(cmd, &self.dir.path().join("proxy.log"))
-    }
-
-    /// Kills (-9) the master or the proxy, as the nemesis asks.
-    fn kill_service(&mut self, fault: Fault) {
-        let slot = match fault {
-            Fault::KillMaster => self.master.0,
-            _ => self.proxy.0,
-        };
-        self.procs.kill(slot);
-    }
-
-    /// Starts the master or the proxy again, with the same arguments, ports and data.
-    fn restart_service(&mut self, fault: Fault) {
-        if fault == Fault::KillMaster {
-            let child = self.spawn_master(&self.master.1);
-            self.procs.replace(self.master.0, child);
-        } else {
-            let child = self.spawn_proxy(&self.proxy.1, &self.proxy.2);
-            self.procs.replace(self.proxy.0, child);
-        }
-    }
-
-    fn ds_log(&self, i: usize) -> std::path::PathBuf {
-        self.dir.path().join(format!("ds{i}.log"))
-    }
-
-    fn ds_command(&self, i: usize, args: &[String]) -> Command {
-        let mut cmd = match &self.lab {
-            Some(lab) => lab.command(i, env!("CARGO_BIN_EXE_tierkv")),
-            None => Command::new(env!("CARGO_BIN_EXE_tierkv")),
-        };
-        cmd.args(args);
-        cmd
-    }
-
-    fn range(&self) -> Option<serde_json::Value> {
-        Some(
-            get_json(self.admin, "/ranges")?
-                .as_array()?
-                .first()?
-                .clone(),
-        )
-    }
-
-    fn voters(&self) -> Option<usize> {
-        let r = self.range()?;
-        Some(
-            r["replicas"]
-                .as_array()?
-                .iter()
-                .filter(|x| x["role"] == "voter")
-                .count(),
-        )
-    }
-
-    /// The node whose shard leads the range, as the master last heard.
-    fn leader(&self) -> Option<usize> {
-        let r = self.range()?;
-        let leader = r["leader"].as_u64()?;
-        let replicas = r["replicas"].as_array()?;
-        let store = replicas.iter().find(|x| x["id"] == leader)?["store"].as_u64()?;
-        let stores = get_json(self.admin, "/stores")?;
-        let s = stores.as_array()?.iter().find(|s| s["id"] == store)?;
-        let addr = s["shards"][0].as_str()?;
-        self.ds_addrs.iter().position(|a| a == addr)
-    }
-
-    fn pid(&self, i: usize) -> u32 {
-        self.procs.pid(self.ds[i].0).unwrap()
-    }
-
-    fn kill(&mut self, i: usize) {
-        self.procs.kill(self.ds[i].0);
-    }
-
-    fn restart(&mut self, i: usize) {
-        let cmd = self.ds_command(i, &self.ds[i].1);
-        let child = spawn(cmd, &self.ds_log(i));
-        self.procs.replace(self.ds[i].0, child);
-    }
-
-    /// Panics if a process exited on its own (a crash is a finding, not a fault).
-    fn assert_alive(&mut self) {
-        for slot in 0..NODES + 2 {
-            assert!(
-                !self.procs.exited(slot),
-                "process {slot} exited on its own\n{}",
-                logs(self.dir.path(), 30)
-            );
-        }
-    }
-}
 
 /// The nemesis's faults, in the order it applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -397,15 +157,15 @@ fn nemesis(
                 note(format!("SIGCONT ds{target}"));
             }
             Fault::KillMaster | Fault::KillProxy => {
-                let name = if fault == Fault::KillMaster {
-                    "master"
+                let (service, name) = if fault == Fault::KillMaster {
+                    (Service::Master, "master")
                 } else {
-                    "proxy"
+                    (Service::Proxy, "proxy")
                 };
-                c.kill_service(fault);
+                c.kill_service(service);
                 note(format!("kill -9 {name}"));
                 pause_unless(stop, hold);
-                c.restart_service(fault);
+                c.restart_service(service);
                 note(format!("restart {name}"));
             }
         }
@@ -547,7 +307,7 @@ fn histories_under_kills_pauses_and_partitions_are_linearizable_and_lose_no_ackn
     let s = Settings::from_env(20_000);
     eprintln!("{s:?}");
     let (ops, seed) = (s.ops, s.seed);
-    let mut c = Cluster::start(lab(), &[]);
+    let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_tierkv")), lab(), &[]);
     let (h, done, timeline) = run(&mut c, &s, true);
     eprintln!("faults applied (partition, kill, pause, kill master, kill proxy): {done:?}");
     eprintln!("nemesis (ms, event): {:?}", timeline.0);
@@ -583,7 +343,7 @@ fn a_proxy_that_drops_acknowledged_writes_is_caught_by_the_checker() {
     };
     eprintln!("{s:?}");
     let fault = [(proxy::fault::ENV, proxy::fault::DROP_ACKED_SETS)];
-    let mut c = Cluster::start(None, &fault);
+    let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_tierkv")), None, &fault);
     let (h, _, _) = run(&mut c, &s, false);
     let a = analyse(&h, &Limits::default());
     eprintln!("{}", a.report());

@@ -5,6 +5,8 @@
 //!   runtime of its own, listening on a free port of 127.0.0.1.
 //! - [`redis::start`]: a `redis-server` child process on a free port, or `None` (with a
 //!   printed reason) where `redis-server` is not installed.
+//! - [`cluster::Cluster`]: master, three DS nodes and a proxy as child processes (optionally
+//!   in network namespaces), for the Jepsen-style test and the failover benchmark.
 //! - [`dev::Dev`]: `tierkv dev` as a child process, ready and killed on drop.
 //! - [`procs`], [`http`], [`resp`]: child processes (killed on drop), JSON admin pages and a
 //!   RESP client, for tests that run a cluster of `tierkv` processes.
@@ -14,6 +16,7 @@
 //!   histories of the Jepsen-style harness (`tests/jepsen.rs` of the root package).
 //! - [`tempdir::TempDir`]: a data directory removed when dropped, even by a failing test.
 
+pub mod cluster;
 pub mod dev;
 pub mod http;
 pub mod jepsen;

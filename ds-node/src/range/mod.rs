@@ -19,6 +19,7 @@ mod list;
 pub mod meta;
 pub mod multi;
 mod object;
+pub mod raft_pb;
 mod rename;
 mod sample;
 pub mod script;

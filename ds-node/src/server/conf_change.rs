@@ -9,7 +9,6 @@ use net::RangeId;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::{ReplicaId, StoreId};
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, EntryType};
-use raft_proto::ConfChangeI;
 
 use super::shard::{Shard, ShardDevice};
 
@@ -76,16 +75,12 @@ pub fn entry_type_of(b: u8) -> EntryType {
     }
 }
 
-/// Decodes a conf-change entry's data.
+/// Decodes a conf-change entry's data (`range::raft_pb`: never rust-protobuf's parser, the
+/// entry came from the network). Conf changes are rare: the copy does not matter.
 pub fn decode_conf_change(t: EntryType, data: &[u8]) -> Option<ConfChangeV2> {
-    use protobuf::Message as _;
-    match t {
-        EntryType::EntryConfChange => raft::eraftpb::ConfChange::parse_from_bytes(data)
-            .ok()
-            .map(ConfChangeI::into_v2),
-        EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(data).ok(),
-        EntryType::EntryNormal => None,
-    }
+    crate::range::raft_pb::decode_conf_change(t, &bytes::Bytes::copy_from_slice(data))
+        .ok()
+        .flatten()
 }
 
 /// Applies simple (non-joint) membership changes to a descriptor. The replica's store and

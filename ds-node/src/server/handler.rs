@@ -245,9 +245,8 @@ fn raft_message<D: ShardDevice>(
     (from_store, from_shard): (net::StoreId, net::ShardId),
     env: net::message::RaftEnvelope,
 ) -> Result<(), Dropped> {
-    use protobuf::Message as _;
     use raft::eraftpb::MessageType;
-    let mut m = RaftMsg::parse_from_bytes(&env.message).map_err(|_| Dropped::Bad)?;
+    let mut m = crate::range::raft_pb::decode_message(&env.message).map_err(|_| Dropped::Bad)?;
     let range = env.range_id.0;
     if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
         return Err(Dropped::Bad);
