@@ -108,21 +108,24 @@ fn main() {
         c.kill(leader);
         let failed = write_until_ok(&c, &format!("after-kill-{round}"), &mut conn);
         let took = t0.elapsed();
+        let took_ms = took.as_millis();
         println!(
-            "round {round:>2}: killed ds{leader}; first write after {took:>8.1?} ({failed} failed attempts)"
+            "round {round:>2}: killed ds{leader}; first write after {took_ms:>5} ms \
+             ({failed} failed attempts)"
         );
         times.push(took);
         c.restart(leader);
         c.assert_alive();
     }
     times.sort();
+    let ms = |d: Duration| d.as_millis();
     println!(
         "failover (kill -9 of the leader's node -> first acknowledged write), {} kills: \
-         p50 {:.0?}, p99 {:.0?}, min {:.0?}, max {:.0?}",
+         p50 {} ms, p99 {} ms, min {} ms, max {} ms",
         times.len(),
-        percentile(&times, 0.5),
-        percentile(&times, 0.99),
-        times[0],
-        times[times.len() - 1]
+        ms(percentile(&times, 0.5)),
+        ms(percentile(&times, 0.99)),
+        ms(times[0]),
+        ms(times[times.len() - 1])
     );
 }

@@ -6,61 +6,29 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Client, Env};
+use common::{Client, Env, real_ds};
 use net::limits::MAX_KEY_ELEMENT_BYTES;
 
 fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
-    ds_node::DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 4 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        ..ds_node::DsConfig::default()
-    }
+    real_ds::ds_config(dir, 1)
 }
 
 /// A proxy in front of `node`, routed by a fake master holding one range on shard 0. Its
 /// request timeout allows a 64 MiB value to cross a loaded 2-core machine (about 50 ms per
 /// MiB end to end in the ci profile; Redis itself takes about 25 ms per MiB with redis-cli).
-fn proxy_for(node: &ds_node::NodeHandle) -> (Env, std::thread::JoinHandle<()>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let master = rt.block_on(common::start_master(common::one_range_table(
-        node.shard_addrs.clone(),
-        0,
-    )));
-    let master_thread = std::thread::spawn(move || {
-        rt.block_on(async { tokio::time::sleep(Duration::from_secs(60)).await });
-    });
-    let env = Env::start_with(1, |c| {
-        c.router.masters = vec![master.clone()];
+fn proxy_for(node: &ds_node::NodeHandle) -> (Env, real_ds::FakeMaster) {
+    real_ds::proxy_for(node, |c| {
         c.router.transport.request_timeout = Duration::from_secs(60);
-    });
-    (env, master_thread)
+    })
 }
 
 fn must_serve(c: &mut Client) {
     c.stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = c.cmd("SET warm 1");
-        if r == "+OK\r\n" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no leader: {r}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    real_ds::until_served(c, Duration::from_secs(20));
 }
 
 fn key(n: usize) -> Vec<u8> {

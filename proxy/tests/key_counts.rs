@@ -11,9 +11,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Client, Env};
+use common::{Client, Env, real_ds};
 use net::keyspace::{Db, meta_key};
 
 /// The script: every command that creates, deletes, moves or changes the expiry of keys,
@@ -106,21 +106,6 @@ fn counts(k: &BTreeMap<u32, (u64, u64, u64)>) -> BTreeMap<u32, (u64, u64)> {
     k.iter().map(|(db, (n, e, _))| (*db, (*n, *e))).collect()
 }
 
-fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
-    ds_node::DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 2,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 4 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        ..ds_node::DsConfig::default()
-    }
-}
-
 #[test]
 fn dbsize_and_info_keyspace_match_redis_server_on_a_real_ds_node() {
     let Some(redis) = test_support::redis::start() else {
@@ -128,30 +113,10 @@ fn dbsize_and_info_keyspace_match_redis_server_on_a_real_ds_node() {
     };
     let dir = std::env::temp_dir().join(format!("proxy-key-counts-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let node = ds_node::run(ds_config(&dir)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let master = rt.block_on(common::start_master(common::one_range_table(
-        node.shard_addrs.clone(),
-        0,
-    )));
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    let master_thread = std::thread::spawn(move || {
-        rt.block_on(async {
-            while stop_rx.try_recv().is_err() {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        });
-    });
-    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let node = ds_node::run(real_ds::ds_config(&dir, 2)).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
     let mut p = env.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while p.cmd("SET warm 1") != "+OK\r\n" {
-        assert!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    real_ds::until_served(&mut p, Duration::from_secs(10));
     let mut r = Client::connect(redis.addr());
     for c in [&mut r, &mut p] {
         assert_eq!(c.cmd("FLUSHALL"), "+OK\r\n");
@@ -202,8 +167,6 @@ fn dbsize_and_info_keyspace_match_redis_server_on_a_real_ds_node() {
         diffs.join("\n")
     );
     drop(env);
-    let _ = stop_tx.send(());
-    master_thread.join().unwrap();
     node.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

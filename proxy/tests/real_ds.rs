@@ -4,23 +4,12 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Env, multibulk};
+use common::{Env, multibulk, real_ds};
 
 fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
-    ds_node::DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 2,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 4 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        ..ds_node::DsConfig::default()
-    }
+    real_ds::ds_config(dir, 2)
 }
 
 #[test]
@@ -28,29 +17,9 @@ fn redis_commands_work_end_to_end_on_a_real_ds_node() {
     let dir = std::env::temp_dir().join(format!("proxy-real-ds-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let node = ds_node::run(ds_config(&dir)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let master = rt.block_on(common::start_master(common::one_range_table(
-        node.shard_addrs.clone(),
-        0,
-    )));
-    let master_thread = std::thread::spawn(move || {
-        rt.block_on(async { tokio::time::sleep(Duration::from_secs(120)).await });
-    });
-    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
     let mut c = env.client();
-    // The fresh range elects its leader within a few ticks; NotLeader answers are retried.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = c.cmd("SET warm 1");
-        if r == "+OK\r\n" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no leader: {r}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    real_ds::until_served(&mut c, Duration::from_secs(10));
     let cases = [
         ("SET k v", "+OK\r\n"),
         ("GET k", "$1\r\nv\r\n"),
@@ -99,7 +68,6 @@ fn redis_commands_work_end_to_end_on_a_real_ds_node() {
     drop(c);
     drop(env);
     node.shutdown().unwrap();
-    drop(master_thread);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -112,24 +80,9 @@ fn benchmark_redis_benchmark_through_the_proxy_to_a_real_ds_node() {
     let dir = std::env::temp_dir().join(format!("proxy-real-ds-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let node = ds_node::run(ds_config(&dir)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let master = rt.block_on(common::start_master(common::one_range_table(
-        node.shard_addrs.clone(),
-        0,
-    )));
-    let _master_thread = std::thread::spawn(move || {
-        rt.block_on(async { tokio::time::sleep(Duration::from_secs(600)).await });
-    });
-    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
     let mut c = env.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.cmd("SET warm 1") != "+OK\r\n" {
-        assert!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    real_ds::until_served(&mut c, Duration::from_secs(10));
     let (h, p) = env.addr.rsplit_once(':').unwrap();
     println!("| test | pipeline | ops/s | p50 ms |");
     println!("|---|---|---|---|");
@@ -167,15 +120,7 @@ fn a_real_master_ds_and_proxy_cluster_serves_redis() {
     let node = ds_node::run(ds).unwrap();
     let env = Env::start_with(1, |c| c.router.masters = vec![master_addr.clone()]);
     let mut c = env.client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = c.cmd("SET warm 1");
-        if r == "+OK\r\n" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "cluster never served: {r}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    real_ds::until_served(&mut c, Duration::from_secs(20));
     let cases = [
         ("SET k v", "+OK\r\n"),
         ("GET k", "$1\r\nv\r\n"),

@@ -6,28 +6,19 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Env;
+use common::real_ds;
 
 const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
 
 fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
     ds_node::DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 4 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
         maxmemory: 2 << 20,
         policy_tick_ms: 10,
         policy_demote_bytes_per_sec: 1,
         write_throttle_max_wait_ms: 100,
-        ..ds_node::DsConfig::default()
+        ..real_ds::ds_config(dir, 1)
     }
 }
 
@@ -36,24 +27,9 @@ fn writes_over_maxmemory_get_redis_oom_error_and_reads_and_deletes_pass() {
     let dir = std::env::temp_dir().join(format!("proxy-real-ds-oom-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let node = ds_node::run(ds_config(&dir)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let master = rt.block_on(common::start_master(common::one_range_table(
-        node.shard_addrs.clone(),
-        0,
-    )));
-    let master_thread = std::thread::spawn(move || {
-        rt.block_on(async { tokio::time::sleep(Duration::from_secs(120)).await });
-    });
-    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
     let mut c = env.client();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while c.cmd("SET warm 1") != "+OK\r\n" {
-        assert!(Instant::now() < deadline, "no leader");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    real_ds::until_served(&mut c, Duration::from_secs(10));
     // 4 KiB values until the node refuses (2 MiB line at 110 %: a few hundred keys).
     let value = "v".repeat(4096);
     let mut acked = 0;
@@ -77,6 +53,5 @@ fn writes_over_maxmemory_get_redis_oom_error_and_reads_and_deletes_pass() {
     drop(c);
     drop(env);
     node.shutdown().unwrap();
-    drop(master_thread);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -56,18 +56,7 @@ async fn pipe(proxy_side: TcpStream, ds_side: TcpStream, cutter: Arc<Cutter>) {
 }
 
 fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
-    ds_node::DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 4 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        ..ds_node::DsConfig::default()
-    }
+    common::real_ds::ds_config(dir, 1)
 }
 
 #[test]

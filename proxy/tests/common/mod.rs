@@ -8,6 +8,8 @@
 //! move them between shards and inject `NotLeader` answers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod real_ds;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
