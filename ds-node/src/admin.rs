@@ -54,6 +54,7 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_lease_renewals_total", m.lease_renewals_total),
         ("ds_read_index_total", m.read_index_total),
         ("ds_request_busy_total", m.busy_total),
+        ("ds_write_fenced_total", m.write_fenced_total),
         ("ds_request_not_leader_total", m.not_leader_total),
         ("ds_request_over_limit_total", m.over_limit_total),
         ("ds_ranges_stopped_total", m.ranges_stopped_total),

@@ -108,10 +108,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     }
 }
 
-/// Splits a batch's operations into consecutive waves in which no key is touched by a write
-/// and by any other operation. A shard may complete the operations of one `call_batch` out of
-/// order (a lease read finishes before an earlier write commits), so a pipeline's `SET k` and
-/// later `GET k` must not share a wave; waves run one after the other.
+/// Splits a batch's operations into consecutive waves in which no key is both read and
+/// written. A shard may complete the operations of one `call_batch` out of order (a lease
+/// read finishes before an earlier write commits), so a pipeline's `SET k` and later `GET k`
+/// must not share a wave; waves run one after the other.
+///
+/// Writes of one key may share a wave when each names that key as the key its range
+/// deduplicates it under (`KvOp::dedup_key`): the shard proposes them in the order they
+/// arrive, with increasing sequence numbers, and its write fences (`ds_node::server::fence`)
+/// refuse a later one while an earlier one was refused for a retry or waits for memory, so
+/// they apply in pipeline order — 16 pipelined `INCR k` are one Raft round, not 16.
 fn waves(ops: Vec<(Bytes, KvOp)>) -> Vec<Vec<(Bytes, KvOp)>> {
     if ops.is_empty() {
         return Vec::new();
@@ -122,25 +128,52 @@ fn waves(ops: Vec<(Bytes, KvOp)>) -> Vec<Vec<(Bytes, KvOp)>> {
     }
     let mut waves = Vec::new();
     let mut cur: Vec<(Bytes, KvOp)> = Vec::new();
-    let mut touched: HashMap<Bytes, bool> = HashMap::new(); // key -> written in this wave
+    let mut touched: HashMap<Bytes, Touched> = HashMap::new();
     for (key, op) in ops {
-        let write = op.is_write();
-        let conflict = match touched.get(&key) {
-            Some(&written) => written || write,
-            None => false,
-        };
+        let now = Touched::of(&op);
+        let conflict = touched.get(&key).is_some_and(|was| !was.may_share(&now));
         if conflict {
             waves.push(std::mem::take(&mut cur));
             touched.clear();
         }
-        let w = touched.entry(key.clone()).or_insert(false);
-        *w |= write;
+        touched.entry(key.clone()).or_insert(now);
         cur.push((key, op));
     }
     if !cur.is_empty() {
         waves.push(cur);
     }
     waves
+}
+
+/// How a wave touched a key so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Touched {
+    /// Reads only.
+    Read,
+    /// Writes only, each deduplicated under this user key (fenced in order by the shard).
+    FencedWrites(Bytes),
+    /// A write the shard does not fence.
+    Write,
+}
+
+impl Touched {
+    fn of(op: &KvOp) -> Touched {
+        match (op.is_write(), op.dedup_key()) {
+            (false, _) => Touched::Read,
+            (true, Some(k)) => Touched::FencedWrites(k.clone()),
+            (true, None) => Touched::Write,
+        }
+    }
+
+    /// Whether an operation touching the key as `next` may join a wave that touched it as
+    /// `self`.
+    fn may_share(&self, next: &Touched) -> bool {
+        match (self, next) {
+            (Touched::Read, Touched::Read) => true,
+            (Touched::FencedWrites(a), Touched::FencedWrites(b)) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// The Prometheus text of every proxy metric.
@@ -895,6 +928,44 @@ mod tests {
         ]);
         assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 2]);
         assert!(waves(vec![]).is_empty());
+        let reads = waves(vec![op("a", false), op("a", false), op("b", false)]);
+        assert_eq!(reads.iter().map(Vec::len).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(waves(vec![op("a", true)]).len(), 1);
+    }
+
+    #[test]
+    fn fenced_writes_of_one_key_share_a_wave_and_a_read_still_splits_it() {
+        let w = waves(vec![
+            op("a", true),
+            op("a", true),
+            op("a", true),
+            op("b", false),
+            op("a", false),
+            op("a", true),
+        ]);
+        assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), vec![4, 1, 1]);
+    }
+
+    #[test]
+    fn a_write_the_shard_does_not_fence_still_goes_alone() {
+        // FLUSHDB: a write without a deduplication key.
+        let flush = (Bytes::from_static(b"a"), KvOp::DbFlush {});
+        let w = waves(vec![op("a", true), flush.clone(), flush, op("a", true)]);
+        assert_eq!(w.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn writes_routed_together_under_different_dedup_keys_are_split() {
+        let mut w1 = op("a", true);
+        w1.1 = KvOp::KeyDel {
+            key: Bytes::from_static(b"x"),
+        };
+        let w = waves(vec![op("a", true), w1]);
+        assert_eq!(w.len(), 2);
+    }
+
+    #[test]
+    fn reads_of_one_key_still_share_a_wave() {
         let reads = waves(vec![op("a", false), op("a", false), op("b", false)]);
         assert_eq!(reads.iter().map(Vec::len).collect::<Vec<_>>(), vec![3]);
         assert_eq!(waves(vec![op("a", true)]).len(), 1);

@@ -56,7 +56,7 @@ pub fn handle<D: ShardDevice>(shard: &Rc<Shard<D>>, msg: Message) -> Handled<Rep
                 client: w.client,
                 seq: w.seq,
             };
-            kv(shard, w.request, Some(id), Memory::MayWait)
+            fenced_write(shard, w.request, id, Memory::MayWait)
         }
         Message::RaftBatch(b) => {
             raft_batch(shard, b);
@@ -79,6 +79,32 @@ enum Memory {
     MayWait,
     /// It waited already and the shard came under the line: proposed now.
     Waited,
+}
+
+/// A write with its id, through the shard's write fences (`server::fence`): refused with
+/// `ServerBusy` while an earlier write of its client and key is fenced; a fence put up behind
+/// it when it is refused with an error the proxy retries.
+fn fenced_write<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    req: KvRequest,
+    id: WriteId,
+    memory: Memory,
+) -> Handled<Reply> {
+    let Some(key) = req.op.dedup_key().cloned() else {
+        return kv(shard, req, Some(id), memory);
+    };
+    let now = Instant::now();
+    if !shard.fences.borrow_mut().admits(id, &key, now) {
+        shard.metrics.borrow_mut().write_fenced_total += 1;
+        return err(RpcError::ServerBusy {});
+    }
+    let handled = kv(shard, req, Some(id), memory);
+    if let Handled::Now(Some(Message::KvResponse(KvResponse::Err { error }))) = &handled
+        && error.is_retryable()
+    {
+        shard.fences.borrow_mut().raise(id, key, now);
+    }
+    handled
 }
 
 /// A request, with its request id for a write that is applied once per id: checked against
@@ -121,6 +147,13 @@ fn kv<D: ShardDevice>(
         let accounted = engine.accounted().total();
         if memory == Memory::MayWait && super::throttle::must_wait(shard, accounted, &req.op) {
             drop(st);
+            // Later writes of its key wait behind it (`server::fence`).
+            if let (Some(id), Some(key)) = (id, req.op.dedup_key()) {
+                shard
+                    .fences
+                    .borrow_mut()
+                    .raise(id, key.clone(), Instant::now());
+            }
             return throttled(shard, req, id);
         }
         match super::write::propose(shard, p, req.op, id) {
@@ -146,9 +179,17 @@ fn throttled<D: ShardDevice>(
     let shard = Rc::clone(shard);
     Handled::Later(Box::pin(async move {
         if let Err(e) = super::throttle::wait(&shard).await {
+            if let (Some(id), Some(key)) = (id, req.op.dedup_key()) {
+                shard.fences.borrow_mut().lower(id, key);
+            }
             return Some(Message::KvResponse(KvResponse::Err { error: e }));
         }
-        match kv(&shard, req, id, Memory::Waited) {
+        let handled = match id {
+            // Its own fence comes down as it passes (`WriteFences::admits`).
+            Some(id) => fenced_write(&shard, req, id, Memory::Waited),
+            None => kv(&shard, req, None, Memory::Waited),
+        };
+        match handled {
             Handled::Now(m) => m,
             Handled::Later(reply) => reply.await,
         }

@@ -20,6 +20,9 @@ pub struct ShardMetrics {
     pub read_index_total: u64,
     /// Requests refused with `ServerBusy`.
     pub busy_total: u64,
+    /// Writes refused with `ServerBusy` behind a write fence (`server::fence`;
+    /// `ds_write_fenced_total`).
+    pub write_fenced_total: u64,
     /// Requests refused with `NotLeader`.
     pub not_leader_total: u64,
     /// Requests refused for a key, element or value over `net::limits`
@@ -188,6 +191,7 @@ impl Default for ShardMetrics {
             lease_renewals_total: 0,
             read_index_total: 0,
             busy_total: 0,
+            write_fenced_total: 0,
             over_limit_total: 0,
             ranges_stopped_total: 0,
             not_leader_total: 0,
@@ -241,6 +245,7 @@ impl ShardMetrics {
         self.lease_renewals_total += o.lease_renewals_total;
         self.read_index_total += o.read_index_total;
         self.busy_total += o.busy_total;
+        self.write_fenced_total += o.write_fenced_total;
         self.over_limit_total += o.over_limit_total;
         self.ranges_stopped_total += o.ranges_stopped_total;
         self.not_leader_total += o.not_leader_total;

@@ -39,6 +39,7 @@ pub mod cold;
 pub mod conf_change;
 pub mod demote;
 pub mod disk_limit;
+pub mod fence;
 pub mod gc;
 pub mod gc_metrics;
 pub mod gc_move;

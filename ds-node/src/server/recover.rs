@@ -180,6 +180,7 @@ impl<D: ShardDevice> Shard<D> {
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
             policy,
+            fences: RefCell::default(),
             started: std::time::Instant::now(),
         });
         shard.recover().await?;

@@ -202,6 +202,8 @@ pub struct Shard<D: ShardDevice = Device> {
     pub file_ops: Cell<usize>,
     /// The memory policy's state (`server::policy`).
     pub policy: PolicyState,
+    /// Write fences: a pipeline's writes of one key apply in order (`server::fence`).
+    pub fences: RefCell<super::fence::WriteFences>,
     /// When this shard started: for an election timeout after it, its replicas refuse
     /// votes (they forgot which leader they heard from last; see `server::lease`).
     pub started: Instant,

@@ -1,0 +1,116 @@
+//! A pipeline's writes of one key share a wave (one Raft round) and still apply in pipeline
+//! order on a real DS node — also when the first waits for memory (`server::throttle`) and a
+//! later one would not (`ds_node::server::fence`). Only the master is faked.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, multibulk, real_ds};
+
+fn pipeline(c: &mut Client, cmds: &[Vec<&[u8]>]) -> Vec<String> {
+    let mut req = Vec::new();
+    for args in cmds {
+        req.extend(multibulk(args));
+    }
+    c.send(&req);
+    (0..cmds.len())
+        .map(|_| String::from_utf8(c.read_reply().unwrap()).unwrap())
+        .collect()
+}
+
+#[test]
+fn pipelined_writes_of_one_key_apply_in_pipeline_order() {
+    let dir = test_support::tempdir::TempDir::new("proxy-pipeline-order");
+    let node = ds_node::run(real_ds::ds_config(dir.path(), 1)).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+    for round in 0..20 {
+        let mut cmds: Vec<Vec<&[u8]>> = Vec::new();
+        let values: Vec<String> = (0..50).map(|i| format!("{round}-{i}")).collect();
+        for v in &values {
+            cmds.push(vec![b"INCR", b"n"]);
+            cmds.push(vec![b"SET", b"s", v.as_bytes()]);
+            cmds.push(vec![b"APPEND", b"a", b"x"]);
+            cmds.push(vec![b"DEL", b"d"]);
+            cmds.push(vec![b"SET", b"d", v.as_bytes()]);
+        }
+        let replies = pipeline(&mut c, &cmds);
+        for (i, r) in replies.chunks(5).enumerate() {
+            let n = round * 50 + i + 1;
+            assert_eq!(r[0], format!(":{n}\r\n"), "INCR #{n}");
+            assert_eq!(r[1], "+OK\r\n");
+            assert_eq!(r[2], format!(":{n}\r\n"), "APPEND #{n}");
+            let deleted = if n == 1 { ":0\r\n" } else { ":1\r\n" };
+            assert_eq!(r[3], deleted, "DEL #{n}");
+            assert_eq!(r[4], "+OK\r\n");
+        }
+        let last = values.last().unwrap();
+        assert_eq!(c.cmd("GET s"), format!("${}\r\n{last}\r\n", last.len()));
+        assert_eq!(c.cmd("GET d"), format!("${}\r\n{last}\r\n", last.len()));
+    }
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+}
+
+#[test]
+fn a_write_waiting_for_memory_keeps_its_place_before_a_later_delete() {
+    let dir = test_support::tempdir::TempDir::new("proxy-pipeline-throttle");
+    // 2 MiB of memory, demotion stopped (1 byte/s): writes above the line wait up to 4 s.
+    let cfg = ds_node::DsConfig {
+        maxmemory: 2 << 20,
+        policy_tick_ms: 10,
+        policy_demote_bytes_per_sec: 1,
+        write_throttle_max_wait_ms: 4000,
+        ..real_ds::ds_config(dir.path(), 1)
+    };
+    let node = ds_node::run(cfg).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |c| {
+        c.router.transport.request_timeout = Duration::from_secs(30);
+    });
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+    c.stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // Fill past the line with 4 KiB values until a write has to wait (and is refused).
+    let value = vec![b'v'; 4096];
+    let mut filled = 0;
+    let mut fill = env.client();
+    loop {
+        let r = fill.cmd_args(&[b"SET", format!("f{filled}").as_bytes(), &value]);
+        filled += 1;
+        if r != "+OK\r\n" {
+            break;
+        }
+        assert!(filled < 4096, "never above the line");
+    }
+    // Above the line now: the SET waits for memory; the DEL of the same key, behind it in the
+    // pipeline, must not apply first.
+    let mut req = multibulk(&[b"SET", b"k", &value]);
+    req.extend(multibulk(&[b"DEL", b"k"]));
+    c.send(&req);
+    std::thread::sleep(Duration::from_millis(300));
+    // Make room from another connection (deletes are never throttled).
+    let mut freer = env.client();
+    for i in 0..filled {
+        freer.cmd(&format!("DEL f{i}"));
+    }
+    assert_eq!(
+        String::from_utf8(c.read_reply().unwrap()).unwrap(),
+        "+OK\r\n"
+    );
+
+    assert_eq!(
+        String::from_utf8(c.read_reply().unwrap()).unwrap(),
+        ":1\r\n",
+        "the DEL came after the SET"
+    );
+    assert_eq!(c.cmd("EXISTS k"), ":0\r\n");
+    drop((c, fill, freer));
+    drop(env);
+    node.shutdown().unwrap();
+}
