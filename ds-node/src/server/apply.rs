@@ -26,6 +26,7 @@ use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write, en
 use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
 use crate::range::engine::MasstreeStore;
+use crate::range::store::SizeDelta;
 
 /// A committed entry, decoded.
 #[derive(Debug)]
@@ -74,10 +75,20 @@ pub fn decode(t: EntryType, data: &[u8]) -> Committed {
     }
 }
 
+/// What applying a client write did.
+#[derive(Debug)]
+pub struct Written {
+    /// The answer to the client.
+    pub resp: KvResponse,
+    /// The range's size change: the sum of what the engine's writes returned.
+    pub size: SizeDelta,
+    /// The engine's refusal if the write broke an invariant or reached a cold entry that was
+    /// not loaded (the range stops at this entry).
+    pub fault: Option<String>,
+}
+
 /// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
-/// request id, counting the keys it creates and deletes into `keys`. Returns its answer, and
-/// the engine's refusal if it broke an invariant or reached a cold entry that was not loaded
-/// (the range stops at this entry).
+/// request id, counting the keys it creates and deletes into `keys`.
 pub fn write(
     engine: &mut MasstreeStore,
     keys: &mut DbKeys,
@@ -86,16 +97,17 @@ pub fn write(
     now_ms: u64,
     id: Option<WriteId>,
     op: &KvOp,
-) -> (KvResponse, Option<String>) {
+) -> Written {
     let ctx = ApplyCtx {
         now_ms,
         index,
         range: desc,
     };
     let mut counted = Counted::new(engine, keys);
-    let r = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
+    let resp = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
+    let size = counted.size();
     let fault = super::cold::miss_fault(engine).or_else(|| engine.take_fault());
-    (r, fault)
+    Written { resp, size, fault }
 }
 
 /// What applying entries asks the ready loop to do after its turn.
@@ -161,24 +173,22 @@ fn entry<D: ShardDevice>(
     match decode(e.get_entry_type(), &e.data) {
         Committed::Empty => Outcome::Applied(None),
         Committed::Write { now_ms, id, op } => {
-            let (r, fault) = write(engine, &mut p.db_keys, &p.desc, e.index, now_ms, id, &op);
-            if let Some(fault) = fault {
+            let w = write(engine, &mut p.db_keys, &p.desc, e.index, now_ms, id, &op);
+            if let Some(fault) = w.fault {
                 stop_range(shard, p, e.index, fault);
                 return Outcome::Stopped;
             }
-            add_delta(p, engine);
-            Outcome::Applied(Some(r))
+            p.add_size(w.size);
+            Outcome::Applied(Some(w.resp))
         }
         Committed::Sweep { now_ms, keys } => {
-            let n = crate::range::sweep::apply(
-                &mut Counted::new(engine, &mut p.db_keys),
-                now_ms,
-                &keys,
-            );
+            let mut counted = Counted::new(engine, &mut p.db_keys);
+            let n = crate::range::sweep::apply(&mut counted, now_ms, &keys);
+            let size = counted.size();
+            p.add_size(size);
             let mut m = shard.metrics.borrow_mut();
             m.expired_deleted_total += n.expired;
             m.garbage_deleted_total += n.garbage;
-            add_delta(p, engine);
             Outcome::Applied(None)
         }
         Committed::Split(cmd) => Outcome::Applied(split(shard, p, engine, fx, &cmd, e.index)),
@@ -197,13 +207,6 @@ fn entry<D: ShardDevice>(
             Outcome::Applied(None)
         }
     }
-}
-
-/// Moves the range's approximate size by what the engine's last operation changed.
-fn add_delta(p: &mut Peer, engine: &mut MasstreeStore) {
-    let (db, dk) = engine.take_delta();
-    p.approx_size.0 += db;
-    p.approx_size.1 += dk;
 }
 
 /// Applies a split to the left range (this one); the right range is created after the

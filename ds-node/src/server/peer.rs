@@ -111,6 +111,12 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
+    /// Moves the range's approximate size by `d`, what an applied entry's writes returned.
+    pub fn add_size(&mut self, d: crate::range::store::SizeDelta) {
+        self.approx_size.0 += d.bytes;
+        self.approx_size.1 += d.keys;
+    }
+
     /// Whether this replica leads its group.
     pub fn is_leader(&self) -> bool {
         self.node.raft.state == StateRole::Leader

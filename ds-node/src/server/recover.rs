@@ -195,7 +195,6 @@ impl<D: ShardDevice> Shard<D> {
         for range in ranges {
             self.recover_range(range).await?;
         }
-        self.state.borrow_mut().engine.take_delta();
         // Splits whose right range never became durable: create it again (its keys were just
         // rebuilt by the left range's replay).
         let splits = std::mem::take(&mut self.state.borrow_mut().splits);
@@ -374,7 +373,7 @@ impl<D: ShardDevice> Shard<D> {
                     id,
                     &op,
                 )
-                .1
+                .fault
             }
             Committed::Sweep { now_ms, keys } => {
                 crate::range::sweep::apply(&mut st.engine, now_ms, &keys);

@@ -252,7 +252,6 @@ pub fn install<D: ShardDevice>(
     p.initialized = true;
     p.approx_size = super::checkpoint::entries_size(&c.entries);
     super::checkpoint::load(engine, c);
-    engine.take_delta();
     p.db_keys = crate::range::db_keys::recount(engine, &p.desc.start, &p.desc.end);
     p.node
         .mut_store()
