@@ -23,6 +23,7 @@ use bytes::Bytes;
 use ds_node::DsConfig;
 use ds_node::config::{InitialReplica, PeerStore};
 use ds_node::server::checkpoint_store::MemCheckpointStore;
+use ds_node::server::clock::SystemClock;
 use ds_node::server::recover::ShardStorage;
 use ds_node::server::{Shard, checkpoint, demote, gc, handler, ready, split};
 use net::keyspace::{Db, meta_key};
@@ -84,6 +85,7 @@ impl Disk {
             device: Rc::clone(&self.dev),
             fresh,
             checkpoints: Rc::clone(&self.store) as _,
+            clock: Rc::new(SystemClock),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! right ranges to create, replicas to destroy) is handed back in [`Effects`].
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use engines::vlog::LogRecord;
@@ -145,6 +146,7 @@ pub fn entries<D: ShardDevice>(
     entries: Vec<Entry>,
 ) -> u64 {
     let mut applied = 0;
+    let now = shard.now();
     let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
     for e in entries {
         if p.stopped.is_some() {
@@ -155,7 +157,7 @@ pub fn entries<D: ShardDevice>(
             break;
         };
         crate::failpoint!("ds_node::shard::write::after_apply");
-        answer_proposer(shard, p, &e, result);
+        answer_proposer(shard, p, &e, result, now);
         last = e.index;
     }
     shard.metrics.borrow_mut().applied_total += applied;
@@ -270,11 +272,13 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
 
 /// Answers the proposer of entry `e`, if it waits here: its result when the entry is the
 /// one it proposed (same term), `NotLeader` when another leader's entry took its index.
+/// `now` is the shard's clock when the turn's entries started to apply.
 fn answer_proposer<D: ShardDevice>(
     shard: &Shard<D>,
     p: &mut Peer,
     e: &Entry,
     result: Option<KvResponse>,
+    now: Instant,
 ) {
     let Some(w) = p.pending.remove(&e.index) else {
         return;
@@ -282,10 +286,10 @@ fn answer_proposer<D: ShardDevice>(
     let resp = if w.term == e.term {
         // Committed in the term it was proposed: a quorum acknowledged an append sent after
         // `w.at`.
-        p.extend_lease(w.term, w.at);
+        p.extend_lease(w.term, w.at, now);
         ShardMetrics::record(
             &mut shard.metrics.borrow_mut().propose_apply_us,
-            w.at.elapsed().as_micros() as u64,
+            now.saturating_duration_since(w.at).as_micros() as u64,
         );
         result.unwrap_or_else(unit)
     } else {

@@ -277,7 +277,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
         crate::core::sleep(Duration::from_millis(5)).await;
     }
     let _one = OneCheckpoint::start(shard, range);
-    let t = Instant::now();
+    let t = shard.now();
     let Some((encoded, point)) = build(&shard.state.borrow(), range) else {
         return Ok(false);
     };
@@ -358,7 +358,8 @@ fn record<D: ShardDevice>(shard: &Shard<D>, t: Instant, size: u64) {
     let mut m = shard.metrics.borrow_mut();
     m.checkpoints_total += 1;
     m.checkpoint_bytes_total += size;
-    ShardMetrics::record(&mut m.checkpoint_us, t.elapsed().as_micros() as u64);
+    let us = shard.now().saturating_duration_since(t).as_micros() as u64;
+    ShardMetrics::record(&mut m.checkpoint_us, us);
 }
 
 /// Whether the shard log is at least half full.
@@ -384,9 +385,11 @@ pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
 /// Drops replicas that were created for a leader's message and never got their snapshot (the
 /// leader went away or the replica was removed before it was caught up). They hold nothing.
 fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
+    let now = shard.now();
     let mut st = shard.state.borrow_mut();
-    st.peers
-        .retain(|_, p| p.initialized || p.created.elapsed() < UNINITIALIZED_TTL);
+    st.peers.retain(|_, p| {
+        p.initialized || now.saturating_duration_since(p.created) < UNINITIALIZED_TTL
+    });
 }
 
 /// The compaction task of a shard (see the module documentation).

@@ -45,7 +45,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
 
 use bytes::Bytes;
 use engines::masstree::LogPointer;
@@ -376,9 +375,9 @@ pub async fn load<D: ShardDevice>(
     let mut transient = Vec::new();
     for chunk in wanted.chunks(READS_IN_FLIGHT) {
         let reads = chunk.iter().map(|(_, p)| async move {
-            let t = Instant::now();
+            let t = shard.now();
             let r = shard.log.read_value(p).await;
-            (r, t.elapsed())
+            (r, shard.now().saturating_duration_since(t))
         });
         let got = join_all(reads.collect()).await;
         let promotion = shard.policy.promotion();
@@ -571,7 +570,7 @@ fn answer_loaded<D: ShardDevice>(
         });
     };
     let still_valid = match min_index {
-        None => p.is_leader() && p.lease_read_ok(),
+        None => p.is_leader() && p.lease_read_ok(shard.now()),
         Some(i) => p.applied() >= i,
     };
     if !still_valid || p.desc.epoch != desc.epoch {

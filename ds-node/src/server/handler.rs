@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Instant;
 
 use futures_channel::oneshot;
 use net::message::kv::{KvRequest, KvResponse};
@@ -212,12 +211,13 @@ fn raft_batch<D: ShardDevice>(shard: &Shard<D>, b: RaftBatch) {
         }
     }
     let any_refused = refused.iter().any(|&n| n > 0);
+    let now = shard.now();
     let log_now = any_refused
         && st
             .refusals_logged_at
-            .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY);
+            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_LOG_EVERY);
     if log_now {
-        st.refusals_logged_at = Some(Instant::now());
+        st.refusals_logged_at = Some(now);
     }
     drop(st);
     let mut m = shard.metrics.borrow_mut();
@@ -330,7 +330,7 @@ fn replica_for<D: ShardDevice>(
         return Err(Dropped::Refused(Refusal::UnknownRange));
     }
     let waiting = st.peers.values().filter(|p| !p.initialized).count();
-    if waiting >= MAX_UNINITIALIZED || !st.creations.take(Instant::now()) {
+    if waiting >= MAX_UNINITIALIZED || !st.creations.take(shard.now()) {
         return Err(Dropped::Refused(Refusal::CreationLimit));
     }
     let p = shard.new_uninitialized(range, m.to).map_err(|e| {

@@ -129,12 +129,13 @@ impl Peer {
     /// or later) was committed after every entry an earlier leader acknowledged, so the
     /// applied state holds every acknowledged write; entries committed but not applied yet
     /// are not acknowledged yet either, so a read may miss them (TiKV's `applied_term ==
-    /// term` rule). A sole voter needs no lease: no one else can be elected.
-    pub fn lease_read_ok(&self) -> bool {
+    /// term` rule). A sole voter needs no lease: no one else can be elected. `now` is the
+    /// shard's clock.
+    pub fn lease_read_ok(&self, now: Instant) -> bool {
         let r = &self.node.raft;
         r.state == StateRole::Leader
             && r.lead_transferee.is_none()
-            && (r.prs().is_singleton() || self.lease.holds(r.term, Instant::now()))
+            && (r.prs().is_singleton() || self.lease.holds(r.term, now))
             && r.raft_log
                 .term(r.raft_log.applied())
                 .is_ok_and(|t| t == r.term)
@@ -142,12 +143,12 @@ impl Peer {
 
     /// A quorum acknowledged a message of `term` this leader sent at `sent_at`: the lease
     /// runs from then. While a leader transfer runs, and once when it is seen over, the lease
-    /// is fenced instead (the transfer's target may be elected at once).
-    pub fn extend_lease(&mut self, term: u64, sent_at: Instant) {
+    /// is fenced instead (the transfer's target may be elected at once). `now` is the
+    /// shard's clock.
+    pub fn extend_lease(&mut self, term: u64, sent_at: Instant, now: Instant) {
         if term != self.node.raft.term || !self.is_leader() {
             return;
         }
-        let now = Instant::now();
         if self.node.raft.lead_transferee.is_some() {
             self.lease.fence(now);
             self.transferring = true;
@@ -161,9 +162,9 @@ impl Peer {
     }
 
     /// Hands leadership to replica `to`: the lease ends now (its target may be elected
-    /// without waiting for the followers' election timeouts).
-    pub fn transfer_leader(&mut self, to: u64) {
-        self.lease.fence(Instant::now());
+    /// without waiting for the followers' election timeouts). `now` is the shard's clock.
+    pub fn transfer_leader(&mut self, to: u64, now: Instant) {
+        self.lease.fence(now);
         self.transferring = true;
         self.node.transfer_leader(to);
     }

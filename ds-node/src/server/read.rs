@@ -38,8 +38,9 @@ pub fn start<D: ShardDevice>(
 ) -> Result<Answer, RpcError> {
     let key_bytes = op.redis_key().map_or(0, |k| k.len());
     shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
-    p.lease.note_read(Instant::now());
-    if p.lease_read_ok() {
+    let now = shard.now();
+    p.lease.note_read(now);
+    if p.lease_read_ok(now) {
         lease(shard, p, engine, op)
     } else {
         read_index(shard, p, op)
@@ -120,7 +121,7 @@ fn read_index<D: ShardDevice>(
             op,
             tx,
             index: None,
-            at: Instant::now(),
+            at: shard.now(),
         },
     );
     p.node.read_index(id.to_le_bytes().to_vec());
@@ -129,8 +130,9 @@ fn read_index<D: ShardDevice>(
 }
 
 /// Notes the index raft-rs returned for the ReadIndex request `ctx` of this range: a quorum
-/// acknowledged the heartbeat sent for it, so the lease runs from when it was asked.
-pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
+/// acknowledged the heartbeat sent for it, so the lease runs from when it was asked. `now`
+/// is the shard's clock.
+pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64, now: Instant) {
     let Some(id) = ctx
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -147,16 +149,15 @@ pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
     };
     if let Some(at) = sent_at {
         let term = p.node.raft.term;
-        p.extend_lease(term, at);
+        p.extend_lease(term, at, now);
     }
 }
 
 /// Starts a heartbeat round that renews the lease of a leader being read, before the
 /// lease runs out (so reads do not stall on a ReadIndex round when it does). Called on
-/// each tick.
-pub fn renew_lease(p: &mut Peer, metrics: &mut ShardMetrics) {
+/// each tick, with the shard's clock reading `now`.
+pub fn renew_lease(p: &mut Peer, metrics: &mut ShardMetrics, now: Instant) {
     let r = &p.node.raft;
-    let now = Instant::now();
     if r.state != raft::StateRole::Leader
         || r.lead_transferee.is_some()
         || r.prs().is_singleton()
@@ -190,6 +191,7 @@ pub fn answer_ready<D: ShardDevice>(
         .map(|(k, _)| *k)
         .collect();
     let now = now_ms();
+    let at = shard.now();
     for k in ready {
         let Some(r) = p.reads.remove(&k) else {
             continue;
@@ -214,7 +216,7 @@ pub fn answer_ready<D: ShardDevice>(
         };
         ShardMetrics::record(
             &mut shard.metrics.borrow_mut().read_index_us,
-            r.at.elapsed().as_micros() as u64,
+            at.saturating_duration_since(r.at).as_micros() as u64,
         );
         let _ = r.tx.send(resp);
     }

@@ -73,6 +73,8 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
 
 async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
     let tick = shard.cfg.tick();
+    // Tick pacing is a timer, on real time (`server::clock`); what a tick decides reads the
+    // shard's clock.
     let mut next_tick = Instant::now() + tick;
     let mut inflight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     while !shard.stop.get() {
@@ -83,10 +85,11 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + tick;
+            let now = shard.now();
             let mut st = shard.state.borrow_mut();
             for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
                 p.node.tick();
-                super::read::renew_lease(p, &mut shard.metrics.borrow_mut());
+                super::read::renew_lease(p, &mut shard.metrics.borrow_mut(), now);
             }
             super::ttl::sweep_expired(shard, &mut st);
         }
@@ -101,7 +104,8 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
             if f.records > 0 {
                 let mut m = shard.metrics.borrow_mut();
                 m.flushes_total += 1;
-                ShardMetrics::record(&mut m.flush_us, f.started.elapsed().as_micros() as u64);
+                let us = shard.now().saturating_duration_since(f.started).as_micros() as u64;
+                ShardMetrics::record(&mut m.flush_us, us);
                 ShardMetrics::record(&mut m.flush_batch_records, f.records);
             }
             finish(shard, f.works).await?;
@@ -234,8 +238,9 @@ fn take_ready<D: ShardDevice>(
     if let Some(h) = rd.hs() {
         p.node.mut_store().set_hard_state(h.clone());
     }
+    let now = shard.now();
     for rs in rd.take_read_states() {
-        super::read::note_read_state(p, &rs.request_ctx, rs.index);
+        super::read::note_read_state(p, &rs.request_ctx, rs.index, now);
     }
     let number = rd.number();
     let persisted_msgs = rd.take_persisted_messages();
@@ -320,7 +325,7 @@ fn queue_commit<D: ShardDevice>(
         done,
         works,
         records: n,
-        started: Instant::now(),
+        started: shard.now(),
     })
 }
 

@@ -22,6 +22,7 @@ use raft::eraftpb::{Entry, HardState};
 
 use super::apply::{self, Committed};
 use super::checkpoint_store::{CheckpointStore, FsCheckpointStore};
+use super::clock::{Clock, SystemClock};
 use super::conf_change::{apply_conf_change_to_desc, entry_type_of};
 use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
@@ -83,7 +84,8 @@ async fn open_log<D: ShardDevice>(cfg: &DsConfig, dev: D, fresh: bool) -> anyhow
     Ok(log)
 }
 
-/// What a shard stores on: its log device and its checkpoint directory.
+/// What a shard runs on: its log device, its checkpoint directory and its clock (the seams a
+/// test replaces: a faulty device, a crashable directory, a [`ManualClock`](super::clock::ManualClock)).
 #[derive(Debug)]
 pub struct ShardStorage<D> {
     /// The shard log's device.
@@ -92,6 +94,8 @@ pub struct ShardStorage<D> {
     pub fresh: bool,
     /// The ranges' checkpoints.
     pub checkpoints: Rc<dyn CheckpointStore>,
+    /// The shard's monotonic clock (`server::clock`).
+    pub clock: Rc<dyn Clock>,
 }
 
 /// The shard log's settings: entries up to the largest proposal the handler admits (longer
@@ -129,6 +133,7 @@ impl Shard<Device> {
             device,
             fresh,
             checkpoints,
+            clock: Rc::new(SystemClock),
         };
         Self::open_on(cfg, index, store_id, cluster_id, storage).await
     }
@@ -154,7 +159,7 @@ impl<D: ShardDevice> Shard<D> {
         for p in &cfg.peers {
             addrs.insert(p.store_id, p.shard_addrs.clone());
         }
-        let policy = PolicyState::new(&cfg);
+        let policy = PolicyState::new(&cfg, storage.clock.clone());
         let shard = Rc::new(Self {
             index,
             store_id,
@@ -180,7 +185,8 @@ impl<D: ShardDevice> Shard<D> {
             route_version: Cell::new(0),
             file_ops: Cell::new(0),
             policy,
-            started: std::time::Instant::now(),
+            started: storage.clock.now(),
+            clock: storage.clock,
         });
         shard.recover().await?;
         Ok(shard)

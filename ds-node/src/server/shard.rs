@@ -25,6 +25,7 @@ use raft::eraftpb::HardState;
 use raft::{RawNode, StateRole};
 
 use super::checkpoint_store::CheckpointStore;
+use super::clock::Clock;
 use super::lease::Lease;
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, RANGE_STOPPED};
@@ -205,6 +206,16 @@ pub struct Shard<D: ShardDevice = Device> {
     /// When this shard started: for an election timeout after it, its replicas refuse
     /// votes (they forgot which leader they heard from last; see `server::lease`).
     pub started: Instant,
+    /// The monotonic clock every time decision reads (`server::clock`).
+    pub clock: Rc<dyn Clock>,
+}
+
+impl<D: ShardDevice> Shard<D> {
+    /// The shard's current instant ([`Clock::now`]).
+    #[inline]
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -308,7 +319,7 @@ impl<D: ShardDevice> Shard<D> {
             sweep_in_flight: 0,
             initialized,
             snapshot_in: None,
-            created: std::time::Instant::now(),
+            created: self.now(),
             approx_size: (0, 0),
             db_keys: Default::default(),
             split_proposed_at: None,
@@ -343,7 +354,7 @@ impl<D: ShardDevice> Shard<D> {
             .cfg
             .tick()
             .saturating_mul(u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
-        self.started.elapsed() < timeout
+        self.now().saturating_duration_since(self.started) < timeout
     }
 
     /// The address of a replica's shard, if known.

@@ -44,11 +44,12 @@ pub const MAX_SENDS: usize = 2;
 
 /// Handles one chunk of an incoming transfer ([`super::transfers::Transfers::accept`]).
 pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotAck {
-    let got = shard
-        .state
-        .borrow_mut()
-        .transfers
-        .accept(&c, shard.cfg.max_snapshot_bytes);
+    let got =
+        shard
+            .state
+            .borrow_mut()
+            .transfers
+            .accept(&c, shard.cfg.max_snapshot_bytes, shard.now());
     let accepted = match got {
         Ok(Accepted::Partial) => true,
         Ok(Accepted::Complete) => {

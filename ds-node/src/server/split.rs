@@ -251,7 +251,7 @@ pub fn propose<D: ShardDevice>(
         return;
     }
     if p.split_proposed_at
-        .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        .is_some_and(|t| shard.now().saturating_duration_since(t) < Duration::from_secs(5))
     {
         return;
     }
@@ -279,7 +279,7 @@ pub fn propose<D: ShardDevice>(
     }
     let data = crate::range::codec::encode_split(&cmd);
     if p.node.propose(Vec::new(), data).is_ok() {
-        p.split_proposed_at = Some(std::time::Instant::now());
+        p.split_proposed_at = Some(shard.now());
         tracing::info!(range, key = ?cmd.split_key, new_range = new_range_id, "split proposed");
         drop(st);
         shard.wake.notify();

@@ -4,8 +4,6 @@
 //!
 //! An operation module: imports the shard state, `disk_limit` and `throttle`.
 
-use std::time::Instant;
-
 use futures_channel::oneshot;
 use net::RpcError;
 use net::message::kv::{KvOp, KvResponse};
@@ -60,7 +58,7 @@ pub fn propose<D: ShardDevice>(
         Pending {
             term: p.node.raft.term,
             tx,
-            at: Instant::now(),
+            at: shard.now(),
             charge,
         },
     );

@@ -328,7 +328,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
                 return;
             }
             tracing::info!(range, to = %to_replica, "transferring leadership");
-            p.transfer_leader(to_replica.0);
+            p.transfer_leader(to_replica.0, shard.now());
             drop(st);
             shard.wake.notify();
             return;
@@ -379,7 +379,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
                 .find(|id| !pending.contains(id) && !down.contains(id));
             if let Some(to) = to {
                 tracing::info!(range, to = %to, "leader to be removed: transferring leadership first");
-                p.transfer_leader(to.0);
+                p.transfer_leader(to.0, shard.now());
                 drop(st);
                 shard.wake.notify();
             }
