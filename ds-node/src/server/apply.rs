@@ -241,7 +241,7 @@ fn split<D: ShardDevice>(
     fx.splits.push((right, left));
     // The moved keys' size goes with them (measured when created).
     let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
-    p.approx_size = (b as i64, k as i64);
+    p.set_size(b as i64, k as i64);
     Some(unit())
 }
 
@@ -280,7 +280,7 @@ fn answer_proposer<D: ShardDevice>(
     result: Option<KvResponse>,
     now: Instant,
 ) {
-    let Some(w) = p.pending.remove(&e.index) else {
+    let Some(w) = p.take_pending(e.index) else {
         return;
     };
     let resp = if w.term == e.term {

@@ -26,12 +26,7 @@ impl<D: ShardDevice> Shard<D> {
                 range_id: net::RangeId(range),
             },
         };
-        for (_, w) in std::mem::take(&mut p.pending) {
-            let _ = w.tx.send(err());
-        }
-        for (_, r) in std::mem::take(&mut p.reads) {
-            let _ = r.tx.send(err());
-        }
+        p.fail_waiting(err);
         {
             let mut st = self.state.borrow_mut();
             st.tombstones.insert((range, p.replica_id));

@@ -1,6 +1,12 @@
 //! One range on this shard: its descriptor, Raft group and the requests waiting on it.
 //! Part of the shard state (a leaf: imports no `server` module but `transfers`, `lease` and
 //! `throttle_state`).
+//!
+//! The waiting proposals and reads, the read lease and the range's size are private: the
+//! operations change them through methods named after what they do (`add_pending`,
+//! `take_pending`, `start_read_index`, `take_ready_reads`, `renew_lease`, `fail_waiting`,
+//! `add_size`, ...), so the rules that tie them together (ReadIndex contexts shared with lease
+//! renewals, the lease fenced by transfers) live here only.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -60,11 +66,11 @@ pub struct Peer {
     /// The Raft group.
     pub node: RawNode<RaftLogCache>,
     /// Proposals by log index.
-    pub pending: BTreeMap<u64, Pending>,
+    pending: BTreeMap<u64, Pending>,
     /// Reads by ReadIndex context.
-    pub reads: BTreeMap<u64, WaitingRead>,
-    /// Next ReadIndex context.
-    pub next_read: u64,
+    reads: BTreeMap<u64, WaitingRead>,
+    /// Next ReadIndex context (shared by reads and lease renewals).
+    next_read: u64,
     /// The role after the last ready (to count leader changes).
     pub last_role: StateRole,
     /// Where the next TTL sweep starts (empty: the range's start).
@@ -80,7 +86,7 @@ pub struct Peer {
     pub created: Instant,
     /// Approximate (key + value bytes, keys) of the range: exact at its last checkpoint or
     /// snapshot, then moved by every applied entry (reported to the master for splits).
-    pub approx_size: (i64, i64),
+    approx_size: (i64, i64),
     /// Keys and keys with an expiry per database (`DBSIZE`, `INFO keyspace`): exact, kept by
     /// every applied write and sweep, rebuilt when the range is loaded (`range::db_keys`).
     pub db_keys: crate::range::db_keys::DbKeys,
@@ -93,10 +99,10 @@ pub struct Peer {
     /// entry (deterministic), so a restart never crash-loops.
     pub stopped: Option<String>,
     /// The read lease while this replica leads ([`Lease`]).
-    pub lease: Lease,
+    lease: Lease,
     /// A leader transfer was started and may still be running: acknowledgements renew
     /// nothing until it is seen over ([`Peer::extend_lease`]).
-    pub transferring: bool,
+    transferring: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -111,10 +117,162 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
+    /// A replica `replica_id` of the range `desc` with Raft group `node`, created at `now`,
+    /// waiting for nothing; `initialized` unless created for a leader's message. Its lease
+    /// lasts `lease` per quorum acknowledgement.
+    pub fn new(
+        desc: RangeDescriptor,
+        replica_id: u64,
+        node: RawNode<RaftLogCache>,
+        initialized: bool,
+        lease: Duration,
+        now: Instant,
+    ) -> Self {
+        Self {
+            desc,
+            replica_id,
+            node,
+            pending: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+            last_role: StateRole::Follower,
+            sweep_cursor: bytes::Bytes::new(),
+            sweep_in_flight: 0,
+            initialized,
+            snapshot_in: None,
+            created: now,
+            approx_size: (0, 0),
+            db_keys: Default::default(),
+            split_proposed_at: None,
+            stopped: None,
+            lease: Lease::new(lease),
+            transferring: false,
+        }
+    }
+
     /// Moves the range's approximate size by `d`, what an applied entry's writes returned.
     pub fn add_size(&mut self, d: crate::range::store::SizeDelta) {
         self.approx_size.0 += d.bytes;
         self.approx_size.1 += d.keys;
+    }
+
+    /// Sets the range's approximate size to (key + value bytes, keys), measured.
+    pub fn set_size(&mut self, bytes: i64, keys: i64) {
+        self.approx_size = (bytes, keys);
+    }
+
+    /// The range's approximate (key + value bytes, keys), never below zero.
+    pub fn approx_size(&self) -> (u64, u64) {
+        let (b, k) = self.approx_size;
+        (b.max(0) as u64, k.max(0) as u64)
+    }
+
+    /// Proposals waiting for their entry to apply.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Makes `w` wait for the entry proposed at `index`.
+    pub fn add_pending(&mut self, index: u64, w: Pending) {
+        debug_assert!(!self.pending.contains_key(&index));
+        self.pending.insert(index, w);
+    }
+
+    /// The proposal waiting for entry `index`, no longer waiting.
+    pub fn take_pending(&mut self, index: u64) -> Option<Pending> {
+        self.pending.remove(&index)
+    }
+
+    /// Answers every waiting proposal with `err()`.
+    pub fn fail_pending(&mut self, err: impl Fn() -> KvResponse) {
+        for (_, w) in std::mem::take(&mut self.pending) {
+            let _ = w.tx.send(err());
+        }
+    }
+
+    /// Answers every waiting read with `err()`.
+    pub fn fail_reads(&mut self, err: impl Fn() -> KvResponse) {
+        for (_, r) in std::mem::take(&mut self.reads) {
+            let _ = r.tx.send(err());
+        }
+    }
+
+    /// Answers every waiting request, proposals and reads, with `err()`.
+    pub fn fail_waiting(&mut self, err: impl Fn() -> KvResponse) {
+        self.fail_pending(&err);
+        self.fail_reads(&err);
+    }
+
+    /// Reads waiting for their ReadIndex or for apply to reach it.
+    pub fn reads_count(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Queues read `op` (answered on `tx`, arrived at `now`) and asks raft-rs for a read
+    /// index for it.
+    pub fn start_read_index(&mut self, op: KvOp, tx: Waiter, now: Instant) {
+        let id = self.next_read;
+        self.next_read += 1;
+        let read = WaitingRead {
+            op,
+            tx,
+            index: None,
+            at: now,
+        };
+        self.reads.insert(id, read);
+        self.node.read_index(id.to_le_bytes().to_vec());
+    }
+
+    /// raft-rs returned read index `index` for ReadIndex context `id`: notes it for the
+    /// waiting read, and returns when the round's message was sent (a waiting read's arrival,
+    /// or the lease renewal round `id`), `None` for an unknown context.
+    pub fn read_index_returned(&mut self, id: u64, index: u64) -> Option<Instant> {
+        match self.reads.get_mut(&id) {
+            Some(r) => {
+                r.index = Some(index);
+                Some(r.at)
+            }
+            None => self.lease.take_renewal(id),
+        }
+    }
+
+    /// The reads whose index is known and applied, no longer waiting (in context order).
+    pub fn take_ready_reads(&mut self) -> Vec<WaitingRead> {
+        let applied = self.applied();
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(k, _)| *k)
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|k| self.reads.remove(&k))
+            .collect()
+    }
+
+    /// Notes that a read wanted the lease at `now` (renewals run only for ranges being read).
+    pub fn note_read(&mut self, now: Instant) {
+        self.lease.note_read(now);
+    }
+
+    /// Starts a heartbeat round that renews the lease of this leader, if it is being read
+    /// and the lease ends soon (`now`: the shard's clock); whether it started one.
+    pub fn renew_lease(&mut self, now: Instant) -> bool {
+        let r = &self.node.raft;
+        if r.state != StateRole::Leader
+            || r.lead_transferee.is_some()
+            || r.prs().is_singleton()
+            || !r.commit_to_current_term()
+            || !self.lease.wants_renewal(r.term, now)
+        {
+            return false;
+        }
+        let id = self.next_read;
+        self.next_read += 1;
+        self.lease.start_renewal(id, now);
+        self.node.read_index(id.to_le_bytes().to_vec());
+        true
     }
 
     /// Whether this replica leads its group.

@@ -126,12 +126,7 @@ fn fail_all(p: &mut Peer) {
             message: "shard log failed".into(),
         },
     };
-    for (_, w) in std::mem::take(&mut p.pending) {
-        let _ = w.tx.send(err());
-    }
-    for (_, r) in std::mem::take(&mut p.reads) {
-        let _ = r.tx.send(err());
-    }
+    p.fail_waiting(err);
 }
 
 struct Work {
@@ -333,7 +328,7 @@ fn queue_commit<D: ShardDevice>(
 fn answer_waiting_reads<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
+    for p in peers.values_mut().filter(|p| p.reads_count() > 0) {
         super::read::answer_ready(shard, p, engine);
     }
 }

@@ -265,7 +265,7 @@ impl<D: ShardDevice> Shard<D> {
             .borrow()
             .engine
             .size_of(&peer.desc.start, &peer.desc.end);
-        peer.approx_size = (b as i64, k as i64);
+        peer.set_size(b as i64, k as i64);
         peer.db_keys = db_keys::recount(
             &self.state.borrow().engine,
             &peer.desc.start,

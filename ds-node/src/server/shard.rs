@@ -21,8 +21,8 @@ use net::transport::TransportConfig;
 use net::{ReplicaId, StoreId};
 use nvme::uring::UringDevice;
 use nvme::{BlockDevice, OwnerTag};
+use raft::RawNode;
 use raft::eraftpb::HardState;
-use raft::{RawNode, StateRole};
 
 use super::checkpoint_store::CheckpointStore;
 use super::clock::Clock;
@@ -236,14 +236,12 @@ pub fn stop_range<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, index: u64, wh
     );
     shard.metrics.borrow_mut().ranges_stopped_total += 1;
     let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
-    for (_, w) in std::mem::take(&mut p.pending) {
-        let _ = w.tx.send(KvResponse::Err {
-            error: net::RpcError::Internal {
-                code: RANGE_STOPPED,
-                message: message.clone(),
-            },
-        });
-    }
+    p.fail_pending(|| KvResponse::Err {
+        error: net::RpcError::Internal {
+            code: RANGE_STOPPED,
+            message: message.clone(),
+        },
+    });
     p.stopped = Some(message);
 }
 
@@ -307,26 +305,8 @@ impl<D: ShardDevice> Shard<D> {
         let cache = cache.with_log(Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)));
         let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
-        Ok(Peer {
-            desc,
-            replica_id: me,
-            node,
-            pending: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            next_read: 1,
-            last_role: StateRole::Follower,
-            sweep_cursor: bytes::Bytes::new(),
-            sweep_in_flight: 0,
-            initialized,
-            snapshot_in: None,
-            created: self.now(),
-            approx_size: (0, 0),
-            db_keys: Default::default(),
-            split_proposed_at: None,
-            stopped: None,
-            lease: Lease::new(Lease::duration(self.cfg.tick(), self.cfg.election_ticks)),
-            transferring: false,
-        })
+        let lease = Lease::duration(self.cfg.tick(), self.cfg.election_ticks);
+        Ok(Peer::new(desc, me, node, initialized, lease, self.now()))
     }
 
     /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a

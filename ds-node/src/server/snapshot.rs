@@ -251,7 +251,8 @@ pub fn install<D: ShardDevice>(
     }
     p.desc = c.meta.desc.clone();
     p.initialized = true;
-    p.approx_size = super::checkpoint::entries_size(&c.entries);
+    let (b, k) = super::checkpoint::entries_size(&c.entries);
+    p.set_size(b, k);
     super::checkpoint::load(engine, c);
     p.db_keys = crate::range::db_keys::recount(engine, &p.desc.start, &p.desc.end);
     p.node

@@ -137,7 +137,7 @@ pub async fn create_right<D: ShardDevice>(
         conf,
     });
     let mut peer = shard.new_peer(right.clone(), cache, INIT_INDEX, None)?;
-    peer.approx_size = size;
+    peer.set_size(size.0, size.1);
     peer.db_keys = keys;
     let lead = left.is_some() || right.replicas.len() == 1;
     if lead {

@@ -22,7 +22,7 @@ pub fn propose<D: ShardDevice>(
     op: KvOp,
     id: Option<WriteId>,
 ) -> Result<oneshot::Receiver<KvResponse>, RpcError> {
-    if p.pending.len() >= shard.cfg.max_inflight_proposals {
+    if p.pending_count() >= shard.cfg.max_inflight_proposals {
         shard.metrics.borrow_mut().busy_total += 1;
         return Err(RpcError::ServerBusy {});
     }
@@ -53,7 +53,7 @@ pub fn propose<D: ShardDevice>(
     // Counted as memory to come until it applies (`server::throttle`).
     let charge =
         super::throttle::may_grow(&op).then(|| shard.policy.throttle.charge(write_bytes as u64));
-    p.pending.insert(
+    p.add_pending(
         index,
         Pending {
             term: p.node.raft.term,

@@ -204,8 +204,8 @@ fn classify(
 fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeStats {
     let r = rates.copied().unwrap_or_default();
     RangeStats {
-        size_bytes: p.approx_size.0.max(0) as u64,
-        keys: p.approx_size.1.max(0) as u64,
+        size_bytes: p.approx_size().0,
+        keys: p.approx_size().1,
         read_qps: r.reads,
         write_qps: r.writes,
         read_bytes_per_sec: r.read_bytes,
@@ -254,8 +254,8 @@ pub fn shard_load<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> ShardLoa
         write_ops_per_sec: window.shard.writes,
         read_bytes_per_sec: window.shard.read_bytes,
         write_bytes_per_sec: window.shard.write_bytes,
-        keys: initialized().map(|p| p.approx_size.1.max(0) as u64).sum(),
-        size_bytes: initialized().map(|p| p.approx_size.0.max(0) as u64).sum(),
+        keys: initialized().map(|p| p.approx_size().1).sum(),
+        size_bytes: initialized().map(|p| p.approx_size().0).sum(),
         mem_used: st.engine.accounted().total(),
         disk_used,
     }
