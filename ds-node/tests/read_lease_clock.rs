@@ -119,7 +119,7 @@ async fn leader_of(stores: &[Store]) -> &Store {
                 .state
                 .borrow()
                 .peers
-                .get(&1)
+                .get(&net::RangeId(1))
                 .is_some_and(|p| p.is_leader());
             if leads {
                 return s;
@@ -139,11 +139,20 @@ async fn call(shard: &Rc<TestShard>, op: KvOp) -> KvResponse {
     let mk = meta_key(Db::default(), &key());
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let ctx = shard.state.borrow().peers.get(&1).map(|p| RouteCtx {
-            range_id: p.desc.id,
-            epoch: p.desc.epoch,
-        });
-        assert!(shard.state.borrow().peers[&1].desc.contains(&mk));
+        let ctx = shard
+            .state
+            .borrow()
+            .peers
+            .get(&net::RangeId(1))
+            .map(|p| RouteCtx {
+                range_id: p.desc.id,
+                epoch: p.desc.epoch,
+            });
+        assert!(
+            shard.state.borrow().peers[&net::RangeId(1)]
+                .desc
+                .contains(&mk)
+        );
         let req = Message::KvRequest(KvRequest {
             ctx: ctx.unwrap(),
             op: op.clone(),

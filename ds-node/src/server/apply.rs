@@ -257,12 +257,7 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
                 range: RangeId(range),
                 data: encode_meta(&p.desc),
             });
-            if !p
-                .desc
-                .replicas
-                .iter()
-                .any(|r| r.replica_id.0 == p.replica_id)
-            {
+            if !p.desc.replicas.iter().any(|r| r.replica_id == p.replica_id) {
                 fx.to_destroy.push(range);
             }
         }

@@ -524,7 +524,7 @@ async fn read_after_load<D: ShardDevice>(
     // The spawner may still hold the shard state (a request handler): start next turn.
     futures_lite::future::yield_now().await;
     let err = |error| KvResponse::Err { error };
-    let desc = match shard.state.borrow().peers.get(&range) {
+    let desc = match shard.state.borrow().peers.get(&net::RangeId(range)) {
         Some(p) => p.desc.clone(),
         None => {
             return err(RpcError::RangeNotFound {
@@ -564,7 +564,7 @@ fn answer_loaded<D: ShardDevice>(
     let err = |error| KvResponse::Err { error };
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&range) else {
+    let Some(p) = peers.get_mut(&net::RangeId(range)) else {
         return err(RpcError::RangeNotFound {
             range_id: net::RangeId(range),
         });

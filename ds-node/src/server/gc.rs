@@ -223,7 +223,7 @@ async fn checkpoint_referencing<D: ShardDevice>(
         .checkpoint_segments
         .iter()
         .filter(|(_, segs)| !segs.is_disjoint(victims))
-        .map(|(r, _)| *r)
+        .map(|(r, _)| r.0)
         .collect();
     let mut n = 0;
     for range in ranges {

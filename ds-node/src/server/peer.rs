@@ -62,7 +62,7 @@ pub struct Peer {
     /// The range descriptor (replicas = the Raft configuration).
     pub desc: RangeDescriptor,
     /// This replica's Raft id.
-    pub replica_id: u64,
+    pub replica_id: net::ReplicaId,
     /// The Raft group.
     pub node: RawNode<RaftLogCache>,
     /// Proposals by log index.
@@ -122,7 +122,7 @@ impl Peer {
     /// lasts `lease` per quorum acknowledgement.
     pub fn new(
         desc: RangeDescriptor,
-        replica_id: u64,
+        replica_id: net::ReplicaId,
         node: RawNode<RaftLogCache>,
         initialized: bool,
         lease: Duration,

@@ -179,7 +179,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     let mut turn = Turn::default();
     let mut st = shard.state.borrow_mut();
     for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
-        if let Some(p) = st.peers.get_mut(&range) {
+        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
             p.node.on_entries_fetched(ctx);
         }
     }
@@ -192,7 +192,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     } = &mut *st;
     turn.records
         .extend(meta_records.drain(..).map(AppendRecord::from));
-    for (&range, p) in peers.iter_mut() {
+    for (&net::RangeId(range), p) in peers.iter_mut() {
         if p.stopped.is_some() || !p.node.has_ready() {
             continue;
         }
@@ -210,7 +210,7 @@ fn take_ready<D: ShardDevice>(
     range: u64,
     p: &mut Peer,
     engine: &mut MasstreeStore,
-    reply_to: &HashMap<(u64, u64), Replica>,
+    reply_to: &HashMap<(net::RangeId, net::ReplicaId), Replica>,
     turn: &mut Turn,
 ) -> anyhow::Result<Work> {
     let mut rd = p.node.ready();
@@ -352,7 +352,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
             splits,
             ..
         } = &mut *st;
-        let Some(p) = peers.get_mut(&w.range) else {
+        let Some(p) = peers.get_mut(&net::RangeId(w.range)) else {
             continue;
         };
         p.node.on_persist_ready(w.number);
@@ -424,7 +424,7 @@ async fn prefetch_committed<D: ShardDevice>(
             .state
             .borrow()
             .peers
-            .get(&w.range)
+            .get(&net::RangeId(w.range))
             .map(|p| p.desc.clone())
         else {
             continue;
@@ -448,7 +448,7 @@ async fn prefetch_committed<D: ShardDevice>(
     // (nothing is demoted while nothing awaits, so this check holds until the applies).
     let again = works.iter().any(|w| {
         let st = shard.state.borrow();
-        let Some(p) = st.peers.get(&w.range) else {
+        let Some(p) = st.peers.get(&net::RangeId(w.range)) else {
             return false;
         };
         let mut v = Vec::new();
@@ -469,7 +469,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut reqs = Vec::new();
     {
         let st = shard.state.borrow();
-        for (&range, p) in &st.peers {
+        for (&net::RangeId(range), p) in &st.peers {
             for f in p.node.store().fetches.borrow_mut().drain(..) {
                 reqs.push((range, f));
             }
@@ -486,7 +486,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
             let mut st = shard.state.borrow_mut();
             match got {
                 Ok(es) => {
-                    if let Some(p) = st.peers.get(&range) {
+                    if let Some(p) = st.peers.get(&RangeId(range)) {
                         let mut fetched = p.node.store().fetched.borrow_mut();
                         for e in es.iter() {
                             fetched.insert(

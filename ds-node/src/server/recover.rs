@@ -205,7 +205,7 @@ impl<D: ShardDevice> Shard<D> {
         // rebuilt by the left range's replay).
         let splits = std::mem::take(&mut self.state.borrow_mut().splits);
         for (right, _) in splits {
-            if !self.state.borrow().peers.contains_key(&right.id.0) {
+            if !self.state.borrow().peers.contains_key(&right.id) {
                 tracing::info!(range = %right.id, "re-creating the right range of a replayed split");
                 super::split::create_right(self, right, None).await?;
             }
@@ -224,7 +224,7 @@ impl<D: ShardDevice> Shard<D> {
             self.state
                 .borrow_mut()
                 .tombstones
-                .insert((range.0, replica));
+                .insert((range, net::ReplicaId(replica)));
             super::checkpoint::remove(self, range.0).await;
             return Ok(());
         }
@@ -271,7 +271,7 @@ impl<D: ShardDevice> Shard<D> {
             &peer.desc.start,
             &peer.desc.end,
         );
-        self.state.borrow_mut().peers.insert(range.0, peer);
+        self.state.borrow_mut().peers.insert(range, peer);
         Ok(())
     }
 
@@ -292,7 +292,7 @@ impl<D: ShardDevice> Shard<D> {
         let meta = c.meta.clone();
         let mut st = self.state.borrow_mut();
         st.checkpoint_segments
-            .insert(range.0, super::checkpoint::segments_of(&c));
+            .insert(range, super::checkpoint::segments_of(&c));
         super::checkpoint::load(&mut st.engine, c);
         Ok(meta)
     }
@@ -402,7 +402,7 @@ impl<D: ShardDevice> Shard<D> {
     /// Creates a new range on this shard (bootstrap or a static initial range): writes its
     /// first (empty) checkpoint, then its descriptor and hard state to the log.
     pub async fn create_range(&self, desc: RangeDescriptor) -> anyhow::Result<()> {
-        if self.state.borrow().peers.contains_key(&desc.id.0) {
+        if self.state.borrow().peers.contains_key(&desc.id) {
             return Ok(());
         }
         let meta = CheckpointMeta {
@@ -450,7 +450,7 @@ impl<D: ShardDevice> Shard<D> {
         if single {
             let _ = peer.node.campaign();
         }
-        self.state.borrow_mut().peers.insert(id, peer);
+        self.state.borrow_mut().peers.insert(net::RangeId(id), peer);
         self.wake.notify();
         Ok(())
     }

@@ -124,7 +124,7 @@ impl Wakeup {
 #[derive(Debug, Default)]
 pub struct ShardState {
     /// Ranges by id.
-    pub peers: BTreeMap<u64, Peer>,
+    pub peers: BTreeMap<net::RangeId, Peer>,
     /// The engine shared by the shard's ranges.
     pub engine: MasstreeStore,
     /// Range metadata records to append with the next group commit.
@@ -135,9 +135,9 @@ pub struct ShardState {
     pub transfers: Transfers,
     /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
     /// and shard), so a replica that does not know its range's configuration yet can answer.
-    pub reply_to: HashMap<(u64, u64), Replica>,
+    pub reply_to: HashMap<(net::RangeId, ReplicaId), Replica>,
     /// Replicas destroyed on this shard: `(range, replica id)`; messages to them are dropped.
-    pub tombstones: HashSet<(u64, u64)>,
+    pub tombstones: HashSet<(net::RangeId, ReplicaId)>,
     /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
     pub to_destroy: Vec<u64>,
     /// Right ranges of splits applied this turn, to create after it (with the left range's
@@ -149,13 +149,14 @@ pub struct ShardState {
     pub refusals_logged_at: Option<std::time::Instant>,
     /// Per range, the shard-log segments its newest checkpoint's cold entries point into
     /// (never released while it is the newest).
-    pub checkpoint_segments: BTreeMap<u64, std::collections::BTreeSet<engines::vlog::SegmentId>>,
+    pub checkpoint_segments:
+        BTreeMap<net::RangeId, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
     pub demoting: bool,
     /// A garbage-collection pass is running (`server::gc`; one at a time).
     pub collecting: bool,
     /// Ranges whose checkpoint is being written (one at a time per range).
-    pub checkpointing: std::collections::BTreeSet<u64>,
+    pub checkpointing: std::collections::BTreeSet<net::RangeId>,
 }
 
 /// One shard (core) of a DS node, its shard log on a device of type `D`.
@@ -196,7 +197,7 @@ pub struct Shard<D: ShardDevice = Device> {
     pub disk_full: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
-    pub master_ranges: RefCell<HashMap<u64, RangeDescriptor>>,
+    pub master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,
     /// Version of the master's route table the store addresses come from.
     pub route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
@@ -306,7 +307,14 @@ impl<D: ShardDevice> Shard<D> {
         let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
         let lease = Lease::duration(self.cfg.tick(), self.cfg.election_ticks);
-        Ok(Peer::new(desc, me, node, initialized, lease, self.now()))
+        Ok(Peer::new(
+            desc,
+            net::ReplicaId(me),
+            node,
+            initialized,
+            lease,
+            self.now(),
+        ))
     }
 
     /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a

@@ -71,7 +71,7 @@ pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotA
 }
 
 fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
-    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
         let status = if ok {
             SnapshotStatus::Finish
         } else {

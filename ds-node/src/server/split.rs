@@ -103,7 +103,14 @@ pub async fn create_right<D: ShardDevice>(
     };
     let (bytes, size, keys) = {
         let st = shard.state.borrow();
-        if st.peers.get(&id).is_some_and(|p| p.initialized) || st.tombstones.contains(&(id, me)) {
+        if st
+            .peers
+            .get(&net::RangeId(id))
+            .is_some_and(|p| p.initialized)
+            || st
+                .tombstones
+                .contains(&(net::RangeId(id), net::ReplicaId(me)))
+        {
             // Already here through a snapshot of the new range, or removed since.
             return Ok(());
         }
@@ -123,7 +130,7 @@ pub async fn create_right<D: ShardDevice>(
         .state
         .borrow_mut()
         .checkpoint_segments
-        .insert(id, segments);
+        .insert(net::RangeId(id), segments);
     let hs = HardState {
         term: INIT_INDEX,
         commit: INIT_INDEX,
@@ -159,7 +166,7 @@ pub async fn create_right<D: ShardDevice>(
             },
         });
         // Replaces a replica created empty for a message of the new range's leader.
-        st.peers.insert(id, peer);
+        st.peers.insert(net::RangeId(id), peer);
     }
     shard.metrics.borrow_mut().splits_total += 1;
     tracing::info!(range = id, start = ?right.start, "range created by a split");
@@ -244,7 +251,7 @@ pub fn propose<D: ShardDevice>(
 ) {
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&range) else {
+    let Some(p) = peers.get_mut(&net::RangeId(range)) else {
         return;
     };
     if !p.initialized || !p.is_leader() {

@@ -64,7 +64,7 @@ pub async fn bootstrap<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<(
             .replicas
             .iter()
             .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index);
-        let known = shard.state.borrow().peers.contains_key(&range.id.0);
+        let known = shard.state.borrow().peers.contains_key(&range.id);
         if here && !known {
             tracing::info!(range = %range.id, created = b.created, "creating a first range");
             shard.create_range(range).await?;
@@ -119,7 +119,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                     .ranges
                     .into_iter()
                     .filter(here)
-                    .map(|d| (d.id.0, d))
+                    .map(|d| (d.id, d))
                     .collect();
                 route_version = t.route_version;
                 shard.route_version.set(route_version);
@@ -134,11 +134,11 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                 .filter(|p| p.initialized && p.is_leader())
                 .map(|p| {
                     let mut desc = p.desc.clone();
-                    desc.leader = Some(ReplicaId(p.replica_id));
+                    desc.leader = Some(p.replica_id);
                     let (pending, down) = lagging(p);
                     RangeHeartbeat {
                         range: desc,
-                        leader: ReplicaId(p.replica_id),
+                        leader: p.replica_id,
                         stats: range_stats(p, window.ranges.get(&p.desc.id.0)),
                         pending,
                         down,
@@ -177,7 +177,7 @@ fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
         .raft
         .prs()
         .iter()
-        .filter(|(id, _)| **id != p.replica_id)
+        .filter(|(id, _)| **id != p.replica_id.0)
         .map(|(&id, pr)| (id, pr.matched, pr.recent_active));
     classify(last, others)
 }
@@ -296,7 +296,7 @@ fn store_heartbeat<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> StoreHe
 /// operators that did not take effect).
 pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operator) {
     let mut st = shard.state.borrow_mut();
-    let Some(p) = st.peers.get_mut(&range) else {
+    let Some(p) = st.peers.get_mut(&net::RangeId(range)) else {
         return;
     };
     if !p.initialized || !p.is_leader() {
@@ -366,7 +366,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
             }
             change(ConfChangeType::AddNode, replica_id.0, Vec::new())
         }
-        Operator::RemoveReplica { replica_id } if replica_id.0 == p.replica_id => {
+        Operator::RemoveReplica { replica_id } if replica_id == p.replica_id => {
             // A leader does not remove itself: it hands leadership to a caught-up voter, and
             // the master sends the removal again to the new leader.
             let (pending, down) = lagging(p);
@@ -374,7 +374,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
                 .desc
                 .replicas
                 .iter()
-                .filter(|r| r.replica_id.0 != p.replica_id && r.role == ReplicaRole::Voter {})
+                .filter(|r| r.replica_id != p.replica_id && r.role == ReplicaRole::Voter {})
                 .map(|r| r.replica_id)
                 .find(|id| !pending.contains(id) && !down.contains(id));
             if let Some(to) = to {
