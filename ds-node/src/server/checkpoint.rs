@@ -400,9 +400,8 @@ pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
 fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
     let now = shard.now();
     let mut st = shard.state.borrow_mut();
-    st.peers.retain(|_, p| {
-        p.initialized || now.saturating_duration_since(p.created) < UNINITIALIZED_TTL
-    });
+    st.peers
+        .retain(|_, p| p.initialized || !p.older_than(UNINITIALIZED_TTL, now));
 }
 
 /// The compaction task of a shard (see the module documentation).

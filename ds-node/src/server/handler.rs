@@ -282,7 +282,7 @@ fn raft_message<D: ShardDevice>(
         let got = snapshot_in(st, range, &m)?;
         m.mut_snapshot().data = Default::default();
         if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
-            p.snapshot_in = Some(got);
+            p.keep_snapshot(got);
         }
     }
     // Only now, with the sender a member: bounded by the ranges here and their members.

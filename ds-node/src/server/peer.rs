@@ -72,18 +72,18 @@ pub struct Peer {
     /// Next ReadIndex context (shared by reads and lease renewals).
     next_read: u64,
     /// The role after the last ready (to count leader changes).
-    pub last_role: StateRole,
+    last_role: StateRole,
     /// Where the next TTL sweep starts (empty: the range's start).
-    pub sweep_cursor: bytes::Bytes,
+    pub(super) sweep_cursor: bytes::Bytes,
     /// Log index of the last sweep proposed; no new sweep until it applied.
-    pub sweep_in_flight: u64,
+    pub(super) sweep_in_flight: u64,
     /// False for a replica created for a leader's message that has not installed its first
     /// snapshot yet: it has no key range and serves nothing.
     pub initialized: bool,
     /// A snapshot stepped into raft-rs, to install when raft-rs hands it back in a ready.
-    pub snapshot_in: Option<super::transfers::Received>,
+    snapshot_in: Option<super::transfers::Received>,
     /// When this replica was created (to give up on a replica that never initializes).
-    pub created: Instant,
+    created: Instant,
     /// Approximate (key + value bytes, keys) of the range: exact at its last checkpoint or
     /// snapshot, then moved by every applied entry (reported to the master for splits).
     approx_size: (i64, i64),
@@ -92,7 +92,7 @@ pub struct Peer {
     pub db_keys: crate::range::db_keys::DbKeys,
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
-    pub split_proposed_at: Option<Instant>,
+    split_proposed_at: Option<Instant>,
     /// Why the range stopped: applying a committed entry broke an engine invariant. A
     /// stopped replica applies, steps and checkpoints nothing more and answers every request
     /// with an error; the shard's other ranges go on. Recovery stops it again at the same
@@ -148,6 +148,41 @@ impl Peer {
             lease: Lease::new(lease),
             transferring: false,
         }
+    }
+
+    /// Notes the group's role after a ready; whether leadership was gained or lost.
+    pub fn note_role(&mut self, role: StateRole) -> bool {
+        let changed = role != self.last_role
+            && (role == StateRole::Leader || self.last_role == StateRole::Leader);
+        self.last_role = role;
+        changed
+    }
+
+    /// Keeps snapshot `got` (stepped into raft-rs) until raft-rs hands it back in a ready.
+    pub fn keep_snapshot(&mut self, got: super::transfers::Received) {
+        self.snapshot_in = Some(got);
+    }
+
+    /// The snapshot kept for the ready that installs it, if its index is `index`.
+    pub fn take_snapshot(&mut self, index: u64) -> Option<super::transfers::Received> {
+        self.snapshot_in.take().filter(|r| r.meta.index == index)
+    }
+
+    /// Whether this replica was created at least `ttl` before `now` (an uninitialized one is
+    /// then given up).
+    pub fn older_than(&self, ttl: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) >= ttl
+    }
+
+    /// Whether this leader proposed a split less than `cool_down` before `now`.
+    pub fn split_recently(&self, cool_down: Duration, now: Instant) -> bool {
+        self.split_proposed_at
+            .is_some_and(|t| now.saturating_duration_since(t) < cool_down)
+    }
+
+    /// Notes that this leader proposed a split at `now`.
+    pub fn note_split_proposed(&mut self, now: Instant) {
+        self.split_proposed_at = Some(now);
     }
 
     /// Moves the range's approximate size by `d`, what an applied entry's writes returned.

@@ -252,11 +252,8 @@ fn take_ready<D: ShardDevice>(
 
 /// Counts a leader change when the group's role moved to or from leader.
 fn note_role<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, role: StateRole) {
-    if role != p.last_role {
-        if role == StateRole::Leader || p.last_role == StateRole::Leader {
-            shard.metrics.borrow_mut().leader_changes_total += 1;
-        }
-        p.last_role = role;
+    if p.note_role(role) {
+        shard.metrics.borrow_mut().leader_changes_total += 1;
     }
 }
 

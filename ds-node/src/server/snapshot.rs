@@ -234,16 +234,12 @@ pub fn install<D: ShardDevice>(
 ) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
     let md = snap.get_metadata();
     let range = p.desc.id.0;
-    let recv = p
-        .snapshot_in
-        .take()
-        .filter(|r| r.meta.index == md.index)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "range {range}: raft-rs returned a snapshot at {} that was never received",
-                md.index
-            )
-        })?;
+    let recv = p.take_snapshot(md.index).ok_or_else(|| {
+        anyhow::anyhow!(
+            "range {range}: raft-rs returned a snapshot at {} that was never received",
+            md.index
+        )
+    })?;
     let c = crate::range::checkpoint::decode(&recv.data)
         .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
     if p.initialized {

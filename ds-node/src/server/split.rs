@@ -257,9 +257,7 @@ pub fn propose<D: ShardDevice>(
     if !p.initialized || !p.is_leader() {
         return;
     }
-    if p.split_proposed_at
-        .is_some_and(|t| shard.now().saturating_duration_since(t) < Duration::from_secs(5))
-    {
+    if p.split_recently(Duration::from_secs(5), shard.now()) {
         return;
     }
     let key = if split_key.is_empty() {
@@ -286,7 +284,7 @@ pub fn propose<D: ShardDevice>(
     }
     let data = crate::range::codec::encode_split(&cmd);
     if p.node.propose(Vec::new(), data).is_ok() {
-        p.split_proposed_at = Some(shard.now());
+        p.note_split_proposed(shard.now());
         tracing::info!(range, key = ?cmd.split_key, new_range = new_range_id, "split proposed");
         drop(st);
         shard.wake.notify();
