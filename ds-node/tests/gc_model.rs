@@ -150,7 +150,9 @@ impl Node {
     fn write(&mut self, w: Write) {
         let mut e = self.engine.0.borrow_mut();
         match &w {
-            Write::Put(k, v) => e.put(k.clone(), v.clone()),
+            Write::Put(k, v) => {
+                e.put(k.clone(), v.clone());
+            }
             Write::Delete(k) => {
                 e.delete(k);
             }
@@ -316,11 +318,13 @@ async fn must_crash_and_recover(node: Node, seed: u64) -> Node {
                 pointer,
                 expire_at_ms,
             } => engine.put_cold(k.clone(), *pointer, *expire_at_ms),
-        }
+        };
     }
     for w in &durable.tail {
         match w {
-            Write::Put(k, v) => engine.put(k.clone(), v.clone()),
+            Write::Put(k, v) => {
+                engine.put(k.clone(), v.clone());
+            }
             Write::Delete(k) => {
                 engine.delete(k);
             }

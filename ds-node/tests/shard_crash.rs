@@ -23,6 +23,7 @@ use bytes::Bytes;
 use ds_node::DsConfig;
 use ds_node::config::{InitialReplica, PeerStore};
 use ds_node::server::checkpoint_store::MemCheckpointStore;
+use ds_node::server::clock::SystemClock;
 use ds_node::server::recover::ShardStorage;
 use ds_node::server::{Shard, checkpoint, demote, gc, handler, ready, split};
 use net::keyspace::{Db, meta_key};
@@ -84,6 +85,7 @@ impl Disk {
             device: Rc::clone(&self.dev),
             fresh,
             checkpoints: Rc::clone(&self.store) as _,
+            clock: Rc::new(SystemClock),
         }
     }
 }
@@ -252,7 +254,7 @@ async fn write_load(
 }
 
 fn range_ids(shard: &TestShard) -> Vec<u64> {
-    shard.state.borrow().peers.keys().copied().collect()
+    shard.state.borrow().peers.keys().map(|r| r.0).collect()
 }
 
 /// Checkpoints every range (compacting its log below the checkpoint) and frees segments.
@@ -272,7 +274,7 @@ async fn split_range(shard: &Rc<TestShard>, power: &AtomicBool) {
             .state
             .borrow()
             .peers
-            .get(&2)
+            .get(&net::RangeId(2))
             .is_some_and(|p| p.initialized)
         {
             return;
@@ -529,7 +531,7 @@ async fn leader_of(stores: &[&Store]) -> Rc<TestShard> {
                 .state
                 .borrow()
                 .peers
-                .get(&1)
+                .get(&net::RangeId(1))
                 .is_some_and(|p| p.is_leader());
             if leads {
                 return Rc::clone(&s.shard);
@@ -545,7 +547,7 @@ fn applied(shard: &TestShard) -> u64 {
         .state
         .borrow()
         .peers
-        .get(&1)
+        .get(&net::RangeId(1))
         .map_or(0, |p| p.applied())
 }
 

@@ -11,9 +11,13 @@
 //! it (prefetch-then-apply): a read first declares its keys (a point or a bounded span), the
 //! cold entries among them are loaded from the harness's log (their bytes checked against the
 //! pointer's crc32c), then the read is applied, and the loaded copies are dropped again or
-//! kept. After every step the suite checks which keys are cold, the size change each write
-//! reports, the live bytes per pointer, the cold figures, and that no read reached a cold
-//! entry. An engine without cold entries must refuse every demotion.
+//! kept. After every step the suite checks which keys are cold, the live bytes per pointer,
+//! the cold figures, and that no read reached a cold entry. An engine without cold entries
+//! must refuse every demotion.
+//!
+//! Sizes are a property of every engine: each write returns its size change (`SizeDelta`),
+//! checked against what the write must change, and after every step the sum of all returned
+//! changes must equal the store's size recounted from the oracle (key + value bytes, keys).
 //!
 //! The engine side (the `Conformance` trait, the oracle) is in `conformance/`.
 //!
@@ -24,7 +28,7 @@ mod conformance;
 
 use bytes::Bytes;
 use conformance::{Conformance, Oracle, Span, entry};
-use engines::engine::{Engine, Entry, MasstreeEngine, ModelEngine};
+use engines::engine::{Engine, Entry, MasstreeEngine, ModelEngine, SizeDelta};
 use engines::pointer::LogPointer;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -180,9 +184,11 @@ fn apply<E: Conformance>(e: &mut E, o: &mut Oracle, op: &Op, step: usize) -> Res
         Op::Delete(key) => {
             let old = o.map.remove(key);
             o.forget(key);
-            same(step, "delete", e.delete(key), old.is_some())?;
-            let want = old.map_or((0, 0), |(v, _)| (-((key.len() + v.len()) as i64), -1));
-            check_delta(e, step, want)
+            let got = e.delete(key);
+            let want = old.map(|(v, _)| SizeDelta::removed(key.len(), v.len()));
+            same(step, "delete's size change", got, want)?;
+            o.reported += got.unwrap_or_default();
+            Ok(())
         }
         Op::Get { key, keep } => {
             let loaded = prefetch(e, o, &Span::point(key), step)?;
@@ -224,21 +230,23 @@ fn put<E: Conformance>(
     let old = o.map.insert(key.to_vec(), (value.to_vec(), expire_at_ms));
     o.forget(key);
     let k = Bytes::copy_from_slice(key);
-    if cold {
+    let got = if cold {
         let pointer = o.append(value);
-        e.put_cold(k, pointer, value, expire_at_ms);
+        let got = e.put_cold(k, pointer, value, expire_at_ms);
         if E::TIERED {
             o.pointers.insert(key.to_vec(), pointer);
             o.cold.insert(key.to_vec());
         }
+        got
     } else {
-        e.put(k, entry(value, expire_at_ms));
-    }
-    let want = match old {
-        Some((v, _)) => (value.len() as i64 - v.len() as i64, 0),
-        None => ((key.len() + value.len()) as i64, 1),
+        e.put(k, entry(value, expire_at_ms))
     };
-    check_delta(e, step, want)
+    let want = match old {
+        Some((v, _)) => SizeDelta::replaced(v.len(), value.len()),
+        None => SizeDelta::added(key.len(), value.len()),
+    };
+    o.reported += got;
+    same(step, "put's size change", got, want)
 }
 
 /// Demotes `key` if it is hot: with the pointer it already has (a loaded entry), else with a
@@ -270,15 +278,8 @@ fn demote<E: Conformance>(
     Ok(())
 }
 
-fn check_delta<E: Conformance>(e: &mut E, step: usize, want: (i64, i64)) -> Result<(), String> {
-    match e.take_size_delta() {
-        Some(got) => same(step, "size delta", got, want),
-        None => Ok(()),
-    }
-}
-
-/// Checks the state after a step: which of `keys` are cold, the cold figures, and that no
-/// read reached a cold entry.
+/// Checks the state after a step: the sum of the size changes returned against a recount,
+/// which of `keys` are cold, the cold figures, and that no read reached a cold entry.
 fn check_state<E: Conformance>(e: &E, o: &Oracle, op: &Op, step: usize) -> Result<(), String> {
     let key = match op {
         Op::Put { key, .. }
@@ -289,6 +290,12 @@ fn check_state<E: Conformance>(e: &E, o: &Oracle, op: &Op, step: usize) -> Resul
         | Op::Demote(key) => Some(key),
         Op::Scan { .. } | Op::ScanKeys(_) => None,
     };
+    same(
+        step,
+        "sum of returned size changes vs recount",
+        o.reported,
+        o.recount(),
+    )?;
     if let Some(k) = key {
         same(step, "is_cold", e.is_cold(k), o.cold.contains(k))?;
     }
@@ -358,10 +365,10 @@ impl Engine for InclusiveEnd {
     fn get(&self, key: &[u8]) -> Option<Entry> {
         self.0.get(key)
     }
-    fn put(&mut self, key: Bytes, entry: Entry) {
-        self.0.put(key, entry);
+    fn put(&mut self, key: Bytes, entry: Entry) -> SizeDelta {
+        self.0.put(key, entry)
     }
-    fn delete(&mut self, key: &[u8]) -> bool {
+    fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
         self.0.delete(key)
     }
     fn scan(
@@ -394,5 +401,57 @@ fn a_wrong_engine_is_caught_by_random_operations() {
     assert!(
         result.is_err(),
         "the suite accepted scans that include their end key"
+    );
+}
+
+/// A wrong engine: the model, but a put that replaces a value reports it as a new entry.
+#[derive(Default)]
+struct CountsReplacesAsNew(ModelEngine);
+
+impl Engine for CountsReplacesAsNew {
+    fn get(&self, key: &[u8]) -> Option<Entry> {
+        self.0.get(key)
+    }
+    fn put(&mut self, key: Bytes, entry: Entry) -> SizeDelta {
+        let (key_len, value_len) = (key.len(), entry.value.len());
+        let got = self.0.put(key, entry);
+        if got.keys == 0 {
+            SizeDelta::added(key_len, value_len)
+        } else {
+            got
+        }
+    }
+    fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
+        self.0.delete(key)
+    }
+    fn scan(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Vec<(Bytes, Entry)> {
+        self.0.scan(start, end, limit, reverse)
+    }
+}
+
+impl Conformance for CountsReplacesAsNew {
+    const TIERED: bool = false;
+}
+
+/// Checks that sizes are part of the suite: an engine that miscounts replaced values fails.
+#[test]
+fn a_wrong_size_change_is_caught_by_random_operations() {
+    let mut runner = TestRunner::new(Config {
+        cases: 256,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let result = runner.run(&ops(), |ops| {
+        run::<CountsReplacesAsNew>(&ops).map_err(TestCaseError::fail)
+    });
+    assert!(
+        result.is_err(),
+        "the suite accepted an engine whose size changes do not add up"
     );
 }

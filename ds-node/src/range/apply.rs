@@ -926,6 +926,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             if self
                 .store
                 .delete(&keyspace::field_key(self.db, key, version, f))
+                .is_some()
             {
                 removed += 1;
                 count = count.saturating_sub(1);

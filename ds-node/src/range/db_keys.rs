@@ -4,7 +4,9 @@
 //!
 //! Kept exactly by apply: the range's writes and sweeps run against a [`Counted`] store,
 //! which sees every put and delete of a metadata entry and the entry's expiry before and
-//! after. Nothing else writes metadata entries of a live range (demotion and GC move a
+//! after. The same wrapper sums the size changes the engine's writes return
+//! ([`Counted::size`]): the range's approximate size moves by exactly what its entries
+//! changed, with no figure left behind in the engine. Nothing else writes metadata entries of a live range (demotion and GC move a
 //! value's bytes, not the entry), so the counts depend only on the entries applied: every
 //! replica has the same. They are not persisted: [`recount`] rebuilds them from the store
 //! when a range is loaded (recovery, snapshot install, the right side of a split), like the
@@ -20,7 +22,7 @@ use net::keyspace::{DATABASES, Db, REDIS_PREFIX};
 use net::message::kv::DbStat;
 
 use super::db_walk::after;
-use super::store::{Entry, KvStore};
+use super::store::{Entry, KvStore, SizeDelta};
 use crate::keyspace::user_key_of_meta;
 
 /// The counts of one database.
@@ -110,19 +112,30 @@ fn mean(sum: u128, n: u64) -> u64 {
     u64::try_from(sum / u128::from(n)).unwrap_or(u64::MAX)
 }
 
-/// A store that counts the metadata entries written and deleted through it into a
-/// [`DbKeys`]. A put or delete of a metadata entry costs one more lookup (its expiry
-/// before), without loading a cold value.
+/// A store that counts what is written through it: the metadata entries written and deleted
+/// into a [`DbKeys`], and the sum of the size changes every write returned. A put or delete
+/// of a metadata entry costs one more lookup (its expiry before), without loading a cold
+/// value.
 #[derive(Debug)]
 pub struct Counted<'a, S> {
     store: &'a mut S,
     keys: &'a mut DbKeys,
+    size: SizeDelta,
 }
 
 impl<'a, S: KvStore> Counted<'a, S> {
-    /// `store`, counting into `keys`.
+    /// `store`, counting into `keys`, its size change from zero.
     pub fn new(store: &'a mut S, keys: &'a mut DbKeys) -> Self {
-        Self { store, keys }
+        Self {
+            store,
+            keys,
+            size: SizeDelta::ZERO,
+        }
+    }
+
+    /// The sum of the size changes of the writes made through this store.
+    pub fn size(&self) -> SizeDelta {
+        self.size
     }
 }
 
@@ -133,24 +146,28 @@ impl<S: KvStore> KvStore for Counted<'_, S> {
     }
 
     #[inline]
-    fn put(&mut self, key: Bytes, entry: Entry) {
+    fn put(&mut self, key: Bytes, entry: Entry) -> SizeDelta {
         if let Some((db, _)) = user_key_of_meta(&key) {
             if let Some(old) = self.store.expiry(&key) {
                 self.keys.remove(db, old);
             }
             self.keys.add(db, entry.expire_at_ms);
         }
-        self.store.put(key, entry);
+        let d = self.store.put(key, entry);
+        self.size += d;
+        d
     }
 
     #[inline]
-    fn delete(&mut self, key: &[u8]) -> bool {
+    fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
         if let Some((db, _)) = user_key_of_meta(key) {
             if let Some(old) = self.store.expiry(key) {
                 self.keys.remove(db, old);
             }
         }
-        self.store.delete(key)
+        let d = self.store.delete(key)?;
+        self.size += d;
+        Some(d)
     }
 
     fn scan(
@@ -225,6 +242,25 @@ mod tests {
     }
 
     #[test]
+    fn the_size_change_of_a_counted_store_is_the_sum_of_its_writes() {
+        let mut s = ModelStore::default();
+        let mut k = DbKeys::default();
+        let mut c = Counted::new(&mut s, &mut k);
+        c.put(meta_key(db(0), b"a"), entry(0));
+        c.put(Bytes::from_static(b"raw"), entry(0));
+        c.put(meta_key(db(0), b"a"), entry(5));
+        c.delete(b"raw");
+        c.delete(b"absent");
+        let size = c.size();
+        let all = s.scan(b"", None, usize::MAX, false);
+        let recount = all.iter().fold(SizeDelta::ZERO, |t, (k, e)| {
+            t + SizeDelta::added(k.len(), e.value.len())
+        });
+        assert_eq!(size, recount);
+        assert_eq!(size.keys, 1);
+    }
+
+    #[test]
     fn only_metadata_entries_count_and_an_overwrite_moves_only_the_expiry() {
         let mut s = ModelStore::default();
         let mut k = DbKeys::default();
@@ -252,9 +288,9 @@ mod tests {
             }
         );
         let mut c = Counted::new(&mut s, &mut k);
-        assert!(c.delete(&meta_key(db(0), b"a")));
-        assert!(!c.delete(&meta_key(db(0), b"a")));
-        assert!(c.delete(&field_key(db(3), b"b", 1, b"f")));
+        assert!(c.delete(&meta_key(db(0), b"a")).is_some());
+        assert!(c.delete(&meta_key(db(0), b"a")).is_none());
+        assert!(c.delete(&field_key(db(3), b"b", 1, b"f")).is_some());
         assert_eq!(k.get(db(0)), DbCount::default());
         assert_eq!(k.total_keys(), 1);
         assert_eq!(k, recount(&s, b"", b""));

@@ -41,7 +41,7 @@ pub fn flush_range<S: KvStore>(store: &mut S, range: &RangeDescriptor) -> OpResu
             break;
         }
         for k in &page {
-            if store.delete(k) {
+            if store.delete(k).is_some() {
                 deleted = deleted.saturating_add(1);
             }
         }
@@ -68,7 +68,7 @@ pub fn flush_db<S: KvStore>(store: &mut S, range: &RangeDescriptor, db: Db) -> O
                 next = Some(to);
                 break;
             }
-            if store.delete(k) {
+            if store.delete(k).is_some() {
                 deleted = deleted.saturating_add(1);
             }
         }

@@ -181,6 +181,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                 && self
                     .store
                     .delete(&keyspace::element_key(self.db, key, SET_MEMBER, version, m))
+                    .is_some()
             {
                 removed += 1;
             }
@@ -241,7 +242,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             return Ok(OpResult::Bool { value });
         }
         let k = keyspace::element_key(self.db, src, SET_MEMBER, version, member);
-        if !self.store.delete(&k) {
+        if self.store.delete(&k).is_none() {
             return Ok(OpResult::Bool { value: false });
         }
         self.set_count(src, version, count.saturating_sub(1), expire);

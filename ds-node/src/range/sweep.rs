@@ -87,8 +87,8 @@ pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
             expire_at_ms,
         };
         match judge.reason(store, k, &e, now_ms) {
-            Some(Reason::Expired) if store.delete(k) => out.expired += 1,
-            Some(Reason::Garbage) if store.delete(k) => out.garbage += 1,
+            Some(Reason::Expired) if store.delete(k).is_some() => out.expired += 1,
+            Some(Reason::Garbage) if store.delete(k).is_some() => out.garbage += 1,
             _ => {}
         }
     }

@@ -9,6 +9,7 @@
 //! right ranges to create, replicas to destroy) is handed back in [`Effects`].
 
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use engines::vlog::LogRecord;
@@ -26,6 +27,7 @@ use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write, en
 use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
 use crate::range::engine::MasstreeStore;
+use crate::range::store::SizeDelta;
 
 /// A committed entry, decoded.
 #[derive(Debug)]
@@ -74,10 +76,20 @@ pub fn decode(t: EntryType, data: &[u8]) -> Committed {
     }
 }
 
+/// What applying a client write did.
+#[derive(Debug)]
+pub struct Written {
+    /// The answer to the client.
+    pub resp: KvResponse,
+    /// The range's size change: the sum of what the engine's writes returned.
+    pub size: SizeDelta,
+    /// The engine's refusal if the write broke an invariant or reached a cold entry that was
+    /// not loaded (the range stops at this entry).
+    pub fault: Option<String>,
+}
+
 /// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
-/// request id, counting the keys it creates and deletes into `keys`. Returns its answer, and
-/// the engine's refusal if it broke an invariant or reached a cold entry that was not loaded
-/// (the range stops at this entry).
+/// request id, counting the keys it creates and deletes into `keys`.
 pub fn write(
     engine: &mut MasstreeStore,
     keys: &mut DbKeys,
@@ -86,16 +98,17 @@ pub fn write(
     now_ms: u64,
     id: Option<WriteId>,
     op: &KvOp,
-) -> (KvResponse, Option<String>) {
+) -> Written {
     let ctx = ApplyCtx {
         now_ms,
         index,
         range: desc,
     };
     let mut counted = Counted::new(engine, keys);
-    let r = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
+    let resp = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
+    let size = counted.size();
     let fault = super::cold::miss_fault(engine).or_else(|| engine.take_fault());
-    (r, fault)
+    Written { resp, size, fault }
 }
 
 /// What applying entries asks the ready loop to do after its turn.
@@ -133,6 +146,7 @@ pub fn entries<D: ShardDevice>(
     entries: Vec<Entry>,
 ) -> u64 {
     let mut applied = 0;
+    let now = shard.now();
     let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
     for e in entries {
         if p.stopped.is_some() {
@@ -143,7 +157,7 @@ pub fn entries<D: ShardDevice>(
             break;
         };
         crate::failpoint!("ds_node::shard::write::after_apply");
-        answer_proposer(shard, p, &e, result);
+        answer_proposer(shard, p, &e, result, now);
         last = e.index;
     }
     shard.metrics.borrow_mut().applied_total += applied;
@@ -161,24 +175,22 @@ fn entry<D: ShardDevice>(
     match decode(e.get_entry_type(), &e.data) {
         Committed::Empty => Outcome::Applied(None),
         Committed::Write { now_ms, id, op } => {
-            let (r, fault) = write(engine, &mut p.db_keys, &p.desc, e.index, now_ms, id, &op);
-            if let Some(fault) = fault {
+            let w = write(engine, &mut p.db_keys, &p.desc, e.index, now_ms, id, &op);
+            if let Some(fault) = w.fault {
                 stop_range(shard, p, e.index, fault);
                 return Outcome::Stopped;
             }
-            add_delta(p, engine);
-            Outcome::Applied(Some(r))
+            p.add_size(w.size);
+            Outcome::Applied(Some(w.resp))
         }
         Committed::Sweep { now_ms, keys } => {
-            let n = crate::range::sweep::apply(
-                &mut Counted::new(engine, &mut p.db_keys),
-                now_ms,
-                &keys,
-            );
+            let mut counted = Counted::new(engine, &mut p.db_keys);
+            let n = crate::range::sweep::apply(&mut counted, now_ms, &keys);
+            let size = counted.size();
+            p.add_size(size);
             let mut m = shard.metrics.borrow_mut();
             m.expired_deleted_total += n.expired;
             m.garbage_deleted_total += n.garbage;
-            add_delta(p, engine);
             Outcome::Applied(None)
         }
         Committed::Split(cmd) => Outcome::Applied(split(shard, p, engine, fx, &cmd, e.index)),
@@ -197,13 +209,6 @@ fn entry<D: ShardDevice>(
             Outcome::Applied(None)
         }
     }
-}
-
-/// Moves the range's approximate size by what the engine's last operation changed.
-fn add_delta(p: &mut Peer, engine: &mut MasstreeStore) {
-    let (db, dk) = engine.take_delta();
-    p.approx_size.0 += db;
-    p.approx_size.1 += dk;
 }
 
 /// Applies a split to the left range (this one); the right range is created after the
@@ -236,7 +241,7 @@ fn split<D: ShardDevice>(
     fx.splits.push((right, left));
     // The moved keys' size goes with them (measured when created).
     let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
-    p.approx_size = (b as i64, k as i64);
+    p.set_size(b as i64, k as i64);
     Some(unit())
 }
 
@@ -252,12 +257,7 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
                 range: RangeId(range),
                 data: encode_meta(&p.desc),
             });
-            if !p
-                .desc
-                .replicas
-                .iter()
-                .any(|r| r.replica_id.0 == p.replica_id)
-            {
+            if !p.desc.replicas.iter().any(|r| r.replica_id == p.replica_id) {
                 fx.to_destroy.push(range);
             }
         }
@@ -267,22 +267,24 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
 
 /// Answers the proposer of entry `e`, if it waits here: its result when the entry is the
 /// one it proposed (same term), `NotLeader` when another leader's entry took its index.
+/// `now` is the shard's clock when the turn's entries started to apply.
 fn answer_proposer<D: ShardDevice>(
     shard: &Shard<D>,
     p: &mut Peer,
     e: &Entry,
     result: Option<KvResponse>,
+    now: Instant,
 ) {
-    let Some(w) = p.pending.remove(&e.index) else {
+    let Some(w) = p.take_pending(e.index) else {
         return;
     };
     let resp = if w.term == e.term {
         // Committed in the term it was proposed: a quorum acknowledged an append sent after
         // `w.at`.
-        p.extend_lease(w.term, w.at);
+        p.extend_lease(w.term, w.at, now);
         ShardMetrics::record(
             &mut shard.metrics.borrow_mut().propose_apply_us,
-            w.at.elapsed().as_micros() as u64,
+            now.saturating_duration_since(w.at).as_micros() as u64,
         );
         result.unwrap_or_else(unit)
     } else {

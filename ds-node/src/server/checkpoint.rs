@@ -251,7 +251,7 @@ pub fn segments_of(c: &checkpoint::Checkpoint) -> BTreeSet<SegmentId> {
 pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
     let p = st
         .peers
-        .get(&range)
+        .get(&net::RangeId(range))
         .filter(|p| p.initialized && p.stopped.is_none())?;
     let index = p.applied();
     let term = p.node.raft.raft_log.term(index).ok()?;
@@ -270,14 +270,19 @@ pub async fn checkpoint_range<D: ShardDevice>(
     // One checkpoint of a range at a time (the compaction task and the garbage collector
     // both write them): two writers of the same index would share a temporary file, and
     // the slower one could leave `checkpoint_segments` naming the older file's segments.
-    while shard.state.borrow().checkpointing.contains(&range) {
+    while shard
+        .state
+        .borrow()
+        .checkpointing
+        .contains(&net::RangeId(range))
+    {
         if shard.stop.get() {
             return Ok(false);
         }
         crate::core::sleep(Duration::from_millis(5)).await;
     }
     let _one = OneCheckpoint::start(shard, range);
-    let t = Instant::now();
+    let t = shard.now();
     let Some((encoded, point)) = build(&shard.state.borrow(), range) else {
         return Ok(false);
     };
@@ -288,10 +293,10 @@ pub async fn checkpoint_range<D: ShardDevice>(
         .state
         .borrow_mut()
         .checkpoint_segments
-        .insert(range, encoded.segments);
+        .insert(net::RangeId(range), encoded.segments);
     let (keep_from, term) = {
         let mut st = shard.state.borrow_mut();
-        let Some(p) = st.peers.get_mut(&range) else {
+        let Some(p) = st.peers.get_mut(&net::RangeId(range)) else {
             return Ok(false);
         };
         let index = point.index;
@@ -300,7 +305,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
         if p.is_leader() {
             // Keep the entries a follower that is only a little behind still needs: it then
             // catches up from the log instead of by snapshot.
-            let me = p.replica_id;
+            let me = p.replica_id.0;
             let slack = shard.cfg.cached_entries as u64;
             let lagging = p
                 .node
@@ -331,7 +336,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
         .await
         .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
     crate::failpoint!("ds_node::shard::checkpoint::after_compact");
-    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
         p.node.mut_store().truncate_to(keep_from - 1, term);
     }
     record(shard, t, size);
@@ -343,14 +348,22 @@ struct OneCheckpoint<'a, D: ShardDevice>(&'a Shard<D>, u64);
 
 impl<'a, D: ShardDevice> OneCheckpoint<'a, D> {
     fn start(shard: &'a Shard<D>, range: u64) -> Self {
-        shard.state.borrow_mut().checkpointing.insert(range);
+        shard
+            .state
+            .borrow_mut()
+            .checkpointing
+            .insert(net::RangeId(range));
         Self(shard, range)
     }
 }
 
 impl<D: ShardDevice> Drop for OneCheckpoint<'_, D> {
     fn drop(&mut self) {
-        self.0.state.borrow_mut().checkpointing.remove(&self.1);
+        self.0
+            .state
+            .borrow_mut()
+            .checkpointing
+            .remove(&net::RangeId(self.1));
     }
 }
 
@@ -358,7 +371,8 @@ fn record<D: ShardDevice>(shard: &Shard<D>, t: Instant, size: u64) {
     let mut m = shard.metrics.borrow_mut();
     m.checkpoints_total += 1;
     m.checkpoint_bytes_total += size;
-    ShardMetrics::record(&mut m.checkpoint_us, t.elapsed().as_micros() as u64);
+    let us = shard.now().saturating_duration_since(t).as_micros() as u64;
+    ShardMetrics::record(&mut m.checkpoint_us, us);
 }
 
 /// Whether the shard log is at least half full.
@@ -384,9 +398,10 @@ pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
 /// Drops replicas that were created for a leader's message and never got their snapshot (the
 /// leader went away or the replica was removed before it was caught up). They hold nothing.
 fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
+    let now = shard.now();
     let mut st = shard.state.borrow_mut();
     st.peers
-        .retain(|_, p| p.initialized || p.created.elapsed() < UNINITIALIZED_TTL);
+        .retain(|_, p| p.initialized || !p.older_than(UNINITIALIZED_TTL, now));
 }
 
 /// The compaction task of a shard (see the module documentation).
@@ -410,7 +425,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                             || applied - since >= shard.cfg.checkpoint_entries
                             || (pressure && store.truncated_index() < applied))
                 })
-                .map(|(&id, _)| id)
+                .map(|(&id, _)| id.0)
                 .collect()
         };
         let mut compacted = false;

@@ -45,7 +45,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
-use std::time::Instant;
 
 use bytes::Bytes;
 use engines::masstree::LogPointer;
@@ -376,9 +375,9 @@ pub async fn load<D: ShardDevice>(
     let mut transient = Vec::new();
     for chunk in wanted.chunks(READS_IN_FLIGHT) {
         let reads = chunk.iter().map(|(_, p)| async move {
-            let t = Instant::now();
+            let t = shard.now();
             let r = shard.log.read_value(p).await;
-            (r, t.elapsed())
+            (r, shard.now().saturating_duration_since(t))
         });
         let got = join_all(reads.collect()).await;
         let promotion = shard.policy.promotion();
@@ -525,7 +524,7 @@ async fn read_after_load<D: ShardDevice>(
     // The spawner may still hold the shard state (a request handler): start next turn.
     futures_lite::future::yield_now().await;
     let err = |error| KvResponse::Err { error };
-    let desc = match shard.state.borrow().peers.get(&range) {
+    let desc = match shard.state.borrow().peers.get(&net::RangeId(range)) {
         Some(p) => p.desc.clone(),
         None => {
             return err(RpcError::RangeNotFound {
@@ -565,13 +564,13 @@ fn answer_loaded<D: ShardDevice>(
     let err = |error| KvResponse::Err { error };
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&range) else {
+    let Some(p) = peers.get_mut(&net::RangeId(range)) else {
         return err(RpcError::RangeNotFound {
             range_id: net::RangeId(range),
         });
     };
     let still_valid = match min_index {
-        None => p.is_leader() && p.lease_read_ok(),
+        None => p.is_leader() && p.lease_read_ok(shard.now()),
         Some(i) => p.applied() >= i,
     };
     if !still_valid || p.desc.epoch != desc.epoch {

@@ -17,7 +17,7 @@ impl<D: ShardDevice> Shard<D> {
     /// tombstone record first (so a restart does not bring it back), then its keys, its log
     /// entries and its checkpoint.
     pub async fn destroy_range(&self, range: u64) -> anyhow::Result<()> {
-        let Some(mut p) = self.state.borrow_mut().peers.remove(&range) else {
+        let Some(mut p) = self.state.borrow_mut().peers.remove(&net::RangeId(range)) else {
             return Ok(());
         };
         let err = || net::message::kv::KvResponse::Err {
@@ -25,23 +25,18 @@ impl<D: ShardDevice> Shard<D> {
                 range_id: net::RangeId(range),
             },
         };
-        for (_, w) in std::mem::take(&mut p.pending) {
-            let _ = w.tx.send(err());
-        }
-        for (_, r) in std::mem::take(&mut p.reads) {
-            let _ = r.tx.send(err());
-        }
+        p.fail_waiting(err);
         {
             let mut st = self.state.borrow_mut();
-            st.tombstones.insert((range, p.replica_id));
+            st.tombstones.insert((net::RangeId(range), p.replica_id));
             // The addresses learnt for the range's other replicas are no longer needed.
-            st.reply_to.retain(|(r, _), _| *r != range);
+            st.reply_to.retain(|(r, _), _| *r != net::RangeId(range));
         }
         let lr = RangeId(range);
         self.log
             .append_one(LogRecord::ConfState {
                 range: lr,
-                data: crate::range::codec::encode_tombstone(p.replica_id),
+                data: crate::range::codec::encode_tombstone(p.replica_id.0),
             })
             .await
             .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
@@ -59,9 +54,12 @@ impl<D: ShardDevice> Shard<D> {
                 .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
         }
         super::checkpoint::remove(self, range).await;
-        self.state.borrow_mut().checkpoint_segments.remove(&range);
+        self.state
+            .borrow_mut()
+            .checkpoint_segments
+            .remove(&net::RangeId(range));
         self.metrics.borrow_mut().replicas_destroyed_total += 1;
-        tracing::info!(range, replica = p.replica_id, "replica destroyed");
+        tracing::info!(range, replica = p.replica_id.0, "replica destroyed");
         Ok(())
     }
 }

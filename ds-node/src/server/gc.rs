@@ -118,19 +118,20 @@ pub async fn pass<D: ShardDevice>(
     if std::mem::replace(&mut shard.state.borrow_mut().collecting, true) {
         return Ok(None);
     }
-    let t = Instant::now();
+    let t = shard.now();
     let r = pass_inner(shard, force).await;
+    let took = shard.now().saturating_duration_since(t);
     shard.state.borrow_mut().collecting = false;
     let mut m = shard.metrics.borrow_mut();
     match &r {
-        Ok(Some(rep)) => record(&mut m, rep, shard.cfg.segment_bytes, t),
+        Ok(Some(rep)) => record(&mut m, rep, shard.cfg.segment_bytes, took),
         Ok(None) => {}
         Err(_) => m.gc.errors_total += 1,
     }
     r
 }
 
-fn record(m: &mut ShardMetrics, rep: &PassReport, segment_bytes: u64, t: Instant) {
+fn record(m: &mut ShardMetrics, rep: &PassReport, segment_bytes: u64, took: Duration) {
     let g = &mut m.gc;
     g.passes_total += 1;
     g.victims_total += rep.victims.len() as u64;
@@ -141,7 +142,7 @@ fn record(m: &mut ShardMetrics, rep: &PassReport, segment_bytes: u64, t: Instant
     g.checkpoints_total += rep.checkpoints;
     g.segments_freed_total += rep.segments_freed;
     g.freed_bytes_total += rep.segments_freed * segment_bytes;
-    let _ = g.pass_us.record(t.elapsed().as_micros().max(1) as u64);
+    let _ = g.pass_us.record(took.as_micros().max(1) as u64);
     m.segments_freed_total += rep.segments_freed;
 }
 
@@ -222,7 +223,7 @@ async fn checkpoint_referencing<D: ShardDevice>(
         .checkpoint_segments
         .iter()
         .filter(|(_, segs)| !segs.is_disjoint(victims))
-        .map(|(r, _)| *r)
+        .map(|(r, _)| r.0)
         .collect();
     let mut n = 0;
     for range in ranges {
@@ -250,6 +251,8 @@ impl Pacer {
         }
     }
 
+    /// Sleeps until `bytes` more are due: a timer, on real time like glommio's
+    /// (`server::clock`).
     async fn pace(&mut self, bytes: u64) {
         self.bytes += bytes;
         let due = Duration::from_secs_f64(self.bytes as f64 / self.bytes_per_sec as f64);

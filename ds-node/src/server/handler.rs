@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Instant;
 
 use futures_channel::oneshot;
 use net::message::kv::{KvRequest, KvResponse};
@@ -93,7 +92,7 @@ fn fenced_write<D: ShardDevice>(
     let Some(key) = req.op.dedup_key().cloned() else {
         return kv(shard, req, Some(id), memory);
     };
-    let now = Instant::now();
+    let now = shard.now();
     if !shard.fences.borrow_mut().admits(id, &key, now) {
         shard.metrics.borrow_mut().write_fenced_total += 1;
         return err(RpcError::ServerBusy {});
@@ -123,7 +122,7 @@ fn kv<D: ShardDevice>(
     }
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&req.ctx.range_id.0).filter(|p| p.initialized) else {
+    let Some(p) = peers.get_mut(&req.ctx.range_id).filter(|p| p.initialized) else {
         return err(RpcError::RangeNotFound {
             range_id: req.ctx.range_id,
         });
@@ -152,7 +151,7 @@ fn kv<D: ShardDevice>(
                 shard
                     .fences
                     .borrow_mut()
-                    .raise(id, key.clone(), Instant::now());
+                    .raise(id, key.clone(), shard.now());
             }
             return throttled(shard, req, id);
         }
@@ -203,7 +202,7 @@ const MISMATCH_RANGES: usize = 8;
 /// leaves its right part on the same shard), so a client with the old epoch can route the
 /// keys that moved without asking the master, which may not know the split yet.
 fn with_split_neighbours(
-    peers: &std::collections::BTreeMap<u64, super::peer::Peer>,
+    peers: &std::collections::BTreeMap<net::RangeId, super::peer::Peer>,
     desc: net::message::RangeDescriptor,
 ) -> Vec<net::message::RangeDescriptor> {
     let mut out = vec![desc];
@@ -219,7 +218,7 @@ fn with_split_neighbours(
             Some(p) => {
                 let mut d = p.desc.clone();
                 if p.is_leader() {
-                    d.leader = Some(net::ReplicaId(p.replica_id));
+                    d.leader = Some(p.replica_id);
                 }
                 out.push(d);
             }
@@ -253,12 +252,13 @@ fn raft_batch<D: ShardDevice>(shard: &Shard<D>, b: RaftBatch) {
         }
     }
     let any_refused = refused.iter().any(|&n| n > 0);
+    let now = shard.now();
     let log_now = any_refused
         && st
             .refusals_logged_at
-            .is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY);
+            .is_none_or(|t| now.saturating_duration_since(t) >= REFUSAL_LOG_EVERY);
     if log_now {
-        st.refusals_logged_at = Some(Instant::now());
+        st.refusals_logged_at = Some(now);
     }
     drop(st);
     let mut m = shard.metrics.borrow_mut();
@@ -292,9 +292,9 @@ fn raft_message<D: ShardDevice>(
     if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
         return Err(Dropped::Bad);
     }
-    if !st.peers.contains_key(&range) {
+    if !st.peers.contains_key(&net::RangeId(range)) {
         let p = replica_for(shard, st, range, &m)?;
-        st.peers.insert(range, p);
+        st.peers.insert(net::RangeId(range), p);
         shard.metrics.borrow_mut().replicas_created_total += 1;
         tracing::info!(
             range,
@@ -302,8 +302,8 @@ fn raft_message<D: ShardDevice>(
             "replica created for a leader's message"
         );
     }
-    let p = st.peers.get(&range).ok_or(Dropped::Bad)?;
-    if m.to != p.replica_id {
+    let p = st.peers.get(&net::RangeId(range)).ok_or(Dropped::Bad)?;
+    if m.to != p.replica_id.0 {
         return Err(Dropped::Refused(Refusal::Address));
     }
     if !p.initialized && !master_places(shard, range, m.from, None) {
@@ -321,13 +321,13 @@ fn raft_message<D: ShardDevice>(
     if m.get_msg_type() == MessageType::MsgSnapshot {
         let got = snapshot_in(st, range, &m)?;
         m.mut_snapshot().data = Default::default();
-        if let Some(p) = st.peers.get_mut(&range) {
-            p.snapshot_in = Some(got);
+        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
+            p.keep_snapshot(got);
         }
     }
     // Only now, with the sender a member: bounded by the ranges here and their members.
     st.reply_to.insert(
-        (range, m.from),
+        (net::RangeId(range), net::ReplicaId(m.from)),
         Replica {
             replica_id: env.from_replica,
             store_id: from_store,
@@ -338,7 +338,7 @@ fn raft_message<D: ShardDevice>(
     // A stopped range (an apply hit an invariant) takes no more Raft traffic.
     let p = st
         .peers
-        .get_mut(&range)
+        .get_mut(&net::RangeId(range))
         .filter(|p| p.stopped.is_none())
         .ok_or(Dropped::Bad)?;
     p.node.step(m).map_err(|_| Dropped::Bad)
@@ -363,14 +363,17 @@ fn replica_for<D: ShardDevice>(
     if !from_leader || m.term == 0 {
         return Err(Dropped::Refused(Refusal::Type));
     }
-    if st.tombstones.contains(&(range, m.to)) {
+    if st
+        .tombstones
+        .contains(&(net::RangeId(range), net::ReplicaId(m.to)))
+    {
         return Err(Dropped::Bad);
     }
     if !master_places(shard, range, m.from, Some(m.to)) {
         return Err(Dropped::Refused(Refusal::UnknownRange));
     }
     let waiting = st.peers.values().filter(|p| !p.initialized).count();
-    if waiting >= MAX_UNINITIALIZED || !st.creations.take(Instant::now()) {
+    if waiting >= MAX_UNINITIALIZED || !st.creations.take(shard.now()) {
         return Err(Dropped::Refused(Refusal::CreationLimit));
     }
     let p = shard.new_uninitialized(range, m.to).map_err(|e| {
@@ -385,7 +388,7 @@ fn replica_for<D: ShardDevice>(
 /// `me`) replica `me` of it on this shard.
 fn master_places<D: ShardDevice>(shard: &Shard<D>, range: u64, from: u64, me: Option<u64>) -> bool {
     let ranges = shard.master_ranges.borrow();
-    let Some(d) = ranges.get(&range) else {
+    let Some(d) = ranges.get(&net::RangeId(range)) else {
         return false;
     };
     let has = |id: u64| d.replicas.iter().any(|r| r.replica_id.0 == id);
@@ -410,7 +413,7 @@ fn snapshot_in(
         .ok_or(Dropped::Bad)?;
     let d = &got.meta.desc;
     let overlaps = st.peers.iter().any(|(&id, o)| {
-        id != range
+        id != net::RangeId(range)
             && o.initialized
             && (d.end.is_empty() || o.desc.start < d.end)
             && (o.desc.end.is_empty() || d.start < o.desc.end)

@@ -1,6 +1,12 @@
 //! One range on this shard: its descriptor, Raft group and the requests waiting on it.
 //! Part of the shard state (a leaf: imports no `server` module but `transfers`, `lease` and
 //! `throttle_state`).
+//!
+//! The waiting proposals and reads, the read lease and the range's size are private: the
+//! operations change them through methods named after what they do (`add_pending`,
+//! `take_pending`, `start_read_index`, `take_ready_reads`, `renew_lease`, `fail_waiting`,
+//! `add_size`, ...), so the rules that tie them together (ReadIndex contexts shared with lease
+//! renewals, the lease fenced by transfers) live here only.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -56,47 +62,47 @@ pub struct Peer {
     /// The range descriptor (replicas = the Raft configuration).
     pub desc: RangeDescriptor,
     /// This replica's Raft id.
-    pub replica_id: u64,
+    pub replica_id: net::ReplicaId,
     /// The Raft group.
     pub node: RawNode<RaftLogCache>,
     /// Proposals by log index.
-    pub pending: BTreeMap<u64, Pending>,
+    pending: BTreeMap<u64, Pending>,
     /// Reads by ReadIndex context.
-    pub reads: BTreeMap<u64, WaitingRead>,
-    /// Next ReadIndex context.
-    pub next_read: u64,
+    reads: BTreeMap<u64, WaitingRead>,
+    /// Next ReadIndex context (shared by reads and lease renewals).
+    next_read: u64,
     /// The role after the last ready (to count leader changes).
-    pub last_role: StateRole,
+    last_role: StateRole,
     /// Where the next TTL sweep starts (empty: the range's start).
-    pub sweep_cursor: bytes::Bytes,
+    pub(super) sweep_cursor: bytes::Bytes,
     /// Log index of the last sweep proposed; no new sweep until it applied.
-    pub sweep_in_flight: u64,
+    pub(super) sweep_in_flight: u64,
     /// False for a replica created for a leader's message that has not installed its first
     /// snapshot yet: it has no key range and serves nothing.
     pub initialized: bool,
     /// A snapshot stepped into raft-rs, to install when raft-rs hands it back in a ready.
-    pub snapshot_in: Option<super::transfers::Received>,
+    snapshot_in: Option<super::transfers::Received>,
     /// When this replica was created (to give up on a replica that never initializes).
-    pub created: Instant,
+    created: Instant,
     /// Approximate (key + value bytes, keys) of the range: exact at its last checkpoint or
     /// snapshot, then moved by every applied entry (reported to the master for splits).
-    pub approx_size: (i64, i64),
+    approx_size: (i64, i64),
     /// Keys and keys with an expiry per database (`DBSIZE`, `INFO keyspace`): exact, kept by
     /// every applied write and sweep, rebuilt when the range is loaded (`range::db_keys`).
     pub db_keys: crate::range::db_keys::DbKeys,
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
-    pub split_proposed_at: Option<Instant>,
+    split_proposed_at: Option<Instant>,
     /// Why the range stopped: applying a committed entry broke an engine invariant. A
     /// stopped replica applies, steps and checkpoints nothing more and answers every request
     /// with an error; the shard's other ranges go on. Recovery stops it again at the same
     /// entry (deterministic), so a restart never crash-loops.
     pub stopped: Option<String>,
     /// The read lease while this replica leads ([`Lease`]).
-    pub lease: Lease,
+    lease: Lease,
     /// A leader transfer was started and may still be running: acknowledgements renew
     /// nothing until it is seen over ([`Peer::extend_lease`]).
-    pub transferring: bool,
+    transferring: bool,
 }
 
 impl std::fmt::Debug for Peer {
@@ -111,6 +117,199 @@ impl std::fmt::Debug for Peer {
 }
 
 impl Peer {
+    /// A replica `replica_id` of the range `desc` with Raft group `node`, created at `now`,
+    /// waiting for nothing; `initialized` unless created for a leader's message. Its lease
+    /// lasts `lease` per quorum acknowledgement.
+    pub fn new(
+        desc: RangeDescriptor,
+        replica_id: net::ReplicaId,
+        node: RawNode<RaftLogCache>,
+        initialized: bool,
+        lease: Duration,
+        now: Instant,
+    ) -> Self {
+        Self {
+            desc,
+            replica_id,
+            node,
+            pending: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+            last_role: StateRole::Follower,
+            sweep_cursor: bytes::Bytes::new(),
+            sweep_in_flight: 0,
+            initialized,
+            snapshot_in: None,
+            created: now,
+            approx_size: (0, 0),
+            db_keys: Default::default(),
+            split_proposed_at: None,
+            stopped: None,
+            lease: Lease::new(lease),
+            transferring: false,
+        }
+    }
+
+    /// Notes the group's role after a ready; whether leadership was gained or lost.
+    pub fn note_role(&mut self, role: StateRole) -> bool {
+        let changed = role != self.last_role
+            && (role == StateRole::Leader || self.last_role == StateRole::Leader);
+        self.last_role = role;
+        changed
+    }
+
+    /// Keeps snapshot `got` (stepped into raft-rs) until raft-rs hands it back in a ready.
+    pub fn keep_snapshot(&mut self, got: super::transfers::Received) {
+        self.snapshot_in = Some(got);
+    }
+
+    /// The snapshot kept for the ready that installs it, if its index is `index`.
+    pub fn take_snapshot(&mut self, index: u64) -> Option<super::transfers::Received> {
+        self.snapshot_in.take().filter(|r| r.meta.index == index)
+    }
+
+    /// Whether this replica was created at least `ttl` before `now` (an uninitialized one is
+    /// then given up).
+    pub fn older_than(&self, ttl: Duration, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) >= ttl
+    }
+
+    /// Whether this leader proposed a split less than `cool_down` before `now`.
+    pub fn split_recently(&self, cool_down: Duration, now: Instant) -> bool {
+        self.split_proposed_at
+            .is_some_and(|t| now.saturating_duration_since(t) < cool_down)
+    }
+
+    /// Notes that this leader proposed a split at `now`.
+    pub fn note_split_proposed(&mut self, now: Instant) {
+        self.split_proposed_at = Some(now);
+    }
+
+    /// Moves the range's approximate size by `d`, what an applied entry's writes returned.
+    pub fn add_size(&mut self, d: crate::range::store::SizeDelta) {
+        self.approx_size.0 += d.bytes;
+        self.approx_size.1 += d.keys;
+    }
+
+    /// Sets the range's approximate size to (key + value bytes, keys), measured.
+    pub fn set_size(&mut self, bytes: i64, keys: i64) {
+        self.approx_size = (bytes, keys);
+    }
+
+    /// The range's approximate (key + value bytes, keys), never below zero.
+    pub fn approx_size(&self) -> (u64, u64) {
+        let (b, k) = self.approx_size;
+        (b.max(0) as u64, k.max(0) as u64)
+    }
+
+    /// Proposals waiting for their entry to apply.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Makes `w` wait for the entry proposed at `index`.
+    pub fn add_pending(&mut self, index: u64, w: Pending) {
+        debug_assert!(!self.pending.contains_key(&index));
+        self.pending.insert(index, w);
+    }
+
+    /// The proposal waiting for entry `index`, no longer waiting.
+    pub fn take_pending(&mut self, index: u64) -> Option<Pending> {
+        self.pending.remove(&index)
+    }
+
+    /// Answers every waiting proposal with `err()`.
+    pub fn fail_pending(&mut self, err: impl Fn() -> KvResponse) {
+        for (_, w) in std::mem::take(&mut self.pending) {
+            let _ = w.tx.send(err());
+        }
+    }
+
+    /// Answers every waiting read with `err()`.
+    pub fn fail_reads(&mut self, err: impl Fn() -> KvResponse) {
+        for (_, r) in std::mem::take(&mut self.reads) {
+            let _ = r.tx.send(err());
+        }
+    }
+
+    /// Answers every waiting request, proposals and reads, with `err()`.
+    pub fn fail_waiting(&mut self, err: impl Fn() -> KvResponse) {
+        self.fail_pending(&err);
+        self.fail_reads(&err);
+    }
+
+    /// Reads waiting for their ReadIndex or for apply to reach it.
+    pub fn reads_count(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// Queues read `op` (answered on `tx`, arrived at `now`) and asks raft-rs for a read
+    /// index for it.
+    pub fn start_read_index(&mut self, op: KvOp, tx: Waiter, now: Instant) {
+        let id = self.next_read;
+        self.next_read += 1;
+        let read = WaitingRead {
+            op,
+            tx,
+            index: None,
+            at: now,
+        };
+        self.reads.insert(id, read);
+        self.node.read_index(id.to_le_bytes().to_vec());
+    }
+
+    /// raft-rs returned read index `index` for ReadIndex context `id`: notes it for the
+    /// waiting read, and returns when the round's message was sent (a waiting read's arrival,
+    /// or the lease renewal round `id`), `None` for an unknown context.
+    pub fn read_index_returned(&mut self, id: u64, index: u64) -> Option<Instant> {
+        match self.reads.get_mut(&id) {
+            Some(r) => {
+                r.index = Some(index);
+                Some(r.at)
+            }
+            None => self.lease.take_renewal(id),
+        }
+    }
+
+    /// The reads whose index is known and applied, no longer waiting (in context order).
+    pub fn take_ready_reads(&mut self) -> Vec<WaitingRead> {
+        let applied = self.applied();
+        let ready: Vec<u64> = self
+            .reads
+            .iter()
+            .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
+            .map(|(k, _)| *k)
+            .collect();
+        ready
+            .into_iter()
+            .filter_map(|k| self.reads.remove(&k))
+            .collect()
+    }
+
+    /// Notes that a read wanted the lease at `now` (renewals run only for ranges being read).
+    pub fn note_read(&mut self, now: Instant) {
+        self.lease.note_read(now);
+    }
+
+    /// Starts a heartbeat round that renews the lease of this leader, if it is being read
+    /// and the lease ends soon (`now`: the shard's clock); whether it started one.
+    pub fn renew_lease(&mut self, now: Instant) -> bool {
+        let r = &self.node.raft;
+        if r.state != StateRole::Leader
+            || r.lead_transferee.is_some()
+            || r.prs().is_singleton()
+            || !r.commit_to_current_term()
+            || !self.lease.wants_renewal(r.term, now)
+        {
+            return false;
+        }
+        let id = self.next_read;
+        self.next_read += 1;
+        self.lease.start_renewal(id, now);
+        self.node.read_index(id.to_le_bytes().to_vec());
+        true
+    }
+
     /// Whether this replica leads its group.
     pub fn is_leader(&self) -> bool {
         self.node.raft.state == StateRole::Leader
@@ -123,12 +322,13 @@ impl Peer {
     /// or later) was committed after every entry an earlier leader acknowledged, so the
     /// applied state holds every acknowledged write; entries committed but not applied yet
     /// are not acknowledged yet either, so a read may miss them (TiKV's `applied_term ==
-    /// term` rule). A sole voter needs no lease: no one else can be elected.
-    pub fn lease_read_ok(&self) -> bool {
+    /// term` rule). A sole voter needs no lease: no one else can be elected. `now` is the
+    /// shard's clock.
+    pub fn lease_read_ok(&self, now: Instant) -> bool {
         let r = &self.node.raft;
         r.state == StateRole::Leader
             && r.lead_transferee.is_none()
-            && (r.prs().is_singleton() || self.lease.holds(r.term, Instant::now()))
+            && (r.prs().is_singleton() || self.lease.holds(r.term, now))
             && r.raft_log
                 .term(r.raft_log.applied())
                 .is_ok_and(|t| t == r.term)
@@ -136,12 +336,12 @@ impl Peer {
 
     /// A quorum acknowledged a message of `term` this leader sent at `sent_at`: the lease
     /// runs from then. While a leader transfer runs, and once when it is seen over, the lease
-    /// is fenced instead (the transfer's target may be elected at once).
-    pub fn extend_lease(&mut self, term: u64, sent_at: Instant) {
+    /// is fenced instead (the transfer's target may be elected at once). `now` is the
+    /// shard's clock.
+    pub fn extend_lease(&mut self, term: u64, sent_at: Instant, now: Instant) {
         if term != self.node.raft.term || !self.is_leader() {
             return;
         }
-        let now = Instant::now();
         if self.node.raft.lead_transferee.is_some() {
             self.lease.fence(now);
             self.transferring = true;
@@ -155,9 +355,9 @@ impl Peer {
     }
 
     /// Hands leadership to replica `to`: the lease ends now (its target may be elected
-    /// without waiting for the followers' election timeouts).
-    pub fn transfer_leader(&mut self, to: u64) {
-        self.lease.fence(Instant::now());
+    /// without waiting for the followers' election timeouts). `now` is the shard's clock.
+    pub fn transfer_leader(&mut self, to: u64, now: Instant) {
+        self.lease.fence(now);
         self.transferring = true;
         self.node.transfer_leader(to);
     }

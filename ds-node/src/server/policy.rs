@@ -254,7 +254,7 @@ mod tests {
             maxmemory: 1 << 20,
             ..DsConfig::default()
         };
-        let p = PolicyState::new(&cfg);
+        let p = PolicyState::new(&cfg, std::rc::Rc::new(super::super::clock::SystemClock));
         p.promote.set(true);
         assert!(p.promotion().allowed);
         p.behind.set(true);

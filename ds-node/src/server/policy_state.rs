@@ -5,7 +5,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use super::clock::Clock;
 
 use super::throttle_state::ThrottleState;
 use crate::config::DsConfig;
@@ -33,12 +36,13 @@ pub struct PolicyState {
     /// Writes waiting for memory (`server::throttle`).
     pub throttle: ThrottleState,
     started: Instant,
+    clock: Rc<dyn Clock>,
     window_ticks: u16,
 }
 
 impl PolicyState {
-    /// The state for a shard of a node configured with `cfg`.
-    pub fn new(cfg: &DsConfig) -> Self {
+    /// The state for a shard of a node configured with `cfg`, its ticks on `clock`.
+    pub fn new(cfg: &DsConfig, clock: Rc<dyn Clock>) -> Self {
         let window = cfg.promote_window_ms / TICK.as_millis() as u64;
         Self {
             budget: Cell::new(cfg.maxmemory / cfg.shards.max(1) as u64),
@@ -46,13 +50,19 @@ impl PolicyState {
             promote: Cell::new(cfg.maxmemory == 0),
             loads_in_flight: RefCell::new(BTreeMap::new()),
             throttle: ThrottleState::default(),
-            started: Instant::now(),
+            started: clock.now(),
+            clock,
             window_ticks: u16::try_from(window).unwrap_or(u16::MAX),
         }
     }
 
     fn now_ticks(&self) -> u64 {
-        (self.started.elapsed().as_millis() / TICK.as_millis()) as u64
+        (self
+            .clock
+            .now()
+            .saturating_duration_since(self.started)
+            .as_millis()
+            / TICK.as_millis()) as u64
     }
 
     /// Transient entries loaded before this tick may go (`None`: all): the start of the

@@ -14,7 +14,7 @@ use net::RpcError;
 use net::message::kv::{KvOp, KvResponse, OpResult};
 
 use super::metrics::ShardMetrics;
-use super::peer::{Peer, WaitingRead};
+use super::peer::Peer;
 use super::shard::{Shard, ShardDevice, now_ms};
 use crate::range::apply::{ApplyCtx, execute};
 use crate::range::engine::MasstreeStore;
@@ -38,8 +38,9 @@ pub fn start<D: ShardDevice>(
 ) -> Result<Answer, RpcError> {
     let key_bytes = op.redis_key().map_or(0, |k| k.len());
     shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
-    p.lease.note_read(Instant::now());
-    if p.lease_read_ok() {
+    let now = shard.now();
+    p.note_read(now);
+    if p.lease_read_ok(now) {
         lease(shard, p, engine, op)
     } else {
         read_index(shard, p, op)
@@ -106,31 +107,21 @@ fn read_index<D: ShardDevice>(
         // after election): the client retries (hint: this replica).
         return Err(shard.not_leader(p));
     }
-    if p.reads.len() >= shard.cfg.max_inflight_proposals {
+    if p.reads_count() >= shard.cfg.max_inflight_proposals {
         shard.metrics.borrow_mut().busy_total += 1;
         return Err(RpcError::ServerBusy {});
     }
     shard.metrics.borrow_mut().read_index_total += 1;
-    let id = p.next_read;
-    p.next_read += 1;
     let (tx, rx) = oneshot::channel();
-    p.reads.insert(
-        id,
-        WaitingRead {
-            op,
-            tx,
-            index: None,
-            at: Instant::now(),
-        },
-    );
-    p.node.read_index(id.to_le_bytes().to_vec());
+    p.start_read_index(op, tx, shard.now());
     shard.wake.notify();
     Ok(Answer::Later(rx))
 }
 
 /// Notes the index raft-rs returned for the ReadIndex request `ctx` of this range: a quorum
-/// acknowledged the heartbeat sent for it, so the lease runs from when it was asked.
-pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
+/// acknowledged the heartbeat sent for it, so the lease runs from when it was asked. `now`
+/// is the shard's clock.
+pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64, now: Instant) {
     let Some(id) = ctx
         .get(..8)
         .and_then(|b| b.try_into().ok())
@@ -138,38 +129,19 @@ pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64) {
     else {
         return;
     };
-    let sent_at = match p.reads.get_mut(&id) {
-        Some(r) => {
-            r.index = Some(index);
-            Some(r.at)
-        }
-        None => p.lease.take_renewal(id),
-    };
-    if let Some(at) = sent_at {
+    if let Some(at) = p.read_index_returned(id, index) {
         let term = p.node.raft.term;
-        p.extend_lease(term, at);
+        p.extend_lease(term, at, now);
     }
 }
 
 /// Starts a heartbeat round that renews the lease of a leader being read, before the
 /// lease runs out (so reads do not stall on a ReadIndex round when it does). Called on
-/// each tick.
-pub fn renew_lease(p: &mut Peer, metrics: &mut ShardMetrics) {
-    let r = &p.node.raft;
-    let now = Instant::now();
-    if r.state != raft::StateRole::Leader
-        || r.lead_transferee.is_some()
-        || r.prs().is_singleton()
-        || !r.commit_to_current_term()
-        || !p.lease.wants_renewal(r.term, now)
-    {
-        return;
+/// each tick, with the shard's clock reading `now`.
+pub fn renew_lease(p: &mut Peer, metrics: &mut ShardMetrics, now: Instant) {
+    if p.renew_lease(now) {
+        metrics.lease_renewals_total += 1;
     }
-    let id = p.next_read;
-    p.next_read += 1;
-    p.lease.start_renewal(id, now);
-    metrics.lease_renewals_total += 1;
-    p.node.read_index(id.to_le_bytes().to_vec());
 }
 
 /// Answers the range's reads whose index is known and applied (by their own task when they
@@ -179,21 +151,13 @@ pub fn answer_ready<D: ShardDevice>(
     p: &mut Peer,
     engine: &mut MasstreeStore,
 ) {
-    if p.reads.is_empty() {
+    if p.reads_count() == 0 {
         return;
     }
     let applied = p.applied();
-    let ready: Vec<u64> = p
-        .reads
-        .iter()
-        .filter(|(_, r)| r.index.is_some_and(|i| i <= applied))
-        .map(|(k, _)| *k)
-        .collect();
     let now = now_ms();
-    for k in ready {
-        let Some(r) = p.reads.remove(&k) else {
-            continue;
-        };
+    let at = shard.now();
+    for r in p.take_ready_reads() {
         if let Some(resp) = from_peer(p, &r.op) {
             let _ = r.tx.send(resp);
             continue;
@@ -214,17 +178,14 @@ pub fn answer_ready<D: ShardDevice>(
         };
         ShardMetrics::record(
             &mut shard.metrics.borrow_mut().read_index_us,
-            r.at.elapsed().as_micros() as u64,
+            at.saturating_duration_since(r.at).as_micros() as u64,
         );
         let _ = r.tx.send(resp);
     }
     // A replica that lost leadership cannot answer its waiting reads.
     if !p.is_leader() {
-        let hint = None;
-        for (_, r) in std::mem::take(&mut p.reads) {
-            let _ = r.tx.send(KvResponse::Err {
-                error: net::RpcError::NotLeader { hint: hint.clone() },
-            });
-        }
+        p.fail_reads(|| KvResponse::Err {
+            error: net::RpcError::NotLeader { hint: None },
+        });
     }
 }

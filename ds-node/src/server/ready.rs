@@ -73,6 +73,8 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
 
 async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
     let tick = shard.cfg.tick();
+    // Tick pacing is a timer, on real time (`server::clock`); what a tick decides reads the
+    // shard's clock.
     let mut next_tick = Instant::now() + tick;
     let mut inflight: std::collections::VecDeque<InFlight> = std::collections::VecDeque::new();
     while !shard.stop.get() {
@@ -83,10 +85,11 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
         }
         if Instant::now() >= next_tick {
             next_tick = Instant::now() + tick;
+            let now = shard.now();
             let mut st = shard.state.borrow_mut();
             for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
                 p.node.tick();
-                super::read::renew_lease(p, &mut shard.metrics.borrow_mut());
+                super::read::renew_lease(p, &mut shard.metrics.borrow_mut(), now);
             }
             super::ttl::sweep_expired(shard, &mut st);
         }
@@ -101,7 +104,8 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
             if f.records > 0 {
                 let mut m = shard.metrics.borrow_mut();
                 m.flushes_total += 1;
-                ShardMetrics::record(&mut m.flush_us, f.started.elapsed().as_micros() as u64);
+                let us = shard.now().saturating_duration_since(f.started).as_micros() as u64;
+                ShardMetrics::record(&mut m.flush_us, us);
                 ShardMetrics::record(&mut m.flush_batch_records, f.records);
             }
             finish(shard, f.works).await?;
@@ -122,12 +126,7 @@ fn fail_all(p: &mut Peer) {
             message: "shard log failed".into(),
         },
     };
-    for (_, w) in std::mem::take(&mut p.pending) {
-        let _ = w.tx.send(err());
-    }
-    for (_, r) in std::mem::take(&mut p.reads) {
-        let _ = r.tx.send(err());
-    }
+    p.fail_waiting(err);
 }
 
 struct Work {
@@ -180,7 +179,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     let mut turn = Turn::default();
     let mut st = shard.state.borrow_mut();
     for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
-        if let Some(p) = st.peers.get_mut(&range) {
+        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
             p.node.on_entries_fetched(ctx);
         }
     }
@@ -193,7 +192,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     } = &mut *st;
     turn.records
         .extend(meta_records.drain(..).map(AppendRecord::from));
-    for (&range, p) in peers.iter_mut() {
+    for (&net::RangeId(range), p) in peers.iter_mut() {
         if p.stopped.is_some() || !p.node.has_ready() {
             continue;
         }
@@ -211,7 +210,7 @@ fn take_ready<D: ShardDevice>(
     range: u64,
     p: &mut Peer,
     engine: &mut MasstreeStore,
-    reply_to: &HashMap<(u64, u64), Replica>,
+    reply_to: &HashMap<(net::RangeId, net::ReplicaId), Replica>,
     turn: &mut Turn,
 ) -> anyhow::Result<Work> {
     let mut rd = p.node.ready();
@@ -234,8 +233,9 @@ fn take_ready<D: ShardDevice>(
     if let Some(h) = rd.hs() {
         p.node.mut_store().set_hard_state(h.clone());
     }
+    let now = shard.now();
     for rs in rd.take_read_states() {
-        super::read::note_read_state(p, &rs.request_ctx, rs.index);
+        super::read::note_read_state(p, &rs.request_ctx, rs.index, now);
     }
     let number = rd.number();
     let persisted_msgs = rd.take_persisted_messages();
@@ -252,11 +252,8 @@ fn take_ready<D: ShardDevice>(
 
 /// Counts a leader change when the group's role moved to or from leader.
 fn note_role<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, role: StateRole) {
-    if role != p.last_role {
-        if role == StateRole::Leader || p.last_role == StateRole::Leader {
-            shard.metrics.borrow_mut().leader_changes_total += 1;
-        }
-        p.last_role = role;
+    if p.note_role(role) {
+        shard.metrics.borrow_mut().leader_changes_total += 1;
     }
 }
 
@@ -320,7 +317,7 @@ fn queue_commit<D: ShardDevice>(
         done,
         works,
         records: n,
-        started: Instant::now(),
+        started: shard.now(),
     })
 }
 
@@ -328,7 +325,7 @@ fn queue_commit<D: ShardDevice>(
 fn answer_waiting_reads<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    for p in peers.values_mut().filter(|p| !p.reads.is_empty()) {
+    for p in peers.values_mut().filter(|p| p.reads_count() > 0) {
         super::read::answer_ready(shard, p, engine);
     }
 }
@@ -352,7 +349,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
             splits,
             ..
         } = &mut *st;
-        let Some(p) = peers.get_mut(&w.range) else {
+        let Some(p) = peers.get_mut(&net::RangeId(w.range)) else {
             continue;
         };
         p.node.on_persist_ready(w.number);
@@ -424,7 +421,7 @@ async fn prefetch_committed<D: ShardDevice>(
             .state
             .borrow()
             .peers
-            .get(&w.range)
+            .get(&net::RangeId(w.range))
             .map(|p| p.desc.clone())
         else {
             continue;
@@ -448,7 +445,7 @@ async fn prefetch_committed<D: ShardDevice>(
     // (nothing is demoted while nothing awaits, so this check holds until the applies).
     let again = works.iter().any(|w| {
         let st = shard.state.borrow();
-        let Some(p) = st.peers.get(&w.range) else {
+        let Some(p) = st.peers.get(&net::RangeId(w.range)) else {
             return false;
         };
         let mut v = Vec::new();
@@ -469,7 +466,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut reqs = Vec::new();
     {
         let st = shard.state.borrow();
-        for (&range, p) in &st.peers {
+        for (&net::RangeId(range), p) in &st.peers {
             for f in p.node.store().fetches.borrow_mut().drain(..) {
                 reqs.push((range, f));
             }
@@ -486,7 +483,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
             let mut st = shard.state.borrow_mut();
             match got {
                 Ok(es) => {
-                    if let Some(p) = st.peers.get(&range) {
+                    if let Some(p) = st.peers.get(&RangeId(range)) {
                         let mut fetched = p.node.store().fetched.borrow_mut();
                         for e in es.iter() {
                             fetched.insert(

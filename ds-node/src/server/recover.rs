@@ -22,6 +22,7 @@ use raft::eraftpb::{Entry, HardState};
 
 use super::apply::{self, Committed};
 use super::checkpoint_store::{CheckpointStore, FsCheckpointStore};
+use super::clock::{Clock, SystemClock};
 use super::conf_change::{apply_conf_change_to_desc, entry_type_of};
 use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
@@ -83,7 +84,8 @@ async fn open_log<D: ShardDevice>(cfg: &DsConfig, dev: D, fresh: bool) -> anyhow
     Ok(log)
 }
 
-/// What a shard stores on: its log device and its checkpoint directory.
+/// What a shard runs on: its log device, its checkpoint directory and its clock (the seams a
+/// test replaces: a faulty device, a crashable directory, a [`ManualClock`](super::clock::ManualClock)).
 #[derive(Debug)]
 pub struct ShardStorage<D> {
     /// The shard log's device.
@@ -92,6 +94,8 @@ pub struct ShardStorage<D> {
     pub fresh: bool,
     /// The ranges' checkpoints.
     pub checkpoints: Rc<dyn CheckpointStore>,
+    /// The shard's monotonic clock (`server::clock`).
+    pub clock: Rc<dyn Clock>,
 }
 
 /// The shard log's settings: entries up to the largest proposal the handler admits (longer
@@ -129,6 +133,7 @@ impl Shard<Device> {
             device,
             fresh,
             checkpoints,
+            clock: Rc::new(SystemClock),
         };
         Self::open_on(cfg, index, store_id, cluster_id, storage).await
     }
@@ -154,7 +159,7 @@ impl<D: ShardDevice> Shard<D> {
         for p in &cfg.peers {
             addrs.insert(p.store_id, p.shard_addrs.clone());
         }
-        let policy = PolicyState::new(&cfg);
+        let policy = PolicyState::new(&cfg, storage.clock.clone());
         let shard = Rc::new(Self {
             index,
             store_id,
@@ -181,7 +186,8 @@ impl<D: ShardDevice> Shard<D> {
             file_ops: Cell::new(0),
             policy,
             fences: RefCell::default(),
-            started: std::time::Instant::now(),
+            started: storage.clock.now(),
+            clock: storage.clock,
         });
         shard.recover().await?;
         Ok(shard)
@@ -196,12 +202,11 @@ impl<D: ShardDevice> Shard<D> {
         for range in ranges {
             self.recover_range(range).await?;
         }
-        self.state.borrow_mut().engine.take_delta();
         // Splits whose right range never became durable: create it again (its keys were just
         // rebuilt by the left range's replay).
         let splits = std::mem::take(&mut self.state.borrow_mut().splits);
         for (right, _) in splits {
-            if !self.state.borrow().peers.contains_key(&right.id.0) {
+            if !self.state.borrow().peers.contains_key(&right.id) {
                 tracing::info!(range = %right.id, "re-creating the right range of a replayed split");
                 super::split::create_right(self, right, None).await?;
             }
@@ -220,7 +225,7 @@ impl<D: ShardDevice> Shard<D> {
             self.state
                 .borrow_mut()
                 .tombstones
-                .insert((range.0, replica));
+                .insert((range, net::ReplicaId(replica)));
             super::checkpoint::remove(self, range.0).await;
             return Ok(());
         }
@@ -261,13 +266,13 @@ impl<D: ShardDevice> Shard<D> {
             .borrow()
             .engine
             .size_of(&peer.desc.start, &peer.desc.end);
-        peer.approx_size = (b as i64, k as i64);
+        peer.set_size(b as i64, k as i64);
         peer.db_keys = db_keys::recount(
             &self.state.borrow().engine,
             &peer.desc.start,
             &peer.desc.end,
         );
-        self.state.borrow_mut().peers.insert(range.0, peer);
+        self.state.borrow_mut().peers.insert(range, peer);
         Ok(())
     }
 
@@ -288,7 +293,7 @@ impl<D: ShardDevice> Shard<D> {
         let meta = c.meta.clone();
         let mut st = self.state.borrow_mut();
         st.checkpoint_segments
-            .insert(range.0, super::checkpoint::segments_of(&c));
+            .insert(range, super::checkpoint::segments_of(&c));
         super::checkpoint::load(&mut st.engine, c);
         Ok(meta)
     }
@@ -375,7 +380,7 @@ impl<D: ShardDevice> Shard<D> {
                     id,
                     &op,
                 )
-                .1
+                .fault
             }
             Committed::Sweep { now_ms, keys } => {
                 crate::range::sweep::apply(&mut st.engine, now_ms, &keys);
@@ -398,7 +403,7 @@ impl<D: ShardDevice> Shard<D> {
     /// Creates a new range on this shard (bootstrap or a static initial range): writes its
     /// first (empty) checkpoint, then its descriptor and hard state to the log.
     pub async fn create_range(&self, desc: RangeDescriptor) -> anyhow::Result<()> {
-        if self.state.borrow().peers.contains_key(&desc.id.0) {
+        if self.state.borrow().peers.contains_key(&desc.id) {
             return Ok(());
         }
         let meta = CheckpointMeta {
@@ -446,7 +451,7 @@ impl<D: ShardDevice> Shard<D> {
         if single {
             let _ = peer.node.campaign();
         }
-        self.state.borrow_mut().peers.insert(id, peer);
+        self.state.borrow_mut().peers.insert(net::RangeId(id), peer);
         self.wake.notify();
         Ok(())
     }

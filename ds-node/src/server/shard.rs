@@ -21,10 +21,11 @@ use net::transport::TransportConfig;
 use net::{ReplicaId, StoreId};
 use nvme::uring::UringDevice;
 use nvme::{BlockDevice, OwnerTag};
+use raft::RawNode;
 use raft::eraftpb::HardState;
-use raft::{RawNode, StateRole};
 
 use super::checkpoint_store::CheckpointStore;
+use super::clock::Clock;
 use super::lease::Lease;
 use super::metrics::ShardMetrics;
 use super::peer::{Peer, RANGE_STOPPED};
@@ -123,7 +124,7 @@ impl Wakeup {
 #[derive(Debug, Default)]
 pub struct ShardState {
     /// Ranges by id.
-    pub peers: BTreeMap<u64, Peer>,
+    pub peers: BTreeMap<net::RangeId, Peer>,
     /// The engine shared by the shard's ranges.
     pub engine: MasstreeStore,
     /// Range metadata records to append with the next group commit.
@@ -134,9 +135,9 @@ pub struct ShardState {
     pub transfers: Transfers,
     /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
     /// and shard), so a replica that does not know its range's configuration yet can answer.
-    pub reply_to: HashMap<(u64, u64), Replica>,
+    pub reply_to: HashMap<(net::RangeId, ReplicaId), Replica>,
     /// Replicas destroyed on this shard: `(range, replica id)`; messages to them are dropped.
-    pub tombstones: HashSet<(u64, u64)>,
+    pub tombstones: HashSet<(net::RangeId, ReplicaId)>,
     /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
     pub to_destroy: Vec<u64>,
     /// Right ranges of splits applied this turn, to create after it (with the left range's
@@ -148,13 +149,14 @@ pub struct ShardState {
     pub refusals_logged_at: Option<std::time::Instant>,
     /// Per range, the shard-log segments its newest checkpoint's cold entries point into
     /// (never released while it is the newest).
-    pub checkpoint_segments: BTreeMap<u64, std::collections::BTreeSet<engines::vlog::SegmentId>>,
+    pub checkpoint_segments:
+        BTreeMap<net::RangeId, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
     pub demoting: bool,
     /// A garbage-collection pass is running (`server::gc`; one at a time).
     pub collecting: bool,
     /// Ranges whose checkpoint is being written (one at a time per range).
-    pub checkpointing: std::collections::BTreeSet<u64>,
+    pub checkpointing: std::collections::BTreeSet<net::RangeId>,
 }
 
 /// One shard (core) of a DS node, its shard log on a device of type `D`.
@@ -195,7 +197,7 @@ pub struct Shard<D: ShardDevice = Device> {
     pub disk_full: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
-    pub master_ranges: RefCell<HashMap<u64, RangeDescriptor>>,
+    pub master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,
     /// Version of the master's route table the store addresses come from.
     pub route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
@@ -207,6 +209,16 @@ pub struct Shard<D: ShardDevice = Device> {
     /// When this shard started: for an election timeout after it, its replicas refuse
     /// votes (they forgot which leader they heard from last; see `server::lease`).
     pub started: Instant,
+    /// The monotonic clock every time decision reads (`server::clock`).
+    pub clock: Rc<dyn Clock>,
+}
+
+impl<D: ShardDevice> Shard<D> {
+    /// The shard's current instant ([`Clock::now`]).
+    #[inline]
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
 }
 
 /// Unix time in milliseconds (the clock edge of the shard).
@@ -227,14 +239,12 @@ pub fn stop_range<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, index: u64, wh
     );
     shard.metrics.borrow_mut().ranges_stopped_total += 1;
     let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
-    for (_, w) in std::mem::take(&mut p.pending) {
-        let _ = w.tx.send(KvResponse::Err {
-            error: net::RpcError::Internal {
-                code: RANGE_STOPPED,
-                message: message.clone(),
-            },
-        });
-    }
+    p.fail_pending(|| KvResponse::Err {
+        error: net::RpcError::Internal {
+            code: RANGE_STOPPED,
+            message: message.clone(),
+        },
+    });
     p.stopped = Some(message);
 }
 
@@ -298,26 +308,15 @@ impl<D: ShardDevice> Shard<D> {
         let cache = cache.with_log(Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)));
         let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
-        Ok(Peer {
+        let lease = Lease::duration(self.cfg.tick(), self.cfg.election_ticks);
+        Ok(Peer::new(
             desc,
-            replica_id: me,
+            net::ReplicaId(me),
             node,
-            pending: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            next_read: 1,
-            last_role: StateRole::Follower,
-            sweep_cursor: bytes::Bytes::new(),
-            sweep_in_flight: 0,
             initialized,
-            snapshot_in: None,
-            created: std::time::Instant::now(),
-            approx_size: (0, 0),
-            db_keys: Default::default(),
-            split_proposed_at: None,
-            stopped: None,
-            lease: Lease::new(Lease::duration(self.cfg.tick(), self.cfg.election_ticks)),
-            transferring: false,
-        })
+            lease,
+            self.now(),
+        ))
     }
 
     /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a
@@ -345,7 +344,7 @@ impl<D: ShardDevice> Shard<D> {
             .cfg
             .tick()
             .saturating_mul(u32::try_from(self.cfg.election_ticks).unwrap_or(u32::MAX));
-        self.started.elapsed() < timeout
+        self.now().saturating_duration_since(self.started) < timeout
     }
 
     /// The address of a replica's shard, if known.

@@ -44,11 +44,12 @@ pub const MAX_SENDS: usize = 2;
 
 /// Handles one chunk of an incoming transfer ([`super::transfers::Transfers::accept`]).
 pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotAck {
-    let got = shard
-        .state
-        .borrow_mut()
-        .transfers
-        .accept(&c, shard.cfg.max_snapshot_bytes);
+    let got =
+        shard
+            .state
+            .borrow_mut()
+            .transfers
+            .accept(&c, shard.cfg.max_snapshot_bytes, shard.now());
     let accepted = match got {
         Ok(Accepted::Partial) => true,
         Ok(Accepted::Complete) => {
@@ -70,7 +71,7 @@ pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotA
 }
 
 fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
-    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
         let status = if ok {
             SnapshotStatus::Finish
         } else {
@@ -233,16 +234,12 @@ pub fn install<D: ShardDevice>(
 ) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
     let md = snap.get_metadata();
     let range = p.desc.id.0;
-    let recv = p
-        .snapshot_in
-        .take()
-        .filter(|r| r.meta.index == md.index)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "range {range}: raft-rs returned a snapshot at {} that was never received",
-                md.index
-            )
-        })?;
+    let recv = p.take_snapshot(md.index).ok_or_else(|| {
+        anyhow::anyhow!(
+            "range {range}: raft-rs returned a snapshot at {} that was never received",
+            md.index
+        )
+    })?;
     let c = crate::range::checkpoint::decode(&recv.data)
         .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
     if p.initialized {
@@ -250,9 +247,9 @@ pub fn install<D: ShardDevice>(
     }
     p.desc = c.meta.desc.clone();
     p.initialized = true;
-    p.approx_size = super::checkpoint::entries_size(&c.entries);
+    let (b, k) = super::checkpoint::entries_size(&c.entries);
+    p.set_size(b, k);
     super::checkpoint::load(engine, c);
-    engine.take_delta();
     p.db_keys = crate::range::db_keys::recount(engine, &p.desc.start, &p.desc.end);
     p.node
         .mut_store()

@@ -103,7 +103,14 @@ pub async fn create_right<D: ShardDevice>(
     };
     let (bytes, size, keys) = {
         let st = shard.state.borrow();
-        if st.peers.get(&id).is_some_and(|p| p.initialized) || st.tombstones.contains(&(id, me)) {
+        if st
+            .peers
+            .get(&net::RangeId(id))
+            .is_some_and(|p| p.initialized)
+            || st
+                .tombstones
+                .contains(&(net::RangeId(id), net::ReplicaId(me)))
+        {
             // Already here through a snapshot of the new range, or removed since.
             return Ok(());
         }
@@ -123,7 +130,7 @@ pub async fn create_right<D: ShardDevice>(
         .state
         .borrow_mut()
         .checkpoint_segments
-        .insert(id, segments);
+        .insert(net::RangeId(id), segments);
     let hs = HardState {
         term: INIT_INDEX,
         commit: INIT_INDEX,
@@ -137,7 +144,7 @@ pub async fn create_right<D: ShardDevice>(
         conf,
     });
     let mut peer = shard.new_peer(right.clone(), cache, INIT_INDEX, None)?;
-    peer.approx_size = size;
+    peer.set_size(size.0, size.1);
     peer.db_keys = keys;
     let lead = left.is_some() || right.replicas.len() == 1;
     if lead {
@@ -159,7 +166,7 @@ pub async fn create_right<D: ShardDevice>(
             },
         });
         // Replaces a replica created empty for a message of the new range's leader.
-        st.peers.insert(id, peer);
+        st.peers.insert(net::RangeId(id), peer);
     }
     shard.metrics.borrow_mut().splits_total += 1;
     tracing::info!(range = id, start = ?right.start, "range created by a split");
@@ -244,15 +251,13 @@ pub fn propose<D: ShardDevice>(
 ) {
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&range) else {
+    let Some(p) = peers.get_mut(&net::RangeId(range)) else {
         return;
     };
     if !p.initialized || !p.is_leader() {
         return;
     }
-    if p.split_proposed_at
-        .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
-    {
+    if p.split_recently(Duration::from_secs(5), shard.now()) {
         return;
     }
     let key = if split_key.is_empty() {
@@ -279,7 +284,7 @@ pub fn propose<D: ShardDevice>(
     }
     let data = crate::range::codec::encode_split(&cmd);
     if p.node.propose(Vec::new(), data).is_ok() {
-        p.split_proposed_at = Some(std::time::Instant::now());
+        p.note_split_proposed(shard.now());
         tracing::info!(range, key = ?cmd.split_key, new_range = new_range_id, "split proposed");
         drop(st);
         shard.wake.notify();

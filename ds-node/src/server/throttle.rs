@@ -83,7 +83,7 @@ pub fn oom() -> RpcError {
 /// `write-throttle-max-wait-ms` passed (`Err`: the OOM error), counting both.
 pub async fn wait<D: ShardDevice>(shard: &Shard<D>) -> Result<(), RpcError> {
     let t = &shard.policy.throttle;
-    let started = Instant::now();
+    let started = shard.now();
     shard.metrics.borrow_mut().throttle.throttled_total += 1;
     let admitted = if t.waiting() >= shard.cfg.max_inflight_proposals {
         false
@@ -95,7 +95,7 @@ pub async fn wait<D: ShardDevice>(shard: &Shard<D>) -> Result<(), RpcError> {
     let mut m = shard.metrics.borrow_mut();
     super::metrics::ShardMetrics::record(
         &mut m.throttle.wait_us,
-        started.elapsed().as_micros() as u64,
+        shard.now().saturating_duration_since(started).as_micros() as u64,
     );
     if admitted {
         Ok(())
@@ -114,7 +114,7 @@ async fn wait_under_line<D: ShardDevice>(shard: &Shard<D>, started: Instant) -> 
         if !over_line(shard) {
             return true;
         }
-        let left = max.saturating_sub(started.elapsed());
+        let left = max.saturating_sub(shard.now().saturating_duration_since(started));
         if left.is_zero() || shard.stop.get() {
             return false;
         }

@@ -57,8 +57,7 @@ pub struct Transfers {
 }
 
 impl Transfers {
-    fn expire(&mut self) {
-        let now = Instant::now();
+    fn expire(&mut self, now: Instant) {
         self.incoming
             .retain(|_, t| now.duration_since(t.started) < TRANSFER_TTL);
         self.received
@@ -81,18 +80,28 @@ impl Transfers {
 
     /// Takes one chunk of an incoming transfer: checks order, bounds (`max_bytes`, at most
     /// [`MAX_INCOMING`] transfers) and, on the last chunk, the checkpoint it completes. A
-    /// refused chunk drops its transfer; the error says why.
-    pub fn accept(&mut self, c: &SnapshotChunk, max_bytes: u64) -> Result<Accepted, String> {
-        self.expire();
+    /// refused chunk drops its transfer; the error says why. `now` is the shard's clock.
+    pub fn accept(
+        &mut self,
+        c: &SnapshotChunk,
+        max_bytes: u64,
+        now: Instant,
+    ) -> Result<Accepted, String> {
+        self.expire(now);
         let id = c.snapshot_id;
-        let refused = self.accept_chunk(c, max_bytes);
+        let refused = self.accept_chunk(c, max_bytes, now);
         if refused.is_err() {
             self.incoming.remove(&id);
         }
         refused
     }
 
-    fn accept_chunk(&mut self, c: &SnapshotChunk, max_bytes: u64) -> Result<Accepted, String> {
+    fn accept_chunk(
+        &mut self,
+        c: &SnapshotChunk,
+        max_bytes: u64,
+        now: Instant,
+    ) -> Result<Accepted, String> {
         let id = c.snapshot_id;
         if c.seq == 0 {
             if self.incoming.len() + self.received.len() >= MAX_INCOMING
@@ -106,7 +115,7 @@ impl Transfers {
                     range: c.range_id.0,
                     next_seq: 0,
                     data: Vec::new(),
-                    started: Instant::now(),
+                    started: now,
                 },
             );
         }
@@ -138,7 +147,7 @@ impl Transfers {
                     Received {
                         data: Rc::new(inc.data),
                         meta,
-                        at: Instant::now(),
+                        at: now,
                     },
                 );
                 Ok(Accepted::Complete)

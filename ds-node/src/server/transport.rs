@@ -28,7 +28,7 @@ pub fn collect<D: ShardDevice>(
     shard: &Shard<D>,
     p: &Peer,
     msgs: Vec<RaftMsg>,
-    reply_to: &HashMap<(u64, u64), net::message::Replica>,
+    reply_to: &HashMap<(net::RangeId, net::ReplicaId), net::message::Replica>,
     out: &mut Outbox,
 ) {
     use protobuf::Message as _;
@@ -40,7 +40,7 @@ pub fn collect<D: ShardDevice>(
             .iter()
             .find(|r| r.replica_id.0 == m.to)
             .copied()
-            .or_else(|| reply_to.get(&(p.desc.id.0, m.to)).copied());
+            .or_else(|| reply_to.get(&(p.desc.id, net::ReplicaId(m.to))).copied());
         let Some(r) = replica else {
             continue;
         };
@@ -49,7 +49,7 @@ pub fn collect<D: ShardDevice>(
             continue;
         };
         if m.get_msg_type() == MessageType::MsgSnapshot {
-            out.snapshots.push((addr, p.desc.id.0, p.replica_id, m));
+            out.snapshots.push((addr, p.desc.id.0, p.replica_id.0, m));
             continue;
         }
         let Ok(bytes) = m.write_to_bytes() else {
@@ -57,7 +57,7 @@ pub fn collect<D: ShardDevice>(
         };
         out.batches.entry(addr).or_default().push(RaftEnvelope {
             range_id: RangeId(p.desc.id.0),
-            from_replica: ReplicaId(p.replica_id),
+            from_replica: p.replica_id,
             to_replica: ReplicaId(m.to),
             message: bytes.into(),
         });

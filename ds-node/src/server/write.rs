@@ -4,8 +4,6 @@
 //!
 //! An operation module: imports the shard state, `disk_limit` and `throttle`.
 
-use std::time::Instant;
-
 use futures_channel::oneshot;
 use net::RpcError;
 use net::message::kv::{KvOp, KvResponse};
@@ -24,7 +22,7 @@ pub fn propose<D: ShardDevice>(
     op: KvOp,
     id: Option<WriteId>,
 ) -> Result<oneshot::Receiver<KvResponse>, RpcError> {
-    if p.pending.len() >= shard.cfg.max_inflight_proposals {
+    if p.pending_count() >= shard.cfg.max_inflight_proposals {
         shard.metrics.borrow_mut().busy_total += 1;
         return Err(RpcError::ServerBusy {});
     }
@@ -55,12 +53,12 @@ pub fn propose<D: ShardDevice>(
     // Counted as memory to come until it applies (`server::throttle`).
     let charge =
         super::throttle::may_grow(&op).then(|| shard.policy.throttle.charge(write_bytes as u64));
-    p.pending.insert(
+    p.add_pending(
         index,
         Pending {
             term: p.node.raft.term,
             tx,
-            at: Instant::now(),
+            at: shard.now(),
             charge,
         },
     );

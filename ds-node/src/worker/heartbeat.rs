@@ -64,7 +64,7 @@ pub async fn bootstrap<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<(
             .replicas
             .iter()
             .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index);
-        let known = shard.state.borrow().peers.contains_key(&range.id.0);
+        let known = shard.state.borrow().peers.contains_key(&range.id);
         if here && !known {
             tracing::info!(range = %range.id, created = b.created, "creating a first range");
             shard.create_range(range).await?;
@@ -119,7 +119,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                     .ranges
                     .into_iter()
                     .filter(here)
-                    .map(|d| (d.id.0, d))
+                    .map(|d| (d.id, d))
                     .collect();
                 route_version = t.route_version;
                 shard.route_version.set(route_version);
@@ -134,11 +134,11 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                 .filter(|p| p.initialized && p.is_leader())
                 .map(|p| {
                     let mut desc = p.desc.clone();
-                    desc.leader = Some(ReplicaId(p.replica_id));
+                    desc.leader = Some(p.replica_id);
                     let (pending, down) = lagging(p);
                     RangeHeartbeat {
                         range: desc,
-                        leader: ReplicaId(p.replica_id),
+                        leader: p.replica_id,
                         stats: range_stats(p, window.ranges.get(&p.desc.id.0)),
                         pending,
                         down,
@@ -177,7 +177,7 @@ fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
         .raft
         .prs()
         .iter()
-        .filter(|(id, _)| **id != p.replica_id)
+        .filter(|(id, _)| **id != p.replica_id.0)
         .map(|(&id, pr)| (id, pr.matched, pr.recent_active));
     classify(last, others)
 }
@@ -204,8 +204,8 @@ fn classify(
 fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeStats {
     let r = rates.copied().unwrap_or_default();
     RangeStats {
-        size_bytes: p.approx_size.0.max(0) as u64,
-        keys: p.approx_size.1.max(0) as u64,
+        size_bytes: p.approx_size().0,
+        keys: p.approx_size().1,
         read_qps: r.reads,
         write_qps: r.writes,
         read_bytes_per_sec: r.read_bytes,
@@ -254,8 +254,8 @@ pub fn shard_load<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> ShardLoa
         write_ops_per_sec: window.shard.writes,
         read_bytes_per_sec: window.shard.read_bytes,
         write_bytes_per_sec: window.shard.write_bytes,
-        keys: initialized().map(|p| p.approx_size.1.max(0) as u64).sum(),
-        size_bytes: initialized().map(|p| p.approx_size.0.max(0) as u64).sum(),
+        keys: initialized().map(|p| p.approx_size().1).sum(),
+        size_bytes: initialized().map(|p| p.approx_size().0).sum(),
         mem_used: st.engine.accounted().total(),
         disk_used,
     }
@@ -296,7 +296,7 @@ fn store_heartbeat<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> StoreHe
 /// operators that did not take effect).
 pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operator) {
     let mut st = shard.state.borrow_mut();
-    let Some(p) = st.peers.get_mut(&range) else {
+    let Some(p) = st.peers.get_mut(&net::RangeId(range)) else {
         return;
     };
     if !p.initialized || !p.is_leader() {
@@ -328,7 +328,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
                 return;
             }
             tracing::info!(range, to = %to_replica, "transferring leadership");
-            p.transfer_leader(to_replica.0);
+            p.transfer_leader(to_replica.0, shard.now());
             drop(st);
             shard.wake.notify();
             return;
@@ -366,7 +366,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
             }
             change(ConfChangeType::AddNode, replica_id.0, Vec::new())
         }
-        Operator::RemoveReplica { replica_id } if replica_id.0 == p.replica_id => {
+        Operator::RemoveReplica { replica_id } if replica_id == p.replica_id => {
             // A leader does not remove itself: it hands leadership to a caught-up voter, and
             // the master sends the removal again to the new leader.
             let (pending, down) = lagging(p);
@@ -374,12 +374,12 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
                 .desc
                 .replicas
                 .iter()
-                .filter(|r| r.replica_id.0 != p.replica_id && r.role == ReplicaRole::Voter {})
+                .filter(|r| r.replica_id != p.replica_id && r.role == ReplicaRole::Voter {})
                 .map(|r| r.replica_id)
                 .find(|id| !pending.contains(id) && !down.contains(id));
             if let Some(to) = to {
                 tracing::info!(range, to = %to, "leader to be removed: transferring leadership first");
-                p.transfer_leader(to.0);
+                p.transfer_leader(to.0, shard.now());
                 drop(st);
                 shard.wake.notify();
             }

@@ -6,7 +6,7 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use super::{Engine, Entry};
+use super::{Engine, Entry, SizeDelta};
 
 /// The reference engine: a `BTreeMap`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -30,11 +30,16 @@ impl Engine for ModelEngine {
     fn get(&self, key: &[u8]) -> Option<Entry> {
         self.map.get(key).cloned()
     }
-    fn put(&mut self, key: Bytes, entry: Entry) {
-        self.map.insert(key, entry);
+    fn put(&mut self, key: Bytes, entry: Entry) -> SizeDelta {
+        let (key_len, new_len) = (key.len(), entry.value.len());
+        match self.map.insert(key, entry) {
+            Some(old) => SizeDelta::replaced(old.value.len(), new_len),
+            None => SizeDelta::added(key_len, new_len),
+        }
     }
-    fn delete(&mut self, key: &[u8]) -> bool {
-        self.map.remove(key).is_some()
+    fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
+        let old = self.map.remove(key)?;
+        Some(SizeDelta::removed(key.len(), old.value.len()))
     }
     fn scan(
         &self,

@@ -3,7 +3,7 @@
 //! and the oracle it compares them with (`oracle`).
 
 use bytes::Bytes;
-use engines::engine::{Engine, Entry, MasstreeEngine, ModelEngine};
+use engines::engine::{Engine, Entry, MasstreeEngine, ModelEngine, SizeDelta};
 use engines::pointer::LogPointer;
 
 mod oracle;
@@ -15,9 +15,15 @@ pub trait Conformance: Engine + Default {
     /// Whether the engine keeps cold entries (only a pointer into the shard log).
     const TIERED: bool;
     /// Inserts `key` as recovery does when a checkpoint names a durable copy of its value:
-    /// cold, with `pointer` (an engine without cold entries stores `bytes`).
-    fn put_cold(&mut self, key: Bytes, _pointer: LogPointer, bytes: &[u8], expire_at_ms: u64) {
-        self.put(key, entry(bytes, expire_at_ms));
+    /// cold, with `pointer` (an engine without cold entries stores `bytes`); the size change.
+    fn put_cold(
+        &mut self,
+        key: Bytes,
+        _pointer: LogPointer,
+        bytes: &[u8],
+        expire_at_ms: u64,
+    ) -> SizeDelta {
+        self.put(key, entry(bytes, expire_at_ms))
     }
     /// Makes `key` cold with `pointer`, a durable copy of `bytes`; whether it did.
     fn demote(&mut self, _key: &[u8], _bytes: &[u8], _pointer: LogPointer) -> bool {
@@ -35,10 +41,6 @@ pub trait Conformance: Engine + Default {
     fn drop_loaded(&mut self, _key: &[u8], _pointer: LogPointer) -> bool {
         false
     }
-    /// The change of (key + value bytes, keys) since the last call, if the engine counts it.
-    fn take_size_delta(&mut self) -> Option<(i64, i64)> {
-        None
-    }
     /// (cold entries, their value bytes, live bytes of all pointers), if the engine has them.
     fn cold_figures(&self) -> Option<(u64, u64, u64)> {
         None
@@ -55,8 +57,14 @@ impl Conformance for ModelEngine {
 
 impl Conformance for MasstreeEngine {
     const TIERED: bool = true;
-    fn put_cold(&mut self, key: Bytes, pointer: LogPointer, _bytes: &[u8], expire_at_ms: u64) {
-        MasstreeEngine::put_cold(self, key, pointer, expire_at_ms);
+    fn put_cold(
+        &mut self,
+        key: Bytes,
+        pointer: LogPointer,
+        _bytes: &[u8],
+        expire_at_ms: u64,
+    ) -> SizeDelta {
+        MasstreeEngine::put_cold(self, key, pointer, expire_at_ms)
     }
     fn demote(&mut self, key: &[u8], bytes: &[u8], pointer: LogPointer) -> bool {
         MasstreeEngine::demote(self, key, bytes, pointer)
@@ -79,9 +87,6 @@ impl Conformance for MasstreeEngine {
     }
     fn drop_loaded(&mut self, key: &[u8], pointer: LogPointer) -> bool {
         self.drop_transient(key, pointer, None)
-    }
-    fn take_size_delta(&mut self) -> Option<(i64, i64)> {
-        Some(self.take_delta())
     }
     fn cold_figures(&self) -> Option<(u64, u64, u64)> {
         let s = self.cold_stats();

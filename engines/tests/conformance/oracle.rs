@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use engines::engine::Entry;
+use engines::engine::{Entry, SizeDelta};
 use engines::pointer::{LogPointer, SegmentId};
 
 use super::{Span, entry};
@@ -19,6 +19,8 @@ pub struct Oracle {
     pub pointers: BTreeMap<Vec<u8>, LogPointer>,
     /// Keys whose value is only in the log.
     pub cold: BTreeSet<Vec<u8>>,
+    /// The sum of the size changes the engine's writes returned.
+    pub reported: SizeDelta,
     /// The harness's shard log: durable copies of demoted values, 4 KiB a segment.
     log: Vec<u8>,
 }
@@ -80,6 +82,13 @@ impl Oracle {
     pub fn forget(&mut self, key: &[u8]) {
         self.pointers.remove(key);
         self.cold.remove(key);
+    }
+
+    /// The size a write-by-write sum must reach: key + value bytes and keys, recounted.
+    pub fn recount(&self) -> SizeDelta {
+        self.map.iter().fold(SizeDelta::ZERO, |s, (k, (v, _))| {
+            s + SizeDelta::added(k.len(), v.len())
+        })
     }
 
     /// (cold entries, their value bytes, live bytes of all pointers), as a tiered engine must

@@ -9,7 +9,7 @@ use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 
-use super::{MasstreeEngine, pin, unpin};
+use super::{MasstreeEngine, SizeDelta, pin, unpin};
 use crate::masstree::{Direction, EntryRef, Value};
 use crate::pointer::LogPointer;
 
@@ -239,17 +239,20 @@ impl MasstreeEngine {
         true
     }
 
-    /// Inserts a cold entry (recovery from a checkpoint that names a pointer).
-    pub fn put_cold(&mut self, key: Bytes, pointer: LogPointer, expire_at_ms: u64) {
+    /// Inserts a cold entry (recovery from a checkpoint that names a pointer); returns the
+    /// size change, its value counted by the pointer's length.
+    pub fn put_cold(&mut self, key: Bytes, pointer: LogPointer, expire_at_ms: u64) -> SizeDelta {
         let mut v = Value::pointer(pointer);
         if expire_at_ms != 0 {
             v = v.with_expiry_ms(expire_at_ms);
         }
-        if self.insert(&key, v, i64::from(pointer.len)) {
-            pin(&mut self.live, &pointer);
-            self.cold_entries += 1;
-            self.cold_bytes += u64::from(pointer.len);
-        }
+        let Some(delta) = self.insert(&key, v, pointer.len as usize) else {
+            return SizeDelta::ZERO;
+        };
+        pin(&mut self.live, &pointer);
+        self.cold_entries += 1;
+        self.cold_bytes += u64::from(pointer.len);
+        delta
     }
 }
 
@@ -286,7 +289,7 @@ mod tests {
         assert_eq!(s.cold_stats().hot_value_bytes, 0);
         s.put(Bytes::from_static(b"a"), hot(b"new"));
         assert!(!s.is_pinned(SegmentId(3)));
-        assert!(s.delete(b"b"));
+        assert!(s.delete(b"b").is_some());
         assert!(!s.is_pinned(SegmentId(4)));
         assert_eq!(s.cold_stats().cold_entries, 0);
         assert_eq!(s.get(b"a"), Some(hot(b"new")));

@@ -36,7 +36,7 @@ use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 
-use super::{Engine, Entry};
+use super::{Engine, Entry, SizeDelta};
 use crate::masstree::{Direction, EntryRef, Masstree, OwnedEntry, Value};
 use crate::pointer::{LogPointer, SegmentId};
 
@@ -101,10 +101,6 @@ pub struct ColdStats {
 #[derive(Debug, Default)]
 pub struct MasstreeEngine {
     tree: Masstree,
-    /// Change of (bytes, keys) since the last [`take_delta`](Self::take_delta): the state
-    /// machine charges it to the range whose entry it applied (range size for the master's
-    /// split decisions, without scanning).
-    delta: (i64, i64),
     /// The first write the tree refused since the last [`take_fault`](Self::take_fault): an
     /// internal invariant broken (`net::limits` keeps every key the state machine builds
     /// within the tree's limit). The caller stops the range instead of the process.
@@ -126,10 +122,10 @@ fn stored_len(e: &EntryRef<'_>) -> usize {
     }
 }
 
-fn owned_len(e: &OwnedEntry) -> i64 {
+fn owned_len(e: &OwnedEntry) -> usize {
     match (&e.inline, e.pointer) {
-        (Some(v), _) => v.len() as i64,
-        (None, Some(p)) => i64::from(p.len),
+        (Some(v), _) => v.len(),
+        (None, Some(p)) => p.len as usize,
         (None, None) => 0,
     }
 }
@@ -203,11 +199,6 @@ impl MasstreeEngine {
     /// bug: see the module documentation).
     pub fn take_cold_misses(&self) -> u64 {
         self.cold_misses.replace(0)
-    }
-
-    /// Returns and resets the change of (key + value bytes, keys) since the last call.
-    pub fn take_delta(&mut self) -> (i64, i64) {
-        std::mem::take(&mut self.delta)
     }
 
     /// (key + value bytes, keys) of `[start, end)` (`end` empty: unbounded), without copying;
@@ -313,28 +304,24 @@ impl MasstreeEngine {
         out
     }
 
-    /// Inserts `v` (of `len` stored bytes) and keeps the accounting; whether it went in.
+    /// Inserts `v` (of `len` stored bytes) and keeps the accounting; the size change, or
+    /// `None` if the tree refused it.
     #[inline]
-    fn insert(&mut self, key: &[u8], v: Value<'_>, len: i64) -> bool {
+    fn insert(&mut self, key: &[u8], v: Value<'_>, len: usize) -> Option<SizeDelta> {
         // The only refusal is a key over 64 KiB; `net::limits` bounds the state machine's
         // keys below it, so a refusal is a broken invariant: recorded, never a panic.
         match self.tree.insert(key, v) {
             Ok(Some(old)) => {
-                self.delta.0 += len - owned_len(&old);
                 self.forget(&old);
-                true
+                Some(SizeDelta::replaced(owned_len(&old), len))
             }
-            Ok(None) => {
-                self.delta.0 += key.len() as i64 + len;
-                self.delta.1 += 1;
-                true
-            }
+            Ok(None) => Some(SizeDelta::added(key.len(), len)),
             Err(e) => {
                 // Not logged here: the caller logs it where it handles it (it stops the range).
                 self.faults_total += 1;
                 self.fault
                     .get_or_insert_with(|| format!("key of {} bytes: {e}", key.len()));
-                false
+                None
             }
         }
     }
@@ -392,25 +379,20 @@ impl Engine for MasstreeEngine {
     }
 
     #[inline]
-    fn put(&mut self, key: Bytes, entry: Entry) {
+    fn put(&mut self, key: Bytes, entry: Entry) -> SizeDelta {
         let mut v = Value::inline(&entry.value);
         if entry.expire_at_ms != 0 {
             v = v.with_expiry_ms(entry.expire_at_ms);
         }
-        self.insert(&key, v, entry.value.len() as i64);
+        self.insert(&key, v, entry.value.len())
+            .unwrap_or(SizeDelta::ZERO)
     }
 
     #[inline]
-    fn delete(&mut self, key: &[u8]) -> bool {
-        match self.tree.remove(key) {
-            Some(old) => {
-                self.delta.0 -= key.len() as i64 + owned_len(&old);
-                self.delta.1 -= 1;
-                self.forget(&old);
-                true
-            }
-            None => false,
-        }
+    fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
+        let old = self.tree.remove(key)?;
+        self.forget(&old);
+        Some(SizeDelta::removed(key.len(), owned_len(&old)))
     }
 
     fn scan(
@@ -483,12 +465,13 @@ mod tests {
     #[test]
     fn sizes_count_cold_values_by_their_pointer() {
         let mut s = MasstreeEngine::new();
-        s.put(Bytes::from_static(b"k"), hot(b"12345"));
-        s.take_delta();
+        assert_eq!(
+            s.put(Bytes::from_static(b"k"), hot(b"12345")),
+            SizeDelta::added(1, 5)
+        );
         assert!(s.demote(b"k", b"12345", ptr(1, 0, b"12345")));
         assert_eq!(s.size_of(b"", b""), (6, 1));
-        assert!(s.delete(b"k"));
-        assert_eq!(s.take_delta(), (-6, -1));
+        assert_eq!(s.delete(b"k"), Some(SizeDelta::removed(1, 5)));
     }
 
     #[test]
