@@ -878,6 +878,20 @@ impl HandshakeFailure {
     pub fn count(self) -> u64 {
         HANDSHAKE_FAILURES[self as usize].load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Appends `<prefix>_internal_handshake_failures_total{reason}` in the Prometheus text
+    /// format (process-wide counts: `tierkv dev`'s endpoints all show the same).
+    pub fn write_prometheus(prefix: &str, out: &mut String) {
+        let name = format!("{prefix}_internal_handshake_failures_total");
+        out.push_str(&format!("# TYPE {name} counter\n"));
+        for why in Self::ALL {
+            out.push_str(&format!(
+                "{name}{{reason=\"{}\"}} {}\n",
+                why.label(),
+                why.count()
+            ));
+        }
+    }
 }
 
 /// Logs why a served connection ended: a clean close quietly, a protocol error loudly; counts
