@@ -158,7 +158,11 @@ fn a_dev_cluster_with_mutual_tls_serves_redis_and_refuses_peers_without_a_cluste
     let (mut child, at) = start(&dir.path().join("data"), &tls_dir, port);
     assert_eq!(redis_set_get(port, "over-tls"), "v");
     // Proxy, DS node and probe all connected over TLS: nothing failed yet.
-    assert_eq!(tls_failures(at.ds_admin), 0, "a member failed its TLS handshake");
+    assert_eq!(
+        tls_failures(at.ds_admin),
+        0,
+        "a member failed its TLS handshake"
+    );
 
     let secret = ClusterSecret::load(&dir.path().join("data/cluster-secret")).unwrap();
     let ours = TlsConfig::from_pem(ca.as_bytes(), cert.as_bytes(), key.as_bytes()).unwrap();

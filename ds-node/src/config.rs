@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use net::auth::ClusterSecret;
 use anyhow::Context;
+use net::auth::ClusterSecret;
 use net::tls::{TlsConfig, TlsPaths};
 use net::transport::TransportConfig;
 use serde::Deserialize;

@@ -14,8 +14,8 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_open,
-    drive_client, log_close, serve_connection,
+    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_open, drive_client,
+    log_close, serve_connection,
 };
 
 /// Runs `fut` with a time limit on the current glommio executor.

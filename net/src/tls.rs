@@ -116,10 +116,9 @@ impl TlsConfig {
         })?;
         let provider = Arc::new(ring_provider());
         let config = |e: rustls::Error| TlsError::Config(e.to_string());
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
         let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(config)?
@@ -163,13 +162,15 @@ impl TlsConfig {
 /// The ring provider: rustls 0.23.48 deprecates it because ring has no post-quantum key
 /// exchange (only aws-lc-rs does, and it needs cmake to build). Internal traffic stays on a
 /// private network; X25519 and the P-256/P-384 groups are what it negotiates.
-#[allow(deprecated, reason = "ring is the chosen provider: aws-lc-rs needs cmake")]
+#[allow(
+    deprecated,
+    reason = "ring is the chosen provider: aws-lc-rs needs cmake"
+)]
 fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-type ClientBuilder =
-    rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>;
+type ClientBuilder = rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier>;
 
 fn client_builder(provider: Arc<CryptoProvider>) -> Result<ClientBuilder, TlsError> {
     rustls::ClientConfig::builder_with_provider(provider)
@@ -222,7 +223,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            // A peer that closes without TLS `close_notify` (every pooled connection that is
+            // dropped) ends the stream like a plain close: frames carry their own lengths,
+            // so a truncation cannot pass for a whole frame.
+            Self::Tls(s) => match Pin::new(s.as_mut()).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(0))
+                }
+                other => other,
+            },
         }
     }
 }

@@ -17,8 +17,8 @@ use crate::ids::ClusterId;
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_open,
-    drive_client, log_close, serve_connection,
+    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_open, drive_client,
+    log_close, serve_connection,
 };
 
 /// One connection's place in the per-address count; gives it back when dropped.

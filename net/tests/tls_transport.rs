@@ -39,10 +39,16 @@ mod tokio_side {
     async fn start_server(cfg: TransportConfig) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let handler = Arc::new(|msg: Message| async move {
-            pong(&msg).or_else(|| key_of(&msg).map(answer))
-        });
-        let serving = serve(listener, acceptor(), cfg, 64, handler, std::future::pending());
+        let handler =
+            Arc::new(|msg: Message| async move { pong(&msg).or_else(|| key_of(&msg).map(answer)) });
+        let serving = serve(
+            listener,
+            acceptor(),
+            cfg,
+            64,
+            handler,
+            std::future::pending(),
+        );
         tokio::spawn(serving);
         addr
     }
@@ -86,7 +92,10 @@ mod tokio_side {
         let err = Client::connect(&addr, hello(), secure_cfg())
             .await
             .unwrap_err();
-        assert!(started.elapsed() < Duration::from_millis(900), "plain peer: {err}");
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "plain peer: {err}"
+        );
         // TLS that trusts the server but presents no client certificate.
         let raw = TcpStream::connect(&addr).await.unwrap();
         let name = rustls_pki_types::ServerName::try_from(SERVER_NAME).unwrap();
@@ -98,7 +107,10 @@ mod tokio_side {
             Ok::<_, std::io::Error>(())
         };
         let result = tokio::time::timeout(Duration::from_secs(5), refused).await;
-        assert!(matches!(result, Ok(Err(_))), "no client certificate: {result:?}");
+        assert!(
+            matches!(result, Ok(Err(_))),
+            "no client certificate: {result:?}"
+        );
 
         must_count_tls_failures(before + 3);
         assert_eq!(good.call(get(2)).await.unwrap(), answer(2));
@@ -161,9 +173,8 @@ mod glommio_side {
     fn start_server(cfg: TransportConfig) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let handler = Rc::new(|msg: Message| async move {
-            pong(&msg).or_else(|| key_of(&msg).map(answer))
-        });
+        let handler =
+            Rc::new(|msg: Message| async move { pong(&msg).or_else(|| key_of(&msg).map(answer)) });
         glommio::spawn_local(serve(listener, acceptor(), cfg, 64, handler)).detach();
         addr
     }

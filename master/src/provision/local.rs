@@ -118,9 +118,7 @@ impl LocalSpawner {
             cmd.arg("--tls-cert").arg(&tls.cert);
             cmd.arg("--tls-key").arg(&tls.key);
         }
-        cmd.stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         let child = cmd.spawn().map_err(spawn_err)?;
         tracing::info!(pid = child.id(), dir = %data_dir.display(), "local provisioner started a DS node");
         Ok(Spawned { data_dir, child })
