@@ -453,6 +453,22 @@ mod tests {
     }
 
     #[test]
+    fn tls_needs_all_three_files_and_reads_them_before_shards_start() {
+        assert!(DsConfig::from_toml("tls-ca = \"ca.pem\"").is_err());
+        let mut c = DsConfig::from_toml(
+            "tls-ca = \"/nonexistent/ca.pem\"\ntls-cert = \"/nonexistent/n.pem\"\ntls-key = \"/nonexistent/n.key\"",
+        )
+        .unwrap();
+        // Not read yet: a shard must not build its transport from paths.
+        assert!(c.transport().is_err());
+        assert!(
+            c.resolve_secret().is_err(),
+            "missing files are an error at start"
+        );
+        assert!(DsConfig::default().transport().unwrap().tls.is_none());
+    }
+
+    #[test]
     fn the_cluster_secret_is_never_printed_and_must_be_long_enough() {
         let c = DsConfig::from_toml("cluster-secret = \"a-secret-of-enough-bytes\"").unwrap();
         assert!(!format!("{c:?}").contains("a-secret-of-enough-bytes"));

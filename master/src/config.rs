@@ -457,6 +457,17 @@ mod tests {
     }
 
     #[test]
+    fn tls_takes_all_three_files_or_none() {
+        assert!(ServerConfig::parse("").unwrap().tls.is_none());
+        assert!(ServerConfig::parse("tls-ca = \"ca.pem\"\ntls-key = \"k.pem\"").is_err());
+        let c =
+            ServerConfig::parse("tls-ca = \"ca.pem\"\ntls-cert = \"n.pem\"\ntls-key = \"n.key\"")
+                .unwrap();
+        assert_eq!(c.tls.as_ref().map(|t| t.key.clone()), Some("n.key".into()));
+        assert!(c.tls().is_err(), "unreadable files are an error at start");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         assert!(matches!(
             ServerConfig::parse("tso-windw-ms = 5"),
