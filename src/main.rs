@@ -328,6 +328,9 @@ struct BenchArgs {
     /// Write reports as `<out>.json`, `<out>.svg`, `<out>.hlog`, `<out>.<op>.hgrm`.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Native targets: the cluster's mutual TLS files.
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -348,6 +351,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         cfg.cluster_secret = net::auth::ClusterSecret::load(path)
             .with_context(|| format!("cluster secret {}", path.display()))?;
     }
+    cfg.cluster_tls = load_tls(args.tls.paths()?.as_ref())?;
     cfg.progress = cfg.progress && !args.no_progress;
     let rt = tokio::runtime::Runtime::new().context("start tokio")?;
     rt.block_on(async {

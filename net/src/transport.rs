@@ -370,7 +370,16 @@ pub async fn client_open<S: AsyncRead + AsyncWrite + Unpin>(
             .await
             .map_err(|e| ConnError::Tls(e.to_string()))?,
     };
-    let (ack, reader) = client_handshake(&mut stream, hello, cfg).await?;
+    let (ack, reader) = client_handshake(&mut stream, hello, cfg)
+        .await
+        .map_err(|e| match e {
+            // A TLS acceptor answers a plain `Hello` with an alert record, which reads as
+            // an oversized frame: say what is likely wrong.
+            ConnError::Frame(f) if cfg.tls.is_none() => ConnError::Handshake(format!(
+                "{f} (does the peer require TLS? set tls-ca, tls-cert and tls-key)"
+            )),
+            other => other,
+        })?;
     Ok((stream, ack, reader))
 }
 

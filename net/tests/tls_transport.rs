@@ -96,6 +96,7 @@ mod tokio_side {
             started.elapsed() < Duration::from_millis(900),
             "plain peer: {err}"
         );
+        assert!(err.to_string().contains("require TLS"), "plain peer: {err}");
         // TLS that trusts the server but presents no client certificate.
         let raw = TcpStream::connect(&addr).await.unwrap();
         let name = rustls_pki_types::ServerName::try_from(SERVER_NAME).unwrap();
