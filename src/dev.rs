@@ -29,6 +29,9 @@ pub struct DevConfig {
     /// Elastic: the master starts and stops more `tierkv ds` processes on this machine with
     /// the load, up to this many nodes in all (`None`: one node, no autoscaling).
     pub elastic_max_nodes: Option<u32>,
+    /// Mutual TLS on every internal connection (master, node, proxy, probes and elastic
+    /// nodes all use these files). `None`: plain TCP.
+    pub tls: Option<net::tls::TlsPaths>,
 }
 
 /// Runs the embedded cluster until Ctrl-C / SIGTERM.
@@ -49,6 +52,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
     let secret_file = cfg.data_dir.join("cluster-secret");
     let (secret, _) = net::auth::ClusterSecret::load_or_create(&secret_file)
         .with_context(|| format!("cluster secret {}", secret_file.display()))?;
+    let tls = crate::load_tls(cfg.tls.as_ref())?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -63,6 +67,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         mcfg.listen = "127.0.0.1:0".into();
         mcfg.admin_listen = Some("127.0.0.1:0".into());
         mcfg.cluster_secret_file = Some(secret_file.clone());
+        mcfg.tls = cfg.tls.clone();
         if let Some(max) = cfg.elastic_max_nodes {
             let sc = &mut mcfg.master.scale;
             sc.enabled = true;
@@ -102,6 +107,9 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             cluster_secret_file: Some(secret_file.clone()),
             admin_addr: Some("127.0.0.1:0".into()),
             maxmemory: cfg.maxmemory,
+            tls_ca: cfg.tls.as_ref().map(|t| t.ca.clone()),
+            tls_cert: cfg.tls.as_ref().map(|t| t.cert.clone()),
+            tls_key: cfg.tls.as_ref().map(|t| t.key.clone()),
             ..Default::default()
         };
         let node = tokio::task::spawn_blocking(move || ds_node::node::run(dcfg))
@@ -116,6 +124,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         };
         pcfg.router.masters = vec![master_addr.to_string()];
         pcfg.router.transport.secret = secret.clone();
+        pcfg.router.transport.tls = tls.clone();
         let shared = proxy::server::Shared::new(pcfg);
         let listener = tokio::net::TcpListener::from_std(std_listener)?;
         let (stop_proxy, proxy_stop_rx) = watch::channel(false);
@@ -139,6 +148,7 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             let mut pc =
                 probe::ProbeConfig::new(format!("dev-probe-{i}"), "dev", master_addr.to_string());
             pc.transport.secret = secret.clone();
+            pc.transport.tls = tls.clone();
             let pinger = Arc::new(probe::NetPinger::new(pc.transport.clone()));
             let pool = pinger.pool().clone();
             probe_tasks.spawn(probe::run(
@@ -155,6 +165,9 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
         println!("  shards:  {}", node.shard_addrs.join(", "));
         println!("  master:  {master_addr}");
         println!("  secret:  {}  (internal ports)", secret_file.display());
+        if let Some(t) = &cfg.tls {
+            println!("  tls:     mutual TLS 1.3, CA {}", t.ca.display());
+        }
         println!("  probes:  {}", cfg.probes);
         if cfg.maxmemory == 0 {
             println!("  maxmemory: unlimited (--maxmemory sets it)");

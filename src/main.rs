@@ -50,6 +50,39 @@ enum Command {
     Ctl(ctl::CtlArgs),
 }
 
+/// Mutual TLS 1.3 on every internal connection: all three files or none (the guides'
+/// "Internal TLS" sections; the flags override the config file's `tls-*` keys).
+#[derive(Debug, Args)]
+struct TlsArgs {
+    /// PEM file of the cluster CA (`tls-ca`).
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate chain, SAN `tierkv-internal` (`tls-cert`).
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key (`tls-key`).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    /// The files when all three flags are given, `None` when none is.
+    fn paths(&self) -> anyhow::Result<Option<net::tls::TlsPaths>> {
+        Ok(net::tls::TlsPaths::from_parts(
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+        )?)
+    }
+}
+
+/// Loads the TLS files (if any) into a TLS config.
+fn load_tls(paths: Option<&net::tls::TlsPaths>) -> anyhow::Result<Option<net::tls::TlsConfig>> {
+    paths
+        .map(|p| net::tls::TlsConfig::load(p).context("tls"))
+        .transpose()
+}
+
 #[derive(Debug, Args)]
 struct DevArgs {
     /// Data directory.
@@ -79,6 +112,8 @@ struct DevArgs {
     /// With `--elastic`: most nodes in all, the embedded one included.
     #[arg(long, default_value_t = 3)]
     max_nodes: u32,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// Parses a size flag in Redis's units (`32mb`, `1gb`, bytes without a unit).
@@ -119,6 +154,8 @@ struct ProbeArgs {
     /// A shard that does not answer a ping within this is unreachable, ms.
     #[arg(long, default_value_t = 500)]
     deadline_ms: u64,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -142,6 +179,8 @@ struct MasterArgs {
     /// `<data-dir>/cluster-secret` and uses it.
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +209,8 @@ struct DsArgs {
     /// Overrides `cluster-secret-file` (the master creates `<its data-dir>/cluster-secret`).
     #[arg(long)]
     cluster_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 #[derive(Debug, Args)]
@@ -177,7 +218,7 @@ struct ProxyArgs {
     /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`,
     /// `client-query-buffer-limit`, `timeout`, `partial-request-timeout-ms`,
     /// `auth-timeout-ms`, `cluster-secret-file`, `cluster-secret`, `insecure-no-auth`,
-    /// `metrics-listen` (`docs/config/proxy.toml`).
+    /// `metrics-listen`, `tls-ca`, `tls-cert`, `tls-key` (`docs/config/proxy.toml`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Load and check the config, print it, and exit.
@@ -198,6 +239,8 @@ struct ProxyArgs {
     /// Overrides `metrics-listen`: serve the proxy's Prometheus `/metrics` on this address.
     #[arg(long)]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 /// The keys of `proxy.toml`.
@@ -216,6 +259,9 @@ struct ProxyFile {
     cluster_secret: Option<String>,
     insecure_no_auth: bool,
     metrics_listen: Option<String>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 /// What `tierkv ds` and `tierkv proxy` say when started with no cluster secret.
@@ -282,6 +328,9 @@ struct BenchArgs {
     /// Write reports as `<out>.json`, `<out>.svg`, `<out>.hlog`, `<out>.<op>.hgrm`.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Native targets: the cluster's mutual TLS files.
+    #[command(flatten)]
+    tls: TlsArgs,
 }
 
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
@@ -302,6 +351,7 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
         cfg.cluster_secret = net::auth::ClusterSecret::load(path)
             .with_context(|| format!("cluster secret {}", path.display()))?;
     }
+    cfg.cluster_tls = load_tls(args.tls.paths()?.as_ref())?;
     cfg.progress = cfg.progress && !args.no_progress;
     let rt = tokio::runtime::Runtime::new().context("start tokio")?;
     rt.block_on(async {
@@ -360,6 +410,9 @@ fn master(args: MasterArgs) -> anyhow::Result<()> {
         cfg.cluster_secret = None;
         cfg.cluster_secret_file = Some(f);
     }
+    if let Some(p) = args.tls.paths()? {
+        cfg.tls = Some(p);
+    }
     if args.config_check {
         println!("{cfg:#?}");
         return Ok(());
@@ -407,6 +460,9 @@ fn ds(args: DsArgs) -> anyhow::Result<()> {
     if let Some(f) = args.cluster_secret_file {
         cfg.cluster_secret = None;
         cfg.cluster_secret_file = Some(f);
+    }
+    if let Some(p) = args.tls.paths()? {
+        (cfg.tls_ca, cfg.tls_cert, cfg.tls_key) = (Some(p.ca), Some(p.cert), Some(p.key));
     }
     cfg.validate()?;
     if !cfg.has_secret() && !cfg.insecure_no_auth {
@@ -479,6 +535,11 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         (None, None) if file.insecure_no_auth => net::auth::ClusterSecret::insecure(),
         (None, None) => anyhow::bail!("{NO_SECRET}"),
     };
+    let tls = match args.tls.paths()? {
+        Some(p) => Some(p),
+        None => net::tls::TlsPaths::from_parts(file.tls_ca, file.tls_cert, file.tls_key)?,
+    };
+    cfg.router.transport.tls = load_tls(tls.as_ref())?;
     let fault = std::env::var(proxy::fault::ENV).ok();
     cfg.router.test_only_drop_acked_sets = proxy::fault::from_env_value(fault.as_deref())?;
     if cfg.router.test_only_drop_acked_sets {
@@ -541,6 +602,7 @@ fn probe(args: ProbeArgs) -> anyhow::Result<()> {
     cfg.deadline = std::time::Duration::from_millis(args.deadline_ms);
     cfg.transport.secret = net::auth::ClusterSecret::load(&args.cluster_secret_file)
         .with_context(|| format!("cluster secret {}", args.cluster_secret_file.display()))?;
+    cfg.transport.tls = load_tls(args.tls.paths()?.as_ref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -595,6 +657,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             probes: args.probes,
             maxmemory: args.maxmemory.unwrap_or_else(default_maxmemory),
             elastic_max_nodes: args.elastic.then_some(args.max_nodes),
+            tls: args.tls.paths()?,
         }),
         Command::Master(args) => master(args),
         Command::Ds(args) => ds(args),

@@ -76,14 +76,16 @@ impl Routes {
     /// `shard_conns`: connections per shard address shared by every connection task; 0 gives
     /// each connection task its own connection to each shard.
     /// `secret`: the cluster secret the connections prove (the insecure empty one for a
-    /// cluster run without).
+    /// cluster run without); `tls`: the cluster's mutual TLS settings, if it uses them.
     pub async fn open(
         master: &str,
         shard_conns: usize,
         secret: net::auth::ClusterSecret,
+        tls: Option<net::tls::TlsConfig>,
     ) -> anyhow::Result<Arc<Self>> {
         let transport = TransportConfig {
             secret,
+            tls,
             ..TransportConfig::default()
         };
         let routes = Arc::new(Routes {

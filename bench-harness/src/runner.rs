@@ -64,6 +64,8 @@ pub struct RunConfig {
     /// Native targets only: the cluster secret (default: none, for a cluster run with
     /// `insecure-no-auth`).
     pub cluster_secret: net::auth::ClusterSecret,
+    /// Native targets only: mutual TLS settings (default none: plain TCP).
+    pub cluster_tls: Option<net::tls::TlsConfig>,
 }
 
 impl RunConfig {
@@ -84,6 +86,7 @@ impl RunConfig {
             interval: Duration::from_secs(1),
             shard_conns: 2,
             cluster_secret: net::auth::ClusterSecret::insecure(),
+            cluster_tls: None,
         }
     }
 }
@@ -123,7 +126,13 @@ fn value(rng: &mut StdRng, size: usize) -> Bytes {
 /// Inserts records `0..records` with pipelined writes (`SET` / `StrSet`) over `connections`
 /// connections.
 pub async fn load(cfg: &RunConfig) -> anyhow::Result<Duration> {
-    let target = Target::open(&cfg.target, cfg.shard_conns, cfg.cluster_secret.clone()).await?;
+    let target = Target::open(
+        &cfg.target,
+        cfg.shard_conns,
+        cfg.cluster_secret.clone(),
+        cfg.cluster_tls.clone(),
+    )
+    .await?;
     let start = Instant::now();
     let conns = cfg.connections.clamp(1, 64) as u64;
     let mut tasks = tokio::task::JoinSet::new();
@@ -175,7 +184,13 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<RunResult> {
     if cfg.connections == 0 || cfg.pipeline == 0 {
         bail!("connections and pipeline must be at least 1");
     }
-    let target = Target::open(&cfg.target, cfg.shard_conns, cfg.cluster_secret.clone()).await?;
+    let target = Target::open(
+        &cfg.target,
+        cfg.shard_conns,
+        cfg.cluster_secret.clone(),
+        cfg.cluster_tls.clone(),
+    )
+    .await?;
     let shared = Arc::new(Shared {
         inserted: AtomicU64::new(0),
         done: AtomicU64::new(0),

@@ -36,13 +36,14 @@ impl Target {
         spec: &str,
         shard_conns: usize,
         secret: net::auth::ClusterSecret,
+        tls: Option<net::tls::TlsConfig>,
     ) -> anyhow::Result<Self> {
         if let Some(master) = spec.strip_prefix(NATIVE_SCHEME) {
             if master.is_empty() {
                 bail!("target {spec:?} names no master address (native://HOST:PORT)");
             }
             return Ok(Target::Native(
-                Routes::open(master, shard_conns, secret).await?,
+                Routes::open(master, shard_conns, secret, tls).await?,
             ));
         }
         let addr = spec.strip_prefix(RESP_SCHEME).unwrap_or(spec);
@@ -114,14 +115,14 @@ mod tests {
 
     #[tokio::test]
     async fn targets_parse_by_scheme() {
-        match Target::open("127.0.0.1:6379", 0, Default::default())
+        match Target::open("127.0.0.1:6379", 0, Default::default(), None)
             .await
             .unwrap()
         {
             Target::Resp(a) => assert_eq!(a, "127.0.0.1:6379"),
             other => panic!("{other:?}"),
         }
-        match Target::open("resp://h:1", 0, Default::default())
+        match Target::open("resp://h:1", 0, Default::default(), None)
             .await
             .unwrap()
         {
@@ -129,12 +130,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(
-            Target::open("native://", 0, Default::default())
+            Target::open("native://", 0, Default::default(), None)
                 .await
                 .is_err()
         );
         assert!(
-            Target::open("http://h:1", 0, Default::default())
+            Target::open("http://h:1", 0, Default::default(), None)
                 .await
                 .is_err()
         );

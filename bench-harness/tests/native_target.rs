@@ -145,7 +145,12 @@ fn an_unreachable_master_is_an_error_not_a_hang() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     // Port 1 on loopback: nothing listens there.
     let err = rt
-        .block_on(Target::open("native://127.0.0.1:1", 0, Default::default()))
+        .block_on(Target::open(
+            "native://127.0.0.1:1",
+            0,
+            Default::default(),
+            None,
+        ))
         .unwrap_err();
     assert!(
         format!("{err:#}").contains("route table from master 127.0.0.1:1"),

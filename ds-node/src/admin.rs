@@ -106,6 +106,7 @@ pub fn render(m: &ShardMetrics) -> String {
             m.raft_refused_total[r.index()]
         ));
     }
+    net::transport::HandshakeFailure::write_prometheus("ds", &mut s);
     summary(
         &mut s,
         "ds_raft_propose_apply_seconds",

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use net::auth::ClusterSecret;
+use net::tls::{TlsConfig, TlsPaths};
 use net::transport::TransportConfig;
 use serde::Deserialize;
 
@@ -179,6 +181,33 @@ pub struct DsConfig {
     pub idle_timeout_ms: u64,
     /// Connections per shard from one IP address. Default 256.
     pub max_connections_per_peer: usize,
+    /// PEM file of the cluster CA: with `tls-cert` and `tls-key`, every internal connection
+    /// is mutual TLS 1.3 (`docs/guides/ds-node.md` "Internal TLS"). Default none.
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate chain (SAN `tierkv-internal`). Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key. Default none.
+    pub tls_key: Option<PathBuf>,
+    /// The three TLS files' contents, read by [`DsConfig::resolve_secret`].
+    #[serde(skip)]
+    pub tls_pem: Option<TlsPem>,
+}
+
+/// The PEM text of a node's TLS files, read before shards start; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TlsPem {
+    /// The cluster CA.
+    pub ca: Vec<u8>,
+    /// This node's chain.
+    pub cert: Vec<u8>,
+    /// This node's key.
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsPem(<redacted>)")
+    }
 }
 
 impl Default for DsConfig {
@@ -232,6 +261,10 @@ impl Default for DsConfig {
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 600_000,
             max_connections_per_peer: 256,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_pem: None,
         }
     }
 }
@@ -322,6 +355,7 @@ impl DsConfig {
         if let Some(text) = &self.cluster_secret {
             ClusterSecret::from_text(text.0.as_bytes())?;
         }
+        self.tls_paths()?;
         Ok(())
     }
 
@@ -335,9 +369,31 @@ impl DsConfig {
         self.cluster_secret.is_some() || self.cluster_secret_file.is_some()
     }
 
-    /// Reads `cluster-secret-file` into `cluster-secret`, so that shards (which must not do
-    /// blocking file I/O) find the secret in their config. Call before starting shards.
+    /// The TLS files, when all three are set (an error when only some are).
+    pub fn tls_paths(&self) -> anyhow::Result<Option<TlsPaths>> {
+        Ok(TlsPaths::from_parts(
+            self.tls_ca.clone(),
+            self.tls_cert.clone(),
+            self.tls_key.clone(),
+        )?)
+    }
+
+    /// Reads `cluster-secret-file` into `cluster-secret` and the TLS files into `tls_pem`
+    /// (checking that they make a valid TLS config), so that shards (which must not do
+    /// blocking file I/O) find them in their config. Call before starting shards.
     pub fn resolve_secret(&mut self) -> anyhow::Result<()> {
+        if let Some(p) = self.tls_paths()? {
+            let read = |path: &std::path::Path| {
+                std::fs::read(path).with_context(|| format!("read {}", path.display()))
+            };
+            let pem = TlsPem {
+                ca: read(&p.ca)?,
+                cert: read(&p.cert)?,
+                key: read(&p.key)?,
+            };
+            TlsConfig::from_pem(&pem.ca, &pem.cert, &pem.key)?;
+            self.tls_pem = Some(pem);
+        }
         anyhow::ensure!(
             !(self.cluster_secret.is_some() && self.cluster_secret_file.is_some()),
             "set cluster-secret or cluster-secret-file, not both"
@@ -365,8 +421,17 @@ impl DsConfig {
 
     /// The transport settings of this node's connections, the secret included.
     pub fn transport(&self) -> anyhow::Result<TransportConfig> {
+        anyhow::ensure!(
+            self.tls_pem.is_some() || self.tls_paths()?.is_none(),
+            "tls files not read yet (resolve_secret)"
+        );
+        let tls = match &self.tls_pem {
+            Some(p) => Some(TlsConfig::from_pem(&p.ca, &p.cert, &p.key)?),
+            None => None,
+        };
         Ok(TransportConfig {
             secret: self.secret()?,
+            tls,
             handshake_timeout: Duration::from_millis(self.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             max_connections_per_peer: self.max_connections_per_peer,
@@ -385,6 +450,22 @@ mod tests {
         let c = DsConfig::from_toml("shards = 2\nbase-port = 9000\ntick-ms = 10\n").unwrap();
         assert_eq!((c.shards, c.base_port, c.tick_ms), (2, 9000, 10));
         assert!(DsConfig::from_toml("shards = 0").is_err());
+    }
+
+    #[test]
+    fn tls_needs_all_three_files_and_reads_them_before_shards_start() {
+        assert!(DsConfig::from_toml("tls-ca = \"ca.pem\"").is_err());
+        let mut c = DsConfig::from_toml(
+            "tls-ca = \"/nonexistent/ca.pem\"\ntls-cert = \"/nonexistent/n.pem\"\ntls-key = \"/nonexistent/n.key\"",
+        )
+        .unwrap();
+        // Not read yet: a shard must not build its transport from paths.
+        assert!(c.transport().is_err());
+        assert!(
+            c.resolve_secret().is_err(),
+            "missing files are an error at start"
+        );
+        assert!(DsConfig::default().transport().unwrap().tls.is_none());
     }
 
     #[test]

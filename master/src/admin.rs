@@ -306,6 +306,7 @@ fn metrics_text(master: &Master) -> String {
             reason.label()
         ));
     }
+    net::transport::HandshakeFailure::write_prometheus("master", &mut out);
     let now = master.now_ms();
     master.with_core(|c| {
         health_metrics(&mut out, c, now);

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use net::auth::ClusterSecret;
+use net::tls::{TlsConfig, TlsPaths};
 use net::transport::TransportConfig;
 use serde::Deserialize;
 
@@ -45,6 +46,12 @@ handshake-timeout-ms = 5000
 idle-timeout-ms = 600000
 # Connections from one IP address at once.
 max-connections-per-peer = 256
+# Mutual TLS 1.3 on every internal connection (docs/guides/master.md "Internal TLS"): PEM
+# files of the cluster CA, this node's certificate chain (SAN tierkv-internal) and its key.
+# All three or none; none is plain TCP.
+# tls-ca = "/etc/tierkv/tls/ca.pem"
+# tls-cert = "/etc/tierkv/tls/node.pem"
+# tls-key = "/etc/tierkv/tls/node.key"
 
 # Used only when the data dir is new.
 [cluster]
@@ -165,6 +172,8 @@ pub struct ServerConfig {
     pub idle_timeout: Duration,
     /// Connections from one IP address at once. Default 256.
     pub max_connections_per_peer: usize,
+    /// Mutual TLS files (`tls-ca`, `tls-cert`, `tls-key`). Default none: plain TCP.
+    pub tls: Option<TlsPaths>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,6 +194,9 @@ struct FileConfig {
     handshake_timeout_ms: u64,
     idle_timeout_ms: u64,
     max_connections_per_peer: usize,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
     cluster: FileCluster,
     schedule: FileSchedule,
     scale: crate::autoscale::ScaleConfig,
@@ -235,6 +247,9 @@ impl Default for FileConfig {
             handshake_timeout_ms: 5000,
             idle_timeout_ms: 600_000,
             max_connections_per_peer: 256,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             cluster: FileCluster::default(),
             schedule: FileSchedule::default(),
             scale: crate::autoscale::ScaleConfig::default(),
@@ -311,6 +326,8 @@ impl ServerConfig {
             ),
             None => None,
         };
+        let tls = TlsPaths::from_parts(f.tls_ca, f.tls_cert, f.tls_key)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         let mut master = MasterConfig::new(f.data_dir);
         master.tso_window_ms = f.tso_window_ms;
         master.id_reserve_step = f.id_reserve_step;
@@ -351,6 +368,7 @@ impl ServerConfig {
             handshake_timeout: Duration::from_millis(f.handshake_timeout_ms),
             idle_timeout: Duration::from_millis(f.idle_timeout_ms),
             max_connections_per_peer: f.max_connections_per_peer,
+            tls,
         })
     }
 
@@ -381,10 +399,20 @@ impl ServerConfig {
         self.master.data_dir.join("cluster-secret")
     }
 
-    /// The transport settings of the RPC port, with `secret`.
-    pub fn transport(&self, secret: ClusterSecret) -> TransportConfig {
+    /// The TLS settings, read from the configured files (none: plain TCP).
+    pub fn tls(&self) -> Result<Option<TlsConfig>, ConfigError> {
+        self.tls
+            .as_ref()
+            .map(TlsConfig::load)
+            .transpose()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+
+    /// The transport settings of the RPC port, with `secret` and `tls`.
+    pub fn transport(&self, secret: ClusterSecret, tls: Option<TlsConfig>) -> TransportConfig {
         TransportConfig {
             secret,
+            tls,
             handshake_timeout: self.handshake_timeout,
             idle_timeout: self.idle_timeout,
             max_connections_per_peer: self.max_connections_per_peer,
@@ -426,6 +454,17 @@ mod tests {
             guide.contains(EXAMPLE.trim()),
             "docs/guides/master.md drifted from EXAMPLE"
         );
+    }
+
+    #[test]
+    fn tls_takes_all_three_files_or_none() {
+        assert!(ServerConfig::parse("").unwrap().tls.is_none());
+        assert!(ServerConfig::parse("tls-ca = \"ca.pem\"\ntls-key = \"k.pem\"").is_err());
+        let c =
+            ServerConfig::parse("tls-ca = \"ca.pem\"\ntls-cert = \"n.pem\"\ntls-key = \"n.key\"")
+                .unwrap();
+        assert_eq!(c.tls.as_ref().map(|t| t.key.clone()), Some("n.key".into()));
+        assert!(c.tls().is_err(), "unreadable files are an error at start");
     }
 
     #[test]

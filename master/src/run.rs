@@ -29,6 +29,9 @@ pub enum RunError {
     /// The cluster secret could not be read or created.
     #[error("cluster secret: {0}")]
     Secret(#[from] crate::config::ConfigError),
+    /// The TLS files could not be read or do not make a TLS config.
+    #[error("tls: {0}")]
+    Tls(crate::config::ConfigError),
     /// The provisioner cannot be set up as configured.
     #[error("provisioner: {0}")]
     Provisioner(String),
@@ -84,6 +87,7 @@ pub async fn run(
     ready: impl FnOnce(std::net::SocketAddr, Option<std::net::SocketAddr>),
 ) -> Result<(), RunError> {
     let secret = cfg.secret()?;
+    let tls = cfg.tls().map_err(RunError::Tls)?;
     let (master, report) = Master::open(cfg.master.clone(), clock)?;
     let rpc = bind(&cfg.listen).await?;
     let admin = match &cfg.admin_listen {
@@ -113,7 +117,7 @@ pub async fn run(
         admin.map(|l| tokio::spawn(serve_admin(master.clone(), l, wait(stop_rx.clone()))));
     let serve = master.clone().serve(
         rpc,
-        cfg.transport(secret),
+        cfg.transport(secret, tls),
         cfg.max_connections,
         wait(stop_rx),
     );
@@ -175,6 +179,7 @@ fn provisioner(
                 exe,
                 master_addr,
                 cluster_secret_file: secret,
+                tls: cfg.tls.clone(),
                 data_root: sc
                     .local_data_dir
                     .clone()

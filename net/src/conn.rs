@@ -42,6 +42,10 @@ pub enum ConnError {
     /// The peer closed the connection.
     #[error("closed by peer")]
     Closed,
+    /// The TLS handshake failed (no or a foreign certificate, a plain-TCP peer, a TLS
+    /// endpoint reached without TLS configured).
+    #[error("tls handshake: {0}")]
+    Tls(String),
     /// The handshake did not complete within the handshake timeout.
     #[error("handshake timed out")]
     HandshakeTimeout,

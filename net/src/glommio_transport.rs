@@ -14,8 +14,8 @@ use glommio::net::{TcpListener, TcpStream};
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_handshake,
-    drive_client, log_close, serve_connection,
+    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_open, drive_client,
+    log_close, serve_connection,
 };
 
 /// Runs `fut` with a time limit on the current glommio executor.
@@ -50,16 +50,15 @@ impl Client {
         cfg: TransportConfig,
     ) -> Result<Client, CallError> {
         let connect = async {
-            let mut stream = TcpStream::connect(addr)
+            let stream = TcpStream::connect(addr)
                 .await
                 .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
             stream
                 .set_nodelay(true)
                 .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
-            let (ack, reader) = client_handshake(&mut stream, hello, &cfg)
+            client_open(stream, hello, &cfg)
                 .await
-                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
-            Ok::<_, CallError>((stream, ack, reader))
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))
         };
         let (stream, ack, reader) = with_timeout(cfg.connect_timeout, connect)
             .await

@@ -9,7 +9,8 @@
 //! - [`frame`]: `len | kind | flags | request id | payload | crc32c` frames; a sans-IO decoder.
 //! - [`error`]: errors with stable codes; [`message`]: the typed messages and their frame kinds,
 //!   each checking its own keys and values against [`limits`].
-//! - [`auth`]: the cluster secret and the handshake's proofs of it.
+//! - [`auth`]: the cluster secret and the handshake's proofs of it; [`tls`]: optional mutual
+//!   TLS (rustls) under the handshake.
 //! - [`conn`]: the sans-IO connection state (handshake, frames in, messages out) that both
 //!   transports drive.
 //! - `tokio_transport` (feature `tokio`) and `glommio_transport` (feature `glommio`): TCP
@@ -33,6 +34,7 @@ pub mod message;
 pub mod redis_num;
 pub mod route;
 pub mod route_cache;
+pub mod tls;
 pub mod transport;
 
 #[cfg(feature = "glommio")]

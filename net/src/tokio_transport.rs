@@ -17,8 +17,8 @@ use crate::ids::ClusterId;
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello};
 use crate::transport::{
-    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_handshake,
-    drive_client, log_close, serve_connection,
+    CallError, Handled, PeerCounts, TransportConfig, client_channel, client_open, drive_client,
+    log_close, serve_connection,
 };
 
 /// One connection's place in the per-address count; gives it back when dropped.
@@ -109,11 +109,9 @@ impl Client {
             stream
                 .set_nodelay(true)
                 .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
-            let mut stream = Compat(stream);
-            let (ack, reader) = client_handshake(&mut stream, hello, &cfg)
+            client_open(Compat(stream), hello, &cfg)
                 .await
-                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))?;
-            Ok::<_, CallError>((stream, ack, reader))
+                .map_err(|e| CallError::Connect(format!("{addr}: {e}")))
         };
         let (stream, ack, reader) = tokio::time::timeout(cfg.connect_timeout, connect)
             .await

@@ -27,6 +27,7 @@ use crate::frame::DEFAULT_MAX_FRAME_BYTES;
 use crate::ids::RequestId;
 use crate::message::Message;
 use crate::message::handshake::{Acceptor, Hello, HelloAck};
+use crate::tls::{MaybeTls, TlsConfig};
 
 /// Bounds and timeouts of a transport endpoint.
 #[derive(Debug, Clone)]
@@ -57,6 +58,10 @@ pub struct TransportConfig {
     /// Server side: connections open at once from one IP address; more are refused, so that
     /// one peer cannot take every connection slot. Default 256.
     pub max_connections_per_peer: usize,
+    /// Mutual TLS ([`crate::tls`]): when set, every connection is TLS 1.3 with certificates of
+    /// the cluster CA on both ends, and the secret handshake runs inside it; the TLS handshake
+    /// counts against the connect and handshake timeouts. Default none: plain TCP.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for TransportConfig {
@@ -72,6 +77,7 @@ impl Default for TransportConfig {
             handshake_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(600),
             max_connections_per_peer: 256,
+            tls: None,
         }
     }
 }
@@ -347,6 +353,52 @@ pub async fn client_handshake<S: AsyncRead + AsyncWrite + Unpin>(
     let ack = hs.on_auth_ack(ack)?;
     reader.set_max_frame_bytes(cfg.max_frame_bytes);
     Ok((ack, reader))
+}
+
+/// Opens a connection over a fresh `stream`: the TLS handshake when `cfg.tls` is set, then
+/// the connector's side of the secret handshake ([`client_handshake`]). The caller bounds it
+/// in time (the connect timeout).
+pub async fn client_open<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    hello: Hello,
+    cfg: &TransportConfig,
+) -> Result<(MaybeTls<S>, HelloAck, ConnReader), ConnError> {
+    let mut stream = match &cfg.tls {
+        None => MaybeTls::Plain(stream),
+        Some(tls) => tls
+            .connect(stream)
+            .await
+            .map_err(|e| ConnError::Tls(e.to_string()))?,
+    };
+    let (ack, reader) = client_handshake(&mut stream, hello, cfg)
+        .await
+        .map_err(|e| match e {
+            // A TLS acceptor answers a plain `Hello` with an alert record, which reads as
+            // an oversized frame: say what is likely wrong.
+            ConnError::Frame(f) if cfg.tls.is_none() => ConnError::Handshake(format!(
+                "{f} (does the peer require TLS? set tls-ca, tls-cert and tls-key)"
+            )),
+            other => other,
+        })?;
+    Ok((stream, ack, reader))
+}
+
+/// The acceptor's side of [`client_open`]: the TLS handshake when `cfg.tls` is set, then
+/// [`server_handshake`]. The caller bounds it in time.
+async fn server_open<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    acceptor: Acceptor,
+    cfg: &TransportConfig,
+) -> Result<(MaybeTls<S>, ConnReader), ConnError> {
+    let mut stream = match &cfg.tls {
+        None => MaybeTls::Plain(stream),
+        Some(tls) => tls
+            .accept(stream)
+            .await
+            .map_err(|e| ConnError::Tls(e.to_string()))?,
+    };
+    let (_, reader) = server_handshake(&mut stream, acceptor, cfg).await?;
+    Ok((stream, reader))
 }
 
 /// Acceptor side of the handshake: on success the connector proved the cluster secret and
@@ -625,14 +677,14 @@ pub enum Handled<F> {
     Later(F),
 }
 
-/// Serves one accepted connection: the handshake (within the handshake timeout, with the
-/// small handshake frame limit), then up to `max_in_flight` requests at a time, replies
+/// Serves one accepted connection: the TLS handshake if configured and the secret handshake
+/// (both within the handshake timeout, with the small handshake frame limit), then up to `max_in_flight` requests at a time, replies
 /// written in completion order. A handler that answers [`Handled::Now`] costs no task and no
 /// allocation; [`Handled::Later`] futures run concurrently on this task. A request with id 0
 /// is one-way: its reply is dropped. Returns when the peer closes, breaks the protocol or
 /// stays idle past the idle timeout; the caller logs why.
 pub async fn serve_connection<T, S, H, F>(
-    mut stream: S,
+    stream: S,
     acceptor: Acceptor,
     cfg: &TransportConfig,
     handler: H,
@@ -643,12 +695,10 @@ where
     H: Fn(Message) -> Handled<F>,
     F: Future<Output = Option<Message>>,
 {
-    let (_, mut reader) = T::timeout(
-        cfg.handshake_timeout,
-        server_handshake(&mut stream, acceptor, cfg),
-    )
-    .await
-    .ok_or(ConnError::HandshakeTimeout)??;
+    let (mut stream, mut reader) =
+        T::timeout(cfg.handshake_timeout, server_open(stream, acceptor, cfg))
+            .await
+            .ok_or(ConnError::HandshakeTimeout)??;
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut idle = IdleWatch::<T>::new(cfg.idle_timeout);
     let mut idle_timer = pin!(T::sleep(idle.period()));
@@ -793,8 +843,72 @@ fn write_reply(id: RequestId, reply: Option<Message>, out: &mut BytesMut) {
     }
 }
 
-/// Logs why a served connection ended: a clean close quietly, a protocol error loudly.
+/// Handshakes refused by this process's acceptors, by reason, since it started.
+///
+/// Process-wide relaxed atomics: written only when a handshake fails (never on the request
+/// path), read by the metrics endpoints (`*_internal_handshake_failures_total{reason}`).
+static HANDSHAKE_FAILURES: [std::sync::atomic::AtomicU64; HandshakeFailure::ALL.len()] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; HandshakeFailure::ALL.len()];
+
+/// Why an accepted connection's handshake failed (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// The TLS handshake failed: no or a foreign certificate, or a plain-TCP peer.
+    Tls,
+    /// The peer did not prove the cluster secret, or is of another cluster.
+    Auth,
+    /// The handshake did not complete in time.
+    Timeout,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in label order.
+    pub const ALL: [Self; 3] = [Self::Tls, Self::Auth, Self::Timeout];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Tls => "tls",
+            Self::Auth => "auth",
+            Self::Timeout => "timeout",
+        }
+    }
+
+    fn of(e: &ConnError) -> Option<Self> {
+        match e {
+            ConnError::Tls(_) => Some(Self::Tls),
+            ConnError::Refused(_) => Some(Self::Auth),
+            ConnError::HandshakeTimeout => Some(Self::Timeout),
+            _ => None,
+        }
+    }
+
+    /// Handshakes refused for this reason by this process's acceptors so far.
+    pub fn count(self) -> u64 {
+        HANDSHAKE_FAILURES[self as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Appends `<prefix>_internal_handshake_failures_total{reason}` in the Prometheus text
+    /// format (process-wide counts: `tierkv dev`'s endpoints all show the same).
+    pub fn write_prometheus(prefix: &str, out: &mut String) {
+        let name = format!("{prefix}_internal_handshake_failures_total");
+        out.push_str(&format!("# TYPE {name} counter\n"));
+        for why in Self::ALL {
+            out.push_str(&format!(
+                "{name}{{reason=\"{}\"}} {}\n",
+                why.label(),
+                why.count()
+            ));
+        }
+    }
+}
+
+/// Logs why a served connection ended: a clean close quietly, a protocol error loudly; counts
+/// failed handshakes ([`HandshakeFailure`]).
 pub fn log_close(peer: std::net::SocketAddr, result: Result<(), ConnError>) {
+    if let Some(why) = result.as_ref().err().and_then(HandshakeFailure::of) {
+        HANDSHAKE_FAILURES[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     match result {
         Ok(()) | Err(ConnError::Closed) => tracing::debug!(%peer, "connection closed"),
         Err(ConnError::IdleTimeout) => tracing::debug!(%peer, "idle connection closed"),

@@ -22,6 +22,8 @@ pub struct LocalConfig {
     pub master_addr: String,
     /// The cluster secret's file the nodes prove.
     pub cluster_secret_file: PathBuf,
+    /// The TLS files the nodes use (this master's own: one certificate for the machine).
+    pub tls: Option<net::tls::TlsPaths>,
     /// Each node's data directory is created under this one (`node-<request>-<i>`).
     pub data_root: PathBuf,
     /// Shards per node.
@@ -110,10 +112,13 @@ impl LocalSpawner {
             .args(["--shards", &self.cfg.shards.to_string()])
             .args(["--maxmemory", &self.cfg.maxmemory.to_string()])
             .arg("--cluster-secret-file")
-            .arg(&self.cfg.cluster_secret_file)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+            .arg(&self.cfg.cluster_secret_file);
+        if let Some(tls) = &self.cfg.tls {
+            cmd.arg("--tls-ca").arg(&tls.ca);
+            cmd.arg("--tls-cert").arg(&tls.cert);
+            cmd.arg("--tls-key").arg(&tls.key);
+        }
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         let child = cmd.spawn().map_err(spawn_err)?;
         tracing::info!(pid = child.id(), dir = %data_dir.display(), "local provisioner started a DS node");
         Ok(Spawned { data_dir, child })
@@ -207,6 +212,7 @@ mod tests {
             exe: exe.into(),
             master_addr: "127.0.0.1:1".into(),
             cluster_secret_file: dir.join("secret"),
+            tls: None,
             data_root: dir.to_path_buf(),
             shards: 1,
             maxmemory: 0,

@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 #![allow(dead_code)]
 
+pub mod pki;
+
 use bytes::Bytes;
 use net::ids::{ClusterId, NodeId};
 use net::message::handshake::{Acceptor, Hello, Role};
