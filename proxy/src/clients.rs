@@ -92,7 +92,12 @@ impl ClientInfo {
         self.names.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Updates only the receive buffer figures (the connection shrank an idle buffer).
+    /// Publishes the pending output alone (0 once a batch's replies are written).
+    pub fn publish_obl(&self, obl: usize) {
+        self.obl.store(obl, Ordering::Relaxed);
+    }
+
+    /// Publishes the receive buffer's size alone (given back while idle).
     pub fn publish_qbuf(&self, qbuf: usize, qbuf_free: usize) {
         self.qbuf.store(qbuf, Ordering::Relaxed);
         self.qbuf_free.store(qbuf_free, Ordering::Relaxed);

@@ -449,6 +449,7 @@ async fn connection(
             let Some((name, start, silent, b, notice)) = conn.blocked.take() else {
                 break;
             };
+            conn.publish(&me, &inbuf);
             if conn.write_out().await.is_err() {
                 return;
             }
@@ -480,16 +481,19 @@ async fn connection(
         if end == End::Now {
             return;
         }
-        if conn.write_out().await.is_err() || end == End::AfterWrite {
-            let _ = conn.wr.shutdown().await;
-            return;
-        }
         // Parsed bytes were split off the front: take that room back (no allocation), so
         // the buffer is whole again for the next input and for `CLIENT LIST`.
         if inbuf.is_empty() && inbuf.capacity() > 0 {
             inbuf.reserve(INBUF_BYTES);
         }
+        // Published before the replies go out: a client that saw its `CLIENT SETNAME` or
+        // `SUBSCRIBE` answered finds it in every other client's `CLIENT LIST`.
         conn.publish(&me, &inbuf);
+        if conn.write_out().await.is_err() || end == End::AfterWrite {
+            let _ = conn.wr.shutdown().await;
+            return;
+        }
+        me.publish_obl(0);
     }
 }
 
