@@ -225,3 +225,140 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+fn big_value(n: usize, seed: u8) -> Bytes {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Each attempt may move 64 MiB through a loaded 2-core machine (~50 ms per MiB end to end).
+const BIG_CALL: Duration = Duration::from_secs(30);
+
+fn set_big(maddr: &str, name: &str, n: usize, seed: u8) {
+    let (m, key) = (maddr.to_string(), Bytes::from(name.to_string()));
+    on_executor(move || {
+        Box::pin(async move {
+            let op = KvOp::StrSet {
+                key: key.clone(),
+                value: big_value(n, seed),
+                expiry: Expiry::Persist {},
+                cond: Cond::Always {},
+                get_old: false,
+            };
+            let route = net::keyspace::meta_key(net::keyspace::Db::ZERO, &key);
+            let r = must_call_within(&m, &route, op, BIG_CALL).await;
+            assert!(matches!(r, KvResponse::Ok { .. }), "SET {n}: {r:?}");
+        })
+    });
+}
+
+fn get_big(maddr: &str, name: &str, n: usize, seed: u8) {
+    let (m, key) = (maddr.to_string(), Bytes::from(name.to_string()));
+    on_executor(move || {
+        Box::pin(async move {
+            let route = net::keyspace::meta_key(net::keyspace::Db::ZERO, &key);
+            let op = KvOp::StrGet { key: key.clone() };
+            match must_call_within(&m, &route, op, BIG_CALL).await {
+                KvResponse::Ok {
+                    result: OpResult::Value { value: Some(v) },
+                } => assert!(v == big_value(n, seed), "{key:?}: another value came back"),
+                other => panic!("GET {key:?}: {:?}", other),
+            }
+        })
+    });
+}
+
+/// Values larger than a log batch (1 MiB) and than the old 64 MiB frame limit, each written
+/// as several log records: replicated to followers by Raft entries, sent to new replicas in
+/// snapshots (cold: read back from the sender's log), served by a new leader after the old
+/// one stops, and byte-identical on every replica in the end (issue 21).
+#[test]
+fn large_values_replicate_reach_new_replicas_by_snapshot_and_survive_the_leader() {
+    let root = std::env::temp_dir().join(format!("ds-large-values-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("master")).unwrap();
+    let master =
+        test_support::master::start(root.join("master"), test_support::master::fast_scheduling);
+    let maddr = master.addr().to_string();
+    let cfg = |name: &str| ds_node::DsConfig {
+        // Room for a few copies of 64 MiB (a sparse file: only what is written takes space).
+        log_file_bytes: 2 << 30,
+        segment_bytes: 64 << 20,
+        ..cold_cfg(&root, name, &maddr)
+    };
+    let sizes = [(1usize << 20) + 1, 9 << 20, 64 << 20];
+
+    let mut nodes: Vec<(String, Option<NodeHandle>)> = Vec::new();
+    nodes.push(("a".into(), Some(run(cfg("a")).unwrap())));
+    for (i, &n) in sizes.iter().enumerate() {
+        set_big(&maddr, &format!("big{i}"), n, i as u8);
+    }
+    // Small writes after them: checkpoints compact the log past the large values, so new
+    // replicas can only get them from a snapshot.
+    write(&maddr, 0..300);
+    for name in ["b", "c"] {
+        nodes.push((name.into(), Some(run(cfg(name)).unwrap())));
+    }
+    wait_for_three_voters(&maddr, None, &nodes);
+    let snaps: u64 = nodes
+        .iter()
+        .filter_map(|(_, n)| n.as_ref())
+        .map(|n| n.metrics().snapshots_applied_total)
+        .sum();
+    assert!(
+        snaps >= 2,
+        "the two new replicas installed {snaps} snapshots"
+    );
+    // One more, replicated by the log to three voters.
+    set_big(&maddr, "big3", 33 << 20, 3);
+
+    // Stop the leader's node: the new leader serves every large value.
+    let d = range1(&table_blocking(&maddr)).unwrap();
+    let leader_store = d
+        .leader
+        .and_then(|l| d.replicas.iter().find(|r| r.replica_id == l))
+        .map(|r| r.store_id.0)
+        .unwrap();
+    let li = nodes
+        .iter()
+        .position(|(_, n)| n.as_ref().is_some_and(|n| n.store_id == leader_store))
+        .unwrap();
+    nodes[li].1.take().unwrap().shutdown().unwrap();
+    for (i, &n) in sizes.iter().chain(&[33 << 20]).enumerate() {
+        get_big(&maddr, &format!("big{i}"), n, i as u8);
+    }
+    read_all(&maddr, 300);
+    nodes[li].1 = Some(run(cfg(&nodes[li].0)).unwrap());
+    write(&maddr, 300..310);
+
+    // Every replica ends with the same bytes (offline dumps read cold values from the logs).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (name, n) in &nodes {
+        let n = n.as_ref().unwrap();
+        while n.metrics().redis_keys[0] != 314 {
+            assert!(
+                Instant::now() < deadline,
+                "node {name} counts {:?} keys, 314 written",
+                n.metrics().redis_keys
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    for (_, n) in nodes {
+        n.unwrap().shutdown().unwrap();
+    }
+    master.stop();
+    let dumps: Vec<_> = names
+        .iter()
+        .map(|n| ds_node::offline::dump(&cfg(n)).unwrap())
+        .collect();
+    assert!(dumps[0].len() >= 314);
+    assert!(
+        dumps.iter().all(|d| *d == dumps[0]),
+        "replicas differ after catching up"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

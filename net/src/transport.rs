@@ -32,7 +32,8 @@ use crate::tls::{MaybeTls, TlsConfig};
 /// Bounds and timeouts of a transport endpoint.
 #[derive(Debug, Clone)]
 pub struct TransportConfig {
-    /// Largest frame payload accepted. Default 64 MiB.
+    /// Largest frame payload accepted. Default [`DEFAULT_MAX_FRAME_BYTES`] (520 MiB: a
+    /// `proto-max-bulk-len` value and its request).
     pub max_frame_bytes: usize,
     /// Requests in flight per connection: a client stops sending, a server stops reading at
     /// this bound. Default 1,024.

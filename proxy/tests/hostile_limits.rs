@@ -158,11 +158,8 @@ fn values_larger_than_a_log_batch_round_trip_across_a_restart() {
     large_values_round_trip(&[(1 << 20) - 100, (1 << 20) + 1, 3 << 20, 9 << 20]);
 }
 
-/// 64 MiB through the in-process stack. Through `tierkv dev` a 64 MiB SET takes ~1.7 s and
-/// its GET ~1.2 s (issue 21 note); in this harness the SET times out after 60 s, not yet
-/// explained, so it does not run in CI.
+/// 64 MiB through the in-process stack (the old frame limit), before and after a restart.
 #[test]
-#[ignore = "times out in the in-process harness (works through tierkv dev): under investigation"]
 fn a_64_mib_value_round_trips_across_a_restart() {
     large_values_round_trip(&[64 << 20]);
 }

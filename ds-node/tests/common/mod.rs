@@ -96,7 +96,17 @@ pub fn voters(d: &RangeDescriptor) -> Vec<u64> {
 /// route table describes it, following `NotLeader` and `EpochMismatch`, retrying while
 /// leaders change and ranges split.
 pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    must_call_within(maddr, route_key, op, transport().request_timeout).await
+}
+
+/// [`must_call_at`] with each attempt's reply awaited up to `per_call` (large values).
+pub async fn must_call_within(
+    maddr: &str,
+    route_key: &[u8],
+    op: KvOp,
+    per_call: Duration,
+) -> KvResponse {
+    let deadline = Instant::now() + Duration::from_secs(60).max(per_call * 4);
     // Shards of a cluster refuse a connector without the cluster's id: learn it first.
     let master = net::glommio_transport::Client::connect(maddr, hello(), transport())
         .await
@@ -125,8 +135,11 @@ pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse
             else {
                 continue;
             };
-            let Ok(c) = net::glommio_transport::Client::connect(&addr, member, transport()).await
-            else {
+            let cfg = TransportConfig {
+                request_timeout: per_call,
+                ..transport()
+            };
+            let Ok(c) = net::glommio_transport::Client::connect(&addr, member, cfg).await else {
                 continue;
             };
             match c
@@ -150,7 +163,7 @@ pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse
         }
         glommio::timer::sleep(Duration::from_millis(50)).await;
     }
-    panic!("no leader answered within 60 s; last: {last}");
+    panic!("no leader answered in time; last: {last}");
 }
 
 /// [`must_call_at`] for an operation on Redis key `key`.
