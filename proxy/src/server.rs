@@ -47,6 +47,9 @@ pub use crate::shared::{ProxyConfig, Shared, now_ms, now_us};
 const INBUF_BYTES: usize = 16 * 1024;
 /// An idle receive buffer larger than this is given back (a large request has completed).
 const INBUF_KEEP_BYTES: usize = 64 * 1024;
+/// Most input a batch takes from the socket at once when a read filled the buffer
+/// ([`gather`]).
+const GATHER_BYTES: usize = 256 * 1024;
 /// A client idle this long gives its receive buffer back (Redis: 2 s, in `clientsCron`).
 const QBUF_IDLE: Duration = Duration::from_secs(2);
 /// A connection re-reads the timeout settings at least this often.
@@ -393,6 +396,7 @@ async fn connection(
         if inbuf.capacity() > 0 && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(INBUF_BYTES);
         }
+        let room = inbuf.capacity() - inbuf.len();
         let n = tokio::select! {
             r = rd.read_buf(&mut inbuf) => match r {
                 Ok(n) => n,
@@ -435,6 +439,9 @@ async fn connection(
         };
         if n == 0 {
             return;
+        }
+        if n == room {
+            gather(&rd, &mut inbuf);
         }
         // The last batch held a large request: give its buffer back now that more input
         // came (kept until then, so that `CLIENT LIST` shows what the batch held).
@@ -505,6 +512,22 @@ async fn next_message(
     match sub {
         Some(s) => s.next().await,
         None => std::future::pending().await,
+    }
+}
+
+/// After a read that filled the buffer: takes what the socket holds already, without
+/// waiting, up to [`GATHER_BYTES`] in all. A pipeline of large requests then goes to the
+/// shards as one batch instead of one buffer's worth (three 4 KiB `SET`s) per round trip.
+/// An end of input or an error is left for the next read to see.
+fn gather(rd: &tokio::net::tcp::OwnedReadHalf, inbuf: &mut BytesMut) {
+    while inbuf.len() < GATHER_BYTES {
+        if inbuf.capacity() - inbuf.len() < 4096 {
+            inbuf.reserve(INBUF_BYTES);
+        }
+        match rd.try_read_buf(inbuf) {
+            Ok(n) if n > 0 => {}
+            _ => return,
+        }
     }
 }
 
