@@ -6,59 +6,27 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Client, Env, multibulk};
+use common::{Client, Env, multibulk, real_ds};
 
-fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
-    ds_node::DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 2,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 4 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        ..ds_node::DsConfig::default()
-    }
-}
-
-/// A node on `dir`, a fake master routing range 1 to it, and a proxy in front.
+/// A node on `dir` (two shards), a fake master routing range 1 to it, and a proxy in front.
 struct Stack {
     node: ds_node::NodeHandle,
     env: Env,
-    _master: std::thread::JoinHandle<()>,
+    _master: real_ds::FakeMaster,
 }
 
 fn start(dir: &std::path::Path) -> Stack {
-    let node = ds_node::run(ds_config(dir)).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let table = common::one_range_table(node.shard_addrs.clone(), 0);
-    let master = rt.block_on(common::start_master(table));
-    let master_thread = std::thread::spawn(move || {
-        rt.block_on(async { tokio::time::sleep(Duration::from_secs(120)).await });
-    });
-    let env = Env::start_with(1, |c| c.router.masters = vec![master.clone()]);
+    let node = ds_node::run(real_ds::ds_config(dir, 2)).unwrap();
+    let (env, master) = real_ds::proxy_for(&node, |_| {});
     Stack {
         node,
         env,
-        _master: master_thread,
+        _master: master,
     }
 }
 
 fn wait_writable(c: &mut Client) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = c.cmd("SET warm 1");
-        if r == "+OK\r\n" {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no leader: {r}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    real_ds::until_served(c, Duration::from_secs(10));
 }
 
 #[test]
