@@ -170,6 +170,55 @@ impl Router {
             .collect()
     }
 
+    /// Whether every range of the route table serves now: one leader read of each (a raw
+    /// `Get` of its start key, one call per shard, one attempt, no retry). The proxy's
+    /// startup `-LOADING` state ends at the first round that finds them all serving
+    /// (`server::finish_loading`).
+    pub async fn every_range_serves(&self) -> bool {
+        let mut table = self.table();
+        if table.version == 0 {
+            if self.refresh(0).await.is_err() {
+                return false;
+            }
+            table = self.table();
+        }
+        let routes = table.cache.routes();
+        let mut groups: HashMap<&str, Vec<Message>> = HashMap::new();
+        for r in routes {
+            let Some(addr) = r.addr.as_deref() else {
+                return false;
+            };
+            let ctx = RouteCtx {
+                range_id: r.range.id,
+                epoch: r.range.epoch,
+            };
+            let op = KvOp::Get {
+                key: r.range.start.clone(),
+            };
+            groups
+                .entry(addr)
+                .or_default()
+                .push(Message::KvRequest(KvRequest { ctx, op }));
+        }
+        if groups.is_empty() {
+            return false;
+        }
+        let calls = groups.into_iter().map(|(addr, msgs)| async move {
+            let Ok(c) = self.pool.get(addr).await else {
+                return false;
+            };
+            call(&c, msgs).await.is_ok_and(|replies| {
+                replies
+                    .iter()
+                    .all(|r| matches!(r, Ok(Message::KvResponse(KvResponse::Ok { .. }))))
+            })
+        });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .all(|served| served)
+    }
+
     /// Fetches the route table unless one newer than `seen` was installed meanwhile
     /// (concurrent refreshes coalesce).
     pub async fn refresh(&self, seen: u64) -> Result<(), ExecError> {

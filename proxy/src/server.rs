@@ -66,6 +66,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         let stop = stop_rx.clone();
         tokio::spawn(async move { shared.router.watch_routes(stop).await })
     };
+    let loader = tokio::spawn(finish_loading(shared.clone(), stop_rx.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -102,6 +103,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     }
     let _ = stop_tx.send(true);
     let _ = watcher.await;
+    let _ = loader.await;
     let grace = shared.cfg.shutdown_grace;
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
         .await
@@ -110,6 +112,36 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         tasks.abort_all();
     }
 }
+
+/// Probes the ranges every [`LOADING_PROBE`] until each serves a leader read, then ends the
+/// proxy's startup loading state (`-LOADING`, `INFO` `loading:1`); after
+/// [`crate::shared::LOADING_MAX`] it ends it anyway.
+async fn finish_loading(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let started = Instant::now();
+    while shared.loading() {
+        let served = shared.router.every_range_serves().await;
+        let waited = started.elapsed();
+        if served || waited >= crate::shared::LOADING_MAX {
+            shared.loaded();
+            if served {
+                tracing::info!("every range serves: loaded in {} ms", waited.as_millis());
+            } else {
+                tracing::warn!(
+                    "some ranges still do not serve after {} s: loading ends; their commands wait and fail as in any outage",
+                    waited.as_secs()
+                );
+            }
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(LOADING_PROBE) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// How often a loading proxy probes its ranges.
+const LOADING_PROBE: Duration = Duration::from_millis(50);
 
 /// Splits a batch's operations into consecutive waves in which no key is both read and
 /// written. A shard may complete the operations of one `call_batch` out of order (a lease
@@ -184,7 +216,8 @@ pub fn prometheus_text(shared: &Shared) -> String {
     let mut out = String::new();
     shared.metrics.write_prometheus(&mut out);
     let r = &shared.router.stats;
-    let gauges: [(&str, &str, u64); 8] = [
+    let gauges: [(&str, &str, u64); 9] = [
+        ("proxy_loading", "gauge", u64::from(shared.loading())),
         (
             "proxy_connected_clients",
             "gauge",

@@ -3,7 +3,7 @@
 //! loop, which both read it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::metrics::Metrics;
@@ -93,7 +93,17 @@ pub struct Shared {
     pub migrate_sockets: Arc<crate::sockets::Sockets>,
     /// Set by `SHUTDOWN`: [`crate::server::serve`] stops, and so does the process around it.
     shutdown: tokio::sync::watch::Sender<bool>,
+    /// Until every range served once after start (or [`LOADING_MAX`] passed): commands
+    /// that need data answer `-LOADING`, as redis-server's do while it loads its dataset.
+    loading: AtomicBool,
 }
+
+/// Longest the startup `-LOADING` state lasts: a range still unreachable after it is an
+/// outage, which commands wait on and report (`cluster unavailable`) like any other.
+pub const LOADING_MAX: Duration = Duration::from_secs(10);
+
+/// Redis's reply to a command that needs data while the dataset loads.
+pub const LOADING_ERROR: &str = "LOADING Redis is loading the dataset in memory";
 
 impl Shared {
     /// Shared state for `cfg`.
@@ -119,7 +129,18 @@ impl Shared {
             started: Instant::now(),
             migrate_sockets: Arc::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
+            loading: AtomicBool::new(true),
         })
+    }
+
+    /// Whether the proxy is still loading: started, and not every range has served yet.
+    pub fn loading(&self) -> bool {
+        self.loading.load(Ordering::Relaxed)
+    }
+
+    /// Ends the loading state (`server::finish_loading`).
+    pub fn loaded(&self) {
+        self.loading.store(false, Ordering::Relaxed);
     }
 
     /// Asks the proxy, and the process it runs in, to stop (`SHUTDOWN`).

@@ -146,6 +146,15 @@ fn dispatch_fed(
             Action::Reply(tx::rejected(sess, spec.name, reply)),
         );
     }
+    // As redis-server while it loads: only commands flagged `loading` run (`INFO`, `AUTH`,
+    // `CLIENT`, ...); refused inside `MULTI`, the error aborts the transaction.
+    if shared.loading() && !spec.flags.contains(&"loading") {
+        let reply = Reply::Error(crate::shared::LOADING_ERROR.into());
+        return (
+            Some(spec.name),
+            Action::Reply(tx::rejected(sess, spec.name, reply)),
+        );
+    }
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);
     }

@@ -845,7 +845,14 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             || (default
                 && matches!(
                     s,
-                    "server" | "clients" | "memory" | "stats" | "replication" | "cpu" | "keyspace"
+                    "server"
+                        | "clients"
+                        | "memory"
+                        | "persistence"
+                        | "stats"
+                        | "replication"
+                        | "cpu"
+                        | "keyspace"
                 ))
     };
     let mut out = String::new();
@@ -878,6 +885,16 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             out,
             "# Memory\r\nused_memory:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\
              number_of_cached_scripts:{scripts}\r\nused_memory_scripts_eval:{script_bytes}\r\n\r\n",
+        );
+    }
+    if show("persistence") {
+        // Data is durable in the shards' Raft logs: there is no RDB or AOF to save or
+        // rewrite. `loading` is the proxy's startup state (until every range serves).
+        let _ = write!(
+            out,
+            "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n\
+             aof_enabled:0\r\naof_rewrite_in_progress:0\r\ntierkv_persistence:raft_log\r\n\r\n",
+            u8::from(shared.loading()),
         );
     }
     if show("stats") {

@@ -109,6 +109,12 @@ impl RealCluster {
             })
             .await;
         });
+        // The proxy's startup loading state ends once every range served (elections).
+        let deadline = Instant::now() + proxy::shared::LOADING_MAX + Duration::from_secs(2);
+        while shared.loading() {
+            assert!(Instant::now() < deadline, "the proxy never ended loading");
+            std::thread::sleep(Duration::from_millis(2));
+        }
         RealCluster {
             master_addr,
             addr,

@@ -15,7 +15,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ds_node::range::apply::{ApplyCtx, execute};
@@ -429,6 +429,7 @@ impl Env {
             })
             .await;
         });
+        wait_loaded(&shared);
         Env {
             rt,
             cluster,
@@ -447,6 +448,14 @@ impl Env {
     /// and shared state.
     #[allow(dead_code)] // not every test binary uses it
     pub fn another_proxy(&self) -> (String, Arc<Shared>) {
+        let (addr, shared) = self.start_another_proxy();
+        wait_loaded(&shared);
+        (addr, shared)
+    }
+
+    /// [`Env::another_proxy`] without waiting for it to end its startup loading state.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn start_another_proxy(&self) -> (String, Arc<Shared>) {
         let listener = self.rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let mut cfg = ProxyConfig {
@@ -470,6 +479,16 @@ impl Env {
         if let Some(h) = self.server.take() {
             self.rt.block_on(h).unwrap();
         }
+    }
+}
+
+/// Waits until a started proxy ends its startup loading state (every range served once:
+/// at once over fake shards, after the elections over real ones; at most `LOADING_MAX`).
+pub fn wait_loaded(shared: &Shared) {
+    let deadline = Instant::now() + proxy::shared::LOADING_MAX + Duration::from_secs(2);
+    while shared.loading() {
+        assert!(Instant::now() < deadline, "the proxy never ended loading");
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

@@ -125,10 +125,13 @@ impl Rng {
 }
 
 /// How a reply (or its absence) classifies a write: the proxy says "write outcome unknown"
-/// when it may have applied, and "cluster unavailable" when it certainly did not.
+/// when it may have applied, and "cluster unavailable" — or, from a proxy that just
+/// restarted, "LOADING", answered before anything is sent — when it certainly did not.
 fn write_outcome<R>(reply: &Reply) -> Option<Outcome<R>> {
     match reply {
-        Reply::Error(e) if e.starts_with("ERR cluster unavailable") => Some(Outcome::Failed),
+        Reply::Error(e) if e.starts_with("ERR cluster unavailable") || e.starts_with("LOADING") => {
+            Some(Outcome::Failed)
+        }
         Reply::Error(_) => Some(Outcome::Unknown),
         _ => None,
     }
