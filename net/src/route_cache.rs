@@ -12,6 +12,10 @@ pub struct Route {
     pub range: RangeDescriptor,
     /// `host:port` of the shard to send to.
     pub addr: Option<String>,
+    /// `host:port` of the shards of the range's other replicas, in replica order: where a
+    /// client asks when `addr` cannot be reached (a replica that knows a newer leader names
+    /// it in its `NotLeader` hint).
+    pub others: Vec<String>,
 }
 
 /// Routes ordered by start key.
@@ -38,9 +42,16 @@ impl RouteCache {
                     .leader
                     .and_then(|l| range.replicas.iter().find(|r| r.replica_id == l))
                     .or_else(|| range.replicas.first());
+                let others = range
+                    .replicas
+                    .iter()
+                    .filter(|r| replica.is_none_or(|l| l.replica_id != r.replica_id))
+                    .filter_map(shard_addr)
+                    .collect();
                 Route {
                     range: range.clone(),
                     addr: replica.and_then(shard_addr),
+                    others,
                 }
             })
             .collect();
@@ -115,8 +126,14 @@ mod tests {
         assert_eq!(c.routes().len(), 2);
         let a = c.find(b"a").unwrap();
         assert_eq!((a.range.id, a.addr.as_deref()), (RangeId(1), Some("h2:2")));
+        assert_eq!(
+            a.others,
+            ["h1:2"],
+            "the leader's replica is not among the others"
+        );
         let z = c.find(b"z").unwrap();
         assert_eq!((z.range.id, z.addr.as_deref()), (RangeId(2), Some("h1:2")));
+        assert_eq!(z.others, ["h2:2"]);
         assert_eq!(c.find(b"m").unwrap().range.id, RangeId(2));
         assert!(RouteCache::default().find(b"a").is_none());
     }

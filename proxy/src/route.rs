@@ -2,7 +2,11 @@
 //! and [`Router::exec`], which runs a batch of operations (one client pipeline) with as few
 //! `call_batch`es as there are destination shards, retrying operations that met a stale route
 //! (`NotLeader`, `EpochMismatch`, `RangeNotFound`, `ServerBusy`, a failed connect) after a
-//! route refresh, with bounded, backed-off attempts.
+//! route refresh, with bounded, backed-off attempts. A `NotLeader` that names the leader's
+//! shard is followed at once (at most [`MAX_QUICK_HOPS`] attempts in a row without a pause),
+//! and a shard that could not be reached is replaced by the range's other replicas for the
+//! rest of the run: after its leader's node dies, a range's new leader is found by asking
+//! the survivors, before the master's table says so.
 //!
 //! Every write carries this proxy's write id (`KvWrite`: a random client id chosen at start
 //! and a sequence number from a counter), the same in every copy, so that its range applies
@@ -332,17 +336,6 @@ impl Router {
         *cur = Arc::new(Table { version, cache });
     }
 
-    fn resolve(&self, table: &Table, key: &[u8]) -> Option<Dest> {
-        let r = table.cache.find(key)?;
-        Some(Dest {
-            ctx: RouteCtx {
-                range_id: r.range.id,
-                epoch: r.range.epoch,
-            },
-            addr: r.addr.clone()?,
-        })
-    }
-
     /// The id of the range holding internal key `key` in the cached route table, if known
     /// (no refresh: for `-BUSY`, which only concerns ranges a script was routed to).
     pub fn cached_range_id(&self, key: &[u8]) -> Option<u64> {
@@ -401,7 +394,7 @@ impl Router {
                 if run.too_late_to_resend(i) {
                     continue;
                 }
-                match self.resolve(&table, &ops[i].0) {
+                match run.destination(&table, i) {
                     Some(d) => groups.entry(d.addr).or_default().push((i, d.ctx)),
                     None => retry.push(i),
                 }
@@ -449,6 +442,10 @@ impl Router {
             self.stats
                 .retries
                 .fetch_add(pending.len() as u64, Ordering::Relaxed);
+            if run.may_hop(&pending) {
+                // The leader was named: ask it now, on the same table.
+                continue;
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(Duration::from_millis(200));
             if let Err(e) = self.refresh(table.version).await {
@@ -538,7 +535,19 @@ struct Run<'a> {
     /// A call failed after it was sent (closed, timed out): its shard may be gone, so the
     /// route table is refreshed before returning and later commands do not wait on it.
     lost_call: bool,
+    /// Operations a replica answered `NotLeader` naming the leader's shard: tried there
+    /// next, at once ([`MAX_QUICK_HOPS`]).
+    redirect: HashMap<usize, String>,
+    /// Shards that could not be reached (or lost a call) in this run: their ranges'
+    /// operations go to another replica next, which serves them or names the new leader.
+    unreachable: Vec<String>,
+    /// Attempts made in a row without a pause, each after leader hints.
+    quick_hops: u32,
 }
+
+/// Most attempts in a row that follow leader hints without a pause: hints that point in a
+/// circle (replicas with stale views) then meet the usual backoff.
+const MAX_QUICK_HOPS: u32 = 2;
 
 impl<'a> Run<'a> {
     fn new(router: &'a Router, ops: &'a [(Bytes, KvOp)]) -> Self {
@@ -551,7 +560,46 @@ impl<'a> Run<'a> {
             started: Instant::now(),
             last_err: String::new(),
             lost_call: false,
+            redirect: HashMap::new(),
+            unreachable: Vec::new(),
+            quick_hops: 0,
         }
+    }
+
+    /// Where operation `i` goes in this attempt: to the shard a replica named as leader in
+    /// its last `NotLeader`; else to the table's leader — or, if that shard could not be
+    /// reached in this run, to the first of the range's other replicas that could.
+    fn destination(&mut self, table: &Table, i: usize) -> Option<Dest> {
+        let r = table.cache.find(&self.ops[i].0)?;
+        let ctx = RouteCtx {
+            range_id: r.range.id,
+            epoch: r.range.epoch,
+        };
+        if let Some(addr) = self.redirect.remove(&i) {
+            return Some(Dest { ctx, addr });
+        }
+        let leader = r.addr.as_ref()?;
+        let addr = if self.unreachable.contains(leader) {
+            r.others
+                .iter()
+                .find(|a| !self.unreachable.contains(a))
+                .unwrap_or(leader)
+        } else {
+            leader
+        };
+        Some(Dest {
+            ctx,
+            addr: addr.clone(),
+        })
+    }
+
+    /// Whether the next attempt may go at once: every operation to retry has a leader hint,
+    /// and not too many attempts in a row went without a pause.
+    fn may_hop(&mut self, retry: &[usize]) -> bool {
+        let hop =
+            self.quick_hops < MAX_QUICK_HOPS && retry.iter().all(|i| self.redirect.contains_key(i));
+        self.quick_hops = if hop { self.quick_hops + 1 } else { 0 };
+        hop
     }
 
     fn seq(&self, i: usize) -> u64 {
@@ -603,6 +651,11 @@ impl<'a> Run<'a> {
         let result = match reply {
             Ok(Message::KvResponse(KvResponse::Ok { result })) => Ok(result),
             Ok(Message::KvResponse(KvResponse::Err { error })) if error.is_retryable() => {
+                if let RpcError::NotLeader { hint: Some(h) } = &error
+                    && h.addr != addr
+                {
+                    self.redirect.insert(i, h.addr.clone());
+                }
                 self.last_err = format!("{addr}: {error}");
                 retry.push(i);
                 return;
@@ -630,6 +683,9 @@ impl<'a> Run<'a> {
             return;
         }
         self.last_err = format!("{addr}: {e}");
+        if !self.unreachable.iter().any(|a| a == addr) {
+            self.unreachable.push(addr.to_string());
+        }
         let op = &self.ops[i].1;
         if !e.maybe_sent() {
             retry.push(i);

@@ -46,6 +46,9 @@ pub struct FakeShard {
     /// `KvWrite`s executed (each copy counted).
     pub writes: AtomicU64,
     applied: AtomicU64,
+    /// Ranges whose leadership moved away from this shard: answered `NotLeader` naming
+    /// the new leader's shard.
+    moved: Mutex<HashMap<RangeId, String>>,
 }
 
 impl FakeShard {
@@ -76,6 +79,13 @@ impl FakeShard {
         }
         let mut ranges = self.ranges.lock().unwrap();
         let Some((desc, store)) = ranges.get_mut(&ctx.range_id) else {
+            if let Some(addr) = self.moved.lock().unwrap().get(&ctx.range_id) {
+                let hint = net::route::LeaderHint {
+                    replica: replica(ctx.range_id.0, 0),
+                    addr: addr.clone(),
+                };
+                return err(RpcError::NotLeader { hint: Some(hint) });
+            }
             return err(RpcError::RangeNotFound {
                 range_id: ctx.range_id,
             });
@@ -160,6 +170,7 @@ impl FakeCluster {
                 requests: AtomicU64::new(0),
                 writes: AtomicU64::new(0),
                 applied: AtomicU64::new(0),
+                moved: Mutex::new(HashMap::new()),
             });
             let s = shard.clone();
             let handler = Arc::new(move |m: Message| Handled::<Ready>::Now(s.handle(m)));
@@ -308,6 +319,24 @@ impl FakeCluster {
         t.ranges.insert(i + 1, right);
         t.route_version += 1;
         new_id
+    }
+
+    /// Moves the leadership of range `id` to the next shard as an election does: same
+    /// epoch, the master not told yet, the old shard answering `NotLeader` with a hint to
+    /// the new one.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn move_leader_quietly(&self, id: RangeId) {
+        let from = self.shard_of(id);
+        let to = (from + 1) % self.shards.len();
+        let entry = self.shards[from]
+            .ranges
+            .lock()
+            .unwrap()
+            .remove(&id)
+            .unwrap();
+        self.shards[to].ranges.lock().unwrap().insert(id, entry);
+        let to_addr = self.shards[to].addr.clone();
+        self.shards[from].moved.lock().unwrap().insert(id, to_addr);
     }
 
     /// Moves range `id` (its leader) to shard `to`.
