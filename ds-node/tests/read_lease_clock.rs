@@ -145,12 +145,12 @@ async fn call(shard: &Rc<TestShard>, op: KvOp) -> KvResponse {
             .peers
             .get(&net::RangeId(1))
             .map(|p| RouteCtx {
-                range_id: p.desc.id,
-                epoch: p.desc.epoch,
+                range_id: p.desc().id,
+                epoch: p.desc().epoch,
             });
         assert!(
             shard.state.borrow().peers[&net::RangeId(1)]
-                .desc
+                .desc()
                 .contains(&mk)
         );
         let req = Message::KvRequest(KvRequest {

@@ -125,10 +125,10 @@ fn route(shard: &TestShard, key: &[u8]) -> Option<RouteCtx> {
     let st = shard.state.borrow();
     st.peers
         .values()
-        .find(|p| p.initialized && p.desc.contains(&mk))
+        .find(|p| p.is_initialized() && p.desc().contains(&mk))
         .map(|p| RouteCtx {
-            range_id: p.desc.id,
-            epoch: p.desc.epoch,
+            range_id: p.desc().id,
+            epoch: p.desc().epoch,
         })
 }
 
@@ -275,7 +275,7 @@ async fn split_range(shard: &Rc<TestShard>, power: &AtomicBool) {
             .borrow()
             .peers
             .get(&net::RangeId(2))
-            .is_some_and(|p| p.initialized)
+            .is_some_and(|p| p.is_initialized())
         {
             return;
         }

@@ -252,10 +252,10 @@ pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
     let p = st
         .peers
         .get(&net::RangeId(range))
-        .filter(|p| p.initialized && p.stopped.is_none())?;
+        .filter(|p| p.is_initialized() && !p.is_stopped())?;
     let index = p.applied();
-    let term = p.node.raft.raft_log.term(index).ok()?;
-    let desc = p.desc.clone();
+    let term = p.raft().raft.raft_log.term(index).ok()?;
+    let desc = p.desc().clone();
     let conf = conf_state_of(&desc);
     let encoded = encode_stored(&st.engine, &CheckpointMeta { index, term, desc });
     Some((encoded, SnapshotPoint { index, term, conf }))
@@ -300,15 +300,15 @@ pub async fn checkpoint_range<D: ShardDevice>(
             return Ok(false);
         };
         let index = point.index;
-        p.node.mut_store().set_snapshot(point);
+        p.raft_mut().mut_store().set_snapshot(point);
         let mut keep_from = index + 1;
         if p.is_leader() {
             // Keep the entries a follower that is only a little behind still needs: it then
             // catches up from the log instead of by snapshot.
-            let me = p.replica_id.0;
+            let me = p.replica_id().0;
             let slack = shard.cfg.cached_entries as u64;
             let lagging = p
-                .node
+                .raft()
                 .raft
                 .prs()
                 .iter()
@@ -321,13 +321,13 @@ pub async fn checkpoint_range<D: ShardDevice>(
                 }
             }
         }
-        let trunc = p.node.store().truncated_index();
+        let trunc = p.raft().store().truncated_index();
         if keep_from <= trunc + 1 {
             drop(st);
             record(shard, t, size);
             return Ok(false);
         }
-        let term = p.node.raft.raft_log.term(keep_from - 1).unwrap_or(0);
+        let term = p.raft().raft.raft_log.term(keep_from - 1).unwrap_or(0);
         (keep_from, term)
     };
     shard
@@ -337,7 +337,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
         .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
     crate::failpoint!("ds_node::shard::checkpoint::after_compact");
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
-        p.node.mut_store().truncate_to(keep_from - 1, term);
+        p.raft_mut().mut_store().truncate_to(keep_from - 1, term);
     }
     record(shard, t, size);
     Ok(true)
@@ -401,7 +401,7 @@ fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
     let now = shard.now();
     let mut st = shard.state.borrow_mut();
     st.peers
-        .retain(|_, p| p.initialized || !p.older_than(UNINITIALIZED_TTL, now));
+        .retain(|_, p| p.is_initialized() || !p.older_than(UNINITIALIZED_TTL, now));
 }
 
 /// The compaction task of a shard (see the module documentation).
@@ -415,9 +415,9 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             let st = shard.state.borrow();
             st.peers
                 .iter()
-                .filter(|(_, p)| p.initialized)
+                .filter(|(_, p)| p.is_initialized())
                 .filter(|(_, p)| {
-                    let store = p.node.store();
+                    let store = p.raft().store();
                     let since = store.snapshot_point().map_or(0, |s| s.index);
                     let applied = p.applied();
                     applied > since

@@ -525,7 +525,7 @@ async fn read_after_load<D: ShardDevice>(
     futures_lite::future::yield_now().await;
     let err = |error| KvResponse::Err { error };
     let desc = match shard.state.borrow().peers.get(&net::RangeId(range)) {
-        Some(p) => p.desc.clone(),
+        Some(p) => p.desc().clone(),
         None => {
             return err(RpcError::RangeNotFound {
                 range_id: net::RangeId(range),
@@ -573,13 +573,13 @@ fn answer_loaded<D: ShardDevice>(
         None => p.is_leader() && p.lease_read_ok(shard.now()),
         Some(i) => p.applied() >= i,
     };
-    if !still_valid || p.desc.epoch != desc.epoch {
+    if !still_valid || p.desc().epoch != desc.epoch {
         return err(RpcError::NotLeader { hint: None });
     }
     let ctx = ApplyCtx {
         now_ms: now,
         index: p.applied(),
-        range: &p.desc,
+        range: &p.desc(),
     };
     let r = execute(engine, op, &ctx);
     if engine.take_cold_misses() > 0 {

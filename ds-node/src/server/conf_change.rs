@@ -28,7 +28,7 @@ impl<D: ShardDevice> Shard<D> {
         p.fail_waiting(err);
         {
             let mut st = self.state.borrow_mut();
-            st.tombstones.insert((net::RangeId(range), p.replica_id));
+            st.tombstones.insert((net::RangeId(range), p.replica_id()));
             // The addresses learnt for the range's other replicas are no longer needed.
             st.reply_to.retain(|(r, _), _| *r != net::RangeId(range));
         }
@@ -36,15 +36,15 @@ impl<D: ShardDevice> Shard<D> {
         self.log
             .append_one(LogRecord::ConfState {
                 range: lr,
-                data: crate::range::codec::encode_tombstone(p.replica_id.0),
+                data: crate::range::codec::encode_tombstone(p.replica_id().0),
             })
             .await
             .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
-        if p.initialized {
+        if p.is_initialized() {
             super::checkpoint::clear_range(
                 &mut self.state.borrow_mut().engine,
-                &p.desc.start,
-                &p.desc.end,
+                &p.desc().start,
+                &p.desc().end,
             );
         }
         if let Some((_, last)) = self.log.bounds(lr) {
@@ -59,7 +59,7 @@ impl<D: ShardDevice> Shard<D> {
             .checkpoint_segments
             .remove(&net::RangeId(range));
         self.metrics.borrow_mut().replicas_destroyed_total += 1;
-        tracing::info!(range, replica = p.replica_id.0, "replica destroyed");
+        tracing::info!(range, replica = p.replica_id().0, "replica destroyed");
         Ok(())
     }
 }

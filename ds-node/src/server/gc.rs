@@ -72,8 +72,8 @@ impl<D: ShardDevice> GcEngine for ShardEngine<'_, D> {
         let st = self.0.state.borrow();
         st.peers
             .values()
-            .find(|p| p.desc.contains(key))
-            .map_or(0, |p| p.desc.id.0)
+            .find(|p| p.desc().contains(key))
+            .map_or(0, |p| p.desc().id.0)
     }
 
     fn relocate(&self, key: &[u8], old: LogPointer, new: LogPointer) -> bool {

@@ -122,19 +122,19 @@ fn kv<D: ShardDevice>(
     }
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&req.ctx.range_id).filter(|p| p.initialized) else {
+    let Some(p) = peers.get_mut(&req.ctx.range_id).filter(|p| p.is_initialized()) else {
         return err(RpcError::RangeNotFound {
             range_id: req.ctx.range_id,
         });
     };
-    if let Some(why) = &p.stopped {
+    if let Some(why) = p.stopped() {
         return err(RpcError::Internal {
             code: RANGE_STOPPED,
-            message: format!("range {} stopped: {why}", p.desc.id),
+            message: format!("range {} stopped: {why}", p.desc().id),
         });
     }
-    if req.ctx.epoch != p.desc.epoch {
-        let desc = p.desc.clone();
+    if req.ctx.epoch != p.desc().epoch {
+        let desc = p.desc().clone();
         return err(RpcError::EpochMismatch {
             ranges: with_split_neighbours(peers, desc),
         });
@@ -213,12 +213,12 @@ fn with_split_neighbours(
         }
         match peers
             .values()
-            .find(|p| p.initialized && p.desc.start == end)
+            .find(|p| p.is_initialized() && p.desc().start == end)
         {
             Some(p) => {
-                let mut d = p.desc.clone();
+                let mut d = p.desc().clone();
                 if p.is_leader() {
-                    d.leader = Some(p.replica_id);
+                    d.leader = Some(p.replica_id());
                 }
                 out.push(d);
             }
@@ -303,13 +303,13 @@ fn raft_message<D: ShardDevice>(
         );
     }
     let p = st.peers.get(&net::RangeId(range)).ok_or(Dropped::Bad)?;
-    if m.to != p.replica_id.0 {
+    if m.to != p.replica_id().0 {
         return Err(Dropped::Refused(Refusal::Address));
     }
-    if !p.initialized && !master_places(shard, range, m.from, None) {
+    if !p.is_initialized() && !master_places(shard, range, m.from, None) {
         return Err(Dropped::Refused(Refusal::NotMember));
     }
-    validate::check(&p.node.raft, p.initialized, &m).map_err(Dropped::Refused)?;
+    validate::check(&p.raft().raft, p.is_initialized(), &m).map_err(Dropped::Refused)?;
     let vote = matches!(
         m.get_msg_type(),
         MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
@@ -339,9 +339,9 @@ fn raft_message<D: ShardDevice>(
     let p = st
         .peers
         .get_mut(&net::RangeId(range))
-        .filter(|p| p.stopped.is_none())
+        .filter(|p| !p.is_stopped())
         .ok_or(Dropped::Bad)?;
-    p.node.step(m).map_err(|_| Dropped::Bad)
+    p.raft_mut().step(m).map_err(|_| Dropped::Bad)
 }
 
 /// A new, empty replica for a leader's message to a range this shard does not have: a
@@ -372,7 +372,7 @@ fn replica_for<D: ShardDevice>(
     if !master_places(shard, range, m.from, Some(m.to)) {
         return Err(Dropped::Refused(Refusal::UnknownRange));
     }
-    let waiting = st.peers.values().filter(|p| !p.initialized).count();
+    let waiting = st.peers.values().filter(|p| !p.is_initialized()).count();
     if waiting >= MAX_UNINITIALIZED || !st.creations.take(shard.now()) {
         return Err(Dropped::Refused(Refusal::CreationLimit));
     }
@@ -380,7 +380,7 @@ fn replica_for<D: ShardDevice>(
         tracing::warn!(range, "cannot create replica: {e:#}");
         Dropped::Bad
     })?;
-    validate::check(&p.node.raft, false, m).map_err(Dropped::Refused)?;
+    validate::check(&p.raft().raft, false, m).map_err(Dropped::Refused)?;
     Ok(p)
 }
 
@@ -414,9 +414,9 @@ fn snapshot_in(
     let d = &got.meta.desc;
     let overlaps = st.peers.iter().any(|(&id, o)| {
         id != net::RangeId(range)
-            && o.initialized
-            && (d.end.is_empty() || o.desc.start < d.end)
-            && (o.desc.end.is_empty() || d.start < o.desc.end)
+            && o.is_initialized()
+            && (d.end.is_empty() || o.desc().start < d.end)
+            && (o.desc().end.is_empty() || d.start < o.desc().end)
     });
     if overlaps {
         tracing::warn!(

@@ -42,6 +42,7 @@ pub mod conf_change;
 pub mod demote;
 pub mod disk_limit;
 pub mod fence;
+pub mod figures;
 pub mod gc;
 pub mod gc_metrics;
 pub mod gc_move;

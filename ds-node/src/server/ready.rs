@@ -87,8 +87,8 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
             next_tick = Instant::now() + tick;
             let now = shard.now();
             let mut st = shard.state.borrow_mut();
-            for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
-                p.node.tick();
+            for p in st.peers.values_mut().filter(|p| !p.is_stopped()) {
+                p.raft_mut().tick();
                 super::read::renew_lease(p, &mut shard.metrics.borrow_mut(), now);
             }
             super::ttl::sweep_expired(shard, &mut st);
@@ -180,7 +180,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     let mut st = shard.state.borrow_mut();
     for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
         if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
-            p.node.on_entries_fetched(ctx);
+            p.raft_mut().on_entries_fetched(ctx);
         }
     }
     let ShardState {
@@ -193,7 +193,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     turn.records
         .extend(meta_records.drain(..).map(AppendRecord::from));
     for (&net::RangeId(range), p) in peers.iter_mut() {
-        if p.stopped.is_some() || !p.node.has_ready() {
+        if p.is_stopped() || !p.raft().has_ready() {
             continue;
         }
         let work = take_ready(shard, range, p, engine, reply_to, &mut turn)?;
@@ -213,7 +213,7 @@ fn take_ready<D: ShardDevice>(
     reply_to: &HashMap<(net::RangeId, net::ReplicaId), Replica>,
     turn: &mut Turn,
 ) -> anyhow::Result<Work> {
-    let mut rd = p.node.ready();
+    let mut rd = p.raft_mut().ready();
     if let Some(ss) = rd.ss() {
         note_role(shard, p, ss.raft_state);
     }
@@ -229,9 +229,9 @@ fn take_ready<D: ShardDevice>(
     log_records(range, &entries, rd.hs(), &mut turn.records);
     // raft-rs's asynchronous persistence: the entries are readable through the cache now,
     // and count as persisted (`on_persist_ready`) only after the group commit.
-    p.node.mut_store().append(&entries);
+    p.raft_mut().mut_store().append(&entries);
     if let Some(h) = rd.hs() {
-        p.node.mut_store().set_hard_state(h.clone());
+        p.raft_mut().mut_store().set_hard_state(h.clone());
     }
     let now = shard.now();
     for rs in rd.take_read_states() {
@@ -240,7 +240,7 @@ fn take_ready<D: ShardDevice>(
     let number = rd.number();
     let persisted_msgs = rd.take_persisted_messages();
     let committed = rd.take_committed_entries();
-    p.node.advance_append_async(rd);
+    p.raft_mut().advance_append_async(rd);
     Ok(Work {
         range,
         number,
@@ -352,13 +352,13 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
         let Some(p) = peers.get_mut(&net::RangeId(w.range)) else {
             continue;
         };
-        p.node.on_persist_ready(w.number);
+        p.raft_mut().on_persist_ready(w.number);
         if let Some(i) = w.snapshot_index {
-            p.node.advance_apply_to(i);
+            p.raft_mut().advance_apply_to(i);
         }
         collect(shard, p, w.persisted_msgs, reply_to, &mut out);
         if let Some((range, e)) = failed.as_ref().filter(|(r, _)| *r == w.range) {
-            if p.stopped.is_none() {
+            if !p.is_stopped() {
                 let index = w.committed.first().map_or(0, |e| e.index);
                 stop_range(shard, p, index, format!("range {range}: {e}"));
             }
@@ -370,13 +370,13 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
                 splits,
             };
             let last = super::apply::entries(shard, p, engine, &mut fx, w.committed);
-            p.node.advance_apply_to(last);
+            p.raft_mut().advance_apply_to(last);
         }
         super::read::answer_ready(shard, p, engine);
         let applied = p.applied();
         let keep = shard.cfg.cached_entries as u64;
-        if p.node.store().len() as u64 > keep * 2 {
-            p.node.mut_store().compact_to(applied.saturating_sub(keep));
+        if p.raft().store().len() as u64 > keep * 2 {
+            p.raft_mut().mut_store().compact_to(applied.saturating_sub(keep));
         }
     }
     let accounted = shard.state.borrow().engine.accounted().total();
@@ -399,7 +399,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
         .borrow()
         .peers
         .values()
-        .any(|p| p.node.has_ready())
+        .any(|p| p.raft().has_ready())
     {
         shard.wake.notify();
     }
@@ -422,7 +422,7 @@ async fn prefetch_committed<D: ShardDevice>(
             .borrow()
             .peers
             .get(&net::RangeId(w.range))
-            .map(|p| p.desc.clone())
+            .map(|p| p.desc().clone())
         else {
             continue;
         };
@@ -450,7 +450,7 @@ async fn prefetch_committed<D: ShardDevice>(
         };
         let mut v = Vec::new();
         for e in &w.committed {
-            super::cold::plan_payload(&st.engine, &p.desc, &e.data, &mut v);
+            super::cold::plan_payload(&st.engine, &p.desc(), &e.data, &mut v);
         }
         !v.is_empty()
     });
@@ -467,7 +467,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     {
         let st = shard.state.borrow();
         for (&net::RangeId(range), p) in &st.peers {
-            for f in p.node.store().fetches.borrow_mut().drain(..) {
+            for f in p.raft().store().fetches.borrow_mut().drain(..) {
                 reqs.push((range, f));
             }
         }
@@ -484,7 +484,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
             match got {
                 Ok(es) => {
                     if let Some(p) = st.peers.get(&RangeId(range)) {
-                        let mut fetched = p.node.store().fetched.borrow_mut();
+                        let mut fetched = p.raft().store().fetched.borrow_mut();
                         for e in es.iter() {
                             fetched.insert(
                                 e.index.0,

@@ -265,13 +265,13 @@ impl<D: ShardDevice> Shard<D> {
             .state
             .borrow()
             .engine
-            .size_of(&peer.desc.start, &peer.desc.end);
+            .size_of(&peer.desc().start, &peer.desc().end);
         peer.set_size(b as i64, k as i64);
-        peer.db_keys = db_keys::recount(
+        peer.set_db_keys(db_keys::recount(
             &self.state.borrow().engine,
-            &peer.desc.start,
-            &peer.desc.end,
-        );
+            &peer.desc().start,
+            &peer.desc().end,
+        ));
         self.state.borrow_mut().peers.insert(range, peer);
         Ok(())
     }
@@ -449,7 +449,7 @@ impl<D: ShardDevice> Shard<D> {
         let id = desc.id.0;
         let mut peer = self.new_peer(desc, cache, INIT_INDEX, None)?;
         if single {
-            let _ = peer.node.campaign();
+            let _ = peer.raft_mut().campaign();
         }
         self.state.borrow_mut().peers.insert(net::RangeId(id), peer);
         self.wake.notify();

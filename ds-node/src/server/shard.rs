@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use engines::vlog::{LogIndex, LogRecord, Vlog};
 use net::glommio_transport::Pool;
 use net::message::handshake::Hello;
-use net::message::kv::KvResponse;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::transport::TransportConfig;
 use net::{ReplicaId, StoreId};
@@ -28,7 +27,7 @@ use super::checkpoint_store::CheckpointStore;
 use super::clock::Clock;
 use super::lease::Lease;
 use super::metrics::ShardMetrics;
-use super::peer::{Peer, RANGE_STOPPED};
+use super::peer::Peer;
 use super::policy_state::PolicyState;
 use super::transfers::Transfers;
 use crate::config::DsConfig;
@@ -124,93 +123,110 @@ impl Wakeup {
 #[derive(Debug, Default)]
 pub struct ShardState {
     /// Ranges by id.
-    pub peers: BTreeMap<net::RangeId, Peer>,
+    pub(super) peers: BTreeMap<net::RangeId, Peer>,
     /// The engine shared by the shard's ranges.
-    pub engine: MasstreeStore,
+    pub(super) engine: MasstreeStore,
     /// Range metadata records to append with the next group commit.
-    pub meta_records: Vec<LogRecord>,
+    pub(super) meta_records: Vec<LogRecord>,
     /// Finished shard-log fetches: (range, raft-rs context) to hand back.
-    pub fetched: Vec<(u64, raft::GetEntriesContext)>,
+    pub(super) fetched: Vec<(u64, raft::GetEntriesContext)>,
     /// Snapshot transfers in and out.
-    pub transfers: Transfers,
+    pub(super) transfers: Transfers,
     /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
     /// and shard), so a replica that does not know its range's configuration yet can answer.
-    pub reply_to: HashMap<(net::RangeId, ReplicaId), Replica>,
+    pub(super) reply_to: HashMap<(net::RangeId, ReplicaId), Replica>,
     /// Replicas destroyed on this shard: `(range, replica id)`; messages to them are dropped.
-    pub tombstones: HashSet<(net::RangeId, ReplicaId)>,
+    pub(super) tombstones: HashSet<(net::RangeId, ReplicaId)>,
     /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
-    pub to_destroy: Vec<u64>,
+    pub(super) to_destroy: Vec<u64>,
     /// Right ranges of splits applied this turn, to create after it (with the left range's
     /// new descriptor when this replica led it).
-    pub splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+    pub(super) splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
     /// Replicas created for leaders' messages in the current second.
-    pub creations: CreationBudget,
+    pub(super) creations: CreationBudget,
     /// When refused Raft messages were last logged (the log is rate-limited).
-    pub refusals_logged_at: Option<std::time::Instant>,
+    pub(super) refusals_logged_at: Option<std::time::Instant>,
     /// Per range, the shard-log segments its newest checkpoint's cold entries point into
     /// (never released while it is the newest).
-    pub checkpoint_segments:
+    pub(super) checkpoint_segments:
         BTreeMap<net::RangeId, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
-    pub demoting: bool,
+    pub(super) demoting: bool,
     /// A garbage-collection pass is running (`server::gc`; one at a time).
-    pub collecting: bool,
+    pub(super) collecting: bool,
     /// Ranges whose checkpoint is being written (one at a time per range).
-    pub checkpointing: std::collections::BTreeSet<net::RangeId>,
+    pub(super) checkpointing: std::collections::BTreeSet<net::RangeId>,
 }
 
 /// One shard (core) of a DS node, its shard log on a device of type `D`.
 #[derive(Debug)]
 pub struct Shard<D: ShardDevice = Device> {
     /// Shard index.
-    pub index: u32,
+    pub(super) index: u32,
     /// This node's store id.
-    pub store_id: u64,
+    pub(super) store_id: u64,
     /// Settings.
-    pub cfg: DsConfig,
+    pub(super) cfg: DsConfig,
     /// The shard log (Raft log + value log).
-    pub log: Rc<Vlog<D>>,
+    pub(super) log: Rc<Vlog<D>>,
     /// Where the ranges' checkpoints are written (`server::checkpoint`).
-    pub checkpoints: Rc<dyn CheckpointStore>,
+    pub(super) checkpoints: Rc<dyn CheckpointStore>,
     /// Ranges and engine.
-    pub state: RefCell<ShardState>,
+    pub(super) state: RefCell<ShardState>,
     /// Wakes the ready loop.
-    pub wake: Wakeup,
+    pub(super) wake: Wakeup,
     /// Connections to the master.
-    pub pool: Rc<Pool>,
+    pub(super) pool: Rc<Pool>,
     /// Connections to peer shards (Raft traffic), dropped when a batch fails.
-    pub peer_conns: RefCell<HashMap<String, net::glommio_transport::Client>>,
+    pub(super) peer_conns: RefCell<HashMap<String, net::glommio_transport::Client>>,
     /// The hello this shard connects with.
-    pub pool_hello: Hello,
+    pub(super) pool_hello: Hello,
     /// Transport settings for peer connections (short request timeout).
-    pub peer_transport: TransportConfig,
+    pub(super) peer_transport: TransportConfig,
     /// Counters.
-    pub metrics: RefCell<ShardMetrics>,
+    pub(super) metrics: RefCell<ShardMetrics>,
     /// Reads and writes per range since the last heartbeat (`crate::load`).
-    pub load: RefCell<crate::load::LoadTracker>,
+    pub(super) load: RefCell<crate::load::LoadTracker>,
     /// Shard addresses of every known store.
-    pub addrs: RefCell<HashMap<u64, Vec<String>>>,
+    pub(super) addrs: RefCell<HashMap<u64, Vec<String>>>,
     /// Set to stop the shard's loops.
-    pub stop: Cell<bool>,
+    pub(super) stop: Cell<bool>,
     /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
     /// refused (a `Cell`: the request handler checks it while it holds the state).
-    pub disk_full: Cell<bool>,
+    pub(super) disk_full: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
-    pub master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,
+    pub(super) master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,
     /// Version of the master's route table the store addresses come from.
-    pub route_version: Cell<u64>,
+    pub(super) route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
-    pub file_ops: Cell<usize>,
+    pub(super) file_ops: Cell<usize>,
     /// The memory policy's state (`server::policy`).
-    pub policy: PolicyState,
+    pub(super) policy: PolicyState,
     /// Write fences: a pipeline's writes of one key apply in order (`server::fence`).
-    pub fences: RefCell<super::fence::WriteFences>,
+    pub(super) fences: RefCell<super::fence::WriteFences>,
     /// When this shard started: for an election timeout after it, its replicas refuse
     /// votes (they forgot which leader they heard from last; see `server::lease`).
-    pub started: Instant,
+    pub(super) started: Instant,
     /// The monotonic clock every time decision reads (`server::clock`).
-    pub clock: Rc<dyn Clock>,
+    pub(super) clock: Rc<dyn Clock>,
+}
+
+impl ShardState {
+    /// The ranges hosted here, by id.
+    pub fn peers(&self) -> &BTreeMap<net::RangeId, Peer> {
+        &self.peers
+    }
+
+    /// The range `id` hosted here, to change.
+    pub fn peer_mut(&mut self, id: net::RangeId) -> Option<&mut Peer> {
+        self.peers.get_mut(&id)
+    }
+
+    /// The engine shared by the shard's ranges.
+    pub fn engine(&self) -> &MasstreeStore {
+        &self.engine
+    }
 }
 
 impl<D: ShardDevice> Shard<D> {
@@ -218,6 +234,116 @@ impl<D: ShardDevice> Shard<D> {
     #[inline]
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// The shard's index on its node.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// This node's store id.
+    pub fn store_id(&self) -> StoreId {
+        StoreId(self.store_id)
+    }
+
+    /// The shard's settings.
+    pub fn cfg(&self) -> &DsConfig {
+        &self.cfg
+    }
+
+    /// The shard log (Raft log + value log).
+    pub fn log(&self) -> &Vlog<D> {
+        &self.log
+    }
+
+    /// The ranges and the engine, to read (borrowed only between awaits).
+    pub fn state(&self) -> std::cell::Ref<'_, ShardState> {
+        self.state.borrow()
+    }
+
+    /// The ranges and the engine, to change (borrowed only between awaits).
+    pub fn state_mut(&self) -> std::cell::RefMut<'_, ShardState> {
+        self.state.borrow_mut()
+    }
+
+    /// The shard's counters.
+    pub fn metrics(&self) -> std::cell::Ref<'_, ShardMetrics> {
+        self.metrics.borrow()
+    }
+
+    /// Connections to the master.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Wakes the ready loop (a range has work: a proposal, a step, a transfer).
+    pub fn wake_ready_loop(&self) {
+        self.wake.notify();
+    }
+
+    /// Stops the shard's loops (they end at their next turn).
+    pub fn shutdown(&self) {
+        self.stop.set(true);
+        self.wake.notify();
+    }
+
+    /// Whether the shard is stopping ([`Shard::shutdown`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stop.get()
+    }
+
+    /// File operations still running on the blocking pool.
+    pub fn file_ops_running(&self) -> usize {
+        self.file_ops.get()
+    }
+
+    /// The reads and writes per range since the previous window, which ended `window_ms`
+    /// ago; the counts are added to the shard's totals.
+    pub fn take_load_window(&self, window_ms: u64) -> crate::load::Window {
+        let window = self.load.borrow_mut().take(window_ms);
+        self.metrics.borrow_mut().load.add(&window.counts);
+        window
+    }
+
+    /// Version of the master's route table the store addresses come from.
+    pub fn route_version(&self) -> u64 {
+        self.route_version.get()
+    }
+
+    /// Takes the store addresses and the ranges placed on this shard from the master's
+    /// route table `t` (unless unchanged).
+    pub fn apply_route_table(&self, t: net::message::RouteTable) {
+        if t.unchanged {
+            return;
+        }
+        let mut addrs = self.addrs.borrow_mut();
+        for s in t.stores {
+            if !s.shard_addrs.is_empty() {
+                addrs.insert(s.store_id.0, s.shard_addrs);
+            }
+        }
+        // The ranges placed here: a leader's message may create a replica of one.
+        let here = |d: &RangeDescriptor| {
+            d.replicas
+                .iter()
+                .any(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
+        };
+        *self.master_ranges.borrow_mut() = t
+            .ranges
+            .into_iter()
+            .filter(here)
+            .map(|d| (d.id, d))
+            .collect();
+        self.route_version.set(t.route_version);
+    }
+
+    /// The shard addresses of this node's store, if known.
+    pub fn own_addrs(&self) -> Vec<String> {
+        self.addrs
+            .borrow()
+            .get(&self.store_id)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -233,19 +359,13 @@ pub fn now_ms() -> u64 {
 /// the shard goes on.
 pub fn stop_range<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, index: u64, why: String) {
     tracing::error!(
-        range = %p.desc.id,
+        range = %p.desc().id,
         index,
         "range stopped: applying entry {index} failed in the engine: {why}"
     );
     shard.metrics.borrow_mut().ranges_stopped_total += 1;
-    let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
-    p.fail_pending(|| KvResponse::Err {
-        error: net::RpcError::Internal {
-            code: RANGE_STOPPED,
-            message: message.clone(),
-        },
-    });
-    p.stopped = Some(message);
+    let message = format!("range {} stopped at entry {index}: {why}", p.desc().id);
+    p.stop(message);
 }
 
 fn raft_config(cfg: &DsConfig, id: u64, applied: u64) -> raft::Config {
@@ -325,7 +445,7 @@ impl<D: ShardDevice> Shard<D> {
         self.metrics.borrow_mut().not_leader_total += 1;
         let leader = p.leader_id();
         let hint = p
-            .desc
+            .desc()
             .replicas
             .iter()
             .find(|r| leader != 0 && r.replica_id.0 == leader)

@@ -77,7 +77,7 @@ fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
         } else {
             SnapshotStatus::Failure
         };
-        p.node.report_snapshot(to, status);
+        p.raft_mut().report_snapshot(to, status);
     }
     let mut m = shard.metrics.borrow_mut();
     if ok {
@@ -233,7 +233,7 @@ pub fn install<D: ShardDevice>(
     records: &mut Vec<AppendRecord>,
 ) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
     let md = snap.get_metadata();
-    let range = p.desc.id.0;
+    let range = p.desc().id.0;
     let recv = p.take_snapshot(md.index).ok_or_else(|| {
         anyhow::anyhow!(
             "range {range}: raft-rs returned a snapshot at {} that was never received",
@@ -242,16 +242,16 @@ pub fn install<D: ShardDevice>(
     })?;
     let c = crate::range::checkpoint::decode(&recv.data)
         .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
-    if p.initialized {
-        super::checkpoint::clear_range(engine, &p.desc.start, &p.desc.end);
+    if p.is_initialized() {
+        super::checkpoint::clear_range(engine, &p.desc().start, &p.desc().end);
     }
-    p.desc = c.meta.desc.clone();
-    p.initialized = true;
+    p.set_desc(c.meta.desc.clone());
+    p.mark_initialized();
     let (b, k) = super::checkpoint::entries_size(&c.entries);
     p.set_size(b, k);
     super::checkpoint::load(engine, c);
-    p.db_keys = crate::range::db_keys::recount(engine, &p.desc.start, &p.desc.end);
-    p.node
+    p.set_db_keys(crate::range::db_keys::recount(engine, &p.desc().start, &p.desc().end));
+    p.raft_mut()
         .mut_store()
         .apply_snapshot(crate::range::storage::SnapshotPoint {
             index: md.index,
@@ -261,7 +261,7 @@ pub fn install<D: ShardDevice>(
     let lr = RangeId(range);
     records.push(AppendRecord::from(LogRecord::ConfState {
         range: lr,
-        data: encode_meta(&p.desc),
+        data: encode_meta(&p.desc()),
     }));
     for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
         records.push(AppendRecord::from(LogRecord::Truncate {

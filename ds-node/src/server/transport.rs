@@ -35,12 +35,12 @@ pub fn collect<D: ShardDevice>(
     use raft::eraftpb::MessageType;
     for m in msgs {
         let replica = p
-            .desc
+            .desc()
             .replicas
             .iter()
             .find(|r| r.replica_id.0 == m.to)
             .copied()
-            .or_else(|| reply_to.get(&(p.desc.id, net::ReplicaId(m.to))).copied());
+            .or_else(|| reply_to.get(&(p.desc().id, net::ReplicaId(m.to))).copied());
         let Some(r) = replica else {
             continue;
         };
@@ -49,15 +49,15 @@ pub fn collect<D: ShardDevice>(
             continue;
         };
         if m.get_msg_type() == MessageType::MsgSnapshot {
-            out.snapshots.push((addr, p.desc.id.0, p.replica_id.0, m));
+            out.snapshots.push((addr, p.desc().id.0, p.replica_id().0, m));
             continue;
         }
         let Ok(bytes) = m.write_to_bytes() else {
             continue;
         };
         out.batches.entry(addr).or_default().push(RaftEnvelope {
-            range_id: RangeId(p.desc.id.0),
-            from_replica: p.replica_id,
+            range_id: RangeId(p.desc().id.0),
+            from_replica: p.replica_id(),
             to_replica: ReplicaId(m.to),
             message: bytes.into(),
         });
