@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use engines::vlog::LogRecord;
-use net::RangeId;
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, KvResponse, OpResult};
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
@@ -117,7 +116,7 @@ pub struct Effects<'a> {
     /// Range metadata records for the next group commit.
     pub meta_records: &'a mut Vec<LogRecord>,
     /// Ranges whose replica here a conf change removed.
-    pub to_destroy: &'a mut Vec<u64>,
+    pub to_destroy: &'a mut Vec<net::RangeId>,
     /// Right ranges of splits to create (with the left's descriptor when this replica led).
     pub splits: &'a mut Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
 }
@@ -222,13 +221,13 @@ fn split<D: ShardDevice>(
     cmd: &SplitCmd,
     index: u64,
 ) -> Option<KvResponse> {
-    let range = p.desc().id.0;
+    let range = p.range_id();
     let Some(right) = p.change_desc(|d| super::split::apply_to_desc(d, cmd)) else {
-        tracing::info!(range, index, "stale split ignored");
+        tracing::info!(%range, index, "stale split ignored");
         return None;
     };
     fx.meta_records.push(LogRecord::ConfState {
-        range: RangeId(range),
+        range,
         data: encode_meta(&p.desc()),
     });
     let left = p.is_leader().then(|| p.desc().clone());
@@ -249,20 +248,20 @@ fn split<D: ShardDevice>(
 /// Applies a membership change to the Raft group and the descriptor; a replica it removed
 /// from this shard is destroyed after the turn ([`Effects::to_destroy`]).
 fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
-    let range = p.desc().id.0;
+    let range = p.range_id();
     match p.raft_mut().apply_conf_change(cc) {
         Ok(cs) => {
             p.raft_mut().mut_store().set_conf_state(cs);
             p.change_desc(|d| apply_conf_change_to_desc(d, cc));
             fx.meta_records.push(LogRecord::ConfState {
-                range: RangeId(range),
+                range,
                 data: encode_meta(&p.desc()),
             });
             if !p.desc().replicas.iter().any(|r| r.replica_id == p.replica_id()) {
                 fx.to_destroy.push(range);
             }
         }
-        Err(err) => tracing::warn!(range, "conf change refused: {err}"),
+        Err(err) => tracing::warn!(%range, "conf change refused: {err}"),
     }
 }
 

@@ -217,13 +217,13 @@ async fn checkpoint_referencing<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     victims: &BTreeSet<SegmentId>,
 ) -> Result<u64, String> {
-    let ranges: Vec<u64> = shard
+    let ranges: Vec<net::RangeId> = shard
         .state
         .borrow()
         .checkpoint_segments
         .iter()
         .filter(|(_, segs)| !segs.is_disjoint(victims))
-        .map(|(r, _)| r.0)
+        .map(|(r, _)| *r)
         .collect();
     let mut n = 0;
     for range in ranges {

@@ -288,21 +288,21 @@ fn raft_message<D: ShardDevice>(
 ) -> Result<(), Dropped> {
     use raft::eraftpb::MessageType;
     let mut m = crate::range::raft_pb::decode_message(&env.message).map_err(|_| Dropped::Bad)?;
-    let range = env.range_id.0;
+    let range = env.range_id;
     if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
         return Err(Dropped::Bad);
     }
-    if !st.peers.contains_key(&net::RangeId(range)) {
+    if !st.peers.contains_key(&range) {
         let p = replica_for(shard, st, range, &m)?;
-        st.peers.insert(net::RangeId(range), p);
+        st.peers.insert(range, p);
         shard.metrics.borrow_mut().replicas_created_total += 1;
         tracing::info!(
-            range,
+            %range,
             replica = m.to,
             "replica created for a leader's message"
         );
     }
-    let p = st.peers.get(&net::RangeId(range)).ok_or(Dropped::Bad)?;
+    let p = st.peers.get(&range).ok_or(Dropped::Bad)?;
     if m.to != p.replica_id().0 {
         return Err(Dropped::Refused(Refusal::Address));
     }
@@ -321,13 +321,13 @@ fn raft_message<D: ShardDevice>(
     if m.get_msg_type() == MessageType::MsgSnapshot {
         let got = snapshot_in(st, range, &m)?;
         m.mut_snapshot().data = Default::default();
-        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
+        if let Some(p) = st.peers.get_mut(&range) {
             p.keep_snapshot(got);
         }
     }
     // Only now, with the sender a member: bounded by the ranges here and their members.
     st.reply_to.insert(
-        (net::RangeId(range), net::ReplicaId(m.from)),
+        (range, net::ReplicaId(m.from)),
         Replica {
             replica_id: env.from_replica,
             store_id: from_store,
@@ -338,7 +338,7 @@ fn raft_message<D: ShardDevice>(
     // A stopped range (an apply hit an invariant) takes no more Raft traffic.
     let p = st
         .peers
-        .get_mut(&net::RangeId(range))
+        .get_mut(&range)
         .filter(|p| !p.is_stopped())
         .ok_or(Dropped::Bad)?;
     p.raft_mut().step(m).map_err(|_| Dropped::Bad)
@@ -352,7 +352,7 @@ fn raft_message<D: ShardDevice>(
 fn replica_for<D: ShardDevice>(
     shard: &Shard<D>,
     st: &mut ShardState,
-    range: u64,
+    range: net::RangeId,
     m: &RaftMsg,
 ) -> Result<Peer, Dropped> {
     use raft::eraftpb::MessageType;
@@ -365,7 +365,7 @@ fn replica_for<D: ShardDevice>(
     }
     if st
         .tombstones
-        .contains(&(net::RangeId(range), net::ReplicaId(m.to)))
+        .contains(&(range, net::ReplicaId(m.to)))
     {
         return Err(Dropped::Bad);
     }
@@ -377,7 +377,7 @@ fn replica_for<D: ShardDevice>(
         return Err(Dropped::Refused(Refusal::CreationLimit));
     }
     let p = shard.new_uninitialized(range, m.to).map_err(|e| {
-        tracing::warn!(range, "cannot create replica: {e:#}");
+        tracing::warn!(%range, "cannot create replica: {e:#}");
         Dropped::Bad
     })?;
     validate::check(&p.raft().raft, false, m).map_err(Dropped::Refused)?;
@@ -386,9 +386,9 @@ fn replica_for<D: ShardDevice>(
 
 /// Whether the master's last route table lists `from` as a replica of `range` and (with
 /// `me`) replica `me` of it on this shard.
-fn master_places<D: ShardDevice>(shard: &Shard<D>, range: u64, from: u64, me: Option<u64>) -> bool {
+fn master_places<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId, from: u64, me: Option<u64>) -> bool {
     let ranges = shard.master_ranges.borrow();
-    let Some(d) = ranges.get(&net::RangeId(range)) else {
+    let Some(d) = ranges.get(&range) else {
         return false;
     };
     let has = |id: u64| d.replicas.iter().any(|r| r.replica_id.0 == id);
@@ -405,7 +405,7 @@ fn master_places<D: ShardDevice>(shard: &Shard<D>, range: u64, from: u64, me: Op
 /// destroy keys).
 fn snapshot_in(
     st: &mut ShardState,
-    range: u64,
+    range: net::RangeId,
     m: &RaftMsg,
 ) -> Result<super::transfers::Received, Dropped> {
     let got = super::transfers::transfer_id(m)
@@ -413,14 +413,14 @@ fn snapshot_in(
         .ok_or(Dropped::Bad)?;
     let d = &got.meta.desc;
     let overlaps = st.peers.iter().any(|(&id, o)| {
-        id != net::RangeId(range)
+        id != range
             && o.is_initialized()
             && (d.end.is_empty() || o.desc().start < d.end)
             && (o.desc().end.is_empty() || d.start < o.desc().end)
     });
     if overlaps {
         tracing::warn!(
-            range,
+            %range,
             "snapshot overlaps another range of this shard; dropped"
         );
         return Err(Dropped::Bad);

@@ -42,6 +42,7 @@ pub(super) struct Pending {
     pub(super) at: Instant,
     /// Its bytes counted as memory to come (`server::throttle`), for a write that may add
     /// data; released when this is dropped.
+    #[expect(dead_code, reason = "held, never read: dropping it releases the charge")]
     pub(super) charge: Option<Charge>,
 }
 

@@ -62,7 +62,7 @@ fn lease<D: ShardDevice>(
     let now = now_ms();
     if super::cold::read_needs_load(engine, &op, &p.desc(), now) {
         let (tx, rx) = oneshot::channel();
-        super::cold::spawn_read(shard, p.desc().id.0, op, None, tx);
+        super::cold::spawn_read(shard, p.range_id(), op, None, tx);
         return Ok(Answer::Later(rx));
     }
     let ctx = ApplyCtx {
@@ -164,7 +164,7 @@ pub fn answer_ready<D: ShardDevice>(
         }
         if super::cold::read_needs_load(engine, &r.op, &p.desc(), now) {
             // Answered by its own task once loaded: hot reads do not wait for it.
-            super::cold::spawn_read(shard, p.desc().id.0, r.op, Some(applied), r.tx);
+            super::cold::spawn_read(shard, p.range_id(), r.op, Some(applied), r.tx);
             continue;
         }
         let ctx = ApplyCtx {

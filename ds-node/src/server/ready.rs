@@ -12,7 +12,6 @@ use std::time::Instant;
 use engines::vlog::{
     AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord, Term,
 };
-use net::RangeId;
 use net::message::Replica;
 use net::message::kv::KvResponse;
 use raft::StateRole;
@@ -130,7 +129,7 @@ fn fail_all(p: &mut Peer) {
 }
 
 struct Work {
-    range: u64,
+    range: net::RangeId,
     number: u64,
     persisted_msgs: Vec<RaftMsg>,
     committed: Vec<Entry>,
@@ -166,7 +165,7 @@ struct Turn {
     /// Messages that need nothing durable.
     out: Outbox,
     /// Checkpoint files of the snapshots installed: (range, index, bytes).
-    snap_files: Vec<(u64, u64, Rc<Vec<u8>>)>,
+    snap_files: Vec<(net::RangeId, u64, Rc<Vec<u8>>)>,
     /// The group commit's records.
     records: Vec<AppendRecord>,
     /// Per group, what to do once the commit is durable.
@@ -179,7 +178,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     let mut turn = Turn::default();
     let mut st = shard.state.borrow_mut();
     for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
-        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
+        if let Some(p) = st.peers.get_mut(&range) {
             p.raft_mut().on_entries_fetched(ctx);
         }
     }
@@ -192,7 +191,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     } = &mut *st;
     turn.records
         .extend(meta_records.drain(..).map(AppendRecord::from));
-    for (&net::RangeId(range), p) in peers.iter_mut() {
+    for (&range, p) in peers.iter_mut() {
         if p.is_stopped() || !p.raft().has_ready() {
             continue;
         }
@@ -207,7 +206,7 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
 /// read indexes noted; returns what to do once the commit is durable.
 fn take_ready<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
-    range: u64,
+    range: net::RangeId,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     reply_to: &HashMap<(net::RangeId, net::ReplicaId), Replica>,
@@ -259,14 +258,14 @@ fn note_role<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, role: StateRole) {
 
 /// The shard-log records of a group's new entries and hard state.
 fn log_records(
-    range: u64,
+    range: net::RangeId,
     entries: &[Entry],
     hs: Option<&raft::eraftpb::HardState>,
     records: &mut Vec<AppendRecord>,
 ) {
     for e in entries {
         records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
-            range: RangeId(range),
+            range: range,
             term: Term(e.term),
             index: LogIndex(e.index),
             entry_type: e.get_entry_type() as u8,
@@ -275,7 +274,7 @@ fn log_records(
     }
     if let Some(h) = hs {
         records.push(AppendRecord::from(LogRecord::HardState {
-            range: RangeId(range),
+            range: range,
             state: LogHardState {
                 term: Term(h.term),
                 vote: h.vote,
@@ -349,7 +348,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
             splits,
             ..
         } = &mut *st;
-        let Some(p) = peers.get_mut(&net::RangeId(w.range)) else {
+        let Some(p) = peers.get_mut(&w.range) else {
             continue;
         };
         p.raft_mut().on_persist_ready(w.number);
@@ -412,7 +411,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
 async fn prefetch_committed<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     works: &[Work],
-) -> Option<(u64, super::cold::ColdError)> {
+) -> Option<(net::RangeId, super::cold::ColdError)> {
     if shard.state.borrow().engine.cold_stats().cold_entries == 0 {
         return None;
     }
@@ -421,7 +420,7 @@ async fn prefetch_committed<D: ShardDevice>(
             .state
             .borrow()
             .peers
-            .get(&net::RangeId(w.range))
+            .get(&w.range)
             .map(|p| p.desc().clone())
         else {
             continue;
@@ -435,7 +434,7 @@ async fn prefetch_committed<D: ShardDevice>(
         };
         if let Err(e) = super::cold::load_until_hot(shard, plan).await {
             tracing::error!(
-                range = w.range,
+                range = %w.range,
                 "loading cold values for committed entries: {e}"
             );
             return Some((w.range, e));
@@ -445,7 +444,7 @@ async fn prefetch_committed<D: ShardDevice>(
     // (nothing is demoted while nothing awaits, so this check holds until the applies).
     let again = works.iter().any(|w| {
         let st = shard.state.borrow();
-        let Some(p) = st.peers.get(&net::RangeId(w.range)) else {
+        let Some(p) = st.peers.get(&w.range) else {
             return false;
         };
         let mut v = Vec::new();
@@ -466,7 +465,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut reqs = Vec::new();
     {
         let st = shard.state.borrow();
-        for (&net::RangeId(range), p) in &st.peers {
+        for (&range, p) in &st.peers {
             for f in p.raft().store().fetches.borrow_mut().drain(..) {
                 reqs.push((range, f));
             }
@@ -478,12 +477,12 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
         crate::core::spawn(async move {
             let got = shard
                 .log
-                .entries(RangeId(range), LogIndex(f.low), LogIndex(f.high), 1 << 20)
+                .entries(range, LogIndex(f.low), LogIndex(f.high), 1 << 20)
                 .await;
             let mut st = shard.state.borrow_mut();
             match got {
                 Ok(es) => {
-                    if let Some(p) = st.peers.get(&RangeId(range)) {
+                    if let Some(p) = st.peers.get(&range) {
                         let mut fetched = p.raft().store().fetched.borrow_mut();
                         for e in es.iter() {
                             fetched.insert(
@@ -499,7 +498,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(range, "fetching raft entries from the shard log: {e}"),
+                Err(e) => tracing::warn!(%range, "fetching raft entries from the shard log: {e}"),
             }
             st.fetched.push((range, f.context));
             drop(st);

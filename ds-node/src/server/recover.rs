@@ -226,7 +226,7 @@ impl<D: ShardDevice> Shard<D> {
                 .borrow_mut()
                 .tombstones
                 .insert((range, net::ReplicaId(replica)));
-            super::checkpoint::remove(self, range.0).await;
+            super::checkpoint::remove(self, range).await;
             return Ok(());
         }
         anyhow::ensure!(
@@ -278,8 +278,8 @@ impl<D: ShardDevice> Shard<D> {
 
     /// Loads the newest checkpoint of `range` into the engine; returns its identity.
     async fn load_checkpoint(&self, range: RangeId) -> anyhow::Result<CheckpointMeta> {
-        let path = super::checkpoint::path(self, range.0);
-        let bytes = super::checkpoint::read(self, range.0)
+        let path = super::checkpoint::path(self, range);
+        let bytes = super::checkpoint::read(self, range)
             .await?
             .ok_or_else(|| {
                 anyhow::anyhow!(
@@ -412,7 +412,7 @@ impl<D: ShardDevice> Shard<D> {
             desc: desc.clone(),
         };
         let bytes = ckpt::encode(&meta, std::iter::empty());
-        super::checkpoint::write(self, desc.id.0, INIT_INDEX, Rc::new(bytes)).await?;
+        super::checkpoint::write(self, desc.id, INIT_INDEX, Rc::new(bytes)).await?;
         let range = desc.id;
         self.log
             .append(vec![

@@ -129,7 +129,7 @@ pub struct ShardState {
     /// Range metadata records to append with the next group commit.
     pub(super) meta_records: Vec<LogRecord>,
     /// Finished shard-log fetches: (range, raft-rs context) to hand back.
-    pub(super) fetched: Vec<(u64, raft::GetEntriesContext)>,
+    pub(super) fetched: Vec<(net::RangeId, raft::GetEntriesContext)>,
     /// Snapshot transfers in and out.
     pub(super) transfers: Transfers,
     /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
@@ -138,7 +138,7 @@ pub struct ShardState {
     /// Replicas destroyed on this shard: `(range, replica id)`; messages to them are dropped.
     pub(super) tombstones: HashSet<(net::RangeId, ReplicaId)>,
     /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
-    pub(super) to_destroy: Vec<u64>,
+    pub(super) to_destroy: Vec<net::RangeId>,
     /// Right ranges of splits applied this turn, to create after it (with the left range's
     /// new descriptor when this replica led it).
     pub(super) splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
@@ -392,9 +392,9 @@ fn logger() -> slog::Logger {
 impl<D: ShardDevice> Shard<D> {
     /// A replica of `range` (id `replica`) created for a leader's message: no key range and
     /// no configuration until its first snapshot installs (nothing is persisted before).
-    pub fn new_uninitialized(&self, range: u64, replica: u64) -> anyhow::Result<Peer> {
+    pub fn new_uninitialized(&self, range: net::RangeId, replica: u64) -> anyhow::Result<Peer> {
         let desc = RangeDescriptor {
-            id: net::RangeId(range),
+            id: range,
             start: bytes::Bytes::new(),
             end: bytes::Bytes::new(),
             epoch: net::Epoch::default(),

@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use engines::vlog::{AppendRecord, LogIndex, LogRecord, TruncateMode};
 use net::message::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
-use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
+use net::{Message as NetMessage, ReplicaId, ShardId, StoreId};
 use raft::SnapshotStatus;
 use raft::eraftpb::Message as RaftMsg;
 
@@ -70,8 +70,8 @@ pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotA
     }
 }
 
-fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
-    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
+fn report<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId, to: u64, ok: bool) {
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         let status = if ok {
             SnapshotStatus::Finish
         } else {
@@ -94,7 +94,7 @@ fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
 pub async fn send<D: ShardDevice>(
     shard: Rc<Shard<D>>,
     addr: String,
-    range: u64,
+    range: net::RangeId,
     from: u64,
     mut m: RaftMsg,
 ) {
@@ -111,7 +111,7 @@ pub async fn send<D: ShardDevice>(
     let ok = match transfer(&shard, &addr, range, from, &mut m).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::info!(range, to, addr, "snapshot not sent: {e:#}");
+            tracing::info!(%range, to, addr, "snapshot not sent: {e:#}");
             false
         }
     };
@@ -150,7 +150,7 @@ async fn with_cold_values<D: ShardDevice>(
 async fn transfer<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     addr: &str,
-    range: u64,
+    range: net::RangeId,
     from: u64,
     m: &mut RaftMsg,
 ) -> anyhow::Result<()> {
@@ -177,7 +177,7 @@ async fn transfer<D: ShardDevice>(
         let part = &data[seq * chunk..((seq + 1) * chunk).min(data.len())];
         let r = client
             .call(NetMessage::SnapshotChunk(SnapshotChunk {
-                range_id: RangeId(range),
+                range_id: range,
                 to_replica: ReplicaId(m.to),
                 snapshot_id: id,
                 seq: seq as u32,
@@ -203,7 +203,7 @@ async fn transfer<D: ShardDevice>(
             from_store: StoreId(shard.store_id),
             from_shard: ShardId(shard.index),
             messages: vec![RaftEnvelope {
-                range_id: RangeId(range),
+                range_id: range,
                 from_replica: ReplicaId(from),
                 to_replica: ReplicaId(m.to),
                 message: bytes.into(),
@@ -212,7 +212,7 @@ async fn transfer<D: ShardDevice>(
         .await
         .map_err(|e| anyhow::anyhow!("snapshot message: {e}"))?;
     tracing::info!(
-        range,
+        %range,
         to = m.to,
         index = meta.index,
         bytes = data.len(),
@@ -233,7 +233,7 @@ pub fn install<D: ShardDevice>(
     records: &mut Vec<AppendRecord>,
 ) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
     let md = snap.get_metadata();
-    let range = p.desc().id.0;
+    let range = p.range_id();
     let recv = p.take_snapshot(md.index).ok_or_else(|| {
         anyhow::anyhow!(
             "range {range}: raft-rs returned a snapshot at {} that was never received",
@@ -258,19 +258,18 @@ pub fn install<D: ShardDevice>(
             term: md.term,
             conf: md.get_conf_state().clone(),
         });
-    let lr = RangeId(range);
     records.push(AppendRecord::from(LogRecord::ConfState {
-        range: lr,
+        range,
         data: encode_meta(&p.desc()),
     }));
     for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
         records.push(AppendRecord::from(LogRecord::Truncate {
-            range: lr,
+            range,
             mode,
             index: LogIndex(md.index + 1),
         }));
     }
     shard.metrics.borrow_mut().snapshots_applied_total += 1;
-    tracing::info!(range, index = md.index, "snapshot installed");
+    tracing::info!(%range, index = md.index, "snapshot installed");
     Ok((md.index, recv.data))
 }

@@ -92,7 +92,7 @@ pub async fn create_right<D: ShardDevice>(
     right: RangeDescriptor,
     left: Option<RangeDescriptor>,
 ) -> anyhow::Result<()> {
-    let id = right.id.0;
+    let id = right.id;
     let Some(me) = right
         .replicas
         .iter()
@@ -105,11 +105,11 @@ pub async fn create_right<D: ShardDevice>(
         let st = shard.state.borrow();
         if st
             .peers
-            .get(&net::RangeId(id))
+            .get(&id)
             .is_some_and(|p| p.is_initialized())
             || st
                 .tombstones
-                .contains(&(net::RangeId(id), net::ReplicaId(me)))
+                .contains(&(id, net::ReplicaId(me)))
         {
             // Already here through a snapshot of the new range, or removed since.
             return Ok(());
@@ -130,7 +130,7 @@ pub async fn create_right<D: ShardDevice>(
         .state
         .borrow_mut()
         .checkpoint_segments
-        .insert(net::RangeId(id), segments);
+        .insert(id, segments);
     let hs = HardState {
         term: INIT_INDEX,
         commit: INIT_INDEX,
@@ -152,7 +152,7 @@ pub async fn create_right<D: ShardDevice>(
     }
     {
         let mut st = shard.state.borrow_mut();
-        let lr = RangeId(id);
+        let lr = id;
         st.meta_records.push(LogRecord::ConfState {
             range: lr,
             data: encode_meta(&right),
@@ -166,10 +166,10 @@ pub async fn create_right<D: ShardDevice>(
             },
         });
         // Replaces a replica created empty for a message of the new range's leader.
-        st.peers.insert(net::RangeId(id), peer);
+        st.peers.insert(id, peer);
     }
     shard.metrics.borrow_mut().splits_total += 1;
-    tracing::info!(range = id, start = ?right.start, "range created by a split");
+    tracing::info!(range = %id, start = ?right.start, "range created by a split");
     shard.wake.notify();
     if left.is_none() && right.replicas.len() == 1 && shard.cfg.master_addr.is_some() {
         // Re-created during recovery: the master may never have heard of it.

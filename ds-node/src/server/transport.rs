@@ -20,7 +20,7 @@ pub struct Outbox {
     /// Raft messages per destination shard address.
     pub batches: HashMap<String, Vec<RaftEnvelope>>,
     /// (address, range, from replica, the `MsgSnapshot`).
-    pub snapshots: Vec<(String, u64, u64, RaftMsg)>,
+    pub snapshots: Vec<(String, net::RangeId, u64, RaftMsg)>,
 }
 
 /// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
@@ -49,7 +49,7 @@ pub fn collect<D: ShardDevice>(
             continue;
         };
         if m.get_msg_type() == MessageType::MsgSnapshot {
-            out.snapshots.push((addr, p.desc().id.0, p.replica_id().0, m));
+            out.snapshots.push((addr, p.range_id(), p.replica_id().0, m));
             continue;
         }
         let Ok(bytes) = m.write_to_bytes() else {
