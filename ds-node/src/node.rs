@@ -236,7 +236,7 @@ async fn shard_main(
         });
     }
     let listener = Listener::bind(&addr)?;
-    let shard = Shard::open(cfg.clone(), index, store_id, cluster_id).await?;
+    let shard = Shard::open(cfg.clone(), index, net::StoreId(store_id), cluster_id).await?;
     // Stand-alone bootstrap: the initial range on every shard named in it.
     if cfg.master_addr.is_none() && cfg.bootstrap && shard.state().peers().is_empty() {
         let desc = shard.initial_descriptor();

@@ -257,7 +257,12 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
                 range,
                 data: encode_meta(&p.desc()),
             });
-            if !p.desc().replicas.iter().any(|r| r.replica_id == p.replica_id()) {
+            if !p
+                .desc()
+                .replicas
+                .iter()
+                .any(|r| r.replica_id == p.replica_id())
+            {
                 fx.to_destroy.push(range);
             }
         }

@@ -123,7 +123,11 @@ async fn write_durably(
     store.sync_dir().await
 }
 
-async fn remove_older(store: &dyn CheckpointStore, range: net::RangeId, index: u64) -> std::io::Result<()> {
+async fn remove_older(
+    store: &dyn CheckpointStore,
+    range: net::RangeId,
+    index: u64,
+) -> std::io::Result<()> {
     for (i, name) in of_range(store.list().await?, range) {
         if i < index {
             store.remove(&name).await?;
@@ -133,7 +137,10 @@ async fn remove_older(store: &dyn CheckpointStore, range: net::RangeId, index: u
 }
 
 /// Reads the newest checkpoint of `range` (`None`: there is none).
-pub async fn read<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId) -> anyhow::Result<Option<Vec<u8>>> {
+pub async fn read<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+) -> anyhow::Result<Option<Vec<u8>>> {
     let _op = FileOp::start(shard);
     let store = shard.checkpoints.as_ref();
     let names = store
@@ -269,12 +276,7 @@ pub async fn checkpoint_range<D: ShardDevice>(
     // One checkpoint of a range at a time (the compaction task and the garbage collector
     // both write them): two writers of the same index would share a temporary file, and
     // the slower one could leave `checkpoint_segments` naming the older file's segments.
-    while shard
-        .state
-        .borrow()
-        .checkpointing
-        .contains(&range)
-    {
+    while shard.state.borrow().checkpointing.contains(&range) {
         if shard.stop.get() {
             return Ok(false);
         }
@@ -347,22 +349,14 @@ struct OneCheckpoint<'a, D: ShardDevice>(&'a Shard<D>, net::RangeId);
 
 impl<'a, D: ShardDevice> OneCheckpoint<'a, D> {
     fn start(shard: &'a Shard<D>, range: net::RangeId) -> Self {
-        shard
-            .state
-            .borrow_mut()
-            .checkpointing
-            .insert(range);
+        shard.state.borrow_mut().checkpointing.insert(range);
         Self(shard, range)
     }
 }
 
 impl<D: ShardDevice> Drop for OneCheckpoint<'_, D> {
     fn drop(&mut self) {
-        self.0
-            .state
-            .borrow_mut()
-            .checkpointing
-            .remove(&self.1);
+        self.0.state.borrow_mut().checkpointing.remove(&self.1);
     }
 }
 

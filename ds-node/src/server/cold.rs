@@ -527,9 +527,7 @@ async fn read_after_load<D: ShardDevice>(
     let desc = match shard.state.borrow().peers.get(&range) {
         Some(p) => p.desc().clone(),
         None => {
-            return err(RpcError::RangeNotFound {
-                range_id: range,
-            });
+            return err(RpcError::RangeNotFound { range_id: range });
         }
     };
     let now = super::shard::now_ms();
@@ -565,9 +563,7 @@ fn answer_loaded<D: ShardDevice>(
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
     let Some(p) = peers.get_mut(&range) else {
-        return err(RpcError::RangeNotFound {
-            range_id: range,
-        });
+        return err(RpcError::RangeNotFound { range_id: range });
     };
     let still_valid = match min_index {
         None => p.is_leader() && p.lease_read_ok(shard.now()),

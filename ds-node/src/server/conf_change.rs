@@ -20,9 +20,7 @@ impl<D: ShardDevice> Shard<D> {
             return Ok(());
         };
         let err = || net::message::kv::KvResponse::Err {
-            error: net::RpcError::RangeNotFound {
-                range_id: range,
-            },
+            error: net::RpcError::RangeNotFound { range_id: range },
         };
         p.fail_waiting(err);
         {
@@ -53,10 +51,7 @@ impl<D: ShardDevice> Shard<D> {
                 .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
         }
         super::checkpoint::remove(self, range).await;
-        self.state
-            .borrow_mut()
-            .checkpoint_segments
-            .remove(&range);
+        self.state.borrow_mut().checkpoint_segments.remove(&range);
         self.metrics.borrow_mut().replicas_destroyed_total += 1;
         tracing::info!(%range, replica = p.replica_id().0, "replica destroyed");
         Ok(())

@@ -122,7 +122,10 @@ fn kv<D: ShardDevice>(
     }
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&req.ctx.range_id).filter(|p| p.is_initialized()) else {
+    let Some(p) = peers
+        .get_mut(&req.ctx.range_id)
+        .filter(|p| p.is_initialized())
+    else {
         return err(RpcError::RangeNotFound {
             range_id: req.ctx.range_id,
         });
@@ -306,7 +309,7 @@ fn raft_message<D: ShardDevice>(
     if m.to != p.replica_id().0 {
         return Err(Dropped::Refused(Refusal::Address));
     }
-    if !p.is_initialized() && !master_places(shard, range, m.from, None) {
+    if !p.is_initialized() && !master_places(shard, range, net::ReplicaId(m.from), None) {
         return Err(Dropped::Refused(Refusal::NotMember));
     }
     validate::check(&p.raft().raft, p.is_initialized(), &m).map_err(Dropped::Refused)?;
@@ -363,38 +366,47 @@ fn replica_for<D: ShardDevice>(
     if !from_leader || m.term == 0 {
         return Err(Dropped::Refused(Refusal::Type));
     }
-    if st
-        .tombstones
-        .contains(&(range, net::ReplicaId(m.to)))
-    {
+    if st.tombstones.contains(&(range, net::ReplicaId(m.to))) {
         return Err(Dropped::Bad);
     }
-    if !master_places(shard, range, m.from, Some(m.to)) {
+    if !master_places(
+        shard,
+        range,
+        net::ReplicaId(m.from),
+        Some(net::ReplicaId(m.to)),
+    ) {
         return Err(Dropped::Refused(Refusal::UnknownRange));
     }
     let waiting = st.peers.values().filter(|p| !p.is_initialized()).count();
     if waiting >= MAX_UNINITIALIZED || !st.creations.take(shard.now()) {
         return Err(Dropped::Refused(Refusal::CreationLimit));
     }
-    let p = shard.new_uninitialized(range, m.to).map_err(|e| {
-        tracing::warn!(%range, "cannot create replica: {e:#}");
-        Dropped::Bad
-    })?;
+    let p = shard
+        .new_uninitialized(range, net::ReplicaId(m.to))
+        .map_err(|e| {
+            tracing::warn!(%range, "cannot create replica: {e:#}");
+            Dropped::Bad
+        })?;
     validate::check(&p.raft().raft, false, m).map_err(Dropped::Refused)?;
     Ok(p)
 }
 
 /// Whether the master's last route table lists `from` as a replica of `range` and (with
 /// `me`) replica `me` of it on this shard.
-fn master_places<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId, from: u64, me: Option<u64>) -> bool {
+fn master_places<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+    from: net::ReplicaId,
+    me: Option<net::ReplicaId>,
+) -> bool {
     let ranges = shard.master_ranges.borrow();
     let Some(d) = ranges.get(&range) else {
         return false;
     };
-    let has = |id: u64| d.replicas.iter().any(|r| r.replica_id.0 == id);
+    let has = |id: net::ReplicaId| d.replicas.iter().any(|r| r.replica_id == id);
     let here = me.is_none_or(|me| {
         d.replicas.iter().any(|r| {
-            r.replica_id.0 == me && r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index
+            r.replica_id == me && r.store_id == shard.store_id && r.shard_id.0 == shard.index
         })
     });
     has(from) && here

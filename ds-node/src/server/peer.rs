@@ -42,7 +42,10 @@ pub(super) struct Pending {
     pub(super) at: Instant,
     /// Its bytes counted as memory to come (`server::throttle`), for a write that may add
     /// data; released when this is dropped.
-    #[expect(dead_code, reason = "held, never read: dropping it releases the charge")]
+    #[expect(
+        dead_code,
+        reason = "held, never read: dropping it releases the charge"
+    )]
     pub(super) charge: Option<Charge>,
 }
 
@@ -466,10 +469,10 @@ impl Peer {
 
     /// Hands leadership to replica `to`: the lease ends now (its target may be elected
     /// without waiting for the followers' election timeouts). `now` is the shard's clock.
-    pub fn transfer_leader(&mut self, to: u64, now: Instant) {
+    pub fn transfer_leader(&mut self, to: net::ReplicaId, now: Instant) {
         self.lease.fence(now);
         self.transferring = true;
-        self.node.transfer_leader(to);
+        self.node.transfer_leader(to.0);
     }
 
     /// The applied index.

@@ -375,7 +375,9 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
         let applied = p.applied();
         let keep = shard.cfg.cached_entries as u64;
         if p.raft().store().len() as u64 > keep * 2 {
-            p.raft_mut().mut_store().compact_to(applied.saturating_sub(keep));
+            p.raft_mut()
+                .mut_store()
+                .compact_to(applied.saturating_sub(keep));
         }
     }
     let accounted = shard.state.borrow().engine.accounted().total();

@@ -15,7 +15,7 @@ use net::glommio_transport::Pool;
 use net::message::RangeDescriptor;
 use net::message::handshake::{Hello, Role};
 use net::transport::TransportConfig;
-use net::{ClusterId, NodeId};
+use net::{ClusterId, NodeId, StoreId};
 use nvme::uring::{UringDevice, UringOptions};
 use nvme::{FormatOptions, SegmentStore};
 use raft::eraftpb::{Entry, HardState};
@@ -122,7 +122,7 @@ impl Shard<Device> {
     pub async fn open(
         cfg: DsConfig,
         index: u32,
-        store_id: u64,
+        store_id: StoreId,
         cluster_id: ClusterId,
     ) -> anyhow::Result<Rc<Self>> {
         std::fs::create_dir_all(&cfg.data_dir)?;
@@ -147,17 +147,17 @@ impl<D: ShardDevice> Shard<D> {
     pub async fn open_on(
         cfg: DsConfig,
         index: u32,
-        store_id: u64,
+        store_id: StoreId,
         cluster_id: ClusterId,
         storage: ShardStorage<D>,
     ) -> anyhow::Result<Rc<Self>> {
         let log = open_log(&cfg, storage.device, storage.fresh).await?;
-        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id));
+        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id.0));
         let transport = cfg.transport()?;
         let pool = Pool::new(hello, transport.clone());
         let mut addrs = HashMap::new();
         for p in &cfg.peers {
-            addrs.insert(p.store_id, p.shard_addrs.clone());
+            addrs.insert(StoreId(p.store_id), p.shard_addrs.clone());
         }
         let policy = PolicyState::new(&cfg, storage.clock.clone());
         let shard = Rc::new(Self {
@@ -279,14 +279,12 @@ impl<D: ShardDevice> Shard<D> {
     /// Loads the newest checkpoint of `range` into the engine; returns its identity.
     async fn load_checkpoint(&self, range: RangeId) -> anyhow::Result<CheckpointMeta> {
         let path = super::checkpoint::path(self, range);
-        let bytes = super::checkpoint::read(self, range)
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "range {range} is in the shard log but its checkpoint {} is missing",
-                    path.display()
-                )
-            })?;
+        let bytes = super::checkpoint::read(self, range).await?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "range {range} is in the shard log but its checkpoint {} is missing",
+                path.display()
+            )
+        })?;
         let c = ckpt::decode(&bytes)
             .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", path.display()))?;
         drop(bytes);

@@ -164,7 +164,7 @@ pub struct Shard<D: ShardDevice = Device> {
     /// Shard index.
     pub(super) index: u32,
     /// This node's store id.
-    pub(super) store_id: u64,
+    pub(super) store_id: StoreId,
     /// Settings.
     pub(super) cfg: DsConfig,
     /// The shard log (Raft log + value log).
@@ -188,7 +188,7 @@ pub struct Shard<D: ShardDevice = Device> {
     /// Reads and writes per range since the last heartbeat (`crate::load`).
     pub(super) load: RefCell<crate::load::LoadTracker>,
     /// Shard addresses of every known store.
-    pub(super) addrs: RefCell<HashMap<u64, Vec<String>>>,
+    pub(super) addrs: RefCell<HashMap<StoreId, Vec<String>>>,
     /// Set to stop the shard's loops.
     pub(super) stop: Cell<bool>,
     /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
@@ -243,7 +243,7 @@ impl<D: ShardDevice> Shard<D> {
 
     /// This node's store id.
     pub fn store_id(&self) -> StoreId {
-        StoreId(self.store_id)
+        self.store_id
     }
 
     /// The shard's settings.
@@ -319,14 +319,14 @@ impl<D: ShardDevice> Shard<D> {
         let mut addrs = self.addrs.borrow_mut();
         for s in t.stores {
             if !s.shard_addrs.is_empty() {
-                addrs.insert(s.store_id.0, s.shard_addrs);
+                addrs.insert(s.store_id, s.shard_addrs);
             }
         }
         // The ranges placed here: a leader's message may create a replica of one.
         let here = |d: &RangeDescriptor| {
             d.replicas
                 .iter()
-                .any(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
+                .any(|r| r.store_id == self.store_id && r.shard_id.0 == self.index)
         };
         *self.master_ranges.borrow_mut() = t
             .ranges
@@ -392,7 +392,11 @@ fn logger() -> slog::Logger {
 impl<D: ShardDevice> Shard<D> {
     /// A replica of `range` (id `replica`) created for a leader's message: no key range and
     /// no configuration until its first snapshot installs (nothing is persisted before).
-    pub fn new_uninitialized(&self, range: net::RangeId, replica: u64) -> anyhow::Result<Peer> {
+    pub fn new_uninitialized(
+        &self,
+        range: net::RangeId,
+        replica: ReplicaId,
+    ) -> anyhow::Result<Peer> {
         let desc = RangeDescriptor {
             id: range,
             start: bytes::Bytes::new(),
@@ -411,7 +415,7 @@ impl<D: ShardDevice> Shard<D> {
         desc: RangeDescriptor,
         cache: RaftLogCache,
         applied: u64,
-        me: Option<u64>,
+        me: Option<ReplicaId>,
     ) -> anyhow::Result<Peer> {
         let initialized = me.is_none();
         let me = match me {
@@ -419,24 +423,17 @@ impl<D: ShardDevice> Shard<D> {
             None => desc
                 .replicas
                 .iter()
-                .find(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
-                .map(|r| r.replica_id.0)
+                .find(|r| r.store_id == self.store_id && r.shard_id.0 == self.index)
+                .map(|r| r.replica_id)
                 .ok_or_else(|| anyhow::anyhow!("range {} has no replica on this shard", desc.id))?,
         };
         let log = Rc::clone(&self.log);
         let range = desc.id;
         let cache = cache.with_log(Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)));
-        let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
+        let node = RawNode::new(&raft_config(&self.cfg, me.0, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
         let lease = Lease::duration(self.cfg.tick(), self.cfg.election_ticks);
-        Ok(Peer::new(
-            desc,
-            net::ReplicaId(me),
-            node,
-            initialized,
-            lease,
-            self.now(),
-        ))
+        Ok(Peer::new(desc, me, node, initialized, lease, self.now()))
     }
 
     /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a
@@ -469,7 +466,7 @@ impl<D: ShardDevice> Shard<D> {
 
     /// The address of a replica's shard, if known.
     pub fn replica_addr(&self, r: &Replica) -> Option<String> {
-        if r.store_id.0 == self.store_id {
+        if r.store_id == self.store_id {
             let port = self.cfg.base_port;
             if port != 0 {
                 return Some(format!("{}:{}", self.cfg.host, port + r.shard_id.0 as u16));
@@ -477,7 +474,7 @@ impl<D: ShardDevice> Shard<D> {
         }
         self.addrs
             .borrow()
-            .get(&r.store_id.0)
+            .get(&r.store_id)
             .and_then(|a| a.get(r.shard_id.0 as usize).cloned())
     }
 
@@ -486,7 +483,7 @@ impl<D: ShardDevice> Shard<D> {
         let replicas: Vec<Replica> = if self.cfg.initial_replicas.is_empty() {
             vec![Replica {
                 replica_id: ReplicaId(1),
-                store_id: StoreId(self.store_id),
+                store_id: self.store_id,
                 shard_id: net::ShardId(0),
                 role: ReplicaRole::Voter {},
             }]

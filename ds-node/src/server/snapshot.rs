@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use engines::vlog::{AppendRecord, LogIndex, LogRecord, TruncateMode};
 use net::message::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
-use net::{Message as NetMessage, ReplicaId, ShardId, StoreId};
+use net::{Message as NetMessage, ReplicaId, ShardId};
 use raft::SnapshotStatus;
 use raft::eraftpb::Message as RaftMsg;
 
@@ -70,14 +70,14 @@ pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotA
     }
 }
 
-fn report<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId, to: u64, ok: bool) {
+fn report<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId, to: ReplicaId, ok: bool) {
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         let status = if ok {
             SnapshotStatus::Finish
         } else {
             SnapshotStatus::Failure
         };
-        p.raft_mut().report_snapshot(to, status);
+        p.raft_mut().report_snapshot(to.0, status);
     }
     let mut m = shard.metrics.borrow_mut();
     if ok {
@@ -95,10 +95,10 @@ pub async fn send<D: ShardDevice>(
     shard: Rc<Shard<D>>,
     addr: String,
     range: net::RangeId,
-    from: u64,
+    from: ReplicaId,
     mut m: RaftMsg,
 ) {
-    let to = m.to;
+    let to = ReplicaId(m.to);
     {
         let mut st = shard.state.borrow_mut();
         if st.transfers.sending >= MAX_SENDS {
@@ -111,7 +111,7 @@ pub async fn send<D: ShardDevice>(
     let ok = match transfer(&shard, &addr, range, from, &mut m).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::info!(%range, to, addr, "snapshot not sent: {e:#}");
+            tracing::info!(%range, %to, addr, "snapshot not sent: {e:#}");
             false
         }
     };
@@ -151,7 +151,7 @@ async fn transfer<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     addr: &str,
     range: net::RangeId,
-    from: u64,
+    from: ReplicaId,
     m: &mut RaftMsg,
 ) -> anyhow::Result<()> {
     use protobuf::Message as _;
@@ -168,7 +168,7 @@ async fn transfer<D: ShardDevice>(
     );
     let id = {
         let n = shard.state.borrow_mut().transfers.next_send_number();
-        (shard.store_id << 40) ^ (u64::from(shard.index) << 32) ^ n ^ (now_ms() << 20)
+        (shard.store_id.0 << 40) ^ (u64::from(shard.index) << 32) ^ n ^ (now_ms() << 20)
     };
     let client = peer_client(shard, addr).await?;
     let chunk = shard.cfg.snapshot_chunk_bytes;
@@ -200,11 +200,11 @@ async fn transfer<D: ShardDevice>(
     let bytes = m.write_to_bytes()?;
     client
         .call(NetMessage::RaftBatch(RaftBatch {
-            from_store: StoreId(shard.store_id),
+            from_store: shard.store_id,
             from_shard: ShardId(shard.index),
             messages: vec![RaftEnvelope {
                 range_id: range,
-                from_replica: ReplicaId(from),
+                from_replica: from,
                 to_replica: ReplicaId(m.to),
                 message: bytes.into(),
             }],
@@ -250,7 +250,11 @@ pub fn install<D: ShardDevice>(
     let (b, k) = super::checkpoint::entries_size(&c.entries);
     p.set_size(b, k);
     super::checkpoint::load(engine, c);
-    p.set_db_keys(crate::range::db_keys::recount(engine, &p.desc().start, &p.desc().end));
+    p.set_db_keys(crate::range::db_keys::recount(
+        engine,
+        &p.desc().start,
+        &p.desc().end,
+    ));
     p.raft_mut()
         .mut_store()
         .apply_snapshot(crate::range::storage::SnapshotPoint {

@@ -96,20 +96,15 @@ pub async fn create_right<D: ShardDevice>(
     let Some(me) = right
         .replicas
         .iter()
-        .find(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index)
+        .find(|r| r.store_id == shard.store_id && r.shard_id.0 == shard.index)
         .map(|r| r.replica_id.0)
     else {
         anyhow::bail!("split range {id} has no replica on this shard");
     };
     let (bytes, size, keys) = {
         let st = shard.state.borrow();
-        if st
-            .peers
-            .get(&id)
-            .is_some_and(|p| p.is_initialized())
-            || st
-                .tombstones
-                .contains(&(id, net::ReplicaId(me)))
+        if st.peers.get(&id).is_some_and(|p| p.is_initialized())
+            || st.tombstones.contains(&(id, net::ReplicaId(me)))
         {
             // Already here through a snapshot of the new range, or removed since.
             return Ok(());

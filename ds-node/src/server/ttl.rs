@@ -39,8 +39,7 @@ pub fn sweep_expired<D: ShardDevice>(shard: &Shard<D>, st: &mut ShardState) {
         if expired.is_empty() {
             continue;
         }
-        if p
-            .raft_mut()
+        if p.raft_mut()
             .propose(Vec::new(), encode_sweep(now, &expired))
             .is_ok()
         {

@@ -300,7 +300,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
                 return;
             }
             tracing::info!(%range, to = %to_replica, "transferring leadership");
-            p.transfer_leader(to_replica.0, shard.now());
+            p.transfer_leader(to_replica, shard.now());
             drop(st);
             shard.wake_ready_loop();
             return;
@@ -351,7 +351,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
                 .find(|id| !pending.contains(id) && !down.contains(id));
             if let Some(to) = to {
                 tracing::info!(%range, to = %to, "leader to be removed: transferring leadership first");
-                p.transfer_leader(to.0, shard.now());
+                p.transfer_leader(to, shard.now());
                 drop(st);
                 shard.wake_ready_loop();
             }
@@ -371,13 +371,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
             new_replica_ids,
         } => {
             drop(st);
-            crate::server::split::propose(
-                shard,
-                range,
-                split_key,
-                new_range_id,
-                new_replica_ids,
-            );
+            crate::server::split::propose(shard, range, split_key, new_range_id, new_replica_ids);
             return;
         }
     };
