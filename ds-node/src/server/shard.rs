@@ -337,6 +337,16 @@ impl<D: ShardDevice> Shard<D> {
         self.route_version.set(t.route_version);
     }
 
+    /// Store `store` now listens on `shard_addrs`: its old addresses' peer connections are
+    /// dropped (the next Raft batch connects to the new ones).
+    pub fn store_moved(&self, store: StoreId, shard_addrs: Vec<String>) {
+        let old = self.addrs.borrow_mut().insert(store, shard_addrs);
+        let mut conns = self.peer_conns.borrow_mut();
+        for addr in old.iter().flatten() {
+            conns.remove(addr);
+        }
+    }
+
     /// The shard addresses of this node's store, if known.
     pub fn own_addrs(&self) -> Vec<String> {
         self.addrs
