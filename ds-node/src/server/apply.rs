@@ -228,7 +228,7 @@ fn split<D: ShardDevice>(
     };
     fx.meta_records.push(LogRecord::ConfState {
         range,
-        data: encode_meta(&p.desc()),
+        data: encode_meta(p.desc()),
     });
     let left = p.is_leader().then(|| p.desc().clone());
     if let Some(l) = &left {
@@ -255,7 +255,7 @@ fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
             p.change_desc(|d| apply_conf_change_to_desc(d, cc));
             fx.meta_records.push(LogRecord::ConfState {
                 range,
-                data: encode_meta(&p.desc()),
+                data: encode_meta(p.desc()),
             });
             if !p
                 .desc()

@@ -575,7 +575,7 @@ fn answer_loaded<D: ShardDevice>(
     let ctx = ApplyCtx {
         now_ms: now,
         index: p.applied(),
-        range: &p.desc(),
+        range: p.desc(),
     };
     let r = execute(engine, op, &ctx);
     if engine.take_cold_misses() > 0 {

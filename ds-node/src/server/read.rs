@@ -60,7 +60,7 @@ fn lease<D: ShardDevice>(
         return Ok(Answer::Now(resp));
     }
     let now = now_ms();
-    if super::cold::read_needs_load(engine, &op, &p.desc(), now) {
+    if super::cold::read_needs_load(engine, &op, p.desc(), now) {
         let (tx, rx) = oneshot::channel();
         super::cold::spawn_read(shard, p.range_id(), op, None, tx);
         return Ok(Answer::Later(rx));
@@ -68,7 +68,7 @@ fn lease<D: ShardDevice>(
     let ctx = ApplyCtx {
         now_ms: now,
         index: p.applied(),
-        range: &p.desc(),
+        range: p.desc(),
     };
     let r = execute(engine, &op, &ctx);
     if engine.take_cold_misses() > 0 {
@@ -162,7 +162,7 @@ pub fn answer_ready<D: ShardDevice>(
             let _ = r.tx.send(resp);
             continue;
         }
-        if super::cold::read_needs_load(engine, &r.op, &p.desc(), now) {
+        if super::cold::read_needs_load(engine, &r.op, p.desc(), now) {
             // Answered by its own task once loaded: hot reads do not wait for it.
             super::cold::spawn_read(shard, p.range_id(), r.op, Some(applied), r.tx);
             continue;
@@ -170,7 +170,7 @@ pub fn answer_ready<D: ShardDevice>(
         let ctx = ApplyCtx {
             now_ms: now,
             index: applied,
-            range: &p.desc(),
+            range: p.desc(),
         };
         let resp = match execute(engine, &r.op, &ctx) {
             Ok(result) => KvResponse::Ok { result },

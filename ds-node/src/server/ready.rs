@@ -265,7 +265,7 @@ fn log_records(
 ) {
     for e in entries {
         records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
-            range: range,
+            range,
             term: Term(e.term),
             index: LogIndex(e.index),
             entry_type: e.get_entry_type() as u8,
@@ -274,7 +274,7 @@ fn log_records(
     }
     if let Some(h) = hs {
         records.push(AppendRecord::from(LogRecord::HardState {
-            range: range,
+            range,
             state: LogHardState {
                 term: Term(h.term),
                 vote: h.vote,
@@ -451,7 +451,7 @@ async fn prefetch_committed<D: ShardDevice>(
         };
         let mut v = Vec::new();
         for e in &w.committed {
-            super::cold::plan_payload(&st.engine, &p.desc(), &e.data, &mut v);
+            super::cold::plan_payload(&st.engine, p.desc(), &e.data, &mut v);
         }
         !v.is_empty()
     });

@@ -264,7 +264,7 @@ pub fn install<D: ShardDevice>(
         });
     records.push(AppendRecord::from(LogRecord::ConfState {
         range,
-        data: encode_meta(&p.desc()),
+        data: encode_meta(p.desc()),
     }));
     for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
         records.push(AppendRecord::from(LogRecord::Truncate {

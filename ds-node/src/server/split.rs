@@ -256,7 +256,7 @@ pub fn propose<D: ShardDevice>(
         return;
     }
     let key = if split_key.is_empty() {
-        match pick_key(engine, &p.desc()) {
+        match pick_key(engine, p.desc()) {
             Some(k) => k,
             None => {
                 tracing::info!(%range, "no split key inside the range; split skipped");

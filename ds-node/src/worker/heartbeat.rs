@@ -28,6 +28,7 @@ use net::{RangeId, ReplicaId, ShardId};
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
 use crate::load::{Rates, Window};
+use crate::server::peer::Peer;
 use crate::server::{Shard, ShardDevice};
 
 fn master<D: ShardDevice>(shard: &Shard<D>) -> anyhow::Result<String> {
@@ -147,7 +148,7 @@ pub const CAUGHT_UP_SLACK: u64 = 64;
 /// is: promoted on the slack alone, it made a two-voter group of a leader and a replica that
 /// did not exist, whose leader then stepped down (check-quorum) and could never be elected
 /// again (a vote request cannot create a replica) — seen forming a three-node cluster.
-fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
+fn lagging(p: &Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
     let last = p.last_index();
     let others = p
         .raft()
@@ -178,7 +179,7 @@ fn classify(
 }
 
 /// A range's size and its load in the last window.
-fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeStats {
+fn range_stats(p: &Peer, rates: Option<&Rates>) -> RangeStats {
     let r = rates.copied().unwrap_or_default();
     RangeStats {
         size_bytes: p.approx_size().0,
@@ -282,27 +283,10 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
     };
     let cc = match op {
         Operator::TransferLeader { to_replica } => {
-            // raft-rs drops every proposal while a transfer is pending (up to an election
-            // timeout): transfer only to a voter that is reachable and caught up, and never
-            // restart a pending transfer (the master repeats its operator every heartbeat).
-            let (pending, down) = lagging(p);
-            let voter = p
-                .desc()
-                .replicas
-                .iter()
-                .any(|r| r.replica_id == to_replica && r.role == ReplicaRole::Voter {});
-            if !voter
-                || pending.contains(&to_replica)
-                || down.contains(&to_replica)
-                || p.raft().raft.lead_transferee.is_some()
-            {
-                tracing::info!(%range, to = %to_replica, "leader transfer deferred: target not a caught-up, reachable voter, or a transfer is pending");
-                return;
+            if transfer_to(p, to_replica, shard.now()) {
+                drop(st);
+                shard.wake_ready_loop();
             }
-            tracing::info!(%range, to = %to_replica, "transferring leadership");
-            p.transfer_leader(to_replica, shard.now());
-            drop(st);
-            shard.wake_ready_loop();
             return;
         }
         // A step already done is not proposed again: a conf change that changes no replica
@@ -339,19 +323,7 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
             change(ConfChangeType::AddNode, replica_id.0, Vec::new())
         }
         Operator::RemoveReplica { replica_id } if replica_id == p.replica_id() => {
-            // A leader does not remove itself: it hands leadership to a caught-up voter, and
-            // the master sends the removal again to the new leader.
-            let (pending, down) = lagging(p);
-            let to = p
-                .desc()
-                .replicas
-                .iter()
-                .filter(|r| r.replica_id != p.replica_id() && r.role == ReplicaRole::Voter {})
-                .map(|r| r.replica_id)
-                .find(|id| !pending.contains(id) && !down.contains(id));
-            if let Some(to) = to {
-                tracing::info!(%range, to = %to, "leader to be removed: transferring leadership first");
-                p.transfer_leader(to, shard.now());
+            if hand_over(p, shard.now()) {
                 drop(st);
                 shard.wake_ready_loop();
             }
@@ -381,6 +353,51 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
     }
     drop(st);
     shard.wake_ready_loop();
+}
+
+/// Starts a leader transfer of `p` to `to` at `now`; whether it started. raft-rs drops every
+/// proposal while a transfer is pending (up to an election timeout): transfer only to a
+/// voter that is reachable and caught up, and never restart a pending transfer (the master
+/// repeats its operator every heartbeat).
+fn transfer_to(p: &mut Peer, to: ReplicaId, now: Instant) -> bool {
+    let range = p.range_id();
+    let (pending, down) = lagging(p);
+    let voter = p
+        .desc()
+        .replicas
+        .iter()
+        .any(|r| r.replica_id == to && r.role == ReplicaRole::Voter {});
+    if !voter
+        || pending.contains(&to)
+        || down.contains(&to)
+        || p.raft().raft.lead_transferee.is_some()
+    {
+        tracing::info!(%range, %to, "leader transfer deferred: target not a caught-up, reachable voter, or a transfer is pending");
+        return false;
+    }
+    tracing::info!(%range, %to, "transferring leadership");
+    p.transfer_leader(to, now);
+    true
+}
+
+/// A leader asked to remove itself hands leadership to a caught-up voter at `now` instead
+/// (the master sends the removal again to the new leader); whether a transfer started.
+fn hand_over(p: &mut Peer, now: Instant) -> bool {
+    let (pending, down) = lagging(p);
+    let to = p
+        .desc()
+        .replicas
+        .iter()
+        .filter(|r| r.replica_id != p.replica_id() && r.role == ReplicaRole::Voter {})
+        .map(|r| r.replica_id)
+        .find(|id| !pending.contains(id) && !down.contains(id));
+    let Some(to) = to else {
+        return false;
+    };
+    let range = p.range_id();
+    tracing::info!(%range, %to, "leader to be removed: transferring leadership first");
+    p.transfer_leader(to, now);
+    true
 }
 
 #[cfg(test)]
