@@ -2,11 +2,12 @@
 //! Part of the shard state (a leaf: imports no `server` module but `transfers`, `lease` and
 //! `throttle_state`).
 //!
-//! The waiting proposals and reads, the read lease and the range's size are private: the
-//! operations change them through methods named after what they do (`add_pending`,
-//! `take_pending`, `start_read_index`, `take_ready_reads`, `renew_lease`, `fail_waiting`,
-//! `add_size`, ...), so the rules that tie them together (ReadIndex contexts shared with lease
-//! renewals, the lease fenced by transfers) live here only.
+//! Every field is private: the operations change a replica through methods named after what
+//! they do (`add_pending`, `take_pending`, `start_read_index`, `take_ready_reads`,
+//! `renew_lease`, `fail_waiting`, `add_size`, `stop`, `mark_initialized`, `change_desc`, ...),
+//! so the rules that tie its parts together (ReadIndex contexts shared with lease renewals,
+//! the lease fenced by transfers, a stopped range's waiters answered) live here only. The
+//! Raft group is reached through `raft()`/`raft_mut()`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -4,6 +4,10 @@
 //! A leaf of the `server` layering (see `server/mod.rs`): it imports the other state modules
 //! (`peer`, `metrics`, `policy_state`, `transfers`) and `range`, never an operation module.
 //! Opening and recovery are in `recover`, destroying a replica in `conf_change`.
+//!
+//! The fields of [`Shard`] and [`ShardState`] are `pub(super)`: the `server` operations use
+//! them; everything outside `server` goes through the methods below (`state`, `peers`,
+//! `cfg`, `shutdown`, `apply_route_table`, ...).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
