@@ -184,7 +184,7 @@ fn entry<D: ShardDevice>(
             Outcome::Applied(Some(w.resp))
         }
         Committed::Sweep { now_ms, keys } => {
-            let mut counted = Counted::new(engine, p.desc_and_db_keys_mut().1);
+            let mut counted = Counted::new(engine, p.db_keys_mut());
             let n = crate::range::sweep::apply(&mut counted, now_ms, &keys);
             let size = counted.size();
             p.add_size(size);

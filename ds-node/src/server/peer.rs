@@ -252,6 +252,12 @@ impl Peer {
         &self.db_keys
     }
 
+    /// The per-database key counts, for an applied sweep that counts what it deletes.
+    #[inline]
+    pub fn db_keys_mut(&mut self) -> &mut DbKeys {
+        &mut self.db_keys
+    }
+
     /// Replaces the per-database key counts (recounted after a load, snapshot or split).
     pub fn set_db_keys(&mut self, keys: DbKeys) {
         self.db_keys = keys;
@@ -497,4 +503,65 @@ pub fn conf_state_of(desc: &RangeDescriptor) -> ConfState {
         }
     }
     cs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::HardState;
+
+    fn peer() -> Peer {
+        let desc = RangeDescriptor {
+            id: net::RangeId(7),
+            start: bytes::Bytes::new(),
+            end: bytes::Bytes::new(),
+            epoch: net::Epoch::default(),
+            replicas: Vec::new(),
+            leader: None,
+        };
+        let cache = RaftLogCache::new(HardState::default(), ConfState::default(), 0, 0);
+        let cfg = raft::Config {
+            id: 1,
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&cfg, cache, &logger).expect("a valid raft config");
+        let now = Instant::now();
+        Peer::new(
+            desc,
+            net::ReplicaId(1),
+            node,
+            true,
+            Duration::from_secs(1),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_stopped_range_answers_its_waiting_proposals_with_why_it_stopped() {
+        let mut p = peer();
+        let (tx, mut rx) = oneshot::channel();
+        let at = Instant::now();
+        let w = Pending {
+            term: 1,
+            tx,
+            at,
+            charge: None,
+        };
+        p.add_pending(6, w);
+        assert!(!p.is_stopped());
+        p.stop("range 7 stopped at entry 6: broken".into());
+        assert!(p.is_stopped());
+        assert_eq!(p.stopped(), Some("range 7 stopped at entry 6: broken"));
+        assert_eq!(p.pending_count(), 0);
+        match rx.try_recv() {
+            Ok(Some(KvResponse::Err {
+                error: net::RpcError::Internal { code, message },
+            })) => {
+                assert_eq!(code, RANGE_STOPPED);
+                assert_eq!(message, "range 7 stopped at entry 6: broken");
+            }
+            other => panic!("the waiting proposer got {other:?}"),
+        }
+    }
 }
