@@ -236,9 +236,9 @@ async fn shard_main(
         });
     }
     let listener = Listener::bind(&addr)?;
-    let shard = Shard::open(cfg.clone(), index, store_id, cluster_id).await?;
+    let shard = Shard::open(cfg.clone(), index, net::StoreId(store_id), cluster_id).await?;
     // Stand-alone bootstrap: the initial range on every shard named in it.
-    if cfg.master_addr.is_none() && cfg.bootstrap && shard.state.borrow().peers.is_empty() {
+    if cfg.master_addr.is_none() && cfg.bootstrap && shard.state().peers().is_empty() {
         let desc = shard.initial_descriptor();
         let here = desc
             .replicas
@@ -250,7 +250,7 @@ async fn shard_main(
     }
     // Every shard of an unbootstrapped cluster's first store gets a first range; a shard
     // with no range at all asks again, in case it stopped before creating its own.
-    if cfg.master_addr.is_some() && (!bootstrapped || shard.state.borrow().peers.is_empty()) {
+    if cfg.master_addr.is_some() && (!bootstrapped || shard.state().peers().is_empty()) {
         crate::worker::heartbeat::bootstrap(&shard).await?;
     }
     let acceptor = Acceptor {
@@ -296,64 +296,22 @@ async fn shard_main(
     watch.await;
     drop(serving);
     publish(&shard, &published);
-    shard.stop.set(true);
-    shard.wake.notify();
+    shard.shutdown();
     // Checkpoint file operations run on glommio's blocking pool: let them finish before the
     // executor goes (bounded: a stuck file system does not hold shutdown forever).
     for _ in 0..500 {
-        if shard.file_ops.get() == 0 {
+        if shard.file_ops_running() == 0 {
             break;
         }
         crate::core::sleep(Duration::from_millis(10)).await;
     }
-    tracing::info!(shard = index, "{}", shard.metrics.borrow().summary());
+    tracing::info!(shard = index, "{}", shard.metrics().summary());
     Ok(())
 }
 
 /// Publishes the shard's figures (with the engine's hot/cold gauges) for the admin thread.
 fn publish(shard: &Shard, published: &Mutex<Option<ShardMetrics>>) {
-    let mut m = shard.metrics.borrow().clone();
-    m.scripts = crate::range::script::metrics();
-    {
-        let st = shard.state.borrow();
-        let c = st.engine.cold_stats();
-        m.cold.hot_value_bytes = c.hot_value_bytes;
-        m.cold.cold_value_bytes = c.cold_value_bytes;
-        m.cold.cold_entries = c.cold_entries;
-        m.cold.engine_memory_bytes = st.engine.memory_bytes() as u64;
-        m.policy.accounted_bytes = st.engine.accounted().total();
-        m.policy.budget_bytes = shard.policy.budget.get();
-        m.policy.behind = u64::from(shard.policy.behind.get());
-        m.cold.segment_live_bytes = st
-            .engine
-            .live_bytes()
-            .iter()
-            .map(|(seg, b)| (shard.index, seg.0, *b))
-            .collect();
-        m.gc.log_live_bytes = st.engine.live_bytes_total();
-        for p in st.peers.values().filter(|p| p.initialized) {
-            for (n, db) in (0..net::keyspace::DATABASES)
-                .filter_map(net::keyspace::Db::new)
-                .enumerate()
-            {
-                let c = p.db_keys.get(db);
-                m.redis_keys[n] += c.keys;
-                m.redis_expires[n] += c.expires;
-            }
-        }
-        m.gc.disk_full_shards = u64::from(shard.disk_full.get());
-    }
-    m.throttle.waiting = shard.policy.throttle.waiting() as u64;
-    m.throttle.shards_over = u64::from(crate::server::throttle::over_line(shard));
-    m.throttle.peak_accounted_bytes = shard.policy.throttle.peak_accounted();
-    {
-        let lm = shard.log.metrics();
-        m.gc.log_used_bytes = shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes;
-        m.gc.device_written_bytes = lm.written_bytes_total;
-        m.gc.user_appended_bytes = lm
-            .appended_bytes_total
-            .saturating_sub(m.cold.demoted_bytes_written_total + m.gc.written_bytes_total);
-    }
+    let m = crate::server::figures::collect(shard);
     if let Ok(mut g) = published.lock() {
         *g = Some(m);
     }

@@ -21,10 +21,11 @@ pub fn dump(cfg: &DsConfig) -> anyhow::Result<Vec<(Bytes, Entry)>> {
         let cfg = cfg.clone();
         let got = crate::core::block_on(move || {
             Box::pin(async move {
-                let shard = Shard::open(cfg, index as u32, store_id, net::ClusterId(0))
-                    .await
-                    .map_err(|e| format!("open shard {index}: {e:#}"))?;
-                let stored = shard.state.borrow().engine.scan_stored(&[], &[]);
+                let shard =
+                    Shard::open(cfg, index as u32, net::StoreId(store_id), net::ClusterId(0))
+                        .await
+                        .map_err(|e| format!("open shard {index}: {e:#}"))?;
+                let stored = shard.state().engine().scan_stored(&[], &[]);
                 entries_of(&shard, stored).await
             })
         })?

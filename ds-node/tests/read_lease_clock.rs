@@ -78,7 +78,7 @@ async fn start_store(id: u64, addrs: &[String]) -> Store {
         clock: Rc::clone(&clock) as _,
     };
     let election = cfg.tick() * u32::try_from(cfg.election_ticks).unwrap();
-    let shard = Shard::open_on(cfg, 0, id, ClusterId(0), storage)
+    let shard = Shard::open_on(cfg, 0, net::StoreId(id), ClusterId(0), storage)
         .await
         .unwrap();
     // A shard refuses votes for an election timeout after it starts (on its clock).
@@ -116,9 +116,8 @@ async fn leader_of(stores: &[Store]) -> &Store {
         for s in stores {
             let leads = s
                 .shard
-                .state
-                .borrow()
-                .peers
+                .state()
+                .peers()
                 .get(&net::RangeId(1))
                 .is_some_and(|p| p.is_leader());
             if leads {
@@ -140,19 +139,14 @@ async fn call(shard: &Rc<TestShard>, op: KvOp) -> KvResponse {
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         let ctx = shard
-            .state
-            .borrow()
-            .peers
+            .state()
+            .peers()
             .get(&net::RangeId(1))
             .map(|p| RouteCtx {
-                range_id: p.desc.id,
-                epoch: p.desc.epoch,
+                range_id: p.desc().id,
+                epoch: p.desc().epoch,
             });
-        assert!(
-            shard.state.borrow().peers[&net::RangeId(1)]
-                .desc
-                .contains(&mk)
-        );
+        assert!(shard.state().peers()[&net::RangeId(1)].desc().contains(&mk));
         let req = Message::KvRequest(KvRequest {
             ctx: ctx.unwrap(),
             op: op.clone(),
@@ -183,7 +177,7 @@ async fn must_read(shard: &Rc<TestShard>) {
 
 /// (lease reads, ReadIndex reads, lease renewals) of `shard`.
 fn reads(shard: &TestShard) -> (u64, u64, u64) {
-    let m = shard.metrics.borrow();
+    let m = shard.metrics();
     (
         m.lease_reads_total,
         m.read_index_total,
@@ -220,7 +214,7 @@ async fn lease_follows_the_manual_clock() {
         call(&leader.shard, set).await,
         KvResponse::Ok { .. }
     ));
-    let cfg = &leader.shard.cfg;
+    let cfg = leader.shard.cfg();
     let lease = Lease::duration(cfg.tick(), cfg.election_ticks);
     let before = reads(&leader.shard);
     let real = Instant::now();
@@ -267,7 +261,6 @@ async fn lease_follows_the_manual_clock() {
     );
     assert_eq!(read_index3, read_index2);
     for s in &stores {
-        s.shard.stop.set(true);
-        s.shard.wake.notify();
+        s.shard.shutdown();
     }
 }

@@ -31,7 +31,7 @@ use net::message::RouteCtx;
 use net::message::handshake::{Acceptor, Role};
 use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
 use net::transport::Handled;
-use net::{ClusterId, Message, NodeId, RpcError};
+use net::{ClusterId, Message, NodeId, RangeId, ReplicaId, RpcError, StoreId};
 use nvme::faulty::{CrashMode, Fault, FaultAction, FaultyDevice, OpKind};
 use nvme::mem::MemDevice;
 
@@ -106,7 +106,7 @@ fn cfg() -> DsConfig {
 }
 
 async fn open(disk: &Disk, fresh: bool) -> anyhow::Result<Rc<TestShard>> {
-    let shard = Shard::open_on(cfg(), 0, 1, ClusterId(0), disk.storage(fresh)).await?;
+    let shard = Shard::open_on(cfg(), 0, StoreId(1), ClusterId(0), disk.storage(fresh)).await?;
     if fresh {
         shard.create_range(shard.initial_descriptor()).await?;
     }
@@ -115,20 +115,19 @@ async fn open(disk: &Disk, fresh: bool) -> anyhow::Result<Rc<TestShard>> {
 }
 
 fn stop(shard: &TestShard) {
-    shard.stop.set(true);
-    shard.wake.notify();
+    shard.shutdown();
 }
 
 /// The range holding `key` and its epoch, from the shard's own descriptors.
 fn route(shard: &TestShard, key: &[u8]) -> Option<RouteCtx> {
     let mk = meta_key(Db::default(), key);
-    let st = shard.state.borrow();
-    st.peers
+    let st = shard.state();
+    st.peers()
         .values()
-        .find(|p| p.initialized && p.desc.contains(&mk))
+        .find(|p| p.is_initialized() && p.desc().contains(&mk))
         .map(|p| RouteCtx {
-            range_id: p.desc.id,
-            epoch: p.desc.epoch,
+            range_id: p.desc().id,
+            epoch: p.desc().epoch,
         })
 }
 
@@ -253,8 +252,8 @@ async fn write_load(
     }
 }
 
-fn range_ids(shard: &TestShard) -> Vec<u64> {
-    shard.state.borrow().peers.keys().map(|r| r.0).collect()
+fn range_ids(shard: &TestShard) -> Vec<RangeId> {
+    shard.state().peers().keys().copied().collect()
 }
 
 /// Checkpoints every range (compacting its log below the checkpoint) and frees segments.
@@ -267,15 +266,20 @@ async fn checkpoint_all(shard: &Rc<TestShard>) {
 
 /// Splits range 1 (at a key the shard picks) into a new range 2 and waits until it exists.
 async fn split_range(shard: &Rc<TestShard>, power: &AtomicBool) {
-    split::propose(shard, 1, Bytes::new(), 2, vec![2]);
+    split::propose(
+        shard,
+        RangeId(1),
+        Bytes::new(),
+        RangeId(2),
+        vec![ReplicaId(2)],
+    );
     let deadline = Instant::now() + Duration::from_secs(3);
     while Instant::now() < deadline && !power.load(Ordering::SeqCst) {
         if shard
-            .state
-            .borrow()
-            .peers
+            .state()
+            .peers()
             .get(&net::RangeId(2))
-            .is_some_and(|p| p.initialized)
+            .is_some_and(|p| p.is_initialized())
         {
             return;
         }
@@ -490,7 +494,7 @@ async fn start_store(id: u64, addrs: &[String], addr: &str, disk: &Disk, fresh: 
     let cfg = three_cfg(id, addrs);
     let listener = ds_node::core::Listener::bind(addr).unwrap();
     let transport = cfg.transport().unwrap();
-    let shard = Shard::open_on(cfg, 0, id, ClusterId(0), disk.storage(fresh))
+    let shard = Shard::open_on(cfg, 0, StoreId(id), ClusterId(0), disk.storage(fresh))
         .await
         .unwrap_or_else(|e| panic!("store {id}: open failed: {e:#}"));
     if fresh {
@@ -528,9 +532,8 @@ async fn leader_of(stores: &[&Store]) -> Rc<TestShard> {
         for s in stores {
             let leads = s
                 .shard
-                .state
-                .borrow()
-                .peers
+                .state()
+                .peers()
                 .get(&net::RangeId(1))
                 .is_some_and(|p| p.is_leader());
             if leads {
@@ -544,9 +547,8 @@ async fn leader_of(stores: &[&Store]) -> Rc<TestShard> {
 
 fn applied(shard: &TestShard) -> u64 {
     shard
-        .state
-        .borrow()
-        .peers
+        .state()
+        .peers()
         .get(&net::RangeId(1))
         .map_or(0, |p| p.applied())
 }
@@ -563,7 +565,7 @@ async fn must_agree(leader: &TestShard, follower: &TestShard) {
         );
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
-    let scan = |s: &TestShard| s.state.borrow().engine.scan_stored(b"", b"");
+    let scan = |s: &TestShard| s.state().engine().scan_stored(b"", b"");
     assert!(scan(leader) == scan(follower), "the replicas differ");
 }
 
@@ -611,8 +613,7 @@ async fn snapshot_install_crash(mode: CrashMode) {
     // The restarted store listens elsewhere: tell the others.
     let addr3 = free_addr();
     for s in [&s1, &s2] {
-        s.shard.addrs.borrow_mut().insert(3, vec![addr3.clone()]);
-        s.shard.peer_conns.borrow_mut().clear();
+        s.shard.store_moved(StoreId(3), vec![addr3.clone()]);
     }
     let s3 = start_store(3, &addrs, &addr3, &after, false).await;
     write_load(&leader, &model, &seq, (40, KEYS), &never).await;

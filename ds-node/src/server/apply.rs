@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use engines::vlog::LogRecord;
-use net::RangeId;
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, KvResponse, OpResult};
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
@@ -117,7 +116,7 @@ pub struct Effects<'a> {
     /// Range metadata records for the next group commit.
     pub meta_records: &'a mut Vec<LogRecord>,
     /// Ranges whose replica here a conf change removed.
-    pub to_destroy: &'a mut Vec<u64>,
+    pub to_destroy: &'a mut Vec<net::RangeId>,
     /// Right ranges of splits to create (with the left's descriptor when this replica led).
     pub splits: &'a mut Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
 }
@@ -149,7 +148,7 @@ pub fn entries<D: ShardDevice>(
     let now = shard.now();
     let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
     for e in entries {
-        if p.stopped.is_some() {
+        if p.is_stopped() {
             break;
         }
         applied += 1;
@@ -175,7 +174,8 @@ fn entry<D: ShardDevice>(
     match decode(e.get_entry_type(), &e.data) {
         Committed::Empty => Outcome::Applied(None),
         Committed::Write { now_ms, id, op } => {
-            let w = write(engine, &mut p.db_keys, &p.desc, e.index, now_ms, id, &op);
+            let (desc, keys) = p.desc_and_db_keys_mut();
+            let w = write(engine, keys, desc, e.index, now_ms, id, &op);
             if let Some(fault) = w.fault {
                 stop_range(shard, p, e.index, fault);
                 return Outcome::Stopped;
@@ -184,7 +184,7 @@ fn entry<D: ShardDevice>(
             Outcome::Applied(Some(w.resp))
         }
         Committed::Sweep { now_ms, keys } => {
-            let mut counted = Counted::new(engine, &mut p.db_keys);
+            let mut counted = Counted::new(engine, p.db_keys_mut());
             let n = crate::range::sweep::apply(&mut counted, now_ms, &keys);
             let size = counted.size();
             p.add_size(size);
@@ -202,7 +202,7 @@ fn entry<D: ShardDevice>(
         }
         Committed::Undecodable => {
             tracing::error!(
-                range = p.desc.id.0,
+                range = p.desc().id.0,
                 index = e.index,
                 "undecodable entry skipped"
             );
@@ -221,26 +221,26 @@ fn split<D: ShardDevice>(
     cmd: &SplitCmd,
     index: u64,
 ) -> Option<KvResponse> {
-    let range = p.desc.id.0;
-    let Some(right) = super::split::apply_to_desc(&mut p.desc, cmd) else {
-        tracing::info!(range, index, "stale split ignored");
+    let range = p.range_id();
+    let Some(right) = p.change_desc(|d| super::split::apply_to_desc(d, cmd)) else {
+        tracing::info!(%range, index, "stale split ignored");
         return None;
     };
     fx.meta_records.push(LogRecord::ConfState {
-        range: RangeId(range),
-        data: encode_meta(&p.desc),
+        range,
+        data: encode_meta(p.desc()),
     });
-    let left = p.is_leader().then(|| p.desc.clone());
+    let left = p.is_leader().then(|| p.desc().clone());
     if let Some(l) = &left {
         // At once: until the master knows, proxies keep sending the left range's old epoch.
         super::split::report_later(shard, l.clone(), right.clone());
     }
     // The moved keys' counts go with them: the right side is walked, the left keeps the rest.
     let moved = db_keys::recount(engine, &right.start, &right.end);
-    p.db_keys = p.db_keys.minus(&moved);
+    p.set_db_keys(p.db_keys().minus(&moved));
     fx.splits.push((right, left));
     // The moved keys' size goes with them (measured when created).
-    let (b, k) = engine.size_of(&p.desc.start, &p.desc.end);
+    let (b, k) = engine.size_of(&p.desc().start, &p.desc().end);
     p.set_size(b as i64, k as i64);
     Some(unit())
 }
@@ -248,20 +248,25 @@ fn split<D: ShardDevice>(
 /// Applies a membership change to the Raft group and the descriptor; a replica it removed
 /// from this shard is destroyed after the turn ([`Effects::to_destroy`]).
 fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
-    let range = p.desc.id.0;
-    match p.node.apply_conf_change(cc) {
+    let range = p.range_id();
+    match p.raft_mut().apply_conf_change(cc) {
         Ok(cs) => {
-            p.node.mut_store().set_conf_state(cs);
-            apply_conf_change_to_desc(&mut p.desc, cc);
+            p.raft_mut().mut_store().set_conf_state(cs);
+            p.change_desc(|d| apply_conf_change_to_desc(d, cc));
             fx.meta_records.push(LogRecord::ConfState {
-                range: RangeId(range),
-                data: encode_meta(&p.desc),
+                range,
+                data: encode_meta(p.desc()),
             });
-            if !p.desc.replicas.iter().any(|r| r.replica_id == p.replica_id) {
+            if !p
+                .desc()
+                .replicas
+                .iter()
+                .any(|r| r.replica_id == p.replica_id())
+            {
                 fx.to_destroy.push(range);
             }
         }
-        Err(err) => tracing::warn!(range, "conf change refused: {err}"),
+        Err(err) => tracing::warn!(%range, "conf change refused: {err}"),
     }
 }
 

@@ -27,7 +27,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use engines::vlog::{LogIndex, SegmentId};
-use net::RangeId;
 
 use super::checkpoint_store::CheckpointStore;
 use super::metrics::ShardMetrics;
@@ -62,12 +61,12 @@ impl<D: ShardDevice> Drop for FileOp<'_, D> {
     }
 }
 
-fn file_name(range: u64, index: u64) -> String {
+fn file_name(range: net::RangeId, index: u64) -> String {
     format!("range-{range}-{index:020}.ckpt")
 }
 
 /// The checkpoint files of `range` among `names`, by index.
-fn of_range(names: Vec<String>, range: u64) -> Vec<(u64, String)> {
+fn of_range(names: Vec<String>, range: net::RangeId) -> Vec<(u64, String)> {
     let prefix = format!("range-{range}-");
     let mut out: Vec<(u64, String)> = names
         .into_iter()
@@ -84,7 +83,7 @@ fn of_range(names: Vec<String>, range: u64) -> Vec<(u64, String)> {
 }
 
 /// A description of where `range`'s checkpoints live, for error messages.
-pub fn path<D: ShardDevice>(shard: &Shard<D>, range: u64) -> PathBuf {
+pub fn path<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId) -> PathBuf {
     Path::new(&shard.checkpoints.location()).join(format!("range-{range}-*.ckpt"))
 }
 
@@ -92,7 +91,7 @@ pub fn path<D: ShardDevice>(shard: &Shard<D>, range: u64) -> PathBuf {
 /// deletes the range's older checkpoints.
 pub async fn write<D: ShardDevice>(
     shard: &Shard<D>,
-    range: u64,
+    range: net::RangeId,
     index: u64,
     bytes: Rc<Vec<u8>>,
 ) -> anyhow::Result<()> {
@@ -124,7 +123,11 @@ async fn write_durably(
     store.sync_dir().await
 }
 
-async fn remove_older(store: &dyn CheckpointStore, range: u64, index: u64) -> std::io::Result<()> {
+async fn remove_older(
+    store: &dyn CheckpointStore,
+    range: net::RangeId,
+    index: u64,
+) -> std::io::Result<()> {
     for (i, name) in of_range(store.list().await?, range) {
         if i < index {
             store.remove(&name).await?;
@@ -134,7 +137,10 @@ async fn remove_older(store: &dyn CheckpointStore, range: u64, index: u64) -> st
 }
 
 /// Reads the newest checkpoint of `range` (`None`: there is none).
-pub async fn read<D: ShardDevice>(shard: &Shard<D>, range: u64) -> anyhow::Result<Option<Vec<u8>>> {
+pub async fn read<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+) -> anyhow::Result<Option<Vec<u8>>> {
     let _op = FileOp::start(shard);
     let store = shard.checkpoints.as_ref();
     let names = store
@@ -151,7 +157,7 @@ pub async fn read<D: ShardDevice>(shard: &Shard<D>, range: u64) -> anyhow::Resul
 }
 
 /// Removes every checkpoint of a destroyed range.
-pub async fn remove<D: ShardDevice>(shard: &Shard<D>, range: u64) {
+pub async fn remove<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId) {
     let _op = FileOp::start(shard);
     let _ = remove_older(shard.checkpoints.as_ref(), range, u64::MAX).await;
 }
@@ -248,14 +254,14 @@ pub fn segments_of(c: &checkpoint::Checkpoint) -> BTreeSet<SegmentId> {
 }
 
 /// Encodes the current state of an initialized range (at its applied index).
-pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
+pub fn build(st: &ShardState, range: net::RangeId) -> Option<(Encoded, SnapshotPoint)> {
     let p = st
         .peers
-        .get(&net::RangeId(range))
-        .filter(|p| p.initialized && p.stopped.is_none())?;
+        .get(&range)
+        .filter(|p| p.is_initialized() && !p.is_stopped())?;
     let index = p.applied();
-    let term = p.node.raft.raft_log.term(index).ok()?;
-    let desc = p.desc.clone();
+    let term = p.raft().raft.raft_log.term(index).ok()?;
+    let desc = p.desc().clone();
     let conf = conf_state_of(&desc);
     let encoded = encode_stored(&st.engine, &CheckpointMeta { index, term, desc });
     Some((encoded, SnapshotPoint { index, term, conf }))
@@ -265,17 +271,12 @@ pub fn build(st: &ShardState, range: u64) -> Option<(Encoded, SnapshotPoint)> {
 /// log was compacted.
 pub async fn checkpoint_range<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
-    range: u64,
+    range: net::RangeId,
 ) -> anyhow::Result<bool> {
     // One checkpoint of a range at a time (the compaction task and the garbage collector
     // both write them): two writers of the same index would share a temporary file, and
     // the slower one could leave `checkpoint_segments` naming the older file's segments.
-    while shard
-        .state
-        .borrow()
-        .checkpointing
-        .contains(&net::RangeId(range))
-    {
+    while shard.state.borrow().checkpointing.contains(&range) {
         if shard.stop.get() {
             return Ok(false);
         }
@@ -293,22 +294,22 @@ pub async fn checkpoint_range<D: ShardDevice>(
         .state
         .borrow_mut()
         .checkpoint_segments
-        .insert(net::RangeId(range), encoded.segments);
+        .insert(range, encoded.segments);
     let (keep_from, term) = {
         let mut st = shard.state.borrow_mut();
-        let Some(p) = st.peers.get_mut(&net::RangeId(range)) else {
+        let Some(p) = st.peers.get_mut(&range) else {
             return Ok(false);
         };
         let index = point.index;
-        p.node.mut_store().set_snapshot(point);
+        p.raft_mut().mut_store().set_snapshot(point);
         let mut keep_from = index + 1;
         if p.is_leader() {
             // Keep the entries a follower that is only a little behind still needs: it then
             // catches up from the log instead of by snapshot.
-            let me = p.replica_id.0;
+            let me = p.replica_id().0;
             let slack = shard.cfg.cached_entries as u64;
             let lagging = p
-                .node
+                .raft()
                 .raft
                 .prs()
                 .iter()
@@ -321,49 +322,41 @@ pub async fn checkpoint_range<D: ShardDevice>(
                 }
             }
         }
-        let trunc = p.node.store().truncated_index();
+        let trunc = p.raft().store().truncated_index();
         if keep_from <= trunc + 1 {
             drop(st);
             record(shard, t, size);
             return Ok(false);
         }
-        let term = p.node.raft.raft_log.term(keep_from - 1).unwrap_or(0);
+        let term = p.raft().raft.raft_log.term(keep_from - 1).unwrap_or(0);
         (keep_from, term)
     };
     shard
         .log
-        .compact(RangeId(range), LogIndex(keep_from))
+        .compact(range, LogIndex(keep_from))
         .await
         .map_err(|e| anyhow::anyhow!("compact range {range}: {e}"))?;
     crate::failpoint!("ds_node::shard::checkpoint::after_compact");
-    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
-        p.node.mut_store().truncate_to(keep_from - 1, term);
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
+        p.raft_mut().mut_store().truncate_to(keep_from - 1, term);
     }
     record(shard, t, size);
     Ok(true)
 }
 
 /// Marks a range's checkpoint as being written while it lives.
-struct OneCheckpoint<'a, D: ShardDevice>(&'a Shard<D>, u64);
+struct OneCheckpoint<'a, D: ShardDevice>(&'a Shard<D>, net::RangeId);
 
 impl<'a, D: ShardDevice> OneCheckpoint<'a, D> {
-    fn start(shard: &'a Shard<D>, range: u64) -> Self {
-        shard
-            .state
-            .borrow_mut()
-            .checkpointing
-            .insert(net::RangeId(range));
+    fn start(shard: &'a Shard<D>, range: net::RangeId) -> Self {
+        shard.state.borrow_mut().checkpointing.insert(range);
         Self(shard, range)
     }
 }
 
 impl<D: ShardDevice> Drop for OneCheckpoint<'_, D> {
     fn drop(&mut self) {
-        self.0
-            .state
-            .borrow_mut()
-            .checkpointing
-            .remove(&net::RangeId(self.1));
+        self.0.state.borrow_mut().checkpointing.remove(&self.1);
     }
 }
 
@@ -401,7 +394,7 @@ fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
     let now = shard.now();
     let mut st = shard.state.borrow_mut();
     st.peers
-        .retain(|_, p| p.initialized || !p.older_than(UNINITIALIZED_TTL, now));
+        .retain(|_, p| p.is_initialized() || !p.older_than(UNINITIALIZED_TTL, now));
 }
 
 /// The compaction task of a shard (see the module documentation).
@@ -411,13 +404,13 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
         crate::core::sleep(every).await;
         forget_stale_uninitialized(&shard);
         let pressure = log_under_pressure(&shard);
-        let due: Vec<u64> = {
+        let due: Vec<net::RangeId> = {
             let st = shard.state.borrow();
             st.peers
                 .iter()
-                .filter(|(_, p)| p.initialized)
+                .filter(|(_, p)| p.is_initialized())
                 .filter(|(_, p)| {
-                    let store = p.node.store();
+                    let store = p.raft().store();
                     let since = store.snapshot_point().map_or(0, |s| s.index);
                     let applied = p.applied();
                     applied > since
@@ -425,7 +418,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                             || applied - since >= shard.cfg.checkpoint_entries
                             || (pressure && store.truncated_index() < applied))
                 })
-                .map(|(&id, _)| id.0)
+                .map(|(&id, _)| id)
                 .collect()
         };
         let mut compacted = false;
@@ -436,7 +429,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             match checkpoint_range(&shard, range).await {
                 Ok(c) => compacted |= c,
                 Err(e) => {
-                    tracing::error!(range, "checkpoint failed: {e:#}");
+                    tracing::error!(%range, "checkpoint failed: {e:#}");
                     shard.metrics.borrow_mut().checkpoint_errors_total += 1;
                 }
             }

@@ -503,7 +503,7 @@ pub fn read_needs_load(
 /// ReadIndex read), executes, and sends the response.
 pub fn spawn_read<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
-    range: u64,
+    range: net::RangeId,
     op: KvOp,
     min_index: Option<u64>,
     tx: oneshot::Sender<KvResponse>,
@@ -517,19 +517,17 @@ pub fn spawn_read<D: ShardDevice>(
 
 async fn read_after_load<D: ShardDevice>(
     shard: &Shard<D>,
-    range: u64,
+    range: net::RangeId,
     op: &KvOp,
     min_index: Option<u64>,
 ) -> KvResponse {
     // The spawner may still hold the shard state (a request handler): start next turn.
     futures_lite::future::yield_now().await;
     let err = |error| KvResponse::Err { error };
-    let desc = match shard.state.borrow().peers.get(&net::RangeId(range)) {
-        Some(p) => p.desc.clone(),
+    let desc = match shard.state.borrow().peers.get(&range) {
+        Some(p) => p.desc().clone(),
         None => {
-            return err(RpcError::RangeNotFound {
-                range_id: net::RangeId(range),
-            });
+            return err(RpcError::RangeNotFound { range_id: range });
         }
     };
     let now = super::shard::now_ms();
@@ -555,7 +553,7 @@ async fn read_after_load<D: ShardDevice>(
 /// in between).
 fn answer_loaded<D: ShardDevice>(
     shard: &Shard<D>,
-    range: u64,
+    range: net::RangeId,
     op: &KvOp,
     min_index: Option<u64>,
     desc: &RangeDescriptor,
@@ -564,22 +562,20 @@ fn answer_loaded<D: ShardDevice>(
     let err = |error| KvResponse::Err { error };
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&net::RangeId(range)) else {
-        return err(RpcError::RangeNotFound {
-            range_id: net::RangeId(range),
-        });
+    let Some(p) = peers.get_mut(&range) else {
+        return err(RpcError::RangeNotFound { range_id: range });
     };
     let still_valid = match min_index {
         None => p.is_leader() && p.lease_read_ok(shard.now()),
         Some(i) => p.applied() >= i,
     };
-    if !still_valid || p.desc.epoch != desc.epoch {
+    if !still_valid || p.desc().epoch != desc.epoch {
         return err(RpcError::NotLeader { hint: None });
     }
     let ctx = ApplyCtx {
         now_ms: now,
         index: p.applied(),
-        range: &p.desc,
+        range: p.desc(),
     };
     let r = execute(engine, op, &ctx);
     if engine.take_cold_misses() > 0 {

@@ -5,7 +5,6 @@
 //! the request handler.
 
 use engines::vlog::{LogIndex, LogRecord};
-use net::RangeId;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::{ReplicaId, StoreId};
 use raft::eraftpb::{ConfChangeType, ConfChangeV2, EntryType};
@@ -16,35 +15,33 @@ impl<D: ShardDevice> Shard<D> {
     /// Removes the replica of `range` from this shard after a conf change removed it:
     /// tombstone record first (so a restart does not bring it back), then its keys, its log
     /// entries and its checkpoint.
-    pub async fn destroy_range(&self, range: u64) -> anyhow::Result<()> {
-        let Some(mut p) = self.state.borrow_mut().peers.remove(&net::RangeId(range)) else {
+    pub async fn destroy_range(&self, range: net::RangeId) -> anyhow::Result<()> {
+        let Some(mut p) = self.state.borrow_mut().peers.remove(&range) else {
             return Ok(());
         };
         let err = || net::message::kv::KvResponse::Err {
-            error: net::RpcError::RangeNotFound {
-                range_id: net::RangeId(range),
-            },
+            error: net::RpcError::RangeNotFound { range_id: range },
         };
         p.fail_waiting(err);
         {
             let mut st = self.state.borrow_mut();
-            st.tombstones.insert((net::RangeId(range), p.replica_id));
+            st.tombstones.insert((range, p.replica_id()));
             // The addresses learnt for the range's other replicas are no longer needed.
-            st.reply_to.retain(|(r, _), _| *r != net::RangeId(range));
+            st.reply_to.retain(|(r, _), _| *r != range);
         }
-        let lr = RangeId(range);
+        let lr = range;
         self.log
             .append_one(LogRecord::ConfState {
                 range: lr,
-                data: crate::range::codec::encode_tombstone(p.replica_id.0),
+                data: crate::range::codec::encode_tombstone(p.replica_id().0),
             })
             .await
             .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
-        if p.initialized {
+        if p.is_initialized() {
             super::checkpoint::clear_range(
                 &mut self.state.borrow_mut().engine,
-                &p.desc.start,
-                &p.desc.end,
+                &p.desc().start,
+                &p.desc().end,
             );
         }
         if let Some((_, last)) = self.log.bounds(lr) {
@@ -54,12 +51,9 @@ impl<D: ShardDevice> Shard<D> {
                 .map_err(|e| anyhow::anyhow!("compact destroyed range {range}: {e}"))?;
         }
         super::checkpoint::remove(self, range).await;
-        self.state
-            .borrow_mut()
-            .checkpoint_segments
-            .remove(&net::RangeId(range));
+        self.state.borrow_mut().checkpoint_segments.remove(&range);
         self.metrics.borrow_mut().replicas_destroyed_total += 1;
-        tracing::info!(range, replica = p.replica_id.0, "replica destroyed");
+        tracing::info!(%range, replica = p.replica_id().0, "replica destroyed");
         Ok(())
     }
 }

@@ -178,8 +178,8 @@ async fn write_and_demote<D: ShardDevice>(
                 let range = st
                     .peers
                     .values()
-                    .find(|p| p.desc.contains(&c.key))
-                    .map_or(0, |p| p.desc.id.0);
+                    .find(|p| p.desc().contains(&c.key))
+                    .map_or(0, |p| p.desc().id.0);
                 AppendRecord {
                     record: LogRecord::Relocated {
                         range: RangeId(range),

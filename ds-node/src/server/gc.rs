@@ -72,8 +72,8 @@ impl<D: ShardDevice> GcEngine for ShardEngine<'_, D> {
         let st = self.0.state.borrow();
         st.peers
             .values()
-            .find(|p| p.desc.contains(key))
-            .map_or(0, |p| p.desc.id.0)
+            .find(|p| p.desc().contains(key))
+            .map_or(0, |p| p.desc().id.0)
     }
 
     fn relocate(&self, key: &[u8], old: LogPointer, new: LogPointer) -> bool {
@@ -217,13 +217,13 @@ async fn checkpoint_referencing<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     victims: &BTreeSet<SegmentId>,
 ) -> Result<u64, String> {
-    let ranges: Vec<u64> = shard
+    let ranges: Vec<net::RangeId> = shard
         .state
         .borrow()
         .checkpoint_segments
         .iter()
         .filter(|(_, segs)| !segs.is_disjoint(victims))
-        .map(|(r, _)| r.0)
+        .map(|(r, _)| *r)
         .collect();
     let mut n = 0;
     for range in ranges {

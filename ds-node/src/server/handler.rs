@@ -122,19 +122,22 @@ fn kv<D: ShardDevice>(
     }
     let mut st = shard.state.borrow_mut();
     let ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&req.ctx.range_id).filter(|p| p.initialized) else {
+    let Some(p) = peers
+        .get_mut(&req.ctx.range_id)
+        .filter(|p| p.is_initialized())
+    else {
         return err(RpcError::RangeNotFound {
             range_id: req.ctx.range_id,
         });
     };
-    if let Some(why) = &p.stopped {
+    if let Some(why) = p.stopped() {
         return err(RpcError::Internal {
             code: RANGE_STOPPED,
-            message: format!("range {} stopped: {why}", p.desc.id),
+            message: format!("range {} stopped: {why}", p.desc().id),
         });
     }
-    if req.ctx.epoch != p.desc.epoch {
-        let desc = p.desc.clone();
+    if req.ctx.epoch != p.desc().epoch {
+        let desc = p.desc().clone();
         return err(RpcError::EpochMismatch {
             ranges: with_split_neighbours(peers, desc),
         });
@@ -213,12 +216,12 @@ fn with_split_neighbours(
         }
         match peers
             .values()
-            .find(|p| p.initialized && p.desc.start == end)
+            .find(|p| p.is_initialized() && p.desc().start == end)
         {
             Some(p) => {
-                let mut d = p.desc.clone();
+                let mut d = p.desc().clone();
                 if p.is_leader() {
-                    d.leader = Some(p.replica_id);
+                    d.leader = Some(p.replica_id());
                 }
                 out.push(d);
             }
@@ -288,28 +291,28 @@ fn raft_message<D: ShardDevice>(
 ) -> Result<(), Dropped> {
     use raft::eraftpb::MessageType;
     let mut m = crate::range::raft_pb::decode_message(&env.message).map_err(|_| Dropped::Bad)?;
-    let range = env.range_id.0;
+    let range = env.range_id;
     if m.to != env.to_replica.0 || m.from != env.from_replica.0 || m.from == 0 || m.to == 0 {
         return Err(Dropped::Bad);
     }
-    if !st.peers.contains_key(&net::RangeId(range)) {
+    if !st.peers.contains_key(&range) {
         let p = replica_for(shard, st, range, &m)?;
-        st.peers.insert(net::RangeId(range), p);
+        st.peers.insert(range, p);
         shard.metrics.borrow_mut().replicas_created_total += 1;
         tracing::info!(
-            range,
+            %range,
             replica = m.to,
             "replica created for a leader's message"
         );
     }
-    let p = st.peers.get(&net::RangeId(range)).ok_or(Dropped::Bad)?;
-    if m.to != p.replica_id.0 {
+    let p = st.peers.get(&range).ok_or(Dropped::Bad)?;
+    if m.to != p.replica_id().0 {
         return Err(Dropped::Refused(Refusal::Address));
     }
-    if !p.initialized && !master_places(shard, range, m.from, None) {
+    if !p.is_initialized() && !master_places(shard, range, net::ReplicaId(m.from), None) {
         return Err(Dropped::Refused(Refusal::NotMember));
     }
-    validate::check(&p.node.raft, p.initialized, &m).map_err(Dropped::Refused)?;
+    validate::check(&p.raft().raft, p.is_initialized(), &m).map_err(Dropped::Refused)?;
     let vote = matches!(
         m.get_msg_type(),
         MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
@@ -321,13 +324,13 @@ fn raft_message<D: ShardDevice>(
     if m.get_msg_type() == MessageType::MsgSnapshot {
         let got = snapshot_in(st, range, &m)?;
         m.mut_snapshot().data = Default::default();
-        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
+        if let Some(p) = st.peers.get_mut(&range) {
             p.keep_snapshot(got);
         }
     }
     // Only now, with the sender a member: bounded by the ranges here and their members.
     st.reply_to.insert(
-        (net::RangeId(range), net::ReplicaId(m.from)),
+        (range, net::ReplicaId(m.from)),
         Replica {
             replica_id: env.from_replica,
             store_id: from_store,
@@ -338,10 +341,10 @@ fn raft_message<D: ShardDevice>(
     // A stopped range (an apply hit an invariant) takes no more Raft traffic.
     let p = st
         .peers
-        .get_mut(&net::RangeId(range))
-        .filter(|p| p.stopped.is_none())
+        .get_mut(&range)
+        .filter(|p| !p.is_stopped())
         .ok_or(Dropped::Bad)?;
-    p.node.step(m).map_err(|_| Dropped::Bad)
+    p.raft_mut().step(m).map_err(|_| Dropped::Bad)
 }
 
 /// A new, empty replica for a leader's message to a range this shard does not have: a
@@ -352,7 +355,7 @@ fn raft_message<D: ShardDevice>(
 fn replica_for<D: ShardDevice>(
     shard: &Shard<D>,
     st: &mut ShardState,
-    range: u64,
+    range: net::RangeId,
     m: &RaftMsg,
 ) -> Result<Peer, Dropped> {
     use raft::eraftpb::MessageType;
@@ -363,38 +366,47 @@ fn replica_for<D: ShardDevice>(
     if !from_leader || m.term == 0 {
         return Err(Dropped::Refused(Refusal::Type));
     }
-    if st
-        .tombstones
-        .contains(&(net::RangeId(range), net::ReplicaId(m.to)))
-    {
+    if st.tombstones.contains(&(range, net::ReplicaId(m.to))) {
         return Err(Dropped::Bad);
     }
-    if !master_places(shard, range, m.from, Some(m.to)) {
+    if !master_places(
+        shard,
+        range,
+        net::ReplicaId(m.from),
+        Some(net::ReplicaId(m.to)),
+    ) {
         return Err(Dropped::Refused(Refusal::UnknownRange));
     }
-    let waiting = st.peers.values().filter(|p| !p.initialized).count();
+    let waiting = st.peers.values().filter(|p| !p.is_initialized()).count();
     if waiting >= MAX_UNINITIALIZED || !st.creations.take(shard.now()) {
         return Err(Dropped::Refused(Refusal::CreationLimit));
     }
-    let p = shard.new_uninitialized(range, m.to).map_err(|e| {
-        tracing::warn!(range, "cannot create replica: {e:#}");
-        Dropped::Bad
-    })?;
-    validate::check(&p.node.raft, false, m).map_err(Dropped::Refused)?;
+    let p = shard
+        .new_uninitialized(range, net::ReplicaId(m.to))
+        .map_err(|e| {
+            tracing::warn!(%range, "cannot create replica: {e:#}");
+            Dropped::Bad
+        })?;
+    validate::check(&p.raft().raft, false, m).map_err(Dropped::Refused)?;
     Ok(p)
 }
 
 /// Whether the master's last route table lists `from` as a replica of `range` and (with
 /// `me`) replica `me` of it on this shard.
-fn master_places<D: ShardDevice>(shard: &Shard<D>, range: u64, from: u64, me: Option<u64>) -> bool {
+fn master_places<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+    from: net::ReplicaId,
+    me: Option<net::ReplicaId>,
+) -> bool {
     let ranges = shard.master_ranges.borrow();
-    let Some(d) = ranges.get(&net::RangeId(range)) else {
+    let Some(d) = ranges.get(&range) else {
         return false;
     };
-    let has = |id: u64| d.replicas.iter().any(|r| r.replica_id.0 == id);
+    let has = |id: net::ReplicaId| d.replicas.iter().any(|r| r.replica_id == id);
     let here = me.is_none_or(|me| {
         d.replicas.iter().any(|r| {
-            r.replica_id.0 == me && r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index
+            r.replica_id == me && r.store_id == shard.store_id && r.shard_id.0 == shard.index
         })
     });
     has(from) && here
@@ -405,7 +417,7 @@ fn master_places<D: ShardDevice>(shard: &Shard<D>, range: u64, from: u64, me: Op
 /// destroy keys).
 fn snapshot_in(
     st: &mut ShardState,
-    range: u64,
+    range: net::RangeId,
     m: &RaftMsg,
 ) -> Result<super::transfers::Received, Dropped> {
     let got = super::transfers::transfer_id(m)
@@ -413,14 +425,14 @@ fn snapshot_in(
         .ok_or(Dropped::Bad)?;
     let d = &got.meta.desc;
     let overlaps = st.peers.iter().any(|(&id, o)| {
-        id != net::RangeId(range)
-            && o.initialized
-            && (d.end.is_empty() || o.desc.start < d.end)
-            && (o.desc.end.is_empty() || d.start < o.desc.end)
+        id != range
+            && o.is_initialized()
+            && (d.end.is_empty() || o.desc().start < d.end)
+            && (o.desc().end.is_empty() || d.start < o.desc().end)
     });
     if overlaps {
         tracing::warn!(
-            range,
+            %range,
             "snapshot overlaps another range of this shard; dropped"
         );
         return Err(Dropped::Bad);

@@ -24,7 +24,7 @@
 //!    `conf_change` (membership changes, replica destruction), `read` (lease and ReadIndex
 //!    reads), `write` (proposals), `ttl` (expiry sweeps), `apply` (committed entries
 //!    applied by kind, for the ready loop and recovery), `recover` (opening a shard,
-//!    recovering and creating ranges). Within the layer an operation may call one listed
+//!    recovering and creating ranges), `figures` (the shard's figures for the admin thread). Within the layer an operation may call one listed
 //!    before it, never one after it (e.g. `snapshot` uses `transport`, `cold` and
 //!    `checkpoint`; `recover` uses `split` and `conf_change`). An operation that must tell
 //!    the layer above something returns it (`apply::Effects`: the ready loop appends the
@@ -32,6 +32,15 @@
 //! 3. **Drivers** (the top): `ready` (the one ready loop per shard: group commit across all
 //!    groups, apply, answers) and `handler` (requests from clients and peers). Nothing in
 //!    `server` imports them; `crate::node` starts them.
+//!
+//! # Visibility
+//!
+//! The shard state's fields are `pub(super)` ([`Shard`], `ShardState`: the operations here
+//! read and change them directly) or private (`Peer`: changed only through its methods, named
+//! after what callers do). Code outside `server` (the heartbeat worker, `crate::node`,
+//! `crate::offline`, the tests) reaches the state through methods only (`Shard::state`,
+//! `ShardState::peers`, `Shard::shutdown`, ...). Ranges, replicas and stores are
+//! `net::RangeId`, `net::ReplicaId` and `net::StoreId` in every signature here.
 
 pub mod apply;
 pub mod checkpoint;
@@ -42,6 +51,7 @@ pub mod conf_change;
 pub mod demote;
 pub mod disk_limit;
 pub mod fence;
+pub mod figures;
 pub mod gc;
 pub mod gc_metrics;
 pub mod gc_move;

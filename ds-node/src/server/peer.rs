@@ -2,11 +2,12 @@
 //! Part of the shard state (a leaf: imports no `server` module but `transfers`, `lease` and
 //! `throttle_state`).
 //!
-//! The waiting proposals and reads, the read lease and the range's size are private: the
-//! operations change them through methods named after what they do (`add_pending`,
-//! `take_pending`, `start_read_index`, `take_ready_reads`, `renew_lease`, `fail_waiting`,
-//! `add_size`, ...), so the rules that tie them together (ReadIndex contexts shared with lease
-//! renewals, the lease fenced by transfers) live here only.
+//! Every field is private: the operations change a replica through methods named after what
+//! they do (`add_pending`, `take_pending`, `start_read_index`, `take_ready_reads`,
+//! `renew_lease`, `fail_waiting`, `add_size`, `stop`, `mark_initialized`, `change_desc`, ...),
+//! so the rules that tie its parts together (ReadIndex contexts shared with lease renewals,
+//! the lease fenced by transfers, a stopped range's waiters answered) live here only. The
+//! Raft group is reached through `raft()`/`raft_mut()`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +20,7 @@ use raft::{RawNode, StateRole};
 
 use super::lease::Lease;
 use super::throttle_state::Charge;
+use crate::range::db_keys::DbKeys;
 use crate::range::storage::RaftLogCache;
 
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
@@ -32,39 +34,43 @@ pub type Waiter = oneshot::Sender<KvResponse>;
 
 /// A proposal waiting for its entry to apply.
 #[derive(Debug)]
-pub struct Pending {
+pub(super) struct Pending {
     /// The term the entry was proposed in (another term at that index: it was dropped).
-    pub term: u64,
+    pub(super) term: u64,
     /// The answer.
-    pub tx: Waiter,
+    pub(super) tx: Waiter,
     /// When it was proposed.
-    pub at: Instant,
+    pub(super) at: Instant,
     /// Its bytes counted as memory to come (`server::throttle`), for a write that may add
     /// data; released when this is dropped.
-    pub charge: Option<Charge>,
+    #[expect(
+        dead_code,
+        reason = "held, never read: dropping it releases the charge"
+    )]
+    pub(super) charge: Option<Charge>,
 }
 
 /// A read waiting for its ReadIndex (and then for apply to reach it).
 #[derive(Debug)]
-pub struct WaitingRead {
+pub(super) struct WaitingRead {
     /// The operation.
-    pub op: KvOp,
+    pub(super) op: KvOp,
     /// The answer.
-    pub tx: Waiter,
+    pub(super) tx: Waiter,
     /// The read index once known.
-    pub index: Option<u64>,
+    index: Option<u64>,
     /// When it arrived.
-    pub at: Instant,
+    pub(super) at: Instant,
 }
 
 /// A range replica hosted by this shard.
 pub struct Peer {
     /// The range descriptor (replicas = the Raft configuration).
-    pub desc: RangeDescriptor,
+    desc: RangeDescriptor,
     /// This replica's Raft id.
-    pub replica_id: net::ReplicaId,
+    replica_id: net::ReplicaId,
     /// The Raft group.
-    pub node: RawNode<RaftLogCache>,
+    node: RawNode<RaftLogCache>,
     /// Proposals by log index.
     pending: BTreeMap<u64, Pending>,
     /// Reads by ReadIndex context.
@@ -79,7 +85,7 @@ pub struct Peer {
     pub(super) sweep_in_flight: u64,
     /// False for a replica created for a leader's message that has not installed its first
     /// snapshot yet: it has no key range and serves nothing.
-    pub initialized: bool,
+    initialized: bool,
     /// A snapshot stepped into raft-rs, to install when raft-rs hands it back in a ready.
     snapshot_in: Option<super::transfers::Received>,
     /// When this replica was created (to give up on a replica that never initializes).
@@ -89,7 +95,7 @@ pub struct Peer {
     approx_size: (i64, i64),
     /// Keys and keys with an expiry per database (`DBSIZE`, `INFO keyspace`): exact, kept by
     /// every applied write and sweep, rebuilt when the range is loaded (`range::db_keys`).
-    pub db_keys: crate::range::db_keys::DbKeys,
+    db_keys: DbKeys,
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
     split_proposed_at: Option<Instant>,
@@ -97,7 +103,7 @@ pub struct Peer {
     /// stopped replica applies, steps and checkpoints nothing more and answers every request
     /// with an error; the shard's other ranges go on. Recovery stops it again at the same
     /// entry (deterministic), so a restart never crash-loops.
-    pub stopped: Option<String>,
+    stopped: Option<String>,
     /// The read lease while this replica leads ([`Lease`]).
     lease: Lease,
     /// A leader transfer was started and may still be running: acknowledgements renew
@@ -148,6 +154,120 @@ impl Peer {
             lease: Lease::new(lease),
             transferring: false,
         }
+    }
+
+    /// The range descriptor (its replicas are the Raft configuration).
+    #[inline]
+    pub fn desc(&self) -> &RangeDescriptor {
+        &self.desc
+    }
+
+    /// The range's id.
+    #[inline]
+    pub fn range_id(&self) -> net::RangeId {
+        self.desc.id
+    }
+
+    /// Replaces the descriptor (a snapshot installed it).
+    pub fn set_desc(&mut self, desc: RangeDescriptor) {
+        self.desc = desc;
+    }
+
+    /// Changes the descriptor with `f` (an applied split or membership change); what `f`
+    /// returns.
+    pub fn change_desc<R>(&mut self, f: impl FnOnce(&mut RangeDescriptor) -> R) -> R {
+        f(&mut self.desc)
+    }
+
+    /// This replica's Raft id.
+    #[inline]
+    pub fn replica_id(&self) -> net::ReplicaId {
+        self.replica_id
+    }
+
+    /// The Raft group.
+    #[inline]
+    pub fn raft(&self) -> &RawNode<RaftLogCache> {
+        &self.node
+    }
+
+    /// The Raft group, to step, propose, tick or advance it.
+    #[inline]
+    pub fn raft_mut(&mut self) -> &mut RawNode<RaftLogCache> {
+        &mut self.node
+    }
+
+    /// The Raft group's current term.
+    #[inline]
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    /// The index of the last entry in the Raft log.
+    #[inline]
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// Whether this replica has a key range (false until a replica created for a leader's
+    /// message installs its first snapshot).
+    #[inline]
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// Notes that the replica's first snapshot installed: it has a key range now.
+    pub fn mark_initialized(&mut self) {
+        self.initialized = true;
+    }
+
+    /// Why the range stopped, if it did ([`Peer::stop`]).
+    #[inline]
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// Whether the range is stopped ([`Peer::stop`]).
+    #[inline]
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_some()
+    }
+
+    /// Stops the range for `why` (applying a committed entry broke an engine invariant):
+    /// every waiting proposal is answered with `why` as a `RANGE_STOPPED` error, and the
+    /// replica applies, steps and checkpoints nothing more.
+    pub fn stop(&mut self, why: String) {
+        self.fail_pending(|| KvResponse::Err {
+            error: net::RpcError::Internal {
+                code: RANGE_STOPPED,
+                message: why.clone(),
+            },
+        });
+        self.stopped = Some(why);
+    }
+
+    /// The range's keys and keys with an expiry per database.
+    #[inline]
+    pub fn db_keys(&self) -> &DbKeys {
+        &self.db_keys
+    }
+
+    /// The per-database key counts, for an applied sweep that counts what it deletes.
+    #[inline]
+    pub fn db_keys_mut(&mut self) -> &mut DbKeys {
+        &mut self.db_keys
+    }
+
+    /// Replaces the per-database key counts (recounted after a load, snapshot or split).
+    pub fn set_db_keys(&mut self, keys: DbKeys) {
+        self.db_keys = keys;
+    }
+
+    /// The descriptor and the per-database key counts, for an applied write that checks
+    /// its keys against the range and counts what it adds or removes.
+    #[inline]
+    pub fn desc_and_db_keys_mut(&mut self) -> (&RangeDescriptor, &mut DbKeys) {
+        (&self.desc, &mut self.db_keys)
     }
 
     /// Notes the group's role after a ready; whether leadership was gained or lost.
@@ -208,13 +328,13 @@ impl Peer {
     }
 
     /// Makes `w` wait for the entry proposed at `index`.
-    pub fn add_pending(&mut self, index: u64, w: Pending) {
+    pub(super) fn add_pending(&mut self, index: u64, w: Pending) {
         debug_assert!(!self.pending.contains_key(&index));
         self.pending.insert(index, w);
     }
 
     /// The proposal waiting for entry `index`, no longer waiting.
-    pub fn take_pending(&mut self, index: u64) -> Option<Pending> {
+    pub(super) fn take_pending(&mut self, index: u64) -> Option<Pending> {
         self.pending.remove(&index)
     }
 
@@ -272,7 +392,7 @@ impl Peer {
     }
 
     /// The reads whose index is known and applied, no longer waiting (in context order).
-    pub fn take_ready_reads(&mut self) -> Vec<WaitingRead> {
+    pub(super) fn take_ready_reads(&mut self) -> Vec<WaitingRead> {
         let applied = self.applied();
         let ready: Vec<u64> = self
             .reads
@@ -356,10 +476,10 @@ impl Peer {
 
     /// Hands leadership to replica `to`: the lease ends now (its target may be elected
     /// without waiting for the followers' election timeouts). `now` is the shard's clock.
-    pub fn transfer_leader(&mut self, to: u64, now: Instant) {
+    pub fn transfer_leader(&mut self, to: net::ReplicaId, now: Instant) {
         self.lease.fence(now);
         self.transferring = true;
-        self.node.transfer_leader(to);
+        self.node.transfer_leader(to.0);
     }
 
     /// The applied index.
@@ -383,4 +503,65 @@ pub fn conf_state_of(desc: &RangeDescriptor) -> ConfState {
         }
     }
     cs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::HardState;
+
+    fn peer() -> Peer {
+        let desc = RangeDescriptor {
+            id: net::RangeId(7),
+            start: bytes::Bytes::new(),
+            end: bytes::Bytes::new(),
+            epoch: net::Epoch::default(),
+            replicas: Vec::new(),
+            leader: None,
+        };
+        let cache = RaftLogCache::new(HardState::default(), ConfState::default(), 0, 0);
+        let cfg = raft::Config {
+            id: 1,
+            ..raft::Config::default()
+        };
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let node = RawNode::new(&cfg, cache, &logger).expect("a valid raft config");
+        let now = Instant::now();
+        Peer::new(
+            desc,
+            net::ReplicaId(1),
+            node,
+            true,
+            Duration::from_secs(1),
+            now,
+        )
+    }
+
+    #[test]
+    fn a_stopped_range_answers_its_waiting_proposals_with_why_it_stopped() {
+        let mut p = peer();
+        let (tx, mut rx) = oneshot::channel();
+        let at = Instant::now();
+        let w = Pending {
+            term: 1,
+            tx,
+            at,
+            charge: None,
+        };
+        p.add_pending(6, w);
+        assert!(!p.is_stopped());
+        p.stop("range 7 stopped at entry 6: broken".into());
+        assert!(p.is_stopped());
+        assert_eq!(p.stopped(), Some("range 7 stopped at entry 6: broken"));
+        assert_eq!(p.pending_count(), 0);
+        match rx.try_recv() {
+            Ok(Some(KvResponse::Err {
+                error: net::RpcError::Internal { code, message },
+            })) => {
+                assert_eq!(code, RANGE_STOPPED);
+                assert_eq!(message, "range 7 stopped at entry 6: broken");
+            }
+            other => panic!("the waiting proposer got {other:?}"),
+        }
+    }
 }

@@ -37,7 +37,7 @@ pub fn start<D: ShardDevice>(
     op: KvOp,
 ) -> Result<Answer, RpcError> {
     let key_bytes = op.redis_key().map_or(0, |k| k.len());
-    shard.load.borrow_mut().read(p.desc.id.0, key_bytes);
+    shard.load.borrow_mut().read(p.desc().id.0, key_bytes);
     let now = shard.now();
     p.note_read(now);
     if p.lease_read_ok(now) {
@@ -60,15 +60,15 @@ fn lease<D: ShardDevice>(
         return Ok(Answer::Now(resp));
     }
     let now = now_ms();
-    if super::cold::read_needs_load(engine, &op, &p.desc, now) {
+    if super::cold::read_needs_load(engine, &op, p.desc(), now) {
         let (tx, rx) = oneshot::channel();
-        super::cold::spawn_read(shard, p.desc.id.0, op, None, tx);
+        super::cold::spawn_read(shard, p.range_id(), op, None, tx);
         return Ok(Answer::Later(rx));
     }
     let ctx = ApplyCtx {
         now_ms: now,
         index: p.applied(),
-        range: &p.desc,
+        range: p.desc(),
     };
     let r = execute(engine, &op, &ctx);
     if engine.take_cold_misses() > 0 {
@@ -87,9 +87,9 @@ fn from_peer(p: &Peer, op: &KvOp) -> Option<KvResponse> {
     match op.in_db(net::keyspace::Db::ZERO).1 {
         KvOp::DbStats {} => Some(KvResponse::Ok {
             result: OpResult::DbStats {
-                start: p.desc.start.clone(),
-                end: p.desc.end.clone(),
-                dbs: p.db_keys.stats(),
+                start: p.desc().start.clone(),
+                end: p.desc().end.clone(),
+                dbs: p.db_keys().stats(),
             },
         }),
         _ => None,
@@ -102,7 +102,7 @@ fn read_index<D: ShardDevice>(
     p: &mut Peer,
     op: KvOp,
 ) -> Result<Answer, RpcError> {
-    if !p.node.raft.commit_to_current_term() {
+    if !p.raft().raft.commit_to_current_term() {
         // raft-rs drops ReadIndex requests until the leader commits in its term (a few ms
         // after election): the client retries (hint: this replica).
         return Err(shard.not_leader(p));
@@ -130,7 +130,7 @@ pub fn note_read_state(p: &mut Peer, ctx: &[u8], index: u64, now: Instant) {
         return;
     };
     if let Some(at) = p.read_index_returned(id, index) {
-        let term = p.node.raft.term;
+        let term = p.term();
         p.extend_lease(term, at, now);
     }
 }
@@ -162,15 +162,15 @@ pub fn answer_ready<D: ShardDevice>(
             let _ = r.tx.send(resp);
             continue;
         }
-        if super::cold::read_needs_load(engine, &r.op, &p.desc, now) {
+        if super::cold::read_needs_load(engine, &r.op, p.desc(), now) {
             // Answered by its own task once loaded: hot reads do not wait for it.
-            super::cold::spawn_read(shard, p.desc.id.0, r.op, Some(applied), r.tx);
+            super::cold::spawn_read(shard, p.range_id(), r.op, Some(applied), r.tx);
             continue;
         }
         let ctx = ApplyCtx {
             now_ms: now,
             index: applied,
-            range: &p.desc,
+            range: p.desc(),
         };
         let resp = match execute(engine, &r.op, &ctx) {
             Ok(result) => KvResponse::Ok { result },

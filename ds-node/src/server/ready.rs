@@ -12,7 +12,6 @@ use std::time::Instant;
 use engines::vlog::{
     AppendRecord, EntryRecord, HardState as LogHardState, LogIndex, LogRecord, Term,
 };
-use net::RangeId;
 use net::message::Replica;
 use net::message::kv::KvResponse;
 use raft::StateRole;
@@ -87,8 +86,8 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
             next_tick = Instant::now() + tick;
             let now = shard.now();
             let mut st = shard.state.borrow_mut();
-            for p in st.peers.values_mut().filter(|p| p.stopped.is_none()) {
-                p.node.tick();
+            for p in st.peers.values_mut().filter(|p| !p.is_stopped()) {
+                p.raft_mut().tick();
                 super::read::renew_lease(p, &mut shard.metrics.borrow_mut(), now);
             }
             super::ttl::sweep_expired(shard, &mut st);
@@ -130,7 +129,7 @@ fn fail_all(p: &mut Peer) {
 }
 
 struct Work {
-    range: u64,
+    range: net::RangeId,
     number: u64,
     persisted_msgs: Vec<RaftMsg>,
     committed: Vec<Entry>,
@@ -166,7 +165,7 @@ struct Turn {
     /// Messages that need nothing durable.
     out: Outbox,
     /// Checkpoint files of the snapshots installed: (range, index, bytes).
-    snap_files: Vec<(u64, u64, Rc<Vec<u8>>)>,
+    snap_files: Vec<(net::RangeId, u64, Rc<Vec<u8>>)>,
     /// The group commit's records.
     records: Vec<AppendRecord>,
     /// Per group, what to do once the commit is durable.
@@ -179,8 +178,8 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     let mut turn = Turn::default();
     let mut st = shard.state.borrow_mut();
     for (range, ctx) in st.fetched.drain(..).collect::<Vec<_>>() {
-        if let Some(p) = st.peers.get_mut(&net::RangeId(range)) {
-            p.node.on_entries_fetched(ctx);
+        if let Some(p) = st.peers.get_mut(&range) {
+            p.raft_mut().on_entries_fetched(ctx);
         }
     }
     let ShardState {
@@ -192,8 +191,8 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
     } = &mut *st;
     turn.records
         .extend(meta_records.drain(..).map(AppendRecord::from));
-    for (&net::RangeId(range), p) in peers.iter_mut() {
-        if p.stopped.is_some() || !p.node.has_ready() {
+    for (&range, p) in peers.iter_mut() {
+        if p.is_stopped() || !p.raft().has_ready() {
             continue;
         }
         let work = take_ready(shard, range, p, engine, reply_to, &mut turn)?;
@@ -207,13 +206,13 @@ fn collect_readies<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<Turn>
 /// read indexes noted; returns what to do once the commit is durable.
 fn take_ready<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
-    range: u64,
+    range: net::RangeId,
     p: &mut Peer,
     engine: &mut MasstreeStore,
     reply_to: &HashMap<(net::RangeId, net::ReplicaId), Replica>,
     turn: &mut Turn,
 ) -> anyhow::Result<Work> {
-    let mut rd = p.node.ready();
+    let mut rd = p.raft_mut().ready();
     if let Some(ss) = rd.ss() {
         note_role(shard, p, ss.raft_state);
     }
@@ -229,9 +228,9 @@ fn take_ready<D: ShardDevice>(
     log_records(range, &entries, rd.hs(), &mut turn.records);
     // raft-rs's asynchronous persistence: the entries are readable through the cache now,
     // and count as persisted (`on_persist_ready`) only after the group commit.
-    p.node.mut_store().append(&entries);
+    p.raft_mut().mut_store().append(&entries);
     if let Some(h) = rd.hs() {
-        p.node.mut_store().set_hard_state(h.clone());
+        p.raft_mut().mut_store().set_hard_state(h.clone());
     }
     let now = shard.now();
     for rs in rd.take_read_states() {
@@ -240,7 +239,7 @@ fn take_ready<D: ShardDevice>(
     let number = rd.number();
     let persisted_msgs = rd.take_persisted_messages();
     let committed = rd.take_committed_entries();
-    p.node.advance_append_async(rd);
+    p.raft_mut().advance_append_async(rd);
     Ok(Work {
         range,
         number,
@@ -259,14 +258,14 @@ fn note_role<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, role: StateRole) {
 
 /// The shard-log records of a group's new entries and hard state.
 fn log_records(
-    range: u64,
+    range: net::RangeId,
     entries: &[Entry],
     hs: Option<&raft::eraftpb::HardState>,
     records: &mut Vec<AppendRecord>,
 ) {
     for e in entries {
         records.push(AppendRecord::from(LogRecord::Entry(EntryRecord {
-            range: RangeId(range),
+            range,
             term: Term(e.term),
             index: LogIndex(e.index),
             entry_type: e.get_entry_type() as u8,
@@ -275,7 +274,7 @@ fn log_records(
     }
     if let Some(h) = hs {
         records.push(AppendRecord::from(LogRecord::HardState {
-            range: RangeId(range),
+            range,
             state: LogHardState {
                 term: Term(h.term),
                 vote: h.vote,
@@ -349,16 +348,16 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
             splits,
             ..
         } = &mut *st;
-        let Some(p) = peers.get_mut(&net::RangeId(w.range)) else {
+        let Some(p) = peers.get_mut(&w.range) else {
             continue;
         };
-        p.node.on_persist_ready(w.number);
+        p.raft_mut().on_persist_ready(w.number);
         if let Some(i) = w.snapshot_index {
-            p.node.advance_apply_to(i);
+            p.raft_mut().advance_apply_to(i);
         }
         collect(shard, p, w.persisted_msgs, reply_to, &mut out);
         if let Some((range, e)) = failed.as_ref().filter(|(r, _)| *r == w.range) {
-            if p.stopped.is_none() {
+            if !p.is_stopped() {
                 let index = w.committed.first().map_or(0, |e| e.index);
                 stop_range(shard, p, index, format!("range {range}: {e}"));
             }
@@ -370,13 +369,15 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
                 splits,
             };
             let last = super::apply::entries(shard, p, engine, &mut fx, w.committed);
-            p.node.advance_apply_to(last);
+            p.raft_mut().advance_apply_to(last);
         }
         super::read::answer_ready(shard, p, engine);
         let applied = p.applied();
         let keep = shard.cfg.cached_entries as u64;
-        if p.node.store().len() as u64 > keep * 2 {
-            p.node.mut_store().compact_to(applied.saturating_sub(keep));
+        if p.raft().store().len() as u64 > keep * 2 {
+            p.raft_mut()
+                .mut_store()
+                .compact_to(applied.saturating_sub(keep));
         }
     }
     let accounted = shard.state.borrow().engine.accounted().total();
@@ -399,7 +400,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
         .borrow()
         .peers
         .values()
-        .any(|p| p.node.has_ready())
+        .any(|p| p.raft().has_ready())
     {
         shard.wake.notify();
     }
@@ -412,7 +413,7 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
 async fn prefetch_committed<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     works: &[Work],
-) -> Option<(u64, super::cold::ColdError)> {
+) -> Option<(net::RangeId, super::cold::ColdError)> {
     if shard.state.borrow().engine.cold_stats().cold_entries == 0 {
         return None;
     }
@@ -421,8 +422,8 @@ async fn prefetch_committed<D: ShardDevice>(
             .state
             .borrow()
             .peers
-            .get(&net::RangeId(w.range))
-            .map(|p| p.desc.clone())
+            .get(&w.range)
+            .map(|p| p.desc().clone())
         else {
             continue;
         };
@@ -435,7 +436,7 @@ async fn prefetch_committed<D: ShardDevice>(
         };
         if let Err(e) = super::cold::load_until_hot(shard, plan).await {
             tracing::error!(
-                range = w.range,
+                range = %w.range,
                 "loading cold values for committed entries: {e}"
             );
             return Some((w.range, e));
@@ -445,12 +446,12 @@ async fn prefetch_committed<D: ShardDevice>(
     // (nothing is demoted while nothing awaits, so this check holds until the applies).
     let again = works.iter().any(|w| {
         let st = shard.state.borrow();
-        let Some(p) = st.peers.get(&net::RangeId(w.range)) else {
+        let Some(p) = st.peers.get(&w.range) else {
             return false;
         };
         let mut v = Vec::new();
         for e in &w.committed {
-            super::cold::plan_payload(&st.engine, &p.desc, &e.data, &mut v);
+            super::cold::plan_payload(&st.engine, p.desc(), &e.data, &mut v);
         }
         !v.is_empty()
     });
@@ -466,8 +467,8 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
     let mut reqs = Vec::new();
     {
         let st = shard.state.borrow();
-        for (&net::RangeId(range), p) in &st.peers {
-            for f in p.node.store().fetches.borrow_mut().drain(..) {
+        for (&range, p) in &st.peers {
+            for f in p.raft().store().fetches.borrow_mut().drain(..) {
                 reqs.push((range, f));
             }
         }
@@ -478,13 +479,13 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
         crate::core::spawn(async move {
             let got = shard
                 .log
-                .entries(RangeId(range), LogIndex(f.low), LogIndex(f.high), 1 << 20)
+                .entries(range, LogIndex(f.low), LogIndex(f.high), 1 << 20)
                 .await;
             let mut st = shard.state.borrow_mut();
             match got {
                 Ok(es) => {
-                    if let Some(p) = st.peers.get(&RangeId(range)) {
-                        let mut fetched = p.node.store().fetched.borrow_mut();
+                    if let Some(p) = st.peers.get(&range) {
+                        let mut fetched = p.raft().store().fetched.borrow_mut();
                         for e in es.iter() {
                             fetched.insert(
                                 e.index.0,
@@ -499,7 +500,7 @@ fn start_fetches<D: ShardDevice>(shard: &Rc<Shard<D>>) {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(range, "fetching raft entries from the shard log: {e}"),
+                Err(e) => tracing::warn!(%range, "fetching raft entries from the shard log: {e}"),
             }
             st.fetched.push((range, f.context));
             drop(st);

@@ -15,7 +15,7 @@ use net::glommio_transport::Pool;
 use net::message::RangeDescriptor;
 use net::message::handshake::{Hello, Role};
 use net::transport::TransportConfig;
-use net::{ClusterId, NodeId};
+use net::{ClusterId, NodeId, StoreId};
 use nvme::uring::{UringDevice, UringOptions};
 use nvme::{FormatOptions, SegmentStore};
 use raft::eraftpb::{Entry, HardState};
@@ -122,7 +122,7 @@ impl Shard<Device> {
     pub async fn open(
         cfg: DsConfig,
         index: u32,
-        store_id: u64,
+        store_id: StoreId,
         cluster_id: ClusterId,
     ) -> anyhow::Result<Rc<Self>> {
         std::fs::create_dir_all(&cfg.data_dir)?;
@@ -147,17 +147,17 @@ impl<D: ShardDevice> Shard<D> {
     pub async fn open_on(
         cfg: DsConfig,
         index: u32,
-        store_id: u64,
+        store_id: StoreId,
         cluster_id: ClusterId,
         storage: ShardStorage<D>,
     ) -> anyhow::Result<Rc<Self>> {
         let log = open_log(&cfg, storage.device, storage.fresh).await?;
-        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id));
+        let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id.0));
         let transport = cfg.transport()?;
         let pool = Pool::new(hello, transport.clone());
         let mut addrs = HashMap::new();
         for p in &cfg.peers {
-            addrs.insert(p.store_id, p.shard_addrs.clone());
+            addrs.insert(StoreId(p.store_id), p.shard_addrs.clone());
         }
         let policy = PolicyState::new(&cfg, storage.clock.clone());
         let shard = Rc::new(Self {
@@ -226,7 +226,7 @@ impl<D: ShardDevice> Shard<D> {
                 .borrow_mut()
                 .tombstones
                 .insert((range, net::ReplicaId(replica)));
-            super::checkpoint::remove(self, range.0).await;
+            super::checkpoint::remove(self, range).await;
             return Ok(());
         }
         anyhow::ensure!(
@@ -265,28 +265,26 @@ impl<D: ShardDevice> Shard<D> {
             .state
             .borrow()
             .engine
-            .size_of(&peer.desc.start, &peer.desc.end);
+            .size_of(&peer.desc().start, &peer.desc().end);
         peer.set_size(b as i64, k as i64);
-        peer.db_keys = db_keys::recount(
+        peer.set_db_keys(db_keys::recount(
             &self.state.borrow().engine,
-            &peer.desc.start,
-            &peer.desc.end,
-        );
+            &peer.desc().start,
+            &peer.desc().end,
+        ));
         self.state.borrow_mut().peers.insert(range, peer);
         Ok(())
     }
 
     /// Loads the newest checkpoint of `range` into the engine; returns its identity.
     async fn load_checkpoint(&self, range: RangeId) -> anyhow::Result<CheckpointMeta> {
-        let path = super::checkpoint::path(self, range.0);
-        let bytes = super::checkpoint::read(self, range.0)
-            .await?
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "range {range} is in the shard log but its checkpoint {} is missing",
-                    path.display()
-                )
-            })?;
+        let path = super::checkpoint::path(self, range);
+        let bytes = super::checkpoint::read(self, range).await?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "range {range} is in the shard log but its checkpoint {} is missing",
+                path.display()
+            )
+        })?;
         let c = ckpt::decode(&bytes)
             .map_err(|e| anyhow::anyhow!("checkpoint {}: {e}", path.display()))?;
         drop(bytes);
@@ -412,7 +410,7 @@ impl<D: ShardDevice> Shard<D> {
             desc: desc.clone(),
         };
         let bytes = ckpt::encode(&meta, std::iter::empty());
-        super::checkpoint::write(self, desc.id.0, INIT_INDEX, Rc::new(bytes)).await?;
+        super::checkpoint::write(self, desc.id, INIT_INDEX, Rc::new(bytes)).await?;
         let range = desc.id;
         self.log
             .append(vec![
@@ -449,7 +447,7 @@ impl<D: ShardDevice> Shard<D> {
         let id = desc.id.0;
         let mut peer = self.new_peer(desc, cache, INIT_INDEX, None)?;
         if single {
-            let _ = peer.node.campaign();
+            let _ = peer.raft_mut().campaign();
         }
         self.state.borrow_mut().peers.insert(net::RangeId(id), peer);
         self.wake.notify();

@@ -4,6 +4,10 @@
 //! A leaf of the `server` layering (see `server/mod.rs`): it imports the other state modules
 //! (`peer`, `metrics`, `policy_state`, `transfers`) and `range`, never an operation module.
 //! Opening and recovery are in `recover`, destroying a replica in `conf_change`.
+//!
+//! The fields of [`Shard`] and [`ShardState`] are `pub(super)`: the `server` operations use
+//! them; everything outside `server` goes through the methods below (`state`, `peers`,
+//! `cfg`, `shutdown`, `apply_route_table`, ...).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -15,7 +19,6 @@ use std::time::{Duration, Instant};
 use engines::vlog::{LogIndex, LogRecord, Vlog};
 use net::glommio_transport::Pool;
 use net::message::handshake::Hello;
-use net::message::kv::KvResponse;
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::transport::TransportConfig;
 use net::{ReplicaId, StoreId};
@@ -28,7 +31,7 @@ use super::checkpoint_store::CheckpointStore;
 use super::clock::Clock;
 use super::lease::Lease;
 use super::metrics::ShardMetrics;
-use super::peer::{Peer, RANGE_STOPPED};
+use super::peer::Peer;
 use super::policy_state::PolicyState;
 use super::transfers::Transfers;
 use crate::config::DsConfig;
@@ -124,93 +127,110 @@ impl Wakeup {
 #[derive(Debug, Default)]
 pub struct ShardState {
     /// Ranges by id.
-    pub peers: BTreeMap<net::RangeId, Peer>,
+    pub(super) peers: BTreeMap<net::RangeId, Peer>,
     /// The engine shared by the shard's ranges.
-    pub engine: MasstreeStore,
+    pub(super) engine: MasstreeStore,
     /// Range metadata records to append with the next group commit.
-    pub meta_records: Vec<LogRecord>,
+    pub(super) meta_records: Vec<LogRecord>,
     /// Finished shard-log fetches: (range, raft-rs context) to hand back.
-    pub fetched: Vec<(u64, raft::GetEntriesContext)>,
+    pub(super) fetched: Vec<(net::RangeId, raft::GetEntriesContext)>,
     /// Snapshot transfers in and out.
-    pub transfers: Transfers,
+    pub(super) transfers: Transfers,
     /// Where replicas that sent us Raft messages live: `(range, replica)` → replica (store
     /// and shard), so a replica that does not know its range's configuration yet can answer.
-    pub reply_to: HashMap<(net::RangeId, ReplicaId), Replica>,
+    pub(super) reply_to: HashMap<(net::RangeId, ReplicaId), Replica>,
     /// Replicas destroyed on this shard: `(range, replica id)`; messages to them are dropped.
-    pub tombstones: HashSet<(net::RangeId, ReplicaId)>,
+    pub(super) tombstones: HashSet<(net::RangeId, ReplicaId)>,
     /// Ranges whose replica here was removed by a conf change, to destroy after this turn.
-    pub to_destroy: Vec<u64>,
+    pub(super) to_destroy: Vec<net::RangeId>,
     /// Right ranges of splits applied this turn, to create after it (with the left range's
     /// new descriptor when this replica led it).
-    pub splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+    pub(super) splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
     /// Replicas created for leaders' messages in the current second.
-    pub creations: CreationBudget,
+    pub(super) creations: CreationBudget,
     /// When refused Raft messages were last logged (the log is rate-limited).
-    pub refusals_logged_at: Option<std::time::Instant>,
+    pub(super) refusals_logged_at: Option<std::time::Instant>,
     /// Per range, the shard-log segments its newest checkpoint's cold entries point into
     /// (never released while it is the newest).
-    pub checkpoint_segments:
+    pub(super) checkpoint_segments:
         BTreeMap<net::RangeId, std::collections::BTreeSet<engines::vlog::SegmentId>>,
     /// A demotion is running (`server::demote`; one at a time).
-    pub demoting: bool,
+    pub(super) demoting: bool,
     /// A garbage-collection pass is running (`server::gc`; one at a time).
-    pub collecting: bool,
+    pub(super) collecting: bool,
     /// Ranges whose checkpoint is being written (one at a time per range).
-    pub checkpointing: std::collections::BTreeSet<net::RangeId>,
+    pub(super) checkpointing: std::collections::BTreeSet<net::RangeId>,
 }
 
 /// One shard (core) of a DS node, its shard log on a device of type `D`.
 #[derive(Debug)]
 pub struct Shard<D: ShardDevice = Device> {
     /// Shard index.
-    pub index: u32,
+    pub(super) index: u32,
     /// This node's store id.
-    pub store_id: u64,
+    pub(super) store_id: StoreId,
     /// Settings.
-    pub cfg: DsConfig,
+    pub(super) cfg: DsConfig,
     /// The shard log (Raft log + value log).
-    pub log: Rc<Vlog<D>>,
+    pub(super) log: Rc<Vlog<D>>,
     /// Where the ranges' checkpoints are written (`server::checkpoint`).
-    pub checkpoints: Rc<dyn CheckpointStore>,
+    pub(super) checkpoints: Rc<dyn CheckpointStore>,
     /// Ranges and engine.
-    pub state: RefCell<ShardState>,
+    pub(super) state: RefCell<ShardState>,
     /// Wakes the ready loop.
-    pub wake: Wakeup,
+    pub(super) wake: Wakeup,
     /// Connections to the master.
-    pub pool: Rc<Pool>,
+    pub(super) pool: Rc<Pool>,
     /// Connections to peer shards (Raft traffic), dropped when a batch fails.
-    pub peer_conns: RefCell<HashMap<String, net::glommio_transport::Client>>,
+    pub(super) peer_conns: RefCell<HashMap<String, net::glommio_transport::Client>>,
     /// The hello this shard connects with.
-    pub pool_hello: Hello,
+    pub(super) pool_hello: Hello,
     /// Transport settings for peer connections (short request timeout).
-    pub peer_transport: TransportConfig,
+    pub(super) peer_transport: TransportConfig,
     /// Counters.
-    pub metrics: RefCell<ShardMetrics>,
+    pub(super) metrics: RefCell<ShardMetrics>,
     /// Reads and writes per range since the last heartbeat (`crate::load`).
-    pub load: RefCell<crate::load::LoadTracker>,
+    pub(super) load: RefCell<crate::load::LoadTracker>,
     /// Shard addresses of every known store.
-    pub addrs: RefCell<HashMap<u64, Vec<String>>>,
+    pub(super) addrs: RefCell<HashMap<StoreId, Vec<String>>>,
     /// Set to stop the shard's loops.
-    pub stop: Cell<bool>,
+    pub(super) stop: Cell<bool>,
     /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
     /// refused (a `Cell`: the request handler checks it while it holds the state).
-    pub disk_full: Cell<bool>,
+    pub(super) disk_full: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
-    pub master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,
+    pub(super) master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,
     /// Version of the master's route table the store addresses come from.
-    pub route_version: Cell<u64>,
+    pub(super) route_version: Cell<u64>,
     /// File operations running on the blocking pool (waited for at shutdown).
-    pub file_ops: Cell<usize>,
+    pub(super) file_ops: Cell<usize>,
     /// The memory policy's state (`server::policy`).
-    pub policy: PolicyState,
+    pub(super) policy: PolicyState,
     /// Write fences: a pipeline's writes of one key apply in order (`server::fence`).
-    pub fences: RefCell<super::fence::WriteFences>,
+    pub(super) fences: RefCell<super::fence::WriteFences>,
     /// When this shard started: for an election timeout after it, its replicas refuse
     /// votes (they forgot which leader they heard from last; see `server::lease`).
-    pub started: Instant,
+    pub(super) started: Instant,
     /// The monotonic clock every time decision reads (`server::clock`).
-    pub clock: Rc<dyn Clock>,
+    pub(super) clock: Rc<dyn Clock>,
+}
+
+impl ShardState {
+    /// The ranges hosted here, by id.
+    pub fn peers(&self) -> &BTreeMap<net::RangeId, Peer> {
+        &self.peers
+    }
+
+    /// The range `id` hosted here, to change.
+    pub fn peer_mut(&mut self, id: net::RangeId) -> Option<&mut Peer> {
+        self.peers.get_mut(&id)
+    }
+
+    /// The engine shared by the shard's ranges.
+    pub fn engine(&self) -> &MasstreeStore {
+        &self.engine
+    }
 }
 
 impl<D: ShardDevice> Shard<D> {
@@ -218,6 +238,126 @@ impl<D: ShardDevice> Shard<D> {
     #[inline]
     pub fn now(&self) -> Instant {
         self.clock.now()
+    }
+
+    /// The shard's index on its node.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// This node's store id.
+    pub fn store_id(&self) -> StoreId {
+        self.store_id
+    }
+
+    /// The shard's settings.
+    pub fn cfg(&self) -> &DsConfig {
+        &self.cfg
+    }
+
+    /// The shard log (Raft log + value log).
+    pub fn log(&self) -> &Vlog<D> {
+        &self.log
+    }
+
+    /// The ranges and the engine, to read (borrowed only between awaits).
+    pub fn state(&self) -> std::cell::Ref<'_, ShardState> {
+        self.state.borrow()
+    }
+
+    /// The ranges and the engine, to change (borrowed only between awaits).
+    pub fn state_mut(&self) -> std::cell::RefMut<'_, ShardState> {
+        self.state.borrow_mut()
+    }
+
+    /// The shard's counters.
+    pub fn metrics(&self) -> std::cell::Ref<'_, ShardMetrics> {
+        self.metrics.borrow()
+    }
+
+    /// Connections to the master.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Wakes the ready loop (a range has work: a proposal, a step, a transfer).
+    pub fn wake_ready_loop(&self) {
+        self.wake.notify();
+    }
+
+    /// Stops the shard's loops (they end at their next turn).
+    pub fn shutdown(&self) {
+        self.stop.set(true);
+        self.wake.notify();
+    }
+
+    /// Whether the shard is stopping ([`Shard::shutdown`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stop.get()
+    }
+
+    /// File operations still running on the blocking pool.
+    pub fn file_ops_running(&self) -> usize {
+        self.file_ops.get()
+    }
+
+    /// The reads and writes per range since the previous window, which ended `window_ms`
+    /// ago; the counts are added to the shard's totals.
+    pub fn take_load_window(&self, window_ms: u64) -> crate::load::Window {
+        let window = self.load.borrow_mut().take(window_ms);
+        self.metrics.borrow_mut().load.add(&window.counts);
+        window
+    }
+
+    /// Version of the master's route table the store addresses come from.
+    pub fn route_version(&self) -> u64 {
+        self.route_version.get()
+    }
+
+    /// Takes the store addresses and the ranges placed on this shard from the master's
+    /// route table `t` (unless unchanged).
+    pub fn apply_route_table(&self, t: net::message::RouteTable) {
+        if t.unchanged {
+            return;
+        }
+        let mut addrs = self.addrs.borrow_mut();
+        for s in t.stores {
+            if !s.shard_addrs.is_empty() {
+                addrs.insert(s.store_id, s.shard_addrs);
+            }
+        }
+        // The ranges placed here: a leader's message may create a replica of one.
+        let here = |d: &RangeDescriptor| {
+            d.replicas
+                .iter()
+                .any(|r| r.store_id == self.store_id && r.shard_id.0 == self.index)
+        };
+        *self.master_ranges.borrow_mut() = t
+            .ranges
+            .into_iter()
+            .filter(here)
+            .map(|d| (d.id, d))
+            .collect();
+        self.route_version.set(t.route_version);
+    }
+
+    /// Store `store` now listens on `shard_addrs`: its old addresses' peer connections are
+    /// dropped (the next Raft batch connects to the new ones).
+    pub fn store_moved(&self, store: StoreId, shard_addrs: Vec<String>) {
+        let old = self.addrs.borrow_mut().insert(store, shard_addrs);
+        let mut conns = self.peer_conns.borrow_mut();
+        for addr in old.iter().flatten() {
+            conns.remove(addr);
+        }
+    }
+
+    /// The shard addresses of this node's store, if known.
+    pub fn own_addrs(&self) -> Vec<String> {
+        self.addrs
+            .borrow()
+            .get(&self.store_id)
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -233,19 +373,13 @@ pub fn now_ms() -> u64 {
 /// the shard goes on.
 pub fn stop_range<D: ShardDevice>(shard: &Shard<D>, p: &mut Peer, index: u64, why: String) {
     tracing::error!(
-        range = %p.desc.id,
+        range = %p.desc().id,
         index,
         "range stopped: applying entry {index} failed in the engine: {why}"
     );
     shard.metrics.borrow_mut().ranges_stopped_total += 1;
-    let message = format!("range {} stopped at entry {index}: {why}", p.desc.id);
-    p.fail_pending(|| KvResponse::Err {
-        error: net::RpcError::Internal {
-            code: RANGE_STOPPED,
-            message: message.clone(),
-        },
-    });
-    p.stopped = Some(message);
+    let message = format!("range {} stopped at entry {index}: {why}", p.desc().id);
+    p.stop(message);
 }
 
 fn raft_config(cfg: &DsConfig, id: u64, applied: u64) -> raft::Config {
@@ -272,9 +406,13 @@ fn logger() -> slog::Logger {
 impl<D: ShardDevice> Shard<D> {
     /// A replica of `range` (id `replica`) created for a leader's message: no key range and
     /// no configuration until its first snapshot installs (nothing is persisted before).
-    pub fn new_uninitialized(&self, range: u64, replica: u64) -> anyhow::Result<Peer> {
+    pub fn new_uninitialized(
+        &self,
+        range: net::RangeId,
+        replica: ReplicaId,
+    ) -> anyhow::Result<Peer> {
         let desc = RangeDescriptor {
-            id: net::RangeId(range),
+            id: range,
             start: bytes::Bytes::new(),
             end: bytes::Bytes::new(),
             epoch: net::Epoch::default(),
@@ -291,7 +429,7 @@ impl<D: ShardDevice> Shard<D> {
         desc: RangeDescriptor,
         cache: RaftLogCache,
         applied: u64,
-        me: Option<u64>,
+        me: Option<ReplicaId>,
     ) -> anyhow::Result<Peer> {
         let initialized = me.is_none();
         let me = match me {
@@ -299,24 +437,17 @@ impl<D: ShardDevice> Shard<D> {
             None => desc
                 .replicas
                 .iter()
-                .find(|r| r.store_id.0 == self.store_id && r.shard_id.0 == self.index)
-                .map(|r| r.replica_id.0)
+                .find(|r| r.store_id == self.store_id && r.shard_id.0 == self.index)
+                .map(|r| r.replica_id)
                 .ok_or_else(|| anyhow::anyhow!("range {} has no replica on this shard", desc.id))?,
         };
         let log = Rc::clone(&self.log);
         let range = desc.id;
         let cache = cache.with_log(Rc::new(move |i| log.term(range, LogIndex(i)).map(|t| t.0)));
-        let node = RawNode::new(&raft_config(&self.cfg, me, applied), cache, &logger())
+        let node = RawNode::new(&raft_config(&self.cfg, me.0, applied), cache, &logger())
             .map_err(|e| anyhow::anyhow!("start raft group of range {}: {e}", desc.id))?;
         let lease = Lease::duration(self.cfg.tick(), self.cfg.election_ticks);
-        Ok(Peer::new(
-            desc,
-            net::ReplicaId(me),
-            node,
-            initialized,
-            lease,
-            self.now(),
-        ))
+        Ok(Peer::new(desc, me, node, initialized, lease, self.now()))
     }
 
     /// `NotLeader` for a request to replica `p` (counted), with the leader's address as a
@@ -325,7 +456,7 @@ impl<D: ShardDevice> Shard<D> {
         self.metrics.borrow_mut().not_leader_total += 1;
         let leader = p.leader_id();
         let hint = p
-            .desc
+            .desc()
             .replicas
             .iter()
             .find(|r| leader != 0 && r.replica_id.0 == leader)
@@ -349,7 +480,7 @@ impl<D: ShardDevice> Shard<D> {
 
     /// The address of a replica's shard, if known.
     pub fn replica_addr(&self, r: &Replica) -> Option<String> {
-        if r.store_id.0 == self.store_id {
+        if r.store_id == self.store_id {
             let port = self.cfg.base_port;
             if port != 0 {
                 return Some(format!("{}:{}", self.cfg.host, port + r.shard_id.0 as u16));
@@ -357,7 +488,7 @@ impl<D: ShardDevice> Shard<D> {
         }
         self.addrs
             .borrow()
-            .get(&r.store_id.0)
+            .get(&r.store_id)
             .and_then(|a| a.get(r.shard_id.0 as usize).cloned())
     }
 
@@ -366,7 +497,7 @@ impl<D: ShardDevice> Shard<D> {
         let replicas: Vec<Replica> = if self.cfg.initial_replicas.is_empty() {
             vec![Replica {
                 replica_id: ReplicaId(1),
-                store_id: StoreId(self.store_id),
+                store_id: self.store_id,
                 shard_id: net::ShardId(0),
                 role: ReplicaRole::Voter {},
             }]

@@ -27,7 +27,7 @@ use std::rc::Rc;
 
 use engines::vlog::{AppendRecord, LogIndex, LogRecord, TruncateMode};
 use net::message::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
-use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
+use net::{Message as NetMessage, ReplicaId, ShardId};
 use raft::SnapshotStatus;
 use raft::eraftpb::Message as RaftMsg;
 
@@ -70,14 +70,14 @@ pub fn on_chunk<D: ShardDevice>(shard: &Shard<D>, c: SnapshotChunk) -> SnapshotA
     }
 }
 
-fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
-    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&net::RangeId(range)) {
+fn report<D: ShardDevice>(shard: &Shard<D>, range: net::RangeId, to: ReplicaId, ok: bool) {
+    if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         let status = if ok {
             SnapshotStatus::Finish
         } else {
             SnapshotStatus::Failure
         };
-        p.node.report_snapshot(to, status);
+        p.raft_mut().report_snapshot(to.0, status);
     }
     let mut m = shard.metrics.borrow_mut();
     if ok {
@@ -94,11 +94,11 @@ fn report<D: ShardDevice>(shard: &Shard<D>, range: u64, to: u64, ok: bool) {
 pub async fn send<D: ShardDevice>(
     shard: Rc<Shard<D>>,
     addr: String,
-    range: u64,
-    from: u64,
+    range: net::RangeId,
+    from: ReplicaId,
     mut m: RaftMsg,
 ) {
-    let to = m.to;
+    let to = ReplicaId(m.to);
     {
         let mut st = shard.state.borrow_mut();
         if st.transfers.sending >= MAX_SENDS {
@@ -111,7 +111,7 @@ pub async fn send<D: ShardDevice>(
     let ok = match transfer(&shard, &addr, range, from, &mut m).await {
         Ok(()) => true,
         Err(e) => {
-            tracing::info!(range, to, addr, "snapshot not sent: {e:#}");
+            tracing::info!(%range, %to, addr, "snapshot not sent: {e:#}");
             false
         }
     };
@@ -150,8 +150,8 @@ async fn with_cold_values<D: ShardDevice>(
 async fn transfer<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     addr: &str,
-    range: u64,
-    from: u64,
+    range: net::RangeId,
+    from: ReplicaId,
     m: &mut RaftMsg,
 ) -> anyhow::Result<()> {
     use protobuf::Message as _;
@@ -168,7 +168,7 @@ async fn transfer<D: ShardDevice>(
     );
     let id = {
         let n = shard.state.borrow_mut().transfers.next_send_number();
-        (shard.store_id << 40) ^ (u64::from(shard.index) << 32) ^ n ^ (now_ms() << 20)
+        (shard.store_id.0 << 40) ^ (u64::from(shard.index) << 32) ^ n ^ (now_ms() << 20)
     };
     let client = peer_client(shard, addr).await?;
     let chunk = shard.cfg.snapshot_chunk_bytes;
@@ -177,7 +177,7 @@ async fn transfer<D: ShardDevice>(
         let part = &data[seq * chunk..((seq + 1) * chunk).min(data.len())];
         let r = client
             .call(NetMessage::SnapshotChunk(SnapshotChunk {
-                range_id: RangeId(range),
+                range_id: range,
                 to_replica: ReplicaId(m.to),
                 snapshot_id: id,
                 seq: seq as u32,
@@ -200,11 +200,11 @@ async fn transfer<D: ShardDevice>(
     let bytes = m.write_to_bytes()?;
     client
         .call(NetMessage::RaftBatch(RaftBatch {
-            from_store: StoreId(shard.store_id),
+            from_store: shard.store_id,
             from_shard: ShardId(shard.index),
             messages: vec![RaftEnvelope {
-                range_id: RangeId(range),
-                from_replica: ReplicaId(from),
+                range_id: range,
+                from_replica: from,
                 to_replica: ReplicaId(m.to),
                 message: bytes.into(),
             }],
@@ -212,7 +212,7 @@ async fn transfer<D: ShardDevice>(
         .await
         .map_err(|e| anyhow::anyhow!("snapshot message: {e}"))?;
     tracing::info!(
-        range,
+        %range,
         to = m.to,
         index = meta.index,
         bytes = data.len(),
@@ -233,7 +233,7 @@ pub fn install<D: ShardDevice>(
     records: &mut Vec<AppendRecord>,
 ) -> anyhow::Result<(u64, Rc<Vec<u8>>)> {
     let md = snap.get_metadata();
-    let range = p.desc.id.0;
+    let range = p.range_id();
     let recv = p.take_snapshot(md.index).ok_or_else(|| {
         anyhow::anyhow!(
             "range {range}: raft-rs returned a snapshot at {} that was never received",
@@ -242,35 +242,38 @@ pub fn install<D: ShardDevice>(
     })?;
     let c = crate::range::checkpoint::decode(&recv.data)
         .map_err(|e| anyhow::anyhow!("range {range}: snapshot: {e}"))?;
-    if p.initialized {
-        super::checkpoint::clear_range(engine, &p.desc.start, &p.desc.end);
+    if p.is_initialized() {
+        super::checkpoint::clear_range(engine, &p.desc().start, &p.desc().end);
     }
-    p.desc = c.meta.desc.clone();
-    p.initialized = true;
+    p.set_desc(c.meta.desc.clone());
+    p.mark_initialized();
     let (b, k) = super::checkpoint::entries_size(&c.entries);
     p.set_size(b, k);
     super::checkpoint::load(engine, c);
-    p.db_keys = crate::range::db_keys::recount(engine, &p.desc.start, &p.desc.end);
-    p.node
+    p.set_db_keys(crate::range::db_keys::recount(
+        engine,
+        &p.desc().start,
+        &p.desc().end,
+    ));
+    p.raft_mut()
         .mut_store()
         .apply_snapshot(crate::range::storage::SnapshotPoint {
             index: md.index,
             term: md.term,
             conf: md.get_conf_state().clone(),
         });
-    let lr = RangeId(range);
     records.push(AppendRecord::from(LogRecord::ConfState {
-        range: lr,
-        data: encode_meta(&p.desc),
+        range,
+        data: encode_meta(p.desc()),
     }));
     for mode in [TruncateMode::Compact, TruncateMode::Suffix] {
         records.push(AppendRecord::from(LogRecord::Truncate {
-            range: lr,
+            range,
             mode,
             index: LogIndex(md.index + 1),
         }));
     }
     shard.metrics.borrow_mut().snapshots_applied_total += 1;
-    tracing::info!(range, index = md.index, "snapshot installed");
+    tracing::info!(%range, index = md.index, "snapshot installed");
     Ok((md.index, recv.data))
 }

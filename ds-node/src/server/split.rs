@@ -92,24 +92,19 @@ pub async fn create_right<D: ShardDevice>(
     right: RangeDescriptor,
     left: Option<RangeDescriptor>,
 ) -> anyhow::Result<()> {
-    let id = right.id.0;
+    let id = right.id;
     let Some(me) = right
         .replicas
         .iter()
-        .find(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index)
+        .find(|r| r.store_id == shard.store_id && r.shard_id.0 == shard.index)
         .map(|r| r.replica_id.0)
     else {
         anyhow::bail!("split range {id} has no replica on this shard");
     };
     let (bytes, size, keys) = {
         let st = shard.state.borrow();
-        if st
-            .peers
-            .get(&net::RangeId(id))
-            .is_some_and(|p| p.initialized)
-            || st
-                .tombstones
-                .contains(&(net::RangeId(id), net::ReplicaId(me)))
+        if st.peers.get(&id).is_some_and(|p| p.is_initialized())
+            || st.tombstones.contains(&(id, net::ReplicaId(me)))
         {
             // Already here through a snapshot of the new range, or removed since.
             return Ok(());
@@ -130,7 +125,7 @@ pub async fn create_right<D: ShardDevice>(
         .state
         .borrow_mut()
         .checkpoint_segments
-        .insert(net::RangeId(id), segments);
+        .insert(id, segments);
     let hs = HardState {
         term: INIT_INDEX,
         commit: INIT_INDEX,
@@ -145,14 +140,14 @@ pub async fn create_right<D: ShardDevice>(
     });
     let mut peer = shard.new_peer(right.clone(), cache, INIT_INDEX, None)?;
     peer.set_size(size.0, size.1);
-    peer.db_keys = keys;
+    peer.set_db_keys(keys);
     let lead = left.is_some() || right.replicas.len() == 1;
     if lead {
-        let _ = peer.node.campaign();
+        let _ = peer.raft_mut().campaign();
     }
     {
         let mut st = shard.state.borrow_mut();
-        let lr = RangeId(id);
+        let lr = id;
         st.meta_records.push(LogRecord::ConfState {
             range: lr,
             data: encode_meta(&right),
@@ -166,10 +161,10 @@ pub async fn create_right<D: ShardDevice>(
             },
         });
         // Replaces a replica created empty for a message of the new range's leader.
-        st.peers.insert(net::RangeId(id), peer);
+        st.peers.insert(id, peer);
     }
     shard.metrics.borrow_mut().splits_total += 1;
-    tracing::info!(range = id, start = ?right.start, "range created by a split");
+    tracing::info!(range = %id, start = ?right.start, "range created by a split");
     shard.wake.notify();
     if left.is_none() && right.replicas.len() == 1 && shard.cfg.master_addr.is_some() {
         // Re-created during recovery: the master may never have heard of it.
@@ -178,8 +173,8 @@ pub async fn create_right<D: ShardDevice>(
             .borrow()
             .peers
             .values()
-            .find(|p| p.initialized && p.desc.end == right.start)
-            .map(|p| p.desc.clone());
+            .find(|p| p.is_initialized() && p.desc().end == right.start)
+            .map(|p| p.desc().clone());
         if let Some(l) = left_desc {
             report_later(shard, l, right);
         }
@@ -244,27 +239,27 @@ async fn report<D: ShardDevice>(
 /// Proposes a split of `range` (its leader, executing the master's operator).
 pub fn propose<D: ShardDevice>(
     shard: &Shard<D>,
-    range: u64,
+    range: net::RangeId,
     split_key: Bytes,
-    new_range_id: u64,
-    new_replica_ids: Vec<u64>,
+    new_range_id: net::RangeId,
+    new_replica_ids: Vec<ReplicaId>,
 ) {
     let mut st = shard.state.borrow_mut();
     let super::shard::ShardState { peers, engine, .. } = &mut *st;
-    let Some(p) = peers.get_mut(&net::RangeId(range)) else {
+    let Some(p) = peers.get_mut(&range) else {
         return;
     };
-    if !p.initialized || !p.is_leader() {
+    if !p.is_initialized() || !p.is_leader() {
         return;
     }
     if p.split_recently(Duration::from_secs(5), shard.now()) {
         return;
     }
     let key = if split_key.is_empty() {
-        match pick_key(engine, &p.desc) {
+        match pick_key(engine, p.desc()) {
             Some(k) => k,
             None => {
-                tracing::info!(range, "no split key inside the range; split skipped");
+                tracing::info!(%range, "no split key inside the range; split skipped");
                 return;
             }
         }
@@ -272,20 +267,20 @@ pub fn propose<D: ShardDevice>(
         split_key
     };
     let cmd = SplitCmd {
-        epoch: p.desc.epoch,
+        epoch: p.desc().epoch,
         split_key: key,
-        new_range_id,
-        new_replica_ids,
+        new_range_id: new_range_id.0,
+        new_replica_ids: new_replica_ids.iter().map(|r| r.0).collect(),
     };
-    let mut probe = p.desc.clone();
+    let mut probe = p.desc().clone();
     if apply_to_desc(&mut probe, &cmd).is_none() {
-        tracing::info!(range, "split operator does not fit the range; skipped");
+        tracing::info!(%range, "split operator does not fit the range; skipped");
         return;
     }
     let data = crate::range::codec::encode_split(&cmd);
-    if p.node.propose(Vec::new(), data).is_ok() {
+    if p.raft_mut().propose(Vec::new(), data).is_ok() {
         p.note_split_proposed(shard.now());
-        tracing::info!(range, key = ?cmd.split_key, new_range = new_range_id, "split proposed");
+        tracing::info!(%range, key = ?cmd.split_key, new_range = %new_range_id, "split proposed");
         drop(st);
         shard.wake.notify();
     }

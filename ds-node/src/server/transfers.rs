@@ -21,7 +21,7 @@ pub const TRANSFER_TTL: Duration = Duration::from_secs(60);
 /// A transfer being received.
 #[derive(Debug)]
 struct Incoming {
-    range: u64,
+    range: net::RangeId,
     next_seq: u32,
     data: Vec<u8>,
     started: Instant,
@@ -65,9 +65,9 @@ impl Transfers {
     }
 
     /// Takes the complete transfer `id` of `range`.
-    pub fn take(&mut self, id: u64, range: u64) -> Option<Received> {
+    pub fn take(&mut self, id: u64, range: net::RangeId) -> Option<Received> {
         match self.received.get(&id) {
-            Some(r) if r.meta.desc.id.0 == range => self.received.remove(&id),
+            Some(r) if r.meta.desc.id == range => self.received.remove(&id),
             _ => None,
         }
     }
@@ -112,7 +112,7 @@ impl Transfers {
             self.incoming.insert(
                 id,
                 Incoming {
-                    range: c.range_id.0,
+                    range: c.range_id,
                     next_seq: 0,
                     data: Vec::new(),
                     started: now,
@@ -122,7 +122,7 @@ impl Transfers {
         let Some(inc) = self.incoming.get_mut(&id) else {
             return Err("unknown transfer".into());
         };
-        if inc.next_seq != c.seq || inc.range != c.range_id.0 {
+        if inc.next_seq != c.seq || inc.range != c.range_id {
             return Err("out of order".into());
         }
         if (inc.data.len() + c.data.len()) as u64 > max_bytes {
@@ -141,7 +141,7 @@ impl Transfers {
             return Err("snapshot with cold entries".into());
         }
         match checkpoint::decode_meta(&inc.data) {
-            Ok(meta) if meta.desc.id.0 == inc.range => {
+            Ok(meta) if meta.desc.id == inc.range => {
                 self.received.insert(
                     id,
                     Received {

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use net::message::{RaftBatch, RaftEnvelope};
-use net::{Message as NetMessage, RangeId, ReplicaId, ShardId, StoreId};
+use net::{Message as NetMessage, RangeId, ReplicaId, ShardId};
 use raft::eraftpb::Message as RaftMsg;
 
 use super::peer::Peer;
@@ -20,7 +20,7 @@ pub struct Outbox {
     /// Raft messages per destination shard address.
     pub batches: HashMap<String, Vec<RaftEnvelope>>,
     /// (address, range, from replica, the `MsgSnapshot`).
-    pub snapshots: Vec<(String, u64, u64, RaftMsg)>,
+    pub snapshots: Vec<(String, net::RangeId, ReplicaId, RaftMsg)>,
 }
 
 /// Queues Raft messages per destination shard address (snapshots apart: they are streamed).
@@ -35,12 +35,12 @@ pub fn collect<D: ShardDevice>(
     use raft::eraftpb::MessageType;
     for m in msgs {
         let replica = p
-            .desc
+            .desc()
             .replicas
             .iter()
             .find(|r| r.replica_id.0 == m.to)
             .copied()
-            .or_else(|| reply_to.get(&(p.desc.id, net::ReplicaId(m.to))).copied());
+            .or_else(|| reply_to.get(&(p.desc().id, net::ReplicaId(m.to))).copied());
         let Some(r) = replica else {
             continue;
         };
@@ -49,15 +49,15 @@ pub fn collect<D: ShardDevice>(
             continue;
         };
         if m.get_msg_type() == MessageType::MsgSnapshot {
-            out.snapshots.push((addr, p.desc.id.0, p.replica_id.0, m));
+            out.snapshots.push((addr, p.range_id(), p.replica_id(), m));
             continue;
         }
         let Ok(bytes) = m.write_to_bytes() else {
             continue;
         };
         out.batches.entry(addr).or_default().push(RaftEnvelope {
-            range_id: RangeId(p.desc.id.0),
-            from_replica: p.replica_id,
+            range_id: RangeId(p.desc().id.0),
+            from_replica: p.replica_id(),
             to_replica: ReplicaId(m.to),
             message: bytes.into(),
         });
@@ -98,7 +98,7 @@ pub fn send_batches<D: ShardDevice>(shard: &Rc<Shard<D>>, out: &mut Outbox) {
         .flat_map(|(addr, messages)| split_batch(messages).map(move |m| (addr.clone(), m)));
     for (addr, messages) in batches {
         let batch = RaftBatch {
-            from_store: StoreId(shard.store_id),
+            from_store: shard.store_id,
             from_shard: ShardId(shard.index),
             messages,
         };

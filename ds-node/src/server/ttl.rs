@@ -17,15 +17,15 @@ pub fn sweep_expired<D: ShardDevice>(shard: &Shard<D>, st: &mut ShardState) {
     let now = now_ms();
     let ShardState { peers, engine, .. } = st;
     for p in peers.values_mut() {
-        if !p.initialized || !p.is_leader() || p.sweep_in_flight > p.applied() {
+        if !p.is_initialized() || !p.is_leader() || p.sweep_in_flight > p.applied() {
             continue;
         }
-        let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc.start {
-            p.desc.start.clone()
+        let start = if p.sweep_cursor.is_empty() || p.sweep_cursor < p.desc().start {
+            p.desc().start.clone()
         } else {
             p.sweep_cursor.clone()
         };
-        let end = (!p.desc.end.is_empty()).then_some(&p.desc.end[..]);
+        let end = (!p.desc().end.is_empty()).then_some(&p.desc().end[..]);
         let got = engine.scan_expiry(&start, end.unwrap_or_default(), SWEEP_SCAN_PER_TICK);
         p.sweep_cursor = match got.last() {
             Some((k, _)) if got.len() == SWEEP_SCAN_PER_TICK => {
@@ -39,11 +39,11 @@ pub fn sweep_expired<D: ShardDevice>(shard: &Shard<D>, st: &mut ShardState) {
         if expired.is_empty() {
             continue;
         }
-        if p.node
+        if p.raft_mut()
             .propose(Vec::new(), encode_sweep(now, &expired))
             .is_ok()
         {
-            p.sweep_in_flight = p.node.raft.raft_log.last_index();
+            p.sweep_in_flight = p.last_index();
             shard.wake.notify();
         }
     }

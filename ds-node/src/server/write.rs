@@ -40,12 +40,12 @@ pub fn propose<D: ShardDevice>(
             max: MAX_PROPOSAL_BYTES as u64,
         });
     }
-    let before = p.node.raft.raft_log.last_index();
+    let before = p.last_index();
     let write_bytes = data.len();
-    if p.node.propose(Vec::new(), data).is_err() {
+    if p.raft_mut().propose(Vec::new(), data).is_err() {
         return Err(shard.not_leader(p));
     }
-    let index = p.node.raft.raft_log.last_index();
+    let index = p.last_index();
     if index <= before {
         return Err(shard.not_leader(p));
     }
@@ -56,14 +56,14 @@ pub fn propose<D: ShardDevice>(
     p.add_pending(
         index,
         Pending {
-            term: p.node.raft.term,
+            term: p.term(),
             tx,
             at: shard.now(),
             charge,
         },
     );
     shard.metrics.borrow_mut().proposals_total += 1;
-    shard.load.borrow_mut().write(p.desc.id.0, write_bytes);
+    shard.load.borrow_mut().write(p.desc().id.0, write_bytes);
     shard.wake.notify();
     Ok(rx)
 }

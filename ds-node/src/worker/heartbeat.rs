@@ -23,16 +23,17 @@ use net::message::{
     StoreHeartbeat, StoreInfo, StoreStats,
 };
 use net::message::{Operator, ReplicaRole};
-use net::{ReplicaId, ShardId, StoreId};
+use net::{RangeId, ReplicaId, ShardId};
 
 use raft::eraftpb::{ConfChange, ConfChangeType};
 
 use crate::load::{Rates, Window};
+use crate::server::peer::Peer;
 use crate::server::{Shard, ShardDevice};
 
 fn master<D: ShardDevice>(shard: &Shard<D>) -> anyhow::Result<String> {
     shard
-        .cfg
+        .cfg()
         .master_addr
         .clone()
         .ok_or_else(|| anyhow::anyhow!("no master configured"))
@@ -46,12 +47,12 @@ fn master<D: ShardDevice>(shard: &Shard<D>) -> anyhow::Result<String> {
 pub async fn bootstrap<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
     let m = master(shard)?;
     let r = shard
-        .pool
+        .pool()
         .call(
             &m,
             Message::Bootstrap(Bootstrap {
-                store_id: StoreId(shard.store_id),
-                shard_id: ShardId(shard.index),
+                store_id: shard.store_id(),
+                shard_id: ShardId(shard.index()),
             }),
         )
         .await
@@ -63,8 +64,8 @@ pub async fn bootstrap<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<(
         let here = range
             .replicas
             .iter()
-            .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index);
-        let known = shard.state.borrow().peers.contains_key(&range.id);
+            .any(|r| r.store_id == shard.store_id() && r.shard_id.0 == shard.index());
+        let known = shard.state().peers().contains_key(&range.id);
         if here && !known {
             tracing::info!(range = %range.id, created = b.created, "creating a first range");
             shard.create_range(range).await?;
@@ -76,70 +77,47 @@ pub async fn bootstrap<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<(
 /// Sends heartbeats until the shard stops.
 pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let Ok(m) = master(&shard) else { return };
-    let every = Duration::from_millis(shard.cfg.heartbeat_ms);
+    let every = Duration::from_millis(shard.cfg().heartbeat_ms);
     let mut window_start = Instant::now();
-    while !shard.stop.get() {
+    while !shard.is_stopping() {
         crate::core::sleep(every).await;
         let window_ms = u64::try_from(window_start.elapsed().as_millis()).unwrap_or(u64::MAX);
         window_start = Instant::now();
-        let window = shard.load.borrow_mut().take(window_ms);
-        shard.metrics.borrow_mut().load.add(&window.counts);
-        if shard.index == 0 {
+        let window = shard.take_load_window(window_ms);
+        if shard.index() == 0 {
             let hb = store_heartbeat(&shard, &window);
-            if let Err(e) = shard.pool.call(&m, Message::StoreHeartbeat(hb)).await {
+            if let Err(e) = shard.pool().call(&m, Message::StoreHeartbeat(hb)).await {
                 tracing::info!("store heartbeat failed: {e}");
             }
         }
         send_shard_heartbeat(&shard, &m, &window).await;
-        let mut route_version = shard.route_version.get();
         match shard
-            .pool
+            .pool()
             .call(
                 &m,
                 Message::GetRouteTable(GetRouteTable {
-                    known_version: route_version,
+                    known_version: shard.route_version(),
                 }),
             )
             .await
         {
-            Ok(Message::RouteTable(t)) if !t.unchanged => {
-                let mut addrs = shard.addrs.borrow_mut();
-                for s in t.stores {
-                    if !s.shard_addrs.is_empty() {
-                        addrs.insert(s.store_id.0, s.shard_addrs);
-                    }
-                }
-                // The ranges placed here: a leader's message may create a replica of one.
-                let here = |d: &net::message::RangeDescriptor| {
-                    d.replicas
-                        .iter()
-                        .any(|r| r.store_id.0 == shard.store_id && r.shard_id.0 == shard.index)
-                };
-                *shard.master_ranges.borrow_mut() = t
-                    .ranges
-                    .into_iter()
-                    .filter(here)
-                    .map(|d| (d.id, d))
-                    .collect();
-                route_version = t.route_version;
-                shard.route_version.set(route_version);
-            }
+            Ok(Message::RouteTable(t)) => shard.apply_route_table(t),
             Ok(_) => {}
             Err(e) => tracing::info!("route table refresh failed: {e}"),
         }
         let leaders: Vec<RangeHeartbeat> = {
-            let st = shard.state.borrow();
-            st.peers
+            let st = shard.state();
+            st.peers()
                 .values()
-                .filter(|p| p.initialized && p.is_leader())
+                .filter(|p| p.is_initialized() && p.is_leader())
                 .map(|p| {
-                    let mut desc = p.desc.clone();
-                    desc.leader = Some(p.replica_id);
+                    let mut desc = p.desc().clone();
+                    desc.leader = Some(p.replica_id());
                     let (pending, down) = lagging(p);
                     RangeHeartbeat {
                         range: desc,
-                        leader: p.replica_id,
-                        stats: range_stats(p, window.ranges.get(&p.desc.id.0)),
+                        leader: p.replica_id(),
+                        stats: range_stats(p, window.ranges.get(&p.desc().id.0)),
                         pending,
                         down,
                     }
@@ -148,10 +126,10 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
         };
         for hb in leaders {
             let id = hb.range.id;
-            match shard.pool.call(&m, Message::RangeHeartbeat(hb)).await {
+            match shard.pool().call(&m, Message::RangeHeartbeat(hb)).await {
                 Ok(Message::RangeHeartbeatResp(r)) => {
                     if let Some(op) = r.operator {
-                        execute_operator(&shard, id.0, op);
+                        execute_operator(&shard, id, op);
                     }
                 }
                 Ok(_) => {}
@@ -170,14 +148,14 @@ pub const CAUGHT_UP_SLACK: u64 = 64;
 /// is: promoted on the slack alone, it made a two-voter group of a leader and a replica that
 /// did not exist, whose leader then stepped down (check-quorum) and could never be elected
 /// again (a vote request cannot create a replica) — seen forming a three-node cluster.
-fn lagging(p: &crate::server::peer::Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
-    let last = p.node.raft.raft_log.last_index();
+fn lagging(p: &Peer) -> (Vec<ReplicaId>, Vec<ReplicaId>) {
+    let last = p.last_index();
     let others = p
-        .node
+        .raft()
         .raft
         .prs()
         .iter()
-        .filter(|(id, _)| **id != p.replica_id.0)
+        .filter(|(id, _)| **id != p.replica_id().0)
         .map(|(&id, pr)| (id, pr.matched, pr.recent_active));
     classify(last, others)
 }
@@ -201,7 +179,7 @@ fn classify(
 }
 
 /// A range's size and its load in the last window.
-fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeStats {
+fn range_stats(p: &Peer, rates: Option<&Rates>) -> RangeStats {
     let r = rates.copied().unwrap_or_default();
     RangeStats {
         size_bytes: p.approx_size().0,
@@ -216,7 +194,7 @@ fn range_stats(p: &crate::server::peer::Peer, rates: Option<&Rates>) -> RangeSta
 /// Sends this shard's load, if the master speaks protocol 3 (a master of the previous
 /// release would close the connection on the unknown message kind).
 async fn send_shard_heartbeat<D: ShardDevice>(shard: &Shard<D>, master: &str, window: &Window) {
-    let client = match shard.pool.get(master).await {
+    let client = match shard.pool().get(master).await {
         Ok(c) => c,
         Err(e) => {
             tracing::info!("shard heartbeat: no master connection: {e}");
@@ -227,8 +205,8 @@ async fn send_shard_heartbeat<D: ShardDevice>(shard: &Shard<D>, master: &str, wi
         return;
     }
     let hb = ShardHeartbeat {
-        store_id: StoreId(shard.store_id),
-        shard_id: ShardId(shard.index),
+        store_id: shard.store_id(),
+        shard_id: ShardId(shard.index()),
         load: shard_load(shard, window),
     };
     if let Err(e) = client.call(Message::ShardHeartbeat(hb)).await {
@@ -240,50 +218,45 @@ async fn send_shard_heartbeat<D: ShardDevice>(shard: &Shard<D>, master: &str, wi
 /// and its log's bytes on disk.
 pub fn shard_load<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> ShardLoad {
     let disk_used = shard
-        .log
+        .log()
         .segment_usage()
         .iter()
         .map(|(_, u, _)| u.bytes)
         .sum();
-    let st = shard.state.borrow();
-    let initialized = || st.peers.values().filter(|p| p.initialized);
+    let st = shard.state();
+    let initialized = || st.peers().values().filter(|p| p.is_initialized());
     ShardLoad {
-        ranges: st.peers.len() as u32,
-        leaders: st.peers.values().filter(|p| p.is_leader()).count() as u32,
+        ranges: st.peers().len() as u32,
+        leaders: st.peers().values().filter(|p| p.is_leader()).count() as u32,
         read_ops_per_sec: window.shard.reads,
         write_ops_per_sec: window.shard.writes,
         read_bytes_per_sec: window.shard.read_bytes,
         write_bytes_per_sec: window.shard.write_bytes,
         keys: initialized().map(|p| p.approx_size().1).sum(),
         size_bytes: initialized().map(|p| p.approx_size().0).sum(),
-        mem_used: st.engine.accounted().total(),
+        mem_used: st.engine().accounted().total(),
         disk_used,
     }
 }
 
 fn store_heartbeat<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> StoreHeartbeat {
-    let st = shard.state.borrow();
-    let shard_addrs = shard
-        .addrs
-        .borrow()
-        .get(&shard.store_id)
-        .cloned()
-        .unwrap_or_default();
+    let st = shard.state();
+    let shard_addrs = shard.own_addrs();
     StoreHeartbeat {
         store: StoreInfo {
-            store_id: StoreId(shard.store_id),
+            store_id: shard.store_id(),
             addr: shard_addrs.first().cloned().unwrap_or_default(),
             shard_addrs,
             labels: Vec::new(),
         },
         stats: StoreStats {
-            mem_used: st.engine.accounted().total(),
-            mem_capacity: shard.cfg.maxmemory,
+            mem_used: st.engine().accounted().total(),
+            mem_capacity: shard.cfg().maxmemory,
             ops_per_sec: window.shard.reads + window.shard.writes,
             shards: vec![ShardStats {
-                shard_id: ShardId(shard.index),
-                ranges: st.peers.len() as u32,
-                leaders: st.peers.values().filter(|p| p.is_leader()).count() as u32,
+                shard_id: ShardId(shard.index()),
+                ranges: st.peers().len() as u32,
+                leaders: st.peers().values().filter(|p| p.is_leader()).count() as u32,
                 ops_per_sec: window.shard.reads + window.shard.writes,
                 ..ShardStats::default()
             }],
@@ -294,12 +267,12 @@ fn store_heartbeat<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> StoreHe
 
 /// Executes a master operator on a range this shard leads (best effort: the master re-sends
 /// operators that did not take effect).
-pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operator) {
-    let mut st = shard.state.borrow_mut();
-    let Some(p) = st.peers.get_mut(&net::RangeId(range)) else {
+pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Operator) {
+    let mut st = shard.state_mut();
+    let Some(p) = st.peer_mut(range) else {
         return;
     };
-    if !p.initialized || !p.is_leader() {
+    if !p.is_initialized() || !p.is_leader() {
         return;
     }
     let change = |t: ConfChangeType, id: u64, context: Vec<u8>| ConfChange {
@@ -310,38 +283,21 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
     };
     let cc = match op {
         Operator::TransferLeader { to_replica } => {
-            // raft-rs drops every proposal while a transfer is pending (up to an election
-            // timeout): transfer only to a voter that is reachable and caught up, and never
-            // restart a pending transfer (the master repeats its operator every heartbeat).
-            let (pending, down) = lagging(p);
-            let voter = p
-                .desc
-                .replicas
-                .iter()
-                .any(|r| r.replica_id == to_replica && r.role == ReplicaRole::Voter {});
-            if !voter
-                || pending.contains(&to_replica)
-                || down.contains(&to_replica)
-                || p.node.raft.lead_transferee.is_some()
-            {
-                tracing::info!(range, to = %to_replica, "leader transfer deferred: target not a caught-up, reachable voter, or a transfer is pending");
-                return;
+            if transfer_to(p, to_replica, shard.now()) {
+                drop(st);
+                shard.wake_ready_loop();
             }
-            tracing::info!(range, to = %to_replica, "transferring leadership");
-            p.transfer_leader(to_replica.0, shard.now());
-            drop(st);
-            shard.wake.notify();
             return;
         }
         // A step already done is not proposed again: a conf change that changes no replica
         // would move conf_ver without a membership change, which the master refuses.
         Operator::AddLearner { replica_id, .. }
-            if p.desc.replicas.iter().any(|r| r.replica_id == replica_id) =>
+            if p.desc().replicas.iter().any(|r| r.replica_id == replica_id) =>
         {
             return;
         }
         Operator::PromoteLearner { replica_id }
-            if p.desc
+            if p.desc()
                 .replicas
                 .iter()
                 .all(|r| r.replica_id != replica_id || r.role == ReplicaRole::Voter {}) =>
@@ -361,32 +317,20 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
             // Only a caught-up learner becomes a voter: a lagging voter would count in the
             // quorum and stall writes until it caught up (the master sends it again).
             if lagging(p).0.contains(&replica_id) {
-                tracing::info!(range, replica = %replica_id, "learner not caught up yet; promotion deferred");
+                tracing::info!(%range, replica = %replica_id, "learner not caught up yet; promotion deferred");
                 return;
             }
             change(ConfChangeType::AddNode, replica_id.0, Vec::new())
         }
-        Operator::RemoveReplica { replica_id } if replica_id == p.replica_id => {
-            // A leader does not remove itself: it hands leadership to a caught-up voter, and
-            // the master sends the removal again to the new leader.
-            let (pending, down) = lagging(p);
-            let to = p
-                .desc
-                .replicas
-                .iter()
-                .filter(|r| r.replica_id != p.replica_id && r.role == ReplicaRole::Voter {})
-                .map(|r| r.replica_id)
-                .find(|id| !pending.contains(id) && !down.contains(id));
-            if let Some(to) = to {
-                tracing::info!(range, to = %to, "leader to be removed: transferring leadership first");
-                p.transfer_leader(to.0, shard.now());
+        Operator::RemoveReplica { replica_id } if replica_id == p.replica_id() => {
+            if hand_over(p, shard.now()) {
                 drop(st);
-                shard.wake.notify();
+                shard.wake_ready_loop();
             }
             return;
         }
         Operator::RemoveReplica { replica_id }
-            if p.desc.replicas.iter().all(|r| r.replica_id != replica_id) =>
+            if p.desc().replicas.iter().all(|r| r.replica_id != replica_id) =>
         {
             return;
         }
@@ -399,22 +343,61 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: u64, op: Operat
             new_replica_ids,
         } => {
             drop(st);
-            crate::server::split::propose(
-                shard,
-                range,
-                split_key,
-                new_range_id.0,
-                new_replica_ids.iter().map(|r| r.0).collect(),
-            );
+            crate::server::split::propose(shard, range, split_key, new_range_id, new_replica_ids);
             return;
         }
     };
-    tracing::info!(range, ?cc, "proposing membership change");
-    if let Err(e) = p.node.propose_conf_change(Vec::new(), cc) {
-        tracing::info!(range, "membership change not proposed: {e}");
+    tracing::info!(%range, ?cc, "proposing membership change");
+    if let Err(e) = p.raft_mut().propose_conf_change(Vec::new(), cc) {
+        tracing::info!(%range, "membership change not proposed: {e}");
     }
     drop(st);
-    shard.wake.notify();
+    shard.wake_ready_loop();
+}
+
+/// Starts a leader transfer of `p` to `to` at `now`; whether it started. raft-rs drops every
+/// proposal while a transfer is pending (up to an election timeout): transfer only to a
+/// voter that is reachable and caught up, and never restart a pending transfer (the master
+/// repeats its operator every heartbeat).
+fn transfer_to(p: &mut Peer, to: ReplicaId, now: Instant) -> bool {
+    let range = p.range_id();
+    let (pending, down) = lagging(p);
+    let voter = p
+        .desc()
+        .replicas
+        .iter()
+        .any(|r| r.replica_id == to && r.role == ReplicaRole::Voter {});
+    if !voter
+        || pending.contains(&to)
+        || down.contains(&to)
+        || p.raft().raft.lead_transferee.is_some()
+    {
+        tracing::info!(%range, %to, "leader transfer deferred: target not a caught-up, reachable voter, or a transfer is pending");
+        return false;
+    }
+    tracing::info!(%range, %to, "transferring leadership");
+    p.transfer_leader(to, now);
+    true
+}
+
+/// A leader asked to remove itself hands leadership to a caught-up voter at `now` instead
+/// (the master sends the removal again to the new leader); whether a transfer started.
+fn hand_over(p: &mut Peer, now: Instant) -> bool {
+    let (pending, down) = lagging(p);
+    let to = p
+        .desc()
+        .replicas
+        .iter()
+        .filter(|r| r.replica_id != p.replica_id() && r.role == ReplicaRole::Voter {})
+        .map(|r| r.replica_id)
+        .find(|id| !pending.contains(id) && !down.contains(id));
+    let Some(to) = to else {
+        return false;
+    };
+    let range = p.range_id();
+    tracing::info!(%range, %to, "leader to be removed: transferring leadership first");
+    p.transfer_leader(to, now);
+    true
 }
 
 #[cfg(test)]
