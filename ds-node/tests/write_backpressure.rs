@@ -291,7 +291,13 @@ fn memory_stays_under_the_line_while_writes_outrun_demotion_and_deletes_still_pa
 
     let peak = metric_until(admin, "ds_memory_accounted_peak_bytes", 1);
     let throttled = metric_until(admin, "ds_write_throttled_total", refused.len() as u64 + 1);
-    let oom = metric(admin, "ds_write_oom_refused_total");
+    // A write counts as throttled when it starts waiting and as refused when it stops: the
+    // figures (republished every 200 ms) may show the first before the second.
+    let oom = metric_until(
+        admin,
+        "ds_write_oom_refused_total",
+        refused.len() as u64 + 1,
+    );
     let waits = metric(admin, "ds_write_throttle_seconds_count");
     eprintln!(
         "acked {}, refused {}, peak {} KiB (line {} KiB), throttled {throttled}, oom {oom}",
