@@ -117,6 +117,68 @@ fn cold_cfg(root: &std::path::Path, name: &str, maddr: &str) -> ds_node::DsConfi
     }
 }
 
+type Nodes = Vec<(String, Option<NodeHandle>)>;
+
+/// Stops the node of range 1's leader as the master knows it; its index in `nodes` and its
+/// store id.
+fn stop_leader_node(maddr: &str, nodes: &mut Nodes) -> (usize, u64) {
+    let d = range1(&table_blocking(maddr)).unwrap();
+    let leader_store = d
+        .leader
+        .and_then(|l| d.replicas.iter().find(|r| r.replica_id == l))
+        .map(|r| r.store_id.0)
+        .unwrap();
+    let li = nodes
+        .iter()
+        .position(|(_, n)| n.as_ref().is_some_and(|n| n.store_id == leader_store))
+        .unwrap();
+    nodes[li].1.take().unwrap().shutdown().unwrap();
+    (li, leader_store)
+}
+
+/// Waits until every node counts `keys` keys in database 0.
+fn wait_for_key_counts(nodes: &Nodes, keys: u64, within: Duration) {
+    let deadline = Instant::now() + within;
+    for (name, n) in nodes {
+        let n = n.as_ref().unwrap();
+        while n.metrics().redis_keys[0] != keys {
+            assert!(
+                Instant::now() < deadline,
+                "node {name} counts {:?} keys, {keys} written",
+                n.metrics().redis_keys
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Stops every node and the master, then checks that the replicas hold the same entries
+/// (offline dumps, cold values read from the logs), at least `min` of them.
+fn assert_replicas_identical(
+    nodes: Nodes,
+    master: test_support::master::RunningMaster,
+    cfg: impl Fn(&str) -> ds_node::DsConfig,
+    min: usize,
+) {
+    let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    for (_, n) in nodes {
+        n.unwrap().shutdown().unwrap();
+    }
+    master.stop();
+    let dumps: Vec<_> = names
+        .iter()
+        .map(|n| ds_node::offline::dump(&cfg(n)).unwrap())
+        .collect();
+    for (n, d) in names.iter().zip(&dumps) {
+        eprintln!("replica on node {n}: {} entries", d.len());
+    }
+    assert!(dumps[0].len() >= min);
+    assert!(
+        dumps.iter().all(|d| *d == dumps[0]),
+        "replicas differ after catching up"
+    );
+}
+
 #[test]
 fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot() {
     let root = std::env::temp_dir().join(format!("ds-membership-{}", std::process::id()));
@@ -127,7 +189,7 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     let maddr = master.addr().to_string();
 
     // One node: it bootstraps range 1 alone and takes writes (checkpoints compact its log).
-    let mut nodes: Vec<(String, Option<NodeHandle>)> = Vec::new();
+    let mut nodes: Nodes = Vec::new();
     nodes.push(("a".into(), Some(run(cold_cfg(&root, "a", &maddr)).unwrap())));
     write(&maddr, 0..400);
 
@@ -159,20 +221,8 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     assert!(cold_reads > 0, "no cold value was read");
 
     // Stop the leader's node: a new leader has every acknowledged write.
-    let t = table_blocking(&maddr);
-    let d = range1(&t).unwrap();
-    let leader_store = d
-        .leader
-        .and_then(|l| d.replicas.iter().find(|r| r.replica_id == l))
-        .map(|r| r.store_id.0)
-        .unwrap();
-    let li = nodes
-        .iter()
-        .position(|(_, n)| n.as_ref().is_some_and(|n| n.store_id == leader_store))
-        .unwrap();
-    let (name, handle) = &mut nodes[li];
-    let name = name.clone();
-    handle.take().unwrap().shutdown().unwrap();
+    let (li, leader_store) = stop_leader_node(&maddr, &mut nodes);
+    let name = nodes[li].0.clone();
     read_all(&maddr, 800);
     write(&maddr, 800..1000);
 
@@ -191,38 +241,11 @@ fn master_grows_a_range_to_three_replicas_and_replaces_a_wiped_node_by_snapshot(
     wait_for_three_voters(&maddr, Some(&want), &nodes);
     write(&maddr, 1000..1100);
     read_all(&maddr, 1100);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    for (name, n) in &nodes {
-        let n = n.as_ref().unwrap();
-        while n.metrics().redis_keys[0] != 1100 {
-            assert!(
-                Instant::now() < deadline,
-                "node {name} counts {:?} keys, 1100 written",
-                n.metrics().redis_keys
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
+    wait_for_key_counts(&nodes, 1100, Duration::from_secs(20));
 
     // Let the last writes reach every replica, stop everything, and compare the replicas.
     std::thread::sleep(Duration::from_millis(1500));
-    let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
-    for (_, n) in nodes {
-        n.unwrap().shutdown().unwrap();
-    }
-    master.stop();
-    let dumps: Vec<_> = names
-        .iter()
-        .map(|n| ds_node::offline::dump(&node_cfg(&root, n, &maddr)).unwrap())
-        .collect();
-    for (n, d) in names.iter().zip(&dumps) {
-        eprintln!("replica on node {n}: {} entries", d.len());
-    }
-    assert!(dumps[0].len() >= 1100);
-    assert!(
-        dumps.iter().all(|d| *d == dumps[0]),
-        "replicas differ after catching up"
-    );
+    assert_replicas_identical(nodes, master, |n| node_cfg(&root, n, &maddr), 1100);
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -290,7 +313,7 @@ fn large_values_replicate_reach_new_replicas_by_snapshot_and_survive_the_leader(
     };
     let sizes = [(1usize << 20) + 1, 9 << 20, 64 << 20];
 
-    let mut nodes: Vec<(String, Option<NodeHandle>)> = Vec::new();
+    let mut nodes: Nodes = Vec::new();
     nodes.push(("a".into(), Some(run(cfg("a")).unwrap())));
     for (i, &n) in sizes.iter().enumerate() {
         set_big(&maddr, &format!("big{i}"), n, i as u8);
@@ -315,17 +338,7 @@ fn large_values_replicate_reach_new_replicas_by_snapshot_and_survive_the_leader(
     set_big(&maddr, "big3", 33 << 20, 3);
 
     // Stop the leader's node: the new leader serves every large value.
-    let d = range1(&table_blocking(&maddr)).unwrap();
-    let leader_store = d
-        .leader
-        .and_then(|l| d.replicas.iter().find(|r| r.replica_id == l))
-        .map(|r| r.store_id.0)
-        .unwrap();
-    let li = nodes
-        .iter()
-        .position(|(_, n)| n.as_ref().is_some_and(|n| n.store_id == leader_store))
-        .unwrap();
-    nodes[li].1.take().unwrap().shutdown().unwrap();
+    let (li, _) = stop_leader_node(&maddr, &mut nodes);
     for (i, &n) in sizes.iter().chain(&[33 << 20]).enumerate() {
         get_big(&maddr, &format!("big{i}"), n, i as u8);
     }
@@ -334,31 +347,7 @@ fn large_values_replicate_reach_new_replicas_by_snapshot_and_survive_the_leader(
     write(&maddr, 300..310);
 
     // Every replica ends with the same bytes (offline dumps read cold values from the logs).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for (name, n) in &nodes {
-        let n = n.as_ref().unwrap();
-        while n.metrics().redis_keys[0] != 314 {
-            assert!(
-                Instant::now() < deadline,
-                "node {name} counts {:?} keys, 314 written",
-                n.metrics().redis_keys
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
-    for (_, n) in nodes {
-        n.unwrap().shutdown().unwrap();
-    }
-    master.stop();
-    let dumps: Vec<_> = names
-        .iter()
-        .map(|n| ds_node::offline::dump(&cfg(n)).unwrap())
-        .collect();
-    assert!(dumps[0].len() >= 314);
-    assert!(
-        dumps.iter().all(|d| *d == dumps[0]),
-        "replicas differ after catching up"
-    );
+    wait_for_key_counts(&nodes, 314, Duration::from_secs(30));
+    assert_replicas_identical(nodes, master, cfg, 314);
     let _ = std::fs::remove_dir_all(&root);
 }

@@ -20,6 +20,50 @@ fn pipeline(c: &mut Client, cmds: &[Vec<&[u8]>]) -> Vec<String> {
         .collect()
 }
 
+/// A node of 2 MiB of memory with demotion stopped (1 byte/s), so that writes above the line
+/// wait up to `wait_ms` and are then refused; a proxy in front; a client it serves, reading
+/// with `read_timeout`.
+fn memory_bound_node(
+    dir: &std::path::Path,
+    wait_ms: u64,
+    read_timeout: Duration,
+) -> (
+    ds_node::NodeHandle,
+    common::Env,
+    real_ds::FakeMaster,
+    Client,
+) {
+    let cfg = ds_node::DsConfig {
+        maxmemory: 2 << 20,
+        policy_tick_ms: 10,
+        policy_demote_bytes_per_sec: 1,
+        write_throttle_max_wait_ms: wait_ms,
+        ..real_ds::ds_config(dir, 1)
+    };
+    let node = ds_node::run(cfg).unwrap();
+    let (env, master) = real_ds::proxy_for(&node, |c| {
+        c.router.transport.request_timeout = read_timeout;
+    });
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+    c.stream.set_read_timeout(Some(read_timeout)).unwrap();
+    (node, env, master, c)
+}
+
+/// Writes `f0`, `f1`, ... of `value` through `c` until one is refused (the shard is above
+/// its line); how many were sent.
+fn fill_until_refused(c: &mut Client, value: &[u8]) -> usize {
+    let mut filled = 0;
+    loop {
+        let r = c.cmd_args(&[b"SET", format!("f{filled}").as_bytes(), value]);
+        filled += 1;
+        if r != "+OK\r\n" {
+            return filled;
+        }
+        assert!(filled < 4096, "never above the line");
+    }
+}
+
 #[test]
 fn pipelined_writes_of_one_key_apply_in_pipeline_order() {
     let dir = test_support::tempdir::TempDir::new("proxy-pipeline-order");
@@ -59,35 +103,12 @@ fn pipelined_writes_of_one_key_apply_in_pipeline_order() {
 #[test]
 fn a_write_waiting_for_memory_keeps_its_place_before_a_later_delete() {
     let dir = test_support::tempdir::TempDir::new("proxy-pipeline-throttle");
-    // 2 MiB of memory, demotion stopped (1 byte/s): writes above the line wait up to 4 s.
-    let cfg = ds_node::DsConfig {
-        maxmemory: 2 << 20,
-        policy_tick_ms: 10,
-        policy_demote_bytes_per_sec: 1,
-        write_throttle_max_wait_ms: 4000,
-        ..real_ds::ds_config(dir.path(), 1)
-    };
-    let node = ds_node::run(cfg).unwrap();
-    let (env, _master) = real_ds::proxy_for(&node, |c| {
-        c.router.transport.request_timeout = Duration::from_secs(30);
-    });
-    let mut c = env.client();
-    real_ds::until_served(&mut c, Duration::from_secs(10));
-    c.stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    // Writes above the line wait up to 4 s.
+    let (node, env, _master, mut c) = memory_bound_node(dir.path(), 4000, Duration::from_secs(30));
     // Fill past the line with 4 KiB values until a write has to wait (and is refused).
     let value = vec![b'v'; 4096];
-    let mut filled = 0;
     let mut fill = env.client();
-    loop {
-        let r = fill.cmd_args(&[b"SET", format!("f{filled}").as_bytes(), &value]);
-        filled += 1;
-        if r != "+OK\r\n" {
-            break;
-        }
-        assert!(filled < 4096, "never above the line");
-    }
+    let filled = fill_until_refused(&mut fill, &value);
     // Above the line now: the SET waits for memory; the DEL of the same key, behind it in the
     // pipeline, must not apply first.
     let mut req = multibulk(&[b"SET", b"k", &value]);
@@ -120,28 +141,9 @@ fn a_write_waiting_for_memory_keeps_its_place_before_a_later_delete() {
 #[test]
 fn a_pipeline_of_writes_waiting_for_memory_is_refused_within_the_wait_limit() {
     let dir = test_support::tempdir::TempDir::new("proxy-pipeline-oom");
-    let cfg = ds_node::DsConfig {
-        maxmemory: 2 << 20,
-        policy_tick_ms: 10,
-        policy_demote_bytes_per_sec: 1,
-        write_throttle_max_wait_ms: 1000,
-        ..real_ds::ds_config(dir.path(), 1)
-    };
-    let node = ds_node::run(cfg).unwrap();
-    let (env, _master) = real_ds::proxy_for(&node, |c| {
-        c.router.transport.request_timeout = Duration::from_secs(120);
-    });
-    let mut c = env.client();
-    real_ds::until_served(&mut c, Duration::from_secs(10));
-    c.stream
-        .set_read_timeout(Some(Duration::from_secs(120)))
-        .unwrap();
+    let (node, env, _master, mut c) = memory_bound_node(dir.path(), 1000, Duration::from_secs(120));
     let value = vec![b'v'; 4096];
-    let mut filled = 0;
-    while c.cmd_args(&[b"SET", format!("f{filled}").as_bytes(), &value]) == "+OK\r\n" {
-        filled += 1;
-        assert!(filled < 4096, "never above the line");
-    }
+    fill_until_refused(&mut c, &value);
     let mut req = Vec::new();
     for i in 0..64 {
         req.extend(multibulk(&[b"SET", format!("p{i}").as_bytes(), &value]));
