@@ -82,6 +82,10 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_replicas_created_total", m.replicas_created_total),
         ("ds_replicas_destroyed_total", m.replicas_destroyed_total),
         ("ds_splits_total", m.splits_total),
+        (
+            "ds_splits_reported_late_total",
+            m.splits_reported_late_total,
+        ),
         ("ds_load_reads_total", m.load.reads),
         ("ds_load_writes_total", m.load.writes),
         ("ds_load_read_bytes_total", m.load.read_bytes),

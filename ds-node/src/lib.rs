@@ -26,11 +26,16 @@
 
 /// A failpoint of the `fail` crate named `name` (`ds_node::shard::<operation>::<point>`,
 /// listed in `docs/guides/ds-node.md`), compiled in with the `failpoints` feature only:
-/// without it the macro expands to nothing.
+/// without it the macro expands to nothing. With a closure, a `return` action makes the
+/// enclosing function return the closure's value.
 macro_rules! failpoint {
     ($name:literal) => {
         #[cfg(feature = "failpoints")]
         fail::fail_point!($name);
+    };
+    ($name:literal, $on_return:expr) => {
+        #[cfg(feature = "failpoints")]
+        fail::fail_point!($name, $on_return);
     };
 }
 pub(crate) use failpoint;

@@ -71,6 +71,10 @@ pub struct ShardMetrics {
     pub replicas_destroyed_total: u64,
     /// Ranges created on this shard by a split (`ds_splits_total`).
     pub splits_total: u64,
+    /// Splits this shard's leaders reported from a heartbeat because the master's route table
+    /// lacked them (their first report was lost with the replica that applied them as
+    /// leader) (`ds_splits_reported_late_total`; `server::split::unreported`).
+    pub splits_reported_late_total: u64,
     /// Redis keys per database in the shard's replicas, leaders and followers alike
     /// (gauge `ds_redis_keys{db}`; `range::db_keys`).
     pub redis_keys: [u64; net::keyspace::DATABASES as usize],
@@ -214,6 +218,7 @@ impl Default for ShardMetrics {
             replicas_created_total: 0,
             replicas_destroyed_total: 0,
             splits_total: 0,
+            splits_reported_late_total: 0,
             redis_keys: Default::default(),
             redis_expires: Default::default(),
             load: crate::load::Counts::default(),
@@ -270,6 +275,7 @@ impl ShardMetrics {
         self.replicas_created_total += o.replicas_created_total;
         self.replicas_destroyed_total += o.replicas_destroyed_total;
         self.splits_total += o.splits_total;
+        self.splits_reported_late_total += o.splits_reported_late_total;
         for (a, b) in self.redis_keys.iter_mut().zip(o.redis_keys) {
             *a += b;
         }

@@ -206,6 +206,7 @@ async fn report<D: ShardDevice>(
     let Some(m) = shard.cfg.master_addr.clone() else {
         return;
     };
+    crate::failpoint!("ds_node::shard::split::report", |_| ());
     let mut wait = Duration::from_millis(500);
     let mut tries = 0u32;
     while !shard.stop.get() {
@@ -232,6 +233,113 @@ async fn report<D: ShardDevice>(
         tries += 1;
         if tries >= 10 {
             wait = (wait * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Longest chain of ranges [`unreported`] follows to the master's end of a range.
+const MAX_UNREPORTED_CHAIN: usize = 64;
+
+/// The first split of `left` that the master has not recorded, rebuilt from this shard's
+/// ranges (`by_start`: the range of this shard starting at a key): `known` is the master's
+/// descriptor of the same range, with an older `version`. This happens when the replica that
+/// applied a split as leader stopped before its report landed (a crash, a restart): the
+/// other replicas applied the split too but never report it, and the master would route to
+/// the old epoch for ever.
+///
+/// The master knows every split of the range up to `known.version`, so the first one it
+/// lacks made version `known.version + 1`. Its right range is the one with the smallest id
+/// among those continuing `left` to `known.end` (ids grow: later splits of `left`, and splits
+/// of that right range, all got larger ids), and it still lies on this shard with the
+/// replicas it was created with, because the master moves and changes only ranges it knows.
+/// Both halves are rebuilt as they were at the split: the left ending at the right's start,
+/// the right ending at `known.end`, both at the split's epoch. `None` when this shard's ranges
+/// do not tile `[left.end, known.end)` or the membership changed since (then the report is
+/// left to the master's checks of a later heartbeat, never guessed).
+pub fn unreported(
+    known: &RangeDescriptor,
+    left: &RangeDescriptor,
+    by_start: impl Fn(&[u8]) -> Option<RangeDescriptor>,
+) -> Option<(RangeDescriptor, RangeDescriptor)> {
+    if known.id != left.id || known.start != left.start || left.epoch.version <= known.epoch.version
+    {
+        return None;
+    }
+    let mut first: Option<RangeDescriptor> = None;
+    let mut at = left.end.clone();
+    let mut steps = 0;
+    while at != known.end {
+        if at.is_empty() || steps == MAX_UNREPORTED_CHAIN {
+            return None;
+        }
+        let next = by_start(&at)?;
+        at = next.end.clone();
+        steps += 1;
+        if first.as_ref().is_none_or(|f| next.id < f.id) {
+            first = Some(next);
+        }
+    }
+    let first = first?;
+    let epoch = net::Epoch {
+        conf_ver: first.epoch.conf_ver,
+        version: known.epoch.version + 1,
+    };
+    if first.epoch.version < epoch.version || left.epoch.conf_ver != epoch.conf_ver {
+        return None;
+    }
+    let left_then = RangeDescriptor {
+        id: left.id,
+        start: left.start.clone(),
+        end: first.start.clone(),
+        epoch,
+        replicas: left.replicas.clone(),
+        leader: None,
+    };
+    let right_then = RangeDescriptor {
+        id: first.id,
+        start: first.start,
+        end: known.end.clone(),
+        epoch,
+        replicas: first.replicas,
+        leader: None,
+    };
+    Some((left_then, right_then))
+}
+
+/// [`unreported`] for every range this shard leads whose version the master's route table
+/// (as last fetched) shows behind: the split reports to send, one per range.
+pub fn unreported_splits<D: ShardDevice>(shard: &Shard<D>) -> Vec<SplitReport> {
+    let known = shard.master_ranges.borrow();
+    let st = shard.state.borrow();
+    let by_start = |start: &[u8]| {
+        st.peers
+            .values()
+            .find(|p| p.is_initialized() && p.desc().start == start)
+            .map(|p| p.desc().clone())
+    };
+    st.peers
+        .values()
+        .filter(|p| p.is_initialized() && p.is_leader())
+        .filter_map(|p| {
+            let k = known.get(&p.desc().id)?;
+            let (left, right) = unreported(k, p.desc(), by_start)?;
+            Some(SplitReport { left, right })
+        })
+        .collect()
+}
+
+/// Sends the [`unreported_splits`] of this shard to the master `master`, once each (the next
+/// heartbeat finds any still missing, and the split after it once this one is recorded).
+pub async fn report_unreported<D: ShardDevice>(shard: &Shard<D>, master: &str) {
+    for rep in unreported_splits(shard) {
+        let (range, right) = (rep.left.id, rep.right.id);
+        match shard.pool.call(master, Message::SplitReport(rep)).await {
+            Ok(Message::SplitReportResp(_)) => {
+                shard.metrics.borrow_mut().splits_reported_late_total += 1;
+                tracing::warn!(%range, %right, "reported a split the master had missed");
+            }
+            Ok(other) => tracing::info!(%range, "late split report refused: {}", other.name()),
+            Err(e) => tracing::info!(%range, "late split report failed: {e}"),
         }
     }
 }
@@ -350,5 +458,69 @@ mod tests {
         assert!(boundary(&field) <= field && boundary(&meta) <= meta);
         assert!(meta.starts_with(&boundary(&meta)));
         assert_eq!(&boundary(b"raw")[..], b"raw");
+    }
+
+    /// Splits `d` at `key` with new range id `id` (replica ids `id+1..`), as applied.
+    fn split_at(d: &mut RangeDescriptor, key: &'static [u8], id: u64) -> RangeDescriptor {
+        let cmd = SplitCmd {
+            epoch: d.epoch,
+            split_key: Bytes::from_static(key),
+            new_range_id: id,
+            new_replica_ids: vec![id + 1, id + 2, id + 3],
+        };
+        apply_to_desc(d, &cmd).unwrap()
+    }
+
+    fn finder(shard: &[RangeDescriptor]) -> impl Fn(&[u8]) -> Option<RangeDescriptor> + '_ {
+        |start| shard.iter().find(|d| d.start == start).cloned()
+    }
+
+    #[test]
+    fn a_split_the_master_missed_is_rebuilt_as_it_was_applied() {
+        let known = desc();
+        let mut left = desc();
+        let right = split_at(&mut left, b"m", 9);
+        let shard = [left.clone(), right.clone()];
+        let (l, r) = unreported(&known, &left, finder(&shard)).unwrap();
+        assert_eq!((l, r), (left.clone(), right));
+        // Nothing to report once the master knows the split.
+        assert!(unreported(&left, &left, finder(&shard)).is_none());
+    }
+
+    #[test]
+    fn after_more_splits_on_both_sides_the_first_missed_split_is_rebuilt() {
+        let known = desc();
+        let mut left = desc();
+        let mut r1 = split_at(&mut left, b"m", 9);
+        let (l1, r1_then) = (left.clone(), r1.clone());
+        let r2 = split_at(&mut left, b"f", 20);
+        let r3 = split_at(&mut r1, b"t", 30);
+        let shard = [left.clone(), r2.clone(), r1.clone(), r3.clone()];
+        let (l, r) = unreported(&known, &left, finder(&shard)).unwrap();
+        assert_eq!((l, r), (l1.clone(), r1_then.clone()));
+        // Once the master has it, the next one: the left's second split.
+        let (l, r) = unreported(&l1, &left, finder(&shard)).unwrap();
+        assert_eq!((l, r), (left.clone(), r2));
+        // And the right range's own split, from its leader's view.
+        let (l, r) = unreported(&r1_then, &r1, finder(&shard)).unwrap();
+        assert_eq!((l, r), (r1, r3));
+    }
+
+    #[test]
+    fn a_gap_or_a_membership_change_since_the_split_reports_nothing() {
+        let known = desc();
+        let mut left = desc();
+        let right = split_at(&mut left, b"m", 9);
+        // The right range is not on this shard.
+        assert!(unreported(&known, &left, finder(std::slice::from_ref(&left))).is_none());
+        // The left range changed its membership after the split.
+        let mut moved = left.clone();
+        moved.epoch.conf_ver += 1;
+        let shard = [moved.clone(), right];
+        assert!(unreported(&known, &moved, finder(&shard)).is_none());
+        // Another range's descriptor.
+        let mut other = known.clone();
+        other.id = RangeId(2);
+        assert!(unreported(&other, &left, finder(&shard)).is_none());
     }
 }

@@ -5,7 +5,10 @@
 //!   load of the window since its previous one (reads/writes and their bytes per second from
 //!   `crate::load`, keys and bytes of its ranges, memory, disk);
 //! - a range heartbeat for every range it leads, with that range's load (size, keys and the
-//!   same rates; the master splits ranges above its thresholds: see `server::split`).
+//!   same rates; the master splits ranges above its thresholds: see `server::split`);
+//! - a split report for a range it leads whose split the master's route table lacks (the
+//!   replica that applied it as leader stopped before its report landed:
+//!   `server::split::unreported`).
 //!
 //! Operators: transfer leader, add learner / promote / remove (proposed as Raft conf changes;
 //! the new learner's store creates the replica when the leader's first message arrives and
@@ -101,7 +104,10 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             )
             .await
         {
-            Ok(Message::RouteTable(t)) => shard.apply_route_table(t),
+            Ok(Message::RouteTable(t)) => {
+                shard.apply_route_table(t);
+                crate::server::split::report_unreported(&shard, &m).await;
+            }
             Ok(_) => {}
             Err(e) => tracing::info!("route table refresh failed: {e}"),
         }
