@@ -2,7 +2,10 @@
 //! scripts"): a read-only script running longer than `busy-reply-threshold` makes its range
 //! answer `-BUSY` and is stopped by `SCRIPT KILL` with Redis 7's reply; a script that may
 //! write is `UNKILLABLE` and runs to its instruction budget; a read-only function is stopped
-//! by `FUNCTION KILL`, not `SCRIPT KILL`. Replies were captured from redis-server 7.0.15 with
+//! by `FUNCTION KILL`, not `SCRIPT KILL`; a script without keys (run by the proxy to find its
+//! first key) keeps every command busy, those queued in `MULTI` included, until `SCRIPT KILL`
+//! stops it.
+//! Replies were captured from redis-server 7.0.15 with
 //! `busy-reply-threshold 100`.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
@@ -157,4 +160,42 @@ fn function_kill_stops_a_read_only_function_and_script_kill_does_not() {
         error("ERR Script killed by user with SCRIPT KILL... script: spin, on @user_function:2.")
     );
     assert_eq!(cmd(&mut c, &["FUNCTION", "KILL"]), error(NOTBUSY));
+}
+
+#[test]
+fn a_script_without_keys_keeps_every_command_busy_until_script_kill_stops_it() {
+    let (dev, mut c) = dev();
+    assert_eq!(cmd(&mut c, &["SET", "xx", "1"]), ok());
+    let sha = match cmd(&mut c, &["SCRIPT", "LOAD", SPIN]) {
+        Reply::Bulk(Some(sha)) => String::from_utf8(sha).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    // A transaction begun before the script.
+    let mut t = dev.connect();
+    assert_eq!(cmd(&mut t, &["MULTI"]), ok());
+    assert_eq!(cmd(&mut t, &["INCR", "xx"]), Reply::Status("QUEUED".into()));
+    // Without keys, the proxy runs it to find its first key: it never finds one.
+    let script = in_background(&dev, &["EVAL", SPIN, "0"]);
+    assert_eq!(once_busy(&mut c, &["FUNCTION", "KILL"]), error(BUSY_SCRIPT));
+    assert_eq!(cmd(&mut c, &["PING"]), error(BUSY_SCRIPT));
+    assert_eq!(cmd(&mut c, &["GET", "xx"]), error(BUSY_SCRIPT));
+    // Inside the transaction the refused command flags it, and EXEC discards it.
+    assert_eq!(cmd(&mut t, &["INCR", "xx"]), error(BUSY_SCRIPT));
+    assert_eq!(
+        cmd(&mut t, &["EXEC"]),
+        error(&format!(
+            "EXECABORT Transaction discarded because of: {BUSY_SCRIPT}"
+        ))
+    );
+    assert_eq!(cmd(&mut c, &["SCRIPT", "KILL"]), ok());
+    assert_eq!(
+        script.join().unwrap(),
+        error(&format!(
+            "ERR Script killed by user with SCRIPT KILL... script: {sha}, on @user_script:1."
+        ))
+    );
+    // Nothing of the transaction ran, and it is over.
+    assert_eq!(get_when_free(&mut c, "xx"), bulk("1"));
+    assert_eq!(cmd(&mut t, &["PING", "asdf"]), bulk("asdf"));
+    assert_eq!(cmd(&mut c, &["SCRIPT", "KILL"]), error(NOTBUSY));
 }

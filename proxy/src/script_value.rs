@@ -79,9 +79,10 @@ pub fn to_reply(value: Value) -> Reply {
     }
 }
 
-/// Instructions a script run by the proxy itself (no keys; `SCRIPT LOAD` only compiles) may
-/// take: it runs on a proxy worker thread, so the budget is smaller than a range's.
-const PROXY_MAX_INSTRUCTIONS: u64 = 50_000_000;
+/// Instructions a script run by the proxy itself (no keys, until its first key; `SCRIPT
+/// LOAD` only compiles) may take: a range's budget, since the run leaves the async workers
+/// (`cmd::scripting`, `discover`) and `SCRIPT KILL` stops it.
+const PROXY_MAX_INSTRUCTIONS: u64 = 500_000_000;
 
 thread_local! {
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };

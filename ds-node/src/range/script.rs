@@ -140,7 +140,18 @@ pub fn execute<S: KvStore>(
         Some(_) => running::Kind::Function,
         None => running::Kind::Script,
     };
-    let registered = running::start(ctx.range.id.0, script.read_only, kind);
+    // `FUNCTION STATS` shows a function's call; an `EVAL` run here is not described (its
+    // name is the SHA1 of its body: too dear to compute for every run).
+    let origin = script.function.map(|f| {
+        running::Origin::of_call(
+            Some(f),
+            script.body,
+            script.keys,
+            script.args,
+            script.read_only,
+        )
+    });
+    let registered = running::start(ctx.range.id.0, script.read_only, kind, origin);
     let run = Run {
         keys: script.keys,
         argv: script.args,

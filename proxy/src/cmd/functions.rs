@@ -517,11 +517,28 @@ fn flag_names(flags: script::Flags) -> impl Iterator<Item = &'static str> {
     .filter_map(|(set, name)| set.then_some(name))
 }
 
+/// The script running longest in this process whose command is known (`script::running`),
+/// as Redis describes its running script; nil when none.
+fn running_script() -> Reply {
+    let Some((origin, took)) = script::running::longest_known() else {
+        return Reply::Nil;
+    };
+    let ms = i64::try_from(took.as_millis()).unwrap_or(i64::MAX);
+    Reply::Map(vec![
+        (Reply::bulk(b"name"), Reply::Bulk(origin.name)),
+        (
+            Reply::bulk(b"command"),
+            Reply::Array(origin.command.into_iter().map(Reply::Bulk).collect()),
+        ),
+        (Reply::bulk(b"duration_ms"), Reply::Int(ms)),
+    ])
+}
+
 fn stats(libraries: &[Loaded]) -> Reply {
     let functions: usize = libraries.iter().map(|l| l.library.functions.len()).sum();
     let count = |n: usize| Reply::Int(i64::try_from(n).unwrap_or(i64::MAX));
     Reply::Map(vec![
-        (Reply::bulk(b"running_script"), Reply::Nil),
+        (Reply::bulk(b"running_script"), running_script()),
         (
             Reply::bulk(b"engines"),
             Reply::Map(vec![(

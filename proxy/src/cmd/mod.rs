@@ -155,11 +155,19 @@ fn dispatch_fed(
             Action::Reply(tx::rejected(sess, spec.name, reply)),
         );
     }
+    let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
+    let now = crate::shared::now_ms();
+    // Inside `MULTI`, a command refused for a busy script flags the transaction, and `EXEC`
+    // is discarded with `EXECABORT` (Redis's rejection of a command while busy).
+    if sess.tx.active()
+        && let Some(kind) = busy_in_tx(shared, sess, spec, &args, now, max_bulk)
+    {
+        let reply = tx::rejected(sess, spec.name, scripting::busy_error(kind));
+        return (Some(spec.name), Action::Reply(reply));
+    }
     if let Some(queued) = tx::intercept(sess, spec.name, &args) {
         return (Some(spec.name), queued);
     }
-    let max_bulk = u64::try_from(shared.cfg.limits.max_bulk_bytes).unwrap_or(0);
-    let now = crate::shared::now_ms();
     let translated = data_command(spec.name, &args, now, max_bulk);
     if translated.is_none()
         && let Some(kind) = busy_now(shared, spec, &args)
@@ -212,7 +220,8 @@ fn busy_now(shared: &Shared, spec: &Spec, args: &[Bytes]) -> Option<script::runn
             .is_some_and(|a| a.eq_ignore_ascii_case(sub.as_bytes()))
     };
     let allowed = match spec.name {
-        "script" | "function" => kill("kill"),
+        "script" => kill("kill"),
+        "function" => kill("kill") || kill("stats"),
         "shutdown" => true,
         _ => false,
     };
@@ -220,6 +229,33 @@ fn busy_now(shared: &Shared, spec: &Spec, args: &[Bytes]) -> Option<script::runn
         return None;
     }
     script::running::busy_anywhere(shared.settings.busy_reply_threshold())
+}
+
+/// [`busy_now`] inside a transaction, where a data command is not sent and refused by the
+/// connection (`server`) but queued: the kind of script keeping one of its keys' ranges busy
+/// (or any range, for a command without keys).
+fn busy_in_tx(
+    shared: &Shared,
+    sess: &Session,
+    spec: &Spec,
+    args: &[Bytes],
+    now: u64,
+    max_bulk: u64,
+) -> Option<script::running::Kind> {
+    if !script::running::any() {
+        return None;
+    }
+    match data_command(spec.name, args, now, max_bulk) {
+        Some(Action::Data { ops, .. }) => {
+            let threshold = shared.settings.busy_reply_threshold();
+            crate::db::scope(ops, sess.db).iter().find_map(|(key, _)| {
+                let range = shared.router.cached_range_id(key)?;
+                script::running::busy(range, threshold)
+            })
+        }
+        Some(_) => None,
+        None => busy_now(shared, spec, args),
+    }
 }
 
 /// Refuses a command whose keys, elements or values exceed `net::limits` before anything is

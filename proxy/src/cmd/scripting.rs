@@ -138,7 +138,27 @@ pub fn run(db: Db, script: Script<'_>) -> Action {
 
 /// Runs a script without keys here up to its first call on a key: `Ok` is that key, `Err` the
 /// reply of a script that touched none.
+///
+/// It may run long (up to the instruction budget), so it is registered as a proxy's run
+/// ([`running::PROXY_RUN`]): past `busy-reply-threshold` every command but the few Redis
+/// allows answers `-BUSY`, and `SCRIPT KILL` (`FUNCTION KILL` for a function) stops it — it
+/// has written nothing (it stops at its first key), so it is always killable, as Redis kills
+/// a script until its first write. On the multi-threaded runtime the worker hands its other
+/// tasks to another thread for the run (`block_in_place`), so other clients keep being
+/// served and can send that `SCRIPT KILL`.
 fn discover(db: Db, script: &Script<'_>) -> Result<Bytes, Reply> {
+    let kind = match script.function {
+        Some(_) => Kind::Function,
+        None => Kind::Script,
+    };
+    let origin = running::Origin::of_call(
+        script.function.as_deref(),
+        &script.code,
+        &[],
+        script.argv,
+        script.read_only,
+    );
+    let registered = running::start(running::PROXY_RUN, true, kind, Some(origin));
     let now_ms = crate::shared::now_ms();
     let mut host = KeylessHost {
         db,
@@ -149,15 +169,29 @@ fn discover(db: Db, script: &Script<'_>) -> Result<Bytes, Reply> {
         keys: &[],
         argv: script.argv,
         seed: now_ms,
-        kill: None,
+        kill: Some(registered.kill_switch()),
     };
-    let value = with_vm(|vm| match &script.function {
-        None => vm.eval(&script.code, run, &mut host),
-        Some(f) => vm.fcall(&script.code, f, run, &mut host),
+    let value = may_block(|| {
+        with_vm(|vm| match &script.function {
+            None => vm.eval(&script.code, run, &mut host),
+            Some(f) => vm.fcall(&script.code, f, run, &mut host),
+        })
     })?;
+    drop(registered);
     match host.first_key {
         Some(key) => Ok(key),
         None => Err(to_reply(value)),
+    }
+}
+
+/// Runs `f`, which may take long, off the async scheduler: through `block_in_place` on a
+/// multi-threaded Tokio runtime; directly elsewhere (a current-thread runtime cannot hand its
+/// tasks over, and outside a runtime nothing waits).
+fn may_block<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
