@@ -207,3 +207,37 @@ fn dbsize_stays_exact_over_ranges_that_split_behind_the_proxys_back() {
     assert_eq!(env.cluster.ranges().len(), 8);
     check(&mut p);
 }
+
+#[test]
+fn randomkey_answers_a_key_of_the_connections_database_or_nil() {
+    let env = Env::start(4);
+    let mut p = env.client();
+    assert_eq!(p.cmd("RANDOMKEY"), "$-1\r\n");
+    assert_eq!(p.cmd("SET only 1"), "+OK\r\n");
+    for _ in 0..20 {
+        assert_eq!(p.cmd("RANDOMKEY"), "$4\r\nonly\r\n");
+    }
+    // Database 1 is still empty; then its keys spread over every range.
+    assert_eq!(p.cmd("SELECT 1"), "+OK\r\n");
+    assert_eq!(p.cmd("RANDOMKEY"), "$-1\r\n");
+    for i in 0..100 {
+        assert_eq!(p.cmd(&format!("SET key:{i} v")), "+OK\r\n");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..200 {
+        let r = p.cmd("RANDOMKEY");
+        let key = r.split("\r\n").nth(1).unwrap_or_default().to_string();
+        assert!(key.starts_with("key:"), "{r:?}");
+        seen.insert(key);
+    }
+    // 100 keys over 16,384 slots: 200 draws find most of them, never one alone.
+    assert!(
+        seen.len() > 20,
+        "only {} distinct keys: {seen:?}",
+        seen.len()
+    );
+    assert_eq!(
+        p.cmd("RANDOMKEY x"),
+        "-ERR wrong number of arguments for 'randomkey' command\r\n"
+    );
+}

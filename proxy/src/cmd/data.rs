@@ -25,7 +25,9 @@ pub fn data_command(
         | "getrange" | "setrange" => strings::dispatch(name, args, now_ms),
         "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
         | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
-        | "dbsize" | "rename" | "renamenx" | "copy" => keys::dispatch(name, args, now_ms),
+        | "dbsize" | "randomkey" | "rename" | "renamenx" | "copy" => {
+            keys::dispatch(name, args, now_ms)
+        }
         "hset" | "hsetnx" | "hget" | "hmget" | "hmset" | "hdel" | "hexists" | "hlen"
         | "hgetall" | "hkeys" | "hvals" | "hincrby" | "hincrbyfloat" | "hstrlen" | "hscan"
         | "hrandfield" => hashes::dispatch(name, args),

@@ -126,6 +126,7 @@ fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Repl
             pattern: args[1].clone(),
         }),
         "dbsize" => Action::rounds(Keyspace::DbSize),
+        "randomkey" => Action::rounds(Keyspace::RandomKey),
         _ => return Err(Reply::err("internal error: not a key command")),
     })
 }

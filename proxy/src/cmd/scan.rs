@@ -1,5 +1,5 @@
 //! The multi-round commands on the keyspace and on one hash: SCAN (cursor = next hash slot),
-//! KEYS (a full scan) and DBSIZE (the ranges' key counts, `crate::key_counts`) — [`Keyspace`] — and HSCAN (the whole hash in one reply,
+//! KEYS (a full scan), RANDOMKEY (a scan from a random slot to its first key) and DBSIZE (the ranges' key counts, `crate::key_counts`) — [`Keyspace`] — and HSCAN (the whole hash in one reply,
 //! cursor 0, as Redis does for small hashes) — [`HScan`]; and the [`Matcher`] that MATCH
 //! patterns of every scan use (ZSCAN's too).
 //!
@@ -55,6 +55,11 @@ pub enum Keyspace {
     },
     /// `DBSIZE`: one `DbStats` read per range, O(ranges).
     DbSize,
+    /// `RANDOMKEY`: a key of the first non-empty hash slot from a random one on (wrapping
+    /// around), chosen at random among that slot's keys; nil when the database is empty.
+    /// Not uniform over keys (a key after empty slots is likelier), as Redis's is not (it
+    /// picks a random bucket, then a random entry of its chain).
+    RandomKey,
 }
 
 impl AsyncCommand for Keyspace {
@@ -86,6 +91,11 @@ async fn run_keyspace(router: &DbRouter<'_>, cmd: Keyspace) -> Reply {
                 let keys = filter(keys, pat).await;
                 Reply::Array(keys.into_iter().map(Reply::Bulk).collect())
             }
+            Err(e) => exec_error(&e),
+        },
+        Keyspace::RandomKey => match random_key(router).await {
+            Ok(Some(k)) => Reply::Bulk(k),
+            Ok(None) => Reply::Nil,
             Err(e) => exec_error(&e),
         },
         Keyspace::DbSize => match crate::key_counts::totals(router.raw()).await {
@@ -172,6 +182,32 @@ impl<'p> Matcher<'p> {
             }
         }
     }
+}
+
+/// A key of the connection's database, at random ([`Keyspace::RandomKey`]): the keys of the
+/// first non-empty slot from a random slot on, else from slot 0 (the scan wrapped around).
+async fn random_key(router: &DbRouter<'_>) -> Result<Option<Bytes>, ExecError> {
+    let r = random_u64();
+    let from = u16::try_from(r % u64::from(SLOTS)).unwrap_or(0);
+    let (mut keys, _) = scan(router, from, 1, None).await?;
+    if keys.is_empty() && from > 0 {
+        keys = scan(router, 0, 1, None).await?.0;
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let i = usize::try_from((r >> 16) % keys.len() as u64).unwrap_or(0);
+    Ok(Some(keys.swap_remove(i)))
+}
+
+/// A random number for `RANDOMKEY` (not for anything secret): the std hasher's random keys
+/// over the clock and a counter.
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let n = CALLS.fetch_add(1, Ordering::Relaxed);
+    std::collections::hash_map::RandomState::new().hash_one((std::time::Instant::now(), n))
 }
 
 /// Keys from slot `from` on, stopping at the first slot boundary after `count` keys; returns

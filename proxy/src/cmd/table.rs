@@ -135,6 +135,7 @@ pub static TABLE: &[Spec] = &[
     spec!("psetex", 4, WD, 1, 1, 1),
     spec!("pttl", 2, R, 1, 1, 1),
     spec!("quit", -1, CN, 0, 0, 0),
+    spec!("randomkey", 1, RS, 0, 0, 0),
     spec!("rename", 3, WS, 1, 2, 1),
     spec!("renamenx", 3, WF, 1, 2, 1),
     spec!("reset", 1, CN, 0, 0, 0),
