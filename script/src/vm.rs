@@ -219,6 +219,7 @@ impl Engine {
         s.instructions.set(0);
         s.killed.set(false);
         s.killed_by_user.set(false);
+        crate::libs::cjson_config::reset(&self.lua);
         let step = HOOK_STEP.min(self.limits.max_instructions.max(1));
         // A global hook: coroutines a script creates inherit it (a per-thread hook of mlua
         // would not follow them, and a coroutine could loop past the budget).

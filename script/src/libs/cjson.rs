@@ -1,16 +1,13 @@
-//! lua-cjson 2.1 as Redis ships it (`cjson.encode`, `cjson.decode`, `cjson.null`), with its
-//! default configuration: numbers as `%.14g`, sparse arrays refused, depth 1000 each way,
-//! NaN/Inf refused when encoding, accepted (as `strtod` reads them) when decoding.
+//! lua-cjson 2.1 as Redis ships it (`cjson.encode`, `cjson.decode`, `cjson.null`) and its
+//! configuration functions (`cjson_config`; defaults: numbers as `%.14g`, sparse arrays
+//! refused, depth 1000 each way, NaN/Inf refused when encoding, accepted — as `strtod` reads
+//! them — when decoding).
 
 use mlua::{LightUserData, Lua, MultiValue, Table, Value as Lv};
 
+use super::cjson_config::{self, Config, InvalidNumbers};
 use super::{LibResult, lib_fn};
 use crate::numfmt::fmt_g;
-
-const MAX_DEPTH: usize = 1000;
-const SPARSE_RATIO: usize = 2;
-const SPARSE_SAFE: usize = 10;
-const PRECISION: usize = 14;
 
 /// The `cjson` table.
 pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
@@ -18,6 +15,7 @@ pub(crate) fn table(lua: &Lua) -> mlua::Result<Table> {
     t.set("encode", lib_fn(lua, encode_fn)?)?;
     t.set("decode", lib_fn(lua, decode_fn)?)?;
     t.set("null", null())?;
+    cjson_config::register(lua, &t)?;
     Ok(t)
 }
 
@@ -32,7 +30,8 @@ fn encode_fn(lua: &Lua, args: MultiValue) -> mlua::Result<LibResult> {
         ));
     }
     let mut out = Vec::new();
-    Ok(match encode(&mut out, &args[0], 0) {
+    let cfg = cjson_config::get(lua);
+    Ok(match encode(&cfg, &mut out, &args[0], 0) {
         Ok(()) => Ok(vec![Lv::String(lua.create_string(&out)?)]),
         Err(e) => Err(e),
     })
@@ -60,6 +59,7 @@ fn decode_fn(lua: &Lua, args: MultiValue) -> mlua::Result<LibResult> {
     }
     let mut p = Parser {
         lua,
+        cfg: cjson_config::get(lua),
         data: &text,
         pos: 0,
         depth: 0,
@@ -78,25 +78,45 @@ fn cannot(v: &Lv, why: &str) -> String {
     format!("Cannot serialise {}: {why}", type_name(v))
 }
 
-fn encode(out: &mut Vec<u8>, v: &Lv, depth: usize) -> Result<(), String> {
+fn encode(cfg: &Config, out: &mut Vec<u8>, v: &Lv, depth: usize) -> Result<(), String> {
     match v {
         Lv::String(s) => encode_string(out, &s.as_bytes()),
-        Lv::Integer(i) => encode_number(out, v, *i as f64)?,
-        Lv::Number(n) => encode_number(out, v, *n)?,
+        Lv::Integer(i) => encode_number(cfg, out, v, *i as f64)?,
+        Lv::Number(n) => encode_number(cfg, out, v, *n)?,
         Lv::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Lv::Nil => out.extend_from_slice(b"null"),
         Lv::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
-        Lv::Table(t) => encode_table(out, v, t, depth + 1)?,
+        Lv::Table(t) => encode_table(cfg, out, v, t, depth + 1)?,
         other => return Err(cannot(other, "type not supported")),
     }
     Ok(())
 }
 
-fn encode_number(out: &mut Vec<u8>, v: &Lv, n: f64) -> Result<(), String> {
+/// `json_append_number`: `%.<precision>g`; NaN and Inf as `encode_invalid_numbers` says
+/// (printed: `nan`, and `inf`/`-inf` as `%g` prints them).
+fn encode_number(cfg: &Config, out: &mut Vec<u8>, v: &Lv, n: f64) -> Result<(), String> {
     if !n.is_finite() {
-        return Err(cannot(v, "must not be NaN or Inf"));
+        match cfg.encode_invalid {
+            InvalidNumbers::Refuse => return Err(cannot(v, "must not be NaN or Inf")),
+            InvalidNumbers::Null => {
+                out.extend_from_slice(b"null");
+                return Ok(());
+            }
+            InvalidNumbers::Print => {
+                let text: &[u8] = if n.is_nan() {
+                    b"nan"
+                } else if n > 0.0 {
+                    b"inf"
+                } else {
+                    b"-inf"
+                };
+                out.extend_from_slice(text);
+                return Ok(());
+            }
+        }
     }
-    out.extend_from_slice(fmt_g(n, PRECISION).as_bytes());
+    let precision = usize::try_from(cfg.precision).unwrap_or(14);
+    out.extend_from_slice(fmt_g(n, precision).as_bytes());
     Ok(())
 }
 
@@ -119,8 +139,9 @@ fn encode_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
-/// `lua_array_length`: the array's length, `None` for an object.
-fn array_length(v: &Lv, t: &Table) -> Result<Option<usize>, String> {
+/// `lua_array_length`: the array's length, `None` for an object (or an excessively sparse
+/// array when `encode_sparse_array` converts those).
+fn array_length(cfg: &Config, v: &Lv, t: &Table) -> Result<Option<usize>, String> {
     let (mut max, mut items) = (0usize, 0usize);
     for pair in t.pairs::<Lv, Lv>() {
         let (k, _) = pair.map_err(|e| e.to_string())?;
@@ -135,24 +156,35 @@ fn array_length(v: &Lv, t: &Table) -> Result<Option<usize>, String> {
         max = max.max(k.min(usize::MAX as f64) as usize);
         items += 1;
     }
-    if max > items.saturating_mul(SPARSE_RATIO) && max > SPARSE_SAFE {
-        return Err(cannot(v, "excessively sparse array"));
+    let ratio = usize::try_from(cfg.sparse_ratio).unwrap_or(0);
+    let safe = usize::try_from(cfg.sparse_safe).unwrap_or(0);
+    if ratio > 0 && max > items.saturating_mul(ratio) && max > safe {
+        if !cfg.sparse_convert {
+            return Err(cannot(v, "excessively sparse array"));
+        }
+        return Ok(None);
     }
     Ok((max > 0).then_some(max))
 }
 
-fn encode_table(out: &mut Vec<u8>, v: &Lv, t: &Table, depth: usize) -> Result<(), String> {
-    if depth > MAX_DEPTH {
+fn encode_table(
+    cfg: &Config,
+    out: &mut Vec<u8>,
+    v: &Lv,
+    t: &Table,
+    depth: usize,
+) -> Result<(), String> {
+    if i64::try_from(depth).unwrap_or(i64::MAX) > cfg.encode_max_depth {
         return Err(format!("Cannot serialise, excessive nesting ({depth})"));
     }
-    if let Some(len) = array_length(v, t)? {
+    if let Some(len) = array_length(cfg, v, t)? {
         out.push(b'[');
         for i in 1..=len {
             if i > 1 {
                 out.push(b',');
             }
             let item: Lv = t.raw_get(i).map_err(|e| e.to_string())?;
-            encode(out, &item, depth)?;
+            encode(cfg, out, &item, depth)?;
         }
         out.push(b']');
         return Ok(());
@@ -167,16 +199,36 @@ fn encode_table(out: &mut Vec<u8>, v: &Lv, t: &Table, depth: usize) -> Result<()
             Lv::String(s) => encode_string(out, &s.as_bytes()),
             Lv::Integer(_) | Lv::Number(_) => {
                 out.push(b'"');
-                encode(out, &k, depth)?;
+                encode(cfg, out, &k, depth)?;
                 out.push(b'"');
             }
             other => return Err(cannot(other, "table key must be a number or string")),
         }
         out.push(b':');
-        encode(out, &item, depth)?;
+        encode(cfg, out, &item, depth)?;
     }
     out.push(b'}');
     Ok(())
+}
+
+/// `json_is_invalid_number`: text JSON does not allow as a number but `strtod` reads (a `+`,
+/// hex, a leading zero, `inf`, `nan`).
+fn is_invalid_number(p: &[u8]) -> bool {
+    let at = |i: usize| p.get(i).copied().unwrap_or(0);
+    if at(0) == b'+' {
+        return true;
+    }
+    let i = usize::from(at(0) == b'-');
+    if at(i) == b'0' {
+        let next = at(i + 1);
+        return (next | 0x20) == b'x' || next.is_ascii_digit();
+    }
+    // A signed `char` in C: bytes from 0x80 compare below '9' too.
+    if at(i) <= b'9' || at(i) >= 0x80 {
+        return false;
+    }
+    let word = p.get(i..i + 3).unwrap_or_default();
+    word.eq_ignore_ascii_case(b"inf") || word.eq_ignore_ascii_case(b"nan")
 }
 
 /// A token of lua-cjson's scanner.
@@ -218,6 +270,7 @@ impl Tok {
 
 struct Parser<'a> {
     lua: &'a Lua,
+    cfg: Config,
     data: &'a [u8],
     pos: usize,
     depth: usize,
@@ -268,11 +321,14 @@ impl Parser<'_> {
         let tok = match c {
             0 => Tok::End,
             b'"' => self.string(),
+            b'-' | b'0'..=b'9' if !self.cfg.decode_invalid && is_invalid_number(rest) => {
+                Tok::Error("invalid number")
+            }
             b'-' | b'0'..=b'9' => self.number(),
             _ if rest.starts_with(b"true") => self.word(4, Tok::Bool(true)),
             _ if rest.starts_with(b"false") => self.word(5, Tok::Bool(false)),
             _ if rest.starts_with(b"null") => self.word(4, Tok::Null),
-            b'i' | b'I' | b'n' | b'N' | b'+' => self.number(),
+            _ if self.cfg.decode_invalid && is_invalid_number(rest) => self.number(),
             _ => Tok::Error("invalid token"),
         };
         // An error is reported where the scanner stopped (inside a string, say).
@@ -383,7 +439,7 @@ impl Parser<'_> {
 
     fn descend(&mut self) -> Result<(), String> {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
+        if i64::try_from(self.depth).unwrap_or(i64::MAX) > self.cfg.decode_max_depth {
             return Err(format!(
                 "Found too many nested data structures ({}) at character {}",
                 self.depth, self.pos

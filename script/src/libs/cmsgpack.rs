@@ -160,11 +160,19 @@ fn encode_table(out: &mut Vec<u8>, t: &Table, level: usize) -> mlua::Result<()> 
         }
         return Ok(());
     }
-    let pairs: Vec<(Lv, Lv)> = t.pairs::<Lv, Lv>().collect::<mlua::Result<_>>()?;
-    encode_len(out, pairs.len(), 0x80, 0xde, 0xdf);
-    for (k, v) in &pairs {
-        encode(out, k, level + 1)?;
-        encode(out, v, level + 1)?;
+    // Counted first, then encoded pair by pair: every live Lua value holds a slot of mlua's
+    // reference stack (at most ~8,000 in Lua 5.1), so a map of 100,000 keys collected at once
+    // failed with "out of Lua stack". Two walks of an unchanged table meet the same order.
+    let mut len = 0usize;
+    for pair in t.pairs::<Lv, Lv>() {
+        pair?;
+        len += 1;
+    }
+    encode_len(out, len, 0x80, 0xde, 0xdf);
+    for pair in t.pairs::<Lv, Lv>() {
+        let (k, v) = pair?;
+        encode(out, &k, level + 1)?;
+        encode(out, &v, level + 1)?;
     }
     Ok(())
 }

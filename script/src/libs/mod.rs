@@ -3,6 +3,7 @@
 
 mod bit;
 mod cjson;
+pub(crate) mod cjson_config;
 mod cmsgpack;
 mod structlib;
 

@@ -470,3 +470,108 @@ fn deeply_nested_input_is_refused_before_the_native_stack_runs_out() {
         "{e}"
     );
 }
+
+/// lua-cjson's configuration functions, against redis-server 7.0.15 (each case after a
+/// `SCRIPT FLUSH` there, which resets the configuration as every run here does).
+#[test]
+fn cjson_configuration_matches_redis() {
+    let bulk = |b: &'static [u8]| Value::Bulk(Bytes::from_static(b));
+    let cases: &[(&str, Value)] = &[
+        (
+            "return {cjson.encode_max_depth(), cjson.decode_max_depth(), cjson.encode_number_precision(), cjson.encode_keep_buffer(), cjson.encode_invalid_numbers(), cjson.decode_invalid_numbers()}",
+            Value::Array(vec![
+                Value::Int(1000),
+                Value::Int(1000),
+                Value::Int(14),
+                Value::Int(1),
+                Value::Nil,
+                Value::Int(1),
+            ]),
+        ),
+        (
+            "return {cjson.encode_sparse_array()}",
+            Value::Array(vec![Value::Nil, Value::Int(2), Value::Int(10)]),
+        ),
+        ("return cjson.encode_keep_buffer(false)", Value::Nil),
+        ("return cjson.encode_invalid_numbers('null')", bulk(b"null")),
+        (
+            "cjson.encode_invalid_numbers(true) return cjson.encode({1/0, -1/0, 0/0})",
+            bulk(b"[inf,-inf,nan]"),
+        ),
+        (
+            "cjson.encode_invalid_numbers('null') return cjson.encode({1/0, -1/0, 0/0})",
+            bulk(b"[null,null,null]"),
+        ),
+        (
+            "return cjson.encode_max_depth(0)",
+            err(
+                "ERR user_script:1: bad argument #1 to 'encode_max_depth' (expected integer between 1 and 2147483647) script: f40da52b0819d675b8802812b1c4504462426d31, on @user_script:1.",
+            ),
+        ),
+        (
+            "return cjson.encode_max_depth(1, 2)",
+            err(
+                "ERR user_script:1: bad argument #2 to 'encode_max_depth' (found too many arguments) script: ebf9f090ab5ddd4b21a6e44e9f074da030afcaf9, on @user_script:1.",
+            ),
+        ),
+        (
+            "return cjson.encode_keep_buffer('maybe')",
+            err(
+                "ERR user_script:1: bad argument #1 to 'encode_keep_buffer' (invalid option 'maybe') script: 784ec2b3ecc8cefb20ef2d614a006d9defe12fa4, on @user_script:1.",
+            ),
+        ),
+        (
+            "return cjson.encode_sparse_array(true, -1)",
+            err(
+                "ERR user_script:1: bad argument #1 to 'encode_sparse_array' (expected integer between 0 and 2147483647) script: fc87412626061342c56f3c5bbbc69d6dc9b90499, on @user_script:1.",
+            ),
+        ),
+        (
+            "cjson.encode_sparse_array(true) return cjson.encode({[1]=1,[20]=2})",
+            bulk(b"{\x221\x22:1,\x2220\x22:2}"),
+        ),
+        (
+            "cjson.encode_number_precision(3) return cjson.encode({3.14159})",
+            bulk(b"[3.14]"),
+        ),
+        (
+            "cjson.decode_invalid_numbers(false) return cjson.decode('[0x10]')",
+            err(
+                "ERR user_script:1: Expected value but found invalid number at character 2 script: 4424af8a5e3d0c629d07b56cdfe91cfa9fa53ba1, on @user_script:1.",
+            ),
+        ),
+        (
+            "cjson.decode_invalid_numbers(false) return cjson.decode('[nan]')",
+            err(
+                "ERR user_script:1: Expected value but found invalid token at character 2 script: e23c5fe0da59385f33c0990fd7b150c905d127ff, on @user_script:1.",
+            ),
+        ),
+        (
+            "cjson.decode_max_depth(1) return cjson.decode('[[1]]')",
+            err(
+                "ERR user_script:1: Found too many nested data structures (2) at character 2 script: d35591a57d788e003f2abdcf963d1f9b1548a2cb, on @user_script:1.",
+            ),
+        ),
+        (
+            "cjson.encode_max_depth(1) return cjson.encode({{1}})",
+            err(
+                "ERR user_script:1: Cannot serialise, excessive nesting (2) script: 4fb09f9fed577c5f27b4bc9421489077872be431, on @user_script:1.",
+            ),
+        ),
+        // Not carried into the next run (Redis keeps it until SCRIPT FLUSH: see cjson_config).
+        ("return cjson.encode_max_depth()", Value::Int(1000)),
+    ];
+    check(cases);
+}
+
+/// A map larger than mlua's reference stack (~8,000 live values in Lua 5.1) packs and
+/// unpacks whole (it failed with "out of Lua stack" while the encoder held every pair).
+#[test]
+fn cmsgpack_packs_a_map_of_a_hundred_thousand_keys() {
+    check(&[(
+        "local m = {} for i = 1, 100000 do m[tostring(i)] = i end \
+         local d = cmsgpack.unpack(cmsgpack.pack(m)) \
+         local n = 0 for k, v in pairs(d) do assert(m[k] == v) n = n + 1 end return n",
+        Value::Int(100000),
+    )]);
+}
