@@ -44,6 +44,7 @@ pub mod script_value;
 pub mod server;
 pub mod settings;
 pub mod shared;
+pub mod slowlog;
 pub mod sockets;
 pub mod unblock;
 pub mod waiters;

@@ -350,6 +350,8 @@ struct Item {
     what: ItemKind,
     /// Keyspace notifications to publish once the reply is known ([`crate::notify`]).
     notice: Option<Box<crate::notify::Notice>>,
+    /// The command's arguments while `SLOWLOG` is on (`crate::slowlog`), to log it if slow.
+    args: Option<Vec<Bytes>>,
 }
 
 enum ItemKind {
@@ -376,6 +378,9 @@ struct Conn<'a> {
     blocked: Option<Parked>,
     /// The last command run (`CLIENT LIST` `cmd=`).
     last_cmd: Option<&'static str>,
+    /// The arguments of the command being dispatched, while `SLOWLOG` is on: taken by the
+    /// item of its reply.
+    slow_args: Option<Vec<Bytes>>,
 }
 
 async fn connection(
@@ -417,6 +422,7 @@ async fn connection(
         batch_start: Instant::now(),
         blocked: None,
         last_cmd: None,
+        slow_args: None,
     };
     let mut parser = RequestParser::new(shared.cfg.limits);
     let mut inbuf = BytesMut::with_capacity(INBUF_BYTES);
@@ -514,6 +520,8 @@ async fn connection(
                 start,
                 what: ItemKind::Ready(reply),
                 notice,
+                // A command that blocked is not logged (see `crate::slowlog`).
+                args: None,
             });
             end = conn.process(&mut parser, &mut inbuf).await;
         }
@@ -522,8 +530,12 @@ async fn connection(
             return;
         }
         // Parsed bytes were split off the front: take that room back (no allocation), so
-        // the buffer is whole again for the next input and for `CLIENT LIST`.
-        if inbuf.is_empty() && inbuf.capacity() > 0 {
+        // the buffer is whole again for the next input and for `CLIENT LIST`. Also when the
+        // requests filled the buffer to the last byte (its view then has no capacity left):
+        // a large request's buffer stays visible until the next input shrinks it, as Redis
+        // shows its query buffer's peak (`unit/querybuf` saw qbuf-free 0 right after a
+        // 400 KB SET, depending on how the request arrived).
+        if inbuf.is_empty() {
             inbuf.reserve(INBUF_BYTES);
         }
         // Published before the replies go out: a client that saw its `CLIENT SETNAME` or
@@ -672,6 +684,10 @@ impl Conn<'_> {
             let start = self.batch_start;
             let flags = self.shared.settings.notify_flags();
             let notice = crate::notify::capture(flags, self.sess.db, &args);
+            // Not a command queued in `MULTI` (nor `EXEC`): Redis logs what runs, not what
+            // is queued.
+            let log_it = self.shared.slowlog.enabled() && !self.sess.tx.active();
+            self.slow_args = log_it.then(|| args.clone());
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
             let silent = self.sess.reply_mode.next_silent();
             self.last_cmd = name.or(self.last_cmd);
@@ -702,6 +718,7 @@ impl Conn<'_> {
                         start,
                         what: ItemKind::Data { first, len, finish },
                         notice,
+                        args: self.slow_args.take(),
                     });
                 }
                 Action::Block(b) if b.block => {
@@ -724,6 +741,7 @@ impl Conn<'_> {
                         start,
                         what: ItemKind::Ready(reply),
                         notice,
+                        args: self.slow_args.take(),
                     });
                 }
                 Action::Tx(t) => {
@@ -739,6 +757,7 @@ impl Conn<'_> {
                         start,
                         what: ItemKind::Ready(reply),
                         notice,
+                        args: self.slow_args.take(),
                     });
                 }
                 Action::Close(r) => {
@@ -851,6 +870,7 @@ impl Conn<'_> {
             start: self.batch_start,
             what: ItemKind::Ready(r),
             notice,
+            args: self.slow_args.take(),
         });
     }
 
@@ -894,6 +914,15 @@ impl Conn<'_> {
                 let usec = u64::try_from(done.saturating_duration_since(item.start).as_micros())
                     .unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
+                if let Some(args) = &item.args
+                    && name != "exec"
+                {
+                    let client = crate::slowlog::Client {
+                        peer: &self.sess.peer,
+                        name: self.sess.name.as_deref().unwrap_or_default(),
+                    };
+                    self.shared.slowlog.record(usec, args, client);
+                }
             }
             if item.silent && !reply.is_push() {
                 continue;

@@ -91,6 +91,8 @@ pub struct Shared {
     pub started: Instant,
     /// Connections to `MIGRATE` targets.
     pub migrate_sockets: Arc<crate::sockets::Sockets>,
+    /// `SLOWLOG` and its settings.
+    pub slowlog: crate::slowlog::SlowLog,
     /// Set by `SHUTDOWN`: [`crate::server::serve`] stops, and so does the process around it.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Until every range served once after start (or [`LOADING_MAX`] passed): commands
@@ -128,6 +130,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             started: Instant::now(),
             migrate_sockets: Arc::default(),
+            slowlog: crate::slowlog::SlowLog::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             loading: AtomicBool::new(true),
         })

@@ -35,6 +35,7 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "command" => command(args),
         "config" => config(shared, args),
         "info" => return info_action(shared, args),
+        "slowlog" => crate::slowlog::command(&shared.slowlog, args),
         "time" => {
             let us = crate::shared::now_us();
             Reply::Array(vec![
@@ -593,6 +594,11 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
                 .to_string(),
         ),
         (
+            "slowlog-log-slower-than",
+            shared.slowlog.slower_than_us().to_string(),
+        ),
+        ("slowlog-max-len", shared.slowlog.max_len().to_string()),
+        (
             "lua-time-limit",
             shared
                 .settings
@@ -645,6 +651,10 @@ enum SetValue {
     NotifyFlags(u32),
     /// `busy-reply-threshold` (`lua-time-limit`) in milliseconds.
     BusyReplyThreshold(u64),
+    /// `slowlog-log-slower-than` in microseconds (negative: off).
+    SlowlogSlowerThan(i64),
+    /// `slowlog-max-len`.
+    SlowlogMaxLen(usize),
     /// An encoding threshold: its index in `encodings::PARAMS` and value.
     Encoding(usize, i64),
     /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
@@ -653,7 +663,8 @@ enum SetValue {
 
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
 /// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`,
-/// `notify-keyspace-events`, the encoding thresholds and `save ""`.
+/// `notify-keyspace-events`, `busy-reply-threshold`, `slowlog-log-slower-than`,
+/// `slowlog-max-len`, the encoding thresholds and `save ""`.
 fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
     if args.len() < 4 {
         return arity("config|set");
@@ -696,6 +707,8 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
             SetValue::NotifyFlags(f) => shared.settings.set_notify_flags(f),
             SetValue::BusyReplyThreshold(ms) => shared.settings.set_busy_reply_threshold_ms(ms),
+            SetValue::SlowlogSlowerThan(us) => shared.slowlog.set_slower_than_us(us),
+            SetValue::SlowlogMaxLen(n) => shared.slowlog.set_max_len(n),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
             SetValue::NoSave => {}
         }
@@ -765,6 +778,23 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
             let n = u64::try_from(n)
                 .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive")?;
             SetValue::BusyReplyThreshold(n)
+        }
+        "slowlog-log-slower-than" => {
+            let n =
+                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            if n < -1 {
+                return Err("argument must be between -1 and 9223372036854775807 inclusive".into());
+            }
+            SetValue::SlowlogSlowerThan(n)
+        }
+        "slowlog-max-len" => {
+            let n =
+                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= i64::MAX as usize)
+                .ok_or("argument must be between 0 and 9223372036854775807 inclusive")?;
+            SetValue::SlowlogMaxLen(n)
         }
         _ => return Ok(None),
     }))

@@ -18,6 +18,7 @@ use crate::resp::Reply;
 // Flag sets of the connection and transaction commands.
 const TXF: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 const TXS: &[&str] = &["noscript", "loading", "stale", "skip_slowlog"];
+const ADMIN: &[&str] = &["admin", "loading", "stale"];
 const SHUTDOWN: &[&str] = &[
     "admin",
     "noscript",
@@ -146,6 +147,7 @@ pub static TABLE: &[Spec] = &[
     spec!("setnx", 3, W, 1, 1, 1),
     spec!("setrange", 4, WD, 1, 1, 1),
     spec!("shutdown", -1, SHUTDOWN, 0, 0, 0),
+    spec!("slowlog", -2, ADMIN, 0, 0, 0),
     spec!("strlen", 2, R, 1, 1, 1),
     spec!("swapdb", 3, WF, 0, 0, 0),
     spec!("time", 1, C, 0, 0, 0),
