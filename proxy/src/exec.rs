@@ -199,7 +199,7 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
     let mut notices = Vec::with_capacity(queued.len());
     for args in queued {
         notices.push(crate::notify::capture(flags, sess.db, &args));
-        let (_, action) = cmd::dispatch_queued(shared, sess, args);
+        let (_, action) = cmd::dispatch_queued(shared, sess, &args);
         parts.push(match action {
             Action::Reply(r) | Action::Close(r) => Part::Ready(r),
             Action::Data { ops, finish } => Part::Data(ops, finish),

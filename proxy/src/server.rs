@@ -687,8 +687,9 @@ impl Conn<'_> {
             // Not a command queued in `MULTI` (nor `EXEC`): Redis logs what runs, not what
             // is queued.
             let log_it = self.shared.slowlog.enabled() && !self.sess.tx.active();
-            self.slow_args = log_it.then(|| args.clone());
-            let (name, action) = cmd::dispatch(self.shared, &mut self.sess, args);
+            let (name, action) = cmd::dispatch(self.shared, &mut self.sess, &args);
+            // Kept (not copied) until the reply, then dropped as it would have been.
+            self.slow_args = log_it.then_some(args);
             let silent = self.sess.reply_mode.next_silent();
             self.last_cmd = name.or(self.last_cmd);
             if name.is_none() {

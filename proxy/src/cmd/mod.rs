@@ -88,7 +88,7 @@ use crate::shared::Shared;
 pub fn dispatch(
     shared: &Shared,
     sess: &mut Session,
-    args: Vec<Bytes>,
+    args: &[Bytes],
 ) -> (Option<&'static str>, Action) {
     dispatch_fed(shared, sess, args, true)
 }
@@ -98,7 +98,7 @@ pub fn dispatch(
 pub fn dispatch_queued(
     shared: &Shared,
     sess: &mut Session,
-    args: Vec<Bytes>,
+    args: &[Bytes],
 ) -> (Option<&'static str>, Action) {
     dispatch_fed(shared, sess, args, false)
 }
@@ -106,7 +106,7 @@ pub fn dispatch_queued(
 fn dispatch_fed(
     shared: &Shared,
     sess: &mut Session,
-    args: Vec<Bytes>,
+    args: &[Bytes],
     feed: bool,
 ) -> (Option<&'static str>, Action) {
     let Some(spec) = lookup(&args[0]) else {
