@@ -111,7 +111,7 @@ fn dispatch_fed(
 ) -> (Option<&'static str>, Action) {
     let Some(spec) = lookup(&args[0]) else {
         sess.tx.flag();
-        return (None, Action::Reply(unknown_command(&args)));
+        return (None, Action::Reply(unknown_command(args)));
     };
     let n = i32::try_from(args.len()).unwrap_or(i32::MAX);
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
@@ -127,16 +127,16 @@ fn dispatch_fed(
     }
     if pubsub::in_pubsub_mode(sess) {
         if !pubsub::allowed_while_subscribed(spec.name) {
-            let full = util::full_name(spec.name, &args);
+            let full = util::full_name(spec.name, args);
             let reply = tx::rejected(sess, spec.name, pubsub::not_allowed(&full));
             return (Some(spec.name), Action::Reply(reply));
         }
         if spec.name == "ping" {
-            return (Some(spec.name), Action::Reply(pubsub::ping(&args)));
+            return (Some(spec.name), Action::Reply(pubsub::ping(args)));
         }
     }
     if feed && shared.pubsub.monitoring() && !spec.flags.contains(&"admin") {
-        let line = crate::monitor::line(sess.db, &sess.peer, &args);
+        let line = crate::monitor::line(sess.db, &sess.peer, args);
         shared.pubsub.feed_monitors(&line);
     }
     if sess.tx.active() && spec.flags.contains(&"no_multi") {
@@ -160,17 +160,17 @@ fn dispatch_fed(
     // Inside `MULTI`, a command refused for a busy script flags the transaction, and `EXEC`
     // is discarded with `EXECABORT` (Redis's rejection of a command while busy).
     if sess.tx.active()
-        && let Some(kind) = busy_in_tx(shared, sess, spec, &args, now, max_bulk)
+        && let Some(kind) = busy_in_tx(shared, sess, spec, args, now, max_bulk)
     {
         let reply = tx::rejected(sess, spec.name, scripting::busy_error(kind));
         return (Some(spec.name), Action::Reply(reply));
     }
-    if let Some(queued) = tx::intercept(sess, spec.name, &args) {
+    if let Some(queued) = tx::intercept(sess, spec.name, args) {
         return (Some(spec.name), queued);
     }
-    let translated = data_command(spec.name, &args, now, max_bulk);
+    let translated = data_command(spec.name, args, now, max_bulk);
     if translated.is_none()
-        && let Some(kind) = busy_now(shared, spec, &args)
+        && let Some(kind) = busy_now(shared, spec, args)
     {
         return (Some(spec.name), Action::Reply(scripting::busy_error(kind)));
     }
@@ -178,21 +178,19 @@ fn dispatch_fed(
         Some(action) => action,
         None => match spec.name {
             "multi" | "exec" | "discard" | "watch" | "unwatch" | "flushall" | "flushdb"
-            | "msetnx" => tx::dispatch(sess, spec.name, &args),
-            "function" | "fcall" | "fcall_ro" => {
-                functions::dispatch(shared, sess, spec.name, &args)
-            }
-            "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, &args),
-            "object" => object::object(shared, &args),
-            "migrate" => dump::migrate::dispatch(&shared.migrate_sockets, &args),
-            "memory" => object::memory(&args),
+            | "msetnx" => tx::dispatch(sess, spec.name, args),
+            "function" | "fcall" | "fcall_ro" => functions::dispatch(shared, sess, spec.name, args),
+            "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, args),
+            "object" => object::object(shared, args),
+            "migrate" => dump::migrate::dispatch(&shared.migrate_sockets, args),
+            "memory" => object::memory(args),
             name if pubsub::SPECS.iter().any(|s| s.name == name) => {
-                Action::Reply(pubsub::dispatch(shared, sess, name, &args))
+                Action::Reply(pubsub::dispatch(shared, sess, name, args))
             }
             name if table::SCRIPTING.iter().any(|s| s.name == name) => {
-                scripting::dispatch(shared, sess, name, &args)
+                scripting::dispatch(shared, sess, name, args)
             }
-            _ => server::dispatch(shared, sess, spec.name, &args),
+            _ => server::dispatch(shared, sess, spec.name, args),
         },
     };
     // Operations of database 0 moved to the connection's (read after the command: SELECT
