@@ -95,14 +95,7 @@ fn every_node_counts(nodes: &[NodeHandle], want: u64) {
 
 #[test]
 fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
-    let root = std::env::temp_dir().join(format!("ds-split-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("master")).unwrap();
-    let master = test_support::master::start(root.join("master"), |c| {
-        test_support::master::fast_scheduling(c);
-        c.schedule.split_size_bytes = 32 << 10;
-    });
-    let maddr = master.addr().to_string();
+    let (root, master, maddr) = splitting_master("split");
     let names = ["a", "b", "c"];
     let mut nodes: Vec<NodeHandle> = Vec::new();
     for n in names {

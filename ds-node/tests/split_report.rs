@@ -30,14 +30,7 @@ fn key(i: usize) -> String {
 fn splits_whose_reports_were_lost_reach_the_master_from_the_leaders_heartbeat() {
     let scenario = fail::FailScenario::setup();
     fail::cfg("ds_node::shard::split::report", "return").unwrap();
-    let root = std::env::temp_dir().join(format!("ds-split-report-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(root.join("master")).unwrap();
-    let master = test_support::master::start(root.join("master"), |c| {
-        test_support::master::fast_scheduling(c);
-        c.schedule.split_size_bytes = 32 << 10;
-    });
-    let maddr = master.addr().to_string();
+    let (root, master, maddr) = splitting_master("split-report");
     let node = run(node_cfg(&root, "a", &maddr)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while range1(&table_blocking(&maddr)).is_none() {

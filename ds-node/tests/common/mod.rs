@@ -33,6 +33,27 @@ pub fn node_cfg(root: &std::path::Path, name: &str, maddr: &str) -> DsConfig {
     }
 }
 
+/// A fresh directory `ds-<name>-<pid>` in the temp dir with a master running in it that
+/// schedules at once and splits every range above 32 KiB (the split tests): the directory
+/// (nodes go beside `master/`), the master and its address.
+pub fn splitting_master(
+    name: &str,
+) -> (
+    std::path::PathBuf,
+    test_support::master::RunningMaster,
+    String,
+) {
+    let root = std::env::temp_dir().join(format!("ds-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("master")).unwrap();
+    let master = test_support::master::start(root.join("master"), |c| {
+        test_support::master::fast_scheduling(c);
+        c.schedule.split_size_bytes = 32 << 10;
+    });
+    let maddr = master.addr().to_string();
+    (root, master, maddr)
+}
+
 /// Runs `f` on a temporary glommio executor.
 pub fn on_executor<T: Send + 'static>(
     f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
