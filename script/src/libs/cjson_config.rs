@@ -101,9 +101,29 @@ pub(crate) fn register(lua: &Lua, t: &Table) -> mlua::Result<()> {
         lib_fn(lua, |l, a| depth(l, a, Side::Decode))?,
     )?;
     t.set("encode_number_precision", lib_fn(lua, precision)?)?;
-    t.set("encode_keep_buffer", lib_fn(lua, keep_buffer)?)?;
+    let keep = lib_fn(lua, |l, a| {
+        on_off(
+            l,
+            &a,
+            "encode_keep_buffer",
+            |c| c.keep_buffer,
+            |c, on| c.keep_buffer = on,
+        )
+    })?;
+    t.set("encode_keep_buffer", keep)?;
     t.set("encode_invalid_numbers", lib_fn(lua, encode_invalid)?)?;
-    t.set("decode_invalid_numbers", lib_fn(lua, decode_invalid)?)?;
+    let decode_invalid = lib_fn(lua, |l, a| {
+        on_off(
+            l,
+            &a,
+            "decode_invalid_numbers",
+            |c| c.decode_invalid,
+            |c, on| {
+                c.decode_invalid = on;
+            },
+        )
+    })?;
+    t.set("decode_invalid_numbers", decode_invalid)?;
     Ok(())
 }
 
@@ -258,14 +278,21 @@ fn precision(lua: &Lua, args: MultiValue) -> mlua::Result<LibResult> {
     Ok(Ok(vec![Lv::Integer(v)]))
 }
 
-fn keep_buffer(lua: &Lua, args: MultiValue) -> mlua::Result<LibResult> {
-    const NAME: &str = "encode_keep_buffer";
-    let current = usize::from(get(lua).keep_buffer);
-    let v = match at_most(&args, 1, NAME).and_then(|()| choice(&args, 0, NAME, OFF_ON, current)) {
+/// An on/off setting (`encode_keep_buffer`, `decode_invalid_numbers`): `json_enum_option`
+/// with lua-cjson's "off"/"on".
+fn on_off(
+    lua: &Lua,
+    args: &MultiValue,
+    name: &str,
+    read: fn(&Config) -> bool,
+    write: fn(&mut Config, bool),
+) -> mlua::Result<LibResult> {
+    let current = usize::from(read(&get(lua)));
+    let v = match at_most(args, 1, name).and_then(|()| choice(args, 0, name, OFF_ON, current)) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
-    update(lua, |c| c.keep_buffer = v == 1);
+    update(lua, |c| write(c, v == 1));
     Ok(Ok(vec![shown(lua, OFF_ON, v)?]))
 }
 
@@ -289,15 +316,4 @@ fn encode_invalid(lua: &Lua, args: MultiValue) -> mlua::Result<LibResult> {
         }
     });
     Ok(Ok(vec![shown(lua, OPTIONS, v)?]))
-}
-
-fn decode_invalid(lua: &Lua, args: MultiValue) -> mlua::Result<LibResult> {
-    const NAME: &str = "decode_invalid_numbers";
-    let current = usize::from(get(lua).decode_invalid);
-    let v = match at_most(&args, 1, NAME).and_then(|()| choice(&args, 0, NAME, OFF_ON, current)) {
-        Ok(v) => v,
-        Err(e) => return Ok(Err(e)),
-    };
-    update(lua, |c| c.decode_invalid = v == 1);
-    Ok(Ok(vec![shown(lua, OFF_ON, v)?]))
 }
