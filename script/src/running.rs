@@ -82,7 +82,7 @@ impl Origin {
             }
             None => {
                 let verb = if read_only { "eval_ro" } else { "eval" };
-                let name = format!("f_{}", crate::sha1_hex(body));
+                let name = format!("f_{}", crate::sha1::sha1_hex(body));
                 (Bytes::from(name), verb, Bytes::copy_from_slice(body))
             }
         };
