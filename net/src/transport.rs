@@ -289,7 +289,17 @@ impl<T: Timer> Client<T> {
         &self,
         msgs: Vec<Message>,
     ) -> Result<Vec<Result<Message, CallError>>, CallError> {
-        T::timeout(self.cfg.request_timeout, self.handle.call_batch(msgs))
+        self.call_batch_within(msgs, self.cfg.request_timeout).await
+    }
+
+    /// [`Self::call_batch`] waiting up to `timeout` instead of the request timeout (requests
+    /// known to run long on the peer, such as scripts).
+    pub async fn call_batch_within(
+        &self,
+        msgs: Vec<Message>,
+        timeout: Duration,
+    ) -> Result<Vec<Result<Message, CallError>>, CallError> {
+        T::timeout(timeout, self.handle.call_batch(msgs))
             .await
             .ok_or(CallError::Timeout)?
     }

@@ -728,10 +728,19 @@ impl<'a> Run<'a> {
     }
 }
 
+/// How long the replies of a shard batch holding a script are awaited: a script may run up
+/// to its instruction budget on the shard (500,000,000 instructions: ~1.5 s on an idle core,
+/// several times that on a loaded one), and a reply given up on is a write of unknown outcome
+/// (`ERR write outcome unknown`) although the script ran.
+pub const SCRIPT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
 async fn call(
     c: &Client,
     msgs: Vec<Message>,
 ) -> Result<Vec<Result<Message, CallError>>, CallError> {
+    if msgs.iter().any(runs_a_script) {
+        return c.call_batch_within(msgs, SCRIPT_CALL_TIMEOUT).await;
+    }
     if msgs.len() == 1 {
         let mut msgs = msgs;
         let m = msgs.pop().ok_or(CallError::Closed("empty batch".into()))?;
@@ -740,10 +749,82 @@ async fn call(
     c.call_batch(msgs).await
 }
 
+/// Whether `m` asks a shard to run a script (`EVAL`, `FCALL`, in any database, alone or in
+/// a transaction).
+fn runs_a_script(m: &Message) -> bool {
+    match m {
+        Message::KvRequest(r) => is_script(&r.op),
+        Message::KvWrite(w) => is_script(&w.request.op),
+        _ => false,
+    }
+}
+
+fn is_script(op: &KvOp) -> bool {
+    match op.in_db(crate::keyspace::Db::ZERO).1 {
+        KvOp::Eval { .. } => true,
+        KvOp::Multi { ops, .. } => ops.iter().any(is_script),
+        _ => false,
+    }
+}
+
 /// The text of a refresh failure, without repeating its prefix.
 fn reason(e: ExecError) -> String {
     match e {
         ExecError::Unavailable(m) => m,
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use net::message::RouteCtx;
+    use net::{Epoch, RangeId};
+
+    fn eval() -> KvOp {
+        KvOp::Eval {
+            anchor: Bytes::from_static(b"k"),
+            body: Bytes::from_static(b"return 1"),
+            keys: vec![Bytes::from_static(b"k")],
+            args: vec![],
+            read_only: false,
+            function: None,
+        }
+    }
+
+    fn request(op: KvOp) -> KvRequest {
+        KvRequest {
+            ctx: RouteCtx {
+                range_id: RangeId(1),
+                epoch: Epoch::default(),
+            },
+            op,
+        }
+    }
+
+    #[test]
+    fn a_batch_holding_a_script_anywhere_is_awaited_longer() {
+        let in_db1 =
+            eval().into_db(crate::keyspace::Db::new(1).unwrap_or(crate::keyspace::Db::ZERO));
+        let write = Message::KvWrite(KvWrite {
+            client: 1,
+            seq: 1,
+            request: request(in_db1),
+        });
+        assert!(runs_a_script(&write));
+        let multi = KvOp::Multi {
+            watches: vec![],
+            ops: vec![
+                KvOp::KeyDel {
+                    key: Bytes::from_static(b"x"),
+                },
+                eval(),
+            ],
+        };
+        assert!(runs_a_script(&Message::KvRequest(request(multi))));
+        let get = KvOp::StrGet {
+            key: Bytes::from_static(b"k"),
+        };
+        assert!(!runs_a_script(&Message::KvRequest(request(get))));
     }
 }
