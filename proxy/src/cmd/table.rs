@@ -18,7 +18,6 @@ use crate::resp::Reply;
 // Flag sets of the connection and transaction commands.
 const TXF: &[&str] = &["noscript", "loading", "stale", "fast", "allow_busy"];
 const TXS: &[&str] = &["noscript", "loading", "stale", "skip_slowlog"];
-const ADMIN: &[&str] = &["admin", "loading", "stale"];
 const SHUTDOWN: &[&str] = &[
     "admin",
     "noscript",
@@ -147,7 +146,8 @@ pub static TABLE: &[Spec] = &[
     spec!("setnx", 3, W, 1, 1, 1),
     spec!("setrange", 4, WD, 1, 1, 1),
     spec!("shutdown", -1, SHUTDOWN, 0, 0, 0),
-    spec!("slowlog", -2, ADMIN, 0, 0, 0),
+    // A container command: its flags are its subcommands' (Redis's COMMAND INFO shows none).
+    spec!("slowlog", -2, NONE, 0, 0, 0),
     spec!("strlen", 2, R, 1, 1, 1),
     spec!("swapdb", 3, WF, 0, 0, 0),
     spec!("time", 1, C, 0, 0, 0),
