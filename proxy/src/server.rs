@@ -395,8 +395,7 @@ async fn connection(
         .unwrap_or_default();
     let (mut rd, wr) = stream.into_split();
     let id = shared.next_client_id();
-    let registration = shared.client_table.register(id, peer.clone(), laddr);
-    let me = std::sync::Arc::clone(&registration.info);
+    let registered_peer = peer.clone();
     let mut conn = Conn {
         shared,
         sess: Session {
@@ -424,6 +423,10 @@ async fn connection(
         last_cmd: None,
         slow_args: None,
     };
+    // Declared after `conn`, so dropped before it: the connection leaves `CLIENT LIST` (and
+    // `CLIENT KILL`'s reach) before its socket closes, never after a client saw it closed.
+    let registration = shared.client_table.register(id, registered_peer, laddr);
+    let me = std::sync::Arc::clone(&registration.info);
     let mut parser = RequestParser::new(shared.cfg.limits);
     let mut inbuf = BytesMut::with_capacity(INBUF_BYTES);
     // When the last bytes arrived (the start of idleness).
