@@ -169,20 +169,7 @@ fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
         Box::pin(async move {
             for (w, i) in acked {
                 let k = key(w, i);
-                let r = must_call(
-                    &m,
-                    k.as_bytes(),
-                    KvOp::StrGet {
-                        key: k.clone().into(),
-                    },
-                )
-                .await;
-                match r {
-                    KvResponse::Ok {
-                        result: OpResult::Value { value },
-                    } => assert_eq!(value, Some(val(w, i)), "{k}"),
-                    other => panic!("{k}: {other:?}"),
-                }
+                assert_eq!(must_get(&m, &k).await, Some(val(w, i)), "{k}");
             }
             for w in 0..WRITERS {
                 let h = format!("hash:{w}");
@@ -268,23 +255,7 @@ fn ranges_split_under_load_without_losing_or_duplicating_a_key() {
             assert_eq!(keys_by_leaders(&m).await, KEYS);
             for w in 0..WRITERS {
                 let k = key(w, PER_WRITER - 1);
-                let r = must_call(
-                    &m,
-                    k.as_bytes(),
-                    KvOp::StrGet {
-                        key: k.clone().into(),
-                    },
-                )
-                .await;
-                assert!(
-                    matches!(
-                        &r,
-                        KvResponse::Ok {
-                            result: OpResult::Value { value: Some(_) }
-                        }
-                    ),
-                    "{k} after restart: {r:?}"
-                );
+                assert!(must_get(&m, &k).await.is_some(), "{k} lost after restart");
             }
         })
     });

@@ -196,3 +196,17 @@ pub async fn must_call(maddr: &str, key: &[u8], op: KvOp) -> KvResponse {
     )
     .await
 }
+
+/// The value of string key `key` in database 0 through its range's leader (`None`: absent);
+/// panics on any other answer.
+pub async fn must_get(maddr: &str, key: &str) -> Option<bytes::Bytes> {
+    let op = KvOp::StrGet {
+        key: bytes::Bytes::copy_from_slice(key.as_bytes()),
+    };
+    match must_call(maddr, key.as_bytes(), op).await {
+        KvResponse::Ok {
+            result: net::message::kv::OpResult::Value { value },
+        } => value,
+        other => panic!("GET {key}: {other:?}"),
+    }
+}

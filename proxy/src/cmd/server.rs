@@ -719,17 +719,27 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
 /// Parses a value for encoding threshold `PARAMS[i]` with Redis's error reasons.
 fn encoding_value(i: usize, v: &[u8]) -> Result<i64, String> {
     let p = &crate::encodings::PARAMS[i];
-    let n = if p.memory {
-        crate::settings::parse_memory(v)
-            .and_then(|n| i64::try_from(n).ok())
-            .ok_or("argument must be a memory value")?
-    } else {
-        super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?
-    };
+    if !p.memory {
+        return parse_ranged(v, p.min, p.max);
+    }
+    let n = crate::settings::parse_memory(v)
+        .and_then(|n| i64::try_from(n).ok())
+        .ok_or("argument must be a memory value")?;
     if n < p.min || n > p.max {
         return Err(format!(
             "argument must be between {} and {} inclusive",
             p.min, p.max
+        ));
+    }
+    Ok(n)
+}
+
+/// An integer parameter's value within `[min, max]`, with Redis's two error reasons.
+fn parse_ranged(v: &[u8], min: i64, max: i64) -> Result<i64, String> {
+    let n = super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
+    if n < min || n > max {
+        return Err(format!(
+            "argument must be between {min} and {max} inclusive"
         ));
     }
     Ok(n)
@@ -763,39 +773,12 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
                 .ok_or("argument must be between 1048576 and 9223372036854775807 inclusive")?;
             SetValue::QueryBufferLimit(n)
         }
-        "timeout" => {
-            let n =
-                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
-            let n = u64::try_from(n)
-                .ok()
-                .filter(|&n| n <= TIMEOUT_SECS_MAX)
-                .ok_or("argument must be between 0 and 2147483647 inclusive")?;
-            SetValue::Timeout(n)
-        }
+        "timeout" => SetValue::Timeout(parse_ranged(v, 0, TIMEOUT_SECS_MAX as i64)? as u64),
         "busy-reply-threshold" => {
-            let n =
-                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
-            let n = u64::try_from(n)
-                .map_err(|_| "argument must be between 0 and 9223372036854775807 inclusive")?;
-            SetValue::BusyReplyThreshold(n)
+            SetValue::BusyReplyThreshold(parse_ranged(v, 0, i64::MAX)? as u64)
         }
-        "slowlog-log-slower-than" => {
-            let n =
-                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
-            if n < -1 {
-                return Err("argument must be between -1 and 9223372036854775807 inclusive".into());
-            }
-            SetValue::SlowlogSlowerThan(n)
-        }
-        "slowlog-max-len" => {
-            let n =
-                super::util::parse_i64(v).ok_or("argument couldn't be parsed into an integer")?;
-            let n = usize::try_from(n)
-                .ok()
-                .filter(|&n| n <= i64::MAX as usize)
-                .ok_or("argument must be between 0 and 9223372036854775807 inclusive")?;
-            SetValue::SlowlogMaxLen(n)
-        }
+        "slowlog-log-slower-than" => SetValue::SlowlogSlowerThan(parse_ranged(v, -1, i64::MAX)?),
+        "slowlog-max-len" => SetValue::SlowlogMaxLen(parse_ranged(v, 0, i64::MAX)? as usize),
         _ => return Ok(None),
     }))
 }
@@ -1010,5 +993,30 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
 fn trim_last_blank_line(out: &mut String) {
     if out.ends_with("\r\n\r\n") {
         out.truncate(out.len() - 2);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_parameters_are_refused_outside_their_range_with_redis_reasons() {
+        let set = |name: &str, v: &str| config_value(name, v.as_bytes()).map(|v| v.is_some());
+        assert_eq!(set("slowlog-log-slower-than", "-1"), Ok(true));
+        assert_eq!(
+            set("slowlog-log-slower-than", "-2"),
+            Err("argument must be between -1 and 9223372036854775807 inclusive".into())
+        );
+        assert_eq!(
+            set("timeout", "2147483648"),
+            Err("argument must be between 0 and 2147483647 inclusive".into())
+        );
+        assert_eq!(
+            set("slowlog-max-len", "x"),
+            Err("argument couldn't be parsed into an integer".into())
+        );
+        assert_eq!(set("busy-reply-threshold", "0"), Ok(true));
+        assert_eq!(set("no-such-parameter", "1"), Ok(false));
     }
 }
