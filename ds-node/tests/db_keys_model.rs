@@ -90,7 +90,7 @@ fn op() -> impl Strategy<Value = KvOp> {
         k.clone().prop_map(|key| KvOp::StrIncrBy { key, delta: 1 }),
         (k.clone(), small()).prop_map(|(key, value)| KvOp::StrAppend { key, value }),
         k.clone().prop_map(|key| KvOp::KeyDel { key }),
-        (k.clone(), 999_000u64..1_030_000, 0u8..5).prop_map(|(key, at_ms, c)| {
+        (k.clone(), 999_000u64..1_030_000, 0u8..6).prop_map(|(key, at_ms, c)| {
             KvOp::KeyExpire {
                 key,
                 at_ms,
@@ -100,6 +100,7 @@ fn op() -> impl Strategy<Value = KvOp> {
                     ExpireCond::IfSome {},
                     ExpireCond::IfGreater {},
                     ExpireCond::IfLess {},
+                    ExpireCond::IfSomeLess {},
                 ][c as usize],
             }
         }),

@@ -285,6 +285,10 @@ fn expired_keys_read_as_absent_and_expire_conditions_follow_redis() {
     let t = db.now_ms;
     assert!(!exp(&mut db, t + 100, ExpireCond::IfSome {}));
     assert!(
+        !exp(&mut db, t + 100, ExpireCond::IfSomeLess {}),
+        "LT XX needs an expiry"
+    );
+    assert!(
         !exp(&mut db, t + 100, ExpireCond::IfGreater {}),
         "no TTL counts as infinite"
     );
@@ -292,6 +296,8 @@ fn expired_keys_read_as_absent_and_expire_conditions_follow_redis() {
     assert!(!exp(&mut db, t + 50_000, ExpireCond::IfNone {}));
     assert!(exp(&mut db, t + 50_000, ExpireCond::IfGreater {}));
     assert!(!exp(&mut db, t + 60_000, ExpireCond::IfLess {}));
+    assert!(!exp(&mut db, t + 60_000, ExpireCond::IfSomeLess {}));
+    assert!(exp(&mut db, t + 40_000, ExpireCond::IfSomeLess {}));
     db.now_ms = t + 50_000;
     assert_eq!(db.get("k"), None);
     assert_eq!(

@@ -98,6 +98,8 @@ pub struct Shared {
     /// Until every range served once after start (or [`LOADING_MAX`] passed): commands
     /// that need data answer `-LOADING`, as redis-server's do while it loads its dataset.
     loading: AtomicBool,
+    /// Unix seconds of the last `SAVE`/`BGSAVE` (the proxy's start before any): `LASTSAVE`.
+    last_save: AtomicU64,
 }
 
 /// Longest the startup `-LOADING` state lasts: a range still unreachable after it is an
@@ -133,7 +135,20 @@ impl Shared {
             slowlog: crate::slowlog::SlowLog::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             loading: AtomicBool::new(true),
+            last_save: AtomicU64::new(now_us() / 1_000_000),
         })
+    }
+
+    /// Records a save now: every write acknowledged so far is durable (in the Raft logs of
+    /// a quorum of replicas), which is what `SAVE` promises.
+    pub fn mark_saved(&self) {
+        self.last_save
+            .fetch_max(now_us() / 1_000_000, Ordering::Relaxed);
+    }
+
+    /// Unix seconds of the last save (`LASTSAVE`).
+    pub fn last_save(&self) -> u64 {
+        self.last_save.load(Ordering::Relaxed)
     }
 
     /// Whether the proxy is still loading: started, and not every range has served yet.

@@ -783,6 +783,39 @@ fn info_reports_command_stats_and_latency() {
 }
 
 #[test]
+fn save_succeeds_at_once_and_moves_lastsave_forward() {
+    let env = Env::start(1);
+    let mut c = env.client();
+    let secs = |r: String| -> u64 { r.trim_start_matches(':').trim().parse().unwrap() };
+    let before = secs(c.cmd("LASTSAVE"));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(c.cmd("SAVE"), "+OK\r\n");
+    let after = secs(c.cmd("LASTSAVE"));
+    assert!(after > before, "LASTSAVE {before} then {after}");
+    assert_eq!(c.cmd("BGSAVE SCHEDULE"), "+Background saving started\r\n");
+    assert_eq!(c.cmd("BGSAVE NOW"), "-ERR syntax error\r\n");
+    let info = c.cmd("INFO persistence");
+    let saved: u64 = info
+        .split("rdb_last_save_time:")
+        .nth(1)
+        .and_then(|t| t.split("\r\n").next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{info}"));
+    assert!(saved >= after, "{info}");
+    assert!(info.contains("rdb_last_bgsave_status:ok"), "{info}");
+    c.cmd("MULTI");
+    assert_eq!(
+        c.cmd("SAVE"),
+        "-ERR Command not allowed inside a transaction\r\n"
+    );
+    assert!(c.cmd("EXEC").starts_with("-EXECABORT"));
+    assert_eq!(
+        c.cmd("CLUSTER SLOTS"),
+        "-ERR This instance has cluster support disabled\r\n"
+    );
+}
+
+#[test]
 fn metrics_endpoint_serves_prometheus_text() {
     use std::io::Read;
     let env = Env::start(1);

@@ -772,6 +772,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
             // A key without expiry counts as an infinite TTL.
             ExpireCond::IfGreater {} => cur != 0 && at_ms > cur,
             ExpireCond::IfLess {} => cur == 0 || at_ms < cur,
+            ExpireCond::IfSomeLess {} => cur != 0 && at_ms < cur,
         };
         if !allowed {
             return Ok(OpResult::Bool { value: false });

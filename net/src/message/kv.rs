@@ -68,8 +68,10 @@ pub enum ExpireCond {
     IfSome {},
     /// Only if the new expiry is later (`GT`).
     IfGreater {},
-    /// Only if the new expiry is earlier (`LT`).
+    /// Only if the new expiry is earlier (`LT`; a key without expiry counts as infinite).
     IfLess {},
+    /// Only if the key has an expiry and the new one is earlier (`LT XX`).
+    IfSomeLess {},
 }
 impl Default for KeyType {
     fn default() -> Self {
@@ -84,6 +86,7 @@ impl Default for ExpireCond {
 
 wire_enum!(ExpireCond: u8, "expire condition" {
     0 => Always {}, 1 => IfNone {}, 2 => IfSome {}, 3 => IfGreater {}, 4 => IfLess {},
+    5 => IfSomeLess {},
 });
 
 /// The Redis type of a key.

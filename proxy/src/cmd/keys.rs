@@ -208,6 +208,8 @@ fn expire_cond(opts: &[Bytes]) -> Result<ExpireCond, Reply> {
         ExpireCond::IfNone {}
     } else if gt {
         ExpireCond::IfGreater {}
+    } else if lt && xx {
+        ExpireCond::IfSomeLess {}
     } else if lt {
         ExpireCond::IfLess {}
     } else if xx {

@@ -36,6 +36,17 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "config" => config(shared, args),
         "info" => return info_action(shared, args),
         "slowlog" => crate::slowlog::command(&shared.slowlog, args),
+        // Every acknowledged write is already durable in the Raft logs of a quorum of
+        // replicas: a save has nothing left to write, so it succeeds at once.
+        "save" => {
+            shared.mark_saved();
+            Reply::OK
+        }
+        "bgsave" => bgsave(shared, args),
+        // The proxy is the whole cluster as one standalone server (clients need no cluster
+        // mode): every `CLUSTER` subcommand answers as a standalone redis-server's does.
+        "cluster" => Reply::err("This instance has cluster support disabled"),
+        "lastsave" => Reply::Int(shared.last_save() as i64),
         "time" => {
             let us = crate::shared::now_us();
             Reply::Array(vec![
@@ -46,6 +57,18 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         _ => Reply::err("internal error: not a server command"),
     };
     Action::Reply(reply)
+}
+
+/// `BGSAVE [SCHEDULE]`: as `SAVE`, with Redis's reply for a background save started (it is
+/// complete already: `rdb_bgsave_in_progress` stays 0 and `LASTSAVE` moves).
+fn bgsave(shared: &Shared, args: &[Bytes]) -> Reply {
+    match args.get(1) {
+        None => {}
+        Some(a) if is(a, "schedule") && args.len() == 2 => {}
+        Some(_) => return syntax(),
+    }
+    shared.mark_saved();
+    Reply::Simple("Background saving started")
 }
 
 /// `SHUTDOWN [NOSAVE|SAVE] [NOW] [FORCE] [ABORT]`: stops the proxy and the process it runs in
@@ -760,6 +783,12 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
         "save" => {
             return Err("tierkv takes no RDB snapshots (every write is durable in its log); only save \"\" is accepted".into());
         }
+        // Each DS node's `maxmemory` is its own setting (`--maxmemory`, DESIGN §4); the
+        // proxy does not carry it to the nodes yet: a valid value is refused with that reason.
+        "maxmemory" => {
+            parse_memory(v).ok_or("argument must be a memory value")?;
+            return Err("maxmemory is set on each DS node (--maxmemory or its config file); CONFIG SET through the proxy does not reach them yet".into());
+        }
         "requirepass" => SetValue::Requirepass(Bytes::copy_from_slice(v)),
         "notify-keyspace-events" => SetValue::NotifyFlags(
             crate::notify::parse(v)
@@ -905,9 +934,11 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
         // rewrite. `loading` is the proxy's startup state (until every range serves).
         let _ = write!(
             out,
-            "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_bgsave_in_progress:0\r\n\
+            "# Persistence\r\nloading:{}\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\n\
+             rdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:ok\r\n\
              aof_enabled:0\r\naof_rewrite_in_progress:0\r\ntierkv_persistence:raft_log\r\n\r\n",
             u8::from(shared.loading()),
+            shared.last_save(),
         );
     }
     if show("stats") {
@@ -1018,5 +1049,10 @@ mod tests {
         );
         assert_eq!(set("busy-reply-threshold", "0"), Ok(true));
         assert_eq!(set("no-such-parameter", "1"), Ok(false));
+        assert_eq!(
+            set("maxmemory", "bla"),
+            Err("argument must be a memory value".into())
+        );
+        assert!(set("maxmemory", "10mb").is_err());
     }
 }

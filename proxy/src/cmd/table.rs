@@ -26,6 +26,8 @@ const SHUTDOWN: &[&str] = &[
     "no_multi",
     "allow_busy",
 ];
+const SAVE: &[&str] = &["admin", "noscript", "no_async_loading", "no_multi"];
+const BGSAVE: &[&str] = &["admin", "noscript", "no_async_loading"];
 const CN: &[&str] = &[
     "noscript",
     "loading",
@@ -75,7 +77,10 @@ pub static FUNCTIONS: &[Spec] = &[
 pub static TABLE: &[Spec] = &[
     spec!("append", 3, W, 1, 1, 1),
     spec!("auth", -2, CN, 0, 0, 0),
+    spec!("bgsave", -1, BGSAVE, 0, 0, 0),
     spec!("client", -2, NONE, 0, 0, 0),
+    // Redis Cluster's commands: the proxy presents the cluster as one standalone server.
+    spec!("cluster", -2, NONE, 0, 0, 0),
     spec!("command", -1, CL, 0, 0, 0),
     spec!("config", -2, NONE, 0, 0, 0),
     spec!("copy", -3, WD, 1, 2, 1),
@@ -120,6 +125,7 @@ pub static TABLE: &[Spec] = &[
     spec!("incrbyfloat", 3, W, 1, 1, 1),
     spec!("info", -1, CL, 0, 0, 0),
     spec!("keys", 2, RS, 0, 0, 0),
+    spec!("lastsave", 1, C, 0, 0, 0),
     spec!("memory", -2, NONE, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
     spec!("move", 3, WF, 1, 1, 1),
@@ -139,6 +145,7 @@ pub static TABLE: &[Spec] = &[
     spec!("rename", 3, WS, 1, 2, 1),
     spec!("renamenx", 3, WF, 1, 2, 1),
     spec!("reset", 1, CN, 0, 0, 0),
+    spec!("save", 1, SAVE, 0, 0, 0),
     spec!("scan", -2, RS, 0, 0, 0),
     spec!("select", 2, C, 0, 0, 0),
     spec!("set", -3, WD, 1, 1, 1),
