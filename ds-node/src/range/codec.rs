@@ -157,14 +157,14 @@ pub fn decode_write(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp)> {
 /// Most value spans [`decode_write_spans`] names for one entry (the rest stay unbacked).
 pub const VALUE_SPANS_MAX: usize = 1024;
 
-/// [`decode_write`], plus the *value spans* of the operation: where in `data` the values
-/// it carries verbatim lie (those of `Put`, `StrSet`, `CompareAndSet`, `BatchWrite` puts,
+/// [`decode_write`], plus the *value spans* of the operation: the values it carries
+/// verbatim, each with where it starts in `data` (those of `Put`, `StrSet`, `CompareAndSet`, `BatchWrite` puts,
 /// `HSet`, list pushes, inside `InDb` and `Multi`; at most [`VALUE_SPANS_MAX`]). They are the
 /// slices that may back what the engine stores (`docs/format/shard-log.md` §3, "Backed
 /// values"); the engine checks each against the bytes it stores.
 pub fn decode_write_spans(
     data: &[u8],
-) -> Option<(u64, Option<WriteId>, KvOp, Vec<std::ops::Range<usize>>)> {
+) -> Option<(u64, Option<WriteId>, KvOp, Vec<(usize, Bytes)>)> {
     let (&v, rest) = data.split_first()?;
     let u64_at = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?))
@@ -191,8 +191,7 @@ pub fn decode_write_spans(
         .into_iter()
         .filter_map(|b| {
             let start = (b.as_ptr() as usize).checked_sub(base)?;
-            (!b.is_empty() && start + b.len() <= buf.len())
-                .then(|| 1 + op_at + start..1 + op_at + start + b.len())
+            (!b.is_empty() && start + b.len() <= buf.len()).then(|| (1 + op_at + start, b.clone()))
         })
         .collect();
     Some((now_ms, id, op, spans))
@@ -348,7 +347,13 @@ mod tests {
         let w = encode_write(42, WriteId { client: 1, seq: 2 }, &op);
         let (_, _, got, spans) = decode_write_spans(&w).expect("decodes");
         assert_eq!(got, op);
-        let named: Vec<&[u8]> = spans.iter().map(|r| &w[r.clone()]).collect();
+        let named: Vec<&[u8]> = spans
+            .iter()
+            .map(|(at, b)| {
+                assert_eq!(&w[*at..*at + b.len()], &b[..]);
+                &b[..]
+            })
+            .collect();
         // The empty value names nothing.
         assert_eq!(named, vec![&b"value-one"[..], &b"3"[..]]);
         let incr = encode_proposal(1, &KvOp::StrIncrBy {
