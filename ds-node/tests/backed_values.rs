@@ -193,9 +193,7 @@ fn load_ops() -> Vec<KvOp> {
 
 fn value(v: impl Into<String>) -> KvResponse {
     KvResponse::Ok {
-        result: OpResult::Value {
-            value: Some(b(v)),
-        },
+        result: OpResult::Value { value: Some(b(v)) },
     }
 }
 
@@ -295,9 +293,7 @@ fn backed_values_demoted_before_a_checkpoint_read_back_after_restart() {
         demote_all(admin);
         // More entries than `checkpoint_entries`: the next checkpoint names the cold values
         // by their pointers into the Raft entries (strings with their leading byte).
-        let filler: Vec<KvOp> = (0..120)
-            .map(|i| set(&format!("filler-{i}"), "x"))
-            .collect();
+        let filler: Vec<KvOp> = (0..120).map(|i| set(&format!("filler-{i}"), "x")).collect();
         let before = metric_until(admin, "ds_checkpoints_total", |v| v.is_finite());
         must_ok(&run_ops(&addr, filler));
         let after = metric_until(admin, "ds_checkpoints_total", |v| v > before);

@@ -206,7 +206,10 @@ fn disk_use_settles_under_overwrites_with_continuous_demotion() {
     // collector moved were backed values out of Raft segments (they read back below).
     let backed = metric_until(admin, "ds_backed_values_total", |v| v > 0.0);
     let copied = metric_until(admin, "ds_demoted_bytes_written_total", |_| true);
-    assert!(backed >= (24 * keys) as f64 && copied == 0.0, "backed {backed}, copied {copied}");
+    assert!(
+        backed >= (24 * keys) as f64 && copied == 0.0,
+        "backed {backed}, copied {copied}"
+    );
     assert!(
         most_used <= (LOG_BYTES / 2) as f64,
         "disk use did not settle: {most_used} bytes of a {LOG_BYTES}-byte log"

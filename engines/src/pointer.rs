@@ -101,9 +101,15 @@ mod tests {
             len: 10,
             checksum: 7,
         };
-        assert_eq!((p.leading_byte(), p.byte_offset(), p.stored_len()), (None, 4152, 10));
+        assert_eq!(
+            (p.leading_byte(), p.byte_offset(), p.stored_len()),
+            (None, 4152, 10)
+        );
         let l = p.with_leading_byte(1);
-        assert_eq!((l.leading_byte(), l.byte_offset(), l.stored_len()), (Some(1), 4152, 11));
+        assert_eq!(
+            (l.leading_byte(), l.byte_offset(), l.stored_len()),
+            (Some(1), 4152, 11)
+        );
         assert!(l.is_well_formed() && p.is_well_formed());
         assert_eq!(l.with_leading(None), p);
         assert_eq!(p.with_leading(Some(0xFF)).leading_byte(), Some(0xFF));

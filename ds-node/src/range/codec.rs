@@ -356,10 +356,13 @@ mod tests {
             .collect();
         // The empty value names nothing.
         assert_eq!(named, vec![&b"value-one"[..], &b"3"[..]]);
-        let incr = encode_proposal(1, &KvOp::StrIncrBy {
-            key: Bytes::from_static(b"k"),
-            delta: 1,
-        });
+        let incr = encode_proposal(
+            1,
+            &KvOp::StrIncrBy {
+                key: Bytes::from_static(b"k"),
+                delta: 1,
+            },
+        );
         assert!(decode_write_spans(&incr).expect("decodes").3.is_empty());
     }
 }

@@ -13,9 +13,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use engines::vlog::{LogIndex, LogRecord, Term, Vlog};
-use nvme::BlockDevice;
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, KvResponse, OpResult};
+use nvme::BlockDevice;
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
 
 use super::conf_change::{apply_conf_change_to_desc, decode_conf_change};
@@ -23,9 +23,7 @@ use super::metrics::ShardMetrics;
 use super::peer::Peer;
 use super::shard::{Shard, ShardDevice, stop_range};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{
-    SplitCmd, decode_split, decode_sweep, decode_write_spans, encode_meta,
-};
+use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write_spans, encode_meta};
 use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
 use crate::range::engine::{Backing, MasstreeStore};
@@ -101,7 +99,10 @@ pub struct Written {
 /// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
 /// request id, counting the keys it creates and deletes into `keys`. What the engine stores
 /// that is one of `backing`'s values is recorded backed by the entry.
-#[allow(clippy::too_many_arguments, reason = "one entry's fields, passed through")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one entry's fields, passed through"
+)]
 pub fn write(
     engine: &mut MasstreeStore,
     keys: &mut DbKeys,

@@ -103,7 +103,10 @@ mod tests {
         );
         let p = b.pointer_for(b"\x01hello").expect("backed");
         assert_eq!((p.segment, p.byte_offset(), p.len), (SegmentId(2), 1010, 5));
-        assert_eq!((p.leading_byte(), p.checksum), (Some(1), crc32c::crc32c(b"hello")));
+        assert_eq!(
+            (p.leading_byte(), p.checksum),
+            (Some(1), crc32c::crc32c(b"hello"))
+        );
         let w = b.pointer_for(b"world").expect("backed");
         assert_eq!((w.leading_byte(), w.offset), (None, 1020));
         assert_eq!(b.pointer_for(b"\x01\x02world"), None);
@@ -111,6 +114,8 @@ mod tests {
         assert_eq!(b.pointer_for(b"past the end"), None);
         assert_eq!(b.pointer_for(b""), None);
         assert!(!b.is_empty());
-        assert!(Backing::new(SegmentId(0), 0, 4, vec![(0, Bytes::from_static(b"12345"))]).is_empty());
+        assert!(
+            Backing::new(SegmentId(0), 0, 4, vec![(0, Bytes::from_static(b"12345"))]).is_empty()
+        );
     }
 }

@@ -22,9 +22,10 @@
 //! The store counts the live bytes each segment of the shard log holds for its pointers, so
 //! that no segment a pointer points into is released ([`is_pinned`]).
 //!
-//! Submodules: `backing` (the entry being applied), `cold` (demotion, loads and promotion), `gc` (the garbage collector's walk and
-//! pointer swap), `clock` (the memory policy's clock hand). Each adds methods to
-//! [`MasstreeEngine`] or reads it; none imports another.
+//! Submodules: `backing` (the Raft entry being applied), `cold` (demotion, loads and
+//! promotion), `gc` (the garbage collector's walk and pointer swap), `clock` (the memory
+//! policy's clock hand). Each adds methods to [`MasstreeEngine`] or reads it; none imports
+//! another.
 //!
 //! [`take_cold_misses`]: MasstreeEngine::take_cold_misses
 //! [`is_pinned`]: MasstreeEngine::is_pinned
@@ -527,8 +528,14 @@ mod tests {
         s.put(Bytes::from_static(b"n"), hot(b"\x0142"));
         s.set_backing(None);
         let p = s.pointer(b"k").expect("backed");
-        assert_eq!((p.segment, p.byte_offset(), p.len), (SegmentId(5), 4116, 10));
-        assert_eq!((p.leading_byte(), p.checksum), (Some(1), crc32c::crc32c(&carried)));
+        assert_eq!(
+            (p.segment, p.byte_offset(), p.len),
+            (SegmentId(5), 4116, 10)
+        );
+        assert_eq!(
+            (p.leading_byte(), p.checksum),
+            (Some(1), crc32c::crc32c(&carried))
+        );
         assert_eq!(s.pointer(b"n"), None);
         assert_eq!(s.live_bytes().get(&SegmentId(5)), Some(&10));
         assert_eq!(s.cold_stats().backed_values_total, 1);
