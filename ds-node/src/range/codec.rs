@@ -154,6 +154,10 @@ pub fn decode_write(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp)> {
     decode_write_spans(data).map(|(now, id, op, _)| (now, id, op))
 }
 
+/// A value an entry's operation carries verbatim: where it starts in the entry's payload, and
+/// its bytes.
+pub type CarriedValue = (usize, Bytes);
+
 /// Most value spans [`decode_write_spans`] names for one entry (the rest stay unbacked).
 pub const VALUE_SPANS_MAX: usize = 1024;
 
@@ -162,9 +166,7 @@ pub const VALUE_SPANS_MAX: usize = 1024;
 /// `HSet`, list pushes, inside `InDb` and `Multi`; at most [`VALUE_SPANS_MAX`]). They are the
 /// slices that may back what the engine stores (`docs/format/shard-log.md` §3, "Backed
 /// values"); the engine checks each against the bytes it stores.
-pub fn decode_write_spans(
-    data: &[u8],
-) -> Option<(u64, Option<WriteId>, KvOp, Vec<(usize, Bytes)>)> {
+pub fn decode_write_spans(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp, Vec<CarriedValue>)> {
     let (&v, rest) = data.split_first()?;
     let u64_at = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?))
