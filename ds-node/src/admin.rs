@@ -183,6 +183,8 @@ fn render_cold(s: &mut String, c: &crate::server::metrics::ColdMetrics) {
             c.demoted_bytes_written_total,
         ),
         ("ds_demotion_errors_total", c.demotion_errors_total),
+        ("ds_backed_values_total", c.backed_values_total),
+        ("ds_backed_bytes_total", c.backed_bytes_total),
     ] {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }

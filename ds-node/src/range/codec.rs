@@ -151,6 +151,22 @@ pub fn decode_proposal(data: &[u8]) -> Option<(u64, KvOp)> {
 
 /// Decodes [`encode_proposal`]'s or [`encode_write`]'s bytes into `(now_ms, id, op)`.
 pub fn decode_write(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp)> {
+    decode_write_spans(data).map(|(now, id, op, _)| (now, id, op))
+}
+
+/// A value an entry's operation carries verbatim: where it starts in the entry's payload, and
+/// its bytes.
+pub type CarriedValue = (usize, Bytes);
+
+/// Most value spans [`decode_write_spans`] names for one entry (the rest stay unbacked).
+pub const VALUE_SPANS_MAX: usize = 1024;
+
+/// [`decode_write`], plus the *value spans* of the operation: the values it carries
+/// verbatim, each with where it starts in `data` (those of `Put`, `StrSet`, `CompareAndSet`, `BatchWrite` puts,
+/// `HSet`, list pushes, inside `InDb` and `Multi`; at most [`VALUE_SPANS_MAX`]). They are the
+/// slices that may back what the engine stores (`docs/format/shard-log.md` §3, "Backed
+/// values"); the engine checks each against the bytes it stores.
+pub fn decode_write_spans(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp, Vec<CarriedValue>)> {
     let (&v, rest) = data.split_first()?;
     let u64_at = |at: usize| -> Option<u64> {
         Some(u64::from_le_bytes(rest.get(at..at + 8)?.try_into().ok()?))
@@ -167,8 +183,50 @@ pub fn decode_write(data: &[u8]) -> Option<(u64, Option<WriteId>, KvOp)> {
         ),
         _ => return None,
     };
-    let op = decode_exact::<KvOp>(Bytes::copy_from_slice(rest.get(op_at..)?)).ok()?;
-    Some((now_ms, id, op))
+    // The decoded op's byte fields are slices of `buf` (the codec splits, never copies).
+    let buf = Bytes::copy_from_slice(rest.get(op_at..)?);
+    let op = decode_exact::<KvOp>(buf.clone()).ok()?;
+    let mut values = Vec::new();
+    carried_values(&op, &mut values, 0);
+    let base = buf.as_ptr() as usize;
+    let spans = values
+        .into_iter()
+        .filter_map(|b| {
+            let start = (b.as_ptr() as usize).checked_sub(base)?;
+            (!b.is_empty() && start + b.len() <= buf.len()).then(|| (1 + op_at + start, b.clone()))
+        })
+        .collect();
+    Some((now_ms, id, op, spans))
+}
+
+/// Collects the values `op` carries verbatim (up to [`VALUE_SPANS_MAX`]).
+fn carried_values<'a>(op: &'a KvOp, out: &mut Vec<&'a Bytes>, depth: u8) {
+    use net::message::kv::WriteOp;
+    use net::message::list::ListOp;
+    let mut push = |v: &'a Bytes| {
+        if out.len() < VALUE_SPANS_MAX {
+            out.push(v);
+        }
+    };
+    match op {
+        KvOp::Put { value, .. } | KvOp::StrSet { value, .. } => push(value),
+        KvOp::CompareAndSet { new: Some(v), .. } => push(v),
+        KvOp::BatchWrite { ops } => ops.iter().for_each(|w| {
+            if let WriteOp::Put { value, .. } = w {
+                push(value);
+            }
+        }),
+        KvOp::HSet { pairs, .. } => pairs.iter().for_each(|(_, v)| push(v)),
+        KvOp::List {
+            op: ListOp::Push { elements, .. },
+        } => elements.iter().for_each(push),
+        // The wire codec nests at most one level; the bound keeps this obviously finite.
+        KvOp::InDb { op, .. } if depth < 4 => carried_values(op, out, depth + 1),
+        KvOp::Multi { ops, .. } if depth < 4 => {
+            ops.iter().for_each(|o| carried_values(o, out, depth + 1));
+        }
+        _ => {}
+    }
 }
 
 const TOMBSTONE: u8 = 0xDE;
@@ -272,5 +330,41 @@ mod tests {
         }
         assert_eq!(decode_sweep(&w), None);
         assert_eq!(decode_split(&w), None);
+    }
+
+    #[test]
+    fn value_spans_name_the_carried_values_inside_the_entry() {
+        let op = KvOp::InDb {
+            db: net::keyspace::Db::new(3).expect("a database"),
+            op: Box::new(KvOp::HSet {
+                key: Bytes::from_static(b"h"),
+                pairs: vec![
+                    (Bytes::from_static(b"f1"), Bytes::from_static(b"value-one")),
+                    (Bytes::from_static(b"f2"), Bytes::new()),
+                    (Bytes::from_static(b"f3"), Bytes::from_static(b"3")),
+                ],
+                only_new: false,
+            }),
+        };
+        let w = encode_write(42, WriteId { client: 1, seq: 2 }, &op);
+        let (_, _, got, spans) = decode_write_spans(&w).expect("decodes");
+        assert_eq!(got, op);
+        let named: Vec<&[u8]> = spans
+            .iter()
+            .map(|(at, b)| {
+                assert_eq!(&w[*at..*at + b.len()], &b[..]);
+                &b[..]
+            })
+            .collect();
+        // The empty value names nothing.
+        assert_eq!(named, vec![&b"value-one"[..], &b"3"[..]]);
+        let incr = encode_proposal(
+            1,
+            &KvOp::StrIncrBy {
+                key: Bytes::from_static(b"k"),
+                delta: 1,
+            },
+        );
+        assert!(decode_write_spans(&incr).expect("decodes").3.is_empty());
     }
 }

@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use engines::vlog::LogRecord;
+use engines::vlog::{LogIndex, LogRecord, Term, Vlog};
 use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, KvResponse, OpResult};
+use nvme::BlockDevice;
 use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
 
 use super::conf_change::{apply_conf_change_to_desc, decode_conf_change};
@@ -22,10 +23,10 @@ use super::metrics::ShardMetrics;
 use super::peer::Peer;
 use super::shard::{Shard, ShardDevice, stop_range};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write, encode_meta};
+use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write_spans, encode_meta};
 use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
-use crate::range::engine::MasstreeStore;
+use crate::range::engine::{Backing, MasstreeStore};
 use crate::range::store::SizeDelta;
 
 /// A committed entry, decoded.
@@ -41,6 +42,9 @@ pub enum Committed {
         id: Option<WriteId>,
         /// The operation.
         op: KvOp,
+        /// The values it carries verbatim, with where they start in the entry's payload
+        /// (`codec::decode_write_spans`): what may back the engine's writes.
+        values: Vec<(usize, Bytes)>,
     },
     /// A TTL sweep of the listed keys.
     Sweep {
@@ -64,8 +68,13 @@ pub fn decode(t: EntryType, data: &[u8]) -> Committed {
     }
     if data.is_empty() {
         Committed::Empty
-    } else if let Some((now_ms, id, op)) = decode_write(data) {
-        Committed::Write { now_ms, id, op }
+    } else if let Some((now_ms, id, op, values)) = decode_write_spans(data) {
+        Committed::Write {
+            now_ms,
+            id,
+            op,
+            values,
+        }
     } else if let Some((now_ms, keys)) = decode_sweep(data) {
         Committed::Sweep { now_ms, keys }
     } else if let Some(cmd) = decode_split(data) {
@@ -88,7 +97,12 @@ pub struct Written {
 }
 
 /// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
-/// request id, counting the keys it creates and deletes into `keys`.
+/// request id, counting the keys it creates and deletes into `keys`. What the engine stores
+/// that is one of `backing`'s values is recorded backed by the entry.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one entry's fields, passed through"
+)]
 pub fn write(
     engine: &mut MasstreeStore,
     keys: &mut DbKeys,
@@ -97,17 +111,47 @@ pub fn write(
     now_ms: u64,
     id: Option<WriteId>,
     op: &KvOp,
+    backing: Option<Backing>,
 ) -> Written {
     let ctx = ApplyCtx {
         now_ms,
         index,
         range: desc,
     };
+    engine.set_backing(backing);
     let mut counted = Counted::new(engine, keys);
     let resp = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
     let size = counted.size();
+    engine.set_backing(None);
     let fault = super::cold::miss_fault(engine).or_else(|| engine.take_fault());
     Written { resp, size, fault }
+}
+
+/// The values of entry `e` of `range` placed in the shard log (`None` when the log does not
+/// hold the entry as one whole record with the same payload, or it carries no value).
+pub fn backing<D: BlockDevice>(
+    log: &Vlog<D>,
+    range: net::RangeId,
+    e: &Entry,
+    values: Vec<(usize, Bytes)>,
+) -> Option<Backing> {
+    backing_at(log, range, e.index, e.term, e.data.len(), values)
+}
+
+/// [`backing`] for entry `index` of term `term` with a payload of `payload_len` bytes.
+pub fn backing_at<D: BlockDevice>(
+    log: &Vlog<D>,
+    range: net::RangeId,
+    index: u64,
+    term: u64,
+    payload_len: usize,
+    values: Vec<(usize, Bytes)>,
+) -> Option<Backing> {
+    if values.is_empty() {
+        return None;
+    }
+    let at = log.entry_payload_at(range, LogIndex(index), Term(term))?;
+    (at.len == payload_len as u64).then(|| Backing::new(at.segment, at.offset, at.len, values))
 }
 
 /// What applying entries asks the ready loop to do after its turn.
@@ -173,9 +217,15 @@ fn entry<D: ShardDevice>(
 ) -> Outcome {
     match decode(e.get_entry_type(), &e.data) {
         Committed::Empty => Outcome::Applied(None),
-        Committed::Write { now_ms, id, op } => {
+        Committed::Write {
+            now_ms,
+            id,
+            op,
+            values,
+        } => {
+            let backing = backing(&shard.log, p.range_id(), e, values);
             let (desc, keys) = p.desc_and_db_keys_mut();
-            let w = write(engine, keys, desc, e.index, now_ms, id, &op);
+            let w = write(engine, keys, desc, e.index, now_ms, id, &op, backing);
             if let Some(fault) = w.fault {
                 stop_range(shard, p, e.index, fault);
                 return Outcome::Stopped;

@@ -223,7 +223,7 @@ pub fn encode_stored(engine: &MasstreeStore, meta: &CheckpointMeta) -> Encoded {
                 pointer,
                 expire_at_ms,
             } => {
-                size.0 += k.len() as i64 + i64::from(pointer.len);
+                size.0 += (k.len() + pointer.stored_len()) as i64;
                 segments.insert(pointer.segment);
                 cold.push((
                     k,

@@ -17,6 +17,8 @@ pub fn collect<D: ShardDevice>(shard: &Shard<D>) -> ShardMetrics {
         m.cold.hot_value_bytes = c.hot_value_bytes;
         m.cold.cold_value_bytes = c.cold_value_bytes;
         m.cold.cold_entries = c.cold_entries;
+        m.cold.backed_values_total = c.backed_values_total;
+        m.cold.backed_bytes_total = c.backed_bytes_total;
         m.cold.engine_memory_bytes = st.engine.memory_bytes() as u64;
         m.policy.accounted_bytes = st.engine.accounted().total();
         m.policy.budget_bytes = shard.policy.budget.get();

@@ -97,7 +97,7 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
             record: LogRecord::Relocated {
                 range: RangeId(engine.range_of(&it.key)),
                 tag: relocation_tag(it.pointer.segment),
-                value: v.to_vec(),
+                value: named(&it.pointer, v).to_vec(),
             },
             value: Some(ValueSpan {
                 offset: 0,
@@ -108,7 +108,11 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
     rep.written_bytes = records.iter().map(|r| r.record.encoded_len() as u64).sum();
     let appended = log.append(records).await.map_err(GcError::Write)?;
     for (it, a) in items.iter().zip(appended) {
-        let new = a.value.ok_or(GcError::NoPointer)?;
+        // The copy holds the named bytes: it stands for the same bytes with the same byte.
+        let new = a
+            .value
+            .ok_or(GcError::NoPointer)?
+            .with_leading(it.pointer.leading_byte());
         if engine.relocate(&it.key, it.pointer, new) {
             rep.relocated += 1;
             rep.moved_bytes += u64::from(it.pointer.len);
@@ -119,7 +123,13 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
     Ok((rep, next))
 }
 
-/// The bytes of every item: in memory, or read from the log.
+/// The bytes `p` names inside `stored`, the bytes it stands for: without its leading byte.
+fn named<'a>(p: &LogPointer, stored: &'a Bytes) -> &'a [u8] {
+    let skip = usize::from(p.leading_byte().is_some());
+    stored.get(skip..).unwrap_or_default()
+}
+
+/// The bytes every item stands for: in memory, or read from the log.
 async fn read_values<D: BlockDevice>(
     log: &Vlog<D>,
     items: &[GcItem],

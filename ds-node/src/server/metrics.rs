@@ -125,6 +125,11 @@ pub struct ColdMetrics {
     pub demoted_bytes_written_total: u64,
     /// Demotion steps that failed (`ds_demotion_errors_total`).
     pub demotion_errors_total: u64,
+    /// Values recorded backed by their Raft entry when applied (demoting them writes
+    /// nothing; `ds_backed_values_total`).
+    pub backed_values_total: u64,
+    /// Value bytes of those (`ds_backed_bytes_total`).
+    pub backed_bytes_total: u64,
     /// Cold read latency (one device read, checksum included), µs (`ds_cold_read_seconds`).
     pub read_us: Histogram<u64>,
     /// Value bytes held in memory (gauge, `ds_value_bytes{tier="hot"}`).
@@ -152,6 +157,8 @@ impl Default for ColdMetrics {
             demotions_total: 0,
             demoted_bytes_written_total: 0,
             demotion_errors_total: 0,
+            backed_values_total: 0,
+            backed_bytes_total: 0,
             read_us: hist(),
             hot_value_bytes: 0,
             cold_value_bytes: 0,
@@ -172,6 +179,8 @@ impl ColdMetrics {
         self.demotions_total += o.demotions_total;
         self.demoted_bytes_written_total += o.demoted_bytes_written_total;
         self.demotion_errors_total += o.demotion_errors_total;
+        self.backed_values_total += o.backed_values_total;
+        self.backed_bytes_total += o.backed_bytes_total;
         let _ = self.read_us.add(&o.read_us);
         self.hot_value_bytes += o.hot_value_bytes;
         self.cold_value_bytes += o.cold_value_bytes;

@@ -366,9 +366,22 @@ impl<D: ShardDevice> Shard<D> {
     fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) -> Option<String> {
         let mut st = self.state.borrow_mut();
         match apply::decode(entry_type_of(e.entry_type), &e.payload) {
-            Committed::Write { now_ms, id, op } => {
+            Committed::Write {
+                now_ms,
+                id,
+                op,
+                values,
+            } => {
                 // Counted by a walk once the range is rebuilt (`recover_range`).
                 let mut uncounted = DbKeys::default();
+                let backing = apply::backing_at(
+                    &self.log,
+                    e.range,
+                    e.index.0,
+                    e.term.0,
+                    e.payload.len(),
+                    values,
+                );
                 apply::write(
                     &mut st.engine,
                     &mut uncounted,
@@ -377,6 +390,7 @@ impl<D: ShardDevice> Shard<D> {
                     now_ms,
                     id,
                     &op,
+                    backing,
                 )
                 .fault
             }

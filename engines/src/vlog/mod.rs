@@ -35,6 +35,7 @@ pub use crate::pointer::{LogPointer, SegmentId};
 pub use device::SharedDevice;
 pub use log::{AppendRecord, AppendTicket, Appended, ValueSpan, Vlog};
 pub use metrics::VlogMetrics;
+pub use read::PayloadAt;
 pub use record::{
     EntryRecord, FragmentHead, FragmentRecord, HardState, LogRecord, RecordKind, TruncateMode,
 };

@@ -11,12 +11,24 @@ use nvme::BlockDevice;
 use super::log::Vlog;
 use super::metrics::VlogMetrics;
 use super::record::{
-    EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, decode_fragment, decode_record,
+    ENTRY_FIXED_LEN, EntryRecord, HardState, LogRecord, RECORD_HEADER_LEN, decode_fragment,
+    decode_record,
 };
 use super::state::{CheckpointInfo, Fragments};
 use super::types::{LogIndex, RangeId, Seq, Term};
 use super::{Error, Result};
-use crate::pointer::LogPointer;
+use crate::pointer::{LogPointer, SegmentId};
+
+/// Where a Raft entry's payload lies in the log ([`Vlog::entry_payload_at`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PayloadAt {
+    /// The segment holding the entry's record.
+    pub segment: SegmentId,
+    /// Byte offset of the payload's first byte inside the segment.
+    pub offset: u64,
+    /// Length of the payload.
+    pub len: u64,
+}
 
 /// Fragment reads of one fragmented entry issued at once (each at most `batch-bytes-max`).
 const FRAGMENT_READS_IN_FLIGHT: usize = 4;
@@ -27,9 +39,10 @@ impl<D: BlockDevice> Vlog<D> {
     pub(super) async fn read_span(&self, ptr: &LogPointer) -> Result<(D::ReadBuf, usize)> {
         let bs = self.block as u64;
         let seg_off = self.segment_offset(ptr.segment.0)?;
-        let start = ptr.offset - ptr.offset % bs;
-        let end = (ptr.offset + u64::from(ptr.len)).div_ceil(bs) * bs;
-        if ptr.len == 0 || end > self.seg_size {
+        let offset = ptr.byte_offset();
+        let start = offset - offset % bs;
+        let end = (offset + u64::from(ptr.len)).div_ceil(bs) * bs;
+        if ptr.len == 0 || end > self.seg_size || !ptr.is_well_formed() {
             return Err(Error::InvalidArgument("pointer outside its segment"));
         }
         let t = Instant::now();
@@ -40,7 +53,7 @@ impl<D: BlockDevice> Vlog<D> {
             .map_err(Error::from_nvme)?;
         let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
         VlogMetrics::record(&mut self.metrics.borrow_mut().read_latency_ns, ns);
-        Ok((buf, (ptr.offset - start) as usize))
+        Ok((buf, (offset - start) as usize))
     }
 
     pub(super) fn segment_offset(&self, id: u32) -> Result<u64> {
@@ -66,10 +79,14 @@ impl<D: BlockDevice> Vlog<D> {
         Ok(rec)
     }
 
-    /// Reads the value a value pointer names (one aligned read; crc32c of the bytes checked).
+    /// Reads the value a value pointer stands for (one aligned read; crc32c of the bytes
+    /// read checked): the bytes it names, after its leading byte if it carries one
+    /// ([`LogPointer::leading_byte`]).
     pub async fn read_value(&self, ptr: &LogPointer) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(ptr.stored_len());
+        out.extend(ptr.leading_byte());
         if ptr.len == 0 && ptr.checksum == crc32c::crc32c(&[]) {
-            return Ok(Vec::new());
+            return Ok(out);
         }
         let (buf, at) = self.read_span(ptr).await?;
         let corrupt = |detail| Error::Corruption {
@@ -83,7 +100,8 @@ impl<D: BlockDevice> Vlog<D> {
         if crc32c::crc32c(bytes) != ptr.checksum {
             return Err(corrupt("value checksum mismatch"));
         }
-        Ok(bytes.to_vec())
+        out.extend_from_slice(bytes);
+        Ok(out)
     }
 
     /// Returns the Raft entry `index` of `range`, from the cache or the device; `None` if the
@@ -255,6 +273,31 @@ impl<D: BlockDevice> Vlog<D> {
     pub fn entry_pointer(&self, range: RangeId, index: LogIndex) -> Option<LogPointer> {
         let c = self.core.borrow();
         c.state.ranges.get(&range)?.get(index.0).map(|l| l.ptr)
+    }
+
+    /// Returns where the payload of entry `index` of `range` lies, if the log retains it with
+    /// term `term` as one whole kind-1 record (an entry written as fragments has none): the
+    /// bytes a value pointer into the entry may name (`docs/format/shard-log.md` §3, "Backed
+    /// values").
+    pub fn entry_payload_at(
+        &self,
+        range: RangeId,
+        index: LogIndex,
+        term: Term,
+    ) -> Option<PayloadAt> {
+        let c = self.core.borrow();
+        let r = c.state.ranges.get(&range)?;
+        let loc = r.get(index.0)?;
+        if loc.term != term || r.fragmented.contains_key(&index.0) {
+            return None;
+        }
+        let head = (RECORD_HEADER_LEN + ENTRY_FIXED_LEN) as u64;
+        let len = u64::from(loc.ptr.len).checked_sub(head)?;
+        Some(PayloadAt {
+            segment: loc.ptr.segment,
+            offset: loc.ptr.byte_offset() + head,
+            len,
+        })
     }
 
     /// Returns the latest hard state of `range`.

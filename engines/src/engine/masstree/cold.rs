@@ -246,7 +246,7 @@ impl MasstreeEngine {
         if expire_at_ms != 0 {
             v = v.with_expiry_ms(expire_at_ms);
         }
-        let Some(delta) = self.insert(&key, v, pointer.len as usize) else {
+        let Some(delta) = self.insert(&key, v, pointer.stored_len()) else {
             return SizeDelta::ZERO;
         };
         pin(&mut self.live, &pointer);

@@ -3,9 +3,14 @@
 //! An entry is *hot* (its stored bytes inline), *cold* (only a [`LogPointer`] to a durable
 //! copy of exactly those bytes in the shard log: segment, offset, length, crc32c), or both
 //! (a cold entry loaded back by a read keeps its pointer, so demoting it again costs no
-//! write). A write always stores a hot entry without a pointer: the bytes an entry stores are
-//! derived by the state machine (type byte + value), so they are no slice of the Raft entry
-//! that carried the command. Demotion (ds-node `server::demote`) gives them a durable copy first.
+//! write). A write stores a hot entry, *backed* (hot with a pointer) when its bytes are a value
+//! the Raft entry being applied carries verbatim, alone or after a one-byte type tag
+//! ([`Backing`], set by ds-node's apply with [`set_backing`]; the pointer then carries that
+//! byte, `LogPointer::leading_byte`): demoting it costs no write. Other entries (values
+//! computed at apply time) are unbacked; demotion (ds-node `server::demote`) gives them a
+//! durable copy first.
+//!
+//! [`set_backing`]: MasstreeEngine::set_backing
 //!
 //! The state machine is synchronous and reads values from memory, so a cold entry must be
 //! loaded (ds-node `server::cold`, with [`cold_in`] and [`load`]) before an operation that touches it is applied. Reaching a cold
@@ -17,9 +22,10 @@
 //! The store counts the live bytes each segment of the shard log holds for its pointers, so
 //! that no segment a pointer points into is released ([`is_pinned`]).
 //!
-//! Submodules: `cold` (demotion, loads and promotion), `gc` (the garbage collector's walk and
-//! pointer swap), `clock` (the memory policy's clock hand). Each adds methods to
-//! [`MasstreeEngine`] or reads it; none imports another.
+//! Submodules: `backing` (the Raft entry being applied), `cold` (demotion, loads and
+//! promotion), `gc` (the garbage collector's walk and pointer swap), `clock` (the memory
+//! policy's clock hand). Each adds methods to [`MasstreeEngine`] or reads it; none imports
+//! another.
 //!
 //! [`take_cold_misses`]: MasstreeEngine::take_cold_misses
 //! [`is_pinned`]: MasstreeEngine::is_pinned
@@ -40,12 +46,14 @@ use super::{Engine, Entry, SizeDelta};
 use crate::masstree::{Direction, EntryRef, Masstree, OwnedEntry, Value};
 use crate::pointer::{LogPointer, SegmentId};
 
+mod backing;
 pub mod clock;
 mod cold;
 mod gc;
 #[cfg(test)]
 mod test_util;
 
+pub use backing::Backing;
 pub use cold::{Candidate, Loaded, Promotion, loaded_before};
 pub use gc::{GcItem, GcWalk};
 
@@ -94,6 +102,10 @@ pub struct ColdStats {
     pub cold_value_bytes: u64,
     /// Value bytes held in memory.
     pub hot_value_bytes: u64,
+    /// Values recorded backed by their Raft entry when written, ever.
+    pub backed_values_total: u64,
+    /// Value bytes of those (the bytes a demotion of them need not write).
+    pub backed_bytes_total: u64,
 }
 
 /// The shard's store: one Masstree shared by every range of the shard (their keys are
@@ -113,19 +125,23 @@ pub struct MasstreeEngine {
     cold_bytes: u64,
     /// Cold entries read through `get`/`scan` since the last `take_cold_misses`.
     cold_misses: Cell<u64>,
+    /// The Raft entry being applied, whose values may back what `put` stores.
+    backing: Option<Backing>,
+    backed_values_total: u64,
+    backed_bytes_total: u64,
 }
 
 fn stored_len(e: &EntryRef<'_>) -> usize {
     match e.value() {
         Some(v) => v.len(),
-        None => e.pointer().map_or(0, |p| p.len as usize),
+        None => e.pointer().map_or(0, |p| p.stored_len()),
     }
 }
 
 fn owned_len(e: &OwnedEntry) -> usize {
     match (&e.inline, e.pointer) {
         (Some(v), _) => v.len(),
-        (None, Some(p)) => p.len as usize,
+        (None, Some(p)) => p.stored_len(),
         (None, None) => 0,
     }
 }
@@ -172,7 +188,15 @@ impl MasstreeEngine {
             cold_entries: self.cold_entries,
             cold_value_bytes: self.cold_bytes,
             hot_value_bytes: self.tree.memory_stats().value_bytes as u64,
+            backed_values_total: self.backed_values_total,
+            backed_bytes_total: self.backed_bytes_total,
         }
+    }
+
+    /// Sets the Raft entry whose values back what [`put`](Engine::put) stores until the next
+    /// call (`None`: nothing is backed). The caller sets it for the writes of one entry only.
+    pub fn set_backing(&mut self, backing: Option<Backing>) {
+        self.backing = backing.filter(|b| !b.is_empty());
     }
 
     /// Live bytes per segment: what the store's pointers name.
@@ -384,8 +408,22 @@ impl Engine for MasstreeEngine {
         if entry.expire_at_ms != 0 {
             v = v.with_expiry_ms(entry.expire_at_ms);
         }
-        self.insert(&key, v, entry.value.len())
-            .unwrap_or(SizeDelta::ZERO)
+        let backed = match self.backing.as_mut() {
+            None => None,
+            Some(b) => b.pointer_for(&entry.value),
+        };
+        if let Some(p) = backed {
+            v = v.with_pointer(p);
+        }
+        let Some(delta) = self.insert(&key, v, entry.value.len()) else {
+            return SizeDelta::ZERO;
+        };
+        if let Some(p) = backed {
+            pin(&mut self.live, &p);
+            self.backed_values_total += 1;
+            self.backed_bytes_total += u64::from(p.len);
+        }
+        delta
     }
 
     #[inline]
@@ -472,6 +510,44 @@ mod tests {
         assert!(s.demote(b"k", b"12345", ptr(1, 0, b"12345")));
         assert_eq!(s.size_of(b"", b""), (6, 1));
         assert_eq!(s.delete(b"k"), Some(SizeDelta::removed(1, 5)));
+    }
+
+    #[test]
+    fn a_value_of_the_entry_being_applied_is_stored_backed_and_demotes_for_free() {
+        let mut s = MasstreeEngine::new();
+        let carried = Bytes::from_static(b"user bytes");
+        s.set_backing(Some(Backing::new(
+            SegmentId(5),
+            4096,
+            64,
+            vec![(20, carried.clone())],
+        )));
+        // Stored as a type tag followed by the carried bytes: backed with that leading byte.
+        s.put(Bytes::from_static(b"k"), hot(b"\x01user bytes"));
+        // Derived bytes (not the carried ones) stay unbacked.
+        s.put(Bytes::from_static(b"n"), hot(b"\x0142"));
+        s.set_backing(None);
+        let p = s.pointer(b"k").expect("backed");
+        assert_eq!(
+            (p.segment, p.byte_offset(), p.len),
+            (SegmentId(5), 4116, 10)
+        );
+        assert_eq!(
+            (p.leading_byte(), p.checksum),
+            (Some(1), crc32c::crc32c(&carried))
+        );
+        assert_eq!(s.pointer(b"n"), None);
+        assert_eq!(s.live_bytes().get(&SegmentId(5)), Some(&10));
+        assert_eq!(s.cold_stats().backed_values_total, 1);
+        // A demotion candidate that already has a durable copy: no write needed.
+        let (c, _) = s.demotion_candidates(b"k", 1, 1 << 20, 1 << 20, 0);
+        assert_eq!(c[0].pointer, Some(p));
+        assert!(s.demote(b"k", b"\x01user bytes", p));
+        assert_eq!(s.cold_pointer(b"k"), Some(p));
+        // Sizes count the bytes the pointer stands for (leading byte included).
+        assert_eq!(s.size_of(b"k", b"l"), (1 + 11, 1));
+        assert_eq!(s.delete(b"k"), Some(SizeDelta::removed(1, 11)));
+        assert!(s.live_bytes().is_empty());
     }
 
     #[test]
