@@ -108,6 +108,9 @@ impl GcEngine for Engine {
     fn relocate(&self, key: &[u8], old: LogPointer, new: LogPointer) -> bool {
         self.0.borrow_mut().relocate(key, old, new)
     }
+    fn unback(&self, key: &[u8], old: LogPointer) -> bool {
+        self.0.borrow_mut().unback(key, old)
+    }
 }
 
 /// A write since the newest checkpoint (what the Raft log tail would replay).
@@ -226,10 +229,7 @@ impl Node {
     /// references, reclamation. Returns the victims freed.
     async fn collect(&mut self, force: bool) -> Result<usize, String> {
         self.reclaim().await.map_err(|e| e.to_string())?;
-        let data = {
-            let c = self.engine.0.borrow().cold_stats();
-            c.hot_value_bytes + c.cold_value_bytes
-        };
+        let data = self.engine.0.borrow().cold_stats().cold_value_bytes;
         let Some(plan) = policy::plan(&self.views(), &POLICY, data, force) else {
             return Ok(0);
         };

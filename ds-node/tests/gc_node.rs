@@ -236,6 +236,35 @@ fn disk_use_settles_under_overwrites_with_continuous_demotion() {
     assert_eq!(count_lost(&node.shard_addrs[0], &model), 0, "after restart");
 }
 
+#[test]
+fn hot_values_larger_than_the_log_are_unbacked_not_copied_and_never_fill_it() {
+    let dir = test_support::tempdir::TempDir::new("gc-unback");
+    // No demotion: every value stays hot, backed by the Raft entry that carried it. 5,000
+    // values of 4 KB (20 MB) do not fit the 16 MiB log: once their entries are below a
+    // checkpoint, passes must drop those pointers (the values reach the checkpoints from
+    // memory) or the log fills and writes stop.
+    let c = DsConfig {
+        log_file_bytes: 16 << 20,
+        demote_every_ms: 0,
+        checkpoint_entries: 1000,
+        ..cfg(dir.path())
+    };
+    let node = run(c.clone()).unwrap();
+    let admin = node.admin_addr.unwrap();
+    let mut model = BTreeMap::new();
+    must_overwrite(&node.shard_addrs[0], 5000, 0, &mut model);
+    let unbacked = metric_until(admin, "ds_gc_unbacked_bytes_total", |v| v > 0.0);
+    let moved = metric_until(admin, "ds_gc_moved_bytes_total", |_| true);
+    let demoted = metric_until(admin, "ds_demoted_bytes_written_total", |_| true);
+    eprintln!("unbacked {unbacked} B, moved {moved} B, demoted {demoted} B");
+    assert!(unbacked > 0.0, "no pointer dropped");
+    assert_eq!((moved, demoted), (0.0, 0.0), "a hot value was copied");
+    assert_eq!(count_lost(&node.shard_addrs[0], &model), 0);
+    drop(node);
+    let node = run(c).unwrap();
+    assert_eq!(count_lost(&node.shard_addrs[0], &model), 0, "after restart");
+}
+
 /// The child of [`kill9_while_collecting_loses_no_acknowledged_write`]: a node that demotes
 /// and collects continuously, with collection paced slowly so passes are long, until killed.
 #[test]

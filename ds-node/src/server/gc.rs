@@ -79,6 +79,10 @@ impl<D: ShardDevice> GcEngine for ShardEngine<'_, D> {
     fn relocate(&self, key: &[u8], old: LogPointer, new: LogPointer) -> bool {
         self.0.state.borrow_mut().engine.relocate(key, old, new)
     }
+
+    fn unback(&self, key: &[u8], old: LogPointer) -> bool {
+        self.0.state.borrow_mut().engine.unback(key, old)
+    }
 }
 
 /// The collector's settings from the shard's configuration.
@@ -139,6 +143,8 @@ fn record(m: &mut ShardMetrics, rep: &PassReport, segment_bytes: u64, took: Dura
     g.read_bytes_total += rep.moved.read_bytes;
     g.written_bytes_total += rep.moved.written_bytes;
     g.lost_races_total += rep.moved.lost_races;
+    g.unbacked_total += rep.moved.unbacked;
+    g.unbacked_bytes_total += rep.moved.unbacked_bytes;
     g.checkpoints_total += rep.checkpoints;
     g.segments_freed_total += rep.segments_freed;
     g.freed_bytes_total += rep.segments_freed * segment_bytes;
@@ -153,10 +159,10 @@ async fn pass_inner<D: ShardDevice>(
     let freed_first = checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free unpinned segments: {e}"))?;
-    let data = {
-        let c = shard.state.borrow().engine.cold_stats();
-        c.hot_value_bytes + c.cold_value_bytes
-    };
+    // What a pass must keep in the log: the cold values. A hot value backed by its Raft
+    // entry pins that entry's segment, but a pass frees it without a copy (`gc_move`), so a
+    // log full of backed hot values is a log the collector can empty, not a full one.
+    let data = shard.state.borrow().engine.cold_stats().cold_value_bytes;
     let views = segment_views(shard);
     let Some(GcPlan { victims, .. }) = policy::plan(&views, &gc_policy(shard), data, force) else {
         shard.metrics.borrow_mut().segments_freed_total += freed_first as u64;
@@ -207,6 +213,8 @@ fn add(total: &mut StepReport, r: &StepReport) {
     total.items += r.items;
     total.relocated += r.relocated;
     total.lost_races += r.lost_races;
+    total.unbacked += r.unbacked;
+    total.unbacked_bytes += r.unbacked_bytes;
     total.read_bytes += r.read_bytes;
     total.moved_bytes += r.moved_bytes;
     total.written_bytes += r.written_bytes;

@@ -19,6 +19,11 @@ pub struct GcMetrics {
     pub written_bytes_total: u64,
     /// Copies made dead by a write during the pass (`ds_gc_lost_races_total`).
     pub lost_races_total: u64,
+    /// Backed hot values whose pointer a pass dropped instead of copying them
+    /// (`ds_gc_unbacked_total`).
+    pub unbacked_total: u64,
+    /// Value bytes those pointers named (`ds_gc_unbacked_bytes_total`).
+    pub unbacked_bytes_total: u64,
     /// Checkpoints the collector asked for to drop a victim's last reference
     /// (`ds_gc_checkpoints_total`).
     pub checkpoints_total: u64,
@@ -54,6 +59,8 @@ impl Default for GcMetrics {
             read_bytes_total: 0,
             written_bytes_total: 0,
             lost_races_total: 0,
+            unbacked_total: 0,
+            unbacked_bytes_total: 0,
             checkpoints_total: 0,
             segments_freed_total: 0,
             freed_bytes_total: 0,
@@ -79,6 +86,8 @@ impl GcMetrics {
         self.read_bytes_total += o.read_bytes_total;
         self.written_bytes_total += o.written_bytes_total;
         self.lost_races_total += o.lost_races_total;
+        self.unbacked_total += o.unbacked_total;
+        self.unbacked_bytes_total += o.unbacked_bytes_total;
         self.checkpoints_total += o.checkpoints_total;
         self.segments_freed_total += o.segments_freed_total;
         self.freed_bytes_total += o.freed_bytes_total;
@@ -111,6 +120,8 @@ impl GcMetrics {
             ("ds_gc_read_bytes_total", self.read_bytes_total),
             ("ds_gc_written_bytes_total", self.written_bytes_total),
             ("ds_gc_lost_races_total", self.lost_races_total),
+            ("ds_gc_unbacked_total", self.unbacked_total),
+            ("ds_gc_unbacked_bytes_total", self.unbacked_bytes_total),
             ("ds_gc_checkpoints_total", self.checkpoints_total),
             ("ds_gc_segments_freed_total", self.segments_freed_total),
             ("ds_gc_freed_bytes_total", self.freed_bytes_total),

@@ -2,8 +2,10 @@
 //! head of the shard log and swap the engine's pointers (`server::gc` drives the steps).
 //!
 //! A step takes the entries a bounded walk of the engine finds pointing into a victim
-//! ([`GcWalk`]), reads the bytes of the cold ones ([`READS_IN_FLIGHT`] device reads in flight
-//! together, checksums checked; hot ones are in memory already), appends them all as
+//! ([`GcWalk`]), drops the pointers of the hot ones (a value backed by its Raft entry and in
+//! memory needs no copy: it reaches the next checkpoint from memory), reads the bytes of the
+//! cold ones ([`READS_IN_FLIGHT`] device reads in flight
+//! together, checksums checked; a transient one is in memory already), appends them all as
 //! *relocated* records (kind 4, tag [`relocation_tag`], `docs/format/shard-log.md` §3) in one
 //! append — one group commit — and, once it is acknowledged, points each entry at its copy if
 //! it still holds the old pointer (a write in between wins; its copy is dead bytes).
@@ -38,6 +40,9 @@ pub trait GcEngine {
     fn range_of(&self, key: &[u8]) -> u64;
     /// Swaps `key`'s pointer from `old` to `new` if it still is `old`.
     fn relocate(&self, key: &[u8], old: LogPointer, new: LogPointer) -> bool;
+    /// Drops `key`'s pointer if it still is `old` and the value is hot
+    /// ([`crate::range::engine::MasstreeStore::unback`]): nothing to copy.
+    fn unback(&self, key: &[u8], old: LogPointer) -> bool;
 }
 
 /// Why a step failed. Nothing is lost: the entries keep their old pointers, the victims
@@ -64,6 +69,10 @@ pub struct StepReport {
     pub relocated: u64,
     /// Entries written meanwhile (their copy is dead).
     pub lost_races: u64,
+    /// Hot entries whose pointer was dropped instead (their value is in memory).
+    pub unbacked: u64,
+    /// Value bytes those pointers named (freed without a copy).
+    pub unbacked_bytes: u64,
     /// Value bytes read from the device.
     pub read_bytes: u64,
     /// Value bytes copied (relocated entries only).
@@ -86,6 +95,19 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
         items: items.len() as u64,
         ..StepReport::default()
     };
+    // A hot value backed by a victim needs no copy: its pointer is dropped, and the value
+    // reaches the next checkpoint from memory. The rest (cold, or transient) are copied.
+    let items: Vec<GcItem> = items
+        .into_iter()
+        .filter(|it| {
+            let unbacked = it.inline.is_some() && engine.unback(&it.key, it.pointer);
+            if unbacked {
+                rep.unbacked += 1;
+                rep.unbacked_bytes += u64::from(it.pointer.len);
+            }
+            !unbacked
+        })
+        .collect();
     if items.is_empty() {
         return Ok((rep, next));
     }

@@ -371,6 +371,23 @@ impl EntryMut<'_> {
         self.heap.add(self.entry);
     }
 
+    /// Forgets the log pointer of a hot entry, which keeps its value in memory only (the
+    /// caller makes it durable otherwise: a checkpoint). Returns whether it did: an entry
+    /// without its value in memory keeps its pointer, which is then its only copy.
+    pub fn clear_pointer(&mut self) -> bool {
+        if !self.entry.has_inline() {
+            return false;
+        }
+        self.heap.sub(self.entry);
+        let (suffix, value) = (
+            self.entry.suffix().to_vec(),
+            self.entry.value_bytes().to_vec(),
+        );
+        self.entry.rebuild(&suffix, None, &value);
+        self.heap.add(self.entry);
+        true
+    }
+
     /// Demotes a hot entry: drops the inline value and keeps the log pointer. Returns the
     /// number of value bytes freed, or `None` (and changes nothing) when the entry has no log
     /// pointer, because then the value would be lost.

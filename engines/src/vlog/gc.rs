@@ -72,28 +72,28 @@ pub fn used_bytes(segments: &[SegmentView], policy: &GcPolicy) -> u64 {
 
 /// Whether the log holds enough garbage for a pass: its segments take at least
 /// `min_used_bytes`, more than `space_ratio` × the live bytes, and at least one segment more
-/// than the live bytes. `data_bytes` is what the engine's values will take in the log once
-/// all are demoted (hot and cold value bytes): the live bytes are taken as at least that, so
-/// that a burst of writes still in memory does not look like a log full of garbage (the
-/// collector would copy the few cold values again and again).
-pub fn wants_collection(segments: &[SegmentView], policy: &GcPolicy, data_bytes: u64) -> bool {
+/// than the live bytes. The live bytes are `keep_bytes`, what a pass must keep in the log:
+/// the cold values (the caller's figure). The segments' `live_bytes` count every pointer,
+/// also those of hot values backed by their Raft entries, which a pass frees without a copy
+/// (it drops the pointer): counting them would take a log full of backed hot values for a
+/// full log that no pass can shrink.
+pub fn wants_collection(segments: &[SegmentView], policy: &GcPolicy, keep_bytes: u64) -> bool {
     let used = used_bytes(segments, policy);
-    let pointed: u64 = segments.iter().map(|s| s.live_bytes).sum();
-    let live = pointed.max(data_bytes);
+    let live = keep_bytes;
     used >= policy.min_used_bytes
         && used as f64 > policy.space_ratio * live as f64
         && used.saturating_sub(live) >= policy.segment_bytes
 }
 
 /// The pass to run now (`None`: nothing to collect). `force` skips the space checks (the
-/// disk is full, or an operator asked); `data_bytes` as for [`wants_collection`].
+/// disk is full, or an operator asked); `keep_bytes` as for [`wants_collection`].
 pub fn plan(
     segments: &[SegmentView],
     policy: &GcPolicy,
-    data_bytes: u64,
+    keep_bytes: u64,
     force: bool,
 ) -> Option<GcPlan> {
-    if !force && !wants_collection(segments, policy, data_bytes) {
+    if !force && !wants_collection(segments, policy, keep_bytes) {
         return None;
     }
     let mut by_seq: Vec<&SegmentView> = segments.iter().collect();
@@ -167,12 +167,14 @@ mod tests {
     #[test]
     fn no_pass_while_the_log_holds_little_garbage_unless_forced() {
         let segs = vec![seg(1, 1, 90), seg(2, 2, 80), seg(3, 3, 60)];
-        assert!(!wants_collection(&segs, &POLICY, 0));
-        assert_eq!(plan(&segs, &POLICY, 0, false), None);
-        assert!(plan(&segs, &POLICY, 0, true).is_some());
+        assert!(!wants_collection(&segs, &POLICY, 230));
+        assert_eq!(plan(&segs, &POLICY, 230, false), None);
+        assert!(plan(&segs, &POLICY, 230, true).is_some());
+        // The same pointers, but only 110 bytes are cold values: the rest are hot values
+        // backed by the log, which a pass frees without a copy.
+        assert!(wants_collection(&segs, &POLICY, 110));
         let sparse = vec![seg(1, 1, 30), seg(2, 2, 20), seg(3, 3, 60)];
-        assert!(wants_collection(&sparse, &POLICY, 0));
-        // Values still in memory will need the space: no pass yet.
+        assert!(wants_collection(&sparse, &POLICY, 110));
         assert!(!wants_collection(&sparse, &POLICY, 200));
         let roomy = GcPolicy {
             min_used_bytes: 400,

@@ -86,6 +86,26 @@ impl MasstreeEngine {
         true
     }
 
+    /// Drops `key`'s pointer if it still is `old` and the value is hot (in memory, and not
+    /// loaded for one operation only): the collector frees a segment holding a backed
+    /// value without copying it, since the value is in memory and reaches the next
+    /// checkpoint from there. Returns whether it did; a cold or transient entry keeps its
+    /// pointer (its copy must be moved).
+    pub fn unback(&mut self, key: &[u8], old: LogPointer) -> bool {
+        let Some(mut e) = self.tree.get_mut(key) else {
+            return false;
+        };
+        let g = e.get();
+        if g.pointer() != Some(old) || g.value().is_none() || g.is_transient() {
+            return false;
+        }
+        if !e.clear_pointer() {
+            return false;
+        }
+        unpin(&mut self.live, &old);
+        true
+    }
+
     /// Live bytes of the store's pointers in every segment (the sum of
     /// [`live_bytes`](Self::live_bytes)).
     pub fn live_bytes_total(&self) -> u64 {
@@ -105,6 +125,34 @@ mod tests {
         max_bytes: u64::MAX,
         max_visits: usize::MAX,
     };
+
+    #[test]
+    fn a_hot_backed_value_is_unbacked_in_place_and_a_cold_one_keeps_its_pointer() {
+        let mut s = MasstreeEngine::new();
+        for (k, v) in [(b"h", b"hh"), (b"c", b"cc")] {
+            s.put(Bytes::copy_from_slice(k), hot(v));
+            assert!(s.demote(k, v, ptr(1, 8, v)));
+        }
+        // `h` comes back into memory, still backed.
+        assert!(s.load(b"h", ptr(1, 8, b"hh"), b"hh"));
+        s.tree.get_mut(b"h").unwrap().set_transient(false);
+        assert_eq!(s.live_bytes().get(&SegmentId(1)), Some(&4));
+        assert!(
+            !s.unback(b"h", ptr(1, 16, b"hh")),
+            "only the pointer it holds"
+        );
+        assert!(s.unback(b"h", ptr(1, 8, b"hh")));
+        assert_eq!(s.pointer(b"h"), None);
+        assert_eq!(
+            s.get(b"h").map(|e| e.value),
+            Some(Bytes::from_static(b"hh"))
+        );
+        assert!(
+            !s.unback(b"c", ptr(1, 8, b"cc")),
+            "a cold value's pointer is its copy"
+        );
+        assert_eq!(s.live_bytes().get(&SegmentId(1)), Some(&2));
+    }
 
     #[test]
     fn items_are_the_entries_pointing_into_victims_hot_or_cold() {
