@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use super::spec::{C, CL, EVAL, EVAL_RO, F, NONE, R, RS, Spec, W, WD, WF, WS, spec};
-use super::{bitmaps, dump, hll, lcs, lists, pubsub, sets, sort, zsets};
+use super::{bitmaps, dump, geo, hll, lcs, lists, pubsub, sets, sort, zsets};
 use crate::resp::Reply;
 
 // Flag sets of the connection and transaction commands.
@@ -41,6 +41,7 @@ pub static TABLES: &[&[Spec]] = &[
     lists::SPECS,
     sets::SPECS,
     zsets::SPECS,
+    geo::SPECS,
     bitmaps::SPECS,
     lcs::SPECS,
     dump::SPECS,
