@@ -161,10 +161,11 @@ pub static TABLE: &[Spec] = &[
 
 /// The table entry of a command name (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    if name.len() > 16 {
+    // The longest name is `georadiusbymember_ro` (20).
+    if name.len() > 24 {
         return None;
     }
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 24];
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();
