@@ -707,7 +707,11 @@ const SCRIPT: &[Case] = &[
         "2",
     ),
     c("TYPE geo", "+zset"),
-    c3("ZSCORE geo Palermo", "\"3479099956230698\"", ",3479099956230698"),
+    c3(
+        "ZSCORE geo Palermo",
+        "\"3479099956230698\"",
+        ",3479099956230698",
+    ),
     c("GEOHASH geo Palermo nope", "[\"sqc8b49rny0\", nil]"),
     c3(
         "GEOPOS geo Palermo nope",
@@ -719,7 +723,10 @@ const SCRIPT: &[Case] = &[
         "GEOSEARCH geo FROMLONLAT 15 37 BYRADIUS 200 km ASC",
         "[\"Catania\", \"Palermo\"]",
     ),
-    c("GEOSEARCHSTORE geo2 geo FROMMEMBER Palermo BYBOX 10 10 km", "1"),
+    c(
+        "GEOSEARCHSTORE geo2 geo FROMMEMBER Palermo BYBOX 10 10 km",
+        "1",
+    ),
     c(
         "GEOADD geo 200 1 x",
         "!ERR invalid longitude,latitude pair 200.000000,1.000000",

@@ -46,8 +46,21 @@ const RADII: &[&str] = &[
 ];
 const UNITS: &[&str] = &["m", "km", "km", "km", "ft", "mi", "KM", "yd"];
 const OPTIONS: &[&str] = &[
-    "", "WITHDIST", "WITHHASH", "WITHCOORD", "ASC", "DESC", "COUNT 2", "COUNT 1 ANY", "ANY",
-    "COUNT 0", "COUNT x", "COUNT", "WITHDIST WITHCOORD WITHHASH", "DESC COUNT 3", "bogus",
+    "",
+    "WITHDIST",
+    "WITHHASH",
+    "WITHCOORD",
+    "ASC",
+    "DESC",
+    "COUNT 2",
+    "COUNT 1 ANY",
+    "ANY",
+    "COUNT 0",
+    "COUNT x",
+    "COUNT",
+    "WITHDIST WITHCOORD WITHHASH",
+    "DESC COUNT 3",
+    "bogus",
 ];
 
 /// The fixed corpus: every command, option and error at least once.

@@ -343,26 +343,98 @@ mod tests {
     fn bad_arguments_answer_redis_errors_in_redis_order() {
         use Kind::*;
         let cases = [
-            (Radius, "georadius k 200 0 1 m", "ERR invalid longitude,latitude pair 200.000000,0.000000"),
+            (
+                Radius,
+                "georadius k 200 0 1 m",
+                "ERR invalid longitude,latitude pair 200.000000,0.000000",
+            ),
             (Radius, "georadius k 0 0 x m", "ERR need numeric radius"),
-            (Radius, "georadius k 0 0 -1 m", "ERR radius cannot be negative"),
-            (Radius, "georadius k 0 0 1 yd", "ERR unsupported unit provided. please use M, KM, FT, MI"),
-            (Radius, "georadius k 0 0 1 m count 0", "ERR COUNT must be > 0"),
+            (
+                Radius,
+                "georadius k 0 0 -1 m",
+                "ERR radius cannot be negative",
+            ),
+            (
+                Radius,
+                "georadius k 0 0 1 yd",
+                "ERR unsupported unit provided. please use M, KM, FT, MI",
+            ),
+            (
+                Radius,
+                "georadius k 0 0 1 m count 0",
+                "ERR COUNT must be > 0",
+            ),
             (Radius, "georadius k 0 0 1 m count", "ERR syntax error"),
-            (Radius, "georadius k 0 0 1 m any", "ERR the ANY argument requires COUNT argument"),
-            (RadiusRo, "georadius_ro k 0 0 1 m store d", "ERR syntax error"),
-            (Radius, "georadius k 0 0 1 m withdist store d", "ERR STORE option in GEORADIUS is not compatible with WITHDIST, WITHHASH and WITHCOORD options"),
-            (ByMember, "georadiusbymember k nope 1 m", "ERR could not decode requested zset member"),
-            (Search, "geosearch k bybox 1 1 m", "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for geosearch"),
-            (Search, "GeoSearch k frommember m", "ERR exactly one of BYRADIUS and BYBOX can be specified for GeoSearch"),
-            (Search, "geosearch k frommember m fromlonlat 0 0", "ERR syntax error"),
-            (Search, "geosearch k frommember m byradius 1 m bybox 1 1 m", "ERR syntax error"),
-            (Search, "geosearch k fromlonlat 0 0 bybox -1 1 m", "ERR height or width cannot be negative"),
-            (Search, "geosearch k fromlonlat 0 0 bybox x 1 m", "ERR need numeric width"),
-            (Search, "geosearch k frommember m byradius 1 m storedist", "ERR syntax error"),
-            (SearchStore, "geosearchstore d k frommember m byradius 1 m withhash", "ERR GEOSEARCHSTORE is not compatible with WITHDIST, WITHHASH and WITHCOORD options"),
-            (Search, "geosearch k frommember nope byradius x m", "ERR could not decode requested zset member"),
-            (Radius, "georadius k 1e400 0 1 m", "ERR value is not a valid float"),
+            (
+                Radius,
+                "georadius k 0 0 1 m any",
+                "ERR the ANY argument requires COUNT argument",
+            ),
+            (
+                RadiusRo,
+                "georadius_ro k 0 0 1 m store d",
+                "ERR syntax error",
+            ),
+            (
+                Radius,
+                "georadius k 0 0 1 m withdist store d",
+                "ERR STORE option in GEORADIUS is not compatible with WITHDIST, WITHHASH and WITHCOORD options",
+            ),
+            (
+                ByMember,
+                "georadiusbymember k nope 1 m",
+                "ERR could not decode requested zset member",
+            ),
+            (
+                Search,
+                "geosearch k bybox 1 1 m",
+                "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for geosearch",
+            ),
+            (
+                Search,
+                "GeoSearch k frommember m",
+                "ERR exactly one of BYRADIUS and BYBOX can be specified for GeoSearch",
+            ),
+            (
+                Search,
+                "geosearch k frommember m fromlonlat 0 0",
+                "ERR syntax error",
+            ),
+            (
+                Search,
+                "geosearch k frommember m byradius 1 m bybox 1 1 m",
+                "ERR syntax error",
+            ),
+            (
+                Search,
+                "geosearch k fromlonlat 0 0 bybox -1 1 m",
+                "ERR height or width cannot be negative",
+            ),
+            (
+                Search,
+                "geosearch k fromlonlat 0 0 bybox x 1 m",
+                "ERR need numeric width",
+            ),
+            (
+                Search,
+                "geosearch k frommember m byradius 1 m storedist",
+                "ERR syntax error",
+            ),
+            (
+                SearchStore,
+                "geosearchstore d k frommember m byradius 1 m withhash",
+                "ERR GEOSEARCHSTORE is not compatible with WITHDIST, WITHHASH and WITHCOORD options",
+            ),
+            (
+                Search,
+                "geosearch k frommember nope byradius x m",
+                "ERR could not decode requested zset member",
+            ),
+            (
+                Radius,
+                "georadius k 1e400 0 1 m",
+                "ERR value is not a valid float",
+            ),
         ];
         for (kind, line, want) in cases {
             assert_eq!(err(kind, line), want, "{line}");
@@ -371,9 +443,19 @@ mod tests {
 
     #[test]
     fn a_missing_key_skips_the_member_lookups_but_not_the_syntax() {
-        let q = query(Kind::ByMember, &args("georadiusbymember k nope 1 m store d"), None).unwrap();
+        let q = query(
+            Kind::ByMember,
+            &args("georadiusbymember k nope 1 m store d"),
+            None,
+        )
+        .unwrap();
         assert_eq!(q.store, Some((Bytes::from_static(b"d"), false)));
-        let q = query(Kind::Search, &args("geosearch k frommember x bybox 1 2 km count 3"), None).unwrap();
+        let q = query(
+            Kind::Search,
+            &args("geosearch k frommember x bybox 1 2 km count 3"),
+            None,
+        )
+        .unwrap();
         assert_eq!((q.count, q.sort), (3, Sort::Asc));
         assert!(query(Kind::Search, &args("geosearch k frommember x"), None).is_err());
     }
