@@ -179,6 +179,12 @@ const FIXED: &[&str] = &[
     "ZADD {g}c 5 plain",
     "GEOPOS {g}c plain",
     "GEOHASH {g}c plain",
+    // Scores no GEOADD writes decode as Redis's `(uint64_t)score` cast makes them.
+    "ZADD {g}c -1 neg 1e300 huge inf pinf -inf ninf 9007199254740993 big 0.5 half",
+    "GEOPOS {g}c neg huge pinf ninf big half",
+    "GEOHASH {g}c neg huge pinf ninf big half",
+    "GEODIST {g}c neg big km",
+    "GEOSEARCH {g}c FROMMEMBER half BYRADIUS 100 km WITHHASH WITHCOORD WITHDIST",
     "GEORADIUS {g}a 15 37",
     "GEOSEARCH {g}a FROMLONLAT",
     "GEOSEARCHSTORE {g}b {g}a FROMLONLAT 1 1",
