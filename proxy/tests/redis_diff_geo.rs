@@ -338,6 +338,20 @@ fn run_script(seed: u64, protocol3: bool, n: usize) {
     );
     // The corpus is not vacuous: many searches find something.
     assert!(found > n / 20, "only {found} searches found members");
+    // INFO stats counts what the searches read and kept (process-wide: other tests add).
+    let info = p.cmd("INFO stats");
+    let stat = |name: &str| -> u64 {
+        let at = info.find(name).unwrap() + name.len() + 1;
+        info[at..].split("\r\n").next().unwrap().parse().unwrap()
+    };
+    let (read, matched) = (
+        stat("tierkv_geo_members_read"),
+        stat("tierkv_geo_members_matched"),
+    );
+    assert!(
+        matched as usize >= found && read >= matched,
+        "read {read}, matched {matched}"
+    );
 }
 
 #[test]

@@ -17,7 +17,7 @@ use super::spec::{RS, Spec, WD, spec};
 use super::util::{is, syntax, unexpected};
 use crate::resp::Reply;
 
-pub use search::{GeoSearch, Kind};
+pub use search::{GeoSearch, Kind, members_read_and_matched};
 
 const WDM: &[&str] = &["write", "denyoom", "movablekeys"];
 

@@ -12,6 +12,7 @@
 //! or not. A cell holding many members is read whole (as Redis scans it whole).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -50,6 +51,20 @@ impl AsyncCommand for GeoSearch {
             }
         })
     }
+}
+
+/// Members the searches read from their cells (`tierkv_geo_members_read` in `INFO stats`).
+static MEMBERS_READ: AtomicU64 = AtomicU64::new(0);
+/// Of those, members inside the search area (`tierkv_geo_members_matched`): a low ratio
+/// means dense cells read for little.
+static MEMBERS_MATCHED: AtomicU64 = AtomicU64::new(0);
+
+/// The members the searches of this process read and matched, since start.
+pub fn members_read_and_matched() -> (u64, u64) {
+    (
+        MEMBERS_READ.load(Ordering::Relaxed),
+        MEMBERS_MATCHED.load(Ordering::Relaxed),
+    )
 }
 
 /// A member inside the area.
@@ -140,6 +155,7 @@ async fn read_area(router: &DbRouter<'_>, key: &Bytes, q: &Query) -> Result<Vec<
     let limit = if q.any { q.count } else { 0 } as usize;
     let full = |n: usize| limit > 0 && n >= limit;
     let mut out = Vec::new();
+    let mut read = 0u64;
     for res in router.exec(ops).await {
         if full(out.len()) {
             break;
@@ -150,6 +166,7 @@ async fn read_area(router: &DbRouter<'_>, key: &Bytes, q: &Query) -> Result<Vec<
             Err(e) => return Err(exec_error(&e)),
         };
         for (member, score) in items {
+            read += 1;
             let (lon, lat) = position_of(score);
             if let Some(dist_m) = q.search.within(lon, lat) {
                 out.push(Point {
@@ -165,6 +182,8 @@ async fn read_area(router: &DbRouter<'_>, key: &Bytes, q: &Query) -> Result<Vec<
             }
         }
     }
+    MEMBERS_READ.fetch_add(read, Ordering::Relaxed);
+    MEMBERS_MATCHED.fetch_add(out.len() as u64, Ordering::Relaxed);
     Ok(out)
 }
 
