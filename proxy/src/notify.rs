@@ -512,6 +512,17 @@ impl Events {
             "zinterstore" => self.store(ZSET, "zinterstore", key, reply),
             "zdiffstore" => self.store(ZSET, "zdiffstore", key, reply),
             "zrangestore" => self.store(ZSET, "zrangestore", key, reply),
+            // GEOADD is a ZADD in Redis; the searches' STORE forms name their own event.
+            "geoadd" if some(reply) => self.push(ZSET, "zadd", key),
+            "geosearchstore" => self.store(ZSET, "geosearchstore", key, reply),
+            "georadius" | "georadiusbymember" => {
+                let at = args.iter().rposition(|a| {
+                    a.eq_ignore_ascii_case(b"store") || a.eq_ignore_ascii_case(b"storedist")
+                });
+                if let Some(dst) = at.and_then(|i| args.get(i + 1)) {
+                    self.store(ZSET, "georadiusstore", dst, reply);
+                }
+            }
             _ => {}
         }
     }
@@ -663,6 +674,15 @@ mod tests {
             [("sinterstore", "d".into())]
         );
         assert!(names("KA", &["zunionstore", "d", "1", "a"], Reply::Int(0)).is_empty());
+        let radius = ["georadius", "k", "1", "2", "3", "km", "STOREDIST", "d"];
+        assert_eq!(
+            names("KA", &radius, Reply::Int(1)),
+            [("georadiusstore", "d".into())]
+        );
+        assert_eq!(
+            names("KA", &["geoadd", "k", "1", "2", "m"], Reply::Int(1)),
+            [("zadd", "k".into())]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use script::{Limits, Resp, Value, Vm};
 
 use crate::resp::Reply;
-use crate::resp::reply::format_double;
+use crate::resp::reply::{format_double, format_human_double};
 
 /// `reply` as a script sees it under protocol `resp` (RESP2 flattens maps, turns doubles into
 /// strings and booleans into integers, as a RESP2 client would see them).
@@ -46,6 +46,8 @@ pub fn to_value(reply: Reply, resp: Resp) -> Value {
         Reply::Pairs(pairs) => Value::Array(flat(pairs)),
         Reply::Double(d) if three => Value::Double(d),
         Reply::Double(d) => Value::Bulk(Bytes::from(format_double(d))),
+        Reply::HumanDouble(d) if three => Value::Double(d),
+        Reply::HumanDouble(d) => Value::Bulk(Bytes::from(format_human_double(d))),
         Reply::Bool(b) if three => Value::Bool(b),
         Reply::Bool(b) => Value::Int(i64::from(b)),
         Reply::BigNumber(n) if three => Value::BigNumber(n),

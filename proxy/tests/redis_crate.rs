@@ -701,6 +701,36 @@ const SCRIPT: &[Case] = &[
     c("SCAN abc", "!ERR invalid cursor"),
     c("SCAN 0 COUNT 0", SYNTAX),
     c("SCAN 0 MATCH", SYNTAX),
+    // GEO: a geo set is a sorted set of 52-bit geohash scores.
+    c(
+        "GEOADD geo 13.361389 38.115556 Palermo 15.087269 37.502669 Catania",
+        "2",
+    ),
+    c("TYPE geo", "+zset"),
+    c3(
+        "ZSCORE geo Palermo",
+        "\"3479099956230698\"",
+        ",3479099956230698",
+    ),
+    c("GEOHASH geo Palermo nope", "[\"sqc8b49rny0\", nil]"),
+    c3(
+        "GEOPOS geo Palermo nope",
+        "[[\"13.36138933897018433\", \"38.11555639549629859\"], nil]",
+        "[[,13.361389338970184, ,38.1155563954963], nil]",
+    ),
+    c("GEODIST geo Palermo Catania km", "\"166.2742\""),
+    c(
+        "GEOSEARCH geo FROMLONLAT 15 37 BYRADIUS 200 km ASC",
+        "[\"Catania\", \"Palermo\"]",
+    ),
+    c(
+        "GEOSEARCHSTORE geo2 geo FROMMEMBER Palermo BYBOX 10 10 km",
+        "1",
+    ),
+    c(
+        "GEOADD geo 200 1 x",
+        "!ERR invalid longitude,latitude pair 200.000000,1.000000",
+    ),
 ];
 
 /// Renders a decoded reply (see [`SCRIPT`]).

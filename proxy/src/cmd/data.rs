@@ -3,13 +3,13 @@
 //! script's `redis.call` can run (`script_table`).
 //!
 //! Above the families it dispatches to (strings, keys, hashes, lists, sets, sorted sets,
-//! bitmaps, HyperLogLog, LCS, SORT, DUMP/RESTORE); below `script_table` and `mod.rs`.
+//! GEO, bitmaps, HyperLogLog, LCS, SORT, DUMP/RESTORE); below `script_table` and `mod.rs`.
 // perf-critical: every GET and SET is translated here.
 
 use bytes::Bytes;
 
 use super::action::Action;
-use super::{bitmaps, dump, hashes, hll, keys, lcs, lists, sets, sort, strings, zsets};
+use super::{bitmaps, dump, geo, hashes, hll, keys, lcs, lists, sets, sort, strings, zsets};
 
 /// The commands that are operations on keys alone — no session, no proxy state; what a
 /// script's `redis.call` can run ([`super::script_table`]). `None`: not one of them.
@@ -41,6 +41,7 @@ pub fn data_command(
         name if lists::SPECS.iter().any(|s| s.name == name) => lists::dispatch(name, args),
         name if sets::SPECS.iter().any(|s| s.name == name) => sets::dispatch(name, args),
         name if zsets::SPECS.iter().any(|s| s.name == name) => zsets::dispatch(name, args),
+        name if geo::SPECS.iter().any(|s| s.name == name) => geo::dispatch(name, args),
         _ => return None,
     })
 }

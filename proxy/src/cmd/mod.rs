@@ -22,7 +22,8 @@
 //! 3. `data` (the data commands: what a pipeline batch and a script run) and `table` (every
 //!    command's [`Spec`], [`lookup`]).
 //! 4. The command families, one module (and its children) per kind of command: `strings`,
-//!    `keys`, `hashes`, `lists`, `sets` (+ `sets/cross`), `zsets` (+ `zsets/…`), `bitmaps`,
+//!    `keys`, `hashes`, `lists`, `sets` (+ `sets/cross`), `zsets` (+ `zsets/…`), `geo` (+
+//!    `geo/hash`, the geohash arithmetic), `bitmaps`,
 //!    `hll`, `lcs`, `sort`, `dump`, `object`, `dbs`, `tx` (MULTI state), `pubsub`. A family
 //!    imports no other family.
 //! 5. `scan`: the multi-round SCAN, KEYS, DBSIZE, HSCAN, and the MATCH [`scan::Matcher`]
@@ -49,6 +50,7 @@ pub mod data;
 pub mod dbs;
 pub mod dump;
 pub mod functions;
+pub mod geo;
 pub mod hashes;
 pub mod hll;
 pub mod keys;

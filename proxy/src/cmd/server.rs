@@ -943,6 +943,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
     }
     if show("stats") {
         let r = &shared.router.stats;
+        let (geo_read, geo_matched) = super::geo::members_read_and_matched();
         let _ = write!(
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
@@ -951,7 +952,8 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
              pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
              tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\
-             tierkv_ranges:{}\r\n\r\n",
+             tierkv_ranges:{}\r\ntierkv_geo_members_read:{}\r\n\
+             tierkv_geo_members_matched:{}\r\n\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -974,6 +976,8 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             shared.pubsub.stats.keyspace_events.load(Ordering::Relaxed),
             shared.migrate_sockets.count(),
             shared.router.ranges().len(),
+            geo_read,
+            geo_matched,
         );
     }
     if show("replication") {

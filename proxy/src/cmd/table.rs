@@ -12,7 +12,7 @@
 use bytes::Bytes;
 
 use super::spec::{C, CL, EVAL, EVAL_RO, F, NONE, R, RS, Spec, W, WD, WF, WS, spec};
-use super::{bitmaps, dump, hll, lcs, lists, pubsub, sets, sort, zsets};
+use super::{bitmaps, dump, geo, hll, lcs, lists, pubsub, sets, sort, zsets};
 use crate::resp::Reply;
 
 // Flag sets of the connection and transaction commands.
@@ -43,6 +43,7 @@ pub static TABLES: &[&[Spec]] = &[
     lists::SPECS,
     sets::SPECS,
     zsets::SPECS,
+    geo::SPECS,
     bitmaps::SPECS,
     lcs::SPECS,
     dump::SPECS,
@@ -167,10 +168,11 @@ pub static TABLE: &[Spec] = &[
 
 /// The table entry of a command name (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
-    if name.len() > 16 {
+    // The longest name is `georadiusbymember_ro` (20).
+    if name.len() > 24 {
         return None;
     }
-    let mut buf = [0u8; 16];
+    let mut buf = [0u8; 24];
     let lower = &mut buf[..name.len()];
     lower.copy_from_slice(name);
     lower.make_ascii_lowercase();

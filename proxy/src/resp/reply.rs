@@ -42,6 +42,9 @@ pub enum Reply {
     Set(Vec<Reply>),
     /// A double (a bulk string in RESP2).
     Double(f64),
+    /// A double as Redis's `addReplyHumanLongDouble` writes it ([`format_human_double`]; a
+    /// bulk string in RESP2): the coordinates of the GEO commands.
+    HumanDouble(f64),
     /// A boolean (the integer 1 or 0 in RESP2).
     Bool(bool),
     /// Pairs in order (`WITHSCORES`, `HRANDFIELD … WITHVALUES`): a flat array in RESP2, an
@@ -159,6 +162,13 @@ impl Reply {
                     Protocol::Resp3 => line(out, b',', text.as_bytes()),
                 }
             }
+            Reply::HumanDouble(d) => {
+                let text = format_human_double(*d);
+                match proto {
+                    Protocol::Resp2 => Reply::Bulk(Bytes::from(text)).encode(proto, out),
+                    Protocol::Resp3 => line(out, b',', text.as_bytes()),
+                }
+            }
             Reply::Verbatim(text) => match proto {
                 Protocol::Resp2 => Reply::Bulk(text.clone()).encode(proto, out),
                 Protocol::Resp3 => {
@@ -228,6 +238,24 @@ fn itoa_buf(v: i64) -> Digits {
         buf[i] = b'-';
     }
     Digits { buf, start: i }
+}
+
+/// Formats a double as Redis 7.0's `addReplyHumanLongDouble` does (`ld2string` in
+/// `LD_STR_HUMAN` mode): `printf("%.17Lf")` without trailing zeros or a trailing dot, `-0` as
+/// `0`. The long double holds the double exactly, so Rust's exact `{:.17}` prints the same.
+pub fn format_human_double(d: f64) -> String {
+    if d.is_nan() {
+        return "nan".into();
+    }
+    if d.is_infinite() {
+        return if d > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let mut s = format!("{d:.17}");
+    if s.contains('.') {
+        let kept = s.trim_end_matches('0').trim_end_matches('.').len();
+        s.truncate(kept);
+    }
+    if s == "-0" { "0".into() } else { s }
 }
 
 /// Formats a double as Redis 7.0's `addReplyDouble` does (RESP2 bulk and RESP3 double alike):
@@ -307,6 +335,12 @@ mod tests {
                 b"*1\r\n*2\r\n$1\r\nm\r\n,1\r\n",
             ),
             (Reply::Bool(true), b":1\r\n", b"#t\r\n"),
+            (
+                Reply::HumanDouble(13.361389338970184),
+                b"$20\r\n13.36138933897018433\r\n",
+                b",13.36138933897018433\r\n",
+            ),
+            (Reply::HumanDouble(-0.0), b"$1\r\n0\r\n", b",0\r\n"),
             (
                 Reply::Verbatim(Bytes::from_static(b"a")),
                 b"$1\r\na\r\n",
