@@ -19,6 +19,8 @@ use super::MeshStats;
 const BATCH_MAX: usize = 256;
 /// First pause after a failed connect; doubles up to [`BACKOFF_MAX`].
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
+/// How often an idle link checks that its connection is still open.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
 /// Longest pause between two connects.
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -124,7 +126,17 @@ impl Sender {
     /// dropped (false).
     async fn send_until_closed(&self, client: &Client, rx: &mut mpsc::Receiver<Job>) -> bool {
         loop {
-            let Some(first) = rx.recv().await else {
+            // Wake up now and then to notice a connection the peer closed while idle.
+            let next = tokio::select! {
+                j = rx.recv() => j,
+                () = tokio::time::sleep(IDLE_CHECK) => {
+                    if client.is_closed() {
+                        return true;
+                    }
+                    continue;
+                }
+            };
+            let Some(first) = next else {
                 return false;
             };
             let mut msgs = vec![first.msg];
