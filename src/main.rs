@@ -274,11 +274,7 @@ struct ProxyFile {
 /// The mesh listener of a proxy: `mesh-listen` when given (`off`: none), otherwise the host
 /// of `listen` with any free port, unless that host is a wildcard address (other proxies
 /// could not be told where to connect: set `mesh-listen` or `mesh-advertise`).
-fn mesh_listen(
-    given: Option<String>,
-    advertise: Option<&str>,
-    listen: &str,
-) -> Option<String> {
+fn mesh_listen(given: Option<String>, advertise: Option<&str>, listen: &str) -> Option<String> {
     match given.as_deref() {
         Some("off") => return None,
         Some(_) => return given,

@@ -122,7 +122,10 @@ mod tests {
     #[test]
     fn the_ttl_is_clamped_and_bad_registrations_are_refused() {
         let mut d = ProxyDirectory::default();
-        assert_eq!(d.register(reg(1, "a:1", 1), 0).unwrap().ttl_ms, PROXY_TTL_MIN_MS);
+        assert_eq!(
+            d.register(reg(1, "a:1", 1), 0).unwrap().ttl_ms,
+            PROXY_TTL_MIN_MS
+        );
         assert_eq!(
             d.register(reg(1, "a:1", u32::MAX), 0).unwrap().ttl_ms,
             PROXY_TTL_MAX_MS
@@ -140,7 +143,10 @@ mod tests {
         for id in 1..=PROXIES_MAX as u64 {
             d.register(reg(id, "a:1", 60_000), 0).unwrap();
         }
-        assert!(d.register(reg(PROXIES_MAX as u64 + 1, "a:1", 60_000), 0).is_err());
+        assert!(
+            d.register(reg(PROXIES_MAX as u64 + 1, "a:1", 60_000), 0)
+                .is_err()
+        );
         // A known proxy still renews.
         assert!(d.register(reg(1, "a:1", 60_000), 0).is_ok());
     }

@@ -69,14 +69,29 @@ fn a_subscriber_on_one_proxy_receives_what_is_published_on_another_in_resp2_and_
     let mut sub2 = Client::connect(&t.b_addr);
     let mut sub3 = Client::connect(&t.b_addr);
     let mut publisher = t.env.client();
-    assert!(sub2.cmd("SUBSCRIBE news").starts_with("*3\r\n$9\r\nsubscribe"));
+    assert!(
+        sub2.cmd("SUBSCRIBE news")
+            .starts_with("*3\r\n$9\r\nsubscribe")
+    );
     sub3.cmd("HELLO 3");
-    assert!(sub3.cmd("SUBSCRIBE news").starts_with(">3\r\n$9\r\nsubscribe"));
-    assert!(sub3.cmd("PSUBSCRIBE n*").starts_with(">3\r\n$10\r\npsubscribe"));
+    assert!(
+        sub3.cmd("SUBSCRIBE news")
+            .starts_with(">3\r\n$9\r\nsubscribe")
+    );
+    assert!(
+        sub3.cmd("PSUBSCRIBE n*")
+            .starts_with(">3\r\n$10\r\npsubscribe")
+    );
     // Two channel subscribers and one pattern subscriber, all on the other proxy.
     assert_eq!(publisher.cmd("PUBLISH news hi"), ":3\r\n");
-    assert_eq!(read(&mut sub2), "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n");
-    assert_eq!(read(&mut sub3), ">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n");
+    assert_eq!(
+        read(&mut sub2),
+        "*3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+    );
+    assert_eq!(
+        read(&mut sub3),
+        ">3\r\n$7\r\nmessage\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
+    );
     assert_eq!(
         read(&mut sub3),
         ">4\r\n$8\r\npmessage\r\n$2\r\nn*\r\n$4\r\nnews\r\n$2\r\nhi\r\n"
@@ -91,7 +106,11 @@ fn a_subscriber_on_one_proxy_receives_what_is_published_on_another_in_resp2_and_
     // One publisher's messages, pipelined, arrive in order.
     let mut pipeline = Vec::new();
     for i in 0..200 {
-        pipeline.extend(multibulk(&[b"PUBLISH", b"news", format!("m{i}").as_bytes()]));
+        pipeline.extend(multibulk(&[
+            b"PUBLISH",
+            b"news",
+            format!("m{i}").as_bytes(),
+        ]));
     }
     publisher.send(&pipeline);
     for i in 0..200 {
@@ -119,10 +138,7 @@ fn pubsub_counts_and_channels_answer_for_both_proxies() {
         let mut c = Client::connect(addr);
         assert_eq!(c.cmd("PUBSUB NUMSUB x y z"), want, "asked at {addr}");
         assert_eq!(c.cmd("PUBSUB NUMPAT"), ":1\r\n");
-        assert_eq!(
-            c.cmd("PUBSUB SHARDNUMSUB s"),
-            "*2\r\n$1\r\ns\r\n:1\r\n"
-        );
+        assert_eq!(c.cmd("PUBSUB SHARDNUMSUB s"), "*2\r\n$1\r\ns\r\n:1\r\n");
         assert_eq!(c.cmd("PUBSUB SHARDCHANNELS"), "*1\r\n$1\r\ns\r\n");
         // The union: x (on both proxies) once, y.
         assert_eq!(c.cmd("PUBSUB CHANNELS"), "*2\r\n$1\r\nx\r\n$1\r\ny\r\n");
@@ -139,7 +155,9 @@ fn blpop_on_one_proxy_wakes_within_a_few_ms_of_a_push_through_another() {
         let key = format!("q{i}");
         let mut blocked = Client::connect(&t.b_addr);
         blocked.send(&multibulk(&[b"BLPOP", key.as_bytes(), b"0"]));
-        eventually("the client blocks", || t.b.router.blocking.queued(key.as_bytes()) == 1);
+        eventually("the client blocks", || {
+            t.b.router.blocking.queued(key.as_bytes()) == 1
+        });
         // Long enough for the blocked command's poll to reach its 100 ms period, plus a
         // random part of it: without the mesh's signal the push is seen 0..100 ms later.
         let phase = std::time::SystemTime::now()
@@ -157,7 +175,10 @@ fn blpop_on_one_proxy_wakes_within_a_few_ms_of_a_push_through_another() {
     eprintln!("BLPOP woken after a push through the other proxy: {took:?}");
     // At least 7 of 8 under 30 ms (one scheduling hiccup of a loaded machine allowed): by the
     // 100 ms poll alone, each has a 30% chance, all but one about 1 in 800.
-    let quick = took.iter().filter(|d| **d < Duration::from_millis(30)).count();
+    let quick = took
+        .iter()
+        .filter(|d| **d < Duration::from_millis(30))
+        .count();
     assert!(quick >= 7, "{took:?}");
     let b = t.b.clone();
     eventually("the other proxy received every key-ready signal", || {
@@ -182,7 +203,11 @@ fn a_stopped_peer_neither_fails_nor_holds_publish() {
     for i in 0..20 {
         let started = Instant::now();
         assert_eq!(publisher.cmd(&format!("PUBLISH news {i}")), ":1\r\n");
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
         read(&mut sub);
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -192,6 +217,10 @@ fn a_stopped_peer_neither_fails_nor_holds_publish() {
     let mut c = t.env.client();
     let lost = info_field(&mut c, "tierkv_mesh_send_failures")
         + info_field(&mut c, "tierkv_mesh_connect_failures");
-    assert!(lost > 0, "the failures are counted: {}", c.cmd("INFO stats"));
+    assert!(
+        lost > 0,
+        "the failures are counted: {}",
+        c.cmd("INFO stats")
+    );
     drop(t.b);
 }

@@ -3,9 +3,7 @@
 use bytes::Bytes;
 
 use crate::codec::{wire_enum, wire_struct};
-use crate::ids::{
-    ClusterId, Epoch, ProxyId, RangeId, ReplicaId, ShardId, StoreId, Timestamp,
-};
+use crate::ids::{ClusterId, Epoch, ProxyId, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
 use crate::route::RangeDescriptor;
 
 /// A storage node's identity and addresses.

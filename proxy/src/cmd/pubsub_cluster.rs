@@ -141,7 +141,9 @@ struct Gather {
 
 impl fmt::Debug for Gather {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gather").field("local", &self.local).finish()
+        f.debug_struct("Gather")
+            .field("local", &self.local)
+            .finish()
     }
 }
 

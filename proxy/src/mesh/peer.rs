@@ -44,7 +44,12 @@ pub(crate) async fn serve(
     let s = shared.clone();
     let handler = Arc::new(move |m: Message| {
         s.mesh.stats.received.fetch_add(1, Ordering::Relaxed);
-        Handled::<Ready>::Now(Some(handle(&s.pubsub, &s.router.blocking, m, &s.mesh.stats)))
+        Handled::<Ready>::Now(Some(handle(
+            &s.pubsub,
+            &s.router.blocking,
+            m,
+            &s.mesh.stats,
+        )))
     });
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -60,12 +65,7 @@ fn bad(message: &str) -> Message {
 }
 
 /// This proxy's answer to a peer's `msg`.
-pub fn handle(
-    hub: &Hub,
-    waiters: &Registry,
-    msg: Message,
-    stats: &super::MeshStats,
-) -> Message {
+pub fn handle(hub: &Hub, waiters: &Registry, msg: Message, stats: &super::MeshStats) -> Message {
     match msg {
         Message::PeerPublish(p) => {
             let n = hub.publish(&p.channel, &p.payload, p.shard);
@@ -94,7 +94,10 @@ pub fn handle(
         }
         Message::PeerKeysReady(_) => bad("too many keys in one key-ready signal"),
         Message::Ping(p) => Message::Pong(Pong { nonce: p.nonce }),
-        other => bad(&format!("a proxy's mesh listener does not serve {}", other.name())),
+        other => bad(&format!(
+            "a proxy's mesh listener does not serve {}",
+            other.name()
+        )),
     }
 }
 
