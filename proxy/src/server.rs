@@ -264,6 +264,7 @@ pub fn prometheus_text(shared: &Shared) -> String {
     for (name, kind, v) in gauges {
         out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
     }
+    crate::mesh::write_prometheus(&shared.mesh, &mut out);
     out
 }
 

@@ -120,6 +120,8 @@ fn a_subscriber_on_one_proxy_receives_what_is_published_on_another_in_resp2_and_
     }
     assert!(info_field(&mut Client::connect(&t.b_addr), "tierkv_mesh_received") >= 202);
     assert!(info_field(&mut t.env.client(), "tierkv_mesh_forwarded") >= 202);
+    let text = proxy::server::prometheus_text(&t.env.shared);
+    assert!(text.contains("proxy_mesh_links_up 1\n"), "{text}");
 }
 
 #[test]

@@ -236,6 +236,35 @@ impl Mesh {
     }
 }
 
+/// The mesh's figures in the Prometheus text format: `proxy_mesh_peers`,
+/// `proxy_mesh_links_up` (gauges) and `proxy_mesh_<counter>_total`.
+pub fn write_prometheus(mesh: &Mesh, out: &mut String) {
+    use std::fmt::Write;
+    let (peers, up) = mesh.peers();
+    let s = &mesh.stats;
+    for (name, v) in [("peers", peers), ("links_up", up)] {
+        let _ = writeln!(out, "# TYPE proxy_mesh_{name} gauge\nproxy_mesh_{name} {v}");
+    }
+    let counters = [
+        ("forwarded", &s.forwarded),
+        ("received", &s.received),
+        ("send_failures", &s.send_failures),
+        ("dropped_full", &s.dropped_full),
+        ("timeouts", &s.timeouts),
+        ("connect_failures", &s.connect_failures),
+        ("keys_signalled", &s.keys_signalled),
+        ("woken_by_peers", &s.woken_by_peers),
+        ("register_failures", &s.register_failures),
+    ];
+    for (name, c) in counters {
+        let v = c.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# TYPE proxy_mesh_{name}_total counter\nproxy_mesh_{name}_total {v}"
+        );
+    }
+}
+
 /// Runs the mesh of `shared` until `stop` turns true: binds the listener, registers with
 /// the master and renews, follows the peers it lists and serves theirs. Returns at once
 /// when no mesh listener is configured.
