@@ -18,7 +18,7 @@ mod link;
 pub mod peer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -97,6 +97,8 @@ pub struct Mesh {
     pub cfg: MeshConfig,
     id: ProxyId,
     links: Mutex<HashMap<ProxyId, Link>>,
+    /// `links.len()`, read without the lock on every write batch ([`Self::has_peers`]).
+    linked: AtomicUsize,
     /// Counters.
     pub stats: Arc<MeshStats>,
 }
@@ -138,6 +140,7 @@ impl Mesh {
             cfg,
             id: ProxyId(id.max(1)),
             links: Mutex::default(),
+            linked: AtomicUsize::new(0),
             stats: Arc::default(),
         }
     }
@@ -153,7 +156,7 @@ impl Mesh {
 
     /// Whether any peer is known (when not, nothing is sent and nothing awaited).
     pub fn has_peers(&self) -> bool {
-        !self.lock().is_empty()
+        self.linked.load(Ordering::Relaxed) > 0
     }
 
     /// Peers known, and those whose connection is open.
@@ -228,11 +231,14 @@ impl Mesh {
             );
             links.insert(p.proxy_id, link);
         }
+        self.linked.store(links.len(), Ordering::Relaxed);
     }
 
     /// Drops every link (shutdown).
     fn clear(&self) {
-        self.lock().clear();
+        let mut links = self.lock();
+        links.clear();
+        self.linked.store(0, Ordering::Relaxed);
     }
 }
 
