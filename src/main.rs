@@ -218,12 +218,17 @@ struct ProxyArgs {
     /// TOML config file with any of `listen`, `masters`, `requirepass`, `max-clients`,
     /// `client-query-buffer-limit`, `timeout`, `partial-request-timeout-ms`,
     /// `auth-timeout-ms`, `cluster-secret-file`, `cluster-secret`, `insecure-no-auth`,
-    /// `metrics-listen`, `tls-ca`, `tls-cert`, `tls-key` (`docs/config/proxy.toml`).
+    /// `metrics-listen`, `tls-ca`, `tls-cert`, `tls-key`, `mesh-listen`, `mesh-advertise`
+    /// (`docs/config/proxy.toml`).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Load and check the config, print it, and exit.
     #[arg(long)]
     config_check: bool,
+    /// Overrides `mesh-listen`: the internal listener other proxies connect to (pub/sub
+    /// across proxies, cross-proxy wake-ups of blocked pops); `off` disables the mesh.
+    #[arg(long)]
+    mesh_listen: Option<String>,
     /// Overrides `listen` (the Redis address).
     #[arg(long)]
     listen: Option<String>,
@@ -262,6 +267,29 @@ struct ProxyFile {
     tls_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    mesh_listen: Option<String>,
+    mesh_advertise: Option<String>,
+}
+
+/// The mesh listener of a proxy: `mesh-listen` when given (`off`: none), otherwise the host
+/// of `listen` with any free port, unless that host is a wildcard address (other proxies
+/// could not be told where to connect: set `mesh-listen` or `mesh-advertise`).
+fn mesh_listen(given: Option<String>, advertise: Option<&str>, listen: &str) -> Option<String> {
+    match given.as_deref() {
+        Some("off") => return None,
+        Some(_) => return given,
+        None => {}
+    }
+    let host = listen.rsplit_once(':').map_or(listen, |(h, _)| h);
+    let wildcard = matches!(host, "0.0.0.0" | "[::]" | "::" | "");
+    if wildcard && advertise.is_none() {
+        eprintln!(
+            "proxy mesh off: `listen` is a wildcard address; set mesh-listen and \
+             mesh-advertise to link this proxy with the others"
+        );
+        return None;
+    }
+    Some(format!("{host}:0"))
 }
 
 /// What `tierkv ds` and `tierkv proxy` say when started with no cluster secret.
@@ -548,6 +576,12 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
             proxy::fault::ENV
         );
     }
+    cfg.mesh.advertise = file.mesh_advertise;
+    cfg.mesh.listen = mesh_listen(
+        args.mesh_listen.or(file.mesh_listen),
+        cfg.mesh.advertise.as_deref(),
+        &cfg.listen,
+    );
     let metrics_listen = args.metrics_listen.or(file.metrics_listen);
     if args.config_check {
         println!("{cfg:#?}\nmetrics-listen: {metrics_listen:?}");

@@ -294,7 +294,8 @@ pub fn ranges_json(core: &Core) -> String {
 }
 
 /// The RPC metrics, then `master_reports_refused_total{reason}` (range heartbeats and split
-/// reports refused by `core::validate`), then health, load, operators scheduled per checker
+/// reports refused by `core::validate`), then the proxy directory
+/// (`master_proxies_registered`, `master_proxies_expired_total`), then health, load, operators scheduled per checker
 /// (`master_schedule_operators_total{checker}`) and scaling.
 fn metrics_text(master: &Master) -> String {
     let mut out = master.metrics().render();
@@ -307,6 +308,11 @@ fn metrics_text(master: &Master) -> String {
         ));
     }
     net::transport::HandshakeFailure::write_prometheus("master", &mut out);
+    let (proxies, expired) = master.proxies();
+    let _ = writeln!(out, "# TYPE master_proxies_registered gauge");
+    let _ = writeln!(out, "master_proxies_registered {proxies}");
+    let _ = writeln!(out, "# TYPE master_proxies_expired_total counter");
+    let _ = writeln!(out, "master_proxies_expired_total {expired}");
     let now = master.now_ms();
     master.with_core(|c| {
         health_metrics(&mut out, c, now);

@@ -15,6 +15,8 @@
 //!   out; checkers plug in through [`schedule::Checker`].
 //! - [`core`]: the master's synchronous core: state + log + allocators + soft state
 //!   (heartbeat stats, operators in flight); one `&mut` entry point per RPC.
+//! - [`directory`]: the proxy directory, in memory with a TTL, never logged (pure; time is a
+//!   parameter).
 //! - [`service`]: the tokio side: the `net` handler, the server loop, the timer that runs the
 //!   scheduler, TSO pre-allocation and snapshots; [`metrics`]: RPC counters and latencies;
 //!   [`admin`]: the HTTP admin endpoint (`/health`, `/status`, `/stores`, `/ranges`,
@@ -41,6 +43,7 @@ mod codec;
 pub mod config;
 pub mod core;
 pub mod detector;
+pub mod directory;
 pub mod json;
 pub mod log;
 pub mod metrics;

@@ -92,6 +92,8 @@ pub struct Master {
     metrics: Metrics,
     cluster_id: ClusterId,
     tick_ms: u64,
+    /// The proxies of the mesh (in memory with a TTL, never logged).
+    proxies: Mutex<crate::directory::ProxyDirectory>,
     /// Starts and stops nodes for capacity requests (set once the RPC port is known).
     provisioner: RwLock<Option<Arc<dyn Provisioner>>>,
 }
@@ -130,6 +132,7 @@ impl Master {
             metrics: Metrics::default(),
             cluster_id,
             tick_ms,
+            proxies: Mutex::default(),
             provisioner: RwLock::new(None),
         };
         Ok((Arc::new(me), report))
@@ -166,6 +169,18 @@ impl Master {
 
     fn lock_core(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_proxies(&self) -> MutexGuard<'_, crate::directory::ProxyDirectory> {
+        self.proxies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Proxies registered in the directory now, and registrations expired so far.
+    pub fn proxies(&self) -> (usize, u64) {
+        let now = self.clock.now_ms();
+        let mut d = self.lock_proxies();
+        d.expire(now);
+        (d.live(now), d.expired_total())
     }
 
     fn read_routes(&self) -> RwLockReadGuard<'_, RouteCache> {
@@ -322,6 +337,10 @@ impl Master {
                 let now = self.clock.now_ms();
                 self.lock_core().probe_report(r, now).map(Message::from)
             }
+            Message::ProxyRegister(r) => {
+                let now = self.clock.now_ms();
+                self.lock_proxies().register(r, now).map(Message::from)
+            }
             other => return Handling::Later(other),
         };
         Handling::Done(self.finish(name, start, reply))
@@ -395,6 +414,10 @@ impl Master {
             Message::ProbeReport(r) => {
                 let now = self.clock.now_ms();
                 self.lock_core().probe_report(r, now)?.into()
+            }
+            Message::ProxyRegister(r) => {
+                let now = self.clock.now_ms();
+                self.lock_proxies().register(r, now)?.into()
             }
             Message::StoreRegister(r) => self
                 .blocking(move |c, now| c.register_store(r, now))

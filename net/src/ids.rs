@@ -58,6 +58,10 @@ id_newtype!(
     NodeId(u64)
 );
 id_newtype!(
+    /// A proxy of the mesh, chosen at random when it starts (0: none).
+    ProxyId(u64)
+);
+id_newtype!(
     /// A TSO timestamp: physical milliseconds << 18 | logical.
     Timestamp(u64)
 );

@@ -2,7 +2,7 @@
 //! messages of protocol version 1, whose layouts version 2 keeps) and `tests/fixtures/v2/`
 //! (what version 2 added: the authenticated handshake) and `tests/fixtures/v3/` (what version 3
 //! added: the shard heartbeat and probe reports) and `tests/fixtures/v4/` (the route-table
-//! watch). A change that alters the bytes of an
+//! watch) and `tests/fixtures/v5/` (the proxy directory and mesh). A change that alters the bytes of an
 //! existing message breaks this test — which is the point: a layout change needs a new
 //! protocol version (`docs/format/wire.md` §6). New messages add new fixtures with
 //! `TIERKV_BLESS=1`.
@@ -18,7 +18,7 @@ use net::message::kv::{
 };
 use net::message::*;
 use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
-use net::{ShardId, StoreId, Timestamp};
+use net::{ProxyId, ShardId, StoreId, Timestamp};
 
 fn b(s: &'static [u8]) -> Bytes {
     Bytes::from_static(s)
@@ -463,7 +463,11 @@ fn samples_v4() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+            Message::Hello(Hello {
+                min_version: 2,
+                max_version: 4,
+                ..Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))
+            }),
         ),
         (
             "watch_route_table",
@@ -471,6 +475,75 @@ fn samples_v4() -> Vec<(&'static str, Message)> {
                 known_version: 17,
                 wait_ms: 4_000,
             }),
+        ),
+    ]
+}
+
+/// What version 5 added: the proxy directory and the mesh between proxies.
+fn samples_v5() -> Vec<(&'static str, Message)> {
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+        ),
+        (
+            "proxy_register",
+            Message::ProxyRegister(ProxyRegister {
+                proxy_id: ProxyId(0x1234_5678),
+                peer_addr: "10.0.0.7:7380".into(),
+                ttl_ms: 6_000,
+            }),
+        ),
+        (
+            "proxy_peers",
+            Message::ProxyPeers(ProxyPeers {
+                ttl_ms: 6_000,
+                peers: vec![ProxyPeer {
+                    proxy_id: ProxyId(9),
+                    peer_addr: "10.0.0.8:7380".into(),
+                }],
+            }),
+        ),
+        (
+            "peer_publish",
+            Message::PeerPublish(PeerPublish {
+                channel: b(b"news"),
+                payload: b(b"hello"),
+                shard: false,
+            }),
+        ),
+        (
+            "peer_receivers",
+            Message::PeerReceivers(PeerReceivers { receivers: 3 }),
+        ),
+        (
+            "peer_pubsub_query",
+            Message::PeerPubsubQuery(PeerPubsubQuery {
+                query: PubsubQuery::NumSub {
+                    shard: false,
+                    channels: vec![b(b"a"), b(b"b")],
+                },
+            }),
+        ),
+        (
+            "peer_pubsub_answer",
+            Message::PeerPubsubAnswer(PeerPubsubAnswer {
+                channels: vec![b(b"a")],
+                counts: vec![1, 2],
+            }),
+        ),
+        (
+            "peer_keys_ready",
+            Message::PeerKeysReady(PeerKeysReady {
+                keys: vec![ReadyKey {
+                    db: 0,
+                    key: b(b"queue"),
+                }],
+            }),
+        ),
+        (
+            "peer_keys_ready_ack",
+            Message::PeerKeysReadyAck(PeerKeysReadyAck { woken: 1 }),
         ),
     ]
 }
@@ -499,6 +572,19 @@ fn version_3_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn version_4_fixtures_decode_to_the_same_messages_and_bytes() {
     check_fixtures("v4", samples_v4());
+}
+
+#[test]
+fn version_5_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v5", samples_v5());
+}
+
+#[test]
+fn the_version_5_hello_offers_versions_2_to_5() {
+    let Message::Hello(h) = &samples_v5()[0].1 else {
+        panic!("first v5 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 5));
 }
 
 #[test]
@@ -553,10 +639,12 @@ fn every_message_kind_has_a_fixture() {
         .chain(samples_v2().iter())
         .chain(samples_v3().iter())
         .chain(samples_v4().iter())
+        .chain(samples_v5().iter())
         .map(|(_, m)| m.kind())
         .collect();
     // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite), 3 more
     // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4), one
-    // more in version 4 (WatchRouteTable); a new kind needs a new sample.
-    assert_eq!(kinds.len(), 39, "kinds with fixtures: {kinds:x?}");
+    // more in version 4 (WatchRouteTable), eight in version 5 (the proxy directory and mesh); a
+    // new kind needs a new sample.
+    assert_eq!(kinds.len(), 47, "kinds with fixtures: {kinds:x?}");
 }

@@ -15,6 +15,8 @@
 //! - [`route`]: the cached route table, shard connection pool and retries.
 //! - [`keyspace`]: the hash slot and metadata-entry key a Redis key routes by.
 //! - [`key_counts`]: keys per database summed over the ranges (`DBSIZE`, `INFO keyspace`).
+//! - [`mesh`]: the links to the other proxies of the cluster (found through the master's
+//!   directory): pub/sub across proxies and cross-proxy wake-ups of blocked pops.
 //! - [`metrics`]: per-command counters and latency histograms for `INFO`.
 //!
 //! Dependencies: `net` only. This crate must never depend on `engines`, `nvme` or glommio.
@@ -32,6 +34,7 @@ pub mod functions;
 pub mod glob;
 pub mod key_counts;
 pub mod keyspace;
+pub mod mesh;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;

@@ -9,9 +9,9 @@
 //! does not read is disconnected instead of growing the proxy's memory. Dropping the
 //! `Subscriber` (the connection ends) removes every subscription.
 //!
-//! Scope: delivery reaches the subscribers connected to this proxy (Redis Cluster's
-//! `PUBLISH` reaches every node through the cluster bus; tierkv proxies do not form a mesh
-//! yet, see `docs/compat.md`).
+//! Scope: this hub delivers to the subscribers connected to this proxy; the mesh
+//! ([`crate::mesh`]) carries `PUBLISH` to the hubs of the other proxies, as Redis Cluster's
+//! bus carries it to every node (`docs/compat.md`, "Pub/sub").
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

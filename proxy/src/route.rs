@@ -251,6 +251,37 @@ impl Router {
         Err(ExecError::Unavailable(last))
     }
 
+    /// Sends `msg` to the first master that answers it over a connection of protocol
+    /// `min_version` or later (masters that speak less, or answer `Error`, are skipped); the
+    /// answer and the cluster id that master announced.
+    pub async fn call_master(
+        &self,
+        msg: Message,
+        min_version: u16,
+    ) -> Result<(Message, ClusterId), String> {
+        let mut last = String::from("no master address configured");
+        for addr in &self.cfg.masters {
+            let client = match self.pool.get(addr).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = format!("master {addr}: {e}");
+                    continue;
+                }
+            };
+            let version = client.peer().version;
+            if version < min_version {
+                last = format!("master {addr} speaks protocol {version} < {min_version}");
+                continue;
+            }
+            match client.call(msg.clone()).await {
+                Ok(Message::Error(e)) => last = format!("master {addr}: {e}"),
+                Ok(m) => return Ok((m, client.peer().cluster_id)),
+                Err(e) => last = format!("master {addr}: {e}"),
+            }
+        }
+        Err(last)
+    }
+
     /// Keeps one route-table watch in flight to the master until `stop` turns true, installing
     /// every table it pushes: a split, a leader move or a replaced replica reaches this proxy
     /// within one round trip, before any client request meets the stale route. Over a

@@ -67,6 +67,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         tokio::spawn(async move { shared.router.watch_routes(stop).await })
     };
     let loader = tokio::spawn(finish_loading(shared.clone(), stop_rx.clone()));
+    let mesh = tokio::spawn(crate::mesh::run(shared.clone(), stop_rx.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -104,6 +105,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     let _ = loader.await;
+    let _ = mesh.await;
     let grace = shared.cfg.shutdown_grace;
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
         .await
@@ -262,6 +264,7 @@ pub fn prometheus_text(shared: &Shared) -> String {
     for (name, kind, v) in gauges {
         out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
     }
+    crate::mesh::write_prometheus(&shared.mesh, &mut out);
     out
 }
 

@@ -42,6 +42,8 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Routing and shard connections.
     pub router: RouterConfig,
+    /// The mesh with the other proxies (off unless `mesh.listen` is set).
+    pub mesh: crate::mesh::MeshConfig,
 }
 
 impl Default for ProxyConfig {
@@ -59,6 +61,7 @@ impl Default for ProxyConfig {
             max_pipeline: 1024,
             shutdown_grace: Duration::from_secs(5),
             router: RouterConfig::default(),
+            mesh: crate::mesh::MeshConfig::default(),
         }
     }
 }
@@ -82,6 +85,8 @@ pub struct Shared {
     pub client_table: crate::clients::Clients,
     /// Pub/sub subscriptions of this proxy's clients.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// The links to the other proxies of the cluster ([`crate::mesh`]).
+    pub mesh: Arc<crate::mesh::Mesh>,
     /// Scripts by SHA1 (`SCRIPT LOAD`, `EVALSHA`).
     pub scripts: crate::script_cache::ScriptCache,
     /// This proxy's copy of the function libraries.
@@ -113,6 +118,8 @@ impl Shared {
     /// Shared state for `cfg`.
     pub fn new(cfg: ProxyConfig) -> Arc<Self> {
         let router = Router::new(cfg.router.clone());
+        let mesh = Arc::new(crate::mesh::Mesh::new(cfg.mesh.clone(), router.client_id()));
+        router.blocking.set_mesh(mesh.clone());
         let settings = Settings::new(
             cfg.requirepass.as_deref(),
             cfg.limits.max_query_buffer_bytes,
@@ -127,6 +134,7 @@ impl Shared {
             blocked: crate::unblock::Blocked::default(),
             client_table: crate::clients::Clients::default(),
             pubsub: Arc::default(),
+            mesh,
             scripts: crate::script_cache::ScriptCache::default(),
             functions: crate::functions::Registry::default(),
             next_id: AtomicU64::new(1),

@@ -41,11 +41,18 @@ pub struct Registry {
     inner: Mutex<Inner>,
     /// Registered waiters (the write path skips the registry when 0).
     waiters: AtomicUsize,
+    /// The mesh, told of the keys a write fed so that other proxies wake their waiters.
+    mesh: std::sync::OnceLock<Arc<crate::mesh::Mesh>>,
 }
 
 impl Registry {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the mesh that [`Self::after_exec`] signals (once; later calls are ignored).
+    pub fn set_mesh(&self, mesh: Arc<crate::mesh::Mesh>) {
+        let _ = self.mesh.set(mesh);
     }
 
     /// Clients blocked now (`INFO` `blocked_clients`).
@@ -118,9 +125,11 @@ impl Registry {
     /// Called by the router after it ran a batch, with each operation that succeeded and its
     /// result: wakes the waiters of the keys a write may have fed, and returns once they have
     /// tried (so that, as in Redis, when the write's reply goes out the clients it unblocked
-    /// have been served — through this proxy; chains of moves included).
+    /// have been served — through this proxy; chains of moves included). The same keys go
+    /// to every peer of the mesh, without waiting, to wake the waiters of other proxies.
     pub async fn after_exec<'a>(&self, done: impl Iterator<Item = (&'a KvOp, &'a OpResult)>) {
-        if self.waiters.load(Ordering::Relaxed) == 0 {
+        let mesh = self.mesh.get().filter(|m| m.has_peers());
+        if self.waiters.load(Ordering::Relaxed) == 0 && mesh.is_none() {
             return;
         }
         let mut keys = Vec::new();
@@ -136,6 +145,11 @@ impl Registry {
                 }
                 _ => fed_keys(db, op, r, &mut keys),
             }
+        }
+        if let Some(mesh) = mesh
+            && !keys.is_empty()
+        {
+            mesh.keys_ready(&keys);
         }
         self.wake_and_wait(keys.iter()).await;
     }

@@ -7,9 +7,9 @@ use crate::ids::{ClusterId, NodeId};
 
 /// `TKV1` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TKV1");
-/// The protocol version this build speaks: 4 (version 3 plus the route-table watch,
+/// The protocol version this build speaks: 5 (version 4 plus the proxy directory and mesh,
 /// `docs/format/wire.md` §7).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// The first protocol version with [`ShardHeartbeat`](crate::message::ShardHeartbeat) and
 /// [`ProbeReport`](crate::message::ProbeReport): a sender checks the connection's negotiated
 /// version against it before sending either.
@@ -18,6 +18,10 @@ pub const LOAD_AND_PROBES_VERSION: u16 = 3;
 /// proxy on an older connection to the master polls [`GetRouteTable`](crate::message::GetRouteTable)
 /// instead.
 pub const ROUTE_WATCH_VERSION: u16 = 4;
+/// The first protocol version with the proxy directory and mesh
+/// ([`ProxyRegister`](crate::message::ProxyRegister) and the `Peer*` messages): a proxy sends
+/// them only over a connection that negotiated it.
+pub const MESH_VERSION: u16 = 5;
 /// The oldest protocol version this build still speaks. Version 1 had no authentication, so
 /// it is no longer spoken.
 pub const MIN_PROTOCOL_VERSION: u16 = 2;

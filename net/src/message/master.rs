@@ -3,7 +3,7 @@
 use bytes::Bytes;
 
 use crate::codec::{wire_enum, wire_struct};
-use crate::ids::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
+use crate::ids::{ClusterId, Epoch, ProxyId, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
 use crate::route::RangeDescriptor;
 
 /// A storage node's identity and addresses.
@@ -539,3 +539,58 @@ pub struct ProbeReportResp {
     pub route_version: u64,
 }
 wire_struct!(ProbeReportResp { route_version });
+
+/// Shortest time-to-live the master grants a proxy registration, ms.
+pub const PROXY_TTL_MIN_MS: u32 = 1_000;
+/// Longest time-to-live the master grants a proxy registration, ms.
+pub const PROXY_TTL_MAX_MS: u32 = 60_000;
+/// Longest mesh address a proxy may register, bytes.
+pub const PROXY_ADDR_MAX_BYTES: usize = 256;
+/// Proxies the master's directory holds at most.
+pub const PROXIES_MAX: usize = 1_024;
+
+/// A proxy registers (or renews) its mesh listener with the master's in-memory directory
+/// (protocol version 5). The answer is [`ProxyPeers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProxyRegister {
+    /// The proxy, chosen at random when it starts (never 0).
+    pub proxy_id: ProxyId,
+    /// The `host:port` other proxies reach its mesh listener on (at most
+    /// [`PROXY_ADDR_MAX_BYTES`]).
+    pub peer_addr: String,
+    /// How long the registration should live without renewal, ms (clamped to
+    /// [`PROXY_TTL_MIN_MS`]`..=`[`PROXY_TTL_MAX_MS`]).
+    pub ttl_ms: u32,
+}
+wire_struct!(ProxyRegister {
+    proxy_id,
+    peer_addr,
+    ttl_ms
+});
+
+/// One live proxy of the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProxyPeer {
+    /// The proxy.
+    pub proxy_id: ProxyId,
+    /// Its mesh listener.
+    pub peer_addr: String,
+}
+wire_struct!(ProxyPeer {
+    proxy_id,
+    peer_addr
+});
+
+/// The master's answer to [`ProxyRegister`]: the TTL granted and every other live proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ProxyPeers {
+    /// The time-to-live granted, ms: renew well before it passes.
+    pub ttl_ms: u32,
+    /// The live proxies other than the caller (at most [`PROXIES_MAX`]).
+    #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+    pub peers: Vec<ProxyPeer>,
+}
+wire_struct!(ProxyPeers { ttl_ms, peers });

@@ -6,6 +6,7 @@ pub mod hll;
 pub mod kv;
 pub mod list;
 pub mod master;
+pub mod mesh;
 pub mod raft;
 pub mod script;
 pub mod set;
@@ -21,6 +22,7 @@ use crate::ids::RequestId;
 pub use handshake::{Hello, HelloAck, Ping, Pong, Role};
 pub use kv::{KvOp, KvRequest, KvResponse, KvWrite, OpResult};
 pub use master::*;
+pub use mesh::*;
 pub use raft::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
 
 /// The routing structures, named here too as every message that routes carries them.
@@ -137,6 +139,14 @@ messages! {
     0x0316 => ProbeReport(ProbeReport),
     0x0317 => ProbeReportResp(ProbeReportResp),
     0x0318 => WatchRouteTable(WatchRouteTable),
+    0x0319 => ProxyRegister(ProxyRegister),
+    0x031A => ProxyPeers(ProxyPeers),
+    0x0400 => PeerPublish(PeerPublish),
+    0x0401 => PeerReceivers(PeerReceivers),
+    0x0402 => PeerPubsubQuery(PeerPubsubQuery),
+    0x0403 => PeerPubsubAnswer(PeerPubsubAnswer),
+    0x0404 => PeerKeysReady(PeerKeysReady),
+    0x0405 => PeerKeysReadyAck(PeerKeysReadyAck),
 }
 
 impl Message {
@@ -338,6 +348,14 @@ mod tests {
         kind::ProbeReport,
         kind::ProbeReportResp,
         kind::WatchRouteTable,
+        kind::ProxyRegister,
+        kind::ProxyPeers,
+        kind::PeerPublish,
+        kind::PeerReceivers,
+        kind::PeerPubsubQuery,
+        kind::PeerPubsubAnswer,
+        kind::PeerKeysReady,
+        kind::PeerKeysReadyAck,
     ];
 
     #[test]

@@ -59,6 +59,7 @@ pub mod lists;
 pub mod object;
 pub mod opts;
 pub mod pubsub;
+pub mod pubsub_cluster;
 pub mod scan;
 pub mod script_table;
 pub mod scripting;
@@ -187,7 +188,7 @@ fn dispatch_fed(
             "migrate" => dump::migrate::dispatch(&shared.migrate_sockets, args),
             "memory" => object::memory(args),
             name if pubsub::SPECS.iter().any(|s| s.name == name) => {
-                Action::Reply(pubsub::dispatch(shared, sess, name, args))
+                pubsub::dispatch(shared, sess, name, args)
             }
             name if table::SCRIPTING.iter().any(|s| s.name == name) => {
                 scripting::dispatch(shared, sess, name, args)

@@ -5,6 +5,8 @@
 
 use bytes::Bytes;
 
+use super::action::Action;
+use super::pubsub_cluster as cluster;
 use super::session::Session;
 use super::spec::{NONE, Spec, spec};
 use crate::pubsub::Kind;
@@ -67,8 +69,18 @@ pub fn ping(args: &[Bytes]) -> Reply {
     ])
 }
 
-/// Runs pub/sub command `name`.
-pub fn dispatch(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes]) -> Reply {
+/// Runs pub/sub command `name` (`PUBLISH`, `SPUBLISH` and `PUBSUB` across the proxy mesh:
+/// [`cluster`]).
+pub fn dispatch(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes]) -> Action {
+    match name {
+        "publish" => cluster::publish(shared, &args[1], &args[2], false),
+        "spublish" => cluster::publish(shared, &args[1], &args[2], true),
+        "pubsub" => pubsub(shared, args),
+        _ => Action::Reply(local(shared, sess, name, args)),
+    }
+}
+
+fn local(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes]) -> Reply {
     match name {
         "subscribe" => subscribe(shared, sess, Kind::Channel, &args[1..]),
         "psubscribe" => subscribe(shared, sess, Kind::Pattern, &args[1..]),
@@ -76,15 +88,13 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &str, args: &[Bytes])
         "unsubscribe" => unsubscribe(sess, Kind::Channel, &args[1..]),
         "punsubscribe" => unsubscribe(sess, Kind::Pattern, &args[1..]),
         "sunsubscribe" => unsubscribe(sess, Kind::Shard, &args[1..]),
-        "publish" => count(shared.pubsub.publish(&args[1], &args[2], false)),
         "monitor" => {
             sess.pubsub
                 .get_or_insert_with(|| shared.pubsub.subscriber(sess.id))
                 .monitor();
             Reply::OK
         }
-        "spublish" => count(shared.pubsub.publish(&args[1], &args[2], true)),
-        _ => pubsub(shared, args),
+        _ => Reply::err(format_args!("unknown pub/sub command '{name}'")),
     }
 }
 
@@ -162,36 +172,28 @@ const HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB|HELP`.
-fn pubsub(shared: &Shared, args: &[Bytes]) -> Reply {
+/// `PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB|HELP`, cluster-wide.
+fn pubsub(shared: &Shared, args: &[Bytes]) -> Action {
     let sub = String::from_utf8_lossy(&args[1]).to_ascii_lowercase();
-    let hub = &shared.pubsub;
     let n = args.len();
+    let kind = if sub.starts_with("shard") {
+        Kind::Shard
+    } else {
+        Kind::Channel
+    };
     match sub.as_str() {
+        "channels" | "shardchannels" if n <= 3 => cluster::channels(shared, kind, args.get(2)),
+        "numsub" | "shardnumsub" => cluster::numsub(shared, kind, &args[2..]),
+        "numpat" if n == 2 => cluster::numpat(shared),
+        _ => Action::Reply(pubsub_error(&sub, args)),
+    }
+}
+
+/// `PUBSUB HELP` and the errors of `PUBSUB`.
+fn pubsub_error(sub: &str, args: &[Bytes]) -> Reply {
+    let n = args.len();
+    match sub {
         "help" if n == 2 => Reply::Array(HELP.iter().map(|l| Reply::Simple(l)).collect()),
-        "channels" | "shardchannels" if n <= 3 => {
-            let kind = if sub == "channels" {
-                Kind::Channel
-            } else {
-                Kind::Shard
-            };
-            let names = hub.channels(kind, args.get(2).map(|p| &p[..]));
-            Reply::Array(names.into_iter().map(Reply::Bulk).collect())
-        }
-        "numsub" | "shardnumsub" => {
-            let kind = if sub == "numsub" {
-                Kind::Channel
-            } else {
-                Kind::Shard
-            };
-            let mut out = Vec::with_capacity((n - 2) * 2);
-            for ch in &args[2..] {
-                out.push(Reply::Bulk(ch.clone()));
-                out.push(count(hub.numsub(kind, ch)));
-            }
-            Reply::Array(out)
-        }
-        "numpat" if n == 2 => count(hub.numpat()),
         "help" | "numpat" => super::util::arity(&format!("pubsub|{sub}")),
         "channels" | "shardchannels" => Reply::err(format_args!(
             "unknown subcommand or wrong number of arguments for '{}'. Try PUBSUB HELP.",

@@ -871,6 +871,30 @@ impl super::action::AsyncCommand for InfoKeyspace {
     }
 }
 
+/// The mesh's fields of `INFO stats` (`tierkv_mesh_*`), each line ended by CRLF.
+fn mesh_stats(shared: &Shared) -> String {
+    let m = &shared.mesh.stats;
+    let (peers, up) = shared.mesh.peers();
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    format!(
+        "tierkv_mesh_peers:{peers}\r\ntierkv_mesh_links_up:{up}\r\n\
+         tierkv_mesh_forwarded:{}\r\ntierkv_mesh_received:{}\r\n\
+         tierkv_mesh_send_failures:{}\r\ntierkv_mesh_dropped_full:{}\r\n\
+         tierkv_mesh_timeouts:{}\r\ntierkv_mesh_connect_failures:{}\r\n\
+         tierkv_mesh_keys_signalled:{}\r\ntierkv_mesh_woken_by_peers:{}\r\n\
+         tierkv_mesh_register_failures:{}\r\n",
+        c(&m.forwarded),
+        c(&m.received),
+        c(&m.send_failures),
+        c(&m.dropped_full),
+        c(&m.timeouts),
+        c(&m.connect_failures),
+        c(&m.keys_signalled),
+        c(&m.woken_by_peers),
+        c(&m.register_failures),
+    )
+}
+
 /// The `INFO` text for the requested sections (default: server, clients, memory, stats,
 /// replication, cpu, keyspace; `all`/`everything` add commandstats, latencystats and
 /// errorstats): the whole text, or when the keyspace section is asked for, the text before
@@ -953,7 +977,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
              tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\
              tierkv_ranges:{}\r\ntierkv_geo_members_read:{}\r\n\
-             tierkv_geo_members_matched:{}\r\n\r\n",
+             tierkv_geo_members_matched:{}\r\n{}\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -978,6 +1002,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             shared.router.ranges().len(),
             geo_read,
             geo_matched,
+            mesh_stats(shared),
         );
     }
     if show("replication") {

@@ -4,7 +4,8 @@
 //! per range and answering `KvRequest`s and `KvWrite`s with ds-node's real apply step
 //! (`ds_node::range::apply::execute`, through `range::dedup::apply_once` for a write's id),
 //! so replies have the exact Redis semantics of the range state machine, and a write sent
-//! twice with one id applies once. The fake master answers `GetRouteTable`. Tests can split ranges,
+//! twice with one id applies once. The fake master answers `GetRouteTable` and, with the real master's
+//! directory, `ProxyRegister` (the proxy mesh). Tests can split ranges,
 //! move them between shards and inject `NotLeader` answers.
 #![allow(dead_code, clippy::unwrap_used)]
 
@@ -236,9 +237,21 @@ impl FakeCluster {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let master_addr = listener.local_addr().unwrap().to_string();
         let t = table.clone();
+        // The proxy directory of the real master (`master::directory`), for the mesh.
+        let proxies = Arc::new(Mutex::new(master::directory::ProxyDirectory::default()));
         let handler = Arc::new(move |m: Message| {
             Handled::<Ready>::Now(Some(match m {
                 Message::GetRouteTable(_) => Message::RouteTable(t.lock().unwrap().clone()),
+                Message::ProxyRegister(r) => {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_millis() as u64;
+                    match proxies.lock().unwrap().register(r, now) {
+                        Ok(p) => Message::ProxyPeers(p),
+                        Err(e) => Message::Error(e),
+                    }
+                }
                 other => Message::Error(RpcError::BadRequest {
                     message: format!("fake master: {}", other.name()),
                 }),
@@ -498,6 +511,35 @@ impl Env {
         self.rt
             .spawn(async move { proxy::serve(listener, s, std::future::pending()).await });
         (addr, shared)
+    }
+
+    /// Starts another proxy over the same cluster with `tweak` applied to its config; its
+    /// address, shared state and the sender that stops it (graceful shutdown).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn stoppable_proxy(
+        &self,
+        tweak: impl FnOnce(&mut ProxyConfig),
+    ) -> (String, Arc<Shared>, tokio::sync::oneshot::Sender<()>) {
+        let listener = self.rt.block_on(TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let mut cfg = ProxyConfig {
+            listen: addr.clone(),
+            ..ProxyConfig::default()
+        };
+        cfg.router.masters = vec![self.cluster.master_addr.clone()];
+        cfg.router.backoff = Duration::from_millis(1);
+        tweak(&mut cfg);
+        let shared = Shared::new(cfg);
+        let s = shared.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.rt.spawn(async move {
+            proxy::serve(listener, s, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        wait_loaded(&shared);
+        (addr, shared, tx)
     }
 
     /// Stops the proxy and waits for it (graceful shutdown).
