@@ -23,8 +23,10 @@ pub fn data_command(
         "get" | "set" | "setnx" | "setex" | "psetex" | "getset" | "getdel" | "getex" | "mget"
         | "mset" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" | "append" | "strlen"
         | "getrange" | "setrange" => strings::dispatch(name, args, now_ms),
-        "del" | "unlink" | "exists" | "expire" | "pexpire" | "expireat" | "pexpireat" | "ttl"
-        | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
+        // SUBSTR is GETRANGE's old name (Redis 1.0), kept by Redis 7.
+        "substr" => strings::dispatch("getrange", args, now_ms),
+        "del" | "unlink" | "exists" | "touch" | "expire" | "pexpire" | "expireat" | "pexpireat"
+        | "ttl" | "pttl" | "expiretime" | "pexpiretime" | "persist" | "type" | "scan" | "keys"
         | "dbsize" | "randomkey" | "rename" | "renamenx" | "copy" => {
             keys::dispatch(name, args, now_ms)
         }

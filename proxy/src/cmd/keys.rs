@@ -22,8 +22,9 @@ pub fn dispatch(name: &'static str, args: &[Bytes], now_ms: u64) -> Action {
 
 fn build(name: &'static str, args: &[Bytes], now_ms: u64) -> Result<Action, Reply> {
     Ok(match name {
-        "del" | "unlink" | "exists" => {
-            let exists = name == "exists";
+        // TOUCH counts the keys that exist, as EXISTS does (the read marks them used).
+        "del" | "unlink" | "exists" | "touch" => {
+            let exists = matches!(name, "exists" | "touch");
             let ops = args[1..]
                 .iter()
                 .map(|k| {

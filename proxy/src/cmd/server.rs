@@ -45,7 +45,17 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "bgsave" => bgsave(shared, args),
         // The proxy is the whole cluster as one standalone server (clients need no cluster
         // mode): every `CLUSTER` subcommand answers as a standalone redis-server's does.
-        "cluster" => Reply::err("This instance has cluster support disabled"),
+        "cluster" | "readonly" | "readwrite" | "asking" => {
+            Reply::err("This instance has cluster support disabled")
+        }
+        // Clients see one writable endpoint: a master without Redis replicas (ranges are
+        // replicated by Raft inside the cluster).
+        "role" => Reply::Array(vec![
+            Reply::bulk(b"master"),
+            Reply::Int(0),
+            Reply::Array(Vec::new()),
+        ]),
+        "wait" => wait(shared, args),
         "lastsave" => Reply::Int(shared.last_save() as i64),
         "time" => {
             let us = crate::shared::now_us();
@@ -57,6 +67,37 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         _ => Reply::err("internal error: not a server command"),
     };
     Action::Reply(reply)
+}
+
+/// `WAIT numreplicas timeout`: every write acknowledged to this connection is already on a
+/// majority of its range's replicas (Raft commits before the reply), so the answer comes at
+/// once: the replicas besides the leader that hold it for certain, the fewest over the
+/// ranges (`⌊voters / 2⌋`; 0 with one replica per range, as in `tierkv dev`).
+fn wait(shared: &Shared, args: &[Bytes]) -> Reply {
+    let (Some(_), Some(timeout)) = (
+        super::util::parse_i64(&args[1]),
+        super::util::parse_i64(&args[2]),
+    ) else {
+        return Reply::err("value is not an integer or out of range");
+    };
+    if timeout < 0 {
+        return Reply::err("timeout is negative");
+    }
+    let certain = shared
+        .router
+        .ranges()
+        .iter()
+        .map(|d| {
+            let voters = d
+                .replicas
+                .iter()
+                .filter(|r| matches!(r.role, net::message::ReplicaRole::Voter {}))
+                .count();
+            voters / 2
+        })
+        .min()
+        .unwrap_or(0);
+    Reply::Int(certain as i64)
 }
 
 /// `BGSAVE [SCHEDULE]`: as `SAVE`, with Redis's reply for a background save started (it is

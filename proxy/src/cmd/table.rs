@@ -28,6 +28,8 @@ const SHUTDOWN: &[&str] = &[
 ];
 const SAVE: &[&str] = &["admin", "noscript", "no_async_loading", "no_multi"];
 const BGSAVE: &[&str] = &["admin", "noscript", "no_async_loading"];
+const ROLE: &[&str] = &["noscript", "loading", "stale", "fast"];
+const WAIT: &[&str] = &["noscript"];
 const CN: &[&str] = &[
     "noscript",
     "loading",
@@ -77,6 +79,8 @@ pub static FUNCTIONS: &[Spec] = &[
 /// The core commands (strings, keys, hashes, server, transactions), sorted by name.
 pub static TABLE: &[Spec] = &[
     spec!("append", 3, W, 1, 1, 1),
+    // Redis Cluster's redirection handshake: a standalone server's answer.
+    spec!("asking", 1, F, 0, 0, 0),
     spec!("auth", -2, CN, 0, 0, 0),
     spec!("bgsave", -1, BGSAVE, 0, 0, 0),
     spec!("client", -2, NONE, 0, 0, 0),
@@ -143,9 +147,12 @@ pub static TABLE: &[Spec] = &[
     spec!("pttl", 2, R, 1, 1, 1),
     spec!("quit", -1, CN, 0, 0, 0),
     spec!("randomkey", 1, RS, 0, 0, 0),
+    spec!("readonly", 1, C, 0, 0, 0),
+    spec!("readwrite", 1, C, 0, 0, 0),
     spec!("rename", 3, WS, 1, 2, 1),
     spec!("renamenx", 3, WF, 1, 2, 1),
     spec!("reset", 1, CN, 0, 0, 0),
+    spec!("role", 1, ROLE, 0, 0, 0),
     spec!("save", 1, SAVE, 0, 0, 0),
     spec!("scan", -2, RS, 0, 0, 0),
     spec!("select", 2, C, 0, 0, 0),
@@ -157,12 +164,15 @@ pub static TABLE: &[Spec] = &[
     // A container command: its flags are its subcommands' (Redis's COMMAND INFO shows none).
     spec!("slowlog", -2, NONE, 0, 0, 0),
     spec!("strlen", 2, R, 1, 1, 1),
+    spec!("substr", 4, RS, 1, 1, 1),
     spec!("swapdb", 3, WF, 0, 0, 0),
     spec!("time", 1, C, 0, 0, 0),
+    spec!("touch", -2, R, 1, -1, 1),
     spec!("ttl", 2, R, 1, 1, 1),
     spec!("type", 2, R, 1, 1, 1),
     spec!("unlink", -2, WF, 1, -1, 1),
     spec!("unwatch", 1, TXF, 0, 0, 0),
+    spec!("wait", 3, WAIT, 0, 0, 0),
     spec!("watch", -2, TXF, 1, -1, 1),
 ];
 
