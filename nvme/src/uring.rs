@@ -407,6 +407,11 @@ impl BlockDevice for UringDevice {
 /// with real blocks exists beside `device_path`, then opens and closes it with `DmaFile` so
 /// this executor's probe for that disk reads real data. Cheap after the first call per
 /// executor. Runs a few blocking `std::fs` calls the first time the seed file is created.
+///
+/// The shards of a node start at once, one executor each, on the same directory: the seed is
+/// written under a name of this thread's own and renamed into place, so no executor ever
+/// opens a seed another one is still writing (a truncated seed made one shard's probe read
+/// nothing, and its shard log then failed every read with EOPNOTSUPP: seen once in CI).
 pub async fn seed_probe(device_path: &Path) -> Result<()> {
     let dir = match device_path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -415,16 +420,29 @@ pub async fn seed_probe(device_path: &Path) -> Result<()> {
     let seed = dir.join(SEED_FILE_NAME);
     let ok = std::fs::metadata(&seed).is_ok_and(|m| m.len() == 4096);
     if !ok {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&seed).map_err(|e| Error::io("create seed file", e))?;
-        f.write_all(&[0xa5; 4096])
-            .and_then(|()| f.sync_all())
-            .map_err(|e| Error::io("write seed file", e))?;
-        sync_parent_dir(&seed)?;
+        write_seed(&seed)?;
     }
     let f = DmaFile::open(&seed).await.map_err(gio("open seed file"))?;
     f.close().await.map_err(gio("close seed file"))?;
     Ok(())
+}
+
+/// Writes a complete, synced 4 KiB seed at `seed` atomically (a private name, then rename).
+fn write_seed(seed: &Path) -> Result<()> {
+    use std::io::Write;
+    let own = format!(
+        "{SEED_FILE_NAME}.{}.{:?}.tmp",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(['(', ')'], "");
+    let tmp = seed.with_file_name(own);
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create seed file", e))?;
+    f.write_all(&[0xa5; 4096])
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Error::io("write seed file", e))?;
+    std::fs::rename(&tmp, seed).map_err(|e| Error::io("rename seed file", e))?;
+    sync_parent_dir(seed)
 }
 
 fn sync_parent_dir(path: &Path) -> Result<()> {

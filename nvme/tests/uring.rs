@@ -186,6 +186,45 @@ fn fresh_file_reads_back_on_every_executor() {
     .unwrap();
 }
 
+/// Executors starting at once on one new directory (the shards of a node) each create their
+/// own file and read it back: none opens a seed file another is still writing (a half-written
+/// seed made one executor's probe read nothing and its reads fail with EOPNOTSUPP).
+#[test]
+fn executors_starting_together_on_a_new_directory_all_read_back() {
+    for round in 0..8 {
+        let dir = test_dir(&format!("together-{round}"));
+        let start = std::sync::Arc::new(std::sync::Barrier::new(4));
+        let threads: Vec<_> = (0..4u64)
+            .map(|i| {
+                let (path, start) = (dir.join(format!("shard-{i}.log")), start.clone());
+                std::thread::spawn(move || {
+                    run_local(cfg(), async move {
+                        start.wait();
+                        let dev = UringDevice::create_file(&path, MIB, UringOptions::default())
+                            .await
+                            .unwrap();
+                        must_write(&dev, 0, &pattern(i, 4096)).await;
+                        dev.flush().await.unwrap();
+                        let r = dev.read(0, 4096).await.unwrap();
+                        assert_eq!(&r[..], &pattern(i, 4096)[..]);
+                        dev.close().await.unwrap();
+                    })
+                    .unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
 /// The segment store formats a preallocated file, keeps data written into a segment, and
 /// reopens to the same table in a new executor.
 #[test]
