@@ -98,6 +98,10 @@ pub struct Shared {
     pub migrate_sockets: Arc<crate::sockets::Sockets>,
     /// `SLOWLOG` and its settings.
     pub slowlog: crate::slowlog::SlowLog,
+    /// `LATENCY`'s monitor and its threshold.
+    pub latency: crate::latency::LatencyMonitor,
+    /// `CLIENT PAUSE`'s state.
+    pub pause: crate::pause::Pause,
     /// Set by `SHUTDOWN`: [`crate::server::serve`] stops, and so does the process around it.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Until every range served once after start (or [`LOADING_MAX`] passed): commands
@@ -119,7 +123,7 @@ impl Shared {
     pub fn new(cfg: ProxyConfig) -> Arc<Self> {
         let router = Router::new(cfg.router.clone());
         let mesh = Arc::new(crate::mesh::Mesh::new(cfg.mesh.clone(), router.client_id()));
-        router.blocking.set_mesh(mesh.clone());
+        router.blocking.set_fanout(mesh.clone());
         let settings = Settings::new(
             cfg.requirepass.as_deref(),
             cfg.limits.max_query_buffer_bytes,
@@ -141,6 +145,8 @@ impl Shared {
             started: Instant::now(),
             migrate_sockets: Arc::default(),
             slowlog: crate::slowlog::SlowLog::default(),
+            latency: crate::latency::LatencyMonitor::default(),
+            pause: crate::pause::Pause::default(),
             shutdown: tokio::sync::watch::Sender::new(false),
             loading: AtomicBool::new(true),
             last_save: AtomicU64::new(now_us() / 1_000_000),

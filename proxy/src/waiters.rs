@@ -41,8 +41,18 @@ pub struct Registry {
     inner: Mutex<Inner>,
     /// Registered waiters (the write path skips the registry when 0).
     waiters: AtomicUsize,
-    /// The mesh, told of the keys a write fed so that other proxies wake their waiters.
-    mesh: std::sync::OnceLock<Arc<crate::mesh::Mesh>>,
+    /// Where the keys a write fed go beyond this proxy (the mesh), so that other proxies
+    /// wake their waiters.
+    fanout: std::sync::OnceLock<Arc<dyn KeysReadyFanout>>,
+}
+
+/// Beyond this proxy: told of the keys a write fed, without waiting (the proxy mesh
+/// implements it; a trait so that this module stays below the mesh, which routes).
+pub trait KeysReadyFanout: Send + Sync + std::fmt::Debug {
+    /// Whether anyone is listening (the write path skips collecting keys when not).
+    fn has_peers(&self) -> bool;
+    /// Tells the listeners that `keys` may have become non-empty.
+    fn keys_ready(&self, keys: &[(Db, Bytes)]);
 }
 
 impl Registry {
@@ -50,9 +60,9 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sets the mesh that [`Self::after_exec`] signals (once; later calls are ignored).
-    pub fn set_mesh(&self, mesh: Arc<crate::mesh::Mesh>) {
-        let _ = self.mesh.set(mesh);
+    /// Sets where [`Self::after_exec`] sends the keys it fed (once; later calls are ignored).
+    pub fn set_fanout(&self, fanout: Arc<dyn KeysReadyFanout>) {
+        let _ = self.fanout.set(fanout);
     }
 
     /// Clients blocked now (`INFO` `blocked_clients`).
@@ -128,8 +138,8 @@ impl Registry {
     /// have been served — through this proxy; chains of moves included). The same keys go
     /// to every peer of the mesh, without waiting, to wake the waiters of other proxies.
     pub async fn after_exec<'a>(&self, done: impl Iterator<Item = (&'a KvOp, &'a OpResult)>) {
-        let mesh = self.mesh.get().filter(|m| m.has_peers());
-        if self.waiters.load(Ordering::Relaxed) == 0 && mesh.is_none() {
+        let fanout = self.fanout.get().filter(|f| f.has_peers());
+        if self.waiters.load(Ordering::Relaxed) == 0 && fanout.is_none() {
             return;
         }
         let mut keys = Vec::new();
@@ -146,10 +156,10 @@ impl Registry {
                 _ => fed_keys(db, op, r, &mut keys),
             }
         }
-        if let Some(mesh) = mesh
+        if let Some(fanout) = fanout
             && !keys.is_empty()
         {
-            mesh.keys_ready(&keys);
+            fanout.keys_ready(&keys);
         }
         self.wake_and_wait(keys.iter()).await;
     }

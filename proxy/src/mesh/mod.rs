@@ -7,8 +7,9 @@
 //!   100 ms poll of blocked commands stays as the fallback for a lost signal).
 //!
 //! Modules: [`link`] (one peer's queue and sender task), [`peer`] (the internal listener's
-//! handler: what a peer's message does here). This module holds the links, the directory
-//! loop (register and renew with the master, follow the peers it lists) and the counters.
+//! handler: what a peer's message does here), [`service`] (the directory loop: register and
+//! renew with the master, follow the peers it lists, serve the listener; above
+//! [`crate::shared`], which holds the [`Mesh`]). This module holds the links and counters.
 //!
 //! A peer that is slow or dead never holds a client: messages go through a bounded queue
 //! per peer (full: dropped and counted), and a publisher waits for answers at most
@@ -16,6 +17,7 @@
 
 mod link;
 pub mod peer;
+pub mod service;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,16 +25,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
-use net::message::handshake::MESH_VERSION;
-use net::message::{
-    Hello, MESH_ITEMS_MAX, Message, PeerKeysReady, ProxyPeers, ProxyRegister, ReadyKey, Role,
-};
+use net::ProxyId;
+use net::message::{Hello, MESH_ITEMS_MAX, Message, PeerKeysReady, ProxyPeers, ReadyKey};
 use net::transport::TransportConfig;
-use net::{ClusterId, NodeId, ProxyId};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::keyspace::Db;
-use crate::shared::Shared;
 use link::{Job, Link};
 
 /// Mesh settings (`mesh-listen`, `mesh-advertise` in `proxy.toml`).
@@ -271,83 +269,12 @@ pub fn write_prometheus(mesh: &Mesh, out: &mut String) {
     }
 }
 
-/// Runs the mesh of `shared` until `stop` turns true: binds the listener, registers with
-/// the master and renews, follows the peers it lists and serves theirs. Returns at once
-/// when no mesh listener is configured.
-pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mesh = shared.mesh.clone();
-    let Some(listen) = mesh.cfg.listen.clone() else {
-        return;
-    };
-    let listener = match tokio::net::TcpListener::bind(&listen).await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("mesh listener {listen}: {e}; this proxy works alone");
-            return;
-        }
-    };
-    let advertise = match (&mesh.cfg.advertise, listener.local_addr()) {
-        (Some(a), _) => a.clone(),
-        (None, Ok(a)) => a.to_string(),
-        (None, Err(e)) => {
-            tracing::error!("mesh listener address: {e}; this proxy works alone");
-            return;
-        }
-    };
-    let mut listener = Some(listener);
-    let mut server = None;
-    let mut renew = mesh.cfg.ttl / 3;
-    let mut failing = false;
-    loop {
-        let registered = tokio::select! {
-            _ = stop.changed() => break,
-            r = register(&shared, &advertise) => r,
-        };
-        match registered {
-            Ok((peers, cluster)) => {
-                if failing {
-                    tracing::info!("mesh registration with the master works again");
-                }
-                failing = false;
-                if let Some(l) = listener.take() {
-                    let s = shared.clone();
-                    server = Some(tokio::spawn(peer::serve(s, l, cluster, stop.clone())));
-                }
-                let transport = &shared.cfg.router.transport;
-                let hello = Hello::new(Role::Proxy {}, cluster, NodeId(mesh.id.0));
-                mesh.follow(&peers, hello, transport);
-                renew = Duration::from_millis(u64::from(peers.ttl_ms) / 3);
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!("mesh registration failed: {e}");
-                }
-                failing = true;
-                mesh.stats.register_failures.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        tokio::select! {
-            _ = stop.changed() => break,
-            () = tokio::time::sleep(renew.max(Duration::from_millis(100))) => {}
-        }
+impl crate::waiters::KeysReadyFanout for Mesh {
+    fn has_peers(&self) -> bool {
+        Mesh::has_peers(self)
     }
-    mesh.clear();
-    if let Some(s) = server {
-        let _ = s.await;
-    }
-}
 
-/// Registers (renews) this proxy with the first master that speaks the mesh.
-async fn register(shared: &Shared, advertise: &str) -> Result<(ProxyPeers, ClusterId), String> {
-    let mesh = &shared.mesh;
-    let ttl_ms = u32::try_from(mesh.cfg.ttl.as_millis()).unwrap_or(u32::MAX);
-    let msg = Message::ProxyRegister(ProxyRegister {
-        proxy_id: mesh.id,
-        peer_addr: advertise.to_string(),
-        ttl_ms,
-    });
-    match shared.router.call_master(msg, MESH_VERSION).await? {
-        (Message::ProxyPeers(p), cluster) => Ok((p, cluster)),
-        (other, _) => Err(format!("unexpected {}", other.name())),
+    fn keys_ready(&self, keys: &[(Db, Bytes)]) {
+        Mesh::keys_ready(self, keys)
     }
 }

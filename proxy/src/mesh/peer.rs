@@ -4,59 +4,17 @@
 //! once on the connection's task, in arrival order (no future, so one peer's messages are
 //! applied in the order it sent them).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use net::message::handshake::Acceptor;
+use net::RpcError;
 use net::message::{
     MESH_ITEMS_MAX, Message, PeerKeysReadyAck, PeerPubsubAnswer, PeerReceivers, Pong, PubsubQuery,
-    Role,
 };
-use net::transport::Handled;
-use net::{ClusterId, NodeId, RpcError};
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::keyspace::Db;
 use crate::pubsub::{Hub, Kind};
-use crate::shared::Shared;
 use crate::waiters::Registry;
-
-/// Connections the mesh listener serves at once.
-const CONNECTIONS_MAX: usize = 1024;
-
-type Ready = std::future::Ready<Option<Message>>;
-
-/// Serves peers on `listener` until `stop` turns true.
-pub(crate) async fn serve(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    cluster: ClusterId,
-    mut stop: watch::Receiver<bool>,
-) {
-    let acceptor = Acceptor {
-        role: Role::Proxy {},
-        cluster_id: cluster,
-        node_id: NodeId(shared.mesh.id().0),
-    };
-    let cfg = shared.cfg.router.transport.clone();
-    let s = shared.clone();
-    let handler = Arc::new(move |m: Message| {
-        s.mesh.stats.received.fetch_add(1, Ordering::Relaxed);
-        Handled::<Ready>::Now(Some(handle(
-            &s.pubsub,
-            &s.router.blocking,
-            m,
-            &s.mesh.stats,
-        )))
-    });
-    let stopped = async move {
-        let _ = stop.wait_for(|s| *s).await;
-    };
-    net::tokio_transport::serve_handled(listener, acceptor, cfg, CONNECTIONS_MAX, handler, stopped)
-        .await;
-}
 
 fn bad(message: &str) -> Message {
     Message::Error(RpcError::BadRequest {
