@@ -139,6 +139,20 @@ impl Metrics {
         }
     }
 
+    /// `LATENCY HISTOGRAM`: for each command `pick` accepts (by its stat name), its calls
+    /// and the cumulative count of replies by Redis's buckets — 1,024 ns doubling, each named
+    /// by its highest value in µs — skipping buckets that add nothing.
+    pub fn histograms(
+        &self,
+        pick: impl Fn(&str) -> bool,
+    ) -> Vec<(&'static str, u64, Vec<(u64, u64)>)> {
+        let cmds = self.cmds.lock().unwrap_or_else(|p| p.into_inner());
+        cmds.iter()
+            .filter(|(name, _)| pick(name))
+            .map(|(name, c)| (*name, c.calls, cumulative_buckets(&c.hist)))
+            .collect()
+    }
+
     /// Calls of one command so far (tests, INFO).
     pub fn calls(&self, name: &str) -> u64 {
         let cmds = self.cmds.lock().unwrap_or_else(|p| p.into_inner());
@@ -191,6 +205,28 @@ impl Metrics {
             let _ = writeln!(out, "proxy_errors_total{{class=\"{class}\"}} {n}");
         }
     }
+}
+
+/// The cumulative counts of `hist` (µs) at Redis's `LATENCY HISTOGRAM` bucket bounds.
+fn cumulative_buckets(hist: &Histogram<u64>) -> Vec<(u64, u64)> {
+    let total = hist.len();
+    let mut out = Vec::new();
+    let mut previous = 0;
+    for k in 0..64 {
+        let Some(upper_ns) = 1u64.checked_shl(k).and_then(|p| p.checked_mul(1024)) else {
+            break;
+        };
+        let upper_us = (upper_ns - 1) / 1000;
+        let n = hist.count_between(0, upper_us);
+        if n > previous {
+            out.push((upper_us, n));
+            previous = n;
+        }
+        if n >= total {
+            break;
+        }
+    }
+    out
 }
 
 /// The class of an error reply: its first word if it is one of Redis's, else `ERR`.

@@ -67,7 +67,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         tokio::spawn(async move { shared.router.watch_routes(stop).await })
     };
     let loader = tokio::spawn(finish_loading(shared.clone(), stop_rx.clone()));
-    let mesh = tokio::spawn(crate::mesh::run(shared.clone(), stop_rx.clone()));
+    let mesh = tokio::spawn(crate::mesh::service::run(shared.clone(), stop_rx.clone()));
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -687,6 +687,15 @@ impl Conn<'_> {
                     End::AfterWrite
                 };
             }
+            // `CLIENT PAUSE`: earlier replies go out, then the command waits its turn.
+            if self.shared.pause.current().is_some()
+                && let Some(held) = cmd::pause::held_by(self.shared, &self.sess, &args)
+            {
+                let end = self.wait_for_unpause(held).await;
+                if end != End::No {
+                    return end;
+                }
+            }
             let start = self.batch_start;
             let flags = self.shared.settings.notify_flags();
             let notice = crate::notify::capture(flags, self.sess.db, &args);
@@ -694,6 +703,7 @@ impl Conn<'_> {
             // is queued.
             let log_it = self.shared.slowlog.enabled() && !self.sess.tx.active();
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, &args);
+            let name = name.map(|n| cmd::util::stat_name(n, &args));
             // Kept (not copied) until the reply, then dropped as it would have been.
             self.slow_args = log_it.then_some(args);
             let silent = self.sess.reply_mode.next_silent();
@@ -921,6 +931,7 @@ impl Conn<'_> {
                 let usec = u64::try_from(done.saturating_duration_since(item.start).as_micros())
                     .unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
+                self.shared.latency.command(usec, || is_fast(name));
                 if let Some(args) = &item.args
                     && name != "exec"
                 {
@@ -957,6 +968,21 @@ impl Conn<'_> {
         self.samples.clear();
     }
 
+    /// Runs and answers the batch so far, then waits while a pause holding `held` commands
+    /// is on; the next command's time starts after.
+    async fn wait_for_unpause(&mut self, held: crate::pause::Mode) -> End {
+        let end = self.flush().await;
+        if end != End::No {
+            return end;
+        }
+        if self.write_out().await.is_err() {
+            return End::Now;
+        }
+        self.shared.pause.wait_while(|mode| mode >= held).await;
+        self.batch_start = Instant::now();
+        End::No
+    }
+
     /// Writes what the socket takes without waiting.
     fn try_write(&mut self) -> std::io::Result<()> {
         while !self.out.is_empty() {
@@ -991,6 +1017,13 @@ impl Conn<'_> {
         self.out.clear();
         Ok(())
     }
+}
+
+/// Whether command `name` (a stat name: `container|sub` for a subcommand) is flagged `fast`
+/// (its latency events are `fast-command`).
+fn is_fast(name: &str) -> bool {
+    let command = name.split('|').next().unwrap_or(name);
+    cmd::table::lookup(command.as_bytes()).is_some_and(|s| s.flags.contains(&"fast"))
 }
 
 #[cfg(test)]

@@ -58,6 +58,7 @@ pub mod lcs;
 pub mod lists;
 pub mod object;
 pub mod opts;
+pub mod pause;
 pub mod pubsub;
 pub mod pubsub_cluster;
 pub mod scan;

@@ -36,6 +36,10 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "config" => config(shared, args),
         "info" => return info_action(shared, args),
         "slowlog" => crate::slowlog::command(&shared.slowlog, args),
+        "latency" => {
+            let slower_than = shared.slowlog.slower_than_us();
+            crate::latency::command(&shared.latency, &shared.metrics, slower_than, args)
+        }
         // Every acknowledged write is already durable in the Raft logs of a quorum of
         // replicas: a save has nothing left to write, so it succeeds at once.
         "save" => {
@@ -444,9 +448,40 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
             Reply::OK
         }
         "unblock" if want(3) || want(4) => client_unblock(shared, &args[2..]),
+        "pause" if want(3) || want(4) => client_pause(shared, &args[2..]),
+        "unpause" if want(2) => {
+            shared.pause.unpause();
+            Reply::OK
+        }
         "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock"
-        | "reply" | "kill" => wrong(),
+        | "reply" | "kill" | "pause" | "unpause" => wrong(),
         _ => unknown_sub("client", &args[1]),
+    }
+}
+
+/// `CLIENT PAUSE timeout-ms [WRITE|ALL]` (`ALL` when not given): this proxy's clients wait
+/// before the commands the pause covers ([`crate::cmd::pause`]) until it ends.
+fn client_pause(shared: &Shared, args: &[Bytes]) -> Reply {
+    let mode = match args.get(1) {
+        None => crate::pause::Mode::All,
+        Some(m) if is(m, "write") => crate::pause::Mode::Write,
+        Some(m) if is(m, "all") => crate::pause::Mode::All,
+        Some(_) => return Reply::err("CLIENT PAUSE mode must be WRITE or ALL"),
+    };
+    let ms = match super::util::parse_i64(&args[0]) {
+        None => return Reply::err("timeout is not an integer or out of range"),
+        Some(ms) if ms < 0 => return Reply::err("timeout is negative"),
+        Some(ms) => ms.unsigned_abs(),
+    };
+    let until = tokio::time::Instant::now()
+        .checked_add(std::time::Duration::from_millis(ms))
+        .ok_or(());
+    match until {
+        Ok(until) => {
+            shared.pause.pause(mode, until);
+            Reply::OK
+        }
+        Err(()) => Reply::err("timeout is out of range"),
     }
 }
 
@@ -663,6 +698,10 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
         ),
         ("slowlog-max-len", shared.slowlog.max_len().to_string()),
         (
+            "latency-monitor-threshold",
+            shared.latency.threshold_ms().to_string(),
+        ),
+        (
             "lua-time-limit",
             shared
                 .settings
@@ -719,6 +758,8 @@ enum SetValue {
     SlowlogSlowerThan(i64),
     /// `slowlog-max-len`.
     SlowlogMaxLen(usize),
+    /// `latency-monitor-threshold` in milliseconds (0: off).
+    LatencyThreshold(u64),
     /// An encoding threshold: its index in `encodings::PARAMS` and value.
     Encoding(usize, i64),
     /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
@@ -728,7 +769,7 @@ enum SetValue {
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
 /// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`,
 /// `notify-keyspace-events`, `busy-reply-threshold`, `slowlog-log-slower-than`,
-/// `slowlog-max-len`, the encoding thresholds and `save ""`.
+/// `slowlog-max-len`, `latency-monitor-threshold`, the encoding thresholds and `save ""`.
 fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
     if args.len() < 4 {
         return arity("config|set");
@@ -773,6 +814,7 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::BusyReplyThreshold(ms) => shared.settings.set_busy_reply_threshold_ms(ms),
             SetValue::SlowlogSlowerThan(us) => shared.slowlog.set_slower_than_us(us),
             SetValue::SlowlogMaxLen(n) => shared.slowlog.set_max_len(n),
+            SetValue::LatencyThreshold(ms) => shared.latency.set_threshold_ms(ms),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
             SetValue::NoSave => {}
         }
@@ -849,6 +891,9 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
         }
         "slowlog-log-slower-than" => SetValue::SlowlogSlowerThan(parse_ranged(v, -1, i64::MAX)?),
         "slowlog-max-len" => SetValue::SlowlogMaxLen(parse_ranged(v, 0, i64::MAX)? as usize),
+        "latency-monitor-threshold" => {
+            SetValue::LatencyThreshold(parse_ranged(v, 0, i64::MAX)? as u64)
+        }
         _ => return Ok(None),
     }))
 }
@@ -983,7 +1028,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
             shared.clients.load(Ordering::Relaxed),
             shared.cfg.max_clients,
-            shared.router.blocking.blocked_clients(),
+            shared.router.blocking.blocked_clients() + shared.pause.waiting(),
         );
     }
     if show("memory") {

@@ -87,6 +87,11 @@ impl Tx {
         self.queued.as_ref().map(Vec::len)
     }
 
+    /// The commands queued since `MULTI` (empty outside a transaction).
+    pub fn queued(&self) -> &[Vec<Bytes>] {
+        self.queued.as_deref().unwrap_or_default()
+    }
+
     /// Whether the connection is between `MULTI` and `EXEC`/`DISCARD`.
     pub fn active(&self) -> bool {
         self.queued.is_some()

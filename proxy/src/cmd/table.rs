@@ -131,6 +131,8 @@ pub static TABLE: &[Spec] = &[
     spec!("info", -1, CL, 0, 0, 0),
     spec!("keys", 2, RS, 0, 0, 0),
     spec!("lastsave", 1, C, 0, 0, 0),
+    // A container command (as `slowlog`).
+    spec!("latency", -2, NONE, 0, 0, 0),
     spec!("memory", -2, NONE, 0, 0, 0),
     spec!("mget", -2, R, 1, -1, 1),
     spec!("move", 3, WF, 1, 1, 1),

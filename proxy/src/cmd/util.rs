@@ -134,6 +134,137 @@ pub fn full_name(name: &str, args: &[Bytes]) -> String {
     }
 }
 
+/// The subcommands of Redis 7.0's container commands as its statistics name them
+/// (`config|resetstat`), sorted.
+const SUBCOMMANDS: &[&str] = &[
+    "client|caching",
+    "client|getname",
+    "client|getredir",
+    "client|help",
+    "client|id",
+    "client|info",
+    "client|kill",
+    "client|list",
+    "client|no-evict",
+    "client|pause",
+    "client|reply",
+    "client|setname",
+    "client|tracking",
+    "client|trackinginfo",
+    "client|unblock",
+    "client|unpause",
+    "cluster|addslots",
+    "cluster|addslotsrange",
+    "cluster|bumpepoch",
+    "cluster|count-failure-reports",
+    "cluster|countkeysinslot",
+    "cluster|delslots",
+    "cluster|delslotsrange",
+    "cluster|failover",
+    "cluster|flushslots",
+    "cluster|forget",
+    "cluster|getkeysinslot",
+    "cluster|help",
+    "cluster|info",
+    "cluster|keyslot",
+    "cluster|links",
+    "cluster|meet",
+    "cluster|myid",
+    "cluster|nodes",
+    "cluster|replicas",
+    "cluster|replicate",
+    "cluster|reset",
+    "cluster|saveconfig",
+    "cluster|set-config-epoch",
+    "cluster|setslot",
+    "cluster|shards",
+    "cluster|slaves",
+    "cluster|slots",
+    "command|count",
+    "command|docs",
+    "command|getkeys",
+    "command|getkeysandflags",
+    "command|help",
+    "command|info",
+    "command|list",
+    "config|get",
+    "config|help",
+    "config|resetstat",
+    "config|rewrite",
+    "config|set",
+    "function|delete",
+    "function|dump",
+    "function|flush",
+    "function|help",
+    "function|kill",
+    "function|list",
+    "function|load",
+    "function|restore",
+    "function|stats",
+    "latency|doctor",
+    "latency|graph",
+    "latency|help",
+    "latency|histogram",
+    "latency|history",
+    "latency|latest",
+    "latency|reset",
+    "memory|doctor",
+    "memory|help",
+    "memory|malloc-stats",
+    "memory|purge",
+    "memory|stats",
+    "memory|usage",
+    "object|encoding",
+    "object|freq",
+    "object|help",
+    "object|idletime",
+    "object|refcount",
+    "pubsub|channels",
+    "pubsub|help",
+    "pubsub|numpat",
+    "pubsub|numsub",
+    "pubsub|shardchannels",
+    "pubsub|shardnumsub",
+    "script|debug",
+    "script|exists",
+    "script|flush",
+    "script|help",
+    "script|kill",
+    "script|load",
+    "slowlog|get",
+    "slowlog|help",
+    "slowlog|len",
+    "slowlog|reset",
+];
+
+/// The name a command's figures are kept under (`INFO commandstats`, `LATENCY HISTOGRAM`,
+/// `CLIENT LIST`'s `cmd=`): `container|sub` for a known subcommand of a container command,
+/// else the command's own name. No allocation: the names are static.
+pub fn stat_name(name: &'static str, args: &[Bytes]) -> &'static str {
+    const CONTAINERS: &[&str] = &[
+        "client", "cluster", "command", "config", "function", "latency", "memory", "object",
+        "pubsub", "script", "slowlog",
+    ];
+    if !CONTAINERS.contains(&name) {
+        return name;
+    }
+    let Some(sub) = args.get(1).filter(|s| s.len() <= 32) else {
+        return name;
+    };
+    let mut buf = [0u8; 64];
+    let full = name.len() + 1 + sub.len();
+    if full > buf.len() {
+        return name;
+    }
+    buf[..name.len()].copy_from_slice(name.as_bytes());
+    buf[name.len()] = b'|';
+    buf[name.len() + 1..full].copy_from_slice(sub);
+    buf[name.len() + 1..full].make_ascii_lowercase();
+    SUBCOMMANDS
+        .binary_search_by(|s| s.as_bytes().cmp(&buf[..full]))
+        .map_or(name, |i| SUBCOMMANDS[i])
+}
+
 /// A `HELP` reply: one status line per line of text.
 pub fn help(lines: &[&'static str]) -> Reply {
     Reply::Array(lines.iter().map(|l| Reply::Simple(l)).collect())
@@ -160,6 +291,24 @@ pub fn syntax_error(cmd: &str, sub: &[u8]) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subcommands_are_counted_under_their_full_name_and_others_under_the_command() {
+        let args = |a: &[&str]| {
+            a.iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            stat_name("config", &args(&["CONFIG", "ResetStat"])),
+            "config|resetstat"
+        );
+        assert_eq!(stat_name("client", &args(&["client", "id"])), "client|id");
+        assert_eq!(stat_name("client", &args(&["client", "nope"])), "client");
+        assert_eq!(stat_name("client", &args(&["client"])), "client");
+        assert_eq!(stat_name("get", &args(&["get", "id"])), "get");
+        assert!(SUBCOMMANDS.windows(2).all(|w| w[0] < w[1]), "sorted");
+    }
 
     #[test]
     fn integers_parse_like_string2ll() {
