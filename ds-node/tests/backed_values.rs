@@ -14,159 +14,13 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+mod common;
 
-use bytes::Bytes;
+use common::single::{
+    b, corrupt_in_log, demote_all, metric_settled, metric_until, must_ok, run_ops, set, single_cfg,
+};
 use ds_node::{DsConfig, run};
-use net::message::RouteCtx;
-use net::message::handshake::{Hello, Role};
-use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
-use net::transport::TransportConfig;
-use net::{ClusterId, Epoch, Message, NodeId, RangeId};
-
-fn cfg(dir: &std::path::Path) -> DsConfig {
-    DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 2 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        admin_addr: Some("127.0.0.1:0".into()),
-        checkpoint_check_ms: 50,
-        ..DsConfig::default()
-    }
-}
-
-fn ctx() -> RouteCtx {
-    RouteCtx {
-        range_id: RangeId(1),
-        epoch: Epoch {
-            conf_ver: 1,
-            version: 1,
-        },
-    }
-}
-
-fn b(s: impl Into<String>) -> Bytes {
-    Bytes::from(s.into())
-}
-
-fn set(k: &str, v: &str) -> KvOp {
-    KvOp::StrSet {
-        key: b(k),
-        value: b(v),
-        expiry: Expiry::Persist {},
-        cond: Cond::Always {},
-        get_old: false,
-    }
-}
-
-/// Runs `ops` in order against the node at `addr` (waiting out leader election) and returns
-/// each response.
-fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
-    let addr = addr.to_string();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let c =
-                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
-                    .await
-                    .unwrap();
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                let deadline = Instant::now() + Duration::from_secs(20);
-                loop {
-                    let r = c
-                        .call(Message::KvRequest(KvRequest {
-                            ctx: ctx(),
-                            op: op.clone(),
-                        }))
-                        .await
-                        .unwrap();
-                    let Message::KvResponse(r) = r else {
-                        panic!("{r:?}")
-                    };
-                    let retry = matches!(
-                        &r,
-                        KvResponse::Err {
-                            error: net::RpcError::NotLeader { .. }
-                        }
-                    );
-                    if retry && Instant::now() < deadline {
-                        glommio::timer::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    out.push(r);
-                    break;
-                }
-            }
-            out
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-fn must_ok(r: &[KvResponse]) {
-    for x in r {
-        assert!(matches!(x, KvResponse::Ok { .. }), "{x:?}");
-    }
-}
-
-/// One HTTP request to the admin endpoint; the status line and body.
-fn http(admin: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
-fn demote_all(admin: std::net::SocketAddr) -> String {
-    let (status, body) = http(admin, "POST", "/demote?shard=0&fraction=1");
-    assert!(status.contains("200"), "{status}: {body}");
-    body
-}
-
-/// The value of metric `name` (first sample) once `ok` holds for it (or after 10 s; the
-/// shard publishes every 200 ms).
-fn metric_until(admin: std::net::SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = http(admin, "GET", "/metrics");
-        let v = body
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
-        if ok(v) || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The value of metric `name` once two readings 400 ms apart (two publications) agree.
-fn metric_settled(admin: std::net::SocketAddr, name: &str) -> f64 {
-    let mut last = metric_until(admin, name, |v| v.is_finite());
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(400));
-        let now = metric_until(admin, name, |v| v.is_finite());
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
+use net::message::kv::{KvOp, KvResponse, OpResult};
 
 fn str_value(i: usize) -> String {
     format!("string-{i}-{}", "s".repeat(2000 + i))
@@ -222,7 +76,7 @@ fn must_read_back(addr: &str) {
 #[test]
 fn set_values_are_backed_and_demoting_them_writes_nothing() {
     let dir = test_support::tempdir::TempDir::new("backed-demote");
-    let node = run(cfg(dir.path())).unwrap();
+    let node = run(single_cfg(dir.path())).unwrap();
     let addr = node.shard_addrs[0].clone();
     let admin = node.admin_addr.unwrap();
     must_ok(&run_ops(&addr, load_ops()));
@@ -283,7 +137,7 @@ fn backed_values_demoted_before_a_checkpoint_read_back_after_restart() {
     let dir = test_support::tempdir::TempDir::new("backed-restart");
     let c = DsConfig {
         checkpoint_entries: 50,
-        ..cfg(dir.path())
+        ..single_cfg(dir.path())
     };
     {
         let node = run(c.clone()).unwrap();
@@ -308,30 +162,10 @@ fn backed_values_demoted_before_a_checkpoint_read_back_after_restart() {
     must_read_back(&addr);
 }
 
-/// Flips one byte in every copy of `needle` in the shard log file: O_DIRECT reads see
-/// buffered writes once synced.
-fn corrupt_in_log(dir: &std::path::Path, needle: &[u8]) -> usize {
-    let path = dir.join("shard-0.log");
-    let mut data = std::fs::read(&path).unwrap();
-    let mut hits = 0;
-    let mut i = 0;
-    while let Some(at) = data[i..].windows(needle.len()).position(|w| w == needle) {
-        let p = i + at + needle.len() / 2;
-        data[p] ^= 0x55;
-        hits += 1;
-        i = p + 1;
-    }
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    use std::os::unix::fs::FileExt;
-    f.write_all_at(&data, 0).unwrap();
-    f.sync_all().unwrap();
-    hits
-}
-
 #[test]
 fn a_corrupted_byte_in_a_backed_value_is_an_error_not_data() {
     let dir = test_support::tempdir::TempDir::new("backed-corrupt");
-    let node = run(cfg(dir.path())).unwrap();
+    let node = run(single_cfg(dir.path())).unwrap();
     let addr = node.shard_addrs[0].clone();
     let admin = node.admin_addr.unwrap();
     let s = format!("string-{}-{}", std::process::id(), "p".repeat(300));

@@ -9,151 +9,23 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::io::{Read, Write};
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::single::{
+    b, child_node_place, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok,
+    run_ops, set, single_cfg, spawn_child_node,
+};
 use ds_node::{DsConfig, run};
-use net::message::RouteCtx;
-use net::message::handshake::{Hello, Role};
-use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::message::kv::{KvOp, KvResponse, OpResult};
 use net::message::list::ListOp;
 use net::message::set::SetOp;
 use net::message::zset::ZSetOp;
-use net::transport::TransportConfig;
-use net::{ClusterId, Epoch, Message, NodeId, RangeId};
-
-fn cfg(dir: &std::path::Path) -> DsConfig {
-    DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
-        log_file_bytes: 64 << 20,
-        segment_bytes: 2 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        admin_addr: Some("127.0.0.1:0".into()),
-        checkpoint_check_ms: 50,
-        ..DsConfig::default()
-    }
-}
-
-fn ctx() -> RouteCtx {
-    RouteCtx {
-        range_id: RangeId(1),
-        epoch: Epoch {
-            conf_ver: 1,
-            version: 1,
-        },
-    }
-}
-
-fn b(s: impl Into<String>) -> Bytes {
-    Bytes::from(s.into())
-}
-
-fn set(k: &str, v: &str) -> KvOp {
-    KvOp::StrSet {
-        key: b(k),
-        value: b(v),
-        expiry: Expiry::Persist {},
-        cond: Cond::Always {},
-        get_old: false,
-    }
-}
 
 fn get(k: &str) -> KvOp {
     KvOp::StrGet { key: b(k) }
-}
-
-/// Runs `ops` in order against the node at `addr` (waiting out leader election) and returns
-/// each response.
-fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
-    let addr = addr.to_string();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let c =
-                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
-                    .await
-                    .unwrap();
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                let deadline = Instant::now() + Duration::from_secs(20);
-                loop {
-                    let r = c
-                        .call(Message::KvRequest(KvRequest {
-                            ctx: ctx(),
-                            op: op.clone(),
-                        }))
-                        .await
-                        .unwrap();
-                    let Message::KvResponse(r) = r else {
-                        panic!("{r:?}")
-                    };
-                    let retry = matches!(
-                        &r,
-                        KvResponse::Err {
-                            error: net::RpcError::NotLeader { .. }
-                        }
-                    );
-                    if retry && Instant::now() < deadline {
-                        glommio::timer::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    out.push(r);
-                    break;
-                }
-            }
-            out
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-fn must_ok(r: &[KvResponse]) {
-    for x in r {
-        assert!(matches!(x, KvResponse::Ok { .. }), "{x:?}");
-    }
-}
-
-/// One HTTP request to the admin endpoint; the status line and body.
-fn http(admin: std::net::SocketAddr, method: &str, path: &str) -> (String, String) {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (head.lines().next().unwrap().to_string(), body.to_string())
-}
-
-fn demote_all(admin: std::net::SocketAddr) -> String {
-    let (status, body) = http(admin, "POST", "/demote?shard=0&fraction=1");
-    assert!(status.contains("200"), "{status}: {body}");
-    body
-}
-
-/// The value of metric `name` (first sample) once published (the shard publishes every
-/// 200 ms): waits until `ok` holds for it.
-fn metric_until(admin: std::net::SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let (_, body) = http(admin, "GET", "/metrics");
-        let v = body
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
-        if ok(v) || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn hash_field(i: usize) -> (Bytes, Bytes) {
@@ -273,7 +145,7 @@ fn scan_all(addr: &str) -> Vec<Bytes> {
 #[test]
 fn demoted_values_of_every_type_read_back_identical() {
     let dir = test_support::tempdir::TempDir::new("cold-read-back");
-    let node = run(cfg(dir.path())).unwrap();
+    let node = run(single_cfg(dir.path())).unwrap();
     let addr = node.shard_addrs[0].clone();
     let admin = node.admin_addr.unwrap();
     must_ok(&run_ops(&addr, load_ops()));
@@ -306,7 +178,7 @@ fn demoted_values_of_every_type_read_back_identical() {
 #[test]
 fn writes_to_cold_entries_apply_to_their_values() {
     let dir = test_support::tempdir::TempDir::new("cold-writes");
-    let node = run(cfg(dir.path())).unwrap();
+    let node = run(single_cfg(dir.path())).unwrap();
     let addr = node.shard_addrs[0].clone();
     let admin = node.admin_addr.unwrap();
     must_ok(&run_ops(
@@ -362,30 +234,10 @@ fn writes_to_cold_entries_apply_to_their_values() {
     }
 }
 
-/// Flips one byte in every copy of `needle` in the shard log file (the Raft entry that
-/// carried it and the demoted copy): O_DIRECT reads see buffered writes once synced.
-fn corrupt_in_log(dir: &std::path::Path, needle: &[u8]) -> usize {
-    let path = dir.join("shard-0.log");
-    let mut data = std::fs::read(&path).unwrap();
-    let mut hits = 0;
-    let mut i = 0;
-    while let Some(at) = data[i..].windows(needle.len()).position(|w| w == needle) {
-        let p = i + at + needle.len() / 2;
-        data[p] ^= 0x55;
-        hits += 1;
-        i = p + 1;
-    }
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    use std::os::unix::fs::FileExt;
-    f.write_all_at(&data, 0).unwrap();
-    f.sync_all().unwrap();
-    hits
-}
-
 #[test]
 fn a_corrupted_cold_value_is_an_error_reply_not_data() {
     let dir = test_support::tempdir::TempDir::new("cold-corrupt");
-    let node = run(cfg(dir.path())).unwrap();
+    let node = run(single_cfg(dir.path())).unwrap();
     let addr = node.shard_addrs[0].clone();
     let admin = node.admin_addr.unwrap();
     let needle = format!("precious-{}-{}", std::process::id(), "p".repeat(200));
@@ -424,7 +276,7 @@ fn restart_keeps_acknowledged_writes_and_demoted_values_stay_cold() {
     let dir = test_support::tempdir::TempDir::new("cold-restart");
     let c = DsConfig {
         checkpoint_entries: 50,
-        ..cfg(dir.path())
+        ..single_cfg(dir.path())
     };
     let expected: Vec<KvResponse>;
     {
@@ -462,7 +314,7 @@ fn segments_with_live_values_survive_compaction_while_cold_reads_run() {
     let dir = test_support::tempdir::TempDir::new("cold-compaction");
     let c = DsConfig {
         checkpoint_entries: 200,
-        ..cfg(dir.path())
+        ..single_cfg(dir.path())
     };
     let node = run(c.clone()).unwrap();
     let addr = node.shard_addrs[0].clone();
@@ -527,57 +379,19 @@ fn segments_with_live_values_survive_compaction_while_cold_reads_run() {
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn cold_child_process() {
-    let dir = std::env::var("COLD_CHILD_DIR").unwrap();
-    let port: u16 = std::env::var("COLD_CHILD_PORT").unwrap().parse().unwrap();
+    let (dir, port, admin) = child_node_place();
     let c = DsConfig {
         base_port: port,
-        admin_addr: Some(std::env::var("COLD_CHILD_ADMIN").unwrap()),
+        admin_addr: Some(admin),
         checkpoint_entries: 100,
         checkpoint_check_ms: 20,
         demote_every_ms: 30,
-        ..cfg(std::path::Path::new(&dir))
+        ..single_cfg(&dir)
     };
     let _node = run(c).unwrap();
     println!("READY");
     loop {
         std::thread::park();
-    }
-}
-
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
-    use std::io::BufRead;
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "cold_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("COLD_CHILD_DIR", dir)
-        .env("COLD_CHILD_PORT", port.to_string())
-        .env("COLD_CHILD_ADMIN", admin.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = ChildGuard(child);
-    let out = guard.0.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines();
-    loop {
-        let l = lines.next().expect("child exited before READY").unwrap();
-        if l.contains("READY") {
-            return guard;
-        }
     }
 }
 
@@ -587,17 +401,9 @@ fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) ->
 #[test]
 fn kill9_with_periodic_demotion_loses_no_acknowledged_write() {
     let dir = test_support::tempdir::TempDir::new("cold-kill9");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (port, admin) = (free_addr().port(), free_addr());
     let addr = format!("127.0.0.1:{port}");
-    let admin = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut child = spawn_child(dir.path(), port, admin);
+    let child = spawn_child_node("cold_child_process", dir.path(), port, admin);
     // Acknowledged state: key -> value, in order.
     let mut model = std::collections::BTreeMap::new();
     let start = Instant::now();
@@ -643,10 +449,9 @@ fn kill9_with_periodic_demotion_loses_no_acknowledged_write() {
         std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
     });
     std::thread::sleep(Duration::from_millis(30));
-    let _ = child.0.kill();
-    let _ = child.0.wait();
+    child.kill9();
     let _ = last.join();
-    let _child = spawn_child(dir.path(), port, admin);
+    let _child = spawn_child_node("cold_child_process", dir.path(), port, admin);
     let keys: Vec<Bytes> = model.keys().cloned().collect();
     let got = run_ops(
         &addr,

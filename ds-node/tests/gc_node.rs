@@ -7,131 +7,31 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, Read, Write};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::single::{
+    child_node_place, free_addr, http_ok, metric_until, run_ops, set, single_cfg, spawn_child_node,
+};
 use ds_node::{DsConfig, run};
-use net::message::RouteCtx;
-use net::message::handshake::{Hello, Role};
-use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
-use net::transport::TransportConfig;
-use net::{ClusterId, Epoch, Message, NodeId, RangeId};
+use net::message::kv::{KvOp, KvResponse, OpResult};
 
 const LOG_BYTES: u64 = 32 << 20;
 const SEGMENT_BYTES: u64 = 2 << 20;
 
 fn cfg(dir: &std::path::Path) -> DsConfig {
     DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
         log_file_bytes: LOG_BYTES,
         segment_bytes: SEGMENT_BYTES,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
-        admin_addr: Some("127.0.0.1:0".into()),
         checkpoint_entries: 300,
         checkpoint_check_ms: 20,
         demote_every_ms: 20,
         gc_every_ms: 20,
         gc_bytes_per_sec: 256 << 20,
-        ..DsConfig::default()
-    }
-}
-
-fn ctx() -> RouteCtx {
-    RouteCtx {
-        range_id: RangeId(1),
-        epoch: Epoch {
-            conf_ver: 1,
-            version: 1,
-        },
-    }
-}
-
-fn set(k: &str, v: Vec<u8>) -> KvOp {
-    KvOp::StrSet {
-        key: Bytes::from(k.to_string()),
-        value: Bytes::from(v),
-        expiry: Expiry::Persist {},
-        cond: Cond::Always {},
-        get_old: false,
-    }
-}
-
-/// Runs `ops` in order against the node at `addr` (waiting out leader election).
-fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
-    let addr = addr.to_string();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let c =
-                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
-                    .await
-                    .unwrap();
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                let deadline = Instant::now() + Duration::from_secs(20);
-                loop {
-                    let r = c
-                        .call(Message::KvRequest(KvRequest {
-                            ctx: ctx(),
-                            op: op.clone(),
-                        }))
-                        .await
-                        .unwrap();
-                    let Message::KvResponse(r) = r else {
-                        panic!("{r:?}")
-                    };
-                    let retry = matches!(
-                        &r,
-                        KvResponse::Err {
-                            error: net::RpcError::NotLeader { .. }
-                        }
-                    );
-                    if retry && Instant::now() < deadline {
-                        glommio::timer::sleep(Duration::from_millis(20)).await;
-                        continue;
-                    }
-                    out.push(r);
-                    break;
-                }
-            }
-            out
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-fn http_get(admin: std::net::SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// The value of metric `name` once `ok` holds for it (or after 10 s).
-fn metric_until(admin: std::net::SocketAddr, name: &str, ok: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let body = http_get(admin, "/metrics");
-        let v = body
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN);
-        if ok(v) || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
+        ..single_cfg(dir)
     }
 }
 
@@ -222,7 +122,7 @@ fn disk_use_settles_under_overwrites_with_continuous_demotion() {
         "disk use did not settle: {most_used} bytes of a {LOG_BYTES}-byte log"
     );
     assert_eq!(count_lost(&addr, &model), 0);
-    let m = http_get(admin, "/metrics");
+    let m = http_ok(admin, "GET", "/metrics");
     for name in [
         "ds_gc_passes_total",
         "ds_log_live_bytes",
@@ -270,14 +170,13 @@ fn hot_values_larger_than_the_log_are_unbacked_not_copied_and_never_fill_it() {
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn gc_child_process() {
-    let dir = std::env::var("GC_CHILD_DIR").unwrap();
-    let port: u16 = std::env::var("GC_CHILD_PORT").unwrap().parse().unwrap();
+    let (dir, port, admin) = child_node_place();
     let c = DsConfig {
         base_port: port,
-        admin_addr: Some(std::env::var("GC_CHILD_ADMIN").unwrap()),
+        admin_addr: Some(admin),
         gc_bytes_per_sec: 8 << 20,
         gc_start_percent: 0,
-        ..cfg(std::path::Path::new(&dir))
+        ..cfg(&dir)
     };
     let _node = run(c).unwrap();
     println!("READY");
@@ -286,57 +185,14 @@ fn gc_child_process() {
     }
 }
 
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "gc_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("GC_CHILD_DIR", dir)
-        .env("GC_CHILD_PORT", port.to_string())
-        .env("GC_CHILD_ADMIN", admin.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = ChildGuard(child);
-    let out = guard.0.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines();
-    loop {
-        let l = lines.next().expect("child exited before READY").unwrap();
-        if l.contains("READY") {
-            return guard;
-        }
-    }
-}
-
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 #[test]
 fn kill9_while_collecting_loses_no_acknowledged_write() {
     let dir = test_support::tempdir::TempDir::new("gc-kill9");
-    let (port, admin) = (free_port().port(), free_port());
+    let (port, admin) = (free_addr().port(), free_addr());
     let addr = format!("127.0.0.1:{port}");
     let mut model = BTreeMap::new();
     for attempt in 0..2 {
-        let mut child = spawn_child(dir.path(), port, admin);
+        let child = spawn_child_node("gc_child_process", dir.path(), port, admin);
         if attempt > 0 {
             assert_eq!(
                 count_lost(&addr, &model),
@@ -361,11 +217,10 @@ fn kill9_while_collecting_loses_no_acknowledged_write() {
             std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
         });
         std::thread::sleep(Duration::from_millis(30));
-        let _ = child.0.kill();
-        let _ = child.0.wait();
+        child.kill9();
         let _ = last.join();
     }
-    let _child = spawn_child(dir.path(), port, admin);
+    let _child = spawn_child_node("gc_child_process", dir.path(), port, admin);
     assert_eq!(count_lost(&addr, &model), 0, "after the last kill -9");
 }
 

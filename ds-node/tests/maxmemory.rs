@@ -8,18 +8,19 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::io::{Read, Write};
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::single::{
+    Retry, call, child_node_place, free_addr, metric_at_least, run_ops_retrying, set, single_cfg,
+    spawn_child_node, with_client,
+};
 use ds_node::{DsConfig, run};
-use net::message::RouteCtx;
-use net::message::handshake::{Hello, Role};
-use net::message::kv::{Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
-use net::transport::TransportConfig;
-use net::{ClusterId, Epoch, Message, NodeId, RangeId};
+use net::message::kv::{Expiry, KvOp, KvResponse, OpResult, WriteOp};
 
 const MAXMEMORY: u64 = 8 << 20;
 const VALUE: usize = 4096;
@@ -30,32 +31,25 @@ const STREAMS: usize = 4;
 
 fn cfg(dir: &std::path::Path) -> DsConfig {
     DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
         log_file_bytes: 320 << 20,
         segment_bytes: 8 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
         cached_entries: 16,
-        admin_addr: Some("127.0.0.1:0".into()),
-        checkpoint_check_ms: 50,
         maxmemory: MAXMEMORY,
         policy_tick_ms: 10,
-        ..DsConfig::default()
+        ..single_cfg(dir)
     }
 }
 
-fn ctx() -> RouteCtx {
-    RouteCtx {
-        range_id: RangeId(1),
-        epoch: Epoch {
-            conf_ver: 1,
-            version: 1,
-        },
-    }
+/// Metric `name` as published now, as an integer.
+fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
+    common::single::metric(admin, name) as u64
+}
+
+/// Runs `ops` in order, each retried while there is no leader or memory is over the write
+/// line (only on a machine so loaded that the policy could not run for seconds: a Redis
+/// client backs off on `-OOM` too).
+fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
+    run_ops_retrying(addr, ops, Retry::NoLeaderOrOom)
 }
 
 fn key(i: usize) -> Bytes {
@@ -73,31 +67,20 @@ fn value(i: usize) -> Bytes {
 /// streams, each op retried while there is no leader yet; nothing is kept (the test's own
 /// memory stays out of the RSS figures).
 fn run_batches(addr: &str, n: usize, make: fn(usize) -> KvOp, check: fn(usize, KvResponse)) {
-    let addr = addr.to_string();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let c =
-                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
-                    .await
-                    .unwrap();
-            let mut tasks = Vec::new();
-            for s in 0..STREAMS {
-                let c = c.clone();
-                tasks.push(glommio::spawn_local(async move {
-                    for i in (s..n).step_by(STREAMS) {
-                        check(i, call(&c, make(i)).await);
-                    }
-                }));
-            }
-            for t in tasks {
-                t.await;
-            }
-        })
-        .unwrap()
-        .join()
-        .unwrap();
+    with_client(addr, move |c| async move {
+        let mut tasks = Vec::new();
+        for s in 0..STREAMS {
+            let c = c.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for i in (s..n).step_by(STREAMS) {
+                    check(i, call(&c, make(i), Retry::NoLeaderOrOom).await);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+    });
 }
 
 fn batch_keys(b: usize) -> std::ops::Range<usize> {
@@ -136,69 +119,6 @@ fn must_read_back(b: usize, r: KvResponse) {
     assert_eq!(values.len(), batch_keys(b).len());
     for (i, v) in batch_keys(b).zip(values) {
         assert_eq!(v.as_deref(), Some(&value(i)[..]), "key {i}");
-    }
-}
-
-async fn call(c: &net::glommio_transport::Client, op: KvOp) -> KvResponse {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = c
-            .call(Message::KvRequest(KvRequest {
-                ctx: ctx(),
-                op: op.clone(),
-            }))
-            .await
-            .unwrap();
-        let Message::KvResponse(r) = r else {
-            panic!("{r:?}")
-        };
-        // No leader yet; or memory stayed above the write line for the whole wait (only on
-        // a machine so loaded that the policy could not run for seconds): back off, as a
-        // Redis client does on `-OOM`.
-        let retry = match &r {
-            KvResponse::Err {
-                error: net::RpcError::NotLeader { .. },
-            } => true,
-            KvResponse::Err {
-                error: net::RpcError::Redis { message },
-            } => message.starts_with("OOM "),
-            _ => false,
-        };
-        if retry && Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        return r;
-    }
-}
-
-fn http_get(admin: std::net::SocketAddr, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
-    http_get(admin, "/metrics")
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(f64::NAN) as u64
-}
-
-/// Metric `name` once it reaches `at_least` (the shard publishes every 200 ms), or its
-/// value after 5 s.
-fn metric_until(admin: std::net::SocketAddr, name: &str, at_least: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = metric(admin, name);
-        if v >= at_least || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -249,8 +169,8 @@ fn twelve_times_maxmemory_stays_bounded_and_every_key_reads_back() {
     run_batches(&addr, batches, read_batch, must_read_back);
     stop.store(true, Ordering::Relaxed);
     let (peak_accounted, peak_rss) = samples.join().unwrap();
-    let demoted = metric_until(admin, "ds_policy_demotions_total", KEYS as u64 / 2);
-    let cold_reads = metric_until(admin, "ds_cold_reads_total", KEYS as u64 / 2);
+    let demoted = metric_at_least(admin, "ds_policy_demotions_total", KEYS as u64 / 2);
+    let cold_reads = metric_at_least(admin, "ds_cold_reads_total", KEYS as u64 / 2);
     let stuck = metric(admin, "ds_policy_stuck_total");
     let data = (KEYS * VALUE) as u64;
     eprintln!(
@@ -301,38 +221,6 @@ fn twelve_times_maxmemory_stays_bounded_and_every_key_reads_back() {
     node.shutdown().unwrap();
 }
 
-fn set(k: &str, v: String) -> KvOp {
-    KvOp::StrSet {
-        key: Bytes::from(k.to_string()),
-        value: Bytes::from(v),
-        expiry: Expiry::Persist {},
-        cond: net::message::kv::Cond::Always {},
-        get_old: false,
-    }
-}
-
-/// Runs `ops` one after the other on one stream; the responses.
-fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
-    let addr = addr.to_string();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let c =
-                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
-                    .await
-                    .unwrap();
-            let mut out = Vec::with_capacity(ops.len());
-            for op in ops {
-                out.push(call(&c, op).await);
-            }
-            out
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
 /// Budget of the crash test's node: just over an empty tree's arena page (720,896 bytes),
 /// so that a few hundred KiB of values keep the policy demoting.
 const CHILD_MAXMEMORY: u64 = 1 << 20;
@@ -342,16 +230,15 @@ const CHILD_MAXMEMORY: u64 = 1 << 20;
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn maxmemory_child_process() {
-    let dir = std::env::var("MM_CHILD_DIR").unwrap();
-    let port: u16 = std::env::var("MM_CHILD_PORT").unwrap().parse().unwrap();
+    let (dir, port, admin) = child_node_place();
     let c = DsConfig {
         base_port: port,
-        admin_addr: Some(std::env::var("MM_CHILD_ADMIN").unwrap()),
+        admin_addr: Some(admin),
         log_file_bytes: 256 << 20,
         checkpoint_entries: 100,
         checkpoint_check_ms: 20,
         maxmemory: CHILD_MAXMEMORY,
-        ..cfg(std::path::Path::new(&dir))
+        ..cfg(&dir)
     };
     let _node = run(c).unwrap();
     println!("READY");
@@ -360,59 +247,15 @@ fn maxmemory_child_process() {
     }
 }
 
-struct ChildGuard(std::process::Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_child(dir: &std::path::Path, port: u16, admin: std::net::SocketAddr) -> ChildGuard {
-    use std::io::BufRead;
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "maxmemory_child_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("MM_CHILD_DIR", dir)
-        .env("MM_CHILD_PORT", port.to_string())
-        .env("MM_CHILD_ADMIN", admin.to_string())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut guard = ChildGuard(child);
-    let out = guard.0.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines();
-    loop {
-        let l = lines.next().expect("child exited before READY").unwrap();
-        if l.contains("READY") {
-            return guard;
-        }
-    }
-}
-
-fn free_port() -> std::net::SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// Sets, overwrites and appends (appends load values the policy made cold) run while the
 /// policy demotes to stay under 1 MiB; the node is killed with SIGKILL while a batch is in
 /// flight; after a restart every acknowledged write reads back.
 #[test]
 fn kill9_while_the_policy_demotes_loses_no_acknowledged_write() {
     let dir = test_support::tempdir::TempDir::new("maxmemory-kill9");
-    let (port, admin) = (free_port().port(), free_port());
+    let (port, admin) = (free_addr().port(), free_addr());
     let addr = format!("127.0.0.1:{port}");
-    let mut child = spawn_child(dir.path(), port, admin);
+    let child = spawn_child_node("maxmemory_child_process", dir.path(), port, admin);
     let mut model = std::collections::BTreeMap::new();
     let start = Instant::now();
     let mut round = 0usize;
@@ -450,21 +293,18 @@ fn kill9_while_the_policy_demotes_loses_no_acknowledged_write() {
         }
         round += 1;
     }
-    assert!(metric_until(admin, "ds_policy_demotions_total", 101) > 100);
-    assert!(metric_until(admin, "ds_cold_reads_total", 11) > 10);
+    assert!(metric_at_least(admin, "ds_policy_demotions_total", 101) > 100);
+    assert!(metric_at_least(admin, "ds_cold_reads_total", 11) > 10);
     // Kill while a last batch is in flight (its outcome is unknown: not in the model).
     let a = addr.clone();
     let last = std::thread::spawn(move || {
-        let ops = (0..200)
-            .map(|i| set(&format!("late-{i}"), "x".into()))
-            .collect();
+        let ops = (0..200).map(|i| set(&format!("late-{i}"), "x")).collect();
         std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
     });
     std::thread::sleep(Duration::from_millis(30));
-    let _ = child.0.kill();
-    let _ = child.0.wait();
+    child.kill9();
     let _ = last.join();
-    let _child = spawn_child(dir.path(), port, admin);
+    let _child = spawn_child_node("maxmemory_child_process", dir.path(), port, admin);
     let keys: Vec<Bytes> = model.keys().cloned().collect();
     let got = run_ops(
         &addr,

@@ -10,16 +10,15 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use bytes::Bytes;
+use common::single::{Retry, call, http_ok, metric_at_least, run_ops, single_cfg, with_client};
 use ds_node::{DsConfig, run};
-use net::message::RouteCtx;
-use net::message::handshake::{Hello, Role};
-use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, OpResult, WriteOp};
-use net::transport::TransportConfig;
-use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
+use net::RpcError;
+use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, KvResponse, OpResult, WriteOp};
 
 const MAXMEMORY: u64 = 4 << 20;
 const VALUE: usize = 4096;
@@ -34,33 +33,20 @@ const OOM: &str = "OOM command not allowed when used memory > 'maxmemory'.";
 
 fn cfg(dir: &std::path::Path, demote_bytes_per_sec: u64, max_wait_ms: u64) -> DsConfig {
     DsConfig {
-        data_dir: dir.to_path_buf(),
-        shards: 1,
-        pin: false,
-        base_port: 0,
         log_file_bytes: 256 << 20,
         segment_bytes: 8 << 20,
-        zero_log_file: false,
-        tick_ms: 10,
-        io_memory_bytes: 1 << 20,
         cached_entries: 16,
-        admin_addr: Some("127.0.0.1:0".into()),
         maxmemory: MAXMEMORY,
         policy_tick_ms: 10,
         policy_demote_bytes_per_sec: demote_bytes_per_sec,
         write_throttle_max_wait_ms: max_wait_ms,
-        ..DsConfig::default()
+        ..single_cfg(dir)
     }
 }
 
-fn ctx() -> RouteCtx {
-    RouteCtx {
-        range_id: RangeId(1),
-        epoch: Epoch {
-            conf_ver: 1,
-            version: 1,
-        },
-    }
+/// Metric `name` as published now, as an integer.
+fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
+    common::single::metric(admin, name) as u64
 }
 
 fn key(i: usize) -> Bytes {
@@ -95,68 +81,6 @@ fn is_ok(r: &KvResponse) -> bool {
     matches!(r, KvResponse::Ok { .. })
 }
 
-/// One request, retried while the node has no leader yet.
-async fn call(c: &net::glommio_transport::Client, op: KvOp) -> KvResponse {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let r = c
-            .call(Message::KvRequest(KvRequest {
-                ctx: ctx(),
-                op: op.clone(),
-            }))
-            .await
-            .unwrap();
-        let Message::KvResponse(r) = r else {
-            panic!("{r:?}")
-        };
-        let no_leader = matches!(
-            &r,
-            KvResponse::Err {
-                error: RpcError::NotLeader { .. }
-            }
-        );
-        if no_leader && Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(20)).await;
-            continue;
-        }
-        return r;
-    }
-}
-
-/// Runs `f` with a client of `addr` on its own executor thread.
-fn with_client<T, F, Fut>(addr: &str, f: F) -> T
-where
-    T: Send + 'static,
-    F: FnOnce(net::glommio_transport::Client) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = T>,
-{
-    let addr = addr.to_string();
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .io_memory(512 << 10)
-        .spawn(move || async move {
-            let hello = Hello::new(Role::Client {}, ClusterId(0), NodeId(0));
-            let c =
-                net::glommio_transport::Client::connect(&addr, hello, TransportConfig::default())
-                    .await
-                    .unwrap();
-            f(c).await
-        })
-        .unwrap()
-        .join()
-        .unwrap()
-}
-
-/// Runs `ops` one after the other; their answers.
-fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
-    with_client(addr, move |c| async move {
-        let mut out = Vec::with_capacity(ops.len());
-        for op in ops {
-            out.push(call(&c, op).await);
-        }
-        out
-    })
-}
-
 /// `STREAMS` concurrent writers of `make(i)` for `i` in `0..n` (stream `s` takes every
 /// `STREAMS`-th); a stream stops after `stop_after_oom` OOM refusals. Returns, per `i`,
 /// whether it was acknowledged (`Some(true)`), refused for memory (`Some(false)`) or not
@@ -175,7 +99,7 @@ fn write_streams(
                 let mut out = Vec::new();
                 let mut ooms = 0;
                 for i in (s..n).step_by(STREAMS) {
-                    let r = call(&c, make(i)).await;
+                    let r = call(&c, make(i), Retry::NoLeader).await;
                     assert!(is_ok(&r) || is_oom(&r), "write {i}: {r:?}");
                     out.push((i, is_ok(&r)));
                     ooms += usize::from(!is_ok(&r));
@@ -194,37 +118,6 @@ fn write_streams(
         }
         all
     })
-}
-
-fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
-    http(admin, "GET", "/metrics")
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(f64::NAN) as u64
-}
-
-fn http(admin: std::net::SocketAddr, method: &str, path: &str) -> String {
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    write!(s, "{method} {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    text.split_once("\r\n\r\n").unwrap().1.to_string()
-}
-
-/// Metric `name` once it reaches `at_least` (the shard publishes about every 200 ms), or
-/// its value after 5 s.
-fn metric_until(admin: std::net::SocketAddr, name: &str, at_least: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = metric(admin, name);
-        if v >= at_least || Instant::now() > deadline {
-            return v;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// The value GET answered.
@@ -289,11 +182,11 @@ fn memory_stays_under_the_line_while_writes_outrun_demotion_and_deletes_still_pa
     assert_eq!(got(&r[4]), None);
     assert!(got(&r[5]) == Some(value(b)), "GET {b} after its EXPIRE");
 
-    let peak = metric_until(admin, "ds_memory_accounted_peak_bytes", 1);
-    let throttled = metric_until(admin, "ds_write_throttled_total", refused.len() as u64 + 1);
+    let peak = metric_at_least(admin, "ds_memory_accounted_peak_bytes", 1);
+    let throttled = metric_at_least(admin, "ds_write_throttled_total", refused.len() as u64 + 1);
     // A write counts as throttled when it starts waiting and as refused when it stops: the
     // figures (republished every 200 ms) may show the first before the second.
-    let oom = metric_until(
+    let oom = metric_at_least(
         admin,
         "ds_write_oom_refused_total",
         refused.len() as u64 + 1,
@@ -318,7 +211,7 @@ fn memory_stays_under_the_line_while_writes_outrun_demotion_and_deletes_still_pa
     );
 
     // Demotion catches up (on demand): writes succeed again.
-    http(admin, "POST", "/demote?shard=0&fraction=1");
+    http_ok(admin, "POST", "/demote?shard=0&fraction=1");
     let r = run_ops(&addr, vec![set(n)]);
     assert!(is_ok(&r[0]), "{:?}", r[0]);
     // Every acknowledged write reads back; no refused write was applied.
@@ -358,8 +251,8 @@ fn writers_wait_for_a_slow_demotion_instead_of_failing() {
     let outcome = write_streams(&addr, batches, batch, 1);
     let wrote = t.elapsed();
     assert!(outcome.iter().all(|o| *o == Some(true)), "{outcome:?}");
-    let peak = metric_until(admin, "ds_memory_accounted_peak_bytes", 1);
-    let throttled = metric_until(admin, "ds_write_throttled_total", 1);
+    let peak = metric_at_least(admin, "ds_memory_accounted_peak_bytes", 1);
+    let throttled = metric_at_least(admin, "ds_write_throttled_total", 1);
     let urgent = metric(admin, "ds_policy_urgent_steps_total");
     eprintln!(
         "{batches} batches in {wrote:?}: peak {} KiB (line {} KiB), throttled {throttled}, \

@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::diff::Differ;
 use common::{Client, Env};
 
 const SCRIPT: &[&str] = &[
@@ -103,32 +104,17 @@ const SCRIPT: &[&str] = &[
     "GET after-reset",
 ];
 
-fn args(line: &str) -> Vec<&[u8]> {
-    line.split(' ').map(str::as_bytes).collect()
-}
-
 #[test]
 fn database_commands_reply_as_redis_server_does() {
     let Some(redis) = test_support::redis::start() else {
         return;
     };
     let env = Env::start(4);
-    let mut r = Client::connect(redis.addr());
-    let mut p = env.client();
-    let mut diffs = Vec::new();
+    let mut d = Differ::new(Client::connect(redis.addr()), env.client());
     for line in SCRIPT {
-        let want = r.cmd_args(&args(line));
-        let got = p.cmd_args(&args(line));
-        if want != got {
-            diffs.push(format!("{line:?}\n  redis: {want:?}\n  proxy: {got:?}"));
-        }
+        d.check(line);
     }
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    d.assert_same();
 }
 
 /// The bulk strings of a flat array reply, sorted.

@@ -11,6 +11,7 @@
 
 mod common;
 
+use common::diff::{Differ, Rng};
 use common::{Client, Env};
 
 /// `{g}…` share a range; the plain names spread over ranges.
@@ -190,25 +191,6 @@ const FIXED: &[&str] = &[
     "GEOSEARCHSTORE {g}b {g}a FROMLONLAT 1 1",
 ];
 
-/// A deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn triples(rng: &mut Rng, n: u64) -> String {
     (0..n)
         .map(|_| {
@@ -275,71 +257,40 @@ fn command(rng: &mut Rng) -> String {
     }
 }
 
-fn args(line: &str) -> Vec<&[u8]> {
-    line.split(' ')
-        .filter(|a| !a.is_empty())
-        .map(str::as_bytes)
-        .collect()
-}
-
-/// Compares one command's replies; whether Redis answered a non-empty array.
-fn compare(r: &mut Client, p: &mut Client, line: &str, diffs: &mut Vec<String>) -> bool {
-    let want = r.cmd_args(&args(line));
-    let got = p.cmd_args(&args(line));
-    if want != got {
-        diffs.push(format!("{line}\n  redis: {want:?}\n  proxy: {got:?}"));
-    }
-    want.starts_with('*') && !want.starts_with("*0\r") && !want.starts_with("*-1")
-}
-
 fn run_script(seed: u64, protocol3: bool, n: usize) {
     let Some(redis) = test_support::redis::start() else {
         return;
     };
     let env = Env::start(4);
-    let mut r = Client::connect(redis.addr());
-    let mut p = env.client();
-    for c in [&mut r, &mut p] {
-        c.cmd("FLUSHALL");
-        c.cmd("SET s string");
-        if protocol3 {
-            c.cmd("HELLO 3");
-        }
+    let mut d = Differ::new(Client::connect(redis.addr()), env.client());
+    d.both("FLUSHALL");
+    d.both("SET s string");
+    if protocol3 {
+        d.both("HELLO 3");
     }
-    let mut diffs = Vec::new();
     for line in FIXED {
-        let _ = compare(&mut r, &mut p, line, &mut diffs);
+        d.check(line);
     }
     let mut rng = Rng(seed);
     let mut found = 0;
     for _ in 0..n {
         let line = command(&mut rng);
-        let hit = compare(&mut r, &mut p, &line, &mut diffs);
+        let want = d.check(&line);
+        // Redis answered a non-empty array.
+        let hit = want.starts_with('*') && !want.starts_with("*0\r") && !want.starts_with("*-1");
         found += usize::from(hit && line.starts_with("GEO") && line.contains(" BY"));
         found += usize::from(hit && line.starts_with("GEORADIUS"));
         if rng.below(40) == 0 {
             for k in KEYS {
-                let line = format!("ZRANGE {k} 0 -1 WITHSCORES");
-                compare(&mut r, &mut p, &line, &mut diffs);
+                d.check(&format!("ZRANGE {k} 0 -1 WITHSCORES"));
             }
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} differences in {} commands:\n{}",
-        diffs.len(),
-        n + FIXED.len(),
-        diffs
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    d.assert_same();
     // The corpus is not vacuous: many searches find something.
     assert!(found > n / 20, "only {found} searches found members");
     // INFO stats counts what the searches read and kept (process-wide: other tests add).
-    let info = p.cmd("INFO stats");
+    let info = d.proxy.cmd("INFO stats");
     let stat = |name: &str| -> u64 {
         let at = info.find(name).unwrap() + name.len() + 1;
         info[at..].split("\r\n").next().unwrap().parse().unwrap()

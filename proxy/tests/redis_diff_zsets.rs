@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::diff::{Differ, Rng};
 use common::{Client, Env};
 
 const MEMBERS: &[&str] = &["a", "b", "c", "d", "e", "f"];
@@ -43,25 +44,6 @@ const BOUNDS: &[&str] = &[
 ];
 const LEX: &[&str] = &["-", "+", "[a", "(a", "[c", "(c", "[f", "(z", "c"];
 const RANKS: &[&str] = &["0", "1", "-1", "-2", "2", "5", "-7", "x"];
-
-/// A deterministic generator (splitmix64).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[(self.next() % from.len() as u64) as usize]
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn pairs(rng: &mut Rng, n: u64) -> String {
     (0..n)
@@ -177,13 +159,6 @@ fn command(rng: &mut Rng) -> String {
     }
 }
 
-fn args(line: &str) -> Vec<&[u8]> {
-    line.split(' ')
-        .filter(|a| !a.is_empty())
-        .map(str::as_bytes)
-        .collect()
-}
-
 /// The bulk strings of a reply, in order (nesting ignored).
 fn bulks(reply: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -229,51 +204,24 @@ fn run_script(seed: u64, protocol3: bool, n: usize) {
         return;
     };
     let env = Env::start(4);
-    let mut r = Client::connect(redis.addr());
-    let mut p = env.client();
-    for c in [&mut r, &mut p] {
-        c.cmd("FLUSHALL");
-        c.cmd("SET s string");
-        if protocol3 {
-            c.cmd("HELLO 3");
-        }
+    let mut d = Differ::new(Client::connect(redis.addr()), env.client());
+    d.both("FLUSHALL");
+    d.both("SET s string");
+    if protocol3 {
+        d.both("HELLO 3");
     }
     let mut rng = Rng(seed);
-    let mut diffs = Vec::new();
     for _ in 0..n {
-        let line = command(&mut rng);
-        let want = r.cmd_args(&args(&line));
-        let got = p.cmd_args(&args(&line));
-        if comparable(&line, &want) != comparable(&line, &got) {
-            diffs.push(format!("{line}\n  redis: {want:?}\n  proxy: {got:?}"));
-        }
+        d.check_as(&command(&mut rng), comparable);
         // Now and then, the whole of every key (ZSCAN, and the order with scores).
         if rng.below(50) == 0 {
             for k in KEYS {
-                for line in [
-                    format!("ZRANGE {k} 0 -1 WITHSCORES"),
-                    format!("ZSCAN {k} 0"),
-                ] {
-                    let want = r.cmd_args(&args(&line));
-                    let got = p.cmd_args(&args(&line));
-                    if comparable(&line, &want) != comparable(&line, &got) {
-                        diffs.push(format!("{line}\n  redis: {want:?}\n  proxy: {got:?}"));
-                    }
-                }
+                d.check_as(&format!("ZRANGE {k} 0 -1 WITHSCORES"), comparable);
+                d.check_as(&format!("ZSCAN {k} 0"), comparable);
             }
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} differences in {n} commands:\n{}",
-        diffs.len(),
-        diffs
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    d.assert_same();
 }
 
 #[test]

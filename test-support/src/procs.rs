@@ -143,3 +143,53 @@ pub fn wait_until<T>(
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A child process that is killed (SIGKILL) and reaped when dropped.
+#[derive(Debug)]
+pub struct ChildGuard(Child);
+
+impl ChildGuard {
+    /// Kills the child with SIGKILL (a crash at whatever point it was) and reaps it.
+    pub fn kill9(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs the ignored test `name` of the running test binary in a child process with `env`
+/// added, and returns once the child printed `READY` (a node for its parent to crash).
+///
+/// # Panics
+/// When the child cannot be started or exits before printing `READY`.
+pub fn spawn_test_child(name: &str, env: &[(&str, String)]) -> ChildGuard {
+    use std::io::BufRead;
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        name,
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut guard = ChildGuard(cmd.spawn().unwrap_or_else(|e| panic!("start {name}: {e}")));
+    let out = guard.0.stdout.take().expect("the child's stdout");
+    for line in std::io::BufReader::new(out).lines() {
+        if line.expect("the child's stdout").contains("READY") {
+            return guard;
+        }
+    }
+    panic!("{name} exited before READY");
+}

@@ -9,6 +9,7 @@
 //! move them between shards and inject `NotLeader` answers.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod diff;
 pub mod real_ds;
 
 use std::collections::HashMap;
