@@ -34,6 +34,7 @@ pub mod functions;
 pub mod glob;
 pub mod key_counts;
 pub mod keyspace;
+pub mod memory;
 pub mod mesh;
 pub mod metrics;
 pub mod monitor;
