@@ -1377,7 +1377,8 @@ mod tests {
     fn the_maxmemory_override_is_the_latest_set_and_survives_a_snapshot() {
         let mut s = booted();
         assert_eq!(s.max_memory(), None, "no override until one is set");
-        s.apply(4, &Command::SetMaxMemory { bytes: 1 << 20 }).unwrap();
+        s.apply(4, &Command::SetMaxMemory { bytes: 1 << 20 })
+            .unwrap();
         s.apply(5, &Command::SetMaxMemory { bytes: 0 }).unwrap();
         assert_eq!(s.max_memory(), Some(0), "0 is an override: no limit");
         let mut buf = BytesMut::new();

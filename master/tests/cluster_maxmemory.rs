@@ -107,17 +107,20 @@ async fn a_maxmemory_set_through_the_master_reaches_every_shard_and_survives_a_r
     let dir = tempfile::tempdir().unwrap();
     let run = start(dir.path()).await;
     let c = connect(run.addr).await;
-    let a = register(&c, 1, 64 << 20).await;
+    let a = register(&c, 1, 0).await;
     assert_eq!(report(&c, a, 0, [32 << 20, 1000, 600, 0, 10]).await, None);
     assert_eq!(report(&c, a, 1, [32 << 20, 2000, 900, 50, 20]).await, None);
     let m = cluster(&c).await;
     assert_eq!(m.maxmemory_override, None);
-    assert_eq!(m.node_maxmemory, 64 << 20, "the store's own setting");
+    assert_eq!(m.node_maxmemory, 64 << 20, "the budgets its shards apply");
     assert_eq!(
         (m.maxmemory_total, m.used_bytes, m.hot_value_bytes),
         (64 << 20, 3000, 1500)
     );
-    assert_eq!((m.cold_value_bytes, m.keys, m.stores, m.shards), (50, 30, 1, 2));
+    assert_eq!(
+        (m.cold_value_bytes, m.keys, m.stores, m.shards),
+        (50, 30, 1, 2)
+    );
 
     let Message::ClusterMemory(set) = must_call(
         &c,
@@ -133,7 +136,10 @@ async fn a_maxmemory_set_through_the_master_reaches_every_shard_and_survives_a_r
         (set.maxmemory_override, set.node_maxmemory),
         (Some(1 << 20), 1 << 20)
     );
-    assert_eq!(report(&c, a, 1, [512 << 10, 2000, 900, 50, 20]).await, Some(1 << 20));
+    assert_eq!(
+        report(&c, a, 1, [512 << 10, 2000, 900, 50, 20]).await,
+        Some(1 << 20)
+    );
 
     // A report from a shard the store does not have is refused.
     let bad = c
@@ -164,7 +170,10 @@ async fn a_maxmemory_set_through_the_master_reaches_every_shard_and_survives_a_r
     assert_eq!(cluster(&c).await.maxmemory_override, Some(1 << 20));
     let b = register(&c, 2, 0).await;
     assert_eq!(report(&c, b, 0, [0, 10, 0, 0, 0]).await, Some(1 << 20));
-    assert_eq!(report(&c, a, 0, [512 << 10, 10, 0, 0, 0]).await, Some(1 << 20));
+    assert_eq!(
+        report(&c, a, 0, [512 << 10, 10, 0, 0, 0]).await,
+        Some(1 << 20)
+    );
     drop(c);
     stop(run).await;
 }

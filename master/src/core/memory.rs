@@ -50,10 +50,12 @@ impl Core {
             .map(|(_, m)| m)
     }
 
-    /// The `maxmemory` a store applies: the override, else its own setting.
+    /// The `maxmemory` a store applies: the override, else its own setting as its shards'
+    /// budgets add up (a DS node registers without one: its registered capacity is the
+    /// cluster default, not what it applies).
     pub fn effective_max_memory(&self, store: StoreId) -> u64 {
-        let own = self.state().store(store).map_or(0, |s| s.mem_capacity);
-        self.state().max_memory().unwrap_or(own)
+        let own = || self.store_memory(store).map(|m| m.budget_bytes).sum();
+        self.state().max_memory().unwrap_or_else(own)
     }
 
     /// The override and the sums of the latest reports of every store not a tombstone.
@@ -64,16 +66,13 @@ impl Core {
             .filter(|s| s.state != StoreState::Tombstone)
             .map(|s| s.info.store_id)
             .collect();
-        let node_own = self
-            .state()
-            .stores()
-            .filter(|s| s.state != StoreState::Tombstone)
-            .map(|s| s.mem_capacity)
-            .max()
-            .unwrap_or(0);
         let mut c = ClusterMemory {
             maxmemory_override: self.state().max_memory(),
-            node_maxmemory: self.state().max_memory().unwrap_or(node_own),
+            node_maxmemory: live
+                .iter()
+                .map(|&s| self.effective_max_memory(s))
+                .max()
+                .unwrap_or(0),
             stores: live.len() as u32,
             ..ClusterMemory::default()
         };

@@ -1,7 +1,9 @@
 //! The cluster-wide `maxmemory` and the stores' memory figures (protocol version 6,
 //! `docs/format/wire.md` §4.5 "Memory").
 
-use crate::codec::wire_struct;
+use bytes::BytesMut;
+
+use crate::codec::{DecodeError, Reader, Wire, wire_struct};
 use crate::ids::{ShardId, StoreId};
 
 /// A proxy sets the `maxmemory` of every DS node (`CONFIG SET maxmemory`). The master logs it
@@ -19,7 +21,12 @@ wire_struct!(SetMaxMemory { maxmemory_bytes });
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct GetClusterMemory {}
-wire_struct!(GetClusterMemory {});
+impl Wire for GetClusterMemory {
+    fn encode(&self, _buf: &mut BytesMut) {}
+    fn decode(_r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Self {})
+    }
+}
 
 /// The cluster's `maxmemory` and the latest memory figures of its shards (sums over every
 /// shard of every store that is not a tombstone; every replica counts).
