@@ -4,7 +4,8 @@
 //! becomes 512 KiB within a few heartbeats (`ds_maxmemory_bytes` on the node's `/metrics`),
 //! demotion starts (every value leaves memory) and every value still reads back (cold ones from the device); `INFO
 //! memory` reports the data nodes' figures; and a proxy of a restarted master still reads
-//! the setting.
+//! the setting. With demotion held back, a lowered `maxmemory` refuses writes with Redis's
+//! OOM error and a raised one lets them through again.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -141,6 +142,57 @@ fn config_set_maxmemory_through_the_proxy_lowers_every_shard_budget_and_survives
         c.cmd("CONFIG GET maxmemory"),
         "*2\r\n$9\r\nmaxmemory\r\n$7\r\n1048576\r\n"
     );
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+    master.stop();
+}
+
+/// Writes refused with Redis's OOM error under a lowered `maxmemory` (demotion capped at 1
+/// byte per second, so it cannot make room) pass again once `CONFIG SET` raises it.
+#[test]
+fn raising_maxmemory_through_the_proxy_lets_refused_writes_succeed_again() {
+    const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n";
+    let root = test_support::tempdir::TempDir::new("proxy-real-ds-maxmemory-oom");
+    let master = test_support::master::start(root.path().join("master"), |_| {});
+    let node = ds_node::run(ds_node::DsConfig {
+        master_addr: Some(master.addr().to_string()),
+        heartbeat_ms: 100,
+        maxmemory: 64 << 20,
+        policy_tick_ms: 10,
+        policy_demote_bytes_per_sec: 1,
+        write_throttle_max_wait_ms: 100,
+        admin_addr: Some("127.0.0.1:0".into()),
+        ..real_ds::ds_config(&root.path().join("ds"), 1)
+    })
+    .unwrap();
+    let admin = node.admin_addr.unwrap().port();
+    let env = proxy(master.addr());
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(20));
+    assert_eq!(c.cmd("CONFIG SET maxmemory 2mb"), "+OK\r\n");
+    until("the lower budget", Duration::from_secs(10), || {
+        metric(admin, "ds_maxmemory_bytes") == 2 << 20
+    });
+    let value = "v".repeat(VALUE);
+    let mut acked = 0;
+    let refusal = loop {
+        let r = c.cmd_args(&[b"SET", format!("k{acked}").as_bytes(), value.as_bytes()]);
+        if r != "+OK\r\n" {
+            break r;
+        }
+        acked += 1;
+        assert!(acked < 3000, "never refused");
+    };
+    assert_eq!(refusal, OOM);
+    assert_eq!(c.cmd("CONFIG SET maxmemory 64mb"), "+OK\r\n");
+    until("the higher budget", Duration::from_secs(10), || {
+        metric(admin, "ds_maxmemory_bytes") == 64 << 20
+    });
+    for i in acked..acked + 100 {
+        let r = c.cmd_args(&[b"SET", format!("k{i}").as_bytes(), value.as_bytes()]);
+        assert_eq!(r, "+OK\r\n", "SET k{i} after raising maxmemory");
+    }
     drop(c);
     drop(env);
     node.shutdown().unwrap();
