@@ -139,9 +139,18 @@ pub fn stores_json(core: &Core) -> String {
                 sum(|l| l.disk_used),
             )
         };
+        // Memory reports (protocol 6): the budgets the shards apply and their value bytes.
+        let applied: u64 = core.store_memory(id).map(|m| m.budget_bytes).sum();
+        let hot: u64 = core.store_memory(id).map(|m| m.hot_value_bytes).sum();
+        let cold: u64 = core.store_memory(id).map(|m| m.cold_value_bytes).sum();
         let _ = write!(
             out,
-            "}},\"state\":\"{state}\",\"mem_capacity\":{},\"disk_capacity\":{},\"last_heartbeat_ms\":{},\"ops_per_sec\":{ops},\"mem_used\":{mem},\"disk_used\":{disk},\"shard_loads\":[",
+            "}},\"maxmemory\":{},\"maxmemory_applied\":{applied},\"hot_value_bytes\":{hot},\"cold_value_bytes\":{cold}",
+            core.effective_max_memory(id),
+        );
+        let _ = write!(
+            out,
+            ",\"state\":\"{state}\",\"mem_capacity\":{},\"disk_capacity\":{},\"last_heartbeat_ms\":{},\"ops_per_sec\":{ops},\"mem_used\":{mem},\"disk_used\":{disk},\"shard_loads\":[",
             st.mem_capacity,
             st.disk_capacity,
             load.map_or(0, |l| l.heartbeat_ms),

@@ -14,7 +14,8 @@ use crate::state::{ClusterState, Command, CommandError};
 const LOG_MAGIC: &[u8; 8] = b"TKVMLOG1";
 const SNAP_MAGIC: &[u8; 8] = b"TKVMSNP1";
 /// The version this build writes (log header and snapshot): 2 adds capacity requests
-/// (commands 10 and 11, and the snapshot's list). Version 1 files are still read.
+/// (commands 10 and 11, and the snapshot's list), 3 the `maxmemory` override (command 12 and
+/// the snapshot's `max_memory`). Version 1 and 2 files are still read.
 const FORMAT_VERSION: u32 = crate::state::SNAPSHOT_VERSION;
 /// Versions this build reads.
 const READABLE_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;

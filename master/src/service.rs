@@ -341,6 +341,8 @@ impl Master {
                 let now = self.clock.now_ms();
                 self.lock_proxies().register(r, now).map(Message::from)
             }
+            Message::ShardMemory(m) => self.lock_core().shard_memory(m).map(Message::from),
+            Message::GetClusterMemory(_) => Ok(self.lock_core().cluster_memory().into()),
             other => return Handling::Later(other),
         };
         Handling::Done(self.finish(name, start, reply))
@@ -419,6 +421,12 @@ impl Master {
                 let now = self.clock.now_ms();
                 self.lock_proxies().register(r, now)?.into()
             }
+            Message::ShardMemory(m) => self.lock_core().shard_memory(m)?.into(),
+            Message::GetClusterMemory(_) => self.lock_core().cluster_memory().into(),
+            Message::SetMaxMemory(r) => self
+                .blocking(move |c, _| c.set_max_memory(r))
+                .await??
+                .into(),
             Message::StoreRegister(r) => self
                 .blocking(move |c, now| c.register_store(r, now))
                 .await??

@@ -1,5 +1,5 @@
 //! The master's deterministic state machine: stores, ranges, the id allocator's and the TSO's
-//! high-water marks, and the cluster config. Every change is a [`Command`], validated and then
+//! high-water marks, the cluster config and the cluster's `maxmemory` override. Every change is a [`Command`], validated and then
 //! applied in log order; the state machine reads no clock and does no I/O (time arrives inside
 //! commands), so three masters replaying the same commands reach the same state.
 
@@ -188,6 +188,11 @@ pub enum Command {
         /// Expand: the stores registered for it so far; shrink: unchanged.
         stores: Vec<StoreId>,
     },
+    /// Sets the `maxmemory` of every DS node (overriding each node's own setting).
+    SetMaxMemory {
+        /// Per node, bytes; 0: no limit.
+        bytes: u64,
+    },
 }
 disk_enum!(Command, "command" {
     0 => Init { cluster_id, config },
@@ -202,6 +207,7 @@ disk_enum!(Command, "command" {
     9 => BootstrapRanges { ranges },
     10 => RequestCapacity { record, max_stores, min_stores },
     11 => UpdateCapacity { id, state, stores },
+    12 => SetMaxMemory { bytes },
 });
 
 impl Command {
@@ -220,6 +226,7 @@ impl Command {
             Self::BootstrapRanges { .. } => "bootstrap_ranges",
             Self::RequestCapacity { .. } => "request_capacity",
             Self::UpdateCapacity { .. } => "update_capacity",
+            Self::SetMaxMemory { .. } => "set_max_memory",
         }
     }
 }
@@ -295,6 +302,8 @@ pub struct ClusterState {
     starts: BTreeMap<Bytes, RangeId>,
     /// Capacity requests: every active one and the latest finished ones.
     provisioning: BTreeMap<ProvisionId, Provisioning>,
+    /// The `maxmemory` every DS node applies, bytes (0: no limit); none: each its own.
+    max_memory: Option<u64>,
 }
 
 impl ClusterState {
@@ -309,6 +318,11 @@ impl ClusterState {
     /// The cluster config.
     pub fn config(&self) -> &ClusterConfig {
         &self.config
+    }
+    /// The `maxmemory` every DS node applies, bytes (0: no limit); none: each node keeps its
+    /// own setting.
+    pub fn max_memory(&self) -> Option<u64> {
+        self.max_memory
     }
     /// Grows with every change of a range or a store's addresses.
     pub fn route_version(&self) -> u64 {
@@ -463,7 +477,9 @@ impl ClusterState {
                 min_stores,
             } => self.check_request(record, *max_stores, *min_stores),
             Command::UpdateCapacity { id, state, stores } => self.check_update(*id, *state, stores),
-            Command::ReserveIds { .. } | Command::SetTsoLimit { .. } => Ok(()),
+            Command::ReserveIds { .. }
+            | Command::SetTsoLimit { .. }
+            | Command::SetMaxMemory { .. } => Ok(()),
             Command::SetConfig { config } => check_config(config),
         }
     }
@@ -521,6 +537,7 @@ impl ClusterState {
             Command::ReserveIds { end } => self.id_end = self.id_end.max(*end),
             Command::SetTsoLimit { limit } => self.tso_limit = self.tso_limit.max(*limit),
             Command::SetConfig { config } => self.config = *config,
+            Command::SetMaxMemory { bytes } => self.max_memory = Some(*bytes),
             Command::RequestCapacity { record, .. } => {
                 if record.kind == ProvisionKind::Shrink {
                     for s in &record.stores {
@@ -803,6 +820,7 @@ impl ClusterState {
         ranges.encode(buf);
         let provisioning: Vec<Provisioning> = self.provisioning.values().cloned().collect();
         provisioning.encode(buf);
+        self.max_memory.encode(buf);
     }
 
     /// Decodes a snapshot's state (current format version) taken at `applied_index`,
@@ -812,7 +830,7 @@ impl ClusterState {
     }
 
     /// Decodes a snapshot's state written by format `version` (1: no capacity requests;
-    /// 2: with them).
+    /// 2: with them; 3: and the `maxmemory` override).
     pub fn decode_snapshot_version(
         version: u32,
         applied_index: u64,
@@ -834,6 +852,9 @@ impl ClusterState {
                 }
                 s.provisioning.insert(p.id, p);
             }
+        }
+        if version >= 3 {
+            s.max_memory = Wire::decode(r)?;
         }
         Ok(s)
     }
@@ -883,7 +904,7 @@ pub fn is_stale(new: Epoch, old: Epoch) -> bool {
 }
 
 /// The snapshot state layout written by this build (`docs/format/master-log.md` §3).
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Most ranges one bootstrap creates (one per shard of the first store).
 pub const MAX_BOOTSTRAP_RANGES: usize = 1024;
@@ -1044,6 +1065,7 @@ mod tests {
         stores.encode(&mut b);
         ranges.encode(&mut b);
         Vec::<Provisioning>::new().encode(&mut b);
+        s.max_memory.encode(&mut b);
         ClusterState::decode_snapshot(s.applied_index, &mut Reader::new(b.freeze()))
     }
 
@@ -1344,11 +1366,39 @@ mod tests {
         let old = booted();
         let mut v1 = BytesMut::new();
         old.encode_snapshot(&mut v1);
-        v1.truncate(v1.len() - 4); // the empty list's count
+        v1.truncate(v1.len() - 5); // the empty list's count and the absent override's tag
         let mut r = Reader::new(v1.freeze());
         let back = ClusterState::decode_snapshot_version(1, 3, &mut r).unwrap();
         r.finish().unwrap();
         assert_eq!(back, old);
+    }
+
+    #[test]
+    fn the_maxmemory_override_is_the_latest_set_and_survives_a_snapshot() {
+        let mut s = booted();
+        assert_eq!(s.max_memory(), None, "no override until one is set");
+        s.apply(4, &Command::SetMaxMemory { bytes: 1 << 20 })
+            .unwrap();
+        s.apply(5, &Command::SetMaxMemory { bytes: 0 }).unwrap();
+        assert_eq!(s.max_memory(), Some(0), "0 is an override: no limit");
+        let mut buf = BytesMut::new();
+        s.encode_snapshot(&mut buf);
+        let back = ClusterState::decode_snapshot(5, &mut Reader::new(buf.freeze())).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.max_memory(), Some(0));
+    }
+
+    #[test]
+    fn a_version_2_snapshot_has_no_maxmemory_override() {
+        let old = booted();
+        let mut v2 = BytesMut::new();
+        old.encode_snapshot(&mut v2);
+        v2.truncate(v2.len() - 1); // the absent override's tag
+        let mut r = Reader::new(v2.freeze());
+        let back = ClusterState::decode_snapshot_version(2, 3, &mut r).unwrap();
+        r.finish().unwrap();
+        assert_eq!(back, old);
+        assert_eq!(back.max_memory(), None);
     }
 
     #[test]

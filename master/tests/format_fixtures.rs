@@ -1,8 +1,10 @@
 //! Byte-level fixtures of the master's on-disk format, version 1 (docs/format/master-log.md):
 //! a snapshot plus a log written by this release, committed under `tests/fixtures/v1/`, must
-//! recover to the same state forever; so must `tests/fixtures/v2/` (capacity requests).
-//! Regenerate the newest (only for a new format version, in a new directory) with
-//! `MASTER_WRITE_FIXTURES=1 cargo test -p master --test format_fixtures`.
+//! recover to the same state forever; so must `tests/fixtures/v2/` (capacity requests) and
+//! `tests/fixtures/v3/` (the `maxmemory` override). Regenerate the newest (only for a new
+//! format version, in a new directory) with `MASTER_WRITE_FIXTURES=1 cargo test -p master
+//! --test format_fixtures version_3` (the filter matters: the other tests would rewrite their
+//! directories in the current format).
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -246,4 +248,52 @@ fn version_2_fixture_recovers_capacity_requests() {
     write_v2_fixture(again.path());
     let (d2, _) = DurableState::open(again.path()).unwrap();
     assert_eq!(d2.state(), s);
+}
+
+fn v3_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3")
+}
+
+/// Version 3: the `maxmemory` override in a snapshot (1 MiB) and in the log after it (2 MiB).
+fn write_v3_fixture(dir: &Path) {
+    let (mut d, _) = DurableState::open(dir).unwrap();
+    let before_snapshot = [
+        Command::Init {
+            cluster_id: ClusterId(44),
+            config: ClusterConfig::default(),
+        },
+        Command::PutStore {
+            meta: store_meta(3),
+        },
+        Command::Bootstrap {
+            range: range(10, b"", b"", 1),
+        },
+        Command::SetMaxMemory { bytes: 1 << 20 },
+    ];
+    for c in &before_snapshot {
+        d.propose(c).unwrap();
+    }
+    d.snapshot().unwrap();
+    d.propose(&Command::SetMaxMemory { bytes: 2 << 20 })
+        .unwrap();
+}
+
+#[test]
+fn version_3_fixture_recovers_the_maxmemory_override() {
+    if std::env::var("MASTER_WRITE_FIXTURES").is_ok() {
+        let _ = std::fs::remove_dir_all(v3_dir());
+        write_v3_fixture(&v3_dir());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(v3_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let (d, report) = DurableState::open(tmp.path()).unwrap();
+    assert_eq!((report.snapshot_index, report.replayed), (4, 1));
+    assert_eq!(d.state().max_memory(), Some(2 << 20));
+    let again = tempfile::tempdir().unwrap();
+    write_v3_fixture(again.path());
+    let (d2, _) = DurableState::open(again.path()).unwrap();
+    assert_eq!(d2.state(), d.state());
 }

@@ -2,7 +2,8 @@
 //! messages of protocol version 1, whose layouts version 2 keeps) and `tests/fixtures/v2/`
 //! (what version 2 added: the authenticated handshake) and `tests/fixtures/v3/` (what version 3
 //! added: the shard heartbeat and probe reports) and `tests/fixtures/v4/` (the route-table
-//! watch) and `tests/fixtures/v5/` (the proxy directory and mesh). A change that alters the bytes of an
+//! watch) and `tests/fixtures/v5/` (the proxy directory and mesh) and `tests/fixtures/v6/`
+//! (the cluster-wide `maxmemory` and memory reports). A change that alters the bytes of an
 //! existing message breaks this test — which is the point: a layout change needs a new
 //! protocol version (`docs/format/wire.md` §6). New messages add new fixtures with
 //! `TIERKV_BLESS=1`.
@@ -484,7 +485,11 @@ fn samples_v5() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+            Message::Hello(Hello {
+                min_version: 2,
+                max_version: 5,
+                ..Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))
+            }),
         ),
         (
             "proxy_register",
@@ -548,6 +553,56 @@ fn samples_v5() -> Vec<(&'static str, Message)> {
     ]
 }
 
+/// What version 6 added: the cluster-wide `maxmemory` and the shards' memory reports.
+fn samples_v6() -> Vec<(&'static str, Message)> {
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+        ),
+        (
+            "set_max_memory",
+            Message::SetMaxMemory(SetMaxMemory {
+                maxmemory_bytes: 1 << 20,
+            }),
+        ),
+        (
+            "get_cluster_memory",
+            Message::GetClusterMemory(GetClusterMemory {}),
+        ),
+        (
+            "cluster_memory",
+            Message::ClusterMemory(ClusterMemory {
+                maxmemory_override: Some(1 << 20),
+                node_maxmemory: 1 << 20,
+                maxmemory_total: 3 << 20,
+                used_bytes: 900_000,
+                hot_value_bytes: 600_000,
+                cold_value_bytes: 4_000_000,
+                keys: 1_234,
+                stores: 3,
+                shards: 6,
+            }),
+        ),
+        (
+            "shard_memory",
+            Message::ShardMemory(ShardMemory {
+                store_id: StoreId(2),
+                shard_id: ShardId(1),
+                budget_bytes: 512 << 10,
+                used_bytes: 400_000,
+                hot_value_bytes: 300_000,
+                cold_value_bytes: 2_000_000,
+                keys: 617,
+            }),
+        ),
+        (
+            "memory_setting",
+            Message::MemorySetting(MemorySetting { maxmemory: None }),
+        ),
+    ]
+}
+
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -577,6 +632,19 @@ fn version_4_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn version_5_fixtures_decode_to_the_same_messages_and_bytes() {
     check_fixtures("v5", samples_v5());
+}
+
+#[test]
+fn version_6_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v6", samples_v6());
+}
+
+#[test]
+fn the_version_6_hello_offers_versions_2_to_6() {
+    let Message::Hello(h) = &samples_v6()[0].1 else {
+        panic!("first v6 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 6));
 }
 
 #[test]
@@ -640,11 +708,12 @@ fn every_message_kind_has_a_fixture() {
         .chain(samples_v3().iter())
         .chain(samples_v4().iter())
         .chain(samples_v5().iter())
+        .chain(samples_v6().iter())
         .map(|(_, m)| m.kind())
         .collect();
     // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite), 3 more
     // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4), one
-    // more in version 4 (WatchRouteTable), eight in version 5 (the proxy directory and mesh); a
-    // new kind needs a new sample.
-    assert_eq!(kinds.len(), 47, "kinds with fixtures: {kinds:x?}");
+    // more in version 4 (WatchRouteTable), eight in version 5 (the proxy directory and mesh),
+    // five in version 6 (memory); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 52, "kinds with fixtures: {kinds:x?}");
 }

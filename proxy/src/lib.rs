@@ -35,6 +35,7 @@ pub mod glob;
 pub mod key_counts;
 pub mod keyspace;
 pub mod latency;
+pub mod memory;
 pub mod mesh;
 pub mod metrics;
 pub mod monitor;

@@ -1075,11 +1075,17 @@ fn every_command_answers_as_redis_does_through_the_redis_crate_in_resp2_and_resp
         run(&mut con, "SWAPDB 0 1").starts_with("!ERR SWAPDB is not supported"),
         "SWAPDB is refused"
     );
+    // maxmemory is the cluster's (the master holds it): set alone, never with the proxy's
+    // own parameters (which could not be taken back if the master refused it).
     assert_eq!(
-        run(&mut con, "CONFIG SET maxmemory 1"),
-        "!ERR CONFIG SET failed (possibly related to argument 'maxmemory') - maxmemory is set \
-         on each DS node (--maxmemory or its config file); CONFIG SET through the proxy does \
-         not reach them yet"
+        run(&mut con, "CONFIG SET maxmemory 1 timeout 0"),
+        "!ERR CONFIG SET failed (possibly related to argument 'maxmemory') - maxmemory is the \
+         cluster's and is set alone"
+    );
+    assert_eq!(run(&mut con, "CONFIG SET maxmemory 0"), "OK");
+    assert_eq!(
+        run(&mut con, "CONFIG GET maxmemory"),
+        "[\"maxmemory\", \"0\"]"
     );
     // HSCAN NOVALUES (Redis 7.4's) is accepted.
     let _ = run(&mut con, "HSET nv a 1 b 2");

@@ -1,7 +1,10 @@
 //! The memory policy (`maxmemory`, DESIGN §4 "Policy"): keeps a shard's accounted memory
 //! under its share of the node's `maxmemory`, and decides which cold reads promote.
 //!
-//! - **Budget**: `maxmemory / shards` per shard; what counts is
+//! - **Budget**: `maxmemory / shards` per shard ([`shard_budget`]), where `maxmemory` is the
+//!   cluster's override when the master has one (`CONFIG SET maxmemory` through a proxy,
+//!   delivered to every shard in the answer to its memory report each heartbeat:
+//!   [`set_node_maxmemory`]) and the node's own setting otherwise; what counts is
 //!   `MasstreeStore::accounted` (tree arena pages, key suffixes, pointers, inline values, a
 //!   per-entry allocator overhead). Not counted: the shard log's buffers, Raft's cached
 //!   entries, network buffers, allocator slack, code.
@@ -31,7 +34,7 @@ use bytes::Bytes;
 
 use super::demote::{self, DemoteReport, EXPIRING_SOON_MS, MAX_VALUE, STEP_BYTES, STEP_ENTRIES};
 /// The policy's figures (kept with its state, in the shard's leaf modules).
-pub use super::policy_state::PolicyMetrics;
+pub use super::policy_state::{PolicyMetrics, shard_budget};
 use super::shard::{Shard, ShardDevice, now_ms};
 use super::throttle;
 use crate::range::clock::{self, SweepLimits};
@@ -44,6 +47,42 @@ pub const STEP_VISITS: usize = 8 * STEP_ENTRIES;
 /// larger steps make room sooner (the demoted values are written in appends of at most
 /// [`STEP_BYTES`] each, `demote::step`).
 pub const URGENT_FACTOR: usize = 4;
+
+/// Applies the node's `maxmemory` from the master (`None`: no override, the node's own
+/// setting) to this shard: its budget becomes its share. The policy task and the write
+/// throttle read the budget at their next check (within `policy-tick-ms`): a lower one starts
+/// demotion, a higher one ends it; writes waiting for memory look again at once.
+pub fn set_node_maxmemory<D: ShardDevice>(shard: &Shard<D>, maxmemory: Option<u64>) {
+    let node = maxmemory.unwrap_or(shard.cfg.maxmemory);
+    let budget = shard_budget(node, shard.cfg.shards);
+    let old = shard.policy.budget.replace(budget);
+    if old != budget {
+        tracing::info!(
+            shard = shard.index,
+            old,
+            budget,
+            overridden = maxmemory.is_some(),
+            "memory budget changed"
+        );
+        shard.policy.throttle.notify();
+    }
+}
+
+/// This shard's memory report for the master (`docs/format/wire.md` §4.5 "Memory"), `keys`
+/// being its replicas' keys.
+pub fn memory_report<D: ShardDevice>(shard: &Shard<D>, keys: u64) -> net::message::ShardMemory {
+    let st = shard.state.borrow();
+    let c = st.engine.cold_stats();
+    net::message::ShardMemory {
+        store_id: shard.store_id(),
+        shard_id: net::ShardId(shard.index),
+        budget_bytes: shard.policy.budget.get(),
+        used_bytes: st.engine.accounted().total(),
+        hot_value_bytes: c.hot_value_bytes,
+        cold_value_bytes: c.cold_value_bytes,
+        keys,
+    }
+}
 
 /// What the policy decides for one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +285,13 @@ mod tests {
         );
         assert_eq!(step_limits(true, 40_960).2, 4096);
         assert_eq!(step_limits(false, 1).2, 1);
+    }
+
+    #[test]
+    fn a_node_maxmemory_is_split_evenly_among_its_shards() {
+        assert_eq!(shard_budget(1 << 20, 4), 256 << 10);
+        assert_eq!(shard_budget(0, 4), 0, "no limit stays no limit");
+        assert_eq!(shard_budget(10, 0), 10, "no shard count is one shard");
     }
 
     #[test]

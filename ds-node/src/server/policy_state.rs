@@ -18,6 +18,11 @@ use crate::range::engine::Promotion;
 /// keep transient entries for the loads in flight): 16-bit stamps wrap after 109 minutes.
 pub const TICK: Duration = Duration::from_millis(100);
 
+/// A shard's share of its node's `maxmemory` (0: no limit) among `shards`.
+pub fn shard_budget(node_maxmemory: u64, shards: usize) -> u64 {
+    node_maxmemory / shards.max(1) as u64
+}
+
 /// A shard's policy state, shared by the policy task and cold loads (one thread).
 #[derive(Debug)]
 pub struct PolicyState {
@@ -45,7 +50,7 @@ impl PolicyState {
     pub fn new(cfg: &DsConfig, clock: Rc<dyn Clock>) -> Self {
         let window = cfg.promote_window_ms / TICK.as_millis() as u64;
         Self {
-            budget: Cell::new(cfg.maxmemory / cfg.shards.max(1) as u64),
+            budget: Cell::new(shard_budget(cfg.maxmemory, cfg.shards)),
             behind: Cell::new(false),
             promote: Cell::new(cfg.maxmemory == 0),
             loads_in_flight: RefCell::new(BTreeMap::new()),

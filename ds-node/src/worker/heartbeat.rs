@@ -4,6 +4,11 @@
 //! - every shard, when its master connection speaks protocol 3: a shard heartbeat with the
 //!   load of the window since its previous one (reads/writes and their bytes per second from
 //!   `crate::load`, keys and bytes of its ranges, memory, disk);
+//! - every shard, when its master connection speaks protocol 6: a memory report (budget,
+//!   accounted memory, hot and cold value bytes, keys); the answer carries the cluster's
+//!   `maxmemory` override, which sets the shard's budget (`server::policy::set_node_maxmemory`;
+//!   without one the node's own setting applies), so a node that restarts or joins later
+//!   gets it within one heartbeat;
 //! - a range heartbeat for every range it leads, with that range's load (size, keys and the
 //!   same rates; the master splits ranges above its thresholds: see `server::split`);
 //! - a split report for a range it leads whose split the master's route table lacks (the
@@ -20,7 +25,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use net::Message;
-use net::message::handshake::LOAD_AND_PROBES_VERSION;
+use net::message::handshake::{LOAD_AND_PROBES_VERSION, MEMORY_VERSION};
 use net::message::{
     Bootstrap, GetRouteTable, RangeHeartbeat, RangeStats, ShardHeartbeat, ShardLoad, ShardStats,
     StoreHeartbeat, StoreInfo, StoreStats,
@@ -94,6 +99,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             }
         }
         send_shard_heartbeat(&shard, &m, &window).await;
+        exchange_memory(&shard, &m).await;
         match shard
             .pool()
             .call(
@@ -217,6 +223,37 @@ async fn send_shard_heartbeat<D: ShardDevice>(shard: &Shard<D>, master: &str, wi
     };
     if let Err(e) = client.call(Message::ShardHeartbeat(hb)).await {
         tracing::info!("shard heartbeat failed: {e}");
+    }
+}
+
+/// Reports this shard's memory and applies the `maxmemory` the master answers, if the master
+/// speaks protocol 6 (an older one keeps every node on its own setting).
+async fn exchange_memory<D: ShardDevice>(shard: &Shard<D>, master: &str) {
+    let client = match shard.pool().get(master).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!("memory report: no master connection: {e}");
+            return;
+        }
+    };
+    if client.peer().version < MEMORY_VERSION {
+        return;
+    }
+    let keys = {
+        let st = shard.state();
+        st.peers()
+            .values()
+            .filter(|p| p.is_initialized())
+            .map(|p| p.approx_size().1)
+            .sum()
+    };
+    let report = crate::server::policy::memory_report(shard, keys);
+    match client.call(Message::ShardMemory(report)).await {
+        Ok(Message::MemorySetting(s)) => {
+            crate::server::policy::set_node_maxmemory(shard, s.maxmemory);
+        }
+        Ok(other) => tracing::info!("memory report: unexpected answer {}", other.name()),
+        Err(e) => tracing::info!("memory report failed: {e}"),
     }
 }
 

@@ -3,6 +3,7 @@
 //! `RpcError`s the peer sees. The tokio service (`crate::service`) puts it behind a mutex.
 
 mod manual;
+mod memory;
 mod operator;
 mod routes;
 pub mod scale;
@@ -135,6 +136,8 @@ pub struct Core {
     next_id: u64,
     store_loads: BTreeMap<StoreId, StoreLoad>,
     shard_loads: BTreeMap<(StoreId, ShardId), ShardLoadSeen>,
+    /// Each shard's latest memory report (protocol version 6; soft state).
+    shard_memory: BTreeMap<(StoreId, ShardId), net::message::ShardMemory>,
     range_loads: BTreeMap<RangeId, RangeLoad>,
     detector: Detector,
     operators: BTreeMap<RangeId, RunningOperator>,
@@ -183,6 +186,7 @@ impl Core {
                 next_id,
                 store_loads: BTreeMap::new(),
                 shard_loads: BTreeMap::new(),
+                shard_memory: BTreeMap::new(),
                 range_loads: BTreeMap::new(),
                 detector,
                 operators: BTreeMap::new(),

@@ -84,7 +84,8 @@ impl RouteCache {
             | Command::UpdateCapacity { .. }
             | Command::ReserveIds { .. }
             | Command::SetTsoLimit { .. }
-            | Command::SetConfig { .. } => {}
+            | Command::SetConfig { .. }
+            | Command::SetMaxMemory { .. } => {}
         }
         self.version = state.route_version();
         debug_assert_eq!(self.ranges.len(), state.range_count());

@@ -7,9 +7,9 @@ use crate::ids::{ClusterId, NodeId};
 
 /// `TKV1` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TKV1");
-/// The protocol version this build speaks: 5 (version 4 plus the proxy directory and mesh,
-/// `docs/format/wire.md` §7).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// The protocol version this build speaks: 6 (version 5 plus the cluster-wide `maxmemory`
+/// and memory reports, `docs/format/wire.md` §7).
+pub const PROTOCOL_VERSION: u16 = 6;
 /// The first protocol version with [`ShardHeartbeat`](crate::message::ShardHeartbeat) and
 /// [`ProbeReport`](crate::message::ProbeReport): a sender checks the connection's negotiated
 /// version against it before sending either.
@@ -22,6 +22,10 @@ pub const ROUTE_WATCH_VERSION: u16 = 4;
 /// ([`ProxyRegister`](crate::message::ProxyRegister) and the `Peer*` messages): a proxy sends
 /// them only over a connection that negotiated it.
 pub const MESH_VERSION: u16 = 5;
+/// The first protocol version with the memory messages ([`SetMaxMemory`](crate::message::SetMaxMemory),
+/// [`GetClusterMemory`](crate::message::GetClusterMemory), [`ShardMemory`](crate::message::ShardMemory)):
+/// a proxy or DS shard sends them only over a connection that negotiated it.
+pub const MEMORY_VERSION: u16 = 6;
 /// The oldest protocol version this build still speaks. Version 1 had no authentication, so
 /// it is no longer spoken.
 pub const MIN_PROTOCOL_VERSION: u16 = 2;

@@ -6,6 +6,7 @@ pub mod hll;
 pub mod kv;
 pub mod list;
 pub mod master;
+pub mod memory;
 pub mod mesh;
 pub mod raft;
 pub mod script;
@@ -22,6 +23,7 @@ use crate::ids::RequestId;
 pub use handshake::{Hello, HelloAck, Ping, Pong, Role};
 pub use kv::{KvOp, KvRequest, KvResponse, KvWrite, OpResult};
 pub use master::*;
+pub use memory::*;
 pub use mesh::*;
 pub use raft::{RaftBatch, RaftEnvelope, SnapshotAck, SnapshotChunk};
 
@@ -141,6 +143,11 @@ messages! {
     0x0318 => WatchRouteTable(WatchRouteTable),
     0x0319 => ProxyRegister(ProxyRegister),
     0x031A => ProxyPeers(ProxyPeers),
+    0x031B => SetMaxMemory(SetMaxMemory),
+    0x031C => GetClusterMemory(GetClusterMemory),
+    0x031D => ClusterMemory(ClusterMemory),
+    0x031E => ShardMemory(ShardMemory),
+    0x031F => MemorySetting(MemorySetting),
     0x0400 => PeerPublish(PeerPublish),
     0x0401 => PeerReceivers(PeerReceivers),
     0x0402 => PeerPubsubQuery(PeerPubsubQuery),
@@ -350,6 +357,11 @@ mod tests {
         kind::WatchRouteTable,
         kind::ProxyRegister,
         kind::ProxyPeers,
+        kind::SetMaxMemory,
+        kind::GetClusterMemory,
+        kind::ClusterMemory,
+        kind::ShardMemory,
+        kind::MemorySetting,
         kind::PeerPublish,
         kind::PeerReceivers,
         kind::PeerPubsubQuery,

@@ -33,7 +33,7 @@ pub fn dispatch(shared: &Shared, sess: &mut Session, name: &'static str, args: &
         "hello" => hello(shared, sess, args),
         "client" => client(shared, sess, args),
         "command" => command(args),
-        "config" => config(shared, args),
+        "config" => return config(shared, args),
         "info" => return info_action(shared, args),
         "slowlog" => crate::slowlog::command(&shared.slowlog, args),
         "latency" => {
@@ -718,30 +718,113 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     params
 }
 
-fn config(shared: &Shared, args: &[Bytes]) -> Reply {
+fn config(shared: &Shared, args: &[Bytes]) -> Action {
     let sub = &args[1];
-    if is(sub, "get") {
+    Action::Reply(if is(sub, "get") {
         if args.len() < 3 {
-            return arity("config|get");
+            return Action::Reply(arity("config|get"));
         }
-        let params = config_params(shared);
-        let mut out = Vec::new();
-        for (name, value) in &params {
-            if args[2..]
-                .iter()
-                .any(|p| crate::glob::Pattern::nocase(p).matches(name.as_bytes()))
-            {
-                out.push((Reply::bulk(name.as_bytes()), Reply::bulk(value.as_bytes())));
-            }
-        }
-        Reply::Map(out)
+        return config_get(shared, &args[2..]);
     } else if is(sub, "set") {
-        config_set(shared, args)
+        return config_set(shared, args);
     } else if is(sub, "resetstat") {
         shared.metrics.reset();
         Reply::OK
     } else {
         unknown_sub("config", sub)
+    })
+}
+
+/// `CONFIG GET pattern [pattern …]`. `maxmemory` is the cluster's (the master's answer,
+/// cached for [`crate::memory::CACHE_TTL`]): asked for when it matches and the cache is old.
+fn config_get(shared: &Shared, patterns: &[Bytes]) -> Action {
+    let matches = |name: &str| {
+        patterns
+            .iter()
+            .any(|p| crate::glob::Pattern::nocase(p).matches(name.as_bytes()))
+    };
+    let pairs: Vec<(&'static str, String)> = config_params(shared)
+        .into_iter()
+        .filter(|(name, _)| matches(name))
+        .collect();
+    if !pairs.iter().any(|(name, _)| *name == "maxmemory") {
+        return Action::Reply(config_map(pairs));
+    }
+    match shared.router.memory.fresh() {
+        Some(m) => Action::Reply(config_map(with_maxmemory(pairs, &m))),
+        None => Action::rounds(ConfigGetMaxMemory { pairs }),
+    }
+}
+
+fn config_map(pairs: Vec<(&'static str, String)>) -> Reply {
+    Reply::Map(
+        pairs
+            .into_iter()
+            .map(|(n, v)| (Reply::bulk(n.as_bytes()), Reply::Bulk(Bytes::from(v))))
+            .collect(),
+    )
+}
+
+fn with_maxmemory(
+    mut pairs: Vec<(&'static str, String)>,
+    m: &net::message::ClusterMemory,
+) -> Vec<(&'static str, String)> {
+    for (name, value) in &mut pairs {
+        if *name == "maxmemory" {
+            *value = m.node_maxmemory.to_string();
+        }
+    }
+    pairs
+}
+
+/// `CONFIG GET` of `maxmemory` once the master answered.
+#[derive(Debug)]
+struct ConfigGetMaxMemory {
+    pairs: Vec<(&'static str, String)>,
+}
+
+impl super::action::AsyncCommand for ConfigGetMaxMemory {
+    fn run<'a>(
+        self: Box<Self>,
+        router: &'a crate::db::DbRouter<'_>,
+    ) -> futures_util::future::BoxFuture<'a, Reply> {
+        Box::pin(async move {
+            // A master that does not answer does not fail `CONFIG GET *` (tools and client
+            // libraries call it at connect): the last value it gave stands, `0` before any.
+            let m = match crate::memory::get(router.raw()).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    tracing::warn!("CONFIG GET maxmemory: the master did not answer: {e}");
+                    router.raw().memory.last()
+                }
+            };
+            match m {
+                Some(m) => config_map(with_maxmemory(self.pairs, &m)),
+                None => config_map(self.pairs),
+            }
+        })
+    }
+}
+
+/// `CONFIG SET maxmemory` once the master logged it durably.
+#[derive(Debug)]
+struct ConfigSetMaxMemory {
+    bytes: u64,
+}
+
+impl super::action::AsyncCommand for ConfigSetMaxMemory {
+    fn run<'a>(
+        self: Box<Self>,
+        router: &'a crate::db::DbRouter<'_>,
+    ) -> futures_util::future::BoxFuture<'a, Reply> {
+        Box::pin(async move {
+            match crate::memory::set(router.raw(), self.bytes).await {
+                Ok(_) => Reply::OK,
+                Err(e) => Reply::err(format_args!(
+                    "CONFIG SET failed (possibly related to argument 'maxmemory') - the master did not take it: {e}"
+                )),
+            }
+        })
     }
 }
 
@@ -764,19 +847,40 @@ enum SetValue {
     Encoding(usize, i64),
     /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
     NoSave,
+    /// `maxmemory` of every DS node, bytes (0: no limit): sent to the master.
+    MaxMemory(u64),
 }
 
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
 /// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`,
 /// `notify-keyspace-events`, `busy-reply-threshold`, `slowlog-log-slower-than`,
-/// `slowlog-max-len`, `latency-monitor-threshold`, the encoding thresholds and `save ""`.
-fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
+/// `slowlog-max-len`, `latency-monitor-threshold`, the encoding thresholds, `save ""` and
+/// `maxmemory` (the cluster's, set alone: it goes to the master, which may fail, and the
+/// proxy's own parameters could not be taken back then).
+fn config_set(shared: &Shared, args: &[Bytes]) -> Action {
     if args.len() < 4 {
-        return arity("config|set");
+        return Action::Reply(arity("config|set"));
     }
     if args.len() % 2 != 0 {
-        return syntax();
+        return Action::Reply(syntax());
     }
+    match config_set_values(args) {
+        Err(reply) => Action::Reply(reply),
+        Ok(values) => apply_config(shared, values),
+    }
+}
+
+/// Applies checked `CONFIG SET` values; `maxmemory` (alone) goes to the master.
+fn apply_config(shared: &Shared, values: Vec<(String, SetValue)>) -> Action {
+    if let Some((_, SetValue::MaxMemory(bytes))) = values.first() {
+        return Action::rounds(ConfigSetMaxMemory { bytes: *bytes });
+    }
+    apply_local(shared, values)
+}
+
+/// Checks every `name value` pair of `CONFIG SET` before any is applied, as Redis does: the
+/// values, or the error reply.
+fn config_set_values(args: &[Bytes]) -> Result<Vec<(String, SetValue)>, Reply> {
     let mut values: Vec<(String, SetValue)> = Vec::new();
     for pair in args[2..].chunks_exact(2) {
         let name = String::from_utf8_lossy(&pair[0]).to_ascii_lowercase();
@@ -791,20 +895,33 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             ))
         };
         if values.iter().any(|(n, _)| *n == name) {
-            return failed("duplicate parameter");
+            return Err(failed("duplicate parameter"));
         }
         let value = match config_value(&name, &pair[1]) {
             Ok(Some(v)) => v,
             Ok(None) => {
-                return Reply::err(format_args!(
+                return Err(Reply::err(format_args!(
                     "Unknown option or number of arguments for CONFIG SET - '{}'",
                     String::from_utf8_lossy(&pair[0])
-                ));
+                )));
             }
-            Err(why) => return failed(&why),
+            Err(why) => return Err(failed(&why)),
         };
         values.push((name, value));
     }
+    let has_maxmemory = values
+        .iter()
+        .any(|(_, v)| matches!(v, SetValue::MaxMemory(_)));
+    if has_maxmemory && values.len() > 1 {
+        return Err(Reply::err(
+            "CONFIG SET failed (possibly related to argument 'maxmemory') - maxmemory is the cluster's and is set alone",
+        ));
+    }
+    Ok(values)
+}
+
+/// Applies the proxy's own `CONFIG SET` values.
+fn apply_local(shared: &Shared, values: Vec<(String, SetValue)>) -> Action {
     for (_, v) in values {
         match v {
             SetValue::Requirepass(p) => shared.settings.set_requirepass(&p),
@@ -816,10 +933,10 @@ fn config_set(shared: &Shared, args: &[Bytes]) -> Reply {
             SetValue::SlowlogMaxLen(n) => shared.slowlog.set_max_len(n),
             SetValue::LatencyThreshold(ms) => shared.latency.set_threshold_ms(ms),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
-            SetValue::NoSave => {}
+            SetValue::NoSave | SetValue::MaxMemory(_) => {}
         }
     }
-    Reply::OK
+    Action::Reply(Reply::OK)
 }
 
 /// Parses a value for encoding threshold `PARAMS[i]` with Redis's error reasons.
@@ -866,12 +983,13 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
         "save" => {
             return Err("tierkv takes no RDB snapshots (every write is durable in its log); only save \"\" is accepted".into());
         }
-        // Each DS node's `maxmemory` is its own setting (`--maxmemory`, DESIGN §4); the
-        // proxy does not carry it to the nodes yet: a valid value is refused with that reason.
-        "maxmemory" => {
-            parse_memory(v).ok_or("argument must be a memory value")?;
-            return Err("maxmemory is set on each DS node (--maxmemory or its config file); CONFIG SET through the proxy does not reach them yet".into());
-        }
+        // The `maxmemory` of every DS node (DESIGN §4), held by the master; a node's own
+        // setting (`--maxmemory`) applies until one is set.
+        "maxmemory" => SetValue::MaxMemory(
+            parse_memory(v)
+                .filter(|&n| i64::try_from(n).is_ok())
+                .ok_or("argument must be a memory value")?,
+        ),
         "requirepass" => SetValue::Requirepass(Bytes::copy_from_slice(v)),
         "notify-keyspace-events" => SetValue::NotifyFlags(
             crate::notify::parse(v)
@@ -915,17 +1033,24 @@ fn cpu_times() -> Option<[f64; 4]> {
 /// `DbStats` reads of every range first ([`InfoKeyspace`]).
 fn info_action(shared: &Shared, args: &[Bytes]) -> Action {
     let (head, tail) = info(shared, args);
-    match tail {
-        None => Action::Reply(Reply::Verbatim(Bytes::from(head))),
-        Some(tail) => Action::rounds(InfoKeyspace { head, tail }),
+    let memory = head.contains(MEMORY_MARKER).then(|| shared.scripts.stats());
+    match (tail, memory) {
+        (None, None) => Action::Reply(Reply::Verbatim(Bytes::from(head))),
+        (tail, memory) => Action::rounds(InfoKeyspace { head, tail, memory }),
     }
 }
 
-/// The `INFO` text around its keyspace section, which needs the ranges' key counts.
+/// Stands for the memory section in an `INFO` text until the master answered.
+const MEMORY_MARKER: &str = "\0tierkv-memory-section\0";
+
+/// The `INFO` text around its keyspace section, which needs the ranges' key counts, and with
+/// its memory section to fill in from the master when the cached answer was too old.
 #[derive(Debug)]
 struct InfoKeyspace {
     head: String,
-    tail: String,
+    tail: Option<String>,
+    /// The scripts' count and bytes, when [`MEMORY_MARKER`] is to be replaced.
+    memory: Option<(usize, usize)>,
 }
 
 impl super::action::AsyncCommand for InfoKeyspace {
@@ -934,7 +1059,20 @@ impl super::action::AsyncCommand for InfoKeyspace {
         router: &'a crate::db::DbRouter<'_>,
     ) -> futures_util::future::BoxFuture<'a, Reply> {
         Box::pin(async move {
-            let InfoKeyspace { mut head, tail } = *self;
+            let InfoKeyspace {
+                mut head,
+                tail,
+                memory,
+            } = *self;
+            if let Some((scripts, script_bytes)) = memory {
+                let m = crate::memory::get(router.raw()).await;
+                let section = crate::memory::info_section(&m, scripts, script_bytes);
+                head = head.replace(MEMORY_MARKER, &section);
+            }
+            let Some(tail) = tail else {
+                trim_last_blank_line(&mut head);
+                return Reply::Verbatim(Bytes::from(head));
+            };
             match crate::key_counts::totals(router.raw()).await {
                 Ok(t) => head.push_str(&crate::key_counts::keyspace_section(
                     &t,
@@ -1032,12 +1170,14 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
         );
     }
     if show("memory") {
-        let (scripts, script_bytes) = shared.scripts.stats();
-        let _ = write!(
-            out,
-            "# Memory\r\nused_memory:0\r\nmaxmemory:0\r\nmaxmemory_policy:noeviction\r\n\
-             number_of_cached_scripts:{scripts}\r\nused_memory_scripts_eval:{script_bytes}\r\n\r\n",
-        );
+        // The data nodes' memory from the master (cached): now, or after a round trip.
+        match shared.router.memory.fresh() {
+            Some(m) => {
+                let (scripts, script_bytes) = shared.scripts.stats();
+                out.push_str(&crate::memory::info_section(&Ok(m), scripts, script_bytes));
+            }
+            None => out.push_str(MEMORY_MARKER),
+        }
     }
     if show("persistence") {
         // Data is durable in the shards' Raft logs: there is no RDB or AOF to save or
@@ -1168,6 +1308,10 @@ mod tests {
             set("maxmemory", "bla"),
             Err("argument must be a memory value".into())
         );
-        assert!(set("maxmemory", "10mb").is_err());
+        assert_eq!(set("maxmemory", "10mb"), Ok(true));
+        assert!(matches!(
+            config_value("maxmemory", b"1gb"),
+            Ok(Some(SetValue::MaxMemory(1_073_741_824)))
+        ));
     }
 }
