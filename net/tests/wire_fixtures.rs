@@ -553,7 +553,8 @@ fn samples_v5() -> Vec<(&'static str, Message)> {
     ]
 }
 
-/// What version 6 added: the cluster-wide `maxmemory` and the shards' memory reports.
+/// What version 6 added: the cluster-wide `maxmemory`, the shards' memory reports, and
+/// `CLIENT PAUSE` across the proxy mesh.
 fn samples_v6() -> Vec<(&'static str, Message)> {
     vec![
         (
@@ -600,6 +601,19 @@ fn samples_v6() -> Vec<(&'static str, Message)> {
             "memory_setting",
             Message::MemorySetting(MemorySetting { maxmemory: None }),
         ),
+        (
+            "peer_pause",
+            Message::PeerPause(PeerPause {
+                order: PauseOrder::Write { for_ms: 60_000 },
+            }),
+        ),
+        (
+            "peer_unpause",
+            Message::PeerPause(PeerPause {
+                order: PauseOrder::Unpause {},
+            }),
+        ),
+        ("peer_pause_ack", Message::PeerPauseAck(PeerPauseAck {})),
     ]
 }
 
@@ -714,6 +728,6 @@ fn every_message_kind_has_a_fixture() {
     // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite), 3 more
     // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4), one
     // more in version 4 (WatchRouteTable), eight in version 5 (the proxy directory and mesh),
-    // five in version 6 (memory); a new kind needs a new sample.
-    assert_eq!(kinds.len(), 52, "kinds with fixtures: {kinds:x?}");
+    // seven in version 6 (memory, mesh pause); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 54, "kinds with fixtures: {kinds:x?}");
 }

@@ -2,7 +2,8 @@
 //! other through the master's directory. A message published on one reaches subscribers of
 //! the other (RESP2 and RESP3, in order) and the count is cluster-wide; PUBSUB counts sum both
 //! proxies; a BLPOP blocked on one is woken by a push through the other well before the
-//! 100 ms poll would; a stopped peer neither fails nor holds PUBLISH.
+//! 100 ms poll would; a stopped peer neither fails nor holds PUBLISH; `CLIENT PAUSE WRITE`
+//! on one holds the writes of the other's clients (not their reads) until `CLIENT UNPAUSE`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -187,6 +188,28 @@ fn blpop_on_one_proxy_wakes_within_a_few_ms_of_a_push_through_another() {
         b.mesh.stats.received.load(Ordering::Relaxed) >= 8
     });
     assert!(b.mesh.stats.woken_by_peers.load(Ordering::Relaxed) >= 7);
+}
+
+#[test]
+fn client_pause_write_on_one_proxy_holds_writes_on_the_other_until_unpause() {
+    let t = two();
+    let mut admin = t.env.client();
+    assert_eq!(admin.cmd("CLIENT PAUSE 60000 WRITE"), "+OK\r\n");
+    let b = t.b.clone();
+    eventually("the other proxy is paused", || b.pause.current().is_some());
+    let mut writer = Client::connect(&t.b_addr);
+    // Reads on the other proxy still run.
+    assert_eq!(writer.cmd("GET k"), "$-1\r\n");
+    writer.send(&multibulk(&[b"SET", b"k", b"v"]));
+    eventually("the write waits", || b.pause.waiting() == 1);
+    let mut info = Client::connect(&t.b_addr);
+    assert!(info.cmd("INFO clients").contains("blocked_clients:1\r\n"));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(admin.cmd("GET k"), "$-1\r\n", "the held write did not run");
+    assert_eq!(admin.cmd("CLIENT UNPAUSE"), "+OK\r\n");
+    assert_eq!(read(&mut writer), "+OK\r\n");
+    assert_eq!(admin.cmd("GET k"), "$1\r\nv\r\n");
+    assert_eq!(b.pause.current(), None);
 }
 
 #[test]

@@ -26,6 +26,8 @@ pub const MESH_VERSION: u16 = 5;
 /// [`GetClusterMemory`](crate::message::GetClusterMemory), [`ShardMemory`](crate::message::ShardMemory)):
 /// a proxy or DS shard sends them only over a connection that negotiated it.
 pub const MEMORY_VERSION: u16 = 6;
+/// The first version with `PeerPause` (`CLIENT PAUSE` across the proxy mesh).
+pub const MESH_PAUSE_VERSION: u16 = 6;
 /// The oldest protocol version this build still speaks. Version 1 had no authentication, so
 /// it is no longer spoken.
 pub const MIN_PROTOCOL_VERSION: u16 = 2;

@@ -1,10 +1,11 @@
 //! Messages between proxies of one cluster: the mesh (`docs/format/wire.md` §4.6, protocol
 //! version 5). A proxy publishes to its peers' subscribers, asks their pub/sub counts and
-//! tells them which keys a write may have fed (so their blocked pops wake at once).
+//! tells them which keys a write may have fed (so their blocked pops wake at once); since
+//! version 6 it also carries `CLIENT PAUSE` / `UNPAUSE` to their clients.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use crate::codec::{wire_enum, wire_struct};
+use crate::codec::{DecodeError, Reader, Wire, wire_enum, wire_struct};
 
 /// Items of a list in one mesh message at most (channels asked, keys signalled): a receiver
 /// refuses more with `BadRequest`.
@@ -122,6 +123,50 @@ pub struct PeerKeysReadyAck {
 }
 wire_struct!(PeerKeysReadyAck { woken });
 
+/// A `CLIENT PAUSE` or `CLIENT UNPAUSE` run on the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PauseOrder {
+    /// `CLIENT UNPAUSE`.
+    Unpause {},
+    /// `CLIENT PAUSE … WRITE`, `for_ms` milliseconds left at the sender.
+    Write {
+        /// Milliseconds the pause has left.
+        for_ms: u64,
+    },
+    /// `CLIENT PAUSE … ALL`, `for_ms` milliseconds left at the sender.
+    All {
+        /// Milliseconds the pause has left.
+        for_ms: u64,
+    },
+}
+wire_enum!(PauseOrder: u8, "pause order" {
+    1 => Unpause {},
+    2 => Write { for_ms },
+    3 => All { for_ms },
+});
+
+/// A pause or unpause for the receiver's own clients (version 6); the answer is
+/// [`PeerPauseAck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PeerPause {
+    /// What to do.
+    pub order: PauseOrder,
+}
+wire_struct!(PeerPause { order });
+
+/// The answer to [`PeerPause`]: applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PeerPauseAck {}
+impl Wire for PeerPauseAck {
+    fn encode(&self, _buf: &mut BytesMut) {}
+    fn decode(_r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Self {})
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +178,20 @@ mod tests {
         m.encode(&mut buf);
         let back: T = decode_exact(buf.freeze()).expect("decodes");
         assert_eq!(&back, m);
+    }
+
+    #[test]
+    fn pause_orders_round_trip_and_an_unknown_order_is_refused() {
+        for order in [
+            PauseOrder::Unpause {},
+            PauseOrder::Write { for_ms: 60_000 },
+            PauseOrder::All { for_ms: u64::MAX },
+        ] {
+            round_trip(&PeerPause { order });
+        }
+        round_trip(&PeerPauseAck {});
+        let bad: Result<PeerPause, _> = decode_exact(bytes::Bytes::from_static(&[9]));
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -154,6 +154,8 @@ messages! {
     0x0403 => PeerPubsubAnswer(PeerPubsubAnswer),
     0x0404 => PeerKeysReady(PeerKeysReady),
     0x0405 => PeerKeysReadyAck(PeerKeysReadyAck),
+    0x0406 => PeerPause(PeerPause),
+    0x0407 => PeerPauseAck(PeerPauseAck),
 }
 
 impl Message {
@@ -368,6 +370,8 @@ mod tests {
         kind::PeerPubsubAnswer,
         kind::PeerKeysReady,
         kind::PeerKeysReadyAck,
+        kind::PeerPause,
+        kind::PeerPauseAck,
     ];
 
     #[test]

@@ -451,6 +451,9 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         "pause" if want(3) || want(4) => client_pause(shared, &args[2..]),
         "unpause" if want(2) => {
             shared.pause.unpause();
+            shared
+                .mesh
+                .pause_peers(net::message::PauseOrder::Unpause {});
             Reply::OK
         }
         "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock"
@@ -459,8 +462,9 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
     }
 }
 
-/// `CLIENT PAUSE timeout-ms [WRITE|ALL]` (`ALL` when not given): this proxy's clients wait
-/// before the commands the pause covers ([`crate::cmd::pause`]) until it ends.
+/// `CLIENT PAUSE timeout-ms [WRITE|ALL]` (`ALL` when not given): the clients of this proxy,
+/// and through the mesh those of every other proxy, wait before the commands the pause
+/// covers ([`crate::cmd::pause`]) until it ends.
 fn client_pause(shared: &Shared, args: &[Bytes]) -> Reply {
     let mode = match args.get(1) {
         None => crate::pause::Mode::All,
@@ -479,6 +483,11 @@ fn client_pause(shared: &Shared, args: &[Bytes]) -> Reply {
     match until {
         Ok(until) => {
             shared.pause.pause(mode, until);
+            // The other proxies of the cluster hold their clients too.
+            shared.mesh.pause_peers(match mode {
+                crate::pause::Mode::Write => net::message::PauseOrder::Write { for_ms: ms },
+                crate::pause::Mode::All => net::message::PauseOrder::All { for_ms: ms },
+            });
             Reply::OK
         }
         Err(()) => Reply::err("timeout is out of range"),

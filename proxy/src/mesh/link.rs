@@ -29,6 +29,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 pub(crate) struct Job {
     pub(crate) msg: Message,
     pub(crate) reply: oneshot::Sender<Message>,
+    /// The protocol version the connection must have negotiated for `msg` (dropped, and
+    /// counted as a send failure, over an older one).
+    pub(crate) min_version: u16,
 }
 
 /// The link to one peer; dropping it ends its task.
@@ -139,12 +142,22 @@ impl Sender {
             let Some(first) = next else {
                 return false;
             };
-            let mut msgs = vec![first.msg];
-            let mut replies = vec![first.reply];
-            while msgs.len() < BATCH_MAX {
-                let Ok(j) = rx.try_recv() else { break };
-                msgs.push(j.msg);
-                replies.push(j.reply);
+            let version = client.peer().version;
+            let (mut msgs, mut replies) = (Vec::new(), Vec::new());
+            let mut job = Some(first);
+            while let Some(j) = job.take() {
+                if j.min_version > version {
+                    self.stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    msgs.push(j.msg);
+                    replies.push(j.reply);
+                }
+                if msgs.len() < BATCH_MAX {
+                    job = rx.try_recv().ok();
+                }
+            }
+            if msgs.is_empty() {
+                continue;
             }
             let n = msgs.len() as u64;
             match client.call_batch(msgs).await {

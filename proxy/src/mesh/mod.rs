@@ -26,7 +26,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use net::ProxyId;
-use net::message::{Hello, MESH_ITEMS_MAX, Message, PeerKeysReady, ProxyPeers, ReadyKey};
+use net::message::handshake::{MESH_PAUSE_VERSION, MESH_VERSION};
+use net::message::{
+    Hello, MESH_ITEMS_MAX, Message, PauseOrder, PeerKeysReady, PeerPause, ProxyPeers, ReadyKey,
+};
 use net::transport::TransportConfig;
 use tokio::sync::oneshot;
 
@@ -166,6 +169,12 @@ impl Mesh {
     /// Queues `msg` to every peer, in order after what this proxy queued before; the
     /// answers, awaited up to [`MeshConfig::peer_deadline`].
     pub fn send_all(&self, msg: &Message) -> Pending {
+        self.send_all_from(msg, MESH_VERSION)
+    }
+
+    /// [`Self::send_all`] of a message peers understand from protocol `min_version` on (a peer
+    /// whose connection negotiated less does not get it).
+    pub fn send_all_from(&self, msg: &Message, min_version: u16) -> Pending {
         let links = self.lock();
         let mut answers = Vec::with_capacity(links.len());
         for l in links.values() {
@@ -173,6 +182,7 @@ impl Mesh {
             let job = Job {
                 msg: msg.clone(),
                 reply,
+                min_version,
             };
             if l.offer(job) {
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
@@ -204,6 +214,13 @@ impl Mesh {
                 .keys_signalled
                 .fetch_add((sent * chunk.len()) as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Tells every peer of a `CLIENT PAUSE` / `UNPAUSE` run here (for their own clients);
+    /// no wait.
+    pub fn pause_peers(&self, order: PauseOrder) {
+        let msg = Message::PeerPause(PeerPause { order });
+        let _ = self.send_all_from(&msg, MESH_PAUSE_VERSION);
     }
 
     /// Follows the directory's list: links to new peers, none to peers gone (or moved).

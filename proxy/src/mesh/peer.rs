@@ -1,6 +1,7 @@
 //! The mesh listener: what a peer's message does on this proxy. Publishes go to this
 //! proxy's own subscribers (never forwarded again), queries read its own subscriptions,
-//! key-ready signals wake its own waiters as a local write does. Everything is answered at
+//! key-ready signals wake its own waiters as a local write does, pauses hold its own clients.
+//! Everything is answered at
 //! once on the connection's task, in arrival order (no future, so one peer's messages are
 //! applied in the order it sent them).
 
@@ -9,10 +10,12 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use net::RpcError;
 use net::message::{
-    MESH_ITEMS_MAX, Message, PeerKeysReadyAck, PeerPubsubAnswer, PeerReceivers, Pong, PubsubQuery,
+    MESH_ITEMS_MAX, Message, PauseOrder, PeerKeysReadyAck, PeerPauseAck, PeerPubsubAnswer,
+    PeerReceivers, Pong, PubsubQuery,
 };
 
 use crate::keyspace::Db;
+use crate::pause::{Mode, Pause};
 use crate::pubsub::{Hub, Kind};
 use crate::waiters::Registry;
 
@@ -22,9 +25,29 @@ fn bad(message: &str) -> Message {
     })
 }
 
+/// What a peer's message acts on here: this proxy's subscribers, waiters and pause.
+#[derive(Debug, Clone, Copy)]
+pub struct Local<'a> {
+    /// Subscriptions (publishes, pub/sub queries).
+    pub hub: &'a Hub,
+    /// Blocked commands (key-ready signals).
+    pub waiters: &'a Registry,
+    /// `CLIENT PAUSE` state.
+    pub pause: &'a Pause,
+}
+
 /// This proxy's answer to a peer's `msg`.
-pub fn handle(hub: &Hub, waiters: &Registry, msg: Message, stats: &super::MeshStats) -> Message {
+pub fn handle(local: Local<'_>, msg: Message, stats: &super::MeshStats) -> Message {
+    let Local {
+        hub,
+        waiters,
+        pause,
+    } = local;
     match msg {
+        Message::PeerPause(p) => {
+            apply_pause(pause, p.order);
+            Message::PeerPauseAck(PeerPauseAck {})
+        }
         Message::PeerPublish(p) => {
             let n = hub.publish(&p.channel, &p.payload, p.shard);
             Message::PeerReceivers(PeerReceivers {
@@ -56,6 +79,20 @@ pub fn handle(hub: &Hub, waiters: &Registry, msg: Message, stats: &super::MeshSt
             "a proxy's mesh listener does not serve {}",
             other.name()
         )),
+    }
+}
+
+/// A peer's `CLIENT PAUSE` / `UNPAUSE`, for this proxy's clients (`for_ms` from now: the
+/// time the pause had left at the peer).
+fn apply_pause(pause: &Pause, order: PauseOrder) {
+    // A pause of more than a year is a year (an `Instant` cannot hold any u64 of ms).
+    const YEAR_MS: u64 = 365 * 86_400 * 1000;
+    let until =
+        |ms: u64| tokio::time::Instant::now() + std::time::Duration::from_millis(ms.min(YEAR_MS));
+    match order {
+        PauseOrder::Unpause {} => pause.unpause(),
+        PauseOrder::Write { for_ms } => pause.pause(Mode::Write, until(for_ms)),
+        PauseOrder::All { for_ms } => pause.pause(Mode::All, until(for_ms)),
     }
 }
 

@@ -13,7 +13,7 @@ use net::{ClusterId, NodeId};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::peer::handle;
+use super::peer::{Local, handle};
 use crate::shared::Shared;
 
 /// Runs the mesh of `shared` until `stop` turns true: binds the listener, registers with
@@ -118,12 +118,12 @@ pub(crate) async fn serve(
     let s = shared.clone();
     let handler = Arc::new(move |m: Message| {
         s.mesh.stats.received.fetch_add(1, Ordering::Relaxed);
-        Handled::<Ready>::Now(Some(handle(
-            &s.pubsub,
-            &s.router.blocking,
-            m,
-            &s.mesh.stats,
-        )))
+        let local = Local {
+            hub: &s.pubsub,
+            waiters: &s.router.blocking,
+            pause: &s.pause,
+        };
+        Handled::<Ready>::Now(Some(handle(local, m, &s.mesh.stats)))
     });
     let stopped = async move {
         let _ = stop.wait_for(|s| *s).await;
