@@ -33,7 +33,7 @@ fn field_value(i: usize) -> String {
 /// 200 strings of ~2 KiB and a hash of 50 fields of ~1 KiB: every value set verbatim.
 fn load_ops() -> Vec<KvOp> {
     let mut ops: Vec<KvOp> = (0..200)
-        .map(|i| set(&format!("str-{i:03}"), &str_value(i)))
+        .map(|i| set(&format!("str-{i:03}"), str_value(i)))
         .collect();
     ops.push(KvOp::HSet {
         key: b("hash"),

@@ -41,7 +41,7 @@ fn load_ops() -> Vec<KvOp> {
         .map(|i| {
             set(
                 &format!("str-{i:03}"),
-                &format!("value-{i}-{}", "x".repeat(i % 90)),
+                format!("value-{i}-{}", "x".repeat(i % 90)),
             )
         })
         .collect();
@@ -288,7 +288,7 @@ fn restart_keeps_acknowledged_writes_and_demoted_values_stay_cold() {
         // Writes after the demotion (some overwrite cold values), then a checkpoint that
         // names the cold ones by pointer, then more writes only in the log's tail.
         let mut more: Vec<KvOp> = (0..100)
-            .map(|i| set(&format!("str-{:03}", i * 3), &format!("rewritten-{i}")))
+            .map(|i| set(&format!("str-{:03}", i * 3), format!("rewritten-{i}")))
             .collect();
         more.push(KvOp::StrAppend {
             key: b("str-001"),
@@ -324,7 +324,7 @@ fn segments_with_live_values_survive_compaction_while_cold_reads_run() {
             .map(|i| {
                 set(
                     &format!("fill-{i}"),
-                    &format!("{round}-{}", "f".repeat(4000)),
+                    format!("{round}-{}", "f".repeat(4000)),
                 )
             })
             .collect()
@@ -418,7 +418,7 @@ fn kill9_with_periodic_demotion_loses_no_acknowledged_write() {
                     value: b(format!("+{round}")),
                 });
             } else {
-                ops.push(set(&key, &format!("v{round}-{i}-{}", "y".repeat(i * 5))));
+                ops.push(set(&key, format!("v{round}-{i}-{}", "y".repeat(i * 5))));
             }
         }
         let r = run_ops(&addr, ops.clone());

@@ -289,7 +289,7 @@ fn maxdisksize_refuses_writes_then_accepts_them_after_deletes() {
     // Collection frees the space: writes are accepted again.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = run_ops(&addr, vec![set("after", b"again".to_vec())]).remove(0);
+        let r = run_ops(&addr, vec![set("after", b"again")]).remove(0);
         if matches!(r, KvResponse::Ok { .. }) {
             break;
         }

@@ -408,26 +408,25 @@ fn histogram(metrics: &Metrics, names: &[Bytes]) -> Reply {
                         .is_some_and(|(container, _)| container == w)
             })
     };
-    let rows = metrics
-        .histograms(pick)
-        .into_iter()
-        .map(|(name, calls, buckets)| {
-            let buckets = buckets
-                .into_iter()
-                .map(|(usec, n)| (Reply::Int(as_int(usec)), Reply::Int(as_int(n))))
-                .collect();
-            let body = Reply::Map(vec![
-                (
-                    Reply::Bulk(Bytes::from_static(b"calls")),
-                    Reply::Int(as_int(calls)),
-                ),
-                (
-                    Reply::Bulk(Bytes::from_static(b"histogram_usec")),
-                    Reply::Map(buckets),
-                ),
-            ]);
-            (Reply::Bulk(Bytes::from_static(name.as_bytes())), body)
-        });
+    let rows = metrics.histograms(pick).into_iter().map(|h| {
+        let (name, calls) = (h.name, h.calls);
+        let buckets = h
+            .buckets
+            .into_iter()
+            .map(|(usec, n)| (Reply::Int(as_int(usec)), Reply::Int(as_int(n))))
+            .collect();
+        let body = Reply::Map(vec![
+            (
+                Reply::Bulk(Bytes::from_static(b"calls")),
+                Reply::Int(as_int(calls)),
+            ),
+            (
+                Reply::Bulk(Bytes::from_static(b"histogram_usec")),
+                Reply::Map(buckets),
+            ),
+        ]);
+        (Reply::Bulk(Bytes::from_static(name.as_bytes())), body)
+    });
     Reply::Map(rows.collect())
 }
 

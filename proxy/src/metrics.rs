@@ -45,6 +45,17 @@ pub struct Sample {
     pub error: Option<&'static str>,
 }
 
+/// One command's `LATENCY HISTOGRAM` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandHistogram {
+    /// The command's stat name (`config|resetstat` for a subcommand).
+    pub name: &'static str,
+    /// Calls recorded.
+    pub calls: u64,
+    /// `(bucket upper bound in µs, replies at or under it)`, cumulative.
+    pub buckets: Vec<(u64, u64)>,
+}
+
 /// The proxy's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -142,14 +153,15 @@ impl Metrics {
     /// `LATENCY HISTOGRAM`: for each command `pick` accepts (by its stat name), its calls
     /// and the cumulative count of replies by Redis's buckets — 1,024 ns doubling, each named
     /// by its highest value in µs — skipping buckets that add nothing.
-    pub fn histograms(
-        &self,
-        pick: impl Fn(&str) -> bool,
-    ) -> Vec<(&'static str, u64, Vec<(u64, u64)>)> {
+    pub fn histograms(&self, pick: impl Fn(&str) -> bool) -> Vec<CommandHistogram> {
         let cmds = self.cmds.lock().unwrap_or_else(|p| p.into_inner());
         cmds.iter()
             .filter(|(name, _)| pick(name))
-            .map(|(name, c)| (*name, c.calls, cumulative_buckets(&c.hist)))
+            .map(|(name, c)| CommandHistogram {
+                name,
+                calls: c.calls,
+                buckets: cumulative_buckets(&c.hist),
+            })
             .collect()
     }
 

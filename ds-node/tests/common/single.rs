@@ -2,6 +2,8 @@
 //! tests: backed and cold values, the collector, `maxmemory`, write backpressure): its
 //! config, a client that retries while no leader is elected, the admin endpoint and its
 //! metrics, and the shard log's bytes to corrupt.
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
