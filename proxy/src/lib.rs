@@ -36,6 +36,7 @@ pub mod key_counts;
 pub mod keyspace;
 pub mod latency;
 pub mod memory;
+pub mod memory_cache;
 pub mod mesh;
 pub mod metrics;
 pub mod monitor;

@@ -5,8 +5,6 @@
 //! time.
 
 use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use net::Message;
 use net::message::handshake::MEMORY_VERSION;
@@ -14,33 +12,7 @@ use net::message::{ClusterMemory, GetClusterMemory, SetMaxMemory};
 
 use crate::route::Router;
 
-/// How long an answer of the master is reused.
-pub const CACHE_TTL: Duration = Duration::from_secs(1);
-
-/// What the master answered last, and when.
-#[derive(Debug, Default)]
-pub struct MemoryCache {
-    last: Mutex<Option<(Instant, ClusterMemory)>>,
-}
-
-impl MemoryCache {
-    /// The last answer if it is younger than [`CACHE_TTL`].
-    pub fn fresh(&self) -> Option<ClusterMemory> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.filter(|(at, _)| at.elapsed() < CACHE_TTL)
-            .map(|(_, m)| m)
-    }
-
-    /// The last answer whatever its age (when the master does not answer now).
-    pub fn last(&self) -> Option<ClusterMemory> {
-        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        last.map(|(_, m)| m)
-    }
-
-    fn store(&self, m: ClusterMemory) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), m));
-    }
-}
+pub use crate::memory_cache::{CACHE_TTL, MemoryCache};
 
 fn answer(reply: Result<(Message, net::ClusterId), String>) -> Result<ClusterMemory, String> {
     match reply? {

@@ -120,7 +120,7 @@ pub struct Router {
     /// Waiters of blocking commands, woken by the writes that go through [`Self::exec`].
     pub blocking: crate::waiters::Registry,
     /// The master's last answer about the cluster's memory (`CONFIG GET maxmemory`, `INFO`).
-    pub memory: crate::memory::MemoryCache,
+    pub memory: crate::memory_cache::MemoryCache,
     /// The write client id of this proxy.
     client: u64,
     /// The last write sequence number handed out.
@@ -148,7 +148,7 @@ impl Router {
             pool,
             stats: RouterStats::default(),
             blocking: crate::waiters::Registry::default(),
-            memory: crate::memory::MemoryCache::default(),
+            memory: crate::memory_cache::MemoryCache::default(),
             client: random_client_id(),
             next_seq: AtomicU64::new(0),
             fault: cfg
