@@ -175,15 +175,7 @@ fn raising_maxmemory_through_the_proxy_lets_refused_writes_succeed_again() {
         metric(admin, "ds_maxmemory_bytes") == 2 << 20
     });
     let value = "v".repeat(VALUE);
-    let mut acked = 0;
-    let refusal = loop {
-        let r = c.cmd_args(&[b"SET", format!("k{acked}").as_bytes(), value.as_bytes()]);
-        if r != "+OK\r\n" {
-            break r;
-        }
-        acked += 1;
-        assert!(acked < 3000, "never refused");
-    };
+    let (acked, refusal) = real_ds::set_until_refused(&mut c, &value, 3000);
     assert_eq!(refusal, OOM);
     assert_eq!(c.cmd("CONFIG SET maxmemory 64mb"), "+OK\r\n");
     until("the higher budget", Duration::from_secs(10), || {

@@ -32,15 +32,7 @@ fn writes_over_maxmemory_get_redis_oom_error_and_reads_and_deletes_pass() {
     real_ds::until_served(&mut c, Duration::from_secs(10));
     // 4 KiB values until the node refuses (2 MiB line at 110 %: a few hundred keys).
     let value = "v".repeat(4096);
-    let mut acked = 0;
-    let refusal = loop {
-        let r = c.cmd_args(&[b"SET", format!("k{acked}").as_bytes(), value.as_bytes()]);
-        if r != "+OK\r\n" {
-            break r;
-        }
-        acked += 1;
-        assert!(acked < 2000, "never refused");
-    };
+    let (acked, refusal) = real_ds::set_until_refused(&mut c, &value, 2000);
     assert_eq!(refusal, OOM);
     assert!(acked > 256, "refused after {acked} keys");
     // Reads, deletes and expiry pass; the refused key was not written.

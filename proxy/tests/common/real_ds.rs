@@ -73,3 +73,17 @@ pub fn until_served(c: &mut Client, within: Duration) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `SET k0 value`, `SET k1 value`, … until a write is refused; how many were acknowledged
+/// and the refusal. Panics when `max` were acknowledged without one.
+pub fn set_until_refused(c: &mut Client, value: &str, max: usize) -> (usize, String) {
+    let mut acked = 0;
+    loop {
+        let r = c.cmd_args(&[b"SET", format!("k{acked}").as_bytes(), value.as_bytes()]);
+        if r != "+OK\r\n" {
+            return (acked, r);
+        }
+        acked += 1;
+        assert!(acked < max, "never refused");
+    }
+}
