@@ -24,7 +24,7 @@ use script::running::{self, KillOutcome, Kind};
 struct SetGet;
 
 impl Commands for SetGet {
-    fn plan(&self, argv: &[Bytes], _: CallEnv) -> Plan {
+    fn plan(&self, argv: &[Bytes], _: CallEnv<'_>) -> Plan {
         let name = argv[0].to_ascii_lowercase();
         match (name.as_slice(), argv) {
             (b"set", [_, key, value]) => Plan::Ops {
@@ -51,6 +51,10 @@ impl Commands for SetGet {
             _ => Plan::Reply(Value::Error("ERR unknown command".into())),
         }
     }
+
+    fn acl_check(&self, _: &[Bytes], _: Option<&[u8]>) -> Result<bool, String> {
+        Ok(true)
+    }
 }
 
 fn eval(body: &str, keys: &[&str], read_only: bool) -> KvOp {
@@ -61,7 +65,7 @@ fn eval(body: &str, keys: &[&str], read_only: bool) -> KvOp {
         keys,
         args: Vec::new(),
         read_only,
-        function: None,
+        call: net::message::script::ScriptCall::SCRIPT,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct Names {
     pub lib_ver: Option<Bytes>,
     /// The last command run (`client|list` style).
     pub cmd: String,
+    /// The user it authenticated as (empty: `default`).
+    pub user: Bytes,
 }
 
 /// One connected client, as its connection last published it.
@@ -150,7 +152,7 @@ impl ClientInfo {
             "id={} addr={} laddr={} fd=0 name={} age={} idle={idle} flags={flags} db={} \
              sub={sub} psub={psub} ssub={ssub} multi={} qbuf={qbuf} qbuf-free={qbuf_free} \
              argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={obl} oll=0 omem={obl} tot-mem={} \
-             events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+             events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -165,6 +167,11 @@ impl ClientInfo {
             } else {
                 &names.cmd
             }),
+            if names.user.is_empty() {
+                "default".into()
+            } else {
+                String::from_utf8_lossy(&names.user)
+            },
             self.resp.load(Ordering::Relaxed),
             s(&names.lib_name),
             s(&names.lib_ver),

@@ -822,7 +822,7 @@ mod tests {
             keys: vec![Bytes::from_static(b"k")],
             args: vec![],
             read_only: false,
-            function: None,
+            call: net::message::script::ScriptCall::SCRIPT,
         }
     }
 

@@ -102,6 +102,8 @@ pub struct Shared {
     pub latency: crate::latency::LatencyMonitor,
     /// `CLIENT PAUSE`'s state.
     pub pause: crate::pause::Pause,
+    /// The users (`ACL`, `AUTH`).
+    pub acl: crate::acl::Acl,
     /// Set by `SHUTDOWN`: [`crate::server::serve`] stops, and so does the process around it.
     shutdown: tokio::sync::watch::Sender<bool>,
     /// Until every range served once after start (or [`LOADING_MAX`] passed): commands
@@ -129,7 +131,9 @@ impl Shared {
             cfg.limits.max_query_buffer_bytes,
             cfg.idle_timeout,
         );
+        let acl = crate::acl::Acl::new(cfg.requirepass.as_deref().map(str::as_bytes));
         Arc::new(Self {
+            acl,
             cfg,
             settings,
             router,

@@ -81,6 +81,20 @@ pub(crate) fn host_call(
     }
 }
 
+/// `redis.acl_check_cmd(cmd, args...)`: `true` or `false`; an unknown command raises.
+pub(crate) fn acl_check(host: &mut dyn Host, args: MultiValue) -> mlua::Result<Lv> {
+    if args.is_empty() {
+        return fail("Please specify at least one argument for this redis lib call");
+    }
+    let Some(argv) = args.iter().map(lua_to_arg).collect::<Option<Vec<_>>>() else {
+        return fail("Lua redis lib command arguments must be strings or integers");
+    };
+    match host.acl_check(&argv) {
+        Ok(allowed) => Ok(Lv::Boolean(allowed)),
+        Err(e) => Err(reply_error(error_text(&format!("-{e}")))),
+    }
+}
+
 /// Registers the functions `prelude.lua` takes from `raw`.
 pub(crate) fn register(
     lua: &Lua,

@@ -16,15 +16,18 @@ use crate::{Resp, Value};
 /// Turns the results of a call's operations (in order) into its reply.
 pub type Finish = Box<dyn FnOnce(Vec<Result<OpResult, RpcError>>) -> Value>;
 
-/// Where and when a call runs.
+/// Where and when a call runs, and for whom.
 #[derive(Debug, Clone, Copy)]
-pub struct CallEnv {
+pub struct CallEnv<'a> {
     /// The database the script runs in (`SELECT` of its client).
     pub db: Db,
     /// The clock of the entry the script is applied in (Unix ms): the same on every replica.
     pub now_ms: u64,
     /// The protocol the reply is shaped for (`redis.setresp`).
     pub resp: Resp,
+    /// The ACL rules of the user running the script (`None`: allowed everything):
+    /// `net::message::script::ScriptCall::user`.
+    pub user: Option<&'a [u8]>,
 }
 
 /// What one `redis.call` does.
@@ -53,5 +56,9 @@ impl std::fmt::Debug for Plan {
 /// The command table scripts call into.
 pub trait Commands: Send + Sync {
     /// Plans `argv` (`argv[0]`: the command name, any case; never empty).
-    fn plan(&self, argv: &[Bytes], env: CallEnv) -> Plan;
+    fn plan(&self, argv: &[Bytes], env: CallEnv<'_>) -> Plan;
+
+    /// `redis.acl_check_cmd`: whether `user` (rules as in [`CallEnv::user`]) may run `argv`;
+    /// `Err`: the error for a command that does not exist.
+    fn acl_check(&self, argv: &[Bytes], user: Option<&[u8]>) -> Result<bool, String>;
 }

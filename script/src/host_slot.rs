@@ -91,6 +91,9 @@ mod tests {
             self.0 += 1;
             Value::Int(i64::from(self.0))
         }
+        fn acl_check(&mut self, _: &[Bytes]) -> Result<bool, String> {
+            Ok(true)
+        }
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub trait Host {
     /// in the shape protocol `resp` gives it (a RESP2 host turns maps into flat arrays).
     /// A Redis error is [`Value::Error`] (its text with its prefix: `ERR …`, `WRONGTYPE …`).
     fn call(&mut self, argv: &[Bytes], resp: Resp) -> Value;
+
+    /// `redis.acl_check_cmd(argv...)`: whether the user running the script may run `argv`
+    /// (its command, keys and channels); `Err`: the reply error (an unknown command).
+    fn acl_check(&mut self, argv: &[Bytes]) -> Result<bool, String>;
 }
 
 /// The bounds of one VM.

@@ -30,6 +30,7 @@ local R = {
   log = raw.log,
   setresp = raw.setresp,
   set_repl = raw.set_repl,
+  acl_check_cmd = raw.acl_check_cmd,
   replicate_commands = function() return true end,
   breakpoint = function() return false end,
   debug = function() end,

@@ -122,6 +122,19 @@ impl Engine {
                 })?,
             )?;
         }
+        let s = Rc::clone(state);
+        raw.set(
+            "acl_check_cmd",
+            lua.create_function(move |_, args: MultiValue| -> mlua::Result<Lv> {
+                match s.host.with(|host| api::acl_check(host, args)) {
+                    Some(out) => out,
+                    None => Err(crate::errors::reply_error(
+                        "ERR redis.acl_check_cmd can only be called inside a script invocation"
+                            .into(),
+                    )),
+                }
+            })?,
+        )?;
         api::register(lua, raw, state, max_memory)?;
         libs::register(lua, raw)?;
         lua.load(include_str!("prelude.lua"))

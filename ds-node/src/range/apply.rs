@@ -118,7 +118,7 @@ pub fn execute_in<S: KvStore>(
             keys,
             args,
             read_only,
-            function,
+            call,
         } => {
             let script = super::script::Script {
                 anchor,
@@ -126,7 +126,8 @@ pub fn execute_in<S: KvStore>(
                 keys,
                 args,
                 read_only: *read_only,
-                function: function.as_deref(),
+                function: call.function.as_deref(),
+                user: call.user.as_deref(),
             };
             super::script::execute(a.store, script, ctx, db, execute_in::<S>)
         }

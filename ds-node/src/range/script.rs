@@ -108,6 +108,9 @@ pub struct Script<'a> {
     pub read_only: bool,
     /// `FCALL`: `body` is a library's code and this the function to call.
     pub function: Option<&'a [u8]>,
+    /// The ACL rules of the user running it (`None`: allowed everything): its calls are
+    /// checked against them, and `redis.acl_check_cmd` answers with them.
+    pub user: Option<&'a [u8]>,
 }
 
 /// Runs `script` in database `db` of the range of `ctx`, its calls applied with `leaf`.
@@ -217,6 +220,7 @@ impl<S: KvStore> Host for RangeHost<'_, '_, S> {
             db: self.db,
             now_ms: self.ctx.now_ms,
             resp,
+            user: self.script.user,
         };
         let (ops, finish) = match self.commands.plan(argv, env) {
             Plan::Reply(v) => return v,
@@ -231,6 +235,10 @@ impl<S: KvStore> Host for RangeHost<'_, '_, S> {
             results.push((self.leaf)(self.store, op, self.ctx, self.db));
         }
         finish(results)
+    }
+
+    fn acl_check(&mut self, argv: &[Bytes]) -> Result<bool, String> {
+        self.commands.acl_check(argv, self.script.user)
     }
 }
 

@@ -477,9 +477,9 @@ pub enum KvOp {
         #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
         args: Vec<Bytes>,
         read_only: bool,
-        /// `FCALL`: `body` is a function library's code and this the function to call.
-        #[cfg_attr(test, proptest(strategy = "crate::arb::opt_bytes()"))]
-        function: Option<Bytes>,
+        /// `FCALL`: `body` is a function library's code and `call.function` the function to
+        /// call; `call.user`: the ACL rules the script's calls are checked against.
+        call: crate::message::script::ScriptCall,
     },
     /// Redis `DBSIZE` and `INFO keyspace` on this range: the number of keys and of keys
     /// with an expiry of every database in the range ([`OpResult::DbStats`]), kept by the
@@ -606,7 +606,7 @@ wire_enum!(KvOp: u8, "kv op" {
     82 => ZSet { op },
     83 => Bits { op },
     84 => Hll { op },
-    85 => Eval { anchor: key, body, keys: keys, args, read_only, function },
+    85 => Eval { anchor: key, body, keys: keys, args, read_only, call },
     86 => DbStats {},
 });
 

@@ -50,7 +50,8 @@ fn reset(shared: &Shared, sess: &mut Session) {
     sess.reply_mode = ReplyMode::On;
     sess.protocol = Protocol::Resp2;
     sess.name = None;
-    sess.authenticated = shared.settings.requirepass().is_none();
+    sess.authenticated = shared.acl.default_is_open();
+    sess.user = shared.acl.session_user(b"default");
 }
 
 /// `MOVE key db`: 1 when moved, 0 when the key is absent here or present there.

@@ -68,10 +68,14 @@ pub fn dispatch(shared: &Shared, sess: &Session, name: &str, args: &[Bytes]) -> 
         "fcall" | "fcall_ro" => {
             let read_only = name == "fcall_ro";
             match shared.functions.fresh(&args[1]) {
-                Some((loaded, flags)) => call(sess.db, &loaded, flags, &args[1..], read_only),
+                Some((loaded, flags)) => {
+                    let user = super::scripting::script_user(sess);
+                    call(sess.db, &loaded, flags, &args[1..], read_only, user)
+                }
                 None => Action::Tx(TxCmd::Function(FunctionCmd::Call {
                     args: args[1..].to_vec(),
                     read_only,
+                    user: super::scripting::script_user(sess),
                 })),
             }
         }
@@ -177,7 +181,14 @@ fn list_args(args: &[Bytes]) -> Result<FunctionCmd, Reply> {
 }
 
 /// `FCALL function numkeys key... arg...` of a library this proxy knows.
-fn call(db: Db, loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_command: bool) -> Action {
+fn call(
+    db: Db,
+    loaded: &Loaded,
+    flags: script::Flags,
+    rest: &[Bytes],
+    ro_command: bool,
+    user: Option<Bytes>,
+) -> Action {
     let reply = |r: Reply| Action::Reply(r);
     let numkeys = match super::util::parse_i64(&rest[1]) {
         None => return reply(Reply::err("Bad number of keys provided")),
@@ -209,6 +220,7 @@ fn call(db: Db, loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_comman
         keys,
         argv,
         read_only: ro_command || flags.no_writes,
+        user,
     };
     super::scripting::run(db, script)
 }
@@ -217,7 +229,11 @@ fn call(db: Db, loaded: &Loaded, flags: script::Flags, rest: &[Bytes], ro_comman
 pub async fn run(shared: &Shared, router: &DbRouter<'_>, cmd: FunctionCmd) -> Reply {
     let registry = &shared.functions;
     match cmd {
-        FunctionCmd::Call { args, read_only } => {
+        FunctionCmd::Call {
+            args,
+            read_only,
+            user,
+        } => {
             if let Err(e) = functions::refresh(router.raw(), registry).await {
                 // The copy this proxy has still serves when the cluster cannot be read.
                 if registry.any(&args[0]).is_none() {
@@ -227,7 +243,7 @@ pub async fn run(shared: &Shared, router: &DbRouter<'_>, cmd: FunctionCmd) -> Re
             let Some((loaded, flags)) = registry.any(&args[0]) else {
                 return Reply::err("Function not found");
             };
-            match call(router.db(), &loaded, flags, &args, read_only) {
+            match call(router.db(), &loaded, flags, &args, read_only, user) {
                 Action::Data { ops, finish } => finish(router.exec(ops).await),
                 Action::Reply(r) => r,
                 _ => Reply::err("internal error: FCALL planned no operation"),

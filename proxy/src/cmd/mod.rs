@@ -44,6 +44,7 @@
 //! boxed as [`AsyncCommand`]s.
 // perf-critical: every command is dispatched here.
 
+pub mod acl;
 pub mod action;
 pub mod bitmaps;
 pub mod data;
@@ -129,6 +130,16 @@ fn dispatch_fed(
             Action::Reply(tx::rejected(sess, spec.name, noauth)),
         );
     }
+    if !spec.flags.contains(&"no_auth")
+        && let Err(refusal) = acl::permitted(shared, sess, spec.name, args)
+    {
+        let action = match refusal {
+            Some(reply) => Action::Reply(tx::rejected(sess, spec.name, reply)),
+            // The user was deleted: its connections close, as Redis's do.
+            None => Action::Close(Reply::Seq(Vec::new())),
+        };
+        return (Some(spec.name), action);
+    }
     if pubsub::in_pubsub_mode(sess) {
         if !pubsub::allowed_while_subscribed(spec.name) {
             let full = util::full_name(spec.name, args);
@@ -186,6 +197,7 @@ fn dispatch_fed(
             "function" | "fcall" | "fcall_ro" => functions::dispatch(shared, sess, spec.name, args),
             "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, args),
             "object" => object::object(shared, args),
+            "acl" => Action::Reply(acl::acl(shared, sess, args)),
             "migrate" => dump::migrate::dispatch(&shared.migrate_sockets, args),
             "memory" => object::memory(args),
             name if pubsub::SPECS.iter().any(|s| s.name == name) => {

@@ -88,6 +88,7 @@ fn eval(sess: &Session, body: Bytes, rest: &[Bytes], ro_command: bool) -> Action
         keys,
         argv,
         read_only: ro_command || flags.no_writes,
+        user: script_user(sess),
     };
     run(sess.db, script)
 }
@@ -105,6 +106,15 @@ pub struct Script<'a> {
     pub argv: &'a [Bytes],
     /// Whether writes are refused.
     pub read_only: bool,
+    /// The ACL rules of the client's user, when it is not allowed everything: the script's
+    /// calls are checked against them.
+    pub user: Option<Bytes>,
+}
+
+/// The ACL rules a script of `sess`'s user runs under (`None`: allowed everything).
+pub fn script_user(sess: &Session) -> Option<Bytes> {
+    let rules = sess.user.as_ref()?.rules();
+    (!rules.unrestricted()).then(|| rules.rules_text())
 }
 
 /// Runs `script` where its keys live: routed by its first key, or — without keys — by the
@@ -124,7 +134,10 @@ pub fn run(db: Db, script: Script<'_>) -> Action {
         keys: script.keys.to_vec(),
         args: script.argv.to_vec(),
         read_only: script.read_only,
-        function: script.function,
+        call: net::message::script::ScriptCall {
+            function: script.function,
+            user: script.user,
+        },
     };
     Action::Data {
         ops: vec![keyed(&anchor, op)],
@@ -164,6 +177,7 @@ fn discover(db: Db, script: &Script<'_>) -> Result<Bytes, Reply> {
         db,
         now_ms,
         first_key: None,
+        user: script.user.clone(),
     };
     let run = Run {
         keys: &[],

@@ -142,21 +142,38 @@ fn shutdown(shared: &Shared, sess: &Session, args: &[Bytes]) -> Action {
     Action::Close(Reply::Seq(Vec::new()))
 }
 
-/// Checks a user and password against `requirepass` (user `default` only).
-fn check_password(shared: &Shared, user: &[u8], pass: &[u8]) -> bool {
-    let user_ok = user == b"default";
-    match shared.settings.requirepass() {
-        None => user_ok,
-        Some(p) => {
-            // Compare every byte whatever the first difference.
-            let same_len = p.len() == pass.len();
-            let diff = p
-                .iter()
-                .zip(pass.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            user_ok && same_len && diff == 0
+/// Authenticates the connection as `user` if `pass` is one of its passwords (or it has
+/// `nopass`); a failure goes to `ACL LOG`.
+fn check_password(shared: &Shared, sess: &mut Session, user: &[u8], pass: &[u8]) -> bool {
+    match shared.acl.authenticate(user, pass) {
+        Some(u) => {
+            sess.authenticated = true;
+            sess.user = Some(u);
+            if let Some(me) = shared.client_table.get(sess.id) {
+                me.names().user = Bytes::copy_from_slice(user);
+            }
+            true
+        }
+        None => {
+            shared.acl.log(crate::acl::log::Entry {
+                reason: crate::acl::log::Reason::Auth,
+                context: crate::acl::log::Context::Toplevel,
+                object: Bytes::from_static(b"AUTH"),
+                username: Bytes::copy_from_slice(user),
+                client_info: client_info_line(shared, sess),
+            });
+            false
         }
     }
+}
+
+/// The connection's `CLIENT INFO` line (for `ACL LOG`).
+pub fn client_info_line(shared: &Shared, sess: &Session) -> String {
+    shared
+        .client_table
+        .get(sess.id)
+        .map(|me| me.line(None))
+        .unwrap_or_default()
 }
 
 fn wrongpass() -> Reply {
@@ -166,7 +183,7 @@ fn wrongpass() -> Reply {
 fn auth(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
     let (user, pass): (&[u8], &[u8]) = match args.len() {
         2 => {
-            if shared.settings.requirepass().is_none() {
+            if shared.acl.get(b"default").is_some_and(|u| u.nopass()) {
                 return Reply::err(
                     "AUTH <password> called without any password configured for the default \
                      user. Are you sure your configuration is correct?",
@@ -177,8 +194,7 @@ fn auth(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         3 => (&args[1], &args[2]),
         _ => return syntax(),
     };
-    if check_password(shared, user, pass) {
-        sess.authenticated = true;
+    if check_password(shared, sess, user, pass) {
         Reply::OK
     } else {
         wrongpass()
@@ -200,10 +216,9 @@ fn hello(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
     while i < args.len() {
         let more = args.len() - i - 1;
         if is(&args[i], "auth") && more >= 2 {
-            if !check_password(shared, &args[i + 1], &args[i + 2]) {
+            if !check_password(shared, sess, &args[i + 1], &args[i + 2]) {
                 return wrongpass();
             }
-            sess.authenticated = true;
             i += 3;
         } else if is(&args[i], "setname") && more >= 1 {
             if !valid_name(&args[i + 1]) {
@@ -566,6 +581,15 @@ fn command(args: &[Bytes]) -> Reply {
 /// `COMMAND GETKEYS`: the key arguments of a command line, from its key positions, or for the
 /// commands with movable keys from their own syntax (`sortGetKeys`, the `numkeys` forms).
 fn getkeys(cmd: &[Bytes]) -> Result<Vec<Bytes>, &'static str> {
+    let positions = key_positions(cmd)?;
+    if positions.is_empty() {
+        return Err("Invalid arguments specified for command");
+    }
+    Ok(positions.into_iter().map(|i| cmd[i].clone()).collect())
+}
+
+/// The positions of a command line's keys (`COMMAND GETKEYS`, ACL key checks).
+pub fn key_positions(cmd: &[Bytes]) -> Result<Vec<usize>, &'static str> {
     let spec = lookup(&cmd[0]).ok_or("Invalid command specified")?;
     let n = i32::try_from(cmd.len()).unwrap_or(i32::MAX);
     if (spec.arity > 0 && n != spec.arity) || (spec.arity < 0 && n < -spec.arity) {
@@ -592,10 +616,7 @@ fn getkeys(cmd: &[Bytes]) -> Result<Vec<Bytes>, &'static str> {
         _ if spec.first == 0 => return Err("The command has no key arguments"),
         _ => stepped(spec, cmd.len())?,
     };
-    if positions.is_empty() {
-        return Err("Invalid arguments specified for command");
-    }
-    Ok(positions.into_iter().map(|i| cmd[i].clone()).collect())
+    Ok(positions)
 }
 
 /// Positions `first..=last` by `step` (a negative `last` counts from the end).
@@ -933,7 +954,10 @@ fn config_set_values(args: &[Bytes]) -> Result<Vec<(String, SetValue)>, Reply> {
 fn apply_local(shared: &Shared, values: Vec<(String, SetValue)>) -> Action {
     for (_, v) in values {
         match v {
-            SetValue::Requirepass(p) => shared.settings.set_requirepass(&p),
+            SetValue::Requirepass(p) => {
+                shared.acl.set_default_password(&p);
+                shared.settings.set_requirepass(&p);
+            }
             SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
             SetValue::NotifyFlags(f) => shared.settings.set_notify_flags(f),

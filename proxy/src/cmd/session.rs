@@ -24,6 +24,8 @@ pub struct Session {
     pub protocol: Protocol,
     /// Authenticated (always, when no password is set).
     pub authenticated: bool,
+    /// The user (`AUTH`; `default` until then): its rules are checked before each command.
+    pub user: Option<crate::acl::SessionUser>,
     /// The peer address.
     pub peer: String,
     /// When the connection was accepted.

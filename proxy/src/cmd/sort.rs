@@ -36,6 +36,71 @@ pub static SPECS: &[Spec] = &[
     spec!("sort_ro", -2, RM, 1, 1, 1),
 ];
 
+/// `SORT` / `SORT_RO` called by a script: the source read in one atomic step of the
+/// script's range, then sorted. A set not sorted by a pattern is sorted `ALPHA`, as Redis
+/// does for scripts so that every replica computes the same reply. `BY` and `GET` patterns
+/// that name other keys, and `STORE`, need more rounds than a script's call has: refused.
+pub fn in_script(name: &str, args: &[Bytes]) -> Action {
+    let mut c = match parse(args, name == "sort_ro") {
+        Ok(c) => c,
+        Err(r) => return Action::Reply(r),
+    };
+    let names_keys =
+        c.by.as_ref().is_some_and(|p| p.contains(&b'*')) || c.gets.iter().any(|g| &g[..] != b"#");
+    if names_keys || c.store.is_some() {
+        return Action::Reply(Reply::err(
+            "SORT with BY or GET patterns that name keys, or with STORE, cannot run inside a \
+             script on tierkv (it needs several rounds)",
+        ));
+    }
+    let key = c.key.clone();
+    Action::Data {
+        ops: source_ops(&key)
+            .into_iter()
+            .map(|op| keyed(&key, op))
+            .collect(),
+        finish: Box::new(move |results| {
+            let results = results.into_iter().map(|r| r.map_err(|e| exec_error(&e)));
+            let (kind, elements) = match parse_source(results) {
+                Ok(src) => src,
+                Err(r) => return r,
+            };
+            if c.dont_sort && matches!(kind, KeyType::Set {}) {
+                c.dont_sort = false;
+                c.alpha = true;
+                c.by = None;
+            }
+            match order_local(&c, kind, elements) {
+                Ok(out) => {
+                    let columns = c.gets.len().max(1);
+                    let mut replies = Vec::with_capacity(out.len() * columns);
+                    for e in out {
+                        replies.extend(std::iter::repeat_n(Reply::Bulk(e), columns));
+                    }
+                    Reply::Array(replies)
+                }
+                Err(r) => r,
+            }
+        }),
+    }
+}
+
+/// The elements in output order without `BY` lookups: kept in their own order (`BY` a
+/// constant) or sorted by themselves; `LIMIT` applied.
+fn order_local(c: &SortCmd, kind: KeyType, mut elements: Vec<Bytes>) -> Result<Vec<Bytes>, Reply> {
+    if c.dont_sort {
+        // Lists and sorted sets keep their own order (reversed by DESC); a set keeps its
+        // member order and DESC has nothing to reverse.
+        if c.desc && !matches!(kind, KeyType::Set {}) {
+            elements.reverse();
+        }
+        let w = window(elements.len(), c.limit);
+        return Ok(elements.drain(w).collect());
+    }
+    let items = keys(c, elements, None)?;
+    Ok(sorted_window(c, items, false))
+}
+
 /// Pattern lookups sent in one batch.
 const BATCH: usize = 1024;
 
@@ -144,7 +209,24 @@ async fn run(router: &DbRouter<'_>, mut c: SortCmd) -> Reply {
 /// Reads the source's type and elements in one atomic step: list order, set member order,
 /// sorted-set rank order. An absent key is an empty list.
 async fn read_source(router: &DbRouter<'_>, key: &Bytes) -> Result<(KeyType, Vec<Bytes>), Reply> {
-    let ops = vec![
+    let multi = KvOp::Multi {
+        watches: Vec::new(),
+        ops: source_ops(key),
+    };
+    let results = match one(router, key, multi).await? {
+        OpResult::Multi { results } => results,
+        other => return Err(unexpected(&other)),
+    };
+    parse_source(results.into_iter().map(|r| match r {
+        KvResponse::Ok { result } => Ok(result),
+        KvResponse::Err { error } => Err(exec_error(&ExecError::Rpc(error))),
+    }))
+}
+
+/// The reads of the source, to run in one atomic step: its type, then its elements as each
+/// type lists them (the reads of the other types fail `WRONGTYPE`, and are not looked at).
+fn source_ops(key: &Bytes) -> Vec<KvOp> {
+    vec![
         KvOp::KeyType { key: key.clone() },
         KvOp::List {
             op: ListOp::Range {
@@ -167,21 +249,16 @@ async fn read_source(router: &DbRouter<'_>, key: &Bytes) -> Result<(KeyType, Vec
                 count: -1,
             },
         },
-    ];
-    let multi = KvOp::Multi {
-        watches: Vec::new(),
-        ops,
-    };
-    let results = match one(router, key, multi).await? {
-        OpResult::Multi { results } => results,
-        other => return Err(unexpected(&other)),
-    };
-    let mut it = results.into_iter();
+    ]
+}
+
+/// The source's type and elements from the results of [`source_ops`], in order.
+fn parse_source(
+    mut it: impl Iterator<Item = Result<OpResult, Reply>>,
+) -> Result<(KeyType, Vec<Bytes>), Reply> {
     let kind = match it.next() {
-        Some(KvResponse::Ok {
-            result: OpResult::Type { key_type },
-        }) => key_type,
-        Some(KvResponse::Err { error }) => return Err(exec_error(&ExecError::Rpc(error))),
+        Some(Ok(OpResult::Type { key_type })) => key_type,
+        Some(Err(e)) => return Err(e),
         _ => return Err(Reply::err("internal error: SORT read no type")),
     };
     let slot = match kind {
@@ -192,14 +269,12 @@ async fn read_source(router: &DbRouter<'_>, key: &Bytes) -> Result<(KeyType, Vec
         _ => return Err(exec_error(&ExecError::Rpc(RpcError::WrongType {}))),
     };
     match it.nth(slot) {
-        Some(KvResponse::Ok {
-            result: OpResult::Bulks { values },
-        }) => Ok((kind, values)),
-        Some(KvResponse::Ok {
-            result: OpResult::Scored { items },
-        }) => Ok((kind, items.into_iter().map(|(m, _)| m).collect())),
-        Some(KvResponse::Err { error }) => Err(exec_error(&ExecError::Rpc(error))),
-        Some(KvResponse::Ok { result }) => Err(unexpected(&result)),
+        Some(Ok(OpResult::Bulks { values })) => Ok((kind, values)),
+        Some(Ok(OpResult::Scored { items })) => {
+            Ok((kind, items.into_iter().map(|(m, _)| m).collect()))
+        }
+        Some(Err(e)) => Err(e),
+        Some(Ok(result)) => Err(unexpected(&result)),
         None => Err(Reply::err("internal error: SORT read no elements")),
     }
 }
@@ -239,29 +314,25 @@ async fn order(
     router: &DbRouter<'_>,
     c: &SortCmd,
     kind: KeyType,
-    mut elements: Vec<Bytes>,
+    elements: Vec<Bytes>,
 ) -> Result<Vec<Bytes>, Reply> {
-    if c.dont_sort {
-        // Lists and sorted sets keep their own order (reversed by DESC); a set keeps its
-        // member order and DESC has nothing to reverse.
-        if c.desc && !matches!(kind, KeyType::Set {}) {
-            elements.reverse();
-        }
-        let w = window(elements.len(), c.limit);
-        return Ok(elements.drain(w).collect());
-    }
-    let weights = match &c.by {
-        Some(p) => Some(lookup(router, p, &elements).await?),
-        None => None,
+    let pattern = match &c.by {
+        Some(p) if !c.dont_sort => p,
+        _ => return order_local(c, kind, elements),
     };
-    let by_pattern = weights.is_some();
-    let mut items = keys(c, elements, weights)?;
+    let weights = lookup(router, pattern, &elements).await?;
+    let items = keys(c, elements, Some(weights))?;
+    Ok(sorted_window(c, items, true))
+}
+
+/// `items` sorted and cut to the `LIMIT` window.
+fn sorted_window(c: &SortCmd, mut items: Vec<Item>, by_pattern: bool) -> Vec<Bytes> {
     items.sort_by(|a, b| {
         let o = compare(c.alpha, by_pattern, a, b);
         if c.desc { o.reverse() } else { o }
     });
     let w = window(items.len(), c.limit);
-    Ok(items.drain(w).map(|i| i.element).collect())
+    items.drain(w).map(|i| i.element).collect()
 }
 
 /// An element and what it sorts by.

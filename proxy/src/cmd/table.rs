@@ -78,6 +78,7 @@ pub static FUNCTIONS: &[Spec] = &[
 
 /// The core commands (strings, keys, hashes, server, transactions), sorted by name.
 pub static TABLE: &[Spec] = &[
+    spec!("acl", -2, NONE, 0, 0, 0),
     spec!("append", 3, W, 1, 1, 1),
     // Redis Cluster's redirection handshake: a standalone server's answer.
     spec!("asking", 1, F, 0, 0, 0),

@@ -60,6 +60,8 @@ pub enum FunctionCmd {
         args: Vec<Bytes>,
         /// `FCALL_RO`.
         read_only: bool,
+        /// The ACL rules of the caller (`None`: allowed everything).
+        user: Option<Bytes>,
     },
 }
 

@@ -121,7 +121,7 @@ pub fn glob_match(pattern: &[u8], s: &[u8]) -> bool {
 /// (`client|id`), as its error texts name them.
 pub fn full_name(name: &str, args: &[Bytes]) -> String {
     const CONTAINERS: &[&str] = &[
-        "client", "command", "config", "function", "memory", "object", "pubsub",
+        "acl", "client", "command", "config", "function", "memory", "object", "pubsub",
     ];
     match args.get(1) {
         Some(sub) if CONTAINERS.contains(&name) => {
@@ -137,6 +137,19 @@ pub fn full_name(name: &str, args: &[Bytes]) -> String {
 /// The subcommands of Redis 7.0's container commands as its statistics name them
 /// (`config|resetstat`), sorted.
 const SUBCOMMANDS: &[&str] = &[
+    "acl|cat",
+    "acl|deluser",
+    "acl|dryrun",
+    "acl|genpass",
+    "acl|getuser",
+    "acl|help",
+    "acl|list",
+    "acl|load",
+    "acl|log",
+    "acl|save",
+    "acl|setuser",
+    "acl|users",
+    "acl|whoami",
     "client|caching",
     "client|getname",
     "client|getredir",

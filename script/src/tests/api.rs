@@ -286,3 +286,31 @@ fn version_and_no_op_helpers_exist() {
         )
     );
 }
+
+/// Replies captured from redis-server 7.0.15 for a user allowed `GET` but not `SET`.
+#[test]
+fn acl_check_cmd_answers_for_the_scripts_user_and_raises_on_unknown_commands() {
+    let mut vm = vm();
+    let mut host = FakeHost::with(&[("get", Value::Nil), ("set", Value::Nil)]);
+    host.denied.push("set".into());
+    let r = eval_on(&mut vm, "return redis.acl_check_cmd('get', 'k')", &mut host);
+    assert_eq!(r, Value::Int(1));
+    let r = eval_on(
+        &mut vm,
+        "return redis.acl_check_cmd('set', 'k', 1)",
+        &mut host,
+    );
+    assert_eq!(r, Value::Nil);
+    let r = eval_on(
+        &mut vm,
+        "return redis.acl_check_cmd('nosuch', 'k')",
+        &mut host,
+    );
+    assert_eq!(
+        r,
+        err(
+            "ERR Invalid command passed to redis.acl_check_cmd() script: 9d41677768808dd2ccf66ea701a18385d5f4419d, on @user_script:1."
+        )
+    );
+    assert!(host.calls.is_empty(), "a check runs nothing");
+}

@@ -20,12 +20,15 @@ use crate::{Host, Limits, Resp, Run, Value, Vm};
 pub(crate) struct FakeHost {
     pub(crate) calls: Vec<(Vec<Bytes>, Resp)>,
     pub(crate) replies: HashMap<String, Value>,
+    /// Commands `redis.acl_check_cmd` reports the user may not run.
+    pub(crate) denied: Vec<String>,
 }
 
 impl FakeHost {
     pub(crate) fn with(replies: &[(&str, Value)]) -> Self {
         Self {
             calls: Vec::new(),
+            denied: Vec::new(),
             replies: replies
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.clone()))
@@ -50,6 +53,15 @@ impl Host for FakeHost {
             .get(&name)
             .cloned()
             .unwrap_or_else(|| Value::Error("ERR Unknown Redis command called from script".into()))
+    }
+
+    /// A command with a canned reply exists; the user may run it unless it is `denied`.
+    fn acl_check(&mut self, argv: &[Bytes]) -> Result<bool, String> {
+        let name = String::from_utf8_lossy(&argv[0]).to_lowercase();
+        if !self.replies.contains_key(&name) {
+            return Err("ERR Invalid command passed to redis.acl_check_cmd()".into());
+        }
+        Ok(!self.denied.contains(&name))
     }
 }
 
