@@ -16,7 +16,12 @@ local PRELUDE_ENV = getfenv_(1)
 local protected = {} -- proxy -> the table it shows
 local function ro_err() error(READONLY, 2) end
 local function readonly(real)
-  local proxy = setmetatable_({}, { __index = real, __newindex = ro_err, __metatable = false })
+  -- `getmetatable` of a protected table shows a table that is itself read-only, as Redis's
+  -- (changing it raises the same error instead of reaching the real metatable).
+  local shown = setmetatable_({}, {
+    __index = { __index = real, __newindex = ro_err }, __newindex = ro_err, __metatable = false,
+  })
+  local proxy = setmetatable_({}, { __index = real, __newindex = ro_err, __metatable = shown })
   protected[proxy] = real
   return proxy
 end

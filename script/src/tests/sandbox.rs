@@ -460,3 +460,17 @@ fn deep_recursion_is_a_lua_error_not_a_crash() {
         )
     );
 }
+
+/// redis-server 7.0.15: "Try trick global protection 2" of `unit/scripting`.
+#[test]
+fn the_metatable_of_a_protected_table_is_protected_too() {
+    let r = eval("local g = getmetatable(_G)\ng.__index = {}");
+    let Value::Error(text) = r else {
+        panic!("{r:?}")
+    };
+    assert!(
+        text.contains("Attempt to modify a readonly table"),
+        "{text}"
+    );
+    assert_eq!(eval("return type(getmetatable(redis))"), bulk("table"));
+}
