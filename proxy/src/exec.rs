@@ -255,7 +255,10 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
         .collect();
     for (notice, reply) in notices.iter().zip(&replies) {
         if let Some(n) = notice {
-            crate::notify::emit(&shared.pubsub, n, reply);
+            let fanout = |ch: &Bytes, payload: &Bytes| {
+                crate::cmd::pubsub_cluster::forward(shared, ch, payload);
+            };
+            crate::notify::emit(&shared.pubsub, fanout, n, reply);
         }
     }
     Reply::Array(replies)

@@ -11,8 +11,9 @@
 //! modules). Where the reply does not say what happened, nothing is published rather than a
 //! guess: a multi-key `DEL`/`UNLINK` that removed only some of its keys, a `ZADD` that only
 //! updated scores without `CH`, the `del` Redis adds when a pop or removal empties a
-//! collection, and the `del` of a `*STORE` whose empty result deleted an existing key. Like pub/sub itself, events reach the subscribers of the proxy that ran the
-//! command.
+//! collection, and the `del` of a `*STORE` whose empty result deleted an existing key. Like
+//! `PUBLISH`, an event reaches the subscribers of every proxy of the cluster: this proxy's at
+//! once, the others' through the mesh (queued in order, not awaited).
 //!
 //! Cost when the setting is empty (the default): one atomic load per command.
 // perf-critical: `capture` runs for every command.
@@ -149,8 +150,13 @@ pub struct Event {
     pub db: Db,
 }
 
-/// Publishes the events of `notice`'s command, which answered `reply`.
-pub fn emit(hub: &Hub, notice: &Notice, reply: &Reply) {
+/// Publishes the events of `notice`'s command, which answered `reply`: on this proxy's
+/// `hub`, and through `fanout` to the other proxies of the cluster.
+pub fn emit(hub: &Hub, fanout: impl Fn(&Bytes, &Bytes), notice: &Notice, reply: &Reply) {
+    let publish = |channel: &Bytes, payload: &Bytes| {
+        hub.publish(channel, payload, false);
+        fanout(channel, payload);
+    };
     for e in events(notice, reply) {
         if notice.flags & e.class == 0 {
             continue;
@@ -162,15 +168,11 @@ pub fn emit(hub: &Hub, notice: &Notice, reply: &Reply) {
         if notice.flags & KEYSPACE != 0 {
             let mut ch = format!("__keyspace@{db}__:").into_bytes();
             ch.extend_from_slice(&e.key);
-            hub.publish(
-                &Bytes::from(ch),
-                &Bytes::from_static(e.name.as_bytes()),
-                false,
-            );
+            publish(&Bytes::from(ch), &Bytes::from_static(e.name.as_bytes()));
         }
         if notice.flags & KEYEVENT != 0 {
             let ch = Bytes::from(format!("__keyevent@{db}__:{}", e.name));
-            hub.publish(&ch, &e.key, false);
+            publish(&ch, &e.key);
         }
     }
 }

@@ -922,7 +922,11 @@ impl Conn<'_> {
                 }
             };
             if let Some(n) = &item.notice {
-                crate::notify::emit(&self.shared.pubsub, n, &reply);
+                let shared = self.shared;
+                let fanout = |ch: &Bytes, payload: &Bytes| {
+                    crate::cmd::pubsub_cluster::forward(shared, ch, payload);
+                };
+                crate::notify::emit(&shared.pubsub, fanout, n, &reply);
             }
             if let Some(name) = item.name {
                 let error = match &reply {

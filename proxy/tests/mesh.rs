@@ -3,7 +3,8 @@
 //! the other (RESP2 and RESP3, in order) and the count is cluster-wide; PUBSUB counts sum both
 //! proxies; a BLPOP blocked on one is woken by a push through the other well before the
 //! 100 ms poll would; a stopped peer neither fails nor holds PUBLISH; `CLIENT PAUSE WRITE`
-//! on one holds the writes of the other's clients (not their reads) until `CLIENT UNPAUSE`.
+//! on one holds the writes of the other's clients (not their reads) until `CLIENT UNPAUSE`;
+//! a keyspace notification of a write through one reaches subscribers of the other.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -123,6 +124,34 @@ fn a_subscriber_on_one_proxy_receives_what_is_published_on_another_in_resp2_and_
     assert!(info_field(&mut t.env.client(), "tierkv_mesh_forwarded") >= 202);
     let text = proxy::server::prometheus_text(&t.env.shared);
     assert!(text.contains("proxy_mesh_links_up 1\n"), "{text}");
+}
+
+#[test]
+fn keyspace_notifications_of_a_write_through_one_proxy_reach_subscribers_of_the_other() {
+    let t = two();
+    let mut writer = t.env.client();
+    assert_eq!(
+        writer.cmd("CONFIG SET notify-keyspace-events KEA"),
+        "+OK\r\n"
+    );
+    let mut sub = Client::connect(&t.b_addr);
+    assert!(
+        sub.cmd("SUBSCRIBE __keyevent@0__:set")
+            .contains("subscribe")
+    );
+    assert!(
+        sub.cmd("PSUBSCRIBE __keyspace@0__:*")
+            .contains("psubscribe")
+    );
+    assert_eq!(writer.cmd("SET k v"), "+OK\r\n");
+    assert_eq!(
+        read(&mut sub),
+        "*4\r\n$8\r\npmessage\r\n$16\r\n__keyspace@0__:*\r\n$16\r\n__keyspace@0__:k\r\n$3\r\nset\r\n"
+    );
+    assert_eq!(
+        read(&mut sub),
+        "*3\r\n$7\r\nmessage\r\n$18\r\n__keyevent@0__:set\r\n$1\r\nk\r\n"
+    );
 }
 
 #[test]

@@ -41,6 +41,19 @@ pub fn publish(shared: &Shared, channel: &Bytes, payload: &Bytes, shard: bool) -
     })
 }
 
+/// Queues a message published here to every peer, without waiting for their answers
+/// (keyspace notifications: the command's reply does not count receivers).
+pub fn forward(shared: &Shared, channel: &Bytes, payload: &Bytes) {
+    if shared.mesh.has_peers() {
+        let msg = Message::PeerPublish(PeerPublish {
+            channel: channel.clone(),
+            payload: payload.clone(),
+            shard: false,
+        });
+        drop(shared.mesh.send_all(&msg));
+    }
+}
+
 /// `PUBSUB CHANNELS|SHARDCHANNELS [pattern]` over the cluster: the union of every proxy's.
 pub fn channels(shared: &Shared, kind: Kind, pattern: Option<&Bytes>) -> Action {
     let local = shared.pubsub.channels(kind, pattern.map(|p| &p[..]));
