@@ -31,6 +31,7 @@ pub mod ids;
 pub mod keyspace;
 pub mod limits;
 pub mod message;
+pub mod redis_args;
 pub mod redis_num;
 pub mod route;
 pub mod route_cache;

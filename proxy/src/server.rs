@@ -438,6 +438,11 @@ async fn connection(
     let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval().min(QBUF_IDLE)));
     conn.publish(&me, &inbuf);
     loop {
+        // Killed by `CLIENT KILL` (its own, too: `SKIPME no`): closed before anything more
+        // is read, whatever `select!` below would pick first.
+        if me.is_killed() {
+            return;
+        }
         // A buffer released while idle (capacity 0) is grown by the read itself.
         if inbuf.capacity() > 0 && inbuf.capacity() - inbuf.len() < 4096 {
             inbuf.reserve(INBUF_BYTES);

@@ -56,8 +56,15 @@ pub(crate) fn metadata(code: &[u8]) -> Result<(String, usize), String> {
     let Some(end) = code.iter().position(|&b| b == b'\n') else {
         return Err("ERR Invalid library metadata".into());
     };
-    let line = String::from_utf8_lossy(&code[..end]);
-    let mut parts = line.split_ascii_whitespace();
+    // Words as `sdssplitargs` splits them (`name="foo"` is `name=foo`).
+    let Some(words) = net::redis_args::split_args(&code[..end]).filter(|w| !w.is_empty()) else {
+        return Err("ERR Invalid library metadata".into());
+    };
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let mut parts = words.iter().map(String::as_str);
     let Some(engine) = parts.next() else {
         return Err("ERR Invalid library metadata".into());
     };

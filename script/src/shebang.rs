@@ -11,8 +11,13 @@ pub(crate) fn parse(body: &[u8]) -> Result<(Flags, usize), String> {
     let Some(end) = body.iter().position(|&b| b == b'\n') else {
         return Err("ERR Invalid script shebang".into());
     };
-    let line = String::from_utf8_lossy(&body[..end]);
-    let mut parts = line.split_ascii_whitespace();
+    // Words as `sdssplitargs` splits them (`flags="no-writes"` is `flags=no-writes`).
+    let words = net::redis_args::split_args(&body[..end]).unwrap_or_default();
+    let words: Vec<String> = words
+        .iter()
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+        .collect();
+    let mut parts = words.iter().map(String::as_str);
     let Some(engine) = parts.next() else {
         return Err("ERR Invalid engine in script shebang".into());
     };

@@ -188,3 +188,17 @@ fn a_library_that_loops_while_loading_is_stopped() {
         Value::Int(1)
     );
 }
+
+/// redis-server 7.0.15 splits the metadata line with `sdssplitargs`: quotes group and are
+/// removed (`unit/functions`, "function test name with quotes").
+#[test]
+fn metadata_and_shebang_words_are_split_as_redis_splits_arguments() {
+    let (name, _) = crate::library::metadata(b"#!lua name=\"foo\"\nreturn 1").unwrap();
+    assert_eq!(name, "foo");
+    assert_eq!(
+        crate::library::metadata(b"#!lua name=\"foo\nreturn 1").unwrap_err(),
+        "ERR Invalid library metadata"
+    );
+    let (flags, _) = crate::shebang::parse(b"#!lua flags=\"no-writes\"\nreturn 1").unwrap();
+    assert!(flags.no_writes);
+}
