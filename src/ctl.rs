@@ -25,6 +25,14 @@ pub struct CtlArgs {
     /// Time to wait for the master, ms.
     #[arg(long, default_value_t = 10_000, global = true)]
     timeout_ms: u64,
+    /// The master's `admin-token`, when it has one.
+    #[arg(
+        long,
+        env = "TIERKV_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
     #[command(subcommand)]
     command: CtlCommand,
 }
@@ -100,9 +108,14 @@ fn http(cfg: &CtlArgs, method: &str, path: &str) -> anyhow::Result<(u16, String)
         .with_context(|| format!("connect to the master's admin port {}", cfg.master))?;
     s.set_read_timeout(Some(timeout))?;
     s.set_write_timeout(Some(timeout))?;
+    let auth = cfg
+        .admin_token
+        .as_deref()
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(
         s,
-        "{method} {path} HTTP/1.0\r\nHost: {}\r\nContent-Length: 0\r\n\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {}\r\n{auth}Content-Length: 0\r\n\r\n",
         cfg.master
     )?;
     let mut raw = Vec::new();

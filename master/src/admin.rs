@@ -2,7 +2,8 @@
 //! `/health`, `/status`, `/stores` (with each store's health, the probes' votes and its
 //! shards' load), `/ranges`, `/probes`, `/scale` (JSON) and `/metrics` (Prometheus text);
 //! `POST` serves the operations of [`crate::admin_ops`] (drain, move a range, split, scale)
-//! that `tierkv ctl` calls. It has no authentication: bind it to a trusted interface.
+//! that `tierkv ctl` calls. With an `admin-token`, every request but `GET /health` must
+//! carry it as a bearer token (`401` otherwise); without one, bind it to a trusted interface.
 //!
 //! Hand-written to keep the master's dependencies small; it is for operators and scrapers,
 //! not for the request path.
@@ -459,7 +460,11 @@ pub fn respond(master: &Master, path: &str) -> (u16, &'static str, String) {
     }
 }
 
-async fn serve_one(master: Arc<Master>, mut stream: TcpStream) -> std::io::Result<()> {
+async fn serve_one(
+    master: Arc<Master>,
+    token: Option<Arc<str>>,
+    mut stream: TcpStream,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -476,7 +481,13 @@ async fn serve_one(master: Arc<Master>, mut stream: TcpStream) -> std::io::Resul
     let (path, query) = path.split_once('?').unwrap_or((path, ""));
     let m = master.clone();
     let p = path.to_string();
+    let open = method == "GET" && path == "/health";
+    let allowed = match &token {
+        Some(t) => open || net::auth::bearer_matches(&buf, t.as_bytes()),
+        None => true,
+    };
     let (status, ctype, body) = match method {
+        _ if !allowed => (401, "text/plain", "admin token required (Authorization: Bearer; tierkv ctl --admin-token or TIERKV_ADMIN_TOKEN)\n".into()),
         "GET" => tokio::task::spawn_blocking(move || respond(&m, &p))
             .await
             .map_err(std::io::Error::other)?,
@@ -495,11 +506,17 @@ async fn serve_one(master: Arc<Master>, mut stream: TcpStream) -> std::io::Resul
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        401 => "Unauthorized",
         409 => "Conflict",
         _ => "Method Not Allowed",
     };
+    let challenge = if status == 401 {
+        "WWW-Authenticate: Bearer\r\n"
+    } else {
+        ""
+    };
     let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n{challenge}Connection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -507,10 +524,12 @@ async fn serve_one(master: Arc<Master>, mut stream: TcpStream) -> std::io::Resul
     stream.shutdown().await
 }
 
-/// Serves the admin endpoint on `listener` until `shutdown` completes.
+/// Serves the admin endpoint on `listener` until `shutdown` completes; with `token`, every
+/// request but `GET /health` must carry it (`Authorization: Bearer`).
 pub async fn serve_admin(
     master: Arc<Master>,
     listener: TcpListener,
+    token: Option<Arc<str>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut tasks = JoinSet::new();
@@ -531,8 +550,9 @@ pub async fn serve_admin(
             continue; // dropping the stream closes it: the admin port is not for load
         }
         let m = master.clone();
+        let t = token.clone();
         tasks.spawn(async move {
-            let r = tokio::time::timeout(Duration::from_secs(5), serve_one(m, stream)).await;
+            let r = tokio::time::timeout(Duration::from_secs(5), serve_one(m, t, stream)).await;
             if let Ok(Err(e)) = r {
                 tracing::debug!(%peer, "admin connection: {e}");
             }

@@ -21,6 +21,10 @@ data-dir = "master-data"
 # The RPC port (net protocol) and the HTTP admin port ("" disables it).
 listen = "127.0.0.1:7400"
 admin-listen = "127.0.0.1:7401"
+# When set, every admin request but GET /health must carry "Authorization: Bearer <token>"
+# (tierkv ctl --admin-token, or TIERKV_ADMIN_TOKEN). Unset: bind the admin port to a trusted
+# interface.
+# admin-token = "..."
 # Connections served at once; more wait in the listen backlog.
 max-connections = 1024
 # How far ahead of the clock the TSO high-water mark is persisted.
@@ -157,6 +161,10 @@ pub struct ServerConfig {
     pub listen: String,
     /// Admin HTTP listen address; `None` disables it. Default `127.0.0.1:7401`.
     pub admin_listen: Option<String>,
+    /// When set, every admin request but `GET /health` must carry `Authorization: Bearer
+    /// <token>` (`tierkv ctl --admin-token`). Default none: bind the admin port to a trusted
+    /// interface.
+    pub admin_token: Option<String>,
     /// Connections served at once. Default 1,024.
     pub max_connections: usize,
     /// The cluster secret's file. Default none.
@@ -182,6 +190,7 @@ struct FileConfig {
     data_dir: PathBuf,
     listen: String,
     admin_listen: String,
+    admin_token: Option<String>,
     max_connections: usize,
     tso_window_ms: u64,
     id_reserve_step: u64,
@@ -235,6 +244,7 @@ impl Default for FileConfig {
             data_dir: m.data_dir,
             listen: "127.0.0.1:7400".into(),
             admin_listen: "127.0.0.1:7401".into(),
+            admin_token: None,
             max_connections: 1024,
             tso_window_ms: m.tso_window_ms,
             id_reserve_step: m.id_reserve_step,
@@ -361,6 +371,7 @@ impl ServerConfig {
             master,
             listen: f.listen,
             admin_listen: (!f.admin_listen.is_empty()).then_some(f.admin_listen),
+            admin_token: f.admin_token.filter(|t| !t.is_empty()),
             max_connections: f.max_connections,
             cluster_secret_file: f.cluster_secret_file,
             cluster_secret,

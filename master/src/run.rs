@@ -113,8 +113,10 @@ pub async fn run(
     let wait = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let admin_task =
-        admin.map(|l| tokio::spawn(serve_admin(master.clone(), l, wait(stop_rx.clone()))));
+    let admin_task = admin.map(|l| {
+        let token = cfg.admin_token.clone().map(Arc::from);
+        tokio::spawn(serve_admin(master.clone(), l, token, wait(stop_rx.clone())))
+    });
     let serve = master.clone().serve(
         rpc,
         cfg.transport(secret, tls),

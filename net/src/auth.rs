@@ -280,3 +280,53 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Whether an HTTP request head (request line and headers) carries `Authorization: Bearer
+/// <token>` with `token` (header name in any case; compared in constant time): the admin
+/// endpoints' check when an `admin-token` is configured.
+pub fn bearer_matches(head: &[u8], token: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(head);
+    let given = text.lines().skip(1).find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        if !name.trim().eq_ignore_ascii_case("authorization") {
+            return None;
+        }
+        let value = value.trim();
+        let (scheme, credential) = value.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| credential.trim().to_string())
+    });
+    let Some(given) = given else {
+        return false;
+    };
+    let given = given.as_bytes();
+    // Every byte is compared whatever the first difference; the lengths are not secret.
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+#[cfg(test)]
+mod bearer_tests {
+    use super::bearer_matches;
+
+    #[test]
+    fn only_the_configured_bearer_token_matches() {
+        let head = b"POST /drain HTTP/1.0\r\nHost: x\r\nauthorization: Bearer s3cret\r\n\r\n";
+        assert!(bearer_matches(head, b"s3cret"));
+        assert!(!bearer_matches(head, b"s3cre"));
+        assert!(!bearer_matches(head, b"s3crex"));
+        assert!(!bearer_matches(b"GET / HTTP/1.0\r\n\r\n", b"s3cret"));
+        let basic = b"GET / HTTP/1.0\r\nAuthorization: Basic s3cret\r\n\r\n";
+        assert!(!bearer_matches(basic, b"s3cret"));
+        // A header line in the request line's place does not count.
+        assert!(!bearer_matches(
+            b"Authorization: Bearer s3cret\r\n\r\n",
+            b"s3cret"
+        ));
+    }
+}
