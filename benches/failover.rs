@@ -7,7 +7,10 @@
 //! ```sh
 //! cargo bench --profile ci -p tierkv --bench failover
 //! FAILOVER_ROUNDS=40 cargo bench --profile ci -p tierkv --bench failover
+//! TIERKV_BENCH_BIN=/tmp/tierkv-before cargo bench --profile ci -p tierkv --bench failover
 //! ```
+//!
+//! `TIERKV_BENCH_BIN` runs another build's binary (a before/after pair on one machine).
 //!
 //! The writer is one client doing `SET` in a loop (a new connection after any error, 2 ms
 //! apart after an error reply): what an application with a retry loop sees. The time is
@@ -99,7 +102,9 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let mut c = Cluster::start(Path::new(env!("CARGO_BIN_EXE_tierkv")), None, &[]);
+    let bin = std::env::var("TIERKV_BENCH_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_tierkv").to_string());
+    let mut c = Cluster::start(Path::new(&bin), None, &[]);
     let mut conn = None;
     let mut times = Vec::new();
     for round in 0..rounds() {

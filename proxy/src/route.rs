@@ -56,12 +56,16 @@ const WATCH_RETRY: Duration = Duration::from_secs(1);
 pub struct RouterConfig {
     /// Master addresses (`host:port`), tried in order.
     pub masters: Vec<String>,
-    /// Attempts per operation (the first included). The default, 30, is about 5 s of
-    /// backoff: long enough for a range to elect a new leader after its leader's node fails
-    /// and for the master to learn of it.
-    pub max_attempts: u32,
-    /// Backoff before the second attempt; doubles each attempt, capped at 200 ms.
+    /// How long an operation is retried (counted from its first attempt). The default, 5 s,
+    /// is long enough for a range to elect a new leader after its leader's node fails and
+    /// for the master to learn of it.
+    pub retry_budget: Duration,
+    /// Backoff before the second attempt; doubles each attempt up to `max_backoff`.
     pub backoff: Duration,
+    /// Longest pause between attempts. Default 25 ms: while a range elects, its replicas
+    /// answer `NotLeader` without a hint, and the first attempt after the election is at most
+    /// this late (a budget counted in time, not attempts, lets it be short).
+    pub max_backoff: Duration,
     /// Connections per shard.
     pub conns_per_shard: usize,
     /// How long after a command started a write whose outcome is unknown may still be
@@ -78,8 +82,9 @@ impl Default for RouterConfig {
     fn default() -> Self {
         Self {
             masters: Vec::new(),
-            max_attempts: 30,
+            retry_budget: Duration::from_secs(5),
             backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(25),
             conns_per_shard: 2,
             write_resend: Duration::from_secs(3),
             transport: TransportConfig::default(),
@@ -409,7 +414,9 @@ impl Router {
             });
         }
         let mut backoff = self.cfg.backoff;
-        for attempt in 0..self.cfg.max_attempts.max(1) {
+        let deadline = Instant::now() + self.cfg.retry_budget;
+        let mut last_refresh: Option<Instant> = None;
+        loop {
             let mut table = self.table();
             if table.version == 0
                 || pending
@@ -470,7 +477,7 @@ impl Router {
             }
             retry.sort_unstable();
             pending = retry;
-            if attempt + 1 == self.cfg.max_attempts.max(1) {
+            if Instant::now() + backoff > deadline {
                 break;
             }
             self.stats
@@ -481,9 +488,14 @@ impl Router {
                 continue;
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
-            if let Err(e) = self.refresh(table.version).await {
-                run.last_err = reason(e);
+            backoff = (backoff * 2).min(self.cfg.max_backoff.max(self.cfg.backoff));
+            // The master's table at most every REFRESH_EVERY while retrying (the route watch
+            // pushes changes anyway): short pauses must not turn into a flood of refreshes.
+            if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+                last_refresh = Some(Instant::now());
+                if let Err(e) = self.refresh(table.version).await {
+                    run.last_err = reason(e);
+                }
             }
         }
         let results = run.finish();
@@ -578,6 +590,9 @@ struct Run<'a> {
     /// Attempts made in a row without a pause, each after leader hints.
     quick_hops: u32,
 }
+
+/// Shortest time between two route refreshes one `exec` asks the master for while it retries.
+const REFRESH_EVERY: Duration = Duration::from_millis(100);
 
 /// Most attempts in a row that follow leader hints without a pause: hints that point in a
 /// circle (replicas with stale views) then meet the usual backoff.

@@ -12,11 +12,12 @@ use net::keyspace::{Db, meta_key};
 
 #[test]
 fn a_command_follows_a_not_leader_hint_at_once_while_the_master_names_the_old_leader() {
-    // A long backoff and few attempts: waiting on the master's table, which never changes
-    // here, the command would fail after ~0.6 s.
+    // A long backoff and a short budget: waiting on the master's table, which never
+    // changes here, the command would fail after ~0.6 s.
     let env = Env::start_with(2, |c| {
         c.router.backoff = Duration::from_millis(300);
-        c.router.max_attempts = 3;
+        c.router.max_backoff = Duration::from_millis(300);
+        c.router.retry_budget = Duration::from_millis(650);
     });
     let mut c = env.client();
     assert_eq!(c.cmd("SET k v"), "+OK\r\n");
