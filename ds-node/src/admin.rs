@@ -7,7 +7,7 @@
     reason = "the admin thread is not a shard; each shard locks its publication slot once per 200 ms"
 )]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -271,11 +271,33 @@ fn demote(target: &str, demotes: &[Requests]) -> (&'static str, String) {
     (status, body)
 }
 
-/// Serves `GET /metrics` and `POST /demote` on `listener` until `stop` is set.
+/// Longest request head read (request line and headers).
+const MAX_HEAD_BYTES: usize = 8 * 1024;
+
+/// The request line and headers of `s` (up to the blank line, at most [`MAX_HEAD_BYTES`]).
+fn read_head(s: &std::net::TcpStream) -> Option<String> {
+    let mut reader = BufReader::new(s.try_clone().ok()?).take(MAX_HEAD_BYTES as u64);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return (!head.is_empty()).then_some(head);
+        }
+        let end = line == "\r\n" || line == "\n";
+        head.push_str(&line);
+        if end {
+            return Some(head);
+        }
+    }
+}
+
+/// Serves `GET /metrics` and `POST /demote` on `listener` until `stop` is set; with `token`,
+/// every request must carry it (`Authorization: Bearer`, `401` otherwise).
 pub fn serve(
     listener: TcpListener,
     published: Published,
     demotes: Vec<Requests>,
+    token: Option<String>,
     stop: Arc<AtomicBool>,
 ) {
     let _ = listener.set_nonblocking(true);
@@ -286,12 +308,14 @@ pub fn serve(
         };
         let _ = s.set_nonblocking(false);
         let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-        let mut line = String::new();
-        let Ok(reader) = s.try_clone() else { continue };
-        if BufReader::new(reader).read_line(&mut line).is_err() {
-            continue;
-        }
-        let (status, body) = if line.starts_with("GET /metrics") {
+        let Some(head) = read_head(&s) else { continue };
+        let line = head.lines().next().unwrap_or_default();
+        let allowed = token
+            .as_deref()
+            .is_none_or(|t| net::auth::bearer_matches(head.as_bytes(), t.as_bytes()));
+        let (status, body) = if !allowed {
+            ("401 Unauthorized", "admin token required\n".to_string())
+        } else if line.starts_with("GET /metrics") {
             ("200 OK", render(&merged(&published)))
         } else if let Some(rest) = line.strip_prefix("POST /demote") {
             let target = rest.split_whitespace().next().unwrap_or("");
@@ -304,5 +328,36 @@ pub fn serve(
             "HTTP/1.1 {status}\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
             body.len()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read as _;
+
+    use super::*;
+
+    fn ask(addr: std::net::SocketAddr, headers: &str) -> String {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n{headers}\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn with_an_admin_token_a_request_without_it_is_refused() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let token = Some("secret-token".to_string());
+        let h = std::thread::spawn(move || serve(l, Vec::new(), Vec::new(), token, s));
+        assert!(ask(addr, "").starts_with("HTTP/1.1 401"));
+        assert!(ask(addr, "Authorization: Bearer nope\r\n").starts_with("HTTP/1.1 401"));
+        let ok = ask(addr, "Authorization: Bearer secret-token\r\n");
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        stop.store(true, Ordering::SeqCst);
+        h.join().unwrap();
     }
 }

@@ -97,6 +97,9 @@ pub struct DsConfig {
     pub io_memory_bytes: usize,
     /// `host:port` of the admin endpoint (`GET /metrics`); none = off. Default none.
     pub admin_addr: Option<String>,
+    /// When set, every admin request must carry `Authorization: Bearer <token>` (`401`
+    /// otherwise). Default none: bind the admin endpoint to a trusted interface.
+    pub admin_token: Option<SecretText>,
     /// Entries a range applies between two checkpoints (after a checkpoint the range's Raft
     /// log below it is compacted). Default 100000.
     pub checkpoint_entries: u64,
@@ -236,6 +239,7 @@ impl Default for DsConfig {
             heartbeat_ms: 1000,
             io_memory_bytes: 8 << 20,
             admin_addr: None,
+            admin_token: None,
             checkpoint_entries: 100_000,
             checkpoint_check_ms: 1000,
             demote_every_ms: 0,

@@ -188,9 +188,10 @@ pub fn run(mut cfg: DsConfig) -> anyhow::Result<NodeHandle> {
             let l = std::net::TcpListener::bind(a)?;
             let bound = l.local_addr()?;
             let (published, stop) = (metrics.clone(), stop.clone());
+            let token = cfg.admin_token.clone().map(|t| t.0);
             let h = std::thread::Builder::new()
                 .name("ds-admin".into())
-                .spawn(move || crate::admin::serve(l, published, demotes, stop))?;
+                .spawn(move || crate::admin::serve(l, published, demotes, token, stop))?;
             (Some(h), Some(bound))
         }
         None => (None, None),

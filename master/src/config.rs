@@ -164,7 +164,7 @@ pub struct ServerConfig {
     /// When set, every admin request but `GET /health` must carry `Authorization: Bearer
     /// <token>` (`tierkv ctl --admin-token`). Default none: bind the admin port to a trusted
     /// interface.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<net::auth::AdminToken>,
     /// Connections served at once. Default 1,024.
     pub max_connections: usize,
     /// The cluster secret's file. Default none.
@@ -371,7 +371,10 @@ impl ServerConfig {
             master,
             listen: f.listen,
             admin_listen: (!f.admin_listen.is_empty()).then_some(f.admin_listen),
-            admin_token: f.admin_token.filter(|t| !t.is_empty()),
+            admin_token: f
+                .admin_token
+                .filter(|t| !t.is_empty())
+                .map(net::auth::AdminToken),
             max_connections: f.max_connections,
             cluster_secret_file: f.cluster_secret_file,
             cluster_secret,

@@ -114,7 +114,7 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
     let admin_task = admin.map(|l| {
-        let token = cfg.admin_token.clone().map(Arc::from);
+        let token = cfg.admin_token.clone().map(|t| Arc::from(t.0));
         tokio::spawn(serve_admin(master.clone(), l, token, wait(stop_rx.clone())))
     });
     let serve = master.clone().serve(

@@ -281,6 +281,16 @@ mod tests {
     }
 }
 
+/// The token admin endpoints require (`admin-token`): never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// Whether an HTTP request head (request line and headers) carries `Authorization: Bearer
 /// <token>` with `token` (header name in any case; compared in constant time): the admin
 /// endpoints' check when an `admin-token` is configured.
