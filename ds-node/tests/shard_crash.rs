@@ -475,7 +475,9 @@ fn every_acknowledged_write_survives_a_crash_at_every_failpoint() {
             CrashMode::DropUnflushed,
             CrashMode::Random { seed: i as u64 },
         ] {
-            let acked = crash_run(
+            // These failpoints are files mode's (index mode: the test above).
+            let acked = crash_run_in(
+                CheckpointMode::Files,
                 format!("{name} ({mode:?})"),
                 mode,
                 cut_at_failpoint(name, nth),
