@@ -19,7 +19,7 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use engines::lsm::{IndexEntry, IndexValue, KeyIndex, LsmConfig, RangeApplied};
+use engines::lsm::{CompactionPolicy, IndexEntry, IndexValue, KeyIndex, LsmConfig, RangeApplied};
 use engines::segments::SharedStore;
 use engines::vlog::{AppendRecord, LogIndex, LogRecord, ValueSpan};
 use nvme::OwnerTag;
@@ -56,7 +56,14 @@ pub struct IndexCheckpointReport {
 
 /// Opens the shard's key index on the log's segment store.
 pub async fn open<D: ShardDevice>(store: SharedStore<D>) -> anyhow::Result<KeyIndex<D>> {
-    let (index, rep) = KeyIndex::open(store, LsmConfig::new(RUN_OWNER, MANIFEST_OWNER))
+    let mut cfg = LsmConfig::new(RUN_OWNER, MANIFEST_OWNER);
+    // A run takes at least one segment of the store the log shares: keep few of them.
+    cfg.compaction = CompactionPolicy {
+        fan_in: 2,
+        size_ratio: 4,
+        max_runs: 3,
+    };
+    let (index, rep) = KeyIndex::open(store, cfg)
         .await
         .map_err(|e| anyhow::anyhow!("open key index: {e}"))?;
     tracing::info!(?rep, "key index opened");

@@ -84,7 +84,7 @@ async fn open_log<D: ShardDevice>(
     let store = SharedStore::open(dev)
         .await
         .map_err(|e| anyhow::anyhow!("open the shard log's segment store: {e}"))?;
-    let (log, rep) = Vlog::open_on(store.clone(), LOG_OWNER, log_config())
+    let (log, rep) = Vlog::open_on(store.clone(), LOG_OWNER, log_config(cfg))
         .await
         .map_err(|e| anyhow::anyhow!("recover shard log: {e}"))?;
     if !fresh {
@@ -109,12 +109,20 @@ pub struct ShardStorage<D> {
 
 /// The shard log's settings: entries up to the largest proposal the handler admits (longer
 /// ones are written as fragment records, `docs/format/shard-log.md` §3).
-fn log_config() -> VlogConfig {
+fn log_config(cfg: &DsConfig) -> VlogConfig {
     VlogConfig {
         entry_bytes_max: MAX_PROPOSAL_BYTES,
+        reserve_segments: match cfg.checkpoint_mode {
+            CheckpointMode::Files => 0,
+            CheckpointMode::Index => INDEX_RESERVE_SEGMENTS,
+        },
         ..VlogConfig::default()
     }
 }
+
+/// Index mode: segments the shard log leaves free for the key index, so that a full log can
+/// still be checkpointed (the deletes and moves that let it free space reach the index).
+pub const INDEX_RESERVE_SEGMENTS: u32 = 3;
 
 /// The log after a range's checkpoint, replayed.
 #[derive(Debug, Default)]
