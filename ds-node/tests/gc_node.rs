@@ -246,7 +246,11 @@ fn maxdisksize_refuses_writes_then_accepts_them_after_deletes() {
     let index = common::single::test_checkpoint_mode() == ds_node::CheckpointMode::Index;
     let c = DsConfig {
         maxdisksize: 12 << 20,
-        log_file_bytes: if index { LOG_BYTES + (16 << 20) } else { LOG_BYTES },
+        log_file_bytes: if index {
+            LOG_BYTES + (16 << 20)
+        } else {
+            LOG_BYTES
+        },
         ..cfg(dir.path())
     };
     let node = run(c).unwrap();

@@ -102,7 +102,10 @@ fn restart_loads_keys_with_every_value_cold_and_reads_back_every_write() {
     // Loaded from the index: keys and pointers only (the replayed tail is hot).
     let want = 400.0 - pending - 1.0;
     let cold = metric_until(admin, "ds_cold_entries", |v| v >= want);
-    assert!(cold >= want, "cold entries after restart: {cold} (want {want})");
+    assert!(
+        cold >= want,
+        "cold entries after restart: {cold} (want {want})"
+    );
     let got = read_all(&addr, &keys);
     assert_eq!(got, expected);
     assert_eq!(got[0].as_deref(), Some(&b"tail"[..]));
@@ -118,7 +121,10 @@ fn deletes_and_expiries_do_not_come_back_after_restart() {
     {
         let node = run(c.clone()).unwrap();
         let (addr, admin) = (node.shard_addrs[0].clone(), node.admin_addr.unwrap());
-        must_ok(&run_ops(&addr, keys.iter().map(|k| set(k, "live")).collect()));
+        must_ok(&run_ops(
+            &addr,
+            keys.iter().map(|k| set(k, "live")).collect(),
+        ));
         metric_until(admin, "ds_index_changed_keys", |v| v == 0.0);
         let checkpoints = metric(admin, "ds_lsm_checkpoints_total");
         // Deleted and expired after the keys reached the index: tombstones and expiries.
@@ -265,7 +271,12 @@ fn kill9_in_index_mode_loses_no_acknowledged_write() {
     let _ = last.join();
     let _child = spawn_child_node("index_child_process", dir.path(), port, admin);
     let keys: Vec<Bytes> = model.keys().cloned().collect();
-    let got = run_ops(&addr, keys.iter().map(|k| KvOp::StrGet { key: k.clone() }).collect());
+    let got = run_ops(
+        &addr,
+        keys.iter()
+            .map(|k| KvOp::StrGet { key: k.clone() })
+            .collect(),
+    );
     let mut lost = 0;
     for (k, r) in keys.iter().zip(got) {
         if value_of(&r).map(|v| v.to_vec()) != model[k] {
@@ -274,5 +285,10 @@ fn kill9_in_index_mode_loses_no_acknowledged_write() {
         }
     }
     assert!(round > 5, "only {round} rounds");
-    assert_eq!(lost, 0, "{lost} of {} keys differ after kill -9", keys.len());
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {} keys differ after kill -9",
+        keys.len()
+    );
 }

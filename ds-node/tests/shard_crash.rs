@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ds_node::{CheckpointMode, DsConfig};
 use ds_node::config::{InitialReplica, PeerStore};
 use ds_node::server::checkpoint_store::MemCheckpointStore;
 use ds_node::server::clock::SystemClock;
 use ds_node::server::recover::ShardStorage;
 use ds_node::server::{Shard, checkpoint, demote, gc, handler, index_checkpoint, ready, split};
+use ds_node::{CheckpointMode, DsConfig};
 use net::keyspace::{Db, meta_key};
 use net::message::RouteCtx;
 use net::message::handshake::{Acceptor, Role};

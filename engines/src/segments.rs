@@ -146,7 +146,7 @@ impl<D: BlockDevice> SharedStore<D> {
         let _g = self.lock().await?;
         let mut store = self.take()?;
         let allocated = store.segments().count() as u64;
-        let free = u64::from(self.inner.sb.segment_count).saturating_sub(allocated);
+        let free = self.inner.sb.segment_count.saturating_sub(allocated);
         let res = if free <= u64::from(reserve) {
             Err(nvme::Error::NoSpace {
                 segments: self.inner.sb.segment_count,

@@ -140,9 +140,13 @@ pub async fn write_kind<D: ShardDevice>(
     // it holds the only reference (new checkpoints, splits), a copy when a received snapshot
     // is still shared.
     let data = Rc::try_unwrap(bytes).unwrap_or_else(|shared| shared.as_ref().clone());
-    write_durably(shard.checkpoints.as_ref(), &file_name(range, index, kind), data)
-        .await
-        .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))?;
+    write_durably(
+        shard.checkpoints.as_ref(),
+        &file_name(range, index, kind),
+        data,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))?;
     remove_older(shard.checkpoints.as_ref(), range, index)
         .await
         .map_err(|e| anyhow::anyhow!("remove old checkpoints of range {range}: {e}"))

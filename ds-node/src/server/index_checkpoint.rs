@@ -157,7 +157,15 @@ async fn write_values<D: ShardDevice>(
     let todo: Vec<usize> = changes
         .iter()
         .enumerate()
-        .filter(|(_, (_, c))| matches!(c, Captured::Entry { unbacked: Some(_), .. }))
+        .filter(|(_, (_, c))| {
+            matches!(
+                c,
+                Captured::Entry {
+                    unbacked: Some(_),
+                    ..
+                }
+            )
+        })
         .map(|(i, _)| i)
         .collect();
     let mut at = 0;
@@ -184,26 +192,38 @@ async fn write_values<D: ShardDevice>(
             .append(records)
             .await
             .map_err(|e| anyhow::anyhow!("write unbacked values: {e}"))?;
-        let mut st = shard.state.borrow_mut();
-        for (&i, a) in batch.iter().zip(appended) {
-            let p = a
-                .value
-                .ok_or_else(|| anyhow::anyhow!("the shard log returned no value pointer"))?;
-            let (key, c) = &mut changes[i];
-            if let Captured::Entry {
-                pointer, unbacked, ..
-            } = c
-            {
-                if let Some(b) = unbacked.take() {
-                    st.engine.back_value(key, &b, p);
-                }
-                *pointer = Some(p);
-            }
-            rep.values += 1;
-        }
-        drop(st);
+        record_pointers(shard, batch, appended, changes, rep)?;
         at = end;
         crate::core::yield_if_needed().await;
+    }
+    Ok(())
+}
+
+/// Records the pointers of the values just written: in the capture, and on the entries that
+/// still hold exactly those bytes.
+fn record_pointers<D: ShardDevice>(
+    shard: &Shard<D>,
+    batch: &[usize],
+    appended: Vec<engines::vlog::Appended>,
+    changes: &mut [(Bytes, Captured)],
+    rep: &mut IndexCheckpointReport,
+) -> anyhow::Result<()> {
+    let engine = &mut shard.state.borrow_mut().engine;
+    for (&i, a) in batch.iter().zip(appended) {
+        let p = a
+            .value
+            .ok_or_else(|| anyhow::anyhow!("the shard log returned no value pointer"))?;
+        let (key, c) = &mut changes[i];
+        if let Captured::Entry {
+            pointer, unbacked, ..
+        } = c
+        {
+            if let Some(b) = unbacked.take() {
+                engine.back_value(key, &b, p);
+            }
+            *pointer = Some(p);
+        }
+        rep.values += 1;
     }
     Ok(())
 }
@@ -258,7 +278,8 @@ async fn write_run<D: ShardDevice>(
                 expire_at_ms,
                 ..
             } => IndexEntry::Value(IndexValue {
-                pointer: pointer.ok_or_else(|| anyhow::anyhow!("captured entry without pointer"))?,
+                pointer: pointer
+                    .ok_or_else(|| anyhow::anyhow!("captured entry without pointer"))?,
                 expire_at_ms: *expire_at_ms,
                 value_type: 0,
             }),

@@ -7,9 +7,9 @@ use std::time::Instant;
 use nvme::BlockDevice;
 
 use super::index::KeyIndex;
+use super::manifest::RANGE_META_MAX;
 use super::metrics::LsmMetrics;
 use super::run::RunWriter;
-use super::manifest::RANGE_META_MAX;
 use super::{Error, IndexEntry, LogIndex, RangeId, Result, RunId};
 
 /// One range's entry in a checkpoint's manifest: its applied index and, optionally, the

@@ -179,9 +179,15 @@ mod tests {
         s.track_changes(true);
         s.put_cold(Bytes::from_static(b"k"), ptr(9, 0, b"old"), 0);
         s.put(Bytes::from_static(b"k"), hot(b"new"));
-        assert!(s.is_pinned(SegmentId(9)), "the durable index may still name it");
+        assert!(
+            s.is_pinned(SegmentId(9)),
+            "the durable index may still name it"
+        );
         let _ = s.capture_changes();
-        assert!(s.is_pinned(SegmentId(9)), "the checkpoint is not durable yet");
+        assert!(
+            s.is_pinned(SegmentId(9)),
+            "the checkpoint is not durable yet"
+        );
         s.changes_durable();
         assert!(!s.is_pinned(SegmentId(9)));
     }
