@@ -292,3 +292,70 @@ fn kill9_in_index_mode_loses_no_acknowledged_write() {
         keys.len()
     );
 }
+
+/// One measurement of [`checkpoint_cost_files_vs_index`]: checkpoint bytes while loading, then
+/// while overwriting 1 % of the keys, and the propose→apply p99.9 over the whole run.
+fn measure(mode: CheckpointMode) -> (f64, f64, f64) {
+    let dir = test_support::tempdir::TempDir::new("index-bench");
+    let c = DsConfig {
+        checkpoint_mode: mode,
+        checkpoint_entries: 2000,
+        log_file_bytes: 512 << 20,
+        segment_bytes: 8 << 20,
+        ..single_cfg(dir.path())
+    };
+    let node = run(c).unwrap();
+    let (addr, admin) = (node.shard_addrs[0].clone(), node.admin_addr.unwrap());
+    let value = |k: usize, round: usize| format!("{k}-{round}-{}", "v".repeat(1000));
+    for chunk in 0..40 {
+        let ops = (0..500)
+            .map(|i| set(&format!("key-{:05}", chunk * 500 + i), value(i, 0)))
+            .collect();
+        must_ok(&run_ops(&addr, ops));
+    }
+    let loaded = metric_settled(admin, "ds_checkpoint_bytes_total");
+    for round in 1..=10 {
+        let ops = (0..200)
+            .map(|i| set(&format!("key-{:05}", i * 100), value(i, round)))
+            .collect();
+        must_ok(&run_ops(&addr, ops));
+    }
+    let touched = metric_settled(admin, "ds_checkpoint_bytes_total") - loaded;
+    let text = common::single::http(admin, "GET", "/metrics").1;
+    let p999 = text
+        .lines()
+        .find(|l| l.starts_with("ds_raft_propose_apply_seconds{quantile=\"0.999\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    (loaded, touched, p999 * 1e3)
+}
+
+/// Benchmark (run by hand, `docs/benchmarks.md`): 20,000 SETs of 1 KiB, then 2,000 SETs
+/// overwriting 1 % of the keys, `checkpoint-entries = 2000`, files vs index mode alternated
+/// three times; prints the checkpoint bytes of each phase and the propose→apply p99.9.
+#[test]
+#[ignore = "a benchmark, run by hand"]
+fn checkpoint_cost_files_vs_index() {
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        for mode in [CheckpointMode::Files, CheckpointMode::Index] {
+            let (l, t, p) = measure(mode);
+            eprintln!("{mode:?}: load {l} B, 1 % overwrites {t} B, p99.9 {p:.2} ms");
+            rows.push((mode, l, t, p));
+        }
+    }
+    for mode in [CheckpointMode::Files, CheckpointMode::Index] {
+        let median = |f: fn(&(CheckpointMode, f64, f64, f64)) -> f64| {
+            let mut v: Vec<f64> = rows.iter().filter(|r| r.0 == mode).map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        eprintln!(
+            "median {mode:?}: load {} B, 1 % overwrites {} B, p99.9 {:.2} ms",
+            median(|r| r.1),
+            median(|r| r.2),
+            median(|r| r.3)
+        );
+    }
+}
