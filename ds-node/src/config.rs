@@ -43,7 +43,7 @@ pub struct InitialReplica {
 }
 
 /// What a shard's durable base is (`docs/ARCHITECTURE.md`, "ds-node: the key index replaces
-/// range checkpoints"). A data dir is used in the mode it was created in.
+/// range checkpoints"). A files-mode data dir opens in index mode; not the other way round.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointMode {

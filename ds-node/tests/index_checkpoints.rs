@@ -192,6 +192,43 @@ fn a_checkpoint_after_touching_one_percent_of_keys_writes_a_small_fraction() {
     );
 }
 
+/// A data dir written in files mode (range checkpoint files, some values cold) opens in index
+/// mode: the newest range files are the bases, every key reads back, the first index
+/// checkpoint takes them all, and a second restart (from the index alone) still has them.
+#[test]
+fn a_files_mode_data_dir_opens_in_index_mode_with_every_key() {
+    let dir = test_support::tempdir::TempDir::new("index-from-files");
+    let files = DsConfig {
+        checkpoint_mode: CheckpointMode::Files,
+        ..index_cfg(dir.path())
+    };
+    let keys = all_keys();
+    let expected;
+    {
+        let node = run(files).unwrap();
+        let (addr, admin) = (node.shard_addrs[0].clone(), node.admin_addr.unwrap());
+        must_ok(&run_ops(&addr, load_ops()));
+        common::single::demote_all(admin);
+        metric_until(admin, "ds_checkpoints_total", |v| v >= 2.0);
+        expected = read_all(&addr, &keys);
+        drop(node);
+    }
+    for restart in 0..2 {
+        let node = run(index_cfg(dir.path())).unwrap();
+        let (addr, admin) = (node.shard_addrs[0].clone(), node.admin_addr.unwrap());
+        assert_eq!(read_all(&addr, &keys), expected, "restart {restart}");
+        if restart == 0 {
+            // Everything loaded from the files is a change: the first checkpoint takes it.
+            let ckpts = metric_until(admin, "ds_lsm_checkpoints_total", |v| v >= 1.0);
+            assert!(ckpts >= 1.0);
+            metric_until(admin, "ds_index_changed_keys", |v| v < 50.0);
+            must_ok(&run_ops(&addr, (0..60).map(|i| set(&format!("x{i}"), "y")).collect()));
+            metric_until(admin, "ds_lsm_checkpoints_total", |v| v > ckpts);
+        }
+        drop(node);
+    }
+}
+
 /// The child of [`kill9_in_index_mode_loses_no_acknowledged_write`]: an index-mode node that
 /// checkpoints every 30 entries and demotes every 40 ms, until killed.
 #[test]
