@@ -192,6 +192,45 @@ fn a_checkpoint_after_touching_one_percent_of_keys_writes_a_small_fraction() {
     );
 }
 
+/// A value computed at apply time that is too long for one log record (two APPENDs of
+/// 300 KB) cannot be written into the index: its range gets a full range file at each
+/// checkpoint instead, so it survives later checkpoints (which remove older files) and a
+/// restart.
+#[test]
+fn an_unbacked_value_too_long_for_a_record_survives_checkpoints_and_restart() {
+    let dir = test_support::tempdir::TempDir::new("index-oversized");
+    let c = index_cfg(dir.path());
+    let half = "z".repeat(300_000);
+    {
+        let node = run(c.clone()).unwrap();
+        let (addr, admin) = (node.shard_addrs[0].clone(), node.admin_addr.unwrap());
+        let append = || KvOp::StrAppend {
+            key: b("big"),
+            value: b(half.clone()),
+        };
+        must_ok(&run_ops(&addr, vec![append(), append()]));
+        for round in 0..3 {
+            let before = metric_until(admin, "ds_lsm_checkpoints_total", |v| v.is_finite());
+            let ops = (0..60)
+                .map(|i| set(&format!("r{round}-{i}"), "small"))
+                .collect();
+            must_ok(&run_ops(&addr, ops));
+            let after = metric_until(admin, "ds_lsm_checkpoints_total", |v| v > before);
+            assert!(after > before, "no checkpoint in round {round}");
+        }
+        assert_eq!(metric(admin, "ds_checkpoint_errors_total"), 0.0);
+        drop(node);
+    }
+    let node = run(c).unwrap();
+    let addr = node.shard_addrs[0].clone();
+    let got = value_of(&run_ops(&addr, vec![get("big")])[0]);
+    assert_eq!(got.map(|v| v.len()), Some(600_000));
+    assert_eq!(
+        value_of(&run_ops(&addr, vec![get("r2-59")])[0]).as_deref(),
+        Some(&b"small"[..])
+    );
+}
+
 /// A data dir written in files mode (range checkpoint files, some values cold) opens in index
 /// mode: the newest range files are the bases, every key reads back, the first index
 /// checkpoint takes them all, and a second restart (from the index alone) still has them.
@@ -222,7 +261,10 @@ fn a_files_mode_data_dir_opens_in_index_mode_with_every_key() {
             let ckpts = metric_until(admin, "ds_lsm_checkpoints_total", |v| v >= 1.0);
             assert!(ckpts >= 1.0);
             metric_until(admin, "ds_index_changed_keys", |v| v < 50.0);
-            must_ok(&run_ops(&addr, (0..60).map(|i| set(&format!("x{i}"), "y")).collect()));
+            must_ok(&run_ops(
+                &addr,
+                (0..60).map(|i| set(&format!("x{i}"), "y")).collect(),
+            ));
             metric_until(admin, "ds_lsm_checkpoints_total", |v| v > ckpts);
         }
         drop(node);

@@ -52,6 +52,8 @@ pub struct IndexCheckpointReport {
     pub written_bytes: u64,
     /// Ranges whose Raft log was compacted.
     pub compacted: u64,
+    /// Range files written because a range held an unbacked value too long for a record.
+    pub fallback_files: u64,
 }
 
 /// Opens the shard's key index on the log's segment store.
@@ -123,6 +125,19 @@ pub async fn load_all<D: ShardDevice>(shard: &Shard<D>) -> anyhow::Result<u64> {
 struct Capture {
     changes: Vec<(Bytes, Captured)>,
     ranges: Vec<(net::RangeId, SnapshotPoint, Vec<u8>)>,
+    /// Ranges whose range file at the captured index is their base (not removed after).
+    kept_files: Vec<net::RangeId>,
+    /// Ranges holding an unbacked value too long for one log record: their whole state as a
+    /// range file at the captured index (the fallback base, written before the manifest).
+    fallback: Vec<(net::RangeId, u64, checkpoint::Encoded)>,
+}
+
+/// Longest unbacked value a checkpoint writes as a `Relocated` record (a record must fit in
+/// one commit batch); a range holding a longer one gets a range file instead.
+const MAX_VALUE: usize = super::demote::MAX_VALUE;
+
+fn oversized(c: &Captured) -> bool {
+    unbacked(c).is_some_and(|b| b.len() > MAX_VALUE)
 }
 
 /// Step 1: the changed keys and every initialized range's base, at one instant.
@@ -141,10 +156,58 @@ fn capture(st: &mut ShardState) -> anyhow::Result<Capture> {
         let meta = ckpt::encode(&CheckpointMeta { index, term, desc }, std::iter::empty());
         ranges.push((id, SnapshotPoint { index, term, conf }, meta));
     }
+    let changes = st.engine.capture_changes();
+    let mut fallback: Vec<(net::RangeId, u64, checkpoint::Encoded)> = Vec::new();
+    for (key, _) in changes.iter().filter(|(_, c)| oversized(c)) {
+        let Some(p) = st.peers.values().find(|p| p.desc().contains(key)) else {
+            continue;
+        };
+        let id = p.desc().id;
+        if fallback.iter().any(|(r, _, _)| *r == id) {
+            continue;
+        }
+        let Some((_, point, _)) = ranges.iter().find(|(r, _, _)| *r == id) else {
+            continue;
+        };
+        let meta = CheckpointMeta {
+            index: point.index,
+            term: point.term,
+            desc: p.desc().clone(),
+        };
+        fallback.push((
+            id,
+            point.index,
+            checkpoint::encode_stored(&st.engine, &meta),
+        ));
+    }
     Ok(Capture {
-        changes: st.engine.capture_changes(),
+        changes,
         ranges,
+        kept_files: Vec::new(),
+        fallback,
     })
+}
+
+/// Writes the fallback range files (before the manifest: the manifest then records the same
+/// index, and recovery prefers a full range file at the manifest's index).
+async fn write_fallback<D: ShardDevice>(
+    shard: &Shard<D>,
+    cap: &mut Capture,
+    rep: &mut IndexCheckpointReport,
+) -> anyhow::Result<()> {
+    for (range, index, encoded) in std::mem::take(&mut cap.fallback) {
+        rep.written_bytes += encoded.bytes.len() as u64;
+        let segments = encoded.segments;
+        checkpoint::write(shard, range, index, Rc::new(encoded.bytes)).await?;
+        shard
+            .state
+            .borrow_mut()
+            .checkpoint_segments
+            .insert(range, segments);
+        rep.fallback_files += 1;
+        cap.kept_files.push(range);
+    }
+    Ok(())
 }
 
 /// Step 2: writes the captured unbacked values as `Relocated` records and records their
@@ -157,15 +220,7 @@ async fn write_values<D: ShardDevice>(
     let todo: Vec<usize> = changes
         .iter()
         .enumerate()
-        .filter(|(_, (_, c))| {
-            matches!(
-                c,
-                Captured::Entry {
-                    unbacked: Some(_),
-                    ..
-                }
-            )
-        })
+        .filter(|(_, (_, c))| unbacked(c).is_some() && !oversized(c))
         .map(|(i, _)| i)
         .collect();
     let mut at = 0;
@@ -273,6 +328,8 @@ async fn write_run<D: ShardDevice>(
                 rep.tombstones += 1;
                 IndexEntry::Tombstone
             }
+            // Too long for a record: its range's fallback file holds it.
+            Captured::Entry { pointer: None, .. } if oversized(c) => continue,
             Captured::Entry {
                 pointer,
                 expire_at_ms,
@@ -339,6 +396,7 @@ async fn run_steps<D: ShardDevice>(
     let durable = async {
         write_values(shard, &mut cap.changes, &mut rep).await?;
         crate::failpoint!("ds_node::index_checkpoint::after_values");
+        write_fallback(shard, &mut cap, &mut rep).await?;
         write_run(index, &cap, &mut rep).await
     }
     .await;
@@ -347,14 +405,22 @@ async fn run_steps<D: ShardDevice>(
         shard.state.borrow_mut().engine.changes_failed(keys);
         return Err(e);
     }
-    shard.state.borrow_mut().engine.changes_durable();
+    {
+        // A value only a fallback file holds is captured again by every checkpoint (each
+        // writes its range's file anew) until the key changes: the index never names it.
+        let engine = &mut shard.state.borrow_mut().engine;
+        engine.changes_durable();
+        let again = cap.changes.iter().filter(|(_, c)| oversized(c));
+        engine.changes_failed(again.map(|(k, _)| k.clone()));
+    }
     crate::failpoint!("ds_node::index_checkpoint::after_manifest");
     for (range, point, _) in cap.ranges {
         let index_at = point.index;
         if compact_below(shard, range, point).await? {
             rep.compacted += 1;
         }
-        if let Err(e) = checkpoint::remove_before(shard, range, index_at + 1).await {
+        let keep = u64::from(cap.kept_files.contains(&range));
+        if let Err(e) = checkpoint::remove_before(shard, range, index_at + 1 - keep).await {
             tracing::warn!(%range, "removing superseded range files failed: {e}");
         }
     }

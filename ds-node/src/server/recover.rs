@@ -317,7 +317,13 @@ impl<D: ShardDevice> Shard<D> {
         let manifest = super::index_checkpoint::manifest_base(index, range)?;
         let file = super::checkpoint::read_newest(self, range).await?;
         match (manifest, file) {
-            (Some(m), Some((i, _, _))) if m.index >= i => Ok(m),
+            // A full file at the manifest's own index is a fallback base (a range holding a
+            // value too long for the index's records): the file wins the tie.
+            (Some(m), Some((i, kind, _)))
+                if m.index > i || (m.index == i && kind != FileKind::Full) =>
+            {
+                Ok(m)
+            }
             (Some(m), None) => Ok(m),
             (_, Some((_, FileKind::Base, bytes))) => ckpt::decode_meta(&bytes)
                 .map_err(|e| anyhow::anyhow!("range {range}: base file: {e}")),
