@@ -420,6 +420,10 @@ async fn run_steps<D: ShardDevice>(
             rep.compacted += 1;
         }
         let keep = u64::from(cap.kept_files.contains(&range));
+        if keep == 0 {
+            // Its older range files (and the pointers they name) are superseded.
+            shard.state.borrow_mut().checkpoint_segments.remove(&range);
+        }
         if let Err(e) = checkpoint::remove_before(shard, range, index_at + 1 - keep).await {
             tracing::warn!(%range, "removing superseded range files failed: {e}");
         }
