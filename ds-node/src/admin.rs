@@ -44,6 +44,41 @@ fn summary(out: &mut String, name: &str, h: &Histogram<u64>, scale: f64) {
     out.push_str(&format!("{name}_count {}\n", h.len()));
 }
 
+/// The key index's figures (index mode only): `ds_lsm_*` and the changed-key gauge.
+fn render_lsm(s: &mut String, l: &engines::lsm::LsmMetrics, changed: u64) {
+    for (name, v) in [
+        ("ds_lsm_runs", l.runs),
+        ("ds_lsm_entries", l.entries),
+        ("ds_index_changed_keys", changed),
+    ] {
+        s.push_str(&format!("# TYPE {name} gauge\n{name} {v}\n"));
+    }
+    for (name, v) in [
+        ("ds_lsm_written_bytes_total", l.written_bytes_total),
+        ("ds_lsm_checkpoints_total", l.checkpoints_total),
+        ("ds_lsm_compactions_total", l.compactions_total),
+        ("ds_lsm_lookups_total", l.lookups_total),
+        ("ds_lsm_bloom_negatives_total", l.bloom_negatives_total),
+        ("ds_lsm_block_reads_total", l.block_reads_total),
+        ("ds_lsm_checksum_failures_total", l.checksum_failures_total),
+        ("ds_lsm_segments_freed_total", l.segments_freed_total),
+    ] {
+        s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
+    }
+    summary(
+        s,
+        "ds_lsm_checkpoint_seconds",
+        &l.checkpoint_duration_ns,
+        1e-9,
+    );
+    summary(
+        s,
+        "ds_lsm_compaction_seconds",
+        &l.compaction_duration_ns,
+        1e-9,
+    );
+}
+
 /// Renders the metrics in the Prometheus text format.
 pub fn render(m: &ShardMetrics) -> String {
     let mut s = String::new();
@@ -137,6 +172,9 @@ pub fn render(m: &ShardMetrics) -> String {
     }
     summary(&mut s, "ds_script_seconds", &m.scripts.run_us, 1e-6);
     summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
+    if let Some(l) = &m.lsm {
+        render_lsm(&mut s, l, m.index_changed_keys);
+    }
     m.throttle.render(&mut s);
     summary(
         &mut s,

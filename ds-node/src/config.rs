@@ -42,6 +42,18 @@ pub struct InitialReplica {
     pub shard_id: u32,
 }
 
+/// What a shard's durable base is (`docs/ARCHITECTURE.md`, "ds-node: the key index replaces
+/// range checkpoints"). A files-mode data dir opens in index mode; not the other way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointMode {
+    /// Each range checkpointed as a whole file under `data-dir/checkpoints/` (the default).
+    #[default]
+    Files,
+    /// The shard's key index on the log's segment store, checkpointed incrementally.
+    Index,
+}
+
 /// Settings of a DS node. `Default` gives the documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case", default)]
@@ -106,6 +118,9 @@ pub struct DsConfig {
     /// How often the compaction task looks for ranges to checkpoint, milliseconds. A range
     /// is also checkpointed when the shard log is half full. Default 1000.
     pub checkpoint_check_ms: u64,
+    /// `"files"` (whole-range checkpoint files) or `"index"` (the shard's key index,
+    /// incremental checkpoints of what changed). Default `"files"`.
+    pub checkpoint_mode: CheckpointMode,
     /// Every this many milliseconds each shard demotes `demote-percent` % of its hot value
     /// bytes to the shard log (cold values, for tests and benchmarks until the memory policy
     /// exists; the admin endpoint's `POST /demote` does the same on demand); 0 never.
@@ -242,6 +257,7 @@ impl Default for DsConfig {
             admin_token: None,
             checkpoint_entries: 100_000,
             checkpoint_check_ms: 1000,
+            checkpoint_mode: CheckpointMode::Files,
             demote_every_ms: 0,
             demote_percent: 100,
             maxmemory: 0,
@@ -454,6 +470,14 @@ mod tests {
         let c = DsConfig::from_toml("shards = 2\nbase-port = 9000\ntick-ms = 10\n").unwrap();
         assert_eq!((c.shards, c.base_port, c.tick_ms), (2, 9000, 10));
         assert!(DsConfig::from_toml("shards = 0").is_err());
+    }
+
+    #[test]
+    fn checkpoint_mode_is_files_unless_the_index_is_asked_for() {
+        assert_eq!(DsConfig::default().checkpoint_mode, CheckpointMode::Files);
+        let c = DsConfig::from_toml("checkpoint-mode = \"index\"").unwrap();
+        assert_eq!(c.checkpoint_mode, CheckpointMode::Index);
+        assert!(DsConfig::from_toml("checkpoint-mode = \"lsm\"").is_err());
     }
 
     #[test]

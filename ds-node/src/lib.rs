@@ -51,5 +51,5 @@ pub mod range;
 pub mod server;
 pub mod worker;
 
-pub use config::DsConfig;
+pub use config::{CheckpointMode, DsConfig};
 pub use node::{NodeHandle, run};

@@ -264,7 +264,14 @@ async fn shard_main(
     let handler = Rc::new(move |m| handler::handle(&h, m));
     let max_conn = cfg.max_connections;
     crate::core::spawn(ready::run(Rc::clone(&shard)));
-    crate::core::spawn(crate::server::checkpoint::run(Rc::clone(&shard)));
+    match cfg.checkpoint_mode {
+        crate::config::CheckpointMode::Files => {
+            crate::core::spawn(crate::server::checkpoint::run(Rc::clone(&shard)));
+        }
+        crate::config::CheckpointMode::Index => {
+            crate::core::spawn(crate::server::index_checkpoint::run(Rc::clone(&shard)));
+        }
+    }
     crate::core::spawn(crate::server::demote::run_periodic(Rc::clone(&shard)));
     crate::core::spawn(crate::server::policy::run(Rc::clone(&shard)));
     crate::core::spawn(crate::server::gc::run(Rc::clone(&shard)));

@@ -55,6 +55,7 @@ fn child_process() {
         // middle of one.
         checkpoint_entries: 200,
         checkpoint_check_ms: 20,
+        checkpoint_mode: common::single::test_checkpoint_mode(),
         ..DsConfig::default()
     };
     let _node = run(cfg).unwrap();

@@ -56,6 +56,7 @@ fn cfg() -> VlogConfig {
         recovery_read_bytes: 16 * 1024,
         auto_reclaim: false,
         preallocate: true,
+        reserve_segments: 0,
         pipeline_depth: 2,
         entry_bytes_max: 1 << 20,
     }

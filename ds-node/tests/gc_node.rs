@@ -138,6 +138,11 @@ fn disk_use_settles_under_overwrites_with_continuous_demotion() {
 
 #[test]
 fn hot_values_larger_than_the_log_are_unbacked_not_copied_and_never_fill_it() {
+    if common::single::test_checkpoint_mode() == ds_node::CheckpointMode::Index {
+        // Files mode only: in index mode every value has its durable copy in the log (the
+        // index points there), so hot values larger than the log cannot be held.
+        return;
+    }
     let dir = test_support::tempdir::TempDir::new("gc-unback");
     // No demotion: every value stays hot, backed by the Raft entry that carried it. 5,000
     // values of 4 KB (20 MB) do not fit the 16 MiB log: once their entries are below a
@@ -236,8 +241,16 @@ fn is_disk_full(r: &KvResponse) -> bool {
 #[test]
 fn maxdisksize_refuses_writes_then_accepts_them_after_deletes() {
     let dir = test_support::tempdir::TempDir::new("gc-maxdisksize");
+    // Index mode shares the device with the key index's runs and leaves segments free for
+    // it (`INDEX_RESERVE_SEGMENTS`): the log file needs that much more room.
+    let index = common::single::test_checkpoint_mode() == ds_node::CheckpointMode::Index;
     let c = DsConfig {
         maxdisksize: 12 << 20,
+        log_file_bytes: if index {
+            LOG_BYTES + (16 << 20)
+        } else {
+            LOG_BYTES
+        },
         ..cfg(dir.path())
     };
     let node = run(c).unwrap();

@@ -139,6 +139,25 @@ impl<D: BlockDevice> SharedStore<D> {
         res
     }
 
+    /// Allocates a segment to `owner` only if more than `reserve` segments are free (the
+    /// rest is kept for other owners: the key index must find a segment to checkpoint into
+    /// when the shard log has filled the device); `NoSpace` otherwise. Durable when it returns.
+    pub async fn allocate_leaving(&self, owner: OwnerTag, reserve: u32) -> Result<Segment> {
+        let _g = self.lock().await?;
+        let mut store = self.take()?;
+        let allocated = store.segments().count() as u64;
+        let free = self.inner.sb.segment_count.saturating_sub(allocated);
+        let res = if free <= u64::from(reserve) {
+            Err(nvme::Error::NoSpace {
+                segments: self.inner.sb.segment_count,
+            })
+        } else {
+            store.allocate(owner).await
+        };
+        self.put(store);
+        res
+    }
+
     /// Frees segment `id`; durable when it returns.
     pub async fn free(&self, id: SegmentId) -> Result<()> {
         let _g = self.lock().await?;

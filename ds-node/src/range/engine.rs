@@ -3,6 +3,6 @@
 //! ds-node uses, with the types of its interface.
 
 pub use engines::engine::masstree::{
-    ALLOC_OVERHEAD, Accounted, Backing, Candidate, ColdStats, GcItem, GcWalk, Loaded,
+    ALLOC_OVERHEAD, Accounted, Backing, Candidate, Captured, ColdStats, GcItem, GcWalk, Loaded,
     MasstreeEngine as MasstreeStore, Promotion, Stored, loaded_before,
 };

@@ -61,25 +61,53 @@ impl<D: ShardDevice> Drop for FileOp<'_, D> {
     }
 }
 
-fn file_name(range: net::RangeId, index: u64) -> String {
-    format!("range-{range}-{index:020}.ckpt")
+/// What a range file holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FileKind {
+    /// `.ckpt`: the range's whole state at its index (both modes).
+    Full,
+    /// `.base` (index mode only): the range's descriptor at its index, no keys — they are in
+    /// the shard's key index (a split's right range).
+    Base,
 }
 
-/// The checkpoint files of `range` among `names`, by index.
-fn of_range(names: Vec<String>, range: net::RangeId) -> Vec<(u64, String)> {
+impl FileKind {
+    fn suffix(self) -> &'static str {
+        match self {
+            Self::Full => ".ckpt",
+            Self::Base => ".base",
+        }
+    }
+}
+
+fn file_name(range: net::RangeId, index: u64, kind: FileKind) -> String {
+    format!("range-{range}-{index:020}{}", kind.suffix())
+}
+
+/// The range files of `range` among `names`, by index.
+fn files_of(names: Vec<String>, range: net::RangeId) -> Vec<(u64, FileKind, String)> {
     let prefix = format!("range-{range}-");
-    let mut out: Vec<(u64, String)> = names
+    let mut out: Vec<(u64, FileKind, String)> = names
         .into_iter()
         .filter_map(|name| {
-            let idx = name
-                .strip_prefix(&prefix)
-                .and_then(|r| r.strip_suffix(".ckpt"))
-                .and_then(|r| r.parse::<u64>().ok())?;
-            Some((idx, name))
+            let rest = name.strip_prefix(&prefix)?;
+            let (kind, idx) = [FileKind::Full, FileKind::Base]
+                .into_iter()
+                .find_map(|k| Some((k, rest.strip_suffix(k.suffix())?)))?;
+            Some((idx.parse::<u64>().ok()?, kind, name))
         })
         .collect();
     out.sort();
     out
+}
+
+/// The checkpoint (`.ckpt`) files of `range` among `names`, by index.
+fn of_range(names: Vec<String>, range: net::RangeId) -> Vec<(u64, String)> {
+    files_of(names, range)
+        .into_iter()
+        .filter(|(_, k, _)| *k == FileKind::Full)
+        .map(|(i, _, n)| (i, n))
+        .collect()
 }
 
 /// A description of where `range`'s checkpoints live, for error messages.
@@ -95,14 +123,30 @@ pub async fn write<D: ShardDevice>(
     index: u64,
     bytes: Rc<Vec<u8>>,
 ) -> anyhow::Result<()> {
+    write_kind(shard, range, index, bytes, FileKind::Full).await
+}
+
+/// Writes `bytes` (a range checkpoint, entries or not) as a range file of `kind` at `index`,
+/// atomically and durably, then deletes the range's older files.
+pub async fn write_kind<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+    index: u64,
+    bytes: Rc<Vec<u8>>,
+    kind: FileKind,
+) -> anyhow::Result<()> {
     let _op = FileOp::start(shard);
     // The file system store moves owned data to the blocking pool: the caller's bytes when
     // it holds the only reference (new checkpoints, splits), a copy when a received snapshot
     // is still shared.
     let data = Rc::try_unwrap(bytes).unwrap_or_else(|shared| shared.as_ref().clone());
-    write_durably(shard.checkpoints.as_ref(), &file_name(range, index), data)
-        .await
-        .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))?;
+    write_durably(
+        shard.checkpoints.as_ref(),
+        &file_name(range, index, kind),
+        data,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("write checkpoint of range {range}: {e}"))?;
     remove_older(shard.checkpoints.as_ref(), range, index)
         .await
         .map_err(|e| anyhow::anyhow!("remove old checkpoints of range {range}: {e}"))
@@ -115,7 +159,10 @@ async fn write_durably(
     name: &str,
     data: Vec<u8>,
 ) -> std::io::Result<()> {
-    let tmp = format!("{}.tmp", name.strip_suffix(".ckpt").unwrap_or(name));
+    let tmp = match name.strip_suffix(".ckpt") {
+        Some(stem) => format!("{stem}.tmp"),
+        None => format!("{name}.tmp"),
+    };
     store.write(&tmp, data).await?;
     store.sync(&tmp).await?;
     crate::failpoint!("ds_node::shard::checkpoint::before_rename");
@@ -128,12 +175,44 @@ async fn remove_older(
     range: net::RangeId,
     index: u64,
 ) -> std::io::Result<()> {
-    for (i, name) in of_range(store.list().await?, range) {
+    for (i, _, name) in files_of(store.list().await?, range) {
         if i < index {
             store.remove(&name).await?;
         }
     }
     Ok(())
+}
+
+/// Removes the range files of `range` older than `index` (index mode: the key index's
+/// manifest supersedes them).
+pub async fn remove_before<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+    index: u64,
+) -> std::io::Result<()> {
+    let _op = FileOp::start(shard);
+    remove_older(shard.checkpoints.as_ref(), range, index).await
+}
+
+/// Reads the newest range file of `range`, of either kind: (index, kind, bytes).
+pub async fn read_newest<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+) -> anyhow::Result<Option<(u64, FileKind, Vec<u8>)>> {
+    let _op = FileOp::start(shard);
+    let store = shard.checkpoints.as_ref();
+    let names = store
+        .list()
+        .await
+        .map_err(|e| anyhow::anyhow!("list {}: {e}", store.location()))?;
+    let Some((index, kind, newest)) = files_of(names, range).pop() else {
+        return Ok(None);
+    };
+    let bytes = store
+        .read(&newest)
+        .await
+        .map_err(|e| anyhow::anyhow!("read {newest} in {}: {e}", store.location()))?;
+    Ok(bytes.map(|b| (index, kind, b)))
 }
 
 /// Reads the newest checkpoint of `range` (`None`: there is none).
@@ -295,6 +374,19 @@ pub async fn checkpoint_range<D: ShardDevice>(
         .borrow_mut()
         .checkpoint_segments
         .insert(range, encoded.segments);
+    let compacted = compact_below(shard, range, point).await?;
+    record(shard, t, size);
+    Ok(compacted)
+}
+
+/// The range's durable base is now `point` (a checkpoint file or the key index): sets it as
+/// the Raft store's snapshot point and compacts the range's Raft log below it, keeping the
+/// entries a follower only a little behind still needs. Returns whether the log was compacted.
+pub async fn compact_below<D: ShardDevice>(
+    shard: &Shard<D>,
+    range: net::RangeId,
+    point: SnapshotPoint,
+) -> anyhow::Result<bool> {
     let (keep_from, term) = {
         let mut st = shard.state.borrow_mut();
         let Some(p) = st.peers.get_mut(&range) else {
@@ -324,8 +416,6 @@ pub async fn checkpoint_range<D: ShardDevice>(
         }
         let trunc = p.raft().store().truncated_index();
         if keep_from <= trunc + 1 {
-            drop(st);
-            record(shard, t, size);
             return Ok(false);
         }
         let term = p.raft().raft.raft_log.term(keep_from - 1).unwrap_or(0);
@@ -340,7 +430,6 @@ pub async fn checkpoint_range<D: ShardDevice>(
     if let Some(p) = shard.state.borrow_mut().peers.get_mut(&range) {
         p.raft_mut().mut_store().truncate_to(keep_from - 1, term);
     }
-    record(shard, t, size);
     Ok(true)
 }
 
@@ -360,7 +449,8 @@ impl<D: ShardDevice> Drop for OneCheckpoint<'_, D> {
     }
 }
 
-fn record<D: ShardDevice>(shard: &Shard<D>, t: Instant, size: u64) {
+/// Counts a checkpoint of `size` bytes started at `t`.
+pub fn record<D: ShardDevice>(shard: &Shard<D>, t: Instant, size: u64) {
     let mut m = shard.metrics.borrow_mut();
     m.checkpoints_total += 1;
     m.checkpoint_bytes_total += size;
@@ -390,37 +480,51 @@ pub const UNINITIALIZED_TTL: Duration = Duration::from_secs(300);
 
 /// Drops replicas that were created for a leader's message and never got their snapshot (the
 /// leader went away or the replica was removed before it was caught up). They hold nothing.
-fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
+pub fn forget_stale_uninitialized<D: ShardDevice>(shard: &Shard<D>) {
     let now = shard.now();
     let mut st = shard.state.borrow_mut();
     st.peers
         .retain(|_, p| p.is_initialized() || !p.older_than(UNINITIALIZED_TTL, now));
 }
 
-/// The compaction task of a shard (see the module documentation).
+/// The initialized ranges due for a checkpoint: `checkpoint-entries` applied since the last
+/// one, raft-rs wants a newer snapshot, or the shard log is half full and the range's log
+/// could be compacted.
+pub fn due_ranges<D: ShardDevice>(shard: &Shard<D>) -> Vec<net::RangeId> {
+    let pressure = log_under_pressure(shard);
+    let st = shard.state.borrow();
+    st.peers
+        .iter()
+        .filter(|(_, p)| p.is_initialized())
+        .filter(|(_, p)| {
+            let store = p.raft().store();
+            let since = store.snapshot_point().map_or(0, |s| s.index);
+            let applied = p.applied();
+            applied > since
+                && (store.want_checkpoint.get()
+                    || applied - since >= shard.cfg.checkpoint_entries
+                    || (pressure && store.truncated_index() < applied))
+        })
+        .map(|(&id, _)| id)
+        .collect()
+}
+
+/// Frees the shard-log segments nothing needs or pins any more, counting them.
+pub async fn reclaim_counted<D: ShardDevice>(shard: &Shard<D>) {
+    match reclaim(shard).await {
+        Ok(n) => shard.metrics.borrow_mut().segments_freed_total += n as u64,
+        Err(e) => tracing::error!("freeing shard log segments failed: {e}"),
+    }
+}
+
+/// The compaction task of a shard in files mode (see the module documentation; index mode
+/// runs `index_checkpoint::run` instead).
 pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let every = Duration::from_millis(shard.cfg.checkpoint_check_ms);
     while !shard.stop.get() {
         crate::core::sleep(every).await;
         forget_stale_uninitialized(&shard);
-        let pressure = log_under_pressure(&shard);
-        let due: Vec<net::RangeId> = {
-            let st = shard.state.borrow();
-            st.peers
-                .iter()
-                .filter(|(_, p)| p.is_initialized())
-                .filter(|(_, p)| {
-                    let store = p.raft().store();
-                    let since = store.snapshot_point().map_or(0, |s| s.index);
-                    let applied = p.applied();
-                    applied > since
-                        && (store.want_checkpoint.get()
-                            || applied - since >= shard.cfg.checkpoint_entries
-                            || (pressure && store.truncated_index() < applied))
-                })
-                .map(|(&id, _)| id)
-                .collect()
-        };
+        let due = due_ranges(&shard);
         let mut compacted = false;
         for range in due {
             if shard.stop.get() {
@@ -435,10 +539,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             }
         }
         if compacted {
-            match reclaim(&shard).await {
-                Ok(n) => shard.metrics.borrow_mut().segments_freed_total += n as u64,
-                Err(e) => tracing::error!("freeing shard log segments failed: {e}"),
-            }
+            reclaim_counted(&shard).await;
         }
     }
 }

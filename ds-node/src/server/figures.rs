@@ -42,6 +42,8 @@ pub fn collect<D: ShardDevice>(shard: &Shard<D>) -> ShardMetrics {
         }
         m.gc.disk_full_shards = u64::from(shard.disk_full.get());
     }
+    m.lsm = shard.lsm.as_ref().map(|ix| ix.metrics());
+    m.index_changed_keys = shard.state.borrow().engine.changed_keys() as u64;
     m.throttle.waiting = shard.policy.throttle.waiting() as u64;
     m.throttle.shards_over = u64::from(super::throttle::over_line(shard));
     m.throttle.peak_accounted_bytes = shard.policy.throttle.peak_accounted();

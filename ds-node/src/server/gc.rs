@@ -12,7 +12,8 @@
 //!    pointers of the entries that still hold the old ones; steps are paced to
 //!    `gc-bytes-per-sec` of device traffic (reads + writes);
 //! 4. checkpoints every range whose newest checkpoint still points into a victim (recovery
-//!    loads that checkpoint, so its pointers must stay valid until a newer one exists);
+//!    loads that checkpoint, so its pointers must stay valid until a newer one exists); in
+//!    index mode, one index checkpoint (the moved pointers stay pinned until it is durable);
 //! 5. frees the victims nothing pins any more.
 //!
 //! Crash safety: a copy is acknowledged (durable) before any pointer names it; a victim is
@@ -225,6 +226,14 @@ async fn checkpoint_referencing<D: ShardDevice>(
     shard: &Rc<Shard<D>>,
     victims: &BTreeSet<SegmentId>,
 ) -> Result<u64, String> {
+    if shard.key_index().is_some() {
+        // Index mode: the pointers the moves released stay pinned until an index checkpoint
+        // names the new ones.
+        let done = super::index_checkpoint::checkpoint(shard)
+            .await
+            .map_err(|e| format!("index checkpoint: {e:#}"))?;
+        return Ok(u64::from(done.is_some()));
+    }
     let ranges: Vec<net::RangeId> = shard
         .state
         .borrow()

@@ -104,6 +104,10 @@ pub struct ShardMetrics {
     pub throttle: super::throttle_state::ThrottleMetrics,
     /// Scripts run at apply time and on the read path.
     pub scripts: crate::range::script::ScriptMetrics,
+    /// The key index's figures (index mode; `None` in files mode).
+    pub lsm: Option<engines::lsm::LsmMetrics>,
+    /// Keys changed since the last index checkpoint (`ds_index_changed_keys`).
+    pub index_changed_keys: u64,
 }
 
 /// Figures of cold values (`server::cold`, `server::demote`).
@@ -241,6 +245,8 @@ impl Default for ShardMetrics {
             gc: super::gc_metrics::GcMetrics::default(),
             throttle: super::throttle_state::ThrottleMetrics::default(),
             scripts: crate::range::script::ScriptMetrics::default(),
+            lsm: None,
+            index_changed_keys: 0,
         }
     }
 }
@@ -302,6 +308,10 @@ impl ShardMetrics {
         self.gc.merge(&o.gc);
         self.throttle.merge(&o.throttle);
         self.scripts.merge(&o.scripts);
+        self.index_changed_keys += o.index_changed_keys;
+        if let Some(b) = &o.lsm {
+            merge_lsm(self.lsm.get_or_insert_with(Default::default), b);
+        }
     }
 
     /// A one-line summary (p50/p99/p999 in µs).
@@ -344,4 +354,20 @@ impl ShardMetrics {
             self.splits_total
         )
     }
+}
+
+/// Adds one shard's key-index figures into another's.
+fn merge_lsm(a: &mut engines::lsm::LsmMetrics, b: &engines::lsm::LsmMetrics) {
+    a.runs += b.runs;
+    a.entries += b.entries;
+    a.written_bytes_total += b.written_bytes_total;
+    a.checkpoints_total += b.checkpoints_total;
+    a.compactions_total += b.compactions_total;
+    a.lookups_total += b.lookups_total;
+    a.bloom_negatives_total += b.bloom_negatives_total;
+    a.block_reads_total += b.block_reads_total;
+    a.checksum_failures_total += b.checksum_failures_total;
+    a.segments_freed_total += b.segments_freed_total;
+    let _ = a.checkpoint_duration_ns.add(&b.checkpoint_duration_ns);
+    let _ = a.compaction_duration_ns.add(&b.compaction_duration_ns);
 }

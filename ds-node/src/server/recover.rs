@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::rc::Rc;
 
+use engines::segments::SharedStore;
 use engines::vlog::{EntryRecord, LogIndex, LogRecord, Vlog, VlogConfig};
 use net::RangeId;
 use net::glommio_transport::Pool;
@@ -31,7 +32,7 @@ use super::shard::{
     Device, INIT_INDEX, LOG_OWNER, MAX_PROPOSAL_BYTES, Shard, ShardDevice, ShardState, Wakeup,
     stop_range,
 };
-use crate::config::DsConfig;
+use crate::config::{CheckpointMode, DsConfig};
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
 use crate::range::codec::{decode_meta, decode_tombstone, encode_meta};
 use crate::range::db_keys::{self, DbKeys};
@@ -59,8 +60,13 @@ async fn open_file(cfg: &DsConfig, path: &Path) -> anyhow::Result<(Device, bool)
     Ok((dev, false))
 }
 
-/// Opens the shard log on `dev` (formatting it first when `fresh`), recovering it.
-async fn open_log<D: ShardDevice>(cfg: &DsConfig, dev: D, fresh: bool) -> anyhow::Result<Vlog<D>> {
+/// Opens the shard log on `dev` (formatting it first when `fresh`), recovering it; returns
+/// it with its segment store (shared with the key index in index mode).
+async fn open_log<D: ShardDevice>(
+    cfg: &DsConfig,
+    dev: D,
+    fresh: bool,
+) -> anyhow::Result<(Vlog<D>, SharedStore<D>)> {
     let dev = if fresh {
         let store = SegmentStore::format(
             dev,
@@ -75,13 +81,16 @@ async fn open_log<D: ShardDevice>(cfg: &DsConfig, dev: D, fresh: bool) -> anyhow
     } else {
         dev
     };
-    let (log, rep) = Vlog::open(dev, LOG_OWNER, log_config())
+    let store = SharedStore::open(dev)
+        .await
+        .map_err(|e| anyhow::anyhow!("open the shard log's segment store: {e}"))?;
+    let (log, rep) = Vlog::open_on(store.clone(), LOG_OWNER, log_config(cfg))
         .await
         .map_err(|e| anyhow::anyhow!("recover shard log: {e}"))?;
     if !fresh {
         tracing::info!(?rep, "shard log recovered");
     }
-    Ok(log)
+    Ok((log, store))
 }
 
 /// What a shard runs on: its log device, its checkpoint directory and its clock (the seams a
@@ -100,12 +109,20 @@ pub struct ShardStorage<D> {
 
 /// The shard log's settings: entries up to the largest proposal the handler admits (longer
 /// ones are written as fragment records, `docs/format/shard-log.md` §3).
-fn log_config() -> VlogConfig {
+fn log_config(cfg: &DsConfig) -> VlogConfig {
     VlogConfig {
         entry_bytes_max: MAX_PROPOSAL_BYTES,
+        reserve_segments: match cfg.checkpoint_mode {
+            CheckpointMode::Files => 0,
+            CheckpointMode::Index => INDEX_RESERVE_SEGMENTS,
+        },
         ..VlogConfig::default()
     }
 }
+
+/// Index mode: segments the shard log leaves free for the key index, so that a full log can
+/// still be checkpointed (the deletes and moves that let it free space reach the index).
+pub const INDEX_RESERVE_SEGMENTS: u32 = 3;
 
 /// The log after a range's checkpoint, replayed.
 #[derive(Debug, Default)]
@@ -151,7 +168,11 @@ impl<D: ShardDevice> Shard<D> {
         cluster_id: ClusterId,
         storage: ShardStorage<D>,
     ) -> anyhow::Result<Rc<Self>> {
-        let log = open_log(&cfg, storage.device, storage.fresh).await?;
+        let (log, store) = open_log(&cfg, storage.device, storage.fresh).await?;
+        let lsm = match cfg.checkpoint_mode {
+            CheckpointMode::Files => None,
+            CheckpointMode::Index => Some(Rc::new(super::index_checkpoint::open(store).await?)),
+        };
         let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id.0));
         let transport = cfg.transport()?;
         let pool = Pool::new(hello, transport.clone());
@@ -166,6 +187,7 @@ impl<D: ShardDevice> Shard<D> {
             cfg,
             log: Rc::new(log),
             checkpoints: storage.checkpoints,
+            lsm,
             state: RefCell::new(ShardState::default()),
             wake: Wakeup::default(),
             pool,
@@ -197,6 +219,12 @@ impl<D: ShardDevice> Shard<D> {
     /// shard log after it (descriptor evolving with the conf changes replayed), the entries
     /// into the Raft cache, the hard state.
     async fn recover(self: &Rc<Self>) -> anyhow::Result<()> {
+        if self.lsm.is_some() {
+            // Keys and pointers, values cold; everything after this is a change.
+            let n = super::index_checkpoint::load_all(self).await?;
+            tracing::info!(entries = n, "key index loaded");
+            self.state.borrow_mut().engine.track_changes(true);
+        }
         let mut ranges = self.log.ranges();
         ranges.sort();
         for range in ranges {
@@ -211,7 +239,7 @@ impl<D: ShardDevice> Shard<D> {
                 super::split::create_right(self, right, None).await?;
             }
         }
-        Ok(())
+        self.clear_destroyed()
     }
 
     /// Rebuilds one range of the shard log (a destroyed one leaves its tombstone).
@@ -233,7 +261,11 @@ impl<D: ShardDevice> Shard<D> {
             decode_meta(&meta).is_some(),
             "range {range}: undecodable descriptor in the shard log"
         );
-        let base = self.load_checkpoint(range).await?;
+        let base = if self.lsm.is_some() {
+            self.load_base(range).await?
+        } else {
+            self.load_checkpoint(range).await?
+        };
         let hs = self.log.hard_state(range).unwrap_or_default();
         let commit = hs.commit.0.max(base.index);
         let mut desc = base.desc.clone();
@@ -273,6 +305,68 @@ impl<D: ShardDevice> Shard<D> {
             &peer.desc().end,
         ));
         self.state.borrow_mut().peers.insert(range, peer);
+        Ok(())
+    }
+
+    /// Index mode: the range's base — the newer of the key index's manifest entry and the
+    /// range's newest file; a full checkpoint file (range creation, snapshot install) replaces
+    /// the range's keys in the engine, the others keep the keys the index loaded.
+    async fn load_base(&self, range: RangeId) -> anyhow::Result<CheckpointMeta> {
+        use super::checkpoint::FileKind;
+        let index = self.lsm.as_ref().expect("index mode");
+        let manifest = super::index_checkpoint::manifest_base(index, range)?;
+        let file = super::checkpoint::read_newest(self, range).await?;
+        match (manifest, file) {
+            // A full file at the manifest's own index is a fallback base (a range holding a
+            // value too long for the index's records): the file wins the tie.
+            (Some(m), Some((i, kind, _)))
+                if m.index > i || (m.index == i && kind != FileKind::Full) =>
+            {
+                Ok(m)
+            }
+            (Some(m), None) => Ok(m),
+            (_, Some((_, FileKind::Base, bytes))) => ckpt::decode_meta(&bytes)
+                .map_err(|e| anyhow::anyhow!("range {range}: base file: {e}")),
+            (_, Some((_, FileKind::Full, bytes))) => {
+                let c = ckpt::decode(&bytes)
+                    .map_err(|e| anyhow::anyhow!("range {range}: checkpoint file: {e}"))?;
+                let meta = c.meta.clone();
+                // Range creation and snapshot files hold no cold entries (nothing to pin).
+                super::checkpoint::load(&mut self.state.borrow_mut().engine, c);
+                Ok(meta)
+            }
+            (None, None) => anyhow::bail!(
+                "range {range} is in the shard log but neither the key index nor a range file \
+                 ({}) has its base",
+                super::checkpoint::path(self, range).display()
+            ),
+        }
+    }
+
+    /// Index mode: deletes the keys the index still holds for ranges destroyed here (their
+    /// deletions may not have reached a checkpoint), unless a live range covers them.
+    fn clear_destroyed(&self) -> anyhow::Result<()> {
+        let Some(index) = self.lsm.as_ref() else {
+            return Ok(());
+        };
+        let destroyed: Vec<RangeId> = {
+            let st = self.state.borrow();
+            st.tombstones.iter().map(|(r, _)| *r).collect()
+        };
+        for range in destroyed {
+            let Some(m) = super::index_checkpoint::manifest_base(index, range)? else {
+                continue;
+            };
+            let (start, end) = (&m.desc.start, &m.desc.end);
+            let mut st = self.state.borrow_mut();
+            let overlaps = st.peers.values().any(|p| {
+                let d = p.desc();
+                (end.is_empty() || d.start < *end) && (d.end.is_empty() || *start < d.end)
+            });
+            if !overlaps {
+                super::checkpoint::clear_range(&mut st.engine, start, end);
+            }
+        }
         Ok(())
     }
 

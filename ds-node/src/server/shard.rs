@@ -160,6 +160,8 @@ pub struct ShardState {
     pub(super) collecting: bool,
     /// Ranges whose checkpoint is being written (one at a time per range).
     pub(super) checkpointing: std::collections::BTreeSet<net::RangeId>,
+    /// An index checkpoint is running (`server::index_checkpoint`; one at a time).
+    pub(super) index_checkpointing: bool,
 }
 
 /// One shard (core) of a DS node, its shard log on a device of type `D`.
@@ -175,6 +177,8 @@ pub struct Shard<D: ShardDevice = Device> {
     pub(super) log: Rc<Vlog<D>>,
     /// Where the ranges' checkpoints are written (`server::checkpoint`).
     pub(super) checkpoints: Rc<dyn CheckpointStore>,
+    /// The shard's key index (`checkpoint-mode = "index"`; `None` in files mode).
+    pub(super) lsm: Option<Rc<engines::lsm::KeyIndex<D>>>,
     /// Ranges and engine.
     pub(super) state: RefCell<ShardState>,
     /// Wakes the ready loop.
@@ -258,6 +262,11 @@ impl<D: ShardDevice> Shard<D> {
     /// The shard log (Raft log + value log).
     pub fn log(&self) -> &Vlog<D> {
         &self.log
+    }
+
+    /// The shard's key index (`None` unless `checkpoint-mode = "index"`).
+    pub fn key_index(&self) -> Option<&engines::lsm::KeyIndex<D>> {
+        self.lsm.as_deref()
     }
 
     /// The ranges and the engine, to read (borrowed only between awaits).

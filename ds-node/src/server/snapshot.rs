@@ -5,8 +5,9 @@
 //! configuration); the ready loop hands such a message to [`send`] instead of the batch:
 //!
 //! 1. the sender reads the range's checkpoint file (the newest one: a checkpoint is at least
-//!    as new as the log's truncation point, so the entries after it are still in the log) and
-//!    sets the message's metadata from the file;
+//!    as new as the log's truncation point, so the entries after it are still in the log) —
+//!    in index mode it builds the same bytes from the tree at the applied index — and sets
+//!    the message's metadata from them;
 //! 2. it sends the bytes as `SnapshotChunk`s, one chunk in flight, each acknowledged by a
 //!    `SnapshotAck` ([`on_chunk`]); the receiver checks order and size bounds as chunks
 //!    arrive and the checksum of the whole when the last one does;
@@ -155,9 +156,17 @@ async fn transfer<D: ShardDevice>(
     m: &mut RaftMsg,
 ) -> anyhow::Result<()> {
     use protobuf::Message as _;
-    let data = super::checkpoint::read(shard, range)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("range {range} has no checkpoint"))?;
+    let data = if shard.lsm.is_some() {
+        // Index mode: the range as the tree holds it now (at its applied index).
+        let built = super::checkpoint::build(&shard.state.borrow(), range);
+        built
+            .map(|(e, _)| e.bytes)
+            .ok_or_else(|| anyhow::anyhow!("range {range} is not initialized here"))?
+    } else {
+        super::checkpoint::read(shard, range)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("range {range} has no checkpoint"))?
+    };
     let data = with_cold_values(shard, data).await?;
     let meta = checkpoint::decode_meta(&data)?;
     anyhow::ensure!(

@@ -114,13 +114,25 @@ pub async fn create_right<D: ShardDevice>(
             term: INIT_INDEX,
             desc: right.clone(),
         };
-        let e = super::checkpoint::encode_stored(&st.engine, &meta);
         let keys = crate::range::db_keys::recount(&st.engine, &right.start, &right.end);
-        ((e.bytes, e.segments), e.size, keys)
+        if shard.lsm.is_some() {
+            // Index mode: the keys stay in the tree and the key index; only the descriptor.
+            let (b, k) = st.engine.size_of(&right.start, &right.end);
+            let base = crate::range::checkpoint::encode(&meta, std::iter::empty());
+            ((base, Default::default()), (b as i64, k as i64), keys)
+        } else {
+            let e = super::checkpoint::encode_stored(&st.engine, &meta);
+            ((e.bytes, e.segments), e.size, keys)
+        }
     };
     let (bytes, segments) = bytes;
     crate::failpoint!("ds_node::shard::split::before_checkpoint");
-    super::checkpoint::write(shard, id, INIT_INDEX, Rc::new(bytes)).await?;
+    let kind = if shard.lsm.is_some() {
+        super::checkpoint::FileKind::Base
+    } else {
+        super::checkpoint::FileKind::Full
+    };
+    super::checkpoint::write_kind(shard, id, INIT_INDEX, Rc::new(bytes), kind).await?;
     shard
         .state
         .borrow_mut()

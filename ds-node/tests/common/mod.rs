@@ -16,6 +16,7 @@ use net::{ClusterId, Message, NodeId, RpcError};
 
 pub fn node_cfg(root: &std::path::Path, name: &str, maddr: &str) -> DsConfig {
     DsConfig {
+        checkpoint_mode: single::test_checkpoint_mode(),
         data_dir: root.join(name),
         shards: 1,
         pin: false,

@@ -16,10 +16,21 @@ use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
 use net::transport::TransportConfig;
 use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
 
+/// The checkpoint mode the tests run in: `TIERKV_TEST_CHECKPOINT_MODE=index` runs them on
+/// the shard's key index, anything else (or nothing) on range files.
+pub fn test_checkpoint_mode() -> ds_node::CheckpointMode {
+    match std::env::var("TIERKV_TEST_CHECKPOINT_MODE").as_deref() {
+        Ok("index") => ds_node::CheckpointMode::Index,
+        _ => ds_node::CheckpointMode::Files,
+    }
+}
+
 /// A single-shard node in `dir` with its own admin endpoint, fast ticks and checkpoint
-/// checks; tests override what they exercise (`DsConfig { .., ..single_cfg(dir) }`).
+/// checks, in the [`test_checkpoint_mode`]; tests override what they exercise
+/// (`DsConfig { .., ..single_cfg(dir) }`).
 pub fn single_cfg(dir: &std::path::Path) -> DsConfig {
     DsConfig {
+        checkpoint_mode: test_checkpoint_mode(),
         data_dir: dir.to_path_buf(),
         shards: 1,
         pin: false,

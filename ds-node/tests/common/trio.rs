@@ -35,6 +35,7 @@ pub fn free_port() -> u16 {
 /// Node `id` (1..=3) of the trio, its data under `root`, `ports` the three shard ports.
 pub fn node_cfg(root: &std::path::Path, id: u64, ports: &[u16]) -> DsConfig {
     DsConfig {
+        checkpoint_mode: super::single::test_checkpoint_mode(),
         data_dir: root.join(format!("n{id}")),
         shards: 1,
         pin: false,

@@ -7,9 +7,22 @@ use std::time::Instant;
 use nvme::BlockDevice;
 
 use super::index::KeyIndex;
+use super::manifest::RANGE_META_MAX;
 use super::metrics::LsmMetrics;
 use super::run::RunWriter;
 use super::{Error, IndexEntry, LogIndex, RangeId, Result, RunId};
+
+/// One range's entry in a checkpoint's manifest: its applied index and, optionally, the
+/// caller's metadata blob at that index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeApplied {
+    /// The range.
+    pub range: RangeId,
+    /// Every entry of the range up to this index is in the index once the checkpoint is done.
+    pub index: LogIndex,
+    /// The caller's metadata of the range at `index` (`None`: keep the previous blob).
+    pub meta: Option<Vec<u8>>,
+}
 
 /// What a completed checkpoint wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,7 +95,27 @@ impl<D: BlockDevice> CheckpointWriter<'_, D> {
     /// run first) with `applied` merged into the ranges' applied indexes, and flushes. The
     /// checkpoint is complete (durable) when this returns `Ok`. On an error the run is
     /// abandoned (its segments are freed by a later reclaim unless the index is poisoned).
-    pub async fn finish(mut self, applied: &[(RangeId, LogIndex)]) -> Result<CheckpointReport> {
+    pub async fn finish(self, applied: &[(RangeId, LogIndex)]) -> Result<CheckpointReport> {
+        let ranges: Vec<RangeApplied> = applied
+            .iter()
+            .map(|&(range, index)| RangeApplied {
+                range,
+                index,
+                meta: None,
+            })
+            .collect();
+        self.finish_ranges(&ranges).await
+    }
+
+    /// Like [`Self::finish`], also recording each range's metadata blob (at most
+    /// `RANGE_META_MAX` bytes; `None` keeps the range's previous blob) in the manifest.
+    pub async fn finish_ranges(mut self, applied: &[RangeApplied]) -> Result<CheckpointReport> {
+        if applied
+            .iter()
+            .any(|a| a.meta.as_ref().is_some_and(|m| m.len() > RANGE_META_MAX))
+        {
+            return Err(Error::InvalidArgument("range metadata larger than 64 KiB"));
+        }
         let ix = self.index;
         let mut writer = self.run.take().ok_or(Error::DeviceFailed)?;
         let entries = writer.entries();
@@ -101,8 +134,11 @@ impl<D: BlockDevice> CheckpointWriter<'_, D> {
             if let Some(r) = new {
                 runs.insert(0, r);
             }
-            for (range, index) in applied {
-                m.ranges.insert(*range, *index);
+            for a in applied {
+                m.ranges.insert(a.range, a.index);
+                if let Some(meta) = &a.meta {
+                    m.range_meta.insert(a.range, meta.clone());
+                }
             }
         })
         .await?;

@@ -160,6 +160,11 @@ impl<D: BlockDevice> KeyIndex<D> {
         self.state.borrow().manifest.ranges.get(&range).copied()
     }
 
+    /// Returns the metadata blob recorded for `range` by the current manifest.
+    pub fn range_meta(&self, range: RangeId) -> Option<Vec<u8>> {
+        self.state.borrow().manifest.range_meta.get(&range).cloned()
+    }
+
     /// Returns every range's applied index recorded by the current manifest.
     pub fn applied_all(&self) -> BTreeMap<RangeId, LogIndex> {
         self.state.borrow().manifest.ranges.clone()
@@ -214,6 +219,7 @@ impl<D: BlockDevice> KeyIndex<D> {
         self.edit(|m, _| {
             for r in ranges {
                 m.ranges.remove(r);
+                m.range_meta.remove(r);
             }
         })
         .await

@@ -14,8 +14,13 @@ use crate::vlog::{LogIndex, RangeId};
 pub const MANIFEST_HEADER_LEN: usize = 32;
 /// Largest manifest record payload.
 pub const MANIFEST_RECORD_MAX: usize = 1 << 20;
-/// Format version of the manifest payload.
+/// Format version of a manifest payload without range metadata (written when there is none,
+/// so such records stay byte-identical to version 1).
 pub const MANIFEST_VERSION: u32 = 1;
+/// Format version of a manifest payload with a range-metadata section.
+pub const MANIFEST_VERSION_META: u32 = 2;
+/// Largest metadata blob of one range.
+pub const RANGE_META_MAX: usize = 64 << 10;
 const MAGIC: &[u8; 4] = b"TKMF";
 
 /// A run as the manifest names it.
@@ -46,13 +51,21 @@ pub struct Manifest {
     pub runs: Vec<RunDesc>,
     /// Each range's applied index.
     pub ranges: BTreeMap<RangeId, LogIndex>,
+    /// The caller's metadata of a range at its applied index (opaque; ds-node keeps the
+    /// range's descriptor and Raft term there). Only ranges of `ranges` have one.
+    pub range_meta: BTreeMap<RangeId, Vec<u8>>,
 }
 
 impl Manifest {
     /// Encodes the payload (everything but `seq`, which is in the record header).
     pub fn encode_payload(&self) -> Vec<u8> {
         let mut o = Vec::new();
-        o.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
+        let version = if self.range_meta.is_empty() {
+            MANIFEST_VERSION
+        } else {
+            MANIFEST_VERSION_META
+        };
+        o.extend_from_slice(&version.to_le_bytes());
         o.extend_from_slice(&self.next_run_id.to_le_bytes());
         o.extend_from_slice(&(self.runs.len() as u32).to_le_bytes());
         for r in &self.runs {
@@ -73,13 +86,22 @@ impl Manifest {
             o.extend_from_slice(&r.0.to_le_bytes());
             o.extend_from_slice(&i.0.to_le_bytes());
         }
+        if version == MANIFEST_VERSION_META {
+            o.extend_from_slice(&(self.range_meta.len() as u32).to_le_bytes());
+            for (r, m) in &self.range_meta {
+                o.extend_from_slice(&r.0.to_le_bytes());
+                o.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                o.extend_from_slice(m);
+            }
+        }
         o
     }
 
     /// Decodes a payload written by [`Self::encode_payload`]; `seq` comes from the header.
     pub fn decode_payload(p: &[u8], seq: u64) -> Result<Self, DecodeError> {
         let mut r = Reader::new(p);
-        if r.u32()? != MANIFEST_VERSION {
+        let version = r.u32()?;
+        if version != MANIFEST_VERSION && version != MANIFEST_VERSION_META {
             return Err(DecodeError("unknown manifest version"));
         }
         let next_run_id = r.u64()?;
@@ -131,14 +153,47 @@ impl Manifest {
             prev = Some(range);
             ranges.insert(range, LogIndex(r.u64()?));
         }
+        let range_meta = if version == MANIFEST_VERSION_META {
+            decode_range_meta(&mut r, &ranges)?
+        } else {
+            BTreeMap::new()
+        };
         r.finish()?;
         Ok(Self {
             seq,
             next_run_id,
             runs,
             ranges,
+            range_meta,
         })
     }
+}
+
+/// Decodes the range-metadata section of a version-2 payload: strictly increasing range ids,
+/// each a range of the `ranges` section, each blob at most [`RANGE_META_MAX`] bytes.
+fn decode_range_meta(
+    r: &mut Reader<'_>,
+    ranges: &BTreeMap<RangeId, LogIndex>,
+) -> Result<BTreeMap<RangeId, Vec<u8>>, DecodeError> {
+    let k = r.u32()? as usize;
+    if k > r.remaining() / 12 || k > ranges.len() {
+        return Err(DecodeError("bad range metadata count"));
+    }
+    let mut out = BTreeMap::new();
+    let mut prev = None;
+    for _ in 0..k {
+        let range = RangeId(r.u64()?);
+        if prev.is_some_and(|p| p >= range) || !ranges.contains_key(&range) {
+            return Err(DecodeError("range metadata out of order or of no range"));
+        }
+        prev = Some(range);
+        let len = r.u32()? as usize;
+        if len > RANGE_META_MAX {
+            return Err(DecodeError("range metadata too long"));
+        }
+        out.insert(range, r.bytes(len)?.to_vec());
+    }
+    Ok(out)
 }
 
 /// Encodes one copy of a manifest record written into segment `seg_id` of generation `gen`,
@@ -306,16 +361,44 @@ mod tests {
             1u64..u64::MAX,
             prop::collection::vec(run, 0..6),
             prop::collection::btree_map(any::<u64>(), any::<u64>(), 0..20),
+            prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 0..20),
         )
-            .prop_map(|(seq, runs, ranges)| Manifest {
-                seq,
-                next_run_id: 1 << 33,
-                runs,
-                ranges: ranges
-                    .into_iter()
-                    .map(|(r, i)| (RangeId(r), LogIndex(i)))
-                    .collect(),
+            .prop_map(|(seq, runs, ranges, metas)| {
+                // Metadata for some of the ranges (none: a version-1 payload).
+                let range_meta = ranges
+                    .keys()
+                    .zip(metas)
+                    .map(|(r, m)| (RangeId(*r), m))
+                    .collect();
+                Manifest {
+                    seq,
+                    next_run_id: 1 << 33,
+                    runs,
+                    ranges: ranges
+                        .into_iter()
+                        .map(|(r, i)| (RangeId(r), LogIndex(i)))
+                        .collect(),
+                    range_meta,
+                }
             })
+    }
+
+    #[test]
+    fn a_manifest_without_range_metadata_is_written_as_version_1() {
+        let mut m = Manifest {
+            seq: 3,
+            next_run_id: 1,
+            ..Manifest::default()
+        };
+        m.ranges.insert(RangeId(7), LogIndex(9));
+        assert_eq!(m.encode_payload()[..4], MANIFEST_VERSION.to_le_bytes());
+        m.range_meta.insert(RangeId(7), b"desc".to_vec());
+        let p = m.encode_payload();
+        assert_eq!(p[..4], MANIFEST_VERSION_META.to_le_bytes());
+        assert_eq!(Manifest::decode_payload(&p, 3).unwrap(), m);
+        // Metadata of a range the record does not name is refused.
+        m.range_meta.insert(RangeId(8), b"x".to_vec());
+        assert!(Manifest::decode_payload(&m.encode_payload(), 3).is_err());
     }
 
     proptest! {

@@ -51,7 +51,7 @@ use std::fmt;
 pub use crate::pointer::LogPointer;
 pub use crate::segments::SharedStore;
 pub use crate::vlog::{LogIndex, RangeId};
-pub use checkpoint::{CheckpointReport, CheckpointWriter};
+pub use checkpoint::{CheckpointReport, CheckpointWriter, RangeApplied};
 pub use compact::{CompactionPolicy, CompactionReport, pick_compaction};
 pub use index::{KeyIndex, RunInfo};
 pub use iter::RangeIter;

@@ -847,7 +847,7 @@ impl<D: BlockDevice> Vlog<D> {
     pub(super) async fn allocate(&self) -> Result<Segment> {
         let seg = self
             .store
-            .allocate(self.owner)
+            .allocate_leaving(self.owner, self.cfg.reserve_segments)
             .await
             .map_err(Error::from_nvme)?;
         self.metrics.borrow_mut().segments_allocated_total += 1;

@@ -113,6 +113,10 @@ pub struct VlogConfig {
     /// Keep one allocated spare segment so a commit rarely waits for a store update.
     /// Default true.
     pub preallocate: bool,
+    /// Free segments of the store the log never allocates (left to the key index sharing
+    /// it, which must be able to checkpoint the deletes that let the log free space).
+    /// Default 0.
+    pub reserve_segments: u32,
     /// Longest Raft entry payload accepted. An entry whose record would exceed
     /// `batch-bytes-max` is written as several fragment records, each at most
     /// `batch-bytes-max` (`docs/format/shard-log.md` §3); a longer entry is refused with
@@ -138,6 +142,7 @@ impl Default for VlogConfig {
             recovery_read_bytes: 1 << 20,
             auto_reclaim: false,
             preallocate: true,
+            reserve_segments: 0,
             pipeline_depth: MAX_PIPELINE_DEPTH,
             entry_bytes_max: 513 << 20,
         }

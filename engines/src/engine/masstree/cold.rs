@@ -9,7 +9,7 @@ use std::ops::{Bound, ControlFlow};
 
 use bytes::Bytes;
 
-use super::{MasstreeEngine, SizeDelta, pin, unpin};
+use super::{MasstreeEngine, SizeDelta, pin};
 use crate::masstree::{Direction, EntryRef, Value};
 use crate::pointer::LogPointer;
 
@@ -229,7 +229,8 @@ impl MasstreeEngine {
             return false;
         }
         if let Some(o) = old.filter(|o| *o != pointer) {
-            unpin(&mut self.live, &o);
+            self.release(&o);
+            self.mark_changed(key);
         }
         if old != Some(pointer) {
             pin(&mut self.live, &pointer);

@@ -10,7 +10,7 @@ use std::ops::ControlFlow;
 use crate::pointer::{LogPointer, SegmentId};
 use bytes::Bytes;
 
-use super::{MasstreeEngine, pin, unpin};
+use super::{MasstreeEngine, pin};
 
 /// An entry whose pointer names a segment being collected.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,8 +81,9 @@ impl MasstreeEngine {
             return false;
         }
         e.set_pointer(new);
-        unpin(&mut self.live, &old);
+        self.release(&old);
         pin(&mut self.live, &new);
+        self.mark_changed(key);
         true
     }
 
@@ -102,7 +103,8 @@ impl MasstreeEngine {
         if !e.clear_pointer() {
             return false;
         }
-        unpin(&mut self.live, &old);
+        self.release(&old);
+        self.mark_changed(key);
         true
     }
 

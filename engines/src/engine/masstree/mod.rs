@@ -47,6 +47,7 @@ use crate::masstree::{Direction, EntryRef, Masstree, OwnedEntry, Value};
 use crate::pointer::{LogPointer, SegmentId};
 
 mod backing;
+mod changes;
 pub mod clock;
 mod cold;
 mod gc;
@@ -54,6 +55,7 @@ mod gc;
 mod test_util;
 
 pub use backing::Backing;
+pub use changes::Captured;
 pub use cold::{Candidate, Loaded, Promotion, loaded_before};
 pub use gc::{GcItem, GcWalk};
 
@@ -129,6 +131,8 @@ pub struct MasstreeEngine {
     backing: Option<Backing>,
     backed_values_total: u64,
     backed_bytes_total: u64,
+    /// Changes since the last key-index checkpoint (`changes`; off unless turned on).
+    changes: changes::Changes,
 }
 
 fn stored_len(e: &EntryRef<'_>) -> usize {
@@ -206,7 +210,7 @@ impl MasstreeEngine {
 
     /// Whether a live pointer points into `segment` (it must not be released).
     pub fn is_pinned(&self, segment: SegmentId) -> bool {
-        self.live.contains_key(&segment)
+        self.live.contains_key(&segment) || self.released_pins(segment)
     }
 
     /// Returns and clears the first write the tree refused since the last call.
@@ -332,6 +336,7 @@ impl MasstreeEngine {
     /// `None` if the tree refused it.
     #[inline]
     fn insert(&mut self, key: &[u8], v: Value<'_>, len: usize) -> Option<SizeDelta> {
+        self.mark_changed(key);
         // The only refusal is a key over 64 KiB; `net::limits` bounds the state machine's
         // keys below it, so a refusal is a broken invariant: recorded, never a panic.
         match self.tree.insert(key, v) {
@@ -354,7 +359,7 @@ impl MasstreeEngine {
     #[inline]
     fn forget(&mut self, old: &OwnedEntry) {
         if let Some(p) = old.pointer {
-            unpin(&mut self.live, &p);
+            self.release(&p);
             if old.inline.is_none() {
                 self.cold_entries -= 1;
                 self.cold_bytes -= u64::from(p.len);
@@ -429,6 +434,7 @@ impl Engine for MasstreeEngine {
     #[inline]
     fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
         let old = self.tree.remove(key)?;
+        self.mark_changed(key);
         self.forget(&old);
         Some(SizeDelta::removed(key.len(), owned_len(&old)))
     }
