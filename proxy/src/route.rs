@@ -58,8 +58,12 @@ pub struct RouterConfig {
     pub masters: Vec<String>,
     /// How long an operation is retried (counted from its first attempt). The default, 5 s,
     /// is long enough for a range to elect a new leader after its leader's node fails and
-    /// for the master to learn of it.
+    /// for the master to learn of it. An operation is given up only when this *and*
+    /// `min_attempts` are both spent: attempts that each wait out a call timeout (a node
+    /// that stopped with calls in flight) still get as many tries as before.
     pub retry_budget: Duration,
+    /// Attempts an operation gets at least, however long they take. Default 30.
+    pub min_attempts: u32,
     /// Backoff before the second attempt; doubles each attempt up to `max_backoff`.
     pub backoff: Duration,
     /// Longest pause between attempts. Default 25 ms: while a range elects, its replicas
@@ -83,6 +87,7 @@ impl Default for RouterConfig {
         Self {
             masters: Vec::new(),
             retry_budget: Duration::from_secs(5),
+            min_attempts: 30,
             backoff: Duration::from_millis(5),
             max_backoff: Duration::from_millis(25),
             conns_per_shard: 2,
@@ -416,7 +421,9 @@ impl Router {
         let mut backoff = self.cfg.backoff;
         let deadline = Instant::now() + self.cfg.retry_budget;
         let mut last_refresh: Option<Instant> = None;
+        let mut attempts = 0u32;
         loop {
+            attempts += 1;
             let mut table = self.table();
             if table.version == 0
                 || pending
@@ -477,7 +484,7 @@ impl Router {
             }
             retry.sort_unstable();
             pending = retry;
-            if Instant::now() + backoff > deadline {
+            if attempts >= self.cfg.min_attempts && Instant::now() + backoff > deadline {
                 break;
             }
             self.stats

@@ -18,6 +18,7 @@ fn a_command_follows_a_not_leader_hint_at_once_while_the_master_names_the_old_le
         c.router.backoff = Duration::from_millis(300);
         c.router.max_backoff = Duration::from_millis(300);
         c.router.retry_budget = Duration::from_millis(650);
+        c.router.min_attempts = 3;
     });
     let mut c = env.client();
     assert_eq!(c.cmd("SET k v"), "+OK\r\n");

@@ -728,6 +728,7 @@ fn an_unreachable_cluster_is_a_redis_error_not_a_closed_connection() {
     let env = Env::start_with(1, |c| {
         c.router.masters = vec!["127.0.0.1:1".into()];
         c.router.retry_budget = Duration::from_millis(10);
+        c.router.min_attempts = 2;
     });
     let mut c = env.client();
     let r = c.cmd("GET k");
