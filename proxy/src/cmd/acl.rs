@@ -77,10 +77,11 @@ pub fn permitted(
     if shared.acl.refresh(user).is_err() {
         return Err(None);
     }
-    let rules = user.rules().clone();
-    let Err(denied) = check_user(&rules, name, args) else {
+    // Per command: no reference count is touched unless the command is refused.
+    let Err(denied) = check_user(user.rules(), name, args) else {
         return Ok(());
     };
+    let rules = user.rules().clone();
     let full = super::util::full_name(name, args);
     let (reason, object) = log_entry(denied, &full, args);
     shared.acl.log(Entry {
