@@ -54,6 +54,7 @@ pub mod settings;
 pub mod shared;
 pub mod slowlog;
 pub mod sockets;
+pub mod tracking;
 pub mod unblock;
 pub mod waiters;
 

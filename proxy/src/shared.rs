@@ -85,6 +85,8 @@ pub struct Shared {
     pub client_table: crate::clients::Clients,
     /// Pub/sub subscriptions of this proxy's clients.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Client-side caching (`CLIENT TRACKING`) of this proxy's clients.
+    pub tracker: Arc<crate::tracking::Tracker>,
     /// The links to the other proxies of the cluster ([`crate::mesh`]).
     pub mesh: Arc<crate::mesh::Mesh>,
     /// Scripts by SHA1 (`SCRIPT LOAD`, `EVALSHA`).
@@ -142,6 +144,7 @@ impl Shared {
             blocked: crate::unblock::Blocked::default(),
             client_table: crate::clients::Clients::default(),
             pubsub: Arc::default(),
+            tracker: Arc::default(),
             mesh,
             scripts: crate::script_cache::ScriptCache::default(),
             functions: crate::functions::Registry::default(),

@@ -72,6 +72,7 @@ pub mod sort;
 pub mod spec;
 pub mod strings;
 pub mod table;
+pub mod tracking;
 pub mod tx;
 pub mod tx_cmd;
 pub mod util;
