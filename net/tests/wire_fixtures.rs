@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use net::auth::{Nonce, Proof};
 use net::message::handshake::{Auth, AuthAck, Challenge, Hello, HelloAck, Magic, Role};
 use net::message::kv::{
-    Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, KvWrite, OpResult, WriteOp,
+    Cond, ExpireCond, ExpiredKey, Expiry, KvOp, KvRequest, KvResponse, KvWrite, OpResult, WriteOp,
 };
 use net::message::*;
 use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
@@ -620,7 +620,8 @@ fn samples_v6() -> Vec<(&'static str, Message)> {
     ]
 }
 
-/// What version 7 added: client-side caching invalidations across the proxy mesh.
+/// What version 7 added: client-side caching invalidations across the proxy mesh, and the
+/// ranges' expiry logs.
 fn samples_v7() -> Vec<(&'static str, Message)> {
     vec![
         (
@@ -657,6 +658,40 @@ fn samples_v7() -> Vec<(&'static str, Message)> {
         (
             "peer_invalidate_ack",
             Message::PeerInvalidateAck(PeerInvalidateAck {}),
+        ),
+        (
+            "kv_expired_since",
+            Message::KvRequest(KvRequest {
+                ctx: RouteCtx {
+                    range_id: RangeId(3),
+                    epoch: Epoch {
+                        conf_ver: 2,
+                        version: 5,
+                    },
+                },
+                op: KvOp::ExpiredSince {
+                    after: (812 << 16) | 3,
+                    since_ms: 1_780_000_000_000,
+                },
+            }),
+        ),
+        (
+            "kv_expired",
+            Message::KvResponse(KvResponse::Ok {
+                result: OpResult::Expired {
+                    next: (815 << 16) | 1,
+                    keys: vec![
+                        ExpiredKey {
+                            db: net::keyspace::Db::ZERO,
+                            key: b(b"session:9"),
+                        },
+                        ExpiredKey {
+                            db: net::keyspace::Db::new(3).unwrap(),
+                            key: b(b"cart:7"),
+                        },
+                    ],
+                },
+            }),
         ),
     ]
 }

@@ -30,6 +30,7 @@ pub mod cmd;
 pub mod db;
 pub mod encodings;
 pub mod exec;
+pub mod expired;
 pub mod fault;
 pub mod functions;
 pub mod glob;

@@ -68,6 +68,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     };
     let loader = tokio::spawn(finish_loading(shared.clone(), stop_rx.clone()));
     let tracking = tokio::spawn(crate::tracking::run(shared.clone(), stop_rx.clone()));
+    let expired = tokio::spawn(crate::expired::run(shared.clone(), stop_rx.clone()));
     let mesh = tokio::spawn(crate::mesh::service::run(shared.clone(), stop_rx.clone()));
     loop {
         let (stream, peer) = tokio::select! {
@@ -107,6 +108,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     let _ = watcher.await;
     let _ = loader.await;
     let _ = tracking.await;
+    let _ = expired.await;
     let _ = mesh.await;
     let grace = shared.cfg.shutdown_grace;
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })

@@ -96,6 +96,8 @@ pub struct Peer {
     /// Keys and keys with an expiry per database (`DBSIZE`, `INFO keyspace`): exact, kept by
     /// every applied write and sweep, rebuilt when the range is loaded (`range::db_keys`).
     db_keys: DbKeys,
+    /// The keys its sweeps deleted because they expired (`KvOp::ExpiredSince`).
+    expired: crate::range::expired_log::ExpiredLog,
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
     split_proposed_at: Option<Instant>,
@@ -149,6 +151,7 @@ impl Peer {
             created: now,
             approx_size: (0, 0),
             db_keys: Default::default(),
+            expired: Default::default(),
             split_proposed_at: None,
             stopped: None,
             lease: Lease::new(lease),
@@ -256,6 +259,18 @@ impl Peer {
     #[inline]
     pub fn db_keys_mut(&mut self) -> &mut DbKeys {
         &mut self.db_keys
+    }
+
+    /// The keys the range's sweeps deleted because they expired.
+    #[inline]
+    pub fn expired(&self) -> &crate::range::expired_log::ExpiredLog {
+        &self.expired
+    }
+
+    /// The expiry log, for an applied sweep.
+    #[inline]
+    pub fn expired_mut(&mut self) -> &mut crate::range::expired_log::ExpiredLog {
+        &mut self.expired
     }
 
     /// Replaces the per-database key counts (recounted after a load, snapshot or split).
