@@ -183,3 +183,31 @@ fn keys_the_ds_expires_become_expired_events_and_invalidations() {
     drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `DEBUG`'s harmless subcommands answer as Redis's do; the others are refused by name.
+#[test]
+fn debug_sleep_and_object_answer_as_redis_and_other_subcommands_are_refused() {
+    let dir = std::env::temp_dir().join(format!("proxy-real-ds-debug-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+    assert_eq!(c.cmd("SET k hello"), "+OK\r\n");
+    assert_eq!(
+        c.cmd("DEBUG OBJECT k"),
+        "+Value at:0x0 refcount:1 encoding:embstr serializedlength:6 lru:0 lru_seconds_idle:0\r\n"
+    );
+    assert_eq!(c.cmd("DEBUG OBJECT nokey"), "-ERR no such key\r\n");
+    let t = std::time::Instant::now();
+    assert_eq!(c.cmd("DEBUG SLEEP 0.3"), "+OK\r\n");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(c.cmd("DEBUG SLEEP abc"), "+OK\r\n");
+    assert_eq!(
+        c.cmd("DEBUG RELOAD"),
+        "-ERR unknown subcommand or wrong number of arguments for 'RELOAD'. Try DEBUG HELP.\r\n"
+    );
+    assert!(c.cmd("DEBUG HELP").contains("SLEEP <seconds>"));
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
