@@ -27,6 +27,7 @@ pub mod acl;
 pub mod blocking;
 pub mod clients;
 pub mod cmd;
+pub mod config_rewrite;
 pub mod db;
 pub mod encodings;
 pub mod exec;

@@ -44,6 +44,9 @@ pub struct ProxyConfig {
     pub router: RouterConfig,
     /// The mesh with the other proxies (off unless `mesh.listen` is set).
     pub mesh: crate::mesh::MeshConfig,
+    /// The TOML file the proxy was started from, which `CONFIG REWRITE` updates (none:
+    /// `CONFIG REWRITE` answers Redis's "running without a config file").
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +65,7 @@ impl Default for ProxyConfig {
             shutdown_grace: Duration::from_secs(5),
             router: RouterConfig::default(),
             mesh: crate::mesh::MeshConfig::default(),
+            config_file: None,
         }
     }
 }

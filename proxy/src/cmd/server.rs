@@ -795,9 +795,42 @@ fn config(shared: &Shared, args: &[Bytes]) -> Action {
     } else if is(sub, "resetstat") {
         shared.metrics.reset();
         Reply::OK
+    } else if is(sub, "rewrite") {
+        if args.len() != 2 {
+            return Action::Reply(arity("config|rewrite"));
+        }
+        config_rewrite(shared)
     } else {
         unknown_sub("config", sub)
     })
+}
+
+/// `CONFIG REWRITE` ([`crate::config_rewrite`]).
+fn config_rewrite(shared: &Shared) -> Reply {
+    let Some(path) = &shared.cfg.config_file else {
+        return Reply::err("The server is running without a config file");
+    };
+    let s = &shared.settings;
+    let settings = [
+        (
+            "requirepass",
+            s.requirepass()
+                .filter(|p| !p.is_empty())
+                .map(|p| crate::config_rewrite::toml_string(&p)),
+        ),
+        (
+            "client-query-buffer-limit",
+            Some(s.query_buffer_limit().to_string()),
+        ),
+        ("timeout", Some(s.idle_timeout().as_secs().to_string())),
+    ];
+    match crate::config_rewrite::rewrite(path, &settings) {
+        Ok(()) => Reply::OK,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "CONFIG REWRITE failed: {e}");
+            Reply::err(format_args!("Rewriting config file: {e}"))
+        }
+    }
 }
 
 /// `CONFIG GET pattern [pattern …]`. `maxmemory` is the cluster's (the master's answer,
