@@ -6,7 +6,8 @@
 use super::arena::NIL;
 use super::entry::OwnedEntry;
 use super::node::{
-    INTERIOR_TAG, KLEN_FREE, KLEN_LAYER, KLEN_SUFFIX, class_of_len, is_interior, slice_of,
+    INTERIOR_TAG, KLEN_FREE, KLEN_LAYER, KLEN_SUFFIX, class_of_len, is_interior, is_layer_root,
+    slice_of,
 };
 use super::{LayerLink, Masstree};
 
@@ -56,7 +57,7 @@ impl Masstree {
             if border.permutation.len() > 0 {
                 break;
             }
-            if border.parent != NIL {
+            if !is_layer_root(border.parent) {
                 let link = link_of(path);
                 self.remove_empty_border(bid, link);
                 break;
@@ -141,8 +142,9 @@ impl Masstree {
         let only = p.child[0];
         let grand = p.parent;
         self.interiors.free(pid);
+        // `only` takes its place; as a layer root it inherits the owner too.
         self.set_parent(only, grand);
-        if grand == NIL {
+        if is_layer_root(grand) {
             self.set_layer_root(link, only);
         } else {
             let g = self.interiors.get_mut(grand & !INTERIOR_TAG);

@@ -43,7 +43,7 @@ use std::ops::{Bound, ControlFlow};
 use bytes::Bytes;
 
 use super::{Engine, Entry, SizeDelta};
-use crate::masstree::{Direction, EntryRef, Masstree, OwnedEntry, Value};
+use crate::masstree::{ArenaStats, CompactStep, Direction, EntryRef, Masstree, OwnedEntry, Value};
 use crate::pointer::{LogPointer, SegmentId};
 
 mod backing;
@@ -184,6 +184,18 @@ impl MasstreeEngine {
     /// Bytes of memory the tree uses.
     pub fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes()
+    }
+
+    /// Runs one step of the tree's arena compaction, at most `budget` node moves
+    /// ([`Masstree::compact_step`]: only once enough pages are reclaimable). The pages it
+    /// releases leave [`accounted`](Self::accounted) at once.
+    pub fn compact_step(&mut self, budget: usize) -> CompactStep {
+        self.tree.compact_step(budget)
+    }
+
+    /// The tree's arena figures (pages present and released, nodes moved).
+    pub fn arena_stats(&self) -> ArenaStats {
+        self.tree.arena_stats()
     }
 
     /// Hot and cold figures.
