@@ -18,7 +18,10 @@ const N: usize = 1_000_000;
 const BUDGET: usize = 1024;
 
 fn key(i: usize) -> Bytes {
-    Bytes::from(format!("\x00k0:key:{:012}", i.wrapping_mul(7_919) % 100_000_000_000))
+    Bytes::from(format!(
+        "\x00k0:key:{:012}",
+        i.wrapping_mul(7_919) % 100_000_000_000
+    ))
 }
 
 #[test]
@@ -43,11 +46,7 @@ fn removing_95_percent_then_compacting_gives_back_most_arena_bytes() {
         assert!(e.delete(&key(i)).is_some());
     }
     let scattered = e.accounted().arena_bytes;
-    assert_eq!(
-        e.compact_step(0).moved,
-        0,
-        "a zero budget moves nothing"
-    );
+    assert_eq!(e.compact_step(0).moved, 0, "a zero budget moves nothing");
     let mut steps = 0;
     loop {
         let step = e.compact_step(BUDGET);

@@ -170,7 +170,8 @@ impl<T: Default> Arena<T> {
             None => {
                 self.pages.push(None);
                 self.page_live.push(0);
-                self.free_bits.resize(self.pages.len() * PAGE_WORDS, u64::MAX);
+                self.free_bits
+                    .resize(self.pages.len() * PAGE_WORDS, u64::MAX);
                 self.pages.len() - 1
             }
         };
@@ -313,10 +314,17 @@ mod tests {
         assert_eq!(a.released_total(), 1);
         assert_eq!(full - a.reserved_bytes(), Arena::<u64>::page_bytes());
         assert!(a.is_free(P + 5));
-        assert_eq!(*a.get(2 * P), u64::from(2 * P), "other pages keep their slots");
+        assert_eq!(
+            *a.get(2 * P),
+            u64::from(2 * P),
+            "other pages keep their slots"
+        );
         let again: Vec<u32> = (0..201).map(|i| a.alloc(i)).collect();
         assert_eq!(&again[..200], &(0..200).collect::<Vec<_>>()[..]);
-        assert_eq!(again[200], P, "the released page comes back at its own index");
+        assert_eq!(
+            again[200], P,
+            "the released page comes back at its own index"
+        );
         assert_eq!(a.pages(), 4);
     }
 
@@ -336,7 +344,11 @@ mod tests {
         });
         a.free(P);
         assert_eq!(a.pages(), 1, "page 0 has room now: page 1 goes");
-        assert_eq!(a.pages.len(), 1, "a trailing released page leaves the table");
+        assert_eq!(
+            a.pages.len(),
+            1,
+            "a trailing released page leaves the table"
+        );
     }
 
     /// Moving down takes the lowest free slot of a lower page, keeps the value, releases the
@@ -360,7 +372,11 @@ mod tests {
         assert_eq!(a.move_down(2 * P + 1), Some(2));
         assert_eq!(a.pages(), 2);
         assert_eq!(a.reclaimable_pages(), 0);
-        assert_eq!(a.victim_page(), None, "page 1 is full, page 0 is the lowest open");
+        assert_eq!(
+            a.victim_page(),
+            None,
+            "page 1 is full, page 0 is the lowest open"
+        );
         assert_eq!(a.live_slots(0, 3), vec![0, 1, 2]);
     }
 

@@ -194,7 +194,9 @@ impl Masstree {
         let b = self.borders.get(new);
         let (parent, prev, next) = (b.parent, b.prev, b.next);
         let mut lower = [NIL; WIDTH];
-        layer_roots(b).zip(lower.iter_mut()).for_each(|(r, l)| *l = r);
+        layer_roots(b)
+            .zip(lower.iter_mut())
+            .for_each(|(r, l)| *l = r);
         self.relink_from_parent(parent, old, new);
         if prev != NIL {
             self.borders.get_mut(prev).next = new;

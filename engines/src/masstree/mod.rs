@@ -72,15 +72,18 @@
 //! 3. `parent` links name the interior that holds the node; a layer root's names its *owner*,
 //!    the border whose layer-link slot holds it (tag bit clear), or is `NIL` for layer 0. Every
 //!    link names a live arena slot.
-//! 4. A border is empty only when it is the root of layer 0 (the empty tree); an interior has
-//!    at least one key.
+//! 4. A border is empty only when it is the root of layer 0 (the empty tree); a layer's root
+//!    interior has at least one key, an interior inside a layer at least one child (removal
+//!    may leave it one child and no key, so that every border of the layer stays at one
+//!    depth).
 //! 5. A layer other than layer 0 holds at least two keys, or exactly one key that is itself a
 //!    layer link (removal collapses a layer left with one plain key back into its parent slot).
 //! 6. `memory_bytes()` equals the node, suffix, pointer and inline-value bytes found by a walk,
 //!    every allocated arena slot is reachable (no leaks), and free slots hold no entry.
 //!
-//! Removal frees empty borders and interior nodes left with one child, but does not merge
-//! under-full siblings (as in the paper).
+//! Removal frees empty borders and interior nodes left with no child, replaces a layer root
+//! left with one child by that child, but does not merge under-full siblings (as in the
+//! paper).
 //!
 //! # Giving memory back
 //!
