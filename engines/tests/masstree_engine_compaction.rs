@@ -1,12 +1,10 @@
 //! The shard engine gives arena memory back: one million keys (the shape `redis-benchmark`
-//! writes, `key:` and 12 digits, through the Redis key encoding's prefix) are stored, 95 % of
-//! them removed in random order, and compaction steps run to completion. The accounted arena
+//! writes, `key:` and 12 digits, behind a short prefix) are stored, 95 % of them removed in
+//! random order, and compaction steps run to completion. The accounted arena
 //! bytes must fall by most of the removed share, every step stays within its budget, and the
 //! survivors read back. Needs an optimised build (`cargo test -p engines --profile ci`).
 
 #![allow(clippy::unwrap_used, reason = "test code: a panic is a test failure")]
-
-use std::ops::ControlFlow;
 
 use bytes::Bytes;
 use engines::engine::{Engine, Entry, MasstreeEngine};
@@ -65,20 +63,19 @@ fn removing_95_percent_then_compacting_gives_back_most_arena_bytes() {
         stats.nodes_moved_total, stats.pages_released_total
     );
     // Removing 95 % of the keys should give back most of 95 % of the arena: require 85 %.
+    // (Measured: 86 %. The rest is border nodes left with one key each: compaction moves
+    // nodes but does not merge them.)
     assert!(
         packed * 100 <= full * 15,
         "arena {full} B full, {packed} B after compaction"
     );
     assert!(stats.nodes_moved_total > 0);
-    assert_eq!(stats.reclaimable_pages < 4, true, "{stats:?}");
+    assert!(stats.reclaimable_pages < 4, "{stats:?}");
     // The survivors read back, in order.
     for &i in kept.iter().step_by(101) {
         assert_eq!(e.get(&key(i)).unwrap().value, format!("{i:016}").as_bytes());
     }
-    let mut n = 0;
-    e.scan(b"", None, usize::MAX, &mut |_, _| {
-        n += 1;
-        ControlFlow::Continue(())
-    });
-    assert_eq!(n, kept.len());
+    let all = e.scan(b"", None, usize::MAX, false);
+    assert_eq!(all.len(), kept.len());
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "scan in key order");
 }
