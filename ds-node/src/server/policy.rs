@@ -26,9 +26,14 @@
 //! - **Stuck**: a step that finds nothing to demote and clears no access bit waits a tick;
 //!   a whole lap like that (keys and nodes alone exceed the budget) is counted
 //!   (`ds_policy_stuck_total`): cold keys leaving memory is not built yet.
+//! - **Arena compaction**: once per tick, whether demoting or idle, one step of the tree's
+//!   arena compaction ([`compact`]: at most [`COMPACT_STEP_MOVES`] node moves, started only
+//!   once enough arena pages are reclaimable), so that the pages deleted and expired keys
+//!   leave behind go back to the allocator and out of the accounted memory
+//!   (`ds_arena_*`).
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -43,6 +48,9 @@ use crate::range::clock::{self, SweepLimits};
 pub const LOW_WATER_PERCENT: u64 = 90;
 /// Most entries one step of the clock hand looks at.
 pub const STEP_VISITS: usize = 8 * STEP_ENTRIES;
+/// Most tree nodes one arena compaction step moves (each a copy of at most 704 bytes and the
+/// rewrite of the links to it: about 0.1 ms for the whole step, see `docs/benchmarks.md`).
+pub const COMPACT_STEP_MOVES: usize = 1024;
 /// How much larger a step is while writes wait for memory (`server::throttle`): fewer,
 /// larger steps make room sooner (the demoted values are written in appends of at most
 /// [`STEP_BYTES`] each, `demote::step`).
@@ -124,7 +132,12 @@ struct Hand {
 pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let tick = Duration::from_millis(shard.cfg.policy_tick_ms);
     let mut hand = Hand::default();
+    let mut compacted = Instant::now();
     while !shard.stop.get() {
+        if compacted.elapsed() >= tick {
+            compact(&shard);
+            compacted = Instant::now();
+        }
         let accounted = shard.state.borrow().engine.accounted().total();
         let p = &shard.policy;
         match decide(
@@ -153,6 +166,27 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
                 crate::core::sleep(tick).await;
             }
         }
+    }
+}
+
+/// Runs one arena compaction step of at most [`COMPACT_STEP_MOVES`] moves and records it
+/// (only a step that moved or released something is counted and timed).
+pub fn compact<D: ShardDevice>(shard: &Shard<D>) {
+    let started = Instant::now();
+    let step = shard
+        .state
+        .borrow_mut()
+        .engine
+        .compact_step(COMPACT_STEP_MOVES);
+    if step.moved == 0 && step.pages_released == 0 {
+        return;
+    }
+    let us = started.elapsed().as_micros() as u64;
+    let mut m = shard.metrics.borrow_mut();
+    m.arena.compact_steps_total += 1;
+    super::metrics::ShardMetrics::record(&mut m.arena.step_us, us);
+    if step.done {
+        tracing::debug!(shard = shard.index, "arena compaction finished");
     }
 }
 
