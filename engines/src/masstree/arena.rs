@@ -194,6 +194,12 @@ impl<T: Default> Arena<T> {
             self.page_live.pop();
         }
         self.free_bits.truncate(self.pages.len() * PAGE_WORDS);
+        if self.pages.capacity() >= 4 * self.pages.len().max(4) {
+            // The table shrank to a quarter: give its memory back too.
+            self.pages.shrink_to_fit();
+            self.page_live.shrink_to_fit();
+            self.free_bits.shrink_to_fit();
+        }
     }
 }
 
