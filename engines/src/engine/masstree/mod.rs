@@ -80,7 +80,8 @@ pub const ALLOC_OVERHEAD: usize = 16;
 /// The memory a store accounts for, which `maxmemory` bounds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accounted {
-    /// Arena pages of the tree's nodes, live and free slots (entries live in border nodes).
+    /// Arena pages of the tree's nodes present, live and free slots (entries live in border
+    /// nodes); released pages are not counted (`Masstree::compact_step` releases them).
     pub arena_bytes: u64,
     /// Heap bytes of key suffixes, log pointers and inline values.
     pub heap_bytes: u64,
