@@ -933,3 +933,35 @@ fn config_rewrite_persists_set_values_into_the_proxy_file_and_refuses_without_on
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `COMMAND DOCS` is byte for byte redis-server's, in RESP2 and RESP3 (what `redis-cli`
+/// shows as hints); unknown names are left out. (A container's subcommands come in the order
+/// of a hash table seeded per process in Redis, so `CLIENT`'s are not compared here.)
+#[test]
+fn command_docs_are_redis_servers_own_in_resp2_and_resp3() {
+    let Some(redis) = test_support::redis::start() else {
+        return;
+    };
+    let env = Env::start(1);
+    let names = [
+        "get",
+        "set",
+        "zadd",
+        "eval",
+        "xadd-not-supported",
+        "FCALL",
+        "lpos",
+    ];
+    for resp3 in [false, true] {
+        let mut ours = env.client();
+        let mut theirs = Client::connect(redis.addr());
+        if resp3 {
+            ours.cmd("HELLO 3");
+            theirs.cmd("HELLO 3");
+        }
+        for n in names {
+            let cmd = format!("COMMAND DOCS {n}");
+            assert_eq!(ours.cmd(&cmd), theirs.cmd(&cmd), "{cmd} (RESP3: {resp3})");
+        }
+    }
+}

@@ -47,9 +47,11 @@
 pub mod acl;
 pub mod action;
 pub mod bitmaps;
+mod command_docs;
 pub mod data;
 pub mod dbs;
 pub mod debug;
+pub mod docs;
 pub mod dump;
 pub mod functions;
 pub mod geo;

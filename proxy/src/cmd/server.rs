@@ -561,7 +561,7 @@ fn command(args: &[Bytes]) -> Reply {
         }
         Reply::Int(i64::try_from(all_specs().count()).unwrap_or(0))
     } else if is(sub, "docs") {
-        Reply::Map(Vec::new())
+        super::docs::docs(&args[2..])
     } else if is(sub, "info") {
         Reply::Array(
             args[2..]
