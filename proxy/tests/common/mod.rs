@@ -103,6 +103,7 @@ impl FakeShard {
             now_ms,
             index,
             range: desc,
+            zranks: None,
         };
         let reply = if matches!(op, KvOp::DbStats {}) {
             // A real shard answers from the counts apply keeps; the fake counts its store.
