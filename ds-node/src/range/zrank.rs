@@ -373,6 +373,49 @@ pub struct RankStats {
     pub hits: u64,
 }
 
+/// The rank indexes of a shard's ranges, summed (`/metrics`: `ds_zrank_*`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RankFigures {
+    /// Indexes held (gauge `ds_zrank_indexes`).
+    pub indexes: u64,
+    /// Their bytes (gauge `ds_zrank_memory_bytes`).
+    pub memory_bytes: u64,
+    /// Builds (`ds_zrank_builds_total`), stale drops (`ds_zrank_stale_drops_total`), builds
+    /// refused at the cap (`ds_zrank_refused_total`), queries answered (`ds_zrank_hits_total`)
+    /// of the ranges hosted now.
+    pub stats: RankStats,
+}
+
+impl RankFigures {
+    /// Adds `o` into these.
+    pub fn add(&mut self, o: &RankFigures) {
+        self.indexes += o.indexes;
+        self.memory_bytes += o.memory_bytes;
+        self.stats.builds += o.stats.builds;
+        self.stats.stale_drops += o.stats.stale_drops;
+        self.stats.refused += o.stats.refused;
+        self.stats.hits += o.stats.hits;
+    }
+
+    /// Appends them in the Prometheus text format.
+    pub fn render(&self, s: &mut String) {
+        for (name, kind, v) in [
+            ("ds_zrank_indexes", "gauge", self.indexes),
+            ("ds_zrank_memory_bytes", "gauge", self.memory_bytes),
+            ("ds_zrank_builds_total", "counter", self.stats.builds),
+            (
+                "ds_zrank_stale_drops_total",
+                "counter",
+                self.stats.stale_drops,
+            ),
+            ("ds_zrank_refused_total", "counter", self.stats.refused),
+            ("ds_zrank_hits_total", "counter", self.stats.hits),
+        ] {
+            s.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+    }
+}
+
 /// The rank indexes of one range by `(database, key)`.
 #[derive(Debug, Default)]
 pub struct ZRanks {
@@ -414,6 +457,15 @@ impl ZRanks {
     /// The counters.
     pub fn stats(&self) -> RankStats {
         self.stats
+    }
+
+    /// The figures of this range.
+    pub fn figures(&self) -> RankFigures {
+        RankFigures {
+            indexes: self.map.len() as u64,
+            memory_bytes: self.memory_bytes as u64,
+            stats: self.stats,
+        }
     }
 
     /// Drops every index (the range was reloaded: a restart, a snapshot or a split).
