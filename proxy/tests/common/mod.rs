@@ -5,7 +5,7 @@
 //! (`ds_node::range::apply::execute`, through `range::dedup::apply_once` for a write's id),
 //! so replies have the exact Redis semantics of the range state machine, and a write sent
 //! twice with one id applies once. Each range keeps rank indexes of its sorted sets as a real
-//! shard does (`ds_node::range::zrank`), with a threshold of 4 members and buckets of 2 to 4,
+//! shard does (`ds_node::range::zrank`), with a threshold of 2 members and buckets of 1 or 2 entries,
 //! so the Redis comparisons check ranks answered by an index. The fake master answers `GetRouteTable` and, with the real master's
 //! directory, `ProxyRegister` (the proxy mesh). Tests can split ranges,
 //! move them between shards and inject `NotLeader` answers.
@@ -105,11 +105,19 @@ impl FakeShard {
         }
         let now_ms = proxy::server::now_ms();
         let index = self.applied.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut zranks = self.zranks.lock().unwrap();
+        let zr = zranks.entry(ctx.range_id).or_insert_with(|| {
+            RefCell::new(ZRanks::new(RankConfig {
+                threshold: 2,
+                bucket: 1,
+                memory_max_bytes: 1 << 20,
+            }))
+        });
         let actx = ApplyCtx {
             now_ms,
             index,
             range: desc,
-            zranks: None,
+            zranks: Some(zr),
         };
         let reply = if matches!(op, KvOp::DbStats {}) {
             // A real shard answers from the counts apply keeps; the fake counts its store.
