@@ -35,7 +35,8 @@ fn apply_all<S: KvStore>(store: &mut S, desc: &RangeDescriptor, data: &[u8]) -> 
             let ctx = ApplyCtx {
                 now_ms: now,
                 index: i as u64 + 1,
-                range: desc, zranks: None,
+                range: desc,
+                zranks: None,
             };
             let r = dedup::apply_once(store, id, &op, now, |s| execute(s, &op, &ctx));
             results.push(format!("{r:?}"));
