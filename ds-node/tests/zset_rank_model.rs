@@ -463,3 +463,74 @@ fn a_large_set_is_answered_by_its_index_through_growth_shrinkage_and_deletion() 
     let z = p.indexed.zranks.as_ref().unwrap().borrow();
     assert!(z.memory_bytes() > 0 && z.stats().builds > 1);
 }
+
+/// ZADD of members `names` scored by `scores`.
+fn zadd(key: &str, names: impl Iterator<Item = usize>, score: impl Fn(usize) -> f64) -> KvOp {
+    let (scores, members): (Vec<f64>, Vec<Bytes>) = names.map(|i| (score(i), member(i))).unzip();
+    KvOp::ZSet {
+        op: ZSetOp::Add {
+            key: b(key),
+            flags: 0,
+            scores,
+            members,
+        },
+    }
+}
+
+fn zrank(key: &str, m: usize) -> KvOp {
+    KvOp::ZSet {
+        op: ZSetOp::Rank {
+            key: b(key),
+            member: member(m),
+            rev: false,
+        },
+    }
+}
+
+#[test]
+fn a_set_dropped_and_made_again_in_one_multi_is_not_ranked_by_the_old_index() {
+    // Every collection a `Multi` creates gets the entry's version: the set made again after
+    // the DEL (or the RENAME's copy) has the version of the one the index was built for.
+    let mut p = Pair::new();
+    let ops = vec![
+        zadd("k0", 0..40, |i| i as f64),
+        zrank("k0", 30),
+        KvOp::KeyDel { key: b("k0") },
+        zadd("k0", 50..90, |i| (i - 50) as f64 + 0.5),
+        zrank("k0", 60),
+        zadd("k1", 0..40, |i| (40 - i) as f64),
+        KvOp::KeyRename {
+            key: b("k1"),
+            dst: b("k0"),
+            nx: false,
+        },
+        zrank("k0", 30),
+        zadd("k0", 100..101, |_| 0.5),
+        zrank("k0", 100),
+    ];
+    let got = p.run(KvOp::Multi {
+        watches: vec![],
+        ops,
+    });
+    let OpResult::Multi { results } = got else {
+        panic!("{got:?}")
+    };
+    let ranks: Vec<String> = results.iter().map(|r| format!("{r:?}")).collect();
+    let want = |r: i64| {
+        format!(
+            "{:?}",
+            net::message::kv::KvResponse::Ok {
+                result: OpResult::Ints { values: vec![r] },
+            }
+        )
+    };
+    assert_eq!(ranks[1], want(30));
+    assert_eq!(ranks[4], want(10), "member 60 of 50..90 scored i - 49.5");
+    assert_eq!(
+        ranks[7],
+        want(9),
+        "member 30 of 0..40 scored 40 - i: after scores 1..=9"
+    );
+    assert_eq!(ranks[9], want(0), "0.5 before the 40 members scored 1..=40");
+    assert!(p.hits() >= 4, "the index answered {} ranks", p.hits());
+}
