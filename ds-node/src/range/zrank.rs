@@ -420,7 +420,8 @@ impl RankFigures {
 #[derive(Debug, Default)]
 pub struct ZRanks {
     cfg: RankConfig,
-    map: HashMap<(Db, Bytes), RankIndex>,
+    /// By database, then key (looked up by `&[u8]`, no copy of the key).
+    map: HashMap<Db, HashMap<Bytes, RankIndex>>,
     memory_bytes: usize,
     stats: RankStats,
 }
@@ -446,12 +447,12 @@ impl ZRanks {
 
     /// Indexes held.
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map.values().map(HashMap::len).sum()
     }
 
     /// Whether none is held.
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map.values().all(HashMap::is_empty)
     }
 
     /// The counters.
@@ -462,7 +463,7 @@ impl ZRanks {
     /// The figures of this range.
     pub fn figures(&self) -> RankFigures {
         RankFigures {
-            indexes: self.map.len() as u64,
+            indexes: self.len() as u64,
             memory_bytes: self.memory_bytes as u64,
             stats: self.stats,
         }
@@ -476,7 +477,7 @@ impl ZRanks {
 
     /// Drops the index of `key`, if any.
     pub fn drop_key(&mut self, db: Db, key: &[u8]) {
-        if let Some(idx) = self.map.remove(&(db, Bytes::copy_from_slice(key))) {
+        if let Some(idx) = self.map.get_mut(&db).and_then(|m| m.remove(key)) {
             self.memory_bytes -= idx.memory_bytes() + key.len();
         }
     }
@@ -501,14 +502,13 @@ impl ZRanks {
     /// The index of `key` when it is of `version` with `count` entries; a stale one is
     /// dropped.
     pub fn get(&mut self, db: Db, key: &[u8], version: u64, count: u64) -> Option<&RankIndex> {
-        let k = (db, Bytes::copy_from_slice(key));
-        let idx = self.map.get(&k)?;
+        let idx = self.map.get(&db)?.get(key)?;
         if idx.version != version || idx.total != count {
             self.stats.stale_drops += 1;
             self.drop_key(db, key);
             return None;
         }
-        self.map.get(&k)
+        self.map.get(&db)?.get(key)
     }
 
     /// Counts a rank query answered by an index.
@@ -520,13 +520,15 @@ impl ZRanks {
     /// were deleted or replaced): what makes room when the cap is reached.
     pub fn retain(&mut self, mut live: impl FnMut(Db, &[u8], u64) -> bool) {
         let mut freed = 0;
-        self.map.retain(|(db, key), idx| {
-            let keep = live(*db, key, idx.version);
-            if !keep {
-                freed += idx.memory_bytes() + key.len();
-            }
-            keep
-        });
+        for (db, m) in &mut self.map {
+            m.retain(|key, idx| {
+                let keep = live(*db, key, idx.version);
+                if !keep {
+                    freed += idx.memory_bytes() + key.len();
+                }
+                keep
+            });
+        }
         self.memory_bytes -= freed;
     }
 
@@ -535,7 +537,10 @@ impl ZRanks {
         self.drop_key(db, key);
         self.stats.builds += 1;
         self.memory_bytes += idx.memory_bytes() + key.len();
-        self.map.insert((db, Bytes::copy_from_slice(key)), idx);
+        self.map
+            .entry(db)
+            .or_default()
+            .insert(Bytes::copy_from_slice(key), idx);
     }
 
     /// Applies `change` to the index of `key` at `version`, if there is one (an index of
@@ -547,8 +552,7 @@ impl ZRanks {
         version: u64,
         change: impl FnOnce(&mut RankIndex) -> Fixup,
     ) -> Fixup {
-        let k = (db, Bytes::copy_from_slice(key));
-        let Some(idx) = self.map.get_mut(&k) else {
+        let Some(idx) = self.map.get_mut(&db).and_then(|m| m.get_mut(key)) else {
             return Fixup::None;
         };
         if idx.version != version {
@@ -571,7 +575,7 @@ impl ZRanks {
 
     /// Runs `f` on the index of `key` (after [`ZRanks::update`] asked for a fix-up).
     pub fn with(&mut self, db: Db, key: &[u8], f: impl FnOnce(&mut RankIndex)) {
-        if let Some(idx) = self.map.get_mut(&(db, Bytes::copy_from_slice(key))) {
+        if let Some(idx) = self.map.get_mut(&db).and_then(|m| m.get_mut(key)) {
             let before = idx.memory_bytes();
             f(idx);
             self.memory_bytes = self.memory_bytes + idx.memory_bytes() - before;
