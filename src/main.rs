@@ -524,7 +524,10 @@ fn proxy(args: ProxyArgs) -> anyhow::Result<()> {
         }
         None => ProxyFile::default(),
     };
-    let mut cfg = proxy::server::ProxyConfig::default();
+    let mut cfg = proxy::server::ProxyConfig {
+        config_file: args.config.clone(),
+        ..Default::default()
+    };
     if let Some(l) = args.listen.or(file.listen) {
         cfg.listen = l;
     }

@@ -164,6 +164,7 @@ pub fn render(m: &ShardMetrics) -> String {
     render_cold(&mut s, &m.cold);
     render_policy(&mut s, &m.policy);
     m.gc.render(&mut s);
+    m.arena.render(&mut s);
     for (name, v) in [
         ("ds_scripts_total", m.scripts.runs_total),
         ("ds_script_errors_total", m.scripts.errors_total),

@@ -89,7 +89,8 @@ fn fields_of_a_deleted_or_overwritten_hash_are_garbage_and_live_ones_are_not() {
         db.sweep(NOW),
         Swept {
             expired: 0,
-            garbage: 57
+            garbage: 57,
+            expired_keys: vec![],
         }
     );
     assert_eq!(db.store.len(), before - 57);
@@ -111,7 +112,8 @@ fn an_expired_hash_loses_its_metadata_and_its_fields() {
         db.sweep(NOW + 10),
         Swept {
             expired: 1,
-            garbage: 10
+            garbage: 10,
+            expired_keys: vec![(net::keyspace::Db::ZERO, b("h"))],
         }
     );
     assert!(db.store.is_empty());
@@ -132,7 +134,8 @@ fn a_collection_recreated_after_the_sweep_was_chosen_keeps_its_new_elements() {
         swept,
         Swept {
             expired: 0,
-            garbage: 3
+            garbage: 3,
+            expired_keys: vec![],
         },
         "the old version's fields only"
     );

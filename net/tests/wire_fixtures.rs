@@ -15,7 +15,7 @@ use bytes::{Bytes, BytesMut};
 use net::auth::{Nonce, Proof};
 use net::message::handshake::{Auth, AuthAck, Challenge, Hello, HelloAck, Magic, Role};
 use net::message::kv::{
-    Cond, ExpireCond, Expiry, KvOp, KvRequest, KvResponse, KvWrite, OpResult, WriteOp,
+    Cond, ExpireCond, ExpiredKey, Expiry, KvOp, KvRequest, KvResponse, KvWrite, OpResult, WriteOp,
 };
 use net::message::*;
 use net::{ClusterId, Epoch, FrameDecoder, NodeId, RangeId, ReplicaId, RequestId, RpcError};
@@ -559,7 +559,10 @@ fn samples_v6() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+            Message::Hello(Hello {
+                max_version: 6,
+                ..Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))
+            }),
         ),
         (
             "set_max_memory",
@@ -617,6 +620,82 @@ fn samples_v6() -> Vec<(&'static str, Message)> {
     ]
 }
 
+/// What version 7 added: client-side caching invalidations across the proxy mesh, and the
+/// ranges' expiry logs.
+fn samples_v7() -> Vec<(&'static str, Message)> {
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+        ),
+        (
+            "peer_invalidate",
+            Message::PeerInvalidate(PeerInvalidate {
+                keys: vec![b(b"user:1"), b(b"user:2")],
+                flush: false,
+                at_ms: 0,
+                tracking: true,
+            }),
+        ),
+        (
+            "peer_invalidate_expiry",
+            Message::PeerInvalidate(PeerInvalidate {
+                keys: vec![b(b"session:9")],
+                flush: false,
+                at_ms: 1_780_000_000_000,
+                tracking: false,
+            }),
+        ),
+        (
+            "peer_invalidate_flush",
+            Message::PeerInvalidate(PeerInvalidate {
+                keys: vec![],
+                flush: true,
+                at_ms: 0,
+                tracking: false,
+            }),
+        ),
+        (
+            "peer_invalidate_ack",
+            Message::PeerInvalidateAck(PeerInvalidateAck {}),
+        ),
+        (
+            "kv_expired_since",
+            Message::KvRequest(KvRequest {
+                ctx: RouteCtx {
+                    range_id: RangeId(3),
+                    epoch: Epoch {
+                        conf_ver: 2,
+                        version: 5,
+                    },
+                },
+                op: KvOp::ExpiredSince {
+                    after: (812 << 16) | 3,
+                    since_ms: 1_780_000_000_000,
+                },
+            }),
+        ),
+        (
+            "kv_expired",
+            Message::KvResponse(KvResponse::Ok {
+                result: OpResult::Expired {
+                    next: (815 << 16) | 1,
+                    keys: vec![
+                        ExpiredKey {
+                            db: net::keyspace::Db::ZERO,
+                            key: b(b"session:9"),
+                        },
+                        ExpiredKey {
+                            db: net::keyspace::Db::new(3).unwrap(),
+                            key: b(b"cart:7"),
+                        },
+                    ],
+                },
+            }),
+        ),
+    ]
+}
+
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -651,6 +730,19 @@ fn version_5_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn version_6_fixtures_decode_to_the_same_messages_and_bytes() {
     check_fixtures("v6", samples_v6());
+}
+
+#[test]
+fn version_7_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v7", samples_v7());
+}
+
+#[test]
+fn the_version_7_hello_offers_versions_2_to_7() {
+    let Message::Hello(h) = &samples_v7()[0].1 else {
+        panic!("first v7 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 7));
 }
 
 #[test]

@@ -197,8 +197,15 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
     let mut parts = Vec::with_capacity(queued.len());
     let flags = shared.settings.notify_flags();
     let mut notices = Vec::with_capacity(queued.len());
+    let mut tracks = Vec::with_capacity(queued.len());
+    let tracking = sess.tracking.remembers() || shared.tracker.active(crate::shared::now_ms());
     for args in queued {
         notices.push(crate::notify::capture(flags, sess.db, &args));
+        tracks.push(if tracking {
+            crate::tracking::capture_queued(shared, sess, &args)
+        } else {
+            None
+        });
         let (_, action) = cmd::dispatch_queued(shared, sess, &args);
         parts.push(match action {
             Action::Reply(r) | Action::Close(r) => Part::Ready(r),
@@ -253,6 +260,11 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Reply::err("internal error: no reply")))
         .collect();
+    for (track, reply) in tracks.iter().zip(&replies) {
+        if let Some(t) = track {
+            crate::tracking::apply(shared, sess.id, t, reply);
+        }
+    }
     for (notice, reply) in notices.iter().zip(&replies) {
         if let Some(n) = notice {
             let fanout = |ch: &Bytes, payload: &Bytes| {

@@ -5,8 +5,9 @@
 //!
 //! What is published: the events of Redis 7's generic, string, list, set, hash and sorted-set
 //! commands (classes `g $ l s h z`), named as Redis names them, decided from the command and
-//! its reply. What is not: `x` (expired) and `e` (evicted) — keys expire and are dropped
-//! inside the DS nodes, which do not report them to proxies yet; `n` (new key) and `m` (key
+//! its reply, and `x` (`expired`: the keys the DS nodes' sweeps delete, polled from each
+//! range's expiry log by [`crate::expired`]). What is not: `e` (evicted) — tierkv never
+//! evicts a key (cold values move to disk); `n` (new key) and `m` (key
 //! miss), which need the DS to say whether a key existed; `t` and `d` (no streams or
 //! modules). Where the reply does not say what happened, nothing is published rather than a
 //! guess: a multi-key `DEL`/`UNLINK` that removed only some of its keys, a `ZADD` that only
@@ -158,22 +159,28 @@ pub fn emit(hub: &Hub, fanout: impl Fn(&Bytes, &Bytes), notice: &Notice, reply: 
         fanout(channel, payload);
     };
     for e in events(notice, reply) {
-        if notice.flags & e.class == 0 {
-            continue;
-        }
-        let db = e.db.get();
-        hub.stats
-            .keyspace_events
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if notice.flags & KEYSPACE != 0 {
-            let mut ch = format!("__keyspace@{db}__:").into_bytes();
-            ch.extend_from_slice(&e.key);
-            publish(&Bytes::from(ch), &Bytes::from_static(e.name.as_bytes()));
-        }
-        if notice.flags & KEYEVENT != 0 {
-            let ch = Bytes::from(format!("__keyevent@{db}__:{}", e.name));
-            publish(&ch, &e.key);
-        }
+        publish_event(hub, publish, notice.flags, &e);
+    }
+}
+
+/// Publishes event `e` if `flags` enable its class: on `__keyspace@<db>__:<key>` and/or
+/// `__keyevent@<db>__:<name>` through `publish`.
+pub fn publish_event(hub: &Hub, publish: impl Fn(&Bytes, &Bytes), flags: u32, e: &Event) {
+    if flags & e.class == 0 {
+        return;
+    }
+    let db = e.db.get();
+    hub.stats
+        .keyspace_events
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if flags & KEYSPACE != 0 {
+        let mut ch = format!("__keyspace@{db}__:").into_bytes();
+        ch.extend_from_slice(&e.key);
+        publish(&Bytes::from(ch), &Bytes::from_static(e.name.as_bytes()));
+    }
+    if flags & KEYEVENT != 0 {
+        let ch = Bytes::from(format!("__keyevent@{db}__:{}", e.name));
+        publish(&ch, &e.key);
     }
 }
 

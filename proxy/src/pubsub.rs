@@ -71,9 +71,33 @@ pub struct Message {
     pub shard: bool,
     /// A `MONITOR` line (`payload`), not a published message.
     pub monitor: bool,
+    /// A client-side caching push ([`crate::tracking`]), not a published message.
+    pub tracking: Option<crate::tracking::Push>,
 }
 
 impl Message {
+    /// A client-side caching push for one client.
+    pub fn tracking(push: crate::tracking::Push) -> Self {
+        Self {
+            pattern: None,
+            channel: Bytes::new(),
+            payload: Bytes::new(),
+            shard: false,
+            monitor: false,
+            tracking: Some(push),
+        }
+    }
+
+    /// The frame a connection in protocol `proto` writes (`subscribed`: it is in pub/sub
+    /// mode), or none: a tracking push a RESP2 connection cannot receive
+    /// ([`crate::tracking::Push::frame`]).
+    pub fn frame(&self, proto: crate::resp::Protocol, subscribed: bool) -> Option<Reply> {
+        match &self.tracking {
+            Some(push) => push.frame(proto, subscribed),
+            None => Some(self.reply()),
+        }
+    }
+
     /// The frame Redis sends: `message`, `pmessage` or `smessage` (a push in RESP3).
     pub fn reply(&self) -> Reply {
         if self.monitor {
@@ -98,6 +122,10 @@ impl Message {
             + self.channel.len()
             + self.payload.len()
             + self.pattern.as_ref().map_or(0, Bytes::len)
+            + self
+                .tracking
+                .as_ref()
+                .map_or(0, crate::tracking::Push::cost)
     }
 }
 
@@ -160,6 +188,8 @@ struct Registry {
     shard: Subscribers,
     /// `MONITOR` clients.
     monitors: HashMap<u64, Mailbox>,
+    /// Every mailbox by client id (tracking pushes and redirections, [`Hub::post_to`]).
+    mailboxes: HashMap<u64, Mailbox>,
 }
 
 impl Registry {
@@ -212,6 +242,7 @@ impl Hub {
                 payload: payload.clone(),
                 shard,
                 monitor: false,
+                tracking: None,
             };
             sent += usize::from(self.post(mailbox, m));
         }
@@ -227,6 +258,7 @@ impl Hub {
                         payload: payload.clone(),
                         shard,
                         monitor: false,
+                        tracking: None,
                     };
                     sent += usize::from(self.post(mailbox, m));
                 }
@@ -250,8 +282,19 @@ impl Hub {
                 payload: line.clone(),
                 shard: false,
                 monitor: true,
+                tracking: None,
             };
             self.post(mailbox, m);
+        }
+    }
+
+    /// Queues `m` to client `id`'s mailbox; false when it has none (it never subscribed,
+    /// tracked or spoke RESP3, or it is gone) or the message was not queued.
+    pub fn post_to(&self, id: u64, m: Message) -> bool {
+        let reg = self.lock();
+        match reg.mailboxes.get(&id) {
+            Some(mailbox) => self.post(mailbox, m),
+            None => false,
         }
     }
 
@@ -298,13 +341,15 @@ impl Hub {
     /// A subscriber for client `id` (no subscriptions yet).
     pub fn subscriber(self: &Arc<Self>, id: u64) -> Subscriber {
         let (tx, rx) = mpsc::unbounded_channel();
+        let mailbox = Mailbox {
+            tx,
+            state: Arc::default(),
+        };
+        self.lock().mailboxes.insert(id, mailbox.clone());
         Subscriber {
             hub: Arc::clone(self),
             id,
-            mailbox: Mailbox {
-                tx,
-                state: Arc::default(),
-            },
+            mailbox,
             rx,
             subs: [BTreeSet::new(), BTreeSet::new(), BTreeSet::new()],
         }
@@ -422,6 +467,7 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         let mut reg = self.hub.lock();
+        reg.mailboxes.remove(&self.id);
         if reg.monitors.remove(&self.id).is_some() {
             self.hub.monitoring.fetch_sub(1, Ordering::Relaxed);
         }

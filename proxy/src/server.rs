@@ -67,6 +67,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
         tokio::spawn(async move { shared.router.watch_routes(stop).await })
     };
     let loader = tokio::spawn(finish_loading(shared.clone(), stop_rx.clone()));
+    let tracking = tokio::spawn(crate::tracking::run(shared.clone(), stop_rx.clone()));
+    let expired = tokio::spawn(crate::expired::run(shared.clone(), stop_rx.clone()));
     let mesh = tokio::spawn(crate::mesh::service::run(shared.clone(), stop_rx.clone()));
     loop {
         let (stream, peer) = tokio::select! {
@@ -105,6 +107,8 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
     let _ = stop_tx.send(true);
     let _ = watcher.await;
     let _ = loader.await;
+    let _ = tracking.await;
+    let _ = expired.await;
     let _ = mesh.await;
     let grace = shared.cfg.shutdown_grace;
     if tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} })
@@ -265,6 +269,7 @@ pub fn prometheus_text(shared: &Shared) -> String {
         out.push_str(&format!("# TYPE {name} {kind}\n{name} {v}\n"));
     }
     crate::mesh::write_prometheus(&shared.mesh, &mut out);
+    crate::tracking::write_prometheus(&shared.tracker, &mut out);
     out
 }
 
@@ -340,8 +345,16 @@ type Parked = (
     Instant,
     bool,
     crate::blocking::Blocked,
-    Option<Box<crate::notify::Notice>>,
+    Effects,
 );
+
+/// What a command publishes once its reply is known: keyspace notifications
+/// ([`crate::notify`]) and client-side caching invalidations ([`crate::tracking`]).
+#[derive(Debug, Default)]
+struct Effects {
+    notice: Option<Box<crate::notify::Notice>>,
+    track: Option<Box<crate::tracking::Track>>,
+}
 
 struct Item {
     name: Option<&'static str>,
@@ -351,8 +364,8 @@ struct Item {
     silent: bool,
     start: Instant,
     what: ItemKind,
-    /// Keyspace notifications to publish once the reply is known ([`crate::notify`]).
-    notice: Option<Box<crate::notify::Notice>>,
+    /// Keyspace notifications and invalidations to publish once the reply is known.
+    effects: Effects,
     /// The command's arguments while `SLOWLOG` is on (`crate::slowlog`), to log it if slow.
     args: Option<Vec<Bytes>>,
 }
@@ -415,6 +428,7 @@ async fn connection(
             db: crate::keyspace::Db::ZERO,
             pubsub: None,
             reply_mode: cmd::ReplyMode::On,
+            tracking: Default::default(),
         },
         wr,
         // Allocated by the first reply: a connection that never gets one costs nothing here.
@@ -504,7 +518,7 @@ async fn connection(
         parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let mut end = conn.process(&mut parser, &mut inbuf).await;
         while end == End::No {
-            let Some((name, start, silent, b, notice)) = conn.blocked.take() else {
+            let Some((name, start, silent, b, effects)) = conn.blocked.take() else {
                 break;
             };
             conn.publish(&me, &inbuf);
@@ -531,7 +545,7 @@ async fn connection(
                 silent,
                 start,
                 what: ItemKind::Ready(reply),
-                notice,
+                effects,
                 // A command that blocked is not logged (see `crate::slowlog`).
                 args: None,
             });
@@ -674,7 +688,7 @@ impl Conn<'_> {
                 }
                 Err(e) => {
                     self.shared.metrics.record_error("ERR");
-                    self.push_ready(None, false, Reply::err(e), None);
+                    self.push_ready(None, false, Reply::err(e), Effects::default());
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -704,11 +718,15 @@ impl Conn<'_> {
             }
             let start = self.batch_start;
             let flags = self.shared.settings.notify_flags();
-            let notice = crate::notify::capture(flags, self.sess.db, &args);
+            let effects = Effects {
+                notice: crate::notify::capture(flags, self.sess.db, &args),
+                track: crate::tracking::capture(self.shared, &self.sess, &args),
+            };
             // Not a command queued in `MULTI` (nor `EXEC`): Redis logs what runs, not what
             // is queued.
             let log_it = self.shared.slowlog.enabled() && !self.sess.tx.active();
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, &args);
+            let command = name;
             let name = name.map(|n| cmd::util::stat_name(n, &args));
             // Kept (not copied) until the reply, then dropped as it would have been.
             self.slow_args = log_it.then_some(args);
@@ -724,11 +742,11 @@ impl Conn<'_> {
                 None
             };
             match action {
-                Action::Reply(r) => self.push_ready(name, silent, r, notice),
+                Action::Reply(r) => self.push_ready(name, silent, r, effects),
                 Action::Data { .. } if busy.is_some() => {
                     // Refused: nothing ran, so no keyspace notification either.
                     let reply = busy.map_or(Reply::OK, cmd::scripting::busy_error);
-                    self.push_ready(name, silent, reply, None);
+                    self.push_ready(name, silent, reply, Effects::default());
                 }
                 Action::Data { ops, finish } => {
                     let first = self.ops.len();
@@ -740,7 +758,7 @@ impl Conn<'_> {
                         silent,
                         start,
                         what: ItemKind::Data { first, len, finish },
-                        notice,
+                        effects,
                         args: self.slow_args.take(),
                     });
                 }
@@ -748,7 +766,7 @@ impl Conn<'_> {
                     // Run by `connection` while it watches the socket (a client that goes
                     // away while blocked is dropped); the rest of the input waits.
                     let end = self.flush().await;
-                    self.blocked = Some((name, start, silent, b, notice));
+                    self.blocked = Some((name, start, silent, b, effects));
                     return end;
                 }
                 rounds @ (Action::Async(_) | Action::Block(_)) => {
@@ -763,7 +781,7 @@ impl Conn<'_> {
                         silent,
                         start,
                         what: ItemKind::Ready(reply),
-                        notice,
+                        effects,
                         args: self.slow_args.take(),
                     });
                 }
@@ -779,12 +797,12 @@ impl Conn<'_> {
                         silent,
                         start,
                         what: ItemKind::Ready(reply),
-                        notice,
+                        effects,
                         args: self.slow_args.take(),
                     });
                 }
                 Action::Close(r) => {
-                    self.push_ready(name, silent, r, None);
+                    self.push_ready(name, silent, r, Effects::default());
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -793,6 +811,8 @@ impl Conn<'_> {
                     };
                 }
             }
+            let in_multi = self.sess.tx.active();
+            self.sess.tracking.after_command(command, in_multi);
         }
         self.flush().await
     }
@@ -863,7 +883,10 @@ impl Conn<'_> {
                 tracing::info!(peer = %self.sess.peer, "pub/sub client output buffer limit reached; closing");
                 return Err(overflow());
             };
-            m.reply().encode(self.sess.protocol, &mut self.out);
+            let subscribed = self.sess.pubsub.as_ref().is_some_and(|s| s.active());
+            if let Some(frame) = m.frame(self.sess.protocol, subscribed) {
+                frame.encode(self.sess.protocol, &mut self.out);
+            }
             let Some(sub) = self.sess.pubsub.as_mut() else {
                 break;
             };
@@ -879,20 +902,14 @@ impl Conn<'_> {
         self.write_out().await
     }
 
-    fn push_ready(
-        &mut self,
-        name: Option<&'static str>,
-        silent: bool,
-        r: Reply,
-        notice: Option<Box<crate::notify::Notice>>,
-    ) {
+    fn push_ready(&mut self, name: Option<&'static str>, silent: bool, r: Reply, effects: Effects) {
         self.items.push(Item {
             name,
             proto: self.sess.protocol,
             silent,
             start: self.batch_start,
             what: ItemKind::Ready(r),
-            notice,
+            effects,
             args: self.slow_args.take(),
         });
     }
@@ -926,7 +943,10 @@ impl Conn<'_> {
                     finish(res)
                 }
             };
-            if let Some(n) = &item.notice {
+            if let Some(t) = &item.effects.track {
+                crate::tracking::apply(self.shared, self.sess.id, t, &reply);
+            }
+            if let Some(n) = &item.effects.notice {
                 let shared = self.shared;
                 let fanout = |ch: &Bytes, payload: &Bytes| {
                     crate::cmd::pubsub_cluster::forward(shared, ch, payload);
@@ -969,6 +989,7 @@ impl Conn<'_> {
                 return End::Now;
             }
         }
+        crate::tracking::broadcast(self.shared);
         self.record();
         End::No
     }

@@ -44,6 +44,9 @@ pub struct ProxyConfig {
     pub router: RouterConfig,
     /// The mesh with the other proxies (off unless `mesh.listen` is set).
     pub mesh: crate::mesh::MeshConfig,
+    /// The TOML file the proxy was started from, which `CONFIG REWRITE` updates (none:
+    /// `CONFIG REWRITE` answers Redis's "running without a config file").
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -62,6 +65,7 @@ impl Default for ProxyConfig {
             shutdown_grace: Duration::from_secs(5),
             router: RouterConfig::default(),
             mesh: crate::mesh::MeshConfig::default(),
+            config_file: None,
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Shared {
     pub client_table: crate::clients::Clients,
     /// Pub/sub subscriptions of this proxy's clients.
     pub pubsub: Arc<crate::pubsub::Hub>,
+    /// Client-side caching (`CLIENT TRACKING`) of this proxy's clients.
+    pub tracker: Arc<crate::tracking::Tracker>,
     /// The links to the other proxies of the cluster ([`crate::mesh`]).
     pub mesh: Arc<crate::mesh::Mesh>,
     /// Scripts by SHA1 (`SCRIPT LOAD`, `EVALSHA`).
@@ -142,6 +148,7 @@ impl Shared {
             blocked: crate::unblock::Blocked::default(),
             client_table: crate::clients::Clients::default(),
             pubsub: Arc::default(),
+            tracker: Arc::default(),
             mesh,
             scripts: crate::script_cache::ScriptCache::default(),
             functions: crate::functions::Registry::default(),

@@ -4,7 +4,8 @@
 //! proxies; a BLPOP blocked on one is woken by a push through the other well before the
 //! 100 ms poll would; a stopped peer neither fails nor holds PUBLISH; `CLIENT PAUSE WRITE`
 //! on one holds the writes of the other's clients (not their reads) until `CLIENT UNPAUSE`;
-//! a keyspace notification of a write through one reaches subscribers of the other.
+//! a keyspace notification of a write through one reaches subscribers of the other; a write,
+//! a flush and an expiry through one invalidate what tracking clients of the other cache.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -277,4 +278,65 @@ fn a_stopped_peer_neither_fails_nor_holds_publish() {
         c.cmd("INFO stats")
     );
     drop(t.b);
+}
+
+/// Waits until proxy A has heard that proxy B has tracking clients.
+fn a_knows_b_tracks(t: &Two) {
+    let a = t.env.shared.clone();
+    eventually("A hears that B has tracking clients", || {
+        a.tracker.peers_track(proxy::server::now_ms())
+    });
+}
+
+#[test]
+fn a_write_and_a_flush_through_one_proxy_invalidate_what_a_client_of_the_other_tracks() {
+    let t = two();
+    let mut writer = t.env.client();
+    assert_eq!(writer.cmd("SET user:1 ada"), "+OK\r\n");
+    let mut cache = Client::connect(&t.b_addr);
+    cache.cmd("HELLO 3");
+    assert_eq!(cache.cmd("CLIENT TRACKING on"), "+OK\r\n");
+    assert_eq!(cache.cmd("GET user:1"), "$3\r\nada\r\n");
+    a_knows_b_tracks(&t);
+    // A key the client did not read is not its business.
+    assert_eq!(writer.cmd("SET user:2 bob"), "+OK\r\n");
+    assert_eq!(writer.cmd("SET user:1 grace"), "+OK\r\n");
+    assert_eq!(
+        read(&mut cache),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\nuser:1\r\n"
+    );
+    // Invalidated once: the next change is not sent until the key is read again.
+    assert_eq!(writer.cmd("SET user:1 x"), "+OK\r\n");
+    assert_eq!(cache.cmd("PING"), "+PONG\r\n");
+    assert_eq!(writer.cmd("FLUSHALL"), "+OK\r\n");
+    assert_eq!(read(&mut cache), ">2\r\n$10\r\ninvalidate\r\n_\r\n");
+    assert!(t.b.tracker.stats.from_peers.load(Ordering::Relaxed) >= 2);
+    let text = proxy::server::prometheus_text(&t.b);
+    assert!(text.contains("proxy_tracking_clients 1\n"), "{text}");
+    assert!(
+        text.contains("proxy_tracking_invalidations_total 2\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_expiry_set_through_one_proxy_invalidates_a_bcast_client_of_the_other_when_it_falls_due() {
+    let t = two();
+    let mut cache = Client::connect(&t.b_addr);
+    cache.cmd("HELLO 3");
+    assert_eq!(cache.cmd("CLIENT TRACKING on BCAST PREFIX s:"), "+OK\r\n");
+    a_knows_b_tracks(&t);
+    let mut writer = t.env.client();
+    let set = Instant::now();
+    assert_eq!(writer.cmd("SET s:1 v PX 300"), "+OK\r\n");
+    assert_eq!(writer.cmd("SET other v"), "+OK\r\n");
+    let push = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\ns:1\r\n";
+    // The write itself, then its expiry.
+    assert_eq!(read(&mut cache), push);
+    assert_eq!(read(&mut cache), push);
+    assert!(
+        set.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        set.elapsed()
+    );
 }

@@ -895,3 +895,41 @@ fn splits_and_moves_during_a_pipelined_load_cause_no_errors() {
     let retries = env.shared.router.stats.retries.load(Ordering::Relaxed);
     assert!(retries > 0, "the splits hit the load");
 }
+
+/// `CONFIG REWRITE` writes what `CONFIG SET` changed back into the proxy's file (other lines
+/// kept); without a file it answers as Redis does.
+#[test]
+fn config_rewrite_persists_set_values_into_the_proxy_file_and_refuses_without_one() {
+    let dir = std::env::temp_dir().join(format!("proxy-rewrite-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, "# mine\nlisten = \"127.0.0.1:6379\"\ntimeout = 0\n").unwrap();
+    let file = path.clone();
+    let env = Env::start_with(1, move |c| c.config_file = Some(file));
+    let mut c = env.client();
+    assert_eq!(
+        c.cmd("CONFIG SET timeout 30 requirepass s3cr\"t"),
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd("AUTH s3cr\"t"), "+OK\r\n");
+    assert_eq!(c.cmd("CONFIG REWRITE"), "+OK\r\n");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(
+        text,
+        "# mine\nlisten = \"127.0.0.1:6379\"\ntimeout = 30\nrequirepass = \"s3cr\\\"t\"\nclient-query-buffer-limit = 1073741824\n"
+    );
+    c.send(&multibulk(&[b"CONFIG", b"SET", b"requirepass", b""]));
+    assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+    assert_eq!(c.cmd("CONFIG REWRITE"), "+OK\r\n");
+    assert!(
+        !std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("requirepass")
+    );
+    let plain = Env::start(1);
+    assert_eq!(
+        plain.client().cmd("CONFIG REWRITE"),
+        "-ERR The server is running without a config file\r\n"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

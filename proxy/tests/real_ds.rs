@@ -139,3 +139,75 @@ fn a_real_master_ds_and_proxy_cluster_serves_redis() {
     master.stop();
     let _ = std::fs::remove_dir_all(&base);
 }
+
+/// Keys a real DS node expires reach the proxy: an `expired` keyspace event for a
+/// subscriber, and an invalidation for a tracking client that read the key, although its
+/// time to live was set before the client tracked (the proxy polls each range's expiry log).
+#[test]
+fn keys_the_ds_expires_become_expired_events_and_invalidations() {
+    let dir = std::env::temp_dir().join(format!("proxy-real-ds-exp-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+    assert_eq!(c.cmd("SET cached v PX 600"), "+OK\r\n");
+    assert_eq!(c.cmd("CONFIG SET notify-keyspace-events Ex"), "+OK\r\n");
+    let mut sub = env.client();
+    assert!(
+        sub.cmd("SUBSCRIBE __keyevent@0__:expired")
+            .contains("subscribe")
+    );
+    let mut cache = env.client();
+    cache.cmd("HELLO 3");
+    assert_eq!(cache.cmd("CLIENT TRACKING on"), "+OK\r\n");
+    assert_eq!(cache.cmd("GET cached"), "$1\r\nv\r\n");
+    assert_eq!(c.cmd("SET soon v PX 50"), "+OK\r\n");
+    let mut events = Vec::new();
+    for _ in 0..2 {
+        let m = String::from_utf8(sub.read_reply().unwrap()).unwrap();
+        events.push(m);
+    }
+    events.sort();
+    assert_eq!(
+        events,
+        vec![
+            "*3\r\n$7\r\nmessage\r\n$22\r\n__keyevent@0__:expired\r\n$4\r\nsoon\r\n",
+            "*3\r\n$7\r\nmessage\r\n$22\r\n__keyevent@0__:expired\r\n$6\r\ncached\r\n",
+        ]
+    );
+    assert_eq!(
+        String::from_utf8(cache.read_reply().unwrap()).unwrap(),
+        ">2\r\n$10\r\ninvalidate\r\n*1\r\n$6\r\ncached\r\n"
+    );
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `DEBUG`'s harmless subcommands answer as Redis's do; the others are refused by name.
+#[test]
+fn debug_sleep_and_object_answer_as_redis_and_other_subcommands_are_refused() {
+    let dir = std::env::temp_dir().join(format!("proxy-real-ds-debug-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = ds_node::run(ds_config(&dir)).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+    assert_eq!(c.cmd("SET k hello"), "+OK\r\n");
+    assert_eq!(
+        c.cmd("DEBUG OBJECT k"),
+        "+Value at:0x0 refcount:1 encoding:embstr serializedlength:6 lru:0 lru_seconds_idle:0\r\n"
+    );
+    assert_eq!(c.cmd("DEBUG OBJECT nokey"), "-ERR no such key\r\n");
+    let t = std::time::Instant::now();
+    assert_eq!(c.cmd("DEBUG SLEEP 0.3"), "+OK\r\n");
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    assert_eq!(c.cmd("DEBUG SLEEP abc"), "+OK\r\n");
+    assert_eq!(
+        c.cmd("DEBUG RELOAD"),
+        "-ERR unknown subcommand or wrong number of arguments for 'RELOAD'. Try DEBUG HELP.\r\n"
+    );
+    assert!(c.cmd("DEBUG HELP").contains("SLEEP <seconds>"));
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -109,8 +109,8 @@ pub fn execute_in<S: KvStore>(
         KvOp::KeyDigest { key } => super::multi::digest_op(a.store, key, ctx, db),
         // Answered by the shard from the counts apply keeps (`range::db_keys`), never
         // inside a transaction or a script.
-        KvOp::DbStats {} => Err(RpcError::BadRequest {
-            message: "DBSTATS is answered by the range itself, not inside MULTI or a script".into(),
+        KvOp::DbStats {} | KvOp::ExpiredSince { .. } => Err(RpcError::BadRequest {
+            message: "DBSTATS and EXPIREDSINCE are answered by the range itself, not inside MULTI or a script".into(),
         }),
         KvOp::Eval {
             anchor,

@@ -52,6 +52,7 @@ pub fn check(op: &KvOp, range: &RangeDescriptor, db: Db) -> Result<(), RpcError>
         KvOp::RangeFlush {}
         | KvOp::DbFlush {}
         | KvOp::DbStats {}
+        | KvOp::ExpiredSince { .. }
         | KvOp::Multi { .. }
         | KvOp::KeyDigest { .. }
         | KvOp::InDb { .. } => true,

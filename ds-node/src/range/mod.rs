@@ -11,6 +11,7 @@ pub mod db_keys;
 pub mod db_walk;
 pub mod dedup;
 pub mod engine;
+pub mod expired_log;
 pub mod flush;
 mod hash_rand;
 mod hll;

@@ -15,10 +15,12 @@ use super::store::{Entry, KvStore};
 use crate::keyspace;
 
 /// What one sweep entry deleted.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Swept {
     /// Expired entries.
     pub expired: u64,
+    /// The keys (database, user key) whose metadata expired: Redis's `expired` events.
+    pub expired_keys: Vec<(net::keyspace::Db, Bytes)>,
     /// Elements of dead collections.
     pub garbage: u64,
 }
@@ -87,7 +89,12 @@ pub fn apply<S: KvStore>(store: &mut S, now_ms: u64, keys: &[Bytes]) -> Swept {
             expire_at_ms,
         };
         match judge.reason(store, k, &e, now_ms) {
-            Some(Reason::Expired) if store.delete(k).is_some() => out.expired += 1,
+            Some(Reason::Expired) if store.delete(k).is_some() => {
+                out.expired += 1;
+                if let Some((db, user)) = keyspace::user_key_of_meta(k) {
+                    out.expired_keys.push((db, Bytes::copy_from_slice(user)));
+                }
+            }
             Some(Reason::Garbage) if store.delete(k).is_some() => out.garbage += 1,
             _ => {}
         }

@@ -251,6 +251,7 @@ fn entry<D: ShardDevice>(
             let n = crate::range::sweep::apply(&mut counted, now_ms, &keys);
             let size = counted.size();
             p.add_size(size);
+            p.expired_mut().push(e.index, now_ms, n.expired_keys);
             let mut m = shard.metrics.borrow_mut();
             m.expired_deleted_total += n.expired;
             m.garbage_deleted_total += n.garbage;

@@ -173,7 +173,7 @@ fn plan_in(
             plan_user_key(engine, db, key, out);
             plan_user_key(engine, *dst_db, dst, out);
         }
-        KvOp::RangeFlush {} | KvOp::DbFlush {} | KvOp::DbStats {} => {}
+        KvOp::RangeFlush {} | KvOp::DbFlush {} | KvOp::DbStats {} | KvOp::ExpiredSince { .. } => {}
         KvOp::Eval { anchor, keys, .. } => {
             // A script may touch its keys and any key of its anchor's slot.
             let slot = net::keyspace::slot(anchor);

@@ -20,6 +20,7 @@ pub fn collect<D: ShardDevice>(shard: &Shard<D>) -> ShardMetrics {
         m.cold.backed_values_total = c.backed_values_total;
         m.cold.backed_bytes_total = c.backed_bytes_total;
         m.cold.engine_memory_bytes = st.engine.memory_bytes() as u64;
+        m.arena.set_from(&st.engine.arena_stats());
         m.policy.accounted_bytes = st.engine.accounted().total();
         m.policy.budget_bytes = shard.policy.budget.get();
         m.policy.behind = u64::from(shard.policy.behind.get());

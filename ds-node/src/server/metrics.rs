@@ -100,6 +100,8 @@ pub struct ShardMetrics {
     pub policy: super::policy_state::PolicyMetrics,
     /// The log garbage collector and log space.
     pub gc: super::gc_metrics::GcMetrics,
+    /// The Masstree arena's pages and compaction.
+    pub arena: super::arena_metrics::ArenaMetrics,
     /// Write backpressure (`server::throttle`).
     pub throttle: super::throttle_state::ThrottleMetrics,
     /// Scripts run at apply time and on the read path.
@@ -245,6 +247,7 @@ impl Default for ShardMetrics {
             cold: ColdMetrics::default(),
             policy: super::policy_state::PolicyMetrics::default(),
             gc: super::gc_metrics::GcMetrics::default(),
+            arena: super::arena_metrics::ArenaMetrics::default(),
             throttle: super::throttle_state::ThrottleMetrics::default(),
             scripts: crate::range::script::ScriptMetrics::default(),
             lsm: None,
@@ -309,6 +312,7 @@ impl ShardMetrics {
         self.cold.merge(&o.cold);
         self.policy.merge(&o.policy);
         self.gc.merge(&o.gc);
+        self.arena.merge(&o.arena);
         self.throttle.merge(&o.throttle);
         self.scripts.merge(&o.scripts);
         self.index_changed_keys += o.index_changed_keys;

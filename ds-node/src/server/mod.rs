@@ -9,12 +9,12 @@
 //!    addresses, the clock edge), `clock` (the shard's monotonic clock: real, or moved by a
 //!    test), `checkpoint_store` (the file operations behind
 //!    checkpoints: the file system, or a crashable memory directory for tests), `peer` (one range's Raft group and waiting requests), `lease` (a leader's read lease),
-//!    `metrics` and `gc_metrics` (figures), `policy_state` (the memory policy's budget and
+//!    `metrics`, `gc_metrics` and `arena_metrics` (figures), `policy_state` (the memory policy's budget and
 //!    loads in flight), `throttle_state` (writes waiting for memory, their figures),
 //!    `transfers` (snapshot transfers in and out), `validate` (Raft
 //!    messages checked before raft-rs sees them). They import `range`, `config`, `load` and
 //!    lower leaves only (`shard` → `peer` → `transfers`, `lease`, `throttle_state`; `metrics` →
-//!    `policy_state` → `throttle_state`, `clock`; `metrics` → `gc_metrics`, `validate`), never an
+//!    `policy_state` → `throttle_state`, `clock`; `metrics` → `gc_metrics`, `arena_metrics`, `validate`), never an
 //!    operation.
 //! 2. **Operations**, each taking the state it needs: `checkpoint` (checkpoints on disk, log
 //!    compaction), `cold` (loads of cold values before an apply), `demote` (making entries
@@ -43,6 +43,7 @@
 //! `net::RangeId`, `net::ReplicaId` and `net::StoreId` in every signature here.
 
 pub mod apply;
+pub mod arena_metrics;
 pub mod checkpoint;
 pub mod checkpoint_store;
 pub mod clock;

@@ -101,6 +101,8 @@ pub struct Peer {
     /// Rank indexes of the range's large sorted sets (`range::zrank`): derived, in memory,
     /// dropped whenever the range is reloaded ([`Peer::set_db_keys`]) and rebuilt on use.
     zranks: RefCell<ZRanks>,
+    /// The keys its sweeps deleted because they expired (`KvOp::ExpiredSince`).
+    expired: crate::range::expired_log::ExpiredLog,
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
     split_proposed_at: Option<Instant>,
@@ -155,6 +157,7 @@ impl Peer {
             approx_size: (0, 0),
             db_keys: Default::default(),
             zranks: RefCell::default(),
+            expired: Default::default(),
             split_proposed_at: None,
             stopped: None,
             lease: Lease::new(lease),
@@ -262,6 +265,18 @@ impl Peer {
     #[inline]
     pub fn db_keys_mut(&mut self) -> &mut DbKeys {
         &mut self.db_keys
+    }
+
+    /// The keys the range's sweeps deleted because they expired.
+    #[inline]
+    pub fn expired(&self) -> &crate::range::expired_log::ExpiredLog {
+        &self.expired
+    }
+
+    /// The expiry log, for an applied sweep.
+    #[inline]
+    pub fn expired_mut(&mut self) -> &mut crate::range::expired_log::ExpiredLog {
+        &mut self.expired
     }
 
     /// Replaces the per-database key counts (recounted after a load, snapshot or split).

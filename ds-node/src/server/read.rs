@@ -83,7 +83,8 @@ fn lease<D: ShardDevice>(
 }
 
 /// The answer to a read the range's state answers without the engine: `DbStats`, from the
-/// counts apply keeps (`range::db_keys`). `None` for every other read.
+/// counts apply keeps (`range::db_keys`), and `ExpiredSince`, from the expiry log
+/// (`range::expired_log`). `None` for every other read.
 fn from_peer(p: &Peer, op: &KvOp) -> Option<KvResponse> {
     match op.in_db(net::keyspace::Db::ZERO).1 {
         KvOp::DbStats {} => Some(KvResponse::Ok {
@@ -93,6 +94,12 @@ fn from_peer(p: &Peer, op: &KvOp) -> Option<KvResponse> {
                 dbs: p.db_keys().stats(),
             },
         }),
+        KvOp::ExpiredSince { after, since_ms } => {
+            let (next, keys) = p.expired().since(*after, *since_ms);
+            Some(KvResponse::Ok {
+                result: OpResult::Expired { next, keys },
+            })
+        }
         _ => None,
     }
 }

@@ -7,7 +7,7 @@ use super::arena::NIL;
 use super::entry::{Entry, OwnedEntry, Value};
 use super::node::{
     Border, INTERIOR_TAG, Interior, KLEN_LAYER, KLEN_SUFFIX, Permutation, WIDTH, class_of_len,
-    is_interior, slice_of,
+    is_interior, is_layer_root, slice_of,
 };
 use super::{Error, LayerLink, MAX_KEY_LEN, Masstree};
 
@@ -98,6 +98,7 @@ impl Masstree {
         self.heap.add(&entry);
         let mut b = Border {
             permutation: Permutation::sorted(1),
+            parent: bid,
             ..Border::default()
         };
         b.keyslice[0] = slice_of(&rest);
@@ -146,7 +147,11 @@ impl Masstree {
             ..Border::default()
         };
         fill(&mut right, items.drain(m..));
+        let lower: Vec<u32> = layer_roots(&right).collect();
         let rid = self.borders.alloc(right);
+        for r in lower {
+            self.set_parent(r, rid);
+        }
         if next != NIL {
             self.borders.get_mut(next).prev = rid;
         }
@@ -165,9 +170,11 @@ impl Masstree {
     /// interior nodes upward and growing a new layer root when `left` was the root.
     fn insert_into_parent(&mut self, left: u32, key: u64, right: u32, link: LayerLink) {
         let parent = self.parent_of(left);
-        if parent == NIL {
+        if is_layer_root(parent) {
+            // `parent` is the layer's owner: the new root inherits it.
             let mut root = Interior {
                 nkeys: 1,
+                parent,
                 ..Interior::default()
             };
             root.keyslice[0] = key;
@@ -251,6 +258,13 @@ impl Masstree {
             LayerLink::Slot { border, slot } => self.borders.get_mut(border).lv[slot] = root,
         }
     }
+}
+
+/// Returns the roots of the layers below `b` (its layer-link slots' `lv`).
+pub(crate) fn layer_roots(b: &Border) -> impl Iterator<Item = u32> + '_ {
+    (0..WIDTH)
+        .filter(|&s| b.keylen[s] == KLEN_LAYER)
+        .map(|s| b.lv[s])
 }
 
 /// Moves `items` (sorted) into slots `0..` of empty border `b`.

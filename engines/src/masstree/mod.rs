@@ -69,16 +69,30 @@
 //!    keys in strictly increasing `(slice, class)` order.
 //! 2. Every slice in a node lies inside the bounds its ancestors' separators give it; all
 //!    borders of a layer are at the same depth and chained by `prev`/`next` in key order.
-//! 3. `parent` links name the interior that holds the node; layer roots have none.
-//! 4. A border is empty only when it is the root of layer 0 (the empty tree); an interior has
-//!    at least one key.
+//! 3. `parent` links name the interior that holds the node; a layer root's names its *owner*,
+//!    the border whose layer-link slot holds it (tag bit clear), or is `NIL` for layer 0. Every
+//!    link names a live arena slot.
+//! 4. A border is empty only when it is the root of layer 0 (the empty tree); a layer's root
+//!    interior has at least one key, an interior inside a layer at least one child (removal
+//!    may leave it one child and no key, so that every border of the layer stays at one
+//!    depth).
 //! 5. A layer other than layer 0 holds at least two keys, or exactly one key that is itself a
 //!    layer link (removal collapses a layer left with one plain key back into its parent slot).
 //! 6. `memory_bytes()` equals the node, suffix, pointer and inline-value bytes found by a walk,
 //!    every allocated arena slot is reachable (no leaks), and free slots hold no entry.
 //!
-//! Removal frees empty borders and interior nodes left with one child, but does not merge
-//! under-full siblings (as in the paper).
+//! Removal frees empty borders and interior nodes left with no child, replaces a layer root
+//! left with one child by that child, but does not merge under-full siblings (as in the
+//! paper).
+//!
+//! # Giving memory back
+//!
+//! The arena hands out the lowest free slot of the lowest page with room, and releases a page
+//! whose slots are all free (module `arena`). Removal alone leaves live nodes scattered over
+//! many pages, so [`Masstree::compact_step`] (module `compact`) moves live nodes out of the
+//! sparsest high pages into free low slots, a bounded number per step, rewriting every link
+//! to a moved node (the owner link of invariant 3 is what finds a layer root's holder), and
+//! the emptied pages are released. It starts only when worthwhile ([`CompactTrigger`]).
 //!
 //! # Not done yet
 //!
@@ -87,7 +101,8 @@
 //!   are a later issue; nothing here persists.
 //! - Single writer, single reader at a time (`&mut self` for writes): the optimistic
 //!   concurrency of the paper (version words) is not needed under thread-per-core.
-//! - Arena pages are never returned to the allocator; freed slots are reused.
+//! - Compaction moves nodes between pages but does not merge under-full border nodes: a tree
+//!   whose borders hold one key each after removals keeps one 704 B node per key.
 //! - Keys that share a long prefix pay one border node (704 B) per shared 8-byte slice beyond
 //!   the first, as in the paper; there is no path compression of one-key layer chains.
 //! - An entry's suffix, pointer and value live in a heap allocation (`Box<[u8]>`), not in the
@@ -96,6 +111,7 @@
 // perf-critical: the read and write path of every shard.
 
 mod arena;
+mod compact;
 mod entry;
 mod insert;
 mod node;
@@ -104,6 +120,7 @@ mod scan;
 mod verify;
 
 use arena::Arena;
+pub use compact::{ArenaStats, CompactStep, CompactTrigger};
 use entry::HeapBytes;
 pub use entry::{EntryMut, EntryRef, LogPointer, OwnedEntry, SegmentId, Value};
 use node::{Border, INTERIOR_TAG, Interior, KLEN_LAYER, KLEN_SUFFIX, class_of_len, slice_of};
@@ -168,7 +185,8 @@ pub struct MemoryStats {
     pub pointer_bytes: usize,
     /// Bytes of inline values.
     pub value_bytes: usize,
-    /// Bytes of all arena pages (live or free slots) and free lists.
+    /// Bytes of the arena pages present (live or free slots; released pages are not
+    /// counted) and the page tables.
     pub reserved_bytes: usize,
 }
 
@@ -180,6 +198,7 @@ pub struct Masstree {
     root: u32,
     len: usize,
     heap: HeapBytes,
+    compaction: compact::Compaction,
 }
 
 impl std::fmt::Debug for Masstree {
@@ -209,6 +228,7 @@ impl Masstree {
             root,
             len: 0,
             heap: HeapBytes::default(),
+            compaction: compact::Compaction::default(),
         }
     }
 

@@ -18,6 +18,14 @@ pub(crate) const KLEN_FREE: u8 = 32;
 /// Tag bit of a `NodeRef` that names an interior node (clear: a border node).
 pub(crate) const INTERIOR_TAG: u32 = 1 << 31;
 
+/// Returns whether a node's `parent` field marks a layer root: `NIL` for the root of layer 0,
+/// or (tag bit clear) the border in the layer above whose layer link holds the root (its
+/// *owner*). Any other value is the tagged reference of the interior parent.
+#[inline(always)]
+pub(crate) fn is_layer_root(parent: u32) -> bool {
+    parent == NIL || parent & INTERIOR_TAG == 0
+}
+
 /// Returns whether node reference `r` names an interior node.
 #[inline(always)]
 pub(crate) fn is_interior(r: u32) -> bool {
@@ -161,7 +169,8 @@ pub(crate) struct Border {
     pub(crate) keylen: [u8; WIDTH],
     pub(crate) keyslice: [u64; WIDTH],
     pub(crate) lv: [u32; WIDTH],
-    /// Interior parent in this layer, or `NIL` for a layer root.
+    /// Interior parent in this layer; for a layer root its owner border or `NIL`
+    /// ([`is_layer_root`]).
     pub(crate) parent: u32,
     /// Left neighbour in this layer, or `NIL`.
     pub(crate) prev: u32,
@@ -236,7 +245,8 @@ impl Border {
 #[repr(C, align(64))]
 pub(crate) struct Interior {
     pub(crate) nkeys: u8,
-    /// Interior parent in this layer, or `NIL` for a layer root.
+    /// Interior parent in this layer; for a layer root its owner border or `NIL`
+    /// ([`is_layer_root`]).
     pub(crate) parent: u32,
     pub(crate) keyslice: [u64; WIDTH],
     pub(crate) child: [u32; WIDTH + 1],

@@ -6,7 +6,8 @@
 use super::arena::NIL;
 use super::entry::OwnedEntry;
 use super::node::{
-    INTERIOR_TAG, KLEN_FREE, KLEN_LAYER, KLEN_SUFFIX, class_of_len, is_interior, slice_of,
+    INTERIOR_TAG, KLEN_FREE, KLEN_LAYER, KLEN_SUFFIX, class_of_len, is_interior, is_layer_root,
+    slice_of,
 };
 use super::{LayerLink, Masstree};
 
@@ -56,7 +57,7 @@ impl Masstree {
             if border.permutation.len() > 0 {
                 break;
             }
-            if border.parent != NIL {
+            if !is_layer_root(border.parent) {
                 let link = link_of(path);
                 self.remove_empty_border(bid, link);
                 break;
@@ -121,12 +122,23 @@ impl Masstree {
         self.remove_child(b.parent, bid, link);
     }
 
-    /// Removes child `child` (already freed) from interior `parent`; an interior left with one
-    /// child is replaced by that child.
+    /// Removes child `child` (already freed) from interior `parent`. An interior inside a
+    /// layer may be left with one child (no key), which keeps every border of the layer at one
+    /// depth; one left with no child is removed from its own parent in turn. A layer root left
+    /// with one child is replaced by that child (and so on down while that child is a
+    /// one-child interior).
     fn remove_child(&mut self, parent: u32, child: u32, link: LayerLink) {
         let pid = parent & !INTERIOR_TAG;
         let p = self.interiors.get_mut(pid);
         let n = p.nkeys as usize;
+        if n == 0 {
+            // `child` was the only one: this interior (never a layer root) goes too.
+            let grand = p.parent;
+            debug_assert!(!is_layer_root(grand), "a layer root has a key");
+            self.interiors.free(pid);
+            self.remove_child(grand, parent, link);
+            return;
+        }
         let i = p.index_of(child);
         // Child 0 loses key 0 (child 1 then covers everything below key 1); child i > 0 loses
         // key i - 1 (its range joins child i - 1).
@@ -135,20 +147,25 @@ impl Masstree {
         p.child.copy_within(i + 1..=n, i);
         p.child[n] = NIL;
         p.nkeys -= 1;
-        if p.nkeys > 0 {
+        if p.nkeys > 0 || !is_layer_root(p.parent) {
             return;
         }
-        let only = p.child[0];
-        let grand = p.parent;
-        self.interiors.free(pid);
-        self.set_parent(only, grand);
-        if grand == NIL {
-            self.set_layer_root(link, only);
-        } else {
-            let g = self.interiors.get_mut(grand & !INTERIOR_TAG);
-            let j = g.index_of(parent);
-            g.child[j] = only;
+        let owner = p.parent;
+        let mut root = parent;
+        let mut only = p.child[0];
+        loop {
+            self.interiors.free(root & !INTERIOR_TAG);
+            let one_child =
+                is_interior(only) && self.interiors.get(only & !INTERIOR_TAG).nkeys == 0;
+            if !one_child {
+                break;
+            }
+            root = only;
+            only = self.interiors.get(only & !INTERIOR_TAG).child[0];
         }
+        // `only` becomes the layer root and inherits the owner.
+        self.set_parent(only, owner);
+        self.set_layer_root(link, only);
     }
 }
 

@@ -48,10 +48,11 @@ impl Masstree {
     /// A [`VerifyError`] describing the first broken invariant.
     pub fn verify(&self) -> Result<(), VerifyError> {
         let mut tally = Tally::default();
-        let mut layers = vec![(self.root, true)];
-        while let Some((root, top)) = layers.pop() {
-            self.verify_layer(root, top, &mut tally, &mut layers)?;
+        let mut layers = vec![(self.root, NIL)];
+        while let Some((root, owner)) = layers.pop() {
+            self.verify_layer(root, owner, &mut tally, &mut layers)?;
         }
+        self.verify_arenas()?;
         let s = self.memory_stats();
         check!(
             tally.entries == self.len,
@@ -111,17 +112,50 @@ impl Masstree {
         Ok(())
     }
 
-    /// Checks one layer's B+tree; pushes the roots of the layers below onto `layers`.
+    /// Returns whether node reference `r` names a live arena slot.
+    fn is_live_ref(&self, r: u32) -> bool {
+        if is_interior(r) {
+            !self.interiors.is_free(r & !INTERIOR_TAG)
+        } else {
+            !self.borders.is_free(r)
+        }
+    }
+
+    /// Checks the arenas' own counts: pages present, live slots and reclaimable pages agree.
+    fn verify_arenas(&self) -> Result<(), VerifyError> {
+        let (b, i) = (&self.borders, &self.interiors);
+        check!(
+            b.live() + b.free_slots() == b.pages() * super::arena::PAGE_SLOTS,
+            "border arena: {} live + {} free != {} pages",
+            b.live(),
+            b.free_slots(),
+            b.pages()
+        );
+        check!(
+            i.live() + i.free_slots() == i.pages() * super::arena::PAGE_SLOTS,
+            "interior arena: {} live + {} free != {} pages",
+            i.live(),
+            i.free_slots(),
+            i.pages()
+        );
+        Ok(())
+    }
+
+    /// Checks one layer's B+tree, whose root's owner is border `owner` (`NIL` for layer 0);
+    /// pushes the roots of the layers below onto `layers`.
     fn verify_layer(
         &self,
         root: u32,
-        top: bool,
+        owner: u32,
         tally: &mut Tally,
-        layers: &mut Vec<(u32, bool)>,
+        layers: &mut Vec<(u32, u32)>,
     ) -> Result<(), VerifyError> {
+        let top = owner == NIL;
+        check!(self.is_live_ref(root), "layer root {root:#x} is not live");
         check!(
-            self.parent_of(root) == NIL,
-            "layer root {root:#x} has a parent"
+            self.parent_of(root) == owner,
+            "layer root {root:#x} names {:#x} as parent, its owner is {owner:#x}",
+            self.parent_of(root)
         );
         let mut leaves = Vec::new();
         let mut leaf_depth = None;
@@ -176,7 +210,7 @@ impl Masstree {
         leaf_depth: &mut Option<usize>,
         leaves: &mut Vec<u32>,
         tally: &mut Tally,
-        layers: &mut Vec<(u32, bool)>,
+        layers: &mut Vec<(u32, u32)>,
     ) -> Result<(), VerifyError> {
         let in_bounds = |s: u64| lo.is_none_or(|l| s >= l) && hi.is_none_or(|h| s < h);
         if is_interior(node) {
@@ -188,7 +222,9 @@ impl Masstree {
             tally.interiors += 1;
             let inode = self.interiors.get(id);
             let n = inode.nkeys as usize;
-            check!((1..=WIDTH).contains(&n), "interior {id} has {n} keys");
+            // A layer root has a key; an interior inside a layer may be down to one child.
+            let least = usize::from(depth == 0);
+            check!((least..=WIDTH).contains(&n), "interior {id} has {n} keys");
             let keys = &inode.keyslice[..n];
             check!(
                 keys.windows(2).all(|w| w[0] < w[1]),
@@ -200,6 +236,10 @@ impl Masstree {
             );
             for i in 0..=n {
                 let child = inode.child[i];
+                check!(
+                    self.is_live_ref(child),
+                    "child {child:#x} of {id} is not live"
+                );
                 check!(
                     self.parent_of(child) == node,
                     "child {child:#x} of {id} has bad parent"
@@ -264,7 +304,7 @@ impl Masstree {
                         e.data.is_empty() && e.flags.get() == 0,
                         "layer link {lv} has an entry"
                     );
-                    layers.push((b.lv[s], false));
+                    layers.push((b.lv[s], node));
                 }
                 0..=8 | KLEN_SUFFIX => {
                     tally.entries += 1;

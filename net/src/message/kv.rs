@@ -487,6 +487,18 @@ pub enum KvOp {
     /// the leader's lease or through ReadIndex like any other. An `InDb` around it changes
     /// nothing (every database is answered).
     DbStats {},
+    /// The keys this range deleted because they expired, after position `after` of its
+    /// expiry log ([`OpResult::Expired`]; version 7): what a proxy publishes as `expired`
+    /// keyspace events and client-side caching invalidations. With `after` 0 (a poller's
+    /// first question), the keys deleted by sweeps proposed at or after `since_ms` (Unix
+    /// ms): a poller starts from when it was wanted, not from the log's past. A read of the
+    /// range's state on the leader, like `DbStats`.
+    ExpiredSince {
+        /// The position last seen (0: none).
+        after: u64,
+        /// With `after` 0: the oldest sweep time to report.
+        since_ms: u64,
+    },
 }
 
 /// A key a [`KvOp::Multi`] depends on: the digest `WATCH` read ([`OpResult::Digest`]).
@@ -608,6 +620,7 @@ wire_enum!(KvOp: u8, "kv op" {
     84 => Hll { op },
     85 => Eval { anchor: key, body, keys: keys, args, read_only, call },
     86 => DbStats {},
+    87 => ExpiredSince { after, since_ms },
 });
 
 /// Which part of the data model an operation acts on: the apply code dispatches by it, and
@@ -695,6 +708,7 @@ impl KvOp {
             | KvOp::Eval { .. }
             | KvOp::KeyDigest { .. }
             | KvOp::DbStats {}
+            | KvOp::ExpiredSince { .. }
             | KvOp::InDb { .. } => OpFamily::Control,
         }
     }
@@ -889,6 +903,7 @@ impl KvOp {
                 | Self::HRandField { .. }
                 | Self::KeyDigest { .. }
                 | Self::DbStats {}
+                | Self::ExpiredSince { .. }
         )
     }
 }
@@ -1049,7 +1064,27 @@ pub enum OpResult {
         #[cfg_attr(test, proptest(strategy = "crate::message::kv::arb::db_stats()"))]
         dbs: Vec<DbStat>,
     },
+    /// The keys a range's expiry deleted ([`KvOp::ExpiredSince`]; version 7), oldest first,
+    /// and the position of the last one (of the log's head when there is none): the next
+    /// poll's `after`.
+    Expired {
+        next: u64,
+        #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
+        keys: Vec<ExpiredKey>,
+    },
 }
+
+/// A key deleted because it expired ([`OpResult::Expired`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ExpiredKey {
+    /// Its database.
+    pub db: Db,
+    /// The user key.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::bytes()"))]
+    pub key: Bytes,
+}
+wire_struct!(ExpiredKey { db, key });
 
 /// The keys of one database in one range ([`OpResult::DbStats`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1125,6 +1160,7 @@ wire_enum!(OpResult: u8, "op result" {
     29 => OptInts { values },
     30 => Script { value },
     31 => DbStats { start: key, end: key, dbs },
+    32 => Expired { next, keys },
 });
 
 /// The answer to a [`KvRequest`].
@@ -1185,7 +1221,10 @@ impl KvOp {
                 }
             }
             KvOp::KeyScan { cursor: key, .. } => check_len(key.len(), MAX_KEY_BYTES),
-            KvOp::RangeFlush {} | KvOp::DbFlush {} | KvOp::DbStats {} => Ok(()),
+            KvOp::RangeFlush {}
+            | KvOp::DbFlush {}
+            | KvOp::DbStats {}
+            | KvOp::ExpiredSince { .. } => Ok(()),
             KvOp::KeyRename { key, dst, .. }
             | KvOp::KeyCopy { key, dst, .. }
             | KvOp::KeyCopyDb { key, dst, .. } => {

@@ -1,7 +1,8 @@
 //! Messages between proxies of one cluster: the mesh (`docs/format/wire.md` §4.6, protocol
 //! version 5). A proxy publishes to its peers' subscribers, asks their pub/sub counts and
 //! tells them which keys a write may have fed (so their blocked pops wake at once); since
-//! version 6 it also carries `CLIENT PAUSE` / `UNPAUSE` to their clients.
+//! version 6 it also carries `CLIENT PAUSE` / `UNPAUSE` to their clients, and since version 7
+//! the invalidations of client-side caching (`CLIENT TRACKING`).
 
 use bytes::{Bytes, BytesMut};
 
@@ -161,6 +162,42 @@ wire_struct!(PeerPause { order });
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct PeerPauseAck {}
 impl Wire for PeerPauseAck {
+    fn encode(&self, _buf: &mut BytesMut) {}
+    fn decode(_r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok(Self {})
+    }
+}
+
+/// Keys whose copies cached by the receiver's tracking clients (`CLIENT TRACKING`) are stale
+/// (version 7); the answer is [`PeerInvalidateAck`]. Also a proxy's announcement that it has
+/// tracking clients: only proxies that announced one within the last minute get the
+/// invalidations of the others' writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PeerInvalidate {
+    /// The keys (at most [`MESH_ITEMS_MAX`]); empty for a flush or an announcement alone.
+    #[cfg_attr(test, proptest(strategy = "crate::arb::bytes_vec()"))]
+    pub keys: Vec<Bytes>,
+    /// Every key (`FLUSHALL`, `FLUSHDB`): cached copies of any key are stale.
+    pub flush: bool,
+    /// 0: stale now; otherwise the keys expire at this time (milliseconds since the Unix
+    /// epoch) and are stale from then on.
+    pub at_ms: u64,
+    /// The sender has clients in tracking mode.
+    pub tracking: bool,
+}
+wire_struct!(PeerInvalidate {
+    keys,
+    flush,
+    at_ms,
+    tracking
+});
+
+/// The answer to [`PeerInvalidate`]: applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct PeerInvalidateAck {}
+impl Wire for PeerInvalidateAck {
     fn encode(&self, _buf: &mut BytesMut) {}
     fn decode(_r: &mut Reader) -> Result<Self, DecodeError> {
         Ok(Self {})

@@ -156,6 +156,8 @@ messages! {
     0x0405 => PeerKeysReadyAck(PeerKeysReadyAck),
     0x0406 => PeerPause(PeerPause),
     0x0407 => PeerPauseAck(PeerPauseAck),
+    0x0408 => PeerInvalidate(PeerInvalidate),
+    0x0409 => PeerInvalidateAck(PeerInvalidateAck),
 }
 
 impl Message {
@@ -372,6 +374,8 @@ mod tests {
         kind::PeerKeysReadyAck,
         kind::PeerPause,
         kind::PeerPauseAck,
+        kind::PeerInvalidate,
+        kind::PeerInvalidateAck,
     ];
 
     #[test]

@@ -47,6 +47,7 @@ fn reset(shared: &Shared, sess: &mut Session) {
     sess.tx = Tx::default();
     sess.db = Db::ZERO;
     sess.pubsub = None;
+    sess.tracking.disable();
     sess.reply_mode = ReplyMode::On;
     sess.protocol = Protocol::Resp2;
     sess.name = None;

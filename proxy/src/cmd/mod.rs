@@ -49,6 +49,7 @@ pub mod action;
 pub mod bitmaps;
 pub mod data;
 pub mod dbs;
+pub mod debug;
 pub mod dump;
 pub mod functions;
 pub mod geo;
@@ -72,6 +73,7 @@ pub mod sort;
 pub mod spec;
 pub mod strings;
 pub mod table;
+pub mod tracking;
 pub mod tx;
 pub mod tx_cmd;
 pub mod util;
@@ -197,6 +199,7 @@ fn dispatch_fed(
             "function" | "fcall" | "fcall_ro" => functions::dispatch(shared, sess, spec.name, args),
             "move" | "swapdb" | "select" | "reset" => dbs::dispatch(shared, sess, spec.name, args),
             "object" => object::object(shared, args),
+            "debug" => debug::debug(shared, args),
             "acl" => Action::Reply(acl::acl(shared, sess, args)),
             "migrate" => dump::migrate::dispatch(&shared.migrate_sockets, args),
             "memory" => object::memory(args),

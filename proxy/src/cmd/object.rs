@@ -146,6 +146,28 @@ impl Thresholds {
     }
 }
 
+/// `OBJECT ENCODING`'s rule under the thresholds in force when a command was read (for
+/// `DEBUG OBJECT`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct EncodingRule(Thresholds);
+
+impl EncodingRule {
+    /// The rule under the current thresholds.
+    pub(super) fn now(shared: &Shared) -> Self {
+        Self(Thresholds::read(&shared.settings.encodings))
+    }
+
+    /// The elements `KvOp::KeyObject` is to examine.
+    pub(super) fn sample(&self) -> u32 {
+        self.0.sample()
+    }
+
+    /// The encoding Redis would report for `info` (`None`: no such key).
+    pub(super) fn name(&self, info: &ObjectInfo) -> Option<&'static str> {
+        encoding(info, &self.0)
+    }
+}
+
 /// Longest string Redis embeds in its object header (`OBJ_ENCODING_EMBSTR_SIZE_LIMIT`).
 const EMBSTR_MAX: u64 = 44;
 

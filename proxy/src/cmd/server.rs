@@ -245,6 +245,11 @@ fn hello(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         sess.name = (!n.is_empty()).then_some(n);
     }
     sess.protocol = proto;
+    // A RESP3 connection receives pushes (tracking invalidations redirected to it) through
+    // its mailbox.
+    if proto == Protocol::Resp3 && sess.pubsub.is_none() {
+        sess.pubsub = Some(shared.pubsub.subscriber(sess.id));
+    }
     let s = |t: &'static str| Reply::Bulk(Bytes::from_static(t.as_bytes()));
     Reply::Map(vec![
         (s("server"), s("redis")),
@@ -452,6 +457,10 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
         "list" => client_list(shared, sess, args),
         "kill" if args.len() >= 3 => client_kill(shared, sess, &args[2..]),
         "no-evict" | "no-touch" if want(3) => Reply::OK,
+        "tracking" if args.len() >= 3 => super::tracking::tracking(shared, sess, &args[2..]),
+        "caching" if want(3) => super::tracking::caching(sess, &args[2]),
+        "getredir" if want(2) => super::tracking::getredir(sess),
+        "trackinginfo" if want(2) => super::tracking::trackinginfo(shared, sess),
         "reply" if want(3) => {
             let mode = String::from_utf8_lossy(&args[2]).to_ascii_lowercase();
             sess.reply_mode = match mode.as_str() {
@@ -472,7 +481,8 @@ fn client(shared: &Shared, sess: &mut Session, args: &[Bytes]) -> Reply {
             Reply::OK
         }
         "id" | "getname" | "setname" | "setinfo" | "info" | "no-evict" | "no-touch" | "unblock"
-        | "reply" | "kill" | "pause" | "unpause" => wrong(),
+        | "reply" | "kill" | "pause" | "unpause" | "tracking" | "caching" | "getredir"
+        | "trackinginfo" => wrong(),
         _ => unknown_sub("client", &args[1]),
     }
 }
@@ -674,6 +684,27 @@ fn sort_keys(cmd: &[Bytes]) -> Vec<usize> {
     out
 }
 
+/// `INFO stats` lines of client-side caching (Redis's, then tierkv's counters).
+fn tracking_stats(shared: &Shared) -> String {
+    let t = &shared.tracker;
+    let f = t.figures();
+    let s = &t.stats;
+    format!(
+        "tracking_total_keys:{}\r\ntracking_total_items:{}\r\ntracking_total_prefixes:{}\r\n\
+         tierkv_tracking_invalidations:{}\r\ntierkv_tracking_evicted_keys:{}\r\n\
+         tierkv_tracking_invalidations_from_peers:{}\r\ntierkv_tracking_expiries_scheduled:{}\r\n\
+         tierkv_tracking_expiries_dropped:{}\r\n",
+        f.keys,
+        f.items,
+        f.prefixes,
+        s.invalidations.load(Ordering::Relaxed),
+        s.evicted_keys.load(Ordering::Relaxed),
+        s.from_peers.load(Ordering::Relaxed),
+        t.scheduled(),
+        s.expiries_dropped.load(Ordering::Relaxed),
+    )
+}
+
 /// The parameters `CONFIG GET` knows, with their values.
 fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
     let c = &shared.cfg;
@@ -728,6 +759,10 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
         ),
         ("slowlog-max-len", shared.slowlog.max_len().to_string()),
         (
+            "tracking-table-max-keys",
+            shared.tracker.max_keys().to_string(),
+        ),
+        (
             "latency-monitor-threshold",
             shared.latency.threshold_ms().to_string(),
         ),
@@ -760,9 +795,42 @@ fn config(shared: &Shared, args: &[Bytes]) -> Action {
     } else if is(sub, "resetstat") {
         shared.metrics.reset();
         Reply::OK
+    } else if is(sub, "rewrite") {
+        if args.len() != 2 {
+            return Action::Reply(arity("config|rewrite"));
+        }
+        config_rewrite(shared)
     } else {
         unknown_sub("config", sub)
     })
+}
+
+/// `CONFIG REWRITE` ([`crate::config_rewrite`]).
+fn config_rewrite(shared: &Shared) -> Reply {
+    let Some(path) = &shared.cfg.config_file else {
+        return Reply::err("The server is running without a config file");
+    };
+    let s = &shared.settings;
+    let settings = [
+        (
+            "requirepass",
+            s.requirepass()
+                .filter(|p| !p.is_empty())
+                .map(|p| crate::config_rewrite::toml_string(&p)),
+        ),
+        (
+            "client-query-buffer-limit",
+            Some(s.query_buffer_limit().to_string()),
+        ),
+        ("timeout", Some(s.idle_timeout().as_secs().to_string())),
+    ];
+    match crate::config_rewrite::rewrite(path, &settings) {
+        Ok(()) => Reply::OK,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "CONFIG REWRITE failed: {e}");
+            Reply::err(format_args!("Rewriting config file: {e}"))
+        }
+    }
 }
 
 /// `CONFIG GET pattern [pattern …]`. `maxmemory` is the cluster's (the master's answer,
@@ -873,6 +941,8 @@ enum SetValue {
     SlowlogMaxLen(usize),
     /// `latency-monitor-threshold` in milliseconds (0: off).
     LatencyThreshold(u64),
+    /// `tracking-table-max-keys` (0: no limit).
+    TrackingMaxKeys(usize),
     /// An encoding threshold: its index in `encodings::PARAMS` and value.
     Encoding(usize, i64),
     /// `save ""`: no RDB snapshots, which is what tierkv always is (nothing to change).
@@ -884,7 +954,8 @@ enum SetValue {
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
 /// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`,
 /// `notify-keyspace-events`, `busy-reply-threshold`, `slowlog-log-slower-than`,
-/// `slowlog-max-len`, `latency-monitor-threshold`, the encoding thresholds, `save ""` and
+/// `slowlog-max-len`, `latency-monitor-threshold`, `tracking-table-max-keys`, the encoding
+/// thresholds, `save ""` and
 /// `maxmemory` (the cluster's, set alone: it goes to the master, which may fail, and the
 /// proxy's own parameters could not be taken back then).
 fn config_set(shared: &Shared, args: &[Bytes]) -> Action {
@@ -961,6 +1032,7 @@ fn apply_local(shared: &Shared, values: Vec<(String, SetValue)>) -> Action {
             SetValue::QueryBufferLimit(n) => shared.settings.set_query_buffer_limit(n),
             SetValue::Timeout(secs) => shared.settings.set_idle_timeout_secs(secs),
             SetValue::NotifyFlags(f) => shared.settings.set_notify_flags(f),
+            SetValue::TrackingMaxKeys(n) => shared.tracker.set_max_keys(n),
             SetValue::BusyReplyThreshold(ms) => shared.settings.set_busy_reply_threshold_ms(ms),
             SetValue::SlowlogSlowerThan(us) => shared.slowlog.set_slower_than_us(us),
             SetValue::SlowlogMaxLen(n) => shared.slowlog.set_max_len(n),
@@ -1044,6 +1116,9 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
         "slowlog-max-len" => SetValue::SlowlogMaxLen(parse_ranged(v, 0, i64::MAX)? as usize),
         "latency-monitor-threshold" => {
             SetValue::LatencyThreshold(parse_ranged(v, 0, i64::MAX)? as u64)
+        }
+        "tracking-table-max-keys" => {
+            SetValue::TrackingMaxKeys(parse_ranged(v, 0, i64::MAX)? as usize)
         }
         _ => return Ok(None),
     }))
@@ -1196,10 +1271,12 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
     if show("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\nblocked_clients:{}\r\n\
+             tracking_clients:{}\r\n\r\n",
             shared.clients.load(Ordering::Relaxed),
             shared.cfg.max_clients,
             shared.router.blocking.blocked_clients() + shared.pause.waiting(),
+            shared.tracker.figures().clients,
         );
     }
     if show("memory") {
@@ -1236,7 +1313,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
              tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\
              tierkv_ranges:{}\r\ntierkv_geo_members_read:{}\r\n\
-             tierkv_geo_members_matched:{}\r\n{}\r\n",
+             tierkv_geo_members_matched:{}\r\n{}{}\r\n",
             shared.metrics.connections.load(Ordering::Relaxed),
             shared.metrics.commands.load(Ordering::Relaxed),
             shared.metrics.rejected.load(Ordering::Relaxed),
@@ -1261,6 +1338,7 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             shared.router.ranges().len(),
             geo_read,
             geo_matched,
+            tracking_stats(shared),
             mesh_stats(shared),
         );
     }

@@ -38,6 +38,8 @@ pub struct Session {
     pub pubsub: Option<crate::pubsub::Subscriber>,
     /// `CLIENT REPLY`.
     pub reply_mode: ReplyMode,
+    /// `CLIENT TRACKING` ([`crate::tracking`]).
+    pub tracking: crate::tracking::SessionTracking,
 }
 
 /// `CLIENT REPLY ON|OFF|SKIP`: whether the replies of the next commands are sent.

@@ -30,6 +30,7 @@ const SAVE: &[&str] = &["admin", "noscript", "no_async_loading", "no_multi"];
 const BGSAVE: &[&str] = &["admin", "noscript", "no_async_loading"];
 const ROLE: &[&str] = &["noscript", "loading", "stale", "fast"];
 const WAIT: &[&str] = &["noscript"];
+const DEBUG: &[&str] = &["admin", "noscript", "loading", "stale"];
 const CN: &[&str] = &[
     "noscript",
     "loading",
@@ -91,6 +92,7 @@ pub static TABLE: &[Spec] = &[
     spec!("config", -2, NONE, 0, 0, 0),
     spec!("copy", -3, WD, 1, 2, 1),
     spec!("dbsize", 1, R, 0, 0, 0),
+    spec!("debug", -2, DEBUG, 0, 0, 0),
     spec!("decr", 2, W, 1, 1, 1),
     spec!("decrby", 3, W, 1, 1, 1),
     spec!("del", -2, WS, 1, -1, 1),

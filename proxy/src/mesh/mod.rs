@@ -26,9 +26,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use net::ProxyId;
-use net::message::handshake::{MESH_PAUSE_VERSION, MESH_VERSION};
+use net::message::handshake::{MESH_PAUSE_VERSION, MESH_TRACKING_VERSION, MESH_VERSION};
 use net::message::{
-    Hello, MESH_ITEMS_MAX, Message, PauseOrder, PeerKeysReady, PeerPause, ProxyPeers, ReadyKey,
+    Hello, MESH_ITEMS_MAX, Message, PauseOrder, PeerInvalidate, PeerKeysReady, PeerPause,
+    ProxyPeers, ReadyKey,
 };
 use net::transport::TransportConfig;
 use tokio::sync::oneshot;
@@ -221,6 +222,28 @@ impl Mesh {
     pub fn pause_peers(&self, order: PauseOrder) {
         let msg = Message::PeerPause(PeerPause { order });
         let _ = self.send_all_from(&msg, MESH_PAUSE_VERSION);
+    }
+
+    /// Tells every peer that `keys` changed (`at_ms` 0) or expire at `at_ms`, or with
+    /// `flush` that every key did, for their tracking clients; `tracking`: this proxy has
+    /// tracking clients itself. No wait.
+    pub fn invalidate_peers(&self, keys: &[Bytes], flush: bool, at_ms: u64, tracking: bool) {
+        if !self.has_peers() {
+            return;
+        }
+        let mut chunks: Vec<&[Bytes]> = keys.chunks(MESH_ITEMS_MAX).collect();
+        if chunks.is_empty() {
+            chunks.push(&[]);
+        }
+        for chunk in chunks {
+            let msg = Message::PeerInvalidate(PeerInvalidate {
+                keys: chunk.to_vec(),
+                flush,
+                at_ms,
+                tracking,
+            });
+            let _ = self.send_all_from(&msg, MESH_TRACKING_VERSION);
+        }
     }
 
     /// Follows the directory's list: links to new peers, none to peers gone (or moved).

@@ -1,6 +1,7 @@
 //! The mesh listener: what a peer's message does on this proxy. Publishes go to this
 //! proxy's own subscribers (never forwarded again), queries read its own subscriptions,
-//! key-ready signals wake its own waiters as a local write does, pauses hold its own clients.
+//! key-ready signals wake its own waiters as a local write does, pauses hold its own clients,
+//! invalidations reach its own tracking clients.
 //! Everything is answered at
 //! once on the connection's task, in arrival order (no future, so one peer's messages are
 //! applied in the order it sent them).
@@ -10,13 +11,15 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use net::RpcError;
 use net::message::{
-    MESH_ITEMS_MAX, Message, PauseOrder, PeerKeysReadyAck, PeerPauseAck, PeerPubsubAnswer,
-    PeerReceivers, Pong, PubsubQuery,
+    MESH_ITEMS_MAX, Message, PauseOrder, PeerInvalidate, PeerInvalidateAck, PeerKeysReadyAck,
+    PeerPauseAck, PeerPubsubAnswer, PeerReceivers, Pong, PubsubQuery,
 };
 
+use crate::clients::Clients;
 use crate::keyspace::Db;
 use crate::pause::{Mode, Pause};
 use crate::pubsub::{Hub, Kind};
+use crate::tracking::Tracker;
 use crate::waiters::Registry;
 
 fn bad(message: &str) -> Message {
@@ -34,6 +37,10 @@ pub struct Local<'a> {
     pub waiters: &'a Registry,
     /// `CLIENT PAUSE` state.
     pub pause: &'a Pause,
+    /// Client-side caching (invalidations).
+    pub tracker: &'a Tracker,
+    /// The connected clients (redirection targets).
+    pub clients: &'a Clients,
 }
 
 /// This proxy's answer to a peer's `msg`.
@@ -42,8 +49,15 @@ pub fn handle(local: Local<'_>, msg: Message, stats: &super::MeshStats) -> Messa
         hub,
         waiters,
         pause,
+        tracker,
+        clients,
     } = local;
     match msg {
+        Message::PeerInvalidate(p) if p.keys.len() <= MESH_ITEMS_MAX => {
+            invalidate(tracker, hub, clients, p);
+            Message::PeerInvalidateAck(PeerInvalidateAck {})
+        }
+        Message::PeerInvalidate(_) => bad("too many keys in one invalidation"),
         Message::PeerPause(p) => {
             apply_pause(pause, p.order);
             Message::PeerPauseAck(PeerPauseAck {})
@@ -80,6 +94,32 @@ pub fn handle(local: Local<'_>, msg: Message, stats: &super::MeshStats) -> Messa
             other.name()
         )),
     }
+}
+
+/// A peer's invalidation, for this proxy's tracking clients: now, or scheduled for when the
+/// keys expire.
+fn invalidate(tracker: &Tracker, hub: &Hub, clients: &Clients, p: PeerInvalidate) {
+    let now = crate::shared::now_ms();
+    if p.tracking {
+        tracker.peer_tracks(now);
+    }
+    let n = if p.flush { 1 } else { p.keys.len() as u64 };
+    tracker.stats.from_peers.fetch_add(n, Ordering::Relaxed);
+    let out = if p.flush {
+        tracker.flush()
+    } else if p.at_ms > now {
+        for key in p.keys {
+            tracker.schedule(key, p.at_ms);
+        }
+        return;
+    } else if p.keys.is_empty() {
+        return;
+    } else {
+        let mut out = tracker.invalidate(&p.keys, None);
+        out.extend(tracker.broadcast());
+        out
+    };
+    tracker.deliver(hub, |id| clients.get(id).is_some(), out);
 }
 
 /// A peer's `CLIENT PAUSE` / `UNPAUSE`, for this proxy's clients (`for_ms` from now: the

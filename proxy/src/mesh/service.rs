@@ -122,6 +122,8 @@ pub(crate) async fn serve(
             hub: &s.pubsub,
             waiters: &s.router.blocking,
             pause: &s.pause,
+            tracker: &s.tracker,
+            clients: &s.client_table,
         };
         Handled::<Ready>::Now(Some(handle(local, m, &s.mesh.stats)))
     });

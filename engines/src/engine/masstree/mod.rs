@@ -43,7 +43,7 @@ use std::ops::{Bound, ControlFlow};
 use bytes::Bytes;
 
 use super::{Engine, Entry, SizeDelta};
-use crate::masstree::{Direction, EntryRef, Masstree, OwnedEntry, Value};
+use crate::masstree::{ArenaStats, CompactStep, Direction, EntryRef, Masstree, OwnedEntry, Value};
 use crate::pointer::{LogPointer, SegmentId};
 
 mod backing;
@@ -80,7 +80,8 @@ pub const ALLOC_OVERHEAD: usize = 16;
 /// The memory a store accounts for, which `maxmemory` bounds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accounted {
-    /// Arena pages of the tree's nodes, live and free slots (entries live in border nodes).
+    /// Arena pages of the tree's nodes present, live and free slots (entries live in border
+    /// nodes); released pages are not counted (`Masstree::compact_step` releases them).
     pub arena_bytes: u64,
     /// Heap bytes of key suffixes, log pointers and inline values.
     pub heap_bytes: u64,
@@ -184,6 +185,18 @@ impl MasstreeEngine {
     /// Bytes of memory the tree uses.
     pub fn memory_bytes(&self) -> usize {
         self.tree.memory_bytes()
+    }
+
+    /// Runs one step of the tree's arena compaction, at most `budget` node moves
+    /// ([`Masstree::compact_step`]: only once enough pages are reclaimable). The pages it
+    /// releases leave [`accounted`](Self::accounted) at once.
+    pub fn compact_step(&mut self, budget: usize) -> CompactStep {
+        self.tree.compact_step(budget)
+    }
+
+    /// The tree's arena figures (pages present and released, nodes moved).
+    pub fn arena_stats(&self) -> ArenaStats {
+        self.tree.arena_stats()
     }
 
     /// Hot and cold figures.

@@ -15,7 +15,7 @@ use net::message::set::SetOp;
 use net::message::zset::ZSetOp;
 
 pub mod migrate;
-mod read;
+pub(super) mod read;
 
 use super::action::{Action, keyed, single};
 use super::spec::{RS, Spec, WD, spec};

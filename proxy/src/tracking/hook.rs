@@ -1,0 +1,138 @@
+//! What a command means for client-side caching: its reads are remembered before it runs
+//! ([`capture`]), its changes are invalidated once its reply is known ([`apply`]).
+//!
+//! Remembering before the read runs closes a race a single-threaded Redis does not have: a
+//! write through another connection (or proxy) that lands while the read is in flight
+//! invalidates the key for this client, and the push reaches it after the read's reply (a
+//! connection writes pushes between batches), so a stale copy is always dropped.
+
+use bytes::Bytes;
+
+use super::expiry_of;
+use crate::cmd::Session;
+use crate::resp::Reply;
+use crate::shared::{Shared, now_ms};
+
+/// A change a command may make, to invalidate once its reply is known.
+#[derive(Debug, Clone)]
+pub enum Track {
+    /// A write: its keys, and the expiry it sets on the first (ms since the Unix epoch).
+    Write {
+        /// Every key argument.
+        keys: Vec<Bytes>,
+        /// The expiry set.
+        expiry: Option<u64>,
+    },
+    /// A script or function call that may write: its declared keys (a script may have
+    /// written before it failed, so they are invalidated whatever its reply).
+    Script(Vec<Bytes>),
+    /// `FLUSHALL` / `FLUSHDB`: every key.
+    Flush,
+}
+
+/// Before the command `args` runs: remembers the keys it reads for the session when it
+/// remembers reads, and returns the change it may make when any client of the cluster
+/// tracks. One atomic load when nobody tracks. Commands queued in `MULTI` are captured at
+/// `EXEC` ([`capture_queued`]).
+pub fn capture(shared: &Shared, sess: &Session, args: &[Bytes]) -> Option<Box<Track>> {
+    if !sess.tracking.remembers() && !shared.tracker.active(now_ms()) {
+        return None;
+    }
+    if sess.tx.active() {
+        return None;
+    }
+    capture_queued(shared, sess, args)
+}
+
+/// [`capture`] of a command run by `EXEC` (the transaction is over by then).
+pub fn capture_queued(shared: &Shared, sess: &Session, args: &[Bytes]) -> Option<Box<Track>> {
+    let spec = crate::cmd::table::lookup(args.first()?)?;
+    let remembers = sess.tracking.remembers();
+    let keys = || -> Vec<Bytes> {
+        crate::cmd::server::key_positions(args)
+            .map(|p| p.into_iter().map(|i| args[i].clone()).collect())
+            .unwrap_or_default()
+    };
+    let remember = |keys: &[Bytes]| {
+        let out = shared.tracker.remember(sess.id, keys);
+        deliver(shared, out);
+    };
+    match spec.name {
+        "flushall" | "flushdb" => Some(Box::new(Track::Flush)),
+        "eval" | "evalsha" | "fcall" | "eval_ro" | "evalsha_ro" | "fcall_ro" => {
+            let keys = keys();
+            if remembers {
+                remember(&keys);
+            }
+            let write = !spec.flags.contains(&"readonly");
+            (write && !keys.is_empty()).then(|| Box::new(Track::Script(keys)))
+        }
+        // A shard channel is a key for routing, not data.
+        "spublish" | "ssubscribe" | "sunsubscribe" => None,
+        _ if spec.flags.contains(&"write") => {
+            let keys = keys();
+            let expiry = expiry_of(spec.name, args, now_ms());
+            (!keys.is_empty()).then(|| Box::new(Track::Write { keys, expiry }))
+        }
+        _ if remembers && spec.flags.contains(&"readonly") => {
+            remember(&keys());
+            None
+        }
+        _ => None,
+    }
+}
+
+/// Invalidates `track` of client `id`'s command once its `reply` is known: here, and on the
+/// peers that have tracking clients. A failed write changed nothing.
+pub fn apply(shared: &Shared, id: u64, track: &Track, reply: &Reply) {
+    let t = &shared.tracker;
+    let ok = !matches!(reply, Reply::Error(_));
+    let peers = t.peers_track(now_ms());
+    let out = match track {
+        Track::Write { keys, expiry } if ok => {
+            if let Some(at) = *expiry {
+                t.schedule(keys[0].clone(), at);
+                if peers {
+                    shared
+                        .mesh
+                        .invalidate_peers(&keys[..1], false, at, t.local());
+                }
+            }
+            if peers {
+                shared.mesh.invalidate_peers(keys, false, 0, t.local());
+            }
+            t.invalidate(keys, Some(id))
+        }
+        Track::Script(keys) => {
+            if peers {
+                shared.mesh.invalidate_peers(keys, false, 0, t.local());
+            }
+            t.invalidate(keys, Some(id))
+        }
+        Track::Flush if ok => {
+            if peers {
+                shared.mesh.invalidate_peers(&[], true, 0, t.local());
+            }
+            t.flush()
+        }
+        _ => Vec::new(),
+    };
+    deliver(shared, out);
+}
+
+/// Sends the BCAST pushes of the changes made since the last call (at the end of each
+/// batch a connection ran).
+pub fn broadcast(shared: &Shared) {
+    if shared.tracker.has_pending() {
+        deliver(shared, shared.tracker.broadcast());
+    }
+}
+
+fn deliver(shared: &Shared, out: Vec<super::Out>) {
+    if !out.is_empty() {
+        let clients = &shared.client_table;
+        shared
+            .tracker
+            .deliver(&shared.pubsub, |c| clients.get(c).is_some(), out);
+    }
+}
