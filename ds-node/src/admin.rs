@@ -172,6 +172,7 @@ pub fn render(m: &ShardMetrics) -> String {
         s.push_str(&format!("# TYPE {name} counter\n{name} {v}\n"));
     }
     summary(&mut s, "ds_script_seconds", &m.scripts.run_us, 1e-6);
+    m.zrank.render(&mut s);
     summary(&mut s, "ds_gc_pass_seconds", &m.gc.pass_us, 1e-6);
     if let Some(l) = &m.lsm {
         render_lsm(&mut s, l, m.index_changed_keys);

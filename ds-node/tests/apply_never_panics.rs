@@ -37,6 +37,7 @@ fn run<S: KvStore>(store: &mut S, ops: &[KvOp]) -> Vec<Result<OpResult, RpcError
                 now_ms: 1_000,
                 index: i as u64 + 1,
                 range: &d,
+                zranks: None,
             };
             execute(store, op, &ctx)
         })

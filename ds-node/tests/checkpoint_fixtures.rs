@@ -125,6 +125,7 @@ fn run(store: &mut ModelStore, op: &KvOp, index: u64) -> OpResult {
         now_ms: NOW_MS,
         index,
         range: &range,
+        zranks: None,
     };
     execute(store, op, &ctx).unwrap()
 }

@@ -90,6 +90,7 @@ impl Range {
             now_ms: NOW,
             index: self.index,
             range: &self.range,
+            zranks: None,
         };
         execute(&mut self.store, &op, &ctx)
     }
@@ -348,6 +349,7 @@ fn a_retried_write_applies_once_per_database_and_its_record_is_in_that_database(
             now_ms: NOW,
             index,
             range: &range,
+            zranks: None,
         };
         let r = apply_once(&mut s, Some(id), &incr, NOW, |st| execute(st, &incr, &ctx));
         assert_eq!(

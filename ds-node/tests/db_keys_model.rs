@@ -244,6 +244,7 @@ impl<S: KvStore> Replica<S> {
                     now_ms,
                     index,
                     range: &d,
+                    zranks: None,
                 };
                 let id = dup.then_some(WriteId {
                     client: 7,

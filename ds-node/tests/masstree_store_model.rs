@@ -84,7 +84,7 @@ proptest! {
         let mut now = 1_000;
         for (i, (op, step)) in ops.into_iter().enumerate() {
             now += step * 10;
-            let ctx = ApplyCtx { now_ms: now, index: i as u64 + 1, range: &range };
+            let ctx = ApplyCtx { now_ms: now, index: i as u64 + 1, range: &range, zranks: None };
             let a = execute(&mut model, &op, &ctx);
             let b = execute(&mut tree, &op, &ctx);
             prop_assert_eq!(a, b, "op {:?}", op);

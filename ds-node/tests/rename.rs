@@ -40,6 +40,7 @@ impl Db {
             now_ms: 1_000_000,
             index: self.index,
             range: &self.range,
+            zranks: None,
         };
         execute(&mut self.store, &op, &ctx)
     }

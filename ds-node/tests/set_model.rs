@@ -45,6 +45,7 @@ impl Db {
             now_ms: self.now_ms,
             index: self.index,
             range: &self.range,
+            zranks: None,
         };
         execute(&mut self.store, &op, &ctx)
     }

@@ -44,6 +44,7 @@ impl Db {
             now_ms: NOW,
             index: self.index,
             range: &self.range,
+            zranks: None,
         };
         execute(&mut self.store, &op, &ctx).unwrap()
     }

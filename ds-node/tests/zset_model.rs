@@ -58,6 +58,7 @@ impl Db {
             now_ms: 1_000_000,
             index: self.index,
             range: &self.range,
+            zranks: None,
         };
         execute(&mut self.store, &KvOp::ZSet { op }, &ctx)
     }
@@ -557,6 +558,7 @@ fn range_bounds_that_do_not_parse_are_refused_before_the_type_check() {
         now_ms: 1,
         index: 1,
         range: &db.range,
+        zranks: None,
     };
     execute(&mut db.store, &put, &ctx).unwrap();
     let range = |min: &str| ZSetOp::Count {

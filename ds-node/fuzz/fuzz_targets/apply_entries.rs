@@ -36,6 +36,7 @@ fn apply_all<S: KvStore>(store: &mut S, desc: &RangeDescriptor, data: &[u8]) -> 
                 now_ms: now,
                 index: i as u64 + 1,
                 range: desc,
+                zranks: None,
             };
             let r = dedup::apply_once(store, id, &op, now, |s| execute(s, &op, &ctx));
             results.push(format!("{r:?}"));

@@ -1,6 +1,10 @@
 //! What an operation is applied with: the entry's clock and index and the range.
 
+use std::cell::RefCell;
+
 use net::message::RangeDescriptor;
+
+use super::zrank::ZRanks;
 
 /// What an operation is applied with.
 #[derive(Debug, Clone, Copy)]
@@ -11,4 +15,7 @@ pub struct ApplyCtx<'a> {
     pub index: u64,
     /// The range the operation runs in; keys outside it are refused.
     pub range: &'a RangeDescriptor,
+    /// The range's rank indexes of large sorted sets (`range::zrank`), kept up to date by the
+    /// writes applied and built by the reads that need one. `None`: every rank is counted.
+    pub zranks: Option<&'a RefCell<ZRanks>>,
 }

@@ -125,6 +125,7 @@ mod tests {
             now_ms,
             index: 1,
             range: &d,
+            zranks: None,
         };
         apply_once(store, id, &op, now_ms, |s| execute(s, &op, &ctx))
     }
@@ -165,6 +166,7 @@ mod tests {
             now_ms: 1_000,
             index: 1,
             range: &elsewhere,
+            zranks: None,
         };
         let refused = apply_once(&mut s, Some(ID), &op, 1_000, |st| execute(st, &op, &ctx));
         assert!(
@@ -258,6 +260,7 @@ mod tests {
                 now_ms,
                 index: 1,
                 range: &d,
+                zranks: None,
             };
             apply_once(&mut s, Some(ID), &op, now_ms, |s| execute(s, &op, &ctx))
         };
@@ -272,6 +275,7 @@ mod tests {
             now_ms: 1_300,
             index: 2,
             range: &d,
+            zranks: None,
         };
         let after = apply_once(&mut s, None, &incr, 1_300, |s| execute(s, &incr, &ctx));
         assert_eq!(int(&after), 3, "the Multi's INCRBY applied once");

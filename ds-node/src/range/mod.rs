@@ -28,4 +28,5 @@ mod set;
 pub mod storage;
 pub mod store;
 pub mod sweep;
+pub mod zrank;
 mod zset;

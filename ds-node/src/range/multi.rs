@@ -49,7 +49,7 @@ pub fn execute<S: KvStore>(
     let mut entry = SameEntry::default();
     let mut results = Vec::with_capacity(ops.len());
     for op in ops {
-        entry.before(store, op, db, ctx.now_ms);
+        entry.before(store, op, db, ctx);
         results.push(match leaf(store, op, ctx, db) {
             Ok(result) => KvResponse::Ok { result },
             Err(error) => KvResponse::Err { error },
@@ -170,11 +170,21 @@ pub(super) struct SameEntry {
 impl SameEntry {
     /// Call before applying each operation of the entry, in order: drops the garbage a
     /// collection dropped earlier in the entry would share with `op`'s new one
-    /// ([`drop_stale_elements`]).
-    pub(super) fn before<S: KvStore>(&mut self, store: &mut S, op: &KvOp, db: Db, now_ms: u64) {
+    /// ([`drop_stale_elements`]), and the rank index of such a collection (`range::zrank`)
+    /// with them.
+    pub(super) fn before<S: KvStore>(
+        &mut self,
+        store: &mut S,
+        op: &KvOp,
+        db: Db,
+        ctx: &ApplyCtx<'_>,
+    ) {
         for (key_db, key) in creates_collection(op, db) {
             if self.touched.iter().any(|(d, k)| *d == key_db && k == key) {
-                drop_stale_elements(store, key_db, key, now_ms);
+                drop_stale_elements(store, key_db, key, ctx.now_ms);
+                if let Some(z) = ctx.zranks {
+                    z.borrow_mut().drop_key(key_db, key);
+                }
             }
         }
         for (d, k) in op.keys_in_db(db) {

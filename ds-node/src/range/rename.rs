@@ -109,6 +109,12 @@ impl<S: KvStore> Apply<'_, '_, S> {
         live: &Live,
         remove: bool,
     ) -> Result<(), RpcError> {
+        // The destination's elements are rewritten and the source's deleted here, not through
+        // `zinsert`/`zdelete`: neither keeps a rank index.
+        self.rank_drop(dst_db, dst);
+        if remove {
+            self.rank_drop(self.db, key);
+        }
         let (meta, moved) = match live.meta.version() {
             None => (live.meta.clone(), Vec::new()),
             Some(old) => {

@@ -231,7 +231,7 @@ impl<S: KvStore> Host for RangeHost<'_, '_, S> {
         }
         let mut results = Vec::with_capacity(ops.len());
         for op in &ops {
-            self.entry.before(self.store, op, self.db, self.ctx.now_ms);
+            self.entry.before(self.store, op, self.db, self.ctx);
             results.push((self.leaf)(self.store, op, self.ctx, self.db));
         }
         finish(results)

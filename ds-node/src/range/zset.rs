@@ -3,12 +3,15 @@
 //! at `'z' | version | score_bytes(score) | member` (value empty), [`crate::keyspace`].
 //!
 //! A member's score is a point read; the score index gives Redis's order (score, then member
-//! bytes). There is no order-statistic tree: a rank is a count of the entries before it
-//! (`O(rank)`, from the nearer end). Scores are stored with -0 made +0 (Redis's listpack
+//! bytes). A set of more than `zrank::THRESHOLD` members gets a rank index on its first
+//! rank query ([`crate::range::zrank`], kept by `zinsert`/`zdelete`): a rank, a member at a
+//! rank and a count are `O(log n + B)`; a smaller set counts entries (`O(rank)`, from the
+//! nearer end), the reference the index is tested against (`rank`). Scores are stored with -0 made +0 (Redis's listpack
 //! encoding, the one small sorted sets use, prints -0 as 0 once stored).
 
 mod combine;
 mod ranges;
+mod rank;
 mod spec;
 
 use bytes::Bytes;
@@ -146,10 +149,10 @@ impl<S: KvStore> Apply<'_, '_, S> {
             element_key(self.db, key, ZSET_MEMBER, version, member),
             entry(Bytes::copy_from_slice(&sb)),
         );
-        self.store.put(
-            index_key(self.db, key, version, sb, member),
-            entry(Bytes::new()),
-        );
+        let k = index_key(self.db, key, version, sb, member);
+        let suffix = k.len() - 8 - member.len();
+        self.store.put(k.clone(), entry(Bytes::new()));
+        self.rank_inserted(key, version, &k[suffix..]);
     }
 
     /// Removes `member`, whose score is `score` (both entries).
@@ -157,8 +160,9 @@ impl<S: KvStore> Apply<'_, '_, S> {
         self.store
             .delete(&element_key(self.db, key, ZSET_MEMBER, version, member));
         let sb = keyspace::score_bytes(stored(score));
-        self.store
-            .delete(&index_key(self.db, key, version, sb, member));
+        let k = index_key(self.db, key, version, sb, member);
+        self.store.delete(&k);
+        self.rank_removed(key, version, &k[k.len() - 8 - member.len()..]);
     }
 
     /// Writes the metadata of `z` with `count` members, or deletes the key when empty.
@@ -283,10 +287,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                         keyspace::score_bytes(score),
                         member,
                     );
-                    let before = self.count_keys(
-                        &element_prefix(self.db, key, ZSET_SCORE, z.version),
-                        &target,
-                    );
+                    let before = self.rank_before(key, z, &target);
                     let rank = if rev {
                         z.count.saturating_sub(before + 1)
                     } else {

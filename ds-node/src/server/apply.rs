@@ -8,6 +8,7 @@
 //! `split`, `conf_change`); what the ready loop must do after the turn (records to append,
 //! right ranges to create, replicas to destroy) is handed back in [`Effects`].
 
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -28,6 +29,7 @@ use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
 use crate::range::engine::{Backing, MasstreeStore};
 use crate::range::store::SizeDelta;
+use crate::range::zrank::ZRanks;
 
 /// A committed entry, decoded.
 #[derive(Debug)]
@@ -97,7 +99,8 @@ pub struct Written {
 }
 
 /// Applies client write `op` (entry `index` of the range `desc`) to the engine, once per
-/// request id, counting the keys it creates and deletes into `keys`. What the engine stores
+/// request id, counting the keys it creates and deletes into `keys` and keeping the range's
+/// rank indexes `zranks` (none in recovery: they are rebuilt on use). What the engine stores
 /// that is one of `backing`'s values is recorded backed by the entry.
 #[allow(
     clippy::too_many_arguments,
@@ -105,7 +108,7 @@ pub struct Written {
 )]
 pub fn write(
     engine: &mut MasstreeStore,
-    keys: &mut DbKeys,
+    (keys, zranks): (&mut DbKeys, Option<&RefCell<ZRanks>>),
     desc: &RangeDescriptor,
     index: u64,
     now_ms: u64,
@@ -117,6 +120,7 @@ pub fn write(
         now_ms,
         index,
         range: desc,
+        zranks,
     };
     engine.set_backing(backing);
     let mut counted = Counted::new(engine, keys);
@@ -224,8 +228,17 @@ fn entry<D: ShardDevice>(
             values,
         } => {
             let backing = backing(&shard.log, p.range_id(), e, values);
-            let (desc, keys) = p.desc_and_db_keys_mut();
-            let w = write(engine, keys, desc, e.index, now_ms, id, &op, backing);
+            let (desc, keys, zranks) = p.apply_state_mut();
+            let w = write(
+                engine,
+                (keys, Some(zranks)),
+                desc,
+                e.index,
+                now_ms,
+                id,
+                &op,
+                backing,
+            );
             if let Some(fault) = w.fault {
                 stop_range(shard, p, e.index, fault);
                 return Outcome::Stopped;

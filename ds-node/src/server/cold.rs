@@ -576,6 +576,7 @@ fn answer_loaded<D: ShardDevice>(
         now_ms: now,
         index: p.applied(),
         range: p.desc(),
+        zranks: Some(p.zranks()),
     };
     let r = execute(engine, op, &ctx);
     if engine.take_cold_misses() > 0 {
@@ -793,7 +794,7 @@ mod tests {
                 let v = hot.get(&k).expect("planned entries exist").value;
                 assert!(cold.load(&k, p, &v));
             }
-            let ctx = ApplyCtx { now_ms: 0, index: 1, range: &range };
+            let ctx = ApplyCtx { now_ms: 0, index: 1, range: &range, zranks: None };
             let from_cold = execute(&mut cold, &op, &ctx);
             proptest::prop_assert_eq!(cold.take_cold_misses(), 0);
             proptest::prop_assert_eq!(from_cold, execute(&mut hot, &op, &ctx));

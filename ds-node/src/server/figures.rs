@@ -32,6 +32,7 @@ pub fn collect<D: ShardDevice>(shard: &Shard<D>) -> ShardMetrics {
             .collect();
         m.gc.log_live_bytes = st.engine.live_bytes_total();
         for p in st.peers.values().filter(|p| p.is_initialized()) {
+            m.zrank.add(&p.zranks().borrow().figures());
             for (n, db) in (0..net::keyspace::DATABASES)
                 .filter_map(net::keyspace::Db::new)
                 .enumerate()

@@ -110,6 +110,8 @@ pub struct ShardMetrics {
     pub lsm: Option<engines::lsm::LsmMetrics>,
     /// Keys changed since the last index checkpoint (`ds_index_changed_keys`).
     pub index_changed_keys: u64,
+    /// Rank indexes of large sorted sets (`range::zrank`), summed over the ranges.
+    pub zrank: crate::range::zrank::RankFigures,
 }
 
 /// Figures of cold values (`server::cold`, `server::demote`).
@@ -250,6 +252,7 @@ impl Default for ShardMetrics {
             scripts: crate::range::script::ScriptMetrics::default(),
             lsm: None,
             index_changed_keys: 0,
+            zrank: Default::default(),
         }
     }
 }
@@ -313,6 +316,7 @@ impl ShardMetrics {
         self.throttle.merge(&o.throttle);
         self.scripts.merge(&o.scripts);
         self.index_changed_keys += o.index_changed_keys;
+        self.zrank.add(&o.zrank);
         if let Some(b) = &o.lsm {
             merge_lsm(self.lsm.get_or_insert_with(Default::default), b);
         }

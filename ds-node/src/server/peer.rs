@@ -9,6 +9,7 @@
 //! the lease fenced by transfers, a stopped range's waiters answered) live here only. The
 //! Raft group is reached through `raft()`/`raft_mut()`.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -22,6 +23,7 @@ use super::lease::Lease;
 use super::throttle_state::Charge;
 use crate::range::db_keys::DbKeys;
 use crate::range::storage::RaftLogCache;
+use crate::range::zrank::ZRanks;
 
 /// How long a request may wait for its proposal or read before it is answered `Timeout`.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -96,6 +98,9 @@ pub struct Peer {
     /// Keys and keys with an expiry per database (`DBSIZE`, `INFO keyspace`): exact, kept by
     /// every applied write and sweep, rebuilt when the range is loaded (`range::db_keys`).
     db_keys: DbKeys,
+    /// Rank indexes of the range's large sorted sets (`range::zrank`): derived, in memory,
+    /// dropped whenever the range is reloaded ([`Peer::set_db_keys`]) and rebuilt on use.
+    zranks: RefCell<ZRanks>,
     /// The keys its sweeps deleted because they expired (`KvOp::ExpiredSince`).
     expired: crate::range::expired_log::ExpiredLog,
     /// When this leader last proposed a split (the master repeats its operator until the
@@ -151,6 +156,7 @@ impl Peer {
             created: now,
             approx_size: (0, 0),
             db_keys: Default::default(),
+            zranks: RefCell::default(),
             expired: Default::default(),
             split_proposed_at: None,
             stopped: None,
@@ -274,15 +280,25 @@ impl Peer {
     }
 
     /// Replaces the per-database key counts (recounted after a load, snapshot or split).
+    /// The range's contents were replaced or cut: its rank indexes are dropped too (rebuilt
+    /// on first use).
     pub fn set_db_keys(&mut self, keys: DbKeys) {
         self.db_keys = keys;
+        self.zranks.get_mut().clear();
     }
 
-    /// The descriptor and the per-database key counts, for an applied write that checks
-    /// its keys against the range and counts what it adds or removes.
+    /// The rank indexes of the range's large sorted sets.
     #[inline]
-    pub fn desc_and_db_keys_mut(&mut self) -> (&RangeDescriptor, &mut DbKeys) {
-        (&self.desc, &mut self.db_keys)
+    pub fn zranks(&self) -> &RefCell<ZRanks> {
+        &self.zranks
+    }
+
+    /// The descriptor, the per-database key counts and the rank indexes, for an applied
+    /// write that checks its keys against the range, counts what it adds or removes and
+    /// keeps the rank indexes.
+    #[inline]
+    pub fn apply_state_mut(&mut self) -> (&RangeDescriptor, &mut DbKeys, &RefCell<ZRanks>) {
+        (&self.desc, &mut self.db_keys, &self.zranks)
     }
 
     /// Notes the group's role after a ready; whether leadership was gained or lost.

@@ -69,6 +69,7 @@ fn lease<D: ShardDevice>(
         now_ms: now,
         index: p.applied(),
         range: p.desc(),
+        zranks: Some(p.zranks()),
     };
     let r = execute(engine, &op, &ctx);
     if engine.take_cold_misses() > 0 {
@@ -178,6 +179,7 @@ pub fn answer_ready<D: ShardDevice>(
             now_ms: now,
             index: applied,
             range: p.desc(),
+            zranks: Some(p.zranks()),
         };
         let resp = match execute(engine, &r.op, &ctx) {
             Ok(result) => KvResponse::Ok { result },

@@ -478,7 +478,7 @@ impl<D: ShardDevice> Shard<D> {
                 );
                 apply::write(
                     &mut st.engine,
-                    &mut uncounted,
+                    (&mut uncounted, None),
                     desc,
                     e.index.0,
                     now_ms,

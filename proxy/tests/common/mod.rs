@@ -4,7 +4,9 @@
 //! per range and answering `KvRequest`s and `KvWrite`s with ds-node's real apply step
 //! (`ds_node::range::apply::execute`, through `range::dedup::apply_once` for a write's id),
 //! so replies have the exact Redis semantics of the range state machine, and a write sent
-//! twice with one id applies once. The fake master answers `GetRouteTable` and, with the real master's
+//! twice with one id applies once. Each range keeps rank indexes of its sorted sets as a real
+//! shard does (`ds_node::range::zrank`), with a threshold of 2 members and buckets of 1 or 2 entries,
+//! so the Redis comparisons check ranks answered by an index. The fake master answers `GetRouteTable` and, with the real master's
 //! directory, `ProxyRegister` (the proxy mesh). Tests can split ranges,
 //! move them between shards and inject `NotLeader` answers.
 #![allow(dead_code, clippy::unwrap_used)]
@@ -12,6 +14,7 @@
 pub mod diff;
 pub mod real_ds;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -24,6 +27,7 @@ use ds_node::range::apply::{ApplyCtx, execute};
 use ds_node::range::db_keys::recount;
 use ds_node::range::dedup::{self, WriteId};
 use ds_node::range::store::{KvStore, ModelStore};
+use ds_node::range::zrank::{RankConfig, ZRanks};
 use net::message::handshake::Acceptor;
 use net::message::kv::{KvOp, KvRequest, KvResponse, OpResult};
 use net::message::{Message, RangeDescriptor, Replica, ReplicaRole, RouteTable, StoreInfo};
@@ -40,6 +44,8 @@ pub struct FakeShard {
     pub addr: String,
     pub index: u32,
     ranges: Mutex<HashMap<RangeId, (RangeDescriptor, ModelStore)>>,
+    /// The rank indexes of each range's sorted sets (forgotten when the range moves or splits).
+    zranks: Mutex<HashMap<RangeId, RefCell<ZRanks>>>,
     /// Answer this many requests with `NotLeader`.
     pub fail_not_leader: AtomicU32,
     /// Execute but never answer this many requests (a reply lost with the connection).
@@ -99,10 +105,19 @@ impl FakeShard {
         }
         let now_ms = proxy::server::now_ms();
         let index = self.applied.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut zranks = self.zranks.lock().unwrap();
+        let zr = zranks.entry(ctx.range_id).or_insert_with(|| {
+            RefCell::new(ZRanks::new(RankConfig {
+                threshold: 2,
+                bucket: 1,
+                memory_max_bytes: 1 << 20,
+            }))
+        });
         let actx = ApplyCtx {
             now_ms,
             index,
             range: desc,
+            zranks: Some(zr),
         };
         let reply = if matches!(op, KvOp::DbStats {}) {
             // A real shard answers from the counts apply keeps; the fake counts its store.
@@ -167,6 +182,7 @@ impl FakeCluster {
                 addr,
                 index,
                 ranges: Mutex::new(HashMap::new()),
+                zranks: Mutex::new(HashMap::new()),
                 fail_not_leader: AtomicU32::new(0),
                 swallow: AtomicU32::new(0),
                 requests: AtomicU64::new(0),
@@ -299,10 +315,18 @@ impl FakeCluster {
             .unwrap()
     }
 
+    /// Drops the rank indexes of range `id` on every shard (its contents moved).
+    fn forget_ranks(&self, id: RangeId) {
+        for s in &self.shards {
+            s.zranks.lock().unwrap().remove(&id);
+        }
+    }
+
     /// Splits range `id` at internal key `at`; the new right half goes to shard `to`. The
     /// master learns at once; the proxy's cache goes stale.
     pub fn split(&self, id: RangeId, at: Bytes, to: usize) -> RangeId {
         let from = self.shard_of(id);
+        self.forget_ranks(id);
         let new_id = RangeId(self.next_range.fetch_add(1, Ordering::Relaxed));
         let (left, right, right_store) = {
             let mut ranges = self.shards[from].ranges.lock().unwrap();
@@ -341,6 +365,7 @@ impl FakeCluster {
     #[allow(dead_code)] // not every test binary uses it
     pub fn move_leader_quietly(&self, id: RangeId) {
         let from = self.shard_of(id);
+        self.forget_ranks(id);
         let to = (from + 1) % self.shards.len();
         let entry = self.shards[from]
             .ranges
@@ -356,6 +381,7 @@ impl FakeCluster {
     /// Moves range `id` (its leader) to shard `to`.
     pub fn move_range(&self, id: RangeId, to: usize) {
         let from = self.shard_of(id);
+        self.forget_ranks(id);
         let (mut desc, store) = self.shards[from]
             .ranges
             .lock()

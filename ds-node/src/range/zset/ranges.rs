@@ -1,6 +1,8 @@
-//! Ranges of a sorted set: by rank (a walk of the score index from the nearer end, `O(rank +
-//! k)`), by score (a seek, `O(log n + k)`) and by member (a seek within the one score when
-//! all scores are equal, Redis's precondition; otherwise Redis's listpack walk, `O(n)`).
+//! Ranges of a sorted set: by rank (a seek to the first rank through the set's rank index,
+//! `O(log n + B + k)`; a small set walks from the nearer end, `O(rank + k)`), by score (a
+//! seek, `O(log n + k)`, and `LIMIT offset` through the rank index) and by member (a seek
+//! within the one score when all scores are equal, Redis's precondition; otherwise Redis's
+//! listpack walk, `O(n)`). Counts are a difference of two ranks.
 
 use bytes::Bytes;
 use net::RpcError;
@@ -60,7 +62,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
                     return ok_int(0);
                 };
                 let n = match self.seek_bounds(key, z, &spec) {
-                    Some(Some((lo, hi))) => self.count_keys(&lo, &hi),
+                    Some(Some((lo, hi))) => self.count_between(key, z, &lo, &hi),
                     Some(None) => 0,
                     None => self.select(key, z, &spec, false, 0, -1).len() as u64,
                 };
@@ -103,7 +105,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         };
         let limit = usize::try_from(count).unwrap_or(usize::MAX);
         match self.seek_bounds(key, z, spec) {
-            Some(Some((lo, hi))) => self.walk(lo, Some(hi), rev, offset, limit),
+            Some(Some((lo, hi))) => self.walk_offset(key, z, (lo, hi), rev, offset, limit),
             Some(None) => Vec::new(),
             None => {
                 let Spec::Lex(min, max) = spec else {
@@ -132,6 +134,33 @@ impl<S: KvStore> Apply<'_, '_, S> {
             }
         };
         Some((lo < hi).then_some((lo, hi)))
+    }
+
+    /// [`Apply::walk`] of `[lo, hi)` of `z`'s score index, skipping `offset` through the
+    /// rank index when the set has one (a seek to the rank instead of a walk past it).
+    fn walk_offset(
+        &self,
+        key: &[u8],
+        z: Z,
+        (lo, hi): (Bytes, Bytes),
+        rev: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Vec<(f64, Bytes)> {
+        if offset == 0 || limit == 0 || !self.has_rank_index(key, z) {
+            return self.walk(lo, Some(hi), rev, offset, limit);
+        }
+        let (a, b) = (self.rank_before(key, z, &lo), self.rank_before(key, z, &hi));
+        let offset = offset as u64;
+        if a.saturating_add(offset) >= b {
+            return Vec::new();
+        }
+        let r = if rev { b - 1 - offset } else { a + offset };
+        match self.key_at_rank(key, z, r).flatten() {
+            Some(k) if rev => self.walk(lo, Some(after(&k)), true, 0, limit),
+            Some(k) => self.walk(k, Some(hi), false, 0, limit),
+            None => Vec::new(),
+        }
     }
 
     /// The score of every member when all are equal.
@@ -178,7 +207,8 @@ impl<S: KvStore> Apply<'_, '_, S> {
             .collect()
     }
 
-    /// Ranks `start..=stop` as `zrangeGenericCommand` clamps them, from the nearer end.
+    /// Ranks `start..=stop` as `zrangeGenericCommand` clamps them: a seek to the first
+    /// through the rank index, else a walk from the nearer end.
     fn by_rank(&self, key: &[u8], z: Z, start: i64, stop: i64, rev: bool) -> Vec<(f64, Bytes)> {
         let n = i64::try_from(z.count).unwrap_or(i64::MAX);
         let mut s = if start < 0 { n + start } else { start };
@@ -193,7 +223,10 @@ impl<S: KvStore> Apply<'_, '_, S> {
         let len = (b - a + 1) as usize;
         let (lo, hi) = self.index_bounds(key, z.version);
         let from_end = n - 1 - b;
-        let mut items = if a <= from_end {
+        let seek = self.key_at_rank(key, z, a as u64);
+        let mut items = if let Some(start) = seek {
+            start.map_or_else(Vec::new, |k| self.walk(k, hi, false, 0, len))
+        } else if a <= from_end {
             self.walk(lo, hi, false, a as usize, len)
         } else {
             let mut v = self.walk(lo, hi, true, from_end as usize, len);
