@@ -130,7 +130,11 @@ fn client_handshakes_of_common_libraries_succeed() {
             .starts_with("-ERR unknown subcommand")
     );
     assert!(c.cmd("CLIENT ID").starts_with(':'));
-    assert_eq!(c.cmd("COMMAND DOCS"), "%0\r\n");
+    let docs = c.cmd("COMMAND DOCS");
+    assert!(
+        docs.starts_with('%') && docs.contains("$3\r\nget\r\n"),
+        "{docs:.200}"
+    );
     assert!(
         c.cmd("CONFIG GET save")
             .starts_with("%1\r\n$4\r\nsave\r\n$0\r\n")
