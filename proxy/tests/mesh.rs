@@ -4,8 +4,8 @@
 //! proxies; a BLPOP blocked on one is woken by a push through the other well before the
 //! 100 ms poll would; a stopped peer neither fails nor holds PUBLISH; `CLIENT PAUSE WRITE`
 //! on one holds the writes of the other's clients (not their reads) until `CLIENT UNPAUSE`;
-//! a keyspace notification of a write through one reaches subscribers of the other; a write,
-//! a flush and an expiry through one invalidate what tracking clients of the other cache.
+//! a keyspace notification of a write through one reaches subscribers of the other; a write
+//! and a flush through one invalidate what tracking clients of the other cache.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -320,23 +320,17 @@ fn a_write_and_a_flush_through_one_proxy_invalidate_what_a_client_of_the_other_t
 }
 
 #[test]
-fn an_expiry_set_through_one_proxy_invalidates_a_bcast_client_of_the_other_when_it_falls_due() {
+fn a_write_through_one_proxy_reaches_a_bcast_client_of_the_other_once() {
     let t = two();
     let mut cache = Client::connect(&t.b_addr);
     cache.cmd("HELLO 3");
     assert_eq!(cache.cmd("CLIENT TRACKING on BCAST PREFIX s:"), "+OK\r\n");
     a_knows_b_tracks(&t);
     let mut writer = t.env.client();
-    let set = Instant::now();
     assert_eq!(writer.cmd("SET s:1 v PX 300"), "+OK\r\n");
     assert_eq!(writer.cmd("SET other v"), "+OK\r\n");
     let push = ">2\r\n$10\r\ninvalidate\r\n*1\r\n$3\r\ns:1\r\n";
-    // The write itself, then its expiry.
     assert_eq!(read(&mut cache), push);
-    assert_eq!(read(&mut cache), push);
-    assert!(
-        set.elapsed() >= Duration::from_millis(250),
-        "{:?}",
-        set.elapsed()
-    );
+    // Nothing else: not the key outside the prefix, not a second push for the same write.
+    assert_eq!(cache.cmd("PING"), "+PONG\r\n");
 }

@@ -89,15 +89,10 @@ pub fn apply(shared: &Shared, id: u64, track: &Track, reply: &Reply) {
     let ok = !matches!(reply, Reply::Error(_));
     let peers = t.peers_track(now_ms());
     let out = match track {
-        Track::Write { keys, expiry } if ok => {
-            if let Some(at) = *expiry {
-                t.schedule(keys[0].clone(), at);
-                if peers {
-                    shared
-                        .mesh
-                        .invalidate_peers(&keys[..1], false, at, t.local());
-                }
-            }
+        // An expiry the write sets is invalidated when the DS node's sweep deletes the key
+        // (`crate::expired` polls the ranges' expiry logs while anyone tracks): scheduling it
+        // here too would send it twice.
+        Track::Write { keys, .. } if ok => {
             if peers {
                 shared.mesh.invalidate_peers(keys, false, 0, t.local());
             }
