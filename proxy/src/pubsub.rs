@@ -72,12 +72,12 @@ pub struct Message {
     /// A `MONITOR` line (`payload`), not a published message.
     pub monitor: bool,
     /// A client-side caching push ([`crate::tracking`]), not a published message.
-    pub tracking: Option<crate::tracking::Push>,
+    pub tracking: Option<crate::tracking::push::Push>,
 }
 
 impl Message {
     /// A client-side caching push for one client.
-    pub fn tracking(push: crate::tracking::Push) -> Self {
+    pub fn tracking(push: crate::tracking::push::Push) -> Self {
         Self {
             pattern: None,
             channel: Bytes::new(),
@@ -90,7 +90,7 @@ impl Message {
 
     /// The frame a connection in protocol `proto` writes (`subscribed`: it is in pub/sub
     /// mode), or none: a tracking push a RESP2 connection cannot receive
-    /// ([`crate::tracking::Push::frame`]).
+    /// ([`crate::tracking::push::Push::frame`]).
     pub fn frame(&self, proto: crate::resp::Protocol, subscribed: bool) -> Option<Reply> {
         match &self.tracking {
             Some(push) => push.frame(proto, subscribed),
@@ -125,7 +125,7 @@ impl Message {
             + self
                 .tracking
                 .as_ref()
-                .map_or(0, crate::tracking::Push::cost)
+                .map_or(0, crate::tracking::push::Push::cost)
     }
 }
 

@@ -131,3 +131,45 @@ fn deliver(shared: &Shared, out: Vec<super::Out>) {
             .deliver(&shared.pubsub, |c| clients.get(c).is_some(), out);
     }
 }
+
+/// The background work of client-side caching, until `stop`: invalidates keys whose
+/// expiry fell due (here and, through the mesh, nowhere else: each proxy schedules its own
+/// from what its peers tell it), forgets keys over `tracking-table-max-keys`, and tells the
+/// peers every [`ANNOUNCE_EVERY_MS`] while this proxy has tracking clients.
+pub async fn run(shared: std::sync::Arc<Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut announced_ms = 0u64;
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            () = tokio::time::sleep(super::TICK) => {}
+        }
+        let now = now_ms();
+        tick(&shared, now);
+        if shared.tracker.local() && now >= announced_ms + super::ANNOUNCE_EVERY_MS {
+            announced_ms = now;
+            shared.mesh.invalidate_peers(&[], false, 0, true);
+        }
+    }
+}
+
+/// One tick of [`run`] at `now_ms`.
+pub fn tick(shared: &Shared, now_ms: u64) {
+    let t = &shared.tracker;
+    let due = t.due(now_ms, super::EVICT_PER_TICK);
+    let mut out = if due.is_empty() {
+        Vec::new()
+    } else {
+        t.invalidate(&due, None)
+    };
+    out.extend(t.evict(&mut t.lock(), super::EVICT_PER_TICK));
+    if t.has_pending() {
+        out.extend(t.broadcast());
+    }
+    if !out.is_empty() {
+        t.deliver(
+            &shared.pubsub,
+            |id| shared.client_table.get(id).is_some(),
+            out,
+        );
+    }
+}

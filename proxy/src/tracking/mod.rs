@@ -36,7 +36,6 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::pubsub::{Hub, Message};
-use crate::resp::{Protocol, Reply};
 
 /// Redis's default `tracking-table-max-keys`.
 pub const DEFAULT_MAX_KEYS: usize = 1_000_000;
@@ -54,66 +53,6 @@ const TICK: Duration = Duration::from_millis(100);
 const ANNOUNCE_EVERY_MS: u64 = 10_000;
 /// How long a peer's announcement holds.
 const PEER_TRACKING_MS: u64 = 60_000;
-/// Redis's channel for invalidations redirected to a RESP2 connection.
-pub const CHANNEL: &[u8] = b"__redis__:invalidate";
-
-/// A push for one tracking client (in its mailbox, [`crate::pubsub::Message::tracking`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Push {
-    /// These keys changed (`None`: every key, after a flush).
-    Invalidate {
-        /// The keys.
-        keys: Option<Arc<[Bytes]>>,
-        /// Sent to a `REDIRECT` target (a RESP2 target in pub/sub mode then gets it as a
-        /// message of [`CHANNEL`]).
-        redirected: bool,
-    },
-    /// The `REDIRECT` target is gone (`tracking-redir-broken`, RESP3 only).
-    RedirBroken(u64),
-}
-
-impl Push {
-    /// The frame a connection in `proto` writes for this push (`subscribed`: it is in
-    /// pub/sub mode), or none: Redis sends a RESP2 connection nothing unless it is a
-    /// redirection target in pub/sub mode.
-    pub fn frame(&self, proto: Protocol, subscribed: bool) -> Option<Reply> {
-        let resp3 = proto == Protocol::Resp3;
-        match self {
-            Push::Invalidate { keys, redirected } => {
-                let keys = match keys {
-                    Some(k) => Reply::Array(k.iter().cloned().map(Reply::Bulk).collect()),
-                    None => Reply::Nil,
-                };
-                if resp3 {
-                    Some(Reply::Push(vec![bulk(b"invalidate"), keys]))
-                } else if *redirected && subscribed {
-                    Some(Reply::Push(vec![bulk(b"message"), bulk(CHANNEL), keys]))
-                } else {
-                    None
-                }
-            }
-            Push::RedirBroken(id) => resp3.then(|| {
-                Reply::Push(vec![
-                    bulk(b"tracking-redir-broken"),
-                    Reply::Int(i64::try_from(*id).unwrap_or(i64::MAX)),
-                ])
-            }),
-        }
-    }
-
-    /// Bytes it holds (mailbox accounting).
-    pub fn cost(&self) -> usize {
-        match self {
-            Push::Invalidate { keys: Some(k), .. } => k.iter().map(|k| k.len() + 16).sum(),
-            _ => 0,
-        }
-    }
-}
-
-fn bulk(b: &'static [u8]) -> Reply {
-    Reply::Bulk(Bytes::from_static(b))
-}
-
 /// `CLIENT TRACKING ON` options.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
@@ -703,50 +642,10 @@ pub fn expiry_of(name: &str, args: &[Bytes], now_ms: u64) -> Option<u64> {
     }
 }
 
-/// The background work of client-side caching, until `stop`: invalidates keys whose
-/// expiry fell due (here and, through the mesh, nowhere else: each proxy schedules its own
-/// from what its peers tell it), forgets keys over `tracking-table-max-keys`, and tells the
-/// peers every [`ANNOUNCE_EVERY_MS`] while this proxy has tracking clients.
-pub async fn run(shared: Arc<crate::shared::Shared>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut announced_ms = 0u64;
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            () = tokio::time::sleep(TICK) => {}
-        }
-        let now = crate::shared::now_ms();
-        tick(&shared, now);
-        if shared.tracker.local() && now >= announced_ms + ANNOUNCE_EVERY_MS {
-            announced_ms = now;
-            shared.mesh.invalidate_peers(&[], false, 0, true);
-        }
-    }
-}
-
-/// One tick of [`run`] at `now_ms`.
-pub fn tick(shared: &crate::shared::Shared, now_ms: u64) {
-    let t = &shared.tracker;
-    let due = t.due(now_ms, EVICT_PER_TICK);
-    let mut out = if due.is_empty() {
-        Vec::new()
-    } else {
-        t.invalidate(&due, None)
-    };
-    out.extend(t.evict(&mut t.lock(), EVICT_PER_TICK));
-    if t.has_pending() {
-        out.extend(t.broadcast());
-    }
-    if !out.is_empty() {
-        t.deliver(
-            &shared.pubsub,
-            |id| shared.client_table.get(id).is_some(),
-            out,
-        );
-    }
-}
-
 mod hook;
-pub use hook::{Track, apply, broadcast, capture, capture_queued};
+pub mod push;
+pub use hook::{Track, apply, broadcast, capture, capture_queued, run, tick};
+pub use push::{CHANNEL, Push};
 
 #[cfg(test)]
 mod tests;
