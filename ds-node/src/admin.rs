@@ -157,6 +157,12 @@ pub fn render(m: &ShardMetrics) -> String {
     summary(&mut s, "ds_checkpoint_seconds", &m.checkpoint_us, 1e-6);
     summary(
         &mut s,
+        "ds_index_capture_step_seconds",
+        &m.index_capture_step_us,
+        1e-6,
+    );
+    summary(
+        &mut s,
         "ds_log_flush_batch_records",
         &m.flush_batch_records,
         1.0,

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::single::{
-    b, child_node_place, free_addr, metric, metric_settled, metric_until, must_ok, run_ops, set,
-    single_cfg, spawn_child_node,
+    b, child_node_place, free_addr, metric, metric_settled, metric_until, must_ok, run_ops,
+    run_ops_in_flight, set, single_cfg, spawn_child_node,
 };
 use ds_node::{CheckpointMode, DsConfig, run};
 use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult};
@@ -372,6 +372,149 @@ fn kill9_in_index_mode_loses_no_acknowledged_write() {
         "{lost} of {} keys differ after kill -9",
         keys.len()
     );
+}
+
+#[test]
+#[ignore = "a helper run by its parent test"]
+fn index_child_process_large_captures() {
+    let (dir, port, admin) = child_node_place();
+    // Writes land between the capture's steps (else a step rarely waits for anything).
+    let _scenario = fail::FailScenario::setup();
+    fail::cfg("ds_node::index_checkpoint::between_capture_steps", "return").unwrap();
+    let c = DsConfig {
+        base_port: port,
+        admin_addr: Some(admin),
+        checkpoint_entries: 2500,
+        checkpoint_check_ms: 10,
+        ..index_cfg(&dir)
+    };
+    let _node = run(c).unwrap();
+    println!("READY");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `0..n` in a pseudo-random order fixed by `seed` (Fisher–Yates over an xorshift).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    for i in (1..n).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+/// Appends (not idempotent: one applied twice shows) to 6,000 keys in a new random order
+/// each round, while the node's checkpoints capture thousands of changed keys each, in
+/// steps between which the appends keep being applied; killed with SIGKILL while the
+/// appends run, restarted: every key holds exactly its acknowledged appends (and those of
+/// the batch in flight at most once) — a capture that took a key's value from after its
+/// instant would have that key's later appends replayed twice.
+#[test]
+fn appends_applied_between_capture_steps_are_neither_lost_nor_replayed_twice() {
+    let dir = test_support::tempdir::TempDir::new("index-capture-steps");
+    let (port, admin) = (free_addr().port(), free_addr());
+    let addr = format!("127.0.0.1:{port}");
+    let child = spawn_child_node(
+        "index_child_process_large_captures",
+        dir.path(),
+        port,
+        admin,
+    );
+    let keys: Vec<Bytes> = (0..6000).map(|i| b(format!("c{i:05}"))).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (keys, addr, stop) = (keys.clone(), addr.clone(), stop.clone());
+        std::thread::spawn(move || append_until_killed(&addr, &keys, &stop))
+    };
+    let enough = metric_until(admin, "ds_lsm_checkpoints_total", |v| v >= 8.0);
+    let steps = metric(admin, "ds_index_capture_step_seconds_count");
+    assert!(enough >= 8.0, "{enough} checkpoints");
+    assert!(
+        steps >= 3.0 * enough,
+        "{steps} capture steps for {enough} checkpoints: captures were not taken in steps"
+    );
+    child.kill9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (model, in_flight, rounds) = writer.join().unwrap();
+    assert!(rounds >= 2, "only {rounds} rounds before the kill");
+    let _child = spawn_child_node(
+        "index_child_process_large_captures",
+        dir.path(),
+        port,
+        admin,
+    );
+    let got = run_ops(
+        &addr,
+        keys.iter()
+            .map(|k| KvOp::StrGet { key: k.clone() })
+            .collect(),
+    );
+    let mut wrong = 0;
+    for (i, r) in got.iter().enumerate() {
+        let v = value_of(r).map(|v| v.to_vec()).unwrap_or_default();
+        let ok = v == model[i]
+            || in_flight
+                .as_ref()
+                .is_some_and(|(idx, t)| idx.contains(&i) && v == [&model[i][..], t].concat());
+        if !ok {
+            wrong += 1;
+            if wrong < 5 {
+                let (v, m) = (
+                    String::from_utf8_lossy(&v),
+                    String::from_utf8_lossy(&model[i]),
+                );
+                eprintln!("{:?}: {v:?}, want {m:?}", keys[i]);
+            }
+        }
+    }
+    assert_eq!(
+        wrong,
+        0,
+        "{wrong} of {} keys differ after kill -9",
+        keys.len()
+    );
+}
+
+/// The acknowledged appends per key, the batch in flight when the node died (its key
+/// indexes and token), and the rounds completed.
+type Appended = (Vec<Vec<u8>>, Option<(Vec<usize>, Vec<u8>)>, usize);
+
+/// Appends `"{round}.{batch},"` to every key, a round at a time in batches of 1,000 keys
+/// with 64 in flight, until a batch fails (the node was killed) or `stop` is set.
+fn append_until_killed(
+    addr: &str,
+    keys: &[Bytes],
+    stop: &std::sync::atomic::AtomicBool,
+) -> Appended {
+    let mut model: Vec<Vec<u8>> = vec![Vec::new(); keys.len()];
+    let mut round = 0usize;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for (n, chunk) in shuffled(keys.len(), round as u64).chunks(1000).enumerate() {
+            let token = format!("{round}.{n},").into_bytes();
+            let ops: Vec<KvOp> = chunk
+                .iter()
+                .map(|&i| KvOp::StrAppend {
+                    key: keys[i].clone(),
+                    value: Bytes::from(token.clone()),
+                })
+                .collect();
+            let acked = std::panic::catch_unwind(|| run_ops_in_flight(addr, ops, 64))
+                .is_ok_and(|r| r.iter().all(|x| matches!(x, KvResponse::Ok { .. })));
+            if !acked {
+                return (model, Some((chunk.to_vec(), token)), round);
+            }
+            chunk
+                .iter()
+                .for_each(|&i| model[i].extend_from_slice(&token));
+        }
+        round += 1;
+    }
+    (model, None, round)
 }
 
 /// One measurement of [`checkpoint_cost_files_vs_index`]: checkpoint bytes while loading, then

@@ -93,6 +93,11 @@ pub async fn yield_if_needed() {
     glommio::yield_if_needed().await;
 }
 
+/// Yields to the other tasks of the executor that are ready (one turn), whatever the time.
+pub async fn yield_now() {
+    futures_lite::future::yield_now().await;
+}
+
 /// A bound TCP listener of the current executor.
 #[derive(Debug)]
 pub struct Listener(glommio::net::TcpListener);

@@ -3,9 +3,13 @@
 //! (`docs/ARCHITECTURE.md`, "ds-node: the key index replaces range checkpoints").
 //!
 //! [`checkpoint`] runs in the shard's compaction task (and for the garbage collector):
-//! 1. capture, synchronously (every range at its applied index): the keys changed since the
-//!    last checkpoint with their entries, and each range's applied index, term and
-//!    descriptor — cost proportional to the keys changed;
+//! 1. capture (every range at its applied index): each range's applied index, term and
+//!    descriptor, and the keys changed since the last checkpoint with their entries as of
+//!    that instant — the instant is O(1) and the entries are taken [`CAPTURE_STEP`] keys at a
+//!    time, yielding between steps while writes go on (the engine keeps the entry a write
+//!    replaces until the capture has taken it: `engines` `masstree::changes`). Only when the
+//!    shard holds an unbacked value too long for one record is the capture taken whole, at
+//!    once, with a range file for that range (below);
 //! 2. unbacked values written as `Relocated` records (one group commit per
 //!    [`demote::STEP_BYTES`](super::demote::STEP_BYTES)), their entries given the pointers;
 //! 3. the entries (tombstones for keys gone) pushed into a run in key order, yielding;
@@ -37,6 +41,9 @@ pub const RUN_OWNER: OwnerTag = OwnerTag(2);
 pub const MANIFEST_OWNER: OwnerTag = OwnerTag(3);
 /// Entries pushed between two yields to the executor.
 const PUSH_STEP: usize = 1024;
+/// Changed keys one capture step takes (one synchronous slice of the shard: a lookup and a
+/// copy of a pre-image or an unbacked value each).
+pub const CAPTURE_STEP: usize = 1024;
 
 /// What one index checkpoint did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -140,7 +147,9 @@ fn oversized(c: &Captured) -> bool {
     unbacked(c).is_some_and(|b| b.len() > MAX_VALUE)
 }
 
-/// Step 1: the changed keys and every initialized range's base, at one instant.
+/// Step 1: every initialized range's base and the start of the changes' capture, at one
+/// instant; the changes themselves come in steps ([`take_changes`]) unless the shard holds
+/// an unbacked value too long for a record (then all at once, with fallback range files).
 fn capture(st: &mut ShardState) -> anyhow::Result<Capture> {
     let mut ranges = Vec::new();
     for (&id, p) in &st.peers {
@@ -155,6 +164,15 @@ fn capture(st: &mut ShardState) -> anyhow::Result<Capture> {
         let conf = conf_state_of(&desc);
         let meta = ckpt::encode(&CheckpointMeta { index, term, desc }, std::iter::empty());
         ranges.push((id, SnapshotPoint { index, term, conf }, meta));
+    }
+    if !st.engine.holds_unbacked_over() {
+        st.engine.begin_capture();
+        return Ok(Capture {
+            changes: Vec::new(),
+            ranges,
+            kept_files: Vec::new(),
+            fallback: Vec::new(),
+        });
     }
     let changes = st.engine.capture_changes();
     let mut fallback: Vec<(net::RangeId, u64, checkpoint::Encoded)> = Vec::new();
@@ -186,6 +204,44 @@ fn capture(st: &mut ShardState) -> anyhow::Result<Capture> {
         kept_files: Vec::new(),
         fallback,
     })
+}
+
+/// Step 1, continued: takes the capture's changes [`CAPTURE_STEP`] keys at a time.
+async fn take_changes<D: ShardDevice>(shard: &Shard<D>, cap: &mut Capture) -> anyhow::Result<()> {
+    loop {
+        let t = shard.now();
+        let step = shard.state.borrow_mut().engine.capture_step(CAPTURE_STEP);
+        if step.is_empty() {
+            return Ok(());
+        }
+        record_capture_step(shard, t);
+        // The engine reported no such value at the instant, and a capture returns the
+        // instant's entries: one here is a broken invariant, not data to write.
+        anyhow::ensure!(
+            !step.iter().any(|(_, c)| oversized(c)),
+            "an incremental capture met an unbacked value longer than a record"
+        );
+        cap.changes.extend(step);
+        // Always one turn: the ready loop applies what arrived meanwhile (the point of steps).
+        crate::core::yield_now().await;
+        if hold_between_steps() {
+            crate::core::sleep(std::time::Duration::from_millis(3)).await;
+        }
+    }
+}
+
+/// Test hook (failpoint `ds_node::index_checkpoint::between_capture_steps` set to `return`):
+/// holds the capture a few milliseconds between two steps, so that writes surely land
+/// between them.
+fn hold_between_steps() -> bool {
+    crate::failpoint!("ds_node::index_checkpoint::between_capture_steps", |_| true);
+    false
+}
+
+fn record_capture_step<D: ShardDevice>(shard: &Shard<D>, since: std::time::Instant) {
+    let us = shard.now().saturating_duration_since(since).as_micros() as u64;
+    let mut m = shard.metrics.borrow_mut();
+    super::metrics::ShardMetrics::record(&mut m.index_capture_step_us, us);
 }
 
 /// Writes the fallback range files (before the manifest: the manifest then records the same
@@ -273,14 +329,37 @@ fn record_pointers<D: ShardDevice>(
             pointer, unbacked, ..
         } = c
         {
+            let mut named = p;
             if let Some(b) = unbacked.take() {
-                engine.back_value(key, &b, p);
+                if !engine.back_value(key, &b, p) {
+                    named = copy_the_entry_names(engine, key, p).unwrap_or_else(|| {
+                        engine.hold_until_next_checkpoint(&p);
+                        p
+                    });
+                }
             }
-            *pointer = Some(p);
+            *pointer = Some(named);
         }
         rep.values += 1;
     }
     Ok(())
+}
+
+/// The pointer `key`'s entry holds if it names the same bytes as `written` (demotion gave
+/// the captured value its own copy while the checkpoint wrote one): the index must name the
+/// copy the tree pins, because nothing pins `written` and its segment may be released
+/// before the next checkpoint names the entry's copy (a demotion is not a change). `None`
+/// when the entry changed since the capture: the index names `written` until the next
+/// checkpoint records the change, so `written` stays pinned until then (recovery loads the
+/// entry, and replaying the change may read it).
+fn copy_the_entry_names(
+    engine: &crate::range::engine::MasstreeStore,
+    key: &[u8],
+    written: engines::masstree::LogPointer,
+) -> Option<engines::masstree::LogPointer> {
+    engine.pointer(key).filter(|q| {
+        q.leading_byte().is_none() && q.len == written.len && q.checksum == written.checksum
+    })
 }
 
 fn unbacked(c: &Captured) -> Option<&Bytes> {
@@ -391,9 +470,12 @@ async fn run_steps<D: ShardDevice>(
     index: &KeyIndex<D>,
 ) -> anyhow::Result<IndexCheckpointReport> {
     let mut rep = IndexCheckpointReport::default();
+    let t = shard.now();
     let mut cap = capture(&mut shard.state.borrow_mut())?;
-    crate::failpoint!("ds_node::index_checkpoint::after_capture");
+    record_capture_step(shard, t);
     let durable = async {
+        take_changes(shard, &mut cap).await?;
+        crate::failpoint!("ds_node::index_checkpoint::after_capture");
         write_values(shard, &mut cap.changes, &mut rep).await?;
         crate::failpoint!("ds_node::index_checkpoint::after_values");
         write_fallback(shard, &mut cap, &mut rep).await?;
@@ -402,7 +484,9 @@ async fn run_steps<D: ShardDevice>(
     .await;
     if let Err(e) = durable {
         let keys = cap.changes.into_iter().map(|(k, _)| k);
-        shard.state.borrow_mut().engine.changes_failed(keys);
+        let engine = &mut shard.state.borrow_mut().engine;
+        engine.abort_capture();
+        engine.changes_failed(keys);
         return Err(e);
     }
     {

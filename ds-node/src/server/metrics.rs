@@ -86,6 +86,9 @@ pub struct ShardMetrics {
     pub load: crate::load::Counts,
     /// Checkpoint latency (scan + write + fsync), µs.
     pub checkpoint_us: Histogram<u64>,
+    /// Index mode: how long each synchronous slice of a checkpoint's capture held the shard
+    /// (the instant, then each step of `CAPTURE_STEP` keys), µs.
+    pub index_capture_step_us: Histogram<u64>,
     /// Propose → apply latency, µs.
     pub propose_apply_us: Histogram<u64>,
     /// ReadIndex read latency, µs.
@@ -240,6 +243,7 @@ impl Default for ShardMetrics {
             redis_expires: Default::default(),
             load: crate::load::Counts::default(),
             checkpoint_us: hist(),
+            index_capture_step_us: hist(),
             propose_apply_us: hist(),
             read_index_us: hist(),
             flush_us: hist(),
@@ -305,6 +309,7 @@ impl ShardMetrics {
         }
         self.load.add(&o.load);
         let _ = self.checkpoint_us.add(&o.checkpoint_us);
+        let _ = self.index_capture_step_us.add(&o.index_capture_step_us);
         let _ = self.propose_apply_us.add(&o.propose_apply_us);
         let _ = self.read_index_us.add(&o.read_index_us);
         let _ = self.flush_us.add(&o.flush_us);

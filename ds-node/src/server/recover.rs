@@ -223,7 +223,10 @@ impl<D: ShardDevice> Shard<D> {
             // Keys and pointers, values cold; everything after this is a change.
             let n = super::index_checkpoint::load_all(self).await?;
             tracing::info!(entries = n, "key index loaded");
-            self.state.borrow_mut().engine.track_changes(true);
+            self.state
+                .borrow_mut()
+                .engine
+                .track_changes_noting_unbacked_over(super::demote::MAX_VALUE);
         }
         let mut ranges = self.log.ranges();
         ranges.sort();

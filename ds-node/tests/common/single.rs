@@ -151,6 +151,39 @@ pub fn run_ops_retrying(addr: &str, ops: Vec<KvOp>, retry: Retry) -> Vec<KvRespo
     })
 }
 
+/// [`run_ops`] with `lanes` requests in flight at once (op `i` in lane `i % lanes`, each
+/// lane in order); the responses in the order of `ops`.
+pub fn run_ops_in_flight(addr: &str, ops: Vec<KvOp>, lanes: usize) -> Vec<KvResponse> {
+    let n = ops.len();
+    with_client(addr, move |c| async move {
+        let c = std::rc::Rc::new(c);
+        let mut lane_ops: Vec<Vec<(usize, KvOp)>> = (0..lanes).map(|_| Vec::new()).collect();
+        for (i, op) in ops.into_iter().enumerate() {
+            lane_ops[i % lanes].push((i, op));
+        }
+        let tasks: Vec<_> = lane_ops
+            .into_iter()
+            .map(|lane| {
+                let c = c.clone();
+                glommio::spawn_local(async move {
+                    let mut out = Vec::with_capacity(lane.len());
+                    for (i, op) in lane {
+                        out.push((i, call(&c, op, Retry::NoLeader).await));
+                    }
+                    out
+                })
+            })
+            .collect();
+        let mut all: Vec<Option<KvResponse>> = (0..n).map(|_| None).collect();
+        for t in tasks {
+            for (i, r) in t.await {
+                all[i] = Some(r);
+            }
+        }
+        all.into_iter().map(Option::unwrap).collect::<Vec<_>>()
+    })
+}
+
 pub fn must_ok(r: &[KvResponse]) {
     for x in r {
         assert!(matches!(x, KvResponse::Ok { .. }), "{x:?}");

@@ -85,8 +85,8 @@ pub struct OwnedEntry {
     pub accessed: bool,
 }
 
-/// Bytes of an encoded [`LogPointer`] inside an entry's data.
-const POINTER_BYTES: usize = 20;
+/// Bytes of an encoded [`LogPointer`] inside an entry's data (heap bytes a pointer costs).
+pub const POINTER_BYTES: usize = 20;
 
 /// The stored form of an entry (32 bytes, inline in its border node). `data` holds, in one
 /// allocation: the key suffix (the key bytes after this layer's slice, when the key is longer),

@@ -122,7 +122,7 @@ mod verify;
 use arena::Arena;
 pub use compact::{ArenaStats, CompactStep, CompactTrigger};
 use entry::HeapBytes;
-pub use entry::{EntryMut, EntryRef, LogPointer, OwnedEntry, SegmentId, Value};
+pub use entry::{EntryMut, EntryRef, LogPointer, OwnedEntry, POINTER_BYTES, SegmentId, Value};
 use node::{Border, INTERIOR_TAG, Interior, KLEN_LAYER, KLEN_SUFFIX, class_of_len, slice_of};
 pub use scan::{Cursor, Direction};
 pub use verify::VerifyError;

@@ -10,8 +10,26 @@
 //! Pointers the tree stops naming (a value overwritten, deleted, moved) may still be named by
 //! the durable index until the next checkpoint completes: they stay *released* and keep their
 //! segment pinned ([`is_pinned`](MasstreeEngine::is_pinned)) until then.
+//!
+//! **A capture in bounded steps.** [`begin_capture`](MasstreeEngine::begin_capture) fixes the
+//! instant (it only moves the changed set aside, O(1)); [`capture_step`] then takes up to `n`
+//! of those keys at a time, in key order, while writes go on between steps. A write to a key
+//! the capture has not taken yet first saves the key's entry as it was (a *pre-image*, once
+//! per key), so every step returns exactly what the tree held at the instant — which the
+//! checkpoint needs, because it records each range's applied index of that instant and
+//! recovery replays the log after it (a later value replayed onto would apply some writes
+//! twice). The write itself joins the next checkpoint's changes as before. Cost: one empty-set
+//! check per write outside a capture; a set lookup per write during one; memory for the
+//! pre-images of keys written during a capture (at most one per captured key).
+//!
+//! A capture's instant must also hold no unbacked value longer than the checkpoint can write
+//! as one record (ds-node keeps a whole-range file for those, built at the instant):
+//! [`holds_unbacked_over`](MasstreeEngine::holds_unbacked_over) tells the caller to take the
+//! whole capture at once then.
+//!
+//! [`capture_step`]: MasstreeEngine::capture_step
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
@@ -28,6 +46,15 @@ pub(super) struct Changes {
     released: BTreeMap<SegmentId, u64>,
     /// Pointers released before the capture of the checkpoint in flight.
     released_in_flight: BTreeMap<SegmentId, u64>,
+    /// The capture in progress: keys changed before its instant, not yet taken.
+    pending: BTreeSet<Bytes>,
+    /// Entries of pending keys written since the instant, as they were at the instant.
+    before: HashMap<Bytes, Captured>,
+    /// Keys given an unbacked value longer than `big_threshold` (a superset: checked, and
+    /// pruned, by `holds_unbacked_over`).
+    big_unbacked: BTreeSet<Bytes>,
+    /// 0: not tracked.
+    big_threshold: usize,
 }
 
 /// A changed key as a capture saw it.
@@ -57,11 +84,92 @@ impl MasstreeEngine {
         self.changes.keys.len()
     }
 
-    /// Records that `key`'s index entry changed.
+    /// Records that `key`'s index entry is about to change: called *before* the tree is
+    /// modified, so that a capture in progress can save the entry as it was.
     #[inline]
     pub(super) fn mark_changed(&mut self, key: &[u8]) {
-        if self.changes.on && !self.changes.keys.contains(key) {
+        if !self.changes.on {
+            return;
+        }
+        if !self.changes.pending.is_empty() {
+            self.save_pre_image(key);
+        }
+        if !self.changes.keys.contains(key) {
             self.changes.keys.insert(Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// Saves `key`'s pre-image if a capture in progress has not taken it yet: called before
+    /// a change that [`mark_changed`](Self::mark_changed) records only after the fact.
+    #[inline]
+    pub(super) fn before_change(&mut self, key: &[u8]) {
+        if self.changes.on && !self.changes.pending.is_empty() {
+            self.save_pre_image(key);
+        }
+    }
+
+    #[cold]
+    fn save_pre_image(&mut self, key: &[u8]) {
+        if self.changes.pending.contains(key) && !self.changes.before.contains_key(key) {
+            let c = self.captured(key);
+            self.changes.before.insert(Bytes::copy_from_slice(key), c);
+        }
+    }
+
+    /// Notes that `key` now holds an unbacked value of `len` bytes (see `holds_unbacked_over`).
+    #[inline]
+    pub(super) fn note_unbacked(&mut self, key: &[u8], len: usize) {
+        let t = self.changes.big_threshold;
+        if t != 0 && len > t && self.changes.on {
+            self.changes
+                .big_unbacked
+                .insert(Bytes::copy_from_slice(key));
+        }
+    }
+
+    /// Turns change tracking on with the length above which an unbacked value is noted for
+    /// [`holds_unbacked_over`](Self::holds_unbacked_over) (only values written from now on
+    /// are noted: call it before the first write the index must learn of).
+    pub fn track_changes_noting_unbacked_over(&mut self, threshold: usize) {
+        self.changes.big_threshold = threshold;
+        self.track_changes(true);
+    }
+
+    /// Whether some key holds an unbacked value longer than the threshold given to
+    /// [`track_changes_noting_unbacked_over`](Self::track_changes_noting_unbacked_over)
+    /// (`false` when none was given). A capture must then be taken whole, at its instant
+    /// ([`capture_changes`](Self::capture_changes)).
+    pub fn holds_unbacked_over(&mut self) -> bool {
+        let threshold = self.changes.big_threshold;
+        if threshold == 0 {
+            return false;
+        }
+        let keys = std::mem::take(&mut self.changes.big_unbacked);
+        let still: BTreeSet<Bytes> = keys
+            .into_iter()
+            .filter(|k| {
+                self.tree.get(k).is_some_and(|e| {
+                    e.pointer().is_none() && e.value().is_some_and(|v| v.len() > threshold)
+                })
+            })
+            .collect();
+        let any = !still.is_empty();
+        self.changes.big_unbacked = still;
+        any
+    }
+
+    /// `key`'s entry as a capture records it.
+    fn captured(&self, key: &[u8]) -> Captured {
+        match self.tree.get(key) {
+            None => Captured::Gone,
+            Some(e) => Captured::Entry {
+                pointer: e.pointer(),
+                unbacked: match (e.pointer(), e.value()) {
+                    (None, Some(v)) => Some(Bytes::copy_from_slice(v)),
+                    _ => None,
+                },
+                expire_at_ms: e.expire_at_ms().unwrap_or(0),
+            },
         }
     }
 
@@ -87,27 +195,52 @@ impl MasstreeEngine {
     /// [`changes_durable`]: Self::changes_durable
     /// [`changes_failed`]: Self::changes_failed
     pub fn capture_changes(&mut self) -> Vec<(Bytes, Captured)> {
-        let keys = std::mem::take(&mut self.changes.keys);
+        self.begin_capture();
+        self.capture_step(usize::MAX)
+    }
+
+    /// Starts a capture at this instant and returns the number of keys it will take with
+    /// [`capture_step`](Self::capture_step) (see the module documentation). The pointers
+    /// released so far stay pinned until [`changes_durable`](Self::changes_durable). The keys
+    /// of a capture not taken to its end are folded into this one.
+    pub fn begin_capture(&mut self) -> usize {
+        self.abort_capture();
+        self.changes.pending = std::mem::take(&mut self.changes.keys);
         let released = std::mem::take(&mut self.changes.released);
         for (seg, n) in released {
             *self.changes.released_in_flight.entry(seg).or_default() += n;
         }
-        keys.into_iter()
-            .map(|k| {
-                let c = match self.tree.get(&k) {
-                    None => Captured::Gone,
-                    Some(e) => Captured::Entry {
-                        pointer: e.pointer(),
-                        unbacked: match (e.pointer(), e.value()) {
-                            (None, Some(v)) => Some(Bytes::copy_from_slice(v)),
-                            _ => None,
-                        },
-                        expire_at_ms: e.expire_at_ms().unwrap_or(0),
-                    },
-                };
-                (k, c)
-            })
-            .collect()
+        self.changes.pending.len()
+    }
+
+    /// Takes up to `max` keys of the capture in progress, in key order, each with its entry
+    /// as of the capture's instant; empty once every key was taken.
+    pub fn capture_step(&mut self, max: usize) -> Vec<(Bytes, Captured)> {
+        let mut out = Vec::with_capacity(max.min(self.changes.pending.len()));
+        while out.len() < max {
+            let Some(k) = self.changes.pending.pop_first() else {
+                break;
+            };
+            let c = match self.changes.before.remove(&k) {
+                Some(c) => c,
+                None => self.captured(&k),
+            };
+            out.push((k, c));
+        }
+        out
+    }
+
+    /// Keys of the capture in progress not taken yet.
+    pub fn capture_pending(&self) -> usize {
+        self.changes.pending.len()
+    }
+
+    /// Abandons the capture in progress: the keys it did not take count as changed again
+    /// (the caller gives back those it took with [`changes_failed`](Self::changes_failed)).
+    pub fn abort_capture(&mut self) {
+        let pending = std::mem::take(&mut self.changes.pending);
+        self.changes.keys.extend(pending);
+        self.changes.before.clear();
     }
 
     /// The checkpoint of the last capture is durable: the pointers released before it are
@@ -119,6 +252,15 @@ impl MasstreeEngine {
     /// The checkpoint of the last capture failed: its keys count as changed again.
     pub fn changes_failed(&mut self, keys: impl IntoIterator<Item = Bytes>) {
         self.changes.keys.extend(keys);
+    }
+
+    /// Keeps `p` pinned until the checkpoint after the next capture is durable, as if the tree
+    /// had named it and released it now: for a copy a checkpoint wrote that no entry took
+    /// (the entry changed meanwhile), which its index names until the next one does not.
+    pub fn hold_until_next_checkpoint(&mut self, p: &LogPointer) {
+        if self.changes.on {
+            pin(&mut self.changes.released, p);
+        }
     }
 
     /// Gives hot entry `key` the pointer `pointer` (a durable copy of `bytes`, written by a
@@ -171,6 +313,101 @@ mod tests {
         assert_eq!(s.changed_keys(), 0);
         s.changes_failed(got.into_iter().map(|(k, _)| k));
         assert_eq!(s.changed_keys(), 3);
+    }
+
+    fn entry(pointer: Option<LogPointer>, unbacked: Option<&'static [u8]>) -> Captured {
+        Captured::Entry {
+            pointer,
+            unbacked: unbacked.map(Bytes::from_static),
+            expire_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn writes_between_capture_steps_do_not_change_what_the_capture_returns() {
+        let mut s = MasstreeEngine::new();
+        s.track_changes(true);
+        for k in [&b"a"[..], b"b", b"c", b"e"] {
+            s.put(Bytes::copy_from_slice(k), hot(b"0"));
+        }
+        s.put_cold(Bytes::from_static(b"f"), ptr(3, 0, b"f0"), 0);
+        assert_eq!(s.begin_capture(), 5);
+        let first = s.capture_step(1);
+        assert_eq!(
+            first,
+            vec![(Bytes::from_static(b"a"), entry(None, Some(b"0")))]
+        );
+        // Between steps: a taken key and pending keys written, deleted, moved; a new key.
+        s.put(Bytes::from_static(b"a"), hot(b"1"));
+        s.put(Bytes::from_static(b"b"), hot(b"1"));
+        s.put(Bytes::from_static(b"b"), hot(b"2"));
+        s.delete(b"c");
+        s.put(Bytes::from_static(b"d"), hot(b"1"));
+        assert!(s.relocate(b"f", ptr(3, 0, b"f0"), ptr(4, 0, b"f0")));
+        assert_eq!(s.capture_pending(), 4);
+        let rest = s.capture_step(10);
+        assert_eq!(
+            rest,
+            vec![
+                (Bytes::from_static(b"b"), entry(None, Some(b"0"))),
+                (Bytes::from_static(b"c"), entry(None, Some(b"0"))),
+                (Bytes::from_static(b"e"), entry(None, Some(b"0"))),
+                (
+                    Bytes::from_static(b"f"),
+                    entry(Some(ptr(3, 0, b"f0")), None)
+                ),
+            ]
+        );
+        assert!(s.capture_step(10).is_empty());
+        // The pointer the capture names stays pinned until the *next* checkpoint is durable.
+        s.changes_durable();
+        assert!(s.is_pinned(SegmentId(3)));
+        // Every write made during the capture is in the next one, as of its own instant.
+        let next = s.capture_changes();
+        let keys: Vec<&[u8]> = next.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, vec![&b"a"[..], b"b", b"c", b"d", b"f"]);
+        assert_eq!(next[1].1, entry(None, Some(b"2")));
+        assert_eq!(next[2].1, Captured::Gone);
+        assert_eq!(next[4].1, entry(Some(ptr(4, 0, b"f0")), None));
+        s.changes_durable();
+        assert!(!s.is_pinned(SegmentId(3)));
+    }
+
+    #[test]
+    fn an_abandoned_capture_gives_its_untaken_keys_back() {
+        let mut s = MasstreeEngine::new();
+        s.track_changes(true);
+        s.put(Bytes::from_static(b"a"), hot(b"0"));
+        s.put(Bytes::from_static(b"b"), hot(b"0"));
+        s.begin_capture();
+        let taken = s.capture_step(1);
+        s.put(Bytes::from_static(b"b"), hot(b"1"));
+        s.abort_capture();
+        s.changes_failed(taken.into_iter().map(|(k, _)| k));
+        let again = s.capture_changes();
+        assert_eq!(
+            again,
+            vec![
+                (Bytes::from_static(b"a"), entry(None, Some(b"0"))),
+                (Bytes::from_static(b"b"), entry(None, Some(b"1"))),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_unbacked_value_is_reported_until_it_is_backed_or_gone() {
+        let mut s = MasstreeEngine::new();
+        s.track_changes_noting_unbacked_over(4);
+        assert!(!s.holds_unbacked_over());
+        s.put(Bytes::from_static(b"short"), hot(b"1234"));
+        s.put(Bytes::from_static(b"long"), hot(b"12345"));
+        assert!(s.holds_unbacked_over());
+        assert!(s.back_value(b"long", b"12345", ptr(2, 0, b"12345")));
+        assert!(!s.holds_unbacked_over());
+        s.put(Bytes::from_static(b"long"), hot(b"123456"));
+        assert!(s.holds_unbacked_over());
+        s.delete(b"long");
+        assert!(!s.holds_unbacked_over());
     }
 
     #[test]

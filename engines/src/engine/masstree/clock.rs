@@ -7,8 +7,9 @@
 //!   it prepares may need it);
 //! - a hot entry whose access bit is set (written, or read since the hand last passed) loses
 //!   the bit and stays: its second chance;
-//! - a hot entry without the bit is taken, unless its value is longer than `max_value` or it
-//!   expires before `expiring_before_ms` (a copy would only pin log space);
+//! - a hot entry without the bit is taken, unless its value is longer than `max_value`, it
+//!   expires before `expiring_before_ms` (a copy would only pin log space), or it is an
+//!   unbacked value no longer than a pointer (cold, it would take more memory, not less);
 //! - cold entries are passed over.
 //!
 //! One call is bounded: at most `visits` entries looked at, `entries` taken, about `bytes`
@@ -23,6 +24,7 @@ use std::ops::ControlFlow;
 use bytes::Bytes;
 
 use super::{Candidate, MasstreeEngine, loaded_before};
+use crate::masstree::POINTER_BYTES;
 
 /// Bounds of one sweep.
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +84,9 @@ pub fn sweep(store: &MasstreeEngine, from: &[u8], limits: &SweepLimits) -> Sweep
             let expiring = e
                 .expire_at_ms()
                 .is_some_and(|t| t < limits.expiring_before_ms);
-            v.len() <= limits.max_value && !expiring
+            // An unbacked value no longer than a pointer would cost more memory cold.
+            let gains = e.pointer().is_some() || v.len() > POINTER_BYTES;
+            v.len() <= limits.max_value && !expiring && gains
         };
         if take {
             bytes += v.len();
@@ -187,7 +191,7 @@ mod tests {
 
     #[test]
     fn referenced_entries_get_a_second_chance_and_unreferenced_ones_are_taken() {
-        let s = store(4, 10);
+        let s = store(4, 32);
         // Every write is an access: the first lap only clears bits.
         let first = sweep(&s, b"", &ALL);
         assert_eq!((first.candidates.len(), first.second_chances), (0, 4));
@@ -196,6 +200,17 @@ mod tests {
         let taken: Vec<Bytes> = second.candidates.iter().map(|c| c.key.clone()).collect();
         assert_eq!(taken, vec![key(0), key(1), key(3)]);
         assert_eq!(second.second_chances, 1);
+    }
+
+    #[test]
+    fn unbacked_values_no_longer_than_a_pointer_stay_hot() {
+        let s = store(3, POINTER_BYTES);
+        let _ = sweep(&s, b"", &ALL);
+        let second = sweep(&s, b"", &ALL);
+        assert!(second.candidates.is_empty(), "{:?}", second.candidates);
+        let s = store(3, POINTER_BYTES + 1);
+        let _ = sweep(&s, b"", &ALL);
+        assert_eq!(sweep(&s, b"", &ALL).candidates.len(), 3);
     }
 
     #[test]
@@ -332,8 +347,10 @@ mod tests {
                 s.put(key(i), Entry { value: Bytes::from(vec![7u8; *l]), expire_at_ms: 0 });
             }
             let full = s.accounted();
-            // What cannot leave memory: the tree without its values.
-            let floor = full.total() - lens.iter().sum::<usize>() as u64;
+            // What cannot leave memory: the tree, and a pointer in place of each value that
+            // demotion takes (those longer than a pointer: the others stay hot).
+            let kept: usize = lens.iter().map(|l| (*l).min(POINTER_BYTES)).sum();
+            let floor = full.total() - lens.iter().sum::<usize>() as u64 + kept as u64;
             let budget = floor + ((full.total() - floor) as f64 * share) as u64;
             let mut cursor = Bytes::new();
             for t in &touched {

@@ -214,14 +214,16 @@ impl MasstreeEngine {
     /// `bytes` in memory; returns whether it did. A write in between wins: the copy is then
     /// dead bytes in the log.
     pub fn demote(&mut self, key: &[u8], bytes: &[u8], pointer: LogPointer) -> bool {
+        let old = match self.tree.get(key) {
+            Some(g) if g.value() == Some(bytes) => g.pointer(),
+            _ => return false,
+        };
+        if old.is_some_and(|o| o != pointer) {
+            self.before_change(key);
+        }
         let Some(mut e) = self.tree.get_mut(key) else {
             return false;
         };
-        let g = e.get();
-        if g.value() != Some(bytes) {
-            return false;
-        }
-        let old = g.pointer();
         if old != Some(pointer) {
             e.set_pointer(pointer);
         }

@@ -74,12 +74,13 @@ impl MasstreeEngine {
             (new.len, new.checksum),
             "a relocated copy holds the same bytes"
         );
+        if self.tree.get(key).and_then(|e| e.pointer()) != Some(old) {
+            return false;
+        }
+        self.before_change(key);
         let Some(mut e) = self.tree.get_mut(key) else {
             return false;
         };
-        if e.get().pointer() != Some(old) {
-            return false;
-        }
         e.set_pointer(new);
         self.release(&old);
         pin(&mut self.live, &new);
@@ -93,13 +94,17 @@ impl MasstreeEngine {
     /// checkpoint from there. Returns whether it did; a cold or transient entry keeps its
     /// pointer (its copy must be moved).
     pub fn unback(&mut self, key: &[u8], old: LogPointer) -> bool {
+        let hot_with_old = self
+            .tree
+            .get(key)
+            .is_some_and(|g| g.pointer() == Some(old) && g.value().is_some() && !g.is_transient());
+        if !hot_with_old {
+            return false;
+        }
+        self.before_change(key);
         let Some(mut e) = self.tree.get_mut(key) else {
             return false;
         };
-        let g = e.get();
-        if g.pointer() != Some(old) || g.value().is_none() || g.is_transient() {
-            return false;
-        }
         if !e.clear_pointer() {
             return false;
         }

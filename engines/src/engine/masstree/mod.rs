@@ -440,12 +440,15 @@ impl Engine for MasstreeEngine {
             pin(&mut self.live, &p);
             self.backed_values_total += 1;
             self.backed_bytes_total += u64::from(p.len);
+        } else {
+            self.note_unbacked(&key, entry.value.len());
         }
         delta
     }
 
     #[inline]
     fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
+        self.before_change(key);
         let old = self.tree.remove(key)?;
         self.mark_changed(key);
         self.forget(&old);
