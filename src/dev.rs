@@ -26,6 +26,8 @@ pub struct DevConfig {
     pub probes: usize,
     /// The DS node's `maxmemory`, bytes (0 = unlimited).
     pub maxmemory: u64,
+    /// The DS node's `checkpoint-mode`.
+    pub checkpoint_mode: ds_node::CheckpointMode,
     /// Elastic: the master starts and stops more `tierkv ds` processes on this machine with
     /// the load, up to this many nodes in all (`None`: one node, no autoscaling).
     pub elastic_max_nodes: Option<u32>,
@@ -104,9 +106,13 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             base_port: 0,
             master_addr: Some(master_addr.to_string()),
             log_file_bytes: 512 << 20,
+            // 32 segments: the key index keeps 3 free for itself and its runs take whole
+            // segments, which 64 MiB ones would make a third of this log.
+            segment_bytes: 16 << 20,
             cluster_secret_file: Some(secret_file.clone()),
             admin_addr: Some("127.0.0.1:0".into()),
             maxmemory: cfg.maxmemory,
+            checkpoint_mode: cfg.checkpoint_mode,
             tls_ca: cfg.tls.as_ref().map(|t| t.ca.clone()),
             tls_cert: cfg.tls.as_ref().map(|t| t.cert.clone()),
             tls_key: cfg.tls.as_ref().map(|t| t.key.clone()),

@@ -104,6 +104,10 @@ struct DevArgs {
     /// it the coldest values move to the shard log. Default: a quarter of the machine's RAM.
     #[arg(long, value_parser = parse_memory_flag)]
     maxmemory: Option<u64>,
+    /// The DS node's durable base: `index` (the key index, incremental checkpoints; the
+    /// default) or `files` (whole-range checkpoint files, for comparison).
+    #[arg(long, value_enum, default_value = "index")]
+    checkpoint_mode: DevCheckpointMode,
     /// Elastic scaling: the master starts more `tierkv ds` processes on this machine when
     /// the load per node stays high and drains and stops them when it stays low
     /// (`tierkv ctl scale` shows and tunes it).
@@ -124,6 +128,13 @@ fn parse_memory_flag(s: &str) -> Result<u64, String> {
 
 /// A quarter of the machine's RAM (`MemTotal` in `/proc/meminfo`); 0 (unlimited) where it
 /// cannot be read.
+/// `tierkv dev --checkpoint-mode` (ds-node's `checkpoint-mode`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum DevCheckpointMode {
+    Index,
+    Files,
+}
+
 fn default_maxmemory() -> u64 {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     meminfo
@@ -693,6 +704,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             requirepass: args.requirepass,
             probes: args.probes,
             maxmemory: args.maxmemory.unwrap_or_else(default_maxmemory),
+            checkpoint_mode: match args.checkpoint_mode {
+                DevCheckpointMode::Index => ds_node::CheckpointMode::Index,
+                DevCheckpointMode::Files => ds_node::CheckpointMode::Files,
+            },
             elastic_max_nodes: args.elastic.then_some(args.max_nodes),
             tls: args.tls.paths()?,
         }),

@@ -130,10 +130,20 @@ fn load(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
     })
 }
 
+/// SETs `key`, waiting out the proxy's startup `-LOADING` (as Redis clients do) for 10 s.
 fn must_set(port: u16, key: &str) {
     let mut c = Conn::connect(("127.0.0.1", port), Duration::from_secs(5)).unwrap();
-    let r = c.call(&["SET", key, &format!("v-{key}")]).unwrap();
-    assert!(r.is_ok(), "SET {key}: {r:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = c.call(&["SET", key, &format!("v-{key}")]).unwrap();
+        let loading = format!("{r:?}").contains("LOADING");
+        if loading && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+            continue;
+        }
+        assert!(r.is_ok(), "SET {key}: {r:?}");
+        return;
+    }
 }
 
 #[test]
