@@ -106,9 +106,12 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             base_port: 0,
             master_addr: Some(master_addr.to_string()),
             log_file_bytes: 512 << 20,
-            // 32 segments: the key index keeps 3 free for itself and its runs take whole
-            // segments, which 64 MiB ones would make a third of this log.
-            segment_bytes: 16 << 20,
+            // Index mode: 32 segments (the key index keeps 3 free for itself and its runs take
+            // whole segments, which 64 MiB ones would make a third of this log).
+            segment_bytes: match cfg.checkpoint_mode {
+                ds_node::CheckpointMode::Index => 16 << 20,
+                ds_node::CheckpointMode::Files => 64 << 20,
+            },
             cluster_secret_file: Some(secret_file.clone()),
             admin_addr: Some("127.0.0.1:0".into()),
             maxmemory: cfg.maxmemory,

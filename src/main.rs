@@ -104,9 +104,9 @@ struct DevArgs {
     /// it the coldest values move to the shard log. Default: a quarter of the machine's RAM.
     #[arg(long, value_parser = parse_memory_flag)]
     maxmemory: Option<u64>,
-    /// The DS node's durable base: `index` (the key index, incremental checkpoints; the
-    /// default) or `files` (whole-range checkpoint files, for comparison).
-    #[arg(long, value_enum, default_value = "index")]
+    /// The DS node's durable base: `files` (whole-range checkpoint files, the default) or
+    /// `index` (the shard's key index, incremental checkpoints).
+    #[arg(long, value_enum, default_value = "files")]
     checkpoint_mode: DevCheckpointMode,
     /// Elastic scaling: the master starts more `tierkv ds` processes on this machine when
     /// the load per node stays high and drains and stops them when it stays low

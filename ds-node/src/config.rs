@@ -47,13 +47,10 @@ pub struct InitialReplica {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CheckpointMode {
-    /// Each range checkpointed as a whole file under `data-dir/checkpoints/` (the layout of
-    /// releases before the key index; kept for comparison and for data dirs that must stay
-    /// readable by such a release).
-    Files,
-    /// The shard's key index on the log's segment store, checkpointed incrementally (the
-    /// default).
+    /// Each range checkpointed as a whole file under `data-dir/checkpoints/` (the default).
     #[default]
+    Files,
+    /// The shard's key index on the log's segment store, checkpointed incrementally.
     Index,
 }
 
@@ -122,7 +119,7 @@ pub struct DsConfig {
     /// is also checkpointed when the shard log is half full. Default 1000.
     pub checkpoint_check_ms: u64,
     /// `"files"` (whole-range checkpoint files) or `"index"` (the shard's key index,
-    /// incremental checkpoints of what changed). Default `"index"`.
+    /// incremental checkpoints of what changed). Default `"files"`.
     pub checkpoint_mode: CheckpointMode,
     /// Every this many milliseconds each shard demotes `demote-percent` % of its hot value
     /// bytes to the shard log (cold values, for tests and benchmarks until the memory policy
@@ -260,7 +257,7 @@ impl Default for DsConfig {
             admin_token: None,
             checkpoint_entries: 100_000,
             checkpoint_check_ms: 1000,
-            checkpoint_mode: CheckpointMode::Index,
+            checkpoint_mode: CheckpointMode::Files,
             demote_every_ms: 0,
             demote_percent: 100,
             maxmemory: 0,
@@ -476,10 +473,10 @@ mod tests {
     }
 
     #[test]
-    fn checkpoint_mode_is_the_index_unless_files_are_asked_for() {
-        assert_eq!(DsConfig::default().checkpoint_mode, CheckpointMode::Index);
-        let c = DsConfig::from_toml("checkpoint-mode = \"files\"").unwrap();
-        assert_eq!(c.checkpoint_mode, CheckpointMode::Files);
+    fn checkpoint_mode_is_files_unless_the_index_is_asked_for() {
+        assert_eq!(DsConfig::default().checkpoint_mode, CheckpointMode::Files);
+        let c = DsConfig::from_toml("checkpoint-mode = \"index\"").unwrap();
+        assert_eq!(c.checkpoint_mode, CheckpointMode::Index);
         assert!(DsConfig::from_toml("checkpoint-mode = \"lsm\"").is_err());
     }
 

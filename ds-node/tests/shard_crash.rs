@@ -95,12 +95,11 @@ thread_local! {
     static MODE: Cell<CheckpointMode> = Cell::new(env_mode());
 }
 
-/// `TIERKV_TEST_CHECKPOINT_MODE=files` runs every case on range files (default: the key
-/// index, the product's default).
+/// `TIERKV_TEST_CHECKPOINT_MODE=index` runs every case on the key index.
 fn env_mode() -> CheckpointMode {
     match std::env::var("TIERKV_TEST_CHECKPOINT_MODE").as_deref() {
-        Ok("files") => CheckpointMode::Files,
-        _ => CheckpointMode::Index,
+        Ok("index") => CheckpointMode::Index,
+        _ => CheckpointMode::Files,
     }
 }
 

@@ -16,12 +16,12 @@ use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
 use net::transport::TransportConfig;
 use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
 
-/// The checkpoint mode the tests run in: `TIERKV_TEST_CHECKPOINT_MODE=files` runs them on
-/// range files, anything else (or nothing) on the shard's key index (the default).
+/// The checkpoint mode the tests run in: `TIERKV_TEST_CHECKPOINT_MODE=index` runs them on
+/// the shard's key index, anything else (or nothing) on range files.
 pub fn test_checkpoint_mode() -> ds_node::CheckpointMode {
     match std::env::var("TIERKV_TEST_CHECKPOINT_MODE").as_deref() {
-        Ok("files") => ds_node::CheckpointMode::Files,
-        _ => ds_node::CheckpointMode::Index,
+        Ok("index") => ds_node::CheckpointMode::Index,
+        _ => ds_node::CheckpointMode::Files,
     }
 }
 
