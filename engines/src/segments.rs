@@ -26,6 +26,8 @@ struct Inner<D: BlockDevice> {
     busy: Cell<bool>,
     waiters: RefCell<Vec<Waker>>,
     poisoned: Cell<bool>,
+    /// Free segments as of the end of the last operation (read without the lock).
+    free: Cell<u64>,
 }
 
 /// A cloneable handle to the segment store of one device (see the module docs).
@@ -79,6 +81,7 @@ impl<D: BlockDevice> SharedStore<D> {
     /// Wraps an open store whose device handle shares `dev`.
     pub fn from_store(dev: Rc<D>, store: SegmentStore<SharedDevice<D>>) -> Self {
         let sb = *store.superblock();
+        let free = free_of(&sb, &store);
         Self {
             inner: Rc::new(Inner {
                 dev,
@@ -87,6 +90,7 @@ impl<D: BlockDevice> SharedStore<D> {
                 busy: Cell::new(false),
                 waiters: RefCell::new(Vec::new()),
                 poisoned: Cell::new(false),
+                free: Cell::new(free),
             }),
         }
     }
@@ -206,8 +210,20 @@ impl<D: BlockDevice> SharedStore<D> {
     }
 
     fn put(&self, store: SegmentStore<SharedDevice<D>>) {
+        self.inner.free.set(free_of(&self.inner.sb, &store));
         *self.inner.store.borrow_mut() = Some(store);
     }
+
+    /// Segments free in the store as of the end of the last allocation or free (cheap: no
+    /// lock; an operation in flight is not counted yet).
+    pub fn free_segments(&self) -> u64 {
+        self.inner.free.get()
+    }
+}
+
+fn free_of<D: BlockDevice>(sb: &Superblock, store: &SegmentStore<SharedDevice<D>>) -> u64 {
+    sb.segment_count
+        .saturating_sub(store.segments().count() as u64)
 }
 
 #[cfg(test)]

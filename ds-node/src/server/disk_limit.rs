@@ -12,7 +12,16 @@
 //!
 //! The limit is checked once per collector tick, so writes accepted during one tick can
 //! take the log past it by what a tick writes; the log file itself (`log-file-bytes`) is the
-//! hard bound (a full log answers `NoSpace` to the appends that need a segment).
+//! hard bound (a full log answers `NoSpace` to the appends that need a segment, and the
+//! shard's ready loop stops: its Raft entries cannot be made durable).
+//!
+//! **Low on segments** (index mode, whatever `maxdisksize`): when the log can allocate at
+//! most [`LOW_SPACE_SEGMENTS`] more segments ([`engines::vlog::Vlog::spare_segments`], read
+//! per write without a lock), the shard is treated as full at once: writes that add data are
+//! refused and the collector runs forced passes, so a log filling up answers `-OOM` instead
+//! of stopping the shard. Index mode needs it most: values stay in the log and the index
+//! keeps segments of its own. (Files mode is left as it was: its range files live outside
+//! the log; the same bound there is future work.)
 
 use net::RpcError;
 use net::message::kv::KvOp;
@@ -32,10 +41,19 @@ pub fn used_bytes<D: ShardDevice>(shard: &Shard<D>) -> u64 {
     shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes
 }
 
-/// Whether the log is at or above the limit.
+/// Spare log segments at or below which an index-mode shard refuses writes that add data.
+pub const LOW_SPACE_SEGMENTS: u64 = 2;
+
+/// Whether the log is at or above the limit, or (index mode) low on segments.
 pub fn over_limit<D: ShardDevice>(shard: &Shard<D>) -> bool {
     let limit = limit_bytes(shard);
-    limit > 0 && used_bytes(shard) >= limit
+    (limit > 0 && used_bytes(shard) >= limit) || low_on_segments(shard)
+}
+
+/// Index mode: whether the log can allocate at most [`LOW_SPACE_SEGMENTS`] more segments.
+pub fn low_on_segments<D: ShardDevice>(shard: &Shard<D>) -> bool {
+    shard.cfg.checkpoint_mode == crate::config::CheckpointMode::Index
+        && shard.log.spare_segments() <= LOW_SPACE_SEGMENTS
 }
 
 /// Records whether the shard is full (checked after a collection pass).
@@ -59,7 +77,7 @@ pub fn update<D: ShardDevice>(shard: &Shard<D>) {
 
 /// The error for `op` if the shard is full and `op` could add data.
 pub fn refusal<D: ShardDevice>(shard: &Shard<D>, op: &KvOp) -> Option<RpcError> {
-    if !shard.disk_full.get() || only_frees(op) {
+    if !(shard.disk_full.get() || low_on_segments(shard)) || only_frees(op) {
         return None;
     }
     shard.metrics.borrow_mut().gc.disk_full_refusals_total += 1;

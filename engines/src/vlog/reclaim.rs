@@ -12,6 +12,14 @@ use super::{Error, Result};
 use crate::pointer::SegmentId;
 
 impl<D: BlockDevice> Vlog<D> {
+    /// Segments the log may still allocate: free in the store beyond those it leaves to
+    /// other owners (`reserve-segments`). Cheap (no lock).
+    pub fn spare_segments(&self) -> u64 {
+        self.store
+            .free_segments()
+            .saturating_sub(u64::from(self.cfg.reserve_segments))
+    }
+
     // ---------------------------------------------------------------- truncation
 
     /// Drops the entries of `range` below `index` (durably: a truncation record is appended).
