@@ -58,6 +58,17 @@ fn value(key: usize, round: usize) -> Bytes {
     Bytes::from(v)
 }
 
+/// `SET key{k} value(k, round)`.
+fn set_op(k: usize, round: usize) -> KvOp {
+    KvOp::StrSet {
+        key: Bytes::from(format!("key{k}")),
+        value: value(k, round),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    }
+}
+
 async fn call(c: &net::glommio_transport::Client, op: KvOp) -> KvResponse {
     for _ in 0..2000 {
         match c
@@ -124,17 +135,7 @@ fn overwriting_four_times_the_log_size_keeps_working_and_survives_a_restart() {
                 tasks.push(glommio::spawn_local(async move {
                     for round in 0..ROUNDS {
                         for k in (w..KEYS).step_by(WRITERS) {
-                            let r = call(
-                                &c,
-                                KvOp::StrSet {
-                                    key: Bytes::from(format!("key{k}")),
-                                    value: value(k, round),
-                                    expiry: Expiry::Persist {},
-                                    cond: Cond::Always {},
-                                    get_old: false,
-                                },
-                            )
-                            .await;
+                            let r = call(&c, set_op(k, round)).await;
                             assert!(matches!(r, KvResponse::Ok { .. }), "key{k}: {r:?}");
                         }
                     }
@@ -199,17 +200,7 @@ fn an_index_mode_log_low_on_segments_refuses_writes_instead_of_stopping_the_shar
                     let mut refused = 0u64;
                     for round in 0..ROUNDS {
                         for k in (w..KEYS).step_by(WRITERS) {
-                            let r = call(
-                                &c,
-                                KvOp::StrSet {
-                                    key: Bytes::from(format!("key{k}")),
-                                    value: value(k, round),
-                                    expiry: Expiry::Persist {},
-                                    cond: Cond::Always {},
-                                    get_old: false,
-                                },
-                            )
-                            .await;
+                            let r = call(&c, set_op(k, round)).await;
                             match r {
                                 KvResponse::Ok { .. } => acked.push((k, round)),
                                 KvResponse::Err {
