@@ -96,6 +96,8 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_raft_bad_messages_total", m.bad_raft_messages_total),
         ("ds_raft_leader_changes_total", m.leader_changes_total),
         ("ds_log_flushes_total", m.flushes_total),
+        ("ds_log_full_stalls_total", m.log_full_stalls_total),
+        ("ds_log_room_refusals_total", m.log_room_refusals_total),
         ("ds_ttl_deleted_total", m.expired_deleted_total),
         ("ds_garbage_deleted_total", m.garbage_deleted_total),
         ("ds_raft_log_fetches_total", m.log_fetches_total),

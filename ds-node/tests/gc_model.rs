@@ -67,6 +67,7 @@ const POLICY: GcPolicy = GcPolicy {
     space_ratio: 1.5,
     max_victims: 3,
     min_used_bytes: 4 * SEG,
+    max_live_bytes: u64::MAX,
 };
 
 const WALK: GcWalk = GcWalk {

@@ -478,6 +478,36 @@ mod vlog {
         });
     }
 
+    /// `room_bytes` is what the log can still take: appends whose records fit in it succeed,
+    /// it shrinks by at least what they wrote, and the append that finds it used up is the
+    /// one that fails with `NoSpace` (the ready loop holds turns back on this figure).
+    #[test]
+    fn room_bytes_bounds_what_appends_can_still_write() {
+        block_on(async {
+            let log = must_open(must_format(4), cfg()).await;
+            let mut i = 1u64;
+            loop {
+                let room = log.room_bytes();
+                assert!(log.head_room_bytes() <= room);
+                match log.append(vec![entry(1, i, 1, 2000)]).await {
+                    Ok(_) => {
+                        assert!(
+                            log.room_bytes() + 2000 <= room,
+                            "room {room} did not shrink"
+                        );
+                        i += 1;
+                    }
+                    Err(e) => {
+                        assert!(matches!(e, Error::NoSpace), "{e:?}");
+                        assert!(room < 2 * 2000 + 4096, "failed with {room} bytes of room");
+                        break;
+                    }
+                }
+            }
+            assert!(i > 10, "only {i} appends");
+        });
+    }
+
     /// A hard state queued (not yet committed) when the segment holding the range's older
     /// hard state is released stays the latest: the relocated copy of the old one is
     /// written before it, not after.

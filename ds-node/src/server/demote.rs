@@ -195,6 +195,7 @@ async fn write_and_demote<D: ShardDevice>(
             .collect()
     };
     let written: u64 = records.iter().map(|r| r.record.encoded_len() as u64).sum();
+    super::log_room::maintenance_fits(shard, written)?;
     let appended = shard
         .log
         .append(records)

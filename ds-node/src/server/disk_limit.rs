@@ -12,8 +12,8 @@
 //!
 //! The limit is checked once per collector tick, so writes accepted during one tick can
 //! take the log past it by what a tick writes; the log file itself (`log-file-bytes`) is the
-//! hard bound (a full log answers `NoSpace` to the appends that need a segment, and the
-//! shard's ready loop stops: its Raft entries cannot be made durable).
+//! hard bound: the ready loop holds Raft entries back rather than start a group commit the
+//! log has no room for (`server::log_room`), and the shard counts as full meanwhile.
 //!
 //! **Low on segments** (index mode, whatever `maxdisksize`): when the log can allocate at
 //! most [`LOW_SPACE_SEGMENTS`] more segments ([`engines::vlog::Vlog::spare_segments`], read
@@ -47,7 +47,7 @@ pub const LOW_SPACE_SEGMENTS: u64 = 2;
 /// Whether the log is at or above the limit, or (index mode) low on segments.
 pub fn over_limit<D: ShardDevice>(shard: &Shard<D>) -> bool {
     let limit = limit_bytes(shard);
-    (limit > 0 && used_bytes(shard) >= limit) || low_on_segments(shard)
+    (limit > 0 && used_bytes(shard) >= limit) || low_on_segments(shard) || shard.log_stalled.get()
 }
 
 /// Index mode: whether the log can allocate at most [`LOW_SPACE_SEGMENTS`] more segments.
@@ -75,9 +75,15 @@ pub fn update<D: ShardDevice>(shard: &Shard<D>) {
     }
 }
 
+/// Whether writes that add data are refused now: the last collector tick found the shard
+/// full, the log is low on segments, or the ready loop is holding entries back.
+fn refusing<D: ShardDevice>(shard: &Shard<D>) -> bool {
+    shard.disk_full.get() || low_on_segments(shard) || shard.log_stalled.get()
+}
+
 /// The error for `op` if the shard is full and `op` could add data.
 pub fn refusal<D: ShardDevice>(shard: &Shard<D>, op: &KvOp) -> Option<RpcError> {
-    if !(shard.disk_full.get() || low_on_segments(shard)) || only_frees(op) {
+    if !refusing(shard) || only_frees(op) {
         return None;
     }
     shard.metrics.borrow_mut().gc.disk_full_refusals_total += 1;

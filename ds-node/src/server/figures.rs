@@ -52,6 +52,8 @@ pub fn collect<D: ShardDevice>(shard: &Shard<D>) -> ShardMetrics {
     {
         let lm = shard.log.metrics();
         m.gc.log_used_bytes = shard.log.segment_usage().len() as u64 * shard.cfg.segment_bytes;
+        m.gc.log_room_bytes = shard.log.room_bytes();
+        m.gc.log_stalled_shards = u64::from(shard.log_stalled.get());
         m.gc.device_written_bytes = lm.written_bytes_total;
         m.gc.user_appended_bytes = lm
             .appended_bytes_total

@@ -32,6 +32,7 @@ use engines::vlog::{LogPointer, SegmentId};
 use super::checkpoint;
 use super::disk_limit;
 use super::gc_move::{self, GcEngine, StepReport};
+use super::log_room;
 use super::metrics::ShardMetrics;
 use super::shard::{Shard, ShardDevice};
 use crate::range::engine::{GcItem, GcWalk};
@@ -93,7 +94,23 @@ pub fn gc_policy<D: ShardDevice>(shard: &Shard<D>) -> GcPolicy {
         space_ratio: f64::from(shard.cfg.gc_space_percent) / 100.0,
         max_victims: shard.cfg.gc_max_victims,
         min_used_bytes: shard.cfg.log_file_bytes / 100 * u64::from(shard.cfg.gc_start_percent),
+        max_live_bytes: live_bytes_bound(shard),
     }
+}
+
+/// The live bytes a pass may take on. A pass writes its victims' live values again (copies,
+/// or the index checkpoint's value records) before it frees them; when the log is short of
+/// room, the room it can count on is what the ready loop leaves to maintenance
+/// ([`log_room::MAINTENANCE_SEGMENTS`]), less a margin for record headers, so a pass never
+/// writes the log full on its way to freeing space. Otherwise no bound.
+fn live_bytes_bound<D: ShardDevice>(shard: &Shard<D>) -> u64 {
+    let seg = shard.cfg.segment_bytes;
+    let room = shard.log.room_bytes();
+    if room > (disk_limit::LOW_SPACE_SEGMENTS + 1) * seg {
+        return u64::MAX;
+    }
+    room.min(log_room::MAINTENANCE_SEGMENTS * seg)
+        .saturating_sub(seg / 16)
 }
 
 /// The log's segments with the engine's live bytes.

@@ -37,6 +37,12 @@ pub struct GcMetrics {
     pub log_used_bytes: u64,
     /// Bytes live pointers name (gauge, `ds_log_live_bytes`).
     pub log_live_bytes: u64,
+    /// Bytes the shard log can still take without a segment beyond its spares (gauge,
+    /// `ds_log_room_bytes`; `engines::vlog::Vlog::room_bytes`).
+    pub log_room_bytes: u64,
+    /// Shards whose ready loop is holding Raft entries back for want of log room (gauge,
+    /// `ds_log_stalled_shards`; `server::log_room`).
+    pub log_stalled_shards: u64,
     /// Bytes written to the device by the shard log (`ds_log_device_written_bytes_total`).
     pub device_written_bytes: u64,
     /// Record bytes appended by the write path: everything but demoted and relocated
@@ -67,6 +73,8 @@ impl Default for GcMetrics {
             pass_us: Histogram::new_with_bounds(1, 3_600_000_000, 2)
                 .expect("valid histogram bounds"),
             log_used_bytes: 0,
+            log_room_bytes: 0,
+            log_stalled_shards: 0,
             log_live_bytes: 0,
             device_written_bytes: 0,
             user_appended_bytes: 0,
@@ -93,6 +101,8 @@ impl GcMetrics {
         self.freed_bytes_total += o.freed_bytes_total;
         let _ = self.pass_us.add(&o.pass_us);
         self.log_used_bytes += o.log_used_bytes;
+        self.log_room_bytes += o.log_room_bytes;
+        self.log_stalled_shards += o.log_stalled_shards;
         self.log_live_bytes += o.log_live_bytes;
         self.device_written_bytes += o.device_written_bytes;
         self.user_appended_bytes += o.user_appended_bytes;
@@ -136,6 +146,8 @@ impl GcMetrics {
         }
         for (name, v) in [
             ("ds_log_used_bytes", self.log_used_bytes),
+            ("ds_log_room_bytes", self.log_room_bytes),
+            ("ds_log_stalled_shards", self.log_stalled_shards),
             ("ds_log_live_bytes", self.log_live_bytes),
             ("ds_disk_full_shards", self.disk_full_shards),
         ] {

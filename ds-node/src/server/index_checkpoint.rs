@@ -294,10 +294,12 @@ async fn write_values<D: ShardDevice>(
                 .map(|&i| value_record(&st, &changes[i]))
                 .collect()
         };
-        rep.written_bytes += records
+        let bytes = records
             .iter()
             .map(|r| r.record.encoded_len() as u64)
             .sum::<u64>();
+        super::log_room::maintenance_fits(shard, bytes).map_err(|e| anyhow::anyhow!(e))?;
+        rep.written_bytes += bytes;
         let appended = shard
             .log
             .append(records)

@@ -40,6 +40,12 @@ pub struct ShardMetrics {
     pub leader_changes_total: u64,
     /// Group commits (`ds_log_flushes_total`).
     pub flushes_total: u64,
+    /// Ready-loop turns held back because the shard log had no room for them
+    /// (`ds_log_full_stalls_total`; `server::log_room`).
+    pub log_full_stalls_total: u64,
+    /// Value writes (checkpoint value records, demotions) refused because the shard log had
+    /// no room for them beside the Raft entries (`ds_log_room_refusals_total`).
+    pub log_room_refusals_total: u64,
     /// Expired keys deleted by TTL sweeps (`ds_ttl_deleted_total`).
     pub expired_deleted_total: u64,
     /// Elements of deleted, expired or overwritten collections reclaimed by sweeps
@@ -223,6 +229,8 @@ impl Default for ShardMetrics {
             raft_refused_total: [0; Refusal::ALL.len()],
             leader_changes_total: 0,
             flushes_total: 0,
+            log_full_stalls_total: 0,
+            log_room_refusals_total: 0,
             expired_deleted_total: 0,
             garbage_deleted_total: 0,
             log_fetches_total: 0,
@@ -285,6 +293,8 @@ impl ShardMetrics {
         }
         self.leader_changes_total += o.leader_changes_total;
         self.flushes_total += o.flushes_total;
+        self.log_full_stalls_total += o.log_full_stalls_total;
+        self.log_room_refusals_total += o.log_room_refusals_total;
         self.expired_deleted_total += o.expired_deleted_total;
         self.garbage_deleted_total += o.garbage_deleted_total;
         self.log_fetches_total += o.log_fetches_total;
@@ -339,7 +349,7 @@ impl ShardMetrics {
         };
         format!(
             "proposals={} applied={} lease_reads={} read_index={} busy={} not_leader={} \
-             bad_raft={} refused_raft={} leader_changes={} flushes={} ttl_deleted={} propose_apply_us={} flush_us={} \
+             bad_raft={} refused_raft={} leader_changes={} flushes={} log_full_stalls={} ttl_deleted={} propose_apply_us={} flush_us={} \
              records_per_flush(mean)={:.1} checkpoints={} segments_freed={} snapshots_sent={} snapshot_send_failures={} \
              snapshots_received={} snapshots_applied={} snapshot_chunks_refused={} replicas_created={} splits={}",
             self.proposals_total,
@@ -352,6 +362,7 @@ impl ShardMetrics {
             self.raft_refused_total.iter().sum::<u64>(),
             self.leader_changes_total,
             self.flushes_total,
+            self.log_full_stalls_total,
             self.expired_deleted_total,
             q(&self.propose_apply_us),
             q(&self.flush_us),

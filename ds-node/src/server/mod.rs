@@ -18,7 +18,8 @@
 //!    operation.
 //! 2. **Operations**, each taking the state it needs: `checkpoint` (checkpoints on disk, log
 //!    compaction), `cold` (loads of cold values before an apply), `demote` (making entries
-//!    cold), `index_checkpoint` (index-mode checkpoints into the key index), `disk_limit` (`maxdisksize`), `throttle` (new writes wait for memory above
+//!    cold), `log_room` (whether the shard log can take the ready loop's next group
+//!    commit), `index_checkpoint` (index-mode checkpoints into the key index), `disk_limit` (`maxdisksize`), `throttle` (new writes wait for memory above
 //!    the `maxmemory` line), `policy` (the memory policy's task), `gc_move` and `gc` (the
 //!    log garbage collector), `transport` (peer connections and Raft batches), `snapshot` (snapshots streamed and installed), `split` (range splits),
 //!    `conf_change` (membership changes, replica destruction), `read` (lease and ReadIndex
@@ -59,6 +60,7 @@ pub mod gc_move;
 pub mod handler;
 pub mod index_checkpoint;
 pub mod lease;
+pub mod log_room;
 pub mod metrics;
 pub mod peer;
 pub mod policy;

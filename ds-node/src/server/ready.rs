@@ -56,12 +56,17 @@ struct InFlight {
 ///
 /// Each pass: tick if due; finish the oldest group commits that completed (in order:
 /// `on_persist_ready`, persisted messages, apply, answers); then, with fewer than
-/// [`COMMIT_DEPTH`] commits in flight, take every group's ready and queue the next commit.
+/// [`COMMIT_DEPTH`] commits in flight and room for it in the log (`server::log_room`), take
+/// every group's ready and queue the next commit.
 /// Readies are persisted in order, and raft-rs lets a group produce its next ready before
 /// the previous one is persisted, so turn N+1 is collected and written while N flushes.
 pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     if let Err(e) = pipeline(&shard).await {
-        tracing::error!("shard {} ready loop stopped: {e:#}", shard.index);
+        tracing::error!(
+            "shard {} ready loop stopped: {e:#} (log poisoned: {:?})",
+            shard.index,
+            shard.log.poison_reason()
+        );
         // The log is poisoned: fail everything that waits and stop serving writes.
         let mut st = shard.state.borrow_mut();
         for p in st.peers.values_mut() {
@@ -109,7 +114,9 @@ async fn pipeline<D: ShardDevice>(shard: &Rc<Shard<D>>) -> anyhow::Result<()> {
             }
             finish(shard, f.works).await?;
         }
-        if inflight.len() < COMMIT_DEPTH {
+        // A turn the log has no room for is held back (raft-rs keeps its entries) until the
+        // collector frees segments: a failed group commit would stop the loop.
+        if inflight.len() < COMMIT_DEPTH && super::log_room::turn_fits(shard) {
             if let Some(next) = prepare(shard).await? {
                 inflight.push_back(next);
             }

@@ -203,6 +203,7 @@ impl<D: ShardDevice> Shard<D> {
             addrs: RefCell::new(addrs),
             stop: Cell::new(false),
             disk_full: Cell::new(false),
+            log_stalled: Cell::new(false),
             master_ranges: RefCell::new(HashMap::new()),
             route_version: Cell::new(0),
             file_ops: Cell::new(0),

@@ -202,6 +202,9 @@ pub struct Shard<D: ShardDevice = Device> {
     /// The shard log reached `maxdisksize` (`server::disk_limit`): writes that add data are
     /// refused (a `Cell`: the request handler checks it while it holds the state).
     pub(super) disk_full: Cell<bool>,
+    /// The ready loop is holding Raft entries back: the shard log has no room for them
+    /// (`server::log_room`). Counts as full for writes that add data.
+    pub(super) log_stalled: Cell<bool>,
     /// The master's descriptors of the ranges it places on this shard (from its last route
     /// table): a replica is created for a leader's message only if listed here.
     pub(super) master_ranges: RefCell<HashMap<net::RangeId, RangeDescriptor>>,

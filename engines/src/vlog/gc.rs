@@ -54,6 +54,10 @@ pub struct GcPolicy {
     /// No pass while the segments take less than this (the log may use this much space
     /// freely: collecting a small log early would copy values that are about to die).
     pub min_used_bytes: u64,
+    /// Most live bytes one pass's victims may hold: what the pass may have to write again
+    /// before it frees anything (`u64::MAX`: no bound). A log short of room bounds it by the
+    /// room left, so a pass never writes the log full on its way to freeing space.
+    pub max_live_bytes: u64,
 }
 
 /// What one pass collects.
@@ -102,6 +106,10 @@ pub fn plan(
         .into_iter()
         .take_while(|s| !s.head && !s.raft_needed)
         .take(policy.max_victims)
+        .scan(0u64, |live, s| {
+            *live = live.saturating_add(s.live_bytes);
+            (*live <= policy.max_live_bytes).then_some(s)
+        })
         .collect();
     if victims.is_empty() {
         return None;
@@ -122,6 +130,7 @@ mod tests {
         space_ratio: 1.5,
         max_victims: 2,
         min_used_bytes: 0,
+        max_live_bytes: u64::MAX,
     };
 
     fn seg(id: u32, seq: u64, live: u64) -> SegmentView {
@@ -182,6 +191,22 @@ mod tests {
         };
         assert!(!wants_collection(&sparse, &roomy, 0));
         assert!(plan(&sparse, &roomy, 0, true).is_some());
+    }
+
+    #[test]
+    fn a_pass_takes_only_the_victims_whose_live_bytes_fit_its_bound() {
+        let segs = vec![seg(1, 1, 30), seg(2, 2, 50), seg(3, 3, 0), seg(4, 4, 0)];
+        let bounded = |max_live_bytes| GcPolicy {
+            max_victims: 9,
+            max_live_bytes,
+            ..POLICY
+        };
+        let victims = |max| plan(&segs, &bounded(max), 0, true).map(|p| p.victims);
+        assert_eq!(victims(u64::MAX).map(|v| v.len()), Some(4));
+        assert_eq!(victims(79), Some(vec![SegmentId(1)]));
+        assert_eq!(victims(80).map(|v| v.len()), Some(4));
+        // The oldest segment alone is over the bound: no pass (victims are an oldest prefix).
+        assert_eq!(victims(29), None);
     }
 
     #[test]

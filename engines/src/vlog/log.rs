@@ -192,6 +192,8 @@ struct Lock {
 /// Mutable log state besides the index.
 pub(crate) struct Core {
     pub poisoned: bool,
+    /// Why the log was poisoned first (for the error reports of whoever finds it poisoned).
+    pub poison_reason: Option<&'static str>,
     /// Seq after the last completed (flushed and applied) batch. Every record below it was
     /// flushed: it is the durable mark of the next batch written (format §3).
     pub next_seq: Seq,
@@ -210,7 +212,7 @@ pub(crate) struct Core {
 
 impl Core {
     /// The head the next batch is laid out from: after the newest written batch.
-    fn write_head(&self) -> Option<&Head> {
+    pub(crate) fn write_head(&self) -> Option<&Head> {
         self.ahead.as_ref().map(|(h, _)| h).or(self.head.as_ref())
     }
 }
@@ -280,7 +282,7 @@ struct InFlight<'a, D: BlockDevice> {
 impl<D: BlockDevice> Drop for InFlight<'_, D> {
     fn drop(&mut self) {
         if self.armed {
-            self.log.core.borrow_mut().poisoned = true;
+            self.log.poison("a commit was dropped while in flight");
         }
     }
 }
@@ -453,6 +455,19 @@ impl<D: BlockDevice> Vlog<D> {
         self.pump(&|| self.queue.borrow().pending.is_empty(), true)
             .await;
         self.check_poisoned()
+    }
+
+    /// Poisons the log (it acknowledges nothing until reopened), keeping the first reason.
+    pub(crate) fn poison(&self, why: &'static str) {
+        let mut c = self.core.borrow_mut();
+        c.poisoned = true;
+        c.poison_reason.get_or_insert(why);
+    }
+
+    /// Why the log is poisoned (`None`: it is not).
+    pub fn poison_reason(&self) -> Option<&'static str> {
+        let c = self.core.borrow();
+        c.poisoned.then(|| c.poison_reason.unwrap_or("unknown"))
     }
 
     pub(super) fn check_poisoned(&self) -> Result<()> {
@@ -663,7 +678,7 @@ impl<D: BlockDevice> Vlog<D> {
             // The ticket's records left the queue without completing: only a dropped commit
             // does that, and it poisons the log. Never spin.
             debug_assert!(false, "ticket {t} pending with nothing queued or in flight");
-            self.core.borrow_mut().poisoned = true;
+            self.poison("a ticket's records left the queue without completing");
         }
     }
 
@@ -784,7 +799,7 @@ impl<D: BlockDevice> Vlog<D> {
                 next
             }
             Err(e) => {
-                self.core.borrow_mut().poisoned = true;
+                self.poison("a flush failed");
                 self.metrics.borrow_mut().failed_batches_total += 1;
                 self.fail_all(&cur.batch, e);
                 if let Some(n) = next {
@@ -818,11 +833,18 @@ impl<D: BlockDevice> Vlog<D> {
     /// Fails every ticket in `batch` with `err` and every queued one with `DeviceFailed`.
     fn fail_all(&self, batch: &[Pending], err: Error) {
         let mut q = self.queue.borrow_mut();
+        // Running out of segments is every ticket's error (each may retry once space is
+        // back); any other error goes to the first, and the rest learn the log failed.
+        let no_space = matches!(err, Error::NoSpace);
         let mut err = Some(err);
         for p in batch {
             if let Some(k) = q.tickets.get_mut(&p.ticket) {
                 if k.err.is_none() {
-                    k.err = Some(err.take().unwrap_or(Error::DeviceFailed));
+                    k.err = Some(match err.take() {
+                        Some(e) => e,
+                        None if no_space => Error::NoSpace,
+                        None => Error::DeviceFailed,
+                    });
                 }
             }
         }
@@ -884,7 +906,11 @@ impl<D: BlockDevice> Vlog<D> {
                     // partial entry in its middle (format §4).
                     let mid_entry = matches!(batch.first(), Some(Pending { item: Item::Fragment(f), .. }) if f.continues());
                     if e.is_device_failure() || mid_entry {
-                        self.core.borrow_mut().poisoned = true;
+                        self.poison(if mid_entry {
+                            "no segment for the rest of a fragmented entry"
+                        } else {
+                            "allocating a segment failed"
+                        });
                     }
                     self.fail_batch(&batch, e);
                     self.drop_rest_of_entry(&batch);
@@ -911,7 +937,7 @@ impl<D: BlockDevice> Vlog<D> {
                 })
             }
             Err(e) => {
-                self.core.borrow_mut().poisoned = true;
+                self.poison("writing a batch failed");
                 self.metrics.borrow_mut().failed_batches_total += 1;
                 self.fail_all(&batch, e);
                 None
@@ -1176,7 +1202,7 @@ impl<D: BlockDevice> Vlog<D> {
                 Ok(s) => self.core.borrow_mut().spare = Some(s),
                 // No spare: the next batch that needs a segment reports `NoSpace` itself.
                 Err(Error::NoSpace) => {}
-                Err(_) => self.core.borrow_mut().poisoned = true,
+                Err(_) => self.poison("preallocating the spare segment failed"),
             }
         }
     }

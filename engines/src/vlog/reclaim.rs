@@ -20,6 +20,24 @@ impl<D: BlockDevice> Vlog<D> {
             .saturating_sub(u64::from(self.cfg.reserve_segments))
     }
 
+    /// Bytes the log can still take without a segment beyond its spares: what is left of
+    /// the head segment after the newest written batch, the preallocated spare segment, and
+    /// [`spare_segments`](Self::spare_segments). Records queued but not yet written are not
+    /// subtracted, nor record headers and block padding: callers that hold appends back
+    /// when space runs short keep a margin. Cheap (no I/O).
+    pub fn room_bytes(&self) -> u64 {
+        let preallocated = u64::from(self.core.borrow().spare.is_some());
+        self.head_room_bytes() + (preallocated + self.spare_segments()) * self.seg_size
+    }
+
+    /// Bytes left in the head segment after the newest written batch (0 before the first
+    /// segment): what a batch can take without allocating.
+    pub fn head_room_bytes(&self) -> u64 {
+        let c = self.core.borrow();
+        c.write_head()
+            .map_or(0, |h| self.seg_size.saturating_sub(h.tail))
+    }
+
     // ---------------------------------------------------------------- truncation
 
     /// Drops the entries of `range` below `index` (durably: a truncation record is appended).
@@ -119,7 +137,7 @@ impl<D: BlockDevice> Vlog<D> {
         }
         let res = self.store.free(nvme::SegmentId(id)).await;
         if let Err(e) = res {
-            self.core.borrow_mut().poisoned = true;
+            self.poison("freeing a segment failed");
             return Err(Error::from_nvme(e));
         }
         self.core.borrow_mut().state.segments.remove(&id);

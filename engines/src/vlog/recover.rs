@@ -250,6 +250,7 @@ impl<D: BlockDevice> Vlog<D> {
         report.last_checkpoint = state.last_checkpoint.clone();
         let core = Core {
             poisoned: false,
+            poison_reason: None,
             next_seq: report.next_seq,
             head,
             ahead: None,
