@@ -14,6 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::child::child_ready_and_park;
 use common::single::{
     b, child_node_place, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok,
     run_ops, set, single_cfg, spawn_child_node,
@@ -389,10 +390,7 @@ fn cold_child_process() {
         ..single_cfg(&dir)
     };
     let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+    child_ready_and_park()
 }
 
 /// Writes (new keys, overwrites and appends to keys that periodic demotion keeps making

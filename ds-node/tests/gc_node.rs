@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::child::child_ready_and_park;
 use common::single::{
     child_node_place, free_addr, http_ok, metric_until, run_ops, set, single_cfg, spawn_child_node,
 };
@@ -184,10 +185,7 @@ fn gc_child_process() {
         ..cfg(&dir)
     };
     let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+    child_ready_and_park()
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::child::child_ready_and_park;
 use common::single::{
     b, child_node_place, free_addr, metric, metric_settled, metric_until, must_ok, run_ops,
     run_ops_in_flight, set, single_cfg, spawn_child_node,
@@ -288,10 +289,7 @@ fn index_child_process() {
         ..index_cfg(&dir)
     };
     let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+    child_ready_and_park()
 }
 
 /// Sets, appends (computed values) and deletes run while the index-mode node checkpoints and
@@ -389,10 +387,7 @@ fn index_child_process_large_captures() {
         ..index_cfg(&dir)
     };
     let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+    child_ready_and_park()
 }
 
 /// `0..n` in a pseudo-random order fixed by `seed` (Fisher–Yates over an xorshift).

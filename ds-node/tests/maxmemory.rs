@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::child::child_ready_and_park;
 use common::single::{
     Retry, call, child_node_place, free_addr, metric_at_least, run_ops_retrying, set, single_cfg,
     spawn_child_node, with_client,
@@ -241,10 +242,7 @@ fn maxmemory_child_process() {
         ..cfg(&dir)
     };
     let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+    child_ready_and_park()
 }
 
 /// Sets, overwrites and appends (appends load values the policy made cold) run while the

@@ -2,6 +2,7 @@
 //! routes by the master's route table (shared by the multi-node tests).
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod child;
 pub mod single;
 pub mod trio;
 
