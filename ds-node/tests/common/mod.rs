@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod single;
+pub mod store;
 pub mod trio;
 
 use std::time::{Duration, Instant};
