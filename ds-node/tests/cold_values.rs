@@ -14,10 +14,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::child::child_ready_and_park;
+use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
 use common::single::{
-    b, child_node_place, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok,
-    run_ops, set, single_cfg, spawn_child_node,
+    b, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok, run_ops, set,
+    single_cfg, spawn_child_node,
 };
 use ds_node::{DsConfig, run};
 use net::message::kv::{KvOp, KvResponse, OpResult};
@@ -380,17 +380,12 @@ fn segments_with_live_values_survive_compaction_while_cold_reads_run() {
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn cold_child_process() {
-    let (dir, port, admin) = child_node_place();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         checkpoint_entries: 100,
         checkpoint_check_ms: 20,
         demote_every_ms: 30,
-        ..single_cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    child_ready_and_park()
+        ..single_cfg(dir)
+    })
 }
 
 /// Writes (new keys, overwrites and appends to keys that periodic demotion keeps making
@@ -441,39 +436,14 @@ fn kill9_with_periodic_demotion_loses_no_acknowledged_write() {
     assert!(metric_until(admin, "ds_demotions_total", |v| v > 100.0) > 100.0);
     assert!(metric_until(admin, "ds_cold_reads_total", |v| v > 10.0) > 10.0);
     // Kill while a last batch is in flight (its outcome is unknown: not in the model).
-    let a = addr.clone();
-    let last = std::thread::spawn(move || {
-        let ops = (0..200).map(|i| set(&format!("late-{i}"), "x")).collect();
-        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill9();
-    let _ = last.join();
+    kill9_with_batch_in_flight(child, &addr, 1);
     let _child = spawn_child_node("cold_child_process", dir.path(), port, admin);
-    let keys: Vec<Bytes> = model.keys().cloned().collect();
-    let got = run_ops(
-        &addr,
-        keys.iter()
-            .map(|k| KvOp::StrGet { key: k.clone() })
-            .collect(),
-    );
-    let mut lost = 0;
-    for (k, r) in keys.iter().zip(got) {
-        let want = KvResponse::Ok {
-            result: OpResult::Value {
-                value: Some(Bytes::from(model[k].clone())),
-            },
-        };
-        if r != want {
-            lost += 1;
-            eprintln!("{k:?}: {r:?}");
-        }
-    }
+    let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], Some(&v[..]))));
     assert!(round > 5, "only {round} rounds");
     assert_eq!(
         lost,
         0,
         "{lost} of {} keys differ after kill -9",
-        keys.len()
+        model.len()
     );
 }

@@ -14,10 +14,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::child::child_ready_and_park;
+use common::crash::serve_child_node;
 use common::on_executor;
-use common::single::{child_node_place, ctx, free_addr, spawn_child_node};
-use ds_node::{DsConfig, run};
+use common::single::{ctx, free_addr, spawn_child_node};
+use ds_node::DsConfig;
 use net::message::handshake::{Hello, Role};
 use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
 use net::transport::TransportConfig;
@@ -28,12 +28,10 @@ use net::{ClusterId, Message, NodeId, RpcError};
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn crash_child_process() {
-    let (dir, port, _admin) = child_node_place();
-    let cfg = DsConfig {
-        data_dir: dir,
+    serve_child_node(|dir| DsConfig {
+        data_dir: dir.to_path_buf(),
         shards: 1,
         pin: false,
-        base_port: port,
         log_file_bytes: 64 << 20,
         segment_bytes: 4 << 20,
         zero_log_file: false,
@@ -45,9 +43,7 @@ fn crash_child_process() {
         checkpoint_check_ms: 20,
         checkpoint_mode: common::single::test_checkpoint_mode(),
         ..DsConfig::default()
-    };
-    let _node = run(cfg).unwrap();
-    child_ready_and_park()
+    })
 }
 
 async fn connect(addr: &str) -> net::glommio_transport::Client {
@@ -64,7 +60,6 @@ async fn connect(addr: &str) -> net::glommio_transport::Client {
 #[test]
 fn kill9_during_writes_loses_no_acknowledged_write() {
     let dir = test_support::tempdir::TempDir::new("ds-kill9");
-    // The child's admin endpoint is configured but not served (the child's config has none).
     let (port, admin) = (free_addr().port(), free_addr());
     let addr = format!("127.0.0.1:{port}");
     let child = spawn_child_node("crash_child_process", dir.path(), port, admin);

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::child::child_ready_and_park;
+use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
 use common::single::{
-    Retry, call, child_node_place, free_addr, metric_at_least, run_ops_retrying, set, single_cfg,
-    spawn_child_node, with_client,
+    Retry, call, free_addr, metric_at_least, run_ops_retrying, set, single_cfg, spawn_child_node,
+    with_client,
 };
 use ds_node::{DsConfig, run};
 use net::message::kv::{Expiry, KvOp, KvResponse, OpResult, WriteOp};
@@ -231,18 +231,13 @@ const CHILD_MAXMEMORY: u64 = 1 << 20;
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn maxmemory_child_process() {
-    let (dir, port, admin) = child_node_place();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         log_file_bytes: 256 << 20,
         checkpoint_entries: 100,
         checkpoint_check_ms: 20,
         maxmemory: CHILD_MAXMEMORY,
-        ..cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    child_ready_and_park()
+        ..cfg(dir)
+    })
 }
 
 /// Sets, overwrites and appends (appends load values the policy made cold) run while the
@@ -294,39 +289,14 @@ fn kill9_while_the_policy_demotes_loses_no_acknowledged_write() {
     assert!(metric_at_least(admin, "ds_policy_demotions_total", 101) > 100);
     assert!(metric_at_least(admin, "ds_cold_reads_total", 11) > 10);
     // Kill while a last batch is in flight (its outcome is unknown: not in the model).
-    let a = addr.clone();
-    let last = std::thread::spawn(move || {
-        let ops = (0..200).map(|i| set(&format!("late-{i}"), "x")).collect();
-        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill9();
-    let _ = last.join();
+    kill9_with_batch_in_flight(child, &addr, 1);
     let _child = spawn_child_node("maxmemory_child_process", dir.path(), port, admin);
-    let keys: Vec<Bytes> = model.keys().cloned().collect();
-    let got = run_ops(
-        &addr,
-        keys.iter()
-            .map(|k| KvOp::StrGet { key: k.clone() })
-            .collect(),
-    );
-    let mut lost = 0;
-    for (k, r) in keys.iter().zip(got) {
-        let want = KvResponse::Ok {
-            result: OpResult::Value {
-                value: Some(Bytes::from(model[k].clone())),
-            },
-        };
-        if r != want {
-            lost += 1;
-            eprintln!("{k:?}: {r:?}");
-        }
-    }
+    let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], Some(&v[..]))));
     assert!(round > 5, "only {round} rounds");
     assert_eq!(
         lost,
         0,
         "{lost} of {} keys differ after kill -9",
-        keys.len()
+        model.len()
     );
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
 pub mod child;
+pub mod crash;
 pub mod single;
 pub mod store;
 pub mod trio;
