@@ -36,6 +36,15 @@ pub struct ChildProcess {
 /// When the child cannot be started, exits before `READY`, or is not ready within
 /// [`READY_WITHIN`] (it is killed then); the panic shows the end of its stdout and stderr.
 pub fn spawn_child(test_name: &str, env: &[(&str, String)]) -> ChildProcess {
+    spawn_child_within(test_name, env, READY_WITHIN)
+}
+
+/// [`spawn_child`] with the child given `within` to print `READY`.
+pub fn spawn_child_within(
+    test_name: &str,
+    env: &[(&str, String)],
+    within: Duration,
+) -> ChildProcess {
     let logs = TempDir::new(&format!("child-{test_name}"));
     std::fs::create_dir_all(logs.path()).unwrap();
     let file = |name: &str| std::fs::File::create(logs.path().join(name)).unwrap();
@@ -58,7 +67,7 @@ pub fn spawn_child(test_name: &str, env: &[(&str, String)]) -> ChildProcess {
         child,
         logs,
     };
-    guard.wait_ready(READY_WITHIN);
+    guard.wait_ready(within);
     guard
 }
 
