@@ -391,7 +391,7 @@ fn pushes_and_pops_at_both_ends_cross_list_start_and_an_empty_list_is_deleted() 
         },
     };
     for (e, left) in [("1", true), ("2", false), ("0", true), ("3", false)] {
-        db.run(&push("a", e, left)).unwrap();
+        db.run(push("a", e, left)).unwrap();
     }
     let range = KvOp::List {
         op: ListOp::Range {
@@ -408,8 +408,8 @@ fn pushes_and_pops_at_both_ends_cross_list_start_and_an_empty_list_is_deleted() 
             count: Some(3),
         },
     };
-    assert_eq!(db.run(&pop(false)), bulks(vec![b("3"), b("2"), b("1")]));
-    assert_eq!(db.run(&pop(true)), bulks(vec![b("0")]));
+    assert_eq!(db.run(pop(false)), bulks(vec![b("3"), b("2"), b("1")]));
+    assert_eq!(db.run(pop(true)), bulks(vec![b("0")]));
     assert_eq!(
         db.run(&KvOp::KeyExists { key: b("a") }),
         Ok(OpResult::Bool { value: false })
