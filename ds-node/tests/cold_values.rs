@@ -14,9 +14,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
+use common::crash::{
+    count_differing, kill9_with_batch_in_flight, must_write_acknowledged, serve_child_node,
+};
 use common::single::{
-    b, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok, run_ops, set,
+    Retry, b, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok, run_ops, set,
     single_cfg, spawn_child_node,
 };
 use ds_node::{DsConfig, run};
@@ -414,29 +416,14 @@ fn kill9_with_periodic_demotion_loses_no_acknowledged_write() {
                 ops.push(set(&key, format!("v{round}-{i}-{}", "y".repeat(i * 5))));
             }
         }
-        let r = run_ops(&addr, ops.clone());
-        for (op, r) in ops.iter().zip(&r) {
-            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
-            match op {
-                KvOp::StrSet { key, value, .. } => {
-                    model.insert(key.clone(), value.to_vec());
-                }
-                KvOp::StrAppend { key, value } => {
-                    model
-                        .entry(key.clone())
-                        .or_insert_with(Vec::new)
-                        .extend_from_slice(value);
-                }
-                _ => unreachable!(),
-            }
-        }
+        must_write_acknowledged(&addr, ops, Retry::NoLeader, &mut model);
         round += 1;
     }
     // The writes reached cold values (appends load them) while demotion ran.
     assert!(metric_until(admin, "ds_demotions_total", |v| v > 100.0) > 100.0);
     assert!(metric_until(admin, "ds_cold_reads_total", |v| v > 10.0) > 10.0);
     // Kill while a last batch is in flight (its outcome is unknown: not in the model).
-    kill9_with_batch_in_flight(child, &addr, 1);
+    kill9_with_batch_in_flight(child, &addr, 1, Retry::NoLeader);
     let _child = spawn_child_node("cold_child_process", dir.path(), port, admin);
     let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], Some(&v[..]))));
     assert!(round > 5, "only {round} rounds");

@@ -14,12 +14,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::crash::serve_child_node;
+use common::crash::{count_differing, serve_child_node};
 use common::on_executor;
 use common::single::{ctx, free_addr, spawn_child_node};
 use ds_node::DsConfig;
 use net::message::handshake::{Hello, Role};
-use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
 use net::transport::TransportConfig;
 use net::{ClusterId, Message, NodeId, RpcError};
 
@@ -118,44 +118,20 @@ fn kill9_during_writes_loses_no_acknowledged_write() {
     assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
     eprintln!("{} writes acknowledged before kill -9", acked.len());
     let child = spawn_child_node("crash_child_process", dir.path(), port, admin);
-    let n = acked.len();
-    let missing: usize = on_executor(move || {
-        Box::pin(async move {
-            let c = connect(&addr).await;
-            let mut missing = 0;
-            for key in acked {
-                let op = KvOp::StrGet {
-                    key: Bytes::from(key.clone()),
-                };
-                let mut tries = 0;
-                loop {
-                    let r = c
-                        .call(Message::KvRequest(KvRequest {
-                            ctx: ctx(),
-                            op: op.clone(),
-                        }))
-                        .await
-                        .unwrap();
-                    match r {
-                        Message::KvResponse(KvResponse::Ok {
-                            result: OpResult::Value { value },
-                        }) => {
-                            if value != Some(Bytes::from(format!("value-{key}"))) {
-                                missing += 1;
-                            }
-                            break;
-                        }
-                        Message::KvResponse(KvResponse::Err { .. }) if tries < 500 => {
-                            tries += 1;
-                            glommio::timer::sleep(Duration::from_millis(10)).await;
-                        }
-                        other => panic!("unexpected {other:?}"),
-                    }
-                }
-            }
-            missing
+    let model: Vec<(String, String)> = acked
+        .into_iter()
+        .map(|key| {
+            let value = format!("value-{key}");
+            (key, value)
         })
-    });
+        .collect();
+    let missing = count_differing(
+        &addr,
+        model
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), Some(v.as_bytes()))),
+    );
     drop(child);
+    let n = model.len();
     assert_eq!(missing, 0, "{missing} of {n} acknowledged writes lost");
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
 use common::single::{
-    free_addr, http_ok, metric_until, run_ops, set, single_cfg, spawn_child_node,
+    Retry, free_addr, http_ok, metric_until, run_ops, set, single_cfg, spawn_child_node,
 };
 use ds_node::{DsConfig, run};
 use net::message::kv::{KvOp, KvResponse};
@@ -191,7 +191,7 @@ fn kill9_while_collecting_loses_no_acknowledged_write() {
         // Kill while passes run (they are paced to 8 MiB/s) and a last batch is in flight.
         let passes = metric_until(admin, "ds_gc_passes_total", |v| v > 0.0);
         assert!(passes > 0.0, "no collection pass ran");
-        kill9_with_batch_in_flight(child, &addr, 100);
+        kill9_with_batch_in_flight(child, &addr, 100, Retry::NoLeader);
     }
     let _child = spawn_child_node("gc_child_process", dir.path(), port, admin);
     assert_eq!(count_lost(&addr, &model), 0, "after the last kill -9");

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
 use common::single::{
-    b, free_addr, metric, metric_settled, metric_until, must_ok, run_ops, run_ops_in_flight, set,
-    single_cfg, spawn_child_node,
+    Retry, b, free_addr, metric, metric_settled, metric_until, must_ok, run_ops, run_ops_in_flight,
+    set, single_cfg, spawn_child_node,
 };
 use ds_node::{CheckpointMode, DsConfig, run};
 use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult};
@@ -335,7 +335,7 @@ fn kill9_in_index_mode_loses_no_acknowledged_write() {
         round += 1;
     }
     assert!(metric_until(admin, "ds_lsm_checkpoints_total", |v| v > 5.0) > 5.0);
-    kill9_with_batch_in_flight(child, &addr, 1);
+    kill9_with_batch_in_flight(child, &addr, 1, Retry::NoLeader);
     let _child = spawn_child_node("index_child_process", dir.path(), port, admin);
     let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], v.as_deref())));
     assert!(round > 5, "only {round} rounds");
