@@ -12,7 +12,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::child::{child_ready_and_park, spawn_child, spawn_child_within};
+use common::child::{ChildProcess, child_ready_and_park, spawn_child, spawn_child_within};
 
 /// What the failing child panics with, to be found in its parent's panic.
 const FAILURE: &str = "the child's own failure, 6b1f";
@@ -100,22 +100,23 @@ fn a_child_silent_past_the_deadline_is_given_up_and_killed() {
     assert!(!exists(pid), "child {pid} still exists");
 }
 
-#[test]
-fn kill9_kills_and_reaps_the_child() {
+/// Starts a child that parks, ends it with `end`, and checks that no process is left.
+fn assert_gone_after(end: impl FnOnce(ChildProcess)) {
     let child = spawn_child("parked_child", &[]);
     let pid = child.pid();
     assert!(exists(pid) && !is_zombie(pid));
-    child.kill9();
+    end(child);
     assert!(!exists(pid), "child {pid} still exists");
 }
 
 #[test]
+fn kill9_kills_and_reaps_the_child() {
+    assert_gone_after(ChildProcess::kill9);
+}
+
+#[test]
 fn a_dropped_child_is_killed_and_reaped() {
-    let child = spawn_child("parked_child", &[]);
-    let pid = child.pid();
-    assert!(exists(pid) && !is_zombie(pid));
-    drop(child);
-    assert!(!exists(pid), "child {pid} still exists");
+    assert_gone_after(drop);
 }
 
 #[test]
