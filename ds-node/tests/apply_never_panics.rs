@@ -1,47 +1,31 @@
 //! Committed entries a client or an older build could have put in the log — keys and
 //! elements at and past every size limit, huge offsets, arbitrary bytes as proposals — go
-//! through the state machine ([`execute`]) on the Masstree store without a panic and without
+//! through the state machine (`range::apply::execute`) on the Masstree store without a panic and without
 //! an engine fault: every one yields a deterministic result, the same as on the `BTreeMap`
 //! model, and replaying the same entries (recovery) rebuilds the same contents. The poison
 //! pill of issue 21 (a `SET` with a 65,529–65,536-byte key that aborted every apply) is here.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
+use common::store::Db;
 use ds_node::range::codec::{decode_proposal, encode_proposal};
 use ds_node::range::engine::MasstreeStore;
-use ds_node::range::store::{KvStore, ModelStore};
+use ds_node::range::store::KvStore;
+use net::RpcError;
 use net::limits::MAX_KEY_ELEMENT_BYTES;
-use net::message::RangeDescriptor;
 use net::message::kv::{Cond, Expiry, KvOp, OpResult, WriteOp};
-use net::{Epoch, RangeId, RpcError};
 use proptest::prelude::*;
 
-fn desc() -> RangeDescriptor {
-    RangeDescriptor {
-        id: RangeId(1),
-        start: Bytes::new(),
-        end: Bytes::new(),
-        epoch: Epoch::default(),
-        replicas: vec![],
-        leader: None,
-    }
+/// `ops` applied to `db` as its next entries; their results.
+fn run<S: KvStore>(db: &mut Db<S>, ops: &[KvOp]) -> Vec<Result<OpResult, RpcError>> {
+    ops.iter().map(|op| db.run(op)).collect()
 }
 
-fn run<S: KvStore>(store: &mut S, ops: &[KvOp]) -> Vec<Result<OpResult, RpcError>> {
-    let d = desc();
-    ops.iter()
-        .enumerate()
-        .map(|(i, op)| {
-            let ctx = ApplyCtx {
-                now_ms: 1_000,
-                index: i as u64 + 1,
-                range: &d,
-                zranks: None,
-            };
-            execute(store, op, &ctx)
-        })
-        .collect()
+/// A Masstree store in a [`Db`] whose clock stands at 1,000 ms.
+fn masstree() -> Db<MasstreeStore> {
+    Db::on(MasstreeStore::new()).at(1_000)
 }
 
 fn all<S: KvStore>(s: &S) -> Vec<(Bytes, ds_node::range::store::Entry)> {
@@ -120,15 +104,15 @@ proptest! {
     fn entries_at_every_size_limit_apply_like_the_model_without_a_fault(
         ops in prop::collection::vec(op(), 1..24)
     ) {
-        let mut tree = MasstreeStore::new();
-        let mut model = ModelStore::default();
+        let mut tree = masstree();
+        let mut model = Db::new().at(1_000);
         let got = run(&mut tree, &ops);
-        prop_assert_eq!(tree.take_fault(), None);
+        prop_assert_eq!(tree.store.take_fault(), None);
         prop_assert_eq!(&got, &run(&mut model, &ops));
-        prop_assert_eq!(all(&tree), all(&model));
-        let mut replayed = MasstreeStore::new();
+        prop_assert_eq!(all(&tree.store), all(&model.store));
+        let mut replayed = masstree();
         prop_assert_eq!(run(&mut replayed, &ops), got);
-        prop_assert_eq!(all(&replayed), all(&tree));
+        prop_assert_eq!(all(&replayed.store), all(&tree.store));
     }
 
     #[test]
@@ -137,7 +121,7 @@ proptest! {
         real in op(),
         cut in 0usize..64,
     ) {
-        let mut tree = MasstreeStore::new();
+        let mut tree = masstree();
         let mut encoded = encode_proposal(7, &real);
         encoded.truncate(encoded.len().saturating_sub(cut));
         for bytes in [&data[..], &encoded[..]] {
@@ -145,7 +129,7 @@ proptest! {
                 run(&mut tree, &[op]);
             }
         }
-        prop_assert_eq!(tree.take_fault(), None);
+        prop_assert_eq!(tree.store.take_fault(), None);
     }
 }
 
@@ -154,7 +138,7 @@ proptest! {
 /// the limit is stored and reads back.
 #[test]
 fn poison_pill_keys_are_refused_and_the_limit_itself_is_stored() {
-    let mut tree = MasstreeStore::new();
+    let mut tree = masstree();
     for n in 65_529..=65_536 {
         let set = KvOp::StrSet {
             key: bytes_of(n, b'k'),
@@ -178,7 +162,7 @@ fn poison_pill_keys_are_refused_and_the_limit_itself_is_stored() {
         run(&mut tree, &[hset])[0],
         Err(RpcError::KeyTooLarge { .. })
     ));
-    assert_eq!(tree.len(), 0, "nothing half-applied");
+    assert_eq!(tree.store.len(), 0, "nothing half-applied");
     let at_limit = bytes_of(MAX_KEY_ELEMENT_BYTES, b'k');
     let r = run(
         &mut tree,
@@ -199,7 +183,7 @@ fn poison_pill_keys_are_refused_and_the_limit_itself_is_stored() {
             value: Some(Bytes::from_static(b"v"))
         })
     );
-    assert_eq!(tree.take_fault(), None);
+    assert_eq!(tree.store.take_fault(), None);
 }
 
 /// A write the tree itself refuses (a raw key past its limit, which `net::limits` keeps the

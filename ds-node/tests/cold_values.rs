@@ -14,9 +14,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::crash::{
+    count_differing, kill9_with_batch_in_flight, must_write_acknowledged, serve_child_node,
+};
 use common::single::{
-    b, child_node_place, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok,
-    run_ops, set, single_cfg, spawn_child_node,
+    Retry, b, corrupt_in_log, demote_all, free_addr, http, metric_until, must_ok, run_ops, set,
+    single_cfg, spawn_child_node,
 };
 use ds_node::{DsConfig, run};
 use net::message::kv::{KvOp, KvResponse, OpResult};
@@ -379,20 +382,12 @@ fn segments_with_live_values_survive_compaction_while_cold_reads_run() {
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn cold_child_process() {
-    let (dir, port, admin) = child_node_place();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         checkpoint_entries: 100,
         checkpoint_check_ms: 20,
         demote_every_ms: 30,
-        ..single_cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+        ..single_cfg(dir)
+    })
 }
 
 /// Writes (new keys, overwrites and appends to keys that periodic demotion keeps making
@@ -421,61 +416,21 @@ fn kill9_with_periodic_demotion_loses_no_acknowledged_write() {
                 ops.push(set(&key, format!("v{round}-{i}-{}", "y".repeat(i * 5))));
             }
         }
-        let r = run_ops(&addr, ops.clone());
-        for (op, r) in ops.iter().zip(&r) {
-            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
-            match op {
-                KvOp::StrSet { key, value, .. } => {
-                    model.insert(key.clone(), value.to_vec());
-                }
-                KvOp::StrAppend { key, value } => {
-                    model
-                        .entry(key.clone())
-                        .or_insert_with(Vec::new)
-                        .extend_from_slice(value);
-                }
-                _ => unreachable!(),
-            }
-        }
+        must_write_acknowledged(&addr, ops, Retry::NoLeader, &mut model);
         round += 1;
     }
     // The writes reached cold values (appends load them) while demotion ran.
     assert!(metric_until(admin, "ds_demotions_total", |v| v > 100.0) > 100.0);
     assert!(metric_until(admin, "ds_cold_reads_total", |v| v > 10.0) > 10.0);
     // Kill while a last batch is in flight (its outcome is unknown: not in the model).
-    let a = addr.clone();
-    let last = std::thread::spawn(move || {
-        let ops = (0..200).map(|i| set(&format!("late-{i}"), "x")).collect();
-        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill9();
-    let _ = last.join();
+    kill9_with_batch_in_flight(child, &addr, 1, Retry::NoLeader);
     let _child = spawn_child_node("cold_child_process", dir.path(), port, admin);
-    let keys: Vec<Bytes> = model.keys().cloned().collect();
-    let got = run_ops(
-        &addr,
-        keys.iter()
-            .map(|k| KvOp::StrGet { key: k.clone() })
-            .collect(),
-    );
-    let mut lost = 0;
-    for (k, r) in keys.iter().zip(got) {
-        let want = KvResponse::Ok {
-            result: OpResult::Value {
-                value: Some(Bytes::from(model[k].clone())),
-            },
-        };
-        if r != want {
-            lost += 1;
-            eprintln!("{k:?}: {r:?}");
-        }
-    }
+    let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], Some(&v[..]))));
     assert!(round > 5, "only {round} rounds");
     assert_eq!(
         lost,
         0,
         "{lost} of {} keys differ after kill -9",
-        keys.len()
+        model.len()
     );
 }

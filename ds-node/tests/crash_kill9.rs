@@ -1,8 +1,8 @@
-//! Crash: a single-replica DS node runs as a child process (this test binary re-invoked with
-//! `DS_CHILD_DIR`), takes a concurrent write load, and is killed with SIGKILL mid-load. After
-//! a restart on the same data directory every write that was acknowledged before the kill
-//! must read back (the newest checkpoint is loaded and the shard log after it replayed into
-//! the engine; raft re-commits the tail). Checkpoints and log compaction run during the load.
+//! Crash: a single-replica DS node runs as a child process (this test binary re-run as its
+//! ignored `crash_child_process`), takes a concurrent write load, and is killed with SIGKILL
+//! mid-load. After a restart on the same data directory every write that was acknowledged
+//! before the kill must read back (the newest checkpoint is loaded and the shard log after it
+//! replayed into the engine; raft re-commits the tail). Checkpoints and log compaction run during the load.
 #![allow(clippy::unwrap_used)]
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -10,42 +10,28 @@
 mod common;
 
 use std::cell::RefCell;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::crash::{count_differing, serve_child_node};
 use common::on_executor;
-use ds_node::{DsConfig, run};
-use net::message::RouteCtx;
+use common::single::{ctx, free_addr, spawn_child_node};
+use ds_node::DsConfig;
 use net::message::handshake::{Hello, Role};
-use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse, OpResult};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
 use net::transport::TransportConfig;
-use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
+use net::{ClusterId, Message, NodeId, RpcError};
 
-fn ctx() -> RouteCtx {
-    RouteCtx {
-        range_id: RangeId(1),
-        epoch: Epoch {
-            conf_ver: 1,
-            version: 1,
-        },
-    }
-}
-
-/// The child: runs a node until killed.
+/// The child of [`kill9_during_writes_loses_no_acknowledged_write`]: a node that
+/// checkpoints (and compacts its log) every 200 entries, until killed.
 #[test]
-fn child_process() {
-    let Ok(dir) = std::env::var("DS_CHILD_DIR") else {
-        return;
-    };
-    let port: u16 = std::env::var("DS_CHILD_PORT").unwrap().parse().unwrap();
-    let cfg = DsConfig {
-        data_dir: dir.into(),
+#[ignore = "a helper run by its parent test"]
+fn crash_child_process() {
+    serve_child_node(|dir| DsConfig {
+        data_dir: dir.to_path_buf(),
         shards: 1,
         pin: false,
-        base_port: port,
         log_file_bytes: 64 << 20,
         segment_bytes: 4 << 20,
         zero_log_file: false,
@@ -57,47 +43,7 @@ fn child_process() {
         checkpoint_check_ms: 20,
         checkpoint_mode: common::single::test_checkpoint_mode(),
         ..DsConfig::default()
-    };
-    let _node = run(cfg).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
-}
-
-/// Kills the child when dropped (also when the test panics).
-struct ChildGuard(Child);
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_child(dir: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("DS_CHILD_DIR", dir)
-        .env("DS_CHILD_PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(out).lines();
-    loop {
-        let l = lines.next().expect("child exited before READY").unwrap();
-        if l.contains("READY") {
-            break;
-        }
-    }
-    child
+    })
 }
 
 async fn connect(addr: &str) -> net::glommio_transport::Client {
@@ -113,26 +59,16 @@ async fn connect(addr: &str) -> net::glommio_transport::Client {
 
 #[test]
 fn kill9_during_writes_loses_no_acknowledged_write() {
-    if std::env::var("DS_CHILD_DIR").is_ok() {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("ds-kill9-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = test_support::tempdir::TempDir::new("ds-kill9");
+    let (port, admin) = (free_addr().port(), free_addr());
     let addr = format!("127.0.0.1:{port}");
-    let mut child = spawn_child(&dir, port);
+    let child = spawn_child_node("crash_child_process", dir.path(), port, admin);
     // 32 writers; the parent kills the child after a while.
     let (kill_tx, kill_rx) = std::sync::mpsc::channel::<()>();
     let killer = std::thread::spawn(move || {
         kill_rx.recv().unwrap();
         std::thread::sleep(Duration::from_millis(800));
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill9();
     });
     let a = addr.clone();
     let acked: Vec<String> = on_executor(move || {
@@ -181,46 +117,21 @@ fn kill9_during_writes_loses_no_acknowledged_write() {
     killer.join().unwrap();
     assert!(acked.len() > 50, "only {} writes acknowledged", acked.len());
     eprintln!("{} writes acknowledged before kill -9", acked.len());
-    let child = ChildGuard(spawn_child(&dir, port));
-    let n = acked.len();
-    let missing: usize = on_executor(move || {
-        Box::pin(async move {
-            let c = connect(&addr).await;
-            let mut missing = 0;
-            for key in acked {
-                let op = KvOp::StrGet {
-                    key: Bytes::from(key.clone()),
-                };
-                let mut tries = 0;
-                loop {
-                    let r = c
-                        .call(Message::KvRequest(KvRequest {
-                            ctx: ctx(),
-                            op: op.clone(),
-                        }))
-                        .await
-                        .unwrap();
-                    match r {
-                        Message::KvResponse(KvResponse::Ok {
-                            result: OpResult::Value { value },
-                        }) => {
-                            if value != Some(Bytes::from(format!("value-{key}"))) {
-                                missing += 1;
-                            }
-                            break;
-                        }
-                        Message::KvResponse(KvResponse::Err { .. }) if tries < 500 => {
-                            tries += 1;
-                            glommio::timer::sleep(Duration::from_millis(10)).await;
-                        }
-                        other => panic!("unexpected {other:?}"),
-                    }
-                }
-            }
-            missing
+    let child = spawn_child_node("crash_child_process", dir.path(), port, admin);
+    let model: Vec<(String, String)> = acked
+        .into_iter()
+        .map(|key| {
+            let value = format!("value-{key}");
+            (key, value)
         })
-    });
+        .collect();
+    let missing = count_differing(
+        &addr,
+        model
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), Some(v.as_bytes()))),
+    );
     drop(child);
-    let _ = std::fs::remove_dir_all(&dir);
+    let n = model.len();
     assert_eq!(missing, 0, "{missing} of {n} acknowledged writes lost");
 }

@@ -4,8 +4,11 @@
 //! the previous release (keys `'r' | slot | len u32 | key | …`) reads as database 0.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
+use common::store::{Db as Range, apply_ctx, whole_range};
+use ds_node::range::apply::execute;
 use ds_node::range::checkpoint::{self, CheckpointMeta};
 use ds_node::range::dedup::{WriteId, apply_once, record_key};
 use ds_node::range::store::{Entry, KvStore, ModelStore};
@@ -13,15 +16,9 @@ use net::RpcError;
 use net::keyspace::{Db, db_start, meta_key, slot, slot_start};
 use net::message::RangeDescriptor;
 use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult, SetOp, TtlState, Watch};
-use net::{Epoch, RangeId};
 
-struct Range {
-    store: ModelStore,
-    range: RangeDescriptor,
-    index: u64,
-}
-
-const NOW: u64 = 1_000_000;
+/// The clock of every operation: a [`Range`]'s, which stands still.
+const NOW: u64 = common::store::START_MS;
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -33,12 +30,9 @@ fn db(n: u8) -> Db {
 
 fn desc(start: Bytes, end: Bytes) -> RangeDescriptor {
     RangeDescriptor {
-        id: RangeId(1),
         start,
         end,
-        epoch: Epoch::default(),
-        replicas: vec![],
-        leader: None,
+        ..whole_range()
     }
 }
 
@@ -72,27 +66,12 @@ fn members(k: &str) -> KvOp {
 }
 
 impl Range {
-    fn new() -> Self {
-        Self::with(desc(Bytes::new(), Bytes::new()))
-    }
-
+    /// A model store in `range`.
     fn with(range: RangeDescriptor) -> Self {
         Range {
-            store: ModelStore::default(),
             range,
-            index: 0,
+            ..Range::new()
         }
-    }
-
-    fn run(&mut self, op: KvOp) -> Result<OpResult, RpcError> {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: NOW,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &op, &ctx)
     }
 
     fn run_in(&mut self, d: u8, op: KvOp) -> Result<OpResult, RpcError> {
@@ -345,12 +324,7 @@ fn a_retried_write_applies_once_per_database_and_its_record_is_in_that_database(
     let record = record_key(&incr, id).unwrap();
     assert_eq!(record.get(3), Some(&6), "the record is under database 6");
     for index in 1..=2 {
-        let ctx = ApplyCtx {
-            now_ms: NOW,
-            index,
-            range: &range,
-            zranks: None,
-        };
+        let ctx = apply_ctx(&range, NOW, index);
         let r = apply_once(&mut s, Some(id), &incr, NOW, |st| execute(st, &incr, &ctx));
         assert_eq!(
             r,

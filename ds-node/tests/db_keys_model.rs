@@ -9,30 +9,20 @@
 //! agree, and a split at a random point divides them exactly.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
+use common::store::{apply_ctx, whole_range};
+use ds_node::range::apply::execute;
 use ds_node::range::db_keys::{Counted, DbKeys, recount};
 use ds_node::range::dedup::{WriteId, apply_once};
 use ds_node::range::engine::MasstreeStore;
 use ds_node::range::store::{KvStore, ModelStore};
 use net::keyspace::{Db, meta_key};
-use net::message::RangeDescriptor;
 use net::message::kv::{
     BitOp, Cond, ExpireCond, Expiry, HllOp, KvOp, ListOp, SetAlgebra, SetOp, ZSetOp,
 };
-use net::{Epoch, RangeId};
 use proptest::prelude::*;
-
-fn desc() -> RangeDescriptor {
-    RangeDescriptor {
-        id: RangeId(1),
-        start: Bytes::new(),
-        end: Bytes::new(),
-        epoch: Epoch::default(),
-        replicas: vec![],
-        leader: None,
-    }
-}
 
 /// One step of a sequence: an operation at a time offset, or a sweep.
 #[derive(Debug, Clone)]
@@ -236,16 +226,11 @@ struct Replica<S> {
 
 impl<S: KvStore> Replica<S> {
     fn apply(&mut self, step: &Step, now_ms: u64, index: u64) {
-        let d = desc();
+        let d = whole_range();
         match step {
             Step::Op { db, op, dup, .. } => {
                 let op = op.clone().into_db(Db::new(*db).unwrap());
-                let ctx = ApplyCtx {
-                    now_ms,
-                    index,
-                    range: &d,
-                    zranks: None,
-                };
+                let ctx = apply_ctx(&d, now_ms, index);
                 let id = dup.then_some(WriteId {
                     client: 7,
                     seq: index,

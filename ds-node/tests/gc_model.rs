@@ -339,16 +339,21 @@ async fn must_crash_and_recover(node: Node, seed: u64) -> Node {
     }
 }
 
-async fn run(seed: u64, steps: u64) {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+/// A node with an empty engine on a freshly formatted device, nothing durable yet.
+async fn fresh_node() -> Node {
     let (log, _) = Vlog::open(FaultyDevice::new(must_format()), OWNER, cfg())
         .await
         .unwrap();
-    let mut node = Node {
+    Node {
         log,
         engine: Engine(RefCell::new(MasstreeStore::new())),
         durable: Durable::default(),
-    };
+    }
+}
+
+async fn run(seed: u64, steps: u64) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut node = fresh_node().await;
     let mut model: BTreeMap<Bytes, Bytes> = BTreeMap::new();
     let mut expiring: BTreeMap<Bytes, u64> = BTreeMap::new();
     let (mut now, mut freed, mut crashes, mut appended) = (1_000u64, 0usize, 0u64, 0u64);
@@ -448,14 +453,7 @@ fn collected_log_matches_a_btreemap_through_crashes_mid_pass() {
 /// A node whose oldest segments hold live demoted values, some of them named by the newest
 /// checkpoint and some only by the engine, and some dead: a forced pass has work of every kind.
 async fn prepared() -> (Node, BTreeMap<Bytes, Bytes>) {
-    let (log, _) = Vlog::open(FaultyDevice::new(must_format()), OWNER, cfg())
-        .await
-        .unwrap();
-    let mut node = Node {
-        log,
-        engine: Engine(RefCell::new(MasstreeStore::new())),
-        durable: Durable::default(),
-    };
+    let mut node = fresh_node().await;
     let mut model = BTreeMap::new();
     let mut rng = Rng(0x5EED_0F6C);
     for round in 0..12u64 {

@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
 use common::single::{
-    child_node_place, free_addr, http_ok, metric_until, run_ops, set, single_cfg, spawn_child_node,
+    Retry, free_addr, http_ok, metric_until, run_ops, set, single_cfg, spawn_child_node,
 };
 use ds_node::{DsConfig, run};
-use net::message::kv::{KvOp, KvResponse, OpResult};
+use net::message::kv::{KvOp, KvResponse};
 
 const LOG_BYTES: u64 = 32 << 20;
 const SEGMENT_BYTES: u64 = 2 << 20;
@@ -54,26 +55,10 @@ fn must_overwrite(addr: &str, keys: usize, round: usize, model: &mut BTreeMap<St
 
 /// Every key of `model` reads back its value; returns how many differ.
 fn count_lost(addr: &str, model: &BTreeMap<String, Vec<u8>>) -> usize {
-    let keys: Vec<&String> = model.keys().collect();
-    let ops = keys
-        .iter()
-        .map(|k| KvOp::StrGet {
-            key: Bytes::from(k.to_string()),
-        })
-        .collect();
-    let mut lost = 0;
-    for (k, r) in keys.iter().zip(run_ops(addr, ops)) {
-        let want = KvResponse::Ok {
-            result: OpResult::Value {
-                value: Some(Bytes::from(model[*k].clone())),
-            },
-        };
-        if r != want {
-            lost += 1;
-            eprintln!("{k}: {r:?}");
-        }
-    }
-    lost
+    count_differing(
+        addr,
+        model.iter().map(|(k, v)| (k.as_bytes(), Some(&v[..]))),
+    )
 }
 
 #[test]
@@ -175,19 +160,11 @@ fn hot_values_larger_than_the_log_are_unbacked_not_copied_and_never_fill_it() {
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn gc_child_process() {
-    let (dir, port, admin) = child_node_place();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         gc_bytes_per_sec: 8 << 20,
         gc_start_percent: 0,
-        ..cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+        ..cfg(dir)
+    })
 }
 
 #[test]
@@ -214,16 +191,7 @@ fn kill9_while_collecting_loses_no_acknowledged_write() {
         // Kill while passes run (they are paced to 8 MiB/s) and a last batch is in flight.
         let passes = metric_until(admin, "ds_gc_passes_total", |v| v > 0.0);
         assert!(passes > 0.0, "no collection pass ran");
-        let a = addr.clone();
-        let last = std::thread::spawn(move || {
-            let ops = (0..200)
-                .map(|i| set(&format!("late-{i}"), vec![b'x'; 100]))
-                .collect();
-            std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
-        });
-        std::thread::sleep(Duration::from_millis(30));
-        child.kill9();
-        let _ = last.join();
+        kill9_with_batch_in_flight(child, &addr, 100, Retry::NoLeader);
     }
     let _child = spawn_child_node("gc_child_process", dir.path(), port, admin);
     assert_eq!(count_lost(&addr, &model), 0, "after the last kill -9");

@@ -14,9 +14,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::crash::{count_differing, kill9_with_batch_in_flight, serve_child_node};
 use common::single::{
-    b, child_node_place, free_addr, metric, metric_settled, metric_until, must_ok, run_ops,
-    run_ops_in_flight, set, single_cfg, spawn_child_node,
+    Retry, b, free_addr, metric, metric_settled, metric_until, must_ok, run_ops, run_ops_in_flight,
+    set, single_cfg, spawn_child_node,
 };
 use ds_node::{CheckpointMode, DsConfig, run};
 use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult};
@@ -278,20 +279,12 @@ fn a_files_mode_data_dir_opens_in_index_mode_with_every_key() {
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn index_child_process() {
-    let (dir, port, admin) = child_node_place();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         checkpoint_entries: 30,
         checkpoint_check_ms: 20,
         demote_every_ms: 40,
-        ..index_cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+        ..index_cfg(dir)
+    })
 }
 
 /// Sets, appends (computed values) and deletes run while the index-mode node checkpoints and
@@ -342,57 +335,29 @@ fn kill9_in_index_mode_loses_no_acknowledged_write() {
         round += 1;
     }
     assert!(metric_until(admin, "ds_lsm_checkpoints_total", |v| v > 5.0) > 5.0);
-    let a = addr.clone();
-    let last = std::thread::spawn(move || {
-        let ops = (0..200).map(|i| set(&format!("late-{i}"), "x")).collect();
-        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill9();
-    let _ = last.join();
+    kill9_with_batch_in_flight(child, &addr, 1, Retry::NoLeader);
     let _child = spawn_child_node("index_child_process", dir.path(), port, admin);
-    let keys: Vec<Bytes> = model.keys().cloned().collect();
-    let got = run_ops(
-        &addr,
-        keys.iter()
-            .map(|k| KvOp::StrGet { key: k.clone() })
-            .collect(),
-    );
-    let mut lost = 0;
-    for (k, r) in keys.iter().zip(got) {
-        if value_of(&r).map(|v| v.to_vec()) != model[k] {
-            lost += 1;
-            eprintln!("{k:?}: {r:?}, want {:?}", model[k]);
-        }
-    }
+    let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], v.as_deref())));
     assert!(round > 5, "only {round} rounds");
     assert_eq!(
         lost,
         0,
         "{lost} of {} keys differ after kill -9",
-        keys.len()
+        model.len()
     );
 }
 
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn index_child_process_large_captures() {
-    let (dir, port, admin) = child_node_place();
     // Writes land between the capture's steps (else a step rarely waits for anything).
     let _scenario = fail::FailScenario::setup();
     fail::cfg("ds_node::index_checkpoint::between_capture_steps", "return").unwrap();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         checkpoint_entries: 2500,
         checkpoint_check_ms: 10,
-        ..index_cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+        ..index_cfg(dir)
+    })
 }
 
 /// `0..n` in a pseudo-random order fixed by `seed` (Fisher–Yates over an xorshift).

@@ -7,15 +7,15 @@
 //! delete the entries they drop).
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::{KvStore, ModelStore};
+use common::store::Db;
+use ds_node::range::store::KvStore;
 use net::RpcError;
-use net::message::RangeDescriptor;
 use net::message::kv::{Cond, Expiry, KvOp, ListOp, OpResult};
-use net::{Epoch, RangeId};
 use proptest::prelude::*;
 
 const KEYS: [&str; 3] = ["a", "b", "s"]; // "s" holds a string
@@ -344,48 +344,18 @@ impl Model {
     }
 }
 
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    index: u64,
-}
-
-impl Db {
-    fn new() -> Self {
-        let range = RangeDescriptor {
-            id: RangeId(1),
-            start: Bytes::new(),
-            end: Bytes::new(),
-            epoch: Epoch::default(),
-            replicas: vec![],
-            leader: None,
-        };
-        let mut db = Db {
-            store: ModelStore::default(),
-            range,
-            index: 0,
-        };
-        let set = KvOp::StrSet {
-            key: b("s"),
-            value: b("v"),
-            expiry: Expiry::Persist {},
-            cond: Cond::Always {},
-            get_old: false,
-        };
-        db.run(&set).unwrap();
-        db
-    }
-
-    fn run(&mut self, op: &KvOp) -> Res {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: 1_000_000,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, op, &ctx)
-    }
+/// A model store holding the string key "s" (for WRONGTYPE).
+fn db() -> Db {
+    let mut db = Db::new();
+    let set = KvOp::StrSet {
+        key: b("s"),
+        value: b("v"),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    };
+    db.run(&set).unwrap();
+    db
 }
 
 proptest! {
@@ -393,7 +363,7 @@ proptest! {
 
     #[test]
     fn random_list_operations_match_the_model(ops in prop::collection::vec(list_op(), 1..60)) {
-        let mut db = Db::new();
+        let mut db = db();
         let mut model = Model::default();
         for (i, op) in ops.iter().enumerate() {
             let got = db.run(&KvOp::List { op: op.clone() });
@@ -411,7 +381,7 @@ proptest! {
 
 #[test]
 fn pushes_and_pops_at_both_ends_cross_list_start_and_an_empty_list_is_deleted() {
-    let mut db = Db::new();
+    let mut db = db();
     let push = |key: &str, e: &str, left| KvOp::List {
         op: ListOp::Push {
             key: b(key),
@@ -421,7 +391,7 @@ fn pushes_and_pops_at_both_ends_cross_list_start_and_an_empty_list_is_deleted() 
         },
     };
     for (e, left) in [("1", true), ("2", false), ("0", true), ("3", false)] {
-        db.run(&push("a", e, left)).unwrap();
+        db.run(push("a", e, left)).unwrap();
     }
     let range = KvOp::List {
         op: ListOp::Range {
@@ -438,8 +408,8 @@ fn pushes_and_pops_at_both_ends_cross_list_start_and_an_empty_list_is_deleted() 
             count: Some(3),
         },
     };
-    assert_eq!(db.run(&pop(false)), bulks(vec![b("3"), b("2"), b("1")]));
-    assert_eq!(db.run(&pop(true)), bulks(vec![b("0")]));
+    assert_eq!(db.run(pop(false)), bulks(vec![b("3"), b("2"), b("1")]));
+    assert_eq!(db.run(pop(true)), bulks(vec![b("0")]));
     assert_eq!(
         db.run(&KvOp::KeyExists { key: b("a") }),
         Ok(OpResult::Bool { value: false })

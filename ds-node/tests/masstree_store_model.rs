@@ -1,16 +1,16 @@
 //! Differential test: the Masstree-backed store ([`MasstreeStore`]) against the `BTreeMap`
-//! reference ([`ModelStore`]) — random Redis and raw operations applied through the state
-//! machine ([`execute`]) to both must give identical results and identical full scans
+//! reference (`ModelStore`) — random Redis and raw operations applied through the state
+//! machine (`range::apply::execute`, in a [`Db`]) to both must give identical results and identical full scans
 //! (forward and reverse, with expiry).
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
+use common::store::Db;
 use ds_node::range::engine::MasstreeStore;
-use ds_node::range::store::{KvStore, ModelStore};
-use net::message::RangeDescriptor;
+use ds_node::range::store::KvStore;
 use net::message::kv::{Cond, ExpireCond, Expiry, KvOp};
-use net::{Epoch, RangeId};
 use proptest::prelude::*;
 
 fn op() -> impl Strategy<Value = KvOp> {
@@ -71,32 +71,23 @@ proptest! {
 
     #[test]
     fn masstree_store_matches_the_model_store(ops in prop::collection::vec((op(), 0u64..3), 1..120)) {
-        let range = RangeDescriptor {
-            id: RangeId(1),
-            start: Bytes::new(),
-            end: Bytes::new(),
-            epoch: Epoch::default(),
-            replicas: vec![],
-            leader: None,
-        };
-        let mut model = ModelStore::default();
-        let mut tree = MasstreeStore::new();
-        let mut now = 1_000;
-        for (i, (op, step)) in ops.into_iter().enumerate() {
-            now += step * 10;
-            let ctx = ApplyCtx { now_ms: now, index: i as u64 + 1, range: &range, zranks: None };
-            let a = execute(&mut model, &op, &ctx);
-            let b = execute(&mut tree, &op, &ctx);
+        let mut model = Db::new().at(1_000);
+        let mut tree = Db::on(MasstreeStore::new()).at(1_000);
+        for (op, step) in ops {
+            model.now_ms += step * 10;
+            tree.now_ms = model.now_ms;
+            let a = model.run(&op);
+            let b = tree.run(&op);
             prop_assert_eq!(a, b, "op {:?}", op);
             for reverse in [false, true] {
                 prop_assert_eq!(
-                    model.scan(b"", None, usize::MAX, reverse),
-                    tree.scan(b"", None, usize::MAX, reverse)
+                    model.store.scan(b"", None, usize::MAX, reverse),
+                    tree.store.scan(b"", None, usize::MAX, reverse)
                 );
             }
             prop_assert_eq!(
-                model.scan(b"k3", Some(b"k7"), 3, true),
-                tree.scan(b"k3", Some(b"k7"), 3, true)
+                model.store.scan(b"k3", Some(b"k7"), 3, true),
+                tree.store.scan(b"k3", Some(b"k7"), 3, true)
             );
         }
     }

@@ -15,9 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::crash::{
+    count_differing, kill9_with_batch_in_flight, must_write_acknowledged, serve_child_node,
+};
 use common::single::{
-    Retry, call, child_node_place, free_addr, metric_at_least, run_ops_retrying, set, single_cfg,
-    spawn_child_node, with_client,
+    Retry, call, free_addr, metric_at_least, set, single_cfg, spawn_child_node, with_client,
 };
 use ds_node::{DsConfig, run};
 use net::message::kv::{Expiry, KvOp, KvResponse, OpResult, WriteOp};
@@ -43,13 +45,6 @@ fn cfg(dir: &std::path::Path) -> DsConfig {
 /// Metric `name` as published now, as an integer.
 fn metric(admin: std::net::SocketAddr, name: &str) -> u64 {
     common::single::metric(admin, name) as u64
-}
-
-/// Runs `ops` in order, each retried while there is no leader or memory is over the write
-/// line (only on a machine so loaded that the policy could not run for seconds: a Redis
-/// client backs off on `-OOM` too).
-fn run_ops(addr: &str, ops: Vec<KvOp>) -> Vec<KvResponse> {
-    run_ops_retrying(addr, ops, Retry::NoLeaderOrOom)
 }
 
 fn key(i: usize) -> Bytes {
@@ -230,21 +225,13 @@ const CHILD_MAXMEMORY: u64 = 1 << 20;
 #[test]
 #[ignore = "a helper run by its parent test"]
 fn maxmemory_child_process() {
-    let (dir, port, admin) = child_node_place();
-    let c = DsConfig {
-        base_port: port,
-        admin_addr: Some(admin),
+    serve_child_node(|dir| DsConfig {
         log_file_bytes: 256 << 20,
         checkpoint_entries: 100,
         checkpoint_check_ms: 20,
         maxmemory: CHILD_MAXMEMORY,
-        ..cfg(&dir)
-    };
-    let _node = run(c).unwrap();
-    println!("READY");
-    loop {
-        std::thread::park();
-    }
+        ..cfg(dir)
+    })
 }
 
 /// Sets, overwrites and appends (appends load values the policy made cold) run while the
@@ -275,60 +262,22 @@ fn kill9_while_the_policy_demotes_loses_no_acknowledged_write() {
                 ));
             }
         }
-        let r = run_ops(&addr, ops.clone());
-        for (op, r) in ops.iter().zip(&r) {
-            assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
-            match op {
-                KvOp::StrSet { key, value, .. } => {
-                    model.insert(key.clone(), value.to_vec());
-                }
-                KvOp::StrAppend { key, value } => {
-                    model
-                        .entry(key.clone())
-                        .or_insert_with(Vec::new)
-                        .extend_from_slice(value);
-                }
-                _ => unreachable!(),
-            }
-        }
+        // Retried while memory is over the write line too (only on a machine so loaded that
+        // the policy could not run for seconds: a Redis client backs off on `-OOM` too).
+        must_write_acknowledged(&addr, ops, Retry::NoLeaderOrOom, &mut model);
         round += 1;
     }
     assert!(metric_at_least(admin, "ds_policy_demotions_total", 101) > 100);
     assert!(metric_at_least(admin, "ds_cold_reads_total", 11) > 10);
     // Kill while a last batch is in flight (its outcome is unknown: not in the model).
-    let a = addr.clone();
-    let last = std::thread::spawn(move || {
-        let ops = (0..200).map(|i| set(&format!("late-{i}"), "x")).collect();
-        std::panic::catch_unwind(|| run_ops(&a, ops)).is_ok()
-    });
-    std::thread::sleep(Duration::from_millis(30));
-    child.kill9();
-    let _ = last.join();
+    kill9_with_batch_in_flight(child, &addr, 1, Retry::NoLeaderOrOom);
     let _child = spawn_child_node("maxmemory_child_process", dir.path(), port, admin);
-    let keys: Vec<Bytes> = model.keys().cloned().collect();
-    let got = run_ops(
-        &addr,
-        keys.iter()
-            .map(|k| KvOp::StrGet { key: k.clone() })
-            .collect(),
-    );
-    let mut lost = 0;
-    for (k, r) in keys.iter().zip(got) {
-        let want = KvResponse::Ok {
-            result: OpResult::Value {
-                value: Some(Bytes::from(model[k].clone())),
-            },
-        };
-        if r != want {
-            lost += 1;
-            eprintln!("{k:?}: {r:?}");
-        }
-    }
+    let lost = count_differing(&addr, model.iter().map(|(k, v)| (&k[..], Some(&v[..]))));
     assert!(round > 5, "only {round} rounds");
     assert_eq!(
         lost,
         0,
         "{lost} of {} keys differ after kill -9",
-        keys.len()
+        model.len()
     );
 }

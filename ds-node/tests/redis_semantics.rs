@@ -3,57 +3,22 @@
 //! strings and hashes with expiry.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
+use common::store::Db;
 use ds_node::range::store::{KvStore, ModelStore};
-use net::RpcError;
-use net::message::RangeDescriptor;
 use net::message::kv::{Cond, ExpireCond, Expiry, KeyType, KvOp, OpResult, TtlState};
-use net::{Epoch, RangeId};
+use net::{RangeId, RpcError};
 use proptest::prelude::*;
-
-/// A range covering everything, a store, a clock and a Raft index.
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    now_ms: u64,
-    index: u64,
-}
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
 impl Db {
-    fn new() -> Self {
-        Db {
-            store: ModelStore::default(),
-            range: RangeDescriptor {
-                id: RangeId(1),
-                start: Bytes::new(),
-                end: Bytes::new(),
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
-            },
-            now_ms: 1_000_000,
-            index: 0,
-        }
-    }
-
-    fn run(&mut self, op: KvOp) -> Result<OpResult, RpcError> {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: self.now_ms,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &op, &ctx)
-    }
-
     fn must(&mut self, op: KvOp) -> OpResult {
         self.run(op).unwrap()
     }

@@ -1,50 +1,18 @@
 //! `KeyRename` (RENAME, RENAMENX) and `KeyCopy` (COPY) in the range state machine.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::ModelStore;
-use net::message::RangeDescriptor;
-use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult, TtlState};
-use net::{Epoch, RangeId, RpcError};
+mod common;
 
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    index: u64,
-}
+use bytes::Bytes;
+use common::store::Db;
+use net::RpcError;
+use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult, TtlState};
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
 impl Db {
-    fn new() -> Self {
-        Db {
-            store: ModelStore::default(),
-            range: RangeDescriptor {
-                id: RangeId(1),
-                start: Bytes::new(),
-                end: Bytes::new(),
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
-            },
-            index: 0,
-        }
-    }
-
-    fn run(&mut self, op: KvOp) -> Result<OpResult, RpcError> {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: 1_000_000,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &op, &ctx)
-    }
-
     fn hset(&mut self, k: &str, f: &str, v: &str) -> KvOp {
         KvOp::HSet {
             key: b(k),

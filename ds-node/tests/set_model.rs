@@ -3,53 +3,22 @@
 //! per key (plus strings, for WRONGTYPE); rules that a model cannot show get their own test.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::ModelStore;
+use common::store::Db;
 use net::RpcError;
-use net::message::RangeDescriptor;
 use net::message::kv::{Cond, Expiry, KeyType, KvOp, OpResult, SetAlgebra, SetOp};
-use net::{Epoch, RangeId};
 use proptest::prelude::*;
 
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    now_ms: u64,
-    index: u64,
+/// A model store whose clock moves 1 ms before each command.
+fn db() -> Db {
+    Db::new().stepping(1)
 }
 
 impl Db {
-    fn new() -> Self {
-        Db {
-            store: ModelStore::default(),
-            range: RangeDescriptor {
-                id: RangeId(1),
-                start: Bytes::new(),
-                end: Bytes::new(),
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
-            },
-            now_ms: 1_000_000,
-            index: 0,
-        }
-    }
-
-    fn run(&mut self, op: KvOp) -> Result<OpResult, RpcError> {
-        self.index += 1;
-        self.now_ms += 1;
-        let ctx = ApplyCtx {
-            now_ms: self.now_ms,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &op, &ctx)
-    }
-
     fn set(&mut self, op: SetOp) -> Result<OpResult, RpcError> {
         self.run(KvOp::Set { op })
     }
@@ -352,7 +321,7 @@ proptest! {
 
     #[test]
     fn random_set_commands_match_the_model(steps in prop::collection::vec(steps(), 1..60)) {
-        let mut db = Db::new();
+        let mut db = db();
         let mut m = Model::new();
         for step in steps {
             match step {
@@ -382,7 +351,7 @@ proptest! {
 
 #[test]
 fn an_emptied_set_leaves_no_entry_behind() {
-    let mut db = Db::new();
+    let mut db = db();
     db.set(SetOp::Add {
         key: b("k"),
         members: vec![b("x"), b("y")],
@@ -411,7 +380,7 @@ fn spop_is_the_same_on_every_replica_and_differs_between_entries() {
         })
         .unwrap();
     };
-    let (mut r1, mut r2) = (Db::new(), Db::new());
+    let (mut r1, mut r2) = (db(), db());
     fill(&mut r1);
     fill(&mut r2);
     let pop = SetOp::Pop {
@@ -427,7 +396,7 @@ fn spop_is_the_same_on_every_replica_and_differs_between_entries() {
 
 #[test]
 fn a_store_in_a_multi_over_a_set_created_by_the_same_entry_keeps_only_the_result() {
-    let mut db = Db::new();
+    let mut db = db();
     db.set(SetOp::Add {
         key: b("src"),
         members: vec![b("1"), b("2")],
@@ -460,7 +429,7 @@ fn a_store_in_a_multi_over_a_set_created_by_the_same_entry_keeps_only_the_result
 
 #[test]
 fn a_store_drops_the_destination_expiry_and_a_move_keeps_the_source_one() {
-    let mut db = Db::new();
+    let mut db = db();
     let add = |db: &mut Db, k: &str| {
         db.set(SetOp::Add {
             key: b(k),
@@ -509,7 +478,7 @@ fn a_store_drops_the_destination_expiry_and_a_move_keeps_the_source_one() {
 
 #[test]
 fn hrandfield_chooses_fields_of_the_hash_with_their_values() {
-    let mut db = Db::new();
+    let mut db = db();
     let pairs: Vec<(Bytes, Bytes)> = (0..20)
         .map(|i| (b(&format!("f{i}")), b(&format!("v{i}"))))
         .collect();
@@ -570,7 +539,7 @@ fn hrandfield_chooses_fields_of_the_hash_with_their_values() {
 
 #[test]
 fn random_choices_of_a_large_set_are_members_and_spread() {
-    let mut db = Db::new();
+    let mut db = db();
     let members: Vec<Bytes> = (0..3000).map(|i| b(&format!("element:{i:06}"))).collect();
     for chunk in members.chunks(500) {
         db.set(SetOp::Add {

@@ -2,56 +2,30 @@
 //! collections are swept; live data never is, even when it changed after the sweep was chosen.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::{KvStore, ModelStore};
+use common::store::Db;
+use ds_node::range::store::KvStore;
 use ds_node::range::sweep::{self, Swept};
-use net::message::RangeDescriptor;
 use net::message::kv::{Cond, ExpireCond, Expiry, KvOp, OpResult};
-use net::{Epoch, RangeId};
 
-const NOW: u64 = 1_000_000;
-
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    index: u64,
-}
+/// The clock of every operation and sweep: a [`Db`]'s, which stands still.
+const NOW: u64 = common::store::START_MS;
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
 impl Db {
-    fn new() -> Self {
-        Db {
-            store: ModelStore::default(),
-            range: RangeDescriptor {
-                id: RangeId(1),
-                start: Bytes::new(),
-                end: Bytes::new(),
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
-            },
-            index: 0,
-        }
-    }
-
-    fn run(&mut self, op: KvOp) -> OpResult {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: NOW,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &op, &ctx).unwrap()
+    /// Applies `op`, which must succeed, at [`NOW`].
+    fn must(&mut self, op: KvOp) -> OpResult {
+        self.run(op).unwrap()
     }
 
     fn hset(&mut self, k: &str, n: usize) {
         let pairs = (0..n).map(|i| (b(&format!("f{i}")), b("v"))).collect();
-        self.run(KvOp::HSet {
+        self.must(KvOp::HSet {
             key: b(k),
             pairs,
             only_new: false,
@@ -66,7 +40,7 @@ impl Db {
     }
 
     fn hlen(&mut self, k: &str) -> OpResult {
-        self.run(KvOp::HLen { key: b(k) })
+        self.must(KvOp::HLen { key: b(k) })
     }
 }
 
@@ -76,8 +50,8 @@ fn fields_of_a_deleted_or_overwritten_hash_are_garbage_and_live_ones_are_not() {
     db.hset("dead", 50);
     db.hset("over", 7);
     db.hset("live", 30);
-    db.run(KvOp::KeyDel { key: b("dead") });
-    db.run(KvOp::StrSet {
+    db.must(KvOp::KeyDel { key: b("dead") });
+    db.must(KvOp::StrSet {
         key: b("over"),
         value: b("now a string"),
         expiry: Expiry::Persist {},
@@ -102,7 +76,7 @@ fn fields_of_a_deleted_or_overwritten_hash_are_garbage_and_live_ones_are_not() {
 fn an_expired_hash_loses_its_metadata_and_its_fields() {
     let mut db = Db::new();
     db.hset("h", 10);
-    db.run(KvOp::KeyExpire {
+    db.must(KvOp::KeyExpire {
         key: b("h"),
         at_ms: NOW + 10,
         cond: ExpireCond::Always {},
@@ -123,7 +97,7 @@ fn an_expired_hash_loses_its_metadata_and_its_fields() {
 fn a_collection_recreated_after_the_sweep_was_chosen_keeps_its_new_elements() {
     let mut db = Db::new();
     db.hset("h", 3);
-    db.run(KvOp::KeyDel { key: b("h") });
+    db.must(KvOp::KeyDel { key: b("h") });
     let page = db.store.scan(b"", None, usize::MAX, false);
     let chosen = sweep::select(&db.store, page, NOW);
     assert_eq!(chosen.len(), 3);
@@ -140,7 +114,7 @@ fn a_collection_recreated_after_the_sweep_was_chosen_keeps_its_new_elements() {
         "the old version's fields only"
     );
     assert_eq!(db.hlen("h"), OpResult::Int { value: 3 });
-    let all = db.run(KvOp::HGetAll { key: b("h") });
+    let all = db.must(KvOp::HGetAll { key: b("h") });
     let OpResult::Pairs { pairs } = all else {
         panic!("{all:?}")
     };

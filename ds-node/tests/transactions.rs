@@ -2,56 +2,31 @@
 //! machine: one test per rule.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::{KvStore, ModelStore};
+use common::store::{Db, whole_range};
+use ds_node::range::store::KvStore;
 use net::RpcError;
 use net::keyspace::meta_key;
 use net::message::RangeDescriptor;
 use net::message::kv::{Cond, Expiry, KvOp, KvResponse, OpResult, Watch};
-use net::{Epoch, RangeId};
-
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    now_ms: u64,
-    index: u64,
-}
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
 impl Db {
-    fn new() -> Self {
-        Self::with_range(Bytes::new(), Bytes::new())
-    }
-
+    /// A model store in range 1 from `start` to `end`.
     fn with_range(start: Bytes, end: Bytes) -> Self {
         Db {
-            store: ModelStore::default(),
             range: RangeDescriptor {
-                id: RangeId(1),
                 start,
                 end,
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
+                ..whole_range()
             },
-            now_ms: 1_000_000,
-            index: 0,
+            ..Db::new()
         }
-    }
-
-    fn run(&mut self, op: KvOp) -> Result<OpResult, RpcError> {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: self.now_ms,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &op, &ctx)
     }
 
     fn multi(&mut self, watches: Vec<Watch>, ops: Vec<KvOp>) -> Result<OpResult, RpcError> {

@@ -3,16 +3,15 @@
 //! (member → score maps, ordered by score then member) says Redis answers.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::ModelStore;
+use common::store::Db;
 use net::RpcError;
-use net::message::RangeDescriptor;
 use net::message::kv::{KvOp, OpResult, ZSetOp};
 use net::message::zset::{add_flags, by, combine};
-use net::{Epoch, RangeId};
 use proptest::prelude::*;
 
 const KEYS: [&str; 3] = ["k0", "k1", "k2"];
@@ -30,37 +29,9 @@ const SCORES: [f64; 8] = [
 
 type Zset = BTreeMap<Bytes, f64>;
 
-struct Db {
-    store: ModelStore,
-    range: RangeDescriptor,
-    index: u64,
-}
-
 impl Db {
-    fn new() -> Self {
-        Db {
-            store: ModelStore::default(),
-            range: RangeDescriptor {
-                id: RangeId(1),
-                start: Bytes::new(),
-                end: Bytes::new(),
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
-            },
-            index: 0,
-        }
-    }
-
-    fn run(&mut self, op: ZSetOp) -> Result<OpResult, RpcError> {
-        self.index += 1;
-        let ctx = ApplyCtx {
-            now_ms: 1_000_000,
-            index: self.index,
-            range: &self.range,
-            zranks: None,
-        };
-        execute(&mut self.store, &KvOp::ZSet { op }, &ctx)
+    fn z(&mut self, op: ZSetOp) -> Result<OpResult, RpcError> {
+        self.run(KvOp::ZSet { op })
     }
 }
 
@@ -291,7 +262,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 scores: pairs.iter().map(|p| p.0).collect(),
                 members: pairs.iter().map(|p| p.1.clone()).collect(),
             };
-            (db.run(op), want)
+            (db.z(op), want)
         }
         Cmd::Rem(k, ms) => {
             let members: Vec<Bytes> = ms.iter().map(|m| b(MEMBERS[*m])).collect();
@@ -303,7 +274,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 key: key(k),
                 members,
             };
-            (db.run(op), Ok(OpResult::Int { value: n as i64 }))
+            (db.z(op), Ok(OpResult::Int { value: n as i64 }))
         }
         Cmd::Scores(k, ms) => {
             let members: Vec<Bytes> = ms.iter().map(|m| b(MEMBERS[*m])).collect();
@@ -312,7 +283,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 key: key(k),
                 members,
             };
-            (db.run(op), Ok(OpResult::Floats { values }))
+            (db.z(op), Ok(OpResult::Floats { values }))
         }
         Cmd::Rank(k, m, rev) => {
             let mut v = ordered(&model[k]);
@@ -329,7 +300,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 member: b(MEMBERS[m]),
                 rev,
             };
-            (db.run(op), Ok(OpResult::Ints { values }))
+            (db.z(op), Ok(OpResult::Ints { values }))
         }
         Cmd::RankRange(k, start, stop, rev) => {
             let want = rank_slice(&ordered(&model[k]), start, stop, rev);
@@ -342,7 +313,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 offset: 0,
                 count: -1,
             };
-            (db.run(op), Ok(scored(want)))
+            (db.z(op), Ok(scored(want)))
         }
         Cmd::ScoreRange(k, lo, hi, rev, offset, count) => {
             let (lo, hi) = ((SCORES[lo.0], lo.1), (SCORES[hi.0], hi.1));
@@ -368,7 +339,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 offset,
                 count,
             };
-            (db.run(op), Ok(scored(want)))
+            (db.z(op), Ok(scored(want)))
         }
         Cmd::Count(k, lo, hi) => {
             let (lo, hi) = ((SCORES[lo.0], lo.1), (SCORES[hi.0], hi.1));
@@ -379,7 +350,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 min: bound(lo.0, lo.1),
                 max: bound(hi.0, hi.1),
             };
-            (db.run(op), Ok(OpResult::Int { value: n as i64 }))
+            (db.z(op), Ok(OpResult::Int { value: n as i64 }))
         }
         Cmd::RemRank(k, start, stop) => {
             let gone = rank_slice(&ordered(&model[k]), start, stop, false);
@@ -393,7 +364,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 max: Bytes::from(stop.to_string()),
             };
             let value = gone.len() as i64;
-            (db.run(op), Ok(OpResult::Int { value }))
+            (db.z(op), Ok(OpResult::Int { value }))
         }
         Cmd::Pop(k, max, count) => {
             let mut v = ordered(&model[k]);
@@ -411,7 +382,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 count,
                 named: false,
             };
-            (db.run(op), Ok(scored(v)))
+            (db.z(op), Ok(scored(v)))
         }
         Cmd::Store(d, a, z, kind, agg, (w1, w2)) => {
             let ws = [1.0, 2.0, -1.0];
@@ -433,12 +404,12 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
                 aggregate: agg,
                 store: true,
             };
-            (db.run(op), Ok(OpResult::Int { value: n }))
+            (db.z(op), Ok(OpResult::Int { value: n }))
         }
     };
     assert_eq!(show(&got), show(&want), "{c:?}");
     for (k, z) in model.iter().enumerate() {
-        let card = db.run(ZSetOp::Card { key: key(k) }).unwrap();
+        let card = db.z(ZSetOp::Card { key: key(k) }).unwrap();
         assert_eq!(
             card,
             OpResult::Int {
@@ -447,7 +418,7 @@ fn step(db: &mut Db, model: &mut [Zset; 3], c: &Cmd) {
             "ZCARD {k} after {c:?}"
         );
         let all = db
-            .run(ZSetOp::Range {
+            .z(ZSetOp::Range {
                 key: key(k),
                 by: by::RANK,
                 min: b("0"),
@@ -501,7 +472,7 @@ proptest! {
 #[test]
 fn an_emptied_zset_is_deleted_with_its_entries() {
     let mut db = Db::new();
-    db.run(ZSetOp::Add {
+    db.z(ZSetOp::Add {
         key: b("z"),
         flags: 0,
         scores: vec![1.0, 2.0],
@@ -509,7 +480,7 @@ fn an_emptied_zset_is_deleted_with_its_entries() {
     })
     .unwrap();
     assert_eq!(db.store.len(), 5, "metadata + two entries per member");
-    db.run(ZSetOp::Rem {
+    db.z(ZSetOp::Rem {
         key: b("z"),
         members: vec![b("a"), b("b")],
     })
@@ -520,7 +491,7 @@ fn an_emptied_zset_is_deleted_with_its_entries() {
 #[test]
 fn negative_zero_is_stored_as_zero_but_incr_answers_it() {
     let mut db = Db::new();
-    let r = db.run(ZSetOp::Add {
+    let r = db.z(ZSetOp::Add {
         key: b("z"),
         flags: add_flags::INCR,
         scores: vec![-0.0],
@@ -532,7 +503,7 @@ fn negative_zero_is_stored_as_zero_but_incr_answers_it() {
             values: vec![Some(-0.0)]
         }))
     );
-    let s = db.run(ZSetOp::Scores {
+    let s = db.z(ZSetOp::Scores {
         key: b("z"),
         members: vec![b("m")],
     });
@@ -554,13 +525,7 @@ fn range_bounds_that_do_not_parse_are_refused_before_the_type_check() {
         cond: net::message::kv::Cond::Always {},
         get_old: false,
     };
-    let ctx = ApplyCtx {
-        now_ms: 1,
-        index: 1,
-        range: &db.range,
-        zranks: None,
-    };
-    execute(&mut db.store, &put, &ctx).unwrap();
+    db.run(put).unwrap();
     let range = |min: &str| ZSetOp::Count {
         key: b("s"),
         by: by::SCORE,
@@ -568,10 +533,10 @@ fn range_bounds_that_do_not_parse_are_refused_before_the_type_check() {
         max: b("1"),
     };
     assert_eq!(
-        db.run(range("x")),
+        db.z(range("x")),
         Err(RpcError::BadRequest {
             message: "min or max is not a float".into()
         })
     );
-    assert_eq!(db.run(range("1")), Err(RpcError::WrongType {}));
+    assert_eq!(db.z(range("1")), Err(RpcError::WrongType {}));
 }

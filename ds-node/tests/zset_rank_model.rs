@@ -7,17 +7,15 @@
 //! ZREMRANGEBYRANK's selection. Both answers must be equal, and ranks must be the model's.
 #![allow(clippy::unwrap_used)] // a test fails by panicking
 
-use std::cell::RefCell;
+mod common;
+
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use ds_node::range::apply::{ApplyCtx, execute};
-use ds_node::range::store::ModelStore;
-use ds_node::range::zrank::{RankConfig, ZRanks};
-use net::message::RangeDescriptor;
+use common::store::Db;
+use ds_node::range::zrank::RankConfig;
 use net::message::kv::{KvOp, OpResult, ZSetOp};
 use net::message::zset::{add_flags, by, combine};
-use net::{Epoch, RangeId};
 use proptest::prelude::*;
 
 /// Keys: two with varied scores, one whose scores are all 0 (member ranges seek).
@@ -27,16 +25,10 @@ const THRESHOLD: u64 = 16;
 
 type Zset = BTreeMap<Bytes, f64>;
 
-struct Node {
-    store: ModelStore,
-    zranks: Option<RefCell<ZRanks>>,
-}
-
+/// The same writes applied to a store with rank indexes and to one without.
 struct Pair {
-    indexed: Node,
-    counted: Node,
-    range: RangeDescriptor,
-    index: u64,
+    indexed: Db,
+    counted: Db,
 }
 
 impl Pair {
@@ -47,41 +39,15 @@ impl Pair {
             memory_max_bytes: 1 << 20,
         };
         Self {
-            indexed: Node {
-                store: ModelStore::default(),
-                zranks: Some(RefCell::new(ZRanks::new(cfg))),
-            },
-            counted: Node {
-                store: ModelStore::default(),
-                zranks: None,
-            },
-            range: RangeDescriptor {
-                id: RangeId(1),
-                start: Bytes::new(),
-                end: Bytes::new(),
-                epoch: Epoch::default(),
-                replicas: vec![],
-                leader: None,
-            },
-            index: 0,
+            indexed: Db::new().with_rank_indexes(cfg),
+            counted: Db::new(),
         }
     }
 
     /// Runs `op` on both stores; their answers, which must be equal.
     fn run(&mut self, op: KvOp) -> OpResult {
-        self.index += 1;
-        let mut out = Vec::new();
-        for node in [&mut self.indexed, &mut self.counted] {
-            let ctx = ApplyCtx {
-                now_ms: 1_000_000,
-                index: self.index,
-                range: &self.range,
-                zranks: node.zranks.as_ref(),
-            };
-            out.push(execute(&mut node.store, &op, &ctx));
-        }
-        let counted = out.pop().unwrap();
-        let indexed = out.pop().unwrap();
+        let indexed = self.indexed.run(&op);
+        let counted = self.counted.run(&op);
         assert_eq!(indexed, counted, "indexed and counted differ on {op:?}");
         indexed.unwrap_or(OpResult::Unit {})
     }

@@ -2,7 +2,10 @@
 //! routes by the master's route table (shared by the multi-node tests).
 #![allow(clippy::unwrap_used, dead_code)]
 
+pub mod child;
+pub mod crash;
 pub mod single;
+pub mod store;
 pub mod trio;
 
 use std::time::{Duration, Instant};

@@ -284,19 +284,19 @@ pub fn metric_at_least(admin: std::net::SocketAddr, name: &str, at_least: u64) -
 
 /// Starts the ignored test `child_test` of this binary as a node to crash, in `dir` on
 /// `port` with its admin endpoint on `admin`; returns once it serves (the child reads its
-/// place with [`child_node_place`]).
+/// place with [`child_node_place`], then calls [`super::child::child_ready_and_park`]).
 pub fn spawn_child_node(
     child_test: &str,
     dir: &std::path::Path,
     port: u16,
     admin: std::net::SocketAddr,
-) -> test_support::procs::ChildGuard {
+) -> super::child::ChildProcess {
     let env = [
         ("CHILD_NODE_DIR", dir.display().to_string()),
         ("CHILD_NODE_PORT", port.to_string()),
         ("CHILD_NODE_ADMIN", admin.to_string()),
     ];
-    test_support::procs::spawn_test_child(child_test, &env)
+    super::child::spawn_child(child_test, &env)
 }
 
 /// In a child started by [`spawn_child_node`]: its data directory, port and admin address.
