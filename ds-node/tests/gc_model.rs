@@ -93,7 +93,9 @@ impl Rng {
     }
 }
 
-struct Engine(RefCell<MasstreeStore>);
+/// The engine, and whether the collector copies hot values (index mode) or drops their
+/// pointers (files mode); each seed runs one of the two.
+struct Engine(RefCell<MasstreeStore>, bool);
 
 impl GcEngine for Engine {
     fn items(
@@ -112,6 +114,9 @@ impl GcEngine for Engine {
     }
     fn unback(&self, key: &[u8], old: LogPointer) -> bool {
         self.0.borrow_mut().unback(key, old)
+    }
+    fn copies_hot(&self) -> bool {
+        self.1
     }
 }
 
@@ -302,7 +307,12 @@ async fn must_match(node: &Node, model: &BTreeMap<Bytes, Bytes>, ctx: &str) {
 /// Crashes the device (unflushed blocks dropped, kept or torn), reopens the log and rebuilds
 /// the engine from the durable checkpoint and the writes after it.
 async fn must_crash_and_recover(node: Node, seed: u64) -> Node {
-    let Node { log, durable, .. } = node;
+    let Node {
+        log,
+        durable,
+        engine,
+    } = node;
+    let copies_hot = engine.1;
     let mode = match seed % 3 {
         0 => CrashMode::DropUnflushed,
         1 => CrashMode::KeepUnflushed,
@@ -334,26 +344,26 @@ async fn must_crash_and_recover(node: Node, seed: u64) -> Node {
     }
     Node {
         log,
-        engine: Engine(RefCell::new(engine)),
+        engine: Engine(RefCell::new(engine), copies_hot),
         durable,
     }
 }
 
 /// A node with an empty engine on a freshly formatted device, nothing durable yet.
-async fn fresh_node() -> Node {
+async fn fresh_node(copies_hot: bool) -> Node {
     let (log, _) = Vlog::open(FaultyDevice::new(must_format()), OWNER, cfg())
         .await
         .unwrap();
     Node {
         log,
-        engine: Engine(RefCell::new(MasstreeStore::new())),
+        engine: Engine(RefCell::new(MasstreeStore::new()), copies_hot),
         durable: Durable::default(),
     }
 }
 
 async fn run(seed: u64, steps: u64) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
-    let mut node = fresh_node().await;
+    let mut node = fresh_node(seed % 2 == 1).await;
     let mut model: BTreeMap<Bytes, Bytes> = BTreeMap::new();
     let mut expiring: BTreeMap<Bytes, u64> = BTreeMap::new();
     let (mut now, mut freed, mut crashes, mut appended) = (1_000u64, 0usize, 0u64, 0u64);
@@ -453,7 +463,7 @@ fn collected_log_matches_a_btreemap_through_crashes_mid_pass() {
 /// A node whose oldest segments hold live demoted values, some of them named by the newest
 /// checkpoint and some only by the engine, and some dead: a forced pass has work of every kind.
 async fn prepared() -> (Node, BTreeMap<Bytes, Bytes>) {
-    let mut node = fresh_node().await;
+    let mut node = fresh_node(false).await;
     let mut model = BTreeMap::new();
     let mut rng = Rng(0x5EED_0F6C);
     for round in 0..12u64 {

@@ -85,6 +85,10 @@ impl<D: ShardDevice> GcEngine for ShardEngine<'_, D> {
     fn unback(&self, key: &[u8], old: LogPointer) -> bool {
         self.0.state.borrow_mut().engine.unback(key, old)
     }
+
+    fn copies_hot(&self) -> bool {
+        self.0.key_index().is_some()
+    }
 }
 
 /// The collector's settings from the shard's configuration.
@@ -177,10 +181,19 @@ async fn pass_inner<D: ShardDevice>(
     let freed_first = checkpoint::reclaim(shard)
         .await
         .map_err(|e| format!("free unpinned segments: {e}"))?;
-    // What a pass must keep in the log: the cold values. A hot value backed by its Raft
-    // entry pins that entry's segment, but a pass frees it without a copy (`gc_move`), so a
-    // log full of backed hot values is a log the collector can empty, not a full one.
-    let data = shard.state.borrow().engine.cold_stats().cold_value_bytes;
+    // What a pass must keep in the log. Files mode: the cold values — a hot value backed by
+    // its Raft entry pins that entry's segment, but a pass frees it without a copy
+    // (`gc_move`), so a log full of backed hot values is a log the collector can empty, not
+    // a full one. Index mode: every live value, hot or cold (the log is where the key index
+    // finds them; a pass copies hot ones too), else a log of live hot values looks like
+    // garbage and every pass rewrites it.
+    let data = {
+        let st = shard.state.borrow();
+        match shard.key_index() {
+            Some(_) => st.engine.live_bytes_total(),
+            None => st.engine.cold_stats().cold_value_bytes,
+        }
+    };
     let views = segment_views(shard);
     let Some(GcPlan { victims, .. }) = policy::plan(&views, &gc_policy(shard), data, force) else {
         shard.metrics.borrow_mut().segments_freed_total += freed_first as u64;

@@ -3,7 +3,8 @@
 //!
 //! A step takes the entries a bounded walk of the engine finds pointing into a victim
 //! ([`GcWalk`]), drops the pointers of the hot ones (a value backed by its Raft entry and in
-//! memory needs no copy: it reaches the next checkpoint from memory), reads the bytes of the
+//! memory needs no copy: it reaches the next checkpoint from memory; in index mode they are
+//! copied from memory instead, [`GcEngine::copies_hot`]), reads the bytes of the
 //! cold ones ([`READS_IN_FLIGHT`] device reads in flight
 //! together, checksums checked; a transient one is in memory already), appends them all as
 //! *relocated* records (kind 4, tag [`relocation_tag`], `docs/format/shard-log.md` §3) in one
@@ -43,6 +44,11 @@ pub trait GcEngine {
     /// Drops `key`'s pointer if it still is `old` and the value is hot
     /// ([`crate::range::engine::MasstreeStore::unback`]): nothing to copy.
     fn unback(&self, key: &[u8], old: LogPointer) -> bool;
+    /// Whether hot values are copied like cold ones instead of unbacked: in index mode the
+    /// next checkpoint would write an unbacked value into the same log anyway, so the copy
+    /// is made now, inside the pass and its byte budget, rather than left to a checkpoint
+    /// that a full log may have no room for (files mode writes them to range files).
+    fn copies_hot(&self) -> bool;
 }
 
 /// Why a step failed. Nothing is lost: the entries keep their old pointers, the victims
@@ -95,12 +101,14 @@ pub async fn step<D: BlockDevice, E: GcEngine>(
         items: items.len() as u64,
         ..StepReport::default()
     };
-    // A hot value backed by a victim needs no copy: its pointer is dropped, and the value
-    // reaches the next checkpoint from memory. The rest (cold, or transient) are copied.
+    // A hot value backed by a victim needs no copy (unless the engine copies hot values):
+    // its pointer is dropped, and the value reaches the next checkpoint from memory. The
+    // rest (cold, or transient) are copied.
+    let copies_hot = engine.copies_hot();
     let items: Vec<GcItem> = items
         .into_iter()
         .filter(|it| {
-            let unbacked = it.inline.is_some() && engine.unback(&it.key, it.pointer);
+            let unbacked = !copies_hot && it.inline.is_some() && engine.unback(&it.key, it.pointer);
             if unbacked {
                 rep.unbacked += 1;
                 rep.unbacked_bytes += u64::from(it.pointer.len);
