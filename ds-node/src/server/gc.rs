@@ -87,7 +87,7 @@ impl<D: ShardDevice> GcEngine for ShardEngine<'_, D> {
     }
 
     fn copies_hot(&self) -> bool {
-        self.0.key_index().is_some()
+        self.0.key_index().is_some() && short_of_room(self.0)
     }
 }
 
@@ -102,16 +102,26 @@ pub fn gc_policy<D: ShardDevice>(shard: &Shard<D>) -> GcPolicy {
     }
 }
 
+/// Whether the log is short of room: at most [`disk_limit::LOW_SPACE_SEGMENTS`] + 1
+/// segments' worth left.
+fn short_of_room<D: ShardDevice>(shard: &Shard<D>) -> bool {
+    shard.log.room_bytes() <= (disk_limit::LOW_SPACE_SEGMENTS + 1) * shard.cfg.segment_bytes
+}
+
 /// The live bytes a pass may take on. A pass writes its victims' live values again (copies,
-/// or the index checkpoint's value records) before it frees them; when the log is short of
-/// room, the room it can count on is what the ready loop leaves to maintenance
-/// ([`log_room::MAINTENANCE_SEGMENTS`]), less a margin for record headers, so a pass never
-/// writes the log full on its way to freeing space. Otherwise no bound.
+/// or in index mode the next checkpoint's value records for the hot values it unbacked)
+/// before it frees them, so it must not take on more than the log can still take. With
+/// room, that is the room less what writes leave free anyway (the low-space margin: writes
+/// that add data are refused there, so the checkpoint after the pass finds its share);
+/// short of room, what the ready loop leaves to maintenance
+/// ([`log_room::MAINTENANCE_SEGMENTS`]), less a margin for record headers — and index mode
+/// then copies hot values inside the pass ([`GcEngine::copies_hot`]) rather than leave them
+/// to a checkpoint that must write every pending value at once.
 fn live_bytes_bound<D: ShardDevice>(shard: &Shard<D>) -> u64 {
     let seg = shard.cfg.segment_bytes;
     let room = shard.log.room_bytes();
-    if room > (disk_limit::LOW_SPACE_SEGMENTS + 1) * seg {
-        return u64::MAX;
+    if !short_of_room(shard) {
+        return room.saturating_sub(disk_limit::LOW_SPACE_SEGMENTS * seg);
     }
     room.min(log_room::MAINTENANCE_SEGMENTS * seg)
         .saturating_sub(seg / 16)

@@ -3,8 +3,8 @@
 //!
 //! A step takes the entries a bounded walk of the engine finds pointing into a victim
 //! ([`GcWalk`]), drops the pointers of the hot ones (a value backed by its Raft entry and in
-//! memory needs no copy: it reaches the next checkpoint from memory; in index mode they are
-//! copied from memory instead, [`GcEngine::copies_hot`]), reads the bytes of the
+//! memory needs no copy: it reaches the next checkpoint from memory; an index-mode log short
+//! of room copies them from memory instead, [`GcEngine::copies_hot`]), reads the bytes of the
 //! cold ones ([`READS_IN_FLIGHT`] device reads in flight
 //! together, checksums checked; a transient one is in memory already), appends them all as
 //! *relocated* records (kind 4, tag [`relocation_tag`], `docs/format/shard-log.md` §3) in one
@@ -44,10 +44,11 @@ pub trait GcEngine {
     /// Drops `key`'s pointer if it still is `old` and the value is hot
     /// ([`crate::range::engine::MasstreeStore::unback`]): nothing to copy.
     fn unback(&self, key: &[u8], old: LogPointer) -> bool;
-    /// Whether hot values are copied like cold ones instead of unbacked: in index mode the
-    /// next checkpoint would write an unbacked value into the same log anyway, so the copy
-    /// is made now, inside the pass and its byte budget, rather than left to a checkpoint
-    /// that a full log may have no room for (files mode writes them to range files).
+    /// Whether hot values are copied like cold ones instead of unbacked: an index-mode log
+    /// short of room (the next checkpoint would write an unbacked value into the same log
+    /// anyway, together with every other pending one; the copy is made now, inside the
+    /// pass and its byte budget). Otherwise unbacking is cheaper: the checkpoint writes
+    /// the values in bulk, and skips those overwritten meanwhile.
     fn copies_hot(&self) -> bool;
 }
 
