@@ -272,6 +272,29 @@ impl MasstreeEngine {
         out
     }
 
+    /// The first and the last key of `[start, end)` (`end` empty: unbounded), `None` for an
+    /// empty range: two seeks, whatever the range holds.
+    pub fn edge_keys(&self, start: &[u8], end: &[u8]) -> Option<(Bytes, Bytes)> {
+        let mut first = None;
+        self.walk(start, end, |k, _| {
+            first = Some(Bytes::copy_from_slice(k));
+            ControlFlow::Break(())
+        });
+        let first = first?;
+        let from = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        let mut last = None;
+        self.tree.scan(from, Direction::Reverse, 1, |k, _| {
+            last = Some(Bytes::copy_from_slice(k));
+            ControlFlow::Break(())
+        });
+        // A key at or after `first` exists, so the backward seek finds one inside.
+        Some((first.clone(), last.unwrap_or(first)))
+    }
+
     fn walk(
         &self,
         start: &[u8],
@@ -521,6 +544,27 @@ mod tests {
     use super::*;
 
     use super::test_util::{hot, ptr};
+
+    #[test]
+    fn edge_keys_are_the_first_and_last_keys_inside_the_range() {
+        let mut s = MasstreeEngine::new();
+        assert_eq!(s.edge_keys(b"", b""), None);
+        for k in [&b"a"[..], b"b", b"bz", b"c", b"d"] {
+            s.put(Bytes::copy_from_slice(k), hot(b"v"));
+        }
+        let edges = |start: &[u8], end: &[u8]| {
+            s.edge_keys(start, end)
+                .map(|(f, l)| (f.to_vec(), l.to_vec()))
+        };
+        assert_eq!(edges(b"", b""), Some((b"a".to_vec(), b"d".to_vec())));
+        // `end` is excluded, `start` included.
+        assert_eq!(edges(b"b", b"d"), Some((b"b".to_vec(), b"c".to_vec())));
+        assert_eq!(edges(b"bb", b"c"), Some((b"bz".to_vec(), b"bz".to_vec())));
+        assert_eq!(edges(b"c", b""), Some((b"c".to_vec(), b"d".to_vec())));
+        // Empty ranges, inside and past the keys.
+        assert_eq!(edges(b"bb", b"bc"), None);
+        assert_eq!(edges(b"e", b""), None);
+    }
 
     #[test]
     fn sizes_count_cold_values_by_their_pointer() {
