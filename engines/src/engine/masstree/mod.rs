@@ -73,6 +73,25 @@ pub enum Stored {
     },
 }
 
+/// An entry as stored, borrowed from the tree ([`MasstreeEngine::for_each_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredRef<'a> {
+    /// In memory.
+    Hot {
+        /// The value's bytes.
+        value: &'a [u8],
+        /// Expiry in Unix milliseconds; 0 = never.
+        expire_at_ms: u64,
+    },
+    /// Only in the shard log.
+    Cold {
+        /// The durable copy of the entry's bytes.
+        pointer: LogPointer,
+        /// Expiry in Unix milliseconds; 0 = never.
+        expire_at_ms: u64,
+    },
+}
+
 /// Allocator bytes counted per entry for its heap allocation (suffix, pointer, value): the
 /// allocator's header and rounding (glibc: 8 B header, 16 B granularity, so 8–23 B).
 pub const ALLOC_OVERHEAD: usize = 16;
@@ -323,27 +342,56 @@ impl MasstreeEngine {
             alloc_overhead_bytes: (s.entries * ALLOC_OVERHEAD) as u64,
         }
     }
-    /// Every entry of `[start, end)` (`end` empty: unbounded) as stored, in key order.
-    pub fn scan_stored(&self, start: &[u8], end: &[u8]) -> Vec<(Bytes, Stored)> {
-        let mut out = Vec::new();
+    /// Calls `f` with every entry of `[start, end)` (`end` empty: unbounded) as stored, in
+    /// key order, without copying keys or values.
+    pub fn for_each_stored(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut f: impl FnMut(&[u8], StoredRef<'_>),
+    ) {
         self.walk(start, end, |k, e| {
             let expire_at_ms = e.expire_at_ms().unwrap_or(0);
             let s = match (e.value(), e.pointer()) {
-                (Some(v), _) => Stored::Hot(Entry {
-                    value: Bytes::copy_from_slice(v),
+                (Some(value), _) => StoredRef::Hot {
+                    value,
                     expire_at_ms,
-                }),
-                (None, Some(pointer)) => Stored::Cold {
+                },
+                (None, Some(pointer)) => StoredRef::Cold {
                     pointer,
                     expire_at_ms,
                 },
-                (None, None) => Stored::Hot(Entry {
-                    value: Bytes::new(),
+                (None, None) => StoredRef::Hot {
+                    value: &[],
+                    expire_at_ms,
+                },
+            };
+            f(k, s);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// Every entry of `[start, end)` (`end` empty: unbounded) as stored, in key order.
+    pub fn scan_stored(&self, start: &[u8], end: &[u8]) -> Vec<(Bytes, Stored)> {
+        let mut out = Vec::new();
+        self.for_each_stored(start, end, |k, s| {
+            let s = match s {
+                StoredRef::Hot {
+                    value,
+                    expire_at_ms,
+                } => Stored::Hot(Entry {
+                    value: Bytes::copy_from_slice(value),
                     expire_at_ms,
                 }),
+                StoredRef::Cold {
+                    pointer,
+                    expire_at_ms,
+                } => Stored::Cold {
+                    pointer,
+                    expire_at_ms,
+                },
             };
             out.push((Bytes::copy_from_slice(k), s));
-            ControlFlow::Continue(())
         });
         out
     }
