@@ -570,6 +570,22 @@ impl Engine for MasstreeEngine {
         self.cold_pointer(key).is_some()
     }
 
+    fn scan_values(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if limit == 0 || end.is_some_and(|e| e <= start) {
+            return out;
+        }
+        self.walk(start, end.unwrap_or_default(), |_, e| {
+            out.push(self.entry_of(e).value);
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        out
+    }
+
     fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
         let mut out = Vec::new();
         if limit == 0 || end.is_some_and(|e| e <= start) {
@@ -612,6 +628,36 @@ mod tests {
         // Empty ranges, inside and past the keys.
         assert_eq!(edges(b"bb", b"bc"), None);
         assert_eq!(edges(b"e", b""), None);
+    }
+
+    #[test]
+    fn scan_values_are_the_values_of_the_same_scan() {
+        let mut s = MasstreeEngine::new();
+        for i in 0..50u32 {
+            s.put(
+                Bytes::from(format!("k{i:03}")),
+                Entry {
+                    value: Bytes::from(format!("value {i}")),
+                    expire_at_ms: 0,
+                },
+            );
+        }
+        for (start, end, limit) in [
+            (&b""[..], None, usize::MAX),
+            (b"k010", Some(&b"k020"[..]), usize::MAX),
+            (b"k010", Some(&b"k020"[..]), 3),
+            (b"k045", None, 100),
+            (b"k020", Some(&b"k010"[..]), 5),
+            (b"k000", None, 0),
+        ] {
+            let scanned: Vec<Bytes> = s
+                .scan(start, end, limit, false)
+                .into_iter()
+                .map(|(_, e)| e.value)
+                .collect();
+            assert_eq!(s.scan_values(start, end, limit), scanned);
+        }
+        assert_eq!(s.scan_values(b"k010", Some(b"k020"), 3).len(), 3);
     }
 
     #[test]
