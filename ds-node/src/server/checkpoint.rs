@@ -16,9 +16,10 @@
 //! only a little behind) and frees the log segments no range needs any more. Without this a
 //! long-running shard fills its log and stops accepting writes.
 //!
-//! Building a checkpoint scans the range in the Masstree in one go (the tree has no snapshot
-//! isolation, and the scan must see one applied index): it holds the shard for the duration
-//! of the scan, about 100 ns per key. Ranges are kept small by splitting; the LSM (tiering
+//! Building a checkpoint walks the range in the Masstree in one go (the tree has no snapshot
+//! isolation, and the walks must see one applied index): two walks, three with cold entries
+//! ([`encode_stored`]: sizes, then entries straight into a buffer of the exact size), during
+//! which it holds the shard, about 100 ns per key. Ranges are kept small by splitting; the LSM (tiering
 //! issue) replaces full checkpoints by incremental ones.
 
 use std::collections::BTreeSet;
