@@ -9,14 +9,9 @@ use bench_harness::runner::RunConfig;
 use bench_harness::workload::{Distribution, Workload, parse_size};
 use clap::{Args, Parser, Subcommand};
 
+mod allocator;
 mod ctl;
 mod dev;
-
-/// mimalloc instead of glibc malloc: buffers are allocated on one thread and freed on another
-/// (a proxy worker reads a reply a shard's connection task decoded), which contends on glibc's
-/// arena locks; see docs/benchmarks.md (end to end, allocator).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// tierkv: a distributed key-value database that unifies a cache and a store.
 #[derive(Debug, Parser)]
@@ -680,6 +675,7 @@ fn init_logging() {
 }
 
 fn main() -> std::process::ExitCode {
+    allocator::tune();
     init_logging();
     // Scripts run inside ranges call the proxy's command table (the same on every node).
     ds_node::range::script::install(std::sync::Arc::new(proxy::cmd::script_table::ProxyCommands));

@@ -97,7 +97,7 @@ pub enum CheckpointError {
 /// Encodes a checkpoint of `entries` (in key order) at `meta` (version 1).
 pub fn encode<'a>(
     meta: &CheckpointMeta,
-    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)>,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)> + Clone,
 ) -> Vec<u8> {
     encode_with_cold(meta, entries, std::iter::empty())
 }
@@ -106,48 +106,120 @@ pub fn encode<'a>(
 /// `meta`: version 2 if there is a cold entry, else version 1.
 pub fn encode_with_cold<'a>(
     meta: &CheckpointMeta,
-    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)>,
-    cold: impl ExactSizeIterator<Item = (&'a [u8], &'a ColdEntry)>,
+    entries: impl ExactSizeIterator<Item = (&'a [u8], &'a Entry)> + Clone,
+    cold: impl ExactSizeIterator<Item = (&'a [u8], &'a ColdEntry)> + Clone,
 ) -> Vec<u8> {
-    let mut b = BytesMut::with_capacity(256);
-    b.put_slice(MAGIC);
-    b.put_u32_le(if cold.len() == 0 {
-        VERSION_HOT
-    } else {
-        VERSION_COLD
-    });
-    b.put_u64_le(meta.desc.id.0);
-    b.put_u64_le(meta.index);
-    b.put_u64_le(meta.term);
-    let mut d = BytesMut::new();
-    meta.desc.encode(&mut d);
-    b.put_u32_le(d.len() as u32);
-    b.put_slice(&d);
-    b.put_u64_le(entries.len() as u64);
+    let body = entries
+        .clone()
+        .map(|(k, e)| hot_len(k.len(), e.value.len()))
+        .chain(cold.clone().map(|(k, _)| cold_len(k.len())))
+        .sum();
+    let mut w = Writer::new(meta, entries.len() as u64, cold.len() as u64, body);
     for (k, e) in entries {
-        b.reserve(16 + k.len() + e.value.len());
-        b.put_u32_le(k.len() as u32);
-        b.put_slice(k);
-        b.put_u32_le(e.value.len() as u32);
-        b.put_slice(&e.value);
-        b.put_u64_le(e.expire_at_ms);
+        w.hot(k, &e.value, e.expire_at_ms);
     }
-    if cold.len() > 0 {
-        b.put_u64_le(cold.len() as u64);
-        for (k, c) in cold {
-            b.reserve(COLD_FIXED + k.len());
-            b.put_u32_le(k.len() as u32);
-            b.put_slice(k);
-            b.put_u32_le(c.pointer.segment.0);
-            b.put_u64_le(c.pointer.offset);
-            b.put_u32_le(c.pointer.len);
-            b.put_u32_le(c.pointer.checksum);
-            b.put_u64_le(c.expire_at_ms);
+    for (k, c) in cold {
+        w.cold(k, c);
+    }
+    w.finish()
+}
+
+/// Bytes a hot entry of a `key`-byte key and a `value`-byte value takes in a checkpoint.
+pub fn hot_len(key: usize, value: usize) -> usize {
+    4 + key + 4 + value + 8
+}
+
+/// Bytes a cold entry of a `key`-byte key takes in a checkpoint.
+pub fn cold_len(key: usize) -> usize {
+    COLD_FIXED + key
+}
+
+/// A checkpoint written entry by entry into one buffer of its final size: first every hot
+/// entry, then every cold one, each in key order; the counts and the entries' bytes
+/// ([`hot_len`], [`cold_len`]) are known before. Encoding straight from walks of the engine
+/// this way (`server::checkpoint::encode_stored`) copies no key or value twice and never
+/// grows the buffer.
+#[derive(Debug)]
+pub struct Writer {
+    b: Vec<u8>,
+    hot_left: u64,
+    cold_left: u64,
+    cold_started: bool,
+}
+
+impl Writer {
+    /// Starts a checkpoint at `meta` of `hot` hot and `cold` cold entries whose bytes add up
+    /// to `body`.
+    pub fn new(meta: &CheckpointMeta, hot: u64, cold: u64, body: usize) -> Self {
+        let mut d = BytesMut::new();
+        meta.desc.encode(&mut d);
+        let cold_count = if cold == 0 { 0 } else { 8 };
+        let mut b = Vec::with_capacity(HEAD + d.len() + 8 + body + cold_count + 4);
+        b.put_slice(MAGIC);
+        b.put_u32_le(if cold == 0 { VERSION_HOT } else { VERSION_COLD });
+        b.put_u64_le(meta.desc.id.0);
+        b.put_u64_le(meta.index);
+        b.put_u64_le(meta.term);
+        b.put_u32_le(d.len() as u32);
+        b.put_slice(&d);
+        b.put_u64_le(hot);
+        Self {
+            b,
+            hot_left: hot,
+            cold_left: cold,
+            cold_started: false,
         }
     }
-    let crc = crc32c::crc32c(&b);
-    b.put_u32_le(crc);
-    b.to_vec()
+
+    /// The next hot entry.
+    pub fn hot(&mut self, key: &[u8], value: &[u8], expire_at_ms: u64) {
+        debug_assert!(
+            self.hot_left > 0 && !self.cold_started,
+            "hot entry out of place"
+        );
+        self.hot_left -= 1;
+        self.b.put_u32_le(key.len() as u32);
+        self.b.put_slice(key);
+        self.b.put_u32_le(value.len() as u32);
+        self.b.put_slice(value);
+        self.b.put_u64_le(expire_at_ms);
+    }
+
+    /// The next cold entry (after every hot one).
+    pub fn cold(&mut self, key: &[u8], c: &ColdEntry) {
+        debug_assert!(
+            self.hot_left == 0 && self.cold_left > 0,
+            "cold entry out of place"
+        );
+        if !self.cold_started {
+            self.cold_started = true;
+            self.b.put_u64_le(self.cold_left);
+        }
+        self.cold_left -= 1;
+        self.b.put_u32_le(key.len() as u32);
+        self.b.put_slice(key);
+        self.b.put_u32_le(c.pointer.segment.0);
+        self.b.put_u64_le(c.pointer.offset);
+        self.b.put_u32_le(c.pointer.len);
+        self.b.put_u32_le(c.pointer.checksum);
+        self.b.put_u64_le(c.expire_at_ms);
+    }
+
+    /// The checkpoint's bytes, checksum appended.
+    pub fn finish(mut self) -> Vec<u8> {
+        debug_assert!(
+            self.hot_left == 0 && self.cold_left == 0,
+            "checkpoint entries missing"
+        );
+        let crc = crc32c::crc32c(&self.b);
+        self.b.put_u32_le(crc);
+        debug_assert_eq!(
+            self.b.len(),
+            self.b.capacity(),
+            "checkpoint size mispredicted"
+        );
+        self.b
+    }
 }
 
 struct Reader<'a> {

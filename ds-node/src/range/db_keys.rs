@@ -190,6 +190,9 @@ impl<S: KvStore> KvStore for Counted<'_, S> {
         self.store.is_cold(key)
     }
 
+    fn scan_values(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
+        self.store.scan_values(start, end, limit)
+    }
     fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
         self.store.scan_keys(start, end, limit)
     }

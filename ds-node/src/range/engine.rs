@@ -4,5 +4,5 @@
 
 pub use engines::engine::masstree::{
     ALLOC_OVERHEAD, Accounted, Backing, Candidate, Captured, ColdStats, GcItem, GcWalk, Loaded,
-    MasstreeEngine as MasstreeStore, Promotion, Stored, loaded_before,
+    MasstreeEngine as MasstreeStore, Promotion, Stored, StoredRef, loaded_before,
 };

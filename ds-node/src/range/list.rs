@@ -217,11 +217,7 @@ impl<S: KvStore> Apply<'_, '_, S> {
         let start = list_element_key(self.db, key, m.version, m.at(from));
         let end = list_element_key(self.db, key, m.version, m.at(from.saturating_add(n)));
         let limit = usize::try_from(n).unwrap_or(usize::MAX);
-        self.store
-            .scan(&start, Some(&end), limit, false)
-            .into_iter()
-            .map(|(_, e)| e.value)
-            .collect()
+        self.store.scan_values(&start, Some(&end), limit)
     }
 
     /// Rewrites positions `from ..` with `values` (the caller sets the count).

@@ -16,9 +16,10 @@
 //! only a little behind) and frees the log segments no range needs any more. Without this a
 //! long-running shard fills its log and stops accepting writes.
 //!
-//! Building a checkpoint scans the range in the Masstree in one go (the tree has no snapshot
-//! isolation, and the scan must see one applied index): it holds the shard for the duration
-//! of the scan, about 100 ns per key. Ranges are kept small by splitting; the LSM (tiering
+//! Building a checkpoint walks the range in the Masstree in one go (the tree has no snapshot
+//! isolation, and the walks must see one applied index): two walks, three with cold entries
+//! ([`encode_stored`]: sizes, then entries straight into a buffer of the exact size), during
+//! which it holds the shard, about 100 ns per key. Ranges are kept small by splitting; the LSM (tiering
 //! issue) replaces full checkpoints by incremental ones.
 
 use std::collections::BTreeSet;
@@ -33,7 +34,7 @@ use super::metrics::ShardMetrics;
 use super::peer::conf_state_of;
 use super::shard::{Shard, ShardDevice, ShardState};
 use crate::range::checkpoint::{self, CheckpointMeta};
-use crate::range::engine::{MasstreeStore, Stored};
+use crate::range::engine::{MasstreeStore, StoredRef};
 use crate::range::storage::SnapshotPoint;
 use crate::range::store::{Entry, KvStore};
 
@@ -286,42 +287,62 @@ pub struct Encoded {
 }
 
 /// Encodes `[start, end)` of the engine at `meta`: hot entries with their values, cold ones
-/// by pointer.
+/// by pointer. Straight from the tree, in three walks (sizes; hot entries; cold entries, if
+/// any) into one buffer of the checkpoint's exact size: no copy of the range in between. A
+/// checkpoint of a big list this way touches its own bytes once; through a copy (a key and a
+/// value allocation per entry, a vector of them, a buffer doubled as it grew and copied at the
+/// end) it touched several times as much fresh memory, and a shard under a pipelined LPUSH
+/// spent a fifth of its time there (docs/benchmarks.md, "Write path CPU per operation").
 pub fn encode_stored(engine: &MasstreeStore, meta: &CheckpointMeta) -> Encoded {
-    let stored = engine.scan_stored(&meta.desc.start, &meta.desc.end);
-    let (mut hot, mut cold) = (Vec::new(), Vec::new());
+    let (start, end) = (&meta.desc.start[..], &meta.desc.end[..]);
+    let (mut hot, mut cold, mut body) = (0u64, 0u64, 0usize);
     let mut size = (0i64, 0i64);
     let mut segments = BTreeSet::new();
-    for (k, s) in stored {
+    engine.for_each_stored(start, end, |k, s| {
         match s {
-            Stored::Hot(e) => {
-                size.0 += (k.len() + e.value.len()) as i64;
-                hot.push((k, e));
+            StoredRef::Hot { value, .. } => {
+                hot += 1;
+                body += checkpoint::hot_len(k.len(), value.len());
+                size.0 += (k.len() + value.len()) as i64;
             }
-            Stored::Cold {
-                pointer,
-                expire_at_ms,
-            } => {
+            StoredRef::Cold { pointer, .. } => {
+                cold += 1;
+                body += checkpoint::cold_len(k.len());
                 size.0 += (k.len() + pointer.stored_len()) as i64;
                 segments.insert(pointer.segment);
-                cold.push((
-                    k,
-                    checkpoint::ColdEntry {
-                        pointer,
-                        expire_at_ms,
-                    },
-                ));
             }
         }
         size.1 += 1;
+    });
+    let mut w = checkpoint::Writer::new(meta, hot, cold, body);
+    engine.for_each_stored(start, end, |k, s| {
+        if let StoredRef::Hot {
+            value,
+            expire_at_ms,
+        } = s
+        {
+            w.hot(k, value, expire_at_ms);
+        }
+    });
+    if cold > 0 {
+        engine.for_each_stored(start, end, |k, s| {
+            if let StoredRef::Cold {
+                pointer,
+                expire_at_ms,
+            } = s
+            {
+                w.cold(
+                    k,
+                    &checkpoint::ColdEntry {
+                        pointer,
+                        expire_at_ms,
+                    },
+                );
+            }
+        });
     }
-    let bytes = checkpoint::encode_with_cold(
-        meta,
-        hot.iter().map(|(k, e)| (&k[..], e)),
-        cold.iter().map(|(k, c)| (&k[..], c)),
-    );
     Encoded {
-        bytes,
+        bytes: w.finish(),
         size,
         segments,
     }
@@ -541,5 +562,109 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
         if compacted {
             reclaim_counted(&shard).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use engines::masstree::{LogPointer, SegmentId};
+    use net::message::RangeDescriptor;
+    use net::{Epoch, RangeId};
+
+    use super::*;
+    use crate::range::engine::Stored;
+
+    /// The checkpoint through a copy of the range, as `encode_stored` built it before it
+    /// encoded straight from the tree.
+    fn encode_through_a_copy(engine: &MasstreeStore, meta: &CheckpointMeta) -> Vec<u8> {
+        let stored = engine.scan_stored(&meta.desc.start, &meta.desc.end);
+        let (mut hot, mut cold) = (Vec::new(), Vec::new());
+        for (k, s) in stored {
+            match s {
+                Stored::Hot(e) => hot.push((k, e)),
+                Stored::Cold {
+                    pointer,
+                    expire_at_ms,
+                } => cold.push((
+                    k,
+                    checkpoint::ColdEntry {
+                        pointer,
+                        expire_at_ms,
+                    },
+                )),
+            }
+        }
+        checkpoint::encode_with_cold(
+            meta,
+            hot.iter().map(|(k, e)| (&k[..], e)),
+            cold.iter().map(|(k, c)| (&k[..], c)),
+        )
+    }
+
+    fn meta(start: &[u8], end: &[u8]) -> CheckpointMeta {
+        CheckpointMeta {
+            index: 42,
+            term: 6,
+            desc: RangeDescriptor {
+                id: RangeId(7),
+                start: Bytes::copy_from_slice(start),
+                end: Bytes::copy_from_slice(end),
+                epoch: Epoch {
+                    conf_ver: 1,
+                    version: 2,
+                },
+                replicas: Vec::new(),
+                leader: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_encoded_from_the_tree_is_the_one_encoded_through_a_copy() {
+        let mut engine = MasstreeStore::new();
+        for i in 0..300u32 {
+            let value = vec![b'v'; (i % 40) as usize];
+            engine.put(
+                Bytes::from(format!("k{i:05}")),
+                Entry {
+                    value: Bytes::from(value),
+                    expire_at_ms: u64::from(i % 3) * 1_000,
+                },
+            );
+        }
+        let demoted = |i: u32| i % 7 == 0 && i % 40 != 0;
+        for i in (0..300u32).filter(|&i| demoted(i)) {
+            let value = vec![b'v'; (i % 40) as usize];
+            let pointer = LogPointer {
+                segment: SegmentId(i % 4),
+                offset: u64::from(i) * 64,
+                len: value.len() as u32,
+                checksum: crc32c::crc32c(&value),
+            };
+            assert!(engine.demote(format!("k{i:05}").as_bytes(), &value, pointer));
+        }
+        // The whole tree (hot and cold), a middle part, a hot-only part and an empty range.
+        for (start, end) in [
+            (&b""[..], &b""[..]),
+            (b"k00100", b"k00200"),
+            (b"k00001", b"k00007"),
+            (b"x", b""),
+        ] {
+            let m = meta(start, end);
+            let e = encode_stored(&engine, &m);
+            assert_eq!(
+                e.bytes,
+                encode_through_a_copy(&engine, &m),
+                "{start:?}..{end:?}"
+            );
+            let decoded = checkpoint::decode(&e.bytes).expect("decodes");
+            let entries = (decoded.entries.len() + decoded.cold.len()) as i64;
+            assert_eq!(e.size.1, entries);
+            assert_eq!(e.segments, segments_of(&decoded));
+        }
+        let whole = encode_stored(&engine, &meta(b"", b""));
+        assert_eq!(whole.size.1, 300);
+        assert_eq!(whole.segments.len(), 4);
     }
 }

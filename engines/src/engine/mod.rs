@@ -130,6 +130,14 @@ pub trait Engine {
     fn is_cold(&self, _key: &[u8]) -> bool {
         false
     }
+    /// The values of up to `limit` entries with keys in `[start, end)`, in key order, without
+    /// their keys (a list's elements: one copy per element instead of two).
+    fn scan_values(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
+        self.scan(start, end, limit, false)
+            .into_iter()
+            .map(|(_, e)| e.value)
+            .collect()
+    }
     /// Up to `limit` keys in `[start, end)` in key order, without their values (an engine
     /// with cold entries answers without loading them).
     fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {

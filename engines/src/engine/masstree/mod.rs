@@ -73,6 +73,25 @@ pub enum Stored {
     },
 }
 
+/// An entry as stored, borrowed from the tree ([`MasstreeEngine::for_each_stored`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredRef<'a> {
+    /// In memory.
+    Hot {
+        /// The value's bytes.
+        value: &'a [u8],
+        /// Expiry in Unix milliseconds; 0 = never.
+        expire_at_ms: u64,
+    },
+    /// Only in the shard log.
+    Cold {
+        /// The durable copy of the entry's bytes.
+        pointer: LogPointer,
+        /// Expiry in Unix milliseconds; 0 = never.
+        expire_at_ms: u64,
+    },
+}
+
 /// Allocator bytes counted per entry for its heap allocation (suffix, pointer, value): the
 /// allocator's header and rounding (glibc: 8 B header, 16 B granularity, so 8–23 B).
 pub const ALLOC_OVERHEAD: usize = 16;
@@ -272,6 +291,29 @@ impl MasstreeEngine {
         out
     }
 
+    /// The first and the last key of `[start, end)` (`end` empty: unbounded), `None` for an
+    /// empty range: two seeks, whatever the range holds.
+    pub fn edge_keys(&self, start: &[u8], end: &[u8]) -> Option<(Bytes, Bytes)> {
+        let mut first = None;
+        self.walk(start, end, |k, _| {
+            first = Some(Bytes::copy_from_slice(k));
+            ControlFlow::Break(())
+        });
+        let first = first?;
+        let from = if end.is_empty() {
+            Bound::Unbounded
+        } else {
+            Bound::Excluded(end)
+        };
+        let mut last = None;
+        self.tree.scan(from, Direction::Reverse, 1, |k, _| {
+            last = Some(Bytes::copy_from_slice(k));
+            ControlFlow::Break(())
+        });
+        // A key at or after `first` exists, so the backward seek finds one inside.
+        Some((first.clone(), last.unwrap_or(first)))
+    }
+
     fn walk(
         &self,
         start: &[u8],
@@ -300,27 +342,56 @@ impl MasstreeEngine {
             alloc_overhead_bytes: (s.entries * ALLOC_OVERHEAD) as u64,
         }
     }
-    /// Every entry of `[start, end)` (`end` empty: unbounded) as stored, in key order.
-    pub fn scan_stored(&self, start: &[u8], end: &[u8]) -> Vec<(Bytes, Stored)> {
-        let mut out = Vec::new();
+    /// Calls `f` with every entry of `[start, end)` (`end` empty: unbounded) as stored, in
+    /// key order, without copying keys or values.
+    pub fn for_each_stored(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        mut f: impl FnMut(&[u8], StoredRef<'_>),
+    ) {
         self.walk(start, end, |k, e| {
             let expire_at_ms = e.expire_at_ms().unwrap_or(0);
             let s = match (e.value(), e.pointer()) {
-                (Some(v), _) => Stored::Hot(Entry {
-                    value: Bytes::copy_from_slice(v),
+                (Some(value), _) => StoredRef::Hot {
+                    value,
                     expire_at_ms,
-                }),
-                (None, Some(pointer)) => Stored::Cold {
+                },
+                (None, Some(pointer)) => StoredRef::Cold {
                     pointer,
                     expire_at_ms,
                 },
-                (None, None) => Stored::Hot(Entry {
-                    value: Bytes::new(),
+                (None, None) => StoredRef::Hot {
+                    value: &[],
+                    expire_at_ms,
+                },
+            };
+            f(k, s);
+            ControlFlow::Continue(())
+        });
+    }
+
+    /// Every entry of `[start, end)` (`end` empty: unbounded) as stored, in key order.
+    pub fn scan_stored(&self, start: &[u8], end: &[u8]) -> Vec<(Bytes, Stored)> {
+        let mut out = Vec::new();
+        self.for_each_stored(start, end, |k, s| {
+            let s = match s {
+                StoredRef::Hot {
+                    value,
+                    expire_at_ms,
+                } => Stored::Hot(Entry {
+                    value: Bytes::copy_from_slice(value),
                     expire_at_ms,
                 }),
+                StoredRef::Cold {
+                    pointer,
+                    expire_at_ms,
+                } => Stored::Cold {
+                    pointer,
+                    expire_at_ms,
+                },
             };
             out.push((Bytes::copy_from_slice(k), s));
-            ControlFlow::Continue(())
         });
         out
     }
@@ -499,6 +570,22 @@ impl Engine for MasstreeEngine {
         self.cold_pointer(key).is_some()
     }
 
+    fn scan_values(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        if limit == 0 || end.is_some_and(|e| e <= start) {
+            return out;
+        }
+        self.walk(start, end.unwrap_or_default(), |_, e| {
+            out.push(self.entry_of(e).value);
+            if out.len() >= limit {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        out
+    }
+
     fn scan_keys(&self, start: &[u8], end: Option<&[u8]>, limit: usize) -> Vec<Bytes> {
         let mut out = Vec::new();
         if limit == 0 || end.is_some_and(|e| e <= start) {
@@ -521,6 +608,57 @@ mod tests {
     use super::*;
 
     use super::test_util::{hot, ptr};
+
+    #[test]
+    fn edge_keys_are_the_first_and_last_keys_inside_the_range() {
+        let mut s = MasstreeEngine::new();
+        assert_eq!(s.edge_keys(b"", b""), None);
+        for k in [&b"a"[..], b"b", b"bz", b"c", b"d"] {
+            s.put(Bytes::copy_from_slice(k), hot(b"v"));
+        }
+        let edges = |start: &[u8], end: &[u8]| {
+            s.edge_keys(start, end)
+                .map(|(f, l)| (f.to_vec(), l.to_vec()))
+        };
+        assert_eq!(edges(b"", b""), Some((b"a".to_vec(), b"d".to_vec())));
+        // `end` is excluded, `start` included.
+        assert_eq!(edges(b"b", b"d"), Some((b"b".to_vec(), b"c".to_vec())));
+        assert_eq!(edges(b"bb", b"c"), Some((b"bz".to_vec(), b"bz".to_vec())));
+        assert_eq!(edges(b"c", b""), Some((b"c".to_vec(), b"d".to_vec())));
+        // Empty ranges, inside and past the keys.
+        assert_eq!(edges(b"bb", b"bc"), None);
+        assert_eq!(edges(b"e", b""), None);
+    }
+
+    #[test]
+    fn scan_values_are_the_values_of_the_same_scan() {
+        let mut s = MasstreeEngine::new();
+        for i in 0..50u32 {
+            s.put(
+                Bytes::from(format!("k{i:03}")),
+                Entry {
+                    value: Bytes::from(format!("value {i}")),
+                    expire_at_ms: 0,
+                },
+            );
+        }
+        for (start, end, limit) in [
+            (&b""[..], None, usize::MAX),
+            (b"k010", Some(&b"k020"[..]), usize::MAX),
+            (b"k010", Some(&b"k020"[..]), 3),
+            (b"k045", None, 100),
+            (b"k020", Some(&b"k010"[..]), 5),
+            (b"k000", None, 0),
+        ] {
+            let scanned: Vec<Bytes> = s
+                .scan(start, end, limit, false)
+                .into_iter()
+                .map(|(_, e)| e.value)
+                .collect();
+            assert_eq!(s.scan_values(start, end, limit), scanned);
+        }
+        assert_eq!(s.scan_values(b"k010", Some(b"k020"), 3).len(), 3);
+    }
 
     #[test]
     fn sizes_count_cold_values_by_their_pointer() {
