@@ -105,9 +105,14 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             shards: cfg.shards,
             base_port: 0,
             master_addr: Some(master_addr.to_string()),
-            log_file_bytes: 512 << 20,
-            // Index mode: 32 segments (the key index keeps 3 free for itself and its runs take
-            // whole segments, which 64 MiB ones would make a third of this log).
+            // Index mode: the log holds every value and shares the device with the key index,
+            // which needs room to rewrite its runs (the log leaves it twice its size plus 3
+            // segments): 64 segments of 16 MiB (runs take whole segments, which 64 MiB ones
+            // would make a large share of the device). 1M keys × 100 B load into it.
+            log_file_bytes: match cfg.checkpoint_mode {
+                ds_node::CheckpointMode::Index => 1 << 30,
+                ds_node::CheckpointMode::Files => 512 << 20,
+            },
             segment_bytes: match cfg.checkpoint_mode {
                 ds_node::CheckpointMode::Index => 16 << 20,
                 ds_node::CheckpointMode::Files => 64 << 20,

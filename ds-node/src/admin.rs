@@ -57,6 +57,10 @@ fn render_lsm(s: &mut String, l: &engines::lsm::LsmMetrics, changed: u64) {
         ("ds_lsm_written_bytes_total", l.written_bytes_total),
         ("ds_lsm_checkpoints_total", l.checkpoints_total),
         ("ds_lsm_compactions_total", l.compactions_total),
+        (
+            "ds_lsm_compactions_deferred_total",
+            l.compactions_deferred_total,
+        ),
         ("ds_lsm_lookups_total", l.lookups_total),
         ("ds_lsm_bloom_negatives_total", l.bloom_negatives_total),
         ("ds_lsm_block_reads_total", l.block_reads_total),
@@ -97,6 +101,7 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_raft_leader_changes_total", m.leader_changes_total),
         ("ds_log_flushes_total", m.flushes_total),
         ("ds_log_full_stalls_total", m.log_full_stalls_total),
+        ("ds_log_urgent_turns_total", m.log_urgent_turns_total),
         ("ds_log_room_refusals_total", m.log_room_refusals_total),
         ("ds_ttl_deleted_total", m.expired_deleted_total),
         ("ds_garbage_deleted_total", m.garbage_deleted_total),

@@ -110,3 +110,73 @@ fn retired_runs_stay_readable_until_their_readers_finish() {
         must_equal(&ix, &model, "after reclaim").await;
     });
 }
+
+/// The key index and the shard log keep out of each other's last segments: the index leaves
+/// its `reserve-segments` free (a checkpoint that would need them fails `NoSpace` and changes
+/// nothing), a compaction whose merged run would not fit above them is deferred, not
+/// started; the log leaves its own reserve to the index and takes it only while urgent.
+#[test]
+fn the_index_and_the_log_leave_each_other_their_reserved_segments() {
+    block_on(async {
+        let store = SharedStore::open(must_format(12)).await.unwrap();
+        let ix_cfg = engines::lsm::LsmConfig {
+            reserve_segments: 2,
+            ..cfg()
+        };
+        let (ix, _) = KeyIndex::open(store.clone(), ix_cfg).await.unwrap();
+        let mut model = Model::default();
+        let mut r = rng(21);
+        let mut full = false;
+        for i in 1..=40u64 {
+            let b = batch(&mut r, 1500, 1 << 40);
+            let applied = [(RangeId(1), LogIndex(i))];
+            match checkpoint(&ix, &b, &applied).await {
+                Ok(()) => model.apply(&b, &applied),
+                Err(engines::lsm::Error::NoSpace) => {
+                    full = true;
+                    break;
+                }
+                Err(e) => panic!("checkpoint {i}: {e}"),
+            }
+            assert!(
+                store.free_segments() >= 2,
+                "the index took the log's reserve"
+            );
+        }
+        assert!(full, "the index never filled the store: nothing tested");
+        ix.reclaim().await.unwrap();
+        must_equal(&ix, &model, "after the refused checkpoint").await;
+        assert!(ix.compaction_needed());
+        assert_eq!(ix.compact().await.unwrap(), None, "no merged run fits");
+        assert_eq!(ix.metrics().compactions_deferred_total, 1);
+        assert_eq!(ix.runs().len() as u64, ix.metrics().runs);
+
+        let log_cfg = VlogConfig {
+            reserve_segments: 2,
+            preallocate: false,
+            ..log_cfg()
+        };
+        let (log, _) = Vlog::open_on(store.clone(), LOG, log_cfg).await.unwrap();
+        let mut index = 0;
+        let refused = loop {
+            index += 1;
+            match log.append_one(entry(1, index)).await {
+                Ok(_) => assert!(
+                    store.free_segments() >= 2,
+                    "the log took the index's reserve"
+                ),
+                Err(e) => break e,
+            }
+        };
+        assert!(
+            matches!(refused, engines::vlog::Error::NoSpace),
+            "{refused}"
+        );
+        assert_eq!(log.spare_segments(), 0);
+        assert!(log.urgent_room_bytes() >= 2 * lsm_common::SEG);
+        log.set_urgent(true);
+        log.append_one(entry(1, index)).await.unwrap();
+        log.set_urgent(false);
+        must_equal(&ix, &model, "beside the full log").await;
+    });
+}

@@ -25,11 +25,12 @@ use std::rc::Rc;
 use bytes::Bytes;
 use engines::lsm::{CompactionPolicy, IndexEntry, IndexValue, KeyIndex, LsmConfig, RangeApplied};
 use engines::segments::SharedStore;
-use engines::vlog::{AppendRecord, LogIndex, LogRecord, ValueSpan};
+use engines::vlog::{AppendRecord, LogIndex, LogRecord, ValueSpan, Vlog};
 use nvme::OwnerTag;
 
 use super::checkpoint::{self, compact_below};
 use super::peer::conf_state_of;
+use super::recover::INDEX_RESERVE_SEGMENTS;
 use super::shard::{Shard, ShardDevice, ShardState};
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
 use crate::range::engine::Captured;
@@ -63,6 +64,22 @@ pub struct IndexCheckpointReport {
     pub fallback_files: u64,
 }
 
+/// Free segments of the store the key index never allocates: the shard log's last room for
+/// Raft entries (`log_room`; the log leaves `recover::INDEX_RESERVE_SEGMENTS`, more than
+/// this, to the index: checkpoints can always start when the log is full).
+pub const INDEX_LEAVES_SEGMENTS: u32 = 1;
+
+/// Keeps the shard log out of the free segments the key index needs: room to rewrite every
+/// run it holds (a compaction of all of them) plus [`INDEX_RESERVE_SEGMENTS`] for checkpoint
+/// runs. Called when the index opens and after each checkpoint (which may have compacted):
+/// a larger index makes the log count as full sooner (`disk_limit`), never the index stuck
+/// without room to checkpoint the deletes and moves that free space.
+pub fn leave_room_for_index<D: ShardDevice>(log: &Vlog<D>, index: &KeyIndex<D>) {
+    let runs: usize = index.runs().iter().map(|r| r.segments).sum();
+    let reserve = u32::try_from(runs).unwrap_or(u32::MAX);
+    log.set_reserve_segments(reserve.saturating_add(INDEX_RESERVE_SEGMENTS));
+}
+
 /// Opens the shard's key index on the log's segment store.
 pub async fn open<D: ShardDevice>(store: SharedStore<D>) -> anyhow::Result<KeyIndex<D>> {
     let mut cfg = LsmConfig::new(RUN_OWNER, MANIFEST_OWNER);
@@ -72,6 +89,9 @@ pub async fn open<D: ShardDevice>(store: SharedStore<D>) -> anyhow::Result<KeyIn
         size_ratio: 4,
         max_runs: 3,
     };
+    // The store's last free segment is the shard log's: its Raft entries when nothing else
+    // fits (`log_room::turn_fits`). The log in turn leaves `INDEX_RESERVE_SEGMENTS` to us.
+    cfg.reserve_segments = INDEX_LEAVES_SEGMENTS;
     let (index, rep) = KeyIndex::open(store, cfg)
         .await
         .map_err(|e| anyhow::anyhow!("open key index: {e}"))?;
@@ -460,6 +480,7 @@ pub async fn checkpoint<D: ShardDevice>(
     let t = shard.now();
     let r = run_steps(shard, &index).await;
     shard.state.borrow_mut().index_checkpointing = false;
+    leave_room_for_index(&shard.log, &index);
     match &r {
         Ok(rep) => checkpoint::record(shard, t, rep.written_bytes),
         Err(_) => shard.metrics.borrow_mut().checkpoint_errors_total += 1,
@@ -533,6 +554,7 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
         checkpoint::forget_stale_uninitialized(&shard);
         let changed = shard.state.borrow().engine.changed_keys() as u64;
         if changed < shard.cfg.checkpoint_entries && checkpoint::due_ranges(&shard).is_empty() {
+            compact_if_needed(&shard).await;
             continue;
         }
         match self::checkpoint(&shard).await {
@@ -540,5 +562,23 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             Ok(_) => {}
             Err(e) => tracing::error!("index checkpoint failed: {e:#}"),
         }
+    }
+}
+
+/// Compacts the key index when its policy asks for it: a compaction deferred for space at a
+/// checkpoint (`KeyIndex::compact`) runs as soon as the store has room, without waiting for
+/// the next checkpoint — which, on a full log refusing writes, may never come. The log's
+/// reserve shrinks with the index afterwards.
+async fn compact_if_needed<D: ShardDevice>(shard: &Rc<Shard<D>>) {
+    let Some(index) = shard.lsm.clone() else {
+        return;
+    };
+    if !index.compaction_needed() {
+        return;
+    }
+    match index.compact().await {
+        Ok(Some(_)) => leave_room_for_index(&shard.log, &index),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("key index compaction failed: {e}"),
     }
 }

@@ -43,26 +43,39 @@ const RECORD_OVERHEAD: u64 = 64;
 const COMMIT_OVERHEAD: u64 = 8 << 10;
 
 /// Whether the next turn may be taken: it fits in the head segment, or in the log's room
-/// beyond [`MAINTENANCE_SEGMENTS`]. Records the outcome (`log_stalled`, the stall counter).
+/// beyond [`MAINTENANCE_SEGMENTS`], or — the shard then counting as full — in the segments the
+/// log leaves to the key index (urgent room, `Vlog::set_urgent`: a shard restarted on a full
+/// store must still elect, take deletes and reach the checkpoint that frees space; the key
+/// index in turn leaves the store's last segment to these turns). Records the outcome
+/// (`log_stalled`, the stall counter).
 pub fn turn_fits<D: ShardDevice>(shard: &Shard<D>) -> bool {
     let need = turn_bound(shard);
     let log = &shard.log;
     let keep = MAINTENANCE_SEGMENTS * shard.cfg.segment_bytes;
-    let fits = need <= log.head_room_bytes() || need.saturating_add(keep) <= log.room_bytes();
-    let was_stalled = shard.log_stalled.replace(!fits);
-    if !fits {
-        shard.metrics.borrow_mut().log_full_stalls_total += 1;
+    let normal = need <= log.head_room_bytes() || need.saturating_add(keep) <= log.room_bytes();
+    // The bound covers every entry not yet persisted, those of turns in flight included: a
+    // turn that fits the normal room means every batch still to be staged fits it too.
+    let urgent = !normal && need <= log.urgent_room_bytes();
+    log.set_urgent(urgent);
+    if urgent {
+        shard.metrics.borrow_mut().log_urgent_turns_total += 1;
     }
-    if fits == was_stalled {
+    let fits = normal || urgent;
+    let was_stalled = shard.log_stalled.replace(!normal);
+    if was_stalled == normal {
+        if !normal {
+            shard.metrics.borrow_mut().log_full_stalls_total += 1;
+        }
         tracing::warn!(
             shard = shard.index,
             need,
             room = log.room_bytes(),
+            urgent_room = log.urgent_room_bytes(),
             "{}",
-            if fits {
-                "shard log has room again: persisting Raft entries"
-            } else {
-                "shard log too full for the next group commit: holding Raft entries back"
+            match (normal, fits) {
+                (true, _) => "shard log has room again: writes accepted",
+                (false, true) => "shard log full: writes refused, Raft entries use the reserve",
+                (false, false) => "shard log full: writes refused, Raft entries held back",
             }
         );
     }

@@ -40,9 +40,13 @@ pub struct ShardMetrics {
     pub leader_changes_total: u64,
     /// Group commits (`ds_log_flushes_total`).
     pub flushes_total: u64,
-    /// Ready-loop turns held back because the shard log had no room for them
-    /// (`ds_log_full_stalls_total`; `server::log_room`).
+    /// Times the shard log became too full for writes that add data: each such episode
+    /// ends when the collector or a checkpoint makes room (`ds_log_full_stalls_total`;
+    /// `server::log_room`).
     pub log_full_stalls_total: u64,
+    /// Ready-loop turns written into the segments the log normally leaves to the key index,
+    /// because they fit nowhere else (`ds_log_urgent_turns_total`; `server::log_room`).
+    pub log_urgent_turns_total: u64,
     /// Value writes (checkpoint value records, demotions) refused because the shard log had
     /// no room for them beside the Raft entries (`ds_log_room_refusals_total`).
     pub log_room_refusals_total: u64,
@@ -230,6 +234,7 @@ impl Default for ShardMetrics {
             leader_changes_total: 0,
             flushes_total: 0,
             log_full_stalls_total: 0,
+            log_urgent_turns_total: 0,
             log_room_refusals_total: 0,
             expired_deleted_total: 0,
             garbage_deleted_total: 0,
@@ -294,6 +299,7 @@ impl ShardMetrics {
         self.leader_changes_total += o.leader_changes_total;
         self.flushes_total += o.flushes_total;
         self.log_full_stalls_total += o.log_full_stalls_total;
+        self.log_urgent_turns_total += o.log_urgent_turns_total;
         self.log_room_refusals_total += o.log_room_refusals_total;
         self.expired_deleted_total += o.expired_deleted_total;
         self.garbage_deleted_total += o.garbage_deleted_total;
@@ -387,6 +393,7 @@ fn merge_lsm(a: &mut engines::lsm::LsmMetrics, b: &engines::lsm::LsmMetrics) {
     a.written_bytes_total += b.written_bytes_total;
     a.checkpoints_total += b.checkpoints_total;
     a.compactions_total += b.compactions_total;
+    a.compactions_deferred_total += b.compactions_deferred_total;
     a.lookups_total += b.lookups_total;
     a.bloom_negatives_total += b.bloom_negatives_total;
     a.block_reads_total += b.block_reads_total;

@@ -120,8 +120,10 @@ fn log_config(cfg: &DsConfig) -> VlogConfig {
     }
 }
 
-/// Index mode: segments the shard log leaves free for the key index, so that a full log can
-/// still be checkpointed (the deletes and moves that let it free space reach the index).
+/// Index mode: segments the shard log leaves free for the key index's checkpoint runs, so
+/// that a full log can still be checkpointed (the deletes and moves that let it free space
+/// reach the index), beyond the room to rewrite the index's runs
+/// (`index_checkpoint::leave_room_for_index`).
 pub const INDEX_RESERVE_SEGMENTS: u32 = 3;
 
 /// The log after a range's checkpoint, replayed.
@@ -171,7 +173,11 @@ impl<D: ShardDevice> Shard<D> {
         let (log, store) = open_log(&cfg, storage.device, storage.fresh).await?;
         let lsm = match cfg.checkpoint_mode {
             CheckpointMode::Files => None,
-            CheckpointMode::Index => Some(Rc::new(super::index_checkpoint::open(store).await?)),
+            CheckpointMode::Index => {
+                let index = super::index_checkpoint::open(store).await?;
+                super::index_checkpoint::leave_room_for_index(&log, &index);
+                Some(Rc::new(index))
+            }
         };
         let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id.0));
         let transport = cfg.transport()?;

@@ -60,6 +60,26 @@ pub fn pick_compaction(p: &CompactionPolicy, sizes: &[u64]) -> Option<std::ops::
     })
 }
 
+/// Shrinks `window` (positions into the runs, newest first) from its oldest end until the
+/// merged run fits in `room` free segments, bounded by the segments its inputs take (a merge
+/// never writes more entries than it reads, and the same entries take no more frames);
+/// `None` when not even two runs fit.
+pub fn window_that_fits(
+    window: std::ops::Range<usize>,
+    segments: &[u64],
+    room: u64,
+) -> Option<std::ops::Range<usize>> {
+    let mut end = window.end.min(segments.len());
+    while end >= window.start + 2 {
+        let need: u64 = segments[window.start..end].iter().sum();
+        if need <= room {
+            return Some(window.start..end);
+        }
+        end -= 1;
+    }
+    None
+}
+
 /// What a compaction did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CompactionReport {
@@ -82,12 +102,28 @@ impl<D: BlockDevice> KeyIndex<D> {
         pick_compaction(&self.cfg.compaction, &sizes).is_some()
     }
 
-    /// Merges the runs the policy picks, if any (see [`Self::compact_runs`]).
+    /// Merges the runs the policy picks, if any (see [`Self::compact_runs`]). When the
+    /// store cannot take the merged run above `reserve-segments`, the window shrinks from its
+    /// oldest end to what fits (at least two runs); if nothing fits, nothing is merged and the
+    /// deferral is counted (`compactions_deferred_total`): a compaction started short of
+    /// space would take the segments the shard log needs and then fail anyway.
     pub async fn compact(&self) -> Result<Option<CompactionReport>> {
-        let sizes: Vec<u64> = self.runs().iter().map(|r| r.data_bytes).collect();
-        match pick_compaction(&self.cfg.compaction, &sizes) {
+        let runs = self.runs();
+        let sizes: Vec<u64> = runs.iter().map(|r| r.data_bytes).collect();
+        let Some(window) = pick_compaction(&self.cfg.compaction, &sizes) else {
+            return Ok(None);
+        };
+        let segments: Vec<u64> = runs.iter().map(|r| r.segments as u64).collect();
+        let room = self
+            .store
+            .free_segments()
+            .saturating_sub(u64::from(self.cfg.reserve_segments));
+        match window_that_fits(window, &segments, room) {
             Some(w) => self.compact_runs(w).await.map(Some),
-            None => Ok(None),
+            None => {
+                self.metrics.borrow_mut().compactions_deferred_total += 1;
+                Ok(None)
+            }
         }
     }
 
@@ -226,5 +262,17 @@ mod tests {
             100_000_000,
         ];
         assert_eq!(pick_compaction(&p, &many), Some(0..9));
+    }
+
+    /// Short of space, a compaction merges only the newest runs whose segments fit, and
+    /// none when not even two fit.
+    #[test]
+    fn a_window_shrinks_to_the_newest_runs_that_fit_in_the_free_segments() {
+        let segs = [1, 1, 2, 4];
+        assert_eq!(window_that_fits(0..4, &segs, 8), Some(0..4));
+        assert_eq!(window_that_fits(0..4, &segs, 7), Some(0..3));
+        assert_eq!(window_that_fits(0..4, &segs, 2), Some(0..2));
+        assert_eq!(window_that_fits(1..4, &segs, 2), None);
+        assert_eq!(window_that_fits(0..4, &segs, 1), None);
     }
 }

@@ -17,6 +17,9 @@ pub struct LsmMetrics {
     pub checkpoints_total: u64,
     /// Compactions completed (`ds_lsm_compactions_total`).
     pub compactions_total: u64,
+    /// Compactions the policy wanted that did not fit in the free segments above the
+    /// reserve (`ds_lsm_compactions_deferred_total`).
+    pub compactions_deferred_total: u64,
     /// Point lookups (`ds_lsm_lookups_total`).
     pub lookups_total: u64,
     /// Run probes a bloom filter answered "absent" without I/O (`ds_lsm_bloom_negatives_total`).
@@ -47,6 +50,7 @@ impl Default for LsmMetrics {
             written_bytes_total: 0,
             checkpoints_total: 0,
             compactions_total: 0,
+            compactions_deferred_total: 0,
             lookups_total: 0,
             bloom_negatives_total: 0,
             block_reads_total: 0,

@@ -169,6 +169,11 @@ pub struct LsmConfig {
     pub bloom_bits_per_key: u32,
     /// When to compact.
     pub compaction: CompactionPolicy,
+    /// Free segments a run writer leaves to the store's other owners (the shard log's last
+    /// room for Raft entries): a checkpoint or compaction that would take them fails with
+    /// [`Error::NoSpace`] instead, and compaction starts only when its output fits above
+    /// them (`docs/format/key-index.md` §7). Default 0.
+    pub reserve_segments: u32,
 }
 
 impl LsmConfig {
@@ -181,6 +186,7 @@ impl LsmConfig {
             write_buf_bytes: 256 << 10,
             bloom_bits_per_key: 10,
             compaction: CompactionPolicy::default(),
+            reserve_segments: 0,
         }
     }
 

@@ -265,6 +265,8 @@ pub(super) enum Probe {
 pub(super) struct RunWriter<D: BlockDevice> {
     store: SharedStore<D>,
     owner: OwnerTag,
+    /// Free segments left to the store's other owners (`LsmConfig::reserve_segments`).
+    reserve: u32,
     id: RunId,
     block: usize,
     seg_len: u64,
@@ -303,6 +305,7 @@ impl<D: BlockDevice> RunWriter<D> {
         Self {
             store,
             owner: cfg.run_owner,
+            reserve: cfg.reserve_segments,
             id,
             block,
             seg_len,
@@ -384,7 +387,7 @@ impl<D: BlockDevice> RunWriter<D> {
             self.write_buf().await?;
             let s = self
                 .store
-                .allocate(self.owner)
+                .allocate_leaving(self.owner, self.reserve)
                 .await
                 .map_err(Error::from_nvme)?;
             self.segs.push(RunSeg {

@@ -1,7 +1,7 @@
 // perf-critical: the append path (submit, commit) runs for every Raft write of a shard.
 //! The shard log: group-commit appends, reads, truncation and segment reclamation.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
@@ -233,6 +233,12 @@ pub struct Vlog<D: BlockDevice> {
     /// A batch written while the previous one's flush ran, left by a leader whose own records
     /// were done: the next leader flushes it first. Only while the lock is free or held.
     staged: RefCell<Option<Staged>>,
+    /// While set, segments are allocated down to the store's last free one, ignoring
+    /// `reserve-segments` ([`Vlog::set_urgent`]).
+    urgent: Cell<bool>,
+    /// Free segments left to the store's other owners: `reserve-segments` until the owner
+    /// of the log sets it ([`Vlog::set_reserve_segments`]).
+    reserve: Cell<u32>,
     pub(crate) metrics: RefCell<VlogMetrics>,
     /// Device offset of segment 0.
     pub(crate) data_offset: u64,
@@ -367,6 +373,7 @@ impl<D: BlockDevice> Vlog<D> {
         let block = dev.alignment();
         let seg_size = store.superblock().segment_size;
         let data_offset = store.superblock().data_offset;
+        let reserve = Cell::new(cfg.reserve_segments);
         Self {
             dev,
             owner,
@@ -378,6 +385,8 @@ impl<D: BlockDevice> Vlog<D> {
             queue: RefCell::new(Queue::default()),
             lock: RefCell::new(Lock::default()),
             staged: RefCell::new(None),
+            urgent: Cell::new(false),
+            reserve,
             metrics: RefCell::new(VlogMetrics::default()),
             data_offset,
         }
@@ -867,13 +876,37 @@ impl<D: BlockDevice> Vlog<D> {
     }
 
     pub(super) async fn allocate(&self) -> Result<Segment> {
+        let reserve = match self.urgent.get() {
+            true => 0,
+            false => self.reserve.get(),
+        };
         let seg = self
             .store
-            .allocate_leaving(self.owner, self.cfg.reserve_segments)
+            .allocate_leaving(self.owner, reserve)
             .await
             .map_err(Error::from_nvme)?;
         self.metrics.borrow_mut().segments_allocated_total += 1;
         Ok(seg)
+    }
+
+    /// Lets the log allocate the segments it normally leaves to the store's other owners
+    /// (`reserve-segments`), until called again with `false`. For what must reach the
+    /// device for the shard to make any progress at all: its Raft entries and hard states
+    /// when the log is otherwise full (a shard restarted on a full store must still elect a
+    /// leader, take the deletes and checkpoint them). See [`Self::urgent_room_bytes`].
+    pub fn set_urgent(&self, on: bool) {
+        self.urgent.set(on);
+    }
+
+    /// Changes how many free segments the log leaves to the store's other owners (initially
+    /// `reserve-segments`): a key index sharing the store needs room to rewrite its runs.
+    pub fn set_reserve_segments(&self, n: u32) {
+        self.reserve.set(n);
+    }
+
+    /// Free segments the log leaves to the store's other owners now.
+    pub fn reserve_segments(&self) -> u32 {
+        self.reserve.get()
     }
 
     /// Writes the next batch off the queue (layout, encode, write; no flush) and returns it,

@@ -13,11 +13,11 @@ use crate::pointer::SegmentId;
 
 impl<D: BlockDevice> Vlog<D> {
     /// Segments the log may still allocate: free in the store beyond those it leaves to
-    /// other owners (`reserve-segments`). Cheap (no lock).
+    /// other owners ([`reserve_segments`](Self::reserve_segments)). Cheap (no lock).
     pub fn spare_segments(&self) -> u64 {
         self.store
             .free_segments()
-            .saturating_sub(u64::from(self.cfg.reserve_segments))
+            .saturating_sub(u64::from(self.reserve_segments()))
     }
 
     /// Bytes the log can still take without a segment beyond its spares: what is left of
@@ -28,6 +28,13 @@ impl<D: BlockDevice> Vlog<D> {
     pub fn room_bytes(&self) -> u64 {
         let preallocated = u64::from(self.core.borrow().spare.is_some());
         self.head_room_bytes() + (preallocated + self.spare_segments()) * self.seg_size
+    }
+
+    /// What [`room_bytes`](Self::room_bytes) would be with the log allowed to allocate every
+    /// free segment of the store ([`set_urgent`](Self::set_urgent)).
+    pub fn urgent_room_bytes(&self) -> u64 {
+        let preallocated = u64::from(self.core.borrow().spare.is_some());
+        self.head_room_bytes() + (preallocated + self.store.free_segments()) * self.seg_size
     }
 
     /// Bytes left in the head segment after the newest written batch (0 before the first
