@@ -152,3 +152,68 @@ fn the_same_incrby_request_sent_twice_applies_once_and_across_a_restart() {
     node.shutdown().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Records written by the burst test: about 120,000 entries with their keys, which the
+/// sweep's walk (256 entries per 100 ms tick) takes ~47 s to cover.
+const BURST: u64 = 60_000;
+
+/// A burst of writes with request ids leaves one dedup record per write; they must be gone
+/// about one window after the burst, however large the range: the leader deletes them from
+/// its record queue, not only when its walk of the range reaches them (which in this range
+/// would take minutes to delete them all: memory and the key index held every record
+/// written meanwhile).
+#[test]
+fn dedup_records_of_a_burst_are_deleted_one_window_later_in_a_large_range() {
+    let dir = std::env::temp_dir().join(format!("ds-dedup-burst-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let node = run(DsConfig {
+        tick_ms: 100,
+        ..cfg(&dir)
+    })
+    .unwrap();
+    with_client(node.shard_addrs[0].clone(), |c| {
+        Box::pin(async move {
+            let mut tasks = Vec::new();
+            for w in 0..16 {
+                let c = c.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    for seq in (w..BURST).step_by(16) {
+                        let r = call(&c, set_with_id(seq)).await;
+                        assert!(matches!(r, KvResponse::Ok { .. }), "{r:?}");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await;
+            }
+        })
+    });
+    let until = std::time::Instant::now()
+        + Duration::from_millis(ds_node::range::dedup::WINDOW_MS)
+        + Duration::from_secs(5);
+    let mut deleted = 0;
+    while deleted < BURST && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(200));
+        deleted = node.metrics().expired_deleted_total;
+    }
+    assert!(
+        deleted >= BURST,
+        "{deleted} of {BURST} records deleted 15 s after the burst"
+    );
+    node.shutdown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn set_with_id(seq: u64) -> Message {
+    Message::KvWrite(KvWrite {
+        client: 0xb0,
+        seq,
+        request: request(KvOp::StrSet {
+            key: Bytes::from(format!("burst:{seq:08}")),
+            value: Bytes::from_static(b"v"),
+            expiry: net::message::kv::Expiry::Persist {},
+            cond: net::message::kv::Cond::Always {},
+            get_old: false,
+        }),
+    })
+}

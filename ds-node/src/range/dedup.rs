@@ -13,11 +13,18 @@
 //!   fall between user keys, and the record shares its key's prefix);
 //! - expired records are deleted by the leader's TTL sweep like any expired entry, so memory
 //!   is bounded by the writes of one window (about 40 bytes plus the response per write).
+//!   The sweep's walk of the range looks at a few thousand entries a second, far too few for
+//!   records made at the write rate (a 1M-key range is walked in minutes, during which a
+//!   30k writes/s load leaves millions of records in memory and in the key index): every
+//!   replica also queues the records it applies in the order they expire ([`RecordQueue`]),
+//!   and the leader's sweep deletes the expired ones from the queue's head.
 //!
 //! Only Redis writes of one key and `Multi`s that write are deduplicated (their record has a
 //! home range: the key, or the `Multi`'s first written key, `KvOp::dedup_key`); raw
 //! operations, `RangeFlush` and writes without an id apply as before. A key so long that its record key
 //! would pass the engine's key limit is not deduplicated either.
+
+use std::collections::VecDeque;
 
 use bytes::{Bytes, BytesMut};
 use net::RpcError;
@@ -87,10 +94,81 @@ pub fn apply_once<S: KvStore>(
     r
 }
 
+/// The dedup records a range applied, in apply order — the order they expire in, up to the
+/// skew between successive leaders' clocks (a record popped a little late is harmless).
+/// Soft state: a record missed (a restart, a full queue, a follower's queue dropped while
+/// it was not leader) is found by the sweep's walk instead.
+#[derive(Debug, Default)]
+pub struct RecordQueue {
+    q: VecDeque<(u64, Bytes)>,
+}
+
+impl RecordQueue {
+    /// Most records queued per range (about 100 bytes each); beyond, the oldest are dropped.
+    pub const MAX: usize = 1 << 19;
+
+    /// Queues the record `key` of a write applied at `now_ms` (whether the write made it or
+    /// found it: deleting a record that is gone or not yet expired is a no-op).
+    pub fn push(&mut self, now_ms: u64, key: Bytes) {
+        if self.q.len() >= Self::MAX {
+            self.q.pop_front();
+        }
+        self.q.push_back((now_ms.saturating_add(WINDOW_MS), key));
+    }
+
+    /// Removes and returns up to `limit` records expired at `now_ms`, oldest first.
+    pub fn take_expired(&mut self, now_ms: u64, limit: usize) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while out.len() < limit {
+            match self.q.front() {
+                Some((at, _)) if *at <= now_ms => {
+                    out.extend(self.q.pop_front().map(|(_, k)| k));
+                }
+                _ => break,
+            }
+        }
+        out
+    }
+
+    /// Records queued.
+    pub fn len(&self) -> usize {
+        self.q.len()
+    }
+
+    /// Whether none is queued.
+    pub fn is_empty(&self) -> bool {
+        self.q.is_empty()
+    }
+}
+
 fn respond(r: Result<OpResult, RpcError>) -> KvResponse {
     match r {
         Ok(result) => KvResponse::Ok { result },
         Err(error) => KvResponse::Err { error },
+    }
+}
+
+#[cfg(test)]
+mod queue_tests {
+    use super::*;
+
+    /// Records come out once expired, oldest first, at most `limit` at a time; a full queue
+    /// drops its oldest.
+    #[test]
+    fn the_queue_gives_back_expired_records_oldest_first_and_stays_bounded() {
+        let mut q = RecordQueue::default();
+        for (t, k) in [(100, "a"), (200, "b"), (300, "c")] {
+            q.push(t, Bytes::from(k));
+        }
+        assert!(q.take_expired(100 + WINDOW_MS - 1, 10).is_empty());
+        assert_eq!(q.take_expired(300 + WINDOW_MS, 2), ["a", "b"]);
+        assert_eq!(q.take_expired(300 + WINDOW_MS, 2), ["c"]);
+        assert!(q.is_empty());
+        for i in 0..RecordQueue::MAX + 3 {
+            q.push(i as u64, Bytes::from(i.to_string()));
+        }
+        assert_eq!(q.len(), RecordQueue::MAX);
+        assert_eq!(q.take_expired(u64::MAX, 1), ["3"]);
     }
 }
 

@@ -244,6 +244,9 @@ fn entry<D: ShardDevice>(
                 return Outcome::Stopped;
             }
             p.add_size(w.size);
+            if let Some(record) = id.and_then(|id| dedup::record_key(&op, id)) {
+                p.dedup_records.push(now_ms, record);
+            }
             Outcome::Applied(Some(w.resp))
         }
         Committed::Sweep { now_ms, keys } => {

@@ -85,6 +85,8 @@ pub struct Peer {
     pub(super) sweep_cursor: bytes::Bytes,
     /// Log index of the last sweep proposed; no new sweep until it applied.
     pub(super) sweep_in_flight: u64,
+    /// The dedup records this replica applied, in the order they expire (`range::dedup`).
+    pub(super) dedup_records: crate::range::dedup::RecordQueue,
     /// False for a replica created for a leader's message that has not installed its first
     /// snapshot yet: it has no key range and serves nothing.
     initialized: bool,
@@ -151,6 +153,7 @@ impl Peer {
             last_role: StateRole::Follower,
             sweep_cursor: bytes::Bytes::new(),
             sweep_in_flight: 0,
+            dedup_records: Default::default(),
             initialized,
             snapshot_in: None,
             created: now,
