@@ -74,9 +74,9 @@ pub(super) fn placement_after(range: &RangeDescriptor, steps: &[Step]) -> Vec<(P
         .collect()
 }
 
-/// The ops/s each store serves once this run's proposals are done (operators already in
-/// flight count where their range is now): every live target store (at 0 if it holds
-/// nothing) and every store holding a replica.
+/// The ops/s each store serves once this run's proposals and the operators in flight are
+/// done: every live target store (at 0 if it holds nothing) and every store holding a
+/// replica.
 pub(super) fn store_loads(plan: &Plan<'_>) -> Loads {
     let mut loads: Loads = plan
         .input
@@ -91,8 +91,9 @@ pub(super) fn store_loads(plan: &Plan<'_>) -> Loads {
     loads
 }
 
-/// The ops/s each replica serves once this run's proposals are done: (place, ops/s) per
-/// replica of every range — reads and writes where it leads, writes elsewhere.
+/// The ops/s each replica serves once this run's proposals and the operators in flight are
+/// done: (place, ops/s) per replica of every range — reads and writes where it leads,
+/// writes elsewhere.
 pub(super) fn served_after(plan: &Plan<'_>) -> Vec<(Place, u64)> {
     let proposed: BTreeMap<RangeId, &[Step]> = plan
         .proposals()
@@ -102,7 +103,11 @@ pub(super) fn served_after(plan: &Plan<'_>) -> Vec<(Place, u64)> {
     let mut out = Vec::new();
     for r in plan.input.state.ranges() {
         let (reads, writes) = range_ops(plan, r);
-        let steps = proposed.get(&r.id).copied().unwrap_or(&[]);
+        let steps = proposed
+            .get(&r.id)
+            .copied()
+            .or_else(|| plan.input.in_flight.get(&r.id).map(Vec::as_slice))
+            .unwrap_or(&[]);
         for (place, leads) in placement_after(r, steps) {
             out.push((place, if leads { reads + writes } else { writes }));
         }

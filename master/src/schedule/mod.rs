@@ -121,6 +121,10 @@ pub struct ScheduleInput<'a> {
     pub ranges: &'a BTreeMap<RangeId, RangeLoad>,
     /// Ranges with an operator in flight, and the stores each involves.
     pub busy: &'a BTreeMap<RangeId, Vec<StoreId>>,
+    /// The steps in flight operators still have to take (the load balancers count a moving
+    /// range where its operator will put it, so two runs do not both move load off one
+    /// store or shard for the same imbalance).
+    pub in_flight: &'a BTreeMap<RangeId, Vec<Step>>,
     /// The failure detector's verdict per store (a store missing here falls back to the
     /// heartbeat rule).
     pub health: &'a BTreeMap<StoreId, Health>,

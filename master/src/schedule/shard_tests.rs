@@ -4,6 +4,7 @@
 
 use super::tests::{BASE, Case, UP, run_with};
 use super::*;
+use net::{ReplicaId, ShardId, StoreId};
 
 fn must_schedule_in_turn(checkers: &[Box<dyn Checker>], runs: &[(u64, Case)]) {
     for (i, (at_s, case)) in runs.iter().enumerate() {
@@ -97,6 +98,30 @@ fn a_range_moved_between_shards_stays_put_for_the_cool_down() {
             (200, HOT_SHARD),
         ],
     );
+}
+
+#[test]
+fn a_range_already_moving_counts_where_its_operator_puts_it() {
+    // r1's move to shard 1 is in flight (nothing done yet): shard 0 will serve 2,000 and
+    // shard 1 3,000, so r2 stays. Counted where r1 is now, r2 would follow it.
+    const MOVE_R1: &[Step] = &[
+        Step::AddLearner {
+            store: StoreId(1),
+            shard: ShardId(1),
+        },
+        Step::PromoteAdded,
+        Step::TransferLeaderToAdded,
+        Step::Remove {
+            replica_id: ReplicaId(11),
+        },
+    ];
+    let case = Case {
+        name: "r1 is on its way to shard 1: nothing more moves",
+        in_flight: &[(1, MOVE_R1)],
+        expect: &[],
+        ..HOT_SHARD
+    };
+    must_schedule_in_turn(&default_checkers(), &[(0, case)]);
 }
 
 #[test]

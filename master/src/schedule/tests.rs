@@ -37,6 +37,8 @@ pub(super) struct Case {
     pub(super) suspect: &'static [u64],
     /// Ranges with an operator in flight.
     pub(super) busy: &'static [u64],
+    /// Ranges with an operator in flight and the steps it has left (busy as well).
+    pub(super) in_flight: &'static [(u64, &'static [Step])],
     pub(super) max_ops_per_store: usize,
     pub(super) expect: &'static [&'static str],
 }
@@ -57,6 +59,7 @@ pub(super) const BASE: Case = Case {
     dead: &[],
     suspect: &[],
     busy: &[],
+    in_flight: &[],
     max_ops_per_store: 4,
     expect: &[],
 };
@@ -206,8 +209,17 @@ pub(super) fn run_with(case: &Case, checkers: &[Box<dyn Checker>], now: u64) -> 
     for (r, keys) in case.keys {
         stats(&mut ranges, *r, now).keys = *keys;
     }
-    let busy: BTreeMap<RangeId, Vec<StoreId>> =
-        case.busy.iter().map(|r| (RangeId(*r), vec![])).collect();
+    let in_flight: BTreeMap<RangeId, Vec<Step>> = case
+        .in_flight
+        .iter()
+        .map(|(r, steps)| (RangeId(*r), steps.to_vec()))
+        .collect();
+    let busy: BTreeMap<RangeId, Vec<StoreId>> = case
+        .busy
+        .iter()
+        .chain(case.in_flight.iter().map(|(r, _)| r))
+        .map(|r| (RangeId(*r), vec![]))
+        .collect();
     let config = ScheduleConfig {
         max_ops_per_store: case.max_ops_per_store,
         load_balance_cooldown_ms: case.cooldown_ms,
@@ -224,6 +236,7 @@ pub(super) fn run_with(case: &Case, checkers: &[Box<dyn Checker>], now: u64) -> 
         stores: &stores,
         ranges: &ranges,
         busy: &busy,
+        in_flight: &in_flight,
         health: &health,
         config: &config,
         now_ms: now,
