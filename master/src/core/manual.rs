@@ -59,7 +59,7 @@ impl Core {
     /// Moves the replica of `range` on `from` (default: the leader's) to store `to`, on
     /// `shard` (default: its emptiest shard): add a learner there, promote it, remove the old
     /// one. Between stores, leadership moves first when another voter has it to take. Within
-    /// one store (`to` is the replica's own store, `shard` another of its shards), the range
+    /// one store (`to` is the replica's own store and `shard`, named, another of its shards), the range
     /// holds two replicas on the store until the removal, and a leading source hands
     /// leadership to the promoted replica first.
     pub fn move_range(
@@ -92,9 +92,10 @@ impl Core {
             return Err(bad("only a voter is moved"));
         }
         let within = old.store_id == to;
-        if !within && range.replicas.iter().any(|r| r.store_id == to) {
+        let on_target = range.replicas.iter().any(|r| r.store_id == to);
+        if on_target && !(within && shard.is_some()) {
             return Err(bad(format!(
-                "range {id} already has a replica on store {to}"
+                "range {id} already has a replica on store {to} (name a shard to move it between the store's shards)"
             )));
         }
         let held: Vec<ShardId> = range
