@@ -31,21 +31,26 @@ fn keys_in_slots(lo: u16, hi: u16, n: usize) -> Vec<String> {
         .collect()
 }
 
+/// What the client saw: the last acknowledged value per key, writes made, and the longest
+/// write + read-back pair.
+struct Written {
+    acked: BTreeMap<String, String>,
+    writes: u64,
+    slowest: Duration,
+}
+
 /// Writes `key = key:n` for rising `n` over `keys` in turn until `stop`, reading each key
-/// back at once: the read must see the value just written. Returns the last acknowledged
-/// value per key and the number of writes.
-fn writer(
-    maddr: String,
-    keys: Vec<String>,
-    stop: Arc<AtomicBool>,
-) -> (BTreeMap<String, String>, u64) {
+/// back at once: the read must see the value just written.
+fn writer(maddr: String, keys: Vec<String>, stop: Arc<AtomicBool>) -> Written {
     common::on_executor(move || {
         Box::pin(async move {
             let mut acked = BTreeMap::new();
             let mut n = 0u64;
+            let mut slowest = Duration::ZERO;
             while !stop.load(Ordering::Relaxed) {
                 for k in &keys {
                     n += 1;
+                    let t = Instant::now();
                     let v = format!("{k}:{n}");
                     let set = KvOp::StrSet {
                         key: Bytes::from(k.clone()),
@@ -59,9 +64,14 @@ fn writer(
                     acked.insert(k.clone(), v.clone());
                     let got = common::must_get(&maddr, k).await;
                     assert_eq!(got.as_deref(), Some(v.as_bytes()), "GET {k} after SET");
+                    slowest = slowest.max(t.elapsed());
                 }
             }
-            (acked, n)
+            Written {
+                acked,
+                writes: n,
+                slowest,
+            }
         })
     })
 }
@@ -107,12 +117,8 @@ fn cluster(name: &str) -> (std::path::PathBuf, RunningMaster, ds_node::DsConfig)
     (root, master, cfg)
 }
 
-/// Runs `writer` over `keys` while `during` runs, then stops it: (acknowledged values, writes).
-fn while_writing(
-    maddr: &str,
-    keys: &[String],
-    during: impl FnOnce(),
-) -> (BTreeMap<String, String>, u64) {
+/// Runs `writer` over `keys` while `during` runs, then stops it.
+fn while_writing(maddr: &str, keys: &[String], during: impl FnOnce()) -> Written {
     let stop = Arc::new(AtomicBool::new(false));
     let w = {
         let (m, k, s) = (maddr.to_string(), keys.to_vec(), stop.clone());
@@ -165,18 +171,27 @@ fn an_operator_moves_a_range_to_another_shard_while_a_client_writes() {
     let before = range_of(&maddr, &keys[0]);
     assert_eq!(before.replicas.len(), 1);
     assert_eq!(before.replicas[0].shard_id.0, 0);
-    let (acked, writes) = while_writing(&maddr, &keys, || {
+    let mut took = Duration::ZERO;
+    let w = while_writing(&maddr, &keys, || {
         // Let some writes land on shard 0 first.
         std::thread::sleep(Duration::from_millis(300));
         let q = format!("range={}&to={}&shard=1", before.id, node.store_id);
+        let t = Instant::now();
         let (status, body) = master.admin_post("/move-range", &q);
         assert_eq!(status, 200, "{body}");
         assert!(body.contains("add-learner"), "{body}");
         must_settle_on_shard(&maddr, &keys[0], 1, Duration::from_secs(30));
+        took = t.elapsed();
     });
+    let (acked, writes) = (w.acked, w.writes);
     assert!(
         writes > keys.len() as u64,
         "the client wrote only {writes} times"
+    );
+    eprintln!(
+        "move between shards: settled in the master's table after {} ms; the client wrote {writes} times, slowest SET + GET {} ms",
+        took.as_millis(),
+        w.slowest.as_millis()
     );
     let after = range_of(&maddr, &keys[0]);
     assert_eq!(after.id, before.id);
@@ -205,7 +220,7 @@ fn the_shard_balancer_moves_a_loaded_range_off_the_hot_shard() {
     let mut keys = keys_in_slots(0, 4096, 4);
     keys.extend(keys_in_slots(4096, 8192, 4));
     let (low, high) = (keys[0].clone(), keys[4].clone());
-    let (acked, _) = while_writing(&maddr, &keys, || {
+    let Written { acked, .. } = while_writing(&maddr, &keys, || {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let on_1 = [&low, &high].into_iter().find(|k| {
