@@ -58,6 +58,10 @@ enum CtlCommand {
         to: u64,
         #[arg(long)]
         from: Option<u64>,
+        /// The target shard of `--to` (default: its emptiest); with `--to` the replica's own
+        /// store, the replica moves between that store's shards.
+        #[arg(long)]
+        shard: Option<u32>,
     },
     /// Split a range where its leader chooses, or at the hash slot of a Redis key.
     Split {
@@ -162,9 +166,18 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
         CtlCommand::Probes => show(&args, "/probes", probes_table)?,
         CtlCommand::Drain { store } => done(&args, &format!("/drain?store={store}"))?,
         CtlCommand::Undrain { store } => done(&args, &format!("/undrain?store={store}"))?,
-        CtlCommand::MoveRange { range, to, from } => {
+        CtlCommand::MoveRange {
+            range,
+            to,
+            from,
+            shard,
+        } => {
             let from = from.map_or(String::new(), |f| format!("&from={f}"));
-            done(&args, &format!("/move-range?range={range}&to={to}{from}"))?
+            let shard = shard.map_or(String::new(), |s| format!("&shard={s}"));
+            done(
+                &args,
+                &format!("/move-range?range={range}&to={to}{from}{shard}"),
+            )?
         }
         CtlCommand::Split { range, key, slot } => {
             let slot = key

@@ -132,6 +132,17 @@ fn every_ctl_subcommand_works_against_tierkv_dev() {
         "not strictly inside",
     );
 
+    // Move between the shards of the store: the first range lives on shard 0.
+    refused(
+        &ctl(a, &["move-range", &first, "--to", &store, "--shard", "0"]),
+        "shard 0",
+    );
+    let out = text(&ctl(
+        a,
+        &["move-range", &first, "--to", &store, "--shard", "1"],
+    ));
+    assert!(out.contains(&format!("add-learner s{store}/1")), "{out}");
+
     // Scale: without a provisioner the request is recorded, then fails; bad settings are
     // refused before anything changes.
     let out = text(&ctl(a, &["scale", "expand"]));

@@ -12,28 +12,31 @@ use crate::server::{Shard, ShardDevice};
 
 /// Every entry of every shard of the (stopped) node configured by `cfg`, in key order.
 pub fn dump(cfg: &DsConfig) -> anyhow::Result<Vec<(Bytes, Entry)>> {
+    let mut all = Vec::new();
+    for index in 0..cfg.shards {
+        all.extend(dump_shard(cfg, index)?);
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(all)
+}
+
+/// Every entry of shard `index` of the (stopped) node configured by `cfg`, in key order.
+pub fn dump_shard(cfg: &DsConfig, index: usize) -> anyhow::Result<Vec<(Bytes, Entry)>> {
     let store_id = std::fs::read_to_string(cfg.data_dir.join("store-id"))
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(cfg.store_id);
-    let mut all = Vec::new();
-    for index in 0..cfg.shards {
-        let cfg = cfg.clone();
-        let got = crate::core::block_on(move || {
-            Box::pin(async move {
-                let shard =
-                    Shard::open(cfg, index as u32, net::StoreId(store_id), net::ClusterId(0))
-                        .await
-                        .map_err(|e| format!("open shard {index}: {e:#}"))?;
-                let stored = shard.state().engine().scan_stored(&[], &[]);
-                entries_of(&shard, stored).await
-            })
-        })?
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        all.extend(got);
-    }
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(all)
+    let cfg = cfg.clone();
+    crate::core::block_on(move || {
+        Box::pin(async move {
+            let shard = Shard::open(cfg, index as u32, net::StoreId(store_id), net::ClusterId(0))
+                .await
+                .map_err(|e| format!("open shard {index}: {e:#}"))?;
+            let stored = shard.state().engine().scan_stored(&[], &[]);
+            entries_of(&shard, stored).await
+        })
+    })?
+    .map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// The entries with every cold value read from the shard log (checksums checked).

@@ -249,7 +249,8 @@ pub fn respond_post(master: &Master, path: &str, q: &Query) -> (u16, String) {
                 let range = RangeId(q.need("range")?);
                 let to = StoreId(q.need("to")?);
                 let from = q.num::<u64>("from")?.map(StoreId);
-                master.with_core(|c| c.move_range(range, to, from, now))
+                let shard = q.num::<u32>("shard")?.map(net::ShardId);
+                master.with_core(|c| c.move_range(range, to, from, shard, now))
             }
             "/split" => {
                 let range = RangeId(q.need("range")?);

@@ -9,7 +9,7 @@ use std::ops::Bound;
 use bytes::{Bytes, BytesMut};
 use net::codec::{DecodeError, Reader, Wire};
 use net::message::{RangeDescriptor, StoreInfo};
-use net::{ClusterId, Epoch, RangeId, ReplicaId, StoreId, Timestamp};
+use net::{ClusterId, Epoch, RangeId, ReplicaId, ShardId, StoreId, Timestamp};
 
 use crate::capacity::{
     Capacity, FINISHED_KEPT, MAX_ACTIVE, ProvisionId, ProvisionKind, ProvisionState, Provisioning,
@@ -688,7 +688,7 @@ impl ClusterState {
         if !range.end.is_empty() && range.start >= range.end {
             return Err(invalid(format!("range {} has start >= end", range.id)));
         }
-        let mut stores: Vec<StoreId> = Vec::with_capacity(range.replicas.len());
+        let mut places: Vec<(StoreId, ShardId)> = Vec::with_capacity(range.replicas.len());
         let mut ids: Vec<ReplicaId> = Vec::with_capacity(range.replicas.len());
         for rep in &range.replicas {
             let store = self
@@ -701,16 +701,19 @@ impl ClusterState {
                     rep.store_id, rep.shard_id
                 )));
             }
-            if stores.contains(&rep.store_id) {
+            // Two replicas of a range may share a store only on different shards, and only
+            // two: the source and the target of a move between the shards of one store.
+            let on_store = places.iter().filter(|(s, _)| *s == rep.store_id).count();
+            if places.contains(&(rep.store_id, rep.shard_id)) || on_store >= 2 {
                 return Err(invalid(format!(
-                    "range {} has two replicas on store {}",
-                    range.id, rep.store_id
+                    "range {} has two replicas on store {} shard {} (or three on the store)",
+                    range.id, rep.store_id, rep.shard_id
                 )));
             }
             if ids.contains(&rep.replica_id) || rep.replica_id == ReplicaId(0) {
                 return Err(invalid(format!("range {} repeats a replica id", range.id)));
             }
-            stores.push(rep.store_id);
+            places.push((rep.store_id, rep.shard_id));
             ids.push(rep.replica_id);
         }
         if let Some(leader) = range.leader {
@@ -950,7 +953,6 @@ fn check_config(c: &ClusterConfig) -> Result<(), CommandError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use net::ShardId;
     use net::message::{Replica, ReplicaRole};
 
     pub(crate) fn store(id: u64) -> StoreMeta {
@@ -1193,6 +1195,40 @@ mod tests {
             Err(CommandError::UnknownRange(RangeId(9)))
         );
         assert_eq!(s, before);
+    }
+
+    #[test]
+    fn two_replicas_of_a_range_may_share_a_store_only_on_different_shards() {
+        let mut s = booted();
+        let on = |id: u64, shard: u32| Replica {
+            shard_id: ShardId(shard),
+            ..voter(id, 1)
+        };
+        let with = |replicas: Vec<Replica>, conf_ver: u64| Command::PutRange {
+            range: RangeDescriptor {
+                replicas,
+                epoch: Epoch {
+                    conf_ver,
+                    version: 1,
+                },
+                ..range(1, b"", b"", 1)
+            },
+        };
+        let before = s.clone();
+        let same_shard = with(vec![on(10, 0), on(11, 0)], 2);
+        assert!(matches!(
+            s.apply(4, &same_shard),
+            Err(CommandError::Invalid(_))
+        ));
+        assert_eq!(s, before);
+        // The move's middle: the source on shard 0, the target on shard 1.
+        s.apply(4, &with(vec![on(10, 0), on(11, 1)], 2)).unwrap();
+        assert_eq!(s.range(RangeId(1)).unwrap().replicas.len(), 2);
+        let mut three = store(1);
+        three.info.shard_addrs.push("10.0.0.1:7003".into());
+        s.apply(5, &Command::PutStore { meta: three }).unwrap();
+        let third = with(vec![on(10, 0), on(11, 1), on(12, 2)], 3);
+        assert!(matches!(s.apply(6, &third), Err(CommandError::Invalid(_))));
     }
 
     #[test]

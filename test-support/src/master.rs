@@ -13,6 +13,7 @@ use tokio::sync::oneshot;
 #[derive(Debug)]
 pub struct RunningMaster {
     addr: String,
+    master: Arc<Master>,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -21,6 +22,23 @@ impl RunningMaster {
     /// The master's RPC address (`127.0.0.1:PORT`).
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The scheduler's recent decisions, oldest first, as `checker: operator (reason)`.
+    pub fn decisions(&self) -> Vec<String> {
+        self.master.with_core(|c| {
+            c.decisions()
+                .iter()
+                .map(|d| format!("{}: {} ({})", d.checker, d.operator, d.reason))
+                .collect()
+        })
+    }
+
+    /// The answer of the admin endpoint to `POST path?query` (`/move-range`, `/split`, …):
+    /// (HTTP status, JSON body), without going through HTTP.
+    pub fn admin_post(&self, path: &str, query: &str) -> (u16, String) {
+        let q = master::admin_ops::Query::parse(query);
+        master::admin_ops::respond_post(&self.master, path, &q)
     }
 
     /// Stops the master and waits for its thread (open connections are dropped).
@@ -75,16 +93,17 @@ pub fn start(dir: PathBuf, tune: impl FnOnce(&mut MasterConfig) + Send + 'static
                 .await
                 .expect("bind the master's port");
             let addr = l.local_addr().expect("the master's address").to_string();
-            let _ = addr_tx.send(addr);
+            let _ = addr_tx.send((addr, m.clone()));
             m.serve(l, TransportConfig::default(), 64, async move {
                 let _ = stop_rx.await;
             })
             .await;
         });
     });
-    let addr = addr_rx.recv().expect("the master did not start");
+    let (addr, master) = addr_rx.recv().expect("the master did not start");
     RunningMaster {
         addr,
+        master,
         stop: Some(stop_tx),
         thread: Some(thread),
     }

@@ -316,6 +316,14 @@ fn split<D: ShardDevice>(
 /// from this shard is destroyed after the turn ([`Effects::to_destroy`]).
 fn conf_change(p: &mut Peer, fx: &mut Effects<'_>, cc: &ConfChangeV2) {
     let range = p.range_id();
+    // Tests: a replica that never learns of its own removal (the commit did not reach it).
+    #[cfg(feature = "failpoints")]
+    if cc.changes.iter().any(|ch| {
+        ch.node_id == p.replica_id().0
+            && ch.get_change_type() == raft::eraftpb::ConfChangeType::RemoveNode
+    }) {
+        fail::fail_point!("ds_node::shard::conf_change::miss_own_removal", |_| ());
+    }
     match p.raft_mut().apply_conf_change(cc) {
         Ok(cs) => {
             p.raft_mut().mut_store().set_conf_state(cs);

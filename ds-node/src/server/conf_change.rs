@@ -26,6 +26,15 @@ impl<D: ShardDevice> Shard<D> {
         {
             let mut st = self.state.borrow_mut();
             st.tombstones.insert((range, p.replica_id()));
+            // The descriptor the removal produced waits for the next group commit: written
+            // after the tombstone, it would bring the range back at restart, without the
+            // checkpoint removed below. The tombstone supersedes it.
+            st.meta_records.retain(|r| match r {
+                LogRecord::ConfState { range: r, .. } | LogRecord::HardState { range: r, .. } => {
+                    *r != range
+                }
+                _ => true,
+            });
             // The addresses learnt for the range's other replicas are no longer needed.
             st.reply_to.retain(|(r, _), _| *r != range);
         }

@@ -327,11 +327,13 @@ impl<D: ShardDevice> Shard<D> {
     }
 
     /// Takes the store addresses and the ranges placed on this shard from the master's
-    /// route table `t` (unless unchanged).
-    pub fn apply_route_table(&self, t: net::message::RouteTable) {
+    /// route table `t` (unless unchanged). Returns the ranges whose replica here the table
+    /// shows removed ([`Shard::removed_by`]): the caller destroys them.
+    pub fn apply_route_table(&self, t: net::message::RouteTable) -> Vec<net::RangeId> {
         if t.unchanged {
-            return;
+            return Vec::new();
         }
+        let removed = self.removed_by(&t.ranges);
         let mut addrs = self.addrs.borrow_mut();
         for s in t.stores {
             if !s.shard_addrs.is_empty() {
@@ -351,6 +353,28 @@ impl<D: ShardDevice> Shard<D> {
             .map(|d| (d.id, d))
             .collect();
         self.route_version.set(t.route_version);
+        removed
+    }
+
+    /// The initialized replicas here that the master describes as removed: their range at
+    /// a newer `conf_ver` than they know, without their replica id. The master records only
+    /// committed membership (from the leader's heartbeats) and never reuses a replica id, so
+    /// such a replica can never be a member again; it missed the commit of its own removal
+    /// (the leader stops sending to a replica once it applied the removal), and without this
+    /// its data would stay.
+    fn removed_by(&self, ranges: &[RangeDescriptor]) -> Vec<net::RangeId> {
+        let st = self.state.borrow();
+        ranges
+            .iter()
+            .filter(|d| {
+                st.peers.get(&d.id).is_some_and(|p| {
+                    p.is_initialized()
+                        && d.epoch.conf_ver > p.desc().epoch.conf_ver
+                        && !d.replicas.iter().any(|r| r.replica_id == p.replica_id())
+                })
+            })
+            .map(|d| d.id)
+            .collect()
     }
 
     /// Store `store` now listens on `shard_addrs`: its old addresses' peer connections are

@@ -111,7 +111,12 @@ pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
             .await
         {
             Ok(Message::RouteTable(t)) => {
-                shard.apply_route_table(t);
+                for range in shard.apply_route_table(t) {
+                    tracing::info!(%range, "the master shows this replica removed; destroying it");
+                    if let Err(e) = shard.destroy_range(range).await {
+                        tracing::warn!(%range, "destroy a removed replica: {e:#}");
+                    }
+                }
                 crate::server::split::report_unreported(&shard, &m).await;
             }
             Ok(_) => {}

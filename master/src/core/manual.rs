@@ -37,9 +37,12 @@ impl Core {
         self.operators.insert(id, op);
     }
 
-    /// The shard of `store` holding the fewest replicas.
-    fn emptiest_shard(&self, store: StoreId, shards: usize) -> ShardId {
-        let mut counts: BTreeMap<u32, usize> = (0..shards as u32).map(|s| (s, 0)).collect();
+    /// The shard of `store` holding the fewest replicas, other than `busy` (ties: lowest id).
+    fn emptiest_shard(&self, store: StoreId, shards: usize, busy: &[ShardId]) -> Option<ShardId> {
+        let mut counts: BTreeMap<u32, usize> = (0..shards as u32)
+            .filter(|s| !busy.contains(&ShardId(*s)))
+            .map(|s| (s, 0))
+            .collect();
         for r in self.state().ranges() {
             for rep in r.replicas.iter().filter(|x| x.store_id == store) {
                 if let Some(c) = counts.get_mut(&rep.shard_id.0) {
@@ -47,21 +50,24 @@ impl Core {
                 }
             }
         }
-        let best = counts
+        counts
             .iter()
             .min_by_key(|(s, c)| (**c, **s))
-            .map_or(0, |(s, _)| *s);
-        ShardId(best)
+            .map(|(s, _)| ShardId(*s))
     }
 
-    /// Moves the replica of `range` on `from` (default: the leader's) to store `to`: add a
-    /// learner there, promote it, remove the old one (leadership moves first when another
-    /// voter has it to take).
+    /// Moves the replica of `range` on `from` (default: the leader's) to store `to`, on
+    /// `shard` (default: its emptiest shard): add a learner there, promote it, remove the old
+    /// one. Between stores, leadership moves first when another voter has it to take. Within
+    /// one store (`to` is the replica's own store and `shard`, named, another of its shards), the range
+    /// holds two replicas on the store until the removal, and a leading source hands
+    /// leadership to the promoted replica first.
     pub fn move_range(
         &mut self,
         id: RangeId,
         to: StoreId,
         from: Option<StoreId>,
+        shard: Option<ShardId>,
         now_ms: u64,
     ) -> Result<String, RpcError> {
         let range = self.range_for_manual_op(id)?;
@@ -73,11 +79,6 @@ impl Core {
             return Err(bad(format!("store {to} is not up")));
         }
         let shards = target.info.shard_addrs.len();
-        if range.replicas.iter().any(|r| r.store_id == to) {
-            return Err(bad(format!(
-                "range {id} already has a replica on store {to}"
-            )));
-        }
         let old = match from {
             Some(f) => range.replicas.iter().find(|r| r.store_id == f),
             None => range
@@ -90,35 +91,57 @@ impl Core {
         if old.role != (ReplicaRole::Voter {}) {
             return Err(bad("only a voter is moved"));
         }
-        let mut steps = Vec::new();
-        if range.leader == Some(old.replica_id) {
-            let other = range
-                .replicas
-                .iter()
-                .find(|r| r.replica_id != old.replica_id && r.role == ReplicaRole::Voter {});
-            if let Some(o) = other {
-                steps.push(Step::TransferLeader { to: o.replica_id });
-            }
+        let within = old.store_id == to;
+        let on_target = range.replicas.iter().any(|r| r.store_id == to);
+        if on_target && !(within && shard.is_some()) {
+            return Err(bad(format!(
+                "range {id} already has a replica on store {to} (name a shard to move it between the store's shards)"
+            )));
         }
-        steps.extend([
-            Step::AddLearner {
-                store: to,
-                shard: self.emptiest_shard(to, shards),
-            },
-            Step::PromoteAdded,
-            Step::Remove {
-                replica_id: old.replica_id,
-            },
-        ]);
+        let held: Vec<ShardId> = range
+            .replicas
+            .iter()
+            .filter(|r| r.store_id == to)
+            .map(|r| r.shard_id)
+            .collect();
+        let to_shard = match shard {
+            Some(s) if s.0 as usize >= shards => {
+                return Err(bad(format!("store {to} has no shard {s}")));
+            }
+            Some(s) if held.contains(&s) => {
+                return Err(bad(format!(
+                    "range {id} already has a replica on store {to} shard {s}"
+                )));
+            }
+            Some(s) => s,
+            None => self
+                .emptiest_shard(to, shards, &held)
+                .ok_or_else(|| bad(format!("store {to} has no other shard")))?,
+        };
+        let leads = range.leader == Some(old.replica_id);
+        let steps = move_steps(&range, old.replica_id, leads, within, to, to_shard);
+        let reason = if within {
+            format!(
+                "operator: move range {id} on store {to} from shard {} to shard {to_shard}",
+                old.shard_id
+            )
+        } else {
+            format!(
+                "operator: move range {id} from store {} to store {to}",
+                old.store_id
+            )
+        };
+        let stores = if within {
+            vec![to]
+        } else {
+            vec![old.store_id, to]
+        };
         let p = Proposal {
             range_id: id,
             steps,
-            stores: vec![old.store_id, to],
+            stores,
             checker: "ctl",
-            reason: format!(
-                "operator: move range {id} from store {} to store {to}",
-                old.store_id
-            ),
+            reason,
         };
         let op = self.materialize(&p, now_ms)?;
         let what = p.to_string();
@@ -177,4 +200,39 @@ impl Core {
         self.start_manual(id, op, what.clone(), now_ms);
         Ok(what)
     }
+}
+
+/// The steps moving voter `old` of `range` to `to`/`to_shard`. Between stores a leading
+/// source hands leadership to another voter first (if there is one); within a store
+/// (`within`) it hands leadership to the promoted replica, the path the shard balancer takes.
+fn move_steps(
+    range: &RangeDescriptor,
+    old: ReplicaId,
+    leads: bool,
+    within: bool,
+    to: StoreId,
+    to_shard: ShardId,
+) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if leads && !within {
+        let other = range
+            .replicas
+            .iter()
+            .find(|r| r.replica_id != old && r.role == ReplicaRole::Voter {});
+        if let Some(o) = other {
+            steps.push(Step::TransferLeader { to: o.replica_id });
+        }
+    }
+    steps.extend([
+        Step::AddLearner {
+            store: to,
+            shard: to_shard,
+        },
+        Step::PromoteAdded,
+    ]);
+    if leads && within {
+        steps.push(Step::TransferLeaderToAdded);
+    }
+    steps.push(Step::Remove { replica_id: old });
+    steps
 }

@@ -54,6 +54,13 @@ impl Core {
             if !step_done(step, desc, op.epoch) {
                 break;
             }
+            tracing::info!(
+                range = %desc.id,
+                step = op.current + 1,
+                of = op.steps.len(),
+                reason = op.reason,
+                "operator step done: {step:?}"
+            );
             op.current += 1;
         }
         let timed_out = now_ms.saturating_sub(op.created_ms) > self.cfg.operator_timeout_ms;
@@ -92,11 +99,17 @@ impl Core {
             .iter()
             .map(|(r, op)| (*r, op.stores.clone()))
             .collect();
+        let in_flight: BTreeMap<RangeId, Vec<Step>> = self
+            .operators
+            .iter()
+            .map(|(r, op)| (*r, remaining_steps(op)))
+            .collect();
         let input = ScheduleInput {
             state: self.durable.state(),
             stores: &self.store_loads,
             ranges: &self.range_loads,
             busy: &busy,
+            in_flight: &in_flight,
             health: &health,
             config: &self.cfg.schedule,
             now_ms,
@@ -213,4 +226,40 @@ fn step_done(step: &Operator, desc: &RangeDescriptor, start: Epoch) -> bool {
         Operator::TransferLeader { to_replica } => desc.leader == Some(*to_replica),
         Operator::Split { .. } => desc.epoch.version > start.version,
     }
+}
+
+/// The steps `op` has still to take, as the scheduler writes them (a replica added by the
+/// operator is "the added one" in the steps after its addition).
+fn remaining_steps(op: &RunningOperator) -> Vec<Step> {
+    let rest = op.steps.get(op.current..).unwrap_or(&[]);
+    let mut added = None;
+    rest.iter()
+        .map(|step| match step {
+            Operator::AddLearner {
+                store,
+                shard,
+                replica_id,
+            } => {
+                added = Some(*replica_id);
+                Step::AddLearner {
+                    store: *store,
+                    shard: *shard,
+                }
+            }
+            Operator::PromoteLearner { replica_id } if added == Some(*replica_id) => {
+                Step::PromoteAdded
+            }
+            Operator::PromoteLearner { replica_id } => Step::Promote {
+                replica_id: *replica_id,
+            },
+            Operator::TransferLeader { to_replica } if added == Some(*to_replica) => {
+                Step::TransferLeaderToAdded
+            }
+            Operator::TransferLeader { to_replica } => Step::TransferLeader { to: *to_replica },
+            Operator::RemoveReplica { replica_id } => Step::Remove {
+                replica_id: *replica_id,
+            },
+            Operator::Split { .. } => Step::Split,
+        })
+        .collect()
 }

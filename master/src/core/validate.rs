@@ -276,7 +276,7 @@ mod tests {
                     info: StoreInfo {
                         store_id: StoreId(id),
                         addr: format!("h{id}:1"),
-                        shard_addrs: vec![format!("h{id}:2")],
+                        shard_addrs: vec![format!("h{id}:2"), format!("h{id}:3")],
                         labels: vec![],
                     },
                     mem_capacity: 1,
@@ -344,6 +344,33 @@ mod tests {
         new.replicas.push(rep(12, 2, false));
         assert_eq!(
             reason(check_heartbeat(&state(), NEXT_ID, &range(), &hb(new))),
+            None
+        );
+    }
+
+    #[test]
+    fn a_learner_on_another_shard_of_the_leaders_store_is_accepted() {
+        // The first step of a move between the shards of store 1, then its promotion.
+        let mut new = range();
+        new.epoch.conf_ver += 1;
+        new.replicas.push(Replica {
+            shard_id: ShardId(1),
+            ..rep(12, 1, false)
+        });
+        assert_eq!(
+            reason(check_heartbeat(
+                &state(),
+                NEXT_ID,
+                &range(),
+                &hb(new.clone())
+            )),
+            None
+        );
+        let mut promoted = new.clone();
+        promoted.epoch.conf_ver += 1;
+        promoted.replicas[1].role = ReplicaRole::Voter {};
+        assert_eq!(
+            reason(check_heartbeat(&state(), NEXT_ID, &new, &hb(promoted))),
             None
         );
     }

@@ -6,14 +6,13 @@
 //! (so the same range cannot bounce back), never reduces the range's zone spread, and a moved
 //! range is left alone for `load-balance-cooldown-ms`.
 //!
-//! Placement is per store: moving a replica between the shards of one store would need two
-//! replicas of a range on one store, which the state machine refuses (see the guide).
+//! Placement here is per store; [`super::ShardBalance`] balances the shards within a store.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
-use net::{RangeId, ReplicaId, StoreId};
+use net::{RangeId, ReplicaId, ShardId, StoreId};
 
 use super::balance::keeps_zone_spread;
 use super::cooldown::Cooldown;
@@ -37,76 +36,100 @@ pub(super) fn range_ops(plan: &Plan<'_>, range: &RangeDescriptor) -> (u64, u64) 
         .map_or((0, 0), |l| (l.stats.read_qps, l.stats.write_qps))
 }
 
-/// Where a range's load lands once `steps` are done: (store, leads) per replica.
-fn placement_after(range: &RangeDescriptor, steps: &[Step]) -> Vec<(StoreId, bool)> {
-    let store_of = |id: ReplicaId| {
-        range
-            .replicas
-            .iter()
-            .find(|x| x.replica_id == id)
-            .map(|x| x.store_id)
-    };
-    let mut leader = range.leader.and_then(store_of);
-    let mut stores: Vec<StoreId> = range.replicas.iter().map(|x| x.store_id).collect();
-    let mut added = None;
+/// Where a range's replica sits: (store, shard).
+pub(super) type Place = (StoreId, ShardId);
+
+/// Where a range's load lands once `steps` are done: (place, leads) per replica. Replicas are
+/// followed by id, so a move between two shards of one store keeps both places apart.
+pub(super) fn placement_after(range: &RangeDescriptor, steps: &[Step]) -> Vec<(Place, bool)> {
+    // (replica id, or `None` for the one a step adds; its place)
+    let mut reps: Vec<(Option<ReplicaId>, Place)> = range
+        .replicas
+        .iter()
+        .map(|x| (Some(x.replica_id), (x.store_id, x.shard_id)))
+        .collect();
+    let mut leader: Option<Option<ReplicaId>> = range.leader.map(Some);
     for step in steps {
         match step {
-            Step::AddLearner { store, .. } => {
-                stores.push(*store);
-                added = Some(*store);
-            }
-            Step::TransferLeader { to } => leader = store_of(*to).or(leader),
-            Step::TransferLeaderToAdded => leader = added.or(leader),
+            Step::AddLearner { store, shard } => reps.push((None, (*store, *shard))),
+            Step::TransferLeader { to } => leader = Some(Some(*to)),
+            Step::TransferLeaderToAdded => leader = Some(None),
             Step::Remove { replica_id } => {
-                let Some(gone) = store_of(*replica_id) else {
-                    continue;
-                };
-                stores.retain(|s| *s != gone);
-                if leader == Some(gone) {
+                reps.retain(|(id, _)| *id != Some(*replica_id));
+                if leader == Some(Some(*replica_id)) {
                     // A lone voter hands leadership to the promoted replica.
-                    leader = added.or_else(|| stores.first().copied());
+                    let added = reps.iter().any(|(id, _)| id.is_none());
+                    leader = if added {
+                        Some(None)
+                    } else {
+                        reps.first().map(|(id, _)| *id)
+                    };
                 }
             }
             Step::PromoteAdded | Step::Promote { .. } | Step::Split => {}
         }
     }
-    stores.into_iter().map(|s| (s, leader == Some(s))).collect()
+    reps.into_iter()
+        .map(|(id, place)| (place, leader == Some(id)))
+        .collect()
 }
 
-/// The ops/s each store serves once this run's proposals are done (operators already in
-/// flight count where their range is now): every live target store (at 0 if it holds
-/// nothing) and every store holding a replica.
+/// The ops/s each store serves once this run's proposals and the operators in flight are
+/// done: every live target store (at 0 if it holds nothing) and every store holding a
+/// replica.
 pub(super) fn store_loads(plan: &Plan<'_>) -> Loads {
-    let state = plan.input.state;
-    let mut loads: Loads = state
+    let mut loads: Loads = plan
+        .input
+        .state
         .stores()
         .filter(|s| plan.is_target(s))
         .map(|s| (s.info.store_id, 0))
         .collect();
+    for ((store, _), served) in served_after(plan) {
+        *loads.entry(store).or_insert(0) += served;
+    }
+    loads
+}
+
+/// The ops/s each replica serves once this run's proposals and the operators in flight are
+/// done: (place, ops/s) per replica of every range — reads and writes where it leads,
+/// writes elsewhere.
+pub(super) fn served_after(plan: &Plan<'_>) -> Vec<(Place, u64)> {
     let proposed: BTreeMap<RangeId, &[Step]> = plan
         .proposals()
         .iter()
         .map(|p| (p.range_id, p.steps.as_slice()))
         .collect();
-    for r in state.ranges() {
+    let mut out = Vec::new();
+    for r in plan.input.state.ranges() {
         let (reads, writes) = range_ops(plan, r);
-        let steps = proposed.get(&r.id).copied().unwrap_or(&[]);
-        for (store, leads) in placement_after(r, steps) {
-            let served = if leads { reads + writes } else { writes };
-            *loads.entry(store).or_insert(0) += served;
+        let steps = proposed
+            .get(&r.id)
+            .copied()
+            .or_else(|| plan.input.in_flight.get(&r.id).map(Vec::as_slice))
+            .unwrap_or(&[]);
+        for (place, leads) in placement_after(r, steps) {
+            out.push((place, if leads { reads + writes } else { writes }));
         }
     }
-    loads
+    out
 }
 
 /// What a range's replica on a store contributes to that store's load.
 fn contribution(plan: &Plan<'_>, range: &RangeDescriptor, store: StoreId) -> u64 {
     let (reads, writes) = range_ops(plan, range);
-    match range.replicas.iter().find(|x| x.store_id == store) {
-        Some(rep) if range.leader == Some(rep.replica_id) => reads + writes,
-        Some(_) => writes,
-        None => 0,
-    }
+    range
+        .replicas
+        .iter()
+        .filter(|x| x.store_id == store)
+        .map(|x| {
+            if range.leader == Some(x.replica_id) {
+                reads + writes
+            } else {
+                writes
+            }
+        })
+        .sum()
 }
 
 /// A range whose load should leave a store, and the figures for the reason.

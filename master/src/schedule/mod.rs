@@ -13,6 +13,7 @@ mod balance;
 mod cooldown;
 mod load;
 mod replica;
+mod shard;
 mod split;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +29,7 @@ pub use balance::{LeaderBalance, ReplicaBalance};
 pub use cooldown::Cooldown;
 pub use load::LoadBalance;
 pub use replica::ReplicaChecker;
+pub use shard::ShardBalance;
 pub use split::SplitChecker;
 
 /// Scheduler settings.
@@ -119,6 +121,10 @@ pub struct ScheduleInput<'a> {
     pub ranges: &'a BTreeMap<RangeId, RangeLoad>,
     /// Ranges with an operator in flight, and the stores each involves.
     pub busy: &'a BTreeMap<RangeId, Vec<StoreId>>,
+    /// The steps in flight operators still have to take (the load balancers count a moving
+    /// range where its operator will put it, so two runs do not both move load off one
+    /// store or shard for the same imbalance).
+    pub in_flight: &'a BTreeMap<RangeId, Vec<Step>>,
     /// The failure detector's verdict per store (a store missing here falls back to the
     /// heartbeat rule).
     pub health: &'a BTreeMap<StoreId, Health>,
@@ -365,7 +371,8 @@ pub fn voters(range: &RangeDescriptor) -> impl Iterator<Item = &net::message::Re
 }
 
 /// The default checkers, in priority order: repair and replication first, then splits (and
-/// hot-range relief), then balance by load, then by count.
+/// hot-range relief), then balance by load (between stores, then between the shards of each
+/// store), then by count.
 pub fn default_checkers() -> Vec<Box<dyn Checker>> {
     // A range moved by load or for hot-range relief is left alone by every balancer for the
     // cool-down.
@@ -374,6 +381,7 @@ pub fn default_checkers() -> Vec<Box<dyn Checker>> {
         Box::new(ReplicaChecker),
         Box::new(SplitChecker::new(moved.clone())),
         Box::new(LoadBalance::new(moved.clone())),
+        Box::new(ShardBalance::new(moved.clone())),
         Box::new(ReplicaBalance::new(moved.clone())),
         Box::new(LeaderBalance::new(moved)),
     ]
@@ -393,5 +401,7 @@ pub fn schedule(input: ScheduleInput<'_>, checkers: &[Box<dyn Checker>]) -> Vec<
 
 #[cfg(test)]
 mod load_tests;
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;

@@ -180,8 +180,10 @@ fn propose_for(
     None
 }
 
-/// The voter to drop when there are too many: one on a store that is not up, else one in the
-/// most crowded zone, else on the store with most replicas (ties: highest store id).
+/// The voter to drop when there are too many: one on a store that is not up, else one sharing
+/// its store with another voter of the range (a move between shards left unfinished), else
+/// one in the most crowded zone, else on the store with most replicas (ties: highest store
+/// id, then the later replica).
 fn pick_extra<'r>(plan: &Plan<'_>, range: &'r RangeDescriptor) -> Option<&'r Replica> {
     let state = plan.input.state;
     let counts = plan.replica_counts();
@@ -196,6 +198,7 @@ fn pick_extra<'r>(plan: &Plan<'_>, range: &'r RangeDescriptor) -> Option<&'r Rep
         let zone = store.and_then(|s| s.label("zone"));
         let crowd = zone_counts.get(&zone).copied().unwrap_or(0);
         let n = counts.get(&r.store_id).copied().unwrap_or(0);
-        (down, crowd, n, r.store_id)
+        let shares = voters(range).filter(|x| x.store_id == r.store_id).count() > 1;
+        (down, shares, crowd, n, r.store_id)
     })
 }

@@ -3,8 +3,9 @@
 //! A range that cannot be split — its leader reports one key, or it was split
 //! `split-attempts-max` times in a row without its epoch changing (the leader found no key) —
 //! is not proposed for a split again. If it is hot, it is relieved instead: its leadership or
-//! its leader's replica moves to a colder store ([`super::load::plan_move`]), at most once per
-//! `load-balance-cooldown-ms`.
+//! its leader's replica moves to a colder store ([`super::load::plan_move`]), or, when no
+//! store helps, the leader's replica moves to the least-loaded shard of its store
+//! ([`super::shard::plan_shard_move`]); at most once per `load-balance-cooldown-ms`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use net::message::RangeDescriptor;
 
 use super::cooldown::Cooldown;
 use super::load::{plan_move, store_loads};
+use super::shard::{Gain, plan_shard_move, shard_loads};
 use super::{Checker, Plan, Proposal, Step};
 
 /// Splits proposed for a range at one epoch version.
@@ -92,8 +94,8 @@ impl SplitChecker {
         }
     }
 
-    /// Moves a hot range that cannot be split off its leader's store, if a colder store
-    /// helps.
+    /// Moves a hot range that cannot be split off its leader's store if a colder store
+    /// helps, else off its leader's shard to the coldest shard of that store.
     fn relieve(&self, plan: &mut Plan<'_>, range: &RangeDescriptor, why: &str) {
         if self.relieved.is_cooling(range.id) || plan.is_busy(range.id) {
             return;
@@ -109,14 +111,21 @@ impl SplitChecker {
             plan.input.config.split_qps
         );
         let loads = store_loads(plan);
-        let Some(p) = plan_move(
+        let p = plan_move(
             plan,
             &loads,
             range,
             leader.store_id,
             "hot-range-relief",
             &cause,
-        ) else {
+        )
+        .or_else(|| {
+            let place = (leader.store_id, leader.shard_id);
+            let why = ("hot-range-relief", cause.as_str());
+            let loads = shard_loads(plan);
+            plan_shard_move(plan, &loads, range, place, Gain::TargetStaysColder, why)
+        });
+        let Some(p) = p else {
             return;
         };
         if plan.propose(p) {
