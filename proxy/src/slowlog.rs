@@ -3,16 +3,17 @@
 //! (id, unix time, microseconds, arguments, client address, client name), argument trimming
 //! (32 arguments, 128 bytes each) and redaction of passwords.
 //!
-//! The time is what the client waited for its reply from the moment the proxy read the batch
-//! that held the command (the round trips to the shards included), where Redis times the
-//! execution alone. `EXEC` is not logged (as in Redis), nor are the commands it runs (Redis
-//! logs those one by one) or commands queued in `MULTI`; a blocking command that blocked is
-//! not logged. One mutex, taken only for a slow command or a
+//! The time is the command's own execution, as Redis times it ([`crate::timing`]): its
+//! dispatch and the round trip of the shard request that carried it, not the time it waited
+//! behind the commands before it in its connection's batch; for a blocking command, its
+//! attempts and not the time it was blocked (one that timed out is not logged, as in Redis
+//! 7.0). `EXEC` is not logged (as in Redis), nor are the commands it runs (Redis logs those
+//! one by one) or commands queued in `MULTI`. One mutex, taken only for a slow command or a
 //! `SLOWLOG` command; the threshold is one atomic load per command.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -49,6 +50,8 @@ struct Log {
 pub struct SlowLog {
     slower_than_us: AtomicI64,
     max_len: AtomicUsize,
+    /// Entries logged since start (`proxy_slowlog_entries_total`).
+    logged: AtomicU64,
     log: Mutex<Log>,
 }
 
@@ -57,6 +60,7 @@ impl Default for SlowLog {
         Self {
             slower_than_us: AtomicI64::new(DEFAULT_SLOWER_THAN_US),
             max_len: AtomicUsize::new(DEFAULT_MAX_LEN),
+            logged: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
         }
     }
@@ -112,6 +116,7 @@ impl SlowLog {
         if threshold < 0 || i64::try_from(usec).unwrap_or(i64::MAX) < threshold {
             return;
         }
+        self.logged.fetch_add(1, Ordering::Relaxed);
         let unix_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -129,6 +134,11 @@ impl SlowLog {
             name: Bytes::copy_from_slice(client.name),
         });
         log.entries.truncate(max);
+    }
+
+    /// Entries logged since the proxy started (`SLOWLOG RESET` does not clear it).
+    pub fn logged_total(&self) -> u64 {
+        self.logged.load(Ordering::Relaxed)
     }
 
     /// `SLOWLOG LEN`.
