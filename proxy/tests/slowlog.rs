@@ -43,9 +43,11 @@ fn pipeline(c: &mut Client, lines: &[&str]) {
     }
 }
 
-/// The logged commands, newest first, each as its arguments joined by spaces, and each
-/// entry's microseconds.
-fn logged(c: &mut Client) -> Vec<(String, u64)> {
+/// Logged commands, newest first: each one's arguments joined by spaces, and its µs.
+type Entries = Vec<(String, u64)>;
+
+/// What `SLOWLOG GET -1` answers.
+fn logged(c: &mut Client) -> Entries {
     let raw = c.cmd("SLOWLOG GET -1");
     // Entry: *6, :id, :time, :usec, *n args ($len, arg)..., $peer, $name.
     let lines: Vec<&str> = raw.split("\r\n").collect();
@@ -78,7 +80,7 @@ fn eventually(what: &str, cond: impl Fn() -> bool) {
 
 /// Runs [`PIPELINE`] at threshold 100 ms, then at 0, on a connection; what was logged each
 /// time, newest first.
-fn pipeline_logs(c: &mut Client) -> (Vec<(String, u64)>, Vec<(String, u64)>) {
+fn pipeline_logs(c: &mut Client) -> (Entries, Entries) {
     assert_eq!(c.cmd("CONFIG SET slowlog-max-len 128"), "+OK\r\n");
     assert_eq!(
         c.cmd("CONFIG SET slowlog-log-slower-than 100000"),
@@ -141,7 +143,7 @@ fn blocked_pop_logs(
     waiter: &mut Client,
     pusher: &mut Client,
     blocked: impl Fn() -> bool,
-) -> [Vec<(String, u64)>; 3] {
+) -> [Entries; 3] {
     let mut run = |threshold: &str| {
         // Blocked first: how the test sees that is not logged (the log is reset after).
         waiter.send(&common::multibulk(&[b"BLPOP", b"bl", b"0"]));
