@@ -98,11 +98,45 @@ pub fn parse_timeout(arg: &[u8]) -> Result<Option<Duration>, Reply> {
     Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
-/// Runs a blocking command to its reply (see the module documentation). Cancel-safe: dropping
-/// the future (the client went away) unregisters it.
-pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
+/// What a blocking command spent executing, timed as Redis 7.0 times it for `SLOWLOG`,
+/// `INFO commandstats` and the latency histograms (`updateStatsOnUnblock` in `blocked.c`):
+/// its first attempt, plus the attempt that served it when it blocked in between. The time it
+/// waited, and the polls that found nothing meanwhile, are not counted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Executed {
+    first: Option<Duration>,
+    served: Option<Duration>,
+    timed_out: bool,
+}
+
+impl Executed {
+    /// The execution time: the first attempt, plus the serving one if it blocked.
+    pub fn time(&self) -> Duration {
+        self.first.unwrap_or_default() + self.served.unwrap_or_default()
+    }
+
+    /// Whether it ended at its timeout: Redis 7.0 does not log such a command in `SLOWLOG`.
+    pub fn timed_out(&self) -> bool {
+        self.timed_out
+    }
+
+    /// Counts an attempt (or the type check of a command not yet first in line) that took
+    /// `took`: the first one always, a later one only if it `served` the command.
+    fn attempt(&mut self, took: Duration, served: bool) {
+        if self.first.is_none() {
+            self.first = Some(took);
+        } else if served {
+            self.served = Some(took);
+        }
+    }
+}
+
+/// Runs a blocking command to its reply (see the module documentation), timing its attempts
+/// into `exec` (which holds what was timed so far if the future is dropped: `CLIENT
+/// UNBLOCK`). Cancel-safe: dropping the future (the client went away) unregisters it.
+pub async fn run(router: &DbRouter<'_>, b: &Blocked, exec: &mut Executed) -> Reply {
     if !b.block {
-        return once(router, b).await;
+        return timed(exec, || once(router, b)).await;
     }
     let registry = &router.raw().blocking;
     // Registered before the first attempt, so a push that lands between the attempt and the
@@ -114,7 +148,7 @@ pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     // served them first), only its type errors are answered now.
     let mut turn = waiter.is_first();
     if !turn {
-        if let Some(reply) = b.attempt.check(router).await {
+        if let Some(reply) = timed_attempt(exec, b.attempt.check(router)).await {
             return reply;
         }
     }
@@ -122,7 +156,7 @@ pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
     let mut done = Vec::new();
     loop {
         if turn {
-            if let Some(reply) = b.attempt.run(router, retry).await {
+            if let Some(reply) = timed_attempt(exec, b.attempt.run(router, retry)).await {
                 let waiter_keys = waiter.keys.clone();
                 drop(waiter);
                 // Elements may remain: the next waiter of each key gets its turn (and the
@@ -139,7 +173,10 @@ pub async fn run(router: &DbRouter<'_>, b: &Blocked) -> Reply {
         let woken = tokio::select! {
             () = waiter.notify.notified() => true,
             () = sleep => false,
-            () = until(deadline) => return b.timeout_reply.clone(),
+            () = until(deadline) => {
+                exec.timed_out = true;
+                return b.timeout_reply.clone();
+            }
         };
         poll = if woken {
             done = waiter.take_done();
@@ -157,6 +194,28 @@ pub async fn once(router: &DbRouter<'_>, b: &Blocked) -> Reply {
         Some(r) => r,
         None => b.empty_reply.clone(),
     }
+}
+
+/// Runs `attempt`, counting its time in `exec`.
+async fn timed_attempt(
+    exec: &mut Executed,
+    attempt: impl std::future::Future<Output = Option<Reply>>,
+) -> Option<Reply> {
+    let start = tokio::time::Instant::now();
+    let reply = attempt.await;
+    exec.attempt(start.elapsed(), reply.is_some());
+    reply
+}
+
+/// Runs the non-blocking form (`once`), counting its time in `exec`.
+async fn timed<F: std::future::Future<Output = Reply>>(
+    exec: &mut Executed,
+    once: impl FnOnce() -> F,
+) -> Reply {
+    let start = tokio::time::Instant::now();
+    let reply = once().await;
+    exec.attempt(start.elapsed(), true);
+    reply
 }
 
 async fn until(deadline: Option<tokio::time::Instant>) {

@@ -5,9 +5,10 @@
 //! `LATENCY HISTORY / LATEST / GRAPH / DOCTOR / RESET`. `LATENCY HISTOGRAM` answers from the
 //! per-command histograms of [`crate::metrics`].
 //!
-//! The time is what the client waited for its reply from the moment the proxy read the batch
-//! that held the command (the round trips to the shards included), as for `SLOWLOG`. The
-//! threshold is one atomic load per command; the mutex is taken only for a sample.
+//! The time is the command's own execution ([`crate::timing`]: its dispatch and its shard
+//! round trip, not its wait behind earlier commands of its batch nor a blocking command's
+//! time blocked), as for `SLOWLOG`. The threshold is one atomic load per command; the mutex
+//! is taken only for a sample.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

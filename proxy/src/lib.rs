@@ -18,6 +18,8 @@
 //! - [`mesh`]: the links to the other proxies of the cluster (found through the master's
 //!   directory): pub/sub across proxies and cross-proxy wake-ups of blocked pops.
 //! - [`metrics`]: per-command counters and latency histograms for `INFO`.
+//! - [`timing`]: what a command's time is (its own execution: dispatch, round trip,
+//!   attempts), for `SLOWLOG`, `INFO commandstats` and the latency histograms.
 //!
 //! Dependencies: `net` only. This crate must never depend on `engines`, `nvme` or glommio.
 #![forbid(unsafe_code)]
@@ -56,6 +58,7 @@ pub mod settings;
 pub mod shared;
 pub mod slowlog;
 pub mod sockets;
+pub mod timing;
 pub mod tracking;
 pub mod unblock;
 pub mod waiters;

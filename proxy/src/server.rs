@@ -222,7 +222,7 @@ pub fn prometheus_text(shared: &Shared) -> String {
     let mut out = String::new();
     shared.metrics.write_prometheus(&mut out);
     let r = &shared.router.stats;
-    let gauges: [(&str, &str, u64); 9] = [
+    let gauges: [(&str, &str, u64); 10] = [
         ("proxy_loading", "gauge", u64::from(shared.loading())),
         (
             "proxy_connected_clients",
@@ -258,6 +258,11 @@ pub fn prometheus_text(shared: &Shared) -> String {
             "proxy_route_failures_total",
             "counter",
             r.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_slowlog_entries_total",
+            "counter",
+            shared.slowlog.logged_total(),
         ),
         (
             "proxy_route_table_version",
@@ -337,16 +342,19 @@ enum End {
     Now,
 }
 
-/// One command waiting in a batch for its reply.
-/// A blocking command waiting its turn: its name, arrival, `CLIENT REPLY` silence, the
-/// command, and its keyspace notifications.
-type Parked = (
-    Option<&'static str>,
-    Instant,
-    bool,
-    crate::blocking::Blocked,
-    Effects,
-);
+/// A blocking command waiting its turn ([`crate::blocking`]), run by `connection` while it
+/// watches the socket.
+struct Parked {
+    name: Option<&'static str>,
+    /// Its parse and dispatch ([`crate::timing`]); its attempts are added when it ends.
+    took: Duration,
+    /// `CLIENT REPLY OFF|SKIP`.
+    silent: bool,
+    blocked: crate::blocking::Blocked,
+    effects: Effects,
+    /// Its arguments while `SLOWLOG` is on.
+    args: Option<Vec<Bytes>>,
+}
 
 /// What a command publishes once its reply is known: keyspace notifications
 /// ([`crate::notify`]) and client-side caching invalidations ([`crate::tracking`]).
@@ -356,13 +364,16 @@ struct Effects {
     track: Option<Box<crate::tracking::Track>>,
 }
 
+/// One command waiting in a batch for its reply.
 struct Item {
     name: Option<&'static str>,
     proto: Protocol,
     /// `CLIENT REPLY OFF|SKIP`: the reply is not sent (pushes — subscription confirmations —
     /// still are, in RESP2 too, as Redis marks them `CLIENT_PUSHING`).
     silent: bool,
-    start: Instant,
+    /// Its execution time so far ([`crate::timing`]): all of it for a ready reply; a data
+    /// command's round trip is added once its batch has run.
+    took: Duration,
     what: ItemKind,
     /// Keyspace notifications and invalidations to publish once the reply is known.
     effects: Effects,
@@ -387,9 +398,11 @@ struct Conn<'a> {
     ops: Vec<(Bytes, KvOp)>,
     items: Vec<Item>,
     samples: Vec<Sample>,
-    /// When the commands being parsed arrived: read once per batch, not once per command
-    /// (a pipeline of 16 GETs read the clock 32 times, 3 % of the proxy's CPU).
-    batch_start: Instant,
+    /// The last clock read on the command path: each command is timed from it
+    /// ([`crate::timing`]; one read per command, one per wave, one per batch).
+    clock: crate::timing::Stopwatch,
+    /// The waves of the batch being answered, to time each command by its own.
+    waves: crate::timing::Waves,
     /// A blocking command to run before the rest of the input ([`crate::blocking`]).
     blocked: Option<Parked>,
     /// The last command run (`CLIENT LIST` `cmd=`).
@@ -436,7 +449,8 @@ async fn connection(
         ops: Vec::new(),
         items: Vec::new(),
         samples: Vec::new(),
-        batch_start: Instant::now(),
+        clock: crate::timing::Stopwatch::new(),
+        waves: crate::timing::Waves::default(),
         blocked: None,
         last_cmd: None,
         slow_args: None,
@@ -448,7 +462,7 @@ async fn connection(
     let mut parser = RequestParser::new(shared.cfg.limits);
     let mut inbuf = BytesMut::with_capacity(INBUF_BYTES);
     // When the last bytes arrived (the start of idleness).
-    let mut last_read = conn.batch_start;
+    let mut last_read = conn.clock.mark();
     let mut timer = std::pin::pin!(tokio::time::sleep(conn.check_interval().min(QBUF_IDLE)));
     conn.publish(&me, &inbuf);
     loop {
@@ -518,17 +532,19 @@ async fn connection(
         parser.set_query_buffer_limit(shared.settings.query_buffer_limit());
         let mut end = conn.process(&mut parser, &mut inbuf).await;
         while end == End::No {
-            let Some((name, start, silent, b, effects)) = conn.blocked.take() else {
+            let Some(parked) = conn.blocked.take() else {
                 break;
             };
+            let b = &parked.blocked;
             conn.publish(&me, &inbuf);
             if conn.write_out().await.is_err() {
                 return;
             }
             let mut guard = shared.blocked.register(conn.sess.id);
             let router = crate::db::DbRouter::new(&shared.router, conn.sess.db);
+            let mut exec = crate::blocking::Executed::default();
             let reply = tokio::select! {
-                r = crate::blocking::run(&router, &b) => r,
+                r = crate::blocking::run(&router, b, &mut exec) => r,
                 m = &mut guard.unblocked => match m {
                     Ok(crate::unblock::Mode::Error) => {
                         Reply::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
@@ -539,19 +555,21 @@ async fn connection(
                 _ = stop.changed() => return,
             };
             drop(guard);
+            // Timed as Redis times it: its attempts, not the time it was blocked; one that
+            // timed out is not logged (Redis 7.0 logs a blocked command when it is served or
+            // `CLIENT UNBLOCK`ed, `updateStatsOnUnblock`).
             conn.items.push(Item {
-                name,
+                name: parked.name,
                 proto: conn.sess.protocol,
-                silent,
-                start,
+                silent: parked.silent,
+                took: parked.took + exec.time(),
                 what: ItemKind::Ready(reply),
-                effects,
-                // A command that blocked is not logged (see `crate::slowlog`).
-                args: None,
+                effects: parked.effects,
+                args: parked.args.filter(|_| !exec.timed_out()),
             });
             end = conn.process(&mut parser, &mut inbuf).await;
         }
-        last_read = conn.batch_start;
+        last_read = conn.clock.mark();
         if end == End::Now {
             return;
         }
@@ -664,7 +682,7 @@ impl Conn<'_> {
 
     /// Runs every whole command in `inbuf`.
     async fn process(&mut self, parser: &mut RequestParser, inbuf: &mut BytesMut) -> End {
-        self.batch_start = Instant::now();
+        self.clock.restart();
         loop {
             if self.items.len() >= self.shared.cfg.max_pipeline {
                 let end = self.flush().await;
@@ -688,7 +706,8 @@ impl Conn<'_> {
                 }
                 Err(e) => {
                     self.shared.metrics.record_error("ERR");
-                    self.push_ready(None, false, Reply::err(e), Effects::default());
+                    let took = Duration::ZERO;
+                    self.push_ready(None, false, took, Reply::err(e), Effects::default());
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -716,7 +735,6 @@ impl Conn<'_> {
                     return end;
                 }
             }
-            let start = self.batch_start;
             let flags = self.shared.settings.notify_flags();
             let effects = Effects {
                 notice: crate::notify::capture(flags, self.sess.db, &args),
@@ -726,6 +744,8 @@ impl Conn<'_> {
             // is queued.
             let log_it = self.shared.slowlog.enabled() && !self.sess.tx.active();
             let (name, action) = cmd::dispatch(self.shared, &mut self.sess, &args);
+            // Its parse and dispatch: since the previous command's (or the input's) read.
+            let took = self.clock.lap();
             let command = name;
             let name = name.map(|n| cmd::util::stat_name(n, &args));
             // Kept (not copied) until the reply, then dropped as it would have been.
@@ -742,11 +762,11 @@ impl Conn<'_> {
                 None
             };
             match action {
-                Action::Reply(r) => self.push_ready(name, silent, r, effects),
+                Action::Reply(r) => self.push_ready(name, silent, took, r, effects),
                 Action::Data { .. } if busy.is_some() => {
                     // Refused: nothing ran, so no keyspace notification either.
                     let reply = busy.map_or(Reply::OK, cmd::scripting::busy_error);
-                    self.push_ready(name, silent, reply, Effects::default());
+                    self.push_ready(name, silent, took, reply, Effects::default());
                 }
                 Action::Data { ops, finish } => {
                     let first = self.ops.len();
@@ -756,7 +776,7 @@ impl Conn<'_> {
                         name,
                         proto: self.sess.protocol,
                         silent,
-                        start,
+                        took,
                         what: ItemKind::Data { first, len, finish },
                         effects,
                         args: self.slow_args.take(),
@@ -766,7 +786,14 @@ impl Conn<'_> {
                     // Run by `connection` while it watches the socket (a client that goes
                     // away while blocked is dropped); the rest of the input waits.
                     let end = self.flush().await;
-                    self.blocked = Some((name, start, silent, b, effects));
+                    self.blocked = Some(Parked {
+                        name,
+                        took,
+                        silent,
+                        blocked: b,
+                        effects,
+                        args: self.slow_args.take(),
+                    });
                     return end;
                 }
                 rounds @ (Action::Async(_) | Action::Block(_)) => {
@@ -774,12 +801,13 @@ impl Conn<'_> {
                     if end != End::No {
                         return end;
                     }
+                    // Timed from the end of the batch before it (`flush` read the clock).
                     let reply = crate::exec::alone(self.shared, rounds, self.sess.db).await;
                     self.items.push(Item {
                         name,
                         proto: self.sess.protocol,
                         silent,
-                        start,
+                        took: took + self.clock.lap(),
                         what: ItemKind::Ready(reply),
                         effects,
                         args: self.slow_args.take(),
@@ -795,14 +823,14 @@ impl Conn<'_> {
                         name,
                         proto: self.sess.protocol,
                         silent,
-                        start,
+                        took: took + self.clock.lap(),
                         what: ItemKind::Ready(reply),
                         effects,
                         args: self.slow_args.take(),
                     });
                 }
                 Action::Close(r) => {
-                    self.push_ready(name, silent, r, Effects::default());
+                    self.push_ready(name, silent, took, r, Effects::default());
                     let end = self.flush().await;
                     return if end == End::Now {
                         end
@@ -902,12 +930,19 @@ impl Conn<'_> {
         self.write_out().await
     }
 
-    fn push_ready(&mut self, name: Option<&'static str>, silent: bool, r: Reply, effects: Effects) {
+    fn push_ready(
+        &mut self,
+        name: Option<&'static str>,
+        silent: bool,
+        took: Duration,
+        r: Reply,
+        effects: Effects,
+    ) {
         self.items.push(Item {
             name,
             proto: self.sess.protocol,
             silent,
-            start: self.batch_start,
+            took,
             what: ItemKind::Ready(r),
             effects,
             args: self.slow_args.take(),
@@ -921,18 +956,23 @@ impl Conn<'_> {
         }
         let ops = std::mem::take(&mut self.ops);
         let mut results: Vec<Option<Result<OpResult, ExecError>>> = Vec::with_capacity(ops.len());
+        // Each wave starts where the last command's dispatch ended (or the wave before).
+        self.waves.clear();
+        let mut from = self.clock.mark();
         for wave in waves(ops) {
             let out = self.shared.router.exec(wave).await;
             results.extend(out.into_iter().map(Some));
+            let to = Instant::now();
+            self.waves.push(results.len(), from, to);
+            from = to;
         }
         let items = std::mem::take(&mut self.items);
-        let done = Instant::now();
-        // Commands parsed after this flush arrived while it ran.
-        self.batch_start = done;
         for item in items {
+            let mut took = item.took;
             let reply = match item.what {
                 ItemKind::Ready(r) => r,
                 ItemKind::Data { first, len, finish } => {
+                    took += self.waves.round_trip(first, len);
                     let res = results[first..first + len]
                         .iter_mut()
                         .map(|r| {
@@ -958,8 +998,7 @@ impl Conn<'_> {
                     Reply::Error(e) => Some(error_class(e)),
                     _ => None,
                 };
-                let usec = u64::try_from(done.saturating_duration_since(item.start).as_micros())
-                    .unwrap_or(u64::MAX);
+                let usec = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
                 self.shared.latency.command(usec, || is_fast(name));
                 if let Some(args) = &item.args
@@ -991,6 +1030,8 @@ impl Conn<'_> {
         }
         crate::tracking::broadcast(self.shared);
         self.record();
+        // Building and encoding the replies is no later command's time.
+        self.clock.restart();
         End::No
     }
 
@@ -1010,7 +1051,7 @@ impl Conn<'_> {
             return End::Now;
         }
         self.shared.pause.wait_while(|mode| mode >= held).await;
-        self.batch_start = Instant::now();
+        self.clock.restart();
         End::No
     }
 

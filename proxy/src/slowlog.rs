@@ -3,16 +3,17 @@
 //! (id, unix time, microseconds, arguments, client address, client name), argument trimming
 //! (32 arguments, 128 bytes each) and redaction of passwords.
 //!
-//! The time is what the client waited for its reply from the moment the proxy read the batch
-//! that held the command (the round trips to the shards included), where Redis times the
-//! execution alone. `EXEC` is not logged (as in Redis), nor are the commands it runs (Redis
-//! logs those one by one) or commands queued in `MULTI`; a blocking command that blocked is
-//! not logged. One mutex, taken only for a slow command or a
+//! The time is the command's own execution, as Redis times it ([`crate::timing`]): its
+//! dispatch and the round trip of the shard request that carried it, not the time it waited
+//! behind the commands before it in its connection's batch; for a blocking command, its
+//! attempts and not the time it was blocked (one that timed out is not logged, as in Redis
+//! 7.0). `EXEC` is not logged (as in Redis), nor are the commands it runs (Redis logs those
+//! one by one) or commands queued in `MULTI`. One mutex, taken only for a slow command or a
 //! `SLOWLOG` command; the threshold is one atomic load per command.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
@@ -33,9 +34,32 @@ struct Entry {
     id: u64,
     unix_secs: u64,
     usec: u64,
-    args: Vec<Bytes>,
-    peer: String,
-    name: Bytes,
+    /// The client's address, its name, then the arguments as logged (redacted, trimmed):
+    /// each a `u32` little-endian length and its bytes. One allocation per entry, taken over
+    /// from the entry it evicts once the log is full; the arguments are copied, so an entry
+    /// never keeps a connection's input buffer alive.
+    data: Vec<u8>,
+}
+
+impl Entry {
+    /// The fields of `data`, in order.
+    fn fields(&self) -> impl Iterator<Item = &[u8]> {
+        let mut rest = self.data.as_slice();
+        std::iter::from_fn(move || {
+            let (len, tail) = rest.split_first_chunk::<4>()?;
+            let len = usize::try_from(u32::from_le_bytes(*len)).ok()?;
+            let field = tail.get(..len)?;
+            rest = &tail[len..];
+            Some(field)
+        })
+    }
+}
+
+/// Appends `field` to an entry's `data`.
+fn put(data: &mut Vec<u8>, field: &[u8]) {
+    let len = u32::try_from(field.len()).unwrap_or(u32::MAX);
+    data.extend_from_slice(&len.to_le_bytes());
+    data.extend_from_slice(&field[..len as usize]);
 }
 
 #[derive(Debug, Default)]
@@ -49,6 +73,8 @@ struct Log {
 pub struct SlowLog {
     slower_than_us: AtomicI64,
     max_len: AtomicUsize,
+    /// Entries logged since start (`proxy_slowlog_entries_total`).
+    logged: AtomicU64,
     log: Mutex<Log>,
 }
 
@@ -57,6 +83,7 @@ impl Default for SlowLog {
         Self {
             slower_than_us: AtomicI64::new(DEFAULT_SLOWER_THAN_US),
             max_len: AtomicUsize::new(DEFAULT_MAX_LEN),
+            logged: AtomicU64::new(0),
             log: Mutex::new(Log::default()),
         }
     }
@@ -112,23 +139,46 @@ impl SlowLog {
         if threshold < 0 || i64::try_from(usec).unwrap_or(i64::MAX) < threshold {
             return;
         }
+        self.logged.fetch_add(1, Ordering::Relaxed);
         let unix_secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let args = trimmed(&redacted(args));
+        // Only the commands that carry a password are copied before they are logged.
+        let owned;
+        let args = if carries_password(args) {
+            owned = redacted(args);
+            owned.as_slice()
+        } else {
+            args
+        };
         let max = self.max_len();
         let mut log = self.lock();
         let id = log.next_id;
         log.next_id += 1;
+        if max == 0 {
+            return;
+        }
+        let mut data = if log.entries.len() >= max {
+            log.entries.pop_back().map(|e| e.data).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        data.clear();
+        put(&mut data, client.peer.as_bytes());
+        put(&mut data, client.name);
+        put_trimmed(&mut data, args);
         log.entries.push_front(Entry {
             id,
             unix_secs,
             usec,
-            args,
-            peer: client.peer.to_string(),
-            name: Bytes::copy_from_slice(client.name),
+            data,
         });
         log.entries.truncate(max);
+    }
+
+    /// Entries logged since the proxy started (`SLOWLOG RESET` does not clear it).
+    pub fn logged_total(&self) -> u64 {
+        self.logged.load(Ordering::Relaxed)
     }
 
     /// `SLOWLOG LEN`.
@@ -156,13 +206,16 @@ impl SlowLog {
                 .iter()
                 .take(n)
                 .map(|e| {
+                    let mut fields = e.fields();
+                    let peer = Reply::bulk(fields.next().unwrap_or_default());
+                    let name = Reply::bulk(fields.next().unwrap_or_default());
                     Reply::Array(vec![
                         int(e.id),
                         int(e.unix_secs),
                         int(e.usec),
-                        Reply::Array(e.args.iter().cloned().map(Reply::Bulk).collect()),
-                        Reply::bulk(e.peer.as_bytes()),
-                        Reply::Bulk(e.name.clone()),
+                        Reply::Array(fields.map(Reply::bulk).collect()),
+                        peer,
+                        name,
                     ])
                 })
                 .collect(),
@@ -171,6 +224,15 @@ impl SlowLog {
 }
 
 const REDACTED: Bytes = Bytes::from_static(b"(redacted)");
+
+/// Whether `args` is a command [`redacted`] may change (the others are logged as they are).
+fn carries_password(args: &[Bytes]) -> bool {
+    args.first().is_some_and(|c| {
+        ["auth", "hello", "migrate", "config"]
+            .iter()
+            .any(|n| c.eq_ignore_ascii_case(n.as_bytes()))
+    })
+}
 
 /// The arguments with passwords replaced by `(redacted)`, as Redis redacts them: `AUTH`'s
 /// arguments, `HELLO … AUTH user pass`, `MIGRATE … AUTH pass` / `AUTH2 user pass`, and the
@@ -216,28 +278,25 @@ fn redacted(args: &[Bytes]) -> Vec<Bytes> {
     out
 }
 
-/// Redis's trimming: at most [`MAX_ARGS`] arguments, the last kept one replaced by
-/// `... (N more arguments)`; each argument cut to [`MAX_ARG_BYTES`] bytes followed by
-/// `... (N more bytes)`.
-fn trimmed(args: &[Bytes]) -> Vec<Bytes> {
+/// Appends `args` to an entry's data with Redis's trimming: at most [`MAX_ARGS`]
+/// arguments, the last kept one replaced by `... (N more arguments)`; each argument cut to
+/// [`MAX_ARG_BYTES`] bytes followed by `... (N more bytes)`.
+fn put_trimmed(data: &mut Vec<u8>, args: &[Bytes]) {
     let kept = args.len().min(MAX_ARGS);
-    (0..kept)
-        .map(|j| {
-            if kept != args.len() && j == kept - 1 {
-                let more = args.len() - kept + 1;
-                return Bytes::from(format!("... ({more} more arguments)"));
-            }
-            let a = &args[j];
-            if a.len() > MAX_ARG_BYTES {
-                let mut s = a[..MAX_ARG_BYTES].to_vec();
-                s.extend_from_slice(
-                    format!("... ({} more bytes)", a.len() - MAX_ARG_BYTES).as_bytes(),
-                );
-                return Bytes::from(s);
-            }
-            a.clone()
-        })
-        .collect()
+    for (j, a) in args.iter().enumerate().take(kept) {
+        if kept != args.len() && j == kept - 1 {
+            let more = args.len() - kept + 1;
+            put(data, format!("... ({more} more arguments)").as_bytes());
+        } else if a.len() > MAX_ARG_BYTES {
+            let more = format!("... ({} more bytes)", a.len() - MAX_ARG_BYTES);
+            let len = MAX_ARG_BYTES + more.len();
+            data.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+            data.extend_from_slice(&a[..MAX_ARG_BYTES]);
+            data.extend_from_slice(more.as_bytes());
+        } else {
+            put(data, a);
+        }
+    }
 }
 
 /// `SLOWLOG GET|LEN|RESET|HELP`.
@@ -301,6 +360,19 @@ mod tests {
             .collect()
     }
 
+    /// The arguments as an entry keeps them.
+    fn trimmed(args: &[Bytes]) -> Vec<Bytes> {
+        let mut data = Vec::new();
+        put_trimmed(&mut data, args);
+        let e = Entry {
+            id: 0,
+            unix_secs: 0,
+            usec: 0,
+            data,
+        };
+        e.fields().map(Bytes::copy_from_slice).collect()
+    }
+
     #[test]
     fn long_commands_and_arguments_are_trimmed_as_redis_trims_them() {
         let mut args: Vec<Bytes> = vec![b("sadd"), b("set")];
@@ -335,6 +407,8 @@ mod tests {
             "config set masterauth (redacted) timeout 5"
         );
         assert_eq!(r("get k"), "get k");
+        assert!(!carries_password(&[b("get"), b("auth")]));
+        assert!(carries_password(&[b("CONFIG"), b("set")]));
     }
 
     #[test]
@@ -361,10 +435,24 @@ mod tests {
         };
         assert_eq!(newest[0], Reply::Int(4));
         assert_eq!(newest[3], Reply::Array(vec![Reply::Bulk(b("c4"))]));
+        assert_eq!(newest[4], Reply::Bulk(b("127.0.0.1:1")));
         assert_eq!(newest[5], Reply::Bulk(b("n")));
+        // A log of length 0 keeps nothing, and ids go on (as in Redis).
+        log.set_max_len(0);
+        log.record(1, &[b("gone")], me);
+        assert_eq!(log.len(), 0);
+        log.set_max_len(3);
+        log.record(1, &[b("back")], me);
+        let Reply::Array(all) = log.get(Some(1)) else {
+            panic!()
+        };
+        let Reply::Array(newest) = &all[0] else {
+            panic!()
+        };
+        assert_eq!(newest[0], Reply::Int(6));
         log.set_slower_than_us(-1);
         log.record(1_000_000, &[b("slow")], me);
-        assert_eq!(log.len(), 3);
+        assert_eq!(log.len(), 1);
         log.reset();
         assert_eq!(log.len(), 0);
         assert_eq!(

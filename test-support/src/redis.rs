@@ -40,6 +40,14 @@ impl Drop for RedisServer {
 /// # Panics
 /// When no attempt starts a server, or one neither answers nor exits within 10 s.
 pub fn start() -> Option<RedisServer> {
+    start_with(&[])
+}
+
+/// [`start`] with more `redis-server` arguments (`--enable-debug-command yes`).
+///
+/// # Panics
+/// As [`start`].
+pub fn start_with(extra: &[&str]) -> Option<RedisServer> {
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -48,6 +56,7 @@ pub fn start() -> Option<RedisServer> {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
