@@ -6,6 +6,8 @@ use std::sync::Mutex;
 
 use net::RangeId;
 
+use super::{Plan, Proposal};
+
 /// Ranges remembered at most; the oldest is forgotten first.
 pub const COOLDOWN_KEPT: usize = 4096;
 
@@ -37,6 +39,29 @@ impl Cooldown {
             }
         }
         m.insert(range, now_ms);
+    }
+
+    /// Runs a balancer: up to `balance-moves-per-run` moves, each picked by `next` on the
+    /// plan as the previous ones left it; a proposed range is then left alone for
+    /// `load-balance-cooldown-ms`. Stops at the first run out of moves or refused proposal.
+    pub(super) fn propose_moves<'p>(
+        &self,
+        plan: &mut Plan<'p>,
+        mut next: impl FnMut(&mut Plan<'p>) -> Option<Proposal>,
+    ) {
+        let cfg = plan.input.config;
+        let now = plan.input.now_ms;
+        self.expire(now, cfg.load_balance_cooldown_ms);
+        for _ in 0..cfg.balance_moves_per_run {
+            let Some(p) = next(plan) else {
+                return;
+            };
+            let range = p.range_id;
+            if !plan.propose(p) {
+                return;
+            }
+            self.record(range, now);
+        }
     }
 }
 

@@ -230,19 +230,9 @@ impl Checker for ShardBalance {
     }
 
     fn check(&self, plan: &mut Plan<'_>) {
-        let cfg = plan.input.config;
-        let now = plan.input.now_ms;
-        self.cooldown.expire(now, cfg.load_balance_cooldown_ms);
-        for _ in 0..cfg.balance_moves_per_run {
+        self.cooldown.propose_moves(plan, |plan| {
             let loads = shard_loads(plan);
-            let Some(p) = self.move_one(plan, &loads) else {
-                return;
-            };
-            let range = p.range_id;
-            if !plan.propose(p) {
-                return;
-            }
-            self.cooldown.record(range, now);
-        }
+            self.move_one(plan, &loads)
+        });
     }
 }
