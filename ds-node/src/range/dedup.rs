@@ -66,12 +66,24 @@ pub fn apply_once<S: KvStore>(
     now_ms: u64,
     exec: impl FnOnce(&mut S) -> Result<OpResult, RpcError>,
 ) -> KvResponse {
+    apply_once_recorded(store, id, op, now_ms, exec).0
+}
+
+/// [`apply_once`], also returning the key of the dedup record the write made (for the
+/// range's [`RecordQueue`]).
+pub fn apply_once_recorded<S: KvStore>(
+    store: &mut S,
+    id: Option<WriteId>,
+    op: &KvOp,
+    now_ms: u64,
+    exec: impl FnOnce(&mut S) -> Result<OpResult, RpcError>,
+) -> (KvResponse, Option<Bytes>) {
     let Some(key) = id.and_then(|id| record_key(op, id)) else {
-        return respond(exec(store));
+        return (respond(exec(store)), None);
     };
     if let Some(e) = store.get(&key).filter(|e| !e.is_expired(now_ms)) {
         if let Ok(r) = decode_exact::<KvResponse>(e.value) {
-            return r;
+            return (r, None);
         }
     }
     let r = exec(store);
@@ -79,19 +91,19 @@ pub fn apply_once<S: KvStore>(
         // Refused before anything applied (its key is no longer in this range, after a
         // split): the retry must apply, so nothing is recorded — a record would answer every
         // retry with this refusal, and would sit under a key of another range.
-        return respond(r);
+        return (respond(r), None);
     }
     let r = respond(r);
     let mut b = BytesMut::new();
     r.encode(&mut b);
     store.put(
-        key,
+        key.clone(),
         Entry {
             value: b.freeze(),
             expire_at_ms: now_ms.saturating_add(WINDOW_MS),
         },
     );
-    r
+    (r, Some(key))
 }
 
 /// The dedup records a range applied, in apply order — the order they expire in, up to the
@@ -107,8 +119,8 @@ impl RecordQueue {
     /// Most records queued per range (about 100 bytes each); beyond, the oldest are dropped.
     pub const MAX: usize = 1 << 19;
 
-    /// Queues the record `key` of a write applied at `now_ms` (whether the write made it or
-    /// found it: deleting a record that is gone or not yet expired is a no-op).
+    /// Queues the record `key` made by a write applied at `now_ms` (deleting a record that is
+    /// gone or not yet expired is a no-op).
     pub fn push(&mut self, now_ms: u64, key: Bytes) {
         if self.q.len() >= Self::MAX {
             self.q.pop_front();

@@ -91,6 +91,8 @@ pub fn decode(t: EntryType, data: &[u8]) -> Committed {
 pub struct Written {
     /// The answer to the client.
     pub resp: KvResponse,
+    /// The key of the dedup record the write made, if it made one.
+    pub record: Option<Bytes>,
     /// The range's size change: the sum of what the engine's writes returned.
     pub size: SizeDelta,
     /// The engine's refusal if the write broke an invariant or reached a cold entry that was
@@ -124,11 +126,17 @@ pub fn write(
     };
     engine.set_backing(backing);
     let mut counted = Counted::new(engine, keys);
-    let resp = dedup::apply_once(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
+    let (resp, record) =
+        dedup::apply_once_recorded(&mut counted, id, op, now_ms, |s| execute(s, op, &ctx));
     let size = counted.size();
     engine.set_backing(None);
     let fault = super::cold::miss_fault(engine).or_else(|| engine.take_fault());
-    Written { resp, size, fault }
+    Written {
+        resp,
+        record,
+        size,
+        fault,
+    }
 }
 
 /// The values of entry `e` of `range` placed in the shard log (`None` when the log does not
@@ -244,7 +252,7 @@ fn entry<D: ShardDevice>(
                 return Outcome::Stopped;
             }
             p.add_size(w.size);
-            if let Some(record) = id.and_then(|id| dedup::record_key(&op, id)) {
+            if let Some(record) = w.record {
                 p.dedup_records.push(now_ms, record);
             }
             Outcome::Applied(Some(w.resp))

@@ -30,7 +30,6 @@ use nvme::OwnerTag;
 
 use super::checkpoint::{self, compact_below};
 use super::peer::conf_state_of;
-use super::recover::INDEX_RESERVE_SEGMENTS;
 use super::shard::{Shard, ShardDevice, ShardState};
 use crate::range::checkpoint::{self as ckpt, CheckpointMeta};
 use crate::range::engine::Captured;
@@ -64,8 +63,14 @@ pub struct IndexCheckpointReport {
     pub fallback_files: u64,
 }
 
+/// Index mode: segments the shard log leaves free for the key index's checkpoint runs, so
+/// that a full log can still be checkpointed (the deletes and moves that let it free space
+/// reach the index), beyond the room to rewrite the index's runs
+/// ([`leave_room_for_index`]).
+pub const INDEX_RESERVE_SEGMENTS: u32 = 3;
+
 /// Free segments of the store the key index never allocates: the shard log's last room for
-/// Raft entries (`log_room`; the log leaves `recover::INDEX_RESERVE_SEGMENTS`, more than
+/// Raft entries (`log_room`; the log leaves [`INDEX_RESERVE_SEGMENTS`], more than
 /// this, to the index: checkpoints can always start when the log is full).
 pub const INDEX_LEAVES_SEGMENTS: u32 = 1;
 

@@ -114,17 +114,11 @@ fn log_config(cfg: &DsConfig) -> VlogConfig {
         entry_bytes_max: MAX_PROPOSAL_BYTES,
         reserve_segments: match cfg.checkpoint_mode {
             CheckpointMode::Files => 0,
-            CheckpointMode::Index => INDEX_RESERVE_SEGMENTS,
+            CheckpointMode::Index => super::index_checkpoint::INDEX_RESERVE_SEGMENTS,
         },
         ..VlogConfig::default()
     }
 }
-
-/// Index mode: segments the shard log leaves free for the key index's checkpoint runs, so
-/// that a full log can still be checkpointed (the deletes and moves that let it free space
-/// reach the index), beyond the room to rewrite the index's runs
-/// (`index_checkpoint::leave_room_for_index`).
-pub const INDEX_RESERVE_SEGMENTS: u32 = 3;
 
 /// The log after a range's checkpoint, replayed.
 #[derive(Debug, Default)]
