@@ -108,6 +108,16 @@ impl RaftLogCache {
         self
     }
 
+    /// Starts the cached entries after `(index, term)` instead of the truncation point (the
+    /// entries between stay in the shard log, answered through [`Self::with_log`]). Only on
+    /// an empty cache, at or above the truncation point.
+    pub fn resume_after(&mut self, index: u64, term: u64) {
+        if self.entries.is_empty() && index >= self.trunc_index {
+            self.offset_index = index;
+            self.offset_term = term;
+        }
+    }
+
     /// Records the latest durable checkpoint.
     pub fn set_snapshot(&mut self, p: SnapshotPoint) {
         if self.snapshot.as_ref().is_none_or(|s| s.index <= p.index) {
@@ -369,6 +379,27 @@ mod tests {
             c.entries(2, 4, None, GetEntriesContext::empty(false))
                 .is_err()
         );
+    }
+
+    /// A cache resumed after an entry above the truncation point holds only the entries
+    /// after it; the ones between are asked of the shard log, and a gap is still refused.
+    #[test]
+    fn a_resumed_cache_starts_after_the_given_entry_and_asks_the_log_below_it() {
+        let mut c = RaftLogCache::new(HardState::default(), ConfState::default(), 10, 1)
+            .with_log(std::rc::Rc::new(|i| (i > 10 && i < 20).then_some(2)));
+        c.resume_after(20, 3);
+        c.append(&[ent(21, 3), ent(22, 3)]);
+        assert_eq!(c.first_index().unwrap(), 11);
+        assert_eq!(c.last_index().unwrap(), 22);
+        assert_eq!(c.term(20).unwrap(), 3);
+        assert_eq!(c.term(15).unwrap(), 2, "answered by the shard log");
+        assert_eq!(c.term(21).unwrap(), 3);
+        let e = c
+            .entries(21, 23, None, GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(e.len(), 2);
+        c.resume_after(30, 3);
+        assert_eq!(c.last_index().unwrap(), 22, "only an empty cache resumes");
     }
 }
 

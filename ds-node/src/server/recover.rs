@@ -123,10 +123,29 @@ fn log_config(cfg: &DsConfig) -> VlogConfig {
 /// The log after a range's checkpoint, replayed.
 #[derive(Debug, Default)]
 struct Replayed {
-    /// Every entry after the checkpoint (for the Raft cache).
+    /// The entries after the checkpoint the Raft cache keeps: the last `cached-entries`
+    /// committed ones and every uncommitted one (the rest stay in the shard log; holding
+    /// them all made a restart's memory peak the whole log tail).
     entries: Vec<Entry>,
+    /// Index and term of the entry just before `entries[0]`, when entries were dropped.
+    before: Option<(u64, u64)>,
     /// The entry that stopped the range (`Peer::stopped`), if one does again.
     stopped: Option<(u64, String)>,
+}
+
+impl Replayed {
+    /// Drops the entries at or below `droppable` once more than `2 × keep` are held
+    /// (amortized: each entry is moved at most once or twice).
+    fn drop_below(&mut self, droppable: u64, keep: usize) {
+        if self.entries.len() <= 2 * keep.max(1) {
+            return;
+        }
+        let n = self.entries.partition_point(|e| e.index <= droppable);
+        if let Some(last) = n.checked_sub(1).and_then(|i| self.entries.get(i)) {
+            self.before = Some((last.index, last.term));
+            self.entries.drain(..n);
+        }
+    }
 }
 
 impl Shard<Device> {
@@ -283,6 +302,9 @@ impl<D: ShardDevice> Shard<D> {
             ..HardState::default()
         };
         let mut cache = RaftLogCache::new(raft_hs, conf_state_of(&desc), base.index, base.term);
+        if let Some((index, term)) = replayed.before {
+            cache.resume_after(index, term);
+        }
         cache.append(&replayed.entries);
         cache.set_snapshot(SnapshotPoint {
             index: base.index,
@@ -405,6 +427,9 @@ impl<D: ShardDevice> Shard<D> {
         commit: u64,
     ) -> anyhow::Result<Replayed> {
         let mut out = Replayed::default();
+        let mut next = base + 1;
+        // Committed entries at or below this leave the window the cache keeps.
+        let droppable = commit.saturating_sub(self.cfg.cached_entries as u64);
         let Some((first, last)) = self.log.bounds(range) else {
             return Ok(out);
         };
@@ -426,10 +451,11 @@ impl<D: ShardDevice> Shard<D> {
                 .map_err(|e| anyhow::anyhow!("read range {range} entries: {e}"))?;
             for e in got.iter() {
                 anyhow::ensure!(
-                    e.index.0 == base + 1 + out.entries.len() as u64,
+                    e.index.0 == next,
                     "range {range}: gap in the shard log at {}",
                     e.index.0
                 );
+                next += 1;
                 if e.index.0 <= commit && out.stopped.is_none() {
                     super::cold::prefetch_entry(self, desc, &e.payload)
                         .await
@@ -452,6 +478,7 @@ impl<D: ShardDevice> Shard<D> {
                 });
             }
             anyhow::ensure!(!got.is_empty(), "range {range}: entries {lo}.. unreadable");
+            out.drop_below(droppable, self.cfg.cached_entries);
             lo = hi;
             crate::core::yield_if_needed().await;
         }
