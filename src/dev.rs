@@ -28,12 +28,37 @@ pub struct DevConfig {
     pub maxmemory: u64,
     /// The DS node's `checkpoint-mode`.
     pub checkpoint_mode: ds_node::CheckpointMode,
+    /// Each shard's log file, bytes (`None`: 1 GiB in index mode, 512 MiB in files mode);
+    /// rounded down to a whole number of segments.
+    pub log_file_bytes: Option<u64>,
     /// Elastic: the master starts and stops more `tierkv ds` processes on this machine with
     /// the load, up to this many nodes in all (`None`: one node, no autoscaling).
     pub elastic_max_nodes: Option<u32>,
     /// Mutual TLS on every internal connection (master, node, proxy, probes and elastic
     /// nodes all use these files). `None`: plain TCP.
     pub tls: Option<net::tls::TlsPaths>,
+}
+
+/// The DS shards' segment size: 16 MiB in index mode (the key index's runs take whole
+/// segments, which 64 MiB ones would make a large share of the device), 64 MiB in files mode.
+fn segment_bytes(mode: ds_node::CheckpointMode) -> u64 {
+    match mode {
+        ds_node::CheckpointMode::Index => 16 << 20,
+        ds_node::CheckpointMode::Files => 64 << 20,
+    }
+}
+
+/// Each shard's log file: `--log-size` rounded down to whole segments, else 1 GiB in index
+/// mode (the log holds every value and shares the device with the key index; 1M keys × 100 B
+/// load into it) and 512 MiB in files mode. The DS node refuses a log of fewer than 4
+/// segments with a clear error.
+fn log_file_bytes(cfg: &DevConfig) -> u64 {
+    let seg = segment_bytes(cfg.checkpoint_mode);
+    match (cfg.log_file_bytes, cfg.checkpoint_mode) {
+        (Some(b), _) => b / seg * seg,
+        (None, ds_node::CheckpointMode::Index) => 1 << 30,
+        (None, ds_node::CheckpointMode::Files) => 512 << 20,
+    }
 }
 
 /// Runs the embedded cluster until Ctrl-C / SIGTERM.
@@ -105,18 +130,8 @@ pub fn run(cfg: DevConfig) -> anyhow::Result<()> {
             shards: cfg.shards,
             base_port: 0,
             master_addr: Some(master_addr.to_string()),
-            // Index mode: the log holds every value and shares the device with the key index,
-            // which needs room to rewrite its runs (the log leaves it twice its size plus 3
-            // segments): 64 segments of 16 MiB (runs take whole segments, which 64 MiB ones
-            // would make a large share of the device). 1M keys × 100 B load into it.
-            log_file_bytes: match cfg.checkpoint_mode {
-                ds_node::CheckpointMode::Index => 1 << 30,
-                ds_node::CheckpointMode::Files => 512 << 20,
-            },
-            segment_bytes: match cfg.checkpoint_mode {
-                ds_node::CheckpointMode::Index => 16 << 20,
-                ds_node::CheckpointMode::Files => 64 << 20,
-            },
+            log_file_bytes: log_file_bytes(&cfg),
+            segment_bytes: segment_bytes(cfg.checkpoint_mode),
             cluster_secret_file: Some(secret_file.clone()),
             admin_addr: Some("127.0.0.1:0".into()),
             maxmemory: cfg.maxmemory,

@@ -103,6 +103,11 @@ struct DevArgs {
     /// `index` (the shard's key index, incremental checkpoints).
     #[arg(long, value_enum, default_value = "files")]
     checkpoint_mode: DevCheckpointMode,
+    /// Size of each DS shard's log file (Redis units: 512mb, 8gb), which holds every value
+    /// and, in index mode, the key index: the most data one shard can store. Default 1gb
+    /// in index mode, 512mb in files mode.
+    #[arg(long, value_parser = parse_memory_flag)]
+    log_size: Option<u64>,
     /// Elastic scaling: the master starts more `tierkv ds` processes on this machine when
     /// the load per node stays high and drains and stops them when it stays low
     /// (`tierkv ctl scale` shows and tunes it).
@@ -704,6 +709,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 DevCheckpointMode::Index => ds_node::CheckpointMode::Index,
                 DevCheckpointMode::Files => ds_node::CheckpointMode::Files,
             },
+            log_file_bytes: args.log_size,
             elastic_max_nodes: args.elastic.then_some(args.max_nodes),
             tls: args.tls.paths()?,
         }),

@@ -62,6 +62,18 @@ pub fn dedup_key(db: Db, key: &[u8], client: u64, seq: u64) -> Bytes {
     k.freeze()
 }
 
+/// Whether internal key `k` is a dedup record ([`dedup_key`]'s layout: the user prefix of a
+/// key, `'D'`, then 16 bytes). Only the layout is checked; a raw key of the same shape
+/// answers `true` too, which only decides which tree of the engine holds it.
+pub fn is_dedup_key(k: &[u8]) -> bool {
+    let p = net::keyspace::USER_PREFIX_BYTES;
+    if k.len() < p + 1 + 16 || k[0] != net::keyspace::REDIS_PREFIX {
+        return false;
+    }
+    let len = u32::from_be_bytes([0, k[4], k[5], k[6]]) as usize;
+    k.len() == p + len + 1 + 16 && k[p + len] == DEDUP
+}
+
 /// The sub-key of `field` in version `version` of hash `key`.
 pub fn field_key(db: Db, key: &[u8], version: u64, field: &[u8]) -> Bytes {
     let mut k = field_prefix(db, key, version, field.len());
@@ -171,6 +183,29 @@ pub fn field_of(internal: &[u8], prefix: &[u8]) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dedup_records_are_told_from_every_other_internal_key() {
+        let db = Db::new(3).expect("a database");
+        for key in [
+            &b""[..],
+            b"k",
+            b"user15906251315D0123456789abcdef",
+            &[b'D'; 300],
+        ] {
+            assert!(is_dedup_key(&dedup_key(db, key, 7, u64::MAX)));
+            assert!(!is_dedup_key(&meta_key(db, key)));
+            for tag in ELEMENT_TAGS {
+                // An element whose member ends like a record's tail is no record.
+                let member = [b'D'; 17];
+                assert!(!is_dedup_key(&element_key(db, key, tag, 1, &member)));
+            }
+            let r = dedup_key(db, key, 7, 8);
+            assert!(!is_dedup_key(&r[..r.len() - 1]));
+        }
+        assert!(!is_dedup_key(b"raw key of any shape at all"));
+        assert!(!is_dedup_key(&[REDIS_PREFIX, 0, 0, 0, 0xff, 0xff, 0xff]));
+    }
 
     #[test]
     fn elements_parse_back_to_their_key_and_version_and_nothing_else_does() {

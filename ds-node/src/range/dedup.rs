@@ -12,7 +12,8 @@
 //!   snapshots to new replicas, and stays with its key's range through splits (split points
 //!   fall between user keys, and the record shares its key's prefix);
 //! - expired records are deleted by the leader's TTL sweep like any expired entry, so memory
-//!   is bounded by the writes of one window (about 40 bytes plus the response per write).
+//!   is bounded by the writes of one window (a key in the engine's side tree per write:
+//!   `MasstreeStore::set_side_keys`, so that a record opens no Masstree layer under its key).
 //!   The sweep's walk of the range looks at a few thousand entries a second, far too few for
 //!   records made at the write rate (a 1M-key range is walked in minutes, during which a
 //!   30k writes/s load leaves millions of records in memory and in the key index): every

@@ -207,7 +207,7 @@ impl<D: ShardDevice> Shard<D> {
             log: Rc::new(log),
             checkpoints: storage.checkpoints,
             lsm,
-            state: RefCell::new(ShardState::default()),
+            state: RefCell::new(ShardState::new()),
             wake: Wakeup::default(),
             pool,
             peer_conns: RefCell::new(HashMap::new()),

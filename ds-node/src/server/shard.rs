@@ -224,6 +224,15 @@ pub struct Shard<D: ShardDevice = Device> {
 }
 
 impl ShardState {
+    /// An empty state; its engine keeps the dedup records in a tree of their own
+    /// (`MasstreeStore::set_side_keys`, [`keyspace::is_dedup_key`](crate::keyspace::is_dedup_key)):
+    /// in the main tree each record would open Masstree layers under its Redis key.
+    pub(super) fn new() -> Self {
+        let mut s = Self::default();
+        s.engine.set_side_keys(crate::keyspace::is_dedup_key);
+        s
+    }
+
     /// The ranges hosted here, by id.
     pub fn peers(&self) -> &BTreeMap<net::RangeId, Peer> {
         &self.peers

@@ -190,6 +190,20 @@ pub struct MemoryStats {
     pub reserved_bytes: usize,
 }
 
+impl MemoryStats {
+    /// Adds `o`'s figures to these (two trees' memory together).
+    pub fn add(&mut self, o: &MemoryStats) {
+        self.border_nodes += o.border_nodes;
+        self.interior_nodes += o.interior_nodes;
+        self.entries += o.entries;
+        self.node_bytes += o.node_bytes;
+        self.suffix_bytes += o.suffix_bytes;
+        self.pointer_bytes += o.pointer_bytes;
+        self.value_bytes += o.value_bytes;
+        self.reserved_bytes += o.reserved_bytes;
+    }
+}
+
 /// An ordered map from byte keys (0 to 64 KiB long) to entries, owned by one shard.
 pub struct Masstree {
     borders: Arena<Border>,

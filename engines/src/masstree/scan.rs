@@ -317,6 +317,53 @@ impl Masstree {
         visited
     }
 
+    /// [`scan`](Self::scan) over the union of `self` and `other`, two trees whose key sets
+    /// are disjoint, in one key order: two walkers, the next key taken from the one whose
+    /// key comes first. Costs one more seek than `scan` when `other` holds nothing there.
+    pub fn scan_merged<F>(
+        &self,
+        other: &Masstree,
+        from: Bound<&[u8]>,
+        dir: Direction,
+        limit: usize,
+        mut f: F,
+    ) -> usize
+    where
+        F: FnMut(&[u8], EntryRef<'_>) -> ControlFlow<()>,
+    {
+        if limit == 0 {
+            return 0;
+        }
+        let mut a = Walker::new(self);
+        let mut b = Walker::new(other);
+        let mut ea = a.seek(from, dir).then(|| a.current());
+        let mut eb = b.seek(from, dir).then(|| b.current());
+        let mut visited = 0;
+        loop {
+            let take_a = match (&ea, &eb) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some(_), Some(_)) => match dir {
+                    Direction::Forward => a.key < b.key,
+                    Direction::Reverse => a.key > b.key,
+                },
+            };
+            let (w, e) = if take_a {
+                (&mut a, &mut ea)
+            } else {
+                (&mut b, &mut eb)
+            };
+            let Some(entry) = e.take() else { break };
+            visited += 1;
+            if f(&w.key, entry).is_break() || visited == limit {
+                break;
+            }
+            *e = w.step(dir).then(|| w.current());
+        }
+        visited
+    }
+
     /// Returns the smallest key and its entry.
     pub fn first(&self) -> Option<(Vec<u8>, EntryRef<'_>)> {
         self.edge(Direction::Forward)

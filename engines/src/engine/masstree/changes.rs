@@ -148,7 +148,7 @@ impl MasstreeEngine {
         let still: BTreeSet<Bytes> = keys
             .into_iter()
             .filter(|k| {
-                self.tree.get(k).is_some_and(|e| {
+                self.find(k).is_some_and(|e| {
                     e.pointer().is_none() && e.value().is_some_and(|v| v.len() > threshold)
                 })
             })
@@ -160,7 +160,7 @@ impl MasstreeEngine {
 
     /// `key`'s entry as a capture records it.
     fn captured(&self, key: &[u8]) -> Captured {
-        match self.tree.get(key) {
+        match self.find(key) {
             None => Captured::Gone,
             Some(e) => Captured::Entry {
                 pointer: e.pointer(),
@@ -267,7 +267,7 @@ impl MasstreeEngine {
     /// checkpoint) if it still holds exactly `bytes` and has no pointer; it stays hot. Returns
     /// whether it did. Not a change: the index names this pointer.
     pub fn back_value(&mut self, key: &[u8], bytes: &[u8], pointer: LogPointer) -> bool {
-        let Some(mut e) = self.tree.get_mut(key) else {
+        let Some(mut e) = self.entry_mut(key) else {
             return false;
         };
         let g = e.get();

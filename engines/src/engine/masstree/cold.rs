@@ -10,7 +10,7 @@ use std::ops::{Bound, ControlFlow};
 use bytes::Bytes;
 
 use super::{MasstreeEngine, SizeDelta, pin};
-use crate::masstree::{Direction, EntryRef, Value};
+use crate::masstree::{EntryRef, Value};
 use crate::pointer::LogPointer;
 
 /// A hot entry chosen for demotion: its bytes, and the pointer it already has (a loaded cold
@@ -90,13 +90,12 @@ impl MasstreeEngine {
             } else {
                 Bound::Excluded(end)
             };
-            self.tree
-                .scan(from, Direction::Reverse, usize::MAX, |k, e| {
-                    if k < start {
-                        return ControlFlow::Break(());
-                    }
-                    visit(k, e)
-                });
+            self.walk_back(from, |k, e| {
+                if k < start {
+                    return ControlFlow::Break(());
+                }
+                visit(k, e)
+            });
         } else {
             self.walk(start, end, visit);
         }
@@ -116,7 +115,7 @@ impl MasstreeEngine {
         bytes: &[u8],
         promote: &Promotion,
     ) -> Loaded {
-        let Some(mut e) = self.tree.get_mut(key) else {
+        let Some(mut e) = self.entry_mut(key) else {
             return Loaded::Stale;
         };
         let g = e.get();
@@ -146,7 +145,7 @@ impl MasstreeEngine {
     /// I/O: the pointer names a durable copy) before policy tick `before` (`None`: any
     /// time); returns whether it did.
     pub fn drop_transient(&mut self, key: &[u8], pointer: LogPointer, before: Option<u16>) -> bool {
-        let Some(mut e) = self.tree.get_mut(key) else {
+        let Some(mut e) = self.entry_mut(key) else {
             return false;
         };
         let g = e.get();
@@ -214,14 +213,14 @@ impl MasstreeEngine {
     /// `bytes` in memory; returns whether it did. A write in between wins: the copy is then
     /// dead bytes in the log.
     pub fn demote(&mut self, key: &[u8], bytes: &[u8], pointer: LogPointer) -> bool {
-        let old = match self.tree.get(key) {
+        let old = match self.find(key) {
             Some(g) if g.value() == Some(bytes) => g.pointer(),
             _ => return false,
         };
         if old.is_some_and(|o| o != pointer) {
             self.before_change(key);
         }
-        let Some(mut e) = self.tree.get_mut(key) else {
+        let Some(mut e) = self.entry_mut(key) else {
             return false;
         };
         if old != Some(pointer) {

@@ -74,11 +74,11 @@ impl MasstreeEngine {
             (new.len, new.checksum),
             "a relocated copy holds the same bytes"
         );
-        if self.tree.get(key).and_then(|e| e.pointer()) != Some(old) {
+        if self.find(key).and_then(|e| e.pointer()) != Some(old) {
             return false;
         }
         self.before_change(key);
-        let Some(mut e) = self.tree.get_mut(key) else {
+        let Some(mut e) = self.entry_mut(key) else {
             return false;
         };
         e.set_pointer(new);
@@ -102,7 +102,7 @@ impl MasstreeEngine {
             return false;
         }
         self.before_change(key);
-        let Some(mut e) = self.tree.get_mut(key) else {
+        let Some(mut e) = self.entry_mut(key) else {
             return false;
         };
         if !e.clear_pointer() {

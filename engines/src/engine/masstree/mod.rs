@@ -19,6 +19,16 @@
 //! answered with an empty value, which the caller turns into an error (a read) or a stopped
 //! range (a write), never into a silent empty value.
 //!
+//! **Side keys.** Keys that the caller's test ([`set_side_keys`]) picks live in a second tree,
+//! and every walk merges the two in key order ([`Masstree::scan_merged`]), so the store
+//! behaves as one ordered map. ds-node puts its *dedup records* there: a record shares every
+//! byte of its Redis key's internal key, so in the main tree each record opened up to one
+//! Masstree layer (a 704-byte border) per 8 bytes of that key — ~1.6 KB per recent write for
+//! 23-byte keys — and left the borders half empty when it went. In a tree of their own they
+//! cost what any key costs.
+//!
+//! [`set_side_keys`]: MasstreeEngine::set_side_keys
+//!
 //! The store counts the live bytes each segment of the shard log holds for its pointers, so
 //! that no segment a pointer points into is released ([`is_pinned`]).
 //!
@@ -43,7 +53,9 @@ use std::ops::{Bound, ControlFlow};
 use bytes::Bytes;
 
 use super::{Engine, Entry, SizeDelta};
-use crate::masstree::{ArenaStats, CompactStep, Direction, EntryRef, Masstree, OwnedEntry, Value};
+use crate::masstree::{
+    ArenaStats, CompactStep, Direction, EntryMut, EntryRef, Masstree, OwnedEntry, Value,
+};
 use crate::pointer::{LogPointer, SegmentId};
 
 mod backing;
@@ -135,6 +147,14 @@ pub struct ColdStats {
 #[derive(Debug, Default)]
 pub struct MasstreeEngine {
     tree: Masstree,
+    /// The keys [`set_side_keys`](Self::set_side_keys)' test picks, in a tree of their own
+    /// (created at the first such key, dropped when it empties).
+    side: Option<Box<Masstree>>,
+    /// Which keys go to `side`.
+    side_of: Option<fn(&[u8]) -> bool>,
+    /// Arena pages and bytes of side trees dropped when they emptied (for the counters of
+    /// [`arena_stats`](Self::arena_stats)).
+    side_released: (u64, u64),
     /// The first write the tree refused since the last [`take_fault`](Self::take_fault): an
     /// internal invariant broken (`net::limits` keeps every key the state machine builds
     /// within the tree's limit). The caller stops the range instead of the process.
@@ -176,14 +196,67 @@ impl MasstreeEngine {
         Self::default()
     }
 
+    /// Puts the keys `is_side` picks in a tree of their own (see the module documentation).
+    /// Set once, on an empty store; changes nothing the store answers, only where it keeps
+    /// those keys.
+    pub fn set_side_keys(&mut self, is_side: fn(&[u8]) -> bool) {
+        debug_assert!(self.is_empty(), "side keys are chosen before the first key");
+        self.side_of = Some(is_side);
+    }
+
+    #[inline]
+    fn is_side(&self, key: &[u8]) -> bool {
+        self.side_of.is_some_and(|f| f(key))
+    }
+
+    /// The tree that holds (or would hold) `key`; `None` for a side key while no side tree
+    /// exists.
+    #[inline]
+    fn tree_of(&self, key: &[u8]) -> Option<&Masstree> {
+        if self.is_side(key) {
+            self.side.as_deref()
+        } else {
+            Some(&self.tree)
+        }
+    }
+
+    /// Visits the keys of both trees in `dir` order from `from` (see [`Masstree::scan`]).
+    #[inline]
+    fn scan_all(
+        &self,
+        from: Bound<&[u8]>,
+        dir: Direction,
+        f: impl FnMut(&[u8], EntryRef<'_>) -> ControlFlow<()>,
+    ) {
+        match &self.side {
+            Some(side) => self.tree.scan_merged(side, from, dir, usize::MAX, f),
+            None => self.tree.scan(from, dir, usize::MAX, f),
+        };
+    }
+
+    /// The entry of `key`, from whichever tree holds it.
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<EntryRef<'_>> {
+        self.tree_of(key)?.get(key)
+    }
+
+    /// Figures of both trees, added.
+    fn memory_stats(&self) -> crate::masstree::MemoryStats {
+        let mut s = self.tree.memory_stats();
+        if let Some(t) = &self.side {
+            s.add(&t.memory_stats());
+        }
+        s
+    }
+
     /// The log pointer recorded for `key`, if any.
     pub fn pointer(&self, key: &[u8]) -> Option<LogPointer> {
-        self.tree.get(key).and_then(|e| e.pointer())
+        self.find(key).and_then(|e| e.pointer())
     }
 
     /// The pointer of `key` if its entry is cold (not in memory).
     pub fn cold_pointer(&self, key: &[u8]) -> Option<LogPointer> {
-        let e = self.tree.get(key)?;
+        let e = self.find(key)?;
         if e.value().is_some() {
             None
         } else {
@@ -193,29 +266,48 @@ impl MasstreeEngine {
 
     /// Number of keys.
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.tree.len() + self.side.as_ref().map_or(0, |t| t.len())
     }
 
     /// Whether the store is empty.
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.len() == 0
     }
 
-    /// Bytes of memory the tree uses.
+    /// Bytes of memory the trees use.
     pub fn memory_bytes(&self) -> usize {
-        self.tree.memory_bytes()
+        self.tree.memory_bytes() + self.side.as_ref().map_or(0, |t| t.memory_bytes())
     }
 
     /// Runs one step of the tree's arena compaction, at most `budget` node moves
     /// ([`Masstree::compact_step`]: only once enough pages are reclaimable). The pages it
     /// releases leave [`accounted`](Self::accounted) at once.
     pub fn compact_step(&mut self, budget: usize) -> CompactStep {
-        self.tree.compact_step(budget)
+        let mut step = self.tree.compact_step(budget);
+        if let Some(t) = self.side.as_mut() {
+            let more = t.compact_step(budget - step.moved);
+            step.moved += more.moved;
+            step.pages_released += more.pages_released;
+            step.bytes_released += more.bytes_released;
+            step.done &= more.done;
+        }
+        step
     }
 
-    /// The tree's arena figures (pages present and released, nodes moved).
+    /// The trees' arena figures (pages present and released, nodes moved), added.
     pub fn arena_stats(&self) -> ArenaStats {
-        self.tree.arena_stats()
+        let mut a = self.tree.arena_stats();
+        a.pages_released_total += self.side_released.0;
+        a.bytes_released_total += self.side_released.1;
+        if let Some(t) = &self.side {
+            let b = t.arena_stats();
+            a.pages += b.pages;
+            a.reclaimable_pages += b.reclaimable_pages;
+            a.pages_released_total += b.pages_released_total;
+            a.bytes_released_total += b.bytes_released_total;
+            a.nodes_moved_total += b.nodes_moved_total;
+        }
+        a
     }
 
     /// Hot and cold figures.
@@ -223,7 +315,7 @@ impl MasstreeEngine {
         ColdStats {
             cold_entries: self.cold_entries,
             cold_value_bytes: self.cold_bytes,
-            hot_value_bytes: self.tree.memory_stats().value_bytes as u64,
+            hot_value_bytes: self.memory_stats().value_bytes as u64,
             backed_values_total: self.backed_values_total,
             backed_bytes_total: self.backed_bytes_total,
         }
@@ -306,7 +398,7 @@ impl MasstreeEngine {
             Bound::Excluded(end)
         };
         let mut last = None;
-        self.tree.scan(from, Direction::Reverse, 1, |k, _| {
+        self.walk_back(from, |k, _| {
             last = Some(Bytes::copy_from_slice(k));
             ControlFlow::Break(())
         });
@@ -320,22 +412,27 @@ impl MasstreeEngine {
         end: &[u8],
         mut f: impl FnMut(&[u8], EntryRef<'_>) -> ControlFlow<()>,
     ) {
-        self.tree.scan(
-            Bound::Included(start),
-            Direction::Forward,
-            usize::MAX,
-            |k, e| {
-                if !end.is_empty() && k >= end {
-                    return ControlFlow::Break(());
-                }
-                f(k, e)
-            },
-        );
+        self.scan_all(Bound::Included(start), Direction::Forward, |k, e| {
+            if !end.is_empty() && k >= end {
+                return ControlFlow::Break(());
+            }
+            f(k, e)
+        });
+    }
+
+    /// Walks `[.., from)` (`from` excluded; `Unbounded`: from the last key) backwards over
+    /// both trees.
+    pub(crate) fn walk_back(
+        &self,
+        from: Bound<&[u8]>,
+        f: impl FnMut(&[u8], EntryRef<'_>) -> ControlFlow<()>,
+    ) {
+        self.scan_all(from, Direction::Reverse, f);
     }
 
     /// The memory the store accounts for ([`Accounted`]).
     pub fn accounted(&self) -> Accounted {
-        let s = self.tree.memory_stats();
+        let s = self.memory_stats();
         Accounted {
             arena_bytes: s.reserved_bytes as u64,
             heap_bytes: (s.suffix_bytes + s.pointer_bytes + s.value_bytes) as u64,
@@ -423,7 +520,12 @@ impl MasstreeEngine {
         self.mark_changed(key);
         // The only refusal is a key over 64 KiB; `net::limits` bounds the state machine's
         // keys below it, so a refusal is a broken invariant: recorded, never a panic.
-        match self.tree.insert(key, v) {
+        let tree = if self.is_side(key) {
+            self.side.get_or_insert_with(Default::default)
+        } else {
+            &mut self.tree
+        };
+        match tree.insert(key, v) {
             Ok(Some(old)) => {
                 self.forget(&old);
                 Some(SizeDelta::replaced(owned_len(&old), len))
@@ -448,6 +550,34 @@ impl MasstreeEngine {
                 self.cold_entries -= 1;
                 self.cold_bytes -= u64::from(p.len);
             }
+        }
+    }
+
+    /// Takes `key` out of whichever tree holds it (a side tree left empty goes, its arena
+    /// pages with it).
+    #[inline]
+    fn remove_entry(&mut self, key: &[u8]) -> Option<OwnedEntry> {
+        if !self.is_side(key) {
+            return self.tree.remove(key);
+        }
+        let side = self.side.as_mut()?;
+        let old = side.remove(key);
+        if side.is_empty() {
+            let (a, reserved) = (side.arena_stats(), side.memory_stats().reserved_bytes);
+            self.side_released.0 += a.pages_released_total + a.pages as u64;
+            self.side_released.1 += a.bytes_released_total + reserved as u64;
+            self.side = None;
+        }
+        old
+    }
+
+    /// A mutable view of the entry of `key`, from whichever tree holds it.
+    #[inline]
+    fn entry_mut(&mut self, key: &[u8]) -> Option<EntryMut<'_>> {
+        if self.is_side(key) {
+            self.side.as_mut()?.get_mut(key)
+        } else {
+            self.tree.get_mut(key)
         }
     }
 
@@ -488,7 +618,7 @@ fn unpin(live: &mut BTreeMap<SegmentId, u64>, p: &LogPointer) {
 impl Engine for MasstreeEngine {
     #[inline]
     fn get(&self, key: &[u8]) -> Option<Entry> {
-        self.tree.get(key).map(|e| self.entry_of(e))
+        self.find(key).map(|e| self.entry_of(e))
     }
 
     #[inline]
@@ -520,7 +650,7 @@ impl Engine for MasstreeEngine {
     #[inline]
     fn delete(&mut self, key: &[u8]) -> Option<SizeDelta> {
         self.before_change(key);
-        let old = self.tree.remove(key)?;
+        let old = self.remove_entry(key)?;
         self.mark_changed(key);
         self.forget(&old);
         Some(SizeDelta::removed(key.len(), owned_len(&old)))
@@ -547,13 +677,12 @@ impl Engine for MasstreeEngine {
         };
         if reverse {
             let from = end.map_or(Bound::Unbounded, Bound::Excluded);
-            self.tree
-                .scan(from, Direction::Reverse, usize::MAX, |k, e| {
-                    if k < start {
-                        return ControlFlow::Break(());
-                    }
-                    push(k, e)
-                });
+            self.walk_back(from, |k, e| {
+                if k < start {
+                    return ControlFlow::Break(());
+                }
+                push(k, e)
+            });
         } else {
             self.walk(start, end.unwrap_or_default(), push);
         }
@@ -562,7 +691,7 @@ impl Engine for MasstreeEngine {
 
     #[inline]
     fn expiry(&self, key: &[u8]) -> Option<u64> {
-        self.tree.get(key).map(|e| e.expire_at_ms().unwrap_or(0))
+        self.find(key).map(|e| e.expire_at_ms().unwrap_or(0))
     }
 
     #[inline]
