@@ -626,7 +626,10 @@ fn samples_v7() -> Vec<(&'static str, Message)> {
     vec![
         (
             "hello",
-            Message::Hello(Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))),
+            Message::Hello(Hello {
+                max_version: 7,
+                ..Hello::new(Role::Proxy {}, ClusterId(42), NodeId(0))
+            }),
         ),
         (
             "peer_invalidate",
@@ -696,6 +699,42 @@ fn samples_v7() -> Vec<(&'static str, Message)> {
     ]
 }
 
+/// What version 8 added: range merges.
+fn samples_v8() -> Vec<(&'static str, Message)> {
+    let mut right = range();
+    right.id = RangeId(4);
+    right.start = range().end;
+    right.end = b(b"r\x7f\xff");
+    let mut merged = range();
+    merged.end = right.end.clone();
+    merged.epoch.version = 6;
+    vec![
+        (
+            "hello",
+            Message::Hello(Hello::new(Role::DsNode {}, ClusterId(42), NodeId(0))),
+        ),
+        (
+            "range_heartbeat_resp_merge",
+            Message::RangeHeartbeatResp(RangeHeartbeatResp {
+                operator: Some(Operator::Merge {
+                    right: right.clone(),
+                }),
+            }),
+        ),
+        (
+            "merge_report",
+            Message::MergeReport(MergeReport {
+                left: merged,
+                right,
+            }),
+        ),
+        (
+            "merge_report_resp",
+            Message::MergeReportResp(MergeReportResp { route_version: 12 }),
+        ),
+    ]
+}
+
 fn fixture_dir(version: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -735,6 +774,19 @@ fn version_6_fixtures_decode_to_the_same_messages_and_bytes() {
 #[test]
 fn version_7_fixtures_decode_to_the_same_messages_and_bytes() {
     check_fixtures("v7", samples_v7());
+}
+
+#[test]
+fn version_8_fixtures_decode_to_the_same_messages_and_bytes() {
+    check_fixtures("v8", samples_v8());
+}
+
+#[test]
+fn the_version_8_hello_offers_versions_2_to_8() {
+    let Message::Hello(h) = &samples_v8()[0].1 else {
+        panic!("first v8 sample is the hello")
+    };
+    assert_eq!((h.min_version, h.max_version), (2, 8));
 }
 
 #[test]
@@ -815,11 +867,14 @@ fn every_message_kind_has_a_fixture() {
         .chain(samples_v4().iter())
         .chain(samples_v5().iter())
         .chain(samples_v6().iter())
+        .chain(samples_v7().iter())
+        .chain(samples_v8().iter())
         .map(|(_, m)| m.kind())
         .collect();
     // 31 kinds in version 1, 4 more in version 2 (the handshake's three and KvWrite), 3 more
     // in version 3 (ShardHeartbeat, ProbeReport, ProbeReportResp; docs/format/wire.md §4), one
     // more in version 4 (WatchRouteTable), eight in version 5 (the proxy directory and mesh),
-    // seven in version 6 (memory, mesh pause); a new kind needs a new sample.
-    assert_eq!(kinds.len(), 54, "kinds with fixtures: {kinds:x?}");
+    // seven in version 6 (memory, mesh pause), two in version 7 (mesh invalidations), two in
+    // version 8 (merge reports); a new kind needs a new sample.
+    assert_eq!(kinds.len(), 58, "kinds with fixtures: {kinds:x?}");
 }

@@ -7,9 +7,9 @@ use crate::ids::{ClusterId, NodeId};
 
 /// `TKV1` read as a little-endian `u32`.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"TKV1");
-/// The protocol version this build speaks: 7 (version 6 plus the mesh's client-side caching
-/// invalidations, `docs/format/wire.md` §4.6).
-pub const PROTOCOL_VERSION: u16 = 7;
+/// The protocol version this build speaks: 8 (version 7 plus range merges, `Operator::Merge`
+/// and `MergeReport`, `docs/format/wire.md` §4.5).
+pub const PROTOCOL_VERSION: u16 = 8;
 /// The first protocol version with [`ShardHeartbeat`](crate::message::ShardHeartbeat) and
 /// [`ProbeReport`](crate::message::ProbeReport): a sender checks the connection's negotiated
 /// version against it before sending either.
@@ -30,6 +30,8 @@ pub const MEMORY_VERSION: u16 = 6;
 pub const MESH_PAUSE_VERSION: u16 = 6;
 /// The first version with `PeerInvalidate` (`CLIENT TRACKING` across the proxy mesh).
 pub const MESH_TRACKING_VERSION: u16 = 7;
+/// The first version with range merges (`Operator::Merge`, `MergeReport`).
+pub const MERGE_VERSION: u16 = 8;
 /// The oldest protocol version this build still speaks. Version 1 had no authentication, so
 /// it is no longer spoken.
 pub const MIN_PROTOCOL_VERSION: u16 = 2;

@@ -173,6 +173,9 @@ pub enum Operator {
         #[cfg_attr(test, proptest(strategy = "crate::arb::small_vec()"))]
         new_replica_ids: Vec<ReplicaId>,
     },
+    /// Merge the right neighbour `right` (the master's descriptor of it) into this range
+    /// (version 8); the replicas of both must sit pairwise on the same (store, shard).
+    Merge { right: RangeDescriptor },
 }
 wire_enum!(Operator: u8, "operator" {
     0 => AddLearner { store, shard, replica_id },
@@ -180,6 +183,7 @@ wire_enum!(Operator: u8, "operator" {
     2 => RemoveReplica { replica_id },
     3 => TransferLeader { to_replica },
     4 => Split { split_key: key, new_range_id, new_replica_ids },
+    5 => Merge { right },
 });
 
 /// The master's answer to a range heartbeat.
@@ -441,6 +445,26 @@ pub struct SplitReportResp {
     pub route_version: u64,
 }
 wire_struct!(SplitReportResp { route_version });
+
+/// A left range's leader reports a merge it applied (version 8): `left` grew over `right`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MergeReport {
+    /// The left range after the merge (same id, newer epoch, `end` = the right's end).
+    pub left: RangeDescriptor,
+    /// The right range as it was frozen (gone after the merge).
+    pub right: RangeDescriptor,
+}
+wire_struct!(MergeReport { left, right });
+
+/// The master's answer to [`MergeReport`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct MergeReportResp {
+    /// The route table version after recording the merge.
+    pub route_version: u64,
+}
+wire_struct!(MergeReportResp { route_version });
 
 /// Load of one shard and of the ranges it leads, measured over the shard's last heartbeat
 /// interval (rates are per second; protocol version 3).
