@@ -73,6 +73,9 @@ enum CtlCommand {
         #[arg(long)]
         slot: Option<u16>,
     },
+    /// Merge a range with its right neighbour (their replicas must sit pairwise on the same
+    /// store and shard: co-locate them first with `move-range --shard`).
+    Merge { range: u64 },
     /// Elastic scaling: status, expand, shrink, settings.
     Scale {
         #[command(subcommand)]
@@ -187,6 +190,7 @@ pub fn run(args: CtlArgs) -> anyhow::Result<()> {
             let at = slot.map_or(String::new(), |s| format!("&slot={s}"));
             done(&args, &format!("/split?range={range}{at}"))?
         }
+        CtlCommand::Merge { range } => done(&args, &format!("/merge-range?range={range}"))?,
         CtlCommand::Scale { action } => match action {
             ScaleAction::Status => show(&args, "/scale", scale_table)?,
             ScaleAction::Expand => done(&args, "/scale/expand")?,

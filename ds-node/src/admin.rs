@@ -124,6 +124,8 @@ pub fn render(m: &ShardMetrics) -> String {
         ("ds_replicas_created_total", m.replicas_created_total),
         ("ds_replicas_destroyed_total", m.replicas_destroyed_total),
         ("ds_splits_total", m.splits_total),
+        ("ds_merges_total", m.merges_total),
+        ("ds_merges_refused_total", m.merges_refused_total),
         (
             "ds_splits_reported_late_total",
             m.splits_reported_late_total,

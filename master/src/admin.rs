@@ -334,6 +334,8 @@ fn metrics_text(master: &Master) -> String {
                 "master_schedule_operators_total{{checker=\"{checker}\"}} {n}"
             );
         }
+        out.push_str("# TYPE master_merges_total counter\n");
+        let _ = writeln!(out, "master_merges_total {}", c.merges_total());
         crate::admin_ops::scale_metrics(&mut out, c);
     });
     out

@@ -1,5 +1,5 @@
 //! The admin endpoint's scaling page and its operations (what `tierkv ctl` calls):
-//! `GET /scale`; `POST /drain`, `/undrain`, `/move-range`, `/split`, `/scale/expand`,
+//! `GET /scale`; `POST /drain`, `/undrain`, `/move-range`, `/split`, `/merge-range`, `/scale/expand`,
 //! `/scale/shrink`, `/scale/settings`, with their arguments in the query string. Answers are
 //! JSON; a refused operation is `409` with `{"error": …}`, a malformed one `400`.
 
@@ -256,6 +256,10 @@ pub fn respond_post(master: &Master, path: &str, q: &Query) -> (u16, String) {
                 let range = RangeId(q.need("range")?);
                 let slot = q.num::<u16>("slot")?;
                 master.with_core(|c| c.split_range(range, slot, now))
+            }
+            "/merge-range" => {
+                let range = RangeId(q.need("range")?);
+                master.with_core(|c| c.merge_range(range, now))
             }
             "/scale/expand" | "/scale/shrink" => {
                 let kind = if path == "/scale/expand" {

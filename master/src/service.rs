@@ -444,6 +444,7 @@ impl Master {
                 self.blocking(move |c, _| c.split_request(r)).await??.into()
             }
             Message::SplitReport(r) => self.blocking(move |c, _| c.split_report(r)).await??.into(),
+            Message::MergeReport(r) => self.blocking(move |c, _| c.merge_report(r)).await??.into(),
             other => {
                 return Err(RpcError::BadRequest {
                     message: format!("the master does not serve {}", other.name()),

@@ -148,6 +148,13 @@ pub enum Command {
         /// The new range.
         right: RangeDescriptor,
     },
+    /// Records a merge (format version 4): `left` grew over `right`, which is gone.
+    Merge {
+        /// The left range after the merge.
+        left: RangeDescriptor,
+        /// The right range as it was merged.
+        right: RangeDescriptor,
+    },
     /// Ids below `end` may be handed out.
     ReserveIds {
         /// Exclusive high-water mark.
@@ -208,6 +215,7 @@ disk_enum!(Command, "command" {
     10 => RequestCapacity { record, max_stores, min_stores },
     11 => UpdateCapacity { id, state, stores },
     12 => SetMaxMemory { bytes },
+    13 => Merge { left, right },
 });
 
 impl Command {
@@ -220,6 +228,7 @@ impl Command {
             Self::Bootstrap { .. } => "bootstrap",
             Self::PutRange { .. } => "put_range",
             Self::Split { .. } => "split",
+            Self::Merge { .. } => "merge",
             Self::ReserveIds { .. } => "reserve_ids",
             Self::SetTsoLimit { .. } => "set_tso_limit",
             Self::SetConfig { .. } => "set_config",
@@ -471,6 +480,7 @@ impl ClusterState {
                 self.check_no_overlap(range, &[range.id])
             }
             Command::Split { left, right } => self.check_split(left, right),
+            Command::Merge { left, right } => self.check_merge(left, right),
             Command::RequestCapacity {
                 record,
                 max_stores,
@@ -532,6 +542,16 @@ impl ClusterState {
                 }
                 self.insert_range(left.clone());
                 self.insert_range(right.clone());
+                self.route_version += 1;
+            }
+            Command::Merge { left, right } => {
+                if let Some(old) = self.ranges.remove(&right.id) {
+                    self.starts.remove(&old.start);
+                }
+                if let Some(old) = self.ranges.remove(&left.id) {
+                    self.starts.remove(&old.start);
+                }
+                self.insert_range(left.clone());
                 self.route_version += 1;
             }
             Command::ReserveIds { end } => self.id_end = self.id_end.max(*end),
@@ -796,6 +816,47 @@ impl ClusterState {
         self.check_no_overlap(right, &[left.id])
     }
 
+    /// A merge is recorded when `left` is a newer descriptor of a known range that now ends
+    /// where the known `right` ended, `right` is the known right neighbour (the same epoch, or
+    /// an older one: it froze at the epoch it had), and the new version is above both.
+    fn check_merge(
+        &self,
+        left: &RangeDescriptor,
+        right: &RangeDescriptor,
+    ) -> Result<(), CommandError> {
+        let old = self
+            .ranges
+            .get(&left.id)
+            .ok_or(CommandError::UnknownRange(left.id))?;
+        let known = self
+            .ranges
+            .get(&right.id)
+            .ok_or(CommandError::UnknownRange(right.id))?;
+        if is_stale(left.epoch, old.epoch)
+            || left.epoch.version <= old.epoch.version.max(known.epoch.version)
+        {
+            return Err(CommandError::StaleEpoch {
+                current: Box::new(old.clone()),
+            });
+        }
+        if known.epoch != right.epoch || known.start != right.start || known.end != right.end {
+            return Err(CommandError::StaleEpoch {
+                current: Box::new(known.clone()),
+            });
+        }
+        if left.id == right.id
+            || old.end != right.start
+            || left.start != old.start
+            || left.end != right.end
+        {
+            return Err(invalid(
+                "merge: the left range must end where the right starts and grow over it",
+            ));
+        }
+        self.check_descriptor(left)?;
+        self.check_no_overlap(left, &[left.id, right.id])
+    }
+
     /// Walks the whole state and asserts its invariants (tests and debug builds).
     pub fn verify(&self) {
         assert_eq!(self.starts.len(), self.ranges.len());
@@ -907,7 +968,7 @@ pub fn is_stale(new: Epoch, old: Epoch) -> bool {
 }
 
 /// The snapshot state layout written by this build (`docs/format/master-log.md` §3).
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Most ranges one bootstrap creates (one per shard of the first store).
 pub const MAX_BOOTSTRAP_RANGES: usize = 1024;

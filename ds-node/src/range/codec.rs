@@ -9,6 +9,10 @@
 //! TTL sweep:  version u8 (=2) | now_ms u64 LE | count u32 LE | (len u32 LE | key)*
 //! split:      version u8 (=3) | conf_ver u64 LE | version u64 LE | new range id u64 LE
 //!             | count u32 LE | new replica id u64 LE * count | key len u32 LE | split key
+//! freeze:     version u8 (=5) | conf_ver u64 LE | version u64 LE | left range id u64 LE
+//!             (a merge's right range stops applying writes after this entry)
+//! merge:      version u8 (=6) | conf_ver u64 LE | version u64 LE | freeze index u64 LE
+//!             | RangeDescriptor of the right range (net wire encoding)
 //! range meta: version u8 (=1) | RangeDescriptor (net wire encoding)
 //! tombstone:  version u8 (=0xDE) | replica id u64 LE   (the replica here was destroyed)
 //! ```
@@ -26,6 +30,85 @@ const META_V1: u8 = 1;
 const SWEEP_V1: u8 = 2;
 const SPLIT_V1: u8 = 3;
 const WRITE_V1: u8 = 4;
+const FREEZE_V1: u8 = 5;
+const MERGE_V1: u8 = 6;
+
+/// The freeze of a merge's right range, proposed by its leader: once applied, the range
+/// applies no more writes or sweeps (`server::merge`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreezeCmd {
+    /// The right range's epoch when proposed (a freeze against another epoch is ignored).
+    pub epoch: net::Epoch,
+    /// The left range it will be merged into.
+    pub into: net::RangeId,
+}
+
+/// The commit of a merge, proposed by the left range's leader and applied by every replica
+/// of the left range once its shard's right replica applied the freeze (`server::merge`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeCmd {
+    /// The left range's epoch when proposed (a merge against another epoch is ignored).
+    pub epoch: net::Epoch,
+    /// The right range's log index of its freeze.
+    pub freeze_index: u64,
+    /// The right range's descriptor when frozen.
+    pub right: RangeDescriptor,
+}
+
+/// Encodes a freeze.
+pub fn encode_freeze(c: &FreezeCmd) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(25);
+    b.put_u8(FREEZE_V1);
+    b.put_u64_le(c.epoch.conf_ver);
+    b.put_u64_le(c.epoch.version);
+    b.put_u64_le(c.into.0);
+    b.to_vec()
+}
+
+/// Decodes [`encode_freeze`]'s bytes.
+pub fn decode_freeze(data: &[u8]) -> Option<FreezeCmd> {
+    let (&v, rest) = data.split_first()?;
+    if v != FREEZE_V1 || rest.len() != 24 {
+        return None;
+    }
+    let u = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().unwrap_or([0; 8]));
+    Some(FreezeCmd {
+        epoch: net::Epoch {
+            conf_ver: u(0),
+            version: u(8),
+        },
+        into: net::RangeId(u(16)),
+    })
+}
+
+/// Encodes a merge commit.
+pub fn encode_merge(c: &MergeCmd) -> Vec<u8> {
+    let mut b = BytesMut::with_capacity(128);
+    b.put_u8(MERGE_V1);
+    b.put_u64_le(c.epoch.conf_ver);
+    b.put_u64_le(c.epoch.version);
+    b.put_u64_le(c.freeze_index);
+    c.right.encode(&mut b);
+    b.to_vec()
+}
+
+/// Decodes [`encode_merge`]'s bytes.
+pub fn decode_merge(data: &[u8]) -> Option<MergeCmd> {
+    let (&v, rest) = data.split_first()?;
+    if v != MERGE_V1 || rest.len() < 24 {
+        return None;
+    }
+    let u = |at: usize| u64::from_le_bytes(rest[at..at + 8].try_into().unwrap_or([0; 8]));
+    let right = decode_exact::<RangeDescriptor>(Bytes::copy_from_slice(&rest[24..])).ok()?;
+    Some(MergeCmd {
+        epoch: net::Epoch {
+            conf_ver: u(0),
+            version: u(8),
+        },
+        freeze_index: u(16),
+        right,
+    })
+}
 
 /// A split of a range, proposed by its leader and applied by every replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -267,6 +350,45 @@ pub fn decode_meta(data: &[u8]) -> Option<RangeDescriptor> {
 mod tests {
     use super::*;
     use net::RangeId;
+
+    #[test]
+    fn freeze_and_merge_round_trip_and_reject_truncations() {
+        let epoch = net::Epoch {
+            conf_ver: 3,
+            version: 7,
+        };
+        let f = FreezeCmd {
+            epoch,
+            into: RangeId(4),
+        };
+        let e = encode_freeze(&f);
+        assert_eq!(decode_freeze(&e), Some(f));
+        let m = MergeCmd {
+            epoch,
+            freeze_index: 42,
+            right: RangeDescriptor {
+                id: RangeId(9),
+                start: Bytes::from_static(b"m"),
+                end: Bytes::from_static(b"z"),
+                epoch,
+                replicas: Vec::new(),
+                leader: None,
+            },
+        };
+        let em = encode_merge(&m);
+        assert_eq!(decode_merge(&em), Some(m));
+        for n in 0..e.len() {
+            assert_eq!(decode_freeze(&e[..n]), None);
+        }
+        for n in 0..em.len() {
+            assert_eq!(decode_merge(&em[..n]), None);
+        }
+        // Neither is mistaken for another entry, nor another entry for them.
+        assert_eq!(decode_split(&e), None);
+        assert_eq!(decode_write(&em), None);
+        assert_eq!(decode_freeze(&em), None);
+        assert_eq!(decode_merge(&encode_sweep(1, &[])), None);
+    }
 
     #[test]
     fn proposal_and_meta_round_trip_and_reject_garbage() {

@@ -24,7 +24,10 @@ use super::metrics::ShardMetrics;
 use super::peer::Peer;
 use super::shard::{Shard, ShardDevice, stop_range};
 use crate::range::apply::{ApplyCtx, execute};
-use crate::range::codec::{SplitCmd, decode_split, decode_sweep, decode_write_spans, encode_meta};
+use crate::range::codec::{
+    FreezeCmd, MergeCmd, SplitCmd, decode_freeze, decode_merge, decode_split, decode_sweep,
+    decode_write_spans, encode_meta,
+};
 use crate::range::db_keys::{self, Counted, DbKeys};
 use crate::range::dedup::{self, WriteId};
 use crate::range::engine::{Backing, MasstreeStore};
@@ -57,6 +60,10 @@ pub enum Committed {
     },
     /// A range split.
     Split(SplitCmd),
+    /// The freeze of a merge's right range (`server::merge`).
+    Freeze(FreezeCmd),
+    /// The commit of a merge into this (left) range (`server::merge`).
+    Merge(MergeCmd),
     /// A membership change (`None`: undecodable, ignored).
     ConfChange(Option<ConfChangeV2>),
     /// A normal entry no decoder accepts (skipped).
@@ -81,6 +88,10 @@ pub fn decode(t: EntryType, data: &[u8]) -> Committed {
         Committed::Sweep { now_ms, keys }
     } else if let Some(cmd) = decode_split(data) {
         Committed::Split(cmd)
+    } else if let Some(cmd) = decode_freeze(data) {
+        Committed::Freeze(cmd)
+    } else if let Some(cmd) = decode_merge(data) {
+        Committed::Merge(cmd)
     } else {
         Committed::Undecodable
     }
@@ -175,6 +186,12 @@ pub struct Effects<'a> {
     pub to_destroy: &'a mut Vec<net::RangeId>,
     /// Right ranges of splits to create (with the left's descriptor when this replica led).
     pub splits: &'a mut Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+    /// Merge right ranges frozen on this shard (`server::merge`).
+    pub frozen: &'a mut super::merge::Frozen,
+    /// Merges applied, `(left, right)`, to finish after the turn.
+    pub merges: &'a mut Vec<(net::RangeId, net::RangeId)>,
+    /// Ranges that deferred entries (a commit-merge waits for its right replica here).
+    pub deferring: &'a mut std::collections::BTreeSet<net::RangeId>,
 }
 
 /// What one entry did.
@@ -183,6 +200,9 @@ enum Outcome {
     Applied(Option<KvResponse>),
     /// The entry broke an engine invariant: the range stopped before it.
     Stopped,
+    /// A commit-merge whose right replica here has not applied its freeze: this entry and
+    /// the ones after it wait (`Peer::defer`).
+    Deferred,
 }
 
 fn unit() -> KvResponse {
@@ -203,14 +223,21 @@ pub fn entries<D: ShardDevice>(
     let mut applied = 0;
     let now = shard.now();
     let mut last = entries.first().map_or(0, |e| e.index.saturating_sub(1));
-    for e in entries {
+    let mut entries = entries.into_iter();
+    while let Some(e) = entries.next() {
         if p.is_stopped() {
             break;
         }
-        applied += 1;
-        let Outcome::Applied(result) = entry(shard, p, engine, fx, &e) else {
-            break;
+        let result = match entry(shard, p, engine, fx, &e) {
+            Outcome::Applied(result) => result,
+            Outcome::Stopped => break,
+            Outcome::Deferred => {
+                p.defer(std::iter::once(e).chain(entries));
+                fx.deferring.insert(p.range_id());
+                break;
+            }
         };
+        applied += 1;
         crate::failpoint!("ds_node::shard::write::after_apply");
         answer_proposer(shard, p, &e, result, now);
         last = e.index;
@@ -227,8 +254,22 @@ fn entry<D: ShardDevice>(
     fx: &mut Effects<'_>,
     e: &Entry,
 ) -> Outcome {
-    match decode(e.get_entry_type(), &e.data) {
+    let decoded = decode(e.get_entry_type(), &e.data);
+    if fx.frozen.contains_key(&p.range_id())
+        && matches!(decoded, Committed::Write { .. } | Committed::Sweep { .. })
+    {
+        // Frozen for a merge: its data is final; the proxy retries on the merged range.
+        return Outcome::Applied(Some(KvResponse::Err {
+            error: net::RpcError::ServerBusy {},
+        }));
+    }
+    match decoded {
         Committed::Empty => Outcome::Applied(None),
+        Committed::Freeze(cmd) => {
+            freeze(p, fx, cmd, e.index);
+            Outcome::Applied(None)
+        }
+        Committed::Merge(cmd) => merge(shard, p, engine, fx, &cmd, e.index),
         Committed::Write {
             now_ms,
             id,
@@ -318,6 +359,55 @@ fn split<D: ShardDevice>(
     let (b, k) = engine.size_of(&p.desc().start, &p.desc().end);
     p.set_size(b as i64, k as i64);
     Some(unit())
+}
+
+/// Freezes this range for a merge into `cmd.into` (ignored if stale or frozen already).
+fn freeze(p: &Peer, fx: &mut Effects<'_>, cmd: FreezeCmd, index: u64) {
+    let range = p.range_id();
+    if cmd.epoch != p.desc().epoch || fx.frozen.contains_key(&range) {
+        tracing::info!(%range, index, "stale merge freeze ignored");
+        return;
+    }
+    fx.frozen.insert(range, (index, cmd.into));
+    tracing::info!(%range, index, into = %cmd.into, "range frozen for a merge");
+}
+
+/// Applies a commit-merge to this (left) range once this shard's right replica applied its
+/// freeze; the right replica is finished after the turn ([`Effects::merges`]).
+fn merge<D: ShardDevice>(
+    shard: &Rc<Shard<D>>,
+    p: &mut Peer,
+    engine: &MasstreeStore,
+    fx: &mut Effects<'_>,
+    cmd: &MergeCmd,
+    index: u64,
+) -> Outcome {
+    let range = p.range_id();
+    let mut probe = p.desc().clone();
+    if !super::merge::apply_to_desc(&mut probe, cmd) {
+        tracing::info!(%range, index, "stale merge ignored");
+        return Outcome::Applied(None);
+    }
+    if fx.frozen.get(&cmd.right.id) != Some(&(cmd.freeze_index, range)) {
+        tracing::debug!(%range, index, right = %cmd.right.id, "merge waits for the right replica's freeze");
+        return Outcome::Deferred;
+    }
+    crate::failpoint!("ds_node::shard::merge::before_apply");
+    p.change_desc(|d| *d = probe);
+    // The right's keys join the left's counts and size (merged ranges are small).
+    let (start, end) = (p.desc().start.clone(), p.desc().end.clone());
+    p.set_db_keys(db_keys::recount(engine, &start, &end));
+    let (b, k) = engine.size_of(&start, &end);
+    p.set_size(b as i64, k as i64);
+    fx.meta_records.push(LogRecord::ConfState {
+        range,
+        data: encode_meta(p.desc()),
+    });
+    if p.is_leader() {
+        super::merge::report_later(shard, p.desc().clone(), cmd.right.clone());
+    }
+    fx.merges.push((range, cmd.right.id));
+    Outcome::Applied(Some(unit()))
 }
 
 /// Applies a membership change to the Raft group and the descriptor; a replica it removed

@@ -354,7 +354,12 @@ pub fn segments_of(c: &checkpoint::Checkpoint) -> BTreeSet<SegmentId> {
 }
 
 /// Encodes the current state of an initialized range (at its applied index).
+/// Never for a range frozen for a merge: its freeze entry must stay in the log for recovery
+/// (`server::merge`).
 pub fn build(st: &ShardState, range: net::RangeId) -> Option<(Encoded, SnapshotPoint)> {
+    if st.frozen.contains_key(&range) {
+        return None;
+    }
     let p = st
         .peers
         .get(&range)

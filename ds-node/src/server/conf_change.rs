@@ -16,6 +16,17 @@ impl<D: ShardDevice> Shard<D> {
     /// tombstone record first (so a restart does not bring it back), then its keys, its log
     /// entries and its checkpoint.
     pub async fn destroy_range(&self, range: net::RangeId) -> anyhow::Result<()> {
+        self.destroy(range, true).await
+    }
+
+    /// Removes the replica of `range` that a merge folded into its left neighbour
+    /// (`server::merge`): as [`Shard::destroy_range`], but its keys stay in the engine (they
+    /// belong to the left range now).
+    pub async fn destroy_range_keeping_keys(&self, range: net::RangeId) -> anyhow::Result<()> {
+        self.destroy(range, false).await
+    }
+
+    async fn destroy(&self, range: net::RangeId, clear_keys: bool) -> anyhow::Result<()> {
         let Some(mut p) = self.state.borrow_mut().peers.remove(&range) else {
             return Ok(());
         };
@@ -46,7 +57,7 @@ impl<D: ShardDevice> Shard<D> {
             })
             .await
             .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
-        if p.is_initialized() {
+        if clear_keys && p.is_initialized() {
             super::checkpoint::clear_range(
                 &mut self.state.borrow_mut().engine,
                 &p.desc().start,

@@ -121,7 +121,12 @@ fn kv<D: ShardDevice>(
         return err(e.into());
     }
     let mut st = shard.state.borrow_mut();
-    let ShardState { peers, engine, .. } = &mut *st;
+    let ShardState {
+        peers,
+        engine,
+        frozen,
+        ..
+    } = &mut *st;
     let Some(p) = peers
         .get_mut(&req.ctx.range_id)
         .filter(|p| p.is_initialized())
@@ -130,6 +135,10 @@ fn kv<D: ShardDevice>(
             range_id: req.ctx.range_id,
         });
     };
+    if frozen.contains_key(&req.ctx.range_id) {
+        // Being merged into its left neighbour (`server::merge`): retried once it is gone.
+        return err(RpcError::ServerBusy {});
+    }
     if let Some(why) = p.stopped() {
         return err(RpcError::Internal {
             code: RANGE_STOPPED,

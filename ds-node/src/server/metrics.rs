@@ -81,6 +81,10 @@ pub struct ShardMetrics {
     pub replicas_destroyed_total: u64,
     /// Ranges created on this shard by a split (`ds_splits_total`).
     pub splits_total: u64,
+    /// Right ranges merged into their left neighbour on this shard (`ds_merges_total`).
+    pub merges_total: u64,
+    /// Merge steps refused (`ds_merges_refused_total`: not adjacent, not co-located, stale).
+    pub merges_refused_total: u64,
     /// Splits this shard's leaders reported from a heartbeat because the master's route table
     /// lacked them (their first report was lost with the replica that applied them as
     /// leader) (`ds_splits_reported_late_total`; `server::split::unreported`).
@@ -251,6 +255,8 @@ impl Default for ShardMetrics {
             replicas_created_total: 0,
             replicas_destroyed_total: 0,
             splits_total: 0,
+            merges_total: 0,
+            merges_refused_total: 0,
             splits_reported_late_total: 0,
             redis_keys: Default::default(),
             redis_expires: Default::default(),
@@ -316,6 +322,8 @@ impl ShardMetrics {
         self.replicas_created_total += o.replicas_created_total;
         self.replicas_destroyed_total += o.replicas_destroyed_total;
         self.splits_total += o.splits_total;
+        self.merges_total += o.merges_total;
+        self.merges_refused_total += o.merges_refused_total;
         self.splits_reported_late_total += o.splits_reported_late_total;
         for (a, b) in self.redis_keys.iter_mut().zip(o.redis_keys) {
             *a += b;

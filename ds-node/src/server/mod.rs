@@ -61,6 +61,7 @@ pub mod handler;
 pub mod index_checkpoint;
 pub mod lease;
 pub mod log_room;
+pub mod merge;
 pub mod metrics;
 pub mod peer;
 pub mod policy;

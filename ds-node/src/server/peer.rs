@@ -108,6 +108,11 @@ pub struct Peer {
     /// When this leader last proposed a split (the master repeats its operator until the
     /// split shows in a heartbeat).
     split_proposed_at: Option<Instant>,
+    /// When this leader last proposed a merge step (freeze or commit, `server::merge`).
+    merge_proposed_at: Option<Instant>,
+    /// Committed entries not applied yet because a commit-merge among them waits for this
+    /// shard's right replica to apply its freeze (`server::merge`), in log order.
+    deferred: Vec<raft::eraftpb::Entry>,
     /// Why the range stopped: applying a committed entry broke an engine invariant. A
     /// stopped replica applies, steps and checkpoints nothing more and answers every request
     /// with an error; the shard's other ranges go on. Recovery stops it again at the same
@@ -162,6 +167,8 @@ impl Peer {
             zranks: RefCell::default(),
             expired: Default::default(),
             split_proposed_at: None,
+            merge_proposed_at: None,
+            deferred: Vec::new(),
             stopped: None,
             lease: Lease::new(lease),
             transferring: false,
@@ -332,6 +339,40 @@ impl Peer {
     pub fn split_recently(&self, cool_down: Duration, now: Instant) -> bool {
         self.split_proposed_at
             .is_some_and(|t| now.saturating_duration_since(t) < cool_down)
+    }
+
+    /// Whether this leader proposed a merge step less than `cool_down` before `now`.
+    pub fn merge_recently(&self, cool_down: Duration, now: Instant) -> bool {
+        self.merge_proposed_at
+            .is_some_and(|t| now.saturating_duration_since(t) < cool_down)
+    }
+
+    /// Notes that this leader proposed a merge step at `now`.
+    pub fn note_merge_proposed(&mut self, now: Instant) {
+        self.merge_proposed_at = Some(now);
+    }
+
+    /// Keeps committed entries to apply later (a commit-merge waits, `server::merge`).
+    pub fn defer(&mut self, entries: impl IntoIterator<Item = raft::eraftpb::Entry>) {
+        self.deferred.extend(entries);
+    }
+
+    /// Whether committed entries wait to be applied.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// The deferred entries followed by `more` (newly committed), to apply in log order.
+    pub fn take_deferred_then(
+        &mut self,
+        more: Vec<raft::eraftpb::Entry>,
+    ) -> Vec<raft::eraftpb::Entry> {
+        if self.deferred.is_empty() {
+            return more;
+        }
+        let mut all = std::mem::take(&mut self.deferred);
+        all.extend(more);
+        all
     }
 
     /// Notes that this leader proposed a split at `now`.

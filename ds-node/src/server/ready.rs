@@ -353,6 +353,9 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
             to_destroy,
             reply_to,
             splits,
+            frozen,
+            merges,
+            deferring,
             ..
         } = &mut *st;
         let Some(p) = peers.get_mut(&w.range) else {
@@ -374,8 +377,12 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
                 meta_records,
                 to_destroy,
                 splits,
+                frozen,
+                merges,
+                deferring,
             };
-            let last = super::apply::entries(shard, p, engine, &mut fx, w.committed);
+            let committed = p.take_deferred_then(w.committed);
+            let last = super::apply::entries(shard, p, engine, &mut fx, committed);
             p.raft_mut().advance_apply_to(last);
         }
         super::read::answer_ready(shard, p, engine);
@@ -393,9 +400,14 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
     answer_waiting_reads(shard);
     start_fetches(shard);
     flush_outbox(shard, &mut out);
+    retry_deferred(shard);
     let splits = std::mem::take(&mut shard.state.borrow_mut().splits);
     for (right, left) in splits {
         super::split::create_right(shard, right, left).await?;
+    }
+    let merges = std::mem::take(&mut shard.state.borrow_mut().merges);
+    for (left, right) in merges {
+        super::merge::finish(shard, left, right).await?;
     }
     let gone = std::mem::take(&mut shard.state.borrow_mut().to_destroy);
     for range in gone {
@@ -412,6 +424,44 @@ async fn finish<D: ShardDevice>(shard: &Rc<Shard<D>>, works: Vec<Work>) -> anyho
         shard.wake.notify();
     }
     Ok(())
+}
+
+/// Applies again the entries ranges deferred (a commit-merge waiting for its right replica
+/// here, `server::merge`): the turn may have applied that replica's freeze.
+fn retry_deferred<D: ShardDevice>(shard: &Rc<Shard<D>>) {
+    let mut st = shard.state.borrow_mut();
+    if st.deferring.is_empty() {
+        return;
+    }
+    let ranges = std::mem::take(&mut st.deferring);
+    let ShardState {
+        peers,
+        engine,
+        meta_records,
+        to_destroy,
+        splits,
+        frozen,
+        merges,
+        deferring,
+        ..
+    } = &mut *st;
+    for range in ranges {
+        let Some(p) = peers.get_mut(&range).filter(|p| p.has_deferred()) else {
+            continue;
+        };
+        let mut fx = Effects {
+            meta_records,
+            to_destroy,
+            splits,
+            frozen,
+            merges,
+            deferring,
+        };
+        let committed = p.take_deferred_then(Vec::new());
+        let last = super::apply::entries(shard, p, engine, &mut fx, committed);
+        p.raft_mut().advance_apply_to(last);
+        super::read::answer_ready(shard, p, engine);
+    }
 }
 
 /// Loads the cold entries the committed entries of `works` touch (`server::cold`). A range

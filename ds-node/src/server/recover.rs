@@ -120,6 +120,12 @@ fn log_config(cfg: &DsConfig) -> VlogConfig {
     }
 }
 
+/// Whether `outer` covers the key span of `inner`.
+fn covers(outer: &RangeDescriptor, inner: &RangeDescriptor) -> bool {
+    outer.start <= inner.start
+        && (outer.end.is_empty() || (!inner.end.is_empty() && inner.end <= outer.end))
+}
+
 /// The log after a range's checkpoint, replayed.
 #[derive(Debug, Default)]
 struct Replayed {
@@ -131,6 +137,19 @@ struct Replayed {
     before: Option<(u64, u64)>,
     /// The entry that stopped the range (`Peer::stopped`), if one does again.
     stopped: Option<(u64, String)>,
+    /// A commit-merge replay left to the live loop (`server::merge`): its index.
+    paused: Option<u64>,
+}
+
+/// What replaying one entry did.
+enum Replay {
+    /// Applied (or nothing to apply).
+    Done,
+    /// The entry broke an engine invariant: the range stops there.
+    Fault(String),
+    /// A commit-merge: this entry and the ones after it are left to the live loop, which
+    /// applies it once this shard's right replica applied its freeze (`server::merge`).
+    Pause,
 }
 
 impl Replayed {
@@ -248,9 +267,7 @@ impl<D: ShardDevice> Shard<D> {
                 .engine
                 .track_changes_noting_unbacked_over(super::demote::MAX_VALUE);
         }
-        let mut ranges = self.log.ranges();
-        ranges.sort();
-        for range in ranges {
+        for range in self.recovery_order() {
             self.recover_range(range).await?;
         }
         // Splits whose right range never became durable: create it again (its keys were just
@@ -262,7 +279,52 @@ impl<D: ShardDevice> Shard<D> {
                 super::split::create_right(self, right, None).await?;
             }
         }
+        self.finish_recovered_merges().await?;
         self.clear_destroyed()
+    }
+
+    /// The shard log's ranges in id order, except that a range whose span another range's
+    /// descriptor covers comes first: a merge's right range whose left already wrote its
+    /// post-merge checkpoint (`server::merge`), so that the left's load replaces its keys.
+    fn recovery_order(&self) -> Vec<RangeId> {
+        let mut ranges = self.log.ranges();
+        ranges.sort();
+        let descs: Vec<RangeDescriptor> = ranges
+            .iter()
+            .filter_map(|r| self.log.conf_state(*r).and_then(|m| decode_meta(&m)))
+            .collect();
+        let covered = |r: &RangeId| {
+            let Some(d) = descs.iter().find(|d| d.id == *r) else {
+                return false;
+            };
+            descs.iter().any(|o| o.id != d.id && covers(o, d))
+        };
+        let (mut first, rest): (Vec<_>, Vec<_>) = ranges.into_iter().partition(covered);
+        first.extend(rest);
+        first
+    }
+
+    /// Right ranges recovered frozen whose left range already covers them (its post-merge
+    /// checkpoint was durable): destroyed now, keeping their keys (`server::merge`).
+    async fn finish_recovered_merges(self: &Rc<Self>) -> anyhow::Result<()> {
+        let done: Vec<(RangeId, RangeId)> = {
+            let st = self.state.borrow();
+            st.frozen
+                .iter()
+                .filter(|(right, (_, left))| {
+                    let (Some(l), Some(r)) = (st.peers.get(left), st.peers.get(right)) else {
+                        return false;
+                    };
+                    covers(l.desc(), r.desc())
+                })
+                .map(|(right, (_, left))| (*left, *right))
+                .collect()
+        };
+        for (left, right) in done {
+            tracing::info!(%left, %right, "finishing a merge found at recovery");
+            super::merge::finish(self, left, right).await?;
+        }
+        Ok(())
     }
 
     /// Rebuilds one range of the shard log (a destroyed one leaves its tombstone).
@@ -314,7 +376,8 @@ impl<D: ShardDevice> Shard<D> {
         let keep = self.cfg.cached_entries as u64;
         cache.compact_to(commit.saturating_sub(keep));
         tracing::info!(range = %range, checkpoint = base.index, commit, entries = replayed.entries.len(), "range recovered");
-        let applied = replayed.stopped.as_ref().map_or(commit, |(i, _)| i - 1);
+        let halted = replayed.stopped.as_ref().map(|(i, _)| *i).or(replayed.paused);
+        let applied = halted.map_or(commit, |i| i - 1);
         let mut peer = self.new_peer(desc, cache, applied, None)?;
         if let Some((index, fault)) = replayed.stopped {
             stop_range(self, &mut peer, index, fault);
@@ -456,7 +519,7 @@ impl<D: ShardDevice> Shard<D> {
                     e.index.0
                 );
                 next += 1;
-                if e.index.0 <= commit && out.stopped.is_none() {
+                if e.index.0 <= commit && out.stopped.is_none() && out.paused.is_none() {
                     super::cold::prefetch_entry(self, desc, &e.payload)
                         .await
                         .map_err(|err| {
@@ -465,8 +528,10 @@ impl<D: ShardDevice> Shard<D> {
                                 e.index.0
                             )
                         })?;
-                    if let Some(fault) = self.replay(desc, e) {
-                        out.stopped = Some((e.index.0, fault));
+                    match self.replay(desc, e) {
+                        Replay::Done => {}
+                        Replay::Fault(fault) => out.stopped = Some((e.index.0, fault)),
+                        Replay::Pause => out.paused = Some(e.index.0),
                     }
                 }
                 out.entries.push(Entry {
@@ -478,7 +543,9 @@ impl<D: ShardDevice> Shard<D> {
                 });
             }
             anyhow::ensure!(!got.is_empty(), "range {range}: entries {lo}.. unreadable");
-            out.drop_below(droppable, self.cfg.cached_entries);
+            // Entries from a paused commit-merge on are applied by the live loop: kept.
+            let keep_from = out.paused.map_or(droppable, |i| droppable.min(i - 1));
+            out.drop_below(keep_from, self.cfg.cached_entries);
             lo = hi;
             crate::core::yield_if_needed().await;
         }
@@ -488,9 +555,16 @@ impl<D: ShardDevice> Shard<D> {
     /// Applies one recovered, committed entry to the engine (and splits and conf changes to
     /// `desc`) through the live loop's decoder and write apply (`server::apply`); returns the
     /// engine's refusal if the entry broke an invariant (the range stops there).
-    fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) -> Option<String> {
+    fn replay(&self, desc: &mut RangeDescriptor, e: &EntryRecord) -> Replay {
         let mut st = self.state.borrow_mut();
-        match apply::decode(entry_type_of(e.entry_type), &e.payload) {
+        let decoded = apply::decode(entry_type_of(e.entry_type), &e.payload);
+        if st.frozen.contains_key(&e.range)
+            && matches!(decoded, Committed::Write { .. } | Committed::Sweep { .. })
+        {
+            // Frozen for a merge: the live loop refused it too.
+            return Replay::Done;
+        }
+        let fault = match decoded {
             Committed::Write {
                 now_ms,
                 id,
@@ -533,8 +607,16 @@ impl<D: ShardDevice> Shard<D> {
                 apply_conf_change_to_desc(desc, &cc);
                 None
             }
+            Committed::Freeze(cmd) => {
+                if cmd.epoch == desc.epoch {
+                    st.frozen.entry(e.range).or_insert((e.index.0, cmd.into));
+                }
+                None
+            }
+            Committed::Merge(_) => return Replay::Pause,
             Committed::ConfChange(None) | Committed::Empty | Committed::Undecodable => None,
-        }
+        };
+        fault.map_or(Replay::Done, Replay::Fault)
     }
 
     /// Creates a new range on this shard (bootstrap or a static initial range): writes its

@@ -146,6 +146,12 @@ pub struct ShardState {
     /// Right ranges of splits applied this turn, to create after it (with the left range's
     /// new descriptor when this replica led it).
     pub(super) splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
+    /// Right ranges of merges frozen here (`server::merge`): range → (freeze index, left).
+    pub(super) frozen: super::merge::Frozen,
+    /// Merges applied this turn, `(left, right)`, to finish after it (`merge::finish`).
+    pub(super) merges: Vec<(net::RangeId, net::RangeId)>,
+    /// Ranges holding deferred committed entries (`Peer::defer`), retried after each turn.
+    pub(super) deferring: std::collections::BTreeSet<net::RangeId>,
     /// Replicas created for leaders' messages in the current second.
     pub(super) creations: CreationBudget,
     /// When refused Raft messages were last logged (the log is rate-limited).

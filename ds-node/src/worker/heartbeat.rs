@@ -394,6 +394,11 @@ pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Op
             crate::server::split::propose(shard, range, split_key, new_range_id, new_replica_ids);
             return;
         }
+        Operator::Merge { right } => {
+            drop(st);
+            crate::server::merge::step(shard, range, right);
+            return;
+        }
     };
     tracing::info!(%range, ?cc, "proposing membership change");
     if let Err(e) = p.raft_mut().propose_conf_change(Vec::new(), cc) {

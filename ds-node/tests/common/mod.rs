@@ -120,7 +120,7 @@ pub fn voters(d: &RangeDescriptor) -> Vec<u64> {
 
 /// Sends `op` to the leader of the range holding `route_key` (an internal key) as the master's
 /// route table describes it, following `NotLeader` and `EpochMismatch`, retrying while
-/// leaders change and ranges split.
+/// leaders change, ranges split and merge (`ServerBusy` from a range frozen for a merge).
 pub async fn must_call_at(maddr: &str, route_key: &[u8], op: KvOp) -> KvResponse {
     must_call_within(maddr, route_key, op, transport().request_timeout).await
 }
@@ -180,7 +180,8 @@ pub async fn must_call_within(
                         e @ (RpcError::NotLeader { .. }
                         | RpcError::Timeout {}
                         | RpcError::EpochMismatch { .. }
-                        | RpcError::RangeNotFound { .. }),
+                        | RpcError::RangeNotFound { .. }
+                        | RpcError::ServerBusy {}),
                 })) => last = format!("{addr}: {e:?}"),
                 Err(e) => last = format!("{addr}: {e}"),
                 Ok(Message::KvResponse(r)) => return r,

@@ -149,6 +149,45 @@ impl Core {
         Ok(what)
     }
 
+    /// Merges `id` with its right neighbour. Their replicas must already sit pairwise on the
+    /// same (store, shard) (`move-range --shard` co-locates them); the left range's leader
+    /// runs the merge (`Operator::Merge`).
+    pub fn merge_range(&mut self, id: RangeId, now_ms: u64) -> Result<String, RpcError> {
+        let left = self.range_for_manual_op(id)?;
+        if left.end.is_empty() {
+            return Err(bad(format!("range {id} is the last range: nothing on its right")));
+        }
+        let right = self
+            .state()
+            .range_by_key(&left.end)
+            .filter(|r| r.start == left.end)
+            .cloned()
+            .ok_or_else(|| bad(format!("no range starts where range {id} ends")))?;
+        if self.operators.contains_key(&right.id) {
+            return Err(bad(format!("range {} has an operator in flight", right.id)));
+        }
+        if !crate::schedule::merge::colocated(&left, &right) {
+            return Err(bad(format!(
+                "ranges {id} and {} are not pairwise on the same (store, shard); \
+                 co-locate them first (move-range --shard)",
+                right.id
+            )));
+        }
+        let op = RunningOperator {
+            steps: vec![Operator::Merge {
+                right: right.clone(),
+            }],
+            current: 0,
+            stores: left.replicas.iter().map(|r| r.store_id).collect(),
+            created_ms: now_ms,
+            epoch: left.epoch,
+            reason: format!("operator: merge range {} into range {id}", right.id),
+        };
+        let what = format!("r{id}: merge r{}", right.id);
+        self.start_manual(id, op, what.clone(), now_ms);
+        Ok(what)
+    }
+
     /// Splits `range` at the start of hash slot `slot` (a boundary between user keys), or
     /// where its leader chooses when `slot` is `None`.
     pub fn split_range(

@@ -18,7 +18,8 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use net::message::{
-    Bootstrap, BootstrapResp, GetRouteTable, IdBlock, ProbeReport, ProbeReportResp,
+    Bootstrap, BootstrapResp, GetRouteTable, IdBlock, MergeReport, MergeReportResp, ProbeReport,
+    ProbeReportResp,
     RangeDescriptor, RangeHeartbeat, RangeHeartbeatResp, Replica, ReplicaRole, Route, RouteTable,
     ShardHeartbeat, ShardLoad, SplitIds, SplitReport, SplitReportResp, SplitRequest,
     StoreHeartbeat, StoreHeartbeatResp, StoreRegister, StoreRegisterResp,
@@ -150,6 +151,8 @@ pub struct Core {
     route_watch: Arc<tokio::sync::watch::Sender<u64>>,
     refused: validate::RefusalCounts,
     scale: scale::ScaleState,
+    /// Merges recorded since start (`master_merges_total`).
+    merges_total: u64,
 }
 
 impl Core {
@@ -193,6 +196,7 @@ impl Core {
                 checkers: default_checkers(),
                 decisions: VecDeque::new(),
                 scheduled_total: BTreeMap::new(),
+                merges_total: 0,
                 routes,
                 route_watch,
                 refused: validate::RefusalCounts::new(),
@@ -682,6 +686,43 @@ impl Core {
         Ok(SplitReportResp {
             route_version: self.state().route_version(),
         })
+    }
+
+    /// Records a merge the left range's leader applied (`Command::Merge`), logged with the
+    /// reason of the operator that asked for it.
+    pub fn merge_report(&mut self, rep: MergeReport) -> Result<MergeReportResp, RpcError> {
+        let state = self.state();
+        if state.range(rep.left.id) == Some(&rep.left) && state.range(rep.right.id).is_none() {
+            // A retry of a report that was recorded (its reply was lost).
+            return Ok(MergeReportResp {
+                route_version: state.route_version(),
+            });
+        }
+        let (left, right) = (rep.left.id, rep.right.id);
+        if let Some(old) = state.range(left).filter(|o| o.epoch.version >= rep.left.epoch.version)
+        {
+            return Err(RpcError::EpochMismatch {
+                ranges: vec![old.clone()],
+            });
+        }
+        self.propose(&Command::Merge {
+            left: rep.left,
+            right: rep.right,
+        })?;
+        self.merges_total += 1;
+        let reason = self
+            .operators
+            .get(&left)
+            .map_or_else(|| "no operator here (reported late)".to_string(), |o| o.reason.clone());
+        tracing::info!(range = %left, %right, %reason, "merge recorded");
+        Ok(MergeReportResp {
+            route_version: self.state().route_version(),
+        })
+    }
+
+    /// Merges recorded since this master started.
+    pub fn merges_total(&self) -> u64 {
+        self.merges_total
     }
 
     /// Range heartbeats and split reports refused, by reason (soft state: since start).

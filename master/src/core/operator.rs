@@ -189,6 +189,13 @@ impl Core {
                 Step::TransferLeaderToAdded => Operator::TransferLeader {
                     to_replica: added.ok_or_else(|| bad("transfer to added before add"))?,
                 },
+                Step::Merge { right } => Operator::Merge {
+                    right: self
+                        .state()
+                        .range(*right)
+                        .cloned()
+                        .ok_or(RpcError::RangeNotFound { range_id: *right })?,
+                },
                 Step::Split => {
                     let n = range.replicas.len() as u32;
                     let block = self.alloc_ids(n + 1)?;
@@ -225,6 +232,7 @@ fn step_done(step: &Operator, desc: &RangeDescriptor, start: Epoch) -> bool {
         Operator::RemoveReplica { replica_id } => find(*replica_id).is_none(),
         Operator::TransferLeader { to_replica } => desc.leader == Some(*to_replica),
         Operator::Split { .. } => desc.epoch.version > start.version,
+        Operator::Merge { right } => desc.end == right.end && desc.epoch.version > start.version,
     }
 }
 
@@ -260,6 +268,7 @@ fn remaining_steps(op: &RunningOperator) -> Vec<Step> {
                 replica_id: *replica_id,
             },
             Operator::Split { .. } => Step::Split,
+            Operator::Merge { right } => Step::Merge { right: right.id },
         })
         .collect()
 }

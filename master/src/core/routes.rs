@@ -75,6 +75,12 @@ impl RouteCache {
                 put(self, left.id);
                 put(self, right.id);
             }
+            Command::Merge { left, right } => {
+                if let Some(old) = self.ranges.remove(&right.id) {
+                    self.starts.remove(&old.start);
+                }
+                put(self, left.id);
+            }
             Command::RequestCapacity { record, .. } => {
                 for s in &record.stores {
                     self.put_store(state, *s);

@@ -66,7 +66,7 @@ pub(super) fn placement_after(range: &RangeDescriptor, steps: &[Step]) -> Vec<(P
                     };
                 }
             }
-            Step::PromoteAdded | Step::Promote { .. } | Step::Split => {}
+            Step::PromoteAdded | Step::Promote { .. } | Step::Split | Step::Merge { .. } => {}
         }
     }
     reps.into_iter()

@@ -12,6 +12,7 @@
 mod balance;
 mod cooldown;
 mod load;
+pub mod merge;
 mod replica;
 mod shard;
 mod split;
@@ -165,6 +166,11 @@ pub enum Step {
     TransferLeaderToAdded,
     /// Split; the leader picks the key.
     Split,
+    /// Merge the right neighbour `right` into the range (replicas co-located first).
+    Merge {
+        /// The right neighbour.
+        right: RangeId,
+    },
 }
 
 impl fmt::Display for Step {
@@ -177,6 +183,7 @@ impl fmt::Display for Step {
             Self::TransferLeader { to } => write!(f, "transfer-leader p{to}"),
             Self::TransferLeaderToAdded => write!(f, "transfer-leader added"),
             Self::Split => write!(f, "split"),
+            Self::Merge { right } => write!(f, "merge r{right}"),
         }
     }
 }

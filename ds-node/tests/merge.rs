@@ -1,0 +1,207 @@
+//! Range merges (issue 19) with a real master: a range is split by the operator's `split`,
+//! keys are written on both sides, and `merge-range` folds the right range back into the left
+//! while a client keeps writing and reading keys of both sides. Afterwards every acknowledged
+//! write reads back, one range covers both spans in the master's route table, a request
+//! carrying an old epoch is re-routed (`EpochMismatch` for the left, `RangeNotFound` for the
+//! right), and after a restart of the node (recovery replays or loads the merge) every
+//! acknowledged value is still there.
+#![allow(clippy::unwrap_used)]
+// Test threads drive the node from outside its shards: blocking calls are fine here.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ds_node::run;
+use net::message::handshake::{Hello, Role};
+use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
+use net::message::{RangeDescriptor, RouteCtx};
+use net::{ClusterId, Message, NodeId, RpcError};
+
+/// `n` keys whose hash slots lie in `[lo, hi)`.
+fn keys_in_slots(lo: u16, hi: u16, n: usize) -> Vec<String> {
+    (0..)
+        .map(|i| format!("key{i}"))
+        .filter(|k| (lo..hi).contains(&net::keyspace::slot(k.as_bytes())))
+        .take(n)
+        .collect()
+}
+
+fn set(k: &str, v: &str) -> KvOp {
+    KvOp::StrSet {
+        key: Bytes::from(k.to_string()),
+        value: Bytes::from(v.to_string()),
+        expiry: Expiry::Persist {},
+        cond: Cond::Always {},
+        get_old: false,
+    }
+}
+
+/// Writes `key = key:n` over `keys` in turn until `stop`, reading each back at once (the read
+/// must see the value just written); the last acknowledged value per key.
+fn writer(maddr: String, keys: Vec<String>, stop: Arc<AtomicBool>) -> BTreeMap<String, String> {
+    common::on_executor(move || {
+        Box::pin(async move {
+            let mut acked = BTreeMap::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                for k in &keys {
+                    n += 1;
+                    let v = format!("{k}:{n}");
+                    let r = common::must_call(&maddr, k.as_bytes(), set(k, &v)).await;
+                    assert!(matches!(r, KvResponse::Ok { .. }), "SET {k}: {r:?}");
+                    acked.insert(k.clone(), v.clone());
+                    let got = common::must_get(&maddr, k).await;
+                    assert_eq!(got.as_deref(), Some(v.as_bytes()), "GET {k} after SET");
+                }
+            }
+            acked
+        })
+    })
+}
+
+/// The master's descriptor of the range holding Redis key `key`.
+fn range_of(maddr: &str, key: &str) -> RangeDescriptor {
+    let t = common::table_blocking(maddr);
+    let ik = net::keyspace::meta_key(net::keyspace::Db::ZERO, key.as_bytes());
+    t.ranges.into_iter().find(|r| r.contains(&ik)).unwrap()
+}
+
+fn wait_ranges(maddr: &str, n: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while common::table_blocking(maddr).ranges.len() != n {
+        assert!(Instant::now() < deadline, "{what} never landed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `op` to shard 0 of the node at `addr` with the route context of `d` (an epoch the
+/// master may have replaced since): the raw answer.
+fn call_with(addr: &str, cluster: ClusterId, d: &RangeDescriptor, op: KvOp) -> KvResponse {
+    let (addr, d) = (addr.to_string(), d.clone());
+    common::on_executor(move || {
+        Box::pin(async move {
+            let hello = Hello::new(Role::Proxy {}, cluster, NodeId(0));
+            let c = net::glommio_transport::Client::connect(&addr, hello, Default::default())
+                .await
+                .unwrap();
+            let ctx = RouteCtx {
+                range_id: d.id,
+                epoch: d.epoch,
+            };
+            match c.call(Message::KvRequest(KvRequest { ctx, op })).await {
+                Ok(Message::KvResponse(r)) => r,
+                other => panic!("{other:?}"),
+            }
+        })
+    })
+}
+
+fn every_acked_value_reads_back(maddr: &str, acked: &BTreeMap<String, String>) {
+    let (m, acked) = (maddr.to_string(), acked.clone());
+    common::on_executor(move || {
+        Box::pin(async move {
+            for (k, v) in &acked {
+                let got = common::must_get(&m, k).await;
+                assert_eq!(got.as_deref(), Some(v.as_bytes()), "acknowledged {k} lost");
+            }
+        })
+    });
+}
+
+#[test]
+fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
+    let root = std::env::temp_dir().join(format!("ds-merge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("master")).unwrap();
+    let master =
+        test_support::master::start(root.join("master"), test_support::master::fast_scheduling);
+    let maddr = master.addr().to_string();
+    let mut cfg = common::node_cfg(&root, "ds", &maddr);
+    // Merges need the files checkpoint mode (index mode refuses them).
+    cfg.checkpoint_mode = ds_node::CheckpointMode::Files;
+    let node = run(cfg.clone()).unwrap();
+    wait_ranges(&maddr, 1, "bootstrap");
+    let first = common::table_blocking(&maddr).ranges[0].clone();
+    let (status, body) = master.admin_post("/split", &format!("range={}&slot=8192", first.id));
+    assert_eq!(status, 200, "{body}");
+    wait_ranges(&maddr, 2, "the split");
+
+    let mut keys = keys_in_slots(0, 8192, 6);
+    keys.extend(keys_in_slots(8192, 16384, 6));
+    let (left, right) = (range_of(&maddr, &keys[0]), range_of(&maddr, &keys[6]));
+    assert_ne!(left.id, right.id);
+    assert_eq!(left.end, right.start);
+    // Refused clearly: the last range has nothing on its right.
+    let (status, body) = master.admin_post("/merge-range", &format!("range={}", right.id));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("nothing on its right"), "{body}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let w = {
+        let (m, k, s) = (maddr.clone(), keys.clone(), stop.clone());
+        std::thread::spawn(move || writer(m, k, s))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (status, body) = master.admin_post("/merge-range", &format!("range={}", left.id));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("merge"), "{body}");
+    wait_ranges(&maddr, 1, "the merge");
+    let took = t.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let acked = w.join().unwrap();
+    eprintln!("merge landed in the master's table after {} ms", took.as_millis());
+
+    let merged = common::table_blocking(&maddr).ranges[0].clone();
+    assert_eq!(merged.id, left.id);
+    assert_eq!((merged.start.clone(), merged.end.clone()), (left.start.clone(), right.end.clone()));
+    assert!(merged.epoch.version > left.epoch.version.max(right.epoch.version));
+    assert_eq!(acked.len(), keys.len());
+    every_acked_value_reads_back(&maddr, &acked);
+    assert_eq!(node.metrics().merges_total, 1);
+
+    // Old epochs are re-routed: the left's gets the merged descriptor, the right is gone.
+    let cluster = {
+        let m = maddr.clone();
+        common::on_executor(move || {
+            Box::pin(async move {
+                let hello = Hello::new(Role::Proxy {}, ClusterId(0), NodeId(0));
+                let c = net::glommio_transport::Client::connect(&m, hello, Default::default())
+                    .await
+                    .unwrap();
+                c.peer().cluster_id
+            })
+        })
+    };
+    let get = |k: &str| KvOp::StrGet {
+        key: Bytes::from(k.to_string()),
+    };
+    match call_with(&node.shard_addrs[0], cluster, &left, get(&keys[0])) {
+        KvResponse::Err {
+            error: RpcError::EpochMismatch { ranges },
+        } => assert!(ranges.iter().any(|r| r.id == left.id && r.end == right.end), "{ranges:?}"),
+        other => panic!("old left epoch: {other:?}"),
+    }
+    match call_with(&node.shard_addrs[0], cluster, &right, get(&keys[6])) {
+        KvResponse::Err {
+            error: RpcError::RangeNotFound { range_id },
+        } => assert_eq!(range_id, right.id),
+        other => panic!("old right range: {other:?}"),
+    }
+
+    // A restart finds one range and every value.
+    node.shutdown().unwrap();
+    let node = run(cfg).unwrap();
+    every_acked_value_reads_back(&maddr, &acked);
+    assert_eq!(common::table_blocking(&maddr).ranges.len(), 1);
+    node.shutdown().unwrap();
+    master.stop();
+    let _ = std::fs::remove_dir_all(&root);
+}
