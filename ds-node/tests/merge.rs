@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ds_node::run;
+use ds_node::{NodeHandle, run};
 use net::message::handshake::{Hello, Role};
 use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
 use net::message::{RangeDescriptor, RouteCtx};
@@ -114,19 +114,64 @@ fn every_acked_value_reads_back(maddr: &str, acked: &BTreeMap<String, String>) {
     });
 }
 
-#[test]
-fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
-    let root = std::env::temp_dir().join(format!("ds-merge-{}", std::process::id()));
+/// Until every node answers `RangeNotFound` for the merged-away `right` (each replica of it
+/// was destroyed), within 30 s.
+fn right_gone_everywhere(nodes: &[NodeHandle], cluster: ClusterId, right: &RangeDescriptor, key: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in nodes {
+        loop {
+            let r = call_with(&n.shard_addrs[0], cluster, right, get(key));
+            if matches!(&r, KvResponse::Err { error: RpcError::RangeNotFound { range_id } } if *range_id == right.id) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "store {}: old right range: {r:?}", n.store_id);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn get(k: &str) -> KvOp {
+    KvOp::StrGet {
+        key: Bytes::from(k.to_string()),
+    }
+}
+
+fn cluster_id(maddr: &str) -> ClusterId {
+    let m = maddr.to_string();
+    common::on_executor(move || {
+        Box::pin(async move {
+            let hello = Hello::new(Role::Proxy {}, ClusterId(0), NodeId(0));
+            let c = net::glommio_transport::Client::connect(&m, hello, Default::default())
+                .await
+                .unwrap();
+            c.peer().cluster_id
+        })
+    })
+}
+
+/// The scenario of the module documentation on `n` nodes (one replica of each range on each).
+fn merge_while_writing(name: &str, n: usize) {
+    let root = std::env::temp_dir().join(format!("ds-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(root.join("master")).unwrap();
     let master =
         test_support::master::start(root.join("master"), test_support::master::fast_scheduling);
     let maddr = master.addr().to_string();
-    let mut cfg = common::node_cfg(&root, "ds", &maddr);
-    // Merges need the files checkpoint mode (index mode refuses them).
-    cfg.checkpoint_mode = ds_node::CheckpointMode::Files;
-    let node = run(cfg.clone()).unwrap();
+    let cfgs: Vec<_> = (0..n)
+        .map(|i| {
+            let mut cfg = common::node_cfg(&root, &format!("ds{i}"), &maddr);
+            // Merges need the files checkpoint mode (index mode refuses them).
+            cfg.checkpoint_mode = ds_node::CheckpointMode::Files;
+            cfg
+        })
+        .collect();
+    let mut nodes: Vec<NodeHandle> = cfgs.iter().map(|c| run(c.clone()).unwrap()).collect();
     wait_ranges(&maddr, 1, "bootstrap");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while common::range1(&common::table_blocking(&maddr)).is_none_or(|d| common::voters(&d).len() < n) {
+        assert!(Instant::now() < deadline, "never {n} voters");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let first = common::table_blocking(&maddr).ranges[0].clone();
     let (status, body) = master.admin_post("/split", &format!("range={}&slot=8192", first.id));
     assert_eq!(status, 200, "{body}");
@@ -149,7 +194,14 @@ fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
     };
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
-    let (status, body) = master.admin_post("/merge-range", &format!("range={}", left.id));
+    // The split's operator may still be finishing (it ends when a heartbeat shows it).
+    let (status, body) = loop {
+        let (status, body) = master.admin_post("/merge-range", &format!("range={}", left.id));
+        if !body.contains("operator in flight") || t.elapsed() > Duration::from_secs(10) {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("merge"), "{body}");
     wait_ranges(&maddr, 1, "the merge");
@@ -157,7 +209,7 @@ fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let acked = w.join().unwrap();
-    eprintln!("merge landed in the master's table after {} ms", took.as_millis());
+    eprintln!("{n} node(s): merge landed in the master's table after {} ms", took.as_millis());
 
     let merged = common::table_blocking(&maddr).ranges[0].clone();
     assert_eq!(merged.id, left.id);
@@ -165,43 +217,40 @@ fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
     assert!(merged.epoch.version > left.epoch.version.max(right.epoch.version));
     assert_eq!(acked.len(), keys.len());
     every_acked_value_reads_back(&maddr, &acked);
-    assert_eq!(node.metrics().merges_total, 1);
 
     // Old epochs are re-routed: the left's gets the merged descriptor, the right is gone.
-    let cluster = {
-        let m = maddr.clone();
-        common::on_executor(move || {
-            Box::pin(async move {
-                let hello = Hello::new(Role::Proxy {}, ClusterId(0), NodeId(0));
-                let c = net::glommio_transport::Client::connect(&m, hello, Default::default())
-                    .await
-                    .unwrap();
-                c.peer().cluster_id
-            })
-        })
-    };
-    let get = |k: &str| KvOp::StrGet {
-        key: Bytes::from(k.to_string()),
-    };
-    match call_with(&node.shard_addrs[0], cluster, &left, get(&keys[0])) {
+    let cluster = cluster_id(&maddr);
+    match call_with(&nodes[0].shard_addrs[0], cluster, &left, get(&keys[0])) {
         KvResponse::Err {
             error: RpcError::EpochMismatch { ranges },
         } => assert!(ranges.iter().any(|r| r.id == left.id && r.end == right.end), "{ranges:?}"),
         other => panic!("old left epoch: {other:?}"),
     }
-    match call_with(&node.shard_addrs[0], cluster, &right, get(&keys[6])) {
-        KvResponse::Err {
-            error: RpcError::RangeNotFound { range_id },
-        } => assert_eq!(range_id, right.id),
-        other => panic!("old right range: {other:?}"),
-    }
+    right_gone_everywhere(&nodes, cluster, &right, &keys[6]);
+    let merges: u64 = nodes.iter().map(|x| x.metrics().merges_total).sum();
+    assert_eq!(merges, n as u64, "one merge per replica");
 
     // A restart finds one range and every value.
-    node.shutdown().unwrap();
-    let node = run(cfg).unwrap();
+    for x in nodes.drain(..) {
+        x.shutdown().unwrap();
+    }
+    let nodes: Vec<NodeHandle> = cfgs.iter().map(|c| run(c.clone()).unwrap()).collect();
     every_acked_value_reads_back(&maddr, &acked);
     assert_eq!(common::table_blocking(&maddr).ranges.len(), 1);
-    node.shutdown().unwrap();
+    right_gone_everywhere(&nodes, cluster, &right, &keys[6]);
+    for x in nodes {
+        x.shutdown().unwrap();
+    }
     master.stop();
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
+    merge_while_writing("merge-one", 1);
+}
+
+#[test]
+fn three_replicas_merge_pairwise_on_their_shards() {
+    merge_while_writing("merge-three", 3);
 }
