@@ -24,7 +24,9 @@ use ds_node::config::{InitialReplica, PeerStore};
 use ds_node::server::checkpoint_store::MemCheckpointStore;
 use ds_node::server::clock::SystemClock;
 use ds_node::server::recover::ShardStorage;
-use ds_node::server::{Shard, checkpoint, demote, gc, handler, index_checkpoint, ready, split};
+use ds_node::server::{
+    Shard, checkpoint, demote, gc, handler, index_checkpoint, merge, ready, split,
+};
 use ds_node::{CheckpointMode, DsConfig};
 use net::keyspace::{Db, meta_key};
 use net::message::RouteCtx;
@@ -93,6 +95,8 @@ impl Disk {
 thread_local! {
     /// The checkpoint mode of the shards opened on this thread (an executor runs one case).
     static MODE: Cell<CheckpointMode> = Cell::new(env_mode());
+    /// The load of this thread's case merges the split back ([`merge_load`]).
+    static MERGE: Cell<bool> = const { Cell::new(false) };
 }
 
 /// `TIERKV_TEST_CHECKPOINT_MODE=index` runs every case on the key index.
@@ -306,11 +310,43 @@ async fn split_range(shard: &Rc<TestShard>, power: &AtomicBool) {
     }
 }
 
+/// Merges range `right` into range `left` as the master would (repeating its operator until
+/// the right range is gone), until done, 3 s or the power is off.
+async fn merge_ranges(shard: &Rc<TestShard>, left: RangeId, right: RangeId, power: &AtomicBool) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < deadline && !power.load(Ordering::SeqCst) {
+        let Some(d) = shard.state().peers().get(&right).map(|p| p.desc().clone()) else {
+            return;
+        };
+        merge::step(shard, left, d);
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// The merge load: writes, a checkpoint, a split, writes on both sides, a merge of the two
+/// ranges, writes, a checkpoint, writes; each step skipped once the power is off.
+async fn merge_load(shard: &Rc<TestShard>, model: &Rc<RefCell<Model>>, power: &AtomicBool) {
+    let seq = Cell::new(0);
+    write_load(shard, model, &seq, (160, KEYS), power).await;
+    checkpoint_all(shard).await;
+    if !power.load(Ordering::SeqCst) {
+        split_range(shard, power).await;
+    }
+    write_load(shard, model, &seq, (160, KEYS), power).await;
+    merge_ranges(shard, RangeId(1), RangeId(2), power).await;
+    write_load(shard, model, &seq, (160, KEYS), power).await;
+    checkpoint_all(shard).await;
+    write_load(shard, model, &seq, (80, KEYS), power).await;
+}
+
 /// The load: writes, a checkpoint with compaction, a split, writes, every entry made cold
 /// (`demote`: the values stay in the log, which the checkpoints then point into), writes to
 /// half the keys (the other half stays cold in old segments), checkpoints, a forced GC pass
 /// (relocating the cold values), writes; each step skipped once the power is off.
 async fn load(shard: &Rc<TestShard>, model: &Rc<RefCell<Model>>, power: &AtomicBool) {
+    if MERGE.with(Cell::get) {
+        return merge_load(shard, model, power).await;
+    }
     let seq = Cell::new(0);
     write_load(shard, model, &seq, (160, KEYS), power).await;
     checkpoint_all(shard).await;
@@ -338,6 +374,21 @@ async fn reopen_and_check(disk: &Disk, model: &Model, what: &str) {
         Ok(s) => s,
         Err(e) => panic!("{what}: recovery failed: {e:#}"),
     };
+    // A merge the crash interrupted after its freeze: the master would repeat its operator.
+    let frozen: Vec<(RangeId, RangeId)> = shard
+        .state()
+        .frozen()
+        .iter()
+        .map(|(right, (_, left))| (*left, *right))
+        .collect();
+    for (left, right) in frozen {
+        merge_ranges(&shard, left, right, &AtomicBool::new(false)).await;
+    }
+    assert!(
+        shard.state().frozen().is_empty(),
+        "{what}: a frozen range was never merged: {:?}",
+        shard.state().frozen()
+    );
     for k in 0..KEYS {
         let got = call(&shard, &key(k), KvOp::StrGet { key: key(k) }).await;
         let v = match got {
@@ -375,10 +426,22 @@ fn crash_run_in(
     mode: CrashMode,
     cut: impl FnOnce(&Disk) + Send + 'static,
 ) -> u64 {
+    crash_run_with((ckpt, false), what, mode, cut)
+}
+
+/// [`crash_run_in`] with the load [`merge_load`] when `merge`.
+fn crash_run_with(
+    (ckpt, merge): (CheckpointMode, bool),
+    what: String,
+    mode: CrashMode,
+    cut: impl FnOnce(&Disk) + Send + 'static,
+) -> u64 {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .io_memory(512 << 10)
         .spawn(move || async move {
             MODE.with(|m| m.set(ckpt));
+            MERGE.with(|m| m.set(merge));
+            eprintln!("case: {what}");
             let disk = Disk::fresh();
             let shard = open(&disk, true).await.unwrap();
             cut(&disk);
@@ -487,6 +550,39 @@ fn every_acknowledged_write_survives_a_crash_at_every_failpoint() {
                 acked > 0 || name.contains("before_rename"),
                 "{name}: nothing was acknowledged"
             );
+        }
+    }
+    scenario.teardown();
+}
+
+/// The failpoints of a merge (`server::merge`), each cut at its first hit: after the freeze
+/// (before the commit is proposed), before the commit applies, after it applied (before the
+/// left range's checkpoint covering both) and before the right replica is destroyed.
+const MERGE_FAILPOINTS: &[&str] = &[
+    "ds_node::shard::merge::before_commit",
+    "ds_node::shard::merge::before_apply",
+    "ds_node::shard::merge::before_checkpoint",
+    "ds_node::shard::merge::before_destroy",
+];
+
+/// A crash at every step of a merge loses no acknowledged write, and the shard recovers with
+/// the merge done or finishable (a frozen right range is merged when the operator repeats).
+#[test]
+fn every_acknowledged_write_survives_a_crash_at_every_merge_step() {
+    let scenario = fail::FailScenario::setup();
+    for (i, &name) in MERGE_FAILPOINTS.iter().enumerate() {
+        for mode in [
+            CrashMode::DropUnflushed,
+            CrashMode::Random { seed: 50 + i as u64 },
+        ] {
+            let acked = crash_run_with(
+                (CheckpointMode::Files, true),
+                format!("merge: {name} ({mode:?})"),
+                mode,
+                cut_at_failpoint(name, 0),
+            );
+            fail::remove(name);
+            assert!(acked > 0, "{name}: nothing was acknowledged");
         }
     }
     scenario.teardown();

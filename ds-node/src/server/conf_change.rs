@@ -36,7 +36,6 @@ impl<D: ShardDevice> Shard<D> {
         p.fail_waiting(err);
         {
             let mut st = self.state.borrow_mut();
-            st.tombstones.insert((range, p.replica_id()));
             // The descriptor the removal produced waits for the next group commit: written
             // after the tombstone, it would bring the range back at restart, without the
             // checkpoint removed below. The tombstone supersedes it.
@@ -49,14 +48,6 @@ impl<D: ShardDevice> Shard<D> {
             // The addresses learnt for the range's other replicas are no longer needed.
             st.reply_to.retain(|(r, _), _| *r != range);
         }
-        let lr = range;
-        self.log
-            .append_one(LogRecord::ConfState {
-                range: lr,
-                data: crate::range::codec::encode_tombstone(p.replica_id().0),
-            })
-            .await
-            .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
         if clear_keys && p.is_initialized() {
             super::checkpoint::clear_range(
                 &mut self.state.borrow_mut().engine,
@@ -64,6 +55,29 @@ impl<D: ShardDevice> Shard<D> {
                 &p.desc().end,
             );
         }
+        self.bury(range, p.replica_id()).await?;
+        self.metrics.borrow_mut().replicas_destroyed_total += 1;
+        tracing::info!(%range, replica = p.replica_id().0, "replica destroyed");
+        Ok(())
+    }
+
+    /// Removes what the shard keeps of replica `replica` of `range` on disk (its peer is gone
+    /// or was never loaded): tombstone record first (so a restart does not bring it back),
+    /// then its log entries and its checkpoint files.
+    pub(super) async fn bury(
+        &self,
+        range: net::RangeId,
+        replica: net::ReplicaId,
+    ) -> anyhow::Result<()> {
+        self.state.borrow_mut().tombstones.insert((range, replica));
+        let lr = range;
+        self.log
+            .append_one(LogRecord::ConfState {
+                range: lr,
+                data: crate::range::codec::encode_tombstone(replica.0),
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("persist tombstone of range {range}: {e}"))?;
         if let Some((_, last)) = self.log.bounds(lr) {
             self.log
                 .compact(lr, LogIndex(last.0 + 1))
@@ -72,8 +86,6 @@ impl<D: ShardDevice> Shard<D> {
         }
         super::checkpoint::remove(self, range).await;
         self.state.borrow_mut().checkpoint_segments.remove(&range);
-        self.metrics.borrow_mut().replicas_destroyed_total += 1;
-        tracing::info!(%range, replica = p.replica_id().0, "replica destroyed");
         Ok(())
     }
 }

@@ -37,10 +37,15 @@
 //! - commit-merge in the left's log but the left's post-merge checkpoint not durable: recovery
 //!   replays the left range up to the entry before the commit and leaves the commit to the
 //!   live loop, which applies it as above (the right replica was recovered with its data);
-//! - post-merge checkpoint durable, tombstone not: before its checkpoint the merged descriptor
-//!   was appended to the log, so recovery sees that the right's span is covered by the left
-//!   and loads the right first; the left's checkpoint then replaces the span's keys
-//!   (`checkpoint::load` clears the span), and the right is destroyed keeping keys.
+//! - post-merge checkpoint durable, tombstone not: when recovery reaches the right range, a
+//!   range recovered before it already covers its span (the left, from its checkpoint), so
+//!   the right is buried without loading its checkpoint (which would bring back its frozen
+//!   values over the left's newer ones). When the right's id is the smaller one it is loaded
+//!   first and the left's checkpoint then replaces the span's keys (`checkpoint::load` clears
+//!   its span); the right, frozen and covered, is then destroyed keeping keys.
+//!
+//! Ranges still recover in id order: a split's right range must load after its left (whose
+//! older checkpoint may cover it, `server::split`).
 //!
 //! Index mode (`checkpoint_mode = index`) refuses merges: its per-range bases in the key
 //! index's manifest are not handled here yet.
@@ -49,12 +54,11 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use engines::vlog::LogRecord;
 use net::message::{MergeReport, RangeDescriptor};
 use net::{Message, RangeId};
 
 use super::shard::{Shard, ShardDevice};
-use crate::range::codec::{FreezeCmd, MergeCmd, encode_freeze, encode_merge, encode_meta};
+use crate::range::codec::{FreezeCmd, MergeCmd, encode_freeze, encode_merge};
 
 /// Right ranges of merges frozen on this shard: range → (freeze index, left range). An entry
 /// means the replica here applied its freeze (so its data is final at that index).
@@ -234,18 +238,6 @@ pub async fn finish<D: ShardDevice>(
     left: RangeId,
     right: RangeId,
 ) -> anyhow::Result<()> {
-    let desc = shard.state.borrow().peers.get(&left).map(|p| p.desc().clone());
-    let Some(desc) = desc else {
-        return Ok(());
-    };
-    shard
-        .log
-        .append_one(LogRecord::ConfState {
-            range: left,
-            data: encode_meta(&desc),
-        })
-        .await
-        .map_err(|e| anyhow::anyhow!("persist merged descriptor of range {left}: {e}"))?;
     crate::failpoint!("ds_node::shard::merge::before_checkpoint");
     super::checkpoint::checkpoint_range(shard, left).await?;
     crate::failpoint!("ds_node::shard::merge::before_destroy");

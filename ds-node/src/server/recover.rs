@@ -267,7 +267,9 @@ impl<D: ShardDevice> Shard<D> {
                 .engine
                 .track_changes_noting_unbacked_over(super::demote::MAX_VALUE);
         }
-        for range in self.recovery_order() {
+        let mut ranges = self.log.ranges();
+        ranges.sort();
+        for range in ranges {
             self.recover_range(range).await?;
         }
         // Splits whose right range never became durable: create it again (its keys were just
@@ -283,25 +285,32 @@ impl<D: ShardDevice> Shard<D> {
         self.clear_destroyed()
     }
 
-    /// The shard log's ranges in id order, except that a range whose span another range's
-    /// descriptor covers comes first: a merge's right range whose left already wrote its
-    /// post-merge checkpoint (`server::merge`), so that the left's load replaces its keys.
-    fn recovery_order(&self) -> Vec<RangeId> {
-        let mut ranges = self.log.ranges();
-        ranges.sort();
-        let descs: Vec<RangeDescriptor> = ranges
+    /// Whether `desc` is the right range of a merge whose left range, recovered before it,
+    /// already covers it (the left's post-merge checkpoint was durable, the right's tombstone
+    /// not): then its keys are the left's and it is buried unloaded (loading its checkpoint
+    /// would bring back its keys as they were frozen, over the left's newer ones).
+    async fn merged_away(&self, desc: &RangeDescriptor) -> anyhow::Result<bool> {
+        let covered = self
+            .state
+            .borrow()
+            .peers
+            .values()
+            .any(|p| p.desc().id != desc.id && covers(p.desc(), desc));
+        if !covered {
+            return Ok(false);
+        }
+        let me = desc
+            .replicas
             .iter()
-            .filter_map(|r| self.log.conf_state(*r).and_then(|m| decode_meta(&m)))
-            .collect();
-        let covered = |r: &RangeId| {
-            let Some(d) = descs.iter().find(|d| d.id == *r) else {
-                return false;
-            };
-            descs.iter().any(|o| o.id != d.id && covers(o, d))
+            .find(|r| r.store_id == self.store_id && r.shard_id.0 == self.index)
+            .map(|r| r.replica_id);
+        let Some(me) = me else {
+            anyhow::bail!("range {}: no replica of this shard in its descriptor", desc.id);
         };
-        let (mut first, rest): (Vec<_>, Vec<_>) = ranges.into_iter().partition(covered);
-        first.extend(rest);
-        first
+        tracing::info!(range = %desc.id, "finishing a merge found at recovery (right range covered)");
+        self.bury(desc.id, me).await?;
+        self.metrics.borrow_mut().merges_total += 1;
+        Ok(true)
     }
 
     /// Right ranges recovered frozen whose left range already covers them (its post-merge
@@ -342,10 +351,12 @@ impl<D: ShardDevice> Shard<D> {
             super::checkpoint::remove(self, range).await;
             return Ok(());
         }
-        anyhow::ensure!(
-            decode_meta(&meta).is_some(),
-            "range {range}: undecodable descriptor in the shard log"
-        );
+        let Some(desc) = decode_meta(&meta) else {
+            anyhow::bail!("range {range}: undecodable descriptor in the shard log");
+        };
+        if self.merged_away(&desc).await? {
+            return Ok(());
+        }
         let base = if self.lsm.is_some() {
             self.load_base(range).await?
         } else {

@@ -244,6 +244,11 @@ impl ShardState {
         &self.peers
     }
 
+    /// The right ranges of merges frozen here: range → (freeze index, left range).
+    pub fn frozen(&self) -> &super::merge::Frozen {
+        &self.frozen
+    }
+
     /// The range `id` hosted here, to change.
     pub fn peer_mut(&mut self, id: net::RangeId) -> Option<&mut Peer> {
         self.peers.get_mut(&id)
