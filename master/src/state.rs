@@ -1222,6 +1222,59 @@ mod tests {
     }
 
     #[test]
+    fn a_merge_removes_the_right_range_and_grows_the_left_over_it() {
+        let mut s = split_state();
+        let merge = Command::Merge {
+            left: range(1, b"", b"", 3),
+            right: range(2, b"m", b"", 2),
+        };
+        let bytes = net::codec::encode_to_bytes(&merge);
+        assert_eq!(net::codec::decode_exact::<Command>(bytes).unwrap(), merge);
+        let version = s.route_version();
+        s.apply(5, &merge).unwrap();
+        assert_eq!(s.range_count(), 1);
+        assert_eq!(s.range_by_key(b"zzz").unwrap().id, RangeId(1));
+        assert!(s.range(RangeId(2)).is_none());
+        assert_eq!(s.route_version(), version + 1);
+        s.verify();
+    }
+
+    #[test]
+    fn merges_that_do_not_fit_the_known_ranges_are_refused_without_change() {
+        let s = split_state();
+        let refused = |left: RangeDescriptor, right: RangeDescriptor| {
+            let mut t = s.clone();
+            let r = t.apply(5, &Command::Merge { left, right });
+            assert_eq!(t, s);
+            r
+        };
+        // The version must grow past both ranges'.
+        assert!(matches!(
+            refused(range(1, b"", b"", 2), range(2, b"m", b"", 2)),
+            Err(CommandError::StaleEpoch { .. })
+        ));
+        // The right range as the master knows it (epoch and span).
+        assert!(matches!(
+            refused(range(1, b"", b"", 3), range(2, b"m", b"", 1)),
+            Err(CommandError::StaleEpoch { .. })
+        ));
+        // The left must end where the right ended, and keep its start.
+        assert!(matches!(
+            refused(range(1, b"", b"q", 3), range(2, b"m", b"", 2)),
+            Err(CommandError::Invalid(_))
+        ));
+        assert!(matches!(
+            refused(range(1, b"a", b"", 3), range(2, b"m", b"", 2)),
+            Err(CommandError::Invalid(_))
+        ));
+        // Unknown ranges.
+        assert_eq!(
+            refused(range(1, b"", b"", 3), range(7, b"m", b"", 2)),
+            Err(CommandError::UnknownRange(RangeId(7)))
+        );
+    }
+
+    #[test]
     fn stale_or_overlapping_descriptors_are_refused_without_change() {
         let mut s = booted();
         s.apply(

@@ -1,9 +1,10 @@
 //! Byte-level fixtures of the master's on-disk format, version 1 (docs/format/master-log.md):
 //! a snapshot plus a log written by this release, committed under `tests/fixtures/v1/`, must
 //! recover to the same state forever; so must `tests/fixtures/v2/` (capacity requests) and
-//! `tests/fixtures/v3/` (the `maxmemory` override). Regenerate the newest (only for a new
+//! `tests/fixtures/v3/` (the `maxmemory` override) and `tests/fixtures/v4/` (a merge).
+//! Regenerate the newest (only for a new
 //! format version, in a new directory) with `MASTER_WRITE_FIXTURES=1 cargo test -p master
-//! --test format_fixtures version_3` (the filter matters: the other tests would rewrite their
+//! --test format_fixtures version_4` (the filter matters: the other tests would rewrite their
 //! directories in the current format).
 #![allow(clippy::unwrap_used)]
 
@@ -294,6 +295,63 @@ fn version_3_fixture_recovers_the_maxmemory_override() {
     assert_eq!(d.state().max_memory(), Some(2 << 20));
     let again = tempfile::tempdir().unwrap();
     write_v3_fixture(again.path());
+    let (d2, _) = DurableState::open(again.path()).unwrap();
+    assert_eq!(d2.state(), d.state());
+}
+
+fn v4_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v4")
+}
+
+/// Version 4: a range in a snapshot, then a split and the merge of its two halves in the log.
+fn write_v4_fixture(dir: &Path) {
+    let (mut d, _) = DurableState::open(dir).unwrap();
+    let before_snapshot = [
+        Command::Init {
+            cluster_id: ClusterId(45),
+            config: ClusterConfig::default(),
+        },
+        Command::PutStore {
+            meta: store_meta(3),
+        },
+        Command::Bootstrap {
+            range: range(10, b"", b"", 1),
+        },
+        Command::ReserveIds { end: 100 },
+    ];
+    for c in &before_snapshot {
+        d.propose(c).unwrap();
+    }
+    d.snapshot().unwrap();
+    d.propose(&Command::Split {
+        left: range(10, b"", b"m", 2),
+        right: range(20, b"m", b"", 2),
+    })
+    .unwrap();
+    d.propose(&Command::Merge {
+        left: range(10, b"", b"", 3),
+        right: range(20, b"m", b"", 2),
+    })
+    .unwrap();
+}
+
+#[test]
+fn version_4_fixture_recovers_a_merge() {
+    if std::env::var("MASTER_WRITE_FIXTURES").is_ok() {
+        let _ = std::fs::remove_dir_all(v4_dir());
+        write_v4_fixture(&v4_dir());
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(v4_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), tmp.path().join(entry.file_name())).unwrap();
+    }
+    let (d, report) = DurableState::open(tmp.path()).unwrap();
+    assert_eq!((report.snapshot_index, report.replayed), (4, 2));
+    let ranges: Vec<_> = d.state().ranges().cloned().collect();
+    assert_eq!(ranges, vec![range(10, b"", b"", 3)]);
+    let again = tempfile::tempdir().unwrap();
+    write_v4_fixture(again.path());
     let (d2, _) = DurableState::open(again.path()).unwrap();
     assert_eq!(d2.state(), d.state());
 }

@@ -295,7 +295,13 @@ impl<D: ShardDevice> Shard<D> {
             .borrow()
             .peers
             .values()
-            .any(|p| p.desc().id != desc.id && covers(p.desc(), desc));
+            .any(|p| {
+                // A merge leaves the left's version above the right's; a left that stopped
+                // before replaying the split that made `desc` is older than it.
+                p.desc().id != desc.id
+                    && p.desc().epoch.version > desc.epoch.version
+                    && covers(p.desc(), desc)
+            });
         if !covered {
             return Ok(false);
         }
