@@ -87,6 +87,11 @@ load-balance-cooldown-ms = 120000
 # A range split this many times without its epoch changing (or reporting one key) is not
 # split again; when hot it is moved to a colder store instead (hot-range relief).
 split-attempts-max = 3
+# Merge two neighbouring ranges when each is below merge-size-bytes and merge-qps ops/s and
+# together below half of split-size-bytes and split-qps (so they do not split back): their
+# replicas are first moved onto the same (store, shard) pairs, then merged. 0: never.
+merge-size-bytes = 0
+merge-qps = 100
 
 # Elastic scaling (docs/guides/master.md, "Elastic scaling"). With enabled = false the
 # autoscaler only watches; `tierkv ctl scale` and drains work either way.
@@ -235,6 +240,8 @@ struct FileSchedule {
     load_balance_min_ops: u64,
     load_balance_cooldown_ms: u64,
     split_attempts_max: u32,
+    merge_size_bytes: u64,
+    merge_qps: u64,
 }
 
 impl Default for FileConfig {
@@ -295,6 +302,8 @@ impl Default for FileSchedule {
             load_balance_min_ops: s.load_balance_min_ops,
             load_balance_cooldown_ms: s.load_balance_cooldown_ms,
             split_attempts_max: s.split_attempts_max,
+            merge_size_bytes: s.merge_size_bytes,
+            merge_qps: s.merge_qps,
         }
     }
 }
@@ -366,6 +375,8 @@ impl ServerConfig {
             load_balance_min_ops: s.load_balance_min_ops,
             load_balance_cooldown_ms: s.load_balance_cooldown_ms,
             split_attempts_max: s.split_attempts_max,
+            merge_size_bytes: s.merge_size_bytes,
+            merge_qps: s.merge_qps,
         };
         Ok(Self {
             master,

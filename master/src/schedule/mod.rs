@@ -29,6 +29,7 @@ use crate::state::{ClusterState, StoreMeta, StoreState};
 pub use balance::{LeaderBalance, ReplicaBalance};
 pub use cooldown::Cooldown;
 pub use load::LoadBalance;
+pub use merge::MergeSmall;
 pub use replica::ReplicaChecker;
 pub use shard::ShardBalance;
 pub use split::SplitChecker;
@@ -67,6 +68,12 @@ pub struct ScheduleConfig {
     /// A range split this many times in a row without its epoch changing cannot be split
     /// (one hot key); it is relieved by a move instead. Default 3.
     pub split_attempts_max: u32,
+    /// Merge two neighbours when each is below this size, bytes (and together below half of
+    /// `split_size_bytes`, so they do not split back). Default 0: merges off.
+    pub merge_size_bytes: u64,
+    /// ... and each serves fewer reads + writes per second than this (together fewer than half
+    /// of `split_qps`). Default 100.
+    pub merge_qps: u64,
 }
 
 impl Default for ScheduleConfig {
@@ -85,6 +92,8 @@ impl Default for ScheduleConfig {
             load_balance_min_ops: 1_000,
             load_balance_cooldown_ms: 120_000,
             split_attempts_max: 3,
+            merge_size_bytes: 0,
+            merge_qps: 100,
         }
     }
 }
@@ -390,7 +399,8 @@ pub fn default_checkers() -> Vec<Box<dyn Checker>> {
         Box::new(LoadBalance::new(moved.clone())),
         Box::new(ShardBalance::new(moved.clone())),
         Box::new(ReplicaBalance::new(moved.clone())),
-        Box::new(LeaderBalance::new(moved)),
+        Box::new(LeaderBalance::new(moved.clone())),
+        Box::new(MergeSmall::new(moved)),
     ]
 }
 
@@ -408,6 +418,8 @@ pub fn schedule(input: ScheduleInput<'_>, checkers: &[Box<dyn Checker>]) -> Vec<
 
 #[cfg(test)]
 mod load_tests;
+#[cfg(test)]
+mod merge_tests;
 #[cfg(test)]
 mod shard_tests;
 #[cfg(test)]

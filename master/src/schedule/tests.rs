@@ -40,6 +40,8 @@ pub(super) struct Case {
     /// Ranges with an operator in flight and the steps it has left (busy as well).
     pub(super) in_flight: &'static [(u64, &'static [Step])],
     pub(super) max_ops_per_store: usize,
+    /// `merge-size-bytes` in MiB (0: merges off).
+    pub(super) merge_size_mib: u64,
     pub(super) expect: &'static [&'static str],
 }
 
@@ -61,6 +63,7 @@ pub(super) const BASE: Case = Case {
     busy: &[],
     in_flight: &[],
     max_ops_per_store: 4,
+    merge_size_mib: 0,
     expect: &[],
 };
 
@@ -223,6 +226,7 @@ pub(super) fn run_with(case: &Case, checkers: &[Box<dyn Checker>], now: u64) -> 
     let config = ScheduleConfig {
         max_ops_per_store: case.max_ops_per_store,
         load_balance_cooldown_ms: case.cooldown_ms,
+        merge_size_bytes: case.merge_size_mib << 20,
         ..ScheduleConfig::default()
     };
     let health: BTreeMap<StoreId, Health> = case
