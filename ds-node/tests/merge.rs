@@ -4,7 +4,8 @@
 //! write reads back, one range covers both spans in the master's route table, a request
 //! carrying an old epoch is re-routed (`EpochMismatch` for the left, `RangeNotFound` for the
 //! right), and after a restart of the node (recovery replays or loads the merge) every
-//! acknowledged value is still there.
+//! acknowledged value is still there. A last case leaves it to the master's `MergeSmall`
+//! checker to fold a small idle split back.
 #![allow(clippy::unwrap_used)]
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -116,17 +117,44 @@ fn every_acked_value_reads_back(maddr: &str, acked: &BTreeMap<String, String>) {
 
 /// Until every node answers `RangeNotFound` for the merged-away `right` (each replica of it
 /// was destroyed), within 30 s.
-fn right_gone_everywhere(nodes: &[NodeHandle], cluster: ClusterId, right: &RangeDescriptor, key: &str) {
+fn right_gone_everywhere(
+    nodes: &[NodeHandle],
+    cluster: ClusterId,
+    right: &RangeDescriptor,
+    key: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     for n in nodes {
         loop {
             let r = call_with(&n.shard_addrs[0], cluster, right, get(key));
-            if matches!(&r, KvResponse::Err { error: RpcError::RangeNotFound { range_id } } if *range_id == right.id) {
+            if matches!(&r, KvResponse::Err { error: RpcError::RangeNotFound { range_id } } if *range_id == right.id)
+            {
                 break;
             }
-            assert!(Instant::now() < deadline, "store {}: old right range: {r:?}", n.store_id);
+            assert!(
+                Instant::now() < deadline,
+                "store {}: old right range: {r:?}",
+                n.store_id
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Until `ds_merges_total` summed over `nodes` (published about every 200 ms) is `want`: one
+/// merge per replica of the merged range.
+fn wait_merges(nodes: &[NodeHandle], want: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got: u64 = nodes.iter().map(|x| x.metrics().merges_total).sum();
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ds_merges_total {got}, want {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -168,7 +196,9 @@ fn merge_while_writing(name: &str, n: usize) {
     let mut nodes: Vec<NodeHandle> = cfgs.iter().map(|c| run(c.clone()).unwrap()).collect();
     wait_ranges(&maddr, 1, "bootstrap");
     let deadline = Instant::now() + Duration::from_secs(90);
-    while common::range1(&common::table_blocking(&maddr)).is_none_or(|d| common::voters(&d).len() < n) {
+    while common::range1(&common::table_blocking(&maddr))
+        .is_none_or(|d| common::voters(&d).len() < n)
+    {
         assert!(Instant::now() < deadline, "never {n} voters");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -209,11 +239,17 @@ fn merge_while_writing(name: &str, n: usize) {
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
     let acked = w.join().unwrap();
-    eprintln!("{n} node(s): merge landed in the master's table after {} ms", took.as_millis());
+    eprintln!(
+        "{n} node(s): merge landed in the master's table after {} ms",
+        took.as_millis()
+    );
 
     let merged = common::table_blocking(&maddr).ranges[0].clone();
     assert_eq!(merged.id, left.id);
-    assert_eq!((merged.start.clone(), merged.end.clone()), (left.start.clone(), right.end.clone()));
+    assert_eq!(
+        (merged.start.clone(), merged.end.clone()),
+        (left.start.clone(), right.end.clone())
+    );
     assert!(merged.epoch.version > left.epoch.version.max(right.epoch.version));
     assert_eq!(acked.len(), keys.len());
     every_acked_value_reads_back(&maddr, &acked);
@@ -223,12 +259,14 @@ fn merge_while_writing(name: &str, n: usize) {
     match call_with(&nodes[0].shard_addrs[0], cluster, &left, get(&keys[0])) {
         KvResponse::Err {
             error: RpcError::EpochMismatch { ranges },
-        } => assert!(ranges.iter().any(|r| r.id == left.id && r.end == right.end), "{ranges:?}"),
+        } => assert!(
+            ranges.iter().any(|r| r.id == left.id && r.end == right.end),
+            "{ranges:?}"
+        ),
         other => panic!("old left epoch: {other:?}"),
     }
     right_gone_everywhere(&nodes, cluster, &right, &keys[6]);
-    let merges: u64 = nodes.iter().map(|x| x.metrics().merges_total).sum();
-    assert_eq!(merges, n as u64, "one merge per replica");
+    wait_merges(&nodes, n as u64);
 
     // A restart finds one range and every value.
     for x in nodes.drain(..) {
@@ -253,4 +291,54 @@ fn an_operator_merges_two_ranges_while_a_client_writes_and_reads_both() {
 #[test]
 fn three_replicas_merge_pairwise_on_their_shards() {
     merge_while_writing("merge-three", 3);
+}
+
+#[test]
+fn the_merge_checker_folds_a_small_idle_split_back() {
+    let root = std::env::temp_dir().join(format!("ds-merge-checker-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(root.join("master")).unwrap();
+    let master = test_support::master::start(root.join("master"), |c| {
+        test_support::master::fast_scheduling(c);
+        c.schedule.merge_size_bytes = 1 << 20;
+    });
+    let maddr = master.addr().to_string();
+    let mut cfg = common::node_cfg(&root, "ds", &maddr);
+    cfg.checkpoint_mode = ds_node::CheckpointMode::Files;
+    let node = run(cfg).unwrap();
+    wait_ranges(&maddr, 1, "bootstrap");
+    let keys = keys_in_slots(0, 16384, 20);
+    let acked: BTreeMap<String, String> =
+        keys.iter().map(|k| (k.clone(), format!("{k}:v"))).collect();
+    {
+        let (m, a) = (maddr.clone(), acked.clone());
+        common::on_executor(move || {
+            Box::pin(async move {
+                for (k, v) in &a {
+                    let r = common::must_call(&m, k.as_bytes(), set(k, v)).await;
+                    assert!(matches!(r, KvResponse::Ok { .. }), "SET {k}: {r:?}");
+                }
+            })
+        });
+    }
+    let first = common::table_blocking(&maddr).ranges[0].clone();
+    let (status, body) = master.admin_post("/split", &format!("range={}&slot=8192", first.id));
+    assert_eq!(status, 200, "{body}");
+    wait_ranges(&maddr, 2, "the split");
+    // Both halves are tiny and idle: the checker merges them back once their loads arrive.
+    wait_ranges(&maddr, 1, "the checker's merge");
+    let decisions = master.decisions();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.starts_with(&format!("merge-small: r{}: merge r", first.id))),
+        "{decisions:#?}"
+    );
+    every_acked_value_reads_back(&maddr, &acked);
+    let node = [node];
+    wait_merges(&node, 1);
+    let [node] = node;
+    node.shutdown().unwrap();
+    master.stop();
+    let _ = std::fs::remove_dir_all(&root);
 }

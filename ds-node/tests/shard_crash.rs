@@ -573,7 +573,9 @@ fn every_acknowledged_write_survives_a_crash_at_every_merge_step() {
     for (i, &name) in MERGE_FAILPOINTS.iter().enumerate() {
         for mode in [
             CrashMode::DropUnflushed,
-            CrashMode::Random { seed: 50 + i as u64 },
+            CrashMode::Random {
+                seed: 50 + i as u64,
+            },
         ] {
             let acked = crash_run_with(
                 (CheckpointMode::Files, true),

@@ -76,7 +76,9 @@ pub enum Refusal {
         right: RangeId,
     },
     /// Some replica of one range has no partner of the other on the same (store, shard).
-    #[error("the replicas of ranges {left} and {right} are not pairwise on the same (store, shard)")]
+    #[error(
+        "the replicas of ranges {left} and {right} are not pairwise on the same (store, shard)"
+    )]
     NotColocated {
         /// The left range.
         left: RangeId,
@@ -101,8 +103,16 @@ pub fn check(left: &RangeDescriptor, right: &RangeDescriptor) -> Result<(), Refu
     if left.end.is_empty() || left.end != right.start || l == r {
         return Err(Refusal::NotAdjacent { left: l, right: r });
     }
-    let mut a: Vec<_> = left.replicas.iter().map(|x| (x.store_id, x.shard_id)).collect();
-    let mut b: Vec<_> = right.replicas.iter().map(|x| (x.store_id, x.shard_id)).collect();
+    let mut a: Vec<_> = left
+        .replicas
+        .iter()
+        .map(|x| (x.store_id, x.shard_id))
+        .collect();
+    let mut b: Vec<_> = right
+        .replicas
+        .iter()
+        .map(|x| (x.store_id, x.shard_id))
+        .collect();
     a.sort();
     b.sort();
     if a != b || a.windows(2).any(|w| w[0] == w[1]) {
@@ -145,8 +155,7 @@ fn try_step<D: ShardDevice>(
         return Err(Refusal::Stale(want.id));
     };
     // Once frozen, the right's descriptor no longer moves: what the master saw must be it.
-    if r.desc().epoch != want.epoch || r.desc().start != want.start || r.desc().end != want.end
-    {
+    if r.desc().epoch != want.epoch || r.desc().start != want.start || r.desc().end != want.end {
         return Err(Refusal::Stale(want.id));
     }
     let right = r.desc().clone();
@@ -208,7 +217,10 @@ fn try_step<D: ShardDevice>(
                     epoch: right.epoch,
                     into: left,
                 };
-                if r.raft_mut().propose(Vec::new(), encode_freeze(&cmd)).is_ok() {
+                if r.raft_mut()
+                    .propose(Vec::new(), encode_freeze(&cmd))
+                    .is_ok()
+                {
                     r.note_merge_proposed(now);
                     tracing::info!(range = %want.id, %left, "merge freeze proposed");
                 }
@@ -260,7 +272,11 @@ pub fn report_later<D: ShardDevice>(
     }
 }
 
-async fn report<D: ShardDevice>(shard: Rc<Shard<D>>, left: RangeDescriptor, right: RangeDescriptor) {
+async fn report<D: ShardDevice>(
+    shard: Rc<Shard<D>>,
+    left: RangeDescriptor,
+    right: RangeDescriptor,
+) {
     let Some(m) = shard.cfg.master_addr.clone() else {
         return;
     };
@@ -328,7 +344,10 @@ mod tests {
         assert_eq!(left.id, RangeId(1));
         // Applied again (a stale commit, the epoch moved): nothing changes.
         let before = left.clone();
-        assert!(!apply_to_desc(&mut left, &cmd(&desc(1, b"", b"m", 3), &right)));
+        assert!(!apply_to_desc(
+            &mut left,
+            &cmd(&desc(1, b"", b"m", 3), &right)
+        ));
         assert_eq!(left, before);
     }
 
@@ -336,7 +355,10 @@ mod tests {
     fn ranges_that_are_not_neighbours_do_not_merge() {
         let left = desc(1, b"a", b"m", 3);
         let gap = desc(2, b"n", b"z", 3);
-        assert!(matches!(check(&left, &gap), Err(Refusal::NotAdjacent { .. })));
+        assert!(matches!(
+            check(&left, &gap),
+            Err(Refusal::NotAdjacent { .. })
+        ));
         // The last range has no right neighbour, and a range is not its own.
         let last = desc(1, b"m", b"", 3);
         assert!(check(&last, &desc(2, b"", b"a", 3)).is_err());
@@ -356,11 +378,17 @@ mod tests {
         assert_eq!(check(&left, &right), Ok(()));
         // Another shard of the same store is another place.
         right.replicas[0].shard_id = ShardId(1);
-        assert!(matches!(check(&left, &right), Err(Refusal::NotColocated { .. })));
+        assert!(matches!(
+            check(&left, &right),
+            Err(Refusal::NotColocated { .. })
+        ));
         // One replica fewer.
         let mut fewer = desc(2, b"m", b"z", 3);
         fewer.replicas.pop();
-        assert!(matches!(check(&left, &fewer), Err(Refusal::NotColocated { .. })));
+        assert!(matches!(
+            check(&left, &fewer),
+            Err(Refusal::NotColocated { .. })
+        ));
         let mut l = left.clone();
         assert!(!apply_to_desc(&mut l, &cmd(&left, &fewer)));
     }

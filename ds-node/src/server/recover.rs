@@ -290,18 +290,13 @@ impl<D: ShardDevice> Shard<D> {
     /// not): then its keys are the left's and it is buried unloaded (loading its checkpoint
     /// would bring back its keys as they were frozen, over the left's newer ones).
     async fn merged_away(&self, desc: &RangeDescriptor) -> anyhow::Result<bool> {
-        let covered = self
-            .state
-            .borrow()
-            .peers
-            .values()
-            .any(|p| {
-                // A merge leaves the left's version above the right's; a left that stopped
-                // before replaying the split that made `desc` is older than it.
-                p.desc().id != desc.id
-                    && p.desc().epoch.version > desc.epoch.version
-                    && covers(p.desc(), desc)
-            });
+        let covered = self.state.borrow().peers.values().any(|p| {
+            // A merge leaves the left's version above the right's; a left that stopped
+            // before replaying the split that made `desc` is older than it.
+            p.desc().id != desc.id
+                && p.desc().epoch.version > desc.epoch.version
+                && covers(p.desc(), desc)
+        });
         if !covered {
             return Ok(false);
         }
@@ -311,7 +306,10 @@ impl<D: ShardDevice> Shard<D> {
             .find(|r| r.store_id == self.store_id && r.shard_id.0 == self.index)
             .map(|r| r.replica_id);
         let Some(me) = me else {
-            anyhow::bail!("range {}: no replica of this shard in its descriptor", desc.id);
+            anyhow::bail!(
+                "range {}: no replica of this shard in its descriptor",
+                desc.id
+            );
         };
         tracing::info!(range = %desc.id, "finishing a merge found at recovery (right range covered)");
         self.bury(desc.id, me).await?;
@@ -393,7 +391,11 @@ impl<D: ShardDevice> Shard<D> {
         let keep = self.cfg.cached_entries as u64;
         cache.compact_to(commit.saturating_sub(keep));
         tracing::info!(range = %range, checkpoint = base.index, commit, entries = replayed.entries.len(), "range recovered");
-        let halted = replayed.stopped.as_ref().map(|(i, _)| *i).or(replayed.paused);
+        let halted = replayed
+            .stopped
+            .as_ref()
+            .map(|(i, _)| *i)
+            .or(replayed.paused);
         let applied = halted.map_or(commit, |i| i - 1);
         let mut peer = self.new_peer(desc, cache, applied, None)?;
         if let Some((index, fault)) = replayed.stopped {

@@ -155,7 +155,9 @@ impl Core {
     pub fn merge_range(&mut self, id: RangeId, now_ms: u64) -> Result<String, RpcError> {
         let left = self.range_for_manual_op(id)?;
         if left.end.is_empty() {
-            return Err(bad(format!("range {id} is the last range: nothing on its right")));
+            return Err(bad(format!(
+                "range {id} is the last range: nothing on its right"
+            )));
         }
         let right = self
             .state()

@@ -19,10 +19,9 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use net::message::{
     Bootstrap, BootstrapResp, GetRouteTable, IdBlock, MergeReport, MergeReportResp, ProbeReport,
-    ProbeReportResp,
-    RangeDescriptor, RangeHeartbeat, RangeHeartbeatResp, Replica, ReplicaRole, Route, RouteTable,
-    ShardHeartbeat, ShardLoad, SplitIds, SplitReport, SplitReportResp, SplitRequest,
-    StoreHeartbeat, StoreHeartbeatResp, StoreRegister, StoreRegisterResp,
+    ProbeReportResp, RangeDescriptor, RangeHeartbeat, RangeHeartbeatResp, Replica, ReplicaRole,
+    Route, RouteTable, ShardHeartbeat, ShardLoad, SplitIds, SplitReport, SplitReportResp,
+    SplitRequest, StoreHeartbeat, StoreHeartbeatResp, StoreRegister, StoreRegisterResp,
 };
 use net::{ClusterId, Epoch, RangeId, ReplicaId, RpcError, ShardId, StoreId, Timestamp};
 
@@ -699,7 +698,9 @@ impl Core {
             });
         }
         let (left, right) = (rep.left.id, rep.right.id);
-        if let Some(old) = state.range(left).filter(|o| o.epoch.version >= rep.left.epoch.version)
+        if let Some(old) = state
+            .range(left)
+            .filter(|o| o.epoch.version >= rep.left.epoch.version)
         {
             return Err(RpcError::EpochMismatch {
                 ranges: vec![old.clone()],
@@ -710,10 +711,10 @@ impl Core {
             right: rep.right,
         })?;
         self.merges_total += 1;
-        let reason = self
-            .operators
-            .get(&left)
-            .map_or_else(|| "no operator here (reported late)".to_string(), |o| o.reason.clone());
+        let reason = self.operators.get(&left).map_or_else(
+            || "no operator here (reported late)".to_string(),
+            |o| o.reason.clone(),
+        );
         tracing::info!(range = %left, %right, %reason, "merge recorded");
         Ok(MergeReportResp {
             route_version: self.state().route_version(),

@@ -38,7 +38,8 @@ impl Checker for MergeSmall {
         if cfg.merge_size_bytes == 0 {
             return;
         }
-        self.moved.expire(plan.input.now_ms, cfg.load_balance_cooldown_ms);
+        self.moved
+            .expire(plan.input.now_ms, cfg.load_balance_cooldown_ms);
         let ranges: Vec<RangeDescriptor> = plan.input.state.ranges().cloned().collect();
         let mut by_start = ranges;
         by_start.sort_by(|a, b| a.start.cmp(&b.start));
@@ -73,7 +74,10 @@ impl Checker for MergeSmall {
                     steps,
                     stores,
                     checker: "merge-small",
-                    reason: format!("co-locate r{} with r{} to merge them: {why}", right.id, left.id),
+                    reason: format!(
+                        "co-locate r{} with r{} to merge them: {why}",
+                        right.id, left.id
+                    ),
                 };
                 if plan.propose(p) {
                     self.moved.record(right.id, plan.input.now_ms);
@@ -163,7 +167,11 @@ pub fn colocated(left: &RangeDescriptor, right: &RangeDescriptor) -> bool {
         return false;
     }
     let places = |d: &RangeDescriptor| {
-        let mut v: Vec<_> = d.replicas.iter().map(|r| (r.store_id, r.shard_id)).collect();
+        let mut v: Vec<_> = d
+            .replicas
+            .iter()
+            .map(|r| (r.store_id, r.shard_id))
+            .collect();
         v.sort();
         v
     };
@@ -178,7 +186,12 @@ mod tests {
     use net::message::{Replica, ReplicaRole};
     use net::{Epoch, RangeId, ReplicaId, ShardId, StoreId};
 
-    fn range(id: u64, start: &'static [u8], end: &'static [u8], places: &[(u64, u32)]) -> RangeDescriptor {
+    fn range(
+        id: u64,
+        start: &'static [u8],
+        end: &'static [u8],
+        places: &[(u64, u32)],
+    ) -> RangeDescriptor {
         RangeDescriptor {
             id: RangeId(id),
             start: Bytes::from_static(start),
@@ -214,6 +227,9 @@ mod tests {
         assert!(!colocated(&l, &range(2, b"m", b"z", &[(1, 0), (2, 1)])));
         assert!(!colocated(&l, &range(2, b"n", b"z", &[(1, 0), (2, 0)])));
         assert!(!colocated(&l, &range(2, b"m", b"z", &[(1, 0)])));
-        assert!(!colocated(&range(1, b"a", b"", &[(1, 0)]), &range(2, b"", b"a", &[(1, 0)])));
+        assert!(!colocated(
+            &range(1, b"a", b"", &[(1, 0)]),
+            &range(2, b"", b"a", &[(1, 0)])
+        ));
     }
 }
