@@ -337,7 +337,8 @@ mod tests {
     fn a_merge_covers_both_spans_and_moves_the_version_past_both() {
         let mut left = desc(1, b"", b"m", 3);
         let right = desc(2, b"m", b"", 7);
-        assert!(apply_to_desc(&mut left, &cmd(&left.clone(), &right)));
+        let c = cmd(&left, &right);
+        assert!(apply_to_desc(&mut left, &c));
         assert_eq!((&left.start[..], &left.end[..]), (&b""[..], &b""[..]));
         assert_eq!(left.epoch.version, 8);
         assert_eq!(left.epoch.conf_ver, 2);
