@@ -143,6 +143,18 @@ impl RecordQueue {
         out
     }
 
+    /// Takes in the records of `other` (a range merged into this one), keeping the queue in
+    /// expiry order and within [`RecordQueue::MAX`] (the oldest dropped).
+    pub fn absorb(&mut self, other: RecordQueue) {
+        if other.q.is_empty() {
+            return;
+        }
+        let mut all: Vec<(u64, Bytes)> = self.q.drain(..).chain(other.q).collect();
+        all.sort_by_key(|(at, _)| *at);
+        let skip = all.len().saturating_sub(Self::MAX);
+        self.q = all.into_iter().skip(skip).collect();
+    }
+
     /// Records queued.
     pub fn len(&self) -> usize {
         self.q.len()
@@ -164,6 +176,23 @@ fn respond(r: Result<OpResult, RpcError>) -> KvResponse {
 #[cfg(test)]
 mod queue_tests {
     use super::*;
+
+    #[test]
+    fn a_merged_ranges_records_join_the_queue_in_expiry_order() {
+        let mut left = RecordQueue::default();
+        let mut right = RecordQueue::default();
+        for (t, k) in [(100, "a"), (300, "c")] {
+            left.push(t, Bytes::from(k));
+        }
+        right.push(200, Bytes::from("b"));
+        left.absorb(right);
+        assert_eq!(left.len(), 3);
+        let got = left.take_expired(300 + WINDOW_MS, 10);
+        assert_eq!(
+            got,
+            vec![Bytes::from("a"), Bytes::from("b"), Bytes::from("c")]
+        );
+    }
 
     /// Records come out once expired, oldest first, at most `limit` at a time; a full queue
     /// drops its oldest.

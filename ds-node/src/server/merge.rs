@@ -253,6 +253,17 @@ pub async fn finish<D: ShardDevice>(
     crate::failpoint!("ds_node::shard::merge::before_checkpoint");
     super::checkpoint::checkpoint_range(shard, left).await?;
     crate::failpoint!("ds_node::shard::merge::before_destroy");
+    {
+        // The right's dedup records are the left's now: its sweep deletes them on time.
+        let mut st = shard.state.borrow_mut();
+        let records = st
+            .peers
+            .get_mut(&right)
+            .map(|p| std::mem::take(&mut p.dedup_records));
+        if let (Some(r), Some(l)) = (records, st.peers.get_mut(&left)) {
+            l.dedup_records.absorb(r);
+        }
+    }
     shard.destroy_range_keeping_keys(right).await?;
     shard.state.borrow_mut().frozen.remove(&right);
     shard.metrics.borrow_mut().merges_total += 1;

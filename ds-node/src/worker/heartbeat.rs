@@ -317,6 +317,11 @@ fn store_heartbeat<D: ShardDevice>(shard: &Shard<D>, window: &Window) -> StoreHe
 /// operators that did not take effect).
 pub fn execute_operator<D: ShardDevice>(shard: &Shard<D>, range: RangeId, op: Operator) {
     let mut st = shard.state_mut();
+    if st.frozen().contains_key(&range) {
+        // Frozen for a merge (`server::merge`): its descriptor must not move any more.
+        tracing::info!(%range, "operator refused: the range is frozen for a merge");
+        return;
+    }
     let Some(p) = st.peer_mut(range) else {
         return;
     };
