@@ -242,6 +242,34 @@ fn all_know_committed(p: &super::peer::Peer, index: u64) -> bool {
         .all(|(_, pr)| pr.matched >= index && pr.committed_index >= index)
 }
 
+/// A left range `left` waits on a commit-merge whose freeze F its shard's right replica has
+/// not applied: if that replica holds F but never learnt that F committed (it restarted
+/// after acknowledging the commit and before persisting it, and its group's other replicas
+/// are gone with the merge), it is told here. The commit-merge itself committing proves F
+/// committed (its leader proposed it only after seeing F applied), and the replica's entries
+/// up to F are the committed ones (it had acknowledged them, `all_know_committed`).
+pub fn nudge_right(
+    peers: &mut std::collections::BTreeMap<RangeId, super::peer::Peer>,
+    left: RangeId,
+) {
+    let Some(cmd) = peers
+        .get(&left)
+        .and_then(|p| p.first_deferred())
+        .and_then(|e| crate::range::codec::decode_merge(&e.data))
+    else {
+        return;
+    };
+    let Some(r) = peers.get_mut(&cmd.right.id) else {
+        return;
+    };
+    let log = &mut r.raft_mut().raft.raft_log;
+    let f = cmd.freeze_index;
+    if log.committed < f && log.last_index() >= f && log.persisted >= f {
+        tracing::info!(range = %cmd.right.id, freeze = f, "merge: the right replica learns its freeze committed");
+        log.commit_to(f);
+    }
+}
+
 /// After a turn that applied a commit-merge: makes the left range's checkpoint cover the
 /// right's keys, then destroys the right replica keeping its keys (see the module
 /// documentation for the order).

@@ -357,6 +357,11 @@ impl Peer {
         self.deferred.extend(entries);
     }
 
+    /// The first entry waiting to be applied (a commit-merge), if any.
+    pub fn first_deferred(&self) -> Option<&raft::eraftpb::Entry> {
+        self.deferred.first()
+    }
+
     /// Whether committed entries wait to be applied.
     pub fn has_deferred(&self) -> bool {
         !self.deferred.is_empty()

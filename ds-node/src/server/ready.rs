@@ -446,6 +446,7 @@ fn retry_deferred<D: ShardDevice>(shard: &Rc<Shard<D>>) {
         ..
     } = &mut *st;
     for range in ranges {
+        super::merge::nudge_right(peers, range);
         let Some(p) = peers.get_mut(&range).filter(|p| p.has_deferred()) else {
             continue;
         };
