@@ -84,6 +84,9 @@ balance-moves-per-run = 4
 load-balance-ratio = 1.5
 load-balance-min-ops = 1000
 load-balance-cooldown-ms = 120000
+# Ranges move between the shards of one node only once this many scheduler runs in a row
+# found the same shard over load-balance-ratio (one heartbeat is not enough evidence).
+shard-balance-runs = 3
 # A range split this many times without its epoch changing (or reporting one key) is not
 # split again; when hot it is moved to a colder store instead (hot-range relief).
 split-attempts-max = 3
@@ -239,6 +242,7 @@ struct FileSchedule {
     load_balance_ratio: f64,
     load_balance_min_ops: u64,
     load_balance_cooldown_ms: u64,
+    shard_balance_runs: u32,
     split_attempts_max: u32,
     merge_size_bytes: u64,
     merge_qps: u64,
@@ -301,6 +305,7 @@ impl Default for FileSchedule {
             load_balance_ratio: s.load_balance_ratio,
             load_balance_min_ops: s.load_balance_min_ops,
             load_balance_cooldown_ms: s.load_balance_cooldown_ms,
+            shard_balance_runs: s.shard_balance_runs,
             split_attempts_max: s.split_attempts_max,
             merge_size_bytes: s.merge_size_bytes,
             merge_qps: s.merge_qps,
@@ -374,6 +379,7 @@ impl ServerConfig {
             load_balance_ratio: s.load_balance_ratio,
             load_balance_min_ops: s.load_balance_min_ops,
             load_balance_cooldown_ms: s.load_balance_cooldown_ms,
+            shard_balance_runs: s.shard_balance_runs,
             split_attempts_max: s.split_attempts_max,
             merge_size_bytes: s.merge_size_bytes,
             merge_qps: s.merge_qps,

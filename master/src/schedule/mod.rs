@@ -65,6 +65,10 @@ pub struct ScheduleConfig {
     /// A range moved by load (or for hot-range relief) is not moved again by load for this
     /// long, ms. Default 120,000.
     pub load_balance_cooldown_ms: u64,
+    /// `ShardBalance` moves a range off a store's hot shard only once this many scheduler
+    /// runs in a row found that shard over the ratio (ranges heartbeat at different moments,
+    /// so the first second of a load can show one shard busy and the other idle). Default 3.
+    pub shard_balance_runs: u32,
     /// A range split this many times in a row without its epoch changing cannot be split
     /// (one hot key); it is relieved by a move instead. Default 3.
     pub split_attempts_max: u32,
@@ -91,6 +95,7 @@ impl Default for ScheduleConfig {
             load_balance_ratio: 1.5,
             load_balance_min_ops: 1_000,
             load_balance_cooldown_ms: 120_000,
+            shard_balance_runs: 3,
             split_attempts_max: 3,
             merge_size_bytes: 0,
             merge_qps: 100,

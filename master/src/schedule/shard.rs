@@ -11,10 +11,13 @@
 //! the store (on different shards) until the removal. A move must at least halve the gap
 //! between the two shards (so it never merely swaps the hot spot, and never undoes itself),
 //! and a moved range is left alone for `load-balance-cooldown-ms` (the cool-down shared with
-//! the other balancers).
+//! the other balancers). A store is balanced only once `shard_balance_runs` scheduler runs in
+//! a row found the same shard hot: a range's load is what its last heartbeat said, and at
+//! the start of a load one shard's ranges may have reported while the other's had not — a
+//! move on that one sample costs a snapshot and is undone by the next.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use net::message::{RangeDescriptor, Replica, ReplicaRole};
 use net::{ShardId, StoreId};
@@ -31,6 +34,9 @@ pub(super) type ShardLoads = BTreeMap<Place, u64>;
 #[derive(Debug, Default)]
 pub struct ShardBalance {
     cooldown: Arc<Cooldown>,
+    /// Per store: its hot shard, and how many runs in a row found it over the ratio (soft
+    /// state: a master restart starts counting again).
+    streaks: Mutex<BTreeMap<StoreId, (ShardId, u32)>>,
 }
 
 /// The ops/s each shard serves once this run's proposals are done: every shard of every up,
@@ -167,7 +173,37 @@ fn imbalanced(plan: &Plan<'_>, hot: u64, cold: u64) -> bool {
 impl ShardBalance {
     /// A checker sharing `cooldown` with the other balancers.
     pub fn new(cooldown: Arc<Cooldown>) -> Self {
-        Self { cooldown }
+        Self {
+            cooldown,
+            streaks: Mutex::default(),
+        }
+    }
+
+    /// Counts, once per run, the runs in a row each store's hot shard has been over the
+    /// ratio; a store in balance (or with another hot shard) starts again.
+    fn count_streaks(&self, plan: &Plan<'_>, loads: &ShardLoads) {
+        let mut streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        let hot: BTreeMap<StoreId, ShardId> = plan
+            .input
+            .state
+            .stores()
+            .filter_map(|s| {
+                let ((hot, hl), (_, cl)) = extremes(loads, s.info.store_id)?;
+                imbalanced(plan, hl, cl).then_some((s.info.store_id, hot))
+            })
+            .collect();
+        streaks.retain(|store, (shard, _)| hot.get(store) == Some(shard));
+        for (store, shard) in hot {
+            streaks.entry(store).or_insert((shard, 0)).1 += 1;
+        }
+    }
+
+    /// Whether `store`'s hot shard has been over the ratio for enough runs in a row.
+    fn sustained(&self, plan: &Plan<'_>, store: StoreId) -> bool {
+        let streaks = self.streaks.lock().unwrap_or_else(|p| p.into_inner());
+        streaks
+            .get(&store)
+            .is_some_and(|(_, n)| *n >= plan.input.config.shard_balance_runs)
     }
 
     /// One move from the hottest shard of the most imbalanced store that can shed load.
@@ -176,7 +212,7 @@ impl ShardBalance {
             .input
             .state
             .stores()
-            .filter(|s| plan.has_budget(s.info.store_id))
+            .filter(|s| plan.has_budget(s.info.store_id) && self.sustained(plan, s.info.store_id))
             .filter_map(|s| {
                 let ((hot, hl), (_, cl)) = extremes(loads, s.info.store_id)?;
                 imbalanced(plan, hl, cl).then_some((hl, s.info.store_id, hot, cl))
@@ -230,6 +266,7 @@ impl Checker for ShardBalance {
     }
 
     fn check(&self, plan: &mut Plan<'_>) {
+        self.count_streaks(plan, &shard_loads(plan));
         self.cooldown.propose_moves(plan, |plan| {
             let loads = shard_loads(plan);
             self.move_one(plan, &loads)

@@ -52,6 +52,35 @@ fn a_range_moved_between_shards_does_not_move_back() {
 }
 
 #[test]
+fn a_shard_hot_for_one_run_only_moves_nothing() {
+    // The first second of a load: r1 and r2 have reported, r3 (shard 1) not yet. The same
+    // checker sees shard 0 hot in two runs, then balanced: no move. Hot for three runs in a
+    // row: r1 moves.
+    let checkers = only_shard_balance();
+    let early = Case {
+        name: "shard 0 hot, run 1 or 2 of 3",
+        shard_balance_runs: 3,
+        expect: &[],
+        ..HOT_SHARD
+    };
+    let settled = Case {
+        name: "r3 reported: the shards are even",
+        load: &[(1, 3000, 0), (2, 2000, 0), (3, 4000, 0)],
+        ..early
+    };
+    let third = Case {
+        name: "shard 0 hot for a third run in a row",
+        shard_balance_runs: 3,
+        ..HOT_SHARD
+    };
+    must_schedule_in_turn(
+        &checkers,
+        &[(0, early), (1, early), (2, settled), (3, early), (4, early)],
+    );
+    must_schedule_in_turn(&checkers, &[(5, third)]);
+}
+
+#[test]
 fn shards_within_the_ratio_or_under_the_floor_move_nothing() {
     let within = Case {
         name: "shard 0 2,000 ops/s, shard 1 1,600",

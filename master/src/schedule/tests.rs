@@ -42,6 +42,9 @@ pub(super) struct Case {
     pub(super) max_ops_per_store: usize,
     /// `merge-size-bytes` in MiB (0: merges off).
     pub(super) merge_size_mib: u64,
+    /// `shard_balance_runs` (1 in the cases: every run's checkers are fresh, so a streak
+    /// only builds in `shard_tests`' own runs).
+    pub(super) shard_balance_runs: u32,
     pub(super) expect: &'static [&'static str],
 }
 
@@ -64,6 +67,7 @@ pub(super) const BASE: Case = Case {
     in_flight: &[],
     max_ops_per_store: 4,
     merge_size_mib: 0,
+    shard_balance_runs: 1,
     expect: &[],
 };
 
@@ -227,6 +231,7 @@ pub(super) fn run_with(case: &Case, checkers: &[Box<dyn Checker>], now: u64) -> 
         max_ops_per_store: case.max_ops_per_store,
         load_balance_cooldown_ms: case.cooldown_ms,
         merge_size_bytes: case.merge_size_mib << 20,
+        shard_balance_runs: case.shard_balance_runs,
         ..ScheduleConfig::default()
     };
     let health: BTreeMap<StoreId, Health> = case
