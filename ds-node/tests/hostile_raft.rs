@@ -10,6 +10,9 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+#[path = "common/mode.rs"]
+mod mode;
+
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +29,7 @@ use raft::eraftpb::{Entry, Message as RaftMsg, MessageType};
 
 fn cfg(dir: &std::path::Path, replicas: u64) -> DsConfig {
     DsConfig {
+        checkpoint_mode: mode::test_checkpoint_mode(),
         data_dir: dir.to_path_buf(),
         shards: 2,
         pin: false,

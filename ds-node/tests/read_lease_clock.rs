@@ -8,6 +8,9 @@
 //! test could neither hold a lease past its duration nor end one at a chosen read.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/mode.rs"]
+mod mode;
+
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +35,7 @@ type TestShard = Shard<Dev>;
 
 fn cfg(id: u64, addrs: &[String]) -> DsConfig {
     DsConfig {
+        checkpoint_mode: mode::test_checkpoint_mode(),
         data_dir: std::env::temp_dir().join("tierkv-read-lease-clock-unused"),
         store_id: id,
         shards: 1,

@@ -12,6 +12,9 @@
 //! Needs the `failpoints` feature (this crate's test builds have it: see `Cargo.toml`).
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/mode.rs"]
+mod mode;
+
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -94,17 +97,9 @@ impl Disk {
 
 thread_local! {
     /// The checkpoint mode of the shards opened on this thread (an executor runs one case).
-    static MODE: Cell<CheckpointMode> = Cell::new(env_mode());
+    static MODE: Cell<CheckpointMode> = Cell::new(mode::test_checkpoint_mode());
     /// The load of this thread's case merges the split back ([`merge_load`]).
     static MERGE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// `TIERKV_TEST_CHECKPOINT_MODE=index` runs every case on the key index.
-fn env_mode() -> CheckpointMode {
-    match std::env::var("TIERKV_TEST_CHECKPOINT_MODE").as_deref() {
-        Ok("index") => CheckpointMode::Index,
-        _ => CheckpointMode::Files,
-    }
 }
 
 fn cfg() -> DsConfig {
@@ -416,7 +411,7 @@ async fn reopen_and_check(disk: &Disk, model: &Model, what: &str) {
 /// Runs the load on a fresh disk until the power goes off (`cut` arms the cut), crashes with
 /// `mode`, reopens and checks. Returns how many writes were acknowledged.
 fn crash_run(what: String, mode: CrashMode, cut: impl FnOnce(&Disk) + Send + 'static) -> u64 {
-    crash_run_in(env_mode(), what, mode, cut)
+    crash_run_in(mode::test_checkpoint_mode(), what, mode, cut)
 }
 
 /// [`crash_run`] with the shard in checkpoint mode `ckpt`.

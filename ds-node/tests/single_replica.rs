@@ -6,6 +6,9 @@
 // Test threads drive the node from outside its shards: blocking calls are fine here.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+#[path = "common/mode.rs"]
+mod mode;
+
 use bytes::Bytes;
 use ds_node::{DsConfig, run};
 use net::message::RouteCtx;
@@ -16,6 +19,7 @@ use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
 
 fn cfg(dir: &std::path::Path) -> DsConfig {
     DsConfig {
+        checkpoint_mode: mode::test_checkpoint_mode(),
         data_dir: dir.to_path_buf(),
         shards: 2,
         pin: false,

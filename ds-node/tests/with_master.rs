@@ -23,6 +23,7 @@ fn registers_bootstraps_and_serves_the_first_range() {
     let master = test_support::master::start(root.join("master"), |_| {});
     let maddr = master.addr().to_string();
     let node = run(DsConfig {
+        checkpoint_mode: common::mode::test_checkpoint_mode(),
         data_dir: root.join("ds"),
         shards: 2,
         pin: false,

@@ -4,6 +4,7 @@
 
 pub mod child;
 pub mod crash;
+pub mod mode;
 pub mod single;
 pub mod store;
 pub mod trio;

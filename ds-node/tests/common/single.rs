@@ -16,14 +16,7 @@ use net::message::kv::{Cond, Expiry, KvOp, KvRequest, KvResponse};
 use net::transport::TransportConfig;
 use net::{ClusterId, Epoch, Message, NodeId, RangeId, RpcError};
 
-/// The checkpoint mode the tests run in: `TIERKV_TEST_CHECKPOINT_MODE=index` runs them on
-/// the shard's key index, anything else (or nothing) on range files.
-pub fn test_checkpoint_mode() -> ds_node::CheckpointMode {
-    match std::env::var("TIERKV_TEST_CHECKPOINT_MODE").as_deref() {
-        Ok("index") => ds_node::CheckpointMode::Index,
-        _ => ds_node::CheckpointMode::Files,
-    }
-}
+pub use super::mode::test_checkpoint_mode;
 
 /// A single-shard node in `dir` with its own admin endpoint, fast ticks and checkpoint
 /// checks, in the [`test_checkpoint_mode`]; tests override what they exercise
