@@ -23,7 +23,9 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use engines::lsm::{CompactionPolicy, IndexEntry, IndexValue, KeyIndex, LsmConfig, RangeApplied};
+use engines::lsm::{
+    CompactionPolicy, IndexEntry, IndexValue, KeyIndex, LsmConfig, RangeApplied, merged_segments,
+};
 use engines::segments::SharedStore;
 use engines::vlog::{AppendRecord, LogIndex, LogRecord, ValueSpan, Vlog};
 use nvme::OwnerTag;
@@ -75,13 +77,16 @@ pub const INDEX_RESERVE_SEGMENTS: u32 = 3;
 pub const INDEX_LEAVES_SEGMENTS: u32 = 1;
 
 /// Keeps the shard log out of the free segments the key index needs: room to rewrite every
-/// run it holds (a compaction of all of them) plus [`INDEX_RESERVE_SEGMENTS`] for checkpoint
-/// runs. Called when the index opens and after each checkpoint (which may have compacted):
+/// run it holds (a compaction of all of them, counted by their bytes: [`merged_segments`])
+/// plus [`INDEX_RESERVE_SEGMENTS`] for checkpoint runs. Called when the index opens and after each checkpoint (which may have compacted):
 /// a larger index makes the log count as full sooner (`disk_limit`), never the index stuck
 /// without room to checkpoint the deletes and moves that free space.
 pub fn leave_room_for_index<D: ShardDevice>(log: &Vlog<D>, index: &KeyIndex<D>) {
-    let runs: usize = index.runs().iter().map(|r| r.segments).sum();
-    let reserve = u32::try_from(runs).unwrap_or(u32::MAX);
+    let runs = index.runs();
+    let data: u64 = runs.iter().map(|r| r.data_bytes).sum();
+    let held: usize = runs.iter().map(|r| r.segments).sum();
+    let rewrite = merged_segments(data, held as u64, index.store().segment_size());
+    let reserve = u32::try_from(rewrite).unwrap_or(u32::MAX);
     log.set_reserve_segments(reserve.saturating_add(INDEX_RESERVE_SEGMENTS));
 }
 
@@ -487,7 +492,16 @@ pub async fn checkpoint<D: ShardDevice>(
     shard.state.borrow_mut().index_checkpointing = false;
     leave_room_for_index(&shard.log, &index);
     match &r {
-        Ok(rep) => checkpoint::record(shard, t, rep.written_bytes),
+        Ok(rep) => {
+            let ms = shard.now().saturating_duration_since(t).as_millis();
+            tracing::info!(
+                ms,
+                entries = rep.entries,
+                bytes = rep.written_bytes,
+                "index checkpoint"
+            );
+            checkpoint::record(shard, t, rep.written_bytes);
+        }
         Err(_) => shard.metrics.borrow_mut().checkpoint_errors_total += 1,
     }
     r.map(Some)
@@ -551,19 +565,44 @@ async fn run_steps<D: ShardDevice>(
     Ok(rep)
 }
 
+/// Checks without a checkpoint after which [`LINGER_SHARE`] of `checkpoint-entries` changed
+/// keys are checkpointed anyway.
+const LINGER_CHECKS: u32 = 2;
+
+/// The share (1/n) of `checkpoint-entries` that [`LINGER_CHECKS`] checks without a checkpoint
+/// are enough for.
+const LINGER_SHARE: u64 = 10;
+
+/// Whether the changes have waited long enough: at least a tenth of `checkpoint-entries`
+/// keys changed and `LINGER_CHECKS` checks passed since the last checkpoint. Without it a
+/// burst that stops below `checkpoint-entries` (a bulk load, then quiet) leaves up to that
+/// many entries for a restart to replay (`docs/benchmarks.md`, "Restart after kill -9: the
+/// index mode's tail"); a trickle of fewer changes still waits for `checkpoint-entries`, so
+/// it does not write a run per check.
+fn lingering(changed: u64, checks_since: u32, checkpoint_entries: u64) -> bool {
+    checks_since >= LINGER_CHECKS && changed >= (checkpoint_entries / LINGER_SHARE).max(1)
+}
+
 /// The compaction task of a shard in index mode: every `checkpoint-check-ms`, one index
-/// checkpoint when a range is due (`checkpoint::due_ranges`) or the changed keys reach
-/// `checkpoint-entries`; then the log segments nothing needs are freed.
+/// checkpoint when a range is due (`checkpoint::due_ranges`), the changed keys reach
+/// `checkpoint-entries`, or a tenth of that has waited two checks ([`lingering`]); then the
+/// log segments nothing needs are freed.
 pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let every = std::time::Duration::from_millis(shard.cfg.checkpoint_check_ms);
+    let mut checks_since = 0u32;
     while !shard.stop.get() {
         crate::core::sleep(every).await;
         checkpoint::forget_stale_uninitialized(&shard);
         let changed = shard.state.borrow().engine.changed_keys() as u64;
-        if changed < shard.cfg.checkpoint_entries && checkpoint::due_ranges(&shard).is_empty() {
+        checks_since = checks_since.saturating_add(1);
+        if changed < shard.cfg.checkpoint_entries
+            && !lingering(changed, checks_since, shard.cfg.checkpoint_entries)
+            && checkpoint::due_ranges(&shard).is_empty()
+        {
             compact_if_needed(&shard).await;
             continue;
         }
+        checks_since = 0;
         match self::checkpoint(&shard).await {
             Ok(Some(rep)) if rep.compacted > 0 => checkpoint::reclaim_counted(&shard).await,
             Ok(_) => {}
@@ -588,5 +627,21 @@ async fn compact_if_needed<D: ShardDevice>(shard: &Rc<Shard<D>>) {
         // Deferred for space, or a checkpoint's compaction is running.
         Ok(None) | Err(engines::lsm::Error::Busy(_)) => {}
         Err(e) => tracing::warn!("key index compaction failed: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lingering;
+
+    #[test]
+    fn changes_below_the_cadence_wait_two_checks_and_a_tenth_of_it() {
+        assert!(!lingering(50_000, 1, 100_000), "one check is not enough");
+        assert!(lingering(10_000, 2, 100_000));
+        assert!(
+            !lingering(9_999, 50, 100_000),
+            "a trickle waits for checkpoint-entries"
+        );
+        assert!(lingering(1, 2, 5), "a small cadence: one change is enough");
     }
 }

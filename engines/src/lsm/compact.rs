@@ -60,19 +60,31 @@ pub fn pick_compaction(p: &CompactionPolicy, sizes: &[u64]) -> Option<std::ops::
     })
 }
 
-/// Shrinks `window` (positions into the runs, newest first) from its oldest end until the
-/// merged run fits in `room` free segments, bounded by the segments its inputs take (a merge
-/// never writes more entries than it reads, and the same entries take no more frames);
-/// `None` when not even two runs fit.
+/// Segments a merge of runs holding `data_bytes` of data blocks in `held` segments may
+/// write: the data plus a quarter for block indexes, bloom filters and frames, rounded up,
+/// never more than the inputs hold (a merge never writes more entries than it reads, and
+/// the same entries take no more frames). Counting bytes matters on small stores: every run
+/// takes at least one whole segment however few keys it holds, so three tiny runs merge
+/// into one segment, not three.
+pub fn merged_segments(data_bytes: u64, held: u64, segment_bytes: u64) -> u64 {
+    let need = (data_bytes + data_bytes / 4).div_ceil(segment_bytes.max(1));
+    need.min(held)
+}
+
+/// Shrinks `window` (positions into the runs, newest first; each run's segments and data
+/// bytes) from its oldest end until the merged run fits in `room` free segments
+/// ([`merged_segments`]); `None` when not even two runs fit.
 pub fn window_that_fits(
     window: std::ops::Range<usize>,
-    segments: &[u64],
+    runs: &[(u64, u64)],
+    segment_bytes: u64,
     room: u64,
 ) -> Option<std::ops::Range<usize>> {
-    let mut end = window.end.min(segments.len());
+    let mut end = window.end.min(runs.len());
     while end >= window.start + 2 {
-        let need: u64 = segments[window.start..end].iter().sum();
-        if need <= room {
+        let held: u64 = runs[window.start..end].iter().map(|r| r.0).sum();
+        let bytes: u64 = runs[window.start..end].iter().map(|r| r.1).sum();
+        if merged_segments(bytes, held, segment_bytes) <= room {
             return Some(window.start..end);
         }
         end -= 1;
@@ -113,12 +125,15 @@ impl<D: BlockDevice> KeyIndex<D> {
         let Some(window) = pick_compaction(&self.cfg.compaction, &sizes) else {
             return Ok(None);
         };
-        let segments: Vec<u64> = runs.iter().map(|r| r.segments as u64).collect();
+        let held: Vec<(u64, u64)> = runs
+            .iter()
+            .map(|r| (r.segments as u64, r.data_bytes))
+            .collect();
         let room = self
             .store
             .free_segments()
             .saturating_sub(u64::from(self.cfg.reserve_segments));
-        match window_that_fits(window, &segments, room) {
+        match window_that_fits(window, &held, self.seg_len, room) {
             Some(w) => self.compact_runs(w).await.map(Some),
             None => {
                 self.metrics.borrow_mut().compactions_deferred_total += 1;
@@ -268,11 +283,29 @@ mod tests {
     /// none when not even two fit.
     #[test]
     fn a_window_shrinks_to_the_newest_runs_that_fit_in_the_free_segments() {
-        let segs = [1, 1, 2, 4];
-        assert_eq!(window_that_fits(0..4, &segs, 8), Some(0..4));
-        assert_eq!(window_that_fits(0..4, &segs, 7), Some(0..3));
-        assert_eq!(window_that_fits(0..4, &segs, 2), Some(0..2));
-        assert_eq!(window_that_fits(1..4, &segs, 2), None);
-        assert_eq!(window_that_fits(0..4, &segs, 1), None);
+        const SEG: u64 = 100;
+        // Full runs: each needs what it holds.
+        let runs = [(1, 80), (1, 80), (2, 160), (4, 320)];
+        assert_eq!(window_that_fits(0..4, &runs, SEG, 8), Some(0..4));
+        assert_eq!(window_that_fits(0..4, &runs, SEG, 7), Some(0..3));
+        assert_eq!(window_that_fits(0..4, &runs, SEG, 2), Some(0..2));
+        assert_eq!(window_that_fits(1..4, &runs, SEG, 2), None);
+        assert_eq!(window_that_fits(0..4, &runs, SEG, 1), None);
+    }
+
+    /// Runs far smaller than a segment merge into the segments their bytes need.
+    #[test]
+    fn tiny_runs_merge_into_the_segments_their_bytes_need_not_one_each() {
+        const SEG: u64 = 4 << 20;
+        assert_eq!(merged_segments(300 << 10, 3, SEG), 1);
+        assert_eq!(merged_segments(7 << 20, 2, SEG), 2, "7 MiB + a quarter");
+        assert_eq!(
+            merged_segments(4 << 20, 1, SEG),
+            1,
+            "never above what is held"
+        );
+        assert_eq!(merged_segments(0, 0, SEG), 0);
+        let tiny = [(1, 10 << 10), (1, 10 << 10), (1, 10 << 10)];
+        assert_eq!(window_that_fits(0..3, &tiny, SEG, 1), Some(0..3));
     }
 }

@@ -52,7 +52,7 @@ pub use crate::pointer::LogPointer;
 pub use crate::segments::SharedStore;
 pub use crate::vlog::{LogIndex, RangeId};
 pub use checkpoint::{CheckpointReport, CheckpointWriter, RangeApplied};
-pub use compact::{CompactionPolicy, CompactionReport, pick_compaction};
+pub use compact::{CompactionPolicy, CompactionReport, merged_segments, pick_compaction};
 pub use index::{KeyIndex, RunInfo};
 pub use iter::RangeIter;
 pub use metrics::LsmMetrics;
