@@ -202,6 +202,7 @@ impl<D: ShardDevice> Shard<D> {
         cluster_id: ClusterId,
         storage: ShardStorage<D>,
     ) -> anyhow::Result<Rc<Self>> {
+        let t = storage.clock.now();
         let (log, store) = open_log(&cfg, storage.device, storage.fresh).await?;
         let lsm = match cfg.checkpoint_mode {
             CheckpointMode::Files => None,
@@ -211,6 +212,8 @@ impl<D: ShardDevice> Shard<D> {
                 Some(Rc::new(index))
             }
         };
+        let ms = storage.clock.now().duration_since(t).as_millis();
+        tracing::info!(shard = index, ms, "shard log opened");
         let hello = Hello::new(Role::DsNode {}, cluster_id, NodeId(store_id.0));
         let transport = cfg.transport()?;
         let pool = Pool::new(hello, transport.clone());
@@ -258,10 +261,13 @@ impl<D: ShardDevice> Shard<D> {
     /// shard log after it (descriptor evolving with the conf changes replayed), the entries
     /// into the Raft cache, the hard state.
     async fn recover(self: &Rc<Self>) -> anyhow::Result<()> {
+        let started = self.clock.now();
         if self.lsm.is_some() {
             // Keys and pointers, values cold; everything after this is a change.
+            let t = self.clock.now();
             let n = super::index_checkpoint::load_all(self).await?;
-            tracing::info!(entries = n, "key index loaded");
+            let ms = self.clock.now().duration_since(t).as_millis();
+            tracing::info!(entries = n, ms, "key index loaded");
             self.state
                 .borrow_mut()
                 .engine
@@ -282,7 +288,10 @@ impl<D: ShardDevice> Shard<D> {
             }
         }
         self.finish_recovered_merges().await?;
-        self.clear_destroyed()
+        self.clear_destroyed()?;
+        let ms = self.clock.now().duration_since(started).as_millis();
+        tracing::info!(shard = self.index, ms, "shard recovered");
+        Ok(())
     }
 
     /// Whether `desc` is the right range of a merge whose left range, recovered before it,
@@ -369,9 +378,11 @@ impl<D: ShardDevice> Shard<D> {
         let hs = self.log.hard_state(range).unwrap_or_default();
         let commit = hs.commit.0.max(base.index);
         let mut desc = base.desc.clone();
+        let t = self.clock.now();
         let replayed = self
             .replay_log(range, &mut desc, base.index, commit)
             .await?;
+        let replay_ms = self.clock.now().duration_since(t).as_millis();
         let raft_hs = HardState {
             term: hs.term.0.max(base.term),
             vote: hs.vote,
@@ -390,16 +401,22 @@ impl<D: ShardDevice> Shard<D> {
         });
         let keep = self.cfg.cached_entries as u64;
         cache.compact_to(commit.saturating_sub(keep));
-        tracing::info!(range = %range, checkpoint = base.index, commit, entries = replayed.entries.len(), "range recovered");
+        tracing::info!(range = %range, checkpoint = base.index, commit, replayed = commit.saturating_sub(base.index), replay_ms, "range recovered");
         let halted = replayed
             .stopped
             .as_ref()
             .map(|(i, _)| *i)
             .or(replayed.paused);
         let applied = halted.map_or(commit, |i| i - 1);
+        // A range with this replica as its only member needs no votes: it leads at once
+        // instead of after an election timeout (1-2 s by default) on every restart.
+        let single = desc.replicas.len() == 1;
         let mut peer = self.new_peer(desc, cache, applied, None)?;
         if let Some((index, fault)) = replayed.stopped {
             stop_range(self, &mut peer, index, fault);
+        } else if single {
+            let _ = peer.raft_mut().campaign();
+            self.wake.notify();
         }
         let (b, k) = self
             .state
