@@ -195,29 +195,6 @@ fn a_checkpoint_after_touching_one_percent_of_keys_writes_a_small_fraction() {
     );
 }
 
-/// A burst that stops below `checkpoint-entries` (a bulk load, then quiet) is checkpointed
-/// a few checks later, not left in the log for a restart to replay.
-#[test]
-fn a_burst_below_the_cadence_is_checkpointed_once_it_lingers() {
-    let dir = test_support::tempdir::TempDir::new("index-linger");
-    let c = DsConfig {
-        checkpoint_entries: 100_000,
-        ..index_cfg(dir.path())
-    };
-    let node = run(c).unwrap();
-    let (addr, admin) = (node.shard_addrs[0].clone(), node.admin_addr.unwrap());
-    let before = metric_until(admin, "ds_lsm_checkpoints_total", |v| v.is_finite());
-    // 12,000 keys: more than a tenth of the cadence, far less than the cadence.
-    for chunk in 0..24 {
-        let ops = (0..500)
-            .map(|i| set(&format!("burst-{chunk:02}-{i:03}"), "v"))
-            .collect();
-        must_ok(&run_ops(&addr, ops));
-    }
-    let after = metric_until(admin, "ds_lsm_checkpoints_total", |v| v > before);
-    assert!(after > before, "no checkpoint after the burst");
-}
-
 /// A value computed at apply time that is too long for one log record (two APPENDs of
 /// 300 KB) cannot be written into the index: its range gets a full range file at each
 /// checkpoint instead, so it survives later checkpoints (which remove older files) and a

@@ -565,44 +565,19 @@ async fn run_steps<D: ShardDevice>(
     Ok(rep)
 }
 
-/// Checks without a checkpoint after which [`LINGER_SHARE`] of `checkpoint-entries` changed
-/// keys are checkpointed anyway.
-const LINGER_CHECKS: u32 = 2;
-
-/// The share (1/n) of `checkpoint-entries` that [`LINGER_CHECKS`] checks without a checkpoint
-/// are enough for.
-const LINGER_SHARE: u64 = 10;
-
-/// Whether the changes have waited long enough: at least a tenth of `checkpoint-entries`
-/// keys changed and `LINGER_CHECKS` checks passed since the last checkpoint. Without it a
-/// burst that stops below `checkpoint-entries` (a bulk load, then quiet) leaves up to that
-/// many entries for a restart to replay (`docs/benchmarks.md`, "Restart after kill -9: the
-/// index mode's tail"); a trickle of fewer changes still waits for `checkpoint-entries`, so
-/// it does not write a run per check.
-fn lingering(changed: u64, checks_since: u32, checkpoint_entries: u64) -> bool {
-    checks_since >= LINGER_CHECKS && changed >= (checkpoint_entries / LINGER_SHARE).max(1)
-}
-
 /// The compaction task of a shard in index mode: every `checkpoint-check-ms`, one index
-/// checkpoint when a range is due (`checkpoint::due_ranges`), the changed keys reach
-/// `checkpoint-entries`, or a tenth of that has waited two checks ([`lingering`]); then the
-/// log segments nothing needs are freed.
+/// checkpoint when a range is due (`checkpoint::due_ranges`) or the changed keys reach
+/// `checkpoint-entries`; then the log segments nothing needs are freed.
 pub async fn run<D: ShardDevice>(shard: Rc<Shard<D>>) {
     let every = std::time::Duration::from_millis(shard.cfg.checkpoint_check_ms);
-    let mut checks_since = 0u32;
     while !shard.stop.get() {
         crate::core::sleep(every).await;
         checkpoint::forget_stale_uninitialized(&shard);
         let changed = shard.state.borrow().engine.changed_keys() as u64;
-        checks_since = checks_since.saturating_add(1);
-        if changed < shard.cfg.checkpoint_entries
-            && !lingering(changed, checks_since, shard.cfg.checkpoint_entries)
-            && checkpoint::due_ranges(&shard).is_empty()
-        {
+        if changed < shard.cfg.checkpoint_entries && checkpoint::due_ranges(&shard).is_empty() {
             compact_if_needed(&shard).await;
             continue;
         }
-        checks_since = 0;
         match self::checkpoint(&shard).await {
             Ok(Some(rep)) if rep.compacted > 0 => checkpoint::reclaim_counted(&shard).await,
             Ok(_) => {}
@@ -627,21 +602,5 @@ async fn compact_if_needed<D: ShardDevice>(shard: &Rc<Shard<D>>) {
         // Deferred for space, or a checkpoint's compaction is running.
         Ok(None) | Err(engines::lsm::Error::Busy(_)) => {}
         Err(e) => tracing::warn!("key index compaction failed: {e}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::lingering;
-
-    #[test]
-    fn changes_below_the_cadence_wait_two_checks_and_a_tenth_of_it() {
-        assert!(!lingering(50_000, 1, 100_000), "one check is not enough");
-        assert!(lingering(10_000, 2, 100_000));
-        assert!(
-            !lingering(9_999, 50, 100_000),
-            "a trickle waits for checkpoint-entries"
-        );
-        assert!(lingering(1, 2, 5), "a small cadence: one change is enough");
     }
 }

@@ -500,7 +500,9 @@ impl<D: ShardDevice> Shard<D> {
         let path = super::checkpoint::path(self, range);
         let bytes = super::checkpoint::read(self, range).await?.ok_or_else(|| {
             anyhow::anyhow!(
-                "range {range} is in the shard log but its checkpoint {} is missing",
+                "range {range} is in the shard log but its checkpoint {} is missing (a data \
+                 dir written with checkpoint-mode = \"index\", the default, does not open in \
+                 files mode: start it with checkpoint-mode = \"index\")",
                 path.display()
             )
         })?;
