@@ -1,7 +1,9 @@
 //! The proxy answers a write the DS node refuses for memory (`ds_node::server::throttle`)
 //! with Redis 7's own error, and reads and deletes keep working. A real DS node (one shard,
-//! 2 MiB `maxmemory`, demotion capped at 1 byte per second so it cannot keep up, writes
-//! waiting at most 100 ms); only the master is faked.
+//! 3 MiB `maxmemory`, demotion capped at 1 byte per second so it cannot keep up, writes
+//! waiting at most 100 ms); only the master is faked. Of the 3 MiB, about 1.4 MiB is the
+//! engine's two arena pages (704 KiB each: the keys' tree, and the dedup records' once the
+//! first write leaves one), counted whole in the accounted memory.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -14,7 +16,7 @@ const OOM: &str = "-OOM command not allowed when used memory > 'maxmemory'.\r\n"
 
 fn ds_config(dir: &std::path::Path) -> ds_node::DsConfig {
     ds_node::DsConfig {
-        maxmemory: 2 << 20,
+        maxmemory: 3 << 20,
         policy_tick_ms: 10,
         policy_demote_bytes_per_sec: 1,
         write_throttle_max_wait_ms: 100,
@@ -30,7 +32,8 @@ fn writes_over_maxmemory_get_redis_oom_error_and_reads_and_deletes_pass() {
     let (env, _master) = real_ds::proxy_for(&node, |_| {});
     let mut c = env.client();
     real_ds::until_served(&mut c, Duration::from_secs(10));
-    // 4 KiB values until the node refuses (2 MiB line at 110 %: a few hundred keys).
+    // 4 KiB values until the node refuses (3.3 MiB line at 110 %, less the arena pages: a
+    // few hundred keys).
     let value = "v".repeat(4096);
     let (acked, refusal) = real_ds::set_until_refused(&mut c, &value, 2000);
     assert_eq!(refusal, OOM);
