@@ -50,7 +50,6 @@
 //! Index mode (`checkpoint_mode = index`) refuses merges: its per-range bases in the key
 //! index's manifest are not handled here yet.
 
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -62,7 +61,7 @@ use crate::range::codec::{FreezeCmd, MergeCmd, encode_freeze, encode_merge};
 
 /// Right ranges of merges frozen on this shard: range → (freeze index, left range). An entry
 /// means the replica here applied its freeze (so its data is final at that index).
-pub type Frozen = HashMap<RangeId, (u64, RangeId)>;
+pub use super::shard::Frozen;
 
 /// Why a merge was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

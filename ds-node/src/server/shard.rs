@@ -147,7 +147,7 @@ pub struct ShardState {
     /// new descriptor when this replica led it).
     pub(super) splits: Vec<(RangeDescriptor, Option<RangeDescriptor>)>,
     /// Right ranges of merges frozen here (`server::merge`): range → (freeze index, left).
-    pub(super) frozen: super::merge::Frozen,
+    pub(super) frozen: Frozen,
     /// Merges applied this turn, `(left, right)`, to finish after it (`merge::finish`).
     pub(super) merges: Vec<(net::RangeId, net::RangeId)>,
     /// Ranges holding deferred committed entries (`Peer::defer`), retried after each turn.
@@ -229,6 +229,10 @@ pub struct Shard<D: ShardDevice = Device> {
     pub(super) clock: Rc<dyn Clock>,
 }
 
+/// Right ranges of merges frozen on this shard: range → (freeze index, left range)
+/// (`server::merge`).
+pub type Frozen = std::collections::HashMap<net::RangeId, (u64, net::RangeId)>;
+
 impl ShardState {
     /// An empty state; its engine keeps the dedup records in a tree of their own
     /// (`MasstreeStore::set_side_keys`, [`keyspace::is_dedup_key`](crate::keyspace::is_dedup_key)):
@@ -245,7 +249,7 @@ impl ShardState {
     }
 
     /// The right ranges of merges frozen here: range → (freeze index, left range).
-    pub fn frozen(&self) -> &super::merge::Frozen {
+    pub fn frozen(&self) -> &Frozen {
         &self.frozen
     }
 
