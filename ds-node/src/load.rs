@@ -82,8 +82,14 @@ impl LoadTracker {
 
     /// Counts a write of `bytes` on `range`.
     pub fn write(&mut self, range: u64, bytes: usize) {
+        self.writes(range, 1, bytes);
+    }
+
+    /// Counts `n` writes of `bytes` in all on `range` (a `Multi`'s: a pipeline's writes
+    /// packed by the proxy load the range as much as they did one by one).
+    pub fn writes(&mut self, range: u64, n: u64, bytes: usize) {
         let c = self.ranges.entry(range).or_default();
-        c.writes += 1;
+        c.writes += n;
         c.write_bytes += bytes as u64;
     }
 

@@ -46,6 +46,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod monitor;
 pub mod notify;
+pub mod pack;
 pub mod pause;
 pub mod pubsub;
 pub mod rdb;

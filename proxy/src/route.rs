@@ -80,6 +80,9 @@ pub struct RouterConfig {
     /// **Test only** ([`crate::fault`]): acknowledge every 8th plain SET without sending it.
     /// Default false; set only by `tierkv proxy` from its environment.
     pub test_only_drop_acked_sets: bool,
+    /// Whether the writes of a pipeline that go to one range travel as one `Multi`
+    /// ([`crate::pack`]). Default true; `CONFIG SET tierkv-pack-writes` changes it.
+    pub pack_writes: bool,
 }
 
 impl Default for RouterConfig {
@@ -94,6 +97,7 @@ impl Default for RouterConfig {
             write_resend: Duration::from_secs(3),
             transport: TransportConfig::default(),
             test_only_drop_acked_sets: false,
+            pack_writes: true,
         }
     }
 }
@@ -116,6 +120,12 @@ pub struct RouterStats {
     pub pushes: AtomicU64,
     /// Operations that ended in `ExecError::Unavailable` / `Unknown`.
     pub failures: AtomicU64,
+    /// Packs of pipelined writes sent (`crate::pack`), each one `Multi`.
+    pub packs: AtomicU64,
+    /// Writes sent in those packs.
+    pub packed_ops: AtomicU64,
+    /// Packs a shard refused as a whole, whose writes were then sent one by one.
+    pub packs_refused: AtomicU64,
 }
 
 /// The route cache and the shard connections; shared by every client connection.
@@ -138,6 +148,8 @@ pub struct Router {
     resend_budget: Duration,
     /// The test-only fault, when `cfg.test_only_drop_acked_sets` is on.
     fault: Option<crate::fault::DropAckedSets>,
+    /// Whether pipelined writes are packed ([`crate::pack`]).
+    pack_writes: std::sync::atomic::AtomicBool,
 }
 
 /// A resolved destination of one operation.
@@ -164,6 +176,7 @@ impl Router {
             fault: cfg
                 .test_only_drop_acked_sets
                 .then(crate::fault::DropAckedSets::default),
+            pack_writes: std::sync::atomic::AtomicBool::new(cfg.pack_writes),
             cfg,
         }
     }
@@ -406,8 +419,101 @@ impl Router {
     /// the call timed out) is re-sent only if its range deduplicates it
     /// ([`KvOp::dedup_key`]) and only within [`Router::resend_budget`] of the start;
     /// otherwise it ends as [`ExecError::Unknown`].
+    ///
+    /// The writes of `ops` that go to one range travel as one `Multi` when they may
+    /// (`crate::pack`; `tierkv-pack-writes`).
     pub async fn exec(&self, ops: Vec<(Bytes, KvOp)>) -> Vec<Result<OpResult, ExecError>> {
-        let mut run = Run::new(self, &ops);
+        let plan = if self.fault.is_none() && self.pack_writes.load(Ordering::Relaxed) {
+            let table = self.table();
+            crate::pack::plan(&ops, |k| table.cache.find(k).map(|r| r.range.id.0))
+        } else {
+            None
+        };
+        let results = match plan {
+            Some(plan) => self.exec_packed(&ops, plan).await,
+            None => self.exec_routed(&ops).await,
+        };
+        let done = ops
+            .iter()
+            .zip(&results)
+            .filter_map(|((_, op), r)| Some((op, r.as_ref().ok()?)));
+        self.blocking.after_exec(done).await;
+        results
+    }
+
+    /// Whether pipelined writes are packed (`CONFIG SET tierkv-pack-writes`).
+    pub fn packs_writes(&self) -> bool {
+        self.pack_writes.load(Ordering::Relaxed)
+    }
+
+    /// Turns the packing of pipelined writes on or off.
+    pub fn set_pack_writes(&self, on: bool) {
+        self.pack_writes.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs `plan` for `ops`: each pack's results go to its operations; the operations of a
+    /// pack the shard refused as a whole (nothing of it applied, `crate::pack`) run again one
+    /// by one.
+    async fn exec_packed(
+        &self,
+        ops: &[(Bytes, KvOp)],
+        plan: crate::pack::Plan,
+    ) -> Vec<Result<OpResult, ExecError>> {
+        use crate::pack::Slot;
+        let sent = self.exec_routed(&plan.ops).await;
+        let mut results: Vec<Option<Result<OpResult, ExecError>>> = vec![None; ops.len()];
+        let mut again = Vec::new();
+        for (slot, result) in plan.slots.into_iter().zip(sent) {
+            let idx = match slot {
+                Slot::One(i) => {
+                    results[i] = Some(result);
+                    continue;
+                }
+                Slot::Pack(idx) => idx,
+            };
+            self.stats.packs.fetch_add(1, Ordering::Relaxed);
+            self.stats
+                .packed_ops
+                .fetch_add(idx.len() as u64, Ordering::Relaxed);
+            match result {
+                Ok(OpResult::Multi { results: each }) if each.len() == idx.len() => {
+                    for (i, r) in idx.into_iter().zip(each) {
+                        results[i] = Some(match r {
+                            KvResponse::Ok { result } => Ok(result),
+                            KvResponse::Err { error } => Err(ExecError::Rpc(error)),
+                        });
+                    }
+                }
+                Err(ExecError::Rpc(e)) if crate::pack::refused_whole(&e) => {
+                    self.stats.packs_refused.fetch_add(1, Ordering::Relaxed);
+                    again.extend(idx);
+                }
+                Ok(other) => {
+                    let e = ExecError::Unavailable(format!("a packed write got {other:?}"));
+                    idx.into_iter()
+                        .for_each(|i| results[i] = Some(Err(e.clone())));
+                }
+                Err(e) => idx
+                    .into_iter()
+                    .for_each(|i| results[i] = Some(Err(e.clone()))),
+            }
+        }
+        if !again.is_empty() {
+            again.sort_unstable();
+            let alone: Vec<(Bytes, KvOp)> = again.iter().map(|&i| ops[i].clone()).collect();
+            for (i, r) in again.into_iter().zip(self.exec_routed(&alone).await) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(ExecError::Unavailable("no result".into()))))
+            .collect()
+    }
+
+    /// Runs `ops` as they are: routed, sent, retried.
+    async fn exec_routed(&self, ops: &[(Bytes, KvOp)]) -> Vec<Result<OpResult, ExecError>> {
+        let mut run = Run::new(self, ops);
         let mut pending: Vec<usize> = (0..ops.len()).collect();
         if let Some(fault) = &self.fault {
             pending.retain(|&i| {
@@ -505,13 +611,7 @@ impl Router {
                 }
             }
         }
-        let results = run.finish();
-        let done = ops
-            .iter()
-            .zip(&results)
-            .filter_map(|((_, op), r)| Some((op, r.as_ref().ok()?)));
-        self.blocking.after_exec(done).await;
-        results
+        run.finish()
     }
 
     /// How long after a command started a write whose outcome is unknown may still be

@@ -222,7 +222,7 @@ pub fn prometheus_text(shared: &Shared) -> String {
     let mut out = String::new();
     shared.metrics.write_prometheus(&mut out);
     let r = &shared.router.stats;
-    let gauges: [(&str, &str, u64); 10] = [
+    let gauges: [(&str, &str, u64); 13] = [
         ("proxy_loading", "gauge", u64::from(shared.loading())),
         (
             "proxy_connected_clients",
@@ -258,6 +258,21 @@ pub fn prometheus_text(shared: &Shared) -> String {
             "proxy_route_failures_total",
             "counter",
             r.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_write_packs_total",
+            "counter",
+            r.packs.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_write_packed_ops_total",
+            "counter",
+            r.packed_ops.load(Ordering::Relaxed),
+        ),
+        (
+            "proxy_write_packs_refused_total",
+            "counter",
+            r.packs_refused.load(Ordering::Relaxed),
         ),
         (
             "proxy_slowlog_entries_total",

@@ -170,3 +170,96 @@ fn a_pipeline_of_writes_waiting_for_memory_is_refused_within_the_wait_limit() {
     drop(env);
     node.shutdown().unwrap();
 }
+
+/// The `INFO` counter `name` of the proxy `c` is connected to.
+fn info_counter(c: &mut Client, name: &str) -> u64 {
+    let info = c.cmd("INFO stats");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in INFO: {info}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A pipeline of writes of every packable kind, an error among them, and reads of other
+/// keys; `p` prefixes every key.
+fn mixed_pipeline(p: &str) -> Vec<Vec<Vec<u8>>> {
+    let mut cmds: Vec<Vec<Vec<u8>>> = Vec::new();
+    let arg =
+        |parts: &[&str]| -> Vec<Vec<u8>> { parts.iter().map(|s| s.as_bytes().to_vec()).collect() };
+    cmds.push(arg(&["SET", &format!("{p}str"), "x"]));
+    for i in 0..8 {
+        let n = i.to_string();
+        cmds.push(arg(&["LPUSH", &format!("{p}list"), &n]));
+        cmds.push(arg(&["SADD", &format!("{p}set"), &n, "same"]));
+        cmds.push(arg(&["ZADD", &format!("{p}zset"), &n, &format!("m{n}")]));
+        cmds.push(arg(&["HSET", &format!("{p}hash"), &n, &n]));
+        cmds.push(arg(&["INCRBY", &format!("{p}n"), &n]));
+        // Wrong type: an error of its own, the next writes still apply.
+        cmds.push(arg(&["LPUSH", &format!("{p}str"), &n]));
+        cmds.push(arg(&["SET", &format!("{p}k{n}"), &n]));
+        cmds.push(arg(&["GET", &format!("{p}other")]));
+    }
+    // Writes that only free, of keys not written above (a pack of their own).
+    cmds.push(arg(&["DEL", &format!("{p}gone0"), &format!("{p}gone1")]));
+    cmds.push(arg(&["EXPIRE", &format!("{p}gone2"), "100"]));
+    cmds
+}
+
+fn run_pipeline(c: &mut Client, cmds: &[Vec<Vec<u8>>]) -> Vec<String> {
+    let borrowed: Vec<Vec<&[u8]>> = cmds
+        .iter()
+        .map(|a| a.iter().map(Vec::as_slice).collect())
+        .collect();
+    pipeline(c, &borrowed)
+}
+
+/// Pipelined writes to one range travel as packs (`proxy::pack`) and answer exactly as they
+/// do one by one: each its own reply, an error among them included, in pipeline order.
+#[test]
+fn packed_pipeline_writes_answer_as_they_do_one_by_one() {
+    let dir = test_support::tempdir::TempDir::new("proxy-pipeline-packs");
+    let node = ds_node::run(real_ds::ds_config(dir.path(), 1)).unwrap();
+    let (env, _master) = real_ds::proxy_for(&node, |_| {});
+    let mut c = env.client();
+    real_ds::until_served(&mut c, Duration::from_secs(10));
+
+    let before = info_counter(&mut c, "tierkv_write_packs");
+    let packed = run_pipeline(&mut c, &mixed_pipeline("a:"));
+    let packs = info_counter(&mut c, "tierkv_write_packs") - before;
+    assert!(
+        packs >= 2,
+        "{packs} packs: the writes that add and those that free make two"
+    );
+    assert!(
+        info_counter(&mut c, "tierkv_write_packed_ops") >= 2 * packs,
+        "packs of fewer than two writes"
+    );
+
+    assert_eq!(c.cmd("CONFIG SET tierkv-pack-writes no"), "+OK\r\n");
+    let before = info_counter(&mut c, "tierkv_write_packs");
+    let alone = run_pipeline(&mut c, &mixed_pipeline("b:"));
+    assert_eq!(
+        info_counter(&mut c, "tierkv_write_packs"),
+        before,
+        "packed while off"
+    );
+    assert_eq!(
+        packed, alone,
+        "packed replies differ from one-by-one replies"
+    );
+    assert!(packed.iter().any(|r| r.starts_with("-WRONGTYPE")));
+    for p in ["a:", "b:"] {
+        assert_eq!(
+            c.cmd(&format!("LRANGE {p}list 0 2")),
+            "*3\r\n$1\r\n7\r\n$1\r\n6\r\n$1\r\n5\r\n"
+        );
+        assert_eq!(c.cmd(&format!("GET {p}n")), "$2\r\n28\r\n");
+        assert_eq!(c.cmd(&format!("EXISTS {p}k0 {p}k7 {p}gone0")), ":2\r\n");
+        assert_eq!(c.cmd(&format!("SCARD {p}set")), ":9\r\n");
+    }
+    drop(c);
+    drop(env);
+    node.shutdown().unwrap();
+}

@@ -241,6 +241,12 @@ fn load_through_splits_and_a_leader_change(name: &str, leader_imbalance: usize) 
         retries > 0 && refreshes > 0,
         "{retries} retries, {refreshes} refreshes"
     );
+    // Each pipeline's SETs to one range travel packed (`proxy::pack`); after a split, a pack
+    // whose keys now span ranges is refused whole and its SETs go one by one.
+    let packs = stats.packs.load(Ordering::Relaxed);
+    let refused = stats.packs_refused.load(Ordering::Relaxed);
+    eprintln!("{packs} packs, {refused} refused whole and sent one by one");
+    assert!(packs > 0, "no pipeline's writes were packed");
 
     // Every acknowledged SET reads back (pipelined, through the proxy).
     let mut c = Client::connect(&cluster.addr);

@@ -25,9 +25,6 @@
 
 use net::RpcError;
 use net::message::kv::KvOp;
-use net::message::list::ListOp;
-use net::message::set::SetOp;
-use net::message::zset::ZSetOp;
 
 use super::shard::{Shard, ShardDevice};
 
@@ -90,27 +87,10 @@ pub fn refusal<D: ShardDevice>(shard: &Shard<D>, op: &KvOp) -> Option<RpcError> 
     Some(RpcError::DiskFull {})
 }
 
-/// Whether `op` can only remove data or change expiry (allowed on a full shard).
+/// Whether `op` can only remove data or change expiry (allowed on a full shard):
+/// [`KvOp::only_frees`].
 pub fn only_frees(op: &KvOp) -> bool {
-    match op {
-        KvOp::Delete { .. }
-        | KvOp::KeyDel { .. }
-        | KvOp::StrGetDel { .. }
-        | KvOp::HDel { .. }
-        | KvOp::KeyExpire { .. }
-        | KvOp::KeyPersist { .. }
-        | KvOp::RangeFlush {}
-        | KvOp::DbFlush {} => true,
-        KvOp::InDb { op, .. } => only_frees(op),
-        KvOp::Multi { ops, .. } => ops.iter().all(only_frees),
-        KvOp::List { op } => matches!(
-            op,
-            ListOp::Pop { .. } | ListOp::Rem { .. } | ListOp::MPop { .. }
-        ),
-        KvOp::Set { op } => matches!(op, SetOp::Rem { .. } | SetOp::Pop { .. }),
-        KvOp::ZSet { op } => matches!(op, ZSetOp::Rem { .. } | ZSetOp::Pop { .. }),
-        _ => !op.is_write(),
-    }
+    op.only_frees()
 }
 
 #[cfg(test)]

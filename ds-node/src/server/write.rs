@@ -42,6 +42,10 @@ pub fn propose<D: ShardDevice>(
     }
     let before = p.last_index();
     let write_bytes = data.len();
+    let writes_in = match &op {
+        KvOp::Multi { ops, .. } => ops.iter().filter(|o| o.is_write()).count().max(1) as u64,
+        _ => 1,
+    };
     if p.raft_mut().propose(Vec::new(), data).is_err() {
         return Err(shard.not_leader(p));
     }
@@ -63,7 +67,10 @@ pub fn propose<D: ShardDevice>(
         },
     );
     shard.metrics.borrow_mut().proposals_total += 1;
-    shard.load.borrow_mut().write(p.desc().id.0, write_bytes);
+    shard
+        .load
+        .borrow_mut()
+        .writes(p.desc().id.0, writes_in, write_bytes);
     shard.wake.notify();
     Ok(rx)
 }

@@ -867,6 +867,32 @@ impl KvOp {
         }
     }
 
+    /// Whether the operation can only remove data or change expiry: a read, or a write
+    /// that frees (DEL, HDEL, pops, removes, EXPIRE, PERSIST, flushes). A shard over its
+    /// memory line or its disk limit still takes these; the proxy packs them only with their
+    /// own kind (`proxy::pack`).
+    pub fn only_frees(&self) -> bool {
+        match self {
+            KvOp::Delete { .. }
+            | KvOp::KeyDel { .. }
+            | KvOp::StrGetDel { .. }
+            | KvOp::HDel { .. }
+            | KvOp::KeyExpire { .. }
+            | KvOp::KeyPersist { .. }
+            | KvOp::RangeFlush {}
+            | KvOp::DbFlush {} => true,
+            KvOp::InDb { op, .. } => op.only_frees(),
+            KvOp::Multi { ops, .. } => ops.iter().all(KvOp::only_frees),
+            KvOp::List { op } => matches!(
+                op,
+                ListOp::Pop { .. } | ListOp::Rem { .. } | ListOp::MPop { .. }
+            ),
+            KvOp::Set { op } => matches!(op, SetOp::Rem { .. } | SetOp::Pop { .. }),
+            KvOp::ZSet { op } => matches!(op, ZSetOp::Rem { .. } | ZSetOp::Pop { .. }),
+            _ => !self.is_write(),
+        }
+    }
+
     /// Whether the operation changes state (goes through Raft) or only reads.
     pub fn is_write(&self) -> bool {
         match self {

@@ -767,6 +767,15 @@ fn config_params(shared: &Shared) -> Vec<(&'static str, String)> {
             shared.latency.threshold_ms().to_string(),
         ),
         (
+            "tierkv-pack-writes",
+            if shared.router.packs_writes() {
+                "yes"
+            } else {
+                "no"
+            }
+            .into(),
+        ),
+        (
             "lua-time-limit",
             shared
                 .settings
@@ -949,12 +958,15 @@ enum SetValue {
     NoSave,
     /// `maxmemory` of every DS node, bytes (0: no limit): sent to the master.
     MaxMemory(u64),
+    /// `tierkv-pack-writes`: whether a pipeline's writes to one range travel as one entry
+    /// (`crate::pack`).
+    PackWrites(bool),
 }
 
 /// `CONFIG SET name value [name value …]`: every pair is checked before any is applied, as
 /// Redis does. Settable: `requirepass`, `client-query-buffer-limit`, `timeout`,
 /// `notify-keyspace-events`, `busy-reply-threshold`, `slowlog-log-slower-than`,
-/// `slowlog-max-len`, `latency-monitor-threshold`, `tracking-table-max-keys`, the encoding
+/// `slowlog-max-len`, `latency-monitor-threshold`, `tracking-table-max-keys`, `tierkv-pack-writes`, the encoding
 /// thresholds, `save ""` and
 /// `maxmemory` (the cluster's, set alone: it goes to the master, which may fail, and the
 /// proxy's own parameters could not be taken back then).
@@ -1038,6 +1050,7 @@ fn apply_local(shared: &Shared, values: Vec<(String, SetValue)>) -> Action {
             SetValue::SlowlogMaxLen(n) => shared.slowlog.set_max_len(n),
             SetValue::LatencyThreshold(ms) => shared.latency.set_threshold_ms(ms),
             SetValue::Encoding(i, v) => shared.settings.encodings.set_at(i, v),
+            SetValue::PackWrites(on) => shared.router.set_pack_writes(on),
             SetValue::NoSave | SetValue::MaxMemory(_) => {}
         }
     }
@@ -1060,6 +1073,17 @@ fn encoding_value(i: usize, v: &[u8]) -> Result<i64, String> {
         ));
     }
     Ok(n)
+}
+
+/// A boolean parameter's value, as Redis reads one.
+fn parse_yes_no(v: &[u8]) -> Result<bool, String> {
+    if v.eq_ignore_ascii_case(b"yes") {
+        Ok(true)
+    } else if v.eq_ignore_ascii_case(b"no") {
+        Ok(false)
+    } else {
+        Err("argument must be 'yes' or 'no'".into())
+    }
 }
 
 /// An integer parameter's value within `[min, max]`, with Redis's two error reasons.
@@ -1120,6 +1144,7 @@ fn config_value(name: &str, v: &[u8]) -> Result<Option<SetValue>, String> {
         "tracking-table-max-keys" => {
             SetValue::TrackingMaxKeys(parse_ranged(v, 0, i64::MAX)? as usize)
         }
+        "tierkv-pack-writes" => SetValue::PackWrites(parse_yes_no(v)?),
         _ => return Ok(None),
     }))
 }
@@ -1308,7 +1333,9 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\n\
              rejected_connections:{}\r\nroute_retries:{}\r\nroute_refreshes:{}\r\n\
-             route_pushes:{}\r\nroute_failures:{}\r\nroute_table_version:{}\r\npubsub_channels:{}\r\n\
+             route_pushes:{}\r\nroute_failures:{}\r\nroute_table_version:{}\r\n\
+             tierkv_write_packs:{}\r\ntierkv_write_packed_ops:{}\r\ntierkv_write_packs_refused:{}\r\n\
+             pubsub_channels:{}\r\n\
              pubsub_patterns:{}\r\npubsubshard_channels:{}\r\n\
              tierkv_pubsub_messages_delivered:{}\r\ntierkv_pubsub_clients_overflowed:{}\r\n\
              tierkv_keyspace_events_published:{}\r\nmigrate_cached_sockets:{}\r\n\
@@ -1322,6 +1349,9 @@ pub fn info(shared: &Shared, args: &[Bytes]) -> (String, Option<String>) {
             r.pushes.load(Ordering::Relaxed),
             r.failures.load(Ordering::Relaxed),
             shared.router.version(),
+            r.packs.load(Ordering::Relaxed),
+            r.packed_ops.load(Ordering::Relaxed),
+            r.packs_refused.load(Ordering::Relaxed),
             shared
                 .pubsub
                 .channels(crate::pubsub::Kind::Channel, None)
