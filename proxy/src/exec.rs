@@ -31,6 +31,8 @@
 //! the multi-round ones among them ([`cmd::Action::Async`]) where they stand. Nothing in `cmd`
 //! imports this module.
 
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use net::message::kv::{KvOp, KvResponse, OpResult, Watch};
 
@@ -183,7 +185,13 @@ enum Part {
 
 async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
     let db_before = sess.db;
-    let reply = exec_queued(shared, sess).await;
+    // The keys the transaction's writes fed: their blocked clients are served after it (and
+    // after its commands are logged), as Redis serves them after `EXEC`.
+    let mut fed = Vec::new();
+    let reply = exec_queued(shared, sess, &mut fed).await;
+    if !fed.is_empty() {
+        shared.router.blocking.wake_fed(fed).await;
+    }
     if matches!(reply, Reply::NilArray | Reply::Error(_)) {
         // Aborted (a watched key changed, keys in several ranges): nothing ran, so neither
         // did a queued SELECT.
@@ -192,21 +200,28 @@ async fn exec(shared: &Shared, sess: &mut Session) -> Reply {
     reply
 }
 
-async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
+async fn exec_queued(shared: &Shared, sess: &mut Session, fed: &mut Vec<(Db, Bytes)>) -> Reply {
     let (queued, watched) = std::mem::take(&mut sess.tx).into_parts();
     let mut parts = Vec::with_capacity(queued.len());
     let flags = shared.settings.notify_flags();
     let mut notices = Vec::with_capacity(queued.len());
     let mut tracks = Vec::with_capacity(queued.len());
     let tracking = sess.tracking.remembers() || shared.tracker.active(crate::shared::now_ms());
-    for args in queued {
-        notices.push(crate::notify::capture(flags, sess.db, &args));
+    // Each command's stat name and its own time: its translation, then the round trip of
+    // the atomic segment it ran in (or its own run, alone).
+    let mut names = Vec::with_capacity(queued.len());
+    let mut took = Vec::with_capacity(queued.len());
+    for args in &queued {
+        let started = Instant::now();
+        notices.push(crate::notify::capture(flags, sess.db, args));
         tracks.push(if tracking {
-            crate::tracking::capture_queued(shared, sess, &args)
+            crate::tracking::capture_queued(shared, sess, args)
         } else {
             None
         });
-        let (_, action) = cmd::dispatch_queued(shared, sess, &args);
+        let (name, action) = cmd::dispatch_queued(shared, sess, args);
+        names.push(name.map(|n| cmd::util::stat_name(n, args)));
+        took.push(started.elapsed());
         parts.push(match action {
             Action::Reply(r) | Action::Close(r) => Part::Ready(r),
             Action::Data { ops, finish } => Part::Data(ops, finish),
@@ -238,28 +253,28 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
             Part::Data(ops, finish) => segment.push((at, ops, finish)),
             Part::Alone(action, db) => {
                 let w = watches.take().unwrap_or_default();
-                if let Err(r) = atomic(
-                    &shared.router,
-                    w,
-                    std::mem::take(&mut segment),
-                    &mut replies,
-                )
-                .await
+                let segment = std::mem::take(&mut segment);
+                let times = (&mut took[..], &mut *fed);
+                if let Err(r) = timed_atomic(&shared.router, w, segment, &mut replies, times).await
                 {
                     return r;
                 }
+                let started = Instant::now();
                 replies[at] = Some(alone(shared, action, db).await);
+                took[at] += started.elapsed();
             }
         }
     }
     let w = watches.take().unwrap_or_default();
-    if let Err(r) = atomic(&shared.router, w, segment, &mut replies).await {
+    let times = (&mut took[..], &mut *fed);
+    if let Err(r) = timed_atomic(&shared.router, w, segment, &mut replies, times).await {
         return r;
     }
     let replies: Vec<Reply> = replies
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Reply::err("internal error: no reply")))
         .collect();
+    record_each(shared, sess, &queued, &names, &took, &replies);
     for (track, reply) in tracks.iter().zip(&replies) {
         if let Some(t) = track {
             crate::tracking::apply(shared, sess.id, t, reply);
@@ -274,6 +289,60 @@ async fn exec_queued(shared: &Shared, sess: &mut Session) -> Reply {
         }
     }
     Reply::Array(replies)
+}
+
+/// [`atomic`], adding the segment's round trip to the time of each of its commands (`took`)
+/// and the keys its writes fed to `fed`.
+async fn timed_atomic(
+    router: &Router,
+    watches: Vec<(Db, Watch)>,
+    segment: Vec<Queued>,
+    replies: &mut [Option<Reply>],
+    (took, fed): (&mut [Duration], &mut Vec<(Db, Bytes)>),
+) -> Result<(), Reply> {
+    let ats: Vec<usize> = segment.iter().map(|(at, _, _)| *at).collect();
+    let started = Instant::now();
+    let done = atomic(router, watches, segment, replies, fed).await;
+    let round_trip = started.elapsed();
+    for at in ats {
+        took[at] += round_trip;
+    }
+    done
+}
+
+/// Records each command `EXEC` ran as Redis's `call()` does: in `INFO commandstats` and
+/// errorstats, the latency histograms and monitor, and SLOWLOG (where `EXEC` itself is not
+/// logged: `server::Conn::flush`). A command's time is its translation plus the round trip of
+/// the atomic segment that carried it, or its own run when it ran alone.
+fn record_each(
+    shared: &Shared,
+    sess: &Session,
+    queued: &[Vec<Bytes>],
+    names: &[Option<&'static str>],
+    took: &[Duration],
+    replies: &[Reply],
+) {
+    let client = crate::slowlog::Client {
+        peer: &sess.peer,
+        name: sess.name.as_deref().unwrap_or_default(),
+    };
+    let mut samples = Vec::with_capacity(queued.len());
+    for (((args, name), took), reply) in queued.iter().zip(names).zip(took).zip(replies) {
+        let Some(name) = *name else {
+            continue;
+        };
+        let usec = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let error = match reply {
+            Reply::Error(e) => Some(crate::metrics::error_class(e)),
+            _ => None,
+        };
+        samples.push(crate::metrics::Sample { name, usec, error });
+        shared.latency.command(usec, || cmd::table::is_fast(name));
+        if shared.slowlog.enabled() {
+            shared.slowlog.record(usec, args, client);
+        }
+    }
+    shared.metrics.record(&samples);
 }
 
 /// Runs a command alone at its place, in database `db`: a multi-round or blocking command (in
@@ -294,13 +363,15 @@ pub async fn alone(shared: &Shared, action: Action, db: Db) -> Reply {
 }
 
 /// Runs one atomic segment of a transaction (and its watches) as a `Multi`, writing each
-/// command's reply at its position; `Err` is the reply of the whole `EXEC` (aborted, keys in
-/// several ranges, the range unavailable).
+/// command's reply at its position and adding the keys its writes fed to `fed` (woken by the
+/// caller); `Err` is the reply of the whole `EXEC` (aborted, keys in several ranges, the
+/// range unavailable).
 async fn atomic(
     router: &Router,
     watches: Vec<(Db, Watch)>,
     segment: Vec<Queued>,
     replies: &mut [Option<Reply>],
+    fed: &mut Vec<(Db, Bytes)>,
 ) -> Result<(), Reply> {
     let mut route_keys: Vec<Bytes> = segment
         .iter()
@@ -338,7 +409,13 @@ async fn atomic(
         ops: all_ops,
     }
     .into_db(db);
-    let result = router.exec(vec![(first, op)]).await.pop();
+    let sent = [(first, op)];
+    let result = router.exec_unwoken(&sent).await.pop();
+    if let Some(Ok(r)) = &result
+        && router.blocking.anyone_waits()
+    {
+        fed.extend(crate::waiters::fed_by(std::iter::once((&sent[0].1, r))));
+    }
     let mut results = match result {
         Some(Ok(OpResult::Multi { results })) if results.len() == n => results.into_iter(),
         Some(Ok(OpResult::Aborted {})) => return Err(Reply::NilArray),

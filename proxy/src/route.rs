@@ -423,22 +423,29 @@ impl Router {
     /// The writes of `ops` that go to one range travel as one `Multi` when they may
     /// (`crate::pack`; `tierkv-pack-writes`).
     pub async fn exec(&self, ops: Vec<(Bytes, KvOp)>) -> Vec<Result<OpResult, ExecError>> {
-        let plan = if self.fault.is_none() && self.pack_writes.load(Ordering::Relaxed) {
-            let table = self.table();
-            crate::pack::plan(&ops, |k| table.cache.find(k).map(|r| r.range.id.0))
-        } else {
-            None
-        };
-        let results = match plan {
-            Some(plan) => self.exec_packed(&ops, plan).await,
-            None => self.exec_routed(&ops).await,
-        };
+        let results = self.exec_unwoken(&ops).await;
         let done = ops
             .iter()
             .zip(&results)
             .filter_map(|((_, op), r)| Some((op, r.as_ref().ok()?)));
         self.blocking.after_exec(done).await;
         results
+    }
+
+    /// [`Self::exec`] without waking the blocked clients its writes fed: the caller wakes
+    /// them (`waiters::fed_by`, `Registry::wake_fed`) when it is done — `EXEC` does after the
+    /// whole transaction, as Redis serves blocked clients after it.
+    pub async fn exec_unwoken(&self, ops: &[(Bytes, KvOp)]) -> Vec<Result<OpResult, ExecError>> {
+        let plan = if self.fault.is_none() && self.pack_writes.load(Ordering::Relaxed) {
+            let table = self.table();
+            crate::pack::plan(ops, |k| table.cache.find(k).map(|r| r.range.id.0))
+        } else {
+            None
+        };
+        match plan {
+            Some(plan) => self.exec_packed(ops, plan).await,
+            None => self.exec_routed(ops).await,
+        }
     }
 
     /// Whether pipelined writes are packed (`CONFIG SET tierkv-pack-writes`).

@@ -1008,14 +1008,19 @@ impl Conn<'_> {
                 };
                 crate::notify::emit(&shared.pubsub, fanout, n, &reply);
             }
-            if let Some(name) = item.name {
+            // A command queued in `MULTI` is counted when `EXEC` runs it (`exec::record_each`),
+            // as Redis counts calls.
+            let queued = matches!(reply, Reply::Simple("QUEUED"));
+            if let Some(name) = item.name.filter(|_| !queued) {
                 let error = match &reply {
                     Reply::Error(e) => Some(error_class(e)),
                     _ => None,
                 };
                 let usec = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
                 self.samples.push(Sample { name, usec, error });
-                self.shared.latency.command(usec, || is_fast(name));
+                self.shared
+                    .latency
+                    .command(usec, || cmd::table::is_fast(name));
                 if let Some(args) = &item.args
                     && name != "exec"
                 {
@@ -1104,13 +1109,6 @@ impl Conn<'_> {
         self.out.clear();
         Ok(())
     }
-}
-
-/// Whether command `name` (a stat name: `container|sub` for a subcommand) is flagged `fast`
-/// (its latency events are `fast-command`).
-fn is_fast(name: &str) -> bool {
-    let command = name.split('|').next().unwrap_or(name);
-    cmd::table::lookup(command.as_bytes()).is_some_and(|s| s.flags.contains(&"fast"))
 }
 
 #[cfg(test)]

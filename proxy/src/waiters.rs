@@ -138,24 +138,22 @@ impl Registry {
     /// have been served — through this proxy; chains of moves included). The same keys go
     /// to every peer of the mesh, without waiting, to wake the waiters of other proxies.
     pub async fn after_exec<'a>(&self, done: impl Iterator<Item = (&'a KvOp, &'a OpResult)>) {
-        let fanout = self.fanout.get().filter(|f| f.has_peers());
-        if self.waiters.load(Ordering::Relaxed) == 0 && fanout.is_none() {
+        if !self.anyone_waits() {
             return;
         }
-        let mut keys = Vec::new();
-        for (op, r) in done {
-            let (db, op) = op.in_db(Db::ZERO);
-            match (op, r) {
-                (KvOp::Multi { ops, .. }, OpResult::Multi { results }) => {
-                    for (op, r) in ops.iter().zip(results) {
-                        if let KvResponse::Ok { result } = r {
-                            fed_keys(db, op, result, &mut keys);
-                        }
-                    }
-                }
-                _ => fed_keys(db, op, r, &mut keys),
-            }
-        }
+        self.wake_fed(fed_by(done)).await;
+    }
+
+    /// Whether a write could wake anyone: a waiter here, or peers of the mesh.
+    pub fn anyone_waits(&self) -> bool {
+        self.waiters.load(Ordering::Relaxed) != 0
+            || self.fanout.get().is_some_and(|f| f.has_peers())
+    }
+
+    /// Wakes the waiters of `keys` (what writes fed, [`fed_by`]) here and on every peer of the
+    /// mesh, and returns once this proxy's have tried.
+    pub async fn wake_fed(&self, keys: Vec<(Db, Bytes)>) {
+        let fanout = self.fanout.get().filter(|f| f.has_peers());
         if let Some(fanout) = fanout
             && !keys.is_empty()
         {
@@ -163,6 +161,25 @@ impl Registry {
         }
         self.wake_and_wait(keys.iter()).await;
     }
+}
+
+/// The keys (with their database) that the successful operations of `done` may have fed.
+pub fn fed_by<'a>(done: impl Iterator<Item = (&'a KvOp, &'a OpResult)>) -> Vec<(Db, Bytes)> {
+    let mut keys = Vec::new();
+    for (op, r) in done {
+        let (db, op) = op.in_db(Db::ZERO);
+        match (op, r) {
+            (KvOp::Multi { ops, .. }, OpResult::Multi { results }) => {
+                for (op, r) in ops.iter().zip(results) {
+                    if let KvResponse::Ok { result } = r {
+                        fed_keys(db, op, result, &mut keys);
+                    }
+                }
+            }
+            _ => fed_keys(db, op, r, &mut keys),
+        }
+    }
+    keys
 }
 
 /// The keys (with their database; `db`: the database around `op`) a successful `op` may

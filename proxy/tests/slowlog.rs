@@ -234,14 +234,16 @@ fn commands_over_the_threshold_are_logged_with_their_client_newest_first() {
     assert_eq!(c.cmd("MULTI"), "+OK\r\n");
     assert_eq!(c.cmd("INCR n"), "+QUEUED\r\n");
     assert_eq!(c.cmd("EXEC"), "*1\r\n:1\r\n");
-    // Newest first: the MULTI, the SET, the CONFIG SET; neither the queued INCR nor the EXEC.
+    // Newest first: the INCR that EXEC ran (as Redis logs it), the MULTI, the SET; not the
+    // EXEC.
     let got = c.cmd("SLOWLOG GET 3");
     let entries: Vec<&str> = got.split("\r\n").collect();
     assert!(got.starts_with("*3\r\n*6\r\n"), "{got:?}");
+    let incr_at = entries.iter().position(|l| *l == "INCR").unwrap();
     let multi_at = entries.iter().position(|l| *l == "MULTI").unwrap();
     let set_at = entries.iter().position(|l| *l == "SET").unwrap();
-    assert!(multi_at < set_at, "{got:?}");
-    assert!(!got.contains("EXEC") && !got.contains("INCR"), "{got:?}");
+    assert!(incr_at < multi_at && multi_at < set_at, "{got:?}");
+    assert!(!got.contains("EXEC"), "{got:?}");
     assert!(got.contains("$6\r\nlogged\r\n"), "{got:?}");
     assert!(got.contains("127.0.0.1:"), "{got:?}");
     assert_eq!(
@@ -255,4 +257,109 @@ fn commands_over_the_threshold_are_logged_with_their_client_newest_first() {
     assert_eq!(c.cmd("SLOWLOG LEN"), len);
     assert_eq!(c.cmd("SLOWLOG RESET"), "+OK\r\n");
     assert_eq!(c.cmd("SLOWLOG LEN"), ":0\r\n");
+}
+
+/// `MULTI`, two writes, `DEBUG SLEEP 0.1`, a read and `EXEC`, at threshold 50 ms and then 0:
+/// what is logged, newest first.
+fn transaction_logs(c: &mut Client) -> (Entries, Entries) {
+    // One hash tag: a transaction's keys must share a range.
+    let tx = [
+        "MULTI",
+        "SET {t}a 1",
+        "INCR {t}n",
+        "DEBUG SLEEP 0.1",
+        "GET {t}a",
+        "EXEC",
+    ];
+    let mut out = Vec::new();
+    for threshold in ["50000", "0"] {
+        assert_eq!(
+            c.cmd(&format!("CONFIG SET slowlog-log-slower-than {threshold}")),
+            "+OK\r\n"
+        );
+        assert_eq!(c.cmd("SLOWLOG RESET"), "+OK\r\n");
+        for line in tx {
+            let reply = c.cmd(line);
+            assert!(!reply.starts_with('-'), "{line}: {reply:?}");
+        }
+        out.push(logged(c));
+    }
+    let everything = out.pop().unwrap();
+    (out.pop().unwrap(), everything)
+}
+
+/// The commands `EXEC` runs are logged one by one with their own time, `EXEC` itself never
+/// (Redis's `call()`; TCL `SLOWLOG - EXEC is not logged, just executed commands`), and counted
+/// in `INFO commandstats`.
+#[test]
+fn a_transaction_logs_the_commands_it_ran_not_its_exec() {
+    let env = Env::start(2);
+    let mut c = env.client();
+    let (slow_only, everything) = transaction_logs(&mut c);
+    assert_eq!(names(&slow_only), ["DEBUG SLEEP 0.1"], "{slow_only:?}");
+    assert!(slow_only[0].1 >= 100_000, "{slow_only:?}");
+    assert_eq!(
+        names(&everything),
+        [
+            "GET {t}a",
+            "DEBUG SLEEP 0.1",
+            "INCR {t}n",
+            "SET {t}a 1",
+            "MULTI",
+            "SLOWLOG RESET"
+        ],
+        "{everything:?}"
+    );
+    let stats = c.cmd("INFO commandstats");
+    let calls = |cmd: &str| -> String {
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with(&format!("cmdstat_{cmd}:")))
+            .unwrap_or_else(|| panic!("no {cmd} in {stats}"));
+        line.split(',').next().unwrap().to_string()
+    };
+    assert_eq!(calls("incr"), "cmdstat_incr:calls=2");
+    assert_eq!(calls("exec"), "cmdstat_exec:calls=2");
+}
+
+#[test]
+fn a_transaction_is_logged_as_redis_logs_it() {
+    let Some(redis) = test_support::redis::start_with(&["--enable-debug-command", "yes"]) else {
+        return;
+    };
+    let env = Env::start(2);
+    let from_redis = transaction_logs(&mut Client::connect(redis.addr()));
+    let from_proxy = transaction_logs(&mut env.client());
+    assert_eq!(names(&from_proxy.0), names(&from_redis.0));
+    assert_eq!(names(&from_proxy.1), names(&from_redis.1));
+}
+
+/// A pop that a transaction's push serves is served after the transaction, so it is logged
+/// after the commands `EXEC` ran (TCL `SLOWLOG - Rewritten commands are logged as their
+/// original command`: `MULTI; LPUSH l foo; SLOWLOG RESET; EXEC` leaves the served `BLPOP`
+/// newest).
+#[test]
+fn a_pop_a_transaction_serves_is_logged_after_the_transaction() {
+    let env = Env::start(2);
+    let (mut waiter, mut c) = (env.client(), env.client());
+    let blocking = &env.shared.router.blocking;
+    assert_eq!(c.cmd("CONFIG SET slowlog-log-slower-than 0"), "+OK\r\n");
+    for _ in 0..5 {
+        waiter.send(&common::multibulk(&[b"BLPOP", b"l", b"0"]));
+        eventually("the waiter blocks", || blocking.blocked_clients() == 1);
+        assert_eq!(c.cmd("MULTI"), "+OK\r\n");
+        assert_eq!(c.cmd("LPUSH l foo"), "+QUEUED\r\n");
+        assert_eq!(c.cmd("SLOWLOG RESET"), "+QUEUED\r\n");
+        assert_eq!(c.cmd("EXEC"), "*2\r\n:1\r\n+OK\r\n");
+        assert_eq!(
+            waiter.read_reply().unwrap(),
+            b"*2\r\n$1\r\nl\r\n$3\r\nfoo\r\n"
+        );
+        let entries = logged(&mut c);
+        assert_eq!(
+            entries.first().map(|(n, _)| n.as_str()),
+            Some("BLPOP l 0"),
+            "{entries:?}"
+        );
+    }
 }

@@ -181,6 +181,13 @@ pub static TABLE: &[Spec] = &[
     spec!("watch", -2, TXF, 1, -1, 1),
 ];
 
+/// Whether command `name` (a stat name: `container|sub` for a subcommand) is flagged `fast`
+/// (its latency events are `fast-command`).
+pub fn is_fast(name: &str) -> bool {
+    let command = name.split('|').next().unwrap_or(name);
+    lookup(command.as_bytes()).is_some_and(|s| s.flags.contains(&"fast"))
+}
+
 /// The table entry of a command name (any case).
 pub fn lookup(name: &[u8]) -> Option<&'static Spec> {
     // The longest name is `georadiusbymember_ro` (20).
